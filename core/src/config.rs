@@ -1,0 +1,515 @@
+//! Configuration: plain serde data, from a TOML file or a map (bindings pass dicts).
+//!
+//! Every struct refuses unknown fields, so a typo is an error naming the file and the
+//! field rather than a silently ignored setting. Defaults are documented on each field
+//! and in the README's config reference.
+//!
+//! Built-in providers (`openai`, `anthropic`, `gemini`, `deepseek`, `mistral`, `groq`,
+//! `together`, `ollama`) are always available with their public base URLs and the usual
+//! API-key environment variables; a `[providers.NAME]` table overrides any of their
+//! fields or adds a new provider (an OpenAI-compatible host needs only `kind = "openai"`
+//! and `base_url`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::model_id::ModelId;
+
+/// Which wire format a provider speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// OpenAI Chat Completions, and every OpenAI-compatible host.
+    Openai,
+    /// Anthropic Messages.
+    Anthropic,
+    /// Google Gemini `generateContent`.
+    Gemini,
+}
+
+impl ProviderKind {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Openai => "openai",
+            ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Gemini => "gemini",
+        }
+    }
+}
+
+/// A secret string whose `Debug` and `Display` never show the value.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wrap a secret.
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The secret value; call only where it is sent.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// One provider entry. For built-in names every field is optional (it overrides the
+/// built-in); for a new name `kind` and `base_url` are required.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// Wire format: `openai`, `anthropic` or `gemini`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<ProviderKind>,
+    /// Base URL. OpenAI-style: up to and including `/v1` (`https://api.openai.com/v1`);
+    /// Anthropic: the host (`https://api.anthropic.com`); Gemini: up to and including the
+    /// API version (`https://generativelanguage.googleapis.com/v1beta`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// The API key inline. Prefer `api_key_env`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<Secret>,
+    /// Name of the environment variable holding the API key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_env: Option<String>,
+    /// Extra HTTP headers sent with every request (e.g. `OpenAI-Organization`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Anthropic `anthropic-version` header. Default `2023-06-01`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// Per-provider request timeout in milliseconds (overrides `timeouts.request_ms`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_timeout_ms: Option<u64>,
+}
+
+/// Who is calling; stamped on usage records and checked against policies.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    /// Organization id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org: Option<String>,
+    /// Department id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub department: Option<String>,
+    /// Project id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// Group id (optional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Member id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// GateRouter API key id (whose Ed25519 key signs usage records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_id: Option<String>,
+}
+
+/// Timeouts in milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    /// TCP + TLS connect. Default 10 000.
+    pub connect_ms: u64,
+    /// Whole non-streaming request, and a stream's first byte. Default 120 000.
+    pub request_ms: u64,
+    /// Longest silence between two stream events. Default 60 000.
+    pub stream_idle_ms: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts { connect_ms: 10_000, request_ms: 120_000, stream_idle_ms: 60_000 }
+    }
+}
+
+/// Retry policy for 429, 5xx, 529, timeouts and connection failures. 4xx request
+/// errors are never retried.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Retries after the first attempt. Default 2.
+    pub max_retries: u32,
+    /// First backoff. Default 500.
+    pub initial_backoff_ms: u64,
+    /// Backoff ceiling. Default 8 000.
+    pub max_backoff_ms: u64,
+    /// A `retry-after` longer than this is not waited for: the error is returned.
+    /// Default 60 000.
+    pub max_retry_after_ms: u64,
+    /// Total time budget for all attempts of one call. Default 180 000.
+    pub max_total_ms: u64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            max_retries: 2,
+            initial_backoff_ms: 500,
+            max_backoff_ms: 8_000,
+            max_retry_after_ms: 60_000,
+            max_total_ms: 180_000,
+        }
+    }
+}
+
+/// A model the app may use. When `[[models]]` is empty, any model of a configured
+/// provider may be used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelEntry {
+    /// `provider/model`.
+    pub id: String,
+    /// Name sent to the provider when it differs from the model part of `id`
+    /// (a deployment name, a dated snapshot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_model: Option<String>,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Model used for `auto` until routing picks one. Default `openai/gpt-4o-mini`.
+    pub default_model: String,
+    /// Provider entries, merged over the built-ins.
+    pub providers: BTreeMap<String, ProviderConfig>,
+    /// Whether the built-in providers are available. Default true.
+    pub builtin_providers: bool,
+    /// Allowed models (empty: all models of configured providers).
+    pub models: Vec<ModelEntry>,
+    /// The caller's identity.
+    pub identity: Identity,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+    /// Retries.
+    pub retry: RetryConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            default_model: "openai/gpt-4o-mini".to_owned(),
+            providers: BTreeMap::new(),
+            builtin_providers: true,
+            models: Vec::new(),
+            identity: Identity::default(),
+            timeouts: Timeouts::default(),
+            retry: RetryConfig::default(),
+        }
+    }
+}
+
+/// A provider after merging the built-ins with the config: every field resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedProvider {
+    /// Config name (`openai`, `deepseek`, `my-vllm`).
+    pub name: String,
+    /// Wire format.
+    pub kind: ProviderKind,
+    /// Parsed, validated base URL without a trailing slash.
+    pub base_url: String,
+    /// Inline key, if given.
+    pub api_key: Option<Secret>,
+    /// Environment variable for the key, if any.
+    pub api_key_env: Option<String>,
+    /// Extra headers.
+    pub headers: BTreeMap<String, String>,
+    /// Anthropic API version.
+    pub api_version: String,
+    /// Request timeout.
+    pub request_timeout: Duration,
+}
+
+impl ResolvedProvider {
+    /// The API key: inline, else from the environment. `Ok(None)` for providers that
+    /// need none (a local Ollama). A named but unset variable is a config error.
+    pub fn api_key(&self) -> Result<Option<Secret>> {
+        if let Some(k) = &self.api_key {
+            return Ok(Some(k.clone()));
+        }
+        match &self.api_key_env {
+            None => Ok(None),
+            Some(var) => match std::env::var(var) {
+                Ok(v) if !v.trim().is_empty() => Ok(Some(Secret::new(v.trim()))),
+                _ => Err(Error::config(
+                    format!("providers.{}.api_key_env", self.name),
+                    format!("environment variable {var} is not set (provider `{}` needs an API key)", self.name),
+                    format!("export {var}=..., or set api_key_env / api_key in [providers.{}]", self.name),
+                )),
+            },
+        }
+    }
+}
+
+/// The built-in provider table: (name, kind, base URL, key variable).
+const BUILTINS: &[(&str, ProviderKind, &str, Option<&str>)] = &[
+    ("openai", ProviderKind::Openai, "https://api.openai.com/v1", Some("OPENAI_API_KEY")),
+    ("anthropic", ProviderKind::Anthropic, "https://api.anthropic.com", Some("ANTHROPIC_API_KEY")),
+    ("gemini", ProviderKind::Gemini, "https://generativelanguage.googleapis.com/v1beta", Some("GEMINI_API_KEY")),
+    ("deepseek", ProviderKind::Openai, "https://api.deepseek.com", Some("DEEPSEEK_API_KEY")),
+    ("mistral", ProviderKind::Openai, "https://api.mistral.ai/v1", Some("MISTRAL_API_KEY")),
+    ("groq", ProviderKind::Openai, "https://api.groq.com/openai/v1", Some("GROQ_API_KEY")),
+    ("together", ProviderKind::Openai, "https://api.together.xyz/v1", Some("TOGETHER_API_KEY")),
+    ("ollama", ProviderKind::Openai, "http://localhost:11434/v1", None),
+];
+
+/// Default `anthropic-version`.
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+impl Config {
+    /// Parse TOML text. `source` names the file in error messages.
+    pub fn from_toml_str(text: &str, source: &str) -> Result<Self> {
+        let de = toml::Deserializer::parse(text).map_err(|e| toml_error(source, text, &e))?;
+        let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            Error::config(
+                format!("{source}: {}{}", path, line_suffix(text, inner.span())),
+                inner.message().to_owned(),
+                fix_for(inner.message()),
+            )
+        })?;
+        cfg.validate(source)?;
+        Ok(cfg)
+    }
+
+    /// Read and parse a TOML file.
+    pub fn from_toml_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::config(path.display().to_string(), format!("cannot read the config file: {e}"), "check the path and its permissions")
+        })?;
+        Self::from_toml_str(&text, &path.display().to_string())
+    }
+
+    /// Build from a JSON value (what bindings get from a dict / object).
+    pub fn from_json_value(value: serde_json::Value) -> Result<Self> {
+        let cfg: Config = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let msg = e.into_inner().to_string();
+            let fix = fix_for(&msg);
+            Error::config(format!("config: {path}"), msg, fix)
+        })?;
+        cfg.validate("config")?;
+        Ok(cfg)
+    }
+
+    /// Build from JSON text.
+    pub fn from_json_str(text: &str) -> Result<Self> {
+        let v: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| Error::config("config", format!("not valid JSON: {e}"), "pass a JSON object"))?;
+        Self::from_json_value(v)
+    }
+
+    /// Check cross-field rules; errors name `source` and the field.
+    pub fn validate(&self, source: &str) -> Result<()> {
+        let providers = self.resolved_providers(source)?;
+        let check_model = |field: String, id: &str| -> Result<()> {
+            let mid = ModelId::parse(id).map_err(|e| Error::config(format!("{source}: {field}"), e.to_string(), "write `provider/model`"))?;
+            if !providers.contains_key(&mid.provider) {
+                return Err(Error::config(
+                    format!("{source}: {field}"),
+                    format!("unknown provider `{}` in `{id}`", mid.provider),
+                    format!("use one of: {}, or add [providers.{}]", providers.keys().cloned().collect::<Vec<_>>().join(", "), mid.provider),
+                ));
+            }
+            Ok(())
+        };
+        check_model("default_model".into(), &self.default_model)?;
+        for (i, m) in self.models.iter().enumerate() {
+            check_model(format!("models[{i}].id"), &m.id)?;
+        }
+        let t = &self.timeouts;
+        for (name, v) in [("connect_ms", t.connect_ms), ("request_ms", t.request_ms), ("stream_idle_ms", t.stream_idle_ms)] {
+            if v == 0 {
+                return Err(Error::config(format!("{source}: timeouts.{name}"), "a timeout of 0 ms never lets a call succeed", "give a positive number of milliseconds"));
+            }
+        }
+        if self.retry.initial_backoff_ms > self.retry.max_backoff_ms {
+            return Err(Error::config(
+                format!("{source}: retry.initial_backoff_ms"),
+                "initial_backoff_ms is larger than max_backoff_ms",
+                "make initial_backoff_ms <= max_backoff_ms",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The built-ins merged with `[providers]`, validated.
+    pub fn resolved_providers(&self, source: &str) -> Result<BTreeMap<String, ResolvedProvider>> {
+        let mut out = BTreeMap::new();
+        let builtins = if self.builtin_providers { BUILTINS } else { &[] };
+        let names = builtins.iter().map(|b| b.0.to_owned()).chain(self.providers.keys().cloned());
+        for name in names {
+            if out.contains_key(&name) {
+                continue;
+            }
+            let builtin = builtins.iter().find(|b| b.0 == name);
+            let user = self.providers.get(&name).cloned().unwrap_or_default();
+            let field = |f: &str| format!("{source}: providers.{name}.{f}");
+            let kind = user.kind.or(builtin.map(|b| b.1)).ok_or_else(|| {
+                Error::config(field("kind"), "missing `kind`", "set kind = \"openai\" (OpenAI-compatible hosts), \"anthropic\" or \"gemini\"")
+            })?;
+            let base = user.base_url.clone().or(builtin.map(|b| b.2.to_owned())).ok_or_else(|| {
+                Error::config(field("base_url"), "missing `base_url`", "set base_url, e.g. \"http://localhost:8000/v1\" for a vLLM server")
+            })?;
+            let base_url = validate_base_url(&base).map_err(|why| Error::config(field("base_url"), format!("`{base}` {why}"), "write an absolute http:// or https:// URL without query or fragment"))?;
+            if name.is_empty() || name.contains('/') || name.contains(char::is_whitespace) {
+                return Err(Error::config(format!("{source}: providers.{name}"), "provider names may not be empty or contain `/` or spaces", "rename the table"));
+            }
+            out.insert(
+                name.clone(),
+                ResolvedProvider {
+                    name: name.clone(),
+                    kind,
+                    base_url,
+                    api_key: user.api_key.clone(),
+                    api_key_env: user.api_key_env.clone().or(builtin.and_then(|b| b.3.map(str::to_owned))),
+                    headers: user.headers.clone(),
+                    api_version: user.api_version.clone().unwrap_or_else(|| ANTHROPIC_VERSION.to_owned()),
+                    request_timeout: Duration::from_millis(user.request_timeout_ms.unwrap_or(self.timeouts.request_ms)),
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// A config pointing the three reference providers (and `deepseek`, an
+    /// OpenAI-compatible host) at a provider emulator on `base` (e.g.
+    /// `http://127.0.0.1:8080`), with an inline test key. Used by the demo and tests.
+    pub fn for_emulator(base: &str) -> Self {
+        let mut cfg = Config::default();
+        for (name, kind, path) in [
+            ("openai", ProviderKind::Openai, "/openai/v1"),
+            ("anthropic", ProviderKind::Anthropic, "/anthropic"),
+            ("gemini", ProviderKind::Gemini, "/gemini/v1beta"),
+            ("deepseek", ProviderKind::Openai, "/deepseek/v1"),
+        ] {
+            cfg.providers.insert(
+                name.to_owned(),
+                ProviderConfig {
+                    kind: Some(kind),
+                    base_url: Some(format!("{}{path}", base.trim_end_matches('/'))),
+                    api_key: Some(Secret::new("emulator-key")),
+                    ..ProviderConfig::default()
+                },
+            );
+        }
+        cfg
+    }
+}
+
+fn validate_base_url(s: &str) -> std::result::Result<String, &'static str> {
+    let u = url::Url::parse(s).map_err(|_| "is not a valid URL")?;
+    if u.scheme() != "http" && u.scheme() != "https" {
+        return Err("must use http or https");
+    }
+    if u.host_str().is_none_or(str::is_empty) {
+        return Err("has no host");
+    }
+    if u.query().is_some() || u.fragment().is_some() {
+        return Err("must not have a query or fragment");
+    }
+    Ok(s.trim_end_matches('/').to_owned())
+}
+
+fn toml_error(source: &str, text: &str, e: &toml::de::Error) -> Error {
+    Error::config(format!("{source}{}", line_suffix(text, e.span())), e.message().to_owned(), "fix the TOML syntax at that line")
+}
+
+fn line_suffix(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    span.map(|r| {
+        let line = text[..r.start.min(text.len())].matches('\n').count() + 1;
+        format!(" (line {line})")
+    })
+    .unwrap_or_default()
+}
+
+fn fix_for(message: &str) -> String {
+    if message.contains("unknown field") {
+        "remove the field or correct its spelling (the message lists the accepted names)".to_owned()
+    } else if message.contains("missing field") {
+        "add the missing field".to_owned()
+    } else if message.contains("unknown variant") {
+        "use one of the accepted values listed".to_owned()
+    } else {
+        "give the field a value of the expected type".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_has_builtins() {
+        let cfg = Config::from_toml_str("", "t.toml").unwrap();
+        let p = cfg.resolved_providers("t.toml").unwrap();
+        assert_eq!(p["anthropic"].kind, ProviderKind::Anthropic);
+        assert_eq!(p["deepseek"].base_url, "https://api.deepseek.com");
+    }
+
+    #[test]
+    fn typo_names_file_field_and_line() {
+        let e = Config::from_toml_str("[providers.openai]\nbse_url = \"http://x\"\n", "gr.toml").unwrap_err();
+        let s = e.to_string();
+        assert!(s.contains("gr.toml"), "{s}");
+        assert!(s.contains("providers.openai"), "{s}");
+        assert!(s.contains("bse_url"), "{s}");
+        assert!(s.contains("line 2"), "{s}");
+    }
+
+    #[test]
+    fn malformed_base_url_is_named() {
+        let e = Config::from_toml_str("[providers.vllm]\nkind = \"openai\"\nbase_url = \"localhost:8000\"\n", "gr.toml").unwrap_err();
+        assert!(e.to_string().contains("providers.vllm.base_url"), "{e}");
+    }
+
+    #[test]
+    fn new_provider_needs_kind() {
+        let e = Config::from_toml_str("[providers.vllm]\nbase_url = \"http://h:1/v1\"\n", "gr.toml").unwrap_err();
+        assert!(e.to_string().contains("providers.vllm.kind"), "{e}");
+    }
+
+    #[test]
+    fn unknown_provider_in_default_model() {
+        let e = Config::from_toml_str("default_model = \"nope/x\"\n", "gr.toml").unwrap_err();
+        assert!(e.to_string().contains("default_model") && e.to_string().contains("nope"), "{e}");
+    }
+
+    #[test]
+    fn missing_key_variable_is_a_config_error() {
+        let cfg = Config::from_toml_str("[providers.openai]\napi_key_env = \"GATEROUTER_TEST_SURELY_UNSET\"\n", "t").unwrap();
+        let p = &cfg.resolved_providers("t").unwrap()["openai"];
+        let e = p.api_key().unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Config);
+        assert!(e.to_string().contains("GATEROUTER_TEST_SURELY_UNSET"), "{e}");
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = Secret::new("sk-very-secret");
+        assert!(!format!("{s:?}").contains("very"));
+    }
+
+    #[test]
+    fn json_config_names_the_field() {
+        let e = Config::from_json_value(serde_json::json!({"timeouts": {"request_ms": "fast"}})).unwrap_err();
+        assert!(e.to_string().contains("timeouts.request_ms"), "{e}");
+    }
+}

@@ -1,0 +1,296 @@
+//! Errors: a rich internal [`Error`] and the small, stable public [`ErrorKind`].
+//!
+//! Bindings map [`ErrorKind`] once per language (a Python exception class, a JS
+//! `err.code`, a uniffi error variant); the variants of [`Error`] may grow freely.
+
+use std::time::Duration;
+
+/// Result alias used across the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The stable public error kinds. New kinds may be added (hence `non_exhaustive`),
+/// existing ones keep their meaning and their [`ErrorKind::code`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// Bad configuration: a file, field or environment variable must be fixed.
+    Config,
+    /// The provider refused the credentials (401/403 on a key).
+    Auth,
+    /// The provider asked us to slow down (429); see [`Error::retry_after`].
+    RateLimited,
+    /// The provider is down, overloaded (5xx, 529) or unreachable.
+    ProviderUnavailable,
+    /// The request itself is wrong (4xx other than the above); never retried.
+    InvalidRequest,
+    /// The prompt plus `max_tokens` exceed the model's context window.
+    ContextLengthExceeded,
+    /// No answer within the configured timeout.
+    Timeout,
+    /// A stream ended before the provider said it was complete.
+    StreamInterrupted,
+    /// The provider answered, but the answer cannot be used (malformed JSON, an HTML
+    /// page with a success status, tool-call arguments that are not JSON).
+    InvalidResponse,
+    /// A budget or quota would be exceeded.
+    Budget,
+    /// The caller may not use this model, provider or tier.
+    Permission,
+}
+
+impl ErrorKind {
+    /// Stable SCREAMING_SNAKE code, used as JS `err.code` and in usage records.
+    pub fn code(self) -> &'static str {
+        match self {
+            ErrorKind::Config => "CONFIG",
+            ErrorKind::Auth => "AUTH",
+            ErrorKind::RateLimited => "RATE_LIMITED",
+            ErrorKind::ProviderUnavailable => "PROVIDER_UNAVAILABLE",
+            ErrorKind::InvalidRequest => "INVALID_REQUEST",
+            ErrorKind::ContextLengthExceeded => "CONTEXT_LENGTH_EXCEEDED",
+            ErrorKind::Timeout => "TIMEOUT",
+            ErrorKind::StreamInterrupted => "STREAM_INTERRUPTED",
+            ErrorKind::InvalidResponse => "INVALID_RESPONSE",
+            ErrorKind::Budget => "BUDGET_EXCEEDED",
+            ErrorKind::Permission => "PERMISSION_DENIED",
+        }
+    }
+
+    /// Whether a retry of the same request may succeed.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, ErrorKind::RateLimited | ErrorKind::ProviderUnavailable | ErrorKind::Timeout)
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// Everything that can go wrong, with the detail needed to act on it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Configuration is wrong. `location` names the file and field, `fix` says what to do.
+    #[error("config error at {location}: {message}. Fix: {fix}")]
+    Config {
+        /// File and field, e.g. `gaterouter.toml: providers.openai.base_url`.
+        location: String,
+        /// What is wrong.
+        message: String,
+        /// What to do about it.
+        fix: String,
+    },
+
+    /// The provider refused the request as invalid (a 4xx other than auth/rate limit).
+    #[error("{provider} rejected the request (HTTP {status}): {message}")]
+    Rejected {
+        /// Which provider refused it.
+        provider: String,
+        /// HTTP status.
+        status: u16,
+        /// The provider's message.
+        message: String,
+    },
+
+    /// The request is invalid (our own validation); `field` names the field.
+    #[error("invalid request: {message}")]
+    InvalidRequest {
+        /// The offending field path, e.g. `messages[2].tool_call_id`.
+        field: Option<String>,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+
+    /// Credentials refused.
+    #[error("{provider} refused the credentials (HTTP {status}): {message}")]
+    Auth {
+        /// Provider name.
+        provider: String,
+        /// HTTP status.
+        status: u16,
+        /// Provider's message.
+        message: String,
+    },
+
+    /// Rate limited.
+    #[error("{provider} rate limited the request{}: {message}", retry_suffix(.retry_after))]
+    RateLimited {
+        /// Provider name.
+        provider: String,
+        /// How long the provider asked us to wait.
+        retry_after: Option<Duration>,
+        /// Provider's message.
+        message: String,
+    },
+
+    /// Provider down, overloaded or unreachable.
+    #[error("{provider} is unavailable{}: {message}", status_suffix(.status))]
+    ProviderUnavailable {
+        /// Provider name.
+        provider: String,
+        /// HTTP status, if the provider answered.
+        status: Option<u16>,
+        /// Provider's message or the transport error.
+        message: String,
+    },
+
+    /// Context window exceeded.
+    #[error("{provider}: the request does not fit the model's context window: {message}")]
+    ContextLengthExceeded {
+        /// Provider name.
+        provider: String,
+        /// Provider's message.
+        message: String,
+    },
+
+    /// Timed out.
+    #[error("{provider} did not answer within {}ms ({what})", .after.as_millis())]
+    Timeout {
+        /// Provider name.
+        provider: String,
+        /// The timeout that fired.
+        after: Duration,
+        /// Which timeout (`request`, `connect`, `stream idle`).
+        what: &'static str,
+    },
+
+    /// Stream cut off.
+    #[error("{provider} stream ended early: {message}")]
+    StreamInterrupted {
+        /// Provider name.
+        provider: String,
+        /// What was missing.
+        message: String,
+    },
+
+    /// Unusable answer.
+    #[error("{provider} sent an unusable response{}: {message}", status_suffix(.status))]
+    InvalidResponse {
+        /// Provider name.
+        provider: String,
+        /// HTTP status.
+        status: Option<u16>,
+        /// What is wrong with it.
+        message: String,
+    },
+
+    /// Budget or quota exceeded.
+    #[error("budget exceeded: {message}")]
+    Budget {
+        /// Which budget, its period, what is left and when it resets.
+        message: String,
+    },
+
+    /// Not permitted.
+    #[error("permission denied: {message}")]
+    Permission {
+        /// Which rule, set at which level.
+        message: String,
+    },
+}
+
+fn status_suffix(s: &Option<u16>) -> String {
+    s.map(|s| format!(" (HTTP {s})")).unwrap_or_default()
+}
+
+fn retry_suffix(d: &Option<Duration>) -> String {
+    d.map(|d| format!(" (retry after {}ms)", d.as_millis())).unwrap_or_default()
+}
+
+impl Error {
+    /// The stable public kind.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Config { .. } => ErrorKind::Config,
+            Error::InvalidRequest { .. } | Error::Rejected { .. } => ErrorKind::InvalidRequest,
+            Error::Auth { .. } => ErrorKind::Auth,
+            Error::RateLimited { .. } => ErrorKind::RateLimited,
+            Error::ProviderUnavailable { .. } => ErrorKind::ProviderUnavailable,
+            Error::ContextLengthExceeded { .. } => ErrorKind::ContextLengthExceeded,
+            Error::Timeout { .. } => ErrorKind::Timeout,
+            Error::StreamInterrupted { .. } => ErrorKind::StreamInterrupted,
+            Error::InvalidResponse { .. } => ErrorKind::InvalidResponse,
+            Error::Budget { .. } => ErrorKind::Budget,
+            Error::Permission { .. } => ErrorKind::Permission,
+        }
+    }
+
+    /// How long to wait before retrying, when the provider said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::RateLimited { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// The provider this error came from, if any.
+    pub fn provider(&self) -> Option<&str> {
+        match self {
+            Error::Auth { provider, .. }
+            | Error::RateLimited { provider, .. }
+            | Error::ProviderUnavailable { provider, .. }
+            | Error::ContextLengthExceeded { provider, .. }
+            | Error::Timeout { provider, .. }
+            | Error::StreamInterrupted { provider, .. }
+            | Error::InvalidResponse { provider, .. }
+            | Error::Rejected { provider, .. } => Some(provider),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status the provider answered with, if any.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::Auth { status, .. } | Error::Rejected { status, .. } => Some(*status),
+            Error::ProviderUnavailable { status, .. } | Error::InvalidResponse { status, .. } => *status,
+            Error::RateLimited { .. } => Some(429),
+            _ => None,
+        }
+    }
+
+    /// The provider's own message (or ours when the error is local).
+    pub fn provider_message(&self) -> Option<&str> {
+        match self {
+            Error::Auth { message, .. }
+            | Error::RateLimited { message, .. }
+            | Error::ProviderUnavailable { message, .. }
+            | Error::ContextLengthExceeded { message, .. }
+            | Error::StreamInterrupted { message, .. }
+            | Error::InvalidResponse { message, .. }
+            | Error::Rejected { message, .. } => Some(message),
+            _ => None,
+        }
+    }
+
+    /// Whether retrying the same request may succeed.
+    pub fn is_retryable(&self) -> bool {
+        self.kind().is_retryable()
+    }
+
+    /// A config error (helper for the many call sites that build one).
+    pub fn config(location: impl Into<String>, message: impl Into<String>, fix: impl Into<String>) -> Self {
+        Error::Config { location: location.into(), message: message.into(), fix: fix.into() }
+    }
+
+    /// An unusable-response error.
+    pub fn invalid_response(provider: &str, status: Option<u16>, message: impl Into<String>) -> Self {
+        Error::InvalidResponse { provider: provider.to_owned(), status, message: message.into() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_stable() {
+        assert_eq!(ErrorKind::RateLimited.code(), "RATE_LIMITED");
+        assert_eq!(ErrorKind::Budget.code(), "BUDGET_EXCEEDED");
+        let e = Error::RateLimited { provider: "openai".into(), retry_after: Some(Duration::from_secs(2)), message: "slow".into() };
+        assert_eq!(e.kind(), ErrorKind::RateLimited);
+        assert!(e.is_retryable());
+        assert!(e.to_string().contains("retry after 2000ms"), "{e}");
+    }
+}

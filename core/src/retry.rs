@@ -1,0 +1,107 @@
+//! Bounded retries with jittered exponential backoff, honouring `retry-after`.
+//!
+//! Only errors whose kind is retryable (rate limits, unavailable providers, timeouts)
+//! are retried; a 4xx request error never is. A `retry-after` longer than the
+//! configured ceiling, or a wait that would break the total time budget, ends the
+//! retries and returns the error as is.
+
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+
+use crate::config::RetryConfig;
+use crate::error::Error;
+
+/// What to do after a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Sleep this long, then try again.
+    RetryAfter(Duration),
+    /// Give up and return the error.
+    GiveUp,
+}
+
+/// Retry state for one logical call.
+#[derive(Debug)]
+pub struct Backoff {
+    cfg: RetryConfig,
+    started: Instant,
+    retries: u32,
+}
+
+impl Backoff {
+    /// Start counting now.
+    pub fn new(cfg: &RetryConfig) -> Self {
+        Backoff { cfg: cfg.clone(), started: Instant::now(), retries: 0 }
+    }
+
+    /// Retries taken so far.
+    pub fn retries(&self) -> u32 {
+        self.retries
+    }
+
+    /// Decide after `err`. Records the retry when the answer is to retry.
+    pub fn next(&mut self, err: &Error) -> Decision {
+        if !err.is_retryable() || self.retries >= self.cfg.max_retries {
+            return Decision::GiveUp;
+        }
+        let wait = match err.retry_after() {
+            Some(ra) if ra > Duration::from_millis(self.cfg.max_retry_after_ms) => return Decision::GiveUp,
+            Some(ra) => ra,
+            None => self.jittered(),
+        };
+        if self.started.elapsed() + wait > Duration::from_millis(self.cfg.max_total_ms) {
+            return Decision::GiveUp;
+        }
+        self.retries += 1;
+        Decision::RetryAfter(wait)
+    }
+
+    /// "Full jitter" (AWS architecture blog): uniform in [0, min(cap, base * 2^n)],
+    /// floored at a quarter of the step so retries never hammer at 0 ms.
+    fn jittered(&self) -> Duration {
+        let exp = self.cfg.initial_backoff_ms.saturating_mul(1u64 << self.retries.min(20));
+        let step = exp.min(self.cfg.max_backoff_ms).max(1);
+        let ms = rand::rng().random_range(step / 4..=step);
+        Duration::from_millis(ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unavailable() -> Error {
+        Error::ProviderUnavailable { provider: "p".into(), status: Some(500), message: "boom".into() }
+    }
+
+    #[test]
+    fn bounded_and_growing() {
+        let cfg = RetryConfig { max_retries: 3, initial_backoff_ms: 100, max_backoff_ms: 250, ..RetryConfig::default() };
+        let mut b = Backoff::new(&cfg);
+        for n in 0..3 {
+            match b.next(&unavailable()) {
+                Decision::RetryAfter(d) => {
+                    let cap = (100u64 << n).min(250);
+                    assert!(d <= Duration::from_millis(cap) && d >= Duration::from_millis(cap / 4), "{d:?}");
+                }
+                Decision::GiveUp => panic!("gave up early"),
+            }
+        }
+        assert_eq!(b.next(&unavailable()), Decision::GiveUp);
+    }
+
+    #[test]
+    fn honours_retry_after_and_its_ceiling() {
+        let cfg = RetryConfig { max_retry_after_ms: 5_000, ..RetryConfig::default() };
+        let rl = |s| Error::RateLimited { provider: "p".into(), retry_after: Some(Duration::from_secs(s)), message: String::new() };
+        assert_eq!(Backoff::new(&cfg).next(&rl(2)), Decision::RetryAfter(Duration::from_secs(2)));
+        assert_eq!(Backoff::new(&cfg).next(&rl(10)), Decision::GiveUp);
+    }
+
+    #[test]
+    fn never_retries_request_errors() {
+        let e = Error::Rejected { provider: "p".into(), status: 400, message: "bad".into() };
+        assert_eq!(Backoff::new(&RetryConfig::default()).next(&e), Decision::GiveUp);
+    }
+}

@@ -1,0 +1,1 @@
+//! Provider emulator (being written).
