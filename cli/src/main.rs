@@ -1,1 +1,66 @@
-fn main() {}
+//! `gaterouter`: the command line over the GateRouter core.
+//!
+//! Every subcommand is a thin layer over the `gaterouter` crate; none holds logic of its
+//! own beyond argument parsing and printing.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use gaterouter::{Config, Error};
+
+mod commands;
+
+#[derive(Debug, Parser)]
+#[command(name = "gaterouter", version, about = "One API over OpenAI, Anthropic, Gemini and OpenAI-compatible models")]
+struct Cli {
+    /// Config file (TOML). Default: ./gaterouter.toml when it exists, else built-in defaults.
+    #[arg(long, global = true, env = "GATEROUTER_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Send one prompt and print the answer.
+    Chat(commands::chat::ChatArgs),
+    /// List the configured providers and models.
+    Models,
+    /// Run a short demo across providers (emulated locally unless API keys are set).
+    Demo(commands::demo::DemoArgs),
+}
+
+/// Load the config named on the command line, or ./gaterouter.toml, or the defaults.
+pub(crate) fn load_config(path: Option<&PathBuf>) -> Result<Config, Error> {
+    match path {
+        Some(p) => Config::from_toml_file(p),
+        None if std::path::Path::new("gaterouter.toml").exists() => Config::from_toml_file("gaterouter.toml"),
+        None => Ok(Config::default()),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        match cli.command {
+            Command::Chat(args) => commands::chat::run(load_config(cli.config.as_ref())?, args).await,
+            Command::Models => commands::models::run(load_config(cli.config.as_ref())?),
+            Command::Demo(args) => commands::demo::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error [{}]: {e}", e.kind());
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! `gaterouter chat -m MODEL [--stream] PROMPT`
+
+use std::io::{Read, Write};
+
+use clap::Args;
+use futures_util::StreamExt;
+use gaterouter::{ChatRequest, Client, Config, Error, Message};
+
+/// Arguments of `chat`.
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    /// `provider/model` or `auto`.
+    #[arg(short, long, default_value = "auto")]
+    pub model: String,
+    /// Stream the answer as it is generated.
+    #[arg(long)]
+    pub stream: bool,
+    /// A system prompt.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Upper bound on generated tokens.
+    #[arg(long)]
+    pub max_tokens: Option<u32>,
+    /// Print the whole response as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The prompt; `-` reads standard input.
+    pub prompt: String,
+}
+
+/// Run `chat`.
+pub async fn run(config: Config, args: ChatArgs) -> Result<(), Error> {
+    let client = Client::new(config)?;
+    let prompt = if args.prompt == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| Error::InvalidRequest { field: Some("prompt".into()), message: format!("cannot read standard input: {e}") })?;
+        s
+    } else {
+        args.prompt
+    };
+    let mut messages = Vec::new();
+    if let Some(s) = args.system {
+        messages.push(Message::system(s));
+    }
+    messages.push(Message::user(prompt));
+    let mut req = ChatRequest::new(args.model, messages);
+    req.max_tokens = args.max_tokens;
+    if args.stream {
+        let mut stream = client.chat_stream(req).await?;
+        let mut out = std::io::stdout().lock();
+        let mut usage = None;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            if args.json {
+                let _ = writeln!(out, "{}", serde_json::to_string(&chunk).unwrap_or_default());
+            } else if let Some(t) = chunk.text() {
+                let _ = write!(out, "{t}");
+                let _ = out.flush();
+            }
+            if chunk.usage.is_some() {
+                usage = chunk.usage;
+            }
+        }
+        if !args.json {
+            let _ = writeln!(out);
+            if let Some(u) = usage {
+                let _ = writeln!(out, "-- {} prompt + {} completion tokens", u.prompt_tokens, u.completion_tokens);
+            }
+        }
+    } else {
+        let resp = client.chat(req).await?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&resp).unwrap_or_default());
+        } else {
+            println!("{}", resp.text());
+            for tc in resp.tool_calls() {
+                println!("[tool call {}: {}({})]", tc.id, tc.function.name, tc.function.arguments);
+            }
+            let u = resp.usage;
+            println!("-- {} | {} prompt + {} completion tokens", resp.model, u.prompt_tokens, u.completion_tokens);
+        }
+    }
+    Ok(())
+}
