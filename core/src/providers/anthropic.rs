@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use http::HeaderMap;
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 
 use super::{Adapter, HttpCall, StreamDecoder, Target};
 use crate::error::{Error, Result};
@@ -193,7 +193,9 @@ fn system_prompt(req: &ChatRequest) -> Result<Option<String>> {
             if parts.iter().any(|p| matches!(p, ContentPart::ImageUrl { .. })) {
                 return Err(invalid(
                     format!("messages[{i}].content"),
-                    format!("messages[{i}] (system) contains an image: Anthropic's system prompt is text only; move the image to a user message"),
+                    format!(
+                        "messages[{i}] (system) contains an image: Anthropic's system prompt is text only; move the image to a user message"
+                    ),
                 ));
             }
         }
@@ -253,7 +255,7 @@ fn convert_messages(messages: &[Message]) -> Result<Vec<Value>> {
             return Err(invalid(
                 "messages",
                 "messages holds only system messages: Anthropic needs at least one user message",
-            ))
+            ));
         }
         Some(t) if t.role == "assistant" => {
             return Err(invalid(
@@ -262,7 +264,7 @@ fn convert_messages(messages: &[Message]) -> Result<Vec<Value>> {
                     "messages[{}] is the first non-system message and has role `assistant`: Anthropic conversations must start with a user message; insert one before it",
                     t.first
                 ),
-            ))
+            ));
         }
         Some(_) => {}
     }
@@ -290,20 +292,16 @@ fn content_blocks(content: Option<&Content>, i: usize) -> Result<Vec<Value>> {
     let mut out = Vec::new();
     match content {
         None => {}
-        Some(Content::Text(t)) => {
-            if !t.is_empty() {
-                out.push(json!({"type": "text", "text": t}));
-            }
-        }
+        Some(Content::Text(t)) if t.is_empty() => {}
+        Some(Content::Text(t)) => out.push(json!({"type": "text", "text": t})),
         Some(Content::Parts(parts)) => {
             for (k, p) in parts.iter().enumerate() {
                 match p {
                     ContentPart::Text { text } if text.is_empty() => {}
                     ContentPart::Text { text } => out.push(json!({"type": "text", "text": text})),
-                    ContentPart::ImageUrl { image_url } => out.push(image_block(
-                        &image_url.url,
-                        &format!("messages[{i}].content[{k}].image_url.url"),
-                    )?),
+                    ContentPart::ImageUrl { image_url } => {
+                        out.push(image_block(&image_url.url, &format!("messages[{i}].content[{k}].image_url.url"))?)
+                    }
                 }
             }
         }
@@ -321,7 +319,9 @@ fn image_block(url: &str, field: &str) -> Result<Value> {
         let Some((media_type, data)) = parsed else {
             return Err(invalid(
                 field,
-                format!("{field} is a data URL but not `data:<media type>;base64,<data>`: Anthropic takes base64 images only"),
+                format!(
+                    "{field} is a data URL but not `data:<media type>;base64,<data>`: Anthropic takes base64 images only"
+                ),
             ));
         };
         return Ok(json!({"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}));
@@ -368,7 +368,10 @@ fn assistant_blocks(m: &Message, i: usize) -> Result<Vec<Value>> {
         if !input.is_object() {
             return Err(invalid(
                 &field,
-                format!("{field} (tool `{}`) must encode a JSON object: Anthropic's tool_use input is an object", tc.function.name),
+                format!(
+                    "{field} (tool `{}`) must encode a JSON object: Anthropic's tool_use input is an object",
+                    tc.function.name
+                ),
             ));
         }
         out.push(json!({"type": "tool_use", "id": tc.id, "name": tc.function.name, "input": input}));
@@ -450,15 +453,27 @@ pub fn map_stop_reason(stop_reason: Option<&str>) -> FinishReason {
 fn parse_message(body: &[u8], target: &Target) -> Result<ChatResponse> {
     let provider = target.provider_name();
     let value: Value = serde_json::from_slice(body).map_err(|e| {
-        Error::invalid_response(provider, None, format!("the body is not JSON ({e}); it starts with {}", super::body_excerpt(body)))
+        Error::invalid_response(
+            provider,
+            None,
+            format!("the body is not JSON ({e}); it starts with {}", super::body_excerpt(body)),
+        )
     })?;
     if value.get("type").and_then(Value::as_str) == Some("error") {
         let msg = value.pointer("/error/message").and_then(Value::as_str).unwrap_or("no message");
         let kind = value.pointer("/error/type").and_then(Value::as_str).unwrap_or("unknown");
-        return Err(Error::invalid_response(provider, None, format!("a success status carried an error body: {msg} ({kind})")));
+        return Err(Error::invalid_response(
+            provider,
+            None,
+            format!("a success status carried an error body: {msg} ({kind})"),
+        ));
     }
     let msg: WireMessage = serde_path_to_error::deserialize(&value).map_err(|e| {
-        Error::invalid_response(provider, None, format!("not an Anthropic message: field `{}`: {}", e.path(), e.inner()))
+        Error::invalid_response(
+            provider,
+            None,
+            format!("not an Anthropic message: field `{}`: {}", e.path(), e.inner()),
+        )
     })?;
     if let Some(kind) = msg.kind.as_deref().filter(|k| *k != "message") {
         return Err(Error::invalid_response(provider, None, format!("expected `type: \"message\"`, got `{kind}`")));
@@ -610,7 +625,8 @@ impl AnthropicStreamDecoder {
     /// Take the usage fields an event carries; absent or null ones keep their value.
     fn merge_usage(&mut self, u: Option<&Value>) -> Result<()> {
         let Some(u) = u.filter(|u| !u.is_null()) else { return Ok(()) };
-        let w: WireUsage = serde_json::from_value(u.clone()).map_err(|e| self.bad(format!("bad `usage` object: {e}")))?;
+        let w: WireUsage =
+            serde_json::from_value(u.clone()).map_err(|e| self.bad(format!("bad `usage` object: {e}")))?;
         let cur = &mut self.usage;
         cur.input_tokens = w.input_tokens.or(cur.input_tokens);
         cur.output_tokens = w.output_tokens.or(cur.output_tokens);
@@ -620,7 +636,9 @@ impl AnthropicStreamDecoder {
     }
 
     fn block_index(&self, v: &Value, event: &str) -> Result<u64> {
-        v.get("index").and_then(Value::as_u64).ok_or_else(|| self.bad(format!("`{event}` event without a numeric `index`")))
+        v.get("index")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| self.bad(format!("`{event}` event without a numeric `index`")))
     }
 
     fn on_block_start(&mut self, v: &Value) -> Result<Vec<ChatChunk>> {
@@ -679,18 +697,18 @@ impl AnthropicStreamDecoder {
                 out.push(self.chunk(Delta { reasoning_content: Some(t.to_owned()), ..Delta::default() }, None));
             }
             Some("input_json_delta") => {
-                let part = field("partial_json").ok_or_else(|| self.bad("`input_json_delta` without `partial_json`"))?;
-                let ordinal = match self.blocks.get_mut(&index) {
-                    Some(Block::Tool { ordinal, args_len, .. }) => {
-                        *args_len += part.len();
-                        *ordinal
-                    }
-                    _ => {
-                        return Err(self.bad(format!(
+                let part =
+                    field("partial_json").ok_or_else(|| self.bad("`input_json_delta` without `partial_json`"))?;
+                let ordinal =
+                    match self.blocks.get_mut(&index) {
+                        Some(Block::Tool { ordinal, args_len, .. }) => {
+                            *args_len += part.len();
+                            *ordinal
+                        }
+                        _ => return Err(self.bad(format!(
                             "`input_json_delta` for content block {index}, which was not started as a tool_use block"
-                        )))
-                    }
-                };
+                        ))),
+                    };
                 if !part.is_empty() {
                     out.push(self.tool_delta(ToolCallDelta {
                         index: ordinal,
@@ -748,7 +766,8 @@ impl StreamDecoder for AnthropicStreamDecoder {
             self.bad(format!("`{}` event data is not JSON ({e}): {shown}", event.event))
         })?;
         // Without an `event:` line, the JSON's own `type` names the event.
-        let name = if event.event.is_empty() { v.get("type").and_then(Value::as_str).unwrap_or("") } else { &event.event };
+        let name =
+            if event.event.is_empty() { v.get("type").and_then(Value::as_str).unwrap_or("") } else { &event.event };
         if self.saw_stop && name != "error" {
             return Ok(Vec::new());
         }
@@ -796,7 +815,9 @@ impl StreamDecoder for AnthropicStreamDecoder {
         }
         if !self.saw_stop {
             let missing = match (self.saw_start, self.finish_sent) {
-                (false, _) => "no `message_start` event arrived (the body was empty or not an Anthropic stream)".to_owned(),
+                (false, _) => {
+                    "no `message_start` event arrived (the body was empty or not an Anthropic stream)".to_owned()
+                }
                 (true, false) => format!(
                     "the body ended after {} content block(s) without `message_delta` (stop_reason) or `message_stop`",
                     self.blocks.len()
@@ -823,11 +844,11 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::ErrorKind;
     use crate::config::{ProviderKind, ResolvedProvider, Secret};
     use crate::sse::SseParser;
     use crate::stream::StreamAccumulator;
     use crate::types::Tool;
-    use crate::ErrorKind;
 
     const RICH_INPUT: &str = include_str!("../../tests/fixtures/anthropic/rich_request.input.json");
     const RICH_EXPECTED: &str = include_str!("../../tests/fixtures/anthropic/rich_request.expected.json");
@@ -903,7 +924,8 @@ mod tests {
         );
         assert!(!call.headers.iter().any(|(k, _)| k == "x-api-key"));
         // A configured header replaces ours, never duplicates it.
-        let versions: Vec<_> = call.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case("anthropic-version")).collect();
+        let versions: Vec<_> =
+            call.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case("anthropic-version")).collect();
         assert_eq!(versions.len(), 1);
         assert_eq!(versions[0].1, "2026-10-21");
     }
@@ -924,7 +946,7 @@ mod tests {
         }
         let mut req = user_req(vec![Message::user("hi")]);
         req.tool_choice = Some(ToolChoice::Required);
-        assert_eq!(field_of(&build(&req).unwrap_err()), Some("tool_choice"));
+        assert_eq!(field_of(&build(&req).expect_err("must fail")), Some("tool_choice"));
         req.tool_choice = Some(ToolChoice::None);
         assert!(build(&req).expect("builds").get("tool_choice").is_none());
     }
@@ -942,14 +964,17 @@ mod tests {
             Message::assistant_tool_calls(vec![good.clone(), bad.clone()]),
             Message::tool("toolu_1", "x"),
         ]);
-        let e = build(&req).unwrap_err();
+        let e = build(&req).expect_err("must fail");
         assert_eq!(e.kind(), ErrorKind::InvalidRequest);
         assert_eq!(field_of(&e), Some("messages[1].tool_calls[1].function.arguments"));
         assert!(e.to_string().contains("not valid JSON"), "{e}");
         // A JSON array is valid JSON but not a tool_use input.
         let arr = ToolCall { function: FunctionCall { name: "f".into(), arguments: "[1]".into() }, ..bad };
         let req = user_req(vec![Message::user("hi"), Message::assistant_tool_calls(vec![arr])]);
-        assert_eq!(field_of(&build(&req).unwrap_err()), Some("messages[1].tool_calls[0].function.arguments"));
+        assert_eq!(
+            field_of(&build(&req).expect_err("must fail")),
+            Some("messages[1].tool_calls[0].function.arguments")
+        );
         // Empty arguments mean "no arguments".
         let empty = ToolCall { function: FunctionCall { name: "g".into(), arguments: String::new() }, ..good };
         let req = user_req(vec![Message::user("hi"), Message::assistant_tool_calls(vec![empty])]);
@@ -959,16 +984,17 @@ mod tests {
     #[test]
     fn conversation_must_start_with_user() {
         let req = user_req(vec![Message::system("s"), Message::assistant("hello"), Message::user("hi")]);
-        let e = build(&req).unwrap_err();
+        let e = build(&req).expect_err("must fail");
         assert_eq!(field_of(&e), Some("messages[1]"));
         assert!(e.to_string().contains("must start with a user message"), "{e}");
-        let e = build(&user_req(vec![Message::system("only")])).unwrap_err();
+        let e = build(&user_req(vec![Message::system("only")])).expect_err("must fail");
         assert_eq!(field_of(&e), Some("messages"));
     }
 
     #[test]
     fn consecutive_assistant_messages_merge_and_empty_is_refused() {
-        let req = user_req(vec![Message::user("a"), Message::assistant("b"), Message::assistant("c"), Message::user("d")]);
+        let req =
+            user_req(vec![Message::user("a"), Message::assistant("b"), Message::assistant("c"), Message::user("d")]);
         let body = build(&req).expect("builds");
         assert_eq!(
             body["messages"],
@@ -978,7 +1004,7 @@ mod tests {
                 {"role": "user", "content": "d"}
             ])
         );
-        let e = build(&user_req(vec![Message::user("")])).unwrap_err();
+        let e = build(&user_req(vec![Message::user("")])).expect_err("must fail");
         assert_eq!(field_of(&e), Some("messages[0].content"));
     }
 
@@ -1000,7 +1026,11 @@ mod tests {
         });
         let system = build(&req).expect("builds")["system"].as_str().map(str::to_owned).unwrap_or_default();
         assert!(system.starts_with("Be terse.\n\n"), "{system}");
-        assert!(system.contains("`colors`") && system.contains(r#"{"properties":{"colors":{"type":"array"}},"type":"object"}"#), "{system}");
+        assert!(
+            system.contains("`colors`")
+                && system.contains(r#"{"properties":{"colors":{"type":"array"}},"type":"object"}"#),
+            "{system}"
+        );
     }
 
     #[test]
@@ -1011,14 +1041,17 @@ mod tests {
             }]))
         };
         for url in ["data:image/png,rawbytes", "file:///etc/passwd", "data:;base64,AAAA"] {
-            let e = build(&user_req(vec![part(url)])).unwrap_err();
+            let e = build(&user_req(vec![part(url)])).expect_err("must fail");
             assert_eq!(field_of(&e), Some("messages[0].content[0].image_url.url"), "{url}");
         }
         let b = build(&user_req(vec![part("data:image/webp;base64,UklGR")])).expect("builds");
-        assert_eq!(b["messages"][0]["content"][0]["source"], json!({"type": "base64", "media_type": "image/webp", "data": "UklGR"}));
+        assert_eq!(
+            b["messages"][0]["content"][0]["source"],
+            json!({"type": "base64", "media_type": "image/webp", "data": "UklGR"})
+        );
         let mut req = user_req(vec![Message::user("hi")]);
         req.temperature = Some(1.5);
-        assert_eq!(field_of(&build(&req).unwrap_err()), Some("temperature"));
+        assert_eq!(field_of(&build(&req).expect_err("must fail")), Some("temperature"));
     }
 
     // ----- response ------------------------------------------------------------------
@@ -1083,14 +1116,20 @@ mod tests {
         for (body, needle) in [
             ("not json", "not JSON"),
             ("<html><title>Bad Gateway</title></html>", "HTML"),
-            (r#"{"id":"m","type":"message","content":[{"type":"text"}],"usage":{"input_tokens":1,"output_tokens":1}}"#, "content[0]"),
+            (
+                r#"{"id":"m","type":"message","content":[{"type":"text"}],"usage":{"input_tokens":1,"output_tokens":1}}"#,
+                "content[0]",
+            ),
             (r#"{"id":"m","type":"message","content":[]}"#, "usage"),
             (r#"{"id":"m","type":"message","content":[],"usage":{"input_tokens":1}}"#, "output_tokens"),
-            (r#"{"id":"m","type":"completion","content":[],"usage":{"input_tokens":1,"output_tokens":1}}"#, "completion"),
+            (
+                r#"{"id":"m","type":"completion","content":[],"usage":{"input_tokens":1,"output_tokens":1}}"#,
+                "completion",
+            ),
             (r#"{"type":"error","error":{"type":"api_error","message":"boom"}}"#, "boom"),
             (r#"[1,2]"#, "not an Anthropic message"),
         ] {
-            let e = parse(body).unwrap_err();
+            let e = parse(body).expect_err("must fail");
             assert_eq!(e.kind(), ErrorKind::InvalidResponse, "{body}");
             assert!(e.to_string().contains(needle), "{body}: {e}");
         }
@@ -1126,21 +1165,47 @@ mod tests {
         let none = HeaderMap::new();
         let cases = [
             (400, err_body("invalid_request_error", "messages: roles must alternate"), ErrorKind::InvalidRequest),
-            (400, err_body("invalid_request_error", "prompt is too long: 210000 tokens > 200000 maximum"), ErrorKind::ContextLengthExceeded),
+            (
+                400,
+                err_body("invalid_request_error", "prompt is too long: 210000 tokens > 200000 maximum"),
+                ErrorKind::ContextLengthExceeded,
+            ),
             (401, err_body("authentication_error", "invalid x-api-key"), ErrorKind::Auth),
-            (403, err_body("permission_error", "Your API key does not have permission to use the specified resource."), ErrorKind::Auth),
+            (
+                403,
+                err_body("permission_error", "Your API key does not have permission to use the specified resource."),
+                ErrorKind::Auth,
+            ),
             (404, err_body("not_found_error", "model: claude-nope"), ErrorKind::InvalidRequest),
-            (413, err_body("request_too_large", "Request exceeds the maximum allowed number of bytes."), ErrorKind::InvalidRequest),
-            (500, err_body("api_error", "An unexpected error has occurred internal to Anthropic's systems."), ErrorKind::ProviderUnavailable),
+            (
+                413,
+                err_body("request_too_large", "Request exceeds the maximum allowed number of bytes."),
+                ErrorKind::InvalidRequest,
+            ),
+            (
+                500,
+                err_body("api_error", "An unexpected error has occurred internal to Anthropic's systems."),
+                ErrorKind::ProviderUnavailable,
+            ),
             (529, err_body("overloaded_error", "Overloaded"), ErrorKind::ProviderUnavailable),
-            (502, "<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body>cloudflare</body></html>".to_owned(), ErrorKind::ProviderUnavailable),
+            (
+                502,
+                "<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body>cloudflare</body></html>"
+                    .to_owned(),
+                ErrorKind::ProviderUnavailable,
+            ),
         ];
         for (status, body, want) in cases {
             let e = Anthropic.parse_error(status, &none, body.as_bytes(), &target());
             assert_eq!(e.kind(), want, "{status} {body}: {e}");
             assert_eq!(e.provider(), Some("anthropic"));
         }
-        let e = Anthropic.parse_error(401, &none, err_body("authentication_error", "invalid x-api-key").as_bytes(), &target());
+        let e = Anthropic.parse_error(
+            401,
+            &none,
+            err_body("authentication_error", "invalid x-api-key").as_bytes(),
+            &target(),
+        );
         assert!(e.to_string().contains("invalid x-api-key") && e.to_string().contains("authentication_error"), "{e}");
         let html = "<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head></html>";
         let e = Anthropic.parse_error(502, &none, html.as_bytes(), &target());
@@ -1176,7 +1241,9 @@ mod tests {
         bounds.sort_unstable();
         bounds.push(input.len());
         for end in bounds {
-            let events = parser.feed(&input[start..end]).map_err(|e| Error::invalid_response("anthropic", None, e.to_string()))?;
+            let events = parser
+                .feed(&input[start..end])
+                .map_err(|e| Error::invalid_response("anthropic", None, e.to_string()))?;
             start = end;
             for ev in events {
                 chunks.extend(dec.on_event(&ev)?);
@@ -1227,8 +1294,11 @@ mod tests {
         // Shape of the chunks: role first, OpenAI-style tool indices, usage-only last chunk.
         assert_eq!(whole[0].choices[0].delta.role, Some(Role::Assistant));
         assert!(whole[1..].iter().all(|c| c.choices.iter().all(|ch| ch.delta.role.is_none())));
-        let first_tool_deltas: Vec<&ToolCallDelta> =
-            whole.iter().flat_map(|c| c.choices.iter().flat_map(|ch| ch.delta.tool_calls.iter())).filter(|d| d.id.is_some()).collect();
+        let first_tool_deltas: Vec<&ToolCallDelta> = whole
+            .iter()
+            .flat_map(|c| c.choices.iter().flat_map(|ch| ch.delta.tool_calls.iter()))
+            .filter(|d| d.id.is_some())
+            .collect();
         assert_eq!(first_tool_deltas.iter().map(|d| d.index).collect::<Vec<_>>(), [0, 1]);
         assert!(first_tool_deltas.iter().all(|d| d.kind.as_deref() == Some("function") && d.function.name.is_some()));
         let last = whole.last().expect("chunks");
@@ -1275,8 +1345,10 @@ mod tests {
         let input = SSE_TOOL.as_bytes();
         let stop = SSE_TOOL.find("event: message_stop").expect("fixture has message_stop");
         let delta = SSE_TOOL.find("event: message_delta").expect("fixture has message_delta");
-        for (end, needle) in [(stop, "before `message_stop`"), (delta, "without `message_delta`"), (0, "no `message_start`")] {
-            let e = run_stream(&input[..end], &[]).unwrap_err();
+        for (end, needle) in
+            [(stop, "before `message_stop`"), (delta, "without `message_delta`"), (0, "no `message_start`")]
+        {
+            let e = run_stream(&input[..end], &[]).expect_err("must fail");
             assert_eq!(e.kind(), ErrorKind::StreamInterrupted, "end {end}");
             assert!(e.to_string().contains(needle), "{e}");
         }
@@ -1289,30 +1361,27 @@ mod tests {
             "{}event: error\ndata: {{\"type\": \"error\", \"error\": {{\"type\": \"overloaded_error\", \"message\": \"Overloaded\"}}}}\n\n",
             &SSE_TOOL[..cut]
         );
-        let e = run_stream(input.as_bytes(), &[]).unwrap_err();
+        let e = run_stream(input.as_bytes(), &[]).expect_err("must fail");
         assert_eq!(e.kind(), ErrorKind::ProviderUnavailable);
         assert!(e.to_string().contains("Overloaded") && e.to_string().contains("mid-stream"), "{e}");
         let rl = "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"rate_limit_error\",\"message\":\"slow down\"}}\n\n";
-        assert_eq!(run_stream(rl.as_bytes(), &[]).unwrap_err().kind(), ErrorKind::RateLimited);
+        assert_eq!(run_stream(rl.as_bytes(), &[]).expect_err("must fail").kind(), ErrorKind::RateLimited);
     }
 
     #[test]
     fn unknown_events_ignored_bad_json_refused() {
         let start = SSE_TOOL.find("event: content_block_start").expect("fixture");
-        let input = format!(
-            "{}event: brand_new_event\ndata: not json at all\n\n{}",
-            &SSE_TOOL[..start],
-            &SSE_TOOL[start..]
-        );
+        let input =
+            format!("{}event: brand_new_event\ndata: not json at all\n\n{}", &SSE_TOOL[..start], &SSE_TOOL[start..]);
         assert!(fold(&run_stream(input.as_bytes(), &[]).expect("decodes")).is_ok());
 
         let bad = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\n\n";
-        let e = run_stream(bad.as_bytes(), &[]).unwrap_err();
+        let e = run_stream(bad.as_bytes(), &[]).expect_err("must fail");
         assert_eq!(e.kind(), ErrorKind::InvalidResponse);
         assert!(e.to_string().contains("message_start"), "{e}");
 
         let orphan = "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":3,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{}\"}}\n\n";
-        assert_eq!(run_stream(orphan.as_bytes(), &[]).unwrap_err().kind(), ErrorKind::InvalidResponse);
+        assert_eq!(run_stream(orphan.as_bytes(), &[]).expect_err("must fail").kind(), ErrorKind::InvalidResponse);
     }
 
     #[test]
@@ -1324,5 +1393,25 @@ mod tests {
         }
         assert_eq!(dec.finish().expect("finish").len(), 1);
         assert!(dec.finish().expect("again").is_empty());
+    }
+
+    proptest::proptest! {
+        /// Arbitrary event names and data, and arbitrary bodies, never panic.
+        #[test]
+        fn never_panics_on_garbage(
+            name in proptest::sample::select(vec!["message_start", "content_block_start", "content_block_delta",
+                "content_block_stop", "message_delta", "message_stop", "error", "ping", "", "x"]),
+            data in "\\PC{0,80}",
+            index in 0u64..4,
+            status in 100u16..700,
+        ) {
+            let mut dec = AnthropicStreamDecoder::new(&target());
+            let _ = dec.on_event(&SseEvent { event: name.to_owned(), data: data.clone(), id: None });
+            let shaped = format!(r#"{{"type":"{name}","index":{index},"delta":{{"type":"input_json_delta","partial_json":{data:?}}},"content_block":{{"type":"tool_use"}},"message":{{"usage":{data:?}}}}}"#);
+            let _ = dec.on_event(&SseEvent { event: name.to_owned(), data: shaped, id: None });
+            let _ = dec.finish();
+            let _ = Anthropic.parse_response(data.as_bytes(), &target());
+            let _ = Anthropic.parse_error(status, &HeaderMap::new(), data.as_bytes(), &target());
+        }
     }
 }
