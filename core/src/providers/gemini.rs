@@ -464,9 +464,10 @@ fn clean_node(node: &Value, root: &Value, field: &str, depth: usize) -> Result<V
                 None => {}
             },
             "format" => {
-                let keep = match obj.get("type").and_then(Value::as_str) {
-                    Some("string") => matches!(value.as_str(), Some("enum" | "date-time")),
-                    Some("integer" | "number") => matches!(value.as_str(), Some("int32" | "int64" | "float" | "double")),
+                // `out["type"]` is already the Gemini type (also for `["string","null"]`).
+                let keep = match out.get("type").and_then(Value::as_str) {
+                    Some("STRING") => matches!(value.as_str(), Some("enum" | "date-time")),
+                    Some("INTEGER" | "NUMBER") => matches!(value.as_str(), Some("int32" | "int64" | "float" | "double")),
                     _ => false,
                 };
                 if keep {
@@ -833,5 +834,499 @@ impl StreamDecoder for GeminiStream {
         let mut last = self.chunk(Vec::new());
         last.usage = Some(usage);
         Ok(vec![last])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::config::{ProviderKind, ResolvedProvider, Secret};
+    use crate::sse::SseParser;
+    use crate::stream::StreamAccumulator;
+    use crate::types::Message;
+    use crate::ErrorKind;
+
+    macro_rules! fixture {
+        ($name:literal) => {
+            include_str!(concat!("../../tests/fixtures/gemini/", $name))
+        };
+    }
+
+    fn target() -> Target {
+        Target {
+            provider: ResolvedProvider {
+                name: "gemini".into(),
+                kind: ProviderKind::Gemini,
+                base_url: "https://generativelanguage.googleapis.com/v1beta".into(),
+                api_key: None,
+                api_key_env: None,
+                headers: BTreeMap::new(),
+                api_version: String::new(),
+                request_timeout: Duration::from_secs(60),
+            },
+            model: "gemini-2.5-flash".into(),
+            model_id: "gemini/gemini-2.5-flash".into(),
+            api_key: Some(Secret::new("test-key")),
+        }
+    }
+
+    fn header<'a>(call: &'a HttpCall, name: &str) -> Vec<&'a str> {
+        call.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+    }
+
+    // ----- request -------------------------------------------------------------
+
+    #[test]
+    fn rich_request_matches_golden_body() {
+        let req = ChatRequest::from_json(fixture!("request_rich_input.json")).expect("fixture request is valid");
+        let call = Gemini.build_request(&req, &target(), false).expect("builds");
+        let expected: Value = serde_json::from_str(fixture!("request_rich_expected.json")).expect("golden JSON");
+        assert_eq!(call.body, expected, "got:\n{}", serde_json::to_string_pretty(&call.body).unwrap_or_default());
+        assert_eq!(call.url, "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:generateContent");
+        assert_eq!(header(&call, "x-goog-api-key"), ["test-key"]);
+        assert_eq!(header(&call, "content-type"), ["application/json"]);
+    }
+
+    #[test]
+    fn streaming_url_keeps_the_configured_version_and_headers() {
+        let mut t = target();
+        t.provider.base_url = "http://127.0.0.1:9/gemini/v1/".into();
+        t.model = "models/gemini-2.5-pro".into();
+        t.provider.headers.insert("X-Proxy-Tag".into(), "a".into());
+        t.provider.headers.insert("Content-Type".into(), "application/json; charset=utf-8".into());
+        let call = Gemini.build_request(&ChatRequest::new("gemini/x", vec![Message::user("hi")]), &t, true).expect("builds");
+        assert_eq!(call.url, "http://127.0.0.1:9/gemini/v1/models/gemini-2.5-pro:streamGenerateContent?alt=sse");
+        assert_eq!(header(&call, "x-proxy-tag"), ["a"]);
+        assert_eq!(header(&call, "content-type"), ["application/json; charset=utf-8"], "configured header replaces ours");
+        t.api_key = None;
+        let call = Gemini.build_request(&ChatRequest::new("gemini/x", vec![Message::user("hi")]), &t, false).expect("builds");
+        assert!(header(&call, "x-goog-api-key").is_empty());
+        assert!(call.url.ends_with("/v1/models/gemini-2.5-pro:generateContent"));
+    }
+
+    #[test]
+    fn minimal_request_omits_empty_objects() {
+        let call = Gemini.build_request(&ChatRequest::new("gemini/x", vec![Message::user("hi")]), &target(), false).expect("builds");
+        assert_eq!(call.body, json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}));
+    }
+
+    #[test]
+    fn tool_choice_and_json_object_mapping() {
+        let tool = crate::types::Tool::function("lookup", "Look up", json!({"type": "object", "properties": {"q": {"type": "string"}}}));
+        let no_args = crate::types::Tool::function("ping", "Ping", json!({"type": "object", "properties": {}, "additionalProperties": false}));
+        for (choice, expected) in [
+            (ToolChoice::Auto, json!({"mode": "AUTO"})),
+            (ToolChoice::None, json!({"mode": "NONE"})),
+            (ToolChoice::Required, json!({"mode": "ANY"})),
+            (ToolChoice::Function("lookup".into()), json!({"mode": "ANY", "allowedFunctionNames": ["lookup"]})),
+        ] {
+            let mut req = ChatRequest::new("gemini/x", vec![Message::user("hi")]);
+            req.tools = vec![tool.clone(), no_args.clone()];
+            req.tool_choice = Some(choice);
+            req.response_format = Some(ResponseFormat::JsonObject);
+            let body = Gemini.build_request(&req, &target(), false).expect("builds").body;
+            assert_eq!(body["toolConfig"]["functionCallingConfig"], expected);
+            assert_eq!(body["generationConfig"], json!({"responseMimeType": "application/json"}));
+            // A function without arguments has no `parameters` (Gemini refuses an empty OBJECT).
+            assert_eq!(body["tools"][0]["functionDeclarations"][1], json!({"name": "ping", "description": "Ping"}));
+        }
+    }
+
+    #[test]
+    fn invalid_tool_arguments_name_the_field() {
+        let mut bad = Message::assistant_tool_calls(vec![ToolCall {
+            id: "c1".into(),
+            kind: "function".into(),
+            function: FunctionCall { name: "f".into(), arguments: "{not json".into() },
+        }]);
+        bad.content = None;
+        let req = ChatRequest::new("gemini/x", vec![Message::user("hi"), bad]);
+        let err = Gemini.build_request(&req, &target(), false).expect_err("must fail");
+        assert_eq!(err.kind(), ErrorKind::InvalidRequest);
+        assert!(matches!(&err, Error::InvalidRequest { field: Some(f), .. } if f == "messages[1].tool_calls[0].function.arguments"), "{err:?}");
+    }
+
+    #[test]
+    fn unknown_tool_call_id_names_the_field() {
+        let req = ChatRequest::new("gemini/x", vec![Message::user("hi"), Message::tool("nope", "42")]);
+        let err = Gemini.build_request(&req, &target(), false).expect_err("must fail");
+        assert!(matches!(&err, Error::InvalidRequest { field: Some(f), .. } if f == "messages[1].tool_call_id"), "{err:?}");
+        // A result that answers a *later* call does not count either.
+        let call = ToolCall { id: "c1".into(), kind: "function".into(), function: FunctionCall { name: "f".into(), arguments: "{}".into() } };
+        let req = ChatRequest::new("gemini/x", vec![Message::user("hi"), Message::tool("c1", "x"), Message::assistant_tool_calls(vec![call])]);
+        assert!(Gemini.build_request(&req, &target(), false).is_err());
+    }
+
+    #[test]
+    fn repeated_ids_resolve_to_the_nearest_earlier_call() {
+        // Gemini's generated ids (`call_0`) repeat across turns: the latest call wins.
+        let call = |name: &str| ToolCall { id: "call_0".into(), kind: "function".into(), function: FunctionCall { name: name.into(), arguments: "{}".into() } };
+        let req = ChatRequest::new("gemini/x", vec![
+            Message::user("hi"),
+            Message::assistant_tool_calls(vec![call("first")]),
+            Message::tool("call_0", "1"),
+            Message::assistant_tool_calls(vec![call("second")]),
+            Message::tool("call_0", "2"),
+        ]);
+        let body = Gemini.build_request(&req, &target(), false).expect("builds").body;
+        assert_eq!(body["contents"][2]["parts"][0]["functionResponse"]["name"], "first");
+        assert_eq!(body["contents"][4]["parts"][0]["functionResponse"]["name"], "second");
+    }
+
+    #[test]
+    fn bad_image_urls_and_seed_are_rejected() {
+        for url in ["data:image/png,rawbytes", "ftp://x/y.png", "data:;base64,AAAA"] {
+            let msg = Message::user(Content::Parts(vec![ContentPart::ImageUrl { image_url: crate::types::ImageUrl { url: url.into(), detail: Default::default() } }]));
+            let err = Gemini.build_request(&ChatRequest::new("gemini/x", vec![msg]), &target(), false).expect_err("must fail");
+            assert!(matches!(&err, Error::InvalidRequest { field: Some(f), .. } if f == "messages[0].content[0].image_url.url"), "{url}: {err:?}");
+        }
+        let mut req = ChatRequest::new("gemini/x", vec![Message::user("hi")]);
+        req.seed = Some(1 << 40);
+        assert!(matches!(Gemini.build_request(&req, &target(), false), Err(Error::InvalidRequest { field: Some(f), .. }) if f == "seed"));
+        let only_system = ChatRequest::new("gemini/x", vec![Message::system("be brief")]);
+        assert_eq!(Gemini.build_request(&only_system, &target(), false).expect_err("must fail").kind(), ErrorKind::InvalidRequest);
+    }
+
+    #[test]
+    fn image_mime_types_are_guessed_from_the_extension() {
+        for (url, mime) in [
+            ("https://x/a.PNG", "image/png"),
+            ("https://x/a.gif#frag", "image/gif"),
+            ("https://x/a.jpeg", "image/jpeg"),
+            ("https://x.com/no-extension", "image/jpeg"),
+            ("https://x/doc.pdf?dl=1", "application/pdf"),
+        ] {
+            assert_eq!(image_part(url, "f").expect("ok")["fileData"]["mimeType"], mime, "{url}");
+        }
+    }
+
+    #[test]
+    fn schema_cleaning_inlines_refs_and_drops_unsupported_keys() {
+        // What pydantic emits for a model with an optional nested model and a literal.
+        let schema = json!({
+            "$defs": {"Address": {"type": "object", "title": "Address", "properties": {"street": {"type": "string", "format": "email"}}, "additionalProperties": false}},
+            "type": "object",
+            "properties": {
+                "home": {"allOf": [{"$ref": "#/$defs/Address"}], "description": "Home address"},
+                "work": {"anyOf": [{"$ref": "#/$defs/Address"}, {"type": "null"}], "default": null},
+                "kind": {"const": "person"},
+                "count": {"type": "integer", "enum": [1, 2], "format": "int32", "examples": [1]},
+                "strict": {"type": "boolean"},
+                "id": {"oneOf": [{"type": "string"}, {"type": "integer"}]}
+            },
+            "patternProperties": {"^x-": {}},
+            "required": ["home"]
+        });
+        let cleaned = clean_schema(&schema, "tools[0].function.parameters").expect("cleans");
+        let address = json!({"type": "OBJECT", "title": "Address", "properties": {"street": {"type": "STRING"}}});
+        let mut home = address.clone();
+        home["description"] = json!("Home address");
+        let mut work = address.clone();
+        work["default"] = Value::Null;
+        work["nullable"] = json!(true);
+        assert_eq!(
+            cleaned,
+            json!({
+                "type": "OBJECT",
+                "properties": {
+                    "home": home,
+                    "work": work,
+                    "kind": {"enum": ["person"]},
+                    "count": {"type": "INTEGER", "format": "int32", "description": "Allowed values: 1, 2."},
+                    "strict": {"type": "BOOLEAN"},
+                    "id": {"anyOf": [{"type": "STRING"}, {"type": "INTEGER"}]}
+                },
+                "required": ["home"]
+            })
+        );
+    }
+
+    #[test]
+    fn recursive_or_foreign_refs_are_request_errors() {
+        let recursive = json!({"$defs": {"Node": {"type": "object", "properties": {"next": {"$ref": "#/$defs/Node"}}}}, "$ref": "#/$defs/Node"});
+        let err = clean_schema(&recursive, "response_format.json_schema.schema").expect_err("must fail");
+        assert!(matches!(&err, Error::InvalidRequest { field: Some(f), .. } if f.starts_with("response_format.json_schema.schema")), "{err:?}");
+        let foreign = json!({"$ref": "https://example.com/schema.json"});
+        assert!(clean_schema(&foreign, "x").is_err());
+    }
+
+    // ----- response ------------------------------------------------------------
+
+    fn parse(body: &str) -> Result<ChatResponse> {
+        Gemini.parse_response(body.as_bytes(), &target())
+    }
+
+    #[test]
+    fn parses_a_text_reply() {
+        let r = parse(fixture!("response_text.json")).expect("parses");
+        assert_eq!(r.id, "mM8rZ5OXL8Wi1dkP6Y7bqQo");
+        assert_eq!(r.model, "gemini/gemini-2.5-flash");
+        assert_eq!(r.object, "chat.completion");
+        assert_eq!(r.text(), "The capital of France is Paris.");
+        assert_eq!(r.finish_reason(), Some(FinishReason::Stop));
+        assert_eq!(r.usage, Usage::new(9, 8, 0, 0, 0));
+        assert!(r.choices[0].message.reasoning_content.is_none());
+    }
+
+    #[test]
+    fn parses_parallel_function_calls() {
+        let r = parse(fixture!("response_function_call.json")).expect("parses");
+        assert_eq!(r.finish_reason(), Some(FinishReason::ToolCalls));
+        assert_eq!(r.choices[0].message.content, None);
+        let calls = r.tool_calls();
+        assert_eq!(calls.len(), 2);
+        assert_eq!((calls[0].id.as_str(), calls[0].function.name.as_str()), ("call_0", "get_weather"));
+        assert_eq!(calls[0].function.arguments, r#"{"city":"Paris","unit":"celsius"}"#);
+        assert_eq!((calls[1].id.as_str(), calls[1].function.arguments.as_str()), ("call_1", r#"{"timezone":"Europe/Paris"}"#));
+        assert_eq!(r.usage.total_tokens, 105);
+        // A provider-assigned id is kept.
+        let with_id = r#"{"candidates":[{"content":{"role":"model","parts":[{"functionCall":{"id":"fc-9","name":"f"}}]},"finishReason":"STOP"}]}"#;
+        let r = parse(with_id).expect("parses");
+        assert_eq!((r.tool_calls()[0].id.as_str(), r.tool_calls()[0].function.arguments.as_str()), ("fc-9", "{}"));
+        assert!(!r.id.is_empty(), "an id is generated when responseId is absent");
+    }
+
+    #[test]
+    fn thoughts_go_to_reasoning_and_count_as_output() {
+        let r = parse(fixture!("response_thinking.json")).expect("parses");
+        assert_eq!(r.text(), "17 + 25 = 42.");
+        assert!(r.choices[0].message.reasoning_content.as_deref().is_some_and(|t| t.starts_with("**Evaluating the sum**")));
+        assert_eq!(r.usage, Usage { prompt_tokens: 12, completion_tokens: 129, total_tokens: 141, cached_prompt_tokens: 0, cache_write_tokens: 0, reasoning_tokens: 120 });
+    }
+
+    #[test]
+    fn cached_tokens_are_part_of_the_prompt() {
+        let r = parse(fixture!("response_cached.json")).expect("parses");
+        assert_eq!(r.finish_reason(), Some(FinishReason::Length));
+        assert_eq!(r.usage, Usage::new(4160, 6, 4096, 0, 0));
+        let tool_use = r#"{"candidates":[{"content":{"parts":[{"text":"x"}]},"finishReason":"STOP"}],
+            "usageMetadata":{"promptTokenCount":100,"toolUsePromptTokenCount":30,"candidatesTokenCount":5,"totalTokenCount":135}}"#;
+        assert_eq!(parse(tool_use).expect("parses").usage, Usage::new(130, 5, 0, 0, 0));
+    }
+
+    #[test]
+    fn a_blocked_prompt_is_a_content_filter_reply() {
+        let r = parse(fixture!("response_blocked.json")).expect("parses");
+        assert_eq!(r.finish_reason(), Some(FinishReason::ContentFilter));
+        assert_eq!(r.choices[0].message.content, None);
+        assert!(r.tool_calls().is_empty());
+        assert!(r.choices[0].message.refusal.as_deref().is_some_and(|m| m.contains("SAFETY")));
+        assert_eq!(r.usage, Usage::new(14, 0, 0, 0, 0));
+    }
+
+    #[test]
+    fn finish_reason_table() {
+        let table = [
+            ("STOP", false, Some(FinishReason::Stop)),
+            ("STOP", true, Some(FinishReason::ToolCalls)),
+            ("MAX_TOKENS", false, Some(FinishReason::Length)),
+            ("MAX_TOKENS", true, Some(FinishReason::Length)),
+            ("SAFETY", false, Some(FinishReason::ContentFilter)),
+            ("RECITATION", false, Some(FinishReason::ContentFilter)),
+            ("BLOCKLIST", false, Some(FinishReason::ContentFilter)),
+            ("PROHIBITED_CONTENT", false, Some(FinishReason::ContentFilter)),
+            ("SPII", false, Some(FinishReason::ContentFilter)),
+            ("IMAGE_SAFETY", false, Some(FinishReason::ContentFilter)),
+            ("OTHER", false, Some(FinishReason::Stop)),
+            ("LANGUAGE", false, Some(FinishReason::Stop)),
+            ("FINISH_REASON_UNSPECIFIED", false, Some(FinishReason::Stop)),
+            ("SOMETHING_NEW", false, Some(FinishReason::Stop)),
+            ("MALFORMED_FUNCTION_CALL", false, None),
+            ("UNEXPECTED_TOOL_CALL", false, None),
+        ];
+        for (raw, calls, expected) in table {
+            assert_eq!(map_finish(raw, calls, None).ok(), expected, "{raw} (calls: {calls})");
+            // The same through a whole reply.
+            let part = if calls { r#"{"functionCall":{"name":"f","args":{}}}"# } else { r#"{"text":"x"}"# };
+            let body = format!(r#"{{"candidates":[{{"content":{{"role":"model","parts":[{part}]}},"finishReason":"{raw}"}}]}}"#);
+            match (parse(&body), expected) {
+                (Ok(r), Some(e)) => assert_eq!(r.finish_reason(), Some(e), "{raw}"),
+                (Err(e), None) => assert_eq!(e.kind(), ErrorKind::InvalidResponse, "{raw}"),
+                (got, _) => panic!("{raw}: unexpected {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn malformed_bodies_are_invalid_responses() {
+        for body in ["", "not json", "<html><title>OK</title></html>", r#"{"candidates": 5}"#, r#"{"candidates":[{"content":{"parts":[{"functionCall":{"args":{}}}]}}]}"#, "{}", "[1,2]"] {
+            let err = parse(body).expect_err("must fail");
+            assert_eq!(err.kind(), ErrorKind::InvalidResponse, "{body}: {err}");
+        }
+        // An error object with a 200 status is still the error it describes.
+        let err = parse(r#"{"error":{"code":503,"message":"The model is overloaded.","status":"UNAVAILABLE"}}"#).expect_err("must fail");
+        assert_eq!(err.kind(), ErrorKind::ProviderUnavailable);
+    }
+
+    // ----- errors --------------------------------------------------------------
+
+    fn error_for(status: u16, headers: &[(&'static str, &str)], body: &str) -> Error {
+        let mut h = HeaderMap::new();
+        for (k, v) in headers {
+            h.insert(*k, v.parse().expect("header value"));
+        }
+        Gemini.parse_error(status, &h, body.as_bytes(), &target())
+    }
+
+    #[test]
+    fn error_mapping() {
+        let e = error_for(400, &[], r#"{"error":{"code":400,"message":"* GenerateContentRequest.contents: contents is not specified\n","status":"INVALID_ARGUMENT"}}"#);
+        assert_eq!(e.kind(), ErrorKind::InvalidRequest);
+        assert!(e.to_string().contains("INVALID_ARGUMENT: * GenerateContentRequest.contents"), "{e}");
+
+        let e = error_for(400, &[], r#"{"error":{"code":400,"message":"The input token count (1250000) exceeds the maximum number of tokens allowed (1048576).","status":"INVALID_ARGUMENT"}}"#);
+        assert_eq!(e.kind(), ErrorKind::ContextLengthExceeded, "{e}");
+
+        let e = error_for(400, &[], r#"{"error":{"code":400,"message":"API key not valid. Please pass a valid API key.","status":"INVALID_ARGUMENT",
+            "details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"API_KEY_INVALID","domain":"googleapis.com"}]}}"#);
+        assert_eq!(e.kind(), ErrorKind::Auth, "{e}");
+
+        let e = error_for(403, &[], r#"{"error":{"code":403,"message":"Method doesn't allow unregistered callers (callers without established identity). Please use API Key or other form of API consumer identity to call this API.","status":"PERMISSION_DENIED"}}"#);
+        assert_eq!(e.kind(), ErrorKind::Auth);
+        assert_eq!(e.status(), Some(403));
+
+        let rate = r#"{"error":{"code":429,"message":"You exceeded your current quota, please check your plan and billing details.\n* Quota exceeded for metric: generativelanguage.googleapis.com/generate_content_free_tier_requests, limit: 10\nPlease retry in 7.321093s.","status":"RESOURCE_EXHAUSTED",
+            "details":[{"@type":"type.googleapis.com/google.rpc.Help","links":[{"description":"Learn more","url":"https://ai.google.dev/gemini-api/docs/rate-limits"}]},
+                       {"@type":"type.googleapis.com/google.rpc.QuotaFailure","violations":[{"quotaMetric":"generativelanguage.googleapis.com/generate_content_free_tier_requests","quotaId":"GenerateRequestsPerMinutePerProjectPerModel-FreeTier"}]},
+                       {"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"7s"}]}}"#;
+        let e = error_for(429, &[], rate);
+        assert_eq!(e.kind(), ErrorKind::RateLimited);
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(7)));
+        // A retry-after header wins over the body.
+        assert_eq!(error_for(429, &[("retry-after", "2")], rate).retry_after(), Some(Duration::from_secs(2)));
+        // Without RetryInfo the "Please retry in Xs" sentence is used.
+        let e = error_for(429, &[], r#"{"error":{"code":429,"message":"Quota exceeded. Please retry in 1.5s.","status":"RESOURCE_EXHAUSTED"}}"#);
+        assert_eq!(e.retry_after(), Some(Duration::from_millis(1500)));
+        let e = error_for(429, &[], r#"{"error":{"code":429,"message":"Resource exhausted. Please try again later.","status":"RESOURCE_EXHAUSTED"}}"#);
+        assert_eq!((e.kind(), e.retry_after()), (ErrorKind::RateLimited, None));
+
+        let e = error_for(500, &[], r#"{"error":{"code":500,"message":"An internal error has occurred. Please retry or report in https://developers.generativeai.google/guide/troubleshooting","status":"INTERNAL"}}"#);
+        assert_eq!((e.kind(), e.status()), (ErrorKind::ProviderUnavailable, Some(500)));
+        let e = error_for(503, &[], r#"{"error":{"code":503,"message":"The model is overloaded. Please try again later.","status":"UNAVAILABLE"}}"#);
+        assert_eq!((e.kind(), e.status()), (ErrorKind::ProviderUnavailable, Some(503)));
+        assert!(e.to_string().contains("overloaded"));
+
+        let e = error_for(502, &[], "<!DOCTYPE html>\n<html lang=en><head><title>Error 502 (Server Error)!!1</title></head><body>That's an error.</body></html>");
+        assert_eq!(e.kind(), ErrorKind::ProviderUnavailable);
+        assert!(e.to_string().contains("HTML page") && e.to_string().contains("Error 502"), "{e}");
+        let e = error_for(404, &[], "<html><title>404 Not Found</title></html>");
+        assert_eq!(e.kind(), ErrorKind::InvalidRequest);
+
+        let e = error_for(429, &[], r#"[{"error":{"code":429,"message":"Resource has been exhausted (e.g. check quota).","status":"RESOURCE_EXHAUSTED",
+            "details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"37.5s"}]}}]"#);
+        assert_eq!((e.kind(), e.retry_after()), (ErrorKind::RateLimited, Some(Duration::from_millis(37_500))));
+        assert!(e.to_string().contains("Resource has been exhausted"));
+
+        let e = error_for(404, &[], r#"{"error":{"code":404,"message":"models/gemini-9 is not found for API version v1beta, or is not supported for generateContent.","status":"NOT_FOUND"}}"#);
+        assert_eq!((e.kind(), e.status()), (ErrorKind::InvalidRequest, Some(404)));
+        // JSON that is not an error object still yields a readable message.
+        let e = error_for(500, &[], r#"{"unexpected":true}"#);
+        assert_eq!(e.kind(), ErrorKind::ProviderUnavailable);
+    }
+
+    // ----- streaming -----------------------------------------------------------
+
+    /// Feed `input` split at `cuts` through the SSE parser and the decoder.
+    fn run_stream(input: &[u8], cuts: &[usize]) -> Result<Vec<ChatChunk>> {
+        let mut parser = SseParser::new();
+        let mut decoder = Gemini.stream_decoder(&target());
+        let mut chunks = Vec::new();
+        let mut start = 0;
+        for &cut in cuts.iter().chain(std::iter::once(&input.len())) {
+            for ev in parser.feed(&input[start..cut]).expect("valid SSE") {
+                chunks.extend(decoder.on_event(&ev)?);
+            }
+            start = cut;
+        }
+        if let Some(ev) = parser.finish().expect("valid SSE") {
+            chunks.extend(decoder.on_event(&ev)?);
+        }
+        chunks.extend(decoder.finish()?);
+        Ok(chunks)
+    }
+
+    fn fold(chunks: &[ChatChunk]) -> ChatResponse {
+        let mut acc = StreamAccumulator::default();
+        for c in chunks {
+            acc.push(c);
+        }
+        acc.finish().expect("complete stream")
+    }
+
+    #[test]
+    fn text_stream_folds_the_same_for_every_split() {
+        let input = fixture!("stream_text.sse").as_bytes();
+        let whole = run_stream(input, &[]).expect("decodes");
+        assert_eq!(whole[0].choices[0].delta.role, Some(Role::Assistant));
+        assert!(whole.iter().skip(1).all(|c| c.choices.iter().all(|ch| ch.delta.role.is_none())), "role only once");
+        let last = whole.last().expect("chunks");
+        assert!(last.choices.is_empty());
+        assert_eq!(last.usage, Some(Usage::new(6, 29, 0, 0, 21)));
+        let r = fold(&whole);
+        assert_eq!(r.text(), "Bonjour le monde, ça va ? 🌍");
+        assert_eq!(r.id, "yk4sab-JO7PIxN8PuaGxmQo");
+        assert_eq!(r.model, "gemini/gemini-2.5-flash");
+        assert_eq!(r.finish_reason(), Some(FinishReason::Stop));
+        for cut in 0..=input.len() {
+            assert_eq!(fold(&run_stream(input, &[cut]).expect("decodes")).choices, r.choices, "split at {cut}");
+        }
+        // Many small pieces, including splits inside multi-byte characters.
+        let cuts: Vec<usize> = (1..input.len()).step_by(3).collect();
+        assert_eq!(fold(&run_stream(input, &cuts).expect("decodes")).usage, r.usage);
+    }
+
+    #[test]
+    fn tool_call_stream_gives_complete_calls() {
+        let input = fixture!("stream_tool_call.sse").as_bytes();
+        for cut in [0, 17, input.len() / 2, input.len() - 3] {
+            let chunks = run_stream(input, &[cut]).expect("decodes");
+            let tc = chunks.iter().flat_map(|c| &c.choices).flat_map(|c| &c.delta.tool_calls).next().expect("a tool call delta");
+            assert_eq!((tc.index, tc.id.as_deref(), tc.function.name.as_deref()), (0, Some("call_0"), Some("get_weather")));
+            let r = fold(&chunks);
+            assert_eq!(r.finish_reason(), Some(FinishReason::ToolCalls));
+            assert_eq!(r.tool_calls().len(), 1);
+            assert_eq!(r.tool_calls()[0].function.arguments, r#"{"city":"Paris","unit":"celsius"}"#);
+            assert_eq!(r.choices[0].message.content, None);
+            assert!(r.choices[0].message.reasoning_content.as_deref().is_some_and(|t| t.contains("Checking the weather")));
+            assert_eq!(r.usage, Usage::new(58, 62, 0, 0, 40));
+        }
+    }
+
+    #[test]
+    fn a_cut_stream_is_interrupted() {
+        let input = fixture!("stream_text.sse");
+        let cut = input.rfind("data:").expect("several events");
+        let err = run_stream(&input.as_bytes()[..cut], &[]).expect_err("must fail");
+        assert_eq!(err.kind(), ErrorKind::StreamInterrupted);
+        assert!(err.to_string().contains("finishReason"), "{err}");
+        let err = run_stream(b"", &[]).expect_err("must fail");
+        assert_eq!(err.kind(), ErrorKind::StreamInterrupted);
+        // Cut in the middle of the last event: the partial JSON is an invalid response.
+        let err = run_stream(&input.as_bytes()[..input.len() - 10], &[]).expect_err("must fail");
+        assert_eq!(err.kind(), ErrorKind::InvalidResponse, "{err}");
+    }
+
+    #[test]
+    fn stream_errors_and_blocked_prompts() {
+        let mut d = Gemini.stream_decoder(&target());
+        let ev = |data: &str| SseEvent { event: String::new(), data: data.into(), id: None };
+        let err = d.on_event(&ev(r#"{"error":{"code":503,"message":"The model is overloaded. Please try again later.","status":"UNAVAILABLE"}}"#)).expect_err("must fail");
+        assert_eq!((err.kind(), err.status()), (ErrorKind::ProviderUnavailable, Some(503)));
+        let err = d.on_event(&ev(r#"{"error":{"code":429,"message":"slow down","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"3s"}]}}"#)).expect_err("must fail");
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(3)));
+        assert_eq!(d.on_event(&ev("{oops")).expect_err("must fail").kind(), ErrorKind::InvalidResponse);
+        let err = d.on_event(&ev(r#"{"candidates":[{"content":{"parts":[]},"finishReason":"MALFORMED_FUNCTION_CALL","finishMessage":"Malformed function call: print(x"}]}"#)).expect_err("must fail");
+        assert!(err.kind() == ErrorKind::InvalidResponse && err.to_string().contains("print(x"), "{err}");
+
+        let mut d = Gemini.stream_decoder(&target());
+        let blocked = fixture!("response_blocked.json").replace('\n', " ");
+        let mut chunks = d.on_event(&ev(&blocked)).expect("decodes");
+        chunks.extend(d.finish().expect("complete"));
+        let r = fold(&chunks);
+        assert_eq!(r.finish_reason(), Some(FinishReason::ContentFilter));
+        assert_eq!(r.choices[0].message.content, None);
+        assert_eq!(r.usage.prompt_tokens, 14);
     }
 }
