@@ -14,6 +14,8 @@
 //!   `responseJsonSchema`: the latter exist only in `v1beta`, while `parameters` works on
 //!   `v1` and `v1beta` alike and is what the emulator reproduces. JSON Schema is
 //!   therefore cleaned by [`clean_schema`] (see there for what is kept and what dropped).
+//! - Gemini 3+ models get Google's placeholder `thoughtSignature` on replayed function
+//!   calls (see [`needs_thought_signature`]); the real signature is not kept.
 //! - Gemini has no tool-call ids on older models: a call without `functionCall.id` gets
 //!   the deterministic id `call_<n>` (`n` = its ordinal in the reply, from 0), the same
 //!   in streamed and non-streamed replies.
@@ -56,7 +58,7 @@ impl Adapter for Gemini {
             headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
             headers.push((name.clone(), value.clone()));
         }
-        Ok(HttpCall { url, headers, body: build_body(req)? })
+        Ok(HttpCall { url, headers, body: build_body(req, model)? })
     }
 
     fn parse_response(&self, body: &[u8], target: &Target) -> Result<ChatResponse> {
@@ -152,9 +154,9 @@ fn invalid(field: String, message: String) -> Error {
     Error::InvalidRequest { field: Some(field), message }
 }
 
-fn build_body(req: &ChatRequest) -> Result<Value> {
+fn build_body(req: &ChatRequest, model: &str) -> Result<Value> {
     let mut body = Map::new();
-    body.insert("contents".into(), Value::Array(build_contents(req)?));
+    body.insert("contents".into(), Value::Array(build_contents(req, needs_thought_signature(model))?));
     if let Some(system) = req.system_text() {
         body.insert("systemInstruction".into(), json!({"parts": [{"text": system}]}));
     }
@@ -230,7 +232,7 @@ fn build_body(req: &ChatRequest) -> Result<Value> {
 
 /// `contents[]`: user/model turns, consecutive same-role turns merged (Gemini wants
 /// them alternating; tool results and a following user message share one `user` turn).
-fn build_contents(req: &ChatRequest) -> Result<Vec<Value>> {
+fn build_contents(req: &ChatRequest, sign_calls: bool) -> Result<Vec<Value>> {
     let mut turns: Vec<(&'static str, Vec<Value>)> = Vec::new();
     for (i, msg) in req.messages.iter().enumerate() {
         let (role, parts) = match msg.role {
@@ -249,7 +251,11 @@ fn build_contents(req: &ChatRequest) -> Result<Vec<Value>> {
                             format!("messages[{i}].tool_calls[{j}].function.arguments is not valid JSON ({e}): send the arguments as a JSON-encoded string"),
                         )
                     })?;
-                    parts.push(json!({"functionCall": {"name": tc.function.name, "args": args}}));
+                    let mut part = json!({"functionCall": {"name": tc.function.name, "args": args}});
+                    if sign_calls && j == 0 {
+                        part["thoughtSignature"] = json!(SKIP_SIGNATURE);
+                    }
+                    parts.push(part);
                 }
                 ("model", parts)
             }
@@ -285,6 +291,21 @@ fn build_contents(req: &ChatRequest) -> Result<Vec<Value>> {
         return Err(invalid("messages".into(), "messages holds only system messages: Gemini needs at least one user message".into()));
     }
     Ok(turns.into_iter().map(|(role, parts)| json!({"role": role, "parts": parts})).collect())
+}
+
+/// Google's documented placeholder for a `thoughtSignature` we cannot replay.
+const SKIP_SIGNATURE: &str = "skip_thought_signature_validator";
+
+/// Gemini 3 and later refuse (400 "Function call is missing a thought_signature") a
+/// replayed model turn whose first `functionCall` part lacks the signature the model
+/// attached to it. Our `ToolCall` has no field to carry the real signature, so for those
+/// models the first call of each assistant message gets Google's documented placeholder,
+/// which the API accepts (possibly with slightly weaker reasoning continuity). Older
+/// models do not check and get no signature.
+fn needs_thought_signature(model: &str) -> bool {
+    let Some(rest) = model.strip_prefix("gemini-") else { return false };
+    let major: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    major.parse::<u32>().is_ok_and(|m| m >= 3)
 }
 
 fn content_parts(content: Option<&Content>, i: usize) -> Result<Vec<Value>> {
@@ -976,6 +997,27 @@ mod tests {
     }
 
     #[test]
+    fn gemini_3_tool_calls_carry_the_placeholder_signature() {
+        let call = |id: &str| ToolCall { id: id.into(), kind: "function".into(), function: FunctionCall { name: "f".into(), arguments: "{}".into() } };
+        let req = ChatRequest::new("gemini/x", vec![
+            Message::user("hi"),
+            Message::assistant_tool_calls(vec![call("a"), call("b")]),
+            Message::tool("a", "1"),
+            Message::tool("b", "2"),
+        ]);
+        for (model, signed) in [("gemini-3-pro-preview", true), ("gemini-3.1-flash", true), ("gemini-10-ultra", true), ("gemini-2.5-flash", false), ("gemma-3-27b-it", false)] {
+            let mut t = target();
+            t.model = model.into();
+            let body = Gemini.build_request(&req, &t, false).expect("builds").body;
+            let parts = &body["contents"][1]["parts"];
+            let expected = if signed { json!(SKIP_SIGNATURE) } else { Value::Null };
+            assert_eq!(parts[0]["thoughtSignature"], expected, "{model}");
+            // Parallel calls: only the first part carries a signature.
+            assert_eq!(parts[1]["thoughtSignature"], Value::Null, "{model}");
+        }
+    }
+
+    #[test]
     fn bad_image_urls_and_seed_are_rejected() {
         for url in ["data:image/png,rawbytes", "ftp://x/y.png", "data:;base64,AAAA"] {
             let msg = Message::user(Content::Parts(vec![ContentPart::ImageUrl { image_url: crate::types::ImageUrl { url: url.into(), detail: Default::default() } }]));
@@ -1224,6 +1266,27 @@ mod tests {
         // JSON that is not an error object still yields a readable message.
         let e = error_for(500, &[], r#"{"unexpected":true}"#);
         assert_eq!(e.kind(), ErrorKind::ProviderUnavailable);
+    }
+
+    proptest::proptest! {
+        /// Damaged provider output never panics, whatever the damage.
+        #[test]
+        fn damaged_bodies_never_panic(which in 0usize..7, at in 0usize..4096, junk in "[\\x00-\\x7f\\u{e9}\\u{1f30d}]{0,8}", cut in proptest::prelude::any::<bool>()) {
+            let fixtures = [
+                fixture!("response_text.json"), fixture!("response_function_call.json"), fixture!("response_thinking.json"),
+                fixture!("response_cached.json"), fixture!("response_blocked.json"), fixture!("stream_text.sse"), fixture!("stream_tool_call.sse"),
+            ];
+            let src = fixtures[which];
+            let mut at = at % (src.len() + 1);
+            while !src.is_char_boundary(at) { at -= 1; }
+            let damaged = if cut { format!("{}{junk}", &src[..at]) } else { format!("{}{junk}{}", &src[..at], &src[at..]) };
+            let _ = Gemini.parse_response(damaged.as_bytes(), &target());
+            let _ = Gemini.parse_error(429, &HeaderMap::new(), damaged.as_bytes(), &target());
+            let _ = run_stream(damaged.as_bytes(), &[at / 2]);
+            let mut d = Gemini.stream_decoder(&target());
+            let _ = d.on_event(&SseEvent { event: String::new(), data: damaged.clone(), id: None });
+            let _ = d.finish();
+        }
     }
 
     // ----- streaming -----------------------------------------------------------
