@@ -640,7 +640,8 @@ fn parse_chunk(body: &[u8], provider: &str) -> Result<GenResponse> {
 }
 
 /// Map Gemini's `finishReason`. `OTHER`, `LANGUAGE`, `TOO_MANY_TOOL_CALLS`, unknown
-/// future values and the like read as `stop`: the reply is complete as far as it goes.
+/// future values and the like read as `stop` (or `tool_calls` when the reply carries
+/// calls, so the caller runs them): the reply is complete as far as it goes.
 /// A malformed or unexpected function call is an error (`Err(message)`): the reply
 /// carries no usable call, and `stop` would hide that.
 fn map_finish(raw: &str, has_calls: bool, message: Option<&str>) -> std::result::Result<FinishReason, String> {
