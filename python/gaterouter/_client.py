@@ -1,0 +1,263 @@
+"""``Client`` and ``AsyncClient``: the OpenAI SDK's shape over the Rust core.
+
+Requests cross into Rust as JSON text and responses come back the same way, so the
+core's serde types are the one definition of every field; this module only builds the
+request dict and wraps the answer in attribute-access objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import Any, AsyncIterator, Dict, Iterable, Iterator, List, Literal, Mapping, Optional, Union, overload
+
+
+from . import _native
+from ._types import ChatCompletion, ChatCompletionChunk, Usage, _Model
+
+__all__ = ["Client", "AsyncClient", "Stream", "AsyncStream"]
+
+Message = Mapping[str, Any]
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, _Model):
+        return obj.to_dict()
+    if hasattr(obj, "model_dump"):  # pydantic objects, e.g. from the openai SDK
+        return obj.model_dump(exclude_none=True)
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable: pass dicts, lists, strings and numbers")
+
+
+def _request_json(model: str, messages: Iterable[Any], params: Dict[str, Any]) -> str:
+    body: Dict[str, Any] = {"model": model, "messages": list(messages)}
+    for key, value in params.items():
+        if value is not None:
+            body[key] = value
+    return json.dumps(body, default=_jsonable, ensure_ascii=False)
+
+
+def _native_client(config: Optional[Mapping[str, Any]], config_file: Optional[PathLike]) -> "_native.NativeClient":
+    config_json = json.dumps(config, default=_jsonable) if config is not None else None
+    return _native.NativeClient(config_json, os.fspath(config_file) if config_file is not None else None)
+
+
+class Stream(Iterator[ChatCompletionChunk]):
+    """Iterator of chunks; ``usage`` holds the final usage once the stream has ended."""
+
+    def __init__(self, native: "_native.NativeStream") -> None:
+        self._native = native
+        self.usage: Optional[Usage] = None
+
+    def __iter__(self) -> "Stream":
+        return self
+
+    def __next__(self) -> ChatCompletionChunk:
+        raw = self._native.next()
+        if raw is None:
+            raise StopIteration
+        chunk = ChatCompletionChunk(json.loads(raw))
+        if chunk.usage is not None:
+            self.usage = chunk.usage
+        return chunk
+
+    def close(self) -> None:
+        """Stop reading and drop the connection."""
+        self._native.close()
+
+    def __enter__(self) -> "Stream":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _settle(fut: "asyncio.Future[Any]", ok: bool, value: Any) -> None:
+    """Called on the event loop (``call_soon_threadsafe``) when Rust has the result."""
+    if fut.cancelled():
+        return
+    if ok:
+        fut.set_result(value)
+    else:
+        fut.set_exception(value)
+
+
+async def _await_native(start: Any) -> Any:
+    """Run a native async call: ``start(loop, done)`` returns a cancellable handle."""
+    loop = asyncio.get_running_loop()
+    fut: "asyncio.Future[Any]" = loop.create_future()
+    handle = start(loop, lambda ok, value: _settle(fut, ok, value))
+    try:
+        return await fut
+    except asyncio.CancelledError:
+        handle.cancel()
+        raise
+
+
+class AsyncStream(AsyncIterator[ChatCompletionChunk]):
+    """Async iterator of chunks; ``usage`` holds the final usage once it has ended."""
+
+    def __init__(self, native: "_native.NativeStream") -> None:
+        self._native = native
+        self.usage: Optional[Usage] = None
+
+    def __aiter__(self) -> "AsyncStream":
+        return self
+
+    async def __anext__(self) -> ChatCompletionChunk:
+        raw = await _await_native(self._native.next_async)
+        if raw is None:
+            raise StopAsyncIteration
+        chunk = ChatCompletionChunk(json.loads(raw))
+        if chunk.usage is not None:
+            self.usage = chunk.usage
+        return chunk
+
+    async def close(self) -> None:
+        """Stop reading and drop the connection."""
+        self._native.close()
+
+
+class Completions:
+    """``client.chat.completions``."""
+
+    def __init__(self, native: "_native.NativeClient") -> None:
+        self._native = native
+
+    @overload
+    def create(self, *, model: str, messages: Iterable[Message], stream: Literal[False] = False, **params: Any) -> ChatCompletion: ...
+    @overload
+    def create(self, *, model: str, messages: Iterable[Message], stream: Literal[True], **params: Any) -> Stream: ...
+
+    def create(
+        self,
+        *,
+        model: str,
+        messages: Iterable[Message],
+        stream: bool = False,
+        tools: Optional[List[Mapping[str, Any]]] = None,
+        tool_choice: Optional[Union[str, Mapping[str, Any]]] = None,
+        temperature: Optional[float] = None,
+        top_p: Optional[float] = None,
+        max_tokens: Optional[int] = None,
+        max_completion_tokens: Optional[int] = None,
+        stop: Optional[Union[str, List[str]]] = None,
+        response_format: Optional[Mapping[str, Any]] = None,
+        seed: Optional[int] = None,
+        user: Optional[str] = None,
+        metadata: Optional[Mapping[str, str]] = None,
+    ) -> Union[ChatCompletion, Stream]:
+        """Create a chat completion; with ``stream=True`` return an iterator of chunks."""
+        req = _request_json(
+            model,
+            messages,
+            dict(
+                tools=tools,
+                tool_choice=tool_choice,
+                temperature=temperature,
+                top_p=top_p,
+                max_tokens=max_tokens if max_tokens is not None else max_completion_tokens,
+                stop=stop,
+                response_format=response_format,
+                seed=seed,
+                user=user,
+                metadata=metadata,
+            ),
+        )
+        if stream:
+            return Stream(self._native.stream(req))
+        return ChatCompletion(json.loads(self._native.chat(req)))
+
+
+class AsyncCompletions:
+    """``async_client.chat.completions``."""
+
+    def __init__(self, native: "_native.NativeClient") -> None:
+        self._native = native
+
+    @overload
+    async def create(self, *, model: str, messages: Iterable[Message], stream: Literal[False] = False, **params: Any) -> ChatCompletion: ...
+    @overload
+    async def create(self, *, model: str, messages: Iterable[Message], stream: Literal[True], **params: Any) -> AsyncStream: ...
+
+    async def create(
+        self,
+        *,
+        model: str,
+        messages: Iterable[Message],
+        stream: bool = False,
+        tools: Optional[List[Mapping[str, Any]]] = None,
+        tool_choice: Optional[Union[str, Mapping[str, Any]]] = None,
+        temperature: Optional[float] = None,
+        top_p: Optional[float] = None,
+        max_tokens: Optional[int] = None,
+        max_completion_tokens: Optional[int] = None,
+        stop: Optional[Union[str, List[str]]] = None,
+        response_format: Optional[Mapping[str, Any]] = None,
+        seed: Optional[int] = None,
+        user: Optional[str] = None,
+        metadata: Optional[Mapping[str, str]] = None,
+    ) -> Union[ChatCompletion, AsyncStream]:
+        """Create a chat completion without blocking the event loop."""
+        req = _request_json(
+            model,
+            messages,
+            dict(
+                tools=tools,
+                tool_choice=tool_choice,
+                temperature=temperature,
+                top_p=top_p,
+                max_tokens=max_tokens if max_tokens is not None else max_completion_tokens,
+                stop=stop,
+                response_format=response_format,
+                seed=seed,
+                user=user,
+                metadata=metadata,
+            ),
+        )
+        if stream:
+            return AsyncStream(self._native.stream_lazy(req))
+        raw = await _await_native(lambda loop, done: self._native.chat_async(req, loop, done))
+        return ChatCompletion(json.loads(raw))
+
+
+class _Chat:
+    def __init__(self, completions: Any) -> None:
+        self.completions = completions
+
+
+class Client:
+    """Synchronous client. ``config`` is a dict in the TOML config's structure;
+    ``config_file`` a path to a TOML file; neither means built-in defaults (keys from the
+    environment). Network waits release the GIL; Ctrl-C interrupts a blocking call."""
+
+    def __init__(self, config: Optional[Mapping[str, Any]] = None, *, config_file: Optional[PathLike] = None) -> None:
+        self._native = _native_client(config, config_file)
+        self.chat = _Chat(Completions(self._native))
+
+    def close(self) -> None:
+        """Release the client (the connection pool closes when the last user drops it)."""
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncClient:
+    """Asyncio client; same configuration as :class:`Client`."""
+
+    def __init__(self, config: Optional[Mapping[str, Any]] = None, *, config_file: Optional[PathLike] = None) -> None:
+        self._native = _native_client(config, config_file)
+        self.chat = _Chat(AsyncCompletions(self._native))
+
+    async def close(self) -> None:
+        """Release the client."""
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

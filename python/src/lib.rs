@@ -1,0 +1,273 @@
+//! `gaterouter._native`: the pyo3 shim. It converts types (JSON text both ways: the core's
+//! serde types are the single source of truth) and errors, owns the one tokio runtime,
+//! and releases the GIL during every wait. No logic lives here.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use gaterouter::{ChatRequest, ChatStream, Client, Config, Error, ErrorKind};
+use pyo3::create_exception;
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+use tokio::runtime::Runtime;
+
+create_exception!(gaterouter._native, GateRouterError, PyException, "Base class of every GateRouter error.");
+create_exception!(gaterouter._native, ConfigError, GateRouterError, "The configuration must be fixed.");
+create_exception!(gaterouter._native, AuthenticationError, GateRouterError, "The provider refused the credentials.");
+create_exception!(gaterouter._native, RateLimitError, GateRouterError, "Rate limited; see `retry_after`.");
+create_exception!(gaterouter._native, ProviderUnavailableError, GateRouterError, "The provider is down, overloaded or unreachable.");
+create_exception!(gaterouter._native, InvalidRequestError, GateRouterError, "The request is invalid; never retried.");
+create_exception!(gaterouter._native, ContextLengthExceededError, InvalidRequestError, "The request does not fit the context window.");
+create_exception!(gaterouter._native, APITimeoutError, GateRouterError, "No answer within the timeout.");
+create_exception!(gaterouter._native, StreamInterruptedError, GateRouterError, "A stream ended early.");
+create_exception!(gaterouter._native, InvalidResponseError, GateRouterError, "The provider's answer is unusable.");
+create_exception!(gaterouter._native, BudgetExceededError, GateRouterError, "A budget or quota would be exceeded.");
+create_exception!(gaterouter._native, PermissionDeniedError, GateRouterError, "The caller may not use this model.");
+
+/// Map a core error to its Python exception class, with attributes set.
+fn to_pyerr(py: Python<'_>, e: Error) -> PyErr {
+    let msg = e.to_string();
+    let err = match e.kind() {
+        ErrorKind::Config => ConfigError::new_err(msg),
+        ErrorKind::Auth => AuthenticationError::new_err(msg),
+        ErrorKind::RateLimited => RateLimitError::new_err(msg),
+        ErrorKind::ProviderUnavailable => ProviderUnavailableError::new_err(msg),
+        ErrorKind::InvalidRequest => InvalidRequestError::new_err(msg),
+        ErrorKind::ContextLengthExceeded => ContextLengthExceededError::new_err(msg),
+        ErrorKind::Timeout => APITimeoutError::new_err(msg),
+        ErrorKind::StreamInterrupted => StreamInterruptedError::new_err(msg),
+        ErrorKind::InvalidResponse => InvalidResponseError::new_err(msg),
+        ErrorKind::Budget => BudgetExceededError::new_err(msg),
+        ErrorKind::Permission => PermissionDeniedError::new_err(msg),
+        _ => GateRouterError::new_err(msg),
+    };
+    let value = err.value(py);
+    let _ = value.setattr("code", e.kind().code());
+    let _ = value.setattr("provider", e.provider());
+    let _ = value.setattr("status_code", e.status());
+    let _ = value.setattr("retry_after", e.retry_after().map(|d| d.as_secs_f64()));
+    let _ = value.setattr("provider_message", e.provider_message());
+    err
+}
+
+/// The module's one runtime, rebuilt in a forked child (a tokio runtime's threads do not
+/// survive `fork`; the parent's is leaked in the child, never dropped there).
+fn runtime() -> Arc<Runtime> {
+    static RT: Mutex<Option<(u32, Arc<Runtime>)>> = Mutex::new(None);
+    let pid = std::process::id();
+    let mut slot = RT.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((owner, rt)) = slot.as_ref() {
+        if *owner == pid {
+            return rt.clone();
+        }
+    }
+    if let Some((_, stale)) = slot.take() {
+        std::mem::forget(stale);
+    }
+    let rt = Arc::new(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("gaterouter")
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("gaterouter: cannot start the tokio runtime: {e}")),
+    );
+    *slot = Some((pid, rt.clone()));
+    rt
+}
+
+/// Run `fut` to completion with the GIL released; Ctrl-C (checked every 50 ms on the
+/// main thread) interrupts it with `KeyboardInterrupt`.
+fn block_on<T: Send>(py: Python<'_>, fut: impl Future<Output = Result<T, Error>> + Send) -> PyResult<T> {
+    let rt = runtime();
+    let out = py.detach(|| {
+        rt.block_on(async {
+            tokio::pin!(fut);
+            loop {
+                tokio::select! {
+                    r = &mut fut => return Ok(r),
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {
+                        Python::attach(|py| py.check_signals())?;
+                    }
+                }
+            }
+        })
+    });
+    match out {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(to_pyerr(py, e)),
+        Err(interrupt) => Err(interrupt),
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String, Error> {
+    serde_json::to_string(v).map_err(|e| Error::InvalidRequest { field: None, message: format!("cannot serialize: {e}") })
+}
+
+/// Deliver a result to an asyncio future from any thread: `loop.call_soon_threadsafe(done, ok, value)`.
+fn resolve(loop_: &Py<PyAny>, done: &Py<PyAny>, result: Result<Option<String>, Error>) {
+    Python::attach(|py| {
+        let (ok, value): (bool, Py<PyAny>) = match result {
+            Ok(v) => (true, v.into_pyobject(py).map(|b| b.unbind()).unwrap_or_else(|_| py.None())),
+            Err(e) => (false, to_pyerr(py, e).into_value(py).into_any()),
+        };
+        // The loop may be closed already (the caller gave up): nothing to deliver to.
+        let _ = loop_.call_method1(py, "call_soon_threadsafe", (done, ok, value));
+    });
+}
+
+/// Handle of a spawned async call; `cancel()` drops the in-flight request.
+#[pyclass(module = "gaterouter._native")]
+struct TaskHandle {
+    abort: tokio::task::AbortHandle,
+}
+
+#[pymethods]
+impl TaskHandle {
+    fn cancel(&self) {
+        self.abort.abort();
+    }
+}
+
+/// The client: `NativeClient(config_json, config_file)`.
+#[pyclass(module = "gaterouter._native", frozen)]
+struct NativeClient {
+    client: Client,
+}
+
+#[pymethods]
+impl NativeClient {
+    #[new]
+    #[pyo3(signature = (config_json=None, config_file=None))]
+    fn new(py: Python<'_>, config_json: Option<&str>, config_file: Option<&str>) -> PyResult<Self> {
+        let config = match (config_json, config_file) {
+            (Some(_), Some(_)) => Err(Error::config("Client()", "both config and config_file were given", "pass one of them")),
+            (Some(j), None) => Config::from_json_str(j),
+            (None, Some(f)) => Config::from_toml_file(f),
+            (None, None) => Ok(Config::default()),
+        };
+        let client = config.and_then(|c| {
+            let _guard = runtime().enter();
+            Client::new(c)
+        });
+        client.map(|client| NativeClient { client }).map_err(|e| to_pyerr(py, e))
+    }
+
+    /// Blocking chat: request JSON in, response JSON out.
+    fn chat(&self, py: Python<'_>, request_json: &str) -> PyResult<String> {
+        let req = ChatRequest::from_json(request_json).map_err(|e| to_pyerr(py, e))?;
+        let client = self.client.clone();
+        block_on(py, async move { to_json(&client.chat(req).await?) })
+    }
+
+    /// Async chat: resolves through `loop.call_soon_threadsafe(done, ok, value)`.
+    fn chat_async(&self, py: Python<'_>, request_json: &str, event_loop: Py<PyAny>, done: Py<PyAny>) -> PyResult<TaskHandle> {
+        let req = ChatRequest::from_json(request_json).map_err(|e| to_pyerr(py, e))?;
+        let client = self.client.clone();
+        let task = runtime().spawn(async move {
+            let result = async { to_json(&client.chat(req).await?) }.await;
+            resolve(&event_loop, &done, result.map(Some));
+        });
+        Ok(TaskHandle { abort: task.abort_handle() })
+    }
+
+    /// Open a stream (blocking until the provider answers).
+    fn stream(&self, py: Python<'_>, request_json: &str) -> PyResult<NativeStream> {
+        let req = ChatRequest::from_json(request_json).map_err(|e| to_pyerr(py, e))?;
+        let client = self.client.clone();
+        let stream = block_on(py, async move { client.chat_stream(req).await })?;
+        Ok(NativeStream { inner: Arc::new(tokio::sync::Mutex::new(Some(stream))) })
+    }
+
+    /// A stream returned at once, without blocking: it connects on the first
+    /// `next_async` (what `AsyncClient` uses, so opening never blocks the event loop).
+    fn stream_lazy(&self, py: Python<'_>, request_json: &str) -> PyResult<NativeStream> {
+        let req = ChatRequest::from_json(request_json).map_err(|e| to_pyerr(py, e))?;
+        let client = self.client.clone();
+        let lazy = futures_util::stream::once(async move { client.chat_stream(req).await })
+            .map(|opened| match opened {
+                Ok(s) => s.left_stream(),
+                Err(e) => futures_util::stream::once(async move { Err(e) }).right_stream(),
+            })
+            .flatten();
+        Ok(NativeStream { inner: Arc::new(tokio::sync::Mutex::new(Some(ChatStream::new(lazy)))) })
+    }
+}
+
+/// A stream of chunk JSON strings.
+#[pyclass(module = "gaterouter._native", frozen)]
+struct NativeStream {
+    inner: Arc<tokio::sync::Mutex<Option<ChatStream>>>,
+}
+
+async fn next_chunk(inner: Arc<tokio::sync::Mutex<Option<ChatStream>>>) -> Result<Option<String>, Error> {
+    let mut guard = inner.lock().await;
+    let Some(stream) = guard.as_mut() else { return Ok(None) };
+    match stream.next().await {
+        Some(Ok(chunk)) => to_json(&chunk).map(Some),
+        Some(Err(e)) => {
+            *guard = None;
+            Err(e)
+        }
+        None => {
+            *guard = None;
+            Ok(None)
+        }
+    }
+}
+
+#[pymethods]
+impl NativeStream {
+    /// Next chunk JSON, or None at the end.
+    fn next(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        let inner = self.inner.clone();
+        block_on(py, next_chunk(inner))
+    }
+
+    /// Async next: `done(ok, chunk_json_or_None_or_error)`.
+    fn next_async(&self, event_loop: Py<PyAny>, done: Py<PyAny>) -> TaskHandle {
+        let inner = self.inner.clone();
+        let task = runtime().spawn(async move {
+            let r = next_chunk(inner).await;
+            resolve(&event_loop, &done, r);
+        });
+        TaskHandle { abort: task.abort_handle() }
+    }
+
+    /// Stop reading: drops the connection.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let inner = self.inner.clone();
+        block_on(py, async move {
+            *inner.lock().await = None;
+            Ok(())
+        })
+    }
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("__version__", gaterouter::SDK_VERSION)?;
+    m.add_class::<NativeClient>()?;
+    m.add_class::<NativeStream>()?;
+    m.add_class::<TaskHandle>()?;
+    for (name, ty) in [
+        ("GateRouterError", py.get_type::<GateRouterError>()),
+        ("ConfigError", py.get_type::<ConfigError>()),
+        ("AuthenticationError", py.get_type::<AuthenticationError>()),
+        ("RateLimitError", py.get_type::<RateLimitError>()),
+        ("ProviderUnavailableError", py.get_type::<ProviderUnavailableError>()),
+        ("InvalidRequestError", py.get_type::<InvalidRequestError>()),
+        ("ContextLengthExceededError", py.get_type::<ContextLengthExceededError>()),
+        ("APITimeoutError", py.get_type::<APITimeoutError>()),
+        ("StreamInterruptedError", py.get_type::<StreamInterruptedError>()),
+        ("InvalidResponseError", py.get_type::<InvalidResponseError>()),
+        ("BudgetExceededError", py.get_type::<BudgetExceededError>()),
+        ("PermissionDeniedError", py.get_type::<PermissionDeniedError>()),
+    ] {
+        m.add(name, ty)?;
+    }
+    Ok(())
+}
