@@ -8,3 +8,13 @@ cd "$(dirname "$0")/.."
 echo "== Rust: workspace tests (debug build, one target/)"
 cargo test --workspace --all-targets --no-fail-fast
 cargo test --workspace --doc
+
+echo "== Python: build the package from source (pip install ./python) into a venv, then pytest"
+VENV="${GATEROUTER_VENV:-$PWD/target/py-venv}"
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+"$VENV/bin/pip" install -q --upgrade pip >/dev/null
+"$VENV/bin/pip" install -q "maturin>=1.9.4,<2" pytest pytest-asyncio mypy
+# Debug profile: the test build shares target/ with the Rust tests above.
+MATURIN_PEP517_ARGS="--profile dev" "$VENV/bin/pip" install -q --force-reinstall --no-deps ./python
+cargo build -q -p gaterouter-emulator
+"$VENV/bin/pytest" -q python/tests
