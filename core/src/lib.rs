@@ -11,6 +11,7 @@
 //! | [`model_id`] | `provider/model` names and `auto` |
 //! | [`config`] | plain serde configuration (TOML or a map), validated with field-naming errors |
 //! | [`error`] | the rich internal [`Error`] and the small stable public [`ErrorKind`] |
+//! | [`health`] | circuit breaker per provider and observed latency per model |
 //! | [`providers`] | sans-IO adapters: our types <-> each provider's wire format |
 //! | [`sse`] | an incremental Server-Sent-Events parser shared by every adapter |
 //! | [`retry`] | bounded, jittered exponential backoff honouring `retry-after` |
@@ -30,6 +31,7 @@
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod health;
 pub mod model_id;
 pub mod pricing;
 pub mod providers;
