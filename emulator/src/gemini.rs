@@ -329,7 +329,7 @@ pub(crate) fn render_error(err: &ApiErr, status_override: StatusCode) -> Respons
         ApiErr::RateLimit { retry_after } => {
             extra = retry_headers(*retry_after);
             details = Some(json!([{"@type": "type.googleapis.com/google.rpc.RetryInfo",
-                "retryDelay": format!("{}s", retry_after.ceil() as u64)}]));
+                "retryDelay": format!("{retry_after}s")}]));
             (
                 StatusCode::TOO_MANY_REQUESTS,
                 "RESOURCE_EXHAUSTED",
