@@ -429,10 +429,20 @@ pub(crate) fn json_response(v: &Value, applied: &Applied, extra: &[(&str, String
     if applied.cut_after.is_some() {
         // Send half the body then abort the connection.
         let half = Bytes::from(malformed(&s));
-        let stream = futures_util::stream::iter(vec![
-            Ok::<Bytes, std::io::Error>(half),
-            Err(std::io::Error::other("emulator: cut_stream fault")),
-        ]);
+        let stream = futures_util::stream::unfold(0u8, move |step| {
+            let half = half.clone();
+            async move {
+                match step {
+                    0 => Some((Ok::<Bytes, std::io::Error>(half), 1)),
+                    1 => {
+                        // Flush the half body before dropping the connection.
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        Some((Err(std::io::Error::other("emulator: cut_stream fault")), 2))
+                    }
+                    _ => None,
+                }
+            }
+        });
         let mut r = Response::new(Body::from_stream(stream));
         r.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -471,10 +481,16 @@ pub(crate) fn sse_response(
     content_type: &'static str,
     extra: &[(&str, String)],
 ) -> Response {
-    if applied.malformed && events.len() > 1 {
-        let s = String::from_utf8_lossy(&events[1]).to_string();
+    if applied.malformed && !events.is_empty() {
+        let i = 1.min(events.len() - 1);
+        let s = String::from_utf8_lossy(&events[i]).to_string();
         let trimmed = s.trim_end();
-        events[1] = Bytes::from(format!("{}\n\n", malformed(trimmed)));
+        // Keep the `event:`/`data: ` framing; truncate only the JSON payload.
+        let cut = match trimmed.find("data: ") {
+            Some(d) => format!("{}{}", &trimmed[..d + 6], malformed(&trimmed[d + 6..])),
+            None => malformed(trimmed),
+        };
+        events[i] = Bytes::from(format!("{cut}\n\n"));
     }
     let delay = Duration::from_millis(applied.stream_delay_ms);
     let cut = applied.cut_after;
@@ -487,6 +503,8 @@ pub(crate) fn sse_response(
             if clean {
                 return None;
             }
+            // Let the server flush what was sent before the connection is dropped.
+            tokio::time::sleep(Duration::from_millis(10)).await;
             return Some((
                 Err(std::io::Error::other("emulator: cut_stream fault")),
                 (it, usize::MAX - 1),
