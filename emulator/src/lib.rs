@@ -25,7 +25,7 @@
 //! | `/{v1beta,v1}/models/{model}:(stream)generateContent` | Gemini without the prefix |
 //! | `POST /_emulator/faults` | queue a fault (see below) |
 //! | `POST /_emulator/reset` | clear queued faults, stats, request log, prompt caches, id counter |
-//! | `GET /_emulator/stats` | `{"total","by_provider":{p:n},"by_outcome":{o:n},"by_provider_outcome":{p:{o:n}},"faults_queued"}` |
+//! | `GET /_emulator/stats` | `{"total","by_provider":{p:n},"by_outcome":{o:n},"by_provider_outcome":{p:{o:n}},"faults_queued","connections":{"accepted","nodelay"}}` (connections are not reset) |
 //! | `GET /_emulator/requests` | last 100 requests, oldest first: `{"seq","provider","method","path","query","headers","body"}` |
 //! | `GET /healthz` | `{"status":"ok"}` |
 //!

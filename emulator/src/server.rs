@@ -110,6 +110,9 @@ struct Stats {
 #[derive(Debug, Default)]
 struct Inner {
     seq: AtomicU64,
+    /// Connections accepted, and how many of them have TCP_NODELAY (checked after setting it).
+    accepted: AtomicU64,
+    nodelay: AtomicU64,
     faults: Mutex<VecDeque<Queued>>,
     stats: Mutex<Stats>,
     requests: Mutex<VecDeque<Value>>,
@@ -639,6 +642,10 @@ async fn stats(State(e): State<Emulator>) -> Response {
         "by_outcome": st.by_outcome,
         "by_provider_outcome": st.by_provider_outcome,
         "faults_queued": queued,
+        "connections": {
+            "accepted": e.inner.accepted.load(Ordering::Relaxed),
+            "nodelay": e.inner.nodelay.load(Ordering::Relaxed),
+        },
     }))
     .into_response()
 }
@@ -698,8 +705,13 @@ pub async fn start(addr: SocketAddr) -> std::io::Result<EmulatorHandle> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     // No Nagle: small SSE events must not wait for delayed ACKs.
-    let listener = listener.tap_io(|tcp| {
+    let counters = emulator.clone();
+    let listener = listener.tap_io(move |tcp| {
         let _ = tcp.set_nodelay(true);
+        counters.inner.accepted.fetch_add(1, Ordering::Relaxed);
+        if tcp.nodelay().unwrap_or(false) {
+            counters.inner.nodelay.fetch_add(1, Ordering::Relaxed);
+        }
     });
     let (tx, rx) = oneshot::channel::<()>();
     let app = emulator.router();
