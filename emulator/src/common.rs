@@ -233,15 +233,16 @@ pub(crate) fn make_reply(n: &Norm, force_tool: bool) -> Reply {
     let wants_tool = !n.tools.is_empty() && n.tool_result.is_none() && n.choice != ToolChoice::None;
     if wants_tool || force_tool {
         let chosen = match &n.choice {
-            ToolChoice::Named(name) => n
-                .tools
-                .iter()
-                .find(|t| &t.name == name)
-                .cloned()
-                .unwrap_or(ToolDef {
-                    name: name.clone(),
-                    schema: json!({"type": "object"}),
-                }),
+            ToolChoice::Named(name) => {
+                n.tools
+                    .iter()
+                    .find(|t| &t.name == name)
+                    .cloned()
+                    .unwrap_or(ToolDef {
+                        name: name.clone(),
+                        schema: json!({"type": "object"}),
+                    })
+            }
             _ => n.tools.first().cloned().unwrap_or(ToolDef {
                 name: "emulated_tool".into(),
                 schema: json!({"type": "object"}),
@@ -324,7 +325,11 @@ pub(crate) fn synthesize(schema: &Value, root: &Value, all_props: bool, depth: u
     if let Some(v) = obj.get("const") {
         return v.clone();
     }
-    if let Some(first) = obj.get("enum").and_then(Value::as_array).and_then(|a| a.first()) {
+    if let Some(first) = obj
+        .get("enum")
+        .and_then(Value::as_array)
+        .and_then(|a| a.first())
+    {
         return first.clone();
     }
     for key in ["anyOf", "oneOf", "allOf"] {
@@ -619,6 +624,9 @@ mod tests {
 
     #[test]
     fn directives_stripped() {
-        assert_eq!(strip_directives("hi [[emulator:slow;delay_ms=1]] there"), "hi  there");
+        assert_eq!(
+            strip_directives("hi [[emulator:slow;delay_ms=1]] there"),
+            "hi  there"
+        );
     }
 }

@@ -226,9 +226,7 @@ impl Applied {
             a.names.push(f.kind.name());
             match f.kind {
                 FaultKind::Slow => a.slow_ms = f.u64_param("delay_ms").unwrap_or(1000),
-                FaultKind::SlowStream => {
-                    a.stream_delay_ms = f.u64_param("delay_ms").unwrap_or(200)
-                }
+                FaultKind::SlowStream => a.stream_delay_ms = f.u64_param("delay_ms").unwrap_or(200),
                 FaultKind::CutStream => {
                     a.cut_after = Some(
                         f.u64_param("after_events")
@@ -239,11 +237,7 @@ impl Applied {
                 }
                 FaultKind::MalformedJson => a.malformed = true,
                 FaultKind::BadToolArgs => a.bad_tool_args = true,
-                k if k.is_terminal() => {
-                    if a.terminal.is_none() {
-                        a.terminal = Some(f.clone());
-                    }
-                }
+                k if k.is_terminal() && a.terminal.is_none() => a.terminal = Some(f.clone()),
                 _ => {}
             }
         }
@@ -252,6 +246,7 @@ impl Applied {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -262,7 +257,8 @@ mod tests {
         assert_eq!(f.f64_param("retry_after"), Some(1.5));
         assert!(Fault::parse_spec("nope").is_err());
         assert!(Fault::parse_spec("slow;delay").is_err());
-        let d = parse_directives("a [[emulator:slow;delay_ms=5]] b [[emulator:cut_stream]]").unwrap();
+        let d =
+            parse_directives("a [[emulator:slow;delay_ms=5]] b [[emulator:cut_stream]]").unwrap();
         assert_eq!(d.len(), 2);
         let h = parse_header("slow_stream;delay_ms=1, cut_stream;after_events=3").unwrap();
         let a = Applied::from_faults(&h);

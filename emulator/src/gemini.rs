@@ -35,7 +35,10 @@ fn part_text_tokens(p: &Value) -> (String, u64) {
 }
 
 fn parts(c: &Value) -> Vec<Value> {
-    c.get("parts").and_then(Value::as_array).cloned().unwrap_or_default()
+    c.get("parts")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
 }
 
 fn text_of(c: &Value) -> String {
@@ -88,7 +91,11 @@ pub(crate) fn normalize(body: &Value, model: &str) -> Result<Norm, ApiErr> {
 
     let mut prompt = Prompt::default();
     let mut tools = Vec::new();
-    if let Some(ts) = body.get("tools").and_then(Value::as_array).filter(|t| !t.is_empty()) {
+    if let Some(ts) = body
+        .get("tools")
+        .and_then(Value::as_array)
+        .filter(|t| !t.is_empty())
+    {
         for t in ts {
             let decls = get(t, "functionDeclarations", "function_declarations")
                 .and_then(Value::as_array)
@@ -153,7 +160,10 @@ pub(crate) fn normalize(body: &Value, model: &str) -> Result<Norm, ApiErr> {
 
     let fcc = get(body, "toolConfig", "tool_config")
         .and_then(|t| get(t, "functionCallingConfig", "function_calling_config"));
-    let mode = fcc.and_then(|f| f.get("mode")).and_then(Value::as_str).unwrap_or("AUTO");
+    let mode = fcc
+        .and_then(|f| f.get("mode"))
+        .and_then(Value::as_str)
+        .unwrap_or("AUTO");
     let allowed = fcc
         .and_then(|f| get(f, "allowedFunctionNames", "allowed_function_names"))
         .and_then(Value::as_array)
@@ -169,10 +179,17 @@ pub(crate) fn normalize(body: &Value, model: &str) -> Result<Norm, ApiErr> {
     let max_tokens = get(gc, "maxOutputTokens", "max_output_tokens").and_then(Value::as_u64);
     let stops = get(gc, "stopSequences", "stop_sequences")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default();
     let tc = get(gc, "thinkingConfig", "thinking_config");
-    let budget = tc.and_then(|t| get(t, "thinkingBudget", "thinking_budget")).and_then(Value::as_i64);
+    let budget = tc
+        .and_then(|t| get(t, "thinkingBudget", "thinking_budget"))
+        .and_then(Value::as_i64);
     let reasoning = if thinks(model) {
         match budget {
             Some(0) => None,
@@ -232,7 +249,10 @@ fn usage(out: &Out<'_>) -> Value {
 
 fn finish_reason(kind: &ReplyKind) -> &'static str {
     match kind {
-        ReplyKind::Text { finish: Finish::Length, .. } => "MAX_TOKENS",
+        ReplyKind::Text {
+            finish: Finish::Length,
+            ..
+        } => "MAX_TOKENS",
         _ => "STOP",
     }
 }
@@ -257,7 +277,11 @@ pub(crate) fn render(out: &Out<'_>) -> Response {
         v
     };
     let call_part = |name: &String, args: &Value| {
-        let args = if out.applied.bad_tool_args { json!({}) } else { args.clone() };
+        let args = if out.applied.bad_tool_args {
+            json!({})
+        } else {
+            args.clone()
+        };
         json!({"functionCall": {"name": name, "args": args}})
     };
 
@@ -276,7 +300,10 @@ pub(crate) fn render(out: &Out<'_>) -> Response {
     let mut chunks: Vec<Value> = Vec::new();
     if let Some(t) = thought {
         for piece in common::split_deltas(t) {
-            chunks.push(response(vec![json!({"text": piece, "thought": true})], false));
+            chunks.push(response(
+                vec![json!({"text": piece, "thought": true})],
+                false,
+            ));
         }
     }
     match &out.reply.kind {
@@ -357,7 +384,14 @@ pub(crate) fn render_error(err: &ApiErr, status_override: StatusCode) -> Respons
         e["details"] = d;
     }
     let body = json!({"error": e});
-    let mut r = (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=UTF-8"))], body.to_string())
+    let mut r = (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=UTF-8"),
+        )],
+        body.to_string(),
+    )
         .into_response();
     common::add_headers(&mut r, &extra);
     r

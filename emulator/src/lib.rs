@@ -23,6 +23,8 @@
 //! | `/gemini/{version}/models/{model}:generateContent` | Gemini |
 //! | `/gemini/{version}/models/{model}:streamGenerateContent?alt=sse` | Gemini SSE (without `alt=sse`: a streamed JSON array) |
 //! | `/{v1beta,v1}/models/{model}:(stream)generateContent` | Gemini without the prefix |
+//! | `/anthropic/v1/messages/count_tokens`, `/v1/messages/count_tokens` | Anthropic token count `{"input_tokens"}` |
+//! | `…/models/{model}:countTokens` (both Gemini prefixes) | Gemini token count `{"totalTokens"}` (body `contents…` or `generateContentRequest`) |
 //! | `POST /_emulator/faults` | queue a fault (see below) |
 //! | `POST /_emulator/reset` | clear queued faults, stats, request log, prompt caches, id counter |
 //! | `GET /_emulator/stats` | `{"total","by_provider":{p:n},"by_outcome":{o:n},"by_provider_outcome":{p:{o:n}},"faults_queued","connections":{"accepted","nodelay"}}` (connections are not reset) |
@@ -130,7 +132,8 @@
 //!    "provider": "openai"|"anthropic"|"gemini"|"deepseek"|null, ...params}`; each matching
 //!    request consumes one (oldest first). Answers `{"queued": N}`.
 //!
-//! Faults apply after authentication and before validation. An unknown kind -> 400.
+//! Faults apply after authentication and before validation (not to the token-count routes).
+//! An unknown kind -> 400.
 //!
 //! | kind | effect |
 //! |---|---|

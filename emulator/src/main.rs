@@ -11,7 +11,11 @@ use clap::Parser;
 #[command(name = "gaterouter-emulator", version)]
 struct Args {
     /// Address to listen on; port 0 picks a free port.
-    #[arg(long, default_value = "127.0.0.1:0", env = "GATEROUTER_EMULATOR_LISTEN")]
+    #[arg(
+        long,
+        default_value = "127.0.0.1:0",
+        env = "GATEROUTER_EMULATOR_LISTEN"
+    )]
     listen: SocketAddr,
 }
 

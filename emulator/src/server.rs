@@ -139,13 +139,21 @@ impl Emulator {
     pub fn router(&self) -> Router {
         let s = self.clone();
         Router::new()
-            .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
+            .route(
+                "/healthz",
+                get(|| async { axum::Json(json!({"status": "ok"})) }),
+            )
             .route("/openai/v1/chat/completions", post(chat_openai))
             .route("/v1/chat/completions", post(chat_openai))
             .route("/deepseek/v1/chat/completions", post(chat_deepseek))
             .route("/deepseek/chat/completions", post(chat_deepseek))
             .route("/anthropic/v1/messages", post(messages))
             .route("/v1/messages", post(messages))
+            .route(
+                "/anthropic/v1/messages/count_tokens",
+                post(count_tokens_anthropic),
+            )
+            .route("/v1/messages/count_tokens", post(count_tokens_anthropic))
             .route("/gemini/{version}/models/{action}", post(gemini_prefixed))
             .route("/{version}/models/{action}", post(gemini_bare))
             .route("/_emulator/faults", post(queue_fault))
@@ -318,6 +326,12 @@ enum Route {
         stream: bool,
         sse: bool,
     },
+    /// Anthropic `POST /v1/messages/count_tokens`.
+    AnthropicCount,
+    /// Gemini `:countTokens`.
+    GeminiCount {
+        model: String,
+    },
 }
 
 async fn chat_openai(
@@ -347,6 +361,23 @@ async fn messages(
     handle(e, Provider::Anthropic, Route::Messages, headers, uri, body).await
 }
 
+async fn count_tokens_anthropic(
+    State(e): State<Emulator>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    handle(
+        e,
+        Provider::Anthropic,
+        Route::AnthropicCount,
+        headers,
+        uri,
+        body,
+    )
+    .await
+}
+
 async fn gemini_prefixed(
     State(e): State<Emulator>,
     Path((_version, action)): Path<(String, String)>,
@@ -370,7 +401,13 @@ async fn gemini_bare(
     gemini_route(e, action, headers, uri, body).await
 }
 
-async fn gemini_route(e: Emulator, action: String, headers: HeaderMap, uri: Uri, body: Bytes) -> Response {
+async fn gemini_route(
+    e: Emulator,
+    action: String,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
     let (model, method) = match action.rsplit_once(':') {
         Some((m, a)) => (m.to_string(), a.to_string()),
         None => (action.clone(), String::new()),
@@ -378,6 +415,17 @@ async fn gemini_route(e: Emulator, action: String, headers: HeaderMap, uri: Uri,
     let stream = match method.as_str() {
         "generateContent" => false,
         "streamGenerateContent" => true,
+        "countTokens" => {
+            return handle(
+                e,
+                Provider::Gemini,
+                Route::GeminiCount { model },
+                headers,
+                uri,
+                body,
+            )
+            .await;
+        }
         _ => {
             return gemini::render_error(
                 &ApiErr::invalid(format!(
@@ -436,7 +484,14 @@ fn context_limit(p: Provider, model: &str) -> u64 {
 }
 
 /// The per-request pipeline shared by every provider route.
-async fn handle(e: Emulator, p: Provider, route: Route, headers: HeaderMap, uri: Uri, raw: Bytes) -> Response {
+async fn handle(
+    e: Emulator,
+    p: Provider,
+    route: Route,
+    headers: HeaderMap,
+    uri: Uri,
+    raw: Bytes,
+) -> Response {
     let seq = e.log_request(p, &uri, &headers, &raw);
     let (resp, outcome) = pipeline(&e, p, route, &headers, &uri, &raw, seq).await;
     e.record(p, &outcome);
@@ -458,15 +513,19 @@ async fn pipeline(
     };
     let body: Value = match serde_json::from_slice(raw) {
         Ok(v @ Value::Object(_)) => v,
-        Ok(_) => return fail(ApiErr::InvalidJson("the request body must be a JSON object".into())),
+        Ok(_) => {
+            return fail(ApiErr::InvalidJson(
+                "the request body must be a JSON object".into(),
+            ));
+        }
         Err(err) => return fail(ApiErr::InvalidJson(err.to_string())),
     };
 
     // Authentication.
     let key = match p {
-        Provider::OpenAi | Provider::DeepSeek => {
-            header_str(headers, "authorization").and_then(|v| v.strip_prefix("Bearer ")).map(str::to_string)
-        }
+        Provider::OpenAi | Provider::DeepSeek => header_str(headers, "authorization")
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::to_string),
         Provider::Anthropic => header_str(headers, "x-api-key")
             .map(str::to_string)
             .or_else(|| {
@@ -483,8 +542,44 @@ async fn pipeline(
         Some(k) if k.starts_with("bad") => return fail(ApiErr::InvalidKey(k.to_string())),
         Some(_) => {}
     }
-    if p == Provider::Anthropic && header_str(headers, "anthropic-version").is_none_or(str::is_empty) {
+    if p == Provider::Anthropic
+        && header_str(headers, "anthropic-version").is_none_or(str::is_empty)
+    {
         return fail(ApiErr::invalid("anthropic-version: header is required"));
+    }
+
+    // Token counting endpoints: no faults, no caching, just the usage rule.
+    match &route {
+        Route::AnthropicCount => {
+            let mut b = body.clone();
+            if let Some(o) = b.as_object_mut() {
+                o.entry("max_tokens").or_insert(json!(1_000_000));
+                o.remove("thinking");
+            }
+            return match anthropic::normalize(&b) {
+                Ok(n) => (
+                    axum::Json(json!({"input_tokens": n.prompt.total()})).into_response(),
+                    "ok".into(),
+                ),
+                Err(err) => fail(err),
+            };
+        }
+        Route::GeminiCount { model } => {
+            let req = body.get("generateContentRequest").unwrap_or(&body);
+            return match gemini::normalize(req, model) {
+                Ok(n) => {
+                    let t = n.prompt.total();
+                    (
+                        axum::Json(json!({"totalTokens": t,
+                            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": t}]}))
+                        .into_response(),
+                        "ok".into(),
+                    )
+                }
+                Err(err) => fail(err),
+            };
+        }
+        _ => {}
     }
 
     // Faults: header, then directives, then the queue.
@@ -519,7 +614,10 @@ async fn pipeline(
         let outcome = format!("fault:{}", f.kind.name());
         let err = match f.kind {
             FaultKind::RateLimit => ApiErr::RateLimit {
-                retry_after: f.f64_param("retry_after").filter(|v| v.is_finite() && *v >= 0.0).unwrap_or(1.0),
+                retry_after: f
+                    .f64_param("retry_after")
+                    .filter(|v| v.is_finite() && *v >= 0.0)
+                    .unwrap_or(1.0),
             },
             FaultKind::ServerError => ApiErr::Server,
             FaultKind::Overloaded => ApiErr::Overloaded,
@@ -554,11 +652,17 @@ async fn pipeline(
             Ok(n) => (n, *stream, *stream && !*sse),
             Err(err) => return fail(err),
         },
+        Route::AnthropicCount | Route::GeminiCount { .. } => {
+            return fail(ApiErr::invalid("token counting is answered above"));
+        }
     };
     let total = norm.prompt.total();
     let limit = context_limit(p, &norm.model);
     if total > limit {
-        return fail(ApiErr::ContextLength { tokens: total, limit });
+        return fail(ApiErr::ContextLength {
+            tokens: total,
+            limit,
+        });
     }
 
     // Caching.
@@ -774,7 +878,10 @@ pub fn start_blocking(addr: SocketAddr) -> std::io::Result<BlockingHandle> {
     let thread = std::thread::Builder::new()
         .name("gaterouter-emulator".into())
         .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     let _ = ready_tx.send(Err(e));
@@ -803,4 +910,3 @@ pub fn start_blocking(addr: SocketAddr) -> std::io::Result<BlockingHandle> {
         thread: Some(thread),
     })
 }
-

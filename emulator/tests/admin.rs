@@ -17,10 +17,18 @@ async fn healthz_stats_requests_reset() {
 
     let body = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "logged"}]});
     c.openai(body.clone()).await;
-    let r = c.client.post(c.url("/v1/chat/completions")).bearer_auth("bad-key-123").json(&body).send().await.unwrap();
+    let r = c
+        .client
+        .post(c.url("/v1/chat/completions"))
+        .bearer_auth("bad-key-123")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     c.anthropic(json!({"model": "claude", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]})).await;
-    c.anthropic(json!({"model": "claude", "messages": [{"role": "user", "content": "hi"}]})).await;
+    c.anthropic(json!({"model": "claude", "messages": [{"role": "user", "content": "hi"}]}))
+        .await;
     let r = c
         .client
         .post(c.url("/v1beta/models/gemini-2.0-flash:generateContent?alt=json&key=AIzaSECRET"))
@@ -30,13 +38,23 @@ async fn healthz_stats_requests_reset() {
         .await
         .unwrap();
     assert_eq!(r.status(), 500);
-    c.deepseek(json!({"model": "deepseek-chat", "messages": [{"role": "user", "content": "d"}]})).await;
+    c.deepseek(json!({"model": "deepseek-chat", "messages": [{"role": "user", "content": "d"}]}))
+        .await;
 
     let s = c.get_json("/_emulator/stats").await;
     assert_eq!(s["total"], 6);
-    assert_eq!(s["by_provider"], json!({"openai": 2, "anthropic": 2, "gemini": 1, "deepseek": 1}));
-    assert_eq!(s["by_outcome"], json!({"ok": 3, "auth_error": 1, "invalid_request": 1, "fault:server_error": 1}));
-    assert_eq!(s["by_provider_outcome"]["openai"], json!({"ok": 1, "auth_error": 1}));
+    assert_eq!(
+        s["by_provider"],
+        json!({"openai": 2, "anthropic": 2, "gemini": 1, "deepseek": 1})
+    );
+    assert_eq!(
+        s["by_outcome"],
+        json!({"ok": 3, "auth_error": 1, "invalid_request": 1, "fault:server_error": 1})
+    );
+    assert_eq!(
+        s["by_provider_outcome"]["openai"],
+        json!({"ok": 1, "auth_error": 1})
+    );
 
     let log = c.get_json("/_emulator/requests").await;
     let log = log.as_array().unwrap();
@@ -56,13 +74,32 @@ async fn healthz_stats_requests_reset() {
     assert!(log[0]["seq"].as_u64().unwrap() < log[5]["seq"].as_u64().unwrap());
 
     // Non-JSON bodies are logged raw.
-    c.client.post(c.url("/v1/chat/completions")).bearer_auth("k").body("nope").send().await.unwrap();
+    c.client
+        .post(c.url("/v1/chat/completions"))
+        .bearer_auth("k")
+        .body("nope")
+        .send()
+        .await
+        .unwrap();
     let log = c.get_json("/_emulator/requests").await;
-    assert_eq!(log.as_array().unwrap().last().unwrap()["body"], json!({"_raw": "nope"}));
+    assert_eq!(
+        log.as_array().unwrap().last().unwrap()["body"],
+        json!({"_raw": "nope"})
+    );
 
     // Reset clears everything, including the id counter and the caches.
-    c.client.post(c.url("/_emulator/faults")).json(&json!({"fault": "auth"})).send().await.unwrap();
-    let r = c.client.post(c.url("/_emulator/reset")).send().await.unwrap();
+    c.client
+        .post(c.url("/_emulator/faults"))
+        .json(&json!({"fault": "auth"}))
+        .send()
+        .await
+        .unwrap();
+    let r = c
+        .client
+        .post(c.url("/_emulator/reset"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let s = c.get_json("/_emulator/stats").await;
     assert_eq!(s["total"], 0);
@@ -76,7 +113,8 @@ async fn healthz_stats_requests_reset() {
 async fn request_log_keeps_last_100() {
     let c = start().await;
     for i in 0..105 {
-        c.openai(json!({"model": "m", "messages": [{"role": "user", "content": format!("n{i}")}]})).await;
+        c.openai(json!({"model": "m", "messages": [{"role": "user", "content": format!("n{i}")}]}))
+            .await;
     }
     let log = c.get_json("/_emulator/requests").await;
     let log = log.as_array().unwrap();
@@ -89,9 +127,18 @@ async fn request_log_keeps_last_100() {
 async fn graceful_shutdown_releases_port() {
     let c = start().await;
     let addr = c.handle.addr();
-    assert_eq!(c.handle.base_url(), format!("http://127.0.0.1:{}", addr.port()));
+    assert_eq!(
+        c.handle.base_url(),
+        format!("http://127.0.0.1:{}", addr.port())
+    );
     c.handle.shutdown().await;
-    assert!(c.client.get(format!("http://{addr}/healthz")).send().await.is_err());
+    assert!(
+        c.client
+            .get(format!("http://{addr}/healthz"))
+            .send()
+            .await
+            .is_err()
+    );
 }
 
 #[test]
@@ -99,7 +146,8 @@ fn blocking_start_for_sync_callers() {
     let h = gaterouter_emulator::start_blocking("127.0.0.1:0".parse().unwrap()).unwrap();
     let mut s = std::net::TcpStream::connect(h.addr()).unwrap();
     use std::io::{Read, Write};
-    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
@@ -116,18 +164,28 @@ fn binary_prints_listening_line_and_stops_on_sigterm() {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.trim().strip_prefix("listening on ").unwrap().to_string();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
     assert!(url.starts_with("http://127.0.0.1:"), "{line}");
     let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
     assert!(port > 0);
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     use std::io::{Read, Write};
-    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     assert!(out.starts_with("HTTP/1.1 200"));
-    let st = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let st = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(st.success());
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -135,7 +193,10 @@ fn binary_prints_listening_line_and_stops_on_sigterm() {
             assert!(status.success(), "{status:?}");
             break;
         }
-        assert!(Instant::now() < deadline, "emulator did not stop on SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "emulator did not stop on SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -145,7 +206,8 @@ fn binary_prints_listening_line_and_stops_on_sigterm() {
 #[tokio::test]
 async fn no_delayed_ack_stall() {
     let c = start().await;
-    let body = json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "latency"}]});
+    let body =
+        json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "latency"}]});
     c.openai(body.clone()).await.text().await.unwrap();
     let t = Instant::now();
     for _ in 0..30 {
@@ -154,13 +216,21 @@ async fn no_delayed_ack_stall() {
         assert!(text.ends_with("data: [DONE]\n\n"));
     }
     let per = t.elapsed() / 30;
-    assert!(per < Duration::from_millis(25), "mean {per:?} per streamed request");
+    assert!(
+        per < Duration::from_millis(25),
+        "mean {per:?} per streamed request"
+    );
     // Every accepted socket has TCP_NODELAY; the keep-alive connection was reused.
     let conns = c.get_json("/_emulator/stats").await["connections"].clone();
     let accepted = conns["accepted"].as_u64().unwrap();
-    assert!(accepted >= 1 && accepted <= 2, "{conns}");
+    assert!((1..=2).contains(&accepted), "{conns}");
     assert_eq!(conns["nodelay"], conns["accepted"]);
-    let v: Value = c.openai(json!({"model": "m", "messages": [{"role": "user", "content": "x"}]})).await.json().await.unwrap();
+    let v: Value = c
+        .openai(json!({"model": "m", "messages": [{"role": "user", "content": "x"}]}))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(v["object"], "chat.completion");
 }
 
@@ -186,6 +256,9 @@ async fn spaced_sse_events_are_not_delayed() {
         let n = support::parse_sse(&text).len() as u32;
         assert!(n >= 8);
         let took = t.elapsed();
-        assert!(took < Duration::from_millis(2 * n as u64 + 100), "{n} events took {took:?}");
+        assert!(
+            took < Duration::from_millis(2 * n as u64 + 100),
+            "{n} events took {took:?}"
+        );
     }
 }

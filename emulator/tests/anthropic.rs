@@ -15,8 +15,10 @@ fn tool() -> Value {
 async fn non_streaming_shape_and_usage() {
     let c = start().await;
     let (s, v) = json_of(
-        c.anthropic(json!({"model": "claude-sonnet-4-5", "max_tokens": 1024, "system": "Be nice.",
-            "messages": [{"role": "user", "content": "Hello Claude"}]}))
+        c.anthropic(
+            json!({"model": "claude-sonnet-4-5", "max_tokens": 1024, "system": "Be nice.",
+            "messages": [{"role": "user", "content": "Hello Claude"}]}),
+        )
         .await,
     )
     .await;
@@ -30,7 +32,10 @@ async fn non_streaming_shape_and_usage() {
     assert_eq!(v["stop_reason"], "end_turn");
     assert!(v["stop_sequence"].is_null());
     let u = &v["usage"];
-    assert_eq!(u["input_tokens"], 3 + (4 + tok("Be nice.")) + (4 + tok("Hello Claude")));
+    assert_eq!(
+        u["input_tokens"],
+        3 + (4 + tok("Be nice.")) + (4 + tok("Hello Claude"))
+    );
     assert_eq!(u["output_tokens"], tok(text));
     assert_eq!(u["cache_creation_input_tokens"], 0);
     assert_eq!(u["cache_read_input_tokens"], 0);
@@ -40,23 +45,37 @@ async fn non_streaming_shape_and_usage() {
 async fn streaming_event_sequence() {
     let c = start().await;
     let r = c
-        .anthropic(json!({"model": "claude-haiku-4-5", "max_tokens": 100, "stream": true,
-            "messages": [{"role": "user", "content": "Stream me something please"}]}))
+        .anthropic(
+            json!({"model": "claude-haiku-4-5", "max_tokens": 100, "stream": true,
+            "messages": [{"role": "user", "content": "Stream me something please"}]}),
+        )
         .await;
     assert_eq!(r.status(), 200);
     let events = parse_sse(&r.text().await.unwrap());
     let names: Vec<&str> = events.iter().map(|e| e.event.as_deref().unwrap()).collect();
     for e in &events {
-        assert_eq!(e.json()["type"], e.event.as_deref().unwrap(), "event name matches data.type");
+        assert_eq!(
+            e.json()["type"],
+            e.event.as_deref().unwrap(),
+            "event name matches data.type"
+        );
     }
     assert_eq!(names[0], "message_start");
     assert_eq!(names[1], "content_block_start");
     assert!(names.contains(&"ping"));
     let n = names.len();
-    assert_eq!(&names[n - 3..], ["content_block_stop", "message_delta", "message_stop"]);
+    assert_eq!(
+        &names[n - 3..],
+        ["content_block_stop", "message_delta", "message_stop"]
+    );
     let start_msg = events[0].json();
     assert_eq!(start_msg["message"]["content"], json!([]));
-    assert!(start_msg["message"]["usage"]["input_tokens"].as_u64().unwrap() > 0);
+    assert!(
+        start_msg["message"]["usage"]["input_tokens"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
     let text: String = events
         .iter()
         .filter(|e| e.event.as_deref() == Some("content_block_delta"))
@@ -66,8 +85,17 @@ async fn streaming_event_sequence() {
             d["delta"]["text"].as_str().unwrap().to_string()
         })
         .collect();
-    assert_eq!(text, "Emulated reply from claude-haiku-4-5: Stream me something please");
-    assert!(names.iter().filter(|n| **n == "content_block_delta").count() >= 3);
+    assert_eq!(
+        text,
+        "Emulated reply from claude-haiku-4-5: Stream me something please"
+    );
+    assert!(
+        names
+            .iter()
+            .filter(|n| **n == "content_block_delta")
+            .count()
+            >= 3
+    );
     let md = events[n - 2].json();
     assert_eq!(md["delta"]["stop_reason"], "end_turn");
     assert_eq!(md["usage"]["output_tokens"], tok(&text));
@@ -77,8 +105,10 @@ async fn streaming_event_sequence() {
 async fn tool_use_and_tool_result() {
     let c = start().await;
     let (_, v) = json_of(
-        c.anthropic(json!({"model": "claude-sonnet-4-5", "max_tokens": 200, "tools": [tool()],
-            "messages": [{"role": "user", "content": "Weather?"}]}))
+        c.anthropic(
+            json!({"model": "claude-sonnet-4-5", "max_tokens": 200, "tools": [tool()],
+            "messages": [{"role": "user", "content": "Weather?"}]}),
+        )
         .await,
     )
     .await;
@@ -94,16 +124,32 @@ async fn tool_use_and_tool_result() {
             "messages": [{"role": "user", "content": "Weather?"}]}))
         .await;
     let events = parse_sse(&r.text().await.unwrap());
-    let start_block = events.iter().find(|e| e.event.as_deref() == Some("content_block_start")).unwrap().json();
+    let start_block = events
+        .iter()
+        .find(|e| e.event.as_deref() == Some("content_block_start"))
+        .unwrap()
+        .json();
     assert_eq!(start_block["content_block"]["type"], "tool_use");
     assert_eq!(start_block["content_block"]["input"], json!({}));
     let partial: String = events
         .iter()
         .filter(|e| e.event.as_deref() == Some("content_block_delta"))
-        .map(|e| e.json()["delta"]["partial_json"].as_str().unwrap().to_string())
+        .map(|e| {
+            e.json()["delta"]["partial_json"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
-    assert_eq!(serde_json::from_str::<Value>(&partial).unwrap(), json!({"city": "example", "n": 1.5}));
-    let md = events.iter().find(|e| e.event.as_deref() == Some("message_delta")).unwrap().json();
+    assert_eq!(
+        serde_json::from_str::<Value>(&partial).unwrap(),
+        json!({"city": "example", "n": 1.5})
+    );
+    let md = events
+        .iter()
+        .find(|e| e.event.as_deref() == Some("message_delta"))
+        .unwrap()
+        .json();
     assert_eq!(md["delta"]["stop_reason"], "tool_use");
 
     let (s, v) = json_of(
@@ -116,7 +162,10 @@ async fn tool_use_and_tool_result() {
     .await;
     assert_eq!(s, 200);
     assert_eq!(v["stop_reason"], "end_turn");
-    assert_eq!(v["content"][0]["text"], "Emulated reply from claude-sonnet-4-5: received tool result: Cold, -3C");
+    assert_eq!(
+        v["content"][0]["text"],
+        "Emulated reply from claude-sonnet-4-5: received tool result: Cold, -3C"
+    );
 
     let (_, v) = json_of(
         c.anthropic(json!({"model": "claude-sonnet-4-5", "max_tokens": 200, "tools": [tool()],
@@ -133,7 +182,7 @@ async fn max_tokens_and_stop_sequences() {
     let (_, v) = json_of(
         c.anthropic(json!({"model": "claude-sonnet-4-5", "max_tokens": 4,
             "messages": [{"role": "user", "content": "A long long question"}]}))
-        .await,
+            .await,
     )
     .await;
     assert_eq!(v["stop_reason"], "max_tokens");
@@ -141,14 +190,19 @@ async fn max_tokens_and_stop_sequences() {
     assert_eq!(v["usage"]["output_tokens"], 4);
 
     let (_, v) = json_of(
-        c.anthropic(json!({"model": "claude-sonnet-4-5", "max_tokens": 100, "stop_sequences": ["###"],
-            "messages": [{"role": "user", "content": "one ### two"}]}))
+        c.anthropic(
+            json!({"model": "claude-sonnet-4-5", "max_tokens": 100, "stop_sequences": ["###"],
+            "messages": [{"role": "user", "content": "one ### two"}]}),
+        )
         .await,
     )
     .await;
     assert_eq!(v["stop_reason"], "stop_sequence");
     assert_eq!(v["stop_sequence"], "###");
-    assert_eq!(v["content"][0]["text"], "Emulated reply from claude-sonnet-4-5: one ");
+    assert_eq!(
+        v["content"][0]["text"],
+        "Emulated reply from claude-sonnet-4-5: one "
+    );
 }
 
 #[tokio::test]
@@ -189,7 +243,7 @@ async fn thinking_block() {
         c.anthropic(json!({"model": "claude-sonnet-4-5", "max_tokens": 4000,
             "thinking": {"type": "enabled", "budget_tokens": 2000},
             "messages": [{"role": "user", "content": "Ponder"}]}))
-        .await,
+            .await,
     )
     .await;
     assert_eq!(s, 200);
@@ -203,9 +257,11 @@ async fn thinking_block() {
     assert_eq!(v["usage"]["output_tokens"], tok(thinking) + tok(text));
 
     let r = c
-        .anthropic(json!({"model": "claude-sonnet-4-5", "max_tokens": 4000, "stream": true,
+        .anthropic(
+            json!({"model": "claude-sonnet-4-5", "max_tokens": 4000, "stream": true,
             "thinking": {"type": "enabled", "budget_tokens": 2000},
-            "messages": [{"role": "user", "content": "Ponder"}]}))
+            "messages": [{"role": "user", "content": "Ponder"}]}),
+        )
         .await;
     let events = parse_sse(&r.text().await.unwrap());
     let deltas: Vec<Value> = events
@@ -225,7 +281,7 @@ async fn thinking_block() {
         c.anthropic(json!({"model": "claude-sonnet-4-5", "max_tokens": 1000,
             "thinking": {"type": "enabled", "budget_tokens": 2000},
             "messages": [{"role": "user", "content": "Ponder"}]}))
-        .await,
+            .await,
     )
     .await;
     assert_eq!(s, 400);
@@ -243,22 +299,51 @@ async fn auth_and_validation_errors() {
         }
         rb.send()
     };
-    let (s, v) = json_of(send(vec![("anthropic-version", "2023-06-01")], body.clone()).await.unwrap()).await;
+    let (s, v) = json_of(
+        send(vec![("anthropic-version", "2023-06-01")], body.clone())
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(s, 401);
-    assert_eq!(v, json!({"type": "error", "error": {"type": "authentication_error", "message": "x-api-key header is required"}}));
-    let (s, v) = json_of(send(vec![("x-api-key", "bad"), ("anthropic-version", "2023-06-01")], body.clone()).await.unwrap()).await;
+    assert_eq!(
+        v,
+        json!({"type": "error", "error": {"type": "authentication_error", "message": "x-api-key header is required"}})
+    );
+    let (s, v) = json_of(
+        send(
+            vec![("x-api-key", "bad"), ("anthropic-version", "2023-06-01")],
+            body.clone(),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
     assert_eq!(s, 401);
     assert_eq!(v["error"]["type"], "authentication_error");
     // Bearer auth (newer SDKs) is accepted.
     let (s, _) = json_of(
-        send(vec![("authorization", "Bearer sk-ant"), ("anthropic-version", "2026-10-21")], body.clone()).await.unwrap(),
+        send(
+            vec![
+                ("authorization", "Bearer sk-ant"),
+                ("anthropic-version", "2026-10-21"),
+            ],
+            body.clone(),
+        )
+        .await
+        .unwrap(),
     )
     .await;
     assert_eq!(s, 200);
     let (s, v) = json_of(send(vec![("x-api-key", "k")], body).await.unwrap()).await;
     assert_eq!(s, 400);
     assert_eq!(v["error"]["type"], "invalid_request_error");
-    assert!(v["error"]["message"].as_str().unwrap().contains("anthropic-version"));
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("anthropic-version")
+    );
 
     for bad in [
         json!({"model": "m", "messages": [{"role": "user", "content": "x"}]}),
@@ -272,4 +357,26 @@ async fn auth_and_validation_errors() {
         assert_eq!(v["type"], "error");
         assert_eq!(v["error"]["type"], "invalid_request_error");
     }
+}
+
+#[tokio::test]
+async fn count_tokens_matches_usage() {
+    let c = start().await;
+    let msgs = json!([{"role": "user", "content": "Count me please"}]);
+    let r = c
+        .client
+        .post(c.url("/anthropic/v1/messages/count_tokens"))
+        .header("x-api-key", "k")
+        .header("anthropic-version", "2023-06-01")
+        .json(&json!({"model": "claude-sonnet-4-5", "system": "sys", "messages": msgs}))
+        .send()
+        .await
+        .unwrap();
+    let (s, v) = json_of(r).await;
+    assert_eq!(s, 200);
+    let (_, full) = json_of(
+        c.anthropic(json!({"model": "claude-sonnet-4-5", "max_tokens": 10, "system": "sys", "messages": msgs})).await,
+    )
+    .await;
+    assert_eq!(v["input_tokens"], full["usage"]["input_tokens"]);
 }

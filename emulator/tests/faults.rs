@@ -51,13 +51,25 @@ async fn send(c: &Ctx, provider: &str, stream: bool, via: Via, spec: &str) -> re
             let (k, v) = p.split_once('=').unwrap();
             q[k] = json!(v);
         }
-        let r = c.client.post(c.url("/_emulator/faults")).json(&q).send().await.unwrap();
+        let r = c
+            .client
+            .post(c.url("/_emulator/faults"))
+            .json(&q)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
     }
     let body = body_for(provider, &text, stream, spec.starts_with("bad_tool_args"));
     let rb = match provider {
-        "openai" => c.client.post(c.url("/openai/v1/chat/completions")).bearer_auth("sk"),
-        "deepseek" => c.client.post(c.url("/deepseek/v1/chat/completions")).bearer_auth("sk"),
+        "openai" => c
+            .client
+            .post(c.url("/openai/v1/chat/completions"))
+            .bearer_auth("sk"),
+        "deepseek" => c
+            .client
+            .post(c.url("/deepseek/v1/chat/completions"))
+            .bearer_auth("sk"),
         "anthropic" => c
             .client
             .post(c.url("/anthropic/v1/messages"))
@@ -72,28 +84,46 @@ async fn send(c: &Ctx, provider: &str, stream: bool, via: Via, spec: &str) -> re
             c.client.post(c.url(path)).header("x-goog-api-key", "AIza")
         }
     };
-    let rb = if via == Via::Header { rb.header("x-emulator-fault", spec) } else { rb };
+    let rb = if via == Via::Header {
+        rb.header("x-emulator-fault", spec)
+    } else {
+        rb
+    };
     rb.json(&body).send().await.unwrap()
 }
 
 /// Checks the provider's error envelope and returns the body.
 async fn error_body(provider: &str, r: reqwest::Response, status: u16) -> Value {
     assert_eq!(r.status().as_u16(), status, "{provider}");
-    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
     let v: Value = r.json().await.unwrap();
     match provider {
         "openai" | "deepseek" => {
             assert!(v["error"]["message"].is_string(), "{v}");
             assert!(v["error"]["type"].is_string(), "{v}");
-            assert!(v["error"].get("param").is_some() && v["error"].get("code").is_some(), "{v}");
+            assert!(
+                v["error"].get("param").is_some() && v["error"].get("code").is_some(),
+                "{v}"
+            );
         }
         "anthropic" => {
             assert_eq!(v["type"], "error", "{v}");
-            assert!(v["error"]["type"].is_string() && v["error"]["message"].is_string(), "{v}");
+            assert!(
+                v["error"]["type"].is_string() && v["error"]["message"].is_string(),
+                "{v}"
+            );
         }
         _ => {
             assert_eq!(v["error"]["code"], status, "{v}");
-            assert!(v["error"]["status"].is_string() && v["error"]["message"].is_string(), "{v}");
+            assert!(
+                v["error"]["status"].is_string() && v["error"]["message"].is_string(),
+                "{v}"
+            );
         }
     }
     v
@@ -150,8 +180,18 @@ async fn error_faults_every_route_every_provider() {
 
             let v = error_body(p, send(&c, p, true, via, "context_length").await, 400).await;
             match p {
-                "anthropic" => assert!(v["error"]["message"].as_str().unwrap().starts_with("prompt is too long")),
-                "gemini" => assert!(v["error"]["message"].as_str().unwrap().contains("input token count")),
+                "anthropic" => assert!(
+                    v["error"]["message"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with("prompt is too long")
+                ),
+                "gemini" => assert!(
+                    v["error"]["message"]
+                        .as_str()
+                        .unwrap()
+                        .contains("input token count")
+                ),
                 _ => assert_eq!(v["error"]["code"], "context_length_exceeded"),
             }
 
@@ -164,7 +204,12 @@ async fn error_faults_every_route_every_provider() {
 
             let r = send(&c, p, false, via, "html_error").await;
             assert_eq!(r.status(), 502, "{ctx}");
-            assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+            assert!(
+                r.headers()["content-type"]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("text/html")
+            );
             assert!(r.text().await.unwrap().contains("<html>"));
         }
     }
@@ -177,7 +222,10 @@ async fn error_faults_every_route_every_provider() {
 #[tokio::test]
 async fn timing_faults() {
     let c = start().await;
-    for (i, via) in [Via::Header, Via::Directive, Via::Queue].into_iter().enumerate() {
+    for (i, via) in [Via::Header, Via::Directive, Via::Queue]
+        .into_iter()
+        .enumerate()
+    {
         let p = PROVIDERS[i % 4];
         let t = Instant::now();
         let r = send(&c, p, false, via, "slow;delay_ms=150").await;
@@ -192,7 +240,10 @@ async fn timing_faults() {
         let text = r.text().await.unwrap();
         let n = parse_sse(&text).len() as u32;
         assert!(n >= 3);
-        assert!(t.elapsed() >= Duration::from_millis(20) * (n - 1), "{p} {via:?}");
+        assert!(
+            t.elapsed() >= Duration::from_millis(20) * (n - 1),
+            "{p} {via:?}"
+        );
         assert!(text.contains(end_marker(p)), "{p}: stream complete");
     }
     // Gemini streams too.
@@ -246,12 +297,18 @@ async fn malformed_json_fault() {
             assert_eq!(r.status(), 200);
             let text = r.text().await.unwrap();
             assert!(text.starts_with('{'));
-            assert!(serde_json::from_str::<Value>(&text).is_err(), "{p} {via:?}: {text}");
+            assert!(
+                serde_json::from_str::<Value>(&text).is_err(),
+                "{p} {via:?}: {text}"
+            );
             // Streaming: the second event carries truncated JSON.
             let r = send(&c, p, true, via, "malformed_json").await;
             let text = r.text().await.unwrap();
             let events = parse_sse(&text);
-            assert!(serde_json::from_str::<Value>(&events[1].data).is_err(), "{p} {via:?}");
+            assert!(
+                serde_json::from_str::<Value>(&events[1].data).is_err(),
+                "{p} {via:?}"
+            );
             assert!(serde_json::from_str::<Value>(&events[0].data).is_ok());
         }
     }
@@ -280,17 +337,41 @@ async fn bad_tool_args_fault() {
                 .collect();
             assert!(serde_json::from_str::<Value>(&args).is_err(), "{args}");
         }
-        let v: Value = send(&c, "anthropic", false, via, "bad_tool_args").await.json().await.unwrap();
+        let v: Value = send(&c, "anthropic", false, via, "bad_tool_args")
+            .await
+            .json()
+            .await
+            .unwrap();
         assert_eq!(v["content"][0]["type"], "tool_use");
         assert_eq!(v["content"][0]["input"], json!({}));
-        let events = parse_sse(&send(&c, "anthropic", true, via, "bad_tool_args").await.text().await.unwrap());
+        let events = parse_sse(
+            &send(&c, "anthropic", true, via, "bad_tool_args")
+                .await
+                .text()
+                .await
+                .unwrap(),
+        );
         let partial: String = events
             .iter()
-            .filter_map(|e| e.json()["delta"]["partial_json"].as_str().map(str::to_string))
+            .filter_map(|e| {
+                e.json()["delta"]["partial_json"]
+                    .as_str()
+                    .map(str::to_string)
+            })
             .collect();
-        assert!(serde_json::from_str::<Value>(&partial).is_err(), "{partial}");
-        let v: Value = send(&c, "gemini", false, via, "bad_tool_args").await.json().await.unwrap();
-        assert_eq!(v["candidates"][0]["content"]["parts"][0]["functionCall"], json!({"name": "t", "args": {}}));
+        assert!(
+            serde_json::from_str::<Value>(&partial).is_err(),
+            "{partial}"
+        );
+        let v: Value = send(&c, "gemini", false, via, "bad_tool_args")
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            v["candidates"][0]["content"]["parts"][0]["functionCall"],
+            json!({"name": "t", "args": {}})
+        );
     }
 }
 
@@ -299,10 +380,19 @@ async fn queue_semantics() {
     let c = start().await;
     let q = |b: Value| c.client.post(c.url("/_emulator/faults")).json(&b).send();
     // times=2, restricted to anthropic: an OpenAI request does not consume it.
-    let r = q(json!({"fault": "server_error", "times": 2, "provider": "anthropic"})).await.unwrap();
+    let r = q(json!({"fault": "server_error", "times": 2, "provider": "anthropic"}))
+        .await
+        .unwrap();
     assert_eq!(r.json::<Value>().await.unwrap(), json!({"queued": 2}));
     let body = json!({"model": "m", "messages": [{"role": "user", "content": "x"}]});
-    let r = c.client.post(c.url("/v1/chat/completions")).bearer_auth("k").json(&body).send().await.unwrap();
+    let r = c
+        .client
+        .post(c.url("/v1/chat/completions"))
+        .bearer_auth("k")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let ab = json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]});
     let send_a = || {
@@ -318,23 +408,46 @@ async fn queue_semantics() {
     assert_eq!(send_a().await.unwrap().status(), 200);
 
     // provider null matches any provider; faults fire in queue order.
-    q(json!({"fault": "rate_limit", "retry_after": 2})).await.unwrap();
-    q(json!({"fault": "overloaded", "provider": null})).await.unwrap();
-    let r = c.client.post(c.url("/v1/chat/completions")).bearer_auth("k").json(&body).send().await.unwrap();
+    q(json!({"fault": "rate_limit", "retry_after": 2}))
+        .await
+        .unwrap();
+    q(json!({"fault": "overloaded", "provider": null}))
+        .await
+        .unwrap();
+    let r = c
+        .client
+        .post(c.url("/v1/chat/completions"))
+        .bearer_auth("k")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 429);
     assert_eq!(r.headers()["retry-after"], "2");
     assert_eq!(send_a().await.unwrap().status(), 529);
 
     // A bad key is rejected before a queued fault is consumed.
     q(json!({"fault": "server_error"})).await.unwrap();
-    let r = c.client.post(c.url("/v1/chat/completions")).bearer_auth("bad").json(&body).send().await.unwrap();
+    let r = c
+        .client
+        .post(c.url("/v1/chat/completions"))
+        .bearer_auth("bad")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     assert_eq!(c.get_json("/_emulator/stats").await["faults_queued"], 1);
 
     // Unknown kinds are rejected everywhere.
     let r = q(json!({"fault": "explode"})).await.unwrap();
     assert_eq!(r.status(), 400);
-    assert!(r.json::<Value>().await.unwrap()["error"].as_str().unwrap().contains("rate_limit"));
+    assert!(
+        r.json::<Value>().await.unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .contains("rate_limit")
+    );
     let r = c
         .client
         .post(c.url("/v1/chat/completions"))
@@ -345,7 +458,12 @@ async fn queue_semantics() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
-    assert!(r.json::<Value>().await.unwrap()["error"]["message"].as_str().unwrap().contains("explode"));
+    assert!(
+        r.json::<Value>().await.unwrap()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("explode")
+    );
 
     // Header wins over the queue (the queued server_error is still pending afterwards).
     let r = c
@@ -364,8 +482,15 @@ async fn queue_semantics() {
 #[tokio::test]
 async fn directive_is_not_echoed() {
     let c = start().await;
-    let v: Value = send(&c, "openai", false, Via::Directive, "slow;delay_ms=1").await.json().await.unwrap();
-    assert_eq!(v["choices"][0]["message"]["content"], "Emulated reply from m: Please answer  now");
+    let v: Value = send(&c, "openai", false, Via::Directive, "slow;delay_ms=1")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "Emulated reply from m: Please answer  now"
+    );
     let body = json!({"model": "m", "messages": [{"role": "user", "content": "hi [[emulator:slow;delay_ms=1]] there"}]});
     let v: Value = c
         .client
@@ -378,5 +503,8 @@ async fn directive_is_not_echoed() {
         .json()
         .await
         .unwrap();
-    assert_eq!(v["choices"][0]["message"]["content"], "Emulated reply from m: hi  there");
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "Emulated reply from m: hi  there"
+    );
 }

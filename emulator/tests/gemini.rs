@@ -13,7 +13,11 @@ fn user(text: &str) -> Value {
 #[tokio::test]
 async fn non_streaming_shape_and_routes() {
     let c = start().await;
-    let (s, v) = json_of(c.gemini("gemini-2.0-flash", false, user("Hello Gemini")).await).await;
+    let (s, v) = json_of(
+        c.gemini("gemini-2.0-flash", false, user("Hello Gemini"))
+            .await,
+    )
+    .await;
     assert_eq!(s, 200);
     let cand = &v["candidates"][0];
     assert_eq!(cand["content"]["role"], "model");
@@ -34,7 +38,13 @@ async fn non_streaming_shape_and_routes() {
         "/v1beta/models/gemini-2.0-flash:generateContent?key=AIza",
         "/v1/models/gemini-2.0-flash:generateContent?key=AIza",
     ] {
-        let r = c.client.post(c.url(path)).json(&user("Hello Gemini")).send().await.unwrap();
+        let r = c
+            .client
+            .post(c.url(path))
+            .json(&user("Hello Gemini"))
+            .send()
+            .await
+            .unwrap();
         let (s, v) = json_of(r).await;
         assert_eq!(s, 200, "{path}");
         assert_eq!(v["candidates"][0]["content"]["parts"][0]["text"], text);
@@ -44,24 +54,50 @@ async fn non_streaming_shape_and_routes() {
 #[tokio::test]
 async fn sse_stream_and_json_array_stream() {
     let c = start().await;
-    let r = c.gemini("gemini-2.0-flash", true, user("Stream this text for me please")).await;
+    let r = c
+        .gemini(
+            "gemini-2.0-flash",
+            true,
+            user("Stream this text for me please"),
+        )
+        .await;
     assert_eq!(r.status(), 200);
-    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
     let events = parse_sse(&r.text().await.unwrap());
     assert!(events.len() >= 3);
-    let chunks: Vec<Value> = events.iter().map(|e| {
-        assert!(e.event.is_none());
-        e.json()
-    }).collect();
+    let chunks: Vec<Value> = events
+        .iter()
+        .map(|e| {
+            assert!(e.event.is_none());
+            e.json()
+        })
+        .collect();
     let text: String = chunks
         .iter()
-        .map(|c| c["candidates"][0]["content"]["parts"][0]["text"].as_str().unwrap().to_string())
+        .map(|c| {
+            c["candidates"][0]["content"]["parts"][0]["text"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
-    assert_eq!(text, "Emulated reply from gemini-2.0-flash: Stream this text for me please");
+    assert_eq!(
+        text,
+        "Emulated reply from gemini-2.0-flash: Stream this text for me please"
+    );
     let last = chunks.last().unwrap();
     assert_eq!(last["candidates"][0]["finishReason"], "STOP");
     assert_eq!(last["usageMetadata"]["candidatesTokenCount"], tok(&text));
-    assert!(chunks[..chunks.len() - 1].iter().all(|c| c.get("usageMetadata").is_none()));
+    assert!(
+        chunks[..chunks.len() - 1]
+            .iter()
+            .all(|c| c.get("usageMetadata").is_none())
+    );
 
     let r = c
         .client
@@ -90,9 +126,18 @@ async fn function_calling() {
         cand["content"]["parts"][0]["functionCall"],
         json!({"name": "find_place", "args": {"query": "example", "limit": 1, "kind": "cafe"}})
     );
-    let events = parse_sse(&c.gemini("gemini-2.0-flash", true, body).await.text().await.unwrap());
+    let events = parse_sse(
+        &c.gemini("gemini-2.0-flash", true, body)
+            .await
+            .text()
+            .await
+            .unwrap(),
+    );
     let last = events.last().unwrap().json();
-    assert_eq!(last["candidates"][0]["content"]["parts"][0]["functionCall"]["name"], "find_place");
+    assert_eq!(
+        last["candidates"][0]["content"]["parts"][0]["functionCall"]["name"],
+        "find_place"
+    );
 
     let mut body = json!({"contents": [
         {"role": "user", "parts": [{"text": "Find a cafe"}]},
@@ -100,7 +145,9 @@ async fn function_calling() {
         {"role": "user", "parts": [{"functionResponse": {"name": "find_place", "response": {"result": "Cafe Luna"}}}]}]});
     body["tools"] = tools.clone();
     let (_, v) = json_of(c.gemini("gemini-2.0-flash", false, body).await).await;
-    let t = v["candidates"][0]["content"]["parts"][0]["text"].as_str().unwrap();
+    let t = v["candidates"][0]["content"]["parts"][0]["text"]
+        .as_str()
+        .unwrap();
     assert!(t.contains("received tool result"), "{t}");
     assert!(t.contains("Cafe Luna"));
 
@@ -118,25 +165,41 @@ async fn max_output_tokens_stop_and_json() {
     body["generationConfig"] = json!({"maxOutputTokens": 2});
     let (_, v) = json_of(c.gemini("gemini-2.0-flash", false, body).await).await;
     assert_eq!(v["candidates"][0]["finishReason"], "MAX_TOKENS");
-    assert_eq!(v["candidates"][0]["content"]["parts"][0]["text"], "Emulated");
+    assert_eq!(
+        v["candidates"][0]["content"]["parts"][0]["text"],
+        "Emulated"
+    );
     assert_eq!(v["usageMetadata"]["candidatesTokenCount"], 2);
 
     let mut body = user("alpha STOP beta");
     body["generationConfig"] = json!({"stopSequences": ["STOP"]});
     let (_, v) = json_of(c.gemini("gemini-2.0-flash", false, body).await).await;
     assert_eq!(v["candidates"][0]["finishReason"], "STOP");
-    assert_eq!(v["candidates"][0]["content"]["parts"][0]["text"], "Emulated reply from gemini-2.0-flash: alpha ");
+    assert_eq!(
+        v["candidates"][0]["content"]["parts"][0]["text"],
+        "Emulated reply from gemini-2.0-flash: alpha "
+    );
 
     let mut body = user("json please");
     body["generationConfig"] = json!({"responseMimeType": "application/json"});
     let (_, v) = json_of(c.gemini("gemini-2.0-flash", false, body).await).await;
-    let t: Value = serde_json::from_str(v["candidates"][0]["content"]["parts"][0]["text"].as_str().unwrap()).unwrap();
+    let t: Value = serde_json::from_str(
+        v["candidates"][0]["content"]["parts"][0]["text"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
     assert!(t.is_object());
     let mut body = user("json please");
     body["generationConfig"] = json!({"responseMimeType": "application/json",
         "responseSchema": {"type": "OBJECT", "properties": {"ok": {"type": "BOOLEAN"}}}});
     let (_, v) = json_of(c.gemini("gemini-2.0-flash", false, body).await).await;
-    let t: Value = serde_json::from_str(v["candidates"][0]["content"]["parts"][0]["text"].as_str().unwrap()).unwrap();
+    let t: Value = serde_json::from_str(
+        v["candidates"][0]["content"]["parts"][0]["text"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(t, json!({"ok": true}));
 }
 
@@ -149,9 +212,17 @@ async fn thoughts_tokens() {
     assert!(thoughts > 0);
     assert_eq!(
         u["totalTokenCount"].as_u64().unwrap(),
-        u["promptTokenCount"].as_u64().unwrap() + u["candidatesTokenCount"].as_u64().unwrap() + thoughts
+        u["promptTokenCount"].as_u64().unwrap()
+            + u["candidatesTokenCount"].as_u64().unwrap()
+            + thoughts
     );
-    assert_eq!(v["candidates"][0]["content"]["parts"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        v["candidates"][0]["content"]["parts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 
     let mut body = user("Think");
     body["generationConfig"] = json!({"thinkingConfig": {"thinkingBudget": 0}});
@@ -159,7 +230,8 @@ async fn thoughts_tokens() {
     assert!(v["usageMetadata"].get("thoughtsTokenCount").is_none());
 
     let mut body = user("Think");
-    body["generationConfig"] = json!({"thinkingConfig": {"thinkingBudget": 5, "includeThoughts": true}});
+    body["generationConfig"] =
+        json!({"thinkingConfig": {"thinkingBudget": 5, "includeThoughts": true}});
     let (_, v) = json_of(c.gemini("gemini-2.5-pro", false, body).await).await;
     assert_eq!(v["usageMetadata"]["thoughtsTokenCount"], 5);
     assert_eq!(v["candidates"][0]["content"]["parts"][0]["thought"], true);
@@ -180,7 +252,13 @@ async fn implicit_caching() {
 #[tokio::test]
 async fn auth_and_validation_errors() {
     let c = start().await;
-    let r = c.client.post(c.url("/v1beta/models/gemini-2.0-flash:generateContent")).json(&user("x")).send().await.unwrap();
+    let r = c
+        .client
+        .post(c.url("/v1beta/models/gemini-2.0-flash:generateContent"))
+        .json(&user("x"))
+        .send()
+        .await
+        .unwrap();
     let (s, v) = json_of(r).await;
     assert_eq!(s, 401);
     assert_eq!(v["error"]["code"], 401);
@@ -194,12 +272,42 @@ async fn auth_and_validation_errors() {
         .unwrap();
     assert_eq!(r.status(), 401);
 
-    let (s, v) = json_of(c.gemini("gemini-2.0-flash", false, json!({"contents": []})).await).await;
-    assert_eq!(s, 400);
-    assert_eq!(v["error"]["status"], "INVALID_ARGUMENT");
-    let (s, _) = json_of(
-        c.gemini("gemini-2.0-flash", false, json!({"contents": [{"role": "assistant", "parts": [{"text": "x"}]}]})).await,
+    let (s, v) = json_of(
+        c.gemini("gemini-2.0-flash", false, json!({"contents": []}))
+            .await,
     )
     .await;
     assert_eq!(s, 400);
+    assert_eq!(v["error"]["status"], "INVALID_ARGUMENT");
+    let (s, _) = json_of(
+        c.gemini(
+            "gemini-2.0-flash",
+            false,
+            json!({"contents": [{"role": "assistant", "parts": [{"text": "x"}]}]}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(s, 400);
+}
+
+#[tokio::test]
+async fn count_tokens_matches_usage() {
+    let c = start().await;
+    let r = c
+        .client
+        .post(c.url("/v1beta/models/gemini-2.0-flash:countTokens"))
+        .header("x-goog-api-key", "k")
+        .json(&user("Count these tokens"))
+        .send()
+        .await
+        .unwrap();
+    let (s, v) = json_of(r).await;
+    assert_eq!(s, 200);
+    let (_, full) = json_of(
+        c.gemini("gemini-2.0-flash", false, user("Count these tokens"))
+            .await,
+    )
+    .await;
+    assert_eq!(v["totalTokens"], full["usageMetadata"]["promptTokenCount"]);
 }

@@ -22,7 +22,7 @@ async fn non_streaming_shape_and_usage() {
         c.openai(json!({"model": "gpt-4o-mini", "messages": [
             {"role": "system", "content": "Be brief."},
             {"role": "user", "content": user}]}))
-        .await,
+            .await,
     )
     .await;
     assert_eq!(s, 200);
@@ -53,7 +53,7 @@ async fn reply_uses_first_80_chars_of_last_user_text() {
         c.openai(json!({"model": "m", "messages": [
             {"role": "user", "content": "first"}, {"role": "assistant", "content": "ok"},
             {"role": "user", "content": [{"type": "text", "text": long}]}]}))
-        .await,
+            .await,
     )
     .await;
     assert_eq!(
@@ -69,20 +69,45 @@ async fn streaming_with_and_without_usage() {
         "messages": [{"role": "user", "content": "Please stream a reply to this sentence."}]});
     let r = c.openai(body).await;
     assert_eq!(r.status(), 200);
-    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
     let events = parse_sse(&r.text().await.unwrap());
     assert_eq!(events.last().unwrap().data, "[DONE]");
-    let chunks: Vec<Value> = events[..events.len() - 1].iter().map(|e| e.json()).collect();
-    assert!(chunks.iter().all(|c| c["object"] == "chat.completion.chunk"));
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| e.json())
+        .collect();
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c["object"] == "chat.completion.chunk")
+    );
     assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
     let text: String = chunks
         .iter()
-        .filter_map(|c| c["choices"].get(0)?["delta"]["content"].as_str().map(str::to_string))
+        .filter_map(|c| {
+            c["choices"].get(0)?["delta"]["content"]
+                .as_str()
+                .map(str::to_string)
+        })
         .collect();
-    assert_eq!(text, "Emulated reply from gpt-4o-mini: Please stream a reply to this sentence.");
+    assert_eq!(
+        text,
+        "Emulated reply from gpt-4o-mini: Please stream a reply to this sentence."
+    );
     let content_deltas = chunks
         .iter()
-        .filter(|c| c["choices"].get(0).is_some_and(|ch| ch["delta"]["content"].as_str().is_some_and(|s| !s.is_empty())))
+        .filter(|c| {
+            c["choices"].get(0).is_some_and(|ch| {
+                ch["delta"]["content"]
+                    .as_str()
+                    .is_some_and(|s| !s.is_empty())
+            })
+        })
         .count();
     assert!(content_deltas >= 3, "text split into several deltas");
     let n = chunks.len();
@@ -97,9 +122,15 @@ async fn streaming_with_and_without_usage() {
         .await;
     let events = parse_sse(&r.text().await.unwrap());
     assert_eq!(events.last().unwrap().data, "[DONE]");
-    let chunks: Vec<Value> = events[..events.len() - 1].iter().map(|e| e.json()).collect();
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| e.json())
+        .collect();
     assert!(chunks.iter().all(|c| c.get("usage").is_none()));
-    assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "stop");
+    assert_eq!(
+        chunks.last().unwrap()["choices"][0]["finish_reason"],
+        "stop"
+    );
 }
 
 #[tokio::test]
@@ -109,7 +140,7 @@ async fn tool_call_non_streaming_and_streaming() {
     let (_, v) = json_of(
         c.openai(json!({"model": "gpt-4o", "tools": [weather_tool()],
             "messages": [{"role": "user", "content": "Weather in Paris?"}]}))
-        .await,
+            .await,
     )
     .await;
     let ch = &v["choices"][0];
@@ -119,15 +150,21 @@ async fn tool_call_non_streaming_and_streaming() {
     assert_eq!(call["type"], "function");
     assert!(call["id"].as_str().unwrap().starts_with("call_"));
     assert_eq!(call["function"]["name"], "get_weather");
-    let args: Value = serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+    let args: Value =
+        serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
     assert_eq!(args, expected);
 
     let r = c
-        .openai(json!({"model": "gpt-4o", "tools": [weather_tool()], "stream": true,
-            "messages": [{"role": "user", "content": "Weather in Paris?"}]}))
+        .openai(
+            json!({"model": "gpt-4o", "tools": [weather_tool()], "stream": true,
+            "messages": [{"role": "user", "content": "Weather in Paris?"}]}),
+        )
         .await;
     let events = parse_sse(&r.text().await.unwrap());
-    let chunks: Vec<Value> = events[..events.len() - 1].iter().map(|e| e.json()).collect();
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| e.json())
+        .collect();
     let mut args = String::new();
     let mut name = None;
     for ch in &chunks {
@@ -142,7 +179,10 @@ async fn tool_call_non_streaming_and_streaming() {
     }
     assert_eq!(name.as_deref(), Some("get_weather"));
     assert_eq!(serde_json::from_str::<Value>(&args).unwrap(), expected);
-    assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "tool_calls");
+    assert_eq!(
+        chunks.last().unwrap()["choices"][0]["finish_reason"],
+        "tool_calls"
+    );
 
     // Named tool choice picks the second tool; "none" gives text.
     let second = json!({"type": "function", "function": {"name": "lookup", "parameters": {"type": "object",
@@ -151,14 +191,22 @@ async fn tool_call_non_streaming_and_streaming() {
         c.openai(json!({"model": "gpt-4o", "tools": [weather_tool(), second],
             "tool_choice": {"type": "function", "function": {"name": "lookup"}},
             "messages": [{"role": "user", "content": "x"}]}))
-        .await,
+            .await,
     )
     .await;
-    assert_eq!(v["choices"][0]["message"]["tool_calls"][0]["function"]["name"], "lookup");
-    assert_eq!(v["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"], "{\"q\":1.5}");
+    assert_eq!(
+        v["choices"][0]["message"]["tool_calls"][0]["function"]["name"],
+        "lookup"
+    );
+    assert_eq!(
+        v["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"],
+        "{\"q\":1.5}"
+    );
     let (_, v) = json_of(
-        c.openai(json!({"model": "gpt-4o", "tools": [weather_tool()], "tool_choice": "none",
-            "messages": [{"role": "user", "content": "x"}]}))
+        c.openai(
+            json!({"model": "gpt-4o", "tools": [weather_tool()], "tool_choice": "none",
+            "messages": [{"role": "user", "content": "x"}]}),
+        )
         .await,
     )
     .await;
@@ -185,8 +233,10 @@ async fn tool_result_turn_gets_text() {
     );
     // A tool message without a preceding tool call is rejected.
     let (s, v) = json_of(
-        c.openai(json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "a"},
-            {"role": "tool", "tool_call_id": "x", "content": "r"}]}))
+        c.openai(
+            json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "a"},
+            {"role": "tool", "tool_call_id": "x", "content": "r"}]}),
+        )
         .await,
     )
     .await;
@@ -210,38 +260,56 @@ async fn max_tokens_and_stop_sequences() {
     }
     // Streaming honours it too.
     let r = c
-        .openai(json!({"model": "gpt-4o-mini", "max_tokens": 5, "stream": true,
-            "messages": [{"role": "user", "content": "A long question"}]}))
+        .openai(
+            json!({"model": "gpt-4o-mini", "max_tokens": 5, "stream": true,
+            "messages": [{"role": "user", "content": "A long question"}]}),
+        )
         .await;
     let events = parse_sse(&r.text().await.unwrap());
-    let chunks: Vec<Value> = events[..events.len() - 1].iter().map(|e| e.json()).collect();
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| e.json())
+        .collect();
     let text: String = chunks
         .iter()
-        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str().map(str::to_string))
+        .filter_map(|c| {
+            c["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_string)
+        })
         .collect();
     assert_eq!(text.chars().count(), 20);
-    assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "length");
+    assert_eq!(
+        chunks.last().unwrap()["choices"][0]["finish_reason"],
+        "length"
+    );
 
     let (_, v) = json_of(
         c.openai(json!({"model": "gpt-4o-mini", "stop": ["STOPHERE"],
             "messages": [{"role": "user", "content": "say hi STOPHERE and more"}]}))
-        .await,
+            .await,
     )
     .await;
     assert_eq!(v["choices"][0]["finish_reason"], "stop");
-    assert_eq!(v["choices"][0]["message"]["content"], "Emulated reply from gpt-4o-mini: say hi ");
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "Emulated reply from gpt-4o-mini: say hi "
+    );
 }
 
 #[tokio::test]
 async fn json_mode() {
     let c = start().await;
     let (_, v) = json_of(
-        c.openai(json!({"model": "gpt-4o-mini", "response_format": {"type": "json_object"},
-            "messages": [{"role": "user", "content": "Answer in JSON: hi"}]}))
+        c.openai(
+            json!({"model": "gpt-4o-mini", "response_format": {"type": "json_object"},
+            "messages": [{"role": "user", "content": "Answer in JSON: hi"}]}),
+        )
         .await,
     )
     .await;
-    let content: Value = serde_json::from_str(v["choices"][0]["message"]["content"].as_str().unwrap()).unwrap();
+    let content: Value =
+        serde_json::from_str(v["choices"][0]["message"]["content"].as_str().unwrap()).unwrap();
     assert!(content.is_object());
     assert_eq!(content["model"], "gpt-4o-mini");
 
@@ -254,13 +322,16 @@ async fn json_mode() {
         .await,
     )
     .await;
-    let content: Value = serde_json::from_str(v["choices"][0]["message"]["content"].as_str().unwrap()).unwrap();
+    let content: Value =
+        serde_json::from_str(v["choices"][0]["message"]["content"].as_str().unwrap()).unwrap();
     assert_eq!(content, json!({"name": "example", "age": 1}));
 
     // json_object without the word "json" is the real 400.
     let (s, v) = json_of(
-        c.openai(json!({"model": "gpt-4o-mini", "response_format": {"type": "json_object"},
-            "messages": [{"role": "user", "content": "hi"}]}))
+        c.openai(
+            json!({"model": "gpt-4o-mini", "response_format": {"type": "json_object"},
+            "messages": [{"role": "user", "content": "hi"}]}),
+        )
         .await,
     )
     .await;
@@ -280,12 +351,16 @@ async fn automatic_prompt_caching() {
     assert_eq!(v1["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
     let (_, v2) = json_of(c.openai(body("first question")).await).await;
     let prompt = v2["usage"]["prompt_tokens"].as_u64().unwrap();
-    let cached = v2["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64().unwrap();
+    let cached = v2["usage"]["prompt_tokens_details"]["cached_tokens"]
+        .as_u64()
+        .unwrap();
     assert_eq!(cached, prompt / 128 * 128);
     assert!(cached >= 1024);
     // Same system prefix, different question: the system prefix is cached.
     let (_, v3) = json_of(c.openai(body("another question")).await).await;
-    let cached3 = v3["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64().unwrap();
+    let cached3 = v3["usage"]["prompt_tokens_details"]["cached_tokens"]
+        .as_u64()
+        .unwrap();
     assert_eq!(cached3, (3 + 4 + 1500) / 128 * 128);
     // Short prompts are never cached.
     let short = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "short"}]});
@@ -300,16 +375,25 @@ async fn reasoning_models() {
     let (s, v) = json_of(
         c.openai(json!({"model": "o3-mini", "max_completion_tokens": 1000,
             "messages": [{"role": "user", "content": "Think about it"}]}))
-        .await,
+            .await,
     )
     .await;
     assert_eq!(s, 200);
     let u = &v["usage"];
-    let reasoning = u["completion_tokens_details"]["reasoning_tokens"].as_u64().unwrap();
+    let reasoning = u["completion_tokens_details"]["reasoning_tokens"]
+        .as_u64()
+        .unwrap();
     assert!(reasoning > 0);
     let text = v["choices"][0]["message"]["content"].as_str().unwrap();
-    assert_eq!(u["completion_tokens"].as_u64().unwrap(), tok(text) + reasoning);
-    assert!(v["choices"][0]["message"].get("reasoning_content").is_none());
+    assert_eq!(
+        u["completion_tokens"].as_u64().unwrap(),
+        tok(text) + reasoning
+    );
+    assert!(
+        v["choices"][0]["message"]
+            .get("reasoning_content")
+            .is_none()
+    );
 
     let (s, v) = json_of(
         c.openai(json!({"model": "gpt-5", "max_tokens": 10, "messages": [{"role": "user", "content": "x"}]})).await,
@@ -320,22 +404,39 @@ async fn reasoning_models() {
     assert_eq!(v["error"]["param"], "max_tokens");
 
     let (_, v) = json_of(
-        c.openai(json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]})).await,
+        c.openai(json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}))
+            .await,
     )
     .await;
-    assert_eq!(v["usage"]["completion_tokens_details"]["reasoning_tokens"], 0);
+    assert_eq!(
+        v["usage"]["completion_tokens_details"]["reasoning_tokens"],
+        0
+    );
 }
 
 #[tokio::test]
 async fn auth_and_validation_errors() {
     let c = start().await;
     let body = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]});
-    let r = c.client.post(c.url("/openai/v1/chat/completions")).json(&body).send().await.unwrap();
+    let r = c
+        .client
+        .post(c.url("/openai/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     let (s, v) = json_of(r).await;
     assert_eq!(s, 401);
     assert_eq!(v["error"]["type"], "invalid_request_error");
     assert!(v["error"]["message"].as_str().unwrap().contains("API key"));
-    let r = c.client.post(c.url("/v1/chat/completions")).bearer_auth("bad-key").json(&body).send().await.unwrap();
+    let r = c
+        .client
+        .post(c.url("/v1/chat/completions"))
+        .bearer_auth("bad-key")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     let (s, v) = json_of(r).await;
     assert_eq!(s, 401);
     assert_eq!(v["error"]["code"], "invalid_api_key");
@@ -347,9 +448,20 @@ async fn auth_and_validation_errors() {
     let (s, v) = json_of(c.openai(json!({"model": "gpt-4o"})).await).await;
     assert_eq!(s, 400);
     assert_eq!(v["error"]["code"], "missing_required_parameter");
-    let (s, _) = json_of(c.openai(json!({"model": "gpt-4o", "messages": [{"role": "robot", "content": "x"}]})).await).await;
+    let (s, _) = json_of(
+        c.openai(json!({"model": "gpt-4o", "messages": [{"role": "robot", "content": "x"}]}))
+            .await,
+    )
+    .await;
     assert_eq!(s, 400);
-    let r = c.client.post(c.url("/v1/chat/completions")).bearer_auth("k").body("{not json").send().await.unwrap();
+    let r = c
+        .client
+        .post(c.url("/v1/chat/completions"))
+        .bearer_auth("k")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
     let (s, v) = json_of(r).await;
     assert_eq!(s, 400);
     assert_eq!(v["error"]["type"], "invalid_request_error");
@@ -359,7 +471,11 @@ async fn auth_and_validation_errors() {
 async fn context_window_exceeded_naturally() {
     let c = start().await;
     let huge = long_text(130_000 * 4);
-    let (s, v) = json_of(c.openai(json!({"model": "gpt-4o", "messages": [{"role": "user", "content": huge}]})).await).await;
+    let (s, v) = json_of(
+        c.openai(json!({"model": "gpt-4o", "messages": [{"role": "user", "content": huge}]}))
+            .await,
+    )
+    .await;
     assert_eq!(s, 400);
     assert_eq!(v["error"]["code"], "context_length_exceeded");
 }
@@ -375,7 +491,11 @@ async fn deepseek_flavour() {
     let u = &v["usage"];
     assert_eq!(u["prompt_cache_hit_tokens"], 0);
     assert_eq!(u["prompt_cache_miss_tokens"], u["prompt_tokens"]);
-    assert!(v["choices"][0]["message"].get("reasoning_content").is_none());
+    assert!(
+        v["choices"][0]["message"]
+            .get("reasoning_content")
+            .is_none()
+    );
     // Repeat: DeepSeek caches in 64-token units.
     let long = long_text(1000);
     let body = json!({"model": "deepseek-chat", "messages": [{"role": "user", "content": long}]});
@@ -385,7 +505,10 @@ async fn deepseek_flavour() {
     let hit = u["prompt_cache_hit_tokens"].as_u64().unwrap();
     let prompt = u["prompt_tokens"].as_u64().unwrap();
     assert_eq!(hit, prompt / 64 * 64);
-    assert_eq!(u["prompt_cache_miss_tokens"].as_u64().unwrap(), prompt - hit);
+    assert_eq!(
+        u["prompt_cache_miss_tokens"].as_u64().unwrap(),
+        prompt - hit
+    );
 
     let (_, v) = json_of(
         c.deepseek(json!({"model": "deepseek-reasoner", "messages": [{"role": "user", "content": "Why?"}]})).await,
@@ -395,7 +518,10 @@ async fn deepseek_flavour() {
     let rc = m["reasoning_content"].as_str().unwrap();
     assert!(!rc.is_empty());
     assert_eq!(m["content"], "Emulated reply from deepseek-reasoner: Why?");
-    assert_eq!(v["usage"]["completion_tokens_details"]["reasoning_tokens"], tok(rc));
+    assert_eq!(
+        v["usage"]["completion_tokens_details"]["reasoning_tokens"],
+        tok(rc)
+    );
 
     let r = c
         .deepseek(json!({"model": "deepseek-reasoner", "stream": true, "stream_options": {"include_usage": true},
@@ -403,10 +529,17 @@ async fn deepseek_flavour() {
         .await;
     let events = parse_sse(&r.text().await.unwrap());
     assert_eq!(events.last().unwrap().data, "[DONE]");
-    let chunks: Vec<Value> = events[..events.len() - 1].iter().map(|e| e.json()).collect();
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| e.json())
+        .collect();
     let reasoning: String = chunks
         .iter()
-        .filter_map(|c| c["choices"].get(0)?["delta"]["reasoning_content"].as_str().map(str::to_string))
+        .filter_map(|c| {
+            c["choices"].get(0)?["delta"]["reasoning_content"]
+                .as_str()
+                .map(str::to_string)
+        })
         .collect();
     assert_eq!(reasoning, rc);
     let usage = &chunks.last().unwrap()["usage"];

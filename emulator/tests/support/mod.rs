@@ -19,7 +19,11 @@ pub async fn start() -> Ctx {
     let handle = gaterouter_emulator::start(addr).await.unwrap();
     let base = handle.base_url();
     let client = reqwest::Client::builder().build().unwrap();
-    Ctx { handle, client, base }
+    Ctx {
+        handle,
+        client,
+        base,
+    }
 }
 
 /// The token rule, reimplemented independently: ceil(chars / 4).
@@ -122,7 +126,14 @@ impl Ctx {
     }
 
     pub async fn get_json(&self, path: &str) -> Value {
-        self.client.get(self.url(path)).send().await.unwrap().json().await.unwrap()
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 }
 
