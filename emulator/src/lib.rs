@@ -32,7 +32,10 @@
 //! | `GET /healthz` | `{"status":"ok"}` |
 //!
 //! Providers are named `openai`, `deepseek`, `anthropic`, `gemini`. Outcomes are `ok`,
-//! `auth_error`, `invalid_request`, `context_length`, or `fault:<kind>` for an error fault.
+//! `auth_error`, `invalid_request`, `context_length`, or `fault:<kind>` when a fault was applied
+//! (the first one named). The same documents are available in-process through
+//! [`Emulator::stats`], [`Emulator::requests`], [`Emulator::queue_fault`] and
+//! [`Emulator::reset`] (via [`EmulatorHandle::emulator`]).
 //! In the request log, the values of `authorization`, `x-api-key`, `x-goog-api-key`, `api-key`
 //! and the `key=` query parameter are masked to their first 4 characters plus `***`
 //! (`Bearer sk-t***`); every other header is kept (lower-case names). `body` is the parsed

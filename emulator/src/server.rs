@@ -180,7 +180,14 @@ impl Emulator {
             .or_default() += 1;
     }
 
-    fn log_request(&self, provider: Provider, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> u64 {
+    fn log_request(
+        &self,
+        provider: Provider,
+        uri: &Uri,
+        headers: &HeaderMap,
+        raw: &Bytes,
+        parsed: &Result<Value, serde_json::Error>,
+    ) -> u64 {
         let seq = self.next_seq();
         let mut hs = serde_json::Map::new();
         for (name, value) in headers {
@@ -205,8 +212,10 @@ impl Emulator {
                 .collect::<Vec<_>>()
                 .join("&")
         });
-        let body_v = serde_json::from_slice::<Value>(body)
-            .unwrap_or_else(|_| json!({"_raw": String::from_utf8_lossy(body)}));
+        let body_v = match parsed {
+            Ok(v) => v.clone(),
+            Err(_) => json!({"_raw": String::from_utf8_lossy(raw)}),
+        };
         let entry = json!({
             "seq": seq,
             "provider": provider.name(),
@@ -299,7 +308,41 @@ impl Emulator {
         out
     }
 
-    fn reset(&self) {
+    /// Queues a fault described like the body of `POST /_emulator/faults`; returns the
+    /// number of queued fault uses.
+    pub fn queue_fault(&self, spec: &Value) -> Result<u64, String> {
+        let q = faults::parse_queue_body(spec)?;
+        let mut faults = lock(&self.inner.faults);
+        if q.remaining > 0 {
+            faults.push_back(q);
+        }
+        Ok(faults.iter().map(|f| f.remaining).sum())
+    }
+
+    /// The `GET /_emulator/stats` document.
+    pub fn stats(&self) -> Value {
+        let queued: u64 = lock(&self.inner.faults).iter().map(|f| f.remaining).sum();
+        let st = lock(&self.inner.stats);
+        json!({
+            "total": st.total,
+            "by_provider": st.by_provider,
+            "by_outcome": st.by_outcome,
+            "by_provider_outcome": st.by_provider_outcome,
+            "faults_queued": queued,
+            "connections": {
+                "accepted": self.inner.accepted.load(Ordering::Relaxed),
+                "nodelay": self.inner.nodelay.load(Ordering::Relaxed),
+            },
+        })
+    }
+
+    /// The `GET /_emulator/requests` entries, oldest first.
+    pub fn requests(&self) -> Vec<Value> {
+        lock(&self.inner.requests).iter().cloned().collect()
+    }
+
+    /// Clears queued faults, stats, the request log, prompt caches and the id counter.
+    pub fn reset(&self) {
         lock(&self.inner.faults).clear();
         *lock(&self.inner.stats) = Stats::default();
         lock(&self.inner.requests).clear();
@@ -492,8 +535,9 @@ async fn handle(
     uri: Uri,
     raw: Bytes,
 ) -> Response {
-    let seq = e.log_request(p, &uri, &headers, &raw);
-    let (resp, outcome) = pipeline(&e, p, route, &headers, &uri, &raw, seq).await;
+    let parsed = serde_json::from_slice::<Value>(&raw);
+    let seq = e.log_request(p, &uri, &headers, &raw, &parsed);
+    let (resp, outcome) = pipeline(&e, p, route, &headers, &uri, parsed, seq).await;
     e.record(p, &outcome);
     resp
 }
@@ -504,14 +548,14 @@ async fn pipeline(
     route: Route,
     headers: &HeaderMap,
     uri: &Uri,
-    raw: &Bytes,
+    parsed: Result<Value, serde_json::Error>,
     seq: u64,
 ) -> (Response, String) {
     let fail = |err: ApiErr| {
         let o = err.outcome().to_string();
         (render_error(p, &err), o)
     };
-    let body: Value = match serde_json::from_slice(raw) {
+    let body: Value = match parsed {
         Ok(v @ Value::Object(_)) => v,
         Ok(_) => {
             return fail(ApiErr::InvalidJson(
@@ -719,15 +763,8 @@ async fn queue_fault(State(e): State<Emulator>, body: Bytes) -> Response {
                 .into_response();
         }
     };
-    match faults::parse_queue_body(&v) {
-        Ok(q) => {
-            let mut faults = lock(&e.inner.faults);
-            if q.remaining > 0 {
-                faults.push_back(q);
-            }
-            let n: u64 = faults.iter().map(|f| f.remaining).sum();
-            axum::Json(json!({"queued": n})).into_response()
-        }
+    match e.queue_fault(&v) {
+        Ok(n) => axum::Json(json!({"queued": n})).into_response(),
         Err(msg) => (StatusCode::BAD_REQUEST, axum::Json(json!({"error": msg}))).into_response(),
     }
 }
@@ -738,25 +775,11 @@ async fn reset(State(e): State<Emulator>) -> Response {
 }
 
 async fn stats(State(e): State<Emulator>) -> Response {
-    let queued: u64 = lock(&e.inner.faults).iter().map(|f| f.remaining).sum();
-    let st = lock(&e.inner.stats);
-    axum::Json(json!({
-        "total": st.total,
-        "by_provider": st.by_provider,
-        "by_outcome": st.by_outcome,
-        "by_provider_outcome": st.by_provider_outcome,
-        "faults_queued": queued,
-        "connections": {
-            "accepted": e.inner.accepted.load(Ordering::Relaxed),
-            "nodelay": e.inner.nodelay.load(Ordering::Relaxed),
-        },
-    }))
-    .into_response()
+    axum::Json(e.stats()).into_response()
 }
 
 async fn requests(State(e): State<Emulator>) -> Response {
-    let log: Vec<Value> = lock(&e.inner.requests).iter().cloned().collect();
-    axum::Json(Value::Array(log)).into_response()
+    axum::Json(Value::Array(e.requests())).into_response()
 }
 
 /// A running emulator; dropping it stops the server.

@@ -262,3 +262,28 @@ async fn spaced_sse_events_are_not_delayed() {
         );
     }
 }
+
+#[tokio::test]
+async fn in_process_admin_api() {
+    let c = start().await;
+    let emu = c.handle.emulator();
+    assert_eq!(
+        emu.queue_fault(&json!({"fault": "server_error", "provider": "openai"}))
+            .unwrap(),
+        1
+    );
+    assert!(emu.queue_fault(&json!({"fault": "nope"})).is_err());
+    assert!(
+        emu.queue_fault(&json!({"fault": "auth", "provider": "mistral"}))
+            .is_err()
+    );
+    let r = c
+        .openai(json!({"model": "m", "messages": [{"role": "user", "content": "x"}]}))
+        .await;
+    assert_eq!(r.status(), 500);
+    assert_eq!(emu.stats()["by_outcome"]["fault:server_error"], 1);
+    assert_eq!(emu.requests().len(), 1);
+    emu.reset();
+    assert_eq!(emu.stats()["total"], 0);
+    assert!(emu.requests().is_empty());
+}
