@@ -482,6 +482,22 @@ pub(crate) fn render(out: &Out<'_>) -> Response {
 }
 
 pub(crate) fn render_error(err: &ApiErr) -> Response {
+    let (status, body, extra) = error_parts(err);
+    let mut r = (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body.to_string(),
+    )
+        .into_response();
+    common::add_headers(&mut r, &extra);
+    r
+}
+
+/// Status, JSON body and extra headers of an error (also used for mid-stream `error` events).
+pub(crate) fn error_parts(err: &ApiErr) -> (StatusCode, Value, Vec<(&'static str, String)>) {
     let mut extra: Vec<(&str, String)> = vec![];
     let (status, ty, message): (StatusCode, &str, String) = match err {
         ApiErr::MissingKey => (
@@ -531,15 +547,5 @@ pub(crate) fn render_error(err: &ApiErr) -> Response {
         ),
     };
     let body = json!({"type": "error", "error": {"type": ty, "message": message}});
-    let mut r = (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body.to_string(),
-    )
-        .into_response();
-    common::add_headers(&mut r, &extra);
-    r
+    (status, body, extra)
 }

@@ -486,6 +486,10 @@ pub(crate) fn sse_response(
     content_type: &'static str,
     extra: &[(&str, String)],
 ) -> Response {
+    if let Some((n, ev)) = &applied.mid_error {
+        events.truncate(*n);
+        events.push(ev.clone());
+    }
     if applied.malformed && !events.is_empty() {
         let i = 1.min(events.len() - 1);
         let s = String::from_utf8_lossy(&events[i]).to_string();

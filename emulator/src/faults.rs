@@ -217,6 +217,9 @@ pub(crate) struct Applied {
     pub terminal: Option<Fault>,
     /// Names of all faults applied (for stats).
     pub names: Vec<&'static str>,
+    /// A provider error event that replaces the stream after this many events (an error fault
+    /// with `after_events` on a streaming request).
+    pub mid_error: Option<(usize, bytes::Bytes)>,
 }
 
 impl Applied {

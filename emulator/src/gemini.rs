@@ -328,6 +328,25 @@ pub(crate) fn render(out: &Out<'_>) -> Response {
 
 /// Renders an error; a non-200 `status_override` replaces the status (with `NOT_FOUND`).
 pub(crate) fn render_error(err: &ApiErr, status_override: StatusCode) -> Response {
+    let (status, body, extra) = error_parts(err, status_override);
+    let mut r = (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=UTF-8"),
+        )],
+        body.to_string(),
+    )
+        .into_response();
+    common::add_headers(&mut r, &extra);
+    r
+}
+
+/// Status, JSON body and extra headers of an error (also used for mid-stream error events).
+pub(crate) fn error_parts(
+    err: &ApiErr,
+    status_override: StatusCode,
+) -> (StatusCode, Value, Vec<(&'static str, String)>) {
     let mut extra: Vec<(&str, String)> = vec![];
     let mut details: Option<Value> = None;
     let (status, st, message): (StatusCode, &str, String) = match err {
@@ -384,15 +403,5 @@ pub(crate) fn render_error(err: &ApiErr, status_override: StatusCode) -> Respons
         e["details"] = d;
     }
     let body = json!({"error": e});
-    let mut r = (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json; charset=UTF-8"),
-        )],
-        body.to_string(),
-    )
-        .into_response();
-    common::add_headers(&mut r, &extra);
-    r
+    (status, body, extra)
 }

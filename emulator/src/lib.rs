@@ -152,6 +152,12 @@
 //! | `auth` | 401 |
 //! | `context_length` | the provider's context-length 400 |
 //! | `bad_request` | 400 `invalid_request_error` / `INVALID_ARGUMENT` |
+//!
+//! Mid-stream errors: `rate_limit`, `server_error` and `overloaded` with `after_events=N` on a
+//! streaming request answer 200, send N normal events, then the provider's in-stream error and
+//! end the body (no end marker): OpenAI/DeepSeek `data: {"error":{...}}`, Anthropic
+//! `event: error` + `data: {"type":"error","error":{"type":"overloaded_error",...}}`, Gemini
+//! `data: {"error":{"code","message","status"}}`. The stats outcome is still `fault:<kind>`.
 
 mod anthropic;
 mod common;

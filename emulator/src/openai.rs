@@ -465,6 +465,22 @@ pub(crate) fn render(out: &Out<'_>, p: Provider) -> Response {
 }
 
 pub(crate) fn render_error(err: &ApiErr) -> Response {
+    let (status, body, extra) = error_parts(err);
+    let mut r = (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body.to_string(),
+    )
+        .into_response();
+    common::add_headers(&mut r, &extra);
+    r
+}
+
+/// Status, JSON body and extra headers of an error (also used for mid-stream error events).
+pub(crate) fn error_parts(err: &ApiErr) -> (StatusCode, Value, Vec<(&'static str, String)>) {
     let mut extra: Vec<(&str, String)> = vec![];
     let (status, message, ty, param, code) = match err {
         ApiErr::MissingKey => (
@@ -538,17 +554,7 @@ pub(crate) fn render_error(err: &ApiErr) -> Response {
         ),
     };
     let body = json!({"error": {"message": message, "type": ty, "param": param, "code": code}});
-    let mut r = (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body.to_string(),
-    )
-        .into_response();
-    common::add_headers(&mut r, &extra);
-    r
+    (status, body, extra)
 }
 
 /// `retry-after` (whole seconds, rounded up) and, for fractional values, `retry-after-ms`.

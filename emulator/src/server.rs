@@ -650,11 +650,15 @@ async fn pipeline(
     {
         selected.push(f);
     }
-    let applied = Applied::from_faults(&selected);
+    let mut applied = Applied::from_faults(&selected);
+    let is_stream = match &route {
+        Route::Gemini { stream, .. } => *stream,
+        _ => body.get("stream") == Some(&Value::Bool(true)),
+    };
     if applied.slow_ms > 0 {
         tokio::time::sleep(Duration::from_millis(applied.slow_ms)).await;
     }
-    if let Some(f) = &applied.terminal {
+    if let Some(f) = applied.terminal.clone() {
         let outcome = format!("fault:{}", f.kind.name());
         let err = match f.kind {
             FaultKind::RateLimit => ApiErr::RateLimit {
@@ -679,7 +683,25 @@ async fn pipeline(
                 "Emulated bad request (emulator fault 'bad_request'): the request was rejected on purpose.",
             ),
         };
-        return (render_error(p, &err), outcome);
+        // On a stream, `after_events=N` turns the error into a mid-stream error event.
+        if let Some(n) = f.u64_param("after_events").filter(|_| is_stream)
+            && !matches!(
+                f.kind,
+                FaultKind::Auth | FaultKind::ContextLength | FaultKind::BadRequest
+            )
+        {
+            let ev = match p {
+                Provider::OpenAi | Provider::DeepSeek => {
+                    common::sse_data(&openai::error_parts(&err).1)
+                }
+                Provider::Anthropic => common::sse_event("error", &anthropic::error_parts(&err).1),
+                Provider::Gemini => common::sse_data(&gemini::error_parts(&err, StatusCode::OK).1),
+            };
+            applied.mid_error = Some((usize::try_from(n).unwrap_or(usize::MAX), ev));
+            applied.terminal = None;
+        } else {
+            return (render_error(p, &err), outcome);
+        }
     }
 
     // Validation and normalization.

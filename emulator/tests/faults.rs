@@ -508,3 +508,37 @@ async fn directive_is_not_echoed() {
         "Emulated reply from m: hi  there"
     );
 }
+
+#[tokio::test]
+async fn mid_stream_error_events() {
+    let c = start().await;
+    for (i, p) in PROVIDERS.iter().enumerate() {
+        let via = [Via::Header, Via::Directive, Via::Queue][i % 3];
+        let r = send(&c, p, true, via, "overloaded;after_events=2").await;
+        assert_eq!(r.status(), 200, "{p}");
+        let text = r.text().await.unwrap();
+        let events = parse_sse(&text);
+        assert_eq!(events.len(), 3, "{p}: {text}");
+        assert!(!text.contains(end_marker(p)));
+        let last = events[2].json();
+        match *p {
+            "anthropic" => {
+                assert_eq!(events[2].event.as_deref(), Some("error"));
+                assert_eq!(last["type"], "error");
+                assert_eq!(last["error"]["type"], "overloaded_error");
+            }
+            "gemini" => assert_eq!(last["error"]["status"], "UNAVAILABLE"),
+            _ => assert_eq!(last["error"]["type"], "server_error"),
+        }
+    }
+    // Non-streaming requests ignore after_events and get the plain error.
+    let r = send(
+        &c,
+        "anthropic",
+        false,
+        Via::Header,
+        "overloaded;after_events=2",
+    )
+    .await;
+    assert_eq!(r.status(), 529);
+}
