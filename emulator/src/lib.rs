@@ -108,7 +108,9 @@
 //!   - Anthropic: only prefixes ending at a block with `cache_control` (tools, system blocks,
 //!     message content blocks) of >= 1024 tokens. First time -> `cache_creation_input_tokens`
 //!     (prefix - read), repeat -> `cache_read_input_tokens`; `input_tokens` excludes both.
-//!     `cache_creation.ephemeral_1h_input_tokens` when the breakpoint has `ttl: "1h"`.
+//!     `cache_creation.ephemeral_1h_input_tokens` when the breakpoint has `ttl: "1h"`. Reads
+//!     look back like the real API: a prefix cached at an earlier request's breakpoint is read
+//!     even when the breakpoint has since moved to a later block.
 //!   - Gemini: implicit, prompts >= 1024 tokens, `cachedContentTokenCount` = longest seen prefix
 //!     (exact; `promptTokenCount` includes it).
 //!

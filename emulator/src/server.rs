@@ -275,15 +275,20 @@ impl Emulator {
 
     /// Anthropic explicit caching at `cache_control` breakpoints.
     fn breakpoint_cache(&self, ns: &str, prompt: &Prompt, min: u64) -> CacheUse {
-        let bps: Vec<(u64, u64, bool)> = prompt
-            .prefixes(ns)
-            .into_iter()
-            .filter_map(|(h, cum, bp)| bp.map(|ttl| (h, cum, ttl)))
+        let prefixes = prompt.prefixes(ns);
+        let bps: Vec<(u64, u64, bool)> = prefixes
+            .iter()
+            .filter_map(|(h, cum, bp)| bp.map(|ttl| (*h, *cum, ttl)))
             .filter(|(_, cum, _)| *cum >= min)
             .collect();
+        let Some(&(_, last_cum, _)) = bps.last() else {
+            return CacheUse::default();
+        };
         let mut cache = lock(&self.inner.cache);
+        // Like the real lookback: any earlier breakpoint's prefix (even one the client has since
+        // moved) that ends at or before the last breakpoint is read from the cache.
         let mut read = 0;
-        for (h, cum, _) in &bps {
+        for (h, cum, _) in prefixes.iter().filter(|(_, cum, _)| *cum <= last_cum) {
             if cache.contains(h) {
                 read = read.max(*cum);
             }

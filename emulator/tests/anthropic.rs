@@ -380,3 +380,31 @@ async fn count_tokens_matches_usage() {
     .await;
     assert_eq!(v["input_tokens"], full["usage"]["input_tokens"]);
 }
+
+#[tokio::test]
+async fn moving_breakpoint_reads_earlier_prefix() {
+    let c = start().await;
+    let big = long_text(6000); // 1500 tokens
+    let cc = json!({"type": "ephemeral", "ttl": "1h"});
+    let turn1 = json!({"model": "claude-sonnet-4-5", "max_tokens": 50, "messages": [
+        {"role": "user", "content": [{"type": "text", "text": big, "cache_control": cc}]}]});
+    let (_, v1) = json_of(c.anthropic(turn1).await).await;
+    let first = 3 + 4 + 1500;
+    assert_eq!(v1["usage"]["cache_creation_input_tokens"], first);
+    assert_eq!(
+        v1["usage"]["cache_creation"]["ephemeral_1h_input_tokens"],
+        first
+    );
+    assert_eq!(v1["usage"]["input_tokens"], 0);
+    // Next turn: the breakpoint moves to the newest user block.
+    let turn2 = json!({"model": "claude-sonnet-4-5", "max_tokens": 50, "messages": [
+        {"role": "user", "content": [{"type": "text", "text": big}]},
+        {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": [{"type": "text", "text": "and then?", "cache_control": {"type": "ephemeral"}}]}]});
+    let (_, v2) = json_of(c.anthropic(turn2).await).await;
+    let u = &v2["usage"];
+    assert_eq!(u["cache_read_input_tokens"], first);
+    let rest = (4 + tok("ok")) + (4 + tok("and then?"));
+    assert_eq!(u["cache_creation_input_tokens"], rest);
+    assert_eq!(u["input_tokens"], 0);
+}
