@@ -159,6 +159,8 @@ pub(crate) fn parse_directives(text: &str) -> Result<Vec<Fault>, String> {
 pub(crate) struct Queued {
     pub fault: Fault,
     pub provider: Option<Provider>,
+    /// Only requests for this model consume the fault (isolates parallel tests).
+    pub model: Option<String>,
     pub remaining: u64,
 }
 
@@ -187,7 +189,7 @@ pub(crate) fn parse_queue_body(v: &Value) -> Result<Queued, String> {
     };
     let mut params = BTreeMap::new();
     for (k, v) in obj {
-        if matches!(k.as_str(), "fault" | "times" | "provider") {
+        if matches!(k.as_str(), "fault" | "times" | "provider" | "model") {
             continue;
         }
         let s = match v {
@@ -197,9 +199,15 @@ pub(crate) fn parse_queue_body(v: &Value) -> Result<Queued, String> {
         };
         params.insert(k.clone(), s);
     }
+    let model = match obj.get("model") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(m)) => Some(m.clone()),
+        Some(_) => return Err("field 'model' must be a string or null".into()),
+    };
     Ok(Queued {
         fault: Fault { kind, params },
         provider,
+        model,
         remaining: times,
     })
 }

@@ -134,8 +134,10 @@
 //! 1. Header `x-emulator-fault: kind[;param=value...]` (several separated by `,`).
 //! 2. Directive(s) `[[emulator:kind;param=value]]` in the last user message text.
 //! 3. Queue: `POST /_emulator/faults` with `{"fault": kind, "times": N (default 1),
-//!    "provider": "openai"|"anthropic"|"gemini"|"deepseek"|null, ...params}`; each matching
-//!    request consumes one (oldest first). Answers `{"queued": N}`.
+//!    "provider": "openai"|"anthropic"|"gemini"|"deepseek"|null, "model": M|null, ...params}`
+//!    (params as strings or numbers); each matching request (provider and, when given, exact
+//!    model) consumes one, oldest first. Answers `{"queued": total pending uses}`. Give each
+//!    parallel test its own model name to keep queued faults isolated.
 //!
 //! Faults apply after authentication and before validation (not to the token-count routes).
 //! An unknown kind -> 400.

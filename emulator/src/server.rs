@@ -233,11 +233,13 @@ impl Emulator {
         seq
     }
 
-    fn take_queued(&self, provider: Provider) -> Option<Fault> {
+    fn take_queued(&self, provider: Provider, model: &str) -> Option<Fault> {
         let mut q = lock(&self.inner.faults);
-        let idx = q
-            .iter()
-            .position(|f| f.remaining > 0 && f.provider.is_none_or(|p| p == provider))?;
+        let idx = q.iter().position(|f| {
+            f.remaining > 0
+                && f.provider.is_none_or(|p| p == provider)
+                && f.model.as_deref().is_none_or(|m| m == model)
+        })?;
         let f = q.get_mut(idx)?;
         f.remaining -= 1;
         let fault = f.fault.clone();
@@ -495,6 +497,18 @@ async fn gemini_route(
     .await
 }
 
+/// The model a request is for (body `model`, or the Gemini path).
+fn request_model(route: &Route, body: &Value) -> String {
+    match route {
+        Route::Gemini { model, .. } | Route::GeminiCount { model } => model.clone(),
+        _ => body
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+    }
+}
+
 fn query_param(uri: &Uri, name: &str) -> Option<String> {
     uri.query()?.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=')?;
@@ -651,7 +665,7 @@ async fn pipeline(
         }
     }
     if selected.is_empty()
-        && let Some(f) = e.take_queued(p)
+        && let Some(f) = e.take_queued(p, &request_model(&route, &body))
     {
         selected.push(f);
     }

@@ -167,6 +167,21 @@ fn binary_prints_listening_line_and_stops_on_sigterm() {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
+    // Signal handlers are installed before the line is printed: SIGINT right away is clean.
+    let mut quick = Command::new(env!("CARGO_BIN_EXE_gaterouter-emulator"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut l2 = String::new();
+    BufReader::new(quick.stdout.take().unwrap())
+        .read_line(&mut l2)
+        .unwrap();
+    assert!(l2.starts_with("listening on http://127.0.0.1:"));
+    Command::new("kill")
+        .args(["-INT", &quick.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(quick.wait().unwrap().success());
     let url = line
         .trim()
         .strip_prefix("listening on ")

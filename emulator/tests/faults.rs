@@ -542,3 +542,24 @@ async fn mid_stream_error_events() {
     .await;
     assert_eq!(r.status(), 529);
 }
+
+#[tokio::test]
+async fn queued_fault_filtered_by_model() {
+    let c = start().await;
+    c.handle
+        .emulator()
+        .queue_fault(&json!({"fault": "server_error", "model": "only-this"}))
+        .unwrap();
+    let other = json!({"model": "other", "messages": [{"role": "user", "content": "x"}]});
+    assert_eq!(c.openai(other).await.status(), 200);
+    let gem = c
+        .gemini(
+            "only-this",
+            false,
+            json!({"contents": [{"parts": [{"text": "x"}]}]}),
+        )
+        .await;
+    assert_eq!(gem.status(), 500);
+    let again = json!({"model": "only-this", "messages": [{"role": "user", "content": "x"}]});
+    assert_eq!(c.openai(again).await.status(), 200);
+}
