@@ -85,20 +85,32 @@
 //! - Response ids count up per process: `chatcmpl-emu{N}`, `msg_emu{N}`, `resp-emu{N}`.
 //!
 //! ## The usage rule
-//! - `tok(s) = ceil(chars(s) / 4)`, per text part.
-//! - prompt tokens = 3 + for each message/turn (system and Gemini `systemInstruction` count as
-//!   one): 4 + Σ tok(text part) + 85 per image/inline-data part + tok(name + arguments JSON) per
-//!   tool call/`tool_use`/`functionCall` + tok(result text/JSON) per tool result; plus
-//!   tok(JSON of the `tools` array) when tools are present (Anthropic: tok(JSON) per tool).
-//! - completion tokens = tok(reply text) (or tok(tool name) + tok(arguments JSON)) + reasoning.
+//! - `tok(s) = ceil(chars(s) / 4)` (Unicode scalar values), applied to each piece separately.
+//! - prompt tokens = 3
+//!   + per message / turn (the system prompt and Gemini `systemInstruction` count as one): 4
+//!   + per text part / text block: tok(text); per image, audio, file or inline-data part: 85
+//!   + per tool call (OpenAI `tool_calls`, Anthropic `tool_use`, Gemini `functionCall`):
+//!     tok(name) + tok(arguments JSON); per tool result: OpenAI `tool` message content as text,
+//!     Anthropic `tool_result` tok(its text) (+85 per non-text part), Gemini `functionResponse`
+//!     tok(name) + tok(response JSON); Anthropic `thinking` blocks sent back: tok(thinking)
+//!   + tools: OpenAI and Gemini tok(JSON of the whole `tools` array); Anthropic tok(JSON of each
+//!     tool)
+//!   + a JSON schema for structured output: tok(JSON of the schema).
+//!
+//!   JSON is counted in its compact serialization (no spaces). The count-tokens routes return
+//!   exactly this number.
+//! - completion tokens = tok(reply text), or tok(tool name) + tok(arguments JSON), plus the
+//!   reasoning tokens.
 //! - Reasoning text is `Thinking about the request to {model}: "{snippet}". The answer should be
 //!   short and deterministic.` capped by the thinking budget and max tokens. OpenAI reasoning
 //!   models report it only as `completion_tokens_details.reasoning_tokens` (included in
 //!   `completion_tokens`; none with `reasoning_effort: "none"|"minimal"`); DeepSeek
 //!   `deepseek-reasoner` returns it as `reasoning_content`; Anthropic with `thinking` enabled
-//!   returns a `thinking` block (counted in `output_tokens`); Gemini 2.5/3 models report
-//!   `thoughtsTokenCount` unless `thinkingBudget` is 0 (a part with `thought: true` only with
-//!   `includeThoughts`).
+//!   (`budget_tokens`) or `adaptive` returns a `thinking` block with a `signature` (counted in
+//!   `output_tokens`); Gemini models named `*2.5*` or `gemini-3*` report `thoughtsTokenCount`
+//!   (billed as output, not in `candidatesTokenCount`, in `totalTokenCount`) unless
+//!   `thinkingBudget` is 0; a positive budget caps it; a part with `thought: true` only with
+//!   `includeThoughts`.
 //! - Prompt caching (per-process memory, prefixes matched at message/block granularity and keyed
 //!   by provider + model):
 //!   - OpenAI: prompts >= 1024 tokens; `cached_tokens` = the longest previously seen prefix,
@@ -122,7 +134,8 @@
 //!   `stream_options.include_usage` a chunk with `choices: []` and `usage` (earlier chunks carry
 //!   `usage: null`), then `data: [DONE]`.
 //! - Anthropic: `event:`+`data:` pairs: `message_start` (usage with input/cache tokens and
-//!   `output_tokens: 1`), `ping`, per block `content_block_start` / `content_block_delta`
+//!   `output_tokens: 1`), then per block `content_block_start` (a `ping` follows the first one)
+//!   / `content_block_delta`
 //!   (`thinking_delta` + `signature_delta`, `text_delta`, `input_json_delta`) /
 //!   `content_block_stop`, `message_delta` (stop_reason, stop_sequence, cumulative
 //!   `usage.output_tokens`), `message_stop`.

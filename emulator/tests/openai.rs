@@ -545,3 +545,28 @@ async fn deepseek_flavour() {
     let usage = &chunks.last().unwrap()["usage"];
     assert!(usage["prompt_cache_miss_tokens"].as_u64().is_some());
 }
+
+#[tokio::test]
+async fn prompt_tokens_rule_with_tools_images_and_tool_calls() {
+    let c = start().await;
+    let tools = json!([weather_tool()]);
+    let args = "{\"city\":\"Paris\"}";
+    let (_, v) = json_of(
+        c.openai(
+            json!({"model": "gpt-4o", "tools": tools, "tool_choice": "none", "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "look"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function",
+                "function": {"name": "get_weather", "arguments": args}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "sunny"}]}),
+        )
+        .await,
+    )
+    .await;
+    let expected = 3
+        + tok(&serde_json::to_string(&tools).unwrap())
+        + (4 + tok("look") + 85)
+        + (4 + tok("get_weather") + tok(args))
+        + (4 + tok("sunny"));
+    assert_eq!(v["usage"]["prompt_tokens"], expected);
+}
