@@ -158,6 +158,15 @@ pub(crate) fn normalize(body: &Value) -> Result<Norm, ApiErr> {
                         "`max_tokens` must be greater than `thinking.budget_tokens`. Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking#max-tokens-and-context-window-size",
                     ));
                 }
+                if body
+                    .get("temperature")
+                    .and_then(Value::as_f64)
+                    .is_some_and(|t| t != 1.0)
+                {
+                    return Err(ApiErr::invalid(
+                        "`temperature` may only be set to 1 when thinking is enabled. Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking#feature-compatibility",
+                    ));
+                }
                 Some(Some(budget))
             }
             Some("adaptive") => Some(None),

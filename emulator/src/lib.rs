@@ -52,10 +52,12 @@
 //!   "empty_array"`); roles system|developer|user|assistant|tool|function; a `tool` message must
 //!   follow an assistant message with `tool_calls`; reasoning models (`o1*`, `o3*`, `o4*`,
 //!   `gpt-5*`) reject `max_tokens` (`code: "unsupported_parameter"`, use
-//!   `max_completion_tokens`); `response_format: json_object` requires the word "json" in the
-//!   messages (as the real API does).
+//!   `max_completion_tokens`) and a `temperature` other than 1 (`code: "unsupported_value"`);
+//!   `stream_options` without `stream: true` is rejected; `response_format: json_object`
+//!   requires the word "json" in the messages (as the real API does).
 //! - Anthropic: `model`, `max_tokens` required; `messages` non-empty, roles only user/assistant,
-//!   starting with user and alternating; `thinking.budget_tokens` >= 1024 and < `max_tokens`.
+//!   starting with user and alternating; `thinking.budget_tokens` >= 1024 and < `max_tokens`;
+//!   with thinking enabled `temperature` may only be 1.
 //! - Gemini: `contents` non-empty; roles `user`/`model` (missing role = user).
 //! - Invalid JSON body -> 400. Prompt over the context window (OpenAI 128k, `gpt-4.1*` 1,047,576,
 //!   `gpt-5*` 400k; DeepSeek 128k; Anthropic 200k; Gemini 1,048,576) -> the real

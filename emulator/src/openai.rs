@@ -86,6 +86,28 @@ pub(crate) fn normalize(body: &Value, p: Provider) -> Result<Norm, ApiErr> {
         ));
     }
 
+    if reasoning_model
+        && let Some(t) = body.get("temperature").and_then(Value::as_f64)
+        && t != 1.0
+    {
+        return Err(ApiErr::invalid_param(
+            format!(
+                "Unsupported value: 'temperature' does not support {t} with this model. Only the default (1) value is supported."
+            ),
+            "temperature",
+            Some("unsupported_value"),
+        ));
+    }
+    if body.get("stream_options").is_some_and(|v| !v.is_null())
+        && body.get("stream") != Some(&Value::Bool(true))
+    {
+        return Err(ApiErr::invalid_param(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+            "stream_options",
+            None,
+        ));
+    }
+
     let mut prompt = Prompt::default();
     let tools_v = body.get("tools").and_then(Value::as_array);
     let mut tools = Vec::new();

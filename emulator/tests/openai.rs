@@ -570,3 +570,32 @@ async fn prompt_tokens_rule_with_tools_images_and_tool_calls() {
         + (4 + tok("sunny"));
     assert_eq!(v["usage"]["prompt_tokens"], expected);
 }
+
+#[tokio::test]
+async fn reasoning_and_stream_option_validation() {
+    let c = start().await;
+    let (s, v) = json_of(
+        c.openai(json!({"model": "o4-mini", "temperature": 0.2, "messages": [{"role": "user", "content": "x"}]}))
+            .await,
+    )
+    .await;
+    assert_eq!(s, 400);
+    assert_eq!(v["error"]["param"], "temperature");
+    assert_eq!(v["error"]["code"], "unsupported_value");
+    let (s, _) = json_of(
+        c.openai(json!({"model": "gpt-4o", "temperature": 0.2, "messages": [{"role": "user", "content": "x"}]}))
+            .await,
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, v) = json_of(
+        c.openai(
+            json!({"model": "gpt-4o", "stream_options": {"include_usage": true},
+            "messages": [{"role": "user", "content": "x"}]}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(s, 400);
+    assert_eq!(v["error"]["param"], "stream_options");
+}
