@@ -227,9 +227,9 @@ pub(crate) fn normalize(body: &Value, model: &str) -> Result<Norm, ApiErr> {
     })
 }
 
-fn usage(out: &Out<'_>) -> Value {
+/// `usageMetadata` with `cand` candidate tokens so far (streams repeat it, cumulatively).
+fn usage(out: &Out<'_>, cand: u64) -> Value {
     let prompt = out.norm.prompt.total();
-    let cand = out.reply.output_tokens;
     let thoughts = out.reply.reasoning_tokens;
     let mut u = json!({
         "promptTokenCount": prompt,
@@ -266,13 +266,20 @@ pub(crate) fn render(out: &Out<'_>) -> Response {
         .and_then(Value::as_bool)
         .unwrap_or(false);
     let thought = out.reply.reasoning.as_ref().filter(|_| include_thoughts);
-    let response = |parts: Vec<Value>, last: bool| {
+    let response = |parts: Vec<Value>, last: bool, cand_so_far: u64| {
         let mut cand = json!({"content": {"parts": parts, "role": "model"}, "index": 0});
         let mut v = json!({"candidates": [], "modelVersion": model, "responseId": response_id});
         if last {
             cand["finishReason"] = json!(finish_reason(&out.reply.kind));
-            v["usageMetadata"] = usage(out);
         }
+        v["usageMetadata"] = usage(
+            out,
+            if last {
+                out.reply.output_tokens
+            } else {
+                cand_so_far
+            },
+        );
         v["candidates"] = json!([cand]);
         v
     };
@@ -294,7 +301,7 @@ pub(crate) fn render(out: &Out<'_>) -> Response {
             ReplyKind::Text { text, .. } => ps.push(json!({"text": text})),
             ReplyKind::Tool { name, args } => ps.push(call_part(name, args)),
         }
-        return common::json_response(&response(ps, true), out.applied, &[]);
+        return common::json_response(&response(ps, true, 0), out.applied, &[]);
     }
 
     let mut chunks: Vec<Value> = Vec::new();
@@ -303,6 +310,7 @@ pub(crate) fn render(out: &Out<'_>) -> Response {
             chunks.push(response(
                 vec![json!({"text": piece, "thought": true})],
                 false,
+                0,
             ));
         }
     }
@@ -310,14 +318,22 @@ pub(crate) fn render(out: &Out<'_>) -> Response {
         ReplyKind::Text { text, .. } => {
             let pieces = common::split_deltas(text);
             if pieces.is_empty() {
-                chunks.push(response(vec![json!({"text": ""})], true));
+                chunks.push(response(vec![json!({"text": ""})], true, 0));
             }
             let n = pieces.len();
+            let mut so_far = String::new();
             for (i, piece) in pieces.into_iter().enumerate() {
-                chunks.push(response(vec![json!({"text": piece})], i + 1 == n));
+                so_far.push_str(piece);
+                chunks.push(response(
+                    vec![json!({"text": piece})],
+                    i + 1 == n,
+                    tok(&so_far),
+                ));
             }
         }
-        ReplyKind::Tool { name, args } => chunks.push(response(vec![call_part(name, args)], true)),
+        ReplyKind::Tool { name, args } => {
+            chunks.push(response(vec![call_part(name, args)], true, 0))
+        }
     }
     if out.json_array_stream {
         return common::json_response(&Value::Array(chunks), out.applied, &[]);

@@ -141,8 +141,10 @@
 //!   (`thinking_delta` + `signature_delta`, `text_delta`, `input_json_delta`) /
 //!   `content_block_stop`, `message_delta` (stop_reason, stop_sequence, cumulative
 //!   `usage.output_tokens`), `message_stop`.
-//! - Gemini (`alt=sse`): `data:` lines, each a full `GenerateContentResponse` with a text piece;
-//!   the last has `finishReason` and `usageMetadata`.
+//! - Gemini (`alt=sse`): `data:` lines, each a full `GenerateContentResponse` with a text piece
+//!   (function calls come whole in one chunk). Like the real API every chunk carries
+//!   `usageMetadata`, cumulative (`candidatesTokenCount` grows; take the last); the last chunk
+//!   has `finishReason`.
 //!
 //! ## Faults
 //! Three ways to inject, checked in this order (the first source that has any wins):

@@ -93,10 +93,17 @@ async fn sse_stream_and_json_array_stream() {
     let last = chunks.last().unwrap();
     assert_eq!(last["candidates"][0]["finishReason"], "STOP");
     assert_eq!(last["usageMetadata"]["candidatesTokenCount"], tok(&text));
+    // usageMetadata on every chunk, cumulative: candidatesTokenCount never decreases.
+    let counts: Vec<u64> = chunks
+        .iter()
+        .map(|c| c["usageMetadata"]["candidatesTokenCount"].as_u64().unwrap())
+        .collect();
+    assert!(counts.windows(2).all(|w| w[0] <= w[1]), "{counts:?}");
+    assert!(counts[0] < *counts.last().unwrap());
     assert!(
         chunks[..chunks.len() - 1]
             .iter()
-            .all(|c| c.get("usageMetadata").is_none())
+            .all(|c| c["candidates"][0].get("finishReason").is_none())
     );
 
     let r = c
