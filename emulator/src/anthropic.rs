@@ -309,6 +309,10 @@ fn stop_reason(kind: &ReplyKind) -> (&'static str, Value) {
             finish: Finish::StopSequence(s),
             ..
         } => ("stop_sequence", json!(s)),
+        ReplyKind::Text {
+            finish: Finish::ContentFilter,
+            ..
+        } => ("refusal", Value::Null),
         ReplyKind::Text { .. } => ("end_turn", Value::Null),
     }
 }

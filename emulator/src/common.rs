@@ -177,6 +177,8 @@ pub(crate) enum Finish {
     Stop,
     Length,
     StopSequence(String),
+    /// The `content_filter` fault: output stopped by a safety system.
+    ContentFilter,
 }
 
 #[derive(Debug, Clone)]
@@ -303,6 +305,25 @@ pub(crate) fn make_reply(n: &Norm, force_tool: bool) -> Reply {
         kind: ReplyKind::Text { text, finish },
         output_tokens,
     }
+}
+
+/// The `content_filter` fault: keep the first half of the text (tool calls become text) and
+/// finish as filtered.
+pub(crate) fn filtered(mut r: Reply, model: &str, user_text: &str) -> Reply {
+    let full = match &r.kind {
+        ReplyKind::Text { text, .. } => text.clone(),
+        ReplyKind::Tool { .. } => format!(
+            "Emulated reply from {model}: {}",
+            first_chars(user_text.trim(), 80)
+        ),
+    };
+    let half = first_chars(&full, full.chars().count() / 2).to_string();
+    r.output_tokens = tok(&half);
+    r.kind = ReplyKind::Text {
+        text: half,
+        finish: Finish::ContentFilter,
+    };
+    r
 }
 
 /// Synthesizes a value from a JSON schema: `string` -> `"example"`, `integer` -> 1,

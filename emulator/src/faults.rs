@@ -33,6 +33,9 @@ pub enum FaultKind {
     ContextLength,
     /// 400.
     BadRequest,
+    /// Output stopped by a safety system (OpenAI `content_filter`, Anthropic `refusal`, Gemini
+    /// `promptFeedback.blockReason`).
+    ContentFilter,
 }
 
 impl FaultKind {
@@ -51,6 +54,7 @@ impl FaultKind {
             "auth" => FaultKind::Auth,
             "context_length" => FaultKind::ContextLength,
             "bad_request" => FaultKind::BadRequest,
+            "content_filter" => FaultKind::ContentFilter,
             _ => return None,
         })
     }
@@ -70,6 +74,7 @@ impl FaultKind {
             FaultKind::Auth => "auth",
             FaultKind::ContextLength => "context_length",
             FaultKind::BadRequest => "bad_request",
+            FaultKind::ContentFilter => "content_filter",
         }
     }
 
@@ -129,7 +134,7 @@ impl Fault {
 pub(crate) fn unknown_kind(name: &str) -> String {
     format!(
         "unknown emulator fault kind '{name}'; use one of rate_limit, server_error, overloaded, slow, \
-         slow_stream, cut_stream, malformed_json, html_error, bad_tool_args, auth, context_length, bad_request"
+         slow_stream, cut_stream, malformed_json, html_error, bad_tool_args, auth, context_length, bad_request, content_filter"
     )
 }
 
@@ -221,6 +226,7 @@ pub(crate) struct Applied {
     pub cut_clean: bool,
     pub malformed: bool,
     pub bad_tool_args: bool,
+    pub content_filter: bool,
     /// The first error-producing fault.
     pub terminal: Option<Fault>,
     /// Names of all faults applied (for stats).
@@ -248,6 +254,7 @@ impl Applied {
                 }
                 FaultKind::MalformedJson => a.malformed = true,
                 FaultKind::BadToolArgs => a.bad_tool_args = true,
+                FaultKind::ContentFilter => a.content_filter = true,
                 k if k.is_terminal() && a.terminal.is_none() => a.terminal = Some(f.clone()),
                 _ => {}
             }

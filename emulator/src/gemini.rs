@@ -292,6 +292,29 @@ pub(crate) fn render(out: &Out<'_>) -> Response {
         json!({"functionCall": {"name": name, "args": args}})
     };
 
+    if matches!(
+        out.reply.kind,
+        ReplyKind::Text {
+            finish: Finish::ContentFilter,
+            ..
+        }
+    ) {
+        // A blocked prompt: 200 with promptFeedback and no candidates.
+        let prompt = out.norm.prompt.total();
+        let v = json!({
+            "promptFeedback": {"blockReason": "SAFETY", "safetyRatings": [
+                {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": true}]},
+            "usageMetadata": {"promptTokenCount": prompt, "totalTokenCount": prompt,
+                "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt}]},
+            "modelVersion": model,
+            "responseId": response_id,
+        });
+        if out.stream && !out.json_array_stream {
+            return common::sse_response(vec![sse_data(&v)], out.applied, "text/event-stream", &[]);
+        }
+        let body = if out.json_array_stream { json!([v]) } else { v };
+        return common::json_response(&body, out.applied, &[]);
+    }
     if !out.stream {
         let mut ps = Vec::new();
         if let Some(t) = thought {

@@ -173,6 +173,7 @@
 //! | `auth` | 401 |
 //! | `context_length` | the provider's context-length 400 |
 //! | `bad_request` | 400 `invalid_request_error` / `INVALID_ARGUMENT` |
+//! | `content_filter` | 200, the first half of the reply text, finish `content_filter` (OpenAI/DeepSeek) / `stop_reason: "refusal"` (Anthropic); Gemini answers a blocked prompt: no `candidates`, `promptFeedback.blockReason: "SAFETY"`, prompt-only `usageMetadata` |
 //!
 //! Mid-stream errors: `rate_limit`, `server_error` and `overloaded` with `after_events=N` on a
 //! streaming request answer 200, send N normal events, then the provider's in-stream error and

@@ -345,6 +345,10 @@ fn finish_reason(kind: &ReplyKind) -> &'static str {
             finish: Finish::Length,
             ..
         } => "length",
+        ReplyKind::Text {
+            finish: Finish::ContentFilter,
+            ..
+        } => "content_filter",
         ReplyKind::Text { .. } => "stop",
     }
 }

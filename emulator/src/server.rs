@@ -768,7 +768,10 @@ async fn pipeline(
         Provider::Anthropic => e.breakpoint_cache(&ns, &norm.prompt, 1024),
     };
 
-    let reply = common::make_reply(&norm, applied.bad_tool_args);
+    let mut reply = common::make_reply(&norm, applied.bad_tool_args);
+    if applied.content_filter {
+        reply = common::filtered(reply, &norm.model, &norm.user_text);
+    }
     let out = Out {
         body: &body,
         norm: &norm,

@@ -563,3 +563,58 @@ async fn queued_fault_filtered_by_model() {
     let again = json!({"model": "only-this", "messages": [{"role": "user", "content": "x"}]});
     assert_eq!(c.openai(again).await.status(), 200);
 }
+
+#[tokio::test]
+async fn content_filter_fault() {
+    let c = start().await;
+    for (i, p) in PROVIDERS.iter().enumerate() {
+        let via = [Via::Header, Via::Directive, Via::Queue][i % 3];
+        let v: Value = send(&c, p, false, via, "content_filter")
+            .await
+            .json()
+            .await
+            .unwrap();
+        match *p {
+            "anthropic" => {
+                assert_eq!(v["stop_reason"], "refusal");
+                let t = v["content"][0]["text"].as_str().unwrap();
+                assert!(t.starts_with("Emulated") && t.len() < 40, "{t}");
+            }
+            "gemini" => {
+                assert!(v.get("candidates").is_none());
+                assert_eq!(v["promptFeedback"]["blockReason"], "SAFETY");
+                assert_eq!(
+                    v["usageMetadata"]["totalTokenCount"],
+                    v["usageMetadata"]["promptTokenCount"]
+                );
+            }
+            _ => {
+                assert_eq!(v["choices"][0]["finish_reason"], "content_filter");
+                let t = v["choices"][0]["message"]["content"].as_str().unwrap();
+                assert_eq!(v["usage"]["completion_tokens"], support::tok(t));
+            }
+        }
+        // Streams end normally with the filtered finish.
+        let text = send(&c, p, true, via, "content_filter")
+            .await
+            .text()
+            .await
+            .unwrap();
+        let events = parse_sse(&text);
+        match *p {
+            "anthropic" => {
+                let md = events
+                    .iter()
+                    .find(|e| e.event.as_deref() == Some("message_delta"))
+                    .unwrap()
+                    .json();
+                assert_eq!(md["delta"]["stop_reason"], "refusal");
+            }
+            "gemini" => {
+                assert_eq!(events.len(), 1);
+                assert_eq!(events[0].json()["promptFeedback"]["blockReason"], "SAFETY");
+            }
+            _ => assert!(text.contains("\"finish_reason\":\"content_filter\"")),
+        }
+    }
+}
