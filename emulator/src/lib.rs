@@ -156,6 +156,12 @@
 //!    model) consumes one, oldest first. Answers `{"queued": total pending uses}`. Give each
 //!    parallel test its own model name to keep queued faults isolated.
 //!
+//! Header and directive faults apply to every request that carries them, retries included. Add
+//! `times=N` (e.g. `[[emulator:rate_limit;retry_after=0.1;times=2]]`) to fire only for the first
+//! N requests with the same provider, model, last user text and fault spec; later identical
+//! requests succeed (so a retry test works without the admin API). When every fault of the
+//! header is used up, directives and then the queue are consulted. `reset` clears the counters.
+//!
 //! Faults apply after authentication and before validation (not to the token-count routes).
 //! An unknown kind -> 400.
 //!

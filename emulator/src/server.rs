@@ -117,6 +117,8 @@ struct Inner {
     stats: Mutex<Stats>,
     requests: Mutex<VecDeque<Value>>,
     cache: Mutex<HashSet<u64>>,
+    /// Uses of header/directive faults with a `times` budget.
+    times: Mutex<std::collections::HashMap<u64, u64>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -231,6 +233,27 @@ impl Emulator {
         }
         log.push_back(entry);
         seq
+    }
+
+    /// Drops header/directive faults whose `times=N` budget is used up. The budget is counted
+    /// per (provider, model, last user text, fault spec), so a client retrying the same request
+    /// sees the fault N times and then succeeds.
+    fn within_times(&self, faults: Vec<Fault>, p: Provider, model: &str, text: &str) -> Vec<Fault> {
+        use std::hash::{Hash, Hasher};
+        faults
+            .into_iter()
+            .filter(|f| {
+                let Some(times) = f.u64_param("times") else {
+                    return true;
+                };
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                (p.name(), model, text, f.kind.name(), &f.params).hash(&mut h);
+                let mut seen = lock(&self.inner.times);
+                let n = seen.entry(h.finish()).or_insert(0);
+                *n += 1;
+                *n <= times
+            })
+            .collect()
     }
 
     fn take_queued(&self, provider: Provider, model: &str) -> Option<Fault> {
@@ -354,6 +377,7 @@ impl Emulator {
         *lock(&self.inner.stats) = Stats::default();
         lock(&self.inner.requests).clear();
         lock(&self.inner.cache).clear();
+        lock(&self.inner.times).clear();
         self.inner.seq.store(0, Ordering::Relaxed);
     }
 }
@@ -647,25 +671,26 @@ async fn pipeline(
 
     // Faults: header, then directives, then the queue.
     let mut selected: Vec<Fault> = Vec::new();
+    let user_text = match p {
+        Provider::OpenAi | Provider::DeepSeek => openai::last_user_text(&body),
+        Provider::Anthropic => anthropic::last_user_text(&body),
+        Provider::Gemini => gemini::last_user_text(&body),
+    };
+    let model = request_model(&route, &body);
     if let Some(h) = header_str(headers, "x-emulator-fault") {
         match faults::parse_header(h) {
-            Ok(f) => selected = f,
+            Ok(f) => selected = e.within_times(f, p, &model, &user_text),
             Err(msg) => return fail(ApiErr::invalid(msg)),
         }
     }
     if selected.is_empty() {
-        let text = match p {
-            Provider::OpenAi | Provider::DeepSeek => openai::last_user_text(&body),
-            Provider::Anthropic => anthropic::last_user_text(&body),
-            Provider::Gemini => gemini::last_user_text(&body),
-        };
-        match faults::parse_directives(&text) {
-            Ok(f) => selected = f,
+        match faults::parse_directives(&user_text) {
+            Ok(f) => selected = e.within_times(f, p, &model, &user_text),
             Err(msg) => return fail(ApiErr::invalid(msg)),
         }
     }
     if selected.is_empty()
-        && let Some(f) = e.take_queued(p, &request_model(&route, &body))
+        && let Some(f) = e.take_queued(p, &model)
     {
         selected.push(f);
     }

@@ -618,3 +618,38 @@ async fn content_filter_fault() {
         }
     }
 }
+
+#[tokio::test]
+async fn times_budget_lets_retries_succeed() {
+    let c = start().await;
+    for via in [Via::Header, Via::Directive] {
+        for p in PROVIDERS {
+            let spec = "rate_limit;retry_after=0.1;times=2";
+            assert_eq!(
+                send(&c, p, false, via, spec).await.status(),
+                429,
+                "{p} {via:?}"
+            );
+            assert_eq!(
+                send(&c, p, false, via, spec).await.status(),
+                429,
+                "{p} {via:?}"
+            );
+            assert_eq!(
+                send(&c, p, false, via, spec).await.status(),
+                200,
+                "{p} {via:?}"
+            );
+        }
+    }
+    // Reset clears the counters.
+    c.client
+        .post(c.url("/_emulator/reset"))
+        .send()
+        .await
+        .unwrap();
+    let r = send(&c, "openai", false, Via::Header, "server_error;times=1").await;
+    assert_eq!(r.status(), 500);
+    let r = send(&c, "openai", false, Via::Header, "server_error;times=1").await;
+    assert_eq!(r.status(), 200);
+}
