@@ -162,6 +162,7 @@ impl Emulator {
             .route("/_emulator/reset", post(reset))
             .route("/_emulator/stats", get(stats))
             .route("/_emulator/requests", get(requests))
+            .fallback(no_route)
             .layer(DefaultBodyLimit::max(64 * 1024 * 1024))
             .with_state(s)
     }
@@ -470,7 +471,7 @@ async fn gemini_bare(
     body: Bytes,
 ) -> Response {
     if !matches!(version.as_str(), "v1" | "v1beta" | "v1alpha") {
-        return (StatusCode::NOT_FOUND, "not found").into_response();
+        return no_route(axum::http::Method::POST, uri).await;
     }
     gemini_route(e, action, headers, uri, body).await
 }
@@ -836,6 +837,23 @@ async fn queue_fault(State(e): State<Emulator>, body: Bytes) -> Response {
         Ok(n) => axum::Json(json!({"queued": n})).into_response(),
         Err(msg) => (StatusCode::BAD_REQUEST, axum::Json(json!({"error": msg}))).into_response(),
     }
+}
+
+/// Unknown routes: a JSON 404 that names the route, to make a wrong `base_url` obvious.
+async fn no_route(method: axum::http::Method, uri: Uri) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(json!({"error": {
+            "message": format!(
+                "gaterouter-emulator has no route for {method} {}; provider routes are /openai/v1/chat/completions, /deepseek/v1/chat/completions, /anthropic/v1/messages, /gemini/v1beta/models/MODEL:generateContent (see the crate docs)",
+                uri.path()
+            ),
+            "type": "not_found_error",
+            "code": 404,
+            "status": "NOT_FOUND"
+        }})),
+    )
+        .into_response()
 }
 
 async fn reset(State(e): State<Emulator>) -> Response {

@@ -302,3 +302,29 @@ async fn in_process_admin_api() {
     assert_eq!(emu.stats()["total"], 0);
     assert!(emu.requests().is_empty());
 }
+
+#[tokio::test]
+async fn unknown_routes_get_a_json_404() {
+    let c = start().await;
+    let r = c
+        .client
+        .post(c.url("/openai/chat/completions"))
+        .send()
+        .await
+        .unwrap();
+    let (s, v) = json_of(r).await;
+    assert_eq!(s, 404);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/openai/chat/completions")
+    );
+    let r = c
+        .client
+        .post(c.url("/v2/models/x:generateContent"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
