@@ -104,10 +104,9 @@ pub(crate) fn normalize(body: &Value) -> Result<Norm, ApiErr> {
     };
     let max_tokens = match body.get("max_tokens") {
         None | Some(Value::Null) => return Err(ApiErr::invalid("max_tokens: Field required")),
-        Some(v) => v
-            .as_u64()
-            .filter(|n| *n >= 1)
-            .ok_or_else(|| ApiErr::invalid("max_tokens: Input should be greater than or equal to 1"))?,
+        Some(v) => v.as_u64().filter(|n| *n >= 1).ok_or_else(|| {
+            ApiErr::invalid("max_tokens: Input should be greater than or equal to 1")
+        })?,
     };
     let messages = match body.get("messages") {
         Some(Value::Array(a)) => a,
@@ -115,7 +114,9 @@ pub(crate) fn normalize(body: &Value) -> Result<Norm, ApiErr> {
         Some(_) => return Err(ApiErr::invalid("messages: Input should be a valid list")),
     };
     if messages.is_empty() {
-        return Err(ApiErr::invalid("messages: at least one message is required"));
+        return Err(ApiErr::invalid(
+            "messages: at least one message is required",
+        ));
     }
     let mut prev: Option<&str> = None;
     for (i, m) in messages.iter().enumerate() {
@@ -126,7 +127,9 @@ pub(crate) fn normalize(body: &Value) -> Result<Norm, ApiErr> {
             )));
         }
         if i == 0 && role != "user" {
-            return Err(ApiErr::invalid("messages: first message must use the \"user\" role"));
+            return Err(ApiErr::invalid(
+                "messages: first message must use the \"user\" role",
+            ));
         }
         if prev == Some(role) {
             return Err(ApiErr::invalid(format!(
@@ -139,9 +142,12 @@ pub(crate) fn normalize(body: &Value) -> Result<Norm, ApiErr> {
     let reasoning = match body.get("thinking") {
         Some(t) => match t.get("type").and_then(Value::as_str) {
             Some("enabled") => {
-                let budget = t.get("budget_tokens").and_then(Value::as_u64).ok_or_else(|| {
-                    ApiErr::invalid("thinking.enabled.budget_tokens: Field required")
-                })?;
+                let budget = t
+                    .get("budget_tokens")
+                    .and_then(Value::as_u64)
+                    .ok_or_else(|| {
+                        ApiErr::invalid("thinking.enabled.budget_tokens: Field required")
+                    })?;
                 if budget < 1024 {
                     return Err(ApiErr::invalid(
                         "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024",
@@ -150,6 +156,15 @@ pub(crate) fn normalize(body: &Value) -> Result<Norm, ApiErr> {
                 if budget >= max_tokens {
                     return Err(ApiErr::invalid(
                         "`max_tokens` must be greater than `thinking.budget_tokens`. Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking#max-tokens-and-context-window-size",
+                    ));
+                }
+                if body
+                    .get("temperature")
+                    .and_then(Value::as_f64)
+                    .is_some_and(|t| t != 1.0)
+                {
+                    return Err(ApiErr::invalid(
+                        "`temperature` may only be set to 1 when thinking is enabled. Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking#feature-compatibility",
                     ));
                 }
                 Some(Some(budget))
@@ -164,9 +179,10 @@ pub(crate) fn normalize(body: &Value) -> Result<Norm, ApiErr> {
     let mut tools = Vec::new();
     if let Some(ts) = body.get("tools").and_then(Value::as_array) {
         for (i, t) in ts.iter().enumerate() {
-            let name = t.get("name").and_then(Value::as_str).ok_or_else(|| {
-                ApiErr::invalid(format!("tools.{i}.name: Field required"))
-            })?;
+            let name = t
+                .get("name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| ApiErr::invalid(format!("tools.{i}.name: Field required")))?;
             let js = t.to_string();
             prompt.segments.push(Segment {
                 key: format!("tool\u{1}{js}"),
@@ -179,15 +195,16 @@ pub(crate) fn normalize(body: &Value) -> Result<Norm, ApiErr> {
                     schema: schema.clone(),
                 });
             } else if t.get("type").is_none_or(|ty| ty == "custom") {
-                return Err(ApiErr::invalid(format!("tools.{i}.custom.input_schema: Field required")));
+                return Err(ApiErr::invalid(format!(
+                    "tools.{i}.custom.input_schema: Field required"
+                )));
             }
         }
     }
     match body.get("system") {
-        Some(Value::String(s)) => prompt.push(
-            format!("system\u{1}{s}"),
-            common::MESSAGE_OVERHEAD + tok(s),
-        ),
+        Some(Value::String(s)) => {
+            prompt.push(format!("system\u{1}{s}"), common::MESSAGE_OVERHEAD + tok(s))
+        }
         Some(Value::Array(a)) => {
             prompt.push("system\u{1}".into(), common::MESSAGE_OVERHEAD);
             for b in a {
@@ -219,7 +236,10 @@ pub(crate) fn normalize(body: &Value) -> Result<Norm, ApiErr> {
         .or_else(|| body.get("output_config").and_then(|c| c.get("format")))
     {
         Some(f) if f.get("type").and_then(Value::as_str) == Some("json_schema") => {
-            let schema = f.get("schema").cloned().unwrap_or_else(|| json!({"type": "object"}));
+            let schema = f
+                .get("schema")
+                .cloned()
+                .unwrap_or_else(|| json!({"type": "object"}));
             let s = schema.to_string();
             prompt.push(format!("schema\u{1}{s}"), tok(&s));
             Some(JsonMode::Schema(schema))
@@ -241,11 +261,19 @@ pub(crate) fn normalize(body: &Value) -> Result<Norm, ApiErr> {
     let stops = body
         .get("stop_sequences")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default();
 
     let last = messages.last();
-    let last_role = last.and_then(|m| m.get("role")).and_then(Value::as_str).unwrap_or("");
+    let last_role = last
+        .and_then(|m| m.get("role"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let last_blocks = blocks(last.and_then(|m| m.get("content")));
     let results: Vec<String> = last_blocks
         .iter()
@@ -273,8 +301,18 @@ pub(crate) fn normalize(body: &Value) -> Result<Norm, ApiErr> {
 fn stop_reason(kind: &ReplyKind) -> (&'static str, Value) {
     match kind {
         ReplyKind::Tool { .. } => ("tool_use", Value::Null),
-        ReplyKind::Text { finish: Finish::Length, .. } => ("max_tokens", Value::Null),
-        ReplyKind::Text { finish: Finish::StopSequence(s), .. } => ("stop_sequence", json!(s)),
+        ReplyKind::Text {
+            finish: Finish::Length,
+            ..
+        } => ("max_tokens", Value::Null),
+        ReplyKind::Text {
+            finish: Finish::StopSequence(s),
+            ..
+        } => ("stop_sequence", json!(s)),
+        ReplyKind::Text {
+            finish: Finish::ContentFilter,
+            ..
+        } => ("refusal", Value::Null),
         ReplyKind::Text { .. } => ("end_turn", Value::Null),
     }
 }
@@ -295,12 +333,18 @@ pub(crate) fn render(out: &Out<'_>) -> Response {
     let output_tokens = out.reply.completion_tokens();
     let (stop, stop_seq) = stop_reason(&out.reply.kind);
     let extra = [("request-id", format!("req_emu{:06}", out.seq))];
-    let (w5, w1) = if out.cache.write_1h { (0, out.cache.write) } else { (out.cache.write, 0) };
+    let (w5, w1) = if out.cache.write_1h {
+        (0, out.cache.write)
+    } else {
+        (out.cache.write, 0)
+    };
 
     if !out.stream {
         let mut content = Vec::new();
         if let Some(r) = &out.reply.reasoning {
-            content.push(json!({"type": "thinking", "thinking": r, "signature": signature(out.seq, r)}));
+            content.push(
+                json!({"type": "thinking", "thinking": r, "signature": signature(out.seq, r)}),
+            );
         }
         match &out.reply.kind {
             ReplyKind::Text { text, .. } => {
@@ -309,8 +353,13 @@ pub(crate) fn render(out: &Out<'_>) -> Response {
                 }
             }
             ReplyKind::Tool { name, args } => {
-                let input = if out.applied.bad_tool_args { json!({}) } else { args.clone() };
-                content.push(json!({"type": "tool_use", "id": tool_id, "name": name, "input": input}));
+                let input = if out.applied.bad_tool_args {
+                    json!({})
+                } else {
+                    args.clone()
+                };
+                content
+                    .push(json!({"type": "tool_use", "id": tool_id, "name": name, "input": input}));
             }
         }
         let v = json!({
@@ -357,17 +406,41 @@ pub(crate) fn render(out: &Out<'_>) -> Response {
             pinged = true;
         }
     };
-    let delta = |i: u64, d: Value| sse_event("content_block_delta", &json!({"type": "content_block_delta", "index": i, "delta": d}));
-    let stop_block = |i: u64| sse_event("content_block_stop", &json!({"type": "content_block_stop", "index": i}));
-    let start = |i: u64, b: Value| sse_event("content_block_start", &json!({"type": "content_block_start", "index": i, "content_block": b}));
+    let delta = |i: u64, d: Value| {
+        sse_event(
+            "content_block_delta",
+            &json!({"type": "content_block_delta", "index": i, "delta": d}),
+        )
+    };
+    let stop_block = |i: u64| {
+        sse_event(
+            "content_block_stop",
+            &json!({"type": "content_block_stop", "index": i}),
+        )
+    };
+    let start = |i: u64, b: Value| {
+        sse_event(
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": i, "content_block": b}),
+        )
+    };
 
     if let Some(r) = &out.reply.reasoning {
-        events.push(start(index, json!({"type": "thinking", "thinking": "", "signature": ""})));
+        events.push(start(
+            index,
+            json!({"type": "thinking", "thinking": "", "signature": ""}),
+        ));
         ping(&mut events);
         for piece in common::split_deltas(r) {
-            events.push(delta(index, json!({"type": "thinking_delta", "thinking": piece})));
+            events.push(delta(
+                index,
+                json!({"type": "thinking_delta", "thinking": piece}),
+            ));
         }
-        events.push(delta(index, json!({"type": "signature_delta", "signature": signature(out.seq, r)})));
+        events.push(delta(
+            index,
+            json!({"type": "signature_delta", "signature": signature(out.seq, r)}),
+        ));
         events.push(stop_block(index));
         index += 1;
     }
@@ -383,13 +456,26 @@ pub(crate) fn render(out: &Out<'_>) -> Response {
             }
         }
         ReplyKind::Tool { name, args } => {
-            events.push(start(index, json!({"type": "tool_use", "id": tool_id, "name": name, "input": {}})));
+            events.push(start(
+                index,
+                json!({"type": "tool_use", "id": tool_id, "name": name, "input": {}}),
+            ));
             ping(&mut events);
             let s = args.to_string();
-            let s = if out.applied.bad_tool_args { common::malformed(&s) } else { s };
-            events.push(delta(index, json!({"type": "input_json_delta", "partial_json": ""})));
+            let s = if out.applied.bad_tool_args {
+                common::malformed(&s)
+            } else {
+                s
+            };
+            events.push(delta(
+                index,
+                json!({"type": "input_json_delta", "partial_json": ""}),
+            ));
             for frag in common::split_fragments(&s, 3) {
-                events.push(delta(index, json!({"type": "input_json_delta", "partial_json": frag})));
+                events.push(delta(
+                    index,
+                    json!({"type": "input_json_delta", "partial_json": frag}),
+                ));
             }
             events.push(stop_block(index));
         }
@@ -400,20 +486,53 @@ pub(crate) fn render(out: &Out<'_>) -> Response {
                 "usage": {"output_tokens": output_tokens}}),
     ));
     events.push(sse_event("message_stop", &json!({"type": "message_stop"})));
-    common::sse_response(events, out.applied, "text/event-stream; charset=utf-8", &extra)
+    common::sse_response(
+        events,
+        out.applied,
+        "text/event-stream; charset=utf-8",
+        &extra,
+    )
 }
 
 pub(crate) fn render_error(err: &ApiErr) -> Response {
+    let (status, body, extra) = error_parts(err);
+    let mut r = (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body.to_string(),
+    )
+        .into_response();
+    common::add_headers(&mut r, &extra);
+    r
+}
+
+/// Status, JSON body and extra headers of an error (also used for mid-stream `error` events).
+pub(crate) fn error_parts(err: &ApiErr) -> (StatusCode, Value, Vec<(&'static str, String)>) {
     let mut extra: Vec<(&str, String)> = vec![];
     let (status, ty, message): (StatusCode, &str, String) = match err {
-        ApiErr::MissingKey => (StatusCode::UNAUTHORIZED, "authentication_error", "x-api-key header is required".into()),
-        ApiErr::InvalidKey(_) => (StatusCode::UNAUTHORIZED, "authentication_error", "invalid x-api-key".into()),
+        ApiErr::MissingKey => (
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "x-api-key header is required".into(),
+        ),
+        ApiErr::InvalidKey(_) => (
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "invalid x-api-key".into(),
+        ),
         ApiErr::InvalidJson(e) => (
             StatusCode::BAD_REQUEST,
             "invalid_request_error",
             format!("There was an error parsing the body of your request: {e}"),
         ),
-        ApiErr::Invalid { msg, .. } => (StatusCode::BAD_REQUEST, "invalid_request_error", msg.clone()),
+        ApiErr::Invalid { msg, .. } => (
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            msg.clone(),
+        ),
         ApiErr::ContextLength { tokens, limit } => (
             StatusCode::BAD_REQUEST,
             "invalid_request_error",
@@ -429,7 +548,11 @@ pub(crate) fn render_error(err: &ApiErr) -> Response {
                 "This request would exceed your organization's rate limit of 50 requests per minute. For details, refer to: https://docs.claude.com/en/api/rate-limits. You can see the response headers for current usage. Please reduce the prompt length or the maximum tokens requested, or try again later.".into(),
             )
         }
-        ApiErr::Server => (StatusCode::INTERNAL_SERVER_ERROR, "api_error", "Internal server error".into()),
+        ApiErr::Server => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "api_error",
+            "Internal server error".into(),
+        ),
         ApiErr::Overloaded => (
             StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
             "overloaded_error",
@@ -437,8 +560,5 @@ pub(crate) fn render_error(err: &ApiErr) -> Response {
         ),
     };
     let body = json!({"type": "error", "error": {"type": ty, "message": message}});
-    let mut r = (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body.to_string())
-        .into_response();
-    common::add_headers(&mut r, &extra);
-    r
+    (status, body, extra)
 }

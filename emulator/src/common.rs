@@ -177,6 +177,8 @@ pub(crate) enum Finish {
     Stop,
     Length,
     StopSequence(String),
+    /// The `content_filter` fault: output stopped by a safety system.
+    ContentFilter,
 }
 
 #[derive(Debug, Clone)]
@@ -233,15 +235,16 @@ pub(crate) fn make_reply(n: &Norm, force_tool: bool) -> Reply {
     let wants_tool = !n.tools.is_empty() && n.tool_result.is_none() && n.choice != ToolChoice::None;
     if wants_tool || force_tool {
         let chosen = match &n.choice {
-            ToolChoice::Named(name) => n
-                .tools
-                .iter()
-                .find(|t| &t.name == name)
-                .cloned()
-                .unwrap_or(ToolDef {
-                    name: name.clone(),
-                    schema: json!({"type": "object"}),
-                }),
+            ToolChoice::Named(name) => {
+                n.tools
+                    .iter()
+                    .find(|t| &t.name == name)
+                    .cloned()
+                    .unwrap_or(ToolDef {
+                        name: name.clone(),
+                        schema: json!({"type": "object"}),
+                    })
+            }
             _ => n.tools.first().cloned().unwrap_or(ToolDef {
                 name: "emulated_tool".into(),
                 schema: json!({"type": "object"}),
@@ -304,6 +307,25 @@ pub(crate) fn make_reply(n: &Norm, force_tool: bool) -> Reply {
     }
 }
 
+/// The `content_filter` fault: keep the first half of the text (tool calls become text) and
+/// finish as filtered.
+pub(crate) fn filtered(mut r: Reply, model: &str, user_text: &str) -> Reply {
+    let full = match &r.kind {
+        ReplyKind::Text { text, .. } => text.clone(),
+        ReplyKind::Tool { .. } => format!(
+            "Emulated reply from {model}: {}",
+            first_chars(user_text.trim(), 80)
+        ),
+    };
+    let half = first_chars(&full, full.chars().count() / 2).to_string();
+    r.output_tokens = tok(&half);
+    r.kind = ReplyKind::Text {
+        text: half,
+        finish: Finish::ContentFilter,
+    };
+    r
+}
+
 /// Synthesizes a value from a JSON schema: `string` -> `"example"`, `integer` -> 1,
 /// `number` -> 1.5, `boolean` -> true, `enum` -> first value, `array` -> `[]`, `object` ->
 /// its required properties (all properties when `all_props`). Handles `$ref` into the root,
@@ -324,7 +346,11 @@ pub(crate) fn synthesize(schema: &Value, root: &Value, all_props: bool, depth: u
     if let Some(v) = obj.get("const") {
         return v.clone();
     }
-    if let Some(first) = obj.get("enum").and_then(Value::as_array).and_then(|a| a.first()) {
+    if let Some(first) = obj
+        .get("enum")
+        .and_then(Value::as_array)
+        .and_then(|a| a.first())
+    {
         return first.clone();
     }
     for key in ["anyOf", "oneOf", "allOf"] {
@@ -429,10 +455,20 @@ pub(crate) fn json_response(v: &Value, applied: &Applied, extra: &[(&str, String
     if applied.cut_after.is_some() {
         // Send half the body then abort the connection.
         let half = Bytes::from(malformed(&s));
-        let stream = futures_util::stream::iter(vec![
-            Ok::<Bytes, std::io::Error>(half),
-            Err(std::io::Error::other("emulator: cut_stream fault")),
-        ]);
+        let stream = futures_util::stream::unfold(0u8, move |step| {
+            let half = half.clone();
+            async move {
+                match step {
+                    0 => Some((Ok::<Bytes, std::io::Error>(half), 1)),
+                    1 => {
+                        // Flush the half body before dropping the connection.
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        Some((Err(std::io::Error::other("emulator: cut_stream fault")), 2))
+                    }
+                    _ => None,
+                }
+            }
+        });
         let mut r = Response::new(Body::from_stream(stream));
         r.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -471,10 +507,20 @@ pub(crate) fn sse_response(
     content_type: &'static str,
     extra: &[(&str, String)],
 ) -> Response {
-    if applied.malformed && events.len() > 1 {
-        let s = String::from_utf8_lossy(&events[1]).to_string();
+    if let Some((n, ev)) = &applied.mid_error {
+        events.truncate(*n);
+        events.push(ev.clone());
+    }
+    if applied.malformed && !events.is_empty() {
+        let i = 1.min(events.len() - 1);
+        let s = String::from_utf8_lossy(&events[i]).to_string();
         let trimmed = s.trim_end();
-        events[1] = Bytes::from(format!("{}\n\n", malformed(trimmed)));
+        // Keep the `event:`/`data: ` framing; truncate only the JSON payload.
+        let cut = match trimmed.find("data: ") {
+            Some(d) => format!("{}{}", &trimmed[..d + 6], malformed(&trimmed[d + 6..])),
+            None => malformed(trimmed),
+        };
+        events[i] = Bytes::from(format!("{cut}\n\n"));
     }
     let delay = Duration::from_millis(applied.stream_delay_ms);
     let cut = applied.cut_after;
@@ -487,6 +533,8 @@ pub(crate) fn sse_response(
             if clean {
                 return None;
             }
+            // Let the server flush what was sent before the connection is dropped.
+            tokio::time::sleep(Duration::from_millis(10)).await;
             return Some((
                 Err(std::io::Error::other("emulator: cut_stream fault")),
                 (it, usize::MAX - 1),
@@ -601,6 +649,9 @@ mod tests {
 
     #[test]
     fn directives_stripped() {
-        assert_eq!(strip_directives("hi [[emulator:slow;delay_ms=1]] there"), "hi  there");
+        assert_eq!(
+            strip_directives("hi [[emulator:slow;delay_ms=1]] there"),
+            "hi  there"
+        );
     }
 }

@@ -33,6 +33,9 @@ pub enum FaultKind {
     ContextLength,
     /// 400.
     BadRequest,
+    /// Output stopped by a safety system (OpenAI `content_filter`, Anthropic `refusal`, Gemini
+    /// `promptFeedback.blockReason`).
+    ContentFilter,
 }
 
 impl FaultKind {
@@ -51,6 +54,7 @@ impl FaultKind {
             "auth" => FaultKind::Auth,
             "context_length" => FaultKind::ContextLength,
             "bad_request" => FaultKind::BadRequest,
+            "content_filter" => FaultKind::ContentFilter,
             _ => return None,
         })
     }
@@ -70,6 +74,7 @@ impl FaultKind {
             FaultKind::Auth => "auth",
             FaultKind::ContextLength => "context_length",
             FaultKind::BadRequest => "bad_request",
+            FaultKind::ContentFilter => "content_filter",
         }
     }
 
@@ -129,7 +134,7 @@ impl Fault {
 pub(crate) fn unknown_kind(name: &str) -> String {
     format!(
         "unknown emulator fault kind '{name}'; use one of rate_limit, server_error, overloaded, slow, \
-         slow_stream, cut_stream, malformed_json, html_error, bad_tool_args, auth, context_length, bad_request"
+         slow_stream, cut_stream, malformed_json, html_error, bad_tool_args, auth, context_length, bad_request, content_filter"
     )
 }
 
@@ -159,6 +164,8 @@ pub(crate) fn parse_directives(text: &str) -> Result<Vec<Fault>, String> {
 pub(crate) struct Queued {
     pub fault: Fault,
     pub provider: Option<Provider>,
+    /// Only requests for this model consume the fault (isolates parallel tests).
+    pub model: Option<String>,
     pub remaining: u64,
 }
 
@@ -187,7 +194,7 @@ pub(crate) fn parse_queue_body(v: &Value) -> Result<Queued, String> {
     };
     let mut params = BTreeMap::new();
     for (k, v) in obj {
-        if matches!(k.as_str(), "fault" | "times" | "provider") {
+        if matches!(k.as_str(), "fault" | "times" | "provider" | "model") {
             continue;
         }
         let s = match v {
@@ -197,9 +204,15 @@ pub(crate) fn parse_queue_body(v: &Value) -> Result<Queued, String> {
         };
         params.insert(k.clone(), s);
     }
+    let model = match obj.get("model") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(m)) => Some(m.clone()),
+        Some(_) => return Err("field 'model' must be a string or null".into()),
+    };
     Ok(Queued {
         fault: Fault { kind, params },
         provider,
+        model,
         remaining: times,
     })
 }
@@ -213,10 +226,14 @@ pub(crate) struct Applied {
     pub cut_clean: bool,
     pub malformed: bool,
     pub bad_tool_args: bool,
+    pub content_filter: bool,
     /// The first error-producing fault.
     pub terminal: Option<Fault>,
     /// Names of all faults applied (for stats).
     pub names: Vec<&'static str>,
+    /// A provider error event that replaces the stream after this many events (an error fault
+    /// with `after_events` on a streaming request).
+    pub mid_error: Option<(usize, bytes::Bytes)>,
 }
 
 impl Applied {
@@ -226,9 +243,7 @@ impl Applied {
             a.names.push(f.kind.name());
             match f.kind {
                 FaultKind::Slow => a.slow_ms = f.u64_param("delay_ms").unwrap_or(1000),
-                FaultKind::SlowStream => {
-                    a.stream_delay_ms = f.u64_param("delay_ms").unwrap_or(200)
-                }
+                FaultKind::SlowStream => a.stream_delay_ms = f.u64_param("delay_ms").unwrap_or(200),
                 FaultKind::CutStream => {
                     a.cut_after = Some(
                         f.u64_param("after_events")
@@ -239,11 +254,8 @@ impl Applied {
                 }
                 FaultKind::MalformedJson => a.malformed = true,
                 FaultKind::BadToolArgs => a.bad_tool_args = true,
-                k if k.is_terminal() => {
-                    if a.terminal.is_none() {
-                        a.terminal = Some(f.clone());
-                    }
-                }
+                FaultKind::ContentFilter => a.content_filter = true,
+                k if k.is_terminal() && a.terminal.is_none() => a.terminal = Some(f.clone()),
                 _ => {}
             }
         }
@@ -252,6 +264,7 @@ impl Applied {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -262,7 +275,8 @@ mod tests {
         assert_eq!(f.f64_param("retry_after"), Some(1.5));
         assert!(Fault::parse_spec("nope").is_err());
         assert!(Fault::parse_spec("slow;delay").is_err());
-        let d = parse_directives("a [[emulator:slow;delay_ms=5]] b [[emulator:cut_stream]]").unwrap();
+        let d =
+            parse_directives("a [[emulator:slow;delay_ms=5]] b [[emulator:cut_stream]]").unwrap();
         assert_eq!(d.len(), 2);
         let h = parse_header("slow_stream;delay_ms=1, cut_stream;after_events=3").unwrap();
         let a = Applied::from_faults(&h);

@@ -35,7 +35,10 @@ fn part_text_tokens(p: &Value) -> (String, u64) {
 }
 
 fn parts(c: &Value) -> Vec<Value> {
-    c.get("parts").and_then(Value::as_array).cloned().unwrap_or_default()
+    c.get("parts")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
 }
 
 fn text_of(c: &Value) -> String {
@@ -88,7 +91,11 @@ pub(crate) fn normalize(body: &Value, model: &str) -> Result<Norm, ApiErr> {
 
     let mut prompt = Prompt::default();
     let mut tools = Vec::new();
-    if let Some(ts) = body.get("tools").and_then(Value::as_array).filter(|t| !t.is_empty()) {
+    if let Some(ts) = body
+        .get("tools")
+        .and_then(Value::as_array)
+        .filter(|t| !t.is_empty())
+    {
         for t in ts {
             let decls = get(t, "functionDeclarations", "function_declarations")
                 .and_then(Value::as_array)
@@ -153,7 +160,10 @@ pub(crate) fn normalize(body: &Value, model: &str) -> Result<Norm, ApiErr> {
 
     let fcc = get(body, "toolConfig", "tool_config")
         .and_then(|t| get(t, "functionCallingConfig", "function_calling_config"));
-    let mode = fcc.and_then(|f| f.get("mode")).and_then(Value::as_str).unwrap_or("AUTO");
+    let mode = fcc
+        .and_then(|f| f.get("mode"))
+        .and_then(Value::as_str)
+        .unwrap_or("AUTO");
     let allowed = fcc
         .and_then(|f| get(f, "allowedFunctionNames", "allowed_function_names"))
         .and_then(Value::as_array)
@@ -169,10 +179,17 @@ pub(crate) fn normalize(body: &Value, model: &str) -> Result<Norm, ApiErr> {
     let max_tokens = get(gc, "maxOutputTokens", "max_output_tokens").and_then(Value::as_u64);
     let stops = get(gc, "stopSequences", "stop_sequences")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default();
     let tc = get(gc, "thinkingConfig", "thinking_config");
-    let budget = tc.and_then(|t| get(t, "thinkingBudget", "thinking_budget")).and_then(Value::as_i64);
+    let budget = tc
+        .and_then(|t| get(t, "thinkingBudget", "thinking_budget"))
+        .and_then(Value::as_i64);
     let reasoning = if thinks(model) {
         match budget {
             Some(0) => None,
@@ -210,9 +227,9 @@ pub(crate) fn normalize(body: &Value, model: &str) -> Result<Norm, ApiErr> {
     })
 }
 
-fn usage(out: &Out<'_>) -> Value {
+/// `usageMetadata` with `cand` candidate tokens so far (streams repeat it, cumulatively).
+fn usage(out: &Out<'_>, cand: u64) -> Value {
     let prompt = out.norm.prompt.total();
-    let cand = out.reply.output_tokens;
     let thoughts = out.reply.reasoning_tokens;
     let mut u = json!({
         "promptTokenCount": prompt,
@@ -232,7 +249,10 @@ fn usage(out: &Out<'_>) -> Value {
 
 fn finish_reason(kind: &ReplyKind) -> &'static str {
     match kind {
-        ReplyKind::Text { finish: Finish::Length, .. } => "MAX_TOKENS",
+        ReplyKind::Text {
+            finish: Finish::Length,
+            ..
+        } => "MAX_TOKENS",
         _ => "STOP",
     }
 }
@@ -246,21 +266,55 @@ pub(crate) fn render(out: &Out<'_>) -> Response {
         .and_then(Value::as_bool)
         .unwrap_or(false);
     let thought = out.reply.reasoning.as_ref().filter(|_| include_thoughts);
-    let response = |parts: Vec<Value>, last: bool| {
+    let response = |parts: Vec<Value>, last: bool, cand_so_far: u64| {
         let mut cand = json!({"content": {"parts": parts, "role": "model"}, "index": 0});
         let mut v = json!({"candidates": [], "modelVersion": model, "responseId": response_id});
         if last {
             cand["finishReason"] = json!(finish_reason(&out.reply.kind));
-            v["usageMetadata"] = usage(out);
         }
+        v["usageMetadata"] = usage(
+            out,
+            if last {
+                out.reply.output_tokens
+            } else {
+                cand_so_far
+            },
+        );
         v["candidates"] = json!([cand]);
         v
     };
     let call_part = |name: &String, args: &Value| {
-        let args = if out.applied.bad_tool_args { json!({}) } else { args.clone() };
+        let args = if out.applied.bad_tool_args {
+            json!({})
+        } else {
+            args.clone()
+        };
         json!({"functionCall": {"name": name, "args": args}})
     };
 
+    if matches!(
+        out.reply.kind,
+        ReplyKind::Text {
+            finish: Finish::ContentFilter,
+            ..
+        }
+    ) {
+        // A blocked prompt: 200 with promptFeedback and no candidates.
+        let prompt = out.norm.prompt.total();
+        let v = json!({
+            "promptFeedback": {"blockReason": "SAFETY", "safetyRatings": [
+                {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": true}]},
+            "usageMetadata": {"promptTokenCount": prompt, "totalTokenCount": prompt,
+                "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt}]},
+            "modelVersion": model,
+            "responseId": response_id,
+        });
+        if out.stream && !out.json_array_stream {
+            return common::sse_response(vec![sse_data(&v)], out.applied, "text/event-stream", &[]);
+        }
+        let body = if out.json_array_stream { json!([v]) } else { v };
+        return common::json_response(&body, out.applied, &[]);
+    }
     if !out.stream {
         let mut ps = Vec::new();
         if let Some(t) = thought {
@@ -270,27 +324,39 @@ pub(crate) fn render(out: &Out<'_>) -> Response {
             ReplyKind::Text { text, .. } => ps.push(json!({"text": text})),
             ReplyKind::Tool { name, args } => ps.push(call_part(name, args)),
         }
-        return common::json_response(&response(ps, true), out.applied, &[]);
+        return common::json_response(&response(ps, true, 0), out.applied, &[]);
     }
 
     let mut chunks: Vec<Value> = Vec::new();
     if let Some(t) = thought {
         for piece in common::split_deltas(t) {
-            chunks.push(response(vec![json!({"text": piece, "thought": true})], false));
+            chunks.push(response(
+                vec![json!({"text": piece, "thought": true})],
+                false,
+                0,
+            ));
         }
     }
     match &out.reply.kind {
         ReplyKind::Text { text, .. } => {
             let pieces = common::split_deltas(text);
             if pieces.is_empty() {
-                chunks.push(response(vec![json!({"text": ""})], true));
+                chunks.push(response(vec![json!({"text": ""})], true, 0));
             }
             let n = pieces.len();
+            let mut so_far = String::new();
             for (i, piece) in pieces.into_iter().enumerate() {
-                chunks.push(response(vec![json!({"text": piece})], i + 1 == n));
+                so_far.push_str(piece);
+                chunks.push(response(
+                    vec![json!({"text": piece})],
+                    i + 1 == n,
+                    tok(&so_far),
+                ));
             }
         }
-        ReplyKind::Tool { name, args } => chunks.push(response(vec![call_part(name, args)], true)),
+        ReplyKind::Tool { name, args } => {
+            chunks.push(response(vec![call_part(name, args)], true, 0))
+        }
     }
     if out.json_array_stream {
         return common::json_response(&Value::Array(chunks), out.applied, &[]);
@@ -301,6 +367,25 @@ pub(crate) fn render(out: &Out<'_>) -> Response {
 
 /// Renders an error; a non-200 `status_override` replaces the status (with `NOT_FOUND`).
 pub(crate) fn render_error(err: &ApiErr, status_override: StatusCode) -> Response {
+    let (status, body, extra) = error_parts(err, status_override);
+    let mut r = (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=UTF-8"),
+        )],
+        body.to_string(),
+    )
+        .into_response();
+    common::add_headers(&mut r, &extra);
+    r
+}
+
+/// Status, JSON body and extra headers of an error (also used for mid-stream error events).
+pub(crate) fn error_parts(
+    err: &ApiErr,
+    status_override: StatusCode,
+) -> (StatusCode, Value, Vec<(&'static str, String)>) {
     let mut extra: Vec<(&str, String)> = vec![];
     let mut details: Option<Value> = None;
     let (status, st, message): (StatusCode, &str, String) = match err {
@@ -329,7 +414,7 @@ pub(crate) fn render_error(err: &ApiErr, status_override: StatusCode) -> Respons
         ApiErr::RateLimit { retry_after } => {
             extra = retry_headers(*retry_after);
             details = Some(json!([{"@type": "type.googleapis.com/google.rpc.RetryInfo",
-                "retryDelay": format!("{}s", retry_after.ceil() as u64)}]));
+                "retryDelay": format!("{retry_after}s")}]));
             (
                 StatusCode::TOO_MANY_REQUESTS,
                 "RESOURCE_EXHAUSTED",
@@ -357,8 +442,5 @@ pub(crate) fn render_error(err: &ApiErr, status_override: StatusCode) -> Respons
         e["details"] = d;
     }
     let body = json!({"error": e});
-    let mut r = (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=UTF-8"))], body.to_string())
-        .into_response();
-    common::add_headers(&mut r, &extra);
-    r
+    (status, body, extra)
 }

@@ -23,14 +23,19 @@
 //! | `/gemini/{version}/models/{model}:generateContent` | Gemini |
 //! | `/gemini/{version}/models/{model}:streamGenerateContent?alt=sse` | Gemini SSE (without `alt=sse`: a streamed JSON array) |
 //! | `/{v1beta,v1}/models/{model}:(stream)generateContent` | Gemini without the prefix |
+//! | `/anthropic/v1/messages/count_tokens`, `/v1/messages/count_tokens` | Anthropic token count `{"input_tokens"}` |
+//! | `…/models/{model}:countTokens` (both Gemini prefixes) | Gemini token count `{"totalTokens"}` (body `contents…` or `generateContentRequest`) |
 //! | `POST /_emulator/faults` | queue a fault (see below) |
 //! | `POST /_emulator/reset` | clear queued faults, stats, request log, prompt caches, id counter |
-//! | `GET /_emulator/stats` | `{"total","by_provider":{p:n},"by_outcome":{o:n},"by_provider_outcome":{p:{o:n}},"faults_queued"}` |
+//! | `GET /_emulator/stats` | `{"total","by_provider":{p:n},"by_outcome":{o:n},"by_provider_outcome":{p:{o:n}},"faults_queued","connections":{"accepted","nodelay"}}` (connections are not reset) |
 //! | `GET /_emulator/requests` | last 100 requests, oldest first: `{"seq","provider","method","path","query","headers","body"}` |
 //! | `GET /healthz` | `{"status":"ok"}` |
 //!
 //! Providers are named `openai`, `deepseek`, `anthropic`, `gemini`. Outcomes are `ok`,
-//! `auth_error`, `invalid_request`, `context_length`, or `fault:<kind>` for an error fault.
+//! `auth_error`, `invalid_request`, `context_length`, or `fault:<kind>` when a fault was applied
+//! (the first one named). The same documents are available in-process through
+//! [`Emulator::stats`], [`Emulator::requests`], [`Emulator::queue_fault`] and
+//! [`Emulator::reset`] (via [`EmulatorHandle::emulator`]).
 //! In the request log, the values of `authorization`, `x-api-key`, `x-goog-api-key`, `api-key`
 //! and the `key=` query parameter are masked to their first 4 characters plus `***`
 //! (`Bearer sk-t***`); every other header is kept (lower-case names). `body` is the parsed
@@ -47,10 +52,12 @@
 //!   "empty_array"`); roles system|developer|user|assistant|tool|function; a `tool` message must
 //!   follow an assistant message with `tool_calls`; reasoning models (`o1*`, `o3*`, `o4*`,
 //!   `gpt-5*`) reject `max_tokens` (`code: "unsupported_parameter"`, use
-//!   `max_completion_tokens`); `response_format: json_object` requires the word "json" in the
-//!   messages (as the real API does).
+//!   `max_completion_tokens`) and a `temperature` other than 1 (`code: "unsupported_value"`);
+//!   `stream_options` without `stream: true` is rejected; `response_format: json_object`
+//!   requires the word "json" in the messages (as the real API does).
 //! - Anthropic: `model`, `max_tokens` required; `messages` non-empty, roles only user/assistant,
-//!   starting with user and alternating; `thinking.budget_tokens` >= 1024 and < `max_tokens`.
+//!   starting with user and alternating; `thinking.budget_tokens` >= 1024 and < `max_tokens`;
+//!   with thinking enabled `temperature` may only be 1.
 //! - Gemini: `contents` non-empty; roles `user`/`model` (missing role = user).
 //! - Invalid JSON body -> 400. Prompt over the context window (OpenAI 128k, `gpt-4.1*` 1,047,576,
 //!   `gpt-5*` 400k; DeepSeek 128k; Anthropic 200k; Gemini 1,048,576) -> the real
@@ -80,20 +87,32 @@
 //! - Response ids count up per process: `chatcmpl-emu{N}`, `msg_emu{N}`, `resp-emu{N}`.
 //!
 //! ## The usage rule
-//! - `tok(s) = ceil(chars(s) / 4)`, per text part.
-//! - prompt tokens = 3 + for each message/turn (system and Gemini `systemInstruction` count as
-//!   one): 4 + Σ tok(text part) + 85 per image/inline-data part + tok(name + arguments JSON) per
-//!   tool call/`tool_use`/`functionCall` + tok(result text/JSON) per tool result; plus
-//!   tok(JSON of the `tools` array) when tools are present (Anthropic: tok(JSON) per tool).
-//! - completion tokens = tok(reply text) (or tok(tool name) + tok(arguments JSON)) + reasoning.
+//! - `tok(s) = ceil(chars(s) / 4)` (Unicode scalar values), applied to each piece separately.
+//! - prompt tokens = 3
+//!   + per message / turn (the system prompt and Gemini `systemInstruction` count as one): 4
+//!   + per text part / text block: tok(text); per image, audio, file or inline-data part: 85
+//!   + per tool call (OpenAI `tool_calls`, Anthropic `tool_use`, Gemini `functionCall`):
+//!     tok(name) + tok(arguments JSON); per tool result: OpenAI `tool` message content as text,
+//!     Anthropic `tool_result` tok(its text) (+85 per non-text part), Gemini `functionResponse`
+//!     tok(name) + tok(response JSON); Anthropic `thinking` blocks sent back: tok(thinking)
+//!   + tools: OpenAI and Gemini tok(JSON of the whole `tools` array); Anthropic tok(JSON of each
+//!     tool)
+//!   + a JSON schema for structured output: tok(JSON of the schema).
+//!
+//!   JSON is counted in its compact serialization (no spaces). The count-tokens routes return
+//!   exactly this number.
+//! - completion tokens = tok(reply text), or tok(tool name) + tok(arguments JSON), plus the
+//!   reasoning tokens.
 //! - Reasoning text is `Thinking about the request to {model}: "{snippet}". The answer should be
 //!   short and deterministic.` capped by the thinking budget and max tokens. OpenAI reasoning
 //!   models report it only as `completion_tokens_details.reasoning_tokens` (included in
 //!   `completion_tokens`; none with `reasoning_effort: "none"|"minimal"`); DeepSeek
 //!   `deepseek-reasoner` returns it as `reasoning_content`; Anthropic with `thinking` enabled
-//!   returns a `thinking` block (counted in `output_tokens`); Gemini 2.5/3 models report
-//!   `thoughtsTokenCount` unless `thinkingBudget` is 0 (a part with `thought: true` only with
-//!   `includeThoughts`).
+//!   (`budget_tokens`) or `adaptive` returns a `thinking` block with a `signature` (counted in
+//!   `output_tokens`); Gemini models named `*2.5*` or `gemini-3*` report `thoughtsTokenCount`
+//!   (billed as output, not in `candidatesTokenCount`, in `totalTokenCount`) unless
+//!   `thinkingBudget` is 0; a positive budget caps it; a part with `thought: true` only with
+//!   `includeThoughts`.
 //! - Prompt caching (per-process memory, prefixes matched at message/block granularity and keyed
 //!   by provider + model):
 //!   - OpenAI: prompts >= 1024 tokens; `cached_tokens` = the longest previously seen prefix,
@@ -103,7 +122,9 @@
 //!   - Anthropic: only prefixes ending at a block with `cache_control` (tools, system blocks,
 //!     message content blocks) of >= 1024 tokens. First time -> `cache_creation_input_tokens`
 //!     (prefix - read), repeat -> `cache_read_input_tokens`; `input_tokens` excludes both.
-//!     `cache_creation.ephemeral_1h_input_tokens` when the breakpoint has `ttl: "1h"`.
+//!     `cache_creation.ephemeral_1h_input_tokens` when the breakpoint has `ttl: "1h"`. Reads
+//!     look back like the real API: a prefix cached at an earlier request's breakpoint is read
+//!     even when the breakpoint has since moved to a later block.
 //!   - Gemini: implicit, prompts >= 1024 tokens, `cachedContentTokenCount` = longest seen prefix
 //!     (exact; `promptTokenCount` includes it).
 //!
@@ -115,22 +136,34 @@
 //!   `stream_options.include_usage` a chunk with `choices: []` and `usage` (earlier chunks carry
 //!   `usage: null`), then `data: [DONE]`.
 //! - Anthropic: `event:`+`data:` pairs: `message_start` (usage with input/cache tokens and
-//!   `output_tokens: 1`), `ping`, per block `content_block_start` / `content_block_delta`
+//!   `output_tokens: 1`), then per block `content_block_start` (a `ping` follows the first one)
+//!   / `content_block_delta`
 //!   (`thinking_delta` + `signature_delta`, `text_delta`, `input_json_delta`) /
 //!   `content_block_stop`, `message_delta` (stop_reason, stop_sequence, cumulative
 //!   `usage.output_tokens`), `message_stop`.
-//! - Gemini (`alt=sse`): `data:` lines, each a full `GenerateContentResponse` with a text piece;
-//!   the last has `finishReason` and `usageMetadata`.
+//! - Gemini (`alt=sse`): `data:` lines, each a full `GenerateContentResponse` with a text piece
+//!   (function calls come whole in one chunk). Like the real API every chunk carries
+//!   `usageMetadata`, cumulative (`candidatesTokenCount` grows; take the last); the last chunk
+//!   has `finishReason`.
 //!
 //! ## Faults
 //! Three ways to inject, checked in this order (the first source that has any wins):
 //! 1. Header `x-emulator-fault: kind[;param=value...]` (several separated by `,`).
 //! 2. Directive(s) `[[emulator:kind;param=value]]` in the last user message text.
 //! 3. Queue: `POST /_emulator/faults` with `{"fault": kind, "times": N (default 1),
-//!    "provider": "openai"|"anthropic"|"gemini"|"deepseek"|null, ...params}`; each matching
-//!    request consumes one (oldest first). Answers `{"queued": N}`.
+//!    "provider": "openai"|"anthropic"|"gemini"|"deepseek"|null, "model": M|null, ...params}`
+//!    (params as strings or numbers); each matching request (provider and, when given, exact
+//!    model) consumes one, oldest first. Answers `{"queued": total pending uses}`. Give each
+//!    parallel test its own model name to keep queued faults isolated.
 //!
-//! Faults apply after authentication and before validation. An unknown kind -> 400.
+//! Header and directive faults apply to every request that carries them, retries included. Add
+//! `times=N` (e.g. `[[emulator:rate_limit;retry_after=0.1;times=2]]`) to fire only for the first
+//! N requests with the same provider, model, last user text and fault spec; later identical
+//! requests succeed (so a retry test works without the admin API). When every fault of the
+//! header is used up, directives and then the queue are consulted. `reset` clears the counters.
+//!
+//! Faults apply after authentication and before validation (not to the token-count routes).
+//! An unknown kind -> 400.
 //!
 //! | kind | effect |
 //! |---|---|
@@ -146,6 +179,13 @@
 //! | `auth` | 401 |
 //! | `context_length` | the provider's context-length 400 |
 //! | `bad_request` | 400 `invalid_request_error` / `INVALID_ARGUMENT` |
+//! | `content_filter` | 200, the first half of the reply text, finish `content_filter` (OpenAI/DeepSeek) / `stop_reason: "refusal"` (Anthropic); Gemini answers a blocked prompt: no `candidates`, `promptFeedback.blockReason: "SAFETY"`, prompt-only `usageMetadata` |
+//!
+//! Mid-stream errors: `rate_limit`, `server_error` and `overloaded` with `after_events=N` on a
+//! streaming request answer 200, send N normal events, then the provider's in-stream error and
+//! end the body (no end marker): OpenAI/DeepSeek `data: {"error":{...}}`, Anthropic
+//! `event: error` + `data: {"type":"error","error":{"type":"overloaded_error",...}}`, Gemini
+//! `data: {"error":{"code","message","status"}}`. The stats outcome is still `fault:<kind>`.
 
 mod anthropic;
 mod common;

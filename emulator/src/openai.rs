@@ -12,7 +12,14 @@ use crate::common::{
 };
 use crate::server::{ApiErr, Out};
 
-const ROLES: [&str; 6] = ["system", "developer", "user", "assistant", "tool", "function"];
+const ROLES: [&str; 6] = [
+    "system",
+    "developer",
+    "user",
+    "assistant",
+    "tool",
+    "function",
+];
 
 /// OpenAI reasoning models (hidden reasoning tokens; `max_tokens` rejected).
 fn is_reasoning_model(model: &str) -> bool {
@@ -79,6 +86,28 @@ pub(crate) fn normalize(body: &Value, p: Provider) -> Result<Norm, ApiErr> {
         ));
     }
 
+    if reasoning_model
+        && let Some(t) = body.get("temperature").and_then(Value::as_f64)
+        && t != 1.0
+    {
+        return Err(ApiErr::invalid_param(
+            format!(
+                "Unsupported value: 'temperature' does not support {t} with this model. Only the default (1) value is supported."
+            ),
+            "temperature",
+            Some("unsupported_value"),
+        ));
+    }
+    if body.get("stream_options").is_some_and(|v| !v.is_null())
+        && body.get("stream") != Some(&Value::Bool(true))
+    {
+        return Err(ApiErr::invalid_param(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+            "stream_options",
+            None,
+        ));
+    }
+
     let mut prompt = Prompt::default();
     let tools_v = body.get("tools").and_then(Value::as_array);
     let mut tools = Vec::new();
@@ -133,7 +162,10 @@ pub(crate) fn normalize(body: &Value, p: Provider) -> Result<Norm, ApiErr> {
         if let Some(calls) = tool_calls {
             for c in calls {
                 let f = c.get("function");
-                let name = f.and_then(|f| f.get("name")).and_then(Value::as_str).unwrap_or("");
+                let name = f
+                    .and_then(|f| f.get("name"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
                 let args = f
                     .and_then(|f| f.get("arguments"))
                     .and_then(Value::as_str)
@@ -186,7 +218,9 @@ pub(crate) fn normalize(body: &Value, p: Provider) -> Result<Norm, ApiErr> {
             "auto" => ToolChoice::Auto,
             other => {
                 return Err(ApiErr::invalid_param(
-                    format!("Invalid value: '{other}'. Supported values are: 'none', 'auto', and 'required'."),
+                    format!(
+                        "Invalid value: '{other}'. Supported values are: 'none', 'auto', and 'required'."
+                    ),
                     "tool_choice",
                     Some("invalid_value"),
                 ));
@@ -215,12 +249,19 @@ pub(crate) fn normalize(body: &Value, p: Provider) -> Result<Norm, ApiErr> {
         .or_else(|| body.get("max_tokens").and_then(Value::as_u64));
     let stops = match body.get("stop") {
         Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
         _ => vec![],
     };
 
     let last = messages.last();
-    let last_role = last.and_then(|m| m.get("role")).and_then(Value::as_str).unwrap_or("");
+    let last_role = last
+        .and_then(|m| m.get("role"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let tool_result = if matches!(last_role, "tool" | "function") {
         last.map(|m| message_text(m).0.join("\n"))
     } else {
@@ -231,7 +272,9 @@ pub(crate) fn normalize(body: &Value, p: Provider) -> Result<Norm, ApiErr> {
     }
     let effort = body.get("reasoning_effort").and_then(Value::as_str);
     let reasoning = match p {
-        Provider::OpenAi if reasoning_model && !matches!(effort, Some("none" | "minimal")) => Some(None),
+        Provider::OpenAi if reasoning_model && !matches!(effort, Some("none" | "minimal")) => {
+            Some(None)
+        }
         Provider::DeepSeek if model.contains("reasoner") => Some(None),
         _ => None,
     };
@@ -275,7 +318,8 @@ fn usage(out: &Out<'_>, p: Provider) -> Value {
                 "prompt_cache_miss_tokens": prompt - cached,
             });
             if out.reply.reasoning.is_some() {
-                u["completion_tokens_details"] = json!({"reasoning_tokens": out.reply.reasoning_tokens});
+                u["completion_tokens_details"] =
+                    json!({"reasoning_tokens": out.reply.reasoning_tokens});
             }
             u
         }
@@ -297,7 +341,14 @@ fn usage(out: &Out<'_>, p: Provider) -> Value {
 fn finish_reason(kind: &ReplyKind) -> &'static str {
     match kind {
         ReplyKind::Tool { .. } => "tool_calls",
-        ReplyKind::Text { finish: Finish::Length, .. } => "length",
+        ReplyKind::Text {
+            finish: Finish::Length,
+            ..
+        } => "length",
+        ReplyKind::Text {
+            finish: Finish::ContentFilter,
+            ..
+        } => "content_filter",
         ReplyKind::Text { .. } => "stop",
     }
 }
@@ -311,7 +362,11 @@ pub(crate) fn render(out: &Out<'_>, p: Provider) -> Response {
     let id = format!("chatcmpl-emu{:06}", out.seq);
     let call_id = format!("call_emu{:06}", out.seq);
     let model = &out.norm.model;
-    let deepseek_reasoning = if p == Provider::DeepSeek { out.reply.reasoning.as_deref() } else { None };
+    let deepseek_reasoning = if p == Provider::DeepSeek {
+        out.reply.reasoning.as_deref()
+    } else {
+        None
+    };
     let extra = [("x-request-id", format!("req_emu{:06}", out.seq))];
     if !out.stream {
         let mut message = json!({"role": "assistant", "content": Value::Null});
@@ -383,7 +438,10 @@ pub(crate) fn render(out: &Out<'_>, p: Provider) -> Response {
     events.push(chunk(first, Value::Null));
     if let Some(r) = deepseek_reasoning {
         for piece in common::split_deltas(r) {
-            events.push(chunk(json!({"content": Value::Null, "reasoning_content": piece}), Value::Null));
+            events.push(chunk(
+                json!({"content": Value::Null, "reasoning_content": piece}),
+                Value::Null,
+            ));
         }
     }
     match &out.reply.kind {
@@ -424,10 +482,31 @@ pub(crate) fn render(out: &Out<'_>, p: Provider) -> Response {
         })));
     }
     events.push(Bytes::from_static(b"data: [DONE]\n\n"));
-    common::sse_response(events, out.applied, "text/event-stream; charset=utf-8", &extra)
+    common::sse_response(
+        events,
+        out.applied,
+        "text/event-stream; charset=utf-8",
+        &extra,
+    )
 }
 
 pub(crate) fn render_error(err: &ApiErr) -> Response {
+    let (status, body, extra) = error_parts(err);
+    let mut r = (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body.to_string(),
+    )
+        .into_response();
+    common::add_headers(&mut r, &extra);
+    r
+}
+
+/// Status, JSON body and extra headers of an error (also used for mid-stream error events).
+pub(crate) fn error_parts(err: &ApiErr) -> (StatusCode, Value, Vec<(&'static str, String)>) {
     let mut extra: Vec<(&str, String)> = vec![];
     let (status, message, ty, param, code) = match err {
         ApiErr::MissingKey => (
@@ -501,17 +580,17 @@ pub(crate) fn render_error(err: &ApiErr) -> Response {
         ),
     };
     let body = json!({"error": {"message": message, "type": ty, "param": param, "code": code}});
-    let mut r = (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body.to_string())
-        .into_response();
-    common::add_headers(&mut r, &extra);
-    r
+    (status, body, extra)
 }
 
 /// `retry-after` (whole seconds, rounded up) and, for fractional values, `retry-after-ms`.
 pub(crate) fn retry_headers(retry_after: f64) -> Vec<(&'static str, String)> {
     let mut v = vec![("retry-after", format!("{}", retry_after.ceil() as u64))];
     if retry_after.fract() != 0.0 {
-        v.push(("retry-after-ms", format!("{}", (retry_after * 1000.0).round() as u64)));
+        v.push((
+            "retry-after-ms",
+            format!("{}", (retry_after * 1000.0).round() as u64),
+        ));
     }
     v
 }

@@ -110,10 +110,15 @@ struct Stats {
 #[derive(Debug, Default)]
 struct Inner {
     seq: AtomicU64,
+    /// Connections accepted, and how many of them have TCP_NODELAY (checked after setting it).
+    accepted: AtomicU64,
+    nodelay: AtomicU64,
     faults: Mutex<VecDeque<Queued>>,
     stats: Mutex<Stats>,
     requests: Mutex<VecDeque<Value>>,
     cache: Mutex<HashSet<u64>>,
+    /// Uses of header/directive faults with a `times` budget.
+    times: Mutex<std::collections::HashMap<u64, u64>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -136,19 +141,28 @@ impl Emulator {
     pub fn router(&self) -> Router {
         let s = self.clone();
         Router::new()
-            .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
+            .route(
+                "/healthz",
+                get(|| async { axum::Json(json!({"status": "ok"})) }),
+            )
             .route("/openai/v1/chat/completions", post(chat_openai))
             .route("/v1/chat/completions", post(chat_openai))
             .route("/deepseek/v1/chat/completions", post(chat_deepseek))
             .route("/deepseek/chat/completions", post(chat_deepseek))
             .route("/anthropic/v1/messages", post(messages))
             .route("/v1/messages", post(messages))
+            .route(
+                "/anthropic/v1/messages/count_tokens",
+                post(count_tokens_anthropic),
+            )
+            .route("/v1/messages/count_tokens", post(count_tokens_anthropic))
             .route("/gemini/{version}/models/{action}", post(gemini_prefixed))
             .route("/{version}/models/{action}", post(gemini_bare))
             .route("/_emulator/faults", post(queue_fault))
             .route("/_emulator/reset", post(reset))
             .route("/_emulator/stats", get(stats))
             .route("/_emulator/requests", get(requests))
+            .fallback(no_route)
             .layer(DefaultBodyLimit::max(64 * 1024 * 1024))
             .with_state(s)
     }
@@ -169,7 +183,14 @@ impl Emulator {
             .or_default() += 1;
     }
 
-    fn log_request(&self, provider: Provider, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> u64 {
+    fn log_request(
+        &self,
+        provider: Provider,
+        uri: &Uri,
+        headers: &HeaderMap,
+        raw: &Bytes,
+        parsed: &Result<Value, serde_json::Error>,
+    ) -> u64 {
         let seq = self.next_seq();
         let mut hs = serde_json::Map::new();
         for (name, value) in headers {
@@ -194,8 +215,10 @@ impl Emulator {
                 .collect::<Vec<_>>()
                 .join("&")
         });
-        let body_v = serde_json::from_slice::<Value>(body)
-            .unwrap_or_else(|_| json!({"_raw": String::from_utf8_lossy(body)}));
+        let body_v = match parsed {
+            Ok(v) => v.clone(),
+            Err(_) => json!({"_raw": String::from_utf8_lossy(raw)}),
+        };
         let entry = json!({
             "seq": seq,
             "provider": provider.name(),
@@ -213,11 +236,34 @@ impl Emulator {
         seq
     }
 
-    fn take_queued(&self, provider: Provider) -> Option<Fault> {
+    /// Drops header/directive faults whose `times=N` budget is used up. The budget is counted
+    /// per (provider, model, last user text, fault spec), so a client retrying the same request
+    /// sees the fault N times and then succeeds.
+    fn within_times(&self, faults: Vec<Fault>, p: Provider, model: &str, text: &str) -> Vec<Fault> {
+        use std::hash::{Hash, Hasher};
+        faults
+            .into_iter()
+            .filter(|f| {
+                let Some(times) = f.u64_param("times") else {
+                    return true;
+                };
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                (p.name(), model, text, f.kind.name(), &f.params).hash(&mut h);
+                let mut seen = lock(&self.inner.times);
+                let n = seen.entry(h.finish()).or_insert(0);
+                *n += 1;
+                *n <= times
+            })
+            .collect()
+    }
+
+    fn take_queued(&self, provider: Provider, model: &str) -> Option<Fault> {
         let mut q = lock(&self.inner.faults);
-        let idx = q
-            .iter()
-            .position(|f| f.remaining > 0 && f.provider.is_none_or(|p| p == provider))?;
+        let idx = q.iter().position(|f| {
+            f.remaining > 0
+                && f.provider.is_none_or(|p| p == provider)
+                && f.model.as_deref().is_none_or(|m| m == model)
+        })?;
         let f = q.get_mut(idx)?;
         f.remaining -= 1;
         let fault = f.fault.clone();
@@ -255,15 +301,20 @@ impl Emulator {
 
     /// Anthropic explicit caching at `cache_control` breakpoints.
     fn breakpoint_cache(&self, ns: &str, prompt: &Prompt, min: u64) -> CacheUse {
-        let bps: Vec<(u64, u64, bool)> = prompt
-            .prefixes(ns)
-            .into_iter()
-            .filter_map(|(h, cum, bp)| bp.map(|ttl| (h, cum, ttl)))
+        let prefixes = prompt.prefixes(ns);
+        let bps: Vec<(u64, u64, bool)> = prefixes
+            .iter()
+            .filter_map(|(h, cum, bp)| bp.map(|ttl| (*h, *cum, ttl)))
             .filter(|(_, cum, _)| *cum >= min)
             .collect();
+        let Some(&(_, last_cum, _)) = bps.last() else {
+            return CacheUse::default();
+        };
         let mut cache = lock(&self.inner.cache);
+        // Like the real lookback: any earlier breakpoint's prefix (even one the client has since
+        // moved) that ends at or before the last breakpoint is read from the cache.
         let mut read = 0;
-        for (h, cum, _) in &bps {
+        for (h, cum, _) in prefixes.iter().filter(|(_, cum, _)| *cum <= last_cum) {
             if cache.contains(h) {
                 read = read.max(*cum);
             }
@@ -288,11 +339,46 @@ impl Emulator {
         out
     }
 
-    fn reset(&self) {
+    /// Queues a fault described like the body of `POST /_emulator/faults`; returns the
+    /// number of queued fault uses.
+    pub fn queue_fault(&self, spec: &Value) -> Result<u64, String> {
+        let q = faults::parse_queue_body(spec)?;
+        let mut faults = lock(&self.inner.faults);
+        if q.remaining > 0 {
+            faults.push_back(q);
+        }
+        Ok(faults.iter().map(|f| f.remaining).sum())
+    }
+
+    /// The `GET /_emulator/stats` document.
+    pub fn stats(&self) -> Value {
+        let queued: u64 = lock(&self.inner.faults).iter().map(|f| f.remaining).sum();
+        let st = lock(&self.inner.stats);
+        json!({
+            "total": st.total,
+            "by_provider": st.by_provider,
+            "by_outcome": st.by_outcome,
+            "by_provider_outcome": st.by_provider_outcome,
+            "faults_queued": queued,
+            "connections": {
+                "accepted": self.inner.accepted.load(Ordering::Relaxed),
+                "nodelay": self.inner.nodelay.load(Ordering::Relaxed),
+            },
+        })
+    }
+
+    /// The `GET /_emulator/requests` entries, oldest first.
+    pub fn requests(&self) -> Vec<Value> {
+        lock(&self.inner.requests).iter().cloned().collect()
+    }
+
+    /// Clears queued faults, stats, the request log, prompt caches and the id counter.
+    pub fn reset(&self) {
         lock(&self.inner.faults).clear();
         *lock(&self.inner.stats) = Stats::default();
         lock(&self.inner.requests).clear();
         lock(&self.inner.cache).clear();
+        lock(&self.inner.times).clear();
         self.inner.seq.store(0, Ordering::Relaxed);
     }
 }
@@ -314,6 +400,12 @@ enum Route {
         model: String,
         stream: bool,
         sse: bool,
+    },
+    /// Anthropic `POST /v1/messages/count_tokens`.
+    AnthropicCount,
+    /// Gemini `:countTokens`.
+    GeminiCount {
+        model: String,
     },
 }
 
@@ -344,6 +436,23 @@ async fn messages(
     handle(e, Provider::Anthropic, Route::Messages, headers, uri, body).await
 }
 
+async fn count_tokens_anthropic(
+    State(e): State<Emulator>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    handle(
+        e,
+        Provider::Anthropic,
+        Route::AnthropicCount,
+        headers,
+        uri,
+        body,
+    )
+    .await
+}
+
 async fn gemini_prefixed(
     State(e): State<Emulator>,
     Path((_version, action)): Path<(String, String)>,
@@ -362,12 +471,18 @@ async fn gemini_bare(
     body: Bytes,
 ) -> Response {
     if !matches!(version.as_str(), "v1" | "v1beta" | "v1alpha") {
-        return (StatusCode::NOT_FOUND, "not found").into_response();
+        return no_route(axum::http::Method::POST, uri).await;
     }
     gemini_route(e, action, headers, uri, body).await
 }
 
-async fn gemini_route(e: Emulator, action: String, headers: HeaderMap, uri: Uri, body: Bytes) -> Response {
+async fn gemini_route(
+    e: Emulator,
+    action: String,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
     let (model, method) = match action.rsplit_once(':') {
         Some((m, a)) => (m.to_string(), a.to_string()),
         None => (action.clone(), String::new()),
@@ -375,6 +490,17 @@ async fn gemini_route(e: Emulator, action: String, headers: HeaderMap, uri: Uri,
     let stream = match method.as_str() {
         "generateContent" => false,
         "streamGenerateContent" => true,
+        "countTokens" => {
+            return handle(
+                e,
+                Provider::Gemini,
+                Route::GeminiCount { model },
+                headers,
+                uri,
+                body,
+            )
+            .await;
+        }
         _ => {
             return gemini::render_error(
                 &ApiErr::invalid(format!(
@@ -394,6 +520,18 @@ async fn gemini_route(e: Emulator, action: String, headers: HeaderMap, uri: Uri,
         body,
     )
     .await
+}
+
+/// The model a request is for (body `model`, or the Gemini path).
+fn request_model(route: &Route, body: &Value) -> String {
+    match route {
+        Route::Gemini { model, .. } | Route::GeminiCount { model } => model.clone(),
+        _ => body
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+    }
 }
 
 fn query_param(uri: &Uri, name: &str) -> Option<String> {
@@ -433,9 +571,17 @@ fn context_limit(p: Provider, model: &str) -> u64 {
 }
 
 /// The per-request pipeline shared by every provider route.
-async fn handle(e: Emulator, p: Provider, route: Route, headers: HeaderMap, uri: Uri, raw: Bytes) -> Response {
-    let seq = e.log_request(p, &uri, &headers, &raw);
-    let (resp, outcome) = pipeline(&e, p, route, &headers, &uri, &raw, seq).await;
+async fn handle(
+    e: Emulator,
+    p: Provider,
+    route: Route,
+    headers: HeaderMap,
+    uri: Uri,
+    raw: Bytes,
+) -> Response {
+    let parsed = serde_json::from_slice::<Value>(&raw);
+    let seq = e.log_request(p, &uri, &headers, &raw, &parsed);
+    let (resp, outcome) = pipeline(&e, p, route, &headers, &uri, parsed, seq).await;
     e.record(p, &outcome);
     resp
 }
@@ -446,24 +592,28 @@ async fn pipeline(
     route: Route,
     headers: &HeaderMap,
     uri: &Uri,
-    raw: &Bytes,
+    parsed: Result<Value, serde_json::Error>,
     seq: u64,
 ) -> (Response, String) {
     let fail = |err: ApiErr| {
         let o = err.outcome().to_string();
         (render_error(p, &err), o)
     };
-    let body: Value = match serde_json::from_slice(raw) {
+    let body: Value = match parsed {
         Ok(v @ Value::Object(_)) => v,
-        Ok(_) => return fail(ApiErr::InvalidJson("the request body must be a JSON object".into())),
+        Ok(_) => {
+            return fail(ApiErr::InvalidJson(
+                "the request body must be a JSON object".into(),
+            ));
+        }
         Err(err) => return fail(ApiErr::InvalidJson(err.to_string())),
     };
 
     // Authentication.
     let key = match p {
-        Provider::OpenAi | Provider::DeepSeek => {
-            header_str(headers, "authorization").and_then(|v| v.strip_prefix("Bearer ")).map(str::to_string)
-        }
+        Provider::OpenAi | Provider::DeepSeek => header_str(headers, "authorization")
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::to_string),
         Provider::Anthropic => header_str(headers, "x-api-key")
             .map(str::to_string)
             .or_else(|| {
@@ -480,43 +630,87 @@ async fn pipeline(
         Some(k) if k.starts_with("bad") => return fail(ApiErr::InvalidKey(k.to_string())),
         Some(_) => {}
     }
-    if p == Provider::Anthropic && header_str(headers, "anthropic-version").is_none_or(str::is_empty) {
+    if p == Provider::Anthropic
+        && header_str(headers, "anthropic-version").is_none_or(str::is_empty)
+    {
         return fail(ApiErr::invalid("anthropic-version: header is required"));
+    }
+
+    // Token counting endpoints: no faults, no caching, just the usage rule.
+    match &route {
+        Route::AnthropicCount => {
+            let mut b = body.clone();
+            if let Some(o) = b.as_object_mut() {
+                o.entry("max_tokens").or_insert(json!(1_000_000));
+                o.remove("thinking");
+            }
+            return match anthropic::normalize(&b) {
+                Ok(n) => (
+                    axum::Json(json!({"input_tokens": n.prompt.total()})).into_response(),
+                    "ok".into(),
+                ),
+                Err(err) => fail(err),
+            };
+        }
+        Route::GeminiCount { model } => {
+            let req = body.get("generateContentRequest").unwrap_or(&body);
+            return match gemini::normalize(req, model) {
+                Ok(n) => {
+                    let t = n.prompt.total();
+                    (
+                        axum::Json(json!({"totalTokens": t,
+                            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": t}]}))
+                        .into_response(),
+                        "ok".into(),
+                    )
+                }
+                Err(err) => fail(err),
+            };
+        }
+        _ => {}
     }
 
     // Faults: header, then directives, then the queue.
     let mut selected: Vec<Fault> = Vec::new();
+    let user_text = match p {
+        Provider::OpenAi | Provider::DeepSeek => openai::last_user_text(&body),
+        Provider::Anthropic => anthropic::last_user_text(&body),
+        Provider::Gemini => gemini::last_user_text(&body),
+    };
+    let model = request_model(&route, &body);
     if let Some(h) = header_str(headers, "x-emulator-fault") {
         match faults::parse_header(h) {
-            Ok(f) => selected = f,
+            Ok(f) => selected = e.within_times(f, p, &model, &user_text),
             Err(msg) => return fail(ApiErr::invalid(msg)),
         }
     }
     if selected.is_empty() {
-        let text = match p {
-            Provider::OpenAi | Provider::DeepSeek => openai::last_user_text(&body),
-            Provider::Anthropic => anthropic::last_user_text(&body),
-            Provider::Gemini => gemini::last_user_text(&body),
-        };
-        match faults::parse_directives(&text) {
-            Ok(f) => selected = f,
+        match faults::parse_directives(&user_text) {
+            Ok(f) => selected = e.within_times(f, p, &model, &user_text),
             Err(msg) => return fail(ApiErr::invalid(msg)),
         }
     }
     if selected.is_empty()
-        && let Some(f) = e.take_queued(p)
+        && let Some(f) = e.take_queued(p, &model)
     {
         selected.push(f);
     }
-    let applied = Applied::from_faults(&selected);
+    let mut applied = Applied::from_faults(&selected);
+    let is_stream = match &route {
+        Route::Gemini { stream, .. } => *stream,
+        _ => body.get("stream") == Some(&Value::Bool(true)),
+    };
     if applied.slow_ms > 0 {
         tokio::time::sleep(Duration::from_millis(applied.slow_ms)).await;
     }
-    if let Some(f) = &applied.terminal {
+    if let Some(f) = applied.terminal.clone() {
         let outcome = format!("fault:{}", f.kind.name());
         let err = match f.kind {
             FaultKind::RateLimit => ApiErr::RateLimit {
-                retry_after: f.f64_param("retry_after").filter(|v| v.is_finite() && *v >= 0.0).unwrap_or(1.0),
+                retry_after: f
+                    .f64_param("retry_after")
+                    .filter(|v| v.is_finite() && *v >= 0.0)
+                    .unwrap_or(1.0),
             },
             FaultKind::ServerError => ApiErr::Server,
             FaultKind::Overloaded => ApiErr::Overloaded,
@@ -534,7 +728,25 @@ async fn pipeline(
                 "Emulated bad request (emulator fault 'bad_request'): the request was rejected on purpose.",
             ),
         };
-        return (render_error(p, &err), outcome);
+        // On a stream, `after_events=N` turns the error into a mid-stream error event.
+        if let Some(n) = f.u64_param("after_events").filter(|_| is_stream)
+            && !matches!(
+                f.kind,
+                FaultKind::Auth | FaultKind::ContextLength | FaultKind::BadRequest
+            )
+        {
+            let ev = match p {
+                Provider::OpenAi | Provider::DeepSeek => {
+                    common::sse_data(&openai::error_parts(&err).1)
+                }
+                Provider::Anthropic => common::sse_event("error", &anthropic::error_parts(&err).1),
+                Provider::Gemini => common::sse_data(&gemini::error_parts(&err, StatusCode::OK).1),
+            };
+            applied.mid_error = Some((usize::try_from(n).unwrap_or(usize::MAX), ev));
+            applied.terminal = None;
+        } else {
+            return (render_error(p, &err), outcome);
+        }
     }
 
     // Validation and normalization.
@@ -551,11 +763,17 @@ async fn pipeline(
             Ok(n) => (n, *stream, *stream && !*sse),
             Err(err) => return fail(err),
         },
+        Route::AnthropicCount | Route::GeminiCount { .. } => {
+            return fail(ApiErr::invalid("token counting is answered above"));
+        }
     };
     let total = norm.prompt.total();
     let limit = context_limit(p, &norm.model);
     if total > limit {
-        return fail(ApiErr::ContextLength { tokens: total, limit });
+        return fail(ApiErr::ContextLength {
+            tokens: total,
+            limit,
+        });
     }
 
     // Caching.
@@ -576,7 +794,10 @@ async fn pipeline(
         Provider::Anthropic => e.breakpoint_cache(&ns, &norm.prompt, 1024),
     };
 
-    let reply = common::make_reply(&norm, applied.bad_tool_args);
+    let mut reply = common::make_reply(&norm, applied.bad_tool_args);
+    if applied.content_filter {
+        reply = common::filtered(reply, &norm.model, &norm.user_text);
+    }
     let out = Out {
         body: &body,
         norm: &norm,
@@ -612,17 +833,27 @@ async fn queue_fault(State(e): State<Emulator>, body: Bytes) -> Response {
                 .into_response();
         }
     };
-    match faults::parse_queue_body(&v) {
-        Ok(q) => {
-            let mut faults = lock(&e.inner.faults);
-            if q.remaining > 0 {
-                faults.push_back(q);
-            }
-            let n: u64 = faults.iter().map(|f| f.remaining).sum();
-            axum::Json(json!({"queued": n})).into_response()
-        }
+    match e.queue_fault(&v) {
+        Ok(n) => axum::Json(json!({"queued": n})).into_response(),
         Err(msg) => (StatusCode::BAD_REQUEST, axum::Json(json!({"error": msg}))).into_response(),
     }
+}
+
+/// Unknown routes: a JSON 404 that names the route, to make a wrong `base_url` obvious.
+async fn no_route(method: axum::http::Method, uri: Uri) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(json!({"error": {
+            "message": format!(
+                "gaterouter-emulator has no route for {method} {}; provider routes are /openai/v1/chat/completions, /deepseek/v1/chat/completions, /anthropic/v1/messages, /gemini/v1beta/models/MODEL:generateContent (see the crate docs)",
+                uri.path()
+            ),
+            "type": "not_found_error",
+            "code": 404,
+            "status": "NOT_FOUND"
+        }})),
+    )
+        .into_response()
 }
 
 async fn reset(State(e): State<Emulator>) -> Response {
@@ -631,21 +862,11 @@ async fn reset(State(e): State<Emulator>) -> Response {
 }
 
 async fn stats(State(e): State<Emulator>) -> Response {
-    let queued: u64 = lock(&e.inner.faults).iter().map(|f| f.remaining).sum();
-    let st = lock(&e.inner.stats);
-    axum::Json(json!({
-        "total": st.total,
-        "by_provider": st.by_provider,
-        "by_outcome": st.by_outcome,
-        "by_provider_outcome": st.by_provider_outcome,
-        "faults_queued": queued,
-    }))
-    .into_response()
+    axum::Json(e.stats()).into_response()
 }
 
 async fn requests(State(e): State<Emulator>) -> Response {
-    let log: Vec<Value> = lock(&e.inner.requests).iter().cloned().collect();
-    axum::Json(Value::Array(log)).into_response()
+    axum::Json(Value::Array(e.requests())).into_response()
 }
 
 /// A running emulator; dropping it stops the server.
@@ -698,8 +919,13 @@ pub async fn start(addr: SocketAddr) -> std::io::Result<EmulatorHandle> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     // No Nagle: small SSE events must not wait for delayed ACKs.
-    let listener = listener.tap_io(|tcp| {
+    let counters = emulator.clone();
+    let listener = listener.tap_io(move |tcp| {
         let _ = tcp.set_nodelay(true);
+        counters.inner.accepted.fetch_add(1, Ordering::Relaxed);
+        if tcp.nodelay().unwrap_or(false) {
+            counters.inner.nodelay.fetch_add(1, Ordering::Relaxed);
+        }
     });
     let (tx, rx) = oneshot::channel::<()>();
     let app = emulator.router();
@@ -762,7 +988,10 @@ pub fn start_blocking(addr: SocketAddr) -> std::io::Result<BlockingHandle> {
     let thread = std::thread::Builder::new()
         .name("gaterouter-emulator".into())
         .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     let _ = ready_tx.send(Err(e));
@@ -791,4 +1020,3 @@ pub fn start_blocking(addr: SocketAddr) -> std::io::Result<BlockingHandle> {
         thread: Some(thread),
     })
 }
-
