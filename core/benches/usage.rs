@@ -144,5 +144,42 @@ fn bench_reporter(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_record, bench_reporter);
+/// On-CPU nanoseconds of this thread (Linux `schedstat`), to report per-record cost
+/// independent of how busy a shared machine is; `None` elsewhere.
+fn thread_cpu_ns() -> Option<u64> {
+    std::fs::read_to_string("/proc/thread-self/schedstat").ok()?.split_whitespace().next()?.parse().ok()
+}
+
+/// Prints median on-CPU time per operation over 21 rounds of 2 000 operations.
+fn cpu_time_report(_c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let _g = rt.enter();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = ReportingConfig { spool_dir: Some(dir.path().to_path_buf()), max_spool_bytes: 1 << 34, ..Default::default() };
+    let signer = UsageSigner::from_seed(&[9u8; 32]);
+    let rec = Recorder::start_with(&cfg, &identity(), SdkInfo::rust(), Some(signer.clone())).expect("recorder");
+    let canonical = UsageRecord::build(input(), &identity(), &SdkInfo::rust(), RecordId::new_v7(), 1)
+        .expect("build")
+        .canonical_json()
+        .expect("canonical");
+    let mut ops: Vec<(&str, Box<dyn FnMut()>)> = vec![
+        ("record/build_sign_append", Box::new(|| drop(rec.record(input()).expect("record")))),
+        ("record/sign", Box::new(|| drop(signer.sign(canonical.as_bytes())))),
+    ];
+    for (name, op) in ops.iter_mut() {
+        let mut per_op = Vec::new();
+        for _ in 0..21 {
+            let Some(a) = thread_cpu_ns() else { return };
+            for _ in 0..2000 {
+                op();
+            }
+            let b = thread_cpu_ns().unwrap_or(a);
+            per_op.push((b - a) as f64 / 2000.0 / 1000.0);
+        }
+        per_op.sort_by(f64::total_cmp);
+        println!("{name}: median on-CPU time {:.2} us/op (min {:.2})", per_op[10], per_op[0]);
+    }
+}
+
+criterion_group!(benches, cpu_time_report, bench_record, bench_reporter);
 criterion_main!(benches);

@@ -28,8 +28,9 @@
 //! [`MAX_FRAME_BYTES`], a short payload or a CRC mismatch ends the valid part of that
 //! segment: it and everything after it in that segment is skipped (counted in
 //! [`SpoolStatus::torn_bytes_skipped`]) and never corrupts other records. The file is left
-//! as it is (sealed, read-only); new appends go to a **fresh segment**. If the last
-//! segment is clean, appends continue in it.
+//! as it is (sealed, read-only, deleted once its valid records are delivered); new
+//! appends go to a **fresh segment**, never after the garbage. If the last segment is
+//! clean, appends continue in it.
 //!
 //! # Size cap
 //! `max_bytes` bounds the bytes of all segment files. When an append would exceed it the
