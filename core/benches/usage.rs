@@ -150,6 +150,9 @@ fn thread_cpu_ns() -> Option<u64> {
     std::fs::read_to_string("/proc/thread-self/schedstat").ok()?.split_whitespace().next()?.parse().ok()
 }
 
+/// A named operation to time.
+type Op<'a> = (&'static str, Box<dyn FnMut() + 'a>);
+
 /// Prints median on-CPU time per operation over 21 rounds of 2 000 operations.
 fn cpu_time_report(_c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
@@ -162,7 +165,7 @@ fn cpu_time_report(_c: &mut Criterion) {
         .expect("build")
         .canonical_json()
         .expect("canonical");
-    let mut ops: Vec<(&str, Box<dyn FnMut()>)> = vec![
+    let mut ops: Vec<Op<'_>> = vec![
         ("record/build_sign_append", Box::new(|| drop(rec.record(input()).expect("record")))),
         ("record/sign", Box::new(|| drop(signer.sign(canonical.as_bytes())))),
     ];

@@ -1,5 +1,7 @@
 //! `core/data/usage-api.openapi.json` agrees with the record type and the reporter.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 

@@ -2,6 +2,8 @@
 //! and timeouts, exactly-once storage, partial rejection to the dead-letter file,
 //! restart from the spool.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
