@@ -823,6 +823,31 @@ mod tests {
     }
 
     #[test]
+    fn max_seq_survives_deletion_of_every_segment() {
+        let d = tempfile::tempdir().unwrap();
+        let sp = Spool::open(opts(d.path())).unwrap();
+        for i in 1..=5 {
+            sp.append(&payload(i), i).unwrap();
+        }
+        let b = sp.read_batch(100, u64::MAX).unwrap();
+        sp.ack(&b).unwrap();
+        sp.close().unwrap();
+        drop(sp);
+        for e in fs::read_dir(d.path()).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "seg") {
+                fs::remove_file(p).unwrap();
+            }
+        }
+        let sp = Spool::open(opts(d.path())).unwrap();
+        assert_eq!((sp.max_seq(), sp.pending_records()), (5, 0));
+        // The next segment number is past the cursor's, so the new record is not skipped.
+        sp.append(&payload(6), 6).unwrap();
+        let b = sp.read_batch(100, u64::MAX).unwrap();
+        assert_eq!(b.records.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![6]);
+    }
+
+    #[test]
     fn second_open_is_locked() {
         let d = tempfile::tempdir().unwrap();
         let _a = Spool::open(opts(d.path())).unwrap();
