@@ -37,8 +37,8 @@ export declare class NativeClient {
    */
   cancel(callId: number): void
   /**
-   * Close the client: abort every in-flight call and stream and release the client;
-   * later calls resolve to a `CLIENT_CLOSED` envelope. Idempotent.
+   * Close the client: abort every in-flight call and stream (they resolve to a
+   * `CLIENT_CLOSED` envelope, as do later calls) and release the client. Idempotent.
    */
   close(): void
   /**
@@ -52,7 +52,8 @@ export declare class NativeClient {
 export declare class NativeStream {
   /**
    * Next chunk as an envelope (`{"ok": ChatCompletionChunk}` or `{"error": ...}`), or
-   * `null` after the last chunk. After an error or `close()` it resolves to `null`.
+   * `null` after the last chunk; after an error, `null`; after `close()`, `ABORTED`
+   * (`CLIENT_CLOSED` when the client was closed).
    */
   next(): Promise<string | null>
   /** Stop reading: abort a pending `next()` and drop the connection. Idempotent. */

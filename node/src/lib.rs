@@ -106,6 +106,11 @@ fn aborted_json() -> String {
     local_error_json(ABORTED, "the call was aborted")
 }
 
+/// What a cancelled call reports: closing the client (the root token) or its own abort.
+fn cancelled_json(root: &CancellationToken) -> String {
+    if root.is_cancelled() { closed_json() } else { aborted_json() }
+}
+
 fn closed_json() -> String {
     local_error_json(CLIENT_CLOSED, "the client is closed: create a new GateRouter")
 }
@@ -206,6 +211,7 @@ impl NativeClient {
     pub fn chat<'env>(&self, env: &'env Env, request_json: String, call_id: Option<u32>) -> NapiResult<PromiseRaw<'env, String>> {
         let client = self.client();
         let (token, guard) = self.start_call(call_id);
+        let root = self.root.clone();
         env.spawn_future(async move {
             let _guard = guard;
             let Some(client) = client else { return Ok(closed_json()) };
@@ -215,7 +221,7 @@ impl NativeClient {
             };
             Ok(tokio::select! {
                 biased;
-                _ = token.cancelled() => aborted_json(),
+                _ = token.cancelled() => cancelled_json(&root),
                 r = client.chat(req) => result_json(r),
             })
         })
@@ -241,7 +247,7 @@ impl NativeClient {
             })
             .flatten()
             .boxed();
-        NativeStream { inner: Arc::new(tokio::sync::Mutex::new(Some(chunks))), token }
+        NativeStream { inner: Arc::new(tokio::sync::Mutex::new(Some(chunks))), token, root: self.root.clone() }
     }
 
     /// Cancel the call started with `callId`: its provider request is dropped and its
@@ -253,8 +259,8 @@ impl NativeClient {
         }
     }
 
-    /// Close the client: abort every in-flight call and stream and release the client;
-    /// later calls resolve to a `CLIENT_CLOSED` envelope. Idempotent.
+    /// Close the client: abort every in-flight call and stream (they resolve to a
+    /// `CLIENT_CLOSED` envelope, as do later calls) and release the client. Idempotent.
     #[napi]
     pub fn close(&self) {
         self.root.cancel();
@@ -278,7 +284,10 @@ type Chunks = futures_util::stream::BoxStream<'static, Result<gaterouter::ChatCh
 pub struct NativeStream {
     /// `None` once ended, failed or closed (dropping it drops the connection).
     inner: Arc<tokio::sync::Mutex<Option<Chunks>>>,
+    /// This stream's token (a child of the client's root).
     token: CancellationToken,
+    /// The client's root token, to tell `close()` of the client from the stream's own.
+    root: CancellationToken,
 }
 
 impl std::fmt::Debug for NativeStream {
@@ -290,15 +299,17 @@ impl std::fmt::Debug for NativeStream {
 #[napi]
 impl NativeStream {
     /// Next chunk as an envelope (`{"ok": ChatCompletionChunk}` or `{"error": ...}`), or
-    /// `null` after the last chunk; after an error, `null`; after `close()`, `ABORTED`.
+    /// `null` after the last chunk; after an error, `null`; after `close()`, `ABORTED`
+    /// (`CLIENT_CLOSED` when the client was closed).
     #[napi(ts_return_type = "Promise<string | null>")]
     pub fn next<'env>(&self, env: &'env Env) -> NapiResult<PromiseRaw<'env, Option<String>>> {
         let inner = self.inner.clone();
         let token = self.token.clone();
+        let root = self.root.clone();
         env.spawn_future(async move {
             let mut guard = tokio::select! {
                 biased;
-                _ = token.cancelled() => return Ok(Some(aborted_json())),
+                _ = token.cancelled() => return Ok(Some(cancelled_json(&root))),
                 g = inner.lock() => g,
             };
             let Some(chunks) = guard.as_mut() else { return Ok(None) };
@@ -306,7 +317,7 @@ impl NativeStream {
                 biased;
                 _ = token.cancelled() => {
                     *guard = None;
-                    return Ok(Some(aborted_json()));
+                    return Ok(Some(cancelled_json(&root)));
                 }
                 item = chunks.next() => item,
             };
