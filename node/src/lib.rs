@@ -108,18 +108,28 @@ fn aborted_json() -> String {
 
 /// What a cancelled call reports: closing the client (the root token) or its own abort.
 fn cancelled_json(root: &CancellationToken) -> String {
-    if root.is_cancelled() { closed_json() } else { aborted_json() }
+    if root.is_cancelled() {
+        closed_json()
+    } else {
+        aborted_json()
+    }
 }
 
 fn closed_json() -> String {
-    local_error_json(CLIENT_CLOSED, "the client is closed: create a new GateRouter")
+    local_error_json(
+        CLIENT_CLOSED,
+        "the client is closed: create a new GateRouter",
+    )
 }
 
 fn envelope<T: Serialize>(outcome: Outcome<'_, T>) -> String {
     // Serializing our own plain types cannot fail (string keys, finite numbers); keep a
     // well-formed fallback rather than a panic all the same.
     serde_json::to_string(&outcome).unwrap_or_else(|e| {
-        format!(r#"{{"error":{{"code":"INVALID_RESPONSE","message":{}}}}}"#, serde_json::Value::from(format!("cannot serialize: {e}")))
+        format!(
+            r#"{{"error":{{"code":"INVALID_RESPONSE","message":{}}}}}"#,
+            serde_json::Value::from(format!("cannot serialize: {e}"))
+        )
     })
 }
 
@@ -143,7 +153,10 @@ struct CallGuard {
 impl Drop for CallGuard {
     fn drop(&mut self) {
         if let Some(id) = self.id {
-            self.calls.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
+            self.calls
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&id);
         }
     }
 }
@@ -167,7 +180,10 @@ impl NativeClient {
     /// from the environment). Throws synchronously (code `CONFIG`) on a bad config; the
     /// message names the field and the fix.
     #[napi(constructor)]
-    pub fn new(config_json: Option<String>, config_file: Option<String>) -> napi::Result<Self, String> {
+    pub fn new(
+        config_json: Option<String>,
+        config_file: Option<String>,
+    ) -> napi::Result<Self, String> {
         let config = match (config_json, config_file) {
             (Some(_), Some(_)) => Err(Error::config(
                 "new GateRouter()",
@@ -193,28 +209,47 @@ impl NativeClient {
     }
 
     fn client(&self) -> Option<Client> {
-        self.client.read().unwrap_or_else(PoisonError::into_inner).clone()
+        self.client
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Register a call's token synchronously (before any await), under `call_id` if given.
     fn start_call(&self, call_id: Option<u32>) -> (CancellationToken, CallGuard) {
         let token = self.root.child_token();
         if let Some(id) = call_id {
-            self.calls.lock().unwrap_or_else(PoisonError::into_inner).insert(id, token.clone());
+            self.calls
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(id, token.clone());
         }
-        (token, CallGuard { calls: self.calls.clone(), id: call_id })
+        (
+            token,
+            CallGuard {
+                calls: self.calls.clone(),
+                id: call_id,
+            },
+        )
     }
 
     /// Chat: request JSON in, outcome envelope out (`{"ok": ChatCompletion}` or
     /// `{"error": ...}`). `callId` makes the call cancellable with `cancel(callId)`.
     #[napi(ts_return_type = "Promise<string>")]
-    pub fn chat<'env>(&self, env: &'env Env, request_json: String, call_id: Option<u32>) -> NapiResult<PromiseRaw<'env, String>> {
+    pub fn chat<'env>(
+        &self,
+        env: &'env Env,
+        request_json: String,
+        call_id: Option<u32>,
+    ) -> NapiResult<PromiseRaw<'env, String>> {
         let client = self.client();
         let (token, guard) = self.start_call(call_id);
         let root = self.root.clone();
         env.spawn_future(async move {
             let _guard = guard;
-            let Some(client) = client else { return Ok(closed_json()) };
+            let Some(client) = client else {
+                return Ok(closed_json());
+            };
             let req = match ChatRequest::from_json(&request_json) {
                 Ok(r) => r,
                 Err(e) => return Ok(error_json(&e)),
@@ -234,7 +269,9 @@ impl NativeClient {
         let client = self.client();
         let token = self.root.child_token();
         let opened = futures_util::stream::once(async move {
-            let Some(client) = client else { return Err(None) };
+            let Some(client) = client else {
+                return Err(None);
+            };
             let req = ChatRequest::from_json(&request_json).map_err(Some)?;
             client.chat_stream(req).await.map_err(Some)
         });
@@ -247,14 +284,23 @@ impl NativeClient {
             })
             .flatten()
             .boxed();
-        NativeStream { inner: Arc::new(tokio::sync::Mutex::new(Some(chunks))), token, root: self.root.clone() }
+        NativeStream {
+            inner: Arc::new(tokio::sync::Mutex::new(Some(chunks))),
+            token,
+            root: self.root.clone(),
+        }
     }
 
     /// Cancel the call started with `callId`: its provider request is dropped and its
     /// promise resolves to an `ABORTED` envelope. Unknown (finished) ids are ignored.
     #[napi]
     pub fn cancel(&self, call_id: u32) {
-        if let Some(token) = self.calls.lock().unwrap_or_else(PoisonError::into_inner).get(&call_id) {
+        if let Some(token) = self
+            .calls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&call_id)
+        {
             token.cancel();
         }
     }
@@ -264,20 +310,28 @@ impl NativeClient {
     #[napi]
     pub fn close(&self) {
         self.root.cancel();
-        self.client.write().unwrap_or_else(PoisonError::into_inner).take();
+        self.client
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
     }
 
     /// Number of calls currently registered for cancellation (for tests: it must go back
     /// to zero, or entries leak).
     #[napi(getter)]
     pub fn pending_calls(&self) -> u32 {
-        let n = self.calls.lock().unwrap_or_else(PoisonError::into_inner).len();
+        let n = self
+            .calls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
         u32::try_from(n).unwrap_or(u32::MAX)
     }
 }
 
 /// A chunk stream whose items carry either a core error or `None` for "client closed".
-type Chunks = futures_util::stream::BoxStream<'static, Result<gaterouter::ChatChunk, Option<Error>>>;
+type Chunks =
+    futures_util::stream::BoxStream<'static, Result<gaterouter::ChatChunk, Option<Error>>>;
 
 /// A native chat stream: `next()` resolves to chunk envelopes, then `null`.
 #[napi]
@@ -292,7 +346,9 @@ pub struct NativeStream {
 
 impl std::fmt::Debug for NativeStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NativeStream").field("cancelled", &self.token.is_cancelled()).finish_non_exhaustive()
+        f.debug_struct("NativeStream")
+            .field("cancelled", &self.token.is_cancelled())
+            .finish_non_exhaustive()
     }
 }
 
@@ -312,7 +368,9 @@ impl NativeStream {
                 _ = token.cancelled() => return Ok(Some(cancelled_json(&root))),
                 g = inner.lock() => g,
             };
-            let Some(chunks) = guard.as_mut() else { return Ok(None) };
+            let Some(chunks) = guard.as_mut() else {
+                return Ok(None);
+            };
             let item = tokio::select! {
                 biased;
                 _ = token.cancelled() => {
