@@ -121,6 +121,10 @@ function anySignal(a, b) {
  */
 function withSignal(promise, signal, onAbort) {
   if (!signal) return promise
+  if (signal.aborted) {
+    onAbort()
+    return Promise.reject(abortError(signal))
+  }
   return new Promise((resolve, reject) => {
     const abort = () => {
       onAbort()
@@ -167,7 +171,6 @@ class Stream {
       this._first = undefined
     } else {
       try {
-        if (this._signal.aborted) throw abortError(this._signal)
         const text = await withSignal(this._native.next(), this._signal, () => this._native.close())
         chunk = text === null ? null : unwrap(text, this._signal)
       } catch (e) {
