@@ -1,0 +1,413 @@
+// Types of the `gaterouter` package (hand-written; the shapes are those the Rust core
+// serializes, which follow the OpenAI Chat Completions API and the OpenAI Node SDK).
+
+// ---------------------------------------------------------------- configuration
+
+/** Wire format of a provider. */
+export type ProviderKind = 'openai' | 'anthropic' | 'gemini'
+
+/**
+ * One provider entry. For a built-in name (`openai`, `anthropic`, `gemini`, `deepseek`,
+ * ...) every field is optional and overrides the built-in; a new name needs `kind` and
+ * `base_url`.
+ */
+export interface ProviderConfig {
+  kind?: ProviderKind
+  /** OpenAI-style: up to and including `/v1`; Anthropic: the host; Gemini: up to the API version. */
+  base_url?: string
+  /** The API key inline. Prefer `api_key_env`. */
+  api_key?: string
+  /** Name of the environment variable holding the API key. */
+  api_key_env?: string
+  /** Extra HTTP headers sent with every request. */
+  headers?: Record<string, string>
+  /** Anthropic `anthropic-version` header. Default `2023-06-01`. */
+  api_version?: string
+  /** Per-provider request timeout in milliseconds (overrides `timeouts.request_ms`). */
+  request_timeout_ms?: number
+}
+
+/** Who is calling; stamped on usage records. */
+export interface IdentityConfig {
+  org?: string
+  department?: string
+  project?: string
+  group?: string
+  user?: string
+  api_key_id?: string
+}
+
+/** Timeouts in milliseconds. */
+export interface TimeoutsConfig {
+  /** TCP + TLS connect. Default 10 000. */
+  connect_ms?: number
+  /** Whole non-streaming request, and a stream's first byte. Default 120 000. */
+  request_ms?: number
+  /** Longest silence between two stream events. Default 60 000. */
+  stream_idle_ms?: number
+}
+
+/** Retries for 429, 5xx, timeouts and connection failures (4xx are never retried). */
+export interface RetryConfig {
+  /** Retries after the first attempt. Default 2. */
+  max_retries?: number
+  /** First backoff. Default 500. */
+  initial_backoff_ms?: number
+  /** Backoff ceiling. Default 8 000. */
+  max_backoff_ms?: number
+  /** A `retry-after` longer than this is not waited for. Default 60 000. */
+  max_retry_after_ms?: number
+  /** Time budget for all attempts of one call. Default 180 000. */
+  max_total_ms?: number
+}
+
+/** A model the app may use. */
+export interface ModelEntry {
+  /** `provider/model`. */
+  id: string
+  /** Name sent to the provider when it differs from the model part of `id`. */
+  provider_model?: string
+}
+
+/**
+ * The configuration, in the structure of `gaterouter.toml` (snake_case keys). Unknown
+ * keys are refused with a `ConfigError` naming them.
+ */
+export interface GateRouterConfig {
+  /** Model used for `auto` until routing picks one. Default `openai/gpt-4o-mini`. */
+  default_model?: string
+  providers?: Record<string, ProviderConfig>
+  /** Whether the built-in providers are available. Default true. */
+  builtin_providers?: boolean
+  /** Allowed models (empty: all models of configured providers). */
+  models?: ModelEntry[]
+  identity?: IdentityConfig
+  timeouts?: TimeoutsConfig
+  retry?: RetryConfig
+}
+
+/** Options of `new GateRouter()`: at most one of `config` and `configFile`. */
+export interface ClientOptions {
+  /** The configuration as an object. */
+  config?: GateRouterConfig
+  /** Path of a TOML configuration file. */
+  configFile?: string
+}
+
+// ---------------------------------------------------------------- requests
+
+export interface ChatCompletionContentPartText {
+  type: 'text'
+  text: string
+}
+
+export interface ChatCompletionContentPartImage {
+  type: 'image_url'
+  image_url: {
+    /** `https://...` or `data:image/png;base64,...`. */
+    url: string
+    detail?: 'auto' | 'low' | 'high'
+  }
+}
+
+export type ChatCompletionContentPart = ChatCompletionContentPartText | ChatCompletionContentPartImage
+
+export interface ChatCompletionSystemMessageParam {
+  role: 'system' | 'developer'
+  content: string | ChatCompletionContentPartText[]
+  name?: string
+}
+
+export interface ChatCompletionUserMessageParam {
+  role: 'user'
+  content: string | ChatCompletionContentPart[]
+  name?: string
+}
+
+export interface ChatCompletionMessageToolCall {
+  /** Repeated as `tool_call_id` by the tool message that answers it. */
+  id: string
+  type: 'function'
+  function: {
+    name: string
+    /** The arguments as a JSON-encoded string. */
+    arguments: string
+  }
+}
+
+export interface ChatCompletionAssistantMessageParam {
+  role: 'assistant'
+  content?: string | ChatCompletionContentPartText[] | null
+  name?: string
+  tool_calls?: ChatCompletionMessageToolCall[]
+  /** Accepted (so a response message can be appended as is) and never sent back. */
+  reasoning_content?: string | null
+  refusal?: string | null
+}
+
+export interface ChatCompletionToolMessageParam {
+  role: 'tool'
+  tool_call_id: string
+  content: string | ChatCompletionContentPartText[]
+}
+
+export type ChatCompletionMessageParam =
+  | ChatCompletionSystemMessageParam
+  | ChatCompletionUserMessageParam
+  | ChatCompletionAssistantMessageParam
+  | ChatCompletionToolMessageParam
+
+export interface FunctionDefinition {
+  /** 1-64 characters of a-z, A-Z, 0-9, _ or -. */
+  name: string
+  description?: string
+  /** JSON Schema of the arguments object. */
+  parameters?: Record<string, unknown>
+  strict?: boolean | null
+}
+
+export interface ChatCompletionTool {
+  type: 'function'
+  function: FunctionDefinition
+}
+
+export type ChatCompletionToolChoiceOption =
+  | 'auto'
+  | 'none'
+  | 'required'
+  | { type: 'function'; function: { name: string } }
+
+export type ResponseFormat =
+  | { type: 'text' }
+  | { type: 'json_object' }
+  | {
+      type: 'json_schema'
+      json_schema: { name: string; description?: string; schema: Record<string, unknown>; strict?: boolean | null }
+    }
+
+/** Request body of `chat.completions.create` (OpenAI Node SDK field names). */
+export interface ChatCompletionCreateParamsBase {
+  /** `provider/model` (e.g. `anthropic/claude-sonnet-4-5`) or `auto`. */
+  model: string
+  messages: ChatCompletionMessageParam[]
+  stream?: boolean | null
+  /** Accepted for compatibility and ignored: the last chunk always carries `usage`. */
+  stream_options?: { include_usage?: boolean } | null
+  temperature?: number | null
+  top_p?: number | null
+  max_tokens?: number | null
+  /** Alias of `max_tokens`. */
+  max_completion_tokens?: number | null
+  stop?: string | string[] | null
+  tools?: ChatCompletionTool[]
+  tool_choice?: ChatCompletionToolChoiceOption
+  response_format?: ResponseFormat
+  seed?: number | null
+  user?: string
+  metadata?: Record<string, string> | null
+  /** Cancels the call (also accepted in the second argument, as in the OpenAI SDK). */
+  signal?: AbortSignal | null
+}
+
+export interface ChatCompletionCreateParamsNonStreaming extends ChatCompletionCreateParamsBase {
+  stream?: false | null
+}
+
+export interface ChatCompletionCreateParamsStreaming extends ChatCompletionCreateParamsBase {
+  stream: true
+}
+
+export type ChatCompletionCreateParams = ChatCompletionCreateParamsNonStreaming | ChatCompletionCreateParamsStreaming
+
+/** Per-call options (second argument of `create`). */
+export interface RequestOptions {
+  /** Aborting rejects the call with an {@link AbortError} and drops the provider request. */
+  signal?: AbortSignal | null
+}
+
+// ---------------------------------------------------------------- responses
+
+/**
+ * Token usage in OpenAI's convention whatever the provider: `prompt_tokens` includes
+ * `cached_prompt_tokens` and `cache_write_tokens`; `completion_tokens` includes
+ * `reasoning_tokens`.
+ */
+export interface CompletionUsage {
+  prompt_tokens: number
+  completion_tokens: number
+  total_tokens: number
+  cached_prompt_tokens: number
+  cache_write_tokens: number
+  reasoning_tokens: number
+}
+
+export type FinishReason = 'stop' | 'length' | 'tool_calls' | 'content_filter'
+
+export interface ChatCompletionMessage {
+  role: 'assistant'
+  content: string | null
+  /** Absent when the model called no tool. */
+  tool_calls?: ChatCompletionMessageToolCall[]
+  /** Visible reasoning text (DeepSeek, Anthropic/Gemini thinking), when present. */
+  reasoning_content?: string
+  refusal?: string
+}
+
+export interface ChatCompletionChoice {
+  index: number
+  message: ChatCompletionMessage
+  finish_reason: FinishReason
+}
+
+export interface ChatCompletion {
+  id: string
+  object: 'chat.completion'
+  /** Unix seconds. */
+  created: number
+  /** The concrete `provider/model` that answered. */
+  model: string
+  choices: ChatCompletionChoice[]
+  usage: CompletionUsage
+}
+
+export interface ChatCompletionChunkToolCall {
+  /** Fragments with the same index belong to one call. */
+  index: number
+  id?: string
+  type?: 'function'
+  function: { name?: string; arguments?: string }
+}
+
+export interface ChatCompletionChunkDelta {
+  role?: 'assistant'
+  content?: string
+  reasoning_content?: string
+  tool_calls?: ChatCompletionChunkToolCall[]
+}
+
+export interface ChatCompletionChunkChoice {
+  index: number
+  delta: ChatCompletionChunkDelta
+  finish_reason: FinishReason | null
+}
+
+/** A stream chunk; the last chunk of a stream has empty `choices` and `usage` set. */
+export interface ChatCompletionChunk {
+  id: string
+  object: 'chat.completion.chunk'
+  created: number
+  model: string
+  choices: ChatCompletionChunkChoice[]
+  usage?: CompletionUsage
+}
+
+/** Async iterable of chunks: `for await (const chunk of stream)`. */
+export declare class Stream implements AsyncIterable<ChatCompletionChunk> {
+  private constructor()
+  /** Final usage, set once the last chunk has been read; `null` before. */
+  usage: CompletionUsage | null
+  /** Aborting it stops the stream and drops the connection. */
+  readonly controller: AbortController
+  [Symbol.asyncIterator](): AsyncIterator<ChatCompletionChunk>
+  /** Stop reading and drop the connection. */
+  close(): Promise<void>
+}
+
+// ---------------------------------------------------------------- errors
+
+/** The stable error codes of the Rust core, plus `CLIENT_CLOSED`. */
+export type ErrorCode =
+  | 'CONFIG'
+  | 'AUTH'
+  | 'RATE_LIMITED'
+  | 'PROVIDER_UNAVAILABLE'
+  | 'INVALID_REQUEST'
+  | 'CONTEXT_LENGTH_EXCEEDED'
+  | 'TIMEOUT'
+  | 'STREAM_INTERRUPTED'
+  | 'INVALID_RESPONSE'
+  | 'BUDGET_EXCEEDED'
+  | 'PERMISSION_DENIED'
+  | 'CLIENT_CLOSED'
+
+export interface GateRouterErrorInfo {
+  code?: ErrorCode | (string & {})
+  retryAfter?: number | null
+  provider?: string | null
+  status?: number | null
+  providerMessage?: string | null
+  field?: string | null
+}
+
+/** Base class of every GateRouter error. */
+export declare class GateRouterError extends Error {
+  constructor(message: string, info?: GateRouterErrorInfo, options?: ErrorOptions)
+  /** Stable code; new codes may be added. */
+  readonly code: ErrorCode | (string & {})
+  /** Seconds to wait before retrying, when the provider said (rate limits). */
+  readonly retryAfter: number | null
+  /** The provider the error came from (config name, e.g. `openai`). */
+  readonly provider: string | null
+  /** The provider's HTTP status. */
+  readonly status: number | null
+  /** The provider's own error message. */
+  readonly providerMessage: string | null
+  /** The offending request field (`messages[2].tool_call_id`) for `INVALID_REQUEST`. */
+  readonly field: string | null
+}
+/** `CONFIG`: a config file, field or environment variable must be fixed. */
+export declare class ConfigError extends GateRouterError {}
+/** `AUTH`: the provider refused the credentials. */
+export declare class AuthenticationError extends GateRouterError {}
+/** `RATE_LIMITED`: see `retryAfter`. */
+export declare class RateLimitError extends GateRouterError {}
+/** `PROVIDER_UNAVAILABLE`: down, overloaded or unreachable. */
+export declare class ProviderUnavailableError extends GateRouterError {}
+/** `INVALID_REQUEST`: never retried; `field` names the culprit when known. */
+export declare class InvalidRequestError extends GateRouterError {}
+/** `CONTEXT_LENGTH_EXCEEDED`: the prompt plus `max_tokens` do not fit. */
+export declare class ContextLengthExceededError extends InvalidRequestError {}
+/** `TIMEOUT`: no answer within the configured timeout. */
+export declare class APITimeoutError extends GateRouterError {}
+/** `STREAM_INTERRUPTED`: a stream ended early. */
+export declare class StreamInterruptedError extends GateRouterError {}
+/** `INVALID_RESPONSE`: the provider's answer is unusable. */
+export declare class InvalidResponseError extends GateRouterError {}
+/** `BUDGET_EXCEEDED`: a budget or quota would be exceeded. */
+export declare class BudgetExceededError extends GateRouterError {}
+/** `PERMISSION_DENIED`: the caller may not use this model. */
+export declare class PermissionDeniedError extends GateRouterError {}
+/** `CLIENT_CLOSED`: `close()` was called before this call. */
+export declare class ClientClosedError extends GateRouterError {}
+
+/** A call cancelled by an AbortSignal; `cause` is the signal's reason. */
+export declare class AbortError extends Error {
+  constructor(message?: string, options?: ErrorOptions)
+  readonly name: 'AbortError'
+  readonly code: 'ABORT_ERR'
+}
+
+// ---------------------------------------------------------------- client
+
+export interface Completions {
+  create(body: ChatCompletionCreateParamsNonStreaming, options?: RequestOptions): Promise<ChatCompletion>
+  create(body: ChatCompletionCreateParamsStreaming, options?: RequestOptions): Promise<Stream>
+  create(body: ChatCompletionCreateParamsBase, options?: RequestOptions): Promise<ChatCompletion | Stream>
+}
+
+/**
+ * The client. Calls never block the event loop (network waits run in Rust on tokio);
+ * one client is meant to be shared by all concurrent calls.
+ */
+export declare class GateRouter {
+  /** Throws a {@link ConfigError} naming the field and the fix when the config is wrong. */
+  constructor(options?: ClientOptions)
+  readonly chat: { readonly completions: Completions }
+  /** Abort in-flight calls and streams and release the connection pool. Idempotent. */
+  close(): Promise<void>
+}
+
+export default GateRouter
+
+/** Version of the Rust core inside the native addon. */
+export declare function coreVersion(): string

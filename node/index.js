@@ -1,0 +1,335 @@
+'use strict'
+// gaterouter for Node.js: the OpenAI Node SDK's shape over the Rust core.
+//
+// Requests cross into Rust as JSON text and answers come back as JSON text (an outcome
+// envelope, see src/lib.rs), so the core's serde types are the one definition of every
+// field. This file only builds the request, parses the envelope and wires AbortSignals.
+
+const native = require('./native.js')
+
+/** Base class of every GateRouter error; `code` is the stable kind code. */
+class GateRouterError extends Error {
+  /**
+   * @param {string} message
+   * @param {{code?: string, retryAfter?: number, provider?: string, status?: number,
+   *          providerMessage?: string, field?: string}} [info]
+   * @param {ErrorOptions} [options]
+   */
+  constructor(message, info = {}, options) {
+    super(message, options)
+    this.name = new.target.name
+    this.code = info.code ?? 'UNKNOWN'
+    this.retryAfter = info.retryAfter ?? null
+    this.provider = info.provider ?? null
+    this.status = info.status ?? null
+    this.providerMessage = info.providerMessage ?? null
+    this.field = info.field ?? null
+  }
+}
+
+class ConfigError extends GateRouterError {}
+class AuthenticationError extends GateRouterError {}
+class RateLimitError extends GateRouterError {}
+class ProviderUnavailableError extends GateRouterError {}
+class InvalidRequestError extends GateRouterError {}
+class ContextLengthExceededError extends InvalidRequestError {}
+class APITimeoutError extends GateRouterError {}
+class StreamInterruptedError extends GateRouterError {}
+class InvalidResponseError extends GateRouterError {}
+class BudgetExceededError extends GateRouterError {}
+class PermissionDeniedError extends GateRouterError {}
+class ClientClosedError extends GateRouterError {}
+
+/** Thrown when an AbortSignal (or `stream.controller.abort()`) cancels a call. */
+class AbortError extends Error {
+  constructor(message = 'The operation was aborted', options) {
+    super(message, options)
+    this.name = 'AbortError'
+    this.code = 'ABORT_ERR'
+  }
+}
+
+/** Error code (the core's `ErrorKind::code`) -> class. Unknown codes get the base class. */
+const ERROR_CLASSES = {
+  CONFIG: ConfigError,
+  AUTH: AuthenticationError,
+  RATE_LIMITED: RateLimitError,
+  PROVIDER_UNAVAILABLE: ProviderUnavailableError,
+  INVALID_REQUEST: InvalidRequestError,
+  CONTEXT_LENGTH_EXCEEDED: ContextLengthExceededError,
+  TIMEOUT: APITimeoutError,
+  STREAM_INTERRUPTED: StreamInterruptedError,
+  INVALID_RESPONSE: InvalidResponseError,
+  BUDGET_EXCEEDED: BudgetExceededError,
+  PERMISSION_DENIED: PermissionDeniedError,
+  CLIENT_CLOSED: ClientClosedError,
+}
+
+function toError(info, signal) {
+  if (info.code === 'ABORTED') return abortError(signal)
+  const Cls = ERROR_CLASSES[info.code] ?? GateRouterError
+  return new Cls(info.message, info)
+}
+
+function abortError(signal) {
+  const reason = signal && signal.reason
+  return new AbortError('The operation was aborted', reason !== undefined ? { cause: reason } : undefined)
+}
+
+/** Parse an outcome envelope: return the `ok` payload or throw the mapped error. */
+function unwrap(text, signal) {
+  const outcome = JSON.parse(text)
+  if (outcome.error !== undefined) throw toError(outcome.error, signal)
+  return outcome.ok
+}
+
+/** Keys of the body that steer the call rather than travel to the provider. */
+const LOCAL_KEYS = new Set(['stream', 'signal', 'stream_options'])
+
+function requestJson(body) {
+  if (body === null || typeof body !== 'object') {
+    throw new InvalidRequestError('create() takes one object: {model, messages, ...}', { code: 'INVALID_REQUEST' })
+  }
+  const out = {}
+  for (const [key, value] of Object.entries(body)) {
+    // `null` means "not set", as in the OpenAI SDK; `undefined` is dropped by JSON anyway.
+    // `stream_options` is accepted and ignored: usage always arrives on the last chunk.
+    if (value === null || value === undefined || LOCAL_KEYS.has(key)) continue
+    out[key] = value
+  }
+  return JSON.stringify(out)
+}
+
+/** A signal that fires when either given signal does (either may be absent). */
+function anySignal(a, b) {
+  if (!a) return b
+  if (!b) return a
+  if (typeof AbortSignal.any === 'function') return AbortSignal.any([a, b])
+  const ctrl = new AbortController()
+  const fire = (s) => () => ctrl.abort(s.reason)
+  if (a.aborted || b.aborted) ctrl.abort((a.aborted ? a : b).reason)
+  else {
+    a.addEventListener('abort', fire(a), { once: true })
+    b.addEventListener('abort', fire(b), { once: true })
+  }
+  return ctrl.signal
+}
+
+/**
+ * Race `promise` against `signal`: on abort, call `onAbort` (which cancels the native
+ * work) and reject at once with an AbortError, without waiting for Rust to notice.
+ */
+function withSignal(promise, signal, onAbort) {
+  if (!signal) return promise
+  if (signal.aborted) {
+    onAbort()
+    return Promise.reject(abortError(signal))
+  }
+  return new Promise((resolve, reject) => {
+    const abort = () => {
+      onAbort()
+      reject(abortError(signal))
+    }
+    signal.addEventListener('abort', abort, { once: true })
+    promise.then(
+      (v) => {
+        signal.removeEventListener('abort', abort)
+        resolve(v)
+      },
+      (e) => {
+        signal.removeEventListener('abort', abort)
+        reject(e)
+      },
+    )
+  })
+}
+
+/**
+ * Async iterable of chat completion chunks (`for await (const chunk of stream)`).
+ * `usage` holds the final usage once the last chunk has been read.
+ */
+class Stream {
+  /** `first` is the already-read first chunk, or `null` when the stream was empty. */
+  constructor(nativeStream, first, signal) {
+    this._native = nativeStream
+    this._first = first
+    this._done = false
+    /** Aborting it stops the stream and drops the connection (as in the OpenAI SDK). */
+    this.controller = new AbortController()
+    this._signal = anySignal(signal, this.controller.signal)
+    this._onAbort = () => this._native.close()
+    this._signal.addEventListener('abort', this._onAbort, { once: true })
+    /** Final token usage; set after the last chunk. */
+    this.usage = null
+  }
+
+  async _next() {
+    if (this._done) return { done: true, value: undefined }
+    let chunk
+    if (this._first !== undefined) {
+      chunk = this._first
+      this._first = undefined
+    } else {
+      try {
+        const text = await withSignal(this._native.next(), this._signal, () => this._native.close())
+        chunk = text === null ? null : unwrap(text, this._signal)
+      } catch (e) {
+        this._finish()
+        throw e
+      }
+    }
+    if (chunk === null) {
+      this._finish()
+      return { done: true, value: undefined }
+    }
+    if (chunk.usage) this.usage = chunk.usage
+    return { done: false, value: chunk }
+  }
+
+  _finish() {
+    if (this._done) return
+    this._done = true
+    this._signal.removeEventListener('abort', this._onAbort)
+    this._native.close()
+  }
+
+  [Symbol.asyncIterator]() {
+    return {
+      next: () => this._next(),
+      // `break` out of `for await`: stop reading and drop the connection.
+      return: async () => {
+        this._finish()
+        return { done: true, value: undefined }
+      },
+    }
+  }
+
+  /** Stop reading and drop the connection. */
+  async close() {
+    this._finish()
+  }
+}
+
+/** `client.chat.completions`. */
+class Completions {
+  constructor(client) {
+    this._client = client
+  }
+
+  /**
+   * Create a chat completion (OpenAI Node SDK shape). With `stream: true` it resolves to
+   * a {@link Stream} once the provider has answered (errors opening it reject here).
+   * `signal` may be given in the body or, as in the OpenAI SDK, in `options`.
+   */
+  create(body, options = {}) {
+    const client = this._client
+    const signal = anySignal(body && body.signal, options && options.signal)
+    let json
+    try {
+      json = requestJson(body)
+      client._checkOpen()
+    } catch (e) {
+      return Promise.reject(e)
+    }
+    if (signal && signal.aborted) return Promise.reject(abortError(signal))
+    return body.stream ? client._stream(json, signal) : client._chat(json, signal)
+  }
+}
+
+/**
+ * The GateRouter client: `new GateRouter({ config })`, `new GateRouter({ configFile })`
+ * or `new GateRouter()` (built-in providers, API keys from the environment).
+ */
+class GateRouter {
+  constructor(options = {}) {
+    const { config, configFile, ...rest } = options ?? {}
+    const unknown = Object.keys(rest)
+    if (unknown.length > 0) {
+      throw new ConfigError(
+        `unknown option(s) ${unknown.join(', ')}: new GateRouter() takes { config } or { configFile }`,
+        { code: 'CONFIG', field: unknown[0] },
+      )
+    }
+    try {
+      this._native = new native.NativeClient(
+        config === undefined || config === null ? undefined : JSON.stringify(config),
+        configFile === undefined || configFile === null ? undefined : String(configFile),
+      )
+    } catch (e) {
+      // The constructor throws with the error envelope as its message (see src/lib.rs).
+      let outcome
+      try {
+        outcome = JSON.parse(e.message)
+      } catch {
+        throw e
+      }
+      throw toError(outcome.error)
+    }
+    this._nextId = 1
+    this._closed = false
+    this.chat = { completions: new Completions(this) }
+  }
+
+  _checkOpen() {
+    if (this._closed) {
+      throw new ClientClosedError('the client is closed: create a new GateRouter', { code: 'CLIENT_CLOSED' })
+    }
+  }
+
+  _callId() {
+    const id = this._nextId
+    this._nextId = id >= 0xffffffff ? 1 : id + 1
+    return id
+  }
+
+  async _chat(json, signal) {
+    const id = this._callId()
+    const text = await withSignal(this._native.chat(json, id), signal, () => this._native.cancel(id))
+    return unwrap(text, signal)
+  }
+
+  async _stream(json, signal) {
+    const nativeStream = this._native.stream(json)
+    // Read the first chunk now, so that errors opening the stream reject `create()` as
+    // in the OpenAI SDK, rather than surfacing in the first iteration.
+    let first
+    try {
+      const text = await withSignal(nativeStream.next(), signal, () => nativeStream.close())
+      first = text === null ? null : unwrap(text, signal)
+    } catch (e) {
+      nativeStream.close()
+      throw e
+    }
+    return new Stream(nativeStream, first, signal)
+  }
+
+  /**
+   * Close the client: abort in-flight calls and streams and release the connection
+   * pool. Later calls reject with `ClientClosedError`. Idempotent.
+   */
+  async close() {
+    this._closed = true
+    this._native.close()
+  }
+}
+
+module.exports = {
+  GateRouter,
+  default: GateRouter,
+  Stream,
+  GateRouterError,
+  ConfigError,
+  AuthenticationError,
+  RateLimitError,
+  ProviderUnavailableError,
+  InvalidRequestError,
+  ContextLengthExceededError,
+  APITimeoutError,
+  StreamInterruptedError,
+  InvalidResponseError,
+  BudgetExceededError,
+  PermissionDeniedError,
+  ClientClosedError,
+  AbortError,
+  coreVersion: native.coreVersion,
+}

@@ -1,0 +1,411 @@
+//! `gaterouter` for Node.js: the napi-rs shim. It converts types and errors and nothing
+//! else; all logic lives in the `gaterouter` core crate.
+//!
+//! - Requests cross into Rust as JSON text (`ChatRequest::from_json`, which names the
+//!   offending field) and responses/chunks come back as JSON text, so the core's serde
+//!   types are the one definition of every field.
+//! - Every network wait runs on the tokio runtime napi-rs owns (`tokio_rt` feature); the
+//!   JS thread only converts strings, so the event loop is never blocked.
+//!
+//! ## How errors cross (mapped once, here)
+//! A native promise never rejects for a GateRouter failure. It resolves to an *outcome
+//! envelope*, one JSON text: `{"ok": <response or chunk>}` or
+//! `{"error": {"code", "message", "retryAfter", "provider", "status", "providerMessage",
+//! "field"}}`, where `code` is the core's stable [`ErrorKind::code`]. `index.js` parses
+//! it once (`JSON.parse` reads the payload in the same pass) and throws a
+//! `GateRouterError` carrying those fields. Why not a custom napi status: a napi
+//! rejection carries only `code` and `message`, so `retryAfter`, `provider` and the rest
+//! would have to be smuggled through the message text. Two codes are the shim's own:
+//! [`ABORTED`] (the call was cancelled; the JS layer turns it into an `AbortError`) and
+//! [`CLIENT_CLOSED`] (`close()` was called). A napi rejection therefore only ever means a
+//! bug in the JS layer (a wrong argument type).
+//!
+//! ## Cancellation
+//! Every call gets a child of the client's [`CancellationToken`]; the future races it
+//! with `tokio::select!`, so cancelling drops the in-flight provider request (and its
+//! connection). A call is cancelled by id (`cancel(callId)`, the id chosen by the caller
+//! and registered synchronously when the call starts, so an abort can never race the
+//! registration), a stream by its own `close()`, and everything by the client's `close()`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use futures_util::StreamExt;
+use gaterouter::{ChatRequest, Client, Config, Error};
+use napi::bindgen_prelude::{PromiseRaw, within_runtime_if_available};
+use napi::{Env, Result as NapiResult};
+use napi_derive::napi;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+/// Shim-local code: the call was cancelled (AbortSignal, `stream.close()`, `client.close()`).
+const ABORTED: &str = "ABORTED";
+/// Shim-local code: the client was closed before the call started.
+const CLIENT_CLOSED: &str = "CLIENT_CLOSED";
+
+/// The `error` half of the outcome envelope (camelCase: it is read by JavaScript).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ErrorInfo<'a> {
+    code: &'a str,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_after: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provider: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provider_message: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+}
+
+/// The outcome envelope: externally tagged, so `{"ok": ...}` or `{"error": {...}}`.
+#[derive(Serialize)]
+enum Outcome<'a, T: Serialize> {
+    #[serde(rename = "ok")]
+    Ok(&'a T),
+    #[serde(rename = "error")]
+    Error(ErrorInfo<'a>),
+}
+
+/// The one place a core error becomes something JavaScript sees.
+fn error_json(e: &Error) -> String {
+    let field = match e {
+        Error::InvalidRequest { field, .. } => field.as_deref(),
+        _ => None,
+    };
+    let info = ErrorInfo {
+        code: e.kind().code(),
+        message: e.to_string(),
+        retry_after: e.retry_after().map(|d| d.as_secs_f64()),
+        provider: e.provider(),
+        status: e.status(),
+        provider_message: e.provider_message(),
+        field,
+    };
+    envelope::<()>(Outcome::Error(info))
+}
+
+/// An envelope with one of the shim's own codes.
+fn local_error_json(code: &str, message: &str) -> String {
+    let info = ErrorInfo {
+        code,
+        message: message.to_owned(),
+        retry_after: None,
+        provider: None,
+        status: None,
+        provider_message: None,
+        field: None,
+    };
+    envelope::<()>(Outcome::Error(info))
+}
+
+fn aborted_json() -> String {
+    local_error_json(ABORTED, "the call was aborted")
+}
+
+/// What a cancelled call reports: closing the client (the root token) or its own abort.
+fn cancelled_json(root: &CancellationToken) -> String {
+    if root.is_cancelled() {
+        closed_json()
+    } else {
+        aborted_json()
+    }
+}
+
+fn closed_json() -> String {
+    local_error_json(
+        CLIENT_CLOSED,
+        "the client is closed: create a new GateRouter",
+    )
+}
+
+fn envelope<T: Serialize>(outcome: Outcome<'_, T>) -> String {
+    // Serializing our own plain types cannot fail (string keys, finite numbers); keep a
+    // well-formed fallback rather than a panic all the same.
+    serde_json::to_string(&outcome).unwrap_or_else(|e| {
+        format!(
+            r#"{{"error":{{"code":"INVALID_RESPONSE","message":{}}}}}"#,
+            serde_json::Value::from(format!("cannot serialize: {e}"))
+        )
+    })
+}
+
+fn result_json<T: Serialize>(r: Result<T, Error>) -> String {
+    match r {
+        Ok(v) => envelope(Outcome::Ok(&v)),
+        Err(e) => error_json(&e),
+    }
+}
+
+/// In-flight calls that can be cancelled by id. An entry lives from the synchronous start
+/// of a call until its future ends or is dropped ([`CallGuard`]).
+type Calls = Arc<Mutex<HashMap<u32, CancellationToken>>>;
+
+/// Removes a call's entry when its future ends, whether it finished, failed or was dropped.
+struct CallGuard {
+    calls: Calls,
+    id: Option<u32>,
+}
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        if let Some(id) = self.id {
+            self.calls
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&id);
+        }
+    }
+}
+
+/// The native client behind `GateRouter` (index.js). Cheap to share: the core client is
+/// an `Arc` and holds one connection pool.
+#[napi]
+#[derive(Debug)]
+pub struct NativeClient {
+    /// `None` once closed (the connection pool is released with the last in-flight call).
+    client: RwLock<Option<Client>>,
+    /// Parent of every call's token: cancelling it aborts everything (`close()`).
+    root: CancellationToken,
+    calls: Calls,
+}
+
+#[napi]
+impl NativeClient {
+    /// `new NativeClient(configJson?, configFile?)`: config as JSON text in the TOML
+    /// config's structure, or a TOML file path; neither means built-in defaults (API keys
+    /// from the environment). Throws synchronously (code `CONFIG`) on a bad config; the
+    /// message names the field and the fix.
+    #[napi(constructor)]
+    pub fn new(
+        config_json: Option<String>,
+        config_file: Option<String>,
+    ) -> napi::Result<Self, String> {
+        let config = match (config_json, config_file) {
+            (Some(_), Some(_)) => Err(Error::config(
+                "new GateRouter()",
+                "both config and configFile were given",
+                "pass one of them",
+            )),
+            (Some(j), None) => Config::from_json_str(&j),
+            (None, Some(f)) => Config::from_toml_file(f),
+            (None, None) => Ok(Config::default()),
+        };
+        // The HTTP client is built inside the runtime context so it may bind to it.
+        let client = config.and_then(|c| within_runtime_if_available(|| Client::new(c)));
+        match client {
+            Ok(client) => Ok(NativeClient {
+                client: RwLock::new(Some(client)),
+                root: CancellationToken::new(),
+                calls: Arc::default(),
+            }),
+            // Constructors cannot resolve to an envelope: a sync throw whose `code` is the
+            // kind code and whose message is the envelope's JSON (index.js re-wraps it).
+            Err(e) => Err(napi::Error::new(e.kind().code().to_owned(), error_json(&e))),
+        }
+    }
+
+    fn client(&self) -> Option<Client> {
+        self.client
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Register a call's token synchronously (before any await), under `call_id` if given.
+    fn start_call(&self, call_id: Option<u32>) -> (CancellationToken, CallGuard) {
+        let token = self.root.child_token();
+        if let Some(id) = call_id {
+            self.calls
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(id, token.clone());
+        }
+        (
+            token,
+            CallGuard {
+                calls: self.calls.clone(),
+                id: call_id,
+            },
+        )
+    }
+
+    /// Chat: request JSON in, outcome envelope out (`{"ok": ChatCompletion}` or
+    /// `{"error": ...}`). `callId` makes the call cancellable with `cancel(callId)`.
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn chat<'env>(
+        &self,
+        env: &'env Env,
+        request_json: String,
+        call_id: Option<u32>,
+    ) -> NapiResult<PromiseRaw<'env, String>> {
+        let client = self.client();
+        let (token, guard) = self.start_call(call_id);
+        let root = self.root.clone();
+        env.spawn_future(async move {
+            let _guard = guard;
+            let Some(client) = client else {
+                return Ok(closed_json());
+            };
+            let req = match ChatRequest::from_json(&request_json) {
+                Ok(r) => r,
+                Err(e) => return Ok(error_json(&e)),
+            };
+            Ok(tokio::select! {
+                biased;
+                _ = token.cancelled() => cancelled_json(&root),
+                r = client.chat(req) => result_json(r),
+            })
+        })
+    }
+
+    /// Open a stream. Returns at once; the connection is made by the first `next()`,
+    /// which also reports any error opening it.
+    #[napi]
+    pub fn stream(&self, request_json: String) -> NativeStream {
+        let client = self.client();
+        let token = self.root.child_token();
+        let opened = futures_util::stream::once(async move {
+            let Some(client) = client else {
+                return Err(None);
+            };
+            let req = ChatRequest::from_json(&request_json).map_err(Some)?;
+            client.chat_stream(req).await.map_err(Some)
+        });
+        // One stream of chunks whose first item may be the error opening it
+        // (`None`: the client was closed).
+        let chunks = opened
+            .map(|r| match r {
+                Ok(s) => s.map(|c| c.map_err(Some)).left_stream(),
+                Err(e) => futures_util::stream::once(async move { Err(e) }).right_stream(),
+            })
+            .flatten()
+            .boxed();
+        NativeStream {
+            inner: Arc::new(tokio::sync::Mutex::new(Some(chunks))),
+            token,
+            root: self.root.clone(),
+        }
+    }
+
+    /// Cancel the call started with `callId`: its provider request is dropped and its
+    /// promise resolves to an `ABORTED` envelope. Unknown (finished) ids are ignored.
+    #[napi]
+    pub fn cancel(&self, call_id: u32) {
+        if let Some(token) = self
+            .calls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&call_id)
+        {
+            token.cancel();
+        }
+    }
+
+    /// Close the client: abort every in-flight call and stream (they resolve to a
+    /// `CLIENT_CLOSED` envelope, as do later calls) and release the client. Idempotent.
+    #[napi]
+    pub fn close(&self) {
+        self.root.cancel();
+        self.client
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+    }
+
+    /// Number of calls currently registered for cancellation (for tests: it must go back
+    /// to zero, or entries leak).
+    #[napi(getter)]
+    pub fn pending_calls(&self) -> u32 {
+        let n = self
+            .calls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+}
+
+/// A chunk stream whose items carry either a core error or `None` for "client closed".
+type Chunks =
+    futures_util::stream::BoxStream<'static, Result<gaterouter::ChatChunk, Option<Error>>>;
+
+/// A native chat stream: `next()` resolves to chunk envelopes, then `null`.
+#[napi]
+pub struct NativeStream {
+    /// `None` once ended, failed or closed (dropping it drops the connection).
+    inner: Arc<tokio::sync::Mutex<Option<Chunks>>>,
+    /// This stream's token (a child of the client's root).
+    token: CancellationToken,
+    /// The client's root token, to tell `close()` of the client from the stream's own.
+    root: CancellationToken,
+}
+
+impl std::fmt::Debug for NativeStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NativeStream")
+            .field("cancelled", &self.token.is_cancelled())
+            .finish_non_exhaustive()
+    }
+}
+
+#[napi]
+impl NativeStream {
+    /// Next chunk as an envelope (`{"ok": ChatCompletionChunk}` or `{"error": ...}`), or
+    /// `null` after the last chunk; after an error, `null`; after `close()`, `ABORTED`
+    /// (`CLIENT_CLOSED` when the client was closed).
+    #[napi(ts_return_type = "Promise<string | null>")]
+    pub fn next<'env>(&self, env: &'env Env) -> NapiResult<PromiseRaw<'env, Option<String>>> {
+        let inner = self.inner.clone();
+        let token = self.token.clone();
+        let root = self.root.clone();
+        env.spawn_future(async move {
+            let mut guard = tokio::select! {
+                biased;
+                _ = token.cancelled() => return Ok(Some(cancelled_json(&root))),
+                g = inner.lock() => g,
+            };
+            let Some(chunks) = guard.as_mut() else {
+                return Ok(None);
+            };
+            let item = tokio::select! {
+                biased;
+                _ = token.cancelled() => {
+                    *guard = None;
+                    return Ok(Some(cancelled_json(&root)));
+                }
+                item = chunks.next() => item,
+            };
+            Ok(match item {
+                Some(Ok(chunk)) => Some(envelope(Outcome::Ok(&chunk))),
+                Some(Err(e)) => {
+                    *guard = None;
+                    Some(e.map_or_else(closed_json, |e| error_json(&e)))
+                }
+                None => {
+                    *guard = None;
+                    None
+                }
+            })
+        })
+    }
+
+    /// Stop reading: abort a pending `next()` and drop the connection. Idempotent.
+    #[napi]
+    pub fn close(&self) {
+        self.token.cancel();
+        // A pending `next()` holds the lock and drops the stream itself on cancel.
+        if let Ok(mut guard) = self.inner.try_lock() {
+            *guard = None;
+        }
+    }
+}
+
+/// Version of the Rust core this addon was built from.
+#[napi]
+pub fn core_version() -> String {
+    gaterouter::SDK_VERSION.to_owned()
+}
