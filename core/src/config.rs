@@ -198,6 +198,9 @@ pub struct Config {
     pub timeouts: Timeouts,
     /// Retries.
     pub retry: RetryConfig,
+    /// Price overrides and additions, keyed by `provider/model` (USD per million tokens).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub prices: BTreeMap<String, crate::pricing::ModelPriceOverride>,
 }
 
 impl Default for Config {
@@ -210,6 +213,7 @@ impl Default for Config {
             identity: Identity::default(),
             timeouts: Timeouts::default(),
             retry: RetryConfig::default(),
+            prices: BTreeMap::new(),
         }
     }
 }
@@ -340,6 +344,7 @@ impl Config {
                 return Err(Error::config(format!("{source}: timeouts.{name}"), "a timeout of 0 ms never lets a call succeed", "give a positive number of milliseconds"));
             }
         }
+        crate::pricing::validate_overrides(&self.prices, source)?;
         if self.retry.initial_backoff_ms > self.retry.max_backoff_ms {
             return Err(Error::config(
                 format!("{source}: retry.initial_backoff_ms"),
