@@ -39,7 +39,7 @@ fn count_corpus(c: &mut Criterion) {
 /// A chat request of about 2,000 o200k tokens: a long system prompt, history, a question.
 fn two_k_request() -> ChatRequest {
     let text = corpus();
-    let mut cut = 7_000;
+    let mut cut = 8_600;
     while !text.is_char_boundary(cut) {
         cut += 1;
     }

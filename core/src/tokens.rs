@@ -43,8 +43,9 @@ pub enum Encoding {
 
 /// Texts at least this long are counted on several threads (split at safe boundaries).
 pub const PARALLEL_THRESHOLD_BYTES: usize = 256 * 1024;
-/// Texts at least this long are remembered in the count cache (shorter ones are cheap).
-const CACHE_MIN_BYTES: usize = 256;
+/// Texts at least this long are remembered in the count cache (a cache hit costs a
+/// hash and a lock, well under a microsecond; counting even 32 bytes costs more).
+const CACHE_MIN_BYTES: usize = 32;
 /// Cache capacity in entries; the cache is emptied when full (simple and bounded).
 const CACHE_MAX_ENTRIES: usize = 4096;
 
@@ -332,6 +333,15 @@ pub enum TokenizerChoice {
 }
 
 impl TokenizerChoice {
+    /// Tokens of a role name (`system`, `user`, `assistant`, `tool`): one token in both
+    /// OpenAI encodings (checked by a test), so the per-message fast path skips the BPE.
+    pub fn count_role(self, role: crate::types::Role) -> u64 {
+        match self {
+            TokenizerChoice::Exact(_) => 1,
+            TokenizerChoice::Estimate(_) => self.count(role.as_str()),
+        }
+    }
+
     /// Tokens of `text` under this choice.
     pub fn count(self, text: &str) -> u64 {
         match self {
@@ -425,6 +435,17 @@ mod tests {
         // Special-token look-alikes are plain text: several tokens, not one.
         assert!(Encoding::O200kBase.count("<|endoftext|>") > 1);
         assert!(Encoding::Cl100kBase.count("<|endoftext|>") > 1);
+    }
+
+    #[test]
+    fn role_names_are_one_token() {
+        use crate::types::Role;
+        for enc in [Encoding::O200kBase, Encoding::Cl100kBase] {
+            for r in [Role::System, Role::User, Role::Assistant, Role::Tool] {
+                assert_eq!(enc.count_uncached(r.as_str()), 1);
+                assert_eq!(TokenizerChoice::Exact(enc).count_role(r), 1);
+            }
+        }
     }
 
     #[test]
