@@ -6,6 +6,8 @@
 //! - `estimate_cost/*`: a ~2k-token chat request, warm (repeated texts hit the count
 //!   cache, as in a chat loop) and the cold count of the same text.
 
+#![allow(clippy::unwrap_used)]
+
 use std::hint::black_box;
 use std::path::PathBuf;
 
@@ -44,7 +46,7 @@ fn two_k_request() -> ChatRequest {
         cut += 1;
     }
     let system = &text[..cut];
-    let req = ChatRequest::new(
+    ChatRequest::new(
         "openai/gpt-4o",
         vec![
             Message::system(system),
@@ -52,8 +54,7 @@ fn two_k_request() -> ChatRequest {
             Message::assistant("An assert statement checks a condition and raises AssertionError when it is false; it is removed under -O."),
             Message::user("And what happens to the message expression when optimization is on?"),
         ],
-    );
-    req
+    )
 }
 
 fn estimate_cost(c: &mut Criterion) {

@@ -189,6 +189,7 @@ pub fn openai_tools_tokens(tools: &[Tool], choice: TokenizerChoice) -> u64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::types::{ImageUrl, Message};
