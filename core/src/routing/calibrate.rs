@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::json;
 
 use super::data::LabeledPrompt;
-use super::features::{self, N_FEATURES};
+use super::features::{self, Feature, N_FEATURES};
 use super::scorer::sigmoid;
 use super::weights::{Target, Thresholds, Weights};
 use crate::error::{Error, Result};
@@ -38,6 +38,10 @@ pub struct FitOptions {
     pub light_share: f64,
     /// Share of the training prompts at or above the `heavy` threshold (tier heavy).
     pub heavy_share: f64,
+    /// Features kept at their prior weight (not fitted), e.g. ones the data cannot inform.
+    pub frozen: Vec<Feature>,
+    /// Give every training source its own intercept while fitting (see [`fit`]).
+    pub per_source_intercepts: bool,
     /// Newton iterations at most.
     pub max_iter: usize,
     /// Free text stored in the weights file (which data, which split, which command).
@@ -47,12 +51,14 @@ pub struct FitOptions {
 impl Default for FitOptions {
     fn default() -> Self {
         FitOptions {
-            target: Target::Benefit,
+            target: Target::WeakFails,
             l2: 0.01,
             balance: Balance::SqrtSource,
             prior: Weights::prior(),
             light_share: 0.4,
             heavy_share: 0.3,
+            frozen: Vec::new(),
+            per_source_intercepts: true,
             max_iter: 50,
             description: String::new(),
         }
@@ -109,87 +115,39 @@ pub fn fit(prompts: &[LabeledPrompt], opts: &FitOptions) -> Result<Weights> {
         *w /= wsum;
     }
 
-    // Parameters: theta[0] = bias, theta[1..] = feature weights.
-    const D: usize = N_FEATURES + 1;
-    let mut prior = [0.0; D];
-    prior[0] = opts.prior.bias;
-    prior[1..].copy_from_slice(&opts.prior.weights);
-    let mut theta = prior;
-    let row = |x: &[f64; N_FEATURES]| {
-        let mut r = [1.0; D];
-        r[1..].copy_from_slice(x);
-        r
+    // Per-source intercepts absorb how hard each training subject is on average, so the
+    // shared feature weights learn what makes a prompt harder than its neighbours —
+    // the part that carries over to subjects the fit never saw.
+    let (groups, n_groups) = if opts.per_source_intercepts {
+        let index: BTreeMap<&str, usize> = per_source.keys().enumerate().map(|(i, s)| (*s, i)).collect();
+        (prompts.iter().map(|p| index.get(p.source.as_str()).copied().unwrap_or(0)).collect(), index.len())
+    } else {
+        (vec![0; prompts.len()], 1)
     };
-    let objective = |t: &[f64; D]| -> f64 {
-        let mut loss = 0.0;
-        for ((x, y), w) in xs.iter().zip(&ys).zip(&ws) {
-            let z: f64 = row(x).iter().zip(t).map(|(a, b)| a * b).sum();
-            // numerically stable log(1 + e^z) - y z
-            let softplus = if z > 0.0 { z + (-z).exp().ln_1p() } else { z.exp().ln_1p() };
-            loss += w * (softplus - y * z);
-        }
-        let pen: f64 = (1..D).map(|j| (t[j] - prior[j]).powi(2)).sum();
-        loss + 0.5 * opts.l2 * pen
-    };
-    let mut obj = objective(&theta);
-    let mut iterations = 0;
-    for _ in 0..opts.max_iter {
-        iterations += 1;
-        let mut grad = [0.0; D];
-        let mut hess = [[0.0; D]; D];
-        for ((x, y), w) in xs.iter().zip(&ys).zip(&ws) {
-            let r = row(x);
-            let z: f64 = r.iter().zip(&theta).map(|(a, b)| a * b).sum();
-            let p = sigmoid(z);
-            let g = w * (p - y);
-            let h = w * p * (1.0 - p);
-            for a in 0..D {
-                grad[a] += g * r[a];
-                for b in a..D {
-                    hess[a][b] += h * r[a] * r[b];
-                }
-            }
-        }
-        for a in 0..D {
-            for b in 0..a {
-                hess[a][b] = hess[b][a];
-            }
-        }
-        for j in 1..D {
-            grad[j] += opts.l2 * (theta[j] - prior[j]);
-            hess[j][j] += opts.l2;
-        }
-        hess[0][0] += 1e-12;
-        let step = solve(hess, grad).ok_or_else(|| bad("the fit's Hessian is singular: add more varied prompts or raise l2".into()))?;
-        // Backtracking line search keeps every step a descent step.
-        let mut t = 1.0;
-        let mut improved = false;
-        for _ in 0..30 {
-            let mut cand = theta;
-            for j in 0..D {
-                cand[j] -= t * step[j];
-            }
-            let c = objective(&cand);
-            if c <= obj {
-                let done = obj - c < 1e-12;
-                theta = cand;
-                obj = c;
-                improved = !done;
-                break;
-            }
-            t *= 0.5;
-        }
-        if !improved {
-            break;
-        }
+    let mut frozen = [false; N_FEATURES];
+    for f in &opts.frozen {
+        frozen[*f as usize] = true;
     }
-    if theta.iter().any(|v| !v.is_finite()) {
+    let problem = Problem { xs: &xs, ys: &ys, ws: &ws, groups: &groups, n_groups, prior: &opts.prior, l2: opts.l2, frozen };
+    let (theta, obj, iterations) = problem.newton(opts.max_iter)?;
+    let mut feature_w = [0.0; N_FEATURES];
+    feature_w.copy_from_slice(&theta[n_groups..]);
+    // One global intercept for unseen prompts: refit it with the feature weights fixed.
+    let bias = if n_groups == 1 {
+        theta[0]
+    } else {
+        let zs: Vec<f64> = xs.iter().map(|x| feature_w.iter().zip(x).map(|(a, b)| a * b).sum()).collect();
+        let one = vec![0; xs.len()];
+        let only_bias = Problem { xs: &xs, ys: &ys, ws: &ws, groups: &one, n_groups: 1, prior: &opts.prior, l2: opts.l2, frozen };
+        only_bias.fit_bias(&zs)
+    };
+    if !bias.is_finite() || feature_w.iter().any(|v| !v.is_finite()) {
         return Err(bad("the fit diverged: raise l2".into()));
     }
 
     let mut weights = opts.prior.clone();
-    weights.bias = theta[0];
-    weights.weights.copy_from_slice(&theta[1..]);
+    weights.bias = bias;
+    weights.weights = feature_w;
     weights.target = opts.target;
     weights.description = opts.description.clone();
     // Thresholds at the training scores' quantiles.
@@ -211,6 +169,8 @@ pub fn fit(prompts: &[LabeledPrompt], opts: &FitOptions) -> Result<Weights> {
         "target": opts.target,
         "l2": opts.l2,
         "balance": format!("{:?}", opts.balance),
+        "per_source_intercepts": opts.per_source_intercepts,
+        "frozen": opts.frozen.iter().map(|f| f.name()).collect::<Vec<_>>(),
         "rows": prompts.len(),
         "iterations": iterations,
         "objective": obj,
@@ -222,29 +182,162 @@ pub fn fit(prompts: &[LabeledPrompt], opts: &FitOptions) -> Result<Weights> {
     Ok(weights)
 }
 
-/// Solve `a x = b` for a symmetric positive-definite `a` (Cholesky); None if singular.
-fn solve<const D: usize>(a: [[f64; D]; D], b: [f64; D]) -> Option<[f64; D]> {
-    let mut l = [[0.0; D]; D];
-    for i in 0..D {
+/// The penalized, weighted logistic regression problem.
+struct Problem<'a> {
+    xs: &'a [[f64; N_FEATURES]],
+    ys: &'a [f64],
+    ws: &'a [f64],
+    /// Intercept index of each row (`0..n_groups`).
+    groups: &'a [usize],
+    n_groups: usize,
+    prior: &'a Weights,
+    l2: f64,
+    frozen: [bool; N_FEATURES],
+}
+
+/// Intercepts are nearly free; this tiny pull keeps a subject whose labels are all 0
+/// (or all 1) from sending its intercept to infinity.
+const INTERCEPT_L2: f64 = 1e-6;
+
+fn softplus(z: f64) -> f64 {
+    if z > 0.0 { z + (-z).exp().ln_1p() } else { z.exp().ln_1p() }
+}
+
+impl Problem<'_> {
+    fn z(&self, theta: &[f64], i: usize) -> f64 {
+        theta[self.groups[i]] + theta[self.n_groups..].iter().zip(&self.xs[i]).map(|(a, b)| a * b).sum::<f64>()
+    }
+
+    fn objective(&self, theta: &[f64]) -> f64 {
+        let mut loss = 0.0;
+        for i in 0..self.xs.len() {
+            let z = self.z(theta, i);
+            loss += self.ws[i] * (softplus(z) - self.ys[i] * z);
+        }
+        let g = self.n_groups;
+        let pen: f64 = (0..N_FEATURES).map(|j| (theta[g + j] - self.prior.weights[j]).powi(2)).sum::<f64>() * self.l2
+            + (0..g).map(|k| (theta[k] - self.prior.bias).powi(2)).sum::<f64>() * INTERCEPT_L2;
+        loss + 0.5 * pen
+    }
+
+    /// Newton's method with backtracking; returns (parameters, objective, iterations).
+    fn newton(&self, max_iter: usize) -> Result<(Vec<f64>, f64, usize)> {
+        let g = self.n_groups;
+        let d = g + N_FEATURES;
+        let mut theta = vec![self.prior.bias; g];
+        theta.extend_from_slice(&self.prior.weights);
+        let mut obj = self.objective(&theta);
+        let mut iterations = 0;
+        for _ in 0..max_iter {
+            iterations += 1;
+            let mut grad = vec![0.0; d];
+            let mut hess = vec![0.0; d * d];
+            for i in 0..self.xs.len() {
+                let p = sigmoid(self.z(&theta, i));
+                let gi = self.ws[i] * (p - self.ys[i]);
+                let hi = self.ws[i] * p * (1.0 - p);
+                let k = self.groups[i];
+                let x = &self.xs[i];
+                grad[k] += gi;
+                hess[k * d + k] += hi;
+                for a in 0..N_FEATURES {
+                    grad[g + a] += gi * x[a];
+                    hess[k * d + g + a] += hi * x[a];
+                    for b in a..N_FEATURES {
+                        hess[(g + a) * d + g + b] += hi * x[a] * x[b];
+                    }
+                }
+            }
+            for a in 0..d {
+                for b in 0..a {
+                    hess[a * d + b] = hess[b * d + a];
+                }
+            }
+            for k in 0..g {
+                grad[k] += INTERCEPT_L2 * (theta[k] - self.prior.bias);
+                hess[k * d + k] += INTERCEPT_L2;
+            }
+            for j in 0..N_FEATURES {
+                grad[g + j] += self.l2 * (theta[g + j] - self.prior.weights[j]);
+                hess[(g + j) * d + g + j] += self.l2;
+            }
+            // A frozen weight gets a unit row/column and zero gradient: its step is 0.
+            for j in (0..N_FEATURES).filter(|j| self.frozen[*j]) {
+                let c = g + j;
+                for k in 0..d {
+                    hess[c * d + k] = 0.0;
+                    hess[k * d + c] = 0.0;
+                }
+                hess[c * d + c] = 1.0;
+                grad[c] = 0.0;
+            }
+            let step = solve(&hess, &grad, d)
+                .ok_or_else(|| bad("the fit's Hessian is singular: add more varied prompts or raise l2".into()))?;
+            // Backtracking line search keeps every step a descent step.
+            let mut t = 1.0;
+            let mut improved = false;
+            for _ in 0..30 {
+                let cand: Vec<f64> = theta.iter().zip(&step).map(|(a, s)| a - t * s).collect();
+                let c = self.objective(&cand);
+                if c <= obj {
+                    improved = obj - c > 1e-13;
+                    theta = cand;
+                    obj = c;
+                    break;
+                }
+                t *= 0.5;
+            }
+            if !improved {
+                break;
+            }
+        }
+        Ok((theta, obj, iterations))
+    }
+
+    /// The single intercept minimizing the loss given fixed per-row offsets `zs`.
+    fn fit_bias(&self, zs: &[f64]) -> f64 {
+        let mut b = self.prior.bias;
+        for _ in 0..100 {
+            let (mut gr, mut h) = (INTERCEPT_L2 * (b - self.prior.bias), INTERCEPT_L2);
+            for i in 0..zs.len() {
+                let p = sigmoid(b + zs[i]);
+                gr += self.ws[i] * (p - self.ys[i]);
+                h += self.ws[i] * p * (1.0 - p);
+            }
+            let step = gr / h;
+            b -= step.clamp(-5.0, 5.0);
+            if step.abs() < 1e-12 {
+                break;
+            }
+        }
+        b
+    }
+}
+
+/// Solve `a x = b` for a symmetric positive-definite `d x d` matrix `a` (row-major,
+/// Cholesky); None if it is not positive definite.
+fn solve(a: &[f64], b: &[f64], d: usize) -> Option<Vec<f64>> {
+    let mut l = vec![0.0; d * d];
+    for i in 0..d {
         for j in 0..=i {
-            let s: f64 = a[i][j] - (0..j).map(|k| l[i][k] * l[j][k]).sum::<f64>();
+            let s: f64 = a[i * d + j] - (0..j).map(|k| l[i * d + k] * l[j * d + k]).sum::<f64>();
             if i == j {
-                if !(s > 0.0) {
+                if s.is_nan() || s <= 0.0 {
                     return None;
                 }
-                l[i][i] = s.sqrt();
+                l[i * d + i] = s.sqrt();
             } else {
-                l[i][j] = s / l[j][j];
+                l[i * d + j] = s / l[j * d + j];
             }
         }
     }
-    let mut y = [0.0; D];
-    for i in 0..D {
-        y[i] = (b[i] - (0..i).map(|k| l[i][k] * y[k]).sum::<f64>()) / l[i][i];
+    let mut y = vec![0.0; d];
+    for i in 0..d {
+        y[i] = (b[i] - (0..i).map(|k| l[i * d + k] * y[k]).sum::<f64>()) / l[i * d + i];
     }
-    let mut x = [0.0; D];
-    for i in (0..D).rev() {
-        x[i] = (y[i] - (i + 1..D).map(|k| l[k][i] * x[k]).sum::<f64>()) / l[i][i];
+    let mut x = vec![0.0; d];
+    for i in (0..d).rev() {
+        x[i] = (y[i] - (i + 1..d).map(|k| l[k * d + i] * x[k]).sum::<f64>()) / l[i * d + i];
     }
     Some(x)
 }
@@ -270,9 +363,9 @@ mod tests {
 
     #[test]
     fn solve_matches_hand_example() {
-        let x = solve([[4.0, 2.0], [2.0, 3.0]], [2.0, 1.0]).expect("spd");
+        let x = solve(&[4.0, 2.0, 2.0, 3.0], &[2.0, 1.0], 2).expect("spd");
         assert!((x[0] - 0.5).abs() < 1e-12 && x[1].abs() < 1e-12);
-        assert!(solve([[0.0, 0.0], [0.0, 1.0]], [1.0, 1.0]).is_none());
+        assert!(solve(&[0.0, 0.0, 0.0, 1.0], &[1.0, 1.0], 2).is_none());
     }
 
     #[test]
