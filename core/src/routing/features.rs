@@ -211,6 +211,137 @@ const W_SHOW: u8 = 15;
 const W_THAT: u8 = 16;
 const W_WORDS: u8 = 17;
 const W_NUMBER: u8 = 18;
+const W_PAGES: u8 = 19;
+const W_PARAGRAPHS: u8 = 20;
+// Categories of single-word cues (never used as phrase classes).
+const C_REASONING: u8 = 101;
+const C_CONSTRAINT: u8 = 102;
+const C_NEGATION: u8 = 103;
+const C_PRONOUN: u8 = 104;
+const C_DETAIL: u8 = 105;
+const C_CODE: u8 = 106;
+
+/// Cue words by category. Words are lowercase ASCII, at most 16 bytes.
+const CUE_WORDS: &[(u8, &[&str])] = &[
+    (
+        C_REASONING,
+        &[
+            "prove", "proof", "derive", "derivation", "analyze", "analyse", "analysis", "justify", "deduce", "infer",
+            "calculate", "compute", "solve", "evaluate", "compare", "reasoning", "rigorous", "implies", "therefore",
+            "optimize", "tradeoffs", "critique",
+        ],
+    ),
+    (
+        C_CONSTRAINT,
+        &[
+            "must", "ensure", "exactly", "require", "required", "requirements", "constraint", "constraints", "include",
+            "avoid", "without", "format", "additionally", "finally", "firstly", "secondly",
+        ],
+    ),
+    (C_NEGATION, &["not", "except", "incorrect", "false", "never", "cannot", "neither", "nor", "unlikely"]),
+    (C_PRONOUN, &["he", "she", "his", "her", "him", "they", "them", "their", "i", "me", "my", "you", "your", "we", "our"]),
+    (C_DETAIL, &["detailed", "comprehensive", "thorough", "elaborate", "essay", "indepth", "report", "article", "story", "blog"]),
+    (
+        C_CODE,
+        &[
+            "def", "function", "return", "import", "const", "let", "var", "fn", "void", "public", "static", "println",
+            "printf", "elif", "lambda", "async", "await", "struct", "impl", "int", "str", "null", "nil", "bool", "python",
+            "javascript", "typescript", "rust", "java", "sql", "regex", "api", "json",
+        ],
+    ),
+    (W_STEP, &["step"]),
+    (W_BY, &["by"]),
+    (W_EXPLAIN, &["explain"]),
+    (W_WHY, &["why"]),
+    (W_SHOW, &["show"]),
+    (W_THAT, &["that"]),
+    (W_AND, &["and"]),
+    (W_THEN, &["then"]),
+    (W_AT, &["at"]),
+    (W_LEAST, &["least"]),
+    (W_MOST, &["most"]),
+    (W_NO, &["no"]),
+    (W_MORE, &["more"]),
+    (W_THAN, &["than"]),
+    (W_HOW, &["how"]),
+    (W_MANY, &["many", "much"]),
+    (W_WORDS, &["words"]),
+    (W_PAGES, &["pages"]),
+    (W_PARAGRAPHS, &["paragraphs"]),
+];
+
+/// A word packed into an integer (little-endian bytes, zero padded) so the lookup is
+/// a binary search over integers rather than string compares.
+fn word_key(buf: &[u8; 16], len: usize) -> u128 {
+    let all = u128::from_le_bytes(*buf);
+    if len >= 16 { all } else { all & ((1u128 << (8 * len)) - 1) }
+}
+
+/// Open-addressing hash table of the cue words, built at compile time: one or two
+/// probes per word, where a binary search took eight (the word lookup dominated the
+/// scan's profile). Key 0 (the empty word) marks a free slot; words are never empty.
+const TABLE_BITS: u32 = 8;
+const TABLE_SIZE: usize = 1 << TABLE_BITS;
+
+const fn slot(key: u128) -> usize {
+    let folded = (key as u64) ^ ((key >> 64) as u64).rotate_left(29);
+    (folded.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - TABLE_BITS)) as usize
+}
+
+const fn const_key(w: &str) -> u128 {
+    let b = w.as_bytes();
+    let mut key = 0u128;
+    let mut i = 0;
+    while i < b.len() && i < 16 {
+        key |= (b[i] as u128) << (8 * i);
+        i += 1;
+    }
+    key
+}
+
+const fn build_table() -> ([u128; TABLE_SIZE], [u8; TABLE_SIZE]) {
+    let mut keys = [0u128; TABLE_SIZE];
+    let mut classes = [W_OTHER; TABLE_SIZE];
+    let mut c = 0;
+    while c < CUE_WORDS.len() {
+        let (class, words) = CUE_WORDS[c];
+        let mut w = 0;
+        while w < words.len() {
+            let key = const_key(words[w]);
+            let mut i = slot(key);
+            while keys[i] != 0 && keys[i] != key {
+                i = (i + 1) & (TABLE_SIZE - 1);
+            }
+            // First category wins for a word listed twice.
+            if keys[i] == 0 {
+                keys[i] = key;
+                classes[i] = class;
+            }
+            w += 1;
+        }
+        c += 1;
+    }
+    (keys, classes)
+}
+
+static CUE_TABLE: ([u128; TABLE_SIZE], [u8; TABLE_SIZE]) = build_table();
+
+fn lookup(key: u128) -> u8 {
+    let (keys, classes) = &CUE_TABLE;
+    let mut i = slot(key);
+    // The table is at most half full, so a free slot always ends the probe.
+    for _ in 0..TABLE_SIZE {
+        let k = keys[i];
+        if k == key {
+            return classes[i];
+        }
+        if k == 0 {
+            return W_OTHER;
+        }
+        i = (i + 1) & (TABLE_SIZE - 1);
+    }
+    W_OTHER
+}
 
 /// Running counts of one scan.
 #[derive(Debug, Default)]
@@ -256,41 +387,42 @@ impl Scan {
     /// Scan one text segment (a message or a text part); segments start new lines.
     fn feed(&mut self, text: &str) {
         let b = text.as_bytes();
-        self.total_bytes += b.len() as u64;
+        let n = b.len();
+        self.total_bytes += n as u64;
+        let mut multibyte = 0usize;
         let mut i = 0;
-        let mut line_start = true;
-        let mut in_option = false;
-        while i < b.len() {
+        // Start of the current line if it is a multiple-choice option.
+        let mut option_from = if n > 0 && self.line_start(b) { Some(0) } else { None };
+        while i < n {
             let c = b[i];
-            if line_start {
-                line_start = false;
-                in_option = self.line_start(&b[i..]);
-            }
-            if in_option {
-                self.option_bytes += 1;
+            if c.is_ascii_alphabetic() {
+                // Fast path: a run of ASCII letters.
+                self.end_number();
+                let start = i;
+                while i < n && b[i].is_ascii_alphabetic() {
+                    i += 1;
+                }
+                self.ascii_letters += (i - start) as u64;
+                let room = self.word.len() - self.word_len;
+                let take = (i - start).min(room);
+                for (dst, src) in self.word[self.word_len..self.word_len + take].iter_mut().zip(&b[start..]) {
+                    *dst = src.to_ascii_lowercase();
+                }
+                self.word_len += take;
+                if i - start > room {
+                    self.word_overflow = true;
+                }
+                continue;
             }
             if c < 0x80 {
-                self.ascii_chars += 1;
-                if c.is_ascii_alphabetic() {
-                    self.end_number();
-                    self.ascii_letters += 1;
-                    if self.word_len < self.word.len() {
-                        self.word[self.word_len] = c.to_ascii_lowercase();
-                        self.word_len += 1;
-                    } else {
-                        self.word_overflow = true;
-                    }
-                } else if c.is_ascii_digit() {
+                if c.is_ascii_digit() {
                     self.end_word();
                     if !self.in_number {
                         self.in_number = true;
                         self.number_value = 0.0;
                     }
                     self.number_value = self.number_value * 10.0 + f64::from(c - b'0');
-                } else if (c == b'.' || c == b',')
-                    && self.in_number
-                    && b.get(i + 1).is_some_and(u8::is_ascii_digit)
-                {
+                } else if (c == b'.' || c == b',') && self.in_number && b.get(i + 1).is_some_and(u8::is_ascii_digit) {
                     // "3.14" and "80,000" are one number; keep the integer part's value.
                     if c == b'.' {
                         self.number_value = self.number_value.floor();
@@ -298,17 +430,23 @@ impl Scan {
                 } else {
                     self.end_word();
                     self.end_number();
-                    self.punct(c, b, i);
                     if c == b'\n' {
-                        line_start = true;
-                        in_option = false;
+                        if let Some(from) = option_from.take() {
+                            self.option_bytes += (i + 1 - from) as u64; // with its newline
+                        }
+                        if i + 1 < n && self.line_start(&b[i + 1..]) {
+                            option_from = Some(i + 1);
+                        }
+                    } else if c != b' ' {
+                        self.punct(c, b, i);
                     }
                 }
                 i += 1;
             } else {
-                // Multi-byte UTF-8 character: classify by its leading bytes.
+                // Multi-byte UTF-8 character: classify by its code point.
                 let len = utf8_len(c);
                 let cp = decode(b, i, len);
+                multibyte += len;
                 self.end_number();
                 if is_math_symbol(cp) {
                     self.end_word();
@@ -331,12 +469,13 @@ impl Scan {
                     self.end_word();
                     self.other_chars += 1;
                 }
-                if in_option {
-                    self.option_bytes += len.saturating_sub(1) as u64;
-                }
                 i += len.max(1);
             }
         }
+        if let Some(from) = option_from {
+            self.option_bytes += (n - from) as u64;
+        }
+        self.ascii_chars += (n - multibyte.min(n)) as u64;
         self.end_word();
         self.end_number();
         self.prev = W_OTHER;
@@ -432,11 +571,10 @@ impl Scan {
         if len >= 9 || self.word_overflow {
             self.long_words += 1;
         }
-        let class = if self.word_overflow || self.word_non_ascii {
+        let class = if self.word_overflow || self.word_non_ascii || len < 2 && self.word[0] != b'i' {
             W_OTHER
         } else {
-            let w = self.word;
-            self.classify(&w[..len])
+            self.classify(word_key(&self.word, len))
         };
         self.word_len = 0;
         self.word_overflow = false;
@@ -444,45 +582,58 @@ impl Scan {
         self.shift(class);
     }
 
-    /// Count cues of one lowercase ASCII word; return its class for phrase matching.
-    fn classify(&mut self, w: &[u8]) -> u8 {
+    /// Count cues of one lowercase ASCII word (packed as a [`word_key`]); return its
+    /// class for phrase matching. One binary search in a static table per word.
+    fn classify(&mut self, key: u128) -> u8 {
         let (p1, p2) = (self.prev, self.prev2);
-        match w {
-            b"prove" | b"proof" | b"derive" | b"derivation" | b"analyze" | b"analyse" | b"analysis"
-            | b"justify" | b"deduce" | b"infer" | b"calculate" | b"compute" | b"solve" | b"evaluate"
-            | b"compare" | b"reasoning" | b"rigorous" | b"implies" | b"therefore" | b"optimize"
-            | b"tradeoffs" | b"critique" => {
+        match lookup(key) {
+            C_REASONING => {
                 self.reasoning += 1;
                 W_OTHER
             }
-            b"step" => {
+            C_CONSTRAINT => {
+                self.constraints += 1;
+                W_OTHER
+            }
+            C_NEGATION => {
+                self.negations += 1;
+                W_OTHER
+            }
+            C_PRONOUN => {
+                self.pronouns += 1;
+                W_OTHER
+            }
+            C_DETAIL => {
+                self.detail_cues += 1;
+                W_OTHER
+            }
+            C_CODE => {
+                self.code_tokens += 1;
+                W_OTHER
+            }
+            W_STEP => {
                 if p1 == W_BY && p2 == W_STEP {
                     self.reasoning += 2;
                 }
                 W_STEP
             }
-            b"by" => W_BY,
-            b"explain" => W_EXPLAIN,
-            b"why" => {
+            W_WHY => {
                 self.reasoning += if p1 == W_EXPLAIN { 2 } else { 1 };
                 W_WHY
             }
-            b"show" => W_SHOW,
-            b"that" => {
+            W_THAT => {
                 if p1 == W_SHOW {
                     self.reasoning += 2;
                 }
                 W_THAT
             }
-            b"and" => W_AND,
-            b"then" => {
+            W_THEN => {
                 if p1 == W_AND {
                     self.constraints += 1;
                 }
                 W_THEN
             }
-            b"at" => W_AT,
-            b"least" => {
+            W_LEAST => {
                 if p1 == W_AT {
                     self.constraints += 1;
                 } else {
@@ -490,67 +641,36 @@ impl Scan {
                 }
                 W_LEAST
             }
-            b"most" => {
+            W_MOST => {
                 if p1 == W_AT {
                     self.constraints += 1;
                 }
                 W_MOST
             }
-            b"no" => W_NO,
-            b"more" => W_MORE,
-            b"than" => {
+            W_THAN => {
                 if p1 == W_MORE && p2 == W_NO {
                     self.constraints += 1;
                 }
                 W_THAN
             }
-            b"must" | b"ensure" | b"exactly" | b"require" | b"required" | b"requirements" | b"constraint"
-            | b"constraints" | b"include" | b"avoid" | b"without" | b"format" | b"additionally"
-            | b"finally" | b"firstly" | b"secondly" => {
-                self.constraints += 1;
-                W_OTHER
-            }
-            b"how" => W_HOW,
-            b"many" | b"much" => {
+            W_MANY => {
                 if p1 == W_HOW {
                     self.how_many += 1;
                 }
                 W_MANY
             }
-            b"not" | b"except" | b"incorrect" | b"false" | b"never" | b"cannot" | b"neither" | b"nor"
-            | b"unlikely" => {
-                self.negations += 1;
-                W_OTHER
-            }
-            b"he" | b"she" | b"his" | b"her" | b"him" | b"they" | b"them" | b"their" | b"i" | b"me" | b"my"
-            | b"you" | b"your" | b"we" | b"our" => {
-                self.pronouns += 1;
-                W_OTHER
-            }
-            b"detailed" | b"comprehensive" | b"thorough" | b"elaborate" | b"essay" | b"indepth" | b"report"
-            | b"article" | b"story" | b"blog" => {
-                self.detail_cues += 1;
-                W_OTHER
-            }
-            b"words" | b"pages" | b"paragraphs" => {
+            class @ (W_WORDS | W_PAGES | W_PARAGRAPHS) => {
                 if p1 == W_NUMBER {
-                    let per = match w {
-                        b"pages" => 400.0,
-                        b"paragraphs" => 100.0,
+                    let per = match class {
+                        W_PAGES => 400.0,
+                        W_PARAGRAPHS => 100.0,
                         _ => 1.0,
                     };
                     self.requested_words = self.requested_words.max(self.last_number * per);
                 }
                 W_WORDS
             }
-            b"def" | b"function" | b"return" | b"import" | b"const" | b"let" | b"var" | b"fn" | b"void"
-            | b"public" | b"static" | b"println" | b"printf" | b"elif" | b"lambda" | b"async"
-            | b"await" | b"struct" | b"impl" | b"int" | b"str" | b"null" | b"nil" | b"bool" | b"python"
-            | b"javascript" | b"typescript" | b"rust" | b"java" | b"sql" | b"regex" | b"api" | b"json" => {
-                self.code_tokens += 1;
-                W_OTHER
-            }
-            _ => W_OTHER,
+            other => other,
         }
     }
 
@@ -659,6 +779,24 @@ mod tests {
 
     fn feats(text: &str) -> Features {
         extract(&ChatRequest::new("auto", vec![Message::user(text)]))
+    }
+
+    #[test]
+    fn every_cue_word_is_found_and_others_are_not() {
+        for (class, words) in CUE_WORDS {
+            for w in *words {
+                let mut buf = [0u8; 16];
+                buf[..w.len()].copy_from_slice(w.as_bytes());
+                let got = lookup(word_key(&buf, w.len()));
+                // "include" is listed as a constraint and as code: the first listing wins.
+                assert!(got == *class || *w == "include", "{w}: {got} != {class}");
+            }
+        }
+        for w in ["the", "proves", "a", "stepp", "zzzzzzzzzzzzzzzz"] {
+            let mut buf = [0u8; 16];
+            buf[..w.len()].copy_from_slice(w.as_bytes());
+            assert_eq!(lookup(word_key(&buf, w.len())), W_OTHER, "{w}");
+        }
     }
 
     #[test]
