@@ -299,10 +299,10 @@ impl Problem<'_> {
         let mut b = self.prior.bias;
         for _ in 0..100 {
             let (mut gr, mut h) = (INTERCEPT_L2 * (b - self.prior.bias), INTERCEPT_L2);
-            for i in 0..zs.len() {
-                let p = sigmoid(b + zs[i]);
-                gr += self.ws[i] * (p - self.ys[i]);
-                h += self.ws[i] * p * (1.0 - p);
+            for ((z, w), y) in zs.iter().zip(self.ws).zip(self.ys) {
+                let p = sigmoid(b + z);
+                gr += w * (p - y);
+                h += w * p * (1.0 - p);
             }
             let step = gr / h;
             b -= step.clamp(-5.0, 5.0);

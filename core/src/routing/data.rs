@@ -189,11 +189,11 @@ mod tests {
 
     #[test]
     fn errors_name_line_and_field() {
-        let e = read_jsonl("{\"messages\":[]}\n{\"messages\": 3}".as_bytes(), "x.jsonl").unwrap_err().to_string();
+        let e = read_jsonl("{\"messages\":[]}\n{\"messages\": 3}".as_bytes(), "x.jsonl").expect_err("must fail").to_string();
         assert!(e.contains("x.jsonl line 1") && e.contains("messages"), "{e}");
-        let e = read_jsonl("\n{\"messages\": 3}".as_bytes(), "x.jsonl").unwrap_err().to_string();
+        let e = read_jsonl("\n{\"messages\": 3}".as_bytes(), "x.jsonl").expect_err("must fail").to_string();
         assert!(e.contains("line 2") && e.contains("messages"), "{e}");
-        let e = parse_line(r#"{"messages":[{"role":"user","content":"a"}],"weak_score":7}"#, 3, "y").unwrap_err().to_string();
+        let e = parse_line(r#"{"messages":[{"role":"user","content":"a"}],"weak_score":7}"#, 3, "y").expect_err("must fail").to_string();
         assert!(e.contains("weak_score") && e.contains("line 3"), "{e}");
     }
 

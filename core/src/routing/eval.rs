@@ -297,7 +297,7 @@ mod tests {
     fn degenerate_inputs_are_errors() {
         assert!(evaluate_scores(&[], &[], &[]).is_err());
         assert!(evaluate_scores(&[1.0], &[1.0, 0.0], &[1.0]).is_err());
-        let e = evaluate_scores(&[1.0, 2.0], &[1.0, 1.0], &[1.0, 0.0]).unwrap_err().to_string();
+        let e = evaluate_scores(&[1.0, 2.0], &[1.0, 1.0], &[1.0, 0.0]).expect_err("must fail").to_string();
         assert!(e.contains("not better"), "{e}");
         // NaN scores rank last instead of panicking
         let r = evaluate_scores(&[f64::NAN, 0.1, 0.2, 0.3], &WEAK, &STRONG).expect("eval");

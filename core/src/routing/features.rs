@@ -507,12 +507,11 @@ impl Scan {
             }
         }
         let digits = r.iter().take_while(|c| c.is_ascii_digit()).count();
-        if (1..=2).contains(&digits)
+        let numbered = (1..=2).contains(&digits)
             && matches!(r.get(digits), Some(b'.' | b')'))
-            && matches!(r.get(digits + 1), Some(b' ' | b'\t'))
-        {
-            self.list_items += 1;
-        } else if matches!(r, [b'-' | b'*' | b'+', b' ', ..]) || r.starts_with("• ".as_bytes()) {
+            && matches!(r.get(digits + 1), Some(b' ' | b'\t'));
+        let bullet = matches!(r, [b'-' | b'*' | b'+', b' ', ..]) || r.starts_with("• ".as_bytes());
+        if numbered || bullet {
             self.list_items += 1;
         }
         false
@@ -524,13 +523,13 @@ impl Scan {
             b'?' => self.question_marks += 1,
             b'=' | b'+' | b'*' | b'^' | b'<' | b'>' | b'\\' | b'$' | b'%' => {
                 self.math_symbols += 1;
-                // "==", "=>", "->", "!=" read as code rather than math.
+                // "==" and "=>" also count as code.
                 if c == b'=' && matches!(b.get(i + 1), Some(b'=' | b'>')) {
                     self.code_tokens += 1;
                 }
             }
             b'/' => {
-                // a/b between digits or spaces is math; "and/or" and URLs are not.
+                // a/b next to a digit is math; "and/or" and URLs are not.
                 let prev_digit = i > 0 && b[i - 1].is_ascii_digit();
                 let next_digit = b.get(i + 1).is_some_and(u8::is_ascii_digit);
                 if prev_digit || next_digit {
@@ -538,11 +537,9 @@ impl Scan {
                 }
             }
             b'{' | b'}' | b';' => self.code_tokens += 1,
-            b'_' => {
-                // snake_case identifiers
-                if i > 0 && b[i - 1].is_ascii_alphanumeric() && b.get(i + 1).is_some_and(u8::is_ascii_alphanumeric) {
-                    self.code_tokens += 1;
-                }
+            // snake_case identifiers
+            b'_' if i > 0 && b[i - 1].is_ascii_alphanumeric() && b.get(i + 1).is_some_and(u8::is_ascii_alphanumeric) => {
+                self.code_tokens += 1;
             }
             _ => {}
         }

@@ -231,20 +231,20 @@ mod tests {
     fn errors_name_the_field() {
         let mut w = Weights::prior();
         w.thresholds = Thresholds { standard: 0.6, heavy: 0.4 };
-        let e = Weights::from_json(&w.to_json()).unwrap_err().to_string();
+        let e = Weights::from_json(&w.to_json()).expect_err("must fail").to_string();
         assert!(e.contains("thresholds"), "{e}");
 
         let json = Weights::prior().to_json().replace("\"tools\"", "\"toolz\"");
-        let e = Weights::from_json(&json).unwrap_err().to_string();
+        let e = Weights::from_json(&json).expect_err("must fail").to_string();
         assert!(e.contains("weights.toolz") && e.contains("unknown feature"), "{e}");
 
         let json = Weights::prior().to_json().replace("\"tools\": 0.5,", "");
-        let e = Weights::from_json(&json).unwrap_err().to_string();
+        let e = Weights::from_json(&json).expect_err("must fail").to_string();
         assert!(e.contains("weights.tools"), "{e}");
 
-        let e = Weights::from_json(r#"{"version":1,"bias":"x"}"#).unwrap_err().to_string();
+        let e = Weights::from_json(r#"{"version":1,"bias":"x"}"#).expect_err("must fail").to_string();
         assert!(e.contains("bias"), "{e}");
         let json = Weights::prior().to_json().replace("\"version\": 1", "\"version\": 9");
-        assert!(Weights::from_json(&json).unwrap_err().to_string().contains("version"));
+        assert!(Weights::from_json(&json).expect_err("must fail").to_string().contains("version"));
     }
 }
