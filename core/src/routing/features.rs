@@ -19,7 +19,7 @@ pub const N_FEATURES: usize = 18;
 pub enum Feature {
     /// Estimated prompt tokens (log-scaled).
     Tokens,
-    /// Earlier turns in the conversation (assistant messages before the last user turn).
+    /// Conversation depth: assistant turns so far.
     Depth,
     /// Code fences, code keywords and code punctuation.
     Code,
