@@ -1,1 +1,31 @@
-//! (to be implemented)
+//! Routing for `model: "auto"`: how demanding is a request?
+//!
+//! The [`Scorer`] turns cheap text features of a [`crate::types::ChatRequest`] (length,
+//! code, math, reasoning cues, constraints, tools, requested output, language,
+//! question type...) into a score in `[0, 1]` with a logistic model, and the score into
+//! a [`Tier`] by two thresholds. Weights and thresholds live in a data file
+//! (`core/data/router_weights.json`, embedded; another can be loaded) that
+//! [`calibrate::fit`] refits from labeled prompts; [`eval`] measures a router with the
+//! standard metrics (PGR, APGR, CPT) against random and length-only baselines.
+//!
+//! ```
+//! use gaterouter::routing::{Scorer, Tier};
+//! use gaterouter::{ChatRequest, Message};
+//! let scorer = Scorer::builtin()?;
+//! let report = scorer.score(&ChatRequest::new("auto", vec![Message::user("Hi!")]));
+//! assert!((0.0..=1.0).contains(&report.score));
+//! assert!(matches!(report.tier, Tier::Light | Tier::Standard | Tier::Heavy));
+//! # Ok::<(), gaterouter::Error>(())
+//! ```
+
+pub mod calibrate;
+pub mod data;
+pub mod eval;
+pub mod features;
+pub mod scorer;
+pub mod weights;
+
+pub use data::{LabeledPrompt, ScoredLine, load_jsonl, read_jsonl, score_jsonl};
+pub use features::{FEATURE_NAMES, Feature, Features};
+pub use scorer::{FeatureContribution, ScoreReport, Scorer, Tier};
+pub use weights::{Target, Thresholds, Weights};

@@ -1,0 +1,405 @@
+//! Refit the scorer's weights from labeled prompts: L2-regularized logistic regression
+//! over the normalized features, solved by Newton's method (IRLS) in plain Rust.
+//! Deterministic: no sampling, fixed iteration order.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use super::data::LabeledPrompt;
+use super::features::{self, Feature, N_FEATURES};
+use super::scorer::sigmoid;
+use super::weights::{Target, Thresholds, Weights};
+use crate::error::{Error, Result};
+
+/// How rows are weighted in the fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Balance {
+    /// Every row counts once.
+    Rows,
+    /// Each row counts `1/sqrt(rows of its source)`, so one big subject
+    /// (e.g. 1,500 law questions) does not dictate the weights for all others.
+    #[default]
+    SqrtSource,
+}
+
+/// Options of [`fit`].
+#[derive(Debug, Clone)]
+pub struct FitOptions {
+    /// What the score should estimate.
+    pub target: Target,
+    /// Strength of the L2 penalty pulling the weights toward `prior` (per unit of mean loss).
+    pub l2: f64,
+    /// Row weighting.
+    pub balance: Balance,
+    /// Centre of the penalty; features the data does not exercise keep these weights.
+    pub prior: Weights,
+    /// Share of the training prompts below the `standard` threshold (tier light).
+    pub light_share: f64,
+    /// Share of the training prompts at or above the `heavy` threshold (tier heavy).
+    pub heavy_share: f64,
+    /// Features kept at their prior weight (not fitted), e.g. ones the data cannot inform.
+    pub frozen: Vec<Feature>,
+    /// Give every training source its own intercept while fitting (see [`fit`]).
+    pub per_source_intercepts: bool,
+    /// Newton iterations at most.
+    pub max_iter: usize,
+    /// Free text stored in the weights file (which data, which split, which command).
+    pub description: String,
+}
+
+impl Default for FitOptions {
+    fn default() -> Self {
+        FitOptions {
+            target: Target::WeakFails,
+            l2: 0.01,
+            balance: Balance::SqrtSource,
+            prior: Weights::prior(),
+            light_share: 0.4,
+            heavy_share: 0.3,
+            frozen: Vec::new(),
+            per_source_intercepts: true,
+            max_iter: 50,
+            description: String::new(),
+        }
+    }
+}
+
+fn bad(message: String) -> Error {
+    Error::InvalidRequest { field: Some("calibration".into()), message }
+}
+
+/// The per-row label for a target.
+fn label(target: Target, weak: f64, strong: f64) -> f64 {
+    match target {
+        Target::Benefit => (strong - weak).clamp(0.0, 1.0),
+        Target::WeakFails => 1.0 - weak,
+    }
+}
+
+/// Fit weights and thresholds on labeled prompts.
+pub fn fit(prompts: &[LabeledPrompt], opts: &FitOptions) -> Result<Weights> {
+    if prompts.is_empty() {
+        return Err(bad("no prompts to fit on: give a JSONL file of labeled prompts".into()));
+    }
+    if !(opts.l2.is_finite() && opts.l2 > 0.0) {
+        return Err(bad(format!("l2 = {} must be a positive number", opts.l2)));
+    }
+    let shares_ok = (0.0..=1.0).contains(&opts.light_share)
+        && (0.0..=1.0).contains(&opts.heavy_share)
+        && opts.light_share + opts.heavy_share <= 1.0;
+    if !shares_ok {
+        return Err(bad(format!(
+            "light_share {} and heavy_share {} must be in [0, 1] and sum to at most 1",
+            opts.light_share, opts.heavy_share
+        )));
+    }
+    let mut per_source: BTreeMap<&str, usize> = BTreeMap::new();
+    for p in prompts {
+        *per_source.entry(p.source.as_str()).or_default() += 1;
+    }
+    let mut xs = Vec::with_capacity(prompts.len());
+    let mut ys = Vec::with_capacity(prompts.len());
+    let mut ws = Vec::with_capacity(prompts.len());
+    for p in prompts {
+        let (w, s) = p.labels()?;
+        xs.push(features::extract(&p.request).norm);
+        ys.push(label(opts.target, w, s));
+        ws.push(match opts.balance {
+            Balance::Rows => 1.0,
+            Balance::SqrtSource => 1.0 / (per_source.get(p.source.as_str()).copied().unwrap_or(1) as f64).sqrt(),
+        });
+    }
+    let wsum: f64 = ws.iter().sum();
+    for w in &mut ws {
+        *w /= wsum;
+    }
+
+    // Per-source intercepts absorb how hard each training subject is on average, so the
+    // shared feature weights learn what makes a prompt harder than its neighbours —
+    // the part that carries over to subjects the fit never saw.
+    let (groups, n_groups) = if opts.per_source_intercepts {
+        let index: BTreeMap<&str, usize> = per_source.keys().enumerate().map(|(i, s)| (*s, i)).collect();
+        (prompts.iter().map(|p| index.get(p.source.as_str()).copied().unwrap_or(0)).collect(), index.len())
+    } else {
+        (vec![0; prompts.len()], 1)
+    };
+    let mut frozen = [false; N_FEATURES];
+    for f in &opts.frozen {
+        frozen[*f as usize] = true;
+    }
+    let problem = Problem { xs: &xs, ys: &ys, ws: &ws, groups: &groups, n_groups, prior: &opts.prior, l2: opts.l2, frozen };
+    let (theta, obj, iterations) = problem.newton(opts.max_iter)?;
+    let mut feature_w = [0.0; N_FEATURES];
+    feature_w.copy_from_slice(&theta[n_groups..]);
+    // One global intercept for unseen prompts: refit it with the feature weights fixed.
+    let bias = if n_groups == 1 {
+        theta[0]
+    } else {
+        let zs: Vec<f64> = xs.iter().map(|x| feature_w.iter().zip(x).map(|(a, b)| a * b).sum()).collect();
+        let one = vec![0; xs.len()];
+        let only_bias = Problem { xs: &xs, ys: &ys, ws: &ws, groups: &one, n_groups: 1, prior: &opts.prior, l2: opts.l2, frozen };
+        only_bias.fit_bias(&zs)
+    };
+    if !bias.is_finite() || feature_w.iter().any(|v| !v.is_finite()) {
+        return Err(bad("the fit diverged: raise l2".into()));
+    }
+
+    let mut weights = opts.prior.clone();
+    weights.bias = bias;
+    weights.weights = feature_w;
+    weights.target = opts.target;
+    weights.description = opts.description.clone();
+    // Thresholds at the training scores' quantiles.
+    let scorer_w = weights.clone();
+    let mut scores: Vec<f64> = xs
+        .iter()
+        .map(|x| sigmoid(scorer_w.bias + scorer_w.weights.iter().zip(x).map(|(a, b)| a * b).sum::<f64>()))
+        .collect();
+    scores.sort_by(f64::total_cmp);
+    let q = |share: f64| {
+        let i = ((share * scores.len() as f64).round() as usize).min(scores.len() - 1);
+        scores[i]
+    };
+    let standard = q(opts.light_share);
+    let heavy = q(1.0 - opts.heavy_share).max(standard);
+    weights.thresholds = Thresholds { standard, heavy };
+    weights.fit = json!({
+        "method": "L2 logistic regression (Newton), centred on the hand-set prior",
+        "target": opts.target,
+        "l2": opts.l2,
+        "balance": format!("{:?}", opts.balance),
+        "per_source_intercepts": opts.per_source_intercepts,
+        "frozen": opts.frozen.iter().map(|f| f.name()).collect::<Vec<_>>(),
+        "rows": prompts.len(),
+        "iterations": iterations,
+        "objective": obj,
+        "light_share": opts.light_share,
+        "heavy_share": opts.heavy_share,
+        "sources": per_source.keys().collect::<Vec<_>>(),
+    });
+    weights.validate("fitted weights")?;
+    Ok(weights)
+}
+
+/// The penalized, weighted logistic regression problem.
+struct Problem<'a> {
+    xs: &'a [[f64; N_FEATURES]],
+    ys: &'a [f64],
+    ws: &'a [f64],
+    /// Intercept index of each row (`0..n_groups`).
+    groups: &'a [usize],
+    n_groups: usize,
+    prior: &'a Weights,
+    l2: f64,
+    frozen: [bool; N_FEATURES],
+}
+
+/// Intercepts are nearly free; this tiny pull keeps a subject whose labels are all 0
+/// (or all 1) from sending its intercept to infinity.
+const INTERCEPT_L2: f64 = 1e-6;
+
+fn softplus(z: f64) -> f64 {
+    if z > 0.0 { z + (-z).exp().ln_1p() } else { z.exp().ln_1p() }
+}
+
+impl Problem<'_> {
+    fn z(&self, theta: &[f64], i: usize) -> f64 {
+        theta[self.groups[i]] + theta[self.n_groups..].iter().zip(&self.xs[i]).map(|(a, b)| a * b).sum::<f64>()
+    }
+
+    fn objective(&self, theta: &[f64]) -> f64 {
+        let mut loss = 0.0;
+        for i in 0..self.xs.len() {
+            let z = self.z(theta, i);
+            loss += self.ws[i] * (softplus(z) - self.ys[i] * z);
+        }
+        let g = self.n_groups;
+        let pen: f64 = (0..N_FEATURES).map(|j| (theta[g + j] - self.prior.weights[j]).powi(2)).sum::<f64>() * self.l2
+            + (0..g).map(|k| (theta[k] - self.prior.bias).powi(2)).sum::<f64>() * INTERCEPT_L2;
+        loss + 0.5 * pen
+    }
+
+    /// Newton's method with backtracking; returns (parameters, objective, iterations).
+    fn newton(&self, max_iter: usize) -> Result<(Vec<f64>, f64, usize)> {
+        let g = self.n_groups;
+        let d = g + N_FEATURES;
+        let mut theta = vec![self.prior.bias; g];
+        theta.extend_from_slice(&self.prior.weights);
+        let mut obj = self.objective(&theta);
+        let mut iterations = 0;
+        for _ in 0..max_iter {
+            iterations += 1;
+            let mut grad = vec![0.0; d];
+            let mut hess = vec![0.0; d * d];
+            for i in 0..self.xs.len() {
+                let p = sigmoid(self.z(&theta, i));
+                let gi = self.ws[i] * (p - self.ys[i]);
+                let hi = self.ws[i] * p * (1.0 - p);
+                let k = self.groups[i];
+                let x = &self.xs[i];
+                grad[k] += gi;
+                hess[k * d + k] += hi;
+                for a in 0..N_FEATURES {
+                    grad[g + a] += gi * x[a];
+                    hess[k * d + g + a] += hi * x[a];
+                    for b in a..N_FEATURES {
+                        hess[(g + a) * d + g + b] += hi * x[a] * x[b];
+                    }
+                }
+            }
+            for a in 0..d {
+                for b in 0..a {
+                    hess[a * d + b] = hess[b * d + a];
+                }
+            }
+            for k in 0..g {
+                grad[k] += INTERCEPT_L2 * (theta[k] - self.prior.bias);
+                hess[k * d + k] += INTERCEPT_L2;
+            }
+            for j in 0..N_FEATURES {
+                grad[g + j] += self.l2 * (theta[g + j] - self.prior.weights[j]);
+                hess[(g + j) * d + g + j] += self.l2;
+            }
+            // A frozen weight gets a unit row/column and zero gradient: its step is 0.
+            for j in (0..N_FEATURES).filter(|j| self.frozen[*j]) {
+                let c = g + j;
+                for k in 0..d {
+                    hess[c * d + k] = 0.0;
+                    hess[k * d + c] = 0.0;
+                }
+                hess[c * d + c] = 1.0;
+                grad[c] = 0.0;
+            }
+            let step = solve(&hess, &grad, d)
+                .ok_or_else(|| bad("the fit's Hessian is singular: add more varied prompts or raise l2".into()))?;
+            // Backtracking line search keeps every step a descent step.
+            let mut t = 1.0;
+            let mut improved = false;
+            for _ in 0..30 {
+                let cand: Vec<f64> = theta.iter().zip(&step).map(|(a, s)| a - t * s).collect();
+                let c = self.objective(&cand);
+                if c <= obj {
+                    improved = obj - c > 1e-13;
+                    theta = cand;
+                    obj = c;
+                    break;
+                }
+                t *= 0.5;
+            }
+            if !improved {
+                break;
+            }
+        }
+        Ok((theta, obj, iterations))
+    }
+
+    /// The single intercept minimizing the loss given fixed per-row offsets `zs`.
+    fn fit_bias(&self, zs: &[f64]) -> f64 {
+        let mut b = self.prior.bias;
+        for _ in 0..100 {
+            let (mut gr, mut h) = (INTERCEPT_L2 * (b - self.prior.bias), INTERCEPT_L2);
+            for ((z, w), y) in zs.iter().zip(self.ws).zip(self.ys) {
+                let p = sigmoid(b + z);
+                gr += w * (p - y);
+                h += w * p * (1.0 - p);
+            }
+            let step = gr / h;
+            b -= step.clamp(-5.0, 5.0);
+            if step.abs() < 1e-12 {
+                break;
+            }
+        }
+        b
+    }
+}
+
+/// Solve `a x = b` for a symmetric positive-definite `d x d` matrix `a` (row-major,
+/// Cholesky); None if it is not positive definite.
+fn solve(a: &[f64], b: &[f64], d: usize) -> Option<Vec<f64>> {
+    let mut l = vec![0.0; d * d];
+    for i in 0..d {
+        for j in 0..=i {
+            let s: f64 = a[i * d + j] - (0..j).map(|k| l[i * d + k] * l[j * d + k]).sum::<f64>();
+            if i == j {
+                if s.is_nan() || s <= 0.0 {
+                    return None;
+                }
+                l[i * d + i] = s.sqrt();
+            } else {
+                l[i * d + j] = s / l[j * d + j];
+            }
+        }
+    }
+    let mut y = vec![0.0; d];
+    for i in 0..d {
+        y[i] = (b[i] - (0..i).map(|k| l[i * d + k] * y[k]).sum::<f64>()) / l[i * d + i];
+    }
+    let mut x = vec![0.0; d];
+    for i in (0..d).rev() {
+        x[i] = (y[i] - (i + 1..d).map(|k| l[k * d + i] * x[k]).sum::<f64>()) / l[i * d + i];
+    }
+    Some(x)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routing::features::Feature;
+    use crate::routing::scorer::Scorer;
+    use crate::types::{ChatRequest, Message};
+
+    fn lp(i: usize, text: &str, weak: f64, strong: f64) -> LabeledPrompt {
+        LabeledPrompt {
+            id: i.to_string(),
+            source: format!("s{}", i % 3),
+            request: ChatRequest::new("auto", vec![Message::user(text)]),
+            weak_model: None,
+            strong_model: None,
+            weak_score: Some(weak),
+            strong_score: Some(strong),
+        }
+    }
+
+    #[test]
+    fn solve_matches_hand_example() {
+        let x = solve(&[4.0, 2.0, 2.0, 3.0], &[2.0, 1.0], 2).expect("spd");
+        assert!((x[0] - 0.5).abs() < 1e-12 && x[1].abs() < 1e-12);
+        assert!(solve(&[0.0, 0.0, 0.0, 1.0], &[1.0, 1.0], 2).is_none());
+    }
+
+    #[test]
+    fn learns_a_planted_signal_and_is_deterministic() {
+        // Prompts with reasoning cues need the strong model; plain ones do not.
+        let mut ps = Vec::new();
+        for i in 0..200 {
+            if i % 2 == 0 {
+                ps.push(lp(i, "Prove the claim and derive the bound step by step", 0.0, 1.0));
+            } else {
+                ps.push(lp(i, "Say hello to my friend", 1.0, 1.0));
+            }
+        }
+        let opts = FitOptions::default();
+        let w = fit(&ps, &opts).expect("fit");
+        assert!(w.weights[Feature::Reasoning as usize] > Weights::prior().weights[Feature::Reasoning as usize]);
+        let s = Scorer::new(w.clone());
+        let hard = s.score_only(&ps[0].request);
+        let easy = s.score_only(&ps[1].request);
+        assert!(hard > 0.8 && easy < 0.2, "{hard} {easy}");
+        assert_eq!(fit(&ps, &opts).expect("fit again").weights, w.weights);
+        // Tools never vary here, so their weight stays at the prior.
+        assert!((w.weights[Feature::Tools as usize] - Weights::prior().weights[Feature::Tools as usize]).abs() < 1e-9);
+        assert!(w.thresholds.standard <= w.thresholds.heavy);
+    }
+
+    #[test]
+    fn bad_options_and_data_are_errors() {
+        assert!(fit(&[], &FitOptions::default()).is_err());
+        let ps = vec![lp(0, "a", 0.0, 1.0)];
+        assert!(fit(&ps, &FitOptions { l2: 0.0, ..FitOptions::default() }).is_err());
+        assert!(fit(&ps, &FitOptions { light_share: 0.8, heavy_share: 0.5, ..FitOptions::default() }).is_err());
+        let mut unl = lp(0, "a", 0.0, 1.0);
+        unl.weak_score = None;
+        assert!(fit(&[unl], &FitOptions::default()).is_err());
+    }
+}

@@ -1,0 +1,211 @@
+//! Labeled prompts in JSONL: the calibration/evaluation input and `route score` input.
+//!
+//! One JSON object a line:
+//! `{"id", "source", "messages": [...], "weak_model", "strong_model", "weak_score", "strong_score"}`.
+//! Only `messages` is required; `tools` and `max_tokens` may be given to score a full
+//! request. Scores are needed for evaluation and calibration, not for scoring.
+
+use std::io::{BufRead, Write};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::scorer::{Scorer, Tier};
+use crate::error::{Error, Result};
+use crate::types::{ChatRequest, Message, Tool};
+
+/// One prompt with (optionally) how well a weak and a strong model answered it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabeledPrompt {
+    /// Identifier (`line-N` when the file gives none).
+    pub id: String,
+    /// Where it comes from: `gsm8k`, `mmlu/<subject>`, `mt_bench/<category>`... (empty if unknown).
+    pub source: String,
+    /// The request as the router would see it.
+    pub request: ChatRequest,
+    /// The weak model's name, if given.
+    pub weak_model: Option<String>,
+    /// The strong model's name, if given.
+    pub strong_model: Option<String>,
+    /// Quality of the weak model's answer in `[0, 1]`.
+    pub weak_score: Option<f64>,
+    /// Quality of the strong model's answer in `[0, 1]`.
+    pub strong_score: Option<f64>,
+}
+
+impl LabeledPrompt {
+    /// The family of the source: the part before the first `/` (`mmlu/anatomy` -> `mmlu`).
+    pub fn family(&self) -> &str {
+        self.source.split('/').next().unwrap_or("")
+    }
+
+    /// Both scores, or an error naming the prompt.
+    pub fn labels(&self) -> Result<(f64, f64)> {
+        match (self.weak_score, self.strong_score) {
+            (Some(w), Some(s)) => Ok((w, s)),
+            _ => Err(Error::InvalidRequest {
+                field: Some("weak_score/strong_score".into()),
+                message: format!("prompt `{}` has no weak_score/strong_score: evaluation and calibration need both", self.id),
+            }),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Line {
+    #[serde(default)]
+    id: Option<Id>,
+    #[serde(default)]
+    source: String,
+    messages: Vec<Message>,
+    #[serde(default)]
+    tools: Vec<Tool>,
+    #[serde(default, alias = "max_completion_tokens")]
+    max_tokens: Option<u32>,
+    #[serde(default)]
+    weak_model: Option<String>,
+    #[serde(default)]
+    strong_model: Option<String>,
+    #[serde(default)]
+    weak_score: Option<f64>,
+    #[serde(default)]
+    strong_score: Option<f64>,
+}
+
+/// Ids may be strings or numbers in third-party files.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Id {
+    Str(String),
+    Num(serde_json::Number),
+}
+
+/// Parse one JSONL line (`lineno` is 1-based, `name` names the file in errors).
+pub fn parse_line(line: &str, lineno: usize, name: &str) -> Result<LabeledPrompt> {
+    let bad = |msg: String| Error::InvalidRequest { field: Some(format!("{name}:{lineno}")), message: msg };
+    let de = &mut serde_json::Deserializer::from_str(line);
+    let l: Line = serde_path_to_error::deserialize(de)
+        .map_err(|e| bad(format!("{name} line {lineno}, field `{}`: {}", e.path(), e.inner())))?;
+    for (field, v) in [("weak_score", l.weak_score), ("strong_score", l.strong_score)] {
+        if let Some(v) = v {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(bad(format!("{name} line {lineno}: {field} {v} is outside [0, 1]: rescale scores to [0, 1]")));
+            }
+        }
+    }
+    if l.messages.is_empty() {
+        return Err(bad(format!("{name} line {lineno}: messages is empty: give at least one user message")));
+    }
+    let id = match l.id {
+        Some(Id::Str(s)) => s,
+        Some(Id::Num(n)) => n.to_string(),
+        None => format!("line-{lineno}"),
+    };
+    let mut request = ChatRequest::new("auto", l.messages);
+    request.tools = l.tools;
+    request.max_tokens = l.max_tokens;
+    Ok(LabeledPrompt {
+        id,
+        source: l.source,
+        request,
+        weak_model: l.weak_model,
+        strong_model: l.strong_model,
+        weak_score: l.weak_score,
+        strong_score: l.strong_score,
+    })
+}
+
+/// Read labeled prompts from a JSONL reader (blank lines are skipped).
+pub fn read_jsonl(reader: impl BufRead, name: &str) -> Result<Vec<LabeledPrompt>> {
+    let mut out = Vec::new();
+    for (i, line) in reader.lines().enumerate() {
+        let line = line.map_err(|e| Error::InvalidRequest { field: Some(format!("{name}:{}", i + 1)), message: format!("cannot read {name}: {e}") })?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        out.push(parse_line(&line, i + 1, name)?);
+    }
+    Ok(out)
+}
+
+/// Read labeled prompts from a JSONL file.
+pub fn load_jsonl(path: impl AsRef<Path>) -> Result<Vec<LabeledPrompt>> {
+    let path = path.as_ref();
+    let name = path.display().to_string();
+    let f = std::fs::File::open(path).map_err(|e| Error::InvalidRequest {
+        field: Some(name.clone()),
+        message: format!("cannot open {name}: {e}: give the path of a JSONL file of prompts"),
+    })?;
+    read_jsonl(std::io::BufReader::new(f), &name)
+}
+
+/// One output line of [`score_jsonl`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoredLine {
+    /// The prompt's id.
+    pub id: String,
+    /// Its score.
+    pub score: f64,
+    /// Its tier.
+    pub tier: Tier,
+}
+
+/// Score every prompt of a JSONL stream and write `{"id":..,"score":..,"tier":..}` lines
+/// (for `gaterouter route score IN.jsonl`). Labels are optional. Returns the count.
+pub fn score_jsonl(scorer: &Scorer, input: impl BufRead, name: &str, mut out: impl Write) -> Result<usize> {
+    let mut n = 0;
+    for (i, line) in input.lines().enumerate() {
+        let line = line.map_err(|e| Error::InvalidRequest { field: Some(format!("{name}:{}", i + 1)), message: format!("cannot read {name}: {e}") })?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let p = parse_line(&line, i + 1, name)?;
+        let score = scorer.score_only(&p.request);
+        let rec = ScoredLine { id: p.id, score, tier: scorer.tier(score) };
+        let json = serde_json::to_string(&rec).map_err(|e| Error::InvalidRequest { field: None, message: format!("cannot serialize score: {e}") })?;
+        writeln!(out, "{json}").map_err(|e| Error::InvalidRequest { field: None, message: format!("cannot write scores: {e}") })?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_dev_format_and_defaults() {
+        let text = r#"{"id": "gsm8k-0", "source": "gsm8k", "messages": [{"role": "user", "content": "2+2?"}], "weak_model": "w", "strong_model": "s", "weak_score": 1.0, "strong_score": 0.0}
+
+{"messages": [{"role": "user", "content": "hi"}], "id": 7}
+"#;
+        let v = read_jsonl(text.as_bytes(), "t.jsonl").expect("parses");
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0].family(), "gsm8k");
+        assert_eq!(v[0].labels().expect("labels"), (1.0, 0.0));
+        assert_eq!(v[1].id, "7");
+        assert!(v[1].labels().is_err());
+    }
+
+    #[test]
+    fn errors_name_line_and_field() {
+        let e = read_jsonl("{\"messages\":[]}\n{\"messages\": 3}".as_bytes(), "x.jsonl").expect_err("must fail").to_string();
+        assert!(e.contains("x.jsonl line 1") && e.contains("messages"), "{e}");
+        let e = read_jsonl("\n{\"messages\": 3}".as_bytes(), "x.jsonl").expect_err("must fail").to_string();
+        assert!(e.contains("line 2") && e.contains("messages"), "{e}");
+        let e = parse_line(r#"{"messages":[{"role":"user","content":"a"}],"weak_score":7}"#, 3, "y").expect_err("must fail").to_string();
+        assert!(e.contains("weak_score") && e.contains("line 3"), "{e}");
+    }
+
+    #[test]
+    fn score_jsonl_writes_one_line_per_prompt() {
+        let scorer = Scorer::builtin().expect("builtin");
+        let input = "{\"id\":\"a\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}\n{\"id\":\"b\",\"messages\":[{\"role\":\"user\",\"content\":\"Prove it step by step\"}]}\n";
+        let mut out = Vec::new();
+        assert_eq!(score_jsonl(&scorer, input.as_bytes(), "in", &mut out).expect("scores"), 2);
+        let lines: Vec<ScoredLine> = String::from_utf8(out).expect("utf8").lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+        assert_eq!(lines[0].id, "a");
+        assert_eq!(lines[1].id, "b");
+        assert!(lines.iter().all(|l| (0.0..=1.0).contains(&l.score)));
+    }
+}

@@ -1,0 +1,224 @@
+//! The complexity scorer: features -> logistic score in `[0, 1]` -> tier.
+
+use std::borrow::Cow;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::features::{self, FEATURE_NAMES, Features, N_FEATURES};
+use super::weights::Weights;
+use crate::error::Result;
+use crate::types::ChatRequest;
+
+/// How demanding a request is; the candidate selection maps tiers to models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    /// A weak, cheap model will very likely do.
+    Light,
+    /// Middle ground.
+    Standard,
+    /// Send to the strong model.
+    Heavy,
+}
+
+impl Tier {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Light => "light",
+            Tier::Standard => "standard",
+            Tier::Heavy => "heavy",
+        }
+    }
+}
+
+impl std::fmt::Display for Tier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One feature's part in a score.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureContribution {
+    /// Feature name (as in the weights file).
+    pub name: Cow<'static, str>,
+    /// Raw value: a count, share or token estimate.
+    pub value: f64,
+    /// The normalized value the weight multiplies.
+    pub normalized: f64,
+    /// The weight.
+    pub weight: f64,
+    /// `weight * normalized`: its push on the log-odds of the score.
+    pub contribution: f64,
+}
+
+/// The outcome of scoring one request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoreReport {
+    /// In `[0, 1]`; higher means the strong model is more likely to make a difference.
+    pub score: f64,
+    /// The tier the thresholds put this score in.
+    pub tier: Tier,
+    /// Every feature's contribution, in feature order.
+    pub features: Vec<FeatureContribution>,
+}
+
+impl ScoreReport {
+    /// The features sorted by the size of their contribution, largest first.
+    pub fn top_contributions(&self, n: usize) -> Vec<&FeatureContribution> {
+        let mut v: Vec<&FeatureContribution> = self.features.iter().collect();
+        v.sort_by(|a, b| b.contribution.abs().total_cmp(&a.contribution.abs()));
+        v.truncate(n);
+        v
+    }
+}
+
+/// Scores requests with a fixed set of [`Weights`]. Cheap to clone and share.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scorer {
+    weights: Weights,
+}
+
+impl Scorer {
+    /// The scorer with the builtin weights file.
+    pub fn builtin() -> Result<Self> {
+        Ok(Scorer { weights: Weights::builtin()? })
+    }
+
+    /// A scorer from a weights file's JSON text.
+    pub fn from_json(json: &str) -> Result<Self> {
+        Ok(Scorer { weights: Weights::from_json(json)? })
+    }
+
+    /// A scorer from a weights file on disk.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        Ok(Scorer { weights: Weights::from_file(path)? })
+    }
+
+    /// A scorer from weights already in memory (e.g. fresh from calibration).
+    pub fn new(weights: Weights) -> Self {
+        Scorer { weights }
+    }
+
+    /// The weights in use.
+    pub fn weights(&self) -> &Weights {
+        &self.weights
+    }
+
+    /// Score a request and explain the score.
+    pub fn score(&self, req: &ChatRequest) -> ScoreReport {
+        let f = features::extract(req);
+        let score = self.score_features(&f);
+        let features = (0..N_FEATURES)
+            .map(|i| FeatureContribution {
+                name: Cow::Borrowed(FEATURE_NAMES[i]),
+                value: f.raw[i],
+                normalized: f.norm[i],
+                weight: self.weights.weights[i],
+                contribution: self.weights.weights[i] * f.norm[i],
+            })
+            .collect();
+        ScoreReport { score, tier: self.tier(score), features }
+    }
+
+    /// Only the score (no report allocation): what evaluation loops call.
+    pub fn score_only(&self, req: &ChatRequest) -> f64 {
+        self.score_features(&features::extract(req))
+    }
+
+    /// Score already extracted features.
+    pub fn score_features(&self, f: &Features) -> f64 {
+        sigmoid(self.logit(&f.norm))
+    }
+
+    fn logit(&self, x: &[f64; N_FEATURES]) -> f64 {
+        self.weights.bias + self.weights.weights.iter().zip(x).map(|(w, v)| w * v).sum::<f64>()
+    }
+
+    /// The tier of a score under this scorer's thresholds.
+    pub fn tier(&self, score: f64) -> Tier {
+        let t = self.weights.thresholds;
+        if score >= t.heavy {
+            Tier::Heavy
+        } else if score >= t.standard {
+            Tier::Standard
+        } else {
+            Tier::Light
+        }
+    }
+}
+
+/// The logistic function, total over all finite and infinite inputs.
+pub fn sigmoid(z: f64) -> f64 {
+    if z.is_nan() {
+        return 0.5;
+    }
+    if z >= 0.0 {
+        1.0 / (1.0 + (-z).exp())
+    } else {
+        let e = z.exp();
+        e / (1.0 + e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routing::weights::Thresholds;
+    use crate::types::Message;
+
+    #[test]
+    fn builtin_scores_in_unit_interval_with_all_features() {
+        let s = Scorer::builtin().expect("builtin loads");
+        for text in ["hi", "Prove that there are infinitely many primes, step by step.", &"long text ".repeat(5000)] {
+            let r = s.score(&ChatRequest::new("auto", vec![Message::user(text)]));
+            assert!((0.0..=1.0).contains(&r.score), "{}", r.score);
+            assert_eq!(r.features.len(), N_FEATURES);
+            let logit: f64 = s.weights().bias + r.features.iter().map(|c| c.contribution).sum::<f64>();
+            assert!((sigmoid(logit) - r.score).abs() < 1e-12);
+            assert_eq!(r.tier, s.tier(r.score));
+        }
+    }
+
+    #[test]
+    fn tier_boundaries_are_inclusive_below() {
+        let mut w = Weights::prior();
+        w.thresholds = Thresholds { standard: 0.25, heavy: 0.6 };
+        let s = Scorer::new(w);
+        assert_eq!(s.tier(0.0), Tier::Light);
+        assert_eq!(s.tier(0.2499999), Tier::Light);
+        assert_eq!(s.tier(0.25), Tier::Standard);
+        assert_eq!(s.tier(0.5999999), Tier::Standard);
+        assert_eq!(s.tier(0.6), Tier::Heavy);
+        assert_eq!(s.tier(1.0), Tier::Heavy);
+    }
+
+    #[test]
+    fn tier_serializes_lowercase() {
+        assert_eq!(serde_json::to_string(&Tier::Heavy).expect("ser"), "\"heavy\"");
+        assert_eq!(serde_json::from_str::<Tier>("\"light\"").expect("de"), Tier::Light);
+    }
+
+    #[test]
+    fn sigmoid_is_total() {
+        assert_eq!(sigmoid(f64::INFINITY), 1.0);
+        assert_eq!(sigmoid(f64::NEG_INFINITY), 0.0);
+        assert_eq!(sigmoid(f64::NAN), 0.5);
+        assert!((sigmoid(0.0) - 0.5).abs() < 1e-15);
+    }
+
+    #[test]
+    fn weights_steer_the_score() {
+        let mut w = Weights::prior();
+        w.weights = [0.0; N_FEATURES];
+        w.bias = 0.0;
+        w.weights[crate::routing::features::Feature::Reasoning as usize] = 3.0;
+        let s = Scorer::new(w);
+        let plain = s.score(&ChatRequest::new("auto", vec![Message::user("hello")])).score;
+        let hard = s.score(&ChatRequest::new("auto", vec![Message::user("prove, derive, analyze")])).score;
+        assert!((plain - 0.5).abs() < 1e-12);
+        assert!((hard - sigmoid(3.0)).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,250 @@
+//! The router's weights and tier thresholds, kept in a JSON data file.
+//!
+//! The builtin file (`core/data/router_weights.json`) is produced by
+//! [`crate::routing::calibrate::fit`] from labeled data and embedded at build time; a
+//! deployment can load its own file refitted on its own traffic.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::features::{FEATURE_NAMES, Feature, N_FEATURES};
+use crate::error::{Error, Result};
+
+/// The builtin weights file, embedded at build time.
+pub const BUILTIN_WEIGHTS_JSON: &str = include_str!("../../data/router_weights.json");
+
+/// Current weights file format version.
+pub const WEIGHTS_VERSION: u32 = 1;
+
+/// What the fitted score estimates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    /// How much the strong model beats the weak one, `clamp(strong - weak, 0, 1)`:
+    /// the score is the probability that the strong model helps.
+    Benefit,
+    /// `1 - weak_score`: the probability that the weak model fails. The default: about
+    /// twice as many positive labels as `Benefit`, and slightly better held-out APGR on
+    /// the development data (bench/RESULTS.md).
+    #[default]
+    WeakFails,
+}
+
+/// Score cut-offs between tiers: `score < standard` is light, `score >= heavy` is heavy.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Thresholds {
+    /// Lowest score of the `standard` tier.
+    pub standard: f64,
+    /// Lowest score of the `heavy` tier.
+    pub heavy: f64,
+}
+
+/// A logistic model over the normalized features: `score = sigmoid(bias + Σ w·x)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Weights {
+    /// Free text: what data, which split, which command produced these weights.
+    pub description: String,
+    /// What the score estimates.
+    pub target: Target,
+    /// Intercept.
+    pub bias: f64,
+    /// One weight per feature, in [`Feature::ALL`] order.
+    pub weights: [f64; N_FEATURES],
+    /// Tier cut-offs.
+    pub thresholds: Thresholds,
+    /// Fit metadata (options, data size, training metrics); informational only.
+    pub fit: Value,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WeightsFile {
+    version: u32,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    target: Target,
+    bias: f64,
+    weights: BTreeMap<String, f64>,
+    thresholds: Thresholds,
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    fit: Value,
+}
+
+impl Weights {
+    /// The builtin weights (fitted on the bundled development data).
+    pub fn builtin() -> Result<Self> {
+        Self::from_json_named(BUILTIN_WEIGHTS_JSON, "builtin router_weights.json")
+    }
+
+    /// Parse a weights file.
+    pub fn from_json(json: &str) -> Result<Self> {
+        Self::from_json_named(json, "router weights")
+    }
+
+    /// Read and parse a weights file.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::config(path.display().to_string(), format!("cannot read router weights: {e}"), "check the path given for the router weights file")
+        })?;
+        Self::from_json_named(&text, &path.display().to_string())
+    }
+
+    fn from_json_named(json: &str, location: &str) -> Result<Self> {
+        let de = &mut serde_json::Deserializer::from_str(json);
+        let file: WeightsFile = serde_path_to_error::deserialize(de).map_err(|e| {
+            Error::config(
+                format!("{location}: {}", e.path()),
+                e.inner().to_string(),
+                "fix the weights file (fields: version, description, target, bias, weights, thresholds, fit) or regenerate it with the calibration command",
+            )
+        })?;
+        if file.version != WEIGHTS_VERSION {
+            return Err(Error::config(
+                format!("{location}: version"),
+                format!("unsupported weights file version {}", file.version),
+                format!("use version {WEIGHTS_VERSION} or regenerate the file with this release's calibration command"),
+            ));
+        }
+        let mut weights = [0.0; N_FEATURES];
+        let mut seen = [false; N_FEATURES];
+        for (name, w) in &file.weights {
+            let Some(f) = Feature::from_name(name) else {
+                return Err(Error::config(
+                    format!("{location}: weights.{name}"),
+                    format!("unknown feature `{name}`"),
+                    format!("use only these features: {}", FEATURE_NAMES.join(", ")),
+                ));
+            };
+            weights[f as usize] = *w;
+            seen[f as usize] = true;
+        }
+        if let Some(i) = seen.iter().position(|s| !s) {
+            let name = FEATURE_NAMES[i];
+            return Err(Error::config(
+                format!("{location}: weights.{name}"),
+                format!("feature `{name}` has no weight"),
+                format!("add \"{name}\": 0.0 to disable it explicitly"),
+            ));
+        }
+        let w = Weights {
+            description: file.description,
+            target: file.target,
+            bias: file.bias,
+            weights,
+            thresholds: file.thresholds,
+            fit: file.fit,
+        };
+        w.validate(location)?;
+        Ok(w)
+    }
+
+    /// Check that every number is finite and the thresholds are ordered in `[0, 1]`.
+    pub fn validate(&self, location: &str) -> Result<()> {
+        if !self.bias.is_finite() {
+            return Err(Error::config(format!("{location}: bias"), "bias is not a finite number", "set a finite bias"));
+        }
+        for (i, w) in self.weights.iter().enumerate() {
+            if !w.is_finite() {
+                let name = FEATURE_NAMES[i];
+                return Err(Error::config(format!("{location}: weights.{name}"), "weight is not finite", "set a finite weight"));
+            }
+        }
+        let Thresholds { standard, heavy } = self.thresholds;
+        if !(0.0..=1.0).contains(&standard) || !(0.0..=1.0).contains(&heavy) || standard > heavy {
+            return Err(Error::config(
+                format!("{location}: thresholds"),
+                format!("thresholds standard={standard}, heavy={heavy} are not ordered within [0, 1]"),
+                "use 0 <= standard <= heavy <= 1",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Serialize as a pretty weights file (weights rounded to 1e-9 so diffs stay readable).
+    pub fn to_json(&self) -> String {
+        let r = |x: f64| (x * 1e9).round() / 1e9;
+        let file = WeightsFile {
+            version: WEIGHTS_VERSION,
+            description: self.description.clone(),
+            target: self.target,
+            bias: r(self.bias),
+            weights: FEATURE_NAMES.iter().zip(self.weights.iter()).map(|(n, w)| ((*n).to_owned(), r(*w))).collect(),
+            thresholds: Thresholds { standard: r(self.thresholds.standard), heavy: r(self.thresholds.heavy) },
+            fit: self.fit.clone(),
+        };
+        let mut s = serde_json::to_string_pretty(&file).unwrap_or_default();
+        s.push('\n');
+        s
+    }
+
+    /// Hand-set starting point used as the prior (the centre of the L2 penalty) when
+    /// fitting. It matters only for features the calibration data barely exercises —
+    /// tools, conversation depth, code, CJK text — which keep roughly these weights;
+    /// for the others the data decides. Directions follow the issue: more of each
+    /// cue means a harder request.
+    pub fn prior() -> Self {
+        let mut weights = [0.0; N_FEATURES];
+        for (f, w) in [
+            (Feature::Tokens, 0.5),
+            (Feature::Depth, 0.5),
+            (Feature::Code, 1.0),
+            (Feature::Math, 0.5),
+            (Feature::Numbers, 0.3),
+            (Feature::Reasoning, 0.5),
+            (Feature::Constraints, 0.3),
+            (Feature::Tools, 0.5),
+            (Feature::OutputLength, 0.3),
+            (Feature::NonEnglish, 0.3),
+        ] {
+            weights[f as usize] = w;
+        }
+        Weights {
+            description: "hand-set prior".to_owned(),
+            target: Target::WeakFails,
+            bias: -1.5,
+            weights,
+            thresholds: Thresholds { standard: 0.2, heavy: 0.3 },
+            fit: Value::Null,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_loads_and_round_trips() {
+        let w = Weights::builtin().expect("builtin weights load");
+        let again = Weights::from_json(&w.to_json()).expect("re-parses");
+        assert_eq!(w.weights, again.weights);
+        assert_eq!(w.thresholds, again.thresholds);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let mut w = Weights::prior();
+        w.thresholds = Thresholds { standard: 0.6, heavy: 0.4 };
+        let e = Weights::from_json(&w.to_json()).expect_err("must fail").to_string();
+        assert!(e.contains("thresholds"), "{e}");
+
+        let json = Weights::prior().to_json().replace("\"tools\"", "\"toolz\"");
+        let e = Weights::from_json(&json).expect_err("must fail").to_string();
+        assert!(e.contains("weights.toolz") && e.contains("unknown feature"), "{e}");
+
+        let json = Weights::prior().to_json().replace("\"tools\": 0.5,", "");
+        let e = Weights::from_json(&json).expect_err("must fail").to_string();
+        assert!(e.contains("weights.tools"), "{e}");
+
+        let e = Weights::from_json(r#"{"version":1,"bias":"x"}"#).expect_err("must fail").to_string();
+        assert!(e.contains("bias"), "{e}");
+        let json = Weights::prior().to_json().replace("\"version\": 1", "\"version\": 9");
+        assert!(Weights::from_json(&json).expect_err("must fail").to_string().contains("version"));
+    }
+}
