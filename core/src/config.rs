@@ -201,6 +201,9 @@ pub struct Config {
     /// Usage records: signing, spool and collector (`[reporting]`).
     #[serde(default)]
     pub reporting: crate::usage::ReportingConfig,
+    /// Routing for `auto`: tiers, policy, fallbacks, circuit breaker (`[routing]`).
+    #[serde(default)]
+    pub routing: crate::routing::RoutingConfig,
     /// Price overrides and additions, keyed by `provider/model` (USD per million tokens).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub prices: BTreeMap<String, crate::pricing::ModelPriceOverride>,
@@ -217,6 +220,7 @@ impl Default for Config {
             timeouts: Timeouts::default(),
             retry: RetryConfig::default(),
             reporting: crate::usage::ReportingConfig::default(),
+            routing: crate::routing::RoutingConfig::default(),
             prices: BTreeMap::new(),
         }
     }
@@ -349,6 +353,7 @@ impl Config {
             }
         }
         crate::pricing::validate_overrides(&self.prices, source)?;
+        self.routing.validate(source)?;
         if self.retry.initial_backoff_ms > self.retry.max_backoff_ms {
             return Err(Error::config(
                 format!("{source}: retry.initial_backoff_ms"),

@@ -6,7 +6,9 @@
 //! a [`Tier`] by two thresholds. Weights and thresholds live in a data file
 //! (`core/data/router_weights.json`, embedded; another can be loaded) that
 //! [`calibrate::fit`] refits from labeled prompts; [`eval`] measures a router with the
-//! standard metrics (PGR, APGR, CPT) against random and length-only baselines.
+//! standard metrics (PGR, APGR, CPT) against random and length-only baselines;
+//! [`select`] turns the tier into a model by policy, within what the caller may use,
+//! and explains the decision.
 //!
 //! ```
 //! use gaterouter::routing::{Scorer, Tier};
@@ -23,9 +25,11 @@ pub mod data;
 pub mod eval;
 pub mod features;
 pub mod scorer;
+pub mod select;
 pub mod weights;
 
 pub use data::{LabeledPrompt, ScoredLine, load_jsonl, read_jsonl, score_jsonl};
 pub use features::{FEATURE_NAMES, Feature, Features};
 pub use scorer::{FeatureContribution, ScoreReport, Scorer, Tier};
+pub use select::{Attempt, Candidate, Excluded, Policy, RouteDecision, RouteMode, RoutingConfig};
 pub use weights::{Target, Thresholds, Weights};

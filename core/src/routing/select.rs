@@ -1,0 +1,617 @@
+//! Which model answers: candidate filtering, ranking by policy, fallback chains, and the
+//! explanation of every decision.
+//!
+//! Pure: it reads the request, the score, the routing config, the price catalog and a
+//! snapshot of what the client knows (keys, breakers, latencies) through the
+//! [`Availability`] trait, and returns a [`RouteDecision`]. The client executes the
+//! decision (attempts, retries, fallbacks) and appends what happened to it.
+//!
+//! Rules:
+//! - `auto`: candidates are the models listed for the scored tier; when none of them is
+//!   usable, the next tier up, then down. Each must be permitted (allow-list, key
+//!   present, breaker not open), fit its context window, and have every capability the
+//!   request needs (tools, vision, JSON schema). Survivors are ranked by the policy,
+//!   a pinned model first; with load-spreading weights the first place is drawn by
+//!   weight among the weighted candidates.
+//! - explicit `provider/model`: no scoring; the same permission, context and capability
+//!   checks (when the catalog knows the model), then the configured fallback chain.
+//! - Token counts here are the cheap estimate (about 4 bytes a token) so that a decision
+//!   takes microseconds; the exact count is for billing, after the call.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use super::{FeatureContribution, ScoreReport, Tier};
+use crate::error::{Error, Result};
+use crate::health::BreakerConfig;
+use crate::pricing::{Catalog, CostOptions, DEFAULT_EXPECTED_COMPLETION_TOKENS};
+use crate::types::{ChatRequest, ContentPart, Content, ResponseFormat, Usage};
+
+/// How candidates are ranked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// Lowest estimated cost first.
+    Cheapest,
+    /// Cost weighed against the tier list's preference order (default).
+    #[default]
+    Balanced,
+    /// The tier list's order (strongest first).
+    Quality,
+    /// Lowest observed latency (EWMA) first; models never observed keep list order
+    /// after the observed ones.
+    Fastest,
+}
+
+/// `[routing]`: tiers, policy, pins, weights, fallbacks and the circuit breaker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingConfig {
+    /// Ranking policy. Default `balanced`.
+    pub policy: Policy,
+    /// Models for light work, preferred first.
+    pub light: Vec<String>,
+    /// Models for standard work, preferred first.
+    pub standard: Vec<String>,
+    /// Models for heavy work, preferred first.
+    pub heavy: Vec<String>,
+    /// A model that always goes first in a tier when usable (`heavy = "anthropic/..."`).
+    pub pin: BTreeMap<Tier, String>,
+    /// Load-spreading weights: the first place is drawn among weighted candidates in
+    /// proportion to their weight.
+    pub weights: BTreeMap<String, u32>,
+    /// Fallback chains for explicit models (`"openai/gpt-4o" = ["anthropic/claude-sonnet-4-5"]`).
+    pub fallbacks: BTreeMap<String, Vec<String>>,
+    /// Fallbacks after the first model, at most. Default 2.
+    pub max_fallbacks: u32,
+    /// Completion tokens assumed for cost ranking when `max_tokens` is unset. Default 500.
+    pub expected_completion_tokens: u64,
+    /// Scorer weights file replacing the built-in one (see `gaterouter route calibrate`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scorer_weights_file: Option<PathBuf>,
+    /// Circuit breaker per provider.
+    pub circuit_breaker: BreakerConfig,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        let v = |xs: &[&str]| xs.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        RoutingConfig {
+            policy: Policy::Balanced,
+            light: v(&["openai/gpt-4o-mini", "gemini/gemini-2.5-flash-lite", "deepseek/deepseek-chat", "mistral/mistral-small"]),
+            standard: v(&["openai/gpt-4.1-mini", "gemini/gemini-2.5-flash", "anthropic/claude-haiku-4-5", "mistral/mistral-medium"]),
+            heavy: v(&["anthropic/claude-sonnet-4-5", "openai/gpt-5", "gemini/gemini-2.5-pro", "openai/gpt-4.1"]),
+            pin: BTreeMap::new(),
+            weights: BTreeMap::new(),
+            fallbacks: BTreeMap::new(),
+            max_fallbacks: 2,
+            expected_completion_tokens: DEFAULT_EXPECTED_COMPLETION_TOKENS,
+            scorer_weights_file: None,
+            circuit_breaker: BreakerConfig::default(),
+        }
+    }
+}
+
+impl RoutingConfig {
+    /// The models of a tier.
+    pub fn tier_models(&self, tier: Tier) -> &[String] {
+        match tier {
+            Tier::Light => &self.light,
+            Tier::Standard => &self.standard,
+            Tier::Heavy => &self.heavy,
+        }
+    }
+
+    /// Check that every model name is `provider/model` and weights are positive.
+    pub fn validate(&self, source: &str) -> Result<()> {
+        let check = |field: String, id: &str| {
+            crate::model_id::ModelId::parse(id)
+                .map(|_| ())
+                .map_err(|e| Error::config(format!("{source}: {field}"), e.to_string(), "write `provider/model`"))
+        };
+        for (name, list) in [("light", &self.light), ("standard", &self.standard), ("heavy", &self.heavy)] {
+            for (i, m) in list.iter().enumerate() {
+                check(format!("routing.{name}[{i}]"), m)?;
+            }
+        }
+        for (tier, m) in &self.pin {
+            check(format!("routing.pin.{}", tier.as_str()), m)?;
+        }
+        for (m, w) in &self.weights {
+            check(format!("routing.weights.\"{m}\""), m)?;
+            if *w == 0 {
+                return Err(Error::config(format!("{source}: routing.weights.\"{m}\""), "a weight of 0 never selects the model", "remove the entry or give a positive weight"));
+            }
+        }
+        for (from, chain) in &self.fallbacks {
+            check(format!("routing.fallbacks.\"{from}\""), from)?;
+            for (i, m) in chain.iter().enumerate() {
+                check(format!("routing.fallbacks.\"{from}\"[{i}]"), m)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the client can tell the selector about a model right now.
+pub trait Availability {
+    /// `Err(reason)` when the model may not be used now (not permitted, no key, breaker open).
+    fn check(&self, model: &str) -> std::result::Result<(), String>;
+    /// Observed latency in milliseconds, if any.
+    fn latency_ms(&self, model: &str) -> Option<f64>;
+}
+
+/// A ranked candidate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    /// `provider/model`.
+    pub model: String,
+    /// Estimated cost with the expected completion length (micro-USD), when priced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimated_cost_micros: Option<u64>,
+    /// Estimated cost if the model writes `max_tokens` (micro-USD), when priced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_cost_micros: Option<u64>,
+    /// Context window, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context_window: Option<u64>,
+    /// Observed latency, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
+    /// Which tier list it came from (auto only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tier: Option<Tier>,
+}
+
+/// A model that was considered and left out, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Excluded {
+    /// `provider/model`.
+    pub model: String,
+    /// Why it cannot serve this request.
+    pub reason: String,
+}
+
+/// One attempt the client made while executing a decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// `provider/model`.
+    pub model: String,
+    /// `ok` or the error kind code (`RATE_LIMITED`...).
+    pub outcome: String,
+    /// Retries made on this model before the outcome.
+    pub retries: u32,
+}
+
+/// `auto` or an explicit model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteMode {
+    /// Scored and selected.
+    Auto,
+    /// Named by the caller.
+    Explicit,
+}
+
+/// A routing decision and its explanation. Every response carries the one that produced
+/// it, with the attempts actually made appended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RouteDecision {
+    /// `auto` or `explicit`.
+    pub mode: RouteMode,
+    /// Complexity score (auto only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
+    /// Tier the score mapped to (auto only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tier: Option<Tier>,
+    /// The tier the chosen model was taken from, when the scored tier had no usable model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub served_tier: Option<Tier>,
+    /// Every feature's contribution to the score (auto only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<FeatureContribution>,
+    /// Ranking policy.
+    pub policy: Policy,
+    /// The model tried first.
+    pub chosen: String,
+    /// Ranked candidates: `chosen` first, then the fallbacks in order.
+    pub candidates: Vec<Candidate>,
+    /// Models left out, with the reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excluded: Vec<Excluded>,
+    /// One line saying why `chosen` was chosen.
+    pub reason: String,
+    /// Rough prompt size used for context and cost checks.
+    pub estimated_prompt_tokens: u64,
+    /// What the client did: filled after the call.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<Attempt>,
+}
+
+impl RouteDecision {
+    /// Models to try, in order: the chosen one and at most `max_fallbacks` more.
+    pub fn chain(&self, max_fallbacks: u32) -> Vec<String> {
+        self.candidates.iter().take(1 + max_fallbacks as usize).map(|c| c.model.clone()).collect()
+    }
+
+    /// The model that finally answered (the last `ok` attempt), else `chosen`.
+    pub fn answered_by(&self) -> &str {
+        self.attempts.iter().rev().find(|a| a.outcome == "ok").map(|a| a.model.as_str()).unwrap_or(&self.chosen)
+    }
+}
+
+/// What a request needs from a model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// Tool definitions or tool messages.
+    pub tools: bool,
+    /// Image parts.
+    pub vision: bool,
+    /// A JSON schema response format.
+    pub json_schema: bool,
+}
+
+impl Needs {
+    /// Read the needs off a request.
+    pub fn of(req: &ChatRequest) -> Self {
+        let images = req.messages.iter().any(|m| match &m.content {
+            Some(Content::Parts(parts)) => parts.iter().any(|p| matches!(p, ContentPart::ImageUrl { .. })),
+            _ => false,
+        });
+        Needs {
+            tools: !req.tools.is_empty() || req.messages.iter().any(|m| !m.tool_calls.is_empty()),
+            vision: images,
+            json_schema: matches!(req.response_format, Some(ResponseFormat::JsonSchema { .. })),
+        }
+    }
+}
+
+/// About 4 bytes a token plus 4 per message: the routing-time size of a prompt. One pass,
+/// no tokenizer: exact counts are for billing.
+pub fn rough_prompt_tokens(req: &ChatRequest) -> u64 {
+    let mut bytes = 0usize;
+    let mut images = 0u64;
+    for m in &req.messages {
+        match &m.content {
+            Some(Content::Text(t)) => bytes += t.len(),
+            Some(Content::Parts(parts)) => {
+                for p in parts {
+                    match p {
+                        ContentPart::Text { text } => bytes += text.len(),
+                        ContentPart::ImageUrl { .. } => images += 1,
+                    }
+                }
+            }
+            None => {}
+        }
+        for tc in &m.tool_calls {
+            bytes += tc.function.name.len() + tc.function.arguments.len();
+        }
+    }
+    for t in &req.tools {
+        bytes += t.function.name.len() + t.function.description.as_ref().map_or(0, String::len);
+        bytes += t.function.parameters.as_ref().map_or(0, |p| p.to_string().len());
+    }
+    (bytes as u64).div_ceil(4) + 4 * req.messages.len() as u64 + 3 + images * 765
+}
+
+/// Check one model against the request; `Err(reason)` when it cannot serve it.
+fn fit(catalog: &Catalog, model: &str, needs: Needs, prompt: u64, completion_bound: u64) -> std::result::Result<Option<u64>, String> {
+    let Some((_, price)) = catalog.lookup(model) else { return Ok(None) };
+    let caps = price.capabilities;
+    if needs.tools && !caps.tools {
+        return Err("does not support tools".into());
+    }
+    if needs.vision && !caps.vision {
+        return Err("does not accept images".into());
+    }
+    if needs.json_schema && !caps.json_schema {
+        return Err("does not support JSON-schema output".into());
+    }
+    let window = price.context_window.filter(|w| *w > 0);
+    if let Some(w) = window {
+        if prompt + completion_bound > w {
+            return Err(format!("the request (~{prompt} prompt + {completion_bound} completion tokens) exceeds its {w}-token context window"));
+        }
+    }
+    Ok(window)
+}
+
+fn estimate(catalog: &Catalog, model: &str, prompt: u64, completion: u64) -> Option<u64> {
+    catalog.cost(&Usage::new(prompt, completion, 0, 0, 0), model, CostOptions::default()).ok().map(|c| c.total_micros)
+}
+
+/// Inputs of one decision.
+#[derive(Debug)]
+pub struct SelectInput<'a> {
+    /// The request.
+    pub req: &'a ChatRequest,
+    /// The score (auto only).
+    pub score: Option<ScoreReport>,
+    /// `[routing]`.
+    pub cfg: &'a RoutingConfig,
+    /// Prices, windows and capabilities.
+    pub catalog: &'a Catalog,
+}
+
+/// Decide. `Err` when no model can serve the request; the error lists every model and
+/// why it was left out.
+pub fn select(input: SelectInput<'_>, avail: &dyn Availability) -> Result<RouteDecision> {
+    let SelectInput { req, score, cfg, catalog } = input;
+    let needs = Needs::of(req);
+    let prompt = rough_prompt_tokens(req);
+    let expected = req.max_tokens.map_or(cfg.expected_completion_tokens, |m| u64::from(m).min(cfg.expected_completion_tokens));
+    let bound = req.max_tokens.map_or(0, u64::from);
+    let mut excluded = Vec::new();
+
+    let consider = |model: &str, tier: Option<Tier>, excluded: &mut Vec<Excluded>| -> Option<Candidate> {
+        if let Err(reason) = avail.check(model) {
+            excluded.push(Excluded { model: model.to_owned(), reason });
+            return None;
+        }
+        match fit(catalog, model, needs, prompt, bound) {
+            Err(reason) => {
+                excluded.push(Excluded { model: model.to_owned(), reason });
+                None
+            }
+            Ok(context_window) => Some(Candidate {
+                model: model.to_owned(),
+                estimated_cost_micros: estimate(catalog, model, prompt, expected),
+                max_cost_micros: req.max_tokens.and_then(|m| estimate(catalog, model, prompt, u64::from(m))),
+                context_window,
+                latency_ms: avail.latency_ms(model),
+                tier,
+            }),
+        }
+    };
+
+    let Some(report) = score else {
+        // Explicit model: checks, then the configured chain.
+        let first = consider(&req.model, None, &mut excluded).ok_or_else(|| explicit_error(&req.model, &excluded))?;
+        let mut candidates = vec![first];
+        for m in cfg.fallbacks.get(&req.model).into_iter().flatten() {
+            if let Some(c) = consider(m, None, &mut excluded) {
+                candidates.push(c);
+            }
+        }
+        let reason = format!("explicit model {}", req.model);
+        return Ok(RouteDecision {
+            mode: RouteMode::Explicit,
+            score: None,
+            tier: None,
+            served_tier: None,
+            features: Vec::new(),
+            policy: cfg.policy,
+            chosen: req.model.clone(),
+            candidates,
+            excluded,
+            reason,
+            estimated_prompt_tokens: prompt,
+            attempts: Vec::new(),
+        });
+    };
+
+    let order: [Tier; 3] = match report.tier {
+        Tier::Light => [Tier::Light, Tier::Standard, Tier::Heavy],
+        Tier::Standard => [Tier::Standard, Tier::Heavy, Tier::Light],
+        Tier::Heavy => [Tier::Heavy, Tier::Standard, Tier::Light],
+    };
+    let mut served = None;
+    let mut ranked: Vec<Candidate> = Vec::new();
+    for tier in order {
+        let list = cfg.tier_models(tier);
+        let mut here: Vec<(usize, Candidate)> =
+            list.iter().enumerate().filter_map(|(i, m)| consider(m, Some(tier), &mut excluded).map(|c| (i, c))).collect();
+        if here.is_empty() {
+            continue;
+        }
+        rank(&mut here, cfg.policy);
+        let mut here: Vec<Candidate> = here.into_iter().map(|(_, c)| c).collect();
+        if let Some(pinned) = cfg.pin.get(&tier) {
+            if let Some(pos) = here.iter().position(|c| &c.model == pinned) {
+                let c = here.remove(pos);
+                here.insert(0, c);
+            }
+        } else if let Some(pos) = draw_weighted(&here, &cfg.weights) {
+            let c = here.remove(pos);
+            here.insert(0, c);
+        }
+        if served.is_none() {
+            served = Some(tier);
+            ranked = here;
+        } else {
+            // Further tiers only add fallbacks after the serving tier's models.
+            ranked.extend(here);
+        }
+    }
+    let served_tier = served.ok_or_else(|| {
+        Error::InvalidRequest {
+            field: Some("model".into()),
+            message: format!("no configured model can serve this `auto` request: {}", excluded_list(&excluded)),
+        }
+    })?;
+    let chosen = ranked[0].model.clone();
+    let why = match cfg.policy {
+        Policy::Cheapest => "the cheapest usable model",
+        Policy::Balanced => "the best cost/preference balance",
+        Policy::Quality => "the most preferred usable model",
+        Policy::Fastest => "the fastest observed usable model",
+    };
+    let mut reason = format!("score {:.3} -> {} tier; {chosen} is {why}", report.score, report.tier.as_str());
+    if cfg.pin.get(&served_tier) == Some(&chosen) {
+        reason = format!("score {:.3} -> {} tier; {chosen} is pinned for it", report.score, report.tier.as_str());
+    }
+    if served_tier != report.tier {
+        reason.push_str(&format!(" (no usable {} model: served from the {} tier)", report.tier.as_str(), served_tier.as_str()));
+    }
+    Ok(RouteDecision {
+        mode: RouteMode::Auto,
+        score: Some(report.score),
+        tier: Some(report.tier),
+        served_tier: (served_tier != report.tier).then_some(served_tier),
+        features: report.features,
+        policy: cfg.policy,
+        chosen,
+        candidates: ranked,
+        excluded,
+        reason,
+        estimated_prompt_tokens: prompt,
+        attempts: Vec::new(),
+    })
+}
+
+/// Stable sort of one tier's candidates; `usize` is the list position (preference).
+fn rank(here: &mut [(usize, Candidate)], policy: Policy) {
+    let cost = |c: &Candidate| c.estimated_cost_micros.unwrap_or(u64::MAX);
+    match policy {
+        Policy::Quality => here.sort_by_key(|(i, _)| *i),
+        Policy::Cheapest => here.sort_by_key(|(i, c)| (cost(c), *i)),
+        Policy::Fastest => here.sort_by(|(ia, a), (ib, b)| match (a.latency_ms, b.latency_ms) {
+            (Some(x), Some(y)) => x.total_cmp(&y).then(ia.cmp(ib)),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => ia.cmp(ib),
+        }),
+        Policy::Balanced => {
+            // Cost relative to the cheapest, plus a quarter for each place down the
+            // preference list: a model twice the price must be 4 places better to win.
+            let min = here.iter().map(|(_, c)| cost(c)).min().unwrap_or(1).max(1) as f64;
+            let key = |i: usize, c: &Candidate| cost(c) as f64 / min + 0.25 * i as f64;
+            here.sort_by(|(ia, a), (ib, b)| key(*ia, a).total_cmp(&key(*ib, b)).then(ia.cmp(ib)));
+        }
+    }
+}
+
+/// Index of the candidate drawn by load-spreading weight, when two or more are weighted.
+fn draw_weighted(here: &[Candidate], weights: &BTreeMap<String, u32>) -> Option<usize> {
+    let weighted: Vec<(usize, u32)> = here.iter().enumerate().filter_map(|(i, c)| weights.get(&c.model).map(|w| (i, *w))).collect();
+    if weighted.len() < 2 {
+        return None;
+    }
+    let total: u64 = weighted.iter().map(|(_, w)| u64::from(*w)).sum();
+    let mut pick = rand::rng().random_range(0..total);
+    for (i, w) in weighted {
+        if pick < u64::from(w) {
+            return Some(i);
+        }
+        pick -= u64::from(w);
+    }
+    None
+}
+
+fn excluded_list(excluded: &[Excluded]) -> String {
+    if excluded.is_empty() {
+        return "the tier lists in [routing] are empty".into();
+    }
+    excluded.iter().map(|e| format!("{} ({})", e.model, e.reason)).collect::<Vec<_>>().join("; ")
+}
+
+fn explicit_error(model: &str, excluded: &[Excluded]) -> Error {
+    let reason = excluded.iter().find(|e| e.model == model).map(|e| e.reason.clone()).unwrap_or_default();
+    if reason.contains("context window") {
+        let provider = model.split('/').next().unwrap_or("").to_owned();
+        return Error::ContextLengthExceeded { provider, message: format!("{model}: {reason}") };
+    }
+    if reason.starts_with("not permitted") {
+        return Error::Permission { message: format!("{model}: {reason}") };
+    }
+    Error::InvalidRequest { field: Some("model".into()), message: format!("{model} cannot serve this request: {reason}") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{Message, Tool};
+
+    struct Avail(Vec<&'static str>);
+    impl Availability for Avail {
+        fn check(&self, model: &str) -> std::result::Result<(), String> {
+            if self.0.contains(&model) { Err("no API key".into()) } else { Ok(()) }
+        }
+        fn latency_ms(&self, model: &str) -> Option<f64> {
+            (model == "gemini/gemini-2.5-flash-lite").then_some(5.0)
+        }
+    }
+
+    fn report(tier: Tier) -> ScoreReport {
+        ScoreReport { score: 0.5, tier, features: Vec::new() }
+    }
+
+    fn pick(req: &ChatRequest, tier: Tier, cfg: &RoutingConfig, blocked: Vec<&'static str>) -> Result<RouteDecision> {
+        select(SelectInput { req, score: Some(report(tier)), cfg, catalog: Catalog::builtin() }, &Avail(blocked))
+    }
+
+    #[test]
+    fn policies_rank_differently() {
+        let req = ChatRequest::new("auto", vec![Message::user("hi")]);
+        let mut cfg = RoutingConfig::default();
+        cfg.policy = Policy::Quality;
+        assert_eq!(pick(&req, Tier::Light, &cfg, vec![]).unwrap().chosen, "openai/gpt-4o-mini");
+        cfg.policy = Policy::Cheapest;
+        let d = pick(&req, Tier::Light, &cfg, vec![]).unwrap();
+        let costs: Vec<u64> = d.candidates.iter().take(4).map(|c| c.estimated_cost_micros.unwrap()).collect();
+        assert!(costs.windows(2).all(|w| w[0] <= w[1]), "{costs:?}");
+        cfg.policy = Policy::Fastest;
+        assert_eq!(pick(&req, Tier::Light, &cfg, vec![]).unwrap().chosen, "gemini/gemini-2.5-flash-lite");
+    }
+
+    #[test]
+    fn exclusions_are_explained_and_tiers_escalate() {
+        let req = ChatRequest::new("auto", vec![Message::user("hi")]);
+        let cfg = RoutingConfig { policy: Policy::Quality, ..RoutingConfig::default() };
+        let d = pick(&req, Tier::Light, &cfg, vec!["openai/gpt-4o-mini"]).unwrap();
+        assert_ne!(d.chosen, "openai/gpt-4o-mini");
+        assert!(d.excluded.iter().any(|e| e.model == "openai/gpt-4o-mini" && e.reason == "no API key"));
+        let all_light = cfg.light.iter().map(|s| &*Box::leak(s.clone().into_boxed_str())).collect();
+        let d = pick(&req, Tier::Light, &cfg, all_light).unwrap();
+        assert_eq!(d.served_tier, Some(Tier::Standard));
+        assert!(d.reason.contains("served from the standard tier"), "{}", d.reason);
+    }
+
+    #[test]
+    fn capabilities_and_context_filter() {
+        let mut req = ChatRequest::new("auto", vec![Message::user("x".repeat(4 * 150_000))]);
+        let cfg = RoutingConfig::default();
+        let d = pick(&req, Tier::Heavy, &cfg, vec![]).unwrap();
+        assert!(d.excluded.iter().any(|e| e.reason.contains("context window")), "{:?}", d.excluded);
+        assert!(d.candidates.iter().all(|c| c.context_window.unwrap_or(u64::MAX) > 150_000));
+        req.messages = vec![Message::user("weather?")];
+        req.tools = vec![Tool::function("f", "f", serde_json::json!({"type":"object"}))];
+        let d = pick(&req, Tier::Light, &cfg, vec![]).unwrap();
+        for c in &d.candidates {
+            assert!(Catalog::builtin().lookup(&c.model).is_none_or(|(_, p)| p.capabilities.tools), "{}", c.model);
+        }
+    }
+
+    #[test]
+    fn pin_and_explicit_checks() {
+        let req = ChatRequest::new("auto", vec![Message::user("hi")]);
+        let mut cfg = RoutingConfig::default();
+        cfg.pin.insert(Tier::Heavy, "openai/gpt-4.1".into());
+        assert_eq!(pick(&req, Tier::Heavy, &cfg, vec![]).unwrap().chosen, "openai/gpt-4.1");
+        let mut explicit = ChatRequest::new("openai/gpt-4o-mini", vec![Message::user("x".repeat(4 * 200_000))]);
+        let e = select(SelectInput { req: &explicit, score: None, cfg: &cfg, catalog: Catalog::builtin() }, &Avail(vec![])).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::ContextLengthExceeded);
+        explicit.messages = vec![Message::user("hi")];
+        cfg.fallbacks.insert("openai/gpt-4o-mini".into(), vec!["anthropic/claude-haiku-4-5".into()]);
+        let d = select(SelectInput { req: &explicit, score: None, cfg: &cfg, catalog: Catalog::builtin() }, &Avail(vec![])).unwrap();
+        assert_eq!(d.chain(2), vec!["openai/gpt-4o-mini", "anthropic/claude-haiku-4-5"]);
+    }
+
+    #[test]
+    fn weights_spread_the_first_place() {
+        let req = ChatRequest::new("auto", vec![Message::user("hi")]);
+        let mut cfg = RoutingConfig::default();
+        cfg.weights.insert("openai/gpt-4o-mini".into(), 1);
+        cfg.weights.insert("deepseek/deepseek-chat".into(), 1);
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            seen.insert(pick(&req, Tier::Light, &cfg, vec![]).unwrap().chosen);
+        }
+        assert_eq!(seen.len(), 2, "{seen:?}");
+    }
+}
