@@ -184,8 +184,6 @@ pub struct ModelEntry {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Model used for `auto` until routing picks one. Default `openai/gpt-4o-mini`.
-    pub default_model: String,
     /// Provider entries, merged over the built-ins.
     pub providers: BTreeMap<String, ProviderConfig>,
     /// Whether the built-in providers are available. Default true.
@@ -212,7 +210,6 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            default_model: "openai/gpt-4o-mini".to_owned(),
             providers: BTreeMap::new(),
             builtin_providers: true,
             models: Vec::new(),
@@ -342,7 +339,6 @@ impl Config {
             }
             Ok(())
         };
-        check_model("default_model".into(), &self.default_model)?;
         for (i, m) in self.models.iter().enumerate() {
             check_model(format!("models[{i}].id"), &m.id)?;
         }
@@ -501,9 +497,9 @@ mod tests {
     }
 
     #[test]
-    fn unknown_provider_in_default_model() {
-        let e = Config::from_toml_str("default_model = \"nope/x\"\n", "gr.toml").unwrap_err();
-        assert!(e.to_string().contains("default_model") && e.to_string().contains("nope"), "{e}");
+    fn unknown_provider_in_models() {
+        let e = Config::from_toml_str("[[models]]\nid = \"nope/x\"\n", "gr.toml").unwrap_err();
+        assert!(e.to_string().contains("models[0].id") && e.to_string().contains("nope"), "{e}");
     }
 
     #[test]

@@ -32,7 +32,17 @@ pub struct Backoff {
 impl Backoff {
     /// Start counting now.
     pub fn new(cfg: &RetryConfig) -> Self {
-        Backoff { cfg: cfg.clone(), started: Instant::now(), retries: 0 }
+        Self::starting_at(cfg, Instant::now())
+    }
+
+    /// Count the total time budget from `started` (shared by the fallbacks of one call).
+    pub fn starting_at(cfg: &RetryConfig, started: Instant) -> Self {
+        Backoff { cfg: cfg.clone(), started, retries: 0 }
+    }
+
+    /// Whether the call's total time budget still has `margin` left.
+    pub fn time_left(&self) -> bool {
+        self.started.elapsed() < Duration::from_millis(self.cfg.max_total_ms)
     }
 
     /// Retries taken so far.

@@ -7,12 +7,15 @@ use std::task::{Context, Poll};
 use futures_util::Stream;
 
 use crate::error::{Error, Result};
+use crate::pricing::Cost;
+use crate::routing::RouteDecision;
 use crate::types::{AssistantMessage, ChatChunk, ChatResponse, Choice, FinishReason, FunctionCall, Role, ToolCall, Usage};
 
 /// A stream of normalized chunks. The last item of a successful stream is a chunk with
 /// `usage` set; a stream cut short ends with [`Error::StreamInterrupted`].
 pub struct ChatStream {
     inner: Pin<Box<dyn Stream<Item = Result<ChatChunk>> + Send>>,
+    route: Option<RouteDecision>,
 }
 
 impl std::fmt::Debug for ChatStream {
@@ -24,7 +27,17 @@ impl std::fmt::Debug for ChatStream {
 impl ChatStream {
     /// Wrap any chunk stream.
     pub fn new(inner: impl Stream<Item = Result<ChatChunk>> + Send + 'static) -> Self {
-        ChatStream { inner: Box::pin(inner) }
+        ChatStream { inner: Box::pin(inner), route: None }
+    }
+
+    /// Wrap a chunk stream produced by this routing decision.
+    pub fn with_route(inner: impl Stream<Item = Result<ChatChunk>> + Send + 'static, route: RouteDecision) -> Self {
+        ChatStream { inner: Box::pin(inner), route: Some(route) }
+    }
+
+    /// The routing decision that opened this stream (with the attempts made).
+    pub fn route(&self) -> Option<&RouteDecision> {
+        self.route.as_ref()
     }
 
     /// Drain the stream into one response (what `chat` would have returned).
@@ -34,7 +47,9 @@ impl ChatStream {
         while let Some(chunk) = self.next().await {
             acc.push(&chunk?);
         }
-        acc.finish()
+        let mut resp = acc.finish()?;
+        resp.route = self.route.take();
+        Ok(resp)
     }
 }
 
@@ -64,6 +79,7 @@ pub struct StreamAccumulator {
     calls: BTreeMap<u32, PartialCall>,
     finish: Option<FinishReason>,
     usage: Option<Usage>,
+    cost: Option<Cost>,
 }
 
 impl StreamAccumulator {
@@ -100,6 +116,9 @@ impl StreamAccumulator {
         }
         if chunk.usage.is_some() {
             self.usage = chunk.usage;
+        }
+        if chunk.cost.is_some() {
+            self.cost.clone_from(&chunk.cost);
         }
     }
 
@@ -141,6 +160,8 @@ impl StreamAccumulator {
                 finish_reason,
             }],
             usage,
+            cost: self.cost,
+            route: None,
         })
     }
 }

@@ -686,6 +686,13 @@ pub struct ChatResponse {
     pub choices: Vec<Choice>,
     /// Token usage as the provider reported it, normalized.
     pub usage: Usage,
+    /// What the call cost, from the provider's usage and the price catalog (absent for
+    /// models the catalog does not price).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<crate::pricing::Cost>,
+    /// The routing decision that produced this response, with the attempts made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<crate::routing::RouteDecision>,
 }
 
 impl ChatResponse {
@@ -778,6 +785,9 @@ pub struct ChatChunk {
     /// Final usage, on the last chunk only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+    /// What the call cost, on the last chunk only (when the model is priced).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<crate::pricing::Cost>,
 }
 
 impl ChatChunk {
@@ -790,6 +800,7 @@ impl ChatChunk {
             model: model.to_owned(),
             choices: Vec::new(),
             usage: None,
+            cost: None,
         }
     }
 

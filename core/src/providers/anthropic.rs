@@ -523,6 +523,8 @@ fn parse_message(body: &[u8], target: &Target) -> Result<ChatResponse> {
             finish_reason: map_stop_reason(msg.stop_reason.as_deref()),
         }],
         usage,
+        cost: None,
+        route: None,
     })
 }
 

@@ -90,6 +90,8 @@ impl Adapter for Gemini {
                     finish_reason: FinishReason::ContentFilter,
                 }],
                 usage,
+                cost: None,
+                route: None,
             });
         }
         let mut choices = Vec::with_capacity(candidates.len());
@@ -119,7 +121,7 @@ impl Adapter for Gemini {
                 finish_reason: finish,
             });
         }
-        Ok(ChatResponse { id, object: "chat.completion".into(), created: now_unix(), model: target.model_id.clone(), choices, usage })
+        Ok(ChatResponse { id, object: "chat.completion".into(), created: now_unix(), model: target.model_id.clone(), choices, usage, cost: None, route: None })
     }
 
     fn parse_error(&self, status: u16, headers: &HeaderMap, body: &[u8], target: &Target) -> Error {

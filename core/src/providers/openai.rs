@@ -122,6 +122,8 @@ impl Adapter for OpenAi {
             model: target.model_id.clone(),
             choices,
             usage,
+            cost: None,
+            route: None,
         })
     }
 

@@ -28,7 +28,8 @@ use super::{FeatureContribution, ScoreReport, Tier};
 use crate::error::{Error, Result};
 use crate::health::BreakerConfig;
 use crate::pricing::{Catalog, CostOptions, DEFAULT_EXPECTED_COMPLETION_TOKENS};
-use crate::types::{ChatRequest, ContentPart, Content, ResponseFormat, Usage};
+use crate::types::{ChatRequest, Content, ContentPart, ResponseFormat, Usage};
+pub use crate::usage::RouteMode;
 
 /// How candidates are ranked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -184,16 +185,6 @@ pub struct Attempt {
     pub outcome: String,
     /// Retries made on this model before the outcome.
     pub retries: u32,
-}
-
-/// `auto` or an explicit model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RouteMode {
-    /// Scored and selected.
-    Auto,
-    /// Named by the caller.
-    Explicit,
 }
 
 /// A routing decision and its explanation. Every response carries the one that produced
@@ -515,6 +506,10 @@ fn explicit_error(model: &str, excluded: &[Excluded]) -> Error {
     if reason.contains("context window") {
         let provider = model.split('/').next().unwrap_or("").to_owned();
         return Error::ContextLengthExceeded { provider, message: format!("{model}: {reason}") };
+    }
+    if reason.starts_with("circuit open") {
+        let provider = model.split('/').next().unwrap_or("").to_owned();
+        return Error::ProviderUnavailable { provider, status: None, message: format!("{model}: {reason}") };
     }
     if reason.starts_with("not permitted") {
         return Error::Permission { message: format!("{model}: {reason}") };
