@@ -361,15 +361,23 @@ pub fn select(input: SelectInput<'_>, avail: &dyn Availability) -> Result<RouteD
     };
 
     let Some(report) = score else {
-        // Explicit model: checks, then the configured chain.
-        let first = consider(&req.model, None, &mut excluded).ok_or_else(|| explicit_error(&req.model, &excluded))?;
-        let mut candidates = vec![first];
-        for m in cfg.fallbacks.get(&req.model).into_iter().flatten() {
-            if let Some(c) = consider(m, None, &mut excluded) {
-                candidates.push(c);
-            }
+        // Explicit model: checks, then the configured chain. When the named model cannot
+        // serve (breaker open, context, capability) its fallbacks still may.
+        let mut candidates: Vec<Candidate> = std::iter::once(&req.model)
+            .chain(cfg.fallbacks.get(&req.model).into_iter().flatten())
+            .filter_map(|m| consider(m, None, &mut excluded))
+            .collect();
+        if candidates.is_empty() {
+            return Err(explicit_error(&req.model, &excluded));
         }
-        let reason = format!("explicit model {}", req.model);
+        let reason = if candidates[0].model == req.model {
+            format!("explicit model {}", req.model)
+        } else {
+            let why = excluded.iter().find(|e| e.model == req.model).map(|e| e.reason.as_str()).unwrap_or("unusable");
+            format!("explicit model {} skipped ({why}): its fallback {} serves", req.model, candidates[0].model)
+        };
+        let chosen = candidates[0].model.clone();
+        candidates.dedup_by(|a, b| a.model == b.model);
         return Ok(RouteDecision {
             mode: RouteMode::Explicit,
             score: None,
@@ -377,7 +385,7 @@ pub fn select(input: SelectInput<'_>, avail: &dyn Availability) -> Result<RouteD
             served_tier: None,
             features: Vec::new(),
             policy: cfg.policy,
-            chosen: req.model.clone(),
+            chosen,
             candidates,
             excluded,
             reason,
