@@ -29,6 +29,22 @@ enum Command {
     Models,
     /// Run a short demo across providers (emulated locally unless API keys are set).
     Demo(commands::demo::DemoArgs),
+    /// Count the tokens of a text file as a model bills them.
+    Tokens(commands::tokens::TokensArgs),
+    /// Price a call from token counts.
+    Cost(commands::tokens::CostArgs),
+    /// Explain where `auto` sends a prompt; score, evaluate and calibrate the router.
+    Route(commands::route::RouteArgs),
+    /// Signing keys for usage records.
+    Keys {
+        #[command(subcommand)]
+        action: commands::usage::KeysAction,
+    },
+    /// The on-disk spool of usage records.
+    Spool {
+        #[command(subcommand)]
+        action: commands::usage::SpoolAction,
+    },
 }
 
 /// Load the config named on the command line, or ./gaterouter.toml, or the defaults.
@@ -54,6 +70,14 @@ fn main() -> ExitCode {
             Command::Chat(args) => commands::chat::run(load_config(cli.config.as_ref())?, args).await,
             Command::Models => commands::models::run(load_config(cli.config.as_ref())?),
             Command::Demo(args) => commands::demo::run(args).await,
+            Command::Tokens(args) => commands::tokens::tokens(args),
+            Command::Cost(args) => {
+                let config = load_config(cli.config.as_ref())?;
+                commands::tokens::cost(&gaterouter::pricing::Catalog::builtin().with_overrides(&config.prices)?, args)
+            }
+            Command::Route(args) => commands::route::run(load_config(cli.config.as_ref())?, args),
+            Command::Keys { action } => commands::usage::keys(action),
+            Command::Spool { action } => commands::usage::spool(load_config(cli.config.as_ref())?, action).await,
         }
     });
     match result {

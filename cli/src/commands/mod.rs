@@ -3,3 +3,6 @@
 pub mod chat;
 pub mod demo;
 pub mod models;
+pub mod route;
+pub mod tokens;
+pub mod usage;

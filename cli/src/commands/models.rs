@@ -22,6 +22,10 @@ pub fn run(config: Config) -> Result<(), Error> {
             println!("  {}", m.id);
         }
     }
-    println!("default for `auto`: {}", config.default_model);
+    let r = &config.routing;
+    println!("\n`auto` routes by complexity ({:?} policy):", r.policy);
+    for (tier, list) in [("light", &r.light), ("standard", &r.standard), ("heavy", &r.heavy)] {
+        println!("  {tier:<9} {}", list.join(", "));
+    }
     Ok(())
 }
