@@ -314,6 +314,25 @@ class GateRouterTest {
     }
 
     @Test
+    fun `a listener that throws ends its stream and nothing else`() {
+        var calls = 0
+        val handle = client.chatStream(request("openai/gpt-4o-mini", "a prompt long enough for several chunks of text"), object : ChatStreamListener {
+            override fun onChunk(chunk: ChatChunk) {
+                calls++
+                throw IllegalStateException("app bug in onChunk")
+            }
+            override fun onComplete(usage: Usage?) { calls++ }
+            override fun onError(error: GateRouterException) { calls++ }
+        })
+        val deadline = System.nanoTime() + 10_000_000_000
+        while (!handle.isFinished() && System.nanoTime() < deadline) Thread.sleep(10)
+        assertTrue(handle.isFinished())
+        assertEquals(1, calls)
+        // The runtime and the client are unaffected.
+        runBlocking { assertTrue(client.chat(request("openai/gpt-4o-mini", "still alive")).text.contains("still alive")) }
+    }
+
+    @Test
     fun `cancelling the coroutine returns promptly`() {
         fault("""{"fault":"slow","provider":"openai","delay_ms":3000,"times":1}""")
         val started = System.nanoTime()
