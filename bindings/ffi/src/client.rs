@@ -9,7 +9,7 @@
 //! - [`ChatStreamListener`] callbacks run on those worker threads: hop to the main
 //!   thread yourself (`Dispatchers.Main`, `DispatchQueue.main`) and return quickly.
 //! - Cancelling the Kotlin coroutine / Swift `Task` that awaits `chat` drops the Rust
-//!   future, which aborts the in-flight request (see [`on_runtime`]).
+//!   future, which aborts the in-flight request (see `on_runtime`).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};

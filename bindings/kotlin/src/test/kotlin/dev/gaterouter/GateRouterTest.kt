@@ -173,6 +173,33 @@ class GateRouterTest {
     }
 
     @Test
+    fun `images and tool choice convert to the core request`() = runBlocking {
+        val plain = client.chat(request("openai/gpt-4o-mini", "what is this"))
+        val withImage = client.chat(
+            ChatRequest(
+                model = "openai/gpt-4o-mini",
+                messages = listOf(
+                    ChatMessage(
+                        role = Role.USER,
+                        content = "what is this",
+                        images = listOf(ImageInput(url = "data:image/png;base64,iVBORw0KGgo=", detail = ImageDetail.LOW)),
+                    ),
+                ),
+            ),
+        )
+        // The emulator counts 85 prompt tokens per image part.
+        assertEquals(plain.usage.promptTokens + 85u, withImage.usage.promptTokens)
+        val noTools = client.chat(ChatRequest(model = "openai/gpt-4o-mini", messages = listOf(user("Weather?")), tools = listOf(weather), toolChoice = ToolChoice.Disabled))
+        assertEquals(FinishReason.STOP, noTools.finishReason)
+        assertTrue(noTools.toolCalls.isEmpty())
+        val other = weather.copy(name = "get_time", parametersJson = """{"type":"object","properties":{}}""")
+        val forced = client.chat(
+            ChatRequest(model = "anthropic/claude-sonnet-4-5", messages = listOf(user("Weather?")), tools = listOf(weather, other), toolChoice = ToolChoice.Function("get_time")),
+        )
+        assertEquals("get_time", forced.toolCalls.single().name)
+    }
+
+    @Test
     fun `chatJson keeps full OpenAI fidelity`() = runBlocking {
         val out = client.chatJson(
             """{"model":"openai/gpt-4o-mini","messages":[{"role":"developer","content":"x"},
