@@ -23,3 +23,16 @@ echo "== Node: npm ci (committed lock), build the addon (debug) with @napi-rs/cl
 cargo build -q -p gaterouter-emulator
 # Debug build (no --release): the addon shares target/ with the Rust tests above.
 (cd node && npm ci --no-audit --no-fund && npx napi build --platform --js native.js --dts native.d.ts && node --test)
+
+echo "== Kotlin/Swift (uniffi): the committed generated code matches the Rust API"
+command -v mvn >/dev/null && command -v javac >/dev/null || { apt-get update -qq && apt-get install -y -qq maven default-jdk-headless; }
+GEN_TMP="$(mktemp -d)"
+bash bindings/generate.sh "$GEN_TMP"
+for lang in kotlin swift; do
+    diff -r "$GEN_TMP/$lang/generated" "bindings/$lang/generated" \
+        || { echo "bindings/$lang/generated is stale: run 'bash bindings/generate.sh' and commit it"; exit 1; }
+done
+rm -rf "$GEN_TMP"
+
+echo "== Kotlin: JUnit suite on the JVM against the cdylib and the emulator (Maven caches in ~/.m2)"
+bash bindings/kotlin/run-tests.sh
