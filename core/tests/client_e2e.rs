@@ -287,3 +287,13 @@ async fn sends_what_the_provider_expects() {
     assert!(!last.contains("emulator-key"), "secrets are masked in the emulator log");
     emu.shutdown().await;
 }
+
+#[test]
+fn readme_config_reference_parses() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).expect("README");
+    let start = readme.find("```toml\n").expect("a toml block") + "```toml\n".len();
+    let end = start + readme[start..].find("```").expect("closed");
+    let cfg = Config::from_toml_str(&readme[start..end], "README.md").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.routing.max_fallbacks, 2);
+    assert!(cfg.providers.contains_key("my-vllm"));
+}

@@ -8,7 +8,7 @@
 >>> resp.choices[0].message.content, resp.usage.prompt_tokens
 """
 
-from ._client import AsyncClient, AsyncStream, Client, Stream
+from ._client import AsyncClient, AsyncStream, Client, Stream, cost, count_tokens, estimate_cost
 from ._native import (
     APITimeoutError,
     AuthenticationError,
@@ -32,6 +32,7 @@ from ._types import (
     ChoiceDelta,
     ChunkChoice,
     FunctionCall,
+    Record,
     ToolCall,
     ToolCallDelta,
     Usage,
@@ -42,6 +43,10 @@ __all__ = [
     "AsyncClient",
     "Stream",
     "AsyncStream",
+    "count_tokens",
+    "estimate_cost",
+    "cost",
+    "Record",
     "ChatCompletion",
     "ChatCompletionChunk",
     "ChatCompletionMessage",

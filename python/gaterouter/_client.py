@@ -14,9 +14,9 @@ from typing import Any, AsyncIterator, Dict, Iterable, Iterator, List, Literal, 
 
 
 from . import _native
-from ._types import ChatCompletion, ChatCompletionChunk, Usage, _Model
+from ._types import ChatCompletion, ChatCompletionChunk, Record, Usage, _Model
 
-__all__ = ["Client", "AsyncClient", "Stream", "AsyncStream"]
+__all__ = ["Client", "AsyncClient", "Stream", "AsyncStream", "count_tokens", "estimate_cost", "cost"]
 
 Message = Mapping[str, Any]
 PathLike = Union[str, "os.PathLike[str]"]
@@ -49,6 +49,7 @@ class Stream(Iterator[ChatCompletionChunk]):
     def __init__(self, native: "_native.NativeStream") -> None:
         self._native = native
         self.usage: Optional[Usage] = None
+        self.cost: Optional[Record] = None
 
     def __iter__(self) -> "Stream":
         return self
@@ -60,6 +61,7 @@ class Stream(Iterator[ChatCompletionChunk]):
         chunk = ChatCompletionChunk(json.loads(raw))
         if chunk.usage is not None:
             self.usage = chunk.usage
+            self.cost = chunk.cost
         return chunk
 
     def close(self) -> None:
@@ -101,6 +103,7 @@ class AsyncStream(AsyncIterator[ChatCompletionChunk]):
     def __init__(self, native: "_native.NativeStream") -> None:
         self._native = native
         self.usage: Optional[Usage] = None
+        self.cost: Optional[Record] = None
 
     def __aiter__(self) -> "AsyncStream":
         return self
@@ -112,6 +115,7 @@ class AsyncStream(AsyncIterator[ChatCompletionChunk]):
         chunk = ChatCompletionChunk(json.loads(raw))
         if chunk.usage is not None:
             self.usage = chunk.usage
+            self.cost = chunk.cost
         return chunk
 
     async def close(self) -> None:
@@ -236,8 +240,25 @@ class Client:
         self._native = _native_client(config, config_file)
         self.chat = _Chat(Completions(self._native))
 
+    def route(self, *, model: str = "auto", messages: Iterable[Message], **params: Any) -> Record:
+        """Where a request would go, and why, without calling anything."""
+        return Record(json.loads(self._native.route(_request_json(model, messages, params))))
+
+    def count_tokens(self, *, model: str = "auto", messages: Iterable[Message], **params: Any) -> Record:
+        """Prompt tokens as the model (``auto``: the routed model) bills them: ``.tokens``, ``.exact``."""
+        return Record(json.loads(self._native.count_tokens(_request_json(model, messages, params))))
+
+    def estimate_cost(self, *, model: str = "auto", messages: Iterable[Message], **params: Any) -> Record:
+        """Cost before the call: ``.expected.total_micros`` and ``.max.total_micros``."""
+        return Record(json.loads(self._native.estimate_cost(_request_json(model, messages, params))))
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every usage record so far is delivered; True when the spool drained."""
+        return bool(json.loads(self._native.flush(timeout))["drained"])
+
     def close(self) -> None:
-        """Release the client (the connection pool closes when the last user drops it)."""
+        """Drain the usage spool (bounded by ``reporting.shutdown_timeout_ms``) and stop reporting."""
+        self._native.shutdown()
 
     def __enter__(self) -> "Client":
         return self
@@ -253,11 +274,45 @@ class AsyncClient:
         self._native = _native_client(config, config_file)
         self.chat = _Chat(AsyncCompletions(self._native))
 
+    def route(self, *, model: str = "auto", messages: Iterable[Message], **params: Any) -> Record:
+        """Where a request would go, and why, without calling anything (CPU only: not async)."""
+        return Record(json.loads(self._native.route(_request_json(model, messages, params))))
+
+    async def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every usage record so far is delivered; True when the spool drained."""
+        raw = await asyncio.get_running_loop().run_in_executor(None, self._native.flush, timeout)
+        return bool(json.loads(raw)["drained"])
+
     async def close(self) -> None:
-        """Release the client."""
+        """Drain the usage spool and stop reporting."""
+        await asyncio.get_running_loop().run_in_executor(None, self._native.shutdown)
 
     async def __aenter__(self) -> "AsyncClient":
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+def count_tokens(text_or_messages: Union[str, Iterable[Message]], *, model: str = "openai/gpt-4o", **params: Any) -> int:
+    """Tokens of a text, or of a chat request's prompt as ``model`` bills it (message
+    overhead, names, ``tools=`` definitions and images included). Exact for OpenAI
+    encodings, a calibrated estimate elsewhere."""
+    if isinstance(text_or_messages, str):
+        return _native.count_text(text_or_messages, model)[0]
+    raw = json.loads(_native.count_request(_request_json(model, text_or_messages, params)))
+    return int(raw["tokens"])
+
+
+def estimate_cost(*, model: str, messages: Iterable[Message], **params: Any) -> Record:
+    """Cost of a request before calling, with the built-in price catalog:
+    ``.expected.total_micros`` (expected completion) and ``.max.total_micros`` (``max_tokens``)."""
+    return Record(json.loads(_native.estimate_cost(_request_json(model, messages, params))))
+
+
+def cost(usage: Union[Usage, Mapping[str, Any]], *, model: str, batch: bool = False, cache_write_1h: bool = False) -> Record:
+    """Cost of a finished call from its usage, with the built-in price catalog
+    (``.total_micros``, integer micro-dollars)."""
+    data = usage.to_dict() if isinstance(usage, Usage) else dict(usage)
+    data.setdefault("total_tokens", int(data.get("prompt_tokens", 0)) + int(data.get("completion_tokens", 0)))
+    return Record(json.loads(_native.cost(json.dumps(data), model, batch, cache_write_1h)))

@@ -20,6 +20,7 @@ __all__ = [
     "ChoiceDelta",
     "ChunkChoice",
     "ChatCompletionChunk",
+    "Record",
 ]
 
 
@@ -41,6 +42,35 @@ class _Model:
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, _Model) and type(other) is type(self) and other._raw == self._raw
+
+
+class Record(_Model):
+    """Attribute access over nested JSON data (costs, routing decisions, estimates).
+
+    ``rec.total_micros``, ``rec.candidates[0].model``; ``rec.to_dict()`` for the raw data.
+    """
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return _wrap(self._raw[name])
+        except KeyError:
+            raise AttributeError(f"{type(self).__name__} has no field {name!r}; fields: {', '.join(self._raw)}") from None
+
+    def __getitem__(self, name: str) -> Any:
+        return _wrap(self._raw[name])
+
+    def __repr__(self) -> str:
+        return f"Record({self._raw!r})"
+
+
+def _wrap(v: Any) -> Any:
+    if isinstance(v, dict):
+        return Record(v)
+    if isinstance(v, list):
+        return [_wrap(x) for x in v]
+    return v
 
 
 class FunctionCall(_Model):
@@ -118,8 +148,10 @@ class ChatCompletion(_Model):
         self.model: str = raw.get("model", "")
         self.choices: List[Choice] = [Choice(c) for c in raw.get("choices", [])]
         self.usage = Usage(raw.get("usage") or {})
-        self.cost: Optional[Dict[str, Any]] = raw.get("cost")
-        self.route: Optional[Dict[str, Any]] = raw.get("route")
+        self.cost: Optional[Record] = Record(raw["cost"]) if raw.get("cost") else None
+        """What the call cost (integer micro-dollars: ``cost.total_micros``), when priced."""
+        self.route: Optional[Record] = Record(raw["route"]) if raw.get("route") else None
+        """The routing decision: score, tier, features, candidates, excluded, attempts."""
 
 
 class FunctionCallDelta(_Model):
@@ -166,7 +198,7 @@ class ChunkChoice(_Model):
 class ChatCompletionChunk(_Model):
     """A stream chunk. The last chunk of a stream has no choices and carries ``usage``."""
 
-    __slots__ = ("id", "object", "created", "model", "choices", "usage")
+    __slots__ = ("id", "object", "created", "model", "choices", "usage", "cost")
 
     def __init__(self, raw: Dict[str, Any]) -> None:
         super().__init__(raw)
@@ -176,3 +208,4 @@ class ChatCompletionChunk(_Model):
         self.model: str = raw.get("model", "")
         self.choices: List[ChunkChoice] = [ChunkChoice(c) for c in raw.get("choices", [])]
         self.usage: Optional[Usage] = Usage(raw["usage"]) if raw.get("usage") else None
+        self.cost: Optional[Record] = Record(raw["cost"]) if raw.get("cost") else None

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use gaterouter::usage::SdkInfo;
 use gaterouter::{ChatRequest, ChatStream, Client, Config, Error, ErrorKind};
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
@@ -150,9 +151,42 @@ impl NativeClient {
         };
         let client = config.and_then(|c| {
             let _guard = runtime().enter();
-            Client::new(c)
+            Client::with_sdk(c, sdk_info())
         });
         client.map(|client| NativeClient { client }).map_err(|e| to_pyerr(py, e))
+    }
+
+    /// The routing decision for a request, without calling anything (JSON).
+    fn route(&self, py: Python<'_>, request_json: &str) -> PyResult<String> {
+        let req = ChatRequest::from_json(request_json).map_err(|e| to_pyerr(py, e))?;
+        self.client.route(&req).and_then(|d| to_json(&d)).map_err(|e| to_pyerr(py, e))
+    }
+
+    /// Prompt tokens of a request as its model (or the routed model) bills them (JSON).
+    fn count_tokens(&self, py: Python<'_>, request_json: &str) -> PyResult<String> {
+        let req = ChatRequest::from_json(request_json).map_err(|e| to_pyerr(py, e))?;
+        let client = self.client.clone();
+        py.detach(|| client.count_tokens(&req).and_then(|c| to_json(&c))).map_err(|e| to_pyerr(py, e))
+    }
+
+    /// Expected and maximum cost of a request before calling (JSON).
+    fn estimate_cost(&self, py: Python<'_>, request_json: &str) -> PyResult<String> {
+        let req = ChatRequest::from_json(request_json).map_err(|e| to_pyerr(py, e))?;
+        let client = self.client.clone();
+        py.detach(|| client.estimate_cost(&req).and_then(|c| to_json(&c))).map_err(|e| to_pyerr(py, e))
+    }
+
+    /// Wait until usage records are delivered (JSON `{drained, pending_records}`).
+    fn flush(&self, py: Python<'_>, timeout_s: f64) -> PyResult<String> {
+        let client = self.client.clone();
+        let timeout = Duration::from_secs_f64(timeout_s.max(0.0));
+        block_on(py, async move { to_json(&client.flush(timeout).await?) })
+    }
+
+    /// Drain the spool and stop reporting (JSON `{drained, pending_records}`).
+    fn shutdown(&self, py: Python<'_>) -> PyResult<String> {
+        let client = self.client.clone();
+        block_on(py, async move { to_json(&client.shutdown().await?) })
     }
 
     /// Blocking chat: request JSON in, response JSON out.
@@ -246,10 +280,64 @@ impl NativeStream {
     }
 }
 
+fn sdk_info() -> SdkInfo {
+    SdkInfo { name: "gaterouter-python".into(), version: gaterouter::SDK_VERSION.into(), language: "python".into() }
+}
+
+/// Tokens of a text as `model` counts them: `(tokens, exact)`.
+#[pyfunction]
+fn count_text(py: Python<'_>, text: &str, model: &str) -> (u64, bool) {
+    let text = text.to_owned();
+    let model = model.to_owned();
+    let c = py.detach(move || gaterouter::tokens::count_text(&text, &model));
+    (c.tokens, c.exact)
+}
+
+/// Prompt tokens of a request as its model bills them (JSON), without a client.
+#[pyfunction]
+fn count_request(py: Python<'_>, request_json: &str) -> PyResult<String> {
+    let req = ChatRequest::from_json(request_json).map_err(|e| to_pyerr(py, e))?;
+    let c = py.detach(|| gaterouter::tokens::count_request(&req, &req.model));
+    to_json(&c).map_err(|e| to_pyerr(py, e))
+}
+
+/// Expected and maximum cost of a request with the built-in catalog (JSON).
+#[pyfunction]
+fn estimate_cost(py: Python<'_>, request_json: &str) -> PyResult<String> {
+    let req = ChatRequest::from_json(request_json).map_err(|e| to_pyerr(py, e))?;
+    py.detach(|| gaterouter::pricing::estimate_cost(&req, &req.model).and_then(|c| to_json(&c))).map_err(|e| to_pyerr(py, e))
+}
+
+/// Cost of a call from its usage (JSON in the `Usage` shape) with the built-in catalog.
+#[pyfunction]
+#[pyo3(signature = (usage_json, model, batch=false, cache_write_1h=false))]
+fn cost(py: Python<'_>, usage_json: &str, model: &str, batch: bool, cache_write_1h: bool) -> PyResult<String> {
+    let usage: gaterouter::Usage = serde_json::from_str(usage_json)
+        .map_err(|e| to_pyerr(py, Error::InvalidRequest { field: Some("usage".into()), message: format!("usage: {e}") }))?;
+    let opts = gaterouter::pricing::CostOptions { batch, cache_write_1h };
+    gaterouter::pricing::cost(&usage, model, opts).and_then(|c| to_json(&c)).map_err(|e| to_pyerr(py, e))
+}
+
+/// Canonical bytes and Ed25519 signature of a usage record (JSON), with the given key
+/// (base64 seed or PKCS#8 PEM): `(canonical_json, signature_base64)`. For test vectors
+/// and for apps that sign records themselves.
+#[pyfunction]
+fn sign_record(py: Python<'_>, record_json: &str, signing_key: &str) -> PyResult<(String, String)> {
+    let fail = |m: String| to_pyerr(py, Error::InvalidRequest { field: Some("record".into()), message: m });
+    let record: gaterouter::usage::UsageRecord = serde_json::from_str(record_json).map_err(|e| fail(format!("record: {e}")))?;
+    let signer = gaterouter::usage::UsageSigner::from_key_text(signing_key, "signing_key").map_err(|e| fail(e.to_string()))?;
+    signer.sign_record(&record).map_err(|e| fail(e.to_string()))
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add("__version__", gaterouter::SDK_VERSION)?;
+    m.add_function(wrap_pyfunction!(count_text, m)?)?;
+    m.add_function(wrap_pyfunction!(count_request, m)?)?;
+    m.add_function(wrap_pyfunction!(estimate_cost, m)?)?;
+    m.add_function(wrap_pyfunction!(cost, m)?)?;
+    m.add_function(wrap_pyfunction!(sign_record, m)?)?;
     m.add_class::<NativeClient>()?;
     m.add_class::<NativeStream>()?;
     m.add_class::<TaskHandle>()?;
