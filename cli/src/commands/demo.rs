@@ -61,18 +61,30 @@ pub async fn run(args: DemoArgs) -> Result<(), Error> {
         let req = ChatRequest::new(*model, vec![Message::user("In one sentence: why is the sky blue?")]);
         let resp = client.chat(req).await?;
         println!(
-            "\n[{}] {} ms\n  {}\n  tokens: {} prompt ({} cached) + {} completion ({} reasoning)",
+            "\n[{}] {} ms\n  {}\n  tokens: {} prompt ({} cached) + {} completion ({} reasoning), cost {}",
             resp.model,
             started.elapsed().as_millis(),
             resp.text(),
             resp.usage.prompt_tokens,
             resp.usage.cached_prompt_tokens,
             resp.usage.completion_tokens,
-            resp.usage.reasoning_tokens
+            resp.usage.reasoning_tokens,
+            usd(resp.cost.as_ref())
         );
     }
 
-    // 2. Streaming from Anthropic.
+    // 2. `auto`: the router picks by complexity and explains why.
+    for prompt in [
+        "Translate 'good morning' into Spanish.",
+        "Prove step by step that there are infinitely many primes, then analyze the complexity of the sieve of Eratosthenes.",
+    ] {
+        let resp = client.chat(ChatRequest::new("auto", vec![Message::user(prompt)])).await?;
+        if let Some(route) = &resp.route {
+            println!("\n[auto] {prompt}\n  -> {} ({}), cost {}", resp.model, route.reason, usd(resp.cost.as_ref()));
+        }
+    }
+
+    // 3. Streaming from Anthropic.
     println!("\n[anthropic/claude-sonnet-4-5, streaming]");
     let mut stream = client
         .chat_stream(ChatRequest::new("anthropic/claude-sonnet-4-5", vec![Message::user("Count from one to five.")]))
@@ -88,7 +100,7 @@ pub async fn run(args: DemoArgs) -> Result<(), Error> {
         }
     }
 
-    // 3. A tool call round trip with Gemini.
+    // 4. A tool call round trip with Gemini.
     let weather = Tool::function(
         "get_weather",
         "Current weather for a city",
@@ -112,4 +124,8 @@ pub async fn run(args: DemoArgs) -> Result<(), Error> {
         h.shutdown().await;
     }
     Ok(())
+}
+
+fn usd(cost: Option<&gaterouter::pricing::Cost>) -> String {
+    cost.map(|c| format!("${}", c.total_usd())).unwrap_or_else(|| "unpriced".into())
 }
