@@ -198,6 +198,9 @@ pub struct Config {
     pub timeouts: Timeouts,
     /// Retries.
     pub retry: RetryConfig,
+    /// Usage records: signing, spool and collector (`[reporting]`).
+    #[serde(default)]
+    pub reporting: crate::usage::ReportingConfig,
 }
 
 impl Default for Config {
@@ -210,6 +213,7 @@ impl Default for Config {
             identity: Identity::default(),
             timeouts: Timeouts::default(),
             retry: RetryConfig::default(),
+            reporting: crate::usage::ReportingConfig::default(),
         }
     }
 }

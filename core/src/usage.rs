@@ -1,1 +1,559 @@
-//! (to be implemented)
+//! Signed usage records, a durable on-disk spool, and the reporter that ships them.
+//!
+//! Every model call produces one [`UsageRecord`]: who called (from
+//! [`crate::config::Identity`]), which provider and model, token counts, cost estimate,
+//! timings, outcome and bounded tags. Never any prompt or completion text.
+//!
+//! The [`Recorder`] is the one handle the client uses:
+//! 1. [`Recorder::record`] (the hot path) validates the input, assigns a UUIDv7 `id`
+//!    and the next per-key `seq`, canonicalizes the record with RFC 8785 JCS
+//!    ([`canonical`]), signs the canonical bytes with the API key's Ed25519 key
+//!    ([`signing`]) and appends the signed record to the [`spool::Spool`] before it
+//!    returns.
+//! 2. A background [`reporter`] task sends spooled records in batches to the collector
+//!    (`POST {collector_url}/v1/usage`), at least once, resuming from the spool after a
+//!    restart.
+//! 3. [`Recorder::flush`] waits for delivery; [`Recorder::shutdown`] drains and closes.
+//!
+//! Formats, precisely:
+//! - timestamps `ts_start` / `ts_end`: integer Unix epoch milliseconds (UTC);
+//! - signed bytes: UTF-8 JCS of the record without `signature` (integers only);
+//! - `signature` and public keys: standard base64 with padding;
+//! - the wire record is the canonical JSON with `"signature"` appended as the last
+//!   member.
+//!
+//! `seq` is strictly increasing per signing key and spool directory, across restarts:
+//! on start it continues after the highest `seq` found in the spool's segments or in its
+//! delivery cursor (which remembers the highest seq ever delivered). Gaps can occur (a
+//! record refused by validation, or lost with a power cut before its fsync), repeats
+//! cannot. With `mode = "off"` nothing is persisted and `seq` starts at 1 per process.
+
+pub mod canonical;
+pub mod record;
+pub mod reporter;
+pub mod signing;
+pub mod spool;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use record::{RecordId, RouteInfo, RouteMode, SdkInfo, UsageRecord, UsageRecordInput, UsageStatus, unix_ms_now};
+pub use reporter::{BatchResponse, Rejected};
+pub use signing::{UsageSigner, generate_key};
+pub use spool::{Spool, SpoolOptions, SpoolStatus};
+
+use crate::config::Identity;
+
+/// Environment variable read for the signing key when neither `signing_key_file` nor
+/// `signing_key_env` is configured.
+pub const DEFAULT_SIGNING_KEY_ENV: &str = "GATEROUTER_SIGNING_KEY";
+
+/// Errors of the usage pipeline. Each names what is wrong and what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UsageError {
+    /// `[reporting]` configuration is wrong.
+    #[error("config error at {location}: {message}. Fix: {fix}")]
+    Config {
+        /// Field, e.g. `reporting.batch_max_records`.
+        location: String,
+        /// What is wrong.
+        message: String,
+        /// What to do.
+        fix: String,
+    },
+    /// The signing key cannot be loaded. Never contains key material.
+    #[error("usage signing key from {origin}: {message}. Fix: {fix}")]
+    Key {
+        /// Where the key was read from (file path or variable name).
+        origin: String,
+        /// What is wrong with it.
+        message: String,
+        /// What to do.
+        fix: String,
+    },
+    /// A tag breaks the bounds (count, key or value length).
+    #[error("usage record tag `{key}`: {reason}")]
+    InvalidTag {
+        /// The tag key (shortened if huge).
+        key: String,
+        /// Which bound and the limit.
+        reason: String,
+    },
+    /// A record field is invalid.
+    #[error("usage record field `{field}`: {message}")]
+    InvalidField {
+        /// The field.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The spool reached `max_spool_bytes`; the record was refused (and counted in
+    /// [`SpoolStatus::overflow_count`]).
+    #[error(
+        "usage spool {} is full ({used_bytes} of {max_bytes} bytes): record refused. Fix: check the collector is reachable (`gaterouter spool status`) or raise reporting.max_spool_bytes",
+        dir.display()
+    )]
+    SpoolFull {
+        /// Spool directory.
+        dir: PathBuf,
+        /// Bytes in use.
+        used_bytes: u64,
+        /// The cap.
+        max_bytes: u64,
+    },
+    /// Another process (or another recorder) holds this spool directory.
+    #[error(
+        "usage spool {} is in use by another process ({holder}). Fix: give each process its own reporting.spool_dir",
+        dir.display()
+    )]
+    SpoolLocked {
+        /// Spool directory.
+        dir: PathBuf,
+        /// Content of the lock file (the holder's pid).
+        holder: String,
+    },
+    /// Disk I/O failed.
+    #[error("usage spool I/O error on {}: {source}", path.display())]
+    Io {
+        /// File or directory.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A signature or signed record does not verify.
+    #[error("usage record signature: {message}")]
+    Signature {
+        /// What failed.
+        message: String,
+    },
+    /// The recorder was shut down.
+    #[error("the usage recorder is shut down; records are no longer accepted")]
+    ShutDown,
+    /// A collector is configured but there is no tokio runtime to run the reporter.
+    #[error("the usage reporter needs a tokio runtime. Fix: call Recorder::start inside a tokio runtime")]
+    NoRuntime,
+}
+
+impl UsageError {
+    /// Stable code for bindings and logs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            UsageError::Config { .. } | UsageError::Key { .. } | UsageError::NoRuntime => "CONFIG",
+            UsageError::InvalidTag { .. } | UsageError::InvalidField { .. } => "INVALID_REQUEST",
+            UsageError::SpoolFull { .. } => "SPOOL_FULL",
+            UsageError::SpoolLocked { .. } => "SPOOL_LOCKED",
+            UsageError::Io { .. } => "SPOOL_IO",
+            UsageError::Signature { .. } => "SIGNATURE",
+            UsageError::ShutDown => "SHUT_DOWN",
+        }
+    }
+}
+
+/// Whether records are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ReportingMode {
+    /// Sign and spool every record; ship them when `collector_url` is set.
+    #[default]
+    Spool,
+    /// Validate records, then discard them: nothing is signed, written or sent.
+    Off,
+}
+
+/// The `[reporting]` config table. Every field has a default.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportingConfig {
+    /// `spool` (default) or `off`.
+    pub mode: ReportingMode,
+    /// Collector base URL (`https://usage.example.com`); records are POSTed to
+    /// `{collector_url}/v1/usage`. Unset: records stay in the spool.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub collector_url: Option<String>,
+    /// Spool directory. Default: `<data dir>/gaterouter/spool/<api_key_id>/p<N>`, where
+    /// the data dir is `$XDG_DATA_HOME` or `~/.local/share` (Linux),
+    /// `~/Library/Application Support` (macOS), `%LOCALAPPDATA%` (Windows), else
+    /// `./.gaterouter`; `p<N>` is the first slot no other process holds, so several
+    /// processes can run with the default. An explicit directory is never shared: a
+    /// second process gets [`UsageError::SpoolLocked`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spool_dir: Option<PathBuf>,
+    /// File holding the Ed25519 signing key (base64 32-byte seed, or PKCS#8 PEM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_key_file: Option<PathBuf>,
+    /// Environment variable holding the signing key. Default
+    /// [`DEFAULT_SIGNING_KEY_ENV`] when `signing_key_file` is not set either.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_key_env: Option<String>,
+    /// Records per batch. Default 500 (1..=10 000).
+    pub batch_max_records: usize,
+    /// Longest a record waits for a fuller batch. Default 2 000 ms.
+    pub batch_max_age_ms: u64,
+    /// fsync interval of the spool; a power cut loses at most this much. 0 = fsync
+    /// every record. Default 200 ms.
+    pub fsync_interval_ms: u64,
+    /// Cap on the spool's bytes; beyond it records are refused with
+    /// [`UsageError::SpoolFull`] and counted. Default 256 MiB, minimum 64 KiB.
+    pub max_spool_bytes: u64,
+    /// Collector request timeout. Default 10 000 ms.
+    pub request_timeout_ms: u64,
+    /// First retry backoff. Default 250 ms.
+    pub retry_initial_backoff_ms: u64,
+    /// Retry backoff ceiling. Default 30 000 ms.
+    pub retry_max_backoff_ms: u64,
+    /// How long [`Recorder::shutdown`] waits for the spool to drain. Default 5 000 ms.
+    pub shutdown_timeout_ms: u64,
+}
+
+impl Default for ReportingConfig {
+    fn default() -> Self {
+        ReportingConfig {
+            mode: ReportingMode::Spool,
+            collector_url: None,
+            spool_dir: None,
+            signing_key_file: None,
+            signing_key_env: None,
+            batch_max_records: 500,
+            batch_max_age_ms: 2_000,
+            fsync_interval_ms: 200,
+            max_spool_bytes: 256 << 20,
+            request_timeout_ms: 10_000,
+            retry_initial_backoff_ms: 250,
+            retry_max_backoff_ms: 30_000,
+            shutdown_timeout_ms: 5_000,
+        }
+    }
+}
+
+fn cfg_err(field: &str, message: impl Into<String>, fix: impl Into<String>) -> UsageError {
+    UsageError::Config { location: format!("reporting.{field}"), message: message.into(), fix: fix.into() }
+}
+
+impl ReportingConfig {
+    /// Check ranges and the collector URL; errors name `reporting.<field>`.
+    pub fn validate(&self) -> Result<(), UsageError> {
+        if !(1..=10_000).contains(&self.batch_max_records) {
+            return Err(cfg_err("batch_max_records", format!("{} is out of range", self.batch_max_records), "use 1..=10000"));
+        }
+        for (f, v) in [
+            ("batch_max_age_ms", self.batch_max_age_ms),
+            ("request_timeout_ms", self.request_timeout_ms),
+            ("retry_initial_backoff_ms", self.retry_initial_backoff_ms),
+        ] {
+            if v == 0 {
+                return Err(cfg_err(f, "must be positive", "give a positive number of milliseconds"));
+            }
+        }
+        if self.retry_initial_backoff_ms > self.retry_max_backoff_ms {
+            return Err(cfg_err("retry_initial_backoff_ms", "is larger than retry_max_backoff_ms", "make it <= retry_max_backoff_ms"));
+        }
+        if self.max_spool_bytes < 64 * 1024 {
+            return Err(cfg_err("max_spool_bytes", format!("{} bytes is too small", self.max_spool_bytes), "use at least 65536"));
+        }
+        if let Some(u) = &self.collector_url {
+            let ok = url::Url::parse(u).ok().filter(|p| matches!(p.scheme(), "http" | "https") && p.host_str().is_some_and(|h| !h.is_empty()));
+            if ok.is_none() {
+                return Err(cfg_err("collector_url", format!("`{u}` is not an absolute http(s) URL"), "write e.g. https://usage.example.com"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The collector endpoint, `{collector_url}/v1/usage`.
+    pub fn endpoint(&self) -> Option<String> {
+        self.collector_url.as_ref().map(|u| format!("{}/v1/usage", u.trim_end_matches('/')))
+    }
+
+    /// Load the signing key from `signing_key_file`, else `signing_key_env`, else
+    /// [`DEFAULT_SIGNING_KEY_ENV`].
+    pub fn load_signer(&self) -> Result<UsageSigner, UsageError> {
+        if let Some(f) = &self.signing_key_file {
+            return UsageSigner::from_file(f);
+        }
+        UsageSigner::from_env(self.signing_key_env.as_deref().unwrap_or(DEFAULT_SIGNING_KEY_ENV))
+    }
+}
+
+/// The platform data directory, or `./.gaterouter` when none is known.
+pub fn default_data_dir() -> PathBuf {
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let base = if cfg!(windows) {
+        env("LOCALAPPDATA")
+    } else if cfg!(target_os = "macos") {
+        env("HOME").map(|h| h.join("Library").join("Application Support"))
+    } else {
+        env("XDG_DATA_HOME").or_else(|| env("HOME").map(|h| h.join(".local").join("share")))
+    };
+    base.map(|b| b.join("gaterouter")).unwrap_or_else(|| PathBuf::from(".gaterouter"))
+}
+
+/// Default slots tried under the default spool directory.
+const DEFAULT_SLOTS: u32 = 64;
+
+fn sanitize(s: &str) -> String {
+    let out: String = s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).take(64).collect();
+    if out.is_empty() { "default".into() } else { out }
+}
+
+/// Result of a flush.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlushOutcome {
+    /// Every record recorded before the flush was delivered (or dead-lettered).
+    pub drained: bool,
+    /// Records still in the spool.
+    pub pending_records: u64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    identity: Identity,
+    sdk: SdkInfo,
+    signer: Option<UsageSigner>,
+    seq: AtomicU64,
+    spool: Option<Arc<Spool>>,
+    reporter: std::sync::Mutex<Option<reporter::ReporterHandle>>,
+    closed: AtomicBool,
+    cfg: ReportingConfig,
+}
+
+/// The usage pipeline handle: signer, seq counter, spool and reporter task. Cheap to
+/// clone (shared).
+#[derive(Debug, Clone)]
+pub struct Recorder {
+    inner: Arc<Inner>,
+}
+
+impl Recorder {
+    /// Start from config: load the key, open (and lock) the spool, start the reporter
+    /// if a collector is configured (which needs a tokio runtime).
+    pub fn start(cfg: &ReportingConfig, identity: &Identity) -> Result<Recorder, UsageError> {
+        let signer = match cfg.mode {
+            ReportingMode::Off => None,
+            ReportingMode::Spool => Some(cfg.load_signer()?),
+        };
+        Self::start_with(cfg, identity, SdkInfo::rust(), signer)
+    }
+
+    /// Start with an explicit SDK description (bindings) and signer (`None` only with
+    /// `mode = "off"`).
+    pub fn start_with(cfg: &ReportingConfig, identity: &Identity, sdk: SdkInfo, signer: Option<UsageSigner>) -> Result<Recorder, UsageError> {
+        cfg.validate()?;
+        let mut spool = None;
+        let mut reporter = None;
+        if cfg.mode == ReportingMode::Spool {
+            if signer.is_none() {
+                return Err(cfg_err("signing_key_file", "spool mode needs a signing key", "set signing_key_file or signing_key_env, or mode = \"off\""));
+            }
+            if identity.api_key_id.as_deref().is_none_or(|k| k.trim().is_empty()) {
+                return Err(UsageError::Config {
+                    location: "identity.api_key_id".into(),
+                    message: "signed usage records need the API key id".into(),
+                    fix: "set identity.api_key_id, or reporting.mode = \"off\"".into(),
+                });
+            }
+            let sp = open_spool(cfg, identity)?;
+            if let Some(endpoint) = cfg.endpoint() {
+                let rt = tokio::runtime::Handle::try_current().map_err(|_| UsageError::NoRuntime)?;
+                let opts = reporter::ReporterOptions {
+                    endpoint,
+                    batch_max_records: cfg.batch_max_records,
+                    batch_max_age: Duration::from_millis(cfg.batch_max_age_ms),
+                    request_timeout: Duration::from_millis(cfg.request_timeout_ms),
+                    initial_backoff: Duration::from_millis(cfg.retry_initial_backoff_ms),
+                    max_backoff: Duration::from_millis(cfg.retry_max_backoff_ms),
+                };
+                let h = reporter::spawn(sp.clone(), opts, &rt)
+                    .map_err(|e| cfg_err("collector_url", format!("cannot build the HTTP client: {e}"), "check the TLS setup"))?;
+                reporter = Some(h);
+            }
+            spool = Some(sp);
+        }
+        let first_seq = spool.as_ref().map_or(0, |s| s.max_seq()) + 1;
+        Ok(Recorder {
+            inner: Arc::new(Inner {
+                identity: identity.clone(),
+                sdk,
+                signer,
+                seq: AtomicU64::new(first_seq),
+                spool,
+                reporter: std::sync::Mutex::new(reporter),
+                closed: AtomicBool::new(false),
+                cfg: cfg.clone(),
+            }),
+        })
+    }
+
+    /// Validate, sign and spool one record; returns its id once it is written.
+    pub fn record(&self, input: UsageRecordInput) -> Result<RecordId, UsageError> {
+        let inner = &*self.inner;
+        if inner.closed.load(Ordering::Acquire) {
+            return Err(UsageError::ShutDown);
+        }
+        let seq = inner.seq.fetch_add(1, Ordering::AcqRel);
+        let rec = UsageRecord::build(input, &inner.identity, &inner.sdk, RecordId::new_v7(), seq)?;
+        let (Some(spool), Some(signer)) = (&inner.spool, &inner.signer) else {
+            return Ok(rec.id);
+        };
+        let (canonical, sig) = signer.sign_record(&rec)?;
+        let wire = signing::wire_json(&canonical, &sig);
+        spool.append(wire.as_bytes(), seq)?;
+        Ok(rec.id)
+    }
+
+    /// The signer's public key (standard base64), when records are signed.
+    pub fn public_key(&self) -> Option<&str> {
+        self.inner.signer.as_ref().map(UsageSigner::public_key)
+    }
+
+    /// fsync the spool and wait up to `timeout` for every record recorded so far to be
+    /// delivered. Without a collector it only fsyncs (records stay spooled).
+    pub async fn flush(&self, timeout: Duration) -> Result<FlushOutcome, UsageError> {
+        let Some(spool) = &self.inner.spool else {
+            return Ok(FlushOutcome { drained: true, pending_records: 0 });
+        };
+        let sp = spool.clone();
+        tokio::task::spawn_blocking(move || sp.sync()).await.map_err(|_| UsageError::ShutDown)??;
+        let ctl = self.inner.reporter.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|h| h.ctl.clone());
+        let Some(ctl) = ctl else {
+            let pending = spool.pending_records();
+            return Ok(FlushOutcome { drained: pending == 0, pending_records: pending });
+        };
+        let target = spool.flush_target();
+        let mut rx = spool.resolved_tx.subscribe();
+        ctl.flush_requested.store(true, Ordering::Release);
+        ctl.flush.notify_one();
+        let drained = tokio::time::timeout(timeout, rx.wait_for(|n| *n >= target)).await.is_ok_and(|r| r.is_ok());
+        Ok(FlushOutcome { drained, pending_records: spool.pending_records() })
+    }
+
+    /// Stop accepting records, drain the spool for up to `shutdown_timeout_ms`, stop
+    /// the reporter, fsync and release the spool directory. Undelivered records stay in
+    /// the spool for the next start.
+    pub async fn shutdown(&self) -> Result<FlushOutcome, UsageError> {
+        self.inner.closed.store(true, Ordering::Release);
+        let outcome = self.flush(Duration::from_millis(self.inner.cfg.shutdown_timeout_ms)).await?;
+        let handle = self.inner.reporter.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(h) = handle {
+            h.ctl.stop.send_replace(true);
+            let abort = h.join.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(2), h.join).await.is_err() {
+                abort.abort();
+            }
+        }
+        if let Some(sp) = &self.inner.spool {
+            let sp = sp.clone();
+            tokio::task::spawn_blocking(move || sp.close()).await.map_err(|_| UsageError::ShutDown)??;
+        }
+        Ok(FlushOutcome { pending_records: self.inner.spool.as_ref().map_or(0, |s| s.pending_records()), ..outcome })
+    }
+
+    /// Spool counters (`gaterouter spool status`).
+    pub fn status(&self) -> SpoolStatus {
+        match &self.inner.spool {
+            Some(s) => s.status(),
+            None => SpoolStatus {
+                dir: PathBuf::new(),
+                pending_records: 0,
+                pending_bytes: 0,
+                total_bytes: 0,
+                max_bytes: 0,
+                segments: 0,
+                dead_letters: 0,
+                overflow_count: 0,
+                torn_bytes_skipped: 0,
+                delivered_records: 0,
+                max_seq: 0,
+                last_error: None,
+            },
+        }
+    }
+
+    /// The spool directory, when spooling.
+    pub fn spool_dir(&self) -> Option<&Path> {
+        self.inner.spool.as_ref().map(|s| s.dir())
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(h) = self.reporter.get_mut().unwrap_or_else(|p| p.into_inner()).take() {
+            h.ctl.stop.send_replace(true);
+        }
+    }
+}
+
+fn open_spool(cfg: &ReportingConfig, identity: &Identity) -> Result<Arc<Spool>, UsageError> {
+    let opts = |dir: PathBuf| SpoolOptions::new(dir, Duration::from_millis(cfg.fsync_interval_ms), cfg.max_spool_bytes);
+    if let Some(dir) = &cfg.spool_dir {
+        return Spool::open(opts(dir.clone()));
+    }
+    let base = default_data_dir().join("spool").join(sanitize(identity.api_key_id.as_deref().unwrap_or("")));
+    let mut last = None;
+    for slot in 0..DEFAULT_SLOTS {
+        match Spool::open(opts(base.join(format!("p{slot}")))) {
+            Ok(s) => return Ok(s),
+            Err(e @ UsageError::SpoolLocked { .. }) => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or(UsageError::ShutDown))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_defaults_and_unknown_fields() {
+        let c: ReportingConfig = toml::from_str("").unwrap();
+        assert_eq!(c, ReportingConfig::default());
+        assert_eq!(c.fsync_interval_ms, 200);
+        assert!(toml::from_str::<ReportingConfig>("colector_url = \"x\"").is_err());
+        let c: ReportingConfig = toml::from_str("mode = \"off\"\ncollector_url = \"http://h:1/\"").unwrap();
+        assert_eq!(c.mode, ReportingMode::Off);
+        assert_eq!(c.endpoint().unwrap(), "http://h:1/v1/usage");
+    }
+
+    #[test]
+    fn config_validation_names_fields() {
+        let c = ReportingConfig { batch_max_records: 0, ..Default::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("reporting.batch_max_records"));
+        let c = ReportingConfig { collector_url: Some("localhost:9".into()), ..Default::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("reporting.collector_url"));
+    }
+
+    #[test]
+    fn config_field_in_main_config() {
+        let c = crate::Config::from_toml_str("[reporting]\nmode = \"off\"\nbatch_max_records = 10\n", "t.toml").unwrap();
+        assert_eq!(c.reporting.batch_max_records, 10);
+        let e = crate::Config::from_toml_str("[reporting]\nbogus = 1\n", "t.toml").unwrap_err();
+        assert!(e.to_string().contains("reporting") && e.to_string().contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn off_mode_validates_but_keeps_nothing() {
+        let cfg = ReportingConfig { mode: ReportingMode::Off, ..Default::default() };
+        let r = Recorder::start(&cfg, &Identity::default()).unwrap();
+        let mut i = UsageRecordInput { provider: "openai".into(), model: "m".into(), ..Default::default() };
+        // api_key_id is still required by validation.
+        assert!(r.record(i.clone()).is_err());
+        let r = Recorder::start(&cfg, &Identity { api_key_id: Some("k".into()), ..Default::default() }).unwrap();
+        r.record(i.clone()).unwrap();
+        i.tags.insert("x".repeat(100), "v".into());
+        assert!(matches!(r.record(i).unwrap_err(), UsageError::InvalidTag { .. }));
+        assert_eq!(r.status().pending_records, 0);
+    }
+
+    #[test]
+    fn spool_mode_without_key_is_a_config_error() {
+        let cfg = ReportingConfig { signing_key_env: Some("GATEROUTER_TEST_NO_SUCH_KEY".into()), ..Default::default() };
+        let e = Recorder::start(&cfg, &Identity::default()).unwrap_err();
+        assert!(e.to_string().contains("GATEROUTER_TEST_NO_SUCH_KEY"), "{e}");
+    }
+}

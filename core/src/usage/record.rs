@@ -1,0 +1,548 @@
+//! The usage record: what one model call cost, who made it, and how it went.
+//!
+//! A record never holds prompt or completion text: the type has no field that could
+//! carry it, only counts, identifiers, timings and bounded caller-chosen tags.
+//!
+//! Timestamps (`ts_start`, `ts_end`) are integer Unix epoch **milliseconds** (UTC), so
+//! the record holds integers only and its canonical form needs no float formatting.
+
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::UsageError;
+use super::canonical::{self, MAX_SAFE_INTEGER};
+use crate::config::Identity;
+use crate::error::ErrorKind;
+
+/// Version of the record layout, carried in every record as `schema_version`.
+pub const SCHEMA_VERSION: u32 = 1;
+/// Most tags a record may carry.
+pub const MAX_TAGS: usize = 16;
+/// Longest tag key, in UTF-8 bytes.
+pub const MAX_TAG_KEY_BYTES: usize = 64;
+/// Longest tag value, in UTF-8 bytes.
+pub const MAX_TAG_VALUE_BYTES: usize = 256;
+/// Longest identifier (provider, model, identity ids, route tier, SDK fields), in bytes.
+pub const MAX_ID_BYTES: usize = 256;
+
+/// A record id: a UUIDv7 in lowercase hyphenated form (time-ordered, globally unique).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RecordId(pub String);
+
+impl RecordId {
+    /// A fresh UUIDv7.
+    pub fn new_v7() -> Self {
+        RecordId(uuid::Uuid::now_v7().hyphenated().to_string())
+    }
+    /// The id text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for RecordId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How the model was chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteMode {
+    /// `model: "auto"`: the router picked.
+    Auto,
+    /// The caller named the model.
+    Explicit,
+}
+
+/// Routing details, present when the call went through the router or names a tier.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteInfo {
+    /// `auto` or `explicit`.
+    pub mode: RouteMode,
+    /// Tier the router chose (e.g. `small`, `large`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<String>,
+    /// The router's score as an integer (the router's scale, e.g. per-mille); records
+    /// carry integers only so their canonical form is unambiguous.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<i64>,
+}
+
+/// Outcome of the call: `ok`, `cancelled`, or an [`ErrorKind::code`] such as
+/// `RATE_LIMITED`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsageStatus {
+    /// Completed.
+    Ok,
+    /// The caller dropped or cancelled the call (e.g. stopped reading a stream).
+    Cancelled,
+    /// Failed with this error kind.
+    Error(ErrorKind),
+}
+
+/// Every error kind, to map codes back (ErrorKind is non_exhaustive; keep in sync).
+const ALL_KINDS: &[ErrorKind] = &[
+    ErrorKind::Config,
+    ErrorKind::Auth,
+    ErrorKind::RateLimited,
+    ErrorKind::ProviderUnavailable,
+    ErrorKind::InvalidRequest,
+    ErrorKind::ContextLengthExceeded,
+    ErrorKind::Timeout,
+    ErrorKind::StreamInterrupted,
+    ErrorKind::InvalidResponse,
+    ErrorKind::Budget,
+    ErrorKind::Permission,
+];
+
+impl UsageStatus {
+    /// Wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UsageStatus::Ok => "ok",
+            UsageStatus::Cancelled => "cancelled",
+            UsageStatus::Error(k) => k.code(),
+        }
+    }
+    /// Parse the wire spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "ok" => Some(UsageStatus::Ok),
+            "cancelled" => Some(UsageStatus::Cancelled),
+            _ => ALL_KINDS.iter().find(|k| k.code() == s).map(|k| UsageStatus::Error(*k)),
+        }
+    }
+}
+
+impl Serialize for UsageStatus {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for UsageStatus {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        UsageStatus::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("unknown usage status `{s}`")))
+    }
+}
+
+/// Which SDK produced the record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SdkInfo {
+    /// SDK name, e.g. `gaterouter-rust`, `gaterouter-python`.
+    pub name: String,
+    /// SDK version.
+    pub version: String,
+    /// Host language: `rust`, `python`, `node`, `kotlin`.
+    pub language: String,
+}
+
+impl SdkInfo {
+    /// This crate, used directly from Rust.
+    pub fn rust() -> Self {
+        SdkInfo { name: crate::SDK_NAME.to_owned(), version: crate::SDK_VERSION.to_owned(), language: "rust".to_owned() }
+    }
+}
+
+impl Default for SdkInfo {
+    fn default() -> Self {
+        Self::rust()
+    }
+}
+
+/// What the caller knows about one finished call; the [`super::Recorder`] adds the id,
+/// sequence number, identity and SDK and signs the result.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsageRecordInput {
+    /// When the call started (Unix ms, UTC). See [`unix_ms_now`].
+    pub ts_start: u64,
+    /// When the call ended (Unix ms, UTC).
+    pub ts_end: u64,
+    /// Provider config name (`openai`, `my-vllm`).
+    pub provider: String,
+    /// Model name as sent to the provider.
+    pub model: String,
+    /// Routing details.
+    pub route: Option<RouteInfo>,
+    /// Prompt tokens, INCLUDING cached and cache-write tokens (OpenAI convention).
+    pub prompt_tokens: u64,
+    /// Completion tokens, INCLUDING reasoning tokens.
+    pub completion_tokens: u64,
+    /// Prompt tokens served from the provider's cache.
+    pub cached_prompt_tokens: u64,
+    /// Prompt tokens written to the provider's cache.
+    pub cache_write_tokens: u64,
+    /// Reasoning tokens.
+    pub reasoning_tokens: u64,
+    /// The client's cost estimate in millionths of a US dollar.
+    pub cost_micros: u64,
+    /// Wall time of the whole call, retries included.
+    pub latency_ms: u64,
+    /// Time to the first streamed token, for streams.
+    pub time_to_first_token_ms: Option<u64>,
+    /// Outcome.
+    pub status: Option<UsageStatus>,
+    /// Attempts taken (1 = no retry or fallback).
+    pub attempts: u32,
+    /// Whether the call streamed.
+    pub stream: bool,
+    /// Free-form tags; at most [`MAX_TAGS`], keys up to [`MAX_TAG_KEY_BYTES`] bytes,
+    /// values up to [`MAX_TAG_VALUE_BYTES`] bytes.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A complete usage record (without its signature). Field names are the wire names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageRecord {
+    /// Layout version ([`SCHEMA_VERSION`]).
+    pub schema_version: u32,
+    /// UUIDv7.
+    pub id: RecordId,
+    /// Per-signing-key sequence number: strictly increasing across restarts (gaps are
+    /// possible, repeats are not).
+    pub seq: u64,
+    /// Call start, Unix ms UTC.
+    pub ts_start: u64,
+    /// Call end, Unix ms UTC.
+    pub ts_end: u64,
+    /// Organization id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org: Option<String>,
+    /// Department id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub department: Option<String>,
+    /// Project id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// Group id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Member id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// GateRouter API key id whose Ed25519 key signs this record.
+    pub api_key_id: String,
+    /// Provider config name.
+    pub provider: String,
+    /// Model name.
+    pub model: String,
+    /// Routing details.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<RouteInfo>,
+    /// Prompt tokens (including cached and cache-write).
+    pub prompt_tokens: u64,
+    /// Completion tokens (including reasoning).
+    pub completion_tokens: u64,
+    /// Cached prompt tokens.
+    pub cached_prompt_tokens: u64,
+    /// Cache-write prompt tokens.
+    pub cache_write_tokens: u64,
+    /// Reasoning tokens.
+    pub reasoning_tokens: u64,
+    /// Client cost estimate, micro-USD.
+    pub cost_micros: u64,
+    /// Call wall time.
+    pub latency_ms: u64,
+    /// Time to first token (streams).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_to_first_token_ms: Option<u64>,
+    /// `ok`, `cancelled` or an error code.
+    pub status: UsageStatus,
+    /// Attempts taken (retries and fallbacks).
+    pub attempts: u32,
+    /// Streamed or not.
+    pub stream: bool,
+    /// Caller tags (always present, possibly `{}`).
+    pub tags: BTreeMap<String, String>,
+    /// Producing SDK.
+    pub sdk: SdkInfo,
+}
+
+/// Current time as Unix milliseconds.
+pub fn unix_ms_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Check the tag bounds; the error names the offending tag.
+pub fn validate_tags(tags: &BTreeMap<String, String>) -> Result<(), UsageError> {
+    if tags.len() > MAX_TAGS {
+        let key = tags.keys().nth(MAX_TAGS).cloned().unwrap_or_default();
+        return Err(UsageError::InvalidTag {
+            key: shorten(&key),
+            reason: format!("{} tags given, at most {MAX_TAGS} are allowed; drop some tags", tags.len()),
+        });
+    }
+    for (k, v) in tags {
+        if k.is_empty() {
+            return Err(UsageError::InvalidTag { key: String::new(), reason: "tag keys may not be empty".into() });
+        }
+        if k.len() > MAX_TAG_KEY_BYTES {
+            return Err(UsageError::InvalidTag {
+                key: shorten(k),
+                reason: format!("key is {} bytes, at most {MAX_TAG_KEY_BYTES} are allowed", k.len()),
+            });
+        }
+        if v.len() > MAX_TAG_VALUE_BYTES {
+            return Err(UsageError::InvalidTag {
+                key: shorten(k),
+                reason: format!("value is {} bytes, at most {MAX_TAG_VALUE_BYTES} are allowed", v.len()),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Cut a long string for an error message (at a char boundary).
+fn shorten(s: &str) -> String {
+    if s.len() <= MAX_TAG_KEY_BYTES {
+        return s.to_owned();
+    }
+    let mut end = MAX_TAG_KEY_BYTES;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}
+
+fn check_id(field: &'static str, value: &str, required: bool) -> Result<(), UsageError> {
+    if required && value.trim().is_empty() {
+        return Err(UsageError::InvalidField { field: field.into(), message: "must not be empty".into() });
+    }
+    if value.len() > MAX_ID_BYTES {
+        return Err(UsageError::InvalidField {
+            field: field.into(),
+            message: format!("is {} bytes, at most {MAX_ID_BYTES} are allowed", value.len()),
+        });
+    }
+    Ok(())
+}
+
+fn check_int(field: &'static str, v: u64) -> Result<(), UsageError> {
+    if v > MAX_SAFE_INTEGER {
+        return Err(UsageError::InvalidField { field: field.into(), message: format!("{v} exceeds 2^53-1") });
+    }
+    Ok(())
+}
+
+impl UsageRecord {
+    /// Assemble a record from the caller's input, checking every bound.
+    pub fn build(
+        input: UsageRecordInput,
+        identity: &Identity,
+        sdk: &SdkInfo,
+        id: RecordId,
+        seq: u64,
+    ) -> Result<UsageRecord, UsageError> {
+        let api_key_id = identity.api_key_id.clone().unwrap_or_default();
+        let rec = UsageRecord {
+            schema_version: SCHEMA_VERSION,
+            id,
+            seq,
+            ts_start: input.ts_start,
+            ts_end: input.ts_end,
+            org: identity.org.clone(),
+            department: identity.department.clone(),
+            project: identity.project.clone(),
+            group: identity.group.clone(),
+            user: identity.user.clone(),
+            api_key_id,
+            provider: input.provider,
+            model: input.model,
+            route: input.route,
+            prompt_tokens: input.prompt_tokens,
+            completion_tokens: input.completion_tokens,
+            cached_prompt_tokens: input.cached_prompt_tokens,
+            cache_write_tokens: input.cache_write_tokens,
+            reasoning_tokens: input.reasoning_tokens,
+            cost_micros: input.cost_micros,
+            latency_ms: input.latency_ms,
+            time_to_first_token_ms: input.time_to_first_token_ms,
+            status: input.status.unwrap_or(UsageStatus::Ok),
+            attempts: input.attempts.max(1),
+            stream: input.stream,
+            tags: input.tags,
+            sdk: sdk.clone(),
+        };
+        rec.validate()?;
+        Ok(rec)
+    }
+
+    /// Check every bound: the error names the field (or tag) and the limit.
+    pub fn validate(&self) -> Result<(), UsageError> {
+        check_id("api_key_id", &self.api_key_id, true)?;
+        check_id("provider", &self.provider, true)?;
+        check_id("model", &self.model, true)?;
+        for (f, v) in [
+            ("org", &self.org),
+            ("department", &self.department),
+            ("project", &self.project),
+            ("group", &self.group),
+            ("user", &self.user),
+        ] {
+            if let Some(v) = v {
+                check_id(f, v, false)?;
+            }
+        }
+        if let Some(r) = &self.route {
+            if let Some(t) = &r.tier {
+                check_id("route.tier", t, false)?;
+            }
+            if let Some(s) = r.score {
+                if s.unsigned_abs() > MAX_SAFE_INTEGER {
+                    return Err(UsageError::InvalidField { field: "route.score".into(), message: format!("{s} exceeds 2^53-1") });
+                }
+            }
+        }
+        check_id("sdk.name", &self.sdk.name, true)?;
+        check_id("sdk.version", &self.sdk.version, true)?;
+        check_id("sdk.language", &self.sdk.language, true)?;
+        for (f, v) in [
+            ("seq", self.seq),
+            ("ts_start", self.ts_start),
+            ("ts_end", self.ts_end),
+            ("prompt_tokens", self.prompt_tokens),
+            ("completion_tokens", self.completion_tokens),
+            ("cached_prompt_tokens", self.cached_prompt_tokens),
+            ("cache_write_tokens", self.cache_write_tokens),
+            ("reasoning_tokens", self.reasoning_tokens),
+            ("cost_micros", self.cost_micros),
+            ("latency_ms", self.latency_ms),
+            ("time_to_first_token_ms", self.time_to_first_token_ms.unwrap_or(0)),
+        ] {
+            check_int(f, v)?;
+        }
+        if self.ts_end < self.ts_start {
+            return Err(UsageError::InvalidField {
+                field: "ts_end".into(),
+                message: format!("ts_end ({}) is before ts_start ({})", self.ts_end, self.ts_start),
+            });
+        }
+        if self.cached_prompt_tokens.saturating_add(self.cache_write_tokens) > self.prompt_tokens {
+            return Err(UsageError::InvalidField {
+                field: "cached_prompt_tokens".into(),
+                message: format!(
+                    "cached ({}) + cache-write ({}) exceed prompt_tokens ({}); prompt_tokens must include them",
+                    self.cached_prompt_tokens, self.cache_write_tokens, self.prompt_tokens
+                ),
+            });
+        }
+        if self.reasoning_tokens > self.completion_tokens {
+            return Err(UsageError::InvalidField {
+                field: "reasoning_tokens".into(),
+                message: format!(
+                    "reasoning_tokens ({}) exceed completion_tokens ({}); completion_tokens must include them",
+                    self.reasoning_tokens, self.completion_tokens
+                ),
+            });
+        }
+        validate_tags(&self.tags)
+    }
+
+    /// The RFC 8785 canonical JSON of this record (the bytes that are signed).
+    pub fn canonical_json(&self) -> Result<String, UsageError> {
+        let v = serde_json::to_value(self)
+            .map_err(|e| UsageError::InvalidField { field: "record".into(), message: e.to_string() })?;
+        canonical::canonicalize(&v).map_err(|e| UsageError::InvalidField { field: e.path, message: e.message })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input() -> UsageRecordInput {
+        UsageRecordInput {
+            ts_start: 1,
+            ts_end: 2,
+            provider: "openai".into(),
+            model: "gpt-4o-mini".into(),
+            prompt_tokens: 10,
+            completion_tokens: 5,
+            ..Default::default()
+        }
+    }
+
+    fn ident() -> Identity {
+        Identity { api_key_id: Some("key_1".into()), ..Default::default() }
+    }
+
+    #[test]
+    fn status_codes_round_trip() {
+        for s in ["ok", "cancelled", "RATE_LIMITED", "BUDGET_EXCEEDED", "TIMEOUT"] {
+            assert_eq!(UsageStatus::parse(s).unwrap().as_str(), s);
+        }
+        assert!(UsageStatus::parse("nope").is_none());
+        for k in ALL_KINDS {
+            assert_eq!(UsageStatus::parse(k.code()), Some(UsageStatus::Error(*k)));
+        }
+    }
+
+    #[test]
+    fn tag_errors_name_the_tag() {
+        let mut i = input();
+        i.tags.insert("team".into(), "x".repeat(257));
+        let e = UsageRecord::build(i, &ident(), &SdkInfo::rust(), RecordId::new_v7(), 1).unwrap_err();
+        assert!(matches!(&e, UsageError::InvalidTag { key, .. } if key == "team"), "{e}");
+        assert!(e.to_string().contains("team") && e.to_string().contains("256"), "{e}");
+
+        let mut i = input();
+        i.tags.insert("k".repeat(65), "v".into());
+        let e = UsageRecord::build(i, &ident(), &SdkInfo::rust(), RecordId::new_v7(), 1).unwrap_err();
+        assert!(e.to_string().contains("64"), "{e}");
+
+        let mut i = input();
+        for n in 0..17 {
+            i.tags.insert(format!("t{n:02}"), "v".into());
+        }
+        let e = UsageRecord::build(i, &ident(), &SdkInfo::rust(), RecordId::new_v7(), 1).unwrap_err();
+        assert!(e.to_string().contains("17 tags"), "{e}");
+
+        let mut i = input();
+        for n in 0..16 {
+            i.tags.insert(format!("t{n:02}"), "é".repeat(128));
+        }
+        i.tags.insert("k".repeat(64), String::new());
+        i.tags.remove("t00");
+        UsageRecord::build(i, &ident(), &SdkInfo::rust(), RecordId::new_v7(), 1).unwrap();
+    }
+
+    #[test]
+    fn token_invariants_and_required_fields() {
+        let mut i = input();
+        i.cached_prompt_tokens = 11;
+        let e = UsageRecord::build(i, &ident(), &SdkInfo::rust(), RecordId::new_v7(), 1).unwrap_err();
+        assert!(e.to_string().contains("cached_prompt_tokens"), "{e}");
+        let e = UsageRecord::build(input(), &Identity::default(), &SdkInfo::rust(), RecordId::new_v7(), 1).unwrap_err();
+        assert!(e.to_string().contains("api_key_id"), "{e}");
+        let mut i = input();
+        i.ts_end = 0;
+        let e = UsageRecord::build(i, &ident(), &SdkInfo::rust(), RecordId::new_v7(), 1).unwrap_err();
+        assert!(e.to_string().contains("ts_end"), "{e}");
+    }
+
+    #[test]
+    fn ids_are_v7_and_ordered() {
+        let a = RecordId::new_v7();
+        let b = RecordId::new_v7();
+        assert!(a < b);
+        assert_eq!(uuid::Uuid::parse_str(a.as_str()).unwrap().get_version_num(), 7);
+    }
+
+    #[test]
+    fn json_round_trip_and_no_absent_optionals() {
+        let r = UsageRecord::build(input(), &ident(), &SdkInfo::rust(), RecordId::new_v7(), 3).unwrap();
+        let j = r.canonical_json().unwrap();
+        assert!(!j.contains("\"group\"") && !j.contains("\"route\"") && !j.contains("time_to_first_token_ms"), "{j}");
+        let back: UsageRecord = serde_json::from_str(&j).unwrap();
+        assert_eq!(back, r);
+    }
+}

@@ -1,0 +1,878 @@
+//! The durable on-disk spool of signed usage records.
+//!
+//! # Layout of a spool directory
+//! - `spool.lock`: held with an exclusive advisory lock (`flock` / `LockFileEx`) for as
+//!   long as a [`Spool`] is open, and containing the holder's pid. A second process (or a
+//!   second `Spool` in the same process) opening the same directory gets
+//!   [`UsageError::SpoolLocked`]: **one spool directory per process**. The OS releases the
+//!   lock when the holder dies, so a killed process never leaves a stale lock.
+//! - `NNNNNNNNNNNNNNNNNNNN.seg`: segment files, numbered in append order. Each starts with
+//!   the 8-byte magic `GRSPOOL1`, followed by frames: `u32 LE payload length`,
+//!   `u32 LE CRC-32 (IEEE) of the payload`, payload = the signed record's wire JSON.
+//! - `cursor.json`: `{"segment":S,"offset":O,"max_seq":N}`, everything before byte `O`
+//!   of segment `S` has been delivered (or dead-lettered); rewritten atomically
+//!   (temp file, fsync, rename) after every resolved batch. Segments wholly before the
+//!   cursor are deleted.
+//! - `dead-letter.jsonl`: one line per record the collector rejected:
+//!   `{"dead_at_ms":..,"reason":"..","record":{...wire record...}}`. Never retried.
+//!
+//! # Durability
+//! Each append is one `write(2)` of a whole frame straight to the segment file (no user
+//! space buffer), made before `append` returns: a killed process loses nothing it
+//! acknowledged. `fsync` is grouped: a background thread calls `fdatasync` every
+//! `fsync_interval` when something was written, so a power loss loses at most that
+//! interval. `fsync_interval = 0` syncs inside every append instead.
+//!
+//! # Recovery
+//! On open every segment is scanned. A frame with a short header, a length over
+//! [`MAX_FRAME_BYTES`], a short payload or a CRC mismatch ends the valid part of that
+//! segment: it and everything after it in that segment is skipped (counted in
+//! [`SpoolStatus::torn_bytes_skipped`]) and never corrupts other records. The file is left
+//! as it is (sealed, read-only); new appends go to a **fresh segment**. If the last
+//! segment is clean, appends continue in it.
+//!
+//! # Size cap
+//! `max_bytes` bounds the bytes of all segment files. When an append would exceed it the
+//! record is refused with [`UsageError::SpoolFull`] and [`SpoolStatus::overflow_count`]
+//! grows: nothing already spooled is ever dropped to make room.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::UsageError;
+
+/// Magic bytes at the start of every segment (format version 1).
+pub const SEGMENT_MAGIC: &[u8; 8] = b"GRSPOOL1";
+/// Header size of a segment.
+pub const SEGMENT_HEADER_BYTES: u64 = 8;
+/// Header size of a frame (length + CRC).
+pub const FRAME_HEADER_BYTES: u64 = 8;
+/// Largest payload a frame may carry; a larger length marks a torn or corrupt frame.
+pub const MAX_FRAME_BYTES: u32 = 1 << 20;
+
+const LOCK_FILE: &str = "spool.lock";
+const CURSOR_FILE: &str = "cursor.json";
+/// Name of the dead-letter file inside the spool directory.
+pub const DEAD_LETTER_FILE: &str = "dead-letter.jsonl";
+
+/// Spool settings.
+#[derive(Debug, Clone)]
+pub struct SpoolOptions {
+    /// Directory (created if missing).
+    pub dir: PathBuf,
+    /// Group fsyncs on this interval; zero syncs every append.
+    pub fsync_interval: Duration,
+    /// Cap on the bytes of all segment files.
+    pub max_bytes: u64,
+    /// Start a new segment when the current one would grow past this.
+    pub segment_max_bytes: u64,
+}
+
+impl SpoolOptions {
+    /// Options with the default segment size (4 MiB, at most an eighth of the cap so
+    /// delivered segments can be reclaimed well before the cap).
+    pub fn new(dir: impl Into<PathBuf>, fsync_interval: Duration, max_bytes: u64) -> Self {
+        let segment_max_bytes = (4 << 20u64).min(max_bytes / 8).max(4096);
+        SpoolOptions { dir: dir.into(), fsync_interval, max_bytes, segment_max_bytes }
+    }
+}
+
+/// Position in the spool: byte `offset` of segment `segment`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
+pub struct Cursor {
+    /// Segment number.
+    pub segment: u64,
+    /// Byte offset inside it.
+    pub offset: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct CursorFile {
+    segment: u64,
+    offset: u64,
+    #[serde(default)]
+    max_seq: u64,
+}
+
+/// What the CLI's `gaterouter spool status` shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpoolStatus {
+    /// Spool directory.
+    pub dir: PathBuf,
+    /// Records written but not yet delivered.
+    pub pending_records: u64,
+    /// Their bytes (frames included).
+    pub pending_bytes: u64,
+    /// Bytes of all segment files (what the cap bounds).
+    pub total_bytes: u64,
+    /// The cap.
+    pub max_bytes: u64,
+    /// Segment files.
+    pub segments: u64,
+    /// Records in the dead-letter file.
+    pub dead_letters: u64,
+    /// Records refused because the spool was full, since this process opened it.
+    pub overflow_count: u64,
+    /// Bytes of torn or corrupt frames skipped at recovery.
+    pub torn_bytes_skipped: u64,
+    /// Records delivered (or dead-lettered) since this process opened the spool.
+    pub delivered_records: u64,
+    /// Highest sequence number seen in the spool or its cursor.
+    pub max_seq: u64,
+    /// The last delivery or fsync problem, if the last attempt failed.
+    pub last_error: Option<String>,
+}
+
+/// One record read back for delivery.
+#[derive(Debug, Clone)]
+pub struct SpooledRecord {
+    /// Record id.
+    pub id: String,
+    /// Its sequence number.
+    pub seq: u64,
+    /// The wire JSON exactly as signed and spooled.
+    pub payload: Vec<u8>,
+}
+
+/// Records read from the cursor on, and where the read stopped.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// Records in spool order.
+    pub records: Vec<SpooledRecord>,
+    /// Position right after the last record (the new cursor once resolved).
+    pub end: Cursor,
+    /// Frame bytes covered (for the pending counters).
+    pub bytes: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct Head {
+    id: String,
+    seq: u64,
+}
+
+#[derive(Debug, Clone)]
+struct SegMeta {
+    len: u64,
+    valid_end: u64,
+    sealed: bool,
+}
+
+#[derive(Debug)]
+struct State {
+    segments: BTreeMap<u64, SegMeta>,
+    active: Option<(u64, Arc<File>)>,
+    next_segment: u64,
+    cursor: Cursor,
+    total_bytes: u64,
+    pending_records: u64,
+    pending_bytes: u64,
+    dirty: bool,
+    closed: bool,
+    frame_buf: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+struct FsyncCtl {
+    stop: Mutex<bool>,
+    cv: Condvar,
+}
+
+/// An open, locked spool directory. Share it as `Arc<Spool>`; appends from many threads
+/// or tasks are serialized by a short internal lock (one `write` per record).
+#[derive(Debug)]
+pub struct Spool {
+    opts: SpoolOptions,
+    state: Mutex<State>,
+    lock_file: Mutex<Option<File>>,
+    overflow: AtomicU64,
+    torn_bytes: u64,
+    max_seq: AtomicU64,
+    dead_letters: AtomicU64,
+    resolved: AtomicU64,
+    last_error: Mutex<Option<String>>,
+    fsync: Arc<FsyncCtl>,
+    fsync_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Woken on every append (the reporter waits on it).
+    pub(crate) appended: tokio::sync::Notify,
+    /// Count of records resolved (delivered or dead-lettered) since open; flush waits on it.
+    pub(crate) resolved_tx: tokio::sync::watch::Sender<u64>,
+}
+
+fn io_err(path: &Path, e: std::io::Error) -> UsageError {
+    UsageError::Io { path: path.to_path_buf(), source: e }
+}
+
+fn seg_name(id: u64) -> String {
+    format!("{id:020}.seg")
+}
+
+fn parse_seg_name(name: &str) -> Option<u64> {
+    name.strip_suffix(".seg").filter(|s| s.len() == 20).and_then(|s| s.parse().ok())
+}
+
+/// Result of scanning one segment file.
+#[derive(Debug, Default)]
+struct Scan {
+    len: u64,
+    valid_end: u64,
+    max_seq: u64,
+    /// (records, frame bytes) at or after `from`.
+    pending: (u64, u64),
+}
+
+/// Scan a segment: validate every frame, find where the valid part ends.
+fn scan_segment(path: &Path, from: u64) -> Result<Scan, UsageError> {
+    let data = fs::read(path).map_err(|e| io_err(path, e))?;
+    let mut s = Scan { len: data.len() as u64, ..Scan::default() };
+    if data.len() < SEGMENT_MAGIC.len() || &data[..SEGMENT_MAGIC.len()] != SEGMENT_MAGIC {
+        return Ok(s);
+    }
+    let mut pos = SEGMENT_HEADER_BYTES as usize;
+    s.valid_end = pos as u64;
+    while let Some((payload, next)) = parse_frame(&data, pos) {
+        if let Ok(h) = serde_json::from_slice::<Head>(payload) {
+            s.max_seq = s.max_seq.max(h.seq);
+        }
+        if pos as u64 >= from {
+            s.pending.0 += 1;
+            s.pending.1 += (next - pos) as u64;
+        }
+        pos = next;
+        s.valid_end = pos as u64;
+    }
+    Ok(s)
+}
+
+/// The frame at `pos` if it is whole and its CRC matches: (payload, next position).
+fn parse_frame(data: &[u8], pos: usize) -> Option<(&[u8], usize)> {
+    let hdr = data.get(pos..pos + FRAME_HEADER_BYTES as usize)?;
+    let len = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
+    let crc = u32::from_le_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]);
+    if len == 0 || len > MAX_FRAME_BYTES {
+        return None;
+    }
+    let start = pos + FRAME_HEADER_BYTES as usize;
+    let payload = data.get(start..start + len as usize)?;
+    (crc32fast::hash(payload) == crc).then_some((payload, start + len as usize))
+}
+
+/// Read `cursor.json`; a missing or unreadable file means "start from the beginning"
+/// (records are then delivered again: at least once, never lost).
+fn read_cursor(dir: &Path) -> CursorFile {
+    fs::read(dir.join(CURSOR_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(CursorFile { segment: 0, offset: 0, max_seq: 0 })
+}
+
+fn count_lines(path: &Path) -> u64 {
+    fs::read(path).map(|b| b.iter().filter(|c| **c == b'\n').count() as u64).unwrap_or(0)
+}
+
+/// Everything recovery learns from a directory.
+#[derive(Debug)]
+struct Recovered {
+    segments: BTreeMap<u64, SegMeta>,
+    cursor: Cursor,
+    max_seq: u64,
+    pending: (u64, u64),
+    torn: u64,
+    total: u64,
+    stale: Vec<u64>,
+}
+
+fn recover(dir: &Path) -> Result<Recovered, UsageError> {
+    let cf = read_cursor(dir);
+    let cursor = Cursor { segment: cf.segment, offset: cf.offset };
+    let mut ids = Vec::new();
+    if dir.exists() {
+        for e in fs::read_dir(dir).map_err(|e| io_err(dir, e))? {
+            let e = e.map_err(|e| io_err(dir, e))?;
+            if let Some(id) = e.file_name().to_str().and_then(parse_seg_name) {
+                ids.push(id);
+            }
+        }
+    }
+    ids.sort_unstable();
+    let mut r = Recovered {
+        segments: BTreeMap::new(),
+        cursor,
+        max_seq: cf.max_seq,
+        pending: (0, 0),
+        torn: 0,
+        total: 0,
+        stale: Vec::new(),
+    };
+    for id in ids {
+        if id < cursor.segment {
+            // Delivered, but the process died before deleting it.
+            r.stale.push(id);
+            continue;
+        }
+        let from = if id == cursor.segment { cursor.offset } else { 0 };
+        let s = scan_segment(&dir.join(seg_name(id)), from)?;
+        r.max_seq = r.max_seq.max(s.max_seq);
+        r.pending.0 += s.pending.0;
+        r.pending.1 += s.pending.1;
+        r.torn += s.len - s.valid_end;
+        r.total += s.len;
+        r.segments.insert(id, SegMeta { len: s.len, valid_end: s.valid_end, sealed: true });
+    }
+    Ok(r)
+}
+
+impl Spool {
+    /// Open (creating if needed) and lock a spool directory, recovering what is there.
+    pub fn open(opts: SpoolOptions) -> Result<Arc<Spool>, UsageError> {
+        let dir = opts.dir.clone();
+        fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let mut lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|e| io_err(&lock_path, e))?;
+        match <File as fs4::FileExt>::try_lock(&lock) {
+            Ok(()) => {}
+            Err(fs4::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = lock.read_to_string(&mut holder);
+                return Err(UsageError::SpoolLocked { dir, holder: holder.trim().to_owned() });
+            }
+            Err(fs4::TryLockError::Error(e)) => return Err(io_err(&lock_path, e)),
+        }
+        lock.set_len(0).map_err(|e| io_err(&lock_path, e))?;
+        lock.seek(SeekFrom::Start(0)).map_err(|e| io_err(&lock_path, e))?;
+        write!(lock, "pid {}", std::process::id()).map_err(|e| io_err(&lock_path, e))?;
+
+        let mut rec = recover(&dir)?;
+        for id in &rec.stale {
+            let _ = fs::remove_file(dir.join(seg_name(*id)));
+        }
+        // Continue appending in the last segment only if it is whole.
+        let mut active = None;
+        if let Some((&last, meta)) = rec.segments.iter_mut().next_back() {
+            if meta.valid_end == meta.len && meta.len >= SEGMENT_HEADER_BYTES {
+                let path = dir.join(seg_name(last));
+                let f = OpenOptions::new().append(true).open(&path).map_err(|e| io_err(&path, e))?;
+                meta.sealed = false;
+                active = Some((last, Arc::new(f)));
+            }
+        }
+        // Never reuse a number at or below the cursor's segment: its offset would skip records.
+        let next_segment = rec.segments.keys().next_back().map_or(1, |l| l + 1).max(rec.cursor.segment + 1);
+        let dead = count_lines(&dir.join(DEAD_LETTER_FILE));
+        let (resolved_tx, _) = tokio::sync::watch::channel(0u64);
+        let spool = Arc::new(Spool {
+            state: Mutex::new(State {
+                segments: rec.segments,
+                active,
+                next_segment,
+                cursor: rec.cursor,
+                total_bytes: rec.total,
+                pending_records: rec.pending.0,
+                pending_bytes: rec.pending.1,
+                dirty: false,
+                closed: false,
+                frame_buf: Vec::with_capacity(4096),
+            }),
+            lock_file: Mutex::new(Some(lock)),
+            overflow: AtomicU64::new(0),
+            torn_bytes: rec.torn,
+            max_seq: AtomicU64::new(rec.max_seq),
+            dead_letters: AtomicU64::new(dead),
+            resolved: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+            fsync: Arc::new(FsyncCtl::default()),
+            fsync_thread: Mutex::new(None),
+            appended: tokio::sync::Notify::new(),
+            resolved_tx,
+            opts,
+        });
+        if !spool.opts.fsync_interval.is_zero() {
+            let weak = Arc::downgrade(&spool);
+            let ctl = spool.fsync.clone();
+            let every = spool.opts.fsync_interval;
+            let h = std::thread::Builder::new()
+                .name("gaterouter-spool-fsync".into())
+                .spawn(move || fsync_loop(weak, ctl, every))
+                .map_err(|e| io_err(&dir, e))?;
+            *lock_ignore_poison(&spool.fsync_thread) = Some(h);
+        }
+        Ok(spool)
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.opts.dir
+    }
+
+    /// Highest sequence number recovered or appended.
+    pub fn max_seq(&self) -> u64 {
+        self.max_seq.load(Ordering::Acquire)
+    }
+
+    /// Records not yet delivered.
+    pub fn pending_records(&self) -> u64 {
+        lock_ignore_poison(&self.state).pending_records
+    }
+
+    /// Records resolved since open (monotonic).
+    pub fn resolved_total(&self) -> u64 {
+        self.resolved.load(Ordering::Acquire)
+    }
+
+    /// The value of the resolved counter at which every record spooled so far is
+    /// delivered or dead-lettered.
+    pub fn flush_target(&self) -> u64 {
+        let st = lock_ignore_poison(&self.state);
+        self.resolved.load(Ordering::Acquire) + st.pending_records
+    }
+
+    /// Append one record's wire JSON. Returns once the frame is written to the file
+    /// (durable against a killed process; against power loss after the next fsync).
+    pub fn append(&self, payload: &[u8], seq: u64) -> Result<(), UsageError> {
+        if payload.is_empty() || payload.len() > MAX_FRAME_BYTES as usize {
+            return Err(UsageError::InvalidField {
+                field: "record".into(),
+                message: format!("serialized record is {} bytes; a spool frame holds 1..={MAX_FRAME_BYTES}", payload.len()),
+            });
+        }
+        let frame_len = FRAME_HEADER_BYTES + payload.len() as u64;
+        let mut st = lock_ignore_poison(&self.state);
+        if st.closed {
+            return Err(UsageError::ShutDown);
+        }
+        let needs_new = match &st.active {
+            None => true,
+            Some((id, _)) => {
+                let len = st.segments.get(id).map_or(0, |m| m.len);
+                len + frame_len > self.opts.segment_max_bytes && len > SEGMENT_HEADER_BYTES
+            }
+        };
+        let extra = if needs_new { SEGMENT_HEADER_BYTES } else { 0 };
+        if st.total_bytes + frame_len + extra > self.opts.max_bytes {
+            self.reclaim_active(&mut st);
+            let extra = if st.active.is_none() { SEGMENT_HEADER_BYTES } else { extra };
+            if st.total_bytes + frame_len + extra > self.opts.max_bytes {
+                self.overflow.fetch_add(1, Ordering::AcqRel);
+                return Err(UsageError::SpoolFull {
+                    dir: self.opts.dir.clone(),
+                    used_bytes: st.total_bytes,
+                    max_bytes: self.opts.max_bytes,
+                });
+            }
+        }
+        if needs_new || st.active.is_none() {
+            self.rotate(&mut st)?;
+        }
+        let (id, file) = match &st.active {
+            Some((id, f)) => (*id, f.clone()),
+            None => return Err(UsageError::ShutDown),
+        };
+        let mut buf = std::mem::take(&mut st.frame_buf);
+        buf.clear();
+        buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        buf.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        buf.extend_from_slice(payload);
+        let res = (&*file).write_all(&buf);
+        st.frame_buf = buf;
+        if let Err(e) = res {
+            // A partial frame may now sit at the end: seal this segment at its last good
+            // frame (recovery will skip the tail) and start a fresh one next time.
+            if let Some(m) = st.segments.get_mut(&id) {
+                m.sealed = true;
+                m.len = file.metadata().map(|md| md.len()).unwrap_or(m.len);
+            }
+            st.active = None;
+            return Err(io_err(&self.opts.dir.join(seg_name(id)), e));
+        }
+        if let Some(m) = st.segments.get_mut(&id) {
+            m.len += frame_len;
+            m.valid_end = m.len;
+        }
+        st.total_bytes += frame_len;
+        st.pending_records += 1;
+        st.pending_bytes += frame_len;
+        st.dirty = true;
+        self.max_seq.fetch_max(seq, Ordering::AcqRel);
+        if self.opts.fsync_interval.is_zero() {
+            st.dirty = false;
+            drop(st);
+            file.sync_data().map_err(|e| io_err(&self.opts.dir.join(seg_name(id)), e))?;
+        } else {
+            drop(st);
+        }
+        self.appended.notify_one();
+        Ok(())
+    }
+
+    /// Seal the active segment (syncing it) and create the next one.
+    fn rotate(&self, st: &mut State) -> Result<(), UsageError> {
+        if let Some((id, f)) = st.active.take() {
+            let _ = f.sync_data();
+            if let Some(m) = st.segments.get_mut(&id) {
+                m.sealed = true;
+            }
+        }
+        let id = st.next_segment;
+        let path = self.opts.dir.join(seg_name(id));
+        let mut f = OpenOptions::new().create_new(true).append(true).open(&path).map_err(|e| io_err(&path, e))?;
+        f.write_all(SEGMENT_MAGIC).map_err(|e| io_err(&path, e))?;
+        st.next_segment += 1;
+        st.segments.insert(id, SegMeta { len: SEGMENT_HEADER_BYTES, valid_end: SEGMENT_HEADER_BYTES, sealed: false });
+        st.total_bytes += SEGMENT_HEADER_BYTES;
+        st.active = Some((id, Arc::new(f)));
+        Ok(())
+    }
+
+    /// If every record of the active segment is delivered, delete it (frees its bytes).
+    fn reclaim_active(&self, st: &mut State) {
+        let Some((id, _)) = &st.active else { return };
+        let id = *id;
+        let Some(m) = st.segments.get(&id).cloned() else { return };
+        let consumed = st.cursor.segment > id || (st.cursor.segment == id && st.cursor.offset >= m.valid_end);
+        let only_before = st.segments.range(..id).next().is_none();
+        if consumed && only_before && fs::remove_file(self.opts.dir.join(seg_name(id))).is_ok() {
+            st.active = None;
+            st.segments.remove(&id);
+            st.total_bytes -= m.len;
+        }
+    }
+
+    /// Read up to `max_records` (and roughly `max_bytes`) records from the cursor on.
+    pub fn read_batch(&self, max_records: usize, max_bytes: u64) -> Result<Batch, UsageError> {
+        let (cursor, segs) = {
+            let st = lock_ignore_poison(&self.state);
+            let segs: Vec<(u64, u64)> = st.segments.range(st.cursor.segment..).map(|(id, m)| (*id, m.valid_end)).collect();
+            (st.cursor, segs)
+        };
+        let mut batch = Batch { records: Vec::new(), end: cursor, bytes: 0 };
+        for (id, valid_end) in segs {
+            let start = if id == cursor.segment { cursor.offset.max(SEGMENT_HEADER_BYTES) } else { SEGMENT_HEADER_BYTES };
+            batch.end = Cursor { segment: id, offset: start };
+            if start >= valid_end {
+                continue;
+            }
+            let path = self.opts.dir.join(seg_name(id));
+            let mut f = File::open(&path).map_err(|e| io_err(&path, e))?;
+            f.seek(SeekFrom::Start(start)).map_err(|e| io_err(&path, e))?;
+            let mut r = BufReader::with_capacity(64 * 1024, f.take(valid_end - start));
+            let mut pos = start;
+            let mut hdr = [0u8; FRAME_HEADER_BYTES as usize];
+            while pos < valid_end {
+                if batch.records.len() >= max_records || (batch.bytes >= max_bytes && !batch.records.is_empty()) {
+                    return Ok(batch);
+                }
+                if r.read_exact(&mut hdr).is_err() {
+                    break;
+                }
+                let len = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
+                let crc = u32::from_le_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]);
+                if len == 0 || len > MAX_FRAME_BYTES {
+                    break;
+                }
+                let mut payload = vec![0u8; len as usize];
+                if r.read_exact(&mut payload).is_err() || crc32fast::hash(&payload) != crc {
+                    break;
+                }
+                pos += FRAME_HEADER_BYTES + u64::from(len);
+                let frame = FRAME_HEADER_BYTES + u64::from(len);
+                batch.bytes += frame;
+                batch.end = Cursor { segment: id, offset: pos };
+                let head: Option<Head> = serde_json::from_slice(&payload).ok();
+                let (rid, seq) = head.map_or((String::new(), 0), |h| (h.id, h.seq));
+                batch.records.push(SpooledRecord { id: rid, seq, payload });
+            }
+            // A frame that went bad after recovery ends this segment's readable part.
+            batch.end = Cursor { segment: id, offset: valid_end.max(pos) };
+        }
+        Ok(batch)
+    }
+
+    /// Mark a batch resolved: move the cursor to `batch.end` (persisted atomically) and
+    /// delete segments that are wholly delivered.
+    pub fn ack(&self, batch: &Batch) -> Result<(), UsageError> {
+        let max_seq = self.max_seq();
+        let cf = CursorFile { segment: batch.end.segment, offset: batch.end.offset, max_seq };
+        let tmp = self.opts.dir.join("cursor.json.tmp");
+        let dst = self.opts.dir.join(CURSOR_FILE);
+        let body = serde_json::to_vec(&cf).map_err(|e| UsageError::Io { path: dst.clone(), source: std::io::Error::other(e) })?;
+        {
+            let mut f = File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
+            f.write_all(&body).map_err(|e| io_err(&tmp, e))?;
+            f.sync_all().map_err(|e| io_err(&tmp, e))?;
+        }
+        fs::rename(&tmp, &dst).map_err(|e| io_err(&dst, e))?;
+        let mut st = lock_ignore_poison(&self.state);
+        st.cursor = batch.end;
+        st.pending_records = st.pending_records.saturating_sub(batch.records.len() as u64);
+        st.pending_bytes = st.pending_bytes.saturating_sub(batch.bytes);
+        let active = st.active.as_ref().map(|a| a.0);
+        let done: Vec<u64> = st
+            .segments
+            .iter()
+            .filter(|(id, m)| Some(**id) != active && (**id < batch.end.segment || (**id == batch.end.segment && m.sealed && batch.end.offset >= m.valid_end)))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in done {
+            if fs::remove_file(self.opts.dir.join(seg_name(id))).is_ok() {
+                if let Some(m) = st.segments.remove(&id) {
+                    st.total_bytes -= m.len;
+                }
+            }
+        }
+        // Updated under the state lock so `flush_target` sees pending and resolved agree.
+        let n = self.resolved.fetch_add(batch.records.len() as u64, Ordering::AcqRel) + batch.records.len() as u64;
+        drop(st);
+        self.resolved_tx.send_replace(n);
+        Ok(())
+    }
+
+    /// Append rejected records to the dead-letter file (fsynced).
+    pub fn dead_letter(&self, entries: &[(&SpooledRecord, String)]) -> Result<(), UsageError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let path = self.opts.dir.join(DEAD_LETTER_FILE);
+        let now = super::record::unix_ms_now();
+        let mut out = Vec::new();
+        for (rec, reason) in entries {
+            let record: Box<serde_json::value::RawValue> = match std::str::from_utf8(&rec.payload)
+                .ok()
+                .and_then(|s| serde_json::value::RawValue::from_string(s.to_owned()).ok())
+            {
+                Some(r) => r,
+                None => continue,
+            };
+            let line = serde_json::json!({"dead_at_ms": now, "reason": reason, "record": record});
+            out.extend_from_slice(line.to_string().as_bytes());
+            out.push(b'\n');
+        }
+        let mut f = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| io_err(&path, e))?;
+        f.write_all(&out).map_err(|e| io_err(&path, e))?;
+        f.sync_data().map_err(|e| io_err(&path, e))?;
+        self.dead_letters.fetch_add(entries.len() as u64, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Record the latest delivery problem (cleared with `None`).
+    pub fn set_last_error(&self, e: Option<String>) {
+        *lock_ignore_poison(&self.last_error) = e;
+    }
+
+    /// fsync the active segment now.
+    pub fn sync(&self) -> Result<(), UsageError> {
+        let target = {
+            let mut st = lock_ignore_poison(&self.state);
+            st.dirty = false;
+            st.active.as_ref().map(|(id, f)| (*id, f.clone()))
+        };
+        if let Some((id, f)) = target {
+            f.sync_data().map_err(|e| io_err(&self.opts.dir.join(seg_name(id)), e))?;
+        }
+        Ok(())
+    }
+
+    /// Counters for `gaterouter spool status`.
+    pub fn status(&self) -> SpoolStatus {
+        let st = lock_ignore_poison(&self.state);
+        SpoolStatus {
+            dir: self.opts.dir.clone(),
+            pending_records: st.pending_records,
+            pending_bytes: st.pending_bytes,
+            total_bytes: st.total_bytes,
+            max_bytes: self.opts.max_bytes,
+            segments: st.segments.len() as u64,
+            dead_letters: self.dead_letters.load(Ordering::Acquire),
+            overflow_count: self.overflow.load(Ordering::Acquire),
+            torn_bytes_skipped: self.torn_bytes,
+            delivered_records: self.resolved.load(Ordering::Acquire),
+            max_seq: self.max_seq(),
+            last_error: lock_ignore_poison(&self.last_error).clone(),
+        }
+    }
+
+    /// Status of a spool directory without opening (or locking) it: for the CLI while
+    /// the owning process runs or after it stopped.
+    pub fn inspect(dir: &Path, max_bytes: u64) -> Result<SpoolStatus, UsageError> {
+        let r = recover(dir)?;
+        Ok(SpoolStatus {
+            dir: dir.to_path_buf(),
+            pending_records: r.pending.0,
+            pending_bytes: r.pending.1,
+            total_bytes: r.total,
+            max_bytes,
+            segments: r.segments.len() as u64,
+            dead_letters: count_lines(&dir.join(DEAD_LETTER_FILE)),
+            overflow_count: 0,
+            torn_bytes_skipped: r.torn,
+            delivered_records: 0,
+            max_seq: r.max_seq,
+            last_error: None,
+        })
+    }
+
+    /// Refuse further appends, fsync, stop the fsync thread and release the directory
+    /// lock. Reads and acks still work (the reporter may finish its batch).
+    pub fn close(&self) -> Result<(), UsageError> {
+        let res = self.sync();
+        {
+            let mut st = lock_ignore_poison(&self.state);
+            st.closed = true;
+            st.active = None;
+        }
+        *lock_ignore_poison(&self.fsync.stop) = true;
+        self.fsync.cv.notify_all();
+        if let Some(h) = lock_ignore_poison(&self.fsync_thread).take() {
+            let _ = h.join();
+        }
+        if let Some(f) = lock_ignore_poison(&self.lock_file).take() {
+            let _ = <File as fs4::FileExt>::unlock(&f);
+        }
+        res
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        *lock_ignore_poison(&self.fsync.stop) = true;
+        self.fsync.cv.notify_all();
+        if let Some((_, f)) = &lock_ignore_poison(&self.state).active {
+            let _ = f.sync_data();
+        }
+    }
+}
+
+fn fsync_loop(spool: Weak<Spool>, ctl: Arc<FsyncCtl>, every: Duration) {
+    loop {
+        {
+            let stop = lock_ignore_poison(&ctl.stop);
+            let (stop, _) = ctl.cv.wait_timeout(stop, every).unwrap_or_else(|p| p.into_inner());
+            if *stop {
+                return;
+            }
+        }
+        let Some(sp) = spool.upgrade() else { return };
+        let target = {
+            let mut st = lock_ignore_poison(&sp.state);
+            if !st.dirty {
+                None
+            } else {
+                st.dirty = false;
+                st.active.as_ref().map(|(id, f)| (*id, f.clone()))
+            }
+        };
+        if let Some((id, f)) = target {
+            if let Err(e) = f.sync_data() {
+                lock_ignore_poison(&sp.state).dirty = true;
+                sp.set_last_error(Some(format!("fsync of segment {} failed: {e}", seg_name(id))));
+            }
+        }
+    }
+}
+
+/// A poisoned lock only means another thread panicked mid-update of plain counters;
+/// keep going rather than propagate the panic into the caller's request path.
+fn lock_ignore_poison<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(dir: &Path) -> SpoolOptions {
+        SpoolOptions::new(dir, Duration::from_millis(50), 1 << 20)
+    }
+
+    fn payload(i: u64) -> Vec<u8> {
+        format!(r#"{{"id":"r{i}","seq":{i},"x":"{}"}}"#, "y".repeat(40)).into_bytes()
+    }
+
+    #[test]
+    fn append_read_ack_and_reopen() {
+        let d = tempfile::tempdir().unwrap();
+        let sp = Spool::open(opts(d.path())).unwrap();
+        for i in 1..=10 {
+            sp.append(&payload(i), i).unwrap();
+        }
+        let b = sp.read_batch(4, u64::MAX).unwrap();
+        assert_eq!(b.records.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+        sp.ack(&b).unwrap();
+        assert_eq!(sp.pending_records(), 6);
+        sp.close().unwrap();
+        drop(sp);
+        let sp = Spool::open(opts(d.path())).unwrap();
+        assert_eq!(sp.pending_records(), 6);
+        assert_eq!(sp.max_seq(), 10);
+        let b = sp.read_batch(100, u64::MAX).unwrap();
+        assert_eq!(b.records.first().unwrap().id, "r5");
+        assert_eq!(b.records.len(), 6);
+    }
+
+    #[test]
+    fn second_open_is_locked() {
+        let d = tempfile::tempdir().unwrap();
+        let _a = Spool::open(opts(d.path())).unwrap();
+        let e = Spool::open(opts(d.path())).unwrap_err();
+        assert!(matches!(e, UsageError::SpoolLocked { .. }), "{e}");
+        assert!(e.to_string().contains(&format!("pid {}", std::process::id())), "{e}");
+    }
+
+    #[test]
+    fn rotation_and_segment_deletion() {
+        let d = tempfile::tempdir().unwrap();
+        let mut o = opts(d.path());
+        o.segment_max_bytes = 300;
+        let sp = Spool::open(o).unwrap();
+        for i in 1..=20 {
+            sp.append(&payload(i), i).unwrap();
+        }
+        let segs = sp.status().segments;
+        assert!(segs >= 5, "{segs}");
+        let b = sp.read_batch(15, u64::MAX).unwrap();
+        sp.ack(&b).unwrap();
+        let st = sp.status();
+        assert!(st.segments < segs, "{st:?}");
+        assert_eq!(st.pending_records, 5);
+        let b = sp.read_batch(100, u64::MAX).unwrap();
+        assert_eq!(b.records.iter().map(|r| r.seq).collect::<Vec<_>>(), (16..=20).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn full_spool_refuses_and_counts() {
+        let d = tempfile::tempdir().unwrap();
+        let sp = Spool::open(SpoolOptions::new(d.path(), Duration::ZERO, 600)).unwrap();
+        let mut ok = 0;
+        let mut err = None;
+        for i in 1..=20 {
+            match sp.append(&payload(i), i) {
+                Ok(()) => ok += 1,
+                Err(e) => {
+                    err = Some(e);
+                    break;
+                }
+            }
+        }
+        assert!(ok > 0);
+        assert!(matches!(err, Some(UsageError::SpoolFull { .. })), "{err:?}");
+        assert_eq!(sp.status().overflow_count, 1);
+        assert!(sp.status().total_bytes <= 600);
+        // Delivering everything frees space again.
+        let b = sp.read_batch(100, u64::MAX).unwrap();
+        assert_eq!(b.records.len(), ok);
+        sp.ack(&b).unwrap();
+        sp.append(&payload(99), 99).unwrap();
+    }
+}
