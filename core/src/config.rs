@@ -201,6 +201,9 @@ pub struct Config {
     /// Usage records: signing, spool and collector (`[reporting]`).
     #[serde(default)]
     pub reporting: crate::usage::ReportingConfig,
+    /// Price overrides and additions, keyed by `provider/model` (USD per million tokens).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub prices: BTreeMap<String, crate::pricing::ModelPriceOverride>,
 }
 
 impl Default for Config {
@@ -214,6 +217,7 @@ impl Default for Config {
             timeouts: Timeouts::default(),
             retry: RetryConfig::default(),
             reporting: crate::usage::ReportingConfig::default(),
+            prices: BTreeMap::new(),
         }
     }
 }
@@ -344,6 +348,7 @@ impl Config {
                 return Err(Error::config(format!("{source}: timeouts.{name}"), "a timeout of 0 ms never lets a call succeed", "give a positive number of milliseconds"));
             }
         }
+        crate::pricing::validate_overrides(&self.prices, source)?;
         if self.retry.initial_backoff_ms > self.retry.max_backoff_ms {
             return Err(Error::config(
                 format!("{source}: retry.initial_backoff_ms"),
