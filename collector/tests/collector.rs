@@ -10,11 +10,6 @@ use common::*;
 use gaterouter::usage::{ReportingConfig, UsageStatus};
 use serde_json::{Value, json};
 
-const JAN15_1000: u64 = 1_768_471_200_000;
-const JAN15_1030: u64 = 1_768_473_000_000;
-const JAN16_1100: u64 = 1_768_561_200_000;
-const FEB03_0900: u64 = 1_770_109_200_000;
-const FEB03_0930: u64 = 1_770_111_000_000;
 
 type Db = Option<String>;
 
@@ -111,23 +106,6 @@ async fn duplicates(db: Db) {
     let (_, m) = env.get_text("/metrics", None).await;
     assert!(m.contains("collector_records_duplicate_total"), "{m}");
     env.handle.shutdown().await;
-}
-
-/// The seeded set of the analytics tests (hand-computed expectations below).
-async fn seed_analytics(env: &Env) {
-    let (eng, sales) = env.seed_org().await;
-    let mini = 2_100; // 10k/1k tokens on gpt-4o-mini
-    let big = 35_000; // 10k x $2.50/M + 1k x $10/M on gpt-4o
-    let recs = [
-        (Spec { ts: JAN15_1000, latency: 100, tier: Some("small"), tags: &[("team", "a")], ..Spec::default() }, &eng),
-        (Spec { ts: JAN15_1030, latency: 300, model: "gpt-4o", client_cost: big, tier: Some("large"), tags: &[("team", "a")], ..Spec::default() }, &eng),
-        (Spec { ts: JAN16_1100, latency: 200, user: "bob", status: UsageStatus::parse("RATE_LIMITED").unwrap(), tier: Some("small"), ..Spec::default() }, &eng),
-        (Spec { key: "k_sales", dept: "sales", user: "carol", ts: FEB03_0900, latency: 400, model: "gpt-4o", client_cost: big, ..Spec::default() }, &sales),
-        (Spec { key: "k_sales", dept: "sales", user: "carol", ts: FEB03_0930, latency: 500, tier: Some("small"), client_cost: mini, ..Spec::default() }, &sales),
-    ];
-    let wires: Vec<String> = recs.iter().map(|(s, k)| wire(s, k)).collect();
-    let (_, v) = env.ingest(&wires).await;
-    assert_eq!(ids(&v, "accepted").len(), 5, "{v}");
 }
 
 fn rows(v: &Value) -> &Vec<Value> {
