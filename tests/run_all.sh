@@ -18,3 +18,23 @@ VENV="${GATEROUTER_VENV:-$PWD/target/py-venv}"
 MATURIN_PEP517_ARGS="--profile dev" "$VENV/bin/pip" install -q --force-reinstall --no-deps ./python
 cargo build -q -p gaterouter-emulator
 "$VENV/bin/pytest" -q python/tests
+
+echo "== Collector: PostgreSQL + headless Chromium (installs what is missing when root)"
+# The workspace run above skips these when PostgreSQL, Chromium or the npm package are
+# absent; here they are installed and required. PostgreSQL is started by the tests
+# themselves (as the postgres user, loopback port, temp dir) and stopped afterwards.
+need=()
+command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+[ -x /usr/bin/chromium ] || need+=(chromium)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
+if [ "${#need[@]}" -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    else
+        echo "missing ${need[*]}: install them (apt-get install ${need[*]}) to run the collector's PostgreSQL/browser tests"; exit 1
+    fi
+fi
+(cd collector/dashboard-test && npm ci --no-audit --no-fund --silent)
+GATEROUTER_COLLECTOR_REQUIRE_POSTGRES=1 GATEROUTER_COLLECTOR_REQUIRE_BROWSER=1 \
+    cargo test -p gaterouter-collector --test collector --test dashboard
