@@ -263,6 +263,9 @@ pub async fn report(State(st): State<Arc<AppState>>, Path(name): Path<String>, h
     Ok(axum::Json(table.json()).into_response())
 }
 
+/// Per model: (latency value, count) pairs, calls, errors.
+type LatencyAcc = (Vec<(i64, i64)>, i64, i64);
+
 /// Names of the reports (the OpenAPI test checks each is documented).
 pub const REPORTS: &[&str] = &["summary", "timeseries", "breakdown", "per-capita", "users", "models", "keys", "routing", "latency"];
 
@@ -448,7 +451,7 @@ pub async fn run_report(st: &AppState, name: &str, q: &AnalyticsQuery, who: &Pri
         "latency" => {
             let sql = format!("SELECT model, latency_ms, COUNT(*), CAST(SUM(is_error) AS BIGINT) FROM usage_records{w} GROUP BY model, latency_ms ORDER BY 1, 2");
             let rows = db.fetch(&sql, &f.params, "analytics latency").await?;
-            let mut per: BTreeMap<String, (Vec<(i64, i64)>, i64, i64)> = BTreeMap::new();
+            let mut per: BTreeMap<String, LatencyAcc> = BTreeMap::new();
             for r in &rows {
                 let e = per.entry(get_opt_str(r, 0)?.unwrap_or_default()).or_default();
                 let c = get_i64(r, 2)?;
@@ -476,6 +479,7 @@ pub async fn run_report(st: &AppState, name: &str, q: &AnalyticsQuery, who: &Pri
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -98,6 +98,7 @@ pub fn require_admin(p: &Principal) -> Result<(), ApiError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use gaterouter::usage::{ReportingConfig, UsageStatus};
+use gaterouter::usage::ReportingConfig;
 use serde_json::{Value, json};
 
 

@@ -128,13 +128,14 @@ pub struct Env {
 }
 
 pub fn base_config(db: &str) -> CollectorConfig {
-    let mut cfg = CollectorConfig::default();
-    cfg.listen = "127.0.0.1:0".parse().unwrap();
-    cfg.db = Some(db.to_owned());
-    cfg.admin_token = Some(ADMIN.into());
-    cfg.strongest_model = Some("openai/gpt-4o".into());
-    cfg.shutdown_timeout_secs = 10;
-    cfg
+    CollectorConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        db: Some(db.to_owned()),
+        admin_token: Some(ADMIN.into()),
+        strongest_model: Some("openai/gpt-4o".into()),
+        shutdown_timeout_secs: 10,
+        ..Default::default()
+    }
 }
 
 impl Env {
