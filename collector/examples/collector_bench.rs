@@ -115,7 +115,7 @@ async fn start_collector(bin: &Path, db: &str) -> Proc {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let child = Command::new(bin)
         .args(["--listen", &format!("127.0.0.1:{port}"), "--db", db, "--admin-token", ADMIN, "--rate-limit-records-per-sec", "0", "--strongest-model", "openai/gpt-4o"])
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn".into()))
         .stdout(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e} (build it with --release)", bin.display()));

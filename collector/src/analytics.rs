@@ -154,6 +154,17 @@ pub fn build_filter(q: &AnalyticsQuery, who: &Principal) -> Result<Filter, ApiEr
         if let Some(v) = v {
             let t = parse_time(v).ok_or_else(|| ApiError::bad_request(format!("`{name}={v}` is not Unix ms, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ")))?;
             f.add(cond, Param::I64(t));
+            // A redundant month bound lets the (month, org, department) index serve
+            // month-aligned ranges (the common dashboard query).
+            if t >= 0 {
+                let m = crate::time::month_of_ms(t as u64);
+                let aligned = month_start_ms(m) == t;
+                match name {
+                    "from" => f.add("month >= $?", Param::I64(m)),
+                    _ if aligned => f.add("month < $?", Param::I64(m)),
+                    _ => f.add("month <= $?", Param::I64(m)),
+                }
+            }
         }
     }
     for (v, cond) in [
@@ -501,7 +512,7 @@ mod tests {
         assert_eq!(f.sql, " WHERE org = $1 AND department = $2");
         let q = AnalyticsQuery { tag: Some("team:a".into()), from: Some("2026-01-01".into()), ..Default::default() };
         let f = build_filter(&q, &Principal::Admin { id: "a".into() }).unwrap();
-        assert!(f.sql.contains("k = $2 AND v = $3"), "{}", f.sql);
+        assert!(f.sql.contains("month >= $2 AND id IN (SELECT record_id FROM usage_tags WHERE k = $3 AND v = $4)"), "{}", f.sql);
     }
 
     #[test]

@@ -100,7 +100,7 @@ const MIGRATIONS: &[Migration] = &[Migration {
             sdk_name TEXT NOT NULL, sdk_version TEXT NOT NULL, sdk_language TEXT NOT NULL,
             signature TEXT NOT NULL, received_ms BIGINT NOT NULL)",
         "CREATE INDEX IF NOT EXISTS usage_ts ON usage_records (ts_start)",
-        "CREATE INDEX IF NOT EXISTS usage_org_dept_month ON usage_records (org, department, month)",
+        "CREATE INDEX IF NOT EXISTS usage_month_org_dept ON usage_records (month, org, department)",
         "CREATE INDEX IF NOT EXISTS usage_key_ts ON usage_records (api_key_id, ts_start)",
         "CREATE INDEX IF NOT EXISTS usage_user ON usage_records (usr)",
         "CREATE INDEX IF NOT EXISTS usage_model ON usage_records (model)",

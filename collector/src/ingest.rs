@@ -22,7 +22,7 @@ use gaterouter::usage::{BatchResponse, Rejected, UsageRecord};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::db::{Db, DbError, Param, bind_all, dberr};
+use crate::db::{Backend, Db, DbError, Param, bind_all, dberr};
 use crate::metrics::METRICS;
 use crate::time::month_of_ms;
 
@@ -375,7 +375,11 @@ fn row_params(v: &Verified, received_ms: i64, out: &mut Vec<Param>) {
     ]);
 }
 
-fn placeholders(rows: usize, cols: usize) -> String {
+/// `($1,$2,..),(..)` for PostgreSQL, `(?,?,..)` for SQLite: SQLite looks `$N` and `?N`
+/// parameters up linearly while parsing, which makes large statements quadratic; plain
+/// `?` is numbered in order at no cost.
+fn placeholders(rows: usize, cols: usize, backend: Backend) -> String {
+    let sigil = if backend == Backend::Sqlite { '?' } else { '$' };
     let mut s = String::with_capacity(rows * cols * 5);
     let mut n = 1;
     for r in 0..rows {
@@ -387,8 +391,10 @@ fn placeholders(rows: usize, cols: usize) -> String {
             if c > 0 {
                 s.push(',');
             }
-            s.push('$');
-            s.push_str(&n.to_string());
+            s.push(sigil);
+            if backend != Backend::Sqlite {
+                s.push_str(&n.to_string());
+            }
             n += 1;
         }
         s.push(')');
@@ -411,7 +417,7 @@ pub async fn store(db: &Db, recs: &[Verified], received_ms: i64) -> Result<HashS
         for v in chunk {
             row_params(v, received_ms, &mut params);
         }
-        let sql = format!("INSERT INTO usage_records ({COLUMNS}) VALUES {} ON CONFLICT (id) DO NOTHING RETURNING id", placeholders(chunk.len(), NCOLS));
+        let sql = format!("INSERT INTO usage_records ({COLUMNS}) VALUES {} ON CONFLICT (id) DO NOTHING RETURNING id", placeholders(chunk.len(), NCOLS, db.backend()));
         let rows = bind_all(&sql, &params).fetch_all(&mut *tx).await.map_err(dberr("inserting usage records"))?;
         for r in &rows {
             inserted.insert(crate::db::get_str(r, 0)?);
@@ -424,7 +430,7 @@ pub async fn store(db: &Db, recs: &[Verified], received_ms: i64) -> Result<HashS
         }
     }
     for chunk in tag_params.chunks(3 * 3000) {
-        let sql = format!("INSERT INTO usage_tags (record_id, k, v) VALUES {} ON CONFLICT DO NOTHING", placeholders(chunk.len() / 3, 3));
+        let sql = format!("INSERT INTO usage_tags (record_id, k, v) VALUES {} ON CONFLICT DO NOTHING", placeholders(chunk.len() / 3, 3, db.backend()));
         bind_all(&sql, chunk).execute(&mut *tx).await.map_err(dberr("inserting usage tags"))?;
     }
     tx.commit().await.map_err(dberr("committing the ingest transaction"))?;

@@ -164,6 +164,7 @@ async fn ingest_handler(State(st): State<Arc<AppState>>, body: Result<Bytes, axu
         return Err(e);
     }
     let now = gaterouter::usage::unix_ms_now() as i64;
+    let t0 = std::time::Instant::now();
     let key_ids: HashSet<String> = counts.keys().cloned().collect();
     let keys = ingest::load_keys(&st.db, &key_ids, now).await?;
     // Verification is CPU-bound: run it off the async workers.
@@ -177,6 +178,7 @@ async fn ingest_handler(State(st): State<Arc<AppState>>, body: Result<Bytes, axu
     .await
     .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "verification task failed"))?;
     let (todo, results) = results;
+    let t_verify = t0.elapsed();
     let mut ok = Vec::new();
     let mut ok_ids = Vec::new();
     let mut refused = Vec::new();
@@ -190,8 +192,9 @@ async fn ingest_handler(State(st): State<Arc<AppState>>, body: Result<Bytes, axu
         }
     }
     let inserted = ingest::store(&st.db, &ok, now).await?;
+    let t_store = t0.elapsed() - t_verify;
     let resp = ingest::answer(tri.rejected, tri.duplicate, &ok_ids, &inserted, refused);
-    tracing::debug!(accepted = resp.accepted.len(), duplicate = resp.duplicate.len(), rejected = resp.rejected.len(), "ingested batch");
+    tracing::debug!(verify_ms = t_verify.as_millis() as u64, store_ms = t_store.as_millis() as u64, accepted = resp.accepted.len(), duplicate = resp.duplicate.len(), rejected = resp.rejected.len(), "ingested batch");
     Ok(axum::Json(resp))
 }
 

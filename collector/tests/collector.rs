@@ -400,6 +400,30 @@ async fn openapi_and_ops(db: Db) {
     env.handle.shutdown().await;
 }
 
+/// Shutdown while a batch is in flight: the batch is answered and stored.
+async fn graceful_shutdown(db: Db) {
+    let env = Env::start(db.clone(), |_| {}).await;
+    let (eng, _) = env.seed_org().await;
+    let wires: Vec<String> = (0..2000).map(|i| wire(&Spec { ts: JAN15_1000 + i, ..Spec::default() }, &eng)).collect();
+    let body = format!("{{\"records\":[{}]}}", wires.join(","));
+    let req = env.http.post(format!("{}/v1/usage", env.base)).body(body).send();
+    let Env { handle, _tmp, .. } = env;
+    let (resp, ()) = tokio::join!(req, async {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        handle.shutdown().await;
+    });
+    let resp = resp.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(ids(&v, "accepted").len(), 2000);
+    // A new collector on the same database sees them.
+    let url = db.unwrap_or_else(|| format!("sqlite://{}", _tmp.path().join("c.db").display()));
+    let env = Env::start(Some(url), |_| {}).await;
+    let (_, s) = env.get("/v1/analytics/summary", Some(ADMIN)).await;
+    assert_eq!(rows(&s)[0]["calls"], 2000);
+    env.handle.shutdown().await;
+}
+
 macro_rules! sqlite_tests {
     ($($name:ident),*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -408,7 +432,7 @@ macro_rules! sqlite_tests {
 }
 
 mod sqlite {
-    sqlite_tests!(signatures, rotation, scope, cost_and_mismatch, duplicates, analytics, auth, bad_bodies, rate_limit, audit_is_append_only, end_to_end, openapi_and_ops);
+    sqlite_tests!(signatures, rotation, scope, cost_and_mismatch, duplicates, analytics, auth, bad_bodies, rate_limit, audit_is_append_only, end_to_end, openapi_and_ops, graceful_shutdown);
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn shared_database() {
@@ -427,7 +451,7 @@ async fn postgres_all_scenarios() {
             $name(Some(pg.new_db().await)).await;
         )*};
     }
-    run!(signatures, rotation, scope, cost_and_mismatch, duplicates, analytics, auth, bad_bodies, rate_limit, audit_is_append_only, end_to_end, openapi_and_ops);
+    run!(signatures, rotation, scope, cost_and_mismatch, duplicates, analytics, auth, bad_bodies, rate_limit, audit_is_append_only, end_to_end, openapi_and_ops, graceful_shutdown);
     eprintln!("postgres: shared_database");
     let url = pg.new_db().await;
     shared_database(Some(url.clone()), url).await;
