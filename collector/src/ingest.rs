@@ -107,19 +107,48 @@ pub fn price(catalog: &Catalog, provider: &str, model: &str, usage: &Usage) -> O
         .map(|c| (c.total_micros, c.priced_as))
 }
 
-/// Verify one wire record against its key. Pure and CPU-bound (runs on worker threads).
-pub fn verify_one(raw: &str, key: &KeyInfo, pricing: &PricingSettings) -> Result<Verified, Refusal> {
-    let mut v: serde_json::Value = serde_json::from_str(raw).map_err(|e| refuse("malformed", format!("record is not JSON: {e}")))?;
-    let sig = v
+/// A parsed record whose signature is still to be checked.
+struct Prepared {
+    value: serde_json::Value,
+    canonical: String,
+    signature: String,
+    sig: Option<ed25519_dalek::Signature>,
+}
+
+/// Parse, strip `signature`, canonicalize.
+fn prepare(raw: &str) -> Result<Prepared, Refusal> {
+    use base64::Engine as _;
+    let mut value: serde_json::Value = serde_json::from_str(raw).map_err(|e| refuse("malformed", format!("record is not JSON: {e}")))?;
+    let signature = value
         .as_object_mut()
         .and_then(|o| o.remove("signature"))
         .and_then(|s| s.as_str().map(str::to_owned))
         .ok_or_else(|| refuse("bad_signature", "record has no string `signature`"))?;
-    let canonical = gaterouter::usage::canonical::canonicalize(&v).map_err(|e| refuse("malformed", format!("record cannot be canonicalized: {e}")))?;
-    if !key.public_keys.iter().any(|pk| gaterouter::usage::signing::verify(pk, canonical.as_bytes(), &sig).is_ok()) {
-        return Err(refuse("bad_signature", format!("signature does not verify with the public key registered for api_key_id `{}`", key.id)));
+    let canonical = gaterouter::usage::canonical::canonicalize(&value).map_err(|e| refuse("malformed", format!("record cannot be canonicalized: {e}")))?;
+    let sig = base64::engine::general_purpose::STANDARD
+        .decode(signature.as_bytes())
+        .ok()
+        .and_then(|b| <[u8; 64]>::try_from(b).ok())
+        .map(|b| ed25519_dalek::Signature::from_bytes(&b));
+    Ok(Prepared { value, canonical, signature, sig })
+}
+
+fn bad_signature(key: &KeyInfo) -> Refusal {
+    refuse("bad_signature", format!("signature does not verify with the public key registered for api_key_id `{}`", key.id))
+}
+
+/// Check one signature against every valid public key of the key (strict verification).
+fn verify_single(p: &Prepared, key: &KeyInfo) -> Result<(), Refusal> {
+    if key.public_keys.iter().any(|pk| gaterouter::usage::signing::verify(pk, p.canonical.as_bytes(), &p.signature).is_ok()) {
+        Ok(())
+    } else {
+        Err(bad_signature(key))
     }
-    let rec: UsageRecord = serde_json::from_value(v).map_err(|e| refuse("invalid", format!("record does not match the schema: {e}")))?;
+}
+
+/// Schema, bounds, scope and pricing of a record whose signature verified.
+fn finish(p: Prepared, key: &KeyInfo, pricing: &PricingSettings) -> Result<Verified, Refusal> {
+    let rec: UsageRecord = serde_json::from_value(p.value).map_err(|e| refuse("invalid", format!("record does not match the schema: {e}")))?;
     rec.validate().map_err(|e| refuse("invalid", e.to_string()))?;
     check_scope(&rec, key)?;
     let usage = Usage::new(rec.prompt_tokens, rec.completion_tokens, rec.cached_prompt_tokens, rec.cache_write_tokens, rec.reasoning_tokens);
@@ -130,7 +159,75 @@ pub fn verify_one(raw: &str, key: &KeyInfo, pricing: &PricingSettings) -> Result
         Some((c, p)) => (Some(c), Some(p)),
         None => (None, None),
     };
-    Ok(Verified { rec, signature: sig, collector_cost, priced_as, baseline, mismatch })
+    Ok(Verified { rec, signature: p.signature, collector_cost, priced_as, baseline, mismatch })
+}
+
+/// Verify one wire record against its key (strict single-signature verification).
+pub fn verify_one(raw: &str, key: &KeyInfo, pricing: &PricingSettings) -> Result<Verified, Refusal> {
+    let p = prepare(raw)?;
+    verify_single(&p, key)?;
+    finish(p, key, pricing)
+}
+
+/// Verify a slice of records: signatures of keys with a single valid public key are
+/// checked together with Ed25519 batch verification (about twice as fast); when a
+/// batch fails, its records are checked one by one with strict verification, so a bad
+/// record is found and refused and the good ones are kept.
+fn verify_chunk(todo: &[(usize, String, String, &str)], keys: &HashMap<String, KeyInfo>, pricing: &PricingSettings) -> Vec<Result<Verified, Refusal>> {
+    use base64::Engine as _;
+    let mut vks: HashMap<&str, Option<ed25519_dalek::VerifyingKey>> = HashMap::new();
+    let mut prepared: Vec<Result<(Prepared, &KeyInfo), Refusal>> = Vec::with_capacity(todo.len());
+    for (_, _, key, raw) in todo {
+        let Some(k) = keys.get(key) else {
+            prepared.push(Err(refuse("unknown_key", format!("unknown api_key_id `{key}`: register it with POST /v1/admin/keys"))));
+            continue;
+        };
+        if k.revoked {
+            prepared.push(Err(refuse("revoked_key", format!("api_key_id `{key}` is revoked"))));
+            continue;
+        }
+        prepared.push(prepare(raw).map(|p| (p, k)));
+    }
+    // Indices eligible for batch verification, with their verifying key.
+    let mut batch: Vec<(usize, ed25519_dalek::VerifyingKey)> = Vec::new();
+    let mut sig_ok = vec![false; prepared.len()];
+    for (i, p) in prepared.iter().enumerate() {
+        let Ok((p, k)) = p else { continue };
+        if k.public_keys.len() != 1 || p.sig.is_none() {
+            continue;
+        }
+        let vk = *vks.entry(k.public_keys[0].as_str()).or_insert_with(|| {
+            base64::engine::general_purpose::STANDARD
+                .decode(k.public_keys[0].trim())
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .and_then(|b| ed25519_dalek::VerifyingKey::from_bytes(&b).ok())
+        });
+        if let Some(vk) = vk {
+            batch.push((i, vk));
+        }
+    }
+    for group in batch.chunks(256) {
+        let msgs: Vec<&[u8]> = group.iter().filter_map(|(i, _)| prepared[*i].as_ref().ok().map(|(p, _)| p.canonical.as_bytes())).collect();
+        let sigs: Vec<ed25519_dalek::Signature> = group.iter().filter_map(|(i, _)| prepared[*i].as_ref().ok().and_then(|(p, _)| p.sig)).collect();
+        let vk: Vec<ed25519_dalek::VerifyingKey> = group.iter().map(|(_, vk)| *vk).collect();
+        if msgs.len() == group.len() && sigs.len() == group.len() && ed25519_dalek::verify_batch(&msgs, &sigs, &vk).is_ok() {
+            for (i, _) in group {
+                sig_ok[*i] = true;
+            }
+        }
+    }
+    prepared
+        .into_iter()
+        .zip(sig_ok)
+        .map(|(p, ok)| {
+            let (p, k) = p?;
+            if !ok {
+                verify_single(&p, k)?;
+            }
+            finish(p, k, pricing)
+        })
+        .collect()
 }
 
 fn check_scope(rec: &UsageRecord, key: &KeyInfo) -> Result<(), Refusal> {
@@ -294,22 +391,13 @@ pub fn triage<'a>(records: &[&'a RawValue]) -> Triage<'a> {
 
 /// Verify many records on all cores.
 pub fn verify_all(todo: &[(usize, String, String, &str)], keys: &HashMap<String, KeyInfo>, pricing: &PricingSettings) -> Vec<Result<Verified, Refusal>> {
-    let one = |(_, _, key, raw): &(usize, String, String, &str)| -> Result<Verified, Refusal> {
-        let Some(k) = keys.get(key) else {
-            return Err(refuse("unknown_key", format!("unknown api_key_id `{key}`: register it with POST /v1/admin/keys")));
-        };
-        if k.revoked {
-            return Err(refuse("revoked_key", format!("api_key_id `{key}` is revoked")));
-        }
-        verify_one(raw, k, pricing)
-    };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
-    if todo.len() < 64 || threads == 1 {
-        return todo.iter().map(one).collect();
+    if todo.len() < 128 || threads == 1 {
+        return verify_chunk(todo, keys, pricing);
     }
     let chunk = todo.len().div_ceil(threads);
     std::thread::scope(|s| {
-        let handles: Vec<_> = todo.chunks(chunk).map(|c| s.spawn(move || c.iter().map(one).collect::<Vec<_>>())).collect();
+        let handles: Vec<_> = todo.chunks(chunk).map(|c| s.spawn(move || verify_chunk(c, keys, pricing))).collect();
         handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
     })
 }

@@ -32,6 +32,16 @@ async fn signatures(db: Db) {
     assert!(reasons[0].contains("signature does not verify"), "{v}");
     assert!(reasons[1].contains("signature does not verify"), "{v}");
     assert!(reasons[2].contains("unknown api_key_id `k_nope`"), "{v}");
+    // A large batch (batch-verified) with one forged record in the middle: only that
+    // one is refused.
+    let mut wires: Vec<String> = (0..300).map(|i| wire(&Spec { ts: JAN15_1000 + i, ..Spec::default() }, &eng)).collect();
+    let mut bad: Value = serde_json::from_str(&wires[150]).unwrap();
+    bad["prompt_tokens"] = json!(9);
+    let bad_id = bad["id"].as_str().unwrap().to_owned();
+    wires[150] = bad.to_string();
+    let (_, v) = env.ingest(&wires).await;
+    assert_eq!(ids(&v, "accepted").len(), 299, "{v}");
+    assert_eq!(v["rejected"][0]["id"], json!(bad_id));
     // Revoked key: refused afterwards.
     env.admin_ok("/v1/admin/keys/k_eng/revoke", json!({})).await;
     let (s, v) = env.ingest(&[wire(&Spec::default(), &eng)]).await;
