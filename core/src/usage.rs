@@ -26,7 +26,9 @@
 //! on start it continues after the highest `seq` found in the spool's segments or in its
 //! delivery cursor (which remembers the highest seq ever delivered). Gaps can occur (a
 //! record refused by validation, or lost with a power cut before its fsync), repeats
-//! cannot. With `mode = "off"` nothing is persisted and `seq` starts at 1 per process.
+//! cannot. With `mode = "off"` nothing is signed or persisted, no key or
+//! `identity.api_key_id` is needed, records are still validated (so a bad tag fails the
+//! same way in both modes) and `seq` starts at 1 per process.
 
 pub mod canonical;
 pub mod record;
@@ -375,9 +377,14 @@ impl Recorder {
             spool = Some(sp);
         }
         let first_seq = spool.as_ref().map_or(0, |s| s.max_seq()) + 1;
+        let mut identity = identity.clone();
+        if cfg.mode == ReportingMode::Off && identity.api_key_id.as_deref().is_none_or(|k| k.trim().is_empty()) {
+            // Nothing is signed or kept: validate the call's data without requiring a key id.
+            identity.api_key_id = Some("unset".into());
+        }
         Ok(Recorder {
             inner: Arc::new(Inner {
-                identity: identity.clone(),
+                identity,
                 sdk,
                 signer,
                 seq: AtomicU64::new(first_seq),
@@ -539,12 +546,13 @@ mod tests {
     #[test]
     fn off_mode_validates_but_keeps_nothing() {
         let cfg = ReportingConfig { mode: ReportingMode::Off, ..Default::default() };
+        // No key and no identity needed when nothing is kept.
         let r = Recorder::start(&cfg, &Identity::default()).unwrap();
         let mut i = UsageRecordInput { provider: "openai".into(), model: "m".into(), ..Default::default() };
-        // api_key_id is still required by validation.
-        assert!(r.record(i.clone()).is_err());
-        let r = Recorder::start(&cfg, &Identity { api_key_id: Some("k".into()), ..Default::default() }).unwrap();
         r.record(i.clone()).unwrap();
+        let mut bad = i.clone();
+        bad.provider.clear();
+        assert!(matches!(r.record(bad).unwrap_err(), UsageError::InvalidField { field, .. } if field == "provider"));
         i.tags.insert("x".repeat(100), "v".into());
         assert!(matches!(r.record(i).unwrap_err(), UsageError::InvalidTag { .. }));
         assert_eq!(r.status().pending_records, 0);

@@ -2,6 +2,8 @@
 //! and timeouts, exactly-once storage, partial rejection to the dead-letter file,
 //! restart from the spool.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
@@ -28,6 +30,12 @@ enum Act {
     Hang,
     StoreThenHang,
     Down503,
+    /// Store and answer, but leave the first id of each batch out of the answer.
+    OmitFirst,
+    /// 413 for batches of more than 5 records.
+    LimitFive,
+    /// 400 for the whole batch.
+    BadRequest,
 }
 
 struct Collector {
@@ -49,9 +57,13 @@ async fn handle(State(c): State<Arc<Collector>>, body: Bytes) -> Response {
             tokio::time::sleep(Duration::from_secs(3)).await;
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
-        Act::Ok | Act::StoreThenHang => {}
+        Act::BadRequest => return (StatusCode::BAD_REQUEST, "schema mismatch").into_response(),
+        Act::Ok | Act::StoreThenHang | Act::OmitFirst | Act::LimitFive => {}
     }
     let v: Value = serde_json::from_slice(&body).unwrap();
+    if act == Act::LimitFive && v["records"].as_array().unwrap().len() > 5 {
+        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    }
     let mut resp = BatchResponse::default();
     {
         let mut stored = c.stored.lock().unwrap();
@@ -74,6 +86,11 @@ async fn handle(State(c): State<Arc<Collector>>, body: Bytes) -> Response {
                 resp.accepted.push(id);
             }
         }
+    }
+    if act == Act::OmitFirst {
+        let first = v["records"][0]["id"].as_str().unwrap().to_owned();
+        resp.accepted.retain(|id| *id != first);
+        resp.duplicate.retain(|id| *id != first);
     }
     if act == Act::StoreThenHang {
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -250,4 +267,58 @@ async fn without_a_collector_records_stay_in_the_spool() {
     assert_eq!((out.drained, out.pending_records), (false, 5));
     rec.shutdown().await.unwrap();
     assert_eq!(gaterouter::usage::Spool::inspect(dir.path(), 1 << 30).unwrap().pending_records, 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_batches_are_split_on_413() {
+    let dir = tempfile::tempdir().unwrap();
+    let (signer, pk) = generate_key();
+    let (url, c) = collector(&pk, vec![], Act::LimitFive).await;
+    let rec = Recorder::start_with(&cfg(dir.path(), Some(url)), &identity(), Default::default(), Some(signer)).unwrap();
+    for i in 0..40 {
+        rec.record(input(i, false)).unwrap();
+    }
+    let out = rec.flush(Duration::from_secs(10)).await.unwrap();
+    assert!(out.drained, "{out:?}");
+    assert_eq!(c.stored.lock().unwrap().len(), 40);
+    assert_eq!(rec.status().dead_letters, 0);
+    rec.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn never_acknowledged_records_are_dead_lettered_not_retried_forever() {
+    let dir = tempfile::tempdir().unwrap();
+    let (signer, pk) = generate_key();
+    let (url, c) = collector(&pk, vec![], Act::OmitFirst).await;
+    // One batch, sent by the flush: the age threshold never fires first.
+    let c2 = ReportingConfig { batch_max_age_ms: 600_000, ..cfg(dir.path(), Some(url)) };
+    let rec = Recorder::start_with(&c2, &identity(), Default::default(), Some(signer)).unwrap();
+    let first = rec.record(input(0, false)).unwrap().0;
+    for i in 1..10 {
+        rec.record(input(i, false)).unwrap();
+    }
+    let out = rec.flush(Duration::from_secs(10)).await.unwrap();
+    assert!(out.drained, "{out:?}");
+    assert_eq!(c.requests.load(Ordering::SeqCst), gaterouter::usage::reporter::MAX_UNACKNOWLEDGED_ROUNDS as usize);
+    let dl = std::fs::read_to_string(dir.path().join(DEAD_LETTER_FILE)).unwrap();
+    assert_eq!(dl.lines().count(), 1);
+    assert!(dl.contains(&first) && dl.contains("not acknowledged"), "{dl}");
+    rec.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_400_dead_letters_the_whole_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let (signer, pk) = generate_key();
+    let (url, _c) = collector(&pk, vec![], Act::BadRequest).await;
+    let rec = Recorder::start_with(&cfg(dir.path(), Some(url)), &identity(), Default::default(), Some(signer)).unwrap();
+    for i in 0..3 {
+        rec.record(input(i, false)).unwrap();
+    }
+    let out = rec.flush(Duration::from_secs(10)).await.unwrap();
+    assert!(out.drained, "{out:?}");
+    let dl = std::fs::read_to_string(dir.path().join(DEAD_LETTER_FILE)).unwrap();
+    assert_eq!(dl.lines().count(), 3);
+    assert!(dl.contains("HTTP 400") && dl.contains("schema mismatch"), "{dl}");
+    rec.shutdown().await.unwrap();
 }

@@ -1,6 +1,8 @@
 //! Spool durability: killed writers, torn tails at every byte offset, size cap,
 //! concurrent appends.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::path::Path;

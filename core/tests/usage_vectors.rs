@@ -1,6 +1,8 @@
 //! The Rust canonicalizer and signer reproduce the independently generated vectors in
 //! `tests/vectors/records.json` (Python `cryptography` + its own JCS).
 
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 use std::path::PathBuf;
 use std::process::Command;
 

@@ -28,8 +28,9 @@
 //! [`MAX_FRAME_BYTES`], a short payload or a CRC mismatch ends the valid part of that
 //! segment: it and everything after it in that segment is skipped (counted in
 //! [`SpoolStatus::torn_bytes_skipped`]) and never corrupts other records. The file is left
-//! as it is (sealed, read-only); new appends go to a **fresh segment**. If the last
-//! segment is clean, appends continue in it.
+//! as it is (sealed, read-only, deleted once its valid records are delivered); new
+//! appends go to a **fresh segment**, never after the garbage. If the last segment is
+//! clean, appends continue in it.
 //!
 //! # Size cap
 //! `max_bytes` bounds the bytes of all segment files. When an append would exceed it the
@@ -819,6 +820,31 @@ mod tests {
         let b = sp.read_batch(100, u64::MAX).unwrap();
         assert_eq!(b.records.first().unwrap().id, "r5");
         assert_eq!(b.records.len(), 6);
+    }
+
+    #[test]
+    fn max_seq_survives_deletion_of_every_segment() {
+        let d = tempfile::tempdir().unwrap();
+        let sp = Spool::open(opts(d.path())).unwrap();
+        for i in 1..=5 {
+            sp.append(&payload(i), i).unwrap();
+        }
+        let b = sp.read_batch(100, u64::MAX).unwrap();
+        sp.ack(&b).unwrap();
+        sp.close().unwrap();
+        drop(sp);
+        for e in fs::read_dir(d.path()).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "seg") {
+                fs::remove_file(p).unwrap();
+            }
+        }
+        let sp = Spool::open(opts(d.path())).unwrap();
+        assert_eq!((sp.max_seq(), sp.pending_records()), (5, 0));
+        // The next segment number is past the cursor's, so the new record is not skipped.
+        sp.append(&payload(6), 6).unwrap();
+        let b = sp.read_batch(100, u64::MAX).unwrap();
+        assert_eq!(b.records.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![6]);
     }
 
     #[test]

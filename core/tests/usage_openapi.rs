@@ -1,0 +1,53 @@
+//! `core/data/usage-api.openapi.json` agrees with the record type and the reporter.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use gaterouter::usage::{BatchResponse, UsageStatus};
+use serde_json::Value;
+
+fn doc() -> Value {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/usage-api.openapi.json");
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+fn vectors() -> Value {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/records.json");
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+#[test]
+fn schema_matches_the_records() {
+    let d = doc();
+    assert_eq!(d["openapi"], "3.1.0");
+    assert!(d["paths"]["/v1/usage"]["post"].is_object());
+    let s = &d["components"]["schemas"]["SignedUsageRecord"];
+    let props: BTreeSet<&str> = s["properties"].as_object().unwrap().keys().map(String::as_str).collect();
+    let required: BTreeSet<&str> = s["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(required.is_subset(&props));
+    // The full vector has every optional field: its keys (plus signature) are exactly the properties.
+    let v = vectors();
+    for t in v["vectors"].as_array().unwrap() {
+        let keys: BTreeSet<&str> = t["record"].as_object().unwrap().keys().map(String::as_str).chain(["signature"]).collect();
+        assert!(keys.is_subset(&props), "{:?}", keys.difference(&props).collect::<Vec<_>>());
+        assert!(required.is_subset(&keys), "{:?}", required.difference(&keys).collect::<Vec<_>>());
+        if t["name"].as_str().unwrap().starts_with("full") {
+            assert_eq!(keys, props);
+        }
+    }
+    for code in s["properties"]["status"]["enum"].as_array().unwrap() {
+        assert!(UsageStatus::parse(code.as_str().unwrap()).is_some(), "{code}");
+    }
+}
+
+#[test]
+fn result_schema_parses_as_the_reporter_expects() {
+    let d = doc();
+    let r = &d["components"]["schemas"]["UsageBatchResult"]["properties"];
+    assert!(r["accepted"].is_object() && r["duplicate"].is_object() && r["rejected"].is_object());
+    let sample = serde_json::json!({"accepted": ["a"], "duplicate": ["b"], "rejected": [{"id": "c", "reason": "bad signature"}]});
+    let parsed: BatchResponse = serde_json::from_value(sample).unwrap();
+    assert_eq!(parsed.rejected[0].reason, "bad signature");
+}
