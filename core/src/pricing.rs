@@ -738,6 +738,7 @@ pub fn estimate_cost(req: &ChatRequest, model: &str) -> Result<CostEstimate> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::types::Message;

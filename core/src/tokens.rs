@@ -2,9 +2,10 @@
 //!
 //! - **Exact**: `o200k_base` (gpt-4o*, gpt-4.1*, gpt-4.5*, gpt-5*, o1/o3/o4*, gpt-oss) and
 //!   `cl100k_base` (gpt-4, gpt-3.5-turbo, text-embedding-3/ada-002). Both encodings are
-//!   embedded in the binary by the `bpe-openai` crate (no download at run time) and are
-//!   decoded lazily on first use. `bpe-openai` was chosen over `tiktoken-rs` because it is
-//!   about twice as fast with identical counts (figures in `bench/RESULTS.md`).
+//!   embedded in the binary (no download at run time) and decoded lazily on first use.
+//!   Two backends give identical counts: `bpe-openai` (feature `fast-tokenizer`, the
+//!   default: about 1.5x the throughput of `tiktoken-rs`, but +48 MB of binary) and
+//!   `tiktoken-rs` (feature `compact-tokenizer`: +8 MB). Figures in `bench/RESULTS.md`.
 //! - **Estimated**: Claude, Gemini, DeepSeek, Mistral and unknown models have no public
 //!   tokenizer we can embed, so their count is the `o200k_base` count scaled by a
 //!   per-family factor (see [`EstimatorFamily`] for the factors, what each was calibrated
@@ -17,6 +18,9 @@
 
 mod image;
 mod request;
+
+#[cfg(not(any(feature = "fast-tokenizer", feature = "compact-tokenizer")))]
+compile_error!("gaterouter needs a token counting backend: enable feature `fast-tokenizer` (default) or `compact-tokenizer`");
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
@@ -39,8 +43,9 @@ pub enum Encoding {
 
 /// Texts at least this long are counted on several threads (split at safe boundaries).
 pub const PARALLEL_THRESHOLD_BYTES: usize = 256 * 1024;
-/// Texts at least this long are remembered in the count cache (shorter ones are cheap).
-const CACHE_MIN_BYTES: usize = 256;
+/// Texts at least this long are remembered in the count cache (a cache hit costs a
+/// hash and a lock, well under a microsecond; counting even 32 bytes costs more).
+const CACHE_MIN_BYTES: usize = 32;
 /// Cache capacity in entries; the cache is emptied when full (simple and bounded).
 const CACHE_MAX_ENTRIES: usize = 4096;
 
@@ -53,10 +58,19 @@ impl Encoding {
         }
     }
 
+    #[cfg(feature = "fast-tokenizer")]
     fn tokenizer(self) -> &'static bpe_openai::Tokenizer {
         match self {
             Encoding::O200kBase => bpe_openai::o200k_base(),
             Encoding::Cl100kBase => bpe_openai::cl100k_base(),
+        }
+    }
+
+    #[cfg(all(feature = "compact-tokenizer", not(feature = "fast-tokenizer")))]
+    fn tokenizer(self) -> &'static tiktoken_rs::CoreBPE {
+        match self {
+            Encoding::O200kBase => tiktoken_rs::o200k_base_singleton(),
+            Encoding::Cl100kBase => tiktoken_rs::cl100k_base_singleton(),
         }
     }
 
@@ -89,13 +103,21 @@ impl Encoding {
     /// token count must never take a request down.
     fn count_serial(self, text: &str) -> usize {
         let tok = self.tokenizer();
-        std::panic::catch_unwind(|| tok.count(text)).unwrap_or(text.len().div_ceil(4))
+        #[cfg(feature = "fast-tokenizer")]
+        let counted = std::panic::catch_unwind(|| tok.count(text));
+        #[cfg(all(feature = "compact-tokenizer", not(feature = "fast-tokenizer")))]
+        let counted = std::panic::catch_unwind(|| tok.encode_ordinary(text).len());
+        counted.unwrap_or(text.len().div_ceil(4))
     }
 
     /// Token ids of `text` (special-token look-alikes are plain text).
     pub fn encode(self, text: &str) -> Vec<u32> {
         let tok = self.tokenizer();
-        std::panic::catch_unwind(|| tok.encode(text)).unwrap_or_default()
+        #[cfg(feature = "fast-tokenizer")]
+        let ids = std::panic::catch_unwind(|| tok.encode(text));
+        #[cfg(all(feature = "compact-tokenizer", not(feature = "fast-tokenizer")))]
+        let ids = std::panic::catch_unwind(|| tok.encode_ordinary(text));
+        ids.unwrap_or_default()
     }
 }
 
@@ -311,6 +333,15 @@ pub enum TokenizerChoice {
 }
 
 impl TokenizerChoice {
+    /// Tokens of a role name (`system`, `user`, `assistant`, `tool`): one token in both
+    /// OpenAI encodings (checked by a test), so the per-message fast path skips the BPE.
+    pub fn count_role(self, role: crate::types::Role) -> u64 {
+        match self {
+            TokenizerChoice::Exact(_) => 1,
+            TokenizerChoice::Estimate(_) => self.count(role.as_str()),
+        }
+    }
+
     /// Tokens of `text` under this choice.
     pub fn count(self, text: &str) -> u64 {
         match self {
@@ -392,6 +423,7 @@ pub fn warm_up() {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
@@ -404,6 +436,17 @@ mod tests {
         // Special-token look-alikes are plain text: several tokens, not one.
         assert!(Encoding::O200kBase.count("<|endoftext|>") > 1);
         assert!(Encoding::Cl100kBase.count("<|endoftext|>") > 1);
+    }
+
+    #[test]
+    fn role_names_are_one_token() {
+        use crate::types::Role;
+        for enc in [Encoding::O200kBase, Encoding::Cl100kBase] {
+            for r in [Role::System, Role::User, Role::Assistant, Role::Tool] {
+                assert_eq!(enc.count_uncached(r.as_str()), 1);
+                assert_eq!(TokenizerChoice::Exact(enc).count_role(r), 1);
+            }
+        }
     }
 
     #[test]

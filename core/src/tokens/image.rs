@@ -243,6 +243,7 @@ pub(crate) fn anthropic_image_tokens(w: u32, h: u32) -> u64 {
 pub(crate) const GEMINI_IMAGE_TOKENS: u64 = 258;
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

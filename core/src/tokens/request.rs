@@ -76,7 +76,7 @@ pub fn count_request(req: &ChatRequest, model: &str) -> PromptCount {
     let mut b = PromptBreakdown::default();
     let mut exact = choice.is_exact();
     for m in &req.messages {
-        b.overhead += PER_MESSAGE + choice.count(m.role.as_str());
+        b.overhead += PER_MESSAGE + choice.count_role(m.role);
         if let Some(n) = &m.name {
             b.names += choice.count(n) + PER_NAME;
         }
@@ -189,6 +189,7 @@ pub fn openai_tools_tokens(tools: &[Tool], choice: TokenizerChoice) -> u64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::types::{ImageUrl, Message};
