@@ -9,7 +9,7 @@
 //! ```
 //! `--db postgres` starts a throwaway PostgreSQL (as the `postgres` user when root) on a
 //! loopback port and stops it at the end.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::zombie_processes)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -171,6 +171,21 @@ async fn seed_rows(db_url: &str, n: u64) {
     use sqlx::Connection;
     sqlx::any::install_default_drivers();
     let mut c = sqlx::AnyConnection::connect(db_url).await.unwrap();
+    let sqlite = db_url.starts_with("sqlite");
+    // Bulk load: drop the secondary indexes, insert in id order, rebuild them after.
+    let list = if sqlite {
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'usage_records' AND sql IS NOT NULL"
+    } else {
+        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'usage_records' AND indexname <> 'usage_records_pkey'"
+    };
+    let idx: Vec<(String, String)> = sqlx::query(list).fetch_all(&mut c).await.unwrap().iter().map(|r| (sqlx::Row::get(r, 0), sqlx::Row::get(r, 1))).collect();
+    if sqlite {
+        sqlx::query("PRAGMA cache_size = -2000000").execute(&mut c).await.unwrap();
+        sqlx::query("PRAGMA synchronous = OFF").execute(&mut c).await.unwrap();
+    }
+    for (name, _) in &idx {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP INDEX {name}"))).execute(&mut c).await.unwrap();
+    }
     let depts = 20;
     let users = 2000;
     // 2026-01-01 .. ~2026-07 spread, 12 months back from 2026-07.
@@ -184,13 +199,14 @@ async fn seed_rows(db_url: &str, n: u64) {
         } else {
             format!("SELECT generate_series({done}::bigint, {}::bigint) AS x", done + m - 1)
         };
+        let id = if sqlite { "printf('seed-%010d', x)" } else { "'seed-' || lpad(x::text, 10, '0')" };
         // Months 202601..202612 by x; ts spread across each month.
         let sql = format!(
             "INSERT INTO usage_records (id, api_key_id, seq, ts_start, ts_end, month, org, department, project, grp, usr, provider, model, route_mode, route_tier, route_score,
               prompt_tokens, completion_tokens, cached_prompt_tokens, cache_write_tokens, reasoning_tokens, total_tokens, client_cost_micros, collector_cost_micros, priced_as,
               cost_mismatch, spend_micros, baseline_micros, latency_ms, ttft_ms, status, is_error, attempts, stream, tags, sdk_name, sdk_version, sdk_language, signature, received_ms)
-             SELECT 'seed-' || CAST(x AS TEXT), 'k' || CAST(x % 50 AS TEXT), x, 1767225600000 + (x % 12) * 2592000000 + (x % 86400000), 1767225600000 + (x % 12) * 2592000000 + (x % 86400000) + 300,
-              202601 + (x % 12), 'acme', 'd' || CAST(x % {depts} AS TEXT), 'p' || CAST(x % 100 AS TEXT), NULL, 'u' || CAST(x % {users} AS TEXT), 'openai', CASE WHEN x % 3 = 0 THEN 'gpt-4o' ELSE 'gpt-4o-mini' END,
+             SELECT {id}, 'k' || CAST(x % 50 AS TEXT), x, 1767225600000 + (x % 12) * 2592000000 + (x % 86400000), 1767225600000 + (x % 12) * 2592000000 + (x % 86400000) + 300,
+              202601 + (x % 12), 'acme', 'd' || CAST((x / 12) % {depts} AS TEXT), 'p' || CAST(x % 100 AS TEXT), NULL, 'u' || CAST(x % {users} AS TEXT), 'openai', CASE WHEN x % 3 = 0 THEN 'gpt-4o' ELSE 'gpt-4o-mini' END,
               'auto', CASE WHEN x % 3 = 0 THEN 'large' ELSE 'small' END, 500, 1200, 300, 0, 0, 0, 1500, 100 + x % 7, 100 + x % 7, 'openai/gpt-4o-mini', 0, 100 + x % 7, 6000, 200 + x % 500, NULL,
               CASE WHEN x % 50 = 0 THEN 'RATE_LIMITED' ELSE 'ok' END, CASE WHEN x % 50 = 0 THEN 1 ELSE 0 END, 1, 0, '{{}}', 'bench', '0', 'rust', 'sig', 0 FROM ({series}) s"
         );
@@ -198,6 +214,11 @@ async fn seed_rows(db_url: &str, n: u64) {
         done += m;
         eprintln!("  seeded {done} rows ({:.0} s)", t0.elapsed().as_secs_f64());
     }
+    let t1 = Instant::now();
+    for (_, sql) in &idx {
+        sqlx::query(sqlx::AssertSqlSafe(sql.clone())).execute(&mut c).await.unwrap();
+    }
+    eprintln!("  rebuilt {} indexes in {:.0} s", idx.len(), t1.elapsed().as_secs_f64());
     if db_url.starts_with("postgres") {
         sqlx::query("ANALYZE usage_records").execute(&mut c).await.unwrap();
     } else {

@@ -153,12 +153,15 @@ pub fn build_filter(q: &AnalyticsQuery, who: &Principal) -> Result<Filter, ApiEr
     for (name, v, cond) in [("from", &q.from, "ts_start >= $?"), ("to", &q.to, "ts_start < $?")] {
         if let Some(v) = v {
             let t = parse_time(v).ok_or_else(|| ApiError::bad_request(format!("`{name}={v}` is not Unix ms, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ")))?;
-            f.add(cond, Param::I64(t));
-            // A redundant month bound lets the (month, org, department) index serve
-            // month-aligned ranges (the common dashboard query).
+            // Month bounds let the covering (month, org, department, ...) index serve the
+            // query; for month-aligned ranges (the usual dashboard query) they replace
+            // the time condition entirely, so no table row is read.
+            let m = crate::time::month_of_ms(u64::try_from(t).unwrap_or(0));
+            let aligned = t >= 0 && month_start_ms(m) == t;
+            if !aligned {
+                f.add(cond, Param::I64(t));
+            }
             if t >= 0 {
-                let m = crate::time::month_of_ms(t as u64);
-                let aligned = month_start_ms(m) == t;
                 match name {
                     "from" => f.add("month >= $?", Param::I64(m)),
                     _ if aligned => f.add("month < $?", Param::I64(m)),
@@ -512,7 +515,10 @@ mod tests {
         assert_eq!(f.sql, " WHERE org = $1 AND department = $2");
         let q = AnalyticsQuery { tag: Some("team:a".into()), from: Some("2026-01-01".into()), ..Default::default() };
         let f = build_filter(&q, &Principal::Admin { id: "a".into() }).unwrap();
-        assert!(f.sql.contains("month >= $2 AND id IN (SELECT record_id FROM usage_tags WHERE k = $3 AND v = $4)"), "{}", f.sql);
+        assert_eq!(f.sql, " WHERE month >= $1 AND id IN (SELECT record_id FROM usage_tags WHERE k = $2 AND v = $3)");
+        let q = AnalyticsQuery { from: Some("2026-01-02".into()), to: Some("2026-02-01".into()), ..Default::default() };
+        let f = build_filter(&q, &Principal::Admin { id: "a".into() }).unwrap();
+        assert_eq!(f.sql, " WHERE ts_start >= $1 AND month >= $2 AND month < $3");
     }
 
     #[test]
