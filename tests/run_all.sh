@@ -36,3 +36,23 @@ rm -rf "$GEN_TMP"
 
 echo "== Kotlin: JUnit suite on the JVM against the cdylib and the emulator (Maven caches in ~/.m2)"
 bash bindings/kotlin/run-tests.sh
+
+echo "== Collector: PostgreSQL + headless Chromium (installs what is missing when root)"
+# The workspace run above skips these when PostgreSQL, Chromium or the npm package are
+# absent; here they are installed and required. PostgreSQL is started by the tests
+# themselves (as the postgres user, loopback port, temp dir) and stopped afterwards.
+need=()
+command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+[ -x /usr/bin/chromium ] || need+=(chromium)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
+if [ "${#need[@]}" -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    else
+        echo "missing ${need[*]}: install them (apt-get install ${need[*]}) to run the collector's PostgreSQL/browser tests"; exit 1
+    fi
+fi
+(cd collector/dashboard-test && npm ci --no-audit --no-fund --silent)
+GATEROUTER_COLLECTOR_REQUIRE_POSTGRES=1 GATEROUTER_COLLECTOR_REQUIRE_BROWSER=1 \
+    cargo test -p gaterouter-collector --test collector --test dashboard

@@ -1,0 +1,531 @@
+//! Analytics API: `GET /v1/analytics/{summary|timeseries|breakdown|per-capita|users|
+//! models|keys|routing|latency}`, JSON by default, CSV with `format=csv`.
+//!
+//! Filters (all optional, combined with AND): `from`/`to` (Unix ms, `YYYY-MM-DD` or
+//! `YYYY-MM-DDTHH:MM:SSZ`; `from` inclusive, `to` exclusive, on the call start time),
+//! `org`, `department`, `project`, `group`, `user`, `key`, `model`, `provider`,
+//! `tag=k:v` (or `k=v`). `bucket=hour|day|month` buckets `timeseries` and `breakdown`.
+//! Spend is the collector's own cost when the model is in its catalog, else the
+//! client's figure (`spend_micros`, micro-USD).
+//!
+//! A read token scoped to an org (and department) sees only that scope: its scope is
+//! added to the filters, and a filter naming another org or department is 403.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::{Principal, authenticate};
+use crate::db::{Param, get_i64, get_opt_str};
+use crate::error::ApiError;
+use crate::server::AppState;
+use crate::time::{iso, month_start_ms, parse_time};
+
+/// Query parameters shared by every analytics endpoint.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalyticsQuery {
+    /// Start (inclusive).
+    pub from: Option<String>,
+    /// End (exclusive).
+    pub to: Option<String>,
+    /// Org id.
+    pub org: Option<String>,
+    /// Department id.
+    pub department: Option<String>,
+    /// Project id.
+    pub project: Option<String>,
+    /// Group id.
+    pub group: Option<String>,
+    /// User id.
+    pub user: Option<String>,
+    /// API key id.
+    pub key: Option<String>,
+    /// Model name.
+    pub model: Option<String>,
+    /// Provider name.
+    pub provider: Option<String>,
+    /// Tag `k:v` or `k=v`.
+    pub tag: Option<String>,
+    /// `hour`, `day` or `month`.
+    pub bucket: Option<String>,
+    /// Grouping dimension (breakdown, per-capita, timeseries).
+    pub by: Option<String>,
+    /// Row limit (users ranking, breakdown). Default 100, at most 10 000.
+    pub limit: Option<u32>,
+    /// `json` (default) or `csv`.
+    pub format: Option<String>,
+}
+
+/// Map a dimension name to its column.
+pub fn dimension(by: &str) -> Result<&'static str, ApiError> {
+    Ok(match by {
+        "org" => "org",
+        "department" => "department",
+        "project" => "project",
+        "group" => "grp",
+        "user" => "usr",
+        "key" => "api_key_id",
+        "model" => "model",
+        "provider" => "provider",
+        "tier" => "route_tier",
+        "status" => "status",
+        other => {
+            return Err(ApiError::bad_request(format!("`by={other}` is unknown: use org, department, project, group, user, key, model, provider, tier or status")));
+        }
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bucket {
+    Hour,
+    Day,
+    Month,
+}
+
+impl Bucket {
+    fn parse(s: Option<&str>) -> Result<Option<Bucket>, ApiError> {
+        Ok(match s {
+            None | Some("") => None,
+            Some("hour") => Some(Bucket::Hour),
+            Some("day") => Some(Bucket::Day),
+            Some("month") => Some(Bucket::Month),
+            Some(o) => return Err(ApiError::bad_request(format!("`bucket={o}` is unknown: use hour, day or month"))),
+        })
+    }
+    fn sql(self) -> &'static str {
+        match self {
+            Bucket::Hour => "(ts_start / 3600000) * 3600000",
+            Bucket::Day => "(ts_start / 86400000) * 86400000",
+            Bucket::Month => "month",
+        }
+    }
+    /// (start ms, label) of a bucket value.
+    fn label(self, v: i64) -> (i64, String) {
+        match self {
+            Bucket::Month => (month_start_ms(v), format!("{:04}-{:02}", v / 100, v % 100)),
+            Bucket::Day => (v, iso(v)[..10].to_owned()),
+            Bucket::Hour => (v, iso(v)),
+        }
+    }
+}
+
+/// A WHERE clause and its parameters.
+#[derive(Debug, Default)]
+pub struct Filter {
+    /// ` WHERE ...` or empty.
+    pub sql: String,
+    /// Parameters, `$1`...
+    pub params: Vec<Param>,
+}
+
+impl Filter {
+    fn add(&mut self, cond: &str, p: Param) {
+        self.params.push(p);
+        let n = self.params.len();
+        self.sql.push_str(if self.sql.is_empty() { " WHERE " } else { " AND " });
+        self.sql.push_str(&cond.replace("$?", &format!("${n}")));
+    }
+}
+
+/// Apply the caller's scope and build the filter.
+pub fn build_filter(q: &AnalyticsQuery, who: &Principal) -> Result<Filter, ApiError> {
+    let mut org = q.org.clone();
+    let mut department = q.department.clone();
+    if let Principal::Reader { org: so, department: sd, .. } = who {
+        if org.as_ref().is_some_and(|o| o != so) {
+            return Err(ApiError::forbidden(format!("this token may only read org `{so}`")));
+        }
+        org = Some(so.clone());
+        if let Some(sd) = sd {
+            if department.as_ref().is_some_and(|d| d != sd) {
+                return Err(ApiError::forbidden(format!("this token may only read department `{sd}`")));
+            }
+            department = Some(sd.clone());
+        }
+    }
+    let mut f = Filter::default();
+    for (name, v, cond) in [("from", &q.from, "ts_start >= $?"), ("to", &q.to, "ts_start < $?")] {
+        if let Some(v) = v {
+            let t = parse_time(v).ok_or_else(|| ApiError::bad_request(format!("`{name}={v}` is not Unix ms, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ")))?;
+            // Month bounds let the covering (month, org, department, ...) index serve the
+            // query; for month-aligned ranges (the usual dashboard query) they replace
+            // the time condition entirely, so no table row is read.
+            let m = crate::time::month_of_ms(u64::try_from(t).unwrap_or(0));
+            let aligned = t >= 0 && month_start_ms(m) == t;
+            if !aligned {
+                f.add(cond, Param::I64(t));
+            }
+            if t >= 0 {
+                match name {
+                    "from" => f.add("month >= $?", Param::I64(m)),
+                    _ if aligned => f.add("month < $?", Param::I64(m)),
+                    _ => f.add("month <= $?", Param::I64(m)),
+                }
+            }
+        }
+    }
+    for (v, cond) in [
+        (&org, "org = $?"),
+        (&department, "department = $?"),
+        (&q.project, "project = $?"),
+        (&q.group, "grp = $?"),
+        (&q.user, "usr = $?"),
+        (&q.key, "api_key_id = $?"),
+        (&q.model, "model = $?"),
+        (&q.provider, "provider = $?"),
+    ] {
+        if let Some(v) = v {
+            f.add(cond, Param::Text(v.clone()));
+        }
+    }
+    if let Some(t) = &q.tag {
+        let (k, v) = t.split_once(':').or_else(|| t.split_once('=')).ok_or_else(|| ApiError::bad_request(format!("`tag={t}` must be key:value")))?;
+        f.params.push(Param::Text(k.to_owned()));
+        f.params.push(Param::Text(v.to_owned()));
+        let n = f.params.len();
+        f.sql.push_str(if f.sql.is_empty() { " WHERE " } else { " AND " });
+        f.sql.push_str(&format!("id IN (SELECT record_id FROM usage_tags WHERE k = ${} AND v = ${n})", n - 1));
+    }
+    Ok(f)
+}
+
+fn share(part: i64, total: i64) -> f64 {
+    if total <= 0 { 0.0 } else { (part as f64 / total as f64 * 1e6).round() / 1e6 }
+}
+
+/// Nearest-rank percentile over (value, count) pairs sorted by value.
+pub fn percentile(sorted: &[(i64, i64)], total: i64, p: f64) -> Option<i64> {
+    if total <= 0 {
+        return None;
+    }
+    let rank = ((p / 100.0) * total as f64).ceil().max(1.0) as i64;
+    let mut seen = 0;
+    for (v, c) in sorted {
+        seen += c;
+        if seen >= rank {
+            return Some(*v);
+        }
+    }
+    sorted.last().map(|x| x.0)
+}
+
+/// A result: rows of named columns, plus top-level extras for JSON.
+#[derive(Debug, Default)]
+pub struct Table {
+    /// Column names in order.
+    pub columns: Vec<&'static str>,
+    /// Rows (same order as `columns`).
+    pub rows: Vec<Vec<Value>>,
+    /// Extra top-level members of the JSON answer.
+    pub extra: serde_json::Map<String, Value>,
+}
+
+impl Table {
+    fn new(columns: &[&'static str]) -> Self {
+        Table { columns: columns.to_vec(), ..Default::default() }
+    }
+    fn json(&self) -> Value {
+        let rows: Vec<Value> = self.rows.iter().map(|r| Value::Object(self.columns.iter().map(|c| (*c).to_owned()).zip(r.iter().cloned()).collect())).collect();
+        let mut o = self.extra.clone();
+        o.insert("rows".into(), Value::Array(rows));
+        Value::Object(o)
+    }
+    /// RFC 4180 CSV.
+    pub fn csv(&self) -> String {
+        let cell = |v: &Value| -> String {
+            let s = match v {
+                Value::Null => String::new(),
+                Value::String(s) => s.clone(),
+                o => o.to_string(),
+            };
+            if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s }
+        };
+        let mut out = self.columns.join(",");
+        out.push_str("\r\n");
+        for r in &self.rows {
+            out.push_str(&r.iter().map(cell).collect::<Vec<_>>().join(","));
+            out.push_str("\r\n");
+        }
+        out
+    }
+}
+
+/// `GET /v1/analytics/{report}`.
+pub async fn report(State(st): State<Arc<AppState>>, Path(name): Path<String>, headers: HeaderMap, q: Result<Query<AnalyticsQuery>, axum::extract::rejection::QueryRejection>) -> Result<Response, ApiError> {
+    let who = authenticate(&headers, st.bootstrap_sha256.as_deref(), &st.db).await?;
+    let Query(q) = q.map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))?;
+    let csv = match q.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(o) => return Err(ApiError::bad_request(format!("`format={o}` is unknown: use json or csv"))),
+    };
+    let table = run_report(&st, &name, &q, &who).await?;
+    if csv {
+        let mut r = table.csv().into_response();
+        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
+        if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}.csv\"")) {
+            r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+        }
+        return Ok(r);
+    }
+    Ok(axum::Json(table.json()).into_response())
+}
+
+/// Per model: (latency value, count) pairs, calls, errors.
+type LatencyAcc = (Vec<(i64, i64)>, i64, i64);
+
+/// Names of the reports (the OpenAPI test checks each is documented).
+pub const REPORTS: &[&str] = &["summary", "timeseries", "breakdown", "per-capita", "users", "models", "keys", "routing", "latency"];
+
+/// Compute one report.
+pub async fn run_report(st: &AppState, name: &str, q: &AnalyticsQuery, who: &Principal) -> Result<Table, ApiError> {
+    let f = build_filter(q, who)?;
+    let bucket = Bucket::parse(q.bucket.as_deref())?;
+    let limit = i64::from(q.limit.unwrap_or(100).clamp(1, 10_000));
+    let db = &st.db;
+    let w = &f.sql;
+    match name {
+        "summary" => {
+            let sql = format!(
+                "SELECT COUNT(*), CAST(COALESCE(SUM(is_error), 0) AS BIGINT), CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT),
+                 CAST(COALESCE(SUM(total_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(spend_micros), 0) AS BIGINT), CAST(COALESCE(SUM(client_cost_micros), 0) AS BIGINT),
+                 CAST(COALESCE(SUM(cost_mismatch), 0) AS BIGINT), COUNT(DISTINCT usr), COUNT(DISTINCT api_key_id) FROM usage_records{w}"
+            );
+            let rows = db.fetch(&sql, &f.params, "analytics summary").await?;
+            let mut t = Table::new(&[
+                "calls", "errors", "prompt_tokens", "completion_tokens", "total_tokens", "spend_micros", "client_cost_micros", "cost_mismatches", "active_users", "active_keys", "spend_per_active_user_micros",
+            ]);
+            if let Some(r) = rows.first() {
+                let v: Vec<i64> = (0..10).map(|i| get_i64(r, i)).collect::<Result<_, _>>()?;
+                let per_user = if v[8] > 0 { json!(v[5] / v[8]) } else { Value::Null };
+                let mut row: Vec<Value> = v.iter().map(|x| json!(x)).collect();
+                row.push(per_user);
+                t.rows.push(row);
+            }
+            Ok(t)
+        }
+        "timeseries" => {
+            let b = bucket.unwrap_or(Bucket::Day);
+            let dim = q.by.as_deref().map(dimension).transpose()?;
+            let dsel = dim.map_or(String::new(), |d| format!(", {d}"));
+            let sql = format!(
+                "SELECT {} AS b{dsel}, COUNT(*), CAST(SUM(total_tokens) AS BIGINT), CAST(SUM(spend_micros) AS BIGINT), CAST(SUM(is_error) AS BIGINT)
+                 FROM usage_records{w} GROUP BY 1{} ORDER BY 1{}",
+                b.sql(),
+                if dim.is_some() { ", 2" } else { "" },
+                if dim.is_some() { ", 2" } else { "" }
+            );
+            let rows = db.fetch(&sql, &f.params, "analytics timeseries").await?;
+            let mut cols = vec!["bucket_start_ms", "bucket"];
+            if dim.is_some() {
+                cols.push("group");
+            }
+            cols.extend(["calls", "total_tokens", "spend_micros", "errors"]);
+            let mut t = Table::new(&cols);
+            let off = usize::from(dim.is_some());
+            for r in &rows {
+                let (start, label) = b.label(get_i64(r, 0)?);
+                let mut row = vec![json!(start), json!(label)];
+                if dim.is_some() {
+                    row.push(json!(get_opt_str(r, 1)?));
+                }
+                for i in 1..=4 {
+                    row.push(json!(get_i64(r, i + off)?));
+                }
+                t.rows.push(row);
+            }
+            Ok(t)
+        }
+        "breakdown" | "per-capita" => {
+            let by = q.by.as_deref().unwrap_or("department");
+            let d = dimension(by)?;
+            let (bsel, bgrp) = match bucket {
+                Some(b) => (format!("{} AS b, ", b.sql()), "1, 2"),
+                None => (String::new(), "1"),
+            };
+            let sql = format!(
+                "SELECT {bsel}{d}, COUNT(*), CAST(SUM(is_error) AS BIGINT), CAST(SUM(total_tokens) AS BIGINT), CAST(SUM(spend_micros) AS BIGINT), COUNT(DISTINCT usr)
+                 FROM usage_records{w} GROUP BY {bgrp} ORDER BY {} LIMIT {limit}",
+                if bucket.is_some() { "1, 6 DESC, 2" } else { "5 DESC, 1" }
+            );
+            let rows = db.fetch(&sql, &f.params, "analytics breakdown").await?;
+            let mut cols = vec![];
+            if bucket.is_some() {
+                cols.extend(["bucket_start_ms", "bucket"]);
+            }
+            cols.extend(["group", "calls", "errors", "total_tokens", "spend_micros", "active_users", "spend_per_active_user_micros", "spend_share"]);
+            let off = usize::from(bucket.is_some());
+            let mut parsed = Vec::new();
+            for r in &rows {
+                let b = if let Some(b) = bucket { Some(b.label(get_i64(r, 0)?)) } else { None };
+                let key = get_opt_str(r, off)?;
+                let nums: Vec<i64> = (1..=5).map(|i| get_i64(r, i + off)).collect::<Result<_, _>>()?;
+                parsed.push((b, key, nums));
+            }
+            let mut totals: BTreeMap<i64, i64> = BTreeMap::new();
+            for (b, _, n) in &parsed {
+                *totals.entry(b.as_ref().map_or(0, |x| x.0)).or_default() += n[3];
+            }
+            let mut t = Table::new(&cols);
+            for (b, key, n) in parsed {
+                let total = totals.get(&b.as_ref().map_or(0, |x| x.0)).copied().unwrap_or(0);
+                let mut row = vec![];
+                if let Some((s, l)) = b {
+                    row.extend([json!(s), json!(l)]);
+                }
+                row.push(json!(key));
+                row.extend(n.iter().map(|x| json!(x)));
+                row.push(if n[4] > 0 { json!(n[3] / n[4]) } else { Value::Null });
+                row.push(json!(share(n[3], total)));
+                t.rows.push(row);
+            }
+            t.extra.insert("by".into(), json!(by));
+            Ok(t)
+        }
+        "users" => {
+            let sql = format!(
+                "SELECT usr, COUNT(*), CAST(SUM(total_tokens) AS BIGINT), CAST(SUM(spend_micros) AS BIGINT) FROM usage_records{w}{} usr IS NOT NULL
+                 GROUP BY usr ORDER BY 4 DESC, 1 LIMIT {limit}",
+                if w.is_empty() { " WHERE" } else { " AND" }
+            );
+            let rows = db.fetch(&sql, &f.params, "analytics users").await?;
+            let mut t = Table::new(&["rank", "user", "calls", "total_tokens", "spend_micros"]);
+            for (i, r) in rows.iter().enumerate() {
+                t.rows.push(vec![json!(i + 1), json!(get_opt_str(r, 0)?), json!(get_i64(r, 1)?), json!(get_i64(r, 2)?), json!(get_i64(r, 3)?)]);
+            }
+            Ok(t)
+        }
+        "models" => {
+            let sql = format!(
+                "SELECT provider, model, COUNT(*), CAST(SUM(prompt_tokens) AS BIGINT), CAST(SUM(completion_tokens) AS BIGINT), CAST(SUM(total_tokens) AS BIGINT), CAST(SUM(spend_micros) AS BIGINT)
+                 FROM usage_records{w} GROUP BY provider, model ORDER BY 7 DESC, 1, 2"
+            );
+            let rows = db.fetch(&sql, &f.params, "analytics models").await?;
+            let mut parsed = Vec::new();
+            for r in &rows {
+                let nums: Vec<i64> = (2..=6).map(|i| get_i64(r, i)).collect::<Result<_, _>>()?;
+                parsed.push((get_opt_str(r, 0)?, get_opt_str(r, 1)?, nums));
+            }
+            let (tc, tt, ts) = parsed.iter().fold((0, 0, 0), |a, (_, _, n)| (a.0 + n[0], a.1 + n[3], a.2 + n[4]));
+            let mut t = Table::new(&["provider", "model", "calls", "prompt_tokens", "completion_tokens", "total_tokens", "spend_micros", "call_share", "token_share", "spend_share"]);
+            for (p, m, n) in parsed {
+                let mut row = vec![json!(p), json!(m)];
+                row.extend(n.iter().map(|x| json!(x)));
+                row.extend([json!(share(n[0], tc)), json!(share(n[3], tt)), json!(share(n[4], ts))]);
+                t.rows.push(row);
+            }
+            Ok(t)
+        }
+        "keys" => {
+            let sql = format!(
+                "SELECT api_key_id, CAST(MAX(ts_end) AS BIGINT), COUNT(*), CAST(SUM(is_error) AS BIGINT), CAST(SUM(spend_micros) AS BIGINT), CAST(SUM(total_tokens) AS BIGINT)
+                 FROM usage_records{w} GROUP BY api_key_id ORDER BY 5 DESC, 1 LIMIT {limit}"
+            );
+            let rows = db.fetch(&sql, &f.params, "analytics keys").await?;
+            let mut t = Table::new(&["api_key_id", "last_seen_ms", "last_seen", "calls", "errors", "spend_micros", "total_tokens"]);
+            for r in &rows {
+                let last = get_i64(r, 1)?;
+                t.rows.push(vec![json!(get_opt_str(r, 0)?), json!(last), json!(iso(last)), json!(get_i64(r, 2)?), json!(get_i64(r, 3)?), json!(get_i64(r, 4)?), json!(get_i64(r, 5)?)]);
+            }
+            Ok(t)
+        }
+        "routing" => {
+            let sql = format!(
+                "SELECT COALESCE(route_tier, COALESCE(route_mode, 'none')), COUNT(*), CAST(SUM(spend_micros) AS BIGINT),
+                 CAST(COALESCE(SUM(baseline_micros), 0) AS BIGINT), CAST(COALESCE(SUM(CASE WHEN baseline_micros IS NULL THEN 0 ELSE spend_micros END), 0) AS BIGINT)
+                 FROM usage_records{w} GROUP BY 1 ORDER BY 2 DESC, 1"
+            );
+            let rows = db.fetch(&sql, &f.params, "analytics routing").await?;
+            let mut parsed = Vec::new();
+            for r in &rows {
+                parsed.push((get_opt_str(r, 0)?, get_i64(r, 1)?, get_i64(r, 2)?, get_i64(r, 3)?, get_i64(r, 4)?));
+            }
+            let total_calls: i64 = parsed.iter().map(|p| p.1).sum();
+            let mut t = Table::new(&["tier", "calls", "call_share", "spend_micros", "baseline_micros", "savings_micros"]);
+            let (mut base, mut spent_priced, mut spend) = (0i64, 0i64, 0i64);
+            for (tier, calls, sp, b, spb) in parsed {
+                base += b;
+                spent_priced += spb;
+                spend += sp;
+                t.rows.push(vec![json!(tier), json!(calls), json!(share(calls, total_calls)), json!(sp), json!(b), json!(b - spb)]);
+            }
+            t.extra.insert("strongest_model".into(), json!(st.pricing.strongest));
+            t.extra.insert("spend_micros".into(), json!(spend));
+            t.extra.insert("baseline_micros".into(), json!(base));
+            t.extra.insert("savings_micros".into(), json!(base - spent_priced));
+            t.extra.insert("savings_share".into(), json!(share(base - spent_priced, base)));
+            Ok(t)
+        }
+        "latency" => {
+            let sql = format!("SELECT model, latency_ms, COUNT(*), CAST(SUM(is_error) AS BIGINT) FROM usage_records{w} GROUP BY model, latency_ms ORDER BY 1, 2");
+            let rows = db.fetch(&sql, &f.params, "analytics latency").await?;
+            let mut per: BTreeMap<String, LatencyAcc> = BTreeMap::new();
+            for r in &rows {
+                let e = per.entry(get_opt_str(r, 0)?.unwrap_or_default()).or_default();
+                let c = get_i64(r, 2)?;
+                e.0.push((get_i64(r, 1)?, c));
+                e.1 += c;
+                e.2 += get_i64(r, 3)?;
+            }
+            let mut t = Table::new(&["model", "calls", "errors", "error_rate", "p50_ms", "p90_ms", "p95_ms", "p99_ms"]);
+            for (m, (vals, n, e)) in per {
+                t.rows.push(vec![
+                    json!(m),
+                    json!(n),
+                    json!(e),
+                    json!(share(e, n)),
+                    json!(percentile(&vals, n, 50.0)),
+                    json!(percentile(&vals, n, 90.0)),
+                    json!(percentile(&vals, n, 95.0)),
+                    json!(percentile(&vals, n, 99.0)),
+                ]);
+            }
+            Ok(t)
+        }
+        other => Err(ApiError::not_found(format!("unknown report `{other}`: use one of {}", REPORTS.join(", ")))),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_nearest_rank() {
+        let v = [(10, 1), (20, 1), (30, 1), (40, 1), (100, 1)];
+        assert_eq!(percentile(&v, 5, 50.0), Some(30));
+        assert_eq!(percentile(&v, 5, 90.0), Some(100));
+        assert_eq!(percentile(&v, 5, 20.0), Some(10));
+        assert_eq!(percentile(&[], 0, 50.0), None);
+    }
+
+    #[test]
+    fn scope_is_enforced() {
+        let who = Principal::Reader { id: "t".into(), org: "acme".into(), department: Some("eng".into()) };
+        let q = AnalyticsQuery { department: Some("sales".into()), ..Default::default() };
+        assert_eq!(build_filter(&q, &who).unwrap_err().status, 403);
+        let f = build_filter(&AnalyticsQuery::default(), &who).unwrap();
+        assert_eq!(f.sql, " WHERE org = $1 AND department = $2");
+        let q = AnalyticsQuery { tag: Some("team:a".into()), from: Some("2026-01-01".into()), ..Default::default() };
+        let f = build_filter(&q, &Principal::Admin { id: "a".into() }).unwrap();
+        assert_eq!(f.sql, " WHERE month >= $1 AND id IN (SELECT record_id FROM usage_tags WHERE k = $2 AND v = $3)");
+        let q = AnalyticsQuery { from: Some("2026-01-02".into()), to: Some("2026-02-01".into()), ..Default::default() };
+        let f = build_filter(&q, &Principal::Admin { id: "a".into() }).unwrap();
+        assert_eq!(f.sql, " WHERE ts_start >= $1 AND month >= $2 AND month < $3");
+    }
+
+    #[test]
+    fn csv_escapes() {
+        let mut t = Table::new(&["a", "b"]);
+        t.rows.push(vec![json!("x,y"), json!(3)]);
+        t.rows.push(vec![json!("q\""), Value::Null]);
+        assert_eq!(t.csv(), "a,b\r\n\"x,y\",3\r\n\"q\"\"\",\r\n");
+    }
+}

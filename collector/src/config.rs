@@ -1,0 +1,229 @@
+//! Collector configuration: a TOML file, then `GATEROUTER_COLLECTOR_*` environment
+//! variables, then command-line flags (each later source wins). Unknown keys in the
+//! file are refused so a typo never silently falls back to a default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Errors while loading or checking the configuration. Each names the field and the fix.
+#[derive(Debug, thiserror::Error)]
+#[error("collector config {field}: {message}. Fix: {fix}")]
+pub struct ConfigError {
+    /// Field or source, e.g. `listen` or `file /etc/collector.toml`.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+    /// What to do.
+    pub fix: String,
+}
+
+fn err(field: &str, message: impl Into<String>, fix: impl Into<String>) -> ConfigError {
+    ConfigError { field: field.into(), message: message.into(), fix: fix.into() }
+}
+
+/// The collector's settings. Every field has a default except the admin token, which
+/// is only needed to use the admin API.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CollectorConfig {
+    /// Listen address. Default `127.0.0.1:8787`.
+    pub listen: SocketAddr,
+    /// Database URL: `sqlite://path` (default `sqlite://<data_dir>/collector.db`) or
+    /// `postgres://user@host:port/db`. Several collectors may share one PostgreSQL.
+    pub db: Option<String>,
+    /// Directory for the default SQLite database. Default
+    /// `<platform data dir>/gaterouter/collector`.
+    pub data_dir: Option<PathBuf>,
+    /// Bootstrap admin bearer token in clear (hashed in memory at once). Prefer
+    /// `admin_token_sha256` in files.
+    pub admin_token: Option<String>,
+    /// Bootstrap admin token as the lowercase hex SHA-256 of the token.
+    pub admin_token_sha256: Option<String>,
+    /// Largest accepted request body in bytes. Default 16 MiB.
+    pub max_body_bytes: usize,
+    /// Most records in one `POST /v1/usage` batch. Default 10 000.
+    pub max_batch_records: usize,
+    /// Sustained records per second allowed per API key (token bucket, per collector
+    /// process); 0 disables. Default 20 000.
+    pub rate_limit_records_per_sec: u64,
+    /// Bucket size (burst) of the per-key limit. Default 2 x the rate, at least
+    /// `max_batch_records`.
+    pub rate_limit_burst: Option<u64>,
+    /// Collector and client cost may differ by this many micro-dollars before the
+    /// record is flagged as a mismatch (rounding). Default 1.
+    pub cost_tolerance_micros: u64,
+    /// The strongest configured model (`provider/model`, e.g. `openai/gpt-4o`): routing
+    /// savings are measured against sending every call to it.
+    pub strongest_model: Option<String>,
+    /// Database connections in the pool. Default 8 (SQLite: 4).
+    pub db_max_connections: Option<u32>,
+    /// How long graceful shutdown waits for in-flight requests. Default 30 s.
+    pub shutdown_timeout_secs: u64,
+    /// Log format: `text` (default) or `json`.
+    pub log_format: LogFormat,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        CollectorConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
+            db: None,
+            data_dir: None,
+            admin_token: None,
+            admin_token_sha256: None,
+            max_body_bytes: 16 << 20,
+            max_batch_records: 10_000,
+            rate_limit_records_per_sec: 20_000,
+            rate_limit_burst: None,
+            cost_tolerance_micros: 1,
+            strongest_model: None,
+            db_max_connections: None,
+            shutdown_timeout_secs: 30,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+/// Prefix of the environment variables read by [`CollectorConfig::apply_env`].
+pub const ENV_PREFIX: &str = "GATEROUTER_COLLECTOR_";
+
+impl CollectorConfig {
+    /// Parse a TOML document (unknown keys are errors).
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| err(&format!("file {origin}"), e.message().to_owned(), "fix the key or value named above; unknown keys are refused"))
+    }
+
+    /// Read a TOML file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| err(&format!("file {}", path.display()), format!("cannot read it: {e}"), "check the --config path"))?;
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    /// Apply `GATEROUTER_COLLECTOR_<FIELD>` variables from `vars` (e.g. the process
+    /// environment). Unknown `GATEROUTER_COLLECTOR_*` names are errors.
+    pub fn apply_env<I: IntoIterator<Item = (String, String)>>(&mut self, vars: I) -> Result<(), ConfigError> {
+        for (k, v) in vars {
+            let Some(name) = k.strip_prefix(ENV_PREFIX) else { continue };
+            let field = name.to_ascii_lowercase();
+            self.set(&field, &v).map_err(|mut e| {
+                e.field = format!("environment variable {k}");
+                e
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Set one field from its text form (used by env and flags).
+    pub fn set(&mut self, field: &str, v: &str) -> Result<(), ConfigError> {
+        let num = |f: &str| -> Result<u64, ConfigError> { v.trim().parse::<u64>().map_err(|_| err(f, format!("`{v}` is not a non-negative integer"), "give a number")) };
+        match field {
+            "listen" => self.listen = v.parse().map_err(|_| err("listen", format!("`{v}` is not an address"), "write e.g. 127.0.0.1:8787"))?,
+            "db" => self.db = Some(v.to_owned()),
+            "data_dir" => self.data_dir = Some(PathBuf::from(v)),
+            "admin_token" => self.admin_token = Some(v.to_owned()),
+            "admin_token_sha256" => self.admin_token_sha256 = Some(v.to_owned()),
+            "max_body_bytes" => self.max_body_bytes = num(field)? as usize,
+            "max_batch_records" => self.max_batch_records = num(field)? as usize,
+            "rate_limit_records_per_sec" => self.rate_limit_records_per_sec = num(field)?,
+            "rate_limit_burst" => self.rate_limit_burst = Some(num(field)?),
+            "cost_tolerance_micros" => self.cost_tolerance_micros = num(field)?,
+            "strongest_model" => self.strongest_model = Some(v.to_owned()),
+            "db_max_connections" => self.db_max_connections = Some(num(field)? as u32),
+            "shutdown_timeout_secs" => self.shutdown_timeout_secs = num(field)?,
+            "log_format" => {
+                self.log_format = match v {
+                    "text" => LogFormat::Text,
+                    "json" => LogFormat::Json,
+                    _ => return Err(err("log_format", format!("`{v}` is unknown"), "use text or json")),
+                }
+            }
+            other => return Err(err(other, "is not a collector setting", "see `gaterouter-collector --help` for the settings")),
+        }
+        Ok(())
+    }
+
+    /// Check ranges and formats.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_body_bytes < 1024 {
+            return Err(err("max_body_bytes", format!("{} is too small", self.max_body_bytes), "use at least 1024"));
+        }
+        if !(1..=100_000).contains(&self.max_batch_records) {
+            return Err(err("max_batch_records", format!("{} is out of range", self.max_batch_records), "use 1..=100000"));
+        }
+        if let Some(h) = &self.admin_token_sha256 {
+            if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(err("admin_token_sha256", "is not 64 hex digits", "store the output of `printf %s TOKEN | sha256sum`"));
+            }
+        }
+        if let Some(t) = &self.admin_token {
+            if t.len() < 16 {
+                return Err(err("admin_token", "is shorter than 16 characters", "use a long random token"));
+            }
+        }
+        if let Some(m) = &self.strongest_model {
+            if gaterouter::pricing::Catalog::builtin().lookup(m).is_none() {
+                return Err(err("strongest_model", format!("`{m}` has no price in the catalog"), "name a priced model such as openai/gpt-4o"));
+            }
+        }
+        self.db_url()?;
+        Ok(())
+    }
+
+    /// The database URL, defaulting to SQLite under the data dir.
+    pub fn db_url(&self) -> Result<String, ConfigError> {
+        match &self.db {
+            Some(u) if u.starts_with("sqlite:") || u.starts_with("postgres://") || u.starts_with("postgresql://") => Ok(u.clone()),
+            Some(u) => Err(err("db", format!("`{u}` is neither sqlite:// nor postgres://"), "write sqlite:///path/collector.db or postgres://user@host:5432/db")),
+            None => {
+                let dir = self.data_dir.clone().unwrap_or_else(|| gaterouter::usage::default_data_dir().join("collector"));
+                Ok(format!("sqlite://{}", dir.join("collector.db").display()))
+            }
+        }
+    }
+
+    /// Effective rate-limit burst.
+    pub fn burst(&self) -> u64 {
+        self.rate_limit_burst.unwrap_or_else(|| (self.rate_limit_records_per_sec * 2).max(self.max_batch_records as u64))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_refused_and_named() {
+        let e = CollectorConfig::from_toml("listen = \"127.0.0.1:1\"\nlisten_addr = 3\n", "t.toml").unwrap_err();
+        assert!(e.to_string().contains("listen_addr"), "{e}");
+        let mut c = CollectorConfig::default();
+        let e = c.apply_env([("GATEROUTER_COLLECTOR_NOPE".to_owned(), "1".to_owned())]).unwrap_err();
+        assert!(e.to_string().contains("GATEROUTER_COLLECTOR_NOPE"), "{e}");
+    }
+
+    #[test]
+    fn file_then_env_then_set() {
+        let mut c = CollectorConfig::from_toml("listen = \"127.0.0.1:9000\"\nmax_batch_records = 50\n", "t").unwrap();
+        c.apply_env([("GATEROUTER_COLLECTOR_MAX_BATCH_RECORDS".to_owned(), "60".to_owned()), ("OTHER".to_owned(), "x".to_owned())]).unwrap();
+        assert_eq!(c.max_batch_records, 60);
+        c.set("listen", "127.0.0.1:9001").unwrap();
+        assert_eq!(c.listen.port(), 9001);
+        c.validate().unwrap();
+        c.db = Some("mysql://x".into());
+        assert!(c.validate().unwrap_err().to_string().contains("db"));
+    }
+}

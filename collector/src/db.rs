@@ -1,0 +1,268 @@
+//! The database layer: one code path over SQLite and PostgreSQL through sqlx's `Any`
+//! driver. Every query is portable SQL with `$N` placeholders (which both backends
+//! accept); only the migrations that need it (append-only triggers) differ by backend.
+//!
+//! Types are kept to BIGINT and TEXT so `Any` decodes them the same on both: booleans
+//! are 0/1, sums are cast to BIGINT (PostgreSQL would return NUMERIC).
+
+use std::time::{Duration, Instant};
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+/// Which database is behind the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite (one file, one writer at a time).
+    Sqlite,
+    /// PostgreSQL (several collectors may share it).
+    Postgres,
+}
+
+/// A bound query parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Param {
+    /// BIGINT.
+    I64(i64),
+    /// Nullable BIGINT.
+    OptI64(Option<i64>),
+    /// TEXT.
+    Text(String),
+    /// Nullable TEXT.
+    OptText(Option<String>),
+}
+
+/// Database errors, with the operation that failed.
+#[derive(Debug, thiserror::Error)]
+#[error("database error while {op}: {source}")]
+pub struct DbError {
+    /// What was being done.
+    pub op: String,
+    /// The driver error.
+    #[source]
+    pub source: sqlx::Error,
+}
+
+impl DbError {
+    /// A unique-constraint violation (e.g. creating an id twice).
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(&self.source, sqlx::Error::Database(d) if d.is_unique_violation())
+    }
+}
+
+pub(crate) fn dberr(op: &str) -> impl FnOnce(sqlx::Error) -> DbError + '_ {
+    move |source| DbError { op: op.to_owned(), source }
+}
+
+/// The shared pool.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pub(crate) pool: AnyPool,
+    backend: Backend,
+    /// SQLite allows one writer: serialize write transactions in-process instead of
+    /// spinning on SQLITE_BUSY.
+    write_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+}
+
+/// One migration: its version and the statements for each backend.
+struct Migration {
+    version: i64,
+    common: &'static [&'static str],
+    sqlite: &'static [&'static str],
+    postgres: &'static [&'static str],
+}
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    common: &[
+        "CREATE TABLE IF NOT EXISTS orgs (id TEXT PRIMARY KEY, name TEXT NOT NULL, created_ms BIGINT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS departments (id TEXT PRIMARY KEY, org_id TEXT NOT NULL REFERENCES orgs(id), name TEXT NOT NULL, created_ms BIGINT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS projects (id TEXT PRIMARY KEY, org_id TEXT NOT NULL REFERENCES orgs(id), department_id TEXT REFERENCES departments(id), name TEXT NOT NULL, created_ms BIGINT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS user_groups (id TEXT PRIMARY KEY, org_id TEXT NOT NULL REFERENCES orgs(id), department_id TEXT REFERENCES departments(id), name TEXT NOT NULL, created_ms BIGINT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS users (id TEXT PRIMARY KEY, org_id TEXT NOT NULL REFERENCES orgs(id), department_id TEXT REFERENCES departments(id), group_id TEXT REFERENCES user_groups(id), name TEXT NOT NULL, created_ms BIGINT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS api_keys (id TEXT PRIMARY KEY, org_id TEXT NOT NULL REFERENCES orgs(id), department_id TEXT, project_id TEXT, group_id TEXT, user_id TEXT, description TEXT NOT NULL, status TEXT NOT NULL, created_ms BIGINT NOT NULL, revoked_ms BIGINT)",
+        "CREATE TABLE IF NOT EXISTS api_key_versions (api_key_id TEXT NOT NULL REFERENCES api_keys(id), version BIGINT NOT NULL, public_key TEXT NOT NULL, created_ms BIGINT NOT NULL, not_after_ms BIGINT, PRIMARY KEY (api_key_id, version))",
+        "CREATE TABLE IF NOT EXISTS access_tokens (id TEXT PRIMARY KEY, token_sha256 TEXT NOT NULL UNIQUE, role TEXT NOT NULL, org_id TEXT, department_id TEXT, description TEXT NOT NULL, created_ms BIGINT NOT NULL, revoked_ms BIGINT)",
+        "CREATE TABLE IF NOT EXISTS audit_log (id TEXT PRIMARY KEY, ts_ms BIGINT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, detail TEXT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS usage_records (
+            id TEXT PRIMARY KEY,
+            api_key_id TEXT NOT NULL, seq BIGINT NOT NULL,
+            ts_start BIGINT NOT NULL, ts_end BIGINT NOT NULL, month BIGINT NOT NULL,
+            org TEXT NOT NULL, department TEXT, project TEXT, grp TEXT, usr TEXT,
+            provider TEXT NOT NULL, model TEXT NOT NULL,
+            route_mode TEXT, route_tier TEXT, route_score BIGINT,
+            prompt_tokens BIGINT NOT NULL, completion_tokens BIGINT NOT NULL, cached_prompt_tokens BIGINT NOT NULL,
+            cache_write_tokens BIGINT NOT NULL, reasoning_tokens BIGINT NOT NULL, total_tokens BIGINT NOT NULL,
+            client_cost_micros BIGINT NOT NULL, collector_cost_micros BIGINT, priced_as TEXT, cost_mismatch BIGINT NOT NULL,
+            spend_micros BIGINT NOT NULL, baseline_micros BIGINT,
+            latency_ms BIGINT NOT NULL, ttft_ms BIGINT, status TEXT NOT NULL, is_error BIGINT NOT NULL,
+            attempts BIGINT NOT NULL, stream BIGINT NOT NULL, tags TEXT NOT NULL,
+            sdk_name TEXT NOT NULL, sdk_version TEXT NOT NULL, sdk_language TEXT NOT NULL,
+            signature TEXT NOT NULL, received_ms BIGINT NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS usage_ts ON usage_records (ts_start)",
+        "CREATE INDEX IF NOT EXISTS usage_month_org_dept ON usage_records (month, org, department, usr, spend_micros, total_tokens, is_error)",
+        "CREATE INDEX IF NOT EXISTS usage_key_ts ON usage_records (api_key_id, ts_start)",
+        "CREATE INDEX IF NOT EXISTS usage_user ON usage_records (usr)",
+        "CREATE INDEX IF NOT EXISTS usage_model ON usage_records (model)",
+        "CREATE TABLE IF NOT EXISTS usage_tags (record_id TEXT NOT NULL, k TEXT NOT NULL, v TEXT NOT NULL, PRIMARY KEY (record_id, k))",
+        "CREATE INDEX IF NOT EXISTS usage_tags_kv ON usage_tags (k, v)",
+    ],
+    sqlite: &[
+        "CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit_log BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END",
+        "CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit_log BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END",
+    ],
+    postgres: &[
+        "CREATE OR REPLACE FUNCTION audit_append_only() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'audit_log is append-only'; END; $$ LANGUAGE plpgsql",
+        "DROP TRIGGER IF EXISTS audit_no_change ON audit_log",
+        "CREATE TRIGGER audit_no_change BEFORE UPDATE OR DELETE ON audit_log FOR EACH ROW EXECUTE FUNCTION audit_append_only()",
+    ],
+}];
+
+/// Lock id for migrations on PostgreSQL, so collectors starting together do not race.
+const PG_MIGRATION_LOCK: i64 = 0x6761_7465_726f_7574;
+
+impl Db {
+    /// Connect and run the migrations. SQLite files (and their directory) are created.
+    pub async fn connect(url: &str, max_connections: Option<u32>) -> Result<Db, DbError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
+        let mut url = url.to_owned();
+        if backend == Backend::Sqlite {
+            let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+            let path = path.split('?').next().unwrap_or(path).to_owned();
+            if path != ":memory:" {
+                if let Some(parent) = std::path::Path::new(&path).parent() {
+                    if !parent.as_os_str().is_empty() {
+                        std::fs::create_dir_all(parent).map_err(|e| DbError { op: format!("creating {}", parent.display()), source: sqlx::Error::Io(e) })?;
+                    }
+                }
+            }
+            if !url.contains('?') {
+                url.push_str("?mode=rwc");
+            }
+        }
+        let opts = AnyPoolOptions::new()
+            .max_connections(max_connections.unwrap_or(if backend == Backend::Sqlite { 4 } else { 8 }))
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        use sqlx::Executor;
+                        conn.execute("PRAGMA journal_mode=WAL").await?;
+                        conn.execute("PRAGMA synchronous=NORMAL").await?;
+                        conn.execute("PRAGMA busy_timeout=10000").await?;
+                        conn.execute("PRAGMA foreign_keys=ON").await?;
+                        // 64 MiB page cache per connection (default 2 MiB) for analytics scans.
+                        conn.execute("PRAGMA cache_size=-65536").await?;
+                    }
+                    Ok(())
+                })
+            });
+        let pool = opts.connect(&url).await.map_err(dberr("connecting"))?;
+        let db = Db { pool, backend, write_lock: Default::default() };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    /// The backend kind.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Apply pending migrations (idempotent; PostgreSQL holds an advisory lock).
+    async fn migrate(&self) -> Result<(), DbError> {
+        let mut conn = self.pool.acquire().await.map_err(dberr("acquiring a connection for migrations"))?;
+        use sqlx::Executor;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_lock($1)").bind(PG_MIGRATION_LOCK).execute(&mut *conn).await.map_err(dberr("taking the migration lock"))?;
+        }
+        let result = async {
+            conn.execute("CREATE TABLE IF NOT EXISTS collector_schema (version BIGINT NOT NULL)").await.map_err(dberr("creating collector_schema"))?;
+            let row = sqlx::query("SELECT CAST(COALESCE(MAX(version), 0) AS BIGINT) FROM collector_schema")
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(dberr("reading the schema version"))?;
+            let current: i64 = row.try_get(0).map_err(dberr("reading the schema version"))?;
+            for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+                let specific = if self.backend == Backend::Sqlite { m.sqlite } else { m.postgres };
+                for stmt in m.common.iter().chain(specific) {
+                    conn.execute(*stmt).await.map_err(dberr(&format!("migration {}", m.version)))?;
+                }
+                sqlx::query("INSERT INTO collector_schema (version) VALUES ($1)")
+                    .bind(m.version)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(dberr("recording the schema version"))?;
+                tracing::info!(version = m.version, "applied migration");
+            }
+            Ok::<(), DbError>(())
+        }
+        .await;
+        if self.backend == Backend::Postgres {
+            let _ = sqlx::query("SELECT pg_advisory_unlock($1)").bind(PG_MIGRATION_LOCK).execute(&mut *conn).await;
+        }
+        result
+    }
+
+    /// Serialize writers on SQLite; a no-op guard on PostgreSQL.
+    pub(crate) async fn write_guard(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        if self.backend == Backend::Sqlite { Some(self.write_lock.lock().await) } else { None }
+    }
+
+    /// Run a query returning rows, timing it for `/metrics`.
+    pub async fn fetch(&self, sql: &str, params: &[Param], op: &str) -> Result<Vec<AnyRow>, DbError> {
+        let t = Instant::now();
+        let q = bind_all(sql, params);
+        let r = q.fetch_all(&self.pool).await.map_err(dberr(op));
+        crate::metrics::METRICS.observe_db(t.elapsed());
+        r
+    }
+
+    /// Run a statement; returns rows affected.
+    pub async fn exec(&self, sql: &str, params: &[Param], op: &str) -> Result<u64, DbError> {
+        let _g = self.write_guard().await;
+        let t = Instant::now();
+        let r = bind_all(sql, params).execute(&self.pool).await.map_err(dberr(op));
+        crate::metrics::METRICS.observe_db(t.elapsed());
+        Ok(r?.rows_affected())
+    }
+
+    /// Is the database answering?
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").fetch_one(&self.pool).await.is_ok()
+    }
+
+    /// Close the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// A query over `sql` (built only from constants and generated placeholders, never
+/// from user input) with `params` bound in order.
+pub(crate) fn bind_all(sql: &str, params: &[Param]) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()));
+    for p in params {
+        q = match p {
+            Param::I64(v) => q.bind(*v),
+            Param::OptI64(v) => q.bind(*v),
+            Param::Text(v) => q.bind(v.clone()),
+            Param::OptText(v) => q.bind(v.clone()),
+        };
+    }
+    q
+}
+
+/// Read helpers that turn decode errors into [`DbError`].
+pub(crate) fn get_i64(row: &AnyRow, idx: usize) -> Result<i64, DbError> {
+    row.try_get::<Option<i64>, _>(idx).map(|v| v.unwrap_or(0)).map_err(dberr("decoding an integer column"))
+}
+pub(crate) fn get_opt_i64(row: &AnyRow, idx: usize) -> Result<Option<i64>, DbError> {
+    row.try_get::<Option<i64>, _>(idx).map_err(dberr("decoding an integer column"))
+}
+pub(crate) fn get_str(row: &AnyRow, idx: usize) -> Result<String, DbError> {
+    row.try_get::<Option<String>, _>(idx).map(|v| v.unwrap_or_default()).map_err(dberr("decoding a text column"))
+}
+pub(crate) fn get_opt_str(row: &AnyRow, idx: usize) -> Result<Option<String>, DbError> {
+    row.try_get::<Option<String>, _>(idx).map_err(dberr("decoding a text column"))
+}

@@ -1,0 +1,68 @@
+//! HTTP error answers: `{"error":{"code":"...","message":"..."}}` with a status.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::db::DbError;
+
+/// An error answer. `message` says what is wrong and how to fix it.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable code, e.g. `unauthorized`, `forbidden`, `bad_request`.
+    pub code: &'static str,
+    /// Human message.
+    pub message: String,
+    /// Seconds for `Retry-After` (429).
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    /// Build one.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into(), retry_after: None }
+    }
+    /// 400.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+    /// 401.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+    /// 403.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+    /// 404.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        if e.is_unique_violation() {
+            return ApiError::new(StatusCode::CONFLICT, "conflict", "an object with this id already exists; choose another id");
+        }
+        if matches!(&e.source, sqlx::Error::Database(d) if d.is_foreign_key_violation()) {
+            return ApiError::bad_request("a referenced org/department/group does not exist; create it first");
+        }
+        tracing::error!(error = %e, "database error");
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", format!("{e}; retry later"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        let mut r = (self.status, axum::Json(body)).into_response();
+        if let Some(s) = self.retry_after {
+            if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        r
+    }
+}

@@ -1,0 +1,547 @@
+//! `POST /v1/usage`: verify, scope-check, price and store a batch of signed records.
+//!
+//! Per record, in order: it must be a JSON object with a string `id` and `api_key_id`;
+//! the key must be registered and not revoked; the Ed25519 signature (over the JCS
+//! canonical form without `signature`, see `gaterouter::usage::signing`) must verify
+//! with one of the key's valid public keys (the current one, or a rotated one inside
+//! its grace period); the record must pass `UsageRecord::validate`; and every scope
+//! field the key is bound to (org, department, project, group, user) must match.
+//! The collector then prices the record with its own catalog (`gaterouter::pricing`)
+//! and stores both figures, flagging a difference. All accepted records of a batch are
+//! inserted in one transaction with `ON CONFLICT (id) DO NOTHING`, so a replayed or
+//! retried record is reported as `duplicate` and never counted twice, also when several
+//! collectors share one PostgreSQL.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use gaterouter::pricing::{Catalog, CostOptions};
+use gaterouter::types::Usage;
+use gaterouter::usage::{BatchResponse, Rejected, UsageRecord};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::db::{Backend, Db, DbError, Param, bind_all, dberr};
+use crate::metrics::METRICS;
+use crate::time::month_of_ms;
+
+/// The request body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest<'a> {
+    /// Signed wire records.
+    #[serde(borrow)]
+    pub records: Vec<&'a RawValue>,
+}
+
+/// A registered key as ingest needs it.
+#[derive(Debug, Clone)]
+pub struct KeyInfo {
+    /// Key id.
+    pub id: String,
+    /// Bound org.
+    pub org: String,
+    /// Bound department, if any.
+    pub department: Option<String>,
+    /// Bound project, if any.
+    pub project: Option<String>,
+    /// Bound group, if any.
+    pub group: Option<String>,
+    /// Bound user, if any.
+    pub user: Option<String>,
+    /// `active` or `revoked`.
+    pub revoked: bool,
+    /// Public keys currently valid (current + rotated within grace).
+    pub public_keys: Vec<String>,
+}
+
+/// Why a record was refused; `code` is the `/metrics` label.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    /// Metric label: unknown_key, revoked_key, bad_signature, scope, invalid, malformed.
+    pub code: &'static str,
+    /// Human reason returned to the client.
+    pub reason: String,
+}
+
+fn refuse(code: &'static str, reason: impl Into<String>) -> Refusal {
+    Refusal { code, reason: reason.into() }
+}
+
+/// A verified record plus the collector's pricing, ready to insert.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// The record.
+    pub rec: UsageRecord,
+    /// Its signature.
+    pub signature: String,
+    /// The collector's cost, when the model is in its catalog.
+    pub collector_cost: Option<u64>,
+    /// Catalog entry used.
+    pub priced_as: Option<String>,
+    /// Cost at the strongest model, for routing savings.
+    pub baseline: Option<u64>,
+    /// Client and collector figures differ beyond the tolerance.
+    pub mismatch: bool,
+}
+
+/// Pricing settings.
+#[derive(Debug, Clone)]
+pub struct PricingSettings {
+    /// Catalog.
+    pub catalog: Catalog,
+    /// Strongest model for the savings baseline.
+    pub strongest: Option<String>,
+    /// Tolerated difference.
+    pub tolerance_micros: u64,
+}
+
+/// The collector's price for a record: tries `provider/model`, then the bare model.
+pub fn price(catalog: &Catalog, provider: &str, model: &str, usage: &Usage) -> Option<(u64, String)> {
+    let opts = CostOptions::default();
+    catalog
+        .cost(usage, &format!("{provider}/{model}"), opts)
+        .or_else(|_| catalog.cost(usage, model, opts))
+        .ok()
+        .map(|c| (c.total_micros, c.priced_as))
+}
+
+/// A parsed record whose signature is still to be checked.
+struct Prepared {
+    value: serde_json::Value,
+    canonical: String,
+    signature: String,
+    sig: Option<ed25519_dalek::Signature>,
+}
+
+/// Parse, strip `signature`, canonicalize.
+fn prepare(raw: &str) -> Result<Prepared, Refusal> {
+    use base64::Engine as _;
+    let mut value: serde_json::Value = serde_json::from_str(raw).map_err(|e| refuse("malformed", format!("record is not JSON: {e}")))?;
+    let signature = value
+        .as_object_mut()
+        .and_then(|o| o.remove("signature"))
+        .and_then(|s| s.as_str().map(str::to_owned))
+        .ok_or_else(|| refuse("bad_signature", "record has no string `signature`"))?;
+    let canonical = gaterouter::usage::canonical::canonicalize(&value).map_err(|e| refuse("malformed", format!("record cannot be canonicalized: {e}")))?;
+    let sig = base64::engine::general_purpose::STANDARD
+        .decode(signature.as_bytes())
+        .ok()
+        .and_then(|b| <[u8; 64]>::try_from(b).ok())
+        .map(|b| ed25519_dalek::Signature::from_bytes(&b));
+    Ok(Prepared { value, canonical, signature, sig })
+}
+
+fn bad_signature(key: &KeyInfo) -> Refusal {
+    refuse("bad_signature", format!("signature does not verify with the public key registered for api_key_id `{}`", key.id))
+}
+
+/// Check one signature against every valid public key of the key (strict verification).
+fn verify_single(p: &Prepared, key: &KeyInfo) -> Result<(), Refusal> {
+    if key.public_keys.iter().any(|pk| gaterouter::usage::signing::verify(pk, p.canonical.as_bytes(), &p.signature).is_ok()) {
+        Ok(())
+    } else {
+        Err(bad_signature(key))
+    }
+}
+
+/// Schema, bounds, scope and pricing of a record whose signature verified.
+fn finish(p: Prepared, key: &KeyInfo, pricing: &PricingSettings) -> Result<Verified, Refusal> {
+    let rec: UsageRecord = serde_json::from_value(p.value).map_err(|e| refuse("invalid", format!("record does not match the schema: {e}")))?;
+    rec.validate().map_err(|e| refuse("invalid", e.to_string()))?;
+    check_scope(&rec, key)?;
+    let usage = Usage::new(rec.prompt_tokens, rec.completion_tokens, rec.cached_prompt_tokens, rec.cache_write_tokens, rec.reasoning_tokens);
+    let priced = price(&pricing.catalog, &rec.provider, &rec.model, &usage);
+    let baseline = pricing.strongest.as_deref().and_then(|m| pricing.catalog.cost(&usage, m, CostOptions::default()).ok()).map(|c| c.total_micros);
+    let mismatch = priced.as_ref().is_some_and(|(c, _)| c.abs_diff(rec.cost_micros) > pricing.tolerance_micros);
+    let (collector_cost, priced_as) = match priced {
+        Some((c, p)) => (Some(c), Some(p)),
+        None => (None, None),
+    };
+    Ok(Verified { rec, signature: p.signature, collector_cost, priced_as, baseline, mismatch })
+}
+
+/// Verify one wire record against its key (strict single-signature verification).
+pub fn verify_one(raw: &str, key: &KeyInfo, pricing: &PricingSettings) -> Result<Verified, Refusal> {
+    let p = prepare(raw)?;
+    verify_single(&p, key)?;
+    finish(p, key, pricing)
+}
+
+/// Verify a slice of records: signatures of keys with a single valid public key are
+/// checked together with Ed25519 batch verification (about twice as fast); when a
+/// batch fails, its records are checked one by one with strict verification, so a bad
+/// record is found and refused and the good ones are kept.
+fn verify_chunk(todo: &[(usize, String, String, &str)], keys: &HashMap<String, KeyInfo>, pricing: &PricingSettings) -> Vec<Result<Verified, Refusal>> {
+    use base64::Engine as _;
+    let mut vks: HashMap<&str, Option<ed25519_dalek::VerifyingKey>> = HashMap::new();
+    let mut prepared: Vec<Result<(Prepared, &KeyInfo), Refusal>> = Vec::with_capacity(todo.len());
+    for (_, _, key, raw) in todo {
+        let Some(k) = keys.get(key) else {
+            prepared.push(Err(refuse("unknown_key", format!("unknown api_key_id `{key}`: register it with POST /v1/admin/keys"))));
+            continue;
+        };
+        if k.revoked {
+            prepared.push(Err(refuse("revoked_key", format!("api_key_id `{key}` is revoked"))));
+            continue;
+        }
+        prepared.push(prepare(raw).map(|p| (p, k)));
+    }
+    // Indices eligible for batch verification, with their verifying key.
+    let mut batch: Vec<(usize, ed25519_dalek::VerifyingKey)> = Vec::new();
+    let mut sig_ok = vec![false; prepared.len()];
+    for (i, p) in prepared.iter().enumerate() {
+        let Ok((p, k)) = p else { continue };
+        if k.public_keys.len() != 1 || p.sig.is_none() {
+            continue;
+        }
+        let vk = *vks.entry(k.public_keys[0].as_str()).or_insert_with(|| {
+            base64::engine::general_purpose::STANDARD
+                .decode(k.public_keys[0].trim())
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .and_then(|b| ed25519_dalek::VerifyingKey::from_bytes(&b).ok())
+        });
+        if let Some(vk) = vk {
+            batch.push((i, vk));
+        }
+    }
+    for group in batch.chunks(256) {
+        let msgs: Vec<&[u8]> = group.iter().filter_map(|(i, _)| prepared[*i].as_ref().ok().map(|(p, _)| p.canonical.as_bytes())).collect();
+        let sigs: Vec<ed25519_dalek::Signature> = group.iter().filter_map(|(i, _)| prepared[*i].as_ref().ok().and_then(|(p, _)| p.sig)).collect();
+        let vk: Vec<ed25519_dalek::VerifyingKey> = group.iter().map(|(_, vk)| *vk).collect();
+        if msgs.len() == group.len() && sigs.len() == group.len() && ed25519_dalek::verify_batch(&msgs, &sigs, &vk).is_ok() {
+            for (i, _) in group {
+                sig_ok[*i] = true;
+            }
+        }
+    }
+    prepared
+        .into_iter()
+        .zip(sig_ok)
+        .map(|(p, ok)| {
+            let (p, k) = p?;
+            if !ok {
+                verify_single(&p, k)?;
+            }
+            finish(p, k, pricing)
+        })
+        .collect()
+}
+
+fn check_scope(rec: &UsageRecord, key: &KeyInfo) -> Result<(), Refusal> {
+    let bound = [
+        ("org", Some(&key.org), &rec.org),
+        ("department", key.department.as_ref(), &rec.department),
+        ("project", key.project.as_ref(), &rec.project),
+        ("group", key.group.as_ref(), &rec.group),
+        ("user", key.user.as_ref(), &rec.user),
+    ];
+    for (field, want, got) in bound {
+        if let Some(want) = want {
+            if got.as_ref() != Some(want) {
+                return Err(refuse(
+                    "scope",
+                    format!(
+                        "scope violation: {field} is {} but api_key_id `{}` is bound to {field} `{want}`",
+                        got.as_deref().map_or("absent".to_owned(), |g| format!("`{g}`")),
+                        key.id
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Load the keys named in a batch, with their currently valid public keys.
+pub async fn load_keys(db: &Db, ids: &HashSet<String>, now_ms: i64) -> Result<HashMap<String, KeyInfo>, DbError> {
+    let mut out = HashMap::new();
+    for id in ids {
+        let rows = db
+            .fetch(
+                "SELECT k.id, k.org_id, k.department_id, k.project_id, k.group_id, k.user_id, k.status, v.public_key, v.not_after_ms
+                 FROM api_keys k LEFT JOIN api_key_versions v ON v.api_key_id = k.id WHERE k.id = $1",
+                &[Param::Text(id.clone())],
+                "loading an API key",
+            )
+            .await?;
+        let mut info: Option<KeyInfo> = None;
+        for r in &rows {
+            use crate::db::{get_opt_i64, get_opt_str, get_str};
+            let ki = info.get_or_insert_with(|| KeyInfo {
+                id: get_str(r, 0).unwrap_or_default(),
+                org: get_str(r, 1).unwrap_or_default(),
+                department: get_opt_str(r, 2).ok().flatten(),
+                project: get_opt_str(r, 3).ok().flatten(),
+                group: get_opt_str(r, 4).ok().flatten(),
+                user: get_opt_str(r, 5).ok().flatten(),
+                revoked: get_str(r, 6).map(|s| s != "active").unwrap_or(true),
+                public_keys: Vec::new(),
+            });
+            if let Some(pk) = get_opt_str(r, 7)? {
+                let not_after = get_opt_i64(r, 8)?;
+                if not_after.is_none_or(|t| t > now_ms) {
+                    ki.public_keys.push(pk);
+                }
+            }
+        }
+        if let Some(ki) = info {
+            out.insert(id.clone(), ki);
+        }
+    }
+    Ok(out)
+}
+
+/// Per-key token buckets (records per second), per process.
+#[derive(Debug)]
+pub struct RateLimiter {
+    rate: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    /// `rate` records/s sustained, `burst` bucket size; rate 0 disables.
+    pub fn new(rate: u64, burst: u64) -> Self {
+        RateLimiter { rate: rate as f64, burst: burst as f64, buckets: Mutex::new(HashMap::new()) }
+    }
+
+    /// Take `counts` for every key, or nothing: returns the first limited key and the
+    /// seconds to wait.
+    pub fn take(&self, counts: &HashMap<String, u64>) -> Result<(), (String, u64)> {
+        if self.rate <= 0.0 {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        for (k, n) in counts {
+            let (tokens, last) = b.get(k).copied().unwrap_or((self.burst, now));
+            let avail = (tokens + now.duration_since(last).as_secs_f64() * self.rate).min(self.burst);
+            if avail < *n as f64 {
+                let wait = ((*n as f64 - avail) / self.rate).ceil().max(1.0) as u64;
+                return Err((k.clone(), wait));
+            }
+        }
+        for (k, n) in counts {
+            let (tokens, last) = b.get(k).copied().unwrap_or((self.burst, now));
+            let avail = (tokens + now.duration_since(last).as_secs_f64() * self.rate).min(self.burst);
+            b.insert(k.clone(), (avail - *n as f64, now));
+        }
+        if b.len() > 100_000 {
+            b.retain(|_, (_, last)| now.duration_since(*last).as_secs() < 60);
+        }
+        Ok(())
+    }
+}
+
+/// Outcome of the cheap first pass over a batch.
+#[derive(Debug, Default)]
+pub struct Triage<'a> {
+    /// (index, id, api_key_id, raw text) of records to verify.
+    pub todo: Vec<(usize, String, String, &'a str)>,
+    /// Refused already.
+    pub rejected: Vec<(String, Refusal)>,
+    /// Same id twice in the batch.
+    pub duplicate: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct Head {
+    id: Option<serde_json::Value>,
+    api_key_id: Option<serde_json::Value>,
+}
+
+/// Extract id and key of each record; refuse records without them.
+pub fn triage<'a>(records: &[&'a RawValue]) -> Triage<'a> {
+    let mut t = Triage::default();
+    let mut seen = HashSet::new();
+    for (i, raw) in records.iter().enumerate() {
+        let text = raw.get();
+        let head: Head = match serde_json::from_str(text) {
+            Ok(h) => h,
+            Err(_) => {
+                t.rejected.push((String::new(), refuse("malformed", format!("record {i} is not a JSON object"))));
+                continue;
+            }
+        };
+        let id = match head.id {
+            Some(serde_json::Value::String(s)) if !s.is_empty() && s.len() <= 128 => s,
+            _ => {
+                t.rejected.push((String::new(), refuse("malformed", format!("record {i} has no string `id` (1..=128 bytes)"))));
+                continue;
+            }
+        };
+        let key = match head.api_key_id {
+            Some(serde_json::Value::String(s)) if !s.is_empty() => s,
+            _ => {
+                t.rejected.push((id, refuse("invalid", "record has no string `api_key_id`")));
+                continue;
+            }
+        };
+        if !seen.insert(id.clone()) {
+            t.duplicate.push(id);
+            continue;
+        }
+        t.todo.push((i, id, key, text));
+    }
+    t
+}
+
+/// Verify many records on all cores.
+pub fn verify_all(todo: &[(usize, String, String, &str)], keys: &HashMap<String, KeyInfo>, pricing: &PricingSettings) -> Vec<Result<Verified, Refusal>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    if todo.len() < 128 || threads == 1 {
+        return verify_chunk(todo, keys, pricing);
+    }
+    let chunk = todo.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = todo.chunks(chunk).map(|c| s.spawn(move || verify_chunk(c, keys, pricing))).collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+    })
+}
+
+const COLUMNS: &str = "id, api_key_id, seq, ts_start, ts_end, month, org, department, project, grp, usr, provider, model, route_mode, route_tier, route_score, \
+prompt_tokens, completion_tokens, cached_prompt_tokens, cache_write_tokens, reasoning_tokens, total_tokens, client_cost_micros, collector_cost_micros, priced_as, \
+cost_mismatch, spend_micros, baseline_micros, latency_ms, ttft_ms, status, is_error, attempts, stream, tags, sdk_name, sdk_version, sdk_language, signature, received_ms";
+const NCOLS: usize = 40;
+/// Rows per INSERT statement (40 columns x 400 rows stays under SQLite's 32 766 variables).
+const ROWS_PER_STATEMENT: usize = 400;
+
+fn i(v: u64) -> Param {
+    Param::I64(i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+fn row_params(v: &Verified, received_ms: i64, out: &mut Vec<Param>) {
+    let r = &v.rec;
+    let route = r.route.as_ref();
+    let status = r.status.as_str().to_owned();
+    let is_error = i64::from(status != "ok" && status != "cancelled");
+    let spend = v.collector_cost.unwrap_or(r.cost_micros);
+    out.extend([
+        Param::Text(r.id.0.clone()),
+        Param::Text(r.api_key_id.clone()),
+        i(r.seq),
+        i(r.ts_start),
+        i(r.ts_end),
+        Param::I64(month_of_ms(r.ts_start)),
+        Param::Text(r.org.clone().unwrap_or_default()),
+        Param::OptText(r.department.clone()),
+        Param::OptText(r.project.clone()),
+        Param::OptText(r.group.clone()),
+        Param::OptText(r.user.clone()),
+        Param::Text(r.provider.clone()),
+        Param::Text(r.model.clone()),
+        Param::OptText(route.map(|x| serde_json::to_value(x.mode).ok().and_then(|m| m.as_str().map(str::to_owned)).unwrap_or_default())),
+        Param::OptText(route.and_then(|x| x.tier.clone())),
+        Param::OptI64(route.and_then(|x| x.score)),
+        i(r.prompt_tokens),
+        i(r.completion_tokens),
+        i(r.cached_prompt_tokens),
+        i(r.cache_write_tokens),
+        i(r.reasoning_tokens),
+        i(r.prompt_tokens.saturating_add(r.completion_tokens)),
+        i(r.cost_micros),
+        Param::OptI64(v.collector_cost.map(|c| i64::try_from(c).unwrap_or(i64::MAX))),
+        Param::OptText(v.priced_as.clone()),
+        Param::I64(i64::from(v.mismatch)),
+        i(spend),
+        Param::OptI64(v.baseline.map(|c| i64::try_from(c).unwrap_or(i64::MAX))),
+        i(r.latency_ms),
+        Param::OptI64(r.time_to_first_token_ms.map(|c| i64::try_from(c).unwrap_or(i64::MAX))),
+        Param::Text(status),
+        Param::I64(is_error),
+        Param::I64(i64::from(r.attempts)),
+        Param::I64(i64::from(r.stream)),
+        Param::Text(serde_json::to_string(&r.tags).unwrap_or_else(|_| "{}".into())),
+        Param::Text(r.sdk.name.clone()),
+        Param::Text(r.sdk.version.clone()),
+        Param::Text(r.sdk.language.clone()),
+        Param::Text(v.signature.clone()),
+        Param::I64(received_ms),
+    ]);
+}
+
+/// `($1,$2,..),(..)` for PostgreSQL, `(?,?,..)` for SQLite: SQLite looks `$N` and `?N`
+/// parameters up linearly while parsing, which makes large statements quadratic; plain
+/// `?` is numbered in order at no cost.
+fn placeholders(rows: usize, cols: usize, backend: Backend) -> String {
+    let sigil = if backend == Backend::Sqlite { '?' } else { '$' };
+    let mut s = String::with_capacity(rows * cols * 5);
+    let mut n = 1;
+    for r in 0..rows {
+        if r > 0 {
+            s.push(',');
+        }
+        s.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                s.push(',');
+            }
+            s.push(sigil);
+            if backend != Backend::Sqlite {
+                s.push_str(&n.to_string());
+            }
+            n += 1;
+        }
+        s.push(')');
+    }
+    s
+}
+
+/// Insert verified records in one transaction; returns the ids newly stored (the others
+/// were already there).
+pub async fn store(db: &Db, recs: &[Verified], received_ms: i64) -> Result<HashSet<String>, DbError> {
+    let mut inserted = HashSet::new();
+    if recs.is_empty() {
+        return Ok(inserted);
+    }
+    let _g = db.write_guard().await;
+    let t = Instant::now();
+    let mut tx = db.pool.begin().await.map_err(dberr("starting the ingest transaction"))?;
+    for chunk in recs.chunks(ROWS_PER_STATEMENT) {
+        let mut params = Vec::with_capacity(chunk.len() * NCOLS);
+        for v in chunk {
+            row_params(v, received_ms, &mut params);
+        }
+        let sql = format!("INSERT INTO usage_records ({COLUMNS}) VALUES {} ON CONFLICT (id) DO NOTHING RETURNING id", placeholders(chunk.len(), NCOLS, db.backend()));
+        let rows = bind_all(&sql, &params).fetch_all(&mut *tx).await.map_err(dberr("inserting usage records"))?;
+        for r in &rows {
+            inserted.insert(crate::db::get_str(r, 0)?);
+        }
+    }
+    let mut tag_params = Vec::new();
+    for v in recs.iter().filter(|v| inserted.contains(&v.rec.id.0)) {
+        for (k, val) in &v.rec.tags {
+            tag_params.extend([Param::Text(v.rec.id.0.clone()), Param::Text(k.clone()), Param::Text(val.clone())]);
+        }
+    }
+    for chunk in tag_params.chunks(3 * 3000) {
+        let sql = format!("INSERT INTO usage_tags (record_id, k, v) VALUES {} ON CONFLICT DO NOTHING", placeholders(chunk.len() / 3, 3, db.backend()));
+        bind_all(&sql, chunk).execute(&mut *tx).await.map_err(dberr("inserting usage tags"))?;
+    }
+    tx.commit().await.map_err(dberr("committing the ingest transaction"))?;
+    METRICS.observe_db(t.elapsed());
+    Ok(inserted)
+}
+
+/// Assemble the answer, counting metrics.
+pub fn answer(triage_rejected: Vec<(String, Refusal)>, mut duplicate: Vec<String>, verified_ids: &[String], inserted: &HashSet<String>, refused: Vec<(String, Refusal)>) -> BatchResponse {
+    let mut resp = BatchResponse::default();
+    for id in verified_ids {
+        if inserted.contains(id) {
+            resp.accepted.push(id.clone());
+        } else {
+            duplicate.push(id.clone());
+        }
+    }
+    for (id, r) in triage_rejected.into_iter().chain(refused) {
+        METRICS.reject(r.code);
+        resp.rejected.push(Rejected { id, reason: r.reason });
+    }
+    METRICS.accepted(resp.accepted.len() as u64);
+    METRICS.duplicates(duplicate.len() as u64);
+    resp.duplicate = duplicate;
+    resp
+}

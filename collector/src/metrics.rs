@@ -1,0 +1,110 @@
+//! Prometheus counters, exposed as text at `GET /metrics`. Lock-free atomics: the
+//! ingest path only increments.
+
+use std::fmt::Write as _;
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// Reject reason labels (fixed set, so the metric has bounded cardinality).
+pub const REJECT_REASONS: &[&str] = &["unknown_key", "revoked_key", "bad_signature", "scope", "invalid", "malformed"];
+/// Upper bounds (seconds) of the DB latency histogram buckets.
+const DB_BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
+
+/// Process-wide counters.
+#[derive(Debug)]
+pub struct Metrics {
+    accepted: AtomicU64,
+    duplicates: AtomicU64,
+    batches: AtomicU64,
+    rejected: [AtomicU64; 6],
+    rate_limited: AtomicU64,
+    bad_requests: AtomicU64,
+    db_buckets: [AtomicU64; 8],
+    db_count: AtomicU64,
+    db_sum_micros: AtomicU64,
+}
+
+/// The global metrics.
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
+    accepted: AtomicU64::new(0),
+    duplicates: AtomicU64::new(0),
+    batches: AtomicU64::new(0),
+    rejected: Default::default(),
+    rate_limited: AtomicU64::new(0),
+    bad_requests: AtomicU64::new(0),
+    db_buckets: Default::default(),
+    db_count: AtomicU64::new(0),
+    db_sum_micros: AtomicU64::new(0),
+});
+
+impl Metrics {
+    /// Records stored.
+    pub fn accepted(&self, n: u64) {
+        self.accepted.fetch_add(n, Relaxed);
+    }
+    /// Records already stored (replays, retries).
+    pub fn duplicates(&self, n: u64) {
+        self.duplicates.fetch_add(n, Relaxed);
+    }
+    /// One batch handled.
+    pub fn batch(&self) {
+        self.batches.fetch_add(1, Relaxed);
+    }
+    /// One record refused for `reason` (a [`REJECT_REASONS`] label).
+    pub fn reject(&self, reason: &str) {
+        if let Some(i) = REJECT_REASONS.iter().position(|r| *r == reason) {
+            self.rejected[i].fetch_add(1, Relaxed);
+        }
+    }
+    /// One batch refused with 429.
+    pub fn rate_limited(&self) {
+        self.rate_limited.fetch_add(1, Relaxed);
+    }
+    /// One batch refused with another 4xx.
+    pub fn bad_request(&self) {
+        self.bad_requests.fetch_add(1, Relaxed);
+    }
+    /// One database round trip took `d`.
+    pub fn observe_db(&self, d: Duration) {
+        let s = d.as_secs_f64();
+        for (i, b) in DB_BUCKETS.iter().enumerate() {
+            if s <= *b {
+                self.db_buckets[i].fetch_add(1, Relaxed);
+            }
+        }
+        self.db_count.fetch_add(1, Relaxed);
+        self.db_sum_micros.fetch_add(d.as_micros() as u64, Relaxed);
+    }
+
+    /// Accepted records so far (tests, benchmarks).
+    pub fn accepted_total(&self) -> u64 {
+        self.accepted.load(Relaxed)
+    }
+
+    /// Prometheus text exposition format 0.0.4.
+    pub fn render(&self) -> String {
+        let mut s = String::with_capacity(2048);
+        let c = |s: &mut String, name: &str, help: &str, v: u64| {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        };
+        c(&mut s, "collector_records_accepted_total", "Usage records stored.", self.accepted.load(Relaxed));
+        c(&mut s, "collector_records_duplicate_total", "Usage records already stored (dedup hits).", self.duplicates.load(Relaxed));
+        c(&mut s, "collector_batches_total", "Ingest batches handled.", self.batches.load(Relaxed));
+        c(&mut s, "collector_batches_rate_limited_total", "Ingest batches refused with 429.", self.rate_limited.load(Relaxed));
+        c(&mut s, "collector_batches_bad_request_total", "Ingest batches refused with another 4xx.", self.bad_requests.load(Relaxed));
+        let _ = writeln!(s, "# HELP collector_records_rejected_total Usage records refused, by reason.\n# TYPE collector_records_rejected_total counter");
+        for (i, r) in REJECT_REASONS.iter().enumerate() {
+            let _ = writeln!(s, "collector_records_rejected_total{{reason=\"{r}\"}} {}", self.rejected[i].load(Relaxed));
+        }
+        let _ = writeln!(s, "# HELP collector_db_seconds Database round-trip latency.\n# TYPE collector_db_seconds histogram");
+        for (i, b) in DB_BUCKETS.iter().enumerate() {
+            let _ = writeln!(s, "collector_db_seconds_bucket{{le=\"{b}\"}} {}", self.db_buckets[i].load(Relaxed));
+        }
+        let n = self.db_count.load(Relaxed);
+        let _ = writeln!(s, "collector_db_seconds_bucket{{le=\"+Inf\"}} {n}");
+        let _ = writeln!(s, "collector_db_seconds_sum {}", self.db_sum_micros.load(Relaxed) as f64 / 1e6);
+        let _ = writeln!(s, "collector_db_seconds_count {n}");
+        s
+    }
+}

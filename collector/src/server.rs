@@ -1,0 +1,283 @@
+//! The HTTP server: routes, shared state, start (`serve`, `spawn`) and graceful
+//! shutdown (stop accepting, finish in-flight batches, close the pool).
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use gaterouter::usage::BatchResponse;
+
+use crate::config::{CollectorConfig, ConfigError};
+use crate::db::{Db, DbError};
+use crate::error::ApiError;
+use crate::ingest::{self, PricingSettings, RateLimiter};
+use crate::metrics::METRICS;
+
+/// State shared by all handlers.
+#[derive(Debug)]
+pub struct AppState {
+    /// Database.
+    pub db: Db,
+    /// Effective configuration.
+    pub cfg: CollectorConfig,
+    /// SHA-256 (hex) of the bootstrap admin token.
+    pub bootstrap_sha256: Option<String>,
+    /// Pricing for cost recomputation.
+    pub pricing: PricingSettings,
+    /// Per-key ingest limits.
+    pub limiter: RateLimiter,
+}
+
+/// Errors starting the collector.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectorError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Database unreachable or migrations failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// Cannot bind or serve.
+    #[error("collector listen address {addr}: {source}. Fix: choose a free address with --listen")]
+    Listen {
+        /// Address.
+        addr: SocketAddr,
+        /// OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Every route, as (method, path) — the OpenAPI test checks each is documented.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+    ("get", "/metrics"),
+    ("get", "/openapi.json"),
+    ("post", "/v1/usage"),
+    ("get", "/v1/admin/{kind}"),
+    ("post", "/v1/admin/{kind}"),
+    ("get", "/v1/admin/keys"),
+    ("post", "/v1/admin/keys"),
+    ("post", "/v1/admin/keys/{id}/rotate"),
+    ("post", "/v1/admin/keys/{id}/revoke"),
+    ("get", "/v1/admin/tokens"),
+    ("post", "/v1/admin/tokens"),
+    ("post", "/v1/admin/tokens/{id}/revoke"),
+    ("get", "/v1/admin/audit"),
+    ("get", "/v1/analytics/{report}"),
+    ("get", "/"),
+    ("get", "/dashboard"),
+    ("get", "/dashboard/{asset}"),
+];
+
+/// The OpenAPI document served at `/openapi.json`.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// Build the state (connects and migrates the database).
+pub async fn build_state(cfg: CollectorConfig) -> Result<Arc<AppState>, CollectorError> {
+    cfg.validate()?;
+    let db = Db::connect(&cfg.db_url()?, cfg.db_max_connections).await?;
+    let bootstrap_sha256 = cfg.admin_token_sha256.clone().map(|s| s.to_ascii_lowercase()).or_else(|| cfg.admin_token.as_deref().map(crate::auth::sha256_hex));
+    let pricing = PricingSettings { catalog: gaterouter::pricing::Catalog::builtin().clone(), strongest: cfg.strongest_model.clone(), tolerance_micros: cfg.cost_tolerance_micros };
+    let limiter = RateLimiter::new(cfg.rate_limit_records_per_sec, cfg.burst());
+    Ok(Arc::new(AppState { db, cfg, bootstrap_sha256, pricing, limiter }))
+}
+
+/// The router over a state.
+pub fn router(st: Arc<AppState>) -> Router {
+    let limit = st.cfg.max_body_bytes;
+    Router::new()
+        .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
+        .route("/v1/usage", post(ingest_handler))
+        .route("/v1/admin/keys", get(crate::admin::list_keys).post(crate::admin::create_key))
+        .route("/v1/admin/keys/{id}/rotate", post(crate::admin::rotate_key))
+        .route("/v1/admin/keys/{id}/revoke", post(crate::admin::revoke_key))
+        .route("/v1/admin/tokens", get(crate::admin::list_tokens).post(crate::admin::create_token))
+        .route("/v1/admin/tokens/{id}/revoke", post(crate::admin::revoke_token))
+        .route("/v1/admin/audit", get(crate::admin::list_audit))
+        .route("/v1/admin/{kind}", get(crate::admin::list_units).post(crate::admin::create_unit))
+        .route("/v1/analytics/{report}", get(crate::analytics::report))
+        .route("/", get(|| async { axum::response::Redirect::to("/dashboard") }))
+        .route("/dashboard", get(|| crate::dashboard::asset(axum::extract::Path("index.html".to_owned()))))
+        .route("/dashboard/{asset}", get(crate::dashboard::asset))
+        .fallback(|| async { ApiError::not_found("no such endpoint; see /openapi.json") })
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(st)
+}
+
+async fn readyz(State(st): State<Arc<AppState>>) -> Response {
+    if st.db.ping().await {
+        axum::Json(serde_json::json!({"status": "ready"})).into_response()
+    } else {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the database does not answer").into_response()
+    }
+}
+
+async fn metrics() -> Response {
+    let mut r = METRICS.render().into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    r
+}
+
+/// `POST /v1/usage`.
+async fn ingest_handler(State(st): State<Arc<AppState>>, body: Result<Bytes, axum::extract::rejection::BytesRejection>) -> Result<axum::Json<BatchResponse>, ApiError> {
+    let bad = |e: ApiError| {
+        METRICS.bad_request();
+        e
+    };
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            bad(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("request body exceeds max_body_bytes ({} bytes): send smaller batches", st.cfg.max_body_bytes)))
+        } else {
+            bad(ApiError::bad_request(format!("cannot read the body: {}", e.body_text())))
+        }
+    })?;
+    let req: ingest::BatchRequest<'_> = serde_json::from_slice(&body).map_err(|e| bad(ApiError::bad_request(format!("body is not {{\"records\":[...]}}: {e}"))))?;
+    if req.records.len() > st.cfg.max_batch_records {
+        return Err(bad(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+            format!("batch has {} records, at most {} are accepted: send smaller batches", req.records.len(), st.cfg.max_batch_records),
+        )));
+    }
+    METRICS.batch();
+    let tri = ingest::triage(&req.records);
+    let mut counts: HashMap<String, u64> = HashMap::new();
+    for (_, _, k, _) in &tri.todo {
+        *counts.entry(k.clone()).or_default() += 1;
+    }
+    if let Err((key, wait)) = st.limiter.take(&counts) {
+        METRICS.rate_limited();
+        let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", format!("api_key_id `{key}` exceeds {} records/s; retry after {wait} s", st.cfg.rate_limit_records_per_sec));
+        e.retry_after = Some(wait);
+        return Err(e);
+    }
+    let now = gaterouter::usage::unix_ms_now() as i64;
+    let t0 = std::time::Instant::now();
+    let key_ids: HashSet<String> = counts.keys().cloned().collect();
+    let keys = ingest::load_keys(&st.db, &key_ids, now).await?;
+    // Verification is CPU-bound: run it off the async workers.
+    let todo: Vec<(usize, String, String, String)> = tri.todo.iter().map(|(i, id, k, raw)| (*i, id.clone(), k.clone(), (*raw).to_owned())).collect();
+    let st2 = st.clone();
+    let results = tokio::task::spawn_blocking(move || {
+        let borrowed: Vec<(usize, String, String, &str)> = todo.iter().map(|(i, id, k, raw)| (*i, id.clone(), k.clone(), raw.as_str())).collect();
+        let r = ingest::verify_all(&borrowed, &keys, &st2.pricing);
+        (todo, r)
+    })
+    .await
+    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "verification task failed"))?;
+    let (todo, results) = results;
+    let t_verify = t0.elapsed();
+    let mut ok = Vec::new();
+    let mut ok_ids = Vec::new();
+    let mut refused = Vec::new();
+    for ((_, id, _, _), r) in todo.into_iter().zip(results) {
+        match r {
+            Ok(v) => {
+                ok_ids.push(id);
+                ok.push(v);
+            }
+            Err(e) => refused.push((id, e)),
+        }
+    }
+    let inserted = ingest::store(&st.db, &ok, now).await?;
+    let t_store = t0.elapsed() - t_verify;
+    let resp = ingest::answer(tri.rejected, tri.duplicate, &ok_ids, &inserted, refused);
+    tracing::debug!(verify_ms = t_verify.as_millis() as u64, store_ms = t_store.as_millis() as u64, accepted = resp.accepted.len(), duplicate = resp.duplicate.len(), rejected = resp.rejected.len(), "ingested batch");
+    Ok(axum::Json(resp))
+}
+
+/// A collector running in this process.
+#[derive(Debug)]
+pub struct CollectorHandle {
+    addr: SocketAddr,
+    state: Arc<AppState>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    join: tokio::task::JoinHandle<Result<(), std::io::Error>>,
+}
+
+impl CollectorHandle {
+    /// The bound address (useful with port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+    /// `http://addr`, the value for `reporting.collector_url`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+    /// The shared state (database handle, config).
+    pub fn state(&self) -> &Arc<AppState> {
+        &self.state
+    }
+    /// Stop accepting connections, let in-flight requests finish (up to
+    /// `shutdown_timeout_secs`), then close the database pool.
+    pub async fn shutdown(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        let t = Duration::from_secs(self.state.cfg.shutdown_timeout_secs);
+        let _ = tokio::time::timeout(t, &mut self.join).await;
+        self.state.db.close().await;
+    }
+}
+
+/// Start a collector on the current tokio runtime and return at once (after binding and
+/// migrating). Use `listen = 127.0.0.1:0` for a free port.
+pub async fn spawn(cfg: CollectorConfig) -> Result<CollectorHandle, CollectorError> {
+    let st = build_state(cfg).await?;
+    let addr = st.cfg.listen;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| CollectorError::Listen { addr, source })?;
+    let addr = listener.local_addr().map_err(|source| CollectorError::Listen { addr, source })?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let app = router(st.clone());
+    let join = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await
+    });
+    tracing::info!(%addr, backend = ?st.db.backend(), "collector listening");
+    Ok(CollectorHandle { addr, state: st, stop: Some(tx), join })
+}
+
+/// Run a collector until Ctrl-C or SIGTERM, then shut down gracefully.
+pub async fn serve(cfg: CollectorConfig) -> Result<(), CollectorError> {
+    let h = spawn(cfg).await?;
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    h.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
