@@ -54,5 +54,5 @@ if [ "${#need[@]}" -gt 0 ]; then
     fi
 fi
 (cd collector/dashboard-test && npm ci --no-audit --no-fund --silent)
-GATEROUTER_COLLECTOR_REQUIRE_POSTGRES=1 GATEROUTER_COLLECTOR_REQUIRE_BROWSER=1 \
+GATEROUTER_TEST_REQUIRE_POSTGRES=1 GATEROUTER_TEST_REQUIRE_BROWSER=1 \
     cargo test -p gaterouter-collector --test collector --test dashboard

@@ -2,7 +2,7 @@
 //! playwright-core from collector/dashboard-test): a collector seeded with the analytics
 //! data set must show the seeded numbers; a screenshot is saved to
 //! target/test-output/dashboard.png. Skipped with a message when node, chromium or the
-//! npm package are absent, unless GATEROUTER_COLLECTOR_REQUIRE_BROWSER=1 (run_all.sh).
+//! npm package are absent, unless GATEROUTER_TEST_REQUIRE_BROWSER=1 (run_all.sh).
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use common::*;
 
 fn skip(msg: &str) {
-    if std::env::var("GATEROUTER_COLLECTOR_REQUIRE_BROWSER").is_ok_and(|v| v == "1") {
+    if std::env::var("GATEROUTER_TEST_REQUIRE_BROWSER").is_ok_and(|v| v == "1") {
         panic!("dashboard test cannot run: {msg}");
     }
     eprintln!("SKIPPED dashboard browser test: {msg}");

@@ -60,8 +60,8 @@ impl Pg {
     /// Start a server, or `None` (with a message) when PostgreSQL is not installed.
     pub fn start() -> Option<Pg> {
         let Some(bin) = pg_bin_dir() else {
-            if std::env::var("GATEROUTER_COLLECTOR_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
-                panic!("PostgreSQL binaries (initdb, pg_ctl, postgres) not found and GATEROUTER_COLLECTOR_REQUIRE_POSTGRES=1");
+            if std::env::var("GATEROUTER_TEST_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
+                panic!("PostgreSQL binaries (initdb, pg_ctl, postgres) not found and GATEROUTER_TEST_REQUIRE_POSTGRES=1");
             }
             eprintln!("SKIPPED: PostgreSQL binaries (initdb, pg_ctl, postgres) not found; install `postgresql` to run the PostgreSQL tests (.ci/run does)");
             return None;
