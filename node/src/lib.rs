@@ -195,7 +195,8 @@ impl NativeClient {
             (None, None) => Ok(Config::default()),
         };
         // The HTTP client is built inside the runtime context so it may bind to it.
-        let client = config.and_then(|c| within_runtime_if_available(|| Client::new(c)));
+        let sdk = gaterouter::usage::SdkInfo { name: "gaterouter-node".into(), version: env!("CARGO_PKG_VERSION").into(), language: "node".into() };
+        let client = config.and_then(|c| within_runtime_if_available(|| Client::with_sdk(c, sdk)));
         match client {
             Ok(client) => Ok(NativeClient {
                 client: RwLock::new(Some(client)),

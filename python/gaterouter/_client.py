@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from typing import Any, AsyncIterator, Dict, Iterable, Iterator, List, Literal, Mapping, Optional, Union, overload
+from typing import Any, AsyncIterator, Dict, Generic, Iterable, Iterator, List, Literal, Mapping, Optional, TypeVar, Union, overload
 
 
 from . import _native
@@ -36,6 +36,17 @@ def _request_json(model: str, messages: Iterable[Any], params: Dict[str, Any]) -
         if value is not None:
             body[key] = value
     return json.dumps(body, default=_jsonable, ensure_ascii=False)
+
+
+_CREATE_PARAMS = ("tools", "tool_choice", "temperature", "top_p", "stop", "response_format", "seed", "user", "metadata")
+
+
+def _create_params(args: Dict[str, Any]) -> Dict[str, Any]:
+    """The request fields of ``create(...)``'s arguments (``max_completion_tokens`` is an
+    alias of ``max_tokens``)."""
+    params = {k: args[k] for k in _CREATE_PARAMS}
+    params["max_tokens"] = args["max_tokens"] if args["max_tokens"] is not None else args["max_completion_tokens"]
+    return params
 
 
 def _native_client(config: Optional[Mapping[str, Any]], config_file: Optional[PathLike]) -> "_native.NativeClient":
@@ -130,9 +141,43 @@ class Completions:
         self._native = native
 
     @overload
-    def create(self, *, model: str, messages: Iterable[Message], stream: Literal[False] = False, **params: Any) -> ChatCompletion: ...
+    def create(
+        self,
+        *,
+        model: str,
+        messages: Iterable[Message],
+        stream: Literal[False] = False,
+        tools: Optional[List[Mapping[str, Any]]] = None,
+        tool_choice: Optional[Union[str, Mapping[str, Any]]] = None,
+        temperature: Optional[float] = None,
+        top_p: Optional[float] = None,
+        max_tokens: Optional[int] = None,
+        max_completion_tokens: Optional[int] = None,
+        stop: Optional[Union[str, List[str]]] = None,
+        response_format: Optional[Mapping[str, Any]] = None,
+        seed: Optional[int] = None,
+        user: Optional[str] = None,
+        metadata: Optional[Mapping[str, str]] = None,
+    ) -> ChatCompletion: ...
     @overload
-    def create(self, *, model: str, messages: Iterable[Message], stream: Literal[True], **params: Any) -> Stream: ...
+    def create(
+        self,
+        *,
+        model: str,
+        messages: Iterable[Message],
+        stream: Literal[True],
+        tools: Optional[List[Mapping[str, Any]]] = None,
+        tool_choice: Optional[Union[str, Mapping[str, Any]]] = None,
+        temperature: Optional[float] = None,
+        top_p: Optional[float] = None,
+        max_tokens: Optional[int] = None,
+        max_completion_tokens: Optional[int] = None,
+        stop: Optional[Union[str, List[str]]] = None,
+        response_format: Optional[Mapping[str, Any]] = None,
+        seed: Optional[int] = None,
+        user: Optional[str] = None,
+        metadata: Optional[Mapping[str, str]] = None,
+    ) -> Stream: ...
 
     def create(
         self,
@@ -153,22 +198,7 @@ class Completions:
         metadata: Optional[Mapping[str, str]] = None,
     ) -> Union[ChatCompletion, Stream]:
         """Create a chat completion; with ``stream=True`` return an iterator of chunks."""
-        req = _request_json(
-            model,
-            messages,
-            dict(
-                tools=tools,
-                tool_choice=tool_choice,
-                temperature=temperature,
-                top_p=top_p,
-                max_tokens=max_tokens if max_tokens is not None else max_completion_tokens,
-                stop=stop,
-                response_format=response_format,
-                seed=seed,
-                user=user,
-                metadata=metadata,
-            ),
-        )
+        req = _request_json(model, messages, _create_params(locals()))
         if stream:
             return Stream(self._native.stream(req))
         return ChatCompletion(json.loads(self._native.chat(req)))
@@ -181,9 +211,43 @@ class AsyncCompletions:
         self._native = native
 
     @overload
-    async def create(self, *, model: str, messages: Iterable[Message], stream: Literal[False] = False, **params: Any) -> ChatCompletion: ...
+    async def create(
+        self,
+        *,
+        model: str,
+        messages: Iterable[Message],
+        stream: Literal[False] = False,
+        tools: Optional[List[Mapping[str, Any]]] = None,
+        tool_choice: Optional[Union[str, Mapping[str, Any]]] = None,
+        temperature: Optional[float] = None,
+        top_p: Optional[float] = None,
+        max_tokens: Optional[int] = None,
+        max_completion_tokens: Optional[int] = None,
+        stop: Optional[Union[str, List[str]]] = None,
+        response_format: Optional[Mapping[str, Any]] = None,
+        seed: Optional[int] = None,
+        user: Optional[str] = None,
+        metadata: Optional[Mapping[str, str]] = None,
+    ) -> ChatCompletion: ...
     @overload
-    async def create(self, *, model: str, messages: Iterable[Message], stream: Literal[True], **params: Any) -> AsyncStream: ...
+    async def create(
+        self,
+        *,
+        model: str,
+        messages: Iterable[Message],
+        stream: Literal[True],
+        tools: Optional[List[Mapping[str, Any]]] = None,
+        tool_choice: Optional[Union[str, Mapping[str, Any]]] = None,
+        temperature: Optional[float] = None,
+        top_p: Optional[float] = None,
+        max_tokens: Optional[int] = None,
+        max_completion_tokens: Optional[int] = None,
+        stop: Optional[Union[str, List[str]]] = None,
+        response_format: Optional[Mapping[str, Any]] = None,
+        seed: Optional[int] = None,
+        user: Optional[str] = None,
+        metadata: Optional[Mapping[str, str]] = None,
+    ) -> AsyncStream: ...
 
     async def create(
         self,
@@ -204,31 +268,21 @@ class AsyncCompletions:
         metadata: Optional[Mapping[str, str]] = None,
     ) -> Union[ChatCompletion, AsyncStream]:
         """Create a chat completion without blocking the event loop."""
-        req = _request_json(
-            model,
-            messages,
-            dict(
-                tools=tools,
-                tool_choice=tool_choice,
-                temperature=temperature,
-                top_p=top_p,
-                max_tokens=max_tokens if max_tokens is not None else max_completion_tokens,
-                stop=stop,
-                response_format=response_format,
-                seed=seed,
-                user=user,
-                metadata=metadata,
-            ),
-        )
+        req = _request_json(model, messages, _create_params(locals()))
         if stream:
             return AsyncStream(self._native.stream_lazy(req))
         raw = await _await_native(lambda loop, done: self._native.chat_async(req, loop, done))
         return ChatCompletion(json.loads(raw))
 
 
-class _Chat:
-    def __init__(self, completions: Any) -> None:
-        self.completions = completions
+_C = TypeVar("_C")
+
+
+class _Chat(Generic[_C]):
+    """``client.chat``: holds ``completions``."""
+
+    def __init__(self, completions: _C) -> None:
+        self.completions: _C = completions
 
 
 class Client:

@@ -122,7 +122,7 @@ impl GateRouterClient {
     /// Build from TOML text (e.g. a config bundled as an app resource).
     #[uniffi::constructor]
     pub fn from_config_toml(text: String) -> Result<Arc<Self>, GateRouterError> {
-        Ok(Arc::new(Self { client: core::Client::from_toml_str(&text, "config (TOML text)")? }))
+        Ok(Arc::new(Self { client: mobile_client(core::Config::from_toml_str(&text, "config (TOML text)")?)? }))
     }
 
     /// Build from a TOML file path (Android: a path under `context.filesDir`; iOS: in
@@ -130,13 +130,13 @@ impl GateRouterClient {
     /// which on a phone is rarely what you want: pass an absolute path.
     #[uniffi::constructor]
     pub fn from_config_file(path: String) -> Result<Arc<Self>, GateRouterError> {
-        Ok(Arc::new(Self { client: core::Client::from_toml_file(&path)? }))
+        Ok(Arc::new(Self { client: mobile_client(core::Config::from_toml_file(&path)?)? }))
     }
 
     /// Build from JSON text with the same structure as the TOML config.
     #[uniffi::constructor]
     pub fn from_config_json(json: String) -> Result<Arc<Self>, GateRouterError> {
-        Ok(Arc::new(Self { client: core::Client::new(core::Config::from_json_str(&json)?)? }))
+        Ok(Arc::new(Self { client: mobile_client(core::Config::from_json_str(&json)?)? }))
     }
 
     /// Send a request and wait for the whole answer.
@@ -202,4 +202,10 @@ impl GateRouterClient {
         });
         Ok(Arc::new(StreamHandle { abort: task.abort_handle(), cancelled }))
     }
+}
+
+/// A core client whose usage records name this SDK.
+fn mobile_client(config: core::Config) -> Result<core::Client, core::Error> {
+    let sdk = core::usage::SdkInfo { name: "gaterouter-mobile".into(), version: env!("CARGO_PKG_VERSION").into(), language: "uniffi".into() };
+    core::Client::with_sdk(config, sdk)
 }
