@@ -23,6 +23,7 @@
 pub mod admin;
 pub mod analytics;
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod dashboard;
 pub mod db;

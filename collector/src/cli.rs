@@ -1,0 +1,72 @@
+//! Command-line settings shared by the `gaterouter-collector` binary and
+//! `gaterouter collector serve`: the config file, then `GATEROUTER_COLLECTOR_*`
+//! environment variables, then flags.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::{CollectorConfig, ConfigError};
+
+/// Settings of a collector run.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// TOML config file (unknown keys are refused).
+    #[arg(long, env = "GATEROUTER_COLLECTOR_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Listen address [default: 127.0.0.1:8787].
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Database: sqlite://PATH or postgres://USER@HOST:PORT/DB [default: sqlite under the data dir].
+    #[arg(long)]
+    pub db: Option<String>,
+    /// Data directory for the default SQLite database.
+    #[arg(long)]
+    pub data_dir: Option<String>,
+    /// Bootstrap admin token (prefer GATEROUTER_COLLECTOR_ADMIN_TOKEN or admin_token_sha256 in the file).
+    #[arg(long)]
+    pub admin_token: Option<String>,
+    /// Strongest configured model (provider/model) for routing savings.
+    #[arg(long)]
+    pub strongest_model: Option<String>,
+    /// Largest request body in bytes.
+    #[arg(long)]
+    pub max_body_bytes: Option<String>,
+    /// Most records per batch.
+    #[arg(long)]
+    pub max_batch_records: Option<String>,
+    /// Per-key records/s (0 = unlimited).
+    #[arg(long)]
+    pub rate_limit_records_per_sec: Option<String>,
+    /// Log format: text or json.
+    #[arg(long)]
+    pub log_format: Option<String>,
+}
+
+impl ServeArgs {
+    /// The validated config: file, then environment, then flags.
+    pub fn load(&self) -> Result<CollectorConfig, ConfigError> {
+        let mut cfg = match &self.config {
+            Some(p) => CollectorConfig::from_file(p)?,
+            None => CollectorConfig::default(),
+        };
+        cfg.apply_env(std::env::vars().filter(|(k, _)| k != "GATEROUTER_COLLECTOR_CONFIG"))?;
+        for (field, v) in [
+            ("listen", &self.listen),
+            ("db", &self.db),
+            ("data_dir", &self.data_dir),
+            ("admin_token", &self.admin_token),
+            ("strongest_model", &self.strongest_model),
+            ("max_body_bytes", &self.max_body_bytes),
+            ("max_batch_records", &self.max_batch_records),
+            ("rate_limit_records_per_sec", &self.rate_limit_records_per_sec),
+            ("log_format", &self.log_format),
+        ] {
+            if let Some(v) = v {
+                cfg.set(field, v)?;
+            }
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
