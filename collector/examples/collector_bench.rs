@@ -176,7 +176,7 @@ async fn seed_rows(db_url: &str, n: u64) {
     let list = if sqlite {
         "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'usage_records' AND sql IS NOT NULL"
     } else {
-        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'usage_records' AND indexname <> 'usage_records_pkey'"
+        "SELECT CAST(indexname AS TEXT), CAST(indexdef AS TEXT) FROM pg_indexes WHERE tablename = 'usage_records' AND indexname <> 'usage_records_pkey'"
     };
     let idx: Vec<(String, String)> = sqlx::query(list).fetch_all(&mut c).await.unwrap().iter().map(|r| (sqlx::Row::get(r, 0), sqlx::Row::get(r, 1))).collect();
     if sqlite {
@@ -220,7 +220,7 @@ async fn seed_rows(db_url: &str, n: u64) {
     }
     eprintln!("  rebuilt {} indexes in {:.0} s", idx.len(), t1.elapsed().as_secs_f64());
     if db_url.starts_with("postgres") {
-        sqlx::query("ANALYZE usage_records").execute(&mut c).await.unwrap();
+        sqlx::query("VACUUM ANALYZE usage_records").execute(&mut c).await.unwrap();
     } else {
         sqlx::query("ANALYZE").execute(&mut c).await.unwrap();
     }
@@ -301,7 +301,7 @@ async fn main() {
         eprintln!("seeding {} rows directly (bypassing ingest)", a.seed_rows);
         seed_rows(&db_url, a.seed_rows).await;
         let q = "/v1/analytics/breakdown?by=department&from=2026-03-01&to=2026-04-01";
-        let q2 = "/v1/analytics/breakdown?by=department&bucket=month";
+        let q2 = "/v1/analytics/breakdown?by=department&bucket=month&limit=1000";
         for (label, q) in [("one month, per department", q), ("all months x department", q2)] {
             let mut times = Vec::new();
             let mut rows = 0;

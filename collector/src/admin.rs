@@ -135,6 +135,7 @@ async fn write_audited(st: &AppState, actor: &Principal, stmts: Vec<(&str, Vec<P
     }
     audit(&mut tx, actor, action, target, &detail).await?;
     tx.commit().await.map_err(dberr("committing an admin change"))?;
+    tracing::info!(actor = actor.id(), action, target, "admin change");
     Ok(())
 }
 

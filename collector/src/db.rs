@@ -103,7 +103,6 @@ const MIGRATIONS: &[Migration] = &[Migration {
         "CREATE INDEX IF NOT EXISTS usage_month_org_dept ON usage_records (month, org, department, usr, spend_micros, total_tokens, is_error)",
         "CREATE INDEX IF NOT EXISTS usage_key_ts ON usage_records (api_key_id, ts_start)",
         "CREATE INDEX IF NOT EXISTS usage_user ON usage_records (usr)",
-        "CREATE INDEX IF NOT EXISTS usage_model ON usage_records (model)",
         "CREATE TABLE IF NOT EXISTS usage_tags (record_id TEXT NOT NULL, k TEXT NOT NULL, v TEXT NOT NULL, PRIMARY KEY (record_id, k))",
         "CREATE INDEX IF NOT EXISTS usage_tags_kv ON usage_tags (k, v)",
     ],

@@ -194,6 +194,9 @@ async fn ingest_handler(State(st): State<Arc<AppState>>, body: Result<Bytes, axu
     let inserted = ingest::store(&st.db, &ok, now).await?;
     let t_store = t0.elapsed() - t_verify;
     let resp = ingest::answer(tri.rejected, tri.duplicate, &ok_ids, &inserted, refused);
+    if !resp.rejected.is_empty() {
+        tracing::warn!(rejected = resp.rejected.len(), first_reason = %resp.rejected[0].reason, "usage records rejected");
+    }
     tracing::debug!(verify_ms = t_verify.as_millis() as u64, store_ms = t_store.as_millis() as u64, accepted = resp.accepted.len(), duplicate = resp.duplicate.len(), rejected = resp.rejected.len(), "ingested batch");
     Ok(axum::Json(resp))
 }
