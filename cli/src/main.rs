@@ -45,6 +45,17 @@ enum Command {
         #[command(subcommand)]
         action: commands::usage::SpoolAction,
     },
+    /// The usage collector.
+    Collector {
+        #[command(subcommand)]
+        action: CollectorAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CollectorAction {
+    /// Run a collector until Ctrl-C / SIGTERM (same settings as `gaterouter-collector`).
+    Serve(gaterouter_collector::cli::ServeArgs),
 }
 
 /// Load the config named on the command line, or ./gaterouter.toml, or the defaults.
@@ -58,6 +69,9 @@ pub(crate) fn load_config(path: Option<&PathBuf>) -> Result<Config, Error> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The demo's admin calls use reqwest before any gaterouter::Client exists: install the
+    // TLS crypto provider the core uses (ring) once, up front.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -78,6 +92,10 @@ fn main() -> ExitCode {
             Command::Route(args) => commands::route::run(load_config(cli.config.as_ref())?, args),
             Command::Keys { action } => commands::usage::keys(action),
             Command::Spool { action } => commands::usage::spool(load_config(cli.config.as_ref())?, action).await,
+            Command::Collector { action: CollectorAction::Serve(args) } => {
+                let cfg = args.load().map_err(|e| Error::config("collector settings", e.to_string(), "see `gaterouter collector serve --help`"))?;
+                gaterouter_collector::serve(cfg).await.map_err(|e| Error::config("collector", e.to_string(), "check the listen address and the database URL"))
+            }
         }
     });
     match result {

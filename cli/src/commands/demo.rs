@@ -15,7 +15,12 @@ pub struct DemoArgs {
     /// Use the emulator for every provider even when API keys are set.
     #[arg(long)]
     pub emulate_all: bool,
+    /// Keep the embedded collector (and its dashboard) running until Ctrl-C.
+    #[arg(long)]
+    pub keep_running: bool,
 }
+
+const ADMIN_TOKEN: &str = "demo-admin-token-not-for-production";
 
 const PROVIDERS: &[(&str, &str, &str)] = &[
     ("openai", "OPENAI_API_KEY", "openai/gpt-4o-mini"),
@@ -53,6 +58,9 @@ pub async fn run(args: DemoArgs) -> Result<(), Error> {
     if let Some(h) = &emulator {
         println!("emulator listening on {}", h.base_url());
     }
+    // An embedded collector on SQLite; the client signs and reports every call to it.
+    let collector = start_collector(&mut config).await?;
+    println!("collector listening on {} (SQLite under {})", collector.url(), collector_dir().display());
     let client = Client::new(config)?;
 
     // 1. A plain question to each provider.
@@ -120,8 +128,105 @@ pub async fn run(args: DemoArgs) -> Result<(), Error> {
         println!("  answer (no tool call): {}", first.text());
     }
 
+    // Deliver the usage records and ask the collector what it saw.
+    let out = client.flush(std::time::Duration::from_secs(15)).await?;
+    println!("\nusage records delivered: {} ({} pending)", out.drained, out.pending_records);
+    print_analytics(&collector.url()).await?;
+    println!("dashboard: {}/dashboard#token={ADMIN_TOKEN}", collector.url());
+    if args.keep_running {
+        println!("(Ctrl-C to stop)");
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    client.shutdown().await?;
+    collector.shutdown().await;
     if let Some(h) = emulator {
         h.shutdown().await;
+    }
+    let _ = std::fs::remove_dir_all(collector_dir());
+    Ok(())
+}
+
+fn collector_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("gaterouter-demo-{}", std::process::id()))
+}
+
+fn demo_error(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::config("demo", format!("{what}: {e}"), "see the message")
+}
+
+/// Start a collector, register a small org and an API key, and point `config` at it.
+async fn start_collector(config: &mut Config) -> Result<gaterouter_collector::CollectorHandle, Error> {
+    let dir = collector_dir();
+    std::fs::create_dir_all(&dir).map_err(|e| demo_error("cannot create the demo directory", e))?;
+    let mut cfg = gaterouter_collector::CollectorConfig::default();
+    cfg.listen = "127.0.0.1:0".parse().map_err(|e| demo_error("address", e))?;
+    cfg.db = Some(format!("sqlite://{}", dir.join("collector.db").display()));
+    cfg.admin_token = Some(ADMIN_TOKEN.to_owned());
+    cfg.strongest_model = Some("anthropic/claude-sonnet-4-5".to_owned());
+    let collector = gaterouter_collector::spawn(cfg).await.map_err(|e| demo_error("cannot start the collector", e))?;
+    let (signer, public_key) = gaterouter::usage::generate_key();
+    let key_file = dir.join("signing.key");
+    std::fs::write(&key_file, signer.seed_base64().expose()).map_err(|e| demo_error("cannot write the demo key", e))?;
+    let http = reqwest::Client::new();
+    let base = collector.url();
+    for (path, body) in [
+        ("orgs", json!({"id": "acme", "name": "Acme Corp"})),
+        ("departments", json!({"id": "research", "org_id": "acme"})),
+        ("projects", json!({"id": "search", "org_id": "acme", "department_id": "research"})),
+        ("users", json!({"id": "alice", "org_id": "acme", "department_id": "research"})),
+        (
+            "keys",
+            json!({"id": "demo-key", "public_key": public_key, "org_id": "acme", "department_id": "research",
+                   "project_id": "search", "user_id": "alice"}),
+        ),
+    ] {
+        let r = http.post(format!("{base}/v1/admin/{path}")).bearer_auth(ADMIN_TOKEN).json(&body).send().await.map_err(|e| demo_error("admin call", e))?;
+        if !r.status().is_success() {
+            let status = r.status();
+            return Err(demo_error(&format!("POST /v1/admin/{path} answered {status}"), r.text().await.unwrap_or_default()));
+        }
+    }
+    config.identity = gaterouter::config::Identity {
+        org: Some("acme".into()),
+        department: Some("research".into()),
+        project: Some("search".into()),
+        group: None,
+        user: Some("alice".into()),
+        api_key_id: Some("demo-key".into()),
+    };
+    config.reporting.collector_url = Some(base);
+    config.reporting.spool_dir = Some(dir.join("spool"));
+    config.reporting.signing_key_file = Some(key_file);
+    config.reporting.batch_max_age_ms = 200;
+    Ok(collector)
+}
+
+async fn print_analytics(base: &str) -> Result<(), Error> {
+    let http = reqwest::Client::new();
+    let get = |path: &'static str| {
+        let http = http.clone();
+        let url = format!("{base}/v1/analytics/{path}");
+        async move {
+            let r = http.get(url).bearer_auth(ADMIN_TOKEN).send().await.map_err(|e| demo_error("analytics call", e))?;
+            r.json::<serde_json::Value>().await.map_err(|e| demo_error("analytics answer", e))
+        }
+    };
+    let usd = |v: &serde_json::Value| {
+        let m = v.as_u64().unwrap_or(0);
+        format!("${}.{:06}", m / 1_000_000, m % 1_000_000)
+    };
+    let summary = get("summary").await?;
+    println!("\ncollector analytics (verified, deduplicated, cost recomputed by the collector):");
+    if let Some(s) = summary["rows"].get(0) {
+        println!(
+            "  {} calls, {} tokens, spend {} ({} cost mismatches), {} active users, {} per active user",
+            s["calls"], s["total_tokens"], usd(&s["spend_micros"]), s["cost_mismatches"], s["active_users"], usd(&s["spend_per_active_user_micros"])
+        );
+    }
+    let models = get("models").await?;
+    for m in models["rows"].as_array().into_iter().flatten() {
+        let share = m["spend_share"].as_f64().unwrap_or(0.0) * 100.0;
+        println!("  {:<32} {:>3} calls  {:>10}  {share:5.1}% of spend", format!("{}/{}", m["provider"].as_str().unwrap_or(""), m["model"].as_str().unwrap_or("")), m["calls"], usd(&m["spend_micros"]));
     }
     Ok(())
 }
