@@ -16,6 +16,11 @@
 //! | [`sse`] | an incremental Server-Sent-Events parser shared by every adapter |
 //! | [`retry`] | bounded, jittered exponential backoff honouring `retry-after` |
 //! | [`stream`] | the normalized chunk stream and its accumulator |
+//! | [`pricing`] | the versioned price catalog and exact micro-dollar cost |
+//! | [`tokens`] | exact and calibrated token counts |
+//! | [`routing`] | complexity scoring, tiers, policies and explained model selection |
+//! | [`usage`] | signed usage records, the durable spool and the batching reporter |
+//! | [`accounts`] | org policies, budgets and reservations shared with the collector |
 //! | [`client`] | [`Client`]: the one entry point that ties config, transport and adapters |
 //!
 //! ```no_run
@@ -28,6 +33,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod accounts;
 pub mod client;
 pub mod config;
 pub mod error;

@@ -1,0 +1,705 @@
+//! Enterprise accounts: the contract between the SDK and the collector for policies,
+//! budgets and reservations (see `collector/ACCOUNTS.md` for the HTTP protocol).
+//!
+//! Why in the core: the collector resolves and enforces these rules as the authority,
+//! and the SDK enforces the same rules before each call (so a denied call never reaches
+//! a provider). Sharing one implementation means the two can never disagree about what
+//! a glob or an inherited rule means.
+//!
+//! - [`PolicyRules`]: what one level (org, department, project, group, user, key) sets.
+//! - [`EffectiveRules`]: the rules that apply to one API key, resolved broad → narrow,
+//!   each remembering the [`Level`] that set it (errors name it).
+//! - [`BudgetStatus`] / [`Period`]: budgets and their calendar windows (UTC).
+//! - [`EffectivePolicy`]: what `GET /v1/policy` returns.
+//! - [`ReservationRequest`] / [`ReservationResponse`] / [`SettleRequest`]: reserve the
+//!   maximum cost before a call, settle the actual cost after it.
+//! - [`request_auth`]: Ed25519-signed HTTP requests from the SDK to the collector.
+
+pub mod request_auth;
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Kind of a level in the organization tree, broadest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LevelKind {
+    /// The organization.
+    Org,
+    /// A department of the org.
+    Department,
+    /// A project (inside a department or directly under the org).
+    Project,
+    /// A group of members.
+    Group,
+    /// One member.
+    User,
+    /// One API key.
+    Key,
+}
+
+impl LevelKind {
+    /// Lowercase name used in level strings (`department:eng`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LevelKind::Org => "org",
+            LevelKind::Department => "department",
+            LevelKind::Project => "project",
+            LevelKind::Group => "group",
+            LevelKind::User => "user",
+            LevelKind::Key => "key",
+        }
+    }
+}
+
+/// One node of the organization tree, written `kind:id` (`department:eng`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Level {
+    /// Kind of node.
+    pub kind: LevelKind,
+    /// Its id.
+    pub id: String,
+}
+
+impl Level {
+    /// Build one.
+    pub fn new(kind: LevelKind, id: impl Into<String>) -> Self {
+        Level { kind, id: id.into() }
+    }
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.kind.as_str(), self.id)
+    }
+}
+
+impl FromStr for Level {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (kind, id) = s.split_once(':').ok_or_else(|| format!("level `{s}` is not `kind:id` (e.g. `department:eng`)"))?;
+        let kind = match kind {
+            "org" => LevelKind::Org,
+            "department" => LevelKind::Department,
+            "project" => LevelKind::Project,
+            "group" => LevelKind::Group,
+            "user" => LevelKind::User,
+            "key" => LevelKind::Key,
+            other => return Err(format!("level kind `{other}` is not one of org, department, project, group, user, key")),
+        };
+        if id.is_empty() {
+            return Err(format!("level `{s}` has an empty id"));
+        }
+        Ok(Level { kind, id: id.to_owned() })
+    }
+}
+
+impl Serialize for Level {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Level {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Routing tiers a policy may allow (`light`, `standard`, `heavy`).
+pub const TIERS: [&str; 3] = ["light", "standard", "heavy"];
+
+/// The rules one level sets. Every field is optional: an unset field inherits from the
+/// broader level. Narrower levels override broader ones field by field, except
+/// `deny_models`, which accumulates (a deny set by the org cannot be lifted below it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyRules {
+    /// Models that may be used, as globs over `provider/model` (`openai/*`,
+    /// `anthropic/claude-*-4*`). Unset: all models.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_models: Option<Vec<String>>,
+    /// Models that may never be used (globs); accumulates down the tree.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deny_models: Option<Vec<String>>,
+    /// Routing tiers `model: "auto"` may pick. Unset: all tiers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_tiers: Option<Vec<String>>,
+    /// Ceiling on `max_tokens` (completion) per request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tokens_per_request: Option<u64>,
+    /// Only providers/models flagged `zero_retention` in the price catalog.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zero_retention_only: Option<bool>,
+}
+
+impl PolicyRules {
+    /// Check values that serde cannot: globs are non-empty, tiers are known.
+    pub fn validate(&self, field_prefix: &str) -> Result<(), String> {
+        for (name, list) in [("allow_models", &self.allow_models), ("deny_models", &self.deny_models)] {
+            for g in list.iter().flatten() {
+                if g.trim().is_empty() {
+                    return Err(format!("{field_prefix}{name}: empty pattern; use globs such as `openai/*`"));
+                }
+            }
+        }
+        for t in self.allowed_tiers.iter().flatten() {
+            if !TIERS.contains(&t.as_str()) {
+                return Err(format!("{field_prefix}allowed_tiers: `{t}` is not a tier; use light, standard or heavy"));
+            }
+        }
+        if self.max_tokens_per_request == Some(0) {
+            return Err(format!("{field_prefix}max_tokens_per_request: must be at least 1 (remove it for no limit)"));
+        }
+        Ok(())
+    }
+
+    /// True when nothing is set.
+    pub fn is_empty(&self) -> bool {
+        *self == PolicyRules::default()
+    }
+}
+
+/// A value together with the level that set it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sourced<T> {
+    /// The value.
+    pub value: T,
+    /// Where it was set.
+    pub level: Level,
+}
+
+/// The rules in force for one key, after inheritance.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EffectiveRules {
+    /// Allow-list from the narrowest level that sets one.
+    pub allow_models: Option<Sourced<Vec<String>>>,
+    /// Every deny pattern from every level.
+    pub deny_models: Vec<Sourced<String>>,
+    /// Allowed tiers from the narrowest level that sets them.
+    pub allowed_tiers: Option<Sourced<Vec<String>>>,
+    /// Max tokens per request from the narrowest level that sets it.
+    pub max_tokens_per_request: Option<Sourced<u64>>,
+    /// Zero-retention requirement from the narrowest level that sets it.
+    pub zero_retention_only: Option<Sourced<bool>>,
+}
+
+/// Why a call is not permitted: the rule, the level that set it, and a message that says
+/// what to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Denial {
+    /// `allow_models`, `deny_models`, `allowed_tiers`, `max_tokens_per_request` or
+    /// `zero_retention_only`.
+    pub rule: String,
+    /// Level that set the rule.
+    pub level: Level,
+    /// Full explanation.
+    pub message: String,
+}
+
+impl fmt::Display for Denial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl EffectiveRules {
+    /// Resolve the rules of `levels`, given broadest first (org, department, project,
+    /// group, user, key).
+    pub fn resolve<'a>(levels: impl IntoIterator<Item = (&'a Level, &'a PolicyRules)>) -> EffectiveRules {
+        let mut out = EffectiveRules::default();
+        for (level, rules) in levels {
+            if let Some(v) = &rules.allow_models {
+                out.allow_models = Some(Sourced { value: v.clone(), level: level.clone() });
+            }
+            for d in rules.deny_models.iter().flatten() {
+                out.deny_models.push(Sourced { value: d.clone(), level: level.clone() });
+            }
+            if let Some(v) = &rules.allowed_tiers {
+                out.allowed_tiers = Some(Sourced { value: v.clone(), level: level.clone() });
+            }
+            if let Some(v) = rules.max_tokens_per_request {
+                out.max_tokens_per_request = Some(Sourced { value: v, level: level.clone() });
+            }
+            if let Some(v) = rules.zero_retention_only {
+                out.zero_retention_only = Some(Sourced { value: v, level: level.clone() });
+            }
+        }
+        out
+    }
+
+    /// May `model` (`provider/model`) be used? `zero_retention` is the catalog's flag for
+    /// it (false when the catalog does not know the model).
+    pub fn check_model(&self, model: &str, zero_retention: bool) -> Result<(), Denial> {
+        if let Some(d) = self.deny_models.iter().find(|d| glob_match(&d.value, model)) {
+            return Err(Denial {
+                rule: "deny_models".into(),
+                level: d.level.clone(),
+                message: format!("model `{model}` is denied by pattern `{}` set at {}", d.value, d.level),
+            });
+        }
+        if let Some(a) = &self.allow_models {
+            if !a.value.iter().any(|g| glob_match(g, model)) {
+                return Err(Denial {
+                    rule: "allow_models".into(),
+                    level: a.level.clone(),
+                    message: format!("model `{model}` is not in the allowed models {:?} set at {}", a.value, a.level),
+                });
+            }
+        }
+        if let Some(z) = &self.zero_retention_only {
+            if z.value && !zero_retention {
+                return Err(Denial {
+                    rule: "zero_retention_only".into(),
+                    level: z.level.clone(),
+                    message: format!(
+                        "model `{model}` is not flagged zero-retention in the price catalog, and {} allows only zero-retention models",
+                        z.level
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// May `model: "auto"` pick `tier`?
+    pub fn check_tier(&self, tier: &str) -> Result<(), Denial> {
+        match &self.allowed_tiers {
+            Some(t) if !t.value.iter().any(|x| x == tier) => Err(Denial {
+                rule: "allowed_tiers".into(),
+                level: t.level.clone(),
+                message: format!("routing tier `{tier}` is not in the allowed tiers {:?} set at {}", t.value, t.level),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// May a request ask for `max_tokens` completion tokens (None: not stated)?
+    pub fn check_max_tokens(&self, max_tokens: Option<u64>) -> Result<(), Denial> {
+        let Some(limit) = &self.max_tokens_per_request else { return Ok(()) };
+        match max_tokens {
+            Some(n) if n <= limit.value => Ok(()),
+            Some(n) => Err(Denial {
+                rule: "max_tokens_per_request".into(),
+                level: limit.level.clone(),
+                message: format!("max_tokens {n} is above the limit of {} per request set at {}; lower max_tokens", limit.value, limit.level),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Glob match over `provider/model`: `*` matches any run of characters (including `/`),
+/// `?` one character; everything else literally, case-sensitively.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    // Iterative wildcard matching with backtracking to the last `*` (linear in practice).
+    let (mut pi, mut ti) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+/// What a budget counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// Spend in micro-dollars.
+    Usd,
+    /// Total tokens (prompt + completion).
+    Tokens,
+}
+
+/// Budget period: UTC calendar hour, day or month.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Period {
+    /// Calendar hour (UTC).
+    Hour,
+    /// Calendar day (UTC).
+    Day,
+    /// Calendar month (UTC).
+    Month,
+}
+
+impl Period {
+    /// `[start, end)` in unix milliseconds of the window holding `now_ms`.
+    pub fn window(self, now_ms: u64) -> (u64, u64) {
+        const HOUR: u64 = 3_600_000;
+        const DAY: u64 = 86_400_000;
+        match self {
+            Period::Hour => {
+                let s = now_ms - now_ms % HOUR;
+                (s, s + HOUR)
+            }
+            Period::Day => {
+                let s = now_ms - now_ms % DAY;
+                (s, s + DAY)
+            }
+            Period::Month => {
+                let days = (now_ms / DAY) as i64;
+                let (y, m, _) = civil_from_days(days);
+                let start = days_from_civil(y, m, 1);
+                let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+                let end = days_from_civil(ny, nm, 1);
+                (start as u64 * DAY, end as u64 * DAY)
+            }
+        }
+    }
+
+    /// Lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Period::Hour => "hour",
+            Period::Day => "day",
+            Period::Month => "month",
+        }
+    }
+}
+
+/// Days since 1970-01-01 → (year, month 1..=12, day 1..=31) (H. Hinnant's algorithm).
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// (year, month, day) → days since 1970-01-01.
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = if m > 2 { m - 3 } else { m + 9 } as i64;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Hard budgets block calls that would exceed them; soft ones only warn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Enforcement {
+    /// Refuse calls that could exceed the limit.
+    Hard,
+    /// Allow, but notify at the `notify_at` thresholds.
+    Soft,
+}
+
+/// A budget and where it stands in its current window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetStatus {
+    /// Budget id.
+    pub id: String,
+    /// Level it is attached to.
+    pub level: Level,
+    /// What it counts.
+    pub metric: Metric,
+    /// Window.
+    pub period: Period,
+    /// Limit: micro-dollars for `usd`, tokens for `tokens`.
+    pub limit: u64,
+    /// Consumed in this window by stored records.
+    pub used: u64,
+    /// Held by open reservations (calls in flight or settled but not yet recorded).
+    pub reserved: u64,
+    /// `limit - used - reserved`, floored at 0.
+    pub remaining: u64,
+    /// Window start (unix ms).
+    pub period_start_ms: u64,
+    /// When the window resets (unix ms).
+    pub resets_at_ms: u64,
+    /// Hard or soft.
+    pub enforcement: Enforcement,
+    /// Percent thresholds that notify (e.g. `[50, 80, 100]`).
+    #[serde(default)]
+    pub notify_at: Vec<u8>,
+}
+
+impl BudgetStatus {
+    /// Would `amount` more (micros or tokens, by metric) exceed this hard budget?
+    pub fn would_exceed(&self, amount: u64) -> bool {
+        self.enforcement == Enforcement::Hard && amount > self.remaining
+    }
+
+    /// Human description for errors: names the budget, period, what is left and the reset.
+    pub fn describe(&self) -> String {
+        let (limit, left) = match self.metric {
+            Metric::Usd => (fmt_usd(self.limit), fmt_usd(self.remaining)),
+            Metric::Tokens => (format!("{} tokens", self.limit), format!("{} tokens", self.remaining)),
+        };
+        format!(
+            "{} {} budget `{}` of {} set at {}: {} left, resets at {}",
+            self.period.as_str(),
+            match self.metric {
+                Metric::Usd => "spend",
+                Metric::Tokens => "token",
+            },
+            self.id,
+            limit,
+            self.level,
+            left,
+            iso_utc(self.resets_at_ms)
+        )
+    }
+}
+
+/// `$12.345678` from micro-dollars.
+pub fn fmt_usd(micros: u64) -> String {
+    format!("${}.{:06}", micros / 1_000_000, micros % 1_000_000)
+}
+
+/// `2026-11-25T06:00:00Z` from unix ms.
+pub fn iso_utc(ms: u64) -> String {
+    let days = (ms / 86_400_000) as i64;
+    let (y, m, d) = civil_from_days(days);
+    let secs = (ms / 1000) % 86_400;
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, (secs / 60) % 60, secs % 60)
+}
+
+/// Scope of an API key in the organization tree.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeyScope {
+    /// Org id.
+    pub org: String,
+    /// Department id.
+    pub department: Option<String>,
+    /// Project id.
+    pub project: Option<String>,
+    /// Group id.
+    pub group: Option<String>,
+    /// User id.
+    pub user: Option<String>,
+}
+
+/// What `GET /v1/policy` answers: everything the SDK needs to enforce the rules and
+/// budgets of its key before each call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EffectivePolicy {
+    /// The key this policy is for.
+    pub api_key_id: String,
+    /// The key's place in the tree.
+    pub scope: KeyScope,
+    /// When the collector computed it (unix ms).
+    pub issued_at_ms: u64,
+    /// How long the SDK may use it without asking again.
+    pub ttl_ms: u64,
+    /// Rules after inheritance.
+    pub rules: EffectiveRules,
+    /// Every budget that applies to the key (its own and every level above it).
+    pub budgets: Vec<BudgetStatus>,
+}
+
+impl EffectivePolicy {
+    /// Does any hard budget apply (then calls need a reservation)?
+    pub fn has_hard_budget(&self) -> bool {
+        self.budgets.iter().any(|b| b.enforcement == Enforcement::Hard)
+    }
+
+    /// The first hard budget that `usd_micros` / `tokens` more would exceed.
+    pub fn exceeded_budget(&self, usd_micros: u64, tokens: u64) -> Option<&BudgetStatus> {
+        self.budgets.iter().find(|b| {
+            b.would_exceed(match b.metric {
+                Metric::Usd => usd_micros,
+                Metric::Tokens => tokens,
+            })
+        })
+    }
+}
+
+/// `POST /v1/reservations`: hold the maximum cost of one call against every budget of
+/// the key before the call. Idempotent on `reservation_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReservationRequest {
+    /// Client-generated UUID (retries reuse it).
+    pub reservation_id: String,
+    /// `provider/model` the call will use (checked against the rules).
+    pub model: String,
+    /// Maximum cost of the call in micro-dollars (prompt + `max_tokens` of output).
+    pub amount_micros: u64,
+    /// Maximum tokens of the call (prompt + `max_tokens`).
+    pub amount_tokens: u64,
+    /// How long to hold it if never settled (default 120 000, at most 600 000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_ms: Option<u64>,
+}
+
+/// Answer to a granted reservation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReservationResponse {
+    /// The reservation.
+    pub reservation_id: String,
+    /// When it lapses if not settled.
+    pub expires_at_ms: u64,
+    /// Budgets after the hold.
+    pub budgets: Vec<BudgetStatus>,
+    /// Soft-budget thresholds crossed (human messages).
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// `POST /v1/reservations/{id}/settle`: the actual cost once the call ended. The hold
+/// shrinks to the actual amount and lasts until the usage record `record_id` is
+/// ingested (then the record itself counts), so the spend is never missing nor counted
+/// twice. `actual_micros = 0` with no record releases it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettleRequest {
+    /// Actual cost in micro-dollars.
+    pub actual_micros: u64,
+    /// Actual total tokens.
+    pub actual_tokens: u64,
+    /// Id of the usage record the call produced, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_id: Option<String>,
+}
+
+/// Error body of the accounts endpoints, inside `{"error": ...}`. `code` is
+/// `permission_denied` (403, with `rule` and `level`) or `budget_exceeded` (402, with
+/// `budget`), or a generic code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountsErrorBody {
+    /// Stable code.
+    pub code: String,
+    /// Human message naming the rule or budget.
+    pub message: String,
+    /// Rule name for `permission_denied`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// Level that set the rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<Level>,
+    /// Budget for `budget_exceeded`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetStatus>,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("openai/*", "openai/gpt-4o"));
+        assert!(!glob_match("openai/*", "anthropic/claude-sonnet-4-5"));
+        assert!(glob_match("*", "x/y"));
+        assert!(glob_match("anthropic/claude-*-4*", "anthropic/claude-sonnet-4-5"));
+        assert!(glob_match("openai/gpt-4?", "openai/gpt-4o"));
+        assert!(!glob_match("openai/gpt-4?", "openai/gpt-4o-mini"));
+        assert!(glob_match("*mini", "openai/gpt-4o-mini"));
+        assert!(!glob_match("", "a"));
+        assert!(glob_match("a*b*c", "aXbYbZc"));
+    }
+
+    #[test]
+    fn inheritance_narrow_overrides_and_denies_accumulate() {
+        let org = Level::new(LevelKind::Org, "acme");
+        let dep = Level::new(LevelKind::Department, "eng");
+        let key = Level::new(LevelKind::Key, "k1");
+        let r_org = PolicyRules {
+            allow_models: Some(vec!["openai/*".into(), "anthropic/*".into()]),
+            deny_models: Some(vec!["openai/o1*".into()]),
+            max_tokens_per_request: Some(8000),
+            ..Default::default()
+        };
+        let r_dep = PolicyRules { allow_models: Some(vec!["openai/*".into()]), max_tokens_per_request: Some(2000), ..Default::default() };
+        let r_key = PolicyRules { deny_models: Some(vec!["openai/gpt-4o".into()]), ..Default::default() };
+        let eff = EffectiveRules::resolve([(&org, &r_org), (&dep, &r_dep), (&key, &r_key)]);
+        assert!(eff.check_model("openai/gpt-4o-mini", false).is_ok());
+        let d = eff.check_model("anthropic/claude-sonnet-4-5", false).unwrap_err();
+        assert_eq!((d.rule.as_str(), d.level.clone()), ("allow_models", dep.clone()));
+        let d = eff.check_model("openai/o1-mini", false).unwrap_err();
+        assert_eq!((d.rule.as_str(), d.level.clone()), ("deny_models", org));
+        let d = eff.check_model("openai/gpt-4o", false).unwrap_err();
+        assert_eq!(d.level, key);
+        assert!(eff.check_max_tokens(Some(2000)).is_ok());
+        let d = eff.check_max_tokens(Some(2001)).unwrap_err();
+        assert!(d.message.contains("department:eng"), "{}", d.message);
+    }
+
+    #[test]
+    fn zero_retention_and_tiers() {
+        let dep = Level::new(LevelKind::Department, "legal");
+        let r = PolicyRules { zero_retention_only: Some(true), allowed_tiers: Some(vec!["light".into()]), ..Default::default() };
+        let eff = EffectiveRules::resolve([(&dep, &r)]);
+        assert_eq!(eff.check_model("openai/gpt-4o", false).unwrap_err().rule, "zero_retention_only");
+        assert!(eff.check_model("openai/gpt-4o", true).is_ok());
+        assert!(eff.check_tier("light").is_ok());
+        assert_eq!(eff.check_tier("heavy").unwrap_err().rule, "allowed_tiers");
+        assert!(PolicyRules { allowed_tiers: Some(vec!["huge".into()]), ..Default::default() }.validate("x.").unwrap_err().contains("x.allowed_tiers"));
+    }
+
+    #[test]
+    fn periods_are_calendar_windows() {
+        // 2026-11-25T06:12:34.5Z
+        let now = days_from_civil(2026, 11, 25) as u64 * 86_400_000 + 6 * 3_600_000 + 12 * 60_000 + 34_500;
+        let (s, e) = Period::Month.window(now);
+        assert_eq!((iso_utc(s), iso_utc(e)), ("2026-11-01T00:00:00Z".into(), "2026-12-01T00:00:00Z".into()));
+        let (s, e) = Period::Day.window(now);
+        assert_eq!((iso_utc(s), iso_utc(e)), ("2026-11-25T00:00:00Z".into(), "2026-11-26T00:00:00Z".into()));
+        let (s, e) = Period::Hour.window(now);
+        assert_eq!((iso_utc(s), iso_utc(e)), ("2026-11-25T06:00:00Z".into(), "2026-11-25T07:00:00Z".into()));
+        let dec = days_from_civil(2026, 12, 31) as u64 * 86_400_000;
+        assert_eq!(iso_utc(Period::Month.window(dec).1), "2027-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn level_strings_round_trip_and_budget_text() {
+        let l: Level = "project:p-1".parse().unwrap();
+        assert_eq!(l.to_string(), "project:p-1");
+        assert!("team:x".parse::<Level>().is_err());
+        assert_eq!(serde_json::to_string(&l).unwrap(), "\"project:p-1\"");
+        let b = BudgetStatus {
+            id: "b1".into(),
+            level: l,
+            metric: Metric::Usd,
+            period: Period::Month,
+            limit: 5_000_000,
+            used: 4_000_000,
+            reserved: 500_000,
+            remaining: 500_000,
+            period_start_ms: 0,
+            resets_at_ms: 0,
+            enforcement: Enforcement::Hard,
+            notify_at: vec![80],
+        };
+        assert!(b.would_exceed(500_001) && !b.would_exceed(500_000));
+        let text = b.describe();
+        assert!(text.contains("month spend budget `b1`") && text.contains("$0.500000 left") && text.contains("project:p-1"), "{text}");
+    }
+}
