@@ -4,7 +4,8 @@
 //!   (prose, CJK, code) for the chosen implementation (bpe-openai, parallel above
 //!   256 KiB), bpe-openai single-threaded, and the alternative tiktoken-rs.
 //! - `estimate_cost/*`: a ~2k-token chat request, warm (repeated texts hit the count
-//!   cache, as in a chat loop) and the cold count of the same text.
+//!   cache, as in a chat loop), the cold count of the same text, and the one-pass
+//!   `Counting::Fast` estimate (always cold: it keeps no cache).
 
 #![allow(clippy::unwrap_used)]
 
@@ -64,6 +65,11 @@ fn estimate_cost(c: &mut Criterion) {
     eprintln!("estimate_cost request: {} prompt tokens", est.prompt.tokens);
     let mut g = c.benchmark_group("estimate_cost");
     g.bench_function("2k_tokens_warm", |b| b.iter(|| cat.estimate_cost(black_box(&req), "openai/gpt-4o").unwrap()));
+    let fast = gaterouter::pricing::EstimateOptions { counting: gaterouter::tokens::Counting::Fast, ..Default::default() };
+    let est_fast = cat.estimate_cost_with(&req, "openai/gpt-4o", fast).unwrap();
+    eprintln!("fast estimate: {} prompt tokens (tokenizer: {})", est_fast.prompt.tokens, est.prompt.tokens);
+    // The fast mode keeps no cache: every iteration is a cold estimate.
+    g.bench_function("2k_tokens_fast_cold", |b| b.iter(|| cat.estimate_cost_with(black_box(&req), "openai/gpt-4o", fast).unwrap()));
     let system = req.messages[0].text();
     g.bench_function("2k_tokens_cold_count_only", |b| b.iter(|| Encoding::O200kBase.count_uncached(black_box(&system))));
     g.finish();

@@ -30,7 +30,7 @@ use crate::config::{Config, ResolvedProvider};
 use crate::error::{Error, ErrorKind, Result};
 use crate::health::{BreakerState, Health};
 use crate::model_id::ModelId;
-use crate::pricing::{Catalog, Cost, CostEstimate, CostOptions};
+use crate::pricing::{Catalog, Cost, CostEstimate, CostOptions, EstimateOptions};
 use crate::providers::{Adapter, HttpCall, StreamDecoder, Target, adapter_for};
 use crate::retry::{Backoff, Decision};
 use crate::routing::select::{Availability, SelectInput, select};
@@ -196,8 +196,15 @@ impl Client {
 
     /// Estimate a request's cost before calling: expected and maximum.
     pub fn estimate_cost(&self, req: &ChatRequest) -> Result<CostEstimate> {
+        self.estimate_cost_with(req, EstimateOptions::default())
+    }
+
+    /// [`Client::estimate_cost`] with options: expected completion length, batch
+    /// pricing, and [`crate::tokens::Counting::Fast`] to skip the tokenizer on large
+    /// prompts (a few percent of error, microseconds).
+    pub fn estimate_cost_with(&self, req: &ChatRequest, opts: EstimateOptions) -> Result<CostEstimate> {
         let model = self.priced_model(req)?;
-        self.inner.catalog.estimate_cost(req, &model)
+        self.inner.catalog.estimate_cost_with(req, &model, opts)
     }
 
     fn priced_model(&self, req: &ChatRequest) -> Result<String> {

@@ -16,6 +16,7 @@
 //!
 //! Whole chat requests are counted the way OpenAI bills them by [`count_request`].
 
+pub mod fast;
 mod image;
 mod request;
 
@@ -29,7 +30,7 @@ use std::sync::{Mutex, OnceLock};
 use serde::{Deserialize, Serialize};
 
 pub use image::{ImageDims, image_dims_from_data_url, image_dims_from_bytes, ImageFormat};
-pub use request::{count_request, PromptBreakdown, PromptCount, UNKNOWN_IMAGE_ASSUMED_DIMS};
+pub use request::{count_request, count_request_with, Counting, PromptBreakdown, PromptCount, UNKNOWN_IMAGE_ASSUMED_DIMS};
 
 /// An exact OpenAI byte-pair encoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -66,7 +66,52 @@ enum ImageRule {
 ///   system prompt (346 tokens) when tools are given and uses `w*h/750` per image;
 ///   Gemini uses 258 per image.
 pub fn count_request(req: &ChatRequest, model: &str) -> PromptCount {
+    count_request_with(req, model, Counting::Tokenizer)
+}
+
+/// How text is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Counting {
+    /// The model's real tokenizer (OpenAI) or its calibrated estimator (others).
+    #[default]
+    Tokenizer,
+    /// The one-pass estimate of [`super::fast`]: no BPE, a few percent of error
+    /// (never exact), about 20x faster on text not counted before.
+    Fast,
+}
+
+/// A tokenizer choice and a counting mode.
+#[derive(Clone, Copy)]
+struct Counter {
+    choice: TokenizerChoice,
+    fast: bool,
+}
+
+impl Counter {
+    fn count(self, text: &str) -> u64 {
+        if !self.fast {
+            return self.choice.count(text);
+        }
+        match self.choice {
+            TokenizerChoice::Exact(enc) => super::fast::estimate(text, enc),
+            TokenizerChoice::Estimate(family) => {
+                let (other, cjk) = super::fast::estimate_milli(text, super::Encoding::O200kBase);
+                let (of, cf) = family.factors_per_mille();
+                other.saturating_mul(of).saturating_add(cjk.saturating_mul(cf)).div_ceil(1_000_000)
+            }
+        }
+    }
+    fn count_role(self, role: crate::types::Role) -> u64 {
+        if self.fast { self.count(role.as_str()).max(1) } else { self.choice.count_role(role) }
+    }
+}
+
+/// [`count_request`] with a choice of [`Counting`].
+pub fn count_request_with(req: &ChatRequest, model: &str, counting: Counting) -> PromptCount {
     let choice = encoding_for_model(model);
+    let fast = counting == Counting::Fast;
+    let counter = Counter { choice, fast };
     let (_, name) = split_model(model);
     let rule = match choice {
         TokenizerChoice::Estimate(EstimatorFamily::Claude) => ImageRule::Anthropic,
@@ -74,19 +119,19 @@ pub fn count_request(req: &ChatRequest, model: &str) -> PromptCount {
         _ => ImageRule::OpenAi(openai_image_rule(&name)),
     };
     let mut b = PromptBreakdown::default();
-    let mut exact = choice.is_exact();
+    let mut exact = choice.is_exact() && !fast;
     for m in &req.messages {
-        b.overhead += PER_MESSAGE + choice.count_role(m.role);
+        b.overhead += PER_MESSAGE + counter.count_role(m.role);
         if let Some(n) = &m.name {
-            b.names += choice.count(n) + PER_NAME;
+            b.names += counter.count(n) + PER_NAME;
         }
         if let Some(content) = &m.content {
             match content {
-                crate::types::Content::Text(t) => b.text += choice.count(t),
+                crate::types::Content::Text(t) => b.text += counter.count(t),
                 crate::types::Content::Parts(parts) => {
                     for p in parts {
                         match p {
-                            ContentPart::Text { text } => b.text += choice.count(text),
+                            ContentPart::Text { text } => b.text += counter.count(text),
                             ContentPart::ImageUrl { image_url } => {
                                 let dims = image_dims_from_data_url(&image_url.url);
                                 let (w, h) = match dims {
@@ -110,11 +155,11 @@ pub fn count_request(req: &ChatRequest, model: &str) -> PromptCount {
         }
         for tc in &m.tool_calls {
             // Approximation: the function name, its JSON arguments and a few formatting tokens.
-            b.text += choice.count(&tc.function.name) + choice.count(&tc.function.arguments) + 3;
+            b.text += counter.count(&tc.function.name) + counter.count(&tc.function.arguments) + 3;
             exact = false;
         }
         if let Some(id) = &m.tool_call_id {
-            b.text += choice.count(id);
+            b.text += counter.count(id);
             exact = false;
         }
     }
@@ -122,32 +167,32 @@ pub fn count_request(req: &ChatRequest, model: &str) -> PromptCount {
     if !req.tools.is_empty() {
         exact = false;
         b.tools += match choice {
-            TokenizerChoice::Exact(_) => openai_tools_tokens(&req.tools, choice),
+            TokenizerChoice::Exact(_) => openai_tools_tokens(&req.tools, counter),
             TokenizerChoice::Estimate(EstimatorFamily::Claude) => {
                 // Anthropic's documented tool-use system prompt for Claude 4 models, plus
                 // the definitions themselves as JSON.
-                346 + json_tokens(&serde_json::to_value(&req.tools).unwrap_or(Value::Null), choice)
+                346 + json_tokens(&serde_json::to_value(&req.tools).unwrap_or(Value::Null), counter)
             }
-            TokenizerChoice::Estimate(_) => openai_tools_tokens(&req.tools, choice),
+            TokenizerChoice::Estimate(_) => openai_tools_tokens(&req.tools, counter),
         };
     }
     if let Some(ResponseFormat::JsonSchema { json_schema }) = &req.response_format {
         exact = false;
-        b.tools += choice.count(&json_schema.name) + json_tokens(&json_schema.schema, choice);
+        b.tools += counter.count(&json_schema.name) + json_tokens(&json_schema.schema, counter);
     }
     let tokens = b.text + b.overhead + b.names + b.tools + b.images;
     PromptCount { tokens, exact, breakdown: b }
 }
 
-fn json_tokens(v: &Value, choice: TokenizerChoice) -> u64 {
-    choice.count(&serde_json::to_string(v).unwrap_or_default())
+fn json_tokens(v: &Value, counter: Counter) -> u64 {
+    counter.count(&serde_json::to_string(v).unwrap_or_default())
 }
 
 /// Tokens OpenAI adds for function definitions, following the OpenAI cookbook's
 /// `num_tokens_for_tools` (which OpenAI notes is an approximation of an undocumented
 /// format): 7 per function + `name:description` + 3 if it has properties, then per
 /// property 3 + `name:type:description` (+ enum items at 3 each minus 3), + 12 at the end.
-pub fn openai_tools_tokens(tools: &[Tool], choice: TokenizerChoice) -> u64 {
+fn openai_tools_tokens(tools: &[Tool], choice: Counter) -> u64 {
     const FUNC_INIT: u64 = 7;
     const PROP_INIT: u64 = 3;
     const PROP_KEY: u64 = 3;
