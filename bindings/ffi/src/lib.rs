@@ -8,7 +8,7 @@
 //! |---|---|
 //! | [`client`] | `GateRouterClient` (constructors from TOML text, a TOML file or JSON, `create` with [`MobileOptions`]; `chat`, `chatJson`, `chatStream`, `route`, `countTokens`, `estimateCost`, `flush`, `suspend` / `resume`, `setNetworkClass`), `ChatStreamListener`, `StreamHandle` |
 //! | [`insight`] | `RouteDecision`, `TokenCount`, `CostEstimate`, `Cost`; `countTextTokens`, `calculateCost` |
-//! | [`mobile`] | `MobileOptions` (spool directory, in-memory signing key), `NetworkClass`, `ReportingStatus`, `FlushResult` |
+//! | [`mobile`] | `MobileOptions` (spool directory, `UsageSigningKey` held in memory), `NetworkClass`, `ReportingStatus`, `FlushResult` |
 //! | [`types`] | records: `ChatRequest`, `ChatMessage`, `Tool`, `ChatResponse`, `ChatChunk`, `Usage`... and their conversions |
 //! | [`error`] | `GateRouterError` (Kotlin `GateRouterException`): one variant per public error kind + `Other` |
 //!
@@ -24,7 +24,7 @@ pub mod types;
 
 pub use client::{ChatStreamListener, GateRouterClient, StreamHandle};
 pub use error::GateRouterError;
-pub use mobile::{MobileOptions, NetworkClass};
+pub use mobile::{MobileOptions, NetworkClass, UsageSigningKey};
 
 uniffi::setup_scaffolding!();
 

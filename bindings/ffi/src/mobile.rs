@@ -2,8 +2,8 @@
 //! back. See `GateRouterClient.create` and `suspend` / `resume` / `setNetworkClass`.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use base64::Engine as _;
 use gaterouter as core;
 use zeroize::Zeroizing;
 
@@ -22,25 +22,77 @@ pub enum NetworkClass {
     Offline,
 }
 
-/// Start-up options of a mobile app. Every field is optional.
+/// The Ed25519 key that signs usage records, held in memory only.
 ///
-/// `Debug` hides the signing key.
-#[derive(Clone, Default, uniffi::Record)]
+/// An object rather than bytes in a record so that printing or logging [`MobileOptions`]
+/// (Kotlin data-class `toString`, Swift `description`) can never show it. Make one from
+/// what the app keeps in the Keychain / Keystore-protected storage; a new key is just 32
+/// random bytes (`SecRandomCopyBytes`, `SecureRandom`), registered with the collector by
+/// its [`UsageSigningKey::public_key`].
+#[derive(uniffi::Object)]
+pub struct UsageSigningKey {
+    seed_base64: core::config::Secret,
+    public_key: String,
+}
+
+impl std::fmt::Debug for UsageSigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UsageSigningKey").field("public_key", &self.public_key).finish_non_exhaustive()
+    }
+}
+
+#[uniffi::export]
+impl UsageSigningKey {
+    /// From the raw 32-byte seed (Swift `Data`, Kotlin `ByteArray`).
+    #[uniffi::constructor]
+    pub fn from_seed(seed: Vec<u8>) -> Result<Arc<Self>, GateRouterError> {
+        let seed = Zeroizing::new(seed);
+        let seed: &[u8; 32] = seed.as_slice().try_into().map_err(|_| {
+            GateRouterError::from(core::Error::config(
+                "UsageSigningKey.fromSeed",
+                format!("the seed is {} bytes, an Ed25519 seed is 32", seed.len()),
+                "pass exactly the 32-byte seed (or its base64 / a PKCS#8 PEM to fromText)",
+            ))
+        })?;
+        Ok(Arc::new(Self::from_signer(&core::usage::UsageSigner::from_seed(seed))))
+    }
+
+    /// From text: the standard base64 of the 32-byte seed, or a PKCS#8 PEM.
+    #[uniffi::constructor]
+    pub fn from_text(text: String) -> Result<Arc<Self>, GateRouterError> {
+        let text = Zeroizing::new(text);
+        let signer = core::usage::UsageSigner::from_key_text(&text, "UsageSigningKey.fromText (in memory)").map_err(|e| {
+            // The message says what is wrong with the key, never its bytes.
+            GateRouterError::from(core::Error::config("UsageSigningKey.fromText", e.to_string(), "pass the base64 seed or a PKCS#8 PEM"))
+        })?;
+        Ok(Arc::new(Self::from_signer(&signer)))
+    }
+
+    /// The public key (standard base64 of 32 bytes), to register with the collector.
+    pub fn public_key(&self) -> String {
+        self.public_key.clone()
+    }
+}
+
+impl UsageSigningKey {
+    fn from_signer(signer: &core::usage::UsageSigner) -> Self {
+        UsageSigningKey { seed_base64: signer.seed_base64(), public_key: signer.public_key().to_owned() }
+    }
+}
+
+/// Start-up options of a mobile app. Every field is optional.
+#[derive(Debug, Clone, Default, uniffi::Record)]
 pub struct MobileOptions {
     /// Absolute path of the usage-record spool directory inside the app sandbox
     /// (Android: `File(context.filesDir, "gaterouter-spool")`; iOS: a folder under
     /// Application Support). Overrides `reporting.spool_dir`. One client per directory.
     #[uniffi(default)]
     pub spool_dir: Option<String>,
-    /// The usage-record signing key as text: the standard base64 of the 32-byte Ed25519
-    /// seed, or a PKCS#8 PEM. Read it from the Keychain / Keystore-protected storage
-    /// and pass it here: it stays in memory, the SDK never writes it to disk.
+    /// The usage-record signing key, read by the app from the Keychain / Keystore-
+    /// protected storage. It stays in memory: the SDK never writes it to disk. Overrides
+    /// `reporting.signing_key_file` / `signing_key_env`.
     #[uniffi(default)]
-    pub signing_key: Option<String>,
-    /// The same key as the raw 32-byte seed (Swift `Data`, Kotlin `ByteArray`).
-    /// Give either this or `signing_key`.
-    #[uniffi(default)]
-    pub signing_key_seed: Option<Vec<u8>>,
+    pub signing_key: Option<Arc<UsageSigningKey>>,
     /// Overrides `identity.api_key_id` (the id the collector knows the key by), for
     /// apps that receive key and id together at run time.
     #[uniffi(default)]
@@ -55,21 +107,6 @@ pub struct MobileOptions {
     /// `resume()` when it comes to the foreground.
     #[uniffi(default = false)]
     pub start_suspended: bool,
-}
-
-impl std::fmt::Debug for MobileOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let redact = |set: bool| if set { "***" } else { "none" };
-        f.debug_struct("MobileOptions")
-            .field("spool_dir", &self.spool_dir)
-            .field("signing_key", &redact(self.signing_key.is_some()))
-            .field("signing_key_seed", &redact(self.signing_key_seed.is_some()))
-            .field("api_key_id", &self.api_key_id)
-            .field("user", &self.user)
-            .field("network_class", &self.network_class)
-            .field("start_suspended", &self.start_suspended)
-            .finish()
-    }
 }
 
 impl MobileOptions {
@@ -90,27 +127,8 @@ impl MobileOptions {
             }
             config.reporting.spool_dir = Some(path);
         }
-        let key = match (self.signing_key, self.signing_key_seed) {
-            (Some(_), Some(_)) => {
-                return Err(cfg_err("signing_key", "both signing_key and signing_key_seed are set".into(), "give only one of them"));
-            }
-            (Some(text), None) => Some(core::config::Secret::new(Zeroizing::new(text).trim())),
-            (None, Some(seed)) => {
-                let seed = Zeroizing::new(seed);
-                if seed.len() != 32 {
-                    return Err(cfg_err(
-                        "signing_key_seed",
-                        format!("is {} bytes, an Ed25519 seed is 32", seed.len()),
-                        "pass exactly the 32-byte seed (or the base64/PEM text as signing_key)",
-                    ));
-                }
-                let text = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(seed.as_slice()));
-                Some(core::config::Secret::new(text.as_str()))
-            }
-            (None, None) => None,
-        };
-        if key.is_some() {
-            config.reporting.signing_key = key;
+        if let Some(key) = self.signing_key {
+            config.reporting.signing_key = Some(key.seed_base64.clone());
         }
         if let Some(id) = self.api_key_id {
             config.identity.api_key_id = Some(id);
@@ -200,6 +218,8 @@ impl ReportingStatus {
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine as _;
+
     use super::*;
 
     fn config() -> core::Config {
@@ -210,10 +230,13 @@ mod tests {
     fn options_override_the_config_and_keep_the_key_in_memory() {
         let (signer, public) = core::usage::generate_key();
         let seed = base64::engine::general_purpose::STANDARD.decode(signer.seed_base64().expose()).expect("b64");
+        let key = UsageSigningKey::from_seed(seed).expect("seed");
+        assert_eq!(key.public_key(), public);
+        assert!(!format!("{key:?}").contains(signer.seed_base64().expose()));
         let mut c = config();
         MobileOptions {
             spool_dir: Some("/data/app/spool".into()),
-            signing_key_seed: Some(seed),
+            signing_key: Some(key),
             api_key_id: Some("k_phone".into()),
             user: Some("alice".into()),
             ..Default::default()
@@ -226,19 +249,19 @@ mod tests {
         assert_eq!(c.reporting.load_signer().expect("key").public_key(), public);
 
         let mut c = config();
-        MobileOptions { signing_key: Some(format!("  {}\n", signer.seed_base64().expose())), ..Default::default() }
-            .apply(&mut c)
-            .expect("applies");
+        let key = UsageSigningKey::from_text(format!("  {}\n", signer.seed_base64().expose())).expect("text");
+        MobileOptions { signing_key: Some(key), ..Default::default() }.apply(&mut c).expect("applies");
         assert_eq!(c.reporting.load_signer().expect("key").public_key(), public);
         assert_eq!(c.identity.api_key_id.as_deref(), Some("from_file"));
     }
 
     #[test]
     fn bad_options_name_the_field() {
-        let err = |o: MobileOptions| o.apply(&mut config()).expect_err("refused").to_string();
-        assert!(err(MobileOptions { spool_dir: Some("spool".into()), ..Default::default() }).contains("MobileOptions.spool_dir"));
-        assert!(err(MobileOptions { signing_key_seed: Some(vec![1; 31]), ..Default::default() }).contains("31 bytes"));
-        let both = MobileOptions { signing_key: Some("x".into()), signing_key_seed: Some(vec![1; 32]), ..Default::default() };
-        assert!(err(both).contains("only one"));
+        let e = MobileOptions { spool_dir: Some("spool".into()), ..Default::default() }.apply(&mut config()).expect_err("relative");
+        assert!(e.to_string().contains("MobileOptions.spool_dir"), "{e}");
+        let e = UsageSigningKey::from_seed(vec![1; 31]).expect_err("short");
+        assert!(e.to_string().contains("31 bytes"), "{e}");
+        let e = UsageSigningKey::from_text("s3cr3t-not-a-key".into()).expect_err("garbage");
+        assert!(e.to_string().contains("UsageSigningKey.fromText") && !e.to_string().contains("s3cr3t"), "{e}");
     }
 }

@@ -1593,6 +1593,171 @@ public func FfiConverterTypeStreamHandle_lower(_ value: StreamHandle) -> UInt64 
 
 
 
+
+
+/**
+ * The Ed25519 key that signs usage records, held in memory only.
+ *
+ * An object rather than bytes in a record so that printing or logging [`MobileOptions`]
+ * (Kotlin data-class `toString`, Swift `description`) can never show it. Make one from
+ * what the app keeps in the Keychain / Keystore-protected storage; a new key is just 32
+ * random bytes (`SecRandomCopyBytes`, `SecureRandom`), registered with the collector by
+ * its [`UsageSigningKey::public_key`].
+ */
+public protocol UsageSigningKeyProtocol: AnyObject, Sendable {
+    
+    /**
+     * The public key (standard base64 of 32 bytes), to register with the collector.
+     */
+    func publicKey()  -> String
+    
+}
+/**
+ * The Ed25519 key that signs usage records, held in memory only.
+ *
+ * An object rather than bytes in a record so that printing or logging [`MobileOptions`]
+ * (Kotlin data-class `toString`, Swift `description`) can never show it. Make one from
+ * what the app keeps in the Keychain / Keystore-protected storage; a new key is just 32
+ * random bytes (`SecRandomCopyBytes`, `SecureRandom`), registered with the collector by
+ * its [`UsageSigningKey::public_key`].
+ */
+open class UsageSigningKey: UsageSigningKeyProtocol, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_gaterouter_ffi_fn_clone_usagesigningkey(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_gaterouter_ffi_fn_free_usagesigningkey(handle, $0) }
+    }
+
+    
+    /**
+     * From the raw 32-byte seed (Swift `Data`, Kotlin `ByteArray`).
+     */
+public static func fromSeed(seed: Data)throws  -> UsageSigningKey  {
+    return try  FfiConverterTypeUsageSigningKey_lift(try rustCallWithError(FfiConverterTypeGateRouterError_lift) {
+        uniffiCallStatus in
+    uniffi_gaterouter_ffi_fn_constructor_usagesigningkey_from_seed(
+        FfiConverterData.lower(seed),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * From text: the standard base64 of the 32-byte seed, or a PKCS#8 PEM.
+     */
+public static func fromText(text: String)throws  -> UsageSigningKey  {
+    return try  FfiConverterTypeUsageSigningKey_lift(try rustCallWithError(FfiConverterTypeGateRouterError_lift) {
+        uniffiCallStatus in
+    uniffi_gaterouter_ffi_fn_constructor_usagesigningkey_from_text(
+        FfiConverterString.lower(text),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+    /**
+     * The public key (standard base64 of 32 bytes), to register with the collector.
+     */
+open func publicKey() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_gaterouter_ffi_fn_method_usagesigningkey_public_key(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeUsageSigningKey: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = UsageSigningKey
+
+    public static func lift(_ handle: UInt64) throws -> UsageSigningKey {
+        return UsageSigningKey(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: UsageSigningKey) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> UsageSigningKey {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: UsageSigningKey, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeUsageSigningKey_lift(_ handle: UInt64) throws -> UsageSigningKey {
+    return try FfiConverterTypeUsageSigningKey.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeUsageSigningKey_lower(_ value: UsageSigningKey) -> UInt64 {
+    return FfiConverterTypeUsageSigningKey.lower(value)
+}
+
+
+
+
 /**
  * One stream chunk. The last chunk of a successful stream has no text and `usage` set.
  */
@@ -2691,10 +2856,8 @@ public func FfiConverterTypeImageInput_lower(_ value: ImageInput) -> RustBuffer 
 
 /**
  * Start-up options of a mobile app. Every field is optional.
- *
- * `Debug` hides the signing key.
  */
-public struct MobileOptions: Equatable, Hashable {
+public struct MobileOptions {
     /**
      * Absolute path of the usage-record spool directory inside the app sandbox
      * (Android: `File(context.filesDir, "gaterouter-spool")`; iOS: a folder under
@@ -2702,16 +2865,11 @@ public struct MobileOptions: Equatable, Hashable {
      */
     public var spoolDir: String?
     /**
-     * The usage-record signing key as text: the standard base64 of the 32-byte Ed25519
-     * seed, or a PKCS#8 PEM. Read it from the Keychain / Keystore-protected storage
-     * and pass it here: it stays in memory, the SDK never writes it to disk.
+     * The usage-record signing key, read by the app from the Keychain / Keystore-
+     * protected storage. It stays in memory: the SDK never writes it to disk. Overrides
+     * `reporting.signing_key_file` / `signing_key_env`.
      */
-    public var signingKey: String?
-    /**
-     * The same key as the raw 32-byte seed (Swift `Data`, Kotlin `ByteArray`).
-     * Give either this or `signing_key`.
-     */
-    public var signingKeySeed: Data?
+    public var signingKey: UsageSigningKey?
     /**
      * Overrides `identity.api_key_id` (the id the collector knows the key by), for
      * apps that receive key and id together at run time.
@@ -2740,14 +2898,10 @@ public struct MobileOptions: Equatable, Hashable {
          * Application Support). Overrides `reporting.spool_dir`. One client per directory.
          */spoolDir: String? = nil, 
         /**
-         * The usage-record signing key as text: the standard base64 of the 32-byte Ed25519
-         * seed, or a PKCS#8 PEM. Read it from the Keychain / Keystore-protected storage
-         * and pass it here: it stays in memory, the SDK never writes it to disk.
-         */signingKey: String? = nil, 
-        /**
-         * The same key as the raw 32-byte seed (Swift `Data`, Kotlin `ByteArray`).
-         * Give either this or `signing_key`.
-         */signingKeySeed: Data? = nil, 
+         * The usage-record signing key, read by the app from the Keychain / Keystore-
+         * protected storage. It stays in memory: the SDK never writes it to disk. Overrides
+         * `reporting.signing_key_file` / `signing_key_env`.
+         */signingKey: UsageSigningKey? = nil, 
         /**
          * Overrides `identity.api_key_id` (the id the collector knows the key by), for
          * apps that receive key and id together at run time.
@@ -2764,7 +2918,6 @@ public struct MobileOptions: Equatable, Hashable {
          */startSuspended: Bool = false) {
         self.spoolDir = spoolDir
         self.signingKey = signingKey
-        self.signingKeySeed = signingKeySeed
         self.apiKeyId = apiKeyId
         self.user = user
         self.networkClass = networkClass
@@ -2788,8 +2941,7 @@ public struct FfiConverterTypeMobileOptions: FfiConverterRustBuffer {
         return
             try MobileOptions(
                 spoolDir: FfiConverterOptionString.read(from: &buf), 
-                signingKey: FfiConverterOptionString.read(from: &buf), 
-                signingKeySeed: FfiConverterOptionData.read(from: &buf), 
+                signingKey: FfiConverterOptionTypeUsageSigningKey.read(from: &buf), 
                 apiKeyId: FfiConverterOptionString.read(from: &buf), 
                 user: FfiConverterOptionString.read(from: &buf), 
                 networkClass: FfiConverterOptionTypeNetworkClass.read(from: &buf), 
@@ -2799,8 +2951,7 @@ public struct FfiConverterTypeMobileOptions: FfiConverterRustBuffer {
 
     public static func write(_ value: MobileOptions, into buf: inout [UInt8]) {
         FfiConverterOptionString.write(value.spoolDir, into: &buf)
-        FfiConverterOptionString.write(value.signingKey, into: &buf)
-        FfiConverterOptionData.write(value.signingKeySeed, into: &buf)
+        FfiConverterOptionTypeUsageSigningKey.write(value.signingKey, into: &buf)
         FfiConverterOptionString.write(value.apiKeyId, into: &buf)
         FfiConverterOptionString.write(value.user, into: &buf)
         FfiConverterOptionTypeNetworkClass.write(value.networkClass, into: &buf)
@@ -5405,8 +5556,8 @@ fileprivate struct FfiConverterOptionString: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
-fileprivate struct FfiConverterOptionData: FfiConverterRustBuffer {
-    typealias SwiftType = Data?
+fileprivate struct FfiConverterOptionTypeUsageSigningKey: FfiConverterRustBuffer {
+    typealias SwiftType = UsageSigningKey?
 
     public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
         guard let value = value else {
@@ -5414,13 +5565,13 @@ fileprivate struct FfiConverterOptionData: FfiConverterRustBuffer {
             return
         }
         writeInt(&buf, Int8(1))
-        FfiConverterData.write(value, into: &buf)
+        FfiConverterTypeUsageSigningKey.write(value, into: &buf)
     }
 
     public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
         switch try readInt(&buf) as Int8 {
         case 0: return nil
-        case 1: return try FfiConverterData.read(from: &buf)
+        case 1: return try FfiConverterTypeUsageSigningKey.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }
@@ -6014,6 +6165,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_gaterouter_ffi_checksum_method_streamhandle_is_finished() != 24946) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_gaterouter_ffi_checksum_method_usagesigningkey_public_key() != 5532) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_gaterouter_ffi_checksum_constructor_gaterouterclient_create() != 61027) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -6027,6 +6181,12 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_gaterouter_ffi_checksum_constructor_gaterouterclient_from_config_toml() != 3658) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_gaterouter_ffi_checksum_constructor_usagesigningkey_from_seed() != 50474) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_gaterouter_ffi_checksum_constructor_usagesigningkey_from_text() != 43423) {
         return InitializationResult.apiChecksumMismatch
     }
 

@@ -762,6 +762,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_gaterouter_ffi_checksum_method_streamhandle_is_finished(
     ): Int
+    external fun uniffi_gaterouter_ffi_checksum_method_usagesigningkey_public_key(
+    ): Int
     external fun uniffi_gaterouter_ffi_checksum_constructor_gaterouterclient_create(
     ): Int
     external fun uniffi_gaterouter_ffi_checksum_constructor_gaterouterclient_create_from_file(
@@ -771,6 +773,10 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_gaterouter_ffi_checksum_constructor_gaterouterclient_from_config_json(
     ): Int
     external fun uniffi_gaterouter_ffi_checksum_constructor_gaterouterclient_from_config_toml(
+    ): Int
+    external fun uniffi_gaterouter_ffi_checksum_constructor_usagesigningkey_from_seed(
+    ): Int
+    external fun uniffi_gaterouter_ffi_checksum_constructor_usagesigningkey_from_text(
     ): Int
     external fun ffi_gaterouter_ffi_uniffi_contract_version(
     ): Int
@@ -857,6 +863,16 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_gaterouter_ffi_fn_method_streamhandle_is_finished(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Byte
+    external fun uniffi_gaterouter_ffi_fn_clone_usagesigningkey(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_gaterouter_ffi_fn_free_usagesigningkey(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_gaterouter_ffi_fn_constructor_usagesigningkey_from_seed(`seed`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_gaterouter_ffi_fn_constructor_usagesigningkey_from_text(`text`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_gaterouter_ffi_fn_method_usagesigningkey_public_key(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_gaterouter_ffi_fn_func_gaterouter_version(uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_gaterouter_ffi_fn_func_calculate_cost(`usage`: RustBuffer.ByValue,`model`: RustBuffer.ByValue,`options`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
@@ -1051,6 +1067,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_gaterouter_ffi_checksum_method_streamhandle_is_finished() and 0xFFFF) != 24946) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_gaterouter_ffi_checksum_method_usagesigningkey_public_key() and 0xFFFF) != 5532) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_gaterouter_ffi_checksum_constructor_gaterouterclient_create() and 0xFFFF) != 61027) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1064,6 +1083,12 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_gaterouter_ffi_checksum_constructor_gaterouterclient_from_config_toml() and 0xFFFF) != 3658) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_gaterouter_ffi_checksum_constructor_usagesigningkey_from_seed() and 0xFFFF) != 50474) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_gaterouter_ffi_checksum_constructor_usagesigningkey_from_text() and 0xFFFF) != 43423) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
 }
@@ -2936,6 +2961,315 @@ public object FfiConverterTypeStreamHandle: FfiConverter<StreamHandle, Long> {
 }
 
 
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
+ * The Ed25519 key that signs usage records, held in memory only.
+ *
+ * An object rather than bytes in a record so that printing or logging [`MobileOptions`]
+ * (Kotlin data-class `toString`, Swift `description`) can never show it. Make one from
+ * what the app keeps in the Keychain / Keystore-protected storage; a new key is just 32
+ * random bytes (`SecRandomCopyBytes`, `SecureRandom`), registered with the collector by
+ * its [`UsageSigningKey::public_key`].
+ */
+public interface UsageSigningKeyInterface {
+    
+    /**
+     * The public key (standard base64 of 32 bytes), to register with the collector.
+     */
+    fun `publicKey`(): kotlin.String
+    
+    companion object
+}
+
+/**
+ * The Ed25519 key that signs usage records, held in memory only.
+ *
+ * An object rather than bytes in a record so that printing or logging [`MobileOptions`]
+ * (Kotlin data-class `toString`, Swift `description`) can never show it. Make one from
+ * what the app keeps in the Keychain / Keystore-protected storage; a new key is just 32
+ * random bytes (`SecRandomCopyBytes`, `SecureRandom`), registered with the collector by
+ * its [`UsageSigningKey::public_key`].
+ */
+open class UsageSigningKey: Disposable, AutoCloseable, UsageSigningKeyInterface
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_gaterouter_ffi_fn_free_usagesigningkey(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_gaterouter_ffi_fn_clone_usagesigningkey(handle, status)
+        }
+    }
+
+    
+    /**
+     * The public key (standard base64 of 32 bytes), to register with the collector.
+     */override fun `publicKey`(): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_gaterouter_ffi_fn_method_usagesigningkey_public_key(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+
+    
+
+
+    
+    companion object {
+        
+    /**
+     * From the raw 32-byte seed (Swift `Data`, Kotlin `ByteArray`).
+     */
+    @Throws(GateRouterException::class) fun `fromSeed`(`seed`: kotlin.ByteArray): UsageSigningKey {
+            return FfiConverterTypeUsageSigningKey.lift(
+    uniffiRustCallWithError(GateRouterException) { _status ->
+    UniffiLib.uniffi_gaterouter_ffi_fn_constructor_usagesigningkey_from_seed(
+    
+        
+        FfiConverterByteArray.lower(`seed`),_status)
+}
+    )
+    }
+    
+
+        
+    /**
+     * From text: the standard base64 of the 32-byte seed, or a PKCS#8 PEM.
+     */
+    @Throws(GateRouterException::class) fun `fromText`(`text`: kotlin.String): UsageSigningKey {
+            return FfiConverterTypeUsageSigningKey.lift(
+    uniffiRustCallWithError(GateRouterException) { _status ->
+    UniffiLib.uniffi_gaterouter_ffi_fn_constructor_usagesigningkey_from_text(
+    
+        
+        FfiConverterString.lower(`text`),_status)
+}
+    )
+    }
+    
+
+        
+    }
+    
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeUsageSigningKey: FfiConverter<UsageSigningKey, Long> {
+    override fun lower(value: UsageSigningKey): Long {
+        return value.uniffiCloneHandle()
+    }
+
+    override fun lift(value: Long): UsageSigningKey {
+        return UsageSigningKey(UniffiWithHandle, value)
+    }
+
+    override fun read(buf: ByteBuffer): UsageSigningKey {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: UsageSigningKey) = 8UL
+
+    override fun write(value: UsageSigningKey, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
 
 /**
  * One stream chunk. The last chunk of a successful stream has no text and `usage` set.
@@ -3732,8 +4066,6 @@ public object FfiConverterTypeImageInput: FfiConverterRustBuffer<ImageInput> {
 
 /**
  * Start-up options of a mobile app. Every field is optional.
- *
- * `Debug` hides the signing key.
  */
 data class MobileOptions (
     /**
@@ -3744,17 +4076,11 @@ data class MobileOptions (
     var `spoolDir`: kotlin.String? = null 
     , 
     /**
-     * The usage-record signing key as text: the standard base64 of the 32-byte Ed25519
-     * seed, or a PKCS#8 PEM. Read it from the Keychain / Keystore-protected storage
-     * and pass it here: it stays in memory, the SDK never writes it to disk.
+     * The usage-record signing key, read by the app from the Keychain / Keystore-
+     * protected storage. It stays in memory: the SDK never writes it to disk. Overrides
+     * `reporting.signing_key_file` / `signing_key_env`.
      */
-    var `signingKey`: kotlin.String? = null 
-    , 
-    /**
-     * The same key as the raw 32-byte seed (Swift `Data`, Kotlin `ByteArray`).
-     * Give either this or `signing_key`.
-     */
-    var `signingKeySeed`: kotlin.ByteArray? = null 
+    var `signingKey`: UsageSigningKey? = null 
     , 
     /**
      * Overrides `identity.api_key_id` (the id the collector knows the key by), for
@@ -3778,11 +4104,24 @@ data class MobileOptions (
      */
     var `startSuspended`: kotlin.Boolean = false 
     
-){
+): Disposable{
     
 
     
 
+    
+    @Suppress("UNNECESSARY_SAFE_CALL") // codegen is much simpler if we unconditionally emit safe calls here
+    override fun destroy() {
+        
+    Disposable.destroy(
+        this.`spoolDir`,
+        this.`signingKey`,
+        this.`apiKeyId`,
+        this.`user`,
+        this.`networkClass`,
+        this.`startSuspended`
+    )
+    }
     
     companion object
 }
@@ -3794,8 +4133,7 @@ public object FfiConverterTypeMobileOptions: FfiConverterRustBuffer<MobileOption
     override fun read(buf: ByteBuffer): MobileOptions {
         return MobileOptions(
             FfiConverterOptionalString.read(buf),
-            FfiConverterOptionalString.read(buf),
-            FfiConverterOptionalByteArray.read(buf),
+            FfiConverterOptionalTypeUsageSigningKey.read(buf),
             FfiConverterOptionalString.read(buf),
             FfiConverterOptionalString.read(buf),
             FfiConverterOptionalTypeNetworkClass.read(buf),
@@ -3805,8 +4143,7 @@ public object FfiConverterTypeMobileOptions: FfiConverterRustBuffer<MobileOption
 
     override fun allocationSize(value: MobileOptions) = (
             FfiConverterOptionalString.allocationSize(value.`spoolDir`) +
-            FfiConverterOptionalString.allocationSize(value.`signingKey`) +
-            FfiConverterOptionalByteArray.allocationSize(value.`signingKeySeed`) +
+            FfiConverterOptionalTypeUsageSigningKey.allocationSize(value.`signingKey`) +
             FfiConverterOptionalString.allocationSize(value.`apiKeyId`) +
             FfiConverterOptionalString.allocationSize(value.`user`) +
             FfiConverterOptionalTypeNetworkClass.allocationSize(value.`networkClass`) +
@@ -3815,8 +4152,7 @@ public object FfiConverterTypeMobileOptions: FfiConverterRustBuffer<MobileOption
 
     override fun write(value: MobileOptions, buf: ByteBuffer) {
             FfiConverterOptionalString.write(value.`spoolDir`, buf)
-            FfiConverterOptionalString.write(value.`signingKey`, buf)
-            FfiConverterOptionalByteArray.write(value.`signingKeySeed`, buf)
+            FfiConverterOptionalTypeUsageSigningKey.write(value.`signingKey`, buf)
             FfiConverterOptionalString.write(value.`apiKeyId`, buf)
             FfiConverterOptionalString.write(value.`user`, buf)
             FfiConverterOptionalTypeNetworkClass.write(value.`networkClass`, buf)
@@ -6176,28 +6512,28 @@ public object FfiConverterOptionalString: FfiConverterRustBuffer<kotlin.String?>
 /**
  * @suppress
  */
-public object FfiConverterOptionalByteArray: FfiConverterRustBuffer<kotlin.ByteArray?> {
-    override fun read(buf: ByteBuffer): kotlin.ByteArray? {
+public object FfiConverterOptionalTypeUsageSigningKey: FfiConverterRustBuffer<UsageSigningKey?> {
+    override fun read(buf: ByteBuffer): UsageSigningKey? {
         if (buf.get().toInt() == 0) {
             return null
         }
-        return FfiConverterByteArray.read(buf)
+        return FfiConverterTypeUsageSigningKey.read(buf)
     }
 
-    override fun allocationSize(value: kotlin.ByteArray?): ULong {
+    override fun allocationSize(value: UsageSigningKey?): ULong {
         if (value == null) {
             return 1UL
         } else {
-            return 1UL + FfiConverterByteArray.allocationSize(value)
+            return 1UL + FfiConverterTypeUsageSigningKey.allocationSize(value)
         }
     }
 
-    override fun write(value: kotlin.ByteArray?, buf: ByteBuffer) {
+    override fun write(value: UsageSigningKey?, buf: ByteBuffer) {
         if (value == null) {
             buf.put(0)
         } else {
             buf.put(1)
-            FfiConverterByteArray.write(value, buf)
+            FfiConverterTypeUsageSigningKey.write(value, buf)
         }
     }
 }

@@ -33,7 +33,7 @@ class MobileTest {
             extra = "[identity]\norg = \"acme\"\n\n[reporting]\ncollector_url = \"${Collector.url}\"\n" +
                 "batch_max_records = 50\nbatch_max_age_ms = 50\nretry_initial_backoff_ms = 20\nretry_max_backoff_ms = 200\n$reporting",
         )
-        val base = MobileOptions(spoolDir = spool.absolutePath, signingKeySeed = key.seed, apiKeyId = keyId)
+        val base = MobileOptions(spoolDir = spool.absolutePath, signingKey = UsageSigningKey.fromSeed(key.seed), apiKeyId = keyId)
         return GateRouterClient.create(config, options(base))
     }
 
@@ -133,7 +133,13 @@ class MobileTest {
         val spool = File(tmp, "spool")
         val config = toml(extra = "[identity]\norg = \"acme\"\n\n[reporting]\ncollector_url = \"${Collector.url}\"\nbatch_max_age_ms = 50\n")
         val keyText = Base64.getEncoder().encodeToString(key.seed)
-        val client = GateRouterClient.create(config, MobileOptions(spoolDir = spool.absolutePath, signingKey = keyText, apiKeyId = "k_kotlin_disk"))
+        val signingKey = UsageSigningKey.fromText(keyText)
+        // The SDK derives the same public key as the JDK did: that is what the collector checks.
+        assertEquals(key.publicKeyBase64, signingKey.publicKey())
+        val options = MobileOptions(spoolDir = spool.absolutePath, signingKey = signingKey, apiKeyId = "k_kotlin_disk")
+        // Printing or logging the options never shows the key.
+        assertFalse(options.toString().contains(keyText), options.toString())
+        val client = GateRouterClient.create(config, options)
         client.chat(request("openai/gpt-4o-mini", "x"))
         assertTrue(client.flush(15_000u).drained)
         assertEquals(1L, Collector.calls("k_kotlin_disk"))
@@ -219,14 +225,10 @@ class MobileTest {
         val config = toml(extra = "[identity]\norg = \"acme\"\napi_key_id = \"k\"\n")
         val relative = assertThrows<GateRouterException.Config> { GateRouterClient.create(config, MobileOptions(spoolDir = "spool")) }
         assertTrue(relative.detail.contains("MobileOptions.spool_dir"), relative.detail)
-        val short = assertThrows<GateRouterException.Config> {
-            GateRouterClient.create(config, MobileOptions(spoolDir = File(tmp, "s2").absolutePath, signingKeySeed = ByteArray(31)))
-        }
+        val short = assertThrows<GateRouterException.Config> { UsageSigningKey.fromSeed(ByteArray(31)) }
         assertTrue(short.detail.contains("31 bytes"), short.detail)
-        val badKey = assertThrows<GateRouterException.Config> {
-            GateRouterClient.create(config, MobileOptions(spoolDir = File(tmp, "s3").absolutePath, signingKey = "s3cr3t-n0t-a-key"))
-        }
+        val badKey = assertThrows<GateRouterException.Config> { UsageSigningKey.fromText("s3cr3t-n0t-a-key") }
         // The error says where the key came from, never what it was.
-        assertTrue(badKey.detail.contains("in memory") && !badKey.detail.contains("s3cr3t"), badKey.detail)
+        assertTrue(badKey.detail.contains("UsageSigningKey.fromText") && !badKey.detail.contains("s3cr3t"), badKey.detail)
     }
 }
