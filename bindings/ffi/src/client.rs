@@ -303,8 +303,9 @@ impl GateRouterClient {
         let suspended = options.start_suspended;
         options.apply(&mut config)?;
         let client = mobile_client(config)?;
-        // Before the reporter's first batch is due (it waits `batch_max_age_ms` for a
-        // fuller batch), so nothing goes out against these settings.
+        // Right after start: the reporter waits `batch_max_age_ms` before its first batch
+        // unless records left from a previous run fill one, and an upload it may already
+        // have begun is abandoned as soon as it sees the suspended/offline state.
         if suspended {
             client.suspend_reporting();
         }
