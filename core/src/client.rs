@@ -40,7 +40,7 @@ use crate::stream::ChatStream;
 use crate::tokens::{PromptCount, count_request};
 use crate::types::{ChatChunk, ChatRequest, ChatResponse, Usage};
 use crate::usage::{
-    FlushOutcome, Recorder, ReportingMode, RouteInfo, SdkInfo, SpoolStatus, UsageError, UsageRecordInput, UsageStatus,
+    FlushOutcome, LinkState, NetworkClass, Recorder, ReportingMode, RouteInfo, SdkInfo, SpoolStatus, UsageError, UsageRecordInput, UsageStatus,
     unix_ms_now,
 };
 
@@ -484,6 +484,36 @@ impl Client {
             tracing::error!(error = %e, code = e.code(), "usage record not written");
         }
     }
+
+    /// Pause usage-record delivery (mobile: the app went to the background). Calls keep
+    /// working and their records keep being spooled; nothing is sent until
+    /// [`Client::resume_reporting`]. Returns at once.
+    pub fn suspend_reporting(&self) {
+        if let Some(r) = &self.inner.recorder {
+            r.suspend();
+        }
+    }
+
+    /// Resume usage-record delivery; what waited is sent now (unless offline).
+    /// Returns at once.
+    pub fn resume_reporting(&self) {
+        if let Some(r) = &self.inner.recorder {
+            r.resume();
+        }
+    }
+
+    /// Tell the reporter the device's network class (cellular batches more, offline
+    /// holds records). Returns at once.
+    pub fn set_network_class(&self, network: NetworkClass) {
+        if let Some(r) = &self.inner.recorder {
+            r.set_network_class(network);
+        }
+    }
+
+    /// Suspended flag and network class, when usage records are on.
+    pub fn reporting_link(&self) -> Option<LinkState> {
+        self.inner.recorder.as_ref().map(Recorder::link_state)
+    }
 }
 
 impl Availability for Client {
@@ -544,7 +574,7 @@ fn start_recorder(config: &Config, sdk: SdkInfo) -> Result<Option<Recorder>> {
         return Ok(None);
     }
     let key_env = rep.signing_key_env.clone().unwrap_or_else(|| crate::usage::DEFAULT_SIGNING_KEY_ENV.to_owned());
-    let key_configured = rep.signing_key_file.is_some() || std::env::var(&key_env).is_ok_and(|v| !v.trim().is_empty());
+    let key_configured = rep.signing_key.is_some() || rep.signing_key_file.is_some() || std::env::var(&key_env).is_ok_and(|v| !v.trim().is_empty());
     if rep.collector_url.is_none() && (!key_configured || config.identity.api_key_id.is_none()) {
         tracing::info!("usage records are off: configure identity.api_key_id and a signing key ([reporting]) to turn them on");
         return Ok(None);

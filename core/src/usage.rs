@@ -44,11 +44,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use record::{RecordId, RouteInfo, RouteMode, SdkInfo, UsageRecord, UsageRecordInput, UsageStatus, unix_ms_now};
-pub use reporter::{BatchResponse, Rejected};
+pub use reporter::{BatchResponse, LinkState, NetworkClass, Rejected};
 pub use signing::{UsageSigner, generate_key};
 pub use spool::{Spool, SpoolOptions, SpoolStatus};
 
-use crate::config::Identity;
+use crate::config::{Identity, Secret};
 
 /// Environment variable read for the signing key when neither `signing_key_file` nor
 /// `signing_key_env` is configured.
@@ -193,10 +193,22 @@ pub struct ReportingConfig {
     /// [`DEFAULT_SIGNING_KEY_ENV`] when `signing_key_file` is not set either.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signing_key_env: Option<String>,
+    /// The signing key held in memory (base64 seed or PKCS#8 PEM), set by code only:
+    /// mobile apps pass the key they keep in the Keychain / Keystore, and the SDK never
+    /// writes it anywhere. Never read from or written to a config file (`serde(skip)`);
+    /// when set it wins over `signing_key_file` and `signing_key_env`.
+    #[serde(skip)]
+    pub signing_key: Option<Secret>,
     /// Records per batch. Default 500 (1..=10 000).
     pub batch_max_records: usize,
     /// Longest a record waits for a fuller batch. Default 2 000 ms.
     pub batch_max_age_ms: u64,
+    /// Records per batch while the app says the device is on cellular
+    /// ([`NetworkClass::Cellular`]): fewer, bigger uploads wake the radio less.
+    /// Default 2 000 (1..=10 000).
+    pub cellular_batch_max_records: usize,
+    /// Longest a record waits for a fuller batch on cellular. Default 60 000 ms.
+    pub cellular_batch_max_age_ms: u64,
     /// fsync interval of the spool; a power cut loses at most this much. 0 = fsync
     /// every record. Default 200 ms.
     pub fsync_interval_ms: u64,
@@ -221,8 +233,11 @@ impl Default for ReportingConfig {
             spool_dir: None,
             signing_key_file: None,
             signing_key_env: None,
+            signing_key: None,
             batch_max_records: 500,
             batch_max_age_ms: 2_000,
+            cellular_batch_max_records: 2_000,
+            cellular_batch_max_age_ms: 60_000,
             fsync_interval_ms: 200,
             max_spool_bytes: 256 << 20,
             request_timeout_ms: 10_000,
@@ -240,11 +255,14 @@ fn cfg_err(field: &str, message: impl Into<String>, fix: impl Into<String>) -> U
 impl ReportingConfig {
     /// Check ranges and the collector URL; errors name `reporting.<field>`.
     pub fn validate(&self) -> Result<(), UsageError> {
-        if !(1..=10_000).contains(&self.batch_max_records) {
-            return Err(cfg_err("batch_max_records", format!("{} is out of range", self.batch_max_records), "use 1..=10000"));
+        for (f, v) in [("batch_max_records", self.batch_max_records), ("cellular_batch_max_records", self.cellular_batch_max_records)] {
+            if !(1..=10_000).contains(&v) {
+                return Err(cfg_err(f, format!("{v} is out of range"), "use 1..=10000"));
+            }
         }
         for (f, v) in [
             ("batch_max_age_ms", self.batch_max_age_ms),
+            ("cellular_batch_max_age_ms", self.cellular_batch_max_age_ms),
             ("request_timeout_ms", self.request_timeout_ms),
             ("retry_initial_backoff_ms", self.retry_initial_backoff_ms),
         ] {
@@ -272,9 +290,12 @@ impl ReportingConfig {
         self.collector_url.as_ref().map(|u| format!("{}/v1/usage", u.trim_end_matches('/')))
     }
 
-    /// Load the signing key from `signing_key_file`, else `signing_key_env`, else
-    /// [`DEFAULT_SIGNING_KEY_ENV`].
+    /// Load the signing key from `signing_key` (in memory), else `signing_key_file`,
+    /// else `signing_key_env`, else [`DEFAULT_SIGNING_KEY_ENV`].
     pub fn load_signer(&self) -> Result<UsageSigner, UsageError> {
+        if let Some(k) = &self.signing_key {
+            return UsageSigner::from_key_text(k.expose(), "reporting.signing_key (in memory, from the app)");
+        }
         if let Some(f) = &self.signing_key_file {
             return UsageSigner::from_file(f);
         }
@@ -320,6 +341,8 @@ struct Inner {
     seq: AtomicU64,
     spool: Option<Arc<Spool>>,
     reporter: std::sync::Mutex<Option<reporter::ReporterHandle>>,
+    /// Suspended / network class, set by the app; the reporter watches it.
+    link: tokio::sync::watch::Sender<LinkState>,
     closed: AtomicBool,
     cfg: ReportingConfig,
 }
@@ -348,6 +371,7 @@ impl Recorder {
         cfg.validate()?;
         let mut spool = None;
         let mut reporter = None;
+        let (link, _) = tokio::sync::watch::channel(LinkState::default());
         if cfg.mode == ReportingMode::Spool {
             if signer.is_none() {
                 return Err(cfg_err("signing_key_file", "spool mode needs a signing key", "set signing_key_file or signing_key_env, or mode = \"off\""));
@@ -366,11 +390,13 @@ impl Recorder {
                     endpoint,
                     batch_max_records: cfg.batch_max_records,
                     batch_max_age: Duration::from_millis(cfg.batch_max_age_ms),
+                    cellular_batch_max_records: cfg.cellular_batch_max_records,
+                    cellular_batch_max_age: Duration::from_millis(cfg.cellular_batch_max_age_ms),
                     request_timeout: Duration::from_millis(cfg.request_timeout_ms),
                     initial_backoff: Duration::from_millis(cfg.retry_initial_backoff_ms),
                     max_backoff: Duration::from_millis(cfg.retry_max_backoff_ms),
                 };
-                let h = reporter::spawn(sp.clone(), opts, &rt)
+                let h = reporter::spawn(sp.clone(), opts, link.subscribe(), &rt)
                     .map_err(|e| cfg_err("collector_url", format!("cannot build the HTTP client: {e}"), "check the TLS setup"))?;
                 reporter = Some(h);
             }
@@ -390,6 +416,7 @@ impl Recorder {
                 seq: AtomicU64::new(first_seq),
                 spool,
                 reporter: std::sync::Mutex::new(reporter),
+                link,
                 closed: AtomicBool::new(false),
                 cfg: cfg.clone(),
             }),
@@ -426,6 +453,11 @@ impl Recorder {
         };
         let sp = spool.clone();
         tokio::task::spawn_blocking(move || sp.sync()).await.map_err(|_| UsageError::ShutDown)??;
+        if self.link_state().holds() {
+            // Suspended or offline: nothing may be sent, so waiting would only block.
+            let pending = spool.pending_records();
+            return Ok(FlushOutcome { drained: pending == 0, pending_records: pending });
+        }
         let ctl = self.inner.reporter.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|h| h.ctl.clone());
         let Some(ctl) = ctl else {
             let pending = spool.pending_records();
@@ -484,6 +516,31 @@ impl Recorder {
     /// The spool directory, when spooling.
     pub fn spool_dir(&self) -> Option<&Path> {
         self.inner.spool.as_ref().map(|s| s.dir())
+    }
+
+    /// Pause delivery (the app goes to the background). Records are still signed and
+    /// spooled; nothing is sent, and an upload in flight is abandoned (its records are
+    /// sent again later; the collector drops duplicates). Returns at once.
+    pub fn suspend(&self) {
+        self.inner.link.send_if_modified(|l| !std::mem::replace(&mut l.suspended, true));
+    }
+
+    /// Resume delivery (the app is in the foreground again): what waited is sent now,
+    /// unless the network class is offline. Returns at once.
+    pub fn resume(&self) {
+        self.inner.link.send_if_modified(|l| std::mem::replace(&mut l.suspended, false));
+    }
+
+    /// Tell the reporter which network the device is on: cellular batches with
+    /// `reporting.cellular_batch_*`, offline holds records like [`Recorder::suspend`].
+    /// Returns at once.
+    pub fn set_network_class(&self, network: NetworkClass) {
+        self.inner.link.send_if_modified(|l| std::mem::replace(&mut l.network, network) != network);
+    }
+
+    /// The current suspended flag and network class.
+    pub fn link_state(&self) -> LinkState {
+        *self.inner.link.borrow()
     }
 }
 

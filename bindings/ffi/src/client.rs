@@ -21,6 +21,8 @@ use tokio::runtime::Runtime;
 use tokio::task::AbortHandle;
 
 use crate::error::GateRouterError;
+use crate::insight::{CostEstimate, RouteDecision, TokenCount};
+use crate::mobile::{FlushResult, MobileOptions, NetworkClass, ReportingStatus};
 use crate::types::{ChatChunk, ChatRequest, ChatResponse, Usage};
 
 /// The binding's one runtime, started on first use. A library on a phone must not own
@@ -109,9 +111,11 @@ impl StreamHandle {
 /// The GateRouter client. Build it once (it holds the connection pool) and share it;
 /// it is safe to use from any thread.
 ///
-/// Mobile lifecycle hooks (`suspend()` / `resume()` to flush and pause usage-record
-/// upload, a spool directory for records written while offline, and the usage-record
-/// signing key) arrive with the usage-records work in the core; they are not here yet.
+/// Mobile apps build it with [`GateRouterClient::create`] and [`MobileOptions`] (spool
+/// directory in the app sandbox, signing key from the Keychain / Keystore), call
+/// `suspend()` / `resume()` from the app lifecycle and `setNetworkClass` from the
+/// connectivity callback. None of these block: they flip a flag the reporter task
+/// watches.
 #[derive(Debug, uniffi::Object)]
 pub struct GateRouterClient {
     client: core::Client,
@@ -123,6 +127,21 @@ impl GateRouterClient {
     #[uniffi::constructor]
     pub fn from_config_toml(text: String) -> Result<Arc<Self>, GateRouterError> {
         Ok(Arc::new(Self { client: mobile_client(core::Config::from_toml_str(&text, "config (TOML text)")?)? }))
+    }
+
+    /// Build from TOML text plus what only the app knows at run time: the spool
+    /// directory, the signing key (kept in memory only), the key id, the user, the
+    /// network class and whether the app starts in the background.
+    #[uniffi::constructor]
+    pub fn create(config_toml: String, options: MobileOptions) -> Result<Arc<Self>, GateRouterError> {
+        let config = core::Config::from_toml_str(&config_toml, "config (TOML text)")?;
+        Self::with_options(config, options)
+    }
+
+    /// [`GateRouterClient::create`] with the config read from a TOML file.
+    #[uniffi::constructor]
+    pub fn create_from_file(path: String, options: MobileOptions) -> Result<Arc<Self>, GateRouterError> {
+        Self::with_options(core::Config::from_toml_file(&path)?, options)
     }
 
     /// Build from a TOML file path (Android: a path under `context.filesDir`; iOS: in
@@ -202,10 +221,105 @@ impl GateRouterClient {
         });
         Ok(Arc::new(StreamHandle { abort: task.abort_handle(), cancelled }))
     }
+
+    /// Where a request would go and why (score, tier, ranked candidates with estimated
+    /// cost, excluded models), without sending anything. CPU only, no I/O.
+    pub fn route(&self, request: ChatRequest) -> Result<RouteDecision, GateRouterError> {
+        Ok(self.client.route(&core::ChatRequest::try_from(request)?)?.into())
+    }
+
+    /// `route` for an OpenAI Chat Completions request given as JSON (every content part
+    /// and option the core knows).
+    pub fn route_json(&self, request_json: String) -> Result<RouteDecision, GateRouterError> {
+        Ok(self.client.route(&core::ChatRequest::from_json(&request_json)?)?.into())
+    }
+
+    /// The request's prompt tokens as its model bills them (`auto`: the routed model).
+    /// Exact for OpenAI text, a calibrated estimate elsewhere. CPU only; the first call
+    /// loads the tokenizer tables (tens of milliseconds): keep it off the UI thread.
+    pub fn count_tokens(&self, request: ChatRequest) -> Result<TokenCount, GateRouterError> {
+        Ok(self.client.count_tokens(&core::ChatRequest::try_from(request)?)?.into())
+    }
+
+    /// `countTokens` for a request given as JSON.
+    pub fn count_tokens_json(&self, request_json: String) -> Result<TokenCount, GateRouterError> {
+        Ok(self.client.count_tokens(&core::ChatRequest::from_json(&request_json)?)?.into())
+    }
+
+    /// Expected and maximum cost of a request before sending it (this client's prices).
+    pub fn estimate_cost(&self, request: ChatRequest) -> Result<CostEstimate, GateRouterError> {
+        Ok(self.client.estimate_cost(&core::ChatRequest::try_from(request)?)?.into())
+    }
+
+    /// `estimateCost` for a request given as JSON.
+    pub fn estimate_cost_json(&self, request_json: String) -> Result<CostEstimate, GateRouterError> {
+        Ok(self.client.estimate_cost(&core::ChatRequest::from_json(&request_json)?)?.into())
+    }
+
+    /// Wait up to `timeout_ms` until every usage record made so far reached the
+    /// collector. Returns at once (not drained) while suspended or offline.
+    pub async fn flush(&self, timeout_ms: u64) -> Result<FlushResult, GateRouterError> {
+        let client = self.client.clone();
+        on_runtime(async move { client.flush(std::time::Duration::from_millis(timeout_ms)).await }).await.map(Into::into)
+    }
+
+    /// Drain the spool (bounded by `reporting.shutdown_timeout_ms`) and stop reporting;
+    /// undelivered records stay in the spool for the next start. Chat calls keep
+    /// working but make no more records.
+    pub async fn shutdown(&self) -> Result<FlushResult, GateRouterError> {
+        let client = self.client.clone();
+        on_runtime(async move { client.shutdown().await }).await.map(Into::into)
+    }
+
+    /// The app goes to the background: stop sending usage records (they keep being
+    /// spooled, durably). Call from `onStop` / `sceneDidEnterBackground`. Never blocks.
+    pub fn suspend(&self) {
+        self.client.suspend_reporting();
+    }
+
+    /// The app is in the foreground again: send what waited, then report as usual.
+    /// Never blocks.
+    pub fn resume(&self) {
+        self.client.resume_reporting();
+    }
+
+    /// The device's network changed: `Cellular` batches more (`reporting.cellular_*`),
+    /// `Offline` holds records until another class is set. Never blocks.
+    pub fn set_network_class(&self, network: NetworkClass) {
+        self.client.set_network_class(network.into());
+    }
+
+    /// The usage-record pipeline's state; `null`/`nil` when reporting is off.
+    pub fn reporting_status(&self) -> Option<ReportingStatus> {
+        let status = self.client.usage_status()?;
+        let link = self.client.reporting_link()?;
+        Some(ReportingStatus::from_core(status, link))
+    }
 }
 
-/// A core client whose usage records name this SDK.
-fn mobile_client(config: core::Config) -> Result<core::Client, core::Error> {
+impl GateRouterClient {
+    fn with_options(mut config: core::Config, options: MobileOptions) -> Result<Arc<Self>, GateRouterError> {
+        let network = options.network_class;
+        let suspended = options.start_suspended;
+        options.apply(&mut config)?;
+        let client = mobile_client(config)?;
+        // Right after start: the reporter waits `batch_max_age_ms` before its first batch
+        // unless records left from a previous run fill one, and an upload it may already
+        // have begun is abandoned as soon as it sees the suspended/offline state.
+        if suspended {
+            client.suspend_reporting();
+        }
+        if let Some(n) = network {
+            client.set_network_class(n.into());
+        }
+        Ok(Arc::new(Self { client }))
+    }
+}
+
+/// A core client whose usage records name this SDK. Built inside the binding's runtime:
+/// the usage reporter task (when a collector is configured) is spawned on it.
+fn mobile_client(config: core::Config) -> Result<core::Client, GateRouterError> {
     let sdk = core::usage::SdkInfo { name: "gaterouter-mobile".into(), version: env!("CARGO_PKG_VERSION").into(), language: "uniffi".into() };
-    core::Client::with_sdk(config, sdk)
+    let _guard = runtime()?.enter();
+    Ok(core::Client::with_sdk(config, sdk)?)
 }

@@ -6,7 +6,9 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`client`] | `GateRouterClient` (constructors from TOML text, a TOML file or JSON; `chat`, `chatJson`, `chatStream`), `ChatStreamListener`, `StreamHandle` |
+//! | [`client`] | `GateRouterClient` (constructors from TOML text, a TOML file or JSON, `create` with [`MobileOptions`]; `chat`, `chatJson`, `chatStream`, `route`, `countTokens`, `estimateCost`, `flush`, `suspend` / `resume`, `setNetworkClass`), `ChatStreamListener`, `StreamHandle` |
+//! | [`insight`] | `RouteDecision`, `TokenCount`, `CostEstimate`, `Cost`; `countTextTokens`, `calculateCost` |
+//! | [`mobile`] | `MobileOptions` (spool directory, `UsageSigningKey` held in memory), `NetworkClass`, `ReportingStatus`, `FlushResult` |
 //! | [`types`] | records: `ChatRequest`, `ChatMessage`, `Tool`, `ChatResponse`, `ChatChunk`, `Usage`... and their conversions |
 //! | [`error`] | `GateRouterError` (Kotlin `GateRouterException`): one variant per public error kind + `Other` |
 //!
@@ -16,10 +18,13 @@
 
 pub mod client;
 pub mod error;
+pub mod insight;
+pub mod mobile;
 pub mod types;
 
 pub use client::{ChatStreamListener, GateRouterClient, StreamHandle};
 pub use error::GateRouterError;
+pub use mobile::{MobileOptions, NetworkClass, UsageSigningKey};
 
 uniffi::setup_scaffolding!();
 

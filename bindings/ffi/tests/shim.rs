@@ -129,3 +129,40 @@ fn rate_limit_maps_with_retry_after() {
         "{err:?}"
     );
 }
+
+#[test]
+fn mobile_options_spool_records_and_suspend_returns_at_once() {
+    use gaterouter_ffi::{MobileOptions, NetworkClass, UsageSigningKey};
+    let emu = emulator();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = dir.path().join("spool");
+    let mut toml = format!("[providers.openai]\nkind = \"openai\"\nbase_url = \"{}/openai/v1\"\napi_key = \"emulator-key\"\n\n", emu.base_url());
+    // A collector that is never reached: records must wait in the spool.
+    toml.push_str("[identity]\norg = \"acme\"\n\n[reporting]\ncollector_url = \"http://127.0.0.1:9\"\nbatch_max_age_ms = 20\n");
+    let key = UsageSigningKey::from_seed(vec![7; 32]).expect("key");
+    let c = GateRouterClient::create(
+        toml,
+        MobileOptions {
+            spool_dir: Some(spool.display().to_string()),
+            signing_key: Some(key),
+            api_key_id: Some("k_rust".into()),
+            network_class: Some(NetworkClass::Offline),
+            ..Default::default()
+        },
+    )
+    .expect("create");
+    block_on(c.chat(request("openai/gpt-4o-mini", "hello"))).expect("chat");
+    let status = c.reporting_status().expect("reporting on");
+    assert_eq!((status.pending_records, status.network_class, status.suspended), (1, NetworkClass::Offline, false));
+    assert_eq!(status.spool_dir, spool.display().to_string());
+    let started = std::time::Instant::now();
+    let flushed = block_on(c.flush(10_000)).expect("flush");
+    assert!(!flushed.drained && flushed.pending_records == 1, "{flushed:?}");
+    assert!(started.elapsed() < Duration::from_secs(2), "flush waited while offline");
+    c.suspend();
+    c.set_network_class(NetworkClass::Wifi);
+    assert!(c.reporting_status().expect("status").suspended);
+    // Nothing is sent while suspended, so the unreachable collector is never reported.
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(c.reporting_status().expect("status").last_error, None);
+}

@@ -618,6 +618,24 @@ fileprivate struct FfiConverterString: FfiConverter {
     }
 }
 
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterData: FfiConverterRustBuffer {
+    typealias SwiftType = Data
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Data {
+        let len: Int32 = try readInt(&buf)
+        return Data(try readBytes(&buf, count: Int(len)))
+    }
+
+    public static func write(_ value: Data, into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        writeBytes(&buf, value)
+    }
+}
+
 
 
 
@@ -929,9 +947,11 @@ public func FfiConverterTypeChatStreamListener_lower(_ value: ChatStreamListener
  * The GateRouter client. Build it once (it holds the connection pool) and share it;
  * it is safe to use from any thread.
  *
- * Mobile lifecycle hooks (`suspend()` / `resume()` to flush and pause usage-record
- * upload, a spool directory for records written while offline, and the usage-record
- * signing key) arrive with the usage-records work in the core; they are not here yet.
+ * Mobile apps build it with [`GateRouterClient::create`] and [`MobileOptions`] (spool
+ * directory in the app sandbox, signing key from the Keychain / Keystore), call
+ * `suspend()` / `resume()` from the app lifecycle and `setNetworkClass` from the
+ * connectivity callback. None of these block: they flip a flag the reporter task
+ * watches.
  */
 public protocol GateRouterClientProtocol: AnyObject, Sendable {
     
@@ -952,14 +972,86 @@ public protocol GateRouterClientProtocol: AnyObject, Sendable {
      */
     func chatStream(request: ChatRequest, listener: ChatStreamListener) throws  -> StreamHandle
     
+    /**
+     * The request's prompt tokens as its model bills them (`auto`: the routed model).
+     * Exact for OpenAI text, a calibrated estimate elsewhere. CPU only; the first call
+     * loads the tokenizer tables (tens of milliseconds): keep it off the UI thread.
+     */
+    func countTokens(request: ChatRequest) throws  -> TokenCount
+    
+    /**
+     * `countTokens` for a request given as JSON.
+     */
+    func countTokensJson(requestJson: String) throws  -> TokenCount
+    
+    /**
+     * Expected and maximum cost of a request before sending it (this client's prices).
+     */
+    func estimateCost(request: ChatRequest) throws  -> CostEstimate
+    
+    /**
+     * `estimateCost` for a request given as JSON.
+     */
+    func estimateCostJson(requestJson: String) throws  -> CostEstimate
+    
+    /**
+     * Wait up to `timeout_ms` until every usage record made so far reached the
+     * collector. Returns at once (not drained) while suspended or offline.
+     */
+    func flush(timeoutMs: UInt64) async throws  -> FlushResult
+    
+    /**
+     * The usage-record pipeline's state; `null`/`nil` when reporting is off.
+     */
+    func reportingStatus()  -> ReportingStatus?
+    
+    /**
+     * The app is in the foreground again: send what waited, then report as usual.
+     * Never blocks.
+     */
+    func resume() 
+    
+    /**
+     * Where a request would go and why (score, tier, ranked candidates with estimated
+     * cost, excluded models), without sending anything. CPU only, no I/O.
+     */
+    func route(request: ChatRequest) throws  -> RouteDecision
+    
+    /**
+     * `route` for an OpenAI Chat Completions request given as JSON (every content part
+     * and option the core knows).
+     */
+    func routeJson(requestJson: String) throws  -> RouteDecision
+    
+    /**
+     * The device's network changed: `Cellular` batches more (`reporting.cellular_*`),
+     * `Offline` holds records until another class is set. Never blocks.
+     */
+    func setNetworkClass(network: NetworkClass) 
+    
+    /**
+     * Drain the spool (bounded by `reporting.shutdown_timeout_ms`) and stop reporting;
+     * undelivered records stay in the spool for the next start. Chat calls keep
+     * working but make no more records.
+     */
+    func shutdown() async throws  -> FlushResult
+    
+    /**
+     * The app goes to the background: stop sending usage records (they keep being
+     * spooled, durably). Call from `onStop` / `sceneDidEnterBackground`. Never blocks.
+     */
+    func suspend() 
+    
 }
 /**
  * The GateRouter client. Build it once (it holds the connection pool) and share it;
  * it is safe to use from any thread.
  *
- * Mobile lifecycle hooks (`suspend()` / `resume()` to flush and pause usage-record
- * upload, a spool directory for records written while offline, and the usage-record
- * signing key) arrive with the usage-records work in the core; they are not here yet.
+ * Mobile apps build it with [`GateRouterClient::create`] and [`MobileOptions`] (spool
+ * directory in the app sandbox, signing key from the Keychain / Keystore), call
+ * `suspend()` / `resume()` from the app lifecycle and `setNetworkClass` from the
+ * connectivity callback. None of these block: they flip a flag the reporter task
+ * watches.
  */
 open class GateRouterClient: GateRouterClientProtocol, @unchecked Sendable {
     fileprivate let handle: UInt64
@@ -1011,6 +1103,34 @@ open class GateRouterClient: GateRouterClientProtocol, @unchecked Sendable {
         try! rustCall { uniffi_gaterouter_ffi_fn_free_gaterouterclient(handle, $0) }
     }
 
+    
+    /**
+     * Build from TOML text plus what only the app knows at run time: the spool
+     * directory, the signing key (kept in memory only), the key id, the user, the
+     * network class and whether the app starts in the background.
+     */
+public static func create(configToml: String, options: MobileOptions)throws  -> GateRouterClient  {
+    return try  FfiConverterTypeGateRouterClient_lift(try rustCallWithError(FfiConverterTypeGateRouterError_lift) {
+        uniffiCallStatus in
+    uniffi_gaterouter_ffi_fn_constructor_gaterouterclient_create(
+        FfiConverterString.lower(configToml),
+        FfiConverterTypeMobileOptions_lower(options),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * [`GateRouterClient::create`] with the config read from a TOML file.
+     */
+public static func createFromFile(path: String, options: MobileOptions)throws  -> GateRouterClient  {
+    return try  FfiConverterTypeGateRouterClient_lift(try rustCallWithError(FfiConverterTypeGateRouterError_lift) {
+        uniffiCallStatus in
+    uniffi_gaterouter_ffi_fn_constructor_gaterouterclient_create_from_file(
+        FfiConverterString.lower(path),
+        FfiConverterTypeMobileOptions_lower(options),uniffiCallStatus
+    )
+})
+}
     
     /**
      * Build from a TOML file path (Android: a path under `context.filesDir`; iOS: in
@@ -1104,6 +1224,178 @@ open func chatStream(request: ChatRequest, listener: ChatStreamListener)throws  
         FfiConverterTypeChatStreamListener_lower(listener),uniffiCallStatus
     )
 })
+}
+    
+    /**
+     * The request's prompt tokens as its model bills them (`auto`: the routed model).
+     * Exact for OpenAI text, a calibrated estimate elsewhere. CPU only; the first call
+     * loads the tokenizer tables (tens of milliseconds): keep it off the UI thread.
+     */
+open func countTokens(request: ChatRequest)throws  -> TokenCount  {
+    return try  FfiConverterTypeTokenCount_lift(try rustCallWithError(FfiConverterTypeGateRouterError_lift) {
+        uniffiCallStatus in
+    uniffi_gaterouter_ffi_fn_method_gaterouterclient_count_tokens(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeChatRequest_lower(request),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * `countTokens` for a request given as JSON.
+     */
+open func countTokensJson(requestJson: String)throws  -> TokenCount  {
+    return try  FfiConverterTypeTokenCount_lift(try rustCallWithError(FfiConverterTypeGateRouterError_lift) {
+        uniffiCallStatus in
+    uniffi_gaterouter_ffi_fn_method_gaterouterclient_count_tokens_json(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(requestJson),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Expected and maximum cost of a request before sending it (this client's prices).
+     */
+open func estimateCost(request: ChatRequest)throws  -> CostEstimate  {
+    return try  FfiConverterTypeCostEstimate_lift(try rustCallWithError(FfiConverterTypeGateRouterError_lift) {
+        uniffiCallStatus in
+    uniffi_gaterouter_ffi_fn_method_gaterouterclient_estimate_cost(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeChatRequest_lower(request),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * `estimateCost` for a request given as JSON.
+     */
+open func estimateCostJson(requestJson: String)throws  -> CostEstimate  {
+    return try  FfiConverterTypeCostEstimate_lift(try rustCallWithError(FfiConverterTypeGateRouterError_lift) {
+        uniffiCallStatus in
+    uniffi_gaterouter_ffi_fn_method_gaterouterclient_estimate_cost_json(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(requestJson),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Wait up to `timeout_ms` until every usage record made so far reached the
+     * collector. Returns at once (not drained) while suspended or offline.
+     */
+open func flush(timeoutMs: UInt64)async throws  -> FlushResult  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_gaterouter_ffi_fn_method_gaterouterclient_flush(
+                        self.uniffiCloneHandle(),FfiConverterUInt64.lower(timeoutMs)
+                )
+            },
+            pollFunc: ffi_gaterouter_ffi_rust_future_poll_rust_buffer,
+            completeFunc: ffi_gaterouter_ffi_rust_future_complete_rust_buffer,
+            freeFunc: ffi_gaterouter_ffi_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterTypeFlushResult_lift,
+            errorHandler: FfiConverterTypeGateRouterError_lift
+        )
+}
+    
+    /**
+     * The usage-record pipeline's state; `null`/`nil` when reporting is off.
+     */
+open func reportingStatus() -> ReportingStatus?  {
+    return try!  FfiConverterOptionTypeReportingStatus.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_gaterouter_ffi_fn_method_gaterouterclient_reporting_status(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The app is in the foreground again: send what waited, then report as usual.
+     * Never blocks.
+     */
+open func resume()  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_gaterouter_ffi_fn_method_gaterouterclient_resume(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Where a request would go and why (score, tier, ranked candidates with estimated
+     * cost, excluded models), without sending anything. CPU only, no I/O.
+     */
+open func route(request: ChatRequest)throws  -> RouteDecision  {
+    return try  FfiConverterTypeRouteDecision_lift(try rustCallWithError(FfiConverterTypeGateRouterError_lift) {
+        uniffiCallStatus in
+    uniffi_gaterouter_ffi_fn_method_gaterouterclient_route(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeChatRequest_lower(request),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * `route` for an OpenAI Chat Completions request given as JSON (every content part
+     * and option the core knows).
+     */
+open func routeJson(requestJson: String)throws  -> RouteDecision  {
+    return try  FfiConverterTypeRouteDecision_lift(try rustCallWithError(FfiConverterTypeGateRouterError_lift) {
+        uniffiCallStatus in
+    uniffi_gaterouter_ffi_fn_method_gaterouterclient_route_json(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(requestJson),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The device's network changed: `Cellular` batches more (`reporting.cellular_*`),
+     * `Offline` holds records until another class is set. Never blocks.
+     */
+open func setNetworkClass(network: NetworkClass)  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_gaterouter_ffi_fn_method_gaterouterclient_set_network_class(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeNetworkClass_lower(network),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Drain the spool (bounded by `reporting.shutdown_timeout_ms`) and stop reporting;
+     * undelivered records stay in the spool for the next start. Chat calls keep
+     * working but make no more records.
+     */
+open func shutdown()async throws  -> FlushResult  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_gaterouter_ffi_fn_method_gaterouterclient_shutdown(
+                        self.uniffiCloneHandle()
+                )
+            },
+            pollFunc: ffi_gaterouter_ffi_rust_future_poll_rust_buffer,
+            completeFunc: ffi_gaterouter_ffi_rust_future_complete_rust_buffer,
+            freeFunc: ffi_gaterouter_ffi_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterTypeFlushResult_lift,
+            errorHandler: FfiConverterTypeGateRouterError_lift
+        )
+}
+    
+    /**
+     * The app goes to the background: stop sending usage records (they keep being
+     * spooled, durably). Call from `onStop` / `sceneDidEnterBackground`. Never blocks.
+     */
+open func suspend()  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_gaterouter_ffi_fn_method_gaterouterclient_suspend(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
 }
     
 
@@ -1296,6 +1588,171 @@ public func FfiConverterTypeStreamHandle_lift(_ handle: UInt64) throws -> Stream
 #endif
 public func FfiConverterTypeStreamHandle_lower(_ value: StreamHandle) -> UInt64 {
     return FfiConverterTypeStreamHandle.lower(value)
+}
+
+
+
+
+
+
+/**
+ * The Ed25519 key that signs usage records, held in memory only.
+ *
+ * An object rather than bytes in a record so that printing or logging [`MobileOptions`]
+ * (Kotlin data-class `toString`, Swift `description`) can never show it. Make one from
+ * what the app keeps in the Keychain / Keystore-protected storage; a new key is just 32
+ * random bytes (`SecRandomCopyBytes`, `SecureRandom`), registered with the collector by
+ * its [`UsageSigningKey::public_key`].
+ */
+public protocol UsageSigningKeyProtocol: AnyObject, Sendable {
+    
+    /**
+     * The public key (standard base64 of 32 bytes), to register with the collector.
+     */
+    func publicKey()  -> String
+    
+}
+/**
+ * The Ed25519 key that signs usage records, held in memory only.
+ *
+ * An object rather than bytes in a record so that printing or logging [`MobileOptions`]
+ * (Kotlin data-class `toString`, Swift `description`) can never show it. Make one from
+ * what the app keeps in the Keychain / Keystore-protected storage; a new key is just 32
+ * random bytes (`SecRandomCopyBytes`, `SecureRandom`), registered with the collector by
+ * its [`UsageSigningKey::public_key`].
+ */
+open class UsageSigningKey: UsageSigningKeyProtocol, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_gaterouter_ffi_fn_clone_usagesigningkey(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_gaterouter_ffi_fn_free_usagesigningkey(handle, $0) }
+    }
+
+    
+    /**
+     * From the raw 32-byte seed (Swift `Data`, Kotlin `ByteArray`).
+     */
+public static func fromSeed(seed: Data)throws  -> UsageSigningKey  {
+    return try  FfiConverterTypeUsageSigningKey_lift(try rustCallWithError(FfiConverterTypeGateRouterError_lift) {
+        uniffiCallStatus in
+    uniffi_gaterouter_ffi_fn_constructor_usagesigningkey_from_seed(
+        FfiConverterData.lower(seed),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * From text: the standard base64 of the 32-byte seed, or a PKCS#8 PEM.
+     */
+public static func fromText(text: String)throws  -> UsageSigningKey  {
+    return try  FfiConverterTypeUsageSigningKey_lift(try rustCallWithError(FfiConverterTypeGateRouterError_lift) {
+        uniffiCallStatus in
+    uniffi_gaterouter_ffi_fn_constructor_usagesigningkey_from_text(
+        FfiConverterString.lower(text),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+    /**
+     * The public key (standard base64 of 32 bytes), to register with the collector.
+     */
+open func publicKey() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_gaterouter_ffi_fn_method_usagesigningkey_public_key(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeUsageSigningKey: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = UsageSigningKey
+
+    public static func lift(_ handle: UInt64) throws -> UsageSigningKey {
+        return UsageSigningKey(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: UsageSigningKey) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> UsageSigningKey {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: UsageSigningKey, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeUsageSigningKey_lift(_ handle: UInt64) throws -> UsageSigningKey {
+    return try FfiConverterTypeUsageSigningKey.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeUsageSigningKey_lower(_ value: UsageSigningKey) -> UInt64 {
+    return FfiConverterTypeUsageSigningKey.lower(value)
 }
 
 
@@ -1860,6 +2317,475 @@ public func FfiConverterTypeChatResponse_lower(_ value: ChatResponse) -> RustBuf
 
 
 /**
+ * The cost of a call in integer micro-dollars (1 USD = 1 000 000).
+ */
+public struct Cost: Equatable, Hashable {
+    /**
+     * Exact total, rounded half-up once.
+     */
+    public var totalMicros: UInt64
+    /**
+     * Uncached input.
+     */
+    public var inputMicros: UInt64
+    /**
+     * Cached-input reads.
+     */
+    public var cachedInputMicros: UInt64
+    /**
+     * Cache writes.
+     */
+    public var cacheWriteMicros: UInt64
+    /**
+     * Output other than reasoning.
+     */
+    public var outputMicros: UInt64
+    /**
+     * Reasoning tokens.
+     */
+    public var reasoningMicros: UInt64
+    /**
+     * Always `USD`.
+     */
+    public var currency: String
+    /**
+     * The total as a decimal string (`"0.012345"`).
+     */
+    public var totalUsd: String
+    /**
+     * The catalog entry used (`provider/model`).
+     */
+    public var pricedAs: String
+    /**
+     * Whether the batch discount was applied.
+     */
+    public var batch: Bool
+    /**
+     * The long-context price tier applied, by its threshold.
+     */
+    public var tierAboveInputTokens: UInt64?
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Exact total, rounded half-up once.
+         */totalMicros: UInt64, 
+        /**
+         * Uncached input.
+         */inputMicros: UInt64, 
+        /**
+         * Cached-input reads.
+         */cachedInputMicros: UInt64, 
+        /**
+         * Cache writes.
+         */cacheWriteMicros: UInt64, 
+        /**
+         * Output other than reasoning.
+         */outputMicros: UInt64, 
+        /**
+         * Reasoning tokens.
+         */reasoningMicros: UInt64, 
+        /**
+         * Always `USD`.
+         */currency: String, 
+        /**
+         * The total as a decimal string (`"0.012345"`).
+         */totalUsd: String, 
+        /**
+         * The catalog entry used (`provider/model`).
+         */pricedAs: String, 
+        /**
+         * Whether the batch discount was applied.
+         */batch: Bool, 
+        /**
+         * The long-context price tier applied, by its threshold.
+         */tierAboveInputTokens: UInt64?) {
+        self.totalMicros = totalMicros
+        self.inputMicros = inputMicros
+        self.cachedInputMicros = cachedInputMicros
+        self.cacheWriteMicros = cacheWriteMicros
+        self.outputMicros = outputMicros
+        self.reasoningMicros = reasoningMicros
+        self.currency = currency
+        self.totalUsd = totalUsd
+        self.pricedAs = pricedAs
+        self.batch = batch
+        self.tierAboveInputTokens = tierAboveInputTokens
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension Cost: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeCost: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Cost {
+        return
+            try Cost(
+                totalMicros: FfiConverterUInt64.read(from: &buf), 
+                inputMicros: FfiConverterUInt64.read(from: &buf), 
+                cachedInputMicros: FfiConverterUInt64.read(from: &buf), 
+                cacheWriteMicros: FfiConverterUInt64.read(from: &buf), 
+                outputMicros: FfiConverterUInt64.read(from: &buf), 
+                reasoningMicros: FfiConverterUInt64.read(from: &buf), 
+                currency: FfiConverterString.read(from: &buf), 
+                totalUsd: FfiConverterString.read(from: &buf), 
+                pricedAs: FfiConverterString.read(from: &buf), 
+                batch: FfiConverterBool.read(from: &buf), 
+                tierAboveInputTokens: FfiConverterOptionUInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: Cost, into buf: inout [UInt8]) {
+        FfiConverterUInt64.write(value.totalMicros, into: &buf)
+        FfiConverterUInt64.write(value.inputMicros, into: &buf)
+        FfiConverterUInt64.write(value.cachedInputMicros, into: &buf)
+        FfiConverterUInt64.write(value.cacheWriteMicros, into: &buf)
+        FfiConverterUInt64.write(value.outputMicros, into: &buf)
+        FfiConverterUInt64.write(value.reasoningMicros, into: &buf)
+        FfiConverterString.write(value.currency, into: &buf)
+        FfiConverterString.write(value.totalUsd, into: &buf)
+        FfiConverterString.write(value.pricedAs, into: &buf)
+        FfiConverterBool.write(value.batch, into: &buf)
+        FfiConverterOptionUInt64.write(value.tierAboveInputTokens, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCost_lift(_ buf: RustBuffer) throws -> Cost {
+    return try FfiConverterTypeCost.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCost_lower(_ value: Cost) -> RustBuffer {
+    return FfiConverterTypeCost.lower(value)
+}
+
+
+/**
+ * A request's cost before it is sent.
+ */
+public struct CostEstimate: Equatable, Hashable {
+    /**
+     * Prompt tokens.
+     */
+    public var prompt: TokenCount
+    /**
+     * Completion tokens assumed for `expected`.
+     */
+    public var expectedCompletionTokens: UInt64
+    /**
+     * Completion bound used for `max` (`max_tokens`, else the model's limit).
+     */
+    public var maxCompletionTokens: UInt64
+    /**
+     * Cost with the expected completion.
+     */
+    public var expected: Cost
+    /**
+     * Cost if the model writes `max_completion_tokens`.
+     */
+    public var max: Cost
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Prompt tokens.
+         */prompt: TokenCount, 
+        /**
+         * Completion tokens assumed for `expected`.
+         */expectedCompletionTokens: UInt64, 
+        /**
+         * Completion bound used for `max` (`max_tokens`, else the model's limit).
+         */maxCompletionTokens: UInt64, 
+        /**
+         * Cost with the expected completion.
+         */expected: Cost, 
+        /**
+         * Cost if the model writes `max_completion_tokens`.
+         */max: Cost) {
+        self.prompt = prompt
+        self.expectedCompletionTokens = expectedCompletionTokens
+        self.maxCompletionTokens = maxCompletionTokens
+        self.expected = expected
+        self.max = max
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension CostEstimate: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeCostEstimate: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> CostEstimate {
+        return
+            try CostEstimate(
+                prompt: FfiConverterTypeTokenCount.read(from: &buf), 
+                expectedCompletionTokens: FfiConverterUInt64.read(from: &buf), 
+                maxCompletionTokens: FfiConverterUInt64.read(from: &buf), 
+                expected: FfiConverterTypeCost.read(from: &buf), 
+                max: FfiConverterTypeCost.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: CostEstimate, into buf: inout [UInt8]) {
+        FfiConverterTypeTokenCount.write(value.prompt, into: &buf)
+        FfiConverterUInt64.write(value.expectedCompletionTokens, into: &buf)
+        FfiConverterUInt64.write(value.maxCompletionTokens, into: &buf)
+        FfiConverterTypeCost.write(value.expected, into: &buf)
+        FfiConverterTypeCost.write(value.max, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCostEstimate_lift(_ buf: RustBuffer) throws -> CostEstimate {
+    return try FfiConverterTypeCostEstimate.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCostEstimate_lower(_ value: CostEstimate) -> RustBuffer {
+    return FfiConverterTypeCostEstimate.lower(value)
+}
+
+
+/**
+ * Pricing options for [`calculate_cost`].
+ */
+public struct CostOptions: Equatable, Hashable {
+    /**
+     * The call went through the provider's batch API.
+     */
+    public var batch: Bool
+    /**
+     * Cache writes used the 1-hour cache (Anthropic) rather than the 5-minute one.
+     */
+    public var cacheWrite1h: Bool
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The call went through the provider's batch API.
+         */batch: Bool = false, 
+        /**
+         * Cache writes used the 1-hour cache (Anthropic) rather than the 5-minute one.
+         */cacheWrite1h: Bool = false) {
+        self.batch = batch
+        self.cacheWrite1h = cacheWrite1h
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension CostOptions: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeCostOptions: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> CostOptions {
+        return
+            try CostOptions(
+                batch: FfiConverterBool.read(from: &buf), 
+                cacheWrite1h: FfiConverterBool.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: CostOptions, into buf: inout [UInt8]) {
+        FfiConverterBool.write(value.batch, into: &buf)
+        FfiConverterBool.write(value.cacheWrite1h, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCostOptions_lift(_ buf: RustBuffer) throws -> CostOptions {
+    return try FfiConverterTypeCostOptions.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCostOptions_lower(_ value: CostOptions) -> RustBuffer {
+    return FfiConverterTypeCostOptions.lower(value)
+}
+
+
+/**
+ * A model left out, and why.
+ */
+public struct ExcludedModel: Equatable, Hashable {
+    /**
+     * `provider/model`.
+     */
+    public var model: String
+    /**
+     * Why it cannot serve this request (no key, not permitted, context too small...).
+     */
+    public var reason: String
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * `provider/model`.
+         */model: String, 
+        /**
+         * Why it cannot serve this request (no key, not permitted, context too small...).
+         */reason: String) {
+        self.model = model
+        self.reason = reason
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension ExcludedModel: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeExcludedModel: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ExcludedModel {
+        return
+            try ExcludedModel(
+                model: FfiConverterString.read(from: &buf), 
+                reason: FfiConverterString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: ExcludedModel, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.model, into: &buf)
+        FfiConverterString.write(value.reason, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeExcludedModel_lift(_ buf: RustBuffer) throws -> ExcludedModel {
+    return try FfiConverterTypeExcludedModel.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeExcludedModel_lower(_ value: ExcludedModel) -> RustBuffer {
+    return FfiConverterTypeExcludedModel.lower(value)
+}
+
+
+/**
+ * Flush result.
+ */
+public struct FlushResult: Equatable, Hashable {
+    /**
+     * Every record made before the flush was delivered (or refused by the collector
+     * and dead-lettered). False when the wait timed out, or reporting is suspended or
+     * offline.
+     */
+    public var drained: Bool
+    /**
+     * Records still waiting in the spool.
+     */
+    public var pendingRecords: UInt64
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Every record made before the flush was delivered (or refused by the collector
+         * and dead-lettered). False when the wait timed out, or reporting is suspended or
+         * offline.
+         */drained: Bool, 
+        /**
+         * Records still waiting in the spool.
+         */pendingRecords: UInt64) {
+        self.drained = drained
+        self.pendingRecords = pendingRecords
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension FlushResult: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeFlushResult: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> FlushResult {
+        return
+            try FlushResult(
+                drained: FfiConverterBool.read(from: &buf), 
+                pendingRecords: FfiConverterUInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: FlushResult, into buf: inout [UInt8]) {
+        FfiConverterBool.write(value.drained, into: &buf)
+        FfiConverterUInt64.write(value.pendingRecords, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeFlushResult_lift(_ buf: RustBuffer) throws -> FlushResult {
+    return try FfiConverterTypeFlushResult.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeFlushResult_lower(_ value: FlushResult) -> RustBuffer {
+    return FfiConverterTypeFlushResult.lower(value)
+}
+
+
+/**
  * An image attached to a message: an `https://` URL or a `data:image/png;base64,...` URL.
  */
 public struct ImageInput: Equatable, Hashable {
@@ -1925,6 +2851,892 @@ public func FfiConverterTypeImageInput_lift(_ buf: RustBuffer) throws -> ImageIn
 #endif
 public func FfiConverterTypeImageInput_lower(_ value: ImageInput) -> RustBuffer {
     return FfiConverterTypeImageInput.lower(value)
+}
+
+
+/**
+ * Start-up options of a mobile app. Every field is optional.
+ */
+public struct MobileOptions {
+    /**
+     * Absolute path of the usage-record spool directory inside the app sandbox
+     * (Android: `File(context.filesDir, "gaterouter-spool")`; iOS: a folder under
+     * Application Support). Overrides `reporting.spool_dir`. One client per directory.
+     */
+    public var spoolDir: String?
+    /**
+     * The usage-record signing key, read by the app from the Keychain / Keystore-
+     * protected storage. It stays in memory: the SDK never writes it to disk. Overrides
+     * `reporting.signing_key_file` / `signing_key_env`.
+     */
+    public var signingKey: UsageSigningKey?
+    /**
+     * Overrides `identity.api_key_id` (the id the collector knows the key by), for
+     * apps that receive key and id together at run time.
+     */
+    public var apiKeyId: String?
+    /**
+     * Overrides `identity.user`: the signed-in user, for per-user analytics.
+     */
+    public var user: String?
+    /**
+     * The network class at start (default Wi-Fi); change it with `setNetworkClass`.
+     */
+    public var networkClass: NetworkClass?
+    /**
+     * Start with reporting suspended (an app launched in the background); call
+     * `resume()` when it comes to the foreground.
+     */
+    public var startSuspended: Bool
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Absolute path of the usage-record spool directory inside the app sandbox
+         * (Android: `File(context.filesDir, "gaterouter-spool")`; iOS: a folder under
+         * Application Support). Overrides `reporting.spool_dir`. One client per directory.
+         */spoolDir: String? = nil, 
+        /**
+         * The usage-record signing key, read by the app from the Keychain / Keystore-
+         * protected storage. It stays in memory: the SDK never writes it to disk. Overrides
+         * `reporting.signing_key_file` / `signing_key_env`.
+         */signingKey: UsageSigningKey? = nil, 
+        /**
+         * Overrides `identity.api_key_id` (the id the collector knows the key by), for
+         * apps that receive key and id together at run time.
+         */apiKeyId: String? = nil, 
+        /**
+         * Overrides `identity.user`: the signed-in user, for per-user analytics.
+         */user: String? = nil, 
+        /**
+         * The network class at start (default Wi-Fi); change it with `setNetworkClass`.
+         */networkClass: NetworkClass? = nil, 
+        /**
+         * Start with reporting suspended (an app launched in the background); call
+         * `resume()` when it comes to the foreground.
+         */startSuspended: Bool = false) {
+        self.spoolDir = spoolDir
+        self.signingKey = signingKey
+        self.apiKeyId = apiKeyId
+        self.user = user
+        self.networkClass = networkClass
+        self.startSuspended = startSuspended
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension MobileOptions: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeMobileOptions: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> MobileOptions {
+        return
+            try MobileOptions(
+                spoolDir: FfiConverterOptionString.read(from: &buf), 
+                signingKey: FfiConverterOptionTypeUsageSigningKey.read(from: &buf), 
+                apiKeyId: FfiConverterOptionString.read(from: &buf), 
+                user: FfiConverterOptionString.read(from: &buf), 
+                networkClass: FfiConverterOptionTypeNetworkClass.read(from: &buf), 
+                startSuspended: FfiConverterBool.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: MobileOptions, into buf: inout [UInt8]) {
+        FfiConverterOptionString.write(value.spoolDir, into: &buf)
+        FfiConverterOptionTypeUsageSigningKey.write(value.signingKey, into: &buf)
+        FfiConverterOptionString.write(value.apiKeyId, into: &buf)
+        FfiConverterOptionString.write(value.user, into: &buf)
+        FfiConverterOptionTypeNetworkClass.write(value.networkClass, into: &buf)
+        FfiConverterBool.write(value.startSuspended, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeMobileOptions_lift(_ buf: RustBuffer) throws -> MobileOptions {
+    return try FfiConverterTypeMobileOptions.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeMobileOptions_lower(_ value: MobileOptions) -> RustBuffer {
+    return FfiConverterTypeMobileOptions.lower(value)
+}
+
+
+/**
+ * The usage-record pipeline's state.
+ */
+public struct ReportingStatus: Equatable, Hashable {
+    /**
+     * The spool directory.
+     */
+    public var spoolDir: String
+    /**
+     * Records written but not yet delivered.
+     */
+    public var pendingRecords: UInt64
+    /**
+     * Their bytes.
+     */
+    public var pendingBytes: UInt64
+    /**
+     * Records delivered (or dead-lettered) since the client started.
+     */
+    public var deliveredRecords: UInt64
+    /**
+     * Records the collector refused for good (kept in the spool's dead-letter file).
+     */
+    public var deadLetters: UInt64
+    /**
+     * Records refused because the spool was full.
+     */
+    public var overflowCount: UInt64
+    /**
+     * The last delivery problem, if the last attempt failed.
+     */
+    public var lastError: String?
+    /**
+     * `suspend()` is in force.
+     */
+    public var suspended: Bool
+    /**
+     * The network class last set.
+     */
+    public var networkClass: NetworkClass
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The spool directory.
+         */spoolDir: String, 
+        /**
+         * Records written but not yet delivered.
+         */pendingRecords: UInt64, 
+        /**
+         * Their bytes.
+         */pendingBytes: UInt64, 
+        /**
+         * Records delivered (or dead-lettered) since the client started.
+         */deliveredRecords: UInt64, 
+        /**
+         * Records the collector refused for good (kept in the spool's dead-letter file).
+         */deadLetters: UInt64, 
+        /**
+         * Records refused because the spool was full.
+         */overflowCount: UInt64, 
+        /**
+         * The last delivery problem, if the last attempt failed.
+         */lastError: String?, 
+        /**
+         * `suspend()` is in force.
+         */suspended: Bool, 
+        /**
+         * The network class last set.
+         */networkClass: NetworkClass) {
+        self.spoolDir = spoolDir
+        self.pendingRecords = pendingRecords
+        self.pendingBytes = pendingBytes
+        self.deliveredRecords = deliveredRecords
+        self.deadLetters = deadLetters
+        self.overflowCount = overflowCount
+        self.lastError = lastError
+        self.suspended = suspended
+        self.networkClass = networkClass
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension ReportingStatus: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeReportingStatus: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ReportingStatus {
+        return
+            try ReportingStatus(
+                spoolDir: FfiConverterString.read(from: &buf), 
+                pendingRecords: FfiConverterUInt64.read(from: &buf), 
+                pendingBytes: FfiConverterUInt64.read(from: &buf), 
+                deliveredRecords: FfiConverterUInt64.read(from: &buf), 
+                deadLetters: FfiConverterUInt64.read(from: &buf), 
+                overflowCount: FfiConverterUInt64.read(from: &buf), 
+                lastError: FfiConverterOptionString.read(from: &buf), 
+                suspended: FfiConverterBool.read(from: &buf), 
+                networkClass: FfiConverterTypeNetworkClass.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: ReportingStatus, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.spoolDir, into: &buf)
+        FfiConverterUInt64.write(value.pendingRecords, into: &buf)
+        FfiConverterUInt64.write(value.pendingBytes, into: &buf)
+        FfiConverterUInt64.write(value.deliveredRecords, into: &buf)
+        FfiConverterUInt64.write(value.deadLetters, into: &buf)
+        FfiConverterUInt64.write(value.overflowCount, into: &buf)
+        FfiConverterOptionString.write(value.lastError, into: &buf)
+        FfiConverterBool.write(value.suspended, into: &buf)
+        FfiConverterTypeNetworkClass.write(value.networkClass, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeReportingStatus_lift(_ buf: RustBuffer) throws -> ReportingStatus {
+    return try FfiConverterTypeReportingStatus.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeReportingStatus_lower(_ value: ReportingStatus) -> RustBuffer {
+    return FfiConverterTypeReportingStatus.lower(value)
+}
+
+
+/**
+ * A ranked candidate model.
+ */
+public struct RouteCandidate: Equatable, Hashable {
+    /**
+     * `provider/model`.
+     */
+    public var model: String
+    /**
+     * Estimated cost with the expected completion length (micro-USD), when priced.
+     */
+    public var estimatedCostMicros: UInt64?
+    /**
+     * Estimated cost if the model writes `max_tokens` (micro-USD), when priced.
+     */
+    public var maxCostMicros: UInt64?
+    /**
+     * Context window, when known.
+     */
+    public var contextWindow: UInt64?
+    /**
+     * Observed latency, when known.
+     */
+    public var latencyMs: Double?
+    /**
+     * The tier list it came from (auto only).
+     */
+    public var tier: Tier?
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * `provider/model`.
+         */model: String, 
+        /**
+         * Estimated cost with the expected completion length (micro-USD), when priced.
+         */estimatedCostMicros: UInt64?, 
+        /**
+         * Estimated cost if the model writes `max_tokens` (micro-USD), when priced.
+         */maxCostMicros: UInt64?, 
+        /**
+         * Context window, when known.
+         */contextWindow: UInt64?, 
+        /**
+         * Observed latency, when known.
+         */latencyMs: Double?, 
+        /**
+         * The tier list it came from (auto only).
+         */tier: Tier?) {
+        self.model = model
+        self.estimatedCostMicros = estimatedCostMicros
+        self.maxCostMicros = maxCostMicros
+        self.contextWindow = contextWindow
+        self.latencyMs = latencyMs
+        self.tier = tier
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension RouteCandidate: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeRouteCandidate: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> RouteCandidate {
+        return
+            try RouteCandidate(
+                model: FfiConverterString.read(from: &buf), 
+                estimatedCostMicros: FfiConverterOptionUInt64.read(from: &buf), 
+                maxCostMicros: FfiConverterOptionUInt64.read(from: &buf), 
+                contextWindow: FfiConverterOptionUInt64.read(from: &buf), 
+                latencyMs: FfiConverterOptionDouble.read(from: &buf), 
+                tier: FfiConverterOptionTypeTier.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: RouteCandidate, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.model, into: &buf)
+        FfiConverterOptionUInt64.write(value.estimatedCostMicros, into: &buf)
+        FfiConverterOptionUInt64.write(value.maxCostMicros, into: &buf)
+        FfiConverterOptionUInt64.write(value.contextWindow, into: &buf)
+        FfiConverterOptionDouble.write(value.latencyMs, into: &buf)
+        FfiConverterOptionTypeTier.write(value.tier, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRouteCandidate_lift(_ buf: RustBuffer) throws -> RouteCandidate {
+    return try FfiConverterTypeRouteCandidate.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRouteCandidate_lower(_ value: RouteCandidate) -> RustBuffer {
+    return FfiConverterTypeRouteCandidate.lower(value)
+}
+
+
+/**
+ * Where a request would go, and why. Nothing was sent to compute it.
+ */
+public struct RouteDecision: Equatable, Hashable {
+    /**
+     * Auto or explicit.
+     */
+    public var mode: RouteMode
+    /**
+     * Complexity score in [0, 1] (auto only).
+     */
+    public var score: Double?
+    /**
+     * The tier the score maps to (auto only).
+     */
+    public var tier: Tier?
+    /**
+     * The tier the chosen model came from, when the scored tier had no usable model.
+     */
+    public var servedTier: Tier?
+    /**
+     * Every feature's contribution to the score (auto only).
+     */
+    public var features: [RouteFeature]
+    /**
+     * Ranking policy.
+     */
+    public var policy: RoutePolicy
+    /**
+     * The model tried first.
+     */
+    public var chosen: String
+    /**
+     * `chosen` first, then the fallbacks in order.
+     */
+    public var candidates: [RouteCandidate]
+    /**
+     * Models left out, with the reason.
+     */
+    public var excluded: [ExcludedModel]
+    /**
+     * One line saying why `chosen` was chosen.
+     */
+    public var reason: String
+    /**
+     * Rough prompt size used for the context and cost checks.
+     */
+    public var estimatedPromptTokens: UInt64
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Auto or explicit.
+         */mode: RouteMode, 
+        /**
+         * Complexity score in [0, 1] (auto only).
+         */score: Double?, 
+        /**
+         * The tier the score maps to (auto only).
+         */tier: Tier?, 
+        /**
+         * The tier the chosen model came from, when the scored tier had no usable model.
+         */servedTier: Tier?, 
+        /**
+         * Every feature's contribution to the score (auto only).
+         */features: [RouteFeature], 
+        /**
+         * Ranking policy.
+         */policy: RoutePolicy, 
+        /**
+         * The model tried first.
+         */chosen: String, 
+        /**
+         * `chosen` first, then the fallbacks in order.
+         */candidates: [RouteCandidate], 
+        /**
+         * Models left out, with the reason.
+         */excluded: [ExcludedModel], 
+        /**
+         * One line saying why `chosen` was chosen.
+         */reason: String, 
+        /**
+         * Rough prompt size used for the context and cost checks.
+         */estimatedPromptTokens: UInt64) {
+        self.mode = mode
+        self.score = score
+        self.tier = tier
+        self.servedTier = servedTier
+        self.features = features
+        self.policy = policy
+        self.chosen = chosen
+        self.candidates = candidates
+        self.excluded = excluded
+        self.reason = reason
+        self.estimatedPromptTokens = estimatedPromptTokens
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension RouteDecision: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeRouteDecision: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> RouteDecision {
+        return
+            try RouteDecision(
+                mode: FfiConverterTypeRouteMode.read(from: &buf), 
+                score: FfiConverterOptionDouble.read(from: &buf), 
+                tier: FfiConverterOptionTypeTier.read(from: &buf), 
+                servedTier: FfiConverterOptionTypeTier.read(from: &buf), 
+                features: FfiConverterSequenceTypeRouteFeature.read(from: &buf), 
+                policy: FfiConverterTypeRoutePolicy.read(from: &buf), 
+                chosen: FfiConverterString.read(from: &buf), 
+                candidates: FfiConverterSequenceTypeRouteCandidate.read(from: &buf), 
+                excluded: FfiConverterSequenceTypeExcludedModel.read(from: &buf), 
+                reason: FfiConverterString.read(from: &buf), 
+                estimatedPromptTokens: FfiConverterUInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: RouteDecision, into buf: inout [UInt8]) {
+        FfiConverterTypeRouteMode.write(value.mode, into: &buf)
+        FfiConverterOptionDouble.write(value.score, into: &buf)
+        FfiConverterOptionTypeTier.write(value.tier, into: &buf)
+        FfiConverterOptionTypeTier.write(value.servedTier, into: &buf)
+        FfiConverterSequenceTypeRouteFeature.write(value.features, into: &buf)
+        FfiConverterTypeRoutePolicy.write(value.policy, into: &buf)
+        FfiConverterString.write(value.chosen, into: &buf)
+        FfiConverterSequenceTypeRouteCandidate.write(value.candidates, into: &buf)
+        FfiConverterSequenceTypeExcludedModel.write(value.excluded, into: &buf)
+        FfiConverterString.write(value.reason, into: &buf)
+        FfiConverterUInt64.write(value.estimatedPromptTokens, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRouteDecision_lift(_ buf: RustBuffer) throws -> RouteDecision {
+    return try FfiConverterTypeRouteDecision.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRouteDecision_lower(_ value: RouteDecision) -> RustBuffer {
+    return FfiConverterTypeRouteDecision.lower(value)
+}
+
+
+/**
+ * One feature's part in the score.
+ */
+public struct RouteFeature: Equatable, Hashable {
+    /**
+     * Feature name (as in the weights file).
+     */
+    public var name: String
+    /**
+     * Raw value: a count, share or token estimate.
+     */
+    public var value: Double
+    /**
+     * The normalized value the weight multiplies.
+     */
+    public var normalized: Double
+    /**
+     * The weight.
+     */
+    public var weight: Double
+    /**
+     * `weight * normalized`: its push on the log-odds of the score.
+     */
+    public var contribution: Double
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Feature name (as in the weights file).
+         */name: String, 
+        /**
+         * Raw value: a count, share or token estimate.
+         */value: Double, 
+        /**
+         * The normalized value the weight multiplies.
+         */normalized: Double, 
+        /**
+         * The weight.
+         */weight: Double, 
+        /**
+         * `weight * normalized`: its push on the log-odds of the score.
+         */contribution: Double) {
+        self.name = name
+        self.value = value
+        self.normalized = normalized
+        self.weight = weight
+        self.contribution = contribution
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension RouteFeature: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeRouteFeature: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> RouteFeature {
+        return
+            try RouteFeature(
+                name: FfiConverterString.read(from: &buf), 
+                value: FfiConverterDouble.read(from: &buf), 
+                normalized: FfiConverterDouble.read(from: &buf), 
+                weight: FfiConverterDouble.read(from: &buf), 
+                contribution: FfiConverterDouble.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: RouteFeature, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.name, into: &buf)
+        FfiConverterDouble.write(value.value, into: &buf)
+        FfiConverterDouble.write(value.normalized, into: &buf)
+        FfiConverterDouble.write(value.weight, into: &buf)
+        FfiConverterDouble.write(value.contribution, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRouteFeature_lift(_ buf: RustBuffer) throws -> RouteFeature {
+    return try FfiConverterTypeRouteFeature.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRouteFeature_lower(_ value: RouteFeature) -> RustBuffer {
+    return FfiConverterTypeRouteFeature.lower(value)
+}
+
+
+/**
+ * Tokens of a plain text.
+ */
+public struct TextTokenCount: Equatable, Hashable {
+    /**
+     * Token count.
+     */
+    public var tokens: UInt64
+    /**
+     * True when counted with the model's real tokenizer.
+     */
+    public var exact: Bool
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Token count.
+         */tokens: UInt64, 
+        /**
+         * True when counted with the model's real tokenizer.
+         */exact: Bool) {
+        self.tokens = tokens
+        self.exact = exact
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension TextTokenCount: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeTextTokenCount: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> TextTokenCount {
+        return
+            try TextTokenCount(
+                tokens: FfiConverterUInt64.read(from: &buf), 
+                exact: FfiConverterBool.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: TextTokenCount, into buf: inout [UInt8]) {
+        FfiConverterUInt64.write(value.tokens, into: &buf)
+        FfiConverterBool.write(value.exact, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTextTokenCount_lift(_ buf: RustBuffer) throws -> TextTokenCount {
+    return try FfiConverterTypeTextTokenCount.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTextTokenCount_lower(_ value: TextTokenCount) -> RustBuffer {
+    return FfiConverterTypeTextTokenCount.lower(value)
+}
+
+
+/**
+ * Where a request's prompt tokens come from.
+ */
+public struct TokenBreakdown: Equatable, Hashable {
+    /**
+     * Message text.
+     */
+    public var text: UInt64
+    /**
+     * Chat formatting: per-message overhead, roles, reply priming.
+     */
+    public var overhead: UInt64
+    /**
+     * Participant `name` fields.
+     */
+    public var names: UInt64
+    /**
+     * Tool definitions, tool choice and a JSON-schema response format.
+     */
+    public var tools: UInt64
+    /**
+     * Images.
+     */
+    public var images: UInt64
+    /**
+     * Images whose size was unknown (URLs) and were counted at an assumed size.
+     */
+    public var imagesAssumed: UInt32
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Message text.
+         */text: UInt64, 
+        /**
+         * Chat formatting: per-message overhead, roles, reply priming.
+         */overhead: UInt64, 
+        /**
+         * Participant `name` fields.
+         */names: UInt64, 
+        /**
+         * Tool definitions, tool choice and a JSON-schema response format.
+         */tools: UInt64, 
+        /**
+         * Images.
+         */images: UInt64, 
+        /**
+         * Images whose size was unknown (URLs) and were counted at an assumed size.
+         */imagesAssumed: UInt32) {
+        self.text = text
+        self.overhead = overhead
+        self.names = names
+        self.tools = tools
+        self.images = images
+        self.imagesAssumed = imagesAssumed
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension TokenBreakdown: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeTokenBreakdown: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> TokenBreakdown {
+        return
+            try TokenBreakdown(
+                text: FfiConverterUInt64.read(from: &buf), 
+                overhead: FfiConverterUInt64.read(from: &buf), 
+                names: FfiConverterUInt64.read(from: &buf), 
+                tools: FfiConverterUInt64.read(from: &buf), 
+                images: FfiConverterUInt64.read(from: &buf), 
+                imagesAssumed: FfiConverterUInt32.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: TokenBreakdown, into buf: inout [UInt8]) {
+        FfiConverterUInt64.write(value.text, into: &buf)
+        FfiConverterUInt64.write(value.overhead, into: &buf)
+        FfiConverterUInt64.write(value.names, into: &buf)
+        FfiConverterUInt64.write(value.tools, into: &buf)
+        FfiConverterUInt64.write(value.images, into: &buf)
+        FfiConverterUInt32.write(value.imagesAssumed, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTokenBreakdown_lift(_ buf: RustBuffer) throws -> TokenBreakdown {
+    return try FfiConverterTypeTokenBreakdown.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTokenBreakdown_lower(_ value: TokenBreakdown) -> RustBuffer {
+    return FfiConverterTypeTokenBreakdown.lower(value)
+}
+
+
+/**
+ * A request's prompt tokens as its model bills them.
+ */
+public struct TokenCount: Equatable, Hashable {
+    /**
+     * Total prompt tokens.
+     */
+    public var tokens: UInt64
+    /**
+     * True when counted with the model's real tokenizer and published formulas
+     * (OpenAI text-only requests); otherwise a calibrated estimate.
+     */
+    public var exact: Bool
+    /**
+     * Where they come from.
+     */
+    public var breakdown: TokenBreakdown
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Total prompt tokens.
+         */tokens: UInt64, 
+        /**
+         * True when counted with the model's real tokenizer and published formulas
+         * (OpenAI text-only requests); otherwise a calibrated estimate.
+         */exact: Bool, 
+        /**
+         * Where they come from.
+         */breakdown: TokenBreakdown) {
+        self.tokens = tokens
+        self.exact = exact
+        self.breakdown = breakdown
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension TokenCount: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeTokenCount: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> TokenCount {
+        return
+            try TokenCount(
+                tokens: FfiConverterUInt64.read(from: &buf), 
+                exact: FfiConverterBool.read(from: &buf), 
+                breakdown: FfiConverterTypeTokenBreakdown.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: TokenCount, into buf: inout [UInt8]) {
+        FfiConverterUInt64.write(value.tokens, into: &buf)
+        FfiConverterBool.write(value.exact, into: &buf)
+        FfiConverterTypeTokenBreakdown.write(value.breakdown, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTokenCount_lift(_ buf: RustBuffer) throws -> TokenCount {
+    return try FfiConverterTypeTokenCount.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTokenCount_lower(_ value: TokenCount) -> RustBuffer {
+    return FfiConverterTypeTokenCount.lower(value)
 }
 
 
@@ -3038,6 +4850,92 @@ public func FfiConverterTypeImageDetail_lower(_ value: ImageDetail) -> RustBuffe
 
 
 /**
+ * The kind of network the device is on, as the app observes it (Android
+ * `ConnectivityManager`, iOS `NWPathMonitor`); the SDK does not probe the network.
+ */
+
+public enum NetworkClass: Equatable, Hashable {
+    
+    /**
+     * Unmetered: usage records go in normal batches (`reporting.batch_*`). The default.
+     */
+    case wifi
+    /**
+     * Metered: bigger batches, longer waits (`reporting.cellular_batch_*`).
+     */
+    case cellular
+    /**
+     * No network: records are kept in the spool, nothing is sent.
+     */
+    case offline
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension NetworkClass: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeNetworkClass: FfiConverterRustBuffer {
+    typealias SwiftType = NetworkClass
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> NetworkClass {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .wifi
+        
+        case 2: return .cellular
+        
+        case 3: return .offline
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: NetworkClass, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .wifi:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .cellular:
+            writeInt(&buf, Int32(2))
+        
+        
+        case .offline:
+            writeInt(&buf, Int32(3))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeNetworkClass_lift(_ buf: RustBuffer) throws -> NetworkClass {
+    return try FfiConverterTypeNetworkClass.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeNetworkClass_lower(_ value: NetworkClass) -> RustBuffer {
+    return FfiConverterTypeNetworkClass.lower(value)
+}
+
+
+
+/**
  * Who wrote a message.
  */
 
@@ -3128,6 +5026,261 @@ public func FfiConverterTypeRole_lift(_ buf: RustBuffer) throws -> Role {
 #endif
 public func FfiConverterTypeRole_lower(_ value: Role) -> RustBuffer {
     return FfiConverterTypeRole.lower(value)
+}
+
+
+
+/**
+ * How the model was chosen.
+ */
+
+public enum RouteMode: Equatable, Hashable {
+    
+    /**
+     * `model = "auto"`: the router scored the request.
+     */
+    case auto
+    /**
+     * The request named its model.
+     */
+    case explicit
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension RouteMode: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeRouteMode: FfiConverterRustBuffer {
+    typealias SwiftType = RouteMode
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> RouteMode {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .auto
+        
+        case 2: return .explicit
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: RouteMode, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .auto:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .explicit:
+            writeInt(&buf, Int32(2))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRouteMode_lift(_ buf: RustBuffer) throws -> RouteMode {
+    return try FfiConverterTypeRouteMode.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRouteMode_lower(_ value: RouteMode) -> RustBuffer {
+    return FfiConverterTypeRouteMode.lower(value)
+}
+
+
+
+/**
+ * How candidates are ranked (`routing.policy`).
+ */
+
+public enum RoutePolicy: Equatable, Hashable {
+    
+    /**
+     * Lowest estimated cost first.
+     */
+    case cheapest
+    /**
+     * Cost weighed against the tier list's order.
+     */
+    case balanced
+    /**
+     * The tier list's order.
+     */
+    case quality
+    /**
+     * Lowest observed latency first.
+     */
+    case fastest
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension RoutePolicy: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeRoutePolicy: FfiConverterRustBuffer {
+    typealias SwiftType = RoutePolicy
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> RoutePolicy {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .cheapest
+        
+        case 2: return .balanced
+        
+        case 3: return .quality
+        
+        case 4: return .fastest
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: RoutePolicy, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .cheapest:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .balanced:
+            writeInt(&buf, Int32(2))
+        
+        
+        case .quality:
+            writeInt(&buf, Int32(3))
+        
+        
+        case .fastest:
+            writeInt(&buf, Int32(4))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRoutePolicy_lift(_ buf: RustBuffer) throws -> RoutePolicy {
+    return try FfiConverterTypeRoutePolicy.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRoutePolicy_lower(_ value: RoutePolicy) -> RustBuffer {
+    return FfiConverterTypeRoutePolicy.lower(value)
+}
+
+
+
+/**
+ * The complexity tier a score maps to.
+ */
+
+public enum Tier: Equatable, Hashable {
+    
+    /**
+     * A cheap model will very likely do.
+     */
+    case light
+    /**
+     * Middle ground.
+     */
+    case standard
+    /**
+     * Send to the strong model.
+     */
+    case heavy
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension Tier: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeTier: FfiConverterRustBuffer {
+    typealias SwiftType = Tier
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Tier {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .light
+        
+        case 2: return .standard
+        
+        case 3: return .heavy
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: Tier, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .light:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .standard:
+            writeInt(&buf, Int32(2))
+        
+        
+        case .heavy:
+            writeInt(&buf, Int32(3))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTier_lift(_ buf: RustBuffer) throws -> Tier {
+    return try FfiConverterTypeTier.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTier_lower(_ value: Tier) -> RustBuffer {
+    return FfiConverterTypeTier.lower(value)
 }
 
 
@@ -3403,6 +5556,54 @@ fileprivate struct FfiConverterOptionString: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionTypeUsageSigningKey: FfiConverterRustBuffer {
+    typealias SwiftType = UsageSigningKey?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeUsageSigningKey.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeUsageSigningKey.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeReportingStatus: FfiConverterRustBuffer {
+    typealias SwiftType = ReportingStatus?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeReportingStatus.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeReportingStatus.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionTypeUsage: FfiConverterRustBuffer {
     typealias SwiftType = Usage?
 
@@ -3467,6 +5668,54 @@ fileprivate struct FfiConverterOptionTypeImageDetail: FfiConverterRustBuffer {
         switch try readInt(&buf) as Int8 {
         case 0: return nil
         case 1: return try FfiConverterTypeImageDetail.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeNetworkClass: FfiConverterRustBuffer {
+    typealias SwiftType = NetworkClass?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeNetworkClass.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeNetworkClass.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeTier: FfiConverterRustBuffer {
+    typealias SwiftType = Tier?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeTier.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeTier.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }
@@ -3549,6 +5798,31 @@ fileprivate struct FfiConverterSequenceTypeChatMessage: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterSequenceTypeExcludedModel: FfiConverterRustBuffer {
+    typealias SwiftType = [ExcludedModel]
+
+    public static func write(_ value: [ExcludedModel], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeExcludedModel.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [ExcludedModel] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [ExcludedModel]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeExcludedModel.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterSequenceTypeImageInput: FfiConverterRustBuffer {
     typealias SwiftType = [ImageInput]
 
@@ -3566,6 +5840,56 @@ fileprivate struct FfiConverterSequenceTypeImageInput: FfiConverterRustBuffer {
         seq.reserveCapacity(Int(len))
         for _ in 0 ..< len {
             seq.append(try FfiConverterTypeImageInput.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeRouteCandidate: FfiConverterRustBuffer {
+    typealias SwiftType = [RouteCandidate]
+
+    public static func write(_ value: [RouteCandidate], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeRouteCandidate.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [RouteCandidate] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [RouteCandidate]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeRouteCandidate.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeRouteFeature: FfiConverterRustBuffer {
+    typealias SwiftType = [RouteFeature]
+
+    public static func write(_ value: [RouteFeature], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeRouteFeature.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [RouteFeature] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [RouteFeature]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeRouteFeature.read(from: &buf))
         }
         return seq
     }
@@ -3729,6 +6053,33 @@ public func gaterouterVersion() -> String  {
     )
 })
 }
+/**
+ * The cost of a finished call from its usage, with the built-in price catalog (a
+ * client's `[prices]` overrides apply to the `cost` of its own responses).
+ */
+public func calculateCost(usage: Usage, model: String, options: CostOptions)throws  -> Cost  {
+    return try  FfiConverterTypeCost_lift(try rustCallWithError(FfiConverterTypeGateRouterError_lift) {
+        uniffiCallStatus in
+    uniffi_gaterouter_ffi_fn_func_calculate_cost(
+        FfiConverterTypeUsage_lower(usage),
+        FfiConverterString.lower(model),
+        FfiConverterTypeCostOptions_lower(options),uniffiCallStatus
+    )
+})
+}
+/**
+ * Tokens of `text` as `model` (`provider/model`) counts them. Exact for OpenAI
+ * encodings, a calibrated estimate for other providers.
+ */
+public func countTextTokens(text: String, model: String) -> TextTokenCount  {
+    return try!  FfiConverterTypeTextTokenCount_lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_gaterouter_ffi_fn_func_count_text_tokens(
+        FfiConverterString.lower(text),
+        FfiConverterString.lower(model),uniffiCallStatus
+    )
+})
+}
 
 private enum InitializationResult {
     case ok
@@ -3746,6 +6097,12 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.contractVersionMismatch
     }
     if (uniffi_gaterouter_ffi_checksum_func_gaterouter_version() != 55295) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_gaterouter_ffi_checksum_func_calculate_cost() != 40093) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_gaterouter_ffi_checksum_func_count_text_tokens() != 31842) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_gaterouter_ffi_checksum_method_chatstreamlistener_on_chunk() != 64345) {
@@ -3766,10 +6123,55 @@ private let initializationResult: InitializationResult = {
     if (uniffi_gaterouter_ffi_checksum_method_gaterouterclient_chat_stream() != 9829) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_gaterouter_ffi_checksum_method_gaterouterclient_count_tokens() != 13276) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_gaterouter_ffi_checksum_method_gaterouterclient_count_tokens_json() != 40514) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_gaterouter_ffi_checksum_method_gaterouterclient_estimate_cost() != 52431) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_gaterouter_ffi_checksum_method_gaterouterclient_estimate_cost_json() != 49776) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_gaterouter_ffi_checksum_method_gaterouterclient_flush() != 49613) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_gaterouter_ffi_checksum_method_gaterouterclient_reporting_status() != 5261) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_gaterouter_ffi_checksum_method_gaterouterclient_resume() != 14003) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_gaterouter_ffi_checksum_method_gaterouterclient_route() != 28439) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_gaterouter_ffi_checksum_method_gaterouterclient_route_json() != 1197) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_gaterouter_ffi_checksum_method_gaterouterclient_set_network_class() != 20598) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_gaterouter_ffi_checksum_method_gaterouterclient_shutdown() != 36382) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_gaterouter_ffi_checksum_method_gaterouterclient_suspend() != 10232) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_gaterouter_ffi_checksum_method_streamhandle_cancel() != 35925) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_gaterouter_ffi_checksum_method_streamhandle_is_finished() != 24946) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_gaterouter_ffi_checksum_method_usagesigningkey_public_key() != 5532) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_gaterouter_ffi_checksum_constructor_gaterouterclient_create() != 61027) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_gaterouter_ffi_checksum_constructor_gaterouterclient_create_from_file() != 18304) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_gaterouter_ffi_checksum_constructor_gaterouterclient_from_config_file() != 33271) {
@@ -3779,6 +6181,12 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_gaterouter_ffi_checksum_constructor_gaterouterclient_from_config_toml() != 3658) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_gaterouter_ffi_checksum_constructor_usagesigningkey_from_seed() != 50474) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_gaterouter_ffi_checksum_constructor_usagesigningkey_from_text() != 43423) {
         return InitializationResult.apiChecksumMismatch
     }
 

@@ -1,22 +1,34 @@
-// XCTest suite for the Swift bindings, against the provider emulator. macOS only (no Swift
-// toolchain on the Linux machines that build this repo): build the XCFramework with
-// build-xcframework.sh, `cargo build -p gaterouter-emulator`, then `swift test` in
-// bindings/swift. GATEROUTER_EMULATOR_BIN overrides the emulator path.
+// XCTest suite for the Swift bindings, against the provider emulator and the shared JSON
+// vectors (tests/vectors). macOS only (no Swift toolchain on the Linux machines that build
+// this repo): build the XCFramework with build-xcframework.sh, `cargo build -p
+// gaterouter-emulator`, then `swift test` in bindings/swift. GATEROUTER_EMULATOR_BIN
+// overrides the emulator path. The Kotlin suite (bindings/kotlin) runs the same checks,
+// plus delivery to a real collector, on every test run.
+import CryptoKit
 import Foundation
 import XCTest
 @testable import GateRouter
+
+/// The repository root, from this file's path.
+let repoRoot = URL(fileURLWithPath: #filePath)
+    .deletingLastPathComponent() // GateRouterTests
+    .deletingLastPathComponent() // Tests
+    .deletingLastPathComponent() // swift
+    .deletingLastPathComponent() // bindings
+    .deletingLastPathComponent() // repository root
+
+/// A JSON vector file from tests/vectors.
+func vector(_ name: String) throws -> [String: Any] {
+    let data = try Data(contentsOf: repoRoot.appendingPathComponent("tests/vectors/\(name)"))
+    return try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [String: Any])
+}
 
 final class Emulator {
     let process = Process()
     let baseURL: String
 
     init() throws {
-        let root = URL(fileURLWithPath: #filePath)
-            .deletingLastPathComponent() // GateRouterTests
-            .deletingLastPathComponent() // Tests
-            .deletingLastPathComponent() // swift
-            .deletingLastPathComponent() // bindings
-            .deletingLastPathComponent() // repository root
+        let root = repoRoot
         let bin = ProcessInfo.processInfo.environment["GATEROUTER_EMULATOR_BIN"]
             ?? root.appendingPathComponent("target/debug/gaterouter-emulator").path
         process.executableURL = URL(fileURLWithPath: bin)
@@ -176,5 +188,93 @@ final class GateRouterTests: XCTestCase {
             }
             XCTAssertTrue(detail.contains("base_urll"), detail)
         }
+    }
+
+    func testRouteCountTokensAndEstimateCost() throws {
+        let client = try GateRouterClient.fromConfigToml(text: Self.emulator.config())
+        let auto = try client.route(request: ChatRequest(model: "auto", messages: [user("Hi! How are you today?")]))
+        XCTAssertEqual(auto.mode, .auto)
+        XCTAssertNotNil(auto.tier)
+        XCTAssertEqual(auto.chosen, auto.candidates.first?.model)
+        let explicit = try client.route(request: ChatRequest(model: "openai/gpt-4o", messages: [user("hi")]))
+        XCTAssertEqual(explicit.mode, .explicit)
+        XCTAssertNil(explicit.score)
+
+        // tests/vectors/chat_tokens.json `single_user`.
+        let count = try client.countTokens(request: ChatRequest(model: "openai/gpt-4o", messages: [user("Hello, how are you?")]))
+        XCTAssertEqual(count.tokens, 13)
+        XCTAssertTrue(count.exact)
+        let est = try client.estimateCost(request: ChatRequest(model: "openai/gpt-4o", messages: [user("Hello, how are you?")], maxTokens: 100))
+        XCTAssertEqual(est.prompt, count)
+        XCTAssertEqual(est.max.outputMicros, 1000) // 100 tokens at $10 per million
+        XCTAssertLessThanOrEqual(est.expected.totalMicros, est.max.totalMicros)
+    }
+
+    func testSharedVectors() throws {
+        for case let t as [String: Any] in try XCTUnwrap(vector("tokens.json")["texts"] as? [Any]) {
+            let text = try XCTUnwrap(t["text"] as? String)
+            XCTAssertEqual(countTextTokens(text: text, model: "openai/gpt-4o").tokens, (t["o200k_base"] as? NSNumber)?.uint64Value, t["name"] as? String)
+            XCTAssertEqual(countTextTokens(text: text, model: "openai/gpt-4").tokens, (t["cl100k_base"] as? NSNumber)?.uint64Value, t["name"] as? String)
+        }
+        let client = try GateRouterClient.fromConfigToml(text: Self.emulator.config())
+        for case let c as [String: Any] in try XCTUnwrap(vector("chat_tokens.json")["cases"] as? [Any]) {
+            var req = try XCTUnwrap(c["request"] as? [String: Any])
+            for (model, expected) in try XCTUnwrap(c["expected_prompt_tokens"] as? [String: NSNumber]) {
+                req["model"] = model
+                let json = String(decoding: try JSONSerialization.data(withJSONObject: req), as: UTF8.self)
+                XCTAssertEqual(try client.countTokensJson(requestJson: json).tokens, expected.uint64Value, "\(c["name"] ?? "") on \(model)")
+            }
+        }
+        for case let c as [String: Any] in try XCTUnwrap(vector("cost.json")["cases"] as? [Any]) {
+            let u = try XCTUnwrap(c["usage"] as? [String: NSNumber])
+            let o = try XCTUnwrap(c["options"] as? [String: Bool])
+            let usage = Usage(promptTokens: u["prompt_tokens"]!.uint64Value, completionTokens: u["completion_tokens"]!.uint64Value,
+                              totalTokens: u["total_tokens"]!.uint64Value, cachedPromptTokens: u["cached_prompt_tokens"]!.uint64Value,
+                              cacheWriteTokens: u["cache_write_tokens"]!.uint64Value, reasoningTokens: u["reasoning_tokens"]!.uint64Value)
+            let cost = try calculateCost(usage: usage, model: try XCTUnwrap(c["model"] as? String),
+                                         options: CostOptions(batch: o["batch"] ?? false, cacheWrite1h: o["cache_write_1h"] ?? false))
+            let expected = try XCTUnwrap(c["expected"] as? [String: Any])
+            XCTAssertEqual(cost.totalMicros, (expected["total_micros"] as? NSNumber)?.uint64Value, c["name"] as? String)
+            XCTAssertEqual(cost.inputMicros, (expected["input_micros"] as? NSNumber)?.uint64Value, c["name"] as? String)
+            XCTAssertEqual(cost.outputMicros, (expected["output_micros"] as? NSNumber)?.uint64Value, c["name"] as? String)
+            XCTAssertEqual(cost.tierAboveInputTokens, (expected["tier_above_input_tokens"] as? NSNumber)?.uint64Value, c["name"] as? String)
+        }
+        let routing = try vector("routing.json")
+        let tolerance = (routing["tolerance"] as? Double) ?? 1e-6
+        for case let c as [String: Any] in try XCTUnwrap(routing["cases"] as? [Any]) {
+            let json = String(decoding: try JSONSerialization.data(withJSONObject: try XCTUnwrap(c["request"])), as: UTF8.self)
+            let d = try client.routeJson(requestJson: json)
+            XCTAssertEqual(try XCTUnwrap(d.score), try XCTUnwrap(c["score"] as? Double), accuracy: tolerance, c["name"] as? String ?? "")
+            XCTAssertEqual(d.tier.map { "\($0)" }, c["tier"] as? String, c["name"] as? String)
+        }
+    }
+
+    /// The iOS path: a CryptoKit key (kept in the Keychain by the app) signs usage records
+    /// from memory, the spool lives in Application Support, reporting follows the app.
+    func testMobileOptionsKeyAndLifecycle() async throws {
+        let privateKey = Curve25519.Signing.PrivateKey()
+        let key = try UsageSigningKey.fromSeed(seed: privateKey.rawRepresentation)
+        XCTAssertEqual(key.publicKey(), privateKey.publicKey.rawRepresentation.base64EncodedString())
+        let spool = FileManager.default.temporaryDirectory.appendingPathComponent("gaterouter-spool-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: spool) }
+        // No collector_url: records stay in the spool, which is what this checks.
+        let config = Self.emulator.config(extra: "[identity]\norg = \"acme\"\n")
+        let client = try GateRouterClient.create(configToml: config, options: MobileOptions(
+            spoolDir: spool.path, signingKey: key, apiKeyId: "k_ios", networkClass: .cellular, startSuspended: true))
+        var status = try XCTUnwrap(client.reportingStatus())
+        XCTAssertTrue(status.suspended)
+        XCTAssertEqual(status.networkClass, .cellular)
+        XCTAssertEqual(status.spoolDir, spool.path)
+        _ = try await client.chat(request: ChatRequest(model: "openai/gpt-4o-mini", messages: [user("from the phone")]))
+        status = try XCTUnwrap(client.reportingStatus())
+        XCTAssertEqual(status.pendingRecords, 1)
+        let flushed = try await client.flush(timeoutMs: 5000)
+        XCTAssertFalse(flushed.drained) // suspended: flush returns at once
+        client.resume()
+        client.setNetworkClass(network: .wifi)
+        status = try XCTUnwrap(client.reportingStatus())
+        XCTAssertFalse(status.suspended)
+        XCTAssertEqual(status.networkClass, .wifi)
+        XCTAssertThrowsError(try UsageSigningKey.fromSeed(seed: Data(count: 31)))
     }
 }

@@ -718,6 +718,10 @@ internal object IntegrityCheckingUniffiLib {
     internal fun ensureInitialized() = Unit
     external fun uniffi_gaterouter_ffi_checksum_func_gaterouter_version(
     ): Int
+    external fun uniffi_gaterouter_ffi_checksum_func_calculate_cost(
+    ): Int
+    external fun uniffi_gaterouter_ffi_checksum_func_count_text_tokens(
+    ): Int
     external fun uniffi_gaterouter_ffi_checksum_method_chatstreamlistener_on_chunk(
     ): Int
     external fun uniffi_gaterouter_ffi_checksum_method_chatstreamlistener_on_complete(
@@ -730,15 +734,49 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_gaterouter_ffi_checksum_method_gaterouterclient_chat_stream(
     ): Int
+    external fun uniffi_gaterouter_ffi_checksum_method_gaterouterclient_count_tokens(
+    ): Int
+    external fun uniffi_gaterouter_ffi_checksum_method_gaterouterclient_count_tokens_json(
+    ): Int
+    external fun uniffi_gaterouter_ffi_checksum_method_gaterouterclient_estimate_cost(
+    ): Int
+    external fun uniffi_gaterouter_ffi_checksum_method_gaterouterclient_estimate_cost_json(
+    ): Int
+    external fun uniffi_gaterouter_ffi_checksum_method_gaterouterclient_flush(
+    ): Int
+    external fun uniffi_gaterouter_ffi_checksum_method_gaterouterclient_reporting_status(
+    ): Int
+    external fun uniffi_gaterouter_ffi_checksum_method_gaterouterclient_resume(
+    ): Int
+    external fun uniffi_gaterouter_ffi_checksum_method_gaterouterclient_route(
+    ): Int
+    external fun uniffi_gaterouter_ffi_checksum_method_gaterouterclient_route_json(
+    ): Int
+    external fun uniffi_gaterouter_ffi_checksum_method_gaterouterclient_set_network_class(
+    ): Int
+    external fun uniffi_gaterouter_ffi_checksum_method_gaterouterclient_shutdown(
+    ): Int
+    external fun uniffi_gaterouter_ffi_checksum_method_gaterouterclient_suspend(
+    ): Int
     external fun uniffi_gaterouter_ffi_checksum_method_streamhandle_cancel(
     ): Int
     external fun uniffi_gaterouter_ffi_checksum_method_streamhandle_is_finished(
+    ): Int
+    external fun uniffi_gaterouter_ffi_checksum_method_usagesigningkey_public_key(
+    ): Int
+    external fun uniffi_gaterouter_ffi_checksum_constructor_gaterouterclient_create(
+    ): Int
+    external fun uniffi_gaterouter_ffi_checksum_constructor_gaterouterclient_create_from_file(
     ): Int
     external fun uniffi_gaterouter_ffi_checksum_constructor_gaterouterclient_from_config_file(
     ): Int
     external fun uniffi_gaterouter_ffi_checksum_constructor_gaterouterclient_from_config_json(
     ): Int
     external fun uniffi_gaterouter_ffi_checksum_constructor_gaterouterclient_from_config_toml(
+    ): Int
+    external fun uniffi_gaterouter_ffi_checksum_constructor_usagesigningkey_from_seed(
+    ): Int
+    external fun uniffi_gaterouter_ffi_checksum_constructor_usagesigningkey_from_text(
     ): Int
     external fun ffi_gaterouter_ffi_uniffi_contract_version(
     ): Int
@@ -777,6 +815,10 @@ internal object UniffiLib {
     ): Long
     external fun uniffi_gaterouter_ffi_fn_free_gaterouterclient(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
+    external fun uniffi_gaterouter_ffi_fn_constructor_gaterouterclient_create(`configToml`: RustBuffer.ByValue,`options`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_gaterouter_ffi_fn_constructor_gaterouterclient_create_from_file(`path`: RustBuffer.ByValue,`options`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
     external fun uniffi_gaterouter_ffi_fn_constructor_gaterouterclient_from_config_file(`path`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_gaterouter_ffi_fn_constructor_gaterouterclient_from_config_json(`json`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
@@ -789,6 +831,30 @@ internal object UniffiLib {
     ): Long
     external fun uniffi_gaterouter_ffi_fn_method_gaterouterclient_chat_stream(`ptr`: Long,`request`: RustBuffer.ByValue,`listener`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
+    external fun uniffi_gaterouter_ffi_fn_method_gaterouterclient_count_tokens(`ptr`: Long,`request`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_gaterouter_ffi_fn_method_gaterouterclient_count_tokens_json(`ptr`: Long,`requestJson`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_gaterouter_ffi_fn_method_gaterouterclient_estimate_cost(`ptr`: Long,`request`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_gaterouter_ffi_fn_method_gaterouterclient_estimate_cost_json(`ptr`: Long,`requestJson`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_gaterouter_ffi_fn_method_gaterouterclient_flush(`ptr`: Long,`timeoutMs`: Long,
+    ): Long
+    external fun uniffi_gaterouter_ffi_fn_method_gaterouterclient_reporting_status(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_gaterouter_ffi_fn_method_gaterouterclient_resume(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_gaterouter_ffi_fn_method_gaterouterclient_route(`ptr`: Long,`request`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_gaterouter_ffi_fn_method_gaterouterclient_route_json(`ptr`: Long,`requestJson`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_gaterouter_ffi_fn_method_gaterouterclient_set_network_class(`ptr`: Long,`network`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_gaterouter_ffi_fn_method_gaterouterclient_shutdown(`ptr`: Long,
+    ): Long
+    external fun uniffi_gaterouter_ffi_fn_method_gaterouterclient_suspend(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
     external fun uniffi_gaterouter_ffi_fn_clone_streamhandle(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_gaterouter_ffi_fn_free_streamhandle(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -797,7 +863,21 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_gaterouter_ffi_fn_method_streamhandle_is_finished(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Byte
+    external fun uniffi_gaterouter_ffi_fn_clone_usagesigningkey(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_gaterouter_ffi_fn_free_usagesigningkey(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_gaterouter_ffi_fn_constructor_usagesigningkey_from_seed(`seed`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_gaterouter_ffi_fn_constructor_usagesigningkey_from_text(`text`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_gaterouter_ffi_fn_method_usagesigningkey_public_key(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_gaterouter_ffi_fn_func_gaterouter_version(uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_gaterouter_ffi_fn_func_calculate_cost(`usage`: RustBuffer.ByValue,`model`: RustBuffer.ByValue,`options`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_gaterouter_ffi_fn_func_count_text_tokens(`text`: RustBuffer.ByValue,`model`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun ffi_gaterouter_ffi_rustbuffer_alloc(`size`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -921,6 +1001,12 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_gaterouter_ffi_checksum_func_gaterouter_version() and 0xFFFF) != 55295) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_gaterouter_ffi_checksum_func_calculate_cost() and 0xFFFF) != 40093) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_gaterouter_ffi_checksum_func_count_text_tokens() and 0xFFFF) != 31842) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_gaterouter_ffi_checksum_method_chatstreamlistener_on_chunk() and 0xFFFF) != 64345) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -939,10 +1025,55 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_gaterouter_ffi_checksum_method_gaterouterclient_chat_stream() and 0xFFFF) != 9829) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_gaterouter_ffi_checksum_method_gaterouterclient_count_tokens() and 0xFFFF) != 13276) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_gaterouter_ffi_checksum_method_gaterouterclient_count_tokens_json() and 0xFFFF) != 40514) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_gaterouter_ffi_checksum_method_gaterouterclient_estimate_cost() and 0xFFFF) != 52431) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_gaterouter_ffi_checksum_method_gaterouterclient_estimate_cost_json() and 0xFFFF) != 49776) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_gaterouter_ffi_checksum_method_gaterouterclient_flush() and 0xFFFF) != 49613) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_gaterouter_ffi_checksum_method_gaterouterclient_reporting_status() and 0xFFFF) != 5261) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_gaterouter_ffi_checksum_method_gaterouterclient_resume() and 0xFFFF) != 14003) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_gaterouter_ffi_checksum_method_gaterouterclient_route() and 0xFFFF) != 28439) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_gaterouter_ffi_checksum_method_gaterouterclient_route_json() and 0xFFFF) != 1197) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_gaterouter_ffi_checksum_method_gaterouterclient_set_network_class() and 0xFFFF) != 20598) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_gaterouter_ffi_checksum_method_gaterouterclient_shutdown() and 0xFFFF) != 36382) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_gaterouter_ffi_checksum_method_gaterouterclient_suspend() and 0xFFFF) != 10232) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_gaterouter_ffi_checksum_method_streamhandle_cancel() and 0xFFFF) != 35925) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_gaterouter_ffi_checksum_method_streamhandle_is_finished() and 0xFFFF) != 24946) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_gaterouter_ffi_checksum_method_usagesigningkey_public_key() and 0xFFFF) != 5532) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_gaterouter_ffi_checksum_constructor_gaterouterclient_create() and 0xFFFF) != 61027) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_gaterouter_ffi_checksum_constructor_gaterouterclient_create_from_file() and 0xFFFF) != 18304) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_gaterouter_ffi_checksum_constructor_gaterouterclient_from_config_file() and 0xFFFF) != 33271) {
@@ -952,6 +1083,12 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_gaterouter_ffi_checksum_constructor_gaterouterclient_from_config_toml() and 0xFFFF) != 3658) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_gaterouter_ffi_checksum_constructor_usagesigningkey_from_seed() and 0xFFFF) != 50474) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_gaterouter_ffi_checksum_constructor_usagesigningkey_from_text() and 0xFFFF) != 43423) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
 }
@@ -1378,6 +1515,25 @@ public object FfiConverterString: FfiConverter<String, RustBuffer.ByValue> {
         val byteBuf = toUtf8(value)
         buf.putInt(byteBuf.limit())
         buf.put(byteBuf)
+    }
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterByteArray: FfiConverterRustBuffer<ByteArray> {
+    override fun read(buf: ByteBuffer): ByteArray {
+        val len = buf.getInt()
+        val byteArr = ByteArray(len)
+        buf.get(byteArr)
+        return byteArr
+    }
+    override fun allocationSize(value: ByteArray): ULong {
+        return 4UL + value.size.toULong()
+    }
+    override fun write(value: ByteArray, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        buf.put(value)
     }
 }
 
@@ -1884,9 +2040,11 @@ public object FfiConverterTypeChatStreamListener: FfiConverter<ChatStreamListene
  * The GateRouter client. Build it once (it holds the connection pool) and share it;
  * it is safe to use from any thread.
  *
- * Mobile lifecycle hooks (`suspend()` / `resume()` to flush and pause usage-record
- * upload, a spool directory for records written while offline, and the usage-record
- * signing key) arrive with the usage-records work in the core; they are not here yet.
+ * Mobile apps build it with [`GateRouterClient::create`] and [`MobileOptions`] (spool
+ * directory in the app sandbox, signing key from the Keychain / Keystore), call
+ * `suspend()` / `resume()` from the app lifecycle and `setNetworkClass` from the
+ * connectivity callback. None of these block: they flip a flag the reporter task
+ * watches.
  */
 public interface GateRouterClientInterface {
     
@@ -1907,6 +2065,76 @@ public interface GateRouterClientInterface {
      */
     fun `chatStream`(`request`: ChatRequest, `listener`: ChatStreamListener): StreamHandle
     
+    /**
+     * The request's prompt tokens as its model bills them (`auto`: the routed model).
+     * Exact for OpenAI text, a calibrated estimate elsewhere. CPU only; the first call
+     * loads the tokenizer tables (tens of milliseconds): keep it off the UI thread.
+     */
+    fun `countTokens`(`request`: ChatRequest): TokenCount
+    
+    /**
+     * `countTokens` for a request given as JSON.
+     */
+    fun `countTokensJson`(`requestJson`: kotlin.String): TokenCount
+    
+    /**
+     * Expected and maximum cost of a request before sending it (this client's prices).
+     */
+    fun `estimateCost`(`request`: ChatRequest): CostEstimate
+    
+    /**
+     * `estimateCost` for a request given as JSON.
+     */
+    fun `estimateCostJson`(`requestJson`: kotlin.String): CostEstimate
+    
+    /**
+     * Wait up to `timeout_ms` until every usage record made so far reached the
+     * collector. Returns at once (not drained) while suspended or offline.
+     */
+    suspend fun `flush`(`timeoutMs`: kotlin.ULong): FlushResult
+    
+    /**
+     * The usage-record pipeline's state; `null`/`nil` when reporting is off.
+     */
+    fun `reportingStatus`(): ReportingStatus?
+    
+    /**
+     * The app is in the foreground again: send what waited, then report as usual.
+     * Never blocks.
+     */
+    fun `resume`()
+    
+    /**
+     * Where a request would go and why (score, tier, ranked candidates with estimated
+     * cost, excluded models), without sending anything. CPU only, no I/O.
+     */
+    fun `route`(`request`: ChatRequest): RouteDecision
+    
+    /**
+     * `route` for an OpenAI Chat Completions request given as JSON (every content part
+     * and option the core knows).
+     */
+    fun `routeJson`(`requestJson`: kotlin.String): RouteDecision
+    
+    /**
+     * The device's network changed: `Cellular` batches more (`reporting.cellular_*`),
+     * `Offline` holds records until another class is set. Never blocks.
+     */
+    fun `setNetworkClass`(`network`: NetworkClass)
+    
+    /**
+     * Drain the spool (bounded by `reporting.shutdown_timeout_ms`) and stop reporting;
+     * undelivered records stay in the spool for the next start. Chat calls keep
+     * working but make no more records.
+     */
+    suspend fun `shutdown`(): FlushResult
+    
+    /**
+     * The app goes to the background: stop sending usage records (they keep being
+     * spooled, durably). Call from `onStop` / `sceneDidEnterBackground`. Never blocks.
+     */
+    fun `suspend`()
+    
     companion object
 }
 
@@ -1914,9 +2142,11 @@ public interface GateRouterClientInterface {
  * The GateRouter client. Build it once (it holds the connection pool) and share it;
  * it is safe to use from any thread.
  *
- * Mobile lifecycle hooks (`suspend()` / `resume()` to flush and pause usage-record
- * upload, a spool directory for records written while offline, and the usage-record
- * signing key) arrive with the usage-records work in the core; they are not here yet.
+ * Mobile apps build it with [`GateRouterClient::create`] and [`MobileOptions`] (spool
+ * directory in the app sandbox, signing key from the Keychain / Keystore), call
+ * `suspend()` / `resume()` from the app lifecycle and `setNetworkClass` from the
+ * connectivity callback. None of these block: they flip a flag the reporter task
+ * watches.
  */
 open class GateRouterClient: Disposable, AutoCloseable, GateRouterClientInterface
 {
@@ -2091,12 +2321,277 @@ open class GateRouterClient: Disposable, AutoCloseable, GateRouterClientInterfac
     
 
     
+    /**
+     * The request's prompt tokens as its model bills them (`auto`: the routed model).
+     * Exact for OpenAI text, a calibrated estimate elsewhere. CPU only; the first call
+     * loads the tokenizer tables (tens of milliseconds): keep it off the UI thread.
+     */
+    @Throws(GateRouterException::class)override fun `countTokens`(`request`: ChatRequest): TokenCount {
+            return FfiConverterTypeTokenCount.lift(
+    callWithHandle {
+    uniffiRustCallWithError(GateRouterException) { _status ->
+    UniffiLib.uniffi_gaterouter_ffi_fn_method_gaterouterclient_count_tokens(
+        it,
+        
+        FfiConverterTypeChatRequest.lower(`request`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * `countTokens` for a request given as JSON.
+     */
+    @Throws(GateRouterException::class)override fun `countTokensJson`(`requestJson`: kotlin.String): TokenCount {
+            return FfiConverterTypeTokenCount.lift(
+    callWithHandle {
+    uniffiRustCallWithError(GateRouterException) { _status ->
+    UniffiLib.uniffi_gaterouter_ffi_fn_method_gaterouterclient_count_tokens_json(
+        it,
+        
+        FfiConverterString.lower(`requestJson`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Expected and maximum cost of a request before sending it (this client's prices).
+     */
+    @Throws(GateRouterException::class)override fun `estimateCost`(`request`: ChatRequest): CostEstimate {
+            return FfiConverterTypeCostEstimate.lift(
+    callWithHandle {
+    uniffiRustCallWithError(GateRouterException) { _status ->
+    UniffiLib.uniffi_gaterouter_ffi_fn_method_gaterouterclient_estimate_cost(
+        it,
+        
+        FfiConverterTypeChatRequest.lower(`request`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * `estimateCost` for a request given as JSON.
+     */
+    @Throws(GateRouterException::class)override fun `estimateCostJson`(`requestJson`: kotlin.String): CostEstimate {
+            return FfiConverterTypeCostEstimate.lift(
+    callWithHandle {
+    uniffiRustCallWithError(GateRouterException) { _status ->
+    UniffiLib.uniffi_gaterouter_ffi_fn_method_gaterouterclient_estimate_cost_json(
+        it,
+        
+        FfiConverterString.lower(`requestJson`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Wait up to `timeout_ms` until every usage record made so far reached the
+     * collector. Returns at once (not drained) while suspended or offline.
+     */
+    @Throws(GateRouterException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `flush`(`timeoutMs`: kotlin.ULong) : FlushResult {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_gaterouter_ffi_fn_method_gaterouterclient_flush(
+                uniffiHandle,
+                
+        FfiConverterULong.lower(`timeoutMs`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_gaterouter_ffi_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_gaterouter_ffi_rust_future_complete_rust_buffer(future, continuation) },
+        { future -> UniffiLib.ffi_gaterouter_ffi_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterTypeFlushResult.lift(it) },
+        // Error FFI converter
+        GateRouterException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * The usage-record pipeline's state; `null`/`nil` when reporting is off.
+     */override fun `reportingStatus`(): ReportingStatus? {
+            return FfiConverterOptionalTypeReportingStatus.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_gaterouter_ffi_fn_method_gaterouterclient_reporting_status(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The app is in the foreground again: send what waited, then report as usual.
+     * Never blocks.
+     */override fun `resume`()
+        = 
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_gaterouter_ffi_fn_method_gaterouterclient_resume(
+        it,
+        _status)
+}
+    }
+    
+    
+
+    
+    /**
+     * Where a request would go and why (score, tier, ranked candidates with estimated
+     * cost, excluded models), without sending anything. CPU only, no I/O.
+     */
+    @Throws(GateRouterException::class)override fun `route`(`request`: ChatRequest): RouteDecision {
+            return FfiConverterTypeRouteDecision.lift(
+    callWithHandle {
+    uniffiRustCallWithError(GateRouterException) { _status ->
+    UniffiLib.uniffi_gaterouter_ffi_fn_method_gaterouterclient_route(
+        it,
+        
+        FfiConverterTypeChatRequest.lower(`request`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * `route` for an OpenAI Chat Completions request given as JSON (every content part
+     * and option the core knows).
+     */
+    @Throws(GateRouterException::class)override fun `routeJson`(`requestJson`: kotlin.String): RouteDecision {
+            return FfiConverterTypeRouteDecision.lift(
+    callWithHandle {
+    uniffiRustCallWithError(GateRouterException) { _status ->
+    UniffiLib.uniffi_gaterouter_ffi_fn_method_gaterouterclient_route_json(
+        it,
+        
+        FfiConverterString.lower(`requestJson`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The device's network changed: `Cellular` batches more (`reporting.cellular_*`),
+     * `Offline` holds records until another class is set. Never blocks.
+     */override fun `setNetworkClass`(`network`: NetworkClass)
+        = 
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_gaterouter_ffi_fn_method_gaterouterclient_set_network_class(
+        it,
+        
+        FfiConverterTypeNetworkClass.lower(`network`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * Drain the spool (bounded by `reporting.shutdown_timeout_ms`) and stop reporting;
+     * undelivered records stay in the spool for the next start. Chat calls keep
+     * working but make no more records.
+     */
+    @Throws(GateRouterException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `shutdown`() : FlushResult {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_gaterouter_ffi_fn_method_gaterouterclient_shutdown(
+                uniffiHandle,
+                
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_gaterouter_ffi_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_gaterouter_ffi_rust_future_complete_rust_buffer(future, continuation) },
+        { future -> UniffiLib.ffi_gaterouter_ffi_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterTypeFlushResult.lift(it) },
+        // Error FFI converter
+        GateRouterException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * The app goes to the background: stop sending usage records (they keep being
+     * spooled, durably). Call from `onStop` / `sceneDidEnterBackground`. Never blocks.
+     */override fun `suspend`()
+        = 
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_gaterouter_ffi_fn_method_gaterouterclient_suspend(
+        it,
+        _status)
+}
+    }
+    
+    
+
+    
 
     
 
 
     
     companion object {
+        
+    /**
+     * Build from TOML text plus what only the app knows at run time: the spool
+     * directory, the signing key (kept in memory only), the key id, the user, the
+     * network class and whether the app starts in the background.
+     */
+    @Throws(GateRouterException::class) fun `create`(`configToml`: kotlin.String, `options`: MobileOptions): GateRouterClient {
+            return FfiConverterTypeGateRouterClient.lift(
+    uniffiRustCallWithError(GateRouterException) { _status ->
+    UniffiLib.uniffi_gaterouter_ffi_fn_constructor_gaterouterclient_create(
+    
+        
+        FfiConverterString.lower(`configToml`),
+        FfiConverterTypeMobileOptions.lower(`options`),_status)
+}
+    )
+    }
+    
+
+        
+    /**
+     * [`GateRouterClient::create`] with the config read from a TOML file.
+     */
+    @Throws(GateRouterException::class) fun `createFromFile`(`path`: kotlin.String, `options`: MobileOptions): GateRouterClient {
+            return FfiConverterTypeGateRouterClient.lift(
+    uniffiRustCallWithError(GateRouterException) { _status ->
+    UniffiLib.uniffi_gaterouter_ffi_fn_constructor_gaterouterclient_create_from_file(
+    
+        
+        FfiConverterString.lower(`path`),
+        FfiConverterTypeMobileOptions.lower(`options`),_status)
+}
+    )
+    }
+    
+
         
     /**
      * Build from a TOML file path (Android: a path under `context.filesDir`; iOS: in
@@ -2461,6 +2956,315 @@ public object FfiConverterTypeStreamHandle: FfiConverter<StreamHandle, Long> {
     override fun allocationSize(value: StreamHandle) = 8UL
 
     override fun write(value: StreamHandle, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
+ * The Ed25519 key that signs usage records, held in memory only.
+ *
+ * An object rather than bytes in a record so that printing or logging [`MobileOptions`]
+ * (Kotlin data-class `toString`, Swift `description`) can never show it. Make one from
+ * what the app keeps in the Keychain / Keystore-protected storage; a new key is just 32
+ * random bytes (`SecRandomCopyBytes`, `SecureRandom`), registered with the collector by
+ * its [`UsageSigningKey::public_key`].
+ */
+public interface UsageSigningKeyInterface {
+    
+    /**
+     * The public key (standard base64 of 32 bytes), to register with the collector.
+     */
+    fun `publicKey`(): kotlin.String
+    
+    companion object
+}
+
+/**
+ * The Ed25519 key that signs usage records, held in memory only.
+ *
+ * An object rather than bytes in a record so that printing or logging [`MobileOptions`]
+ * (Kotlin data-class `toString`, Swift `description`) can never show it. Make one from
+ * what the app keeps in the Keychain / Keystore-protected storage; a new key is just 32
+ * random bytes (`SecRandomCopyBytes`, `SecureRandom`), registered with the collector by
+ * its [`UsageSigningKey::public_key`].
+ */
+open class UsageSigningKey: Disposable, AutoCloseable, UsageSigningKeyInterface
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_gaterouter_ffi_fn_free_usagesigningkey(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_gaterouter_ffi_fn_clone_usagesigningkey(handle, status)
+        }
+    }
+
+    
+    /**
+     * The public key (standard base64 of 32 bytes), to register with the collector.
+     */override fun `publicKey`(): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_gaterouter_ffi_fn_method_usagesigningkey_public_key(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+
+    
+
+
+    
+    companion object {
+        
+    /**
+     * From the raw 32-byte seed (Swift `Data`, Kotlin `ByteArray`).
+     */
+    @Throws(GateRouterException::class) fun `fromSeed`(`seed`: kotlin.ByteArray): UsageSigningKey {
+            return FfiConverterTypeUsageSigningKey.lift(
+    uniffiRustCallWithError(GateRouterException) { _status ->
+    UniffiLib.uniffi_gaterouter_ffi_fn_constructor_usagesigningkey_from_seed(
+    
+        
+        FfiConverterByteArray.lower(`seed`),_status)
+}
+    )
+    }
+    
+
+        
+    /**
+     * From text: the standard base64 of the 32-byte seed, or a PKCS#8 PEM.
+     */
+    @Throws(GateRouterException::class) fun `fromText`(`text`: kotlin.String): UsageSigningKey {
+            return FfiConverterTypeUsageSigningKey.lift(
+    uniffiRustCallWithError(GateRouterException) { _status ->
+    UniffiLib.uniffi_gaterouter_ffi_fn_constructor_usagesigningkey_from_text(
+    
+        
+        FfiConverterString.lower(`text`),_status)
+}
+    )
+    }
+    
+
+        
+    }
+    
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeUsageSigningKey: FfiConverter<UsageSigningKey, Long> {
+    override fun lower(value: UsageSigningKey): Long {
+        return value.uniffiCloneHandle()
+    }
+
+    override fun lift(value: Long): UsageSigningKey {
+        return UsageSigningKey(UniffiWithHandle, value)
+    }
+
+    override fun read(buf: ByteBuffer): UsageSigningKey {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: UsageSigningKey) = 8UL
+
+    override fun write(value: UsageSigningKey, buf: ByteBuffer) {
         buf.putLong(lower(value))
     }
 }
@@ -2881,6 +3685,339 @@ public object FfiConverterTypeChatResponse: FfiConverterRustBuffer<ChatResponse>
 
 
 /**
+ * The cost of a call in integer micro-dollars (1 USD = 1 000 000).
+ */
+data class Cost (
+    /**
+     * Exact total, rounded half-up once.
+     */
+    var `totalMicros`: kotlin.ULong
+    , 
+    /**
+     * Uncached input.
+     */
+    var `inputMicros`: kotlin.ULong
+    , 
+    /**
+     * Cached-input reads.
+     */
+    var `cachedInputMicros`: kotlin.ULong
+    , 
+    /**
+     * Cache writes.
+     */
+    var `cacheWriteMicros`: kotlin.ULong
+    , 
+    /**
+     * Output other than reasoning.
+     */
+    var `outputMicros`: kotlin.ULong
+    , 
+    /**
+     * Reasoning tokens.
+     */
+    var `reasoningMicros`: kotlin.ULong
+    , 
+    /**
+     * Always `USD`.
+     */
+    var `currency`: kotlin.String
+    , 
+    /**
+     * The total as a decimal string (`"0.012345"`).
+     */
+    var `totalUsd`: kotlin.String
+    , 
+    /**
+     * The catalog entry used (`provider/model`).
+     */
+    var `pricedAs`: kotlin.String
+    , 
+    /**
+     * Whether the batch discount was applied.
+     */
+    var `batch`: kotlin.Boolean
+    , 
+    /**
+     * The long-context price tier applied, by its threshold.
+     */
+    var `tierAboveInputTokens`: kotlin.ULong?
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeCost: FfiConverterRustBuffer<Cost> {
+    override fun read(buf: ByteBuffer): Cost {
+        return Cost(
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterBoolean.read(buf),
+            FfiConverterOptionalULong.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: Cost) = (
+            FfiConverterULong.allocationSize(value.`totalMicros`) +
+            FfiConverterULong.allocationSize(value.`inputMicros`) +
+            FfiConverterULong.allocationSize(value.`cachedInputMicros`) +
+            FfiConverterULong.allocationSize(value.`cacheWriteMicros`) +
+            FfiConverterULong.allocationSize(value.`outputMicros`) +
+            FfiConverterULong.allocationSize(value.`reasoningMicros`) +
+            FfiConverterString.allocationSize(value.`currency`) +
+            FfiConverterString.allocationSize(value.`totalUsd`) +
+            FfiConverterString.allocationSize(value.`pricedAs`) +
+            FfiConverterBoolean.allocationSize(value.`batch`) +
+            FfiConverterOptionalULong.allocationSize(value.`tierAboveInputTokens`)
+    )
+
+    override fun write(value: Cost, buf: ByteBuffer) {
+            FfiConverterULong.write(value.`totalMicros`, buf)
+            FfiConverterULong.write(value.`inputMicros`, buf)
+            FfiConverterULong.write(value.`cachedInputMicros`, buf)
+            FfiConverterULong.write(value.`cacheWriteMicros`, buf)
+            FfiConverterULong.write(value.`outputMicros`, buf)
+            FfiConverterULong.write(value.`reasoningMicros`, buf)
+            FfiConverterString.write(value.`currency`, buf)
+            FfiConverterString.write(value.`totalUsd`, buf)
+            FfiConverterString.write(value.`pricedAs`, buf)
+            FfiConverterBoolean.write(value.`batch`, buf)
+            FfiConverterOptionalULong.write(value.`tierAboveInputTokens`, buf)
+    }
+}
+
+
+
+/**
+ * A request's cost before it is sent.
+ */
+data class CostEstimate (
+    /**
+     * Prompt tokens.
+     */
+    var `prompt`: TokenCount
+    , 
+    /**
+     * Completion tokens assumed for `expected`.
+     */
+    var `expectedCompletionTokens`: kotlin.ULong
+    , 
+    /**
+     * Completion bound used for `max` (`max_tokens`, else the model's limit).
+     */
+    var `maxCompletionTokens`: kotlin.ULong
+    , 
+    /**
+     * Cost with the expected completion.
+     */
+    var `expected`: Cost
+    , 
+    /**
+     * Cost if the model writes `max_completion_tokens`.
+     */
+    var `max`: Cost
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeCostEstimate: FfiConverterRustBuffer<CostEstimate> {
+    override fun read(buf: ByteBuffer): CostEstimate {
+        return CostEstimate(
+            FfiConverterTypeTokenCount.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterTypeCost.read(buf),
+            FfiConverterTypeCost.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: CostEstimate) = (
+            FfiConverterTypeTokenCount.allocationSize(value.`prompt`) +
+            FfiConverterULong.allocationSize(value.`expectedCompletionTokens`) +
+            FfiConverterULong.allocationSize(value.`maxCompletionTokens`) +
+            FfiConverterTypeCost.allocationSize(value.`expected`) +
+            FfiConverterTypeCost.allocationSize(value.`max`)
+    )
+
+    override fun write(value: CostEstimate, buf: ByteBuffer) {
+            FfiConverterTypeTokenCount.write(value.`prompt`, buf)
+            FfiConverterULong.write(value.`expectedCompletionTokens`, buf)
+            FfiConverterULong.write(value.`maxCompletionTokens`, buf)
+            FfiConverterTypeCost.write(value.`expected`, buf)
+            FfiConverterTypeCost.write(value.`max`, buf)
+    }
+}
+
+
+
+/**
+ * Pricing options for [`calculate_cost`].
+ */
+data class CostOptions (
+    /**
+     * The call went through the provider's batch API.
+     */
+    var `batch`: kotlin.Boolean = false 
+    , 
+    /**
+     * Cache writes used the 1-hour cache (Anthropic) rather than the 5-minute one.
+     */
+    var `cacheWrite1h`: kotlin.Boolean = false 
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeCostOptions: FfiConverterRustBuffer<CostOptions> {
+    override fun read(buf: ByteBuffer): CostOptions {
+        return CostOptions(
+            FfiConverterBoolean.read(buf),
+            FfiConverterBoolean.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: CostOptions) = (
+            FfiConverterBoolean.allocationSize(value.`batch`) +
+            FfiConverterBoolean.allocationSize(value.`cacheWrite1h`)
+    )
+
+    override fun write(value: CostOptions, buf: ByteBuffer) {
+            FfiConverterBoolean.write(value.`batch`, buf)
+            FfiConverterBoolean.write(value.`cacheWrite1h`, buf)
+    }
+}
+
+
+
+/**
+ * A model left out, and why.
+ */
+data class ExcludedModel (
+    /**
+     * `provider/model`.
+     */
+    var `model`: kotlin.String
+    , 
+    /**
+     * Why it cannot serve this request (no key, not permitted, context too small...).
+     */
+    var `reason`: kotlin.String
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeExcludedModel: FfiConverterRustBuffer<ExcludedModel> {
+    override fun read(buf: ByteBuffer): ExcludedModel {
+        return ExcludedModel(
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: ExcludedModel) = (
+            FfiConverterString.allocationSize(value.`model`) +
+            FfiConverterString.allocationSize(value.`reason`)
+    )
+
+    override fun write(value: ExcludedModel, buf: ByteBuffer) {
+            FfiConverterString.write(value.`model`, buf)
+            FfiConverterString.write(value.`reason`, buf)
+    }
+}
+
+
+
+/**
+ * Flush result.
+ */
+data class FlushResult (
+    /**
+     * Every record made before the flush was delivered (or refused by the collector
+     * and dead-lettered). False when the wait timed out, or reporting is suspended or
+     * offline.
+     */
+    var `drained`: kotlin.Boolean
+    , 
+    /**
+     * Records still waiting in the spool.
+     */
+    var `pendingRecords`: kotlin.ULong
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeFlushResult: FfiConverterRustBuffer<FlushResult> {
+    override fun read(buf: ByteBuffer): FlushResult {
+        return FlushResult(
+            FfiConverterBoolean.read(buf),
+            FfiConverterULong.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: FlushResult) = (
+            FfiConverterBoolean.allocationSize(value.`drained`) +
+            FfiConverterULong.allocationSize(value.`pendingRecords`)
+    )
+
+    override fun write(value: FlushResult, buf: ByteBuffer) {
+            FfiConverterBoolean.write(value.`drained`, buf)
+            FfiConverterULong.write(value.`pendingRecords`, buf)
+    }
+}
+
+
+
+/**
  * An image attached to a message: an `https://` URL or a `data:image/png;base64,...` URL.
  */
 data class ImageInput (
@@ -2922,6 +4059,658 @@ public object FfiConverterTypeImageInput: FfiConverterRustBuffer<ImageInput> {
     override fun write(value: ImageInput, buf: ByteBuffer) {
             FfiConverterString.write(value.`url`, buf)
             FfiConverterOptionalTypeImageDetail.write(value.`detail`, buf)
+    }
+}
+
+
+
+/**
+ * Start-up options of a mobile app. Every field is optional.
+ */
+data class MobileOptions (
+    /**
+     * Absolute path of the usage-record spool directory inside the app sandbox
+     * (Android: `File(context.filesDir, "gaterouter-spool")`; iOS: a folder under
+     * Application Support). Overrides `reporting.spool_dir`. One client per directory.
+     */
+    var `spoolDir`: kotlin.String? = null 
+    , 
+    /**
+     * The usage-record signing key, read by the app from the Keychain / Keystore-
+     * protected storage. It stays in memory: the SDK never writes it to disk. Overrides
+     * `reporting.signing_key_file` / `signing_key_env`.
+     */
+    var `signingKey`: UsageSigningKey? = null 
+    , 
+    /**
+     * Overrides `identity.api_key_id` (the id the collector knows the key by), for
+     * apps that receive key and id together at run time.
+     */
+    var `apiKeyId`: kotlin.String? = null 
+    , 
+    /**
+     * Overrides `identity.user`: the signed-in user, for per-user analytics.
+     */
+    var `user`: kotlin.String? = null 
+    , 
+    /**
+     * The network class at start (default Wi-Fi); change it with `setNetworkClass`.
+     */
+    var `networkClass`: NetworkClass? = null 
+    , 
+    /**
+     * Start with reporting suspended (an app launched in the background); call
+     * `resume()` when it comes to the foreground.
+     */
+    var `startSuspended`: kotlin.Boolean = false 
+    
+): Disposable{
+    
+
+    
+
+    
+    @Suppress("UNNECESSARY_SAFE_CALL") // codegen is much simpler if we unconditionally emit safe calls here
+    override fun destroy() {
+        
+    Disposable.destroy(
+        this.`spoolDir`,
+        this.`signingKey`,
+        this.`apiKeyId`,
+        this.`user`,
+        this.`networkClass`,
+        this.`startSuspended`
+    )
+    }
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeMobileOptions: FfiConverterRustBuffer<MobileOptions> {
+    override fun read(buf: ByteBuffer): MobileOptions {
+        return MobileOptions(
+            FfiConverterOptionalString.read(buf),
+            FfiConverterOptionalTypeUsageSigningKey.read(buf),
+            FfiConverterOptionalString.read(buf),
+            FfiConverterOptionalString.read(buf),
+            FfiConverterOptionalTypeNetworkClass.read(buf),
+            FfiConverterBoolean.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: MobileOptions) = (
+            FfiConverterOptionalString.allocationSize(value.`spoolDir`) +
+            FfiConverterOptionalTypeUsageSigningKey.allocationSize(value.`signingKey`) +
+            FfiConverterOptionalString.allocationSize(value.`apiKeyId`) +
+            FfiConverterOptionalString.allocationSize(value.`user`) +
+            FfiConverterOptionalTypeNetworkClass.allocationSize(value.`networkClass`) +
+            FfiConverterBoolean.allocationSize(value.`startSuspended`)
+    )
+
+    override fun write(value: MobileOptions, buf: ByteBuffer) {
+            FfiConverterOptionalString.write(value.`spoolDir`, buf)
+            FfiConverterOptionalTypeUsageSigningKey.write(value.`signingKey`, buf)
+            FfiConverterOptionalString.write(value.`apiKeyId`, buf)
+            FfiConverterOptionalString.write(value.`user`, buf)
+            FfiConverterOptionalTypeNetworkClass.write(value.`networkClass`, buf)
+            FfiConverterBoolean.write(value.`startSuspended`, buf)
+    }
+}
+
+
+
+/**
+ * The usage-record pipeline's state.
+ */
+data class ReportingStatus (
+    /**
+     * The spool directory.
+     */
+    var `spoolDir`: kotlin.String
+    , 
+    /**
+     * Records written but not yet delivered.
+     */
+    var `pendingRecords`: kotlin.ULong
+    , 
+    /**
+     * Their bytes.
+     */
+    var `pendingBytes`: kotlin.ULong
+    , 
+    /**
+     * Records delivered (or dead-lettered) since the client started.
+     */
+    var `deliveredRecords`: kotlin.ULong
+    , 
+    /**
+     * Records the collector refused for good (kept in the spool's dead-letter file).
+     */
+    var `deadLetters`: kotlin.ULong
+    , 
+    /**
+     * Records refused because the spool was full.
+     */
+    var `overflowCount`: kotlin.ULong
+    , 
+    /**
+     * The last delivery problem, if the last attempt failed.
+     */
+    var `lastError`: kotlin.String?
+    , 
+    /**
+     * `suspend()` is in force.
+     */
+    var `suspended`: kotlin.Boolean
+    , 
+    /**
+     * The network class last set.
+     */
+    var `networkClass`: NetworkClass
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeReportingStatus: FfiConverterRustBuffer<ReportingStatus> {
+    override fun read(buf: ByteBuffer): ReportingStatus {
+        return ReportingStatus(
+            FfiConverterString.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterOptionalString.read(buf),
+            FfiConverterBoolean.read(buf),
+            FfiConverterTypeNetworkClass.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: ReportingStatus) = (
+            FfiConverterString.allocationSize(value.`spoolDir`) +
+            FfiConverterULong.allocationSize(value.`pendingRecords`) +
+            FfiConverterULong.allocationSize(value.`pendingBytes`) +
+            FfiConverterULong.allocationSize(value.`deliveredRecords`) +
+            FfiConverterULong.allocationSize(value.`deadLetters`) +
+            FfiConverterULong.allocationSize(value.`overflowCount`) +
+            FfiConverterOptionalString.allocationSize(value.`lastError`) +
+            FfiConverterBoolean.allocationSize(value.`suspended`) +
+            FfiConverterTypeNetworkClass.allocationSize(value.`networkClass`)
+    )
+
+    override fun write(value: ReportingStatus, buf: ByteBuffer) {
+            FfiConverterString.write(value.`spoolDir`, buf)
+            FfiConverterULong.write(value.`pendingRecords`, buf)
+            FfiConverterULong.write(value.`pendingBytes`, buf)
+            FfiConverterULong.write(value.`deliveredRecords`, buf)
+            FfiConverterULong.write(value.`deadLetters`, buf)
+            FfiConverterULong.write(value.`overflowCount`, buf)
+            FfiConverterOptionalString.write(value.`lastError`, buf)
+            FfiConverterBoolean.write(value.`suspended`, buf)
+            FfiConverterTypeNetworkClass.write(value.`networkClass`, buf)
+    }
+}
+
+
+
+/**
+ * A ranked candidate model.
+ */
+data class RouteCandidate (
+    /**
+     * `provider/model`.
+     */
+    var `model`: kotlin.String
+    , 
+    /**
+     * Estimated cost with the expected completion length (micro-USD), when priced.
+     */
+    var `estimatedCostMicros`: kotlin.ULong?
+    , 
+    /**
+     * Estimated cost if the model writes `max_tokens` (micro-USD), when priced.
+     */
+    var `maxCostMicros`: kotlin.ULong?
+    , 
+    /**
+     * Context window, when known.
+     */
+    var `contextWindow`: kotlin.ULong?
+    , 
+    /**
+     * Observed latency, when known.
+     */
+    var `latencyMs`: kotlin.Double?
+    , 
+    /**
+     * The tier list it came from (auto only).
+     */
+    var `tier`: Tier?
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeRouteCandidate: FfiConverterRustBuffer<RouteCandidate> {
+    override fun read(buf: ByteBuffer): RouteCandidate {
+        return RouteCandidate(
+            FfiConverterString.read(buf),
+            FfiConverterOptionalULong.read(buf),
+            FfiConverterOptionalULong.read(buf),
+            FfiConverterOptionalULong.read(buf),
+            FfiConverterOptionalDouble.read(buf),
+            FfiConverterOptionalTypeTier.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: RouteCandidate) = (
+            FfiConverterString.allocationSize(value.`model`) +
+            FfiConverterOptionalULong.allocationSize(value.`estimatedCostMicros`) +
+            FfiConverterOptionalULong.allocationSize(value.`maxCostMicros`) +
+            FfiConverterOptionalULong.allocationSize(value.`contextWindow`) +
+            FfiConverterOptionalDouble.allocationSize(value.`latencyMs`) +
+            FfiConverterOptionalTypeTier.allocationSize(value.`tier`)
+    )
+
+    override fun write(value: RouteCandidate, buf: ByteBuffer) {
+            FfiConverterString.write(value.`model`, buf)
+            FfiConverterOptionalULong.write(value.`estimatedCostMicros`, buf)
+            FfiConverterOptionalULong.write(value.`maxCostMicros`, buf)
+            FfiConverterOptionalULong.write(value.`contextWindow`, buf)
+            FfiConverterOptionalDouble.write(value.`latencyMs`, buf)
+            FfiConverterOptionalTypeTier.write(value.`tier`, buf)
+    }
+}
+
+
+
+/**
+ * Where a request would go, and why. Nothing was sent to compute it.
+ */
+data class RouteDecision (
+    /**
+     * Auto or explicit.
+     */
+    var `mode`: RouteMode
+    , 
+    /**
+     * Complexity score in [0, 1] (auto only).
+     */
+    var `score`: kotlin.Double?
+    , 
+    /**
+     * The tier the score maps to (auto only).
+     */
+    var `tier`: Tier?
+    , 
+    /**
+     * The tier the chosen model came from, when the scored tier had no usable model.
+     */
+    var `servedTier`: Tier?
+    , 
+    /**
+     * Every feature's contribution to the score (auto only).
+     */
+    var `features`: List<RouteFeature>
+    , 
+    /**
+     * Ranking policy.
+     */
+    var `policy`: RoutePolicy
+    , 
+    /**
+     * The model tried first.
+     */
+    var `chosen`: kotlin.String
+    , 
+    /**
+     * `chosen` first, then the fallbacks in order.
+     */
+    var `candidates`: List<RouteCandidate>
+    , 
+    /**
+     * Models left out, with the reason.
+     */
+    var `excluded`: List<ExcludedModel>
+    , 
+    /**
+     * One line saying why `chosen` was chosen.
+     */
+    var `reason`: kotlin.String
+    , 
+    /**
+     * Rough prompt size used for the context and cost checks.
+     */
+    var `estimatedPromptTokens`: kotlin.ULong
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeRouteDecision: FfiConverterRustBuffer<RouteDecision> {
+    override fun read(buf: ByteBuffer): RouteDecision {
+        return RouteDecision(
+            FfiConverterTypeRouteMode.read(buf),
+            FfiConverterOptionalDouble.read(buf),
+            FfiConverterOptionalTypeTier.read(buf),
+            FfiConverterOptionalTypeTier.read(buf),
+            FfiConverterSequenceTypeRouteFeature.read(buf),
+            FfiConverterTypeRoutePolicy.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterSequenceTypeRouteCandidate.read(buf),
+            FfiConverterSequenceTypeExcludedModel.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterULong.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: RouteDecision) = (
+            FfiConverterTypeRouteMode.allocationSize(value.`mode`) +
+            FfiConverterOptionalDouble.allocationSize(value.`score`) +
+            FfiConverterOptionalTypeTier.allocationSize(value.`tier`) +
+            FfiConverterOptionalTypeTier.allocationSize(value.`servedTier`) +
+            FfiConverterSequenceTypeRouteFeature.allocationSize(value.`features`) +
+            FfiConverterTypeRoutePolicy.allocationSize(value.`policy`) +
+            FfiConverterString.allocationSize(value.`chosen`) +
+            FfiConverterSequenceTypeRouteCandidate.allocationSize(value.`candidates`) +
+            FfiConverterSequenceTypeExcludedModel.allocationSize(value.`excluded`) +
+            FfiConverterString.allocationSize(value.`reason`) +
+            FfiConverterULong.allocationSize(value.`estimatedPromptTokens`)
+    )
+
+    override fun write(value: RouteDecision, buf: ByteBuffer) {
+            FfiConverterTypeRouteMode.write(value.`mode`, buf)
+            FfiConverterOptionalDouble.write(value.`score`, buf)
+            FfiConverterOptionalTypeTier.write(value.`tier`, buf)
+            FfiConverterOptionalTypeTier.write(value.`servedTier`, buf)
+            FfiConverterSequenceTypeRouteFeature.write(value.`features`, buf)
+            FfiConverterTypeRoutePolicy.write(value.`policy`, buf)
+            FfiConverterString.write(value.`chosen`, buf)
+            FfiConverterSequenceTypeRouteCandidate.write(value.`candidates`, buf)
+            FfiConverterSequenceTypeExcludedModel.write(value.`excluded`, buf)
+            FfiConverterString.write(value.`reason`, buf)
+            FfiConverterULong.write(value.`estimatedPromptTokens`, buf)
+    }
+}
+
+
+
+/**
+ * One feature's part in the score.
+ */
+data class RouteFeature (
+    /**
+     * Feature name (as in the weights file).
+     */
+    var `name`: kotlin.String
+    , 
+    /**
+     * Raw value: a count, share or token estimate.
+     */
+    var `value`: kotlin.Double
+    , 
+    /**
+     * The normalized value the weight multiplies.
+     */
+    var `normalized`: kotlin.Double
+    , 
+    /**
+     * The weight.
+     */
+    var `weight`: kotlin.Double
+    , 
+    /**
+     * `weight * normalized`: its push on the log-odds of the score.
+     */
+    var `contribution`: kotlin.Double
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeRouteFeature: FfiConverterRustBuffer<RouteFeature> {
+    override fun read(buf: ByteBuffer): RouteFeature {
+        return RouteFeature(
+            FfiConverterString.read(buf),
+            FfiConverterDouble.read(buf),
+            FfiConverterDouble.read(buf),
+            FfiConverterDouble.read(buf),
+            FfiConverterDouble.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: RouteFeature) = (
+            FfiConverterString.allocationSize(value.`name`) +
+            FfiConverterDouble.allocationSize(value.`value`) +
+            FfiConverterDouble.allocationSize(value.`normalized`) +
+            FfiConverterDouble.allocationSize(value.`weight`) +
+            FfiConverterDouble.allocationSize(value.`contribution`)
+    )
+
+    override fun write(value: RouteFeature, buf: ByteBuffer) {
+            FfiConverterString.write(value.`name`, buf)
+            FfiConverterDouble.write(value.`value`, buf)
+            FfiConverterDouble.write(value.`normalized`, buf)
+            FfiConverterDouble.write(value.`weight`, buf)
+            FfiConverterDouble.write(value.`contribution`, buf)
+    }
+}
+
+
+
+/**
+ * Tokens of a plain text.
+ */
+data class TextTokenCount (
+    /**
+     * Token count.
+     */
+    var `tokens`: kotlin.ULong
+    , 
+    /**
+     * True when counted with the model's real tokenizer.
+     */
+    var `exact`: kotlin.Boolean
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeTextTokenCount: FfiConverterRustBuffer<TextTokenCount> {
+    override fun read(buf: ByteBuffer): TextTokenCount {
+        return TextTokenCount(
+            FfiConverterULong.read(buf),
+            FfiConverterBoolean.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: TextTokenCount) = (
+            FfiConverterULong.allocationSize(value.`tokens`) +
+            FfiConverterBoolean.allocationSize(value.`exact`)
+    )
+
+    override fun write(value: TextTokenCount, buf: ByteBuffer) {
+            FfiConverterULong.write(value.`tokens`, buf)
+            FfiConverterBoolean.write(value.`exact`, buf)
+    }
+}
+
+
+
+/**
+ * Where a request's prompt tokens come from.
+ */
+data class TokenBreakdown (
+    /**
+     * Message text.
+     */
+    var `text`: kotlin.ULong
+    , 
+    /**
+     * Chat formatting: per-message overhead, roles, reply priming.
+     */
+    var `overhead`: kotlin.ULong
+    , 
+    /**
+     * Participant `name` fields.
+     */
+    var `names`: kotlin.ULong
+    , 
+    /**
+     * Tool definitions, tool choice and a JSON-schema response format.
+     */
+    var `tools`: kotlin.ULong
+    , 
+    /**
+     * Images.
+     */
+    var `images`: kotlin.ULong
+    , 
+    /**
+     * Images whose size was unknown (URLs) and were counted at an assumed size.
+     */
+    var `imagesAssumed`: kotlin.UInt
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeTokenBreakdown: FfiConverterRustBuffer<TokenBreakdown> {
+    override fun read(buf: ByteBuffer): TokenBreakdown {
+        return TokenBreakdown(
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterUInt.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: TokenBreakdown) = (
+            FfiConverterULong.allocationSize(value.`text`) +
+            FfiConverterULong.allocationSize(value.`overhead`) +
+            FfiConverterULong.allocationSize(value.`names`) +
+            FfiConverterULong.allocationSize(value.`tools`) +
+            FfiConverterULong.allocationSize(value.`images`) +
+            FfiConverterUInt.allocationSize(value.`imagesAssumed`)
+    )
+
+    override fun write(value: TokenBreakdown, buf: ByteBuffer) {
+            FfiConverterULong.write(value.`text`, buf)
+            FfiConverterULong.write(value.`overhead`, buf)
+            FfiConverterULong.write(value.`names`, buf)
+            FfiConverterULong.write(value.`tools`, buf)
+            FfiConverterULong.write(value.`images`, buf)
+            FfiConverterUInt.write(value.`imagesAssumed`, buf)
+    }
+}
+
+
+
+/**
+ * A request's prompt tokens as its model bills them.
+ */
+data class TokenCount (
+    /**
+     * Total prompt tokens.
+     */
+    var `tokens`: kotlin.ULong
+    , 
+    /**
+     * True when counted with the model's real tokenizer and published formulas
+     * (OpenAI text-only requests); otherwise a calibrated estimate.
+     */
+    var `exact`: kotlin.Boolean
+    , 
+    /**
+     * Where they come from.
+     */
+    var `breakdown`: TokenBreakdown
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeTokenCount: FfiConverterRustBuffer<TokenCount> {
+    override fun read(buf: ByteBuffer): TokenCount {
+        return TokenCount(
+            FfiConverterULong.read(buf),
+            FfiConverterBoolean.read(buf),
+            FfiConverterTypeTokenBreakdown.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: TokenCount) = (
+            FfiConverterULong.allocationSize(value.`tokens`) +
+            FfiConverterBoolean.allocationSize(value.`exact`) +
+            FfiConverterTypeTokenBreakdown.allocationSize(value.`breakdown`)
+    )
+
+    override fun write(value: TokenCount, buf: ByteBuffer) {
+            FfiConverterULong.write(value.`tokens`, buf)
+            FfiConverterBoolean.write(value.`exact`, buf)
+            FfiConverterTypeTokenBreakdown.write(value.`breakdown`, buf)
     }
 }
 
@@ -4137,6 +5926,54 @@ public object FfiConverterTypeImageDetail: FfiConverterRustBuffer<ImageDetail> {
 
 
 /**
+ * The kind of network the device is on, as the app observes it (Android
+ * `ConnectivityManager`, iOS `NWPathMonitor`); the SDK does not probe the network.
+ */
+
+enum class NetworkClass {
+    
+    /**
+     * Unmetered: usage records go in normal batches (`reporting.batch_*`). The default.
+     */
+    WIFI,
+    /**
+     * Metered: bigger batches, longer waits (`reporting.cellular_batch_*`).
+     */
+    CELLULAR,
+    /**
+     * No network: records are kept in the spool, nothing is sent.
+     */
+    OFFLINE;
+
+    
+
+
+    companion object
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeNetworkClass: FfiConverterRustBuffer<NetworkClass> {
+    override fun read(buf: ByteBuffer) = try {
+        NetworkClass.values()[buf.getInt() - 1]
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
+    }
+
+    override fun allocationSize(value: NetworkClass) = 4UL
+
+    override fun write(value: NetworkClass, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
+    }
+}
+
+
+
+
+
+/**
  * Who wrote a message.
  */
 
@@ -4179,6 +6016,147 @@ public object FfiConverterTypeRole: FfiConverterRustBuffer<Role> {
     override fun allocationSize(value: Role) = 4UL
 
     override fun write(value: Role, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
+    }
+}
+
+
+
+
+
+/**
+ * How the model was chosen.
+ */
+
+enum class RouteMode {
+    
+    /**
+     * `model = "auto"`: the router scored the request.
+     */
+    AUTO,
+    /**
+     * The request named its model.
+     */
+    EXPLICIT;
+
+    
+
+
+    companion object
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeRouteMode: FfiConverterRustBuffer<RouteMode> {
+    override fun read(buf: ByteBuffer) = try {
+        RouteMode.values()[buf.getInt() - 1]
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
+    }
+
+    override fun allocationSize(value: RouteMode) = 4UL
+
+    override fun write(value: RouteMode, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
+    }
+}
+
+
+
+
+
+/**
+ * How candidates are ranked (`routing.policy`).
+ */
+
+enum class RoutePolicy {
+    
+    /**
+     * Lowest estimated cost first.
+     */
+    CHEAPEST,
+    /**
+     * Cost weighed against the tier list's order.
+     */
+    BALANCED,
+    /**
+     * The tier list's order.
+     */
+    QUALITY,
+    /**
+     * Lowest observed latency first.
+     */
+    FASTEST;
+
+    
+
+
+    companion object
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeRoutePolicy: FfiConverterRustBuffer<RoutePolicy> {
+    override fun read(buf: ByteBuffer) = try {
+        RoutePolicy.values()[buf.getInt() - 1]
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
+    }
+
+    override fun allocationSize(value: RoutePolicy) = 4UL
+
+    override fun write(value: RoutePolicy, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
+    }
+}
+
+
+
+
+
+/**
+ * The complexity tier a score maps to.
+ */
+
+enum class Tier {
+    
+    /**
+     * A cheap model will very likely do.
+     */
+    LIGHT,
+    /**
+     * Middle ground.
+     */
+    STANDARD,
+    /**
+     * Send to the strong model.
+     */
+    HEAVY;
+
+    
+
+
+    companion object
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeTier: FfiConverterRustBuffer<Tier> {
+    override fun read(buf: ByteBuffer) = try {
+        Tier.values()[buf.getInt() - 1]
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
+    }
+
+    override fun allocationSize(value: Tier) = 4UL
+
+    override fun write(value: Tier, buf: ByteBuffer) {
         buf.putInt(value.ordinal + 1)
     }
 }
@@ -4534,6 +6512,70 @@ public object FfiConverterOptionalString: FfiConverterRustBuffer<kotlin.String?>
 /**
  * @suppress
  */
+public object FfiConverterOptionalTypeUsageSigningKey: FfiConverterRustBuffer<UsageSigningKey?> {
+    override fun read(buf: ByteBuffer): UsageSigningKey? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeUsageSigningKey.read(buf)
+    }
+
+    override fun allocationSize(value: UsageSigningKey?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeUsageSigningKey.allocationSize(value)
+        }
+    }
+
+    override fun write(value: UsageSigningKey?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeUsageSigningKey.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeReportingStatus: FfiConverterRustBuffer<ReportingStatus?> {
+    override fun read(buf: ByteBuffer): ReportingStatus? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeReportingStatus.read(buf)
+    }
+
+    override fun allocationSize(value: ReportingStatus?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeReportingStatus.allocationSize(value)
+        }
+    }
+
+    override fun write(value: ReportingStatus?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeReportingStatus.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterOptionalTypeUsage: FfiConverterRustBuffer<Usage?> {
     override fun read(buf: ByteBuffer): Usage? {
         if (buf.get().toInt() == 0) {
@@ -4620,6 +6662,70 @@ public object FfiConverterOptionalTypeImageDetail: FfiConverterRustBuffer<ImageD
         } else {
             buf.put(1)
             FfiConverterTypeImageDetail.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeNetworkClass: FfiConverterRustBuffer<NetworkClass?> {
+    override fun read(buf: ByteBuffer): NetworkClass? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeNetworkClass.read(buf)
+    }
+
+    override fun allocationSize(value: NetworkClass?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeNetworkClass.allocationSize(value)
+        }
+    }
+
+    override fun write(value: NetworkClass?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeNetworkClass.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeTier: FfiConverterRustBuffer<Tier?> {
+    override fun read(buf: ByteBuffer): Tier? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeTier.read(buf)
+    }
+
+    override fun allocationSize(value: Tier?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeTier.allocationSize(value)
+        }
+    }
+
+    override fun write(value: Tier?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeTier.write(value, buf)
         }
     }
 }
@@ -4718,6 +6824,34 @@ public object FfiConverterSequenceTypeChatMessage: FfiConverterRustBuffer<List<C
 /**
  * @suppress
  */
+public object FfiConverterSequenceTypeExcludedModel: FfiConverterRustBuffer<List<ExcludedModel>> {
+    override fun read(buf: ByteBuffer): List<ExcludedModel> {
+        val len = buf.getInt()
+        return List<ExcludedModel>(len) {
+            FfiConverterTypeExcludedModel.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<ExcludedModel>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeExcludedModel.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<ExcludedModel>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeExcludedModel.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterSequenceTypeImageInput: FfiConverterRustBuffer<List<ImageInput>> {
     override fun read(buf: ByteBuffer): List<ImageInput> {
         val len = buf.getInt()
@@ -4736,6 +6870,62 @@ public object FfiConverterSequenceTypeImageInput: FfiConverterRustBuffer<List<Im
         buf.putInt(value.size)
         value.iterator().forEach {
             FfiConverterTypeImageInput.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeRouteCandidate: FfiConverterRustBuffer<List<RouteCandidate>> {
+    override fun read(buf: ByteBuffer): List<RouteCandidate> {
+        val len = buf.getInt()
+        return List<RouteCandidate>(len) {
+            FfiConverterTypeRouteCandidate.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<RouteCandidate>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeRouteCandidate.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<RouteCandidate>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeRouteCandidate.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeRouteFeature: FfiConverterRustBuffer<List<RouteFeature>> {
+    override fun read(buf: ByteBuffer): List<RouteFeature> {
+        val len = buf.getInt()
+        return List<RouteFeature>(len) {
+            FfiConverterTypeRouteFeature.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<RouteFeature>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeRouteFeature.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<RouteFeature>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeRouteFeature.write(it, buf)
         }
     }
 }
@@ -4878,6 +7068,40 @@ public object FfiConverterMapStringString: FfiConverterRustBuffer<Map<kotlin.Str
     UniffiLib.uniffi_gaterouter_ffi_fn_func_gaterouter_version(
     
         _status)
+}
+    )
+    }
+    
+
+        /**
+         * The cost of a finished call from its usage, with the built-in price catalog (a
+         * client's `[prices]` overrides apply to the `cost` of its own responses).
+         */
+    @Throws(GateRouterException::class) fun `calculateCost`(`usage`: Usage, `model`: kotlin.String, `options`: CostOptions): Cost {
+            return FfiConverterTypeCost.lift(
+    uniffiRustCallWithError(GateRouterException) { _status ->
+    UniffiLib.uniffi_gaterouter_ffi_fn_func_calculate_cost(
+    
+        
+        FfiConverterTypeUsage.lower(`usage`),
+        FfiConverterString.lower(`model`),
+        FfiConverterTypeCostOptions.lower(`options`),_status)
+}
+    )
+    }
+    
+
+        /**
+         * Tokens of `text` as `model` (`provider/model`) counts them. Exact for OpenAI
+         * encodings, a calibrated estimate for other providers.
+         */ fun `countTextTokens`(`text`: kotlin.String, `model`: kotlin.String): TextTokenCount {
+            return FfiConverterTypeTextTokenCount.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_gaterouter_ffi_fn_func_count_text_tokens(
+    
+        
+        FfiConverterString.lower(`text`),
+        FfiConverterString.lower(`model`),_status)
 }
     )
     }
