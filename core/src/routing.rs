@@ -24,6 +24,7 @@ pub mod calibrate;
 pub mod data;
 pub mod eval;
 pub mod features;
+pub mod lexical;
 pub mod scorer;
 pub mod select;
 pub mod weights;

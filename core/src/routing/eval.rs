@@ -188,6 +188,35 @@ pub fn compare(prompts: &[LabeledPrompt], scorer: &Scorer) -> Result<Comparison>
     })
 }
 
+/// Upper bounds for context: no router of the request text can beat these.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ceilings {
+    /// Knows every prompt's outcome: sends prompts in order of `strong - weak` (PGR
+    /// exceeds 1 at middle shares because it also skips prompts where the weak model wins).
+    pub oracle: EvalReport,
+    /// Knows only each source's (subject's) true mean benefit on these very prompts and
+    /// routes whole subjects in that order, ties split evenly inside a subject. A router
+    /// that recognizes the kind of question perfectly, but nothing about the single
+    /// question, reaches this.
+    pub subject_oracle: EvalReport,
+}
+
+/// The two ceilings of [`Ceilings`] on labeled prompts.
+pub fn ceilings(prompts: &[LabeledPrompt]) -> Result<Ceilings> {
+    let mut sums: std::collections::HashMap<&str, (f64, f64)> = std::collections::HashMap::new();
+    for p in prompts {
+        let (w, s) = p.labels()?;
+        let e = sums.entry(p.source.as_str()).or_default();
+        e.0 += s - w;
+        e.1 += 1.0;
+    }
+    let subject_mean = |p: &LabeledPrompt| sums.get(p.source.as_str()).map_or(0.0, |(g, n)| g / n);
+    Ok(Ceilings {
+        oracle: evaluate(prompts, &|p| p.labels().map_or(0.0, |(w, s)| s - w))?,
+        subject_oracle: evaluate(prompts, &subject_mean)?,
+    })
+}
+
 /// 64-bit FNV-1a, for seeded, platform-independent subject shuffles.
 fn fnv1a(seed: u64, s: &str) -> u64 {
     let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -291,6 +320,26 @@ mod tests {
         assert!(close(r.curve[33].pgr, 0.99));
         assert!(close(r.cpt50, 0.5 / 3.0));
         assert!(close(r.cpt80, 0.8 / 3.0));
+    }
+
+    #[test]
+    fn ceilings_rank_by_true_benefit() {
+        let mk = |id: usize, src: &str, w: f64, s: f64| LabeledPrompt {
+            id: id.to_string(),
+            source: src.to_owned(),
+            request: crate::types::ChatRequest::new("auto", vec![crate::types::Message::user("x")]),
+            weak_model: None,
+            strong_model: None,
+            weak_score: Some(w),
+            strong_score: Some(s),
+        };
+        // source a: gains +1, 0 ; source b: gains 0, 0 -> subject oracle sends a first
+        let ps = vec![mk(0, "b", 1.0, 1.0), mk(1, "a", 1.0, 1.0), mk(2, "b", 0.0, 0.0), mk(3, "a", 0.0, 1.0)];
+        let c = ceilings(&ps).expect("ceilings");
+        assert!(close(c.oracle.cpt50, 0.125));
+        // the gain is spread over source a's two rows: PGR(s) = 2s up to s = 0.5
+        assert!(close(c.subject_oracle.cpt50, 0.25));
+        assert!(close(c.subject_oracle.curve[50].pgr, 1.0));
     }
 
     #[test]
