@@ -3,13 +3,14 @@
 //! ```text
 //! cargo run -p gaterouter --release --example route_eval -- [--data tests/data/routing/dev.jsonl]
 //!     [--l2 0.01] [--target benefit|weak_fails] [--balance rows|sqrt_source]
-//!     [--write-weights core/data/router_weights.json]
+//!     [--lexical BITS] [--lexical-l2 0.001] [--write-weights core/data/router_weights.json]
 //! ```
 //! Prints markdown tables: held-out figures on eight subject splits (seeds 1-8, half of
 //! the rows' subjects held out) and leave-one-family-out, each against the random and
 //! length-only routers (each split: fit on its train part, report on its test part), and
 //! beside them two ceilings on the same test part: the subject oracle (knows each test
-//! subject's true mean benefit) and the per-prompt oracle.
+//! subject's true mean benefit) and the per-prompt oracle. Three row splits (same
+//! subjects on both sides) follow for contrast: they are not generalization figures.
 //! `--write-weights PATH` then fits on ALL prompts with the same options and writes the
 //! weights file (the builtin one is produced this way).
 
@@ -20,6 +21,8 @@ use gaterouter::routing::{LabeledPrompt, Scorer, Target, load_jsonl};
 const TEST_FRACTION: f64 = 0.5;
 /// Subject splits (seeds 1..=SEEDS); more than three because one split's figure moves by ±0.04.
 const SEEDS: u64 = 8;
+/// Row splits (same subjects in train and test), for contrast.
+const ROW_SEEDS: u64 = 3;
 
 fn main() {
     if let Err(e) = run() {
@@ -54,6 +57,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 }
             }
             "--write-weights" => write = Some(val()?),
+            "--lexical" => opts.lexical_bits = Some(val()?.parse()?),
+            "--lexical-l2" => opts.lexical_l2 = val()?.parse()?,
             "--diag" => diag = true,
             "--no-source-intercepts" => opts.per_source_intercepts = false,
             "--freeze" => {
@@ -69,7 +74,17 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     if diag {
         return diagnose(&prompts, &opts);
     }
-    println!("data: {data} ({} prompts), l2={}, target={:?}, balance={:?}, per-source intercepts={}, frozen={:?}\n", prompts.len(), opts.l2, opts.target, opts.balance, opts.per_source_intercepts, opts.frozen);
+    println!(
+        "data: {data} ({} prompts), l2={}, target={:?}, balance={:?}, per-source intercepts={}, frozen={:?}, lexical bits={:?} (l2 {})\n",
+        prompts.len(),
+        opts.l2,
+        opts.target,
+        opts.balance,
+        opts.per_source_intercepts,
+        opts.frozen,
+        opts.lexical_bits,
+        opts.lexical_l2
+    );
     header();
     let mut sums = [0.0f64; 6];
     for seed in 1..=SEEDS {
@@ -93,6 +108,22 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         let c = fit_and_compare(&train, &test, &opts)?;
         row(&format!("leave out {fam}"), &c, &eval::ceilings(&test)?);
     }
+    let mut row_sums = [0.0f64; 3];
+    for seed in 1..=ROW_SEEDS {
+        let (train, test) = eval::split_by_row(&prompts, seed, TEST_FRACTION);
+        let c = fit_and_compare(&train, &test, &opts)?;
+        row_sums[0] += c.router.apgr / ROW_SEEDS as f64;
+        row_sums[1] += c.length.apgr / ROW_SEEDS as f64;
+        row_sums[2] += c.router.share_for_95pct_quality / ROW_SEEDS as f64;
+        row(&format!("rows, seed {seed} (seen subjects, new prompts)"), &c, &eval::ceilings(&test)?);
+    }
+    println!(
+        "\nmean over the {ROW_SEEDS} row splits (subjects seen in the fit): APGR router {:.3}, length {:.3} (gain {:+.3}); strong share for 95% quality: router {:.1}%",
+        row_sums[0],
+        row_sums[1],
+        row_sums[0] - row_sums[1],
+        100.0 * row_sums[2]
+    );
     println!(
         "\nmean over the {SEEDS} subject splits: APGR router {:.3}, length {:.3} (gain {:+.3}), subject oracle {:.3} (gain over length {:+.3}); strong share for 95% quality: router {:.1}%, length {:.1}%, subject oracle {:.1}%",
         sums[0],

@@ -256,6 +256,29 @@ pub fn split_by_source(prompts: &[LabeledPrompt], seed: u64, test_fraction: f64)
     (train, test)
 }
 
+/// Split by row within every source: each source's rows are ordered by a seeded hash of
+/// their id and the first `test_fraction` of them go to the test part. Unlike
+/// [`split_by_source`] the test part holds new prompts of subjects the fit has seen: the
+/// case of a deployment refitting on its own traffic.
+pub fn split_by_row(prompts: &[LabeledPrompt], seed: u64, test_fraction: f64) -> (Vec<LabeledPrompt>, Vec<LabeledPrompt>) {
+    let frac = test_fraction.clamp(0.0, 1.0);
+    let mut keyed: Vec<(&str, u64, usize)> = prompts.iter().enumerate().map(|(i, p)| (p.source.as_str(), fnv1a(seed, &p.id), i)).collect();
+    keyed.sort_unstable();
+    let mut test = vec![false; prompts.len()];
+    let mut start = 0;
+    while start < keyed.len() {
+        let src = keyed[start].0;
+        let end = start + keyed[start..].iter().take_while(|k| k.0 == src).count();
+        let take = (frac * (end - start) as f64).round() as usize;
+        for k in &keyed[start..start + take] {
+            test[k.2] = true;
+        }
+        start = end;
+    }
+    let (te, tr): (Vec<_>, Vec<_>) = prompts.iter().zip(&test).partition(|(_, t)| **t);
+    (tr.into_iter().map(|(p, _)| p.clone()).collect(), te.into_iter().map(|(p, _)| p.clone()).collect())
+}
+
 /// Leave one source family out: `(train, test)` where test is every prompt of `family`
 /// (`gsm8k`, `mmlu`, `mt_bench`).
 pub fn split_family(prompts: &[LabeledPrompt], family: &str) -> (Vec<LabeledPrompt>, Vec<LabeledPrompt>) {
@@ -373,6 +396,14 @@ mod tests {
         assert_eq!(split_by_source(&ps, 1, 0.5).1, te);
         let differs = (2..10).any(|s| split_by_source(&ps, s, 0.5).1 != te);
         assert!(differs, "seeds should change the split");
+        let (tr, te) = split_by_row(&ps, 1, 0.5);
+        assert_eq!((tr.len(), te.len()), (30, 30));
+        for src in srcs {
+            assert_eq!(te.iter().filter(|p| p.source == src).count(), 5, "{src}");
+        }
+        assert!(tr.iter().all(|p| te.iter().all(|q| q.id != p.id)));
+        assert_eq!(split_by_row(&ps, 1, 0.5).1, te);
+        assert!((2..10).any(|s| split_by_row(&ps, s, 0.5).1 != te));
         let (tr, te) = split_family(&ps, "mmlu");
         assert_eq!(te.len(), 40);
         assert!(tr.iter().all(|p| p.family() != "mmlu"));

@@ -178,9 +178,14 @@ pub fn sparse_terms(req: &ChatRequest, bits: u8) -> Vec<(u32, f32)> {
 
 /// `Σ weight[term] / sqrt(terms)` over the request's terms: the lexical logit.
 pub fn lexical_logit(req: &ChatRequest, bits: u8, weights: &[f32]) -> f64 {
+    lexical_logit_terms(req, bits, weights).1
+}
+
+/// The number of terms and the lexical logit.
+pub fn lexical_logit_terms(req: &ChatRequest, bits: u8, weights: &[f32]) -> (usize, f64) {
     let mut sum = 0.0f32;
     let n = for_each_term(req, bits, |b| sum += weights.get(b as usize).copied().unwrap_or(0.0));
-    if n == 0 { 0.0 } else { f64::from(sum) / (n as f64).sqrt() }
+    (n, if n == 0 { 0.0 } else { f64::from(sum) / (n as f64).sqrt() })
 }
 
 #[cfg(test)]
