@@ -3,11 +3,14 @@
 //! ```text
 //! cargo run -p gaterouter --release --example route_eval -- [--data tests/data/routing/dev.jsonl]
 //!     [--l2 0.01] [--target benefit|weak_fails] [--balance rows|sqrt_source]
-//!     [--write-weights core/data/router_weights.json]
+//!     [--lexical BITS] [--lexical-l2 0.001] [--write-weights core/data/router_weights.json]
 //! ```
-//! Prints markdown tables: held-out figures on three subject splits (seeds 1-3, half of
+//! Prints markdown tables: held-out figures on eight subject splits (seeds 1-8, half of
 //! the rows' subjects held out) and leave-one-family-out, each against the random and
-//! length-only routers (each split: fit on its train part, report on its test part).
+//! length-only routers (each split: fit on its train part, report on its test part), and
+//! beside them two ceilings on the same test part: the subject oracle (knows each test
+//! subject's true mean benefit) and the per-prompt oracle. Three row splits (same
+//! subjects on both sides) follow for contrast: they are not generalization figures.
 //! `--write-weights PATH` then fits on ALL prompts with the same options and writes the
 //! weights file (the builtin one is produced this way).
 
@@ -16,6 +19,10 @@ use gaterouter::routing::eval::{self, Comparison};
 use gaterouter::routing::{LabeledPrompt, Scorer, Target, load_jsonl};
 
 const TEST_FRACTION: f64 = 0.5;
+/// Subject splits (seeds 1..=SEEDS); more than three because one split's figure moves by ±0.04.
+const SEEDS: u64 = 8;
+/// Row splits (same subjects in train and test), for contrast.
+const ROW_SEEDS: u64 = 3;
 
 fn main() {
     if let Err(e) = run() {
@@ -50,6 +57,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 }
             }
             "--write-weights" => write = Some(val()?),
+            "--lexical" => opts.lexical_bits = Some(val()?.parse()?),
+            "--lexical-l2" => opts.lexical_l2 = val()?.parse()?,
             "--diag" => diag = true,
             "--no-source-intercepts" => opts.per_source_intercepts = false,
             "--freeze" => {
@@ -65,23 +74,67 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     if diag {
         return diagnose(&prompts, &opts);
     }
-    println!("data: {data} ({} prompts), l2={}, target={:?}, balance={:?}, per-source intercepts={}, frozen={:?}\n", prompts.len(), opts.l2, opts.target, opts.balance, opts.per_source_intercepts, opts.frozen);
-    println!("| held-out part | n | router APGR | length APGR | random APGR | router CPT50 / CPT80 | length CPT50 / CPT80 | strong share for 95% quality: router / length / random |");
-    println!("|---|---|---|---|---|---|---|---|");
-    let mut gains = Vec::new();
-    for seed in 1..=3u64 {
+    println!(
+        "data: {data} ({} prompts), l2={}, target={:?}, balance={:?}, per-source intercepts={}, frozen={:?}, lexical bits={:?} (l2 {})\n",
+        prompts.len(),
+        opts.l2,
+        opts.target,
+        opts.balance,
+        opts.per_source_intercepts,
+        opts.frozen,
+        opts.lexical_bits,
+        opts.lexical_l2
+    );
+    header();
+    let mut sums = [0.0f64; 6];
+    for seed in 1..=SEEDS {
         let (train, test) = eval::split_by_source(&prompts, seed, TEST_FRACTION);
         let c = fit_and_compare(&train, &test, &opts)?;
-        gains.push(c.router.apgr - c.length.apgr);
-        row(&format!("subjects, seed {seed} ({} sources)", count_sources(&test)), &c);
+        let ceil = eval::ceilings(&test)?;
+        for (acc, v) in sums.iter_mut().zip([
+            c.router.apgr,
+            c.length.apgr,
+            ceil.subject_oracle.apgr,
+            c.router.share_for_95pct_quality,
+            c.length.share_for_95pct_quality,
+            ceil.subject_oracle.share_for_95pct_quality,
+        ]) {
+            *acc += v / SEEDS as f64;
+        }
+        row(&format!("subjects, seed {seed} ({} sources)", count_sources(&test)), &c, &ceil);
     }
     for fam in ["gsm8k", "mmlu", "mt_bench"] {
         let (train, test) = eval::split_family(&prompts, fam);
         let c = fit_and_compare(&train, &test, &opts)?;
-        row(&format!("leave out {fam}"), &c);
+        row(&format!("leave out {fam}"), &c, &eval::ceilings(&test)?);
     }
-    let mean_gain = gains.iter().sum::<f64>() / gains.len() as f64;
-    println!("\nmean APGR gain over length-only on the three subject splits: {mean_gain:+.3}");
+    let mut row_sums = [0.0f64; 3];
+    for seed in 1..=ROW_SEEDS {
+        let (train, test) = eval::split_by_row(&prompts, seed, TEST_FRACTION);
+        let c = fit_and_compare(&train, &test, &opts)?;
+        row_sums[0] += c.router.apgr / ROW_SEEDS as f64;
+        row_sums[1] += c.length.apgr / ROW_SEEDS as f64;
+        row_sums[2] += c.router.share_for_95pct_quality / ROW_SEEDS as f64;
+        row(&format!("rows, seed {seed} (seen subjects, new prompts)"), &c, &eval::ceilings(&test)?);
+    }
+    println!(
+        "\nmean over the {ROW_SEEDS} row splits (subjects seen in the fit): APGR router {:.3}, length {:.3} (gain {:+.3}); strong share for 95% quality: router {:.1}%",
+        row_sums[0],
+        row_sums[1],
+        row_sums[0] - row_sums[1],
+        100.0 * row_sums[2]
+    );
+    println!(
+        "\nmean over the {SEEDS} subject splits: APGR router {:.3}, length {:.3} (gain {:+.3}), subject oracle {:.3} (gain over length {:+.3}); strong share for 95% quality: router {:.1}%, length {:.1}%, subject oracle {:.1}%",
+        sums[0],
+        sums[1],
+        sums[0] - sums[1],
+        sums[2],
+        sums[2] - sums[1],
+        100.0 * sums[3],
+        100.0 * sums[4],
+        100.0 * sums[5]
+    );
 
     if let Some(path) = write {
         let mut o = opts.clone();
@@ -94,14 +147,15 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         println!("\nwrote {path}");
     }
     let c = eval::compare(&prompts, &Scorer::builtin()?)?;
-    row_header_once();
-    row("builtin weights on the whole file (IN-SAMPLE, not a generalization figure)", &c);
+    println!();
+    header();
+    row("builtin weights on the whole file (IN-SAMPLE, not a generalization figure)", &c, &eval::ceilings(&prompts)?);
     Ok(())
 }
 
-fn row_header_once() {
-    println!("\n| part | n | router APGR | length APGR | random APGR | router CPT50 / CPT80 | length CPT50 / CPT80 | strong share for 95% quality: router / length / random |");
-    println!("|---|---|---|---|---|---|---|---|");
+fn header() {
+    println!("| part | n | router APGR | length APGR | random APGR | subject-oracle / oracle APGR | router CPT50 / CPT80 | length CPT50 / CPT80 | strong share for 95% quality: router / length / random / subject oracle |");
+    println!("|---|---|---|---|---|---|---|---|---|");
 }
 
 fn count_sources(ps: &[LabeledPrompt]) -> usize {
@@ -116,14 +170,16 @@ fn fit_and_compare(train: &[LabeledPrompt], test: &[LabeledPrompt], opts: &FitOp
     eval::compare(test, &Scorer::new(w))
 }
 
-fn row(name: &str, c: &Comparison) {
+fn row(name: &str, c: &Comparison, ceil: &eval::Ceilings) {
     let pct = |x: f64| format!("{:.1}%", 100.0 * x);
     println!(
-        "| {name} | {} | {:.3} | {:.3} | {:.3} | {} / {} | {} / {} | {} / {} / {} |",
+        "| {name} | {} | {:.3} | {:.3} | {:.3} | {:.3} / {:.3} | {} / {} | {} / {} | {} / {} / {} / {} |",
         c.router.n,
         c.router.apgr,
         c.length.apgr,
         c.random.apgr,
+        ceil.subject_oracle.apgr,
+        ceil.oracle.apgr,
         pct(c.router.cpt50),
         pct(c.router.cpt80),
         pct(c.length.cpt50),
@@ -131,6 +187,7 @@ fn row(name: &str, c: &Comparison) {
         pct(c.router.share_for_95pct_quality),
         pct(c.length.share_for_95pct_quality),
         pct(c.random.share_for_95pct_quality),
+        pct(ceil.subject_oracle.share_for_95pct_quality),
     );
 }
 

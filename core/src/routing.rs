@@ -3,10 +3,12 @@
 //! The [`Scorer`] turns cheap text features of a [`crate::types::ChatRequest`] (length,
 //! code, math, reasoning cues, constraints, tools, requested output, language,
 //! question type...) into a score in `[0, 1]` with a logistic model, and the score into
-//! a [`Tier`] by two thresholds. Weights and thresholds live in a data file
+//! a [`Tier`] by two thresholds; optionally hashed word n-gram weights ([`lexical`]) add
+//! to the same log-odds. Weights and thresholds live in a data file
 //! (`core/data/router_weights.json`, embedded; another can be loaded) that
 //! [`calibrate::fit`] refits from labeled prompts; [`eval`] measures a router with the
-//! standard metrics (PGR, APGR, CPT) against random and length-only baselines;
+//! standard metrics (PGR, APGR, CPT) against random and length-only baselines and
+//! the oracle ceilings;
 //! [`select`] turns the tier into a model by policy, within what the caller may use,
 //! and explains the decision.
 //!
@@ -24,6 +26,7 @@ pub mod calibrate;
 pub mod data;
 pub mod eval;
 pub mod features;
+pub mod lexical;
 pub mod scorer;
 pub mod select;
 pub mod weights;

@@ -9,7 +9,8 @@ use serde_json::json;
 use super::data::LabeledPrompt;
 use super::features::{self, Feature, N_FEATURES};
 use super::scorer::sigmoid;
-use super::weights::{Target, Thresholds, Weights};
+use super::lexical;
+use super::weights::{LexicalWeights, MAX_LEXICAL_BITS, Target, Thresholds, Weights};
 use crate::error::{Error, Result};
 
 /// How rows are weighted in the fit.
@@ -46,6 +47,16 @@ pub struct FitOptions {
     pub max_iter: usize,
     /// Free text stored in the weights file (which data, which split, which command).
     pub description: String,
+    /// Also fit hashed word n-gram weights with `2^bits` buckets on top of the
+    /// structural model (see [`crate::routing::lexical`]); `None` fits the structural
+    /// features only. On the bundled data they help on prompts of subjects the fit saw
+    /// (+0.01 APGR) but not on unseen subjects (bench/RESULTS.md), so it is off by
+    /// default; refitting on a deployment's own traffic is the case it is for.
+    pub lexical_bits: Option<u8>,
+    /// L2 penalty on the n-gram weights (per unit of mean loss).
+    pub lexical_l2: f64,
+    /// Full-batch Adam iterations of the n-gram fit.
+    pub lexical_iters: usize,
 }
 
 impl Default for FitOptions {
@@ -61,6 +72,9 @@ impl Default for FitOptions {
             per_source_intercepts: true,
             max_iter: 50,
             description: String::new(),
+            lexical_bits: None,
+            lexical_l2: 1e-3,
+            lexical_iters: 200,
         }
     }
 }
@@ -150,12 +164,34 @@ pub fn fit(prompts: &[LabeledPrompt], opts: &FitOptions) -> Result<Weights> {
     weights.weights = feature_w;
     weights.target = opts.target;
     weights.description = opts.description.clone();
+    let mut logits: Vec<f64> = xs.iter().map(|x| bias + feature_w.iter().zip(x).map(|(a, b)| a * b).sum::<f64>()).collect();
+    weights.lexical = None;
+    if let Some(bits) = opts.lexical_bits {
+        if bits == 0 || bits > MAX_LEXICAL_BITS {
+            return Err(bad(format!("lexical_bits = {bits} must be in 1..={MAX_LEXICAL_BITS}")));
+        }
+        if !(opts.lexical_l2.is_finite() && opts.lexical_l2 > 0.0) {
+            return Err(bad(format!("lexical_l2 = {} must be a positive number", opts.lexical_l2)));
+        }
+        let rows: Vec<Vec<(u32, f32)>> = prompts.iter().map(|p| lexical::sparse_terms(&p.request, bits)).collect();
+        let (shift, lex) = fit_lexical(&rows, &logits, &ys, &ws, bits, opts.lexical_l2, opts.lexical_iters);
+        if !shift.is_finite() || lex.iter().any(|v| !v.is_finite()) {
+            return Err(bad("the n-gram fit diverged: raise lexical_l2".into()));
+        }
+        weights.bias += shift;
+        let lex = LexicalWeights { bits, weights: lex };
+        // Score what the file will hold: the quantized weights.
+        let lex = Weights { lexical: Some(lex), ..Weights::prior() };
+        let lex = Weights::from_json(&lex.to_json())?.lexical;
+        if let Some(l) = &lex {
+            for (z, p) in logits.iter_mut().zip(prompts) {
+                *z += shift + lexical::lexical_logit(&p.request, l.bits, &l.weights);
+            }
+        }
+        weights.lexical = lex;
+    }
     // Thresholds at the training scores' quantiles.
-    let scorer_w = weights.clone();
-    let mut scores: Vec<f64> = xs
-        .iter()
-        .map(|x| sigmoid(scorer_w.bias + scorer_w.weights.iter().zip(x).map(|(a, b)| a * b).sum::<f64>()))
-        .collect();
+    let mut scores: Vec<f64> = logits.iter().map(|z| sigmoid(*z)).collect();
     scores.sort_by(f64::total_cmp);
     let q = |share: f64| {
         let i = ((share * scores.len() as f64).round() as usize).min(scores.len() - 1);
@@ -177,9 +213,53 @@ pub fn fit(prompts: &[LabeledPrompt], opts: &FitOptions) -> Result<Weights> {
         "light_share": opts.light_share,
         "heavy_share": opts.heavy_share,
         "sources": per_source.keys().collect::<Vec<_>>(),
+        "lexical": opts.lexical_bits.map(|bits| json!({
+            "method": "hashed word unigrams+bigrams, L2 logistic regression on top of the structural logit (full-batch Adam), int8-quantized",
+            "bits": bits,
+            "l2": opts.lexical_l2,
+            "iterations": opts.lexical_iters,
+        })),
     });
     weights.validate("fitted weights")?;
     Ok(weights)
+}
+
+/// Fit n-gram weights `v` and an intercept shift on top of fixed per-row logits `base`:
+/// minimizes `Σ w_i·logloss(base_i + shift + v·x_i) + l2/2·|v|²` by full-batch Adam with
+/// a fixed number of steps (deterministic; the problem is convex, and the penalty keeps
+/// the buckets that rarely occur near zero). `ws` must sum to 1.
+fn fit_lexical(rows: &[Vec<(u32, f32)>], base: &[f64], ys: &[f64], ws: &[f64], bits: u8, l2: f64, iters: usize) -> (f64, Vec<f32>) {
+    const LR: f64 = 0.05;
+    const B1: f64 = 0.9;
+    const B2: f64 = 0.999;
+    let nb = 1usize << bits;
+    // theta[0] = shift, theta[1..] = bucket weights
+    let mut theta = vec![0.0f64; nb + 1];
+    let mut m = vec![0.0f64; nb + 1];
+    let mut v = vec![0.0f64; nb + 1];
+    let mut g = vec![0.0f64; nb + 1];
+    for it in 1..=iters {
+        g.iter_mut().for_each(|x| *x = 0.0);
+        for (i, row) in rows.iter().enumerate() {
+            let z = base[i] + theta[0] + row.iter().map(|(j, x)| theta[1 + *j as usize] * f64::from(*x)).sum::<f64>();
+            let gi = ws[i] * (sigmoid(z) - ys[i]);
+            g[0] += gi;
+            for (j, x) in row {
+                g[1 + *j as usize] += gi * f64::from(*x);
+            }
+        }
+        for j in 1..=nb {
+            g[j] += l2 * theta[j];
+        }
+        let it = i32::try_from(it).unwrap_or(i32::MAX);
+        let (c1, c2) = (1.0 - B1.powi(it), 1.0 - B2.powi(it));
+        for k in 0..=nb {
+            m[k] = B1 * m[k] + (1.0 - B1) * g[k];
+            v[k] = B2 * v[k] + (1.0 - B2) * g[k] * g[k];
+            theta[k] -= LR * (m[k] / c1) / ((v[k] / c2).sqrt() + 1e-8);
+        }
+    }
+    (theta[0], theta[1..].iter().map(|x| *x as f32).collect())
 }
 
 /// The penalized, weighted logistic regression problem.
@@ -390,6 +470,35 @@ mod tests {
         // Tools never vary here, so their weight stays at the prior.
         assert!((w.weights[Feature::Tools as usize] - Weights::prior().weights[Feature::Tools as usize]).abs() < 1e-9);
         assert!(w.thresholds.standard <= w.thresholds.heavy);
+    }
+
+    #[test]
+    fn lexical_fit_learns_words_the_features_miss() {
+        // Same shape, different topic words: only the words tell them apart.
+        let mut ps = Vec::new();
+        for i in 0..120 {
+            if i % 2 == 0 {
+                ps.push(lp(i, &format!("Which tort doctrine applies to case {i}?"), 0.0, 1.0));
+            } else {
+                ps.push(lp(i, &format!("Which river flows through city {i}?"), 1.0, 1.0));
+            }
+        }
+        let base = fit(&ps, &FitOptions::default()).expect("fit");
+        assert!(base.lexical.is_none());
+        let opts = FitOptions { lexical_bits: Some(10), ..FitOptions::default() };
+        let w = fit(&ps, &opts).expect("fit lexical");
+        let s = Scorer::new(w.clone());
+        let hard = s.score_only(&ps[0].request);
+        let easy = s.score_only(&ps[1].request);
+        assert!(hard > 0.7 && easy < 0.3, "{hard} {easy}");
+        let unseen = s.score_only(&ChatRequest::new("auto", vec![Message::user("Which tort doctrine applies to case 9999?")]));
+        assert!(unseen > 0.7, "{unseen}");
+        assert_eq!(fit(&ps, &opts).expect("again").lexical, w.lexical, "deterministic");
+        // the file round-trips to the same scores
+        let again = Scorer::from_json(&w.to_json()).expect("parses");
+        assert!((again.score_only(&ps[0].request) - hard).abs() < 1e-9);
+        assert!(fit(&ps, &FitOptions { lexical_bits: Some(0), ..FitOptions::default() }).is_err());
+        assert!(fit(&ps, &FitOptions { lexical_bits: Some(8), lexical_l2: 0.0, ..FitOptions::default() }).is_err());
     }
 
     #[test]

@@ -188,6 +188,35 @@ pub fn compare(prompts: &[LabeledPrompt], scorer: &Scorer) -> Result<Comparison>
     })
 }
 
+/// Upper bounds for context: no router of the request text can beat these.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ceilings {
+    /// Knows every prompt's outcome: sends prompts in order of `strong - weak` (PGR
+    /// exceeds 1 at middle shares because it also skips prompts where the weak model wins).
+    pub oracle: EvalReport,
+    /// Knows only each source's (subject's) true mean benefit on these very prompts and
+    /// routes whole subjects in that order, ties split evenly inside a subject. A router
+    /// that recognizes the kind of question perfectly, but nothing about the single
+    /// question, reaches this.
+    pub subject_oracle: EvalReport,
+}
+
+/// The two ceilings of [`Ceilings`] on labeled prompts.
+pub fn ceilings(prompts: &[LabeledPrompt]) -> Result<Ceilings> {
+    let mut sums: std::collections::HashMap<&str, (f64, f64)> = std::collections::HashMap::new();
+    for p in prompts {
+        let (w, s) = p.labels()?;
+        let e = sums.entry(p.source.as_str()).or_default();
+        e.0 += s - w;
+        e.1 += 1.0;
+    }
+    let subject_mean = |p: &LabeledPrompt| sums.get(p.source.as_str()).map_or(0.0, |(g, n)| g / n);
+    Ok(Ceilings {
+        oracle: evaluate(prompts, &|p| p.labels().map_or(0.0, |(w, s)| s - w))?,
+        subject_oracle: evaluate(prompts, &subject_mean)?,
+    })
+}
+
 /// 64-bit FNV-1a, for seeded, platform-independent subject shuffles.
 fn fnv1a(seed: u64, s: &str) -> u64 {
     let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -225,6 +254,29 @@ pub fn split_by_source(prompts: &[LabeledPrompt], seed: u64, test_fraction: f64)
     }
     let (test, train): (Vec<_>, Vec<_>) = prompts.iter().cloned().partition(|p| test_sources.contains(&p.source.as_str()));
     (train, test)
+}
+
+/// Split by row within every source: each source's rows are ordered by a seeded hash of
+/// their id and the first `test_fraction` of them go to the test part. Unlike
+/// [`split_by_source`] the test part holds new prompts of subjects the fit has seen: the
+/// case of a deployment refitting on its own traffic.
+pub fn split_by_row(prompts: &[LabeledPrompt], seed: u64, test_fraction: f64) -> (Vec<LabeledPrompt>, Vec<LabeledPrompt>) {
+    let frac = test_fraction.clamp(0.0, 1.0);
+    let mut keyed: Vec<(&str, u64, usize)> = prompts.iter().enumerate().map(|(i, p)| (p.source.as_str(), fnv1a(seed, &p.id), i)).collect();
+    keyed.sort_unstable();
+    let mut test = vec![false; prompts.len()];
+    let mut start = 0;
+    while start < keyed.len() {
+        let src = keyed[start].0;
+        let end = start + keyed[start..].iter().take_while(|k| k.0 == src).count();
+        let take = (frac * (end - start) as f64).round() as usize;
+        for k in &keyed[start..start + take] {
+            test[k.2] = true;
+        }
+        start = end;
+    }
+    let (te, tr): (Vec<_>, Vec<_>) = prompts.iter().zip(&test).partition(|(_, t)| **t);
+    (tr.into_iter().map(|(p, _)| p.clone()).collect(), te.into_iter().map(|(p, _)| p.clone()).collect())
 }
 
 /// Leave one source family out: `(train, test)` where test is every prompt of `family`
@@ -294,6 +346,26 @@ mod tests {
     }
 
     #[test]
+    fn ceilings_rank_by_true_benefit() {
+        let mk = |id: usize, src: &str, w: f64, s: f64| LabeledPrompt {
+            id: id.to_string(),
+            source: src.to_owned(),
+            request: crate::types::ChatRequest::new("auto", vec![crate::types::Message::user("x")]),
+            weak_model: None,
+            strong_model: None,
+            weak_score: Some(w),
+            strong_score: Some(s),
+        };
+        // source a: gains +1, 0 ; source b: gains 0, 0 -> subject oracle sends a first
+        let ps = vec![mk(0, "b", 1.0, 1.0), mk(1, "a", 1.0, 1.0), mk(2, "b", 0.0, 0.0), mk(3, "a", 0.0, 1.0)];
+        let c = ceilings(&ps).expect("ceilings");
+        assert!(close(c.oracle.cpt50, 0.125));
+        // the gain is spread over source a's two rows: PGR(s) = 2s up to s = 0.5
+        assert!(close(c.subject_oracle.cpt50, 0.25));
+        assert!(close(c.subject_oracle.curve[50].pgr, 1.0));
+    }
+
+    #[test]
     fn degenerate_inputs_are_errors() {
         assert!(evaluate_scores(&[], &[], &[]).is_err());
         assert!(evaluate_scores(&[1.0], &[1.0, 0.0], &[1.0]).is_err());
@@ -324,6 +396,14 @@ mod tests {
         assert_eq!(split_by_source(&ps, 1, 0.5).1, te);
         let differs = (2..10).any(|s| split_by_source(&ps, s, 0.5).1 != te);
         assert!(differs, "seeds should change the split");
+        let (tr, te) = split_by_row(&ps, 1, 0.5);
+        assert_eq!((tr.len(), te.len()), (30, 30));
+        for src in srcs {
+            assert_eq!(te.iter().filter(|p| p.source == src).count(), 5, "{src}");
+        }
+        assert!(tr.iter().all(|p| te.iter().all(|q| q.id != p.id)));
+        assert_eq!(split_by_row(&ps, 1, 0.5).1, te);
+        assert!((2..10).any(|s| split_by_row(&ps, s, 0.5).1 != te));
         let (tr, te) = split_family(&ps, "mmlu");
         assert_eq!(te.len(), 40);
         assert!(tr.iter().all(|p| p.family() != "mmlu"));

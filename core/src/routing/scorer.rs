@@ -6,9 +6,13 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::features::{self, FEATURE_NAMES, Features, N_FEATURES};
+use super::lexical;
 use super::weights::Weights;
 use crate::error::Result;
 use crate::types::ChatRequest;
+
+/// Name of the n-gram part in score reports.
+pub const LEXICAL_NAME: &str = "lexical";
 
 /// How demanding a request is; the candidate selection maps tiers to models.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -107,11 +111,12 @@ impl Scorer {
         &self.weights
     }
 
-    /// Score a request and explain the score.
+    /// Score a request and explain the score. With lexical weights the report has one
+    /// more entry after the features, `lexical` (value: number of terms; contribution:
+    /// the n-gram part of the log-odds).
     pub fn score(&self, req: &ChatRequest) -> ScoreReport {
         let f = features::extract(req);
-        let score = self.score_features(&f);
-        let features = (0..N_FEATURES)
+        let mut features: Vec<FeatureContribution> = (0..N_FEATURES)
             .map(|i| FeatureContribution {
                 name: Cow::Borrowed(FEATURE_NAMES[i]),
                 value: f.raw[i],
@@ -120,15 +125,33 @@ impl Scorer {
                 contribution: self.weights.weights[i] * f.norm[i],
             })
             .collect();
+        let mut z = self.logit(&f.norm);
+        if let Some(lex) = &self.weights.lexical {
+            let (terms, part) = lexical::lexical_logit_terms(req, lex.bits, &lex.weights);
+            z += part;
+            features.push(FeatureContribution {
+                name: Cow::Borrowed(LEXICAL_NAME),
+                value: terms as f64,
+                normalized: part,
+                weight: 1.0,
+                contribution: part,
+            });
+        }
+        let score = sigmoid(z);
         ScoreReport { score, tier: self.tier(score), features }
     }
 
     /// Only the score (no report allocation): what evaluation loops call.
     pub fn score_only(&self, req: &ChatRequest) -> f64 {
-        self.score_features(&features::extract(req))
+        let mut z = self.logit(&features::extract(req).norm);
+        if let Some(lex) = &self.weights.lexical {
+            z += lexical::lexical_logit(req, lex.bits, &lex.weights);
+        }
+        sigmoid(z)
     }
 
-    /// Score already extracted features.
+    /// Score already extracted features (the structural part only: lexical weights,
+    /// if any, need the request text; use [`Scorer::score_only`]).
     pub fn score_features(&self, f: &Features) -> f64 {
         sigmoid(self.logit(&f.norm))
     }
@@ -207,6 +230,26 @@ mod tests {
         assert_eq!(sigmoid(f64::NEG_INFINITY), 0.0);
         assert_eq!(sigmoid(f64::NAN), 0.5);
         assert!((sigmoid(0.0) - 0.5).abs() < 1e-15);
+    }
+
+    #[test]
+    fn lexical_weights_add_to_the_logit_and_report() {
+        use crate::routing::weights::LexicalWeights;
+        let mut w = Weights::prior();
+        w.weights = [0.0; N_FEATURES];
+        w.bias = 0.0;
+        w.lexical = Some(LexicalWeights { bits: 6, weights: vec![0.5; 64] });
+        let s = Scorer::new(w);
+        let req = ChatRequest::new("auto", vec![Message::user("one two three four")]);
+        let r = s.score(&req);
+        // 8 terms of weight 0.5: 4 / sqrt(8)
+        let part = 4.0 / 8f64.sqrt();
+        assert_eq!(r.features.len(), N_FEATURES + 1);
+        let last = r.features.last().expect("lexical entry");
+        assert_eq!((last.name.as_ref(), last.value), (LEXICAL_NAME, 8.0));
+        assert!((last.contribution - part).abs() < 1e-6);
+        assert!((r.score - sigmoid(part)).abs() < 1e-6);
+        assert!((s.score_only(&req) - r.score).abs() < 1e-12);
     }
 
     #[test]

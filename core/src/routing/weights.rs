@@ -43,6 +43,65 @@ pub struct Thresholds {
     pub heavy: f64,
 }
 
+/// Weights of the hashed word n-gram terms ([`crate::routing::lexical`]): one per bucket.
+/// Stored in the file quantized to `i8` with one scale (base64), so 2^14 buckets take
+/// about 22 KB; held dequantized in memory so scoring is one lookup per term.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LexicalWeights {
+    /// `2^bits` buckets.
+    pub bits: u8,
+    /// One weight per bucket (`len == 2^bits`).
+    pub weights: Vec<f32>,
+}
+
+/// Largest supported bucket count exponent (2^20 buckets = 1 MB quantized).
+pub const MAX_LEXICAL_BITS: u8 = 20;
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LexicalFile {
+    bits: u8,
+    /// Weight of quantized value 1.
+    scale: f32,
+    /// `2^bits` signed bytes, standard base64.
+    quantized: String,
+}
+
+impl LexicalWeights {
+    fn to_file(&self) -> LexicalFile {
+        use base64::Engine as _;
+        let max = self.weights.iter().fold(0.0f32, |m, w| m.max(w.abs()));
+        let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+        let q: Vec<u8> = self.weights.iter().map(|w| ((w / scale).round().clamp(-127.0, 127.0) as i8) as u8).collect();
+        LexicalFile { bits: self.bits, scale, quantized: base64::engine::general_purpose::STANDARD.encode(q) }
+    }
+
+    fn from_file(f: &LexicalFile, location: &str) -> Result<Self> {
+        use base64::Engine as _;
+        if f.bits == 0 || f.bits > MAX_LEXICAL_BITS {
+            return Err(Error::config(
+                format!("{location}: lexical.bits"),
+                format!("bits = {} is out of range", f.bits),
+                format!("use 1..={MAX_LEXICAL_BITS} (the calibration command writes 14)"),
+            ));
+        }
+        if !(f.scale.is_finite() && f.scale > 0.0) {
+            return Err(Error::config(format!("{location}: lexical.scale"), "scale must be a positive finite number", "regenerate the file with the calibration command"));
+        }
+        let q = base64::engine::general_purpose::STANDARD.decode(f.quantized.as_bytes()).map_err(|e| {
+            Error::config(format!("{location}: lexical.quantized"), format!("not valid base64: {e}"), "regenerate the file with the calibration command")
+        })?;
+        if q.len() != 1usize << f.bits {
+            return Err(Error::config(
+                format!("{location}: lexical.quantized"),
+                format!("{} weights for 2^{} buckets", q.len(), f.bits),
+                "give exactly 2^bits quantized weights (regenerate the file with the calibration command)",
+            ));
+        }
+        Ok(LexicalWeights { bits: f.bits, weights: q.iter().map(|b| f32::from(*b as i8) * f.scale).collect() })
+    }
+}
+
 /// A logistic model over the normalized features: `score = sigmoid(bias + Σ w·x)`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Weights {
@@ -58,6 +117,8 @@ pub struct Weights {
     pub thresholds: Thresholds,
     /// Fit metadata (options, data size, training metrics); informational only.
     pub fit: Value,
+    /// Optional hashed word n-gram weights added to the logit (absent: structural features only).
+    pub lexical: Option<LexicalWeights>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -73,6 +134,8 @@ struct WeightsFile {
     thresholds: Thresholds,
     #[serde(default, skip_serializing_if = "Value::is_null")]
     fit: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lexical: Option<LexicalFile>,
 }
 
 impl Weights {
@@ -139,6 +202,7 @@ impl Weights {
             weights,
             thresholds: file.thresholds,
             fit: file.fit,
+            lexical: file.lexical.as_ref().map(|l| LexicalWeights::from_file(l, location)).transpose()?,
         };
         w.validate(location)?;
         Ok(w)
@@ -177,6 +241,7 @@ impl Weights {
             weights: FEATURE_NAMES.iter().zip(self.weights.iter()).map(|(n, w)| ((*n).to_owned(), r(*w))).collect(),
             thresholds: Thresholds { standard: r(self.thresholds.standard), heavy: r(self.thresholds.heavy) },
             fit: self.fit.clone(),
+            lexical: self.lexical.as_ref().map(LexicalWeights::to_file),
         };
         let mut s = serde_json::to_string_pretty(&file).unwrap_or_default();
         s.push('\n');
@@ -211,6 +276,7 @@ impl Weights {
             weights,
             thresholds: Thresholds { standard: 0.2, heavy: 0.3 },
             fit: Value::Null,
+            lexical: None,
         }
     }
 }
@@ -228,6 +294,23 @@ mod tests {
     }
 
     #[test]
+    fn lexical_weights_round_trip_quantized() {
+        let mut w = Weights::prior();
+        let weights: Vec<f32> = (0..256).map(|i| (i as f32 - 128.0) / 64.0).collect();
+        w.lexical = Some(LexicalWeights { bits: 8, weights: weights.clone() });
+        let again = Weights::from_json(&w.to_json()).expect("re-parses");
+        let lex = again.lexical.as_ref().expect("lexical kept");
+        assert_eq!(lex.bits, 8);
+        let scale = 2.0 / 127.0;
+        for (a, b) in weights.iter().zip(&lex.weights) {
+            assert!((a - b).abs() <= scale / 2.0 + 1e-6, "{a} {b}");
+        }
+        // quantizing twice changes nothing
+        assert_eq!(Weights::from_json(&again.to_json()).expect("again").lexical, again.lexical);
+        assert!(Weights::prior().to_json().find("lexical").is_none());
+    }
+
+    #[test]
     fn errors_name_the_field() {
         let mut w = Weights::prior();
         w.thresholds = Thresholds { standard: 0.6, heavy: 0.4 };
@@ -241,6 +324,14 @@ mod tests {
         let json = Weights::prior().to_json().replace("\"tools\": 0.5,", "");
         let e = Weights::from_json(&json).expect_err("must fail").to_string();
         assert!(e.contains("weights.tools"), "{e}");
+
+        let mut w = Weights::prior();
+        w.lexical = Some(LexicalWeights { bits: 4, weights: vec![0.5; 16] });
+        let json = w.to_json();
+        let e = Weights::from_json(&json.replace("\"bits\": 4", "\"bits\": 5")).expect_err("must fail").to_string();
+        assert!(e.contains("lexical.quantized"), "{e}");
+        let e = Weights::from_json(&json.replace("\"bits\": 4", "\"bits\": 40")).expect_err("must fail").to_string();
+        assert!(e.contains("lexical.bits"), "{e}");
 
         let e = Weights::from_json(r#"{"version":1,"bias":"x"}"#).expect_err("must fail").to_string();
         assert!(e.contains("bias"), "{e}");
