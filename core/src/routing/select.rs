@@ -665,6 +665,7 @@ fn explicit_error(model: &str, excluded: &[Excluded]) -> Error {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::types::{Message, Tool};
@@ -742,6 +743,83 @@ mod tests {
         cfg.fallbacks.insert("openai/gpt-4o-mini".into(), vec!["anthropic/claude-haiku-4-5".into()]);
         let d = select(SelectInput { req: &explicit, score: None, cfg: &cfg, catalog: Catalog::builtin(), accounts: None }, &Avail(vec![])).unwrap();
         assert_eq!(d.chain(2), vec!["openai/gpt-4o-mini", "anthropic/claude-haiku-4-5"]);
+    }
+
+    fn org_policy(rules: crate::accounts::PolicyRules, usd_remaining: Option<u64>) -> RoutePolicy {
+        use crate::accounts::{Enforcement, Level, LevelKind, Period};
+        let level = Level::new(LevelKind::Department, "legal");
+        let budgets = usd_remaining
+            .map(|remaining| BudgetStatus {
+                id: "b-day".into(),
+                level: level.clone(),
+                metric: Metric::Usd,
+                period: Period::Day,
+                limit: 10_000_000,
+                used: 10_000_000 - remaining,
+                reserved: 0,
+                remaining,
+                period_start_ms: 0,
+                resets_at_ms: u64::MAX,
+                enforcement: Enforcement::Hard,
+                notify_at: vec![],
+            })
+            .into_iter()
+            .collect();
+        RoutePolicy { rules: EffectiveRules::resolve([(&level, &rules)]), budgets }
+    }
+
+    fn pick_with(req: &ChatRequest, tier: Tier, cfg: &RoutingConfig, p: &RoutePolicy) -> Result<RouteDecision> {
+        select(SelectInput { req, score: Some(report(tier)), cfg, catalog: Catalog::builtin(), accounts: Some(p) }, &Avail(vec![]))
+    }
+
+    #[test]
+    fn policy_denials_are_excluded_with_rule_and_level() {
+        let req = ChatRequest::new("auto", vec![Message::user("hi")]);
+        let cfg = RoutingConfig { policy: Policy::Quality, ..RoutingConfig::default() };
+        let p = org_policy(crate::accounts::PolicyRules { deny_models: Some(vec!["openai/*".into()]), ..Default::default() }, None);
+        let d = pick_with(&req, Tier::Light, &cfg, &p).unwrap();
+        assert!(!d.chosen.starts_with("openai/"), "{}", d.chosen);
+        let e = d.excluded.iter().find(|e| e.model == "openai/gpt-4o-mini").unwrap();
+        assert!(e.reason.contains("deny_models") && e.reason.contains("department:legal"), "{}", e.reason);
+        // An explicitly named denied model is an error, not a silent swap.
+        let explicit = ChatRequest::new("openai/gpt-4o-mini", vec![Message::user("hi")]);
+        let e = select(SelectInput { req: &explicit, score: None, cfg: &cfg, catalog: Catalog::builtin(), accounts: Some(&p) }, &Avail(vec![])).unwrap_err();
+        assert_eq!(e.permission_rule().map(|(r, l)| (r.to_owned(), l.map(ToString::to_string))), Some(("deny_models".into(), Some("department:legal".into()))));
+    }
+
+    #[test]
+    fn disallowed_tier_serves_from_the_nearest_allowed_one() {
+        let req = ChatRequest::new("auto", vec![Message::user("hi")]);
+        let cfg = RoutingConfig::default();
+        let p = org_policy(crate::accounts::PolicyRules { allowed_tiers: Some(vec!["light".into(), "standard".into()]), ..Default::default() }, None);
+        let d = pick_with(&req, Tier::Heavy, &cfg, &p).unwrap();
+        assert!(cfg.standard.contains(&d.chosen), "{}", d.chosen);
+        assert!(d.candidates.iter().all(|c| c.tier != Some(Tier::Heavy)), "{:?}", d.candidates);
+        assert!(d.reason.contains("tier heavy is not allowed by allowed_tiers set at department:legal"), "{}", d.reason);
+        let none = org_policy(crate::accounts::PolicyRules { allowed_tiers: Some(vec![]), ..Default::default() }, None);
+        assert_eq!(pick_with(&req, Tier::Heavy, &cfg, &none).unwrap_err().kind(), crate::ErrorKind::Permission);
+    }
+
+    #[test]
+    fn low_budget_prefers_a_cheaper_model_that_fits() {
+        let mut req = ChatRequest::new("auto", vec![Message::user("hi")]);
+        req.max_tokens = Some(1000);
+        let cfg = RoutingConfig { policy: Policy::Quality, ..RoutingConfig::default() };
+        let rich = org_policy(crate::accounts::PolicyRules::default(), Some(10_000_000));
+        let preferred = pick_with(&req, Tier::Heavy, &cfg, &rich).unwrap().chosen;
+        let (pm, _) = max_cost_rough(Catalog::builtin(), &req, &preferred, rough_prompt_tokens(&req));
+        // Just under the preferred model's maximum: something cheaper must serve.
+        let poor = org_policy(crate::accounts::PolicyRules::default(), Some(pm - 1));
+        let d = pick_with(&req, Tier::Heavy, &cfg, &poor).unwrap();
+        assert_ne!(d.chosen, preferred);
+        let (cm, _) = max_cost_rough(Catalog::builtin(), &req, &d.chosen, rough_prompt_tokens(&req));
+        assert!(cm < pm, "{cm} {pm}");
+        assert!(d.reason.contains("budget `b-day`") && d.reason.contains(&preferred) && d.reason.contains("which fits"), "{}", d.reason);
+        assert!(d.excluded.iter().any(|e| e.model == preferred && e.reason.contains("may cost up to")), "{:?}", d.excluded);
+        let broke = org_policy(crate::accounts::PolicyRules::default(), Some(0));
+        let e = pick_with(&req, Tier::Heavy, &cfg, &broke).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Budget);
+        assert_eq!(e.budget_status().unwrap().id, "b-day");
     }
 
     #[test]
