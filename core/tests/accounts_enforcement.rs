@@ -41,6 +41,10 @@ struct Stub {
     settles: Mutex<Vec<(String, SettleRequest)>>,
     records: Mutex<Vec<String>>,
     warnings: Mutex<Vec<String>>,
+    /// Every reservation id that arrived, including refused and failed attempts.
+    reservation_attempts: Mutex<Vec<String>>,
+    /// Answer this many reservation requests with 503 first.
+    fail_reservations: AtomicU64,
 }
 
 type Reply = (StatusCode, axum::Json<Value>);
@@ -85,6 +89,11 @@ async fn reserve(State(s): State<Arc<Stub>>, headers: HeaderMap, uri: Uri, body:
         return r;
     }
     let req: ReservationRequest = serde_json::from_slice(&body).unwrap();
+    s.reservation_attempts.lock().unwrap().push(req.reservation_id.clone());
+    if s.fail_reservations.load(Ordering::SeqCst) > 0 {
+        s.fail_reservations.fetch_sub(1, Ordering::SeqCst);
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"error": {"code": "busy", "message": "try again"}})));
+    }
     let mut policy = s.policy.lock().unwrap();
     if let Err(d) = policy.rules.check_model(&req.model, false) {
         return error(StatusCode::FORBIDDEN, AccountsErrorBody { code: "permission_denied".into(), message: d.message, rule: Some(d.rule), level: Some(d.level), budget: None });
@@ -192,6 +201,8 @@ async fn env(p: EffectivePolicy) -> Env {
         settles: Mutex::new(Vec::new()),
         records: Mutex::new(Vec::new()),
         warnings: Mutex::new(Vec::new()),
+        reservation_attempts: Mutex::new(Vec::new()),
+        fail_reservations: AtomicU64::new(0),
     });
     let app = Router::new()
         .route("/v1/policy", get(get_policy))
@@ -526,5 +537,60 @@ async fn auto_picks_a_cheaper_permitted_model_when_the_budget_is_low() {
     assert_ne!(d.chosen, resp.model);
     let x = d.excluded.iter().find(|x| x.model == resp.model).unwrap();
     assert!(x.reason.contains("deny_models") && x.reason.contains("department:eng"), "{}", x.reason);
+    e.emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_failed_reservation_is_retried_once_with_the_same_id() {
+    let e = env(policy(PolicyRules::default(), vec![budget("eng-daily", Metric::Usd, 50_000_000, 50_000_000, Enforcement::Hard)])).await;
+    let client = Client::new(e.cfg.clone()).unwrap();
+    e.stub.fail_reservations.store(1, Ordering::SeqCst);
+    client.chat(ask("openai/gpt-4o-mini")).await.unwrap();
+    let attempts = e.stub.reservation_attempts.lock().unwrap().clone();
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(attempts[0], attempts[1], "the retry reuses the reservation id");
+    assert_eq!(e.stub.reservations.lock().unwrap().len(), 1);
+    e.emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_cannot_all_pass_a_nearly_empty_budget() {
+    let model = "anthropic/claude-haiku-4-5";
+    let mut req = ask(model);
+    req.max_tokens = Some(200);
+    let (max_micros, _) = max_cost(Catalog::builtin(), &req, model);
+    // Room for 10 calls at their maximum cost (the actual cost is far lower).
+    let limit = max_micros * 10;
+    let e = env(policy(PolicyRules::default(), vec![budget("eng-daily", Metric::Usd, limit, limit, Enforcement::Hard)])).await;
+    let client = Client::new(e.cfg.clone()).unwrap();
+    let tasks: Vec<_> = (0..200)
+        .map(|_| {
+            let c = client.clone();
+            let r = req.clone();
+            tokio::spawn(async move { c.chat(r).await })
+        })
+        .collect();
+    let (mut ok, mut refused, mut spent) = (0u64, 0u64, 0u64);
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(resp) => {
+                ok += 1;
+                spent += resp.cost.unwrap().total_micros;
+            }
+            Err(err) => {
+                assert_eq!(err.kind(), ErrorKind::Budget, "{err}");
+                refused += 1;
+            }
+        }
+    }
+    // Every call held its maximum until settled: at least 10 pass (settles free room
+    // for more), the rest are refused with `Budget` before any provider call, and the
+    // spend never exceeds the limit.
+    eprintln!("admitted {ok}, refused {refused}, spent {spent} of {limit}");
+    assert!(ok >= 10 && refused > 0, "admitted {ok}, refused {refused}");
+    assert_eq!(provider_calls(&e.emu), ok);
+    assert!(spent <= limit, "spent {spent} > limit {limit}");
+    let b = e.stub.policy.lock().unwrap().budgets[0].clone();
+    assert_eq!(b.reserved, spent, "every hold settled to its actual cost");
     e.emu.shutdown().await;
 }
