@@ -436,10 +436,7 @@ impl Client {
             Some(h) => {
                 pc.release(&h, micros, tokens);
                 if h.online {
-                    let rid = record_id.filter(|_| micros > 0 || tokens > 0).map(|r| r.0);
-                    if let Err(e) = pc.settle(&h.id, micros, tokens, rid).await {
-                        tracing::warn!(reservation = %h.id, error = %e, "settle failed: the collector releases the hold at its expiry");
-                    }
+                    self.settle_remote(&h, micros, tokens, record_id).await;
                 }
             }
             None if micros > 0 || tokens > 0 => pc.note_spend(micros, tokens),
@@ -447,23 +444,35 @@ impl Client {
         }
     }
 
-    /// [`Client::settle`] from synchronous code (a stream ending or dropped): the local
-    /// accounting now, the collector request on the runtime when there is one.
+    async fn settle_remote(&self, h: &Hold, micros: u64, tokens: u64, record_id: Option<RecordId>) {
+        let Some(pc) = &self.inner.policy else { return };
+        let rid = record_id.filter(|_| micros > 0 || tokens > 0).map(|r| r.0);
+        if let Err(e) = pc.settle(&h.id, micros, tokens, rid).await {
+            tracing::warn!(reservation = %h.id, error = %e, "settle failed: the collector releases the hold at its expiry");
+        }
+    }
+
+    /// [`Client::settle`] from synchronous code (a stream ending or dropped, a call
+    /// abandoned by its caller): the local accounting now, the collector request on the
+    /// runtime when there is one.
     fn settle_detached(&self, hold: Option<Hold>, micros: u64, tokens: u64, record_id: Option<RecordId>) {
         let Some(pc) = &self.inner.policy else { return };
-        match (&hold, tokio::runtime::Handle::try_current()) {
-            (Some(h), Ok(rt)) if h.online => {
+        let Some(h) = hold else {
+            if micros > 0 || tokens > 0 {
+                pc.note_spend(micros, tokens);
+            }
+            return;
+        };
+        pc.release(&h, micros, tokens);
+        if !h.online {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
                 let client = self.clone();
-                rt.spawn(async move { client.settle(hold, micros, tokens, record_id).await });
+                rt.spawn(async move { client.settle_remote(&h, micros, tokens, record_id).await });
             }
-            (Some(h), _) => {
-                pc.release(h, micros, tokens);
-                if h.online {
-                    tracing::warn!(reservation = %h.id, "no async runtime to settle on: the collector releases the hold at its expiry");
-                }
-            }
-            (None, _) if micros > 0 || tokens > 0 => pc.note_spend(micros, tokens),
-            (None, _) => {}
+            Err(_) => tracing::warn!(reservation = %h.id, "no async runtime to settle on: the collector releases the hold at its expiry"),
         }
     }
 
@@ -496,8 +505,8 @@ impl Client {
                 });
                 continue;
             }
-            let hold = match self.reserve_for(gate, req, &model).await {
-                Ok(h) => h,
+            let mut hold = match self.reserve_for(gate, req, &model).await {
+                Ok(h) => HoldGuard { client: self, hold: h },
                 Err(e) if matches!(e.kind(), ErrorKind::Budget | ErrorKind::Permission) => {
                     // This model does not fit or is refused; a later one of the chain may.
                     decision.attempts.push(Attempt { model: model.clone(), outcome: e.kind().code().to_owned(), retries: 0 });
@@ -510,7 +519,7 @@ impl Client {
             let call = match adapter.build_request(req, &target, op == Op::Stream) {
                 Ok(c) => c,
                 Err(e) => {
-                    self.settle(hold, 0, 0, None).await;
+                    self.settle(hold.take(), 0, 0, None).await;
                     return Err(e);
                 }
             };
@@ -525,7 +534,7 @@ impl Client {
                     Ok(opened) => {
                         self.inner.health.record(&target.provider.name, Ok(t0.elapsed()), &model);
                         decision.attempts.push(Attempt { model, outcome: "ok".into(), retries: backoff.retries() });
-                        return Ok((opened, target, hold));
+                        return Ok((opened, target, hold.take()));
                     }
                     Err(e) => {
                         self.inner.health.record(&target.provider.name, Err(e.kind()), &model);
@@ -541,7 +550,7 @@ impl Client {
                                     ErrorKind::RateLimited | ErrorKind::ProviderUnavailable | ErrorKind::Timeout | ErrorKind::ContextLengthExceeded
                                 ) && backoff.time_left();
                                 // A failed attempt is not billed: release this model's hold.
-                                self.settle(hold, 0, 0, None).await;
+                                self.settle(hold.take(), 0, 0, None).await;
                                 if !fall_back {
                                     return Err(e);
                                 }
@@ -712,6 +721,28 @@ enum Op {
 enum Opened {
     Chat(ChatResponse),
     Stream(reqwest::Response, &'static dyn Adapter),
+}
+
+/// A reservation held while a provider is called. If the call's future is dropped
+/// (the caller gave up), the hold is released rather than leaked: the provider's answer,
+/// if any, was never received, so the local view counts nothing.
+struct HoldGuard<'a> {
+    client: &'a Client,
+    hold: Option<Hold>,
+}
+
+impl HoldGuard<'_> {
+    fn take(&mut self) -> Option<Hold> {
+        self.hold.take()
+    }
+}
+
+impl Drop for HoldGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(h) = self.hold.take() {
+            self.client.settle_detached(Some(h), 0, 0, None);
+        }
+    }
 }
 
 /// The policy one call is held to (empty: none).

@@ -594,3 +594,20 @@ async fn concurrent_calls_cannot_all_pass_a_nearly_empty_budget() {
     assert_eq!(b.reserved, spent, "every hold settled to its actual cost");
     e.emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_call_given_up_by_its_caller_releases_its_hold() {
+    let e = env(policy(PolicyRules::default(), vec![budget("eng-daily", Metric::Usd, 50_000_000, 50_000_000, Enforcement::Hard)])).await;
+    let client = Client::new(e.cfg.clone()).unwrap();
+    let fetched = client.refresh_policy().await.unwrap().unwrap();
+    e.emu.emulator().queue_fault(&json!({"fault": "slow", "delay_ms": 2000, "provider": "openai"})).unwrap();
+    let call = client.chat(ask("openai/gpt-4o-mini"));
+    assert!(tokio::time::timeout(Duration::from_millis(300), call).await.is_err(), "the slow call is abandoned");
+    // Released locally at once, and on the collector by a zero settle.
+    assert_eq!(client.policy_client().unwrap().local_budgets(&fetched)[0].remaining, 50_000_000);
+    wait_for(|| e.stub.settles.lock().unwrap().len() == 1).await;
+    let (_, s) = e.stub.settles.lock().unwrap()[0].clone();
+    assert_eq!((s.actual_micros, s.record_id), (0, None));
+    assert_eq!(e.stub.policy.lock().unwrap().budgets[0].reserved, 0);
+    e.emu.shutdown().await;
+}
