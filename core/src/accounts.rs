@@ -14,7 +14,11 @@
 //! - [`ReservationRequest`] / [`ReservationResponse`] / [`SettleRequest`]: reserve the
 //!   maximum cost before a call, settle the actual cost after it.
 //! - [`request_auth`]: Ed25519-signed HTTP requests from the SDK to the collector.
+//! - [`policy_client`] / [`enforce`]: the SDK side (fetch and cache the policy, reserve
+//!   and settle, check a request before any provider is called).
 
+pub mod enforce;
+pub mod policy_client;
 pub mod request_auth;
 
 use std::fmt;

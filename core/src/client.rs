@@ -2,16 +2,21 @@
 //!
 //! One call, start to end:
 //! 1. validate the request (and its tags, so a bad tag fails before anything is billed);
+//!    with an organization policy (`[policy]`, [`crate::accounts`]), fetch it (cached,
+//!    single-flight) and check the model, `max_tokens` and tier against it;
 //! 2. decide the route ([`crate::routing::select`]): score `auto` requests, filter and
 //!    rank candidates, or check an explicit model; the decision is kept for the response;
 //! 3. execute it: for each model of the chain (chosen, then fallbacks) let the provider's
 //!    adapter translate the request, send it with retries (429/5xx/529/timeouts only,
 //!    `retry-after` honoured), skip providers whose circuit breaker is open, and fall
 //!    back on rate limits, outages, timeouts and context overflows, all within one time
-//!    budget;
+//!    budget; when a hard budget applies, each model of the chain first reserves its
+//!    maximum cost with the collector (a fallback reserves anew for its own model, after
+//!    the failed model's hold is released);
 //! 4. price the answer from the provider's usage ([`crate::pricing`]);
 //! 5. append one signed usage record to the spool ([`crate::usage`]) — for failures and
-//!    cancelled streams too — before returning.
+//!    cancelled streams too — before returning, and settle the reservation with the
+//!    actual cost and the record's id (zero and no record for failures: released).
 //!
 //! A `Client` is cheap to clone (an `Arc` inside) and safe to share across tasks.
 
@@ -26,21 +31,25 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use http::HeaderMap;
 
-use crate::config::{Config, ResolvedProvider};
+use crate::accounts::enforce;
+use crate::accounts::policy_client::{Hold, PolicyClient, PolicyState, Reserved};
+use crate::accounts::{EffectivePolicy, Level};
+use crate::config::{Config, EnforceMode, ResolvedProvider, WhenUnreachable};
 use crate::error::{Error, ErrorKind, Result};
 use crate::health::{BreakerState, Health};
 use crate::model_id::ModelId;
 use crate::pricing::{Catalog, Cost, CostEstimate, CostOptions, EstimateOptions};
 use crate::providers::{Adapter, HttpCall, StreamDecoder, Target, adapter_for};
 use crate::retry::{Backoff, Decision};
-use crate::routing::select::{Availability, SelectInput, select};
+use crate::routing::select::{Availability, RoutePolicy, SelectInput, select};
 use crate::routing::{Attempt, RouteDecision, Scorer};
 use crate::sse::SseParser;
 use crate::stream::ChatStream;
 use crate::tokens::{PromptCount, count_request};
 use crate::types::{ChatChunk, ChatRequest, ChatResponse, Usage};
 use crate::usage::{
-    FlushOutcome, LinkState, NetworkClass, Recorder, ReportingMode, RouteInfo, SdkInfo, SpoolStatus, UsageError, UsageRecordInput, UsageStatus,
+    FlushOutcome, LinkState, NetworkClass, RecordId, Recorder, ReportingMode, RouteInfo, SdkInfo, SpoolStatus, UsageError, UsageRecordInput,
+    UsageStatus,
     unix_ms_now,
 };
 
@@ -59,6 +68,7 @@ struct Inner {
     scorer: Scorer,
     health: Health,
     recorder: Option<Recorder>,
+    policy: Option<PolicyClient>,
 }
 
 /// What one call did besides answering.
@@ -101,7 +111,8 @@ impl Client {
         };
         let health = Health::new(config.routing.circuit_breaker.clone());
         let recorder = start_recorder(&config, sdk)?;
-        Ok(Client { inner: Arc::new(Inner { config, providers, http, catalog, scorer, health, recorder }) })
+        let policy = start_policy(&config, &http)?;
+        Ok(Client { inner: Arc::new(Inner { config, providers, http, catalog, scorer, health, recorder, policy }) })
     }
 
     /// Build from a TOML file.
@@ -157,6 +168,8 @@ impl Client {
         let mut provider_model = id.model.clone();
         if !cfg.models.is_empty() {
             let entry = cfg.models.iter().find(|m| m.id == model).ok_or_else(|| Error::Permission {
+                rule: "models".into(),
+                level: None,
                 message: format!(
                     "model `{model}` is not in the configured [[models]] list ({}); add it there or pick one of those",
                     cfg.models.iter().map(|m| m.id.as_str()).collect::<Vec<_>>().join(", ")
@@ -173,7 +186,16 @@ impl Client {
     /// Decide where a request would go, without calling anything: score, tier, features,
     /// the chosen model, ranked alternatives with estimated cost, and why each excluded
     /// model was excluded.
+    ///
+    /// With an organization policy, the last one fetched applies (models it does not
+    /// permit are excluded, tiers and budgets respected); `route` itself never calls
+    /// the collector: call [`Client::refresh_policy`] first for a fresh one.
     pub fn route(&self, req: &ChatRequest) -> Result<RouteDecision> {
+        let accounts = self.inner.policy.as_ref().and_then(|pc| pc.cached().map(|p| route_policy(pc, &p)));
+        self.route_with(req, accounts.as_ref())
+    }
+
+    fn route_with(&self, req: &ChatRequest, accounts: Option<&RoutePolicy>) -> Result<RouteDecision> {
         req.validate()?;
         let cfg = &self.inner.config.routing;
         let score = if ModelId::is_auto(&req.model) {
@@ -184,7 +206,31 @@ impl Client {
             self.resolve(&req.model)?;
             None
         };
-        select(SelectInput { req, score, cfg, catalog: &self.inner.catalog }, self)
+        select(SelectInput { req, score, cfg, catalog: &self.inner.catalog, accounts }, self)
+    }
+
+    /// Fetch the organization policy now (or take it from the cache while fresh).
+    /// `Ok(None)` when no policy is enforced (`[policy] enforce`, or a collector without
+    /// accounts) or the collector cannot be reached and nothing was fetched before.
+    pub async fn refresh_policy(&self) -> Result<Option<Arc<EffectivePolicy>>> {
+        let Some(pc) = &self.inner.policy else { return Ok(None) };
+        Ok(match pc.current().await? {
+            PolicyState::Current(p) => Some(p),
+            PolicyState::NotManaged => None,
+            PolicyState::Offline { policy, .. } => policy,
+        })
+    }
+
+    /// Budget warnings since the last call (soft-budget thresholds reported by the
+    /// collector or crossed by this process's spend), oldest first; each is also logged
+    /// at `warn`.
+    pub fn policy_warnings(&self) -> Vec<String> {
+        self.inner.policy.as_ref().map(PolicyClient::take_warnings).unwrap_or_default()
+    }
+
+    /// The policy client, when the organization policy is enforced.
+    pub fn policy_client(&self) -> Option<&PolicyClient> {
+        self.inner.policy.as_ref()
     }
 
     /// Count a request's prompt tokens as `model` bills them (`auto`: as the routed
@@ -219,17 +265,23 @@ impl Client {
     /// [`Client::chat`], also returning how many attempts it took.
     pub async fn chat_with_stats(&self, req: ChatRequest) -> Result<(ChatResponse, CallStats)> {
         let started = CallClock::start();
-        let mut decision = self.prepare(&req)?;
-        let outcome = self.execute(&req, &mut decision, Op::Chat, &started).await;
+        let gate = self.admit(&req).await?;
+        let mut decision = self.prepare(&req, gate.route.as_ref())?;
+        let outcome = self.execute(&req, &mut decision, Op::Chat, &started, &gate).await;
         let attempts = total_attempts(&decision);
         match outcome {
-            Ok((Opened::Chat(mut resp), target)) => {
+            Ok((Opened::Chat(mut resp), target, hold)) => {
                 resp.cost = self.price(&resp.usage, &target.model_id);
-                self.record(&req, &target.model_id, &decision, &started, Some(&resp.usage), resp.cost.as_ref(), UsageStatus::Ok, None, false);
+                let rid = self.record(&req, &target.model_id, &decision, &started, Some(&resp.usage), resp.cost.as_ref(), UsageStatus::Ok, None, false);
+                let micros = resp.cost.as_ref().map_or(0, |c| c.total_micros);
+                self.settle(hold, micros, usage_tokens(Some(&resp.usage)), rid).await;
                 resp.route = Some(decision);
                 Ok((resp, CallStats { attempts }))
             }
-            Ok((Opened::Stream(..), _)) => Err(Error::invalid_response("gaterouter", None, "internal: a stream opened for a chat call")),
+            Ok((Opened::Stream(_, _), _, hold)) => {
+                self.settle(hold, 0, 0, None).await;
+                Err(Error::invalid_response("gaterouter", None, "internal: a stream opened for a chat call"))
+            }
             Err(e) => {
                 self.record(&req, decision.answered_by(), &decision, &started, None, None, UsageStatus::Error(e.kind()), None, false);
                 Err(e)
@@ -248,11 +300,12 @@ impl Client {
     /// [`Client::chat_stream`], also returning how many attempts opening it took.
     pub async fn chat_stream_with_stats(&self, req: ChatRequest) -> Result<(ChatStream, CallStats)> {
         let started = CallClock::start();
-        let mut decision = self.prepare(&req)?;
-        let outcome = self.execute(&req, &mut decision, Op::Stream, &started).await;
+        let gate = self.admit(&req).await?;
+        let mut decision = self.prepare(&req, gate.route.as_ref())?;
+        let outcome = self.execute(&req, &mut decision, Op::Stream, &started, &gate).await;
         let attempts = total_attempts(&decision);
         match outcome {
-            Ok((Opened::Stream(resp, adapter), target)) => {
+            Ok((Opened::Stream(resp, adapter), target, hold)) => {
                 let idle = Duration::from_millis(self.inner.config.timeouts.stream_idle_ms);
                 let chunks = sse_chunks(Box::pin(resp.bytes_stream()), adapter.stream_decoder(&target), target.provider.name.clone(), idle);
                 let recording = RecordingStream {
@@ -265,10 +318,14 @@ impl Client {
                     first_token_ms: None,
                     usage: None,
                     done: false,
+                    hold,
                 };
                 Ok((ChatStream::with_route(recording, decision), CallStats { attempts }))
             }
-            Ok((Opened::Chat(_), _)) => Err(Error::invalid_response("gaterouter", None, "internal: a chat answer for a stream call")),
+            Ok((Opened::Chat(_), _, hold)) => {
+                self.settle(hold, 0, 0, None).await;
+                Err(Error::invalid_response("gaterouter", None, "internal: a chat answer for a stream call"))
+            }
             Err(e) => {
                 self.record(&req, decision.answered_by(), &decision, &started, None, None, UsageStatus::Error(e.kind()), None, true);
                 Err(e)
@@ -300,17 +357,135 @@ impl Client {
 
     /// Validation and the route decision: everything that can fail before a provider is
     /// called.
-    fn prepare(&self, req: &ChatRequest) -> Result<RouteDecision> {
-        req.validate()?;
+    fn prepare(&self, req: &ChatRequest, accounts: Option<&RoutePolicy>) -> Result<RouteDecision> {
         crate::usage::record::validate_tags(&req.metadata).map_err(|e| Error::InvalidRequest {
             field: Some("metadata".into()),
             message: format!("metadata becomes the usage record's tags: {e}"),
         })?;
-        self.route(req)
+        self.route_with(req, accounts)
+    }
+
+    /// The policy this call is held to: fetched (or cached) from the collector; when it
+    /// cannot be reached, what `[policy] when_unreachable` says. Validates the request
+    /// first so a malformed one never costs a collector round trip.
+    async fn admit(&self, req: &ChatRequest) -> Result<Gate> {
+        req.validate()?;
+        let Some(pc) = &self.inner.policy else { return Ok(Gate::default()) };
+        let cfg = pc.config();
+        match pc.current().await? {
+            PolicyState::Current(p) => Ok(Gate { route: Some(route_policy(pc, &p)), policy: Some(p), online: true }),
+            PolicyState::NotManaged => Ok(Gate::default()),
+            PolicyState::Offline { policy, age_ms, error } => match cfg.when_unreachable {
+                WhenUnreachable::Allow => {
+                    tracing::warn!(error = %error, "collector unreachable: calling without policy or budget checks ([policy] when_unreachable = \"allow\")");
+                    Ok(Gate::default())
+                }
+                WhenUnreachable::Deny => Err(policy_unavailable(format!(
+                    "the collector cannot be reached ({error}) and [policy] when_unreachable = \"deny\" refuses calls until it can; fix the collector connection or choose \"last_known\""
+                ))),
+                WhenUnreachable::LastKnown => match policy {
+                    None => {
+                        tracing::warn!(error = %error, "collector unreachable and no policy was ever fetched: calling without policy checks (fail open; set [policy] when_unreachable = \"deny\" to refuse instead)");
+                        Ok(Gate::default())
+                    }
+                    Some(_) if age_ms > cfg.max_stale_ms => Err(policy_unavailable(format!(
+                        "the collector cannot be reached ({error}) and the last known policy is {age_ms} ms old, older than [policy] max_stale_ms = {}; fix the collector connection",
+                        cfg.max_stale_ms
+                    ))),
+                    Some(p) => {
+                        tracing::debug!(error = %error, age_ms, "collector unreachable: enforcing the last known policy");
+                        Ok(Gate { route: Some(route_policy(pc, &p)), policy: Some(p), online: false })
+                    }
+                },
+            },
+        }
+    }
+
+    /// Before calling `model`: check it against the policy and, when a hard budget
+    /// applies, reserve its maximum cost (with the collector when online, against the
+    /// last known budgets minus local spend otherwise). `Ok(None)`: nothing to hold.
+    async fn reserve_for(&self, gate: &Gate, req: &ChatRequest, model: &str) -> Result<Option<Hold>> {
+        let (Some(pc), Some(policy)) = (&self.inner.policy, &gate.policy) else { return Ok(None) };
+        enforce::check_model(&policy.rules, &self.inner.catalog, model)?;
+        let budgets = pc.local_budgets(policy);
+        if !enforce::has_hard(&budgets) {
+            return Ok(None);
+        }
+        let (micros, tokens) = enforce::max_cost(&self.inner.catalog, req, model);
+        let local = |budgets: &[crate::accounts::BudgetStatus]| -> Result<Option<Hold>> {
+            enforce::check_budgets(budgets, model, micros, tokens)?;
+            Ok(Some(pc.hold(uuid::Uuid::now_v7().hyphenated().to_string(), model, micros, tokens, false)))
+        };
+        if !gate.online {
+            return local(&budgets);
+        }
+        match pc.reserve(model, micros, tokens).await? {
+            Reserved::Granted(r) => Ok(Some(pc.hold(r.reservation_id, model, micros, tokens, true))),
+            Reserved::Unreachable(msg) => match pc.config().when_unreachable {
+                WhenUnreachable::Allow => {
+                    tracing::warn!(error = %msg, "cannot reserve with the collector: calling without a budget check ([policy] when_unreachable = \"allow\")");
+                    Ok(None)
+                }
+                WhenUnreachable::Deny => Err(policy_unavailable(format!("cannot reserve the call's cost with the collector ({msg}) and [policy] when_unreachable = \"deny\""))),
+                WhenUnreachable::LastKnown => {
+                    tracing::warn!(error = %msg, "cannot reserve with the collector: checking the last known budgets locally");
+                    local(&budgets)
+                }
+            },
+        }
+    }
+
+    /// End a call's hold with what it actually cost (0 releases it) and, when the
+    /// collector holds it too, settle there with the usage record's id. A settle that
+    /// fails is logged: the collector lets the hold lapse at its expiry.
+    async fn settle(&self, hold: Option<Hold>, micros: u64, tokens: u64, record_id: Option<RecordId>) {
+        let Some(pc) = &self.inner.policy else { return };
+        match hold {
+            Some(h) => {
+                pc.release(&h, micros, tokens);
+                if h.online {
+                    self.settle_remote(&h, micros, tokens, record_id).await;
+                }
+            }
+            None if micros > 0 || tokens > 0 => pc.note_spend(micros, tokens),
+            None => {}
+        }
+    }
+
+    async fn settle_remote(&self, h: &Hold, micros: u64, tokens: u64, record_id: Option<RecordId>) {
+        let Some(pc) = &self.inner.policy else { return };
+        let rid = record_id.filter(|_| micros > 0 || tokens > 0).map(|r| r.0);
+        if let Err(e) = pc.settle(&h.id, micros, tokens, rid).await {
+            tracing::warn!(reservation = %h.id, error = %e, "settle failed: the collector releases the hold at its expiry");
+        }
+    }
+
+    /// [`Client::settle`] from synchronous code (a stream ending or dropped, a call
+    /// abandoned by its caller): the local accounting now, the collector request on the
+    /// runtime when there is one.
+    fn settle_detached(&self, hold: Option<Hold>, micros: u64, tokens: u64, record_id: Option<RecordId>) {
+        let Some(pc) = &self.inner.policy else { return };
+        let Some(h) = hold else {
+            if micros > 0 || tokens > 0 {
+                pc.note_spend(micros, tokens);
+            }
+            return;
+        };
+        pc.release(&h, micros, tokens);
+        if !h.online {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                let client = self.clone();
+                rt.spawn(async move { client.settle_remote(&h, micros, tokens, record_id).await });
+            }
+            Err(_) => tracing::warn!(reservation = %h.id, "no async runtime to settle on: the collector releases the hold at its expiry"),
+        }
     }
 
     /// Walk the decision's chain: retries per model, fallbacks between models.
-    async fn execute(&self, req: &ChatRequest, decision: &mut RouteDecision, op: Op, clock: &CallClock) -> Result<(Opened, Target)> {
+    async fn execute(&self, req: &ChatRequest, decision: &mut RouteDecision, op: Op, clock: &CallClock, gate: &Gate) -> Result<(Opened, Target, Option<Hold>)> {
         let chain = decision.chain(self.inner.config.routing.max_fallbacks);
         let retry = &self.inner.config.retry;
         let mut last_err: Option<Error> = None;
@@ -338,8 +513,24 @@ impl Client {
                 });
                 continue;
             }
+            let mut hold = match self.reserve_for(gate, req, &model).await {
+                Ok(h) => HoldGuard { client: self, hold: h },
+                Err(e) if matches!(e.kind(), ErrorKind::Budget | ErrorKind::Permission) => {
+                    // This model does not fit or is refused; a later one of the chain may.
+                    decision.attempts.push(Attempt { model: model.clone(), outcome: e.kind().code().to_owned(), retries: 0 });
+                    last_err = Some(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let adapter = adapter_for(target.provider.kind);
-            let call = adapter.build_request(req, &target, op == Op::Stream)?;
+            let call = match adapter.build_request(req, &target, op == Op::Stream) {
+                Ok(c) => c,
+                Err(e) => {
+                    self.settle(hold.take(), 0, 0, None).await;
+                    return Err(e);
+                }
+            };
             let mut backoff = Backoff::starting_at(retry, clock.instant);
             loop {
                 let t0 = Instant::now();
@@ -351,7 +542,7 @@ impl Client {
                     Ok(opened) => {
                         self.inner.health.record(&target.provider.name, Ok(t0.elapsed()), &model);
                         decision.attempts.push(Attempt { model, outcome: "ok".into(), retries: backoff.retries() });
-                        return Ok((opened, target));
+                        return Ok((opened, target, hold.take()));
                     }
                     Err(e) => {
                         self.inner.health.record(&target.provider.name, Err(e.kind()), &model);
@@ -366,6 +557,8 @@ impl Client {
                                     e.kind(),
                                     ErrorKind::RateLimited | ErrorKind::ProviderUnavailable | ErrorKind::Timeout | ErrorKind::ContextLengthExceeded
                                 ) && backoff.time_left();
+                                // A failed attempt is not billed: release this model's hold.
+                                self.settle(hold.take(), 0, 0, None).await;
                                 if !fall_back {
                                     return Err(e);
                                 }
@@ -453,8 +646,8 @@ impl Client {
         status: UsageStatus,
         first_token_ms: Option<u64>,
         stream: bool,
-    ) {
-        let Some(recorder) = &self.inner.recorder else { return };
+    ) -> Option<RecordId> {
+        let Some(recorder) = &self.inner.recorder else { return None };
         let id = ModelId::parse(model_id).unwrap_or(ModelId { provider: String::new(), model: model_id.to_owned() });
         let u = usage.copied().unwrap_or_default();
         let input = UsageRecordInput {
@@ -480,8 +673,12 @@ impl Client {
             stream,
             tags: req.metadata.clone(),
         };
-        if let Err(e) = recorder.record(input) {
-            tracing::error!(error = %e, code = e.code(), "usage record not written");
+        match recorder.record(input) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                tracing::error!(error = %e, code = e.code(), "usage record not written");
+                None
+            }
         }
     }
 
@@ -564,6 +761,89 @@ enum Opened {
     Stream(reqwest::Response, &'static dyn Adapter),
 }
 
+/// A reservation held while a provider is called. If the call's future is dropped
+/// (the caller gave up), the hold is released rather than leaked: the provider's answer,
+/// if any, was never received, so the local view counts nothing.
+struct HoldGuard<'a> {
+    client: &'a Client,
+    hold: Option<Hold>,
+}
+
+impl HoldGuard<'_> {
+    fn take(&mut self) -> Option<Hold> {
+        self.hold.take()
+    }
+}
+
+impl Drop for HoldGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(h) = self.hold.take() {
+            self.client.settle_detached(Some(h), 0, 0, None);
+        }
+    }
+}
+
+/// The policy one call is held to (empty: none).
+#[derive(Debug, Default)]
+struct Gate {
+    /// The effective policy (fresh, or last known when offline).
+    policy: Option<Arc<EffectivePolicy>>,
+    /// Whether the collector answers (reservations go to it) or not (local checks).
+    online: bool,
+    /// What routing sees of it.
+    route: Option<RoutePolicy>,
+}
+
+fn route_policy(pc: &PolicyClient, p: &EffectivePolicy) -> RoutePolicy {
+    RoutePolicy { rules: p.rules.clone(), budgets: pc.local_budgets(p) }
+}
+
+fn policy_unavailable(message: String) -> Error {
+    Error::Permission { rule: "policy_unavailable".into(), level: None::<Level>, message }
+}
+
+/// Total tokens of a usage (what token budgets count).
+fn usage_tokens(u: Option<&Usage>) -> u64 {
+    u.map_or(0, |u| u.prompt_tokens.saturating_add(u.completion_tokens))
+}
+
+/// Start policy enforcement per `[policy] enforce` (see [`EnforceMode`]).
+fn start_policy(config: &Config, http: &reqwest::Client) -> Result<Option<PolicyClient>> {
+    let pcfg = &config.policy;
+    if pcfg.enforce == EnforceMode::Off {
+        return Ok(None);
+    }
+    let rep = &config.reporting;
+    let key_env = rep.signing_key_env.clone().unwrap_or_else(|| crate::usage::DEFAULT_SIGNING_KEY_ENV.to_owned());
+    let key_configured = rep.signing_key_file.is_some() || std::env::var(&key_env).is_ok_and(|v| !v.trim().is_empty());
+    let (url, key_id) = match (&rep.collector_url, &config.identity.api_key_id) {
+        (Some(u), Some(k)) if key_configured => (u, k),
+        _ => {
+            if pcfg.enforce == EnforceMode::Required {
+                let mut missing = Vec::new();
+                if rep.collector_url.is_none() {
+                    missing.push("reporting.collector_url");
+                }
+                if config.identity.api_key_id.is_none() {
+                    missing.push("identity.api_key_id");
+                }
+                if !key_configured {
+                    missing.push("a signing key (reporting.signing_key_file or the signing key variable)");
+                }
+                return Err(Error::config(
+                    "policy.enforce",
+                    format!("enforce = \"required\" but {} not configured", missing.join(", ")),
+                    "configure them (the key that signs usage records also signs policy requests), or set enforce = \"auto\"",
+                ));
+            }
+            tracing::debug!("organization policy not enforced: needs reporting.collector_url, identity.api_key_id and a signing key");
+            return Ok(None);
+        }
+    };
+    let signer = rep.load_signer().map_err(usage_error)?;
+    PolicyClient::new(http.clone(), url, key_id, signer, pcfg.clone()).map(Some)
+}
+
 fn total_attempts(decision: &RouteDecision) -> u32 {
     decision.attempts.iter().map(|a| if a.outcome == "CIRCUIT_OPEN" { 0 } else { a.retries + 1 }).sum()
 }
@@ -620,13 +900,16 @@ struct RecordingStream {
     first_token_ms: Option<u64>,
     usage: Option<Usage>,
     done: bool,
+    /// The reservation to settle when the stream ends, fails or is dropped.
+    hold: Option<Hold>,
 }
 
 impl RecordingStream {
     fn finish(&mut self, status: UsageStatus, cost: Option<&Cost>) {
         if let Some(req) = self.req.take() {
             self.done = true;
-            self.client.record(&req, &self.model_id, &self.decision, &self.started, self.usage.as_ref(), cost, status, self.first_token_ms, true);
+            let rid = self.client.record(&req, &self.model_id, &self.decision, &self.started, self.usage.as_ref(), cost, status, self.first_token_ms, true);
+            self.client.settle_detached(self.hold.take(), cost.map_or(0, |c| c.total_micros), usage_tokens(self.usage.as_ref()), rid);
         }
     }
 }

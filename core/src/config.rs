@@ -205,6 +205,9 @@ pub struct Config {
     /// Price overrides and additions, keyed by `provider/model` (USD per million tokens).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub prices: BTreeMap<String, crate::pricing::ModelPriceOverride>,
+    /// Organization policies and budgets fetched from the collector (`[policy]`).
+    #[serde(default)]
+    pub policy: PolicyConfig,
 }
 
 impl Default for Config {
@@ -219,7 +222,89 @@ impl Default for Config {
             reporting: crate::usage::ReportingConfig::default(),
             routing: crate::routing::RoutingConfig::default(),
             prices: BTreeMap::new(),
+            policy: PolicyConfig::default(),
         }
+    }
+}
+
+/// Whether the client enforces the organization's policy and budgets (`policy.enforce`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EnforceMode {
+    /// On when `reporting.collector_url`, `identity.api_key_id` and a signing key are
+    /// all configured (the key that signs records also signs policy requests); off
+    /// otherwise. Default.
+    #[default]
+    Auto,
+    /// Never ask the collector; only the local `[[models]]` allow-list applies.
+    Off,
+    /// Like `auto`, but a missing collector URL, key id or signing key is a config
+    /// error at startup instead of silently running unenforced.
+    Required,
+}
+
+/// What to do when the collector cannot be reached (`policy.when_unreachable`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenUnreachable {
+    /// Keep enforcing the last policy fetched (its rules, and its budgets minus what
+    /// this process spent since it was fetched) for up to `max_stale_ms`; after that,
+    /// refuse calls (`PERMISSION_DENIED`, rule `policy_unavailable`). When no policy was
+    /// ever fetched there is nothing to enforce: calls are allowed (fail open) with a
+    /// warning, because refusing every call of a fresh process while the collector is
+    /// briefly down would turn a reporting outage into an application outage; choose
+    /// `deny` for fail-closed. Default.
+    #[default]
+    LastKnown,
+    /// Refuse every call while the collector cannot be reached (fail closed).
+    Deny,
+    /// Allow calls without policy or budget checks while the collector cannot be
+    /// reached (fail open), with a warning.
+    Allow,
+}
+
+/// `[policy]`: fetching and enforcing the organization's policy and budgets (see
+/// `collector/ACCOUNTS.md`). Every field has a default.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// `auto` (default), `off` or `required`.
+    pub enforce: EnforceMode,
+    /// How long a fetched policy is used before asking again. Unset (default): the
+    /// collector's `ttl_ms` (30 000 unless it says otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_ttl_ms: Option<u64>,
+    /// Timeout of each policy, reservation and settle request. Default 2 000.
+    pub request_timeout_ms: u64,
+    /// `last_known` (default), `deny` or `allow`.
+    pub when_unreachable: WhenUnreachable,
+    /// Oldest last-known policy still enforced offline; older, calls are refused.
+    /// Default 86 400 000 (24 h).
+    pub max_stale_ms: u64,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            enforce: EnforceMode::Auto,
+            cache_ttl_ms: None,
+            request_timeout_ms: 2_000,
+            when_unreachable: WhenUnreachable::LastKnown,
+            max_stale_ms: 86_400_000,
+        }
+    }
+}
+
+impl PolicyConfig {
+    /// Check ranges; errors name `policy.<field>`.
+    pub fn validate(&self, source: &str) -> Result<()> {
+        if self.request_timeout_ms == 0 {
+            return Err(Error::config(format!("{source}: policy.request_timeout_ms"), "a timeout of 0 ms never lets a request succeed", "give a positive number of milliseconds (default 2000)"));
+        }
+        if self.cache_ttl_ms == Some(0) {
+            return Err(Error::config(format!("{source}: policy.cache_ttl_ms"), "a TTL of 0 would fetch the policy before every call", "give a positive number of milliseconds, or remove it to use the collector's ttl_ms"));
+        }
+        Ok(())
     }
 }
 
@@ -350,6 +435,7 @@ impl Config {
         }
         crate::pricing::validate_overrides(&self.prices, source)?;
         self.routing.validate(source)?;
+        self.policy.validate(source)?;
         if self.retry.initial_backoff_ms > self.retry.max_backoff_ms {
             return Err(Error::config(
                 format!("{source}: retry.initial_backoff_ms"),
@@ -515,6 +601,19 @@ mod tests {
     fn secrets_do_not_print() {
         let s = Secret::new("sk-very-secret");
         assert!(!format!("{s:?}").contains("very"));
+    }
+
+    #[test]
+    fn policy_section_defaults_and_typos() {
+        let cfg = Config::from_toml_str("", "t").unwrap();
+        assert_eq!(cfg.policy, PolicyConfig::default());
+        assert_eq!(cfg.policy.request_timeout_ms, 2_000);
+        let cfg = Config::from_toml_str("[policy]\nenforce = \"required\"\nwhen_unreachable = \"deny\"\ncache_ttl_ms = 500\n", "t").unwrap();
+        assert_eq!((cfg.policy.enforce, cfg.policy.when_unreachable, cfg.policy.cache_ttl_ms), (EnforceMode::Required, WhenUnreachable::Deny, Some(500)));
+        let e = Config::from_toml_str("[policy]\nenforced = \"off\"\n", "t").unwrap_err();
+        assert!(e.to_string().contains("enforced"), "{e}");
+        let e = Config::from_toml_str("[policy]\nrequest_timeout_ms = 0\n", "t").unwrap_err();
+        assert!(e.to_string().contains("policy.request_timeout_ms"), "{e}");
     }
 
     #[test]

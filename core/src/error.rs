@@ -176,17 +176,29 @@ pub enum Error {
         message: String,
     },
 
-    /// Budget or quota exceeded.
+    /// A hard budget would be exceeded (raised before any provider is called).
     #[error("budget exceeded: {message}")]
     Budget {
-        /// Which budget, its period, what is left and when it resets.
+        /// The budget: id, level, metric, period, limit, what is left (`remaining`)
+        /// and when it resets (`resets_at_ms`). Boxed to keep `Error` small.
+        budget: Box<crate::accounts::BudgetStatus>,
+        /// Which budget, its period, what is left and when it resets, in words.
         message: String,
     },
 
-    /// Not permitted.
+    /// Not permitted (raised before any provider is called).
     #[error("permission denied: {message}")]
     Permission {
-        /// Which rule, set at which level.
+        /// The rule: `allow_models`, `deny_models`, `allowed_tiers`,
+        /// `max_tokens_per_request`, `zero_retention_only` (organization policy),
+        /// `models` (the config's `[[models]]` list), `policy_unavailable` (the
+        /// collector cannot be reached and `[policy]` says to refuse) or `api_key`
+        /// (the collector refused the key).
+        rule: String,
+        /// The level of the organization tree that set the rule (`department:eng`),
+        /// when it comes from an organization policy.
+        level: Option<crate::accounts::Level>,
+        /// Which rule, set at which level, and what to do.
         message: String,
     },
 }
@@ -272,6 +284,38 @@ impl Error {
     /// A config error (helper for the many call sites that build one).
     pub fn config(location: impl Into<String>, message: impl Into<String>, fix: impl Into<String>) -> Self {
         Error::Config { location: location.into(), message: message.into(), fix: fix.into() }
+    }
+
+    /// A permission error from a policy denial.
+    pub fn permission(d: crate::accounts::Denial) -> Self {
+        Error::Permission { rule: d.rule, level: Some(d.level), message: d.message }
+    }
+
+    /// A budget error for `budget`; the message is [`crate::accounts::BudgetStatus::describe`]
+    /// with `context` (what was asked) in front when given.
+    pub fn budget(budget: crate::accounts::BudgetStatus, context: Option<&str>) -> Self {
+        let described = budget.describe();
+        let message = match context {
+            Some(c) if !c.is_empty() => format!("{c}: {described}"),
+            _ => described,
+        };
+        Error::Budget { budget: Box::new(budget), message }
+    }
+
+    /// The rule and level of a permission error.
+    pub fn permission_rule(&self) -> Option<(&str, Option<&crate::accounts::Level>)> {
+        match self {
+            Error::Permission { rule, level, .. } => Some((rule, level.as_ref())),
+            _ => None,
+        }
+    }
+
+    /// The budget of a budget error.
+    pub fn budget_status(&self) -> Option<&crate::accounts::BudgetStatus> {
+        match self {
+            Error::Budget { budget, .. } => Some(budget),
+            _ => None,
+        }
     }
 
     /// An unusable-response error.

@@ -324,8 +324,27 @@ mod tests {
             (Error::Timeout { provider: "p".into(), after: Duration::from_secs(1), what: "request" }, "TIMEOUT"),
             (Error::StreamInterrupted { provider: "p".into(), message: "m".into() }, "STREAM_INTERRUPTED"),
             (Error::invalid_response("p", Some(200), "m"), "INVALID_RESPONSE"),
-            (Error::Budget { message: "m".into() }, "BUDGET_EXCEEDED"),
-            (Error::Permission { message: "m".into() }, "PERMISSION_DENIED"),
+            (
+                Error::budget(
+                    gaterouter::accounts::BudgetStatus {
+                        id: "b".into(),
+                        level: gaterouter::accounts::Level::new(gaterouter::accounts::LevelKind::Org, "o"),
+                        metric: gaterouter::accounts::Metric::Usd,
+                        period: gaterouter::accounts::Period::Day,
+                        limit: 1,
+                        used: 1,
+                        reserved: 0,
+                        remaining: 0,
+                        period_start_ms: 0,
+                        resets_at_ms: 0,
+                        enforcement: gaterouter::accounts::Enforcement::Hard,
+                        notify_at: vec![],
+                    },
+                    None,
+                ),
+                "BUDGET_EXCEEDED",
+            ),
+            (Error::Permission { rule: "models".into(), level: None, message: "m".into() }, "PERMISSION_DENIED"),
         ];
         for (core, code) in cases {
             let e: GateRouterError = core.into();

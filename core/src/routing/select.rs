@@ -15,6 +15,12 @@
 //!   weight among the weighted candidates.
 //! - explicit `provider/model`: no scoring; the same permission, context and capability
 //!   checks (when the catalog knows the model), then the configured fallback chain.
+//! - organization policy (when the client enforces one, [`RoutePolicy`]): models the
+//!   policy does not permit are left out with the rule and the level that set it;
+//!   `auto` serves only from allowed tiers (the nearest allowed one when the scored tier
+//!   is not, and the reason says so); when a hard budget has less left than the
+//!   preferred model's maximum cost, a cheaper permitted model that fits is chosen and
+//!   the reason says so; when none fits, a `Budget` error.
 //! - Token counts here are the cheap estimate (about 4 bytes a token) so that a decision
 //!   takes microseconds; the exact count is for billing, after the call.
 
@@ -25,6 +31,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::{FeatureContribution, ScoreReport, Tier};
+use crate::accounts::{BudgetStatus, EffectiveRules, Metric, fmt_usd};
 use crate::error::{Error, Result};
 use crate::health::BreakerConfig;
 use crate::pricing::{Catalog, CostOptions, DEFAULT_EXPECTED_COMPLETION_TOKENS};
@@ -316,6 +323,51 @@ fn estimate(catalog: &Catalog, model: &str, prompt: u64, completion: u64) -> Opt
     catalog.cost(&Usage::new(prompt, completion, 0, 0, 0), model, CostOptions::default()).ok().map(|c| c.total_micros)
 }
 
+/// The organization policy as routing sees it: the effective rules and the budgets as
+/// this process knows them (the last fetched policy minus local spend since).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoutePolicy {
+    /// Rules after inheritance.
+    pub rules: EffectiveRules,
+    /// Budgets with their local `remaining`.
+    pub budgets: Vec<BudgetStatus>,
+}
+
+/// The most a call can cost on `model` at routing time: rough prompt plus `max_tokens`,
+/// else the model's max output, else the rest of its context window. (micros, tokens);
+/// unpriced models cost 0 micro-dollars.
+fn max_cost_rough(catalog: &Catalog, req: &ChatRequest, model: &str, prompt: u64) -> (u64, u64) {
+    let price = catalog.lookup(model).map(|(_, p)| p);
+    let completion = req
+        .max_tokens
+        .map(u64::from)
+        .or(price.and_then(|p| p.max_output))
+        .or(price.and_then(|p| p.context_window).map(|w| w.saturating_sub(prompt)))
+        .unwrap_or(DEFAULT_EXPECTED_COMPLETION_TOKENS);
+    (estimate(catalog, model, prompt, completion).unwrap_or(0), prompt.saturating_add(completion))
+}
+
+/// The first hard budget `micros`/`tokens` would exceed.
+fn exceeded(budgets: &[BudgetStatus], micros: u64, tokens: u64) -> Option<&BudgetStatus> {
+    budgets.iter().find(|b| {
+        b.would_exceed(match b.metric {
+            Metric::Usd => micros,
+            Metric::Tokens => tokens,
+        })
+    })
+}
+
+fn amount(b: &BudgetStatus, micros: u64, tokens: u64) -> String {
+    match b.metric {
+        Metric::Usd => fmt_usd(micros),
+        Metric::Tokens => format!("{tokens} tokens"),
+    }
+}
+
+fn left(b: &BudgetStatus) -> String {
+    amount(b, b.remaining, b.remaining)
+}
+
 /// Inputs of one decision.
 #[derive(Debug)]
 pub struct SelectInput<'a> {
@@ -327,12 +379,17 @@ pub struct SelectInput<'a> {
     pub cfg: &'a RoutingConfig,
     /// Prices, windows and capabilities.
     pub catalog: &'a Catalog,
+    /// The organization policy, when the client enforces one.
+    pub accounts: Option<&'a RoutePolicy>,
 }
 
 /// Decide. `Err` when no model can serve the request; the error lists every model and
 /// why it was left out.
 pub fn select(input: SelectInput<'_>, avail: &dyn Availability) -> Result<RouteDecision> {
-    let SelectInput { req, score, cfg, catalog } = input;
+    let SelectInput { req, score, cfg, catalog, accounts } = input;
+    if let Some(p) = accounts {
+        p.rules.check_max_tokens(req.max_tokens.map(u64::from)).map_err(Error::permission)?;
+    }
     let needs = Needs::of(req);
     let prompt = rough_prompt_tokens(req);
     let expected = req.max_tokens.map_or(cfg.expected_completion_tokens, |m| u64::from(m).min(cfg.expected_completion_tokens));
@@ -343,6 +400,13 @@ pub fn select(input: SelectInput<'_>, avail: &dyn Availability) -> Result<RouteD
         if let Err(reason) = avail.check(model) {
             excluded.push(Excluded { model: model.to_owned(), reason });
             return None;
+        }
+        if let Some(p) = accounts {
+            let zero_retention = catalog.lookup(model).is_some_and(|(_, price)| price.zero_retention);
+            if let Err(d) = p.rules.check_model(model, zero_retention) {
+                excluded.push(Excluded { model: model.to_owned(), reason: format!("not permitted by {} set at {}: {}", d.rule, d.level, d.message) });
+                return None;
+            }
         }
         match fit(catalog, model, needs, prompt, bound) {
             Err(reason) => {
@@ -362,7 +426,12 @@ pub fn select(input: SelectInput<'_>, avail: &dyn Availability) -> Result<RouteD
 
     let Some(report) = score else {
         // Explicit model: checks, then the configured chain. When the named model cannot
-        // serve (breaker open, context, capability) its fallbacks still may.
+        // serve (breaker open, context, capability) its fallbacks still may; a model
+        // the organization's policy denies is an error (never silently swapped).
+        if let Some(p) = accounts {
+            let zero_retention = catalog.lookup(&req.model).is_some_and(|(_, price)| price.zero_retention);
+            p.rules.check_model(&req.model, zero_retention).map_err(Error::permission)?;
+        }
         let mut candidates: Vec<Candidate> = std::iter::once(&req.model)
             .chain(cfg.fallbacks.get(&req.model).into_iter().flatten())
             .filter_map(|m| consider(m, None, &mut excluded))
@@ -399,9 +468,27 @@ pub fn select(input: SelectInput<'_>, avail: &dyn Availability) -> Result<RouteD
         Tier::Standard => [Tier::Standard, Tier::Heavy, Tier::Light],
         Tier::Heavy => [Tier::Heavy, Tier::Standard, Tier::Light],
     };
+    // Tiers the policy does not allow are skipped; the nearest allowed one serves.
+    let mut tier_note = None;
+    let mut allowed_order = Vec::with_capacity(3);
+    for tier in order {
+        match accounts.map(|p| p.rules.check_tier(tier.as_str())) {
+            Some(Err(d)) => {
+                if tier == report.tier {
+                    tier_note = Some(d);
+                }
+            }
+            _ => allowed_order.push(tier),
+        }
+    }
+    if allowed_order.is_empty() {
+        if let Some(d) = tier_note {
+            return Err(Error::permission(d));
+        }
+    }
     let mut served = None;
     let mut ranked: Vec<Candidate> = Vec::new();
-    for tier in order {
+    for tier in allowed_order {
         let list = cfg.tier_models(tier);
         let mut here: Vec<(usize, Candidate)> =
             list.iter().enumerate().filter_map(|(i, m)| consider(m, Some(tier), &mut excluded).map(|c| (i, c))).collect();
@@ -427,12 +514,53 @@ pub fn select(input: SelectInput<'_>, avail: &dyn Availability) -> Result<RouteD
             ranked.extend(here);
         }
     }
-    let served_tier = served.ok_or_else(|| {
+    let mut served_tier = served.ok_or_else(|| {
         Error::InvalidRequest {
             field: Some("model".into()),
             message: format!("no configured model can serve this `auto` request: {}", excluded_list(&excluded)),
         }
     })?;
+    // Hard budgets: keep only candidates whose maximum cost fits what is left; when the
+    // preferred one does not, the best-ranked one that does serves.
+    let mut budget_note = None;
+    if let Some(p) = accounts.filter(|p| !p.budgets.is_empty()) {
+        let preferred = ranked[0].clone();
+        let (pm, pt) = max_cost_rough(catalog, req, &preferred.model, prompt);
+        let first_over = exceeded(&p.budgets, pm, pt).cloned();
+        let mut kept = Vec::with_capacity(ranked.len());
+        for c in ranked.drain(..) {
+            let (m, t) = max_cost_rough(catalog, req, &c.model, prompt);
+            match exceeded(&p.budgets, m, t) {
+                None => kept.push(c),
+                Some(b) => excluded.push(Excluded {
+                    model: c.model.clone(),
+                    reason: format!("may cost up to {}, more than the {} left in the {} budget `{}` set at {}", amount(b, m, t), left(b), b.period.as_str(), b.id, b.level),
+                }),
+            }
+        }
+        if kept.is_empty() {
+            let b = first_over.unwrap_or_else(|| p.budgets[0].clone());
+            let need = amount(&b, pm, pt);
+            return Err(Error::budget(b, Some(&format!("no permitted model fits: {} alone may cost up to {need}", preferred.model))));
+        }
+        ranked = kept;
+        if let Some(b) = first_over {
+            let (m, t) = max_cost_rough(catalog, req, &ranked[0].model, prompt);
+            budget_note = Some(format!(
+                "; budget `{}` set at {} has {} left, below {}'s maximum cost of {}: chose {}, which fits (at most {})",
+                b.id,
+                b.level,
+                left(&b),
+                preferred.model,
+                amount(&b, pm, pt),
+                ranked[0].model,
+                amount(&b, m, t)
+            ));
+            if let Some(t) = ranked[0].tier {
+                served_tier = t;
+            }
+        }
+    }
     let chosen = ranked[0].model.clone();
     let why = match cfg.policy {
         Policy::Cheapest => "the cheapest usable model",
@@ -444,8 +572,19 @@ pub fn select(input: SelectInput<'_>, avail: &dyn Availability) -> Result<RouteD
     if cfg.pin.get(&served_tier) == Some(&chosen) {
         reason = format!("score {:.3} -> {} tier; {chosen} is pinned for it", report.score, report.tier.as_str());
     }
-    if served_tier != report.tier {
+    if let Some(d) = &tier_note {
+        reason.push_str(&format!(
+            " (tier {} is not allowed by {} set at {}: served from the nearest allowed tier, {})",
+            report.tier.as_str(),
+            d.rule,
+            d.level,
+            served_tier.as_str()
+        ));
+    } else if served_tier != report.tier && budget_note.is_none() {
         reason.push_str(&format!(" (no usable {} model: served from the {} tier)", report.tier.as_str(), served_tier.as_str()));
+    }
+    if let Some(note) = budget_note {
+        reason.push_str(&note);
     }
     Ok(RouteDecision {
         mode: RouteMode::Auto,
@@ -520,12 +659,13 @@ fn explicit_error(model: &str, excluded: &[Excluded]) -> Error {
         return Error::ProviderUnavailable { provider, status: None, message: format!("{model}: {reason}") };
     }
     if reason.starts_with("not permitted") {
-        return Error::Permission { message: format!("{model}: {reason}") };
+        return Error::Permission { rule: "models".into(), level: None, message: format!("{model}: {reason}") };
     }
     Error::InvalidRequest { field: Some("model".into()), message: format!("{model} cannot serve this request: {reason}") }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::types::{Message, Tool};
@@ -545,7 +685,7 @@ mod tests {
     }
 
     fn pick(req: &ChatRequest, tier: Tier, cfg: &RoutingConfig, blocked: Vec<&'static str>) -> Result<RouteDecision> {
-        select(SelectInput { req, score: Some(report(tier)), cfg, catalog: Catalog::builtin() }, &Avail(blocked))
+        select(SelectInput { req, score: Some(report(tier)), cfg, catalog: Catalog::builtin(), accounts: None }, &Avail(blocked))
     }
 
     #[test]
@@ -597,12 +737,89 @@ mod tests {
         cfg.pin.insert(Tier::Heavy, "openai/gpt-4.1".into());
         assert_eq!(pick(&req, Tier::Heavy, &cfg, vec![]).unwrap().chosen, "openai/gpt-4.1");
         let mut explicit = ChatRequest::new("openai/gpt-4o-mini", vec![Message::user("x".repeat(4 * 200_000))]);
-        let e = select(SelectInput { req: &explicit, score: None, cfg: &cfg, catalog: Catalog::builtin() }, &Avail(vec![])).unwrap_err();
+        let e = select(SelectInput { req: &explicit, score: None, cfg: &cfg, catalog: Catalog::builtin(), accounts: None }, &Avail(vec![])).unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::ContextLengthExceeded);
         explicit.messages = vec![Message::user("hi")];
         cfg.fallbacks.insert("openai/gpt-4o-mini".into(), vec!["anthropic/claude-haiku-4-5".into()]);
-        let d = select(SelectInput { req: &explicit, score: None, cfg: &cfg, catalog: Catalog::builtin() }, &Avail(vec![])).unwrap();
+        let d = select(SelectInput { req: &explicit, score: None, cfg: &cfg, catalog: Catalog::builtin(), accounts: None }, &Avail(vec![])).unwrap();
         assert_eq!(d.chain(2), vec!["openai/gpt-4o-mini", "anthropic/claude-haiku-4-5"]);
+    }
+
+    fn org_policy(rules: crate::accounts::PolicyRules, usd_remaining: Option<u64>) -> RoutePolicy {
+        use crate::accounts::{Enforcement, Level, LevelKind, Period};
+        let level = Level::new(LevelKind::Department, "legal");
+        let budgets = usd_remaining
+            .map(|remaining| BudgetStatus {
+                id: "b-day".into(),
+                level: level.clone(),
+                metric: Metric::Usd,
+                period: Period::Day,
+                limit: 10_000_000,
+                used: 10_000_000 - remaining,
+                reserved: 0,
+                remaining,
+                period_start_ms: 0,
+                resets_at_ms: u64::MAX,
+                enforcement: Enforcement::Hard,
+                notify_at: vec![],
+            })
+            .into_iter()
+            .collect();
+        RoutePolicy { rules: EffectiveRules::resolve([(&level, &rules)]), budgets }
+    }
+
+    fn pick_with(req: &ChatRequest, tier: Tier, cfg: &RoutingConfig, p: &RoutePolicy) -> Result<RouteDecision> {
+        select(SelectInput { req, score: Some(report(tier)), cfg, catalog: Catalog::builtin(), accounts: Some(p) }, &Avail(vec![]))
+    }
+
+    #[test]
+    fn policy_denials_are_excluded_with_rule_and_level() {
+        let req = ChatRequest::new("auto", vec![Message::user("hi")]);
+        let cfg = RoutingConfig { policy: Policy::Quality, ..RoutingConfig::default() };
+        let p = org_policy(crate::accounts::PolicyRules { deny_models: Some(vec!["openai/*".into()]), ..Default::default() }, None);
+        let d = pick_with(&req, Tier::Light, &cfg, &p).unwrap();
+        assert!(!d.chosen.starts_with("openai/"), "{}", d.chosen);
+        let e = d.excluded.iter().find(|e| e.model == "openai/gpt-4o-mini").unwrap();
+        assert!(e.reason.contains("deny_models") && e.reason.contains("department:legal"), "{}", e.reason);
+        // An explicitly named denied model is an error, not a silent swap.
+        let explicit = ChatRequest::new("openai/gpt-4o-mini", vec![Message::user("hi")]);
+        let e = select(SelectInput { req: &explicit, score: None, cfg: &cfg, catalog: Catalog::builtin(), accounts: Some(&p) }, &Avail(vec![])).unwrap_err();
+        assert_eq!(e.permission_rule().map(|(r, l)| (r.to_owned(), l.map(ToString::to_string))), Some(("deny_models".into(), Some("department:legal".into()))));
+    }
+
+    #[test]
+    fn disallowed_tier_serves_from_the_nearest_allowed_one() {
+        let req = ChatRequest::new("auto", vec![Message::user("hi")]);
+        let cfg = RoutingConfig::default();
+        let p = org_policy(crate::accounts::PolicyRules { allowed_tiers: Some(vec!["light".into(), "standard".into()]), ..Default::default() }, None);
+        let d = pick_with(&req, Tier::Heavy, &cfg, &p).unwrap();
+        assert!(cfg.standard.contains(&d.chosen), "{}", d.chosen);
+        assert!(d.candidates.iter().all(|c| c.tier != Some(Tier::Heavy)), "{:?}", d.candidates);
+        assert!(d.reason.contains("tier heavy is not allowed by allowed_tiers set at department:legal"), "{}", d.reason);
+        let none = org_policy(crate::accounts::PolicyRules { allowed_tiers: Some(vec![]), ..Default::default() }, None);
+        assert_eq!(pick_with(&req, Tier::Heavy, &cfg, &none).unwrap_err().kind(), crate::ErrorKind::Permission);
+    }
+
+    #[test]
+    fn low_budget_prefers_a_cheaper_model_that_fits() {
+        let mut req = ChatRequest::new("auto", vec![Message::user("hi")]);
+        req.max_tokens = Some(1000);
+        let cfg = RoutingConfig { policy: Policy::Quality, ..RoutingConfig::default() };
+        let rich = org_policy(crate::accounts::PolicyRules::default(), Some(10_000_000));
+        let preferred = pick_with(&req, Tier::Heavy, &cfg, &rich).unwrap().chosen;
+        let (pm, _) = max_cost_rough(Catalog::builtin(), &req, &preferred, rough_prompt_tokens(&req));
+        // Just under the preferred model's maximum: something cheaper must serve.
+        let poor = org_policy(crate::accounts::PolicyRules::default(), Some(pm - 1));
+        let d = pick_with(&req, Tier::Heavy, &cfg, &poor).unwrap();
+        assert_ne!(d.chosen, preferred);
+        let (cm, _) = max_cost_rough(Catalog::builtin(), &req, &d.chosen, rough_prompt_tokens(&req));
+        assert!(cm < pm, "{cm} {pm}");
+        assert!(d.reason.contains("budget `b-day`") && d.reason.contains(&preferred) && d.reason.contains("which fits"), "{}", d.reason);
+        assert!(d.excluded.iter().any(|e| e.model == preferred && e.reason.contains("may cost up to")), "{:?}", d.excluded);
+        let broke = org_policy(crate::accounts::PolicyRules::default(), Some(0));
+        let e = pick_with(&req, Tier::Heavy, &cfg, &broke).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Budget);
+        assert_eq!(e.budget_status().unwrap().id, "b-day");
     }
 
     #[test]
