@@ -402,6 +402,18 @@ pub async fn reserve(State(st): State<Arc<AppState>>, uri: axum::http::Uri, head
         return Err(ApiError::bad_request(format!("ttl_ms must be 1..={MAX_RESERVATION_TTL_MS}")).into());
     }
     let ctx = key_context(&st.db, key).await?;
+    // Rules before the transaction: inside it, no second pool connection may be taken
+    // (concurrent reservations holding connections would starve the pool).
+    let rules = effective_rules(&st.db, &ctx).await?;
+    let zero_retention = st.pricing.catalog.lookup(&req.model).is_some_and(|(_, p)| p.zero_retention);
+    let permitted = rules.check_model(&req.model, zero_retention);
+    if let Err(d) = permitted.clone() {
+        // A retry of a reservation granted before the rules changed stays granted.
+        let exists = st.db.fetch("SELECT id FROM reservations WHERE id = $1 AND api_key_id = $2", &[Param::Text(req.reservation_id.clone()), Param::Text(ctx.key.id.clone())], "reading a reservation").await?;
+        if exists.is_empty() {
+            return Err(AccountsError::permission(d));
+        }
+    }
     let now = gaterouter::usage::unix_ms_now();
     lapse_expired(&st.db, now).await;
 
@@ -419,10 +431,7 @@ pub async fn reserve(State(st): State<Arc<AppState>>, uri: axum::http::Uri, head
         let budgets = statuses(&mut tx, &budgets, now).await?;
         return Ok((StatusCode::OK, Json(ReservationResponse { reservation_id: req.reservation_id, expires_at_ms: u(get_i64(&r, 1)?), budgets, warnings: vec![] })));
     }
-    // Rules after the idempotency check: a retry of a granted reservation stays granted.
-    let rules = effective_rules(&st.db, &ctx).await?;
-    let zero_retention = st.pricing.catalog.lookup(&req.model).is_some_and(|(_, p)| p.zero_retention);
-    rules.check_model(&req.model, zero_retention).map_err(AccountsError::permission)?;
+    permitted.map_err(AccountsError::permission)?;
 
     let rows = budgets_at(&mut tx, st.db.backend(), &ctx.levels, true).await?;
     let mut sts = statuses(&mut tx, &rows, now).await?;
