@@ -564,8 +564,85 @@ pub async fn list_budgets(State(st): State<Arc<AppState>>, headers: HeaderMap, Q
     let budgets: Vec<_> = rows.iter().map(budget_from_row).collect::<Result<_, _>>()?;
     let mut conn = st.db.pool.acquire().await.map_err(dberr("acquiring a connection"))?;
     let sts = crate::accounts::statuses(&mut conn, &budgets, gaterouter::usage::unix_ms_now()).await?;
-    let items: Vec<Value> = sts.iter().zip(&budgets).map(|(s, b)| json!({"org_id": b.org_id, "status": s})).collect();
+    drop(conn);
+    let now = gaterouter::usage::unix_ms_now();
+    let items: Vec<Value> = sts.iter().zip(&budgets).map(|(s, b)| json!({"org_id": b.org_id, "status": s, "projected_at_reset": projected(s, now)})).collect();
     Ok(Json(json!({"items": items})))
+}
+
+/// `used` extrapolated to the end of the window at the rate so far (linear; the first
+/// minute is not extrapolated, it says too little).
+pub fn projected(s: &gaterouter::accounts::BudgetStatus, now_ms: u64) -> u64 {
+    let elapsed = now_ms.saturating_sub(s.period_start_ms);
+    let total = s.resets_at_ms.saturating_sub(s.period_start_ms);
+    if elapsed < 60_000 || elapsed >= total {
+        return s.used;
+    }
+    u64::try_from(u128::from(s.used) * u128::from(total) / u128::from(elapsed)).unwrap_or(u64::MAX)
+}
+
+/// Body of `POST /v1/admin/groups/{id}/members`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddMember {
+    /// The member to add.
+    pub user_id: String,
+}
+
+/// Group and member must exist in the same org.
+async fn check_membership(st: &AppState, group: &str, user: &str) -> Result<(), ApiError> {
+    let g = level_org(st, &Level::new(LevelKind::Group, group)).await?;
+    let u = level_org(st, &Level::new(LevelKind::User, user)).await?;
+    if g != u {
+        return Err(ApiError::bad_request(format!("group `{group}` is in org `{g}` but user `{user}` is in org `{u}`")));
+    }
+    Ok(())
+}
+
+/// `GET /v1/admin/groups/{id}/members`.
+pub async fn list_members(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(group): Path<String>) -> Result<Json<Value>, ApiError> {
+    admin(&st, &headers).await?;
+    level_org(&st, &Level::new(LevelKind::Group, group.clone())).await?;
+    let rows = st
+        .db
+        .fetch("SELECT user_id FROM group_members WHERE group_id = $1 UNION SELECT id FROM users WHERE group_id = $1 ORDER BY 1", &[t(&group)], "listing group members")
+        .await?;
+    let items: Vec<String> = rows.iter().map(|r| get_str(r, 0)).collect::<Result<_, _>>()?;
+    Ok(Json(json!({"group": group, "members": items})))
+}
+
+/// `POST /v1/admin/groups/{id}/members`: add a member to a group (a member may be in
+/// several groups; idempotent).
+pub async fn add_member(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(group): Path<String>, body: Result<Json<AddMember>, axum::extract::rejection::JsonRejection>) -> Result<Json<Value>, ApiError> {
+    let p = admin(&st, &headers).await?;
+    let Json(b) = body.map_err(|e| ApiError::bad_request(format!("body is not {{\"user_id\": ...}}: {}", e.body_text())))?;
+    check_membership(&st, &group, &b.user_id).await?;
+    let _g = st.db.write_guard().await;
+    let mut tx = st.db.pool.begin().await.map_err(dberr("starting a membership change"))?;
+    let r = bind_all("INSERT INTO group_members (group_id, user_id, created_ms) VALUES ($1, $2, $3) ON CONFLICT (group_id, user_id) DO NOTHING", &[t(&group), t(&b.user_id), Param::I64(now_ms())])
+        .execute(&mut *tx)
+        .await
+        .map_err(dberr("adding a member"))?;
+    if r.rows_affected() > 0 {
+        audit(&mut tx, &p, "add_group_member", &format!("group {group}"), &json!({"user_id": b.user_id})).await?;
+    }
+    tx.commit().await.map_err(dberr("committing a membership"))?;
+    Ok(Json(json!({"group": group, "user_id": b.user_id, "added": r.rows_affected() > 0})))
+}
+
+/// `DELETE /v1/admin/groups/{id}/members/{user}`.
+pub async fn remove_member(State(st): State<Arc<AppState>>, headers: HeaderMap, Path((group, user)): Path<(String, String)>) -> Result<Json<Value>, ApiError> {
+    let p = admin(&st, &headers).await?;
+    let _g = st.db.write_guard().await;
+    let mut tx = st.db.pool.begin().await.map_err(dberr("starting a membership change"))?;
+    let a = bind_all("DELETE FROM group_members WHERE group_id = $1 AND user_id = $2", &[t(&group), t(&user)]).execute(&mut *tx).await.map_err(dberr("removing a member"))?;
+    let b = bind_all("UPDATE users SET group_id = NULL WHERE id = $1 AND group_id = $2", &[t(&user), t(&group)]).execute(&mut *tx).await.map_err(dberr("removing a member"))?;
+    if a.rows_affected() + b.rows_affected() == 0 {
+        return Err(ApiError::not_found(format!("user `{user}` is not a member of group `{group}`")));
+    }
+    audit(&mut tx, &p, "remove_group_member", &format!("group {group}"), &json!({"user_id": user})).await?;
+    tx.commit().await.map_err(dberr("committing a membership"))?;
+    Ok(Json(json!({"group": group, "user_id": user, "removed": true})))
 }
 
 /// Body of `POST /v1/admin/budgets`.

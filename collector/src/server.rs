@@ -81,6 +81,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/admin/budgets"),
     ("delete", "/v1/admin/budgets/{id}"),
     ("get", "/v1/admin/alerts"),
+    ("get", "/v1/admin/groups/{id}/members"),
+    ("post", "/v1/admin/groups/{id}/members"),
+    ("delete", "/v1/admin/groups/{id}/members/{user}"),
     ("get", "/v1/admin/effective-policy"),
     ("get", "/v1/policy"),
     ("post", "/v1/reservations"),
@@ -124,6 +127,8 @@ pub fn router(st: Arc<AppState>) -> Router {
         .route("/v1/admin/budgets", get(crate::orgtree::list_budgets).post(crate::orgtree::create_budget))
         .route("/v1/admin/budgets/{id}", axum::routing::delete(crate::orgtree::delete_budget))
         .route("/v1/admin/alerts", get(crate::orgtree::list_alerts))
+        .route("/v1/admin/groups/{id}/members", get(crate::orgtree::list_members).post(crate::orgtree::add_member))
+        .route("/v1/admin/groups/{id}/members/{user}", axum::routing::delete(crate::orgtree::remove_member))
         .route("/v1/admin/effective-policy", get(crate::orgtree::effective_policy))
         .route("/v1/policy", get(crate::accounts::get_policy))
         .route("/v1/reservations", post(crate::accounts::reserve))

@@ -172,6 +172,20 @@ async fn import_is_idempotent(db: Db) {
     assert!(list["items"].as_array().unwrap().iter().any(|b| b["status"]["id"] == json!(id) && b["status"]["remaining"] == json!(2_500_000)), "{list}");
     let (s, _) = send(&env, "DELETE", &format!("/v1/admin/budgets/{id}"), None).await;
     assert_eq!(s, 200);
+    assert!(list["items"][0]["projected_at_reset"].is_u64(), "{list}");
+    // Memberships through the admin API (a member in several groups).
+    let (s, v) = send(&env, "POST", "/v1/admin/groups/oncall/members", Some(&json!({"user_id": "bob"}))).await;
+    assert!(s == 200 && v["added"] == json!(true), "{v}");
+    let (_, v) = send(&env, "POST", "/v1/admin/groups/oncall/members", Some(&json!({"user_id": "bob"}))).await;
+    assert_eq!(v["added"], json!(false), "{v}");
+    let (_, v) = send(&env, "GET", "/v1/admin/groups/oncall/members", None).await;
+    assert_eq!(v["members"], json!(["alice", "bob"]), "{v}");
+    let (s, _) = send(&env, "POST", "/v1/admin/groups/oncall/members", Some(&json!({"user_id": "nobody"}))).await;
+    assert_eq!(s, 404);
+    let (s, _) = send(&env, "DELETE", "/v1/admin/groups/oncall/members/bob", None).await;
+    assert_eq!(s, 200);
+    let (s, _) = send(&env, "DELETE", "/v1/admin/groups/oncall/members/bob", None).await;
+    assert_eq!(s, 404);
     let (_, audit) = env.get("/v1/admin/audit", Some(ADMIN)).await;
     assert!(audit["items"].as_array().unwrap().iter().any(|a| a["action"] == "apply_org_tree"), "{audit}");
     env.handle.shutdown().await;
