@@ -453,6 +453,19 @@ public_key = "{pk}"
     }
 
     #[test]
+    fn the_example_in_accounts_md_parses() {
+        let doc = include_str!("../ACCOUNTS.md");
+        let start = doc.find("```toml\n").unwrap() + 8;
+        let end = start + doc[start..].find("```").unwrap();
+        let text = doc[start..end].replace("base64 Ed25519 public key", &pk());
+        let f = parse(&text, Format::Toml).unwrap();
+        assert_eq!(f.org.budgets[0].limit_units().unwrap(), 20_000_000_000);
+        assert_eq!(f.departments[0].budgets[0].limit_units().unwrap(), 5_000_000_000);
+        assert_eq!(f.members[0].groups, vec!["oncall".to_owned()]);
+        assert_eq!(f.keys[0].project.as_deref(), Some("search"));
+    }
+
+    #[test]
     fn dollars_are_exact() {
         assert_eq!(parse_dollars("0.05").unwrap(), 50_000);
         assert_eq!(parse_dollars("$1,000.000001").unwrap(), 1_000_000_001);
