@@ -499,9 +499,15 @@ pub async fn settle(State(st): State<Arc<AppState>>, Path(id): Path<String>, uri
     if let Some(r) = &req.record_id {
         crate::admin::check_id("record_id", r)?;
     }
+    let ctx = key_context(&st.db, key).await?;
+    let key = ctx.key.clone();
     let now = gaterouter::usage::unix_ms_now();
     let _g = st.db.write_guard().await;
     let mut tx = st.db.pool.begin().await.map_err(dberr("starting a settlement"))?;
+    // Lock order as in reserve and ingest (budgets, then reservations): an ingest of
+    // `record_id` running concurrently either committed before (seen below) or sees
+    // this settlement and consumes it.
+    budgets_at(&mut tx, st.db.backend(), &ctx.levels, true).await?;
     let lock = if st.db.backend() == Backend::Postgres { " FOR UPDATE" } else { "" };
     let row = bind_all(&format!("SELECT api_key_id, state, expires_at_ms, actual_micros, actual_tokens FROM reservations WHERE id = $1{lock}"), &[Param::Text(id.clone())])
         .fetch_optional(&mut *tx)
@@ -587,14 +593,8 @@ fn record_levels(v: &Verified, member_groups: &HashMap<String, BTreeSet<String>>
     out
 }
 
-/// Inside the ingest transaction, for the records just stored: add them to the usage
-/// counters of every budget covering them, mark the reservations they settle as
-/// consumed (dropping their holds), and raise alerts that the new usage crossed.
-pub async fn on_ingest(conn: &mut AnyConnection, backend: Backend, stored: &[&Verified], now_ms: u64) -> Result<(), DbError> {
-    if stored.is_empty() {
-        return Ok(());
-    }
-    // Reservations settled with these records: the record counts from now on.
+/// Reservations settled with these records: the records count from now on.
+async fn consume_reservations(conn: &mut AnyConnection, stored: &[&Verified]) -> Result<(), DbError> {
     for chunk in stored.chunks(500) {
         let params: Vec<Param> = chunk.iter().map(|v| Param::Text(v.rec.id.0.clone())).collect();
         let list = in_list(1, chunk.len());
@@ -610,14 +610,27 @@ pub async fn on_ingest(conn: &mut AnyConnection, backend: Backend, stored: &[&Ve
         bind_all(&format!("DELETE FROM reservation_holds WHERE reservation_id IN ({l2})"), &ids).execute(&mut *conn).await.map_err(dberr("releasing consumed holds"))?;
         bind_all(&format!("UPDATE reservations SET state = 'consumed' WHERE id IN ({l2})"), &ids).execute(&mut *conn).await.map_err(dberr("marking reservations consumed"))?;
     }
+    Ok(())
+}
+
+/// Inside the ingest transaction, for the records just stored: add them to the usage
+/// counters of every budget covering them, mark the reservations they settle as
+/// consumed (dropping their holds), and raise alerts that the new usage crossed.
+pub async fn on_ingest(conn: &mut AnyConnection, backend: Backend, stored: &[&Verified], now_ms: u64) -> Result<(), DbError> {
+    if stored.is_empty() {
+        return Ok(());
+    }
     let orgs: BTreeSet<&str> = stored.iter().filter_map(|v| v.rec.org.as_deref()).collect();
+    if orgs.is_empty() {
+        return consume_reservations(conn, stored).await;
+    }
     let params: Vec<Param> = orgs.iter().map(|o| Param::Text((*o).to_owned())).collect();
     let rows = bind_all(&format!("SELECT {BUDGET_COLS} FROM budgets WHERE org_id IN ({}) ORDER BY id", in_list(1, orgs.len())), &params)
         .fetch_all(&mut *conn)
         .await
         .map_err(dberr("reading budgets"))?;
     if rows.is_empty() {
-        return Ok(());
+        return consume_reservations(conn, stored).await;
     }
     let budgets: Vec<BudgetRow> = rows.iter().map(budget_from_row).collect::<Result<_, _>>()?;
     let mut member_groups: HashMap<String, BTreeSet<String>> = HashMap::new();
@@ -646,7 +659,7 @@ pub async fn on_ingest(conn: &mut AnyConnection, backend: Backend, stored: &[&Ve
         }
     }
     if deltas.is_empty() {
-        return Ok(());
+        return consume_reservations(conn, stored).await;
     }
     let touched: BTreeSet<usize> = deltas.keys().map(|(bi, _)| *bi).collect();
     if backend == Backend::Postgres {
@@ -657,6 +670,9 @@ pub async fn on_ingest(conn: &mut AnyConnection, backend: Backend, stored: &[&Ve
             .await
             .map_err(dberr("locking budgets"))?;
     }
+    // After the budget locks: a settle of these records (which takes the same locks
+    // first) is either committed and seen here, or sees the records itself.
+    consume_reservations(conn, stored).await?;
     for ((bi, start), amount) in &deltas {
         bind_all(
             "INSERT INTO budget_usage (budget_id, period_start_ms, used) VALUES ($1, $2, $3) ON CONFLICT (budget_id, period_start_ms) DO UPDATE SET used = budget_usage.used + excluded.used",
