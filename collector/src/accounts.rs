@@ -418,7 +418,7 @@ pub async fn reserve(State(st): State<Arc<AppState>>, uri: axum::http::Uri, head
     lapse_expired(&st.db, now).await;
 
     let _g = st.db.write_guard().await;
-    let mut tx = st.db.pool.begin().await.map_err(dberr("starting a reservation"))?;
+    let mut tx = st.db.begin_write().await?;
     let existing = bind_all("SELECT api_key_id, expires_at_ms FROM reservations WHERE id = $1", &[Param::Text(req.reservation_id.clone())])
         .fetch_optional(&mut *tx)
         .await
@@ -503,7 +503,7 @@ pub async fn settle(State(st): State<Arc<AppState>>, Path(id): Path<String>, uri
     let key = ctx.key.clone();
     let now = gaterouter::usage::unix_ms_now();
     let _g = st.db.write_guard().await;
-    let mut tx = st.db.pool.begin().await.map_err(dberr("starting a settlement"))?;
+    let mut tx = st.db.begin_write().await?;
     // Lock order as in reserve and ingest (budgets, then reservations): an ingest of
     // `record_id` running concurrently either committed before (seen below) or sees
     // this settlement and consumes it.

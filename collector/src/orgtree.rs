@@ -437,7 +437,7 @@ pub async fn put_org_tree(State(st): State<Arc<AppState>>, headers: HeaderMap, Q
     let want = Tree::from_file(&f).map_err(ApiError::bad_request)?;
     let org = f.org.id.clone();
     let _g = st.db.write_guard().await;
-    let mut tx = st.db.pool.begin().await.map_err(dberr("starting the org-tree apply"))?;
+    let mut tx = st.db.begin_write().await?;
     check_foreign(&mut tx, &f).await?;
     let have = Tree::load(&mut tx, &org).await?;
     let mut report = ApplyReport { dry_run: q.dry_run, ..Default::default() };

@@ -310,6 +310,30 @@ async fn reservation_race(db: Db) {
     env.handle.shutdown().await;
 }
 
+/// Two collectors on one database (two processes in production): still exactly 20.
+async fn shared_database_race(url: String) {
+    let a = Env::start(Some(url.clone()), |_| {}).await;
+    let b = Env::start(Some(url), |_| {}).await;
+    apply(&a, &race_doc()).await;
+    let envs = [std::sync::Arc::new(a), std::sync::Arc::new(b)];
+    let mut tasks = Vec::new();
+    for n in 0..50 {
+        let env = envs[n % 2].clone();
+        tasks.push(tokio::spawn(async move { reserve(&env, &format!("shared-{n}"), "openai/gpt-4o-mini", 50_000, 500).await }));
+    }
+    let mut granted = 0;
+    for t in tasks {
+        let (s, v) = t.await.unwrap();
+        assert!(s == 201 || (s == 402 && v["error"]["code"] == "budget_exceeded"), "{s} {v}");
+        granted += usize::from(s == 201);
+    }
+    assert_eq!(granted, 20);
+    for env in envs {
+        let env = std::sync::Arc::try_unwrap(env).ok().unwrap();
+        env.handle.shutdown().await;
+    }
+}
+
 async fn settle_ingest_lapse(db: Db) {
     let env = Env::start(db, |_| {}).await;
     apply(&env, &race_doc()).await;
@@ -410,6 +434,12 @@ macro_rules! sqlite_tests {
 
 mod sqlite {
     sqlite_tests!(import_is_idempotent, inheritance_and_permissions, budget_refusal, reservation_race, settle_ingest_lapse, soft_alerts_and_tree_check);
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shared_database_race() {
+        let dir = tempfile::tempdir().unwrap();
+        super::shared_database_race(format!("sqlite://{}", dir.path().join("shared.db").display())).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -422,4 +452,6 @@ async fn postgres_accounts() {
         )*};
     }
     run!(import_is_idempotent, inheritance_and_permissions, budget_refusal, reservation_race, settle_ingest_lapse, soft_alerts_and_tree_check);
+    eprintln!("postgres: shared_database_race");
+    shared_database_race(pg.new_db().await).await;
 }
