@@ -236,6 +236,15 @@ impl Db {
         if self.backend == Backend::Sqlite { Some(self.write_lock.lock().await) } else { None }
     }
 
+    /// Start a transaction that reads before it writes and must not interleave with
+    /// other writers: `BEGIN IMMEDIATE` on SQLite (takes the write lock at once, also
+    /// against other processes on the same file; pair it with [`Db::write_guard`]), a
+    /// plain transaction on PostgreSQL (which locks rows with `FOR UPDATE`).
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, DbError> {
+        let r = if self.backend == Backend::Sqlite { self.pool.begin_with("BEGIN IMMEDIATE").await } else { self.pool.begin().await };
+        r.map_err(dberr("starting a write transaction"))
+    }
+
     /// Run a query returning rows, timing it for `/metrics`.
     pub async fn fetch(&self, sql: &str, params: &[Param], op: &str) -> Result<Vec<AnyRow>, DbError> {
         let t = Instant::now();
