@@ -282,6 +282,7 @@ async fn reservation_race(db: Db) {
     let env = Env::start(db, |_| {}).await;
     apply(&env, &race_doc()).await;
     let env = std::sync::Arc::new(env);
+    let t0 = std::time::Instant::now();
     let mut tasks = Vec::new();
     for n in 0..50 {
         let env = env.clone();
@@ -301,6 +302,7 @@ async fn reservation_race(db: Db) {
         }
     }
     assert_eq!(granted, 20);
+    eprintln!("50 concurrent reservations (debug build) in {:.0} ms", t0.elapsed().as_secs_f64() * 1000.0);
     let (_, p) = signed(&env, &alice_signer(), "k_alice", "GET", "/v1/policy", None).await;
     let b = budget(&p, "key:k_alice", "usd");
     assert_eq!((b["reserved"].as_u64(), b["remaining"].as_u64()), (Some(1_000_000), Some(0)), "{p}");
