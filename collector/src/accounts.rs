@@ -40,6 +40,8 @@ pub const POLICY_TTL_MS: u64 = 30_000;
 pub const DEFAULT_RESERVATION_TTL_MS: u64 = 120_000;
 /// Longest reservation lifetime.
 pub const MAX_RESERVATION_TTL_MS: u64 = 600_000;
+/// How long closed reservations are kept before they are deleted.
+pub const RESERVATION_RETENTION_MS: u64 = 7 * 86_400_000;
 /// How long a settled hold waits for its usage record.
 pub const SETTLED_HOLD_MS: u64 = 86_400_000;
 
@@ -366,7 +368,8 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("body is not a {what}: {e}")))
 }
 
-/// Best effort: close holds that lapsed (keeps the hold table small).
+/// Best effort: close holds that lapsed and drop week-old closed reservations (keeps
+/// both tables small).
 async fn lapse_expired(db: &Db, now_ms: u64) {
     let _g = db.write_guard().await;
     let Ok(mut tx) = db.pool.begin().await else { return };
@@ -375,7 +378,12 @@ async fn lapse_expired(db: &Db, now_ms: u64) {
         .execute(&mut *tx)
         .await
         .is_ok()
-        && bind_all("UPDATE reservations SET state = 'lapsed' WHERE state IN ('held', 'settled') AND expires_at_ms <= $1", std::slice::from_ref(&now)).execute(&mut *tx).await.is_ok();
+        && bind_all("UPDATE reservations SET state = 'lapsed' WHERE state IN ('held', 'settled') AND expires_at_ms <= $1", std::slice::from_ref(&now)).execute(&mut *tx).await.is_ok()
+        // Closed reservations are kept a week (idempotent retries and settles), then dropped.
+        && bind_all("DELETE FROM reservations WHERE state IN ('consumed', 'released', 'lapsed') AND expires_at_ms <= $1", &[Param::I64(i(now_ms.saturating_sub(RESERVATION_RETENTION_MS)))])
+            .execute(&mut *tx)
+            .await
+            .is_ok();
     if ok {
         let _ = tx.commit().await;
     }
