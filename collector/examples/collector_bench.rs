@@ -247,6 +247,8 @@ async fn main() {
     for (p, b) in [
         ("/v1/admin/orgs", json!({"id": "acme"})),
         ("/v1/admin/departments", json!({"id": "eng", "org_id": "acme"})),
+        // Records name user alice: ingest refuses members that are not in the org tree.
+        ("/v1/admin/users", json!({"id": "alice", "org_id": "acme", "department_id": "eng"})),
         ("/v1/admin/keys", json!({"id": "k_bench", "org_id": "acme", "department_id": "eng", "public_key": signer.public_key()})),
     ] {
         let r = http.post(format!("{base}{p}")).bearer_auth(ADMIN).json(&b).send().await.unwrap();

@@ -98,12 +98,12 @@ pub(crate) fn check_id(field: &str, v: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     gaterouter::usage::unix_ms_now() as i64
 }
 
 /// Append one audit entry inside `tx`.
-async fn audit(tx: &mut sqlx::Transaction<'_, sqlx::Any>, actor: &Principal, action: &str, target: &str, detail: &Value) -> Result<(), ApiError> {
+pub(crate) async fn audit(tx: &mut sqlx::Transaction<'_, sqlx::Any>, actor: &Principal, action: &str, target: &str, detail: &Value) -> Result<(), ApiError> {
     let params = [
         Param::Text(uuid_v7()),
         Param::I64(now_ms()),
@@ -119,7 +119,7 @@ async fn audit(tx: &mut sqlx::Transaction<'_, sqlx::Any>, actor: &Principal, act
     Ok(())
 }
 
-fn uuid_v7() -> String {
+pub(crate) fn uuid_v7() -> String {
     gaterouter::usage::RecordId::new_v7().0
 }
 
@@ -139,7 +139,7 @@ async fn write_audited(st: &AppState, actor: &Principal, stmts: Vec<(&str, Vec<P
     Ok(())
 }
 
-async fn admin(st: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+pub(crate) async fn admin(st: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
     let p = authenticate(headers, st.bootstrap_sha256.as_deref(), &st.db).await?;
     require_admin(&p)?;
     Ok(p)

@@ -72,7 +72,9 @@ struct Migration {
     postgres: &'static [&'static str],
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
+const MIGRATIONS: &[Migration] = &[MIGRATION_1, MIGRATION_2];
+
+const MIGRATION_1: Migration = Migration {
     version: 1,
     common: &[
         "CREATE TABLE IF NOT EXISTS orgs (id TEXT PRIMARY KEY, name TEXT NOT NULL, created_ms BIGINT NOT NULL)",
@@ -115,7 +117,33 @@ const MIGRATIONS: &[Migration] = &[Migration {
         "DROP TRIGGER IF EXISTS audit_no_change ON audit_log",
         "CREATE TRIGGER audit_no_change BEFORE UPDATE OR DELETE ON audit_log FOR EACH ROW EXECUTE FUNCTION audit_append_only()",
     ],
-}];
+};
+
+/// Enterprise accounts (see `ACCOUNTS.md`): group memberships, policies, budgets,
+/// per-window usage counters (updated in the ingest transaction, so a reservation reads
+/// one row per budget instead of summing records), reservations and their holds, and
+/// soft-budget alerts.
+const MIGRATION_2: Migration = Migration {
+    version: 2,
+    common: &[
+        "CREATE TABLE IF NOT EXISTS group_members (group_id TEXT NOT NULL REFERENCES user_groups(id), user_id TEXT NOT NULL REFERENCES users(id), created_ms BIGINT NOT NULL, PRIMARY KEY (group_id, user_id))",
+        "CREATE INDEX IF NOT EXISTS group_members_user ON group_members (user_id)",
+        "CREATE TABLE IF NOT EXISTS policies (level TEXT PRIMARY KEY, org_id TEXT NOT NULL, rules TEXT NOT NULL, updated_ms BIGINT NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS policies_org ON policies (org_id)",
+        "CREATE TABLE IF NOT EXISTS budgets (id TEXT PRIMARY KEY, org_id TEXT NOT NULL, level TEXT NOT NULL, metric TEXT NOT NULL, period TEXT NOT NULL, limit_value BIGINT NOT NULL, enforcement TEXT NOT NULL, notify_at TEXT NOT NULL, created_ms BIGINT NOT NULL, updated_ms BIGINT NOT NULL, UNIQUE (level, metric, period))",
+        "CREATE INDEX IF NOT EXISTS budgets_org ON budgets (org_id)",
+        "CREATE TABLE IF NOT EXISTS budget_usage (budget_id TEXT NOT NULL, period_start_ms BIGINT NOT NULL, used BIGINT NOT NULL, PRIMARY KEY (budget_id, period_start_ms))",
+        "CREATE TABLE IF NOT EXISTS reservations (id TEXT PRIMARY KEY, api_key_id TEXT NOT NULL, model TEXT NOT NULL, amount_micros BIGINT NOT NULL, amount_tokens BIGINT NOT NULL, state TEXT NOT NULL, record_id TEXT, created_ms BIGINT NOT NULL, expires_at_ms BIGINT NOT NULL, settled_ms BIGINT, actual_micros BIGINT, actual_tokens BIGINT)",
+        "CREATE INDEX IF NOT EXISTS reservations_record ON reservations (record_id)",
+        "CREATE INDEX IF NOT EXISTS reservations_open ON reservations (state, expires_at_ms)",
+        "CREATE TABLE IF NOT EXISTS reservation_holds (reservation_id TEXT NOT NULL, budget_id TEXT NOT NULL, metric TEXT NOT NULL, amount BIGINT NOT NULL, PRIMARY KEY (reservation_id, budget_id))",
+        "CREATE INDEX IF NOT EXISTS reservation_holds_budget ON reservation_holds (budget_id)",
+        "CREATE TABLE IF NOT EXISTS budget_alerts (budget_id TEXT NOT NULL, period_start_ms BIGINT NOT NULL, threshold BIGINT NOT NULL, org_id TEXT NOT NULL, level TEXT NOT NULL, ts_ms BIGINT NOT NULL, used BIGINT NOT NULL, limit_value BIGINT NOT NULL, message TEXT NOT NULL, PRIMARY KEY (budget_id, period_start_ms, threshold))",
+        "CREATE INDEX IF NOT EXISTS budget_alerts_org ON budget_alerts (org_id, ts_ms)",
+    ],
+    sqlite: &[],
+    postgres: &[],
+};
 
 /// Lock id for migrations on PostgreSQL, so collectors starting together do not race.
 const PG_MIGRATION_LOCK: i64 = 0x6761_7465_726f_7574;
@@ -206,6 +234,15 @@ impl Db {
     /// Serialize writers on SQLite; a no-op guard on PostgreSQL.
     pub(crate) async fn write_guard(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
         if self.backend == Backend::Sqlite { Some(self.write_lock.lock().await) } else { None }
+    }
+
+    /// Start a transaction that reads before it writes and must not interleave with
+    /// other writers: `BEGIN IMMEDIATE` on SQLite (takes the write lock at once, also
+    /// against other processes on the same file; pair it with [`Db::write_guard`]), a
+    /// plain transaction on PostgreSQL (which locks rows with `FOR UPDATE`).
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, DbError> {
+        let r = if self.backend == Backend::Sqlite { self.pool.begin_with("BEGIN IMMEDIATE").await } else { self.pool.begin().await };
+        r.map_err(dberr("starting a write transaction"))
     }
 
     /// Run a query returning rows, timing it for `/metrics`.

@@ -5,7 +5,8 @@
 //! canonical form without `signature`, see `gaterouter::usage::signing`) must verify
 //! with one of the key's valid public keys (the current one, or a rotated one inside
 //! its grace period); the record must pass `UsageRecord::validate`; and every scope
-//! field the key is bound to (org, department, project, group, user) must match.
+//! field the key is bound to (org, department, project, group, user) must match, and
+//! the unbound ones must name units of the key's org (`accounts::check_tree`).
 //! The collector then prices the record with its own catalog (`gaterouter::pricing`)
 //! and stores both figures, flagging a difference. All accepted records of a batch are
 //! inserted in one transaction with `ON CONFLICT (id) DO NOTHING`, so a replayed or
@@ -521,6 +522,8 @@ pub async fn store(db: &Db, recs: &[Verified], received_ms: i64) -> Result<HashS
         let sql = format!("INSERT INTO usage_tags (record_id, k, v) VALUES {} ON CONFLICT DO NOTHING", placeholders(chunk.len() / 3, 3, db.backend()));
         bind_all(&sql, chunk).execute(&mut *tx).await.map_err(dberr("inserting usage tags"))?;
     }
+    let stored: Vec<&Verified> = recs.iter().filter(|v| inserted.contains(&v.rec.id.0)).collect();
+    crate::accounts::on_ingest(&mut tx, db.backend(), &stored, u64::try_from(received_ms).unwrap_or(0)).await?;
     tx.commit().await.map_err(dberr("committing the ingest transaction"))?;
     METRICS.observe_db(t.elapsed());
     Ok(inserted)

@@ -20,6 +20,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod accounts;
 pub mod admin;
 pub mod analytics;
 pub mod auth;
@@ -30,6 +31,8 @@ pub mod db;
 pub mod error;
 pub mod ingest;
 pub mod metrics;
+pub mod orgfile;
+pub mod orgtree;
 pub mod server;
 pub mod time;
 

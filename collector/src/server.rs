@@ -72,6 +72,22 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/admin/tokens"),
     ("post", "/v1/admin/tokens/{id}/revoke"),
     ("get", "/v1/admin/audit"),
+    ("get", "/v1/admin/org-tree"),
+    ("put", "/v1/admin/org-tree"),
+    ("get", "/v1/admin/policies/{level}"),
+    ("put", "/v1/admin/policies/{level}"),
+    ("delete", "/v1/admin/policies/{level}"),
+    ("get", "/v1/admin/budgets"),
+    ("post", "/v1/admin/budgets"),
+    ("delete", "/v1/admin/budgets/{id}"),
+    ("get", "/v1/admin/alerts"),
+    ("get", "/v1/admin/groups/{id}/members"),
+    ("post", "/v1/admin/groups/{id}/members"),
+    ("delete", "/v1/admin/groups/{id}/members/{user}"),
+    ("get", "/v1/admin/effective-policy"),
+    ("get", "/v1/policy"),
+    ("post", "/v1/reservations"),
+    ("post", "/v1/reservations/{id}/settle"),
     ("get", "/v1/analytics/{report}"),
     ("get", "/"),
     ("get", "/dashboard"),
@@ -106,6 +122,17 @@ pub fn router(st: Arc<AppState>) -> Router {
         .route("/v1/admin/tokens", get(crate::admin::list_tokens).post(crate::admin::create_token))
         .route("/v1/admin/tokens/{id}/revoke", post(crate::admin::revoke_token))
         .route("/v1/admin/audit", get(crate::admin::list_audit))
+        .route("/v1/admin/org-tree", get(crate::orgtree::get_org_tree).put(crate::orgtree::put_org_tree))
+        .route("/v1/admin/policies/{level}", get(crate::orgtree::get_policy).put(crate::orgtree::put_policy).delete(crate::orgtree::delete_policy))
+        .route("/v1/admin/budgets", get(crate::orgtree::list_budgets).post(crate::orgtree::create_budget))
+        .route("/v1/admin/budgets/{id}", axum::routing::delete(crate::orgtree::delete_budget))
+        .route("/v1/admin/alerts", get(crate::orgtree::list_alerts))
+        .route("/v1/admin/groups/{id}/members", get(crate::orgtree::list_members).post(crate::orgtree::add_member))
+        .route("/v1/admin/groups/{id}/members/{user}", axum::routing::delete(crate::orgtree::remove_member))
+        .route("/v1/admin/effective-policy", get(crate::orgtree::effective_policy))
+        .route("/v1/policy", get(crate::accounts::get_policy))
+        .route("/v1/reservations", post(crate::accounts::reserve))
+        .route("/v1/reservations/{id}/settle", post(crate::accounts::settle))
         .route("/v1/admin/{kind}", get(crate::admin::list_units).post(crate::admin::create_unit))
         .route("/v1/analytics/{report}", get(crate::analytics::report))
         .route("/", get(|| async { axum::response::Redirect::to("/dashboard") }))
@@ -179,18 +206,17 @@ async fn ingest_handler(State(st): State<Arc<AppState>>, body: Result<Bytes, axu
     .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "verification task failed"))?;
     let (todo, results) = results;
     let t_verify = t0.elapsed();
-    let mut ok = Vec::new();
-    let mut ok_ids = Vec::new();
+    let mut verified = Vec::new();
     let mut refused = Vec::new();
     for ((_, id, _, _), r) in todo.into_iter().zip(results) {
         match r {
-            Ok(v) => {
-                ok_ids.push(id);
-                ok.push(v);
-            }
+            Ok(v) => verified.push((id, v)),
             Err(e) => refused.push((id, e)),
         }
     }
+    let (kept, off_tree) = crate::accounts::check_tree(&st.db, verified).await?;
+    refused.extend(off_tree);
+    let (ok_ids, ok): (Vec<String>, Vec<ingest::Verified>) = kept.into_iter().unzip();
     let inserted = ingest::store(&st.db, &ok, now).await?;
     let t_store = t0.elapsed() - t_verify;
     let resp = ingest::answer(tri.rejected, tri.duplicate, &ok_ids, &inserted, refused);
