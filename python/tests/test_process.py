@@ -168,3 +168,11 @@ def test_ctrl_c_interrupts_a_blocking_call(mode):
         assert elapsed < 3, f"exit took {elapsed:.2f}s after SIGINT"
     finally:
         emu.stop()
+
+
+def test_import_does_not_load_asyncio():
+    # asyncio is most of a cold `import gaterouter` (the goal is under 50 ms); only the
+    # async paths import it.
+    code = "import sys, gaterouter; c = gaterouter.Client({}); print('asyncio' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.strip()
+    assert out == "False"
