@@ -241,7 +241,7 @@ impl NativeClient {
         let req = ChatRequest::from_json(request_json).map_err(|e| to_pyerr(py, e))?;
         let client = self.client_py(py)?;
         let stream = block_on(py, async move { client.chat_stream(req).await })?;
-        Ok(NativeStream { inner: Arc::new(tokio::sync::Mutex::new(Some(stream))) })
+        Ok(NativeStream { inner: Arc::new(tokio::sync::Mutex::new(Some(stream))), pid: std::process::id() })
     }
 
     /// A stream returned at once, without blocking: it connects on the first
@@ -255,7 +255,7 @@ impl NativeClient {
                 Err(e) => futures_util::stream::once(async move { Err(e) }).right_stream(),
             })
             .flatten();
-        Ok(NativeStream { inner: Arc::new(tokio::sync::Mutex::new(Some(ChatStream::new(lazy)))) })
+        Ok(NativeStream { inner: Arc::new(tokio::sync::Mutex::new(Some(ChatStream::new(lazy)))), pid: std::process::id() })
     }
 }
 
@@ -263,6 +263,19 @@ impl NativeClient {
 #[pyclass(module = "gaterouter._native", frozen)]
 struct NativeStream {
     inner: Arc<tokio::sync::Mutex<Option<ChatStream>>>,
+    /// The process that opened it: after `os.fork()` the child must not touch it (its
+    /// connection lives on the parent's runtime, and reading would hang).
+    pid: u32,
+}
+
+impl NativeStream {
+    fn same_process(&self, py: Python<'_>) -> PyResult<()> {
+        if self.pid == std::process::id() {
+            return Ok(());
+        }
+        let message = "this stream was opened before os.fork() and belongs to the parent process; open a new stream in this process".into();
+        Err(to_pyerr(py, Error::InvalidRequest { field: None, message }))
+    }
 }
 
 async fn next_chunk(inner: Arc<tokio::sync::Mutex<Option<ChatStream>>>) -> Result<Option<String>, Error> {
@@ -285,22 +298,28 @@ async fn next_chunk(inner: Arc<tokio::sync::Mutex<Option<ChatStream>>>) -> Resul
 impl NativeStream {
     /// Next chunk JSON, or None at the end.
     fn next(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        self.same_process(py)?;
         let inner = self.inner.clone();
         block_on(py, next_chunk(inner))
     }
 
     /// Async next: `done(ok, chunk_json_or_None_or_error)`.
-    fn next_async(&self, event_loop: Py<PyAny>, done: Py<PyAny>) -> TaskHandle {
+    fn next_async(&self, py: Python<'_>, event_loop: Py<PyAny>, done: Py<PyAny>) -> PyResult<TaskHandle> {
+        self.same_process(py)?;
         let inner = self.inner.clone();
         let task = runtime().spawn(async move {
             let r = next_chunk(inner).await;
             resolve(&event_loop, &done, r);
         });
-        TaskHandle { abort: task.abort_handle() }
+        Ok(TaskHandle { abort: task.abort_handle() })
     }
 
-    /// Stop reading: drops the connection.
+    /// Stop reading: drops the connection (in a forked child: nothing to do, the
+    /// connection is the parent's).
     fn close(&self, py: Python<'_>) -> PyResult<()> {
+        if self.same_process(py).is_err() {
+            return Ok(());
+        }
         let inner = self.inner.clone();
         block_on(py, async move {
             *inner.lock().await = None;
