@@ -268,6 +268,27 @@ struct NativeStream {
     pid: u32,
 }
 
+/// Dropped in a forked child, an object the parent made is leaked, not dropped: its
+/// destructors belong to the parent (an unfinished stream would record a "cancelled" call
+/// into the parent's spool and lose the parent's record; connections would be torn down
+/// under the parent).
+impl Drop for NativeStream {
+    fn drop(&mut self) {
+        if self.pid != std::process::id() {
+            std::mem::forget(self.inner.clone());
+        }
+    }
+}
+
+impl Drop for NativeClient {
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        if state.0 != std::process::id() {
+            std::mem::forget(state.1.clone());
+        }
+    }
+}
+
 impl NativeStream {
     fn same_process(&self, py: Python<'_>) -> PyResult<()> {
         if self.pid == std::process::id() {

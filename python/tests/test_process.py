@@ -120,6 +120,32 @@ def test_forked_child_reports_its_own_records(emulator, collector, tmp_path, mon
 
 
 @fork_only
+def test_parent_objects_dropped_in_the_child_leave_no_trace(emulator, collector):
+    # A stream opened before the fork and dropped in the child must not record a
+    # "cancelled" call from the child into the parent's spool: the parent finishes it.
+    run = uuid.uuid4().hex
+    client = gaterouter.Client(collector.config(emulator))
+    held = [client.chat.completions.create(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "a long fox story"}], stream=True, metadata={"run": run, "call": "stream"})]
+    first = next(held[0])
+
+    def child() -> None:
+        import gc
+
+        held.clear()
+        gc.collect()
+
+    assert _wait_child(_in_child(child)) == 0
+    stream = held[0]
+    rest = list(stream)
+    assert first.choices and rest[-1].usage is not None
+    assert client.flush(timeout=20) is True
+    client.close()
+    records = collector.records(run)
+    assert [(r["tag"]["call"], r["status"]) for r in records] == [("stream", "ok")]
+    assert records[0]["completion_tokens"] == rest[-1].usage.completion_tokens
+
+
+@fork_only
 def test_forked_child_cannot_share_an_explicit_spool(emulator, collector):
     # An explicit spool directory belongs to one process: the child's calls fail with a
     # ConfigError that says so instead of writing into the parent's spool.
