@@ -135,7 +135,34 @@ impl TaskHandle {
 /// The client: `NativeClient(config_json, config_file)`.
 #[pyclass(module = "gaterouter._native", frozen)]
 struct NativeClient {
-    client: Client,
+    /// Kept to rebuild the core client in a forked child.
+    config: Config,
+    /// The core client and the pid that built it.
+    state: Mutex<(u32, Client)>,
+}
+
+impl NativeClient {
+    /// The core client of this process. After `os.fork()` the parent's client is unusable
+    /// in the child (its pooled connections and reporter task belong to the parent's
+    /// runtime, whose threads did not survive the fork), so the child builds its own from
+    /// the same config; the parent's is leaked there, never dropped.
+    fn client(&self) -> Result<Client, Error> {
+        let pid = std::process::id();
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if state.0 != pid {
+            let fresh = {
+                let _guard = runtime().enter();
+                Client::with_sdk(self.config.clone(), sdk_info())?
+            };
+            std::mem::forget(std::mem::replace(&mut state.1, fresh));
+            state.0 = pid;
+        }
+        Ok(state.1.clone())
+    }
+
+    fn client_py(&self, py: Python<'_>) -> PyResult<Client> {
+        self.client().map_err(|e| to_pyerr(py, e))
+    }
 }
 
 #[pymethods]
@@ -149,57 +176,59 @@ impl NativeClient {
             (None, Some(f)) => Config::from_toml_file(f),
             (None, None) => Ok(Config::default()),
         };
-        let client = config.and_then(|c| {
+        let built = config.and_then(|c| {
             let _guard = runtime().enter();
-            Client::with_sdk(c, sdk_info())
+            Client::with_sdk(c.clone(), sdk_info()).map(|client| (c, client))
         });
-        client.map(|client| NativeClient { client }).map_err(|e| to_pyerr(py, e))
+        built
+            .map(|(config, client)| NativeClient { config, state: Mutex::new((std::process::id(), client)) })
+            .map_err(|e| to_pyerr(py, e))
     }
 
     /// The routing decision for a request, without calling anything (JSON).
     fn route(&self, py: Python<'_>, request_json: &str) -> PyResult<String> {
         let req = ChatRequest::from_json(request_json).map_err(|e| to_pyerr(py, e))?;
-        self.client.route(&req).and_then(|d| to_json(&d)).map_err(|e| to_pyerr(py, e))
+        self.client_py(py)?.route(&req).and_then(|d| to_json(&d)).map_err(|e| to_pyerr(py, e))
     }
 
     /// Prompt tokens of a request as its model (or the routed model) bills them (JSON).
     fn count_tokens(&self, py: Python<'_>, request_json: &str) -> PyResult<String> {
         let req = ChatRequest::from_json(request_json).map_err(|e| to_pyerr(py, e))?;
-        let client = self.client.clone();
+        let client = self.client_py(py)?;
         py.detach(|| client.count_tokens(&req).and_then(|c| to_json(&c))).map_err(|e| to_pyerr(py, e))
     }
 
     /// Expected and maximum cost of a request before calling (JSON).
     fn estimate_cost(&self, py: Python<'_>, request_json: &str) -> PyResult<String> {
         let req = ChatRequest::from_json(request_json).map_err(|e| to_pyerr(py, e))?;
-        let client = self.client.clone();
+        let client = self.client_py(py)?;
         py.detach(|| client.estimate_cost(&req).and_then(|c| to_json(&c))).map_err(|e| to_pyerr(py, e))
     }
 
     /// Wait until usage records are delivered (JSON `{drained, pending_records}`).
     fn flush(&self, py: Python<'_>, timeout_s: f64) -> PyResult<String> {
-        let client = self.client.clone();
+        let client = self.client_py(py)?;
         let timeout = Duration::from_secs_f64(timeout_s.max(0.0));
         block_on(py, async move { to_json(&client.flush(timeout).await?) })
     }
 
     /// Drain the spool and stop reporting (JSON `{drained, pending_records}`).
     fn shutdown(&self, py: Python<'_>) -> PyResult<String> {
-        let client = self.client.clone();
+        let client = self.client_py(py)?;
         block_on(py, async move { to_json(&client.shutdown().await?) })
     }
 
     /// Blocking chat: request JSON in, response JSON out.
     fn chat(&self, py: Python<'_>, request_json: &str) -> PyResult<String> {
         let req = ChatRequest::from_json(request_json).map_err(|e| to_pyerr(py, e))?;
-        let client = self.client.clone();
+        let client = self.client_py(py)?;
         block_on(py, async move { to_json(&client.chat(req).await?) })
     }
 
     /// Async chat: resolves through `loop.call_soon_threadsafe(done, ok, value)`.
     fn chat_async(&self, py: Python<'_>, request_json: &str, event_loop: Py<PyAny>, done: Py<PyAny>) -> PyResult<TaskHandle> {
         let req = ChatRequest::from_json(request_json).map_err(|e| to_pyerr(py, e))?;
-        let client = self.client.clone();
+        let client = self.client_py(py)?;
         let task = runtime().spawn(async move {
             let result = async { to_json(&client.chat(req).await?) }.await;
             resolve(&event_loop, &done, result.map(Some));
@@ -210,23 +239,23 @@ impl NativeClient {
     /// Open a stream (blocking until the provider answers).
     fn stream(&self, py: Python<'_>, request_json: &str) -> PyResult<NativeStream> {
         let req = ChatRequest::from_json(request_json).map_err(|e| to_pyerr(py, e))?;
-        let client = self.client.clone();
+        let client = self.client_py(py)?;
         let stream = block_on(py, async move { client.chat_stream(req).await })?;
-        Ok(NativeStream { inner: Arc::new(tokio::sync::Mutex::new(Some(stream))) })
+        Ok(NativeStream { inner: Arc::new(tokio::sync::Mutex::new(Some(stream))), pid: std::process::id() })
     }
 
     /// A stream returned at once, without blocking: it connects on the first
     /// `next_async` (what `AsyncClient` uses, so opening never blocks the event loop).
     fn stream_lazy(&self, py: Python<'_>, request_json: &str) -> PyResult<NativeStream> {
         let req = ChatRequest::from_json(request_json).map_err(|e| to_pyerr(py, e))?;
-        let client = self.client.clone();
+        let client = self.client_py(py)?;
         let lazy = futures_util::stream::once(async move { client.chat_stream(req).await })
             .map(|opened| match opened {
                 Ok(s) => s.left_stream(),
                 Err(e) => futures_util::stream::once(async move { Err(e) }).right_stream(),
             })
             .flatten();
-        Ok(NativeStream { inner: Arc::new(tokio::sync::Mutex::new(Some(ChatStream::new(lazy)))) })
+        Ok(NativeStream { inner: Arc::new(tokio::sync::Mutex::new(Some(ChatStream::new(lazy)))), pid: std::process::id() })
     }
 }
 
@@ -234,6 +263,40 @@ impl NativeClient {
 #[pyclass(module = "gaterouter._native", frozen)]
 struct NativeStream {
     inner: Arc<tokio::sync::Mutex<Option<ChatStream>>>,
+    /// The process that opened it: after `os.fork()` the child must not touch it (its
+    /// connection lives on the parent's runtime, and reading would hang).
+    pid: u32,
+}
+
+/// Dropped in a forked child, an object the parent made is leaked, not dropped: its
+/// destructors belong to the parent (an unfinished stream would record a "cancelled" call
+/// into the parent's spool and lose the parent's record; connections would be torn down
+/// under the parent).
+impl Drop for NativeStream {
+    fn drop(&mut self) {
+        if self.pid != std::process::id() {
+            std::mem::forget(self.inner.clone());
+        }
+    }
+}
+
+impl Drop for NativeClient {
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        if state.0 != std::process::id() {
+            std::mem::forget(state.1.clone());
+        }
+    }
+}
+
+impl NativeStream {
+    fn same_process(&self, py: Python<'_>) -> PyResult<()> {
+        if self.pid == std::process::id() {
+            return Ok(());
+        }
+        let message = "this stream was opened before os.fork() and belongs to the parent process; open a new stream in this process".into();
+        Err(to_pyerr(py, Error::InvalidRequest { field: None, message }))
+    }
 }
 
 async fn next_chunk(inner: Arc<tokio::sync::Mutex<Option<ChatStream>>>) -> Result<Option<String>, Error> {
@@ -256,22 +319,28 @@ async fn next_chunk(inner: Arc<tokio::sync::Mutex<Option<ChatStream>>>) -> Resul
 impl NativeStream {
     /// Next chunk JSON, or None at the end.
     fn next(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        self.same_process(py)?;
         let inner = self.inner.clone();
         block_on(py, next_chunk(inner))
     }
 
     /// Async next: `done(ok, chunk_json_or_None_or_error)`.
-    fn next_async(&self, event_loop: Py<PyAny>, done: Py<PyAny>) -> TaskHandle {
+    fn next_async(&self, py: Python<'_>, event_loop: Py<PyAny>, done: Py<PyAny>) -> PyResult<TaskHandle> {
+        self.same_process(py)?;
         let inner = self.inner.clone();
         let task = runtime().spawn(async move {
             let r = next_chunk(inner).await;
             resolve(&event_loop, &done, r);
         });
-        TaskHandle { abort: task.abort_handle() }
+        Ok(TaskHandle { abort: task.abort_handle() })
     }
 
-    /// Stop reading: drops the connection.
+    /// Stop reading: drops the connection (in a forked child: nothing to do, the
+    /// connection is the parent's).
     fn close(&self, py: Python<'_>) -> PyResult<()> {
+        if self.same_process(py).is_err() {
+            return Ok(());
+        }
         let inner = self.inner.clone();
         block_on(py, async move {
             *inner.lock().await = None;
