@@ -210,7 +210,11 @@ impl NativeClient {
             (None, None) => Ok(Config::default()),
         };
         // The HTTP client is built inside the runtime context so it may bind to it.
-        let sdk = gaterouter::usage::SdkInfo { name: "gaterouter-node".into(), version: env!("CARGO_PKG_VERSION").into(), language: "node".into() };
+        let sdk = gaterouter::usage::SdkInfo {
+            name: "gaterouter-node".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            language: "node".into(),
+        };
         let client = config.and_then(|c| within_runtime_if_available(|| Client::with_sdk(c, sdk)));
         match client {
             Ok(client) => Ok(NativeClient {
@@ -349,7 +353,9 @@ impl NativeClient {
         let client = self.client();
         off_thread(env, move || match client {
             None => closed_json(),
-            Some(c) => result_json(ChatRequest::from_json(&request_json).and_then(|r| c.count_tokens(&r))),
+            Some(c) => {
+                result_json(ChatRequest::from_json(&request_json).and_then(|r| c.count_tokens(&r)))
+            }
         })
     }
 
@@ -364,14 +370,20 @@ impl NativeClient {
         let client = self.client();
         off_thread(env, move || match client {
             None => closed_json(),
-            Some(c) => result_json(ChatRequest::from_json(&request_json).and_then(|r| c.estimate_cost(&r))),
+            Some(c) => {
+                result_json(ChatRequest::from_json(&request_json).and_then(|r| c.estimate_cost(&r)))
+            }
         })
     }
 
     /// Wait (at most `timeoutMs`) until every usage record so far is delivered to the
     /// collector: an envelope of `FlushOutcome` (`drained`, `pending_records`).
     #[napi(ts_return_type = "Promise<string>")]
-    pub fn flush<'env>(&self, env: &'env Env, timeout_ms: f64) -> NapiResult<PromiseRaw<'env, String>> {
+    pub fn flush<'env>(
+        &self,
+        env: &'env Env,
+        timeout_ms: f64,
+    ) -> NapiResult<PromiseRaw<'env, String>> {
         let client = self.client();
         // NaN and negatives mean "do not wait"; the cast saturates at u64::MAX.
         let timeout = Duration::from_millis(timeout_ms.max(0.0) as u64);
@@ -397,16 +409,18 @@ impl NativeClient {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        let streams: Vec<Arc<StreamSlot>> = std::mem::take(
-            &mut *self.streams.lock().unwrap_or_else(PoisonError::into_inner),
-        )
-        .iter()
-        .filter_map(Weak::upgrade)
-        .collect();
+        let streams: Vec<Arc<StreamSlot>> =
+            std::mem::take(&mut *self.streams.lock().unwrap_or_else(PoisonError::into_inner))
+                .iter()
+                .filter_map(Weak::upgrade)
+                .collect();
         let calls = self.calls.clone();
         env.spawn_future(async move {
             let Some(client) = client else {
-                let done = gaterouter::usage::FlushOutcome { drained: true, pending_records: 0 };
+                let done = gaterouter::usage::FlushOutcome {
+                    drained: true,
+                    pending_records: 0,
+                };
                 return Ok(envelope(Outcome::Ok(&done)));
             };
             // Aborted calls drop their request futures on the runtime's workers; wait
@@ -416,7 +430,11 @@ impl NativeClient {
                 for slot in streams {
                     *slot.lock().await = None;
                 }
-                while !calls.lock().unwrap_or_else(PoisonError::into_inner).is_empty() {
+                while !calls
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .is_empty()
+                {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
             };
@@ -529,9 +547,9 @@ fn off_thread<'env>(
     work: impl FnOnce() -> String + Send + 'static,
 ) -> NapiResult<PromiseRaw<'env, String>> {
     env.spawn_future(async move {
-        Ok(tokio::task::spawn_blocking(work)
-            .await
-            .unwrap_or_else(|e| local_error_json(INTERNAL, &format!("the counting task failed: {e}"))))
+        Ok(tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
+            local_error_json(INTERNAL, &format!("the counting task failed: {e}"))
+        }))
     })
 }
 
@@ -604,7 +622,10 @@ pub fn cost(usage_json: String, model: String, batch: bool, cache_write_1h: bool
         field: Some("usage".into()),
         message: format!("usage: {e}; pass {{prompt_tokens, completion_tokens, ...}} as in a response's usage"),
     });
-    let opts = gaterouter::pricing::CostOptions { batch, cache_write_1h };
+    let opts = gaterouter::pricing::CostOptions {
+        batch,
+        cache_write_1h,
+    };
     result_json(usage.and_then(|u| gaterouter::pricing::cost(&u, &model, opts)))
 }
 
@@ -618,7 +639,10 @@ pub fn sign_record(record_json: String, signing_key: String) -> String {
         canonical: String,
         signature: String,
     }
-    let fail = |m: String| Error::InvalidRequest { field: Some("record".into()), message: m };
+    let fail = |m: String| Error::InvalidRequest {
+        field: Some("record".into()),
+        message: m,
+    };
     let signed = serde_json::from_str::<gaterouter::usage::UsageRecord>(&record_json)
         .map_err(|e| fail(format!("record: {e}")))
         .and_then(|record| {
@@ -626,6 +650,9 @@ pub fn sign_record(record_json: String, signing_key: String) -> String {
                 .map_err(|e| fail(e.to_string()))?;
             signer.sign_record(&record).map_err(|e| fail(e.to_string()))
         })
-        .map(|(canonical, signature)| Signed { canonical, signature });
+        .map(|(canonical, signature)| Signed {
+            canonical,
+            signature,
+        });
     result_json(signed)
 }
