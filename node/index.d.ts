@@ -70,6 +70,78 @@ export interface ModelEntry {
 }
 
 /**
+ * Usage records (`[reporting]`): each call's record is signed with the API key's Ed25519
+ * key, spooled to disk and shipped to the collector. Records are on when a collector URL
+ * is set, or when `identity.api_key_id` and a signing key are.
+ */
+export interface ReportingConfig {
+  /** `spool` (default) or `off`. */
+  mode?: 'spool' | 'off'
+  /** Collector base URL; records are POSTed to `{collector_url}/v1/usage`. */
+  collector_url?: string
+  /** Spool directory (default: under the platform data dir, one slot per process). */
+  spool_dir?: string
+  /** File with the Ed25519 signing key (base64 32-byte seed, or PKCS#8 PEM). */
+  signing_key_file?: string
+  /** Environment variable holding the signing key (default `GATEROUTER_SIGNING_KEY`). */
+  signing_key_env?: string
+  /** Records per batch. Default 500. */
+  batch_max_records?: number
+  /** Longest a record waits for a fuller batch. Default 2 000. */
+  batch_max_age_ms?: number
+  /** fsync interval of the spool. Default 200. */
+  fsync_interval_ms?: number
+  /** Cap on the spool's bytes. Default 256 MiB. */
+  max_spool_bytes?: number
+  /** Collector request timeout. Default 10 000. */
+  request_timeout_ms?: number
+  retry_initial_backoff_ms?: number
+  retry_max_backoff_ms?: number
+  /** How long `close()` waits for the spool to drain. Default 5 000. */
+  shutdown_timeout_ms?: number
+}
+
+/** Complexity tier of an `auto` request. */
+export type Tier = 'light' | 'standard' | 'heavy'
+
+/** `[routing]`: how `model: 'auto'` picks a model. */
+export interface RoutingConfig {
+  /** Ranking policy. Default `balanced`. */
+  policy?: 'cheapest' | 'balanced' | 'quality'
+  /** Models per tier, preferred first (`provider/model`). */
+  light?: string[]
+  standard?: string[]
+  heavy?: string[]
+  /** A model that always goes first in a tier when usable. */
+  pin?: Partial<Record<Tier, string>>
+  /** Load-spreading weights by model. */
+  weights?: Record<string, number>
+  /** Fallback chains for explicit models. */
+  fallbacks?: Record<string, string[]>
+  /** Fallbacks after the first model, at most. Default 2. */
+  max_fallbacks?: number
+  /** Completion tokens assumed for cost ranking when `max_tokens` is unset. Default 500. */
+  expected_completion_tokens?: number
+  /** Scorer weights file replacing the built-in one. */
+  scorer_weights_file?: string
+  circuit_breaker?: { failure_threshold?: number; cooldown_ms?: number }
+}
+
+/** A price override or addition, USD per million tokens. */
+export interface ModelPriceOverride {
+  input?: number
+  output?: number
+  cached_input?: number
+  cache_write_5m?: number
+  cache_write_1h?: number
+  reasoning?: number
+  batch_discount_pct?: number
+  tiers?: Array<Record<string, number>>
+  context_window?: number
+  max_output?: number
+}
+
+/**
  * The configuration, in the structure of `gaterouter.toml` (snake_case keys). Unknown
  * keys are refused with a `ConfigError` naming them.
  */
@@ -84,6 +156,10 @@ export interface GateRouterConfig {
   identity?: IdentityConfig
   timeouts?: TimeoutsConfig
   retry?: RetryConfig
+  reporting?: ReportingConfig
+  routing?: RoutingConfig
+  /** Price overrides and additions keyed by `provider/model`. */
+  prices?: Record<string, ModelPriceOverride>
 }
 
 /** Options of `new GateRouter()`: at most one of `config` and `configFile`. */
@@ -387,6 +463,141 @@ export declare class AbortError extends Error {
   readonly code: 'ABORT_ERR'
 }
 
+// ---------------------------------------------------------------- helpers' results (camelCase)
+
+/** Where the prompt tokens come from. */
+export interface PromptBreakdown {
+  /** Message text, tool-call names and arguments, tool results. */
+  text: number
+  /** Chat formatting: per-message overhead, roles, reply priming. */
+  overhead: number
+  /** Participant `name` fields. */
+  names: number
+  /** Tool definitions, `tool_choice`, a JSON-schema response format. */
+  tools: number
+  images: number
+  /** Images of unknown size (URLs), counted at an assumed size. */
+  imagesAssumed: number
+}
+
+/** Billed prompt tokens of a request. */
+export interface PromptCount {
+  tokens: number
+  /** True when counted with the model's real tokenizer and a published formula. */
+  exact: boolean
+  breakdown: PromptBreakdown
+}
+
+/** A cost in integer micro-dollars (1 USD = 1 000 000). */
+export interface Cost {
+  totalMicros: number
+  inputMicros: number
+  cachedInputMicros: number
+  cacheWriteMicros: number
+  outputMicros: number
+  reasoningMicros: number
+  currency: 'USD'
+  /** The catalog entry used (`provider/model`). */
+  pricedAs: string
+  batch: boolean
+  /** The long-context tier applied, by its threshold. */
+  tierAboveInputTokens?: number
+}
+
+/** A cost estimate before the call. */
+export interface CostEstimate {
+  prompt: PromptCount
+  /** Completion tokens assumed for `expected`. */
+  expectedCompletionTokens: number
+  /** Completion bound used for `max` (`max_tokens`, else the model's limit). */
+  maxCompletionTokens: number
+  expected: Cost
+  max: Cost
+}
+
+export interface FeatureContribution {
+  name: string
+  value: number
+  normalized: number
+  weight: number
+  contribution: number
+}
+
+/** A ranked candidate model. */
+export interface RouteCandidate {
+  model: string
+  /** Cost with the expected completion length (micro-USD), when priced. */
+  estimatedCostMicros?: number
+  /** Cost if the model writes `max_tokens` (micro-USD), when priced. */
+  maxCostMicros?: number
+  contextWindow?: number
+  /** Observed latency, when known. */
+  latencyMs?: number
+  /** Which tier list it came from (auto only). */
+  tier?: Tier
+}
+
+/** Where a request goes, and why. */
+export interface RouteDecision {
+  mode: 'auto' | 'explicit'
+  /** Complexity score in [0, 1] (auto only). */
+  score?: number
+  /** Tier the score mapped to (auto only). */
+  tier?: Tier
+  /** The tier the chosen model came from, when the scored tier had no usable model. */
+  servedTier?: Tier
+  /** Every feature's contribution to the score (auto only). */
+  features?: FeatureContribution[]
+  policy: 'cheapest' | 'balanced' | 'quality'
+  /** The model tried first. */
+  chosen: string
+  /** `chosen` first, then the fallbacks in order. */
+  candidates: RouteCandidate[]
+  /** Models left out, with the reason. */
+  excluded?: Array<{ model: string; reason: string }>
+  /** One line saying why `chosen` was chosen. */
+  reason: string
+  estimatedPromptTokens: number
+}
+
+/** Result of `flush()`. */
+export interface FlushResult {
+  /** Every record written before the flush was delivered. */
+  drained: boolean
+  /** Records still in the spool. */
+  pendingRecords: number
+}
+
+/**
+ * Body of `route` / `countTokens` / `estimateCost`: a chat request whose `model` may be
+ * omitted (`auto`).
+ */
+export type RequestBody = Omit<ChatCompletionCreateParamsBase, 'model' | 'stream' | 'signal'> & { model?: string }
+
+/** Options of the module-level `countTokens`: the model and request fields such as `tools`. */
+export type CountTokensOptions = Omit<ChatCompletionCreateParamsBase, 'model' | 'messages' | 'stream' | 'signal'> & {
+  /** Default `openai/gpt-4o`. */
+  model?: string
+}
+
+/**
+ * Tokens of a text, or of a chat prompt (`messages`) as `options.model` bills it
+ * (message overhead, names, `tools`, images). Exact for OpenAI encodings, a calibrated
+ * estimate elsewhere. Counted off the main thread.
+ */
+export declare function countTokens(input: string | ChatCompletionMessageParam[], options?: CountTokensOptions): Promise<number>
+/** {@link countTokens} on the calling thread (blocks it: small inputs only). */
+export declare function countTokensSync(input: string | ChatCompletionMessageParam[], options?: CountTokensOptions): number
+/** Cost of a request before calling, with the built-in price catalog. Off the main thread. */
+export declare function estimateCost(body: RequestBody & { model: string }): Promise<CostEstimate>
+/** {@link estimateCost} on the calling thread. */
+export declare function estimateCostSync(body: RequestBody & { model: string }): CostEstimate
+/** Cost of a finished call from its `usage`, with the built-in price catalog. */
+export declare function cost(
+  usage: Partial<CompletionUsage> & { prompt_tokens: number; completion_tokens: number },
+  options: { model: string; batch?: boolean; cacheWrite1h?: boolean },
+): Cost
+
 // ---------------------------------------------------------------- client
 
 export interface Completions {
@@ -403,7 +614,19 @@ export declare class GateRouter {
   /** Throws a {@link ConfigError} naming the field and the fix when the config is wrong. */
   constructor(options?: ClientOptions)
   readonly chat: { readonly completions: Completions }
-  /** Abort in-flight calls and streams and release the connection pool. Idempotent. */
+  /** Where a request would go, and why, without calling anything. */
+  route(body: RequestBody): RouteDecision
+  /** Prompt tokens as the model (`auto`: the routed model) bills them; off the main thread. */
+  countTokens(body: RequestBody): Promise<PromptCount>
+  /** Expected and maximum cost before the call, with this client's prices; off the main thread. */
+  estimateCost(body: RequestBody): Promise<CostEstimate>
+  /** Wait until every usage record so far reached the collector (default at most 10 s). */
+  flush(options?: { timeoutMs?: number }): Promise<FlushResult>
+  /**
+   * Abort in-flight calls and streams, drain the usage spool (bounded by
+   * `reporting.shutdown_timeout_ms`) and release the connection pool; the process can
+   * then exit on its own. Idempotent.
+   */
   close(): Promise<void>
 }
 

@@ -4,6 +4,8 @@
 // Requests cross into Rust as JSON text and answers come back as JSON text (an outcome
 // envelope, see src/lib.rs), so the core's serde types are the one definition of every
 // field. This file only builds the request, parses the envelope and wires AbortSignals.
+// Chat requests and responses keep the OpenAI wire names (snake_case); the results of the
+// helpers (route, countTokens, estimateCost, cost, flush) are camelCased here.
 
 const native = require('./native.js')
 
@@ -82,6 +84,20 @@ function unwrap(text, signal) {
   if (outcome.error !== undefined) throw toError(outcome.error, signal)
   return outcome.ok
 }
+
+/** `snake_case` -> `camelCase` for every object key, recursively (helpers' results). */
+function camelize(value) {
+  if (Array.isArray(value)) return value.map(camelize)
+  if (value === null || typeof value !== 'object') return value
+  const out = {}
+  for (const [key, v] of Object.entries(value)) {
+    out[key.replace(/_([a-z0-9])/g, (_, c) => c.toUpperCase())] = camelize(v)
+  }
+  return out
+}
+
+/** Default model of the module-level counters (as in the Python package). */
+const DEFAULT_COUNT_MODEL = 'openai/gpt-4o'
 
 /** Keys of the body that steer the call rather than travel to the provider. */
 const LOCAL_KEYS = new Set(['stream', 'signal', 'stream_options'])
@@ -303,14 +319,137 @@ class GateRouter {
     return new Stream(nativeStream, first, signal)
   }
 
+  /** A body for the helpers: `model` defaults to `auto` (the routed model). */
+  _helperJson(body) {
+    this._checkOpen()
+    if (body === null || typeof body !== 'object') {
+      throw new InvalidRequestError('takes one object: {model?, messages, tools?, ...}', { code: 'INVALID_REQUEST' })
+    }
+    return requestJson(body.model === undefined || body.model === null ? { ...body, model: 'auto' } : body)
+  }
+
   /**
-   * Close the client: abort in-flight calls and streams and release the connection
-   * pool. Later calls reject with `ClientClosedError`. Idempotent.
+   * Where a request would go, and why, without calling anything (`model` defaults to
+   * `auto`): `{mode, score, tier, chosen, candidates, reason, ...}`. CPU only, so
+   * synchronous.
+   */
+  route(body) {
+    return camelize(unwrap(this._native.route(this._helperJson(body))))
+  }
+
+  /**
+   * Prompt tokens of a request as its model (`auto`: the routed model) bills them:
+   * `{tokens, exact, breakdown}`. Counted off the main thread.
+   */
+  async countTokens(body) {
+    return camelize(unwrap(await this._native.countTokens(this._helperJson(body))))
+  }
+
+  /**
+   * Cost before the call with this client's catalog: `expected.totalMicros` (expected
+   * completion) and `max.totalMicros` (`max_tokens`). Computed off the main thread.
+   */
+  async estimateCost(body) {
+    return camelize(unwrap(await this._native.estimateCost(this._helperJson(body))))
+  }
+
+  /**
+   * Wait until every usage record so far is delivered to the collector (at most
+   * `timeoutMs`, default 10 s): `{drained, pendingRecords}`.
+   */
+  async flush(options = {}) {
+    this._checkOpen()
+    const timeoutMs = options?.timeoutMs ?? 10_000
+    if (typeof timeoutMs !== 'number' || !(timeoutMs >= 0)) {
+      throw new InvalidRequestError(`flush(): timeoutMs must be a number >= 0, got ${timeoutMs}`, { code: 'INVALID_REQUEST', field: 'timeoutMs' })
+    }
+    return camelize(unwrap(await this._native.flush(timeoutMs)))
+  }
+
+  /**
+   * Close the client: abort in-flight calls and streams, drain the usage spool to the
+   * collector (bounded by `reporting.shutdown_timeout_ms`) and release the connection
+   * pool. Later calls reject with `ClientClosedError`; the process can then exit on its
+   * own. Idempotent.
    */
   async close() {
     this._closed = true
-    this._native.close()
+    unwrap(await this._native.close())
   }
+}
+
+/** `{model, messages, ...options}` for the module-level counters. */
+function countBody(messages, options) {
+  const { model, ...rest } = options ?? {}
+  return requestJson({ ...rest, model: model ?? DEFAULT_COUNT_MODEL, messages })
+}
+
+function badCountInput(input) {
+  return new InvalidRequestError(
+    `countTokens() takes a string or an array of messages, got ${input === null ? 'null' : typeof input}`,
+    { code: 'INVALID_REQUEST' },
+  )
+}
+
+/**
+ * Tokens of a text, or of a chat request's prompt as `options.model` (default
+ * `openai/gpt-4o`) bills it: message overhead, names, `tools` definitions and images
+ * included. Exact for OpenAI encodings, a calibrated estimate elsewhere. Counted off
+ * the main thread, so a large input never blocks the event loop.
+ */
+async function countTokens(input, options = {}) {
+  if (typeof input === 'string') {
+    return unwrap(await native.countText(input, options?.model ?? DEFAULT_COUNT_MODEL)).tokens
+  }
+  if (!Array.isArray(input)) throw badCountInput(input)
+  return unwrap(await native.countRequest(countBody(input, options))).tokens
+}
+
+/** {@link countTokens} on the calling thread: for small inputs and scripts. */
+function countTokensSync(input, options = {}) {
+  if (typeof input === 'string') {
+    return unwrap(native.countTextSync(input, options?.model ?? DEFAULT_COUNT_MODEL)).tokens
+  }
+  if (!Array.isArray(input)) throw badCountInput(input)
+  return unwrap(native.countRequestSync(countBody(input, options))).tokens
+}
+
+function estimateBody(body) {
+  if (body === null || typeof body !== 'object' || typeof body.model !== 'string') {
+    throw new InvalidRequestError('estimateCost() takes {model, messages, ...}; `model` is required', { code: 'INVALID_REQUEST', field: 'model' })
+  }
+  return requestJson(body)
+}
+
+/**
+ * Cost of a request before calling, with the built-in price catalog:
+ * `expected.totalMicros` (expected completion) and `max.totalMicros` (`max_tokens`),
+ * integer micro-dollars. Computed off the main thread.
+ */
+async function estimateCost(body) {
+  return camelize(unwrap(await native.estimateCost(estimateBody(body))))
+}
+
+/** {@link estimateCost} on the calling thread. */
+function estimateCostSync(body) {
+  return camelize(unwrap(native.estimateCostSync(estimateBody(body))))
+}
+
+/**
+ * Cost of a finished call from its `usage` (a response's `usage` object), with the
+ * built-in price catalog: `{totalMicros, inputMicros, ..., pricedAs}`.
+ */
+function cost(usage, options = {}) {
+  const { model, batch = false, cacheWrite1h = false } = options ?? {}
+  if (typeof model !== 'string') {
+    throw new InvalidRequestError('cost(usage, { model }): `model` (provider/model) is required', { code: 'INVALID_REQUEST', field: 'model' })
+  }
+  if (usage === null || typeof usage !== 'object') {
+    throw new InvalidRequestError('cost(): `usage` must be an object such as a response\'s usage', { code: 'INVALID_REQUEST', field: 'usage' })
+  }
+  const u = { ...usage }
+  if (u.total_tokens === undefined) u.total_tokens = Number(u.prompt_tokens ?? 0) + Number(u.completion_tokens ?? 0)
+  return camelize(unwrap(native.cost(JSON.stringify(u), model, Boolean(batch), Boolean(cacheWrite1h))))
 }
 
 module.exports = {
@@ -331,5 +470,10 @@ module.exports = {
   PermissionDeniedError,
   ClientClosedError,
   AbortError,
+  countTokens,
+  countTokensSync,
+  estimateCost,
+  estimateCostSync,
+  cost,
   coreVersion: native.coreVersion,
 }

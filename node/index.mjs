@@ -22,6 +22,11 @@ export const {
   PermissionDeniedError,
   ClientClosedError,
   AbortError,
+  countTokens,
+  countTokensSync,
+  estimateCost,
+  estimateCostSync,
+  cost,
   coreVersion,
 } = cjs
 export default cjs.GateRouter

@@ -37,10 +37,34 @@ export declare class NativeClient {
    */
   cancel(callId: number): void
   /**
-   * Close the client: abort every in-flight call and stream (they resolve to a
-   * `CLIENT_CLOSED` envelope, as do later calls) and release the client. Idempotent.
+   * The routing decision for a request, without calling anything: an envelope of
+   * `RouteDecision` (cheap CPU work, so synchronous).
    */
-  close(): void
+  route(requestJson: string): string
+  /**
+   * Prompt tokens of a request as its model (`auto`: the routed model) bills them: an
+   * envelope of `PromptCount`, computed on the blocking pool.
+   */
+  countTokens(requestJson: string): Promise<string>
+  /**
+   * Expected and maximum cost of a request before calling, with this client's price
+   * catalog and routing: an envelope of `CostEstimate`, computed on the blocking pool.
+   */
+  estimateCost(requestJson: string): Promise<string>
+  /**
+   * Wait (at most `timeoutMs`) until every usage record so far is delivered to the
+   * collector: an envelope of `FlushOutcome` (`drained`, `pending_records`).
+   */
+  flush(timeoutMs: number): Promise<string>
+  /**
+   * Close the client: abort every in-flight call and stream (they resolve to a
+   * `CLIENT_CLOSED` envelope, as do later calls), let them unwind so their usage
+   * records are written, then drain the usage spool (bounded by
+   * `reporting.shutdown_timeout_ms`) and release the client and its connection pool.
+   * Resolves to an envelope of `FlushOutcome`. Idempotent: a second call resolves at
+   * once with `drained: true`.
+   */
+  close(): Promise<string>
   /**
    * Number of calls currently registered for cancellation (for tests: it must go back
    * to zero, or entries leak).
@@ -62,3 +86,43 @@ export declare class NativeStream {
 
 /** Version of the Rust core this addon was built from. */
 export declare function coreVersion(): string
+
+/**
+ * Cost of a finished call from its usage (JSON, `Usage` shape) with the built-in
+ * catalog: an envelope of `Cost`.
+ */
+export declare function cost(usageJson: string, model: string, batch: boolean, cacheWrite1H: boolean): string
+
+/**
+ * Prompt tokens of a request (JSON) as its `model` bills them, off the JS thread: an
+ * envelope of `PromptCount`.
+ */
+export declare function countRequest(requestJson: string): Promise<string>
+
+/** [`count_request`] on the calling thread. */
+export declare function countRequestSync(requestJson: string): string
+
+/**
+ * Tokens of a text as `model` counts them, off the JS thread: an envelope of
+ * `{tokens, exact}`.
+ */
+export declare function countText(text: string, model: string): Promise<string>
+
+/** [`count_text`] on the calling thread (small inputs). */
+export declare function countTextSync(text: string, model: string): string
+
+/**
+ * Expected and maximum cost of a request (JSON) with the built-in catalog, off the JS
+ * thread: an envelope of `CostEstimate`.
+ */
+export declare function estimateCost(requestJson: string): Promise<string>
+
+/** [`estimate_cost`] on the calling thread. */
+export declare function estimateCostSync(requestJson: string): string
+
+/**
+ * Canonical JSON and Ed25519 signature of a usage record (JSON) with the given key
+ * (base64 seed or PKCS#8 PEM): an envelope of `{canonical, signature}`. For the shared
+ * test vectors and apps that sign records themselves.
+ */
+export declare function signRecord(recordJson: string, signingKey: string): string

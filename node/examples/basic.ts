@@ -4,7 +4,16 @@
 import GateRouter, {
   GateRouterError,
   RateLimitError,
+  cost,
+  countTokens,
+  countTokensSync,
+  estimateCost,
   type ChatCompletion,
+  type Cost,
+  type CostEstimate,
+  type FlushResult,
+  type PromptCount,
+  type RouteDecision,
   type ChatCompletionMessageParam,
   type ChatCompletionTool,
   type CompletionUsage,
@@ -80,4 +89,25 @@ export async function main(): Promise<void> {
   } finally {
     await client.close()
   }
+}
+
+// 6. Before a call: where `auto` goes, what the prompt costs; and usage records.
+export async function plan(client: GateRouter, messages: ChatCompletionMessageParam[]): Promise<number> {
+  const decision: RouteDecision = client.route({ messages })
+  console.log(decision.chosen, decision.tier, decision.reason, decision.candidates[0]?.estimatedCostMicros)
+  const count: PromptCount = await client.countTokens({ model: decision.chosen, messages })
+  const estimate: CostEstimate = await client.estimateCost({ messages, max_tokens: 500 })
+  console.log(count.tokens, count.exact, estimate.expected.totalMicros, estimate.max.totalMicros)
+  const flushed: FlushResult = await client.flush({ timeoutMs: 5_000 })
+  if (!flushed.drained) console.log(`${flushed.pendingRecords} records still spooled`)
+  return count.breakdown.tools
+}
+
+// 7. Module-level helpers need no client.
+export async function offline(usage: CompletionUsage): Promise<void> {
+  const n: number = await countTokens('a long document ...', { model: 'anthropic/claude-sonnet-4-5' })
+  const m: number = countTokensSync([{ role: 'user', content: 'hi' }], { tools: [weather] })
+  const e: CostEstimate = await estimateCost({ model: 'openai/gpt-4o', messages: [{ role: 'user', content: 'hi' }] })
+  const c: Cost = cost(usage, { model: 'openai/gpt-4o', batch: true })
+  console.log(n, m, e.max.pricedAs, c.totalMicros / 1e6)
 }

@@ -1,6 +1,9 @@
 // ESM flavour (`import` from an .mts / "type": "module" project): the default export is
 // the client class. Type-checked by the test suite like basic.ts.
-import GateRouter, { AbortError, type ChatCompletionChunk, type Stream } from 'gaterouter'
+import GateRouter, { AbortError, countTokens, type ChatCompletionChunk, type Stream } from 'gaterouter'
+
+/** Tokens of a prompt before sending it (counted off the main thread). */
+export const promptTokens = (prompt: string): Promise<number> => countTokens(prompt, { model: 'openai/gpt-4o' })
 
 export async function firstWords(prompt: string, signal?: AbortSignal): Promise<string> {
   const client = new GateRouter({ configFile: 'gaterouter.toml' })

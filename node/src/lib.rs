@@ -26,9 +26,16 @@
 //! connection). A call is cancelled by id (`cancel(callId)`, the id chosen by the caller
 //! and registered synchronously when the call starts, so an abort can never race the
 //! registration), a stream by its own `close()`, and everything by the client's `close()`.
+//!
+//! ## CPU work
+//! Token counting and cost estimates are pure CPU work whose cost grows with the input
+//! (a 1 MB prompt takes tens of milliseconds). Their promise-returning forms run on
+//! tokio's blocking pool (`spawn_blocking`), never on the JS thread; the `*Sync` forms
+//! exist for small inputs and scripts.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use gaterouter::{ChatRequest, Client, Config, Error};
@@ -42,6 +49,11 @@ use tokio_util::sync::CancellationToken;
 const ABORTED: &str = "ABORTED";
 /// Shim-local code: the client was closed before the call started.
 const CLIENT_CLOSED: &str = "CLIENT_CLOSED";
+/// Shim-local code: a background task died (a bug; never expected).
+const INTERNAL: &str = "INTERNAL";
+/// Longest `close()` waits for aborted calls to unwind (so their records are written
+/// before the usage spool is drained).
+const CLOSE_UNWIND: Duration = Duration::from_secs(2);
 
 /// The `error` half of the outcome envelope (camelCase: it is read by JavaScript).
 #[derive(Serialize)]
@@ -171,6 +183,9 @@ pub struct NativeClient {
     /// Parent of every call's token: cancelling it aborts everything (`close()`).
     root: CancellationToken,
     calls: Calls,
+    /// Open streams, so `close()` can drop them (writing their `cancelled` records)
+    /// before it drains the usage spool. Dead entries are pruned as streams open.
+    streams: Mutex<Vec<Weak<StreamSlot>>>,
 }
 
 #[napi]
@@ -195,13 +210,18 @@ impl NativeClient {
             (None, None) => Ok(Config::default()),
         };
         // The HTTP client is built inside the runtime context so it may bind to it.
-        let sdk = gaterouter::usage::SdkInfo { name: "gaterouter-node".into(), version: env!("CARGO_PKG_VERSION").into(), language: "node".into() };
+        let sdk = gaterouter::usage::SdkInfo {
+            name: "gaterouter-node".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            language: "node".into(),
+        };
         let client = config.and_then(|c| within_runtime_if_available(|| Client::with_sdk(c, sdk)));
         match client {
             Ok(client) => Ok(NativeClient {
                 client: RwLock::new(Some(client)),
                 root: CancellationToken::new(),
                 calls: Arc::default(),
+                streams: Mutex::default(),
             }),
             // Constructors cannot resolve to an envelope: a sync throw whose `code` is the
             // kind code and whose message is the envelope's JSON (index.js re-wraps it).
@@ -285,8 +305,14 @@ impl NativeClient {
             })
             .flatten()
             .boxed();
+        let inner = Arc::new(tokio::sync::Mutex::new(Some(chunks)));
+        {
+            let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
+            streams.retain(|w| w.strong_count() > 0);
+            streams.push(Arc::downgrade(&inner));
+        }
         NativeStream {
-            inner: Arc::new(tokio::sync::Mutex::new(Some(chunks))),
+            inner,
             token,
             root: self.root.clone(),
         }
@@ -306,15 +332,115 @@ impl NativeClient {
         }
     }
 
-    /// Close the client: abort every in-flight call and stream (they resolve to a
-    /// `CLIENT_CLOSED` envelope, as do later calls) and release the client. Idempotent.
+    /// The routing decision for a request, without calling anything: an envelope of
+    /// `RouteDecision` (cheap CPU work, so synchronous).
     #[napi]
-    pub fn close(&self) {
+    pub fn route(&self, request_json: String) -> String {
+        let Some(client) = self.client() else {
+            return closed_json();
+        };
+        result_json(ChatRequest::from_json(&request_json).and_then(|req| client.route(&req)))
+    }
+
+    /// Prompt tokens of a request as its model (`auto`: the routed model) bills them: an
+    /// envelope of `PromptCount`, computed on the blocking pool.
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn count_tokens<'env>(
+        &self,
+        env: &'env Env,
+        request_json: String,
+    ) -> NapiResult<PromiseRaw<'env, String>> {
+        let client = self.client();
+        off_thread(env, move || match client {
+            None => closed_json(),
+            Some(c) => {
+                result_json(ChatRequest::from_json(&request_json).and_then(|r| c.count_tokens(&r)))
+            }
+        })
+    }
+
+    /// Expected and maximum cost of a request before calling, with this client's price
+    /// catalog and routing: an envelope of `CostEstimate`, computed on the blocking pool.
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn estimate_cost<'env>(
+        &self,
+        env: &'env Env,
+        request_json: String,
+    ) -> NapiResult<PromiseRaw<'env, String>> {
+        let client = self.client();
+        off_thread(env, move || match client {
+            None => closed_json(),
+            Some(c) => {
+                result_json(ChatRequest::from_json(&request_json).and_then(|r| c.estimate_cost(&r)))
+            }
+        })
+    }
+
+    /// Wait (at most `timeoutMs`) until every usage record so far is delivered to the
+    /// collector: an envelope of `FlushOutcome` (`drained`, `pending_records`).
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn flush<'env>(
+        &self,
+        env: &'env Env,
+        timeout_ms: f64,
+    ) -> NapiResult<PromiseRaw<'env, String>> {
+        let client = self.client();
+        // NaN and negatives mean "do not wait"; the cast saturates at u64::MAX.
+        let timeout = Duration::from_millis(timeout_ms.max(0.0) as u64);
+        env.spawn_future(async move {
+            Ok(match client {
+                None => closed_json(),
+                Some(c) => result_json(c.flush(timeout).await),
+            })
+        })
+    }
+
+    /// Close the client: abort every in-flight call and stream (they resolve to a
+    /// `CLIENT_CLOSED` envelope, as do later calls), let them unwind so their usage
+    /// records are written, then drain the usage spool (bounded by
+    /// `reporting.shutdown_timeout_ms`) and release the client and its connection pool.
+    /// Resolves to an envelope of `FlushOutcome`. Idempotent: a second call resolves at
+    /// once with `drained: true`.
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn close<'env>(&self, env: &'env Env) -> NapiResult<PromiseRaw<'env, String>> {
         self.root.cancel();
-        self.client
+        let client = self
+            .client
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
+        let streams: Vec<Arc<StreamSlot>> =
+            std::mem::take(&mut *self.streams.lock().unwrap_or_else(PoisonError::into_inner))
+                .iter()
+                .filter_map(Weak::upgrade)
+                .collect();
+        let calls = self.calls.clone();
+        env.spawn_future(async move {
+            let Some(client) = client else {
+                let done = gaterouter::usage::FlushOutcome {
+                    drained: true,
+                    pending_records: 0,
+                };
+                return Ok(envelope(Outcome::Ok(&done)));
+            };
+            // Aborted calls drop their request futures on the runtime's workers; wait
+            // (bounded) until they have, and drop every open stream, so that the
+            // `cancelled` records they write are in the spool before it is drained.
+            let unwind = async {
+                for slot in streams {
+                    *slot.lock().await = None;
+                }
+                while !calls
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .is_empty()
+                {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            };
+            let _ = tokio::time::timeout(CLOSE_UNWIND, unwind).await;
+            Ok(result_json(client.shutdown().await))
+        })
     }
 
     /// Number of calls currently registered for cancellation (for tests: it must go back
@@ -334,11 +460,15 @@ impl NativeClient {
 type Chunks =
     futures_util::stream::BoxStream<'static, Result<gaterouter::ChatChunk, Option<Error>>>;
 
+/// Where a stream's chunks live; `None` once ended, failed or closed (dropping the
+/// chunks drops the connection and writes the usage record).
+type StreamSlot = tokio::sync::Mutex<Option<Chunks>>;
+
 /// A native chat stream: `next()` resolves to chunk envelopes, then `null`.
 #[napi]
 pub struct NativeStream {
     /// `None` once ended, failed or closed (dropping it drops the connection).
-    inner: Arc<tokio::sync::Mutex<Option<Chunks>>>,
+    inner: Arc<StreamSlot>,
     /// This stream's token (a child of the client's root).
     token: CancellationToken,
     /// The client's root token, to tell `close()` of the client from the stream's own.
@@ -409,4 +539,120 @@ impl NativeStream {
 #[napi]
 pub fn core_version() -> String {
     gaterouter::SDK_VERSION.to_owned()
+}
+
+/// Run CPU work on tokio's blocking pool and resolve a promise with its envelope.
+fn off_thread<'env>(
+    env: &'env Env,
+    work: impl FnOnce() -> String + Send + 'static,
+) -> NapiResult<PromiseRaw<'env, String>> {
+    env.spawn_future(async move {
+        Ok(tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
+            local_error_json(INTERNAL, &format!("the counting task failed: {e}"))
+        }))
+    })
+}
+
+/// `countText` / `countTextSync`: tokens of a text for `model`.
+fn count_text_json(text: &str, model: &str) -> String {
+    let c = gaterouter::tokens::count_text(text, model);
+    envelope(Outcome::Ok(&c))
+}
+
+/// Prompt tokens of a request for its own `model` (no client: `auto` is not resolved).
+fn count_request_json(request_json: &str) -> String {
+    result_json(
+        ChatRequest::from_json(request_json)
+            .map(|req| gaterouter::tokens::count_request(&req, &req.model)),
+    )
+}
+
+/// Cost estimate of a request for its own `model` with the built-in catalog.
+fn estimate_cost_json(request_json: &str) -> String {
+    result_json(
+        ChatRequest::from_json(request_json)
+            .and_then(|req| gaterouter::pricing::estimate_cost(&req, &req.model)),
+    )
+}
+
+/// Tokens of a text as `model` counts them, off the JS thread: an envelope of
+/// `{tokens, exact}`.
+#[napi(ts_return_type = "Promise<string>")]
+pub fn count_text(env: &Env, text: String, model: String) -> NapiResult<PromiseRaw<'_, String>> {
+    off_thread(env, move || count_text_json(&text, &model))
+}
+
+/// [`count_text`] on the calling thread (small inputs).
+#[napi]
+pub fn count_text_sync(text: String, model: String) -> String {
+    count_text_json(&text, &model)
+}
+
+/// Prompt tokens of a request (JSON) as its `model` bills them, off the JS thread: an
+/// envelope of `PromptCount`.
+#[napi(ts_return_type = "Promise<string>")]
+pub fn count_request(env: &Env, request_json: String) -> NapiResult<PromiseRaw<'_, String>> {
+    off_thread(env, move || count_request_json(&request_json))
+}
+
+/// [`count_request`] on the calling thread.
+#[napi]
+pub fn count_request_sync(request_json: String) -> String {
+    count_request_json(&request_json)
+}
+
+/// Expected and maximum cost of a request (JSON) with the built-in catalog, off the JS
+/// thread: an envelope of `CostEstimate`.
+#[napi(ts_return_type = "Promise<string>")]
+pub fn estimate_cost(env: &Env, request_json: String) -> NapiResult<PromiseRaw<'_, String>> {
+    off_thread(env, move || estimate_cost_json(&request_json))
+}
+
+/// [`estimate_cost`] on the calling thread.
+#[napi]
+pub fn estimate_cost_sync(request_json: String) -> String {
+    estimate_cost_json(&request_json)
+}
+
+/// Cost of a finished call from its usage (JSON, `Usage` shape) with the built-in
+/// catalog: an envelope of `Cost`.
+#[napi]
+pub fn cost(usage_json: String, model: String, batch: bool, cache_write_1h: bool) -> String {
+    let usage = serde_json::from_str::<gaterouter::Usage>(&usage_json).map_err(|e| Error::InvalidRequest {
+        field: Some("usage".into()),
+        message: format!("usage: {e}; pass {{prompt_tokens, completion_tokens, ...}} as in a response's usage"),
+    });
+    let opts = gaterouter::pricing::CostOptions {
+        batch,
+        cache_write_1h,
+    };
+    result_json(usage.and_then(|u| gaterouter::pricing::cost(&u, &model, opts)))
+}
+
+/// Canonical JSON and Ed25519 signature of a usage record (JSON) with the given key
+/// (base64 seed or PKCS#8 PEM): an envelope of `{canonical, signature}`. For the shared
+/// test vectors and apps that sign records themselves.
+#[napi]
+pub fn sign_record(record_json: String, signing_key: String) -> String {
+    #[derive(Serialize)]
+    struct Signed {
+        canonical: String,
+        signature: String,
+    }
+    let fail = |m: String| Error::InvalidRequest {
+        field: Some("record".into()),
+        message: m,
+    };
+    let signed = serde_json::from_str::<gaterouter::usage::UsageRecord>(&record_json)
+        .map_err(|e| fail(format!("record: {e}")))
+        .and_then(|record| {
+            let signer = gaterouter::usage::UsageSigner::from_key_text(&signing_key, "signing_key")
+                .map_err(|e| fail(e.to_string()))?;
+            signer.sign_record(&record).map_err(|e| fail(e.to_string()))
+        })
+        .map(|(canonical, signature)| Signed {
+            canonical,
+            signature,
+        });
+    result_json(signed)
 }

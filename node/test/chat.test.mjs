@@ -224,5 +224,12 @@ describe('module formats', () => {
     assert.equal(cjs.GateRouterError, gr.GateRouterError)
     assert.equal(cjs.default, GateRouter)
     assert.equal(typeof gr.coreVersion(), 'string')
+    // Every CommonJS export is an ESM named export, the same object.
+    for (const [name, value] of Object.entries(cjs)) {
+      if (name !== 'default') assert.equal(gr[name], value, name)
+    }
+    for (const name of ['countTokens', 'countTokensSync', 'estimateCost', 'estimateCostSync', 'cost']) {
+      assert.equal(typeof gr[name], 'function', name)
+    }
   })
 })

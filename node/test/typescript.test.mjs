@@ -36,10 +36,14 @@ test('the types reject a misuse (the check is not vacuous)', { timeout: 120_000 
   const file = path.join(dir, 'misuse.ts')
   await writeFile(
     file,
-    `import GateRouter from 'gaterouter'
+    `import GateRouter, { countTokens } from 'gaterouter'
 export async function f(): Promise<string | null> {
   const s = await new GateRouter().chat.completions.create({ model: 'openai/gpt-4o', messages: [{ role: 'user', content: 'x' }], stream: true })
   return s.choices[0].message.content
+}
+export function g(client: GateRouter): number {
+  const n: number = countTokens('not awaited')
+  return n + client.route({ messages: [] }).estimated_prompt_tokens
 }
 `,
   )
@@ -49,6 +53,9 @@ export async function f(): Promise<string | null> {
       (err) => err,
     )
     assert.match(e.stdout, /Property 'choices' does not exist on type 'Stream'/)
+    // countTokens returns a Promise; helpers' results are camelCase.
+    assert.match(e.stdout, /Type 'Promise<number>' is not assignable to type 'number'/)
+    assert.match(e.stdout, /Property 'estimated_prompt_tokens' does not exist on type 'RouteDecision'/)
   } finally {
     await rm(dir, { recursive: true, force: true })
   }
