@@ -413,6 +413,26 @@ export interface GateRouterErrorInfo {
   status?: number | null
   providerMessage?: string | null
   field?: string | null
+  rule?: string | null
+  level?: string | null
+  budget?: BudgetInfo | null
+}
+
+/** A budget named by a `BUDGET_EXCEEDED` error (money in integer micro-dollars). */
+export interface BudgetInfo {
+  id: string
+  /** Where it is attached, e.g. `department:eng`. */
+  level: string
+  metric: 'usd' | 'tokens'
+  period: 'hour' | 'day' | 'month'
+  limit: number
+  used: number
+  reserved: number
+  remaining: number
+  periodStartMs: number
+  resetsAtMs: number
+  enforcement: 'hard' | 'soft'
+  notifyAt: number[]
 }
 
 /** Base class of every GateRouter error. */
@@ -430,6 +450,12 @@ export declare class GateRouterError extends Error {
   readonly providerMessage: string | null
   /** The offending request field (`messages[2].tool_call_id`) for `INVALID_REQUEST`. */
   readonly field: string | null
+  /** `PERMISSION_DENIED`: the policy rule (`allow_models`, `deny_models`, ...). */
+  readonly rule: string | null
+  /** Where the rule or budget was set, e.g. `department:eng`. */
+  readonly level: string | null
+  /** `BUDGET_EXCEEDED`: the budget, what is left and when it resets. */
+  readonly budget: BudgetInfo | null
 }
 /** `CONFIG`: a config file, field or environment variable must be fixed. */
 export declare class ConfigError extends GateRouterError {}

@@ -14,7 +14,8 @@ class GateRouterError extends Error {
   /**
    * @param {string} message
    * @param {{code?: string, retryAfter?: number, provider?: string, status?: number,
-   *          providerMessage?: string, field?: string}} [info]
+   *          providerMessage?: string, field?: string, rule?: string, level?: string,
+   *          budget?: object}} [info]
    * @param {ErrorOptions} [options]
    */
   constructor(message, info = {}, options) {
@@ -26,6 +27,9 @@ class GateRouterError extends Error {
     this.status = info.status ?? null
     this.providerMessage = info.providerMessage ?? null
     this.field = info.field ?? null
+    this.rule = info.rule ?? null
+    this.level = info.level ?? null
+    this.budget = info.budget ?? null
   }
 }
 

@@ -71,6 +71,52 @@ struct ErrorInfo<'a> {
     provider_message: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'a str>,
+    /// `PERMISSION_DENIED`: the policy rule.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule: Option<&'a str>,
+    /// Where the rule or budget was set (`department:eng`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    level: Option<String>,
+    /// `BUDGET_EXCEEDED`: the budget, camelCased.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    budget: Option<BudgetInfo>,
+}
+
+/// A budget as JavaScript sees it (the core's `BudgetStatus`, camelCase).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BudgetInfo {
+    id: String,
+    level: String,
+    metric: gaterouter::accounts::Metric,
+    period: gaterouter::accounts::Period,
+    limit: u64,
+    used: u64,
+    reserved: u64,
+    remaining: u64,
+    period_start_ms: u64,
+    resets_at_ms: u64,
+    enforcement: gaterouter::accounts::Enforcement,
+    notify_at: Vec<u8>,
+}
+
+impl From<&gaterouter::accounts::BudgetStatus> for BudgetInfo {
+    fn from(b: &gaterouter::accounts::BudgetStatus) -> Self {
+        BudgetInfo {
+            id: b.id.clone(),
+            level: b.level.to_string(),
+            metric: b.metric,
+            period: b.period,
+            limit: b.limit,
+            used: b.used,
+            reserved: b.reserved,
+            remaining: b.remaining,
+            period_start_ms: b.period_start_ms,
+            resets_at_ms: b.resets_at_ms,
+            enforcement: b.enforcement,
+            notify_at: b.notify_at.clone(),
+        }
+    }
 }
 
 /// The outcome envelope: externally tagged, so `{"ok": ...}` or `{"error": {...}}`.
@@ -96,6 +142,9 @@ fn error_json(e: &Error) -> String {
         status: e.status(),
         provider_message: e.provider_message(),
         field,
+        rule: e.permission_rule().map(|(rule, _)| rule),
+        level: e.permission_rule().and_then(|(_, level)| level.map(|l| l.to_string())).or_else(|| e.budget_status().map(|b| b.level.to_string())),
+        budget: e.budget_status().map(BudgetInfo::from),
     };
     envelope::<()>(Outcome::Error(info))
 }
@@ -110,6 +159,9 @@ fn local_error_json(code: &str, message: &str) -> String {
         status: None,
         provider_message: None,
         field: None,
+        rule: None,
+        level: None,
+        budget: None,
     };
     envelope::<()>(Outcome::Error(info))
 }

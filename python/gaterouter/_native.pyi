@@ -1,6 +1,6 @@
 """Type stubs of the Rust extension module (the shim; use the public package instead)."""
 
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 __version__: str
 
@@ -14,6 +14,13 @@ class GateRouterError(Exception):
     retry_after: Optional[float]
     """Seconds the provider asked to wait (rate limits)."""
     provider_message: Optional[str]
+    rule: Optional[str]
+    """PERMISSION_DENIED: the policy rule (``allow_models``, ``deny_models``...)."""
+    level: Optional[str]
+    """Where the rule or budget was set, e.g. ``department:eng``."""
+    budget: Optional[Dict[str, Any]]
+    """BUDGET_EXCEEDED: ``id, level, metric, period, limit, used, reserved, remaining,
+    period_start_ms, resets_at_ms, enforcement, notify_at`` (money in micro-dollars)."""
 
 class ConfigError(GateRouterError): ...
 class AuthenticationError(GateRouterError): ...

@@ -50,6 +50,18 @@ fn to_pyerr(py: Python<'_>, e: Error) -> PyErr {
     let _ = value.setattr("status_code", e.status());
     let _ = value.setattr("retry_after", e.retry_after().map(|d| d.as_secs_f64()));
     let _ = value.setattr("provider_message", e.provider_message());
+    let (rule, level) = match e.permission_rule() {
+        Some((rule, level)) => (Some(rule.to_owned()), level.map(|l| l.to_string())),
+        None => (None, e.budget_status().map(|b| b.level.to_string())),
+    };
+    let _ = value.setattr("rule", rule);
+    let _ = value.setattr("level", level);
+    // The budget as a plain dict (the core's serde shape), via JSON like every other type.
+    let budget = e
+        .budget_status()
+        .and_then(|b| serde_json::to_string(b).ok())
+        .and_then(|text| py.import("json").and_then(|json| json.call_method1("loads", (text,))).ok());
+    let _ = value.setattr("budget", budget);
     err
 }
 

@@ -112,6 +112,8 @@ class Collector:
         self.key_file = workdir / "signing.key"
         self.key_file.write_text(vectors["seed_base64"])
         self.admin("/v1/admin/orgs", {"id": "acme", "name": "Acme"})
+        # Records naming a member must name a registered one (the collector checks the tree).
+        self.admin("/v1/admin/users", {"id": "py-user", "org_id": "acme"})
         self.admin("/v1/admin/keys", {"id": "k_py", "org_id": "acme", "public_key": vectors["public_key"]})
         self._spools = 0
 
@@ -126,12 +128,12 @@ class Collector:
             time.sleep(0.02)
         raise RuntimeError(f"collector did not start: {self.log.read_text()}")
 
-    def admin(self, path: str, body: Dict[str, Any]) -> Any:
+    def admin(self, path: str, body: Dict[str, Any], method: str = "POST") -> Any:
         req = urllib.request.Request(
             self.base_url + path,
             data=json.dumps(body).encode(),
             headers={"content-type": "application/json", "authorization": f"Bearer {self.ADMIN}"},
-            method="POST",
+            method=method,
         )
         with urllib.request.urlopen(req) as r:
             return json.loads(r.read() or b"null")

@@ -116,6 +116,9 @@ object Collector {
         }
         val (s, v) = post(base, "/v1/admin/orgs", """{"id":"acme","name":"Acme"}""")
         assertTrue(s in 200..201, "org not created: $s $v")
+        // Records naming a member must name a registered one (the collector checks the tree).
+        val (us, uv) = post(base, "/v1/admin/users", """{"id":"alice","org_id":"acme"}""")
+        assertTrue(us in 200..201, "user not created: $us $uv")
         base
     }
 
