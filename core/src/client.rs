@@ -267,7 +267,11 @@ impl Client {
         let started = CallClock::start();
         let gate = self.admit(&req).await?;
         let mut decision = self.prepare(&req, gate.route.as_ref())?;
+        let req = Arc::new(req);
+        // Dropped while the request is out (the caller gave up): still one record.
+        let mut abandoned = AbandonedCall { client: self.clone(), req: Some(req.clone()), decision: decision.clone(), clock: started };
         let outcome = self.execute(&req, &mut decision, Op::Chat, &started, &gate).await;
+        abandoned.req = None;
         let attempts = total_attempts(&decision);
         match outcome {
             Ok((Opened::Chat(mut resp), target, hold)) => {
@@ -942,6 +946,29 @@ impl Stream for RecordingStream {
             }
             Poll::Pending => Poll::Pending,
         }
+    }
+}
+
+/// Armed while a non-streaming call's request is out: if the caller drops the call's
+/// future (a timeout of its own, an `AbortSignal`, a cancelled task), the provider has
+/// most likely received the prompt and bills it, so one record with status `cancelled`
+/// is written, carrying the prompt tokens counted here (the one-pass estimate: this runs
+/// in `drop`) and their cost. The answer, if any, was never seen, so no completion.
+struct AbandonedCall {
+    client: Client,
+    req: Option<Arc<ChatRequest>>,
+    decision: RouteDecision,
+    clock: CallClock,
+}
+
+impl Drop for AbandonedCall {
+    fn drop(&mut self) {
+        let Some(req) = self.req.take() else { return };
+        let model = self.decision.chosen.clone();
+        let prompt = crate::tokens::count_request_with(&req, &model, crate::tokens::Counting::Fast).tokens;
+        let usage = Usage::new(prompt, 0, 0, 0, 0);
+        let cost = self.client.price(&usage, &model);
+        self.client.record(&req, &model, &self.decision, &self.clock, Some(&usage), cost.as_ref(), UsageStatus::Cancelled, None, false);
     }
 }
 

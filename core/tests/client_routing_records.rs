@@ -242,6 +242,10 @@ async fn every_call_yields_one_signed_record() {
     drop(s);
     emu.emulator().queue_fault(&json!({"fault": "rate_limit", "times": 1, "provider": "deepseek"})).unwrap();
     client.chat(ChatRequest::new("deepseek/deepseek-chat", vec![Message::user("five")])).await.unwrap_err();
+    // 6: a non-streaming call abandoned by its caller while the provider is still working.
+    emu.emulator().queue_fault(&json!({"fault": "slow", "delay_ms": 2000, "times": 1, "provider": "openai"})).unwrap();
+    let abandoned = tokio::time::timeout(Duration::from_millis(200), client.chat(ChatRequest::new("openai/gpt-4o", vec![Message::user("six, abandoned")])));
+    assert!(abandoned.await.is_err(), "the caller's timeout fired");
     // Bad tags are refused before any call.
     let mut bad = ChatRequest::new("openai/gpt-4o-mini", vec![Message::user("x")]);
     bad.metadata.insert("k".repeat(100), "v".into());
@@ -250,10 +254,10 @@ async fn every_call_yields_one_signed_record() {
     let out = client.flush(Duration::from_secs(10)).await.unwrap();
     assert!(out.drained, "{out:?}");
     let stored = collector.stored.lock().unwrap().clone();
-    assert_eq!(stored.len(), 5, "{stored:#?}");
+    assert_eq!(stored.len(), 6, "{stored:#?}");
     let mut ids: Vec<_> = stored.iter().map(|r| r.id.clone()).collect();
     ids.dedup();
-    assert_eq!(ids.len(), 5);
+    assert_eq!(ids.len(), 6);
     let seqs: Vec<u64> = stored.iter().map(|r| r.seq).collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
     let first = &stored[0];
@@ -270,6 +274,9 @@ async fn every_call_yields_one_signed_record() {
     assert_eq!(stored[3].status, UsageStatus::Cancelled);
     assert_eq!(stored[4].status, UsageStatus::Error(ErrorKind::RateLimited));
     assert_eq!(stored[4].prompt_tokens, 0);
+    let six = &stored[5];
+    assert_eq!((six.status, six.stream, six.model.as_str()), (UsageStatus::Cancelled, false, "gpt-4o"));
+    assert!(six.prompt_tokens > 0 && six.completion_tokens == 0 && six.cost_micros > 0, "{six:?}");
     // No prompt or completion text, ever.
     let all = serde_json::to_string(&stored).unwrap();
     assert!(!all.contains("secret-prompt-text") && !all.contains("Emulated reply"), "{all}");

@@ -89,6 +89,25 @@ describe('usage records', () => {
     }
   })
 
+  test('a non-streaming call aborted while its request is out yields a `cancelled` record', async () => {
+    const client = await reportingClient('k_abort_chat')
+    try {
+      await emu.fault({ fault: 'slow', provider: 'openai', delay_ms: 3000, times: 1 })
+      const ctrl = new AbortController()
+      const pending = client.chat.completions.create({ model: 'openai/gpt-4o', messages: user('abandoned') }, { signal: ctrl.signal })
+      setTimeout(() => ctrl.abort(), 100)
+      await assert.rejects(pending, { name: 'AbortError' })
+      assert.equal((await client.flush({ timeoutMs: 10_000 })).drained, true)
+      assert.deepEqual(await collector.byStatus('k_abort_chat'), { cancelled: 1 })
+      // It carries the prompt the provider received (and bills), not a completion.
+      const s = await collector.summary('?key=k_abort_chat')
+      assert.ok(s.prompt_tokens > 0, JSON.stringify(s))
+      assert.equal(s.completion_tokens, 0)
+    } finally {
+      await client.close()
+    }
+  })
+
   test('close() writes the records of streams it aborts, then drains them', async () => {
     const client = await reportingClient('k_close')
     await emu.fault({ fault: 'slow_stream', provider: 'gemini', delay_ms: 3000, times: 1 })
