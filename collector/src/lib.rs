@@ -24,6 +24,7 @@ pub mod accounts;
 pub mod admin;
 pub mod analytics;
 pub mod auth;
+pub mod bills;
 pub mod cli;
 pub mod config;
 pub mod dashboard;
