@@ -22,6 +22,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod admin_cli;
 pub mod analytics;
 pub mod auth;
 pub mod bills;
