@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
-use gaterouter::accounts::{BudgetStatus, Metric};
+use gaterouter::accounts::{BudgetStatus, EffectivePolicy, Metric};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -124,6 +124,9 @@ pub enum PolicyAction {
         /// API key id.
         #[arg(long)]
         key: String,
+        /// Print the collector's JSON answer instead of a summary.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -417,7 +420,44 @@ fn render_budgets(items: &[BudgetItem]) -> String {
             ]
         })
         .collect();
-    table(&["LEVEL", "METRIC", "PERIOD", "ENFORCEMENT", "LIMIT", "USED", "RESERVED", "REMAINING", "USED+RESERVED", "PROJECTED", "RESETS"], &rows)
+    table(&["LEVEL", "METRIC", "PERIOD", "ENFORCEMENT", "LIMIT", "USED", "RESERVED", "REMAINING", "USED+RES%", "PROJECTED", "RESETS"], &rows)
+}
+
+/// Render an effective policy: each rule with the level that set it, then the budgets.
+fn render_policy(p: &EffectivePolicy) -> String {
+    let sc = &p.scope;
+    let mut place = vec![format!("org {}", sc.org)];
+    for (what, v) in [("department", &sc.department), ("project", &sc.project), ("group", &sc.group), ("user", &sc.user)] {
+        if let Some(v) = v {
+            place.push(format!("{what} {v}"));
+        }
+    }
+    let mut out = format!("key {} ({})\nrules (narrowest level wins; deny_models add up):\n", p.api_key_id, place.join(", "));
+    let r = &p.rules;
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let mut one = |name: &str, v: Option<(String, String)>| match v {
+        Some((value, level)) => rows.push(vec![name.to_owned(), value, format!("(set at {level})")]),
+        None => rows.push(vec![name.to_owned(), "-".into(), "(not set)".into()]),
+    };
+    one("allow_models", r.allow_models.as_ref().map(|s| (s.value.join(", "), s.level.to_string())));
+    one("allowed_tiers", r.allowed_tiers.as_ref().map(|s| (s.value.join(", "), s.level.to_string())));
+    one("max_tokens_per_request", r.max_tokens_per_request.as_ref().map(|s| (s.value.to_string(), s.level.to_string())));
+    one("zero_retention_only", r.zero_retention_only.as_ref().map(|s| (s.value.to_string(), s.level.to_string())));
+    if r.deny_models.is_empty() {
+        one("deny_models", None);
+    }
+    for d in &r.deny_models {
+        rows.push(vec!["deny_models".into(), d.value.clone(), format!("(set at {})", d.level)]);
+    }
+    for line in table(&["RULE", "VALUE", "LEVEL"], &rows).lines().skip(1) {
+        out.push_str(&format!("  {line}\n"));
+    }
+    out.push_str("budgets (a call must satisfy every one):\n");
+    let items: Vec<BudgetItem> = p.budgets.iter().map(|b| BudgetItem { status: b.clone(), projected_at_reset: crate::orgtree::projected(b, p.issued_at_ms) }).collect();
+    for line in render_budgets(&items).lines() {
+        out.push_str(&format!("  {line}\n"));
+    }
+    out
 }
 
 /// Render `GET /v1/admin/alerts` as a table.
@@ -470,9 +510,14 @@ pub async fn run(args: AdminArgs, stdout: &mut dyn Write) -> Result<(), AdminErr
             let text = render_file(&f, format).map_err(|reason| AdminError::Decode { url: c.url().to_owned(), reason })?;
             write_out(stdout, &text)
         }
-        AdminCommand::Policy { action: PolicyAction::Show { key } } => {
-            let v: Value = c.get_json(&format!("/v1/admin/effective-policy?api_key_id={}", enc(&key))).await?;
-            write_out(stdout, &format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default()))
+        AdminCommand::Policy { action: PolicyAction::Show { key, json } } => {
+            let text = c.get_text(&format!("/v1/admin/effective-policy?api_key_id={}", enc(&key))).await?;
+            if json {
+                let v: Value = c.decode(&text)?;
+                return write_out(stdout, &format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default()));
+            }
+            let p: EffectivePolicy = c.decode(&text)?;
+            write_out(stdout, &render_policy(&p))
         }
         AdminCommand::Budgets { org } => {
             let v: Items<BudgetItem> = c.get_json(&format!("/v1/admin/budgets?org_id={}", enc(&org))).await?;
