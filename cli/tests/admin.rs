@@ -40,6 +40,8 @@ fn start_collector() -> Collector {
     let child = Command::new(BIN)
         .args(["collector", "serve", "--listen", &format!("127.0.0.1:{port}"), "--db", &format!("sqlite://{}", dir.join("c.db").display())])
         .env("GATEROUTER_COLLECTOR_ADMIN_TOKEN", TOKEN)
+        // Set in the same shell for `gaterouter admin`: the collector must not take it as a setting.
+        .env("GATEROUTER_COLLECTOR_URL", "http://127.0.0.1:8787")
         .env_remove("GATEROUTER_CONFIG")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -99,6 +101,7 @@ fn org_file(dir: &Path) -> PathBuf {
     p
 }
 
+#[allow(clippy::too_many_arguments)]
 fn record(key: &str, dept: &str, project: &str, user: Option<&str>, model: &str, ts: u64, prompt: u64, completion: u64, cost: u64, signer: &UsageSigner) -> String {
     let ident = Identity {
         org: Some("acme".into()),

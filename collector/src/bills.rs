@@ -502,10 +502,10 @@ impl Bill {
             e(&self.generated_at)
         );
         let tt = &self.totals;
-        let _ = write!(
+        let _ = writeln!(
             h,
             "<section><h2>Totals</h2><table><tr><th>Spend</th><th>Calls</th><th>Errors</th><th>Prompt tokens</th><th>Completion tokens</th><th>Total tokens</th></tr>\
-             <tr><td class=\"n\">${}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr></table></section>\n",
+             <tr><td class=\"n\">${}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr></table></section>",
             e(&tt.spend_usd),
             tt.calls,
             tt.errors,
@@ -522,7 +522,7 @@ impl Bill {
                 let item = l.item.as_deref().map_or_else(|| "<i>(none)</i>".to_owned(), e);
                 let _ = write!(h, "<tr><td>{item}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">${}</td></tr>", l.calls, l.total_tokens, e(&l.spend_usd));
             }
-            let _ = write!(h, "<tr class=\"sum\"><td>Total</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">${}</td></tr></table></section>\n", tt.calls, tt.total_tokens, e(&tt.spend_usd));
+            let _ = writeln!(h, "<tr class=\"sum\"><td>Total</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">${}</td></tr></table></section>", tt.calls, tt.total_tokens, e(&tt.spend_usd));
         }
         h.push_str("<section><h2>Budget versus actual (monthly USD budgets)</h2>");
         if self.budgets.is_empty() {
