@@ -504,7 +504,7 @@ impl Bill {
         let tt = &self.totals;
         let _ = writeln!(
             h,
-            "<section><h2>Totals</h2><table><tr><th>Spend</th><th>Calls</th><th>Errors</th><th>Prompt tokens</th><th>Completion tokens</th><th>Total tokens</th></tr>\
+            "<section><h2>Totals</h2><table><tr><th class=\"n\">Spend</th><th class=\"n\">Calls</th><th class=\"n\">Errors</th><th class=\"n\">Prompt tokens</th><th class=\"n\">Completion tokens</th><th class=\"n\">Total tokens</th></tr>\
              <tr><td class=\"n\">${}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr></table></section>",
             e(&tt.spend_usd),
             tt.calls,
@@ -517,7 +517,7 @@ impl Bill {
             if lines.is_empty() && (what == "Department" || what == "Project") {
                 continue;
             }
-            let _ = write!(h, "<section><h2>{title}</h2><table><tr><th>{what}</th><th>Calls</th><th>Tokens</th><th>Spend</th></tr>");
+            let _ = write!(h, "<section><h2>{title}</h2><table><tr><th>{what}</th><th class=\"n\">Calls</th><th class=\"n\">Tokens</th><th class=\"n\">Spend</th></tr>");
             for l in lines {
                 let item = l.item.as_deref().map_or_else(|| "<i>(none)</i>".to_owned(), e);
                 let _ = write!(h, "<tr><td>{item}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">${}</td></tr>", l.calls, l.total_tokens, e(&l.spend_usd));
@@ -528,7 +528,7 @@ impl Bill {
         if self.budgets.is_empty() {
             h.push_str("<p>No monthly USD budget at this level or below.</p>");
         } else {
-            h.push_str("<table><tr><th>Level</th><th>Enforcement</th><th>Limit</th><th>Actual</th><th>Used</th></tr>");
+            h.push_str("<table><tr><th>Level</th><th>Enforcement</th><th class=\"n\">Limit</th><th class=\"n\">Actual</th><th class=\"n\">Used</th></tr>");
             for b in &self.budgets {
                 let pct = b.percent_used.as_deref().map_or_else(|| "—".to_owned(), |p| format!("{}%", e(p)));
                 let over = if b.actual_micros > b.limit_micros { " class=\"over\"" } else { "" };
