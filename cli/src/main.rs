@@ -45,6 +45,9 @@ enum Command {
         #[command(subcommand)]
         action: commands::usage::SpoolAction,
     },
+    /// Manage a collector's organizations: apply/export an org file, policies, budgets,
+    /// alerts and monthly bills (admin token in GATEROUTER_ADMIN_TOKEN).
+    Admin(gaterouter_collector::admin_cli::AdminArgs),
     /// The usage collector.
     Collector {
         #[command(subcommand)]
@@ -79,8 +82,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let command = match cli.command {
+        Command::Admin(args) => return rt.block_on(commands::admin::run(args)),
+        other => other,
+    };
     let result = rt.block_on(async {
-        match cli.command {
+        match command {
             Command::Chat(args) => commands::chat::run(load_config(cli.config.as_ref())?, args).await,
             Command::Models => commands::models::run(load_config(cli.config.as_ref())?),
             Command::Demo(args) => commands::demo::run(args).await,
@@ -96,6 +103,7 @@ fn main() -> ExitCode {
                 let cfg = args.load().map_err(|e| Error::config("collector settings", e.to_string(), "see `gaterouter collector serve --help`"))?;
                 gaterouter_collector::serve(cfg).await.map_err(|e| Error::config("collector", e.to_string(), "check the listen address and the database URL"))
             }
+            Command::Admin(_) => Ok(()),
         }
     });
     match result {

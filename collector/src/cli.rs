@@ -50,7 +50,9 @@ impl ServeArgs {
             Some(p) => CollectorConfig::from_file(p)?,
             None => CollectorConfig::default(),
         };
-        cfg.apply_env(std::env::vars().filter(|(k, _)| k != "GATEROUTER_COLLECTOR_CONFIG"))?;
+        // GATEROUTER_COLLECTOR_URL is where `gaterouter admin` finds a collector, not a
+        // collector setting: the same shell often sets both.
+        cfg.apply_env(std::env::vars().filter(|(k, _)| k != "GATEROUTER_COLLECTOR_CONFIG" && k != "GATEROUTER_COLLECTOR_URL"))?;
         for (field, v) in [
             ("listen", &self.listen),
             ("db", &self.db),

@@ -22,8 +22,10 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod admin_cli;
 pub mod analytics;
 pub mod auth;
+pub mod bills;
 pub mod cli;
 pub mod config;
 pub mod dashboard;

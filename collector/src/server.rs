@@ -81,6 +81,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/admin/budgets"),
     ("delete", "/v1/admin/budgets/{id}"),
     ("get", "/v1/admin/alerts"),
+    ("get", "/v1/admin/bills"),
     ("get", "/v1/admin/groups/{id}/members"),
     ("post", "/v1/admin/groups/{id}/members"),
     ("delete", "/v1/admin/groups/{id}/members/{user}"),
@@ -127,6 +128,7 @@ pub fn router(st: Arc<AppState>) -> Router {
         .route("/v1/admin/budgets", get(crate::orgtree::list_budgets).post(crate::orgtree::create_budget))
         .route("/v1/admin/budgets/{id}", axum::routing::delete(crate::orgtree::delete_budget))
         .route("/v1/admin/alerts", get(crate::orgtree::list_alerts))
+        .route("/v1/admin/bills", get(crate::bills::get_bill))
         .route("/v1/admin/groups/{id}/members", get(crate::orgtree::list_members).post(crate::orgtree::add_member))
         .route("/v1/admin/groups/{id}/members/{user}", axum::routing::delete(crate::orgtree::remove_member))
         .route("/v1/admin/effective-policy", get(crate::orgtree::effective_policy))

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod admin;
 pub mod chat;
 pub mod demo;
 pub mod models;

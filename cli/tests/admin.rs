@@ -1,0 +1,242 @@
+//! `gaterouter admin ...` end to end against a `gaterouter collector serve` process:
+//! apply examples/org.toml (dry run, then twice: the second changes nothing), export
+//! and re-apply, typed errors (bad file, unreachable collector, wrong token; the token
+//! is never printed), policy show, budgets, alerts, and the monthly bill as CSV and
+//! HTML after ingesting signed records.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
+
+use gaterouter::config::Identity;
+use gaterouter::usage::signing::wire_json;
+use gaterouter::usage::{RecordId, RouteInfo, RouteMode, SdkInfo, UsageRecord, UsageRecordInput, UsageSigner, unix_ms_now};
+
+const BIN: &str = env!("CARGO_BIN_EXE_gaterouter");
+const TOKEN: &str = "admin-test-token-5f1c9a0b7e3d2c4a";
+
+/// A collector child process, killed on drop.
+struct Collector {
+    child: Child,
+    url: String,
+    dir: PathBuf,
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn start_collector() -> Collector {
+    let dir = std::env::temp_dir().join(format!("gaterouter-admin-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = Command::new(BIN)
+        .args(["collector", "serve", "--listen", &format!("127.0.0.1:{port}"), "--db", &format!("sqlite://{}", dir.join("c.db").display())])
+        .env("GATEROUTER_COLLECTOR_ADMIN_TOKEN", TOKEN)
+        // Set in the same shell for `gaterouter admin`: the collector must not take it as a setting.
+        .env("GATEROUTER_COLLECTOR_URL", "http://127.0.0.1:8787")
+        .env_remove("GATEROUTER_CONFIG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let c = Collector { child, url: format!("http://127.0.0.1:{port}"), dir };
+    let t0 = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(t0.elapsed() < Duration::from_secs(30), "collector did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    c
+}
+
+fn admin(c: &Collector, args: &[&str]) -> (bool, String, String) {
+    admin_with(&c.url, TOKEN, args)
+}
+
+fn admin_with(url: &str, token: &str, args: &[&str]) -> (bool, String, String) {
+    let out: Output = Command::new(BIN)
+        .arg("admin")
+        .args(args)
+        .env("GATEROUTER_COLLECTOR_URL", url)
+        .env("GATEROUTER_ADMIN_TOKEN", token)
+        .env_remove("GATEROUTER_CONFIG")
+        .output()
+        .unwrap();
+    let (o, e) = (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+    assert!(!o.contains(token) && !e.contains(token), "the token was printed: {o}\n{e}");
+    (out.status.success(), o, e)
+}
+
+fn search_signer() -> UsageSigner {
+    UsageSigner::from_seed(&[71; 32])
+}
+fn helpdesk_signer() -> UsageSigner {
+    UsageSigner::from_seed(&[72; 32])
+}
+
+/// examples/org.toml with the public keys of two keys replaced by keys this test can sign with.
+fn org_file(dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/org.toml")).unwrap();
+    let doc = gaterouter_collector::orgfile::parse(&text, gaterouter_collector::orgfile::Format::Toml).unwrap();
+    let mut out = text.clone();
+    for k in &doc.keys {
+        let pk = k.public_key.as_str();
+        let mine = match k.id.as_str() {
+            "k_search_prod" => search_signer().public_key().to_string(),
+            "k_helpdesk_bot" => helpdesk_signer().public_key().to_string(),
+            _ => continue,
+        };
+        out = out.replace(pk, &mine);
+    }
+    assert_ne!(out, text);
+    let p = dir.join("org.toml");
+    std::fs::write(&p, out).unwrap();
+    p
+}
+
+#[allow(clippy::too_many_arguments)]
+fn record(key: &str, dept: &str, project: &str, user: Option<&str>, model: &str, ts: u64, prompt: u64, completion: u64, cost: u64, signer: &UsageSigner) -> String {
+    let ident = Identity {
+        org: Some("acme".into()),
+        department: Some(dept.into()),
+        project: Some(project.into()),
+        user: user.map(Into::into),
+        api_key_id: Some(key.into()),
+        ..Default::default()
+    };
+    let input = UsageRecordInput {
+        ts_start: ts,
+        ts_end: ts + 10,
+        provider: "openai".into(),
+        model: model.into(),
+        route: Some(RouteInfo { mode: RouteMode::Explicit, tier: None, score: None }),
+        prompt_tokens: prompt,
+        completion_tokens: completion,
+        cost_micros: cost,
+        latency_ms: 10,
+        attempts: 1,
+        tags: BTreeMap::new(),
+        ..Default::default()
+    };
+    let r = UsageRecord::build(input, &ident, &SdkInfo::rust(), RecordId::new_v7(), 1).unwrap();
+    let (c, sig) = signer.sign_record(&r).unwrap();
+    wire_json(&c, &sig)
+}
+
+fn ingest(url: &str, wires: &[String]) -> serde_json::Value {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let body = format!("{{\"records\":[{}]}}", wires.join(","));
+        let r = reqwest::Client::new().post(format!("{url}/v1/usage")).header("content-type", "application/json").body(body).send().await.unwrap();
+        r.json().await.unwrap()
+    })
+}
+
+#[test]
+fn admin_commands_against_a_collector() {
+    let c = start_collector();
+    let file = org_file(&c.dir);
+    let f = file.to_str().unwrap();
+
+    // Dry run: the full plan, nothing written.
+    let (ok, out, err) = admin(&c, &["apply", f, "--dry-run"]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.starts_with("dry run: nothing was written\ncreated: 29\n") && out.contains("  budget:project:search/usd/month\n"), "{out}");
+    let (ok, out, _) = admin(&c, &["apply", f, "--dry-run"]);
+    assert!(ok && out.contains("created: 29\n"), "the dry run wrote nothing: {out}");
+    // Apply, then apply again: all unchanged.
+    let (ok, out, err) = admin(&c, &["apply", f]);
+    assert!(ok && out.starts_with("created: 29\n") && out.contains("key:k_search_prod"), "{out}\n{err}");
+    let (ok, out, _) = admin(&c, &["apply", f]);
+    assert!(ok, "{out}");
+    assert_eq!(out, "created: 0\nupdated: 0\nunchanged: 29\nremoved_not_deleted: 0\n");
+
+    // Export and re-apply (TOML and YAML): nothing changes.
+    for (fmt, ext) in [("toml", "toml"), ("yaml", "yaml"), ("json", "json")] {
+        let (ok, text, err) = admin(&c, &["export", "--org", "acme", "--format", fmt]);
+        assert!(ok, "{err}");
+        let p = c.dir.join(format!("exported.{ext}"));
+        std::fs::write(&p, &text).unwrap();
+        let (ok, out, err) = admin(&c, &["apply", p.to_str().unwrap()]);
+        assert!(ok && out.contains("created: 0\nupdated: 0\nunchanged: 29\n"), "{fmt}: {out}\n{err}\n{text}");
+    }
+    // An entry removed from the file is reported, not deleted.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let cut = text.find("[[members]]\nid = \"dan\"").unwrap();
+    let end = cut + text[cut..].find("\n\n").unwrap();
+    let fewer = c.dir.join("fewer.toml");
+    std::fs::write(&fewer, format!("{}{}", &text[..cut], &text[end + 2..])).unwrap();
+    let (ok, out, _) = admin(&c, &["apply", fewer.to_str().unwrap()]);
+    assert!(ok && out.contains("removed_not_deleted: 1 (") && out.contains("  user:dan\n"), "{out}");
+
+    // Typed errors. A bad file is refused locally, naming the file and the field.
+    let bad = c.dir.join("bad.toml");
+    std::fs::write(&bad, text.replacen("max_tokens_per_request = 8192", "max_token_per_request = 8192", 1)).unwrap();
+    let (ok, _, err) = admin_with("http://127.0.0.1:1", TOKEN, &["apply", bad.to_str().unwrap()]);
+    assert!(!ok && err.contains("bad.toml") && err.contains("max_token_per_request"), "{err}");
+    let (ok, _, err) = admin_with("http://127.0.0.1:1", TOKEN, &["budgets", "--org", "acme"]);
+    assert!(!ok && err.contains("cannot reach the collector at http://127.0.0.1:1") && err.contains("Fix:"), "{err}");
+    let (ok, _, err) = admin_with(&c.url, "wrong-token-0000000000", &["budgets", "--org", "acme"]);
+    assert!(!ok && err.contains("HTTP 401") && err.contains("GATEROUTER_ADMIN_TOKEN"), "{err}");
+    let (ok, _, err) = admin(&c, &["export", "--org", "nope"]);
+    assert!(!ok && err.contains("HTTP 404") && err.contains("`nope`"), "{err}");
+    let (ok, _, err) = admin(&c, &["bill", "--org", "acme", "--month", "2026-1"]);
+    assert!(!ok && err.contains("HTTP 400") && err.contains("YYYY-MM"), "{err}");
+
+    // The effective policy names each rule's level; support's blocked models show.
+    let (ok, out, err) = admin(&c, &["policy", "show", "--key", "k_helpdesk_bot"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("key k_helpdesk_bot (org acme, department support, project helpdesk-bot)"), "{out}");
+    assert!(out.lines().any(|l| l.contains("deny_models") && l.contains("openai/gpt-4o ") && l.contains("(set at department:support)")), "{out}");
+    assert!(out.contains("department:support  usd"), "{out}");
+    let (ok, out, _) = admin(&c, &["policy", "show", "--key", "k_search_prod", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(ok && v["rules"]["allow_models"]["level"] == "key:k_search_prod", "{out}");
+
+    // Usage: search calls this month, and one $500 helpdesk call (an unknown model, so
+    // the client's price counts) that crosses support's soft budget at 50%.
+    let now = unix_ms_now() - 60_000;
+    let mut wires: Vec<String> = (0..5u64).map(|i| record("k_search_prod", "eng", "search", None, "gpt-4o-mini", now + i, 10_000 + i, 1_000, 2_100, &search_signer())).collect();
+    wires.push(record("k_helpdesk_bot", "support", "helpdesk-bot", Some("carol"), "acme-support-ft", now, 1_000, 100, 500_000_000, &helpdesk_signer()));
+    let v = ingest(&c.url, &wires);
+    assert_eq!(v["accepted"].as_array().unwrap().len(), 6, "{v}");
+    let month = {
+        let ms = now;
+        let m = gaterouter_collector::time::month_of_ms(ms);
+        format!("{:04}-{:02}", m / 100, m % 100)
+    };
+
+    let (ok, out, _) = admin(&c, &["budgets", "--org", "acme"]);
+    assert!(ok && out.lines().any(|l| l.starts_with("department:support") && l.contains("$500.00")), "{out}");
+    let (ok, out, _) = admin(&c, &["alerts", "--org", "acme"]);
+    assert!(ok && out.lines().any(|l| l.contains("department:support") && l.contains("50%")), "{out}");
+
+    // The bill: CSV to stdout, totals reconcile with the JSON form; HTML to a file.
+    let (ok, csv, err) = admin(&c, &["bill", "--org", "acme", "--month", &month, "--format", "csv"]);
+    assert!(ok, "{err}");
+    assert!(csv.starts_with("section,item,calls,"), "{csv}");
+    let total: Vec<&str> = csv.lines().find(|l| l.starts_with("total,org:acme,")).unwrap().split(',').collect();
+    assert_eq!(total[2], "6", "{csv}");
+    let spend: i64 = total[7].parse().unwrap();
+    let models: i64 = csv.lines().filter(|l| l.starts_with("model,")).map(|l| l.split(',').nth(7).unwrap().parse::<i64>().unwrap()).sum();
+    let depts: i64 = csv.lines().filter(|l| l.starts_with("department,")).map(|l| l.split(',').nth(7).unwrap().parse::<i64>().unwrap()).sum();
+    assert!(spend > 500_000_000 && models == spend && depts == spend, "{csv}");
+    let (ok, json, _) = admin(&c, &["bill", "--org", "acme", "--month", &month, "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(ok && v["totals"]["spend_micros"].as_i64() == Some(spend), "{json}");
+    let html = c.dir.join("bill.html");
+    let (ok, out, err) = admin(&c, &["bill", "--org", "acme", "--month", &month, "--department", "eng", "--out", html.to_str().unwrap()]);
+    assert!(ok && out.contains("wrote the html bill of department eng"), "{out}\n{err}");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>") && page.contains("@media print") && page.contains("department:eng") && page.contains("openai/gpt-4o-mini"), "{page}");
+    let (ok, _, err) = admin(&c, &["bill", "--org", "acme", "--month", &month, "--department", "eng", "--project", "search"]);
+    assert!(!ok && err.contains("cannot be used with"), "{err}");
+}

@@ -1,0 +1,579 @@
+//! `gaterouter admin ...`: manage a collector's organizations from the command line.
+//! The arguments ([`AdminArgs`]) and a small HTTP client ([`AdminClient`]) over the
+//! admin API (`ACCOUNTS.md`). The admin token comes from `--token` or
+//! `GATEROUTER_ADMIN_TOKEN` and is never printed (its `Debug` is redacted, clap hides
+//! the environment value in `--help`, errors never carry request headers).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Subcommand, ValueEnum};
+use gaterouter::accounts::{BudgetStatus, EffectivePolicy, Metric};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::orgfile::{self, OrgFile};
+use crate::orgtree::ApplyReport;
+
+/// The admin token; `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(***)")
+    }
+}
+
+impl std::str::FromStr for Token {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Token(s.trim().to_owned()))
+    }
+}
+
+impl Token {
+    /// A token from text.
+    pub fn new(s: impl Into<String>) -> Self {
+        Token(s.into())
+    }
+}
+
+/// `gaterouter admin [--url URL] [--token TOKEN] COMMAND`.
+#[derive(Debug, Clone, Args)]
+pub struct AdminArgs {
+    /// Collector base URL.
+    #[arg(long, env = "GATEROUTER_COLLECTOR_URL", default_value = "http://127.0.0.1:8787", global = true)]
+    pub url: String,
+    /// Admin token of the collector (prefer the environment variable: flags show in `ps`).
+    #[arg(long, env = "GATEROUTER_ADMIN_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<Token>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+/// Admin subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum AdminCommand {
+    /// Apply an organization file (TOML, YAML or JSON): create and update what it lists;
+    /// entries missing from it are reported, never deleted. Idempotent.
+    Apply {
+        /// The organization file (format by extension: .toml, .yaml/.yml, .json).
+        file: PathBuf,
+        /// Show what would change without writing anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print an org as an organization file (applying it again changes nothing).
+    Export {
+        /// Org id.
+        #[arg(long)]
+        org: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = FileFormat::Toml)]
+        format: FileFormat,
+    },
+    /// Policies.
+    Policy {
+        /// What to do.
+        #[command(subcommand)]
+        action: PolicyAction,
+    },
+    /// Budgets of an org and where each stands in its current window.
+    Budgets {
+        /// Org id.
+        #[arg(long)]
+        org: String,
+    },
+    /// Budget alerts of an org (thresholds reached), newest first.
+    Alerts {
+        /// Org id.
+        #[arg(long)]
+        org: String,
+    },
+    /// The monthly statement (chargeback) of an org, department or project.
+    Bill {
+        /// Org id.
+        #[arg(long)]
+        org: String,
+        /// Month, YYYY-MM (UTC).
+        #[arg(long)]
+        month: String,
+        /// Only this department.
+        #[arg(long, conflicts_with = "project")]
+        department: Option<String>,
+        /// Only this project.
+        #[arg(long)]
+        project: Option<String>,
+        /// Output format [default: from --out's extension (.html, .json), else csv].
+        #[arg(long, value_enum)]
+        format: Option<BillFormat>,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+/// `admin policy` subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum PolicyAction {
+    /// The effective policy of an API key: merged rules and every budget it must satisfy.
+    Show {
+        /// API key id.
+        #[arg(long)]
+        key: String,
+        /// Print the collector's JSON answer instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Organization file formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FileFormat {
+    /// TOML.
+    Toml,
+    /// YAML.
+    Yaml,
+    /// JSON.
+    Json,
+}
+
+/// Bill formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BillFormat {
+    /// One long CSV table with a `section` column.
+    Csv,
+    /// A printable standalone HTML page.
+    Html,
+    /// JSON.
+    Json,
+}
+
+impl BillFormat {
+    fn as_str(self) -> &'static str {
+        match self {
+            BillFormat::Csv => "csv",
+            BillFormat::Html => "html",
+            BillFormat::Json => "json",
+        }
+    }
+}
+
+/// What can go wrong; each message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The organization file is unreadable or invalid.
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: String,
+        /// What is wrong (names the entry and field).
+        message: String,
+    },
+    /// No token given.
+    #[error("no admin token: pass --token or set GATEROUTER_ADMIN_TOKEN to the collector's admin token")]
+    NoToken,
+    /// `--url` is not an http(s) URL.
+    #[error("--url `{url}` is not an http:// or https:// URL; pass the collector's base URL, e.g. http://127.0.0.1:8787")]
+    BadUrl {
+        /// The value given.
+        url: String,
+    },
+    /// The collector cannot be reached.
+    #[error("cannot reach the collector at {url}: {reason}. Fix: start one (`gaterouter collector serve`) or point --url / GATEROUTER_COLLECTOR_URL at it")]
+    Connect {
+        /// Base URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The collector refused the request.
+    #[error("collector answered HTTP {status} ({code}): {message}{hint}")]
+    Http {
+        /// HTTP status.
+        status: u16,
+        /// The collector's error code.
+        code: String,
+        /// The collector's message.
+        message: String,
+        /// A fix for the common statuses.
+        hint: &'static str,
+    },
+    /// The answer is not what this command expects.
+    #[error("unexpected answer from the collector at {url}: {reason}; is --url a GateRouter collector of the same version?")]
+    Decode {
+        /// Base URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// Cannot write the output.
+    #[error("cannot write {path}: {reason}")]
+    Write {
+        /// Where.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// An HTTP client of the admin API.
+#[derive(Debug, Clone)]
+pub struct AdminClient {
+    base: String,
+    token: Token,
+    http: reqwest::Client,
+}
+
+impl AdminClient {
+    /// A client of the collector at `url` (trailing `/` ignored).
+    pub fn new(url: &str, token: Option<Token>) -> Result<Self, AdminError> {
+        let base = url.trim().trim_end_matches('/').to_owned();
+        if !(base.starts_with("http://") || base.starts_with("https://")) || url::Url::parse(&base).is_err() {
+            return Err(AdminError::BadUrl { url: url.to_owned() });
+        }
+        let token = token.filter(|t| !t.0.is_empty()).ok_or(AdminError::NoToken)?;
+        // reqwest is built without a default TLS crypto provider: install the one the core uses.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(120))
+            .build()
+            .map_err(|e| AdminError::Connect { url: base.clone(), reason: format!("cannot build the HTTP client: {e}") })?;
+        Ok(AdminClient { base, token, http })
+    }
+
+    /// The base URL.
+    pub fn url(&self) -> &str {
+        &self.base
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, AdminError> {
+        let resp = req.bearer_auth(&self.token.0).send().await.map_err(|e| {
+            let reason = if e.is_connect() {
+                "connection refused or host unreachable".to_owned()
+            } else if e.is_timeout() {
+                "timed out".to_owned()
+            } else {
+                // Without the URL: reqwest's text repeats it, and it is in the message already.
+                e.without_url().to_string()
+            };
+            AdminError::Connect { url: self.base.clone(), reason }
+        })?;
+        let status = resp.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(resp);
+        }
+        let body = resp.text().await.unwrap_or_default();
+        let parsed: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        let code = parsed["error"]["code"].as_str().unwrap_or("http_error").to_owned();
+        let message = parsed["error"]["message"].as_str().map(str::to_owned).unwrap_or_else(|| body.chars().take(300).collect());
+        let hint = match status {
+            401 => " (check --token / GATEROUTER_ADMIN_TOKEN)",
+            403 => " (this command needs an admin token)",
+            404 if code == "http_error" => " (is --url the collector's base URL?)",
+            _ => "",
+        };
+        Err(AdminError::Http { status, code, message, hint })
+    }
+
+    fn decode<T: serde::de::DeserializeOwned>(&self, text: &str) -> Result<T, AdminError> {
+        serde_json::from_str(text).map_err(|e| AdminError::Decode { url: self.base.clone(), reason: e.to_string() })
+    }
+
+    async fn text(&self, resp: reqwest::Response) -> Result<String, AdminError> {
+        resp.text().await.map_err(|e| AdminError::Connect { url: self.base.clone(), reason: format!("reading the answer: {}", e.without_url()) })
+    }
+
+    /// GET a path (with its query) and return the body text.
+    pub async fn get_text(&self, path_and_query: &str) -> Result<String, AdminError> {
+        let resp = self.send(self.http.get(format!("{}{path_and_query}", self.base))).await?;
+        self.text(resp).await
+    }
+
+    /// GET and decode JSON.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path_and_query: &str) -> Result<T, AdminError> {
+        let text = self.get_text(path_and_query).await?;
+        self.decode(&text)
+    }
+
+    /// `PUT /v1/admin/org-tree[?dry_run=true]`.
+    pub async fn apply(&self, file: &OrgFile, dry_run: bool) -> Result<ApplyReport, AdminError> {
+        let q = if dry_run { "?dry_run=true" } else { "" };
+        let resp = self.send(self.http.put(format!("{}/v1/admin/org-tree{q}", self.base)).json(file)).await?;
+        let text = self.text(resp).await?;
+        self.decode(&text)
+    }
+}
+
+/// Percent-encode a query value.
+fn enc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// Load an organization file; errors name the file, the entry and the field.
+pub fn load_file(path: &Path) -> Result<OrgFile, AdminError> {
+    orgfile::load(path).map_err(|message| AdminError::File { path: path.display().to_string(), message })
+}
+
+/// Render an apply report.
+pub fn render_report(r: &ApplyReport) -> String {
+    let mut s = String::new();
+    if r.dry_run {
+        s.push_str("dry run: nothing was written\n");
+    }
+    for (what, items) in [("created", &r.created), ("updated", &r.updated)] {
+        s.push_str(&format!("{what}: {}\n", items.len()));
+        for i in items {
+            s.push_str(&format!("  {i}\n"));
+        }
+    }
+    s.push_str(&format!("unchanged: {}\n", r.unchanged));
+    s.push_str(&format!("removed_not_deleted: {}", r.removed_not_deleted.len()));
+    if !r.removed_not_deleted.is_empty() {
+        s.push_str(" (in the collector but not in the file: left in place; delete them through the admin API if they should go)");
+    }
+    s.push('\n');
+    for i in &r.removed_not_deleted {
+        s.push_str(&format!("  {i}\n"));
+    }
+    s
+}
+
+/// An org file as text in `format`.
+pub fn render_file(f: &OrgFile, format: FileFormat) -> Result<String, String> {
+    match format {
+        FileFormat::Toml => toml::to_string_pretty(f).map_err(|e| e.to_string()),
+        FileFormat::Yaml => serde_norway::to_string(f).map_err(|e| e.to_string()),
+        FileFormat::Json => serde_json::to_string_pretty(f).map(|s| s + "\n").map_err(|e| e.to_string()),
+    }
+}
+
+fn amount(metric: Metric, v: u64) -> String {
+    match metric {
+        Metric::Usd => format!("${}", crate::bills::dollars(i64::try_from(v).unwrap_or(i64::MAX))),
+        Metric::Tokens => v.to_string(),
+    }
+}
+
+/// A plain text table, columns padded to their widest cell.
+fn table(head: &[&str], rows: &[Vec<String>]) -> String {
+    let mut w: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if let Some(x) = w.get_mut(i) {
+                *x = (*x).max(c.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = cells.iter().enumerate().map(|(i, c)| format!("{c:<width$}", width = w.get(i).copied().unwrap_or(0))).collect::<Vec<_>>().join("  ");
+        s.truncate(s.trim_end().len());
+        s.push('\n');
+        s
+    };
+    let mut out = line(head.to_vec());
+    for r in rows {
+        out.push_str(&line(r.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+#[derive(Debug, Deserialize)]
+struct BudgetItem {
+    status: BudgetStatus,
+    #[serde(default)]
+    projected_at_reset: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct Items<T> {
+    items: Vec<T>,
+}
+
+/// Render `GET /v1/admin/budgets` as a table.
+fn render_budgets(items: &[BudgetItem]) -> String {
+    if items.is_empty() {
+        return "no budgets\n".into();
+    }
+    let rows: Vec<Vec<String>> = items
+        .iter()
+        .map(|b| {
+            let s = &b.status;
+            let m = s.metric;
+            let pct = crate::bills::percent(i64::try_from(s.used.saturating_add(s.reserved)).unwrap_or(i64::MAX), i64::try_from(s.limit).unwrap_or(i64::MAX)).map_or_else(|| "-".into(), |p| format!("{p}%"));
+            vec![
+                s.level.to_string(),
+                format!("{m:?}").to_lowercase(),
+                s.period.as_str().to_owned(),
+                format!("{:?}", s.enforcement).to_lowercase(),
+                amount(m, s.limit),
+                amount(m, s.used),
+                amount(m, s.reserved),
+                amount(m, s.remaining),
+                pct,
+                amount(m, b.projected_at_reset),
+                crate::time::iso(i64::try_from(s.resets_at_ms).unwrap_or(i64::MAX)),
+            ]
+        })
+        .collect();
+    table(&["LEVEL", "METRIC", "PERIOD", "ENFORCEMENT", "LIMIT", "USED", "RESERVED", "REMAINING", "USED+RES%", "PROJECTED", "RESETS"], &rows)
+}
+
+/// Render an effective policy: each rule with the level that set it, then the budgets.
+fn render_policy(p: &EffectivePolicy) -> String {
+    let sc = &p.scope;
+    let mut place = vec![format!("org {}", sc.org)];
+    for (what, v) in [("department", &sc.department), ("project", &sc.project), ("group", &sc.group), ("user", &sc.user)] {
+        if let Some(v) = v {
+            place.push(format!("{what} {v}"));
+        }
+    }
+    let mut out = format!("key {} ({})\nrules (narrowest level wins; deny_models add up):\n", p.api_key_id, place.join(", "));
+    let r = &p.rules;
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let mut one = |name: &str, v: Option<(String, String)>| match v {
+        Some((value, level)) => rows.push(vec![name.to_owned(), value, format!("(set at {level})")]),
+        None => rows.push(vec![name.to_owned(), "-".into(), "(not set)".into()]),
+    };
+    one("allow_models", r.allow_models.as_ref().map(|s| (s.value.join(", "), s.level.to_string())));
+    one("allowed_tiers", r.allowed_tiers.as_ref().map(|s| (s.value.join(", "), s.level.to_string())));
+    one("max_tokens_per_request", r.max_tokens_per_request.as_ref().map(|s| (s.value.to_string(), s.level.to_string())));
+    one("zero_retention_only", r.zero_retention_only.as_ref().map(|s| (s.value.to_string(), s.level.to_string())));
+    if r.deny_models.is_empty() {
+        one("deny_models", None);
+    }
+    for d in &r.deny_models {
+        rows.push(vec!["deny_models".into(), d.value.clone(), format!("(set at {})", d.level)]);
+    }
+    for line in table(&["RULE", "VALUE", "LEVEL"], &rows).lines().skip(1) {
+        out.push_str(&format!("  {line}\n"));
+    }
+    out.push_str("budgets (a call must satisfy every one):\n");
+    let items: Vec<BudgetItem> = p.budgets.iter().map(|b| BudgetItem { status: b.clone(), projected_at_reset: crate::orgtree::projected(b, p.issued_at_ms) }).collect();
+    for line in render_budgets(&items).lines() {
+        out.push_str(&format!("  {line}\n"));
+    }
+    out
+}
+
+/// Render `GET /v1/admin/alerts` as a table.
+fn render_alerts(items: &[Value]) -> String {
+    if items.is_empty() {
+        return "no alerts\n".into();
+    }
+    let rows: Vec<Vec<String>> = items
+        .iter()
+        .map(|a| {
+            vec![
+                crate::time::iso(a["ts_ms"].as_i64().unwrap_or(0)),
+                a["level"].as_str().unwrap_or("").to_owned(),
+                format!("{}%", a["threshold"].as_i64().unwrap_or(0)),
+                a["message"].as_str().unwrap_or("").to_owned(),
+            ]
+        })
+        .collect();
+    table(&["TIME", "LEVEL", "THRESHOLD", "MESSAGE"], &rows)
+}
+
+fn bill_format(format: Option<BillFormat>, out: Option<&Path>) -> BillFormat {
+    format.unwrap_or_else(|| match out.and_then(|p| p.extension()).and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+        Some("html" | "htm") => BillFormat::Html,
+        Some("json") => BillFormat::Json,
+        _ => BillFormat::Csv,
+    })
+}
+
+fn write_out(stdout: &mut dyn Write, text: &str) -> Result<(), AdminError> {
+    stdout.write_all(text.as_bytes()).map_err(|e| AdminError::Write { path: "standard output".into(), reason: e.to_string() })
+}
+
+/// Run one admin command, printing to `stdout`.
+pub async fn run(args: AdminArgs, stdout: &mut dyn Write) -> Result<(), AdminError> {
+    // Parse the file before anything else: a bad file is reported without a collector.
+    let file = match &args.command {
+        AdminCommand::Apply { file, .. } => Some(load_file(file)?),
+        _ => None,
+    };
+    let c = AdminClient::new(&args.url, args.token.clone())?;
+    match args.command {
+        AdminCommand::Apply { dry_run, .. } => {
+            let Some(file) = file else { return Ok(()) };
+            let r = c.apply(&file, dry_run).await?;
+            write_out(stdout, &render_report(&r))
+        }
+        AdminCommand::Export { org, format } => {
+            let f: OrgFile = c.get_json(&format!("/v1/admin/org-tree?org={}", enc(&org))).await?;
+            let text = render_file(&f, format).map_err(|reason| AdminError::Decode { url: c.url().to_owned(), reason })?;
+            write_out(stdout, &text)
+        }
+        AdminCommand::Policy { action: PolicyAction::Show { key, json } } => {
+            let text = c.get_text(&format!("/v1/admin/effective-policy?api_key_id={}", enc(&key))).await?;
+            if json {
+                let v: Value = c.decode(&text)?;
+                return write_out(stdout, &format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default()));
+            }
+            let p: EffectivePolicy = c.decode(&text)?;
+            write_out(stdout, &render_policy(&p))
+        }
+        AdminCommand::Budgets { org } => {
+            let v: Items<BudgetItem> = c.get_json(&format!("/v1/admin/budgets?org_id={}", enc(&org))).await?;
+            write_out(stdout, &render_budgets(&v.items))
+        }
+        AdminCommand::Alerts { org } => {
+            let v: Items<Value> = c.get_json(&format!("/v1/admin/alerts?org_id={}", enc(&org))).await?;
+            write_out(stdout, &render_alerts(&v.items))
+        }
+        AdminCommand::Bill { org, month, department, project, format, out } => {
+            let fmt = bill_format(format, out.as_deref());
+            let mut q = format!("/v1/admin/bills?org={}&month={}&format={}", enc(&org), enc(&month), fmt.as_str());
+            if let Some(d) = &department {
+                q.push_str(&format!("&department={}", enc(d)));
+            }
+            if let Some(p) = &project {
+                q.push_str(&format!("&project={}", enc(p)));
+            }
+            let text = c.get_text(&q).await?;
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, &text).map_err(|e| AdminError::Write { path: path.display().to_string(), reason: e.to_string() })?;
+                    write_out(stdout, &format!("wrote the {} bill of {} for {month} to {} ({} bytes)\n", fmt.as_str(), project.map(|p| format!("project {p}")).or(department.map(|d| format!("department {d}"))).unwrap_or(format!("org {org}")), path.display(), text.len()))
+                }
+                None => write_out(stdout, &text),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_is_redacted_and_urls_checked() {
+        let t: Token = "secret-value".parse().unwrap();
+        assert_eq!(format!("{t:?}"), "Token(***)");
+        let e = AdminClient::new("localhost:8787", Some(t.clone())).unwrap_err();
+        assert!(matches!(e, AdminError::BadUrl { .. }), "{e}");
+        assert!(matches!(AdminClient::new("http://x", None).unwrap_err(), AdminError::NoToken));
+        let c = AdminClient::new("http://127.0.0.1:1/", Some(t)).unwrap();
+        assert!(!format!("{c:?}").contains("secret-value"));
+        assert_eq!(c.url(), "http://127.0.0.1:1");
+    }
+
+    #[test]
+    fn formats_and_tables() {
+        assert_eq!(bill_format(None, Some(Path::new("a.HTML"))), BillFormat::Html);
+        assert_eq!(bill_format(None, None), BillFormat::Csv);
+        assert_eq!(bill_format(Some(BillFormat::Json), Some(Path::new("a.html"))), BillFormat::Json);
+        assert_eq!(table(&["A", "BB"], &[vec!["xyz".into(), "1".into()]]), "A    BB\nxyz  1\n");
+        let r = ApplyReport { created: vec!["org:acme".into()], unchanged: 3, removed_not_deleted: vec!["user:old".into()], ..Default::default() };
+        let s = render_report(&r);
+        assert!(s.contains("created: 1\n  org:acme\n") && s.contains("unchanged: 3") && s.contains("removed_not_deleted: 1 (") && s.contains("  user:old"), "{s}");
+        assert_eq!(enc("a b&c"), "a+b%26c");
+    }
+}
