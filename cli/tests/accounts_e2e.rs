@@ -25,6 +25,10 @@ struct Env {
 }
 
 async fn env() -> Env {
+    env_with_budget("0.01").await
+}
+
+async fn env_with_budget(eng_monthly_usd: &str) -> Env {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let emu = gaterouter_emulator::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
@@ -43,7 +47,7 @@ async fn env() -> Env {
         "departments": [
             {"id": "eng", "name": "Engineering",
              "policy": {"allow_models": ["openai/*", "anthropic/*"]},
-             "budgets": [{"metric": "usd", "period": "month", "limit": "0.01", "enforcement": "hard"}]},
+             "budgets": [{"metric": "usd", "period": "month", "limit": eng_monthly_usd, "enforcement": "hard"}]},
             {"id": "legal", "name": "Legal", "policy": {"zero_retention_only": true}}
         ],
         "members": [{"id": "alice", "name": "Alice", "department": "eng"}],
@@ -85,6 +89,23 @@ fn ask(model: &str, max_tokens: u32) -> ChatRequest {
 }
 
 async fn spend_in_collector(e: &Env) -> u64 {
+    spend_after_flush(e, 0).await
+}
+
+/// The department budget's `used` once it reaches `at_least` (records arrive async).
+async fn spend_after_flush(e: &Env, at_least: u64) -> u64 {
+    let mut used = 0;
+    for _ in 0..100 {
+        used = spend_now(e).await;
+        if used >= at_least.max(1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    used
+}
+
+async fn spend_now(e: &Env) -> u64 {
     let r = e
         .http
         .get(format!("{}/v1/admin/effective-policy?api_key_id=k_alice", e.collector.url()))
@@ -177,5 +198,52 @@ async fn concurrent_calls_cannot_overshoot_a_hard_budget() {
     }
     assert!(used <= ENG_BUDGET_MICROS, "spent {used} of {ENG_BUDGET_MICROS}");
     eprintln!("admitted {ok}, refused {refused}, spent {used} of {ENG_BUDGET_MICROS} micro-dollars (largest call {max_cost})");
+    client.shutdown().await.unwrap();
+}
+
+/// The issue's proof: 200 concurrent calls through the SDK against a budget that fits 50
+/// of them. Each call asks for exactly the completion the emulator gives, so its maximum
+/// cost (what it reserves) equals its actual cost and the budget fits exactly 50.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_concurrent_calls_against_a_budget_for_fifty() {
+    // Learn the call's exact cost from an unmanaged client on its own emulator.
+    let probe_emu = gaterouter_emulator::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let probe = Client::new(Config::for_emulator(&probe_emu.base_url())).unwrap();
+    let first = probe.chat(ask("openai/gpt-4o", 4000)).await.unwrap();
+    let completion = u32::try_from(first.usage.completion_tokens).unwrap();
+    let exact = probe.chat(ask("openai/gpt-4o", completion)).await.unwrap();
+    assert_eq!(exact.usage.completion_tokens, first.usage.completion_tokens);
+    let per_call = exact.cost.unwrap().total_micros;
+    let budget = 50 * per_call;
+    let e = env_with_budget(&format!("{}.{:06}", budget / 1_000_000, budget % 1_000_000)).await;
+    let client = Client::new(e.cfg.clone()).unwrap();
+    e.emu.emulator().queue_fault(&json!({"fault": "slow", "delay_ms": 200, "times": 200})).unwrap();
+    let calls: Vec<_> = (0..200)
+        .map(|_| {
+            let c = client.clone();
+            tokio::spawn(async move { c.chat(ask("openai/gpt-4o", completion)).await })
+        })
+        .collect();
+    let (mut ok, mut refused) = (0u64, 0u64);
+    for c in calls {
+        match c.await.unwrap() {
+            Ok(r) => {
+                assert_eq!(r.cost.unwrap().total_micros, per_call);
+                ok += 1;
+            }
+            Err(err) => {
+                assert_eq!(err.kind(), ErrorKind::Budget, "{err}");
+                refused += 1;
+            }
+        }
+    }
+    assert!(client.flush(Duration::from_secs(20)).await.unwrap().drained);
+    let spent = spend_after_flush(&e, ok * per_call).await;
+    eprintln!("budget {budget} micros = 50 calls of {per_call}: admitted {ok}, refused {refused}, spent {spent}");
+    assert!(ok <= 50, "admitted {ok} calls, the budget fits 50");
+    assert!(ok >= 1 && ok + refused == 200);
+    assert_eq!(spent, ok * per_call, "the collector counts each admitted call once");
+    assert!(spent <= budget + per_call, "overshoot beyond one request: spent {spent} of {budget}");
+    assert_eq!(provider_calls(&e), ok, "refused calls never reached a provider");
     client.shutdown().await.unwrap();
 }
