@@ -10,6 +10,53 @@
 
 use gaterouter::{Error, ErrorKind};
 
+/// A budget named by a `Budget` error. Money in integer micro-dollars (`metric` `usd`) or
+/// tokens (`tokens`).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct BudgetInfo {
+    /// Budget id.
+    pub id: String,
+    /// Where it is attached (`department:eng`).
+    pub level: String,
+    /// `usd` or `tokens`.
+    pub metric: String,
+    /// `hour`, `day` or `month` (UTC calendar windows).
+    pub period: String,
+    /// Limit.
+    pub limit: u64,
+    /// Used by stored records in this window.
+    pub used: u64,
+    /// Held by calls in flight.
+    pub reserved: u64,
+    /// What is left.
+    pub remaining: u64,
+    /// Window start (unix ms).
+    pub period_start_ms: u64,
+    /// When it resets (unix ms).
+    pub resets_at_ms: u64,
+    /// `hard` or `soft`.
+    pub enforcement: String,
+}
+
+impl From<&gaterouter::accounts::BudgetStatus> for BudgetInfo {
+    fn from(b: &gaterouter::accounts::BudgetStatus) -> Self {
+        let name = |v: serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+        BudgetInfo {
+            id: b.id.clone(),
+            level: b.level.to_string(),
+            metric: name(serde_json::to_value(b.metric).unwrap_or_default()),
+            period: b.period.as_str().to_owned(),
+            limit: b.limit,
+            used: b.used,
+            reserved: b.reserved,
+            remaining: b.remaining,
+            period_start_ms: b.period_start_ms,
+            resets_at_ms: b.resets_at_ms,
+            enforcement: name(serde_json::to_value(b.enforcement).unwrap_or_default()),
+        }
+    }
+}
+
 /// A GateRouter failure. Match on the variant to decide what to do (`RateLimited`:
 /// wait `retry_after_ms`; `Config`: fix the config; `Auth`: fix the key...).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Error)]
@@ -29,6 +76,12 @@ pub enum GateRouterError {
         retry_after_ms: Option<u64>,
         /// The offending request field, when known.
         field: Option<String>,
+        /// `Permission`: the policy rule (`allow_models`, `deny_models`...).
+        rule: Option<String>,
+        /// `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
+        level: Option<String>,
+        /// `Budget`: the budget, what is left and when it resets.
+        budget: Option<BudgetInfo>,
     },
     /// The provider refused the credentials.
     #[error("{detail}")]
@@ -45,6 +98,12 @@ pub enum GateRouterError {
         retry_after_ms: Option<u64>,
         /// The offending request field, when known.
         field: Option<String>,
+        /// `Permission`: the policy rule (`allow_models`, `deny_models`...).
+        rule: Option<String>,
+        /// `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
+        level: Option<String>,
+        /// `Budget`: the budget, what is left and when it resets.
+        budget: Option<BudgetInfo>,
     },
     /// The provider asked to slow down; wait `retry_after_ms` when set.
     #[error("{detail}")]
@@ -61,6 +120,12 @@ pub enum GateRouterError {
         retry_after_ms: Option<u64>,
         /// The offending request field, when known.
         field: Option<String>,
+        /// `Permission`: the policy rule (`allow_models`, `deny_models`...).
+        rule: Option<String>,
+        /// `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
+        level: Option<String>,
+        /// `Budget`: the budget, what is left and when it resets.
+        budget: Option<BudgetInfo>,
     },
     /// The provider is down, overloaded or unreachable (also: the device is offline).
     #[error("{detail}")]
@@ -77,6 +142,12 @@ pub enum GateRouterError {
         retry_after_ms: Option<u64>,
         /// The offending request field, when known.
         field: Option<String>,
+        /// `Permission`: the policy rule (`allow_models`, `deny_models`...).
+        rule: Option<String>,
+        /// `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
+        level: Option<String>,
+        /// `Budget`: the budget, what is left and when it resets.
+        budget: Option<BudgetInfo>,
     },
     /// The request is wrong; `field` names the field. Never retried.
     #[error("{detail}")]
@@ -93,6 +164,12 @@ pub enum GateRouterError {
         retry_after_ms: Option<u64>,
         /// The offending request field, e.g. `messages[2].tool_call_id`.
         field: Option<String>,
+        /// `Permission`: the policy rule (`allow_models`, `deny_models`...).
+        rule: Option<String>,
+        /// `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
+        level: Option<String>,
+        /// `Budget`: the budget, what is left and when it resets.
+        budget: Option<BudgetInfo>,
     },
     /// The prompt plus `max_tokens` exceed the model's context window.
     #[error("{detail}")]
@@ -109,6 +186,12 @@ pub enum GateRouterError {
         retry_after_ms: Option<u64>,
         /// The offending request field, when known.
         field: Option<String>,
+        /// `Permission`: the policy rule (`allow_models`, `deny_models`...).
+        rule: Option<String>,
+        /// `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
+        level: Option<String>,
+        /// `Budget`: the budget, what is left and when it resets.
+        budget: Option<BudgetInfo>,
     },
     /// No answer within the configured timeout.
     #[error("{detail}")]
@@ -125,6 +208,12 @@ pub enum GateRouterError {
         retry_after_ms: Option<u64>,
         /// The offending request field, when known.
         field: Option<String>,
+        /// `Permission`: the policy rule (`allow_models`, `deny_models`...).
+        rule: Option<String>,
+        /// `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
+        level: Option<String>,
+        /// `Budget`: the budget, what is left and when it resets.
+        budget: Option<BudgetInfo>,
     },
     /// A stream ended before the provider said it was complete.
     #[error("{detail}")]
@@ -141,6 +230,12 @@ pub enum GateRouterError {
         retry_after_ms: Option<u64>,
         /// The offending request field, when known.
         field: Option<String>,
+        /// `Permission`: the policy rule (`allow_models`, `deny_models`...).
+        rule: Option<String>,
+        /// `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
+        level: Option<String>,
+        /// `Budget`: the budget, what is left and when it resets.
+        budget: Option<BudgetInfo>,
     },
     /// The provider answered, but the answer cannot be used.
     #[error("{detail}")]
@@ -157,6 +252,12 @@ pub enum GateRouterError {
         retry_after_ms: Option<u64>,
         /// The offending request field, when known.
         field: Option<String>,
+        /// `Permission`: the policy rule (`allow_models`, `deny_models`...).
+        rule: Option<String>,
+        /// `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
+        level: Option<String>,
+        /// `Budget`: the budget, what is left and when it resets.
+        budget: Option<BudgetInfo>,
     },
     /// A budget or quota would be exceeded.
     #[error("{detail}")]
@@ -173,6 +274,12 @@ pub enum GateRouterError {
         retry_after_ms: Option<u64>,
         /// The offending request field, when known.
         field: Option<String>,
+        /// `Permission`: the policy rule (`allow_models`, `deny_models`...).
+        rule: Option<String>,
+        /// `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
+        level: Option<String>,
+        /// `Budget`: the budget, what is left and when it resets.
+        budget: Option<BudgetInfo>,
     },
     /// The caller may not use this model, provider or tier.
     #[error("{detail}")]
@@ -189,6 +296,12 @@ pub enum GateRouterError {
         retry_after_ms: Option<u64>,
         /// The offending request field, when known.
         field: Option<String>,
+        /// `Permission`: the policy rule (`allow_models`, `deny_models`...).
+        rule: Option<String>,
+        /// `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
+        level: Option<String>,
+        /// `Budget`: the budget, what is left and when it resets.
+        budget: Option<BudgetInfo>,
     },
     /// A kind newer than this binding, or a failure of the binding itself (the runtime
     /// could not start). `code` still carries the stable code.
@@ -206,6 +319,12 @@ pub enum GateRouterError {
         retry_after_ms: Option<u64>,
         /// The offending request field, when known.
         field: Option<String>,
+        /// `Permission`: the policy rule (`allow_models`, `deny_models`...).
+        rule: Option<String>,
+        /// `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
+        level: Option<String>,
+        /// `Budget`: the budget, what is left and when it resets.
+        budget: Option<BudgetInfo>,
     },
 }
 
@@ -219,6 +338,9 @@ impl GateRouterError {
             status: None,
             retry_after_ms: None,
             field: None,
+            rule: None,
+            level: None,
+            budget: None,
         }
     }
 
@@ -258,9 +380,13 @@ impl From<Error> for GateRouterError {
             Error::InvalidRequest { field, .. } => field.clone(),
             _ => None,
         };
+        let rule = e.permission_rule().map(|(r, _)| r.to_owned());
+        let level =
+            e.permission_rule().and_then(|(_, l)| l.map(|l| l.to_string())).or_else(|| e.budget_status().map(|b| b.level.to_string()));
+        let budget = e.budget_status().map(BudgetInfo::from);
         macro_rules! variant {
             ($v:ident) => {
-                GateRouterError::$v { detail, code, provider, status, retry_after_ms, field }
+                GateRouterError::$v { detail, code, provider, status, retry_after_ms, field, rule, level, budget }
             };
         }
         match e.kind() {
@@ -350,6 +476,40 @@ mod tests {
             let e: GateRouterError = core.into();
             assert_eq!(e.code(), code);
             assert!(!matches!(e, GateRouterError::Other { .. }), "{code} fell through to Other");
+        }
+    }
+
+    #[test]
+    fn policy_errors_carry_rule_level_and_budget() {
+        use gaterouter::accounts::{BudgetStatus, Denial, Enforcement, Level, LevelKind, Metric, Period};
+        let denial = Denial { rule: "deny_models".into(), level: Level::new(LevelKind::Department, "eng"), message: "no".into() };
+        match GateRouterError::from(Error::permission(denial)) {
+            GateRouterError::Permission { rule, level, budget, .. } => {
+                assert_eq!((rule.as_deref(), level.as_deref(), budget), (Some("deny_models"), Some("department:eng"), None));
+            }
+            other => panic!("{other:?}"),
+        }
+        let status = BudgetStatus {
+            id: "b1".into(),
+            level: Level::new(LevelKind::Key, "k"),
+            metric: Metric::Tokens,
+            period: Period::Hour,
+            limit: 100,
+            used: 90,
+            reserved: 5,
+            remaining: 5,
+            period_start_ms: 1,
+            resets_at_ms: 2,
+            enforcement: Enforcement::Hard,
+            notify_at: vec![80],
+        };
+        match GateRouterError::from(Error::budget(status, None)) {
+            GateRouterError::Budget { rule, level, budget: Some(b), .. } => {
+                assert_eq!((rule, level.as_deref()), (None, Some("key:k")));
+                assert_eq!((b.metric.as_str(), b.period.as_str(), b.enforcement.as_str()), ("tokens", "hour", "hard"));
+                assert_eq!((b.limit, b.remaining, b.resets_at_ms), (100, 5, 2));
+            }
+            other => panic!("{other:?}"),
         }
     }
 }

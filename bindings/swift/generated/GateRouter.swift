@@ -1759,6 +1759,166 @@ public func FfiConverterTypeUsageSigningKey_lower(_ value: UsageSigningKey) -> U
 
 
 /**
+ * A budget named by a `Budget` error. Money in integer micro-dollars (`metric` `usd`) or
+ * tokens (`tokens`).
+ */
+public struct BudgetInfo: Equatable, Hashable {
+    /**
+     * Budget id.
+     */
+    public var id: String
+    /**
+     * Where it is attached (`department:eng`).
+     */
+    public var level: String
+    /**
+     * `usd` or `tokens`.
+     */
+    public var metric: String
+    /**
+     * `hour`, `day` or `month` (UTC calendar windows).
+     */
+    public var period: String
+    /**
+     * Limit.
+     */
+    public var limit: UInt64
+    /**
+     * Used by stored records in this window.
+     */
+    public var used: UInt64
+    /**
+     * Held by calls in flight.
+     */
+    public var reserved: UInt64
+    /**
+     * What is left.
+     */
+    public var remaining: UInt64
+    /**
+     * Window start (unix ms).
+     */
+    public var periodStartMs: UInt64
+    /**
+     * When it resets (unix ms).
+     */
+    public var resetsAtMs: UInt64
+    /**
+     * `hard` or `soft`.
+     */
+    public var enforcement: String
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Budget id.
+         */id: String, 
+        /**
+         * Where it is attached (`department:eng`).
+         */level: String, 
+        /**
+         * `usd` or `tokens`.
+         */metric: String, 
+        /**
+         * `hour`, `day` or `month` (UTC calendar windows).
+         */period: String, 
+        /**
+         * Limit.
+         */limit: UInt64, 
+        /**
+         * Used by stored records in this window.
+         */used: UInt64, 
+        /**
+         * Held by calls in flight.
+         */reserved: UInt64, 
+        /**
+         * What is left.
+         */remaining: UInt64, 
+        /**
+         * Window start (unix ms).
+         */periodStartMs: UInt64, 
+        /**
+         * When it resets (unix ms).
+         */resetsAtMs: UInt64, 
+        /**
+         * `hard` or `soft`.
+         */enforcement: String) {
+        self.id = id
+        self.level = level
+        self.metric = metric
+        self.period = period
+        self.limit = limit
+        self.used = used
+        self.reserved = reserved
+        self.remaining = remaining
+        self.periodStartMs = periodStartMs
+        self.resetsAtMs = resetsAtMs
+        self.enforcement = enforcement
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension BudgetInfo: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeBudgetInfo: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> BudgetInfo {
+        return
+            try BudgetInfo(
+                id: FfiConverterString.read(from: &buf), 
+                level: FfiConverterString.read(from: &buf), 
+                metric: FfiConverterString.read(from: &buf), 
+                period: FfiConverterString.read(from: &buf), 
+                limit: FfiConverterUInt64.read(from: &buf), 
+                used: FfiConverterUInt64.read(from: &buf), 
+                reserved: FfiConverterUInt64.read(from: &buf), 
+                remaining: FfiConverterUInt64.read(from: &buf), 
+                periodStartMs: FfiConverterUInt64.read(from: &buf), 
+                resetsAtMs: FfiConverterUInt64.read(from: &buf), 
+                enforcement: FfiConverterString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: BudgetInfo, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.id, into: &buf)
+        FfiConverterString.write(value.level, into: &buf)
+        FfiConverterString.write(value.metric, into: &buf)
+        FfiConverterString.write(value.period, into: &buf)
+        FfiConverterUInt64.write(value.limit, into: &buf)
+        FfiConverterUInt64.write(value.used, into: &buf)
+        FfiConverterUInt64.write(value.reserved, into: &buf)
+        FfiConverterUInt64.write(value.remaining, into: &buf)
+        FfiConverterUInt64.write(value.periodStartMs, into: &buf)
+        FfiConverterUInt64.write(value.resetsAtMs, into: &buf)
+        FfiConverterString.write(value.enforcement, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeBudgetInfo_lift(_ buf: RustBuffer) throws -> BudgetInfo {
+    return try FfiConverterTypeBudgetInfo.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeBudgetInfo_lower(_ value: BudgetInfo) -> RustBuffer {
+    return FfiConverterTypeBudgetInfo.lower(value)
+}
+
+
+/**
  * One stream chunk. The last chunk of a successful stream has no text and `usage` set.
  */
 public struct ChatChunk: Equatable, Hashable {
@@ -4232,7 +4392,16 @@ enum GateRouterError: Swift.Error, Equatable, Hashable, Foundation.LocalizedErro
          */retryAfterMs: UInt64?, 
         /**
          * The offending request field, when known.
-         */field: String?
+         */field: String?, 
+        /**
+         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
+         */rule: String?, 
+        /**
+         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
+         */level: String?, 
+        /**
+         * `Budget`: the budget, what is left and when it resets.
+         */budget: BudgetInfo?
     )
     /**
      * The provider refused the credentials.
@@ -4255,7 +4424,16 @@ enum GateRouterError: Swift.Error, Equatable, Hashable, Foundation.LocalizedErro
          */retryAfterMs: UInt64?, 
         /**
          * The offending request field, when known.
-         */field: String?
+         */field: String?, 
+        /**
+         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
+         */rule: String?, 
+        /**
+         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
+         */level: String?, 
+        /**
+         * `Budget`: the budget, what is left and when it resets.
+         */budget: BudgetInfo?
     )
     /**
      * The provider asked to slow down; wait `retry_after_ms` when set.
@@ -4278,7 +4456,16 @@ enum GateRouterError: Swift.Error, Equatable, Hashable, Foundation.LocalizedErro
          */retryAfterMs: UInt64?, 
         /**
          * The offending request field, when known.
-         */field: String?
+         */field: String?, 
+        /**
+         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
+         */rule: String?, 
+        /**
+         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
+         */level: String?, 
+        /**
+         * `Budget`: the budget, what is left and when it resets.
+         */budget: BudgetInfo?
     )
     /**
      * The provider is down, overloaded or unreachable (also: the device is offline).
@@ -4301,7 +4488,16 @@ enum GateRouterError: Swift.Error, Equatable, Hashable, Foundation.LocalizedErro
          */retryAfterMs: UInt64?, 
         /**
          * The offending request field, when known.
-         */field: String?
+         */field: String?, 
+        /**
+         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
+         */rule: String?, 
+        /**
+         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
+         */level: String?, 
+        /**
+         * `Budget`: the budget, what is left and when it resets.
+         */budget: BudgetInfo?
     )
     /**
      * The request is wrong; `field` names the field. Never retried.
@@ -4324,7 +4520,16 @@ enum GateRouterError: Swift.Error, Equatable, Hashable, Foundation.LocalizedErro
          */retryAfterMs: UInt64?, 
         /**
          * The offending request field, e.g. `messages[2].tool_call_id`.
-         */field: String?
+         */field: String?, 
+        /**
+         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
+         */rule: String?, 
+        /**
+         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
+         */level: String?, 
+        /**
+         * `Budget`: the budget, what is left and when it resets.
+         */budget: BudgetInfo?
     )
     /**
      * The prompt plus `max_tokens` exceed the model's context window.
@@ -4347,7 +4552,16 @@ enum GateRouterError: Swift.Error, Equatable, Hashable, Foundation.LocalizedErro
          */retryAfterMs: UInt64?, 
         /**
          * The offending request field, when known.
-         */field: String?
+         */field: String?, 
+        /**
+         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
+         */rule: String?, 
+        /**
+         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
+         */level: String?, 
+        /**
+         * `Budget`: the budget, what is left and when it resets.
+         */budget: BudgetInfo?
     )
     /**
      * No answer within the configured timeout.
@@ -4370,7 +4584,16 @@ enum GateRouterError: Swift.Error, Equatable, Hashable, Foundation.LocalizedErro
          */retryAfterMs: UInt64?, 
         /**
          * The offending request field, when known.
-         */field: String?
+         */field: String?, 
+        /**
+         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
+         */rule: String?, 
+        /**
+         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
+         */level: String?, 
+        /**
+         * `Budget`: the budget, what is left and when it resets.
+         */budget: BudgetInfo?
     )
     /**
      * A stream ended before the provider said it was complete.
@@ -4393,7 +4616,16 @@ enum GateRouterError: Swift.Error, Equatable, Hashable, Foundation.LocalizedErro
          */retryAfterMs: UInt64?, 
         /**
          * The offending request field, when known.
-         */field: String?
+         */field: String?, 
+        /**
+         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
+         */rule: String?, 
+        /**
+         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
+         */level: String?, 
+        /**
+         * `Budget`: the budget, what is left and when it resets.
+         */budget: BudgetInfo?
     )
     /**
      * The provider answered, but the answer cannot be used.
@@ -4416,7 +4648,16 @@ enum GateRouterError: Swift.Error, Equatable, Hashable, Foundation.LocalizedErro
          */retryAfterMs: UInt64?, 
         /**
          * The offending request field, when known.
-         */field: String?
+         */field: String?, 
+        /**
+         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
+         */rule: String?, 
+        /**
+         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
+         */level: String?, 
+        /**
+         * `Budget`: the budget, what is left and when it resets.
+         */budget: BudgetInfo?
     )
     /**
      * A budget or quota would be exceeded.
@@ -4439,7 +4680,16 @@ enum GateRouterError: Swift.Error, Equatable, Hashable, Foundation.LocalizedErro
          */retryAfterMs: UInt64?, 
         /**
          * The offending request field, when known.
-         */field: String?
+         */field: String?, 
+        /**
+         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
+         */rule: String?, 
+        /**
+         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
+         */level: String?, 
+        /**
+         * `Budget`: the budget, what is left and when it resets.
+         */budget: BudgetInfo?
     )
     /**
      * The caller may not use this model, provider or tier.
@@ -4462,7 +4712,16 @@ enum GateRouterError: Swift.Error, Equatable, Hashable, Foundation.LocalizedErro
          */retryAfterMs: UInt64?, 
         /**
          * The offending request field, when known.
-         */field: String?
+         */field: String?, 
+        /**
+         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
+         */rule: String?, 
+        /**
+         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
+         */level: String?, 
+        /**
+         * `Budget`: the budget, what is left and when it resets.
+         */budget: BudgetInfo?
     )
     /**
      * A kind newer than this binding, or a failure of the binding itself (the runtime
@@ -4486,7 +4745,16 @@ enum GateRouterError: Swift.Error, Equatable, Hashable, Foundation.LocalizedErro
          */retryAfterMs: UInt64?, 
         /**
          * The offending request field, when known.
-         */field: String?
+         */field: String?, 
+        /**
+         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
+         */rule: String?, 
+        /**
+         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
+         */level: String?, 
+        /**
+         * `Budget`: the budget, what is left and when it resets.
+         */budget: BudgetInfo?
     )
 
     
@@ -4523,7 +4791,10 @@ public struct FfiConverterTypeGateRouterError: FfiConverterRustBuffer {
             provider: try FfiConverterOptionString.read(from: &buf), 
             status: try FfiConverterOptionUInt16.read(from: &buf), 
             retryAfterMs: try FfiConverterOptionUInt64.read(from: &buf), 
-            field: try FfiConverterOptionString.read(from: &buf)
+            field: try FfiConverterOptionString.read(from: &buf), 
+            rule: try FfiConverterOptionString.read(from: &buf), 
+            level: try FfiConverterOptionString.read(from: &buf), 
+            budget: try FfiConverterOptionTypeBudgetInfo.read(from: &buf)
             )
         case 2: return .Auth(
             detail: try FfiConverterString.read(from: &buf), 
@@ -4531,7 +4802,10 @@ public struct FfiConverterTypeGateRouterError: FfiConverterRustBuffer {
             provider: try FfiConverterOptionString.read(from: &buf), 
             status: try FfiConverterOptionUInt16.read(from: &buf), 
             retryAfterMs: try FfiConverterOptionUInt64.read(from: &buf), 
-            field: try FfiConverterOptionString.read(from: &buf)
+            field: try FfiConverterOptionString.read(from: &buf), 
+            rule: try FfiConverterOptionString.read(from: &buf), 
+            level: try FfiConverterOptionString.read(from: &buf), 
+            budget: try FfiConverterOptionTypeBudgetInfo.read(from: &buf)
             )
         case 3: return .RateLimited(
             detail: try FfiConverterString.read(from: &buf), 
@@ -4539,7 +4813,10 @@ public struct FfiConverterTypeGateRouterError: FfiConverterRustBuffer {
             provider: try FfiConverterOptionString.read(from: &buf), 
             status: try FfiConverterOptionUInt16.read(from: &buf), 
             retryAfterMs: try FfiConverterOptionUInt64.read(from: &buf), 
-            field: try FfiConverterOptionString.read(from: &buf)
+            field: try FfiConverterOptionString.read(from: &buf), 
+            rule: try FfiConverterOptionString.read(from: &buf), 
+            level: try FfiConverterOptionString.read(from: &buf), 
+            budget: try FfiConverterOptionTypeBudgetInfo.read(from: &buf)
             )
         case 4: return .ProviderUnavailable(
             detail: try FfiConverterString.read(from: &buf), 
@@ -4547,7 +4824,10 @@ public struct FfiConverterTypeGateRouterError: FfiConverterRustBuffer {
             provider: try FfiConverterOptionString.read(from: &buf), 
             status: try FfiConverterOptionUInt16.read(from: &buf), 
             retryAfterMs: try FfiConverterOptionUInt64.read(from: &buf), 
-            field: try FfiConverterOptionString.read(from: &buf)
+            field: try FfiConverterOptionString.read(from: &buf), 
+            rule: try FfiConverterOptionString.read(from: &buf), 
+            level: try FfiConverterOptionString.read(from: &buf), 
+            budget: try FfiConverterOptionTypeBudgetInfo.read(from: &buf)
             )
         case 5: return .InvalidRequest(
             detail: try FfiConverterString.read(from: &buf), 
@@ -4555,7 +4835,10 @@ public struct FfiConverterTypeGateRouterError: FfiConverterRustBuffer {
             provider: try FfiConverterOptionString.read(from: &buf), 
             status: try FfiConverterOptionUInt16.read(from: &buf), 
             retryAfterMs: try FfiConverterOptionUInt64.read(from: &buf), 
-            field: try FfiConverterOptionString.read(from: &buf)
+            field: try FfiConverterOptionString.read(from: &buf), 
+            rule: try FfiConverterOptionString.read(from: &buf), 
+            level: try FfiConverterOptionString.read(from: &buf), 
+            budget: try FfiConverterOptionTypeBudgetInfo.read(from: &buf)
             )
         case 6: return .ContextLengthExceeded(
             detail: try FfiConverterString.read(from: &buf), 
@@ -4563,7 +4846,10 @@ public struct FfiConverterTypeGateRouterError: FfiConverterRustBuffer {
             provider: try FfiConverterOptionString.read(from: &buf), 
             status: try FfiConverterOptionUInt16.read(from: &buf), 
             retryAfterMs: try FfiConverterOptionUInt64.read(from: &buf), 
-            field: try FfiConverterOptionString.read(from: &buf)
+            field: try FfiConverterOptionString.read(from: &buf), 
+            rule: try FfiConverterOptionString.read(from: &buf), 
+            level: try FfiConverterOptionString.read(from: &buf), 
+            budget: try FfiConverterOptionTypeBudgetInfo.read(from: &buf)
             )
         case 7: return .Timeout(
             detail: try FfiConverterString.read(from: &buf), 
@@ -4571,7 +4857,10 @@ public struct FfiConverterTypeGateRouterError: FfiConverterRustBuffer {
             provider: try FfiConverterOptionString.read(from: &buf), 
             status: try FfiConverterOptionUInt16.read(from: &buf), 
             retryAfterMs: try FfiConverterOptionUInt64.read(from: &buf), 
-            field: try FfiConverterOptionString.read(from: &buf)
+            field: try FfiConverterOptionString.read(from: &buf), 
+            rule: try FfiConverterOptionString.read(from: &buf), 
+            level: try FfiConverterOptionString.read(from: &buf), 
+            budget: try FfiConverterOptionTypeBudgetInfo.read(from: &buf)
             )
         case 8: return .StreamInterrupted(
             detail: try FfiConverterString.read(from: &buf), 
@@ -4579,7 +4868,10 @@ public struct FfiConverterTypeGateRouterError: FfiConverterRustBuffer {
             provider: try FfiConverterOptionString.read(from: &buf), 
             status: try FfiConverterOptionUInt16.read(from: &buf), 
             retryAfterMs: try FfiConverterOptionUInt64.read(from: &buf), 
-            field: try FfiConverterOptionString.read(from: &buf)
+            field: try FfiConverterOptionString.read(from: &buf), 
+            rule: try FfiConverterOptionString.read(from: &buf), 
+            level: try FfiConverterOptionString.read(from: &buf), 
+            budget: try FfiConverterOptionTypeBudgetInfo.read(from: &buf)
             )
         case 9: return .InvalidResponse(
             detail: try FfiConverterString.read(from: &buf), 
@@ -4587,7 +4879,10 @@ public struct FfiConverterTypeGateRouterError: FfiConverterRustBuffer {
             provider: try FfiConverterOptionString.read(from: &buf), 
             status: try FfiConverterOptionUInt16.read(from: &buf), 
             retryAfterMs: try FfiConverterOptionUInt64.read(from: &buf), 
-            field: try FfiConverterOptionString.read(from: &buf)
+            field: try FfiConverterOptionString.read(from: &buf), 
+            rule: try FfiConverterOptionString.read(from: &buf), 
+            level: try FfiConverterOptionString.read(from: &buf), 
+            budget: try FfiConverterOptionTypeBudgetInfo.read(from: &buf)
             )
         case 10: return .Budget(
             detail: try FfiConverterString.read(from: &buf), 
@@ -4595,7 +4890,10 @@ public struct FfiConverterTypeGateRouterError: FfiConverterRustBuffer {
             provider: try FfiConverterOptionString.read(from: &buf), 
             status: try FfiConverterOptionUInt16.read(from: &buf), 
             retryAfterMs: try FfiConverterOptionUInt64.read(from: &buf), 
-            field: try FfiConverterOptionString.read(from: &buf)
+            field: try FfiConverterOptionString.read(from: &buf), 
+            rule: try FfiConverterOptionString.read(from: &buf), 
+            level: try FfiConverterOptionString.read(from: &buf), 
+            budget: try FfiConverterOptionTypeBudgetInfo.read(from: &buf)
             )
         case 11: return .Permission(
             detail: try FfiConverterString.read(from: &buf), 
@@ -4603,7 +4901,10 @@ public struct FfiConverterTypeGateRouterError: FfiConverterRustBuffer {
             provider: try FfiConverterOptionString.read(from: &buf), 
             status: try FfiConverterOptionUInt16.read(from: &buf), 
             retryAfterMs: try FfiConverterOptionUInt64.read(from: &buf), 
-            field: try FfiConverterOptionString.read(from: &buf)
+            field: try FfiConverterOptionString.read(from: &buf), 
+            rule: try FfiConverterOptionString.read(from: &buf), 
+            level: try FfiConverterOptionString.read(from: &buf), 
+            budget: try FfiConverterOptionTypeBudgetInfo.read(from: &buf)
             )
         case 12: return .Other(
             detail: try FfiConverterString.read(from: &buf), 
@@ -4611,7 +4912,10 @@ public struct FfiConverterTypeGateRouterError: FfiConverterRustBuffer {
             provider: try FfiConverterOptionString.read(from: &buf), 
             status: try FfiConverterOptionUInt16.read(from: &buf), 
             retryAfterMs: try FfiConverterOptionUInt64.read(from: &buf), 
-            field: try FfiConverterOptionString.read(from: &buf)
+            field: try FfiConverterOptionString.read(from: &buf), 
+            rule: try FfiConverterOptionString.read(from: &buf), 
+            level: try FfiConverterOptionString.read(from: &buf), 
+            budget: try FfiConverterOptionTypeBudgetInfo.read(from: &buf)
             )
 
          default: throw UniffiInternalError.unexpectedEnumCase
@@ -4625,7 +4929,7 @@ public struct FfiConverterTypeGateRouterError: FfiConverterRustBuffer {
 
         
         
-        case let .Config(detail,code,provider,status,retryAfterMs,field):
+        case let .Config(detail,code,provider,status,retryAfterMs,field,rule,level,budget):
             writeInt(&buf, Int32(1))
             FfiConverterString.write(detail, into: &buf)
             FfiConverterString.write(code, into: &buf)
@@ -4633,9 +4937,12 @@ public struct FfiConverterTypeGateRouterError: FfiConverterRustBuffer {
             FfiConverterOptionUInt16.write(status, into: &buf)
             FfiConverterOptionUInt64.write(retryAfterMs, into: &buf)
             FfiConverterOptionString.write(field, into: &buf)
+            FfiConverterOptionString.write(rule, into: &buf)
+            FfiConverterOptionString.write(level, into: &buf)
+            FfiConverterOptionTypeBudgetInfo.write(budget, into: &buf)
             
         
-        case let .Auth(detail,code,provider,status,retryAfterMs,field):
+        case let .Auth(detail,code,provider,status,retryAfterMs,field,rule,level,budget):
             writeInt(&buf, Int32(2))
             FfiConverterString.write(detail, into: &buf)
             FfiConverterString.write(code, into: &buf)
@@ -4643,9 +4950,12 @@ public struct FfiConverterTypeGateRouterError: FfiConverterRustBuffer {
             FfiConverterOptionUInt16.write(status, into: &buf)
             FfiConverterOptionUInt64.write(retryAfterMs, into: &buf)
             FfiConverterOptionString.write(field, into: &buf)
+            FfiConverterOptionString.write(rule, into: &buf)
+            FfiConverterOptionString.write(level, into: &buf)
+            FfiConverterOptionTypeBudgetInfo.write(budget, into: &buf)
             
         
-        case let .RateLimited(detail,code,provider,status,retryAfterMs,field):
+        case let .RateLimited(detail,code,provider,status,retryAfterMs,field,rule,level,budget):
             writeInt(&buf, Int32(3))
             FfiConverterString.write(detail, into: &buf)
             FfiConverterString.write(code, into: &buf)
@@ -4653,9 +4963,12 @@ public struct FfiConverterTypeGateRouterError: FfiConverterRustBuffer {
             FfiConverterOptionUInt16.write(status, into: &buf)
             FfiConverterOptionUInt64.write(retryAfterMs, into: &buf)
             FfiConverterOptionString.write(field, into: &buf)
+            FfiConverterOptionString.write(rule, into: &buf)
+            FfiConverterOptionString.write(level, into: &buf)
+            FfiConverterOptionTypeBudgetInfo.write(budget, into: &buf)
             
         
-        case let .ProviderUnavailable(detail,code,provider,status,retryAfterMs,field):
+        case let .ProviderUnavailable(detail,code,provider,status,retryAfterMs,field,rule,level,budget):
             writeInt(&buf, Int32(4))
             FfiConverterString.write(detail, into: &buf)
             FfiConverterString.write(code, into: &buf)
@@ -4663,9 +4976,12 @@ public struct FfiConverterTypeGateRouterError: FfiConverterRustBuffer {
             FfiConverterOptionUInt16.write(status, into: &buf)
             FfiConverterOptionUInt64.write(retryAfterMs, into: &buf)
             FfiConverterOptionString.write(field, into: &buf)
+            FfiConverterOptionString.write(rule, into: &buf)
+            FfiConverterOptionString.write(level, into: &buf)
+            FfiConverterOptionTypeBudgetInfo.write(budget, into: &buf)
             
         
-        case let .InvalidRequest(detail,code,provider,status,retryAfterMs,field):
+        case let .InvalidRequest(detail,code,provider,status,retryAfterMs,field,rule,level,budget):
             writeInt(&buf, Int32(5))
             FfiConverterString.write(detail, into: &buf)
             FfiConverterString.write(code, into: &buf)
@@ -4673,9 +4989,12 @@ public struct FfiConverterTypeGateRouterError: FfiConverterRustBuffer {
             FfiConverterOptionUInt16.write(status, into: &buf)
             FfiConverterOptionUInt64.write(retryAfterMs, into: &buf)
             FfiConverterOptionString.write(field, into: &buf)
+            FfiConverterOptionString.write(rule, into: &buf)
+            FfiConverterOptionString.write(level, into: &buf)
+            FfiConverterOptionTypeBudgetInfo.write(budget, into: &buf)
             
         
-        case let .ContextLengthExceeded(detail,code,provider,status,retryAfterMs,field):
+        case let .ContextLengthExceeded(detail,code,provider,status,retryAfterMs,field,rule,level,budget):
             writeInt(&buf, Int32(6))
             FfiConverterString.write(detail, into: &buf)
             FfiConverterString.write(code, into: &buf)
@@ -4683,9 +5002,12 @@ public struct FfiConverterTypeGateRouterError: FfiConverterRustBuffer {
             FfiConverterOptionUInt16.write(status, into: &buf)
             FfiConverterOptionUInt64.write(retryAfterMs, into: &buf)
             FfiConverterOptionString.write(field, into: &buf)
+            FfiConverterOptionString.write(rule, into: &buf)
+            FfiConverterOptionString.write(level, into: &buf)
+            FfiConverterOptionTypeBudgetInfo.write(budget, into: &buf)
             
         
-        case let .Timeout(detail,code,provider,status,retryAfterMs,field):
+        case let .Timeout(detail,code,provider,status,retryAfterMs,field,rule,level,budget):
             writeInt(&buf, Int32(7))
             FfiConverterString.write(detail, into: &buf)
             FfiConverterString.write(code, into: &buf)
@@ -4693,9 +5015,12 @@ public struct FfiConverterTypeGateRouterError: FfiConverterRustBuffer {
             FfiConverterOptionUInt16.write(status, into: &buf)
             FfiConverterOptionUInt64.write(retryAfterMs, into: &buf)
             FfiConverterOptionString.write(field, into: &buf)
+            FfiConverterOptionString.write(rule, into: &buf)
+            FfiConverterOptionString.write(level, into: &buf)
+            FfiConverterOptionTypeBudgetInfo.write(budget, into: &buf)
             
         
-        case let .StreamInterrupted(detail,code,provider,status,retryAfterMs,field):
+        case let .StreamInterrupted(detail,code,provider,status,retryAfterMs,field,rule,level,budget):
             writeInt(&buf, Int32(8))
             FfiConverterString.write(detail, into: &buf)
             FfiConverterString.write(code, into: &buf)
@@ -4703,9 +5028,12 @@ public struct FfiConverterTypeGateRouterError: FfiConverterRustBuffer {
             FfiConverterOptionUInt16.write(status, into: &buf)
             FfiConverterOptionUInt64.write(retryAfterMs, into: &buf)
             FfiConverterOptionString.write(field, into: &buf)
+            FfiConverterOptionString.write(rule, into: &buf)
+            FfiConverterOptionString.write(level, into: &buf)
+            FfiConverterOptionTypeBudgetInfo.write(budget, into: &buf)
             
         
-        case let .InvalidResponse(detail,code,provider,status,retryAfterMs,field):
+        case let .InvalidResponse(detail,code,provider,status,retryAfterMs,field,rule,level,budget):
             writeInt(&buf, Int32(9))
             FfiConverterString.write(detail, into: &buf)
             FfiConverterString.write(code, into: &buf)
@@ -4713,9 +5041,12 @@ public struct FfiConverterTypeGateRouterError: FfiConverterRustBuffer {
             FfiConverterOptionUInt16.write(status, into: &buf)
             FfiConverterOptionUInt64.write(retryAfterMs, into: &buf)
             FfiConverterOptionString.write(field, into: &buf)
+            FfiConverterOptionString.write(rule, into: &buf)
+            FfiConverterOptionString.write(level, into: &buf)
+            FfiConverterOptionTypeBudgetInfo.write(budget, into: &buf)
             
         
-        case let .Budget(detail,code,provider,status,retryAfterMs,field):
+        case let .Budget(detail,code,provider,status,retryAfterMs,field,rule,level,budget):
             writeInt(&buf, Int32(10))
             FfiConverterString.write(detail, into: &buf)
             FfiConverterString.write(code, into: &buf)
@@ -4723,9 +5054,12 @@ public struct FfiConverterTypeGateRouterError: FfiConverterRustBuffer {
             FfiConverterOptionUInt16.write(status, into: &buf)
             FfiConverterOptionUInt64.write(retryAfterMs, into: &buf)
             FfiConverterOptionString.write(field, into: &buf)
+            FfiConverterOptionString.write(rule, into: &buf)
+            FfiConverterOptionString.write(level, into: &buf)
+            FfiConverterOptionTypeBudgetInfo.write(budget, into: &buf)
             
         
-        case let .Permission(detail,code,provider,status,retryAfterMs,field):
+        case let .Permission(detail,code,provider,status,retryAfterMs,field,rule,level,budget):
             writeInt(&buf, Int32(11))
             FfiConverterString.write(detail, into: &buf)
             FfiConverterString.write(code, into: &buf)
@@ -4733,9 +5067,12 @@ public struct FfiConverterTypeGateRouterError: FfiConverterRustBuffer {
             FfiConverterOptionUInt16.write(status, into: &buf)
             FfiConverterOptionUInt64.write(retryAfterMs, into: &buf)
             FfiConverterOptionString.write(field, into: &buf)
+            FfiConverterOptionString.write(rule, into: &buf)
+            FfiConverterOptionString.write(level, into: &buf)
+            FfiConverterOptionTypeBudgetInfo.write(budget, into: &buf)
             
         
-        case let .Other(detail,code,provider,status,retryAfterMs,field):
+        case let .Other(detail,code,provider,status,retryAfterMs,field,rule,level,budget):
             writeInt(&buf, Int32(12))
             FfiConverterString.write(detail, into: &buf)
             FfiConverterString.write(code, into: &buf)
@@ -4743,6 +5080,9 @@ public struct FfiConverterTypeGateRouterError: FfiConverterRustBuffer {
             FfiConverterOptionUInt16.write(status, into: &buf)
             FfiConverterOptionUInt64.write(retryAfterMs, into: &buf)
             FfiConverterOptionString.write(field, into: &buf)
+            FfiConverterOptionString.write(rule, into: &buf)
+            FfiConverterOptionString.write(level, into: &buf)
+            FfiConverterOptionTypeBudgetInfo.write(budget, into: &buf)
             
         }
     }
@@ -5572,6 +5912,30 @@ fileprivate struct FfiConverterOptionTypeUsageSigningKey: FfiConverterRustBuffer
         switch try readInt(&buf) as Int8 {
         case 0: return nil
         case 1: return try FfiConverterTypeUsageSigningKey.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeBudgetInfo: FfiConverterRustBuffer {
+    typealias SwiftType = BudgetInfo?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeBudgetInfo.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeBudgetInfo.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }

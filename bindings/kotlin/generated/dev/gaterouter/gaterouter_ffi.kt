@@ -3272,6 +3272,126 @@ public object FfiConverterTypeUsageSigningKey: FfiConverter<UsageSigningKey, Lon
 
 
 /**
+ * A budget named by a `Budget` error. Money in integer micro-dollars (`metric` `usd`) or
+ * tokens (`tokens`).
+ */
+data class BudgetInfo (
+    /**
+     * Budget id.
+     */
+    var `id`: kotlin.String
+    , 
+    /**
+     * Where it is attached (`department:eng`).
+     */
+    var `level`: kotlin.String
+    , 
+    /**
+     * `usd` or `tokens`.
+     */
+    var `metric`: kotlin.String
+    , 
+    /**
+     * `hour`, `day` or `month` (UTC calendar windows).
+     */
+    var `period`: kotlin.String
+    , 
+    /**
+     * Limit.
+     */
+    var `limit`: kotlin.ULong
+    , 
+    /**
+     * Used by stored records in this window.
+     */
+    var `used`: kotlin.ULong
+    , 
+    /**
+     * Held by calls in flight.
+     */
+    var `reserved`: kotlin.ULong
+    , 
+    /**
+     * What is left.
+     */
+    var `remaining`: kotlin.ULong
+    , 
+    /**
+     * Window start (unix ms).
+     */
+    var `periodStartMs`: kotlin.ULong
+    , 
+    /**
+     * When it resets (unix ms).
+     */
+    var `resetsAtMs`: kotlin.ULong
+    , 
+    /**
+     * `hard` or `soft`.
+     */
+    var `enforcement`: kotlin.String
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeBudgetInfo: FfiConverterRustBuffer<BudgetInfo> {
+    override fun read(buf: ByteBuffer): BudgetInfo {
+        return BudgetInfo(
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: BudgetInfo) = (
+            FfiConverterString.allocationSize(value.`id`) +
+            FfiConverterString.allocationSize(value.`level`) +
+            FfiConverterString.allocationSize(value.`metric`) +
+            FfiConverterString.allocationSize(value.`period`) +
+            FfiConverterULong.allocationSize(value.`limit`) +
+            FfiConverterULong.allocationSize(value.`used`) +
+            FfiConverterULong.allocationSize(value.`reserved`) +
+            FfiConverterULong.allocationSize(value.`remaining`) +
+            FfiConverterULong.allocationSize(value.`periodStartMs`) +
+            FfiConverterULong.allocationSize(value.`resetsAtMs`) +
+            FfiConverterString.allocationSize(value.`enforcement`)
+    )
+
+    override fun write(value: BudgetInfo, buf: ByteBuffer) {
+            FfiConverterString.write(value.`id`, buf)
+            FfiConverterString.write(value.`level`, buf)
+            FfiConverterString.write(value.`metric`, buf)
+            FfiConverterString.write(value.`period`, buf)
+            FfiConverterULong.write(value.`limit`, buf)
+            FfiConverterULong.write(value.`used`, buf)
+            FfiConverterULong.write(value.`reserved`, buf)
+            FfiConverterULong.write(value.`remaining`, buf)
+            FfiConverterULong.write(value.`periodStartMs`, buf)
+            FfiConverterULong.write(value.`resetsAtMs`, buf)
+            FfiConverterString.write(value.`enforcement`, buf)
+    }
+}
+
+
+
+/**
  * One stream chunk. The last chunk of a successful stream has no text and `usage` set.
  */
 data class ChatChunk (
@@ -5069,10 +5189,25 @@ sealed class GateRouterException: kotlin.Exception() {
         /**
          * The offending request field, when known.
          */
-        val `field`: kotlin.String?
+        val `field`: kotlin.String?, 
+        
+        /**
+         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
+         */
+        val `rule`: kotlin.String?, 
+        
+        /**
+         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
+         */
+        val `level`: kotlin.String?, 
+        
+        /**
+         * `Budget`: the budget, what is left and when it resets.
+         */
+        val `budget`: BudgetInfo?
         ) : GateRouterException() {
         override val message
-            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, field=${ `field` }"
+            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
     }
     
     /**
@@ -5108,10 +5243,25 @@ sealed class GateRouterException: kotlin.Exception() {
         /**
          * The offending request field, when known.
          */
-        val `field`: kotlin.String?
+        val `field`: kotlin.String?, 
+        
+        /**
+         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
+         */
+        val `rule`: kotlin.String?, 
+        
+        /**
+         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
+         */
+        val `level`: kotlin.String?, 
+        
+        /**
+         * `Budget`: the budget, what is left and when it resets.
+         */
+        val `budget`: BudgetInfo?
         ) : GateRouterException() {
         override val message
-            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, field=${ `field` }"
+            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
     }
     
     /**
@@ -5147,10 +5297,25 @@ sealed class GateRouterException: kotlin.Exception() {
         /**
          * The offending request field, when known.
          */
-        val `field`: kotlin.String?
+        val `field`: kotlin.String?, 
+        
+        /**
+         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
+         */
+        val `rule`: kotlin.String?, 
+        
+        /**
+         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
+         */
+        val `level`: kotlin.String?, 
+        
+        /**
+         * `Budget`: the budget, what is left and when it resets.
+         */
+        val `budget`: BudgetInfo?
         ) : GateRouterException() {
         override val message
-            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, field=${ `field` }"
+            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
     }
     
     /**
@@ -5186,10 +5351,25 @@ sealed class GateRouterException: kotlin.Exception() {
         /**
          * The offending request field, when known.
          */
-        val `field`: kotlin.String?
+        val `field`: kotlin.String?, 
+        
+        /**
+         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
+         */
+        val `rule`: kotlin.String?, 
+        
+        /**
+         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
+         */
+        val `level`: kotlin.String?, 
+        
+        /**
+         * `Budget`: the budget, what is left and when it resets.
+         */
+        val `budget`: BudgetInfo?
         ) : GateRouterException() {
         override val message
-            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, field=${ `field` }"
+            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
     }
     
     /**
@@ -5225,10 +5405,25 @@ sealed class GateRouterException: kotlin.Exception() {
         /**
          * The offending request field, e.g. `messages[2].tool_call_id`.
          */
-        val `field`: kotlin.String?
+        val `field`: kotlin.String?, 
+        
+        /**
+         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
+         */
+        val `rule`: kotlin.String?, 
+        
+        /**
+         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
+         */
+        val `level`: kotlin.String?, 
+        
+        /**
+         * `Budget`: the budget, what is left and when it resets.
+         */
+        val `budget`: BudgetInfo?
         ) : GateRouterException() {
         override val message
-            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, field=${ `field` }"
+            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
     }
     
     /**
@@ -5264,10 +5459,25 @@ sealed class GateRouterException: kotlin.Exception() {
         /**
          * The offending request field, when known.
          */
-        val `field`: kotlin.String?
+        val `field`: kotlin.String?, 
+        
+        /**
+         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
+         */
+        val `rule`: kotlin.String?, 
+        
+        /**
+         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
+         */
+        val `level`: kotlin.String?, 
+        
+        /**
+         * `Budget`: the budget, what is left and when it resets.
+         */
+        val `budget`: BudgetInfo?
         ) : GateRouterException() {
         override val message
-            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, field=${ `field` }"
+            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
     }
     
     /**
@@ -5303,10 +5513,25 @@ sealed class GateRouterException: kotlin.Exception() {
         /**
          * The offending request field, when known.
          */
-        val `field`: kotlin.String?
+        val `field`: kotlin.String?, 
+        
+        /**
+         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
+         */
+        val `rule`: kotlin.String?, 
+        
+        /**
+         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
+         */
+        val `level`: kotlin.String?, 
+        
+        /**
+         * `Budget`: the budget, what is left and when it resets.
+         */
+        val `budget`: BudgetInfo?
         ) : GateRouterException() {
         override val message
-            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, field=${ `field` }"
+            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
     }
     
     /**
@@ -5342,10 +5567,25 @@ sealed class GateRouterException: kotlin.Exception() {
         /**
          * The offending request field, when known.
          */
-        val `field`: kotlin.String?
+        val `field`: kotlin.String?, 
+        
+        /**
+         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
+         */
+        val `rule`: kotlin.String?, 
+        
+        /**
+         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
+         */
+        val `level`: kotlin.String?, 
+        
+        /**
+         * `Budget`: the budget, what is left and when it resets.
+         */
+        val `budget`: BudgetInfo?
         ) : GateRouterException() {
         override val message
-            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, field=${ `field` }"
+            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
     }
     
     /**
@@ -5381,10 +5621,25 @@ sealed class GateRouterException: kotlin.Exception() {
         /**
          * The offending request field, when known.
          */
-        val `field`: kotlin.String?
+        val `field`: kotlin.String?, 
+        
+        /**
+         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
+         */
+        val `rule`: kotlin.String?, 
+        
+        /**
+         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
+         */
+        val `level`: kotlin.String?, 
+        
+        /**
+         * `Budget`: the budget, what is left and when it resets.
+         */
+        val `budget`: BudgetInfo?
         ) : GateRouterException() {
         override val message
-            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, field=${ `field` }"
+            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
     }
     
     /**
@@ -5420,10 +5675,25 @@ sealed class GateRouterException: kotlin.Exception() {
         /**
          * The offending request field, when known.
          */
-        val `field`: kotlin.String?
+        val `field`: kotlin.String?, 
+        
+        /**
+         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
+         */
+        val `rule`: kotlin.String?, 
+        
+        /**
+         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
+         */
+        val `level`: kotlin.String?, 
+        
+        /**
+         * `Budget`: the budget, what is left and when it resets.
+         */
+        val `budget`: BudgetInfo?
         ) : GateRouterException() {
         override val message
-            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, field=${ `field` }"
+            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
     }
     
     /**
@@ -5459,10 +5729,25 @@ sealed class GateRouterException: kotlin.Exception() {
         /**
          * The offending request field, when known.
          */
-        val `field`: kotlin.String?
+        val `field`: kotlin.String?, 
+        
+        /**
+         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
+         */
+        val `rule`: kotlin.String?, 
+        
+        /**
+         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
+         */
+        val `level`: kotlin.String?, 
+        
+        /**
+         * `Budget`: the budget, what is left and when it resets.
+         */
+        val `budget`: BudgetInfo?
         ) : GateRouterException() {
         override val message
-            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, field=${ `field` }"
+            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
     }
     
     /**
@@ -5499,10 +5784,25 @@ sealed class GateRouterException: kotlin.Exception() {
         /**
          * The offending request field, when known.
          */
-        val `field`: kotlin.String?
+        val `field`: kotlin.String?, 
+        
+        /**
+         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
+         */
+        val `rule`: kotlin.String?, 
+        
+        /**
+         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
+         */
+        val `level`: kotlin.String?, 
+        
+        /**
+         * `Budget`: the budget, what is left and when it resets.
+         */
+        val `budget`: BudgetInfo?
         ) : GateRouterException() {
         override val message
-            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, field=${ `field` }"
+            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
     }
     
 
@@ -5531,6 +5831,9 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 FfiConverterOptionalUShort.read(buf),
                 FfiConverterOptionalULong.read(buf),
                 FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalTypeBudgetInfo.read(buf),
                 )
             2 -> GateRouterException.Auth(
                 FfiConverterString.read(buf),
@@ -5539,6 +5842,9 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 FfiConverterOptionalUShort.read(buf),
                 FfiConverterOptionalULong.read(buf),
                 FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalTypeBudgetInfo.read(buf),
                 )
             3 -> GateRouterException.RateLimited(
                 FfiConverterString.read(buf),
@@ -5547,6 +5853,9 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 FfiConverterOptionalUShort.read(buf),
                 FfiConverterOptionalULong.read(buf),
                 FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalTypeBudgetInfo.read(buf),
                 )
             4 -> GateRouterException.ProviderUnavailable(
                 FfiConverterString.read(buf),
@@ -5555,6 +5864,9 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 FfiConverterOptionalUShort.read(buf),
                 FfiConverterOptionalULong.read(buf),
                 FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalTypeBudgetInfo.read(buf),
                 )
             5 -> GateRouterException.InvalidRequest(
                 FfiConverterString.read(buf),
@@ -5563,6 +5875,9 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 FfiConverterOptionalUShort.read(buf),
                 FfiConverterOptionalULong.read(buf),
                 FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalTypeBudgetInfo.read(buf),
                 )
             6 -> GateRouterException.ContextLengthExceeded(
                 FfiConverterString.read(buf),
@@ -5571,6 +5886,9 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 FfiConverterOptionalUShort.read(buf),
                 FfiConverterOptionalULong.read(buf),
                 FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalTypeBudgetInfo.read(buf),
                 )
             7 -> GateRouterException.Timeout(
                 FfiConverterString.read(buf),
@@ -5579,6 +5897,9 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 FfiConverterOptionalUShort.read(buf),
                 FfiConverterOptionalULong.read(buf),
                 FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalTypeBudgetInfo.read(buf),
                 )
             8 -> GateRouterException.StreamInterrupted(
                 FfiConverterString.read(buf),
@@ -5587,6 +5908,9 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 FfiConverterOptionalUShort.read(buf),
                 FfiConverterOptionalULong.read(buf),
                 FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalTypeBudgetInfo.read(buf),
                 )
             9 -> GateRouterException.InvalidResponse(
                 FfiConverterString.read(buf),
@@ -5595,6 +5919,9 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 FfiConverterOptionalUShort.read(buf),
                 FfiConverterOptionalULong.read(buf),
                 FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalTypeBudgetInfo.read(buf),
                 )
             10 -> GateRouterException.Budget(
                 FfiConverterString.read(buf),
@@ -5603,6 +5930,9 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 FfiConverterOptionalUShort.read(buf),
                 FfiConverterOptionalULong.read(buf),
                 FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalTypeBudgetInfo.read(buf),
                 )
             11 -> GateRouterException.Permission(
                 FfiConverterString.read(buf),
@@ -5611,6 +5941,9 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 FfiConverterOptionalUShort.read(buf),
                 FfiConverterOptionalULong.read(buf),
                 FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalTypeBudgetInfo.read(buf),
                 )
             12 -> GateRouterException.Other(
                 FfiConverterString.read(buf),
@@ -5619,6 +5952,9 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 FfiConverterOptionalUShort.read(buf),
                 FfiConverterOptionalULong.read(buf),
                 FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalTypeBudgetInfo.read(buf),
                 )
             else -> throw RuntimeException("invalid error enum value, something is very wrong!!")
         }
@@ -5635,6 +5971,9 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 + FfiConverterOptionalUShort.allocationSize(value.`status`)
                 + FfiConverterOptionalULong.allocationSize(value.`retryAfterMs`)
                 + FfiConverterOptionalString.allocationSize(value.`field`)
+                + FfiConverterOptionalString.allocationSize(value.`rule`)
+                + FfiConverterOptionalString.allocationSize(value.`level`)
+                + FfiConverterOptionalTypeBudgetInfo.allocationSize(value.`budget`)
             )
             is GateRouterException.Auth -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
@@ -5645,6 +5984,9 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 + FfiConverterOptionalUShort.allocationSize(value.`status`)
                 + FfiConverterOptionalULong.allocationSize(value.`retryAfterMs`)
                 + FfiConverterOptionalString.allocationSize(value.`field`)
+                + FfiConverterOptionalString.allocationSize(value.`rule`)
+                + FfiConverterOptionalString.allocationSize(value.`level`)
+                + FfiConverterOptionalTypeBudgetInfo.allocationSize(value.`budget`)
             )
             is GateRouterException.RateLimited -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
@@ -5655,6 +5997,9 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 + FfiConverterOptionalUShort.allocationSize(value.`status`)
                 + FfiConverterOptionalULong.allocationSize(value.`retryAfterMs`)
                 + FfiConverterOptionalString.allocationSize(value.`field`)
+                + FfiConverterOptionalString.allocationSize(value.`rule`)
+                + FfiConverterOptionalString.allocationSize(value.`level`)
+                + FfiConverterOptionalTypeBudgetInfo.allocationSize(value.`budget`)
             )
             is GateRouterException.ProviderUnavailable -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
@@ -5665,6 +6010,9 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 + FfiConverterOptionalUShort.allocationSize(value.`status`)
                 + FfiConverterOptionalULong.allocationSize(value.`retryAfterMs`)
                 + FfiConverterOptionalString.allocationSize(value.`field`)
+                + FfiConverterOptionalString.allocationSize(value.`rule`)
+                + FfiConverterOptionalString.allocationSize(value.`level`)
+                + FfiConverterOptionalTypeBudgetInfo.allocationSize(value.`budget`)
             )
             is GateRouterException.InvalidRequest -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
@@ -5675,6 +6023,9 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 + FfiConverterOptionalUShort.allocationSize(value.`status`)
                 + FfiConverterOptionalULong.allocationSize(value.`retryAfterMs`)
                 + FfiConverterOptionalString.allocationSize(value.`field`)
+                + FfiConverterOptionalString.allocationSize(value.`rule`)
+                + FfiConverterOptionalString.allocationSize(value.`level`)
+                + FfiConverterOptionalTypeBudgetInfo.allocationSize(value.`budget`)
             )
             is GateRouterException.ContextLengthExceeded -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
@@ -5685,6 +6036,9 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 + FfiConverterOptionalUShort.allocationSize(value.`status`)
                 + FfiConverterOptionalULong.allocationSize(value.`retryAfterMs`)
                 + FfiConverterOptionalString.allocationSize(value.`field`)
+                + FfiConverterOptionalString.allocationSize(value.`rule`)
+                + FfiConverterOptionalString.allocationSize(value.`level`)
+                + FfiConverterOptionalTypeBudgetInfo.allocationSize(value.`budget`)
             )
             is GateRouterException.Timeout -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
@@ -5695,6 +6049,9 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 + FfiConverterOptionalUShort.allocationSize(value.`status`)
                 + FfiConverterOptionalULong.allocationSize(value.`retryAfterMs`)
                 + FfiConverterOptionalString.allocationSize(value.`field`)
+                + FfiConverterOptionalString.allocationSize(value.`rule`)
+                + FfiConverterOptionalString.allocationSize(value.`level`)
+                + FfiConverterOptionalTypeBudgetInfo.allocationSize(value.`budget`)
             )
             is GateRouterException.StreamInterrupted -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
@@ -5705,6 +6062,9 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 + FfiConverterOptionalUShort.allocationSize(value.`status`)
                 + FfiConverterOptionalULong.allocationSize(value.`retryAfterMs`)
                 + FfiConverterOptionalString.allocationSize(value.`field`)
+                + FfiConverterOptionalString.allocationSize(value.`rule`)
+                + FfiConverterOptionalString.allocationSize(value.`level`)
+                + FfiConverterOptionalTypeBudgetInfo.allocationSize(value.`budget`)
             )
             is GateRouterException.InvalidResponse -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
@@ -5715,6 +6075,9 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 + FfiConverterOptionalUShort.allocationSize(value.`status`)
                 + FfiConverterOptionalULong.allocationSize(value.`retryAfterMs`)
                 + FfiConverterOptionalString.allocationSize(value.`field`)
+                + FfiConverterOptionalString.allocationSize(value.`rule`)
+                + FfiConverterOptionalString.allocationSize(value.`level`)
+                + FfiConverterOptionalTypeBudgetInfo.allocationSize(value.`budget`)
             )
             is GateRouterException.Budget -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
@@ -5725,6 +6088,9 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 + FfiConverterOptionalUShort.allocationSize(value.`status`)
                 + FfiConverterOptionalULong.allocationSize(value.`retryAfterMs`)
                 + FfiConverterOptionalString.allocationSize(value.`field`)
+                + FfiConverterOptionalString.allocationSize(value.`rule`)
+                + FfiConverterOptionalString.allocationSize(value.`level`)
+                + FfiConverterOptionalTypeBudgetInfo.allocationSize(value.`budget`)
             )
             is GateRouterException.Permission -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
@@ -5735,6 +6101,9 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 + FfiConverterOptionalUShort.allocationSize(value.`status`)
                 + FfiConverterOptionalULong.allocationSize(value.`retryAfterMs`)
                 + FfiConverterOptionalString.allocationSize(value.`field`)
+                + FfiConverterOptionalString.allocationSize(value.`rule`)
+                + FfiConverterOptionalString.allocationSize(value.`level`)
+                + FfiConverterOptionalTypeBudgetInfo.allocationSize(value.`budget`)
             )
             is GateRouterException.Other -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
@@ -5745,6 +6114,9 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 + FfiConverterOptionalUShort.allocationSize(value.`status`)
                 + FfiConverterOptionalULong.allocationSize(value.`retryAfterMs`)
                 + FfiConverterOptionalString.allocationSize(value.`field`)
+                + FfiConverterOptionalString.allocationSize(value.`rule`)
+                + FfiConverterOptionalString.allocationSize(value.`level`)
+                + FfiConverterOptionalTypeBudgetInfo.allocationSize(value.`budget`)
             )
         }
     }
@@ -5759,6 +6131,9 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 FfiConverterOptionalUShort.write(value.`status`, buf)
                 FfiConverterOptionalULong.write(value.`retryAfterMs`, buf)
                 FfiConverterOptionalString.write(value.`field`, buf)
+                FfiConverterOptionalString.write(value.`rule`, buf)
+                FfiConverterOptionalString.write(value.`level`, buf)
+                FfiConverterOptionalTypeBudgetInfo.write(value.`budget`, buf)
                 Unit
             }
             is GateRouterException.Auth -> {
@@ -5769,6 +6144,9 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 FfiConverterOptionalUShort.write(value.`status`, buf)
                 FfiConverterOptionalULong.write(value.`retryAfterMs`, buf)
                 FfiConverterOptionalString.write(value.`field`, buf)
+                FfiConverterOptionalString.write(value.`rule`, buf)
+                FfiConverterOptionalString.write(value.`level`, buf)
+                FfiConverterOptionalTypeBudgetInfo.write(value.`budget`, buf)
                 Unit
             }
             is GateRouterException.RateLimited -> {
@@ -5779,6 +6157,9 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 FfiConverterOptionalUShort.write(value.`status`, buf)
                 FfiConverterOptionalULong.write(value.`retryAfterMs`, buf)
                 FfiConverterOptionalString.write(value.`field`, buf)
+                FfiConverterOptionalString.write(value.`rule`, buf)
+                FfiConverterOptionalString.write(value.`level`, buf)
+                FfiConverterOptionalTypeBudgetInfo.write(value.`budget`, buf)
                 Unit
             }
             is GateRouterException.ProviderUnavailable -> {
@@ -5789,6 +6170,9 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 FfiConverterOptionalUShort.write(value.`status`, buf)
                 FfiConverterOptionalULong.write(value.`retryAfterMs`, buf)
                 FfiConverterOptionalString.write(value.`field`, buf)
+                FfiConverterOptionalString.write(value.`rule`, buf)
+                FfiConverterOptionalString.write(value.`level`, buf)
+                FfiConverterOptionalTypeBudgetInfo.write(value.`budget`, buf)
                 Unit
             }
             is GateRouterException.InvalidRequest -> {
@@ -5799,6 +6183,9 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 FfiConverterOptionalUShort.write(value.`status`, buf)
                 FfiConverterOptionalULong.write(value.`retryAfterMs`, buf)
                 FfiConverterOptionalString.write(value.`field`, buf)
+                FfiConverterOptionalString.write(value.`rule`, buf)
+                FfiConverterOptionalString.write(value.`level`, buf)
+                FfiConverterOptionalTypeBudgetInfo.write(value.`budget`, buf)
                 Unit
             }
             is GateRouterException.ContextLengthExceeded -> {
@@ -5809,6 +6196,9 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 FfiConverterOptionalUShort.write(value.`status`, buf)
                 FfiConverterOptionalULong.write(value.`retryAfterMs`, buf)
                 FfiConverterOptionalString.write(value.`field`, buf)
+                FfiConverterOptionalString.write(value.`rule`, buf)
+                FfiConverterOptionalString.write(value.`level`, buf)
+                FfiConverterOptionalTypeBudgetInfo.write(value.`budget`, buf)
                 Unit
             }
             is GateRouterException.Timeout -> {
@@ -5819,6 +6209,9 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 FfiConverterOptionalUShort.write(value.`status`, buf)
                 FfiConverterOptionalULong.write(value.`retryAfterMs`, buf)
                 FfiConverterOptionalString.write(value.`field`, buf)
+                FfiConverterOptionalString.write(value.`rule`, buf)
+                FfiConverterOptionalString.write(value.`level`, buf)
+                FfiConverterOptionalTypeBudgetInfo.write(value.`budget`, buf)
                 Unit
             }
             is GateRouterException.StreamInterrupted -> {
@@ -5829,6 +6222,9 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 FfiConverterOptionalUShort.write(value.`status`, buf)
                 FfiConverterOptionalULong.write(value.`retryAfterMs`, buf)
                 FfiConverterOptionalString.write(value.`field`, buf)
+                FfiConverterOptionalString.write(value.`rule`, buf)
+                FfiConverterOptionalString.write(value.`level`, buf)
+                FfiConverterOptionalTypeBudgetInfo.write(value.`budget`, buf)
                 Unit
             }
             is GateRouterException.InvalidResponse -> {
@@ -5839,6 +6235,9 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 FfiConverterOptionalUShort.write(value.`status`, buf)
                 FfiConverterOptionalULong.write(value.`retryAfterMs`, buf)
                 FfiConverterOptionalString.write(value.`field`, buf)
+                FfiConverterOptionalString.write(value.`rule`, buf)
+                FfiConverterOptionalString.write(value.`level`, buf)
+                FfiConverterOptionalTypeBudgetInfo.write(value.`budget`, buf)
                 Unit
             }
             is GateRouterException.Budget -> {
@@ -5849,6 +6248,9 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 FfiConverterOptionalUShort.write(value.`status`, buf)
                 FfiConverterOptionalULong.write(value.`retryAfterMs`, buf)
                 FfiConverterOptionalString.write(value.`field`, buf)
+                FfiConverterOptionalString.write(value.`rule`, buf)
+                FfiConverterOptionalString.write(value.`level`, buf)
+                FfiConverterOptionalTypeBudgetInfo.write(value.`budget`, buf)
                 Unit
             }
             is GateRouterException.Permission -> {
@@ -5859,6 +6261,9 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 FfiConverterOptionalUShort.write(value.`status`, buf)
                 FfiConverterOptionalULong.write(value.`retryAfterMs`, buf)
                 FfiConverterOptionalString.write(value.`field`, buf)
+                FfiConverterOptionalString.write(value.`rule`, buf)
+                FfiConverterOptionalString.write(value.`level`, buf)
+                FfiConverterOptionalTypeBudgetInfo.write(value.`budget`, buf)
                 Unit
             }
             is GateRouterException.Other -> {
@@ -5869,6 +6274,9 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 FfiConverterOptionalUShort.write(value.`status`, buf)
                 FfiConverterOptionalULong.write(value.`retryAfterMs`, buf)
                 FfiConverterOptionalString.write(value.`field`, buf)
+                FfiConverterOptionalString.write(value.`rule`, buf)
+                FfiConverterOptionalString.write(value.`level`, buf)
+                FfiConverterOptionalTypeBudgetInfo.write(value.`budget`, buf)
                 Unit
             }
         }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
@@ -6534,6 +6942,38 @@ public object FfiConverterOptionalTypeUsageSigningKey: FfiConverterRustBuffer<Us
         } else {
             buf.put(1)
             FfiConverterTypeUsageSigningKey.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeBudgetInfo: FfiConverterRustBuffer<BudgetInfo?> {
+    override fun read(buf: ByteBuffer): BudgetInfo? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeBudgetInfo.read(buf)
+    }
+
+    override fun allocationSize(value: BudgetInfo?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeBudgetInfo.allocationSize(value)
+        }
+    }
+
+    override fun write(value: BudgetInfo?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeBudgetInfo.write(value, buf)
         }
     }
 }
