@@ -47,11 +47,13 @@ pub struct AppArgs {
     pub pause_ms: u64,
     /// How long to wait for delivery before exiting normally.
     pub flush_ms: u64,
+    /// Stop calling (then flush and exit) once this file exists.
+    pub stop_file: Option<PathBuf>,
 }
 
 impl AppArgs {
     /// Parse `--config P --log P [--calls N] [--prefix S] [--model M] [--max-tokens N]
-    /// [--pause-ms N] [--flush-ms N]`.
+    /// [--pause-ms N] [--flush-ms N] [--stop-file P]`.
     pub fn parse(args: impl IntoIterator<Item = String>) -> Result<AppArgs, String> {
         let mut m: BTreeMap<String, String> = BTreeMap::new();
         let mut it = args.into_iter();
@@ -72,9 +74,10 @@ impl AppArgs {
             max_tokens: u32::try_from(num("max-tokens", 64)?).map_err(|_| "--max-tokens is too large")?,
             pause_ms: num("pause-ms", 0)?,
             flush_ms: num("flush-ms", 20_000)?,
+            stop_file: m.get("stop-file").map(PathBuf::from),
         };
         for k in m.keys() {
-            if !["config", "log", "calls", "prefix", "model", "max-tokens", "pause-ms", "flush-ms"].contains(&k.as_str()) {
+            if !["config", "log", "calls", "prefix", "model", "max-tokens", "pause-ms", "flush-ms", "stop-file"].contains(&k.as_str()) {
                 return Err(format!("unknown option --{k}"));
             }
         }
@@ -145,7 +148,7 @@ pub async fn run(args: &AppArgs) -> Result<(), String> {
     let client = Client::new(config).map_err(|e| format!("cannot build the client: {e}"))?;
     let mut log = CallLog::open(&args.log).map_err(|e| format!("cannot open {}: {e}", args.log.display()))?;
     let mut n = 0u64;
-    while args.calls == 0 || n < args.calls {
+    while (args.calls == 0 || n < args.calls) && !args.stop_file.as_ref().is_some_and(|p| p.exists()) {
         let call = format!("{}-{n}-{}", args.prefix, uuid::Uuid::now_v7().simple());
         let mut req = ChatRequest::new(args.model.clone(), vec![Message::user(format!("reliability call {call}"))]);
         req.max_tokens = Some(args.max_tokens);
