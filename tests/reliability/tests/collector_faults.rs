@@ -161,7 +161,10 @@ fn pg_restart(pg: &common::Pg) {
         .find(|d| d.join("pg_ctl").exists())
         .unwrap();
     let data = pg.dir.path().join("data");
-    let cmd = format!("'{}' -D '{}' -m fast -w -t 60 restart", bin.join("pg_ctl").display(), data.display());
+    // `-l`: without a log file the new server would inherit pg_ctl's stdout, and
+    // `output()` would wait for that pipe to close forever.
+    let log = pg.dir.path().join("pg.log");
+    let cmd = format!("'{}' -D '{}' -l '{}' -m fast -w -t 60 restart", bin.join("pg_ctl").display(), data.display(), log.display());
     let root = Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
     let out = if root { Command::new("su").args(["postgres", "-s", "/bin/sh", "-c", &cmd]).output() } else { Command::new("sh").args(["-c", &cmd]).output() }.unwrap();
     assert!(out.status.success(), "pg_ctl restart: {}", String::from_utf8_lossy(&out.stderr));
