@@ -119,8 +119,12 @@ pub enum UsageError {
         /// Content of the lock file (the holder's pid).
         holder: String,
     },
-    /// Disk I/O failed.
-    #[error("usage spool I/O error on {}: {source}", path.display())]
+    /// Disk I/O failed (e.g. the disk is full: the record is refused, nothing already
+    /// spooled is lost, and appends work again once space is free).
+    #[error(
+        "usage spool I/O error on {}: {source}. Fix: free disk space or make the spool directory writable (reporting.spool_dir); records already spooled are kept",
+        path.display()
+    )]
     Io {
         /// File or directory.
         path: PathBuf,

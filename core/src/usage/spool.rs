@@ -493,7 +493,12 @@ impl Spool {
             // frame (recovery will skip the tail) and start a fresh one next time.
             if let Some(m) = st.segments.get_mut(&id) {
                 m.sealed = true;
+                let old = m.len;
                 m.len = file.metadata().map(|md| md.len()).unwrap_or(m.len);
+                // The partial frame's bytes are on disk too: count them, so deleting the
+                // segment later subtracts what was added.
+                let grown = m.len.saturating_sub(old);
+                st.total_bytes += grown;
             }
             st.active = None;
             return Err(io_err(&self.opts.dir.join(seg_name(id)), e));
@@ -529,8 +534,14 @@ impl Spool {
         let id = st.next_segment;
         let path = self.opts.dir.join(seg_name(id));
         let mut f = OpenOptions::new().create_new(true).append(true).open(&path).map_err(|e| io_err(&path, e))?;
-        f.write_all(SEGMENT_MAGIC).map_err(|e| io_err(&path, e))?;
+        // The number is used up even if the header cannot be written (disk full): a
+        // leftover file must not make every later rotation fail with "file exists".
         st.next_segment += 1;
+        if let Err(e) = f.write_all(SEGMENT_MAGIC) {
+            drop(f);
+            let _ = fs::remove_file(&path);
+            return Err(io_err(&path, e));
+        }
         st.segments.insert(id, SegMeta { len: SEGMENT_HEADER_BYTES, valid_end: SEGMENT_HEADER_BYTES, sealed: false });
         st.total_bytes += SEGMENT_HEADER_BYTES;
         st.active = Some((id, Arc::new(f)));
@@ -547,7 +558,7 @@ impl Spool {
         if consumed && only_before && fs::remove_file(self.opts.dir.join(seg_name(id))).is_ok() {
             st.active = None;
             st.segments.remove(&id);
-            st.total_bytes -= m.len;
+            st.total_bytes = st.total_bytes.saturating_sub(m.len);
         }
     }
 
@@ -606,15 +617,10 @@ impl Spool {
     pub fn ack(&self, batch: &Batch) -> Result<(), UsageError> {
         let max_seq = self.max_seq();
         let cf = CursorFile { segment: batch.end.segment, offset: batch.end.offset, max_seq };
-        let tmp = self.opts.dir.join("cursor.json.tmp");
-        let dst = self.opts.dir.join(CURSOR_FILE);
-        let body = serde_json::to_vec(&cf).map_err(|e| UsageError::Io { path: dst.clone(), source: std::io::Error::other(e) })?;
-        {
-            let mut f = File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
-            f.write_all(&body).map_err(|e| io_err(&tmp, e))?;
-            f.sync_all().map_err(|e| io_err(&tmp, e))?;
-        }
-        fs::rename(&tmp, &dst).map_err(|e| io_err(&dst, e))?;
+        // On a full disk the cursor cannot be saved; the delivered segments must still be
+        // deleted (below), or the spool never frees the space it needs: it would resend
+        // the same batch forever while every new record is refused.
+        let persisted = self.write_cursor(&cf);
         let mut st = lock_ignore_poison(&self.state);
         st.cursor = batch.end;
         st.pending_records = st.pending_records.saturating_sub(batch.records.len() as u64);
@@ -629,7 +635,7 @@ impl Spool {
         for id in done {
             if fs::remove_file(self.opts.dir.join(seg_name(id))).is_ok() {
                 if let Some(m) = st.segments.remove(&id) {
-                    st.total_bytes -= m.len;
+                    st.total_bytes = st.total_bytes.saturating_sub(m.len);
                 }
             }
         }
@@ -637,7 +643,29 @@ impl Spool {
         let n = self.resolved.fetch_add(batch.records.len() as u64, Ordering::AcqRel) + batch.records.len() as u64;
         drop(st);
         self.resolved_tx.send_replace(n);
+        if persisted.is_err() {
+            // Space may be free now. If not, the cursor stays in memory: after a restart
+            // the records delivered since the saved cursor are sent again, and the
+            // collector answers them as duplicates (at least once, never lost).
+            if let Err(e) = self.write_cursor(&cf) {
+                let _ = fs::remove_file(self.opts.dir.join("cursor.json.tmp"));
+                self.set_last_error(Some(format!("saving the delivery cursor: {e}")));
+            }
+        }
         Ok(())
+    }
+
+    /// Save the delivery cursor atomically (temp file, fsync, rename).
+    fn write_cursor(&self, cf: &CursorFile) -> Result<(), UsageError> {
+        let tmp = self.opts.dir.join("cursor.json.tmp");
+        let dst = self.opts.dir.join(CURSOR_FILE);
+        let body = serde_json::to_vec(cf).map_err(|e| UsageError::Io { path: dst.clone(), source: std::io::Error::other(e) })?;
+        {
+            let mut f = File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
+            f.write_all(&body).map_err(|e| io_err(&tmp, e))?;
+            f.sync_all().map_err(|e| io_err(&tmp, e))?;
+        }
+        fs::rename(&tmp, &dst).map_err(|e| io_err(&dst, e))
     }
 
     /// Append rejected records to the dead-letter file (fsynced).

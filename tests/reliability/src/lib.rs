@@ -14,3 +14,6 @@ pub fn full() -> bool {
 pub fn scale(short: usize, full_count: usize) -> usize {
     if full() { full_count } else { short }
 }
+
+pub mod app;
+pub mod procs;
