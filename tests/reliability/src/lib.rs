@@ -14,3 +14,5 @@ pub fn full() -> bool {
 pub fn scale(short: usize, full_count: usize) -> usize {
     if full() { full_count } else { short }
 }
+
+pub mod load;
