@@ -297,6 +297,26 @@ async fn replayed_batches_are_accepted_once() {
     assert_eq!(used(&once) - used(&before), 2_100, "{:?} -> {:?}", before["budget_usage"], once["budget_usage"]);
 }
 
+/// A key holder who signs a record with a lowered cost does not lower its spend: the
+/// collector prices the tokens itself, charges its price and flags the difference.
+#[tokio::test]
+async fn a_validly_signed_low_cost_is_repriced() {
+    let w = world(|_| {}).await;
+    let env = &w.env;
+    let r = record(&Spec { ts: unix_ms_now() - 1_000, client_cost: 1, ..Spec::default() });
+    let (_, v) = env.ingest(&[sign(&r, &w.eng)]).await;
+    assert_eq!(v["accepted"].as_array().unwrap().len(), 1, "{v}");
+    let rows = env
+        .handle
+        .state()
+        .db
+        .fetch("SELECT client_cost_micros, spend_micros, cost_mismatch FROM usage_records WHERE id = $1", &[gaterouter_collector::db::Param::Text(r.id.0.clone())], "r")
+        .await
+        .unwrap();
+    let (client, spend, mismatch): (i64, i64, i64) = (rows[0].try_get(0).unwrap(), rows[0].try_get(1).unwrap(), rows[0].try_get(2).unwrap());
+    assert_eq!((client, spend, mismatch), (1, 2_100, 1), "10k/1k tokens of gpt-4o-mini cost 2100 micro-dollars");
+}
+
 #[tokio::test]
 async fn hostile_bodies_are_refused() {
     let w = world(|c| {
