@@ -14,6 +14,17 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// CPU time (user + system) process `pid` has used, in ms (`/proc/<pid>/stat`, at the
+/// kernel's usual 100 ticks per second); `None` off Linux or when the process is gone.
+pub fn cpu_ms(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the `(comm)`, which may contain spaces: state is field 3, utime 14.
+    let rest = s.get(s.rfind(')')? + 2..)?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks * 10)
+}
+
 /// The `p`-th percentile (0..=100, nearest rank) of `v`; sorts `v`. 0 when empty.
 pub fn percentile(v: &mut [u64], p: f64) -> u64 {
     if v.is_empty() {
@@ -101,6 +112,12 @@ mod tests {
         assert_eq!(percentile(&mut [], 50.0), 0);
         if cfg!(target_os = "linux") {
             assert!(rss_kib(std::process::id()).unwrap() > 100);
+            let t = std::time::Instant::now();
+            let mut x = 0u64;
+            while t.elapsed() < Duration::from_millis(60) {
+                x = x.wrapping_add(std::hint::black_box(1));
+            }
+            assert!(x > 0 && cpu_ms(std::process::id()).unwrap() >= 30);
         }
         let s: Vec<Sample> = (0..10).map(|i| (Duration::from_millis(i), vec![i * 10])).collect();
         assert_eq!(rss_at(&s, 0, 1.0 / 3.0), 30);

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use gaterouter::config::{EnforceMode, Identity};
 use gaterouter::usage::UsageSigner;
 use gaterouter::{ChatRequest, Client, Config, Message};
-use gaterouter_reliability::load::{RssSampler, bin_dir, percentile, rss_at, rss_peak};
+use gaterouter_reliability::load::{RssSampler, bin_dir, cpu_ms, percentile, rss_at, rss_peak};
 use gaterouter_reliability::scale;
 use serde_json::json;
 use sqlx::{Connection as _, Row as _};
@@ -160,6 +160,7 @@ async fn clients_times_concurrency_for_a_fixed_time() {
 
     // The run.
     let sampler = RssSampler::start(vec![std::process::id(), col.0.id(), emu.0.id()], Duration::from_millis(100));
+    let (cpu_client0, cpu_col0) = (cpu_ms(std::process::id()).unwrap_or(0), cpu_ms(col.0.id()).unwrap_or(0));
     let deadline = Instant::now() + Duration::from_secs(secs as u64);
     let started = Instant::now();
     let calls = Arc::new(AtomicU64::new(0));
@@ -201,6 +202,8 @@ async fn clients_times_concurrency_for_a_fixed_time() {
         assert!(out.drained, "{out:?}");
     }
     let flush_ms = t_flush.elapsed().as_millis();
+    let cpu_client = cpu_ms(std::process::id()).unwrap_or(0).saturating_sub(cpu_client0);
+    let cpu_col = cpu_ms(col.0.id()).unwrap_or(0).saturating_sub(cpu_col0);
     let samples = sampler.stop();
     for c in &sdk {
         c.shutdown().await.unwrap();
@@ -226,6 +229,11 @@ async fn clients_times_concurrency_for_a_fixed_time() {
     println!("load: calls {total} ({:.0} calls/s), failed {fails}", total as f64 / elapsed.as_secs_f64());
     println!("load: call latency p50 {:.2} ms p99 {:.2} ms; raw emulator p50 {:.2} ms p99 {:.2} ms", p50 as f64 / 1e3, p99 as f64 / 1e3, base_p50 as f64 / 1e3, base_p99 as f64 / 1e3);
     println!("load: SDK overhead p50 {:.2} ms p99 {:.2} ms", p50.saturating_sub(base_p50) as f64 / 1e3, p99.saturating_sub(base_p99) as f64 / 1e3);
+    println!(
+        "load: CPU per call: client {:.0} us (SDK: request, response, record, sign, spool, upload), collector {:.0} us per record",
+        cpu_client as f64 * 1e3 / total.max(1) as f64,
+        cpu_col as f64 * 1e3 / total.max(1) as f64
+    );
     println!("load: ingest lag (ts_end -> stored) p50 {lag50} ms p99 {lag99} ms max {lag_max} ms; final flush {flush_ms} ms");
     println!("load: client RSS {:.1} MiB at 1/3, {:.1} MiB at end, peak {:.1} MiB", mib(cl_third), mib(cl_end), mib(cl_peak));
     println!("load: collector RSS {:.1} MiB at 1/3, {:.1} MiB at end, peak {:.1} MiB", mib(co_third), mib(co_end), mib(co_peak));
