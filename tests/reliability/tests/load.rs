@@ -103,7 +103,7 @@ async fn clients_times_concurrency_for_a_fixed_time() {
     let col_url = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     let t0 = Instant::now();
-    while http.get(format!("{col_url}/healthz")).send().await.map(|r| r.status().is_success()).unwrap_or(false) == false {
+    while !http.get(format!("{col_url}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
         assert!(t0.elapsed() < Duration::from_secs(30), "collector did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

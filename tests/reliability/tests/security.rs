@@ -217,10 +217,11 @@ async fn bad_records(w: World) {
     let mut tried = 0;
 
     // (what, wire, expected words in the reason)
-    let mut cases: Vec<(&str, String, &str)> = Vec::new();
     // Forged: signed with another key than the one named.
-    cases.push(("signed with k_sales's key but naming k_eng", sign(&record(&fresh(Spec::default())), &w.sales), "signature does not verify"));
-    cases.push(("signed with an unregistered key", sign(&record(&fresh(Spec::default())), &signer(99)), "signature does not verify"));
+    let mut cases: Vec<(&str, String, &str)> = vec![
+        ("signed with k_sales's key but naming k_eng", sign(&record(&fresh(Spec::default())), &w.sales), "signature does not verify"),
+        ("signed with an unregistered key", sign(&record(&fresh(Spec::default())), &signer(99)), "signature does not verify"),
+    ];
     let mut v: Value = serde_json::from_str(&wire(&fresh(Spec::default()), &w.eng)).unwrap();
     v["signature"] = json!("AAAA");
     cases.push(("a garbage signature", v.to_string(), "signature does not verify"));
@@ -533,6 +534,9 @@ async fn admin_endpoints_need_an_admin_token() {
     eprintln!("security: {tried} unauthorized admin calls refused, database unchanged");
 }
 
+/// (what, method, path, Authorization header, body, words expected in the message).
+type SignedCase<'a> = (&'a str, &'a str, &'a str, Option<String>, &'a [u8], &'a str);
+
 #[tokio::test]
 async fn signed_endpoints_refuse_bad_or_expired_signatures() {
     let w = world(|_| {}).await;
@@ -541,7 +545,7 @@ async fn signed_endpoints_refuse_bad_or_expired_signatures() {
     let body = serde_json::to_vec(&json!({"reservation_id": "r_sec_1", "model": "openai/gpt-4o-mini", "amount_micros": 1000, "amount_tokens": 100})).unwrap();
     let now = unix_ms_now();
     let a = request_auth::authorization;
-    let cases: Vec<(&str, &str, &str, Option<String>, &[u8], &str)> = vec![
+    let cases: Vec<SignedCase<'_>> = vec![
         ("no header", "GET", "/v1/policy", None, b"", "missing Authorization"),
         ("a bearer token", "GET", "/v1/policy", Some(format!("Bearer {ADMIN}")), b"", ""),
         ("garbage", "GET", "/v1/policy", Some("GateRouter-Ed25519 nonsense".into()), b"", ""),
