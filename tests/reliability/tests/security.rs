@@ -390,6 +390,7 @@ async fn hostile_bodies_are_refused() {
     assert_eq!(v["rejected"].as_array().unwrap().len(), 6, "{v}");
     assert!(v["accepted"].as_array().unwrap().is_empty());
     assert_same(&before, &snapshot(env).await, "after hostile bodies");
+    eprintln!("security: 9 hostile bodies and a batch of 6 malformed records refused, database unchanged");
     // The collector still works.
     let (_, v) = env.ingest(&[good]).await;
     assert_eq!(v["accepted"].as_array().unwrap().len(), 1, "{v}");
@@ -572,6 +573,7 @@ async fn signed_endpoints_refuse_bad_or_expired_signatures() {
         assert!(!msg.is_empty() && msg.contains(words), "{what}: `{msg}` lacks `{words}`");
     }
     assert_same(&before, &snapshot(env).await, "after badly signed requests");
+    eprintln!("security: {} badly signed /v1/policy and /v1/reservations requests refused (401), database unchanged", cases.len());
     // The same requests signed correctly work (the refusals were about the signature).
     let ok = a(&w.eng, "k_eng", "GET", "/v1/policy", unix_ms_now(), b"");
     let r = env.http.get(format!("{}/v1/policy", env.base)).header("authorization", ok).send().await.unwrap();
