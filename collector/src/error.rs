@@ -46,6 +46,11 @@ impl From<DbError> for ApiError {
         if e.is_unique_violation() {
             return ApiError::new(StatusCode::CONFLICT, "conflict", "an object with this id already exists; choose another id");
         }
+        // PostgreSQL refuses NUL characters in text (SQLSTATE 22021): the caller's value
+        // is wrong, not the database.
+        if matches!(&e.source, sqlx::Error::Database(d) if d.code().as_deref() == Some("22021")) {
+            return ApiError::bad_request("a value contains a NUL character (\\0) or invalid text, which the database cannot store or match; remove it");
+        }
         if matches!(&e.source, sqlx::Error::Database(d) if d.is_foreign_key_violation()) {
             return ApiError::bad_request("a referenced org/department/group does not exist; create it first");
         }

@@ -147,10 +147,22 @@ fn verify_single(p: &Prepared, key: &KeyInfo) -> Result<(), Refusal> {
     }
 }
 
+/// How far in the future a record's `ts_end` may be (client clock skew). A record
+/// counts in the budget window of its `ts_start`: a later stamp would let a signed
+/// client move its spend out of the current window.
+pub const MAX_FUTURE_SKEW_MS: u64 = 3_600_000;
+
 /// Schema, bounds, scope and pricing of a record whose signature verified.
 fn finish(p: Prepared, key: &KeyInfo, pricing: &PricingSettings) -> Result<Verified, Refusal> {
     let rec: UsageRecord = serde_json::from_value(p.value).map_err(|e| refuse("invalid", format!("record does not match the schema: {e}")))?;
     rec.validate().map_err(|e| refuse("invalid", e.to_string()))?;
+    let latest = gaterouter::usage::unix_ms_now().saturating_add(MAX_FUTURE_SKEW_MS);
+    if rec.ts_end > latest {
+        return Err(refuse(
+            "invalid",
+            format!("ts_end {} is more than {} s after the collector's clock ({latest}): fix the client's clock", rec.ts_end, MAX_FUTURE_SKEW_MS / 1000),
+        ));
+    }
     check_scope(&rec, key)?;
     let usage = Usage::new(rec.prompt_tokens, rec.completion_tokens, rec.cached_prompt_tokens, rec.cache_write_tokens, rec.reasoning_tokens);
     let priced = price(&pricing.catalog, &rec.provider, &rec.model, &usage);

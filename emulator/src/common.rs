@@ -558,12 +558,20 @@ pub(crate) fn sse_response(
     r
 }
 
-/// An HTML error page (the `html_error` fault: what a proxy in front of the API returns).
-pub(crate) fn html_error() -> Response {
+/// An HTML error page (the `html_error` fault: what a proxy in front of the API returns),
+/// under `status` (502 by default; `html_error;status=200` is a captive portal's page).
+pub(crate) fn html_error(status: StatusCode) -> Response {
+    let title = format!(
+        "{} {}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("Error")
+    );
     (
-        StatusCode::BAD_GATEWAY,
+        status,
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>emulated-proxy</center>\r\n</body>\r\n</html>\r\n",
+        format!(
+            "<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n<hr><center>emulated-proxy</center>\r\n</body>\r\n</html>\r\n"
+        ),
     )
         .into_response()
 }

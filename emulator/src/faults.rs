@@ -11,7 +11,7 @@ use crate::Provider;
 pub enum FaultKind {
     /// 429 with `retry-after` (param `retry_after`, seconds, fractional allowed).
     RateLimit,
-    /// 500.
+    /// 500, or the 5xx given by param `status` (502, 503, 504: a gateway's answer).
     ServerError,
     /// 529 (Anthropic) / 503 (OpenAI, DeepSeek, Gemini).
     Overloaded,
@@ -23,7 +23,7 @@ pub enum FaultKind {
     CutStream,
     /// 200 with truncated JSON.
     MalformedJson,
-    /// 502 with an HTML page.
+    /// An HTML page, 502 or the status given by param `status` (200: a captive portal).
     HtmlError,
     /// A tool call with invalid arguments.
     BadToolArgs,

@@ -168,13 +168,13 @@
 //! | kind | effect |
 //! |---|---|
 //! | `rate_limit` | 429, `retry-after` (ceil seconds) and `retry-after-ms`; param `retry_after` (default 1, fractional ok) |
-//! | `server_error` | 500 (`api_error` / `server_error` / `INTERNAL`) |
+//! | `server_error` | 500 (`api_error` / `server_error` / `INTERNAL`); param `status` (e.g. 502, 503, 504) sends the same body under that status |
 //! | `overloaded` | Anthropic 529 `overloaded_error`; Gemini 503 `UNAVAILABLE`; OpenAI/DeepSeek 503 |
 //! | `slow` | wait `delay_ms` (default 1000) before answering |
 //! | `slow_stream` | wait `delay_ms` (default 200) between SSE events |
 //! | `cut_stream` | abort the connection after `after_events` (default 2) SSE events, no end marker; `clean=true` ends the body normally instead. Non-streaming: half the body then abort |
 //! | `malformed_json` | 200 with the JSON body truncated (stream: the 2nd event's JSON truncated) |
-//! | `html_error` | 502 `text/html` page |
+//! | `html_error` | 502 `text/html` page; param `status` changes it (`status=200`: a captive portal's page) |
 //! | `bad_tool_args` | a tool call is made even without tools (`emulated_tool`); OpenAI/DeepSeek `arguments` is invalid JSON; Anthropic streaming `partial_json` concatenates to invalid JSON, non-streaming `input` lacks the required properties; Gemini `args` lacks the required properties |
 //! | `auth` | 401 |
 //! | `context_length` | the provider's context-length 400 |

@@ -723,7 +723,9 @@ async fn pipeline(
                     limit,
                 }
             }
-            FaultKind::HtmlError => return (common::html_error(), outcome),
+            FaultKind::HtmlError => {
+                return (common::html_error(status_param(&f, StatusCode::BAD_GATEWAY)), outcome);
+            }
             _ => ApiErr::invalid(
                 "Emulated bad request (emulator fault 'bad_request'): the request was rejected on purpose.",
             ),
@@ -745,7 +747,13 @@ async fn pipeline(
             applied.mid_error = Some((usize::try_from(n).unwrap_or(usize::MAX), ev));
             applied.terminal = None;
         } else {
-            return (render_error(p, &err), outcome);
+            let mut resp = render_error(p, &err);
+            // `server_error;status=502` (or 503, 504): the same provider error body
+            // under another 5xx status, as gateways in front of the API answer.
+            if f.kind == FaultKind::ServerError {
+                *resp.status_mut() = status_param(&f, StatusCode::INTERNAL_SERVER_ERROR);
+            }
+            return (resp, outcome);
         }
     }
 
@@ -820,6 +828,16 @@ async fn pipeline(
         .map(|n| format!("fault:{n}"))
         .unwrap_or_else(|| "ok".to_string());
     (resp, outcome)
+}
+
+/// The fault's `status` parameter when it is a valid HTTP status (100..=599), else
+/// `default`.
+fn status_param(f: &Fault, default: StatusCode) -> StatusCode {
+    f.u64_param("status")
+        .and_then(|s| u16::try_from(s).ok())
+        .filter(|s| (100..=599).contains(s))
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(default)
 }
 
 async fn queue_fault(State(e): State<Emulator>, body: Bytes) -> Response {

@@ -653,3 +653,30 @@ async fn times_budget_lets_retries_succeed() {
     let r = send(&c, "openai", false, Via::Header, "server_error;times=1").await;
     assert_eq!(r.status(), 200);
 }
+
+/// `server_error;status=N` keeps the provider's error body under a gateway's 5xx, and
+/// `html_error;status=N` serves the HTML page under any status (200: a captive portal).
+#[tokio::test]
+async fn status_parameter_of_server_and_html_errors() {
+    let c = start().await;
+    for provider in PROVIDERS {
+        for via in [Via::Header, Via::Directive, Via::Queue] {
+            for status in [502u16, 503, 504] {
+                let r = send(&c, provider, false, via, &format!("server_error;status={status}")).await;
+                assert_eq!(r.status().as_u16(), status, "{provider} {via:?}");
+                let v: Value = r.json().await.unwrap();
+                assert!(v["error"].is_object(), "{provider}: {v}");
+            }
+            // An unusable status falls back to the default.
+            let r = send(&c, provider, false, via, "server_error;status=99999").await;
+            assert_eq!(r.status().as_u16(), 500, "{provider} {via:?}");
+            for (spec, status) in [("html_error", 502u16), ("html_error;status=503", 503), ("html_error;status=200", 200)] {
+                let r = send(&c, provider, true, via, spec).await;
+                assert_eq!(r.status().as_u16(), status, "{provider} {via:?} {spec}");
+                assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+                let body = r.text().await.unwrap();
+                assert!(body.starts_with("<html>") && body.contains(&status.to_string()), "{body}");
+            }
+        }
+    }
+}

@@ -297,6 +297,9 @@ pub fn validate_tags(tags: &BTreeMap<String, String>) -> Result<(), UsageError> 
                 reason: format!("value is {} bytes, at most {MAX_TAG_VALUE_BYTES} are allowed", v.len()),
             });
         }
+        if k.contains('\0') || v.contains('\0') {
+            return Err(UsageError::InvalidTag { key: shorten(&k.replace('\0', "\\0")), reason: NUL_MESSAGE.into() });
+        }
     }
     Ok(())
 }
@@ -323,8 +326,15 @@ fn check_id(field: &'static str, value: &str, required: bool) -> Result<(), Usag
             message: format!("is {} bytes, at most {MAX_ID_BYTES} are allowed", value.len()),
         });
     }
+    if value.contains('\0') {
+        return Err(UsageError::InvalidField { field: field.into(), message: NUL_MESSAGE.into() });
+    }
     Ok(())
 }
+
+/// Why a NUL is refused: PostgreSQL text cannot hold it, so a stored record would fail
+/// its whole batch on one backend and not on the other.
+const NUL_MESSAGE: &str = "contains a NUL character (\\0), which text columns cannot store; remove it";
 
 fn check_int(field: &'static str, v: u64) -> Result<(), UsageError> {
     if v > MAX_SAFE_INTEGER {
@@ -585,6 +595,18 @@ mod tests {
         for k in ALL_KINDS {
             assert_eq!(UsageStatus::parse(k.code()), Some(UsageStatus::Error(*k)));
         }
+    }
+
+    #[test]
+    fn nul_characters_are_refused() {
+        let mut i = input();
+        i.tags.insert("team".into(), "a\0b".into());
+        let e = UsageRecord::build(i, &ident(), &SdkInfo::rust(), RecordId::new_v7(), 1).unwrap_err();
+        assert!(matches!(&e, UsageError::InvalidTag { key, .. } if key == "team") && e.to_string().contains("NUL"), "{e}");
+        let mut i = input();
+        i.model = "m\0".into();
+        let e = UsageRecord::build(i, &ident(), &SdkInfo::rust(), RecordId::new_v7(), 1).unwrap_err();
+        assert!(e.to_string().contains("model") && e.to_string().contains("NUL"), "{e}");
     }
 
     #[test]

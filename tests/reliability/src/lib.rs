@@ -17,3 +17,4 @@ pub fn scale(short: usize, full_count: usize) -> usize {
 
 pub mod app;
 pub mod procs;
+pub mod load;
