@@ -73,22 +73,6 @@ fn enum_from<T: serde::de::DeserializeOwned>(s: &str) -> Option<T> {
     serde_json::from_value(Value::String(s.to_owned())).ok()
 }
 
-/// Lowercase name of a metric (`usd`, `tokens`).
-pub fn metric_str(m: Metric) -> &'static str {
-    match m {
-        Metric::Usd => "usd",
-        Metric::Tokens => "tokens",
-    }
-}
-
-/// Lowercase name of an enforcement (`hard`, `soft`).
-pub fn enforcement_str(e: Enforcement) -> &'static str {
-    match e {
-        Enforcement::Hard => "hard",
-        Enforcement::Soft => "soft",
-    }
-}
-
 fn corrupt(what: String) -> DbError {
     DbError { op: "decoding a budget row".into(), source: sqlx::Error::Decode(what.into()) }
 }
@@ -190,7 +174,7 @@ pub async fn fire_alerts(conn: &mut AnyConnection, org_id: &str, status: &Budget
         };
         let msg = format!(
             "{} {} {} budget `{}` at {} reached {t}% ({c} of {l} used or reserved); resets at {}",
-            enforcement_str(status.enforcement),
+            status.enforcement.as_str(),
             status.period.as_str(),
             if status.metric == Metric::Usd { "spend" } else { "token" },
             status.id,
@@ -471,7 +455,7 @@ pub async fn reserve(State(st): State<Arc<AppState>>, uri: axum::http::Uri, head
         let amount = amount_for(s.metric, req.amount_micros, req.amount_tokens);
         bind_all(
             "INSERT INTO reservation_holds (reservation_id, budget_id, metric, amount) VALUES ($1, $2, $3, $4)",
-            &[Param::Text(req.reservation_id.clone()), Param::Text(s.id.clone()), Param::Text(metric_str(s.metric).into()), Param::I64(i(amount))],
+            &[Param::Text(req.reservation_id.clone()), Param::Text(s.id.clone()), Param::Text(s.metric.as_str().into()), Param::I64(i(amount))],
         )
         .execute(&mut *tx)
         .await

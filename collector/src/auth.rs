@@ -5,7 +5,6 @@
 //! to that scope, and asking for another scope is 403.
 
 use axum::http::HeaderMap;
-use sha2::{Digest, Sha256};
 
 use crate::db::{Db, Param, get_opt_str, get_str};
 use crate::error::ApiError;
@@ -38,14 +37,9 @@ impl Principal {
     }
 }
 
-/// Lowercase hex SHA-256.
+/// Lowercase hex SHA-256 of a token.
 pub fn sha256_hex(s: &str) -> String {
-    let d = Sha256::digest(s.as_bytes());
-    let mut out = String::with_capacity(64);
-    for b in d.iter() {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
+    gaterouter::accounts::request_auth::sha256_hex(s.as_bytes())
 }
 
 /// Constant-time equality of two hex digests.

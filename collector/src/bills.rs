@@ -404,7 +404,7 @@ async fn budget_lines(st: &AppState, q: &BillQuery, scope: LevelKind, month: i64
         out.push(BudgetLine {
             id: b.id.clone(),
             level: b.level.to_string(),
-            enforcement: crate::accounts::enforcement_str(b.enforcement).to_owned(),
+            enforcement: b.enforcement.as_str().to_owned(),
             limit_micros: limit,
             limit_usd: dollars(limit),
             actual_micros: actual,

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sqlx::AnyConnection;
 
-use crate::accounts::{BUDGET_COLS, budget_from_row, enforcement_str, metric_str};
+use crate::accounts::{BUDGET_COLS, budget_from_row};
 use crate::admin::{admin, audit, now_ms, uuid_v7};
 use crate::db::{Param, bind_all, dberr, get_i64, get_opt_str, get_str};
 use crate::error::ApiError;
@@ -79,7 +79,7 @@ fn rules_json(p: &Option<PolicyRules>) -> Option<String> {
 fn budget_of(b: &BudgetEntry) -> Result<Budget, String> {
     Ok(Budget {
         limit: i64::try_from(b.limit_units()?).unwrap_or(i64::MAX),
-        enforcement: enforcement_str(b.enforcement).into(),
+        enforcement: b.enforcement.as_str().into(),
         notify_at: serde_json::to_string(&b.notify_at_or_default()).unwrap_or_else(|_| "[]".into()),
     })
 }
@@ -90,7 +90,7 @@ impl Tree {
             self.policies.insert(level.clone(), r);
         }
         for b in budgets {
-            self.budgets.insert((level.clone(), metric_str(b.metric).into(), b.period.as_str().into()), budget_of(b)?);
+            self.budgets.insert((level.clone(), b.metric.as_str().into(), b.period.as_str().into()), budget_of(b)?);
         }
         Ok(())
     }
@@ -684,7 +684,7 @@ pub async fn create_budget(State(st): State<Arc<AppState>>, headers: HeaderMap, 
     let r = bind_all(
         "INSERT INTO budgets (id, org_id, level, metric, period, limit_value, enforcement, notify_at, created_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) \
          ON CONFLICT (level, metric, period) DO UPDATE SET limit_value = excluded.limit_value, enforcement = excluded.enforcement, notify_at = excluded.notify_at, updated_ms = excluded.updated_ms RETURNING id",
-        &[t(&id), t(&org), t(&level.to_string()), t(metric_str(b.metric)), t(b.period.as_str()), Param::I64(i64::try_from(limit).unwrap_or(i64::MAX)), t(enforcement_str(b.enforcement)), t(&notify), Param::I64(now)],
+        &[t(&id), t(&org), t(&level.to_string()), t(b.metric.as_str()), t(b.period.as_str()), Param::I64(i64::try_from(limit).unwrap_or(i64::MAX)), t(b.enforcement.as_str()), t(&notify), Param::I64(now)],
     )
     .fetch_one(&mut *tx)
     .await

@@ -337,6 +337,16 @@ pub enum Metric {
     Tokens,
 }
 
+impl Metric {
+    /// Lowercase name (`usd`, `tokens`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Metric::Usd => "usd",
+            Metric::Tokens => "tokens",
+        }
+    }
+}
+
 /// Budget period: UTC calendar hour, day or month.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -417,6 +427,16 @@ pub enum Enforcement {
     Hard,
     /// Allow, but notify at the `notify_at` thresholds.
     Soft,
+}
+
+impl Enforcement {
+    /// Lowercase name (`hard`, `soft`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Enforcement::Hard => "hard",
+            Enforcement::Soft => "soft",
+        }
+    }
 }
 
 /// A budget and where it stands in its current window.

@@ -269,7 +269,13 @@ impl Client {
         let mut decision = self.prepare(&req, gate.route.as_ref())?;
         let req = Arc::new(req);
         // Dropped while the request is out (the caller gave up): still one record.
-        let mut abandoned = AbandonedCall { client: self.clone(), req: Some(req.clone()), decision: decision.clone(), clock: started };
+        let mut abandoned = AbandonedCall {
+            client: self.clone(),
+            req: Some(req.clone()),
+            model: decision.chosen.clone(),
+            route: route_info(&decision),
+            clock: started,
+        };
         let outcome = self.execute(&req, &mut decision, Op::Chat, &started, &gate).await;
         abandoned.req = None;
         let attempts = total_attempts(&decision);
@@ -651,6 +657,24 @@ impl Client {
         first_token_ms: Option<u64>,
         stream: bool,
     ) -> Option<RecordId> {
+        self.record_as(req, model_id, route_info(decision), total_attempts(decision), clock, usage, cost, status, first_token_ms, stream)
+    }
+
+    /// [`Client::record`] with the route already summarized (what a record keeps of it).
+    #[allow(clippy::too_many_arguments)]
+    fn record_as(
+        &self,
+        req: &ChatRequest,
+        model_id: &str,
+        route: RouteInfo,
+        attempts: u32,
+        clock: &CallClock,
+        usage: Option<&Usage>,
+        cost: Option<&Cost>,
+        status: UsageStatus,
+        first_token_ms: Option<u64>,
+        stream: bool,
+    ) -> Option<RecordId> {
         let Some(recorder) = &self.inner.recorder else { return None };
         let id = ModelId::parse(model_id).unwrap_or(ModelId { provider: String::new(), model: model_id.to_owned() });
         let u = usage.copied().unwrap_or_default();
@@ -659,11 +683,7 @@ impl Client {
             ts_end: unix_ms_now(),
             provider: id.provider,
             model: id.model,
-            route: Some(RouteInfo {
-                mode: decision.mode,
-                tier: decision.tier.map(|t| t.as_str().to_owned()),
-                score: decision.score.map(|s| (s * 1000.0).round() as i64),
-            }),
+            route: Some(route),
             prompt_tokens: u.prompt_tokens,
             completion_tokens: u.completion_tokens,
             cached_prompt_tokens: u.cached_prompt_tokens,
@@ -673,7 +693,7 @@ impl Client {
             latency_ms: clock.instant.elapsed().as_millis() as u64,
             time_to_first_token_ms: first_token_ms,
             status: Some(status),
-            attempts: total_attempts(decision).max(1),
+            attempts: attempts.max(1),
             stream,
             tags: req.metadata.clone(),
         };
@@ -848,6 +868,15 @@ fn start_policy(config: &Config, http: &reqwest::Client) -> Result<Option<Policy
     PolicyClient::new(http.clone(), url, key_id, signer, pcfg.clone()).map(Some)
 }
 
+/// What a usage record keeps of a routing decision.
+fn route_info(decision: &RouteDecision) -> RouteInfo {
+    RouteInfo {
+        mode: decision.mode,
+        tier: decision.tier.map(|t| t.as_str().to_owned()),
+        score: decision.score.map(|s| (s * 1000.0).round() as i64),
+    }
+}
+
 fn total_attempts(decision: &RouteDecision) -> u32 {
     decision.attempts.iter().map(|a| if a.outcome == "CIRCUIT_OPEN" { 0 } else { a.retries + 1 }).sum()
 }
@@ -957,18 +986,18 @@ impl Stream for RecordingStream {
 struct AbandonedCall {
     client: Client,
     req: Option<Arc<ChatRequest>>,
-    decision: RouteDecision,
+    model: String,
+    route: RouteInfo,
     clock: CallClock,
 }
 
 impl Drop for AbandonedCall {
     fn drop(&mut self) {
         let Some(req) = self.req.take() else { return };
-        let model = self.decision.chosen.clone();
-        let prompt = crate::tokens::count_request_with(&req, &model, crate::tokens::Counting::Fast).tokens;
+        let prompt = crate::tokens::count_request_with(&req, &self.model, crate::tokens::Counting::Fast).tokens;
         let usage = Usage::new(prompt, 0, 0, 0, 0);
-        let cost = self.client.price(&usage, &model);
-        self.client.record(&req, &model, &self.decision, &self.clock, Some(&usage), cost.as_ref(), UsageStatus::Cancelled, None, false);
+        let cost = self.client.price(&usage, &self.model);
+        self.client.record_as(&req, &self.model, self.route.clone(), 1, &self.clock, Some(&usage), cost.as_ref(), UsageStatus::Cancelled, None, false);
     }
 }
 

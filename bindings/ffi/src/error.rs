@@ -40,11 +40,10 @@ pub struct BudgetInfo {
 
 impl From<&gaterouter::accounts::BudgetStatus> for BudgetInfo {
     fn from(b: &gaterouter::accounts::BudgetStatus) -> Self {
-        let name = |v: serde_json::Value| v.as_str().unwrap_or_default().to_owned();
         BudgetInfo {
             id: b.id.clone(),
             level: b.level.to_string(),
-            metric: name(serde_json::to_value(b.metric).unwrap_or_default()),
+            metric: b.metric.as_str().to_owned(),
             period: b.period.as_str().to_owned(),
             limit: b.limit,
             used: b.used,
@@ -52,7 +51,7 @@ impl From<&gaterouter::accounts::BudgetStatus> for BudgetInfo {
             remaining: b.remaining,
             period_start_ms: b.period_start_ms,
             resets_at_ms: b.resets_at_ms,
-            enforcement: name(serde_json::to_value(b.enforcement).unwrap_or_default()),
+            enforcement: b.enforcement.as_str().to_owned(),
         }
     }
 }

@@ -20,12 +20,17 @@ pub const MAX_SKEW_MS: u64 = 300_000;
 
 /// The bytes that are signed.
 pub fn string_to_sign(method: &str, path_and_query: &str, ts_ms: u64, body: &[u8]) -> String {
-    let digest = Sha256::digest(body);
+    format!("GR1\n{}\n{}\n{}\n{}", method.to_ascii_uppercase(), path_and_query, ts_ms, sha256_hex(body))
+}
+
+/// Lowercase hex SHA-256 (also how the collector stores its access tokens).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
     let mut hex = String::with_capacity(64);
-    for b in digest.iter() {
-        hex.push_str(&format!("{b:02x}"));
+    for b in Sha256::digest(bytes).iter() {
+        let _ = write!(hex, "{b:02x}");
     }
-    format!("GR1\n{}\n{}\n{}\n{}", method.to_ascii_uppercase(), path_and_query, ts_ms, hex)
+    hex
 }
 
 /// The `Authorization` header value for one request.
