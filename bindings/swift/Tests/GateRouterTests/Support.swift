@@ -34,8 +34,9 @@ final class Children: @unchecked Sendable {
     private var processes: [Process] = []
 
     private init() {
+        // SIGTERM only: waiting here (Process.waitUntilExit) can hang the exiting test process.
         atexit {
-            for p in Children.shared.all() where p.isRunning { p.terminate(); p.waitUntilExit() }
+            for p in Children.shared.all() where p.isRunning { kill(p.processIdentifier, SIGTERM) }
         }
     }
 
