@@ -25,7 +25,12 @@ exec 8>"$ROOT.run.lock"
 flock 8
 mounted=()
 cleanup() {
-    local i
+    local i p
+    # Whatever the command left running inside the root (servers a crashed test started):
+    # runs are serialized by the lock, so every process rooted there is this run's.
+    for p in /proc/[0-9]*; do
+        [ "$(readlink "$p/root" 2>/dev/null)" = "$ROOT" ] && kill -KILL "${p#/proc/}" 2>/dev/null || true
+    done
     for (( i=${#mounted[@]}-1; i>=0; i-- )); do
         umount "${mounted[$i]}" 2>/dev/null || umount -l "${mounted[$i]}" || true
     done

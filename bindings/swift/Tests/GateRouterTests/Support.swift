@@ -34,9 +34,11 @@ final class Children: @unchecked Sendable {
     private var processes: [Process] = []
 
     private init() {
-        // SIGTERM only: waiting here (Process.waitUntilExit) can hang the exiting test process.
+        // SIGKILL, not terminate(): on Linux, Foundation's Process starts children with the
+        // spawning thread's signal mask, where SIGTERM is blocked, so they would outlive the
+        // suite. No waiting either: Process.waitUntilExit can hang an exiting process.
         atexit {
-            for p in Children.shared.all() where p.isRunning { kill(p.processIdentifier, SIGTERM) }
+            for p in Children.shared.all() where p.isRunning { kill(p.processIdentifier, SIGKILL) }
         }
     }
 
