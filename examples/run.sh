@@ -73,14 +73,14 @@ for app in "${APPS[@]}"; do
         echo "== examples/swift (SwiftPM command-line app)"
         link=()
         [ "$(uname -s)" = Darwin ] || link=(-Xlinker -L"$TARGET" -Xlinker -rpath -Xlinker "$TARGET")
-        bash bindings/swift/in-root.sh examples/swift swift build "${link[@]}"
-        bin=(bash bindings/swift/in-root.sh examples/swift .build/debug/gaterouter-example)
+        bash bindings/swift/in-root.sh examples/swift/GateRouterExample swift build "${link[@]}"
+        bin=(bash bindings/swift/in-root.sh examples/swift/GateRouterExample .build/debug/gaterouter-example)
         example swift "${bin[@]}" keygen -- "${bin[@]}" run
         ;;
     kotlin)
         echo "== examples/kotlin (Kotlin/JVM app, Maven)"
         command -v mvn >/dev/null || { apt-get update -qq && apt-get install -y -qq maven default-jdk-headless; }
-        mvn -B -q --no-transfer-progress -f examples/kotlin/pom.xml package \
+        mvn -B -q --no-transfer-progress -Dstyle.color=never -f examples/kotlin/pom.xml package \
             dependency:build-classpath -Dmdep.outputFile="$WORK/kotlin.classpath"
         java_cmd=(java -Djna.library.path="$TARGET" -cp "examples/kotlin/target/classes:$(cat "$WORK/kotlin.classpath")"
                   dev.gaterouter.example.AppKt)

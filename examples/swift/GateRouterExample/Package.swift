@@ -7,7 +7,7 @@ import PackageDescription
 let package = Package(
     name: "GateRouterExample",
     platforms: [.macOS(.v12)],
-    dependencies: [.package(path: "../../bindings/swift")],
+    dependencies: [.package(path: "../../../bindings/swift")],
     targets: [
         .executableTarget(
             name: "gaterouter-example",
