@@ -37,6 +37,10 @@ rm -rf "$GEN_TMP"
 echo "== Kotlin: JUnit suite on the JVM against the cdylib and the emulator (Maven caches in ~/.m2)"
 bash bindings/kotlin/run-tests.sh
 
+echo "== Swift: XCTest suite with swift test (Linux: Swift 6 in a Debian trixie root, installed once), then the mobile example apps"
+bash bindings/swift/run-tests.sh
+bash examples/run.sh
+
 echo "== Collector: PostgreSQL + headless Chromium (installs what is missing when root)"
 # The workspace run above skips these when PostgreSQL, Chromium or the npm package are
 # absent; here they are installed and required. PostgreSQL is started by the tests

@@ -1,172 +1,211 @@
-// XCTest suite for the Swift bindings, against the provider emulator and the shared JSON
-// vectors (tests/vectors). macOS only (no Swift toolchain on the Linux machines that build
-// this repo): build the XCFramework with build-xcframework.sh, `cargo build -p
-// gaterouter-emulator`, then `swift test` in bindings/swift. GATEROUTER_EMULATOR_BIN
-// overrides the emulator path. The Kotlin suite (bindings/kotlin) runs the same checks,
-// plus delivery to a real collector, on every test run.
-import CryptoKit
+// The Swift suite: the generated bindings + the ffi library + the provider emulator. The same
+// checks as bindings/kotlin GateRouterTest.kt: chat through every provider, options, tools,
+// streaming (listener and AsyncSequence), typed errors with their fields, cancellation.
 import Foundation
 import XCTest
 @testable import GateRouter
 
-/// The repository root, from this file's path.
-let repoRoot = URL(fileURLWithPath: #filePath)
-    .deletingLastPathComponent() // GateRouterTests
-    .deletingLastPathComponent() // Tests
-    .deletingLastPathComponent() // swift
-    .deletingLastPathComponent() // bindings
-    .deletingLastPathComponent() // repository root
-
-/// A JSON vector file from tests/vectors.
-func vector(_ name: String) throws -> [String: Any] {
-    let data = try Data(contentsOf: repoRoot.appendingPathComponent("tests/vectors/\(name)"))
-    return try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [String: Any])
-}
-
-final class Emulator {
-    let process = Process()
-    let baseURL: String
-
-    init() throws {
-        let root = repoRoot
-        let bin = ProcessInfo.processInfo.environment["GATEROUTER_EMULATOR_BIN"]
-            ?? root.appendingPathComponent("target/debug/gaterouter-emulator").path
-        process.executableURL = URL(fileURLWithPath: bin)
-        process.arguments = ["--listen", "127.0.0.1:0"]
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        // The first stdout line is `listening on http://127.0.0.1:PORT`.
-        var line = Data()
-        while true {
-            let byte = out.fileHandleForReading.readData(ofLength: 1)
-            if byte.isEmpty || byte == Data([0x0A]) { break }
-            line.append(byte)
-        }
-        let banner = String(decoding: line, as: UTF8.self)
-        guard banner.hasPrefix("listening on ") else {
-            throw NSError(domain: "emulator", code: 1, userInfo: [NSLocalizedDescriptionKey: "unexpected banner: \(banner)"])
-        }
-        baseURL = String(banner.dropFirst("listening on ".count)).trimmingCharacters(in: .whitespaces)
-    }
-
-    func config(extra: String = "") -> String {
-        var toml = ""
-        for (name, kind, path) in [("openai", "openai", "/openai/v1"), ("anthropic", "anthropic", "/anthropic"),
-                                   ("gemini", "gemini", "/gemini/v1beta"), ("deepseek", "openai", "/deepseek/v1")] {
-            toml += "[providers.\(name)]\nkind = \"\(kind)\"\nbase_url = \"\(baseURL)\(path)\"\napi_key = \"emulator-key\"\n\n"
-        }
-        return toml + extra
-    }
-
-    func fault(_ json: String) async throws {
-        var req = URLRequest(url: URL(string: baseURL + "/_emulator/faults")!)
-        req.httpMethod = "POST"
-        req.setValue("application/json", forHTTPHeaderField: "content-type")
-        req.httpBody = Data(json.utf8)
-        let (_, resp) = try await URLSession.shared.data(for: req)
-        XCTAssertLessThan((resp as! HTTPURLResponse).statusCode, 300)
-    }
-
-    deinit {
-        process.terminate()
-    }
-}
-
-/// Collects stream callbacks (they arrive on a gaterouter worker thread).
+/// Records every stream callback and the thread it arrived on.
 final class Recorder: ChatStreamListener, @unchecked Sendable {
     private let lock = NSLock()
-    private(set) var chunks: [ChatChunk] = []
+    private var _chunks: [ChatChunk] = []
+    private var _calls = 0
+    private var _onCaller = false
     private(set) var usage: Usage?
     private(set) var error: GateRouterError?
-    let done: XCTestExpectation
-
-    init(_ done: XCTestExpectation) { self.done = done }
+    private let finished = DispatchSemaphore(value: 0)
+    private var _done = false
 
     func onChunk(chunk: ChatChunk) {
-        lock.lock(); chunks.append(chunk); lock.unlock()
+        lock.lock(); _chunks.append(chunk); _calls += 1; if Thread.isMainThread { _onCaller = true }; lock.unlock()
     }
 
     func onComplete(usage: Usage?) {
-        lock.lock(); self.usage = usage; lock.unlock()
-        done.fulfill()
+        lock.lock(); self.usage = usage; _calls += 1; _done = true; lock.unlock()
+        finished.signal()
     }
 
     func onError(error: GateRouterError) {
-        lock.lock(); self.error = error; lock.unlock()
-        done.fulfill()
+        lock.lock(); self.error = error; _calls += 1; _done = true; lock.unlock()
+        finished.signal()
     }
 
-    var text: String {
-        lock.lock(); defer { lock.unlock() }
-        return chunks.compactMap { $0.text }.joined()
+    var chunks: [ChatChunk] { lock.lock(); defer { lock.unlock() }; return _chunks }
+    var calls: Int { lock.lock(); defer { lock.unlock() }; return _calls }
+    var done: Bool { lock.lock(); defer { lock.unlock() }; return _done }
+    var calledOnMainThread: Bool { lock.lock(); defer { lock.unlock() }; return _onCaller }
+    var text: String { chunks.compactMap { $0.text }.joined() }
+
+    /// Wait (off the cooperative pool) for onComplete/onError.
+    func await(seconds: Double = 20) async throws {
+        let sem = finished
+        let ok = await withCheckedContinuation { (c: CheckedContinuation<Bool, Never>) in
+            DispatchQueue.global().async { c.resume(returning: sem.wait(timeout: .now() + seconds) == .success) }
+        }
+        if !ok { throw TestFailure("the stream did not end within \(seconds) s") }
     }
 }
 
 final class GateRouterTests: XCTestCase {
-    static var emulator: Emulator!
+    static let client = try! GateRouterClient.fromConfigToml(text: Emulator.toml())
+    static let noRetry = try! GateRouterClient.fromConfigToml(text: Emulator.toml(extra: "max_retries = 0\n"))
+    var client: GateRouterClient { Self.client }
+    var noRetry: GateRouterClient { Self.noRetry }
 
-    override class func setUp() {
-        super.setUp()
-        emulator = try! Emulator()
-    }
+    static let models = ["openai/gpt-4o-mini", "anthropic/claude-sonnet-4-5", "gemini/gemini-2.5-flash", "deepseek/deepseek-chat"]
 
-    override class func tearDown() {
-        emulator = nil
-        super.tearDown()
-    }
-
-    func user(_ text: String) -> ChatMessage {
-        ChatMessage(role: .user, content: text)
-    }
-
-    func testChatThroughEveryProvider() async throws {
-        let client = try GateRouterClient.fromConfigToml(text: Self.emulator.config())
-        for model in ["openai/gpt-4o-mini", "anthropic/claude-sonnet-4-5", "gemini/gemini-2.5-flash", "deepseek/deepseek-chat"] {
-            let resp = try await client.chat(request: ChatRequest(model: model, messages: [user("Why is the sky blue?")]))
+    func testChatAnswersThroughEveryProvider() async throws {
+        for model in Self.models {
+            let resp = try await client.chat(request: request(model, "Why is the sky blue?"))
             XCTAssertEqual(resp.model, model)
             XCTAssertTrue(resp.text.contains("Why is the sky blue?"), resp.text)
             XCTAssertEqual(resp.finishReason, .stop)
+            XCTAssertGreaterThan(resp.usage.promptTokens, 0)
+            XCTAssertGreaterThan(resp.usage.completionTokens, 0)
             XCTAssertEqual(resp.usage.totalTokens, resp.usage.promptTokens + resp.usage.completionTokens)
+            XCTAssertEqual(resp.message.role, .assistant)
+            XCTAssertEqual(resp.message.content, resp.text)
         }
     }
 
-    func testStreamViaListenerMatchesChat() async throws {
-        let client = try GateRouterClient.fromConfigToml(text: Self.emulator.config())
-        let req = ChatRequest(model: "anthropic/claude-sonnet-4-5", messages: [user("Tell a fox story")])
-        let whole = try await client.chat(request: req)
-        let rec = Recorder(expectation(description: "stream ends"))
-        let handle = try client.chatStream(request: req, listener: rec)
-        await fulfillment(of: [rec.done], timeout: 20)
-        XCTAssertNil(rec.error)
-        XCTAssertEqual(rec.text, whole.text)
-        XCTAssertNotNil(rec.chunks.last?.usage)
-        XCTAssertEqual(rec.usage?.completionTokens, whole.usage.completionTokens)
-        handle.cancel() // no-op once finished
+    func testOptionsReachTheProvider() async throws {
+        let resp = try await client.chat(request: ChatRequest(
+            model: "openai/gpt-4o-mini",
+            messages: [ChatMessage(role: .system, content: "be brief"), user("one two STOP three")],
+            temperature: 0.2, maxTokens: 50, stop: ["STOP"]))
+        XCTAssertFalse(resp.text.contains("three"), resp.text)
+        let short = try await client.chat(request: request("openai/gpt-4o-mini", String(repeating: "a long question ", count: 20), maxTokens: 3))
+        XCTAssertEqual(short.finishReason, .length)
+        XCTAssertEqual(short.usage.completionTokens, 3)
+    }
+
+    func testJsonModeViaResponseFormatJson() async throws {
+        let resp = try await client.chat(request: ChatRequest(model: "openai/gpt-4o-mini", messages: [user("answer in json")],
+                                                              responseFormatJson: #"{"type":"json_object"}"#))
+        XCTAssertTrue(resp.text.trimmingCharacters(in: .whitespaces).hasPrefix("{") && resp.text.contains("\"reply\""), resp.text)
     }
 
     func testToolCallRoundTrip() async throws {
-        let client = try GateRouterClient.fromConfigToml(text: Self.emulator.config())
-        let weather = Tool(name: "get_weather", description: "Weather for a city",
-                           parametersJson: #"{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}"#)
-        var messages = [user("Weather in Paris?")]
-        let first = try await client.chat(request: ChatRequest(model: "openai/gpt-4o-mini", messages: messages, tools: [weather]))
-        XCTAssertEqual(first.finishReason, .toolCalls)
-        let call = try XCTUnwrap(first.toolCalls.first)
-        messages.append(first.message)
-        messages.append(ChatMessage(role: .tool, content: "18C", toolCallId: call.id))
-        let second = try await client.chat(request: ChatRequest(model: "openai/gpt-4o-mini", messages: messages, tools: [weather]))
-        XCTAssertEqual(second.finishReason, .stop)
+        for model in ["openai/gpt-4o-mini", "anthropic/claude-sonnet-4-5", "gemini/gemini-2.5-flash"] {
+            var messages = [user("Weather in Paris?")]
+            let first = try await client.chat(request: ChatRequest(model: model, messages: messages, tools: [weather]))
+            XCTAssertEqual(first.finishReason, .toolCalls, model)
+            XCTAssertEqual(first.toolCalls.count, 1, model)
+            let call = try XCTUnwrap(first.toolCalls.first)
+            XCTAssertEqual(call.name, "get_weather")
+            XCTAssertTrue(call.arguments.contains("\"city\""), call.arguments)
+            messages.append(first.message)
+            messages.append(ChatMessage(role: .tool, content: "18C", toolCallId: call.id))
+            let second = try await client.chat(request: ChatRequest(model: model, messages: messages, tools: [weather]))
+            XCTAssertEqual(second.finishReason, .stop, model)
+            XCTAssertTrue(second.text.contains("18C"), second.text)
+        }
     }
 
-    func testRateLimitIsTyped() async throws {
-        let client = try GateRouterClient.fromConfigToml(text: Self.emulator.config(extra: "[retry]\nmax_retries = 0\n"))
-        try await Self.emulator.fault(#"{"fault":"rate_limit","provider":"openai","times":1,"retry_after":2}"#)
+    func testImagesAndToolChoiceConvertToTheCoreRequest() async throws {
+        let plain = try await client.chat(request: request("openai/gpt-4o-mini", "what is this"))
+        let withImage = try await client.chat(request: ChatRequest(model: "openai/gpt-4o-mini", messages: [
+            ChatMessage(role: .user, content: "what is this", images: [ImageInput(url: "data:image/png;base64,iVBORw0KGgo=", detail: .low)]),
+        ]))
+        // The emulator counts 85 prompt tokens per image part.
+        XCTAssertEqual(withImage.usage.promptTokens, plain.usage.promptTokens + 85)
+        let noTools = try await client.chat(request: ChatRequest(model: "openai/gpt-4o-mini", messages: [user("Weather?")],
+                                                                 tools: [weather], toolChoice: .disabled))
+        XCTAssertEqual(noTools.finishReason, .stop)
+        XCTAssertTrue(noTools.toolCalls.isEmpty)
+        var other = weather
+        other.name = "get_time"
+        other.parametersJson = #"{"type":"object","properties":{}}"#
+        let forced = try await client.chat(request: ChatRequest(model: "anthropic/claude-sonnet-4-5", messages: [user("Weather?")],
+                                                                tools: [weather, other], toolChoice: .function(name: "get_time")))
+        XCTAssertEqual(forced.toolCalls.map(\.name), ["get_time"])
+    }
+
+    func testChatJsonKeepsFullOpenAIFidelity() async throws {
+        let out = try await client.chatJson(requestJson: """
+            {"model":"openai/gpt-4o-mini","messages":[{"role":"developer","content":"x"},
+             {"role":"user","content":[{"type":"text","text":"hello json"}]}],"max_completion_tokens":40}
+            """)
+        XCTAssertTrue(out.contains("\"object\":\"chat.completion\""), out)
+        XCTAssertTrue(out.contains("hello json"), out)
+        let e = await gateRouterError("unknown field") {
+            _ = try await self.client.chatJson(requestJson: #"{"model":"openai/gpt-4o","messages":[],"temprature":1}"#)
+        }
+        XCTAssertEqual(e?.kind, "InvalidRequest")
+        XCTAssertTrue(e?.detail.contains("temprature") ?? false, e?.detail ?? "")
+    }
+
+    func testStreamViaListenerMatchesChatAndEndsWithUsage() async throws {
+        for model in Self.models {
+            let whole = try await client.chat(request: request(model, "Tell a fox story"))
+            let rec = Recorder()
+            let handle = try client.chatStream(request: request(model, "Tell a fox story"), listener: rec)
+            try await rec.await()
+            XCTAssertNil(rec.error, model)
+            XCTAssertEqual(rec.text, whole.text, model)
+            let last = try XCTUnwrap(rec.chunks.last)
+            XCTAssertNil(last.text)
+            XCTAssertNotNil(last.usage)
+            XCTAssertEqual(last.usage, rec.usage)
+            XCTAssertEqual(rec.usage?.completionTokens, whole.usage.completionTokens)
+            XCTAssertEqual(rec.chunks.compactMap(\.finishReason), [.stop], model)
+            // Callbacks run on the binding's worker threads, never on the main thread.
+            XCTAssertFalse(rec.calledOnMainThread)
+            try await Task.sleep(nanoseconds: 50_000_000)
+            XCTAssertTrue(handle.isFinished())
+            handle.cancel() // a no-op once finished
+        }
+    }
+
+    func testAsyncSequenceCollectsTheStream() async throws {
+        var chunks: [ChatChunk] = []
+        for try await chunk in try client.chatStream(request: request("anthropic/claude-sonnet-4-5", "async sequence please")) {
+            chunks.append(chunk)
+        }
+        XCTAssertTrue(chunks.compactMap(\.text).joined().contains("async sequence please"))
+        XCTAssertNotNil(chunks.last?.usage)
+    }
+
+    func testAsyncSequenceThrowsTypedErrors() async throws {
+        try await Emulator.fault(#"{"fault":"rate_limit","provider":"gemini","times":1,"retry_after":1}"#)
+        let e = await gateRouterError("stream open") {
+            for try await _ in try self.noRetry.chatStream(request: request("gemini/gemini-2.5-flash", "x")) {}
+        }
+        XCTAssertEqual(e?.kind, "RateLimited")
+        XCTAssertEqual(e?.retryAfterMs, 1000)
+    }
+
+    func testStreamedToolCallsArriveAsFragments() async throws {
+        let rec = Recorder()
+        _ = try client.chatStream(request: ChatRequest(model: "openai/gpt-4o-mini", messages: [user("Weather?")], tools: [weather]), listener: rec)
+        try await rec.await()
+        XCTAssertNil(rec.error)
+        let deltas = rec.chunks.flatMap(\.toolCalls)
+        XCTAssertEqual(deltas.compactMap(\.name).first, "get_weather")
+        XCTAssertTrue(deltas.compactMap(\.arguments).joined().contains("\"city\""))
+        XCTAssertEqual(rec.chunks.compactMap(\.finishReason), [.toolCalls])
+    }
+
+    func testRateLimitIsTypedWithRetryAfter() async throws {
+        try await Emulator.fault(#"{"fault":"rate_limit","provider":"openai","times":1,"retry_after":2}"#)
+        let e = try await XCTUnwrapAsync(await gateRouterError("rate limit") {
+            _ = try await self.noRetry.chat(request: request("openai/gpt-4o", "x"))
+        })
+        XCTAssertEqual(e.kind, "RateLimited")
+        XCTAssertEqual(e.code, "RATE_LIMITED")
+        XCTAssertEqual(e.provider, "openai")
+        XCTAssertEqual(e.status, 429)
+        XCTAssertEqual(e.retryAfterMs, 2000)
+    }
+
+    func testRateLimitMatchesByPattern() async throws {
+        // The idiomatic Swift form: `catch GateRouterError.RateLimited(...)` binds the fields.
+        try await Emulator.fault(#"{"fault":"rate_limit","provider":"openai","times":1,"retry_after":2}"#)
         do {
-            _ = try await client.chat(request: ChatRequest(model: "openai/gpt-4o", messages: [user("x")]))
+            _ = try await noRetry.chat(request: request("openai/gpt-4o", "x"))
             XCTFail("expected RateLimited")
-        } catch let GateRouterError.RateLimited(_, code, provider, status, retryAfterMs, _) {
+        } catch let GateRouterError.RateLimited(detail, code, provider, status, retryAfterMs, _, _, _, _) {
+            XCTAssertTrue(detail.contains("RATE_LIMITED") || !detail.isEmpty, detail)
             XCTAssertEqual(code, "RATE_LIMITED")
             XCTAssertEqual(provider, "openai")
             XCTAssertEqual(status, 429)
@@ -174,107 +213,171 @@ final class GateRouterTests: XCTestCase {
         }
     }
 
-    func testInvalidRequestNamesTheField() async throws {
-        let client = try GateRouterClient.fromConfigToml(text: Self.emulator.config())
-        do {
-            _ = try await client.chat(request: ChatRequest(model: "openai/gpt-4o", messages: [user("x")], temperature: 3.0))
-            XCTFail("expected InvalidRequest")
-        } catch let GateRouterError.InvalidRequest(_, _, _, _, _, field) {
-            XCTAssertEqual(field, "temperature")
-        }
-        XCTAssertThrowsError(try GateRouterClient.fromConfigToml(text: "[providers.openai]\nbase_urll = \"x\"\n")) { error in
-            guard case GateRouterError.Config(let detail, _, _, _, _, _) = error else {
-                return XCTFail("expected Config, got \(error)")
-            }
-            XCTAssertTrue(detail.contains("base_urll"), detail)
-        }
-    }
-
-    func testRouteCountTokensAndEstimateCost() throws {
-        let client = try GateRouterClient.fromConfigToml(text: Self.emulator.config())
-        let auto = try client.route(request: ChatRequest(model: "auto", messages: [user("Hi! How are you today?")]))
-        XCTAssertEqual(auto.mode, .auto)
-        XCTAssertNotNil(auto.tier)
-        XCTAssertEqual(auto.chosen, auto.candidates.first?.model)
-        let explicit = try client.route(request: ChatRequest(model: "openai/gpt-4o", messages: [user("hi")]))
-        XCTAssertEqual(explicit.mode, .explicit)
-        XCTAssertNil(explicit.score)
-
-        // tests/vectors/chat_tokens.json `single_user`.
-        let count = try client.countTokens(request: ChatRequest(model: "openai/gpt-4o", messages: [user("Hello, how are you?")]))
-        XCTAssertEqual(count.tokens, 13)
-        XCTAssertTrue(count.exact)
-        let est = try client.estimateCost(request: ChatRequest(model: "openai/gpt-4o", messages: [user("Hello, how are you?")], maxTokens: 100))
-        XCTAssertEqual(est.prompt, count)
-        XCTAssertEqual(est.max.outputMicros, 1000) // 100 tokens at $10 per million
-        XCTAssertLessThanOrEqual(est.expected.totalMicros, est.max.totalMicros)
-    }
-
-    func testSharedVectors() throws {
-        for case let t as [String: Any] in try XCTUnwrap(vector("tokens.json")["texts"] as? [Any]) {
-            let text = try XCTUnwrap(t["text"] as? String)
-            XCTAssertEqual(countTextTokens(text: text, model: "openai/gpt-4o").tokens, (t["o200k_base"] as? NSNumber)?.uint64Value, t["name"] as? String)
-            XCTAssertEqual(countTextTokens(text: text, model: "openai/gpt-4").tokens, (t["cl100k_base"] as? NSNumber)?.uint64Value, t["name"] as? String)
-        }
-        let client = try GateRouterClient.fromConfigToml(text: Self.emulator.config())
-        for case let c as [String: Any] in try XCTUnwrap(vector("chat_tokens.json")["cases"] as? [Any]) {
-            var req = try XCTUnwrap(c["request"] as? [String: Any])
-            for (model, expected) in try XCTUnwrap(c["expected_prompt_tokens"] as? [String: NSNumber]) {
-                req["model"] = model
-                let json = String(decoding: try JSONSerialization.data(withJSONObject: req), as: UTF8.self)
-                XCTAssertEqual(try client.countTokensJson(requestJson: json).tokens, expected.uint64Value, "\(c["name"] ?? "") on \(model)")
+    func testProviderErrorsMapToTheirCase() async throws {
+        let models = ["openai": "openai/gpt-4o", "anthropic": "anthropic/claude-haiku-4-5", "gemini": "gemini/gemini-2.5-pro"]
+        let cases = [("auth", "Auth"), ("server_error", "ProviderUnavailable"), ("context_length", "ContextLengthExceeded"),
+                     ("bad_request", "InvalidRequest"), ("malformed_json", "InvalidResponse")]
+        for (provider, model) in models.sorted(by: { $0.key < $1.key }) {
+            for (fault, kind) in cases {
+                try await Emulator.fault(#"{"fault":"\#(fault)","provider":"\#(provider)","times":1}"#)
+                let e = await gateRouterError("\(fault) on \(provider)") {
+                    _ = try await self.noRetry.chat(request: request(model, "x"))
+                }
+                XCTAssertEqual(e?.kind, kind, "\(fault) on \(provider): \(e?.detail ?? "")")
+                XCTAssertEqual(e?.provider, provider, "\(fault) on \(provider)")
             }
         }
-        for case let c as [String: Any] in try XCTUnwrap(vector("cost.json")["cases"] as? [Any]) {
-            let u = try XCTUnwrap(c["usage"] as? [String: NSNumber])
-            let o = try XCTUnwrap(c["options"] as? [String: Bool])
-            let usage = Usage(promptTokens: u["prompt_tokens"]!.uint64Value, completionTokens: u["completion_tokens"]!.uint64Value,
-                              totalTokens: u["total_tokens"]!.uint64Value, cachedPromptTokens: u["cached_prompt_tokens"]!.uint64Value,
-                              cacheWriteTokens: u["cache_write_tokens"]!.uint64Value, reasoningTokens: u["reasoning_tokens"]!.uint64Value)
-            let cost = try calculateCost(usage: usage, model: try XCTUnwrap(c["model"] as? String),
-                                         options: CostOptions(batch: o["batch"] ?? false, cacheWrite1h: o["cache_write_1h"] ?? false))
-            let expected = try XCTUnwrap(c["expected"] as? [String: Any])
-            XCTAssertEqual(cost.totalMicros, (expected["total_micros"] as? NSNumber)?.uint64Value, c["name"] as? String)
-            XCTAssertEqual(cost.inputMicros, (expected["input_micros"] as? NSNumber)?.uint64Value, c["name"] as? String)
-            XCTAssertEqual(cost.outputMicros, (expected["output_micros"] as? NSNumber)?.uint64Value, c["name"] as? String)
-            XCTAssertEqual(cost.tierAboveInputTokens, (expected["tier_above_input_tokens"] as? NSNumber)?.uint64Value, c["name"] as? String)
-        }
-        let routing = try vector("routing.json")
-        let tolerance = (routing["tolerance"] as? Double) ?? 1e-6
-        for case let c as [String: Any] in try XCTUnwrap(routing["cases"] as? [Any]) {
-            let json = String(decoding: try JSONSerialization.data(withJSONObject: try XCTUnwrap(c["request"])), as: UTF8.self)
-            let d = try client.routeJson(requestJson: json)
-            XCTAssertEqual(try XCTUnwrap(d.score), try XCTUnwrap(c["score"] as? Double), accuracy: tolerance, c["name"] as? String ?? "")
-            XCTAssertEqual(d.tier.map { "\($0)" }, c["tier"] as? String, c["name"] as? String)
-        }
     }
 
-    /// The iOS path: a CryptoKit key (kept in the Keychain by the app) signs usage records
-    /// from memory, the spool lives in Application Support, reporting follows the app.
-    func testMobileOptionsKeyAndLifecycle() async throws {
-        let privateKey = Curve25519.Signing.PrivateKey()
-        let key = try UsageSigningKey.fromSeed(seed: privateKey.rawRepresentation)
-        XCTAssertEqual(key.publicKey(), privateKey.publicKey.rawRepresentation.base64EncodedString())
-        let spool = FileManager.default.temporaryDirectory.appendingPathComponent("gaterouter-spool-\(UUID().uuidString)")
-        defer { try? FileManager.default.removeItem(at: spool) }
-        // No collector_url: records stay in the spool, which is what this checks.
-        let config = Self.emulator.config(extra: "[identity]\norg = \"acme\"\n")
-        let client = try GateRouterClient.create(configToml: config, options: MobileOptions(
-            spoolDir: spool.path, signingKey: key, apiKeyId: "k_ios", networkClass: .cellular, startSuspended: true))
-        var status = try XCTUnwrap(client.reportingStatus())
-        XCTAssertTrue(status.suspended)
-        XCTAssertEqual(status.networkClass, .cellular)
-        XCTAssertEqual(status.spoolDir, spool.path)
-        _ = try await client.chat(request: ChatRequest(model: "openai/gpt-4o-mini", messages: [user("from the phone")]))
-        status = try XCTUnwrap(client.reportingStatus())
-        XCTAssertEqual(status.pendingRecords, 1)
-        let flushed = try await client.flush(timeoutMs: 5000)
-        XCTAssertFalse(flushed.drained) // suspended: flush returns at once
-        client.resume()
-        client.setNetworkClass(network: .wifi)
-        status = try XCTUnwrap(client.reportingStatus())
-        XCTAssertFalse(status.suspended)
-        XCTAssertEqual(status.networkClass, .wifi)
-        XCTAssertThrowsError(try UsageSigningKey.fromSeed(seed: Data(count: 31)))
+    func testACutStreamEndsWithStreamInterrupted() async throws {
+        // slow_stream flushes the first events before the cut (else the cut can come before
+        // the headers, which is retried as a connection failure).
+        let rec = Recorder()
+        _ = try noRetry.chatStream(request: request("anthropic/claude-sonnet-4-5",
+                                                    "x [[emulator:slow_stream;delay_ms=20]] [[emulator:cut_stream;after_events=2]]"), listener: rec)
+        try await rec.await()
+        XCTAssertEqual(rec.error?.fields.kind, "StreamInterrupted", "\(String(describing: rec.error))")
     }
+
+    func testStreamOpenErrorsArriveThroughOnError() async throws {
+        try await Emulator.fault(#"{"fault":"rate_limit","provider":"gemini","times":1,"retry_after":1}"#)
+        let rec = Recorder()
+        _ = try noRetry.chatStream(request: request("gemini/gemini-2.5-flash", "x"), listener: rec)
+        try await rec.await()
+        XCTAssertEqual(rec.error?.fields.kind, "RateLimited")
+        XCTAssertEqual(rec.error?.fields.retryAfterMs, 1000)
+        XCTAssertEqual(rec.calls, 1)
+    }
+
+    func testTimeoutsAreTyped() async throws {
+        let c = try GateRouterClient.fromConfigToml(text: Emulator.toml(extra: "max_retries = 0\n\n[timeouts]\nrequest_ms = 300\n"))
+        try await Emulator.fault(#"{"fault":"slow","provider":"openai","delay_ms":2000,"times":1}"#)
+        let e = await gateRouterError("slow provider") { _ = try await c.chat(request: request("openai/gpt-4o", "x")) }
+        XCTAssertEqual(e?.kind, "Timeout")
+        XCTAssertEqual(e?.code, "TIMEOUT")
+    }
+
+    func testCancelStopsARunningStreamWithoutFurtherCallbacks() async throws {
+        try await Emulator.fault(#"{"fault":"slow_stream","provider":"openai","delay_ms":150,"times":1}"#)
+        let rec = Recorder()
+        let handle = try client.chatStream(request: request("openai/gpt-4o", "a rather long prompt so that there are several chunks to stream"), listener: rec)
+        try await waitUntil("a first chunk", ms: 10_000) { !rec.chunks.isEmpty }
+        handle.cancel()
+        handle.cancel() // idempotent
+        let seen = rec.calls
+        try await Task.sleep(nanoseconds: 600_000_000)
+        XCTAssertEqual(rec.calls, seen, "callbacks arrived after cancel()")
+        XCTAssertFalse(rec.done)
+        XCTAssertTrue(handle.isFinished())
+    }
+
+    func testBreakingOutOfTheAsyncSequenceCancelsTheStream() async throws {
+        try await Emulator.fault(#"{"fault":"slow_stream","provider":"openai","delay_ms":150,"times":1}"#)
+        let started = Date()
+        var got = 0
+        for try await chunk in try client.chatStream(request: request("openai/gpt-4o", "a rather long prompt so that there are several chunks to stream")) {
+            if chunk.text != nil { got += 1 }
+            if got == 1 { break }
+        }
+        XCTAssertEqual(got, 1)
+        // Twelve-odd chunks at 150 ms each would take ~2 s: leaving the loop did not wait for them.
+        XCTAssertLessThan(Date().timeIntervalSince(started), 1.5)
+    }
+
+    func testAListenerBugEndsItsStreamAndNothingElse() async throws {
+        // Swift cannot throw from a non-throwing callback; an app "bug" here is a listener that
+        // never returns promptly. The stream still ends and the client keeps working.
+        final class Slow: ChatStreamListener, @unchecked Sendable {
+            let lock = NSLock()
+            var calls = 0
+            func onChunk(chunk: ChatChunk) { lock.lock(); calls += 1; lock.unlock(); Thread.sleep(forTimeInterval: 0.01) }
+            func onComplete(usage: Usage?) { lock.lock(); calls += 1; lock.unlock() }
+            func onError(error: GateRouterError) { lock.lock(); calls += 1; lock.unlock() }
+        }
+        let slow = Slow()
+        let handle = try client.chatStream(request: request("openai/gpt-4o-mini", "a prompt long enough for several chunks of text"), listener: slow)
+        try await waitUntil("the slow stream to finish", ms: 10_000) { handle.isFinished() }
+        XCTAssertGreaterThan(slow.calls, 1)
+        let alive = try await client.chat(request: request("openai/gpt-4o-mini", "still alive"))
+        XCTAssertTrue(alive.text.contains("still alive"))
+    }
+
+    func testCancellingTheTaskEndsTheAsyncSequencePromptly() async throws {
+        // uniffi 0.32's Swift async functions ignore Task cancellation (the generated
+        // uniffiRustCallAsync has no cancellation handler), so a cancelled `chat` still runs to
+        // the end. Streams are cancellable: cancelling the Task iterating chatStream(request:)
+        // terminates the AsyncThrowingStream, whose onTermination cancels the Rust stream.
+        try await Emulator.fault(#"{"fault":"slow_stream","provider":"openai","delay_ms":150,"times":1}"#)
+        let stream = try client.chatStream(request: request("openai/gpt-4o", "a rather long prompt so that there are several chunks to stream"))
+        let started = Date()
+        let task = Task { () -> Int in
+            var n = 0
+            for try await _ in stream { n += 1 }
+            return n
+        }
+        try await Task.sleep(nanoseconds: 300_000_000)
+        task.cancel()
+        let chunks = try await task.value
+        let ms = Date().timeIntervalSince(started) * 1000
+        // All the chunks at 150 ms each would take about 2 s.
+        XCTAssertLessThan(ms, 1200, "cancellation took \(Int(ms)) ms")
+        XCTAssertGreaterThan(chunks, 0)
+        // The client is unaffected.
+        let alive = try await client.chat(request: request("openai/gpt-4o-mini", "after cancel"))
+        XCTAssertTrue(alive.text.contains("after cancel"))
+    }
+
+    func testInvalidRequestsNameTheField() async throws {
+        var e = await gateRouterError("no messages") { _ = try await self.client.chat(request: ChatRequest(model: "openai/gpt-4o", messages: [])) }
+        XCTAssertEqual(e?.kind, "InvalidRequest")
+        XCTAssertEqual(e?.field, "messages")
+        e = await gateRouterError("hot") { _ = try await self.client.chat(request: ChatRequest(model: "openai/gpt-4o", messages: [user("x")], temperature: 3.0)) }
+        XCTAssertEqual(e?.field, "temperature")
+        var bad = weather
+        bad.parametersJson = "{oops"
+        e = await gateRouterError("bad schema") { _ = try await self.client.chat(request: ChatRequest(model: "openai/gpt-4o", messages: [user("x")], tools: [bad])) }
+        XCTAssertEqual(e?.field, "tools[0].parameters_json")
+        // chatStream checks the request before it returns, on the caller's thread.
+        let rec = Recorder()
+        e = await gateRouterError("tool message without id") {
+            _ = try self.client.chatStream(request: ChatRequest(model: "openai/gpt-4o", messages: [ChatMessage(role: .tool, content: "x")]), listener: rec)
+        }
+        XCTAssertEqual(e?.field, "messages[0].tool_call_id")
+        XCTAssertEqual(rec.calls, 0)
+        e = await gateRouterError("unknown model") { _ = try await self.client.chat(request: request("nosuch/model", "x")) }
+        XCTAssertEqual(e?.kind, "InvalidRequest")
+        XCTAssertTrue(e?.detail.contains("nosuch") ?? false, e?.detail ?? "")
+    }
+
+    func testConfigErrorsAreTypedAndNameTheProblem() async throws {
+        var e = await gateRouterError("typo") { _ = try GateRouterClient.fromConfigToml(text: "[providers.openai]\nbase_urll = \"x\"\n") }
+        XCTAssertEqual(e?.kind, "Config")
+        XCTAssertEqual(e?.code, "CONFIG")
+        XCTAssertTrue(e?.detail.contains("base_urll") ?? false, e?.detail ?? "")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("gaterouter-config-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        e = await gateRouterError("missing file") { _ = try GateRouterClient.fromConfigFile(path: dir.appendingPathComponent("missing.toml").path) }
+        XCTAssertTrue(e?.detail.contains("missing.toml") ?? false, e?.detail ?? "")
+        e = await gateRouterError("wrong type") { _ = try GateRouterClient.fromConfigJson(json: #"{"retry": {"max_retries": "many"}}"#) }
+        XCTAssertEqual(e?.kind, "Config")
+
+        let file = dir.appendingPathComponent("gaterouter.toml")
+        try Emulator.toml().write(to: file, atomically: true, encoding: .utf8)
+        let fromFile = try GateRouterClient.fromConfigFile(path: file.path)
+        let fromJson = try GateRouterClient.fromConfigJson(json: #"{"providers":{"openai":{"kind":"openai","base_url":"\#(Emulator.base)/openai/v1","api_key":"emulator-key"}}}"#)
+        let a = try await fromFile.chat(request: request("openai/gpt-4o-mini", "from file"))
+        XCTAssertTrue(a.text.contains("from file"))
+        let b = try await fromJson.chat(request: request("openai/gpt-4o-mini", "from json"))
+        XCTAssertTrue(b.text.contains("from json"))
+    }
+
+    func testVersionIsExposed() {
+        XCTAssertNotNil(gaterouterVersion().range(of: #"^\d+\.\d+\.\d+"#, options: .regularExpression), gaterouterVersion())
+    }
+}
+
+/// XCTUnwrap for a value produced by an async expression.
+func XCTUnwrapAsync<T>(_ value: T?, file: StaticString = #filePath, line: UInt = #line) async throws -> T {
+    try XCTUnwrap(value, file: file, line: line)
 }
