@@ -430,7 +430,6 @@ class Checker:
             f"[package]\nname = \"{name}\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\n"
             "[workspace]\n\n[dependencies]\n"
             f"gaterouter = {{ path = \"{REPO / 'core'}\" }}\n"
-            f"gaterouter-collector = {{ path = \"{REPO / 'collector'}\" }}\n"
             + "\n".join(m.group(0) for m in (tokio, futures, serde_json) if m) + "\n")
         shutil.copy(REPO / "Cargo.lock", crate / "Cargo.lock")
         return crate
