@@ -30,6 +30,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -163,13 +164,15 @@ class Org:
 
 
 def prepare_rust(work: Path) -> list[str]:
-    crate = check.Checker.rust_crate_at(TARGET / "first-hour" / "crate", "first-hour-block")
-    (crate / "src" / "main.rs").write_text(RUST_MAIN)
-    r = subprocess.run(["cargo", "build", "-q", "--offline"], cwd=crate, env={**os.environ, "CARGO_TARGET_DIR": str(TARGET)},
-                       text=True, capture_output=True, timeout=1200)
-    if r.returncode != 0:
-        raise RuntimeError("the Rust project does not compile:\n" + r.stdout + r.stderr)
-    return [str(BIN / "first-hour-block")]
+    # A program using the `gaterouter` crate (built as the workspace member tests/readme/rust,
+    # so it shares the tests' features and target dir).
+    (work / "main.rs").write_text(RUST_MAIN)
+    ok, out = check.build_rust_program(work / "main.rs")
+    if not ok:
+        raise RuntimeError("the Rust program does not compile:\n" + out)
+    exe = work / "first-hour-rust"
+    shutil.copy(BIN / "readme-block", exe)
+    return [str(exe)]
 
 
 def prepare_python(work: Path) -> list[str]:
@@ -239,6 +242,7 @@ def run_lang(lang: str, root: Path, emulator_port: int) -> list[tuple[str, bool,
 
 
 def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     langs = argv or ["rust", "python", "node"]
     check.build()
     root = Path(tempfile.mkdtemp(prefix="first-hour-"))

@@ -12,11 +12,12 @@ For README.md, python/README.md, node/README.md, bindings/README.md and collecto
   repository's top-level entries (a fresh clone: `examples/org.toml` and `./python`
   resolve), `target/debug` is on PATH (`gaterouter`, `gaterouter-collector`,
   `gaterouter-emulator`, built once here), and `cargo` runs against the repository's
-  manifest and target dir (so `cargo run -p gaterouter-cli --` and the alias lines reuse
-  the warm build). Background jobs (`... &`) are stopped when the file is done.
-- rust: a program (`fn main`) compiled as a throw-away crate depending on the workspace
-  `gaterouter` (path dependency, the workspace lock and target dir) and run in the file's
-  working directory.
+  manifest and target dir: `cargo run -p PKG -- ARGS` does the workspace build (a no-op
+  after the tests; one feature set, no second build of the dependency tree) and runs PKG's
+  binary, so the alias lines reuse the warm build. Background jobs (`... &`) are stopped when the file is done.
+- rust: a program (`fn main`) built as the `readme-block` binary of the workspace member
+  tests/readme/rust (README_BLOCK names the file; one workspace build, so nothing else is
+  rebuilt) and run in the file's working directory.
 - python: run by the file's venv (fresh, created here; the blocks install the package as
   the README says); a `fragment` is compiled only.
 - js/javascript/ts/typescript: run as an ES module by node in the file's npm project
@@ -207,8 +208,24 @@ shopt -s expand_aliases
 [ -f "$RC_STATE/env.sh" ] && . "$RC_STATE/env.sh"
 [ -f "$RC_STATE/aliases.sh" ] && . "$RC_STATE/aliases.sh"
 [ -f "$RC_STATE/cwd" ] && cd "$(cat "$RC_STATE/cwd")"
-# cargo subcommands run against the repository's manifest (and its warm target dir).
-cargo() { local sub="$1"; shift; command cargo "$sub" --manifest-path "$RC_REPO/Cargo.toml" "$@"; }
+# `cargo run [-q] -p PKG [--] ARGS`: the workspace build (a no-op: it was built with the
+# tests' features), then PKG's binary with ARGS. Other subcommands run against the
+# repository's manifest.
+cargo() {
+    if [ "$1" = run ]; then
+        shift
+        local pkg=""
+        while [ $# -gt 0 ]; do
+            case "$1" in -q|--quiet) shift ;; -p|--package) pkg="$2"; shift 2 ;; --) shift; break ;; *) break ;; esac
+        done
+        (cd "$RC_REPO" && README_BLOCK= command cargo build -q --workspace --all-targets --exclude gaterouter-python --exclude gaterouter-node) || return
+        case "$pkg" in gaterouter-cli) pkg=gaterouter ;; esac
+        "$CARGO_TARGET_DIR/debug/$pkg" "$@"
+    else
+        local sub="$1"; shift
+        command cargo "$sub" --manifest-path "$RC_REPO/Cargo.toml" "$@"
+    fi
+}
 __rc_save() {
     export -p | grep -vE '^declare -x (PWD|OLDPWD|SHLVL|_|RC_STATE|RC_REPO)=' > "$RC_STATE/env.sh"
     alias -p > "$RC_STATE/aliases.sh"
@@ -396,11 +413,11 @@ class FileRun:
     def run_rust(self, b: Block, timeout: float) -> tuple[bool, str]:
         if "fn main" not in b.code:
             return False, "not a program (no fn main): mark it `fragment` with a reason"
-        crate = self.checker.rust_crate()
-        (crate / "src" / "main.rs").write_text(self.subst(b.code))
-        r = run(["cargo", "build", "-q", "--offline"], cwd=crate, env={**os.environ, "CARGO_TARGET_DIR": str(TARGET)}, timeout=1200)
-        if r.returncode != 0:
-            return False, "does not compile:\n" + r.stdout
+        src = self.state / f"block-{b.line}.rs"
+        src.write_text(self.subst(b.code))
+        ok, out = build_rust_program(src)
+        if not ok:
+            return False, "does not compile:\n" + out
         rc, out = self.spawn([str(BIN / "readme-block")], b, timeout)
         return rc == 0, out
 
@@ -409,32 +426,9 @@ class Checker:
     def __init__(self, keep: bool):
         self.keep = keep
         self.work = Path(tempfile.mkdtemp(prefix="readme-check-"))
-        self._crate: Path | None = None
         self.servers = Servers(self.work)
         # Every working directory starts with the root README's emulator config.
         self.emulator_config = next((b for b in extract(REPO / "README.md") if b.marker.get("name") == "emulator-config"), None)
-
-    def rust_crate(self) -> Path:
-        if self._crate is None:
-            self._crate = self.rust_crate_at(TARGET / "readme-check" / "crate", "readme-block")
-        return self._crate
-
-    @staticmethod
-    def rust_crate_at(crate: Path, name: str) -> Path:
-        """A binary crate outside the workspace depending on its `gaterouter` (path) with
-        the workspace's lock file, built into the workspace target dir."""
-        (crate / "src").mkdir(parents=True, exist_ok=True)
-        ws = (REPO / "Cargo.toml").read_text()
-        tokio = re.search(r"^tokio\s*=.*$", ws, re.M)
-        futures = re.search(r"^futures-util\s*=.*$", ws, re.M)
-        serde_json = re.search(r"^serde_json\s*=.*$", ws, re.M)
-        (crate / "Cargo.toml").write_text(
-            f"[package]\nname = \"{name}\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\n"
-            "[workspace]\n\n[dependencies]\n"
-            f"gaterouter = {{ path = \"{REPO / 'core'}\" }}\n"
-            + "\n".join(m.group(0) for m in (tokio, futures, serde_json) if m) + "\n")
-        shutil.copy(REPO / "Cargo.lock", crate / "Cargo.lock")
-        return crate
 
     def check_file(self, path: Path) -> tuple[int, int, int]:
         blocks = extract(path)
@@ -532,19 +526,29 @@ def ensure_node_addon() -> None:
             raise RuntimeError(f"{' '.join(cmd)} failed in node/:\n{r.stdout}")
 
 
+WORKSPACE_BUILD = ["cargo", "build", "-q", "--workspace", "--all-targets", "--exclude", "gaterouter-python", "--exclude", "gaterouter-node"]
+
+
+def build_rust_program(src: Path) -> tuple[bool, str]:
+    """Build `src` as the `readme-block` binary of the workspace member tests/readme/rust
+    (one workspace build: same features as the tests, nothing else is rebuilt)."""
+    r = run(WORKSPACE_BUILD, cwd=REPO, env={**os.environ, "README_BLOCK": str(src), "CARGO_TARGET_DIR": str(TARGET)}, timeout=1200)
+    return r.returncode == 0, r.stdout
+
+
 def build() -> None:
     t = time.monotonic()
-    # One package per build, as the docs run them (`cargo run -p gaterouter-cli`, ...): a
-    # build of several packages unifies features differently and would be a second build.
-    for pkg in ("gaterouter-cli", "gaterouter-collector", "gaterouter-emulator"):
-        r = run(["cargo", "build", "-q", "-p", pkg], cwd=REPO)
-        if r.returncode != 0:
-            print(r.stdout)
-            raise SystemExit(f"readme-check: cargo build -p {pkg} failed")
+    # The workspace build the tests use (a no-op after them): building one package alone
+    # would resolve other features and rebuild the dependency tree.
+    r = run(WORKSPACE_BUILD, cwd=REPO, env={**os.environ, "README_BLOCK": ""})
+    if r.returncode != 0:
+        print(r.stdout)
+        raise SystemExit("readme-check: cargo build failed")
     print(f"readme-check: binaries built in {time.monotonic() - t:.0f} s", flush=True)
 
 
 def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the servers on the way out
     keep = "--keep" in argv
     no_build = "--no-build" in argv  # the binaries in target/debug are current
     args = [a for a in argv if a not in ("--keep", "--no-build")]
