@@ -150,7 +150,7 @@ class Org:
         rows = body.get("rows", body) if isinstance(body, dict) else body
         out: dict[str, int] = {}
         for row in rows:
-            key = row.get("key") or row.get("department") or row.get("value")
+            key = row.get("group")  # the breakdown's value of `by`
             out[str(key)] = int(row.get("calls", row.get("count", 0)))
         return out
 

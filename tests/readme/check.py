@@ -227,7 +227,8 @@ cargo() {
     fi
 }
 __rc_save() {
-    export -p | grep -vE '^declare -x (PWD|OLDPWD|SHLVL|_|RC_STATE|RC_REPO)=' > "$RC_STATE/env.sh"
+    # What the block exported; not what this checker sets for each block.
+    export -p | grep -vE '^declare -x (PWD|OLDPWD|SHLVL|_|PATH|CI|VIRTUAL_ENV|CARGO_TARGET_DIR|MATURIN_PEP517_ARGS|GATEROUTER_COLLECTOR_URL|GATEROUTER_COLLECTOR_LISTEN|RC_[A-Z_]*|READMECHECK_[A-Z_]*)(=|$)' > "$RC_STATE/env.sh"
     alias -p > "$RC_STATE/aliases.sh"
     pwd > "$RC_STATE/cwd"
 }
@@ -292,18 +293,21 @@ class FileRun:
     def cwd(self, b: Block) -> Path:
         return REPO if b.marker.get("cwd") == "repo" else self.work
 
-    def spawn(self, cmd: list[str], b: Block, timeout: float, input_text: str | None = None) -> tuple[int, str]:
-        p = subprocess.Popen(cmd, cwd=self.cwd(b), env=self.env(), text=True, start_new_session=True,
-                             stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    def spawn(self, cmd: list[str], b: Block, timeout: float) -> tuple[int, str]:
+        # Output to a file, not a pipe: a background job of the block (a server started
+        # with `&`) keeps the file open after the block's shell has exited.
+        log = self.state / f"out-{b.line}-{len(self.pgids)}.log"
+        with open(log, "w") as f:
+            p = subprocess.Popen(cmd, cwd=self.cwd(b), env=self.env(), text=True, start_new_session=True,
+                                 stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT)
         self.pgids.append(p.pid)
         try:
-            out, _ = p.communicate(input_text, timeout=timeout)
+            rc = p.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(p.pid, signal.SIGKILL)
-            out, _ = p.communicate()
-            return 124, (out or "") + f"\n(timed out after {timeout:.0f} s)"
-        return p.returncode, out or ""
+            p.wait()
+            return 124, log.read_text(errors="replace") + f"\n(timed out after {timeout:.0f} s)"
+        return rc, log.read_text(errors="replace")
 
     def stop(self) -> None:
         for pgid in self.pgids:

@@ -94,7 +94,7 @@ class FirstHourTest {
         check(s == 200) { "breakdown: $s $body" }
         return Support.json(body).jsonObject["rows"]!!.jsonArray.associate {
             val row = it.jsonObject
-            (row["key"] ?: row["department"])!!.jsonPrimitive.content to row["calls"]!!.jsonPrimitive.long
+            row["group"]!!.jsonPrimitive.content to row["calls"]!!.jsonPrimitive.long
         }
     }
 
