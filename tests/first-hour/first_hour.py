@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """First-hour tests: a new user's path, per language, end to end.
 
-Usage: python3 tests/first-hour/first_hour.py [rust] [python] [node]   (default: all three;
+Usage: python3 tests/first-hour/first_hour.py [--no-build] [rust] [python] [node]   (default: all three;
 Kotlin's twin is FirstHourTest in bindings/kotlin, run by bindings/kotlin/run-tests.sh)
 
 For each language, in a fresh directory, exactly as the READMEs show:
@@ -243,8 +243,10 @@ def run_lang(lang: str, root: Path, emulator_port: int) -> list[tuple[str, bool,
 
 def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    langs = argv or ["rust", "python", "node"]
-    check.build()
+    no_build = "--no-build" in argv  # the binaries in target/debug are current
+    langs = [a for a in argv if a != "--no-build"] or ["rust", "python", "node"]
+    if not no_build:
+        check.build()
     root = Path(tempfile.mkdtemp(prefix="first-hour-"))
     emu_port = check.free_port()
     emu = subprocess.Popen([str(BIN / "gaterouter-emulator"), "--listen", f"127.0.0.1:{emu_port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -378,9 +378,9 @@ class FileRun:
             ensure_node_addon()
             self.npm = self.work / "npm-project"
             self.npm.mkdir()
-            rc, out = run(["npm", "init", "-y"], cwd=self.npm)
-            if rc.returncode != 0:
-                raise RuntimeError(rc.stdout)
+            r = run(["npm", "init", "-y"], cwd=self.npm)
+            if r.returncode != 0:
+                raise RuntimeError(r.stdout)
             # As the root README says: `npm install ./node` (a folder install links it).
             r = run(["npm", "install", "--no-audit", "--no-fund", str(REPO / "node")], cwd=self.npm)
             if r.returncode != 0:
