@@ -60,3 +60,7 @@ fi
 (cd collector/dashboard-test && npm ci --no-audit --no-fund --silent)
 GATEROUTER_TEST_REQUIRE_POSTGRES=1 GATEROUTER_TEST_REQUIRE_BROWSER=1 \
     cargo test -p gaterouter-collector --test collector --test dashboard
+
+echo "== Docs: every README block run (emulator + collector), first-hour tests (Rust, Python, Node; Kotlin's ran above)"
+python3 tests/readme/check.py
+python3 tests/first-hour/first_hour.py

@@ -9,6 +9,8 @@ TARGET="${CARGO_TARGET_DIR:-$PWD/target}/debug"
 cargo build -q -p gaterouter-ffi -p gaterouter-emulator
 # The real collector (SQLite) that the mobile suite reports usage records to.
 cargo build -q -p gaterouter-collector --bin gaterouter-collector
+# The CLI, for FirstHourTest (`gaterouter keys new`, `gaterouter admin apply` as README.md shows).
+cargo build -q -p gaterouter-cli --bin gaterouter
 # Regenerate in place: tests always run against code matching the library. Whether the
 # committed copy is stale is checked separately (tests/run_all.sh diffs a fresh copy).
 bash bindings/generate.sh
