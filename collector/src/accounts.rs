@@ -667,7 +667,11 @@ pub async fn on_ingest(conn: &mut AnyConnection, backend: Backend, stored: &[&Ve
     consume_reservations(conn, stored).await?;
     for ((bi, start), amount) in &deltas {
         bind_all(
-            "INSERT INTO budget_usage (budget_id, period_start_ms, used) VALUES ($1, $2, $3) ON CONFLICT (budget_id, period_start_ms) DO UPDATE SET used = budget_usage.used + excluded.used",
+            // Saturating in SQL: never a 64-bit overflow (PostgreSQL "bigint out of
+            // range" would fail every later record of the org; SQLite would turn the
+            // counter into a float). A saturated counter is simply over every limit.
+            "INSERT INTO budget_usage (budget_id, period_start_ms, used) VALUES ($1, $2, $3) ON CONFLICT (budget_id, period_start_ms) DO UPDATE SET used = \
+             CASE WHEN budget_usage.used > 9223372036854775807 - excluded.used THEN 9223372036854775807 ELSE budget_usage.used + excluded.used END",
             &[Param::Text(budgets[*bi].id.clone()), Param::I64(i(*start)), Param::I64(i(*amount))],
         )
         .execute(&mut *conn)
@@ -688,8 +692,10 @@ pub async fn on_ingest(conn: &mut AnyConnection, backend: Backend, stored: &[&Ve
 #[derive(Debug, Default)]
 struct OrgUnits {
     departments: HashSet<String>,
-    projects: HashSet<String>,
-    groups: HashSet<String>,
+    /// project → department
+    projects: HashMap<String, Option<String>>,
+    /// group → department
+    groups: HashMap<String, Option<String>>,
     /// member → department
     users: HashMap<String, Option<String>>,
 }
@@ -714,8 +720,8 @@ pub async fn check_tree(db: &Db, ok: Vec<(String, Verified)>) -> Result<(Vec<(St
             let id = get_str(r, 1)?;
             match get_str(r, 0)?.as_str() {
                 "d" => t.departments.insert(id),
-                "p" => t.projects.insert(id),
-                "g" => t.groups.insert(id),
+                "p" => t.projects.insert(id, get_opt_str(r, 2)?).is_none(),
+                "g" => t.groups.insert(id, get_opt_str(r, 2)?).is_none(),
                 _ => t.users.insert(id, get_opt_str(r, 2)?).is_none(),
             };
         }
@@ -731,24 +737,46 @@ pub async fn check_tree(db: &Db, ok: Vec<(String, Verified)>) -> Result<(Vec<(St
         let unknown = |field: &str, val: &str| {
             Refusal { code: "scope", reason: format!("scope violation: {field} `{val}` is not in org `{org}`; create it (PUT /v1/admin/org-tree or POST /v1/admin/{field}s) or fix the client's identity") }
         };
+        // A unit that belongs to a department must match the record's department
+        // (after attribution from the key): a key of `eng` cannot charge a project,
+        // group or member of `support`.
+        let outside = |field: &str, val: &str, owner: &str| Refusal {
+            code: "scope",
+            reason: format!(
+                "scope violation: {field} `{val}` is in department `{owner}`, not `{}` (the record's department, from api_key_id `{}`); use a {field} of `{}`",
+                r.department.as_deref().unwrap_or_default(),
+                crate::logsafe::escape(&r.api_key_id),
+                r.department.as_deref().unwrap_or_default()
+            ),
+        };
+        let dept = r.department.as_deref();
         let err = if let Some(d) = r.department.as_deref().filter(|d| !t.departments.contains(*d)) {
             Some(unknown("department", d))
-        } else if let Some(p) = r.project.as_deref().filter(|p| !t.projects.contains(*p)) {
-            Some(unknown("project", p))
-        } else if let Some(g) = r.group.as_deref().filter(|g| !t.groups.contains(*g)) {
-            Some(unknown("group", g))
-        } else if let Some(user) = r.user.as_deref() {
-            match t.users.get(user) {
-                None => Some(unknown("user", user)),
-                Some(Some(ud)) if r.department.as_deref().is_some_and(|d| d != ud) => Some(Refusal {
-                    code: "scope",
-                    reason: format!("scope violation: user `{user}` is in department `{ud}`, not `{}`", r.department.as_deref().unwrap_or_default()),
-                }),
+        } else if let Some(p) = r.project.as_deref() {
+            match t.projects.get(p) {
+                None => Some(unknown("project", p)),
+                Some(Some(pd)) if dept.is_some_and(|d| d != pd) => Some(outside("project", p, pd)),
                 Some(_) => None,
             }
         } else {
             None
         };
+        let err = err.or_else(|| {
+            let g = r.group.as_deref()?;
+            match t.groups.get(g) {
+                None => Some(unknown("group", g)),
+                Some(Some(gd)) if dept.is_some_and(|d| d != gd) => Some(outside("group", g, gd)),
+                Some(_) => None,
+            }
+        });
+        let err = err.or_else(|| {
+            let user = r.user.as_deref()?;
+            match t.users.get(user) {
+                None => Some(unknown("user", user)),
+                Some(Some(ud)) if dept.is_some_and(|d| d != ud) => Some(outside("user", user, ud)),
+                Some(_) => None,
+            }
+        });
         match err {
             Some(e) => refused.push((id, e)),
             None => kept.push((id, v)),

@@ -239,12 +239,11 @@ impl Table {
     /// RFC 4180 CSV.
     pub fn csv(&self) -> String {
         let cell = |v: &Value| -> String {
-            let s = match v {
+            match v {
                 Value::Null => String::new(),
-                Value::String(s) => s.clone(),
-                o => o.to_string(),
-            };
-            if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s }
+                Value::String(s) => crate::logsafe::csv_cell(s),
+                o => crate::logsafe::csv_cell(&o.to_string()),
+            }
         };
         let mut out = self.columns.join(",");
         out.push_str("\r\n");

@@ -418,7 +418,7 @@ async fn budget_lines(st: &AppState, q: &BillQuery, scope: LevelKind, month: i64
 }
 
 fn csv_cell(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_owned() }
+    crate::logsafe::csv_cell(s)
 }
 
 impl Bill {

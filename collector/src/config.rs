@@ -63,6 +63,47 @@ pub struct CollectorConfig {
     pub shutdown_timeout_secs: u64,
     /// Log format: `text` (default) or `json`.
     pub log_format: LogFormat,
+    /// Most open client connections. At the cap, the oldest idle connection (no request
+    /// in progress) is closed to admit a new one; when none is idle the new connection
+    /// is closed at once (`collector_connections_shed_total`). Default 10 000.
+    pub max_connections: usize,
+    /// Seconds a connection may take to send a request's headers, and may stay idle
+    /// between keep-alive requests, before it is closed. Default 10.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a request may take, body upload included, before it is answered 408.
+    /// Default 60.
+    pub request_timeout_secs: u64,
+    /// Largest `prompt_tokens + completion_tokens` of one record for a model whose
+    /// catalog entry gives no context window (and for unknown models). For a model with
+    /// a window the bound is `RECORD_TOKEN_FACTOR` (4) x (context window + max
+    /// output). Records over the bound are refused. Default 10 000 000.
+    pub max_record_tokens: u64,
+    /// Largest `cost_micros` of one record (client figure). Default 1 000 000 000
+    /// micro-dollars ($1 000).
+    pub max_record_cost_micros: u64,
+    /// Oldest accepted `ts_start`, in days before the collector's clock: older records
+    /// are refused, so spend cannot be back-dated into closed budget windows. Default
+    /// 35 (longer than the longest budget window, a month, plus a few days of spool).
+    pub max_record_age_days: u64,
+    /// What ingest does with a model the catalog does not price: `fallback` (default)
+    /// stores it at the larger of the client's cost and
+    /// `unknown_model_micros_per_mtok` per million tokens; `refuse` refuses the record.
+    /// Either way the record is flagged as a cost mismatch.
+    pub unknown_model: UnknownModel,
+    /// Fallback price of unknown models, micro-dollars per million tokens (prompt +
+    /// completion). Default 30 000 000 ($30 per million tokens).
+    pub unknown_model_micros_per_mtok: u64,
+}
+
+/// Pricing rule for models the catalog does not know.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownModel {
+    /// Price at `unknown_model_micros_per_mtok` (or the client's cost when higher), flagged.
+    #[default]
+    Fallback,
+    /// Refuse the record.
+    Refuse,
 }
 
 /// Log output format.
@@ -93,6 +134,14 @@ impl Default for CollectorConfig {
             db_max_connections: None,
             shutdown_timeout_secs: 30,
             log_format: LogFormat::Text,
+            max_connections: 10_000,
+            header_read_timeout_secs: 10,
+            request_timeout_secs: 60,
+            max_record_tokens: 10_000_000,
+            max_record_cost_micros: 1_000_000_000,
+            max_record_age_days: 35,
+            unknown_model: UnknownModel::Fallback,
+            unknown_model_micros_per_mtok: 30_000_000,
         }
     }
 }
@@ -144,6 +193,20 @@ impl CollectorConfig {
             "strongest_model" => self.strongest_model = Some(v.to_owned()),
             "db_max_connections" => self.db_max_connections = Some(num(field)? as u32),
             "shutdown_timeout_secs" => self.shutdown_timeout_secs = num(field)?,
+            "max_connections" => self.max_connections = num(field)? as usize,
+            "header_read_timeout_secs" => self.header_read_timeout_secs = num(field)?,
+            "request_timeout_secs" => self.request_timeout_secs = num(field)?,
+            "max_record_tokens" => self.max_record_tokens = num(field)?,
+            "max_record_cost_micros" => self.max_record_cost_micros = num(field)?,
+            "max_record_age_days" => self.max_record_age_days = num(field)?,
+            "unknown_model_micros_per_mtok" => self.unknown_model_micros_per_mtok = num(field)?,
+            "unknown_model" => {
+                self.unknown_model = match v {
+                    "fallback" => UnknownModel::Fallback,
+                    "refuse" => UnknownModel::Refuse,
+                    _ => return Err(err("unknown_model", format!("`{v}` is unknown"), "use fallback or refuse")),
+                }
+            }
             "log_format" => {
                 self.log_format = match v {
                     "text" => LogFormat::Text,
@@ -163,6 +226,24 @@ impl CollectorConfig {
         }
         if !(1..=100_000).contains(&self.max_batch_records) {
             return Err(err("max_batch_records", format!("{} is out of range", self.max_batch_records), "use 1..=100000"));
+        }
+        if self.max_connections < 16 {
+            return Err(err("max_connections", format!("{} is too small", self.max_connections), "use at least 16"));
+        }
+        if self.header_read_timeout_secs == 0 || self.request_timeout_secs == 0 {
+            return Err(err("header_read_timeout_secs", "a timeout of 0 s closes every connection", "use at least 1 s"));
+        }
+        if self.max_record_tokens == 0 || self.max_record_tokens > (1 << 40) {
+            return Err(err("max_record_tokens", format!("{} is out of range", self.max_record_tokens), "use 1..=2^40"));
+        }
+        if self.max_record_cost_micros == 0 || self.max_record_cost_micros > (1 << 50) {
+            return Err(err("max_record_cost_micros", format!("{} is out of range", self.max_record_cost_micros), "use 1..=2^50"));
+        }
+        if !(1..=36_500).contains(&self.max_record_age_days) {
+            return Err(err("max_record_age_days", format!("{} is out of range", self.max_record_age_days), "use 1..=36500 (default 35)"));
+        }
+        if self.unknown_model_micros_per_mtok > 1_000_000_000_000 {
+            return Err(err("unknown_model_micros_per_mtok", format!("{} is out of range", self.unknown_model_micros_per_mtok), "use at most 10^12"));
         }
         if let Some(h) = &self.admin_token_sha256 {
             if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {

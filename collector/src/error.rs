@@ -54,9 +54,24 @@ impl From<DbError> for ApiError {
         if matches!(&e.source, sqlx::Error::Database(d) if d.is_foreign_key_violation()) {
             return ApiError::bad_request("a referenced org/department/group does not exist; create it first");
         }
-        tracing::error!(error = %e, "database error");
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", format!("{e}; retry later"))
+        // The details go to the log only (issue 18, item 10): the body names an error
+        // id to look them up, never the database's message.
+        let id = error_id();
+        tracing::error!(error_id = %id, error = %crate::logsafe::escape(&e.to_string()), "database error");
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", format!("the database could not complete the request; retry later (error id {id}; the collector's log has the details)"))
     }
+}
+
+/// A fresh id tying a generic 5xx answer to its log line.
+pub fn error_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// A generic 500: `what` goes to the log with the id, the body names only the id.
+pub fn internal(what: &str) -> ApiError {
+    let id = error_id();
+    tracing::error!(error_id = %id, error = %crate::logsafe::escape(what), "internal error");
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("internal error (error id {id}; the collector's log has the details)"))
 }
 
 impl IntoResponse for ApiError {

@@ -96,6 +96,53 @@ pub struct PricingSettings {
     pub strongest: Option<String>,
     /// Tolerated difference.
     pub tolerance_micros: u64,
+    /// Token bound of one record when the model has no context window in the catalog.
+    pub max_record_tokens: u64,
+    /// Largest client `cost_micros` of one record.
+    pub max_record_cost_micros: u64,
+    /// Oldest accepted `ts_start`, milliseconds before now.
+    pub max_record_age_ms: u64,
+    /// Rule for models the catalog does not price.
+    pub unknown_model: crate::config::UnknownModel,
+    /// Fallback price, micro-dollars per million tokens.
+    pub unknown_model_micros_per_mtok: u64,
+}
+
+/// For a model with a context window in the catalog, one record may carry at most this
+/// many times (context window + max output) tokens (`prompt_tokens +
+/// completion_tokens`): a call with retries and tool rounds stays well inside, and a
+/// forged 2^53 cannot overflow a budget counter.
+pub const RECORD_TOKEN_FACTOR: u64 = 4;
+
+/// The largest `prompt_tokens + completion_tokens` one record of `provider/model` may
+/// carry, and where the bound comes from.
+pub fn token_bound(pricing: &PricingSettings, provider: &str, model: &str) -> (u64, String) {
+    let entry = pricing.catalog.lookup(&format!("{provider}/{model}")).or_else(|| pricing.catalog.lookup(model));
+    match entry.and_then(|(k, p)| p.context_window.map(|w| (k, w, p.max_output.unwrap_or(0)))) {
+        Some((k, w, o)) => (w.saturating_add(o).saturating_mul(RECORD_TOKEN_FACTOR), format!("{RECORD_TOKEN_FACTOR} x ({w} context window + {o} max output) of `{k}`")),
+        None => (pricing.max_record_tokens, "the collector's max_record_tokens (the model has no context window in the catalog)".to_owned()),
+    }
+}
+
+/// Per-record upper bounds (issue 18, item 1): refused records are answered in
+/// `rejected` (the SDK dead-letters them, it does not retry), so one forged record can
+/// neither overflow a counter nor block the org.
+fn check_bounds(rec: &UsageRecord, pricing: &PricingSettings) -> Result<(), Refusal> {
+    let tokens = rec.prompt_tokens.saturating_add(rec.completion_tokens);
+    let (bound, why) = token_bound(pricing, &rec.provider, &rec.model);
+    if tokens > bound {
+        return Err(refuse(
+            "invalid",
+            format!("prompt_tokens + completion_tokens = {tokens} exceeds the per-record bound {bound} ({why}): one call cannot use that many tokens"),
+        ));
+    }
+    if rec.cost_micros > pricing.max_record_cost_micros {
+        return Err(refuse(
+            "invalid",
+            format!("cost_micros {} exceeds the per-record bound {} (the collector's max_record_cost_micros)", rec.cost_micros, pricing.max_record_cost_micros),
+        ));
+    }
+    Ok(())
 }
 
 /// The collector's price for a record: tries `provider/model`, then the bare model.
@@ -163,11 +210,43 @@ fn finish(p: Prepared, key: &KeyInfo, pricing: &PricingSettings) -> Result<Verif
             format!("ts_end {} is more than {} s after the collector's clock ({latest}): fix the client's clock", rec.ts_end, MAX_FUTURE_SKEW_MS / 1000),
         ));
     }
-    check_scope(&rec, key)?;
+    if rec.schema_version != gaterouter::usage::record::SCHEMA_VERSION {
+        return Err(refuse(
+            "invalid",
+            format!("schema_version {} is not supported: this collector accepts schema_version {} only; upgrade the collector or the SDK", rec.schema_version, gaterouter::usage::record::SCHEMA_VERSION),
+        ));
+    }
+    let earliest = gaterouter::usage::unix_ms_now().saturating_sub(pricing.max_record_age_ms);
+    if rec.ts_start < earliest {
+        return Err(refuse(
+            "invalid",
+            format!(
+                "ts_start {} is more than {} days before the collector's clock (earliest accepted {earliest}): old records would count into closed budget windows (max_record_age_days)",
+                rec.ts_start,
+                pricing.max_record_age_ms / 86_400_000
+            ),
+        ));
+    }
+    let mut rec = rec;
+    attribute(&mut rec, key)?;
+    check_bounds(&rec, pricing)?;
     let usage = Usage::new(rec.prompt_tokens, rec.completion_tokens, rec.cached_prompt_tokens, rec.cache_write_tokens, rec.reasoning_tokens);
-    let priced = price(&pricing.catalog, &rec.provider, &rec.model, &usage);
+    let mut priced = price(&pricing.catalog, &rec.provider, &rec.model, &usage);
     let baseline = pricing.strongest.as_deref().and_then(|m| pricing.catalog.cost(&usage, m, CostOptions::default()).ok()).map(|c| c.total_micros);
-    let mismatch = priced.as_ref().is_some_and(|(c, _)| c.abs_diff(rec.cost_micros) > pricing.tolerance_micros);
+    let mut mismatch = priced.as_ref().is_some_and(|(c, _)| c.abs_diff(rec.cost_micros) > pricing.tolerance_micros);
+    if priced.is_none() {
+        // Unknown model (issue 18, item 6): never the client's figure alone, always flagged.
+        if pricing.unknown_model == crate::config::UnknownModel::Refuse {
+            return Err(refuse(
+                "invalid",
+                format!("model `{}/{}` has no price in the collector's catalog and unknown_model = refuse: add it to the catalog or route to a priced model", rec.provider, rec.model),
+            ));
+        }
+        let tokens = u128::from(rec.prompt_tokens.saturating_add(rec.completion_tokens));
+        let fallback = u64::try_from(tokens * u128::from(pricing.unknown_model_micros_per_mtok) / 1_000_000).unwrap_or(u64::MAX);
+        priced = Some((fallback.max(rec.cost_micros), "unknown-model-fallback".to_owned()));
+        mismatch = true;
+    }
     let (collector_cost, priced_as) = match priced {
         Some((c, p)) => (Some(c), Some(p)),
         None => (None, None),
@@ -192,11 +271,11 @@ fn verify_chunk(todo: &[(usize, String, String, &str)], keys: &HashMap<String, K
     let mut prepared: Vec<Result<(Prepared, &KeyInfo), Refusal>> = Vec::with_capacity(todo.len());
     for (_, _, key, raw) in todo {
         let Some(k) = keys.get(key) else {
-            prepared.push(Err(refuse("unknown_key", format!("unknown api_key_id `{key}`: register it with POST /v1/admin/keys"))));
+            prepared.push(Err(refuse("unknown_key", format!("unknown api_key_id `{}`: register it with POST /v1/admin/keys", crate::logsafe::escape(key)))));
             continue;
         };
         if k.revoked {
-            prepared.push(Err(refuse("revoked_key", format!("api_key_id `{key}` is revoked"))));
+            prepared.push(Err(refuse("revoked_key", format!("api_key_id `{}` is revoked", crate::logsafe::escape(key)))));
             continue;
         }
         prepared.push(prepare(raw).map(|p| (p, k)));
@@ -243,23 +322,43 @@ fn verify_chunk(todo: &[(usize, String, String, &str)], keys: &HashMap<String, K
         .collect()
 }
 
-fn check_scope(rec: &UsageRecord, key: &KeyInfo) -> Result<(), Refusal> {
+/// The key's binding as `org=acme, department=eng` (for refusal messages).
+pub fn describe_binding(key: &KeyInfo) -> String {
+    let mut parts = vec![format!("org=`{}`", key.org)];
+    for (f, v) in [("department", &key.department), ("project", &key.project), ("group", &key.group), ("user", &key.user)] {
+        if let Some(v) = v {
+            parts.push(format!("{f}=`{v}`"));
+        }
+    }
+    parts.join(", ")
+}
+
+/// Identity comes from the key: every unit the key is bound to and the record leaves
+/// absent is filled from the binding (the stored columns; the signed bytes and the
+/// signature are kept as received); a unit the record names that differs from the
+/// binding is refused, naming the field, the value and the binding. Units the key is
+/// not bound to are checked against the org tree afterwards (`accounts::check_tree`).
+fn attribute(rec: &mut UsageRecord, key: &KeyInfo) -> Result<(), Refusal> {
     let bound = [
-        ("org", Some(&key.org), &rec.org),
-        ("department", key.department.as_ref(), &rec.department),
-        ("project", key.project.as_ref(), &rec.project),
-        ("group", key.group.as_ref(), &rec.group),
-        ("user", key.user.as_ref(), &rec.user),
+        ("org", Some(&key.org), &mut rec.org),
+        ("department", key.department.as_ref(), &mut rec.department),
+        ("project", key.project.as_ref(), &mut rec.project),
+        ("group", key.group.as_ref(), &mut rec.group),
+        ("user", key.user.as_ref(), &mut rec.user),
     ];
     for (field, want, got) in bound {
-        if let Some(want) = want {
-            if got.as_ref() != Some(want) {
+        let Some(want) = want else { continue };
+        match got {
+            None => *got = Some(want.clone()),
+            Some(g) if g == want => {}
+            Some(g) => {
                 return Err(refuse(
                     "scope",
                     format!(
-                        "scope violation: {field} is {} but api_key_id `{}` is bound to {field} `{want}`",
-                        got.as_deref().map_or("absent".to_owned(), |g| format!("`{g}`")),
-                        key.id
+                        "scope violation: {field} is `{}` but api_key_id `{}` is bound to {field} `{want}` (binding: {}); leave {field} unset to use the key's binding",
+                        crate::logsafe::escape(g),
+                        crate::logsafe::escape(&key.id),
+                        describe_binding(key)
                     ),
                 ));
             }
@@ -366,6 +465,11 @@ struct Head {
     api_key_id: Option<serde_json::Value>,
 }
 
+/// A UUID in its canonical hyphenated form (any version; the SDKs use v7).
+pub fn is_uuid(s: &str) -> bool {
+    s.len() == 36 && s.bytes().enumerate().all(|(i, b)| if matches!(i, 8 | 13 | 18 | 23) { b == b'-' } else { b.is_ascii_hexdigit() })
+}
+
 /// Extract id and key of each record; refuse records without them.
 pub fn triage<'a>(records: &[&'a RawValue]) -> Triage<'a> {
     let mut t = Triage::default();
@@ -380,9 +484,13 @@ pub fn triage<'a>(records: &[&'a RawValue]) -> Triage<'a> {
             }
         };
         let id = match head.id {
-            Some(serde_json::Value::String(s)) if !s.is_empty() && s.len() <= 128 => s,
+            Some(serde_json::Value::String(s)) if is_uuid(&s) => s,
+            Some(serde_json::Value::String(s)) => {
+                t.rejected.push((String::new(), refuse("malformed", format!("record {i}: `id` `{}` is not a UUID (8-4-4-4-12 hex digits): record ids are UUIDs", crate::logsafe::escape(&s)))));
+                continue;
+            }
             _ => {
-                t.rejected.push((String::new(), refuse("malformed", format!("record {i} has no string `id` (1..=128 bytes)"))));
+                t.rejected.push((String::new(), refuse("malformed", format!("record {i} has no string `id` (a UUID)"))));
                 continue;
             }
         };
@@ -504,11 +612,14 @@ fn placeholders(rows: usize, cols: usize, backend: Backend) -> String {
 }
 
 /// Insert verified records in one transaction; returns the ids newly stored (the others
-/// were already there).
-pub async fn store(db: &Db, recs: &[Verified], received_ms: i64) -> Result<HashSet<String>, DbError> {
+/// were already there) and, among the others, those stored under another org: a
+/// different tenant's record holds that id, so this one is not a `duplicate` (which the
+/// SDK would count as delivered) but refused.
+pub async fn store(db: &Db, recs: &[Verified], received_ms: i64) -> Result<(HashSet<String>, HashSet<String>), DbError> {
     let mut inserted = HashSet::new();
+    let mut foreign = HashSet::new();
     if recs.is_empty() {
-        return Ok(inserted);
+        return Ok((inserted, foreign));
     }
     let _g = db.write_guard().await;
     let t = Instant::now();
@@ -536,17 +647,40 @@ pub async fn store(db: &Db, recs: &[Verified], received_ms: i64) -> Result<HashS
     }
     let stored: Vec<&Verified> = recs.iter().filter(|v| inserted.contains(&v.rec.id.0)).collect();
     crate::accounts::on_ingest(&mut tx, db.backend(), &stored, u64::try_from(received_ms).unwrap_or(0)).await?;
+    let existing: Vec<&Verified> = recs.iter().filter(|v| !inserted.contains(&v.rec.id.0)).collect();
+    for chunk in existing.chunks(500) {
+        let params: Vec<Param> = chunk.iter().map(|v| Param::Text(v.rec.id.0.clone())).collect();
+        let list = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+        let rows = bind_all(&format!("SELECT id, org FROM usage_records WHERE id IN ({list})"), &params).fetch_all(&mut *tx).await.map_err(dberr("checking duplicate ids"))?;
+        let owner: HashMap<String, String> = rows.iter().filter_map(|r| Some((crate::db::get_str(r, 0).ok()?, crate::db::get_str(r, 1).ok()?))).collect();
+        for v in chunk {
+            if owner.get(&v.rec.id.0).is_some_and(|o| Some(o) != v.rec.org.as_ref()) {
+                foreign.insert(v.rec.id.0.clone());
+            }
+        }
+    }
     tx.commit().await.map_err(dberr("committing the ingest transaction"))?;
     METRICS.observe_db(t.elapsed());
-    Ok(inserted)
+    Ok((inserted, foreign))
 }
 
 /// Assemble the answer, counting metrics.
-pub fn answer(triage_rejected: Vec<(String, Refusal)>, mut duplicate: Vec<String>, verified_ids: &[String], inserted: &HashSet<String>, refused: Vec<(String, Refusal)>) -> BatchResponse {
+pub fn answer(
+    triage_rejected: Vec<(String, Refusal)>,
+    mut duplicate: Vec<String>,
+    verified_ids: &[String],
+    (inserted, foreign): &(HashSet<String>, HashSet<String>),
+    mut refused: Vec<(String, Refusal)>,
+) -> BatchResponse {
     let mut resp = BatchResponse::default();
     for id in verified_ids {
         if inserted.contains(id) {
             resp.accepted.push(id.clone());
+        } else if foreign.contains(id) {
+            refused.push((
+                id.clone(),
+                refuse("scope", format!("record id `{id}` is already used by a record of another org; this record was not stored: give it a fresh UUID")),
+            ));
         } else {
             duplicate.push(id.clone());
         }

@@ -32,6 +32,7 @@ pub mod dashboard;
 pub mod db;
 pub mod error;
 pub mod ingest;
+pub mod logsafe;
 pub mod metrics;
 pub mod orgfile;
 pub mod orgtree;

@@ -23,6 +23,12 @@ pub struct Metrics {
     db_buckets: [AtomicU64; 8],
     db_count: AtomicU64,
     db_sum_micros: AtomicU64,
+    /// Connections closed at once because the connection cap was reached.
+    pub connections_shed: AtomicU64,
+    /// Idle connections closed to admit a new one at the cap.
+    pub connections_evicted: AtomicU64,
+    /// Requests cut by `request_timeout_secs`.
+    pub requests_timed_out: AtomicU64,
 }
 
 /// The global metrics.
@@ -36,6 +42,9 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     db_buckets: Default::default(),
     db_count: AtomicU64::new(0),
     db_sum_micros: AtomicU64::new(0),
+    connections_shed: AtomicU64::new(0),
+    connections_evicted: AtomicU64::new(0),
+    requests_timed_out: AtomicU64::new(0),
 });
 
 impl Metrics {
@@ -93,6 +102,9 @@ impl Metrics {
         c(&mut s, "collector_batches_total", "Ingest batches handled.", self.batches.load(Relaxed));
         c(&mut s, "collector_batches_rate_limited_total", "Ingest batches refused with 429.", self.rate_limited.load(Relaxed));
         c(&mut s, "collector_batches_bad_request_total", "Ingest batches refused with another 4xx.", self.bad_requests.load(Relaxed));
+        c(&mut s, "collector_connections_shed_total", "Connections closed at once: the connection cap was reached and no idle connection could be closed.", self.connections_shed.load(Relaxed));
+        c(&mut s, "collector_connections_evicted_total", "Idle connections closed to admit a new one at the connection cap.", self.connections_evicted.load(Relaxed));
+        c(&mut s, "collector_requests_timed_out_total", "Requests answered 408 after request_timeout_secs (slow body or handler).", self.requests_timed_out.load(Relaxed));
         let _ = writeln!(s, "# HELP collector_records_rejected_total Usage records refused, by reason.\n# TYPE collector_records_rejected_total counter");
         for (i, r) in REJECT_REASONS.iter().enumerate() {
             let _ = writeln!(s, "collector_records_rejected_total{{reason=\"{r}\"}} {}", self.rejected[i].load(Relaxed));

@@ -33,6 +33,8 @@ pub struct AppState {
     pub pricing: PricingSettings,
     /// Per-key ingest limits.
     pub limiter: RateLimiter,
+    /// Open connections.
+    pub conns: ConnTrack,
 }
 
 /// Errors starting the collector.
@@ -103,9 +105,18 @@ pub async fn build_state(cfg: CollectorConfig) -> Result<Arc<AppState>, Collecto
     cfg.validate()?;
     let db = Db::connect(&cfg.db_url()?, cfg.db_max_connections).await?;
     let bootstrap_sha256 = cfg.admin_token_sha256.clone().map(|s| s.to_ascii_lowercase()).or_else(|| cfg.admin_token.as_deref().map(crate::auth::sha256_hex));
-    let pricing = PricingSettings { catalog: gaterouter::pricing::Catalog::builtin().clone(), strongest: cfg.strongest_model.clone(), tolerance_micros: cfg.cost_tolerance_micros };
+    let pricing = PricingSettings {
+        catalog: gaterouter::pricing::Catalog::builtin().clone(),
+        strongest: cfg.strongest_model.clone(),
+        tolerance_micros: cfg.cost_tolerance_micros,
+        max_record_tokens: cfg.max_record_tokens,
+        max_record_cost_micros: cfg.max_record_cost_micros,
+        max_record_age_ms: cfg.max_record_age_days.saturating_mul(86_400_000),
+        unknown_model: cfg.unknown_model,
+        unknown_model_micros_per_mtok: cfg.unknown_model_micros_per_mtok,
+    };
     let limiter = RateLimiter::new(cfg.rate_limit_records_per_sec, cfg.burst());
-    Ok(Arc::new(AppState { db, cfg, bootstrap_sha256, pricing, limiter }))
+    Ok(Arc::new(AppState { db, cfg, bootstrap_sha256, pricing, limiter, conns: ConnTrack::default() }))
 }
 
 /// The router over a state.
@@ -142,7 +153,44 @@ pub fn router(st: Arc<AppState>) -> Router {
         .route("/dashboard/{asset}", get(crate::dashboard::asset))
         .fallback(|| async { ApiError::not_found("no such endpoint; see /openapi.json") })
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(st.clone(), request_timeout))
+        .layer(axum::middleware::map_response(security_headers))
         .with_state(st)
+}
+
+/// Security headers on every response except the dashboard's (which sets its own):
+/// nothing here is meant to be framed, sniffed or run scripts.
+async fn security_headers(uri: axum::http::Uri, mut r: Response) -> Response {
+    if uri.path() == "/dashboard" || uri.path().starts_with("/dashboard/") {
+        return r;
+    }
+    let h = r.headers_mut();
+    for (name, value) in [
+        ("content-security-policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"),
+        ("x-frame-options", "DENY"),
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "no-referrer"),
+    ] {
+        if !h.contains_key(name) {
+            h.insert(name, HeaderValue::from_static(value));
+        }
+    }
+    r
+}
+
+/// A request (body upload included) that takes longer than `request_timeout_secs` is
+/// answered 408 and its connection closed: a slow body cannot hold a slot forever.
+async fn request_timeout(State(st): State<Arc<AppState>>, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let t = Duration::from_secs(st.cfg.request_timeout_secs);
+    match tokio::time::timeout(t, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => {
+            METRICS.requests_timed_out.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut r = ApiError::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", format!("the request took longer than {} s (request_timeout_secs); send the body promptly", st.cfg.request_timeout_secs)).into_response();
+            r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            r
+        }
+    }
 }
 
 async fn readyz(State(st): State<Arc<AppState>>) -> Response {
@@ -182,19 +230,9 @@ async fn ingest_handler(State(st): State<Arc<AppState>>, body: Result<Bytes, axu
     }
     METRICS.batch();
     let tri = ingest::triage(&req.records);
-    let mut counts: HashMap<String, u64> = HashMap::new();
-    for (_, _, k, _) in &tri.todo {
-        *counts.entry(k.clone()).or_default() += 1;
-    }
-    if let Err((key, wait)) = st.limiter.take(&counts) {
-        METRICS.rate_limited();
-        let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", format!("api_key_id `{key}` exceeds {} records/s; retry after {wait} s", st.cfg.rate_limit_records_per_sec));
-        e.retry_after = Some(wait);
-        return Err(e);
-    }
     let now = gaterouter::usage::unix_ms_now() as i64;
     let t0 = std::time::Instant::now();
-    let key_ids: HashSet<String> = counts.keys().cloned().collect();
+    let key_ids: HashSet<String> = tri.todo.iter().map(|(_, _, k, _)| k.clone()).collect();
     let keys = ingest::load_keys(&st.db, &key_ids, now).await?;
     // Verification is CPU-bound: run it off the async workers.
     let todo: Vec<(usize, String, String, String)> = tri.todo.iter().map(|(i, id, k, raw)| (*i, id.clone(), k.clone(), (*raw).to_owned())).collect();
@@ -205,9 +243,32 @@ async fn ingest_handler(State(st): State<Arc<AppState>>, body: Result<Bytes, axu
         (todo, r)
     })
     .await
-    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "verification task failed"))?;
+    .map_err(|e| crate::error::internal(&format!("verification task failed: {e}")))?;
     let (todo, results) = results;
     let t_verify = t0.elapsed();
+    // The per-key rate limit is charged only after authentication (issue 18, item 2):
+    // records of an unknown or revoked key, or whose signature does not verify, cost
+    // the named key nothing, so a forger cannot exhaust an honest key's limit.
+    let mut counts: HashMap<String, u64> = HashMap::new();
+    for ((_, _, k, _), r) in todo.iter().zip(&results) {
+        let authenticated = match r {
+            Ok(_) => true,
+            Err(e) => !matches!(e.code, "unknown_key" | "revoked_key" | "bad_signature" | "malformed"),
+        };
+        if authenticated {
+            *counts.entry(k.clone()).or_default() += 1;
+        }
+    }
+    if let Err((key, wait)) = st.limiter.take(&counts) {
+        METRICS.rate_limited();
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("api_key_id `{}` exceeds {} records/s; retry after {wait} s", crate::logsafe::escape(&key), st.cfg.rate_limit_records_per_sec),
+        );
+        e.retry_after = Some(wait);
+        return Err(e);
+    }
     let mut verified = Vec::new();
     let mut refused = Vec::new();
     for ((_, id, _, _), r) in todo.into_iter().zip(results) {
@@ -223,7 +284,7 @@ async fn ingest_handler(State(st): State<Arc<AppState>>, body: Result<Bytes, axu
     let t_store = t0.elapsed() - t_verify;
     let resp = ingest::answer(tri.rejected, tri.duplicate, &ok_ids, &inserted, refused);
     if !resp.rejected.is_empty() {
-        tracing::warn!(rejected = resp.rejected.len(), first_reason = %resp.rejected[0].reason, "usage records rejected");
+        tracing::warn!(rejected = resp.rejected.len(), first_reason = %crate::logsafe::escape(&resp.rejected[0].reason), "usage records rejected");
     }
     tracing::debug!(verify_ms = t_verify.as_millis() as u64, store_ms = t_store.as_millis() as u64, accepted = resp.accepted.len(), duplicate = resp.duplicate.len(), rejected = resp.rejected.len(), "ingested batch");
     Ok(axum::Json(resp))
@@ -234,7 +295,7 @@ async fn ingest_handler(State(st): State<Arc<AppState>>, body: Result<Bytes, axu
 pub struct CollectorHandle {
     addr: SocketAddr,
     state: Arc<AppState>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    stop: Option<tokio::sync::watch::Sender<bool>>,
     join: tokio::task::JoinHandle<Result<(), std::io::Error>>,
 }
 
@@ -251,16 +312,154 @@ impl CollectorHandle {
     pub fn state(&self) -> &Arc<AppState> {
         &self.state
     }
+    /// Open client connections right now.
+    pub fn open_connections(&self) -> usize {
+        self.state.conns.len()
+    }
     /// Stop accepting connections, let in-flight requests finish (up to
     /// `shutdown_timeout_secs`), then close the database pool.
     pub async fn shutdown(mut self) {
         if let Some(s) = self.stop.take() {
-            let _ = s.send(());
+            let _ = s.send(true);
         }
         let t = Duration::from_secs(self.state.cfg.shutdown_timeout_secs);
         let _ = tokio::time::timeout(t, &mut self.join).await;
         self.state.db.close().await;
     }
+}
+
+/// One open connection.
+#[derive(Debug, Default)]
+pub struct ConnState {
+    in_flight: std::sync::atomic::AtomicUsize,
+    kill: tokio::sync::Notify,
+}
+
+/// The open connections, oldest first (issue 18, item 3): the connection cap and the
+/// eviction of idle connections.
+#[derive(Debug, Default)]
+pub struct ConnTrack {
+    next: std::sync::atomic::AtomicU64,
+    open: std::sync::Mutex<std::collections::BTreeMap<u64, Arc<ConnState>>>,
+}
+
+impl ConnTrack {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<u64, Arc<ConnState>>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    /// Open connections.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+    /// No open connection.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Register a new connection, or `None` when the cap is reached and no connection
+    /// is idle. At the cap the oldest idle connection (no request in progress: idle
+    /// keep-alive, or still sending its headers) is closed to make room, so idle and
+    /// slow connections cannot lock out `/healthz` or ingest.
+    fn admit(&self, max: usize) -> Option<(u64, Arc<ConnState>)> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut open = self.lock();
+        if open.len() >= max {
+            let victim = open.iter().find(|(_, c)| c.in_flight.load(Relaxed) == 0).map(|(id, _)| *id)?;
+            if let Some(c) = open.remove(&victim) {
+                c.kill.notify_one();
+                METRICS.connections_evicted.fetch_add(1, Relaxed);
+            }
+        }
+        let id = self.next.fetch_add(1, Relaxed);
+        let c = Arc::new(ConnState::default());
+        open.insert(id, c.clone());
+        Some((id, c))
+    }
+    fn remove(&self, id: u64) {
+        self.lock().remove(&id);
+    }
+}
+
+/// The router as a hyper service that counts requests in progress on its connection.
+#[derive(Clone)]
+struct Tracked {
+    app: Router,
+    conn: Arc<ConnState>,
+}
+
+struct InFlight(Arc<ConnState>);
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for Tracked {
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response, std::convert::Infallible>> + Send>>;
+    fn call(&self, req: hyper::Request<hyper::body::Incoming>) -> Self::Future {
+        use tower::ServiceExt as _;
+        self.conn.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let guard = InFlight(self.conn.clone());
+        let app = self.app.clone();
+        Box::pin(async move {
+            let r = app.oneshot(req.map(axum::body::Body::new)).await;
+            drop(guard);
+            r
+        })
+    }
+}
+
+/// Accept connections until `stop`, each served by hyper's HTTP/1 with a header read
+/// timeout (which also closes idle keep-alive connections), under the connection cap.
+async fn accept_loop(listener: tokio::net::TcpListener, st: Arc<AppState>, mut stop: tokio::sync::watch::Receiver<bool>) -> Result<(), std::io::Error> {
+    let app = router(st.clone());
+    let header_timeout = Duration::from_secs(st.cfg.header_read_timeout_secs);
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => break,
+        };
+        while tasks.try_join_next().is_some() {}
+        let Some((id, conn)) = st.conns.admit(st.cfg.max_connections) else {
+            METRICS.connections_shed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let svc = Tracked { app: app.clone(), conn: conn.clone() };
+        let st2 = st.clone();
+        let mut stop2 = stop.clone();
+        tasks.spawn(async move {
+            let c = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .keep_alive(true)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+            tokio::pin!(c);
+            let stopping = tokio::select! {
+                _ = c.as_mut() => false,
+                _ = conn.kill.notified() => false,
+                _ = stop2.changed() => true,
+            };
+            if stopping {
+                c.as_mut().graceful_shutdown();
+                let _ = c.as_mut().await;
+            }
+            st2.conns.remove(id);
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    Ok(())
 }
 
 /// Start a collector on the current tokio runtime and return at once (after binding and
@@ -270,15 +469,8 @@ pub async fn spawn(cfg: CollectorConfig) -> Result<CollectorHandle, CollectorErr
     let addr = st.cfg.listen;
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| CollectorError::Listen { addr, source })?;
     let addr = listener.local_addr().map_err(|source| CollectorError::Listen { addr, source })?;
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let app = router(st.clone());
-    let join = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await
-    });
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let join = tokio::spawn(accept_loop(listener, st.clone(), rx));
     tracing::info!(%addr, backend = ?st.db.backend(), "collector listening");
     Ok(CollectorHandle { addr, state: st, stop: Some(tx), join })
 }

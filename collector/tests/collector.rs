@@ -92,9 +92,11 @@ async fn cost_and_mismatch(db: Db) {
     assert_eq!(ids(&v, "accepted").len(), 3, "{v}");
     let (_, s) = env.get("/v1/analytics/summary", Some(ADMIN)).await;
     let row = &s["rows"][0];
-    assert_eq!(row["cost_mismatches"], 1, "{s}");
-    // Spend uses the collector's figure when priced, else the client's.
-    assert_eq!(row["spend_micros"], 2100 + 2100 + 42, "{s}");
+    // The unknown model is always flagged (issue 18, item 6).
+    assert_eq!(row["cost_mismatches"], 2, "{s}");
+    // Spend uses the collector's figure when priced, else the larger of the client's and
+    // the fallback price (11 000 tokens x $30/M = 330 000 micros).
+    assert_eq!(row["spend_micros"], 2100 + 2100 + 330_000, "{s}");
     assert_eq!(row["client_cost_micros"], 2100 + 999 + 42, "{s}");
     env.handle.shutdown().await;
 }

@@ -510,6 +510,8 @@ impl Recorder {
                 dead_letters: 0,
                 overflow_count: 0,
                 torn_bytes_skipped: 0,
+                skipped_ranges: 0,
+                cursor_repairs: 0,
                 delivered_records: 0,
                 max_seq: 0,
                 last_error: None,

@@ -134,6 +134,8 @@ pub fn base_config(db: &str) -> CollectorConfig {
         admin_token: Some(ADMIN.into()),
         strongest_model: Some("openai/gpt-4o".into()),
         shutdown_timeout_secs: 10,
+        // The tests replay records of January 2026 on purpose.
+        max_record_age_days: 3650,
         ..Default::default()
     }
 }

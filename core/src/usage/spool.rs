@@ -24,13 +24,19 @@
 //! interval. `fsync_interval = 0` syncs inside every append instead.
 //!
 //! # Recovery
-//! On open every segment is scanned. A frame with a short header, a length over
-//! [`MAX_FRAME_BYTES`], a short payload or a CRC mismatch ends the valid part of that
-//! segment: it and everything after it in that segment is skipped (counted in
-//! [`SpoolStatus::torn_bytes_skipped`]) and never corrupts other records. The file is left
-//! as it is (sealed, read-only, deleted once its valid records are delivered); new
-//! appends go to a **fresh segment**, never after the garbage. If the last segment is
-//! clean, appends continue in it.
+//! On open every segment is scanned, streaming (never more than one frame in memory). A
+//! frame with a short header, a length over [`MAX_FRAME_BYTES`], a short payload or a
+//! CRC mismatch is skipped by **resynchronising** on the next valid frame: the next
+//! offset where a length in range, a payload that is a JSON object (`{` … `}`) and a
+//! matching CRC-32 all line up. Only the bad bytes are skipped (each range counted in
+//! [`SpoolStatus::skipped_ranges`], its bytes in [`SpoolStatus::torn_bytes_skipped`]);
+//! every intact record before and after is delivered. A damaged segment is sealed
+//! (read-only, deleted once every record in it is acknowledged); new appends go to a
+//! **fresh segment**, never after the garbage. If the last segment is clean, appends
+//! continue in it. A cursor that does not point at a frame boundary of its segment
+//! (past the end, mid-frame) is repaired to the start of that segment (its records are
+//! sent again and the collector answers them `duplicate`: at least once, never lost),
+//! counted in [`SpoolStatus::cursor_repairs`].
 //!
 //! # Size cap
 //! `max_bytes` bounds the bytes of all segment files. When an append would exceed it the
@@ -121,8 +127,15 @@ pub struct SpoolStatus {
     pub dead_letters: u64,
     /// Records refused because the spool was full, since this process opened it.
     pub overflow_count: u64,
-    /// Bytes of torn or corrupt frames skipped at recovery.
+    /// Bytes of torn or corrupt frames skipped (at recovery and while reading).
     pub torn_bytes_skipped: u64,
+    /// Byte ranges skipped: each bad stretch between two intact frames (or a torn tail).
+    #[serde(default)]
+    pub skipped_ranges: u64,
+    /// Cursors found pointing past the end or inside a frame and reset to the start of
+    /// their segment (records re-sent; the collector answers them `duplicate`).
+    #[serde(default)]
+    pub cursor_repairs: u64,
     /// Records delivered (or dead-lettered) since this process opened the spool.
     pub delivered_records: u64,
     /// Highest sequence number seen in the spool or its cursor.
@@ -162,8 +175,11 @@ struct Head {
 #[derive(Debug, Clone)]
 struct SegMeta {
     len: u64,
+    /// End of the last intact frame.
     valid_end: u64,
     sealed: bool,
+    /// Bad byte ranges `[start, end)` found at recovery, in order.
+    bad: Vec<(u64, u64)>,
 }
 
 #[derive(Debug)]
@@ -194,7 +210,9 @@ pub struct Spool {
     state: Mutex<State>,
     lock_file: Mutex<Option<File>>,
     overflow: AtomicU64,
-    torn_bytes: u64,
+    torn_bytes: AtomicU64,
+    skipped_ranges: AtomicU64,
+    cursor_repairs: u64,
     max_seq: AtomicU64,
     dead_letters: AtomicU64,
     resolved: AtomicU64,
@@ -227,42 +245,126 @@ struct Scan {
     max_seq: u64,
     /// (records, frame bytes) at or after `from`.
     pending: (u64, u64),
+    /// Bad ranges.
+    bad: Vec<(u64, u64)>,
+    /// `from` is a position the scan stopped at (a frame start, the end of a bad range
+    /// or the end of the data): a valid cursor.
+    from_ok: bool,
 }
 
-/// Scan a segment: validate every frame, find where the valid part ends.
-fn scan_segment(path: &Path, from: u64) -> Result<Scan, UsageError> {
-    let data = fs::read(path).map_err(|e| io_err(path, e))?;
-    let mut s = Scan { len: data.len() as u64, ..Scan::default() };
-    if data.len() < SEGMENT_MAGIC.len() || &data[..SEGMENT_MAGIC.len()] != SEGMENT_MAGIC {
-        return Ok(s);
-    }
-    let mut pos = SEGMENT_HEADER_BYTES as usize;
-    s.valid_end = pos as u64;
-    while let Some((payload, next)) = parse_frame(&data, pos) {
-        if let Ok(h) = serde_json::from_slice::<Head>(payload) {
-            s.max_seq = s.max_seq.max(h.seq);
+/// Read up to `buf.len()` bytes at `off` (fewer at the end of the file).
+fn read_at(f: &File, off: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut r = f;
+    r.seek(SeekFrom::Start(off))?;
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
         }
-        if pos as u64 >= from {
-            s.pending.0 += 1;
-            s.pending.1 += (next - pos) as u64;
-        }
-        pos = next;
-        s.valid_end = pos as u64;
     }
-    Ok(s)
+    Ok(n)
 }
 
-/// The frame at `pos` if it is whole and its CRC matches: (payload, next position).
-fn parse_frame(data: &[u8], pos: usize) -> Option<(&[u8], usize)> {
-    let hdr = data.get(pos..pos + FRAME_HEADER_BYTES as usize)?;
+/// The intact frame at `pos` (ending at or before `end`): (payload, next position).
+fn frame_at(f: &File, pos: u64, end: u64, buf: &mut Vec<u8>) -> std::io::Result<Option<u64>> {
+    if pos + FRAME_HEADER_BYTES > end {
+        return Ok(None);
+    }
+    let mut hdr = [0u8; FRAME_HEADER_BYTES as usize];
+    if read_at(f, pos, &mut hdr)? < hdr.len() {
+        return Ok(None);
+    }
     let len = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
     let crc = u32::from_le_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]);
-    if len == 0 || len > MAX_FRAME_BYTES {
-        return None;
+    if len == 0 || len > MAX_FRAME_BYTES || pos + FRAME_HEADER_BYTES + u64::from(len) > end {
+        return Ok(None);
     }
-    let start = pos + FRAME_HEADER_BYTES as usize;
-    let payload = data.get(start..start + len as usize)?;
-    (crc32fast::hash(payload) == crc).then_some((payload, start + len as usize))
+    buf.resize(len as usize, 0);
+    if read_at(f, pos + FRAME_HEADER_BYTES, buf)? < buf.len() || crc32fast::hash(buf) != crc {
+        return Ok(None);
+    }
+    Ok(Some(pos + FRAME_HEADER_BYTES + u64::from(len)))
+}
+
+/// The first offset at or after `from` (before `end`) where an intact frame starts: a
+/// length in range, a payload starting with `{` and ending with `}` (every spooled
+/// record is a JSON object) and a matching CRC. Reads in 64 KiB windows; a candidate's
+/// payload is read only when its first byte fits.
+fn resync(f: &File, from: u64, end: u64, buf: &mut Vec<u8>) -> std::io::Result<Option<u64>> {
+    const WINDOW: usize = 64 * 1024;
+    let mut win = vec![0u8; WINDOW + FRAME_HEADER_BYTES as usize + 1];
+    let mut base = from;
+    while base + FRAME_HEADER_BYTES < end {
+        let n = read_at(f, base, &mut win)?;
+        let n = n.min((end - base) as usize);
+        if n <= FRAME_HEADER_BYTES as usize {
+            break;
+        }
+        let last = n - FRAME_HEADER_BYTES as usize;
+        for i in 0..last.min(WINDOW) {
+            let len = u32::from_le_bytes([win[i], win[i + 1], win[i + 2], win[i + 3]]);
+            if len < 2 || len > MAX_FRAME_BYTES || win[i + FRAME_HEADER_BYTES as usize] != b'{' {
+                continue;
+            }
+            let pos = base + i as u64;
+            if frame_at(f, pos, end, buf)?.is_some() && buf.last() == Some(&b'}') {
+                return Ok(Some(pos));
+            }
+        }
+        base += last.min(WINDOW) as u64;
+    }
+    Ok(None)
+}
+
+/// Scan a segment, streaming: validate every frame, resynchronise after bad bytes.
+fn scan_segment(path: &Path, from: u64) -> Result<Scan, UsageError> {
+    let f = File::open(path).map_err(|e| io_err(path, e))?;
+    let len = f.metadata().map_err(|e| io_err(path, e))?.len();
+    let mut s = Scan { len, ..Scan::default() };
+    let mut magic = [0u8; 8];
+    let n = read_at(&f, 0, &mut magic).map_err(|e| io_err(path, e))?;
+    let mut pos = SEGMENT_HEADER_BYTES;
+    if n < magic.len() {
+        if len > 0 {
+            s.bad.push((0, len));
+        }
+        s.from_ok = from <= SEGMENT_HEADER_BYTES;
+        return Ok(s);
+    }
+    if &magic != SEGMENT_MAGIC {
+        s.bad.push((0, SEGMENT_HEADER_BYTES));
+    }
+    s.valid_end = pos;
+    s.from_ok = from <= SEGMENT_HEADER_BYTES;
+    let mut buf = Vec::new();
+    loop {
+        if pos == from {
+            s.from_ok = true;
+        }
+        if pos >= len {
+            break;
+        }
+        match frame_at(&f, pos, len, &mut buf).map_err(|e| io_err(path, e))? {
+            Some(next) => {
+                if let Ok(h) = serde_json::from_slice::<Head>(&buf) {
+                    s.max_seq = s.max_seq.max(h.seq);
+                }
+                if pos >= from {
+                    s.pending.0 += 1;
+                    s.pending.1 += next - pos;
+                }
+                pos = next;
+                s.valid_end = pos;
+            }
+            None => {
+                let next = resync(&f, pos + 1, len, &mut buf).map_err(|e| io_err(path, e))?.unwrap_or(len);
+                s.bad.push((pos, next));
+                pos = next;
+            }
+        }
+    }
+    Ok(s)
 }
 
 /// Read `cursor.json`; a missing or unreadable file means "start from the beginning"
@@ -274,8 +376,20 @@ fn read_cursor(dir: &Path) -> CursorFile {
         .unwrap_or(CursorFile { segment: 0, offset: 0, max_seq: 0 })
 }
 
+/// Lines of a file, streaming (the dead-letter file may be large).
 fn count_lines(path: &Path) -> u64 {
-    fs::read(path).map(|b| b.iter().filter(|c| **c == b'\n').count() as u64).unwrap_or(0)
+    let Ok(f) = File::open(path) else { return 0 };
+    let mut r = BufReader::with_capacity(64 * 1024, f);
+    let mut n = 0u64;
+    loop {
+        let buf = match std::io::BufRead::fill_buf(&mut r) {
+            Ok([]) | Err(_) => return n,
+            Ok(b) => b,
+        };
+        n += buf.iter().filter(|c| **c == b'\n').count() as u64;
+        let k = buf.len();
+        std::io::BufRead::consume(&mut r, k);
+    }
 }
 
 /// Everything recovery learns from a directory.
@@ -286,13 +400,15 @@ struct Recovered {
     max_seq: u64,
     pending: (u64, u64),
     torn: u64,
+    ranges: u64,
+    cursor_repairs: u64,
     total: u64,
     stale: Vec<u64>,
 }
 
 fn recover(dir: &Path) -> Result<Recovered, UsageError> {
     let cf = read_cursor(dir);
-    let cursor = Cursor { segment: cf.segment, offset: cf.offset };
+    let mut cursor = Cursor { segment: cf.segment, offset: cf.offset };
     let mut ids = Vec::new();
     if dir.exists() {
         for e in fs::read_dir(dir).map_err(|e| io_err(dir, e))? {
@@ -309,6 +425,8 @@ fn recover(dir: &Path) -> Result<Recovered, UsageError> {
         max_seq: cf.max_seq,
         pending: (0, 0),
         torn: 0,
+        ranges: 0,
+        cursor_repairs: 0,
         total: 0,
         stale: Vec::new(),
     };
@@ -319,13 +437,21 @@ fn recover(dir: &Path) -> Result<Recovered, UsageError> {
             continue;
         }
         let from = if id == cursor.segment { cursor.offset } else { 0 };
-        let s = scan_segment(&dir.join(seg_name(id)), from)?;
+        let mut s = scan_segment(&dir.join(seg_name(id)), from)?;
+        if id == cursor.segment && !s.from_ok {
+            // Past the end or inside a frame: start this segment again (at least once).
+            s = scan_segment(&dir.join(seg_name(id)), 0)?;
+            cursor.offset = 0;
+            r.cursor = cursor;
+            r.cursor_repairs += 1;
+        }
         r.max_seq = r.max_seq.max(s.max_seq);
         r.pending.0 += s.pending.0;
         r.pending.1 += s.pending.1;
-        r.torn += s.len - s.valid_end;
+        r.torn += s.bad.iter().map(|(a, b)| b - a).sum::<u64>();
+        r.ranges += s.bad.len() as u64;
         r.total += s.len;
-        r.segments.insert(id, SegMeta { len: s.len, valid_end: s.valid_end, sealed: true });
+        r.segments.insert(id, SegMeta { len: s.len, valid_end: s.valid_end, sealed: true, bad: s.bad });
     }
     Ok(r)
 }
@@ -363,7 +489,7 @@ impl Spool {
         // Continue appending in the last segment only if it is whole.
         let mut active = None;
         if let Some((&last, meta)) = rec.segments.iter_mut().next_back() {
-            if meta.valid_end == meta.len && meta.len >= SEGMENT_HEADER_BYTES {
+            if meta.valid_end == meta.len && meta.len >= SEGMENT_HEADER_BYTES && meta.bad.is_empty() {
                 let path = dir.join(seg_name(last));
                 let f = OpenOptions::new().append(true).open(&path).map_err(|e| io_err(&path, e))?;
                 meta.sealed = false;
@@ -389,7 +515,9 @@ impl Spool {
             }),
             lock_file: Mutex::new(Some(lock)),
             overflow: AtomicU64::new(0),
-            torn_bytes: rec.torn,
+            torn_bytes: AtomicU64::new(rec.torn),
+            skipped_ranges: AtomicU64::new(rec.ranges),
+            cursor_repairs: rec.cursor_repairs,
             max_seq: AtomicU64::new(rec.max_seq),
             dead_letters: AtomicU64::new(dead),
             resolved: AtomicU64::new(0),
@@ -542,7 +670,7 @@ impl Spool {
             let _ = fs::remove_file(&path);
             return Err(io_err(&path, e));
         }
-        st.segments.insert(id, SegMeta { len: SEGMENT_HEADER_BYTES, valid_end: SEGMENT_HEADER_BYTES, sealed: false });
+        st.segments.insert(id, SegMeta { len: SEGMENT_HEADER_BYTES, valid_end: SEGMENT_HEADER_BYTES, sealed: false, bad: Vec::new() });
         st.total_bytes += SEGMENT_HEADER_BYTES;
         st.active = Some((id, Arc::new(f)));
         Ok(())
@@ -563,51 +691,69 @@ impl Spool {
     }
 
     /// Read up to `max_records` (and roughly `max_bytes`) records from the cursor on.
+    /// Bad ranges found at recovery are jumped over; a frame that went bad since is
+    /// skipped by resynchronising on the next intact one (counted), never by dropping
+    /// the rest of its segment.
     pub fn read_batch(&self, max_records: usize, max_bytes: u64) -> Result<Batch, UsageError> {
         let (cursor, segs) = {
             let st = lock_ignore_poison(&self.state);
-            let segs: Vec<(u64, u64)> = st.segments.range(st.cursor.segment..).map(|(id, m)| (*id, m.valid_end)).collect();
+            let segs: Vec<(u64, u64, Vec<(u64, u64)>)> = st.segments.range(st.cursor.segment..).map(|(id, m)| (*id, m.valid_end, m.bad.clone())).collect();
             (st.cursor, segs)
         };
         let mut batch = Batch { records: Vec::new(), end: cursor, bytes: 0 };
-        for (id, valid_end) in segs {
+        for (id, valid_end, bad) in segs {
             let start = if id == cursor.segment { cursor.offset.max(SEGMENT_HEADER_BYTES) } else { SEGMENT_HEADER_BYTES };
             batch.end = Cursor { segment: id, offset: start };
             if start >= valid_end {
                 continue;
             }
             let path = self.opts.dir.join(seg_name(id));
-            let mut f = File::open(&path).map_err(|e| io_err(&path, e))?;
-            f.seek(SeekFrom::Start(start)).map_err(|e| io_err(&path, e))?;
-            let mut r = BufReader::with_capacity(64 * 1024, f.take(valid_end - start));
+            let f = File::open(&path).map_err(|e| io_err(&path, e))?;
+            let mut r = BufReader::with_capacity(64 * 1024, &f);
+            r.seek(SeekFrom::Start(start)).map_err(|e| io_err(&path, e))?;
             let mut pos = start;
             let mut hdr = [0u8; FRAME_HEADER_BYTES as usize];
+            let mut scratch = Vec::new();
             while pos < valid_end {
                 if batch.records.len() >= max_records || (batch.bytes >= max_bytes && !batch.records.is_empty()) {
                     return Ok(batch);
                 }
-                if r.read_exact(&mut hdr).is_err() {
-                    break;
+                if let Some((_, b_end)) = bad.iter().find(|(a, b)| *a <= pos && pos < *b) {
+                    pos = *b_end;
+                    r.seek(SeekFrom::Start(pos)).map_err(|e| io_err(&path, e))?;
+                    batch.end = Cursor { segment: id, offset: pos };
+                    continue;
                 }
-                let len = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
-                let crc = u32::from_le_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]);
-                if len == 0 || len > MAX_FRAME_BYTES {
-                    break;
+                let mut ok = None;
+                if pos + FRAME_HEADER_BYTES <= valid_end && r.read_exact(&mut hdr).is_ok() {
+                    let len = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
+                    let crc = u32::from_le_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]);
+                    if len > 0 && len <= MAX_FRAME_BYTES && pos + FRAME_HEADER_BYTES + u64::from(len) <= valid_end {
+                        let mut payload = vec![0u8; len as usize];
+                        if r.read_exact(&mut payload).is_ok() && crc32fast::hash(&payload) == crc {
+                            ok = Some(payload);
+                        }
+                    }
                 }
-                let mut payload = vec![0u8; len as usize];
-                if r.read_exact(&mut payload).is_err() || crc32fast::hash(&payload) != crc {
-                    break;
-                }
-                pos += FRAME_HEADER_BYTES + u64::from(len);
-                let frame = FRAME_HEADER_BYTES + u64::from(len);
+                let Some(payload) = ok else {
+                    // Went bad after recovery: skip to the next intact frame.
+                    let next = resync(&f, pos + 1, valid_end, &mut scratch).map_err(|e| io_err(&path, e))?.unwrap_or(valid_end);
+                    self.torn_bytes.fetch_add(next - pos, Ordering::AcqRel);
+                    self.skipped_ranges.fetch_add(1, Ordering::AcqRel);
+                    pos = next;
+                    r.seek(SeekFrom::Start(pos)).map_err(|e| io_err(&path, e))?;
+                    batch.end = Cursor { segment: id, offset: pos };
+                    continue;
+                };
+                let frame = FRAME_HEADER_BYTES + payload.len() as u64;
+                pos += frame;
                 batch.bytes += frame;
                 batch.end = Cursor { segment: id, offset: pos };
                 let head: Option<Head> = serde_json::from_slice(&payload).ok();
                 let (rid, seq) = head.map_or((String::new(), 0), |h| (h.id, h.seq));
                 batch.records.push(SpooledRecord { id: rid, seq, payload });
             }
-            // A frame that went bad after recovery ends this segment's readable part.
-            batch.end = Cursor { segment: id, offset: valid_end.max(pos) };
+            batch.end = Cursor { segment: id, offset: pos.max(valid_end) };
         }
         Ok(batch)
     }
@@ -725,7 +871,9 @@ impl Spool {
             segments: st.segments.len() as u64,
             dead_letters: self.dead_letters.load(Ordering::Acquire),
             overflow_count: self.overflow.load(Ordering::Acquire),
-            torn_bytes_skipped: self.torn_bytes,
+            torn_bytes_skipped: self.torn_bytes.load(Ordering::Acquire),
+            skipped_ranges: self.skipped_ranges.load(Ordering::Acquire),
+            cursor_repairs: self.cursor_repairs,
             delivered_records: self.resolved.load(Ordering::Acquire),
             max_seq: self.max_seq(),
             last_error: lock_ignore_poison(&self.last_error).clone(),
@@ -746,6 +894,8 @@ impl Spool {
             dead_letters: count_lines(&dir.join(DEAD_LETTER_FILE)),
             overflow_count: 0,
             torn_bytes_skipped: r.torn,
+            skipped_ranges: r.ranges,
+            cursor_repairs: r.cursor_repairs,
             delivered_records: 0,
             max_seq: r.max_seq,
             last_error: None,

@@ -722,3 +722,89 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+// ---------------------------------------------------------------- issue 18 probe
+
+/// The issue-18 probe's ingest attacks replayed against one collector: every attack is
+/// refused per record (never a 429, 503 or hang for the honest keys), nothing of theirs
+/// is stored, and the honest keys' records that follow are all stored.
+#[tokio::test]
+async fn issue18_probe_attacks_are_refused_and_honest_keys_keep_working() {
+    use tokio::io::AsyncWriteExt as _;
+    let w = world(|c| {
+        // 40 forged or unsigned records below would exhaust this if they were charged;
+        // the 5 authenticated-but-invalid and 4 honest records fit.
+        c.rate_limit_records_per_sec = 2;
+        c.rate_limit_burst = Some(12);
+        c.max_connections = 64;
+        c.header_read_timeout_secs = 2;
+        c.max_record_age_days = 35;
+    })
+    .await;
+    let env = &w.env;
+    env.admin_ok("/v1/admin/projects", json!({"id": "support_desk", "org_id": "acme", "department_id": "sales"})).await;
+    let before = snapshot(env).await;
+    let now = unix_ms_now();
+    let fresh = |s: Spec| Spec { ts: now - 1_000, ..s };
+    let mut tried = 0;
+    // Rate-limit abuse: 20 forged and 20 unsigned batches naming k_eng (limit 2/s, burst 12).
+    for i in 0..20 {
+        let (s, v) = env.ingest(&[wire(&fresh(Spec::default()), &signer(99))]).await;
+        assert!(only_rejection(s, &v, "forged").contains("signature does not verify"));
+        let unsigned = format!(r#"{{"records":[{{"id":"{}","api_key_id":"k_eng"}}]}}"#, gaterouter::usage::RecordId::new_v7().0);
+        let (s, v) = raw_post(env, "/v1/usage", &[("content-type", "application/json".into())], unsigned.into_bytes()).await;
+        assert_eq!(s, 200, "unsigned batch {i}: {v}");
+        tried += 2;
+    }
+    // Overflow: 2^53-1 tokens on an expensive model; a cost of $5 000.
+    let huge = fresh(Spec { model: "gpt-4o", prompt: (1 << 53) - 1, completion: 0, client_cost: 0, ..Spec::default() });
+    let (s, v) = env.ingest(&[wire(&huge, &w.eng)]).await;
+    assert!(only_rejection(s, &v, "2^53-1 tokens").contains("per-record bound"));
+    let costly = fresh(Spec { client_cost: 5_000_000_000, ..Spec::default() });
+    let (s, v) = env.ingest(&[wire(&costly, &w.eng)]).await;
+    assert!(only_rejection(s, &v, "$5000 record").contains("max_record_cost_micros"));
+    // Another department's project; back-dating; a non-UUID id; schema_version 2.
+    let mut v = value_of(&fresh(Spec::default()));
+    v["project"] = json!("support_desk");
+    let (s, r) = env.ingest(&[sign_value(&v, &w.eng)]).await;
+    assert!(only_rejection(s, &r, "sales project").contains("is in department `sales`"));
+    let (s, r) = env.ingest(&[wire(&Spec { ts: now - 40 * 86_400_000, ..Spec::default() }, &w.eng)]).await;
+    assert!(only_rejection(s, &r, "back-dated").contains("max_record_age_days"));
+    let mut v = value_of(&fresh(Spec::default()));
+    v["id"] = json!("not-a-uuid");
+    let (s, r) = env.ingest(&[sign_value(&v, &w.eng)]).await;
+    assert!(only_rejection(s, &r, "non-UUID id").contains("not a UUID"));
+    let mut v = value_of(&fresh(Spec::default()));
+    v["schema_version"] = json!(2);
+    let (s, r) = env.ingest(&[sign_value(&v, &w.eng)]).await;
+    assert!(only_rejection(s, &r, "schema_version 2").contains("schema_version 2"));
+    // Log injection through api_key_id: the reason comes back escaped.
+    let mut v = value_of(&fresh(Spec::default()));
+    v["api_key_id"] = json!("k\nERROR forged\u{1b}[2J");
+    let (s, r) = env.ingest(&[sign_value(&v, &w.eng)]).await;
+    let why = only_rejection(s, &r, "log injection");
+    assert!(!why.contains('\n') && !why.contains('\u{1b}'), "{why}");
+    tried += 7;
+    // Slow connections: 300 idle or half-sent connections.
+    let mut idle = Vec::new();
+    for i in 0..300 {
+        let mut c = tokio::net::TcpStream::connect(env.handle.addr()).await.unwrap();
+        if i % 2 == 0 {
+            c.write_all(b"POST /v1/usage HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        }
+        idle.push(c);
+    }
+    tried += 1;
+    assert_same(&before, &snapshot(env).await, "after the issue-18 attacks");
+    // Honest keys: not rate limited by the forgeries, served despite the idle connections.
+    let t = std::time::Instant::now();
+    let honest: Vec<String> = (0..4).map(|_| wire(&fresh(Spec::default()), &w.eng)).collect();
+    let (s, v) = env.ingest(&honest).await;
+    assert_eq!((s, v["accepted"].as_array().unwrap().len()), (200, 4), "{v}");
+    let (s, v) = env.ingest(&[wire(&fresh(Spec { key: "k_sales", dept: "sales", user: "carol", ..Spec::default() }), &w.sales)]).await;
+    assert_eq!((s, v["accepted"].as_array().unwrap().len()), (200, 1), "{v}");
+    let honest_ms = t.elapsed().as_millis();
+    assert!(env.handle.open_connections() <= 64 + 2, "{}", env.handle.open_connections());
+    drop(idle);
+    eprintln!("SECURITY issue18: {tried} attacks refused, database unchanged by them; 5 honest records stored in {honest_ms} ms with 300 idle connections open");
+}
