@@ -72,7 +72,7 @@ struct Migration {
     postgres: &'static [&'static str],
 }
 
-const MIGRATIONS: &[Migration] = &[MIGRATION_1, MIGRATION_2];
+const MIGRATIONS: &[Migration] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3_DASHBOARD_SESSIONS];
 
 const MIGRATION_1: Migration = Migration {
     version: 1,
@@ -140,6 +140,18 @@ const MIGRATION_2: Migration = Migration {
         "CREATE INDEX IF NOT EXISTS reservation_holds_budget ON reservation_holds (budget_id)",
         "CREATE TABLE IF NOT EXISTS budget_alerts (budget_id TEXT NOT NULL, period_start_ms BIGINT NOT NULL, threshold BIGINT NOT NULL, org_id TEXT NOT NULL, level TEXT NOT NULL, ts_ms BIGINT NOT NULL, used BIGINT NOT NULL, limit_value BIGINT NOT NULL, message TEXT NOT NULL, PRIMARY KEY (budget_id, period_start_ms, threshold))",
         "CREATE INDEX IF NOT EXISTS budget_alerts_org ON budget_alerts (org_id, ts_ms)",
+    ],
+    sqlite: &[],
+    postgres: &[],
+};
+
+/// Dashboard sessions (dashboard.rs): SHA-256 of the session id and of the token it was
+/// opened with (so revoking the token ends the session), and its expiry.
+const MIGRATION_3_DASHBOARD_SESSIONS: Migration = Migration {
+    version: 3,
+    common: &[
+        "CREATE TABLE IF NOT EXISTS dashboard_sessions (id_sha256 TEXT PRIMARY KEY, token_sha256 TEXT NOT NULL, created_ms BIGINT NOT NULL, expires_ms BIGINT NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS dashboard_sessions_expiry ON dashboard_sessions (expires_ms)",
     ],
     sqlite: &[],
     postgres: &[],
