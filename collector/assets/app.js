@@ -99,17 +99,25 @@
     // (uPlot would otherwise pad a single point by years).
     const lo = xs.length ? xs[0] - step / 2 : Date.now() / 1000 - 86400;
     const hi = xs.length ? xs[xs.length - 1] + step / 2 : Date.now() / 1000;
-    const every = Math.max(1, Math.ceil(xs.length / 10));
-    const splits = xs.filter((_, i) => i % every === 0);
-    state.axisLabels.time = splits.map((x) => timeLabel(bucket, x));
+    // Ticks on the buckets themselves, at least 110 px apart so labels never overlap.
+    const splits = (u) => {
+      const out = [];
+      let last = -Infinity;
+      for (const x of xs) {
+        const px = u.valToPos(x, "x");
+        if (px - last >= 110) { out.push(x); last = px; }
+      }
+      state.axisLabels.time = out.map((x) => timeLabel(bucket, x));
+      return out;
+    };
     const total = ys.reduce((a, b) => a + b, 0);
     draw("time", el, {
-      width: width(el), height: 260,
+      width: width(el), height: 260, padding: [12, 60, 0, 0],
       scales: { x: { time: true, range: [lo, hi] }, y: { range: fromZero } },
-      axes: [{ splits: () => splits, values: (u, ticks) => ticks.map((t) => timeLabel(bucket, t)), size: 50 }, { values: axisUsd, size: 80 }],
+      axes: [{ splits, values: (u, ticks) => ticks.map((t) => timeLabel(bucket, t)), size: 50 }, { values: axisUsd, size: 80 }],
       series: [
         { label: bucket === "hour" ? "Hour (" + zone + ")" : bucket === "month" ? "Month (UTC)" : "Day (UTC)", value: (u, v) => (v == null ? xs.length + " " + bucket + "s" : timeLabel(bucket, v)) },
-        { label: "Spend", value: (u, v) => (v == null ? usd(total) + " total" : usd(v)), stroke: "#234c9a", fill: "rgba(52,103,196,.45)", paths: uPlot.paths.bars({ size: [0.7, 60] }), points: { show: false } },
+        { label: "Spend", value: (u, v) => (v == null ? usd(total) + " total" : usd(v)), stroke: "#234c9a", fill: "rgba(52,103,196,.45)", paths: uPlot.paths.bars({ size: [0.7, 60, 4] }), points: { show: false } },
       ],
     }, [xs, ys]);
   }

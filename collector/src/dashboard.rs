@@ -150,7 +150,7 @@ pub async fn login(State(st): State<Arc<AppState>>, headers: HeaderMap, body: ax
     let token_hash = sha256_hex(token);
     match principal_from_hash(&st, &token_hash).await {
         Ok(Some(_)) => {}
-        Ok(None) => return fail(StatusCode::UNAUTHORIZED, "This token is unknown or revoked. Ask your GateRouter admin for a read token (gaterouter admin tokens create --role read)."),
+        Ok(None) => return fail(StatusCode::UNAUTHORIZED, "This token is unknown or revoked. Ask your GateRouter admin for a read token."),
         Err(e) => return secure(e.into_response()),
     }
     let session = crate::auth::new_token();
