@@ -536,6 +536,7 @@ pub async fn store(db: &Db, recs: &[Verified], received_ms: i64) -> Result<HashS
     }
     let stored: Vec<&Verified> = recs.iter().filter(|v| inserted.contains(&v.rec.id.0)).collect();
     crate::accounts::on_ingest(&mut tx, db.backend(), &stored, u64::try_from(received_ms).unwrap_or(0)).await?;
+    crate::rollup::apply(&mut tx, &stored).await?;
     tx.commit().await.map_err(dberr("committing the ingest transaction"))?;
     METRICS.observe_db(t.elapsed());
     Ok(inserted)

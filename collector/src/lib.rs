@@ -35,6 +35,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod orgfile;
 pub mod orgtree;
+pub mod rollup;
 pub mod server;
 pub mod time;
 
