@@ -105,6 +105,15 @@ impl Bucket {
             Bucket::Month => "month",
         }
     }
+    /// The bucket over `usage_rollup_hour` (`None` for months, which the rollups do not
+    /// key; those queries read the raw records' `month` index).
+    fn rollup_sql(self) -> Option<&'static str> {
+        match self {
+            Bucket::Hour => Some("hour_ms"),
+            Bucket::Day => Some("(hour_ms / 86400000) * 86400000"),
+            Bucket::Month => None,
+        }
+    }
     /// (start ms, label) of a bucket value.
     fn label(self, v: i64) -> (i64, String) {
         match self {
@@ -193,6 +202,49 @@ pub fn build_filter(q: &AnalyticsQuery, who: &Principal) -> Result<Filter, ApiEr
         f.sql.push_str(&format!("id IN (SELECT record_id FROM usage_tags WHERE k = ${} AND v = ${n})", n - 1));
     }
     Ok(f)
+}
+
+/// The filter over `usage_rollup_hour`, when the rollups can answer exactly: no tag
+/// filter (tags are not rolled up) and `from`/`to` on whole hours (the dashboard's
+/// dates always are). `None` sends the query to the raw records.
+pub fn rollup_filter(q: &AnalyticsQuery, who: &Principal) -> Result<Option<Filter>, ApiError> {
+    // Same scope rules (and errors) as the raw filter.
+    build_filter(q, who)?;
+    if q.tag.is_some() {
+        return Ok(None);
+    }
+    let mut f = Filter::default();
+    for (name, v, cond) in [("from", &q.from, "hour_ms >= $?"), ("to", &q.to, "hour_ms < $?")] {
+        if let Some(v) = v {
+            let t = parse_time(v).ok_or_else(|| ApiError::bad_request(format!("`{name}={v}` is not Unix ms, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ")))?;
+            if t.rem_euclid(3_600_000) != 0 {
+                return Ok(None);
+            }
+            f.add(cond, Param::I64(t));
+        }
+    }
+    let (mut org, mut department) = (q.org.clone(), q.department.clone());
+    if let Principal::Reader { org: so, department: sd, .. } = who {
+        org = Some(so.clone());
+        if sd.is_some() {
+            department = sd.clone();
+        }
+    }
+    for (v, cond) in [
+        (&org, "org = $?"),
+        (&department, "department = $?"),
+        (&q.project, "project = $?"),
+        (&q.group, "grp = $?"),
+        (&q.user, "usr = $?"),
+        (&q.key, "api_key_id = $?"),
+        (&q.model, "model = $?"),
+        (&q.provider, "provider = $?"),
+    ] {
+        if let Some(v) = v {
+            f.add(cond, Param::Text(v.clone()));
+        }
+    }
+    Ok(Some(f))
 }
 
 fn share(part: i64, total: i64) -> f64 {
@@ -368,14 +420,27 @@ pub async fn run_report(st: &AppState, name: &str, q: &AnalyticsQuery, who: &Pri
             let b = bucket.unwrap_or(Bucket::Day);
             let dim = q.by.as_deref().map(dimension).transpose()?;
             let dsel = dim.map_or(String::new(), |d| format!(", {d}"));
-            let sql = format!(
-                "SELECT {} AS b{dsel}, COUNT(*), CAST(SUM(total_tokens) AS BIGINT), CAST(SUM(spend_micros) AS BIGINT), CAST(SUM(is_error) AS BIGINT), {DENIED}
-                 FROM usage_records{w} GROUP BY 1{} ORDER BY 1{}",
-                b.sql(),
-                if dim.is_some() { ", 2" } else { "" },
-                if dim.is_some() { ", 2" } else { "" }
-            );
-            let rows = db.fetch(&sql, &f.params, "analytics timeseries").await?;
+            let by_extra = if dim.is_some() { ", 2" } else { "" };
+            let rows = match (rollup_filter(q, who)?, b.rollup_sql()) {
+                // Hour and day buckets read the hourly rollups.
+                (Some(rf), Some(bsql)) => {
+                    let dsel = dim.map_or(String::new(), |d| format!(", NULLIF({d}, '')"));
+                    let sql = format!(
+                        "SELECT {bsql} AS b{dsel}, CAST(SUM(calls) AS BIGINT), CAST(SUM(total_tokens) AS BIGINT), CAST(SUM(spend_micros) AS BIGINT), CAST(SUM(errors) AS BIGINT),
+                         CAST(SUM(denials) AS BIGINT) FROM usage_rollup_hour{} GROUP BY 1{by_extra} ORDER BY 1{by_extra}",
+                        rf.sql
+                    );
+                    db.fetch(&sql, &rf.params, "analytics timeseries (rollups)").await?
+                }
+                _ => {
+                    let sql = format!(
+                        "SELECT {} AS b{dsel}, COUNT(*), CAST(SUM(total_tokens) AS BIGINT), CAST(SUM(spend_micros) AS BIGINT), CAST(SUM(is_error) AS BIGINT), {DENIED}
+                         FROM usage_records{w} GROUP BY 1{by_extra} ORDER BY 1{by_extra}",
+                        b.sql()
+                    );
+                    db.fetch(&sql, &f.params, "analytics timeseries").await?
+                }
+            };
             let mut cols = vec!["bucket_start_ms", "bucket"];
             if dim.is_some() {
                 cols.push("group");
@@ -403,17 +468,34 @@ pub async fn run_report(st: &AppState, name: &str, q: &AnalyticsQuery, who: &Pri
                 Some(b) => (format!("{} AS b, ", b.sql()), "1, 2"),
                 None => (String::new(), "1"),
             };
-            let sql = format!(
-                "SELECT {bsel}{d}, COUNT(*), CAST(SUM(is_error) AS BIGINT), CAST(SUM(total_tokens) AS BIGINT), CAST(SUM(spend_micros) AS BIGINT), COUNT(DISTINCT usr), {DENIED}
-                 FROM usage_records{w} GROUP BY {bgrp} ORDER BY {} LIMIT {limit}",
-                if bucket.is_some() { "1, 6 DESC, 2" } else { "5 DESC, 1" }
-            );
-            let rows = db.fetch(&sql, &f.params, "analytics breakdown").await?;
+            let order = if bucket.is_some() { "1, 6 DESC, 2" } else { "5 DESC, 1" };
+            let rollup_bucket = match bucket {
+                None => Some(String::new()),
+                Some(b) => b.rollup_sql().map(|s| format!("{s} AS b, ")),
+            };
+            let rows = match (rollup_filter(q, who)?, rollup_bucket) {
+                // Without a month bucket, the hourly rollups answer.
+                (Some(rf), Some(rbsel)) => {
+                    let sql = format!(
+                        "SELECT {rbsel}NULLIF({d}, ''), CAST(SUM(calls) AS BIGINT), CAST(SUM(errors) AS BIGINT), CAST(SUM(total_tokens) AS BIGINT), CAST(SUM(spend_micros) AS BIGINT),
+                         COUNT(DISTINCT NULLIF(usr, '')), CAST(SUM(denials) AS BIGINT) FROM usage_rollup_hour{} GROUP BY {bgrp} ORDER BY {order} LIMIT {limit}",
+                        rf.sql
+                    );
+                    db.fetch(&sql, &rf.params, "analytics breakdown (rollups)").await?
+                }
+                _ => {
+                    let sql = format!(
+                        "SELECT {bsel}{d}, COUNT(*), CAST(SUM(is_error) AS BIGINT), CAST(SUM(total_tokens) AS BIGINT), CAST(SUM(spend_micros) AS BIGINT), COUNT(DISTINCT usr), {DENIED}
+                         FROM usage_records{w} GROUP BY {bgrp} ORDER BY {order} LIMIT {limit}"
+                    );
+                    db.fetch(&sql, &f.params, "analytics breakdown").await?
+                }
+            };
             let mut cols = vec![];
             if bucket.is_some() {
                 cols.extend(["bucket_start_ms", "bucket"]);
             }
-            cols.extend(["group", "name", "calls", "errors", "total_tokens", "spend_micros", "active_users", "spend_per_active_user_micros", "spend_share", "denials", "members", "spend_per_member_micros"]);
+            cols.extend(["group", "calls", "errors", "total_tokens", "spend_micros", "active_users", "spend_per_active_user_micros", "spend_share", "name", "denials", "members", "spend_per_member_micros"]);
             let off = usize::from(bucket.is_some());
             let mut parsed = Vec::new();
             for r in &rows {
@@ -436,10 +518,10 @@ pub async fn run_report(st: &AppState, name: &str, q: &AnalyticsQuery, who: &Pri
                     row.extend([json!(s), json!(l)]);
                 }
                 row.push(json!(key));
-                row.push(json!(display_name(&names, key.as_deref())));
                 row.extend(n[..5].iter().map(|x| json!(x)));
                 row.push(if n[4] > 0 { json!(n[3] / n[4]) } else { Value::Null });
                 row.push(json!(share(n[3], total)));
+                row.push(json!(display_name(&names, key.as_deref())));
                 row.push(json!(n[5]));
                 let m = members.as_ref().map(|m| key.as_deref().and_then(|k| m.get(k)).copied().unwrap_or(0));
                 row.push(json!(m));
@@ -460,10 +542,10 @@ pub async fn run_report(st: &AppState, name: &str, q: &AnalyticsQuery, who: &Pri
             );
             let rows = db.fetch(&sql, &f.params, "analytics users").await?;
             let names = unit_names(db, "user").await?;
-            let mut t = Table::new(&["rank", "user", "name", "calls", "total_tokens", "spend_micros"]);
+            let mut t = Table::new(&["rank", "user", "calls", "total_tokens", "spend_micros", "name"]);
             for (i, r) in rows.iter().enumerate() {
                 let u = get_opt_str(r, 0)?;
-                t.rows.push(vec![json!(i + 1), json!(u), json!(display_name(&names, u.as_deref())), json!(get_i64(r, 1)?), json!(get_i64(r, 2)?), json!(get_i64(r, 3)?)]);
+                t.rows.push(vec![json!(i + 1), json!(u.clone()), json!(get_i64(r, 1)?), json!(get_i64(r, 2)?), json!(get_i64(r, 3)?), json!(display_name(&names, u.as_deref()))]);
             }
             Ok(t)
         }
@@ -495,19 +577,19 @@ pub async fn run_report(st: &AppState, name: &str, q: &AnalyticsQuery, who: &Pri
             );
             let rows = db.fetch(&sql, &f.params, "analytics keys").await?;
             let names = unit_names(db, "key").await?;
-            let mut t = Table::new(&["api_key_id", "name", "last_seen_ms", "last_seen", "calls", "errors", "spend_micros", "total_tokens", "denials"]);
+            let mut t = Table::new(&["api_key_id", "last_seen_ms", "last_seen", "calls", "errors", "spend_micros", "total_tokens", "name", "denials"]);
             for r in &rows {
                 let last = get_i64(r, 1)?;
                 let k = get_opt_str(r, 0)?;
                 t.rows.push(vec![
-                    json!(k),
-                    json!(display_name(&names, k.as_deref())),
+                    json!(k.clone()),
                     json!(last),
                     json!(iso(last)),
                     json!(get_i64(r, 2)?),
                     json!(get_i64(r, 3)?),
                     json!(get_i64(r, 4)?),
                     json!(get_i64(r, 5)?),
+                    json!(display_name(&names, k.as_deref())),
                     json!(get_i64(r, 6)?),
                 ]);
             }

@@ -64,6 +64,8 @@ async fn seed(env: &Env) -> String {
         )
         .await
         .unwrap();
+    // Written behind ingest's back: recompute the rollups from the raw records.
+    gaterouter_collector::rollup::rebuild(&env.handle.state().db).await.unwrap();
     let (s, t) = env.post("/v1/admin/tokens", Some(ADMIN), &json!({"role": "read", "org_id": "acme", "department_id": "eng", "description": "eng lead"})).await;
     assert!(s == 200 || s == 201, "{t}");
     t["token"].as_str().unwrap().to_owned()
