@@ -247,6 +247,10 @@ async fn print_analytics(base: &str) -> Result<(), Error> {
     Ok(())
 }
 
+fn usd(cost: Option<&gaterouter::pricing::Cost>) -> String {
+    cost.map(|c| format!("${}", c.total_usd())).unwrap_or_else(|| "unpriced".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::DemoArgs;
@@ -259,8 +263,4 @@ mod tests {
         assert!(a(true, false).keep(false));
         assert!(!a(false, true).keep(true));
     }
-}
-
-fn usd(cost: Option<&gaterouter::pricing::Cost>) -> String {
-    cost.map(|c| format!("${}", c.total_usd())).unwrap_or_else(|| "unpriced".into())
 }
