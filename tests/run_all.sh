@@ -55,4 +55,4 @@ if [ "${#need[@]}" -gt 0 ]; then
 fi
 (cd collector/dashboard-test && npm ci --no-audit --no-fund --silent)
 GATEROUTER_TEST_REQUIRE_POSTGRES=1 GATEROUTER_TEST_REQUIRE_BROWSER=1 \
-    cargo test -p gaterouter-collector --test collector --test dashboard
+    cargo test -p gaterouter-collector --test collector --test dashboard --test rollups
