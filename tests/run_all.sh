@@ -59,7 +59,7 @@ if [ "${#need[@]}" -gt 0 ]; then
 fi
 (cd collector/dashboard-test && npm ci --no-audit --no-fund --silent)
 GATEROUTER_TEST_REQUIRE_POSTGRES=1 GATEROUTER_TEST_REQUIRE_BROWSER=1 \
-    cargo test -p gaterouter-collector --test collector --test dashboard
+    cargo test -p gaterouter-collector --test collector --test dashboard --test rollups
 
 echo "== Docs: every README block run (emulator + collector), first-hour tests (Rust, Python, Node; Kotlin's ran above)"
 python3 tests/readme/check.py

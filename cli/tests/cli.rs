@@ -18,7 +18,9 @@ fn demo_runs_end_to_end_and_the_collector_counts_every_call() {
     assert!(out.contains("usage records delivered: true (0 pending)"), "{out}");
     assert!(out.contains("9 calls") && out.contains("(0 cost mismatches)"), "{out}");
     assert!(out.contains("[auto]") && out.contains("tier"), "{out}");
-    assert!(out.contains("/dashboard#token="), "{out}");
+    assert!(out.contains("/dashboard (sign in with the demo admin token"), "{out}");
+    // Not a terminal: the demo exits at once and says how to keep the dashboard up.
+    assert!(out.contains("run `gaterouter demo --keep-running` to keep it up"), "{out}");
 }
 
 #[test]

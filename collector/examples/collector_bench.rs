@@ -219,8 +219,15 @@ async fn seed_rows(db_url: &str, n: u64) {
         sqlx::query(sqlx::AssertSqlSafe(sql.clone())).execute(&mut c).await.unwrap();
     }
     eprintln!("  rebuilt {} indexes in {:.0} s", idx.len(), t1.elapsed().as_secs_f64());
+    // The rows went in behind the collector's back: compute their hourly rollups.
+    let t2 = Instant::now();
+    let db = gaterouter_collector::db::Db::connect(db_url, None).await.unwrap();
+    let n = gaterouter_collector::rollup::rebuild(&db).await.unwrap();
+    db.close().await;
+    eprintln!("  rebuilt {n} rollup rows in {:.0} s", t2.elapsed().as_secs_f64());
     if db_url.starts_with("postgres") {
         sqlx::query("VACUUM ANALYZE usage_records").execute(&mut c).await.unwrap();
+        sqlx::query("VACUUM ANALYZE usage_rollup_hour").execute(&mut c).await.unwrap();
     } else {
         sqlx::query("ANALYZE").execute(&mut c).await.unwrap();
     }

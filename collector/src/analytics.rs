@@ -20,8 +20,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth::{Principal, authenticate};
-use crate::db::{Param, get_i64, get_opt_str};
+use crate::auth::Principal;
+use crate::db::{Param, get_i64, get_opt_str, get_str};
 use crate::error::ApiError;
 use crate::server::AppState;
 use crate::time::{iso, month_start_ms, parse_time};
@@ -103,6 +103,15 @@ impl Bucket {
             Bucket::Hour => "(ts_start / 3600000) * 3600000",
             Bucket::Day => "(ts_start / 86400000) * 86400000",
             Bucket::Month => "month",
+        }
+    }
+    /// The bucket over `usage_rollup_hour` (`None` for months, which the rollups do not
+    /// key; those queries read the raw records' `month` index).
+    fn rollup_sql(self) -> Option<&'static str> {
+        match self {
+            Bucket::Hour => Some("hour_ms"),
+            Bucket::Day => Some("(hour_ms / 86400000) * 86400000"),
+            Bucket::Month => None,
         }
     }
     /// (start ms, label) of a bucket value.
@@ -195,6 +204,49 @@ pub fn build_filter(q: &AnalyticsQuery, who: &Principal) -> Result<Filter, ApiEr
     Ok(f)
 }
 
+/// The filter over `usage_rollup_hour`, when the rollups can answer exactly: no tag
+/// filter (tags are not rolled up) and `from`/`to` on whole hours (the dashboard's
+/// dates always are). `None` sends the query to the raw records.
+pub fn rollup_filter(q: &AnalyticsQuery, who: &Principal) -> Result<Option<Filter>, ApiError> {
+    // Same scope rules (and errors) as the raw filter.
+    build_filter(q, who)?;
+    if q.tag.is_some() {
+        return Ok(None);
+    }
+    let mut f = Filter::default();
+    for (name, v, cond) in [("from", &q.from, "hour_ms >= $?"), ("to", &q.to, "hour_ms < $?")] {
+        if let Some(v) = v {
+            let t = parse_time(v).ok_or_else(|| ApiError::bad_request(format!("`{name}={v}` is not Unix ms, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ")))?;
+            if t.rem_euclid(3_600_000) != 0 {
+                return Ok(None);
+            }
+            f.add(cond, Param::I64(t));
+        }
+    }
+    let (mut org, mut department) = (q.org.clone(), q.department.clone());
+    if let Principal::Reader { org: so, department: sd, .. } = who {
+        org = Some(so.clone());
+        if sd.is_some() {
+            department = sd.clone();
+        }
+    }
+    for (v, cond) in [
+        (&org, "org = $?"),
+        (&department, "department = $?"),
+        (&q.project, "project = $?"),
+        (&q.group, "grp = $?"),
+        (&q.user, "usr = $?"),
+        (&q.key, "api_key_id = $?"),
+        (&q.model, "model = $?"),
+        (&q.provider, "provider = $?"),
+    ] {
+        if let Some(v) = v {
+            f.add(cond, Param::Text(v.clone()));
+        }
+    }
+    Ok(Some(f))
+}
+
 fn share(part: i64, total: i64) -> f64 {
     if total <= 0 { 0.0 } else { (part as f64 / total as f64 * 1e6).round() / 1e6 }
 }
@@ -257,7 +309,8 @@ impl Table {
 
 /// `GET /v1/analytics/{report}`.
 pub async fn report(State(st): State<Arc<AppState>>, Path(name): Path<String>, headers: HeaderMap, q: Result<Query<AnalyticsQuery>, axum::extract::rejection::QueryRejection>) -> Result<Response, ApiError> {
-    let who = authenticate(&headers, st.bootstrap_sha256.as_deref(), &st.db).await?;
+    // A bearer token, or the dashboard's session cookie (see dashboard.rs).
+    let who = crate::dashboard::authenticate_read(&st, &headers).await?;
     let Query(q) = q.map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))?;
     let csv = match q.format.as_deref() {
         None | Some("json") => false,
@@ -280,7 +333,59 @@ pub async fn report(State(st): State<Arc<AppState>>, Path(name): Path<String>, h
 type LatencyAcc = (Vec<(i64, i64)>, i64, i64);
 
 /// Names of the reports (the OpenAPI test checks each is documented).
-pub const REPORTS: &[&str] = &["summary", "timeseries", "breakdown", "per-capita", "users", "models", "keys", "routing", "latency"];
+pub const REPORTS: &[&str] = &["summary", "timeseries", "breakdown", "per-capita", "users", "models", "keys", "routing", "latency", "errors", "denials", "budgets"];
+
+/// SQL counting policy-denied records (`status = 'denied'`), as a BIGINT.
+const DENIED: &str = "CAST(COALESCE(SUM(CASE WHEN status = 'denied' THEN 1 ELSE 0 END), 0) AS BIGINT)";
+
+/// The org-tree table holding the display names of a dimension's ids.
+fn names_table(by: &str) -> Option<(&'static str, &'static str)> {
+    Some(match by {
+        "org" => ("orgs", "name"),
+        "department" => ("departments", "name"),
+        "project" => ("projects", "name"),
+        "group" => ("user_groups", "name"),
+        "user" => ("users", "name"),
+        "key" => ("api_keys", "description"),
+        _ => return None,
+    })
+}
+
+/// id -> display name for a dimension (empty for dimensions without names).
+pub async fn unit_names(db: &crate::db::Db, by: &str) -> Result<BTreeMap<String, String>, ApiError> {
+    let Some((table, col)) = names_table(by) else { return Ok(BTreeMap::new()) };
+    let rows = db.fetch(&format!("SELECT id, {col} FROM {table}"), &[], "reading unit names").await?;
+    let mut out = BTreeMap::new();
+    for r in &rows {
+        let (id, name) = (crate::db::get_str(r, 0)?, crate::db::get_str(r, 1)?);
+        if !name.trim().is_empty() {
+            out.insert(id, name);
+        }
+    }
+    Ok(out)
+}
+
+/// The name to show for an id: its org-tree name, else the id itself.
+fn display_name(names: &BTreeMap<String, String>, id: Option<&str>) -> Option<String> {
+    id.map(|i| names.get(i).cloned().unwrap_or_else(|| i.to_owned()))
+}
+
+/// Members of each department / group in the org tree (users listed there, plus group
+/// memberships), for per-capita figures; `None` for other dimensions.
+async fn unit_members(db: &crate::db::Db, by: &str) -> Result<Option<BTreeMap<String, i64>>, ApiError> {
+    let sql = match by {
+        "department" => "SELECT department_id, COUNT(*) FROM users WHERE department_id IS NOT NULL GROUP BY department_id",
+        "group" => "SELECT group_id, COUNT(DISTINCT user_id) FROM (SELECT group_id, user_id FROM group_members UNION SELECT group_id, id FROM users WHERE group_id IS NOT NULL) m GROUP BY group_id",
+        "org" => "SELECT org_id, COUNT(*) FROM users GROUP BY org_id",
+        _ => return Ok(None),
+    };
+    let rows = db.fetch(sql, &[], "counting unit members").await?;
+    let mut out = BTreeMap::new();
+    for r in &rows {
+        out.insert(crate::db::get_str(r, 0)?, get_i64(r, 1)?);
+    }
+    Ok(Some(out))
+}
 
 /// Compute one report.
 pub async fn run_report(st: &AppState, name: &str, q: &AnalyticsQuery, who: &Principal) -> Result<Table, ApiError> {
@@ -294,17 +399,18 @@ pub async fn run_report(st: &AppState, name: &str, q: &AnalyticsQuery, who: &Pri
             let sql = format!(
                 "SELECT COUNT(*), CAST(COALESCE(SUM(is_error), 0) AS BIGINT), CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT),
                  CAST(COALESCE(SUM(total_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(spend_micros), 0) AS BIGINT), CAST(COALESCE(SUM(client_cost_micros), 0) AS BIGINT),
-                 CAST(COALESCE(SUM(cost_mismatch), 0) AS BIGINT), COUNT(DISTINCT usr), COUNT(DISTINCT api_key_id) FROM usage_records{w}"
+                 CAST(COALESCE(SUM(cost_mismatch), 0) AS BIGINT), COUNT(DISTINCT usr), COUNT(DISTINCT api_key_id), {DENIED} FROM usage_records{w}"
             );
             let rows = db.fetch(&sql, &f.params, "analytics summary").await?;
             let mut t = Table::new(&[
-                "calls", "errors", "prompt_tokens", "completion_tokens", "total_tokens", "spend_micros", "client_cost_micros", "cost_mismatches", "active_users", "active_keys", "spend_per_active_user_micros",
+                "calls", "errors", "prompt_tokens", "completion_tokens", "total_tokens", "spend_micros", "client_cost_micros", "cost_mismatches", "active_users", "active_keys", "spend_per_active_user_micros", "denials",
             ]);
             if let Some(r) = rows.first() {
                 let v: Vec<i64> = (0..10).map(|i| get_i64(r, i)).collect::<Result<_, _>>()?;
                 let per_user = if v[8] > 0 { json!(v[5] / v[8]) } else { Value::Null };
                 let mut row: Vec<Value> = v.iter().map(|x| json!(x)).collect();
                 row.push(per_user);
+                row.push(json!(get_i64(r, 10)?));
                 t.rows.push(row);
             }
             Ok(t)
@@ -313,19 +419,32 @@ pub async fn run_report(st: &AppState, name: &str, q: &AnalyticsQuery, who: &Pri
             let b = bucket.unwrap_or(Bucket::Day);
             let dim = q.by.as_deref().map(dimension).transpose()?;
             let dsel = dim.map_or(String::new(), |d| format!(", {d}"));
-            let sql = format!(
-                "SELECT {} AS b{dsel}, COUNT(*), CAST(SUM(total_tokens) AS BIGINT), CAST(SUM(spend_micros) AS BIGINT), CAST(SUM(is_error) AS BIGINT)
-                 FROM usage_records{w} GROUP BY 1{} ORDER BY 1{}",
-                b.sql(),
-                if dim.is_some() { ", 2" } else { "" },
-                if dim.is_some() { ", 2" } else { "" }
-            );
-            let rows = db.fetch(&sql, &f.params, "analytics timeseries").await?;
+            let by_extra = if dim.is_some() { ", 2" } else { "" };
+            let rows = match (rollup_filter(q, who)?, b.rollup_sql()) {
+                // Hour and day buckets read the hourly rollups.
+                (Some(rf), Some(bsql)) => {
+                    let dsel = dim.map_or(String::new(), |d| format!(", NULLIF({d}, '')"));
+                    let sql = format!(
+                        "SELECT {bsql} AS b{dsel}, CAST(SUM(calls) AS BIGINT), CAST(SUM(total_tokens) AS BIGINT), CAST(SUM(spend_micros) AS BIGINT), CAST(SUM(errors) AS BIGINT),
+                         CAST(SUM(denials) AS BIGINT) FROM usage_rollup_hour{} GROUP BY 1{by_extra} ORDER BY 1{by_extra}",
+                        rf.sql
+                    );
+                    db.fetch(&sql, &rf.params, "analytics timeseries (rollups)").await?
+                }
+                _ => {
+                    let sql = format!(
+                        "SELECT {} AS b{dsel}, COUNT(*), CAST(SUM(total_tokens) AS BIGINT), CAST(SUM(spend_micros) AS BIGINT), CAST(SUM(is_error) AS BIGINT), {DENIED}
+                         FROM usage_records{w} GROUP BY 1{by_extra} ORDER BY 1{by_extra}",
+                        b.sql()
+                    );
+                    db.fetch(&sql, &f.params, "analytics timeseries").await?
+                }
+            };
             let mut cols = vec!["bucket_start_ms", "bucket"];
             if dim.is_some() {
                 cols.push("group");
             }
-            cols.extend(["calls", "total_tokens", "spend_micros", "errors"]);
+            cols.extend(["calls", "total_tokens", "spend_micros", "errors", "denials"]);
             let mut t = Table::new(&cols);
             let off = usize::from(dim.is_some());
             for r in &rows {
@@ -334,7 +453,7 @@ pub async fn run_report(st: &AppState, name: &str, q: &AnalyticsQuery, who: &Pri
                 if dim.is_some() {
                     row.push(json!(get_opt_str(r, 1)?));
                 }
-                for i in 1..=4 {
+                for i in 1..=5 {
                     row.push(json!(get_i64(r, i + off)?));
                 }
                 t.rows.push(row);
@@ -348,29 +467,48 @@ pub async fn run_report(st: &AppState, name: &str, q: &AnalyticsQuery, who: &Pri
                 Some(b) => (format!("{} AS b, ", b.sql()), "1, 2"),
                 None => (String::new(), "1"),
             };
-            let sql = format!(
-                "SELECT {bsel}{d}, COUNT(*), CAST(SUM(is_error) AS BIGINT), CAST(SUM(total_tokens) AS BIGINT), CAST(SUM(spend_micros) AS BIGINT), COUNT(DISTINCT usr)
-                 FROM usage_records{w} GROUP BY {bgrp} ORDER BY {} LIMIT {limit}",
-                if bucket.is_some() { "1, 6 DESC, 2" } else { "5 DESC, 1" }
-            );
-            let rows = db.fetch(&sql, &f.params, "analytics breakdown").await?;
+            let order = if bucket.is_some() { "1, 6 DESC, 2" } else { "5 DESC, 1" };
+            let rollup_bucket = match bucket {
+                None => Some(String::new()),
+                Some(b) => b.rollup_sql().map(|s| format!("{s} AS b, ")),
+            };
+            let rows = match (rollup_filter(q, who)?, rollup_bucket) {
+                // Without a month bucket, the hourly rollups answer.
+                (Some(rf), Some(rbsel)) => {
+                    let sql = format!(
+                        "SELECT {rbsel}NULLIF({d}, ''), CAST(SUM(calls) AS BIGINT), CAST(SUM(errors) AS BIGINT), CAST(SUM(total_tokens) AS BIGINT), CAST(SUM(spend_micros) AS BIGINT),
+                         COUNT(DISTINCT NULLIF(usr, '')), CAST(SUM(denials) AS BIGINT) FROM usage_rollup_hour{} GROUP BY {bgrp} ORDER BY {order} LIMIT {limit}",
+                        rf.sql
+                    );
+                    db.fetch(&sql, &rf.params, "analytics breakdown (rollups)").await?
+                }
+                _ => {
+                    let sql = format!(
+                        "SELECT {bsel}{d}, COUNT(*), CAST(SUM(is_error) AS BIGINT), CAST(SUM(total_tokens) AS BIGINT), CAST(SUM(spend_micros) AS BIGINT), COUNT(DISTINCT usr), {DENIED}
+                         FROM usage_records{w} GROUP BY {bgrp} ORDER BY {order} LIMIT {limit}"
+                    );
+                    db.fetch(&sql, &f.params, "analytics breakdown").await?
+                }
+            };
             let mut cols = vec![];
             if bucket.is_some() {
                 cols.extend(["bucket_start_ms", "bucket"]);
             }
-            cols.extend(["group", "calls", "errors", "total_tokens", "spend_micros", "active_users", "spend_per_active_user_micros", "spend_share"]);
+            cols.extend(["group", "calls", "errors", "total_tokens", "spend_micros", "active_users", "spend_per_active_user_micros", "spend_share", "name", "denials", "members", "spend_per_member_micros"]);
             let off = usize::from(bucket.is_some());
             let mut parsed = Vec::new();
             for r in &rows {
                 let b = if let Some(b) = bucket { Some(b.label(get_i64(r, 0)?)) } else { None };
                 let key = get_opt_str(r, off)?;
-                let nums: Vec<i64> = (1..=5).map(|i| get_i64(r, i + off)).collect::<Result<_, _>>()?;
+                let nums: Vec<i64> = (1..=6).map(|i| get_i64(r, i + off)).collect::<Result<_, _>>()?;
                 parsed.push((b, key, nums));
             }
             let mut totals: BTreeMap<i64, i64> = BTreeMap::new();
             for (b, _, n) in &parsed {
                 *totals.entry(b.as_ref().map_or(0, |x| x.0)).or_default() += n[3];
             }
+            let names = unit_names(db, by).await?;
+            let members = unit_members(db, by).await?;
             let mut t = Table::new(&cols);
             for (b, key, n) in parsed {
                 let total = totals.get(&b.as_ref().map_or(0, |x| x.0)).copied().unwrap_or(0);
@@ -379,9 +517,17 @@ pub async fn run_report(st: &AppState, name: &str, q: &AnalyticsQuery, who: &Pri
                     row.extend([json!(s), json!(l)]);
                 }
                 row.push(json!(key));
-                row.extend(n.iter().map(|x| json!(x)));
+                row.extend(n[..5].iter().map(|x| json!(x)));
                 row.push(if n[4] > 0 { json!(n[3] / n[4]) } else { Value::Null });
                 row.push(json!(share(n[3], total)));
+                row.push(json!(display_name(&names, key.as_deref())));
+                row.push(json!(n[5]));
+                let m = members.as_ref().map(|m| key.as_deref().and_then(|k| m.get(k)).copied().unwrap_or(0));
+                row.push(json!(m));
+                row.push(match m {
+                    Some(m) if m > 0 => json!(n[3] / m),
+                    _ => Value::Null,
+                });
                 t.rows.push(row);
             }
             t.extra.insert("by".into(), json!(by));
@@ -394,9 +540,11 @@ pub async fn run_report(st: &AppState, name: &str, q: &AnalyticsQuery, who: &Pri
                 if w.is_empty() { " WHERE" } else { " AND" }
             );
             let rows = db.fetch(&sql, &f.params, "analytics users").await?;
-            let mut t = Table::new(&["rank", "user", "calls", "total_tokens", "spend_micros"]);
+            let names = unit_names(db, "user").await?;
+            let mut t = Table::new(&["rank", "user", "calls", "total_tokens", "spend_micros", "name"]);
             for (i, r) in rows.iter().enumerate() {
-                t.rows.push(vec![json!(i + 1), json!(get_opt_str(r, 0)?), json!(get_i64(r, 1)?), json!(get_i64(r, 2)?), json!(get_i64(r, 3)?)]);
+                let u = get_opt_str(r, 0)?;
+                t.rows.push(vec![json!(i + 1), json!(u.clone()), json!(get_i64(r, 1)?), json!(get_i64(r, 2)?), json!(get_i64(r, 3)?), json!(display_name(&names, u.as_deref()))]);
             }
             Ok(t)
         }
@@ -423,14 +571,26 @@ pub async fn run_report(st: &AppState, name: &str, q: &AnalyticsQuery, who: &Pri
         }
         "keys" => {
             let sql = format!(
-                "SELECT api_key_id, CAST(MAX(ts_end) AS BIGINT), COUNT(*), CAST(SUM(is_error) AS BIGINT), CAST(SUM(spend_micros) AS BIGINT), CAST(SUM(total_tokens) AS BIGINT)
+                "SELECT api_key_id, CAST(MAX(ts_end) AS BIGINT), COUNT(*), CAST(SUM(is_error) AS BIGINT), CAST(SUM(spend_micros) AS BIGINT), CAST(SUM(total_tokens) AS BIGINT), {DENIED}
                  FROM usage_records{w} GROUP BY api_key_id ORDER BY 5 DESC, 1 LIMIT {limit}"
             );
             let rows = db.fetch(&sql, &f.params, "analytics keys").await?;
-            let mut t = Table::new(&["api_key_id", "last_seen_ms", "last_seen", "calls", "errors", "spend_micros", "total_tokens"]);
+            let names = unit_names(db, "key").await?;
+            let mut t = Table::new(&["api_key_id", "last_seen_ms", "last_seen", "calls", "errors", "spend_micros", "total_tokens", "name", "denials"]);
             for r in &rows {
                 let last = get_i64(r, 1)?;
-                t.rows.push(vec![json!(get_opt_str(r, 0)?), json!(last), json!(iso(last)), json!(get_i64(r, 2)?), json!(get_i64(r, 3)?), json!(get_i64(r, 4)?), json!(get_i64(r, 5)?)]);
+                let k = get_opt_str(r, 0)?;
+                t.rows.push(vec![
+                    json!(k.clone()),
+                    json!(last),
+                    json!(iso(last)),
+                    json!(get_i64(r, 2)?),
+                    json!(get_i64(r, 3)?),
+                    json!(get_i64(r, 4)?),
+                    json!(get_i64(r, 5)?),
+                    json!(display_name(&names, k.as_deref())),
+                    json!(get_i64(r, 6)?),
+                ]);
             }
             Ok(t)
         }
@@ -487,8 +647,135 @@ pub async fn run_report(st: &AppState, name: &str, q: &AnalyticsQuery, who: &Pri
             }
             Ok(t)
         }
+        "errors" => {
+            let sql = format!(
+                "SELECT status, provider, model, COUNT(*), CAST(MAX(ts_start) AS BIGINT) FROM usage_records{w}{} status <> 'ok'
+                 GROUP BY status, provider, model ORDER BY 4 DESC, 1, 2, 3 LIMIT {limit}",
+                if w.is_empty() { " WHERE" } else { " AND" }
+            );
+            let rows = db.fetch(&sql, &f.params, "analytics errors").await?;
+            let mut t = Table::new(&["status", "kind", "provider", "model", "calls", "last_seen_ms", "last_seen"]);
+            for r in &rows {
+                let status = get_str(r, 0)?;
+                let kind = match status.as_str() {
+                    "denied" => "denied",
+                    "cancelled" => "cancelled",
+                    _ => "error",
+                };
+                let last = get_i64(r, 4)?;
+                t.rows.push(vec![json!(status), json!(kind), json!(get_opt_str(r, 1)?), json!(get_opt_str(r, 2)?), json!(get_i64(r, 3)?), json!(last), json!(iso(last))]);
+            }
+            Ok(t)
+        }
+        "denials" => {
+            let sql = format!(
+                "SELECT department, usr, api_key_id, provider, model, COUNT(*), CAST(MAX(ts_start) AS BIGINT) FROM usage_records{w}{} status = 'denied'
+                 GROUP BY department, usr, api_key_id, provider, model ORDER BY 6 DESC, 1, 2, 3 LIMIT {limit}",
+                if w.is_empty() { " WHERE" } else { " AND" }
+            );
+            let rows = db.fetch(&sql, &f.params, "analytics denials").await?;
+            let (dn, un) = (unit_names(db, "department").await?, unit_names(db, "user").await?);
+            let mut t = Table::new(&["department", "department_name", "user", "user_name", "api_key_id", "provider", "model", "denials", "last_seen_ms", "last_seen"]);
+            for r in &rows {
+                let (d, u) = (get_opt_str(r, 0)?, get_opt_str(r, 1)?);
+                let last = get_i64(r, 6)?;
+                t.rows.push(vec![
+                    json!(d),
+                    json!(display_name(&dn, d.as_deref())),
+                    json!(u),
+                    json!(display_name(&un, u.as_deref())),
+                    json!(get_opt_str(r, 2)?),
+                    json!(get_opt_str(r, 3)?),
+                    json!(get_opt_str(r, 4)?),
+                    json!(get_i64(r, 5)?),
+                    json!(last),
+                    json!(iso(last)),
+                ]);
+            }
+            Ok(t)
+        }
+        "budgets" => budgets(st, q, who).await,
         other => Err(ApiError::not_found(format!("unknown report `{other}`: use one of {}", REPORTS.join(", ")))),
     }
+}
+
+/// The `budgets` report: every budget in the caller's scope (org, and for a department
+/// token or `department=` filter the budgets of that department and of its projects,
+/// groups and members) with its current window: limit, used, reserved, remaining and the
+/// linear projection to the window's end. `from`/`to` do not apply (budgets are read in
+/// their current window).
+async fn budgets(st: &AppState, q: &AnalyticsQuery, who: &Principal) -> Result<Table, ApiError> {
+    let (mut org, mut dept) = (q.org.clone(), q.department.clone());
+    if let Principal::Reader { org: so, department: sd, .. } = who {
+        if org.as_ref().is_some_and(|o| o != so) {
+            return Err(ApiError::forbidden(format!("this token may only read org `{so}`")));
+        }
+        org = Some(so.clone());
+        if let Some(sd) = sd {
+            if dept.as_ref().is_some_and(|d| d != sd) {
+                return Err(ApiError::forbidden(format!("this token may only read department `{sd}`")));
+            }
+            dept = Some(sd.clone());
+        }
+    }
+    let (filter, params) = match &org {
+        Some(o) => (" WHERE org_id = $1", vec![Param::Text(o.clone())]),
+        None => ("", vec![]),
+    };
+    let rows = st.db.fetch(&format!("SELECT {} FROM budgets{filter} ORDER BY level, metric, period", crate::accounts::BUDGET_COLS), &params, "listing budgets").await?;
+    let all: Vec<_> = rows.iter().map(crate::accounts::budget_from_row).collect::<Result<_, _>>()?;
+    // Department of each project / group / user, to keep a department's budgets.
+    let mut dept_of: BTreeMap<(&'static str, String), Option<String>> = BTreeMap::new();
+    for (kind, table) in [("project", "projects"), ("group", "user_groups"), ("user", "users")] {
+        for r in &st.db.fetch(&format!("SELECT id, department_id FROM {table}"), &[], "reading the org tree").await? {
+            dept_of.insert((kind, get_str(r, 0)?), get_opt_str(r, 1)?);
+        }
+    }
+    let level_dept = |l: &gaterouter::accounts::Level| -> Option<String> {
+        let kind = l.kind.as_str();
+        if kind == "department" {
+            return Some(l.id.clone());
+        }
+        ["project", "group", "user"].into_iter().find(|k| *k == kind).and_then(|k| dept_of.get(&(k, l.id.clone())).cloned().flatten())
+    };
+    let kept: Vec<_> = all.into_iter().filter(|b| dept.as_ref().is_none_or(|d| level_dept(&b.level).as_ref() == Some(d))).collect();
+    let now = gaterouter::usage::unix_ms_now();
+    let mut conn = st.db.pool.acquire().await.map_err(crate::db::dberr("acquiring a connection"))?;
+    let sts = crate::accounts::statuses(&mut conn, &kept, now).await?;
+    drop(conn);
+    let mut names: BTreeMap<&str, BTreeMap<String, String>> = BTreeMap::new();
+    for k in ["org", "department", "project", "group", "user"] {
+        names.insert(k, unit_names(&st.db, k).await?);
+    }
+    let mut t = Table::new(&[
+        "id", "org", "level", "level_name", "metric", "period", "enforcement", "limit", "used", "reserved", "remaining", "projected", "used_share", "projected_share", "period_start_ms", "resets_at_ms",
+    ]);
+    for (s, b) in sts.iter().zip(&kept) {
+        let kind = b.level.kind.as_str();
+        let name = names.get(kind).and_then(|m| m.get(&b.level.id)).cloned().unwrap_or_else(|| b.level.id.clone());
+        let projected = crate::orgtree::projected(s, now);
+        let lim = i64::try_from(s.limit).unwrap_or(i64::MAX);
+        let sh = |x: u64| share(i64::try_from(x).unwrap_or(i64::MAX), lim);
+        t.rows.push(vec![
+            json!(b.id),
+            json!(b.org_id),
+            json!(b.level.to_string()),
+            json!(format!("{kind} {name}")),
+            json!(b.metric.as_str()),
+            json!(b.period),
+            json!(b.enforcement),
+            json!(s.limit),
+            json!(s.used),
+            json!(s.reserved),
+            json!(s.remaining),
+            json!(projected),
+            json!(sh(s.used)),
+            json!(sh(projected)),
+            json!(s.period_start_ms),
+            json!(s.resets_at_ms),
+        ]);
+    }
+    Ok(t)
 }
 
 #[cfg(test)]

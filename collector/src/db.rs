@@ -72,7 +72,7 @@ struct Migration {
     postgres: &'static [&'static str],
 }
 
-const MIGRATIONS: &[Migration] = &[MIGRATION_1, MIGRATION_2];
+const MIGRATIONS: &[Migration] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3_DASHBOARD_SESSIONS, MIGRATION_4_USAGE_ROLLUPS];
 
 const MIGRATION_1: Migration = Migration {
     version: 1,
@@ -140,6 +140,42 @@ const MIGRATION_2: Migration = Migration {
         "CREATE INDEX IF NOT EXISTS reservation_holds_budget ON reservation_holds (budget_id)",
         "CREATE TABLE IF NOT EXISTS budget_alerts (budget_id TEXT NOT NULL, period_start_ms BIGINT NOT NULL, threshold BIGINT NOT NULL, org_id TEXT NOT NULL, level TEXT NOT NULL, ts_ms BIGINT NOT NULL, used BIGINT NOT NULL, limit_value BIGINT NOT NULL, message TEXT NOT NULL, PRIMARY KEY (budget_id, period_start_ms, threshold))",
         "CREATE INDEX IF NOT EXISTS budget_alerts_org ON budget_alerts (org_id, ts_ms)",
+    ],
+    sqlite: &[],
+    postgres: &[],
+};
+
+/// Dashboard sessions (dashboard.rs): SHA-256 of the session id and of the token it was
+/// opened with (so revoking the token ends the session), and its expiry.
+const MIGRATION_3_DASHBOARD_SESSIONS: Migration = Migration {
+    version: 3,
+    common: &[
+        "CREATE TABLE IF NOT EXISTS dashboard_sessions (id_sha256 TEXT PRIMARY KEY, token_sha256 TEXT NOT NULL, created_ms BIGINT NOT NULL, expires_ms BIGINT NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS dashboard_sessions_expiry ON dashboard_sessions (expires_ms)",
+    ],
+    sqlite: &[],
+    postgres: &[],
+};
+
+/// Hourly usage rollups (rollup.rs), maintained in the ingest transaction. Filled from
+/// the raw records that exist when the migration runs.
+const MIGRATION_4_USAGE_ROLLUPS: Migration = Migration {
+    version: 4,
+    common: &[
+        "CREATE TABLE IF NOT EXISTS usage_rollup_hour (
+            hour_ms BIGINT NOT NULL, org TEXT NOT NULL, department TEXT NOT NULL, project TEXT NOT NULL, grp TEXT NOT NULL, usr TEXT NOT NULL,
+            api_key_id TEXT NOT NULL, provider TEXT NOT NULL, model TEXT NOT NULL, route_tier TEXT NOT NULL, status TEXT NOT NULL,
+            calls BIGINT NOT NULL, errors BIGINT NOT NULL, denials BIGINT NOT NULL, prompt_tokens BIGINT NOT NULL, completion_tokens BIGINT NOT NULL,
+            total_tokens BIGINT NOT NULL, spend_micros BIGINT NOT NULL, client_cost_micros BIGINT NOT NULL, baseline_micros BIGINT NOT NULL,
+            baseline_spend_micros BIGINT NOT NULL, latency_ms_sum BIGINT NOT NULL,
+            PRIMARY KEY (hour_ms, org, department, project, grp, usr, api_key_id, provider, model, route_tier, status))",
+        "CREATE INDEX IF NOT EXISTS usage_rollup_org_dept ON usage_rollup_hour (org, department, hour_ms)",
+        "INSERT INTO usage_rollup_hour SELECT (ts_start / 3600000) * 3600000, org, COALESCE(department, ''), COALESCE(project, ''), COALESCE(grp, ''), COALESCE(usr, ''),
+            api_key_id, provider, model, COALESCE(route_tier, ''), status, COUNT(*), CAST(SUM(is_error) AS BIGINT),
+            CAST(SUM(CASE WHEN status = 'denied' THEN 1 ELSE 0 END) AS BIGINT), CAST(SUM(prompt_tokens) AS BIGINT), CAST(SUM(completion_tokens) AS BIGINT),
+            CAST(SUM(total_tokens) AS BIGINT), CAST(SUM(spend_micros) AS BIGINT), CAST(SUM(client_cost_micros) AS BIGINT),
+            CAST(COALESCE(SUM(baseline_micros), 0) AS BIGINT), CAST(SUM(CASE WHEN baseline_micros IS NULL THEN 0 ELSE spend_micros END) AS BIGINT),
+            CAST(SUM(latency_ms) AS BIGINT) FROM usage_records GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11",
     ],
     sqlite: &[],
     postgres: &[],

@@ -659,6 +659,7 @@ pub async fn store(db: &Db, recs: &[Verified], received_ms: i64) -> Result<(Hash
             }
         }
     }
+    crate::rollup::apply(&mut tx, &stored).await?;
     tx.commit().await.map_err(dberr("committing the ingest transaction"))?;
     METRICS.observe_db(t.elapsed());
     Ok((inserted, foreign))

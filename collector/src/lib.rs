@@ -36,6 +36,7 @@ pub mod logsafe;
 pub mod metrics;
 pub mod orgfile;
 pub mod orgtree;
+pub mod rollup;
 pub mod server;
 pub mod time;
 

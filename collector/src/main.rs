@@ -13,6 +13,33 @@ use gaterouter_collector::cli::ServeArgs;
 struct Cli {
     #[command(flatten)]
     args: ServeArgs,
+    /// Maintenance command (without one, the collector serves).
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Cmd {
+    /// Usage rollups (hourly aggregates maintained at ingest).
+    Rollup {
+        #[command(subcommand)]
+        action: RollupCmd,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum RollupCmd {
+    /// Recompute every rollup from the raw usage records (settings flags go before
+    /// `rollup`, e.g. `gaterouter-collector --db URL rollup rebuild`).
+    Rebuild,
+}
+
+async fn rebuild(cfg: gaterouter_collector::CollectorConfig) -> Result<u64, String> {
+    let url = cfg.db_url().map_err(|e| e.to_string())?;
+    let db = gaterouter_collector::db::Db::connect(&url, cfg.db_max_connections).await.map_err(|e| e.to_string())?;
+    let n = gaterouter_collector::rollup::rebuild(&db).await.map_err(|e| e.to_string())?;
+    db.close().await;
+    Ok(n)
 }
 
 fn main() -> ExitCode {
@@ -37,6 +64,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(Cmd::Rollup { action: RollupCmd::Rebuild }) = cli.cmd {
+        return match rt.block_on(rebuild(cfg)) {
+            Ok(n) => {
+                println!("rollups rebuilt: {n} hourly rows");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match rt.block_on(gaterouter_collector::serve(cfg)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -95,6 +95,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/"),
     ("get", "/dashboard"),
     ("get", "/dashboard/{asset}"),
+    ("post", "/dashboard/login"),
+    ("post", "/dashboard/logout"),
+    ("get", "/dashboard/session"),
 ];
 
 /// The OpenAPI document served at `/openapi.json`.
@@ -149,8 +152,7 @@ pub fn router(st: Arc<AppState>) -> Router {
         .route("/v1/admin/{kind}", get(crate::admin::list_units).post(crate::admin::create_unit))
         .route("/v1/analytics/{report}", get(crate::analytics::report))
         .route("/", get(|| async { axum::response::Redirect::to("/dashboard") }))
-        .route("/dashboard", get(|| crate::dashboard::asset(axum::extract::Path("index.html".to_owned()))))
-        .route("/dashboard/{asset}", get(crate::dashboard::asset))
+        .merge(crate::dashboard::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint; see /openapi.json") })
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(st.clone(), request_timeout))

@@ -193,7 +193,8 @@ async fn analytics(db: Db) {
     // CSV export.
     let (s, csv) = env.get_text("/v1/analytics/users?format=csv", a).await;
     assert_eq!(s, 200);
-    assert_eq!(csv, "rank,user,calls,total_tokens,spend_micros\r\n1,alice,2,22000,37100\r\n2,carol,2,22000,37100\r\n3,bob,1,11000,2100\r\n");
+    // `name` is the org tree's display name (the id when the tree gives none).
+    assert_eq!(csv, "rank,user,calls,total_tokens,spend_micros,name\r\n1,alice,2,22000,37100,alice\r\n2,carol,2,22000,37100,carol\r\n3,bob,1,11000,2100,bob\r\n");
     // Bad parameters are 400 with the parameter named.
     let (s, v) = env.get("/v1/analytics/breakdown?by=planet", a).await;
     assert!(s == 400 && v["error"]["message"].as_str().unwrap().contains("by=planet"), "{v}");
@@ -404,7 +405,8 @@ async fn openapi_and_ops(db: Db) {
     let (s, m) = env.get_text("/metrics", None).await;
     assert!(s == 200 && m.contains("collector_db_seconds_count"), "{m}");
     let (s, html) = env.get_text("/dashboard", None).await;
-    assert!(s == 200 && html.contains("uplot.min.js"), "{html}");
+    // Without a session cookie the dashboard is its login form.
+    assert!(s == 200 && html.contains("action=\"/dashboard/login\""), "{html}");
     let (s, _) = env.get_text("/dashboard/uplot.min.js", None).await;
     assert_eq!(s, 200);
     let (s, _) = env.get("/nope", None).await;

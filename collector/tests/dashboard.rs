@@ -1,8 +1,11 @@
 //! The dashboard in headless Chromium (Debian's /usr/bin/chromium driven by
-//! playwright-core from collector/dashboard-test): a collector seeded with the analytics
-//! data set must show the seeded numbers; a screenshot is saved to
-//! target/test-output/dashboard.png. Skipped with a message when node, chromium or the
-//! npm package are absent, unless GATEROUTER_TEST_REQUIRE_BROWSER=1 (run_all.sh).
+//! playwright-core from collector/dashboard-test): a collector seeded with a small org
+//! (named departments, members, a budget, a policy denial) must show what a person
+//! expects: names, axis labels in the data's year, per-capita tiles, the budget gauge,
+//! the denial count; a department read token sees one department; no token lives in
+//! the page (HttpOnly cookie session). Screenshots are saved to bench/screenshots/.
+//! Skipped with a message when node, chromium or the npm package are absent, unless
+//! GATEROUTER_TEST_REQUIRE_BROWSER=1 (run_all.sh).
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -10,6 +13,8 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::*;
+use gaterouter_collector::db::Param;
+use serde_json::json;
 
 fn skip(msg: &str) {
     if std::env::var("GATEROUTER_TEST_REQUIRE_BROWSER").is_ok_and(|v| v == "1") {
@@ -18,8 +23,56 @@ fn skip(msg: &str) {
     eprintln!("SKIPPED dashboard browser test: {msg}");
 }
 
+/// The org of the browser test, with display names; returns the eng read token.
+async fn seed(env: &Env) -> String {
+    env.admin_ok("/v1/admin/orgs", json!({"id": "acme", "name": "Acme Corp"})).await;
+    env.admin_ok("/v1/admin/departments", json!({"id": "eng", "org_id": "acme", "name": "Engineering"})).await;
+    env.admin_ok("/v1/admin/departments", json!({"id": "sales", "org_id": "acme", "name": "Sales and Marketing"})).await;
+    for (id, dept, name) in [("alice", "eng", "Alice Martin"), ("bob", "eng", "Bob Chen"), ("carol", "sales", "Carol Diaz"), ("dave", "sales", "Dave Okafor")] {
+        env.admin_ok("/v1/admin/users", json!({"id": id, "org_id": "acme", "department_id": dept, "name": name})).await;
+    }
+    let (eng, sales) = (signer(1), signer(2));
+    env.admin_ok("/v1/admin/keys", json!({"id": "k_eng", "org_id": "acme", "department_id": "eng", "public_key": eng.public_key(), "description": "Engineering backend"})).await;
+    env.admin_ok("/v1/admin/keys", json!({"id": "k_sales", "org_id": "acme", "department_id": "sales", "public_key": sales.public_key(), "description": "Sales assistant"})).await;
+    env.admin_ok("/v1/admin/budgets", json!({"level": "department:eng", "metric": "usd", "period": "month", "limit": "1.00", "enforcement": "hard"})).await;
+    let now = gaterouter::usage::unix_ms_now();
+    let big = 35_000;
+    let recs = [
+        (Spec { ts: JAN15_1000, latency: 100, tier: Some("small"), ..Spec::default() }, &eng),
+        (Spec { ts: JAN15_1030, latency: 300, model: "gpt-4o", client_cost: big, tier: Some("large"), ..Spec::default() }, &eng),
+        (Spec { ts: JAN16_1100, latency: 200, user: "bob", status: gaterouter::usage::UsageStatus::parse("RATE_LIMITED").unwrap(), tier: Some("small"), ..Spec::default() }, &eng),
+        (Spec { key: "k_sales", dept: "sales", user: "carol", ts: FEB03_0900, latency: 400, model: "gpt-4o", client_cost: big, ..Spec::default() }, &sales),
+        (Spec { key: "k_sales", dept: "sales", user: "carol", ts: FEB03_0930, latency: 500, tier: Some("small"), ..Spec::default() }, &sales),
+        // This month's call: it counts against eng's monthly budget.
+        (Spec { ts: now - 3_600_000, latency: 300, model: "gpt-4o", client_cost: big, ..Spec::default() }, &eng),
+    ];
+    let wires: Vec<String> = recs.iter().map(|(s, k)| wire(s, k)).collect();
+    let (_, v) = env.ingest(&wires).await;
+    assert_eq!(ids(&v, "accepted").len(), 6, "{v}");
+    // A policy denial (status `denied`), stored as the collector stores records.
+    env.handle
+        .state()
+        .db
+        .exec(
+            "INSERT INTO usage_records (id, api_key_id, seq, ts_start, ts_end, month, org, department, usr, provider, model, prompt_tokens, completion_tokens,
+             cached_prompt_tokens, cache_write_tokens, reasoning_tokens, total_tokens, client_cost_micros, cost_mismatch, spend_micros, latency_ms, status, is_error,
+             attempts, stream, tags, sdk_name, sdk_version, sdk_language, signature, received_ms)
+             VALUES ('0190a000-0000-7000-8000-000000000001', 'k_eng', 99, $1, $1, 202601, 'acme', 'eng', 'bob', 'openai', 'gpt-4o', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+             'denied', 0, 1, 0, '{}', 'gaterouter-rust', '0.1.0', 'rust', 'x', $1)",
+            &[Param::I64(JAN16_1100 as i64 + 60_000)],
+            "seeding a denial",
+        )
+        .await
+        .unwrap();
+    // Written behind ingest's back: recompute the rollups from the raw records.
+    gaterouter_collector::rollup::rebuild(&env.handle.state().db).await.unwrap();
+    let (s, t) = env.post("/v1/admin/tokens", Some(ADMIN), &json!({"role": "read", "org_id": "acme", "department_id": "eng", "description": "eng lead"})).await;
+    assert!(s == 200 || s == 201, "{t}");
+    t["token"].as_str().unwrap().to_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dashboard_shows_seeded_numbers() {
+async fn dashboard_shows_what_a_person_expects() {
     let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let test_dir = crate_dir.join("dashboard-test");
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
@@ -33,19 +86,17 @@ async fn dashboard_shows_seeded_numbers() {
         return skip("node is not installed");
     }
     let env = Env::start(None, |_| {}).await;
-    seed_analytics(&env).await;
-    let out_dir = crate_dir.parent().unwrap().join("target/test-output");
+    let read_token = seed(&env).await;
+    let out_dir = crate_dir.parent().unwrap().join("bench/screenshots");
     std::fs::create_dir_all(&out_dir).unwrap();
-    let shot = out_dir.join("dashboard.png");
-    let _ = std::fs::remove_file(&shot);
-    let base = env.base.clone();
     let out = tokio::process::Command::new("node")
         .arg("--test")
         .arg(test_dir.join("dashboard.test.mjs"))
-        .env("COLLECTOR_URL", &base)
+        .env("COLLECTOR_URL", &env.base)
         .env("COLLECTOR_TOKEN", ADMIN)
+        .env("COLLECTOR_READ_TOKEN", &read_token)
         .env("CHROMIUM", &chromium)
-        .env("SCREENSHOT", &shot)
+        .env("SCREENSHOT_DIR", &out_dir)
         .output()
         .await
         .unwrap();
@@ -53,6 +104,67 @@ async fn dashboard_shows_seeded_numbers() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     eprintln!("{stdout}\n{stderr}");
     assert!(out.status.success(), "browser test failed:\n{stdout}\n{stderr}");
-    assert!(std::fs::metadata(&shot).map(|m| m.len() > 10_000).unwrap_or(false), "no screenshot at {}", shot.display());
+    for name in ["dashboard-admin.png", "dashboard-eng-read-token.png", "dashboard-login.png"] {
+        let p = out_dir.join(name);
+        assert!(std::fs::metadata(&p).map(|m| m.len() > 5_000).unwrap_or(false), "no screenshot at {}", p.display());
+    }
+    env.handle.shutdown().await;
+}
+
+/// The session cookie and security headers, without a browser.
+#[tokio::test]
+async fn login_sets_an_httponly_cookie_and_headers() {
+    let env = Env::start(None, |_| {}).await;
+    let read_token = seed(&env).await;
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    // Without a session: the login page, with the security headers.
+    let r = http.get(format!("{}/dashboard", env.base)).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let h = r.headers().clone();
+    assert!(h["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert!(r.text().await.unwrap().contains("action=\"/dashboard/login\""));
+    // A wrong token: 401 and the reason on the login page, no cookie.
+    let r = http.post(format!("{}/dashboard/login", env.base)).header("content-type", "application/x-www-form-urlencoded").body("token=nope-not-a-token").send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert!(r.headers().get("set-cookie").is_none());
+    assert!(r.text().await.unwrap().contains("unknown or revoked"));
+    // The read token: a 303 with an HttpOnly SameSite=Strict cookie that is not the token.
+    let r = http.post(format!("{}/dashboard/login", env.base)).header("content-type", "application/x-www-form-urlencoded").body(format!("token={}", url::form_urlencoded::byte_serialize(read_token.as_bytes()).collect::<String>())).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.starts_with("gr_session=") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(!cookie.contains(&read_token));
+    let session = cookie.split(';').next().unwrap().to_owned();
+    let get = |path: &str| http.get(format!("{}{path}", env.base)).header("cookie", session.clone()).send();
+    let who: serde_json::Value = get("/dashboard/session").await.unwrap().json().await.unwrap();
+    assert_eq!(who["department"], "eng");
+    // The cookie reads analytics, scoped to eng...
+    let v: serde_json::Value = get("/v1/analytics/breakdown?by=department").await.unwrap().json().await.unwrap();
+    let groups: Vec<&str> = v["rows"].as_array().unwrap().iter().map(|r| r["group"].as_str().unwrap()).collect();
+    assert_eq!(groups, ["eng"]);
+    assert_eq!(v["rows"][0]["name"], "Engineering");
+    assert_eq!(v["rows"][0]["denials"], 1);
+    assert_eq!(v["rows"][0]["members"], 2);
+    // ...CSV too, but never the admin API.
+    let r = get("/v1/analytics/denials?format=csv").await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.text().await.unwrap().contains("eng,Engineering,bob,Bob Chen,k_eng,openai,gpt-4o,1,"));
+    assert_eq!(get("/v1/admin/orgs").await.unwrap().status().as_u16(), 401);
+    // The budgets report shows eng's budget with this month's spend.
+    let v: serde_json::Value = get("/v1/analytics/budgets").await.unwrap().json().await.unwrap();
+    assert_eq!(v["rows"][0]["level_name"], "department Engineering", "{v}");
+    assert_eq!(v["rows"][0]["limit"], 1_000_000);
+    assert_eq!(v["rows"][0]["used"], 35_000);
+    // Revoking the token ends the session.
+    let (_, list) = env.get("/v1/admin/tokens", Some(ADMIN)).await;
+    let id = list["items"].as_array().unwrap()[0]["id"].as_str().unwrap().to_owned();
+    env.admin_ok(&format!("/v1/admin/tokens/{id}/revoke"), json!({})).await;
+    assert_eq!(get("/v1/analytics/summary").await.unwrap().status().as_u16(), 401);
+    // Logout clears the cookie.
+    let r = http.post(format!("{}/dashboard/logout", env.base)).header("cookie", session.clone()).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    assert!(r.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
     env.handle.shutdown().await;
 }

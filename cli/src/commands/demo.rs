@@ -15,9 +15,21 @@ pub struct DemoArgs {
     /// Use the emulator for every provider even when API keys are set.
     #[arg(long)]
     pub emulate_all: bool,
-    /// Keep the embedded collector (and its dashboard) running until Ctrl-C.
-    #[arg(long)]
+    /// Keep the embedded collector (and its dashboard) running until Ctrl-C even when
+    /// stdout is not a terminal. In a terminal this is the default.
+    #[arg(long, conflicts_with = "no_keep")]
     pub keep_running: bool,
+    /// Exit as soon as the demo is done, even in a terminal (the dashboard stops too).
+    #[arg(long)]
+    pub no_keep: bool,
+}
+
+impl DemoArgs {
+    /// Whether to keep the dashboard up after the demo: `--no-keep` says no,
+    /// `--keep-running` says yes, otherwise only when stdout is a terminal.
+    pub fn keep(&self, stdout_is_terminal: bool) -> bool {
+        !self.no_keep && (self.keep_running || stdout_is_terminal)
+    }
 }
 
 const ADMIN_TOKEN: &str = "demo-admin-token-not-for-production";
@@ -132,10 +144,14 @@ pub async fn run(args: DemoArgs) -> Result<(), Error> {
     let out = client.flush(std::time::Duration::from_secs(15)).await?;
     println!("\nusage records delivered: {} ({} pending)", out.drained, out.pending_records);
     print_analytics(&collector.url()).await?;
-    println!("dashboard: {}/dashboard#token={ADMIN_TOKEN}", collector.url());
-    if args.keep_running {
-        println!("(Ctrl-C to stop)");
+    println!("dashboard: {}/dashboard (sign in with the demo admin token {ADMIN_TOKEN})", collector.url());
+    use std::io::IsTerminal as _;
+    if args.keep(std::io::stdout().is_terminal()) {
+        println!("The dashboard stays up until you press Ctrl-C (run with --no-keep to exit at once).");
         let _ = tokio::signal::ctrl_c().await;
+        println!("stopping");
+    } else {
+        println!("The demo is done and its dashboard stops now; run `gaterouter demo --keep-running` to keep it up until Ctrl-C.");
     }
     client.shutdown().await?;
     collector.shutdown().await;
@@ -171,9 +187,9 @@ async fn start_collector(config: &mut Config) -> Result<gaterouter_collector::Co
     let base = collector.url();
     for (path, body) in [
         ("orgs", json!({"id": "acme", "name": "Acme Corp"})),
-        ("departments", json!({"id": "research", "org_id": "acme"})),
-        ("projects", json!({"id": "search", "org_id": "acme", "department_id": "research"})),
-        ("users", json!({"id": "alice", "org_id": "acme", "department_id": "research"})),
+        ("departments", json!({"id": "research", "org_id": "acme", "name": "Research"})),
+        ("projects", json!({"id": "search", "org_id": "acme", "department_id": "research", "name": "Semantic search"})),
+        ("users", json!({"id": "alice", "org_id": "acme", "department_id": "research", "name": "Alice Martin"})),
         (
             "keys",
             json!({"id": "demo-key", "public_key": public_key, "org_id": "acme", "department_id": "research",
@@ -233,4 +249,18 @@ async fn print_analytics(base: &str) -> Result<(), Error> {
 
 fn usd(cost: Option<&gaterouter::pricing::Cost>) -> String {
     cost.map(|c| format!("${}", c.total_usd())).unwrap_or_else(|| "unpriced".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DemoArgs;
+
+    #[test]
+    fn keeps_running_only_in_a_terminal_unless_told() {
+        let a = |keep_running, no_keep| DemoArgs { emulate_all: true, keep_running, no_keep };
+        assert!(a(false, false).keep(true));
+        assert!(!a(false, false).keep(false));
+        assert!(a(true, false).keep(false));
+        assert!(!a(false, true).keep(true));
+    }
 }
