@@ -658,7 +658,7 @@ mod tests {
         (0..n)
             .map(|i| {
                 let hard = rng.next_f64() < 0.5;
-                let topic = if hard { "tort" } else { "river" };
+                let topic = if hard { "tort" } else { "lake" };
                 let noise = rng.next_f64() < 0.1;
                 let (w, s) = if hard != noise { (0.0, 1.0) } else { (1.0, 1.0) };
                 lp(i, "s", &format!("Which {topic} fact applies to case number {}?", i % 97), w, s)
@@ -682,12 +682,13 @@ mod tests {
     fn calibrate_recovers_a_planted_signal() {
         let ps = planted(400);
         let (w, rep) = calibrate(&ps, &CalibrateOptions { bits: 10, ..Default::default() }).expect("calibrates");
-        assert!(rep.cv_apgr > 0.75, "{rep:?}");
-        assert!((rep.length_apgr - 0.5).abs() < 0.1, "length carries no signal here: {rep:?}");
+        // 10% of the labels flipped: a perfect router of the topic reaches about 0.7
+        assert!(rep.cv_apgr > 0.65, "{rep:?}");
+        assert!(rep.cv_apgr > rep.length_apgr + 0.1, "{rep:?}");
         assert_eq!(w.link, Link::Gain);
         let s = Scorer::new(w.clone());
         let hard = s.score_only(&ChatRequest::new("auto", vec![Message::user("Which tort fact applies to case number 5000?")]));
-        let easy = s.score_only(&ChatRequest::new("auto", vec![Message::user("Which river fact applies to case number 5000?")]));
+        let easy = s.score_only(&ChatRequest::new("auto", vec![Message::user("Which lake fact applies to case number 5000?")]));
         assert!(hard > easy + 0.3, "{hard} {easy}");
         // deterministic, and the file round-trips to the same scores
         let (again, _) = calibrate(&ps, &CalibrateOptions { bits: 10, ..Default::default() }).expect("again");
@@ -722,7 +723,7 @@ mod tests {
         assert!((rep.explored_share - 0.2).abs() < 0.05, "{rep:?}");
         let test = &ps[800..];
         let r = eval::evaluate(test, &|p| Scorer::new(w.clone()).score_only(&p.request)).expect("eval");
-        assert!(r.apgr > 0.75, "held-out APGR {}", r.apgr);
+        assert!(r.apgr > 0.65, "held-out APGR {}", r.apgr);
         let (rep2, w2) = simulate(&ps[..800], &start, &opts).expect("again");
         assert_eq!(rep, rep2);
         assert_eq!(w.to_json(), w2.to_json());
