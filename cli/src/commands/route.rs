@@ -291,11 +291,14 @@ fn brief(r: &EvalReport) -> serde_json::Value {
     serde_json::json!({"apgr": r.apgr, "cpt50": r.cpt50, "cpt80": r.cpt80, "share_for_95pct_quality": r.share_for_95pct_quality, "quality_weak": r.quality_weak, "quality_strong": r.quality_strong})
 }
 
+/// A metric row: name, getter, shown as a percentage.
+type Metric = (&'static str, fn(&EvalReport) -> f64, bool);
+
 /// One row per metric: the router, length-only beside it, the difference, and random.
 fn print_table(r: &EvalReport, len: &EvalReport, random: Option<&EvalReport>) {
     let pct = |x: f64| format!("{:.1}%", 100.0 * x);
     out!("{:<26} {:>9} {:>12} {:>9}{}", "metric", "router", "length-only", "diff", if random.is_some() { format!(" {:>9}", "random") } else { String::new() });
-    let rows: [(&str, fn(&EvalReport) -> f64, bool); 4] = [
+    let rows: [Metric; 4] = [
         ("APGR (higher is better)", |r| r.apgr, false),
         ("CPT50 (lower is better)", |r| r.cpt50, true),
         ("CPT80 (lower is better)", |r| r.cpt80, true),

@@ -470,7 +470,7 @@ struct Logged {
 
 /// The model the replay routes with.
 enum Current {
-    Start(Scorer),
+    Start(Box<Scorer>),
     Fitted { gain: Ridge },
 }
 
@@ -537,7 +537,7 @@ pub fn simulate(prompts: &[LabeledPrompt], start: &Weights, opts: &SimulateOptio
     if !(opts.refit_growth > 1.0 && opts.refit_growth.is_finite()) || opts.first_refit == 0 {
         return Err(bad("refit", "first_refit must be positive and refit_growth above 1".into()));
     }
-    if !(opts.max_weight >= 1.0) {
+    if opts.max_weight.is_nan() || opts.max_weight < 1.0 {
         return Err(bad("max_weight", format!("max_weight = {} must be at least 1", opts.max_weight)));
     }
     if prompts.is_empty() {
@@ -552,7 +552,7 @@ pub fn simulate(prompts: &[LabeledPrompt], start: &Weights, opts: &SimulateOptio
     }
     let rows: Vec<Row> = prompts.iter().map(|p| design_row(&p.request, opts.bits)).collect();
     let mut rng = SplitMix::new(opts.seed);
-    let mut current = Current::Start(Scorer::new(start.clone()));
+    let mut current = Current::Start(Box::new(Scorer::new(start.clone())));
     let mut seen_scores: Vec<f64> = Vec::new();
     let mut sorted: Vec<f64> = Vec::new();
     let mut logs: Vec<Logged> = Vec::with_capacity(prompts.len());
