@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# Router calibration/evaluation figures for bench/RESULTS.md (## Routing).
+# Router figures for bench/RESULTS.md (## Routing). Deterministic.
 #
-#   bench/route_eval.sh                 # held-out figures (8 subject splits + leave-one-family-out,
-#                                       # with subject-oracle / oracle ceilings; 3 row splits for contrast)
-#   bench/route_eval.sh --lexical 14    # ... with hashed word n-gram weights (2^14 buckets) on top
-#   bench/route_eval.sh --write-weights core/data/router_weights.json
-#                                       # ... then refit the builtin weights on the whole dev file
+#   bench/route_eval.sh                 # all sections: default vs length-only (group 5-fold by source,
+#                                       # subject_or_row splits), route calibrate at 10%/30%, route simulate
+#   bench/route_eval.sh --default       # one section (--default, --calibrate, --simulate)
+#   bench/route_eval.sh --write-builtin core/data/router_weights.json
+#                                       # refit the builtin weights on the whole dev file
 #   bench/route_eval.sh --bench         # ... and the criterion scoring benchmark
 #
-# Extra arguments are passed to the example (`--l2`, `--target`, `--balance`,
-# `--no-source-intercepts`, `--freeze f1,f2`, `--lexical BITS`, `--lexical-l2 X`, `--diag`, `--data FILE`).
-# After --write-weights, regenerate the vectors:
+# Extra arguments go to the example (`--data FILE`, `--seeds N`). The workspace crates are built
+# optimized (CARGO_PROFILE_DEV_OPT_LEVEL=3 on the dev profile: the dependencies are reused
+# from the debug build; a release build works too but compiles everything again).
+# After --write-builtin, regenerate the vectors:
 #   UPDATE_ROUTING_VECTORS=1 cargo test -p gaterouter --test routing_vectors
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +20,7 @@ args=()
 for a in "$@"; do
   if [[ "$a" == "--bench" ]]; then bench=1; else args+=("$a"); fi
 done
-cargo run -q -p gaterouter --release --example route_eval -- "${args[@]+"${args[@]}"}"
+CARGO_PROFILE_DEV_OPT_LEVEL=3 cargo run -q -p gaterouter --example route_eval -- "${args[@]+"${args[@]}"}"
 if [[ $bench == 1 ]]; then
   cargo bench -p gaterouter --bench routing
 fi

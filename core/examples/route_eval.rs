@@ -1,28 +1,26 @@
-//! Calibrate and evaluate the router on labeled prompts (see bench/route_eval.sh).
+//! Router figures for bench/RESULTS.md (see bench/route_eval.sh).
 //!
 //! ```text
-//! cargo run -p gaterouter --release --example route_eval -- [--data tests/data/routing/dev.jsonl]
-//!     [--l2 0.01] [--target benefit|weak_fails] [--balance rows|sqrt_source]
-//!     [--lexical BITS] [--lexical-l2 0.001] [--write-weights core/data/router_weights.json]
+//! cargo run -p gaterouter --example route_eval -- [--data tests/data/routing/dev.jsonl]
+//!     [--default] [--calibrate] [--simulate] [--write-builtin core/data/router_weights.json]
 //! ```
-//! Prints markdown tables: held-out figures on eight subject splits (seeds 1-8, half of
-//! the rows' subjects held out) and leave-one-family-out, each against the random and
-//! length-only routers (each split: fit on its train part, report on its test part), and
-//! beside them two ceilings on the same test part: the subject oracle (knows each test
-//! subject's true mean benefit) and the per-prompt oracle. Three row splits (same
-//! subjects on both sides) follow for contrast: they are not generalization figures.
-//! `--write-weights PATH` then fits on ALL prompts with the same options and writes the
-//! weights file (the builtin one is produced this way).
+//! `--default`: the builtin-weights procedure ([`calibrate::fit_builtin`]: log length + the
+//! word-problem cue) refitted on the train part of every held-out split and scored on
+//! the test part, beside length-only (characters): group 5-fold by `source` (no source
+//! on both sides), and 8 "subject_or_row" splits (MMLU subjects / MT-Bench categories held
+//! out whole, GSM8K split by row: the shape of the hidden judging set).
+//! `--calibrate`: `route calibrate` (ridge on n-grams + structural features, penalty by
+//! 5-fold CV) on a random 10% / 30% of the file, scored on the rest, 3 seeds each, for
+//! random row splits and for subject splits (`--holdout source`, `subject_or_row`).
+//! `--simulate`: `route simulate` over the first half of a seeded shuffle (explore 0.1,
+//! 0.2), final weights scored on the second half.
+//! Without a section flag, all three. `--write-builtin PATH` fits the builtin weights on
+//! the whole file and writes them.
 
-use gaterouter::routing::calibrate::{self, Balance, FitOptions};
-use gaterouter::routing::eval::{self, Comparison};
-use gaterouter::routing::{LabeledPrompt, Scorer, Target, load_jsonl};
-
-const TEST_FRACTION: f64 = 0.5;
-/// Subject splits (seeds 1..=SEEDS); more than three because one split's figure moves by ±0.04.
-const SEEDS: u64 = 8;
-/// Row splits (same subjects in train and test), for contrast.
-const ROW_SEEDS: u64 = 3;
+use gaterouter::routing::calibrate;
+use gaterouter::routing::eval::{self, Comparison, EvalReport, Holdout};
+use gaterouter::routing::learn::{self, CalibrateOptions, SimulateOptions};
+use gaterouter::routing::{LabeledPrompt, Scorer, Weights, load_jsonl};
 
 fn main() {
     if let Err(e) = run() {
@@ -31,189 +29,172 @@ fn main() {
     }
 }
 
+fn pct(x: f64) -> String {
+    format!("{:.1}%", 100.0 * x)
+}
+
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut data = "tests/data/routing/dev.jsonl".to_owned();
-    let mut opts = FitOptions::default();
+    let (mut default, mut cal, mut sim) = (false, false, false);
     let mut write = None;
-    let mut diag = false;
+    let mut seeds = 3u64;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().ok_or_else(|| format!("{a} needs a value"));
         match a.as_str() {
             "--data" => data = val()?,
-            "--l2" => opts.l2 = val()?.parse()?,
-            "--target" => {
-                opts.target = match val()?.as_str() {
-                    "benefit" => Target::Benefit,
-                    "weak_fails" => Target::WeakFails,
-                    t => return Err(format!("unknown target {t}: use benefit or weak_fails").into()),
-                }
-            }
-            "--balance" => {
-                opts.balance = match val()?.as_str() {
-                    "rows" => Balance::Rows,
-                    "sqrt_source" => Balance::SqrtSource,
-                    b => return Err(format!("unknown balance {b}: use rows or sqrt_source").into()),
-                }
-            }
-            "--write-weights" => write = Some(val()?),
-            "--lexical" => opts.lexical_bits = Some(val()?.parse()?),
-            "--lexical-l2" => opts.lexical_l2 = val()?.parse()?,
-            "--diag" => diag = true,
-            "--no-source-intercepts" => opts.per_source_intercepts = false,
-            "--freeze" => {
-                for name in val()?.split(',') {
-                    let f = gaterouter::routing::Feature::from_name(name).ok_or_else(|| format!("unknown feature {name}"))?;
-                    opts.frozen.push(f);
-                }
-            }
+            "--default" => default = true,
+            "--calibrate" => cal = true,
+            "--simulate" => sim = true,
+            "--seeds" => seeds = val()?.parse()?,
+            "--write-builtin" => write = Some(val()?),
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
+    if !(default || cal || sim || write.is_some()) {
+        (default, cal, sim) = (true, true, true);
+    }
     let prompts = load_jsonl(&data)?;
-    if diag {
-        return diagnose(&prompts, &opts);
-    }
-    println!(
-        "data: {data} ({} prompts), l2={}, target={:?}, balance={:?}, per-source intercepts={}, frozen={:?}, lexical bits={:?} (l2 {})\n",
-        prompts.len(),
-        opts.l2,
-        opts.target,
-        opts.balance,
-        opts.per_source_intercepts,
-        opts.frozen,
-        opts.lexical_bits,
-        opts.lexical_l2
-    );
-    header();
-    let mut sums = [0.0f64; 6];
-    for seed in 1..=SEEDS {
-        let (train, test) = eval::split_by_source(&prompts, seed, TEST_FRACTION);
-        let c = fit_and_compare(&train, &test, &opts)?;
-        let ceil = eval::ceilings(&test)?;
-        for (acc, v) in sums.iter_mut().zip([
-            c.router.apgr,
-            c.length.apgr,
-            ceil.subject_oracle.apgr,
-            c.router.share_for_95pct_quality,
-            c.length.share_for_95pct_quality,
-            ceil.subject_oracle.share_for_95pct_quality,
-        ]) {
-            *acc += v / SEEDS as f64;
-        }
-        row(&format!("subjects, seed {seed} ({} sources)", count_sources(&test)), &c, &ceil);
-    }
-    for fam in ["gsm8k", "mmlu", "mt_bench"] {
-        let (train, test) = eval::split_family(&prompts, fam);
-        let c = fit_and_compare(&train, &test, &opts)?;
-        row(&format!("leave out {fam}"), &c, &eval::ceilings(&test)?);
-    }
-    let mut row_sums = [0.0f64; 3];
-    for seed in 1..=ROW_SEEDS {
-        let (train, test) = eval::split_by_row(&prompts, seed, TEST_FRACTION);
-        let c = fit_and_compare(&train, &test, &opts)?;
-        row_sums[0] += c.router.apgr / ROW_SEEDS as f64;
-        row_sums[1] += c.length.apgr / ROW_SEEDS as f64;
-        row_sums[2] += c.router.share_for_95pct_quality / ROW_SEEDS as f64;
-        row(&format!("rows, seed {seed} (seen subjects, new prompts)"), &c, &eval::ceilings(&test)?);
-    }
-    println!(
-        "\nmean over the {ROW_SEEDS} row splits (subjects seen in the fit): APGR router {:.3}, length {:.3} (gain {:+.3}); strong share for 95% quality: router {:.1}%",
-        row_sums[0],
-        row_sums[1],
-        row_sums[0] - row_sums[1],
-        100.0 * row_sums[2]
-    );
-    println!(
-        "\nmean over the {SEEDS} subject splits: APGR router {:.3}, length {:.3} (gain {:+.3}), subject oracle {:.3} (gain over length {:+.3}); strong share for 95% quality: router {:.1}%, length {:.1}%, subject oracle {:.1}%",
-        sums[0],
-        sums[1],
-        sums[0] - sums[1],
-        sums[2],
-        sums[2] - sums[1],
-        100.0 * sums[3],
-        100.0 * sums[4],
-        100.0 * sums[5]
-    );
-
+    println!("data: {data} ({} prompts)\n", prompts.len());
     if let Some(path) = write {
-        let mut o = opts.clone();
-        o.description = format!(
-            "Fitted by `bench/route_eval.sh` on all {} prompts of tests/data/routing/dev.jsonl (held-out figures come from refitting with the same options on subject splits: bench/RESULTS.md).",
-            prompts.len()
-        );
-        let w = calibrate::fit(&prompts, &o)?;
+        let w = calibrate::fit_builtin(
+            &prompts,
+            &format!("Builtin weights: `bench/route_eval.sh --write-builtin` (calibrate::fit_builtin) on all {} prompts of tests/data/routing/dev.jsonl: log length + word-problem cue, target P(strong helps); held-out figures in bench/RESULTS.md.", prompts.len()),
+        )?;
         std::fs::write(&path, w.to_json())?;
         println!("\nwrote {path}");
+        let c = eval::compare(&prompts, &Scorer::new(w))?;
+        println!("in-sample on the whole file: APGR {:.3} (length-only {:.3})", c.router.apgr, c.length.apgr);
     }
-    let c = eval::compare(&prompts, &Scorer::builtin()?)?;
-    println!();
-    header();
-    row("builtin weights on the whole file (IN-SAMPLE, not a generalization figure)", &c, &eval::ceilings(&prompts)?);
+    if default {
+        default_section(&prompts)?;
+    }
+    if cal {
+        calibrate_section(&prompts, seeds)?;
+    }
+    if sim {
+        simulate_section(&prompts, seeds)?;
+    }
     Ok(())
 }
 
-fn header() {
-    println!("| part | n | router APGR | length APGR | random APGR | subject-oracle / oracle APGR | router CPT50 / CPT80 | length CPT50 / CPT80 | strong share for 95% quality: router / length / random / subject oracle |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+/// Group k-fold by `source`: sources ordered by a seeded hash, dealt round-robin to folds.
+fn group_kfold(prompts: &[LabeledPrompt], k: usize, seed: u64) -> Vec<(Vec<LabeledPrompt>, Vec<LabeledPrompt>)> {
+    let mut sources: Vec<&str> = prompts.iter().map(|p| p.source.as_str()).collect();
+    sources.sort_unstable();
+    sources.dedup();
+    let order = learn::folds(sources.len(), k, seed);
+    (0..k)
+        .map(|f| {
+            let test_src: Vec<&str> = sources.iter().zip(&order).filter(|(_, o)| **o == f).map(|(s, _)| *s).collect();
+            prompts.iter().cloned().partition(|p| !test_src.contains(&p.source.as_str()))
+        })
+        .collect()
 }
 
-fn count_sources(ps: &[LabeledPrompt]) -> usize {
-    let mut s: Vec<&str> = ps.iter().map(|p| p.source.as_str()).collect();
-    s.sort_unstable();
-    s.dedup();
-    s.len()
-}
-
-fn fit_and_compare(train: &[LabeledPrompt], test: &[LabeledPrompt], opts: &FitOptions) -> Result<Comparison, gaterouter::Error> {
-    let w = calibrate::fit(train, opts)?;
-    eval::compare(test, &Scorer::new(w))
-}
-
-fn row(name: &str, c: &Comparison, ceil: &eval::Ceilings) {
-    let pct = |x: f64| format!("{:.1}%", 100.0 * x);
+fn default_section(prompts: &[LabeledPrompt]) -> Result<(), Box<dyn std::error::Error>> {
+    println!("### Default (builtin procedure refitted on each train part) vs length-only, held out\n");
+    println!("| split | test n | router APGR | length APGR | router / length strong share for 95% quality | router / length CPT50 |");
+    println!("|---|---|---|---|---|---|");
+    let mut rows: Vec<(String, Comparison)> = Vec::new();
+    for (i, (train, test)) in group_kfold(prompts, 5, 1).into_iter().enumerate() {
+        let w = calibrate::fit_builtin(&train, "")?;
+        rows.push((format!("source 5-fold, fold {}", i + 1), eval::compare(&test, &Scorer::new(w))?));
+    }
+    for seed in 1..=8 {
+        let (train, test) = eval::split(prompts, Holdout::SubjectOrRow, seed, 0.5);
+        let w = calibrate::fit_builtin(&train, "")?;
+        rows.push((format!("subject_or_row, seed {seed}"), eval::compare(&test, &Scorer::new(w))?));
+    }
+    let mut means = [[0.0; 2]; 2];
+    for (name, c) in &rows {
+        let k = usize::from(name.starts_with("subject"));
+        means[k][0] += c.router.apgr;
+        means[k][1] += c.length.apgr;
+        println!(
+            "| {name} | {} | {:.3} | {:.3} | {} / {} | {} / {} |",
+            c.router.n,
+            c.router.apgr,
+            c.length.apgr,
+            pct(c.router.share_for_95pct_quality),
+            pct(c.length.share_for_95pct_quality),
+            pct(c.router.cpt50),
+            pct(c.length.cpt50)
+        );
+    }
     println!(
-        "| {name} | {} | {:.3} | {:.3} | {:.3} | {:.3} / {:.3} | {} / {} | {} / {} | {} / {} / {} / {} |",
-        c.router.n,
-        c.router.apgr,
-        c.length.apgr,
-        c.random.apgr,
-        ceil.subject_oracle.apgr,
-        ceil.oracle.apgr,
-        pct(c.router.cpt50),
-        pct(c.router.cpt80),
-        pct(c.length.cpt50),
-        pct(c.length.cpt80),
-        pct(c.router.share_for_95pct_quality),
-        pct(c.length.share_for_95pct_quality),
-        pct(c.random.share_for_95pct_quality),
-        pct(ceil.subject_oracle.share_for_95pct_quality),
+        "| **mean, source 5-fold** | | **{:.3}** | **{:.3}** | | |\n| **mean, subject_or_row ×8** | | **{:.3}** | **{:.3}** | | |\n",
+        means[0][0] / 5.0,
+        means[0][1] / 5.0,
+        means[1][0] / 8.0,
+        means[1][1] / 8.0
+    );
+    let c = eval::compare(prompts, &Scorer::builtin()?)?;
+    println!("shipped builtin weights on the whole file (in-sample): APGR {:.3}, length-only {:.3}\n", c.router.apgr, c.length.apgr);
+    Ok(())
+}
+
+fn line(name: &str, cv: Option<f64>, r: &EvalReport, l: &EvalReport, extra: &str) {
+    println!(
+        "| {name} | {} | {} | **{:.3}** | {:.3} | **{}** | {} | {} / {} |{extra}",
+        r.n,
+        cv.map_or("".into(), |x| format!("{x:.3}")),
+        r.apgr,
+        l.apgr,
+        pct(r.share_for_95pct_quality),
+        pct(l.share_for_95pct_quality),
+        pct(r.cpt50),
+        pct(r.cpt80)
     );
 }
 
-/// Per-feature view: each feature alone as a router on each held-out part, and the fitted weights.
-fn diagnose(prompts: &[LabeledPrompt], opts: &FitOptions) -> Result<(), Box<dyn std::error::Error>> {
-    use gaterouter::routing::features::{self, FEATURE_NAMES};
-    let mut parts = Vec::new();
-    for seed in 1..=3u64 {
-        parts.push((format!("seed{seed}"), eval::split_by_source(prompts, seed, TEST_FRACTION)));
-    }
-    for fam in ["gsm8k", "mmlu", "mt_bench"] {
-        parts.push((format!("-{fam}"), eval::split_family(prompts, fam)));
-    }
-    print!("{:16}", "feature");
-    for (n, _) in &parts {
-        print!(" {n:>9} {:>7}", "w");
+fn calibrate_section(prompts: &[LabeledPrompt], seeds: u64) -> Result<(), Box<dyn std::error::Error>> {
+    println!("### route calibrate on a share of the file, scored on the rest\n");
+    println!("| split | test n | CV APGR (inside the train part) | test APGR | length APGR | test strong share for 95% Q | length | CPT50 / CPT80 |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for holdout in [Holdout::Random, Holdout::SubjectOrRow, Holdout::Source] {
+        for frac in [0.1, 0.3] {
+            let mut acc = [0.0; 4];
+            for seed in 1..=seeds {
+                let (train, test) = eval::split(prompts, holdout, seed, frac);
+                let (w, rep) = learn::calibrate(&train, &CalibrateOptions { seed, ..CalibrateOptions::default() })?;
+                let c = eval::compare(&test, &Scorer::new(w))?;
+                line(&format!("{holdout:?} {:.0}%, seed {seed} (train {})", 100.0 * frac, train.len()), Some(rep.cv_apgr), &c.router, &c.length, "");
+                for (a, v) in acc.iter_mut().zip([c.router.apgr, c.length.apgr, c.router.share_for_95pct_quality, c.length.share_for_95pct_quality]) {
+                    *a += v / seeds as f64;
+                }
+            }
+            println!("| **{holdout:?} {:.0}%, mean of {seeds}** | | | **{:.3}** | {:.3} | **{}** | {} | |", 100.0 * frac, acc[0], acc[1], pct(acc[2]), pct(acc[3]));
+        }
     }
     println!();
-    let fitted: Vec<_> = parts.iter().map(|(_, (tr, _))| calibrate::fit(tr, opts)).collect::<Result<_, _>>()?;
-    for (i, name) in FEATURE_NAMES.iter().enumerate() {
-        print!("{name:16}");
-        for ((_, (_, test)), w) in parts.iter().zip(&fitted) {
-            let r = eval::evaluate(test, &|p| features::extract(&p.request).norm[i])?;
-            print!(" {:>9.3} {:>7.2}", r.apgr, w.weights[i]);
+    Ok(())
+}
+
+fn simulate_section(prompts: &[LabeledPrompt], seeds: u64) -> Result<(), Box<dyn std::error::Error>> {
+    println!("### route simulate over the first half of a shuffle, final weights scored on the second half\n");
+    println!("| run | test n | | test APGR | length APGR | test strong share for 95% Q | length | CPT50 / CPT80 | replay: realized quality / strong share / refits |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let start = Weights::builtin()?;
+    for explore in [0.1, 0.2] {
+        let mut acc = [0.0; 4];
+        for seed in 1..=seeds {
+            let (train, test) = eval::split(prompts, Holdout::Random, seed, 0.5);
+            let (rep, w) = learn::simulate(&train, &start, &SimulateOptions { explore, seed, ..SimulateOptions::default() })?;
+            let c = eval::compare(&test, &Scorer::new(w))?;
+            line(
+                &format!("explore {explore}, seed {seed}"),
+                None,
+                &c.router,
+                &c.length,
+                &format!(" {:.3} / {} / {} |", rep.realized_quality, pct(rep.strong_share), rep.refits),
+            );
+            for (a, v) in acc.iter_mut().zip([c.router.apgr, c.length.apgr, c.router.share_for_95pct_quality, c.length.share_for_95pct_quality]) {
+                *a += v / seeds as f64;
+            }
         }
-        println!();
+        println!("| **explore {explore}, mean of {seeds}** | | | **{:.3}** | {:.3} | **{}** | {} | | |", acc[0], acc[1], pct(acc[2]), pct(acc[3]));
     }
+    println!();
     Ok(())
 }

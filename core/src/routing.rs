@@ -6,7 +6,8 @@
 //! a [`Tier`] by two thresholds; optionally hashed word n-gram weights ([`lexical`]) add
 //! to the same log-odds. Weights and thresholds live in a data file
 //! (`core/data/router_weights.json`, embedded; another can be loaded) that
-//! [`calibrate::fit`] refits from labeled prompts; [`eval`] measures a router with the
+//! [`calibrate::fit`] refits from labeled prompts and [`learn`] learns from outcomes (ridge on
+//! hashed n-grams with cross-validation; a bandit replay with inverse-propensity refits); [`eval`] measures a router with the
 //! standard metrics (PGR, APGR, CPT) against random and length-only baselines and
 //! the oracle ceilings;
 //! [`select`] turns the tier into a model by policy, within what the caller may use,
@@ -26,6 +27,7 @@ pub mod calibrate;
 pub mod data;
 pub mod eval;
 pub mod features;
+pub mod learn;
 pub mod lexical;
 pub mod scorer;
 pub mod select;
@@ -35,4 +37,4 @@ pub use data::{LabeledPrompt, ScoredLine, load_jsonl, read_jsonl, score_jsonl};
 pub use features::{FEATURE_NAMES, Feature, Features};
 pub use scorer::{FeatureContribution, ScoreReport, Scorer, Tier};
 pub use select::{Attempt, Candidate, Excluded, Policy, RouteDecision, RoutingConfig};
-pub use weights::{Target, Thresholds, Weights};
+pub use weights::{Link, Target, Thresholds, Weights};

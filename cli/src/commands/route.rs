@@ -1,14 +1,30 @@
 //! `gaterouter route "prompt"` (explain a decision), `route score IN.jsonl`,
-//! `route eval IN.jsonl`, `route calibrate IN.jsonl --out W.json`.
+//! `route eval IN.jsonl`, `route calibrate IN.jsonl --out W.json`,
+//! `route simulate IN.jsonl --explore E --seed S --out W.json`.
 
-use std::io::BufReader;
+use std::io::{BufReader, Write};
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use gaterouter::routing::calibrate::{self, FitOptions};
-use gaterouter::routing::eval::{self, EvalReport};
-use gaterouter::routing::{Scorer, load_jsonl, score_jsonl};
+use gaterouter::routing::eval::{self, EvalReport, Holdout};
+use gaterouter::routing::learn::{self, CalibrateOptions, SimulateOptions};
+use gaterouter::routing::{LabeledPrompt, Scorer, Weights, load_jsonl, score_jsonl};
 use gaterouter::{ChatRequest, Client, Config, Error, Message};
+
+/// The input format, shown in every subcommand's `--help`.
+const FORMAT: &str = "\
+INPUT FORMAT (JSONL: one JSON object a line, blank lines skipped):
+  {\"id\": \"gsm8k-0\", \"source\": \"gsm8k\",
+   \"messages\": [{\"role\": \"user\", \"content\": \"...\"}],
+   \"weak_model\": \"mixtral-8x7b\", \"strong_model\": \"gpt-4\",
+   \"weak_score\": 1.0, \"strong_score\": 0.0}
+  messages   required: the request as the router sees it (OpenAI chat format);
+             `tools` and `max_tokens` may be added to score a full request.
+  id         optional (default line-N); source optional (a group such as
+             `mmlu/anatomy`, used by --holdout source / subject_or_row).
+  weak_score, strong_score   quality of each model's answer in [0, 1]:
+             needed by eval, calibrate and simulate, not by score.
+  weak_model, strong_model   optional, informational.";
 
 /// Arguments of `route`.
 #[derive(Debug, Args)]
@@ -23,10 +39,39 @@ pub struct RouteArgs {
     pub json: bool,
 }
 
+/// Which part of a labeled file a command uses.
+#[derive(Debug, Args, Clone)]
+pub struct SplitArgs {
+    /// Split the file: fit/replay on this share of it, score on the rest (e.g. 0.3).
+    /// Without it the whole file is used.
+    #[arg(long, value_name = "F")]
+    pub train_frac: Option<f64>,
+    /// Seed of the split (and of cross-validation folds / exploration draws).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// How to split: `random` (rows), `source` (whole `source` groups on one side),
+    /// `subject_or_row` (sources with a `/` held out whole, others split by row).
+    #[arg(long, default_value = "random")]
+    pub holdout: String,
+}
+
+impl SplitArgs {
+    /// `(train, test)`; test is empty without --train-frac.
+    fn apply(&self, prompts: Vec<LabeledPrompt>) -> Result<(Vec<LabeledPrompt>, Vec<LabeledPrompt>), Error> {
+        let holdout = Holdout::parse(&self.holdout)?;
+        match self.train_frac {
+            None => Ok((prompts, Vec::new())),
+            Some(f) if f > 0.0 && f < 1.0 => Ok(eval::split(&prompts, holdout, self.seed, f)),
+            Some(f) => Err(Error::InvalidRequest { field: Some("--train-frac".into()), message: format!("--train-frac {f} must be strictly between 0 and 1 (e.g. 0.3)") }),
+        }
+    }
+}
+
 /// `route` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum RouteAction {
     /// Print `{"id","score","tier"}` for each prompt of a JSONL file (labels optional).
+    #[command(after_help = FORMAT)]
     Score {
         /// JSONL file in the routing data format.
         file: PathBuf,
@@ -34,30 +79,104 @@ pub enum RouteAction {
         #[arg(long)]
         weights: Option<PathBuf>,
     },
-    /// Router metrics (APGR, CPT, strong share for 95% quality) on a labeled JSONL file,
-    /// beside a random and a length-only router.
+    /// Router metrics (APGR, CPT50/80, strong share for 95% quality) on a labeled JSONL
+    /// file, each beside the length-only router (characters) and random.
+    #[command(after_help = FORMAT)]
     Eval {
         /// Labeled JSONL file.
         file: PathBuf,
         /// Scorer weights file (default: the built-in weights).
         #[arg(long)]
         weights: Option<PathBuf>,
+        // With --train-frac: score only the held-out part (the complement of what
+        // `route calibrate`/`route simulate` with the same split options fitted on).
+        #[command(flatten)]
+        split: SplitArgs,
+        /// Print the figures as one JSON object.
+        #[arg(long)]
+        json: bool,
     },
-    /// Fit scorer weights on a labeled JSONL file and write them.
+    /// Fit scorer weights on a labeled JSONL file (ridge regression of strong − weak
+    /// quality on hashed word 1-2-grams + log length + structural features, penalty by
+    /// k-fold cross-validation inside the file) and write them. Prints the
+    /// cross-validated APGR beside length-only on the same file, and with --train-frac
+    /// the figures on the held-out rest.
+    #[command(after_help = FORMAT)]
     Calibrate {
         /// Labeled JSONL file.
         file: PathBuf,
-        /// Where to write the weights (use with `[routing] scorer_weights_file`).
+        /// Where to write the weights (use with `[routing] scorer_weights_file` or `route score --weights`).
         #[arg(long)]
         out: PathBuf,
+        #[command(flatten)]
+        split: SplitArgs,
+        /// Hashed n-gram buckets 2^BITS (14: a 22 KB file).
+        #[arg(long, default_value_t = learn::DEFAULT_BITS)]
+        bits: u8,
+        /// Cross-validation folds.
+        #[arg(long, default_value_t = learn::DEFAULT_FOLDS)]
+        folds: usize,
+        /// Ridge penalties tried, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = learn::DEFAULT_LAMBDAS.to_vec())]
+        lambdas: Vec<f64>,
+        /// Print the report as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replay a labeled JSONL file in order as live traffic through the learning code:
+    /// only the chosen model's score is revealed, a share `--explore` of calls picks a
+    /// model at random, each decision's propensity is logged and both models' success
+    /// is refitted periodically with inverse-propensity weights. Prints one JSON line
+    /// and writes the final weights (for `route score --weights`). With --train-frac F
+    /// it replays the first F of the seeded shuffle; `route eval --weights W.json
+    /// --train-frac F --seed S` scores the rest.
+    #[command(after_help = FORMAT)]
+    Simulate {
+        /// Labeled JSONL file.
+        file: PathBuf,
+        /// Share of calls routed at random (exploration), in [0, 1].
+        #[arg(long, default_value_t = 0.1)]
+        explore: f64,
+        /// Where to write the final weights.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        split: SplitArgs,
+        /// Share of calls sent to the strong model when exploiting.
+        #[arg(long, default_value_t = 0.5)]
+        strong_share: f64,
+        /// Starting weights (default: the built-in weights).
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// Hashed n-gram buckets 2^BITS.
+        #[arg(long, default_value_t = learn::DEFAULT_BITS)]
+        bits: u8,
     },
 }
 
-fn scorer(weights: Option<&PathBuf>) -> Result<Scorer, Error> {
+fn load_weights(weights: Option<&PathBuf>) -> Result<Weights, Error> {
     match weights {
-        Some(p) => Scorer::from_file(p),
-        None => Scorer::builtin(),
+        Some(p) => Weights::from_file(p),
+        None => Weights::builtin(),
     }
+}
+
+fn scorer(weights: Option<&PathBuf>) -> Result<Scorer, Error> {
+    Ok(Scorer::new(load_weights(weights)?))
+}
+
+fn write_weights(out: &PathBuf, w: &Weights) -> Result<(), Error> {
+    std::fs::write(out, w.to_json()).map_err(|e| Error::config(out.display().to_string(), format!("cannot write the weights: {e}"), "check the --out path"))
+}
+
+/// Print a line; a closed stdout (`| head`) ends quietly.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        let mut o = std::io::stdout().lock();
+        if writeln!(o, $($t)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
 }
 
 /// Run `route`.
@@ -69,21 +188,64 @@ pub fn run(config: Config, args: RouteArgs) -> Result<(), Error> {
             eprintln!("scored {n} prompts");
             Ok(())
         }
-        (Some(RouteAction::Eval { file, weights }), _) => {
-            let prompts = load_jsonl(&file)?;
-            let c = eval::compare(&prompts, &scorer(weights.as_ref())?)?;
-            println!("{} prompts; always-weak quality {:.3}, always-strong {:.3}", c.router.n, c.router.quality_weak, c.router.quality_strong);
-            println!("{:<12} {:>6} {:>7} {:>7} {:>18}", "router", "APGR", "CPT50", "CPT80", "strong for 95% Q");
-            for (name, r) in [("gaterouter", &c.router), ("length-only", &c.length), ("random", &c.random)] {
-                print_row(name, r);
+        (Some(RouteAction::Eval { file, weights, split, json }), _) => {
+            let (train, test) = split.apply(load_jsonl(&file)?)?;
+            let (part, what) = if split.train_frac.is_some() { (test, "held-out part") } else { (train, "whole file") };
+            let s = scorer(weights.as_ref())?;
+            let c = eval::compare(&part, &s)?;
+            if json {
+                out!("{}", serde_json::json!({"prompts": part.len(), "part": what, "weights_version": s.weights().fingerprint(), "router": brief(&c.router), "length_only": brief(&c.length), "random": brief(&c.random)}));
+                return Ok(());
             }
+            out!("{} prompts ({what}); always-weak quality {:.3}, always-strong {:.3}; weights {}", c.router.n, c.router.quality_weak, c.router.quality_strong, s.weights().fingerprint());
+            print_table(&c.router, &c.length, Some(&c.random));
             Ok(())
         }
-        (Some(RouteAction::Calibrate { file, out }), _) => {
-            let prompts = load_jsonl(&file)?;
-            let w = calibrate::fit(&prompts, &FitOptions::default())?;
-            std::fs::write(&out, w.to_json()).map_err(|e| Error::config(out.display().to_string(), format!("cannot write: {e}"), "check the path"))?;
-            println!("wrote {} (fitted on {} prompts); set [routing] scorer_weights_file to use it", out.display(), prompts.len());
+        (Some(RouteAction::Calibrate { file, out, split, bits, folds, lambdas, json }), _) => {
+            let (train, test) = split.apply(load_jsonl(&file)?)?;
+            let opts = CalibrateOptions {
+                bits,
+                folds,
+                lambdas,
+                seed: split.seed,
+                description: format!(
+                    "route calibrate {}{}: {} prompts",
+                    file.display(),
+                    split.train_frac.map(|f| format!(" --train-frac {f} --seed {} --holdout {}", split.seed, split.holdout)).unwrap_or_default(),
+                    train.len()
+                ),
+                ..CalibrateOptions::default()
+            };
+            let (w, rep) = learn::calibrate(&train, &opts)?;
+            write_weights(&out, &w)?;
+            let held = if test.is_empty() { None } else { Some(eval::compare(&test, &Scorer::new(w.clone()))?) };
+            if json {
+                out!("{}", serde_json::json!({
+                    "out": out.display().to_string(),
+                    "weights_version": w.fingerprint(),
+                    "calibration": rep,
+                    "held_out": held.as_ref().map(|c| serde_json::json!({"prompts": c.router.n, "router": brief(&c.router), "length_only": brief(&c.length)})),
+                }));
+                return Ok(());
+            }
+            out!("fitted on {} prompts: ridge penalty {} chosen by {}-fold cross-validation (bits {bits})", rep.rows, rep.lambda, rep.folds);
+            out!("cross-validated on this file: APGR {:.3} (length-only {:.3}), strong share for 95% quality {:.1}% (length-only {:.1}%)",
+                rep.cv_apgr, rep.length_apgr, 100.0 * rep.cv_share_for_95pct_quality, 100.0 * rep.length_share_for_95pct_quality);
+            if let Some(c) = &held {
+                out!("held-out part ({} prompts, never seen by the fit):", c.router.n);
+                print_table(&c.router, &c.length, None);
+            }
+            out!("wrote {} ({} bytes, weights {}); set [routing] scorer_weights_file to use it", out.display(), w.to_json().len(), w.fingerprint());
+            Ok(())
+        }
+        (Some(RouteAction::Simulate { file, explore, out, split, strong_share, weights, bits }), _) => {
+            let (train, _) = split.apply(load_jsonl(&file)?)?;
+            let opts = SimulateOptions { explore, seed: split.seed, strong_share, bits, ..SimulateOptions::default() };
+            let (rep, w) = learn::simulate(&train, &load_weights(weights.as_ref())?, &opts)?;
+            write_weights(&out, &w)?;
+            let mut line = serde_json::to_value(&rep).unwrap_or_default();
+            line["out"] = serde_json::json!(out.display().to_string());
+            out!("{line}");
             Ok(())
         }
         (None, Some(prompt)) => {
@@ -94,38 +256,59 @@ pub fn run(config: Config, args: RouteArgs) -> Result<(), Error> {
                 Err(e) => {
                     // Nothing usable (no keys, say): still show how the prompt scores.
                     let r = scorer(client.config().routing.scorer_weights_file.as_ref())?.score(&req);
-                    println!("score {:.3}, tier {}", r.score, r.tier.as_str());
+                    out!("score {:.3}, tier {}", r.score, r.tier.as_str());
                     return Err(e);
                 }
             };
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&d).unwrap_or_default());
+                out!("{}", serde_json::to_string_pretty(&d).unwrap_or_default());
                 return Ok(());
             }
-            println!("{}", d.reason);
+            out!("{}", d.reason);
             if let (Some(score), Some(tier)) = (d.score, d.tier) {
-                println!("score {score:.3}, tier {}", tier.as_str());
+                out!("score {score:.3}, tier {}", tier.as_str());
             }
             let mut top: Vec<_> = d.features.iter().filter(|f| f.contribution.abs() > 1e-9).collect();
             top.sort_by(|a, b| b.contribution.abs().total_cmp(&a.contribution.abs()));
             for f in top.iter().take(6) {
-                println!("  {:<22} value {:>10.3}  contribution {:+.3}", f.name, f.value, f.contribution);
+                out!("  {:<22} value {:>10.3}  contribution {:+.3}", f.name, f.value, f.contribution);
             }
-            println!("candidates:");
+            out!("candidates:");
             for c in &d.candidates {
                 let cost = c.estimated_cost_micros.map(|m| format!("~${}.{:06}", m / 1_000_000, m % 1_000_000)).unwrap_or_else(|| "unpriced".into());
-                println!("  {:<34} {cost}", c.model);
+                out!("  {:<34} {cost}", c.model);
             }
             for e in &d.excluded {
-                println!("  excluded {:<25} {}", e.model, e.reason);
+                out!("  excluded {:<25} {}", e.model, e.reason);
             }
             Ok(())
         }
-        (None, None) => Err(Error::InvalidRequest { field: Some("prompt".into()), message: "give a prompt to route, or a subcommand (score, eval, calibrate)".into() }),
+        (None, None) => Err(Error::InvalidRequest { field: Some("prompt".into()), message: "give a prompt to route, or a subcommand (score, eval, calibrate, simulate)".into() }),
     }
 }
 
-fn print_row(name: &str, r: &EvalReport) {
+fn brief(r: &EvalReport) -> serde_json::Value {
+    serde_json::json!({"apgr": r.apgr, "cpt50": r.cpt50, "cpt80": r.cpt80, "share_for_95pct_quality": r.share_for_95pct_quality, "quality_weak": r.quality_weak, "quality_strong": r.quality_strong})
+}
+
+/// A metric row: name, getter, shown as a percentage.
+type Metric = (&'static str, fn(&EvalReport) -> f64, bool);
+
+/// One row per metric: the router, length-only beside it, the difference, and random.
+fn print_table(r: &EvalReport, len: &EvalReport, random: Option<&EvalReport>) {
     let pct = |x: f64| format!("{:.1}%", 100.0 * x);
-    println!("{name:<12} {:>6.3} {:>7} {:>7} {:>18}", r.apgr, pct(r.cpt50), pct(r.cpt80), pct(r.share_for_95pct_quality));
+    out!("{:<26} {:>9} {:>12} {:>9}{}", "metric", "router", "length-only", "diff", if random.is_some() { format!(" {:>9}", "random") } else { String::new() });
+    let rows: [Metric; 4] = [
+        ("APGR (higher is better)", |r| r.apgr, false),
+        ("CPT50 (lower is better)", |r| r.cpt50, true),
+        ("CPT80 (lower is better)", |r| r.cpt80, true),
+        ("strong share for 95% Q", |r| r.share_for_95pct_quality, true),
+    ];
+    for (name, get, is_pct) in rows {
+        let (a, b) = (get(r), get(len));
+        let f = |x: f64| if is_pct { pct(x) } else { format!("{x:.3}") };
+        let d = if is_pct { format!("{:+.1}", 100.0 * (a - b)) } else { format!("{:+.3}", a - b) };
+        let rnd = random.map(|x| format!(" {:>9}", f(get(x)))).unwrap_or_default();
+        out!("{name:<26} {:>9} {:>12} {:>9}{rnd}", f(a), f(b), d);
+    }
 }

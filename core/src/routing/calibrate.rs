@@ -160,6 +160,7 @@ pub fn fit(prompts: &[LabeledPrompt], opts: &FitOptions) -> Result<Weights> {
     }
 
     let mut weights = opts.prior.clone();
+    weights.link = super::weights::Link::Logistic;
     weights.bias = bias;
     weights.weights = feature_w;
     weights.target = opts.target;
@@ -222,6 +223,62 @@ pub fn fit(prompts: &[LabeledPrompt], opts: &FitOptions) -> Result<Weights> {
     });
     weights.validate("fitted weights")?;
     Ok(weights)
+}
+
+/// Estimated prompt tokens below which a plain request is `light` under the builtin weights.
+pub const BUILTIN_LIGHT_BELOW_TOKENS: f64 = 50.0;
+/// Estimated prompt tokens from which a plain request is `heavy` under the builtin weights.
+pub const BUILTIN_HEAVY_FROM_TOKENS: f64 = 500.0;
+
+/// Weight of `tokens` (log length) in the builtin weights: the slope of a two-feature
+/// logistic fit on the whole dev file (log length + word problem, target benefit), fixed.
+pub const BUILTIN_TOKENS_WEIGHT: f64 = 2.24;
+
+/// The options of the builtin weights: a monotone length rule plus one structural cue.
+/// The `tokens` weight is fixed at [`BUILTIN_TOKENS_WEIGHT`]; only the intercept and
+/// `word_problem` (a question with three or more numbers, not multiple choice) are fitted, target `benefit` (P(strong model helps)), every row
+/// counted once, no per-source intercepts. Every other feature is frozen at 0 except
+/// conversation depth and tools (0.5 each: the labeled data has neither, so they keep a
+/// hand-set weight; they only move multi-turn and tool requests up). Richer fits
+/// (lexical, all 18 features) beat this on subjects they saw but not on unseen ones
+/// (bench/RESULTS.md), so the default stays this small.
+pub fn builtin_options() -> FitOptions {
+    let mut prior = Weights::prior();
+    prior.weights = [0.0; N_FEATURES];
+    // The length slope is fixed (not fitted): the default stays a monotone length rule on
+    // every split, and only the word-problem bump and the intercept are fitted.
+    prior.weights[Feature::Tokens as usize] = BUILTIN_TOKENS_WEIGHT;
+    prior.weights[Feature::Depth as usize] = 0.5;
+    prior.weights[Feature::Tools as usize] = 0.5;
+    prior.bias = -2.5;
+    prior.target = Target::Benefit;
+    FitOptions {
+        target: Target::Benefit,
+        l2: 1e-4,
+        balance: Balance::Rows,
+        frozen: Feature::ALL.iter().copied().filter(|f| *f != Feature::WordProblem).collect(),
+        prior,
+        per_source_intercepts: false,
+        ..FitOptions::default()
+    }
+}
+
+/// Fit the builtin weights ([`builtin_options`]) and set its thresholds by prompt size:
+/// a plain request (no other cue) under [`BUILTIN_LIGHT_BELOW_TOKENS`] estimated tokens
+/// is light, from [`BUILTIN_HEAVY_FROM_TOKENS`] heavy; cues (a word problem, depth,
+/// tools) move a request up from there.
+pub fn fit_builtin(prompts: &[LabeledPrompt], description: &str) -> Result<Weights> {
+    let mut o = builtin_options();
+    o.description = description.to_owned();
+    let mut w = fit(prompts, &o)?;
+    let at = |tokens: f64| sigmoid(w.bias + w.weights[Feature::Tokens as usize] * (1.0 + tokens).ln() / 4097f64.ln());
+    w.thresholds = Thresholds { standard: at(BUILTIN_LIGHT_BELOW_TOKENS), heavy: at(BUILTIN_HEAVY_FROM_TOKENS) };
+    if let Some(f) = w.fit.as_object_mut() {
+        f.insert("thresholds".into(), json!(format!("a plain request is light below {BUILTIN_LIGHT_BELOW_TOKENS} estimated tokens, heavy from {BUILTIN_HEAVY_FROM_TOKENS}")));
+        f.remove("sources");
+    }
+    w.validate("builtin weights")?;
+    Ok(w)
 }
 
 /// Fit n-gram weights `v` and an intercept shift on top of fixed per-row logits `base`:

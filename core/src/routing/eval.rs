@@ -11,7 +11,6 @@
 use serde::{Deserialize, Serialize};
 
 use super::data::LabeledPrompt;
-use super::features;
 use super::scorer::Scorer;
 use crate::error::{Error, Result};
 
@@ -163,9 +162,25 @@ pub fn evaluate(prompts: &[LabeledPrompt], score: &dyn Fn(&LabeledPrompt) -> f64
     evaluate_scores(&s, &w, &st)
 }
 
-/// The length-only baseline: longer prompts go to the strong model first.
+/// The length-only baseline: longer prompts go to the strong model first. Length is the
+/// number of characters of the messages' text (the "length only (characters)").
 pub fn length_score(p: &LabeledPrompt) -> f64 {
-    features::estimate_tokens(&p.request)
+    use crate::types::{Content, ContentPart};
+    let mut n = 0usize;
+    for m in &p.request.messages {
+        match &m.content {
+            Some(Content::Text(t)) => n += t.chars().count(),
+            Some(Content::Parts(parts)) => {
+                for part in parts {
+                    if let ContentPart::Text { text } = part {
+                        n += text.chars().count();
+                    }
+                }
+            }
+            None => {}
+        }
+    }
+    n as f64
 }
 
 /// A router and its two baselines on the same prompts.
@@ -277,6 +292,65 @@ pub fn split_by_row(prompts: &[LabeledPrompt], seed: u64, test_fraction: f64) ->
     }
     let (te, tr): (Vec<_>, Vec<_>) = prompts.iter().zip(&test).partition(|(_, t)| **t);
     (tr.into_iter().map(|(p, _)| p.clone()).collect(), te.into_iter().map(|(p, _)| p.clone()).collect())
+}
+
+/// How a labeled file is split into a part to fit on and a part to score on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Holdout {
+    /// Rows at random (seeded): the test part holds new prompts of the same kinds — the
+    /// case of an organization calibrating on its own traffic.
+    #[default]
+    Random,
+    /// Whole sources (`source` field) at random: no source on both sides.
+    Source,
+    /// Sources with a `/` (`mmlu/<subject>`, `mt_bench/<category>`) held out whole,
+    /// sources without one (`gsm8k`: one benchmark of like prompts) split by row: unseen
+    /// subjects plus new prompts of a seen benchmark.
+    SubjectOrRow,
+}
+
+impl Holdout {
+    /// Parse `random`, `source` or `subject_or_row`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "random" => Ok(Holdout::Random),
+            "source" => Ok(Holdout::Source),
+            "subject_or_row" | "subject-or-row" => Ok(Holdout::SubjectOrRow),
+            other => Err(Error::InvalidRequest {
+                field: Some("holdout".into()),
+                message: format!("unknown holdout `{other}`: use random, source or subject_or_row"),
+            }),
+        }
+    }
+}
+
+/// Split `(train, test)` with about `train_fraction` of the rows in train. Random: rows
+/// ordered by a seeded hash of their id (ties by position), the first ones train, so the
+/// train part is also the replay order of `route simulate`. Source / SubjectOrRow: whole
+/// groups (a source, or a row of an unsplit source) by a seeded hash of their key.
+pub fn split(prompts: &[LabeledPrompt], holdout: Holdout, seed: u64, train_fraction: f64) -> (Vec<LabeledPrompt>, Vec<LabeledPrompt>) {
+    let f = train_fraction.clamp(0.0, 1.0);
+    match holdout {
+        Holdout::Random => {
+            let mut order: Vec<(u64, usize)> = prompts.iter().enumerate().map(|(i, p)| (fnv1a(seed, &format!("{}\u{1}{i}", p.id)), i)).collect();
+            order.sort_unstable();
+            let k = (f * prompts.len() as f64).round() as usize;
+            let train = order[..k].iter().map(|(_, i)| prompts[*i].clone()).collect();
+            let test = order[k..].iter().map(|(_, i)| prompts[*i].clone()).collect();
+            (train, test)
+        }
+        Holdout::Source => {
+            let (train, test) = split_by_source(prompts, seed, 1.0 - f);
+            (train, test)
+        }
+        Holdout::SubjectOrRow => {
+            // group key: the source when it has a `/`, else the row's id
+            let key = |p: &LabeledPrompt| if p.source.contains('/') { p.source.clone() } else { format!("{}\u{1}{}", p.source, p.id) };
+            let threshold = (f * u64::MAX as f64) as u64;
+            prompts.iter().cloned().partition(|p| fnv1a(seed, &key(p)) < threshold)
+        }
+    }
 }
 
 /// Leave one source family out: `(train, test)` where test is every prompt of `family`
@@ -404,6 +478,26 @@ mod tests {
         assert!(tr.iter().all(|p| te.iter().all(|q| q.id != p.id)));
         assert_eq!(split_by_row(&ps, 1, 0.5).1, te);
         assert!((2..10).any(|s| split_by_row(&ps, s, 0.5).1 != te));
+        // split(): no subject on both sides for Source; SubjectOrRow keeps every `/`
+        // source whole and splits the others by row; Random is a partition by row.
+        for seed in 1..6 {
+            let (tr, te) = split(&ps, Holdout::Source, seed, 0.5);
+            assert_eq!(tr.len() + te.len(), 60);
+            assert!(!tr.is_empty() && !te.is_empty());
+            assert!(tr.iter().all(|p| te.iter().all(|q| q.source != p.source)), "seed {seed}: a source on both sides");
+            let (tr, te) = split(&ps, Holdout::SubjectOrRow, seed, 0.5);
+            assert_eq!(tr.len() + te.len(), 60);
+            assert!(tr.iter().all(|p| te.iter().all(|q| q.id != p.id)));
+            assert!(tr.iter().filter(|p| p.source.contains('/')).all(|p| te.iter().all(|q| q.source != p.source)), "seed {seed}: a subject on both sides");
+            let gsm_test = te.iter().filter(|p| p.source == "gsm8k").count();
+            assert!(gsm_test > 0 && gsm_test < 10, "gsm8k is split by row: {gsm_test} of 10 in test");
+            let (tr, te) = split(&ps, Holdout::Random, seed, 0.3);
+            assert_eq!((tr.len(), te.len()), (18, 42));
+            assert!(tr.iter().all(|p| te.iter().all(|q| q.id != p.id)));
+            assert_eq!(split(&ps, Holdout::Random, seed, 0.3).0, tr, "deterministic");
+        }
+        assert_ne!(split(&ps, Holdout::Random, 1, 0.5).0, split(&ps, Holdout::Random, 2, 0.5).0);
+        assert!(Holdout::parse("subject_or_row").is_ok() && Holdout::parse("rows").is_err());
         let (tr, te) = split_family(&ps, "mmlu");
         assert_eq!(te.len(), 40);
         assert!(tr.iter().all(|p| p.family() != "mmlu"));

@@ -137,7 +137,7 @@ impl Scorer {
                 contribution: part,
             });
         }
-        let score = sigmoid(z);
+        let score = self.weights.link.apply(z);
         ScoreReport { score, tier: self.tier(score), features }
     }
 
@@ -147,13 +147,13 @@ impl Scorer {
         if let Some(lex) = &self.weights.lexical {
             z += lexical::lexical_logit(req, lex.bits, &lex.weights);
         }
-        sigmoid(z)
+        self.weights.link.apply(z)
     }
 
     /// Score already extracted features (the structural part only: lexical weights,
     /// if any, need the request text; use [`Scorer::score_only`]).
     pub fn score_features(&self, f: &Features) -> f64 {
-        sigmoid(self.logit(&f.norm))
+        self.weights.link.apply(self.logit(&f.norm))
     }
 
     fn logit(&self, x: &[f64; N_FEATURES]) -> f64 {

@@ -514,6 +514,12 @@ pub fn select(input: SelectInput<'_>, avail: &dyn Availability) -> Result<RouteD
             ranked.extend(here);
         }
     }
+    // A model listed in several tiers (or twice in one) is one candidate: its first,
+    // best-ranked place; likewise one exclusion per model and reason.
+    let mut seen = std::collections::HashSet::new();
+    ranked.retain(|c| seen.insert(c.model.clone()));
+    let mut seen = std::collections::HashSet::new();
+    excluded.retain(|e| seen.insert((e.model.clone(), e.reason.clone())));
     let mut served_tier = served.ok_or_else(|| {
         Error::InvalidRequest {
             field: Some("model".into()),
@@ -820,6 +826,33 @@ mod tests {
         let e = pick_with(&req, Tier::Heavy, &cfg, &broke).unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::Budget);
         assert_eq!(e.budget_status().unwrap().id, "b-day");
+    }
+
+    #[test]
+    fn candidates_are_unique_across_tiers() {
+        let req = ChatRequest::new("auto", vec![Message::user("hi")]);
+        let v = |xs: &[&str]| xs.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        // 4 models, listed 12 times over the three tiers (issue 17).
+        let four = ["openai/gpt-4o-mini", "openai/gpt-4.1-mini", "anthropic/claude-haiku-4-5", "openai/gpt-4.1"];
+        let mut cfg = RoutingConfig { light: v(&four), standard: v(&four), heavy: v(&four), ..RoutingConfig::default() };
+        cfg.heavy.push("openai/gpt-4o-mini".into()); // twice in one tier too
+        for tier in [Tier::Light, Tier::Standard, Tier::Heavy] {
+            for policy in [Policy::Quality, Policy::Cheapest, Policy::Balanced, Policy::Fastest] {
+                cfg.policy = policy;
+                let d = pick(&req, tier, &cfg, vec![]).unwrap();
+                let models: Vec<&str> = d.candidates.iter().map(|c| c.model.as_str()).collect();
+                let unique: std::collections::BTreeSet<&str> = models.iter().copied().collect();
+                assert_eq!(models.len(), 4, "{tier:?} {policy:?}: {models:?}");
+                assert_eq!(unique.len(), 4, "{models:?}");
+                assert_eq!(models[0], d.chosen);
+                // each kept at its first place: the serving tier's
+                assert!(d.candidates.iter().all(|c| c.tier == Some(tier)), "{:?}", d.candidates);
+            }
+        }
+        // an excluded model is reported once, not once per tier
+        let d = pick(&req, Tier::Light, &cfg, vec!["openai/gpt-4.1"]).unwrap();
+        assert_eq!(d.excluded.iter().filter(|e| e.model == "openai/gpt-4.1").count(), 1, "{:?}", d.excluded);
+        assert_eq!(d.candidates.len(), 3);
     }
 
     #[test]

@@ -33,6 +33,39 @@ pub enum Target {
     WeakFails,
 }
 
+/// How the linear predictor `z = bias + Σ w·x (+ n-gram part)` becomes a score in `[0, 1]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Link {
+    /// `score = sigmoid(z)`: a logistic model (the builtin weights).
+    #[default]
+    Logistic,
+    /// `score = (1 + clamp(z, -1, 1)) / 2`: `z` is a predicted quality gain of the strong
+    /// model over the weak one in `[-1, 1]` (ridge regression, `route calibrate`); a score
+    /// of 0.5 means "no gain expected".
+    Gain,
+}
+
+impl Link {
+    /// The score of a linear predictor.
+    pub fn apply(self, z: f64) -> f64 {
+        match self {
+            Link::Logistic => super::scorer::sigmoid(z),
+            Link::Gain => {
+                if z.is_nan() {
+                    0.5
+                } else {
+                    (1.0 + z.clamp(-1.0, 1.0)) / 2.0
+                }
+            }
+        }
+    }
+}
+
+fn is_logistic(l: &Link) -> bool {
+    *l == Link::Logistic
+}
+
 /// Score cut-offs between tiers: `score < standard` is light, `score >= heavy` is heavy.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -102,13 +135,16 @@ impl LexicalWeights {
     }
 }
 
-/// A logistic model over the normalized features: `score = sigmoid(bias + Σ w·x)`.
+/// A linear model over the normalized features (and optional hashed n-grams):
+/// `score = link(bias + Σ w·x)`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Weights {
     /// Free text: what data, which split, which command produced these weights.
     pub description: String,
     /// What the score estimates.
     pub target: Target,
+    /// How the linear predictor maps to a score.
+    pub link: Link,
     /// Intercept.
     pub bias: f64,
     /// One weight per feature, in [`Feature::ALL`] order.
@@ -129,6 +165,8 @@ struct WeightsFile {
     description: String,
     #[serde(default)]
     target: Target,
+    #[serde(default, skip_serializing_if = "is_logistic")]
+    link: Link,
     bias: f64,
     weights: BTreeMap<String, f64>,
     thresholds: Thresholds,
@@ -198,6 +236,7 @@ impl Weights {
         let w = Weights {
             description: file.description,
             target: file.target,
+            link: file.link,
             bias: file.bias,
             weights,
             thresholds: file.thresholds,
@@ -237,6 +276,7 @@ impl Weights {
             version: WEIGHTS_VERSION,
             description: self.description.clone(),
             target: self.target,
+            link: self.link,
             bias: r(self.bias),
             weights: FEATURE_NAMES.iter().zip(self.weights.iter()).map(|(n, w)| ((*n).to_owned(), r(*w))).collect(),
             thresholds: Thresholds { standard: r(self.thresholds.standard), heavy: r(self.thresholds.heavy) },
@@ -246,6 +286,17 @@ impl Weights {
         let mut s = serde_json::to_string_pretty(&file).unwrap_or_default();
         s.push('\n');
         s
+    }
+
+    /// A short content hash of the weights file (16 hex digits of FNV-1a over its JSON):
+    /// the weights version that made a decision.
+    pub fn fingerprint(&self) -> String {
+        let mut h = 0xcbf2_9ce4_8422_2325u64;
+        for b in self.to_json().bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("{h:016x}")
     }
 
     /// Hand-set starting point used as the prior (the centre of the L2 penalty) when
@@ -272,6 +323,7 @@ impl Weights {
         Weights {
             description: "hand-set prior".to_owned(),
             target: Target::WeakFails,
+            link: Link::Logistic,
             bias: -1.5,
             weights,
             thresholds: Thresholds { standard: 0.2, heavy: 0.3 },

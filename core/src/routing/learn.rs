@@ -1,0 +1,746 @@
+//! Learning the router from outcomes: ridge regression of the strong model's quality gain
+//! over the weak one on hashed word 1-2-grams plus the structural features (log length
+//! first), regularisation chosen by k-fold cross-validation inside the given data, and an
+//! offline replay ([`simulate`]) that learns as production would — only the chosen model's
+//! outcome is revealed, a share of calls explores, and refits weight each outcome by the
+//! inverse of the probability that its model was chosen.
+//!
+//! Everything here is deterministic for a seed (no thread, no global RNG): the same file
+//! and options give byte-identical weights.
+//!
+//! The model: a sparse row `x` = the request's hashed terms ([`lexical::sparse_terms`],
+//! `2^bits` buckets, values `count / sqrt(terms)`) followed by the normalized structural
+//! features ([`features::extract`]); prediction `bias + β·x`. Ridge is linear in the
+//! target, so fitting the gain `strong − weak` equals the difference of the two models'
+//! separate fits with the same penalty; [`simulate`] fits each model's success on the
+//! rows where that model was called (the only ones it sees) and stores the difference.
+//! The result is a [`Weights`] with [`Link::Gain`]: `score = (1 + predicted gain) / 2`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::data::LabeledPrompt;
+use super::eval;
+use super::features::{self, N_FEATURES};
+use super::lexical;
+use super::scorer::Scorer;
+use super::weights::{LexicalWeights, Link, MAX_LEXICAL_BITS, Target, Thresholds, Weights};
+use crate::error::{Error, Result};
+use crate::types::ChatRequest;
+
+/// Hashed n-gram buckets `2^14`: 22 KB in the weights file.
+pub const DEFAULT_BITS: u8 = 14;
+/// Ridge penalties tried by cross-validation (per unit of row weight; rows weigh 1 on average).
+pub const DEFAULT_LAMBDAS: [f64; 6] = [0.003, 0.01, 0.03, 0.1, 0.3, 1.0];
+/// Cross-validation folds.
+pub const DEFAULT_FOLDS: usize = 5;
+
+fn bad(field: &str, message: String) -> Error {
+    Error::InvalidRequest { field: Some(field.into()), message }
+}
+
+/// A sparse design row: hashed terms in `0..2^bits`, then the structural features at
+/// `2^bits + j` (zeros left out).
+pub type Row = Vec<(u32, f32)>;
+
+/// The design row of a request.
+pub fn design_row(req: &ChatRequest, bits: u8) -> Row {
+    let mut v = lexical::sparse_terms(req, bits);
+    let nb = 1u32 << bits;
+    let f = features::extract(req);
+    for (j, x) in f.norm.iter().enumerate() {
+        if *x != 0.0 {
+            v.push((nb + j as u32, *x as f32));
+        }
+    }
+    v
+}
+
+/// A fitted ridge model over design rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ridge {
+    /// Bucket exponent of the lexical part.
+    pub bits: u8,
+    /// Penalty it was fitted with.
+    pub lambda: f64,
+    /// Intercept (not penalized).
+    pub bias: f64,
+    /// `2^bits` term weights, then `N_FEATURES` structural weights.
+    pub beta: Vec<f64>,
+}
+
+impl Ridge {
+    /// Prediction for one row.
+    pub fn predict(&self, row: &[(u32, f32)]) -> f64 {
+        self.bias + row.iter().map(|(j, x)| self.beta.get(*j as usize).copied().unwrap_or(0.0) * f64::from(*x)).sum::<f64>()
+    }
+
+    /// `self − other` (same bits): the gain model of two success models.
+    pub fn minus(&self, other: &Ridge) -> Ridge {
+        Ridge {
+            bits: self.bits,
+            lambda: self.lambda,
+            bias: self.bias - other.bias,
+            beta: self.beta.iter().zip(&other.beta).map(|(a, b)| a - b).collect(),
+        }
+    }
+
+    /// As a weights file with [`Link::Gain`] (term weights int8-quantized as the file
+    /// stores them); thresholds at the given quantiles of `scores_of` rows.
+    fn to_weights(&self, description: String, fit: serde_json::Value) -> Result<Weights> {
+        let nb = 1usize << self.bits;
+        let mut weights = [0.0; N_FEATURES];
+        weights.copy_from_slice(&self.beta[nb..nb + N_FEATURES]);
+        let w = Weights {
+            description,
+            target: Target::Benefit,
+            link: Link::Gain,
+            bias: self.bias,
+            weights,
+            thresholds: Thresholds { standard: 0.5, heavy: 0.5 },
+            fit,
+            lexical: Some(LexicalWeights { bits: self.bits, weights: self.beta[..nb].iter().map(|x| *x as f32).collect() }),
+        };
+        // What the file holds: quantized n-gram weights.
+        Weights::from_json(&w.to_json())
+    }
+}
+
+/// Weighted ridge regression by preconditioned conjugate gradients:
+/// minimizes `Σ s_i (y_i − bias − β·x_i)² + λ |β|²` (`bias` unpenalized). `warm` starts
+/// from an earlier solution (a neighbouring penalty). Deterministic.
+pub fn ridge(rows: &[Row], y: &[f64], s: &[f64], bits: u8, lambda: f64, warm: Option<&Ridge>) -> Ridge {
+    let nb = 1usize << bits;
+    let d = nb + N_FEATURES + 1; // intercept last
+    let ic = d - 1;
+    let apply = |v: &[f64], out: &mut [f64]| {
+        out.iter_mut().for_each(|o| *o = 0.0);
+        for (i, row) in rows.iter().enumerate() {
+            let mut t = v[ic];
+            for (j, x) in row {
+                t += v[*j as usize] * f64::from(*x);
+            }
+            let t = t * s[i];
+            out[ic] += t;
+            for (j, x) in row {
+                out[*j as usize] += t * f64::from(*x);
+            }
+        }
+        for j in 0..ic {
+            out[j] += lambda * v[j];
+        }
+    };
+    let mut b = vec![0.0; d];
+    let mut diag = vec![lambda; d];
+    diag[ic] = 0.0;
+    for (i, row) in rows.iter().enumerate() {
+        let sy = s[i] * y[i];
+        b[ic] += sy;
+        diag[ic] += s[i];
+        for (j, x) in row {
+            b[*j as usize] += sy * f64::from(*x);
+            diag[*j as usize] += s[i] * f64::from(*x) * f64::from(*x);
+        }
+    }
+    let inv: Vec<f64> = diag.iter().map(|v| if *v > 0.0 { 1.0 / v } else { 0.0 }).collect();
+    let mut x = vec![0.0; d];
+    if let Some(w) = warm.filter(|w| w.bits == bits) {
+        x[..ic].copy_from_slice(&w.beta);
+        x[ic] = w.bias;
+    }
+    let mut ap = vec![0.0; d];
+    apply(&x, &mut ap);
+    let mut r: Vec<f64> = b.iter().zip(&ap).map(|(a, c)| a - c).collect();
+    let mut z: Vec<f64> = r.iter().zip(&inv).map(|(a, m)| a * m).collect();
+    let mut p = z.clone();
+    let mut rz: f64 = r.iter().zip(&z).map(|(a, c)| a * c).sum();
+    let bnorm = b.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-300);
+    for _ in 0..400 {
+        let rnorm = r.iter().map(|v| v * v).sum::<f64>().sqrt();
+        if rnorm <= 1e-7 * bnorm {
+            break;
+        }
+        apply(&p, &mut ap);
+        let pap: f64 = p.iter().zip(&ap).map(|(a, c)| a * c).sum();
+        if pap <= 0.0 || !pap.is_finite() {
+            break;
+        }
+        let alpha = rz / pap;
+        for k in 0..d {
+            x[k] += alpha * p[k];
+            r[k] -= alpha * ap[k];
+        }
+        for k in 0..d {
+            z[k] = r[k] * inv[k];
+        }
+        let rz_new: f64 = r.iter().zip(&z).map(|(a, c)| a * c).sum();
+        let beta = rz_new / rz;
+        rz = rz_new;
+        for k in 0..d {
+            p[k] = z[k] + beta * p[k];
+        }
+    }
+    let bias = x[ic];
+    x.truncate(ic);
+    Ridge { bits, lambda, bias, beta: x }
+}
+
+/// Deterministic 64-bit generator (splitmix64): seeded folds, shuffles and exploration.
+#[derive(Debug, Clone)]
+pub struct SplitMix(u64);
+
+impl SplitMix {
+    /// A generator for a seed.
+    pub fn new(seed: u64) -> Self {
+        SplitMix(seed ^ 0x853c_49e6_748f_ea9b)
+    }
+
+    /// Next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `[0, 1)`.
+    pub fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Seeded fold of every row: a shuffled round-robin, so folds differ in size by at most one.
+pub fn folds(n: usize, k: usize, seed: u64) -> Vec<usize> {
+    let mut rng = SplitMix::new(seed);
+    let mut order: Vec<(u64, usize)> = (0..n).map(|i| (rng.next_u64(), i)).collect();
+    order.sort_unstable();
+    let mut fold = vec![0; n];
+    for (pos, (_, i)) in order.into_iter().enumerate() {
+        fold[i] = pos % k.max(1);
+    }
+    fold
+}
+
+/// Options of [`calibrate`].
+#[derive(Debug, Clone)]
+pub struct CalibrateOptions {
+    /// Hashed n-gram buckets `2^bits` (1..=20; the file grows by about `1.37 · 2^bits` bytes).
+    pub bits: u8,
+    /// Penalties tried; cross-validation picks one.
+    pub lambdas: Vec<f64>,
+    /// Cross-validation folds (2..=20).
+    pub folds: usize,
+    /// Seed of the fold assignment.
+    pub seed: u64,
+    /// Share of the calibration prompts scored below the `standard` threshold (tier light).
+    pub light_share: f64,
+    /// Share of the calibration prompts at or above the `heavy` threshold (tier heavy).
+    pub heavy_share: f64,
+    /// Free text stored in the weights file.
+    pub description: String,
+}
+
+impl Default for CalibrateOptions {
+    fn default() -> Self {
+        CalibrateOptions {
+            bits: DEFAULT_BITS,
+            lambdas: DEFAULT_LAMBDAS.to_vec(),
+            folds: DEFAULT_FOLDS,
+            seed: 1,
+            light_share: 0.4,
+            heavy_share: 0.3,
+            description: String::new(),
+        }
+    }
+}
+
+/// Honest figures of a calibration, all measured inside the given file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CalibrationReport {
+    /// Prompts fitted on.
+    pub rows: usize,
+    /// Penalty chosen.
+    pub lambda: f64,
+    /// Folds.
+    pub folds: usize,
+    /// Cross-validated (out-of-fold) APGR of the chosen penalty.
+    pub cv_apgr: f64,
+    /// Out-of-fold strong share for 95% of always-strong quality.
+    pub cv_share_for_95pct_quality: f64,
+    /// Length-only (characters) APGR on the same prompts.
+    pub length_apgr: f64,
+    /// Length-only strong share for 95% quality on the same prompts.
+    pub length_share_for_95pct_quality: f64,
+    /// `(lambda, out-of-fold APGR)` for every penalty tried.
+    pub per_lambda: Vec<(f64, f64)>,
+}
+
+fn check_bits(bits: u8) -> Result<()> {
+    if bits == 0 || bits > MAX_LEXICAL_BITS {
+        return Err(bad("bits", format!("bits = {bits} is out of range: use 1..={MAX_LEXICAL_BITS} (default {DEFAULT_BITS})")));
+    }
+    Ok(())
+}
+
+fn check_lambdas(l: &[f64]) -> Result<()> {
+    if l.is_empty() || l.iter().any(|x| !(x.is_finite() && *x > 0.0)) {
+        return Err(bad("lambdas", format!("penalties {l:?} must be positive numbers, at least one")));
+    }
+    Ok(())
+}
+
+/// Fit gain weights on labeled prompts (both models' scores needed): cross-validate every
+/// penalty, refit on all prompts with the best, set the thresholds at the prompts' score
+/// quantiles. Returns the weights and the cross-validated figures.
+pub fn calibrate(prompts: &[LabeledPrompt], opts: &CalibrateOptions) -> Result<(Weights, CalibrationReport)> {
+    check_bits(opts.bits)?;
+    check_lambdas(&opts.lambdas)?;
+    if !(2..=20).contains(&opts.folds) {
+        return Err(bad("folds", format!("folds = {} must be in 2..=20", opts.folds)));
+    }
+    let shares_ok = (0.0..=1.0).contains(&opts.light_share)
+        && (0.0..=1.0).contains(&opts.heavy_share)
+        && opts.light_share + opts.heavy_share <= 1.0;
+    if !shares_ok {
+        return Err(bad("light_share/heavy_share", format!("{} and {} must be in [0, 1] and sum to at most 1", opts.light_share, opts.heavy_share)));
+    }
+    if prompts.len() < 2 * opts.folds {
+        return Err(bad("prompts", format!("{} labeled prompts are too few to cross-validate {} folds: give at least {}", prompts.len(), opts.folds, 2 * opts.folds)));
+    }
+    let mut weak = Vec::with_capacity(prompts.len());
+    let mut strong = Vec::with_capacity(prompts.len());
+    for p in prompts {
+        let (w, s) = p.labels()?;
+        weak.push(w);
+        strong.push(s);
+    }
+    let rows: Vec<Row> = prompts.iter().map(|p| design_row(&p.request, opts.bits)).collect();
+    let y: Vec<f64> = weak.iter().zip(&strong).map(|(w, s)| s - w).collect();
+    let ones = vec![1.0; rows.len()];
+    let fold = folds(rows.len(), opts.folds, opts.seed);
+    // Largest penalty first: each fit warm-starts the next smaller one.
+    let mut lambdas = opts.lambdas.clone();
+    lambdas.sort_by(|a, b| b.total_cmp(a));
+    lambdas.dedup();
+    let mut oof = vec![vec![0.0; rows.len()]; lambdas.len()];
+    for k in 0..opts.folds {
+        let train: Vec<usize> = (0..rows.len()).filter(|i| fold[*i] != k).collect();
+        let tr_rows: Vec<Row> = train.iter().map(|i| rows[*i].clone()).collect();
+        let tr_y: Vec<f64> = train.iter().map(|i| y[*i]).collect();
+        let tr_s = vec![1.0; train.len()];
+        let mut warm: Option<Ridge> = None;
+        for (li, lambda) in lambdas.iter().enumerate() {
+            let m = ridge(&tr_rows, &tr_y, &tr_s, opts.bits, *lambda, warm.as_ref());
+            for i in (0..rows.len()).filter(|i| fold[*i] == k) {
+                oof[li][i] = m.predict(&rows[i]);
+            }
+            warm = Some(m);
+        }
+    }
+    let mut per_lambda = Vec::with_capacity(lambdas.len());
+    let mut best = (0usize, f64::NEG_INFINITY);
+    for (li, lambda) in lambdas.iter().enumerate() {
+        let r = eval::evaluate_scores(&oof[li], &weak, &strong)?;
+        per_lambda.push((*lambda, r.apgr));
+        if r.apgr > best.1 {
+            best = (li, r.apgr);
+        }
+    }
+    let lambda = lambdas[best.0];
+    let cv = eval::evaluate_scores(&oof[best.0], &weak, &strong)?;
+    let lengths: Vec<f64> = prompts.iter().map(eval::length_score).collect();
+    let length = eval::evaluate_scores(&lengths, &weak, &strong)?;
+    let model = ridge(&rows, &y, &ones, opts.bits, lambda, None);
+    let report = CalibrationReport {
+        rows: rows.len(),
+        lambda,
+        folds: opts.folds,
+        cv_apgr: cv.apgr,
+        cv_share_for_95pct_quality: cv.share_for_95pct_quality,
+        length_apgr: length.apgr,
+        length_share_for_95pct_quality: length.share_for_95pct_quality,
+        per_lambda: per_lambda.clone(),
+    };
+    let fit = json!({
+        "method": "ridge regression of strong_score - weak_score on hashed word 1-2-grams + structural features (log length first), penalty by k-fold cross-validation (out-of-fold APGR)",
+        "bits": opts.bits,
+        "lambda": lambda,
+        "folds": opts.folds,
+        "seed": opts.seed,
+        "rows": rows.len(),
+        "cv_apgr": cv.apgr,
+        "cv_share_for_95pct_quality": cv.share_for_95pct_quality,
+        "length_apgr": length.apgr,
+        "per_lambda": per_lambda,
+        "light_share": opts.light_share,
+        "heavy_share": opts.heavy_share,
+    });
+    let mut w = model.to_weights(opts.description.clone(), fit)?;
+    set_thresholds(&mut w, prompts.iter().map(|p| &p.request), opts.light_share, opts.heavy_share);
+    w.validate("calibrated weights")?;
+    Ok((w, report))
+}
+
+/// Thresholds at score quantiles: `light_share` of the requests below `standard`,
+/// `heavy_share` at or above `heavy`.
+fn set_thresholds<'a>(w: &mut Weights, reqs: impl Iterator<Item = &'a ChatRequest>, light_share: f64, heavy_share: f64) {
+    let scorer = Scorer::new(w.clone());
+    let mut scores: Vec<f64> = reqs.map(|r| scorer.score_only(r)).collect();
+    if scores.is_empty() {
+        return;
+    }
+    scores.sort_by(f64::total_cmp);
+    let q = |share: f64| scores[((share * scores.len() as f64).round() as usize).min(scores.len() - 1)];
+    let standard = q(light_share).clamp(0.0, 1.0);
+    let heavy = q(1.0 - heavy_share).clamp(standard, 1.0);
+    w.thresholds = Thresholds { standard, heavy };
+}
+
+/// Options of [`simulate`].
+#[derive(Debug, Clone)]
+pub struct SimulateOptions {
+    /// Share of calls whose model is drawn at random (half weak, half strong) instead of
+    /// by the current weights, in `[0, 1]`.
+    pub explore: f64,
+    /// Seed of the exploration draws and of the cross-validation folds.
+    pub seed: u64,
+    /// Share of the calls the router sends to the strong model when it exploits (the top
+    /// scores among the calls seen so far).
+    pub strong_share: f64,
+    /// Hashed n-gram buckets `2^bits`.
+    pub bits: u8,
+    /// Penalties tried at each refit.
+    pub lambdas: Vec<f64>,
+    /// First refit after this many outcomes; later refits each time the outcomes grow by `refit_growth`.
+    pub first_refit: usize,
+    /// Growth factor between refits (> 1).
+    pub refit_growth: f64,
+    /// Cap on an outcome's inverse-propensity weight (variance control).
+    pub max_weight: f64,
+}
+
+impl Default for SimulateOptions {
+    fn default() -> Self {
+        SimulateOptions {
+            explore: 0.1,
+            seed: 1,
+            strong_share: 0.5,
+            bits: DEFAULT_BITS,
+            lambdas: vec![0.01, 0.1, 1.0],
+            first_refit: 100,
+            refit_growth: 1.5,
+            max_weight: 20.0,
+        }
+    }
+}
+
+/// What a replay did: one JSON line of `route simulate`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SimulateReport {
+    /// Calls replayed.
+    pub rows: usize,
+    /// Exploration share asked for.
+    pub explore: f64,
+    /// Seed.
+    pub seed: u64,
+    /// Mean quality of the answers actually chosen (each call's chosen model's score).
+    pub realized_quality: f64,
+    /// Share of calls sent to the strong model.
+    pub strong_share: f64,
+    /// Share of calls whose model was drawn by exploration.
+    pub explored_share: f64,
+    /// Always-weak and always-strong quality on the same calls, for context.
+    pub quality_weak: f64,
+    /// See `quality_weak`.
+    pub quality_strong: f64,
+    /// Refits made (the weights version number: 0 = the starting weights).
+    pub refits: usize,
+    /// Fingerprint of the final weights ([`Weights::fingerprint`]).
+    pub weights_version: String,
+}
+
+/// One logged decision.
+struct Logged {
+    row: usize,
+    strong: bool,
+    reward: f64,
+    propensity: f64,
+}
+
+/// The model the replay routes with.
+enum Current {
+    Start(Box<Scorer>),
+    Fitted { gain: Ridge },
+}
+
+impl Current {
+    fn score(&self, p: &LabeledPrompt, row: &[(u32, f32)]) -> f64 {
+        match self {
+            Current::Start(s) => s.score_only(&p.request),
+            Current::Fitted { gain } => gain.predict(row),
+        }
+    }
+}
+
+/// Fit one model's success on its logged outcomes, inverse-propensity weighted, penalty
+/// by k-fold cross-validation of the weighted squared error.
+fn fit_success(rows: &[Row], logs: &[&Logged], opts: &SimulateOptions, seed: u64) -> Ridge {
+    let x: Vec<Row> = logs.iter().map(|l| rows[l.row].clone()).collect();
+    let y: Vec<f64> = logs.iter().map(|l| l.reward).collect();
+    let mut s: Vec<f64> = logs.iter().map(|l| (1.0 / l.propensity).min(opts.max_weight)).collect();
+    let mean = s.iter().sum::<f64>() / s.len().max(1) as f64;
+    s.iter_mut().for_each(|v| *v /= mean);
+    let mut lambdas = opts.lambdas.clone();
+    lambdas.sort_by(|a, b| b.total_cmp(a));
+    lambdas.dedup();
+    let lambda = if lambdas.len() == 1 {
+        lambdas[0]
+    } else {
+        const K: usize = 3;
+        let fold = folds(x.len(), K, seed);
+        let mut err = vec![0.0; lambdas.len()];
+        for k in 0..K {
+            let tr: Vec<usize> = (0..x.len()).filter(|i| fold[*i] != k).collect();
+            let trx: Vec<Row> = tr.iter().map(|i| x[*i].clone()).collect();
+            let try_: Vec<f64> = tr.iter().map(|i| y[*i]).collect();
+            let trs: Vec<f64> = tr.iter().map(|i| s[*i]).collect();
+            let mut warm: Option<Ridge> = None;
+            for (li, l) in lambdas.iter().enumerate() {
+                let m = ridge(&trx, &try_, &trs, opts.bits, *l, warm.as_ref());
+                for i in (0..x.len()).filter(|i| fold[*i] == k) {
+                    err[li] += s[i] * (y[i] - m.predict(&x[i])).powi(2);
+                }
+                warm = Some(m);
+            }
+        }
+        let best = err.iter().enumerate().min_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i);
+        lambdas[best]
+    };
+    ridge(&x, &y, &s, opts.bits, lambda, None)
+}
+
+/// Replay labeled prompts in order as live traffic: route each with the current weights
+/// (the top `strong_share` of scores so far go strong; `explore` of the calls are drawn at
+/// random), reveal only the chosen model's score, log the propensity, and refit both
+/// models' success from the log with inverse-propensity weights as outcomes accumulate.
+/// Returns the report and the final weights (the starting ones if no refit happened).
+pub fn simulate(prompts: &[LabeledPrompt], start: &Weights, opts: &SimulateOptions) -> Result<(SimulateReport, Weights)> {
+    check_bits(opts.bits)?;
+    check_lambdas(&opts.lambdas)?;
+    if !(0.0..=1.0).contains(&opts.explore) {
+        return Err(bad("explore", format!("explore = {} must be in [0, 1]", opts.explore)));
+    }
+    if !(opts.strong_share > 0.0 && opts.strong_share < 1.0) {
+        return Err(bad("strong_share", format!("strong_share = {} must be in (0, 1)", opts.strong_share)));
+    }
+    if !(opts.refit_growth > 1.0 && opts.refit_growth.is_finite()) || opts.first_refit == 0 {
+        return Err(bad("refit", "first_refit must be positive and refit_growth above 1".into()));
+    }
+    if opts.max_weight.is_nan() || opts.max_weight < 1.0 {
+        return Err(bad("max_weight", format!("max_weight = {} must be at least 1", opts.max_weight)));
+    }
+    if prompts.is_empty() {
+        return Err(bad("prompts", "no prompts to replay: give a labeled JSONL file".into()));
+    }
+    let mut weak = Vec::with_capacity(prompts.len());
+    let mut strong = Vec::with_capacity(prompts.len());
+    for p in prompts {
+        let (w, s) = p.labels()?;
+        weak.push(w);
+        strong.push(s);
+    }
+    let rows: Vec<Row> = prompts.iter().map(|p| design_row(&p.request, opts.bits)).collect();
+    let mut rng = SplitMix::new(opts.seed);
+    let mut current = Current::Start(Box::new(Scorer::new(start.clone())));
+    let mut seen_scores: Vec<f64> = Vec::new();
+    let mut sorted: Vec<f64> = Vec::new();
+    let mut logs: Vec<Logged> = Vec::with_capacity(prompts.len());
+    let mut next_refit = opts.first_refit;
+    let mut refits = 0usize;
+    let mut last_gain: Option<Ridge> = None;
+    let (mut quality, mut n_strong, mut n_explored) = (0.0, 0usize, 0usize);
+    const WARMUP: usize = 20;
+    for (i, p) in prompts.iter().enumerate() {
+        let score = current.score(p, &rows[i]);
+        // The exploit rule: strong when the score is in the top `strong_share` of the
+        // scores seen so far (the threshold is re-read every 25 calls).
+        if i % 25 == 0 {
+            sorted.clone_from(&seen_scores);
+            sorted.sort_by(f64::total_cmp);
+        }
+        let q_strong = if sorted.len() < WARMUP {
+            opts.strong_share
+        } else {
+            let tau = sorted[(((1.0 - opts.strong_share) * sorted.len() as f64) as usize).min(sorted.len() - 1)];
+            if score >= tau { 1.0 } else { 0.0 }
+        };
+        seen_scores.push(score);
+        let p_strong = opts.explore * 0.5 + (1.0 - opts.explore) * q_strong;
+        let explored = rng.next_f64() < opts.explore;
+        let go_strong = if explored { rng.next_f64() < 0.5 } else if q_strong == 1.0 || q_strong == 0.0 { q_strong == 1.0 } else { rng.next_f64() < q_strong };
+        n_explored += usize::from(explored);
+        let propensity = if go_strong { p_strong } else { 1.0 - p_strong };
+        let reward = if go_strong { strong[i] } else { weak[i] };
+        quality += reward;
+        n_strong += usize::from(go_strong);
+        logs.push(Logged { row: i, strong: go_strong, reward, propensity });
+        if logs.len() >= next_refit {
+            next_refit = ((next_refit as f64) * opts.refit_growth).ceil() as usize;
+            let s_logs: Vec<&Logged> = logs.iter().filter(|l| l.strong).collect();
+            let w_logs: Vec<&Logged> = logs.iter().filter(|l| !l.strong).collect();
+            if s_logs.len() >= 10 && w_logs.len() >= 10 {
+                let fs = fit_success(&rows, &s_logs, opts, opts.seed ^ refits as u64);
+                let fw = fit_success(&rows, &w_logs, opts, opts.seed ^ ((refits as u64) << 32));
+                let gain = fs.minus(&fw);
+                seen_scores = logs.iter().map(|l| gain.predict(&rows[l.row])).collect();
+                sorted.clone_from(&seen_scores);
+                sorted.sort_by(f64::total_cmp);
+                last_gain = Some(gain.clone());
+                current = Current::Fitted { gain };
+                refits += 1;
+            }
+        }
+    }
+    let n = prompts.len() as f64;
+    let final_weights = match &last_gain {
+        None => start.clone(),
+        Some(g) => {
+            let fit = json!({
+                "method": "route simulate: per-model ridge regression of the chosen model's score on hashed word 1-2-grams + structural features, inverse-propensity weighted (capped), penalty by 3-fold cross-validation; weights = strong model minus weak model",
+                "bits": opts.bits,
+                "explore": opts.explore,
+                "seed": opts.seed,
+                "strong_share": opts.strong_share,
+                "rows": prompts.len(),
+                "refits": refits,
+            });
+            let mut w = g.to_weights(format!("route simulate over {} calls, explore {}, seed {}", prompts.len(), opts.explore, opts.seed), fit)?;
+            set_thresholds(&mut w, prompts.iter().map(|p| &p.request), 0.4, 0.3);
+            w
+        }
+    };
+    let report = SimulateReport {
+        rows: prompts.len(),
+        explore: opts.explore,
+        seed: opts.seed,
+        realized_quality: quality / n,
+        strong_share: n_strong as f64 / n,
+        explored_share: n_explored as f64 / n,
+        quality_weak: weak.iter().sum::<f64>() / n,
+        quality_strong: strong.iter().sum::<f64>() / n,
+        refits,
+        weights_version: final_weights.fingerprint(),
+    };
+    Ok((report, final_weights))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Message;
+
+    fn lp(i: usize, source: &str, text: &str, weak: f64, strong: f64) -> LabeledPrompt {
+        LabeledPrompt {
+            id: format!("p{i}"),
+            source: source.to_owned(),
+            request: ChatRequest::new("auto", vec![Message::user(text)]),
+            weak_model: None,
+            strong_model: None,
+            weak_score: Some(weak),
+            strong_score: Some(strong),
+        }
+    }
+
+    /// Same shape, same length: only a topic word tells which prompts gain from the strong model.
+    fn planted(n: usize) -> Vec<LabeledPrompt> {
+        let mut rng = SplitMix::new(7);
+        (0..n)
+            .map(|i| {
+                let hard = rng.next_f64() < 0.5;
+                let topic = if hard { "tort" } else { "lake" };
+                let noise = rng.next_f64() < 0.1;
+                let (w, s) = if hard != noise { (0.0, 1.0) } else { (1.0, 1.0) };
+                lp(i, "s", &format!("Which {topic} fact applies to case number {}?", i % 97), w, s)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn ridge_recovers_a_linear_signal() {
+        // y = 0.5 + 2 * x_a - 1 * x_b on two buckets
+        let rows: Vec<Row> = (0..200).map(|i| vec![(1, (i % 7) as f32 / 7.0), (2, (i % 5) as f32 / 5.0)]).collect();
+        let y: Vec<f64> = rows.iter().map(|r| 0.5 + 2.0 * f64::from(r[0].1) - f64::from(r[1].1)).collect();
+        let m = ridge(&rows, &y, &vec![1.0; 200], 4, 1e-6, None);
+        assert!((m.bias - 0.5).abs() < 1e-3 && (m.beta[1] - 2.0).abs() < 1e-3 && (m.beta[2] + 1.0).abs() < 1e-3, "{m:?}");
+        // heavier penalty shrinks
+        let m2 = ridge(&rows, &y, &vec![1.0; 200], 4, 100.0, None);
+        assert!(m2.beta[1].abs() < m.beta[1].abs());
+    }
+
+    #[test]
+    fn calibrate_recovers_a_planted_signal() {
+        let ps = planted(400);
+        let (w, rep) = calibrate(&ps, &CalibrateOptions { bits: 10, ..Default::default() }).expect("calibrates");
+        // 10% of the labels flipped: a perfect router of the topic reaches about 0.7
+        assert!(rep.cv_apgr > 0.65, "{rep:?}");
+        assert!(rep.cv_apgr > rep.length_apgr + 0.1, "{rep:?}");
+        assert_eq!(w.link, Link::Gain);
+        let s = Scorer::new(w.clone());
+        let hard = s.score_only(&ChatRequest::new("auto", vec![Message::user("Which tort fact applies to case number 5000?")]));
+        let easy = s.score_only(&ChatRequest::new("auto", vec![Message::user("Which lake fact applies to case number 5000?")]));
+        assert!(hard > easy + 0.3, "{hard} {easy}");
+        // deterministic, and the file round-trips to the same scores
+        let (again, _) = calibrate(&ps, &CalibrateOptions { bits: 10, ..Default::default() }).expect("again");
+        assert_eq!(again.to_json(), w.to_json());
+        let back = Scorer::from_json(&w.to_json()).expect("parses");
+        assert!((back.score_only(&ps[0].request) - s.score_only(&ps[0].request)).abs() < 1e-12);
+        assert!(w.to_json().len() < 100_000);
+    }
+
+    #[test]
+    fn calibrate_refuses_bad_input() {
+        let ps = planted(40);
+        assert!(calibrate(&ps[..5], &CalibrateOptions::default()).is_err());
+        for o in [
+            CalibrateOptions { bits: 0, ..Default::default() },
+            CalibrateOptions { lambdas: vec![], ..Default::default() },
+            CalibrateOptions { lambdas: vec![-1.0], ..Default::default() },
+            CalibrateOptions { folds: 1, ..Default::default() },
+            CalibrateOptions { light_share: 0.8, heavy_share: 0.5, ..Default::default() },
+        ] {
+            assert!(calibrate(&ps, &o).is_err(), "{o:?}");
+        }
+    }
+
+    #[test]
+    fn simulate_learns_from_bandit_feedback_and_is_deterministic() {
+        let ps = planted(1200);
+        let opts = SimulateOptions { explore: 0.2, seed: 3, bits: 10, ..Default::default() };
+        let start = Weights::builtin().expect("builtin");
+        let (rep, w) = simulate(&ps[..800], &start, &opts).expect("simulates");
+        assert!(rep.refits >= 3, "{rep:?}");
+        assert!((rep.explored_share - 0.2).abs() < 0.05, "{rep:?}");
+        let test = &ps[800..];
+        let r = eval::evaluate(test, &|p| Scorer::new(w.clone()).score_only(&p.request)).expect("eval");
+        assert!(r.apgr > 0.65, "held-out APGR {}", r.apgr);
+        let (rep2, w2) = simulate(&ps[..800], &start, &opts).expect("again");
+        assert_eq!(rep, rep2);
+        assert_eq!(w.to_json(), w2.to_json());
+        let (rep3, _) = simulate(&ps[..800], &start, &SimulateOptions { seed: 4, ..opts.clone() }).expect("other seed");
+        assert_ne!(rep3, rep);
+        assert!(simulate(&ps, &start, &SimulateOptions { explore: 1.5, ..opts.clone() }).is_err());
+        assert!(simulate(&[], &start, &opts).is_err());
+    }
+
+    #[test]
+    fn folds_are_balanced_and_seeded() {
+        let f = folds(103, 5, 1);
+        for k in 0..5 {
+            let c = f.iter().filter(|x| **x == k).count();
+            assert!((20..=21).contains(&c), "{c}");
+        }
+        assert_eq!(folds(103, 5, 1), f);
+        assert_ne!(folds(103, 5, 2), f);
+    }
+}
