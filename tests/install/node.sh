@@ -57,7 +57,8 @@ check_project "$TMP/from-dir"
 echo "== npm pack, then npm install the tarball"
 (cd "$ROOT/node" && npm pack --pack-destination "$TMP" >/dev/null)
 TGZ="$(ls "$TMP"/gaterouter-*.tgz)"
-tar -tzf "$TGZ" | grep -q 'package/gaterouter\..*\.node' || { echo "the tarball carries no addon"; exit 1; }
+tar -tzf "$TGZ" >"$TMP/tgz.list"
+grep -q "package/gaterouter\..*\.node" "$TMP/tgz.list" || { echo "the tarball carries no addon"; exit 1; }
 mkdir "$TMP/from-tgz" && (cd "$TMP/from-tgz" && npm init -y >/dev/null && npm install --no-audit --no-fund --offline "$TGZ")
 [ -L "$TMP/from-tgz/node_modules/gaterouter" ] && { echo "expected a copy, not a link"; exit 1; }
 check_project "$TMP/from-tgz"
