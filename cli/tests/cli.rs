@@ -99,7 +99,7 @@ fn chat_with_emulate_prints_model_and_cost_on_stderr() {
 
 #[test]
 fn empty_config_values_are_refused_naming_the_field() {
-    let dir = tempfile_dir().join("empty");
+    let dir = std::env::temp_dir().join(format!("gaterouter-cli-empty-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("gr.toml");
     std::fs::write(&cfg, "[providers.anthropic]\napi_version = \"\"\n").unwrap();
@@ -111,7 +111,9 @@ fn empty_config_values_are_refused_naming_the_field() {
 fn a_closed_output_pipe_ends_every_command_quietly() {
     // The reader is gone before the first byte is written, so every write fails with
     // EPIPE: the command must exit 0 without a panic message, every time.
-    let dir = tempfile_dir();
+    // Its own directory: offline_subcommands removes tempfile_dir() while this runs.
+    let dir = std::env::temp_dir().join(format!("gaterouter-cli-pipe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
     let text = dir.join("pipe.txt");
     std::fs::write(&text, "hello world ".repeat(1000)).unwrap();
     let cases: Vec<Vec<&str>> = vec![
