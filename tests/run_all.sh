@@ -24,6 +24,13 @@ cargo build -q -p gaterouter-emulator
 # Debug build (no --release): the addon shares target/ with the Rust tests above.
 (cd node && npm ci --no-audit --no-fund && npx napi build --platform --js native.js --dts native.d.ts && node --test)
 
+echo "== Examples: examples/python and examples/node (JS run, TS type-checked) against the emulator"
+bash tests/examples/run.sh
+
+echo "== Install as a user would: npm install ./node and the packed tarball; pip install ./python and the wheel (fresh projects/venvs)"
+bash tests/install/node.sh
+bash tests/install/python.sh
+
 echo "== Kotlin/Swift (uniffi): the committed generated code matches the Rust API"
 command -v mvn >/dev/null && command -v javac >/dev/null || { apt-get update -qq && apt-get install -y -qq maven default-jdk-headless; }
 GEN_TMP="$(mktemp -d)"

@@ -33,7 +33,11 @@ impl Drop for Collector {
 }
 
 fn start_collector() -> Collector {
-    let dir = std::env::temp_dir().join(format!("gaterouter-admin-test-{}", std::process::id()));
+    start_collector_named("main")
+}
+
+fn start_collector_named(name: &str) -> Collector {
+    let dir = std::env::temp_dir().join(format!("gaterouter-admin-test-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -187,7 +191,7 @@ fn admin_commands_against_a_collector() {
     let (ok, _, err) = admin_with(&c.url, "wrong-token-0000000000", &["budgets", "--org", "acme"]);
     assert!(!ok && err.contains("HTTP 401") && err.contains("GATEROUTER_ADMIN_TOKEN"), "{err}");
     let (ok, _, err) = admin(&c, &["export", "--org", "nope"]);
-    assert!(!ok && err.contains("HTTP 404") && err.contains("`nope`"), "{err}");
+    assert!(!ok && err.contains("unknown org `nope`") && err.contains("known: acme"), "{err}");
     let (ok, _, err) = admin(&c, &["bill", "--org", "acme", "--month", "2026-1"]);
     assert!(!ok && err.contains("HTTP 400") && err.contains("YYYY-MM"), "{err}");
 
@@ -239,4 +243,114 @@ fn admin_commands_against_a_collector() {
     assert!(page.starts_with("<!DOCTYPE html>") && page.contains("@media print") && page.contains("department:eng") && page.contains("openai/gpt-4o-mini"), "{page}");
     let (ok, _, err) = admin(&c, &["bill", "--org", "acme", "--month", &month, "--department", "eng", "--project", "search"]);
     assert!(!ok && err.contains("cannot be used with"), "{err}");
+}
+
+/// The verbs added for issue 17: tokens, keys, members; unknown org/department/key exit
+/// non-zero with a clear message; the org-file catalog checks (warning, --strict error).
+#[test]
+fn tokens_keys_members_and_unknown_names() {
+    let c = start_collector_named("verbs");
+    let file = org_file(&c.dir);
+    let f = file.to_str().unwrap();
+    let (ok, out, err) = admin(&c, &["apply", f]);
+    assert!(ok, "{out}\n{err}");
+    assert!(!err.contains("warning"), "examples/org.toml passes the catalog checks: {err}");
+
+    // Unknown names: non-zero exit, the name, what exists.
+    for args in [
+        vec!["budgets", "--org", "nosuch"],
+        vec!["alerts", "--org", "nosuch"],
+        vec!["bill", "--org", "nosuch", "--month", "2026-11"],
+        vec!["tokens", "mint", "--org", "nosuch"],
+        vec!["members", "list", "--org", "nosuch"],
+        vec!["keys", "list", "--org", "nosuch"],
+    ] {
+        let (ok, out, err) = admin(&c, &args);
+        assert!(!ok && err.contains("unknown org `nosuch`") && err.contains("known: acme"), "{args:?}: {out}\n{err}");
+    }
+    let (ok, _, err) = admin(&c, &["bill", "--org", "acme", "--month", "2026-11", "--department", "nodept"]);
+    assert!(!ok && err.contains("unknown department `nodept` in org `acme`") && err.contains("eng"), "{err}");
+    let (ok, _, err) = admin(&c, &["tokens", "mint", "--org", "acme", "--department", "nodept"]);
+    assert!(!ok && err.contains("unknown department `nodept`"), "{err}");
+    let (ok, _, err) = admin(&c, &["policy", "show", "--key", "k_nosuch"]);
+    assert!(!ok && err.contains("unknown API key `k_nosuch`"), "{err}");
+    for args in [vec!["keys", "revoke", "--id", "k_nosuch"], vec!["keys", "rotate", "--id", "k_nosuch", "--out", "/nonexistent/x.key"]] {
+        let (ok, _, err) = admin(&c, &args);
+        assert!(!ok && err.contains("unknown API key `k_nosuch`"), "{args:?}: {err}");
+    }
+    let (ok, _, err) = admin(&c, &["tokens", "revoke", "0000-nosuch"]);
+    assert!(!ok && err.contains("unknown token `0000-nosuch`"), "{err}");
+
+    // Read tokens: mint (department scope), list, use on the read API, revoke.
+    let (ok, out, err) = admin(&c, &["tokens", "mint", "--org", "acme", "--department", "eng", "--description", "eng dashboard"]);
+    assert!(ok, "{err}");
+    let token = out.lines().next().unwrap().trim().to_owned();
+    assert!(token.len() >= 20 && out.contains("read token") && out.contains("department eng of org acme") && out.contains("/dashboard#token="), "{out}");
+    let id = out.split("read token ").nth(1).unwrap().split_whitespace().next().unwrap().to_owned();
+    let (ok, out, _) = admin(&c, &["tokens", "list", "--org", "acme"]);
+    assert!(ok && out.contains(&id) && out.contains("acme/eng") && out.contains("eng dashboard"), "{out}");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let read = |t: &str| {
+        rt.block_on(async {
+            let url = format!("{}/v1/admin/bills?org=acme&month=2026-11&department=eng&format=json", c.url);
+            reqwest::Client::new().get(url).bearer_auth(t).send().await.unwrap().status().as_u16()
+        })
+    };
+    assert_eq!(read(&token), 200, "the read token reads its department's bill");
+    let (ok, out, err) = admin(&c, &["tokens", "revoke", &id]);
+    assert!(ok && out.contains("revoked token"), "{out}{err}");
+    assert_eq!(read(&token), 401, "a revoked token is refused");
+    let (ok, out, _) = admin(&c, &["tokens", "revoke", &id]);
+    assert!(ok && out.contains("already revoked"), "{out}");
+
+    // Keys: new (secret file 0600, registered), rotate with an overlap, revoke, list.
+    let k1 = c.dir.join("k1.key");
+    let (ok, out, err) = admin(&c, &["keys", "new", "--id", "k_cli", "--org", "acme", "--department", "eng", "--out", k1.to_str().unwrap()]);
+    assert!(ok && out.contains("registered API key k_cli") && k1.exists(), "{out}{err}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&k1).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let (ok, _, err) = admin(&c, &["keys", "new", "--id", "k_cli2", "--org", "acme", "--project", "noproj", "--out", c.dir.join("k9.key").to_str().unwrap()]);
+    assert!(!ok && err.contains("unknown project `noproj`"), "{err}");
+    let k2 = c.dir.join("k2.key");
+    let (ok, out, err) = admin(&c, &["keys", "rotate", "--id", "k_cli", "--out", k2.to_str().unwrap(), "--overlap", "2h"]);
+    assert!(ok && out.contains("version 2") && out.contains("overlap 7200 s") && k2.exists(), "{out}{err}");
+    let (ok, _, err) = admin(&c, &["keys", "rotate", "--id", "k_cli", "--out", c.dir.join("k3.key").to_str().unwrap(), "--overlap", "soon"]);
+    assert!(!ok && err.contains("not a duration"), "{err}");
+    let (ok, out, _) = admin(&c, &["keys", "list", "--org", "acme"]);
+    assert!(ok && out.lines().any(|l| l.starts_with("k_cli ") && l.contains("active") && l.contains("department eng") && l.contains(" 2 ")), "{out}");
+    let (ok, out, _) = admin(&c, &["keys", "revoke", "--id", "k_cli"]);
+    assert!(ok && out.contains("revoked API key k_cli"), "{out}");
+    let (ok, out, _) = admin(&c, &["keys", "list", "--org", "acme"]);
+    assert!(ok && out.lines().any(|l| l.starts_with("k_cli ") && l.contains("revoked")), "{out}");
+    let (ok, _, err) = admin(&c, &["keys", "rotate", "--id", "k_cli", "--out", c.dir.join("k4.key").to_str().unwrap()]);
+    assert!(!ok && err.contains("revoked"), "{err}");
+
+    // Members: list, add (with a group), remove from the group.
+    let (ok, out, _) = admin(&c, &["members", "list", "--org", "acme", "--department", "eng"]);
+    assert!(ok && out.contains("alice") && out.contains("bob") && !out.contains("carol"), "{out}");
+    let (ok, out, err) = admin(&c, &["members", "add", "erin", "--org", "acme", "--department", "eng", "--group", "oncall", "--name", "Erin"]);
+    assert!(ok && out.contains("added member erin") && out.contains("in group oncall"), "{out}{err}");
+    let (ok, out, _) = admin(&c, &["members", "list", "--org", "acme"]);
+    assert!(ok && out.lines().any(|l| l.starts_with("erin ") && l.contains("Erin") && l.contains("eng")), "{out}");
+    let (ok, out, err) = admin(&c, &["members", "remove", "erin", "--group", "oncall"]);
+    assert!(ok && out.contains("removed member erin from group oncall"), "{out}{err}");
+    let (ok, _, err) = admin(&c, &["members", "remove", "erin", "--group", "oncall"]);
+    assert!(!ok && err.contains("not a member"), "{err}");
+    let (ok, _, err) = admin(&c, &["members", "add", "zed", "--org", "acme", "--group", "nogroup"]);
+    assert!(!ok && err.contains("unknown group `nogroup`"), "{err}");
+
+    // Catalog checks at apply time: warnings naming the line; --strict refuses.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let bad = text.replacen("\"gemini/*\"", "\"google/*\"", 1);
+    let line = bad.lines().position(|l| l.contains("google/*")).unwrap() + 1;
+    let badf = c.dir.join("google.toml");
+    std::fs::write(&badf, &bad).unwrap();
+    let (ok, _, err) = admin(&c, &["apply", badf.to_str().unwrap(), "--dry-run"]);
+    assert!(ok && err.contains(&format!("warning: line {line}: org.policy.allow_models")) && err.contains("provider `google`"), "{err}");
+    let (ok, out, err) = admin(&c, &["apply", badf.to_str().unwrap(), "--strict"]);
+    assert!(!ok && err.contains("error: line") && err.contains("nothing was applied (--strict)") && out.is_empty(), "{out}{err}");
 }

@@ -65,6 +65,11 @@ pub enum AdminCommand {
         /// Show what would change without writing anything.
         #[arg(long)]
         dry_run: bool,
+        /// Refuse the file (exit 1, nothing applied) when the catalog checks find a
+        /// problem: a glob matching no model, an unknown provider, a policy no model
+        /// satisfies. Without it they are warnings on standard error.
+        #[arg(long)]
+        strict: bool,
     },
     /// Print an org as an organization file (applying it again changes nothing).
     Export {
@@ -93,6 +98,24 @@ pub enum AdminCommand {
         #[arg(long)]
         org: String,
     },
+    /// Access tokens: mint a read token for the dashboard and analytics, list, revoke.
+    Tokens {
+        /// What to do.
+        #[command(subcommand)]
+        action: TokensAction,
+    },
+    /// API keys (usage-record signing keys): new, rotate with an overlap window, revoke, list.
+    Keys {
+        /// What to do.
+        #[command(subcommand)]
+        action: KeysAdminAction,
+    },
+    /// Members of an org: list, add, remove from a group.
+    Members {
+        /// What to do.
+        #[command(subcommand)]
+        action: MembersAction,
+    },
     /// The monthly statement (chargeback) of an org, department or project.
     Bill {
         /// Org id.
@@ -114,6 +137,160 @@ pub enum AdminCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+}
+
+/// `admin tokens` subcommands: access tokens of the admin and read APIs (the dashboard
+/// logs in with a read token: `http://COLLECTOR/dashboard#token=TOKEN`).
+#[derive(Debug, Clone, Subcommand)]
+pub enum TokensAction {
+    /// Mint a token and print it once (only its SHA-256 is stored).
+    Mint {
+        /// `read` (analytics, bills and the dashboard of one org or department) or `admin`.
+        #[arg(long, value_enum, default_value_t = TokenRole::Read)]
+        role: TokenRole,
+        /// The org a read token may read (required for `read`).
+        #[arg(long)]
+        org: Option<String>,
+        /// Limit a read token to one department of the org.
+        #[arg(long, requires = "org")]
+        department: Option<String>,
+        /// Who holds it (free text, shown by `list`).
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List tokens (never the tokens themselves): id, role, scope, revoked.
+    List {
+        /// Only tokens of this org.
+        #[arg(long)]
+        org: Option<String>,
+    },
+    /// Revoke a token by its id (from `mint` or `list`).
+    Revoke {
+        /// Token id.
+        id: String,
+    },
+}
+
+/// Roles of access tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TokenRole {
+    /// Reads one org (or one department of it).
+    Read,
+    /// Everything, including changes.
+    Admin,
+}
+
+/// `admin keys` subcommands: the API keys whose Ed25519 keys sign usage records.
+#[derive(Debug, Clone, Subcommand)]
+pub enum KeysAdminAction {
+    /// Make a signing key (secret written to --out, mode 0600) and register its public
+    /// key under --id with its scope.
+    New {
+        /// The key id (`[identity] api_key_id` of the SDK).
+        #[arg(long)]
+        id: String,
+        /// Where to write the secret key (`[reporting] signing_key_file`).
+        #[arg(long)]
+        out: PathBuf,
+        /// Org the key belongs to.
+        #[arg(long)]
+        org: String,
+        /// Bind the key to a department.
+        #[arg(long)]
+        department: Option<String>,
+        /// Bind the key to a project.
+        #[arg(long)]
+        project: Option<String>,
+        /// Bind the key to a group.
+        #[arg(long)]
+        group: Option<String>,
+        /// Bind the key to a member.
+        #[arg(long)]
+        user: Option<String>,
+        /// Free text.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Rotate: make a new signing key for --id (secret to --out); records signed with the
+    /// previous key are still accepted during the overlap window.
+    Rotate {
+        /// The key id.
+        #[arg(long)]
+        id: String,
+        /// Where to write the new secret key.
+        #[arg(long)]
+        out: PathBuf,
+        /// How long the previous key stays valid: `0`, `90s`, `30m`, `24h`, `7d`.
+        #[arg(long, default_value = "24h", value_parser = parse_duration_secs)]
+        overlap: u64,
+    },
+    /// Revoke a key: records it signs are refused from now on.
+    Revoke {
+        /// The key id.
+        #[arg(long)]
+        id: String,
+    },
+    /// List the keys of an org with their versions.
+    List {
+        /// Org id.
+        #[arg(long)]
+        org: String,
+    },
+}
+
+/// `admin members` subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum MembersAction {
+    /// Members of an org (optionally one department).
+    List {
+        /// Org id.
+        #[arg(long)]
+        org: String,
+        /// Only this department.
+        #[arg(long)]
+        department: Option<String>,
+    },
+    /// Add a member to an org (and a department), or an existing member to a group.
+    Add {
+        /// Member id (the `[identity] user` of the SDK).
+        id: String,
+        /// Org id.
+        #[arg(long)]
+        org: String,
+        /// Department.
+        #[arg(long)]
+        department: Option<String>,
+        /// Group to add the member to.
+        #[arg(long)]
+        group: Option<String>,
+        /// Display name.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Remove a member from a group (members themselves are kept: usage records name them).
+    Remove {
+        /// Member id.
+        id: String,
+        /// The group.
+        #[arg(long)]
+        group: String,
+    },
+}
+
+/// `30`, `90s`, `30m`, `24h`, `7d` -> seconds.
+pub fn parse_duration_secs(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, 's')) => (&s[..i], 1),
+        Some((i, 'm')) => (&s[..i], 60),
+        Some((i, 'h')) => (&s[..i], 3_600),
+        Some((i, 'd')) => (&s[..i], 86_400),
+        _ => (s, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("`{s}` is not a duration: write e.g. 0, 90s, 30m, 24h or 7d"))
 }
 
 /// `admin policy` subcommands.
@@ -211,6 +388,13 @@ pub enum AdminError {
         reason: String,
     },
     /// Cannot write the output.
+    #[error("unknown {what} `{id}`{scope}: {hint}")]
+    NotFound {
+        what: &'static str,
+        id: String,
+        scope: String,
+        hint: String,
+    },
     #[error("cannot write {path}: {reason}")]
     Write {
         /// Where.
@@ -310,6 +494,121 @@ impl AdminClient {
 }
 
 /// Percent-encode a query value.
+impl AdminClient {
+    pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value, AdminError> {
+        let resp = self.send(self.http.post(format!("{}{path}", self.base)).json(body)).await?;
+        let text = self.text(resp).await?;
+        self.decode(&text)
+    }
+
+    pub async fn delete_json(&self, path: &str) -> Result<Value, AdminError> {
+        let resp = self.send(self.http.delete(format!("{}{path}", self.base))).await?;
+        let text = self.text(resp).await?;
+        self.decode(&text)
+    }
+
+    /// The org exists, else [`AdminError::NotFound`] listing the orgs that do.
+    pub async fn require_org(&self, org: &str) -> Result<(), AdminError> {
+        let all: Items<Value> = self.get_json("/v1/admin/orgs").await?;
+        if all.items.iter().any(|o| o["id"] == org) {
+            return Ok(());
+        }
+        let known: Vec<&str> = all.items.iter().filter_map(|o| o["id"].as_str()).collect();
+        Err(AdminError::NotFound { what: "org", id: org.to_owned(), scope: String::new(), hint: known_hint(&known, "admin apply an org file first") })
+    }
+
+    /// The department exists in the org.
+    pub async fn require_unit(&self, kind: &'static str, path: &str, org: &str, id: &str) -> Result<(), AdminError> {
+        let all: Items<Value> = self.get_json(&format!("/v1/admin/{path}?org_id={}", enc(org))).await?;
+        if all.items.iter().any(|o| o["id"] == id) {
+            return Ok(());
+        }
+        let known: Vec<&str> = all.items.iter().filter_map(|o| o["id"].as_str()).collect();
+        Err(AdminError::NotFound { what: kind, id: id.to_owned(), scope: format!(" in org `{org}`"), hint: known_hint(&known, "add it to the org file and apply it") })
+    }
+
+    /// The API key's record, else NotFound.
+    async fn require_key(&self, id: &str) -> Result<Value, AdminError> {
+        let all: Items<Value> = self.get_json("/v1/admin/keys").await?;
+        all.items.into_iter().find(|k| k["id"] == id).ok_or_else(|| AdminError::NotFound {
+            what: "API key",
+            id: id.to_owned(),
+            scope: String::new(),
+            hint: "list the keys with `gaterouter admin keys list --org ORG`".into(),
+        })
+    }
+}
+
+fn known_hint(known: &[&str], otherwise: &str) -> String {
+    if known.is_empty() { format!("there are none; {otherwise}") } else { format!("known: {}", known.join(", ")) }
+}
+
+/// Write a new secret key file (mode 0600 on Unix); refuses to overwrite.
+fn write_secret(path: &Path, text: &str) -> Result<(), AdminError> {
+    let fail = |e: std::io::Error| AdminError::Write { path: path.display().to_string(), reason: e.to_string() };
+    if path.exists() {
+        return Err(AdminError::Write { path: path.display().to_string(), reason: "the file exists; choose another --out or remove the old key first".into() });
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(fail)?;
+        f.write_all(text.as_bytes()).map_err(fail)
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::write(path, text).map_err(fail)
+    }
+}
+
+fn ms_iso(v: &Value) -> String {
+    v.as_i64().map_or_else(|| "-".to_owned(), crate::time::iso)
+}
+
+fn render_tokens(items: &[Value]) -> String {
+    if items.is_empty() {
+        return "no tokens\n".into();
+    }
+    let rows: Vec<Vec<String>> = items
+        .iter()
+        .map(|t| {
+            let scope = match (t["org_id"].as_str(), t["department_id"].as_str()) {
+                (Some(o), Some(d)) => format!("{o}/{d}"),
+                (Some(o), None) => o.to_owned(),
+                _ => "*".into(),
+            };
+            let revoked = if t["revoked_ms"].is_null() { "-".to_owned() } else { ms_iso(&t["revoked_ms"]) };
+            vec![t["id"].as_str().unwrap_or("").to_owned(), t["role"].as_str().unwrap_or("").to_owned(), scope, ms_iso(&t["created_ms"]), revoked, t["description"].as_str().unwrap_or("").to_owned()]
+        })
+        .collect();
+    table(&["ID", "ROLE", "SCOPE", "CREATED", "REVOKED", "DESCRIPTION"], &rows)
+}
+
+fn render_keys(items: &[Value]) -> String {
+    if items.is_empty() {
+        return "no keys\n".into();
+    }
+    let rows: Vec<Vec<String>> = items
+        .iter()
+        .map(|k| {
+            let scope: Vec<String> = [("department", "department_id"), ("project", "project_id"), ("group", "group_id"), ("user", "user_id")]
+                .iter()
+                .filter_map(|(n, f)| k[*f].as_str().map(|v| format!("{n} {v}")))
+                .collect();
+            let versions = k["versions"].as_array().map_or(0, Vec::len);
+            let previous_until = k["versions"].as_array().and_then(|v| v.iter().rev().nth(1)).map(|v| ms_iso(&v["not_after_ms"])).unwrap_or_else(|| "-".into());
+            vec![
+                k["id"].as_str().unwrap_or("").to_owned(),
+                k["status"].as_str().unwrap_or("").to_owned(),
+                if scope.is_empty() { "org".into() } else { scope.join(", ") },
+                versions.to_string(),
+                previous_until,
+            ]
+        })
+        .collect();
+    table(&["ID", "STATUS", "BOUND TO", "VERSIONS", "PREVIOUS VALID UNTIL"], &rows)
+}
+
 fn enc(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
@@ -488,14 +787,189 @@ fn bill_format(format: Option<BillFormat>, out: Option<&Path>) -> BillFormat {
 }
 
 fn write_out(stdout: &mut dyn Write, text: &str) -> Result<(), AdminError> {
-    stdout.write_all(text.as_bytes()).map_err(|e| AdminError::Write { path: "standard output".into(), reason: e.to_string() })
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        // The reader went away (`| head`): nothing more to say, and not a failure.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.map_err(|e| AdminError::Write { path: "standard output".into(), reason: e.to_string() }),
+    }
+}
+
+async fn tokens(c: &AdminClient, action: TokensAction, stdout: &mut dyn Write) -> Result<(), AdminError> {
+    match action {
+        TokensAction::Mint { role, org, department, description } => {
+            if let Some(o) = &org {
+                c.require_org(o).await?;
+                if let Some(d) = &department {
+                    c.require_unit("department", "departments", o, d).await?;
+                }
+            }
+            let role = match role {
+                TokenRole::Read => "read",
+                TokenRole::Admin => "admin",
+            };
+            let v = c.post_json("/v1/admin/tokens", &serde_json::json!({"role": role, "org_id": org, "department_id": department, "description": description})).await?;
+            let token = v["token"].as_str().unwrap_or_default();
+            let scope = match (&org, &department) {
+                (Some(o), Some(d)) => format!("department {d} of org {o}"),
+                (Some(o), None) => format!("org {o}"),
+                _ => "everything".into(),
+            };
+            write_out(
+                stdout,
+                &format!(
+                    "{token}\n# {role} token {id} for {scope}; shown once, keep it secret.\n# Dashboard: {url}/dashboard#token=<the token above>\n",
+                    id = v["id"].as_str().unwrap_or(""),
+                    url = c.url()
+                ),
+            )
+        }
+        TokensAction::List { org } => {
+            if let Some(o) = &org {
+                c.require_org(o).await?;
+            }
+            let v: Items<Value> = c.get_json("/v1/admin/tokens").await?;
+            let items: Vec<Value> = v.items.into_iter().filter(|t| org.as_deref().is_none_or(|o| t["org_id"] == o)).collect();
+            write_out(stdout, &render_tokens(&items))
+        }
+        TokensAction::Revoke { id } => {
+            let v: Items<Value> = c.get_json("/v1/admin/tokens").await?;
+            match v.items.iter().find(|t| t["id"] == id.as_str()) {
+                None => Err(AdminError::NotFound { what: "token", id, scope: String::new(), hint: "list them with `gaterouter admin tokens list`".into() }),
+                Some(t) if !t["revoked_ms"].is_null() => write_out(stdout, &format!("token {id} was already revoked at {}\n", ms_iso(&t["revoked_ms"]))),
+                Some(_) => {
+                    c.post_json(&format!("/v1/admin/tokens/{}/revoke", enc(&id)), &Value::Null).await?;
+                    write_out(stdout, &format!("revoked token {id}\n"))
+                }
+            }
+        }
+    }
+}
+
+async fn keys(c: &AdminClient, action: KeysAdminAction, stdout: &mut dyn Write) -> Result<(), AdminError> {
+    match action {
+        KeysAdminAction::New { id, out, org, department, project, group, user, description } => {
+            c.require_org(&org).await?;
+            for (kind, path, v) in [("department", "departments", &department), ("project", "projects", &project), ("group", "groups", &group), ("member", "users", &user)] {
+                if let Some(v) = v {
+                    c.require_unit(kind, path, &org, v).await?;
+                }
+            }
+            if out.exists() {
+                return Err(AdminError::Write { path: out.display().to_string(), reason: "the file exists; choose another --out or remove the old key first".into() });
+            }
+            let (signer, public) = gaterouter::usage::generate_key();
+            let body = serde_json::json!({"id": id, "public_key": public, "org_id": org, "department_id": department, "project_id": project, "group_id": group, "user_id": user, "description": description});
+            c.post_json("/v1/admin/keys", &body).await?;
+            write_secret(&out, signer.seed_base64().expose())?;
+            write_out(stdout, &format!("registered API key {id} (org {org}); secret key written to {} (mode 0600)\nSDK config: [identity] api_key_id = \"{id}\", [reporting] signing_key_file = \"{}\"\n", out.display(), out.display()))
+        }
+        KeysAdminAction::Rotate { id, out, overlap } => {
+            let k = c.require_key(&id).await?;
+            if k["status"] != "active" {
+                return Err(AdminError::NotFound { what: "active API key", id, scope: " (it is revoked)".into(), hint: "register a new key id with `admin keys new`".into() });
+            }
+            if out.exists() {
+                return Err(AdminError::Write { path: out.display().to_string(), reason: "the file exists; choose another --out".into() });
+            }
+            let (signer, public) = gaterouter::usage::generate_key();
+            let v = c.post_json(&format!("/v1/admin/keys/{}/rotate", enc(&id)), &serde_json::json!({"public_key": public, "grace_secs": overlap})).await?;
+            write_secret(&out, signer.seed_base64().expose())?;
+            write_out(
+                stdout,
+                &format!(
+                    "rotated API key {id} to version {}; new secret key written to {}\nrecords signed with the previous key are accepted until {} (overlap {overlap} s): point signing_key_file at the new file before then\n",
+                    v["version"],
+                    out.display(),
+                    ms_iso(&v["previous_valid_until_ms"])
+                ),
+            )
+        }
+        KeysAdminAction::Revoke { id } => {
+            let k = c.require_key(&id).await?;
+            if k["status"] == "revoked" {
+                return write_out(stdout, &format!("API key {id} was already revoked at {}\n", ms_iso(&k["revoked_ms"])));
+            }
+            c.post_json(&format!("/v1/admin/keys/{}/revoke", enc(&id)), &Value::Null).await?;
+            write_out(stdout, &format!("revoked API key {id}: records it signs are refused from now on\n"))
+        }
+        KeysAdminAction::List { org } => {
+            c.require_org(&org).await?;
+            let v: Items<Value> = c.get_json(&format!("/v1/admin/keys?org_id={}", enc(&org))).await?;
+            write_out(stdout, &render_keys(&v.items))
+        }
+    }
+}
+
+async fn members(c: &AdminClient, action: MembersAction, stdout: &mut dyn Write) -> Result<(), AdminError> {
+    match action {
+        MembersAction::List { org, department } => {
+            c.require_org(&org).await?;
+            if let Some(d) = &department {
+                c.require_unit("department", "departments", &org, d).await?;
+            }
+            let v: Items<Value> = c.get_json(&format!("/v1/admin/users?org_id={}", enc(&org))).await?;
+            let rows: Vec<Vec<String>> = v
+                .items
+                .iter()
+                .filter(|u| department.as_deref().is_none_or(|d| u["department_id"] == d))
+                .map(|u| {
+                    let f = |k: &str| u[k].as_str().unwrap_or("-").to_owned();
+                    vec![f("id"), f("name"), f("department_id"), f("group_id")]
+                })
+                .collect();
+            if rows.is_empty() {
+                return write_out(stdout, "no members\n");
+            }
+            write_out(stdout, &table(&["ID", "NAME", "DEPARTMENT", "GROUP"], &rows))
+        }
+        MembersAction::Add { id, org, department, group, name } => {
+            c.require_org(&org).await?;
+            if let Some(d) = &department {
+                c.require_unit("department", "departments", &org, d).await?;
+            }
+            if let Some(g) = &group {
+                c.require_unit("group", "groups", &org, g).await?;
+            }
+            let existing: Items<Value> = c.get_json(&format!("/v1/admin/users?org_id={}", enc(&org))).await?;
+            let mut said = String::new();
+            if !existing.items.iter().any(|u| u["id"] == id.as_str()) {
+                c.post_json("/v1/admin/users", &serde_json::json!({"id": id, "name": name, "org_id": org, "department_id": department})).await?;
+                said.push_str(&format!("added member {id} to org {org}{}\n", department.as_ref().map(|d| format!(", department {d}")).unwrap_or_default()));
+            } else if group.is_none() {
+                said.push_str(&format!("member {id} already exists in org {org}\n"));
+            }
+            if let Some(g) = &group {
+                c.post_json(&format!("/v1/admin/groups/{}/members", enc(g)), &serde_json::json!({"user_id": id})).await?;
+                said.push_str(&format!("member {id} is in group {g}\n"));
+            }
+            write_out(stdout, &said)
+        }
+        MembersAction::Remove { id, group } => {
+            c.delete_json(&format!("/v1/admin/groups/{}/members/{}", enc(&group), enc(&id))).await?;
+            write_out(stdout, &format!("removed member {id} from group {group}\n"))
+        }
+    }
 }
 
 /// Run one admin command, printing to `stdout`.
 pub async fn run(args: AdminArgs, stdout: &mut dyn Write) -> Result<(), AdminError> {
     // Parse the file before anything else: a bad file is reported without a collector.
     let file = match &args.command {
-        AdminCommand::Apply { file, .. } => Some(load_file(file)?),
+        AdminCommand::Apply { file: path, strict, .. } => {
+            let f = load_file(path)?;
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            let warnings = f.check_against_catalog(&text, &gaterouter::pricing::Catalog::builtin());
+            for w in &warnings {
+                eprintln!("{}: {} {w}", path.display(), if *strict { "error:" } else { "warning:" });
+            }
+            if *strict && !warnings.is_empty() {
+                return Err(AdminError::File {
+                    path: path.display().to_string(),
+                    message: format!("{} problem(s) above; nothing was applied (--strict)", warnings.len()),
+                });
+            }
+            Some(f)
+        }
         _ => None,
     };
     let c = AdminClient::new(&args.url, args.token.clone())?;
@@ -506,11 +980,13 @@ pub async fn run(args: AdminArgs, stdout: &mut dyn Write) -> Result<(), AdminErr
             write_out(stdout, &render_report(&r))
         }
         AdminCommand::Export { org, format } => {
+            c.require_org(&org).await?;
             let f: OrgFile = c.get_json(&format!("/v1/admin/org-tree?org={}", enc(&org))).await?;
             let text = render_file(&f, format).map_err(|reason| AdminError::Decode { url: c.url().to_owned(), reason })?;
             write_out(stdout, &text)
         }
         AdminCommand::Policy { action: PolicyAction::Show { key, json } } => {
+            c.require_key(&key).await?;
             let text = c.get_text(&format!("/v1/admin/effective-policy?api_key_id={}", enc(&key))).await?;
             if json {
                 let v: Value = c.decode(&text)?;
@@ -519,16 +995,28 @@ pub async fn run(args: AdminArgs, stdout: &mut dyn Write) -> Result<(), AdminErr
             let p: EffectivePolicy = c.decode(&text)?;
             write_out(stdout, &render_policy(&p))
         }
+        AdminCommand::Tokens { action } => tokens(&c, action, stdout).await,
+        AdminCommand::Keys { action } => keys(&c, action, stdout).await,
+        AdminCommand::Members { action } => members(&c, action, stdout).await,
         AdminCommand::Budgets { org } => {
+            c.require_org(&org).await?;
             let v: Items<BudgetItem> = c.get_json(&format!("/v1/admin/budgets?org_id={}", enc(&org))).await?;
             write_out(stdout, &render_budgets(&v.items))
         }
         AdminCommand::Alerts { org } => {
+            c.require_org(&org).await?;
             let v: Items<Value> = c.get_json(&format!("/v1/admin/alerts?org_id={}", enc(&org))).await?;
             write_out(stdout, &render_alerts(&v.items))
         }
         AdminCommand::Bill { org, month, department, project, format, out } => {
             let fmt = bill_format(format, out.as_deref());
+            c.require_org(&org).await?;
+            if let Some(d) = &department {
+                c.require_unit("department", "departments", &org, d).await?;
+            }
+            if let Some(p) = &project {
+                c.require_unit("project", "projects", &org, p).await?;
+            }
             let mut q = format!("/v1/admin/bills?org={}&month={}&format={}", enc(&org), enc(&month), fmt.as_str());
             if let Some(d) = &department {
                 q.push_str(&format!("&department={}", enc(d)));

@@ -476,3 +476,183 @@ public_key = "{pk}"
         assert_eq!(format_dollars(50_000), "0.05");
     }
 }
+
+/// A problem of an org file that parses and validates but would not do what it says:
+/// a glob that matches no model of the price catalog, a provider name that does not
+/// exist, a policy that no model satisfies. `gaterouter admin apply` prints them as
+/// warnings (errors with `--strict`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgWarning {
+    /// 1-based line of the file it is about, when found.
+    pub line: Option<usize>,
+    /// The field (`departments[2].policy.allow_models`).
+    pub field: String,
+    /// What is wrong and the fix.
+    pub message: String,
+}
+
+impl std::fmt::Display for OrgWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "line {l}: {}: {}", self.field, self.message),
+            None => write!(f, "{}: {}", self.field, self.message),
+        }
+    }
+}
+
+/// First line (1-based) at or after line `from` that contains `needle`.
+fn line_of(text: &str, needle: &str, from: usize) -> Option<usize> {
+    text.lines().enumerate().skip(from.saturating_sub(1)).find(|(_, l)| l.contains(needle)).map(|(i, _)| i + 1)
+}
+
+/// One level of the file: where it is (field prefix, the line of its id), its rules, and
+/// the levels above it (indexes into the same list).
+struct LevelRules<'a> {
+    prefix: String,
+    id_line: Option<usize>,
+    policy: Option<&'a PolicyRules>,
+    parents: Vec<usize>,
+}
+
+impl OrgFile {
+    /// Check the file against a price catalog (see [`OrgWarning`]); `text` is the file as
+    /// written, to name lines. Providers are those of the catalog and the SDK's built-ins.
+    pub fn check_against_catalog(&self, text: &str, catalog: &gaterouter::pricing::Catalog) -> Vec<OrgWarning> {
+        use gaterouter::accounts::glob_match;
+        let models: Vec<(&str, bool)> = catalog.models.iter().map(|(id, p)| (id.as_str(), p.zero_retention)).collect();
+        let mut providers: std::collections::BTreeSet<String> = models.iter().filter_map(|(m, _)| m.split_once('/').map(|(p, _)| p.to_owned())).collect();
+        if let Ok(builtin) = gaterouter::Config::default().resolved_providers("built-in") {
+            providers.extend(builtin.into_keys());
+        }
+        let id_line = |id: &str| line_of(text, &format!("\"{id}\""), 1).or_else(|| line_of(text, id, 1));
+
+        // The levels and their parents (org first).
+        let mut levels: Vec<LevelRules<'_>> = vec![LevelRules { prefix: "org".into(), id_line: id_line(&self.org.id), policy: self.org.policy.as_ref(), parents: vec![] }];
+        let mut dept_index = std::collections::HashMap::new();
+        for (i, d) in self.departments.iter().enumerate() {
+            dept_index.insert(d.id.as_str(), levels.len());
+            levels.push(LevelRules { prefix: format!("departments[{i}] ({})", d.id), id_line: id_line(&d.id), policy: d.policy.as_ref(), parents: vec![0] });
+        }
+        let under = |dept: &Option<String>| -> Vec<usize> {
+            let mut v = vec![0];
+            if let Some(i) = dept.as_deref().and_then(|d| dept_index.get(d)) {
+                v.push(*i);
+            }
+            v
+        };
+        let mut unit_index = std::collections::HashMap::new();
+        for (kind, list) in [("projects", &self.projects), ("groups", &self.groups)] {
+            for (i, u) in list.iter().enumerate() {
+                unit_index.insert((kind, u.id.as_str()), levels.len());
+                levels.push(LevelRules { prefix: format!("{kind}[{i}] ({})", u.id), id_line: id_line(&u.id), policy: u.policy.as_ref(), parents: under(&u.department) });
+            }
+        }
+        for (i, m) in self.members.iter().enumerate() {
+            unit_index.insert(("members", m.id.as_str()), levels.len());
+            levels.push(LevelRules { prefix: format!("members[{i}] ({})", m.id), id_line: id_line(&m.id), policy: m.policy.as_ref(), parents: under(&m.department) });
+        }
+        for (i, k) in self.keys.iter().enumerate() {
+            let mut parents = under(&k.department);
+            for (kind, v) in [("projects", &k.project), ("groups", &k.group), ("members", &k.user)] {
+                if let Some(j) = v.as_deref().and_then(|v| unit_index.get(&(kind, v))) {
+                    parents.push(*j);
+                }
+            }
+            levels.push(LevelRules { prefix: format!("keys[{i}] ({})", k.id), id_line: id_line(&k.id), policy: k.policy.as_ref(), parents });
+        }
+
+        let mut out = Vec::new();
+        // Globs: provider names and matches.
+        for l in &levels {
+            let Some(p) = l.policy else { continue };
+            for (field, list) in [("allow_models", &p.allow_models), ("deny_models", &p.deny_models)] {
+                for pat in list.iter().flatten() {
+                    let line = line_of(text, pat, l.id_line.unwrap_or(1)).or(l.id_line);
+                    let field = format!("{}.policy.{field}", l.prefix);
+                    let provider = pat.split_once('/').map_or(pat.as_str(), |(p, _)| p);
+                    let literal_provider = !provider.contains(['*', '?']);
+                    if literal_provider && !providers.contains(provider) {
+                        out.push(OrgWarning {
+                            line,
+                            field,
+                            message: format!(
+                                "`{pat}` names provider `{provider}`, which does not exist; providers: {}",
+                                providers.iter().cloned().collect::<Vec<_>>().join(", ")
+                            ),
+                        });
+                    } else if !models.iter().any(|(m, _)| glob_match(pat, m)) {
+                        let effect = if field.ends_with("allow_models") { "it allows nothing" } else { "it blocks nothing" };
+                        out.push(OrgWarning {
+                            line,
+                            field,
+                            message: format!("`{pat}` matches no model of the price catalog ({effect}); check the spelling: model ids are `provider/model`, e.g. `anthropic/claude-haiku-*`"),
+                        });
+                    }
+                }
+            }
+        }
+        // Policies no model satisfies: the narrowest allow_models and zero_retention_only
+        // along the chain, every deny_models above.
+        for l in &levels {
+            let Some(own) = l.policy else { continue };
+            let chain: Vec<&PolicyRules> = l.parents.iter().filter_map(|&j| levels[j].policy).chain(std::iter::once(own)).collect();
+            let allow = chain.iter().rev().find_map(|p| p.allow_models.as_ref());
+            let zero_retention = chain.iter().rev().find_map(|p| p.zero_retention_only).unwrap_or(false);
+            let denies: Vec<&String> = chain.iter().flat_map(|p| p.deny_models.iter().flatten()).collect();
+            let ok = models.iter().any(|(m, zr)| {
+                allow.is_none_or(|a| a.iter().any(|g| glob_match(g, m))) && !denies.iter().any(|g| glob_match(g, m)) && (!zero_retention || *zr)
+            });
+            if ok {
+                continue;
+            }
+            let rule = if zero_retention && !models.iter().any(|(_, zr)| *zr) {
+                "zero_retention_only = true, and no model of the price catalog is flagged zero_retention: flag the models under your agreement in the SDK config ([prices.\"provider/model\"] zero_retention = true) or drop the rule".to_owned()
+            } else {
+                let mut parts = Vec::new();
+                if let Some(a) = allow {
+                    parts.push(format!("allow_models {a:?}"));
+                }
+                if !denies.is_empty() {
+                    parts.push(format!("deny_models {denies:?}"));
+                }
+                if zero_retention {
+                    parts.push("zero_retention_only = true".into());
+                }
+                format!("{}: no model of the price catalog is left", parts.join(" with "))
+            };
+            let line = ["zero_retention_only", "allow_models", "deny_models", "policy"].iter().find_map(|n| line_of(text, n, l.id_line.unwrap_or(1))).or(l.id_line);
+            out.push(OrgWarning { line, field: format!("{}.policy", l.prefix), message: format!("every call would be denied: {rule}") });
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod catalog_checks {
+    use super::*;
+
+    #[test]
+    fn globs_providers_and_unsatisfiable_policies_are_named_with_their_line() {
+        let text = "[org]\nid = \"acme\"\npolicy = { allow_models = [\"openai/*\", \"google/*\"], deny_models = [\"openai/gtp-4o\"] }\n\n[[departments]]\nid = \"legal\"\npolicy = { zero_retention_only = true }\n\n[[departments]]\nid = \"eng\"\npolicy = { allow_models = [\"anthropic/*\"] }\n";
+        let f = parse(text, Format::Toml).unwrap();
+        let w = f.check_against_catalog(text, &gaterouter::pricing::Catalog::builtin());
+        let s: Vec<String> = w.iter().map(ToString::to_string).collect();
+        assert!(s.iter().any(|m| m.starts_with("line 3: org.policy.allow_models") && m.contains("provider `google`")), "{s:#?}");
+        assert!(s.iter().any(|m| m.starts_with("line 3: org.policy.deny_models") && m.contains("openai/gtp-4o") && m.contains("blocks nothing")), "{s:#?}");
+        assert!(s.iter().any(|m| m.starts_with("line 7: departments[0] (legal).policy") && m.contains("zero_retention")), "{s:#?}");
+        // eng allows anthropic/*, which the org's allow list does not include — but the
+        // narrowest allow_models wins, so anthropic models are permitted: no warning.
+        assert!(!s.iter().any(|m| m.contains("(eng)")), "{s:#?}");
+        assert_eq!(w.len(), 3, "{s:#?}");
+    }
+
+    #[test]
+    fn the_example_org_file_is_clean() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/org.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let f = parse(&text, Format::Toml).unwrap();
+        let w = f.check_against_catalog(&text, &gaterouter::pricing::Catalog::builtin());
+        assert!(w.is_empty(), "{w:#?}");
+    }
+}

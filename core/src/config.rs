@@ -426,6 +426,22 @@ impl Config {
         };
         for (i, m) in self.models.iter().enumerate() {
             check_model(format!("models[{i}].id"), &m.id)?;
+            if m.provider_model.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                return Err(empty_value(source, &format!("models[{i}].provider_model"), "remove it to send the model part of `id`"));
+            }
+        }
+        let id = &self.identity;
+        for (name, v) in [
+            ("org", &id.org),
+            ("department", &id.department),
+            ("project", &id.project),
+            ("group", &id.group),
+            ("user", &id.user),
+            ("api_key_id", &id.api_key_id),
+        ] {
+            if v.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                return Err(empty_value(source, &format!("identity.{name}"), "remove the line, or give the id"));
+            }
         }
         let t = &self.timeouts;
         for (name, v) in [("connect_ms", t.connect_ms), ("request_ms", t.request_ms), ("stream_idle_ms", t.stream_idle_ms)] {
@@ -458,6 +474,26 @@ impl Config {
             let builtin = builtins.iter().find(|b| b.0 == name);
             let user = self.providers.get(&name).cloned().unwrap_or_default();
             let field = |f: &str| format!("{source}: providers.{name}.{f}");
+            // An empty string where a value is required is a mistake, never "unset": an
+            // empty `api_version` would drop the anthropic-version header (HTTP 400).
+            for (f, v, fix) in [
+                ("api_version", user.api_version.as_deref(), "remove it to use the default \"2023-06-01\", or give a version"),
+                ("api_key_env", user.api_key_env.as_deref(), "remove it to use the built-in variable, or name the variable"),
+                ("api_key", user.api_key.as_ref().map(Secret::expose), "remove it and set the key variable, or give the key"),
+                ("base_url", user.base_url.as_deref(), "remove it to use the built-in URL, or give an http(s) URL"),
+            ] {
+                if v.is_some_and(|v| v.trim().is_empty()) {
+                    return Err(empty_value(source, &format!("providers.{name}.{f}"), fix));
+                }
+            }
+            for (h, v) in &user.headers {
+                if h.trim().is_empty() {
+                    return Err(empty_value(source, &format!("providers.{name}.headers"), "give every header a name"));
+                }
+                if v.trim().is_empty() {
+                    return Err(empty_value(source, &format!("providers.{name}.headers.\"{h}\""), "remove the header, or give it a value"));
+                }
+            }
             let kind = user.kind.or(builtin.map(|b| b.1)).ok_or_else(|| {
                 Error::config(field("kind"), "missing `kind`", "set kind = \"openai\" (OpenAI-compatible hosts), \"anthropic\" or \"gemini\"")
             })?;
@@ -487,7 +523,15 @@ impl Config {
 
     /// A config pointing the three reference providers (and `deepseek`, an
     /// OpenAI-compatible host) at a provider emulator on `base` (e.g.
-    /// `http://127.0.0.1:8080`), with an inline test key. Used by the demo and tests.
+    /// `http://127.0.0.1:8080`), with an inline test key: `openai` at `{base}/openai/v1`,
+    /// `anthropic` at `{base}/anthropic`, `gemini` at `{base}/gemini/v1beta`, `deepseek`
+    /// at `{base}/deepseek/v1`. Used by the demo, `gaterouter --emulate`, the examples and
+    /// tests. Same as [`Config::emulated`].
+    pub fn emulated(base: &str) -> Self {
+        Self::for_emulator(base)
+    }
+
+    /// See [`Config::emulated`].
     pub fn for_emulator(base: &str) -> Self {
         let mut cfg = Config::default();
         for (name, kind, path) in [
@@ -508,6 +552,11 @@ impl Config {
         }
         cfg
     }
+}
+
+/// A required value given as an empty string.
+fn empty_value(source: &str, field: &str, fix: &str) -> Error {
+    Error::config(format!("{source}: {field}"), "is an empty string", fix)
 }
 
 fn validate_base_url(s: &str) -> std::result::Result<String, &'static str> {
@@ -614,6 +663,27 @@ mod tests {
         assert!(e.to_string().contains("enforced"), "{e}");
         let e = Config::from_toml_str("[policy]\nrequest_timeout_ms = 0\n", "t").unwrap_err();
         assert!(e.to_string().contains("policy.request_timeout_ms"), "{e}");
+    }
+
+    #[test]
+    fn empty_strings_are_refused_naming_the_field() {
+        for (toml, field) in [
+            ("[providers.anthropic]\napi_version = \"\"\n", "providers.anthropic.api_version"),
+            ("[providers.openai]\napi_key_env = \"\"\n", "providers.openai.api_key_env"),
+            ("[providers.openai]\napi_key = \" \"\n", "providers.openai.api_key"),
+            ("[providers.openai]\nbase_url = \"\"\n", "providers.openai.base_url"),
+            ("[providers.openai]\nheaders = { \"X-A\" = \"\" }\n", "providers.openai.headers.\"X-A\""),
+            ("[identity]\norg = \"\"\n", "identity.org"),
+            ("[[models]]\nid = \"openai/gpt-4o\"\nprovider_model = \"\"\n", "models[0].provider_model"),
+        ] {
+            let e = Config::from_toml_str(toml, "gr.toml").unwrap_err().to_string();
+            assert!(e.contains(field) && e.contains("empty"), "{toml}: {e}");
+        }
+        let cfg = Config::emulated("http://127.0.0.1:9/");
+        let p = cfg.resolved_providers("x").unwrap();
+        assert_eq!(p["anthropic"].base_url, "http://127.0.0.1:9/anthropic");
+        assert_eq!(p["gemini"].base_url, "http://127.0.0.1:9/gemini/v1beta");
+        cfg.validate("x").unwrap();
     }
 
     #[test]

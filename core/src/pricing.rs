@@ -6,10 +6,11 @@
 //!   **micro-dollars per million tokens** ([`Price`]), which is the same number as
 //!   pico-dollars per token. No float ever touches money.
 //! - A cost is computed exactly in units of 1/100 pico-dollar (so a batch percentage
-//!   discount stays exact), then rounded half-up to micro-dollars: each component once,
-//!   and the total once from the exact sum. So `total_micros` may differ from the sum of
-//!   the rounded components by at most a few micro-dollars, and is never accumulated
-//!   rounding error.
+//!   discount stays exact). The total is the exact sum rounded half-up to micro-dollars
+//!   once; the components are then allocated by largest remainder (each gets its floor,
+//!   the micro-dollars left go one each to the components with the largest fractional
+//!   parts, ties to the earlier one), so they always add up to `total_micros` exactly and
+//!   each is within one micro-dollar of its exact value.
 //! - Users override or add models with `[prices."provider/model"]` in the config
 //!   ([`ModelPriceOverride`]); an override in the wrong unit (per token instead of per
 //!   million) is refused with an error naming the field and the fix.
@@ -656,15 +657,14 @@ impl Catalog {
             part(visible, rates.output),
             part(reasoning, rates.reasoning),
         ];
-        const UNIT_PER_MICRO: u128 = 1_000_000 * 100;
-        let round = |x: u128| u64::try_from((x + UNIT_PER_MICRO / 2) / UNIT_PER_MICRO).unwrap_or(u64::MAX);
+        let (total_micros, [input_micros, cached_input_micros, cache_write_micros, output_micros, reasoning_micros]) = allocate(parts);
         Ok(Cost {
-            total_micros: round(parts.iter().sum()),
-            input_micros: round(parts[0]),
-            cached_input_micros: round(parts[1]),
-            cache_write_micros: round(parts[2]),
-            output_micros: round(parts[3]),
-            reasoning_micros: round(parts[4]),
+            total_micros,
+            input_micros,
+            cached_input_micros,
+            cache_write_micros,
+            output_micros,
+            reasoning_micros,
             currency: Currency::Usd,
             priced_as: key.to_owned(),
             batch: opts.batch,
@@ -728,6 +728,30 @@ pub fn validate_overrides(overrides: &PriceOverrides, source: &str) -> Result<()
         Err(Error::Config { location, message, fix }) => Err(Error::config(format!("{source}: {location}"), message, fix)),
         Err(e) => Err(e),
     }
+}
+
+/// Exact parts (units of 1/100 pico-dollar) to micro-dollars: the total rounded half-up
+/// once, the parts by largest remainder so they sum to it exactly.
+fn allocate<const N: usize>(parts: [u128; N]) -> (u64, [u64; N]) {
+    const UNIT_PER_MICRO: u128 = 1_000_000 * 100;
+    let to_u64 = |x: u128| u64::try_from(x).unwrap_or(u64::MAX);
+    let exact: u128 = parts.iter().sum();
+    let total = (exact + UNIT_PER_MICRO / 2) / UNIT_PER_MICRO;
+    let mut out = parts.map(|p| p / UNIT_PER_MICRO);
+    // total - sum(floors) = round(sum of remainders) <= number of non-zero remainders.
+    let mut left = total - out.iter().sum::<u128>();
+    let mut order: [usize; N] = std::array::from_fn(|i| i);
+    order.sort_by(|&a, &b| (parts[b] % UNIT_PER_MICRO).cmp(&(parts[a] % UNIT_PER_MICRO)).then(a.cmp(&b)));
+    for i in order {
+        if left == 0 {
+            break;
+        }
+        if parts[i] % UNIT_PER_MICRO != 0 {
+            out[i] += 1;
+            left -= 1;
+        }
+    }
+    (to_u64(total), out.map(to_u64))
 }
 
 /// Cost of a finished call with the built-in catalog.
@@ -824,9 +848,14 @@ mod tests {
         let c = Catalog::builtin();
         assert_eq!(c.cost(&Usage::new(10, 0, 0, 0, 0), "openai/gpt-5-nano", CostOptions::default()).unwrap().total_micros, 1);
         assert_eq!(c.cost(&Usage::new(9, 0, 0, 0, 0), "openai/gpt-5-nano", CostOptions::default()).unwrap().total_micros, 0);
-        // Two components of 0.4 micro each: parts round to 0, the total (0.8) to 1.
+        // Two components of 0.4 micro each: the total (0.8) rounds to 1, which goes to the
+        // earlier of the tied parts, so the parts still add up to the total.
         let k = c.cost(&Usage::new(8, 1, 0, 0, 0), "openai/gpt-5-nano", CostOptions::default()).unwrap();
-        assert_eq!((k.input_micros, k.output_micros, k.total_micros), (0, 0, 1));
+        assert_eq!((k.input_micros, k.output_micros, k.total_micros), (1, 0, 1));
+        // deepseek-chat, 31 in + 9 out: 8.68 + 3.78 = 12.46 -> 12. Rounded on their own the
+        // parts were 9 + 4 = 13; by largest remainder they are 8 + 4 (0.78 beats 0.68).
+        let d = c.cost(&Usage::new(31, 9, 0, 0, 0), "deepseek/deepseek-chat", CostOptions::default()).unwrap();
+        assert_eq!((d.input_micros, d.output_micros, d.total_micros), (8, 4, 12), "{d:?}");
     }
 
     #[test]
@@ -879,6 +908,26 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn parts_sum_to_the_total_and_stay_within_one_micro(
+            p in 0u64..3_000_000, c in 0u64..300_000, cached in 0u64..3_000_000, w in 0u64..3_000_000, r in 0u64..300_000,
+            batch in any::<bool>(), one_hour in any::<bool>(),
+            model in prop::sample::select(vec!["openai/gpt-4o", "openai/gpt-5-nano", "anthropic/claude-sonnet-4-5", "gemini/gemini-2.5-pro", "deepseek/deepseek-chat", "openai/gpt-4.1", "anthropic/claude-haiku-4-5"]),
+        ) {
+            let cached = cached.min(p);
+            let w = w.min(p - cached);
+            let r = r.min(c);
+            let usage = Usage::new(p, c, cached, w, r);
+            let cat = Catalog::builtin();
+            let opts = CostOptions { batch, cache_write_1h: one_hour };
+            let Ok(k) = cat.cost(&usage, model, opts) else { return Ok(()) }; // no batch price
+            prop_assert_eq!(k.input_micros + k.cached_input_micros + k.cache_write_micros + k.output_micros + k.reasoning_micros, k.total_micros, "{:?}", k);
+            // Each part within one micro-dollar of its exact value: compare with the part
+            // priced alone (a one-kind usage), whose total is that part rounded half-up.
+            let alone = cat.cost(&Usage::new(p - cached - w, 0, 0, 0, 0), model, CostOptions { batch, cache_write_1h: one_hour }).unwrap();
+            prop_assert!(k.input_micros.abs_diff(alone.total_micros) <= 1 || alone.tier_above_input_tokens != k.tier_above_input_tokens, "{:?} vs {:?}", k, alone);
+        }
+
         #[test]
         fn cost_is_monotonic_in_each_token_kind(
             p in 0u64..2_000_000, c in 0u64..200_000, cached in 0u64..1_000_000, w in 0u64..1_000_000, r in 0u64..200_000,

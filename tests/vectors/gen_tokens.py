@@ -378,8 +378,19 @@ def gen_cost():
             "reasoning_micros": c(reasoning, "reasoning")[0],
         }
         tier = price(p, "input", pt)[1]
-        res = {k: micros(v) for k, v in parts.items()}
-        res["total_micros"] = micros(sum(parts.values()))
+        # The total rounded half-up once; the parts allocated by largest remainder (floors,
+        # then one micro-dollar each to the largest fractional parts, ties to the earlier
+        # part) so they add up to the total exactly.
+        total = micros(sum(parts.values()))
+        res = {k: int(v) for k, v in parts.items()}  # floor (values are >= 0)
+        left = total - sum(res.values())
+        for k in sorted(parts, key=lambda k: -(parts[k] - int(parts[k]))):  # stable: ties keep order
+            if left == 0:
+                break
+            if parts[k] != int(parts[k]):
+                res[k] += 1
+                left -= 1
+        res["total_micros"] = total
         res["tier_above_input_tokens"] = tier
         return res
 
@@ -401,6 +412,7 @@ def gen_cost():
         ("tier_above_gemini_pro_batch", "gemini/gemini-2.5-pro", u(250_000, 4_000), {"batch": True}),
         ("thinking_gemini_flash", "gemini/gemini-2.5-flash", u(5_000, 2_500, reasoning=2_000), {}),
         ("haiku_batch_cache", "anthropic/claude-haiku-4-5", u(100_000, 10_000, cached=60_000, write=20_000), {"batch": True}),
+        ("deepseek_parts_sum_to_total", "deepseek/deepseek-chat", u(31, 9), {}),
         ("deepseek_cache_hit", "deepseek/deepseek-chat", u(40_000, 1_000, cached=32_000), {}),
         ("deepseek_reasoner", "deepseek/deepseek-reasoner", u(3_000, 9_000, reasoning=7_500), {}),
         ("mistral_large_batch", "mistral/mistral-large", u(7_777, 3_333), {"batch": True}),
@@ -411,7 +423,7 @@ def gen_cost():
     for name, model, usage, opts in specs:
         exp = expected(model, usage, opts.get("batch", False), opts.get("cache_write_1h", False))
         cases.append({"name": name, "model": model, "usage": usage, "options": {"batch": opts.get("batch", False), "cache_write_1h": opts.get("cache_write_1h", False)}, "expected": exp})
-    return {"generator": "tests/vectors/gen_tokens.py", "reference": "Python Decimal over core/data/prices.json, ROUND_HALF_UP to micro-dollars",
+    return {"generator": "tests/vectors/gen_tokens.py", "reference": "Python Decimal over core/data/prices.json, total ROUND_HALF_UP to micro-dollars, parts by largest remainder",
             "cases": cases}
 
 

@@ -4,7 +4,8 @@ use std::io::{Read, Write};
 
 use clap::Args;
 use futures_util::StreamExt;
-use gaterouter::{ChatRequest, Client, Config, Error, Message};
+use gaterouter::pricing::Cost;
+use gaterouter::{ChatRequest, Client, Config, Error, Message, Usage};
 
 /// Arguments of `chat`.
 #[derive(Debug, Args)]
@@ -49,8 +50,11 @@ pub async fn run(config: Config, args: ChatArgs) -> Result<(), Error> {
     req.max_tokens = args.max_tokens;
     if args.stream {
         let mut stream = client.chat_stream(req).await?;
+        let answered_by = stream.route().map(|d| d.answered_by().to_owned());
         let mut out = std::io::stdout().lock();
         let mut usage = None;
+        let mut cost = None;
+        let mut model = String::new();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk?;
             if args.json {
@@ -62,12 +66,17 @@ pub async fn run(config: Config, args: ChatArgs) -> Result<(), Error> {
             if chunk.usage.is_some() {
                 usage = chunk.usage;
             }
+            if chunk.cost.is_some() {
+                cost = chunk.cost.clone();
+            }
+            if model.is_empty() {
+                model.clone_from(&chunk.model);
+            }
         }
         if !args.json {
             let _ = writeln!(out);
-            if let Some(u) = usage {
-                let _ = writeln!(out, "-- {} prompt + {} completion tokens", u.prompt_tokens, u.completion_tokens);
-            }
+            let _ = out.flush();
+            summary(answered_by.as_deref().unwrap_or(&model), &model, usage.as_ref(), cost.as_ref());
         }
     } else {
         let resp = client.chat(req).await?;
@@ -78,9 +87,26 @@ pub async fn run(config: Config, args: ChatArgs) -> Result<(), Error> {
             for tc in resp.tool_calls() {
                 println!("[tool call {}: {}({})]", tc.id, tc.function.name, tc.function.arguments);
             }
-            let u = resp.usage;
-            println!("-- {} | {} prompt + {} completion tokens", resp.model, u.prompt_tokens, u.completion_tokens);
+            let routed = resp.route.as_ref().map(|d| d.answered_by().to_owned());
+            summary(routed.as_deref().unwrap_or(&resp.model), &resp.model, Some(&resp.usage), resp.cost.as_ref());
         }
     }
     Ok(())
+}
+
+/// One line on stderr after the answer (stdout stays the answer alone): the model that
+/// answered (as routed, and the provider's own name when it differs), tokens and cost.
+fn summary(routed: &str, provider_model: &str, usage: Option<&Usage>, cost: Option<&Cost>) {
+    let mut line = format!("-- {routed}");
+    if !provider_model.is_empty() && !routed.ends_with(provider_model) {
+        line.push_str(&format!(" ({provider_model})"));
+    }
+    if let Some(u) = usage {
+        line.push_str(&format!(" | {} prompt + {} completion tokens", u.prompt_tokens, u.completion_tokens));
+    }
+    match cost {
+        Some(c) => line.push_str(&format!(" | cost ${}.{:06}", c.total_micros / 1_000_000, c.total_micros % 1_000_000)),
+        None => line.push_str(" | cost unknown (no price for this model)"),
+    }
+    eprintln!("{line}");
 }

@@ -9,6 +9,12 @@ use clap::{Args, Subcommand};
 use gaterouter::routing::eval::{self, EvalReport, Holdout};
 use gaterouter::routing::learn::{self, CalibrateOptions, SimulateOptions};
 use gaterouter::routing::{LabeledPrompt, Scorer, Weights, load_jsonl, score_jsonl};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+use gaterouter::error::ErrorKind;
+use gaterouter::routing::select::{Availability, SelectInput, select};
+use gaterouter::routing::{Excluded, RouteDecision};
 use gaterouter::{ChatRequest, Client, Config, Error, Message};
 
 /// The input format, shown in every subcommand's `--help`.
@@ -248,41 +254,7 @@ pub fn run(config: Config, args: RouteArgs) -> Result<(), Error> {
             out!("{line}");
             Ok(())
         }
-        (None, Some(prompt)) => {
-            let client = Client::new(config)?;
-            let req = ChatRequest::new("auto", vec![Message::user(prompt)]);
-            let d = match client.route(&req) {
-                Ok(d) => d,
-                Err(e) => {
-                    // Nothing usable (no keys, say): still show how the prompt scores.
-                    let r = scorer(client.config().routing.scorer_weights_file.as_ref())?.score(&req);
-                    out!("score {:.3}, tier {}", r.score, r.tier.as_str());
-                    return Err(e);
-                }
-            };
-            if args.json {
-                out!("{}", serde_json::to_string_pretty(&d).unwrap_or_default());
-                return Ok(());
-            }
-            out!("{}", d.reason);
-            if let (Some(score), Some(tier)) = (d.score, d.tier) {
-                out!("score {score:.3}, tier {}", tier.as_str());
-            }
-            let mut top: Vec<_> = d.features.iter().filter(|f| f.contribution.abs() > 1e-9).collect();
-            top.sort_by(|a, b| b.contribution.abs().total_cmp(&a.contribution.abs()));
-            for f in top.iter().take(6) {
-                out!("  {:<22} value {:>10.3}  contribution {:+.3}", f.name, f.value, f.contribution);
-            }
-            out!("candidates:");
-            for c in &d.candidates {
-                let cost = c.estimated_cost_micros.map(|m| format!("~${}.{:06}", m / 1_000_000, m % 1_000_000)).unwrap_or_else(|| "unpriced".into());
-                out!("  {:<34} {cost}", c.model);
-            }
-            for e in &d.excluded {
-                out!("  excluded {:<25} {}", e.model, e.reason);
-            }
-            Ok(())
-        }
+        (None, Some(prompt)) => explain(config, prompt, args.json),
         (None, None) => Err(Error::InvalidRequest { field: Some("prompt".into()), message: "give a prompt to route, or a subcommand (score, eval, calibrate, simulate)".into() }),
     }
 }
@@ -311,4 +283,107 @@ fn print_table(r: &EvalReport, len: &EvalReport, random: Option<&EvalReport>) {
         let rnd = random.map(|x| format!(" {:>9}", f(get(x)))).unwrap_or_default();
         out!("{name:<26} {:>9} {:>12} {:>9}{rnd}", f(a), f(b), d);
     }
+}
+
+/// Availability for explaining: a model that is unusable only because its provider has no
+/// API key (or its breaker is open) counts as available, and the reason is kept, so the
+/// explanation shows what `auto` would pick once the key is set.
+struct IfKeysWereSet<'a> {
+    client: &'a Client,
+    missing: RefCell<BTreeMap<String, String>>,
+}
+
+impl Availability for IfKeysWereSet<'_> {
+    fn check(&self, model: &str) -> Result<(), String> {
+        match self.client.check(model) {
+            Err(reason) if reason.starts_with("no API key") || reason.starts_with("circuit open") => {
+                self.missing.borrow_mut().insert(model.to_owned(), reason);
+                Ok(())
+            }
+            other => other,
+        }
+    }
+    fn latency_ms(&self, model: &str) -> Option<f64> {
+        self.client.latency_ms(model)
+    }
+}
+
+/// "no API key ($OPENAI_API_KEY is not set)" -> "no API key for provider openai ($OPENAI_API_KEY is not set)".
+fn why(model: &str, reason: &str) -> String {
+    match (reason.strip_prefix("no API key"), model.split_once('/')) {
+        (Some(rest), Some((provider, _))) => format!("no API key for provider {provider}{rest}"),
+        _ => reason.to_owned(),
+    }
+}
+
+fn usd(micros: u64) -> String {
+    format!("~${}.{:06}", micros / 1_000_000, micros % 1_000_000)
+}
+
+/// `gaterouter route "prompt"`: explain where `auto` sends it, calling nothing. Always
+/// explains (exit 0), also when no provider is usable now (no API keys): it then says so,
+/// shows what would be chosen once keys are set, and why each model is left out.
+fn explain(config: Config, prompt: String, json: bool) -> Result<(), Error> {
+    let client = Client::new(config)?;
+    let req = ChatRequest::new("auto", vec![Message::user(prompt)]);
+    let (decision, unusable_now): (Option<RouteDecision>, Vec<Excluded>) = match client.route(&req) {
+        Ok(d) => (Some(d), Vec::new()),
+        Err(e) if e.kind() == ErrorKind::InvalidRequest => {
+            let avail = IfKeysWereSet { client: &client, missing: RefCell::new(BTreeMap::new()) };
+            let score = Some(scorer(client.config().routing.scorer_weights_file.as_ref())?.score(&req));
+            let d = select(SelectInput { req: &req, score, cfg: &client.config().routing, catalog: client.catalog(), accounts: None }, &avail).ok();
+            let missing = avail.missing.into_inner().into_iter().map(|(model, reason)| Excluded { reason: why(&model, &reason), model }).collect();
+            (d, missing)
+        }
+        Err(e) => return Err(e),
+    };
+    if json {
+        let mut v = serde_json::to_value(&decision).unwrap_or_default();
+        if let Some(o) = v.as_object_mut() {
+            o.insert("usable_now".into(), serde_json::Value::Bool(unusable_now.is_empty()));
+            o.insert("unusable_now".into(), serde_json::to_value(&unusable_now).unwrap_or_default());
+        }
+        if decision.is_none() {
+            let r = scorer(client.config().routing.scorer_weights_file.as_ref())?.score(&req);
+            v = serde_json::json!({"usable_now": false, "score": r.score, "tier": r.tier.as_str(), "unusable_now": unusable_now});
+        }
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return Ok(());
+    }
+    let Some(d) = decision else {
+        let r = scorer(client.config().routing.scorer_weights_file.as_ref())?.score(&req);
+        println!("score {:.3}, tier {}", r.score, r.tier.as_str());
+        println!("no configured model can serve this request, even with every API key set:");
+        for e in &unusable_now {
+            println!("  excluded {:<34} {}", e.model, e.reason);
+        }
+        return Ok(());
+    };
+    if unusable_now.is_empty() {
+        println!("{}", d.reason);
+    } else {
+        println!("no model is usable now (no provider API key is set, or a circuit is open); with the keys set:");
+        println!("  {}", d.reason);
+    }
+    if let (Some(score), Some(tier)) = (d.score, d.tier) {
+        println!("score {score:.3}, tier {}", tier.as_str());
+    }
+    let mut top: Vec<_> = d.features.iter().filter(|f| f.contribution.abs() > 1e-9).collect();
+    top.sort_by(|a, b| b.contribution.abs().total_cmp(&a.contribution.abs()));
+    for f in top.iter().take(6) {
+        println!("  {:<22} value {:>10.3}  contribution {:+.3}", f.name, f.value, f.contribution);
+    }
+    println!("candidates (first is chosen, the rest are fallbacks in order):");
+    let mut seen = std::collections::BTreeSet::new();
+    for c in d.candidates.iter().filter(|c| seen.insert(c.model.as_str())) {
+        let cost = c.estimated_cost_micros.map(usd).unwrap_or_else(|| "unpriced".into());
+        let tier = c.tier.map(|t| t.as_str()).unwrap_or("");
+        let note = unusable_now.iter().find(|e| e.model == c.model).map(|e| format!("  [{}]", e.reason)).unwrap_or_default();
+        println!("  {:<34} {tier:<9} {cost}{note}", c.model);
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for e in d.excluded.iter().filter(|e| seen.insert(e.model.as_str())) {
+        println!("  excluded {:<34} {}", e.model, why(&e.model, &e.reason));
+    }
+    Ok(())
 }
