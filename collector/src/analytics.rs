@@ -295,17 +295,20 @@ pub async fn run_report(st: &AppState, name: &str, q: &AnalyticsQuery, who: &Pri
             let sql = format!(
                 "SELECT COUNT(*), CAST(COALESCE(SUM(is_error), 0) AS BIGINT), CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT),
                  CAST(COALESCE(SUM(total_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(spend_micros), 0) AS BIGINT), CAST(COALESCE(SUM(client_cost_micros), 0) AS BIGINT),
-                 CAST(COALESCE(SUM(cost_mismatch), 0) AS BIGINT), COUNT(DISTINCT usr), COUNT(DISTINCT api_key_id) FROM usage_records{w}"
+                 CAST(COALESCE(SUM(cost_mismatch), 0) AS BIGINT), COUNT(DISTINCT usr), COUNT(DISTINCT api_key_id), CAST(COALESCE(SUM(CASE WHEN status = 'denied' THEN 1 ELSE 0 END), 0) AS BIGINT) FROM usage_records{w}"
             );
             let rows = db.fetch(&sql, &f.params, "analytics summary").await?;
             let mut t = Table::new(&[
                 "calls", "errors", "prompt_tokens", "completion_tokens", "total_tokens", "spend_micros", "client_cost_micros", "cost_mismatches", "active_users", "active_keys", "spend_per_active_user_micros",
+                "denials",
             ]);
             if let Some(r) = rows.first() {
                 let v: Vec<i64> = (0..10).map(|i| get_i64(r, i)).collect::<Result<_, _>>()?;
                 let per_user = if v[8] > 0 { json!(v[5] / v[8]) } else { Value::Null };
                 let mut row: Vec<Value> = v.iter().map(|x| json!(x)).collect();
                 row.push(per_user);
+                // Calls the organization policy refused (status `denied`; not errors).
+                row.push(json!(get_i64(r, 10)?));
                 t.rows.push(row);
             }
             Ok(t)
@@ -350,7 +353,8 @@ pub async fn run_report(st: &AppState, name: &str, q: &AnalyticsQuery, who: &Pri
                 None => (String::new(), "1"),
             };
             let sql = format!(
-                "SELECT {bsel}{d}, COUNT(*), CAST(SUM(is_error) AS BIGINT), CAST(SUM(total_tokens) AS BIGINT), CAST(SUM(spend_micros) AS BIGINT), COUNT(DISTINCT usr)
+                "SELECT {bsel}{d}, COUNT(*), CAST(SUM(is_error) AS BIGINT), CAST(SUM(total_tokens) AS BIGINT), CAST(SUM(spend_micros) AS BIGINT), COUNT(DISTINCT usr),
+                 CAST(COALESCE(SUM(CASE WHEN status = 'denied' THEN 1 ELSE 0 END), 0) AS BIGINT)
                  FROM usage_records{w} GROUP BY {bgrp} ORDER BY {} LIMIT {limit}",
                 if bucket.is_some() { "1, 6 DESC, 2" } else { "5 DESC, 1" }
             );
@@ -359,13 +363,14 @@ pub async fn run_report(st: &AppState, name: &str, q: &AnalyticsQuery, who: &Pri
             if bucket.is_some() {
                 cols.extend(["bucket_start_ms", "bucket"]);
             }
-            cols.extend(["group", "calls", "errors", "total_tokens", "spend_micros", "active_users", "spend_per_active_user_micros", "spend_share"]);
+            cols.extend(["group", "calls", "errors", "total_tokens", "spend_micros", "active_users", "spend_per_active_user_micros", "spend_share", "denials"]);
             let off = usize::from(bucket.is_some());
             let mut parsed = Vec::new();
             for r in &rows {
                 let b = if let Some(b) = bucket { Some(b.label(get_i64(r, 0)?)) } else { None };
                 let key = get_opt_str(r, off)?;
-                let nums: Vec<i64> = (1..=5).map(|i| get_i64(r, i + off)).collect::<Result<_, _>>()?;
+                let mut nums: Vec<i64> = (1..=5).map(|i| get_i64(r, i + off)).collect::<Result<_, _>>()?;
+                nums.push(get_i64(r, 6 + off)?);
                 parsed.push((b, key, nums));
             }
             let mut totals: BTreeMap<i64, i64> = BTreeMap::new();
@@ -380,9 +385,10 @@ pub async fn run_report(st: &AppState, name: &str, q: &AnalyticsQuery, who: &Pri
                     row.extend([json!(s), json!(l)]);
                 }
                 row.push(json!(key));
-                row.extend(n.iter().map(|x| json!(x)));
+                row.extend(n[..5].iter().map(|x| json!(x)));
                 row.push(if n[4] > 0 { json!(n[3] / n[4]) } else { Value::Null });
                 row.push(json!(share(n[3], total)));
+                row.push(json!(n[5]));
                 t.rows.push(row);
             }
             t.extra.insert("by".into(), json!(by));
