@@ -137,6 +137,7 @@ fn collector_serve_logs_address_database_dashboard_and_refused_batches() {
         assert!(log.contains(&format!("http://{addr}/dashboard")), "{log}");
         // A batch with a record from an unknown key: refused, and the reason is logged.
         let rec = serde_json::json!({"records": [{"id": "0192b3c4-d5e6-7f00-8a1b-2c3d4e5f6071", "api_key_id": "k_nobody", "signature": "x"}]});
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let rt = tokio::runtime::Runtime::new().unwrap();
         let status = rt.block_on(async { reqwest::Client::new().post(format!("http://{addr}/v1/usage")).json(&rec).send().await.map(|r| r.status()) });
         assert!(status.is_ok(), "{status:?}");
