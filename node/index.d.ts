@@ -586,13 +586,37 @@ export interface RouteDecision {
   estimatedPromptTokens: number
 }
 
-/** Result of `flush()`. */
-export interface FlushResult {
-  /** Every record written before the flush was delivered. */
+/**
+ * What became of the usage records: `flush()` and `usageStatus()`. `drained` only says
+ * nothing is pending (refused records leave the spool too): check `refused`.
+ */
+export interface DeliveryReport {
+  /** Nothing is pending: every record was delivered **or refused**. */
   drained: boolean
-  /** Records still in the spool. */
-  pendingRecords: number
+  /** Records the collector stored since the client started. */
+  delivered: number
+  /** Records in the spool, not yet delivered. */
+  pending: number
+  /** Records the collector refused since the client started (dead-lettered). */
+  refused: number
+  /** Refused records per reason, most frequent first. */
+  refusals: Array<{ reason: string; count: number }>
+  /** The latest refusal reason, in the collector's words. */
+  lastRefusal: string | null
+  /** Records in the spool's dead-letter file (earlier runs included). */
+  deadLetters: number
+  /** Records dropped locally because the spool was full. */
+  overflow: number
+  /** Age of the oldest pending record. */
+  oldestPendingAgeMs: number | null
+  /** The last delivery problem (collector unreachable, ...), while it lasts. */
+  lastError: string | null
+  /** The spool directory (null: usage records are off). */
+  spoolDir: string | null
 }
+
+/** @deprecated the old name of {@link DeliveryReport}. */
+export type FlushResult = DeliveryReport
 
 /**
  * Body of `route` / `countTokens` / `estimateCost`: a chat request whose `model` may be
@@ -646,8 +670,14 @@ export declare class GateRouter {
   countTokens(body: RequestBody): Promise<PromptCount>
   /** Expected and maximum cost before the call, with this client's prices; off the main thread. */
   estimateCost(body: RequestBody): Promise<CostEstimate>
-  /** Wait until every usage record so far reached the collector (default at most 10 s). */
-  flush(options?: { timeoutMs?: number }): Promise<FlushResult>
+  /**
+   * Wait until every usage record so far is resolved by the collector (default at most
+   * 10 s). New refusal reasons are emitted once each with `process.emitWarning` (code
+   * `GATEROUTER_USAGE_REFUSED`).
+   */
+  flush(options?: { timeoutMs?: number }): Promise<DeliveryReport>
+  /** The same report as `flush()`, now, without waiting. */
+  usageStatus(): DeliveryReport
   /**
    * Abort in-flight calls and streams, drain the usage spool (bounded by
    * `reporting.shutdown_timeout_ms`) and release the connection pool; the process can

@@ -305,7 +305,23 @@ class GateRouter {
   async _chat(json, signal) {
     const id = this._callId()
     const text = await withSignal(this._native.chat(json, id), signal, () => this._native.cancel(id))
-    return unwrap(text, signal)
+    const out = unwrap(text, signal)
+    this._surfaceRefusals()
+    return out
+  }
+
+  /**
+   * Refusal reasons the core saw for the first time become one `process.emitWarning`
+   * each (code `GATEROUTER_USAGE_REFUSED`): shown on stderr by default, never per record.
+   */
+  _surfaceRefusals() {
+    if (this._closed) return
+    for (const reason of unwrap(this._native.takeRefusalWarnings())) {
+      process.emitWarning(
+        `the collector refused usage records: ${reason} (they are in the spool's dead-letter file; see client.usageStatus() or \`gaterouter spool status\`)`,
+        { type: 'GateRouterWarning', code: 'GATEROUTER_USAGE_REFUSED' },
+      )
+    }
   }
 
   async _stream(json, signal) {
@@ -358,8 +374,10 @@ class GateRouter {
   }
 
   /**
-   * Wait until every usage record so far is delivered to the collector (at most
-   * `timeoutMs`, default 10 s): `{drained, pendingRecords}`.
+   * Wait until every usage record so far is resolved by the collector (at most
+   * `timeoutMs`, default 10 s) and report `{drained, delivered, pending, refused,
+   * refusals, lastRefusal, oldestPendingAgeMs, ...}`. `drained` counts refused records as
+   * resolved: check `refused`. New refusal reasons are also emitted as warnings.
    */
   async flush(options = {}) {
     this._checkOpen()
@@ -367,7 +385,17 @@ class GateRouter {
     if (typeof timeoutMs !== 'number' || !(timeoutMs >= 0)) {
       throw new InvalidRequestError(`flush(): timeoutMs must be a number >= 0, got ${timeoutMs}`, { code: 'INVALID_REQUEST', field: 'timeoutMs' })
     }
-    return camelize(unwrap(await this._native.flush(timeoutMs)))
+    const report = camelize(unwrap(await this._native.flush(timeoutMs)))
+    this._surfaceRefusals()
+    return report
+  }
+
+  /** The same report as {@link flush}, now, without waiting. */
+  usageStatus() {
+    this._checkOpen()
+    const report = camelize(unwrap(this._native.usageStatus()))
+    this._surfaceRefusals()
+    return report
   }
 
   /**
@@ -377,6 +405,7 @@ class GateRouter {
    * own. Idempotent.
    */
   async close() {
+    if (!this._closed) this._surfaceRefusals()
     this._closed = true
     unwrap(await this._native.close())
   }

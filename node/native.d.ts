@@ -51,9 +51,17 @@ export declare class NativeClient {
    * catalog and routing: an envelope of `CostEstimate`, computed on the blocking pool.
    */
   estimateCost(requestJson: string): Promise<string>
+  /** What became of the usage records, now: an envelope of `DeliveryReport`. */
+  usageStatus(): string
   /**
-   * Wait (at most `timeoutMs`) until every usage record so far is delivered to the
-   * collector: an envelope of `FlushOutcome` (`drained`, `pending_records`).
+   * Refusal reasons seen for the first time since the last call: an envelope of a
+   * list of strings (each reason once; the JS side turns them into warnings).
+   */
+  takeRefusalWarnings(): string
+  /**
+   * Wait (at most `timeoutMs`) until every usage record so far is resolved by the
+   * collector: an envelope of `DeliveryReport` (`drained`, `delivered`, `pending`,
+   * `refused`, ...).
    */
   flush(timeoutMs: number): Promise<string>
   /**
@@ -61,7 +69,7 @@ export declare class NativeClient {
    * `CLIENT_CLOSED` envelope, as do later calls), let them unwind so their usage
    * records are written, then drain the usage spool (bounded by
    * `reporting.shutdown_timeout_ms`) and release the client and its connection pool.
-   * Resolves to an envelope of `FlushOutcome`. Idempotent: a second call resolves at
+   * Resolves to an envelope of `DeliveryReport`. Idempotent: a second call resolves at
    * once with `drained: true`.
    */
   close(): Promise<string>

@@ -182,10 +182,7 @@ fn main() -> ExitCode {
             Command::Route(args) => commands::route::run(config()?, args),
             Command::Keys { action } => commands::usage::keys(action),
             Command::Spool { action } => commands::usage::spool(config()?, action).await,
-            Command::Collector { action: CollectorAction::Serve(args) } => {
-                let cfg = args.load().map_err(|e| Error::config("collector settings", e.to_string(), "see `gaterouter collector serve --help`"))?;
-                gaterouter_collector::serve(cfg).await.map_err(|e| Error::config("collector", e.to_string(), "check the listen address and the database URL"))
-            }
+            Command::Collector { action: CollectorAction::Serve(args) } => commands::collector::serve(args).await,
             Command::Admin(_) => Ok(()),
         }
     });

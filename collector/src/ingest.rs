@@ -538,7 +538,7 @@ fn row_params(v: &Verified, received_ms: i64, out: &mut Vec<Param>) {
     let r = &v.rec;
     let route = r.route.as_ref();
     let status = r.status.as_str().to_owned();
-    let is_error = i64::from(status != "ok" && status != "cancelled");
+    let is_error = i64::from(status != "ok" && status != "cancelled" && status != "denied");
     let spend = v.collector_cost.unwrap_or(r.cost_micros);
     out.extend([
         Param::Text(r.id.0.clone()),

@@ -53,6 +53,7 @@ fn input() -> UsageRecordInput {
         attempts: 1,
         stream: true,
         tags,
+        ..Default::default()
     }
 }
 

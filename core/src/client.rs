@@ -47,10 +47,11 @@ use crate::sse::SseParser;
 use crate::stream::ChatStream;
 use crate::tokens::{PromptCount, count_request};
 use crate::types::{ChatChunk, ChatRequest, ChatResponse, Usage};
+use crate::accounts::KeyScope;
+use crate::config::Identity;
 use crate::usage::{
-    FlushOutcome, LinkState, NetworkClass, RecordId, Recorder, ReportingMode, RouteInfo, SdkInfo, SpoolStatus, UsageError, UsageRecordInput,
-    UsageStatus,
-    unix_ms_now,
+    DeliveryEvent, DeliveryReport, LinkState, NetworkClass, RecordId, Recorder, ReportingMode, RouteInfo, SdkInfo, SpoolStatus, UsageError,
+    UsageRecordInput, UsageStatus, unix_ms_now,
 };
 
 /// The GateRouter client.
@@ -69,7 +70,14 @@ struct Inner {
     health: Health,
     recorder: Option<Recorder>,
     policy: Option<PolicyClient>,
+    /// Reservations settled with a usage record the collector has not answered for yet:
+    /// record id -> reservation id. A refused record releases its reservation.
+    awaiting_records: std::sync::Mutex<BTreeMap<String, String>>,
 }
+
+/// Settled reservations remembered while their records travel (oldest dropped beyond:
+/// the collector lets such a hold lapse after 24 h anyway).
+const MAX_AWAITING_RECORDS: usize = 100_000;
 
 /// What one call did besides answering.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -112,7 +120,52 @@ impl Client {
         let health = Health::new(config.routing.circuit_breaker.clone());
         let recorder = start_recorder(&config, sdk)?;
         let policy = start_policy(&config, &http)?;
-        Ok(Client { inner: Arc::new(Inner { config, providers, http, catalog, scorer, health, recorder, policy }) })
+        let client = Client {
+            inner: Arc::new(Inner { config, providers, http, catalog, scorer, health, recorder, policy, awaiting_records: Default::default() }),
+        };
+        if let (Some(rec), Some(_)) = (&client.inner.recorder, &client.inner.policy) {
+            // A record the collector refuses releases the reservation its call settled.
+            let weak = Arc::downgrade(&client.inner);
+            rec.delivery().set_listener(Some(Arc::new(move |e: &DeliveryEvent| {
+                if let Some(inner) = weak.upgrade() {
+                    Client { inner }.on_delivery(e);
+                }
+            })));
+        }
+        if client.inner.policy.is_some() {
+            // Learn the key's binding (and check `[identity]` against it) now rather than
+            // at the first call; offline, the first call that reaches the collector does.
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                let c = client.clone();
+                rt.spawn(async move {
+                    if let Err(e) = c.refresh_policy().await {
+                        tracing::warn!(error = %e, "the organization policy could not be fetched at start");
+                    }
+                });
+            }
+        }
+        Ok(client)
+    }
+
+    /// [`Client::new`], then wait for the organization policy (when enforced) so that a
+    /// wrong `[identity]` value or a refused key fails here rather than at the first
+    /// call. A collector that cannot be reached is not an error (the first call that
+    /// reaches it checks).
+    pub async fn start(config: Config) -> Result<Self> {
+        let c = Self::new(config)?;
+        if let Err(e) = c.ready().await {
+            // Release the spool directory now, so a corrected config can start at once.
+            let _ = c.shutdown().await;
+            return Err(e);
+        }
+        Ok(c)
+    }
+
+    /// Wait for the start-up policy fetch (when the policy is enforced) and report a
+    /// binding mismatch ([`ErrorKind::Config`] naming the `identity.*` field) or a
+    /// refused key. `Ok` when the collector cannot be reached.
+    pub async fn ready(&self) -> Result<()> {
+        self.refresh_policy().await.map(|_| ())
     }
 
     /// Build from a TOML file.
@@ -214,11 +267,55 @@ impl Client {
     /// accounts) or the collector cannot be reached and nothing was fetched before.
     pub async fn refresh_policy(&self) -> Result<Option<Arc<EffectivePolicy>>> {
         let Some(pc) = &self.inner.policy else { return Ok(None) };
-        Ok(match pc.current().await? {
+        let p = match pc.current().await? {
             PolicyState::Current(p) => Some(p),
             PolicyState::NotManaged => None,
             PolicyState::Offline { policy, .. } => policy,
-        })
+        };
+        if let Some(p) = &p {
+            self.bind(p)?;
+        }
+        Ok(p)
+    }
+
+    /// Check `[identity]` against the key's binding in `policy` and stamp later usage
+    /// records with the binding.
+    fn bind(&self, policy: &EffectivePolicy) -> Result<()> {
+        check_identity(&self.inner.config.identity, &policy.api_key_id, &policy.scope)?;
+        if let Some(r) = &self.inner.recorder {
+            r.apply_binding(&policy.scope);
+        }
+        Ok(())
+    }
+
+    /// The collector answered for some records: forget delivered ones; release the
+    /// reservation of each refused one (its cost will never be stored, so the hold must
+    /// not keep counting against the budget).
+    fn on_delivery(&self, e: &DeliveryEvent) {
+        let released: Vec<String> = {
+            let mut m = self.inner.awaiting_records.lock().unwrap_or_else(|p| p.into_inner());
+            for id in &e.delivered {
+                m.remove(id);
+            }
+            e.refused.iter().filter_map(|(id, _)| m.remove(id)).collect()
+        };
+        if released.is_empty() {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(count = released.len(), "no async runtime: the reservations of refused records lapse at their expiry");
+            return;
+        };
+        let client = self.clone();
+        rt.spawn(async move {
+            let Some(pc) = &client.inner.policy else { return };
+            for res in released {
+                match pc.settle(&res, 0, 0, None).await {
+                    Ok(()) => tracing::info!(reservation = %res, "released the reservation of a refused usage record"),
+                    Err(e) => tracing::warn!(reservation = %res, error = %e, "could not release the reservation of a refused usage record: it lapses in 24 h"),
+                }
+            }
+        });
     }
 
     /// Budget warnings since the last call (soft-budget thresholds reported by the
@@ -253,8 +350,19 @@ impl Client {
         self.inner.catalog.estimate_cost_with(req, &model, opts)
     }
 
+    /// The model a request is priced on. With an organization policy (the last one
+    /// fetched), an explicit model it denies, or a `max_tokens` above its limit, is the
+    /// same `PermissionDenied` a call would get.
     fn priced_model(&self, req: &ChatRequest) -> Result<String> {
-        if ModelId::is_auto(&req.model) { Ok(self.route(req)?.chosen) } else { Ok(ModelId::parse(&req.model)?.to_string()) }
+        if ModelId::is_auto(&req.model) {
+            return Ok(self.route(req)?.chosen);
+        }
+        let model = ModelId::parse(&req.model)?.to_string();
+        if let Some(p) = self.inner.policy.as_ref().and_then(PolicyClient::cached) {
+            enforce::check_max_tokens(&p.rules, req)?;
+            enforce::check_model(&p.rules, &self.inner.catalog, &model)?;
+        }
+        Ok(model)
     }
 
     /// Send a chat request and wait for the whole answer.
@@ -265,8 +373,8 @@ impl Client {
     /// [`Client::chat`], also returning how many attempts it took.
     pub async fn chat_with_stats(&self, req: ChatRequest) -> Result<(ChatResponse, CallStats)> {
         let started = CallClock::start();
-        let gate = self.admit(&req).await?;
-        let mut decision = self.prepare(&req, gate.route.as_ref())?;
+        let gate = self.admit(&req).await.inspect_err(|e| self.record_denial(&req, e, &started, false))?;
+        let mut decision = self.prepare(&req, gate.route.as_ref()).inspect_err(|e| self.record_denial(&req, e, &started, false))?;
         let req = Arc::new(req);
         // Dropped while the request is out (the caller gave up): still one record.
         let mut abandoned = AbandonedCall {
@@ -293,7 +401,7 @@ impl Client {
                 Err(Error::invalid_response("gaterouter", None, "internal: a stream opened for a chat call"))
             }
             Err(e) => {
-                self.record(&req, decision.answered_by(), &decision, &started, None, None, UsageStatus::Error(e.kind()), None, false);
+                self.record_failure(&req, decision.answered_by(), &decision, &started, &e, false);
                 Err(e)
             }
         }
@@ -310,8 +418,8 @@ impl Client {
     /// [`Client::chat_stream`], also returning how many attempts opening it took.
     pub async fn chat_stream_with_stats(&self, req: ChatRequest) -> Result<(ChatStream, CallStats)> {
         let started = CallClock::start();
-        let gate = self.admit(&req).await?;
-        let mut decision = self.prepare(&req, gate.route.as_ref())?;
+        let gate = self.admit(&req).await.inspect_err(|e| self.record_denial(&req, e, &started, true))?;
+        let mut decision = self.prepare(&req, gate.route.as_ref()).inspect_err(|e| self.record_denial(&req, e, &started, true))?;
         let outcome = self.execute(&req, &mut decision, Op::Stream, &started, &gate).await;
         let attempts = total_attempts(&decision);
         match outcome {
@@ -337,32 +445,58 @@ impl Client {
                 Err(Error::invalid_response("gaterouter", None, "internal: a chat answer for a stream call"))
             }
             Err(e) => {
-                self.record(&req, decision.answered_by(), &decision, &started, None, None, UsageStatus::Error(e.kind()), None, true);
+                self.record_failure(&req, decision.answered_by(), &decision, &started, &e, true);
                 Err(e)
             }
         }
     }
 
-    /// Wait until every usage record made so far is delivered (or `timeout` passes).
-    /// Without reporting there is nothing to wait for.
-    pub async fn flush(&self, timeout: Duration) -> Result<FlushOutcome> {
+    /// Wait until every usage record made so far is resolved by the collector (or
+    /// `timeout` passes), and report what became of them. `drained` means nothing is
+    /// pending: records the collector **refused** count as resolved, so check
+    /// [`DeliveryReport::refused`] (or [`DeliveryReport::all_delivered`]). Without usage
+    /// records there is nothing to wait for ([`DeliveryReport::off`]).
+    pub async fn flush(&self, timeout: Duration) -> Result<DeliveryReport> {
         match &self.inner.recorder {
-            Some(r) => r.flush(timeout).await.map_err(usage_error),
-            None => Ok(FlushOutcome { drained: true, pending_records: 0 }),
+            Some(r) => r.flush_report(timeout).await.map_err(usage_error),
+            None => Ok(DeliveryReport::off()),
         }
     }
 
-    /// Drain the spool (bounded by `reporting.shutdown_timeout_ms`) and stop reporting.
-    pub async fn shutdown(&self) -> Result<FlushOutcome> {
+    /// Drain the spool (bounded by `reporting.shutdown_timeout_ms`), stop reporting and
+    /// report what became of the records.
+    pub async fn shutdown(&self) -> Result<DeliveryReport> {
         match &self.inner.recorder {
-            Some(r) => r.shutdown().await.map_err(usage_error),
-            None => Ok(FlushOutcome { drained: true, pending_records: 0 }),
+            Some(r) => {
+                let out = r.shutdown().await.map_err(usage_error)?;
+                Ok(DeliveryReport { drained: out.drained, pending: out.pending_records, ..r.report() })
+            }
+            None => Ok(DeliveryReport::off()),
         }
     }
 
-    /// The spool's state, when usage records are on.
-    pub fn usage_status(&self) -> Option<SpoolStatus> {
+    /// Delivered, pending and refused counts, refusal reasons and the oldest pending
+    /// record's age, now (no waiting). Without usage records: [`DeliveryReport::off`].
+    pub fn usage_status(&self) -> DeliveryReport {
+        self.inner.recorder.as_ref().map_or_else(DeliveryReport::off, Recorder::report)
+    }
+
+    /// The spool's low-level counters, when usage records are on.
+    pub fn spool_status(&self) -> Option<SpoolStatus> {
         self.inner.recorder.as_ref().map(Recorder::status)
+    }
+
+    /// Refusal reasons seen for the first time since the last call, each reason once
+    /// (Rust logs each at `warn` already; the bindings turn them into their own
+    /// warnings).
+    pub fn take_refusal_warnings(&self) -> Vec<String> {
+        self.inner.recorder.as_ref().map(|r| r.delivery().take_new_refusals()).unwrap_or_default()
+    }
+
+    /// What usage records are stamped with now: `[identity]`, completed with the key's
+    /// binding once the collector has told it.
+    pub fn identity(&self) -> Identity {
+        self.inner.recorder.as_ref().map_or_else(|| self.inner.config.identity.clone(), Recorder::identity)
     }
 
     /// Validation and the route decision: everything that can fail before a provider is
@@ -383,7 +517,10 @@ impl Client {
         let Some(pc) = &self.inner.policy else { return Ok(Gate::default()) };
         let cfg = pc.config();
         match pc.current().await? {
-            PolicyState::Current(p) => Ok(Gate { route: Some(route_policy(pc, &p)), policy: Some(p), online: true }),
+            PolicyState::Current(p) => {
+                self.bind(&p)?;
+                Ok(Gate { route: Some(route_policy(pc, &p)), policy: Some(p), online: true })
+            }
             PolicyState::NotManaged => Ok(Gate::default()),
             PolicyState::Offline { policy, age_ms, error } => match cfg.when_unreachable {
                 WhenUnreachable::Allow => {
@@ -403,6 +540,7 @@ impl Client {
                         cfg.max_stale_ms
                     ))),
                     Some(p) => {
+                        self.bind(&p)?;
                         tracing::debug!(error = %error, age_ms, "collector unreachable: enforcing the last known policy");
                         Ok(Gate { route: Some(route_policy(pc, &p)), policy: Some(p), online: false })
                     }
@@ -465,6 +603,13 @@ impl Client {
     async fn settle_remote(&self, h: &Hold, micros: u64, tokens: u64, record_id: Option<RecordId>) {
         let Some(pc) = &self.inner.policy else { return };
         let rid = record_id.filter(|_| micros > 0 || tokens > 0).map(|r| r.0);
+        if let Some(r) = &rid {
+            let mut m = self.inner.awaiting_records.lock().unwrap_or_else(|p| p.into_inner());
+            m.insert(r.clone(), h.id.clone());
+            if m.len() > MAX_AWAITING_RECORDS {
+                m.pop_first();
+            }
+        }
         if let Err(e) = pc.settle(&h.id, micros, tokens, rid).await {
             tracing::warn!(reservation = %h.id, error = %e, "settle failed: the collector releases the hold at its expiry");
         }
@@ -660,6 +805,31 @@ impl Client {
         self.record_as(req, model_id, route_info(decision), total_attempts(decision), clock, usage, cost, status, first_token_ms, stream)
     }
 
+    /// A call that failed after routing: `denied` when the policy refused (every model
+    /// of the chain denied or over budget), else the error's code.
+    fn record_failure(&self, req: &ChatRequest, model_id: &str, decision: &RouteDecision, clock: &CallClock, e: &Error, stream: bool) {
+        match denial_of(e) {
+            Some(denial) => {
+                self.record_with(req, model_id, route_info(decision), total_attempts(decision), clock, None, None, UsageStatus::Denied, None, stream, Some(denial));
+            }
+            None => {
+                self.record(req, model_id, decision, clock, None, None, UsageStatus::Error(e.kind()), None, stream);
+            }
+        }
+    }
+
+    /// A call refused by the policy before routing finished (a denied explicit model,
+    /// `max_tokens` over the limit, no permitted model for `auto`, a budget, or the
+    /// collector unreachable under `when_unreachable = "deny"`): one `denied` record, no
+    /// tokens, zero cost. Other errors (a malformed request) write nothing.
+    fn record_denial(&self, req: &ChatRequest, e: &Error, clock: &CallClock, stream: bool) {
+        let Some(denial) = denial_of(e) else { return };
+        let auto = ModelId::is_auto(&req.model);
+        let model = if auto { "auto/auto".to_owned() } else { req.model.clone() };
+        let route = RouteInfo { mode: if auto { crate::usage::RouteMode::Auto } else { crate::usage::RouteMode::Explicit }, tier: None, score: None };
+        self.record_with(req, &model, route, 1, clock, None, None, UsageStatus::Denied, None, stream, Some(denial));
+    }
+
     /// [`Client::record`] with the route already summarized (what a record keeps of it).
     #[allow(clippy::too_many_arguments)]
     fn record_as(
@@ -675,7 +845,26 @@ impl Client {
         first_token_ms: Option<u64>,
         stream: bool,
     ) -> Option<RecordId> {
+        self.record_with(req, model_id, route, attempts, clock, usage, cost, status, first_token_ms, stream, None)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record_with(
+        &self,
+        req: &ChatRequest,
+        model_id: &str,
+        route: RouteInfo,
+        attempts: u32,
+        clock: &CallClock,
+        usage: Option<&Usage>,
+        cost: Option<&Cost>,
+        status: UsageStatus,
+        first_token_ms: Option<u64>,
+        stream: bool,
+        denial: Option<(String, Option<String>)>,
+    ) -> Option<RecordId> {
         let Some(recorder) = &self.inner.recorder else { return None };
+        let (denied_rule, denied_level) = denial.map_or((None, None), |(r, l)| (Some(r), l));
         let id = ModelId::parse(model_id).unwrap_or(ModelId { provider: String::new(), model: model_id.to_owned() });
         let u = usage.copied().unwrap_or_default();
         let input = UsageRecordInput {
@@ -696,6 +885,8 @@ impl Client {
             attempts: attempts.max(1),
             stream,
             tags: req.metadata.clone(),
+            denied_rule,
+            denied_level,
         };
         match recorder.record(input) {
             Ok(id) => Some(id),
@@ -826,6 +1017,15 @@ fn policy_unavailable(message: String) -> Error {
     Error::Permission { rule: "policy_unavailable".into(), level: None::<Level>, message }
 }
 
+/// The rule and level of a policy refusal (`None`: not a refusal).
+fn denial_of(e: &Error) -> Option<(String, Option<String>)> {
+    match e {
+        Error::Permission { rule, level, .. } => Some((rule.clone(), level.as_ref().map(ToString::to_string))),
+        Error::Budget { budget, .. } => Some(("budget".to_owned(), Some(budget.level.to_string()))),
+        _ => None,
+    }
+}
+
 /// Total tokens of a usage (what token budgets count).
 fn usage_tokens(u: Option<&Usage>) -> u64 {
     u.map_or(0, |u| u.prompt_tokens.saturating_add(u.completion_tokens))
@@ -838,8 +1038,7 @@ fn start_policy(config: &Config, http: &reqwest::Client) -> Result<Option<Policy
         return Ok(None);
     }
     let rep = &config.reporting;
-    let key_env = rep.signing_key_env.clone().unwrap_or_else(|| crate::usage::DEFAULT_SIGNING_KEY_ENV.to_owned());
-    let key_configured = rep.signing_key_file.is_some() || std::env::var(&key_env).is_ok_and(|v| !v.trim().is_empty());
+    let key_configured = rep.signing_key_configured();
     let (url, key_id) = match (&rep.collector_url, &config.identity.api_key_id) {
         (Some(u), Some(k)) if key_configured => (u, k),
         _ => {
@@ -852,7 +1051,7 @@ fn start_policy(config: &Config, http: &reqwest::Client) -> Result<Option<Policy
                     missing.push("identity.api_key_id");
                 }
                 if !key_configured {
-                    missing.push("a signing key (reporting.signing_key_file or the signing key variable)");
+                    missing.push("a signing key (reporting.signing_key_file, the signing key variable, or an in-memory key)");
                 }
                 return Err(Error::config(
                     "policy.enforce",
@@ -866,6 +1065,42 @@ fn start_policy(config: &Config, http: &reqwest::Client) -> Result<Option<Policy
     };
     let signer = rep.load_signer().map_err(usage_error)?;
     PolicyClient::new(http.clone(), url, key_id, signer, pcfg.clone()).map(Some)
+}
+
+/// `[identity]` values must agree with the key's binding: a unit the binding sets must
+/// be configured to the same value or not at all. A unit the binding leaves open may be
+/// configured (it narrows attribution; the collector decides whether it accepts it).
+fn check_identity(identity: &Identity, api_key_id: &str, scope: &KeyScope) -> Result<()> {
+    let binding = describe_scope(scope);
+    let org = Some(scope.org.clone()).filter(|o| !o.is_empty());
+    for (field, configured, bound) in [
+        ("org", &identity.org, &org),
+        ("department", &identity.department, &scope.department),
+        ("project", &identity.project, &scope.project),
+        ("group", &identity.group, &scope.group),
+        ("user", &identity.user, &scope.user),
+    ] {
+        if let (Some(c), Some(b)) = (configured, bound) {
+            if c != b {
+                return Err(Error::config(
+                    format!("identity.{field}"),
+                    format!("is `{c}` but api_key_id `{api_key_id}` is bound to {field} `{b}` (the key's binding: {binding})"),
+                    format!("remove identity.{field} (records take the key's binding) or set it to `{b}`; to attribute calls elsewhere, use a key bound there"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn describe_scope(s: &KeyScope) -> String {
+    let mut parts = vec![format!("org `{}`", s.org)];
+    for (k, v) in [("department", &s.department), ("project", &s.project), ("group", &s.group), ("user", &s.user)] {
+        if let Some(v) = v {
+            parts.push(format!("{k} `{v}`"));
+        }
+    }
+    parts.join(", ")
 }
 
 /// What a usage record keeps of a routing decision.
@@ -886,8 +1121,7 @@ fn start_recorder(config: &Config, sdk: SdkInfo) -> Result<Option<Recorder>> {
     if rep.mode == ReportingMode::Off {
         return Ok(None);
     }
-    let key_env = rep.signing_key_env.clone().unwrap_or_else(|| crate::usage::DEFAULT_SIGNING_KEY_ENV.to_owned());
-    let key_configured = rep.signing_key.is_some() || rep.signing_key_file.is_some() || std::env::var(&key_env).is_ok_and(|v| !v.trim().is_empty());
+    let key_configured = rep.signing_key_configured();
     if rep.collector_url.is_none() && (!key_configured || config.identity.api_key_id.is_none()) {
         tracing::info!("usage records are off: configure identity.api_key_id and a signing key ([reporting]) to turn them on");
         return Ok(None);
@@ -1082,4 +1316,61 @@ where
             }
         }
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    fn scope() -> KeyScope {
+        KeyScope { org: "acme".into(), department: Some("eng".into()), project: None, group: None, user: Some("alice".into()) }
+    }
+
+    #[test]
+    fn identity_overrides_are_checked_against_the_binding() {
+        let none = Identity { api_key_id: Some("k".into()), ..Default::default() };
+        check_identity(&none, "k", &scope()).unwrap();
+        let same = Identity { org: Some("acme".into()), department: Some("eng".into()), ..none.clone() };
+        check_identity(&same, "k", &scope()).unwrap();
+        // A unit the binding leaves open may be set (it narrows attribution).
+        let project = Identity { project: Some("p1".into()), ..none.clone() };
+        check_identity(&project, "k", &scope()).unwrap();
+        let wrong = Identity { department: Some("legal".into()), ..none };
+        let e = check_identity(&wrong, "k", &scope()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        let text = e.to_string();
+        assert!(text.contains("identity.department") && text.contains("`legal`") && text.contains("department `eng`") && text.contains("user `alice`"), "{text}");
+    }
+
+    /// Issue 19: a key passed in memory (MobileOptions) counts for the policy too, so
+    /// `enforce = "required"` starts and `"auto"` enforces.
+    #[tokio::test]
+    async fn an_in_memory_signing_key_turns_on_policy_enforcement() {
+        let dir = tempfile::tempdir().unwrap();
+        let (signer, _) = crate::usage::generate_key();
+        let mut cfg = Config::for_emulator("http://127.0.0.1:9");
+        cfg.identity.api_key_id = Some("k_mobile".into());
+        cfg.reporting.collector_url = Some("http://127.0.0.1:9".into());
+        cfg.reporting.spool_dir = Some(dir.path().join("spool"));
+        cfg.reporting.signing_key_env = Some("GATEROUTER_TEST_UNSET_KEY_VARIABLE".into());
+        cfg.reporting.signing_key = Some(Secret::new(signer.seed_base64().expose()));
+        assert!(cfg.reporting.signing_key_configured());
+        cfg.policy.enforce = EnforceMode::Required;
+        let c = Client::new(cfg.clone()).unwrap();
+        assert!(c.policy_client().is_some() && c.usage_status().spool_dir.is_some());
+        c.shutdown().await.unwrap();
+        cfg.policy.enforce = EnforceMode::Auto;
+        cfg.reporting.spool_dir = Some(dir.path().join("spool2"));
+        let c = Client::new(cfg.clone()).unwrap();
+        assert!(c.policy_client().is_some(), "auto enforces with an in-memory key");
+        c.shutdown().await.unwrap();
+        // No key anywhere: required is a config error naming what is missing.
+        cfg.reporting.signing_key = None;
+        cfg.reporting.spool_dir = Some(dir.path().join("spool3"));
+        assert!(!cfg.reporting.signing_key_configured());
+        let e = Client::new(cfg).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    }
 }

@@ -31,6 +31,7 @@
 //! same way in both modes) and `seq` starts at 1 per process.
 
 pub mod canonical;
+pub mod delivery;
 pub mod record;
 pub mod reporter;
 pub mod signing;
@@ -43,11 +44,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use delivery::{DeliveryEvent, DeliveryListener, RefusalCount};
 pub use record::{RecordId, RouteInfo, RouteMode, SdkInfo, UsageRecord, UsageRecordInput, UsageStatus, unix_ms_now};
 pub use reporter::{BatchResponse, LinkState, NetworkClass, Rejected};
 pub use signing::{UsageSigner, generate_key};
 pub use spool::{Spool, SpoolOptions, SpoolStatus};
 
+use crate::accounts::KeyScope;
 use crate::config::{Identity, Secret};
 
 /// Environment variable read for the signing key when neither `signing_key_file` nor
@@ -294,6 +297,15 @@ impl ReportingConfig {
         self.collector_url.as_ref().map(|u| format!("{}/v1/usage", u.trim_end_matches('/')))
     }
 
+    /// Whether a signing key is configured: in memory (`signing_key`, mobile apps), a
+    /// file, or a non-empty environment variable (`signing_key_env`, else
+    /// [`DEFAULT_SIGNING_KEY_ENV`]). The one check both usage records and policy
+    /// enforcement use.
+    pub fn signing_key_configured(&self) -> bool {
+        let env = self.signing_key_env.as_deref().unwrap_or(DEFAULT_SIGNING_KEY_ENV);
+        self.signing_key.is_some() || self.signing_key_file.is_some() || std::env::var(env).is_ok_and(|v| !v.trim().is_empty())
+    }
+
     /// Load the signing key from `signing_key` (in memory), else `signing_key_file`,
     /// else `signing_key_env`, else [`DEFAULT_SIGNING_KEY_ENV`].
     pub fn load_signer(&self) -> Result<UsageSigner, UsageError> {
@@ -320,6 +332,23 @@ pub fn default_data_dir() -> PathBuf {
     base.map(|b| b.join("gaterouter")).unwrap_or_else(|| PathBuf::from(".gaterouter"))
 }
 
+/// Where the default spool slots of a key live: `<data dir>/spool/<api_key_id>`; each
+/// process takes the first free `p<N>` below it. See [`ReportingConfig::spool_dir`].
+pub fn default_spool_base(identity: &Identity) -> PathBuf {
+    default_data_dir().join("spool").join(sanitize(identity.api_key_id.as_deref().unwrap_or("")))
+}
+
+/// The spool directories a config uses: `reporting.spool_dir` when set, else every
+/// existing `p<N>` slot under [`default_spool_base`] (in slot order). Empty when none
+/// exists yet.
+pub fn configured_spool_dirs(cfg: &ReportingConfig, identity: &Identity) -> Vec<PathBuf> {
+    if let Some(d) = &cfg.spool_dir {
+        return vec![d.clone()];
+    }
+    let base = default_spool_base(identity);
+    (0..DEFAULT_SLOTS).map(|n| base.join(format!("p{n}"))).filter(|d| d.is_dir()).collect()
+}
+
 /// Default slots tried under the default spool directory.
 const DEFAULT_SLOTS: u32 = 64;
 
@@ -337,9 +366,60 @@ pub struct FlushOutcome {
     pub pending_records: u64,
 }
 
+/// What became of the usage records: returned by `Client::flush` and
+/// `Client::usage_status` (and the same shape in every binding).
+///
+/// `drained` only says the spool is empty: records the collector refused leave the spool
+/// too (into the dead-letter file), so **check `refused`**: a run is clean when `drained`
+/// and `refused == 0` ([`DeliveryReport::all_delivered`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryReport {
+    /// Nothing is left to send: every record made before the flush was delivered **or
+    /// refused** (`pending == 0`).
+    pub drained: bool,
+    /// Records the collector stored (or already had) since the client started.
+    pub delivered: u64,
+    /// Records in the spool, not yet delivered.
+    pub pending: u64,
+    /// Records the collector refused for good since the client started (each moved to the
+    /// spool's dead-letter file with the reason). Never part of `delivered`.
+    pub refused: u64,
+    /// Refused records per reason, most frequent first.
+    pub refusals: Vec<RefusalCount>,
+    /// The latest refusal reason (the collector's words).
+    pub last_refusal: Option<String>,
+    /// Records in the dead-letter file, earlier runs included.
+    pub dead_letters: u64,
+    /// Records refused locally because the spool was full (`reporting.max_spool_bytes`).
+    pub overflow: u64,
+    /// Age of the oldest pending record (from its end time), when one is pending.
+    pub oldest_pending_age_ms: Option<u64>,
+    /// The last delivery problem (collector unreachable, ...), while it lasts.
+    pub last_error: Option<String>,
+    /// The spool directory (`None`: usage records are off).
+    pub spool_dir: Option<PathBuf>,
+}
+
+impl DeliveryReport {
+    /// Drained and nothing refused: every record reached the collector.
+    pub fn all_delivered(&self) -> bool {
+        self.drained && self.refused == 0 && self.overflow == 0
+    }
+
+    /// The report of a client without usage records.
+    pub fn off() -> Self {
+        DeliveryReport { drained: true, ..Default::default() }
+    }
+}
+
 #[derive(Debug)]
 struct Inner {
-    identity: Identity,
+    /// What `[identity]` configures (overrides).
+    configured: Identity,
+    /// What records are stamped with: the configured fields, completed with the key's
+    /// binding once it is known.
+    identity: std::sync::RwLock<Identity>,
+    delivery: Arc<delivery::Delivery>,
     sdk: SdkInfo,
     signer: Option<UsageSigner>,
     seq: AtomicU64,
@@ -375,6 +455,7 @@ impl Recorder {
         cfg.validate()?;
         let mut spool = None;
         let mut reporter = None;
+        let delivery = Arc::new(delivery::Delivery::default());
         let (link, _) = tokio::sync::watch::channel(LinkState::default());
         if cfg.mode == ReportingMode::Spool {
             if signer.is_none() {
@@ -400,7 +481,7 @@ impl Recorder {
                     initial_backoff: Duration::from_millis(cfg.retry_initial_backoff_ms),
                     max_backoff: Duration::from_millis(cfg.retry_max_backoff_ms),
                 };
-                let h = reporter::spawn(sp.clone(), opts, link.subscribe(), &rt)
+                let h = reporter::spawn(sp.clone(), opts, link.subscribe(), delivery.clone(), &rt)
                     .map_err(|e| cfg_err("collector_url", format!("cannot build the HTTP client: {e}"), "check the TLS setup"))?;
                 reporter = Some(h);
             }
@@ -414,7 +495,9 @@ impl Recorder {
         }
         Ok(Recorder {
             inner: Arc::new(Inner {
-                identity,
+                configured: identity.clone(),
+                identity: std::sync::RwLock::new(identity),
+                delivery,
                 sdk,
                 signer,
                 seq: AtomicU64::new(first_seq),
@@ -434,7 +517,10 @@ impl Recorder {
             return Err(UsageError::ShutDown);
         }
         let seq = inner.seq.fetch_add(1, Ordering::AcqRel);
-        let rec = UsageRecord::build(input, &inner.identity, &inner.sdk, RecordId::new_v7(), seq)?;
+        let rec = {
+            let identity = inner.identity.read().unwrap_or_else(|p| p.into_inner());
+            UsageRecord::build(input, &identity, &inner.sdk, RecordId::new_v7(), seq)?
+        };
         let (Some(spool), Some(signer)) = (&inner.spool, &inner.signer) else {
             return Ok(rec.id);
         };
@@ -442,6 +528,70 @@ impl Recorder {
         let wire = signing::wire_json(&canonical, &sig);
         spool.append(wire.as_bytes(), seq)?;
         Ok(rec.id)
+    }
+
+    /// Stamp later records with the key's binding (from the collector's policy answer):
+    /// each unit (org, department, project, group, user) not set in `[identity]` takes
+    /// the binding's value. Configured values are kept (the client checks them against
+    /// the binding first). Records written before stay as they were: the collector
+    /// attributes their absent units to the key's binding.
+    pub fn apply_binding(&self, scope: &KeyScope) {
+        let c = &self.inner.configured;
+        let next = Identity {
+            org: c.org.clone().or_else(|| Some(scope.org.clone()).filter(|o| !o.is_empty())),
+            department: c.department.clone().or_else(|| scope.department.clone()),
+            project: c.project.clone().or_else(|| scope.project.clone()),
+            group: c.group.clone().or_else(|| scope.group.clone()),
+            user: c.user.clone().or_else(|| scope.user.clone()),
+            api_key_id: self.inner.identity.read().unwrap_or_else(|p| p.into_inner()).api_key_id.clone(),
+        };
+        let mut cur = self.inner.identity.write().unwrap_or_else(|p| p.into_inner());
+        if *cur != next {
+            tracing::debug!(org = ?next.org, department = ?next.department, project = ?next.project, "usage records now carry the key's binding");
+            *cur = next;
+        }
+    }
+
+    /// What records are stamped with now.
+    pub fn identity(&self) -> Identity {
+        self.inner.identity.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Delivery counters shared with the reporter.
+    pub fn delivery(&self) -> &delivery::Delivery {
+        &self.inner.delivery
+    }
+
+    /// Delivered / pending / refused counts, refusal reasons and the oldest pending
+    /// record's age, without waiting.
+    pub fn report(&self) -> DeliveryReport {
+        let d = &self.inner.delivery;
+        let Some(spool) = &self.inner.spool else {
+            return DeliveryReport { delivered: d.delivered(), refused: d.refused(), refusals: d.refusals(), last_refusal: d.last_refusal(), ..DeliveryReport::off() };
+        };
+        let st = spool.status();
+        DeliveryReport {
+            drained: st.pending_records == 0,
+            delivered: d.delivered(),
+            pending: st.pending_records,
+            refused: d.refused(),
+            refusals: d.refusals(),
+            last_refusal: d.last_refusal(),
+            dead_letters: st.dead_letters,
+            overflow: st.overflow_count,
+            oldest_pending_age_ms: if st.pending_records == 0 { None } else { oldest_pending_age_ms(spool) },
+            last_error: st.last_error,
+            spool_dir: Some(st.dir),
+        }
+    }
+
+    /// [`Recorder::flush`], then the [`DeliveryReport`].
+    pub async fn flush_report(&self, timeout: Duration) -> Result<DeliveryReport, UsageError> {
+        let out = self.flush(timeout).await?;
+        let mut report = self.report();
+        // `drained` as the flush saw it (records made after it started do not count).
+        report.drained = out.drained;
+        Ok(report)
     }
 
     /// The signer's public key (standard base64), when records are signed.
@@ -558,12 +708,24 @@ impl Drop for Inner {
     }
 }
 
+/// Age of the first pending record, from its `ts_end`.
+fn oldest_pending_age_ms(spool: &Spool) -> Option<u64> {
+    #[derive(Deserialize)]
+    struct End {
+        ts_end: u64,
+    }
+    let batch = spool.read_batch(1, u64::MAX).ok()?;
+    let first = batch.records.first()?;
+    let end: End = serde_json::from_slice(&first.payload).ok()?;
+    Some(unix_ms_now().saturating_sub(end.ts_end))
+}
+
 fn open_spool(cfg: &ReportingConfig, identity: &Identity) -> Result<Arc<Spool>, UsageError> {
     let opts = |dir: PathBuf| SpoolOptions::new(dir, Duration::from_millis(cfg.fsync_interval_ms), cfg.max_spool_bytes);
     if let Some(dir) = &cfg.spool_dir {
         return Spool::open(opts(dir.clone()));
     }
-    let base = default_data_dir().join("spool").join(sanitize(identity.api_key_id.as_deref().unwrap_or("")));
+    let base = default_spool_base(identity);
     let mut last = None;
     for slot in 0..DEFAULT_SLOTS {
         match Spool::open(opts(base.join(format!("p{slot}")))) {

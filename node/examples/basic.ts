@@ -99,7 +99,8 @@ export async function plan(client: GateRouter, messages: ChatCompletionMessagePa
   const estimate: CostEstimate = await client.estimateCost({ messages, max_tokens: 500 })
   console.log(count.tokens, count.exact, estimate.expected.totalMicros, estimate.max.totalMicros)
   const flushed: FlushResult = await client.flush({ timeoutMs: 5_000 })
-  if (!flushed.drained) console.log(`${flushed.pendingRecords} records still spooled`)
+  if (!flushed.drained) console.log(`${flushed.pending} records still spooled`)
+  if (flushed.refused > 0) console.log(`${flushed.refused} records refused: ${flushed.lastRefusal}`)
   return count.breakdown.tools
 }
 

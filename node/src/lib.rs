@@ -428,8 +428,28 @@ impl NativeClient {
         })
     }
 
-    /// Wait (at most `timeoutMs`) until every usage record so far is delivered to the
-    /// collector: an envelope of `FlushOutcome` (`drained`, `pending_records`).
+    /// What became of the usage records, now: an envelope of `DeliveryReport`.
+    #[napi]
+    pub fn usage_status(&self) -> String {
+        match self.client() {
+            None => closed_json(),
+            Some(c) => envelope(Outcome::Ok(&c.usage_status())),
+        }
+    }
+
+    /// Refusal reasons seen for the first time since the last call: an envelope of a
+    /// list of strings (each reason once; the JS side turns them into warnings).
+    #[napi]
+    pub fn take_refusal_warnings(&self) -> String {
+        match self.client() {
+            None => envelope(Outcome::Ok(&Vec::<String>::new())),
+            Some(c) => envelope(Outcome::Ok(&c.take_refusal_warnings())),
+        }
+    }
+
+    /// Wait (at most `timeoutMs`) until every usage record so far is resolved by the
+    /// collector: an envelope of `DeliveryReport` (`drained`, `delivered`, `pending`,
+    /// `refused`, ...).
     #[napi(ts_return_type = "Promise<string>")]
     pub fn flush<'env>(
         &self,
@@ -451,7 +471,7 @@ impl NativeClient {
     /// `CLIENT_CLOSED` envelope, as do later calls), let them unwind so their usage
     /// records are written, then drain the usage spool (bounded by
     /// `reporting.shutdown_timeout_ms`) and release the client and its connection pool.
-    /// Resolves to an envelope of `FlushOutcome`. Idempotent: a second call resolves at
+    /// Resolves to an envelope of `DeliveryReport`. Idempotent: a second call resolves at
     /// once with `drained: true`.
     #[napi(ts_return_type = "Promise<string>")]
     pub fn close<'env>(&self, env: &'env Env) -> NapiResult<PromiseRaw<'env, String>> {
@@ -469,10 +489,7 @@ impl NativeClient {
         let calls = self.calls.clone();
         env.spawn_future(async move {
             let Some(client) = client else {
-                let done = gaterouter::usage::FlushOutcome {
-                    drained: true,
-                    pending_records: 0,
-                };
+                let done = gaterouter::usage::DeliveryReport::off();
                 return Ok(envelope(Outcome::Ok(&done)));
             };
             // Aborted calls drop their request futures on the runtime's workers; wait

@@ -124,7 +124,9 @@ describe('module-level countTokens / cost', () => {
 describe('flush and close', () => {
   test('flush without reporting resolves drained; close is idempotent; later calls throw ClientClosedError', async () => {
     const c = new GateRouter({ config: emu.config() })
-    assert.deepEqual(await c.flush(), { drained: true, pendingRecords: 0 })
+    const off = { drained: true, delivered: 0, pending: 0, refused: 0, refusals: [], lastRefusal: null, deadLetters: 0, overflow: 0, oldestPendingAgeMs: null, lastError: null, spoolDir: null }
+    assert.deepEqual(await c.flush(), off)
+    assert.deepEqual(c.usageStatus(), off)
     await assert.rejects(c.flush({ timeoutMs: -1 }), (e) => e.field === 'timeoutMs')
     await c.close()
     await c.close()

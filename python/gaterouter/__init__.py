@@ -9,6 +9,7 @@
 """
 
 from ._client import AsyncClient, AsyncStream, Client, Stream, cost, count_tokens, estimate_cost
+from ._delivery import DeliveryReport, GateRouterWarning, RefusalCount, UsageRefusedWarning
 from ._native import (
     APITimeoutError,
     AuthenticationError,
@@ -39,6 +40,10 @@ from ._types import (
 )
 
 __all__ = [
+    "DeliveryReport",
+    "RefusalCount",
+    "GateRouterWarning",
+    "UsageRefusedWarning",
     "Client",
     "AsyncClient",
     "Stream",

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Dict, Generic, Iterable, I
 
 
 from . import _native
+from ._delivery import DeliveryReport, _surface_refusals
 from ._types import ChatCompletion, ChatCompletionChunk, Record, Usage, _Model
 
 if TYPE_CHECKING:
@@ -56,6 +57,15 @@ def _create_params(args: Dict[str, Any]) -> Dict[str, Any]:
 def _native_client(config: Optional[Mapping[str, Any]], config_file: Optional[PathLike]) -> "_native.NativeClient":
     config_json = json.dumps(config, default=_jsonable) if config is not None else None
     return _native.NativeClient(config_json, os.fspath(config_file) if config_file is not None else None)
+
+
+def _ready(native: "_native.NativeClient") -> None:
+    """Wait for the start-up policy fetch; on failure release the spool, then raise."""
+    try:
+        native.ready()
+    except BaseException:
+        native.shutdown()
+        raise
 
 
 class Stream(Iterator[ChatCompletionChunk]):
@@ -207,7 +217,9 @@ class Completions:
         req = _request_json(model, messages, _create_params(locals()))
         if stream:
             return Stream(self._native.stream(req))
-        return ChatCompletion(json.loads(self._native.chat(req)))
+        out = ChatCompletion(json.loads(self._native.chat(req)))
+        _surface_refusals(self._native)
+        return out
 
 
 class AsyncCompletions:
@@ -278,6 +290,7 @@ class AsyncCompletions:
         if stream:
             return AsyncStream(self._native.stream_lazy(req))
         raw = await _await_native(lambda loop, done: self._native.chat_async(req, loop, done))
+        _surface_refusals(self._native)
         return ChatCompletion(json.loads(raw))
 
 
@@ -298,6 +311,9 @@ class Client:
 
     def __init__(self, config: Optional[Mapping[str, Any]] = None, *, config_file: Optional[PathLike] = None) -> None:
         self._native = _native_client(config, config_file)
+        # With an organization policy: learn the key's binding now, so a wrong
+        # [identity] value raises ConfigError here rather than at the first call.
+        _ready(self._native)
         self.chat = _Chat(Completions(self._native))
 
     def route(self, *, model: str = "auto", messages: Iterable[Message], **params: Any) -> Record:
@@ -312,13 +328,26 @@ class Client:
         """Cost before the call: ``.expected.total_micros`` and ``.max.total_micros``."""
         return Record(json.loads(self._native.estimate_cost(_request_json(model, messages, params))))
 
-    def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until every usage record so far is delivered; True when the spool drained."""
-        return bool(json.loads(self._native.flush(timeout))["drained"])
+    def flush(self, timeout: float = 10.0) -> DeliveryReport:
+        """Wait up to ``timeout`` seconds until every usage record so far is resolved by the
+        collector, and report delivered / pending / refused counts. ``drained`` counts
+        refused records as resolved: check ``refused`` (or ``all_delivered``). Refusal
+        reasons seen for the first time are warned about (``UsageRefusedWarning`` and the
+        ``gaterouter`` logger)."""
+        report = DeliveryReport._from_json(self._native.flush(timeout))
+        _surface_refusals(self._native)
+        return report
+
+    def usage_status(self) -> DeliveryReport:
+        """The same report as :meth:`flush`, now, without waiting."""
+        report = DeliveryReport._from_json(self._native.usage_status())
+        _surface_refusals(self._native)
+        return report
 
     def close(self) -> None:
         """Drain the usage spool (bounded by ``reporting.shutdown_timeout_ms``) and stop reporting."""
         self._native.shutdown()
+        _surface_refusals(self._native)
 
     def __enter__(self) -> "Client":
         return self
@@ -332,18 +361,27 @@ class AsyncClient:
 
     def __init__(self, config: Optional[Mapping[str, Any]] = None, *, config_file: Optional[PathLike] = None) -> None:
         self._native = _native_client(config, config_file)
+        _ready(self._native)
         self.chat = _Chat(AsyncCompletions(self._native))
 
     def route(self, *, model: str = "auto", messages: Iterable[Message], **params: Any) -> Record:
         """Where a request would go, and why, without calling anything (CPU only: not async)."""
         return Record(json.loads(self._native.route(_request_json(model, messages, params))))
 
-    async def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until every usage record so far is delivered; True when the spool drained."""
+    async def flush(self, timeout: float = 10.0) -> DeliveryReport:
+        """:meth:`Client.flush` without blocking the event loop."""
         import asyncio
 
         raw = await asyncio.get_running_loop().run_in_executor(None, self._native.flush, timeout)
-        return bool(json.loads(raw)["drained"])
+        report = DeliveryReport._from_json(raw)
+        _surface_refusals(self._native)
+        return report
+
+    def usage_status(self) -> DeliveryReport:
+        """The same report as :meth:`flush`, now, without waiting."""
+        report = DeliveryReport._from_json(self._native.usage_status())
+        _surface_refusals(self._native)
+        return report
 
     async def close(self) -> None:
         """Drain the usage spool and stop reporting."""

@@ -217,14 +217,30 @@ impl NativeClient {
         py.detach(|| client.estimate_cost(&req).and_then(|c| to_json(&c))).map_err(|e| to_pyerr(py, e))
     }
 
-    /// Wait until usage records are delivered (JSON `{drained, pending_records}`).
+    /// What became of the usage records, now (JSON `DeliveryReport`).
+    fn usage_status(&self, py: Python<'_>) -> PyResult<String> {
+        to_json(&self.client_py(py)?.usage_status()).map_err(|e| to_pyerr(py, e))
+    }
+
+    /// Refusal reasons seen for the first time since the last call (JSON list).
+    fn take_refusal_warnings(&self, py: Python<'_>) -> PyResult<String> {
+        to_json(&self.client_py(py)?.take_refusal_warnings()).map_err(|e| to_pyerr(py, e))
+    }
+
+    /// Wait for the start-up policy fetch: a wrong `[identity]` value raises ConfigError.
+    fn ready(&self, py: Python<'_>) -> PyResult<()> {
+        let client = self.client_py(py)?;
+        block_on(py, async move { client.ready().await })
+    }
+
+    /// Wait until usage records are resolved (JSON `DeliveryReport`).
     fn flush(&self, py: Python<'_>, timeout_s: f64) -> PyResult<String> {
         let client = self.client_py(py)?;
         let timeout = Duration::from_secs_f64(timeout_s.max(0.0));
         block_on(py, async move { to_json(&client.flush(timeout).await?) })
     }
 
-    /// Drain the spool and stop reporting (JSON `{drained, pending_records}`).
+    /// Drain the spool and stop reporting (JSON `DeliveryReport`).
     fn shutdown(&self, py: Python<'_>) -> PyResult<String> {
         let client = self.client_py(py)?;
         block_on(py, async move { to_json(&client.shutdown().await?) })

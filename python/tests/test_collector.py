@@ -54,7 +54,7 @@ def test_sync_stream_and_async_calls_each_store_one_record(emulator, collector):
             for _ in s:
                 pass
             expected[call] = (model, s.usage, s.cost, True)
-        assert client.flush(timeout=20) is True
+        assert client.flush(timeout=20).all_delivered
 
     async def async_calls() -> None:
         async with gaterouter.AsyncClient(collector.config(emulator)) as client:
@@ -69,7 +69,7 @@ def test_sync_stream_and_async_calls_each_store_one_record(emulator, collector):
                 async for _ in s:
                     pass
                 expected[call] = (model, s.usage, s.cost, True)
-            assert await client.flush(timeout=20) is True
+            assert (await client.flush(timeout=20)).all_delivered
 
     asyncio.run(async_calls())
 
@@ -95,7 +95,7 @@ def test_threads_lose_no_record(emulator, collector):
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         results = [f.result() for f in [pool.submit(worker, t) for t in range(8)]]
-    assert client.flush(timeout=30) is True
+    assert client.flush(timeout=30).all_delivered
     client.close()
 
     expected = {k: v for part in results for k, v in part.items()}
@@ -119,7 +119,7 @@ def test_asyncio_loses_no_record(emulator, collector):
                 return str(i), (model, r.usage, r.cost)
 
             pairs = await asyncio.gather(*(call(i) for i in range(200)))
-            assert await client.flush(timeout=30) is True
+            assert (await client.flush(timeout=30)).all_delivered
             return dict(pairs)
 
     expected = asyncio.run(main())

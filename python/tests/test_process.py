@@ -109,10 +109,10 @@ def test_forked_child_reports_its_own_records(emulator, collector, tmp_path, mon
 
     def child() -> None:
         client.chat.completions.create(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "c"}], metadata={"run": run, "call": "child"})
-        assert client.flush(timeout=20) is True
+        assert client.flush(timeout=20).all_delivered
 
     assert _wait_child(_in_child(child)) == 0
-    assert client.flush(timeout=20) is True
+    assert client.flush(timeout=20).all_delivered
     client.close()
     calls = sorted(r["tag"]["call"] for r in collector.records(run))
     assert calls == ["child", "parent"]
@@ -138,7 +138,7 @@ def test_parent_objects_dropped_in_the_child_leave_no_trace(emulator, collector)
     stream = held[0]
     rest = list(stream)
     assert first.choices and rest[-1].usage is not None
-    assert client.flush(timeout=20) is True
+    assert client.flush(timeout=20).all_delivered
     client.close()
     records = collector.records(run)
     assert [(r["tag"]["call"], r["status"]) for r in records] == [("stream", "ok")]

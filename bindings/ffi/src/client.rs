@@ -22,7 +22,7 @@ use tokio::task::AbortHandle;
 
 use crate::error::GateRouterError;
 use crate::insight::{CostEstimate, RouteDecision, TokenCount};
-use crate::mobile::{FlushResult, MobileOptions, NetworkClass, ReportingStatus};
+use crate::mobile::{DeliveryReport, MobileOptions, NetworkClass, ReportingStatus};
 use crate::types::{ChatChunk, ChatRequest, ChatResponse, Usage};
 
 /// The binding's one runtime, started on first use. A library on a phone must not own
@@ -256,9 +256,10 @@ impl GateRouterClient {
         Ok(self.client.estimate_cost(&core::ChatRequest::from_json(&request_json)?)?.into())
     }
 
-    /// Wait up to `timeout_ms` until every usage record made so far reached the
-    /// collector. Returns at once (not drained) while suspended or offline.
-    pub async fn flush(&self, timeout_ms: u64) -> Result<FlushResult, GateRouterError> {
+    /// Wait up to `timeout_ms` until every usage record made so far is resolved by the
+    /// collector, and report delivered / pending / refused counts. Returns at once (not
+    /// drained) while suspended or offline.
+    pub async fn flush(&self, timeout_ms: u64) -> Result<DeliveryReport, GateRouterError> {
         let client = self.client.clone();
         on_runtime(async move { client.flush(std::time::Duration::from_millis(timeout_ms)).await }).await.map(Into::into)
     }
@@ -266,7 +267,7 @@ impl GateRouterClient {
     /// Drain the spool (bounded by `reporting.shutdown_timeout_ms`) and stop reporting;
     /// undelivered records stay in the spool for the next start. Chat calls keep
     /// working but make no more records.
-    pub async fn shutdown(&self) -> Result<FlushResult, GateRouterError> {
+    pub async fn shutdown(&self) -> Result<DeliveryReport, GateRouterError> {
         let client = self.client.clone();
         on_runtime(async move { client.shutdown().await }).await.map(Into::into)
     }
@@ -289,9 +290,20 @@ impl GateRouterClient {
         self.client.set_network_class(network.into());
     }
 
+    /// What became of the usage records, now (no waiting).
+    pub fn usage_status(&self) -> DeliveryReport {
+        self.client.usage_status().into()
+    }
+
+    /// Refusal reasons seen for the first time since the last call, each reason once
+    /// (also logged through the core's `tracing` at `warn`): show or log them.
+    pub fn take_refusal_warnings(&self) -> Vec<String> {
+        self.client.take_refusal_warnings()
+    }
+
     /// The usage-record pipeline's state; `null`/`nil` when reporting is off.
     pub fn reporting_status(&self) -> Option<ReportingStatus> {
-        let status = self.client.usage_status()?;
+        let status = self.client.spool_status()?;
         let link = self.client.reporting_link()?;
         Some(ReportingStatus::from_core(status, link))
     }

@@ -8,7 +8,7 @@
 //! |---|---|
 //! | [`client`] | `GateRouterClient` (constructors from TOML text, a TOML file or JSON, `create` with [`MobileOptions`]; `chat`, `chatJson`, `chatStream`, `route`, `countTokens`, `estimateCost`, `flush`, `suspend` / `resume`, `setNetworkClass`), `ChatStreamListener`, `StreamHandle` |
 //! | [`insight`] | `RouteDecision`, `TokenCount`, `CostEstimate`, `Cost`; `countTextTokens`, `calculateCost` |
-//! | [`mobile`] | `MobileOptions` (spool directory, `UsageSigningKey` held in memory), `NetworkClass`, `ReportingStatus`, `FlushResult` |
+//! | [`mobile`] | `MobileOptions` (spool directory, `UsageSigningKey` held in memory), `NetworkClass`, `ReportingStatus`, `DeliveryReport` |
 //! | [`types`] | records: `ChatRequest`, `ChatMessage`, `Tool`, `ChatResponse`, `ChatChunk`, `Usage`... and their conversions |
 //! | [`error`] | `GateRouterError` (Kotlin `GateRouterException`): one variant per public error kind + `Other` |
 //!

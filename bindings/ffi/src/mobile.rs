@@ -140,20 +140,61 @@ impl MobileOptions {
     }
 }
 
-/// Flush result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
-pub struct FlushResult {
-    /// Every record made before the flush was delivered (or refused by the collector
-    /// and dead-lettered). False when the wait timed out, or reporting is suspended or
-    /// offline.
-    pub drained: bool,
-    /// Records still waiting in the spool.
-    pub pending_records: u64,
+/// Records refused for one reason.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct RefusalCount {
+    /// The collector's reason.
+    pub reason: String,
+    /// Records refused for it since the client started.
+    pub count: u64,
 }
 
-impl From<core::usage::FlushOutcome> for FlushResult {
-    fn from(f: core::usage::FlushOutcome) -> Self {
-        FlushResult { drained: f.drained, pending_records: f.pending_records }
+/// What became of the usage records: `flush()`, `shutdown()` and `usageStatus()`.
+/// `drained` only says nothing is pending (refused records leave the spool too): check
+/// `refused`.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct DeliveryReport {
+    /// Every record made before the flush was delivered **or refused** by the collector
+    /// (dead-lettered). False when the wait timed out, or reporting is suspended or
+    /// offline.
+    pub drained: bool,
+    /// Records the collector stored since the client started.
+    pub delivered: u64,
+    /// Records still waiting in the spool.
+    pub pending: u64,
+    /// Records the collector refused since the client started (dead-lettered).
+    pub refused: u64,
+    /// Refused records per reason, most frequent first.
+    pub refusals: Vec<RefusalCount>,
+    /// The latest refusal reason.
+    pub last_refusal: Option<String>,
+    /// Records in the spool's dead-letter file (earlier runs included).
+    pub dead_letters: u64,
+    /// Records dropped because the spool was full.
+    pub overflow: u64,
+    /// Age of the oldest pending record.
+    pub oldest_pending_age_ms: Option<u64>,
+    /// The last delivery problem, while it lasts.
+    pub last_error: Option<String>,
+    /// The spool directory (`null`/`nil`: usage records are off).
+    pub spool_dir: Option<String>,
+}
+
+impl From<core::usage::DeliveryReport> for DeliveryReport {
+    fn from(r: core::usage::DeliveryReport) -> Self {
+        DeliveryReport {
+            drained: r.drained,
+            delivered: r.delivered,
+            pending: r.pending,
+            refused: r.refused,
+            refusals: r.refusals.into_iter().map(|c| RefusalCount { reason: c.reason, count: c.count }).collect(),
+            last_refusal: r.last_refusal,
+            dead_letters: r.dead_letters,
+            overflow: r.overflow,
+            oldest_pending_age_ms: r.oldest_pending_age_ms,
+            last_error: r.last_error,
+            spool_dir: r.spool_dir.map(|d| d.display().to_string()),
+        }
     }
 }
 

@@ -995,10 +995,11 @@ public protocol GateRouterClientProtocol: AnyObject, Sendable {
     func estimateCostJson(requestJson: String) throws  -> CostEstimate
     
     /**
-     * Wait up to `timeout_ms` until every usage record made so far reached the
-     * collector. Returns at once (not drained) while suspended or offline.
+     * Wait up to `timeout_ms` until every usage record made so far is resolved by the
+     * collector, and report delivered / pending / refused counts. Returns at once (not
+     * drained) while suspended or offline.
      */
-    func flush(timeoutMs: UInt64) async throws  -> FlushResult
+    func flush(timeoutMs: UInt64) async throws  -> DeliveryReport
     
     /**
      * The usage-record pipeline's state; `null`/`nil` when reporting is off.
@@ -1034,13 +1035,24 @@ public protocol GateRouterClientProtocol: AnyObject, Sendable {
      * undelivered records stay in the spool for the next start. Chat calls keep
      * working but make no more records.
      */
-    func shutdown() async throws  -> FlushResult
+    func shutdown() async throws  -> DeliveryReport
     
     /**
      * The app goes to the background: stop sending usage records (they keep being
      * spooled, durably). Call from `onStop` / `sceneDidEnterBackground`. Never blocks.
      */
     func suspend() 
+    
+    /**
+     * Refusal reasons seen for the first time since the last call, each reason once
+     * (also logged through the core's `tracing` at `warn`): show or log them.
+     */
+    func takeRefusalWarnings()  -> [String]
+    
+    /**
+     * What became of the usage records, now (no waiting).
+     */
+    func usageStatus()  -> DeliveryReport
     
 }
 /**
@@ -1281,10 +1293,11 @@ open func estimateCostJson(requestJson: String)throws  -> CostEstimate  {
 }
     
     /**
-     * Wait up to `timeout_ms` until every usage record made so far reached the
-     * collector. Returns at once (not drained) while suspended or offline.
+     * Wait up to `timeout_ms` until every usage record made so far is resolved by the
+     * collector, and report delivered / pending / refused counts. Returns at once (not
+     * drained) while suspended or offline.
      */
-open func flush(timeoutMs: UInt64)async throws  -> FlushResult  {
+open func flush(timeoutMs: UInt64)async throws  -> DeliveryReport  {
     return
         try  await uniffiRustCallAsync(
             rustFutureFunc: {
@@ -1295,7 +1308,7 @@ open func flush(timeoutMs: UInt64)async throws  -> FlushResult  {
             pollFunc: ffi_gaterouter_ffi_rust_future_poll_rust_buffer,
             completeFunc: ffi_gaterouter_ffi_rust_future_complete_rust_buffer,
             freeFunc: ffi_gaterouter_ffi_rust_future_free_rust_buffer,
-            liftFunc: FfiConverterTypeFlushResult_lift,
+            liftFunc: FfiConverterTypeDeliveryReport_lift,
             errorHandler: FfiConverterTypeGateRouterError_lift
         )
 }
@@ -1370,7 +1383,7 @@ open func setNetworkClass(network: NetworkClass)  {try! rustCall() {
      * undelivered records stay in the spool for the next start. Chat calls keep
      * working but make no more records.
      */
-open func shutdown()async throws  -> FlushResult  {
+open func shutdown()async throws  -> DeliveryReport  {
     return
         try  await uniffiRustCallAsync(
             rustFutureFunc: {
@@ -1381,7 +1394,7 @@ open func shutdown()async throws  -> FlushResult  {
             pollFunc: ffi_gaterouter_ffi_rust_future_poll_rust_buffer,
             completeFunc: ffi_gaterouter_ffi_rust_future_complete_rust_buffer,
             freeFunc: ffi_gaterouter_ffi_rust_future_free_rust_buffer,
-            liftFunc: FfiConverterTypeFlushResult_lift,
+            liftFunc: FfiConverterTypeDeliveryReport_lift,
             errorHandler: FfiConverterTypeGateRouterError_lift
         )
 }
@@ -1396,6 +1409,31 @@ open func suspend()  {try! rustCall() {
             self.uniffiCloneHandle(),uniffiCallStatus
     )
 }
+}
+    
+    /**
+     * Refusal reasons seen for the first time since the last call, each reason once
+     * (also logged through the core's `tracing` at `warn`): show or log them.
+     */
+open func takeRefusalWarnings() -> [String]  {
+    return try!  FfiConverterSequenceString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_gaterouter_ffi_fn_method_gaterouterclient_take_refusal_warnings(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * What became of the usage records, now (no waiting).
+     */
+open func usageStatus() -> DeliveryReport  {
+    return try!  FfiConverterTypeDeliveryReport_lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_gaterouter_ffi_fn_method_gaterouterclient_usage_status(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
 }
     
 
@@ -2804,6 +2842,171 @@ public func FfiConverterTypeCostOptions_lower(_ value: CostOptions) -> RustBuffe
 
 
 /**
+ * What became of the usage records: `flush()`, `shutdown()` and `usageStatus()`.
+ * `drained` only says nothing is pending (refused records leave the spool too): check
+ * `refused`.
+ */
+public struct DeliveryReport: Equatable, Hashable {
+    /**
+     * Every record made before the flush was delivered **or refused** by the collector
+     * (dead-lettered). False when the wait timed out, or reporting is suspended or
+     * offline.
+     */
+    public var drained: Bool
+    /**
+     * Records the collector stored since the client started.
+     */
+    public var delivered: UInt64
+    /**
+     * Records still waiting in the spool.
+     */
+    public var pending: UInt64
+    /**
+     * Records the collector refused since the client started (dead-lettered).
+     */
+    public var refused: UInt64
+    /**
+     * Refused records per reason, most frequent first.
+     */
+    public var refusals: [RefusalCount]
+    /**
+     * The latest refusal reason.
+     */
+    public var lastRefusal: String?
+    /**
+     * Records in the spool's dead-letter file (earlier runs included).
+     */
+    public var deadLetters: UInt64
+    /**
+     * Records dropped because the spool was full.
+     */
+    public var overflow: UInt64
+    /**
+     * Age of the oldest pending record.
+     */
+    public var oldestPendingAgeMs: UInt64?
+    /**
+     * The last delivery problem, while it lasts.
+     */
+    public var lastError: String?
+    /**
+     * The spool directory (`null`/`nil`: usage records are off).
+     */
+    public var spoolDir: String?
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Every record made before the flush was delivered **or refused** by the collector
+         * (dead-lettered). False when the wait timed out, or reporting is suspended or
+         * offline.
+         */drained: Bool, 
+        /**
+         * Records the collector stored since the client started.
+         */delivered: UInt64, 
+        /**
+         * Records still waiting in the spool.
+         */pending: UInt64, 
+        /**
+         * Records the collector refused since the client started (dead-lettered).
+         */refused: UInt64, 
+        /**
+         * Refused records per reason, most frequent first.
+         */refusals: [RefusalCount], 
+        /**
+         * The latest refusal reason.
+         */lastRefusal: String?, 
+        /**
+         * Records in the spool's dead-letter file (earlier runs included).
+         */deadLetters: UInt64, 
+        /**
+         * Records dropped because the spool was full.
+         */overflow: UInt64, 
+        /**
+         * Age of the oldest pending record.
+         */oldestPendingAgeMs: UInt64?, 
+        /**
+         * The last delivery problem, while it lasts.
+         */lastError: String?, 
+        /**
+         * The spool directory (`null`/`nil`: usage records are off).
+         */spoolDir: String?) {
+        self.drained = drained
+        self.delivered = delivered
+        self.pending = pending
+        self.refused = refused
+        self.refusals = refusals
+        self.lastRefusal = lastRefusal
+        self.deadLetters = deadLetters
+        self.overflow = overflow
+        self.oldestPendingAgeMs = oldestPendingAgeMs
+        self.lastError = lastError
+        self.spoolDir = spoolDir
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension DeliveryReport: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeDeliveryReport: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> DeliveryReport {
+        return
+            try DeliveryReport(
+                drained: FfiConverterBool.read(from: &buf), 
+                delivered: FfiConverterUInt64.read(from: &buf), 
+                pending: FfiConverterUInt64.read(from: &buf), 
+                refused: FfiConverterUInt64.read(from: &buf), 
+                refusals: FfiConverterSequenceTypeRefusalCount.read(from: &buf), 
+                lastRefusal: FfiConverterOptionString.read(from: &buf), 
+                deadLetters: FfiConverterUInt64.read(from: &buf), 
+                overflow: FfiConverterUInt64.read(from: &buf), 
+                oldestPendingAgeMs: FfiConverterOptionUInt64.read(from: &buf), 
+                lastError: FfiConverterOptionString.read(from: &buf), 
+                spoolDir: FfiConverterOptionString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: DeliveryReport, into buf: inout [UInt8]) {
+        FfiConverterBool.write(value.drained, into: &buf)
+        FfiConverterUInt64.write(value.delivered, into: &buf)
+        FfiConverterUInt64.write(value.pending, into: &buf)
+        FfiConverterUInt64.write(value.refused, into: &buf)
+        FfiConverterSequenceTypeRefusalCount.write(value.refusals, into: &buf)
+        FfiConverterOptionString.write(value.lastRefusal, into: &buf)
+        FfiConverterUInt64.write(value.deadLetters, into: &buf)
+        FfiConverterUInt64.write(value.overflow, into: &buf)
+        FfiConverterOptionUInt64.write(value.oldestPendingAgeMs, into: &buf)
+        FfiConverterOptionString.write(value.lastError, into: &buf)
+        FfiConverterOptionString.write(value.spoolDir, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDeliveryReport_lift(_ buf: RustBuffer) throws -> DeliveryReport {
+    return try FfiConverterTypeDeliveryReport.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDeliveryReport_lower(_ value: DeliveryReport) -> RustBuffer {
+    return FfiConverterTypeDeliveryReport.lower(value)
+}
+
+
+/**
  * A model left out, and why.
  */
 public struct ExcludedModel: Equatable, Hashable {
@@ -2869,79 +3072,6 @@ public func FfiConverterTypeExcludedModel_lift(_ buf: RustBuffer) throws -> Excl
 #endif
 public func FfiConverterTypeExcludedModel_lower(_ value: ExcludedModel) -> RustBuffer {
     return FfiConverterTypeExcludedModel.lower(value)
-}
-
-
-/**
- * Flush result.
- */
-public struct FlushResult: Equatable, Hashable {
-    /**
-     * Every record made before the flush was delivered (or refused by the collector
-     * and dead-lettered). False when the wait timed out, or reporting is suspended or
-     * offline.
-     */
-    public var drained: Bool
-    /**
-     * Records still waiting in the spool.
-     */
-    public var pendingRecords: UInt64
-
-    // Default memberwise initializers are never public by default, so we
-    // declare one manually.
-    public init(
-        /**
-         * Every record made before the flush was delivered (or refused by the collector
-         * and dead-lettered). False when the wait timed out, or reporting is suspended or
-         * offline.
-         */drained: Bool, 
-        /**
-         * Records still waiting in the spool.
-         */pendingRecords: UInt64) {
-        self.drained = drained
-        self.pendingRecords = pendingRecords
-    }
-
-    
-
-    
-}
-
-#if compiler(>=6)
-extension FlushResult: Sendable {}
-#endif
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public struct FfiConverterTypeFlushResult: FfiConverterRustBuffer {
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> FlushResult {
-        return
-            try FlushResult(
-                drained: FfiConverterBool.read(from: &buf), 
-                pendingRecords: FfiConverterUInt64.read(from: &buf)
-        )
-    }
-
-    public static func write(_ value: FlushResult, into buf: inout [UInt8]) {
-        FfiConverterBool.write(value.drained, into: &buf)
-        FfiConverterUInt64.write(value.pendingRecords, into: &buf)
-    }
-}
-
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeFlushResult_lift(_ buf: RustBuffer) throws -> FlushResult {
-    return try FfiConverterTypeFlushResult.lift(buf)
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeFlushResult_lower(_ value: FlushResult) -> RustBuffer {
-    return FfiConverterTypeFlushResult.lower(value)
 }
 
 
@@ -3132,6 +3262,75 @@ public func FfiConverterTypeMobileOptions_lift(_ buf: RustBuffer) throws -> Mobi
 #endif
 public func FfiConverterTypeMobileOptions_lower(_ value: MobileOptions) -> RustBuffer {
     return FfiConverterTypeMobileOptions.lower(value)
+}
+
+
+/**
+ * Records refused for one reason.
+ */
+public struct RefusalCount: Equatable, Hashable {
+    /**
+     * The collector's reason.
+     */
+    public var reason: String
+    /**
+     * Records refused for it since the client started.
+     */
+    public var count: UInt64
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The collector's reason.
+         */reason: String, 
+        /**
+         * Records refused for it since the client started.
+         */count: UInt64) {
+        self.reason = reason
+        self.count = count
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension RefusalCount: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeRefusalCount: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> RefusalCount {
+        return
+            try RefusalCount(
+                reason: FfiConverterString.read(from: &buf), 
+                count: FfiConverterUInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: RefusalCount, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.reason, into: &buf)
+        FfiConverterUInt64.write(value.count, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRefusalCount_lift(_ buf: RustBuffer) throws -> RefusalCount {
+    return try FfiConverterTypeRefusalCount.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRefusalCount_lower(_ value: RefusalCount) -> RustBuffer {
+    return FfiConverterTypeRefusalCount.lower(value)
 }
 
 
@@ -6212,6 +6411,31 @@ fileprivate struct FfiConverterSequenceTypeImageInput: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterSequenceTypeRefusalCount: FfiConverterRustBuffer {
+    typealias SwiftType = [RefusalCount]
+
+    public static func write(_ value: [RefusalCount], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeRefusalCount.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [RefusalCount] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [RefusalCount]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeRefusalCount.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterSequenceTypeRouteCandidate: FfiConverterRustBuffer {
     typealias SwiftType = [RouteCandidate]
 
@@ -6499,7 +6723,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_gaterouter_ffi_checksum_method_gaterouterclient_estimate_cost_json() != 49776) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_gaterouter_ffi_checksum_method_gaterouterclient_flush() != 49613) {
+    if (uniffi_gaterouter_ffi_checksum_method_gaterouterclient_flush() != 42164) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_gaterouter_ffi_checksum_method_gaterouterclient_reporting_status() != 5261) {
@@ -6517,10 +6741,16 @@ private let initializationResult: InitializationResult = {
     if (uniffi_gaterouter_ffi_checksum_method_gaterouterclient_set_network_class() != 20598) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_gaterouter_ffi_checksum_method_gaterouterclient_shutdown() != 36382) {
+    if (uniffi_gaterouter_ffi_checksum_method_gaterouterclient_shutdown() != 40107) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_gaterouter_ffi_checksum_method_gaterouterclient_suspend() != 10232) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_gaterouter_ffi_checksum_method_gaterouterclient_take_refusal_warnings() != 24568) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_gaterouter_ffi_checksum_method_gaterouterclient_usage_status() != 22764) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_gaterouter_ffi_checksum_method_streamhandle_cancel() != 35925) {

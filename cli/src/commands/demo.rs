@@ -142,7 +142,10 @@ pub async fn run(args: DemoArgs) -> Result<(), Error> {
 
     // Deliver the usage records and ask the collector what it saw.
     let out = client.flush(std::time::Duration::from_secs(15)).await?;
-    println!("\nusage records delivered: {} ({} pending)", out.drained, out.pending_records);
+    println!("\nusage records delivered: {} ({} pending)", out.all_delivered(), out.pending);
+    if out.refused > 0 {
+        println!("usage records refused by the collector: {} (last reason: {})", out.refused, out.last_refusal.as_deref().unwrap_or("?"));
+    }
     print_analytics(&collector.url()).await?;
     println!("dashboard: {}/dashboard (sign in with the demo admin token {ADMIN_TOKEN})", collector.url());
     use std::io::IsTerminal as _;

@@ -7,3 +7,4 @@ pub mod models;
 pub mod route;
 pub mod tokens;
 pub mod usage;
+pub mod collector;

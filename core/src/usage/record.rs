@@ -74,7 +74,7 @@ pub struct RouteInfo {
     pub score: Option<i64>,
 }
 
-/// Outcome of the call: `ok`, `cancelled`, or an [`ErrorKind::code`] such as
+/// Outcome of the call: `ok`, `cancelled`, `denied`, or an [`ErrorKind::code`] such as
 /// `RATE_LIMITED`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UsageStatus {
@@ -82,6 +82,9 @@ pub enum UsageStatus {
     Ok,
     /// The caller dropped or cancelled the call (e.g. stopped reading a stream).
     Cancelled,
+    /// Refused by the organization policy (a rule or a budget) before any provider was
+    /// called: no tokens, zero cost; the record's `denied_rule` / `denied_level` say why.
+    Denied,
     /// Failed with this error kind.
     Error(ErrorKind),
 }
@@ -107,6 +110,7 @@ impl UsageStatus {
         match self {
             UsageStatus::Ok => "ok",
             UsageStatus::Cancelled => "cancelled",
+            UsageStatus::Denied => "denied",
             UsageStatus::Error(k) => k.code(),
         }
     }
@@ -115,6 +119,7 @@ impl UsageStatus {
         match s {
             "ok" => Some(UsageStatus::Ok),
             "cancelled" => Some(UsageStatus::Cancelled),
+            "denied" => Some(UsageStatus::Denied),
             _ => ALL_KINDS.iter().find(|k| k.code() == s).map(|k| UsageStatus::Error(*k)),
         }
     }
@@ -197,6 +202,10 @@ pub struct UsageRecordInput {
     /// Free-form tags; at most [`MAX_TAGS`], keys up to [`MAX_TAG_KEY_BYTES`] bytes,
     /// values up to [`MAX_TAG_VALUE_BYTES`] bytes.
     pub tags: BTreeMap<String, String>,
+    /// For `denied`: the rule that refused the call (`deny_models`, `budget`, ...).
+    pub denied_rule: Option<String>,
+    /// For `denied`: the level of the organization tree that set it (`department:eng`).
+    pub denied_level: Option<String>,
 }
 
 /// A complete usage record (without its signature). Field names are the wire names.
@@ -250,6 +259,13 @@ pub struct UsageRecord {
     pub reasoning_tokens: u64,
     /// Client cost estimate, micro-USD.
     pub cost_micros: u64,
+    /// Status `denied`: the rule that refused the call. Absent otherwise (so records
+    /// without it keep their canonical bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub denied_rule: Option<String>,
+    /// Status `denied`: the level that set the rule (`department:eng`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub denied_level: Option<String>,
     /// Call wall time.
     pub latency_ms: u64,
     /// Time to first token (streams).
@@ -374,6 +390,8 @@ impl UsageRecord {
             cache_write_tokens: input.cache_write_tokens,
             reasoning_tokens: input.reasoning_tokens,
             cost_micros: input.cost_micros,
+            denied_rule: input.denied_rule,
+            denied_level: input.denied_level,
             latency_ms: input.latency_ms,
             time_to_first_token_ms: input.time_to_first_token_ms,
             status: input.status.unwrap_or(UsageStatus::Ok),
@@ -392,6 +410,8 @@ impl UsageRecord {
         check_id("provider", &self.provider, true)?;
         check_id("model", &self.model, true)?;
         for (f, v) in [
+            ("denied_rule", &self.denied_rule),
+            ("denied_level", &self.denied_level),
             ("org", &self.org),
             ("department", &self.department),
             ("project", &self.project),
@@ -495,6 +515,8 @@ impl UsageRecord {
         num(&mut out, "cached_prompt_tokens", self.cached_prompt_tokens);
         num(&mut out, "completion_tokens", self.completion_tokens);
         num(&mut out, "cost_micros", self.cost_micros);
+        opt_string(&mut out, "denied_level", &self.denied_level);
+        opt_string(&mut out, "denied_rule", &self.denied_rule);
         opt_string(&mut out, "department", &self.department);
         opt_string(&mut out, "group", &self.group);
         string(&mut out, "id", self.id.as_str());
@@ -588,7 +610,7 @@ mod tests {
 
     #[test]
     fn status_codes_round_trip() {
-        for s in ["ok", "cancelled", "RATE_LIMITED", "BUDGET_EXCEEDED", "TIMEOUT"] {
+        for s in ["ok", "cancelled", "denied", "RATE_LIMITED", "BUDGET_EXCEEDED", "TIMEOUT"] {
             assert_eq!(UsageStatus::parse(s).unwrap().as_str(), s);
         }
         assert!(UsageStatus::parse("nope").is_none());
@@ -682,6 +704,7 @@ mod tests {
             tags in proptest::collection::btree_map("[a-zA-Z\\u{e9}\\u{1f600}\\u{e000}\\u{ff61}]{1,6}", "[ -~\\u{7f}\\u{2028}\\u{1}\\u{1f}]{0,10}", 0..16),
             tier in opt_str(), score in proptest::option::of(-1000i64..1000), mode in any::<bool>(),
             nums in proptest::array::uniform8(0u64..(1u64 << 53)), ttft in proptest::option::of(0u64..1000), stream in any::<bool>(),
+            dl in opt_str(),
         ) {
             let route = if tier.is_none() && score.is_none() && mode { None } else {
                 Some(RouteInfo { mode: if mode { RouteMode::Auto } else { RouteMode::Explicit }, tier, score })
@@ -691,6 +714,7 @@ mod tests {
                 org, department: None, project: Some("p".into()), group, user, api_key_id: "k\u{e9}y".into(),
                 provider: "openai".into(), model: "m\"x".into(), route, prompt_tokens: nums[3], completion_tokens: nums[4],
                 cached_prompt_tokens: nums[5], cache_write_tokens: 0, reasoning_tokens: nums[6], cost_micros: nums[7],
+                denied_rule: dl.clone(), denied_level: dl,
                 latency_ms: 5, time_to_first_token_ms: ttft, status: UsageStatus::Error(ErrorKind::Timeout), attempts: 3,
                 stream, tags, sdk: SdkInfo::rust(),
             };

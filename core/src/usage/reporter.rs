@@ -37,6 +37,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use super::delivery::{Delivery, DeliveryEvent};
 use super::spool::{Batch, Spool, SpooledRecord};
 
 /// Answers that leave records unmentioned before those records are dead-lettered.
@@ -161,7 +162,7 @@ enum Outcome {
     RejectAll(String),
 }
 
-pub(crate) fn spawn(spool: Arc<Spool>, opts: ReporterOptions, link: Link, rt: &tokio::runtime::Handle) -> Result<ReporterHandle, reqwest::Error> {
+pub(crate) fn spawn(spool: Arc<Spool>, opts: ReporterOptions, link: Link, delivery: Arc<Delivery>, rt: &tokio::runtime::Handle) -> Result<ReporterHandle, reqwest::Error> {
     // Process-wide rustls provider for https collectors; an already installed one wins.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::builder()
@@ -170,11 +171,11 @@ pub(crate) fn spawn(spool: Arc<Spool>, opts: ReporterOptions, link: Link, rt: &t
         .build()?;
     let (stop, _) = tokio::sync::watch::channel(false);
     let ctl = Arc::new(Control { flush_requested: AtomicBool::new(false), flush: tokio::sync::Notify::new(), stop });
-    let join = rt.spawn(run(spool, opts, http, ctl.clone(), link));
+    let join = rt.spawn(run(spool, opts, http, ctl.clone(), link, delivery));
     Ok(ReporterHandle { ctl, join })
 }
 
-async fn run(spool: Arc<Spool>, opts: ReporterOptions, http: reqwest::Client, ctl: Arc<Control>, mut link: Link) {
+async fn run(spool: Arc<Spool>, opts: ReporterOptions, http: reqwest::Client, ctl: Arc<Control>, mut link: Link, delivery: Arc<Delivery>) {
     let mut stop = ctl.stop.subscribe();
     let mut oldest: Option<Instant> = None;
     // Set after a 413: the batch size that the collector may accept.
@@ -250,7 +251,7 @@ async fn run(spool: Arc<Spool>, opts: ReporterOptions, http: reqwest::Client, ct
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         }
-        match deliver(&spool, &opts, &http, &batch, &mut stop, &mut link).await {
+        match deliver(&spool, &opts, &http, &batch, &mut stop, &mut link, &delivery).await {
             Delivered::Done => {
                 if ack(&spool, batch).await.is_ok() {
                     oldest = None;
@@ -350,6 +351,7 @@ async fn deliver(
     batch: &Batch,
     stop: &mut tokio::sync::watch::Receiver<bool>,
     link: &mut Link,
+    delivery: &Delivery,
 ) -> Delivered {
     let mut attempt = 0u32;
     let mut unacked_rounds = 0u32;
@@ -379,7 +381,8 @@ async fn deliver(
                     dead.extend(missing.iter().map(|r| {
                         (*r, format!("not acknowledged by the collector after {MAX_UNACKNOWLEDGED_ROUNDS} answers"))
                     }));
-                    return dead_letter_then(spool, &dead, stop).await;
+                    let delivered: Vec<String> = batch.records.iter().filter(|r| done.contains(r.id.as_str())).map(|r| r.id.clone()).collect();
+                    return dead_letter_then(spool, &dead, delivered, delivery, stop).await;
                 }
                 spool.set_last_error(Some(format!("collector did not acknowledge {} of {} records; resending", missing.len(), batch.records.len())));
                 backoff(opts, attempt, None)
@@ -394,11 +397,11 @@ async fn deliver(
                 }
                 let dead: Vec<(&SpooledRecord, String)> =
                     batch.records.iter().map(|r| (r, "collector answered HTTP 413 for this single record".to_owned())).collect();
-                return dead_letter_then(spool, &dead, stop).await;
+                return dead_letter_then(spool, &dead, Vec::new(), delivery, stop).await;
             }
             Outcome::RejectAll(why) => {
                 let dead: Vec<(&SpooledRecord, String)> = batch.records.iter().map(|r| (r, why.clone())).collect();
-                return dead_letter_then(spool, &dead, stop).await;
+                return dead_letter_then(spool, &dead, Vec::new(), delivery, stop).await;
             }
         };
         attempt = attempt.saturating_add(1);
@@ -420,16 +423,23 @@ async fn deliver(
     }
 }
 
-/// Write the dead letters; only then may the batch be acknowledged. If the dead-letter
-/// file cannot be written the batch stays in the spool and is sent again later.
+/// Write the dead letters; only then may the batch be acknowledged (and the outcome
+/// counted: `delivered` ids, refusals with their reasons). If the dead-letter file cannot
+/// be written the batch stays in the spool and is sent again later.
 async fn dead_letter_then(
     spool: &Arc<Spool>,
     dead: &[(&SpooledRecord, String)],
+    delivered: Vec<String>,
+    delivery: &Delivery,
     stop: &mut tokio::sync::watch::Receiver<bool>,
 ) -> Delivered {
     loop {
         match spool.dead_letter(dead) {
-            Ok(()) => return Delivered::Done,
+            Ok(()) => {
+                let refused = dead.iter().map(|(r, why)| (r.id.clone(), why.clone())).collect();
+                delivery.note(&DeliveryEvent { delivered, refused });
+                return Delivered::Done;
+            }
             Err(e) => {
                 spool.set_last_error(Some(format!("writing the dead-letter file: {e}")));
                 if sleep_or_stop(Duration::from_secs(1), stop).await {

@@ -315,7 +315,7 @@ async fn disk_full_spool_gives_typed_error_no_corruption_calls_keep_answering() 
         assert!(r.is_ok(), "call {n} failed with a full spool: {:?}", r.err());
         answered += 1;
         calls.push(call);
-        let st = client.usage_status().unwrap();
+        let st = client.spool_status().unwrap();
         if full_at.is_none() && (st.overflow_count > 0 || st.pending_records < answered) {
             full_at = Some(n);
         }
@@ -324,7 +324,7 @@ async fn disk_full_spool_gives_typed_error_no_corruption_calls_keep_answering() 
         }
     }
     let full_at = full_at.expect("the SDK spool never filled up");
-    let st = client.usage_status().unwrap();
+    let st = client.spool_status().unwrap();
     let spooled = st.pending_records;
     println!("RELIABILITY disk-full ({how}): SDK spool full after {full_at} calls; {answered} calls answered, {spooled} records spooled, overflow_count={}", st.overflow_count);
     // Free the space the first part used (tmpfs) and bring the collector up.

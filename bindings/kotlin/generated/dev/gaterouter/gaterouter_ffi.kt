@@ -758,6 +758,10 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_gaterouter_ffi_checksum_method_gaterouterclient_suspend(
     ): Int
+    external fun uniffi_gaterouter_ffi_checksum_method_gaterouterclient_take_refusal_warnings(
+    ): Int
+    external fun uniffi_gaterouter_ffi_checksum_method_gaterouterclient_usage_status(
+    ): Int
     external fun uniffi_gaterouter_ffi_checksum_method_streamhandle_cancel(
     ): Int
     external fun uniffi_gaterouter_ffi_checksum_method_streamhandle_is_finished(
@@ -855,6 +859,10 @@ internal object UniffiLib {
     ): Long
     external fun uniffi_gaterouter_ffi_fn_method_gaterouterclient_suspend(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
+    external fun uniffi_gaterouter_ffi_fn_method_gaterouterclient_take_refusal_warnings(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_gaterouter_ffi_fn_method_gaterouterclient_usage_status(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_gaterouter_ffi_fn_clone_streamhandle(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_gaterouter_ffi_fn_free_streamhandle(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -1037,7 +1045,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_gaterouter_ffi_checksum_method_gaterouterclient_estimate_cost_json() and 0xFFFF) != 49776) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_gaterouter_ffi_checksum_method_gaterouterclient_flush() and 0xFFFF) != 49613) {
+    if ((lib.uniffi_gaterouter_ffi_checksum_method_gaterouterclient_flush() and 0xFFFF) != 42164) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_gaterouter_ffi_checksum_method_gaterouterclient_reporting_status() and 0xFFFF) != 5261) {
@@ -1055,10 +1063,16 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_gaterouter_ffi_checksum_method_gaterouterclient_set_network_class() and 0xFFFF) != 20598) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_gaterouter_ffi_checksum_method_gaterouterclient_shutdown() and 0xFFFF) != 36382) {
+    if ((lib.uniffi_gaterouter_ffi_checksum_method_gaterouterclient_shutdown() and 0xFFFF) != 40107) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_gaterouter_ffi_checksum_method_gaterouterclient_suspend() and 0xFFFF) != 10232) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_gaterouter_ffi_checksum_method_gaterouterclient_take_refusal_warnings() and 0xFFFF) != 24568) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_gaterouter_ffi_checksum_method_gaterouterclient_usage_status() and 0xFFFF) != 22764) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_gaterouter_ffi_checksum_method_streamhandle_cancel() and 0xFFFF) != 35925) {
@@ -2088,10 +2102,11 @@ public interface GateRouterClientInterface {
     fun `estimateCostJson`(`requestJson`: kotlin.String): CostEstimate
     
     /**
-     * Wait up to `timeout_ms` until every usage record made so far reached the
-     * collector. Returns at once (not drained) while suspended or offline.
+     * Wait up to `timeout_ms` until every usage record made so far is resolved by the
+     * collector, and report delivered / pending / refused counts. Returns at once (not
+     * drained) while suspended or offline.
      */
-    suspend fun `flush`(`timeoutMs`: kotlin.ULong): FlushResult
+    suspend fun `flush`(`timeoutMs`: kotlin.ULong): DeliveryReport
     
     /**
      * The usage-record pipeline's state; `null`/`nil` when reporting is off.
@@ -2127,13 +2142,24 @@ public interface GateRouterClientInterface {
      * undelivered records stay in the spool for the next start. Chat calls keep
      * working but make no more records.
      */
-    suspend fun `shutdown`(): FlushResult
+    suspend fun `shutdown`(): DeliveryReport
     
     /**
      * The app goes to the background: stop sending usage records (they keep being
      * spooled, durably). Call from `onStop` / `sceneDidEnterBackground`. Never blocks.
      */
     fun `suspend`()
+    
+    /**
+     * Refusal reasons seen for the first time since the last call, each reason once
+     * (also logged through the core's `tracing` at `warn`): show or log them.
+     */
+    fun `takeRefusalWarnings`(): List<kotlin.String>
+    
+    /**
+     * What became of the usage records, now (no waiting).
+     */
+    fun `usageStatus`(): DeliveryReport
     
     companion object
 }
@@ -2396,12 +2422,13 @@ open class GateRouterClient: Disposable, AutoCloseable, GateRouterClientInterfac
 
     
     /**
-     * Wait up to `timeout_ms` until every usage record made so far reached the
-     * collector. Returns at once (not drained) while suspended or offline.
+     * Wait up to `timeout_ms` until every usage record made so far is resolved by the
+     * collector, and report delivered / pending / refused counts. Returns at once (not
+     * drained) while suspended or offline.
      */
     @Throws(GateRouterException::class)
     @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
-    override suspend fun `flush`(`timeoutMs`: kotlin.ULong) : FlushResult {
+    override suspend fun `flush`(`timeoutMs`: kotlin.ULong) : DeliveryReport {
         return uniffiRustCallAsync(
         callWithHandle { uniffiHandle ->
             UniffiLib.uniffi_gaterouter_ffi_fn_method_gaterouterclient_flush(
@@ -2414,7 +2441,7 @@ open class GateRouterClient: Disposable, AutoCloseable, GateRouterClientInterfac
         { future, continuation -> UniffiLib.ffi_gaterouter_ffi_rust_future_complete_rust_buffer(future, continuation) },
         { future -> UniffiLib.ffi_gaterouter_ffi_rust_future_free_rust_buffer(future) },
         // lift function
-        { FfiConverterTypeFlushResult.lift(it) },
+        { FfiConverterTypeDeliveryReport.lift(it) },
         // Error FFI converter
         GateRouterException.ErrorHandler,
     )
@@ -2515,7 +2542,7 @@ open class GateRouterClient: Disposable, AutoCloseable, GateRouterClientInterfac
      */
     @Throws(GateRouterException::class)
     @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
-    override suspend fun `shutdown`() : FlushResult {
+    override suspend fun `shutdown`() : DeliveryReport {
         return uniffiRustCallAsync(
         callWithHandle { uniffiHandle ->
             UniffiLib.uniffi_gaterouter_ffi_fn_method_gaterouterclient_shutdown(
@@ -2527,7 +2554,7 @@ open class GateRouterClient: Disposable, AutoCloseable, GateRouterClientInterfac
         { future, continuation -> UniffiLib.ffi_gaterouter_ffi_rust_future_complete_rust_buffer(future, continuation) },
         { future -> UniffiLib.ffi_gaterouter_ffi_rust_future_free_rust_buffer(future) },
         // lift function
-        { FfiConverterTypeFlushResult.lift(it) },
+        { FfiConverterTypeDeliveryReport.lift(it) },
         // Error FFI converter
         GateRouterException.ErrorHandler,
     )
@@ -2547,6 +2574,39 @@ open class GateRouterClient: Disposable, AutoCloseable, GateRouterClientInterfac
 }
     }
     
+    
+
+    
+    /**
+     * Refusal reasons seen for the first time since the last call, each reason once
+     * (also logged through the core's `tracing` at `warn`): show or log them.
+     */override fun `takeRefusalWarnings`(): List<kotlin.String> {
+            return FfiConverterSequenceString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_gaterouter_ffi_fn_method_gaterouterclient_take_refusal_warnings(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * What became of the usage records, now (no waiting).
+     */override fun `usageStatus`(): DeliveryReport {
+            return FfiConverterTypeDeliveryReport.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_gaterouter_ffi_fn_method_gaterouterclient_usage_status(
+        it,
+        _status)
+}
+    }
+    )
+    }
     
 
     
@@ -4042,6 +4102,129 @@ public object FfiConverterTypeCostOptions: FfiConverterRustBuffer<CostOptions> {
 
 
 /**
+ * What became of the usage records: `flush()`, `shutdown()` and `usageStatus()`.
+ * `drained` only says nothing is pending (refused records leave the spool too): check
+ * `refused`.
+ */
+data class DeliveryReport (
+    /**
+     * Every record made before the flush was delivered **or refused** by the collector
+     * (dead-lettered). False when the wait timed out, or reporting is suspended or
+     * offline.
+     */
+    var `drained`: kotlin.Boolean
+    , 
+    /**
+     * Records the collector stored since the client started.
+     */
+    var `delivered`: kotlin.ULong
+    , 
+    /**
+     * Records still waiting in the spool.
+     */
+    var `pending`: kotlin.ULong
+    , 
+    /**
+     * Records the collector refused since the client started (dead-lettered).
+     */
+    var `refused`: kotlin.ULong
+    , 
+    /**
+     * Refused records per reason, most frequent first.
+     */
+    var `refusals`: List<RefusalCount>
+    , 
+    /**
+     * The latest refusal reason.
+     */
+    var `lastRefusal`: kotlin.String?
+    , 
+    /**
+     * Records in the spool's dead-letter file (earlier runs included).
+     */
+    var `deadLetters`: kotlin.ULong
+    , 
+    /**
+     * Records dropped because the spool was full.
+     */
+    var `overflow`: kotlin.ULong
+    , 
+    /**
+     * Age of the oldest pending record.
+     */
+    var `oldestPendingAgeMs`: kotlin.ULong?
+    , 
+    /**
+     * The last delivery problem, while it lasts.
+     */
+    var `lastError`: kotlin.String?
+    , 
+    /**
+     * The spool directory (`null`/`nil`: usage records are off).
+     */
+    var `spoolDir`: kotlin.String?
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeDeliveryReport: FfiConverterRustBuffer<DeliveryReport> {
+    override fun read(buf: ByteBuffer): DeliveryReport {
+        return DeliveryReport(
+            FfiConverterBoolean.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterSequenceTypeRefusalCount.read(buf),
+            FfiConverterOptionalString.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterOptionalULong.read(buf),
+            FfiConverterOptionalString.read(buf),
+            FfiConverterOptionalString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: DeliveryReport) = (
+            FfiConverterBoolean.allocationSize(value.`drained`) +
+            FfiConverterULong.allocationSize(value.`delivered`) +
+            FfiConverterULong.allocationSize(value.`pending`) +
+            FfiConverterULong.allocationSize(value.`refused`) +
+            FfiConverterSequenceTypeRefusalCount.allocationSize(value.`refusals`) +
+            FfiConverterOptionalString.allocationSize(value.`lastRefusal`) +
+            FfiConverterULong.allocationSize(value.`deadLetters`) +
+            FfiConverterULong.allocationSize(value.`overflow`) +
+            FfiConverterOptionalULong.allocationSize(value.`oldestPendingAgeMs`) +
+            FfiConverterOptionalString.allocationSize(value.`lastError`) +
+            FfiConverterOptionalString.allocationSize(value.`spoolDir`)
+    )
+
+    override fun write(value: DeliveryReport, buf: ByteBuffer) {
+            FfiConverterBoolean.write(value.`drained`, buf)
+            FfiConverterULong.write(value.`delivered`, buf)
+            FfiConverterULong.write(value.`pending`, buf)
+            FfiConverterULong.write(value.`refused`, buf)
+            FfiConverterSequenceTypeRefusalCount.write(value.`refusals`, buf)
+            FfiConverterOptionalString.write(value.`lastRefusal`, buf)
+            FfiConverterULong.write(value.`deadLetters`, buf)
+            FfiConverterULong.write(value.`overflow`, buf)
+            FfiConverterOptionalULong.write(value.`oldestPendingAgeMs`, buf)
+            FfiConverterOptionalString.write(value.`lastError`, buf)
+            FfiConverterOptionalString.write(value.`spoolDir`, buf)
+    }
+}
+
+
+
+/**
  * A model left out, and why.
  */
 data class ExcludedModel (
@@ -4083,55 +4266,6 @@ public object FfiConverterTypeExcludedModel: FfiConverterRustBuffer<ExcludedMode
     override fun write(value: ExcludedModel, buf: ByteBuffer) {
             FfiConverterString.write(value.`model`, buf)
             FfiConverterString.write(value.`reason`, buf)
-    }
-}
-
-
-
-/**
- * Flush result.
- */
-data class FlushResult (
-    /**
-     * Every record made before the flush was delivered (or refused by the collector
-     * and dead-lettered). False when the wait timed out, or reporting is suspended or
-     * offline.
-     */
-    var `drained`: kotlin.Boolean
-    , 
-    /**
-     * Records still waiting in the spool.
-     */
-    var `pendingRecords`: kotlin.ULong
-    
-){
-    
-
-    
-
-    
-    companion object
-}
-
-/**
- * @suppress
- */
-public object FfiConverterTypeFlushResult: FfiConverterRustBuffer<FlushResult> {
-    override fun read(buf: ByteBuffer): FlushResult {
-        return FlushResult(
-            FfiConverterBoolean.read(buf),
-            FfiConverterULong.read(buf),
-        )
-    }
-
-    override fun allocationSize(value: FlushResult) = (
-            FfiConverterBoolean.allocationSize(value.`drained`) +
-            FfiConverterULong.allocationSize(value.`pendingRecords`)
-    )
-
-    override fun write(value: FlushResult, buf: ByteBuffer) {
-            FfiConverterBoolean.write(value.`drained`, buf)
-            FfiConverterULong.write(value.`pendingRecords`, buf)
     }
 }
 
@@ -4277,6 +4411,53 @@ public object FfiConverterTypeMobileOptions: FfiConverterRustBuffer<MobileOption
             FfiConverterOptionalString.write(value.`user`, buf)
             FfiConverterOptionalTypeNetworkClass.write(value.`networkClass`, buf)
             FfiConverterBoolean.write(value.`startSuspended`, buf)
+    }
+}
+
+
+
+/**
+ * Records refused for one reason.
+ */
+data class RefusalCount (
+    /**
+     * The collector's reason.
+     */
+    var `reason`: kotlin.String
+    , 
+    /**
+     * Records refused for it since the client started.
+     */
+    var `count`: kotlin.ULong
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeRefusalCount: FfiConverterRustBuffer<RefusalCount> {
+    override fun read(buf: ByteBuffer): RefusalCount {
+        return RefusalCount(
+            FfiConverterString.read(buf),
+            FfiConverterULong.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: RefusalCount) = (
+            FfiConverterString.allocationSize(value.`reason`) +
+            FfiConverterULong.allocationSize(value.`count`)
+    )
+
+    override fun write(value: RefusalCount, buf: ByteBuffer) {
+            FfiConverterString.write(value.`reason`, buf)
+            FfiConverterULong.write(value.`count`, buf)
     }
 }
 
@@ -7310,6 +7491,34 @@ public object FfiConverterSequenceTypeImageInput: FfiConverterRustBuffer<List<Im
         buf.putInt(value.size)
         value.iterator().forEach {
             FfiConverterTypeImageInput.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeRefusalCount: FfiConverterRustBuffer<List<RefusalCount>> {
+    override fun read(buf: ByteBuffer): List<RefusalCount> {
+        val len = buf.getInt()
+        return List<RefusalCount>(len) {
+            FfiConverterTypeRefusalCount.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<RefusalCount>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeRefusalCount.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<RefusalCount>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeRefusalCount.write(it, buf)
         }
     }
 }

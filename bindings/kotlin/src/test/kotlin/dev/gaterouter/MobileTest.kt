@@ -98,7 +98,7 @@ class MobileTest {
     fun `flush and status without reporting`() = runBlocking {
         val r = plain.flush(1000u)
         assertTrue(r.drained)
-        assertEquals(0uL, r.pendingRecords)
+        assertEquals(0uL, r.pending)
         assertNull(plain.reportingStatus())
         // Lifecycle hooks are harmless no-ops when there is nothing to report.
         plain.suspend()
@@ -108,13 +108,31 @@ class MobileTest {
     }
 
     @Test
+    fun `refused records are counted and reported with the reason`(@TempDir tmp: File) = runBlocking {
+        // Not a member of the org: the collector refuses every record.
+        val client = reporting("k_kotlin_refused", File(tmp, "spool")) { it.copy(user = "ghost-kotlin") }
+        repeat(2) { client.chat(request("openai/gpt-4o-mini", "refuse me $it")) }
+        val r = client.flush(15_000u)
+        assertTrue(r.drained, r.toString())
+        assertEquals(listOf(0uL, 0uL, 2uL), listOf(r.delivered, r.pending, r.refused), r.toString())
+        val reason = r.lastRefusal!!
+        assertTrue(reason.contains("ghost-kotlin"), reason)
+        assertEquals(listOf(RefusalCount(reason, 2uL)), r.refusals)
+        assertEquals(2uL, client.usageStatus().refused)
+        assertEquals(listOf(reason), client.takeRefusalWarnings())
+        assertTrue(client.takeRefusalWarnings().isEmpty(), "each reason once")
+        client.shutdown()
+        Unit
+    }
+
+    @Test
     fun `records reach the collector, signed with the in-memory key`(@TempDir tmp: File) = runBlocking {
         val spool = File(tmp, "spool")
         val client = reporting("k_kotlin_flow", spool) { it.copy(user = "alice") }
         repeat(3) { client.chat(request("openai/gpt-4o-mini", "count me $it")) }
         val flushed = client.flush(15_000u)
         assertTrue(flushed.drained, "not drained: $flushed, ${client.reportingStatus()}")
-        assertEquals(0uL, flushed.pendingRecords)
+        assertEquals(0uL, flushed.pending)
         assertEquals(3L, Collector.calls("k_kotlin_flow"))
         assertEquals(listOf("alice"), Collector.users("k_kotlin_flow"))
         val status = client.reportingStatus()!!
@@ -166,7 +184,7 @@ class MobileTest {
         val held = client.flush(10_000u)
         assertTrue((System.nanoTime() - start) / 1_000_000 < 2000, "flush blocked while suspended")
         assertFalse(held.drained)
-        assertEquals(2uL, held.pendingRecords)
+        assertEquals(2uL, held.pending)
 
         assertTrue(timedMs { client.resume() } < 50)
         waitUntil("delivery after resume", 10_000) { client.pending() == 0uL }
