@@ -46,7 +46,9 @@ if (call) {
 }
 
 // 5. Flush: without [reporting] there are no usage records; it returns at once.
-//    (Today {drained, pendingRecords}; sdk16's DeliveryReport adds delivery counts.)
-console.log('flush:', await client.flush({ timeoutMs: 5000 }))
+//    The delivery report counts delivered, pending and refused records (with reasons).
+const report = await client.flush({ timeoutMs: 5000 })
+console.log(`flush: drained=${report.drained} delivered=${report.delivered} pending=${report.pending} refused=${report.refused}`)
+if (report.refused > 0) throw new Error(`records refused: ${report.lastRefusal}`)
 await client.close()
 console.log('node example: ok')

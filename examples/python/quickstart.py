@@ -54,8 +54,9 @@ if calls:
 
 # 5. Flush: wait until every usage record is delivered to the collector. Without a
 #    [reporting] section (as here) there are no records and it returns at once.
-#    (Today: a bool. sdk16's DeliveryReport will make this a report with counts.)
-drained = client.flush(timeout=5.0)
-print("flush: drained =", drained)
+#    The delivery report counts delivered, pending and refused records (with reasons).
+report = client.flush(timeout=5.0)
+print(f"flush: drained={report.drained} delivered={report.delivered} pending={report.pending} refused={report.refused}")
+assert report.refused == 0, report.last_refusal
 client.close()
 print("python example: ok")

@@ -86,12 +86,11 @@ final class MobileTests: XCTestCase {
         XCTAssertNotNil(unpriced)
     }
 
-    // NOTE for the lead (sdk16): flush() returns today's FlushResult {drained, pendingRecords}.
-    // When it returns the DeliveryReport, extend the flush assertions below with its fields.
     func testFlushAndStatusWithoutReporting() async throws {
         let r = try await plain.flush(timeoutMs: 1000)
         XCTAssertTrue(r.drained)
-        XCTAssertEqual(r.pendingRecords, 0)
+        XCTAssertEqual(r.pending, 0)
+        XCTAssertEqual(r.refused, 0)
         XCTAssertNil(plain.reportingStatus())
         // Lifecycle hooks are harmless no-ops when there is nothing to report.
         plain.suspend()
@@ -106,7 +105,9 @@ final class MobileTests: XCTestCase {
         for i in 0..<3 { _ = try await client.chat(request: request("openai/gpt-4o-mini", "count me \(i)")) }
         let flushed = try await client.flush(timeoutMs: 15_000)
         XCTAssertTrue(flushed.drained, "not drained: \(flushed), \(String(describing: client.reportingStatus()))")
-        XCTAssertEqual(flushed.pendingRecords, 0)
+        XCTAssertEqual(flushed.pending, 0)
+        XCTAssertEqual(flushed.refused, 0, "refused: \(String(describing: flushed.lastRefusal))")
+        XCTAssertGreaterThan(flushed.delivered, 0)
         let calls = try await Collector.calls("k_swift_flow")
         XCTAssertEqual(calls, 3)
         let users = try await Collector.users("k_swift_flow")
@@ -173,7 +174,7 @@ final class MobileTests: XCTestCase {
         let held = try await client.flush(timeoutMs: 10_000)
         XCTAssertLessThan(Date().timeIntervalSince(start), 2, "flush blocked while suspended")
         XCTAssertFalse(held.drained)
-        XCTAssertEqual(held.pendingRecords, 2)
+        XCTAssertEqual(held.pending, 2)
 
         XCTAssertLessThan(millis { client.resume() }, 50)
         try await waitUntil("delivery after resume", ms: 10_000) { try self.pending(client) == 0 }

@@ -81,12 +81,11 @@ func run() async throws {
     // Back in the foreground on Wi-Fi: everything waiting is delivered.
     client.setNetworkClass(network: .wifi)
     client.resume()
-    // NOTE: FlushResult today; a DeliveryReport once the API gains it (see bindings/README.md).
+    // The delivery report: delivered, still pending, refused by the collector (and why).
     let flushed = try await client.flush(timeoutMs: 15_000)
-    let status = client.reportingStatus()!
-    print("flush: drained=\(flushed.drained) pending=\(flushed.pendingRecords) delivered=\(status.deliveredRecords) dead_letters=\(status.deadLetters)")
+    print("flush: drained=\(flushed.drained) pending=\(flushed.pending) delivered=\(flushed.delivered) refused=\(flushed.refused) last_refusal=\(flushed.lastRefusal ?? "-")")
     _ = try await client.shutdown()
-    if !flushed.drained || status.deliveredRecords < 3 { exit(1) }
+    if !flushed.drained || flushed.refused > 0 || flushed.delivered < 3 { exit(1) }
 }
 
 @main
