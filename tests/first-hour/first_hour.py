@@ -35,6 +35,10 @@ import subprocess
 import sys
 import tempfile
 import time
+
+# `npm install ./node` compiles the addon (node/scripts/install.js): debug profile, like
+# the tests, so it shares their build instead of a second, release one.
+os.environ.setdefault("GATEROUTER_NODE_PROFILE", "dev")
 import urllib.request
 from pathlib import Path
 

@@ -73,6 +73,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+
+# `npm install <repo>/node` compiles the addon (node/scripts/install.js): use the debug
+# profile here, like the tests, so it shares their build instead of a second, release one.
+os.environ.setdefault("GATEROUTER_NODE_PROFILE", "dev")
 import time
 import urllib.request
 from pathlib import Path
