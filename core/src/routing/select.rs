@@ -396,17 +396,24 @@ pub fn select(input: SelectInput<'_>, avail: &dyn Availability) -> Result<RouteD
     let bound = req.max_tokens.map_or(0, u64::from);
     let mut excluded = Vec::new();
 
+    // The organization policy's denials, and how many models it let through: when the
+    // policy alone leaves no model (whatever keys or breakers say), the caller gets a
+    // short permission error naming the rule instead of the list of exclusions.
+    let policy_denials: std::cell::RefCell<Vec<crate::accounts::Denial>> = std::cell::RefCell::new(Vec::new());
+    let policy_passed = std::cell::Cell::new(0usize);
     let consider = |model: &str, tier: Option<Tier>, excluded: &mut Vec<Excluded>| -> Option<Candidate> {
-        if let Err(reason) = avail.check(model) {
-            excluded.push(Excluded { model: model.to_owned(), reason });
-            return None;
-        }
         if let Some(p) = accounts {
             let zero_retention = catalog.lookup(model).is_some_and(|(_, price)| price.zero_retention);
             if let Err(d) = p.rules.check_model(model, zero_retention) {
                 excluded.push(Excluded { model: model.to_owned(), reason: format!("not permitted by {} set at {}: {}", d.rule, d.level, d.message) });
+                policy_denials.borrow_mut().push(d);
                 return None;
             }
+        }
+        policy_passed.set(policy_passed.get() + 1);
+        if let Err(reason) = avail.check(model) {
+            excluded.push(Excluded { model: model.to_owned(), reason });
+            return None;
         }
         match fit(catalog, model, needs, prompt, bound) {
             Err(reason) => {
@@ -521,9 +528,13 @@ pub fn select(input: SelectInput<'_>, avail: &dyn Availability) -> Result<RouteD
     let mut seen = std::collections::HashSet::new();
     excluded.retain(|e| seen.insert((e.model.clone(), e.reason.clone())));
     let mut served_tier = served.ok_or_else(|| {
-        Error::InvalidRequest {
-            field: Some("model".into()),
-            message: format!("no configured model can serve this `auto` request: {}", excluded_list(&excluded)),
+        let denials = policy_denials.borrow();
+        match denials.first() {
+            Some(first) if policy_passed.get() == 0 => policy_blocks_every_model(first, denials.len()),
+            _ => Error::InvalidRequest {
+                field: Some("model".into()),
+                message: format!("no configured model can serve this `auto` request: {}", excluded_list(&excluded)),
+            },
         }
     })?;
     // Hard budgets: keep only candidates whose maximum cost fits what is left; when the
@@ -645,6 +656,20 @@ fn draw_weighted(here: &[Candidate], weights: &BTreeMap<String, u32>) -> Option<
         pick -= u64::from(w);
     }
     None
+}
+
+/// Every model `auto` could use is denied by the organization policy: a permission error
+/// naming the first rule and its level, short (the per-model list is in `route()`).
+fn policy_blocks_every_model(first: &crate::accounts::Denial, models: usize) -> Error {
+    Error::Permission {
+        rule: first.rule.clone(),
+        level: Some(first.level.clone()),
+        message: format!(
+            "the organization policy permits none of the {models} model(s) `auto` could use: {} set at {} denies them \
+             (first: {}); ask an admin to allow one, or name a permitted model (`gaterouter route` lists each exclusion)",
+            first.rule, first.level, first.message
+        ),
+    }
 }
 
 fn excluded_list(excluded: &[Excluded]) -> String {
@@ -791,6 +816,23 @@ mod tests {
         let explicit = ChatRequest::new("openai/gpt-4o-mini", vec![Message::user("hi")]);
         let e = select(SelectInput { req: &explicit, score: None, cfg: &cfg, catalog: Catalog::builtin(), accounts: Some(&p) }, &Avail(vec![])).unwrap_err();
         assert_eq!(e.permission_rule().map(|(r, l)| (r.to_owned(), l.map(ToString::to_string))), Some(("deny_models".into(), Some("department:legal".into()))));
+    }
+
+    #[test]
+    fn a_policy_that_permits_no_model_is_a_short_permission_error() {
+        let req = ChatRequest::new("auto", vec![Message::user("hi")]);
+        let cfg = RoutingConfig::default();
+        // An allow-list that matches no model (like zero_retention_only when no model has it).
+        let p = org_policy(crate::accounts::PolicyRules { allow_models: Some(vec!["nosuch/*".into()]), ..Default::default() }, None);
+        // Keys missing for some providers must not turn it back into the long list.
+        let e = select(SelectInput { req: &req, score: Some(report(Tier::Standard)), cfg: &cfg, catalog: Catalog::builtin(), accounts: Some(&p) }, &Avail(vec!["openai/gpt-4o-mini"])).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Permission, "{e}");
+        assert_eq!(e.permission_rule().map(|(r, l)| (r.to_owned(), l.map(ToString::to_string))), Some(("allow_models".into(), Some("department:legal".into()))));
+        assert!(e.to_string().len() < 600, "{} chars: {e}", e.to_string().len());
+        // One permitted model that cannot serve (no key) keeps the explained InvalidRequest.
+        let p = org_policy(crate::accounts::PolicyRules { allow_models: Some(vec!["openai/gpt-4o-mini".into()]), ..Default::default() }, None);
+        let e = select(SelectInput { req: &req, score: Some(report(Tier::Light)), cfg: &cfg, catalog: Catalog::builtin(), accounts: Some(&p) }, &Avail(vec!["openai/gpt-4o-mini"])).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidRequest, "{e}");
     }
 
     #[test]
