@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use gaterouter::{Config, Error};
 
 mod commands;
+mod progress;
 
 #[derive(Debug, Parser)]
 #[command(name = "gaterouter", version, about = "One API over OpenAI, Anthropic, Gemini and OpenAI-compatible models")]

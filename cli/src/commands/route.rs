@@ -195,10 +195,12 @@ pub fn run(config: Config, args: RouteArgs) -> Result<(), Error> {
             Ok(())
         }
         (Some(RouteAction::Eval { file, weights, split, json }), _) => {
+            let pb = crate::progress::spinner(format!("evaluating {}", file.display()));
             let (train, test) = split.apply(load_jsonl(&file)?)?;
             let (part, what) = if split.train_frac.is_some() { (test, "held-out part") } else { (train, "whole file") };
             let s = scorer(weights.as_ref())?;
             let c = eval::compare(&part, &s)?;
+            crate::progress::done(&pb);
             if json {
                 out!("{}", serde_json::json!({"prompts": part.len(), "part": what, "weights_version": s.weights().fingerprint(), "router": brief(&c.router), "length_only": brief(&c.length), "random": brief(&c.random)}));
                 return Ok(());
@@ -208,6 +210,7 @@ pub fn run(config: Config, args: RouteArgs) -> Result<(), Error> {
             Ok(())
         }
         (Some(RouteAction::Calibrate { file, out, split, bits, folds, lambdas, json }), _) => {
+            let pb = crate::progress::spinner(format!("calibrating on {} (cross-validating the penalty)", file.display()));
             let (train, test) = split.apply(load_jsonl(&file)?)?;
             let opts = CalibrateOptions {
                 bits,
@@ -225,6 +228,7 @@ pub fn run(config: Config, args: RouteArgs) -> Result<(), Error> {
             let (w, rep) = learn::calibrate(&train, &opts)?;
             write_weights(&out, &w)?;
             let held = if test.is_empty() { None } else { Some(eval::compare(&test, &Scorer::new(w.clone()))?) };
+            crate::progress::done(&pb);
             if json {
                 out!("{}", serde_json::json!({
                     "out": out.display().to_string(),
@@ -245,9 +249,11 @@ pub fn run(config: Config, args: RouteArgs) -> Result<(), Error> {
             Ok(())
         }
         (Some(RouteAction::Simulate { file, explore, out, split, strong_share, weights, bits }), _) => {
+            let pb = crate::progress::spinner(format!("replaying {} as live traffic", file.display()));
             let (train, _) = split.apply(load_jsonl(&file)?)?;
             let opts = SimulateOptions { explore, seed: split.seed, strong_share, bits, ..SimulateOptions::default() };
             let (rep, w) = learn::simulate(&train, &load_weights(weights.as_ref())?, &opts)?;
+            crate::progress::done(&pb);
             write_weights(&out, &w)?;
             let mut line = serde_json::to_value(&rep).unwrap_or_default();
             line["out"] = serde_json::json!(out.display().to_string());

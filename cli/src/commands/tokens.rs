@@ -25,7 +25,12 @@ pub fn tokens(args: TokensArgs) -> Result<(), Error> {
         std::fs::read_to_string(&args.file)
     }
     .map_err(|e| Error::InvalidRequest { field: Some("file".into()), message: format!("cannot read {}: {e}", args.file.display()) })?;
+    // Exact counts of many megabytes take a while: say so on a terminal.
+    let pb = (text.len() > 1 << 20).then(|| crate::progress::spinner(format!("counting {} MB", text.len() >> 20)));
     let c = count_text(&text, &args.model);
+    if let Some(pb) = &pb {
+        crate::progress::done(pb);
+    }
     let how = if c.exact { "exact" } else { "estimate" };
     println!("{} tokens ({how}, {} bytes, {})", c.tokens, text.len(), args.model);
     Ok(())
