@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every example under examples/ against the provider emulator (started here, stopped
-# at the end): Python (needs the package installed in $GATEROUTER_VENV, default
+# at the end): Rust (examples/rust, the workspace member `gaterouter-example`), Python (needs the package installed in $GATEROUTER_VENV, default
 # target/py-venv, as tests/run_all.sh does) and Node (the addon built in node/, as
 # tests/run_all.sh does; the TypeScript example is type-checked with node/'s tsc).
 # Usage: bash tests/examples/run.sh
@@ -14,7 +14,9 @@ EMU_PID=""
 cleanup() { [ -n "$EMU_PID" ] && kill "$EMU_PID" 2>/dev/null; rm -rf "$TMP"; }
 trap cleanup EXIT
 
-cargo build -q -p gaterouter-emulator
+# The workspace build the tests use (a no-op after them; building one package alone would
+# resolve other features and rebuild the dependency tree): emulator and the Rust example.
+cargo build -q --workspace --all-targets --exclude gaterouter-python --exclude gaterouter-node
 "$TARGET/debug/gaterouter-emulator" --listen 127.0.0.1:0 >"$TMP/emu.out" 2>&1 &
 EMU_PID=$!
 for _ in $(seq 100); do grep -qE '127\.0\.0\.1:[0-9]+' "$TMP/emu.out" && break; sleep 0.1; done
@@ -26,6 +28,7 @@ step() { # name, command...
     if "$@"; then passed=$((passed + 1)); echo "ok: $name"; else failed=$((failed + 1)); echo "FAILED: $name"; fi
 }
 
+step "rust (cargo run -p gaterouter-example)" "$TARGET/debug/gaterouter-example"
 step "python/quickstart.py" "$VENV/bin/python" "$ROOT/examples/python/quickstart.py"
 
 # Node resolves `gaterouter` from node_modules: link the package as an app would have it.
