@@ -291,9 +291,14 @@ async fn sends_what_the_provider_expects() {
 #[test]
 fn readme_config_reference_parses() {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).expect("README");
-    let start = readme.find("```toml\n").expect("a toml block") + "```toml\n".len();
-    let end = start + readme[start..].find("```").expect("closed");
-    let cfg = Config::from_toml_str(&readme[start..end], "README.md").unwrap_or_else(|e| panic!("{e}"));
+    // The "Config reference" block: the toml block that sets `builtin_providers`.
+    let block = readme
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|rest| rest.split("```").next())
+        .find(|b| b.contains("builtin_providers = "))
+        .expect("the config reference block");
+    let cfg = Config::from_toml_str(block, "README.md").unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(cfg.routing.max_fallbacks, 2);
     assert!(cfg.providers.contains_key("my-vllm"));
 }

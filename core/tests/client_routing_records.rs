@@ -39,11 +39,14 @@ async fn auto_routes_by_tier_and_explains() {
     let emu = emulator().await;
     let client = Client::new(config(&emu.base_url())).unwrap();
     let simple = ChatRequest::new("auto", vec![Message::user("Translate 'thank you' to French.")]);
+    // The built-in weights rank mostly by length (what carries to unseen subjects; see
+    // bench/RESULTS.md "Routing"): a long, demanding request goes to the heavy tier.
     let hard = ChatRequest::new(
         "auto",
         vec![Message::user(
             "Prove step by step that the sum of the first n odd numbers is n^2, then derive a closed form for \
-             sum_{k=1}^{n} k^3 and analyze the complexity of computing it. ```python\ndef f(n):\n    return sum(k**3 for k in range(n))\n```",
+             sum_{k=1}^{n} k^3 and analyze the complexity of computing it. ```python\ndef f(n):\n    return sum(k**3 for k in range(n))\n```\n"
+                .repeat(12),
         )],
     );
     let d_simple = client.route(&simple).unwrap();
