@@ -72,7 +72,7 @@ struct Migration {
     postgres: &'static [&'static str],
 }
 
-const MIGRATIONS: &[Migration] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3_DASHBOARD_SESSIONS, MIGRATION_4_USAGE_ROLLUPS];
+const MIGRATIONS: &[Migration] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3_DASHBOARD_SESSIONS, MIGRATION_4_USAGE_ROLLUPS, MIGRATION_5_DENIALS_ATTRIBUTION];
 
 const MIGRATION_1: Migration = Migration {
     version: 1,
@@ -176,6 +176,21 @@ const MIGRATION_4_USAGE_ROLLUPS: Migration = Migration {
             CAST(SUM(total_tokens) AS BIGINT), CAST(SUM(spend_micros) AS BIGINT), CAST(SUM(client_cost_micros) AS BIGINT),
             CAST(COALESCE(SUM(baseline_micros), 0) AS BIGINT), CAST(SUM(CASE WHEN baseline_micros IS NULL THEN 0 ELSE spend_micros END) AS BIGINT),
             CAST(SUM(latency_ms) AS BIGINT) FROM usage_records GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11",
+    ],
+    sqlite: &[],
+    postgres: &[],
+};
+
+/// What a stored record needs to be re-verified and explained: the rule and level of a
+/// policy denial (`status = 'denied'`), and which units the collector filled from the
+/// key's binding (`attributed`, e.g. `department,project`: absent in the signed record, so
+/// a re-verification leaves them out again).
+const MIGRATION_5_DENIALS_ATTRIBUTION: Migration = Migration {
+    version: 5,
+    common: &[
+        "ALTER TABLE usage_records ADD COLUMN denied_rule TEXT",
+        "ALTER TABLE usage_records ADD COLUMN denied_level TEXT",
+        "ALTER TABLE usage_records ADD COLUMN attributed TEXT",
     ],
     sqlite: &[],
     postgres: &[],

@@ -85,6 +85,9 @@ pub struct Verified {
     pub baseline: Option<u64>,
     /// Client and collector figures differ beyond the tolerance.
     pub mismatch: bool,
+    /// Units filled from the key's binding (absent in the signed record), in
+    /// org/department/project/group/user order.
+    pub attributed: Vec<&'static str>,
 }
 
 /// Pricing settings.
@@ -228,7 +231,7 @@ fn finish(p: Prepared, key: &KeyInfo, pricing: &PricingSettings) -> Result<Verif
         ));
     }
     let mut rec = rec;
-    attribute(&mut rec, key)?;
+    let attributed = attribute(&mut rec, key)?;
     check_bounds(&rec, pricing)?;
     let usage = Usage::new(rec.prompt_tokens, rec.completion_tokens, rec.cached_prompt_tokens, rec.cache_write_tokens, rec.reasoning_tokens);
     let mut priced = price(&pricing.catalog, &rec.provider, &rec.model, &usage);
@@ -251,7 +254,7 @@ fn finish(p: Prepared, key: &KeyInfo, pricing: &PricingSettings) -> Result<Verif
         Some((c, p)) => (Some(c), Some(p)),
         None => (None, None),
     };
-    Ok(Verified { rec, signature: p.signature, collector_cost, priced_as, baseline, mismatch })
+    Ok(Verified { rec, signature: p.signature, collector_cost, priced_as, baseline, mismatch, attributed })
 }
 
 /// Verify one wire record against its key (strict single-signature verification).
@@ -338,7 +341,8 @@ pub fn describe_binding(key: &KeyInfo) -> String {
 /// signature are kept as received); a unit the record names that differs from the
 /// binding is refused, naming the field, the value and the binding. Units the key is
 /// not bound to are checked against the org tree afterwards (`accounts::check_tree`).
-fn attribute(rec: &mut UsageRecord, key: &KeyInfo) -> Result<(), Refusal> {
+fn attribute(rec: &mut UsageRecord, key: &KeyInfo) -> Result<Vec<&'static str>, Refusal> {
+    let mut filled = Vec::new();
     let bound = [
         ("org", Some(&key.org), &mut rec.org),
         ("department", key.department.as_ref(), &mut rec.department),
@@ -349,7 +353,10 @@ fn attribute(rec: &mut UsageRecord, key: &KeyInfo) -> Result<(), Refusal> {
     for (field, want, got) in bound {
         let Some(want) = want else { continue };
         match got {
-            None => *got = Some(want.clone()),
+            None => {
+                *got = Some(want.clone());
+                filled.push(field);
+            }
             Some(g) if g == want => {}
             Some(g) => {
                 return Err(refuse(
@@ -364,7 +371,7 @@ fn attribute(rec: &mut UsageRecord, key: &KeyInfo) -> Result<(), Refusal> {
             }
         }
     }
-    Ok(())
+    Ok(filled)
 }
 
 /// Load the keys named in a batch, with their currently valid public keys.
@@ -525,9 +532,10 @@ pub fn verify_all(todo: &[(usize, String, String, &str)], keys: &HashMap<String,
 
 const COLUMNS: &str = "id, api_key_id, seq, ts_start, ts_end, month, org, department, project, grp, usr, provider, model, route_mode, route_tier, route_score, \
 prompt_tokens, completion_tokens, cached_prompt_tokens, cache_write_tokens, reasoning_tokens, total_tokens, client_cost_micros, collector_cost_micros, priced_as, \
-cost_mismatch, spend_micros, baseline_micros, latency_ms, ttft_ms, status, is_error, attempts, stream, tags, sdk_name, sdk_version, sdk_language, signature, received_ms";
-const NCOLS: usize = 40;
-/// Rows per INSERT statement (40 columns x 400 rows stays under SQLite's 32 766 variables).
+cost_mismatch, spend_micros, baseline_micros, latency_ms, ttft_ms, status, is_error, attempts, stream, tags, sdk_name, sdk_version, sdk_language, signature, received_ms, \
+denied_rule, denied_level, attributed";
+const NCOLS: usize = 43;
+/// Rows per INSERT statement (43 columns x 400 rows stays under SQLite's 32 766 variables).
 const ROWS_PER_STATEMENT: usize = 400;
 
 fn i(v: u64) -> Param {
@@ -581,6 +589,9 @@ fn row_params(v: &Verified, received_ms: i64, out: &mut Vec<Param>) {
         Param::Text(r.sdk.language.clone()),
         Param::Text(v.signature.clone()),
         Param::I64(received_ms),
+        Param::OptText(r.denied_rule.clone()),
+        Param::OptText(r.denied_level.clone()),
+        Param::OptText((!v.attributed.is_empty()).then(|| v.attributed.join(","))),
     ]);
 }
 

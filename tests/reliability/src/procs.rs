@@ -229,7 +229,7 @@ pub async fn read_records(db_url: &str, public_keys: &BTreeMap<String, String>) 
     let rows = sqlx::query(
         "SELECT id, api_key_id, seq, ts_start, ts_end, org, department, project, grp, usr, provider, model, route_mode, route_tier, route_score, \
          prompt_tokens, completion_tokens, cached_prompt_tokens, cache_write_tokens, reasoning_tokens, client_cost_micros, latency_ms, ttft_ms, \
-         status, attempts, stream, tags, sdk_name, sdk_version, sdk_language, signature, spend_micros FROM usage_records",
+         status, attempts, stream, tags, sdk_name, sdk_version, sdk_language, signature, spend_micros, denied_rule, denied_level, attributed FROM usage_records",
     )
     .fetch_all(&mut conn)
     .await
@@ -262,11 +262,19 @@ pub async fn read_records(db_url: &str, public_keys: &BTreeMap<String, String>) 
             "sdk": {"name": s(27)?, "version": s(28)?, "language": s(29)?},
         });
         let obj = v.as_object_mut().ok_or("record object")?;
+        // Units the collector filled from the key's binding were absent in the signed record.
+        let attributed: Vec<String> = os(34).map(|a| a.split(',').map(str::to_owned).collect()).unwrap_or_default();
+        let signed = |name: &str| !attributed.iter().any(|a| a == name);
         let org = s(5)?;
-        if !org.is_empty() {
+        if !org.is_empty() && signed("org") {
             obj.insert("org".into(), json!(org));
         }
         for (i, name) in [(6, "department"), (7, "project"), (8, "group"), (9, "user")] {
+            if let Some(x) = os(i).filter(|_| signed(name)) {
+                obj.insert(name.into(), json!(x));
+            }
+        }
+        for (i, name) in [(32, "denied_rule"), (33, "denied_level")] {
             if let Some(x) = os(i) {
                 obj.insert(name.into(), json!(x));
             }

@@ -669,9 +669,10 @@ async fn secrets_never_appear_in_logs_errors_or_records() {
     let db = &env.handle.state().db;
     let rows = db.fetch("SELECT * FROM usage_records", &[], "reading records").await.unwrap();
     let statuses: Vec<String> = db.fetch("SELECT status FROM usage_records", &[], "r").await.unwrap().iter().map(|r| r.try_get::<String, _>(0).unwrap()).collect();
-    // One record per call that reached a provider: 1 ok, 6 faults, 1 cut stream (the
-    // policy denial never left the client).
-    assert_eq!(statuses.len(), 8, "{statuses:?}");
+    // One record per call: 1 ok, 6 faults, 1 cut stream, and the policy denial (a
+    // `denied` record: it never reached a provider, but it is counted).
+    assert_eq!(statuses.len(), 9, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| *s == "denied").count(), 1, "{statuses:?}");
     let mut stored = String::new();
     for r in &rows {
         for i in 0..r.len() {
