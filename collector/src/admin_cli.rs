@@ -140,7 +140,7 @@ pub enum AdminCommand {
 }
 
 /// `admin tokens` subcommands: access tokens of the admin and read APIs (the dashboard
-/// logs in with a read token: `http://COLLECTOR/dashboard#token=TOKEN`).
+/// sign-in form at `http://COLLECTOR/dashboard` takes a read token).
 #[derive(Debug, Clone, Subcommand)]
 pub enum TokensAction {
     /// Mint a token and print it once (only its SHA-256 is stored).
@@ -817,7 +817,7 @@ async fn tokens(c: &AdminClient, action: TokensAction, stdout: &mut dyn Write) -
             write_out(
                 stdout,
                 &format!(
-                    "{token}\n# {role} token {id} for {scope}; shown once, keep it secret.\n# Dashboard: {url}/dashboard#token=<the token above>\n",
+                    "{token}\n# {role} token {id} for {scope}; shown once, keep it secret.\n# Dashboard: sign in at {url}/dashboard with the token above\n",
                     id = v["id"].as_str().unwrap_or(""),
                     url = c.url()
                 ),

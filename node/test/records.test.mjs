@@ -96,7 +96,13 @@ describe('usage records', () => {
       await emu.fault({ fault: 'slow', provider: 'openai', delay_ms: 3000, times: 1 })
       const ctrl = new AbortController()
       const pending = client.chat.completions.create({ model: 'openai/gpt-4o', messages: user('abandoned') }, { signal: ctrl.signal })
-      setTimeout(() => ctrl.abort(), 100)
+      // Abort once the request is out: the emulator has taken the slow fault (the client
+      // may first fetch its key's policy and binding, which takes a while on a busy machine).
+      const deadline = Date.now() + 10_000
+      while ((await emu.stats()).faults_queued > 0 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 20))
+      }
+      ctrl.abort()
       await assert.rejects(pending, { name: 'AbortError' })
       assert.equal((await client.flush({ timeoutMs: 10_000 })).drained, true)
       assert.deepEqual(await collector.byStatus('k_abort_chat'), { cancelled: 1 })

@@ -38,7 +38,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), Error> {
         Error::config("collector", e.to_string(), "check the listen address and the database URL")
     })?;
     tracing::info!(database = %db, "collector database");
-    tracing::info!(url = %format!("{}/dashboard", handle.url()), "dashboard (log in with a read or admin token: {}/dashboard#token=<token>)", handle.url());
+    tracing::info!(url = %format!("{}/dashboard", handle.url()), "dashboard (sign in with a read or admin token)");
     shutdown_signal().await;
     tracing::info!("shutting down: finishing in-flight requests");
     handle.shutdown().await;
