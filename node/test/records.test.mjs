@@ -102,10 +102,13 @@ describe('usage records', () => {
       while ((await emu.stats()).faults_queued > 0 && Date.now() < deadline) {
         await new Promise((r) => setTimeout(r, 20))
       }
+      // ...and give the client a moment to be waiting on the answer (not still sending).
+      await new Promise((r) => setTimeout(r, 150))
       ctrl.abort()
       await assert.rejects(pending, { name: 'AbortError' })
-      assert.equal((await client.flush({ timeoutMs: 10_000 })).drained, true)
-      assert.deepEqual(await collector.byStatus('k_abort_chat'), { cancelled: 1 })
+      const report = await client.flush({ timeoutMs: 10_000 })
+      assert.equal(report.drained, true)
+      assert.deepEqual(await collector.byStatus('k_abort_chat'), { cancelled: 1 }, JSON.stringify(report))
       // It carries the prompt the provider received (and bills), not a completion.
       const s = await collector.summary('?key=k_abort_chat')
       assert.ok(s.prompt_tokens > 0, JSON.stringify(s))
