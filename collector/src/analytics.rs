@@ -310,7 +310,7 @@ impl Table {
 /// `GET /v1/analytics/{report}`.
 pub async fn report(State(st): State<Arc<AppState>>, Path(name): Path<String>, headers: HeaderMap, q: Result<Query<AnalyticsQuery>, axum::extract::rejection::QueryRejection>) -> Result<Response, ApiError> {
     // A bearer token, or the dashboard's session cookie (see dashboard.rs).
-    let who = crate::dashboard::authenticate_read(&st, &headers).await?;
+    let who = crate::auth::authenticate_read(&headers, st.bootstrap_sha256.as_deref(), &st.db).await?;
     let Query(q) = q.map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))?;
     let csv = match q.format.as_deref() {
         None | Some("json") => false,

@@ -66,20 +66,64 @@ pub async fn authenticate(headers: &HeaderMap, bootstrap_sha256: Option<&str>, d
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| ApiError::unauthorized("Authorization header is not `Bearer <token>`"))?;
-    let hash = sha256_hex(token);
-    if bootstrap_sha256.is_some_and(|b| ct_eq(b, &hash)) {
-        return Ok(Principal::Admin { id: "bootstrap".into() });
+    principal_of_hash(&sha256_hex(token), bootstrap_sha256, db).await?.ok_or_else(|| ApiError::unauthorized("unknown or revoked token"))
+}
+
+/// The principal of a token digest: the bootstrap admin token or an unrevoked issued
+/// token; `None` when unknown or revoked.
+pub async fn principal_of_hash(hash: &str, bootstrap_sha256: Option<&str>, db: &Db) -> Result<Option<Principal>, ApiError> {
+    if bootstrap_sha256.is_some_and(|b| ct_eq(b, hash)) {
+        return Ok(Some(Principal::Admin { id: "bootstrap".into() }));
     }
     let rows = db
-        .fetch("SELECT id, role, org_id, department_id FROM access_tokens WHERE token_sha256 = $1 AND revoked_ms IS NULL", &[Param::Text(hash)], "checking a token")
+        .fetch("SELECT id, role, org_id, department_id FROM access_tokens WHERE token_sha256 = $1 AND revoked_ms IS NULL", &[Param::Text(hash.to_owned())], "checking a token")
         .await?;
-    let Some(r) = rows.first() else {
-        return Err(ApiError::unauthorized("unknown or revoked token"));
-    };
+    let Some(r) = rows.first() else { return Ok(None) };
     let id = get_str(r, 0)?;
-    match get_str(r, 1)?.as_str() {
-        "admin" => Ok(Principal::Admin { id }),
-        _ => Ok(Principal::Reader { id, org: get_str(r, 2)?, department: get_opt_str(r, 3)? }),
+    Ok(Some(match get_str(r, 1)?.as_str() {
+        "admin" => Principal::Admin { id },
+        _ => Principal::Reader { id, org: get_str(r, 2)?, department: get_opt_str(r, 3)? },
+    }))
+}
+
+/// Name of the dashboard's session cookie.
+pub const SESSION_COOKIE: &str = "gr_session";
+
+/// The dashboard session id from the `Cookie` header(s).
+pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == SESSION_COOKIE)
+        .map(|(_, v)| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// The principal of a valid dashboard session cookie, `None` without one (or when it
+/// expired or its token was revoked).
+pub async fn principal_of_session(headers: &HeaderMap, bootstrap_sha256: Option<&str>, db: &Db) -> Result<Option<Principal>, ApiError> {
+    let Some(id) = session_cookie(headers) else { return Ok(None) };
+    let now = i64::try_from(gaterouter::usage::unix_ms_now()).unwrap_or(i64::MAX);
+    let rows = db
+        .fetch("SELECT token_sha256 FROM dashboard_sessions WHERE id_sha256 = $1 AND expires_ms > $2", &[Param::Text(sha256_hex(&id)), Param::I64(now)], "reading a dashboard session")
+        .await?;
+    let Some(r) = rows.first() else { return Ok(None) };
+    principal_of_hash(&get_str(r, 0)?, bootstrap_sha256, db).await
+}
+
+/// Authenticate a read request (analytics, the dashboard's session check):
+/// `Authorization: Bearer` when present, else the dashboard session cookie.
+pub async fn authenticate_read(headers: &HeaderMap, bootstrap_sha256: Option<&str>, db: &Db) -> Result<Principal, ApiError> {
+    if headers.contains_key(axum::http::header::AUTHORIZATION) {
+        return authenticate(headers, bootstrap_sha256, db).await;
+    }
+    match principal_of_session(headers, bootstrap_sha256, db).await? {
+        Some(p) => Ok(p),
+        None if session_cookie(headers).is_some() => Err(ApiError::unauthorized("the dashboard session expired or its token was revoked: sign in again at /dashboard")),
+        None => Err(ApiError::unauthorized("missing Authorization header: send `Authorization: Bearer <token>` (or sign in at /dashboard)")),
     }
 }
 

@@ -28,7 +28,7 @@ use axum::routing::{get, post};
 use serde_json::json;
 
 use crate::auth::{Principal, sha256_hex};
-use crate::db::{Param, get_opt_str, get_str};
+use crate::db::Param;
 use crate::error::ApiError;
 use crate::server::AppState;
 
@@ -44,7 +44,7 @@ pub const ASSETS: &[(&str, &str, &str)] = &[
 ];
 
 /// Name of the session cookie.
-pub const COOKIE: &str = "gr_session";
+pub use crate::auth::SESSION_COOKIE as COOKIE;
 
 /// How long a dashboard session lasts.
 pub const SESSION_TTL_MS: u64 = 8 * 3600 * 1000;
@@ -92,7 +92,7 @@ pub async fn asset(Path(name): Path<String>) -> Response {
 
 /// `GET /dashboard`: the dashboard with a valid session, else the login page.
 pub async fn page(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    match from_cookie(&st, &headers).await {
+    match crate::auth::principal_of_session(&headers, st.bootstrap_sha256.as_deref(), &st.db).await {
         Ok(Some(_)) => serve("index.html"),
         _ => serve("login.html"),
     }
@@ -148,7 +148,7 @@ pub async fn login(State(st): State<Arc<AppState>>, headers: HeaderMap, body: ax
         return fail(StatusCode::UNAUTHORIZED, "Enter an admin or read token.");
     }
     let token_hash = sha256_hex(token);
-    match principal_from_hash(&st, &token_hash).await {
+    match crate::auth::principal_of_hash(&token_hash, st.bootstrap_sha256.as_deref(), &st.db).await {
         Ok(Some(_)) => {}
         Ok(None) => return fail(StatusCode::UNAUTHORIZED, "This token is unknown or revoked. Ask your GateRouter admin for a read token."),
         Err(e) => return secure(e.into_response()),
@@ -177,7 +177,7 @@ pub async fn login(State(st): State<Arc<AppState>>, headers: HeaderMap, body: ax
 
 /// `POST /dashboard/logout`: end the session and clear the cookie.
 pub async fn logout(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if let Some(id) = cookie_value(&headers) {
+    if let Some(id) = crate::auth::session_cookie(&headers) {
         let _ = st.db.exec("DELETE FROM dashboard_sessions WHERE id_sha256 = $1", &[Param::Text(sha256_hex(&id))], "ending a dashboard session").await;
     }
     let mut r = redirect("/dashboard");
@@ -189,7 +189,7 @@ pub async fn logout(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Resp
 
 /// `GET /dashboard/session`: who the session (or bearer token) is: role and scope.
 pub async fn session(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let r = match authenticate_read(&st, &headers).await {
+    let r = match crate::auth::authenticate_read(&headers, st.bootstrap_sha256.as_deref(), &st.db).await {
         Ok(Principal::Admin { id }) => axum::Json(json!({"role": "admin", "token_id": id, "org": null, "department": null})).into_response(),
         Ok(Principal::Reader { id, org, department }) => axum::Json(json!({"role": "read", "token_id": id, "org": org, "department": department})).into_response(),
         Err(e) => e.into_response(),
@@ -201,60 +201,6 @@ fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-/// The session id from the `Cookie` header(s).
-fn cookie_value(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
-        .map(|(_, v)| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
-}
-
-/// The principal of a token digest (the bootstrap admin token or an unrevoked issued
-/// token), `None` when unknown or revoked.
-async fn principal_from_hash(st: &AppState, hash: &str) -> Result<Option<Principal>, ApiError> {
-    if st.bootstrap_sha256.as_deref().is_some_and(|b| b.len() == hash.len() && b.bytes().zip(hash.bytes()).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0) {
-        return Ok(Some(Principal::Admin { id: "bootstrap".into() }));
-    }
-    let rows = st
-        .db
-        .fetch("SELECT id, role, org_id, department_id FROM access_tokens WHERE token_sha256 = $1 AND revoked_ms IS NULL", &[Param::Text(hash.to_owned())], "checking a token")
-        .await?;
-    let Some(r) = rows.first() else { return Ok(None) };
-    let id = get_str(r, 0)?;
-    Ok(Some(match get_str(r, 1)?.as_str() {
-        "admin" => Principal::Admin { id },
-        _ => Principal::Reader { id, org: get_str(r, 2)?, department: get_opt_str(r, 3)? },
-    }))
-}
-
-/// The principal of a valid session cookie, `None` without one (or when it expired or
-/// its token was revoked).
-async fn from_cookie(st: &AppState, headers: &HeaderMap) -> Result<Option<Principal>, ApiError> {
-    let Some(id) = cookie_value(headers) else { return Ok(None) };
-    let now = i64::try_from(gaterouter::usage::unix_ms_now()).unwrap_or(i64::MAX);
-    let rows = st.db.fetch("SELECT token_sha256 FROM dashboard_sessions WHERE id_sha256 = $1 AND expires_ms > $2", &[Param::Text(sha256_hex(&id)), Param::I64(now)], "reading a dashboard session").await?;
-    let Some(r) = rows.first() else { return Ok(None) };
-    principal_from_hash(st, &get_str(r, 0)?).await
-}
-
-/// Authenticate a read request: `Authorization: Bearer` when present, else the
-/// dashboard session cookie.
-pub async fn authenticate_read(st: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
-    if headers.contains_key(header::AUTHORIZATION) {
-        return crate::auth::authenticate(headers, st.bootstrap_sha256.as_deref(), &st.db).await;
-    }
-    match from_cookie(st, headers).await? {
-        Some(p) => Ok(p),
-        None if cookie_value(headers).is_some() => Err(ApiError::unauthorized("the dashboard session expired or its token was revoked: sign in again at /dashboard")),
-        None => Err(ApiError::unauthorized("missing Authorization header: send `Authorization: Bearer <token>` (or sign in at /dashboard)")),
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -264,9 +210,9 @@ mod tests {
     fn reads_the_session_cookie() {
         let mut h = HeaderMap::new();
         h.insert(header::COOKIE, HeaderValue::from_static("a=1; gr_session=abc ; b=2"));
-        assert_eq!(cookie_value(&h).as_deref(), Some("abc"));
+        assert_eq!(crate::auth::session_cookie(&h).as_deref(), Some("abc"));
         h.insert(header::COOKIE, HeaderValue::from_static("gr_session="));
-        assert_eq!(cookie_value(&h), None);
+        assert_eq!(crate::auth::session_cookie(&h), None);
         assert_eq!(LoginForm::parse(b"token=a%2Bb"), Some(LoginForm { token: "a+b".into() }));
         assert_eq!(LoginForm::parse(b"token=a&x=1"), None);
         assert_eq!(LoginForm::parse(b""), None);

@@ -670,7 +670,8 @@ pub async fn store(db: &Db, recs: &[Verified], received_ms: i64) -> Result<(Hash
             }
         }
     }
-    crate::rollup::apply(&mut tx, &stored).await?;
+    let stored_ids: Vec<&str> = stored.iter().map(|v| v.rec.id.0.as_str()).collect();
+    crate::rollup::apply(&mut tx, &stored_ids).await?;
     tx.commit().await.map_err(dberr("committing the ingest transaction"))?;
     METRICS.observe_db(t.elapsed());
     Ok((inserted, foreign))

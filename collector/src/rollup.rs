@@ -13,7 +13,6 @@
 use sqlx::AnyConnection;
 
 use crate::db::{Db, DbError, Param, bind_all, dberr};
-use crate::ingest::Verified;
 
 /// Key columns of `usage_rollup_hour`, in order.
 pub const KEYS: &[&str] = &["hour_ms", "org", "department", "project", "grp", "usr", "api_key_id", "provider", "model", "route_tier", "status"];
@@ -48,11 +47,12 @@ fn upsert_sql(where_clause: &str) -> String {
 }
 
 /// Add the records just inserted (by this transaction) to the rollups. Call it inside
-/// the ingest transaction with exactly the records that were new (not duplicates).
-pub async fn apply(tx: &mut AnyConnection, records: &[&Verified]) -> Result<(), DbError> {
-    for chunk in records.chunks(IDS_PER_STATEMENT) {
+/// the ingest transaction with the ids of exactly the records that were new (not
+/// duplicates); the rollup rows are computed from the stored rows.
+pub async fn apply(tx: &mut AnyConnection, ids: &[&str]) -> Result<(), DbError> {
+    for chunk in ids.chunks(IDS_PER_STATEMENT) {
         let marks = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
-        let params: Vec<Param> = chunk.iter().map(|v| Param::Text(v.rec.id.0.clone())).collect();
+        let params: Vec<Param> = chunk.iter().map(|id| Param::Text((*id).to_owned())).collect();
         bind_all(&upsert_sql(&format!("WHERE id IN ({marks})")), &params).execute(&mut *tx).await.map_err(dberr("updating usage rollups"))?;
     }
     Ok(())

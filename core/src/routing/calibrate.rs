@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::data::LabeledPrompt;
 use super::features::{self, Feature, N_FEATURES};
-use super::scorer::sigmoid;
+use super::weights::sigmoid;
 use super::lexical;
 use super::weights::{LexicalWeights, MAX_LEXICAL_BITS, Target, Thresholds, Weights};
 use crate::error::{Error, Result};

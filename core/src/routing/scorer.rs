@@ -173,18 +173,7 @@ impl Scorer {
     }
 }
 
-/// The logistic function, total over all finite and infinite inputs.
-pub fn sigmoid(z: f64) -> f64 {
-    if z.is_nan() {
-        return 0.5;
-    }
-    if z >= 0.0 {
-        1.0 / (1.0 + (-z).exp())
-    } else {
-        let e = z.exp();
-        e / (1.0 + e)
-    }
-}
+pub use super::weights::sigmoid;
 
 #[cfg(test)]
 mod tests {

@@ -50,7 +50,7 @@ impl Link {
     /// The score of a linear predictor.
     pub fn apply(self, z: f64) -> f64 {
         match self {
-            Link::Logistic => super::scorer::sigmoid(z),
+            Link::Logistic => sigmoid(z),
             Link::Gain => {
                 if z.is_nan() {
                     0.5
@@ -330,6 +330,19 @@ impl Weights {
             fit: Value::Null,
             lexical: None,
         }
+    }
+}
+
+/// The logistic function, total over all finite and infinite inputs.
+pub fn sigmoid(z: f64) -> f64 {
+    if z.is_nan() {
+        return 0.5;
+    }
+    if z >= 0.0 {
+        1.0 / (1.0 + (-z).exp())
+    } else {
+        let e = z.exp();
+        e / (1.0 + e)
     }
 }
 
