@@ -153,19 +153,21 @@ impl Client {
     /// reaches it checks).
     pub async fn start(config: Config) -> Result<Self> {
         let c = Self::new(config)?;
-        if let Err(e) = c.ready().await {
-            // Release the spool directory now, so a corrected config can start at once.
-            let _ = c.shutdown().await;
-            return Err(e);
-        }
+        c.ready().await?;
         Ok(c)
     }
 
     /// Wait for the start-up policy fetch (when the policy is enforced) and report a
     /// binding mismatch ([`ErrorKind::Config`] naming the `identity.*` field) or a
-    /// refused key. `Ok` when the collector cannot be reached.
+    /// refused key. `Ok` when the collector cannot be reached. On an error this client
+    /// stops reporting and releases its spool directory, so a corrected config can start
+    /// at once (every call of this client would fail the same way).
     pub async fn ready(&self) -> Result<()> {
-        self.refresh_policy().await.map(|_| ())
+        if let Err(e) = self.refresh_policy().await {
+            let _ = self.shutdown().await;
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Build from a TOML file.
@@ -802,7 +804,7 @@ impl Client {
         first_token_ms: Option<u64>,
         stream: bool,
     ) -> Option<RecordId> {
-        self.record_as(req, model_id, route_info(decision), total_attempts(decision), clock, usage, cost, status, first_token_ms, stream)
+        self.record_as(req, model_id, route_info(decision), total_attempts(decision), clock, usage, cost, status, first_token_ms, stream, None)
     }
 
     /// A call that failed after routing: `denied` when the policy refused (every model
@@ -810,7 +812,7 @@ impl Client {
     fn record_failure(&self, req: &ChatRequest, model_id: &str, decision: &RouteDecision, clock: &CallClock, e: &Error, stream: bool) {
         match denial_of(e) {
             Some(denial) => {
-                self.record_with(req, model_id, route_info(decision), total_attempts(decision), clock, None, None, UsageStatus::Denied, None, stream, Some(denial));
+                self.record_as(req, model_id, route_info(decision), total_attempts(decision), clock, None, None, UsageStatus::Denied, None, stream, Some(denial));
             }
             None => {
                 self.record(req, model_id, decision, clock, None, None, UsageStatus::Error(e.kind()), None, stream);
@@ -827,29 +829,13 @@ impl Client {
         let auto = ModelId::is_auto(&req.model);
         let model = if auto { "auto/auto".to_owned() } else { req.model.clone() };
         let route = RouteInfo { mode: if auto { crate::usage::RouteMode::Auto } else { crate::usage::RouteMode::Explicit }, tier: None, score: None };
-        self.record_with(req, &model, route, 1, clock, None, None, UsageStatus::Denied, None, stream, Some(denial));
+        self.record_as(req, &model, route, 1, clock, None, None, UsageStatus::Denied, None, stream, Some(denial));
     }
 
-    /// [`Client::record`] with the route already summarized (what a record keeps of it).
+    /// [`Client::record`] with the route already summarized (what a record keeps of it);
+    /// `denial` is the rule and level of a policy refusal (`denied` records).
     #[allow(clippy::too_many_arguments)]
     fn record_as(
-        &self,
-        req: &ChatRequest,
-        model_id: &str,
-        route: RouteInfo,
-        attempts: u32,
-        clock: &CallClock,
-        usage: Option<&Usage>,
-        cost: Option<&Cost>,
-        status: UsageStatus,
-        first_token_ms: Option<u64>,
-        stream: bool,
-    ) -> Option<RecordId> {
-        self.record_with(req, model_id, route, attempts, clock, usage, cost, status, first_token_ms, stream, None)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn record_with(
         &self,
         req: &ChatRequest,
         model_id: &str,
@@ -1071,7 +1057,6 @@ fn start_policy(config: &Config, http: &reqwest::Client) -> Result<Option<Policy
 /// be configured to the same value or not at all. A unit the binding leaves open may be
 /// configured (it narrows attribution; the collector decides whether it accepts it).
 fn check_identity(identity: &Identity, api_key_id: &str, scope: &KeyScope) -> Result<()> {
-    let binding = describe_scope(scope);
     let org = Some(scope.org.clone()).filter(|o| !o.is_empty());
     for (field, configured, bound) in [
         ("org", &identity.org, &org),
@@ -1084,7 +1069,7 @@ fn check_identity(identity: &Identity, api_key_id: &str, scope: &KeyScope) -> Re
             if c != b {
                 return Err(Error::config(
                     format!("identity.{field}"),
-                    format!("is `{c}` but api_key_id `{api_key_id}` is bound to {field} `{b}` (the key's binding: {binding})"),
+                    format!("is `{c}` but api_key_id `{api_key_id}` is bound to {field} `{b}` (the key's binding: {})", describe_scope(scope)),
                     format!("remove identity.{field} (records take the key's binding) or set it to `{b}`; to attribute calls elsewhere, use a key bound there"),
                 ));
             }
@@ -1231,7 +1216,7 @@ impl Drop for AbandonedCall {
         let prompt = crate::tokens::count_request_with(&req, &self.model, crate::tokens::Counting::Fast).tokens;
         let usage = Usage::new(prompt, 0, 0, 0, 0);
         let cost = self.client.price(&usage, &self.model);
-        self.client.record_as(&req, &self.model, self.route.clone(), 1, &self.clock, Some(&usage), cost.as_ref(), UsageStatus::Cancelled, None, false);
+        self.client.record_as(&req, &self.model, self.route.clone(), 1, &self.clock, Some(&usage), cost.as_ref(), UsageStatus::Cancelled, None, false, None);
     }
 }
 

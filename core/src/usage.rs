@@ -537,19 +537,25 @@ impl Recorder {
     /// attributes their absent units to the key's binding.
     pub fn apply_binding(&self, scope: &KeyScope) {
         let c = &self.inner.configured;
-        let next = Identity {
-            org: c.org.clone().or_else(|| Some(scope.org.clone()).filter(|o| !o.is_empty())),
-            department: c.department.clone().or_else(|| scope.department.clone()),
-            project: c.project.clone().or_else(|| scope.project.clone()),
-            group: c.group.clone().or_else(|| scope.group.clone()),
-            user: c.user.clone().or_else(|| scope.user.clone()),
-            api_key_id: self.inner.identity.read().unwrap_or_else(|p| p.into_inner()).api_key_id.clone(),
-        };
-        let mut cur = self.inner.identity.write().unwrap_or_else(|p| p.into_inner());
-        if *cur != next {
-            tracing::debug!(org = ?next.org, department = ?next.department, project = ?next.project, "usage records now carry the key's binding");
-            *cur = next;
+        // Configured values win (they were checked against the binding); the binding fills
+        // the rest. Called on every policy-checked call: no allocation when unchanged.
+        let want = [
+            c.org.as_ref().or(Some(&scope.org).filter(|o| !o.is_empty())),
+            c.department.as_ref().or(scope.department.as_ref()),
+            c.project.as_ref().or(scope.project.as_ref()),
+            c.group.as_ref().or(scope.group.as_ref()),
+            c.user.as_ref().or(scope.user.as_ref()),
+        ];
+        {
+            let i = self.inner.identity.read().unwrap_or_else(|p| p.into_inner());
+            if [i.org.as_ref(), i.department.as_ref(), i.project.as_ref(), i.group.as_ref(), i.user.as_ref()] == want {
+                return;
+            }
         }
+        let mut cur = self.inner.identity.write().unwrap_or_else(|p| p.into_inner());
+        let [org, department, project, group, user] = want.map(|v| v.cloned());
+        *cur = Identity { org, department, project, group, user, api_key_id: cur.api_key_id.clone() };
+        tracing::debug!(org = ?cur.org, department = ?cur.department, project = ?cur.project, "usage records now carry the key's binding");
     }
 
     /// What records are stamped with now.

@@ -59,15 +59,6 @@ def _native_client(config: Optional[Mapping[str, Any]], config_file: Optional[Pa
     return _native.NativeClient(config_json, os.fspath(config_file) if config_file is not None else None)
 
 
-def _ready(native: "_native.NativeClient") -> None:
-    """Wait for the start-up policy fetch; on failure release the spool, then raise."""
-    try:
-        native.ready()
-    except BaseException:
-        native.shutdown()
-        raise
-
-
 class Stream(Iterator[ChatCompletionChunk]):
     """Iterator of chunks; ``usage`` holds the final usage once the stream has ended."""
 
@@ -313,7 +304,7 @@ class Client:
         self._native = _native_client(config, config_file)
         # With an organization policy: learn the key's binding now, so a wrong
         # [identity] value raises ConfigError here rather than at the first call.
-        _ready(self._native)
+        self._native.ready()
         self.chat = _Chat(Completions(self._native))
 
     def route(self, *, model: str = "auto", messages: Iterable[Message], **params: Any) -> Record:
@@ -361,7 +352,7 @@ class AsyncClient:
 
     def __init__(self, config: Optional[Mapping[str, Any]] = None, *, config_file: Optional[PathLike] = None) -> None:
         self._native = _native_client(config, config_file)
-        _ready(self._native)
+        self._native.ready()
         self.chat = _Chat(AsyncCompletions(self._native))
 
     def route(self, *, model: str = "auto", messages: Iterable[Message], **params: Any) -> Record:
