@@ -137,7 +137,7 @@ function anySignal(a, b) {
 
 /**
  * Race `promise` against `signal`: on abort, call `onAbort` (which cancels the native
- * work) and reject at once with an AbortError, without waiting for Rust to notice.
+ * work) and reject with an AbortError once the native promise has settled.
  */
 function withSignal(promise, signal, onAbort) {
   if (!signal) return promise
@@ -146,20 +146,24 @@ function withSignal(promise, signal, onAbort) {
     return Promise.reject(abortError(signal))
   }
   return new Promise((resolve, reject) => {
+    // On abort, reject only once the native call has unwound: its `cancelled` usage
+    // record is then in the spool, so a `flush()` right after the AbortError delivers it.
+    // (The native side picks cancellation first, so this is prompt.)
+    let aborted = false
     const abort = () => {
+      aborted = true
       onAbort()
-      reject(abortError(signal))
     }
     signal.addEventListener('abort', abort, { once: true })
+    const settle = (ok, v) => {
+      signal.removeEventListener('abort', abort)
+      if (aborted) reject(abortError(signal))
+      else if (ok) resolve(v)
+      else reject(v)
+    }
     promise.then(
-      (v) => {
-        signal.removeEventListener('abort', abort)
-        resolve(v)
-      },
-      (e) => {
-        signal.removeEventListener('abort', abort)
-        reject(e)
-      },
+      (v) => settle(true, v),
+      (e) => settle(false, e),
     )
   })
 }
