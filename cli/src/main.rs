@@ -57,6 +57,9 @@ enum Command {
     /// Manage a collector's organizations: apply/export an org file, policies, budgets,
     /// alerts and monthly bills (admin token in GATEROUTER_ADMIN_TOKEN).
     Admin(gaterouter_collector::admin_cli::AdminArgs),
+    /// Spend, tokens, calls, errors and denials from a collector's analytics, by department,
+    /// project, member, key, model or tag (read token in GATEROUTER_READ_TOKEN).
+    Usage(gaterouter_collector::usage_cli::UsageArgs),
     /// The usage collector.
     Collector {
         #[command(subcommand)]
@@ -156,6 +159,7 @@ fn main() -> ExitCode {
     let (emulate, emulator_url, config_path) = (cli.emulate, cli.emulator_url.clone(), cli.config.clone());
     let command = match cli.command {
         Command::Admin(args) => return rt.block_on(commands::admin::run(args)),
+        Command::Usage(args) => return rt.block_on(commands::admin::usage(args)),
         other => other,
     };
     let result = rt.block_on(async {
@@ -184,7 +188,7 @@ fn main() -> ExitCode {
             Command::Keys { action } => commands::usage::keys(action),
             Command::Spool { action } => commands::usage::spool(config()?, action).await,
             Command::Collector { action: CollectorAction::Serve(args) } => commands::collector::serve(args).await,
-            Command::Admin(_) => Ok(()),
+            Command::Admin(_) | Command::Usage(_) => Ok(()),
         }
     });
     match result {

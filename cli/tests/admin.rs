@@ -243,6 +243,50 @@ fn admin_commands_against_a_collector() {
     assert!(page.starts_with("<!DOCTYPE html>") && page.contains("@media print") && page.contains("department:eng") && page.contains("openai/gpt-4o-mini"), "{page}");
     let (ok, _, err) = admin(&c, &["bill", "--org", "acme", "--month", &month, "--department", "eng", "--project", "search"]);
     assert!(!ok && err.contains("cannot be used with"), "{err}");
+
+    // `gaterouter usage`: the analytics as a table (dollars), CSV or JSON; a department
+    // read token sees only its department; no token, an unknown report: clear errors.
+    let (ok, out, err) = usage(&c.url, &[("GATEROUTER_ADMIN_TOKEN", TOKEN)], &["breakdown", "--org", "acme", "--by", "department"]);
+    assert!(ok, "{err}");
+    let head: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
+    assert!(head.starts_with(&["group", "calls"]) && out.contains("spend ($)") && !out.contains("spend_micros"), "{out}");
+    let row = |name: &str| out.lines().find(|l| l.split_whitespace().next() == Some(name)).map(|l| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>());
+    assert_eq!(row("eng").unwrap_or_else(|| panic!("{out}"))[1], "5", "{out}");
+    assert!(row("support").unwrap_or_else(|| panic!("{out}")).iter().any(|c| c.starts_with("500.")), "the $500 call shows in dollars: {out}");
+    let (ok, mint, err) = admin(&c, &["tokens", "mint", "--org", "acme", "--department", "eng"]);
+    assert!(ok, "{err}");
+    let eng_token = mint.lines().next().unwrap().trim().to_owned();
+    let (ok, out, err) = usage(&c.url, &[("GATEROUTER_READ_TOKEN", &eng_token)], &["breakdown", "--by", "department", "--format", "csv"]);
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("group,") && lines[0].contains("spend_micros") && lines.len() == 2 && lines[1].starts_with("eng,"), "the eng token sees eng only: {out}");
+    let (ok, out, err) = usage(&c.url, &[("GATEROUTER_READ_TOKEN", &eng_token)], &["summary", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    assert!(ok && v["rows"][0]["calls"] == 5 && v["columns"][0] == "calls", "{out}");
+    let (ok, _, err) = usage(&c.url, &[("GATEROUTER_READ_TOKEN", &eng_token)], &["breakdown", "--by", "department", "--department", "support"]);
+    assert!(!ok && err.contains("HTTP 403"), "{err}");
+    let (ok, _, err) = usage(&c.url, &[], &["summary"]);
+    assert!(!ok && err.contains("GATEROUTER_READ_TOKEN") && err.contains("tokens mint"), "{err}");
+    let (ok, _, err) = usage(&c.url, &[("GATEROUTER_ADMIN_TOKEN", TOKEN)], &["spend"]);
+    assert!(!ok && err.contains("possible values") && err.contains("breakdown"), "{err}");
+}
+
+/// Run `gaterouter usage ARGS` against `url` with only the given token variables set.
+fn usage(url: &str, env: &[(&str, &str)], args: &[&str]) -> (bool, String, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("usage").args(args).env("GATEROUTER_COLLECTOR_URL", url);
+    for k in ["GATEROUTER_CONFIG", "GATEROUTER_ADMIN_TOKEN", "GATEROUTER_READ_TOKEN"] {
+        cmd.env_remove(k);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let (o, e) = (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+    for (_, v) in env {
+        assert!(!o.contains(v) && !e.contains(v), "a token was printed: {o}\n{e}");
+    }
+    (out.status.success(), o, e)
 }
 
 /// The verbs added for issue 17: tokens, keys, members; unknown org/department/key exit

@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::orgfile::{self, OrgFile};
 use crate::orgtree::ApplyReport;
 
-/// The admin token; `Debug` never shows it.
+/// An admin or read token; `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Token(String);
 
@@ -37,6 +37,10 @@ impl Token {
     /// A token from text.
     pub fn new(s: impl Into<String>) -> Self {
         Token(s.into())
+    }
+    /// No token at all (an empty flag or variable).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
@@ -353,6 +357,9 @@ pub enum AdminError {
     /// No token given.
     #[error("no admin token: pass --token or set GATEROUTER_ADMIN_TOKEN to the collector's admin token")]
     NoToken,
+    /// No token given to a read command (`gaterouter usage`).
+    #[error("no token: set GATEROUTER_READ_TOKEN to a read token (`gaterouter admin tokens mint --org ORG`) or GATEROUTER_ADMIN_TOKEN, or pass --token")]
+    NoReadToken,
     /// `--url` is not an http(s) URL.
     #[error("--url `{url}` is not an http:// or https:// URL; pass the collector's base URL, e.g. http://127.0.0.1:8787")]
     BadUrl {
@@ -609,7 +616,7 @@ fn render_keys(items: &[Value]) -> String {
     table(&["ID", "STATUS", "BOUND TO", "VERSIONS", "PREVIOUS VALID UNTIL"], &rows)
 }
 
-fn enc(s: &str) -> String {
+pub(crate) fn enc(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
@@ -659,7 +666,7 @@ fn amount(metric: Metric, v: u64) -> String {
 }
 
 /// A plain text table, columns padded to their widest cell.
-fn table(head: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn table(head: &[&str], rows: &[Vec<String>]) -> String {
     let mut w: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
@@ -786,7 +793,7 @@ fn bill_format(format: Option<BillFormat>, out: Option<&Path>) -> BillFormat {
     })
 }
 
-fn write_out(stdout: &mut dyn Write, text: &str) -> Result<(), AdminError> {
+pub(crate) fn write_out(stdout: &mut dyn Write, text: &str) -> Result<(), AdminError> {
     match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
         // The reader went away (`| head`): nothing more to say, and not a failure.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),

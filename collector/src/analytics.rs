@@ -62,6 +62,9 @@ pub struct AnalyticsQuery {
     pub format: Option<String>,
 }
 
+/// The grouping dimensions (`by=`), in the order errors and `--help` list them.
+pub const DIMENSIONS: &[&str] = &["org", "department", "project", "group", "user", "key", "model", "provider", "tier", "status"];
+
 /// Map a dimension name to its column.
 pub fn dimension(by: &str) -> Result<&'static str, ApiError> {
     Ok(match by {
@@ -76,7 +79,7 @@ pub fn dimension(by: &str) -> Result<&'static str, ApiError> {
         "tier" => "route_tier",
         "status" => "status",
         other => {
-            return Err(ApiError::bad_request(format!("`by={other}` is unknown: use org, department, project, group, user, key, model, provider, tier or status")));
+            return Err(ApiError::bad_request(format!("`by={other}` is unknown: use one of {}", DIMENSIONS.join(", "))));
         }
     })
 }
@@ -285,6 +288,7 @@ impl Table {
     fn json(&self) -> Value {
         let rows: Vec<Value> = self.rows.iter().map(|r| Value::Object(self.columns.iter().map(|c| (*c).to_owned()).zip(r.iter().cloned()).collect())).collect();
         let mut o = self.extra.clone();
+        o.insert("columns".into(), json!(self.columns));
         o.insert("rows".into(), Value::Array(rows));
         Value::Object(o)
     }

@@ -39,6 +39,7 @@ pub mod orgtree;
 pub mod rollup;
 pub mod server;
 pub mod time;
+pub mod usage_cli;
 
 pub use config::{CollectorConfig, ConfigError, LogFormat};
 pub use server::{AppState, CollectorError, CollectorHandle, router, serve, spawn};
