@@ -143,10 +143,30 @@ impl Filter {
         self.sql.push_str(if self.sql.is_empty() { " WHERE " } else { " AND " });
         self.sql.push_str(&cond.replace("$?", &format!("${n}")));
     }
+
+    /// The unit conditions (org, department, project, group, member, key, model,
+    /// provider): the same columns in the raw records and the rollups.
+    fn add_units(&mut self, q: &AnalyticsQuery, (org, department): (Option<String>, Option<String>)) {
+        for (v, cond) in [
+            (&org, "org = $?"),
+            (&department, "department = $?"),
+            (&q.project, "project = $?"),
+            (&q.group, "grp = $?"),
+            (&q.user, "usr = $?"),
+            (&q.key, "api_key_id = $?"),
+            (&q.model, "model = $?"),
+            (&q.provider, "provider = $?"),
+        ] {
+            if let Some(v) = v {
+                self.add(cond, Param::Text(v.clone()));
+            }
+        }
+    }
 }
 
-/// Apply the caller's scope and build the filter.
-pub fn build_filter(q: &AnalyticsQuery, who: &Principal) -> Result<Filter, ApiError> {
+/// The (org, department) a query reads: a read token's scope replaces absent filters,
+/// and a filter naming another org or department is refused (403).
+fn scope(q: &AnalyticsQuery, who: &Principal) -> Result<(Option<String>, Option<String>), ApiError> {
     let mut org = q.org.clone();
     let mut department = q.department.clone();
     if let Principal::Reader { org: so, department: sd, .. } = who {
@@ -161,6 +181,12 @@ pub fn build_filter(q: &AnalyticsQuery, who: &Principal) -> Result<Filter, ApiEr
             department = Some(sd.clone());
         }
     }
+    Ok((org, department))
+}
+
+/// Apply the caller's scope and build the filter.
+pub fn build_filter(q: &AnalyticsQuery, who: &Principal) -> Result<Filter, ApiError> {
+    let units = scope(q, who)?;
     let mut f = Filter::default();
     for (name, v, cond) in [("from", &q.from, "ts_start >= $?"), ("to", &q.to, "ts_start < $?")] {
         if let Some(v) = v {
@@ -182,20 +208,7 @@ pub fn build_filter(q: &AnalyticsQuery, who: &Principal) -> Result<Filter, ApiEr
             }
         }
     }
-    for (v, cond) in [
-        (&org, "org = $?"),
-        (&department, "department = $?"),
-        (&q.project, "project = $?"),
-        (&q.group, "grp = $?"),
-        (&q.user, "usr = $?"),
-        (&q.key, "api_key_id = $?"),
-        (&q.model, "model = $?"),
-        (&q.provider, "provider = $?"),
-    ] {
-        if let Some(v) = v {
-            f.add(cond, Param::Text(v.clone()));
-        }
-    }
+    f.add_units(q, units);
     if let Some(t) = &q.tag {
         let (k, v) = t.split_once(':').or_else(|| t.split_once('=')).ok_or_else(|| ApiError::bad_request(format!("`tag={t}` must be key:value")))?;
         f.params.push(Param::Text(k.to_owned()));
@@ -212,7 +225,7 @@ pub fn build_filter(q: &AnalyticsQuery, who: &Principal) -> Result<Filter, ApiEr
 /// dates always are). `None` sends the query to the raw records.
 pub fn rollup_filter(q: &AnalyticsQuery, who: &Principal) -> Result<Option<Filter>, ApiError> {
     // Same scope rules (and errors) as the raw filter.
-    build_filter(q, who)?;
+    let units = scope(q, who)?;
     if q.tag.is_some() {
         return Ok(None);
     }
@@ -226,27 +239,7 @@ pub fn rollup_filter(q: &AnalyticsQuery, who: &Principal) -> Result<Option<Filte
             f.add(cond, Param::I64(t));
         }
     }
-    let (mut org, mut department) = (q.org.clone(), q.department.clone());
-    if let Principal::Reader { org: so, department: sd, .. } = who {
-        org = Some(so.clone());
-        if sd.is_some() {
-            department = sd.clone();
-        }
-    }
-    for (v, cond) in [
-        (&org, "org = $?"),
-        (&department, "department = $?"),
-        (&q.project, "project = $?"),
-        (&q.group, "grp = $?"),
-        (&q.user, "usr = $?"),
-        (&q.key, "api_key_id = $?"),
-        (&q.model, "model = $?"),
-        (&q.provider, "provider = $?"),
-    ] {
-        if let Some(v) = v {
-            f.add(cond, Param::Text(v.clone()));
-        }
-    }
+    f.add_units(q, units);
     Ok(Some(f))
 }
 
