@@ -26,11 +26,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$TARGET/gaterouter-emulator" --listen 127.0.0.1:0 >"$WORK/emulator.out" 2>/dev/null &
-pids+=($!)
-for _ in $(seq 100); do grep -q '^listening on ' "$WORK/emulator.out" 2>/dev/null && break; sleep 0.1; done
-EMULATOR="$(sed -n 's/^listening on //p' "$WORK/emulator.out" | head -n1 | tr -d '[:space:]')"
-[ -n "$EMULATOR" ] || { echo "the emulator did not start"; exit 1; }
+. tests/lib/emulator.sh
+start_emulator "$TARGET/gaterouter-emulator" "$WORK/emulator.out"
+pids+=("$EMU_PID")
+EMULATOR="$EMU"
 
 ADMIN="examples-admin-token"
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"

@@ -17,10 +17,9 @@ trap cleanup EXIT
 # The workspace build the tests use (a no-op after them; building one package alone would
 # resolve other features and rebuild the dependency tree): emulator and the Rust example.
 cargo build -q --workspace --all-targets --exclude gaterouter-python --exclude gaterouter-node
-"$TARGET/debug/gaterouter-emulator" --listen 127.0.0.1:0 >"$TMP/emu.out" 2>&1 &
-EMU_PID=$!
-for _ in $(seq 100); do grep -qE '127\.0\.0\.1:[0-9]+' "$TMP/emu.out" && break; sleep 0.1; done
-export GATEROUTER_EMULATOR_URL="http://$(grep -oE '127\.0\.0\.1:[0-9]+' "$TMP/emu.out" | head -1)"
+. "$ROOT/tests/lib/emulator.sh"
+start_emulator "$TARGET/debug/gaterouter-emulator" "$TMP/emu.out"
+export GATEROUTER_EMULATOR_URL="$EMU"
 echo "emulator at $GATEROUTER_EMULATOR_URL"
 passed=0; failed=0
 step() { # name, command...

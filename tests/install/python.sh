@@ -15,10 +15,8 @@ cleanup() { [ -n "$EMU_PID" ] && kill "$EMU_PID" 2>/dev/null; rm -rf "$TMP"; }
 trap cleanup EXIT
 
 cargo build -q -p gaterouter-emulator
-"$CARGO_TARGET_DIR/debug/gaterouter-emulator" --listen 127.0.0.1:0 >"$TMP/emu.out" 2>&1 &
-EMU_PID=$!
-for _ in $(seq 100); do grep -qE '127\.0\.0\.1:[0-9]+' "$TMP/emu.out" && break; sleep 0.1; done
-EMU="http://$(grep -oE '127\.0\.0\.1:[0-9]+' "$TMP/emu.out" | head -1)"
+. "$ROOT/tests/lib/emulator.sh"
+start_emulator "$CARGO_TARGET_DIR/debug/gaterouter-emulator" "$TMP/emu.out"
 echo "emulator at $EMU"
 
 cat >"$TMP/check.py" <<PY
