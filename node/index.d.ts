@@ -574,13 +574,17 @@ export interface RouteDecision {
   servedTier?: Tier
   /** Every feature's contribution to the score (auto only). */
   features?: FeatureContribution[]
-  policy: 'cheapest' | 'balanced' | 'quality'
+  policy: 'cheapest' | 'balanced' | 'quality' | 'fastest'
   /** The model tried first. */
   chosen: string
   /** `chosen` first, then the fallbacks in order. */
   candidates: RouteCandidate[]
-  /** Models left out, with the reason. */
-  excluded?: Array<{ model: string; reason: string }>
+  /** Models left out: which rule (`kind`) and the sentence saying why. */
+  excluded?: Array<{
+    model: string
+    kind: 'not_permitted' | 'unknown_provider' | 'no_api_key' | 'circuit_open' | 'capability' | 'context_window' | 'budget'
+    reason: string
+  }>
   /** One line saying why `chosen` was chosen. */
   reason: string
   estimatedPromptTokens: number

@@ -42,7 +42,7 @@ use crate::pricing::{Catalog, Cost, CostEstimate, CostOptions, EstimateOptions};
 use crate::providers::{Adapter, HttpCall, StreamDecoder, Target, adapter_for};
 use crate::retry::{Backoff, Decision};
 use crate::routing::select::{Availability, RoutePolicy, SelectInput, select};
-use crate::routing::{Attempt, RouteDecision, Scorer};
+use crate::routing::{Attempt, AttemptOutcome, Exclusion, RouteDecision, Scorer};
 use crate::sse::SseParser;
 use crate::stream::ChatStream;
 use crate::tokens::{PromptCount, count_request};
@@ -656,13 +656,13 @@ impl Client {
             let target = match self.resolve(&model) {
                 Ok(t) => t,
                 Err(e) => {
-                    decision.attempts.push(Attempt { model: model.clone(), outcome: e.kind().code().to_owned(), retries: 0 });
+                    decision.attempts.push(Attempt { model: model.clone(), outcome: AttemptOutcome::Failed(e.kind()), retries: 0 });
                     last_err = Some(e);
                     continue;
                 }
             };
             if !self.inner.health.admit(&target.provider.name) {
-                decision.attempts.push(Attempt { model: model.clone(), outcome: "CIRCUIT_OPEN".into(), retries: 0 });
+                decision.attempts.push(Attempt { model: model.clone(), outcome: AttemptOutcome::CircuitOpen, retries: 0 });
                 last_err.get_or_insert(Error::ProviderUnavailable {
                     provider: target.provider.name.clone(),
                     status: None,
@@ -674,7 +674,7 @@ impl Client {
                 Ok(h) => HoldGuard { client: self, hold: h },
                 Err(e) if matches!(e.kind(), ErrorKind::Budget | ErrorKind::Permission) => {
                     // This model does not fit or is refused; a later one of the chain may.
-                    decision.attempts.push(Attempt { model: model.clone(), outcome: e.kind().code().to_owned(), retries: 0 });
+                    decision.attempts.push(Attempt { model: model.clone(), outcome: AttemptOutcome::Failed(e.kind()), retries: 0 });
                     last_err = Some(e);
                     continue;
                 }
@@ -698,7 +698,7 @@ impl Client {
                 match result {
                     Ok(opened) => {
                         self.inner.health.record(&target.provider.name, Ok(t0.elapsed()), &model);
-                        decision.attempts.push(Attempt { model, outcome: "ok".into(), retries: backoff.retries() });
+                        decision.attempts.push(Attempt { model, outcome: AttemptOutcome::Ok, retries: backoff.retries() });
                         return Ok((opened, target, hold.take()));
                     }
                     Err(e) => {
@@ -709,7 +709,7 @@ impl Client {
                                 tokio::time::sleep(wait).await;
                             }
                             Decision::GiveUp => {
-                                decision.attempts.push(Attempt { model: model.clone(), outcome: e.kind().code().to_owned(), retries: backoff.retries() });
+                                decision.attempts.push(Attempt { model: model.clone(), outcome: AttemptOutcome::Failed(e.kind()), retries: backoff.retries() });
                                 let fall_back = matches!(
                                     e.kind(),
                                     ErrorKind::RateLimited | ErrorKind::ProviderUnavailable | ErrorKind::Timeout | ErrorKind::ContextLengthExceeded
@@ -915,20 +915,20 @@ impl Client {
 }
 
 impl Availability for Client {
-    fn check(&self, model: &str) -> std::result::Result<(), String> {
-        let id = ModelId::parse(model).map_err(|e| e.to_string())?;
+    fn check(&self, model: &str) -> std::result::Result<(), (Exclusion, String)> {
+        let id = ModelId::parse(model).map_err(|e| (Exclusion::UnknownProvider, e.to_string()))?;
         let Some(provider) = self.inner.providers.get(&id.provider) else {
-            return Err(format!("provider `{}` is not configured", id.provider));
+            return Err((Exclusion::UnknownProvider, format!("provider `{}` is not configured", id.provider)));
         };
         let cfg = &self.inner.config;
         if !cfg.models.is_empty() && !cfg.models.iter().any(|m| m.id == model) {
-            return Err("not permitted: not in the [[models]] allow-list".into());
+            return Err((Exclusion::NotPermitted, "not permitted: not in the [[models]] allow-list".into()));
         }
         if provider.api_key().is_err() {
-            return Err(format!("no API key (${} is not set)", provider.api_key_env.as_deref().unwrap_or("?")));
+            return Err((Exclusion::NoApiKey, format!("no API key (${} is not set)", provider.api_key_env.as_deref().unwrap_or("?"))));
         }
         if self.inner.health.state(&provider.name) == BreakerState::Open {
-            return Err(format!("circuit open for provider `{}` after repeated failures", provider.name));
+            return Err((Exclusion::CircuitOpen, format!("circuit open for provider `{}` after repeated failures", provider.name)));
         }
         Ok(())
     }
@@ -1098,7 +1098,7 @@ fn route_info(decision: &RouteDecision) -> RouteInfo {
 }
 
 fn total_attempts(decision: &RouteDecision) -> u32 {
-    decision.attempts.iter().map(|a| if a.outcome == "CIRCUIT_OPEN" { 0 } else { a.retries + 1 }).sum()
+    decision.attempts.iter().map(|a| if a.outcome.was_sent() { a.retries + 1 } else { 0 }).sum()
 }
 
 fn start_recorder(config: &Config, sdk: SdkInfo) -> Result<Option<Recorder>> {

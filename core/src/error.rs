@@ -56,6 +56,26 @@ impl ErrorKind {
         }
     }
 
+    /// Every kind, in declaration order.
+    pub const ALL: [ErrorKind; 11] = [
+        ErrorKind::Config,
+        ErrorKind::Auth,
+        ErrorKind::RateLimited,
+        ErrorKind::ProviderUnavailable,
+        ErrorKind::InvalidRequest,
+        ErrorKind::ContextLengthExceeded,
+        ErrorKind::Timeout,
+        ErrorKind::StreamInterrupted,
+        ErrorKind::InvalidResponse,
+        ErrorKind::Budget,
+        ErrorKind::Permission,
+    ];
+
+    /// The kind of a [`ErrorKind::code`].
+    pub fn from_code(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.code() == code)
+    }
+
     /// Whether a retry of the same request may succeed.
     pub fn is_retryable(self) -> bool {
         matches!(self, ErrorKind::RateLimited | ErrorKind::ProviderUnavailable | ErrorKind::Timeout)

@@ -15,7 +15,7 @@ use futures_util::StreamExt;
 use gaterouter::config::Identity;
 use gaterouter::health::{BreakerConfig, BreakerState};
 use gaterouter::pricing::{Catalog, CostOptions};
-use gaterouter::routing::{Policy, Tier};
+use gaterouter::routing::{AttemptOutcome, Policy, Tier};
 use gaterouter::usage::RouteMode;
 use gaterouter::usage::signing::verify_wire;
 use gaterouter::usage::{BatchResponse, UsageRecord, UsageStatus, generate_key};
@@ -66,7 +66,7 @@ async fn auto_routes_by_tier_and_explains() {
     let route = resp.route.as_ref().unwrap();
     assert_eq!(resp.model, route.chosen);
     assert_eq!(route.attempts.len(), 1);
-    assert_eq!(route.attempts[0].outcome, "ok");
+    assert_eq!(route.attempts[0].outcome, AttemptOutcome::Ok);
     // The cost is the catalog's price of the reported usage.
     let expected = Catalog::builtin().cost(&resp.usage, &resp.model, CostOptions::default()).unwrap();
     assert_eq!(resp.cost.as_ref().unwrap().total_micros, expected.total_micros);
@@ -104,9 +104,9 @@ async fn falls_back_to_the_next_model_on_outage() {
     let route = resp.route.unwrap();
     assert_eq!(route.mode, RouteMode::Explicit);
     assert_eq!(route.attempts[0].model, "openai/gpt-4o-mini");
-    assert_eq!(route.attempts[0].outcome, "PROVIDER_UNAVAILABLE");
+    assert_eq!(route.attempts[0].outcome, AttemptOutcome::Failed(ErrorKind::ProviderUnavailable));
     assert_eq!(route.attempts[0].retries, 2);
-    assert_eq!(route.attempts[1].outcome, "ok");
+    assert_eq!(route.attempts[1].outcome, AttemptOutcome::Ok);
     assert_eq!(stats.attempts, 4);
 
     // A 400 is the caller's problem: no fallback.

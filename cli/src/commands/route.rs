@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use gaterouter::error::ErrorKind;
 use gaterouter::routing::select::{Availability, SelectInput, select};
-use gaterouter::routing::{Excluded, RouteDecision};
+use gaterouter::routing::{Excluded, Exclusion, RouteDecision};
 use gaterouter::{ChatRequest, Client, Config, Error, Message};
 
 /// The input format, shown in every subcommand's `--help`.
@@ -296,14 +296,14 @@ fn print_table(r: &EvalReport, len: &EvalReport, random: Option<&EvalReport>) {
 /// explanation shows what `auto` would pick once the key is set.
 struct IfKeysWereSet<'a> {
     client: &'a Client,
-    missing: RefCell<BTreeMap<String, String>>,
+    missing: RefCell<BTreeMap<String, (Exclusion, String)>>,
 }
 
 impl Availability for IfKeysWereSet<'_> {
-    fn check(&self, model: &str) -> Result<(), String> {
+    fn check(&self, model: &str) -> Result<(), (Exclusion, String)> {
         match self.client.check(model) {
-            Err(reason) if reason.starts_with("no API key") || reason.starts_with("circuit open") => {
-                self.missing.borrow_mut().insert(model.to_owned(), reason);
+            Err((kind @ (Exclusion::NoApiKey | Exclusion::CircuitOpen), reason)) => {
+                self.missing.borrow_mut().insert(model.to_owned(), (kind, reason));
                 Ok(())
             }
             other => other,
@@ -315,9 +315,9 @@ impl Availability for IfKeysWereSet<'_> {
 }
 
 /// "no API key ($OPENAI_API_KEY is not set)" -> "no API key for provider openai ($OPENAI_API_KEY is not set)".
-fn why(model: &str, reason: &str) -> String {
-    match (reason.strip_prefix("no API key"), model.split_once('/')) {
-        (Some(rest), Some((provider, _))) => format!("no API key for provider {provider}{rest}"),
+fn why(model: &str, kind: Exclusion, reason: &str) -> String {
+    match (kind, reason.strip_prefix("no API key"), model.split_once('/')) {
+        (Exclusion::NoApiKey, Some(rest), Some((provider, _))) => format!("no API key for provider {provider}{rest}"),
         _ => reason.to_owned(),
     }
 }
@@ -338,7 +338,7 @@ fn explain(config: Config, prompt: String, json: bool) -> Result<(), Error> {
             let avail = IfKeysWereSet { client: &client, missing: RefCell::new(BTreeMap::new()) };
             let score = Some(scorer(client.config().routing.scorer_weights_file.as_ref())?.score(&req));
             let d = select(SelectInput { req: &req, score, cfg: &client.config().routing, catalog: client.catalog(), accounts: None }, &avail).ok();
-            let missing = avail.missing.into_inner().into_iter().map(|(model, reason)| Excluded { reason: why(&model, &reason), model }).collect();
+            let missing = avail.missing.into_inner().into_iter().map(|(model, (kind, reason))| Excluded::new(model.clone(), kind, why(&model, kind, &reason))).collect();
             (d, missing)
         }
         Err(e) => return Err(e),
@@ -389,7 +389,7 @@ fn explain(config: Config, prompt: String, json: bool) -> Result<(), Error> {
     }
     let mut seen = std::collections::BTreeSet::new();
     for e in d.excluded.iter().filter(|e| seen.insert(e.model.as_str())) {
-        println!("  excluded {:<34} {}", e.model, why(&e.model, &e.reason));
+        println!("  excluded {:<34} {}", e.model, why(&e.model, e.kind, &e.reason));
     }
     Ok(())
 }

@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{FeatureContribution, ScoreReport, Tier};
 use crate::accounts::{BudgetStatus, EffectiveRules, Metric, fmt_usd};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::health::BreakerConfig;
 use crate::pricing::{Catalog, CostOptions, DEFAULT_EXPECTED_COMPLETION_TOKENS};
 use crate::types::{ChatRequest, Content, ContentPart, ResponseFormat, Usage};
@@ -146,8 +146,9 @@ impl RoutingConfig {
 
 /// What the client can tell the selector about a model right now.
 pub trait Availability {
-    /// `Err(reason)` when the model may not be used now (not permitted, no key, breaker open).
-    fn check(&self, model: &str) -> std::result::Result<(), String>;
+    /// `Err((kind, reason))` when the model may not be used now (not permitted, no key,
+    /// breaker open).
+    fn check(&self, model: &str) -> std::result::Result<(), (Exclusion, String)>;
     /// Observed latency in milliseconds, if any.
     fn latency_ms(&self, model: &str) -> Option<f64>;
 }
@@ -179,8 +180,38 @@ pub struct Candidate {
 pub struct Excluded {
     /// `provider/model`.
     pub model: String,
-    /// Why it cannot serve this request.
+    /// Which rule left it out (serialized snake_case: `not_permitted`, `no_api_key`...).
+    pub kind: Exclusion,
+    /// Why it cannot serve this request, as a sentence.
     pub reason: String,
+}
+
+impl Excluded {
+    /// `model` left out for `kind`, with the sentence saying why.
+    pub fn new(model: impl Into<String>, kind: Exclusion, reason: impl Into<String>) -> Self {
+        Excluded { model: model.into(), kind, reason: reason.into() }
+    }
+}
+
+/// Why a model was left out of a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Exclusion {
+    /// The organization policy or the config's `[[models]]` allow-list does not permit it.
+    NotPermitted,
+    /// The model id is not `provider/model`, or its provider is not configured.
+    UnknownProvider,
+    /// Its provider has no API key.
+    NoApiKey,
+    /// Its provider's circuit breaker is open after repeated failures.
+    CircuitOpen,
+    /// It lacks what the request needs (tools, images, JSON-schema output).
+    Capability,
+    /// The request does not fit its context window.
+    ContextWindow,
+    /// It may cost more than a budget has left.
+    Budget,
 }
 
 /// One attempt the client made while executing a decision.
@@ -188,10 +219,54 @@ pub struct Excluded {
 pub struct Attempt {
     /// `provider/model`.
     pub model: String,
-    /// `ok` or the error kind code (`RATE_LIMITED`...).
-    pub outcome: String,
+    /// How it ended (serialized `ok`, `CIRCUIT_OPEN` or the error kind code).
+    pub outcome: AttemptOutcome,
     /// Retries made on this model before the outcome.
     pub retries: u32,
+}
+
+/// How one attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// The model answered.
+    Ok,
+    /// Not sent: its provider's circuit breaker was open.
+    CircuitOpen,
+    /// Sent (or refused before sending) with this error.
+    Failed(ErrorKind),
+}
+
+impl AttemptOutcome {
+    /// `ok`, `CIRCUIT_OPEN` or the error kind's code (`RATE_LIMITED`...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Ok => "ok",
+            AttemptOutcome::CircuitOpen => "CIRCUIT_OPEN",
+            AttemptOutcome::Failed(k) => k.code(),
+        }
+    }
+
+    /// Whether a request went out (a circuit-open skip sends nothing).
+    pub fn was_sent(self) -> bool {
+        self != AttemptOutcome::CircuitOpen
+    }
+}
+
+impl Serialize for AttemptOutcome {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for AttemptOutcome {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.as_str() {
+            "ok" => Ok(AttemptOutcome::Ok),
+            "CIRCUIT_OPEN" => Ok(AttemptOutcome::CircuitOpen),
+            code => ErrorKind::from_code(code).map(AttemptOutcome::Failed).ok_or_else(|| serde::de::Error::custom(format!("unknown attempt outcome `{code}`: ok, CIRCUIT_OPEN or an error code"))),
+        }
+    }
 }
 
 /// A routing decision and its explanation. Every response carries the one that produced
@@ -238,7 +313,7 @@ impl RouteDecision {
 
     /// The model that finally answered (the last `ok` attempt), else `chosen`.
     pub fn answered_by(&self) -> &str {
-        self.attempts.iter().rev().find(|a| a.outcome == "ok").map(|a| a.model.as_str()).unwrap_or(&self.chosen)
+        self.attempts.iter().rev().find(|a| a.outcome == AttemptOutcome::Ok).map(|a| a.model.as_str()).unwrap_or(&self.chosen)
     }
 }
 
@@ -298,22 +373,22 @@ pub fn rough_prompt_tokens(req: &ChatRequest) -> u64 {
 }
 
 /// Check one model against the request; `Err(reason)` when it cannot serve it.
-fn fit(catalog: &Catalog, model: &str, needs: Needs, prompt: u64, completion_bound: u64) -> std::result::Result<Option<u64>, String> {
+fn fit(catalog: &Catalog, model: &str, needs: Needs, prompt: u64, completion_bound: u64) -> std::result::Result<Option<u64>, (Exclusion, String)> {
     let Some((_, price)) = catalog.lookup(model) else { return Ok(None) };
     let caps = price.capabilities;
     if needs.tools && !caps.tools {
-        return Err("does not support tools".into());
+        return Err((Exclusion::Capability, "does not support tools".into()));
     }
     if needs.vision && !caps.vision {
-        return Err("does not accept images".into());
+        return Err((Exclusion::Capability, "does not accept images".into()));
     }
     if needs.json_schema && !caps.json_schema {
-        return Err("does not support JSON-schema output".into());
+        return Err((Exclusion::Capability, "does not support JSON-schema output".into()));
     }
     let window = price.context_window.filter(|w| *w > 0);
     if let Some(w) = window {
         if prompt + completion_bound > w {
-            return Err(format!("the request (~{prompt} prompt + {completion_bound} completion tokens) exceeds its {w}-token context window"));
+            return Err((Exclusion::ContextWindow, format!("the request (~{prompt} prompt + {completion_bound} completion tokens) exceeds its {w}-token context window")));
         }
     }
     Ok(window)
@@ -405,19 +480,19 @@ pub fn select(input: SelectInput<'_>, avail: &dyn Availability) -> Result<RouteD
         if let Some(p) = accounts {
             let zero_retention = catalog.lookup(model).is_some_and(|(_, price)| price.zero_retention);
             if let Err(d) = p.rules.check_model(model, zero_retention) {
-                excluded.push(Excluded { model: model.to_owned(), reason: format!("not permitted by {} set at {}: {}", d.rule, d.level, d.message) });
+                excluded.push(Excluded::new(model, Exclusion::NotPermitted, format!("not permitted by {} set at {}: {}", d.rule, d.level, d.message)));
                 policy_denials.borrow_mut().push(d);
                 return None;
             }
         }
         policy_passed.set(policy_passed.get() + 1);
-        if let Err(reason) = avail.check(model) {
-            excluded.push(Excluded { model: model.to_owned(), reason });
+        if let Err((kind, reason)) = avail.check(model) {
+            excluded.push(Excluded::new(model, kind, reason));
             return None;
         }
         match fit(catalog, model, needs, prompt, bound) {
-            Err(reason) => {
-                excluded.push(Excluded { model: model.to_owned(), reason });
+            Err((kind, reason)) => {
+                excluded.push(Excluded::new(model, kind, reason));
                 None
             }
             Ok(context_window) => Some(Candidate {
@@ -549,10 +624,11 @@ pub fn select(input: SelectInput<'_>, avail: &dyn Availability) -> Result<RouteD
             let (m, t) = max_cost_rough(catalog, req, &c.model, prompt);
             match exceeded(&p.budgets, m, t) {
                 None => kept.push(c),
-                Some(b) => excluded.push(Excluded {
-                    model: c.model.clone(),
-                    reason: format!("may cost up to {}, more than the {} left in the {} budget `{}` set at {}", amount(b, m, t), left(b), b.period.as_str(), b.id, b.level),
-                }),
+                Some(b) => excluded.push(Excluded::new(
+                    c.model.clone(),
+                    Exclusion::Budget,
+                    format!("may cost up to {}, more than the {} left in the {} budget `{}` set at {}", amount(b, m, t), left(b), b.period.as_str(), b.id, b.level),
+                )),
             }
         }
         if kept.is_empty() {
@@ -680,19 +756,18 @@ fn excluded_list(excluded: &[Excluded]) -> String {
 }
 
 fn explicit_error(model: &str, excluded: &[Excluded]) -> Error {
-    let reason = excluded.iter().find(|e| e.model == model).map(|e| e.reason.clone()).unwrap_or_default();
-    if reason.contains("context window") {
-        let provider = model.split('/').next().unwrap_or("").to_owned();
-        return Error::ContextLengthExceeded { provider, message: format!("{model}: {reason}") };
+    let Some(e) = excluded.iter().find(|e| e.model == model) else {
+        return Error::InvalidRequest { field: Some("model".into()), message: format!("{model} cannot serve this request") };
+    };
+    let (reason, provider) = (&e.reason, model.split('/').next().unwrap_or("").to_owned());
+    match e.kind {
+        Exclusion::ContextWindow => Error::ContextLengthExceeded { provider, message: format!("{model}: {reason}") },
+        Exclusion::CircuitOpen => Error::ProviderUnavailable { provider, status: None, message: format!("{model}: {reason}") },
+        Exclusion::NotPermitted => Error::Permission { rule: "models".into(), level: None, message: format!("{model}: {reason}") },
+        Exclusion::UnknownProvider | Exclusion::NoApiKey | Exclusion::Capability | Exclusion::Budget => {
+            Error::InvalidRequest { field: Some("model".into()), message: format!("{model} cannot serve this request: {reason}") }
+        }
     }
-    if reason.starts_with("circuit open") {
-        let provider = model.split('/').next().unwrap_or("").to_owned();
-        return Error::ProviderUnavailable { provider, status: None, message: format!("{model}: {reason}") };
-    }
-    if reason.starts_with("not permitted") {
-        return Error::Permission { rule: "models".into(), level: None, message: format!("{model}: {reason}") };
-    }
-    Error::InvalidRequest { field: Some("model".into()), message: format!("{model} cannot serve this request: {reason}") }
 }
 
 #[cfg(test)]
@@ -703,8 +778,8 @@ mod tests {
 
     struct Avail(Vec<&'static str>);
     impl Availability for Avail {
-        fn check(&self, model: &str) -> std::result::Result<(), String> {
-            if self.0.contains(&model) { Err("no API key".into()) } else { Ok(()) }
+        fn check(&self, model: &str) -> std::result::Result<(), (Exclusion, String)> {
+            if self.0.contains(&model) { Err((Exclusion::NoApiKey, "no API key".into())) } else { Ok(()) }
         }
         fn latency_ms(&self, model: &str) -> Option<f64> {
             (model == "gemini/gemini-2.5-flash-lite").then_some(5.0)
@@ -774,6 +849,34 @@ mod tests {
         cfg.fallbacks.insert("openai/gpt-4o-mini".into(), vec!["anthropic/claude-haiku-4-5".into()]);
         let d = select(SelectInput { req: &explicit, score: None, cfg: &cfg, catalog: Catalog::builtin(), accounts: None }, &Avail(vec![])).unwrap();
         assert_eq!(d.chain(2), vec!["openai/gpt-4o-mini", "anthropic/claude-haiku-4-5"]);
+    }
+
+    #[test]
+    fn explicit_errors_follow_the_exclusion_kind() {
+        let cases = [
+            (Exclusion::ContextWindow, crate::ErrorKind::ContextLengthExceeded),
+            (Exclusion::CircuitOpen, crate::ErrorKind::ProviderUnavailable),
+            (Exclusion::NotPermitted, crate::ErrorKind::Permission),
+            (Exclusion::NoApiKey, crate::ErrorKind::InvalidRequest),
+            (Exclusion::Budget, crate::ErrorKind::InvalidRequest),
+        ];
+        for (kind, want) in cases {
+            // The sentence no longer decides: a reason that reads like another kind's.
+            let e = explicit_error("openai/gpt-4o", &[Excluded::new("openai/gpt-4o", kind, "circuit open; context window")]);
+            assert_eq!(e.kind(), want, "{kind:?}");
+        }
+        assert_eq!(explicit_error("openai/gpt-4o", &[]).kind(), crate::ErrorKind::InvalidRequest);
+        // The wire form: snake_case kinds, outcome strings as before.
+        let x = serde_json::to_value(Excluded::new("m/x", Exclusion::NoApiKey, "no API key")).unwrap();
+        assert_eq!(x, serde_json::json!({"model": "m/x", "kind": "no_api_key", "reason": "no API key"}));
+        for (o, s) in [(AttemptOutcome::Ok, "ok"), (AttemptOutcome::CircuitOpen, "CIRCUIT_OPEN"), (AttemptOutcome::Failed(ErrorKind::RateLimited), "RATE_LIMITED")] {
+            assert_eq!(serde_json::to_value(o).unwrap(), serde_json::json!(s));
+            assert_eq!(serde_json::from_value::<AttemptOutcome>(serde_json::json!(s)).unwrap(), o);
+        }
+        assert!(serde_json::from_value::<AttemptOutcome>(serde_json::json!("NOPE")).unwrap_err().to_string().contains("unknown attempt outcome `NOPE`"));
+        for k in ErrorKind::ALL {
+            assert_eq!(ErrorKind::from_code(k.code()), Some(k));
+        }
     }
 
     fn org_policy(rules: crate::accounts::PolicyRules, usd_remaining: Option<u64>) -> RoutePolicy {
