@@ -49,18 +49,8 @@ async fn seed(env: &Env) -> String {
     let (_, v) = env.ingest(&wires).await;
     assert_eq!(ids(&v, "accepted").len(), 6, "{v}");
     // A policy denial (status `denied`), stored as the collector stores records.
-    let denial = RawRecord {
-        id: "0190a000-0000-7000-8000-000000000001",
-        api_key_id: "k_eng",
-        org: "acme",
-        department: "eng",
-        user: "bob",
-        model: "gpt-4o",
-        status: "denied",
-        ts: JAN16_1100 + 60_000,
-        spend_micros: 0,
-    };
-    insert_raw_record(&env.handle.state().db, &denial).await;
+    let denial = Spec { user: "bob", model: "gpt-4o", status: gaterouter::usage::UsageStatus::Denied, ts: JAN16_1100 + 60_000, ..Spec::default() };
+    insert_raw_record(&env.handle.state().db, "0190a000-0000-7000-8000-000000000001", "acme", &denial, 0).await;
     // Written behind ingest's back: recompute the rollups from the raw records.
     gaterouter_collector::rollup::rebuild(&env.handle.state().db).await.unwrap();
     let (s, t) = env.post("/v1/admin/tokens", Some(ADMIN), &json!({"role": "read", "org_id": "acme", "department_id": "eng", "description": "eng lead"})).await;

@@ -23,11 +23,9 @@ async fn dedup_backfill(url: String) {
     let (a, b) = (RecordId::new_v7().0, RecordId::new_v7().0);
     // Version 5: `usage_records.id` is the primary key, tags have no org.
     let db = Db::connect_at_version(&url, None, 5).await.unwrap();
-    fn raw<'a>(id: &'a str, api_key_id: &'a str, org: &'a str, department: &'a str) -> RawRecord<'a> {
-        RawRecord { id, api_key_id, org, department, user: "alice", model: "gpt-4o-mini", status: "ok", ts: JAN15_1000, spend_micros: 2_100 }
-    }
-    insert_raw_record(&db, &raw(&a, "k_eng", "acme", "eng")).await;
-    insert_raw_record(&db, &raw(&b, "k_glob", "globex", "ops")).await;
+    let glob = Spec { key: "k_glob", dept: "ops", ..Spec::default() };
+    insert_raw_record(&db, &a, "acme", &Spec::default(), 2_100).await;
+    insert_raw_record(&db, &b, "globex", &glob, 2_100).await;
     db.exec("INSERT INTO usage_tags (record_id, k, v) VALUES ($1, 'team', 'a'), ($2, 'team', 'b')", &[Param::Text(a.clone()), Param::Text(b.clone())], "test").await.unwrap();
     db.close().await;
 
@@ -52,8 +50,8 @@ async fn dedup_backfill(url: String) {
     // stored records are free for the other org.
     let (eng, _) = env.seed_org().await;
     env.admin_ok("/v1/admin/orgs", json!({"id": "globex", "name": "Globex"})).await;
-    let glob = signer(7);
-    env.admin_ok("/v1/admin/keys", json!({"id": "k_glob", "org_id": "globex", "public_key": glob.public_key()})).await;
+    let mallory = signer(7);
+    env.admin_ok("/v1/admin/keys", json!({"id": "k_glob", "org_id": "globex", "public_key": mallory.public_key()})).await;
     // A record with the given id, of acme (k_eng) or of globex (k_glob, attributed from the key).
     let with_id = |id: &str, globex: bool| {
         let mut r = record(&Spec::default());
@@ -61,7 +59,7 @@ async fn dedup_backfill(url: String) {
         if globex {
             (r.api_key_id, r.org, r.department, r.user) = ("k_glob".into(), None, None, None);
         }
-        sign(&r, if globex { &glob } else { &eng })
+        sign(&r, if globex { &mallory } else { &eng })
     };
     let (_, v) = env.ingest(&[with_id(&a, false)]).await;
     assert_eq!((ids(&v, "accepted").len(), ids(&v, "duplicate")), (0, vec![a.clone()]), "{v}");

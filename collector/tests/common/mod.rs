@@ -330,40 +330,28 @@ pub async fn seed_analytics(env: &Env) {
     assert_eq!(ids(&v, "accepted").len(), 5, "{v}");
 }
 
-
-/// A usage record row written behind ingest's back (the columns every schema version
-/// has): openai, no tokens, `spend_micros`, `status`.
-pub struct RawRecord<'a> {
-    pub id: &'a str,
-    pub api_key_id: &'a str,
-    pub org: &'a str,
-    pub department: &'a str,
-    pub user: &'a str,
-    pub model: &'a str,
-    pub status: &'a str,
-    pub ts: u64,
-    pub spend_micros: i64,
-}
-
-pub async fn insert_raw_record(db: &gaterouter_collector::db::Db, r: &RawRecord<'_>) {
+/// The row of the record `s` (with `id`, `org` and `spend_micros`) written into
+/// `usage_records` behind ingest's back, with the columns every schema version has
+/// (provider openai, no tokens).
+pub async fn insert_raw_record(db: &gaterouter_collector::db::Db, id: &str, org: &str, s: &Spec, spend_micros: i64) {
     use gaterouter_collector::db::Param;
-    let (t, ts) = (|s: &str| Param::Text(s.to_owned()), Param::I64(r.ts as i64));
+    let (t, ts) = (|s: &str| Param::Text(s.to_owned()), Param::I64(s.ts as i64));
     db.exec(
         "INSERT INTO usage_records (id, api_key_id, seq, ts_start, ts_end, month, org, department, usr, provider, model, prompt_tokens, completion_tokens,
          cached_prompt_tokens, cache_write_tokens, reasoning_tokens, total_tokens, client_cost_micros, cost_mismatch, spend_micros, latency_ms, status, is_error,
          attempts, stream, tags, sdk_name, sdk_version, sdk_language, signature, received_ms)
          VALUES ($1, $2, 99, $3, $3, $4, $5, $6, $7, 'openai', $8, 0, 0, 0, 0, 0, 0, 0, 0, $9, 0, $10, 0, 1, 0, '{}', 'gaterouter-rust', '0.1.0', 'rust', 'x', $3)",
         &[
-            t(r.id),
-            t(r.api_key_id),
+            t(id),
+            t(s.key),
             ts,
-            Param::I64(gaterouter_collector::time::month_of_ms(r.ts)),
-            t(r.org),
-            t(r.department),
-            t(r.user),
-            t(r.model),
-            Param::I64(r.spend_micros),
-            t(r.status),
+            Param::I64(gaterouter_collector::time::month_of_ms(s.ts)),
+            t(org),
+            t(s.dept),
+            t(s.user),
+            t(s.model),
+            Param::I64(spend_micros),
+            t(s.status.as_str()),
         ],
         "inserting a raw usage record",
     )
