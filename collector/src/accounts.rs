@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
 
-use crate::db::{Backend, Db, DbError, Param, bind_all, dberr, get_i64, get_opt_str, get_str};
+use crate::db::{Backend, Db, DbError, Param, bind_all, dberr, get_i64, get_opt_str, get_str, ids_by_org, in_list};
 use crate::error::ApiError;
 use crate::ingest::{KeyInfo, Refusal, Verified};
 use crate::server::AppState;
@@ -86,11 +86,6 @@ pub fn budget_from_row(r: &AnyRow) -> Result<BudgetRow, DbError> {
     let enforcement = enum_from(&get_str(r, 6)?).ok_or_else(|| corrupt(format!("budget {id}: bad enforcement")))?;
     let notify_at = serde_json::from_str(&get_str(r, 7)?).unwrap_or_default();
     Ok(BudgetRow { org_id: get_str(r, 1)?, level, metric, period, limit: u64::try_from(get_i64(r, 5)?).unwrap_or(0), enforcement, notify_at, id })
-}
-
-/// `IN ($k, $k+1, ...)` placeholders.
-fn in_list(first: usize, n: usize) -> String {
-    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
 
 fn u(v: i64) -> u64 {
@@ -517,7 +512,12 @@ pub async fn settle(State(st): State<Arc<AppState>>, Path(id): Path<String>, uri
         return Ok(Json(SettleResponse { reservation_id: id, state, hold_micros: 0, hold_tokens: 0, expires_at_ms: expires }));
     }
     let recorded = match &req.record_id {
-        Some(r) => bind_all("SELECT id FROM usage_records WHERE id = $1", &[Param::Text(r.clone())]).fetch_optional(&mut *tx).await.map_err(dberr("looking up a record"))?.is_some(),
+        // Record ids are unique per org: only a record of the key's own org settles it.
+        Some(r) => bind_all("SELECT id FROM usage_record_keys WHERE org = $1 AND id = $2", &[Param::Text(key.org.clone()), Param::Text(r.clone())])
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(dberr("looking up a record"))?
+            .is_some(),
         None => false,
     };
     let new_state = if recorded {
@@ -585,23 +585,36 @@ fn record_levels(v: &Verified, member_groups: &HashMap<String, BTreeSet<String>>
     out
 }
 
-/// Reservations settled with these records: the records count from now on.
+/// Reservations settled with these records: the records count from now on. A
+/// reservation names its record by id, which is unique per org only: it is consumed by
+/// the record of its own key's org, never by another org's record with the same id.
 async fn consume_reservations(conn: &mut AnyConnection, stored: &[&Verified]) -> Result<(), DbError> {
-    for chunk in stored.chunks(500) {
-        let params: Vec<Param> = chunk.iter().map(|v| Param::Text(v.rec.id.0.clone())).collect();
-        let list = in_list(1, chunk.len());
-        let rows = bind_all(&format!("SELECT id FROM reservations WHERE record_id IN ({list}) AND state IN ('held', 'settled')"), &params)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(dberr("finding settled reservations"))?;
-        if rows.is_empty() {
-            continue;
+    for (org, ids) in ids_by_org(stored.iter().map(|v| (v.org(), v.rec.id.0.as_str()))) {
+        for chunk in ids.chunks(500) {
+            consume_settled(conn, org, chunk).await?;
         }
-        let ids: Vec<Param> = rows.iter().map(|r| get_str(r, 0).map(Param::Text)).collect::<Result<_, _>>()?;
-        let l2 = in_list(1, ids.len());
-        bind_all(&format!("DELETE FROM reservation_holds WHERE reservation_id IN ({l2})"), &ids).execute(&mut *conn).await.map_err(dberr("releasing consumed holds"))?;
-        bind_all(&format!("UPDATE reservations SET state = 'consumed' WHERE id IN ({l2})"), &ids).execute(&mut *conn).await.map_err(dberr("marking reservations consumed"))?;
     }
+    Ok(())
+}
+
+/// [`consume_reservations`] for records `ids` of `org`.
+async fn consume_settled(conn: &mut AnyConnection, org: &str, ids: &[&str]) -> Result<(), DbError> {
+    let params: Vec<Param> = std::iter::once(org).chain(ids.iter().copied()).map(|s| Param::Text(s.to_owned())).collect();
+    let list = in_list(2, ids.len());
+    let rows = bind_all(
+        &format!("SELECT r.id FROM reservations r JOIN api_keys k ON k.id = r.api_key_id WHERE k.org_id = $1 AND r.record_id IN ({list}) AND r.state IN ('held', 'settled')"),
+        &params,
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(dberr("finding settled reservations"))?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Param> = rows.iter().map(|r| get_str(r, 0).map(Param::Text)).collect::<Result<_, _>>()?;
+    let l2 = in_list(1, ids.len());
+    bind_all(&format!("DELETE FROM reservation_holds WHERE reservation_id IN ({l2})"), &ids).execute(&mut *conn).await.map_err(dberr("releasing consumed holds"))?;
+    bind_all(&format!("UPDATE reservations SET state = 'consumed' WHERE id IN ({l2})"), &ids).execute(&mut *conn).await.map_err(dberr("marking reservations consumed"))?;
     Ok(())
 }
 

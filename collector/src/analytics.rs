@@ -215,7 +215,8 @@ pub fn build_filter(q: &AnalyticsQuery, who: &Principal) -> Result<Filter, ApiEr
         f.params.push(Param::Text(v.to_owned()));
         let n = f.params.len();
         f.sql.push_str(if f.sql.is_empty() { " WHERE " } else { " AND " });
-        f.sql.push_str(&format!("id IN (SELECT record_id FROM usage_tags WHERE k = ${} AND v = ${n})", n - 1));
+        // Record ids are unique per org only: a tag belongs to the record of its own org.
+        f.sql.push_str(&format!("(org, id) IN (SELECT org, record_id FROM usage_tags WHERE k = ${} AND v = ${n})", n - 1));
     }
     Ok(f)
 }
@@ -798,7 +799,7 @@ mod tests {
         assert_eq!(f.sql, " WHERE org = $1 AND department = $2");
         let q = AnalyticsQuery { tag: Some("team:a".into()), from: Some("2026-01-01".into()), ..Default::default() };
         let f = build_filter(&q, &Principal::Admin { id: "a".into() }).unwrap();
-        assert_eq!(f.sql, " WHERE month >= $1 AND id IN (SELECT record_id FROM usage_tags WHERE k = $2 AND v = $3)");
+        assert_eq!(f.sql, " WHERE month >= $1 AND (org, id) IN (SELECT org, record_id FROM usage_tags WHERE k = $2 AND v = $3)");
         let q = AnalyticsQuery { from: Some("2026-01-02".into()), to: Some("2026-02-01".into()), ..Default::default() };
         let f = build_filter(&q, &Principal::Admin { id: "a".into() }).unwrap();
         assert_eq!(f.sql, " WHERE ts_start >= $1 AND month >= $2 AND month < $3");

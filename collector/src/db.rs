@@ -64,6 +64,39 @@ pub struct Db {
     write_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
+/// Column definitions of `usage_records` after `id`, as migration 1 created them (shared
+/// with migration 6, which rebuilds the table on SQLite).
+macro_rules! usage_record_columns_v1 {
+    () => {
+        "api_key_id TEXT NOT NULL, seq BIGINT NOT NULL,
+            ts_start BIGINT NOT NULL, ts_end BIGINT NOT NULL, month BIGINT NOT NULL,
+            org TEXT NOT NULL, department TEXT, project TEXT, grp TEXT, usr TEXT,
+            provider TEXT NOT NULL, model TEXT NOT NULL,
+            route_mode TEXT, route_tier TEXT, route_score BIGINT,
+            prompt_tokens BIGINT NOT NULL, completion_tokens BIGINT NOT NULL, cached_prompt_tokens BIGINT NOT NULL,
+            cache_write_tokens BIGINT NOT NULL, reasoning_tokens BIGINT NOT NULL, total_tokens BIGINT NOT NULL,
+            client_cost_micros BIGINT NOT NULL, collector_cost_micros BIGINT, priced_as TEXT, cost_mismatch BIGINT NOT NULL,
+            spend_micros BIGINT NOT NULL, baseline_micros BIGINT,
+            latency_ms BIGINT NOT NULL, ttft_ms BIGINT, status TEXT NOT NULL, is_error BIGINT NOT NULL,
+            attempts BIGINT NOT NULL, stream BIGINT NOT NULL, tags TEXT NOT NULL,
+            sdk_name TEXT NOT NULL, sdk_version TEXT NOT NULL, sdk_language TEXT NOT NULL,
+            signature TEXT NOT NULL, received_ms BIGINT NOT NULL"
+    };
+}
+
+/// Every column of `usage_records` (migrations 1 and 5), in table order.
+macro_rules! usage_record_column_names {
+    () => {
+        "id, api_key_id, seq, ts_start, ts_end, month, org, department, project, grp, usr, provider, model, route_mode, route_tier, route_score, \
+prompt_tokens, completion_tokens, cached_prompt_tokens, cache_write_tokens, reasoning_tokens, total_tokens, client_cost_micros, collector_cost_micros, priced_as, \
+cost_mismatch, spend_micros, baseline_micros, latency_ms, ttft_ms, status, is_error, attempts, stream, tags, sdk_name, sdk_version, sdk_language, signature, received_ms, \
+denied_rule, denied_level, attributed"
+    };
+}
+
+/// Every column of `usage_records`, in table order (ingest inserts them all).
+pub(crate) const USAGE_RECORD_COLUMNS: &str = usage_record_column_names!();
+
 /// One migration: its version and the statements for each backend.
 struct Migration {
     version: i64,
@@ -72,7 +105,7 @@ struct Migration {
     postgres: &'static [&'static str],
 }
 
-const MIGRATIONS: &[Migration] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3_DASHBOARD_SESSIONS, MIGRATION_4_USAGE_ROLLUPS, MIGRATION_5_DENIALS_ATTRIBUTION];
+const MIGRATIONS: &[Migration] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3_DASHBOARD_SESSIONS, MIGRATION_4_USAGE_ROLLUPS, MIGRATION_5_DENIALS_ATTRIBUTION, MIGRATION_6_DEDUP_PER_ORG];
 
 const MIGRATION_1: Migration = Migration {
     version: 1,
@@ -86,21 +119,7 @@ const MIGRATION_1: Migration = Migration {
         "CREATE TABLE IF NOT EXISTS api_key_versions (api_key_id TEXT NOT NULL REFERENCES api_keys(id), version BIGINT NOT NULL, public_key TEXT NOT NULL, created_ms BIGINT NOT NULL, not_after_ms BIGINT, PRIMARY KEY (api_key_id, version))",
         "CREATE TABLE IF NOT EXISTS access_tokens (id TEXT PRIMARY KEY, token_sha256 TEXT NOT NULL UNIQUE, role TEXT NOT NULL, org_id TEXT, department_id TEXT, description TEXT NOT NULL, created_ms BIGINT NOT NULL, revoked_ms BIGINT)",
         "CREATE TABLE IF NOT EXISTS audit_log (id TEXT PRIMARY KEY, ts_ms BIGINT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, detail TEXT NOT NULL)",
-        "CREATE TABLE IF NOT EXISTS usage_records (
-            id TEXT PRIMARY KEY,
-            api_key_id TEXT NOT NULL, seq BIGINT NOT NULL,
-            ts_start BIGINT NOT NULL, ts_end BIGINT NOT NULL, month BIGINT NOT NULL,
-            org TEXT NOT NULL, department TEXT, project TEXT, grp TEXT, usr TEXT,
-            provider TEXT NOT NULL, model TEXT NOT NULL,
-            route_mode TEXT, route_tier TEXT, route_score BIGINT,
-            prompt_tokens BIGINT NOT NULL, completion_tokens BIGINT NOT NULL, cached_prompt_tokens BIGINT NOT NULL,
-            cache_write_tokens BIGINT NOT NULL, reasoning_tokens BIGINT NOT NULL, total_tokens BIGINT NOT NULL,
-            client_cost_micros BIGINT NOT NULL, collector_cost_micros BIGINT, priced_as TEXT, cost_mismatch BIGINT NOT NULL,
-            spend_micros BIGINT NOT NULL, baseline_micros BIGINT,
-            latency_ms BIGINT NOT NULL, ttft_ms BIGINT, status TEXT NOT NULL, is_error BIGINT NOT NULL,
-            attempts BIGINT NOT NULL, stream BIGINT NOT NULL, tags TEXT NOT NULL,
-            sdk_name TEXT NOT NULL, sdk_version TEXT NOT NULL, sdk_language TEXT NOT NULL,
-            signature TEXT NOT NULL, received_ms BIGINT NOT NULL)",
+        concat!("CREATE TABLE IF NOT EXISTS usage_records (id TEXT PRIMARY KEY, ", usage_record_columns_v1!(), ")"),
         "CREATE INDEX IF NOT EXISTS usage_ts ON usage_records (ts_start)",
         "CREATE INDEX IF NOT EXISTS usage_month_org_dept ON usage_records (month, org, department, usr, spend_micros, total_tokens, is_error)",
         "CREATE INDEX IF NOT EXISTS usage_key_ts ON usage_records (api_key_id, ts_start)",
@@ -196,12 +215,73 @@ const MIGRATION_5_DENIALS_ATTRIBUTION: Migration = Migration {
     postgres: &[],
 };
 
+/// Record ids are deduplicated per org (issue 18, item 7): before, `usage_records.id`
+/// was the primary key, so a key of another org that learned an id could store it first
+/// and the real record was refused.
+///
+/// Design: the dedup key is its own table, `usage_record_keys (org, id)` (primary key;
+/// `month` of the record's `ts_start` is kept so keys can later be pruned with old
+/// partitions: a replay of a record older than `max_record_age_days` is refused anyway).
+/// Ingest inserts the keys first, in the same transaction, with `ON CONFLICT DO NOTHING
+/// RETURNING org, id`: the keys returned are the new records (stored raw, counted in
+/// budgets, reservations and rollups), the others are `duplicate`. `usage_records`
+/// itself carries no uniqueness, only a plain `(org, id)` index for lookups: on
+/// PostgreSQL a unique constraint of a partitioned table must include the partition
+/// key, so a `UNIQUE (org, id)` there would block partitioning the raw records by month
+/// (issue 21), while the small key table stays unpartitioned and global. Tags carry
+/// the org of their record (`usage_tags (org, record_id, k)`).
+///
+/// Backfill: ids were unique across orgs until now, so every stored `(org, id)` goes into
+/// the key table and each tag takes the org of the record with its id. SQLite cannot
+/// drop a primary key, so it rebuilds both tables (same columns, same indexes);
+/// PostgreSQL drops the constraints in place. Each migration runs in one transaction.
+const MIGRATION_6_DEDUP_PER_ORG: Migration = Migration {
+    version: 6,
+    common: &[
+        "CREATE TABLE IF NOT EXISTS usage_record_keys (org TEXT NOT NULL, id TEXT NOT NULL, month BIGINT NOT NULL, PRIMARY KEY (org, id))",
+        "INSERT INTO usage_record_keys (org, id, month) SELECT org, id, month FROM usage_records WHERE 1 = 1 ON CONFLICT (org, id) DO NOTHING",
+    ],
+    sqlite: &[
+        concat!("CREATE TABLE usage_records_v6 (id TEXT NOT NULL, ", usage_record_columns_v1!(), ", denied_rule TEXT, denied_level TEXT, attributed TEXT)"),
+        concat!("INSERT INTO usage_records_v6 (", usage_record_column_names!(), ") SELECT ", usage_record_column_names!(), " FROM usage_records"),
+        "CREATE TABLE usage_tags_v6 (org TEXT NOT NULL, record_id TEXT NOT NULL, k TEXT NOT NULL, v TEXT NOT NULL, PRIMARY KEY (org, record_id, k))",
+        "INSERT INTO usage_tags_v6 (org, record_id, k, v) SELECT COALESCE(r.org, ''), t.record_id, t.k, t.v FROM usage_tags t LEFT JOIN usage_records r ON r.id = t.record_id",
+        "DROP TABLE usage_records",
+        "DROP TABLE usage_tags",
+        "ALTER TABLE usage_records_v6 RENAME TO usage_records",
+        "ALTER TABLE usage_tags_v6 RENAME TO usage_tags",
+        "CREATE INDEX usage_ts ON usage_records (ts_start)",
+        "CREATE INDEX usage_month_org_dept ON usage_records (month, org, department, usr, spend_micros, total_tokens, is_error)",
+        "CREATE INDEX usage_key_ts ON usage_records (api_key_id, ts_start)",
+        "CREATE INDEX usage_user ON usage_records (usr)",
+        "CREATE INDEX usage_org_id ON usage_records (org, id)",
+        "CREATE INDEX usage_tags_kv ON usage_tags (k, v)",
+    ],
+    postgres: &[
+        "ALTER TABLE usage_tags ADD COLUMN org TEXT",
+        "UPDATE usage_tags t SET org = r.org FROM usage_records r WHERE r.id = t.record_id",
+        "UPDATE usage_tags SET org = '' WHERE org IS NULL",
+        "ALTER TABLE usage_tags ALTER COLUMN org SET NOT NULL",
+        "ALTER TABLE usage_tags DROP CONSTRAINT usage_tags_pkey",
+        "ALTER TABLE usage_tags ADD PRIMARY KEY (org, record_id, k)",
+        "ALTER TABLE usage_records DROP CONSTRAINT usage_records_pkey",
+        "CREATE INDEX usage_org_id ON usage_records (org, id)",
+    ],
+};
+
 /// Lock id for migrations on PostgreSQL, so collectors starting together do not race.
 const PG_MIGRATION_LOCK: i64 = 0x6761_7465_726f_7574;
 
 impl Db {
     /// Connect and run the migrations. SQLite files (and their directory) are created.
     pub async fn connect(url: &str, max_connections: Option<u32>) -> Result<Db, DbError> {
+        Self::connect_at_version(url, max_connections, i64::MAX).await
+    }
+
+    /// [`Db::connect`], applying the migrations up to `version` only: tests of a
+    /// migration open a database at the version before it.
+    #[doc(hidden)]
+    pub async fn connect_at_version(url: &str, max_connections: Option<u32>, version: i64) -> Result<Db, DbError> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
         let mut url = url.to_owned();
@@ -238,7 +318,7 @@ impl Db {
             });
         let pool = opts.connect(&url).await.map_err(dberr("connecting"))?;
         let db = Db { pool, backend, write_lock: Default::default() };
-        db.migrate().await?;
+        db.migrate(version).await?;
         Ok(db)
     }
 
@@ -247,8 +327,8 @@ impl Db {
         self.backend
     }
 
-    /// Apply pending migrations (idempotent; PostgreSQL holds an advisory lock).
-    async fn migrate(&self) -> Result<(), DbError> {
+    /// Apply pending migrations up to `upto` (idempotent; PostgreSQL holds an advisory lock).
+    async fn migrate(&self, upto: i64) -> Result<(), DbError> {
         let mut conn = self.pool.acquire().await.map_err(dberr("acquiring a connection for migrations"))?;
         use sqlx::Executor;
         if self.backend == Backend::Postgres {
@@ -261,16 +341,20 @@ impl Db {
                 .await
                 .map_err(dberr("reading the schema version"))?;
             let current: i64 = row.try_get(0).map_err(dberr("reading the schema version"))?;
-            for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+            for m in MIGRATIONS.iter().filter(|m| m.version > current && m.version <= upto) {
                 let specific = if self.backend == Backend::Sqlite { m.sqlite } else { m.postgres };
+                // One transaction per migration (both backends have transactional DDL): a
+                // crash in the middle of a table rebuild leaves the previous version.
+                let mut tx = sqlx::Acquire::begin(&mut *conn).await.map_err(dberr("starting a migration"))?;
                 for stmt in m.common.iter().chain(specific) {
-                    conn.execute(*stmt).await.map_err(dberr(&format!("migration {}", m.version)))?;
+                    tx.execute(*stmt).await.map_err(dberr(&format!("migration {}", m.version)))?;
                 }
                 sqlx::query("INSERT INTO collector_schema (version) VALUES ($1)")
                     .bind(m.version)
-                    .execute(&mut *conn)
+                    .execute(&mut *tx)
                     .await
                     .map_err(dberr("recording the schema version"))?;
+                tx.commit().await.map_err(dberr(&format!("committing migration {}", m.version)))?;
                 tracing::info!(version = m.version, "applied migration");
             }
             Ok::<(), DbError>(())
@@ -338,6 +422,21 @@ pub(crate) fn bind_all(sql: &str, params: &[Param]) -> sqlx::query::Query<'stati
         };
     }
     q
+}
+
+/// `$first, $first+1, ...`: `n` placeholders for an `IN (...)` list.
+pub(crate) fn in_list(first: usize, n: usize) -> String {
+    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Record ids grouped by org: ids are unique per org only (migration 6), so a lookup
+/// by record id names the org too (`WHERE org = $1 AND id IN (...)`).
+pub(crate) fn ids_by_org<'a>(keys: impl IntoIterator<Item = (&'a str, &'a str)>) -> std::collections::BTreeMap<&'a str, Vec<&'a str>> {
+    let mut out: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for (org, id) in keys {
+        out.entry(org).or_default().push(id);
+    }
+    out
 }
 
 /// Read helpers that turn decode errors into [`DbError`].

@@ -9,9 +9,11 @@
 //! the unbound ones must name units of the key's org (`accounts::check_tree`).
 //! The collector then prices the record with its own catalog (`gaterouter::pricing`)
 //! and stores both figures, flagging a difference. All accepted records of a batch are
-//! inserted in one transaction with `ON CONFLICT (id) DO NOTHING`, so a replayed or
-//! retried record is reported as `duplicate` and never counted twice, also when several
-//! collectors share one PostgreSQL.
+//! inserted in one transaction, deduplicated per (org, id) through the
+//! `usage_record_keys` table (`ON CONFLICT DO NOTHING`), so a replayed or retried record
+//! is reported as `duplicate` and never counted twice, also when several collectors
+//! share one PostgreSQL; a record of another org with the same id is another record and
+//! cannot take the id from its owner.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -23,7 +25,7 @@ use gaterouter::usage::{BatchResponse, Rejected, UsageRecord};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::db::{Backend, Db, DbError, Param, bind_all, dberr};
+use crate::db::{Backend, Db, DbError, Param, USAGE_RECORD_COLUMNS, bind_all, dberr};
 use crate::metrics::METRICS;
 use crate::time::month_of_ms;
 
@@ -88,6 +90,16 @@ pub struct Verified {
     /// Units filled from the key's binding (absent in the signed record), in
     /// org/department/project/group/user order.
     pub attributed: Vec<&'static str>,
+}
+
+impl Verified {
+    /// The org the record is stored and deduplicated under. Always set: `attribute`
+    /// fills an absent org from the key's binding (every key has an org) and refuses a
+    /// different one, before a `Verified` exists.
+    pub fn org(&self) -> &str {
+        debug_assert!(self.rec.org.is_some(), "a verified record has its org");
+        self.rec.org.as_deref().unwrap_or_default()
+    }
 }
 
 /// Pricing settings.
@@ -462,7 +474,8 @@ pub struct Triage<'a> {
     pub todo: Vec<(usize, String, String, &'a str)>,
     /// Refused already.
     pub rejected: Vec<(String, Refusal)>,
-    /// Same id twice in the batch.
+    /// Same id twice in the batch (a batch comes from one sender, whose record ids are
+    /// unique; the first one is verified and stored, per (org, id) like any record).
     pub duplicate: Vec<String>,
 }
 
@@ -530,10 +543,7 @@ pub fn verify_all(todo: &[(usize, String, String, &str)], keys: &HashMap<String,
     })
 }
 
-const COLUMNS: &str = "id, api_key_id, seq, ts_start, ts_end, month, org, department, project, grp, usr, provider, model, route_mode, route_tier, route_score, \
-prompt_tokens, completion_tokens, cached_prompt_tokens, cache_write_tokens, reasoning_tokens, total_tokens, client_cost_micros, collector_cost_micros, priced_as, \
-cost_mismatch, spend_micros, baseline_micros, latency_ms, ttft_ms, status, is_error, attempts, stream, tags, sdk_name, sdk_version, sdk_language, signature, received_ms, \
-denied_rule, denied_level, attributed";
+/// Columns of `usage_records` ([`USAGE_RECORD_COLUMNS`]).
 const NCOLS: usize = 43;
 /// Rows per INSERT statement (43 columns x 400 rows stays under SQLite's 32 766 variables).
 const ROWS_PER_STATEMENT: usize = 400;
@@ -622,78 +632,68 @@ fn placeholders(rows: usize, cols: usize, backend: Backend) -> String {
     s
 }
 
-/// Insert verified records in one transaction; returns the ids newly stored (the others
-/// were already there) and, among the others, those stored under another org: a
-/// different tenant's record holds that id, so this one is not a `duplicate` (which the
-/// SDK would count as delivered) but refused.
-pub async fn store(db: &Db, recs: &[Verified], received_ms: i64) -> Result<(HashSet<String>, HashSet<String>), DbError> {
-    let mut inserted = HashSet::new();
-    let mut foreign = HashSet::new();
+/// Insert verified records in one transaction; returns, for each record of `recs`,
+/// whether it was newly stored (`false`: a record with the same id is already stored
+/// for its org, a `duplicate`).
+///
+/// Dedup is per (org, id) (issue 18, item 7; see migration 6 in db.rs): the keys go into
+/// `usage_record_keys` first, `ON CONFLICT DO NOTHING RETURNING org, id`, and only the
+/// records whose key came back are stored raw, tagged, counted in budgets and
+/// reservations ([`crate::accounts::on_ingest`]) and rolled up. Another org's record
+/// with the same id is a different record: both are stored, each in its own org. Every
+/// record here has its org: `attribute` fills it from the key's binding when the
+/// record leaves it absent. Concurrent collectors on one PostgreSQL serialize on the
+/// key's unique index, so a record is stored once.
+pub async fn store(db: &Db, recs: &[Verified], received_ms: i64) -> Result<Vec<bool>, DbError> {
     if recs.is_empty() {
-        return Ok((inserted, foreign));
+        return Ok(Vec::new());
     }
     let _g = db.write_guard().await;
     let t = Instant::now();
     let mut tx = db.pool.begin().await.map_err(dberr("starting the ingest transaction"))?;
+    let mut claimed: HashSet<(String, String)> = HashSet::new();
     for chunk in recs.chunks(ROWS_PER_STATEMENT) {
+        let params: Vec<Param> = chunk.iter().flat_map(|v| [Param::Text(v.org().to_owned()), Param::Text(v.rec.id.0.clone()), Param::I64(month_of_ms(v.rec.ts_start))]).collect();
+        let sql = format!("INSERT INTO usage_record_keys (org, id, month) VALUES {} ON CONFLICT (org, id) DO NOTHING RETURNING org, id", placeholders(chunk.len(), 3, db.backend()));
+        for r in bind_all(&sql, &params).fetch_all(&mut *tx).await.map_err(dberr("claiming usage record ids"))? {
+            claimed.insert((crate::db::get_str(&r, 0)?, crate::db::get_str(&r, 1)?));
+        }
+    }
+    // A key claimed once stores one record, also if a caller passed the same (org, id)
+    // twice (`triage` already answers a repeated id within a batch `duplicate`).
+    let new: Vec<bool> = recs.iter().map(|v| claimed.remove(&(v.org().to_owned(), v.rec.id.0.clone()))).collect();
+    let stored: Vec<&Verified> = recs.iter().zip(&new).filter(|(_, n)| **n).map(|(v, _)| v).collect();
+    for chunk in stored.chunks(ROWS_PER_STATEMENT) {
         let mut params = Vec::with_capacity(chunk.len() * NCOLS);
         for v in chunk {
             row_params(v, received_ms, &mut params);
         }
-        let sql = format!("INSERT INTO usage_records ({COLUMNS}) VALUES {} ON CONFLICT (id) DO NOTHING RETURNING id", placeholders(chunk.len(), NCOLS, db.backend()));
-        let rows = bind_all(&sql, &params).fetch_all(&mut *tx).await.map_err(dberr("inserting usage records"))?;
-        for r in &rows {
-            inserted.insert(crate::db::get_str(r, 0)?);
-        }
+        let sql = format!("INSERT INTO usage_records ({USAGE_RECORD_COLUMNS}) VALUES {}", placeholders(chunk.len(), NCOLS, db.backend()));
+        bind_all(&sql, &params).execute(&mut *tx).await.map_err(dberr("inserting usage records"))?;
     }
-    let mut tag_params = Vec::new();
-    for v in recs.iter().filter(|v| inserted.contains(&v.rec.id.0)) {
-        for (k, val) in &v.rec.tags {
-            tag_params.extend([Param::Text(v.rec.id.0.clone()), Param::Text(k.clone()), Param::Text(val.clone())]);
-        }
-    }
-    for chunk in tag_params.chunks(3 * 3000) {
-        let sql = format!("INSERT INTO usage_tags (record_id, k, v) VALUES {} ON CONFLICT DO NOTHING", placeholders(chunk.len() / 3, 3, db.backend()));
+    let tag_params: Vec<Param> = stored
+        .iter()
+        .flat_map(|v| v.rec.tags.iter().flat_map(|(k, val)| [Param::Text(v.org().to_owned()), Param::Text(v.rec.id.0.clone()), Param::Text(k.clone()), Param::Text(val.clone())]))
+        .collect();
+    for chunk in tag_params.chunks(4 * 2000) {
+        let sql = format!("INSERT INTO usage_tags (org, record_id, k, v) VALUES {} ON CONFLICT DO NOTHING", placeholders(chunk.len() / 4, 4, db.backend()));
         bind_all(&sql, chunk).execute(&mut *tx).await.map_err(dberr("inserting usage tags"))?;
     }
-    let stored: Vec<&Verified> = recs.iter().filter(|v| inserted.contains(&v.rec.id.0)).collect();
     crate::accounts::on_ingest(&mut tx, db.backend(), &stored, u64::try_from(received_ms).unwrap_or(0)).await?;
-    let existing: Vec<&Verified> = recs.iter().filter(|v| !inserted.contains(&v.rec.id.0)).collect();
-    for chunk in existing.chunks(500) {
-        let params: Vec<Param> = chunk.iter().map(|v| Param::Text(v.rec.id.0.clone())).collect();
-        let list = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
-        let rows = bind_all(&format!("SELECT id, org FROM usage_records WHERE id IN ({list})"), &params).fetch_all(&mut *tx).await.map_err(dberr("checking duplicate ids"))?;
-        let owner: HashMap<String, String> = rows.iter().filter_map(|r| Some((crate::db::get_str(r, 0).ok()?, crate::db::get_str(r, 1).ok()?))).collect();
-        for v in chunk {
-            if owner.get(&v.rec.id.0).is_some_and(|o| Some(o) != v.rec.org.as_ref()) {
-                foreign.insert(v.rec.id.0.clone());
-            }
-        }
-    }
-    let stored_ids: Vec<&str> = stored.iter().map(|v| v.rec.id.0.as_str()).collect();
-    crate::rollup::apply(&mut tx, &stored_ids).await?;
+    let keys: Vec<(&str, &str)> = stored.iter().map(|v| (v.org(), v.rec.id.0.as_str())).collect();
+    crate::rollup::apply(&mut tx, &keys).await?;
     tx.commit().await.map_err(dberr("committing the ingest transaction"))?;
     METRICS.observe_db(t.elapsed());
-    Ok((inserted, foreign))
+    Ok(new)
 }
 
-/// Assemble the answer, counting metrics.
-pub fn answer(
-    triage_rejected: Vec<(String, Refusal)>,
-    mut duplicate: Vec<String>,
-    verified_ids: &[String],
-    (inserted, foreign): &(HashSet<String>, HashSet<String>),
-    mut refused: Vec<(String, Refusal)>,
-) -> BatchResponse {
+/// Assemble the answer, counting metrics: `stored[i]` tells whether `verified_ids[i]`
+/// was newly stored ([`store`]); the others were already stored for their org.
+pub fn answer(triage_rejected: Vec<(String, Refusal)>, mut duplicate: Vec<String>, verified_ids: &[String], stored: &[bool], refused: Vec<(String, Refusal)>) -> BatchResponse {
     let mut resp = BatchResponse::default();
-    for id in verified_ids {
-        if inserted.contains(id) {
+    for (id, new) in verified_ids.iter().zip(stored) {
+        if *new {
             resp.accepted.push(id.clone());
-        } else if foreign.contains(id) {
-            refused.push((
-                id.clone(),
-                refuse("scope", format!("record id `{id}` is already used by a record of another org; this record was not stored: give it a fresh UUID")),
-            ));
         } else {
             duplicate.push(id.clone());
         }
@@ -706,4 +706,22 @@ pub fn answer(
     METRICS.duplicates(duplicate.len() as u64);
     resp.duplicate = duplicate;
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_column_has_a_value() {
+        assert_eq!(USAGE_RECORD_COLUMNS.split(',').count(), NCOLS);
+        let mut params = Vec::new();
+        let ident = gaterouter::config::Identity { org: Some("acme".into()), api_key_id: Some("k".into()), ..Default::default() };
+        let input = gaterouter::usage::UsageRecordInput { provider: "openai".into(), model: "m".into(), attempts: 1, ..Default::default() };
+        let rec = UsageRecord::build(input, &ident, &gaterouter::usage::SdkInfo::rust(), gaterouter::usage::RecordId::new_v7(), 1).expect("a valid record");
+        let v = Verified { rec, signature: String::new(), collector_cost: None, priced_as: None, baseline: None, mismatch: false, attributed: Vec::new() };
+        row_params(&v, 0, &mut params);
+        assert_eq!(params.len(), NCOLS);
+        assert_eq!(v.org(), "acme");
+    }
 }

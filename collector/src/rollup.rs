@@ -4,7 +4,7 @@
 //! summed latency. Missing units are stored as `''` (so the primary key can hold them).
 //!
 //! Maintained at ingest in the same transaction as the raw rows ([`apply`], called by
-//! `ingest::store` with the records it inserted) with
+//! `ingest::store` with the (org, id) of the records it inserted) with
 //! `INSERT ... ON CONFLICT DO UPDATE SET x = usage_rollup_hour.x + excluded.x`, so
 //! several collectors sharing one PostgreSQL database never lose an update (the
 //! conflicting row is locked and re-read). [`rebuild`] recomputes the table from the raw
@@ -12,7 +12,7 @@
 
 use sqlx::AnyConnection;
 
-use crate::db::{Db, DbError, Param, bind_all, dberr};
+use crate::db::{Db, DbError, Param, bind_all, dberr, ids_by_org, in_list};
 
 /// Key columns of `usage_rollup_hour`, in order.
 pub const KEYS: &[&str] = &["hour_ms", "org", "department", "project", "grp", "usr", "api_key_id", "provider", "model", "route_tier", "status"];
@@ -47,13 +47,16 @@ fn upsert_sql(where_clause: &str) -> String {
 }
 
 /// Add the records just inserted (by this transaction) to the rollups. Call it inside
-/// the ingest transaction with the ids of exactly the records that were new (not
-/// duplicates); the rollup rows are computed from the stored rows.
-pub async fn apply(tx: &mut AnyConnection, ids: &[&str]) -> Result<(), DbError> {
-    for chunk in ids.chunks(IDS_PER_STATEMENT) {
-        let marks = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
-        let params: Vec<Param> = chunk.iter().map(|id| Param::Text((*id).to_owned())).collect();
-        bind_all(&upsert_sql(&format!("WHERE id IN ({marks})")), &params).execute(&mut *tx).await.map_err(dberr("updating usage rollups"))?;
+/// the ingest transaction with the (org, id) of exactly the records that were new (not
+/// duplicates): ids are unique per org only, so each lookup names the org; the rollup
+/// rows are computed from the stored rows.
+pub async fn apply(tx: &mut AnyConnection, keys: &[(&str, &str)]) -> Result<(), DbError> {
+    for (org, ids) in ids_by_org(keys.iter().copied()) {
+        for chunk in ids.chunks(IDS_PER_STATEMENT) {
+            let marks = in_list(2, chunk.len());
+            let params: Vec<Param> = std::iter::once(org).chain(chunk.iter().copied()).map(|s| Param::Text(s.to_owned())).collect();
+            bind_all(&upsert_sql(&format!("WHERE org = $1 AND id IN ({marks})")), &params).execute(&mut *tx).await.map_err(dberr("updating usage rollups"))?;
+        }
     }
     Ok(())
 }

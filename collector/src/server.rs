@@ -282,9 +282,9 @@ async fn ingest_handler(State(st): State<Arc<AppState>>, body: Result<Bytes, axu
     let (kept, off_tree) = crate::accounts::check_tree(&st.db, verified).await?;
     refused.extend(off_tree);
     let (ok_ids, ok): (Vec<String>, Vec<ingest::Verified>) = kept.into_iter().unzip();
-    let inserted = ingest::store(&st.db, &ok, now).await?;
+    let stored = ingest::store(&st.db, &ok, now).await?;
     let t_store = t0.elapsed() - t_verify;
-    let resp = ingest::answer(tri.rejected, tri.duplicate, &ok_ids, &inserted, refused);
+    let resp = ingest::answer(tri.rejected, tri.duplicate, &ok_ids, &stored, refused);
     if !resp.rejected.is_empty() {
         tracing::warn!(rejected = resp.rejected.len(), first_reason = %crate::logsafe::escape(&resp.rejected[0].reason), "usage records rejected");
     }

@@ -75,16 +75,6 @@ async fn apply(env: &Env, doc: &Value) -> Value {
     v
 }
 
-/// A request signed with the key's Ed25519 key.
-async fn signed(env: &Env, signer: &UsageSigner, key: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-    let bytes = body.map(|b| b.to_string()).unwrap_or_default();
-    let auth = request_auth::authorization(signer, key, method, path, unix_ms_now(), bytes.as_bytes());
-    let r = if method == "GET" { env.http.get(format!("{}{path}", env.base)) } else { env.http.post(format!("{}{path}", env.base)).header("content-type", "application/json").body(bytes) };
-    let resp = r.header("authorization", auth).send().await.unwrap();
-    let s = resp.status().as_u16();
-    (s, resp.json().await.unwrap_or(Value::Null))
-}
-
 async fn reserve(env: &Env, id: &str, model: &str, micros: u64, tokens: u64) -> (u16, Value) {
     let body = json!({"reservation_id": id, "model": model, "amount_micros": micros, "amount_tokens": tokens});
     signed(env, &alice_signer(), "k_alice", "POST", "/v1/reservations", Some(&body)).await

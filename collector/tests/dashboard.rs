@@ -13,7 +13,6 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use gaterouter_collector::db::Param;
 use serde_json::json;
 
 fn skip(msg: &str) {
@@ -50,20 +49,8 @@ async fn seed(env: &Env) -> String {
     let (_, v) = env.ingest(&wires).await;
     assert_eq!(ids(&v, "accepted").len(), 6, "{v}");
     // A policy denial (status `denied`), stored as the collector stores records.
-    env.handle
-        .state()
-        .db
-        .exec(
-            "INSERT INTO usage_records (id, api_key_id, seq, ts_start, ts_end, month, org, department, usr, provider, model, prompt_tokens, completion_tokens,
-             cached_prompt_tokens, cache_write_tokens, reasoning_tokens, total_tokens, client_cost_micros, cost_mismatch, spend_micros, latency_ms, status, is_error,
-             attempts, stream, tags, sdk_name, sdk_version, sdk_language, signature, received_ms)
-             VALUES ('0190a000-0000-7000-8000-000000000001', 'k_eng', 99, $1, $1, 202601, 'acme', 'eng', 'bob', 'openai', 'gpt-4o', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-             'denied', 0, 1, 0, '{}', 'gaterouter-rust', '0.1.0', 'rust', 'x', $1)",
-            &[Param::I64(JAN16_1100 as i64 + 60_000)],
-            "seeding a denial",
-        )
-        .await
-        .unwrap();
+    let denial = Spec { user: "bob", model: "gpt-4o", status: gaterouter::usage::UsageStatus::Denied, ts: JAN16_1100 + 60_000, ..Spec::default() };
+    insert_raw_record(&env.handle.state().db, "0190a000-0000-7000-8000-000000000001", "acme", &denial, 0).await;
     // Written behind ingest's back: recompute the rollups from the raw records.
     gaterouter_collector::rollup::rebuild(&env.handle.state().db).await.unwrap();
     let (s, t) = env.post("/v1/admin/tokens", Some(ADMIN), &json!({"role": "read", "org_id": "acme", "department_id": "eng", "description": "eng lead"})).await;

@@ -259,24 +259,86 @@ async fn budget_dodging(db: Db) {
     env.handle.shutdown().await;
 }
 
-/// Item 7: ids are UUIDs; a cross-tenant claim does not make the real record a duplicate.
+/// Item 7: ids are UUIDs and deduplicated per (org, id). Another org's key that learns
+/// an acme record's id and sends it first gets its own record (stored in its own org);
+/// the real record is still accepted for acme, settles acme's reservation only, and each
+/// org's analytics, tag filters, bills and budget counters show only its own record,
+/// counted once however often either is replayed.
 async fn cross_tenant_ids(db: Db) {
     let env = Env::start(db, |_| {}).await;
     let (eng, _) = env.seed_org().await;
     env.admin_ok("/v1/admin/orgs", json!({"id": "globex", "name": "Globex"})).await;
     let mallory = signer(7);
     env.admin_ok("/v1/admin/keys", json!({"id": "k_glob", "org_id": "globex", "public_key": mallory.public_key()})).await;
-    let real = record(&Spec::default());
-    let mut claim = minimal("k_glob", "gpt-4o-mini", 10, 1, JAN15_1000);
+    for org in ["acme", "globex"] {
+        let (s, v) = env.post("/v1/admin/budgets", Some(ADMIN), &json!({"level": format!("org:{org}"), "metric": "usd", "period": "month", "limit": 1000, "enforcement": "hard"})).await;
+        assert_eq!(s, 201, "{v}");
+    }
+    let real = record(&Spec::default()); // acme/eng, 2 100 micro-dollars, no tags
+    // acme reserves and settles with the id before its record arrives.
+    let (s, v) = signed(&env, &eng, "k_eng", "POST", "/v1/reservations", Some(&json!({"reservation_id": "r1", "model": "openai/gpt-4o-mini", "amount_micros": 50_000, "amount_tokens": 11_000}))).await;
+    assert_eq!(s, 201, "{v}");
+    let settle = json!({"actual_micros": 2_100, "actual_tokens": 11_000, "record_id": real.id.0});
+    let (_, v) = signed(&env, &eng, "k_eng", "POST", "/v1/reservations/r1/settle", Some(&settle)).await;
+    assert_eq!(v["state"], "settled", "{v}");
+
+    // The claim: same id, another org's key, no org in the record (attributed from the key), a tag.
+    let mut claim = minimal("k_glob", "gpt-4o", 100_000, 10_000, JAN15_1000);
     claim.id = real.id.clone();
+    claim.tags.insert("team".into(), "a".into());
     let (_, v) = env.ingest(&[sign(&claim, &mallory)]).await;
-    assert_eq!(ids(&v, "accepted").len(), 1, "{v}");
+    assert_eq!(ids(&v, "accepted"), vec![real.id.0.clone()], "{v}");
+    let state = |id: &'static str| {
+        let db = env.handle.state().db.clone();
+        async move {
+            use sqlx::Row as _;
+            let rows = db.fetch("SELECT state FROM reservations WHERE id = $1", &[gaterouter_collector::db::Param::Text(id.into())], "test").await.unwrap();
+            rows[0].try_get::<String, _>(0).unwrap()
+        }
+    };
+    assert_eq!(state("r1").await, "settled", "another org's record does not consume acme's reservation");
+    // A settlement naming the id now: globex's record does not count as acme's.
+    let (s, v) = signed(&env, &eng, "k_eng", "POST", "/v1/reservations", Some(&json!({"reservation_id": "r2", "model": "openai/gpt-4o-mini", "amount_micros": 50_000, "amount_tokens": 11_000}))).await;
+    assert_eq!(s, 201, "{v}");
+    let (_, v) = signed(&env, &eng, "k_eng", "POST", "/v1/reservations/r2/settle", Some(&settle)).await;
+    assert_eq!(v["state"], "settled", "{v}");
+
+    // The real record is accepted for acme (not `duplicate`, not refused) and consumes both.
     let (_, v) = env.ingest(&[sign(&real, &eng)]).await;
-    assert!(ids(&v, "duplicate").is_empty(), "the real record must not be answered duplicate: {v}");
-    assert!(reason(&v, 0).contains("already used by a record of another org"), "{v}");
-    // A replay within the same org is still a duplicate.
-    let (_, v) = env.ingest(&[sign(&claim, &mallory)]).await;
-    assert_eq!(ids(&v, "duplicate").len(), 1, "{v}");
+    assert_eq!((ids(&v, "accepted"), ids(&v, "duplicate").len(), v["rejected"].as_array().map(Vec::len)), (vec![real.id.0.clone()], 0, Some(0)), "{v}");
+    assert_eq!((state("r1").await, state("r2").await), ("consumed".into(), "consumed".into()));
+    // Replays within each org are duplicates, however often.
+    for _ in 0..2 {
+        for (w, what) in [(sign(&real, &eng), "acme"), (sign(&claim, &mallory), "globex")] {
+            let (_, v) = env.ingest(&[w]).await;
+            assert_eq!((ids(&v, "accepted").len(), ids(&v, "duplicate").len()), (0, 1), "{what} replay: {v}");
+        }
+    }
+    let db = &env.handle.state().db;
+    use sqlx::Row as _;
+    let rows = db.fetch("SELECT org, api_key_id, department FROM usage_records WHERE id = $1 ORDER BY org", &[gaterouter_collector::db::Param::Text(real.id.0.clone())], "test").await.unwrap();
+    let got: Vec<(String, String, Option<String>)> = rows.iter().map(|r| (r.try_get(0).unwrap(), r.try_get(1).unwrap(), r.try_get(2).unwrap())).collect();
+    assert_eq!(got, vec![("acme".into(), "k_eng".into(), Some("eng".into())), ("globex".into(), "k_glob".into(), None)]);
+    // Each org sees only its own record: raw and rollup analytics, tag filter, bills.
+    let glob_spend = 100_000 * 250 / 100 + 10_000 * 1_000 / 100; // gpt-4o: $2.50 / $10 per M
+    for (org, spend, tagged) in [("acme", 2_100, 0), ("globex", glob_spend, 1)] {
+        let (_, v) = env.get(&format!("/v1/analytics/summary?org={org}"), Some(ADMIN)).await;
+        assert_eq!((v["rows"][0]["calls"].as_i64(), v["rows"][0]["spend_micros"].as_i64()), (Some(1), Some(spend)), "{org}: {v}");
+        let (_, v) = env.get(&format!("/v1/analytics/breakdown?by=model&org={org}&from=2026-01-01&to=2026-02-01"), Some(ADMIN)).await;
+        let calls: i64 = v["rows"].as_array().unwrap().iter().map(|r| r["calls"].as_i64().unwrap()).sum();
+        assert_eq!(calls, 1, "{org} rollups: {v}");
+        let (_, v) = env.get(&format!("/v1/analytics/summary?org={org}&tag=team:a"), Some(ADMIN)).await;
+        assert_eq!(v["rows"][0]["calls"].as_i64().unwrap_or(0), tagged, "{org} tagged: {v}");
+        let (_, bill) = env.get(&format!("/v1/admin/bills?org={org}&month=2026-01"), Some(ADMIN)).await;
+        assert_eq!((bill["totals"]["calls"].as_i64(), bill["totals"]["spend_micros"].as_i64()), (Some(1), Some(spend)), "{org}: {bill}");
+        // The budget counter counted the org's own record, once.
+        let rows = db
+            .fetch("SELECT u.used FROM budget_usage u JOIN budgets b ON b.id = u.budget_id WHERE b.org_id = $1", &[gaterouter_collector::db::Param::Text(org.into())], "test")
+            .await
+            .unwrap();
+        let used: Vec<i64> = rows.iter().map(|r| r.try_get(0).unwrap()).collect();
+        assert_eq!(used, vec![spend], "{org} budget counter");
+    }
     // Ids must be UUIDs.
     let mut r = record(&Spec::default());
     r.id = gaterouter::usage::RecordId("not-a-uuid".into());

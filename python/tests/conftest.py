@@ -160,12 +160,13 @@ class Collector:
         try:
             con.row_factory = sqlite3.Row
             rows = con.execute(
-                "SELECT r.* FROM usage_records r JOIN usage_tags t ON t.record_id = r.id WHERE t.k = 'run' AND t.v = ?", (run,)
+                "SELECT r.* FROM usage_records r JOIN usage_tags t ON t.org = r.org AND t.record_id = r.id WHERE t.k = 'run' AND t.v = ?",
+                (run,),
             ).fetchall()
             out = []
             for row in rows:
                 rec = dict(row)
-                rec["tag"] = dict(con.execute("SELECT k, v FROM usage_tags WHERE record_id = ?", (rec["id"],)).fetchall())
+                rec["tag"] = dict(con.execute("SELECT k, v FROM usage_tags WHERE org = ? AND record_id = ?", (rec["org"], rec["id"])).fetchall())
                 out.append(rec)
             return out
         finally:

@@ -211,6 +211,16 @@ impl Env {
     }
 }
 
+/// A request signed with the key's Ed25519 key (`/v1/policy`, `/v1/reservations`).
+pub async fn signed(env: &Env, signer: &UsageSigner, key: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    let bytes = body.map(|b| b.to_string()).unwrap_or_default();
+    let auth = gaterouter::accounts::request_auth::authorization(signer, key, method, path, gaterouter::usage::unix_ms_now(), bytes.as_bytes());
+    let r = if method == "GET" { env.http.get(format!("{}{path}", env.base)) } else { env.http.post(format!("{}{path}", env.base)).header("content-type", "application/json").body(bytes) };
+    let resp = r.header("authorization", auth).send().await.unwrap();
+    let s = resp.status().as_u16();
+    (s, resp.json().await.unwrap_or(Value::Null))
+}
+
 pub fn signer(n: u8) -> UsageSigner {
     UsageSigner::from_seed(&[n; 32])
 }
@@ -320,3 +330,31 @@ pub async fn seed_analytics(env: &Env) {
     assert_eq!(ids(&v, "accepted").len(), 5, "{v}");
 }
 
+/// The row of the record `s` (with `id`, `org` and `spend_micros`) written into
+/// `usage_records` behind ingest's back, with the columns every schema version has
+/// (provider openai, no tokens).
+pub async fn insert_raw_record(db: &gaterouter_collector::db::Db, id: &str, org: &str, s: &Spec, spend_micros: i64) {
+    use gaterouter_collector::db::Param;
+    let (t, ts) = (|s: &str| Param::Text(s.to_owned()), Param::I64(s.ts as i64));
+    db.exec(
+        "INSERT INTO usage_records (id, api_key_id, seq, ts_start, ts_end, month, org, department, usr, provider, model, prompt_tokens, completion_tokens,
+         cached_prompt_tokens, cache_write_tokens, reasoning_tokens, total_tokens, client_cost_micros, cost_mismatch, spend_micros, latency_ms, status, is_error,
+         attempts, stream, tags, sdk_name, sdk_version, sdk_language, signature, received_ms)
+         VALUES ($1, $2, 99, $3, $3, $4, $5, $6, $7, 'openai', $8, 0, 0, 0, 0, 0, 0, 0, 0, $9, 0, $10, 0, 1, 0, '{}', 'gaterouter-rust', '0.1.0', 'rust', 'x', $3)",
+        &[
+            t(id),
+            t(s.key),
+            ts,
+            Param::I64(gaterouter_collector::time::month_of_ms(s.ts)),
+            t(org),
+            t(s.dept),
+            t(s.user),
+            t(s.model),
+            Param::I64(spend_micros),
+            t(s.status.as_str()),
+        ],
+        "inserting a raw usage record",
+    )
+    .await
+    .unwrap();
+}

@@ -76,8 +76,9 @@ async fn snapshot(env: &Env) -> BTreeMap<String, Vec<String>> {
         out.insert(format!("count:{name}"), vec![n.to_string()]);
     }
     for (name, sql) in [
-        ("usage_records", "SELECT id || '|' || api_key_id || '|' || COALESCE(department, '') || '|' || COALESCE(usr, '') || '|' || prompt_tokens || '|' || completion_tokens || '|' || client_cost_micros || '|' || spend_micros || '|' || ts_start FROM usage_records ORDER BY id"),
-        ("usage_tags", "SELECT record_id || '|' || k || '|' || v FROM usage_tags ORDER BY record_id, k"),
+        ("usage_records", "SELECT org || '|' || id || '|' || api_key_id || '|' || COALESCE(department, '') || '|' || COALESCE(usr, '') || '|' || prompt_tokens || '|' || completion_tokens || '|' || client_cost_micros || '|' || spend_micros || '|' || ts_start FROM usage_records ORDER BY org, id"),
+        ("usage_record_keys", "SELECT org || '|' || id FROM usage_record_keys ORDER BY org, id"),
+        ("usage_tags", "SELECT org || '|' || record_id || '|' || k || '|' || v FROM usage_tags ORDER BY org, record_id, k"),
         ("budget_usage", "SELECT budget_id || '|' || period_start_ms || '|' || used FROM budget_usage ORDER BY budget_id, period_start_ms"),
         ("api_keys", "SELECT id || '|' || status FROM api_keys ORDER BY id"),
         ("access_tokens", "SELECT id || '|' || role || '|' || COALESCE(revoked_ms, 0) FROM access_tokens ORDER BY id"),
@@ -323,6 +324,37 @@ async fn replayed_batches_are_accepted_once() {
     // The budget counter grew by this record's spend exactly once.
     let used = |s: &BTreeMap<String, Vec<String>>| s["budget_usage"].iter().map(|r| r.rsplit('|').next().unwrap().parse::<i64>().unwrap()).sum::<i64>();
     assert_eq!(used(&once) - used(&before), 2_100, "{:?} -> {:?}", before["budget_usage"], once["budget_usage"]);
+}
+
+/// Issue 18 item 7: record ids are deduplicated per (org, id). A key of org `evil` that
+/// learns the id of an acme record and sends it first stores a record of its own org;
+/// the real record is still accepted for acme (before: answered `duplicate`, which the
+/// SDK counts as delivered, so it was lost), and replays of either change nothing.
+#[tokio::test]
+async fn an_id_sent_first_by_another_org_does_not_take_it_from_acme() {
+    let w = world(|_| {}).await;
+    let env = &w.env;
+    let real = record(&Spec { ts: unix_ms_now() - 500, ..Spec::default() });
+    let mut claim = value_of(&Spec { key: "k_evil", ts: unix_ms_now() - 500, ..Spec::default() });
+    let o = claim.as_object_mut().unwrap();
+    for unit in ["org", "department", "user"] {
+        o.remove(unit);
+    }
+    o.insert("id".into(), json!(real.id.0));
+    let (_, v) = env.ingest(&[sign_value(&claim, &w.evil)]).await;
+    assert_eq!(v["accepted"], json!([real.id.0]), "{v}");
+    let (_, v) = env.ingest(&[sign(&real, &w.eng)]).await;
+    assert_eq!((&v["accepted"], v["duplicate"].as_array().unwrap().len()), (&json!([real.id.0]), 0), "{v}");
+    let once = snapshot(env).await;
+    let owners: Vec<&str> = once["usage_records"].iter().filter(|r| r.contains(&real.id.0)).map(|r| r.split('|').next().unwrap()).collect();
+    assert_eq!(owners, vec!["acme", "evil"]);
+    for _ in 0..2 {
+        let (_, v) = env.ingest(&[sign_value(&claim, &w.evil)]).await;
+        assert_eq!(v["duplicate"].as_array().unwrap().len(), 1, "{v}");
+        let (_, v) = env.ingest(&[sign(&real, &w.eng)]).await;
+        assert_eq!(v["duplicate"].as_array().unwrap().len(), 1, "{v}");
+    }
+    assert_same(&once, &snapshot(env).await, "after replaying both records");
 }
 
 /// A key holder who signs a record with a lowered cost does not lower its spend: the

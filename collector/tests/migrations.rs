@@ -1,0 +1,87 @@
+//! Migration 6 (issue 18, item 7: record ids deduplicated per (org, id)) on a database
+//! left at version 5 with records of two orgs and their tags, on SQLite and on a real
+//! PostgreSQL (skipped with a message when it is not installed, unless
+//! `GATEROUTER_TEST_REQUIRE_POSTGRES=1`): the keys and the tags' orgs are backfilled, the
+//! stored records stay as they were, a replay of a stored record is still `duplicate`,
+//! and another org may now use a stored id.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use gaterouter::usage::RecordId;
+use gaterouter_collector::db::{Db, Param};
+use serde_json::json;
+use sqlx::Row as _;
+
+async fn texts(db: &Db, sql: &str) -> Vec<Vec<String>> {
+    let rows = db.fetch(sql, &[], "test").await.unwrap();
+    rows.iter().map(|r| (0..r.len()).map(|i| r.try_get::<String, _>(i).unwrap()).collect()).collect()
+}
+
+async fn dedup_backfill(url: String) {
+    let (a, b) = (RecordId::new_v7().0, RecordId::new_v7().0);
+    // Version 5: `usage_records.id` is the primary key, tags have no org.
+    let db = Db::connect_at_version(&url, None, 5).await.unwrap();
+    let glob = Spec { key: "k_glob", dept: "ops", ..Spec::default() };
+    insert_raw_record(&db, &a, "acme", &Spec::default(), 2_100).await;
+    insert_raw_record(&db, &b, "globex", &glob, 2_100).await;
+    db.exec("INSERT INTO usage_tags (record_id, k, v) VALUES ($1, 'team', 'a'), ($2, 'team', 'b')", &[Param::Text(a.clone()), Param::Text(b.clone())], "test").await.unwrap();
+    db.close().await;
+
+    // The collector opens it and migrates.
+    let env = Env::start(Some(url), |_| {}).await;
+    let db = &env.handle.state().db;
+    let version = db.fetch("SELECT CAST(MAX(version) AS BIGINT) FROM collector_schema", &[], "test").await.unwrap();
+    assert_eq!(version[0].try_get::<i64, _>(0).unwrap(), 6);
+    let mut want_keys = vec![vec!["acme".to_owned(), a.clone(), "202601".into()], vec!["globex".to_owned(), b.clone(), "202601".into()]];
+    want_keys.sort();
+    assert_eq!(texts(db, "SELECT org, id, CAST(month AS TEXT) FROM usage_record_keys ORDER BY org, id").await, want_keys);
+    assert_eq!(
+        texts(db, "SELECT org, record_id, k, v FROM usage_tags ORDER BY org").await,
+        vec![vec!["acme".to_owned(), a.clone(), "team".into(), "a".into()], vec!["globex".to_owned(), b.clone(), "team".into(), "b".into()]]
+    );
+    assert_eq!(
+        texts(db, "SELECT org, id, api_key_id, department, CAST(spend_micros AS TEXT) FROM usage_records ORDER BY org").await,
+        vec![vec!["acme".to_owned(), a.clone(), "k_eng".into(), "eng".into(), "2100".into()], vec!["globex".to_owned(), b.clone(), "k_glob".into(), "ops".into(), "2100".into()]]
+    );
+
+    // Ingest after the migration: a replay of a stored record is a duplicate; the ids of
+    // stored records are free for the other org.
+    let (eng, _) = env.seed_org().await;
+    env.admin_ok("/v1/admin/orgs", json!({"id": "globex", "name": "Globex"})).await;
+    let mallory = signer(7);
+    env.admin_ok("/v1/admin/keys", json!({"id": "k_glob", "org_id": "globex", "public_key": mallory.public_key()})).await;
+    // A record with the given id, of acme (k_eng) or of globex (k_glob, attributed from the key).
+    let with_id = |id: &str, globex: bool| {
+        let mut r = record(&Spec::default());
+        r.id = RecordId(id.to_owned());
+        if globex {
+            (r.api_key_id, r.org, r.department, r.user) = ("k_glob".into(), None, None, None);
+        }
+        sign(&r, if globex { &mallory } else { &eng })
+    };
+    let (_, v) = env.ingest(&[with_id(&a, false)]).await;
+    assert_eq!((ids(&v, "accepted").len(), ids(&v, "duplicate")), (0, vec![a.clone()]), "{v}");
+    let (_, v) = env.ingest(&[with_id(&a, true), with_id(&b, false)]).await;
+    assert_eq!(ids(&v, "accepted"), vec![a.clone(), b.clone()], "{v}");
+    assert_eq!(texts(db, "SELECT org, id FROM usage_record_keys ORDER BY org, id").await.len(), 4);
+    // A tag belongs to its own org's record: globex's new record `a` has no tag.
+    for (org, calls) in [("acme", 1), ("globex", 0)] {
+        let (_, v) = env.get(&format!("/v1/analytics/summary?org={org}&tag=team:a"), Some(ADMIN)).await;
+        assert_eq!(v["rows"][0]["calls"].as_i64().unwrap_or(0), calls, "{org}: {v}");
+    }
+    env.handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dedup_per_org_backfills_a_version_5_database_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    dedup_backfill(format!("sqlite://{}", dir.path().join("v5.db").display())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dedup_per_org_backfills_a_version_5_database_postgres() {
+    let Some(pg) = Pg::start() else { return };
+    dedup_backfill(pg.new_db().await).await;
+}
