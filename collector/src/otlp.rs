@@ -471,7 +471,7 @@ mod tests {
         failed.route_mode = Some("explicit".into());
         failed.route_tier = None;
         failed.route_score = None;
-        failed.status = "rate_limited".into();
+        failed.status = "RATE_LIMITED".into();
         failed.stream = true;
         failed.ttft_ms = Some(120);
         failed.tags.clear();
@@ -530,15 +530,15 @@ mod tests {
                     i("gen_ai.usage.input_tokens", "10000"), i("gen_ai.usage.output_tokens", "1000"),
                     i("gen_ai.usage.cache_read.input_tokens", "2000"), i("gen_ai.usage.cache_creation.input_tokens", "0"),
                     i("gen_ai.usage.reasoning.output_tokens", "0"),
-                    d("gen_ai.response.time_to_first_chunk", 0.12), s("error.type", "rate_limited"),
+                    d("gen_ai.response.time_to_first_chunk", 0.12), s("error.type", "RATE_LIMITED"),
                     s("gaterouter.record.id", "0190a5f4-7e2b-7c3d-8e4f-000000000002"), d("gaterouter.cost_usd", 0.0),
                     i("gaterouter.cost_micros", "0"), i("gaterouter.client_cost_micros", "5"), b("gaterouter.cost_mismatch", true),
                     s("gaterouter.route.mode", "explicit"), s("gaterouter.org", "globex"),
-                    s("gaterouter.api_key_id", "k_eng"), s("gaterouter.status", "rate_limited"), i("gaterouter.attempts", "3"), b("gaterouter.stream", true),
+                    s("gaterouter.api_key_id", "k_eng"), s("gaterouter.status", "RATE_LIMITED"), i("gaterouter.attempts", "3"), b("gaterouter.stream", true),
                     i("gaterouter.latency_ms", "250"), i("gaterouter.time_to_first_token_ms", "120"),
                     s("gaterouter.sdk.name", "gaterouter-rust"), s("gaterouter.sdk.version", "0.1.0"), s("gaterouter.sdk.language", "rust"),
                 ],
-                "status": {"code": 2, "message": "rate_limited"},
+                "status": {"code": 2, "message": "RATE_LIMITED"},
             }]}]},
         ]});
         assert_eq!(got, want, "{}", serde_json::to_string_pretty(&got).unwrap());
