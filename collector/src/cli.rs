@@ -61,6 +61,9 @@ pub struct ServeArgs {
     /// Export a record once it is this many ms old [default: request_timeout_secs x 1000 + 5000].
     #[arg(long)]
     pub otlp_settle_ms: Option<String>,
+    /// Signals to export: traces, metrics or traces,metrics [default: traces,metrics].
+    #[arg(long)]
+    pub otlp_signals: Option<String>,
 }
 
 impl ServeArgs {
@@ -89,6 +92,7 @@ impl ServeArgs {
             ("otlp_batch", &self.otlp_batch),
             ("otlp_service_name", &self.otlp_service_name),
             ("otlp_settle_ms", &self.otlp_settle_ms),
+            ("otlp_signals", &self.otlp_signals),
         ] {
             if let Some(v) = v {
                 cfg.set(field, v)?;

@@ -116,6 +116,10 @@ pub struct CollectorConfig {
     /// export cursor. Default `request_timeout_secs` x 1 000 + 5 000 (65 000); lower it
     /// for fresher data at the risk of skipping a record whose ingest commits late.
     pub otlp_settle_ms: Option<u64>,
+    /// Which signals to export: `traces`, `metrics` (default both). A receiver that takes
+    /// traces only (Grafana Tempo, Langfuse) wants `["traces"]`. As an environment variable
+    /// or flag: `traces,metrics`.
+    pub otlp_signals: Vec<crate::otlp_export::Signal>,
 }
 
 /// `name=value,name2=value2` (the form of `OTEL_EXPORTER_OTLP_HEADERS`): each pair split
@@ -184,6 +188,7 @@ impl Default for CollectorConfig {
             otlp_batch: 1_000,
             otlp_service_name: DEFAULT_OTLP_SERVICE_NAME.to_owned(),
             otlp_settle_ms: None,
+            otlp_signals: crate::otlp_export::SIGNALS.to_vec(),
         }
     }
 }
@@ -251,6 +256,14 @@ impl CollectorConfig {
             "otlp_batch" => self.otlp_batch = num(field)? as usize,
             "otlp_service_name" => self.otlp_service_name = v.to_owned(),
             "otlp_settle_ms" => self.otlp_settle_ms = Some(num(field)?),
+            "otlp_signals" => {
+                self.otlp_signals = v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|x| !x.is_empty())
+                    .map(|x| crate::otlp_export::Signal::parse(x).ok_or_else(|| err("otlp_signals", format!("`{}` is not a signal", crate::logsafe::escape(x)), "use traces, metrics or traces,metrics")))
+                    .collect::<Result<_, _>>()?
+            }
             "unknown_model" => {
                 self.unknown_model = match v {
                     "fallback" => UnknownModel::Fallback,
@@ -336,6 +349,9 @@ impl CollectorConfig {
         }
         if self.otlp_service_name.trim().is_empty() || self.otlp_service_name.len() > 255 {
             return Err(err("otlp_service_name", "is empty or longer than 255 bytes", "name the service, e.g. gaterouter-collector (the default)"));
+        }
+        if self.otlp_signals.is_empty() {
+            return Err(err("otlp_signals", "is empty", "name at least one of traces, metrics (default both), or unset otlp_endpoint to turn export off"));
         }
         if self.otlp_settle_ms.is_some_and(|s| s > 86_400_000) {
             return Err(err("otlp_settle_ms", "is more than a day", "use at most 86400000 (default request_timeout_secs x 1000 + 5000)"));
@@ -449,6 +465,17 @@ mod tests {
         c.otlp_headers.clear();
         c.otlp_batch = 0;
         assert!(c.validate().unwrap_err().to_string().contains("otlp_batch"));
+        c.otlp_batch = 1;
+        use crate::otlp_export::Signal;
+        assert_eq!(c.otlp_signals, vec![Signal::Traces, Signal::Metrics]);
+        c.set("otlp_signals", "traces").unwrap();
+        assert_eq!(c.otlp_signals, vec![Signal::Traces]);
+        assert!(c.set("otlp_signals", "traces,logs").unwrap_err().to_string().contains("`logs`"));
+        c.set("otlp_signals", "").unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("otlp_signals"));
+        let f = CollectorConfig::from_toml("otlp_signals = [\"metrics\"]\n", "t").unwrap();
+        assert_eq!(f.otlp_signals, vec![Signal::Metrics]);
+        assert!(CollectorConfig::from_toml("otlp_signals = [\"logs\"]\n", "t").is_err());
         assert!(CollectorConfig::default().set("otlp_headers", "novalue").unwrap_err().to_string().contains("name=value"));
     }
 }

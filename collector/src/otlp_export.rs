@@ -38,8 +38,9 @@ use crate::db::{Backend, Db, DbError, Param, bind_all, dberr, get_i64, get_opt_i
 use crate::metrics::METRICS;
 use crate::otlp::{ExportRecord, Producer};
 
-/// An exported signal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// An exported signal (`otlp_signals`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Signal {
     /// Spans, `POST /v1/traces`.
     Traces,
@@ -51,7 +52,11 @@ pub enum Signal {
 pub const SIGNALS: [Signal; 2] = [Signal::Traces, Signal::Metrics];
 
 impl Signal {
-    /// The `/metrics` label.
+    /// From its name (`traces`, `metrics`).
+    pub fn parse(s: &str) -> Option<Signal> {
+        SIGNALS.into_iter().find(|x| x.label() == s)
+    }
+    /// The `/metrics` label and the name in `otlp_signals`.
     pub fn label(self) -> &'static str {
         match self {
             Signal::Traces => "traces",
@@ -233,6 +238,7 @@ pub struct Exporter {
     batch: usize,
     interval: Duration,
     settle_ms: i64,
+    signals: Vec<Signal>,
     producer: Producer,
     /// End of the previous metrics export (Unix ms): the start of the next DELTA points.
     metrics_since_ms: Mutex<i64>,
@@ -271,6 +277,7 @@ impl Exporter {
             batch: cfg.otlp_batch,
             interval: Duration::from_millis(cfg.otlp_interval_ms),
             settle_ms: i64::try_from(cfg.otlp_settle()).unwrap_or(i64::MAX),
+            signals: SIGNALS.into_iter().filter(|s| cfg.otlp_signals.contains(s)).collect(),
             producer,
             metrics_since_ms: Mutex::new(now_ms),
         }))
@@ -281,11 +288,12 @@ impl Exporter {
         &self.producer
     }
 
-    /// Create the read index and the cursors (a new cursor starts at `now_ms`: records
-    /// stored before export was first turned on are not exported).
+    /// Create the read index and the cursors of the exported signals (a new cursor
+    /// starts at `now_ms`: records stored before a signal was first exported are not
+    /// exported).
     pub async fn prepare(&self, now_ms: i64) -> Result<(), DbError> {
         self.db.ensure_export_index().await?;
-        for s in SIGNALS {
+        for s in &self.signals {
             self.db
                 .exec(
                     "INSERT INTO otel_export_cursor (name, received_ms, last_id, updated_ms) VALUES ($1, $2, '', $2) ON CONFLICT (name) DO NOTHING",
@@ -397,6 +405,10 @@ impl Exporter {
                 break;
             }
             for (i, signal) in SIGNALS.iter().enumerate() {
+                if !self.signals.contains(signal) {
+                    due[i] = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
+                    continue;
+                }
                 if tokio::time::Instant::now() < due[i] {
                     continue;
                 }
@@ -457,7 +469,7 @@ pub async fn start(db: &Db, cfg: &CollectorConfig, stop: tokio::sync::watch::Rec
     let now_ms = i64::try_from(gaterouter::usage::unix_ms_now()).unwrap_or(i64::MAX);
     let Some(exporter) = Exporter::new(db.clone(), cfg, now_ms)? else { return Ok(None) };
     exporter.prepare(now_ms).await?;
-    tracing::info!(endpoint = %exporter.endpoint, batch = exporter.batch, interval_ms = exporter.interval.as_millis() as u64, settle_ms = exporter.settle_ms, "OpenTelemetry export on");
+    tracing::info!(endpoint = %exporter.endpoint, signals = ?exporter.signals, batch = exporter.batch, interval_ms = exporter.interval.as_millis() as u64, settle_ms = exporter.settle_ms, "OpenTelemetry export on");
     Ok(Some(tokio::spawn(Arc::new(exporter).run(stop))))
 }
 

@@ -535,6 +535,24 @@ async fn off_by_default(db: Db) {
     env.handle.shutdown().await;
 }
 
+/// `otlp_signals = ["traces"]` (a receiver that takes traces only): no metrics request.
+async fn traces_only(db: Db) {
+    let rx = Receiver::start().await;
+    let env = Env::start(db, |c| {
+        export_to(&rx)(c);
+        c.otlp_signals = vec![gaterouter_collector::otlp_export::Signal::Traces];
+    })
+    .await;
+    let (eng, _) = env.seed_org().await;
+    env.ingest(&[wire(&Spec::default(), &eng), wire(&Spec { user: "bob", ..Spec::default() }, &eng)]).await;
+    wait_for("2 spans", || rx.span_counts().len() == 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    rx.assert_clean();
+    assert!(rx.lock().metrics.is_empty());
+    assert_eq!(rx.lock().requests, 1, "one traces request, no metrics request");
+    env.handle.shutdown().await;
+}
+
 /// A bad endpoint is refused at start with a typed error naming the field and the fix.
 async fn bad_endpoint_is_refused(db: Db) {
     let tmp = tempfile::tempdir().unwrap();
@@ -589,7 +607,7 @@ macro_rules! sqlite_tests {
 }
 
 mod sqlite {
-    sqlite_tests!(spans_and_metrics, retries_after_failures, restart_resumes, off_by_default, bad_endpoint_is_refused);
+    sqlite_tests!(spans_and_metrics, retries_after_failures, restart_resumes, off_by_default, traces_only, bad_endpoint_is_refused);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -601,7 +619,7 @@ async fn postgres_all_scenarios() {
             $name(Some(pg.new_db().await)).await;
         )*};
     }
-    run!(spans_and_metrics, retries_after_failures, restart_resumes, off_by_default, bad_endpoint_is_refused);
+    run!(spans_and_metrics, retries_after_failures, restart_resumes, off_by_default, traces_only, bad_endpoint_is_refused);
     eprintln!("postgres: two_collectors_one_database");
     two_collectors_one_database(pg.new_db().await).await;
 }
