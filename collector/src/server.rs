@@ -331,12 +331,14 @@ impl CollectorHandle {
             let _ = s.send(true);
         }
         let t = Duration::from_secs(self.state.cfg.shutdown_timeout_secs);
-        let _ = tokio::time::timeout(t, &mut self.join).await;
-        if let Some(mut e) = self.exporter.take() {
-            if tokio::time::timeout(t, &mut e).await.is_err() {
-                e.abort();
+        let exporter = async {
+            if let Some(mut e) = self.exporter.take() {
+                if tokio::time::timeout(t, &mut e).await.is_err() {
+                    e.abort();
+                }
             }
-        }
+        };
+        let _ = tokio::join!(tokio::time::timeout(t, &mut self.join), exporter);
         self.state.db.close().await;
     }
 }
