@@ -493,53 +493,49 @@ mod tests {
         let i = |k: &str, v: &str| json!({"key": k, "value": {"intValue": v}});
         let d = |k: &str, v: f64| json!({"key": k, "value": {"doubleValue": v}});
         let b = |k: &str, v: bool| json!({"key": k, "value": {"boolValue": v}});
+        // The GenAI attributes both records share, then each one's own.
+        let genai = json!([
+            s("gen_ai.operation.name", "chat"), s("gen_ai.provider.name", "openai"), s("gen_ai.system", "openai"),
+            s("gen_ai.request.model", "gpt-4o-mini"), s("gen_ai.response.model", "gpt-4o-mini"),
+            i("gen_ai.usage.input_tokens", "10000"), i("gen_ai.usage.output_tokens", "1000"),
+            i("gen_ai.usage.cache_read.input_tokens", "2000"), i("gen_ai.usage.cache_creation.input_tokens", "0"),
+            i("gen_ai.usage.reasoning.output_tokens", "0"),
+        ]);
+        let span = |id: &str, trace: &str, own: Value, status: Option<Value>| {
+            let mut attributes = genai.as_array().unwrap().clone();
+            attributes.extend(own.as_array().unwrap().iter().cloned());
+            let mut sp = json!({
+                "traceId": trace, "spanId": span_id(id), "name": "chat gpt-4o-mini", "kind": 3,
+                "startTimeUnixNano": "1768471200000000000", "endTimeUnixNano": "1768471200250000000", "attributes": attributes,
+            });
+            if let Some(st) = status {
+                sp["status"] = st;
+            }
+            sp
+        };
+        let scope = json!({"name": "gaterouter-collector", "version": "1.2.3"});
+        let ok_span = span(&ok.id, "0190a5f47e2b7c3d8e4fa1b2c3d4e5f6", json!([
+            s("user.id", "alice"),
+            s("gaterouter.record.id", "0190a5f4-7e2b-7c3d-8e4f-a1b2c3d4e5f6"), d("gaterouter.cost_usd", 0.0021),
+            i("gaterouter.cost_micros", "2100"), i("gaterouter.client_cost_micros", "2100"), b("gaterouter.cost_mismatch", false),
+            s("gaterouter.priced_as", "openai/gpt-4o-mini"), s("gaterouter.route.mode", "auto"), s("gaterouter.route.tier", "small"),
+            i("gaterouter.route.score", "500"), s("gaterouter.org", "acme"), s("gaterouter.department", "eng"), s("gaterouter.user", "alice"),
+            s("gaterouter.api_key_id", "k_eng"), s("gaterouter.status", "ok"), i("gaterouter.attempts", "1"), b("gaterouter.stream", false),
+            i("gaterouter.latency_ms", "250"), s("gaterouter.tag.scenario", "support-reply"),
+            s("gaterouter.sdk.name", "gaterouter-rust"), s("gaterouter.sdk.version", "0.1.0"), s("gaterouter.sdk.language", "rust"),
+        ]), None);
+        let failed_span = span(&failed.id, "0190a5f47e2b7c3d8e4f000000000002", json!([
+            d("gen_ai.response.time_to_first_chunk", 0.12), s("error.type", "RATE_LIMITED"),
+            s("gaterouter.record.id", "0190a5f4-7e2b-7c3d-8e4f-000000000002"), d("gaterouter.cost_usd", 0.0),
+            i("gaterouter.cost_micros", "0"), i("gaterouter.client_cost_micros", "5"), b("gaterouter.cost_mismatch", true),
+            s("gaterouter.route.mode", "explicit"), s("gaterouter.org", "globex"),
+            s("gaterouter.api_key_id", "k_eng"), s("gaterouter.status", "RATE_LIMITED"), i("gaterouter.attempts", "3"), b("gaterouter.stream", true),
+            i("gaterouter.latency_ms", "250"), i("gaterouter.time_to_first_token_ms", "120"),
+            s("gaterouter.sdk.name", "gaterouter-rust"), s("gaterouter.sdk.version", "0.1.0"), s("gaterouter.sdk.language", "rust"),
+        ]), Some(json!({"code": 2, "message": "RATE_LIMITED"})));
         let want = json!({"resourceSpans": [
-            {"resource": resource("acme"), "scopeSpans": [{"scope": {"name": "gaterouter-collector", "version": "1.2.3"}, "spans": [{
-                "traceId": "0190a5f47e2b7c3d8e4fa1b2c3d4e5f6",
-                "spanId": span_id(&ok.id),
-                "name": "chat gpt-4o-mini",
-                "kind": 3,
-                "startTimeUnixNano": "1768471200000000000",
-                "endTimeUnixNano": "1768471200250000000",
-                "attributes": [
-                    s("gen_ai.operation.name", "chat"), s("gen_ai.provider.name", "openai"), s("gen_ai.system", "openai"),
-                    s("gen_ai.request.model", "gpt-4o-mini"), s("gen_ai.response.model", "gpt-4o-mini"),
-                    i("gen_ai.usage.input_tokens", "10000"), i("gen_ai.usage.output_tokens", "1000"),
-                    i("gen_ai.usage.cache_read.input_tokens", "2000"), i("gen_ai.usage.cache_creation.input_tokens", "0"),
-                    i("gen_ai.usage.reasoning.output_tokens", "0"),
-                    s("user.id", "alice"),
-                    s("gaterouter.record.id", "0190a5f4-7e2b-7c3d-8e4f-a1b2c3d4e5f6"), d("gaterouter.cost_usd", 0.0021),
-                    i("gaterouter.cost_micros", "2100"), i("gaterouter.client_cost_micros", "2100"), b("gaterouter.cost_mismatch", false),
-                    s("gaterouter.priced_as", "openai/gpt-4o-mini"), s("gaterouter.route.mode", "auto"), s("gaterouter.route.tier", "small"),
-                    i("gaterouter.route.score", "500"), s("gaterouter.org", "acme"), s("gaterouter.department", "eng"), s("gaterouter.user", "alice"),
-                    s("gaterouter.api_key_id", "k_eng"), s("gaterouter.status", "ok"), i("gaterouter.attempts", "1"), b("gaterouter.stream", false),
-                    i("gaterouter.latency_ms", "250"), s("gaterouter.tag.scenario", "support-reply"),
-                    s("gaterouter.sdk.name", "gaterouter-rust"), s("gaterouter.sdk.version", "0.1.0"), s("gaterouter.sdk.language", "rust"),
-                ],
-            }]}]},
-            {"resource": resource("globex"), "scopeSpans": [{"scope": {"name": "gaterouter-collector", "version": "1.2.3"}, "spans": [{
-                "traceId": "0190a5f47e2b7c3d8e4f000000000002",
-                "spanId": span_id(&failed.id),
-                "name": "chat gpt-4o-mini",
-                "kind": 3,
-                "startTimeUnixNano": "1768471200000000000",
-                "endTimeUnixNano": "1768471200250000000",
-                "attributes": [
-                    s("gen_ai.operation.name", "chat"), s("gen_ai.provider.name", "openai"), s("gen_ai.system", "openai"),
-                    s("gen_ai.request.model", "gpt-4o-mini"), s("gen_ai.response.model", "gpt-4o-mini"),
-                    i("gen_ai.usage.input_tokens", "10000"), i("gen_ai.usage.output_tokens", "1000"),
-                    i("gen_ai.usage.cache_read.input_tokens", "2000"), i("gen_ai.usage.cache_creation.input_tokens", "0"),
-                    i("gen_ai.usage.reasoning.output_tokens", "0"),
-                    d("gen_ai.response.time_to_first_chunk", 0.12), s("error.type", "RATE_LIMITED"),
-                    s("gaterouter.record.id", "0190a5f4-7e2b-7c3d-8e4f-000000000002"), d("gaterouter.cost_usd", 0.0),
-                    i("gaterouter.cost_micros", "0"), i("gaterouter.client_cost_micros", "5"), b("gaterouter.cost_mismatch", true),
-                    s("gaterouter.route.mode", "explicit"), s("gaterouter.org", "globex"),
-                    s("gaterouter.api_key_id", "k_eng"), s("gaterouter.status", "RATE_LIMITED"), i("gaterouter.attempts", "3"), b("gaterouter.stream", true),
-                    i("gaterouter.latency_ms", "250"), i("gaterouter.time_to_first_token_ms", "120"),
-                    s("gaterouter.sdk.name", "gaterouter-rust"), s("gaterouter.sdk.version", "0.1.0"), s("gaterouter.sdk.language", "rust"),
-                ],
-                "status": {"code": 2, "message": "RATE_LIMITED"},
-            }]}]},
+            {"resource": resource("acme"), "scopeSpans": [{"scope": scope, "spans": [ok_span]}]},
+            {"resource": resource("globex"), "scopeSpans": [{"scope": scope, "spans": [failed_span]}]},
         ]});
         assert_eq!(got, want, "{}", serde_json::to_string_pretty(&got).unwrap());
         // Same input, same bytes: a re-export is the same span.

@@ -9,6 +9,7 @@
 //! database, plus two collectors of one database exporting to one receiver).
 #![allow(clippy::unwrap_used)]
 
+#[macro_use]
 mod common;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -75,14 +76,10 @@ impl Receiver {
     fn points(&self, name: &str) -> Vec<Value> {
         let mut out = Vec::new();
         for req in &self.lock().metrics {
-            for rm in req["resourceMetrics"].as_array().unwrap() {
-                for sm in rm["scopeMetrics"].as_array().unwrap() {
-                    for m in sm["metrics"].as_array().unwrap() {
-                        if m["name"] == name {
-                            let data = if m["histogram"].is_object() { &m["histogram"] } else { &m["sum"] };
-                            out.extend(data["dataPoints"].as_array().unwrap().iter().cloned());
-                        }
-                    }
+            for (_, m) in envelope(req, "resourceMetrics", "scopeMetrics", "metrics").unwrap() {
+                if m["name"] == name {
+                    let data = if m["histogram"].is_object() { &m["histogram"] } else { &m["sum"] };
+                    out.extend(data["dataPoints"].as_array().unwrap().iter().cloned());
                 }
             }
         }
@@ -127,13 +124,8 @@ async fn receive(State(st): State<Arc<Mutex<Rx>>>, uri: Uri, headers: HeaderMap,
         return (StatusCode::BAD_REQUEST, String::new());
     }
     if path == "/v1/traces" {
-        for rs in v["resourceSpans"].as_array().unwrap() {
-            let res = rs["resource"]["attributes"].as_array().unwrap().clone();
-            for ss in rs["scopeSpans"].as_array().unwrap() {
-                for s in ss["spans"].as_array().unwrap() {
-                    rx.spans.push((res.clone(), s.clone()));
-                }
-            }
+        for (res, s) in envelope(&v, "resourceSpans", "scopeSpans", "spans").unwrap() {
+            rx.spans.push((res["attributes"].as_array().unwrap().clone(), s.clone()));
         }
     } else {
         rx.metrics.push(v);
@@ -212,34 +204,42 @@ fn check_resource_scope(r: &Value, scope: &Value) -> Check {
     Ok(())
 }
 
+/// The items (`spans` or `metrics`) of a request `{top: [{resource, scope_key: [{scope,
+/// items_key: [...]}]}]}`, each with its resource, after checking the envelope.
+fn envelope<'a>(v: &'a Value, top: &str, scope_key: &str, items_key: &str) -> Result<Vec<(&'a Value, &'a Value)>, String> {
+    fields(v, "request", &[top], &[])?;
+    let mut out = Vec::new();
+    for r in arr(&v[top], top)? {
+        fields(r, top, &["resource", scope_key], &["schemaUrl"])?;
+        for sc in arr(&r[scope_key], scope_key)? {
+            fields(sc, scope_key, &["scope", items_key], &["schemaUrl"])?;
+            check_resource_scope(&r["resource"], &sc["scope"])?;
+            out.extend(arr(&sc[items_key], items_key)?.iter().map(|item| (&r["resource"], item)));
+        }
+    }
+    Ok(out)
+}
+
 fn check_traces(v: &Value) -> Check {
-    fields(v, "request", &["resourceSpans"], &[])?;
-    for rs in arr(&v["resourceSpans"], "resourceSpans")? {
-        fields(rs, "resourceSpans[]", &["resource", "scopeSpans"], &["schemaUrl"])?;
-        for ss in arr(&rs["scopeSpans"], "scopeSpans")? {
-            fields(ss, "scopeSpans[]", &["scope", "spans"], &["schemaUrl"])?;
-            check_resource_scope(&rs["resource"], &ss["scope"])?;
-            for s in arr(&ss["spans"], "spans")? {
-                fields(s, "span", &["traceId", "spanId", "name", "kind", "startTimeUnixNano", "endTimeUnixNano"], &["attributes", "status", "parentSpanId", "flags"])?;
-                hex(&s["traceId"], 32, "traceId")?;
-                hex(&s["spanId"], 16, "spanId")?;
-                s["name"].as_str().filter(|n| !n.is_empty()).ok_or("span name is not a non-empty string")?;
-                let kind = s["kind"].as_i64().ok_or("span kind is not an integer (enums are integers in OTLP JSON)")?;
-                if !(0..=5).contains(&kind) {
-                    return Err(format!("span kind {kind} is out of range"));
-                }
-                let (a, b) = (int_str(&s["startTimeUnixNano"], "startTimeUnixNano")?, int_str(&s["endTimeUnixNano"], "endTimeUnixNano")?);
-                if b < a {
-                    return Err("span ends before it starts".into());
-                }
-                check_attributes(&s["attributes"], "span.attributes")?;
-                if !s["status"].is_null() {
-                    fields(&s["status"], "status", &["code"], &["message"])?;
-                    let c = s["status"]["code"].as_i64().ok_or("status.code is not an integer")?;
-                    if !(0..=2).contains(&c) {
-                        return Err(format!("status.code {c} is out of range"));
-                    }
-                }
+    for (_, s) in envelope(v, "resourceSpans", "scopeSpans", "spans")? {
+        fields(s, "span", &["traceId", "spanId", "name", "kind", "startTimeUnixNano", "endTimeUnixNano"], &["attributes", "status", "parentSpanId", "flags"])?;
+        hex(&s["traceId"], 32, "traceId")?;
+        hex(&s["spanId"], 16, "spanId")?;
+        s["name"].as_str().filter(|n| !n.is_empty()).ok_or("span name is not a non-empty string")?;
+        let kind = s["kind"].as_i64().ok_or("span kind is not an integer (enums are integers in OTLP JSON)")?;
+        if !(0..=5).contains(&kind) {
+            return Err(format!("span kind {kind} is out of range"));
+        }
+        let (a, b) = (int_str(&s["startTimeUnixNano"], "startTimeUnixNano")?, int_str(&s["endTimeUnixNano"], "endTimeUnixNano")?);
+        if b < a {
+            return Err("span ends before it starts".into());
+        }
+        check_attributes(&s["attributes"], "span.attributes")?;
+        if !s["status"].is_null() {
+            fields(&s["status"], "status", &["code"], &["message"])?;
+            let c = s["status"]["code"].as_i64().ok_or("status.code is not an integer")?;
+            if !(0..=2).contains(&c) {
+                return Err(format!("status.code {c} is out of range"));
             }
         }
     }
@@ -255,50 +255,42 @@ fn check_point_times(p: &Value) -> Check {
 }
 
 fn check_metrics(v: &Value) -> Check {
-    fields(v, "request", &["resourceMetrics"], &[])?;
-    for rm in arr(&v["resourceMetrics"], "resourceMetrics")? {
-        fields(rm, "resourceMetrics[]", &["resource", "scopeMetrics"], &["schemaUrl"])?;
-        for sm in arr(&rm["scopeMetrics"], "scopeMetrics")? {
-            fields(sm, "scopeMetrics[]", &["scope", "metrics"], &["schemaUrl"])?;
-            check_resource_scope(&rm["resource"], &sm["scope"])?;
-            for m in arr(&sm["metrics"], "metrics")? {
-                fields(m, "metric", &["name"], &["description", "unit", "histogram", "sum"])?;
-                if m["histogram"].is_object() {
-                    let h = &m["histogram"];
-                    fields(h, "histogram", &["aggregationTemporality", "dataPoints"], &[])?;
-                    if h["aggregationTemporality"] != json!(1) {
-                        return Err("histogram temporality is not DELTA (1)".into());
-                    }
-                    for p in arr(&h["dataPoints"], "dataPoints")? {
-                        fields(p, "histogram point", &["attributes", "startTimeUnixNano", "timeUnixNano", "count", "sum", "bucketCounts", "explicitBounds"], &["min", "max"])?;
-                        check_point_times(p)?;
-                        let count = int_str(&p["count"], "count")?;
-                        number(&p["sum"], "sum")?;
-                        let bounds = arr(&p["explicitBounds"], "explicitBounds")?.iter().map(|b| number(b, "bound")).collect::<Result<Vec<_>, _>>()?;
-                        if bounds.windows(2).any(|w| w[0] >= w[1]) {
-                            return Err("explicitBounds are not increasing".into());
-                        }
-                        let buckets = arr(&p["bucketCounts"], "bucketCounts")?.iter().map(|c| int_str(c, "bucketCounts[]")).collect::<Result<Vec<_>, _>>()?;
-                        if buckets.len() != bounds.len() + 1 || buckets.iter().sum::<u128>() != count {
-                            return Err(format!("bucketCounts {buckets:?} do not fit {} bounds and count {count}", bounds.len()));
-                        }
-                        if number(&p["min"], "min")? > number(&p["max"], "max")? {
-                            return Err("min > max".into());
-                        }
-                    }
-                } else if m["sum"].is_object() {
-                    let s = &m["sum"];
-                    fields(s, "sum", &["aggregationTemporality", "isMonotonic", "dataPoints"], &[])?;
-                    s["isMonotonic"].as_bool().ok_or("isMonotonic is not a bool")?;
-                    for p in arr(&s["dataPoints"], "dataPoints")? {
-                        fields(p, "sum point", &["attributes", "startTimeUnixNano", "timeUnixNano", "asDouble"], &[])?;
-                        check_point_times(p)?;
-                        number(&p["asDouble"], "asDouble")?;
-                    }
-                } else {
-                    return Err(format!("metric {} has no data", m["name"]));
+    for (_, m) in envelope(v, "resourceMetrics", "scopeMetrics", "metrics")? {
+        fields(m, "metric", &["name"], &["description", "unit", "histogram", "sum"])?;
+        if m["histogram"].is_object() {
+            let h = &m["histogram"];
+            fields(h, "histogram", &["aggregationTemporality", "dataPoints"], &[])?;
+            if h["aggregationTemporality"] != json!(1) {
+                return Err("histogram temporality is not DELTA (1)".into());
+            }
+            for p in arr(&h["dataPoints"], "dataPoints")? {
+                fields(p, "histogram point", &["attributes", "startTimeUnixNano", "timeUnixNano", "count", "sum", "bucketCounts", "explicitBounds"], &["min", "max"])?;
+                check_point_times(p)?;
+                let count = int_str(&p["count"], "count")?;
+                number(&p["sum"], "sum")?;
+                let bounds = arr(&p["explicitBounds"], "explicitBounds")?.iter().map(|b| number(b, "bound")).collect::<Result<Vec<_>, _>>()?;
+                if bounds.windows(2).any(|w| w[0] >= w[1]) {
+                    return Err("explicitBounds are not increasing".into());
+                }
+                let buckets = arr(&p["bucketCounts"], "bucketCounts")?.iter().map(|c| int_str(c, "bucketCounts[]")).collect::<Result<Vec<_>, _>>()?;
+                if buckets.len() != bounds.len() + 1 || buckets.iter().sum::<u128>() != count {
+                    return Err(format!("bucketCounts {buckets:?} do not fit {} bounds and count {count}", bounds.len()));
+                }
+                if number(&p["min"], "min")? > number(&p["max"], "max")? {
+                    return Err("min > max".into());
                 }
             }
+        } else if m["sum"].is_object() {
+            let s = &m["sum"];
+            fields(s, "sum", &["aggregationTemporality", "isMonotonic", "dataPoints"], &[])?;
+            s["isMonotonic"].as_bool().ok_or("isMonotonic is not a bool")?;
+            for p in arr(&s["dataPoints"], "dataPoints")? {
+                fields(p, "sum point", &["attributes", "startTimeUnixNano", "timeUnixNano", "asDouble"], &[])?;
+                check_point_times(p)?;
+                number(&p["asDouble"], "asDouble")?;
+            }
+        } else {
+            return Err(format!("metric {} has no data", m["name"]));
         }
     }
     Ok(())
@@ -599,13 +591,6 @@ async fn two_collectors_one_database(url: String) {
     b.handle.shutdown().await;
 }
 
-macro_rules! sqlite_tests {
-    ($($name:ident),*) => {$(
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $name() { super::$name(None).await }
-    )*};
-}
-
 mod sqlite {
     sqlite_tests!(spans_and_metrics, retries_after_failures, restart_resumes, off_by_default, traces_only, bad_endpoint_is_refused);
 }
@@ -613,13 +598,7 @@ mod sqlite {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_all_scenarios() {
     let Some(pg) = Pg::start() else { return };
-    macro_rules! run {
-        ($($name:ident),*) => {$(
-            eprintln!("postgres: {}", stringify!($name));
-            $name(Some(pg.new_db().await)).await;
-        )*};
-    }
-    run!(spans_and_metrics, retries_after_failures, restart_resumes, off_by_default, traces_only, bad_endpoint_is_refused);
+    postgres_scenarios!(pg; spans_and_metrics, retries_after_failures, restart_resumes, off_by_default, traces_only, bad_endpoint_is_refused);
     eprintln!("postgres: two_collectors_one_database");
     two_collectors_one_database(pg.new_db().await).await;
 }
