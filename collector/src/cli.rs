@@ -41,6 +41,29 @@ pub struct ServeArgs {
     /// Log format: text or json.
     #[arg(long)]
     pub log_format: Option<String>,
+    /// OpenTelemetry export: base URL of an OTLP/HTTP receiver, e.g.
+    /// http://otel-collector:4318 [default: off].
+    #[arg(long)]
+    pub otlp_endpoint: Option<String>,
+    /// Headers of every export request: name=value,name2=value2 (prefer the environment
+    /// variable GATEROUTER_COLLECTOR_OTLP_HEADERS for secrets).
+    #[arg(long)]
+    pub otlp_headers: Option<String>,
+    /// Milliseconds between export polls [default: 5000].
+    #[arg(long)]
+    pub otlp_interval_ms: Option<String>,
+    /// Most records per export request [default: 1000].
+    #[arg(long)]
+    pub otlp_batch: Option<String>,
+    /// service.name of exported telemetry [default: gaterouter-collector].
+    #[arg(long)]
+    pub otlp_service_name: Option<String>,
+    /// Export a record once it is this many ms old [default: request_timeout_secs x 1000 + 5000].
+    #[arg(long)]
+    pub otlp_settle_ms: Option<String>,
+    /// Signals to export: traces, metrics or traces,metrics [default: traces,metrics].
+    #[arg(long)]
+    pub otlp_signals: Option<String>,
 }
 
 impl ServeArgs {
@@ -63,6 +86,13 @@ impl ServeArgs {
             ("max_batch_records", &self.max_batch_records),
             ("rate_limit_records_per_sec", &self.rate_limit_records_per_sec),
             ("log_format", &self.log_format),
+            ("otlp_endpoint", &self.otlp_endpoint),
+            ("otlp_headers", &self.otlp_headers),
+            ("otlp_interval_ms", &self.otlp_interval_ms),
+            ("otlp_batch", &self.otlp_batch),
+            ("otlp_service_name", &self.otlp_service_name),
+            ("otlp_settle_ms", &self.otlp_settle_ms),
+            ("otlp_signals", &self.otlp_signals),
         ] {
             if let Some(v) = v {
                 cfg.set(field, v)?;

@@ -2,6 +2,7 @@
 //! variables, then command-line flags (each later source wins). Unknown keys in the
 //! file are refused so a typo never silently falls back to a default.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -93,6 +94,45 @@ pub struct CollectorConfig {
     /// Fallback price of unknown models, micro-dollars per million tokens (prompt +
     /// completion). Default 30 000 000 ($30 per million tokens).
     pub unknown_model_micros_per_mtok: u64,
+    /// OpenTelemetry export (`otlp_export.rs`, collector/README.md "OpenTelemetry
+    /// export"): base URL of an OTLP/HTTP receiver, e.g. `http://otel-collector:4318`;
+    /// the exporter posts to `{otlp_endpoint}/v1/traces` and `{otlp_endpoint}/v1/metrics`.
+    /// Absent (default): nothing is exported.
+    pub otlp_endpoint: Option<String>,
+    /// Extra HTTP headers on every export request, e.g. `authorization` or a vendor's
+    /// API key header. As an environment variable or flag: `name=value,name2=value2`.
+    /// Default none.
+    pub otlp_headers: BTreeMap<String, String>,
+    /// Milliseconds between two polls for records to export (a full batch is followed
+    /// by the next one at once). Default 5 000.
+    pub otlp_interval_ms: u64,
+    /// Most records per export request. Default 1 000.
+    pub otlp_batch: usize,
+    /// `service.name` of the exported resource. Default `gaterouter-collector`.
+    pub otlp_service_name: String,
+    /// A record is exported once its `received_ms` is this many milliseconds old. Ingest
+    /// stamps `received_ms` before its transaction commits, and a request runs at most
+    /// `request_timeout_secs`: waiting that long means no record can commit behind the
+    /// export cursor. Default `request_timeout_secs` x 1 000 + 5 000 (65 000); lower it
+    /// for fresher data at the risk of skipping a record whose ingest commits late.
+    pub otlp_settle_ms: Option<u64>,
+    /// Which signals to export: `traces`, `metrics` (default both). A receiver that takes
+    /// traces only (Grafana Tempo, Langfuse) wants `["traces"]`. As an environment variable
+    /// or flag: `traces,metrics`.
+    pub otlp_signals: Vec<crate::otlp_export::Signal>,
+}
+
+/// `name=value,name2=value2` (the form of `OTEL_EXPORTER_OTLP_HEADERS`): each pair split
+/// at its first `=`, names lowercased, surrounding spaces trimmed.
+fn parse_headers(v: &str) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for pair in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((name, value)) = pair.split_once('=') else {
+            return Err(err("otlp_headers", "a pair has no `=`", "write name=value pairs separated by commas, e.g. authorization=Bearer abc,x-scope=acme"));
+        };
+        out.insert(name.trim().to_ascii_lowercase(), value.trim().to_owned());
+    }
+    Ok(out)
 }
 
 /// Pricing rule for models the catalog does not know.
@@ -142,9 +182,19 @@ impl Default for CollectorConfig {
             max_record_age_days: 35,
             unknown_model: UnknownModel::Fallback,
             unknown_model_micros_per_mtok: 30_000_000,
+            otlp_endpoint: None,
+            otlp_headers: BTreeMap::new(),
+            otlp_interval_ms: 5_000,
+            otlp_batch: 1_000,
+            otlp_service_name: DEFAULT_OTLP_SERVICE_NAME.to_owned(),
+            otlp_settle_ms: None,
+            otlp_signals: crate::otlp_export::SIGNALS.to_vec(),
         }
     }
 }
+
+/// Default `service.name` of exported telemetry.
+pub const DEFAULT_OTLP_SERVICE_NAME: &str = "gaterouter-collector";
 
 /// Prefix of the environment variables read by [`CollectorConfig::apply_env`].
 pub const ENV_PREFIX: &str = "GATEROUTER_COLLECTOR_";
@@ -200,6 +250,20 @@ impl CollectorConfig {
             "max_record_cost_micros" => self.max_record_cost_micros = num(field)?,
             "max_record_age_days" => self.max_record_age_days = num(field)?,
             "unknown_model_micros_per_mtok" => self.unknown_model_micros_per_mtok = num(field)?,
+            "otlp_endpoint" => self.otlp_endpoint = Some(v.to_owned()),
+            "otlp_headers" => self.otlp_headers = parse_headers(v)?,
+            "otlp_interval_ms" => self.otlp_interval_ms = num(field)?,
+            "otlp_batch" => self.otlp_batch = num(field)? as usize,
+            "otlp_service_name" => self.otlp_service_name = v.to_owned(),
+            "otlp_settle_ms" => self.otlp_settle_ms = Some(num(field)?),
+            "otlp_signals" => {
+                self.otlp_signals = v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|x| !x.is_empty())
+                    .map(|x| crate::otlp_export::Signal::parse(x).ok_or_else(|| err("otlp_signals", format!("`{}` is not a signal", crate::logsafe::escape(x)), "use traces, metrics or traces,metrics")))
+                    .collect::<Result<_, _>>()?
+            }
             "unknown_model" => {
                 self.unknown_model = match v {
                     "fallback" => UnknownModel::Fallback,
@@ -261,7 +325,64 @@ impl CollectorConfig {
             }
         }
         self.db_url()?;
+        self.validate_otlp()?;
         Ok(())
+    }
+
+    fn validate_otlp(&self) -> Result<(), ConfigError> {
+        self.otlp_endpoint_url()?;
+        for (name, value) in &self.otlp_headers {
+            let field = format!("otlp_headers.{name}");
+            let n = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| err(&field, "is not a valid HTTP header name", "use letters, digits and `-`, e.g. authorization or x-api-key"))?;
+            if n == reqwest::header::CONTENT_TYPE || n == reqwest::header::CONTENT_LENGTH || n == reqwest::header::HOST {
+                return Err(err(&field, "is set by the exporter itself", "remove it"));
+            }
+            // The value is not echoed: it is usually a secret.
+            reqwest::header::HeaderValue::from_str(value).map_err(|_| err(&field, "has a value that is not valid in an HTTP header (control characters or non-ASCII)", "give a printable ASCII value"))?;
+        }
+        if !(10..=3_600_000).contains(&self.otlp_interval_ms) {
+            return Err(err("otlp_interval_ms", format!("{} is out of range", self.otlp_interval_ms), "use 10..=3600000 (default 5000)"));
+        }
+        if !(1..=10_000).contains(&self.otlp_batch) {
+            return Err(err("otlp_batch", format!("{} is out of range", self.otlp_batch), "use 1..=10000 (default 1000)"));
+        }
+        if self.otlp_service_name.trim().is_empty() || self.otlp_service_name.len() > 255 {
+            return Err(err("otlp_service_name", "is empty or longer than 255 bytes", "name the service, e.g. gaterouter-collector (the default)"));
+        }
+        if self.otlp_signals.is_empty() {
+            return Err(err("otlp_signals", "is empty", "name at least one of traces, metrics (default both), or unset otlp_endpoint to turn export off"));
+        }
+        if self.otlp_settle_ms.is_some_and(|s| s > 86_400_000) {
+            return Err(err("otlp_settle_ms", "is more than a day", "use at most 86400000 (default request_timeout_secs x 1000 + 5000)"));
+        }
+        Ok(())
+    }
+
+    /// The OTLP/HTTP base URL without a trailing `/`, or `None` when export is off.
+    pub fn otlp_endpoint_url(&self) -> Result<Option<String>, ConfigError> {
+        let Some(raw) = &self.otlp_endpoint else { return Ok(None) };
+        const FIX: &str = "give the base URL of an OTLP/HTTP receiver, e.g. http://otel-collector:4318 (the exporter appends /v1/traces and /v1/metrics)";
+        let base = raw.trim().trim_end_matches('/');
+        let u = url::Url::parse(base).map_err(|e| err("otlp_endpoint", format!("`{}` is not a URL ({e})", crate::logsafe::escape(raw)), FIX))?;
+        if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none_or(str::is_empty) {
+            return Err(err("otlp_endpoint", format!("`{}` is not an http:// or https:// URL with a host", crate::logsafe::escape(raw)), FIX));
+        }
+        if !u.username().is_empty() || u.password().is_some() {
+            return Err(err("otlp_endpoint", "carries credentials in the URL", "remove them from the URL and set an authorization header in otlp_headers"));
+        }
+        if u.query().is_some() || u.fragment().is_some() {
+            return Err(err("otlp_endpoint", format!("`{}` has a query or fragment", crate::logsafe::escape(raw)), FIX));
+        }
+        if base.ends_with("/v1/traces") || base.ends_with("/v1/metrics") || base.ends_with("/v1/logs") {
+            return Err(err("otlp_endpoint", format!("`{}` names a signal path", crate::logsafe::escape(raw)), "give the base URL without /v1/traces or /v1/metrics: the exporter appends them"));
+        }
+        Ok(Some(base.to_owned()))
+    }
+
+    /// Effective `otlp_settle_ms`.
+    pub fn otlp_settle(&self) -> u64 {
+        self.otlp_settle_ms.unwrap_or_else(|| self.request_timeout_secs.saturating_mul(1000).saturating_add(5000))
     }
 
     /// The database URL, defaulting to SQLite under the data dir.
@@ -306,5 +427,55 @@ mod tests {
         c.validate().unwrap();
         c.db = Some("mysql://x".into());
         assert!(c.validate().unwrap_err().to_string().contains("db"));
+    }
+
+    #[test]
+    fn otlp_settings() {
+        let c = CollectorConfig::default();
+        assert_eq!(c.otlp_endpoint_url().unwrap(), None, "export is off by default");
+        assert_eq!((c.otlp_interval_ms, c.otlp_batch, c.otlp_service_name.as_str(), c.otlp_settle()), (5000, 1000, "gaterouter-collector", 65_000));
+        let mut c = CollectorConfig::from_toml("otlp_endpoint = \"http://otel:4318/\"\notlp_batch = 10\n[otlp_headers]\nx-api-key = \"k\"\n", "t").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.otlp_endpoint_url().unwrap().as_deref(), Some("http://otel:4318"));
+        assert_eq!(c.otlp_headers.get("x-api-key").map(String::as_str), Some("k"));
+        c.apply_env([("GATEROUTER_COLLECTOR_OTLP_HEADERS".to_owned(), "Authorization=Basic YTpi==, x-scope = acme".to_owned())]).unwrap();
+        assert_eq!(c.otlp_headers.get("authorization").map(String::as_str), Some("Basic YTpi=="));
+        assert_eq!(c.otlp_headers.get("x-scope").map(String::as_str), Some("acme"));
+        c.validate().unwrap();
+        for (bad, needle) in [
+            ("otel:4318", "otlp_endpoint"),
+            ("ftp://otel:4318", "otlp_endpoint"),
+            ("http://otel:4318/v1/traces", "without /v1/traces"),
+            ("http://user:pw@otel:4318", "otlp_headers"),
+            ("http://otel:4318?x=1", "query"),
+        ] {
+            c.otlp_endpoint = Some(bad.into());
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(needle) && e.contains("Fix:"), "{bad}: {e}");
+        }
+        c.otlp_endpoint = Some("https://otlp.example.com/otlp".into());
+        c.validate().unwrap();
+        c.otlp_headers.insert("bad header".into(), "secret-value".into());
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("otlp_headers.bad header") && !e.contains("secret-value"), "{e}");
+        c.otlp_headers.clear();
+        c.otlp_headers.insert("x-key".into(), "line\nbreak".into());
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("otlp_headers.x-key") && !e.contains("line"), "{e}");
+        c.otlp_headers.clear();
+        c.otlp_batch = 0;
+        assert!(c.validate().unwrap_err().to_string().contains("otlp_batch"));
+        c.otlp_batch = 1;
+        use crate::otlp_export::Signal;
+        assert_eq!(c.otlp_signals, vec![Signal::Traces, Signal::Metrics]);
+        c.set("otlp_signals", "traces").unwrap();
+        assert_eq!(c.otlp_signals, vec![Signal::Traces]);
+        assert!(c.set("otlp_signals", "traces,logs").unwrap_err().to_string().contains("`logs`"));
+        c.set("otlp_signals", "").unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("otlp_signals"));
+        let f = CollectorConfig::from_toml("otlp_signals = [\"metrics\"]\n", "t").unwrap();
+        assert_eq!(f.otlp_signals, vec![Signal::Metrics]);
+        assert!(CollectorConfig::from_toml("otlp_signals = [\"logs\"]\n", "t").is_err());
+        assert!(CollectorConfig::default().set("otlp_headers", "novalue").unwrap_err().to_string().contains("name=value"));
     }
 }

@@ -105,7 +105,15 @@ struct Migration {
     postgres: &'static [&'static str],
 }
 
-const MIGRATIONS: &[Migration] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3_DASHBOARD_SESSIONS, MIGRATION_4_USAGE_ROLLUPS, MIGRATION_5_DENIALS_ATTRIBUTION, MIGRATION_6_DEDUP_PER_ORG];
+const MIGRATIONS: &[Migration] = &[
+    MIGRATION_1,
+    MIGRATION_2,
+    MIGRATION_3_DASHBOARD_SESSIONS,
+    MIGRATION_4_USAGE_ROLLUPS,
+    MIGRATION_5_DENIALS_ATTRIBUTION,
+    MIGRATION_6_DEDUP_PER_ORG,
+    MIGRATION_7_OTEL_EXPORT_CURSOR,
+];
 
 const MIGRATION_1: Migration = Migration {
     version: 1,
@@ -269,6 +277,18 @@ const MIGRATION_6_DEDUP_PER_ORG: Migration = Migration {
     ],
 };
 
+/// OpenTelemetry export (otlp_export.rs): one cursor per exported signal (`otlp.traces`,
+/// `otlp.metrics`), the `(received_ms, id)` of the last record delivered. The index the exporter reads
+/// by (`usage_records (received_ms, id)`) is created by the exporter when export is
+/// turned on ([`Db::ensure_export_index`]), so collectors that do not export pay nothing
+/// for it at ingest.
+const MIGRATION_7_OTEL_EXPORT_CURSOR: Migration = Migration {
+    version: 7,
+    common: &["CREATE TABLE IF NOT EXISTS otel_export_cursor (name TEXT PRIMARY KEY, received_ms BIGINT NOT NULL, last_id TEXT NOT NULL, updated_ms BIGINT NOT NULL)"],
+    sqlite: &[],
+    postgres: &[],
+};
+
 /// Lock id for migrations on PostgreSQL, so collectors starting together do not race.
 const PG_MIGRATION_LOCK: i64 = 0x6761_7465_726f_7574;
 
@@ -364,6 +384,24 @@ impl Db {
             let _ = sqlx::query("SELECT pg_advisory_unlock($1)").bind(PG_MIGRATION_LOCK).execute(&mut *conn).await;
         }
         result
+    }
+
+    /// Create the index the OpenTelemetry exporter reads by, if missing (under the
+    /// migration lock on PostgreSQL, so collectors starting together do not race). On a
+    /// large table this takes a while once, and PostgreSQL holds inserts meanwhile.
+    pub async fn ensure_export_index(&self) -> Result<(), DbError> {
+        const SQL: &str = "CREATE INDEX IF NOT EXISTS usage_received ON usage_records (received_ms, id)";
+        let mut conn = self.pool.acquire().await.map_err(dberr("acquiring a connection for the export index"))?;
+        use sqlx::Executor;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_lock($1)").bind(PG_MIGRATION_LOCK).execute(&mut *conn).await.map_err(dberr("taking the migration lock"))?;
+        }
+        let _g = self.write_guard().await;
+        let r = conn.execute(SQL).await.map(|_| ()).map_err(dberr("creating the export index usage_received"));
+        if self.backend == Backend::Postgres {
+            let _ = sqlx::query("SELECT pg_advisory_unlock($1)").bind(PG_MIGRATION_LOCK).execute(&mut *conn).await;
+        }
+        r
     }
 
     /// Serialize writers on SQLite; a no-op guard on PostgreSQL.

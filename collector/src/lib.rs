@@ -5,7 +5,8 @@
 //! enforces the key's scope, recomputes the cost with `gaterouter::pricing`, and stores
 //! records exactly once in SQLite (default) or PostgreSQL (shared by several collector
 //! processes). Serves an admin API, an analytics API (JSON/CSV), Prometheus metrics, an
-//! OpenAPI document and a dashboard.
+//! OpenAPI document and a dashboard, and optionally exports the records as OpenTelemetry
+//! spans and metrics (`otlp_export`).
 //!
 //! Start one in-process:
 //! ```no_run
@@ -36,6 +37,8 @@ pub mod logsafe;
 pub mod metrics;
 pub mod orgfile;
 pub mod orgtree;
+pub mod otlp;
+pub mod otlp_export;
 pub mod rollup;
 pub mod server;
 pub mod time;

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 /// Reject reason labels (fixed set, so the metric has bounded cardinality).
 pub const REJECT_REASONS: &[&str] = &["unknown_key", "revoked_key", "bad_signature", "scope", "invalid", "malformed"];
+/// OpenTelemetry export signals (`otlp_export.rs`), the `signal` label.
+pub const OTEL_SIGNALS: &[&str] = &["traces", "metrics"];
 /// Upper bounds (seconds) of the DB latency histogram buckets.
 const DB_BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
 
@@ -29,6 +31,9 @@ pub struct Metrics {
     pub connections_evicted: AtomicU64,
     /// Requests cut by `request_timeout_secs`.
     pub requests_timed_out: AtomicU64,
+    otel_exported: [AtomicU64; 2],
+    otel_failed: [AtomicU64; 2],
+    otel_rejected: [AtomicU64; 2],
 }
 
 /// The global metrics.
@@ -45,7 +50,14 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     connections_shed: AtomicU64::new(0),
     connections_evicted: AtomicU64::new(0),
     requests_timed_out: AtomicU64::new(0),
+    otel_exported: Default::default(),
+    otel_failed: Default::default(),
+    otel_rejected: Default::default(),
 });
+
+fn signal_index(signal: &str) -> Option<usize> {
+    OTEL_SIGNALS.iter().position(|s| *s == signal)
+}
 
 impl Metrics {
     /// Records stored.
@@ -86,6 +98,25 @@ impl Metrics {
         self.db_sum_micros.fetch_add(d.as_micros() as u64, Relaxed);
     }
 
+    /// `n` records delivered to the OTLP receiver for `signal` (an [`OTEL_SIGNALS`] label).
+    pub fn otel_exported(&self, signal: &str, n: u64) {
+        if let Some(i) = signal_index(signal) {
+            self.otel_exported[i].fetch_add(n, Relaxed);
+        }
+    }
+    /// One export request for `signal` failed (it is retried).
+    pub fn otel_failed(&self, signal: &str) {
+        if let Some(i) = signal_index(signal) {
+            self.otel_failed[i].fetch_add(1, Relaxed);
+        }
+    }
+    /// The receiver answered 2xx but rejected `n` spans or data points (partial success).
+    pub fn otel_rejected(&self, signal: &str, n: u64) {
+        if let Some(i) = signal_index(signal) {
+            self.otel_rejected[i].fetch_add(n, Relaxed);
+        }
+    }
+
     /// Accepted records so far (tests, benchmarks).
     pub fn accepted_total(&self) -> u64 {
         self.accepted.load(Relaxed)
@@ -108,6 +139,16 @@ impl Metrics {
         let _ = writeln!(s, "# HELP collector_records_rejected_total Usage records refused, by reason.\n# TYPE collector_records_rejected_total counter");
         for (i, r) in REJECT_REASONS.iter().enumerate() {
             let _ = writeln!(s, "collector_records_rejected_total{{reason=\"{r}\"}} {}", self.rejected[i].load(Relaxed));
+        }
+        for (name, help, values) in [
+            ("gaterouter_otel_exported_total", "Usage records delivered to the OTLP receiver, by signal (each record once per signal).", &self.otel_exported),
+            ("gaterouter_otel_failed_total", "OTLP export requests that failed (transport error or non-2xx answer), by signal; the batch is retried.", &self.otel_failed),
+            ("gaterouter_otel_rejected_total", "Spans or metric data points the OTLP receiver answered 2xx but rejected (partial success), by signal; not retried.", &self.otel_rejected),
+        ] {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (i, sig) in OTEL_SIGNALS.iter().enumerate() {
+                let _ = writeln!(s, "{name}{{signal=\"{sig}\"}} {}", values[i].load(Relaxed));
+            }
         }
         let _ = writeln!(s, "# HELP collector_db_seconds Database round-trip latency.\n# TYPE collector_db_seconds histogram");
         for (i, b) in DB_BUCKETS.iter().enumerate() {

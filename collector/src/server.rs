@@ -299,6 +299,8 @@ pub struct CollectorHandle {
     state: Arc<AppState>,
     stop: Option<tokio::sync::watch::Sender<bool>>,
     join: tokio::task::JoinHandle<Result<(), std::io::Error>>,
+    /// The OpenTelemetry exporter task, when `otlp_endpoint` is set.
+    exporter: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl CollectorHandle {
@@ -318,14 +320,25 @@ impl CollectorHandle {
     pub fn open_connections(&self) -> usize {
         self.state.conns.len()
     }
-    /// Stop accepting connections, let in-flight requests finish (up to
-    /// `shutdown_timeout_secs`), then close the database pool.
+    /// Is the OpenTelemetry exporter running?
+    pub fn exporting(&self) -> bool {
+        self.exporter.as_ref().is_some_and(|j| !j.is_finished())
+    }
+    /// Stop accepting connections, let in-flight requests (and an export request in
+    /// flight) finish (up to `shutdown_timeout_secs`), then close the database pool.
     pub async fn shutdown(mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(true);
         }
         let t = Duration::from_secs(self.state.cfg.shutdown_timeout_secs);
-        let _ = tokio::time::timeout(t, &mut self.join).await;
+        let exporter = async {
+            if let Some(mut e) = self.exporter.take() {
+                if tokio::time::timeout(t, &mut e).await.is_err() {
+                    e.abort();
+                }
+            }
+        };
+        let _ = tokio::join!(tokio::time::timeout(t, &mut self.join), exporter);
         self.state.db.close().await;
     }
 }
@@ -472,9 +485,10 @@ pub async fn spawn(cfg: CollectorConfig) -> Result<CollectorHandle, CollectorErr
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| CollectorError::Listen { addr, source })?;
     let addr = listener.local_addr().map_err(|source| CollectorError::Listen { addr, source })?;
     let (tx, rx) = tokio::sync::watch::channel(false);
+    let exporter = crate::otlp_export::start(&st.db, &st.cfg, rx.clone()).await?;
     let join = tokio::spawn(accept_loop(listener, st.clone(), rx));
     tracing::info!(%addr, backend = ?st.db.backend(), "collector listening");
-    Ok(CollectorHandle { addr, state: st, stop: Some(tx), join })
+    Ok(CollectorHandle { addr, state: st, stop: Some(tx), join, exporter })
 }
 
 /// Run a collector until Ctrl-C or SIGTERM, then shut down gracefully.

@@ -24,6 +24,21 @@ fn unknown_config_key_is_refused_with_its_name() {
 }
 
 #[test]
+fn bad_otlp_settings_are_refused_with_the_fix() {
+    let out = Command::new(BIN).args(["--otlp-endpoint", "otel:4318"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("otlp_endpoint") && err.contains("Fix:") && err.contains("http://otel-collector:4318"), "{err}");
+    let out = Command::new(BIN).env("GATEROUTER_COLLECTOR_OTLP_SIGNALS", "logs").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("GATEROUTER_COLLECTOR_OTLP_SIGNALS") && err.contains("traces"), "{err}");
+    let out = Command::new(BIN).args(["--otlp-endpoint", "http://otel:4318", "--otlp-headers", "x-key"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("name=value"));
+}
+
+#[test]
 fn serves_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();

@@ -14,6 +14,27 @@ use gaterouter::usage::{RecordId, RouteInfo, RouteMode, SdkInfo, UsageRecord, Us
 use gaterouter_collector::{CollectorConfig, CollectorHandle};
 use serde_json::{Value, json};
 
+/// `sqlite_tests!(a, b)` inside `mod sqlite { }`: one `#[tokio::test]` per scenario
+/// `async fn a(db: Option<String>)` of the parent module, on a fresh SQLite file (`None`).
+/// Visible with `#[macro_use] mod common;`.
+#[allow(unused_macros)]
+macro_rules! sqlite_tests {
+    ($($name:ident),*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() { super::$name(None).await }
+    )*};
+}
+
+/// `postgres_scenarios!(pg; a, b)`: run each scenario on a fresh database of the started
+/// PostgreSQL `pg`, naming it on stderr first.
+#[allow(unused_macros)]
+macro_rules! postgres_scenarios {
+    ($pg:expr; $($name:ident),*) => {$(
+        eprintln!("postgres: {}", stringify!($name));
+        $name(Some($pg.new_db().await)).await;
+    )*};
+}
+
 pub const ADMIN: &str = "test-admin-token-0123456789";
 
 /// A running PostgreSQL server; stopped and deleted on drop.

@@ -1,0 +1,496 @@
+//! OpenTelemetry export: a background task that sends stored usage records to an
+//! OTLP/HTTP receiver (JSON encoding) as spans and metrics (the mapping is the pure
+//! `otlp.rs`). Off unless `otlp_endpoint` is set.
+//!
+//! Decoupled from ingest: the task polls `usage_records` in `(received_ms, id)` order
+//! after a cursor kept in `otel_export_cursor`, one cursor per signal (`otlp.traces`,
+//! `otlp.metrics`), so a receiver that takes traces but refuses metrics never makes
+//! traces go twice. Per signal and poll:
+//!
+//! 1. claim the cursor: on PostgreSQL `SELECT ... FOR UPDATE SKIP LOCKED` in a
+//!    transaction held until the end (another collector of the same database that holds
+//!    it is exporting that signal: skip this poll); on SQLite read it;
+//! 2. read at most `otlp_batch` records after it whose `received_ms` is at least
+//!    `otlp_settle_ms` old (ingest stamps `received_ms` before it commits, so younger
+//!    records could still be joined by an earlier stamp committing late);
+//! 3. `POST {otlp_endpoint}/v1/traces` (or `/v1/metrics`);
+//! 4. on a 2xx answer only, move the cursor past the batch (on SQLite only if it did not
+//!    move meanwhile) and commit.
+//!
+//! Delivery is at-least-once: a batch whose answer is lost, or whose cursor update
+//! fails, is sent again; spans keep their ids (trace id = record UUID), so a trace store
+//! overwrites or deduplicates them, while a repeated metrics batch counts twice. In the
+//! normal case (2xx answered and recorded) each record is sent once per signal, also
+//! with several collectors on one PostgreSQL. Failures are retried with exponential
+//! backoff (honouring `Retry-After`), counted in `/metrics`
+//! (`gaterouter_otel_failed_total`) and logged at warn; records are never dropped, so a
+//! receiver that keeps refusing a batch (HTTP 400) holds the export until it is fixed.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use serde_json::Value;
+use sqlx::AnyConnection;
+
+use crate::config::{CollectorConfig, ConfigError};
+use crate::db::{Backend, Db, DbError, Param, bind_all, dberr, get_i64, get_opt_i64, get_opt_str, get_str};
+use crate::metrics::METRICS;
+use crate::otlp::{ExportRecord, Producer};
+
+/// An exported signal (`otlp_signals`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Signal {
+    /// Spans, `POST /v1/traces`.
+    Traces,
+    /// Metrics, `POST /v1/metrics`.
+    Metrics,
+}
+
+/// Both signals, in export order.
+pub const SIGNALS: [Signal; 2] = [Signal::Traces, Signal::Metrics];
+
+impl Signal {
+    /// From its name (`traces`, `metrics`).
+    pub fn parse(s: &str) -> Option<Signal> {
+        SIGNALS.into_iter().find(|x| x.label() == s)
+    }
+    /// The `/metrics` label and the name in `otlp_signals`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Signal::Traces => "traces",
+            Signal::Metrics => "metrics",
+        }
+    }
+    /// Its row in `otel_export_cursor`.
+    pub fn cursor(self) -> &'static str {
+        match self {
+            Signal::Traces => "otlp.traces",
+            Signal::Metrics => "otlp.metrics",
+        }
+    }
+    fn path(self) -> &'static str {
+        match self {
+            Signal::Traces => "/v1/traces",
+            Signal::Metrics => "/v1/metrics",
+        }
+    }
+    /// The `partialSuccess` field counting what the receiver rejected.
+    fn rejected_field(self) -> &'static str {
+        match self {
+            Signal::Traces => "rejectedSpans",
+            Signal::Metrics => "rejectedDataPoints",
+        }
+    }
+}
+
+/// What one export attempt did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// This many records were delivered and the cursor moved past them.
+    Exported(usize),
+    /// Nothing (settled) to export.
+    Idle,
+    /// Another collector of this database holds the cursor (PostgreSQL).
+    Busy,
+}
+
+/// Why an export attempt failed (the batch is retried).
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// Reading records or moving the cursor failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// No HTTP answer.
+    #[error("POST {url} failed: {reason}")]
+    Transport {
+        /// Where.
+        url: String,
+        /// Why (connection refused, timeout, ...).
+        reason: String,
+    },
+    /// A non-2xx answer.
+    #[error("POST {url} answered HTTP {status}: {body}")]
+    Status {
+        /// Where.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// Start of the answer body (escaped).
+        body: String,
+        /// `Retry-After`, when given in seconds.
+        retry_after: Option<Duration>,
+    },
+}
+
+/// Longest wait between two attempts of a failing export.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// The wait before attempt `failures + 1` of a failing export: `interval` doubled per
+/// failure after the first, at most [`MAX_BACKOFF`] (but never below `interval`), and at
+/// least the receiver's `Retry-After` (itself capped at [`MAX_BACKOFF`]).
+pub fn backoff(interval: Duration, failures: u32, retry_after: Option<Duration>) -> Duration {
+    let cap = MAX_BACKOFF.max(interval);
+    let exp = interval.saturating_mul(1u32 << failures.saturating_sub(1).min(16)).min(cap);
+    match retry_after {
+        Some(ra) => exp.max(ra.min(cap)),
+        None => exp,
+    }
+}
+
+/// Columns read per record, in [`ExportRecord`] order.
+const COLUMNS: &str = "id, received_ms, api_key_id, ts_start, ts_end, org, department, project, grp, usr, provider, model, route_mode, route_tier, route_score, \
+prompt_tokens, completion_tokens, cached_prompt_tokens, cache_write_tokens, reasoning_tokens, client_cost_micros, spend_micros, cost_mismatch, priced_as, \
+latency_ms, ttft_ms, status, attempts, stream, tags, sdk_name, sdk_version, sdk_language, denied_rule, denied_level";
+
+fn record_of(r: &sqlx::any::AnyRow) -> Result<ExportRecord, DbError> {
+    let tags: String = get_str(r, 29)?;
+    Ok(ExportRecord {
+        id: get_str(r, 0)?,
+        received_ms: get_i64(r, 1)?,
+        api_key_id: get_str(r, 2)?,
+        ts_start: get_i64(r, 3)?,
+        ts_end: get_i64(r, 4)?,
+        org: get_str(r, 5)?,
+        department: get_opt_str(r, 6)?,
+        project: get_opt_str(r, 7)?,
+        group: get_opt_str(r, 8)?,
+        user: get_opt_str(r, 9)?,
+        provider: get_str(r, 10)?,
+        model: get_str(r, 11)?,
+        route_mode: get_opt_str(r, 12)?,
+        route_tier: get_opt_str(r, 13)?,
+        route_score: get_opt_i64(r, 14)?,
+        prompt_tokens: get_i64(r, 15)?,
+        completion_tokens: get_i64(r, 16)?,
+        cached_prompt_tokens: get_i64(r, 17)?,
+        cache_write_tokens: get_i64(r, 18)?,
+        reasoning_tokens: get_i64(r, 19)?,
+        client_cost_micros: get_i64(r, 20)?,
+        spend_micros: get_i64(r, 21)?,
+        cost_mismatch: get_i64(r, 22)? != 0,
+        priced_as: get_opt_str(r, 23)?,
+        latency_ms: get_i64(r, 24)?,
+        ttft_ms: get_opt_i64(r, 25)?,
+        status: get_str(r, 26)?,
+        attempts: get_i64(r, 27)?,
+        stream: get_i64(r, 28)? != 0,
+        tags: serde_json::from_str(&tags).unwrap_or_default(),
+        sdk: (get_str(r, 30)?, get_str(r, 31)?, get_str(r, 32)?),
+        denied_rule: get_opt_str(r, 33)?,
+        denied_level: get_opt_str(r, 34)?,
+    })
+}
+
+/// A cursor: the `(received_ms, id)` of the last record delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Cursor {
+    received_ms: i64,
+    last_id: String,
+}
+
+async fn read_cursor(conn: &mut AnyConnection, name: &str, lock: bool) -> Result<Option<Cursor>, DbError> {
+    let sql = if lock {
+        "SELECT received_ms, last_id FROM otel_export_cursor WHERE name = $1 FOR UPDATE SKIP LOCKED"
+    } else {
+        "SELECT received_ms, last_id FROM otel_export_cursor WHERE name = $1"
+    };
+    let rows = bind_all(sql, &[Param::Text(name.to_owned())]).fetch_all(&mut *conn).await.map_err(dberr("reading the export cursor"))?;
+    rows.first().map(|r| Ok(Cursor { received_ms: get_i64(r, 0)?, last_id: get_str(r, 1)? })).transpose()
+}
+
+async fn read_batch(conn: &mut AnyConnection, after: &Cursor, settled_ms: i64, limit: usize) -> Result<Vec<ExportRecord>, DbError> {
+    let sql = format!(
+        // `received_ms >= $1 AND received_ms <= $3` is the range of index usage_received
+        // (both backends scan it in order and stop at the limit); the OR skips what the
+        // cursor already covers.
+        "SELECT {COLUMNS} FROM usage_records WHERE received_ms >= $1 AND received_ms <= $3 AND (received_ms > $1 OR id > $2) ORDER BY received_ms, id LIMIT $4"
+    );
+    let params = [Param::I64(after.received_ms), Param::Text(after.last_id.clone()), Param::I64(settled_ms), Param::I64(i64::try_from(limit).unwrap_or(i64::MAX))];
+    let rows = bind_all(&sql, &params).fetch_all(&mut *conn).await.map_err(dberr("reading records to export"))?;
+    rows.iter().map(record_of).collect()
+}
+
+/// Move the cursor from `from` to `to`; false when it was not at `from` any more.
+async fn advance(conn: &mut AnyConnection, name: &str, from: &Cursor, to: &Cursor, now_ms: i64) -> Result<bool, DbError> {
+    let params = [
+        Param::I64(to.received_ms),
+        Param::Text(to.last_id.clone()),
+        Param::I64(now_ms),
+        Param::Text(name.to_owned()),
+        Param::I64(from.received_ms),
+        Param::Text(from.last_id.clone()),
+    ];
+    let r = bind_all("UPDATE otel_export_cursor SET received_ms = $1, last_id = $2, updated_ms = $3 WHERE name = $4 AND received_ms = $5 AND last_id = $6", &params)
+        .execute(&mut *conn)
+        .await
+        .map_err(dberr("moving the export cursor"))?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// The exporter of one collector process.
+#[derive(Debug)]
+pub struct Exporter {
+    db: Db,
+    http: reqwest::Client,
+    endpoint: String,
+    batch: usize,
+    interval: Duration,
+    settle_ms: i64,
+    signals: Vec<Signal>,
+    producer: Producer,
+    /// End of the previous metrics export (Unix ms): the start of the next DELTA points.
+    metrics_since_ms: Mutex<i64>,
+}
+
+impl Exporter {
+    /// The exporter `cfg` asks for, or `None` when `otlp_endpoint` is not set.
+    /// `now_ms` starts the first metrics interval.
+    pub fn new(db: Db, cfg: &CollectorConfig, now_ms: i64) -> Result<Option<Exporter>, ConfigError> {
+        let Some(endpoint) = cfg.otlp_endpoint_url()? else { return Ok(None) };
+        let bad = |field: String, message: &str| ConfigError { field, message: message.to_owned(), fix: "see collector/README.md, OpenTelemetry export".to_owned() };
+        let mut headers = HeaderMap::new();
+        for (k, v) in &cfg.otlp_headers {
+            let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| bad(format!("otlp_headers.{k}"), "is not a valid header name"))?;
+            let mut value = HeaderValue::from_str(v).map_err(|_| bad(format!("otlp_headers.{k}"), "has an invalid value"))?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
+        // reqwest is built without a default TLS crypto provider: install the one the core uses.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(30))
+            .default_headers(headers)
+            .build()
+            .map_err(|e| bad("otlp_endpoint".to_owned(), &format!("cannot build the HTTP client: {e}")))?;
+        let producer = Producer {
+            service_name: cfg.otlp_service_name.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            instance_id: gaterouter::usage::RecordId::new_v7().0,
+        };
+        Ok(Some(Exporter {
+            db,
+            http,
+            endpoint,
+            batch: cfg.otlp_batch,
+            interval: Duration::from_millis(cfg.otlp_interval_ms),
+            settle_ms: i64::try_from(cfg.otlp_settle()).unwrap_or(i64::MAX),
+            signals: SIGNALS.into_iter().filter(|s| cfg.otlp_signals.contains(s)).collect(),
+            producer,
+            metrics_since_ms: Mutex::new(now_ms),
+        }))
+    }
+
+    /// The resource identity this process exports under.
+    pub fn producer(&self) -> &Producer {
+        &self.producer
+    }
+
+    /// Create the read index and the cursors of the exported signals (a new cursor
+    /// starts at `now_ms`: records stored before a signal was first exported are not
+    /// exported).
+    pub async fn prepare(&self, now_ms: i64) -> Result<(), DbError> {
+        self.db.ensure_export_index().await?;
+        for s in &self.signals {
+            self.db
+                .exec(
+                    "INSERT INTO otel_export_cursor (name, received_ms, last_id, updated_ms) VALUES ($1, $2, '', $2) ON CONFLICT (name) DO NOTHING",
+                    &[Param::Text(s.cursor().to_owned()), Param::I64(now_ms)],
+                    "creating the export cursor",
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// One export attempt of `signal` at time `now_ms`.
+    pub async fn export_once(&self, signal: Signal, now_ms: i64) -> Result<Outcome, ExportError> {
+        let settled = now_ms.saturating_sub(self.settle_ms);
+        let name = signal.cursor();
+        if self.db.backend() == Backend::Postgres {
+            let mut tx = self.db.pool.begin().await.map_err(dberr("starting the export transaction"))?;
+            let Some(from) = read_cursor(&mut tx, name, true).await? else { return Ok(Outcome::Busy) };
+            let recs = read_batch(&mut tx, &from, settled, self.batch).await?;
+            let Some(to) = recs.last().map(|r| Cursor { received_ms: r.received_ms, last_id: r.id.clone() }) else { return Ok(Outcome::Idle) };
+            self.send(signal, &recs, now_ms).await?;
+            // The row is locked: the update cannot miss.
+            advance(&mut tx, name, &from, &to, now_ms).await?;
+            tx.commit().await.map_err(dberr("committing the export cursor"))?;
+            self.sent(signal, now_ms);
+            return Ok(Outcome::Exported(recs.len()));
+        }
+        // SQLite: no connection is held while the request is out (the pool is small and
+        // ingest needs it).
+        let (from, recs) = {
+            let mut conn = self.db.pool.acquire().await.map_err(dberr("acquiring a connection for the export"))?;
+            let Some(from) = read_cursor(&mut conn, name, false).await? else { return Ok(Outcome::Busy) };
+            let recs = read_batch(&mut conn, &from, settled, self.batch).await?;
+            (from, recs)
+        };
+        let Some(to) = recs.last().map(|r| Cursor { received_ms: r.received_ms, last_id: r.id.clone() }) else { return Ok(Outcome::Idle) };
+        self.send(signal, &recs, now_ms).await?;
+        let moved = {
+            let _g = self.db.write_guard().await;
+            let mut conn = self.db.pool.acquire().await.map_err(dberr("acquiring a connection for the export cursor"))?;
+            advance(&mut conn, name, &from, &to, now_ms).await?
+        };
+        if !moved {
+            tracing::warn!(signal = signal.label(), "another process moved the export cursor while this batch was sent: the batch may have been exported twice (several collectors on one SQLite file; use PostgreSQL for that)");
+        }
+        self.sent(signal, now_ms);
+        Ok(Outcome::Exported(recs.len()))
+    }
+
+    /// After a delivered batch: the next metrics interval starts now.
+    fn sent(&self, signal: Signal, now_ms: i64) {
+        if signal == Signal::Metrics {
+            let mut since = self.metrics_since_ms.lock().unwrap_or_else(|p| p.into_inner());
+            *since = now_ms.max(*since + 1);
+        }
+    }
+
+    /// Build and POST the body of `signal` for `recs`.
+    async fn send(&self, signal: Signal, recs: &[ExportRecord], now_ms: i64) -> Result<(), ExportError> {
+        let body = match signal {
+            Signal::Traces => crate::otlp::traces_request(&self.producer, recs),
+            Signal::Metrics => {
+                let since = *self.metrics_since_ms.lock().unwrap_or_else(|p| p.into_inner());
+                crate::otlp::metrics_request(&self.producer, recs, since, now_ms.max(since + 1))
+            }
+        };
+        let url = format!("{}{}", self.endpoint, signal.path());
+        let resp = self
+            .http
+            .post(&url)
+            .header(CONTENT_TYPE, "application/json")
+            .body(serde_json::to_vec(&body).unwrap_or_default())
+            .send()
+            .await
+            .map_err(|e| ExportError::Transport { url: url.clone(), reason: transport_reason(e) })?;
+        let status = resp.status();
+        let retry_after = resp.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs);
+        let text = resp.text().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(ExportError::Status { url, status: status.as_u16(), body: crate::logsafe::escape(text.trim()).into_owned(), retry_after });
+        }
+        // 2xx with partialSuccess: what was rejected is not retried (the receiver said
+        // retrying would not help), but it is counted and logged.
+        if let Ok(v) = serde_json::from_str::<Value>(&text) {
+            let ps = &v["partialSuccess"];
+            let rejected = match &ps[signal.rejected_field()] {
+                Value::String(s) => s.parse::<u64>().unwrap_or(0),
+                Value::Number(n) => n.as_u64().unwrap_or(0),
+                _ => 0,
+            };
+            if rejected > 0 {
+                METRICS.otel_rejected(signal.label(), rejected);
+                let msg = ps["errorMessage"].as_str().unwrap_or("");
+                tracing::warn!(signal = signal.label(), rejected, message = %crate::logsafe::escape(msg), "the OTLP receiver rejected part of an export");
+            }
+        }
+        Ok(())
+    }
+
+    /// Export until `stop` turns true: each signal on its own schedule (at once after a
+    /// full batch, `otlp_interval_ms` after a partial or empty one, [`backoff`] after a
+    /// failure).
+    pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let start = tokio::time::Instant::now();
+        let mut due = [start; 2];
+        let mut failures = [0u32; 2];
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            for (i, signal) in SIGNALS.iter().enumerate() {
+                if !self.signals.contains(signal) {
+                    due[i] = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
+                    continue;
+                }
+                if tokio::time::Instant::now() < due[i] {
+                    continue;
+                }
+                let now_ms = i64::try_from(gaterouter::usage::unix_ms_now()).unwrap_or(i64::MAX);
+                let result = self.export_once(*signal, now_ms).await;
+                let label = signal.label();
+                due[i] = tokio::time::Instant::now()
+                    + match result {
+                        Ok(outcome) => {
+                            if failures[i] > 0 {
+                                tracing::info!(signal = label, failed_attempts = failures[i], "OpenTelemetry export recovered");
+                            }
+                            failures[i] = 0;
+                            match outcome {
+                                Outcome::Exported(n) => {
+                                    METRICS.otel_exported(label, n as u64);
+                                    tracing::debug!(signal = label, records = n, "exported usage records to OTLP");
+                                    if n >= self.batch { Duration::ZERO } else { self.interval }
+                                }
+                                Outcome::Idle | Outcome::Busy => self.interval,
+                            }
+                        }
+                        Err(e) => {
+                            failures[i] += 1;
+                            METRICS.otel_failed(label);
+                            let retry_after = match &e {
+                                ExportError::Status { retry_after, .. } => *retry_after,
+                                _ => None,
+                            };
+                            let wait = backoff(self.interval, failures[i], retry_after);
+                            tracing::warn!(signal = label, error = %crate::logsafe::escape(&e.to_string()), failed_attempts = failures[i], retry_in_ms = wait.as_millis() as u64, "OpenTelemetry export failed; the batch will be sent again");
+                            wait
+                        }
+                    };
+            }
+            let next = due.iter().min().copied().unwrap_or(start);
+            tokio::select! {
+                _ = tokio::time::sleep_until(next) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+}
+
+fn transport_reason(e: reqwest::Error) -> String {
+    if e.is_connect() {
+        "connection refused or host unreachable".to_owned()
+    } else if e.is_timeout() {
+        "timed out".to_owned()
+    } else {
+        // Without the URL (it is named beside) and escaped.
+        crate::logsafe::escape(&e.without_url().to_string()).into_owned()
+    }
+}
+
+/// Start the exporter of `cfg` on the current runtime, or nothing when export is off.
+pub async fn start(db: &Db, cfg: &CollectorConfig, stop: tokio::sync::watch::Receiver<bool>) -> Result<Option<tokio::task::JoinHandle<()>>, crate::CollectorError> {
+    let now_ms = i64::try_from(gaterouter::usage::unix_ms_now()).unwrap_or(i64::MAX);
+    let Some(exporter) = Exporter::new(db.clone(), cfg, now_ms)? else { return Ok(None) };
+    exporter.prepare(now_ms).await?;
+    tracing::info!(endpoint = %exporter.endpoint, signals = ?exporter.signals, batch = exporter.batch, interval_ms = exporter.interval.as_millis() as u64, settle_ms = exporter.settle_ms, "OpenTelemetry export on");
+    Ok(Some(tokio::spawn(Arc::new(exporter).run(stop))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_caps_and_honours_retry_after() {
+        let s = Duration::from_secs;
+        let i = s(5);
+        assert_eq!(backoff(i, 1, None), s(5));
+        assert_eq!(backoff(i, 2, None), s(10));
+        assert_eq!(backoff(i, 4, None), s(40));
+        assert_eq!(backoff(i, 10, None), MAX_BACKOFF);
+        assert_eq!(backoff(i, u32::MAX, None), MAX_BACKOFF);
+        assert_eq!(backoff(i, 1, Some(s(30))), s(30));
+        assert_eq!(backoff(i, 4, Some(s(1))), s(40));
+        assert_eq!(backoff(i, 1, Some(s(100_000))), MAX_BACKOFF);
+        // An interval above the cap is still waited.
+        assert_eq!(backoff(s(600), 3, None), s(600));
+        assert_eq!(backoff(Duration::from_millis(50), 3, None), Duration::from_millis(200));
+    }
+}
