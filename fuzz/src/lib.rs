@@ -81,7 +81,8 @@ pub fn sse(data: &[u8]) {
     if !lens.is_empty() {
         let mut chunks = Vec::new();
         let mut at = 0;
-        for &l in lens.iter().cycle() {
+        // Bounded: lengths of 0 (empty feeds) must not loop forever.
+        for &l in lens.iter().cycle().take(stream.len() + lens.len()) {
             if at >= stream.len() {
                 break;
             }
@@ -89,6 +90,7 @@ pub fn sse(data: &[u8]) {
             chunks.push(&stream[at..end]);
             at = end;
         }
+        chunks.push(&stream[at..]);
         let split = parse_in_chunks(chunks);
         compare(&whole, &split, "split as the input says");
     }
@@ -279,10 +281,11 @@ fn record(id: &str, seq: u64) -> Vec<u8> {
 /// Segment 1 is [magic] + intact prefix records + the input's garbage + [intact suffix
 /// records]; segment 2 (optional) holds one intact record; `cursor.json` (optional) comes
 /// from the input. Asserted: inspect and open agree; every record counted pending is
-/// read exactly once and the drain ends (no endless empty batches); the intact prefix
-/// records (when the cursor is before them) and segment 2's record (when the cursor is
-/// not past it) are delivered, in order; a record appended after the drain is read
-/// back; nothing is pending after a reopen.
+/// read exactly once and the drain ends (no endless empty batches); with the magic and
+/// the cursor before them, the intact records before the garbage and after it (unless a
+/// frame of the garbage covers them) are delivered, in order, and segment 2's record
+/// when the cursor is not past it; a record appended after the drain is read back;
+/// nothing is pending after a reopen.
 ///
 /// Layout: byte 0 = flags: bits 0-1 prefix records (0..=3); bit 2 write the segment magic;
 /// bit 3 intact suffix records after the garbage; bit 4 a second segment; bit 5 a cursor
@@ -343,8 +346,9 @@ pub fn spool(data: &[u8]) {
     if from_start && flags & 4 != 0 {
         assert!(ids.starts_with(&prefix), "intact records before the garbage lost: read {ids:?}");
     }
-    if from_start && flags & 8 != 0 && ids.iter().all(|id| id.starts_with(['p', 's', 't']) && id.len() == 2) {
-        // The garbage may hold frames of its own (libFuzzer finds CRCs), and one of them
+    if from_start && flags & 12 == 12 && ids.iter().all(|id| id.starts_with(['p', 's', 't']) && id.len() == 2) {
+        // Without the magic the first 8 bytes are a bad header, whatever they hold. The
+        // garbage may hold frames of its own (libFuzzer finds CRCs), and one of them
         // may legitimately cover the suffix. But a frame covering a suffix frame's header
         // (length 31, zero bytes) cannot be JSON, so it is read with the id "": when
         // every id read is one of ours, nothing covered the suffix.
