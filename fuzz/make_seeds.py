@@ -83,13 +83,17 @@ def sse():
     write("sse", "invalid-utf8", b"\x00data: \xff\xfe\n\n")
 
 
+def per_provider(target, openai, deepseek, fixtures):
+    """One seed per provider: selector byte 0-3 (openai, deepseek, anthropic, gemini)."""
+    write(target, "openai", b"\x00" + openai.encode())
+    write(target, "deepseek", b"\x01" + deepseek.encode())
+    for sel, provider in ((2, "anthropic"), (3, "gemini")):
+        for f in sorted((FIX / provider).glob(fixtures)):
+            write(target, f"{provider}-{f.stem}", bytes([sel]) + f.read_bytes())
+
+
 def provider_response():
-    write("provider_response", "openai-tools", b"\x00" + OPENAI_RESPONSE.encode())
-    write("provider_response", "deepseek-reasoner", b"\x01" + DEEPSEEK_RESPONSE.encode())
-    for f in sorted((FIX / "anthropic").glob("response_*.json")):
-        write("provider_response", f"anthropic-{f.stem}", b"\x02" + f.read_bytes())
-    for f in sorted((FIX / "gemini").glob("response_*.json")):
-        write("provider_response", f"gemini-{f.stem}", b"\x03" + f.read_bytes())
+    per_provider("provider_response", OPENAI_RESPONSE, DEEPSEEK_RESPONSE, "response_*.json")
     # Errors: byte 0 bit 2 (+ bit 3: retry-after), byte 1 = status - 400.
     write("provider_response", "openai-429", bytes([4 | 8, 29]) + b'{"error":{"message":"Rate limit reached","type":"requests","code":"rate_limit_exceeded"}}')
     write("provider_response", "openai-context", bytes([4, 0]) + b'{"error":{"message":"maximum context length is 128000 tokens","type":"invalid_request_error","code":"context_length_exceeded"}}')
@@ -99,12 +103,7 @@ def provider_response():
 
 
 def provider_stream():
-    write("provider_stream", "openai", b"\x00" + OPENAI_STREAM.encode())
-    write("provider_stream", "deepseek", b"\x01" + DEEPSEEK_STREAM.encode())
-    for f in sorted((FIX / "anthropic").glob("*.sse")):
-        write("provider_stream", f"anthropic-{f.stem}", b"\x02" + f.read_bytes())
-    for f in sorted((FIX / "gemini").glob("*.sse")):
-        write("provider_stream", f"gemini-{f.stem}", b"\x03" + f.read_bytes())
+    per_provider("provider_stream", OPENAI_STREAM, DEEPSEEK_STREAM, "*.sse")
     write("provider_stream", "openai-error-event", b"\x00" + b'data: {"error":{"message":"overloaded","type":"server_error"}}\n\n')
 
 
