@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 echo "== Rust: workspace tests (debug build, one target/)"
 cargo test --workspace --all-targets --no-fail-fast --exclude gaterouter-python --exclude gaterouter-node
 cargo test --workspace --doc
+# Every committed fuzz input (corpus + crash regressions) through the fuzz targets' code,
+# on stable without libFuzzer (fuzz/README.md runs the fuzzers themselves).
+bash fuzz/replay.sh
 
 echo "== Python: build the package from source (pip install ./python) into a venv, then pytest"
 VENV="${GATEROUTER_VENV:-$PWD/target/py-venv}"

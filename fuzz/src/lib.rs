@@ -495,7 +495,7 @@ pub fn ingest(data: &[u8]) {
                 }
             }
         }
-        let stored = (verified_ids.iter().cloned().collect(), Default::default());
+        let stored = vec![true; verified_ids.len()];
         let resp = ingest::answer(tri.rejected.clone(), tri.duplicate.clone(), &verified_ids, &stored, refused);
         assert_eq!(resp.accepted.len(), verified_ids.len(), "every stored record is answered accepted");
     }
