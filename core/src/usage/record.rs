@@ -89,21 +89,6 @@ pub enum UsageStatus {
     Error(ErrorKind),
 }
 
-/// Every error kind, to map codes back (ErrorKind is non_exhaustive; keep in sync).
-const ALL_KINDS: &[ErrorKind] = &[
-    ErrorKind::Config,
-    ErrorKind::Auth,
-    ErrorKind::RateLimited,
-    ErrorKind::ProviderUnavailable,
-    ErrorKind::InvalidRequest,
-    ErrorKind::ContextLengthExceeded,
-    ErrorKind::Timeout,
-    ErrorKind::StreamInterrupted,
-    ErrorKind::InvalidResponse,
-    ErrorKind::Budget,
-    ErrorKind::Permission,
-];
-
 impl UsageStatus {
     /// Wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -120,7 +105,7 @@ impl UsageStatus {
             "ok" => Some(UsageStatus::Ok),
             "cancelled" => Some(UsageStatus::Cancelled),
             "denied" => Some(UsageStatus::Denied),
-            _ => ALL_KINDS.iter().find(|k| k.code() == s).map(|k| UsageStatus::Error(*k)),
+            _ => ErrorKind::from_code(s).map(UsageStatus::Error),
         }
     }
 }
@@ -614,8 +599,8 @@ mod tests {
             assert_eq!(UsageStatus::parse(s).unwrap().as_str(), s);
         }
         assert!(UsageStatus::parse("nope").is_none());
-        for k in ALL_KINDS {
-            assert_eq!(UsageStatus::parse(k.code()), Some(UsageStatus::Error(*k)));
+        for k in ErrorKind::ALL {
+            assert_eq!(UsageStatus::parse(k.code()), Some(UsageStatus::Error(k)));
         }
     }
 
