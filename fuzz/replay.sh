@@ -2,8 +2,8 @@
 # Replays every committed fuzz input (fuzz/corpus/<target>/*, fuzz/regressions/<target>/*)
 # through the fuzz targets' functions on stable Rust, without libFuzzer: a plain
 # `cargo test` of the fuzz crate. Builds into the root target/ (same dev profile and
-# locked dependency versions as the workspace), so after `cargo test --workspace` only
-# the fuzz crate itself compiles. Usage: bash fuzz/replay.sh
+# locked dependency versions as the workspace), reusing the dependencies the workspace
+# build compiled with the same features. Usage: bash fuzz/replay.sh [cargo test args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"

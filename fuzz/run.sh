@@ -25,7 +25,7 @@ for t in "${targets[@]}"; do
     # shellcheck disable=SC2086
     cargo +nightly fuzz run "${flags[@]}" "$t" "fuzz/corpus-work/$t" "fuzz/corpus/$t" -- \
         -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 -max_len=16384 -print_final_stats=1 \
-        -artifact_prefix="fuzz/artifacts/$t/" ${FUZZ_ARGS:-} >"$log" 2>&1
+        ${FUZZ_ARGS:-} >"$log" 2>&1
     rc=$?
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     speed=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
