@@ -13,7 +13,11 @@ mod commands;
 mod progress;
 
 #[derive(Debug, Parser)]
-#[command(name = "gaterouter", version, about = "One API over OpenAI, Anthropic, Gemini and OpenAI-compatible models")]
+#[command(
+    name = "gaterouter",
+    version,
+    about = "One API over OpenAI, Anthropic, Gemini and OpenAI-compatible models"
+)]
 struct Cli {
     /// Config file (TOML). Default: ./gaterouter.toml when it exists, else built-in defaults.
     #[arg(long, global = true, env = "GATEROUTER_CONFIG")]
@@ -24,7 +28,12 @@ struct Cli {
     emulate: bool,
     /// Like --emulate, with an emulator already running at this URL
     /// (`gaterouter-emulator --listen 127.0.0.1:8080` → http://127.0.0.1:8080).
-    #[arg(long, global = true, value_name = "URL", env = "GATEROUTER_EMULATOR_URL")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "GATEROUTER_EMULATOR_URL"
+    )]
     emulator_url: Option<String>,
     #[command(subcommand)]
     command: Command,
@@ -42,6 +51,9 @@ enum Command {
     Tokens(commands::tokens::TokensArgs),
     /// Price a call from token counts.
     Cost(commands::tokens::CostArgs),
+    /// Say how good a call's answer was (a signed feedback record joined to the call's
+    /// usage record; routing learns from it, analytics show it beside spend).
+    Feedback(commands::feedback::FeedbackArgs),
     /// Explain where `auto` sends a prompt; score, evaluate and calibrate the router.
     Route(commands::route::RouteArgs),
     /// Signing keys for usage records.
@@ -77,7 +89,9 @@ enum CollectorAction {
 pub(crate) fn load_config(path: Option<&PathBuf>) -> Result<Config, Error> {
     match path {
         Some(p) => Config::from_toml_file(p),
-        None if std::path::Path::new("gaterouter.toml").exists() => Config::from_toml_file("gaterouter.toml"),
+        None if std::path::Path::new("gaterouter.toml").exists() => {
+            Config::from_toml_file("gaterouter.toml")
+        }
         None => Ok(Config::default()),
     }
 }
@@ -93,16 +107,26 @@ struct Emulation {
 impl Emulation {
     async fn start(emulate: bool, emulator_url: Option<&str>) -> Result<Option<Self>, Error> {
         if let Some(url) = emulator_url {
-            return Ok(Some(Emulation { base_url: url.trim_end_matches('/').to_owned(), _local: None }));
+            return Ok(Some(Emulation {
+                base_url: url.trim_end_matches('/').to_owned(),
+                _local: None,
+            }));
         }
         if !emulate {
             return Ok(None);
         }
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-        let handle = gaterouter_emulator::start(addr)
-            .await
-            .map_err(|e| Error::config("--emulate", format!("cannot start the provider emulator: {e}"), "free a loopback port, or pass --emulator-url"))?;
-        Ok(Some(Emulation { base_url: handle.base_url(), _local: Some(handle) }))
+        let handle = gaterouter_emulator::start(addr).await.map_err(|e| {
+            Error::config(
+                "--emulate",
+                format!("cannot start the provider emulator: {e}"),
+                "free a loopback port, or pass --emulator-url",
+            )
+        })?;
+        Ok(Some(Emulation {
+            base_url: handle.base_url(),
+            _local: Some(handle),
+        }))
     }
 
     /// The loaded config with the emulated providers (openai, anthropic, gemini, deepseek)
@@ -132,7 +156,8 @@ fn exit_quietly_on_closed_pipe() {
             .map(String::as_str)
             .or_else(|| info.payload().downcast_ref::<&str>().copied())
             .unwrap_or("");
-        let broken_pipe = msg.contains(&std::io::Error::from(std::io::ErrorKind::BrokenPipe).to_string())
+        let broken_pipe = msg
+            .contains(&std::io::Error::from(std::io::ErrorKind::BrokenPipe).to_string())
             || msg.contains("Broken pipe")
             || msg.contains("os error 32")
             || msg.contains("os error 232");
@@ -149,22 +174,33 @@ fn main() -> ExitCode {
     // The demo's admin calls use reqwest before any gaterouter::Client exists: install the
     // TLS crypto provider the core uses (ring) once, up front.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let (emulate, emulator_url, config_path) = (cli.emulate, cli.emulator_url.clone(), cli.config.clone());
+    let (emulate, emulator_url, config_path) =
+        (cli.emulate, cli.emulator_url.clone(), cli.config.clone());
     let command = match cli.command {
         Command::Admin(args) => return rt.block_on(commands::admin::run(args)),
         Command::Usage(args) => return rt.block_on(commands::admin::usage(args)),
         other => other,
     };
     let result = rt.block_on(async {
-        let uses_providers = matches!(command, Command::Chat(_) | Command::Models | Command::Route(_) | Command::Spool { .. });
-        let emulation = if uses_providers { Emulation::start(emulate, emulator_url.as_deref()).await? } else { None };
+        let uses_providers = matches!(
+            command,
+            Command::Chat(_) | Command::Models | Command::Route(_) | Command::Spool { .. }
+        );
+        let emulation = if uses_providers {
+            Emulation::start(emulate, emulator_url.as_deref()).await?
+        } else {
+            None
+        };
         let config = || -> Result<Config, Error> {
             let c = load_config(config_path.as_ref())?;
             Ok(match &emulation {
@@ -182,12 +218,18 @@ fn main() -> ExitCode {
             Command::Tokens(args) => commands::tokens::tokens(args),
             Command::Cost(args) => {
                 let config = load_config(config_path.as_ref())?;
-                commands::tokens::cost(&gaterouter::pricing::Catalog::builtin().with_overrides(&config.prices)?, args)
+                commands::tokens::cost(
+                    &gaterouter::pricing::Catalog::builtin().with_overrides(&config.prices)?,
+                    args,
+                )
             }
             Command::Route(args) => commands::route::run(config()?, args),
+            Command::Feedback(args) => commands::feedback::run(config()?, args).await,
             Command::Keys { action } => commands::usage::keys(action),
             Command::Spool { action } => commands::usage::spool(config()?, action).await,
-            Command::Collector { action: CollectorAction::Serve(args) } => commands::collector::serve(args).await,
+            Command::Collector {
+                action: CollectorAction::Serve(args),
+            } => commands::collector::serve(args).await,
             Command::Admin(_) | Command::Usage(_) => Ok(()),
         }
     });

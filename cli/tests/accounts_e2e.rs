@@ -31,7 +31,9 @@ async fn env() -> Env {
 async fn env_with_budget(eng_monthly_usd: &str) -> Env {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
-    let emu = gaterouter_emulator::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let emu = gaterouter_emulator::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
     let collector = gaterouter_collector::spawn(CollectorConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         db: Some(format!("sqlite://{}", dir.path().join("c.db").display())),
@@ -54,7 +56,13 @@ async fn env_with_budget(eng_monthly_usd: &str) -> Env {
         "keys": [{"id": "k_alice", "department": "eng", "user": "alice", "public_key": public_key}]
     });
     let http = reqwest::Client::new();
-    let r = http.put(format!("{}/v1/admin/org-tree", collector.url())).bearer_auth(ADMIN).json(&tree).send().await.unwrap();
+    let r = http
+        .put(format!("{}/v1/admin/org-tree", collector.url()))
+        .bearer_auth(ADMIN)
+        .json(&tree)
+        .send()
+        .await
+        .unwrap();
     let status = r.status();
     let body: Value = r.json().await.unwrap();
     assert!(status.is_success(), "org-tree: {status} {body}");
@@ -75,7 +83,13 @@ async fn env_with_budget(eng_monthly_usd: &str) -> Env {
     cfg.reporting.signing_key_file = Some(key_file);
     cfg.reporting.batch_max_age_ms = 50;
     cfg.policy.enforce = gaterouter::config::EnforceMode::Required;
-    Env { emu, collector, http, cfg, _dir: dir }
+    Env {
+        emu,
+        collector,
+        http,
+        cfg,
+        _dir: dir,
+    }
 }
 
 fn provider_calls(e: &Env) -> u64 {
@@ -108,15 +122,23 @@ async fn spend_after_flush(e: &Env, at_least: u64) -> u64 {
 async fn spend_now(e: &Env) -> u64 {
     let r = e
         .http
-        .get(format!("{}/v1/admin/effective-policy?api_key_id=k_alice", e.collector.url()))
+        .get(format!(
+            "{}/v1/admin/effective-policy?api_key_id=k_alice",
+            e.collector.url()
+        ))
         .bearer_auth(ADMIN)
         .send()
         .await
         .unwrap();
     let v: Value = r.json().await.unwrap();
-    let b = v["budgets"].as_array().unwrap_or_else(|| panic!("effective policy: {v}"));
+    let b = v["budgets"]
+        .as_array()
+        .unwrap_or_else(|| panic!("effective policy: {v}"));
     let eng = b.iter().find(|b| b["level"] == "department:eng").unwrap();
-    assert_eq!(eng["reserved"], 0, "every reservation settled and consumed: {eng}");
+    assert_eq!(
+        eng["reserved"], 0,
+        "every reservation settled and consumed: {eng}"
+    );
     eng["used"].as_u64().unwrap()
 }
 
@@ -125,14 +147,25 @@ async fn collector_policy_is_enforced_by_the_sdk_before_any_provider_call() {
     let e = env().await;
     let client = Client::new(e.cfg.clone()).unwrap();
 
-    let err = client.chat(ask("gemini/gemini-2.5-flash", 20)).await.unwrap_err();
+    let err = client
+        .chat(ask("gemini/gemini-2.5-flash", 20))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Permission, "{err}");
     let (rule, level) = err.permission_rule().unwrap();
-    assert_eq!((rule, level.map(|l| l.to_string())), ("allow_models", Some("department:eng".into())), "{err}");
+    assert_eq!(
+        (rule, level.map(|l| l.to_string())),
+        ("allow_models", Some("department:eng".into())),
+        "{err}"
+    );
 
     let err = client.chat(ask("openai/o3", 20)).await.unwrap_err();
     let (rule, level) = err.permission_rule().unwrap();
-    assert_eq!((rule, level.map(|l| l.to_string())), ("deny_models", Some("org:acme".into())), "{err}");
+    assert_eq!(
+        (rule, level.map(|l| l.to_string())),
+        ("deny_models", Some("org:acme".into())),
+        "{err}"
+    );
     assert_eq!(provider_calls(&e), 0, "denied calls never reach a provider");
 
     let resp = client.chat(ask("openai/gpt-4o-mini", 20)).await.unwrap();
@@ -159,7 +192,10 @@ async fn concurrent_calls_cannot_overshoot_a_hard_budget() {
     let client = Client::new(e.cfg.clone()).unwrap();
     // Hold every admitted call at the provider for a while, so that they are all in
     // flight together and the budget is decided by the reservations alone.
-    e.emu.emulator().queue_fault(&json!({"fault": "slow", "delay_ms": 400, "times": 40})).unwrap();
+    e.emu
+        .emulator()
+        .queue_fault(&json!({"fault": "slow", "delay_ms": 400, "times": 40}))
+        .unwrap();
     // gpt-4o-mini: $0.60 per million output tokens, so max_tokens 1000 reserves about
     // $0.0006 a call: the $0.01 budget admits at most ~16 calls in flight at once.
     let calls: Vec<_> = (0..40)
@@ -186,7 +222,11 @@ async fn concurrent_calls_cannot_overshoot_a_hard_budget() {
         }
     }
     assert!(ok > 0 && refused > 0, "ok {ok}, refused {refused}");
-    assert_eq!(provider_calls(&e), ok, "refused calls never reached a provider");
+    assert_eq!(
+        provider_calls(&e),
+        ok,
+        "refused calls never reached a provider"
+    );
     assert!(client.flush(Duration::from_secs(10)).await.unwrap().drained);
     let mut used = 0;
     for _ in 0..50 {
@@ -196,8 +236,13 @@ async fn concurrent_calls_cannot_overshoot_a_hard_budget() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(used <= ENG_BUDGET_MICROS, "spent {used} of {ENG_BUDGET_MICROS}");
-    eprintln!("admitted {ok}, refused {refused}, spent {used} of {ENG_BUDGET_MICROS} micro-dollars (largest call {max_cost})");
+    assert!(
+        used <= ENG_BUDGET_MICROS,
+        "spent {used} of {ENG_BUDGET_MICROS}"
+    );
+    eprintln!(
+        "admitted {ok}, refused {refused}, spent {used} of {ENG_BUDGET_MICROS} micro-dollars (largest call {max_cost})"
+    );
     client.shutdown().await.unwrap();
 }
 
@@ -207,7 +252,9 @@ async fn concurrent_calls_cannot_overshoot_a_hard_budget() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_hundred_concurrent_calls_against_a_budget_for_fifty() {
     // Learn the call's exact cost from an unmanaged client on its own emulator.
-    let probe_emu = gaterouter_emulator::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let probe_emu = gaterouter_emulator::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
     let probe = Client::new(Config::for_emulator(&probe_emu.base_url())).unwrap();
     let first = probe.chat(ask("openai/gpt-4o", 4000)).await.unwrap();
     let completion = u32::try_from(first.usage.completion_tokens).unwrap();
@@ -217,7 +264,10 @@ async fn two_hundred_concurrent_calls_against_a_budget_for_fifty() {
     let budget = 50 * per_call;
     let e = env_with_budget(&format!("{}.{:06}", budget / 1_000_000, budget % 1_000_000)).await;
     let client = Client::new(e.cfg.clone()).unwrap();
-    e.emu.emulator().queue_fault(&json!({"fault": "slow", "delay_ms": 200, "times": 200})).unwrap();
+    e.emu
+        .emulator()
+        .queue_fault(&json!({"fault": "slow", "delay_ms": 200, "times": 200}))
+        .unwrap();
     let calls: Vec<_> = (0..200)
         .map(|_| {
             let c = client.clone();
@@ -239,11 +289,24 @@ async fn two_hundred_concurrent_calls_against_a_budget_for_fifty() {
     }
     assert!(client.flush(Duration::from_secs(20)).await.unwrap().drained);
     let spent = spend_after_flush(&e, ok * per_call).await;
-    eprintln!("budget {budget} micros = 50 calls of {per_call}: admitted {ok}, refused {refused}, spent {spent}");
+    eprintln!(
+        "budget {budget} micros = 50 calls of {per_call}: admitted {ok}, refused {refused}, spent {spent}"
+    );
     assert!(ok <= 50, "admitted {ok} calls, the budget fits 50");
     assert!(ok >= 1 && ok + refused == 200);
-    assert_eq!(spent, ok * per_call, "the collector counts each admitted call once");
-    assert!(spent <= budget + per_call, "overshoot beyond one request: spent {spent} of {budget}");
-    assert_eq!(provider_calls(&e), ok, "refused calls never reached a provider");
+    assert_eq!(
+        spent,
+        ok * per_call,
+        "the collector counts each admitted call once"
+    );
+    assert!(
+        spent <= budget + per_call,
+        "overshoot beyond one request: spent {spent} of {budget}"
+    );
+    assert_eq!(
+        provider_calls(&e),
+        ok,
+        "refused calls never reached a provider"
+    );
     client.shutdown().await.unwrap();
 }

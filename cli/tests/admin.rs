@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 
 use gaterouter::config::Identity;
 use gaterouter::usage::signing::wire_json;
-use gaterouter::usage::{RecordId, RouteInfo, RouteMode, SdkInfo, UsageRecord, UsageRecordInput, UsageSigner, unix_ms_now};
+use gaterouter::usage::{
+    RecordId, RouteInfo, RouteMode, SdkInfo, UsageRecord, UsageRecordInput, UsageSigner,
+    unix_ms_now,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_gaterouter");
 const TOKEN: &str = "admin-test-token-5f1c9a0b7e3d2c4a";
@@ -37,12 +40,26 @@ fn start_collector() -> Collector {
 }
 
 fn start_collector_named(name: &str) -> Collector {
-    let dir = std::env::temp_dir().join(format!("gaterouter-admin-test-{}-{name}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "gaterouter-admin-test-{}-{name}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let child = Command::new(BIN)
-        .args(["collector", "serve", "--listen", &format!("127.0.0.1:{port}"), "--db", &format!("sqlite://{}", dir.join("c.db").display())])
+        .args([
+            "collector",
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--db",
+            &format!("sqlite://{}", dir.join("c.db").display()),
+        ])
         .env("GATEROUTER_COLLECTOR_ADMIN_TOKEN", TOKEN)
         // Set in the same shell for `gaterouter admin`: the collector must not take it as a setting.
         .env("GATEROUTER_COLLECTOR_URL", "http://127.0.0.1:8787")
@@ -51,10 +68,17 @@ fn start_collector_named(name: &str) -> Collector {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let c = Collector { child, url: format!("http://127.0.0.1:{port}"), dir };
+    let c = Collector {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        dir,
+    };
     let t0 = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(t0.elapsed() < Duration::from_secs(30), "collector did not start");
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "collector did not start"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     c
@@ -73,8 +97,14 @@ fn admin_with(url: &str, token: &str, args: &[&str]) -> (bool, String, String) {
         .env_remove("GATEROUTER_CONFIG")
         .output()
         .unwrap();
-    let (o, e) = (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
-    assert!(!o.contains(token) && !e.contains(token), "the token was printed: {o}\n{e}");
+    let (o, e) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(
+        !o.contains(token) && !e.contains(token),
+        "the token was printed: {o}\n{e}"
+    );
     (out.status.success(), o, e)
 }
 
@@ -87,8 +117,12 @@ fn helpdesk_signer() -> UsageSigner {
 
 /// examples/org.toml with the public keys of two keys replaced by keys this test can sign with.
 fn org_file(dir: &Path) -> PathBuf {
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/org.toml")).unwrap();
-    let doc = gaterouter_collector::orgfile::parse(&text, gaterouter_collector::orgfile::Format::Toml).unwrap();
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/org.toml"))
+            .unwrap();
+    let doc =
+        gaterouter_collector::orgfile::parse(&text, gaterouter_collector::orgfile::Format::Toml)
+            .unwrap();
     let mut out = text.clone();
     for k in &doc.keys {
         let pk = k.public_key.as_str();
@@ -106,7 +140,18 @@ fn org_file(dir: &Path) -> PathBuf {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn record(key: &str, dept: &str, project: &str, user: Option<&str>, model: &str, ts: u64, prompt: u64, completion: u64, cost: u64, signer: &UsageSigner) -> String {
+fn record(
+    key: &str,
+    dept: &str,
+    project: &str,
+    user: Option<&str>,
+    model: &str,
+    ts: u64,
+    prompt: u64,
+    completion: u64,
+    cost: u64,
+    signer: &UsageSigner,
+) -> String {
     let ident = Identity {
         org: Some("acme".into()),
         department: Some(dept.into()),
@@ -120,7 +165,11 @@ fn record(key: &str, dept: &str, project: &str, user: Option<&str>, model: &str,
         ts_end: ts + 10,
         provider: "openai".into(),
         model: model.into(),
-        route: Some(RouteInfo { mode: RouteMode::Explicit, tier: None, score: None }),
+        route: Some(RouteInfo {
+            mode: RouteMode::Explicit,
+            tier: None,
+            score: None,
+        }),
         prompt_tokens: prompt,
         completion_tokens: completion,
         cost_micros: cost,
@@ -136,10 +185,19 @@ fn record(key: &str, dept: &str, project: &str, user: Option<&str>, model: &str,
 
 fn ingest(url: &str, wires: &[String]) -> serde_json::Value {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let body = format!("{{\"records\":[{}]}}", wires.join(","));
-        let r = reqwest::Client::new().post(format!("{url}/v1/usage")).header("content-type", "application/json").body(body).send().await.unwrap();
+        let r = reqwest::Client::new()
+            .post(format!("{url}/v1/usage"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
         r.json().await.unwrap()
     })
 }
@@ -153,15 +211,28 @@ fn admin_commands_against_a_collector() {
     // Dry run: the full plan, nothing written.
     let (ok, out, err) = admin(&c, &["apply", f, "--dry-run"]);
     assert!(ok, "{out}\n{err}");
-    assert!(out.starts_with("dry run: nothing was written\ncreated: 29\n") && out.contains("  budget:project:search/usd/month\n"), "{out}");
+    assert!(
+        out.starts_with("dry run: nothing was written\ncreated: 29\n")
+            && out.contains("  budget:project:search/usd/month\n"),
+        "{out}"
+    );
     let (ok, out, _) = admin(&c, &["apply", f, "--dry-run"]);
-    assert!(ok && out.contains("created: 29\n"), "the dry run wrote nothing: {out}");
+    assert!(
+        ok && out.contains("created: 29\n"),
+        "the dry run wrote nothing: {out}"
+    );
     // Apply, then apply again: all unchanged.
     let (ok, out, err) = admin(&c, &["apply", f]);
-    assert!(ok && out.starts_with("created: 29\n") && out.contains("key:k_search_prod"), "{out}\n{err}");
+    assert!(
+        ok && out.starts_with("created: 29\n") && out.contains("key:k_search_prod"),
+        "{out}\n{err}"
+    );
     let (ok, out, _) = admin(&c, &["apply", f]);
     assert!(ok, "{out}");
-    assert_eq!(out, "created: 0\nupdated: 0\nunchanged: 29\nremoved_not_deleted: 0\n");
+    assert_eq!(
+        out,
+        "created: 0\nupdated: 0\nunchanged: 29\nremoved_not_deleted: 0\n"
+    );
 
     // Export and re-apply (TOML and YAML): nothing changes.
     for (fmt, ext) in [("toml", "toml"), ("yaml", "yaml"), ("json", "json")] {
@@ -170,7 +241,10 @@ fn admin_commands_against_a_collector() {
         let p = c.dir.join(format!("exported.{ext}"));
         std::fs::write(&p, &text).unwrap();
         let (ok, out, err) = admin(&c, &["apply", p.to_str().unwrap()]);
-        assert!(ok && out.contains("created: 0\nupdated: 0\nunchanged: 29\n"), "{fmt}: {out}\n{err}\n{text}");
+        assert!(
+            ok && out.contains("created: 0\nupdated: 0\nunchanged: 29\n"),
+            "{fmt}: {out}\n{err}\n{text}"
+        );
     }
     // An entry removed from the file is reported, not deleted.
     let text = std::fs::read_to_string(&file).unwrap();
@@ -179,37 +253,109 @@ fn admin_commands_against_a_collector() {
     let fewer = c.dir.join("fewer.toml");
     std::fs::write(&fewer, format!("{}{}", &text[..cut], &text[end + 2..])).unwrap();
     let (ok, out, _) = admin(&c, &["apply", fewer.to_str().unwrap()]);
-    assert!(ok && out.contains("removed_not_deleted: 1 (") && out.contains("  user:dan\n"), "{out}");
+    assert!(
+        ok && out.contains("removed_not_deleted: 1 (") && out.contains("  user:dan\n"),
+        "{out}"
+    );
 
     // Typed errors. A bad file is refused locally, naming the file and the field.
     let bad = c.dir.join("bad.toml");
-    std::fs::write(&bad, text.replacen("max_tokens_per_request = 8192", "max_token_per_request = 8192", 1)).unwrap();
-    let (ok, _, err) = admin_with("http://127.0.0.1:1", TOKEN, &["apply", bad.to_str().unwrap()]);
-    assert!(!ok && err.contains("bad.toml") && err.contains("max_token_per_request"), "{err}");
+    std::fs::write(
+        &bad,
+        text.replacen(
+            "max_tokens_per_request = 8192",
+            "max_token_per_request = 8192",
+            1,
+        ),
+    )
+    .unwrap();
+    let (ok, _, err) = admin_with(
+        "http://127.0.0.1:1",
+        TOKEN,
+        &["apply", bad.to_str().unwrap()],
+    );
+    assert!(
+        !ok && err.contains("bad.toml") && err.contains("max_token_per_request"),
+        "{err}"
+    );
     let (ok, _, err) = admin_with("http://127.0.0.1:1", TOKEN, &["budgets", "--org", "acme"]);
-    assert!(!ok && err.contains("cannot reach the collector at http://127.0.0.1:1") && err.contains("Fix:"), "{err}");
-    let (ok, _, err) = admin_with(&c.url, "wrong-token-0000000000", &["budgets", "--org", "acme"]);
-    assert!(!ok && err.contains("HTTP 401") && err.contains("GATEROUTER_ADMIN_TOKEN"), "{err}");
+    assert!(
+        !ok && err.contains("cannot reach the collector at http://127.0.0.1:1")
+            && err.contains("Fix:"),
+        "{err}"
+    );
+    let (ok, _, err) = admin_with(
+        &c.url,
+        "wrong-token-0000000000",
+        &["budgets", "--org", "acme"],
+    );
+    assert!(
+        !ok && err.contains("HTTP 401") && err.contains("GATEROUTER_ADMIN_TOKEN"),
+        "{err}"
+    );
     let (ok, _, err) = admin(&c, &["export", "--org", "nope"]);
-    assert!(!ok && err.contains("unknown org `nope`") && err.contains("known: acme"), "{err}");
+    assert!(
+        !ok && err.contains("unknown org `nope`") && err.contains("known: acme"),
+        "{err}"
+    );
     let (ok, _, err) = admin(&c, &["bill", "--org", "acme", "--month", "2026-1"]);
-    assert!(!ok && err.contains("HTTP 400") && err.contains("YYYY-MM"), "{err}");
+    assert!(
+        !ok && err.contains("HTTP 400") && err.contains("YYYY-MM"),
+        "{err}"
+    );
 
     // The effective policy names each rule's level; support's blocked models show.
     let (ok, out, err) = admin(&c, &["policy", "show", "--key", "k_helpdesk_bot"]);
     assert!(ok, "{err}");
-    assert!(out.contains("key k_helpdesk_bot (org acme, department support, project helpdesk-bot)"), "{out}");
-    assert!(out.lines().any(|l| l.contains("deny_models") && l.contains("openai/gpt-4o ") && l.contains("(set at department:support)")), "{out}");
+    assert!(
+        out.contains("key k_helpdesk_bot (org acme, department support, project helpdesk-bot)"),
+        "{out}"
+    );
+    assert!(
+        out.lines().any(|l| l.contains("deny_models")
+            && l.contains("openai/gpt-4o ")
+            && l.contains("(set at department:support)")),
+        "{out}"
+    );
     assert!(out.contains("department:support  usd"), "{out}");
     let (ok, out, _) = admin(&c, &["policy", "show", "--key", "k_search_prod", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert!(ok && v["rules"]["allow_models"]["level"] == "key:k_search_prod", "{out}");
+    assert!(
+        ok && v["rules"]["allow_models"]["level"] == "key:k_search_prod",
+        "{out}"
+    );
 
     // Usage: search calls this month, and one $500 helpdesk call (an unknown model, so
     // the client's price counts) that crosses support's soft budget at 50%.
     let now = unix_ms_now() - 60_000;
-    let mut wires: Vec<String> = (0..5u64).map(|i| record("k_search_prod", "eng", "search", None, "gpt-4o-mini", now + i, 10_000 + i, 1_000, 2_100, &search_signer())).collect();
-    wires.push(record("k_helpdesk_bot", "support", "helpdesk-bot", Some("carol"), "acme-support-ft", now, 1_000, 100, 500_000_000, &helpdesk_signer()));
+    let mut wires: Vec<String> = (0..5u64)
+        .map(|i| {
+            record(
+                "k_search_prod",
+                "eng",
+                "search",
+                None,
+                "gpt-4o-mini",
+                now + i,
+                10_000 + i,
+                1_000,
+                2_100,
+                &search_signer(),
+            )
+        })
+        .collect();
+    wires.push(record(
+        "k_helpdesk_bot",
+        "support",
+        "helpdesk-bot",
+        Some("carol"),
+        "acme-support-ft",
+        now,
+        1_000,
+        100,
+        500_000_000,
+        &helpdesk_signer(),
+    ));
     let v = ingest(&c.url, &wires);
     assert_eq!(v["accepted"].as_array().unwrap().len(), 6, "{v}");
     let month = {
@@ -219,72 +365,212 @@ fn admin_commands_against_a_collector() {
     };
 
     let (ok, out, _) = admin(&c, &["budgets", "--org", "acme"]);
-    assert!(ok && out.lines().any(|l| l.starts_with("department:support") && l.contains("$500.00")), "{out}");
+    assert!(
+        ok && out
+            .lines()
+            .any(|l| l.starts_with("department:support") && l.contains("$500.00")),
+        "{out}"
+    );
     let (ok, out, _) = admin(&c, &["alerts", "--org", "acme"]);
-    assert!(ok && out.lines().any(|l| l.contains("department:support") && l.contains("50%")), "{out}");
+    assert!(
+        ok && out
+            .lines()
+            .any(|l| l.contains("department:support") && l.contains("50%")),
+        "{out}"
+    );
 
     // The bill: CSV to stdout, totals reconcile with the JSON form; HTML to a file.
-    let (ok, csv, err) = admin(&c, &["bill", "--org", "acme", "--month", &month, "--format", "csv"]);
+    let (ok, csv, err) = admin(
+        &c,
+        &[
+            "bill", "--org", "acme", "--month", &month, "--format", "csv",
+        ],
+    );
     assert!(ok, "{err}");
     assert!(csv.starts_with("section,item,calls,"), "{csv}");
-    let total: Vec<&str> = csv.lines().find(|l| l.starts_with("total,org:acme,")).unwrap().split(',').collect();
+    let total: Vec<&str> = csv
+        .lines()
+        .find(|l| l.starts_with("total,org:acme,"))
+        .unwrap()
+        .split(',')
+        .collect();
     assert_eq!(total[2], "6", "{csv}");
     let spend: i64 = total[7].parse().unwrap();
-    let models: i64 = csv.lines().filter(|l| l.starts_with("model,")).map(|l| l.split(',').nth(7).unwrap().parse::<i64>().unwrap()).sum();
-    let depts: i64 = csv.lines().filter(|l| l.starts_with("department,")).map(|l| l.split(',').nth(7).unwrap().parse::<i64>().unwrap()).sum();
-    assert!(spend > 500_000_000 && models == spend && depts == spend, "{csv}");
-    let (ok, json, _) = admin(&c, &["bill", "--org", "acme", "--month", &month, "--format", "json"]);
+    let models: i64 = csv
+        .lines()
+        .filter(|l| l.starts_with("model,"))
+        .map(|l| l.split(',').nth(7).unwrap().parse::<i64>().unwrap())
+        .sum();
+    let depts: i64 = csv
+        .lines()
+        .filter(|l| l.starts_with("department,"))
+        .map(|l| l.split(',').nth(7).unwrap().parse::<i64>().unwrap())
+        .sum();
+    assert!(
+        spend > 500_000_000 && models == spend && depts == spend,
+        "{csv}"
+    );
+    let (ok, json, _) = admin(
+        &c,
+        &[
+            "bill", "--org", "acme", "--month", &month, "--format", "json",
+        ],
+    );
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
-    assert!(ok && v["totals"]["spend_micros"].as_i64() == Some(spend), "{json}");
+    assert!(
+        ok && v["totals"]["spend_micros"].as_i64() == Some(spend),
+        "{json}"
+    );
     let html = c.dir.join("bill.html");
-    let (ok, out, err) = admin(&c, &["bill", "--org", "acme", "--month", &month, "--department", "eng", "--out", html.to_str().unwrap()]);
-    assert!(ok && out.contains("wrote the html bill of department eng"), "{out}\n{err}");
+    let (ok, out, err) = admin(
+        &c,
+        &[
+            "bill",
+            "--org",
+            "acme",
+            "--month",
+            &month,
+            "--department",
+            "eng",
+            "--out",
+            html.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        ok && out.contains("wrote the html bill of department eng"),
+        "{out}\n{err}"
+    );
     let page = std::fs::read_to_string(&html).unwrap();
-    assert!(page.starts_with("<!DOCTYPE html>") && page.contains("@media print") && page.contains("department:eng") && page.contains("openai/gpt-4o-mini"), "{page}");
-    let (ok, _, err) = admin(&c, &["bill", "--org", "acme", "--month", &month, "--department", "eng", "--project", "search"]);
+    assert!(
+        page.starts_with("<!DOCTYPE html>")
+            && page.contains("@media print")
+            && page.contains("department:eng")
+            && page.contains("openai/gpt-4o-mini"),
+        "{page}"
+    );
+    let (ok, _, err) = admin(
+        &c,
+        &[
+            "bill",
+            "--org",
+            "acme",
+            "--month",
+            &month,
+            "--department",
+            "eng",
+            "--project",
+            "search",
+        ],
+    );
     assert!(!ok && err.contains("cannot be used with"), "{err}");
 
     // `gaterouter usage`: the analytics as a table (dollars), CSV or JSON; a department
     // read token sees only its department; no token, an unknown report: clear errors.
-    let (ok, out, err) = usage(&c.url, &[("GATEROUTER_ADMIN_TOKEN", TOKEN)], &["breakdown", "--org", "acme", "--by", "department"]);
+    let (ok, out, err) = usage(
+        &c.url,
+        &[("GATEROUTER_ADMIN_TOKEN", TOKEN)],
+        &["breakdown", "--org", "acme", "--by", "department"],
+    );
     assert!(ok, "{err}");
     let head: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
-    assert!(head.starts_with(&["group", "calls"]) && out.contains("spend ($)") && !out.contains("spend_micros"), "{out}");
-    let row = |name: &str| out.lines().find(|l| l.split_whitespace().next() == Some(name)).map(|l| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>());
-    assert_eq!(row("eng").unwrap_or_else(|| panic!("{out}"))[1], "5", "{out}");
-    assert!(row("support").unwrap_or_else(|| panic!("{out}")).iter().any(|c| c.starts_with("500.")), "the $500 call shows in dollars: {out}");
-    let (ok, mint, err) = admin(&c, &["tokens", "mint", "--org", "acme", "--department", "eng"]);
+    assert!(
+        head.starts_with(&["group", "calls"])
+            && out.contains("spend ($)")
+            && !out.contains("spend_micros"),
+        "{out}"
+    );
+    let row = |name: &str| {
+        out.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .map(|l| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+    };
+    assert_eq!(
+        row("eng").unwrap_or_else(|| panic!("{out}"))[1],
+        "5",
+        "{out}"
+    );
+    assert!(
+        row("support")
+            .unwrap_or_else(|| panic!("{out}"))
+            .iter()
+            .any(|c| c.starts_with("500.")),
+        "the $500 call shows in dollars: {out}"
+    );
+    let (ok, mint, err) = admin(
+        &c,
+        &["tokens", "mint", "--org", "acme", "--department", "eng"],
+    );
     assert!(ok, "{err}");
     let eng_token = mint.lines().next().unwrap().trim().to_owned();
-    let (ok, out, err) = usage(&c.url, &[("GATEROUTER_READ_TOKEN", &eng_token)], &["breakdown", "--by", "department", "--format", "csv"]);
+    let (ok, out, err) = usage(
+        &c.url,
+        &[("GATEROUTER_READ_TOKEN", &eng_token)],
+        &["breakdown", "--by", "department", "--format", "csv"],
+    );
     assert!(ok, "{err}");
     let lines: Vec<&str> = out.lines().collect();
-    assert!(lines[0].starts_with("group,") && lines[0].contains("spend_micros") && lines.len() == 2 && lines[1].starts_with("eng,"), "the eng token sees eng only: {out}");
-    let (ok, out, err) = usage(&c.url, &[("GATEROUTER_READ_TOKEN", &eng_token)], &["summary", "--format", "json"]);
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
-    assert!(ok && v["rows"][0]["calls"] == 5 && v["columns"][0] == "calls", "{out}");
-    let (ok, _, err) = usage(&c.url, &[("GATEROUTER_READ_TOKEN", &eng_token)], &["breakdown", "--by", "department", "--department", "support"]);
+    assert!(
+        lines[0].starts_with("group,")
+            && lines[0].contains("spend_micros")
+            && lines.len() == 2
+            && lines[1].starts_with("eng,"),
+        "the eng token sees eng only: {out}"
+    );
+    let (ok, out, err) = usage(
+        &c.url,
+        &[("GATEROUTER_READ_TOKEN", &eng_token)],
+        &["summary", "--format", "json"],
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    assert!(
+        ok && v["rows"][0]["calls"] == 5 && v["columns"][0] == "calls",
+        "{out}"
+    );
+    let (ok, _, err) = usage(
+        &c.url,
+        &[("GATEROUTER_READ_TOKEN", &eng_token)],
+        &["breakdown", "--by", "department", "--department", "support"],
+    );
     assert!(!ok && err.contains("HTTP 403"), "{err}");
     let (ok, _, err) = usage(&c.url, &[], &["summary"]);
-    assert!(!ok && err.contains("GATEROUTER_READ_TOKEN") && err.contains("tokens mint"), "{err}");
+    assert!(
+        !ok && err.contains("GATEROUTER_READ_TOKEN") && err.contains("tokens mint"),
+        "{err}"
+    );
     let (ok, _, err) = usage(&c.url, &[("GATEROUTER_ADMIN_TOKEN", TOKEN)], &["spend"]);
-    assert!(!ok && err.contains("possible values") && err.contains("breakdown"), "{err}");
+    assert!(
+        !ok && err.contains("possible values") && err.contains("breakdown"),
+        "{err}"
+    );
 }
 
 /// Run `gaterouter usage ARGS` against `url` with only the given token variables set.
 fn usage(url: &str, env: &[(&str, &str)], args: &[&str]) -> (bool, String, String) {
     let mut cmd = Command::new(BIN);
-    cmd.arg("usage").args(args).env("GATEROUTER_COLLECTOR_URL", url);
-    for k in ["GATEROUTER_CONFIG", "GATEROUTER_ADMIN_TOKEN", "GATEROUTER_READ_TOKEN"] {
+    cmd.arg("usage")
+        .args(args)
+        .env("GATEROUTER_COLLECTOR_URL", url);
+    for k in [
+        "GATEROUTER_CONFIG",
+        "GATEROUTER_ADMIN_TOKEN",
+        "GATEROUTER_READ_TOKEN",
+    ] {
         cmd.env_remove(k);
     }
     for (k, v) in env {
         cmd.env(k, v);
     }
     let out = cmd.output().unwrap();
-    let (o, e) = (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+    let (o, e) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
     for (_, v) in env {
-        assert!(!o.contains(v) && !e.contains(v), "a token was printed: {o}\n{e}");
+        assert!(
+            !o.contains(v) && !e.contains(v),
+            "a token was printed: {o}\n{e}"
+        );
     }
     (out.status.success(), o, e)
 }
@@ -298,7 +584,10 @@ fn tokens_keys_members_and_unknown_names() {
     let f = file.to_str().unwrap();
     let (ok, out, err) = admin(&c, &["apply", f]);
     assert!(ok, "{out}\n{err}");
-    assert!(!err.contains("warning"), "examples/org.toml passes the catalog checks: {err}");
+    assert!(
+        !err.contains("warning"),
+        "examples/org.toml passes the catalog checks: {err}"
+    );
 
     // Unknown names: non-zero exit, the name, what exists.
     for args in [
@@ -310,38 +599,117 @@ fn tokens_keys_members_and_unknown_names() {
         vec!["keys", "list", "--org", "nosuch"],
     ] {
         let (ok, out, err) = admin(&c, &args);
-        assert!(!ok && err.contains("unknown org `nosuch`") && err.contains("known: acme"), "{args:?}: {out}\n{err}");
+        assert!(
+            !ok && err.contains("unknown org `nosuch`") && err.contains("known: acme"),
+            "{args:?}: {out}\n{err}"
+        );
     }
-    let (ok, _, err) = admin(&c, &["bill", "--org", "acme", "--month", "2026-11", "--department", "nodept"]);
-    assert!(!ok && err.contains("unknown department `nodept` in org `acme`") && err.contains("eng"), "{err}");
-    let (ok, _, err) = admin(&c, &["tokens", "mint", "--org", "acme", "--department", "nodept"]);
+    let (ok, _, err) = admin(
+        &c,
+        &[
+            "bill",
+            "--org",
+            "acme",
+            "--month",
+            "2026-11",
+            "--department",
+            "nodept",
+        ],
+    );
+    assert!(
+        !ok && err.contains("unknown department `nodept` in org `acme`") && err.contains("eng"),
+        "{err}"
+    );
+    let (ok, _, err) = admin(
+        &c,
+        &["tokens", "mint", "--org", "acme", "--department", "nodept"],
+    );
     assert!(!ok && err.contains("unknown department `nodept`"), "{err}");
     let (ok, _, err) = admin(&c, &["policy", "show", "--key", "k_nosuch"]);
     assert!(!ok && err.contains("unknown API key `k_nosuch`"), "{err}");
-    for args in [vec!["keys", "revoke", "--id", "k_nosuch"], vec!["keys", "rotate", "--id", "k_nosuch", "--out", "/nonexistent/x.key"]] {
+    for args in [
+        vec!["keys", "revoke", "--id", "k_nosuch"],
+        vec![
+            "keys",
+            "rotate",
+            "--id",
+            "k_nosuch",
+            "--out",
+            "/nonexistent/x.key",
+        ],
+    ] {
         let (ok, _, err) = admin(&c, &args);
-        assert!(!ok && err.contains("unknown API key `k_nosuch`"), "{args:?}: {err}");
+        assert!(
+            !ok && err.contains("unknown API key `k_nosuch`"),
+            "{args:?}: {err}"
+        );
     }
     let (ok, _, err) = admin(&c, &["tokens", "revoke", "0000-nosuch"]);
     assert!(!ok && err.contains("unknown token `0000-nosuch`"), "{err}");
 
     // Read tokens: mint (department scope), list, use on the read API, revoke.
-    let (ok, out, err) = admin(&c, &["tokens", "mint", "--org", "acme", "--department", "eng", "--description", "eng dashboard"]);
+    let (ok, out, err) = admin(
+        &c,
+        &[
+            "tokens",
+            "mint",
+            "--org",
+            "acme",
+            "--department",
+            "eng",
+            "--description",
+            "eng dashboard",
+        ],
+    );
     assert!(ok, "{err}");
     let token = out.lines().next().unwrap().trim().to_owned();
-    assert!(token.len() >= 20 && out.contains("read token") && out.contains("department eng of org acme") && out.contains("sign in at http") && !out.contains("#token="), "{out}");
-    let id = out.split("read token ").nth(1).unwrap().split_whitespace().next().unwrap().to_owned();
+    assert!(
+        token.len() >= 20
+            && out.contains("read token")
+            && out.contains("department eng of org acme")
+            && out.contains("sign in at http")
+            && !out.contains("#token="),
+        "{out}"
+    );
+    let id = out
+        .split("read token ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
     let (ok, out, _) = admin(&c, &["tokens", "list", "--org", "acme"]);
-    assert!(ok && out.contains(&id) && out.contains("acme/eng") && out.contains("eng dashboard"), "{out}");
+    assert!(
+        ok && out.contains(&id) && out.contains("acme/eng") && out.contains("eng dashboard"),
+        "{out}"
+    );
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let read = |t: &str| {
         rt.block_on(async {
-            let url = format!("{}/v1/admin/bills?org=acme&month=2026-11&department=eng&format=json", c.url);
-            reqwest::Client::new().get(url).bearer_auth(t).send().await.unwrap().status().as_u16()
+            let url = format!(
+                "{}/v1/admin/bills?org=acme&month=2026-11&department=eng&format=json",
+                c.url
+            );
+            reqwest::Client::new()
+                .get(url)
+                .bearer_auth(t)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
         })
     };
-    assert_eq!(read(&token), 200, "the read token reads its department's bill");
+    assert_eq!(
+        read(&token),
+        200,
+        "the read token reads its department's bill"
+    );
     let (ok, out, err) = admin(&c, &["tokens", "revoke", &id]);
     assert!(ok && out.contains("revoked token"), "{out}{err}");
     assert_eq!(read(&token), 401, "a revoked token is refused");
@@ -350,41 +718,160 @@ fn tokens_keys_members_and_unknown_names() {
 
     // Keys: new (secret file 0600, registered), rotate with an overlap, revoke, list.
     let k1 = c.dir.join("k1.key");
-    let (ok, out, err) = admin(&c, &["keys", "new", "--id", "k_cli", "--org", "acme", "--department", "eng", "--out", k1.to_str().unwrap()]);
-    assert!(ok && out.contains("registered API key k_cli") && k1.exists(), "{out}{err}");
+    let (ok, out, err) = admin(
+        &c,
+        &[
+            "keys",
+            "new",
+            "--id",
+            "k_cli",
+            "--org",
+            "acme",
+            "--department",
+            "eng",
+            "--out",
+            k1.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        ok && out.contains("registered API key k_cli") && k1.exists(),
+        "{out}{err}"
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&k1).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&k1).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
-    let (ok, _, err) = admin(&c, &["keys", "new", "--id", "k_cli2", "--org", "acme", "--project", "noproj", "--out", c.dir.join("k9.key").to_str().unwrap()]);
+    let (ok, _, err) = admin(
+        &c,
+        &[
+            "keys",
+            "new",
+            "--id",
+            "k_cli2",
+            "--org",
+            "acme",
+            "--project",
+            "noproj",
+            "--out",
+            c.dir.join("k9.key").to_str().unwrap(),
+        ],
+    );
     assert!(!ok && err.contains("unknown project `noproj`"), "{err}");
     let k2 = c.dir.join("k2.key");
-    let (ok, out, err) = admin(&c, &["keys", "rotate", "--id", "k_cli", "--out", k2.to_str().unwrap(), "--overlap", "2h"]);
-    assert!(ok && out.contains("version 2") && out.contains("overlap 7200 s") && k2.exists(), "{out}{err}");
-    let (ok, _, err) = admin(&c, &["keys", "rotate", "--id", "k_cli", "--out", c.dir.join("k3.key").to_str().unwrap(), "--overlap", "soon"]);
+    let (ok, out, err) = admin(
+        &c,
+        &[
+            "keys",
+            "rotate",
+            "--id",
+            "k_cli",
+            "--out",
+            k2.to_str().unwrap(),
+            "--overlap",
+            "2h",
+        ],
+    );
+    assert!(
+        ok && out.contains("version 2") && out.contains("overlap 7200 s") && k2.exists(),
+        "{out}{err}"
+    );
+    let (ok, _, err) = admin(
+        &c,
+        &[
+            "keys",
+            "rotate",
+            "--id",
+            "k_cli",
+            "--out",
+            c.dir.join("k3.key").to_str().unwrap(),
+            "--overlap",
+            "soon",
+        ],
+    );
     assert!(!ok && err.contains("not a duration"), "{err}");
     let (ok, out, _) = admin(&c, &["keys", "list", "--org", "acme"]);
-    assert!(ok && out.lines().any(|l| l.starts_with("k_cli ") && l.contains("active") && l.contains("department eng") && l.contains(" 2 ")), "{out}");
+    assert!(
+        ok && out.lines().any(|l| l.starts_with("k_cli ")
+            && l.contains("active")
+            && l.contains("department eng")
+            && l.contains(" 2 ")),
+        "{out}"
+    );
     let (ok, out, _) = admin(&c, &["keys", "revoke", "--id", "k_cli"]);
     assert!(ok && out.contains("revoked API key k_cli"), "{out}");
     let (ok, out, _) = admin(&c, &["keys", "list", "--org", "acme"]);
-    assert!(ok && out.lines().any(|l| l.starts_with("k_cli ") && l.contains("revoked")), "{out}");
-    let (ok, _, err) = admin(&c, &["keys", "rotate", "--id", "k_cli", "--out", c.dir.join("k4.key").to_str().unwrap()]);
+    assert!(
+        ok && out
+            .lines()
+            .any(|l| l.starts_with("k_cli ") && l.contains("revoked")),
+        "{out}"
+    );
+    let (ok, _, err) = admin(
+        &c,
+        &[
+            "keys",
+            "rotate",
+            "--id",
+            "k_cli",
+            "--out",
+            c.dir.join("k4.key").to_str().unwrap(),
+        ],
+    );
     assert!(!ok && err.contains("revoked"), "{err}");
 
     // Members: list, add (with a group), remove from the group.
-    let (ok, out, _) = admin(&c, &["members", "list", "--org", "acme", "--department", "eng"]);
-    assert!(ok && out.contains("alice") && out.contains("bob") && !out.contains("carol"), "{out}");
-    let (ok, out, err) = admin(&c, &["members", "add", "erin", "--org", "acme", "--department", "eng", "--group", "oncall", "--name", "Erin"]);
-    assert!(ok && out.contains("added member erin") && out.contains("in group oncall"), "{out}{err}");
+    let (ok, out, _) = admin(
+        &c,
+        &["members", "list", "--org", "acme", "--department", "eng"],
+    );
+    assert!(
+        ok && out.contains("alice") && out.contains("bob") && !out.contains("carol"),
+        "{out}"
+    );
+    let (ok, out, err) = admin(
+        &c,
+        &[
+            "members",
+            "add",
+            "erin",
+            "--org",
+            "acme",
+            "--department",
+            "eng",
+            "--group",
+            "oncall",
+            "--name",
+            "Erin",
+        ],
+    );
+    assert!(
+        ok && out.contains("added member erin") && out.contains("in group oncall"),
+        "{out}{err}"
+    );
     let (ok, out, _) = admin(&c, &["members", "list", "--org", "acme"]);
-    assert!(ok && out.lines().any(|l| l.starts_with("erin ") && l.contains("Erin") && l.contains("eng")), "{out}");
+    assert!(
+        ok && out
+            .lines()
+            .any(|l| l.starts_with("erin ") && l.contains("Erin") && l.contains("eng")),
+        "{out}"
+    );
     let (ok, out, err) = admin(&c, &["members", "remove", "erin", "--group", "oncall"]);
-    assert!(ok && out.contains("removed member erin from group oncall"), "{out}{err}");
+    assert!(
+        ok && out.contains("removed member erin from group oncall"),
+        "{out}{err}"
+    );
     let (ok, _, err) = admin(&c, &["members", "remove", "erin", "--group", "oncall"]);
     assert!(!ok && err.contains("not a member"), "{err}");
-    let (ok, _, err) = admin(&c, &["members", "add", "zed", "--org", "acme", "--group", "nogroup"]);
+    let (ok, _, err) = admin(
+        &c,
+        &[
+            "members", "add", "zed", "--org", "acme", "--group", "nogroup",
+        ],
+    );
     assert!(!ok && err.contains("unknown group `nogroup`"), "{err}");
 
     // Catalog checks at apply time: warnings naming the line; --strict refuses.
@@ -394,7 +881,16 @@ fn tokens_keys_members_and_unknown_names() {
     let badf = c.dir.join("google.toml");
     std::fs::write(&badf, &bad).unwrap();
     let (ok, _, err) = admin(&c, &["apply", badf.to_str().unwrap(), "--dry-run"]);
-    assert!(ok && err.contains(&format!("warning: line {line}: org.policy.allow_models")) && err.contains("provider `google`"), "{err}");
+    assert!(
+        ok && err.contains(&format!("warning: line {line}: org.policy.allow_models"))
+            && err.contains("provider `google`"),
+        "{err}"
+    );
     let (ok, out, err) = admin(&c, &["apply", badf.to_str().unwrap(), "--strict"]);
-    assert!(!ok && err.contains("error: line") && err.contains("nothing was applied (--strict)") && out.is_empty(), "{out}{err}");
+    assert!(
+        !ok && err.contains("error: line")
+            && err.contains("nothing was applied (--strict)")
+            && out.is_empty(),
+        "{out}{err}"
+    );
 }

@@ -8,19 +8,34 @@ use std::process::Command;
 const BIN: &str = env!("CARGO_BIN_EXE_gaterouter");
 
 fn run(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(BIN).args(args).env_remove("GATEROUTER_CONFIG").output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(BIN)
+        .args(args)
+        .env_remove("GATEROUTER_CONFIG")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("gaterouter-route-test-{name}-{}", std::process::id()));
+    let d = std::env::temp_dir().join(format!(
+        "gaterouter-route-test-{name}-{}",
+        std::process::id()
+    ));
     std::fs::create_dir_all(&d).unwrap();
     d
 }
 
 /// Every 12th line of the dev file: ~700 prompts of every family.
 fn sample(d: &std::path::Path) -> String {
-    let dev = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/routing/dev.jsonl")).unwrap();
+    let dev = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/data/routing/dev.jsonl"
+    ))
+    .unwrap();
     let text: String = dev.lines().step_by(12).map(|l| format!("{l}\n")).collect();
     let p = d.join("sample.jsonl");
     std::fs::write(&p, text).unwrap();
@@ -32,8 +47,17 @@ fn help_documents_the_input_format() {
     for sub in ["score", "eval", "calibrate", "simulate"] {
         let (ok, out, err) = run(&["route", sub, "--help"]);
         assert!(ok, "{err}");
-        for needle in ["INPUT FORMAT", "messages", "weak_score", "strong_score", "source"] {
-            assert!(out.contains(needle), "route {sub} --help lacks {needle}: {out}");
+        for needle in [
+            "INPUT FORMAT",
+            "messages",
+            "weak_score",
+            "strong_score",
+            "source",
+        ] {
+            assert!(
+                out.contains(needle),
+                "route {sub} --help lacks {needle}: {out}"
+            );
         }
     }
 }
@@ -44,10 +68,27 @@ fn calibrate_eval_score_round_trip() {
     let data = sample(&d);
     let w = d.join("w.json");
     let w = w.to_str().unwrap();
-    let args = ["route", "calibrate", &data, "--out", w, "--train-frac", "0.5", "--seed", "2", "--bits", "10", "--lambdas", "1,10"];
+    let args = [
+        "route",
+        "calibrate",
+        &data,
+        "--out",
+        w,
+        "--train-frac",
+        "0.5",
+        "--seed",
+        "2",
+        "--bits",
+        "10",
+        "--lambdas",
+        "1,10",
+    ];
     let (ok, out, err) = run(&args);
     assert!(ok, "{out}\n{err}");
-    assert!(out.contains("cross-validated on this file: APGR") && out.contains("length-only"), "{out}");
+    assert!(
+        out.contains("cross-validated on this file: APGR") && out.contains("length-only"),
+        "{out}"
+    );
     assert!(out.contains("held-out part"), "{out}");
     assert!(std::fs::metadata(w).unwrap().len() < 100_000);
     // deterministic: the same command writes the same file
@@ -55,18 +96,40 @@ fn calibrate_eval_score_round_trip() {
     assert!(run(&args).0);
     assert_eq!(std::fs::read_to_string(w).unwrap(), first);
 
-    let (ok, out, err) = run(&["route", "eval", &data, "--weights", w, "--train-frac", "0.5", "--seed", "2"]);
+    let (ok, out, err) = run(&[
+        "route",
+        "eval",
+        &data,
+        "--weights",
+        w,
+        "--train-frac",
+        "0.5",
+        "--seed",
+        "2",
+    ]);
     assert!(ok, "{out}\n{err}");
     assert!(out.contains("held-out part"), "{out}");
     for metric in ["APGR", "CPT50", "CPT80", "strong share for 95% Q"] {
-        let line = out.lines().find(|l| l.starts_with(metric)).unwrap_or_else(|| panic!("no {metric} row: {out}"));
-        assert!(line.split_whitespace().filter(|t| t.parse::<f64>().is_ok() || t.ends_with('%')).count() >= 3, "{line}");
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(metric))
+            .unwrap_or_else(|| panic!("no {metric} row: {out}"));
+        assert!(
+            line.split_whitespace()
+                .filter(|t| t.parse::<f64>().is_ok() || t.ends_with('%'))
+                .count()
+                >= 3,
+            "{line}"
+        );
     }
     assert!(out.contains("length-only"), "{out}");
     let (ok, out, _) = run(&["route", "eval", &data, "--json"]);
     assert!(ok);
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    assert!(v["router"]["apgr"].is_f64() && v["length_only"]["apgr"].is_f64(), "{v}");
+    assert!(
+        v["router"]["apgr"].is_f64() && v["length_only"]["apgr"].is_f64(),
+        "{v}"
+    );
 
     let (ok, out, err) = run(&["route", "score", &data, "--weights", w]);
     assert!(ok, "{err}");
@@ -75,7 +138,11 @@ fn calibrate_eval_score_round_trip() {
 }
 
 fn data_lines(p: &str) -> usize {
-    std::fs::read_to_string(p).unwrap().lines().filter(|l| !l.trim().is_empty()).count()
+    std::fs::read_to_string(p)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count()
 }
 
 #[test]
@@ -84,12 +151,32 @@ fn simulate_prints_one_json_line_and_is_deterministic() {
     let data = sample(&d);
     let w = d.join("s.json");
     let w = w.to_str().unwrap();
-    let args = ["route", "simulate", &data, "--explore", "0.2", "--seed", "3", "--out", w, "--train-frac", "0.5", "--bits", "10"];
+    let args = [
+        "route",
+        "simulate",
+        &data,
+        "--explore",
+        "0.2",
+        "--seed",
+        "3",
+        "--out",
+        w,
+        "--train-frac",
+        "0.5",
+        "--bits",
+        "10",
+    ];
     let (ok, out, err) = run(&args);
     assert!(ok, "{out}\n{err}");
     assert_eq!(out.lines().count(), 1, "{out}");
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    for k in ["realized_quality", "strong_share", "explored_share", "refits", "weights_version"] {
+    for k in [
+        "realized_quality",
+        "strong_share",
+        "explored_share",
+        "refits",
+        "weights_version",
+    ] {
         assert!(!v[k].is_null(), "{k} missing: {v}");
     }
     assert!(v["refits"].as_u64().unwrap() >= 1, "{v}");
@@ -110,15 +197,33 @@ fn bad_options_are_clear_errors() {
     let w = w.to_str().unwrap();
     let (ok, _, err) = run(&["route", "eval", &data, "--train-frac", "1.5"]);
     assert!(!ok && err.contains("--train-frac"), "{err}");
-    let (ok, _, err) = run(&["route", "eval", &data, "--train-frac", "0.5", "--holdout", "nope"]);
+    let (ok, _, err) = run(&[
+        "route",
+        "eval",
+        &data,
+        "--train-frac",
+        "0.5",
+        "--holdout",
+        "nope",
+    ]);
     assert!(!ok && err.contains("holdout"), "{err}");
     let (ok, _, err) = run(&["route", "simulate", &data, "--explore", "2", "--out", w]);
     assert!(!ok && err.contains("explore"), "{err}");
     let (ok, _, err) = run(&["route", "calibrate", &data, "--out", w, "--folds", "1"]);
     assert!(!ok && err.contains("folds"), "{err}");
     let unlabeled = d.join("u.jsonl");
-    std::fs::write(&unlabeled, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}\n".repeat(30)).unwrap();
-    let (ok, _, err) = run(&["route", "calibrate", unlabeled.to_str().unwrap(), "--out", w]);
+    std::fs::write(
+        &unlabeled,
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}\n".repeat(30),
+    )
+    .unwrap();
+    let (ok, _, err) = run(&[
+        "route",
+        "calibrate",
+        unlabeled.to_str().unwrap(),
+        "--out",
+        w,
+    ]);
     assert!(!ok && err.contains("weak_score"), "{err}");
     let _ = std::fs::remove_dir_all(d);
 }
@@ -129,7 +234,13 @@ fn builtin_tiers_of_short_prompts() {
     let d = dir("tiers");
     let p = d.join("p.jsonl");
     let prompts = ["2+2?", "Hello from python", "Hi", "What color is the sky?"];
-    let text: String = prompts.iter().enumerate().map(|(i, t)| format!("{{\"id\":\"{i}\",\"messages\":[{{\"role\":\"user\",\"content\":\"{t}\"}}]}}\n")).collect();
+    let text: String = prompts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            format!("{{\"id\":\"{i}\",\"messages\":[{{\"role\":\"user\",\"content\":\"{t}\"}}]}}\n")
+        })
+        .collect();
     std::fs::write(&p, text).unwrap();
     let (ok, out, err) = run(&["route", "score", p.to_str().unwrap()]);
     assert!(ok, "{err}");

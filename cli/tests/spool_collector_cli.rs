@@ -12,12 +12,18 @@ const BIN: &str = env!("CARGO_BIN_EXE_gaterouter");
 
 fn run(args: &[&str], envs: &[(&str, &str)]) -> (bool, String, String) {
     let mut c = Command::new(BIN);
-    c.args(args).env_remove("GATEROUTER_CONFIG").env_remove("RUST_LOG");
+    c.args(args)
+        .env_remove("GATEROUTER_CONFIG")
+        .env_remove("RUST_LOG");
     for (k, v) in envs {
         c.env(k, v);
     }
     let out = c.output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Write a spool with `n` records in `dir` through the real recorder, and a dead-letter
@@ -28,10 +34,27 @@ fn seed_spool(dir: &std::path::Path, n: usize) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let (signer, _) = generate_key();
-        let cfg = ReportingConfig { spool_dir: Some(dir.to_path_buf()), signing_key: Some(Secret::new(signer.seed_base64().expose())), ..Default::default() };
-        let r = Recorder::start(&cfg, &Identity { api_key_id: Some("k_cli".into()), ..Default::default() }).unwrap();
+        let cfg = ReportingConfig {
+            spool_dir: Some(dir.to_path_buf()),
+            signing_key: Some(Secret::new(signer.seed_base64().expose())),
+            ..Default::default()
+        };
+        let r = Recorder::start(
+            &cfg,
+            &Identity {
+                api_key_id: Some("k_cli".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         for _ in 0..n {
-            r.record(UsageRecordInput { provider: "openai".into(), model: "gpt-4o-mini".into(), prompt_tokens: 3, ..Default::default() }).unwrap();
+            r.record(UsageRecordInput {
+                provider: "openai".into(),
+                model: "gpt-4o-mini".into(),
+                prompt_tokens: 3,
+                ..Default::default()
+            })
+            .unwrap();
         }
         r.shutdown().await.unwrap();
     });
@@ -40,7 +63,11 @@ fn seed_spool(dir: &std::path::Path, n: usize) {
         r#"{"dead_at_ms":2,"reason":"scope violation: department is `eng` but api_key_id `k_cli` is bound to department `legal`","record":{}}"#,
         r#"{"dead_at_ms":3,"reason":"unknown api_key_id `k_cli`","record":{}}"#,
     ];
-    std::fs::write(dir.join(gaterouter::usage::spool::DEAD_LETTER_FILE), dead.join("\n") + "\n").unwrap();
+    std::fs::write(
+        dir.join(gaterouter::usage::spool::DEAD_LETTER_FILE),
+        dead.join("\n") + "\n",
+    )
+    .unwrap();
 }
 
 #[test]
@@ -49,23 +76,62 @@ fn spool_status_uses_the_configured_directory_and_shows_dead_letter_reasons() {
     let spool = tmp.path().join("spool");
     seed_spool(&spool, 2);
     let config = tmp.path().join("g.toml");
-    std::fs::write(&config, format!("[identity]\napi_key_id = \"k_cli\"\n\n[reporting]\nspool_dir = {:?}\n", spool.display().to_string())).unwrap();
-    let (ok, out, err) = run(&["--config", config.to_str().unwrap(), "spool", "status"], &[]);
+    std::fs::write(
+        &config,
+        format!(
+            "[identity]\napi_key_id = \"k_cli\"\n\n[reporting]\nspool_dir = {:?}\n",
+            spool.display().to_string()
+        ),
+    )
+    .unwrap();
+    let (ok, out, err) = run(
+        &["--config", config.to_str().unwrap(), "spool", "status"],
+        &[],
+    );
     assert!(ok, "{out}\n{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
-    assert_eq!((v["pending_records"].as_u64(), v["dead_letters"].as_u64()), (Some(2), Some(3)), "{v}");
+    assert_eq!(
+        (v["pending_records"].as_u64(), v["dead_letters"].as_u64()),
+        (Some(2), Some(3)),
+        "{v}"
+    );
     let reasons = v["dead_letter_reasons"].as_array().unwrap();
     assert_eq!(reasons.len(), 2, "{v}");
     assert_eq!(reasons[0]["count"], 2);
-    assert!(reasons[0]["reason"].as_str().unwrap().contains("scope violation"), "{v}");
-    assert_eq!(v["last_error"], "dead-lettered: unknown api_key_id `k_cli`", "{v}");
+    assert!(
+        reasons[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("scope violation"),
+        "{v}"
+    );
+    assert_eq!(
+        v["last_error"], "dead-lettered: unknown api_key_id `k_cli`",
+        "{v}"
+    );
 
     // A directory that does not exist: a clear error, non-zero exit.
     let missing = tmp.path().join("nope");
-    let (ok, out, err) = run(&["spool", "status", "--dir", missing.to_str().unwrap()], &[]);
+    let (ok, out, err) = run(
+        &["spool", "status", "--dir", missing.to_str().unwrap()],
+        &[],
+    );
     assert!(!ok, "{out}");
-    assert!(err.contains("does not exist") && err.contains("nope"), "{err}");
-    let (ok, _, err) = run(&["--config", config.to_str().unwrap(), "spool", "flush", "--dir", missing.to_str().unwrap()], &[]);
+    assert!(
+        err.contains("does not exist") && err.contains("nope"),
+        "{err}"
+    );
+    let (ok, _, err) = run(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "spool",
+            "flush",
+            "--dir",
+            missing.to_str().unwrap(),
+        ],
+        &[],
+    );
     assert!(!ok && err.contains("does not exist"), "{err}");
 }
 
@@ -73,18 +139,38 @@ fn spool_status_uses_the_configured_directory_and_shows_dead_letter_reasons() {
 fn spool_status_finds_the_default_slots_of_the_key() {
     let data = tempfile::tempdir().unwrap();
     // The client's default: <data dir>/gaterouter/spool/<api_key_id>/p<N>.
-    let slot = data.path().join("gaterouter").join("spool").join("k_cli").join("p0");
+    let slot = data
+        .path()
+        .join("gaterouter")
+        .join("spool")
+        .join("k_cli")
+        .join("p0");
     seed_spool(&slot, 1);
     let config = data.path().join("g.toml");
     std::fs::write(&config, "[identity]\napi_key_id = \"k_cli\"\n").unwrap();
-    let env = [("XDG_DATA_HOME", data.path().to_str().unwrap()), ("HOME", data.path().to_str().unwrap())];
-    let (ok, out, err) = run(&["--config", config.to_str().unwrap(), "spool", "status"], &env);
+    let env = [
+        ("XDG_DATA_HOME", data.path().to_str().unwrap()),
+        ("HOME", data.path().to_str().unwrap()),
+    ];
+    let (ok, out, err) = run(
+        &["--config", config.to_str().unwrap(), "spool", "status"],
+        &env,
+    );
     assert!(ok, "{out}\n{err}");
-    assert!(out.contains("\"pending_records\": 1") && out.contains("p0"), "{out}");
+    assert!(
+        out.contains("\"pending_records\": 1") && out.contains("p0"),
+        "{out}"
+    );
     // Another key has no spool yet: an error naming where it looked.
     std::fs::write(&config, "[identity]\napi_key_id = \"k_other\"\n").unwrap();
-    let (ok, _, err) = run(&["--config", config.to_str().unwrap(), "spool", "status"], &env);
-    assert!(!ok && err.contains("no spool directory found") && err.contains("k_other"), "{err}");
+    let (ok, _, err) = run(
+        &["--config", config.to_str().unwrap(), "spool", "status"],
+        &env,
+    );
+    assert!(
+        !ok && err.contains("no spool directory found") && err.contains("k_other"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -95,7 +181,10 @@ fn collector_serve_logs_address_database_dashboard_and_refused_batches() {
         .args(["collector", "serve", "--listen", "127.0.0.1:0", "--db", &db])
         .env_remove("RUST_LOG")
         .env("NO_COLOR", "1")
-        .env("GATEROUTER_COLLECTOR_ADMIN_TOKEN", "cli-test-admin-token-0123456789")
+        .env(
+            "GATEROUTER_COLLECTOR_ADMIN_TOKEN",
+            "cli-test-admin-token-0123456789",
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -132,16 +221,33 @@ fn collector_serve_logs_address_database_dashboard_and_refused_batches() {
         .map(|a| a.split_whitespace().next().unwrap().to_owned());
     let outcome = (|| {
         assert!(listening, "no startup log: {log}");
-        assert!(log.contains("collector listening") && log.contains("collector database") && log.contains(&db), "{log}");
-        let addr = addr.clone().unwrap_or_else(|| panic!("no address in: {log}"));
+        assert!(
+            log.contains("collector listening")
+                && log.contains("collector database")
+                && log.contains(&db),
+            "{log}"
+        );
+        let addr = addr
+            .clone()
+            .unwrap_or_else(|| panic!("no address in: {log}"));
         assert!(log.contains(&format!("http://{addr}/dashboard")), "{log}");
         // A batch with a record from an unknown key: refused, and the reason is logged.
         let rec = serde_json::json!({"records": [{"id": "0192b3c4-d5e6-7f00-8a1b-2c3d4e5f6071", "api_key_id": "k_nobody", "signature": "x"}]});
         let _ = rustls::crypto::ring::default_provider().install_default();
         let rt = tokio::runtime::Runtime::new().unwrap();
-        let status = rt.block_on(async { reqwest::Client::new().post(format!("http://{addr}/v1/usage")).json(&rec).send().await.map(|r| r.status()) });
+        let status = rt.block_on(async {
+            reqwest::Client::new()
+                .post(format!("http://{addr}/v1/usage"))
+                .json(&rec)
+                .send()
+                .await
+                .map(|r| r.status())
+        });
         assert!(status.is_ok(), "{status:?}");
-        assert!(wait_for(&mut log, "usage records rejected"), "refused batch not logged: {log}");
+        assert!(
+            wait_for(&mut log, "usage records rejected"),
+            "refused batch not logged: {log}"
+        );
         assert!(log.contains("k_nobody"), "the reason names the key: {log}");
     })();
     let _ = child.kill();

@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use gaterouter::config::Identity;
 use gaterouter::usage::signing::wire_json;
-use gaterouter::usage::{RecordId, RouteInfo, RouteMode, SdkInfo, UsageRecord, UsageRecordInput, UsageSigner};
+use gaterouter::usage::{
+    RecordId, RouteInfo, RouteMode, SdkInfo, UsageRecord, UsageRecordInput, UsageSigner,
+};
 use serde_json::json;
 
 const ADMIN: &str = "bench-admin-token-0123456789";
@@ -34,9 +36,22 @@ struct Args {
 }
 
 fn parse_args() -> Args {
-    let mut a = Args { db: "sqlite".into(), processes: 1, records: 100_000, batch: 1000, concurrency: 4, seed_rows: 0, bin: PathBuf::new() };
+    let mut a = Args {
+        db: "sqlite".into(),
+        processes: 1,
+        records: 100_000,
+        batch: 1000,
+        concurrency: 4,
+        seed_rows: 0,
+        bin: PathBuf::new(),
+    };
     let exe = std::env::current_exe().unwrap();
-    a.bin = exe.parent().unwrap().parent().unwrap().join("gaterouter-collector");
+    a.bin = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("gaterouter-collector");
     let v: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i + 1 < v.len() + 1 && i < v.len() {
@@ -66,24 +81,58 @@ struct Pg {
 impl Pg {
     fn sh(&self, cmd: &str) -> bool {
         if self.root {
-            Command::new("su").args(["postgres", "-s", "/bin/sh", "-c", cmd]).status().unwrap().success()
+            Command::new("su")
+                .args(["postgres", "-s", "/bin/sh", "-c", cmd])
+                .status()
+                .unwrap()
+                .success()
         } else {
-            Command::new("sh").args(["-c", cmd]).status().unwrap().success()
+            Command::new("sh")
+                .args(["-c", cmd])
+                .status()
+                .unwrap()
+                .success()
         }
     }
     fn start() -> Pg {
-        let mut bins: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql").expect("PostgreSQL not installed").flatten().map(|e| e.path().join("bin")).collect();
+        let mut bins: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL not installed")
+            .flatten()
+            .map(|e| e.path().join("bin"))
+            .collect();
         bins.sort();
         let bin = bins.pop().unwrap();
-        let root = Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false);
-        let dir = tempfile::Builder::new().prefix("collector-bench-pg").tempdir_in("/tmp").unwrap();
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+            .unwrap_or(false);
+        let dir = tempfile::Builder::new()
+            .prefix("collector-bench-pg")
+            .tempdir_in("/tmp")
+            .unwrap();
         if root {
-            Command::new("chown").args(["-R", "postgres:postgres", dir.path().to_str().unwrap()]).status().unwrap();
+            Command::new("chown")
+                .args(["-R", "postgres:postgres", dir.path().to_str().unwrap()])
+                .status()
+                .unwrap();
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let pg = Pg { dir, port, bin, root };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let pg = Pg {
+            dir,
+            port,
+            bin,
+            root,
+        };
         let d = pg.dir.path().display().to_string();
-        assert!(pg.sh(&format!("{}/initdb -D {d}/data -U postgres --auth=trust -E UTF8 --no-sync >/dev/null", pg.bin.display())));
+        assert!(pg.sh(&format!(
+            "{}/initdb -D {d}/data -U postgres --auth=trust -E UTF8 --no-sync >/dev/null",
+            pg.bin.display()
+        )));
         // Durable commits (fsync on), as in production; shared_buffers sized for the bench.
         assert!(pg.sh(&format!(
             "{}/pg_ctl -D {d}/data -l {d}/pg.log -w -o '-p {port} -k {d} -c listen_addresses=127.0.0.1 -c max_connections=100 -c shared_buffers=512MB' start >/dev/null",
@@ -99,30 +148,63 @@ impl Pg {
 impl Drop for Pg {
     fn drop(&mut self) {
         let d = self.dir.path().display().to_string();
-        self.sh(&format!("{}/pg_ctl -D {d}/data -m fast -w stop >/dev/null", self.bin.display()));
+        self.sh(&format!(
+            "{}/pg_ctl -D {d}/data -m fast -w stop >/dev/null",
+            self.bin.display()
+        ));
     }
 }
 
 struct Proc(Child, String);
 impl Drop for Proc {
     fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
         let _ = self.0.wait();
     }
 }
 
 async fn start_collector(bin: &Path, db: &str) -> Proc {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let child = Command::new(bin)
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--db", db, "--admin-token", ADMIN, "--rate-limit-records-per-sec", "0", "--strongest-model", "openai/gpt-4o"])
-        .env("RUST_LOG", std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn".into()))
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--db",
+            db,
+            "--admin-token",
+            ADMIN,
+            "--rate-limit-records-per-sec",
+            "0",
+            "--strongest-model",
+            "openai/gpt-4o",
+        ])
+        .env(
+            "RUST_LOG",
+            std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::null())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e} (build it with --release)", bin.display()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start {}: {e} (build it with --release)",
+                bin.display()
+            )
+        });
     let url = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     for _ in 0..300 {
-        if http.get(format!("{url}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
+        if http
+            .get(format!("{url}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
             return Proc(child, url);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -131,7 +213,13 @@ async fn start_collector(bin: &Path, db: &str) -> Proc {
 }
 
 fn make_records(n: usize, signer: &UsageSigner) -> Vec<String> {
-    let ident = Identity { org: Some("acme".into()), department: Some("eng".into()), user: Some("alice".into()), api_key_id: Some("k_bench".into()), ..Default::default() };
+    let ident = Identity {
+        org: Some("acme".into()),
+        department: Some("eng".into()),
+        user: Some("alice".into()),
+        api_key_id: Some("k_bench".into()),
+        ..Default::default()
+    };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let per = n.div_ceil(threads.max(1));
     std::thread::scope(|s| {
@@ -145,8 +233,16 @@ fn make_records(n: usize, signer: &UsageSigner) -> Vec<String> {
                                 ts_start: 1_768_471_200_000 + i as u64,
                                 ts_end: 1_768_471_200_000 + i as u64 + 250,
                                 provider: "openai".into(),
-                                model: if i % 3 == 0 { "gpt-4o".into() } else { "gpt-4o-mini".into() },
-                                route: Some(RouteInfo { mode: RouteMode::Auto, tier: Some(if i % 3 == 0 { "large" } else { "small" }.into()), score: Some(500) }),
+                                model: if i % 3 == 0 {
+                                    "gpt-4o".into()
+                                } else {
+                                    "gpt-4o-mini".into()
+                                },
+                                route: Some(RouteInfo {
+                                    mode: RouteMode::Auto,
+                                    tier: Some(if i % 3 == 0 { "large" } else { "small" }.into()),
+                                    score: Some(500),
+                                }),
                                 prompt_tokens: 1200,
                                 completion_tokens: 300,
                                 cached_prompt_tokens: 200,
@@ -155,7 +251,14 @@ fn make_records(n: usize, signer: &UsageSigner) -> Vec<String> {
                                 attempts: 1,
                                 ..Default::default()
                             };
-                            let rec = UsageRecord::build(input, &ident, &SdkInfo::rust(), RecordId::new_v7(), i as u64 + 1).unwrap();
+                            let rec = UsageRecord::build(
+                                input,
+                                &ident,
+                                &SdkInfo::rust(),
+                                RecordId::new_v7(),
+                                i as u64 + 1,
+                            )
+                            .unwrap();
                             let (c, sig) = signer.sign_record(&rec).unwrap();
                             wire_json(&c, &sig)
                         })
@@ -178,13 +281,28 @@ async fn seed_rows(db_url: &str, n: u64) {
     } else {
         "SELECT CAST(indexname AS TEXT), CAST(indexdef AS TEXT) FROM pg_indexes WHERE tablename = 'usage_records' AND indexname <> 'usage_records_pkey'"
     };
-    let idx: Vec<(String, String)> = sqlx::query(list).fetch_all(&mut c).await.unwrap().iter().map(|r| (sqlx::Row::get(r, 0), sqlx::Row::get(r, 1))).collect();
+    let idx: Vec<(String, String)> = sqlx::query(list)
+        .fetch_all(&mut c)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (sqlx::Row::get(r, 0), sqlx::Row::get(r, 1)))
+        .collect();
     if sqlite {
-        sqlx::query("PRAGMA cache_size = -2000000").execute(&mut c).await.unwrap();
-        sqlx::query("PRAGMA synchronous = OFF").execute(&mut c).await.unwrap();
+        sqlx::query("PRAGMA cache_size = -2000000")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        sqlx::query("PRAGMA synchronous = OFF")
+            .execute(&mut c)
+            .await
+            .unwrap();
     }
     for (name, _) in &idx {
-        sqlx::query(sqlx::AssertSqlSafe(format!("DROP INDEX {name}"))).execute(&mut c).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP INDEX {name}")))
+            .execute(&mut c)
+            .await
+            .unwrap();
     }
     let depts = 20;
     let users = 2000;
@@ -195,11 +313,21 @@ async fn seed_rows(db_url: &str, n: u64) {
     while done < n {
         let m = chunk.min(n - done);
         let series = if db_url.starts_with("sqlite") {
-            format!("WITH RECURSIVE g(x) AS (SELECT {done} UNION ALL SELECT x + 1 FROM g WHERE x < {}) SELECT x FROM g", done + m - 1)
+            format!(
+                "WITH RECURSIVE g(x) AS (SELECT {done} UNION ALL SELECT x + 1 FROM g WHERE x < {}) SELECT x FROM g",
+                done + m - 1
+            )
         } else {
-            format!("SELECT generate_series({done}::bigint, {}::bigint) AS x", done + m - 1)
+            format!(
+                "SELECT generate_series({done}::bigint, {}::bigint) AS x",
+                done + m - 1
+            )
         };
-        let id = if sqlite { "printf('seed-%010d', x)" } else { "'seed-' || lpad(x::text, 10, '0')" };
+        let id = if sqlite {
+            "printf('seed-%010d', x)"
+        } else {
+            "'seed-' || lpad(x::text, 10, '0')"
+        };
         // Months 202601..202612 by x; ts spread across each month.
         let sql = format!(
             "INSERT INTO usage_records (id, api_key_id, seq, ts_start, ts_end, month, org, department, project, grp, usr, provider, model, route_mode, route_tier, route_score,
@@ -210,24 +338,45 @@ async fn seed_rows(db_url: &str, n: u64) {
               'auto', CASE WHEN x % 3 = 0 THEN 'large' ELSE 'small' END, 500, 1200, 300, 0, 0, 0, 1500, 100 + x % 7, 100 + x % 7, 'openai/gpt-4o-mini', 0, 100 + x % 7, 6000, 200 + x % 500, NULL,
               CASE WHEN x % 50 = 0 THEN 'RATE_LIMITED' ELSE 'ok' END, CASE WHEN x % 50 = 0 THEN 1 ELSE 0 END, 1, 0, '{{}}', 'bench', '0', 'rust', 'sig', 0 FROM ({series}) s"
         );
-        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut c).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut c)
+            .await
+            .unwrap();
         done += m;
         eprintln!("  seeded {done} rows ({:.0} s)", t0.elapsed().as_secs_f64());
     }
     let t1 = Instant::now();
     for (_, sql) in &idx {
-        sqlx::query(sqlx::AssertSqlSafe(sql.clone())).execute(&mut c).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+            .execute(&mut c)
+            .await
+            .unwrap();
     }
-    eprintln!("  rebuilt {} indexes in {:.0} s", idx.len(), t1.elapsed().as_secs_f64());
+    eprintln!(
+        "  rebuilt {} indexes in {:.0} s",
+        idx.len(),
+        t1.elapsed().as_secs_f64()
+    );
     // The rows went in behind the collector's back: compute their hourly rollups.
     let t2 = Instant::now();
-    let db = gaterouter_collector::db::Db::connect(db_url, None).await.unwrap();
+    let db = gaterouter_collector::db::Db::connect(db_url, None)
+        .await
+        .unwrap();
     let n = gaterouter_collector::rollup::rebuild(&db).await.unwrap();
     db.close().await;
-    eprintln!("  rebuilt {n} rollup rows in {:.0} s", t2.elapsed().as_secs_f64());
+    eprintln!(
+        "  rebuilt {n} rollup rows in {:.0} s",
+        t2.elapsed().as_secs_f64()
+    );
     if db_url.starts_with("postgres") {
-        sqlx::query("VACUUM ANALYZE usage_records").execute(&mut c).await.unwrap();
-        sqlx::query("VACUUM ANALYZE usage_rollup_hour").execute(&mut c).await.unwrap();
+        sqlx::query("VACUUM ANALYZE usage_records")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        sqlx::query("VACUUM ANALYZE usage_rollup_hour")
+            .execute(&mut c)
+            .await
+            .unwrap();
     } else {
         sqlx::query("ANALYZE").execute(&mut c).await.unwrap();
     }
@@ -253,19 +402,41 @@ async fn main() {
     let signer = UsageSigner::from_seed(&[5; 32]);
     for (p, b) in [
         ("/v1/admin/orgs", json!({"id": "acme"})),
-        ("/v1/admin/departments", json!({"id": "eng", "org_id": "acme"})),
+        (
+            "/v1/admin/departments",
+            json!({"id": "eng", "org_id": "acme"}),
+        ),
         // Records name user alice: ingest refuses members that are not in the org tree.
-        ("/v1/admin/users", json!({"id": "alice", "org_id": "acme", "department_id": "eng"})),
-        ("/v1/admin/keys", json!({"id": "k_bench", "org_id": "acme", "department_id": "eng", "public_key": signer.public_key()})),
+        (
+            "/v1/admin/users",
+            json!({"id": "alice", "org_id": "acme", "department_id": "eng"}),
+        ),
+        (
+            "/v1/admin/keys",
+            json!({"id": "k_bench", "org_id": "acme", "department_id": "eng", "public_key": signer.public_key()}),
+        ),
     ] {
-        let r = http.post(format!("{base}{p}")).bearer_auth(ADMIN).json(&b).send().await.unwrap();
+        let r = http
+            .post(format!("{base}{p}"))
+            .bearer_auth(ADMIN)
+            .json(&b)
+            .send()
+            .await
+            .unwrap();
         assert!(r.status().is_success(), "{p}: {}", r.text().await.unwrap());
     }
     if a.records > 0 {
         let t = Instant::now();
         let recs = make_records(a.records, &signer);
-        eprintln!("signed {} records in {:.1} s (client side, not timed)", recs.len(), t.elapsed().as_secs_f64());
-        let bodies: Vec<String> = recs.chunks(a.batch).map(|c| format!("{{\"records\":[{}]}}", c.join(","))).collect();
+        eprintln!(
+            "signed {} records in {:.1} s (client side, not timed)",
+            recs.len(),
+            t.elapsed().as_secs_f64()
+        );
+        let bodies: Vec<String> = recs
+            .chunks(a.batch)
+            .map(|c| format!("{{\"records\":[{}]}}", c.join(",")))
+            .collect();
         drop(recs);
         let bodies = Arc::new(bodies);
         let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -273,13 +444,24 @@ async fn main() {
         let t = Instant::now();
         let mut tasks = Vec::new();
         for w in 0..a.concurrency * procs.len() {
-            let (bodies, next, http, url) = (bodies.clone(), next.clone(), http.clone(), urls[w % urls.len()].clone());
+            let (bodies, next, http, url) = (
+                bodies.clone(),
+                next.clone(),
+                http.clone(),
+                urls[w % urls.len()].clone(),
+            );
             tasks.push(tokio::spawn(async move {
                 let mut accepted = 0usize;
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(b) = bodies.get(i) else { break };
-                    let r = http.post(&url).header("content-type", "application/json").body(b.clone()).send().await.unwrap();
+                    let r = http
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(b.clone())
+                        .send()
+                        .await
+                        .unwrap();
                     assert!(r.status().is_success(), "{}", r.status());
                     let v: serde_json::Value = r.json().await.unwrap();
                     accepted += v["accepted"].as_array().map_or(0, Vec::len);
@@ -311,18 +493,29 @@ async fn main() {
         seed_rows(&db_url, a.seed_rows).await;
         let q = "/v1/analytics/breakdown?by=department&from=2026-03-01&to=2026-04-01";
         let q2 = "/v1/analytics/breakdown?by=department&bucket=month&limit=1000";
-        for (label, q) in [("one month, per department", q), ("all months x department", q2)] {
+        for (label, q) in [
+            ("one month, per department", q),
+            ("all months x department", q2),
+        ] {
             let mut times = Vec::new();
             let mut rows = 0;
             for _ in 0..5 {
                 let t = Instant::now();
-                let r = http.get(format!("{base}{q}")).bearer_auth(ADMIN).send().await.unwrap();
+                let r = http
+                    .get(format!("{base}{q}"))
+                    .bearer_auth(ADMIN)
+                    .send()
+                    .await
+                    .unwrap();
                 let v: serde_json::Value = r.json().await.unwrap();
                 times.push(t.elapsed().as_secs_f64() * 1000.0);
                 rows = v["rows"].as_array().map_or(0, Vec::len);
             }
             times.sort_by(f64::total_cmp);
-            println!("analytics: db={} rows_in_table={} query=\"{label}\" ({q}) result_rows={rows} median={:.0} ms min={:.0} ms max={:.0} ms", a.db, a.seed_rows, times[2], times[0], times[4]);
+            println!(
+                "analytics: db={} rows_in_table={} query=\"{label}\" ({q}) result_rows={rows} median={:.0} ms min={:.0} ms max={:.0} ms",
+                a.db, a.seed_rows, times[2], times[0], times[4]
+            );
         }
     }
     drop(procs);

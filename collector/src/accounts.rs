@@ -21,15 +21,19 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use gaterouter::accounts::request_auth;
 use gaterouter::accounts::{
-    AccountsErrorBody, BudgetStatus, Denial, EffectivePolicy, EffectiveRules, Enforcement, KeyScope, Level, LevelKind, Metric, Period, PolicyRules, ReservationRequest, ReservationResponse,
-    SettleRequest,
+    AccountsErrorBody, BudgetStatus, Denial, EffectivePolicy, EffectiveRules, Enforcement,
+    KeyScope, Level, LevelKind, Metric, Period, PolicyRules, ReservationRequest,
+    ReservationResponse, SettleRequest,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
 
-use crate::db::{Backend, Db, DbError, Param, bind_all, dberr, get_i64, get_opt_str, get_str, ids_by_org, in_list};
+use crate::db::{
+    Backend, Db, DbError, Param, bind_all, dberr, get_i64, get_opt_str, get_str, ids_by_org,
+    in_list,
+};
 use crate::error::ApiError;
 use crate::ingest::{KeyInfo, Refusal, Verified};
 use crate::server::AppState;
@@ -67,25 +71,43 @@ pub struct BudgetRow {
 }
 
 /// Columns read by [`budget_from_row`].
-pub const BUDGET_COLS: &str = "id, org_id, level, metric, period, limit_value, enforcement, notify_at";
+pub const BUDGET_COLS: &str =
+    "id, org_id, level, metric, period, limit_value, enforcement, notify_at";
 
 fn enum_from<T: serde::de::DeserializeOwned>(s: &str) -> Option<T> {
     serde_json::from_value(Value::String(s.to_owned())).ok()
 }
 
 fn corrupt(what: String) -> DbError {
-    DbError { op: "decoding a budget row".into(), source: sqlx::Error::Decode(what.into()) }
+    DbError {
+        op: "decoding a budget row".into(),
+        source: sqlx::Error::Decode(what.into()),
+    }
 }
 
 /// Decode a row of [`BUDGET_COLS`].
 pub fn budget_from_row(r: &AnyRow) -> Result<BudgetRow, DbError> {
     let id = get_str(r, 0)?;
-    let level: Level = get_str(r, 2)?.parse().map_err(|e: String| corrupt(format!("budget {id}: {e}")))?;
-    let metric = enum_from(&get_str(r, 3)?).ok_or_else(|| corrupt(format!("budget {id}: bad metric")))?;
-    let period = enum_from(&get_str(r, 4)?).ok_or_else(|| corrupt(format!("budget {id}: bad period")))?;
-    let enforcement = enum_from(&get_str(r, 6)?).ok_or_else(|| corrupt(format!("budget {id}: bad enforcement")))?;
+    let level: Level = get_str(r, 2)?
+        .parse()
+        .map_err(|e: String| corrupt(format!("budget {id}: {e}")))?;
+    let metric =
+        enum_from(&get_str(r, 3)?).ok_or_else(|| corrupt(format!("budget {id}: bad metric")))?;
+    let period =
+        enum_from(&get_str(r, 4)?).ok_or_else(|| corrupt(format!("budget {id}: bad period")))?;
+    let enforcement = enum_from(&get_str(r, 6)?)
+        .ok_or_else(|| corrupt(format!("budget {id}: bad enforcement")))?;
     let notify_at = serde_json::from_str(&get_str(r, 7)?).unwrap_or_default();
-    Ok(BudgetRow { org_id: get_str(r, 1)?, level, metric, period, limit: u64::try_from(get_i64(r, 5)?).unwrap_or(0), enforcement, notify_at, id })
+    Ok(BudgetRow {
+        org_id: get_str(r, 1)?,
+        level,
+        metric,
+        period,
+        limit: u64::try_from(get_i64(r, 5)?).unwrap_or(0),
+        enforcement,
+        notify_at,
+        id,
+    })
 }
 
 fn u(v: i64) -> u64 {
@@ -99,27 +121,49 @@ fn i(v: u64) -> i64 {
 /// Budgets attached to any of `levels`, in id order; on PostgreSQL with `lock`, the
 /// rows are locked until the transaction ends (every writer locks in id order, so
 /// there is no deadlock).
-pub async fn budgets_at(conn: &mut AnyConnection, backend: Backend, levels: &[Level], lock: bool) -> Result<Vec<BudgetRow>, DbError> {
+pub async fn budgets_at(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    levels: &[Level],
+    lock: bool,
+) -> Result<Vec<BudgetRow>, DbError> {
     if levels.is_empty() {
         return Ok(Vec::new());
     }
-    let lock = if lock && backend == Backend::Postgres { " FOR UPDATE" } else { "" };
-    let sql = format!("SELECT {BUDGET_COLS} FROM budgets WHERE level IN ({}) ORDER BY id{lock}", in_list(1, levels.len()));
+    let lock = if lock && backend == Backend::Postgres {
+        " FOR UPDATE"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "SELECT {BUDGET_COLS} FROM budgets WHERE level IN ({}) ORDER BY id{lock}",
+        in_list(1, levels.len())
+    );
     let params: Vec<Param> = levels.iter().map(|l| Param::Text(l.to_string())).collect();
-    let rows = bind_all(&sql, &params).fetch_all(&mut *conn).await.map_err(dberr("reading budgets"))?;
+    let rows = bind_all(&sql, &params)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(dberr("reading budgets"))?;
     rows.iter().map(budget_from_row).collect()
 }
 
 /// Where each budget stands at `now_ms`: used in its current window, reserved by open
 /// holds, remaining.
-pub async fn statuses(conn: &mut AnyConnection, budgets: &[BudgetRow], now_ms: u64) -> Result<Vec<BudgetStatus>, DbError> {
+pub async fn statuses(
+    conn: &mut AnyConnection,
+    budgets: &[BudgetRow],
+    now_ms: u64,
+) -> Result<Vec<BudgetStatus>, DbError> {
     let mut out = Vec::with_capacity(budgets.len());
     for b in budgets {
         let (start, end) = b.period.window(now_ms);
-        let used = bind_all("SELECT used FROM budget_usage WHERE budget_id = $1 AND period_start_ms = $2", &[Param::Text(b.id.clone()), Param::I64(i(start))])
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(dberr("reading budget usage"))?;
+        let used = bind_all(
+            "SELECT used FROM budget_usage WHERE budget_id = $1 AND period_start_ms = $2",
+            &[Param::Text(b.id.clone()), Param::I64(i(start))],
+        )
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(dberr("reading budget usage"))?;
         let used = match used {
             Some(r) => u(get_i64(&r, 0)?),
             None => 0,
@@ -153,7 +197,12 @@ pub async fn statuses(conn: &mut AnyConnection, budgets: &[BudgetRow], now_ms: u
 
 /// Raise the alerts of `status` whose threshold `used + reserved` has reached and that
 /// have not fired in this window yet; returns their messages.
-pub async fn fire_alerts(conn: &mut AnyConnection, org_id: &str, status: &BudgetStatus, now_ms: u64) -> Result<Vec<String>, DbError> {
+pub async fn fire_alerts(
+    conn: &mut AnyConnection,
+    org_id: &str,
+    status: &BudgetStatus,
+    now_ms: u64,
+) -> Result<Vec<String>, DbError> {
     let mut out = Vec::new();
     if status.limit == 0 {
         return Ok(out);
@@ -164,14 +213,24 @@ pub async fn fire_alerts(conn: &mut AnyConnection, org_id: &str, status: &Budget
             continue;
         }
         let (c, l) = match status.metric {
-            Metric::Usd => (gaterouter::accounts::fmt_usd(consumed), gaterouter::accounts::fmt_usd(status.limit)),
-            Metric::Tokens => (format!("{consumed} tokens"), format!("{} tokens", status.limit)),
+            Metric::Usd => (
+                gaterouter::accounts::fmt_usd(consumed),
+                gaterouter::accounts::fmt_usd(status.limit),
+            ),
+            Metric::Tokens => (
+                format!("{consumed} tokens"),
+                format!("{} tokens", status.limit),
+            ),
         };
         let msg = format!(
             "{} {} {} budget `{}` at {} reached {t}% ({c} of {l} used or reserved); resets at {}",
             status.enforcement.as_str(),
             status.period.as_str(),
-            if status.metric == Metric::Usd { "spend" } else { "token" },
+            if status.metric == Metric::Usd {
+                "spend"
+            } else {
+                "token"
+            },
             status.id,
             status.level,
             gaterouter::accounts::iso_utc(status.resets_at_ms)
@@ -220,38 +279,74 @@ pub async fn key_context(db: &Db, key: KeyInfo) -> Result<KeyContext, DbError> {
     let mut department = key.department.clone();
     let mut groups: BTreeSet<String> = key.group.iter().cloned().collect();
     if let Some(user) = &key.user {
-        let rows = db.fetch("SELECT department_id, group_id FROM users WHERE id = $1", &[Param::Text(user.clone())], "reading a member").await?;
+        let rows = db
+            .fetch(
+                "SELECT department_id, group_id FROM users WHERE id = $1",
+                &[Param::Text(user.clone())],
+                "reading a member",
+            )
+            .await?;
         if let Some(r) = rows.first() {
             if department.is_none() {
                 department = get_opt_str(r, 0)?;
             }
             groups.extend(get_opt_str(r, 1)?);
         }
-        for r in db.fetch("SELECT group_id FROM group_members WHERE user_id = $1", &[Param::Text(user.clone())], "reading group memberships").await? {
+        for r in db
+            .fetch(
+                "SELECT group_id FROM group_members WHERE user_id = $1",
+                &[Param::Text(user.clone())],
+                "reading group memberships",
+            )
+            .await?
+        {
             groups.insert(get_str(&r, 0)?);
         }
     }
     let mut levels = vec![Level::new(LevelKind::Org, key.org.clone())];
     levels.extend(department.map(|d| Level::new(LevelKind::Department, d)));
-    levels.extend(key.project.clone().map(|p| Level::new(LevelKind::Project, p)));
+    levels.extend(
+        key.project
+            .clone()
+            .map(|p| Level::new(LevelKind::Project, p)),
+    );
     levels.extend(groups.into_iter().map(|g| Level::new(LevelKind::Group, g)));
     levels.extend(key.user.clone().map(|p| Level::new(LevelKind::User, p)));
     levels.push(Level::new(LevelKind::Key, key.id.clone()));
-    let scope = KeyScope { org: key.org.clone(), department: key.department.clone(), project: key.project.clone(), group: key.group.clone(), user: key.user.clone() };
+    let scope = KeyScope {
+        org: key.org.clone(),
+        department: key.department.clone(),
+        project: key.project.clone(),
+        group: key.group.clone(),
+        user: key.user.clone(),
+    };
     Ok(KeyContext { key, scope, levels })
 }
 
 /// Stored rules of `levels`, in the order given.
 pub async fn level_rules(db: &Db, levels: &[Level]) -> Result<Vec<(Level, PolicyRules)>, DbError> {
     let params: Vec<Param> = levels.iter().map(|l| Param::Text(l.to_string())).collect();
-    let rows = db.fetch(&format!("SELECT level, rules FROM policies WHERE level IN ({})", in_list(1, levels.len())), &params, "reading policies").await?;
+    let rows = db
+        .fetch(
+            &format!(
+                "SELECT level, rules FROM policies WHERE level IN ({})",
+                in_list(1, levels.len())
+            ),
+            &params,
+            "reading policies",
+        )
+        .await?;
     let mut by_level: HashMap<String, PolicyRules> = HashMap::new();
     for r in &rows {
         let text = get_str(r, 1)?;
-        let rules: PolicyRules = serde_json::from_str(&text).map_err(|e| corrupt(format!("policy {}: {e}", get_str(r, 0).unwrap_or_default())))?;
+        let rules: PolicyRules = serde_json::from_str(&text)
+            .map_err(|e| corrupt(format!("policy {}: {e}", get_str(r, 0).unwrap_or_default())))?;
         by_level.insert(get_str(r, 0)?, rules);
     }
-    Ok(levels.iter().filter_map(|l| by_level.remove(&l.to_string()).map(|r| (l.clone(), r))).collect())
+    Ok(levels
+        .iter()
+        .filter_map(|l| by_level.remove(&l.to_string()).map(|r| (l.clone(), r)))
+        .collect())
 }
 
 /// Effective rules of a key.
@@ -264,10 +359,21 @@ pub async fn effective_rules(db: &Db, ctx: &KeyContext) -> Result<EffectiveRules
 pub async fn effective_policy(db: &Db, ctx: &KeyContext) -> Result<EffectivePolicy, DbError> {
     let now = gaterouter::usage::unix_ms_now();
     let rules = effective_rules(db, ctx).await?;
-    let mut conn = db.pool.acquire().await.map_err(dberr("acquiring a connection"))?;
+    let mut conn = db
+        .pool
+        .acquire()
+        .await
+        .map_err(dberr("acquiring a connection"))?;
     let budgets = budgets_at(&mut conn, db.backend(), &ctx.levels, false).await?;
     let budgets = statuses(&mut conn, &budgets, now).await?;
-    Ok(EffectivePolicy { api_key_id: ctx.key.id.clone(), scope: ctx.scope.clone(), issued_at_ms: now, ttl_ms: POLICY_TTL_MS, rules, budgets })
+    Ok(EffectivePolicy {
+        api_key_id: ctx.key.id.clone(),
+        scope: ctx.scope.clone(),
+        issued_at_ms: now,
+        ttl_ms: POLICY_TTL_MS,
+        rules,
+        budgets,
+    })
 }
 
 /// Errors of the accounts endpoints: the usual `{"error": {...}}` body, with `rule` and
@@ -295,7 +401,16 @@ impl From<DbError> for AccountsError {
 impl AccountsError {
     /// 403 naming the rule and the level that set it.
     pub fn permission(d: Denial) -> Self {
-        AccountsError::Refused(StatusCode::FORBIDDEN, AccountsErrorBody { code: "permission_denied".into(), message: d.message, rule: Some(d.rule), level: Some(d.level), budget: None })
+        AccountsError::Refused(
+            StatusCode::FORBIDDEN,
+            AccountsErrorBody {
+                code: "permission_denied".into(),
+                message: d.message,
+                rule: Some(d.rule),
+                level: Some(d.level),
+                budget: None,
+            },
+        )
     }
     /// 402 naming the budget, its period, what is left and when it resets.
     pub fn budget(b: BudgetStatus, amount: u64) -> Self {
@@ -304,7 +419,16 @@ impl AccountsError {
             Metric::Tokens => format!("{amount} tokens"),
         };
         let message = format!("{}; this call may cost up to {need}", b.describe());
-        AccountsError::Refused(StatusCode::PAYMENT_REQUIRED, AccountsErrorBody { code: "budget_exceeded".into(), message, rule: None, level: Some(b.level.clone()), budget: Some(b) })
+        AccountsError::Refused(
+            StatusCode::PAYMENT_REQUIRED,
+            AccountsErrorBody {
+                code: "budget_exceeded".into(),
+                message,
+                rule: None,
+                level: Some(b.level.clone()),
+                budget: Some(b),
+            },
+        )
     }
 }
 
@@ -318,40 +442,69 @@ impl IntoResponse for AccountsError {
 }
 
 /// Authenticate a request signed with the key's Ed25519 key (`request_auth`).
-pub async fn authenticate_signed(st: &AppState, headers: &HeaderMap, method: &str, uri: &axum::http::Uri, body: &[u8]) -> Result<KeyInfo, ApiError> {
+pub async fn authenticate_signed(
+    st: &AppState,
+    headers: &HeaderMap,
+    method: &str,
+    uri: &axum::http::Uri,
+    body: &[u8],
+) -> Result<KeyInfo, ApiError> {
     let h = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| ApiError::unauthorized(format!("missing Authorization header: sign the request (`{} key_id=...,ts=...,sig=...`)", request_auth::SCHEME)))?;
+        .ok_or_else(|| {
+            ApiError::unauthorized(format!(
+                "missing Authorization header: sign the request (`{} key_id=...,ts=...,sig=...`)",
+                request_auth::SCHEME
+            ))
+        })?;
     let parsed = request_auth::parse_authorization(h).map_err(ApiError::unauthorized)?;
     let now = gaterouter::usage::unix_ms_now();
     let ids: HashSet<String> = std::iter::once(parsed.key_id.clone()).collect();
     let mut keys = crate::ingest::load_keys(&st.db, &ids, i(now)).await?;
-    let key = keys.remove(&parsed.key_id).ok_or_else(|| ApiError::unauthorized(format!("unknown api_key_id `{}`: register it first", parsed.key_id)))?;
+    let key = keys.remove(&parsed.key_id).ok_or_else(|| {
+        ApiError::unauthorized(format!(
+            "unknown api_key_id `{}`: register it first",
+            parsed.key_id
+        ))
+    })?;
     if key.revoked {
-        return Err(ApiError::unauthorized(format!("api_key_id `{}` is revoked", key.id)));
+        return Err(ApiError::unauthorized(format!(
+            "api_key_id `{}` is revoked",
+            key.id
+        )));
     }
-    let pq = uri.path_and_query().map_or_else(|| uri.path().to_owned(), |p| p.as_str().to_owned());
-    request_auth::verify_request(&parsed, &key.public_keys, method, &pq, body, now).map_err(ApiError::unauthorized)?;
+    let pq = uri
+        .path_and_query()
+        .map_or_else(|| uri.path().to_owned(), |p| p.as_str().to_owned());
+    request_auth::verify_request(&parsed, &key.public_keys, method, &pq, body, now)
+        .map_err(ApiError::unauthorized)?;
     Ok(key)
 }
 
 /// `GET /v1/policy` (signed).
-pub async fn get_policy(State(st): State<Arc<AppState>>, uri: axum::http::Uri, headers: HeaderMap) -> Result<Json<EffectivePolicy>, AccountsError> {
+pub async fn get_policy(
+    State(st): State<Arc<AppState>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Result<Json<EffectivePolicy>, AccountsError> {
     let key = authenticate_signed(&st, &headers, "GET", &uri, b"").await?;
     let ctx = key_context(&st.db, key).await?;
     Ok(Json(effective_policy(&st.db, &ctx).await?))
 }
 
 fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("body is not a {what}: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("body is not a {what}: {e}")))
 }
 
 /// Best effort: close holds that lapsed and drop week-old closed reservations (keeps
 /// both tables small).
 async fn lapse_expired(db: &Db, now_ms: u64) {
     let _g = db.write_guard().await;
-    let Ok(mut tx) = db.pool.begin().await else { return };
+    let Ok(mut tx) = db.pool.begin().await else {
+        return;
+    };
     let now = Param::I64(i(now_ms));
     let ok = bind_all("DELETE FROM reservation_holds WHERE reservation_id IN (SELECT id FROM reservations WHERE state IN ('held', 'settled') AND expires_at_ms <= $1)", std::slice::from_ref(&now))
         .execute(&mut *tx)
@@ -377,26 +530,50 @@ fn amount_for(metric: Metric, micros: u64, tokens: u64) -> u64 {
 
 /// `POST /v1/reservations` (signed): check the rules, then hold the call's maximum cost
 /// against every budget of the key, atomically.
-pub async fn reserve(State(st): State<Arc<AppState>>, uri: axum::http::Uri, headers: HeaderMap, body: Bytes) -> Result<(StatusCode, Json<ReservationResponse>), AccountsError> {
+pub async fn reserve(
+    State(st): State<Arc<AppState>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<ReservationResponse>), AccountsError> {
     let key = authenticate_signed(&st, &headers, "POST", &uri, &body).await?;
-    let req: ReservationRequest = parse_body(&body, "ReservationRequest {reservation_id, model, amount_micros, amount_tokens, ttl_ms?}")?;
+    let req: ReservationRequest = parse_body(
+        &body,
+        "ReservationRequest {reservation_id, model, amount_micros, amount_tokens, ttl_ms?}",
+    )?;
     crate::admin::check_id("reservation_id", &req.reservation_id)?;
     if req.amount_micros > i64::MAX as u64 || req.amount_tokens > i64::MAX as u64 {
         return Err(ApiError::bad_request("amount_micros / amount_tokens are too large").into());
     }
     let ttl = req.ttl_ms.unwrap_or(DEFAULT_RESERVATION_TTL_MS);
     if ttl == 0 || ttl > MAX_RESERVATION_TTL_MS {
-        return Err(ApiError::bad_request(format!("ttl_ms must be 1..={MAX_RESERVATION_TTL_MS}")).into());
+        return Err(
+            ApiError::bad_request(format!("ttl_ms must be 1..={MAX_RESERVATION_TTL_MS}")).into(),
+        );
     }
     let ctx = key_context(&st.db, key).await?;
     // Rules before the transaction: inside it, no second pool connection may be taken
     // (concurrent reservations holding connections would starve the pool).
     let rules = effective_rules(&st.db, &ctx).await?;
-    let zero_retention = st.pricing.catalog.lookup(&req.model).is_some_and(|(_, p)| p.zero_retention);
+    let zero_retention = st
+        .pricing
+        .catalog
+        .lookup(&req.model)
+        .is_some_and(|(_, p)| p.zero_retention);
     let permitted = rules.check_model(&req.model, zero_retention);
     if let Err(d) = permitted.clone() {
         // A retry of a reservation granted before the rules changed stays granted.
-        let exists = st.db.fetch("SELECT id FROM reservations WHERE id = $1 AND api_key_id = $2", &[Param::Text(req.reservation_id.clone()), Param::Text(ctx.key.id.clone())], "reading a reservation").await?;
+        let exists = st
+            .db
+            .fetch(
+                "SELECT id FROM reservations WHERE id = $1 AND api_key_id = $2",
+                &[
+                    Param::Text(req.reservation_id.clone()),
+                    Param::Text(ctx.key.id.clone()),
+                ],
+                "reading a reservation",
+            )
+            .await?;
         if exists.is_empty() {
             return Err(AccountsError::permission(d));
         }
@@ -406,17 +583,36 @@ pub async fn reserve(State(st): State<Arc<AppState>>, uri: axum::http::Uri, head
 
     let _g = st.db.write_guard().await;
     let mut tx = st.db.begin_write().await?;
-    let existing = bind_all("SELECT api_key_id, expires_at_ms FROM reservations WHERE id = $1", &[Param::Text(req.reservation_id.clone())])
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(dberr("reading a reservation"))?;
+    let existing = bind_all(
+        "SELECT api_key_id, expires_at_ms FROM reservations WHERE id = $1",
+        &[Param::Text(req.reservation_id.clone())],
+    )
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(dberr("reading a reservation"))?;
     if let Some(r) = existing {
         if get_str(&r, 0)? != ctx.key.id {
-            return Err(ApiError::new(StatusCode::CONFLICT, "conflict", format!("reservation_id `{}` belongs to another key; use a fresh UUID", req.reservation_id)).into());
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!(
+                    "reservation_id `{}` belongs to another key; use a fresh UUID",
+                    req.reservation_id
+                ),
+            )
+            .into());
         }
         let budgets = budgets_at(&mut tx, st.db.backend(), &ctx.levels, false).await?;
         let budgets = statuses(&mut tx, &budgets, now).await?;
-        return Ok((StatusCode::OK, Json(ReservationResponse { reservation_id: req.reservation_id, expires_at_ms: u(get_i64(&r, 1)?), budgets, warnings: vec![] })));
+        return Ok((
+            StatusCode::OK,
+            Json(ReservationResponse {
+                reservation_id: req.reservation_id,
+                expires_at_ms: u(get_i64(&r, 1)?),
+                budgets,
+                warnings: vec![],
+            }),
+        ));
     }
     permitted.map_err(AccountsError::permission)?;
 
@@ -459,8 +655,18 @@ pub async fn reserve(State(st): State<Arc<AppState>>, uri: axum::http::Uri, head
         s.remaining = s.limit.saturating_sub(s.used.saturating_add(s.reserved));
         warnings.extend(fire_alerts(&mut tx, &row.org_id, s, now).await?);
     }
-    tx.commit().await.map_err(dberr("committing a reservation"))?;
-    Ok((StatusCode::CREATED, Json(ReservationResponse { reservation_id: req.reservation_id, expires_at_ms: expires, budgets: sts, warnings })))
+    tx.commit()
+        .await
+        .map_err(dberr("committing a reservation"))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(ReservationResponse {
+            reservation_id: req.reservation_id,
+            expires_at_ms: expires,
+            budgets: sts,
+            warnings,
+        }),
+    ))
 }
 
 /// Answer of `POST /v1/reservations/{id}/settle`.
@@ -480,9 +686,18 @@ pub struct SettleResponse {
 }
 
 /// `POST /v1/reservations/{id}/settle` (signed).
-pub async fn settle(State(st): State<Arc<AppState>>, Path(id): Path<String>, uri: axum::http::Uri, headers: HeaderMap, body: Bytes) -> Result<Json<SettleResponse>, AccountsError> {
+pub async fn settle(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<SettleResponse>, AccountsError> {
     let key = authenticate_signed(&st, &headers, "POST", &uri, &body).await?;
-    let req: SettleRequest = parse_body(&body, "SettleRequest {actual_micros, actual_tokens, record_id?}")?;
+    let req: SettleRequest = parse_body(
+        &body,
+        "SettleRequest {actual_micros, actual_tokens, record_id?}",
+    )?;
     if let Some(r) = &req.record_id {
         crate::admin::check_id("record_id", r)?;
     }
@@ -495,29 +710,50 @@ pub async fn settle(State(st): State<Arc<AppState>>, Path(id): Path<String>, uri
     // `record_id` running concurrently either committed before (seen below) or sees
     // this settlement and consumes it.
     budgets_at(&mut tx, st.db.backend(), &ctx.levels, true).await?;
-    let lock = if st.db.backend() == Backend::Postgres { " FOR UPDATE" } else { "" };
+    let lock = if st.db.backend() == Backend::Postgres {
+        " FOR UPDATE"
+    } else {
+        ""
+    };
     let row = bind_all(&format!("SELECT api_key_id, state, expires_at_ms, actual_micros, actual_tokens FROM reservations WHERE id = $1{lock}"), &[Param::Text(id.clone())])
         .fetch_optional(&mut *tx)
         .await
         .map_err(dberr("reading a reservation"))?;
     let Some(row) = row.filter(|r| get_str(r, 0).is_ok_and(|k| k == key.id)) else {
-        return Err(ApiError::not_found(format!("reservation `{id}` does not exist for api_key_id `{}`", key.id)).into());
+        return Err(ApiError::not_found(format!(
+            "reservation `{id}` does not exist for api_key_id `{}`",
+            key.id
+        ))
+        .into());
     };
     let state = get_str(&row, 1)?;
     let expires = u(get_i64(&row, 2)?);
     let open = (state == "held" || state == "settled") && expires > now;
     if !open {
         // Idempotent: a settled-and-consumed, released or lapsed reservation stays so.
-        let state = if state == "held" || state == "settled" { "lapsed".to_owned() } else { state };
-        return Ok(Json(SettleResponse { reservation_id: id, state, hold_micros: 0, hold_tokens: 0, expires_at_ms: expires }));
+        let state = if state == "held" || state == "settled" {
+            "lapsed".to_owned()
+        } else {
+            state
+        };
+        return Ok(Json(SettleResponse {
+            reservation_id: id,
+            state,
+            hold_micros: 0,
+            hold_tokens: 0,
+            expires_at_ms: expires,
+        }));
     }
     let recorded = match &req.record_id {
         // Record ids are unique per org: only a record of the key's own org settles it.
-        Some(r) => bind_all("SELECT id FROM usage_record_keys WHERE org = $1 AND id = $2", &[Param::Text(key.org.clone()), Param::Text(r.clone())])
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(dberr("looking up a record"))?
-            .is_some(),
+        Some(r) => bind_all(
+            "SELECT id FROM usage_record_keys WHERE org = $1 AND id = $2",
+            &[Param::Text(key.org.clone()), Param::Text(r.clone())],
+        )
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(dberr("looking up a record"))?
+        .is_some(),
         None => false,
     };
     let new_state = if recorded {
@@ -527,7 +763,11 @@ pub async fn settle(State(st): State<Arc<AppState>>, Path(id): Path<String>, uri
     } else {
         "settled"
     };
-    let new_expires = if new_state == "settled" { now + SETTLED_HOLD_MS } else { now };
+    let new_expires = if new_state == "settled" {
+        now + SETTLED_HOLD_MS
+    } else {
+        now
+    };
     bind_all(
         "UPDATE reservations SET state = $1, record_id = $2, settled_ms = $3, actual_micros = $4, actual_tokens = $5, expires_at_ms = $6 WHERE id = $7",
         &[
@@ -552,15 +792,36 @@ pub async fn settle(State(st): State<Arc<AppState>>, Path(id): Path<String>, uri
         .await
         .map_err(dberr("shrinking a hold"))?;
     } else {
-        bind_all("DELETE FROM reservation_holds WHERE reservation_id = $1", &[Param::Text(id.clone())]).execute(&mut *tx).await.map_err(dberr("releasing a hold"))?;
+        bind_all(
+            "DELETE FROM reservation_holds WHERE reservation_id = $1",
+            &[Param::Text(id.clone())],
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(dberr("releasing a hold"))?;
     }
-    tx.commit().await.map_err(dberr("committing a settlement"))?;
-    let (hm, ht) = if new_state == "settled" { (req.actual_micros, req.actual_tokens) } else { (0, 0) };
-    Ok(Json(SettleResponse { reservation_id: id, state: new_state.into(), hold_micros: hm, hold_tokens: ht, expires_at_ms: new_expires }))
+    tx.commit()
+        .await
+        .map_err(dberr("committing a settlement"))?;
+    let (hm, ht) = if new_state == "settled" {
+        (req.actual_micros, req.actual_tokens)
+    } else {
+        (0, 0)
+    };
+    Ok(Json(SettleResponse {
+        reservation_id: id,
+        state: new_state.into(),
+        hold_micros: hm,
+        hold_tokens: ht,
+        expires_at_ms: new_expires,
+    }))
 }
 
 /// Levels a stored record counts toward.
-fn record_levels(v: &Verified, member_groups: &HashMap<String, BTreeSet<String>>) -> HashSet<String> {
+fn record_levels(
+    v: &Verified,
+    member_groups: &HashMap<String, BTreeSet<String>>,
+) -> HashSet<String> {
     let r = &v.rec;
     let mut out = HashSet::new();
     if let Some(o) = &r.org {
@@ -588,7 +849,10 @@ fn record_levels(v: &Verified, member_groups: &HashMap<String, BTreeSet<String>>
 /// Reservations settled with these records: the records count from now on. A
 /// reservation names its record by id, which is unique per org only: it is consumed by
 /// the record of its own key's org, never by another org's record with the same id.
-async fn consume_reservations(conn: &mut AnyConnection, stored: &[&Verified]) -> Result<(), DbError> {
+async fn consume_reservations(
+    conn: &mut AnyConnection,
+    stored: &[&Verified],
+) -> Result<(), DbError> {
     for (org, ids) in ids_by_org(stored.iter().map(|v| (v.org(), v.rec.id.0.as_str()))) {
         for chunk in ids.chunks(500) {
             consume_settled(conn, org, chunk).await?;
@@ -599,7 +863,10 @@ async fn consume_reservations(conn: &mut AnyConnection, stored: &[&Verified]) ->
 
 /// [`consume_reservations`] for records `ids` of `org`.
 async fn consume_settled(conn: &mut AnyConnection, org: &str, ids: &[&str]) -> Result<(), DbError> {
-    let params: Vec<Param> = std::iter::once(org).chain(ids.iter().copied()).map(|s| Param::Text(s.to_owned())).collect();
+    let params: Vec<Param> = std::iter::once(org)
+        .chain(ids.iter().copied())
+        .map(|s| Param::Text(s.to_owned()))
+        .collect();
     let list = in_list(2, ids.len());
     let rows = bind_all(
         &format!("SELECT r.id FROM reservations r JOIN api_keys k ON k.id = r.api_key_id WHERE k.org_id = $1 AND r.record_id IN ({list}) AND r.state IN ('held', 'settled')"),
@@ -611,17 +878,37 @@ async fn consume_settled(conn: &mut AnyConnection, org: &str, ids: &[&str]) -> R
     if rows.is_empty() {
         return Ok(());
     }
-    let ids: Vec<Param> = rows.iter().map(|r| get_str(r, 0).map(Param::Text)).collect::<Result<_, _>>()?;
+    let ids: Vec<Param> = rows
+        .iter()
+        .map(|r| get_str(r, 0).map(Param::Text))
+        .collect::<Result<_, _>>()?;
     let l2 = in_list(1, ids.len());
-    bind_all(&format!("DELETE FROM reservation_holds WHERE reservation_id IN ({l2})"), &ids).execute(&mut *conn).await.map_err(dberr("releasing consumed holds"))?;
-    bind_all(&format!("UPDATE reservations SET state = 'consumed' WHERE id IN ({l2})"), &ids).execute(&mut *conn).await.map_err(dberr("marking reservations consumed"))?;
+    bind_all(
+        &format!("DELETE FROM reservation_holds WHERE reservation_id IN ({l2})"),
+        &ids,
+    )
+    .execute(&mut *conn)
+    .await
+    .map_err(dberr("releasing consumed holds"))?;
+    bind_all(
+        &format!("UPDATE reservations SET state = 'consumed' WHERE id IN ({l2})"),
+        &ids,
+    )
+    .execute(&mut *conn)
+    .await
+    .map_err(dberr("marking reservations consumed"))?;
     Ok(())
 }
 
 /// Inside the ingest transaction, for the records just stored: add them to the usage
 /// counters of every budget covering them, mark the reservations they settle as
 /// consumed (dropping their holds), and raise alerts that the new usage crossed.
-pub async fn on_ingest(conn: &mut AnyConnection, backend: Backend, stored: &[&Verified], now_ms: u64) -> Result<(), DbError> {
+pub async fn on_ingest(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    stored: &[&Verified],
+    now_ms: u64,
+) -> Result<(), DbError> {
     if stored.is_empty() {
         return Ok(());
     }
@@ -630,23 +917,41 @@ pub async fn on_ingest(conn: &mut AnyConnection, backend: Backend, stored: &[&Ve
         return consume_reservations(conn, stored).await;
     }
     let params: Vec<Param> = orgs.iter().map(|o| Param::Text((*o).to_owned())).collect();
-    let rows = bind_all(&format!("SELECT {BUDGET_COLS} FROM budgets WHERE org_id IN ({}) ORDER BY id", in_list(1, orgs.len())), &params)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(dberr("reading budgets"))?;
+    let rows = bind_all(
+        &format!(
+            "SELECT {BUDGET_COLS} FROM budgets WHERE org_id IN ({}) ORDER BY id",
+            in_list(1, orgs.len())
+        ),
+        &params,
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(dberr("reading budgets"))?;
     if rows.is_empty() {
         return consume_reservations(conn, stored).await;
     }
     let budgets: Vec<BudgetRow> = rows.iter().map(budget_from_row).collect::<Result<_, _>>()?;
     let mut member_groups: HashMap<String, BTreeSet<String>> = HashMap::new();
     if budgets.iter().any(|b| b.level.kind == LevelKind::Group) {
-        let users: BTreeSet<&str> = stored.iter().filter_map(|v| v.rec.user.as_deref()).collect();
+        let users: BTreeSet<&str> = stored
+            .iter()
+            .filter_map(|v| v.rec.user.as_deref())
+            .collect();
         if !users.is_empty() {
             let params: Vec<Param> = users.iter().map(|x| Param::Text((*x).to_owned())).collect();
             let l = in_list(1, users.len());
-            let sql = format!("SELECT user_id, group_id FROM group_members WHERE user_id IN ({l}) UNION SELECT id, group_id FROM users WHERE group_id IS NOT NULL AND id IN ({l})");
-            for r in bind_all(&sql, &params).fetch_all(&mut *conn).await.map_err(dberr("reading group memberships"))? {
-                member_groups.entry(get_str(&r, 0)?).or_default().insert(get_str(&r, 1)?);
+            let sql = format!(
+                "SELECT user_id, group_id FROM group_members WHERE user_id IN ({l}) UNION SELECT id, group_id FROM users WHERE group_id IS NOT NULL AND id IN ({l})"
+            );
+            for r in bind_all(&sql, &params)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(dberr("reading group memberships"))?
+            {
+                member_groups
+                    .entry(get_str(&r, 0)?)
+                    .or_default()
+                    .insert(get_str(&r, 1)?);
             }
         }
     }
@@ -669,11 +974,20 @@ pub async fn on_ingest(conn: &mut AnyConnection, backend: Backend, stored: &[&Ve
     let touched: BTreeSet<usize> = deltas.keys().map(|(bi, _)| *bi).collect();
     if backend == Backend::Postgres {
         // Same lock order as reservations: ingest and reserve serialize per budget.
-        let params: Vec<Param> = touched.iter().map(|bi| Param::Text(budgets[*bi].id.clone())).collect();
-        bind_all(&format!("SELECT id FROM budgets WHERE id IN ({}) ORDER BY id FOR UPDATE", in_list(1, params.len())), &params)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(dberr("locking budgets"))?;
+        let params: Vec<Param> = touched
+            .iter()
+            .map(|bi| Param::Text(budgets[*bi].id.clone()))
+            .collect();
+        bind_all(
+            &format!(
+                "SELECT id FROM budgets WHERE id IN ({}) ORDER BY id FOR UPDATE",
+                in_list(1, params.len())
+            ),
+            &params,
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(dberr("locking budgets"))?;
     }
     // After the budget locks: a settle of these records (which takes the same locks
     // first) is either committed and seen here, or sees the records itself.
@@ -691,10 +1005,18 @@ pub async fn on_ingest(conn: &mut AnyConnection, backend: Backend, stored: &[&Ve
         .await
         .map_err(dberr("updating budget usage"))?;
     }
-    let alerting: Vec<BudgetRow> = touched.iter().map(|bi| budgets[*bi].clone()).filter(|b| !b.notify_at.is_empty()).collect();
+    let alerting: Vec<BudgetRow> = touched
+        .iter()
+        .map(|bi| budgets[*bi].clone())
+        .filter(|b| !b.notify_at.is_empty())
+        .collect();
     if !alerting.is_empty() {
         for s in statuses(conn, &alerting, now_ms).await? {
-            let org = alerting.iter().find(|b| b.id == s.id).map(|b| b.org_id.clone()).unwrap_or_default();
+            let org = alerting
+                .iter()
+                .find(|b| b.id == s.id)
+                .map(|b| b.org_id.clone())
+                .unwrap_or_default();
             fire_alerts(conn, &org, &s, now_ms).await?;
         }
     }
@@ -716,7 +1038,10 @@ struct OrgUnits {
 /// Refuse records whose scope names a department, project, group or member that is not
 /// in the key's org (or a member outside the named department); the key's bound fields
 /// were checked already. Returns the records kept.
-pub async fn check_tree(db: &Db, ok: Vec<(String, Verified)>) -> Result<(Vec<(String, Verified)>, Vec<(String, Refusal)>), DbError> {
+pub async fn check_tree(
+    db: &Db,
+    ok: Vec<(String, Verified)>,
+) -> Result<(Vec<(String, Verified)>, Vec<(String, Refusal)>), DbError> {
     let orgs: BTreeSet<String> = ok.iter().filter_map(|(_, v)| v.rec.org.clone()).collect();
     let mut trees: HashMap<String, OrgUnits> = HashMap::new();
     for org in orgs {
@@ -747,8 +1072,11 @@ pub async fn check_tree(db: &Db, ok: Vec<(String, Verified)>) -> Result<(Vec<(St
         let org = r.org.clone().unwrap_or_default();
         let empty = OrgUnits::default();
         let t = trees.get(&org).unwrap_or(&empty);
-        let unknown = |field: &str, val: &str| {
-            Refusal { code: "scope", reason: format!("scope violation: {field} `{val}` is not in org `{org}`; create it (PUT /v1/admin/org-tree or POST /v1/admin/{field}s) or fix the client's identity") }
+        let unknown = |field: &str, val: &str| Refusal {
+            code: "scope",
+            reason: format!(
+                "scope violation: {field} `{val}` is not in org `{org}`; create it (PUT /v1/admin/org-tree or POST /v1/admin/{field}s) or fix the client's identity"
+            ),
         };
         // A unit that belongs to a department must match the record's department
         // (after attribution from the key): a key of `eng` cannot charge a project,
@@ -763,7 +1091,11 @@ pub async fn check_tree(db: &Db, ok: Vec<(String, Verified)>) -> Result<(Vec<(St
             ),
         };
         let dept = r.department.as_deref();
-        let err = if let Some(d) = r.department.as_deref().filter(|d| !t.departments.contains(*d)) {
+        let err = if let Some(d) = r
+            .department
+            .as_deref()
+            .filter(|d| !t.departments.contains(*d))
+        {
             Some(unknown("department", d))
         } else if let Some(p) = r.project.as_deref() {
             match t.projects.get(p) {

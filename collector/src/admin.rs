@@ -93,7 +93,9 @@ pub struct CreateUnit {
 
 pub(crate) fn check_id(field: &str, v: &str) -> Result<(), ApiError> {
     if v.trim().is_empty() || v.len() > 128 || v.chars().any(char::is_control) {
-        return Err(ApiError::bad_request(format!("`{field}` must be 1..=128 bytes without control characters")));
+        return Err(ApiError::bad_request(format!(
+            "`{field}` must be 1..=128 bytes without control characters"
+        )));
     }
     Ok(())
 }
@@ -103,7 +105,13 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 /// Append one audit entry inside `tx`.
-pub(crate) async fn audit(tx: &mut sqlx::Transaction<'_, sqlx::Any>, actor: &Principal, action: &str, target: &str, detail: &Value) -> Result<(), ApiError> {
+pub(crate) async fn audit(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    actor: &Principal,
+    action: &str,
+    target: &str,
+    detail: &Value,
+) -> Result<(), ApiError> {
     let params = [
         Param::Text(uuid_v7()),
         Param::I64(now_ms()),
@@ -124,17 +132,36 @@ pub(crate) fn uuid_v7() -> String {
 }
 
 /// Run `stmts` and one audit entry in one transaction.
-async fn write_audited(st: &AppState, actor: &Principal, stmts: Vec<(&str, Vec<Param>)>, action: &str, target: &str, detail: Value) -> Result<(), ApiError> {
+async fn write_audited(
+    st: &AppState,
+    actor: &Principal,
+    stmts: Vec<(&str, Vec<Param>)>,
+    action: &str,
+    target: &str,
+    detail: Value,
+) -> Result<(), ApiError> {
     let _g = st.db.write_guard().await;
-    let mut tx = st.db.pool.begin().await.map_err(dberr("starting an admin transaction"))?;
+    let mut tx = st
+        .db
+        .pool
+        .begin()
+        .await
+        .map_err(dberr("starting an admin transaction"))?;
     for (sql, params) in &stmts {
-        let r = bind_all(sql, params).execute(&mut *tx).await.map_err(dberr(action))?;
+        let r = bind_all(sql, params)
+            .execute(&mut *tx)
+            .await
+            .map_err(dberr(action))?;
         if r.rows_affected() == 0 {
-            return Err(ApiError::not_found(format!("{target} does not exist (or is already in that state)")));
+            return Err(ApiError::not_found(format!(
+                "{target} does not exist (or is already in that state)"
+            )));
         }
     }
     audit(&mut tx, actor, action, target, &detail).await?;
-    tx.commit().await.map_err(dberr("committing an admin change"))?;
+    tx.commit()
+        .await
+        .map_err(dberr("committing an admin change"))?;
     tracing::info!(actor = actor.id(), action, target, "admin change");
     Ok(())
 }
@@ -150,23 +177,47 @@ fn kind(s: &str) -> Result<UnitKind, ApiError> {
 }
 
 /// `POST /v1/admin/{kind}`.
-pub async fn create_unit(State(st): State<Arc<AppState>>, Path(k): Path<String>, headers: HeaderMap, body: Result<Json<CreateUnit>, axum::extract::rejection::JsonRejection>) -> Result<(StatusCode, Json<Value>), ApiError> {
+pub async fn create_unit(
+    State(st): State<Arc<AppState>>,
+    Path(k): Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<CreateUnit>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let p = admin(&st, &headers).await?;
     let k = kind(&k)?;
-    let Json(b) = body.map_err(|e| ApiError::bad_request(format!("invalid body: {}", e.body_text())))?;
+    let Json(b) =
+        body.map_err(|e| ApiError::bad_request(format!("invalid body: {}", e.body_text())))?;
     check_id("id", &b.id)?;
-    let refs = [("org_id", &b.org_id), ("department_id", &b.department_id), ("group_id", &b.group_id)];
+    let refs = [
+        ("org_id", &b.org_id),
+        ("department_id", &b.department_id),
+        ("group_id", &b.group_id),
+    ];
     for (f, v) in refs {
         match v {
-            Some(v) if !k.refs().contains(&f) => return Err(ApiError::bad_request(format!("a {} has no `{f}` (got `{v}`)", k.name()))),
+            Some(v) if !k.refs().contains(&f) => {
+                return Err(ApiError::bad_request(format!(
+                    "a {} has no `{f}` (got `{v}`)",
+                    k.name()
+                )));
+            }
             Some(v) => check_id(f, v)?,
-            None if f == "org_id" && k != UnitKind::Org => return Err(ApiError::bad_request(format!("a {} needs `org_id`", k.name()))),
+            None if f == "org_id" && k != UnitKind::Org => {
+                return Err(ApiError::bad_request(format!(
+                    "a {} needs `org_id`",
+                    k.name()
+                )));
+            }
             None => {}
         }
     }
     let name = b.name.clone().unwrap_or_else(|| b.id.clone());
     let mut cols = vec!["id", "name", "created_ms"];
-    let mut params = vec![Param::Text(b.id.clone()), Param::Text(name), Param::I64(now_ms())];
+    let mut params = vec![
+        Param::Text(b.id.clone()),
+        Param::Text(name),
+        Param::I64(now_ms()),
+    ];
     for (f, v) in refs {
         if k.refs().contains(&f) {
             cols.push(f);
@@ -174,9 +225,22 @@ pub async fn create_unit(State(st): State<Arc<AppState>>, Path(k): Path<String>,
         }
     }
     let ph: Vec<String> = (1..=cols.len()).map(|i| format!("${i}")).collect();
-    let sql = format!("INSERT INTO {} ({}) VALUES ({})", k.table(), cols.join(", "), ph.join(", "));
+    let sql = format!(
+        "INSERT INTO {} ({}) VALUES ({})",
+        k.table(),
+        cols.join(", "),
+        ph.join(", ")
+    );
     let detail = serde_json::to_value(&b).unwrap_or(Value::Null);
-    write_audited(&st, &p, vec![(&sql, params)], &format!("create_{}", k.name()), &format!("{} {}", k.name(), b.id), detail.clone()).await?;
+    write_audited(
+        &st,
+        &p,
+        vec![(&sql, params)],
+        &format!("create_{}", k.name()),
+        &format!("{} {}", k.name(), b.id),
+        detail.clone(),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(detail)))
 }
 
@@ -189,7 +253,12 @@ pub struct ListQuery {
 }
 
 /// `GET /v1/admin/{kind}`.
-pub async fn list_units(State(st): State<Arc<AppState>>, Path(k): Path<String>, headers: HeaderMap, Query(q): Query<ListQuery>) -> Result<Json<Value>, ApiError> {
+pub async fn list_units(
+    State(st): State<Arc<AppState>>,
+    Path(k): Path<String>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
     admin(&st, &headers).await?;
     let k = kind(&k)?;
     let mut cols = vec!["id", "name", "created_ms"];
@@ -199,7 +268,11 @@ pub async fn list_units(State(st): State<Arc<AppState>>, Path(k): Path<String>, 
         (Some(o), _) => (" WHERE org_id = $1", vec![Param::Text(o.clone())]),
         (None, _) => ("", vec![]),
     };
-    let sql = format!("SELECT {} FROM {}{filter} ORDER BY id", cols.join(", "), k.table());
+    let sql = format!(
+        "SELECT {} FROM {}{filter} ORDER BY id",
+        cols.join(", "),
+        k.table()
+    );
     let rows = st.db.fetch(&sql, &params, "listing units").await?;
     let mut items = Vec::new();
     for r in &rows {
@@ -247,16 +320,28 @@ pub fn check_public_key(pk: &str) -> Result<(), ApiError> {
     use base64::Engine as _;
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(pk.trim())
-        .map_err(|_| ApiError::bad_request("`public_key` is not standard base64 (e.g. from `gaterouter keygen`)"))?;
-    let arr: [u8; 32] = bytes.try_into().map_err(|_| ApiError::bad_request("`public_key` must decode to 32 bytes (an Ed25519 public key)"))?;
-    ed25519_dalek::VerifyingKey::from_bytes(&arr).map_err(|_| ApiError::bad_request("`public_key` is not a valid Ed25519 point"))?;
+        .map_err(|_| {
+            ApiError::bad_request(
+                "`public_key` is not standard base64 (e.g. from `gaterouter keygen`)",
+            )
+        })?;
+    let arr: [u8; 32] = bytes.try_into().map_err(|_| {
+        ApiError::bad_request("`public_key` must decode to 32 bytes (an Ed25519 public key)")
+    })?;
+    ed25519_dalek::VerifyingKey::from_bytes(&arr)
+        .map_err(|_| ApiError::bad_request("`public_key` is not a valid Ed25519 point"))?;
     Ok(())
 }
 
 /// `POST /v1/admin/keys`: register a key and its scope.
-pub async fn create_key(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Result<Json<CreateKey>, axum::extract::rejection::JsonRejection>) -> Result<(StatusCode, Json<Value>), ApiError> {
+pub async fn create_key(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Json<CreateKey>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let p = admin(&st, &headers).await?;
-    let Json(b) = body.map_err(|e| ApiError::bad_request(format!("invalid body: {}", e.body_text())))?;
+    let Json(b) =
+        body.map_err(|e| ApiError::bad_request(format!("invalid body: {}", e.body_text())))?;
     check_id("id", &b.id)?;
     check_id("org_id", &b.org_id)?;
     check_public_key(&b.public_key)?;
@@ -277,12 +362,27 @@ pub async fn create_key(State(st): State<Arc<AppState>>, headers: HeaderMap, bod
         ),
         (
             "INSERT INTO api_key_versions (api_key_id, version, public_key, created_ms) VALUES ($1, 1, $2, $3)",
-            vec![Param::Text(b.id.clone()), Param::Text(b.public_key.trim().to_owned()), Param::I64(now)],
+            vec![
+                Param::Text(b.id.clone()),
+                Param::Text(b.public_key.trim().to_owned()),
+                Param::I64(now),
+            ],
         ),
     ];
     let detail = serde_json::to_value(&b).unwrap_or(Value::Null);
-    write_audited(&st, &p, stmts, "register_key", &format!("key {}", b.id), detail.clone()).await?;
-    Ok((StatusCode::CREATED, Json(json!({"id": b.id, "status": "active", "version": 1}))))
+    write_audited(
+        &st,
+        &p,
+        stmts,
+        "register_key",
+        &format!("key {}", b.id),
+        detail.clone(),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": b.id, "status": "active", "version": 1})),
+    ))
 }
 
 /// Body of `POST /v1/admin/keys/{id}/rotate`.
@@ -298,22 +398,40 @@ pub struct RotateKey {
 }
 
 /// `POST /v1/admin/keys/{id}/rotate`.
-pub async fn rotate_key(State(st): State<Arc<AppState>>, Path(id): Path<String>, headers: HeaderMap, body: Result<Json<RotateKey>, axum::extract::rejection::JsonRejection>) -> Result<Json<Value>, ApiError> {
+pub async fn rotate_key(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<RotateKey>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
     let p = admin(&st, &headers).await?;
-    let Json(b) = body.map_err(|e| ApiError::bad_request(format!("invalid body: {}", e.body_text())))?;
+    let Json(b) =
+        body.map_err(|e| ApiError::bad_request(format!("invalid body: {}", e.body_text())))?;
     check_public_key(&b.public_key)?;
     let rows = st
         .db
         .fetch("SELECT k.status, CAST(COALESCE(MAX(v.version), 0) AS BIGINT) FROM api_keys k LEFT JOIN api_key_versions v ON v.api_key_id = k.id WHERE k.id = $1 GROUP BY k.status", &[Param::Text(id.clone())], "reading a key")
         .await?;
-    let Some(r) = rows.first() else { return Err(ApiError::not_found(format!("API key `{id}` is not registered"))) };
+    let Some(r) = rows.first() else {
+        return Err(ApiError::not_found(format!(
+            "API key `{id}` is not registered"
+        )));
+    };
     if get_str(r, 0)? != "active" {
-        return Err(ApiError::new(StatusCode::CONFLICT, "conflict", format!("API key `{id}` is revoked; register a new key id instead")));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("API key `{id}` is revoked; register a new key id instead"),
+        ));
     }
     let version = get_i64(r, 1)? + 1;
     let now = now_ms();
     let grace = b.grace_secs.unwrap_or(86_400);
-    let not_after = now.saturating_add(i64::try_from(grace).unwrap_or(i64::MAX / 2_000).saturating_mul(1000));
+    let not_after = now.saturating_add(
+        i64::try_from(grace)
+            .unwrap_or(i64::MAX / 2_000)
+            .saturating_mul(1000),
+    );
     let stmts = vec![
         (
             "UPDATE api_key_versions SET not_after_ms = $1 WHERE api_key_id = $2 AND (not_after_ms IS NULL OR not_after_ms > $1)",
@@ -321,24 +439,60 @@ pub async fn rotate_key(State(st): State<Arc<AppState>>, Path(id): Path<String>,
         ),
         (
             "INSERT INTO api_key_versions (api_key_id, version, public_key, created_ms) VALUES ($1, $2, $3, $4)",
-            vec![Param::Text(id.clone()), Param::I64(version), Param::Text(b.public_key.trim().to_owned()), Param::I64(now)],
+            vec![
+                Param::Text(id.clone()),
+                Param::I64(version),
+                Param::Text(b.public_key.trim().to_owned()),
+                Param::I64(now),
+            ],
         ),
     ];
-    write_audited(&st, &p, stmts, "rotate_key", &format!("key {id}"), serde_json::to_value(&b).unwrap_or(Value::Null)).await?;
-    Ok(Json(json!({"id": id, "status": "active", "version": version, "previous_valid_until_ms": not_after})))
+    write_audited(
+        &st,
+        &p,
+        stmts,
+        "rotate_key",
+        &format!("key {id}"),
+        serde_json::to_value(&b).unwrap_or(Value::Null),
+    )
+    .await?;
+    Ok(Json(
+        json!({"id": id, "status": "active", "version": version, "previous_valid_until_ms": not_after}),
+    ))
 }
 
 /// `POST /v1/admin/keys/{id}/revoke`: records signed by this key are refused from now on.
-pub async fn revoke_key(State(st): State<Arc<AppState>>, Path(id): Path<String>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+pub async fn revoke_key(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
     let p = admin(&st, &headers).await?;
     let now = now_ms();
-    let stmts = vec![("UPDATE api_keys SET status = 'revoked', revoked_ms = $1 WHERE id = $2 AND status = 'active'", vec![Param::I64(now), Param::Text(id.clone())])];
-    write_audited(&st, &p, stmts, "revoke_key", &format!("key {id}"), json!({})).await?;
-    Ok(Json(json!({"id": id, "status": "revoked", "revoked_ms": now})))
+    let stmts = vec![(
+        "UPDATE api_keys SET status = 'revoked', revoked_ms = $1 WHERE id = $2 AND status = 'active'",
+        vec![Param::I64(now), Param::Text(id.clone())],
+    )];
+    write_audited(
+        &st,
+        &p,
+        stmts,
+        "revoke_key",
+        &format!("key {id}"),
+        json!({}),
+    )
+    .await?;
+    Ok(Json(
+        json!({"id": id, "status": "revoked", "revoked_ms": now}),
+    ))
 }
 
 /// `GET /v1/admin/keys`.
-pub async fn list_keys(State(st): State<Arc<AppState>>, headers: HeaderMap, Query(q): Query<ListQuery>) -> Result<Json<Value>, ApiError> {
+pub async fn list_keys(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
     admin(&st, &headers).await?;
     let (filter, params) = match &q.org_id {
         Some(o) => (" WHERE k.org_id = $1", vec![Param::Text(o.clone())]),
@@ -387,20 +541,37 @@ pub struct CreateToken {
 
 /// `POST /v1/admin/tokens`: issue a token; the clear token is returned once, only its
 /// SHA-256 is stored.
-pub async fn create_token(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Result<Json<CreateToken>, axum::extract::rejection::JsonRejection>) -> Result<(StatusCode, Json<Value>), ApiError> {
+pub async fn create_token(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Json<CreateToken>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let p = admin(&st, &headers).await?;
-    let Json(b) = body.map_err(|e| ApiError::bad_request(format!("invalid body: {}", e.body_text())))?;
+    let Json(b) =
+        body.map_err(|e| ApiError::bad_request(format!("invalid body: {}", e.body_text())))?;
     match (b.role.as_str(), &b.org_id, &b.department_id) {
         ("admin", None, None) => {}
-        ("admin", _, _) => return Err(ApiError::bad_request("admin tokens are not scoped: drop org_id/department_id, or use role `read`")),
+        ("admin", _, _) => {
+            return Err(ApiError::bad_request(
+                "admin tokens are not scoped: drop org_id/department_id, or use role `read`",
+            ));
+        }
         ("read", Some(o), d) => {
             check_id("org_id", o)?;
             if let Some(d) = d {
                 check_id("department_id", d)?;
             }
         }
-        ("read", None, _) => return Err(ApiError::bad_request("a read token needs `org_id` (and optionally `department_id`)")),
-        (r, _, _) => return Err(ApiError::bad_request(format!("`role` is `{r}`: use `admin` or `read`"))),
+        ("read", None, _) => {
+            return Err(ApiError::bad_request(
+                "a read token needs `org_id` (and optionally `department_id`)",
+            ));
+        }
+        (r, _, _) => {
+            return Err(ApiError::bad_request(format!(
+                "`role` is `{r}`: use `admin` or `read`"
+            )));
+        }
     }
     let token = new_token();
     let id = uuid_v7();
@@ -416,12 +587,28 @@ pub async fn create_token(State(st): State<Arc<AppState>>, headers: HeaderMap, b
             Param::I64(now_ms()),
         ],
     )];
-    write_audited(&st, &p, stmts, "create_token", &format!("token {id}"), serde_json::to_value(&b).unwrap_or(Value::Null)).await?;
-    Ok((StatusCode::CREATED, Json(json!({"id": id, "token": token, "role": b.role, "org_id": b.org_id, "department_id": b.department_id}))))
+    write_audited(
+        &st,
+        &p,
+        stmts,
+        "create_token",
+        &format!("token {id}"),
+        serde_json::to_value(&b).unwrap_or(Value::Null),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            json!({"id": id, "token": token, "role": b.role, "org_id": b.org_id, "department_id": b.department_id}),
+        ),
+    ))
 }
 
 /// `GET /v1/admin/tokens` (never the tokens themselves).
-pub async fn list_tokens(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+pub async fn list_tokens(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
     admin(&st, &headers).await?;
     let rows = st.db.fetch("SELECT id, role, org_id, department_id, description, created_ms, revoked_ms FROM access_tokens ORDER BY id", &[], "listing tokens").await?;
     let mut items = Vec::new();
@@ -433,10 +620,25 @@ pub async fn list_tokens(State(st): State<Arc<AppState>>, headers: HeaderMap) ->
 }
 
 /// `POST /v1/admin/tokens/{id}/revoke`.
-pub async fn revoke_token(State(st): State<Arc<AppState>>, Path(id): Path<String>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+pub async fn revoke_token(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
     let p = admin(&st, &headers).await?;
-    let stmts = vec![("UPDATE access_tokens SET revoked_ms = $1 WHERE id = $2 AND revoked_ms IS NULL", vec![Param::I64(now_ms()), Param::Text(id.clone())])];
-    write_audited(&st, &p, stmts, "revoke_token", &format!("token {id}"), json!({})).await?;
+    let stmts = vec![(
+        "UPDATE access_tokens SET revoked_ms = $1 WHERE id = $2 AND revoked_ms IS NULL",
+        vec![Param::I64(now_ms()), Param::Text(id.clone())],
+    )];
+    write_audited(
+        &st,
+        &p,
+        stmts,
+        "revoke_token",
+        &format!("token {id}"),
+        json!({}),
+    )
+    .await?;
     Ok(Json(json!({"id": id, "revoked": true})))
 }
 
@@ -449,7 +651,11 @@ pub struct AuditQuery {
 }
 
 /// `GET /v1/admin/audit`.
-pub async fn list_audit(State(st): State<Arc<AppState>>, headers: HeaderMap, Query(q): Query<AuditQuery>) -> Result<Json<Value>, ApiError> {
+pub async fn list_audit(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<Value>, ApiError> {
     admin(&st, &headers).await?;
     let limit = i64::from(q.limit.unwrap_or(100).min(10_000));
     let rows = st.db.fetch("SELECT id, ts_ms, actor, action, target, detail FROM audit_log ORDER BY id DESC LIMIT $1", &[Param::I64(limit)], "reading the audit log").await?;

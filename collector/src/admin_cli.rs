@@ -48,10 +48,20 @@ impl Token {
 #[derive(Debug, Clone, Args)]
 pub struct AdminArgs {
     /// Collector base URL.
-    #[arg(long, env = "GATEROUTER_COLLECTOR_URL", default_value = "http://127.0.0.1:8787", global = true)]
+    #[arg(
+        long,
+        env = "GATEROUTER_COLLECTOR_URL",
+        default_value = "http://127.0.0.1:8787",
+        global = true
+    )]
     pub url: String,
     /// Admin token of the collector (prefer the environment variable: flags show in `ps`).
-    #[arg(long, env = "GATEROUTER_ADMIN_TOKEN", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "GATEROUTER_ADMIN_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
     pub token: Option<Token>,
     /// What to do.
     #[command(subcommand)]
@@ -355,19 +365,27 @@ pub enum AdminError {
         message: String,
     },
     /// No token given.
-    #[error("no admin token: pass --token or set GATEROUTER_ADMIN_TOKEN to the collector's admin token")]
+    #[error(
+        "no admin token: pass --token or set GATEROUTER_ADMIN_TOKEN to the collector's admin token"
+    )]
     NoToken,
     /// No token given to a read command (`gaterouter usage`).
-    #[error("no token: set GATEROUTER_READ_TOKEN to a read token (`gaterouter admin tokens mint --org ORG`) or GATEROUTER_ADMIN_TOKEN, or pass --token")]
+    #[error(
+        "no token: set GATEROUTER_READ_TOKEN to a read token (`gaterouter admin tokens mint --org ORG`) or GATEROUTER_ADMIN_TOKEN, or pass --token"
+    )]
     NoReadToken,
     /// `--url` is not an http(s) URL.
-    #[error("--url `{url}` is not an http:// or https:// URL; pass the collector's base URL, e.g. http://127.0.0.1:8787")]
+    #[error(
+        "--url `{url}` is not an http:// or https:// URL; pass the collector's base URL, e.g. http://127.0.0.1:8787"
+    )]
     BadUrl {
         /// The value given.
         url: String,
     },
     /// The collector cannot be reached.
-    #[error("cannot reach the collector at {url}: {reason}. Fix: start one (`gaterouter collector serve`) or point --url / GATEROUTER_COLLECTOR_URL at it")]
+    #[error(
+        "cannot reach the collector at {url}: {reason}. Fix: start one (`gaterouter collector serve`) or point --url / GATEROUTER_COLLECTOR_URL at it"
+    )]
     Connect {
         /// Base URL.
         url: String,
@@ -387,7 +405,9 @@ pub enum AdminError {
         hint: &'static str,
     },
     /// The answer is not what this command expects.
-    #[error("unexpected answer from the collector at {url}: {reason}; is --url a GateRouter collector of the same version?")]
+    #[error(
+        "unexpected answer from the collector at {url}: {reason}; is --url a GateRouter collector of the same version?"
+    )]
     Decode {
         /// Base URL.
         url: String,
@@ -423,17 +443,26 @@ impl AdminClient {
     /// A client of the collector at `url` (trailing `/` ignored).
     pub fn new(url: &str, token: Option<Token>) -> Result<Self, AdminError> {
         let base = url.trim().trim_end_matches('/').to_owned();
-        if !(base.starts_with("http://") || base.starts_with("https://")) || url::Url::parse(&base).is_err() {
-            return Err(AdminError::BadUrl { url: url.to_owned() });
+        if !(base.starts_with("http://") || base.starts_with("https://"))
+            || url::Url::parse(&base).is_err()
+        {
+            return Err(AdminError::BadUrl {
+                url: url.to_owned(),
+            });
         }
-        let token = token.filter(|t| !t.0.is_empty()).ok_or(AdminError::NoToken)?;
+        let token = token
+            .filter(|t| !t.0.is_empty())
+            .ok_or(AdminError::NoToken)?;
         // reqwest is built without a default TLS crypto provider: install the one the core uses.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(120))
             .build()
-            .map_err(|e| AdminError::Connect { url: base.clone(), reason: format!("cannot build the HTTP client: {e}") })?;
+            .map_err(|e| AdminError::Connect {
+                url: base.clone(),
+                reason: format!("cannot build the HTTP client: {e}"),
+            })?;
         Ok(AdminClient { base, token, http })
     }
 
@@ -452,7 +481,10 @@ impl AdminClient {
                 // Without the URL: reqwest's text repeats it, and it is in the message already.
                 e.without_url().to_string()
             };
-            AdminError::Connect { url: self.base.clone(), reason }
+            AdminError::Connect {
+                url: self.base.clone(),
+                reason,
+            }
         })?;
         let status = resp.status().as_u16();
         if (200..300).contains(&status) {
@@ -460,33 +492,55 @@ impl AdminClient {
         }
         let body = resp.text().await.unwrap_or_default();
         let parsed: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-        let code = parsed["error"]["code"].as_str().unwrap_or("http_error").to_owned();
-        let message = parsed["error"]["message"].as_str().map(str::to_owned).unwrap_or_else(|| body.chars().take(300).collect());
+        let code = parsed["error"]["code"]
+            .as_str()
+            .unwrap_or("http_error")
+            .to_owned();
+        let message = parsed["error"]["message"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| body.chars().take(300).collect());
         let hint = match status {
             401 => " (check --token / GATEROUTER_ADMIN_TOKEN)",
             403 => " (this command needs an admin token)",
             404 if code == "http_error" => " (is --url the collector's base URL?)",
             _ => "",
         };
-        Err(AdminError::Http { status, code, message, hint })
+        Err(AdminError::Http {
+            status,
+            code,
+            message,
+            hint,
+        })
     }
 
     fn decode<T: serde::de::DeserializeOwned>(&self, text: &str) -> Result<T, AdminError> {
-        serde_json::from_str(text).map_err(|e| AdminError::Decode { url: self.base.clone(), reason: e.to_string() })
+        serde_json::from_str(text).map_err(|e| AdminError::Decode {
+            url: self.base.clone(),
+            reason: e.to_string(),
+        })
     }
 
     async fn text(&self, resp: reqwest::Response) -> Result<String, AdminError> {
-        resp.text().await.map_err(|e| AdminError::Connect { url: self.base.clone(), reason: format!("reading the answer: {}", e.without_url()) })
+        resp.text().await.map_err(|e| AdminError::Connect {
+            url: self.base.clone(),
+            reason: format!("reading the answer: {}", e.without_url()),
+        })
     }
 
     /// GET a path (with its query) and return the body text.
     pub async fn get_text(&self, path_and_query: &str) -> Result<String, AdminError> {
-        let resp = self.send(self.http.get(format!("{}{path_and_query}", self.base))).await?;
+        let resp = self
+            .send(self.http.get(format!("{}{path_and_query}", self.base)))
+            .await?;
         self.text(resp).await
     }
 
     /// GET and decode JSON.
-    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path_and_query: &str) -> Result<T, AdminError> {
+    pub async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path_and_query: &str,
+    ) -> Result<T, AdminError> {
         let text = self.get_text(path_and_query).await?;
         self.decode(&text)
     }
@@ -494,7 +548,13 @@ impl AdminClient {
     /// `PUT /v1/admin/org-tree[?dry_run=true]`.
     pub async fn apply(&self, file: &OrgFile, dry_run: bool) -> Result<ApplyReport, AdminError> {
         let q = if dry_run { "?dry_run=true" } else { "" };
-        let resp = self.send(self.http.put(format!("{}/v1/admin/org-tree{q}", self.base)).json(file)).await?;
+        let resp = self
+            .send(
+                self.http
+                    .put(format!("{}/v1/admin/org-tree{q}", self.base))
+                    .json(file),
+            )
+            .await?;
         let text = self.text(resp).await?;
         self.decode(&text)
     }
@@ -503,13 +563,17 @@ impl AdminClient {
 /// Percent-encode a query value.
 impl AdminClient {
     pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value, AdminError> {
-        let resp = self.send(self.http.post(format!("{}{path}", self.base)).json(body)).await?;
+        let resp = self
+            .send(self.http.post(format!("{}{path}", self.base)).json(body))
+            .await?;
         let text = self.text(resp).await?;
         self.decode(&text)
     }
 
     pub async fn delete_json(&self, path: &str) -> Result<Value, AdminError> {
-        let resp = self.send(self.http.delete(format!("{}{path}", self.base))).await?;
+        let resp = self
+            .send(self.http.delete(format!("{}{path}", self.base)))
+            .await?;
         let text = self.text(resp).await?;
         self.decode(&text)
     }
@@ -521,45 +585,81 @@ impl AdminClient {
             return Ok(());
         }
         let known: Vec<&str> = all.items.iter().filter_map(|o| o["id"].as_str()).collect();
-        Err(AdminError::NotFound { what: "org", id: org.to_owned(), scope: String::new(), hint: known_hint(&known, "admin apply an org file first") })
+        Err(AdminError::NotFound {
+            what: "org",
+            id: org.to_owned(),
+            scope: String::new(),
+            hint: known_hint(&known, "admin apply an org file first"),
+        })
     }
 
     /// The department exists in the org.
-    pub async fn require_unit(&self, kind: &'static str, path: &str, org: &str, id: &str) -> Result<(), AdminError> {
-        let all: Items<Value> = self.get_json(&format!("/v1/admin/{path}?org_id={}", enc(org))).await?;
+    pub async fn require_unit(
+        &self,
+        kind: &'static str,
+        path: &str,
+        org: &str,
+        id: &str,
+    ) -> Result<(), AdminError> {
+        let all: Items<Value> = self
+            .get_json(&format!("/v1/admin/{path}?org_id={}", enc(org)))
+            .await?;
         if all.items.iter().any(|o| o["id"] == id) {
             return Ok(());
         }
         let known: Vec<&str> = all.items.iter().filter_map(|o| o["id"].as_str()).collect();
-        Err(AdminError::NotFound { what: kind, id: id.to_owned(), scope: format!(" in org `{org}`"), hint: known_hint(&known, "add it to the org file and apply it") })
+        Err(AdminError::NotFound {
+            what: kind,
+            id: id.to_owned(),
+            scope: format!(" in org `{org}`"),
+            hint: known_hint(&known, "add it to the org file and apply it"),
+        })
     }
 
     /// The API key's record, else NotFound.
     async fn require_key(&self, id: &str) -> Result<Value, AdminError> {
         let all: Items<Value> = self.get_json("/v1/admin/keys").await?;
-        all.items.into_iter().find(|k| k["id"] == id).ok_or_else(|| AdminError::NotFound {
-            what: "API key",
-            id: id.to_owned(),
-            scope: String::new(),
-            hint: "list the keys with `gaterouter admin keys list --org ORG`".into(),
-        })
+        all.items
+            .into_iter()
+            .find(|k| k["id"] == id)
+            .ok_or_else(|| AdminError::NotFound {
+                what: "API key",
+                id: id.to_owned(),
+                scope: String::new(),
+                hint: "list the keys with `gaterouter admin keys list --org ORG`".into(),
+            })
     }
 }
 
 fn known_hint(known: &[&str], otherwise: &str) -> String {
-    if known.is_empty() { format!("there are none; {otherwise}") } else { format!("known: {}", known.join(", ")) }
+    if known.is_empty() {
+        format!("there are none; {otherwise}")
+    } else {
+        format!("known: {}", known.join(", "))
+    }
 }
 
 /// Write a new secret key file (mode 0600 on Unix); refuses to overwrite.
 fn write_secret(path: &Path, text: &str) -> Result<(), AdminError> {
-    let fail = |e: std::io::Error| AdminError::Write { path: path.display().to_string(), reason: e.to_string() };
+    let fail = |e: std::io::Error| AdminError::Write {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    };
     if path.exists() {
-        return Err(AdminError::Write { path: path.display().to_string(), reason: "the file exists; choose another --out or remove the old key first".into() });
+        return Err(AdminError::Write {
+            path: path.display().to_string(),
+            reason: "the file exists; choose another --out or remove the old key first".into(),
+        });
     }
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(fail)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(fail)?;
         f.write_all(text.as_bytes()).map_err(fail)
     }
     #[cfg(not(unix))]
@@ -584,11 +684,25 @@ fn render_tokens(items: &[Value]) -> String {
                 (Some(o), None) => o.to_owned(),
                 _ => "*".into(),
             };
-            let revoked = if t["revoked_ms"].is_null() { "-".to_owned() } else { ms_iso(&t["revoked_ms"]) };
-            vec![t["id"].as_str().unwrap_or("").to_owned(), t["role"].as_str().unwrap_or("").to_owned(), scope, ms_iso(&t["created_ms"]), revoked, t["description"].as_str().unwrap_or("").to_owned()]
+            let revoked = if t["revoked_ms"].is_null() {
+                "-".to_owned()
+            } else {
+                ms_iso(&t["revoked_ms"])
+            };
+            vec![
+                t["id"].as_str().unwrap_or("").to_owned(),
+                t["role"].as_str().unwrap_or("").to_owned(),
+                scope,
+                ms_iso(&t["created_ms"]),
+                revoked,
+                t["description"].as_str().unwrap_or("").to_owned(),
+            ]
         })
         .collect();
-    table(&["ID", "ROLE", "SCOPE", "CREATED", "REVOKED", "DESCRIPTION"], &rows)
+    table(
+        &["ID", "ROLE", "SCOPE", "CREATED", "REVOKED", "DESCRIPTION"],
+        &rows,
+    )
 }
 
 fn render_keys(items: &[Value]) -> String {
@@ -598,22 +712,44 @@ fn render_keys(items: &[Value]) -> String {
     let rows: Vec<Vec<String>> = items
         .iter()
         .map(|k| {
-            let scope: Vec<String> = [("department", "department_id"), ("project", "project_id"), ("group", "group_id"), ("user", "user_id")]
-                .iter()
-                .filter_map(|(n, f)| k[*f].as_str().map(|v| format!("{n} {v}")))
-                .collect();
+            let scope: Vec<String> = [
+                ("department", "department_id"),
+                ("project", "project_id"),
+                ("group", "group_id"),
+                ("user", "user_id"),
+            ]
+            .iter()
+            .filter_map(|(n, f)| k[*f].as_str().map(|v| format!("{n} {v}")))
+            .collect();
             let versions = k["versions"].as_array().map_or(0, Vec::len);
-            let previous_until = k["versions"].as_array().and_then(|v| v.iter().rev().nth(1)).map(|v| ms_iso(&v["not_after_ms"])).unwrap_or_else(|| "-".into());
+            let previous_until = k["versions"]
+                .as_array()
+                .and_then(|v| v.iter().rev().nth(1))
+                .map(|v| ms_iso(&v["not_after_ms"]))
+                .unwrap_or_else(|| "-".into());
             vec![
                 k["id"].as_str().unwrap_or("").to_owned(),
                 k["status"].as_str().unwrap_or("").to_owned(),
-                if scope.is_empty() { "org".into() } else { scope.join(", ") },
+                if scope.is_empty() {
+                    "org".into()
+                } else {
+                    scope.join(", ")
+                },
                 versions.to_string(),
                 previous_until,
             ]
         })
         .collect();
-    table(&["ID", "STATUS", "BOUND TO", "VERSIONS", "PREVIOUS VALID UNTIL"], &rows)
+    table(
+        &[
+            "ID",
+            "STATUS",
+            "BOUND TO",
+            "VERSIONS",
+            "PREVIOUS VALID UNTIL",
+        ],
+        &rows,
+    )
 }
 
 pub(crate) fn enc(s: &str) -> String {
@@ -622,7 +758,10 @@ pub(crate) fn enc(s: &str) -> String {
 
 /// Load an organization file; errors name the file, the entry and the field.
 pub fn load_file(path: &Path) -> Result<OrgFile, AdminError> {
-    orgfile::load(path).map_err(|message| AdminError::File { path: path.display().to_string(), message })
+    orgfile::load(path).map_err(|message| AdminError::File {
+        path: path.display().to_string(),
+        message,
+    })
 }
 
 /// Render an apply report.
@@ -638,7 +777,10 @@ pub fn render_report(r: &ApplyReport) -> String {
         }
     }
     s.push_str(&format!("unchanged: {}\n", r.unchanged));
-    s.push_str(&format!("removed_not_deleted: {}", r.removed_not_deleted.len()));
+    s.push_str(&format!(
+        "removed_not_deleted: {}",
+        r.removed_not_deleted.len()
+    ));
     if !r.removed_not_deleted.is_empty() {
         s.push_str(" (in the collector but not in the file: left in place; delete them through the admin API if they should go)");
     }
@@ -654,13 +796,18 @@ pub fn render_file(f: &OrgFile, format: FileFormat) -> Result<String, String> {
     match format {
         FileFormat::Toml => toml::to_string_pretty(f).map_err(|e| e.to_string()),
         FileFormat::Yaml => serde_norway::to_string(f).map_err(|e| e.to_string()),
-        FileFormat::Json => serde_json::to_string_pretty(f).map(|s| s + "\n").map_err(|e| e.to_string()),
+        FileFormat::Json => serde_json::to_string_pretty(f)
+            .map(|s| s + "\n")
+            .map_err(|e| e.to_string()),
     }
 }
 
 fn amount(metric: Metric, v: u64) -> String {
     match metric {
-        Metric::Usd => format!("${}", crate::bills::dollars(i64::try_from(v).unwrap_or(i64::MAX))),
+        Metric::Usd => format!(
+            "${}",
+            crate::bills::dollars(i64::try_from(v).unwrap_or(i64::MAX))
+        ),
         Metric::Tokens => v.to_string(),
     }
 }
@@ -676,7 +823,12 @@ pub(crate) fn table(head: &[&str], rows: &[Vec<String>]) -> String {
         }
     }
     let line = |cells: Vec<&str>| {
-        let mut s = cells.iter().enumerate().map(|(i, c)| format!("{c:<width$}", width = w.get(i).copied().unwrap_or(0))).collect::<Vec<_>>().join("  ");
+        let mut s = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<width$}", width = w.get(i).copied().unwrap_or(0)))
+            .collect::<Vec<_>>()
+            .join("  ");
         s.truncate(s.trim_end().len());
         s.push('\n');
         s
@@ -710,7 +862,11 @@ fn render_budgets(items: &[BudgetItem]) -> String {
         .map(|b| {
             let s = &b.status;
             let m = s.metric;
-            let pct = crate::bills::percent(i64::try_from(s.used.saturating_add(s.reserved)).unwrap_or(i64::MAX), i64::try_from(s.limit).unwrap_or(i64::MAX)).map_or_else(|| "-".into(), |p| format!("{p}%"));
+            let pct = crate::bills::percent(
+                i64::try_from(s.used.saturating_add(s.reserved)).unwrap_or(i64::MAX),
+                i64::try_from(s.limit).unwrap_or(i64::MAX),
+            )
+            .map_or_else(|| "-".into(), |p| format!("{p}%"));
             vec![
                 s.level.to_string(),
                 format!("{m:?}").to_lowercase(),
@@ -726,40 +882,97 @@ fn render_budgets(items: &[BudgetItem]) -> String {
             ]
         })
         .collect();
-    table(&["LEVEL", "METRIC", "PERIOD", "ENFORCEMENT", "LIMIT", "USED", "RESERVED", "REMAINING", "USED+RES%", "PROJECTED", "RESETS"], &rows)
+    table(
+        &[
+            "LEVEL",
+            "METRIC",
+            "PERIOD",
+            "ENFORCEMENT",
+            "LIMIT",
+            "USED",
+            "RESERVED",
+            "REMAINING",
+            "USED+RES%",
+            "PROJECTED",
+            "RESETS",
+        ],
+        &rows,
+    )
 }
 
 /// Render an effective policy: each rule with the level that set it, then the budgets.
 fn render_policy(p: &EffectivePolicy) -> String {
     let sc = &p.scope;
     let mut place = vec![format!("org {}", sc.org)];
-    for (what, v) in [("department", &sc.department), ("project", &sc.project), ("group", &sc.group), ("user", &sc.user)] {
+    for (what, v) in [
+        ("department", &sc.department),
+        ("project", &sc.project),
+        ("group", &sc.group),
+        ("user", &sc.user),
+    ] {
         if let Some(v) = v {
             place.push(format!("{what} {v}"));
         }
     }
-    let mut out = format!("key {} ({})\nrules (narrowest level wins; deny_models add up):\n", p.api_key_id, place.join(", "));
+    let mut out = format!(
+        "key {} ({})\nrules (narrowest level wins; deny_models add up):\n",
+        p.api_key_id,
+        place.join(", ")
+    );
     let r = &p.rules;
     let mut rows: Vec<Vec<String>> = Vec::new();
     let mut one = |name: &str, v: Option<(String, String)>| match v {
-        Some((value, level)) => rows.push(vec![name.to_owned(), value, format!("(set at {level})")]),
+        Some((value, level)) => {
+            rows.push(vec![name.to_owned(), value, format!("(set at {level})")])
+        }
         None => rows.push(vec![name.to_owned(), "-".into(), "(not set)".into()]),
     };
-    one("allow_models", r.allow_models.as_ref().map(|s| (s.value.join(", "), s.level.to_string())));
-    one("allowed_tiers", r.allowed_tiers.as_ref().map(|s| (s.value.join(", "), s.level.to_string())));
-    one("max_tokens_per_request", r.max_tokens_per_request.as_ref().map(|s| (s.value.to_string(), s.level.to_string())));
-    one("zero_retention_only", r.zero_retention_only.as_ref().map(|s| (s.value.to_string(), s.level.to_string())));
+    one(
+        "allow_models",
+        r.allow_models
+            .as_ref()
+            .map(|s| (s.value.join(", "), s.level.to_string())),
+    );
+    one(
+        "allowed_tiers",
+        r.allowed_tiers
+            .as_ref()
+            .map(|s| (s.value.join(", "), s.level.to_string())),
+    );
+    one(
+        "max_tokens_per_request",
+        r.max_tokens_per_request
+            .as_ref()
+            .map(|s| (s.value.to_string(), s.level.to_string())),
+    );
+    one(
+        "zero_retention_only",
+        r.zero_retention_only
+            .as_ref()
+            .map(|s| (s.value.to_string(), s.level.to_string())),
+    );
     if r.deny_models.is_empty() {
         one("deny_models", None);
     }
     for d in &r.deny_models {
-        rows.push(vec!["deny_models".into(), d.value.clone(), format!("(set at {})", d.level)]);
+        rows.push(vec![
+            "deny_models".into(),
+            d.value.clone(),
+            format!("(set at {})", d.level),
+        ]);
     }
     for line in table(&["RULE", "VALUE", "LEVEL"], &rows).lines().skip(1) {
         out.push_str(&format!("  {line}\n"));
     }
     out.push_str("budgets (a call must satisfy every one):\n");
-    let items: Vec<BudgetItem> = p.budgets.iter().map(|b| BudgetItem { status: b.clone(), projected_at_reset: crate::orgtree::projected(b, p.issued_at_ms) }).collect();
+    let items: Vec<BudgetItem> = p
+        .budgets
+        .iter()
+        .map(|b| BudgetItem {
+            status: b.clone(),
+            projected_at_reset: crate::orgtree::projected(b, p.issued_at_ms),
+        })
+        .collect();
     for line in render_budgets(&items).lines() {
         out.push_str(&format!("  {line}\n"));
     }
@@ -786,24 +999,46 @@ fn render_alerts(items: &[Value]) -> String {
 }
 
 fn bill_format(format: Option<BillFormat>, out: Option<&Path>) -> BillFormat {
-    format.unwrap_or_else(|| match out.and_then(|p| p.extension()).and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
-        Some("html" | "htm") => BillFormat::Html,
-        Some("json") => BillFormat::Json,
-        _ => BillFormat::Csv,
+    format.unwrap_or_else(|| {
+        match out
+            .and_then(|p| p.extension())
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("html" | "htm") => BillFormat::Html,
+            Some("json") => BillFormat::Json,
+            _ => BillFormat::Csv,
+        }
     })
 }
 
 pub(crate) fn write_out(stdout: &mut dyn Write, text: &str) -> Result<(), AdminError> {
-    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
         // The reader went away (`| head`): nothing more to say, and not a failure.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        r => r.map_err(|e| AdminError::Write { path: "standard output".into(), reason: e.to_string() }),
+        r => r.map_err(|e| AdminError::Write {
+            path: "standard output".into(),
+            reason: e.to_string(),
+        }),
     }
 }
 
-async fn tokens(c: &AdminClient, action: TokensAction, stdout: &mut dyn Write) -> Result<(), AdminError> {
+async fn tokens(
+    c: &AdminClient,
+    action: TokensAction,
+    stdout: &mut dyn Write,
+) -> Result<(), AdminError> {
     match action {
-        TokensAction::Mint { role, org, department, description } => {
+        TokensAction::Mint {
+            role,
+            org,
+            department,
+            description,
+        } => {
             if let Some(o) = &org {
                 c.require_org(o).await?;
                 if let Some(d) = &department {
@@ -835,16 +1070,35 @@ async fn tokens(c: &AdminClient, action: TokensAction, stdout: &mut dyn Write) -
                 c.require_org(o).await?;
             }
             let v: Items<Value> = c.get_json("/v1/admin/tokens").await?;
-            let items: Vec<Value> = v.items.into_iter().filter(|t| org.as_deref().is_none_or(|o| t["org_id"] == o)).collect();
+            let items: Vec<Value> = v
+                .items
+                .into_iter()
+                .filter(|t| org.as_deref().is_none_or(|o| t["org_id"] == o))
+                .collect();
             write_out(stdout, &render_tokens(&items))
         }
         TokensAction::Revoke { id } => {
             let v: Items<Value> = c.get_json("/v1/admin/tokens").await?;
             match v.items.iter().find(|t| t["id"] == id.as_str()) {
-                None => Err(AdminError::NotFound { what: "token", id, scope: String::new(), hint: "list them with `gaterouter admin tokens list`".into() }),
-                Some(t) if !t["revoked_ms"].is_null() => write_out(stdout, &format!("token {id} was already revoked at {}\n", ms_iso(&t["revoked_ms"]))),
+                None => Err(AdminError::NotFound {
+                    what: "token",
+                    id,
+                    scope: String::new(),
+                    hint: "list them with `gaterouter admin tokens list`".into(),
+                }),
+                Some(t) if !t["revoked_ms"].is_null() => write_out(
+                    stdout,
+                    &format!(
+                        "token {id} was already revoked at {}\n",
+                        ms_iso(&t["revoked_ms"])
+                    ),
+                ),
                 Some(_) => {
-                    c.post_json(&format!("/v1/admin/tokens/{}/revoke", enc(&id)), &Value::Null).await?;
+                    c.post_json(
+                        &format!("/v1/admin/tokens/{}/revoke", enc(&id)),
+                        &Value::Null,
+                    )
+                    .await?;
                     write_out(stdout, &format!("revoked token {id}\n"))
                 }
             }
@@ -852,34 +1106,76 @@ async fn tokens(c: &AdminClient, action: TokensAction, stdout: &mut dyn Write) -
     }
 }
 
-async fn keys(c: &AdminClient, action: KeysAdminAction, stdout: &mut dyn Write) -> Result<(), AdminError> {
+async fn keys(
+    c: &AdminClient,
+    action: KeysAdminAction,
+    stdout: &mut dyn Write,
+) -> Result<(), AdminError> {
     match action {
-        KeysAdminAction::New { id, out, org, department, project, group, user, description } => {
+        KeysAdminAction::New {
+            id,
+            out,
+            org,
+            department,
+            project,
+            group,
+            user,
+            description,
+        } => {
             c.require_org(&org).await?;
-            for (kind, path, v) in [("department", "departments", &department), ("project", "projects", &project), ("group", "groups", &group), ("member", "users", &user)] {
+            for (kind, path, v) in [
+                ("department", "departments", &department),
+                ("project", "projects", &project),
+                ("group", "groups", &group),
+                ("member", "users", &user),
+            ] {
                 if let Some(v) = v {
                     c.require_unit(kind, path, &org, v).await?;
                 }
             }
             if out.exists() {
-                return Err(AdminError::Write { path: out.display().to_string(), reason: "the file exists; choose another --out or remove the old key first".into() });
+                return Err(AdminError::Write {
+                    path: out.display().to_string(),
+                    reason: "the file exists; choose another --out or remove the old key first"
+                        .into(),
+                });
             }
             let (signer, public) = gaterouter::usage::generate_key();
             let body = serde_json::json!({"id": id, "public_key": public, "org_id": org, "department_id": department, "project_id": project, "group_id": group, "user_id": user, "description": description});
             c.post_json("/v1/admin/keys", &body).await?;
             write_secret(&out, signer.seed_base64().expose())?;
-            write_out(stdout, &format!("registered API key {id} (org {org}); secret key written to {} (mode 0600)\nSDK config: [identity] api_key_id = \"{id}\", [reporting] signing_key_file = \"{}\"\n", out.display(), out.display()))
+            write_out(
+                stdout,
+                &format!(
+                    "registered API key {id} (org {org}); secret key written to {} (mode 0600)\nSDK config: [identity] api_key_id = \"{id}\", [reporting] signing_key_file = \"{}\"\n",
+                    out.display(),
+                    out.display()
+                ),
+            )
         }
         KeysAdminAction::Rotate { id, out, overlap } => {
             let k = c.require_key(&id).await?;
             if k["status"] != "active" {
-                return Err(AdminError::NotFound { what: "active API key", id, scope: " (it is revoked)".into(), hint: "register a new key id with `admin keys new`".into() });
+                return Err(AdminError::NotFound {
+                    what: "active API key",
+                    id,
+                    scope: " (it is revoked)".into(),
+                    hint: "register a new key id with `admin keys new`".into(),
+                });
             }
             if out.exists() {
-                return Err(AdminError::Write { path: out.display().to_string(), reason: "the file exists; choose another --out".into() });
+                return Err(AdminError::Write {
+                    path: out.display().to_string(),
+                    reason: "the file exists; choose another --out".into(),
+                });
             }
             let (signer, public) = gaterouter::usage::generate_key();
-            let v = c.post_json(&format!("/v1/admin/keys/{}/rotate", enc(&id)), &serde_json::json!({"public_key": public, "grace_secs": overlap})).await?;
+            let v = c
+                .post_json(
+                    &format!("/v1/admin/keys/{}/rotate", enc(&id)),
+                    &serde_json::json!({"public_key": public, "grace_secs": overlap}),
+                )
+                .await?;
             write_secret(&out, signer.seed_base64().expose())?;
             write_out(
                 stdout,
@@ -894,31 +1190,53 @@ async fn keys(c: &AdminClient, action: KeysAdminAction, stdout: &mut dyn Write) 
         KeysAdminAction::Revoke { id } => {
             let k = c.require_key(&id).await?;
             if k["status"] == "revoked" {
-                return write_out(stdout, &format!("API key {id} was already revoked at {}\n", ms_iso(&k["revoked_ms"])));
+                return write_out(
+                    stdout,
+                    &format!(
+                        "API key {id} was already revoked at {}\n",
+                        ms_iso(&k["revoked_ms"])
+                    ),
+                );
             }
-            c.post_json(&format!("/v1/admin/keys/{}/revoke", enc(&id)), &Value::Null).await?;
-            write_out(stdout, &format!("revoked API key {id}: records it signs are refused from now on\n"))
+            c.post_json(&format!("/v1/admin/keys/{}/revoke", enc(&id)), &Value::Null)
+                .await?;
+            write_out(
+                stdout,
+                &format!("revoked API key {id}: records it signs are refused from now on\n"),
+            )
         }
         KeysAdminAction::List { org } => {
             c.require_org(&org).await?;
-            let v: Items<Value> = c.get_json(&format!("/v1/admin/keys?org_id={}", enc(&org))).await?;
+            let v: Items<Value> = c
+                .get_json(&format!("/v1/admin/keys?org_id={}", enc(&org)))
+                .await?;
             write_out(stdout, &render_keys(&v.items))
         }
     }
 }
 
-async fn members(c: &AdminClient, action: MembersAction, stdout: &mut dyn Write) -> Result<(), AdminError> {
+async fn members(
+    c: &AdminClient,
+    action: MembersAction,
+    stdout: &mut dyn Write,
+) -> Result<(), AdminError> {
     match action {
         MembersAction::List { org, department } => {
             c.require_org(&org).await?;
             if let Some(d) = &department {
                 c.require_unit("department", "departments", &org, d).await?;
             }
-            let v: Items<Value> = c.get_json(&format!("/v1/admin/users?org_id={}", enc(&org))).await?;
+            let v: Items<Value> = c
+                .get_json(&format!("/v1/admin/users?org_id={}", enc(&org)))
+                .await?;
             let rows: Vec<Vec<String>> = v
                 .items
                 .iter()
-                .filter(|u| department.as_deref().is_none_or(|d| u["department_id"] == d))
+                .filter(|u| {
+                    department
+                        .as_deref()
+                        .is_none_or(|d| u["department_id"] == d)
+                })
                 .map(|u| {
                     let f = |k: &str| u[k].as_str().unwrap_or("-").to_owned();
                     vec![f("id"), f("name"), f("department_id"), f("group_id")]
@@ -927,9 +1245,18 @@ async fn members(c: &AdminClient, action: MembersAction, stdout: &mut dyn Write)
             if rows.is_empty() {
                 return write_out(stdout, "no members\n");
             }
-            write_out(stdout, &table(&["ID", "NAME", "DEPARTMENT", "GROUP"], &rows))
+            write_out(
+                stdout,
+                &table(&["ID", "NAME", "DEPARTMENT", "GROUP"], &rows),
+            )
         }
-        MembersAction::Add { id, org, department, group, name } => {
+        MembersAction::Add {
+            id,
+            org,
+            department,
+            group,
+            name,
+        } => {
             c.require_org(&org).await?;
             if let Some(d) = &department {
                 c.require_unit("department", "departments", &org, d).await?;
@@ -937,22 +1264,39 @@ async fn members(c: &AdminClient, action: MembersAction, stdout: &mut dyn Write)
             if let Some(g) = &group {
                 c.require_unit("group", "groups", &org, g).await?;
             }
-            let existing: Items<Value> = c.get_json(&format!("/v1/admin/users?org_id={}", enc(&org))).await?;
+            let existing: Items<Value> = c
+                .get_json(&format!("/v1/admin/users?org_id={}", enc(&org)))
+                .await?;
             let mut said = String::new();
             if !existing.items.iter().any(|u| u["id"] == id.as_str()) {
                 c.post_json("/v1/admin/users", &serde_json::json!({"id": id, "name": name, "org_id": org, "department_id": department})).await?;
-                said.push_str(&format!("added member {id} to org {org}{}\n", department.as_ref().map(|d| format!(", department {d}")).unwrap_or_default()));
+                said.push_str(&format!(
+                    "added member {id} to org {org}{}\n",
+                    department
+                        .as_ref()
+                        .map(|d| format!(", department {d}"))
+                        .unwrap_or_default()
+                ));
             } else if group.is_none() {
                 said.push_str(&format!("member {id} already exists in org {org}\n"));
             }
             if let Some(g) = &group {
-                c.post_json(&format!("/v1/admin/groups/{}/members", enc(g)), &serde_json::json!({"user_id": id})).await?;
+                c.post_json(
+                    &format!("/v1/admin/groups/{}/members", enc(g)),
+                    &serde_json::json!({"user_id": id}),
+                )
+                .await?;
                 said.push_str(&format!("member {id} is in group {g}\n"));
             }
             write_out(stdout, &said)
         }
         MembersAction::Remove { id, group } => {
-            c.delete_json(&format!("/v1/admin/groups/{}/members/{}", enc(&group), enc(&id))).await?;
+            c.delete_json(&format!(
+                "/v1/admin/groups/{}/members/{}",
+                enc(&group),
+                enc(&id)
+            ))
+            .await?;
             write_out(stdout, &format!("removed member {id} from group {group}\n"))
         }
     }
@@ -962,17 +1306,26 @@ async fn members(c: &AdminClient, action: MembersAction, stdout: &mut dyn Write)
 pub async fn run(args: AdminArgs, stdout: &mut dyn Write) -> Result<(), AdminError> {
     // Parse the file before anything else: a bad file is reported without a collector.
     let file = match &args.command {
-        AdminCommand::Apply { file: path, strict, .. } => {
+        AdminCommand::Apply {
+            file: path, strict, ..
+        } => {
             let f = load_file(path)?;
             let text = std::fs::read_to_string(path).unwrap_or_default();
             let warnings = f.check_against_catalog(&text, &gaterouter::pricing::Catalog::builtin());
             for w in &warnings {
-                eprintln!("{}: {} {w}", path.display(), if *strict { "error:" } else { "warning:" });
+                eprintln!(
+                    "{}: {} {w}",
+                    path.display(),
+                    if *strict { "error:" } else { "warning:" }
+                );
             }
             if *strict && !warnings.is_empty() {
                 return Err(AdminError::File {
                     path: path.display().to_string(),
-                    message: format!("{} problem(s) above; nothing was applied (--strict)", warnings.len()),
+                    message: format!(
+                        "{} problem(s) above; nothing was applied (--strict)",
+                        warnings.len()
+                    ),
                 });
             }
             Some(f)
@@ -988,16 +1341,31 @@ pub async fn run(args: AdminArgs, stdout: &mut dyn Write) -> Result<(), AdminErr
         }
         AdminCommand::Export { org, format } => {
             c.require_org(&org).await?;
-            let f: OrgFile = c.get_json(&format!("/v1/admin/org-tree?org={}", enc(&org))).await?;
-            let text = render_file(&f, format).map_err(|reason| AdminError::Decode { url: c.url().to_owned(), reason })?;
+            let f: OrgFile = c
+                .get_json(&format!("/v1/admin/org-tree?org={}", enc(&org)))
+                .await?;
+            let text = render_file(&f, format).map_err(|reason| AdminError::Decode {
+                url: c.url().to_owned(),
+                reason,
+            })?;
             write_out(stdout, &text)
         }
-        AdminCommand::Policy { action: PolicyAction::Show { key, json } } => {
+        AdminCommand::Policy {
+            action: PolicyAction::Show { key, json },
+        } => {
             c.require_key(&key).await?;
-            let text = c.get_text(&format!("/v1/admin/effective-policy?api_key_id={}", enc(&key))).await?;
+            let text = c
+                .get_text(&format!(
+                    "/v1/admin/effective-policy?api_key_id={}",
+                    enc(&key)
+                ))
+                .await?;
             if json {
                 let v: Value = c.decode(&text)?;
-                return write_out(stdout, &format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default()));
+                return write_out(
+                    stdout,
+                    &format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default()),
+                );
             }
             let p: EffectivePolicy = c.decode(&text)?;
             write_out(stdout, &render_policy(&p))
@@ -1007,15 +1375,26 @@ pub async fn run(args: AdminArgs, stdout: &mut dyn Write) -> Result<(), AdminErr
         AdminCommand::Members { action } => members(&c, action, stdout).await,
         AdminCommand::Budgets { org } => {
             c.require_org(&org).await?;
-            let v: Items<BudgetItem> = c.get_json(&format!("/v1/admin/budgets?org_id={}", enc(&org))).await?;
+            let v: Items<BudgetItem> = c
+                .get_json(&format!("/v1/admin/budgets?org_id={}", enc(&org)))
+                .await?;
             write_out(stdout, &render_budgets(&v.items))
         }
         AdminCommand::Alerts { org } => {
             c.require_org(&org).await?;
-            let v: Items<Value> = c.get_json(&format!("/v1/admin/alerts?org_id={}", enc(&org))).await?;
+            let v: Items<Value> = c
+                .get_json(&format!("/v1/admin/alerts?org_id={}", enc(&org)))
+                .await?;
             write_out(stdout, &render_alerts(&v.items))
         }
-        AdminCommand::Bill { org, month, department, project, format, out } => {
+        AdminCommand::Bill {
+            org,
+            month,
+            department,
+            project,
+            format,
+            out,
+        } => {
             let fmt = bill_format(format, out.as_deref());
             c.require_org(&org).await?;
             if let Some(d) = &department {
@@ -1024,7 +1403,12 @@ pub async fn run(args: AdminArgs, stdout: &mut dyn Write) -> Result<(), AdminErr
             if let Some(p) = &project {
                 c.require_unit("project", "projects", &org, p).await?;
             }
-            let mut q = format!("/v1/admin/bills?org={}&month={}&format={}", enc(&org), enc(&month), fmt.as_str());
+            let mut q = format!(
+                "/v1/admin/bills?org={}&month={}&format={}",
+                enc(&org),
+                enc(&month),
+                fmt.as_str()
+            );
             if let Some(d) = &department {
                 q.push_str(&format!("&department={}", enc(d)));
             }
@@ -1034,8 +1418,23 @@ pub async fn run(args: AdminArgs, stdout: &mut dyn Write) -> Result<(), AdminErr
             let text = c.get_text(&q).await?;
             match out {
                 Some(path) => {
-                    std::fs::write(&path, &text).map_err(|e| AdminError::Write { path: path.display().to_string(), reason: e.to_string() })?;
-                    write_out(stdout, &format!("wrote the {} bill of {} for {month} to {} ({} bytes)\n", fmt.as_str(), project.map(|p| format!("project {p}")).or(department.map(|d| format!("department {d}"))).unwrap_or(format!("org {org}")), path.display(), text.len()))
+                    std::fs::write(&path, &text).map_err(|e| AdminError::Write {
+                        path: path.display().to_string(),
+                        reason: e.to_string(),
+                    })?;
+                    write_out(
+                        stdout,
+                        &format!(
+                            "wrote the {} bill of {} for {month} to {} ({} bytes)\n",
+                            fmt.as_str(),
+                            project
+                                .map(|p| format!("project {p}"))
+                                .or(department.map(|d| format!("department {d}")))
+                                .unwrap_or(format!("org {org}")),
+                            path.display(),
+                            text.len()
+                        ),
+                    )
                 }
                 None => write_out(stdout, &text),
             }
@@ -1054,7 +1453,10 @@ mod tests {
         assert_eq!(format!("{t:?}"), "Token(***)");
         let e = AdminClient::new("localhost:8787", Some(t.clone())).unwrap_err();
         assert!(matches!(e, AdminError::BadUrl { .. }), "{e}");
-        assert!(matches!(AdminClient::new("http://x", None).unwrap_err(), AdminError::NoToken));
+        assert!(matches!(
+            AdminClient::new("http://x", None).unwrap_err(),
+            AdminError::NoToken
+        ));
         let c = AdminClient::new("http://127.0.0.1:1/", Some(t)).unwrap();
         assert!(!format!("{c:?}").contains("secret-value"));
         assert_eq!(c.url(), "http://127.0.0.1:1");
@@ -1062,13 +1464,33 @@ mod tests {
 
     #[test]
     fn formats_and_tables() {
-        assert_eq!(bill_format(None, Some(Path::new("a.HTML"))), BillFormat::Html);
+        assert_eq!(
+            bill_format(None, Some(Path::new("a.HTML"))),
+            BillFormat::Html
+        );
         assert_eq!(bill_format(None, None), BillFormat::Csv);
-        assert_eq!(bill_format(Some(BillFormat::Json), Some(Path::new("a.html"))), BillFormat::Json);
-        assert_eq!(table(&["A", "BB"], &[vec!["xyz".into(), "1".into()]]), "A    BB\nxyz  1\n");
-        let r = ApplyReport { created: vec!["org:acme".into()], unchanged: 3, removed_not_deleted: vec!["user:old".into()], ..Default::default() };
+        assert_eq!(
+            bill_format(Some(BillFormat::Json), Some(Path::new("a.html"))),
+            BillFormat::Json
+        );
+        assert_eq!(
+            table(&["A", "BB"], &[vec!["xyz".into(), "1".into()]]),
+            "A    BB\nxyz  1\n"
+        );
+        let r = ApplyReport {
+            created: vec!["org:acme".into()],
+            unchanged: 3,
+            removed_not_deleted: vec!["user:old".into()],
+            ..Default::default()
+        };
         let s = render_report(&r);
-        assert!(s.contains("created: 1\n  org:acme\n") && s.contains("unchanged: 3") && s.contains("removed_not_deleted: 1 (") && s.contains("  user:old"), "{s}");
+        assert!(
+            s.contains("created: 1\n  org:acme\n")
+                && s.contains("unchanged: 3")
+                && s.contains("removed_not_deleted: 1 (")
+                && s.contains("  user:old"),
+            "{s}"
+        );
         assert_eq!(enc("a b&c"), "a+b%26c");
     }
 }

@@ -63,7 +63,18 @@ pub struct AnalyticsQuery {
 }
 
 /// The grouping dimensions (`by=`), in the order errors and `--help` list them.
-pub const DIMENSIONS: &[&str] = &["org", "department", "project", "group", "user", "key", "model", "provider", "tier", "status"];
+pub const DIMENSIONS: &[&str] = &[
+    "org",
+    "department",
+    "project",
+    "group",
+    "user",
+    "key",
+    "model",
+    "provider",
+    "tier",
+    "status",
+];
 
 /// Map a dimension name to its column.
 pub fn dimension(by: &str) -> Result<&'static str, ApiError> {
@@ -79,7 +90,10 @@ pub fn dimension(by: &str) -> Result<&'static str, ApiError> {
         "tier" => "route_tier",
         "status" => "status",
         other => {
-            return Err(ApiError::bad_request(format!("`by={other}` is unknown: use one of {}", DIMENSIONS.join(", "))));
+            return Err(ApiError::bad_request(format!(
+                "`by={other}` is unknown: use one of {}",
+                DIMENSIONS.join(", ")
+            )));
         }
     })
 }
@@ -98,7 +112,11 @@ impl Bucket {
             Some("hour") => Some(Bucket::Hour),
             Some("day") => Some(Bucket::Day),
             Some("month") => Some(Bucket::Month),
-            Some(o) => return Err(ApiError::bad_request(format!("`bucket={o}` is unknown: use hour, day or month"))),
+            Some(o) => {
+                return Err(ApiError::bad_request(format!(
+                    "`bucket={o}` is unknown: use hour, day or month"
+                )));
+            }
         })
     }
     fn sql(self) -> &'static str {
@@ -140,13 +158,21 @@ impl Filter {
     fn add(&mut self, cond: &str, p: Param) {
         self.params.push(p);
         let n = self.params.len();
-        self.sql.push_str(if self.sql.is_empty() { " WHERE " } else { " AND " });
+        self.sql.push_str(if self.sql.is_empty() {
+            " WHERE "
+        } else {
+            " AND "
+        });
         self.sql.push_str(&cond.replace("$?", &format!("${n}")));
     }
 
     /// The unit conditions (org, department, project, group, member, key, model,
     /// provider): the same columns in the raw records and the rollups.
-    fn add_units(&mut self, q: &AnalyticsQuery, (org, department): (Option<String>, Option<String>)) {
+    fn add_units(
+        &mut self,
+        q: &AnalyticsQuery,
+        (org, department): (Option<String>, Option<String>),
+    ) {
         for (v, cond) in [
             (&org, "org = $?"),
             (&department, "department = $?"),
@@ -166,17 +192,29 @@ impl Filter {
 
 /// The (org, department) a query reads: a read token's scope replaces absent filters,
 /// and a filter naming another org or department is refused (403).
-fn scope(q: &AnalyticsQuery, who: &Principal) -> Result<(Option<String>, Option<String>), ApiError> {
+fn scope(
+    q: &AnalyticsQuery,
+    who: &Principal,
+) -> Result<(Option<String>, Option<String>), ApiError> {
     let mut org = q.org.clone();
     let mut department = q.department.clone();
-    if let Principal::Reader { org: so, department: sd, .. } = who {
+    if let Principal::Reader {
+        org: so,
+        department: sd,
+        ..
+    } = who
+    {
         if org.as_ref().is_some_and(|o| o != so) {
-            return Err(ApiError::forbidden(format!("this token may only read org `{so}`")));
+            return Err(ApiError::forbidden(format!(
+                "this token may only read org `{so}`"
+            )));
         }
         org = Some(so.clone());
         if let Some(sd) = sd {
             if department.as_ref().is_some_and(|d| d != sd) {
-                return Err(ApiError::forbidden(format!("this token may only read department `{sd}`")));
+                return Err(ApiError::forbidden(format!(
+                    "this token may only read department `{sd}`"
+                )));
             }
             department = Some(sd.clone());
         }
@@ -188,9 +226,16 @@ fn scope(q: &AnalyticsQuery, who: &Principal) -> Result<(Option<String>, Option<
 pub fn build_filter(q: &AnalyticsQuery, who: &Principal) -> Result<Filter, ApiError> {
     let units = scope(q, who)?;
     let mut f = Filter::default();
-    for (name, v, cond) in [("from", &q.from, "ts_start >= $?"), ("to", &q.to, "ts_start < $?")] {
+    for (name, v, cond) in [
+        ("from", &q.from, "ts_start >= $?"),
+        ("to", &q.to, "ts_start < $?"),
+    ] {
         if let Some(v) = v {
-            let t = parse_time(v).ok_or_else(|| ApiError::bad_request(format!("`{name}={v}` is not Unix ms, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ")))?;
+            let t = parse_time(v).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "`{name}={v}` is not Unix ms, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ"
+                ))
+            })?;
             // Month bounds let the covering (month, org, department, ...) index serve the
             // query; for month-aligned ranges (the usual dashboard query) they replace
             // the time condition entirely, so no table row is read.
@@ -210,13 +255,20 @@ pub fn build_filter(q: &AnalyticsQuery, who: &Principal) -> Result<Filter, ApiEr
     }
     f.add_units(q, units);
     if let Some(t) = &q.tag {
-        let (k, v) = t.split_once(':').or_else(|| t.split_once('=')).ok_or_else(|| ApiError::bad_request(format!("`tag={t}` must be key:value")))?;
+        let (k, v) = t
+            .split_once(':')
+            .or_else(|| t.split_once('='))
+            .ok_or_else(|| ApiError::bad_request(format!("`tag={t}` must be key:value")))?;
         f.params.push(Param::Text(k.to_owned()));
         f.params.push(Param::Text(v.to_owned()));
         let n = f.params.len();
-        f.sql.push_str(if f.sql.is_empty() { " WHERE " } else { " AND " });
+        f.sql
+            .push_str(if f.sql.is_empty() { " WHERE " } else { " AND " });
         // Record ids are unique per org only: a tag belongs to the record of its own org.
-        f.sql.push_str(&format!("(org, id) IN (SELECT org, record_id FROM usage_tags WHERE k = ${} AND v = ${n})", n - 1));
+        f.sql.push_str(&format!(
+            "(org, id) IN (SELECT org, record_id FROM usage_tags WHERE k = ${} AND v = ${n})",
+            n - 1
+        ));
     }
     Ok(f)
 }
@@ -231,9 +283,16 @@ pub fn rollup_filter(q: &AnalyticsQuery, who: &Principal) -> Result<Option<Filte
         return Ok(None);
     }
     let mut f = Filter::default();
-    for (name, v, cond) in [("from", &q.from, "hour_ms >= $?"), ("to", &q.to, "hour_ms < $?")] {
+    for (name, v, cond) in [
+        ("from", &q.from, "hour_ms >= $?"),
+        ("to", &q.to, "hour_ms < $?"),
+    ] {
         if let Some(v) = v {
-            let t = parse_time(v).ok_or_else(|| ApiError::bad_request(format!("`{name}={v}` is not Unix ms, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ")))?;
+            let t = parse_time(v).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "`{name}={v}` is not Unix ms, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ"
+                ))
+            })?;
             if t.rem_euclid(3_600_000) != 0 {
                 return Ok(None);
             }
@@ -245,7 +304,11 @@ pub fn rollup_filter(q: &AnalyticsQuery, who: &Principal) -> Result<Option<Filte
 }
 
 fn share(part: i64, total: i64) -> f64 {
-    if total <= 0 { 0.0 } else { (part as f64 / total as f64 * 1e6).round() / 1e6 }
+    if total <= 0 {
+        0.0
+    } else {
+        (part as f64 / total as f64 * 1e6).round() / 1e6
+    }
 }
 
 /// Nearest-rank percentile over (value, count) pairs sorted by value.
@@ -277,10 +340,25 @@ pub struct Table {
 
 impl Table {
     fn new(columns: &[&'static str]) -> Self {
-        Table { columns: columns.to_vec(), ..Default::default() }
+        Table {
+            columns: columns.to_vec(),
+            ..Default::default()
+        }
     }
     fn json(&self) -> Value {
-        let rows: Vec<Value> = self.rows.iter().map(|r| Value::Object(self.columns.iter().map(|c| (*c).to_owned()).zip(r.iter().cloned()).collect())).collect();
+        let rows: Vec<Value> = self
+            .rows
+            .iter()
+            .map(|r| {
+                Value::Object(
+                    self.columns
+                        .iter()
+                        .map(|c| (*c).to_owned())
+                        .zip(r.iter().cloned())
+                        .collect(),
+                )
+            })
+            .collect();
         let mut o = self.extra.clone();
         o.insert("columns".into(), json!(self.columns));
         o.insert("rows".into(), Value::Array(rows));
@@ -306,19 +384,33 @@ impl Table {
 }
 
 /// `GET /v1/analytics/{report}`.
-pub async fn report(State(st): State<Arc<AppState>>, Path(name): Path<String>, headers: HeaderMap, q: Result<Query<AnalyticsQuery>, axum::extract::rejection::QueryRejection>) -> Result<Response, ApiError> {
+pub async fn report(
+    State(st): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    q: Result<Query<AnalyticsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
     // A bearer token, or the dashboard's session cookie (see dashboard.rs).
-    let who = crate::auth::authenticate_read(&headers, st.bootstrap_sha256.as_deref(), &st.db).await?;
-    let Query(q) = q.map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))?;
+    let who =
+        crate::auth::authenticate_read(&headers, st.bootstrap_sha256.as_deref(), &st.db).await?;
+    let Query(q) =
+        q.map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))?;
     let csv = match q.format.as_deref() {
         None | Some("json") => false,
         Some("csv") => true,
-        Some(o) => return Err(ApiError::bad_request(format!("`format={o}` is unknown: use json or csv"))),
+        Some(o) => {
+            return Err(ApiError::bad_request(format!(
+                "`format={o}` is unknown: use json or csv"
+            )));
+        }
     };
     let table = run_report(&st, &name, &q, &who).await?;
     if csv {
         let mut r = table.csv().into_response();
-        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/csv; charset=utf-8"),
+        );
         if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}.csv\"")) {
             r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
         }
@@ -331,10 +423,25 @@ pub async fn report(State(st): State<Arc<AppState>>, Path(name): Path<String>, h
 type LatencyAcc = (Vec<(i64, i64)>, i64, i64);
 
 /// Names of the reports (the OpenAPI test checks each is documented).
-pub const REPORTS: &[&str] = &["summary", "timeseries", "breakdown", "per-capita", "users", "models", "keys", "routing", "latency", "errors", "denials", "budgets"];
+pub const REPORTS: &[&str] = &[
+    "summary",
+    "timeseries",
+    "breakdown",
+    "per-capita",
+    "users",
+    "models",
+    "keys",
+    "routing",
+    "latency",
+    "errors",
+    "denials",
+    "budgets",
+    "outcomes",
+];
 
 /// SQL counting policy-denied records (`status = 'denied'`), as a BIGINT.
-const DENIED: &str = "CAST(COALESCE(SUM(CASE WHEN status = 'denied' THEN 1 ELSE 0 END), 0) AS BIGINT)";
+const DENIED: &str =
+    "CAST(COALESCE(SUM(CASE WHEN status = 'denied' THEN 1 ELSE 0 END), 0) AS BIGINT)";
 
 /// The org-tree table holding the display names of a dimension's ids.
 fn names_table(by: &str) -> Option<(&'static str, &'static str)> {
@@ -350,9 +457,20 @@ fn names_table(by: &str) -> Option<(&'static str, &'static str)> {
 }
 
 /// id -> display name for a dimension (empty for dimensions without names).
-pub async fn unit_names(db: &crate::db::Db, by: &str) -> Result<BTreeMap<String, String>, ApiError> {
-    let Some((table, col)) = names_table(by) else { return Ok(BTreeMap::new()) };
-    let rows = db.fetch(&format!("SELECT id, {col} FROM {table}"), &[], "reading unit names").await?;
+pub async fn unit_names(
+    db: &crate::db::Db,
+    by: &str,
+) -> Result<BTreeMap<String, String>, ApiError> {
+    let Some((table, col)) = names_table(by) else {
+        return Ok(BTreeMap::new());
+    };
+    let rows = db
+        .fetch(
+            &format!("SELECT id, {col} FROM {table}"),
+            &[],
+            "reading unit names",
+        )
+        .await?;
     let mut out = BTreeMap::new();
     for r in &rows {
         let (id, name) = (crate::db::get_str(r, 0)?, crate::db::get_str(r, 1)?);
@@ -370,10 +488,17 @@ fn display_name(names: &BTreeMap<String, String>, id: Option<&str>) -> Option<St
 
 /// Members of each department / group in the org tree (users listed there, plus group
 /// memberships), for per-capita figures; `None` for other dimensions.
-async fn unit_members(db: &crate::db::Db, by: &str) -> Result<Option<BTreeMap<String, i64>>, ApiError> {
+async fn unit_members(
+    db: &crate::db::Db,
+    by: &str,
+) -> Result<Option<BTreeMap<String, i64>>, ApiError> {
     let sql = match by {
-        "department" => "SELECT department_id, COUNT(*) FROM users WHERE department_id IS NOT NULL GROUP BY department_id",
-        "group" => "SELECT group_id, COUNT(DISTINCT user_id) FROM (SELECT group_id, user_id FROM group_members UNION SELECT group_id, id FROM users WHERE group_id IS NOT NULL) m GROUP BY group_id",
+        "department" => {
+            "SELECT department_id, COUNT(*) FROM users WHERE department_id IS NOT NULL GROUP BY department_id"
+        }
+        "group" => {
+            "SELECT group_id, COUNT(DISTINCT user_id) FROM (SELECT group_id, user_id FROM group_members UNION SELECT group_id, id FROM users WHERE group_id IS NOT NULL) m GROUP BY group_id"
+        }
         "org" => "SELECT org_id, COUNT(*) FROM users GROUP BY org_id",
         _ => return Ok(None),
     };
@@ -386,7 +511,12 @@ async fn unit_members(db: &crate::db::Db, by: &str) -> Result<Option<BTreeMap<St
 }
 
 /// Compute one report.
-pub async fn run_report(st: &AppState, name: &str, q: &AnalyticsQuery, who: &Principal) -> Result<Table, ApiError> {
+pub async fn run_report(
+    st: &AppState,
+    name: &str,
+    q: &AnalyticsQuery,
+    who: &Principal,
+) -> Result<Table, ApiError> {
     let f = build_filter(q, who)?;
     let bucket = Bucket::parse(q.bucket.as_deref())?;
     let limit = i64::from(q.limit.unwrap_or(100).clamp(1, 10_000));
@@ -401,11 +531,26 @@ pub async fn run_report(st: &AppState, name: &str, q: &AnalyticsQuery, who: &Pri
             );
             let rows = db.fetch(&sql, &f.params, "analytics summary").await?;
             let mut t = Table::new(&[
-                "calls", "errors", "prompt_tokens", "completion_tokens", "total_tokens", "spend_micros", "client_cost_micros", "cost_mismatches", "active_users", "active_keys", "spend_per_active_user_micros", "denials",
+                "calls",
+                "errors",
+                "prompt_tokens",
+                "completion_tokens",
+                "total_tokens",
+                "spend_micros",
+                "client_cost_micros",
+                "cost_mismatches",
+                "active_users",
+                "active_keys",
+                "spend_per_active_user_micros",
+                "denials",
             ]);
             if let Some(r) = rows.first() {
                 let v: Vec<i64> = (0..10).map(|i| get_i64(r, i)).collect::<Result<_, _>>()?;
-                let per_user = if v[8] > 0 { json!(v[5] / v[8]) } else { Value::Null };
+                let per_user = if v[8] > 0 {
+                    json!(v[5] / v[8])
+                } else {
+                    Value::Null
+                };
                 let mut row: Vec<Value> = v.iter().map(|x| json!(x)).collect();
                 row.push(per_user);
                 row.push(json!(get_i64(r, 10)?));
@@ -427,7 +572,8 @@ pub async fn run_report(st: &AppState, name: &str, q: &AnalyticsQuery, who: &Pri
                          CAST(SUM(denials) AS BIGINT) FROM usage_rollup_hour{} GROUP BY 1{by_extra} ORDER BY 1{by_extra}",
                         rf.sql
                     );
-                    db.fetch(&sql, &rf.params, "analytics timeseries (rollups)").await?
+                    db.fetch(&sql, &rf.params, "analytics timeseries (rollups)")
+                        .await?
                 }
                 _ => {
                     let sql = format!(
@@ -465,7 +611,11 @@ pub async fn run_report(st: &AppState, name: &str, q: &AnalyticsQuery, who: &Pri
                 Some(b) => (format!("{} AS b, ", b.sql()), "1, 2"),
                 None => (String::new(), "1"),
             };
-            let order = if bucket.is_some() { "1, 6 DESC, 2" } else { "5 DESC, 1" };
+            let order = if bucket.is_some() {
+                "1, 6 DESC, 2"
+            } else {
+                "5 DESC, 1"
+            };
             let rollup_bucket = match bucket {
                 None => Some(String::new()),
                 Some(b) => b.rollup_sql().map(|s| format!("{s} AS b, ")),
@@ -478,7 +628,8 @@ pub async fn run_report(st: &AppState, name: &str, q: &AnalyticsQuery, who: &Pri
                          COUNT(DISTINCT NULLIF(usr, '')), CAST(SUM(denials) AS BIGINT) FROM usage_rollup_hour{} GROUP BY {bgrp} ORDER BY {order} LIMIT {limit}",
                         rf.sql
                     );
-                    db.fetch(&sql, &rf.params, "analytics breakdown (rollups)").await?
+                    db.fetch(&sql, &rf.params, "analytics breakdown (rollups)")
+                        .await?
                 }
                 _ => {
                     let sql = format!(
@@ -492,13 +643,32 @@ pub async fn run_report(st: &AppState, name: &str, q: &AnalyticsQuery, who: &Pri
             if bucket.is_some() {
                 cols.extend(["bucket_start_ms", "bucket"]);
             }
-            cols.extend(["group", "calls", "errors", "total_tokens", "spend_micros", "active_users", "spend_per_active_user_micros", "spend_share", "name", "denials", "members", "spend_per_member_micros"]);
+            cols.extend([
+                "group",
+                "calls",
+                "errors",
+                "total_tokens",
+                "spend_micros",
+                "active_users",
+                "spend_per_active_user_micros",
+                "spend_share",
+                "name",
+                "denials",
+                "members",
+                "spend_per_member_micros",
+            ]);
             let off = usize::from(bucket.is_some());
             let mut parsed = Vec::new();
             for r in &rows {
-                let b = if let Some(b) = bucket { Some(b.label(get_i64(r, 0)?)) } else { None };
+                let b = if let Some(b) = bucket {
+                    Some(b.label(get_i64(r, 0)?))
+                } else {
+                    None
+                };
                 let key = get_opt_str(r, off)?;
-                let nums: Vec<i64> = (1..=6).map(|i| get_i64(r, i + off)).collect::<Result<_, _>>()?;
+                let nums: Vec<i64> = (1..=6)
+                    .map(|i| get_i64(r, i + off))
+                    .collect::<Result<_, _>>()?;
                 parsed.push((b, key, nums));
             }
             let mut totals: BTreeMap<i64, i64> = BTreeMap::new();
@@ -509,18 +679,27 @@ pub async fn run_report(st: &AppState, name: &str, q: &AnalyticsQuery, who: &Pri
             let members = unit_members(db, by).await?;
             let mut t = Table::new(&cols);
             for (b, key, n) in parsed {
-                let total = totals.get(&b.as_ref().map_or(0, |x| x.0)).copied().unwrap_or(0);
+                let total = totals
+                    .get(&b.as_ref().map_or(0, |x| x.0))
+                    .copied()
+                    .unwrap_or(0);
                 let mut row = vec![];
                 if let Some((s, l)) = b {
                     row.extend([json!(s), json!(l)]);
                 }
                 row.push(json!(key));
                 row.extend(n[..5].iter().map(|x| json!(x)));
-                row.push(if n[4] > 0 { json!(n[3] / n[4]) } else { Value::Null });
+                row.push(if n[4] > 0 {
+                    json!(n[3] / n[4])
+                } else {
+                    Value::Null
+                });
                 row.push(json!(share(n[3], total)));
                 row.push(json!(display_name(&names, key.as_deref())));
                 row.push(json!(n[5]));
-                let m = members.as_ref().map(|m| key.as_deref().and_then(|k| m.get(k)).copied().unwrap_or(0));
+                let m = members
+                    .as_ref()
+                    .map(|m| key.as_deref().and_then(|k| m.get(k)).copied().unwrap_or(0));
                 row.push(json!(m));
                 row.push(match m {
                     Some(m) if m > 0 => json!(n[3] / m),
@@ -539,10 +718,24 @@ pub async fn run_report(st: &AppState, name: &str, q: &AnalyticsQuery, who: &Pri
             );
             let rows = db.fetch(&sql, &f.params, "analytics users").await?;
             let names = unit_names(db, "user").await?;
-            let mut t = Table::new(&["rank", "user", "calls", "total_tokens", "spend_micros", "name"]);
+            let mut t = Table::new(&[
+                "rank",
+                "user",
+                "calls",
+                "total_tokens",
+                "spend_micros",
+                "name",
+            ]);
             for (i, r) in rows.iter().enumerate() {
                 let u = get_opt_str(r, 0)?;
-                t.rows.push(vec![json!(i + 1), json!(u.clone()), json!(get_i64(r, 1)?), json!(get_i64(r, 2)?), json!(get_i64(r, 3)?), json!(display_name(&names, u.as_deref()))]);
+                t.rows.push(vec![
+                    json!(i + 1),
+                    json!(u.clone()),
+                    json!(get_i64(r, 1)?),
+                    json!(get_i64(r, 2)?),
+                    json!(get_i64(r, 3)?),
+                    json!(display_name(&names, u.as_deref())),
+                ]);
             }
             Ok(t)
         }
@@ -557,12 +750,29 @@ pub async fn run_report(st: &AppState, name: &str, q: &AnalyticsQuery, who: &Pri
                 let nums: Vec<i64> = (2..=6).map(|i| get_i64(r, i)).collect::<Result<_, _>>()?;
                 parsed.push((get_opt_str(r, 0)?, get_opt_str(r, 1)?, nums));
             }
-            let (tc, tt, ts) = parsed.iter().fold((0, 0, 0), |a, (_, _, n)| (a.0 + n[0], a.1 + n[3], a.2 + n[4]));
-            let mut t = Table::new(&["provider", "model", "calls", "prompt_tokens", "completion_tokens", "total_tokens", "spend_micros", "call_share", "token_share", "spend_share"]);
+            let (tc, tt, ts) = parsed.iter().fold((0, 0, 0), |a, (_, _, n)| {
+                (a.0 + n[0], a.1 + n[3], a.2 + n[4])
+            });
+            let mut t = Table::new(&[
+                "provider",
+                "model",
+                "calls",
+                "prompt_tokens",
+                "completion_tokens",
+                "total_tokens",
+                "spend_micros",
+                "call_share",
+                "token_share",
+                "spend_share",
+            ]);
             for (p, m, n) in parsed {
                 let mut row = vec![json!(p), json!(m)];
                 row.extend(n.iter().map(|x| json!(x)));
-                row.extend([json!(share(n[0], tc)), json!(share(n[3], tt)), json!(share(n[4], ts))]);
+                row.extend([
+                    json!(share(n[0], tc)),
+                    json!(share(n[3], tt)),
+                    json!(share(n[4], ts)),
+                ]);
                 t.rows.push(row);
             }
             Ok(t)
@@ -574,7 +784,17 @@ pub async fn run_report(st: &AppState, name: &str, q: &AnalyticsQuery, who: &Pri
             );
             let rows = db.fetch(&sql, &f.params, "analytics keys").await?;
             let names = unit_names(db, "key").await?;
-            let mut t = Table::new(&["api_key_id", "last_seen_ms", "last_seen", "calls", "errors", "spend_micros", "total_tokens", "name", "denials"]);
+            let mut t = Table::new(&[
+                "api_key_id",
+                "last_seen_ms",
+                "last_seen",
+                "calls",
+                "errors",
+                "spend_micros",
+                "total_tokens",
+                "name",
+                "denials",
+            ]);
             for r in &rows {
                 let last = get_i64(r, 1)?;
                 let k = get_opt_str(r, 0)?;
@@ -601,36 +821,74 @@ pub async fn run_report(st: &AppState, name: &str, q: &AnalyticsQuery, who: &Pri
             let rows = db.fetch(&sql, &f.params, "analytics routing").await?;
             let mut parsed = Vec::new();
             for r in &rows {
-                parsed.push((get_opt_str(r, 0)?, get_i64(r, 1)?, get_i64(r, 2)?, get_i64(r, 3)?, get_i64(r, 4)?));
+                parsed.push((
+                    get_opt_str(r, 0)?,
+                    get_i64(r, 1)?,
+                    get_i64(r, 2)?,
+                    get_i64(r, 3)?,
+                    get_i64(r, 4)?,
+                ));
             }
             let total_calls: i64 = parsed.iter().map(|p| p.1).sum();
-            let mut t = Table::new(&["tier", "calls", "call_share", "spend_micros", "baseline_micros", "savings_micros"]);
+            let mut t = Table::new(&[
+                "tier",
+                "calls",
+                "call_share",
+                "spend_micros",
+                "baseline_micros",
+                "savings_micros",
+            ]);
             let (mut base, mut spent_priced, mut spend) = (0i64, 0i64, 0i64);
             for (tier, calls, sp, b, spb) in parsed {
                 base += b;
                 spent_priced += spb;
                 spend += sp;
-                t.rows.push(vec![json!(tier), json!(calls), json!(share(calls, total_calls)), json!(sp), json!(b), json!(b - spb)]);
+                t.rows.push(vec![
+                    json!(tier),
+                    json!(calls),
+                    json!(share(calls, total_calls)),
+                    json!(sp),
+                    json!(b),
+                    json!(b - spb),
+                ]);
             }
-            t.extra.insert("strongest_model".into(), json!(st.pricing.strongest));
+            t.extra
+                .insert("strongest_model".into(), json!(st.pricing.strongest));
             t.extra.insert("spend_micros".into(), json!(spend));
             t.extra.insert("baseline_micros".into(), json!(base));
-            t.extra.insert("savings_micros".into(), json!(base - spent_priced));
-            t.extra.insert("savings_share".into(), json!(share(base - spent_priced, base)));
+            t.extra
+                .insert("savings_micros".into(), json!(base - spent_priced));
+            t.extra.insert(
+                "savings_share".into(),
+                json!(share(base - spent_priced, base)),
+            );
             Ok(t)
         }
         "latency" => {
-            let sql = format!("SELECT model, latency_ms, COUNT(*), CAST(SUM(is_error) AS BIGINT) FROM usage_records{w} GROUP BY model, latency_ms ORDER BY 1, 2");
+            let sql = format!(
+                "SELECT model, latency_ms, COUNT(*), CAST(SUM(is_error) AS BIGINT) FROM usage_records{w} GROUP BY model, latency_ms ORDER BY 1, 2"
+            );
             let rows = db.fetch(&sql, &f.params, "analytics latency").await?;
             let mut per: BTreeMap<String, LatencyAcc> = BTreeMap::new();
             for r in &rows {
-                let e = per.entry(get_opt_str(r, 0)?.unwrap_or_default()).or_default();
+                let e = per
+                    .entry(get_opt_str(r, 0)?.unwrap_or_default())
+                    .or_default();
                 let c = get_i64(r, 2)?;
                 e.0.push((get_i64(r, 1)?, c));
                 e.1 += c;
                 e.2 += get_i64(r, 3)?;
             }
-            let mut t = Table::new(&["model", "calls", "errors", "error_rate", "p50_ms", "p90_ms", "p95_ms", "p99_ms"]);
+            let mut t = Table::new(&[
+                "model",
+                "calls",
+                "errors",
+                "error_rate",
+                "p50_ms",
+                "p90_ms",
+                "p95_ms",
+                "p99_ms",
+            ]);
             for (m, (vals, n, e)) in per {
                 t.rows.push(vec![
                     json!(m),
@@ -652,7 +910,15 @@ pub async fn run_report(st: &AppState, name: &str, q: &AnalyticsQuery, who: &Pri
                 if w.is_empty() { " WHERE" } else { " AND" }
             );
             let rows = db.fetch(&sql, &f.params, "analytics errors").await?;
-            let mut t = Table::new(&["status", "kind", "provider", "model", "calls", "last_seen_ms", "last_seen"]);
+            let mut t = Table::new(&[
+                "status",
+                "kind",
+                "provider",
+                "model",
+                "calls",
+                "last_seen_ms",
+                "last_seen",
+            ]);
             for r in &rows {
                 let status = get_str(r, 0)?;
                 let kind = match status.as_str() {
@@ -661,7 +927,15 @@ pub async fn run_report(st: &AppState, name: &str, q: &AnalyticsQuery, who: &Pri
                     _ => "error",
                 };
                 let last = get_i64(r, 4)?;
-                t.rows.push(vec![json!(status), json!(kind), json!(get_opt_str(r, 1)?), json!(get_opt_str(r, 2)?), json!(get_i64(r, 3)?), json!(last), json!(iso(last))]);
+                t.rows.push(vec![
+                    json!(status),
+                    json!(kind),
+                    json!(get_opt_str(r, 1)?),
+                    json!(get_opt_str(r, 2)?),
+                    json!(get_i64(r, 3)?),
+                    json!(last),
+                    json!(iso(last)),
+                ]);
             }
             Ok(t)
         }
@@ -672,8 +946,22 @@ pub async fn run_report(st: &AppState, name: &str, q: &AnalyticsQuery, who: &Pri
                 if w.is_empty() { " WHERE" } else { " AND" }
             );
             let rows = db.fetch(&sql, &f.params, "analytics denials").await?;
-            let (dn, un) = (unit_names(db, "department").await?, unit_names(db, "user").await?);
-            let mut t = Table::new(&["department", "department_name", "user", "user_name", "api_key_id", "provider", "model", "denials", "last_seen_ms", "last_seen"]);
+            let (dn, un) = (
+                unit_names(db, "department").await?,
+                unit_names(db, "user").await?,
+            );
+            let mut t = Table::new(&[
+                "department",
+                "department_name",
+                "user",
+                "user_name",
+                "api_key_id",
+                "provider",
+                "model",
+                "denials",
+                "last_seen_ms",
+                "last_seen",
+            ]);
             for r in &rows {
                 let (d, u) = (get_opt_str(r, 0)?, get_opt_str(r, 1)?);
                 let last = get_i64(r, 6)?;
@@ -693,8 +981,84 @@ pub async fn run_report(st: &AppState, name: &str, q: &AnalyticsQuery, who: &Pri
             Ok(t)
         }
         "budgets" => budgets(st, q, who).await,
-        other => Err(ApiError::not_found(format!("unknown report `{other}`: use one of {}", REPORTS.join(", ")))),
+        "outcomes" => outcomes(st, q, f, limit).await,
+        other => Err(ApiError::not_found(format!(
+            "unknown report `{other}`: use one of {}",
+            REPORTS.join(", ")
+        ))),
     }
+}
+
+/// The `outcomes` report (issue 20/21): per group (`by=` a dimension, or `tag:KEY` for a
+/// request tag such as `tag:scenario`; default `model`), calls and spend beside the
+/// outcome feedback apps sent for those calls: how many calls were rated and their mean
+/// score (0 to 1; a call rated several times counts with the mean of its ratings).
+/// Feedback joins its call per org; feedback whose call is outside the filter (or not
+/// yet received) does not count.
+async fn outcomes(
+    st: &AppState,
+    q: &AnalyticsQuery,
+    mut f: Filter,
+    limit: i64,
+) -> Result<Table, ApiError> {
+    let by = q.by.as_deref().unwrap_or("model");
+    let g = match by.strip_prefix("tag:") {
+        Some("") => {
+            return Err(ApiError::bad_request(
+                "`by=tag:` needs a tag key, e.g. by=tag:scenario",
+            ));
+        }
+        Some(k) => {
+            f.params.push(Param::Text(k.to_owned()));
+            format!(
+                "(SELECT t.v FROM usage_tags t WHERE t.org = usage_records.org AND t.record_id = usage_records.id AND t.k = ${})",
+                f.params.len()
+            )
+        }
+        None => dimension(by)?.to_owned(),
+    };
+    let sql = format!(
+        "SELECT g, COUNT(*), CAST(COALESCE(SUM(spend_micros), 0) AS BIGINT), COUNT(fb_rid), CAST(COALESCE(SUM(fb_s / fb_n), 0) AS BIGINT)
+         FROM (SELECT {g} AS g, org, id, spend_micros FROM usage_records{w}) r
+         LEFT JOIN (SELECT org AS fb_org, record_id AS fb_rid, CAST(SUM(score_milli) AS BIGINT) AS fb_s, CAST(COUNT(*) AS BIGINT) AS fb_n FROM feedback GROUP BY org, record_id) fb
+           ON fb.fb_org = r.org AND fb.fb_rid = r.id
+         GROUP BY g ORDER BY 3 DESC, 1 LIMIT {limit}",
+        w = f.sql
+    );
+    let rows = st.db.fetch(&sql, &f.params, "analytics outcomes").await?;
+    let mut t = Table::new(&[
+        "group",
+        "calls",
+        "spend_micros",
+        "rated_calls",
+        "rated_share",
+        "mean_score",
+        "spend_per_call_micros",
+    ]);
+    for r in &rows {
+        let (calls, spend, rated, score_sum) = (
+            get_i64(r, 1)?,
+            get_i64(r, 2)?,
+            get_i64(r, 3)?,
+            get_i64(r, 4)?,
+        );
+        let mean = if rated > 0 {
+            json!((score_sum as f64 / rated as f64 / 1000.0 * 1e4).round() / 1e4)
+        } else {
+            Value::Null
+        };
+        t.rows.push(vec![
+            json!(get_opt_str(r, 0)?),
+            json!(calls),
+            json!(spend),
+            json!(rated),
+            json!(share(rated, calls)),
+            mean,
+            json!(if calls > 0 { spend / calls } else { 0 }),
+        ]);
+    }
+    t.extra.insert("by".into(), json!(by));
+    Ok(t)
 }
 
 /// The `budgets` report: every budget in the caller's scope (org, and for a department
@@ -704,14 +1068,23 @@ pub async fn run_report(st: &AppState, name: &str, q: &AnalyticsQuery, who: &Pri
 /// their current window).
 async fn budgets(st: &AppState, q: &AnalyticsQuery, who: &Principal) -> Result<Table, ApiError> {
     let (mut org, mut dept) = (q.org.clone(), q.department.clone());
-    if let Principal::Reader { org: so, department: sd, .. } = who {
+    if let Principal::Reader {
+        org: so,
+        department: sd,
+        ..
+    } = who
+    {
         if org.as_ref().is_some_and(|o| o != so) {
-            return Err(ApiError::forbidden(format!("this token may only read org `{so}`")));
+            return Err(ApiError::forbidden(format!(
+                "this token may only read org `{so}`"
+            )));
         }
         org = Some(so.clone());
         if let Some(sd) = sd {
             if dept.as_ref().is_some_and(|d| d != sd) {
-                return Err(ApiError::forbidden(format!("this token may only read department `{sd}`")));
+                return Err(ApiError::forbidden(format!(
+                    "this token may only read department `{sd}`"
+                )));
             }
             dept = Some(sd.clone());
         }
@@ -720,12 +1093,37 @@ async fn budgets(st: &AppState, q: &AnalyticsQuery, who: &Principal) -> Result<T
         Some(o) => (" WHERE org_id = $1", vec![Param::Text(o.clone())]),
         None => ("", vec![]),
     };
-    let rows = st.db.fetch(&format!("SELECT {} FROM budgets{filter} ORDER BY level, metric, period", crate::accounts::BUDGET_COLS), &params, "listing budgets").await?;
-    let all: Vec<_> = rows.iter().map(crate::accounts::budget_from_row).collect::<Result<_, _>>()?;
+    let rows = st
+        .db
+        .fetch(
+            &format!(
+                "SELECT {} FROM budgets{filter} ORDER BY level, metric, period",
+                crate::accounts::BUDGET_COLS
+            ),
+            &params,
+            "listing budgets",
+        )
+        .await?;
+    let all: Vec<_> = rows
+        .iter()
+        .map(crate::accounts::budget_from_row)
+        .collect::<Result<_, _>>()?;
     // Department of each project / group / user, to keep a department's budgets.
     let mut dept_of: BTreeMap<(&'static str, String), Option<String>> = BTreeMap::new();
-    for (kind, table) in [("project", "projects"), ("group", "user_groups"), ("user", "users")] {
-        for r in &st.db.fetch(&format!("SELECT id, department_id FROM {table}"), &[], "reading the org tree").await? {
+    for (kind, table) in [
+        ("project", "projects"),
+        ("group", "user_groups"),
+        ("user", "users"),
+    ] {
+        for r in &st
+            .db
+            .fetch(
+                &format!("SELECT id, department_id FROM {table}"),
+                &[],
+                "reading the org tree",
+            )
+            .await?
+        {
             dept_of.insert((kind, get_str(r, 0)?), get_opt_str(r, 1)?);
         }
     }
@@ -734,11 +1132,25 @@ async fn budgets(st: &AppState, q: &AnalyticsQuery, who: &Principal) -> Result<T
         if kind == "department" {
             return Some(l.id.clone());
         }
-        ["project", "group", "user"].into_iter().find(|k| *k == kind).and_then(|k| dept_of.get(&(k, l.id.clone())).cloned().flatten())
+        ["project", "group", "user"]
+            .into_iter()
+            .find(|k| *k == kind)
+            .and_then(|k| dept_of.get(&(k, l.id.clone())).cloned().flatten())
     };
-    let kept: Vec<_> = all.into_iter().filter(|b| dept.as_ref().is_none_or(|d| level_dept(&b.level).as_ref() == Some(d))).collect();
+    let kept: Vec<_> = all
+        .into_iter()
+        .filter(|b| {
+            dept.as_ref()
+                .is_none_or(|d| level_dept(&b.level).as_ref() == Some(d))
+        })
+        .collect();
     let now = gaterouter::usage::unix_ms_now();
-    let mut conn = st.db.pool.acquire().await.map_err(crate::db::dberr("acquiring a connection"))?;
+    let mut conn = st
+        .db
+        .pool
+        .acquire()
+        .await
+        .map_err(crate::db::dberr("acquiring a connection"))?;
     let sts = crate::accounts::statuses(&mut conn, &kept, now).await?;
     drop(conn);
     let mut names: BTreeMap<&str, BTreeMap<String, String>> = BTreeMap::new();
@@ -746,11 +1158,30 @@ async fn budgets(st: &AppState, q: &AnalyticsQuery, who: &Principal) -> Result<T
         names.insert(k, unit_names(&st.db, k).await?);
     }
     let mut t = Table::new(&[
-        "id", "org", "level", "level_name", "metric", "period", "enforcement", "limit", "used", "reserved", "remaining", "projected", "used_share", "projected_share", "period_start_ms", "resets_at_ms",
+        "id",
+        "org",
+        "level",
+        "level_name",
+        "metric",
+        "period",
+        "enforcement",
+        "limit",
+        "used",
+        "reserved",
+        "remaining",
+        "projected",
+        "used_share",
+        "projected_share",
+        "period_start_ms",
+        "resets_at_ms",
     ]);
     for (s, b) in sts.iter().zip(&kept) {
         let kind = b.level.kind.as_str();
-        let name = names.get(kind).and_then(|m| m.get(&b.level.id)).cloned().unwrap_or_else(|| b.level.id.clone());
+        let name = names
+            .get(kind)
+            .and_then(|m| m.get(&b.level.id))
+            .cloned()
+            .unwrap_or_else(|| b.level.id.clone());
         let projected = crate::orgtree::projected(s, now);
         let lim = i64::try_from(s.limit).unwrap_or(i64::MAX);
         let sh = |x: u64| share(i64::try_from(x).unwrap_or(i64::MAX), lim);
@@ -792,17 +1223,38 @@ mod tests {
 
     #[test]
     fn scope_is_enforced() {
-        let who = Principal::Reader { id: "t".into(), org: "acme".into(), department: Some("eng".into()) };
-        let q = AnalyticsQuery { department: Some("sales".into()), ..Default::default() };
+        let who = Principal::Reader {
+            id: "t".into(),
+            org: "acme".into(),
+            department: Some("eng".into()),
+        };
+        let q = AnalyticsQuery {
+            department: Some("sales".into()),
+            ..Default::default()
+        };
         assert_eq!(build_filter(&q, &who).unwrap_err().status, 403);
         let f = build_filter(&AnalyticsQuery::default(), &who).unwrap();
         assert_eq!(f.sql, " WHERE org = $1 AND department = $2");
-        let q = AnalyticsQuery { tag: Some("team:a".into()), from: Some("2026-01-01".into()), ..Default::default() };
+        let q = AnalyticsQuery {
+            tag: Some("team:a".into()),
+            from: Some("2026-01-01".into()),
+            ..Default::default()
+        };
         let f = build_filter(&q, &Principal::Admin { id: "a".into() }).unwrap();
-        assert_eq!(f.sql, " WHERE month >= $1 AND (org, id) IN (SELECT org, record_id FROM usage_tags WHERE k = $2 AND v = $3)");
-        let q = AnalyticsQuery { from: Some("2026-01-02".into()), to: Some("2026-02-01".into()), ..Default::default() };
+        assert_eq!(
+            f.sql,
+            " WHERE month >= $1 AND (org, id) IN (SELECT org, record_id FROM usage_tags WHERE k = $2 AND v = $3)"
+        );
+        let q = AnalyticsQuery {
+            from: Some("2026-01-02".into()),
+            to: Some("2026-02-01".into()),
+            ..Default::default()
+        };
         let f = build_filter(&q, &Principal::Admin { id: "a".into() }).unwrap();
-        assert_eq!(f.sql, " WHERE ts_start >= $1 AND month >= $2 AND month < $3");
+        assert_eq!(
+            f.sql,
+            " WHERE ts_start >= $1 AND month >= $2 AND month < $3"
+        );
     }
 
     #[test]

@@ -44,45 +44,75 @@ pub fn sha256_hex(s: &str) -> String {
 
 /// Constant-time equality of two hex digests.
 fn ct_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 /// A fresh random token: `grc_` + 43 url-safe base64 characters (256 bits).
 pub fn new_token() -> String {
     use base64::Engine as _;
     let bytes: [u8; 32] = rand::random();
-    format!("grc_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    format!(
+        "grc_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
 }
 
 /// Resolve the `Authorization: Bearer` header.
-pub async fn authenticate(headers: &HeaderMap, bootstrap_sha256: Option<&str>, db: &Db) -> Result<Principal, ApiError> {
+pub async fn authenticate(
+    headers: &HeaderMap,
+    bootstrap_sha256: Option<&str>,
+    db: &Db,
+) -> Result<Principal, ApiError> {
     let Some(h) = headers.get(axum::http::header::AUTHORIZATION) else {
-        return Err(ApiError::unauthorized("missing Authorization header: send `Authorization: Bearer <token>`"));
+        return Err(ApiError::unauthorized(
+            "missing Authorization header: send `Authorization: Bearer <token>`",
+        ));
     };
     let token = h
         .to_str()
         .ok()
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| ApiError::unauthorized("Authorization header is not `Bearer <token>`"))?;
-    principal_of_hash(&sha256_hex(token), bootstrap_sha256, db).await?.ok_or_else(|| ApiError::unauthorized("unknown or revoked token"))
+    principal_of_hash(&sha256_hex(token), bootstrap_sha256, db)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("unknown or revoked token"))
 }
 
 /// The principal of a token digest: the bootstrap admin token or an unrevoked issued
 /// token; `None` when unknown or revoked.
-pub async fn principal_of_hash(hash: &str, bootstrap_sha256: Option<&str>, db: &Db) -> Result<Option<Principal>, ApiError> {
+pub async fn principal_of_hash(
+    hash: &str,
+    bootstrap_sha256: Option<&str>,
+    db: &Db,
+) -> Result<Option<Principal>, ApiError> {
     if bootstrap_sha256.is_some_and(|b| ct_eq(b, hash)) {
-        return Ok(Some(Principal::Admin { id: "bootstrap".into() }));
+        return Ok(Some(Principal::Admin {
+            id: "bootstrap".into(),
+        }));
     }
     let rows = db
         .fetch("SELECT id, role, org_id, department_id FROM access_tokens WHERE token_sha256 = $1 AND revoked_ms IS NULL", &[Param::Text(hash.to_owned())], "checking a token")
         .await?;
-    let Some(r) = rows.first() else { return Ok(None) };
+    let Some(r) = rows.first() else {
+        return Ok(None);
+    };
     let id = get_str(r, 0)?;
     Ok(Some(match get_str(r, 1)?.as_str() {
         "admin" => Principal::Admin { id },
-        _ => Principal::Reader { id, org: get_str(r, 2)?, department: get_opt_str(r, 3)? },
+        _ => Principal::Reader {
+            id,
+            org: get_str(r, 2)?,
+            department: get_opt_str(r, 3)?,
+        },
     }))
 }
 
@@ -104,26 +134,46 @@ pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
 
 /// The principal of a valid dashboard session cookie, `None` without one (or when it
 /// expired or its token was revoked).
-pub async fn principal_of_session(headers: &HeaderMap, bootstrap_sha256: Option<&str>, db: &Db) -> Result<Option<Principal>, ApiError> {
-    let Some(id) = session_cookie(headers) else { return Ok(None) };
+pub async fn principal_of_session(
+    headers: &HeaderMap,
+    bootstrap_sha256: Option<&str>,
+    db: &Db,
+) -> Result<Option<Principal>, ApiError> {
+    let Some(id) = session_cookie(headers) else {
+        return Ok(None);
+    };
     let now = i64::try_from(gaterouter::usage::unix_ms_now()).unwrap_or(i64::MAX);
     let rows = db
-        .fetch("SELECT token_sha256 FROM dashboard_sessions WHERE id_sha256 = $1 AND expires_ms > $2", &[Param::Text(sha256_hex(&id)), Param::I64(now)], "reading a dashboard session")
+        .fetch(
+            "SELECT token_sha256 FROM dashboard_sessions WHERE id_sha256 = $1 AND expires_ms > $2",
+            &[Param::Text(sha256_hex(&id)), Param::I64(now)],
+            "reading a dashboard session",
+        )
         .await?;
-    let Some(r) = rows.first() else { return Ok(None) };
+    let Some(r) = rows.first() else {
+        return Ok(None);
+    };
     principal_of_hash(&get_str(r, 0)?, bootstrap_sha256, db).await
 }
 
 /// Authenticate a read request (analytics, the dashboard's session check):
 /// `Authorization: Bearer` when present, else the dashboard session cookie.
-pub async fn authenticate_read(headers: &HeaderMap, bootstrap_sha256: Option<&str>, db: &Db) -> Result<Principal, ApiError> {
+pub async fn authenticate_read(
+    headers: &HeaderMap,
+    bootstrap_sha256: Option<&str>,
+    db: &Db,
+) -> Result<Principal, ApiError> {
     if headers.contains_key(axum::http::header::AUTHORIZATION) {
         return authenticate(headers, bootstrap_sha256, db).await;
     }
     match principal_of_session(headers, bootstrap_sha256, db).await? {
         Some(p) => Ok(p),
-        None if session_cookie(headers).is_some() => Err(ApiError::unauthorized("the dashboard session expired or its token was revoked: sign in again at /dashboard")),
-        None => Err(ApiError::unauthorized("missing Authorization header: send `Authorization: Bearer <token>` (or sign in at /dashboard)")),
+        None if session_cookie(headers).is_some() => Err(ApiError::unauthorized(
+            "the dashboard session expired or its token was revoked: sign in again at /dashboard",
+        )),
+        None => Err(ApiError::unauthorized(
+            "missing Authorization header: send `Authorization: Bearer <token>` (or sign in at /dashboard)",
+        )),
     }
 }
 
@@ -131,7 +181,9 @@ pub async fn authenticate_read(headers: &HeaderMap, bootstrap_sha256: Option<&st
 pub fn require_admin(p: &Principal) -> Result<(), ApiError> {
     match p {
         Principal::Admin { .. } => Ok(()),
-        Principal::Reader { .. } => Err(ApiError::forbidden("this endpoint needs an admin token; read tokens may only use /v1/analytics")),
+        Principal::Reader { .. } => Err(ApiError::forbidden(
+            "this endpoint needs an admin token; read tokens may only use /v1/analytics",
+        )),
     }
 }
 
@@ -142,7 +194,10 @@ mod tests {
 
     #[test]
     fn hash_is_sha256() {
-        assert_eq!(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            sha256_hex("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         assert!(ct_eq("ab", "ab") && !ct_eq("ab", "ac") && !ct_eq("a", "ab"));
         assert!(new_token().starts_with("grc_") && new_token().len() == 47);
     }

@@ -158,7 +158,20 @@ pub struct Bill {
 
 /// Columns of the CSV form, in order.
 pub const CSV_COLUMNS: &[&str] = &[
-    "section", "item", "calls", "errors", "prompt_tokens", "completion_tokens", "total_tokens", "spend_micros", "spend_usd", "limit_micros", "limit_usd", "percent_used", "enforcement", "note",
+    "section",
+    "item",
+    "calls",
+    "errors",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "spend_micros",
+    "spend_usd",
+    "limit_micros",
+    "limit_usd",
+    "percent_used",
+    "enforcement",
+    "note",
 ];
 
 /// Micro-dollars as exact decimal dollars with at least two decimals
@@ -199,7 +212,11 @@ pub fn parse_month(s: &str) -> Result<i64, String> {
 }
 
 fn next_month(yyyymm: i64) -> i64 {
-    if yyyymm % 100 == 12 { (yyyymm / 100 + 1) * 100 + 1 } else { yyyymm + 1 }
+    if yyyymm % 100 == 12 {
+        (yyyymm / 100 + 1) * 100 + 1
+    } else {
+        yyyymm + 1
+    }
 }
 
 fn t(s: &str) -> Param {
@@ -207,10 +224,21 @@ fn t(s: &str) -> Param {
 }
 
 /// Check the caller may read this bill.
-fn authorize(who: &Principal, q: &BillQuery, project_department: Option<&str>) -> Result<(), ApiError> {
-    let Principal::Reader { org, department, .. } = who else { return Ok(()) };
+fn authorize(
+    who: &Principal,
+    q: &BillQuery,
+    project_department: Option<&str>,
+) -> Result<(), ApiError> {
+    let Principal::Reader {
+        org, department, ..
+    } = who
+    else {
+        return Ok(());
+    };
     if org != &q.org {
-        return Err(ApiError::forbidden(format!("this token may only read org `{org}`")));
+        return Err(ApiError::forbidden(format!(
+            "this token may only read org `{org}`"
+        )));
     }
     if let Some(d) = department {
         let ok = match (&q.department, &q.project) {
@@ -219,36 +247,76 @@ fn authorize(who: &Principal, q: &BillQuery, project_department: Option<&str>) -
             (None, None) => false,
         };
         if !ok {
-            return Err(ApiError::forbidden(format!("this token may only read bills of department `{d}` (pass department={d}) or of its projects")));
+            return Err(ApiError::forbidden(format!(
+                "this token may only read bills of department `{d}` (pass department={d}) or of its projects"
+            )));
         }
     }
     Ok(())
 }
 
 /// The department of a department (itself) or project in `org`, or 404.
-async fn unit_department(st: &AppState, table: &str, what: &str, id: &str, org: &str) -> Result<Option<String>, ApiError> {
-    let dept = if table == "departments" { "id" } else { "department_id" };
-    let rows = st.db.fetch(&format!("SELECT org_id, {dept} FROM {table} WHERE id = $1"), &[t(id)], "resolving a bill scope").await?;
+async fn unit_department(
+    st: &AppState,
+    table: &str,
+    what: &str,
+    id: &str,
+    org: &str,
+) -> Result<Option<String>, ApiError> {
+    let dept = if table == "departments" {
+        "id"
+    } else {
+        "department_id"
+    };
+    let rows = st
+        .db
+        .fetch(
+            &format!("SELECT org_id, {dept} FROM {table} WHERE id = $1"),
+            &[t(id)],
+            "resolving a bill scope",
+        )
+        .await?;
     match rows.first() {
         Some(r) if get_str(r, 0)? == org => Ok(get_opt_str(r, 1)?),
-        _ => Err(ApiError::not_found(format!("{what} `{id}` is not in org `{org}`; check the id (gaterouter admin export --org {org})"))),
+        _ => Err(ApiError::not_found(format!(
+            "{what} `{id}` is not in org `{org}`; check the id (gaterouter admin export --org {org})"
+        ))),
     }
 }
 
 /// Compute a bill (the caller is authenticated as `who`).
-pub async fn compute(st: &AppState, q: &BillQuery, who: &Principal, now_ms: i64) -> Result<Bill, ApiError> {
+pub async fn compute(
+    st: &AppState,
+    q: &BillQuery,
+    who: &Principal,
+    now_ms: i64,
+) -> Result<Bill, ApiError> {
     if q.department.is_some() && q.project.is_some() {
-        return Err(ApiError::bad_request("pass department or project, not both: a bill covers one org, one department or one project"));
+        return Err(ApiError::bad_request(
+            "pass department or project, not both: a bill covers one org, one department or one project",
+        ));
     }
     let month = parse_month(&q.month).map_err(ApiError::bad_request)?;
     if let Principal::Reader { org, .. } = who {
         if org != &q.org {
-            return Err(ApiError::forbidden(format!("this token may only read org `{org}`")));
+            return Err(ApiError::forbidden(format!(
+                "this token may only read org `{org}`"
+            )));
         }
     }
-    let rows = st.db.fetch("SELECT name FROM orgs WHERE id = $1", &[t(&q.org)], "reading the org").await?;
+    let rows = st
+        .db
+        .fetch(
+            "SELECT name FROM orgs WHERE id = $1",
+            &[t(&q.org)],
+            "reading the org",
+        )
+        .await?;
     let Some(r) = rows.first() else {
-        return Err(ApiError::not_found(format!("org `{}` does not exist; check --org", q.org)));
+        return Err(ApiError::not_found(format!(
+            "org `{}` does not exist; check --org",
+            q.org
+        )));
     };
     let org_name = get_str(r, 0)?;
     let mut project_department = None;
@@ -301,26 +369,60 @@ pub async fn compute(st: &AppState, q: &BillQuery, who: &Principal, now_ms: i64)
     totals.spend_usd = dollars(totals.spend_micros);
 
     let breakdown = |cols: &'static str| {
-        let sql = format!("SELECT {cols}, COUNT(*), {}, {} FROM usage_records{w} GROUP BY {cols}", sum("total_tokens"), sum("spend_micros"));
+        let sql = format!(
+            "SELECT {cols}, COUNT(*), {}, {} FROM usage_records{w} GROUP BY {cols}",
+            sum("total_tokens"),
+            sum("spend_micros")
+        );
         let params = params.clone();
         let n = cols.split(',').count();
         async move {
             let rows = st.db.fetch(&sql, &params, "bill breakdown").await?;
             let mut out = Vec::with_capacity(rows.len());
             for r in &rows {
-                let parts: Vec<Option<String>> = (0..n).map(|i| get_opt_str(r, i)).collect::<Result<_, _>>()?;
-                let item = if parts.iter().all(Option::is_none) { None } else { Some(parts.into_iter().map(Option::unwrap_or_default).collect::<Vec<_>>().join("/")) };
+                let parts: Vec<Option<String>> = (0..n)
+                    .map(|i| get_opt_str(r, i))
+                    .collect::<Result<_, _>>()?;
+                let item = if parts.iter().all(Option::is_none) {
+                    None
+                } else {
+                    Some(
+                        parts
+                            .into_iter()
+                            .map(Option::unwrap_or_default)
+                            .collect::<Vec<_>>()
+                            .join("/"),
+                    )
+                };
                 let spend = get_i64(r, n + 2)?;
-                out.push(Line { item, calls: get_i64(r, n)?, total_tokens: get_i64(r, n + 1)?, spend_micros: spend, spend_usd: dollars(spend) });
+                out.push(Line {
+                    item,
+                    calls: get_i64(r, n)?,
+                    total_tokens: get_i64(r, n + 1)?,
+                    spend_micros: spend,
+                    spend_usd: dollars(spend),
+                });
             }
-            out.sort_by(|a, b| b.spend_micros.cmp(&a.spend_micros).then_with(|| a.item.cmp(&b.item)));
+            out.sort_by(|a, b| {
+                b.spend_micros
+                    .cmp(&a.spend_micros)
+                    .then_with(|| a.item.cmp(&b.item))
+            });
             Ok::<_, ApiError>(out)
         }
     };
     let by_model = breakdown("provider, model").await?;
     let by_member = breakdown("usr").await?;
-    let by_department = if scope_kind == LevelKind::Org { breakdown("department").await? } else { Vec::new() };
-    let by_project = if scope_kind == LevelKind::Project { Vec::new() } else { breakdown("project").await? };
+    let by_department = if scope_kind == LevelKind::Org {
+        breakdown("department").await?
+    } else {
+        Vec::new()
+    };
+    let by_project = if scope_kind == LevelKind::Project {
+        Vec::new()
+    } else {
+        breakdown("project").await?
+    };
     let budgets = budget_lines(st, q, scope_kind, month).await?;
     let start = month_start_ms(month);
     let end = month_start_ms(next_month(month));
@@ -345,23 +447,60 @@ pub async fn compute(st: &AppState, q: &BillQuery, who: &Principal, now_ms: i64)
 }
 
 /// Ids of the units of `table` whose column `col` is `v`.
-async fn ids_where(st: &AppState, table: &str, col: &str, v: &str) -> Result<Vec<String>, ApiError> {
-    let rows = st.db.fetch(&format!("SELECT id FROM {table} WHERE {col} = $1"), &[t(v)], "listing units for a bill").await?;
-    Ok(rows.iter().map(|r| get_str(r, 0)).collect::<Result<_, _>>()?)
+async fn ids_where(
+    st: &AppState,
+    table: &str,
+    col: &str,
+    v: &str,
+) -> Result<Vec<String>, ApiError> {
+    let rows = st
+        .db
+        .fetch(
+            &format!("SELECT id FROM {table} WHERE {col} = $1"),
+            &[t(v)],
+            "listing units for a bill",
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| get_str(r, 0))
+        .collect::<Result<_, _>>()?)
 }
 
 /// The monthly USD budgets at the bill's level and below, with the month's actual.
-async fn budget_lines(st: &AppState, q: &BillQuery, scope: LevelKind, month: i64) -> Result<Vec<BudgetLine>, ApiError> {
-    let rows = st.db.fetch(&format!("SELECT {BUDGET_COLS} FROM budgets WHERE org_id = $1"), &[t(&q.org)], "reading budgets for a bill").await?;
+async fn budget_lines(
+    st: &AppState,
+    q: &BillQuery,
+    scope: LevelKind,
+    month: i64,
+) -> Result<Vec<BudgetLine>, ApiError> {
+    let rows = st
+        .db
+        .fetch(
+            &format!("SELECT {BUDGET_COLS} FROM budgets WHERE org_id = $1"),
+            &[t(&q.org)],
+            "reading budgets for a bill",
+        )
+        .await?;
     let all: Vec<BudgetRow> = rows.iter().map(budget_from_row).collect::<Result<_, _>>()?;
-    let monthly: Vec<BudgetRow> = all.into_iter().filter(|b| b.metric == Metric::Usd && b.period == Period::Month).collect();
+    let monthly: Vec<BudgetRow> = all
+        .into_iter()
+        .filter(|b| b.metric == Metric::Usd && b.period == Period::Month)
+        .collect();
     // Levels under the bill's scope.
-    let wanted: Option<std::collections::HashSet<String>> = match (scope, &q.department, &q.project) {
+    let wanted: Option<std::collections::HashSet<String>> = match (scope, &q.department, &q.project)
+    {
         (LevelKind::Department, Some(d), _) => {
             let mut s = std::collections::HashSet::from([format!("department:{d}")]);
             for (kind, ids) in [
-                ("project", ids_where(st, "projects", "department_id", d).await?),
-                ("group", ids_where(st, "user_groups", "department_id", d).await?),
+                (
+                    "project",
+                    ids_where(st, "projects", "department_id", d).await?,
+                ),
+                (
+                    "group",
+                    ids_where(st, "user_groups", "department_id", d).await?,
+                ),
                 ("user", ids_where(st, "users", "department_id", d).await?),
                 ("key", ids_where(st, "api_keys", "department_id", d).await?),
             ] {
@@ -376,13 +515,22 @@ async fn budget_lines(st: &AppState, q: &BillQuery, scope: LevelKind, month: i64
         }
         (LevelKind::Project, _, Some(p)) => {
             let mut s = std::collections::HashSet::from([format!("project:{p}")]);
-            s.extend(ids_where(st, "api_keys", "project_id", p).await?.into_iter().map(|i| format!("key:{i}")));
+            s.extend(
+                ids_where(st, "api_keys", "project_id", p)
+                    .await?
+                    .into_iter()
+                    .map(|i| format!("key:{i}")),
+            );
             Some(s)
         }
         _ => None,
     };
     let mut out = Vec::new();
-    for b in monthly.into_iter().filter(|b| wanted.as_ref().is_none_or(|s| s.contains(&b.level.to_string()))) {
+    for b in monthly.into_iter().filter(|b| {
+        wanted
+            .as_ref()
+            .is_none_or(|s| s.contains(&b.level.to_string()))
+    }) {
         let id = b.level.id.clone();
         let (cond, params) = match b.level.kind {
             LevelKind::Org => ("org = $3", vec![t(&id)]),
@@ -391,7 +539,10 @@ async fn budget_lines(st: &AppState, q: &BillQuery, scope: LevelKind, month: i64
             LevelKind::User => ("usr = $3", vec![t(&id)]),
             LevelKind::Key => ("api_key_id = $3", vec![t(&id)]),
             // As ingest counts it: the record's group, or any group of its member.
-            LevelKind::Group => ("(grp = $3 OR usr IN (SELECT user_id FROM group_members WHERE group_id = $3 UNION SELECT id FROM users WHERE group_id = $3))", vec![t(&id)]),
+            LevelKind::Group => (
+                "(grp = $3 OR usr IN (SELECT user_id FROM group_members WHERE group_id = $3 UNION SELECT id FROM users WHERE group_id = $3))",
+                vec![t(&id)],
+            ),
         };
         let mut p = vec![t(&q.org), Param::I64(month)];
         p.extend(params);
@@ -412,8 +563,17 @@ async fn budget_lines(st: &AppState, q: &BillQuery, scope: LevelKind, month: i64
             percent_used: percent(actual, limit),
         });
     }
-    let rank = |l: &str| ["org:", "department:", "project:", "group:", "user:", "key:"].iter().position(|p| l.starts_with(p)).unwrap_or(9);
-    out.sort_by(|a, b| rank(&a.level).cmp(&rank(&b.level)).then_with(|| a.level.cmp(&b.level)));
+    let rank = |l: &str| {
+        ["org:", "department:", "project:", "group:", "user:", "key:"]
+            .iter()
+            .position(|p| l.starts_with(p))
+            .unwrap_or(9)
+    };
+    out.sort_by(|a, b| {
+        rank(&a.level)
+            .cmp(&rank(&b.level))
+            .then_with(|| a.level.cmp(&b.level))
+    });
     Ok(out)
 }
 
@@ -425,7 +585,9 @@ impl Bill {
     /// The CSV form (one long table; see the module docs).
     pub fn csv(&self) -> String {
         let mut rows: Vec<BTreeMap<&str, String>> = Vec::new();
-        let row = |pairs: &[(&'static str, String)]| pairs.iter().cloned().collect::<BTreeMap<&str, String>>();
+        let row = |pairs: &[(&'static str, String)]| {
+            pairs.iter().cloned().collect::<BTreeMap<&str, String>>()
+        };
         for (item, note) in [
             ("org", &self.org),
             ("scope", &self.scope),
@@ -434,7 +596,11 @@ impl Bill {
             ("period_end", &self.period_end),
             ("generated_at", &self.generated_at),
         ] {
-            rows.push(row(&[("section", "statement".into()), ("item", item.into()), ("note", note.clone())]));
+            rows.push(row(&[
+                ("section", "statement".into()),
+                ("item", item.into()),
+                ("note", note.clone()),
+            ]));
         }
         let tt = &self.totals;
         rows.push(row(&[
@@ -448,7 +614,12 @@ impl Bill {
             ("spend_micros", tt.spend_micros.to_string()),
             ("spend_usd", tt.spend_usd.clone()),
         ]));
-        for (section, lines) in [("model", &self.by_model), ("member", &self.by_member), ("department", &self.by_department), ("project", &self.by_project)] {
+        for (section, lines) in [
+            ("model", &self.by_model),
+            ("member", &self.by_member),
+            ("department", &self.by_department),
+            ("project", &self.by_project),
+        ] {
             for l in lines {
                 rows.push(row(&[
                     ("section", section.into()),
@@ -476,7 +647,10 @@ impl Bill {
         let mut out = CSV_COLUMNS.join(",");
         out.push_str("\r\n");
         for r in rows {
-            let cells: Vec<String> = CSV_COLUMNS.iter().map(|c| csv_cell(r.get(c).map_or("", String::as_str))).collect();
+            let cells: Vec<String> = CSV_COLUMNS
+                .iter()
+                .map(|c| csv_cell(r.get(c).map_or("", String::as_str)))
+                .collect();
             out.push_str(&cells.join(","));
             out.push_str("\r\n");
         }
@@ -487,7 +661,10 @@ impl Bill {
     pub fn html(&self) -> String {
         let e = escape;
         let mut h = String::new();
-        let title = format!("{} — {} statement, {}", self.org_name, self.scope, self.month);
+        let title = format!(
+            "{} — {} statement, {}",
+            self.org_name, self.scope, self.month
+        );
         let _ = write!(
             h,
             "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>\n<style>\n{CSS}\n</style></head><body>\n<header><h1>{}</h1>\
@@ -513,16 +690,39 @@ impl Bill {
             tt.completion_tokens,
             tt.total_tokens
         );
-        for (title, what, lines) in [("Spend by model", "Model", &self.by_model), ("Spend by member", "Member", &self.by_member), ("Spend by department", "Department", &self.by_department), ("Spend by project", "Project", &self.by_project)] {
+        for (title, what, lines) in [
+            ("Spend by model", "Model", &self.by_model),
+            ("Spend by member", "Member", &self.by_member),
+            ("Spend by department", "Department", &self.by_department),
+            ("Spend by project", "Project", &self.by_project),
+        ] {
             if lines.is_empty() && (what == "Department" || what == "Project") {
                 continue;
             }
-            let _ = write!(h, "<section><h2>{title}</h2><table><tr><th>{what}</th><th class=\"n\">Calls</th><th class=\"n\">Tokens</th><th class=\"n\">Spend</th></tr>");
+            let _ = write!(
+                h,
+                "<section><h2>{title}</h2><table><tr><th>{what}</th><th class=\"n\">Calls</th><th class=\"n\">Tokens</th><th class=\"n\">Spend</th></tr>"
+            );
             for l in lines {
-                let item = l.item.as_deref().map_or_else(|| "<i>(none)</i>".to_owned(), e);
-                let _ = write!(h, "<tr><td>{item}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">${}</td></tr>", l.calls, l.total_tokens, e(&l.spend_usd));
+                let item = l
+                    .item
+                    .as_deref()
+                    .map_or_else(|| "<i>(none)</i>".to_owned(), e);
+                let _ = write!(
+                    h,
+                    "<tr><td>{item}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">${}</td></tr>",
+                    l.calls,
+                    l.total_tokens,
+                    e(&l.spend_usd)
+                );
             }
-            let _ = writeln!(h, "<tr class=\"sum\"><td>Total</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">${}</td></tr></table></section>", tt.calls, tt.total_tokens, e(&tt.spend_usd));
+            let _ = writeln!(
+                h,
+                "<tr class=\"sum\"><td>Total</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">${}</td></tr></table></section>",
+                tt.calls,
+                tt.total_tokens,
+                e(&tt.spend_usd)
+            );
         }
         h.push_str("<section><h2>Budget versus actual (monthly USD budgets)</h2>");
         if self.budgets.is_empty() {
@@ -530,8 +730,15 @@ impl Bill {
         } else {
             h.push_str("<table><tr><th>Level</th><th>Enforcement</th><th class=\"n\">Limit</th><th class=\"n\">Actual</th><th class=\"n\">Used</th></tr>");
             for b in &self.budgets {
-                let pct = b.percent_used.as_deref().map_or_else(|| "—".to_owned(), |p| format!("{}%", e(p)));
-                let over = if b.actual_micros > b.limit_micros { " class=\"over\"" } else { "" };
+                let pct = b
+                    .percent_used
+                    .as_deref()
+                    .map_or_else(|| "—".to_owned(), |p| format!("{}%", e(p)));
+                let over = if b.actual_micros > b.limit_micros {
+                    " class=\"over\""
+                } else {
+                    ""
+                };
                 let _ = write!(
                     h,
                     "<tr{over}><td>{}</td><td>{}</td><td class=\"n\">${}</td><td class=\"n\">${}</td><td class=\"n\">{pct}</td></tr>",
@@ -572,23 +779,44 @@ pub fn escape(s: &str) -> String {
 }
 
 /// `GET /v1/admin/bills`.
-pub async fn get_bill(State(st): State<Arc<AppState>>, headers: HeaderMap, q: Result<Query<BillQuery>, axum::extract::rejection::QueryRejection>) -> Result<Response, ApiError> {
+pub async fn get_bill(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    q: Result<Query<BillQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
     let who = authenticate(&headers, st.bootstrap_sha256.as_deref(), &st.db).await?;
     let Query(q) = q.map_err(|e| ApiError::bad_request(format!("invalid query: {} (use org=ORG&month=YYYY-MM[&department=D|&project=P][&format=json|csv|html])", e.body_text())))?;
     let format = q.format.clone().unwrap_or_else(|| "json".into());
     if !matches!(format.as_str(), "json" | "csv" | "html") {
-        return Err(ApiError::bad_request(format!("`format={format}` is unknown: use json, csv or html")));
+        return Err(ApiError::bad_request(format!(
+            "`format={format}` is unknown: use json, csv or html"
+        )));
     }
     let now = i64::try_from(gaterouter::usage::unix_ms_now()).unwrap_or(i64::MAX);
     let bill = compute(&st, &q, &who, now).await?;
-    let stem: String = format!("bill-{}-{}-{}", bill.org, bill.scope.replace(':', "-"), bill.month).chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    let stem: String = format!(
+        "bill-{}-{}-{}",
+        bill.org,
+        bill.scope.replace(':', "-"),
+        bill.month
+    )
+    .chars()
+    .map(|c| {
+        if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+            c
+        } else {
+            '_'
+        }
+    })
+    .collect();
     let (body, ctype) = match format.as_str() {
         "csv" => (bill.csv(), "text/csv; charset=utf-8"),
         "html" => (bill.html(), "text/html; charset=utf-8"),
         _ => return Ok(axum::Json(bill).into_response()),
     };
     let mut r = body.into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
     if format == "csv" {
         if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{stem}.csv\"")) {
             r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
@@ -613,20 +841,31 @@ mod tests {
         assert_eq!(percent(1, 3), Some("33.33".into()));
         assert_eq!(percent(5, 5), Some("100.00".into()));
         assert_eq!(percent(7, 0), None);
-        assert_eq!(percent(i64::MAX, 1), Some(format!("{}.00", i128::from(i64::MAX) * 100)));
+        assert_eq!(
+            percent(i64::MAX, 1),
+            Some(format!("{}.00", i128::from(i64::MAX) * 100))
+        );
     }
 
     #[test]
     fn months() {
         assert_eq!(parse_month("2026-01"), Ok(202601));
-        assert!(parse_month("2026-13").is_err() && parse_month("2026-1").is_err() && parse_month("26-01").is_err() && parse_month("2026-01-01").is_err());
+        assert!(
+            parse_month("2026-13").is_err()
+                && parse_month("2026-1").is_err()
+                && parse_month("26-01").is_err()
+                && parse_month("2026-01-01").is_err()
+        );
         assert_eq!(next_month(202612), 202701);
         assert_eq!(next_month(202601), 202602);
     }
 
     #[test]
     fn escaping_and_csv() {
-        assert_eq!(escape("<a href='x'>&\"</a>"), "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;");
+        assert_eq!(
+            escape("<a href='x'>&\"</a>"),
+            "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;"
+        );
         assert_eq!(csv_cell("a,\"b\""), "\"a,\"\"b\"\"\"");
         let b = Bill {
             org: "o".into(),
@@ -639,18 +878,45 @@ mod tests {
             period_end: "e".into(),
             generated_at_ms: 0,
             generated_at: "g".into(),
-            totals: Totals { spend_usd: "0.00".into(), ..Default::default() },
-            by_model: vec![Line { item: Some("p/m,1".into()), calls: 1, total_tokens: 2, spend_micros: 3, spend_usd: "0.000003".into() }],
-            by_member: vec![Line { item: None, calls: 1, total_tokens: 2, spend_micros: 3, spend_usd: "0.000003".into() }],
+            totals: Totals {
+                spend_usd: "0.00".into(),
+                ..Default::default()
+            },
+            by_model: vec![Line {
+                item: Some("p/m,1".into()),
+                calls: 1,
+                total_tokens: 2,
+                spend_micros: 3,
+                spend_usd: "0.000003".into(),
+            }],
+            by_member: vec![Line {
+                item: None,
+                calls: 1,
+                total_tokens: 2,
+                spend_micros: 3,
+                spend_usd: "0.000003".into(),
+            }],
             by_department: vec![],
             by_project: vec![],
             budgets: vec![],
         };
         let csv = b.csv();
         assert!(csv.starts_with("section,item,calls,"), "{csv}");
-        assert!(csv.contains("\r\nmodel,\"p/m,1\",1,,,,2,3,0.000003,,,,,\r\n"), "{csv}");
-        assert!(csv.contains("\r\nmember,,1,,,,2,3,0.000003,,,,,\r\n"), "{csv}");
+        assert!(
+            csv.contains("\r\nmodel,\"p/m,1\",1,,,,2,3,0.000003,,,,,\r\n"),
+            "{csv}"
+        );
+        assert!(
+            csv.contains("\r\nmember,,1,,,,2,3,0.000003,,,,,\r\n"),
+            "{csv}"
+        );
         let html = b.html();
-        assert!(html.contains("&lt;O&gt;") && !html.contains("<O>") && html.contains("@media print") && !html.contains("<script"), "{html}");
+        assert!(
+            html.contains("&lt;O&gt;")
+                && !html.contains("<O>")
+                && html.contains("@media print")
+                && !html.contains("<script"),
+            "{html}"
+        );
     }
 }

@@ -75,7 +75,9 @@ impl ServeArgs {
         };
         // GATEROUTER_COLLECTOR_URL is where `gaterouter admin` finds a collector, not a
         // collector setting: the same shell often sets both.
-        cfg.apply_env(std::env::vars().filter(|(k, _)| k != "GATEROUTER_COLLECTOR_CONFIG" && k != "GATEROUTER_COLLECTOR_URL"))?;
+        cfg.apply_env(std::env::vars().filter(|(k, _)| {
+            k != "GATEROUTER_COLLECTOR_CONFIG" && k != "GATEROUTER_COLLECTOR_URL"
+        }))?;
         for (field, v) in [
             ("listen", &self.listen),
             ("db", &self.db),
@@ -84,7 +86,10 @@ impl ServeArgs {
             ("strongest_model", &self.strongest_model),
             ("max_body_bytes", &self.max_body_bytes),
             ("max_batch_records", &self.max_batch_records),
-            ("rate_limit_records_per_sec", &self.rate_limit_records_per_sec),
+            (
+                "rate_limit_records_per_sec",
+                &self.rate_limit_records_per_sec,
+            ),
             ("log_format", &self.log_format),
             ("otlp_endpoint", &self.otlp_endpoint),
             ("otlp_headers", &self.otlp_headers),

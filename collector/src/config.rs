@@ -21,7 +21,11 @@ pub struct ConfigError {
 }
 
 fn err(field: &str, message: impl Into<String>, fix: impl Into<String>) -> ConfigError {
-    ConfigError { field: field.into(), message: message.into(), fix: fix.into() }
+    ConfigError {
+        field: field.into(),
+        message: message.into(),
+        fix: fix.into(),
+    }
 }
 
 /// The collector's settings. Every field has a default except the admin token, which
@@ -128,7 +132,11 @@ fn parse_headers(v: &str) -> Result<BTreeMap<String, String>, ConfigError> {
     let mut out = BTreeMap::new();
     for pair in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let Some((name, value)) = pair.split_once('=') else {
-            return Err(err("otlp_headers", "a pair has no `=`", "write name=value pairs separated by commas, e.g. authorization=Bearer abc,x-scope=acme"));
+            return Err(err(
+                "otlp_headers",
+                "a pair has no `=`",
+                "write name=value pairs separated by commas, e.g. authorization=Bearer abc,x-scope=acme",
+            ));
         };
         out.insert(name.trim().to_ascii_lowercase(), value.trim().to_owned());
     }
@@ -202,21 +210,37 @@ pub const ENV_PREFIX: &str = "GATEROUTER_COLLECTOR_";
 impl CollectorConfig {
     /// Parse a TOML document (unknown keys are errors).
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| err(&format!("file {origin}"), e.message().to_owned(), "fix the key or value named above; unknown keys are refused"))
+        toml::from_str(text).map_err(|e| {
+            err(
+                &format!("file {origin}"),
+                e.message().to_owned(),
+                "fix the key or value named above; unknown keys are refused",
+            )
+        })
     }
 
     /// Read a TOML file.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| err(&format!("file {}", path.display()), format!("cannot read it: {e}"), "check the --config path"))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            err(
+                &format!("file {}", path.display()),
+                format!("cannot read it: {e}"),
+                "check the --config path",
+            )
+        })?;
         Self::from_toml(&text, &path.display().to_string())
     }
 
     /// Apply `GATEROUTER_COLLECTOR_<FIELD>` variables from `vars` (e.g. the process
     /// environment). Unknown `GATEROUTER_COLLECTOR_*` names are errors.
-    pub fn apply_env<I: IntoIterator<Item = (String, String)>>(&mut self, vars: I) -> Result<(), ConfigError> {
+    pub fn apply_env<I: IntoIterator<Item = (String, String)>>(
+        &mut self,
+        vars: I,
+    ) -> Result<(), ConfigError> {
         for (k, v) in vars {
-            let Some(name) = k.strip_prefix(ENV_PREFIX) else { continue };
+            let Some(name) = k.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
             let field = name.to_ascii_lowercase();
             self.set(&field, &v).map_err(|mut e| {
                 e.field = format!("environment variable {k}");
@@ -228,9 +252,25 @@ impl CollectorConfig {
 
     /// Set one field from its text form (used by env and flags).
     pub fn set(&mut self, field: &str, v: &str) -> Result<(), ConfigError> {
-        let num = |f: &str| -> Result<u64, ConfigError> { v.trim().parse::<u64>().map_err(|_| err(f, format!("`{v}` is not a non-negative integer"), "give a number")) };
+        let num = |f: &str| -> Result<u64, ConfigError> {
+            v.trim().parse::<u64>().map_err(|_| {
+                err(
+                    f,
+                    format!("`{v}` is not a non-negative integer"),
+                    "give a number",
+                )
+            })
+        };
         match field {
-            "listen" => self.listen = v.parse().map_err(|_| err("listen", format!("`{v}` is not an address"), "write e.g. 127.0.0.1:8787"))?,
+            "listen" => {
+                self.listen = v.parse().map_err(|_| {
+                    err(
+                        "listen",
+                        format!("`{v}` is not an address"),
+                        "write e.g. 127.0.0.1:8787",
+                    )
+                })?
+            }
             "db" => self.db = Some(v.to_owned()),
             "data_dir" => self.data_dir = Some(PathBuf::from(v)),
             "admin_token" => self.admin_token = Some(v.to_owned()),
@@ -261,24 +301,50 @@ impl CollectorConfig {
                     .split(',')
                     .map(str::trim)
                     .filter(|x| !x.is_empty())
-                    .map(|x| crate::otlp_export::Signal::parse(x).ok_or_else(|| err("otlp_signals", format!("`{}` is not a signal", crate::logsafe::escape(x)), "use traces, metrics or traces,metrics")))
+                    .map(|x| {
+                        crate::otlp_export::Signal::parse(x).ok_or_else(|| {
+                            err(
+                                "otlp_signals",
+                                format!("`{}` is not a signal", crate::logsafe::escape(x)),
+                                "use traces, metrics or traces,metrics",
+                            )
+                        })
+                    })
                     .collect::<Result<_, _>>()?
             }
             "unknown_model" => {
                 self.unknown_model = match v {
                     "fallback" => UnknownModel::Fallback,
                     "refuse" => UnknownModel::Refuse,
-                    _ => return Err(err("unknown_model", format!("`{v}` is unknown"), "use fallback or refuse")),
+                    _ => {
+                        return Err(err(
+                            "unknown_model",
+                            format!("`{v}` is unknown"),
+                            "use fallback or refuse",
+                        ));
+                    }
                 }
             }
             "log_format" => {
                 self.log_format = match v {
                     "text" => LogFormat::Text,
                     "json" => LogFormat::Json,
-                    _ => return Err(err("log_format", format!("`{v}` is unknown"), "use text or json")),
+                    _ => {
+                        return Err(err(
+                            "log_format",
+                            format!("`{v}` is unknown"),
+                            "use text or json",
+                        ));
+                    }
                 }
             }
-            other => return Err(err(other, "is not a collector setting", "see `gaterouter-collector --help` for the settings")),
+            other => {
+                return Err(err(
+                    other,
+                    "is not a collector setting",
+                    "see `gaterouter-collector --help` for the settings",
+                ));
+            }
         }
         Ok(())
     }
@@ -286,42 +352,86 @@ impl CollectorConfig {
     /// Check ranges and formats.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.max_body_bytes < 1024 {
-            return Err(err("max_body_bytes", format!("{} is too small", self.max_body_bytes), "use at least 1024"));
+            return Err(err(
+                "max_body_bytes",
+                format!("{} is too small", self.max_body_bytes),
+                "use at least 1024",
+            ));
         }
         if !(1..=100_000).contains(&self.max_batch_records) {
-            return Err(err("max_batch_records", format!("{} is out of range", self.max_batch_records), "use 1..=100000"));
+            return Err(err(
+                "max_batch_records",
+                format!("{} is out of range", self.max_batch_records),
+                "use 1..=100000",
+            ));
         }
         if self.max_connections < 16 {
-            return Err(err("max_connections", format!("{} is too small", self.max_connections), "use at least 16"));
+            return Err(err(
+                "max_connections",
+                format!("{} is too small", self.max_connections),
+                "use at least 16",
+            ));
         }
         if self.header_read_timeout_secs == 0 || self.request_timeout_secs == 0 {
-            return Err(err("header_read_timeout_secs", "a timeout of 0 s closes every connection", "use at least 1 s"));
+            return Err(err(
+                "header_read_timeout_secs",
+                "a timeout of 0 s closes every connection",
+                "use at least 1 s",
+            ));
         }
         if self.max_record_tokens == 0 || self.max_record_tokens > (1 << 40) {
-            return Err(err("max_record_tokens", format!("{} is out of range", self.max_record_tokens), "use 1..=2^40"));
+            return Err(err(
+                "max_record_tokens",
+                format!("{} is out of range", self.max_record_tokens),
+                "use 1..=2^40",
+            ));
         }
         if self.max_record_cost_micros == 0 || self.max_record_cost_micros > (1 << 50) {
-            return Err(err("max_record_cost_micros", format!("{} is out of range", self.max_record_cost_micros), "use 1..=2^50"));
+            return Err(err(
+                "max_record_cost_micros",
+                format!("{} is out of range", self.max_record_cost_micros),
+                "use 1..=2^50",
+            ));
         }
         if !(1..=36_500).contains(&self.max_record_age_days) {
-            return Err(err("max_record_age_days", format!("{} is out of range", self.max_record_age_days), "use 1..=36500 (default 35)"));
+            return Err(err(
+                "max_record_age_days",
+                format!("{} is out of range", self.max_record_age_days),
+                "use 1..=36500 (default 35)",
+            ));
         }
         if self.unknown_model_micros_per_mtok > 1_000_000_000_000 {
-            return Err(err("unknown_model_micros_per_mtok", format!("{} is out of range", self.unknown_model_micros_per_mtok), "use at most 10^12"));
+            return Err(err(
+                "unknown_model_micros_per_mtok",
+                format!("{} is out of range", self.unknown_model_micros_per_mtok),
+                "use at most 10^12",
+            ));
         }
         if let Some(h) = &self.admin_token_sha256 {
             if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(err("admin_token_sha256", "is not 64 hex digits", "store the output of `printf %s TOKEN | sha256sum`"));
+                return Err(err(
+                    "admin_token_sha256",
+                    "is not 64 hex digits",
+                    "store the output of `printf %s TOKEN | sha256sum`",
+                ));
             }
         }
         if let Some(t) = &self.admin_token {
             if t.len() < 16 {
-                return Err(err("admin_token", "is shorter than 16 characters", "use a long random token"));
+                return Err(err(
+                    "admin_token",
+                    "is shorter than 16 characters",
+                    "use a long random token",
+                ));
             }
         }
         if let Some(m) = &self.strongest_model {
             if gaterouter::pricing::Catalog::builtin().lookup(m).is_none() {
-                return Err(err("strongest_model", format!("`{m}` has no price in the catalog"), "name a priced model such as openai/gpt-4o"));
+                return Err(err(
+                    "strongest_model",
+                    format!("`{m}` has no price in the catalog"),
+                    "name a priced model such as openai/gpt-4o",
+                ));
             }
         }
         self.db_url()?;
@@ -333,65 +443,140 @@ impl CollectorConfig {
         self.otlp_endpoint_url()?;
         for (name, value) in &self.otlp_headers {
             let field = format!("otlp_headers.{name}");
-            let n = reqwest::header::HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| err(&field, "is not a valid HTTP header name", "use letters, digits and `-`, e.g. authorization or x-api-key"))?;
-            if n == reqwest::header::CONTENT_TYPE || n == reqwest::header::CONTENT_LENGTH || n == reqwest::header::HOST {
+            let n = reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                err(
+                    &field,
+                    "is not a valid HTTP header name",
+                    "use letters, digits and `-`, e.g. authorization or x-api-key",
+                )
+            })?;
+            if n == reqwest::header::CONTENT_TYPE
+                || n == reqwest::header::CONTENT_LENGTH
+                || n == reqwest::header::HOST
+            {
                 return Err(err(&field, "is set by the exporter itself", "remove it"));
             }
             // The value is not echoed: it is usually a secret.
             reqwest::header::HeaderValue::from_str(value).map_err(|_| err(&field, "has a value that is not valid in an HTTP header (control characters or non-ASCII)", "give a printable ASCII value"))?;
         }
         if !(10..=3_600_000).contains(&self.otlp_interval_ms) {
-            return Err(err("otlp_interval_ms", format!("{} is out of range", self.otlp_interval_ms), "use 10..=3600000 (default 5000)"));
+            return Err(err(
+                "otlp_interval_ms",
+                format!("{} is out of range", self.otlp_interval_ms),
+                "use 10..=3600000 (default 5000)",
+            ));
         }
         if !(1..=10_000).contains(&self.otlp_batch) {
-            return Err(err("otlp_batch", format!("{} is out of range", self.otlp_batch), "use 1..=10000 (default 1000)"));
+            return Err(err(
+                "otlp_batch",
+                format!("{} is out of range", self.otlp_batch),
+                "use 1..=10000 (default 1000)",
+            ));
         }
         if self.otlp_service_name.trim().is_empty() || self.otlp_service_name.len() > 255 {
-            return Err(err("otlp_service_name", "is empty or longer than 255 bytes", "name the service, e.g. gaterouter-collector (the default)"));
+            return Err(err(
+                "otlp_service_name",
+                "is empty or longer than 255 bytes",
+                "name the service, e.g. gaterouter-collector (the default)",
+            ));
         }
         if self.otlp_signals.is_empty() {
-            return Err(err("otlp_signals", "is empty", "name at least one of traces, metrics (default both), or unset otlp_endpoint to turn export off"));
+            return Err(err(
+                "otlp_signals",
+                "is empty",
+                "name at least one of traces, metrics (default both), or unset otlp_endpoint to turn export off",
+            ));
         }
         if self.otlp_settle_ms.is_some_and(|s| s > 86_400_000) {
-            return Err(err("otlp_settle_ms", "is more than a day", "use at most 86400000 (default request_timeout_secs x 1000 + 5000)"));
+            return Err(err(
+                "otlp_settle_ms",
+                "is more than a day",
+                "use at most 86400000 (default request_timeout_secs x 1000 + 5000)",
+            ));
         }
         Ok(())
     }
 
     /// The OTLP/HTTP base URL without a trailing `/`, or `None` when export is off.
     pub fn otlp_endpoint_url(&self) -> Result<Option<String>, ConfigError> {
-        let Some(raw) = &self.otlp_endpoint else { return Ok(None) };
+        let Some(raw) = &self.otlp_endpoint else {
+            return Ok(None);
+        };
         const FIX: &str = "give the base URL of an OTLP/HTTP receiver, e.g. http://otel-collector:4318 (the exporter appends /v1/traces and /v1/metrics)";
         let base = raw.trim().trim_end_matches('/');
-        let u = url::Url::parse(base).map_err(|e| err("otlp_endpoint", format!("`{}` is not a URL ({e})", crate::logsafe::escape(raw)), FIX))?;
+        let u = url::Url::parse(base).map_err(|e| {
+            err(
+                "otlp_endpoint",
+                format!("`{}` is not a URL ({e})", crate::logsafe::escape(raw)),
+                FIX,
+            )
+        })?;
         if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none_or(str::is_empty) {
-            return Err(err("otlp_endpoint", format!("`{}` is not an http:// or https:// URL with a host", crate::logsafe::escape(raw)), FIX));
+            return Err(err(
+                "otlp_endpoint",
+                format!(
+                    "`{}` is not an http:// or https:// URL with a host",
+                    crate::logsafe::escape(raw)
+                ),
+                FIX,
+            ));
         }
         if !u.username().is_empty() || u.password().is_some() {
-            return Err(err("otlp_endpoint", "carries credentials in the URL", "remove them from the URL and set an authorization header in otlp_headers"));
+            return Err(err(
+                "otlp_endpoint",
+                "carries credentials in the URL",
+                "remove them from the URL and set an authorization header in otlp_headers",
+            ));
         }
         if u.query().is_some() || u.fragment().is_some() {
-            return Err(err("otlp_endpoint", format!("`{}` has a query or fragment", crate::logsafe::escape(raw)), FIX));
+            return Err(err(
+                "otlp_endpoint",
+                format!("`{}` has a query or fragment", crate::logsafe::escape(raw)),
+                FIX,
+            ));
         }
-        if base.ends_with("/v1/traces") || base.ends_with("/v1/metrics") || base.ends_with("/v1/logs") {
-            return Err(err("otlp_endpoint", format!("`{}` names a signal path", crate::logsafe::escape(raw)), "give the base URL without /v1/traces or /v1/metrics: the exporter appends them"));
+        if base.ends_with("/v1/traces")
+            || base.ends_with("/v1/metrics")
+            || base.ends_with("/v1/logs")
+        {
+            return Err(err(
+                "otlp_endpoint",
+                format!("`{}` names a signal path", crate::logsafe::escape(raw)),
+                "give the base URL without /v1/traces or /v1/metrics: the exporter appends them",
+            ));
         }
         Ok(Some(base.to_owned()))
     }
 
     /// Effective `otlp_settle_ms`.
     pub fn otlp_settle(&self) -> u64 {
-        self.otlp_settle_ms.unwrap_or_else(|| self.request_timeout_secs.saturating_mul(1000).saturating_add(5000))
+        self.otlp_settle_ms.unwrap_or_else(|| {
+            self.request_timeout_secs
+                .saturating_mul(1000)
+                .saturating_add(5000)
+        })
     }
 
     /// The database URL, defaulting to SQLite under the data dir.
     pub fn db_url(&self) -> Result<String, ConfigError> {
         match &self.db {
-            Some(u) if u.starts_with("sqlite:") || u.starts_with("postgres://") || u.starts_with("postgresql://") => Ok(u.clone()),
-            Some(u) => Err(err("db", format!("`{u}` is neither sqlite:// nor postgres://"), "write sqlite:///path/collector.db or postgres://user@host:5432/db")),
+            Some(u)
+                if u.starts_with("sqlite:")
+                    || u.starts_with("postgres://")
+                    || u.starts_with("postgresql://") =>
+            {
+                Ok(u.clone())
+            }
+            Some(u) => Err(err(
+                "db",
+                format!("`{u}` is neither sqlite:// nor postgres://"),
+                "write sqlite:///path/collector.db or postgres://user@host:5432/db",
+            )),
             None => {
-                let dir = self.data_dir.clone().unwrap_or_else(|| gaterouter::usage::default_data_dir().join("collector"));
+                let dir = self
+                    .data_dir
+                    .clone()
+                    .unwrap_or_else(|| gaterouter::usage::default_data_dir().join("collector"));
                 Ok(format!("sqlite://{}", dir.join("collector.db").display()))
             }
         }
@@ -399,7 +584,9 @@ impl CollectorConfig {
 
     /// Effective rate-limit burst.
     pub fn burst(&self) -> u64 {
-        self.rate_limit_burst.unwrap_or_else(|| (self.rate_limit_records_per_sec * 2).max(self.max_batch_records as u64))
+        self.rate_limit_burst.unwrap_or_else(|| {
+            (self.rate_limit_records_per_sec * 2).max(self.max_batch_records as u64)
+        })
     }
 }
 
@@ -410,17 +597,31 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_refused_and_named() {
-        let e = CollectorConfig::from_toml("listen = \"127.0.0.1:1\"\nlisten_addr = 3\n", "t.toml").unwrap_err();
+        let e = CollectorConfig::from_toml("listen = \"127.0.0.1:1\"\nlisten_addr = 3\n", "t.toml")
+            .unwrap_err();
         assert!(e.to_string().contains("listen_addr"), "{e}");
         let mut c = CollectorConfig::default();
-        let e = c.apply_env([("GATEROUTER_COLLECTOR_NOPE".to_owned(), "1".to_owned())]).unwrap_err();
+        let e = c
+            .apply_env([("GATEROUTER_COLLECTOR_NOPE".to_owned(), "1".to_owned())])
+            .unwrap_err();
         assert!(e.to_string().contains("GATEROUTER_COLLECTOR_NOPE"), "{e}");
     }
 
     #[test]
     fn file_then_env_then_set() {
-        let mut c = CollectorConfig::from_toml("listen = \"127.0.0.1:9000\"\nmax_batch_records = 50\n", "t").unwrap();
-        c.apply_env([("GATEROUTER_COLLECTOR_MAX_BATCH_RECORDS".to_owned(), "60".to_owned()), ("OTHER".to_owned(), "x".to_owned())]).unwrap();
+        let mut c = CollectorConfig::from_toml(
+            "listen = \"127.0.0.1:9000\"\nmax_batch_records = 50\n",
+            "t",
+        )
+        .unwrap();
+        c.apply_env([
+            (
+                "GATEROUTER_COLLECTOR_MAX_BATCH_RECORDS".to_owned(),
+                "60".to_owned(),
+            ),
+            ("OTHER".to_owned(), "x".to_owned()),
+        ])
+        .unwrap();
         assert_eq!(c.max_batch_records, 60);
         c.set("listen", "127.0.0.1:9001").unwrap();
         assert_eq!(c.listen.port(), 9001);
@@ -432,15 +633,43 @@ mod tests {
     #[test]
     fn otlp_settings() {
         let c = CollectorConfig::default();
-        assert_eq!(c.otlp_endpoint_url().unwrap(), None, "export is off by default");
-        assert_eq!((c.otlp_interval_ms, c.otlp_batch, c.otlp_service_name.as_str(), c.otlp_settle()), (5000, 1000, "gaterouter-collector", 65_000));
+        assert_eq!(
+            c.otlp_endpoint_url().unwrap(),
+            None,
+            "export is off by default"
+        );
+        assert_eq!(
+            (
+                c.otlp_interval_ms,
+                c.otlp_batch,
+                c.otlp_service_name.as_str(),
+                c.otlp_settle()
+            ),
+            (5000, 1000, "gaterouter-collector", 65_000)
+        );
         let mut c = CollectorConfig::from_toml("otlp_endpoint = \"http://otel:4318/\"\notlp_batch = 10\n[otlp_headers]\nx-api-key = \"k\"\n", "t").unwrap();
         c.validate().unwrap();
-        assert_eq!(c.otlp_endpoint_url().unwrap().as_deref(), Some("http://otel:4318"));
-        assert_eq!(c.otlp_headers.get("x-api-key").map(String::as_str), Some("k"));
-        c.apply_env([("GATEROUTER_COLLECTOR_OTLP_HEADERS".to_owned(), "Authorization=Basic YTpi==, x-scope = acme".to_owned())]).unwrap();
-        assert_eq!(c.otlp_headers.get("authorization").map(String::as_str), Some("Basic YTpi=="));
-        assert_eq!(c.otlp_headers.get("x-scope").map(String::as_str), Some("acme"));
+        assert_eq!(
+            c.otlp_endpoint_url().unwrap().as_deref(),
+            Some("http://otel:4318")
+        );
+        assert_eq!(
+            c.otlp_headers.get("x-api-key").map(String::as_str),
+            Some("k")
+        );
+        c.apply_env([(
+            "GATEROUTER_COLLECTOR_OTLP_HEADERS".to_owned(),
+            "Authorization=Basic YTpi==, x-scope = acme".to_owned(),
+        )])
+        .unwrap();
+        assert_eq!(
+            c.otlp_headers.get("authorization").map(String::as_str),
+            Some("Basic YTpi==")
+        );
+        assert_eq!(
+            c.otlp_headers.get("x-scope").map(String::as_str),
+            Some("acme")
+        );
         c.validate().unwrap();
         for (bad, needle) in [
             ("otel:4318", "otlp_endpoint"),
@@ -455,13 +684,20 @@ mod tests {
         }
         c.otlp_endpoint = Some("https://otlp.example.com/otlp".into());
         c.validate().unwrap();
-        c.otlp_headers.insert("bad header".into(), "secret-value".into());
+        c.otlp_headers
+            .insert("bad header".into(), "secret-value".into());
         let e = c.validate().unwrap_err().to_string();
-        assert!(e.contains("otlp_headers.bad header") && !e.contains("secret-value"), "{e}");
+        assert!(
+            e.contains("otlp_headers.bad header") && !e.contains("secret-value"),
+            "{e}"
+        );
         c.otlp_headers.clear();
         c.otlp_headers.insert("x-key".into(), "line\nbreak".into());
         let e = c.validate().unwrap_err().to_string();
-        assert!(e.contains("otlp_headers.x-key") && !e.contains("line"), "{e}");
+        assert!(
+            e.contains("otlp_headers.x-key") && !e.contains("line"),
+            "{e}"
+        );
         c.otlp_headers.clear();
         c.otlp_batch = 0;
         assert!(c.validate().unwrap_err().to_string().contains("otlp_batch"));
@@ -470,12 +706,28 @@ mod tests {
         assert_eq!(c.otlp_signals, vec![Signal::Traces, Signal::Metrics]);
         c.set("otlp_signals", "traces").unwrap();
         assert_eq!(c.otlp_signals, vec![Signal::Traces]);
-        assert!(c.set("otlp_signals", "traces,logs").unwrap_err().to_string().contains("`logs`"));
+        assert!(
+            c.set("otlp_signals", "traces,logs")
+                .unwrap_err()
+                .to_string()
+                .contains("`logs`")
+        );
         c.set("otlp_signals", "").unwrap();
-        assert!(c.validate().unwrap_err().to_string().contains("otlp_signals"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("otlp_signals")
+        );
         let f = CollectorConfig::from_toml("otlp_signals = [\"metrics\"]\n", "t").unwrap();
         assert_eq!(f.otlp_signals, vec![Signal::Metrics]);
         assert!(CollectorConfig::from_toml("otlp_signals = [\"logs\"]\n", "t").is_err());
-        assert!(CollectorConfig::default().set("otlp_headers", "novalue").unwrap_err().to_string().contains("name=value"));
+        assert!(
+            CollectorConfig::default()
+                .set("otlp_headers", "novalue")
+                .unwrap_err()
+                .to_string()
+                .contains("name=value")
+        );
     }
 }

@@ -34,13 +34,41 @@ use crate::server::AppState;
 
 /// (name, content type, body) of every asset.
 pub const ASSETS: &[(&str, &str, &str)] = &[
-    ("index.html", "text/html; charset=utf-8", include_str!("../assets/index.html")),
-    ("login.html", "text/html; charset=utf-8", include_str!("../assets/login.html")),
-    ("app.js", "text/javascript; charset=utf-8", include_str!("../assets/app.js")),
-    ("app.css", "text/css; charset=utf-8", include_str!("../assets/app.css")),
-    ("uplot.min.js", "text/javascript; charset=utf-8", include_str!("../assets/uplot.min.js")),
-    ("uplot.min.css", "text/css; charset=utf-8", include_str!("../assets/uplot.min.css")),
-    ("uplot.LICENSE", "text/plain; charset=utf-8", include_str!("../assets/uplot.LICENSE")),
+    (
+        "index.html",
+        "text/html; charset=utf-8",
+        include_str!("../assets/index.html"),
+    ),
+    (
+        "login.html",
+        "text/html; charset=utf-8",
+        include_str!("../assets/login.html"),
+    ),
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/app.js"),
+    ),
+    (
+        "app.css",
+        "text/css; charset=utf-8",
+        include_str!("../assets/app.css"),
+    ),
+    (
+        "uplot.min.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/uplot.min.js"),
+    ),
+    (
+        "uplot.min.css",
+        "text/css; charset=utf-8",
+        include_str!("../assets/uplot.min.css"),
+    ),
+    (
+        "uplot.LICENSE",
+        "text/plain; charset=utf-8",
+        include_str!("../assets/uplot.LICENSE"),
+    ),
 ];
 
 /// Name of the session cookie.
@@ -65,10 +93,19 @@ pub fn routes() -> Router<Arc<AppState>> {
 /// Add the dashboard's security headers to a response.
 pub fn secure(mut r: Response) -> Response {
     let h = r.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     r
 }
 
@@ -76,8 +113,10 @@ fn serve(name: &str) -> Response {
     let r = match ASSETS.iter().find(|(n, _, _)| *n == name) {
         Some((_, ct, body)) => {
             let mut r = (*body).into_response();
-            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
-            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             r
         }
         None => ApiError::not_found(format!("no dashboard asset `{name}`")).into_response(),
@@ -92,7 +131,8 @@ pub async fn asset(Path(name): Path<String>) -> Response {
 
 /// `GET /dashboard`: the dashboard with a valid session, else the login page.
 pub async fn page(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    match crate::auth::principal_of_session(&headers, st.bootstrap_sha256.as_deref(), &st.db).await {
+    match crate::auth::principal_of_session(&headers, st.bootstrap_sha256.as_deref(), &st.db).await
+    {
         Ok(Some(_)) => serve("index.html"),
         _ => serve("login.html"),
     }
@@ -121,36 +161,66 @@ impl LoginForm {
 
 fn redirect(to: &'static str) -> Response {
     let mut r = StatusCode::SEE_OTHER.into_response();
-    r.headers_mut().insert(header::LOCATION, HeaderValue::from_static(to));
+    r.headers_mut()
+        .insert(header::LOCATION, HeaderValue::from_static(to));
     r
 }
 
 fn cookie_attrs(headers: &HeaderMap) -> &'static str {
-    let https = headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("https"));
-    if https { "; Path=/; HttpOnly; SameSite=Strict; Secure" } else { "; Path=/; HttpOnly; SameSite=Strict" }
+    let https = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("https"));
+    if https {
+        "; Path=/; HttpOnly; SameSite=Strict; Secure"
+    } else {
+        "; Path=/; HttpOnly; SameSite=Strict"
+    }
 }
 
 /// `POST /dashboard/login` (form `token=...`): check the token, open a session, set the
 /// cookie and redirect (303) to `/dashboard`. A missing, unknown or revoked token
 /// answers 401 with the login page and the reason in `#login-error`.
-pub async fn login(State(st): State<Arc<AppState>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+pub async fn login(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let fail = |status: StatusCode, msg: &str| {
-        let body = include_str!("../assets/login.html").replace("<p id=\"login-error\" role=\"alert\"></p>", &format!("<p id=\"login-error\" role=\"alert\">{}</p>", html_escape(msg)));
+        let body = include_str!("../assets/login.html").replace(
+            "<p id=\"login-error\" role=\"alert\"></p>",
+            &format!(
+                "<p id=\"login-error\" role=\"alert\">{}</p>",
+                html_escape(msg)
+            ),
+        );
         let mut r = (status, body).into_response();
-        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
         secure(r)
     };
     let Some(form) = LoginForm::parse(&body) else {
-        return fail(StatusCode::BAD_REQUEST, "The form must carry exactly one field, `token`.");
+        return fail(
+            StatusCode::BAD_REQUEST,
+            "The form must carry exactly one field, `token`.",
+        );
     };
     let token = form.token.trim();
     if token.is_empty() {
         return fail(StatusCode::UNAUTHORIZED, "Enter an admin or read token.");
     }
     let token_hash = sha256_hex(token);
-    match crate::auth::principal_of_hash(&token_hash, st.bootstrap_sha256.as_deref(), &st.db).await {
+    match crate::auth::principal_of_hash(&token_hash, st.bootstrap_sha256.as_deref(), &st.db).await
+    {
         Ok(Some(_)) => {}
-        Ok(None) => return fail(StatusCode::UNAUTHORIZED, "This token is unknown or revoked. Ask your GateRouter admin for a read token."),
+        Ok(None) => {
+            return fail(
+                StatusCode::UNAUTHORIZED,
+                "This token is unknown or revoked. Ask your GateRouter admin for a read token.",
+            );
+        }
         Err(e) => return secure(e.into_response()),
     }
     let session = crate::auth::new_token();
@@ -167,9 +237,20 @@ pub async fn login(State(st): State<Arc<AppState>>, headers: HeaderMap, body: ax
         return secure(ApiError::from(e).into_response());
     }
     // Old sessions are deleted here, so the table stays small without a sweeper.
-    let _ = st.db.exec("DELETE FROM dashboard_sessions WHERE expires_ms < $1", &[Param::I64(i64::try_from(now).unwrap_or(i64::MAX))], "expiring dashboard sessions").await;
+    let _ = st
+        .db
+        .exec(
+            "DELETE FROM dashboard_sessions WHERE expires_ms < $1",
+            &[Param::I64(i64::try_from(now).unwrap_or(i64::MAX))],
+            "expiring dashboard sessions",
+        )
+        .await;
     let mut r = redirect("/dashboard");
-    if let Ok(v) = HeaderValue::from_str(&format!("{COOKIE}={session}{}; Max-Age={}", cookie_attrs(&headers), SESSION_TTL_MS / 1000)) {
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{COOKIE}={session}{}; Max-Age={}",
+        cookie_attrs(&headers),
+        SESSION_TTL_MS / 1000
+    )) {
         r.headers_mut().insert(header::SET_COOKIE, v);
     }
     secure(r)
@@ -178,10 +259,18 @@ pub async fn login(State(st): State<Arc<AppState>>, headers: HeaderMap, body: ax
 /// `POST /dashboard/logout`: end the session and clear the cookie.
 pub async fn logout(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     if let Some(id) = crate::auth::session_cookie(&headers) {
-        let _ = st.db.exec("DELETE FROM dashboard_sessions WHERE id_sha256 = $1", &[Param::Text(sha256_hex(&id))], "ending a dashboard session").await;
+        let _ = st
+            .db
+            .exec(
+                "DELETE FROM dashboard_sessions WHERE id_sha256 = $1",
+                &[Param::Text(sha256_hex(&id))],
+                "ending a dashboard session",
+            )
+            .await;
     }
     let mut r = redirect("/dashboard");
-    if let Ok(v) = HeaderValue::from_str(&format!("{COOKIE}={}; Max-Age=0", cookie_attrs(&headers))) {
+    if let Ok(v) = HeaderValue::from_str(&format!("{COOKIE}={}; Max-Age=0", cookie_attrs(&headers)))
+    {
         r.headers_mut().insert(header::SET_COOKIE, v);
     }
     secure(r)
@@ -189,16 +278,31 @@ pub async fn logout(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Resp
 
 /// `GET /dashboard/session`: who the session (or bearer token) is: role and scope.
 pub async fn session(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let r = match crate::auth::authenticate_read(&headers, st.bootstrap_sha256.as_deref(), &st.db).await {
-        Ok(Principal::Admin { id }) => axum::Json(json!({"role": "admin", "token_id": id, "org": null, "department": null})).into_response(),
-        Ok(Principal::Reader { id, org, department }) => axum::Json(json!({"role": "read", "token_id": id, "org": org, "department": department})).into_response(),
+    let r = match crate::auth::authenticate_read(&headers, st.bootstrap_sha256.as_deref(), &st.db)
+        .await
+    {
+        Ok(Principal::Admin { id }) => {
+            axum::Json(json!({"role": "admin", "token_id": id, "org": null, "department": null}))
+                .into_response()
+        }
+        Ok(Principal::Reader {
+            id,
+            org,
+            department,
+        }) => axum::Json(
+            json!({"role": "read", "token_id": id, "org": org, "department": department}),
+        )
+        .into_response(),
         Err(e) => e.into_response(),
     };
     secure(r)
 }
 
 fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 #[cfg(test)]
@@ -209,13 +313,24 @@ mod tests {
     #[test]
     fn reads_the_session_cookie() {
         let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, HeaderValue::from_static("a=1; gr_session=abc ; b=2"));
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; gr_session=abc ; b=2"),
+        );
         assert_eq!(crate::auth::session_cookie(&h).as_deref(), Some("abc"));
         h.insert(header::COOKIE, HeaderValue::from_static("gr_session="));
         assert_eq!(crate::auth::session_cookie(&h), None);
-        assert_eq!(LoginForm::parse(b"token=a%2Bb"), Some(LoginForm { token: "a+b".into() }));
+        assert_eq!(
+            LoginForm::parse(b"token=a%2Bb"),
+            Some(LoginForm {
+                token: "a+b".into()
+            })
+        );
         assert_eq!(LoginForm::parse(b"token=a&x=1"), None);
         assert_eq!(LoginForm::parse(b""), None);
-        assert_eq!(html_escape("<a href=\"x\">&"), "&lt;a href=&quot;x&quot;&gt;&amp;");
+        assert_eq!(
+            html_escape("<a href=\"x\">&"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;"
+        );
     }
 }

@@ -51,7 +51,10 @@ impl DbError {
 }
 
 pub(crate) fn dberr(op: &str) -> impl FnOnce(sqlx::Error) -> DbError + '_ {
-    move |source| DbError { op: op.to_owned(), source }
+    move |source| DbError {
+        op: op.to_owned(),
+        source,
+    }
 }
 
 /// The shared pool.
@@ -113,6 +116,7 @@ const MIGRATIONS: &[Migration] = &[
     MIGRATION_5_DENIALS_ATTRIBUTION,
     MIGRATION_6_DEDUP_PER_ORG,
     MIGRATION_7_OTEL_EXPORT_CURSOR,
+    MIGRATION_8_FEEDBACK,
 ];
 
 const MIGRATION_1: Migration = Migration {
@@ -127,7 +131,11 @@ const MIGRATION_1: Migration = Migration {
         "CREATE TABLE IF NOT EXISTS api_key_versions (api_key_id TEXT NOT NULL REFERENCES api_keys(id), version BIGINT NOT NULL, public_key TEXT NOT NULL, created_ms BIGINT NOT NULL, not_after_ms BIGINT, PRIMARY KEY (api_key_id, version))",
         "CREATE TABLE IF NOT EXISTS access_tokens (id TEXT PRIMARY KEY, token_sha256 TEXT NOT NULL UNIQUE, role TEXT NOT NULL, org_id TEXT, department_id TEXT, description TEXT NOT NULL, created_ms BIGINT NOT NULL, revoked_ms BIGINT)",
         "CREATE TABLE IF NOT EXISTS audit_log (id TEXT PRIMARY KEY, ts_ms BIGINT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, detail TEXT NOT NULL)",
-        concat!("CREATE TABLE IF NOT EXISTS usage_records (id TEXT PRIMARY KEY, ", usage_record_columns_v1!(), ")"),
+        concat!(
+            "CREATE TABLE IF NOT EXISTS usage_records (id TEXT PRIMARY KEY, ",
+            usage_record_columns_v1!(),
+            ")"
+        ),
         "CREATE INDEX IF NOT EXISTS usage_ts ON usage_records (ts_start)",
         "CREATE INDEX IF NOT EXISTS usage_month_org_dept ON usage_records (month, org, department, usr, spend_micros, total_tokens, is_error)",
         "CREATE INDEX IF NOT EXISTS usage_key_ts ON usage_records (api_key_id, ts_start)",
@@ -250,8 +258,18 @@ const MIGRATION_6_DEDUP_PER_ORG: Migration = Migration {
         "INSERT INTO usage_record_keys (org, id, month) SELECT org, id, month FROM usage_records WHERE 1 = 1 ON CONFLICT (org, id) DO NOTHING",
     ],
     sqlite: &[
-        concat!("CREATE TABLE usage_records_v6 (id TEXT NOT NULL, ", usage_record_columns_v1!(), ", denied_rule TEXT, denied_level TEXT, attributed TEXT)"),
-        concat!("INSERT INTO usage_records_v6 (", usage_record_column_names!(), ") SELECT ", usage_record_column_names!(), " FROM usage_records"),
+        concat!(
+            "CREATE TABLE usage_records_v6 (id TEXT NOT NULL, ",
+            usage_record_columns_v1!(),
+            ", denied_rule TEXT, denied_level TEXT, attributed TEXT)"
+        ),
+        concat!(
+            "INSERT INTO usage_records_v6 (",
+            usage_record_column_names!(),
+            ") SELECT ",
+            usage_record_column_names!(),
+            " FROM usage_records"
+        ),
         "CREATE TABLE usage_tags_v6 (org TEXT NOT NULL, record_id TEXT NOT NULL, k TEXT NOT NULL, v TEXT NOT NULL, PRIMARY KEY (org, record_id, k))",
         "INSERT INTO usage_tags_v6 (org, record_id, k, v) SELECT COALESCE(r.org, ''), t.record_id, t.k, t.v FROM usage_tags t LEFT JOIN usage_records r ON r.id = t.record_id",
         "DROP TABLE usage_records",
@@ -284,7 +302,25 @@ const MIGRATION_6_DEDUP_PER_ORG: Migration = Migration {
 /// for it at ingest.
 const MIGRATION_7_OTEL_EXPORT_CURSOR: Migration = Migration {
     version: 7,
-    common: &["CREATE TABLE IF NOT EXISTS otel_export_cursor (name TEXT PRIMARY KEY, received_ms BIGINT NOT NULL, last_id TEXT NOT NULL, updated_ms BIGINT NOT NULL)"],
+    common: &[
+        "CREATE TABLE IF NOT EXISTS otel_export_cursor (name TEXT PRIMARY KEY, received_ms BIGINT NOT NULL, last_id TEXT NOT NULL, updated_ms BIGINT NOT NULL)",
+    ],
+    sqlite: &[],
+    postgres: &[],
+};
+
+/// Version 8: outcome feedback (issue 20). One row per signed feedback record, keyed
+/// (and deduplicated) per (org, id) like usage records; `record_id` names the judged
+/// call's usage record of the same org (joined at query time: the feedback may arrive
+/// before its record, from another key of the org, e.g. a server-side evaluator).
+const MIGRATION_8_FEEDBACK: Migration = Migration {
+    version: 8,
+    common: &[
+        "CREATE TABLE IF NOT EXISTS feedback (org TEXT NOT NULL, id TEXT NOT NULL, record_id TEXT NOT NULL, api_key_id TEXT NOT NULL, seq BIGINT NOT NULL,
+         ts BIGINT NOT NULL, score_milli INTEGER NOT NULL, label TEXT, source TEXT NOT NULL, tags TEXT NOT NULL, sdk_name TEXT NOT NULL, sdk_version TEXT NOT NULL,
+         sdk_language TEXT NOT NULL, signature TEXT NOT NULL, received_ms BIGINT NOT NULL, PRIMARY KEY (org, id))",
+        "CREATE INDEX IF NOT EXISTS feedback_record ON feedback (org, record_id)",
+    ],
     sqlite: &[],
     postgres: &[],
 };
@@ -301,17 +337,30 @@ impl Db {
     /// [`Db::connect`], applying the migrations up to `version` only: tests of a
     /// migration open a database at the version before it.
     #[doc(hidden)]
-    pub async fn connect_at_version(url: &str, max_connections: Option<u32>, version: i64) -> Result<Db, DbError> {
+    pub async fn connect_at_version(
+        url: &str,
+        max_connections: Option<u32>,
+        version: i64,
+    ) -> Result<Db, DbError> {
         sqlx::any::install_default_drivers();
-        let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
         let mut url = url.to_owned();
         if backend == Backend::Sqlite {
-            let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+            let path = url
+                .trim_start_matches("sqlite://")
+                .trim_start_matches("sqlite:");
             let path = path.split('?').next().unwrap_or(path).to_owned();
             if path != ":memory:" {
                 if let Some(parent) = std::path::Path::new(&path).parent() {
                     if !parent.as_os_str().is_empty() {
-                        std::fs::create_dir_all(parent).map_err(|e| DbError { op: format!("creating {}", parent.display()), source: sqlx::Error::Io(e) })?;
+                        std::fs::create_dir_all(parent).map_err(|e| DbError {
+                            op: format!("creating {}", parent.display()),
+                            source: sqlx::Error::Io(e),
+                        })?;
                     }
                 }
             }
@@ -320,7 +369,11 @@ impl Db {
             }
         }
         let opts = AnyPoolOptions::new()
-            .max_connections(max_connections.unwrap_or(if backend == Backend::Sqlite { 4 } else { 8 }))
+            .max_connections(max_connections.unwrap_or(if backend == Backend::Sqlite {
+                4
+            } else {
+                8
+            }))
             .acquire_timeout(Duration::from_secs(30))
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
@@ -337,7 +390,11 @@ impl Db {
                 })
             });
         let pool = opts.connect(&url).await.map_err(dberr("connecting"))?;
-        let db = Db { pool, backend, write_lock: Default::default() };
+        let db = Db {
+            pool,
+            backend,
+            write_lock: Default::default(),
+        };
         db.migrate(version).await?;
         Ok(db)
     }
@@ -349,39 +406,69 @@ impl Db {
 
     /// Apply pending migrations up to `upto` (idempotent; PostgreSQL holds an advisory lock).
     async fn migrate(&self, upto: i64) -> Result<(), DbError> {
-        let mut conn = self.pool.acquire().await.map_err(dberr("acquiring a connection for migrations"))?;
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(dberr("acquiring a connection for migrations"))?;
         use sqlx::Executor;
         if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_lock($1)").bind(PG_MIGRATION_LOCK).execute(&mut *conn).await.map_err(dberr("taking the migration lock"))?;
+            sqlx::query("SELECT pg_advisory_lock($1)")
+                .bind(PG_MIGRATION_LOCK)
+                .execute(&mut *conn)
+                .await
+                .map_err(dberr("taking the migration lock"))?;
         }
         let result = async {
-            conn.execute("CREATE TABLE IF NOT EXISTS collector_schema (version BIGINT NOT NULL)").await.map_err(dberr("creating collector_schema"))?;
-            let row = sqlx::query("SELECT CAST(COALESCE(MAX(version), 0) AS BIGINT) FROM collector_schema")
-                .fetch_one(&mut *conn)
+            conn.execute("CREATE TABLE IF NOT EXISTS collector_schema (version BIGINT NOT NULL)")
                 .await
+                .map_err(dberr("creating collector_schema"))?;
+            let row = sqlx::query(
+                "SELECT CAST(COALESCE(MAX(version), 0) AS BIGINT) FROM collector_schema",
+            )
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(dberr("reading the schema version"))?;
+            let current: i64 = row
+                .try_get(0)
                 .map_err(dberr("reading the schema version"))?;
-            let current: i64 = row.try_get(0).map_err(dberr("reading the schema version"))?;
-            for m in MIGRATIONS.iter().filter(|m| m.version > current && m.version <= upto) {
-                let specific = if self.backend == Backend::Sqlite { m.sqlite } else { m.postgres };
+            for m in MIGRATIONS
+                .iter()
+                .filter(|m| m.version > current && m.version <= upto)
+            {
+                let specific = if self.backend == Backend::Sqlite {
+                    m.sqlite
+                } else {
+                    m.postgres
+                };
                 // One transaction per migration (both backends have transactional DDL): a
                 // crash in the middle of a table rebuild leaves the previous version.
-                let mut tx = sqlx::Acquire::begin(&mut *conn).await.map_err(dberr("starting a migration"))?;
+                let mut tx = sqlx::Acquire::begin(&mut *conn)
+                    .await
+                    .map_err(dberr("starting a migration"))?;
                 for stmt in m.common.iter().chain(specific) {
-                    tx.execute(*stmt).await.map_err(dberr(&format!("migration {}", m.version)))?;
+                    tx.execute(*stmt)
+                        .await
+                        .map_err(dberr(&format!("migration {}", m.version)))?;
                 }
                 sqlx::query("INSERT INTO collector_schema (version) VALUES ($1)")
                     .bind(m.version)
                     .execute(&mut *tx)
                     .await
                     .map_err(dberr("recording the schema version"))?;
-                tx.commit().await.map_err(dberr(&format!("committing migration {}", m.version)))?;
+                tx.commit()
+                    .await
+                    .map_err(dberr(&format!("committing migration {}", m.version)))?;
                 tracing::info!(version = m.version, "applied migration");
             }
             Ok::<(), DbError>(())
         }
         .await;
         if self.backend == Backend::Postgres {
-            let _ = sqlx::query("SELECT pg_advisory_unlock($1)").bind(PG_MIGRATION_LOCK).execute(&mut *conn).await;
+            let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(PG_MIGRATION_LOCK)
+                .execute(&mut *conn)
+                .await;
         }
         result
     }
@@ -390,23 +477,43 @@ impl Db {
     /// migration lock on PostgreSQL, so collectors starting together do not race). On a
     /// large table this takes a while once, and PostgreSQL holds inserts meanwhile.
     pub async fn ensure_export_index(&self) -> Result<(), DbError> {
-        const SQL: &str = "CREATE INDEX IF NOT EXISTS usage_received ON usage_records (received_ms, id)";
-        let mut conn = self.pool.acquire().await.map_err(dberr("acquiring a connection for the export index"))?;
+        const SQL: &str =
+            "CREATE INDEX IF NOT EXISTS usage_received ON usage_records (received_ms, id)";
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(dberr("acquiring a connection for the export index"))?;
         use sqlx::Executor;
         if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_lock($1)").bind(PG_MIGRATION_LOCK).execute(&mut *conn).await.map_err(dberr("taking the migration lock"))?;
+            sqlx::query("SELECT pg_advisory_lock($1)")
+                .bind(PG_MIGRATION_LOCK)
+                .execute(&mut *conn)
+                .await
+                .map_err(dberr("taking the migration lock"))?;
         }
         let _g = self.write_guard().await;
-        let r = conn.execute(SQL).await.map(|_| ()).map_err(dberr("creating the export index usage_received"));
+        let r = conn
+            .execute(SQL)
+            .await
+            .map(|_| ())
+            .map_err(dberr("creating the export index usage_received"));
         if self.backend == Backend::Postgres {
-            let _ = sqlx::query("SELECT pg_advisory_unlock($1)").bind(PG_MIGRATION_LOCK).execute(&mut *conn).await;
+            let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(PG_MIGRATION_LOCK)
+                .execute(&mut *conn)
+                .await;
         }
         r
     }
 
     /// Serialize writers on SQLite; a no-op guard on PostgreSQL.
     pub(crate) async fn write_guard(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
-        if self.backend == Backend::Sqlite { Some(self.write_lock.lock().await) } else { None }
+        if self.backend == Backend::Sqlite {
+            Some(self.write_lock.lock().await)
+        } else {
+            None
+        }
     }
 
     /// Start a transaction that reads before it writes and must not interleave with
@@ -414,12 +521,21 @@ impl Db {
     /// against other processes on the same file; pair it with [`Db::write_guard`]), a
     /// plain transaction on PostgreSQL (which locks rows with `FOR UPDATE`).
     pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, DbError> {
-        let r = if self.backend == Backend::Sqlite { self.pool.begin_with("BEGIN IMMEDIATE").await } else { self.pool.begin().await };
+        let r = if self.backend == Backend::Sqlite {
+            self.pool.begin_with("BEGIN IMMEDIATE").await
+        } else {
+            self.pool.begin().await
+        };
         r.map_err(dberr("starting a write transaction"))
     }
 
     /// Run a query returning rows, timing it for `/metrics`.
-    pub async fn fetch(&self, sql: &str, params: &[Param], op: &str) -> Result<Vec<AnyRow>, DbError> {
+    pub async fn fetch(
+        &self,
+        sql: &str,
+        params: &[Param],
+        op: &str,
+    ) -> Result<Vec<AnyRow>, DbError> {
         let t = Instant::now();
         let q = bind_all(sql, params);
         let r = q.fetch_all(&self.pool).await.map_err(dberr(op));
@@ -431,7 +547,10 @@ impl Db {
     pub async fn exec(&self, sql: &str, params: &[Param], op: &str) -> Result<u64, DbError> {
         let _g = self.write_guard().await;
         let t = Instant::now();
-        let r = bind_all(sql, params).execute(&self.pool).await.map_err(dberr(op));
+        let r = bind_all(sql, params)
+            .execute(&self.pool)
+            .await
+            .map_err(dberr(op));
         crate::metrics::METRICS.observe_db(t.elapsed());
         Ok(r?.rows_affected())
     }
@@ -449,7 +568,10 @@ impl Db {
 
 /// A query over `sql` (built only from constants and generated placeholders, never
 /// from user input) with `params` bound in order.
-pub(crate) fn bind_all(sql: &str, params: &[Param]) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
+pub(crate) fn bind_all(
+    sql: &str,
+    params: &[Param],
+) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()));
     for p in params {
         q = match p {
@@ -464,12 +586,17 @@ pub(crate) fn bind_all(sql: &str, params: &[Param]) -> sqlx::query::Query<'stati
 
 /// `$first, $first+1, ...`: `n` placeholders for an `IN (...)` list.
 pub(crate) fn in_list(first: usize, n: usize) -> String {
-    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Record ids grouped by org: ids are unique per org only (migration 6), so a lookup
 /// by record id names the org too (`WHERE org = $1 AND id IN (...)`).
-pub(crate) fn ids_by_org<'a>(keys: impl IntoIterator<Item = (&'a str, &'a str)>) -> std::collections::BTreeMap<&'a str, Vec<&'a str>> {
+pub(crate) fn ids_by_org<'a>(
+    keys: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> std::collections::BTreeMap<&'a str, Vec<&'a str>> {
     let mut out: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
     for (org, id) in keys {
         out.entry(org).or_default().push(id);
@@ -479,14 +606,20 @@ pub(crate) fn ids_by_org<'a>(keys: impl IntoIterator<Item = (&'a str, &'a str)>)
 
 /// Read helpers that turn decode errors into [`DbError`].
 pub(crate) fn get_i64(row: &AnyRow, idx: usize) -> Result<i64, DbError> {
-    row.try_get::<Option<i64>, _>(idx).map(|v| v.unwrap_or(0)).map_err(dberr("decoding an integer column"))
+    row.try_get::<Option<i64>, _>(idx)
+        .map(|v| v.unwrap_or(0))
+        .map_err(dberr("decoding an integer column"))
 }
 pub(crate) fn get_opt_i64(row: &AnyRow, idx: usize) -> Result<Option<i64>, DbError> {
-    row.try_get::<Option<i64>, _>(idx).map_err(dberr("decoding an integer column"))
+    row.try_get::<Option<i64>, _>(idx)
+        .map_err(dberr("decoding an integer column"))
 }
 pub(crate) fn get_str(row: &AnyRow, idx: usize) -> Result<String, DbError> {
-    row.try_get::<Option<String>, _>(idx).map(|v| v.unwrap_or_default()).map_err(dberr("decoding a text column"))
+    row.try_get::<Option<String>, _>(idx)
+        .map(|v| v.unwrap_or_default())
+        .map_err(dberr("decoding a text column"))
 }
 pub(crate) fn get_opt_str(row: &AnyRow, idx: usize) -> Result<Option<String>, DbError> {
-    row.try_get::<Option<String>, _>(idx).map_err(dberr("decoding a text column"))
+    row.try_get::<Option<String>, _>(idx)
+        .map_err(dberr("decoding a text column"))
 }

@@ -21,7 +21,12 @@ pub struct ApiError {
 impl ApiError {
     /// Build one.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), retry_after: None }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
     }
     /// 400.
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -44,21 +49,35 @@ impl ApiError {
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
         if e.is_unique_violation() {
-            return ApiError::new(StatusCode::CONFLICT, "conflict", "an object with this id already exists; choose another id");
+            return ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "an object with this id already exists; choose another id",
+            );
         }
         // PostgreSQL refuses NUL characters in text (SQLSTATE 22021): the caller's value
         // is wrong, not the database.
         if matches!(&e.source, sqlx::Error::Database(d) if d.code().as_deref() == Some("22021")) {
-            return ApiError::bad_request("a value contains a NUL character (\\0) or invalid text, which the database cannot store or match; remove it");
+            return ApiError::bad_request(
+                "a value contains a NUL character (\\0) or invalid text, which the database cannot store or match; remove it",
+            );
         }
         if matches!(&e.source, sqlx::Error::Database(d) if d.is_foreign_key_violation()) {
-            return ApiError::bad_request("a referenced org/department/group does not exist; create it first");
+            return ApiError::bad_request(
+                "a referenced org/department/group does not exist; create it first",
+            );
         }
         // The details go to the log only (issue 18, item 10): the body names an error
         // id to look them up, never the database's message.
         let id = error_id();
         tracing::error!(error_id = %id, error = %crate::logsafe::escape(&e.to_string()), "database error");
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", format!("the database could not complete the request; retry later (error id {id}; the collector's log has the details)"))
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            format!(
+                "the database could not complete the request; retry later (error id {id}; the collector's log has the details)"
+            ),
+        )
     }
 }
 
@@ -71,7 +90,11 @@ pub fn error_id() -> String {
 pub fn internal(what: &str) -> ApiError {
     let id = error_id();
     tracing::error!(error_id = %id, error = %crate::logsafe::escape(what), "internal error");
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("internal error (error id {id}; the collector's log has the details)"))
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        format!("internal error (error id {id}; the collector's log has the details)"),
+    )
 }
 
 impl IntoResponse for ApiError {

@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use gaterouter::pricing::{Catalog, CostOptions};
 use gaterouter::types::Usage;
-use gaterouter::usage::{BatchResponse, Rejected, UsageRecord};
+use gaterouter::usage::{BatchResponse, FeedbackRecord, Rejected, UsageRecord};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -69,7 +69,10 @@ pub struct Refusal {
 }
 
 fn refuse(code: &'static str, reason: impl Into<String>) -> Refusal {
-    Refusal { code, reason: reason.into() }
+    Refusal {
+        code,
+        reason: reason.into(),
+    }
 }
 
 /// A verified record plus the collector's pricing, ready to insert.
@@ -132,10 +135,20 @@ pub const RECORD_TOKEN_FACTOR: u64 = 4;
 /// The largest `prompt_tokens + completion_tokens` one record of `provider/model` may
 /// carry, and where the bound comes from.
 pub fn token_bound(pricing: &PricingSettings, provider: &str, model: &str) -> (u64, String) {
-    let entry = pricing.catalog.lookup(&format!("{provider}/{model}")).or_else(|| pricing.catalog.lookup(model));
+    let entry = pricing
+        .catalog
+        .lookup(&format!("{provider}/{model}"))
+        .or_else(|| pricing.catalog.lookup(model));
     match entry.and_then(|(k, p)| p.context_window.map(|w| (k, w, p.max_output.unwrap_or(0)))) {
-        Some((k, w, o)) => (w.saturating_add(o).saturating_mul(RECORD_TOKEN_FACTOR), format!("{RECORD_TOKEN_FACTOR} x ({w} context window + {o} max output) of `{k}`")),
-        None => (pricing.max_record_tokens, "the collector's max_record_tokens (the model has no context window in the catalog)".to_owned()),
+        Some((k, w, o)) => (
+            w.saturating_add(o).saturating_mul(RECORD_TOKEN_FACTOR),
+            format!("{RECORD_TOKEN_FACTOR} x ({w} context window + {o} max output) of `{k}`"),
+        ),
+        None => (
+            pricing.max_record_tokens,
+            "the collector's max_record_tokens (the model has no context window in the catalog)"
+                .to_owned(),
+        ),
     }
 }
 
@@ -148,20 +161,30 @@ fn check_bounds(rec: &UsageRecord, pricing: &PricingSettings) -> Result<(), Refu
     if tokens > bound {
         return Err(refuse(
             "invalid",
-            format!("prompt_tokens + completion_tokens = {tokens} exceeds the per-record bound {bound} ({why}): one call cannot use that many tokens"),
+            format!(
+                "prompt_tokens + completion_tokens = {tokens} exceeds the per-record bound {bound} ({why}): one call cannot use that many tokens"
+            ),
         ));
     }
     if rec.cost_micros > pricing.max_record_cost_micros {
         return Err(refuse(
             "invalid",
-            format!("cost_micros {} exceeds the per-record bound {} (the collector's max_record_cost_micros)", rec.cost_micros, pricing.max_record_cost_micros),
+            format!(
+                "cost_micros {} exceeds the per-record bound {} (the collector's max_record_cost_micros)",
+                rec.cost_micros, pricing.max_record_cost_micros
+            ),
         ));
     }
     Ok(())
 }
 
 /// The collector's price for a record: tries `provider/model`, then the bare model.
-pub fn price(catalog: &Catalog, provider: &str, model: &str, usage: &Usage) -> Option<(u64, String)> {
+pub fn price(
+    catalog: &Catalog,
+    provider: &str,
+    model: &str,
+    usage: &Usage,
+) -> Option<(u64, String)> {
     let opts = CostOptions::default();
     catalog
         .cost(usage, &format!("{provider}/{model}"), opts)
@@ -181,28 +204,43 @@ struct Prepared {
 /// Parse, strip `signature`, canonicalize.
 fn prepare(raw: &str) -> Result<Prepared, Refusal> {
     use base64::Engine as _;
-    let mut value: serde_json::Value = serde_json::from_str(raw).map_err(|e| refuse("malformed", format!("record is not JSON: {e}")))?;
+    let mut value: serde_json::Value = serde_json::from_str(raw)
+        .map_err(|e| refuse("malformed", format!("record is not JSON: {e}")))?;
     let signature = value
         .as_object_mut()
         .and_then(|o| o.remove("signature"))
         .and_then(|s| s.as_str().map(str::to_owned))
         .ok_or_else(|| refuse("bad_signature", "record has no string `signature`"))?;
-    let canonical = gaterouter::usage::canonical::canonicalize(&value).map_err(|e| refuse("malformed", format!("record cannot be canonicalized: {e}")))?;
+    let canonical = gaterouter::usage::canonical::canonicalize(&value)
+        .map_err(|e| refuse("malformed", format!("record cannot be canonicalized: {e}")))?;
     let sig = base64::engine::general_purpose::STANDARD
         .decode(signature.as_bytes())
         .ok()
         .and_then(|b| <[u8; 64]>::try_from(b).ok())
         .map(|b| ed25519_dalek::Signature::from_bytes(&b));
-    Ok(Prepared { value, canonical, signature, sig })
+    Ok(Prepared {
+        value,
+        canonical,
+        signature,
+        sig,
+    })
 }
 
 fn bad_signature(key: &KeyInfo) -> Refusal {
-    refuse("bad_signature", format!("signature does not verify with the public key registered for api_key_id `{}`", key.id))
+    refuse(
+        "bad_signature",
+        format!(
+            "signature does not verify with the public key registered for api_key_id `{}`",
+            key.id
+        ),
+    )
 }
 
 /// Check one signature against every valid public key of the key (strict verification).
 fn verify_single(p: &Prepared, key: &KeyInfo) -> Result<(), Refusal> {
-    if key.public_keys.iter().any(|pk| gaterouter::usage::signing::verify(pk, p.canonical.as_bytes(), &p.signature).is_ok()) {
+    if key.public_keys.iter().any(|pk| {
+        gaterouter::usage::signing::verify(pk, p.canonical.as_bytes(), &p.signature).is_ok()
+    }) {
         Ok(())
     } else {
         Err(bad_signature(key))
@@ -216,19 +254,29 @@ pub const MAX_FUTURE_SKEW_MS: u64 = 3_600_000;
 
 /// Schema, bounds, scope and pricing of a record whose signature verified.
 fn finish(p: Prepared, key: &KeyInfo, pricing: &PricingSettings) -> Result<Verified, Refusal> {
-    let rec: UsageRecord = serde_json::from_value(p.value).map_err(|e| refuse("invalid", format!("record does not match the schema: {e}")))?;
-    rec.validate().map_err(|e| refuse("invalid", e.to_string()))?;
+    let rec: UsageRecord = serde_json::from_value(p.value)
+        .map_err(|e| refuse("invalid", format!("record does not match the schema: {e}")))?;
+    rec.validate()
+        .map_err(|e| refuse("invalid", e.to_string()))?;
     let latest = gaterouter::usage::unix_ms_now().saturating_add(MAX_FUTURE_SKEW_MS);
     if rec.ts_end > latest {
         return Err(refuse(
             "invalid",
-            format!("ts_end {} is more than {} s after the collector's clock ({latest}): fix the client's clock", rec.ts_end, MAX_FUTURE_SKEW_MS / 1000),
+            format!(
+                "ts_end {} is more than {} s after the collector's clock ({latest}): fix the client's clock",
+                rec.ts_end,
+                MAX_FUTURE_SKEW_MS / 1000
+            ),
         ));
     }
     if rec.schema_version != gaterouter::usage::record::SCHEMA_VERSION {
         return Err(refuse(
             "invalid",
-            format!("schema_version {} is not supported: this collector accepts schema_version {} only; upgrade the collector or the SDK", rec.schema_version, gaterouter::usage::record::SCHEMA_VERSION),
+            format!(
+                "schema_version {} is not supported: this collector accepts schema_version {} only; upgrade the collector or the SDK",
+                rec.schema_version,
+                gaterouter::usage::record::SCHEMA_VERSION
+            ),
         ));
     }
     let earliest = gaterouter::usage::unix_ms_now().saturating_sub(pricing.max_record_age_ms);
@@ -245,32 +293,64 @@ fn finish(p: Prepared, key: &KeyInfo, pricing: &PricingSettings) -> Result<Verif
     let mut rec = rec;
     let attributed = attribute(&mut rec, key)?;
     check_bounds(&rec, pricing)?;
-    let usage = Usage::new(rec.prompt_tokens, rec.completion_tokens, rec.cached_prompt_tokens, rec.cache_write_tokens, rec.reasoning_tokens);
+    let usage = Usage::new(
+        rec.prompt_tokens,
+        rec.completion_tokens,
+        rec.cached_prompt_tokens,
+        rec.cache_write_tokens,
+        rec.reasoning_tokens,
+    );
     let mut priced = price(&pricing.catalog, &rec.provider, &rec.model, &usage);
-    let baseline = pricing.strongest.as_deref().and_then(|m| pricing.catalog.cost(&usage, m, CostOptions::default()).ok()).map(|c| c.total_micros);
-    let mut mismatch = priced.as_ref().is_some_and(|(c, _)| c.abs_diff(rec.cost_micros) > pricing.tolerance_micros);
+    let baseline = pricing
+        .strongest
+        .as_deref()
+        .and_then(|m| pricing.catalog.cost(&usage, m, CostOptions::default()).ok())
+        .map(|c| c.total_micros);
+    let mut mismatch = priced
+        .as_ref()
+        .is_some_and(|(c, _)| c.abs_diff(rec.cost_micros) > pricing.tolerance_micros);
     if priced.is_none() {
         // Unknown model (issue 18, item 6): never the client's figure alone, always flagged.
         if pricing.unknown_model == crate::config::UnknownModel::Refuse {
             return Err(refuse(
                 "invalid",
-                format!("model `{}/{}` has no price in the collector's catalog and unknown_model = refuse: add it to the catalog or route to a priced model", rec.provider, rec.model),
+                format!(
+                    "model `{}/{}` has no price in the collector's catalog and unknown_model = refuse: add it to the catalog or route to a priced model",
+                    rec.provider, rec.model
+                ),
             ));
         }
         let tokens = u128::from(rec.prompt_tokens.saturating_add(rec.completion_tokens));
-        let fallback = u64::try_from(tokens * u128::from(pricing.unknown_model_micros_per_mtok) / 1_000_000).unwrap_or(u64::MAX);
-        priced = Some((fallback.max(rec.cost_micros), "unknown-model-fallback".to_owned()));
+        let fallback =
+            u64::try_from(tokens * u128::from(pricing.unknown_model_micros_per_mtok) / 1_000_000)
+                .unwrap_or(u64::MAX);
+        priced = Some((
+            fallback.max(rec.cost_micros),
+            "unknown-model-fallback".to_owned(),
+        ));
         mismatch = true;
     }
     let (collector_cost, priced_as) = match priced {
         Some((c, p)) => (Some(c), Some(p)),
         None => (None, None),
     };
-    Ok(Verified { rec, signature: p.signature, collector_cost, priced_as, baseline, mismatch, attributed })
+    Ok(Verified {
+        rec,
+        signature: p.signature,
+        collector_cost,
+        priced_as,
+        baseline,
+        mismatch,
+        attributed,
+    })
 }
 
 /// Verify one wire record against its key (strict single-signature verification).
-pub fn verify_one(raw: &str, key: &KeyInfo, pricing: &PricingSettings) -> Result<Verified, Refusal> {
+pub fn verify_one(
+    raw: &str,
+    key: &KeyInfo,
+    pricing: &PricingSettings,
+) -> Result<Verified, Refusal> {
     let p = prepare(raw)?;
     verify_single(&p, key)?;
     finish(p, key, pricing)
@@ -280,17 +360,30 @@ pub fn verify_one(raw: &str, key: &KeyInfo, pricing: &PricingSettings) -> Result
 /// checked together with Ed25519 batch verification (about twice as fast); when a
 /// batch fails, its records are checked one by one with strict verification, so a bad
 /// record is found and refused and the good ones are kept.
-fn verify_chunk(todo: &[(usize, String, String, &str)], keys: &HashMap<String, KeyInfo>, pricing: &PricingSettings) -> Vec<Result<Verified, Refusal>> {
+fn verify_chunk(
+    todo: &[(usize, String, String, &str)],
+    keys: &HashMap<String, KeyInfo>,
+    pricing: &PricingSettings,
+) -> Vec<Result<Verified, Refusal>> {
     use base64::Engine as _;
     let mut vks: HashMap<&str, Option<ed25519_dalek::VerifyingKey>> = HashMap::new();
     let mut prepared: Vec<Result<(Prepared, &KeyInfo), Refusal>> = Vec::with_capacity(todo.len());
     for (_, _, key, raw) in todo {
         let Some(k) = keys.get(key) else {
-            prepared.push(Err(refuse("unknown_key", format!("unknown api_key_id `{}`: register it with POST /v1/admin/keys", crate::logsafe::escape(key)))));
+            prepared.push(Err(refuse(
+                "unknown_key",
+                format!(
+                    "unknown api_key_id `{}`: register it with POST /v1/admin/keys",
+                    crate::logsafe::escape(key)
+                ),
+            )));
             continue;
         };
         if k.revoked {
-            prepared.push(Err(refuse("revoked_key", format!("api_key_id `{}` is revoked", crate::logsafe::escape(key)))));
+            prepared.push(Err(refuse(
+                "revoked_key",
+                format!("api_key_id `{}` is revoked", crate::logsafe::escape(key)),
+            )));
             continue;
         }
         prepared.push(prepare(raw).map(|p| (p, k)));
@@ -315,10 +408,24 @@ fn verify_chunk(todo: &[(usize, String, String, &str)], keys: &HashMap<String, K
         }
     }
     for group in batch.chunks(256) {
-        let msgs: Vec<&[u8]> = group.iter().filter_map(|(i, _)| prepared[*i].as_ref().ok().map(|(p, _)| p.canonical.as_bytes())).collect();
-        let sigs: Vec<ed25519_dalek::Signature> = group.iter().filter_map(|(i, _)| prepared[*i].as_ref().ok().and_then(|(p, _)| p.sig)).collect();
+        let msgs: Vec<&[u8]> = group
+            .iter()
+            .filter_map(|(i, _)| {
+                prepared[*i]
+                    .as_ref()
+                    .ok()
+                    .map(|(p, _)| p.canonical.as_bytes())
+            })
+            .collect();
+        let sigs: Vec<ed25519_dalek::Signature> = group
+            .iter()
+            .filter_map(|(i, _)| prepared[*i].as_ref().ok().and_then(|(p, _)| p.sig))
+            .collect();
         let vk: Vec<ed25519_dalek::VerifyingKey> = group.iter().map(|(_, vk)| *vk).collect();
-        if msgs.len() == group.len() && sigs.len() == group.len() && ed25519_dalek::verify_batch(&msgs, &sigs, &vk).is_ok() {
+        if msgs.len() == group.len()
+            && sigs.len() == group.len()
+            && ed25519_dalek::verify_batch(&msgs, &sigs, &vk).is_ok()
+        {
             for (i, _) in group {
                 sig_ok[*i] = true;
             }
@@ -340,7 +447,12 @@ fn verify_chunk(todo: &[(usize, String, String, &str)], keys: &HashMap<String, K
 /// The key's binding as `org=acme, department=eng` (for refusal messages).
 pub fn describe_binding(key: &KeyInfo) -> String {
     let mut parts = vec![format!("org=`{}`", key.org)];
-    for (f, v) in [("department", &key.department), ("project", &key.project), ("group", &key.group), ("user", &key.user)] {
+    for (f, v) in [
+        ("department", &key.department),
+        ("project", &key.project),
+        ("group", &key.group),
+        ("user", &key.user),
+    ] {
         if let Some(v) = v {
             parts.push(format!("{f}=`{v}`"));
         }
@@ -387,7 +499,11 @@ fn attribute(rec: &mut UsageRecord, key: &KeyInfo) -> Result<Vec<&'static str>, 
 }
 
 /// Load the keys named in a batch, with their currently valid public keys.
-pub async fn load_keys(db: &Db, ids: &HashSet<String>, now_ms: i64) -> Result<HashMap<String, KeyInfo>, DbError> {
+pub async fn load_keys(
+    db: &Db,
+    ids: &HashSet<String>,
+    now_ms: i64,
+) -> Result<HashMap<String, KeyInfo>, DbError> {
     let mut out = HashMap::new();
     for id in ids {
         let rows = db
@@ -436,7 +552,11 @@ pub struct RateLimiter {
 impl RateLimiter {
     /// `rate` records/s sustained, `burst` bucket size; rate 0 disables.
     pub fn new(rate: u64, burst: u64) -> Self {
-        RateLimiter { rate: rate as f64, burst: burst as f64, buckets: Mutex::new(HashMap::new()) }
+        RateLimiter {
+            rate: rate as f64,
+            burst: burst as f64,
+            buckets: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Take `counts` for every key, or nothing: returns the first limited key and the
@@ -449,7 +569,8 @@ impl RateLimiter {
         let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         for (k, n) in counts {
             let (tokens, last) = b.get(k).copied().unwrap_or((self.burst, now));
-            let avail = (tokens + now.duration_since(last).as_secs_f64() * self.rate).min(self.burst);
+            let avail =
+                (tokens + now.duration_since(last).as_secs_f64() * self.rate).min(self.burst);
             if avail < *n as f64 {
                 let wait = ((*n as f64 - avail) / self.rate).ceil().max(1.0) as u64;
                 return Err((k.clone(), wait));
@@ -457,7 +578,8 @@ impl RateLimiter {
         }
         for (k, n) in counts {
             let (tokens, last) = b.get(k).copied().unwrap_or((self.burst, now));
-            let avail = (tokens + now.duration_since(last).as_secs_f64() * self.rate).min(self.burst);
+            let avail =
+                (tokens + now.duration_since(last).as_secs_f64() * self.rate).min(self.burst);
             b.insert(k.clone(), (avail - *n as f64, now));
         }
         if b.len() > 100_000 {
@@ -467,6 +589,128 @@ impl RateLimiter {
     }
 }
 
+/// A verified feedback record (issue 20), ready to insert.
+#[derive(Debug, Clone)]
+pub struct VerifiedFeedback {
+    /// The record; its `org` is set (from the key's binding when absent).
+    pub rec: FeedbackRecord,
+    /// Its signature.
+    pub signature: String,
+}
+
+impl VerifiedFeedback {
+    /// The org the feedback is stored (and deduplicated) under.
+    pub fn org(&self) -> &str {
+        self.rec.org.as_deref().unwrap_or_default()
+    }
+}
+
+/// Verify feedback records: the key (known, not revoked), the signature (strict, one by
+/// one: feedback is rare next to usage records), the schema and bounds, the time (not
+/// in the future beyond the skew, not older than `max_record_age_days`) and the org
+/// (absent: the key's; another org: refused). The judged record is not looked up: it
+/// may arrive later (another key of the org) and is joined at query time, per org.
+pub fn verify_feedback(
+    todo: &[(usize, String, String, &str)],
+    keys: &HashMap<String, KeyInfo>,
+    pricing: &PricingSettings,
+) -> Vec<Result<VerifiedFeedback, Refusal>> {
+    todo.iter()
+        .map(|(_, _, key, raw)| {
+            let Some(k) = keys.get(key) else {
+                return Err(refuse("unknown_key", format!("unknown api_key_id `{}`: register it with POST /v1/admin/keys", crate::logsafe::escape(key))));
+            };
+            if k.revoked {
+                return Err(refuse("revoked_key", format!("api_key_id `{}` is revoked", crate::logsafe::escape(key))));
+            }
+            let p = prepare(raw)?;
+            verify_single(&p, k)?;
+            let mut rec: FeedbackRecord = serde_json::from_value(p.value).map_err(|e| refuse("invalid", format!("feedback does not match the schema: {e}")))?;
+            rec.validate().map_err(|e| refuse("invalid", e.to_string()))?;
+            if rec.schema_version != gaterouter::usage::record::SCHEMA_VERSION {
+                return Err(refuse("invalid", format!("schema_version {} is not supported: upgrade the collector or the SDK", rec.schema_version)));
+            }
+            let now = gaterouter::usage::unix_ms_now();
+            if rec.ts > now.saturating_add(MAX_FUTURE_SKEW_MS) || rec.ts < now.saturating_sub(pricing.max_record_age_ms) {
+                return Err(refuse("invalid", format!("feedback ts {} is outside the accepted window around the collector's clock ({now}): fix the client's clock", rec.ts)));
+            }
+            match &rec.org {
+                None => rec.org = Some(k.org.clone()),
+                Some(o) if *o == k.org => {}
+                Some(o) => {
+                    return Err(refuse(
+                        "scope",
+                        format!("scope violation: org is `{}` but api_key_id `{}` is bound to org `{}`; leave org unset", crate::logsafe::escape(o), crate::logsafe::escape(&k.id), k.org),
+                    ));
+                }
+            }
+            Ok(VerifiedFeedback { rec, signature: p.signature })
+        })
+        .collect()
+}
+
+/// Insert verified feedback in one transaction; returns, for each, whether it was newly
+/// stored (`false`: already stored for its org, a `duplicate`).
+pub async fn store_feedback(
+    db: &Db,
+    recs: &[VerifiedFeedback],
+    received_ms: i64,
+) -> Result<Vec<bool>, DbError> {
+    if recs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let _g = db.write_guard().await;
+    let mut tx = db
+        .pool
+        .begin()
+        .await
+        .map_err(dberr("starting the feedback transaction"))?;
+    let mut claimed: HashSet<(String, String)> = HashSet::new();
+    const COLS: usize = 15;
+    for chunk in recs.chunks(ROWS_PER_STATEMENT) {
+        let mut params = Vec::with_capacity(chunk.len() * COLS);
+        for v in chunk {
+            let r = &v.rec;
+            params.extend([
+                Param::Text(v.org().to_owned()),
+                Param::Text(r.id.0.clone()),
+                Param::Text(r.record_id.0.clone()),
+                Param::Text(r.api_key_id.clone()),
+                i(r.seq),
+                i(r.ts),
+                Param::I64(i64::from(r.score_milli)),
+                Param::OptText(r.label.clone()),
+                Param::Text(r.source.as_str().to_owned()),
+                Param::Text(serde_json::to_string(&r.tags).unwrap_or_else(|_| "{}".into())),
+                Param::Text(r.sdk.name.clone()),
+                Param::Text(r.sdk.version.clone()),
+                Param::Text(r.sdk.language.clone()),
+                Param::Text(v.signature.clone()),
+                Param::I64(received_ms),
+            ]);
+        }
+        let sql = format!(
+            "INSERT INTO feedback (org, id, record_id, api_key_id, seq, ts, score_milli, label, source, tags, sdk_name, sdk_version, sdk_language, signature, received_ms)
+             VALUES {} ON CONFLICT (org, id) DO NOTHING RETURNING org, id",
+            placeholders(chunk.len(), COLS, db.backend())
+        );
+        for r in bind_all(&sql, &params)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(dberr("inserting feedback"))?
+        {
+            claimed.insert((crate::db::get_str(&r, 0)?, crate::db::get_str(&r, 1)?));
+        }
+    }
+    tx.commit()
+        .await
+        .map_err(dberr("committing the feedback transaction"))?;
+    Ok(recs
+        .iter()
+        .map(|v| claimed.remove(&(v.org().to_owned(), v.rec.id.0.clone())))
+        .collect())
+}
+
 /// Outcome of the cheap first pass over a batch.
 #[derive(Debug, Default)]
 pub struct Triage<'a> {
@@ -474,6 +718,9 @@ pub struct Triage<'a> {
     pub todo: Vec<(usize, String, String, &'a str)>,
     /// Refused already.
     pub rejected: Vec<(String, Refusal)>,
+    /// (index, id, api_key_id, raw text) of feedback records (`"kind": "feedback"`) to
+    /// verify ([`verify_feedback`]).
+    pub feedback: Vec<(usize, String, String, &'a str)>,
     /// Same id twice in the batch (a batch comes from one sender, whose record ids are
     /// unique; the first one is verified and stored, per (org, id) like any record).
     pub duplicate: Vec<String>,
@@ -483,11 +730,20 @@ pub struct Triage<'a> {
 struct Head {
     id: Option<serde_json::Value>,
     api_key_id: Option<serde_json::Value>,
+    /// `feedback` for feedback records; absent for usage records.
+    kind: Option<serde_json::Value>,
 }
 
 /// A UUID in its canonical hyphenated form (any version; the SDKs use v7).
 pub fn is_uuid(s: &str) -> bool {
-    s.len() == 36 && s.bytes().enumerate().all(|(i, b)| if matches!(i, 8 | 13 | 18 | 23) { b == b'-' } else { b.is_ascii_hexdigit() })
+    s.len() == 36
+        && s.bytes().enumerate().all(|(i, b)| {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                b == b'-'
+            } else {
+                b.is_ascii_hexdigit()
+            }
+        })
 }
 
 /// Extract id and key of each record; refuse records without them.
@@ -499,7 +755,10 @@ pub fn triage<'a>(records: &[&'a RawValue]) -> Triage<'a> {
         let head: Head = match serde_json::from_str(text) {
             Ok(h) => h,
             Err(_) => {
-                t.rejected.push((String::new(), refuse("malformed", format!("record {i} is not a JSON object"))));
+                t.rejected.push((
+                    String::new(),
+                    refuse("malformed", format!("record {i} is not a JSON object")),
+                ));
                 continue;
             }
         };
@@ -510,14 +769,21 @@ pub fn triage<'a>(records: &[&'a RawValue]) -> Triage<'a> {
                 continue;
             }
             _ => {
-                t.rejected.push((String::new(), refuse("malformed", format!("record {i} has no string `id` (a UUID)"))));
+                t.rejected.push((
+                    String::new(),
+                    refuse(
+                        "malformed",
+                        format!("record {i} has no string `id` (a UUID)"),
+                    ),
+                ));
                 continue;
             }
         };
         let key = match head.api_key_id {
             Some(serde_json::Value::String(s)) if !s.is_empty() => s,
             _ => {
-                t.rejected.push((id, refuse("invalid", "record has no string `api_key_id`")));
+                t.rejected
+                    .push((id, refuse("invalid", "record has no string `api_key_id`")));
                 continue;
             }
         };
@@ -525,21 +791,37 @@ pub fn triage<'a>(records: &[&'a RawValue]) -> Triage<'a> {
             t.duplicate.push(id);
             continue;
         }
-        t.todo.push((i, id, key, text));
+        if head.kind.as_ref().and_then(|k| k.as_str()) == Some("feedback") {
+            t.feedback.push((i, id, key, text));
+        } else {
+            t.todo.push((i, id, key, text));
+        }
     }
     t
 }
 
 /// Verify many records on all cores.
-pub fn verify_all(todo: &[(usize, String, String, &str)], keys: &HashMap<String, KeyInfo>, pricing: &PricingSettings) -> Vec<Result<Verified, Refusal>> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+pub fn verify_all(
+    todo: &[(usize, String, String, &str)],
+    keys: &HashMap<String, KeyInfo>,
+    pricing: &PricingSettings,
+) -> Vec<Result<Verified, Refusal>> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
     if todo.len() < 128 || threads == 1 {
         return verify_chunk(todo, keys, pricing);
     }
     let chunk = todo.len().div_ceil(threads);
     std::thread::scope(|s| {
-        let handles: Vec<_> = todo.chunks(chunk).map(|c| s.spawn(move || verify_chunk(c, keys, pricing))).collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+        let handles: Vec<_> = todo
+            .chunks(chunk)
+            .map(|c| s.spawn(move || verify_chunk(c, keys, pricing)))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
     })
 }
 
@@ -572,7 +854,12 @@ fn row_params(v: &Verified, received_ms: i64, out: &mut Vec<Param>) {
         Param::OptText(r.user.clone()),
         Param::Text(r.provider.clone()),
         Param::Text(r.model.clone()),
-        Param::OptText(route.map(|x| serde_json::to_value(x.mode).ok().and_then(|m| m.as_str().map(str::to_owned)).unwrap_or_default())),
+        Param::OptText(route.map(|x| {
+            serde_json::to_value(x.mode)
+                .ok()
+                .and_then(|m| m.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        })),
         Param::OptText(route.and_then(|x| x.tier.clone())),
         Param::OptI64(route.and_then(|x| x.score)),
         i(r.prompt_tokens),
@@ -582,13 +869,19 @@ fn row_params(v: &Verified, received_ms: i64, out: &mut Vec<Param>) {
         i(r.reasoning_tokens),
         i(r.prompt_tokens.saturating_add(r.completion_tokens)),
         i(r.cost_micros),
-        Param::OptI64(v.collector_cost.map(|c| i64::try_from(c).unwrap_or(i64::MAX))),
+        Param::OptI64(
+            v.collector_cost
+                .map(|c| i64::try_from(c).unwrap_or(i64::MAX)),
+        ),
         Param::OptText(v.priced_as.clone()),
         Param::I64(i64::from(v.mismatch)),
         i(spend),
         Param::OptI64(v.baseline.map(|c| i64::try_from(c).unwrap_or(i64::MAX))),
         i(r.latency_ms),
-        Param::OptI64(r.time_to_first_token_ms.map(|c| i64::try_from(c).unwrap_or(i64::MAX))),
+        Param::OptI64(
+            r.time_to_first_token_ms
+                .map(|c| i64::try_from(c).unwrap_or(i64::MAX)),
+        ),
         Param::Text(status),
         Param::I64(is_error),
         Param::I64(i64::from(r.attempts)),
@@ -650,46 +943,112 @@ pub async fn store(db: &Db, recs: &[Verified], received_ms: i64) -> Result<Vec<b
     }
     let _g = db.write_guard().await;
     let t = Instant::now();
-    let mut tx = db.pool.begin().await.map_err(dberr("starting the ingest transaction"))?;
+    let mut tx = db
+        .pool
+        .begin()
+        .await
+        .map_err(dberr("starting the ingest transaction"))?;
     let mut claimed: HashSet<(String, String)> = HashSet::new();
     for chunk in recs.chunks(ROWS_PER_STATEMENT) {
-        let params: Vec<Param> = chunk.iter().flat_map(|v| [Param::Text(v.org().to_owned()), Param::Text(v.rec.id.0.clone()), Param::I64(month_of_ms(v.rec.ts_start))]).collect();
-        let sql = format!("INSERT INTO usage_record_keys (org, id, month) VALUES {} ON CONFLICT (org, id) DO NOTHING RETURNING org, id", placeholders(chunk.len(), 3, db.backend()));
-        for r in bind_all(&sql, &params).fetch_all(&mut *tx).await.map_err(dberr("claiming usage record ids"))? {
+        let params: Vec<Param> = chunk
+            .iter()
+            .flat_map(|v| {
+                [
+                    Param::Text(v.org().to_owned()),
+                    Param::Text(v.rec.id.0.clone()),
+                    Param::I64(month_of_ms(v.rec.ts_start)),
+                ]
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO usage_record_keys (org, id, month) VALUES {} ON CONFLICT (org, id) DO NOTHING RETURNING org, id",
+            placeholders(chunk.len(), 3, db.backend())
+        );
+        for r in bind_all(&sql, &params)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(dberr("claiming usage record ids"))?
+        {
             claimed.insert((crate::db::get_str(&r, 0)?, crate::db::get_str(&r, 1)?));
         }
     }
     // A key claimed once stores one record, also if a caller passed the same (org, id)
     // twice (`triage` already answers a repeated id within a batch `duplicate`).
-    let new: Vec<bool> = recs.iter().map(|v| claimed.remove(&(v.org().to_owned(), v.rec.id.0.clone()))).collect();
-    let stored: Vec<&Verified> = recs.iter().zip(&new).filter(|(_, n)| **n).map(|(v, _)| v).collect();
+    let new: Vec<bool> = recs
+        .iter()
+        .map(|v| claimed.remove(&(v.org().to_owned(), v.rec.id.0.clone())))
+        .collect();
+    let stored: Vec<&Verified> = recs
+        .iter()
+        .zip(&new)
+        .filter(|(_, n)| **n)
+        .map(|(v, _)| v)
+        .collect();
     for chunk in stored.chunks(ROWS_PER_STATEMENT) {
         let mut params = Vec::with_capacity(chunk.len() * NCOLS);
         for v in chunk {
             row_params(v, received_ms, &mut params);
         }
-        let sql = format!("INSERT INTO usage_records ({USAGE_RECORD_COLUMNS}) VALUES {}", placeholders(chunk.len(), NCOLS, db.backend()));
-        bind_all(&sql, &params).execute(&mut *tx).await.map_err(dberr("inserting usage records"))?;
+        let sql = format!(
+            "INSERT INTO usage_records ({USAGE_RECORD_COLUMNS}) VALUES {}",
+            placeholders(chunk.len(), NCOLS, db.backend())
+        );
+        bind_all(&sql, &params)
+            .execute(&mut *tx)
+            .await
+            .map_err(dberr("inserting usage records"))?;
     }
     let tag_params: Vec<Param> = stored
         .iter()
-        .flat_map(|v| v.rec.tags.iter().flat_map(|(k, val)| [Param::Text(v.org().to_owned()), Param::Text(v.rec.id.0.clone()), Param::Text(k.clone()), Param::Text(val.clone())]))
+        .flat_map(|v| {
+            v.rec.tags.iter().flat_map(|(k, val)| {
+                [
+                    Param::Text(v.org().to_owned()),
+                    Param::Text(v.rec.id.0.clone()),
+                    Param::Text(k.clone()),
+                    Param::Text(val.clone()),
+                ]
+            })
+        })
         .collect();
     for chunk in tag_params.chunks(4 * 2000) {
-        let sql = format!("INSERT INTO usage_tags (org, record_id, k, v) VALUES {} ON CONFLICT DO NOTHING", placeholders(chunk.len() / 4, 4, db.backend()));
-        bind_all(&sql, chunk).execute(&mut *tx).await.map_err(dberr("inserting usage tags"))?;
+        let sql = format!(
+            "INSERT INTO usage_tags (org, record_id, k, v) VALUES {} ON CONFLICT DO NOTHING",
+            placeholders(chunk.len() / 4, 4, db.backend())
+        );
+        bind_all(&sql, chunk)
+            .execute(&mut *tx)
+            .await
+            .map_err(dberr("inserting usage tags"))?;
     }
-    crate::accounts::on_ingest(&mut tx, db.backend(), &stored, u64::try_from(received_ms).unwrap_or(0)).await?;
-    let keys: Vec<(&str, &str)> = stored.iter().map(|v| (v.org(), v.rec.id.0.as_str())).collect();
+    crate::accounts::on_ingest(
+        &mut tx,
+        db.backend(),
+        &stored,
+        u64::try_from(received_ms).unwrap_or(0),
+    )
+    .await?;
+    let keys: Vec<(&str, &str)> = stored
+        .iter()
+        .map(|v| (v.org(), v.rec.id.0.as_str()))
+        .collect();
     crate::rollup::apply(&mut tx, &keys).await?;
-    tx.commit().await.map_err(dberr("committing the ingest transaction"))?;
+    tx.commit()
+        .await
+        .map_err(dberr("committing the ingest transaction"))?;
     METRICS.observe_db(t.elapsed());
     Ok(new)
 }
 
 /// Assemble the answer, counting metrics: `stored[i]` tells whether `verified_ids[i]`
 /// was newly stored ([`store`]); the others were already stored for their org.
-pub fn answer(triage_rejected: Vec<(String, Refusal)>, mut duplicate: Vec<String>, verified_ids: &[String], stored: &[bool], refused: Vec<(String, Refusal)>) -> BatchResponse {
+pub fn answer(
+    triage_rejected: Vec<(String, Refusal)>,
+    mut duplicate: Vec<String>,
+    verified_ids: &[String],
+    stored: &[bool],
+    refused: Vec<(String, Refusal)>,
+) -> BatchResponse {
     let mut resp = BatchResponse::default();
     for (id, new) in verified_ids.iter().zip(stored) {
         if *new {
@@ -700,7 +1059,10 @@ pub fn answer(triage_rejected: Vec<(String, Refusal)>, mut duplicate: Vec<String
     }
     for (id, r) in triage_rejected.into_iter().chain(refused) {
         METRICS.reject(r.code);
-        resp.rejected.push(Rejected { id, reason: r.reason });
+        resp.rejected.push(Rejected {
+            id,
+            reason: r.reason,
+        });
     }
     METRICS.accepted(resp.accepted.len() as u64);
     METRICS.duplicates(duplicate.len() as u64);
@@ -716,10 +1078,34 @@ mod tests {
     fn every_column_has_a_value() {
         assert_eq!(USAGE_RECORD_COLUMNS.split(',').count(), NCOLS);
         let mut params = Vec::new();
-        let ident = gaterouter::config::Identity { org: Some("acme".into()), api_key_id: Some("k".into()), ..Default::default() };
-        let input = gaterouter::usage::UsageRecordInput { provider: "openai".into(), model: "m".into(), attempts: 1, ..Default::default() };
-        let rec = UsageRecord::build(input, &ident, &gaterouter::usage::SdkInfo::rust(), gaterouter::usage::RecordId::new_v7(), 1).expect("a valid record");
-        let v = Verified { rec, signature: String::new(), collector_cost: None, priced_as: None, baseline: None, mismatch: false, attributed: Vec::new() };
+        let ident = gaterouter::config::Identity {
+            org: Some("acme".into()),
+            api_key_id: Some("k".into()),
+            ..Default::default()
+        };
+        let input = gaterouter::usage::UsageRecordInput {
+            provider: "openai".into(),
+            model: "m".into(),
+            attempts: 1,
+            ..Default::default()
+        };
+        let rec = UsageRecord::build(
+            input,
+            &ident,
+            &gaterouter::usage::SdkInfo::rust(),
+            gaterouter::usage::RecordId::new_v7(),
+            1,
+        )
+        .expect("a valid record");
+        let v = Verified {
+            rec,
+            signature: String::new(),
+            collector_cost: None,
+            priced_as: None,
+            baseline: None,
+            mismatch: false,
+            attributed: Vec::new(),
+        };
         row_params(&v, 0, &mut params);
         assert_eq!(params.len(), NCOLS);
         assert_eq!(v.org(), "acme");

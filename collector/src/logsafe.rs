@@ -41,8 +41,16 @@ pub fn escape(s: &str) -> Cow<'_, str> {
 /// as they are.
 pub fn csv_cell(s: &str) -> String {
     let risky = s.starts_with(['=', '+', '-', '@', '\t', '\r']) && s.parse::<f64>().is_err();
-    let s: Cow<'_, str> = if risky { Cow::Owned(format!("'{s}")) } else { Cow::Borrowed(s) };
-    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.into_owned() }
+    let s: Cow<'_, str> = if risky {
+        Cow::Owned(format!("'{s}"))
+    } else {
+        Cow::Borrowed(s)
+    };
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.into_owned()
+    }
 }
 
 #[cfg(test)]
@@ -52,7 +60,10 @@ mod tests {
     #[test]
     fn escapes_controls() {
         assert_eq!(escape("k_eng"), "k_eng");
-        assert_eq!(escape("a\nINFO forged\r\x1b[31m\u{2028}"), "a\\nINFO forged\\r\\u{1b}[31m\\u{2028}");
+        assert_eq!(
+            escape("a\nINFO forged\r\x1b[31m\u{2028}"),
+            "a\\nINFO forged\\r\\u{1b}[31m\\u{2028}"
+        );
         let long = "x".repeat(500);
         assert!(escape(&long).ends_with("…(500 bytes)"));
     }

@@ -36,8 +36,12 @@ enum RollupCmd {
 
 async fn rebuild(cfg: gaterouter_collector::CollectorConfig) -> Result<u64, String> {
     let url = cfg.db_url().map_err(|e| e.to_string())?;
-    let db = gaterouter_collector::db::Db::connect(&url, cfg.db_max_connections).await.map_err(|e| e.to_string())?;
-    let n = gaterouter_collector::rollup::rebuild(&db).await.map_err(|e| e.to_string())?;
+    let db = gaterouter_collector::db::Db::connect(&url, cfg.db_max_connections)
+        .await
+        .map_err(|e| e.to_string())?;
+    let n = gaterouter_collector::rollup::rebuild(&db)
+        .await
+        .map_err(|e| e.to_string())?;
     db.close().await;
     Ok(n)
 }
@@ -51,20 +55,29 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match cfg.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the tokio runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    if let Some(Cmd::Rollup { action: RollupCmd::Rebuild }) = cli.cmd {
+    if let Some(Cmd::Rollup {
+        action: RollupCmd::Rebuild,
+    }) = cli.cmd
+    {
         return match rt.block_on(rebuild(cfg)) {
             Ok(n) => {
                 println!("rollups rebuilt: {n} hourly rows");

@@ -7,7 +7,14 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 /// Reject reason labels (fixed set, so the metric has bounded cardinality).
-pub const REJECT_REASONS: &[&str] = &["unknown_key", "revoked_key", "bad_signature", "scope", "invalid", "malformed"];
+pub const REJECT_REASONS: &[&str] = &[
+    "unknown_key",
+    "revoked_key",
+    "bad_signature",
+    "scope",
+    "invalid",
+    "malformed",
+];
 /// OpenTelemetry export signals (`otlp_export.rs`), the `signal` label.
 pub const OTEL_SIGNALS: &[&str] = &["traces", "metrics"];
 /// Upper bounds (seconds) of the DB latency histogram buckets.
@@ -128,35 +135,105 @@ impl Metrics {
         let c = |s: &mut String, name: &str, help: &str, v: u64| {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
         };
-        c(&mut s, "collector_records_accepted_total", "Usage records stored.", self.accepted.load(Relaxed));
-        c(&mut s, "collector_records_duplicate_total", "Usage records already stored (dedup hits).", self.duplicates.load(Relaxed));
-        c(&mut s, "collector_batches_total", "Ingest batches handled.", self.batches.load(Relaxed));
-        c(&mut s, "collector_batches_rate_limited_total", "Ingest batches refused with 429.", self.rate_limited.load(Relaxed));
-        c(&mut s, "collector_batches_bad_request_total", "Ingest batches refused with another 4xx.", self.bad_requests.load(Relaxed));
-        c(&mut s, "collector_connections_shed_total", "Connections closed at once: the connection cap was reached and no idle connection could be closed.", self.connections_shed.load(Relaxed));
-        c(&mut s, "collector_connections_evicted_total", "Idle connections closed to admit a new one at the connection cap.", self.connections_evicted.load(Relaxed));
-        c(&mut s, "collector_requests_timed_out_total", "Requests answered 408 after request_timeout_secs (slow body or handler).", self.requests_timed_out.load(Relaxed));
-        let _ = writeln!(s, "# HELP collector_records_rejected_total Usage records refused, by reason.\n# TYPE collector_records_rejected_total counter");
+        c(
+            &mut s,
+            "collector_records_accepted_total",
+            "Usage records stored.",
+            self.accepted.load(Relaxed),
+        );
+        c(
+            &mut s,
+            "collector_records_duplicate_total",
+            "Usage records already stored (dedup hits).",
+            self.duplicates.load(Relaxed),
+        );
+        c(
+            &mut s,
+            "collector_batches_total",
+            "Ingest batches handled.",
+            self.batches.load(Relaxed),
+        );
+        c(
+            &mut s,
+            "collector_batches_rate_limited_total",
+            "Ingest batches refused with 429.",
+            self.rate_limited.load(Relaxed),
+        );
+        c(
+            &mut s,
+            "collector_batches_bad_request_total",
+            "Ingest batches refused with another 4xx.",
+            self.bad_requests.load(Relaxed),
+        );
+        c(
+            &mut s,
+            "collector_connections_shed_total",
+            "Connections closed at once: the connection cap was reached and no idle connection could be closed.",
+            self.connections_shed.load(Relaxed),
+        );
+        c(
+            &mut s,
+            "collector_connections_evicted_total",
+            "Idle connections closed to admit a new one at the connection cap.",
+            self.connections_evicted.load(Relaxed),
+        );
+        c(
+            &mut s,
+            "collector_requests_timed_out_total",
+            "Requests answered 408 after request_timeout_secs (slow body or handler).",
+            self.requests_timed_out.load(Relaxed),
+        );
+        let _ = writeln!(
+            s,
+            "# HELP collector_records_rejected_total Usage records refused, by reason.\n# TYPE collector_records_rejected_total counter"
+        );
         for (i, r) in REJECT_REASONS.iter().enumerate() {
-            let _ = writeln!(s, "collector_records_rejected_total{{reason=\"{r}\"}} {}", self.rejected[i].load(Relaxed));
+            let _ = writeln!(
+                s,
+                "collector_records_rejected_total{{reason=\"{r}\"}} {}",
+                self.rejected[i].load(Relaxed)
+            );
         }
         for (name, help, values) in [
-            ("gaterouter_otel_exported_total", "Usage records delivered to the OTLP receiver, by signal (each record once per signal).", &self.otel_exported),
-            ("gaterouter_otel_failed_total", "OTLP export requests that failed (transport error or non-2xx answer), by signal; the batch is retried.", &self.otel_failed),
-            ("gaterouter_otel_rejected_total", "Spans or metric data points the OTLP receiver answered 2xx but rejected (partial success), by signal; not retried.", &self.otel_rejected),
+            (
+                "gaterouter_otel_exported_total",
+                "Usage records delivered to the OTLP receiver, by signal (each record once per signal).",
+                &self.otel_exported,
+            ),
+            (
+                "gaterouter_otel_failed_total",
+                "OTLP export requests that failed (transport error or non-2xx answer), by signal; the batch is retried.",
+                &self.otel_failed,
+            ),
+            (
+                "gaterouter_otel_rejected_total",
+                "Spans or metric data points the OTLP receiver answered 2xx but rejected (partial success), by signal; not retried.",
+                &self.otel_rejected,
+            ),
         ] {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter");
             for (i, sig) in OTEL_SIGNALS.iter().enumerate() {
                 let _ = writeln!(s, "{name}{{signal=\"{sig}\"}} {}", values[i].load(Relaxed));
             }
         }
-        let _ = writeln!(s, "# HELP collector_db_seconds Database round-trip latency.\n# TYPE collector_db_seconds histogram");
+        let _ = writeln!(
+            s,
+            "# HELP collector_db_seconds Database round-trip latency.\n# TYPE collector_db_seconds histogram"
+        );
         for (i, b) in DB_BUCKETS.iter().enumerate() {
-            let _ = writeln!(s, "collector_db_seconds_bucket{{le=\"{b}\"}} {}", self.db_buckets[i].load(Relaxed));
+            let _ = writeln!(
+                s,
+                "collector_db_seconds_bucket{{le=\"{b}\"}} {}",
+                self.db_buckets[i].load(Relaxed)
+            );
         }
         let n = self.db_count.load(Relaxed);
         let _ = writeln!(s, "collector_db_seconds_bucket{{le=\"+Inf\"}} {n}");
-        let _ = writeln!(s, "collector_db_seconds_sum {}", self.db_sum_micros.load(Relaxed) as f64 / 1e6);
+        let _ = writeln!(
+            s,
+            "collector_db_seconds_sum {}",
+            self.db_sum_micros.load(Relaxed) as f64 / 1e6
+        );
         let _ = writeln!(s, "collector_db_seconds_count {n}");
         s
     }

@@ -176,12 +176,19 @@ impl BudgetEntry {
     /// The limit in stored units (micro-dollars or tokens); the error says what to write.
     pub fn limit_units(&self) -> Result<u64, String> {
         let v = match (&self.metric, &self.limit) {
-            (Metric::Usd, LimitValue::Int(n)) => n.checked_mul(1_000_000).ok_or_else(|| format!("{n} dollars is too large"))?,
+            (Metric::Usd, LimitValue::Int(n)) => n
+                .checked_mul(1_000_000)
+                .ok_or_else(|| format!("{n} dollars is too large"))?,
             (Metric::Usd, LimitValue::Float(f)) => parse_dollars(&format!("{f}"))?,
             (Metric::Usd, LimitValue::Text(s)) => parse_dollars(s)?,
             (Metric::Tokens, LimitValue::Int(n)) => *n,
-            (Metric::Tokens, LimitValue::Text(s)) => s.trim().parse::<u64>().map_err(|_| format!("`{s}` is not a whole number of tokens"))?,
-            (Metric::Tokens, LimitValue::Float(f)) => return Err(format!("{f} is not a whole number of tokens")),
+            (Metric::Tokens, LimitValue::Text(s)) => s
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| format!("`{s}` is not a whole number of tokens"))?,
+            (Metric::Tokens, LimitValue::Float(f)) => {
+                return Err(format!("{f} is not a whole number of tokens"));
+            }
         };
         if v == 0 {
             return Err("must be above 0 (delete the budget to remove the limit)".into());
@@ -204,18 +211,41 @@ impl BudgetEntry {
 
 /// Dollars (`"12.5"`, `"$20000.00"`, `"1,000"`) to micro-dollars, exactly.
 pub fn parse_dollars(s: &str) -> Result<u64, String> {
-    let t: String = s.trim().trim_start_matches('$').chars().filter(|c| *c != ',' && *c != '_').collect();
-    let bad = || format!("`{s}` is not an amount of dollars (write e.g. \"5000\" or \"0.05\", at most 6 decimals)");
+    let t: String = s
+        .trim()
+        .trim_start_matches('$')
+        .chars()
+        .filter(|c| *c != ',' && *c != '_')
+        .collect();
+    let bad = || {
+        format!(
+            "`{s}` is not an amount of dollars (write e.g. \"5000\" or \"0.05\", at most 6 decimals)"
+        )
+    };
     let (whole, frac) = t.split_once('.').unwrap_or((&t, ""));
-    if whole.is_empty() && frac.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) || frac.len() > 6 {
+    if whole.is_empty() && frac.is_empty()
+        || !whole.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+        || frac.len() > 6
+    {
         return Err(bad());
     }
-    let w: u64 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| bad())? };
-    let mut f: u64 = if frac.is_empty() { 0 } else { frac.parse().map_err(|_| bad())? };
+    let w: u64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().map_err(|_| bad())?
+    };
+    let mut f: u64 = if frac.is_empty() {
+        0
+    } else {
+        frac.parse().map_err(|_| bad())?
+    };
     for _ in frac.len()..6 {
         f *= 10;
     }
-    w.checked_mul(1_000_000).and_then(|x| x.checked_add(f)).ok_or_else(bad)
+    w.checked_mul(1_000_000)
+        .and_then(|x| x.checked_add(f))
+        .ok_or_else(bad)
 }
 
 /// Micro-dollars as the shortest exact decimal string (`5000`, `0.05`).
@@ -250,7 +280,12 @@ pub enum Format {
 impl Format {
     /// From a file name's extension (`.toml`, `.yaml`/`.yml`, `.json`); TOML otherwise.
     pub fn from_path(path: &std::path::Path) -> Format {
-        match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+        match path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             Some("yaml" | "yml") => Format::Yaml,
             Some("json") => Format::Json,
             _ => Format::Toml,
@@ -261,9 +296,15 @@ impl Format {
 /// Parse and validate an organization file. Errors name the entry and field.
 pub fn parse(text: &str, format: Format) -> Result<OrgFile, String> {
     let f: OrgFile = match format {
-        Format::Toml => toml::from_str(text).map_err(|e| format!("organization file (TOML): {e}"))?,
-        Format::Yaml => serde_norway::from_str(text).map_err(|e| format!("organization file (YAML): {e}"))?,
-        Format::Json => serde_json::from_str(text).map_err(|e| format!("organization file (JSON): {e}"))?,
+        Format::Toml => {
+            toml::from_str(text).map_err(|e| format!("organization file (TOML): {e}"))?
+        }
+        Format::Yaml => {
+            serde_norway::from_str(text).map_err(|e| format!("organization file (YAML): {e}"))?
+        }
+        Format::Json => {
+            serde_json::from_str(text).map_err(|e| format!("organization file (JSON): {e}"))?
+        }
     };
     f.validate()?;
     Ok(f)
@@ -271,13 +312,16 @@ pub fn parse(text: &str, format: Format) -> Result<OrgFile, String> {
 
 /// Read and parse a file, the format chosen by its extension.
 pub fn load(path: &std::path::Path) -> Result<OrgFile, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     parse(&text, Format::from_path(path))
 }
 
 fn check_id(field: &str, v: &str) -> Result<(), String> {
     if v.trim().is_empty() || v.len() > 128 || v.chars().any(char::is_control) {
-        return Err(format!("{field}: `{v}` must be 1..=128 bytes without control characters"));
+        return Err(format!(
+            "{field}: `{v}` must be 1..=128 bytes without control characters"
+        ));
     }
     Ok(())
 }
@@ -293,7 +337,11 @@ fn check_budgets(prefix: &str, budgets: &[BudgetEntry]) -> Result<(), String> {
             }
         }
         if !seen.insert((b.metric, b.period)) {
-            return Err(format!("{p}: a second {:?} {} budget at the same level; keep one per metric and period", b.metric, b.period.as_str()));
+            return Err(format!(
+                "{p}: a second {:?} {} budget at the same level; keep one per metric and period",
+                b.metric,
+                b.period.as_str()
+            ));
         }
     }
     Ok(())
@@ -306,9 +354,16 @@ fn check_policy(prefix: &str, p: &Option<PolicyRules>) -> Result<(), String> {
     }
 }
 
-fn check_ref(field: &str, v: &Option<String>, known: &HashSet<&str>, what: &str) -> Result<(), String> {
+fn check_ref(
+    field: &str,
+    v: &Option<String>,
+    known: &HashSet<&str>,
+    what: &str,
+) -> Result<(), String> {
     match v {
-        Some(v) if !known.contains(v.as_str()) => Err(format!("{field}: unknown {what} `{v}`; list it under [[{what}s]] in this file")),
+        Some(v) if !known.contains(v.as_str()) => Err(format!(
+            "{field}: unknown {what} `{v}`; list it under [[{what}s]] in this file"
+        )),
         _ => Ok(()),
     }
 }
@@ -330,7 +385,10 @@ impl OrgFile {
         check_id("org.id", &self.org.id)?;
         check_policy("org.", &self.org.policy)?;
         check_budgets("org.", &self.org.budgets)?;
-        let deps = unique("departments", self.departments.iter().map(|d| d.id.as_str()))?;
+        let deps = unique(
+            "departments",
+            self.departments.iter().map(|d| d.id.as_str()),
+        )?;
         let projects = unique("projects", self.projects.iter().map(|d| d.id.as_str()))?;
         let groups = unique("groups", self.groups.iter().map(|d| d.id.as_str()))?;
         let members = unique("members", self.members.iter().map(|d| d.id.as_str()))?;
@@ -343,17 +401,32 @@ impl OrgFile {
         for (kind, list) in [("projects", &self.projects), ("groups", &self.groups)] {
             for (i, u) in list.iter().enumerate() {
                 let p = format!("{kind}[{i}].");
-                check_ref(&format!("{p}department"), &u.department, &deps, "department")?;
+                check_ref(
+                    &format!("{p}department"),
+                    &u.department,
+                    &deps,
+                    "department",
+                )?;
                 check_policy(&p, &u.policy)?;
                 check_budgets(&p, &u.budgets)?;
             }
         }
         for (i, m) in self.members.iter().enumerate() {
             let p = format!("members[{i}].");
-            check_ref(&format!("{p}department"), &m.department, &deps, "department")?;
+            check_ref(
+                &format!("{p}department"),
+                &m.department,
+                &deps,
+                "department",
+            )?;
             let mut seen = HashSet::new();
             for (j, g) in m.groups.iter().enumerate() {
-                check_ref(&format!("{p}groups[{j}]"), &Some(g.clone()), &groups, "group")?;
+                check_ref(
+                    &format!("{p}groups[{j}]"),
+                    &Some(g.clone()),
+                    &groups,
+                    "group",
+                )?;
                 if !seen.insert(g) {
                     return Err(format!("{p}groups[{j}]: `{g}` appears twice"));
                 }
@@ -363,17 +436,30 @@ impl OrgFile {
         }
         for (i, k) in self.keys.iter().enumerate() {
             let p = format!("keys[{i}].");
-            check_ref(&format!("{p}department"), &k.department, &deps, "department")?;
+            check_ref(
+                &format!("{p}department"),
+                &k.department,
+                &deps,
+                "department",
+            )?;
             check_ref(&format!("{p}project"), &k.project, &projects, "project")?;
             check_ref(&format!("{p}group"), &k.group, &groups, "group")?;
             check_ref(&format!("{p}user"), &k.user, &members, "member")?;
             if let (Some(u), Some(d)) = (&k.user, &k.department) {
-                let md = self.members.iter().find(|m| &m.id == u).and_then(|m| m.department.as_ref());
+                let md = self
+                    .members
+                    .iter()
+                    .find(|m| &m.id == u)
+                    .and_then(|m| m.department.as_ref());
                 if md.is_some_and(|md| md != d) {
-                    return Err(format!("{p}department: `{d}` but member `{u}` is in department `{}`", md.map_or("", |s| s.as_str())));
+                    return Err(format!(
+                        "{p}department: `{d}` but member `{u}` is in department `{}`",
+                        md.map_or("", |s| s.as_str())
+                    ));
                 }
             }
-            crate::admin::check_public_key(&k.public_key).map_err(|e| format!("{p}public_key: {}", e.message))?;
+            crate::admin::check_public_key(&k.public_key)
+                .map_err(|e| format!("{p}public_key: {}", e.message))?;
             check_policy(&p, &k.policy)?;
             check_budgets(&p, &k.budgets)?;
         }
@@ -387,7 +473,9 @@ mod tests {
     use super::*;
 
     fn pk() -> String {
-        gaterouter::usage::UsageSigner::from_seed(&[3; 32]).public_key().to_owned()
+        gaterouter::usage::UsageSigner::from_seed(&[3; 32])
+            .public_key()
+            .to_owned()
     }
 
     fn toml_doc() -> String {
@@ -428,7 +516,10 @@ public_key = "{pk}"
         let t = parse(&toml_doc(), Format::Toml).unwrap();
         assert_eq!(t.org.budgets[0].limit_units().unwrap(), 20_000_000_000);
         assert_eq!(t.members[0].budgets[0].limit_units().unwrap(), 50_000);
-        assert_eq!(t.departments[0].budgets[0].limit_units().unwrap(), 50_000_000);
+        assert_eq!(
+            t.departments[0].budgets[0].limit_units().unwrap(),
+            50_000_000
+        );
         let yaml = serde_norway::to_string(&t).unwrap();
         let y = parse(&yaml, Format::Yaml).unwrap();
         assert_eq!(y.org.budgets[0].limit_units().unwrap(), 20_000_000_000);
@@ -443,11 +534,23 @@ public_key = "{pk}"
         let e = parse(&bad, Format::Toml).unwrap_err();
         assert!(e.starts_with("departments[0].budgets[0].limit:"), "{e}");
         let bad = toml_doc().replace("groups = [\"oncall\"]", "groups = [\"nope\"]");
-        assert!(parse(&bad, Format::Toml).unwrap_err().starts_with("members[0].groups[0]: unknown group `nope`"));
+        assert!(
+            parse(&bad, Format::Toml)
+                .unwrap_err()
+                .starts_with("members[0].groups[0]: unknown group `nope`")
+        );
         let bad = toml_doc().replace("openai/o1-pro*", "");
-        assert!(parse(&bad, Format::Toml).unwrap_err().starts_with("org.policy.deny_models"));
+        assert!(
+            parse(&bad, Format::Toml)
+                .unwrap_err()
+                .starts_with("org.policy.deny_models")
+        );
         let bad = toml_doc().replace(&pk(), "xyz");
-        assert!(parse(&bad, Format::Toml).unwrap_err().starts_with("keys[0].public_key"));
+        assert!(
+            parse(&bad, Format::Toml)
+                .unwrap_err()
+                .starts_with("keys[0].public_key")
+        );
         let bad = toml_doc().replace("name = \"Acme Corp\"", "nme = 1");
         assert!(parse(&bad, Format::Toml).unwrap_err().contains("nme"));
     }
@@ -460,7 +563,10 @@ public_key = "{pk}"
         let text = doc[start..end].replace("base64 Ed25519 public key", &pk());
         let f = parse(&text, Format::Toml).unwrap();
         assert_eq!(f.org.budgets[0].limit_units().unwrap(), 20_000_000_000);
-        assert_eq!(f.departments[0].budgets[0].limit_units().unwrap(), 5_000_000_000);
+        assert_eq!(
+            f.departments[0].budgets[0].limit_units().unwrap(),
+            5_000_000_000
+        );
         assert_eq!(f.members[0].groups, vec!["oncall".to_owned()]);
         assert_eq!(f.keys[0].project.as_deref(), Some("search"));
     }
@@ -469,7 +575,12 @@ public_key = "{pk}"
     fn dollars_are_exact() {
         assert_eq!(parse_dollars("0.05").unwrap(), 50_000);
         assert_eq!(parse_dollars("$1,000.000001").unwrap(), 1_000_000_001);
-        assert!(parse_dollars("1.0000001").is_err() && parse_dollars("-1").is_err() && parse_dollars("").is_err() && parse_dollars(".").is_err());
+        assert!(
+            parse_dollars("1.0000001").is_err()
+                && parse_dollars("-1").is_err()
+                && parse_dollars("").is_err()
+                && parse_dollars(".").is_err()
+        );
         for m in [1, 50_000, 1_000_000, 20_000_000_000, 1_234_567] {
             assert_eq!(parse_dollars(&format_dollars(m)).unwrap(), m);
         }
@@ -502,7 +613,11 @@ impl std::fmt::Display for OrgWarning {
 
 /// First line (1-based) at or after line `from` that contains `needle`.
 fn line_of(text: &str, needle: &str, from: usize) -> Option<usize> {
-    text.lines().enumerate().skip(from.saturating_sub(1)).find(|(_, l)| l.contains(needle)).map(|(i, _)| i + 1)
+    text.lines()
+        .enumerate()
+        .skip(from.saturating_sub(1))
+        .find(|(_, l)| l.contains(needle))
+        .map(|(i, _)| i + 1)
 }
 
 /// One level of the file: where it is (field prefix, the line of its id), its rules, and
@@ -517,21 +632,43 @@ struct LevelRules<'a> {
 impl OrgFile {
     /// Check the file against a price catalog (see [`OrgWarning`]); `text` is the file as
     /// written, to name lines. Providers are those of the catalog and the SDK's built-ins.
-    pub fn check_against_catalog(&self, text: &str, catalog: &gaterouter::pricing::Catalog) -> Vec<OrgWarning> {
+    pub fn check_against_catalog(
+        &self,
+        text: &str,
+        catalog: &gaterouter::pricing::Catalog,
+    ) -> Vec<OrgWarning> {
         use gaterouter::accounts::glob_match;
-        let models: Vec<(&str, bool)> = catalog.models.iter().map(|(id, p)| (id.as_str(), p.zero_retention)).collect();
-        let mut providers: std::collections::BTreeSet<String> = models.iter().filter_map(|(m, _)| m.split_once('/').map(|(p, _)| p.to_owned())).collect();
+        let models: Vec<(&str, bool)> = catalog
+            .models
+            .iter()
+            .map(|(id, p)| (id.as_str(), p.zero_retention))
+            .collect();
+        let mut providers: std::collections::BTreeSet<String> = models
+            .iter()
+            .filter_map(|(m, _)| m.split_once('/').map(|(p, _)| p.to_owned()))
+            .collect();
         if let Ok(builtin) = gaterouter::Config::default().resolved_providers("built-in") {
             providers.extend(builtin.into_keys());
         }
-        let id_line = |id: &str| line_of(text, &format!("\"{id}\""), 1).or_else(|| line_of(text, id, 1));
+        let id_line =
+            |id: &str| line_of(text, &format!("\"{id}\""), 1).or_else(|| line_of(text, id, 1));
 
         // The levels and their parents (org first).
-        let mut levels: Vec<LevelRules<'_>> = vec![LevelRules { prefix: "org".into(), id_line: id_line(&self.org.id), policy: self.org.policy.as_ref(), parents: vec![] }];
+        let mut levels: Vec<LevelRules<'_>> = vec![LevelRules {
+            prefix: "org".into(),
+            id_line: id_line(&self.org.id),
+            policy: self.org.policy.as_ref(),
+            parents: vec![],
+        }];
         let mut dept_index = std::collections::HashMap::new();
         for (i, d) in self.departments.iter().enumerate() {
             dept_index.insert(d.id.as_str(), levels.len());
-            levels.push(LevelRules { prefix: format!("departments[{i}] ({})", d.id), id_line: id_line(&d.id), policy: d.policy.as_ref(), parents: vec![0] });
+            levels.push(LevelRules {
+                prefix: format!("departments[{i}] ({})", d.id),
+                id_line: id_line(&d.id),
+                policy: d.policy.as_ref(),
+                parents: vec![0],
+            });
         }
         let under = |dept: &Option<String>| -> Vec<usize> {
             let mut v = vec![0];
@@ -544,28 +681,50 @@ impl OrgFile {
         for (kind, list) in [("projects", &self.projects), ("groups", &self.groups)] {
             for (i, u) in list.iter().enumerate() {
                 unit_index.insert((kind, u.id.as_str()), levels.len());
-                levels.push(LevelRules { prefix: format!("{kind}[{i}] ({})", u.id), id_line: id_line(&u.id), policy: u.policy.as_ref(), parents: under(&u.department) });
+                levels.push(LevelRules {
+                    prefix: format!("{kind}[{i}] ({})", u.id),
+                    id_line: id_line(&u.id),
+                    policy: u.policy.as_ref(),
+                    parents: under(&u.department),
+                });
             }
         }
         for (i, m) in self.members.iter().enumerate() {
             unit_index.insert(("members", m.id.as_str()), levels.len());
-            levels.push(LevelRules { prefix: format!("members[{i}] ({})", m.id), id_line: id_line(&m.id), policy: m.policy.as_ref(), parents: under(&m.department) });
+            levels.push(LevelRules {
+                prefix: format!("members[{i}] ({})", m.id),
+                id_line: id_line(&m.id),
+                policy: m.policy.as_ref(),
+                parents: under(&m.department),
+            });
         }
         for (i, k) in self.keys.iter().enumerate() {
             let mut parents = under(&k.department);
-            for (kind, v) in [("projects", &k.project), ("groups", &k.group), ("members", &k.user)] {
+            for (kind, v) in [
+                ("projects", &k.project),
+                ("groups", &k.group),
+                ("members", &k.user),
+            ] {
                 if let Some(j) = v.as_deref().and_then(|v| unit_index.get(&(kind, v))) {
                     parents.push(*j);
                 }
             }
-            levels.push(LevelRules { prefix: format!("keys[{i}] ({})", k.id), id_line: id_line(&k.id), policy: k.policy.as_ref(), parents });
+            levels.push(LevelRules {
+                prefix: format!("keys[{i}] ({})", k.id),
+                id_line: id_line(&k.id),
+                policy: k.policy.as_ref(),
+                parents,
+            });
         }
 
         let mut out = Vec::new();
         // Globs: provider names and matches.
         for l in &levels {
             let Some(p) = l.policy else { continue };
-            for (field, list) in [("allow_models", &p.allow_models), ("deny_models", &p.deny_models)] {
+            for (field, list) in [
+                ("allow_models", &p.allow_models),
+                ("deny_models", &p.deny_models),
+            ] {
                 for pat in list.iter().flatten() {
                     let line = line_of(text, pat, l.id_line.unwrap_or(1)).or(l.id_line);
                     let field = format!("{}.policy.{field}", l.prefix);
@@ -581,7 +740,11 @@ impl OrgFile {
                             ),
                         });
                     } else if !models.iter().any(|(m, _)| glob_match(pat, m)) {
-                        let effect = if field.ends_with("allow_models") { "it allows nothing" } else { "it blocks nothing" };
+                        let effect = if field.ends_with("allow_models") {
+                            "it allows nothing"
+                        } else {
+                            "it blocks nothing"
+                        };
                         out.push(OrgWarning {
                             line,
                             field,
@@ -595,12 +758,26 @@ impl OrgFile {
         // along the chain, every deny_models above.
         for l in &levels {
             let Some(own) = l.policy else { continue };
-            let chain: Vec<&PolicyRules> = l.parents.iter().filter_map(|&j| levels[j].policy).chain(std::iter::once(own)).collect();
+            let chain: Vec<&PolicyRules> = l
+                .parents
+                .iter()
+                .filter_map(|&j| levels[j].policy)
+                .chain(std::iter::once(own))
+                .collect();
             let allow = chain.iter().rev().find_map(|p| p.allow_models.as_ref());
-            let zero_retention = chain.iter().rev().find_map(|p| p.zero_retention_only).unwrap_or(false);
-            let denies: Vec<&String> = chain.iter().flat_map(|p| p.deny_models.iter().flatten()).collect();
+            let zero_retention = chain
+                .iter()
+                .rev()
+                .find_map(|p| p.zero_retention_only)
+                .unwrap_or(false);
+            let denies: Vec<&String> = chain
+                .iter()
+                .flat_map(|p| p.deny_models.iter().flatten())
+                .collect();
             let ok = models.iter().any(|(m, zr)| {
-                allow.is_none_or(|a| a.iter().any(|g| glob_match(g, m))) && !denies.iter().any(|g| glob_match(g, m)) && (!zero_retention || *zr)
+                allow.is_none_or(|a| a.iter().any(|g| glob_match(g, m)))
+                    && !denies.iter().any(|g| glob_match(g, m))
+                    && (!zero_retention || *zr)
             });
             if ok {
                 continue;
@@ -618,10 +795,25 @@ impl OrgFile {
                 if zero_retention {
                     parts.push("zero_retention_only = true".into());
                 }
-                format!("{}: no model of the price catalog is left", parts.join(" with "))
+                format!(
+                    "{}: no model of the price catalog is left",
+                    parts.join(" with ")
+                )
             };
-            let line = ["zero_retention_only", "allow_models", "deny_models", "policy"].iter().find_map(|n| line_of(text, n, l.id_line.unwrap_or(1))).or(l.id_line);
-            out.push(OrgWarning { line, field: format!("{}.policy", l.prefix), message: format!("every call would be denied: {rule}") });
+            let line = [
+                "zero_retention_only",
+                "allow_models",
+                "deny_models",
+                "policy",
+            ]
+            .iter()
+            .find_map(|n| line_of(text, n, l.id_line.unwrap_or(1)))
+            .or(l.id_line);
+            out.push(OrgWarning {
+                line,
+                field: format!("{}.policy", l.prefix),
+                message: format!("every call would be denied: {rule}"),
+            });
         }
         out
     }
@@ -638,9 +830,25 @@ mod catalog_checks {
         let f = parse(text, Format::Toml).unwrap();
         let w = f.check_against_catalog(text, &gaterouter::pricing::Catalog::builtin());
         let s: Vec<String> = w.iter().map(ToString::to_string).collect();
-        assert!(s.iter().any(|m| m.starts_with("line 3: org.policy.allow_models") && m.contains("provider `google`")), "{s:#?}");
-        assert!(s.iter().any(|m| m.starts_with("line 3: org.policy.deny_models") && m.contains("openai/gtp-4o") && m.contains("blocks nothing")), "{s:#?}");
-        assert!(s.iter().any(|m| m.starts_with("line 7: departments[0] (legal).policy") && m.contains("zero_retention")), "{s:#?}");
+        assert!(
+            s.iter()
+                .any(|m| m.starts_with("line 3: org.policy.allow_models")
+                    && m.contains("provider `google`")),
+            "{s:#?}"
+        );
+        assert!(
+            s.iter()
+                .any(|m| m.starts_with("line 3: org.policy.deny_models")
+                    && m.contains("openai/gtp-4o")
+                    && m.contains("blocks nothing")),
+            "{s:#?}"
+        );
+        assert!(
+            s.iter()
+                .any(|m| m.starts_with("line 7: departments[0] (legal).policy")
+                    && m.contains("zero_retention")),
+            "{s:#?}"
+        );
         // eng allows anthropic/*, which the org's allow list does not include — but the
         // narrowest allow_models wins, so anthropic models are permitted: no warning.
         assert!(!s.iter().any(|m| m.contains("(eng)")), "{s:#?}");

@@ -22,7 +22,10 @@ use crate::accounts::{BUDGET_COLS, budget_from_row};
 use crate::admin::{admin, audit, now_ms, uuid_v7};
 use crate::db::{Param, bind_all, dberr, get_i64, get_opt_str, get_str};
 use crate::error::ApiError;
-use crate::orgfile::{BudgetEntry, DepartmentEntry, KeyEntry, LimitValue, MemberEntry, OrgEntry, OrgFile, UnitEntry, limit_value};
+use crate::orgfile::{
+    BudgetEntry, DepartmentEntry, KeyEntry, LimitValue, MemberEntry, OrgEntry, OrgFile, UnitEntry,
+    limit_value,
+};
 use crate::server::AppState;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,7 +76,9 @@ struct Tree {
 }
 
 fn rules_json(p: &Option<PolicyRules>) -> Option<String> {
-    p.as_ref().filter(|p| !p.is_empty()).and_then(|p| serde_json::to_string(p).ok())
+    p.as_ref()
+        .filter(|p| !p.is_empty())
+        .and_then(|p| serde_json::to_string(p).ok())
 }
 
 fn budget_of(b: &BudgetEntry) -> Result<Budget, String> {
@@ -85,32 +90,67 @@ fn budget_of(b: &BudgetEntry) -> Result<Budget, String> {
 }
 
 impl Tree {
-    fn add_level(&mut self, level: String, policy: &Option<PolicyRules>, budgets: &[BudgetEntry]) -> Result<(), String> {
+    fn add_level(
+        &mut self,
+        level: String,
+        policy: &Option<PolicyRules>,
+        budgets: &[BudgetEntry],
+    ) -> Result<(), String> {
         if let Some(r) = rules_json(policy) {
             self.policies.insert(level.clone(), r);
         }
         for b in budgets {
-            self.budgets.insert((level.clone(), b.metric.as_str().into(), b.period.as_str().into()), budget_of(b)?);
+            self.budgets.insert(
+                (
+                    level.clone(),
+                    b.metric.as_str().into(),
+                    b.period.as_str().into(),
+                ),
+                budget_of(b)?,
+            );
         }
         Ok(())
     }
 
     fn from_file(f: &OrgFile) -> Result<Tree, String> {
-        let mut t = Tree { org_name: Some(f.org.name.clone().unwrap_or_else(|| f.org.id.clone())), ..Default::default() };
+        let mut t = Tree {
+            org_name: Some(f.org.name.clone().unwrap_or_else(|| f.org.id.clone())),
+            ..Default::default()
+        };
         t.add_level(format!("org:{}", f.org.id), &f.org.policy, &f.org.budgets)?;
         for d in &f.departments {
-            t.departments.insert(d.id.clone(), Unit { name: d.name.clone().unwrap_or_else(|| d.id.clone()), department: None });
+            t.departments.insert(
+                d.id.clone(),
+                Unit {
+                    name: d.name.clone().unwrap_or_else(|| d.id.clone()),
+                    department: None,
+                },
+            );
             t.add_level(format!("department:{}", d.id), &d.policy, &d.budgets)?;
         }
         for (kind, list) in [("project", &f.projects), ("group", &f.groups)] {
             for p in list {
-                let u = Unit { name: p.name.clone().unwrap_or_else(|| p.id.clone()), department: p.department.clone() };
-                if kind == "project" { t.projects.insert(p.id.clone(), u) } else { t.groups.insert(p.id.clone(), u) };
+                let u = Unit {
+                    name: p.name.clone().unwrap_or_else(|| p.id.clone()),
+                    department: p.department.clone(),
+                };
+                if kind == "project" {
+                    t.projects.insert(p.id.clone(), u)
+                } else {
+                    t.groups.insert(p.id.clone(), u)
+                };
                 t.add_level(format!("{kind}:{}", p.id), &p.policy, &p.budgets)?;
             }
         }
         for m in &f.members {
-            t.members.insert(m.id.clone(), Member { name: m.name.clone().unwrap_or_else(|| m.id.clone()), department: m.department.clone(), groups: m.groups.iter().cloned().collect() });
+            t.members.insert(
+                m.id.clone(),
+                Member {
+                    name: m.name.clone().unwrap_or_else(|| m.id.clone()),
+                    department: m.department.clone(),
+                    groups: m.groups.iter().cloned().collect(),
+                },
+            );
             t.add_level(format!("user:{}", m.id), &m.policy, &m.budgets)?;
         }
         for k in &f.keys {
@@ -134,21 +174,66 @@ impl Tree {
         let o = || vec![Param::Text(org.to_owned())];
         let mut t = Tree::default();
         let q = |sql: &'static str| bind_all(sql, &o());
-        if let Some(r) = q("SELECT name FROM orgs WHERE id = $1").fetch_optional(&mut *conn).await.map_err(dberr("reading the org"))? {
+        if let Some(r) = q("SELECT name FROM orgs WHERE id = $1")
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(dberr("reading the org"))?
+        {
             t.org_name = Some(get_str(&r, 0)?);
         }
-        for r in q("SELECT id, name FROM departments WHERE org_id = $1").fetch_all(&mut *conn).await.map_err(dberr("reading departments"))? {
-            t.departments.insert(get_str(&r, 0)?, Unit { name: get_str(&r, 1)?, department: None });
+        for r in q("SELECT id, name FROM departments WHERE org_id = $1")
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(dberr("reading departments"))?
+        {
+            t.departments.insert(
+                get_str(&r, 0)?,
+                Unit {
+                    name: get_str(&r, 1)?,
+                    department: None,
+                },
+            );
         }
-        for r in q("SELECT id, name, department_id FROM projects WHERE org_id = $1").fetch_all(&mut *conn).await.map_err(dberr("reading projects"))? {
-            t.projects.insert(get_str(&r, 0)?, Unit { name: get_str(&r, 1)?, department: get_opt_str(&r, 2)? });
+        for r in q("SELECT id, name, department_id FROM projects WHERE org_id = $1")
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(dberr("reading projects"))?
+        {
+            t.projects.insert(
+                get_str(&r, 0)?,
+                Unit {
+                    name: get_str(&r, 1)?,
+                    department: get_opt_str(&r, 2)?,
+                },
+            );
         }
-        for r in q("SELECT id, name, department_id FROM user_groups WHERE org_id = $1").fetch_all(&mut *conn).await.map_err(dberr("reading groups"))? {
-            t.groups.insert(get_str(&r, 0)?, Unit { name: get_str(&r, 1)?, department: get_opt_str(&r, 2)? });
+        for r in q("SELECT id, name, department_id FROM user_groups WHERE org_id = $1")
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(dberr("reading groups"))?
+        {
+            t.groups.insert(
+                get_str(&r, 0)?,
+                Unit {
+                    name: get_str(&r, 1)?,
+                    department: get_opt_str(&r, 2)?,
+                },
+            );
         }
-        for r in q("SELECT id, name, department_id, group_id FROM users WHERE org_id = $1").fetch_all(&mut *conn).await.map_err(dberr("reading members"))? {
+        for r in q("SELECT id, name, department_id, group_id FROM users WHERE org_id = $1")
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(dberr("reading members"))?
+        {
             let groups = get_opt_str(&r, 3)?.into_iter().collect();
-            t.members.insert(get_str(&r, 0)?, Member { name: get_str(&r, 1)?, department: get_opt_str(&r, 2)?, groups });
+            t.members.insert(
+                get_str(&r, 0)?,
+                Member {
+                    name: get_str(&r, 1)?,
+                    department: get_opt_str(&r, 2)?,
+                    groups,
+                },
+            );
         }
         for r in q("SELECT m.user_id, m.group_id FROM group_members m JOIN users u ON u.id = m.user_id WHERE u.org_id = $1").fetch_all(&mut *conn).await.map_err(dberr("reading memberships"))? {
             if let Some(m) = t.members.get_mut(&get_str(&r, 0)?) {
@@ -176,7 +261,11 @@ impl Tree {
                 },
             );
         }
-        for r in q("SELECT level, rules FROM policies WHERE org_id = $1").fetch_all(&mut *conn).await.map_err(dberr("reading policies"))? {
+        for r in q("SELECT level, rules FROM policies WHERE org_id = $1")
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(dberr("reading policies"))?
+        {
             t.policies.insert(get_str(&r, 0)?, get_str(&r, 1)?);
         }
         for r in q("SELECT level, metric, period, limit_value, enforcement, notify_at FROM budgets WHERE org_id = $1").fetch_all(&mut *conn).await.map_err(dberr("reading budgets"))? {
@@ -186,7 +275,10 @@ impl Tree {
     }
 
     fn level_extras(&self, level: &str) -> (Option<PolicyRules>, Vec<BudgetEntry>) {
-        let policy = self.policies.get(level).and_then(|s| serde_json::from_str(s).ok());
+        let policy = self
+            .policies
+            .get(level)
+            .and_then(|s| serde_json::from_str(s).ok());
         let budgets = self
             .budgets
             .range((level.to_owned(), String::new(), String::new())..)
@@ -209,26 +301,57 @@ impl Tree {
         let (policy, budgets) = self.level_extras(&format!("org:{org}"));
         let unit = |kind: &str, id: &String, u: &Unit| {
             let (policy, budgets) = self.level_extras(&format!("{kind}:{id}"));
-            UnitEntry { id: id.clone(), name: Some(u.name.clone()), department: u.department.clone(), policy, budgets }
+            UnitEntry {
+                id: id.clone(),
+                name: Some(u.name.clone()),
+                department: u.department.clone(),
+                policy,
+                budgets,
+            }
         };
         OrgFile {
-            org: OrgEntry { id: org.to_owned(), name: self.org_name.clone(), policy, budgets },
+            org: OrgEntry {
+                id: org.to_owned(),
+                name: self.org_name.clone(),
+                policy,
+                budgets,
+            },
             departments: self
                 .departments
                 .iter()
                 .map(|(id, u)| {
                     let (policy, budgets) = self.level_extras(&format!("department:{id}"));
-                    DepartmentEntry { id: id.clone(), name: Some(u.name.clone()), policy, budgets }
+                    DepartmentEntry {
+                        id: id.clone(),
+                        name: Some(u.name.clone()),
+                        policy,
+                        budgets,
+                    }
                 })
                 .collect(),
-            projects: self.projects.iter().map(|(id, u)| unit("project", id, u)).collect(),
-            groups: self.groups.iter().map(|(id, u)| unit("group", id, u)).collect(),
+            projects: self
+                .projects
+                .iter()
+                .map(|(id, u)| unit("project", id, u))
+                .collect(),
+            groups: self
+                .groups
+                .iter()
+                .map(|(id, u)| unit("group", id, u))
+                .collect(),
             members: self
                 .members
                 .iter()
                 .map(|(id, m)| {
                     let (policy, budgets) = self.level_extras(&format!("user:{id}"));
-                    MemberEntry { id: id.clone(), name: Some(m.name.clone()), department: m.department.clone(), groups: m.groups.iter().cloned().collect(), policy, budgets }
+                    MemberEntry {
+                        id: id.clone(),
+                        name: Some(m.name.clone()),
+                        department: m.department.clone(),
+                        groups: m.groups.iter().cloned().collect(),
+                        policy,
+                        budgets,
+                    }
                 })
                 .collect(),
             keys: self
@@ -278,7 +401,12 @@ fn ot(s: &Option<String>) -> Param {
 }
 
 /// Compare one map; returns (created, updated) keys and counts unchanged; reports removals.
-fn diff<K: Ord + Clone, V: PartialEq>(want: &BTreeMap<K, V>, have: &BTreeMap<K, V>, report: &mut ApplyReport, name: impl Fn(&K) -> String) -> (Vec<K>, Vec<K>) {
+fn diff<K: Ord + Clone, V: PartialEq>(
+    want: &BTreeMap<K, V>,
+    have: &BTreeMap<K, V>,
+    report: &mut ApplyReport,
+    name: impl Fn(&K) -> String,
+) -> (Vec<K>, Vec<K>) {
     let (mut created, mut updated) = (Vec::new(), Vec::new());
     for (k, v) in want {
         match have.get(k) {
@@ -306,43 +434,80 @@ fn plan(org: &str, want: &Tree, have: &Tree, now: i64, report: &mut ApplyReport)
     match &have.org_name {
         None => {
             report.created.push(format!("org:{org}"));
-            s.push(("INSERT INTO orgs (id, name, created_ms) VALUES ($1, $2, $3)".into(), vec![t(org), t(&name), Param::I64(now)]));
+            s.push((
+                "INSERT INTO orgs (id, name, created_ms) VALUES ($1, $2, $3)".into(),
+                vec![t(org), t(&name), Param::I64(now)],
+            ));
         }
         Some(n) if *n != name => {
             report.updated.push(format!("org:{org}"));
-            s.push(("UPDATE orgs SET name = $1 WHERE id = $2".into(), vec![t(&name), t(org)]));
+            s.push((
+                "UPDATE orgs SET name = $1 WHERE id = $2".into(),
+                vec![t(&name), t(org)],
+            ));
         }
         Some(_) => report.unchanged += 1,
     }
-    let (c, u) = diff(&want.departments, &have.departments, report, |k| format!("department:{k}"));
+    let (c, u) = diff(&want.departments, &have.departments, report, |k| {
+        format!("department:{k}")
+    });
     for id in c {
-        s.push(("INSERT INTO departments (id, org_id, name, created_ms) VALUES ($1, $2, $3, $4)".into(), vec![t(&id), t(org), t(&want.departments[&id].name), Param::I64(now)]));
+        s.push((
+            "INSERT INTO departments (id, org_id, name, created_ms) VALUES ($1, $2, $3, $4)".into(),
+            vec![
+                t(&id),
+                t(org),
+                t(&want.departments[&id].name),
+                Param::I64(now),
+            ],
+        ));
     }
     for id in u {
-        s.push(("UPDATE departments SET name = $1 WHERE id = $2".into(), vec![t(&want.departments[&id].name), t(&id)]));
+        s.push((
+            "UPDATE departments SET name = $1 WHERE id = $2".into(),
+            vec![t(&want.departments[&id].name), t(&id)],
+        ));
     }
-    for (kind, table, w, h) in [("project", "projects", &want.projects, &have.projects), ("group", "user_groups", &want.groups, &have.groups)] {
+    for (kind, table, w, h) in [
+        ("project", "projects", &want.projects, &have.projects),
+        ("group", "user_groups", &want.groups, &have.groups),
+    ] {
         let (c, u) = diff(w, h, report, |k| format!("{kind}:{k}"));
         for id in c {
             s.push((format!("INSERT INTO {table} (id, org_id, department_id, name, created_ms) VALUES ($1, $2, $3, $4, $5)"), vec![t(&id), t(org), ot(&w[&id].department), t(&w[&id].name), Param::I64(now)]));
         }
         for id in u {
-            s.push((format!("UPDATE {table} SET name = $1, department_id = $2 WHERE id = $3"), vec![t(&w[&id].name), ot(&w[&id].department), t(&id)]));
+            s.push((
+                format!("UPDATE {table} SET name = $1, department_id = $2 WHERE id = $3"),
+                vec![t(&w[&id].name), ot(&w[&id].department), t(&id)],
+            ));
         }
     }
-    let (c, u) = diff(&want.members, &have.members, report, |k| format!("user:{k}"));
+    let (c, u) = diff(&want.members, &have.members, report, |k| {
+        format!("user:{k}")
+    });
     for id in &c {
         let m = &want.members[id];
         s.push(("INSERT INTO users (id, org_id, department_id, name, created_ms) VALUES ($1, $2, $3, $4, $5)".into(), vec![t(id), t(org), ot(&m.department), t(&m.name), Param::I64(now)]));
     }
     for id in &u {
         let m = &want.members[id];
-        s.push(("UPDATE users SET name = $1, department_id = $2, group_id = NULL WHERE id = $3".into(), vec![t(&m.name), ot(&m.department), t(id)]));
-        s.push(("DELETE FROM group_members WHERE user_id = $1".into(), vec![t(id)]));
+        s.push((
+            "UPDATE users SET name = $1, department_id = $2, group_id = NULL WHERE id = $3".into(),
+            vec![t(&m.name), ot(&m.department), t(id)],
+        ));
+        s.push((
+            "DELETE FROM group_members WHERE user_id = $1".into(),
+            vec![t(id)],
+        ));
     }
     for id in c.iter().chain(&u) {
         for g in &want.members[id].groups {
-            s.push(("INSERT INTO group_members (group_id, user_id, created_ms) VALUES ($1, $2, $3)".into(), vec![t(g), t(id), Param::I64(now)]));
+            s.push((
+                "INSERT INTO group_members (group_id, user_id, created_ms) VALUES ($1, $2, $3)"
+                    .into(),
+                vec![t(g), t(id), Param::I64(now)],
+            ));
         }
     }
     let (c, u) = diff(&want.keys, &have.keys, report, |k| format!("key:{k}"));
@@ -360,7 +525,11 @@ fn plan(org: &str, want: &Tree, have: &Tree, now: i64, report: &mut ApplyReport)
             "UPDATE api_keys SET department_id = $1, project_id = $2, group_id = $3, user_id = $4, description = $5 WHERE id = $6".into(),
             vec![ot(&k.department), ot(&k.project), ot(&k.group), ot(&k.user), t(&k.description), t(&id)],
         ));
-        if have.keys.get(&id).is_some_and(|h| h.public_key != k.public_key) {
+        if have
+            .keys
+            .get(&id)
+            .is_some_and(|h| h.public_key != k.public_key)
+        {
             // A new public key rotates: the previous one stays valid 24 h.
             let grace = now + 86_400_000;
             s.push(("UPDATE api_key_versions SET not_after_ms = $1 WHERE api_key_id = $2 AND (not_after_ms IS NULL OR not_after_ms > $1)".into(), vec![Param::I64(grace), t(&id)]));
@@ -368,14 +537,18 @@ fn plan(org: &str, want: &Tree, have: &Tree, now: i64, report: &mut ApplyReport)
             s.push(("INSERT INTO api_key_versions (api_key_id, version, public_key, created_ms) VALUES ($1, $2, $3, $4)".into(), vec![t(&id), Param::I64(v), t(&k.public_key), Param::I64(now)]));
         }
     }
-    let (c, u) = diff(&want.policies, &have.policies, report, |k| format!("policy:{k}"));
+    let (c, u) = diff(&want.policies, &have.policies, report, |k| {
+        format!("policy:{k}")
+    });
     for level in c.into_iter().chain(u) {
         s.push((
             "INSERT INTO policies (level, org_id, rules, updated_ms) VALUES ($1, $2, $3, $4) ON CONFLICT (level) DO UPDATE SET org_id = excluded.org_id, rules = excluded.rules, updated_ms = excluded.updated_ms".into(),
             vec![t(&level), t(org), t(&want.policies[&level]), Param::I64(now)],
         ));
     }
-    let (c, u) = diff(&want.budgets, &have.budgets, report, |(l, m, p)| format!("budget:{l}/{m}/{p}"));
+    let (c, u) = diff(&want.budgets, &have.budgets, report, |(l, m, p)| {
+        format!("budget:{l}/{m}/{p}")
+    });
     for key in c {
         let b = &want.budgets[&key];
         s.push((
@@ -394,27 +567,58 @@ fn plan(org: &str, want: &Tree, have: &Tree, now: i64, report: &mut ApplyReport)
 }
 
 /// Ids of `table` that belong to another org than `org`.
-async fn foreign_ids(conn: &mut AnyConnection, table: &str, org: &str) -> Result<BTreeMap<String, String>, ApiError> {
+async fn foreign_ids(
+    conn: &mut AnyConnection,
+    table: &str,
+    org: &str,
+) -> Result<BTreeMap<String, String>, ApiError> {
     let col = if table == "orgs" { "id" } else { "org_id" };
     let sql = format!("SELECT id, {col} FROM {table} WHERE {col} <> $1");
-    let rows = bind_all(&sql, &[t(org)]).fetch_all(&mut *conn).await.map_err(dberr("checking ids"))?;
-    rows.iter().map(|r| Ok((get_str(r, 0)?, get_str(r, 1)?))).collect()
+    let rows = bind_all(&sql, &[t(org)])
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(dberr("checking ids"))?;
+    rows.iter()
+        .map(|r| Ok((get_str(r, 0)?, get_str(r, 1)?)))
+        .collect()
 }
 
 async fn check_foreign(conn: &mut AnyConnection, f: &OrgFile) -> Result<(), ApiError> {
     let org = &f.org.id;
     let lists: [(&str, &str, Vec<&String>); 5] = [
-        ("departments", "departments", f.departments.iter().map(|x| &x.id).collect()),
-        ("projects", "projects", f.projects.iter().map(|x| &x.id).collect()),
-        ("groups", "user_groups", f.groups.iter().map(|x| &x.id).collect()),
-        ("members", "users", f.members.iter().map(|x| &x.id).collect()),
+        (
+            "departments",
+            "departments",
+            f.departments.iter().map(|x| &x.id).collect(),
+        ),
+        (
+            "projects",
+            "projects",
+            f.projects.iter().map(|x| &x.id).collect(),
+        ),
+        (
+            "groups",
+            "user_groups",
+            f.groups.iter().map(|x| &x.id).collect(),
+        ),
+        (
+            "members",
+            "users",
+            f.members.iter().map(|x| &x.id).collect(),
+        ),
         ("keys", "api_keys", f.keys.iter().map(|x| &x.id).collect()),
     ];
     for (field, table, ids) in lists {
         let foreign = foreign_ids(conn, table, org).await?;
         for (i, id) in ids.iter().enumerate() {
             if let Some(other) = foreign.get(*id) {
-                return Err(ApiError::new(StatusCode::CONFLICT, "conflict", format!("{field}[{i}].id: `{id}` already belongs to org `{other}`; ids are global, choose another")));
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    format!(
+                        "{field}[{i}].id: `{id}` already belongs to org `{other}`; ids are global, choose another"
+                    ),
+                ));
             }
         }
     }
@@ -431,29 +635,59 @@ pub struct ApplyQuery {
 }
 
 /// `PUT /v1/admin/org-tree[?dry_run=true]`: apply an organization document.
-pub async fn put_org_tree(State(st): State<Arc<AppState>>, headers: HeaderMap, Query(q): Query<ApplyQuery>, body: axum::body::Bytes) -> Result<Json<ApplyReport>, ApiError> {
+pub async fn put_org_tree(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<ApplyQuery>,
+    body: axum::body::Bytes,
+) -> Result<Json<ApplyReport>, ApiError> {
     let p = admin(&st, &headers).await?;
-    let f = crate::orgfile::parse(std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("body is not UTF-8 JSON"))?, crate::orgfile::Format::Json).map_err(ApiError::bad_request)?;
+    let f = crate::orgfile::parse(
+        std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("body is not UTF-8 JSON"))?,
+        crate::orgfile::Format::Json,
+    )
+    .map_err(ApiError::bad_request)?;
     let want = Tree::from_file(&f).map_err(ApiError::bad_request)?;
     let org = f.org.id.clone();
     let _g = st.db.write_guard().await;
     let mut tx = st.db.begin_write().await?;
     check_foreign(&mut tx, &f).await?;
     let have = Tree::load(&mut tx, &org).await?;
-    let mut report = ApplyReport { dry_run: q.dry_run, ..Default::default() };
+    let mut report = ApplyReport {
+        dry_run: q.dry_run,
+        ..Default::default()
+    };
     let stmts = plan(&org, &want, &have, now_ms(), &mut report);
     if q.dry_run {
         return Ok(Json(report));
     }
     for (sql, params) in &stmts {
-        bind_all(sql, params).execute(&mut *tx).await.map_err(dberr("applying the org tree"))?;
+        bind_all(sql, params)
+            .execute(&mut *tx)
+            .await
+            .map_err(dberr("applying the org tree"))?;
     }
     if !stmts.is_empty() {
         let detail = json!({"created": report.created, "updated": report.updated, "removed_not_deleted": report.removed_not_deleted});
-        audit(&mut tx, &p, "apply_org_tree", &format!("org {org}"), &detail).await?;
+        audit(
+            &mut tx,
+            &p,
+            "apply_org_tree",
+            &format!("org {org}"),
+            &detail,
+        )
+        .await?;
     }
-    tx.commit().await.map_err(dberr("committing the org tree"))?;
-    tracing::info!(actor = p.id(), org, created = report.created.len(), updated = report.updated.len(), "org tree applied");
+    tx.commit()
+        .await
+        .map_err(dberr("committing the org tree"))?;
+    tracing::info!(
+        actor = p.id(),
+        org,
+        created = report.created.len(),
+        updated = report.updated.len(),
+        "org tree applied"
+    );
     Ok(Json(report))
 }
 
@@ -466,12 +700,24 @@ pub struct ExportQuery {
 }
 
 /// `GET /v1/admin/org-tree?org=ID`: the org as a document `PUT` accepts (a no-op apply).
-pub async fn get_org_tree(State(st): State<Arc<AppState>>, headers: HeaderMap, Query(q): Query<ExportQuery>) -> Result<Json<OrgFile>, ApiError> {
+pub async fn get_org_tree(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<ExportQuery>,
+) -> Result<Json<OrgFile>, ApiError> {
     admin(&st, &headers).await?;
-    let mut conn = st.db.pool.acquire().await.map_err(dberr("acquiring a connection"))?;
+    let mut conn = st
+        .db
+        .pool
+        .acquire()
+        .await
+        .map_err(dberr("acquiring a connection"))?;
     let tree = Tree::load(&mut conn, &q.org).await?;
     if tree.org_name.is_none() {
-        return Err(ApiError::not_found(format!("org `{}` does not exist", q.org)));
+        return Err(ApiError::not_found(format!(
+            "org `{}` does not exist",
+            q.org
+        )));
     }
     Ok(Json(tree.to_file(&q.org)))
 }
@@ -486,10 +732,19 @@ async fn level_org(st: &AppState, level: &Level) -> Result<String, ApiError> {
         LevelKind::User => ("users", "org_id"),
         LevelKind::Key => ("api_keys", "org_id"),
     };
-    let rows = st.db.fetch(&format!("SELECT {col} FROM {table} WHERE id = $1"), &[t(&level.id)], "resolving a level").await?;
+    let rows = st
+        .db
+        .fetch(
+            &format!("SELECT {col} FROM {table} WHERE id = $1"),
+            &[t(&level.id)],
+            "resolving a level",
+        )
+        .await?;
     match rows.first() {
         Some(r) => Ok(get_str(r, 0)?),
-        None => Err(ApiError::not_found(format!("{level} does not exist; create it first"))),
+        None => Err(ApiError::not_found(format!(
+            "{level} does not exist; create it first"
+        ))),
     }
 }
 
@@ -498,26 +753,53 @@ fn parse_level(s: &str) -> Result<Level, ApiError> {
 }
 
 /// `GET /v1/admin/policies/{level}`.
-pub async fn get_policy(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(level): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn get_policy(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(level): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     admin(&st, &headers).await?;
     let level = parse_level(&level)?;
-    let rows = st.db.fetch("SELECT rules, updated_ms FROM policies WHERE level = $1", &[t(&level.to_string())], "reading a policy").await?;
-    let Some(r) = rows.first() else { return Err(ApiError::not_found(format!("no policy at {level}"))) };
+    let rows = st
+        .db
+        .fetch(
+            "SELECT rules, updated_ms FROM policies WHERE level = $1",
+            &[t(&level.to_string())],
+            "reading a policy",
+        )
+        .await?;
+    let Some(r) = rows.first() else {
+        return Err(ApiError::not_found(format!("no policy at {level}")));
+    };
     let rules: Value = serde_json::from_str(&get_str(r, 0)?).unwrap_or(Value::Null);
-    Ok(Json(json!({"level": level, "rules": rules, "updated_ms": get_i64(r, 1)?})))
+    Ok(Json(
+        json!({"level": level, "rules": rules, "updated_ms": get_i64(r, 1)?}),
+    ))
 }
 
 /// `PUT /v1/admin/policies/{level}` with a `PolicyRules` body.
-pub async fn put_policy(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(level): Path<String>, body: Result<Json<PolicyRules>, axum::extract::rejection::JsonRejection>) -> Result<Json<Value>, ApiError> {
+pub async fn put_policy(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(level): Path<String>,
+    body: Result<Json<PolicyRules>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
     let p = admin(&st, &headers).await?;
     let level = parse_level(&level)?;
-    let Json(rules) = body.map_err(|e| ApiError::bad_request(format!("body is not PolicyRules: {}", e.body_text())))?;
+    let Json(rules) = body.map_err(|e| {
+        ApiError::bad_request(format!("body is not PolicyRules: {}", e.body_text()))
+    })?;
     rules.validate("").map_err(ApiError::bad_request)?;
     let org = level_org(&st, &level).await?;
     let text = serde_json::to_string(&rules).unwrap_or_else(|_| "{}".into());
     let now = now_ms();
     let _g = st.db.write_guard().await;
-    let mut tx = st.db.pool.begin().await.map_err(dberr("starting a policy change"))?;
+    let mut tx = st
+        .db
+        .pool
+        .begin()
+        .await
+        .map_err(dberr("starting a policy change"))?;
     bind_all(
         "INSERT INTO policies (level, org_id, rules, updated_ms) VALUES ($1, $2, $3, $4) ON CONFLICT (level) DO UPDATE SET org_id = excluded.org_id, rules = excluded.rules, updated_ms = excluded.updated_ms",
         &[t(&level.to_string()), t(&org), t(&text), Param::I64(now)],
@@ -525,18 +807,42 @@ pub async fn put_policy(State(st): State<Arc<AppState>>, headers: HeaderMap, Pat
     .execute(&mut *tx)
     .await
     .map_err(dberr("storing a policy"))?;
-    audit(&mut tx, &p, "put_policy", &level.to_string(), &serde_json::to_value(&rules).unwrap_or(Value::Null)).await?;
+    audit(
+        &mut tx,
+        &p,
+        "put_policy",
+        &level.to_string(),
+        &serde_json::to_value(&rules).unwrap_or(Value::Null),
+    )
+    .await?;
     tx.commit().await.map_err(dberr("committing a policy"))?;
-    Ok(Json(json!({"level": level, "rules": rules, "updated_ms": now})))
+    Ok(Json(
+        json!({"level": level, "rules": rules, "updated_ms": now}),
+    ))
 }
 
 /// `DELETE /v1/admin/policies/{level}`.
-pub async fn delete_policy(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(level): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn delete_policy(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(level): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let p = admin(&st, &headers).await?;
     let level = parse_level(&level)?;
     let _g = st.db.write_guard().await;
-    let mut tx = st.db.pool.begin().await.map_err(dberr("starting a policy change"))?;
-    let r = bind_all("DELETE FROM policies WHERE level = $1", &[t(&level.to_string())]).execute(&mut *tx).await.map_err(dberr("deleting a policy"))?;
+    let mut tx = st
+        .db
+        .pool
+        .begin()
+        .await
+        .map_err(dberr("starting a policy change"))?;
+    let r = bind_all(
+        "DELETE FROM policies WHERE level = $1",
+        &[t(&level.to_string())],
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(dberr("deleting a policy"))?;
     if r.rows_affected() == 0 {
         return Err(ApiError::not_found(format!("no policy at {level}")));
     }
@@ -554,16 +860,33 @@ pub struct OrgQuery {
 }
 
 /// `GET /v1/admin/budgets[?org_id=]`: every budget with its current status.
-pub async fn list_budgets(State(st): State<Arc<AppState>>, headers: HeaderMap, Query(q): Query<OrgQuery>) -> Result<Json<Value>, ApiError> {
+pub async fn list_budgets(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<OrgQuery>,
+) -> Result<Json<Value>, ApiError> {
     admin(&st, &headers).await?;
     let (filter, params) = match &q.org_id {
         Some(o) => (" WHERE org_id = $1", vec![t(o)]),
         None => ("", vec![]),
     };
-    let rows = st.db.fetch(&format!("SELECT {BUDGET_COLS} FROM budgets{filter} ORDER BY level, metric, period"), &params, "listing budgets").await?;
+    let rows = st
+        .db
+        .fetch(
+            &format!("SELECT {BUDGET_COLS} FROM budgets{filter} ORDER BY level, metric, period"),
+            &params,
+            "listing budgets",
+        )
+        .await?;
     let budgets: Vec<_> = rows.iter().map(budget_from_row).collect::<Result<_, _>>()?;
-    let mut conn = st.db.pool.acquire().await.map_err(dberr("acquiring a connection"))?;
-    let sts = crate::accounts::statuses(&mut conn, &budgets, gaterouter::usage::unix_ms_now()).await?;
+    let mut conn = st
+        .db
+        .pool
+        .acquire()
+        .await
+        .map_err(dberr("acquiring a connection"))?;
+    let sts =
+        crate::accounts::statuses(&mut conn, &budgets, gaterouter::usage::unix_ms_now()).await?;
     drop(conn);
     let now = gaterouter::usage::unix_ms_now();
     let items: Vec<Value> = sts.iter().zip(&budgets).map(|(s, b)| json!({"org_id": b.org_id, "status": s, "projected_at_reset": projected(s, now)})).collect();
@@ -594,55 +917,124 @@ async fn check_membership(st: &AppState, group: &str, user: &str) -> Result<(), 
     let g = level_org(st, &Level::new(LevelKind::Group, group)).await?;
     let u = level_org(st, &Level::new(LevelKind::User, user)).await?;
     if g != u {
-        return Err(ApiError::bad_request(format!("group `{group}` is in org `{g}` but user `{user}` is in org `{u}`")));
+        return Err(ApiError::bad_request(format!(
+            "group `{group}` is in org `{g}` but user `{user}` is in org `{u}`"
+        )));
     }
     Ok(())
 }
 
 /// `GET /v1/admin/groups/{id}/members`.
-pub async fn list_members(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(group): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn list_members(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(group): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     admin(&st, &headers).await?;
     level_org(&st, &Level::new(LevelKind::Group, group.clone())).await?;
     let rows = st
         .db
         .fetch("SELECT user_id FROM group_members WHERE group_id = $1 UNION SELECT id FROM users WHERE group_id = $1 ORDER BY 1", &[t(&group)], "listing group members")
         .await?;
-    let items: Vec<String> = rows.iter().map(|r| get_str(r, 0)).collect::<Result<_, _>>()?;
+    let items: Vec<String> = rows
+        .iter()
+        .map(|r| get_str(r, 0))
+        .collect::<Result<_, _>>()?;
     Ok(Json(json!({"group": group, "members": items})))
 }
 
 /// `POST /v1/admin/groups/{id}/members`: add a member to a group (a member may be in
 /// several groups; idempotent).
-pub async fn add_member(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(group): Path<String>, body: Result<Json<AddMember>, axum::extract::rejection::JsonRejection>) -> Result<Json<Value>, ApiError> {
+pub async fn add_member(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(group): Path<String>,
+    body: Result<Json<AddMember>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
     let p = admin(&st, &headers).await?;
-    let Json(b) = body.map_err(|e| ApiError::bad_request(format!("body is not {{\"user_id\": ...}}: {}", e.body_text())))?;
+    let Json(b) = body.map_err(|e| {
+        ApiError::bad_request(format!(
+            "body is not {{\"user_id\": ...}}: {}",
+            e.body_text()
+        ))
+    })?;
     check_membership(&st, &group, &b.user_id).await?;
     let _g = st.db.write_guard().await;
-    let mut tx = st.db.pool.begin().await.map_err(dberr("starting a membership change"))?;
+    let mut tx = st
+        .db
+        .pool
+        .begin()
+        .await
+        .map_err(dberr("starting a membership change"))?;
     let r = bind_all("INSERT INTO group_members (group_id, user_id, created_ms) VALUES ($1, $2, $3) ON CONFLICT (group_id, user_id) DO NOTHING", &[t(&group), t(&b.user_id), Param::I64(now_ms())])
         .execute(&mut *tx)
         .await
         .map_err(dberr("adding a member"))?;
     if r.rows_affected() > 0 {
-        audit(&mut tx, &p, "add_group_member", &format!("group {group}"), &json!({"user_id": b.user_id})).await?;
+        audit(
+            &mut tx,
+            &p,
+            "add_group_member",
+            &format!("group {group}"),
+            &json!({"user_id": b.user_id}),
+        )
+        .await?;
     }
-    tx.commit().await.map_err(dberr("committing a membership"))?;
-    Ok(Json(json!({"group": group, "user_id": b.user_id, "added": r.rows_affected() > 0})))
+    tx.commit()
+        .await
+        .map_err(dberr("committing a membership"))?;
+    Ok(Json(
+        json!({"group": group, "user_id": b.user_id, "added": r.rows_affected() > 0}),
+    ))
 }
 
 /// `DELETE /v1/admin/groups/{id}/members/{user}`.
-pub async fn remove_member(State(st): State<Arc<AppState>>, headers: HeaderMap, Path((group, user)): Path<(String, String)>) -> Result<Json<Value>, ApiError> {
+pub async fn remove_member(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path((group, user)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
     let p = admin(&st, &headers).await?;
     let _g = st.db.write_guard().await;
-    let mut tx = st.db.pool.begin().await.map_err(dberr("starting a membership change"))?;
-    let a = bind_all("DELETE FROM group_members WHERE group_id = $1 AND user_id = $2", &[t(&group), t(&user)]).execute(&mut *tx).await.map_err(dberr("removing a member"))?;
-    let b = bind_all("UPDATE users SET group_id = NULL WHERE id = $1 AND group_id = $2", &[t(&user), t(&group)]).execute(&mut *tx).await.map_err(dberr("removing a member"))?;
+    let mut tx = st
+        .db
+        .pool
+        .begin()
+        .await
+        .map_err(dberr("starting a membership change"))?;
+    let a = bind_all(
+        "DELETE FROM group_members WHERE group_id = $1 AND user_id = $2",
+        &[t(&group), t(&user)],
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(dberr("removing a member"))?;
+    let b = bind_all(
+        "UPDATE users SET group_id = NULL WHERE id = $1 AND group_id = $2",
+        &[t(&user), t(&group)],
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(dberr("removing a member"))?;
     if a.rows_affected() + b.rows_affected() == 0 {
-        return Err(ApiError::not_found(format!("user `{user}` is not a member of group `{group}`")));
+        return Err(ApiError::not_found(format!(
+            "user `{user}` is not a member of group `{group}`"
+        )));
     }
-    audit(&mut tx, &p, "remove_group_member", &format!("group {group}"), &json!({"user_id": user})).await?;
-    tx.commit().await.map_err(dberr("committing a membership"))?;
-    Ok(Json(json!({"group": group, "user_id": user, "removed": true})))
+    audit(
+        &mut tx,
+        &p,
+        "remove_group_member",
+        &format!("group {group}"),
+        &json!({"user_id": user}),
+    )
+    .await?;
+    tx.commit()
+        .await
+        .map_err(dberr("committing a membership"))?;
+    Ok(Json(
+        json!({"group": group, "user_id": user, "removed": true}),
+    ))
 }
 
 /// Body of `POST /v1/admin/budgets`.
@@ -666,21 +1058,47 @@ pub struct CreateBudget {
 
 /// `POST /v1/admin/budgets`: create (or replace the limit of) the budget of a level for
 /// a metric and period.
-pub async fn create_budget(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Result<Json<CreateBudget>, axum::extract::rejection::JsonRejection>) -> Result<(StatusCode, Json<Value>), ApiError> {
+pub async fn create_budget(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Json<CreateBudget>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let p = admin(&st, &headers).await?;
-    let Json(b) = body.map_err(|e| ApiError::bad_request(format!("invalid body: {}", e.body_text())))?;
+    let Json(b) =
+        body.map_err(|e| ApiError::bad_request(format!("invalid body: {}", e.body_text())))?;
     let level = parse_level(&b.level)?;
-    let entry = BudgetEntry { metric: b.metric, period: b.period, limit: b.limit.clone(), enforcement: b.enforcement, notify_at: b.notify_at.clone() };
-    let limit = entry.limit_units().map_err(|e| ApiError::bad_request(format!("limit: {e}")))?;
-    if entry.notify_at.iter().flatten().any(|n| *n == 0 || *n > 100) {
-        return Err(ApiError::bad_request("notify_at: percentages must be 1..=100"));
+    let entry = BudgetEntry {
+        metric: b.metric,
+        period: b.period,
+        limit: b.limit.clone(),
+        enforcement: b.enforcement,
+        notify_at: b.notify_at.clone(),
+    };
+    let limit = entry
+        .limit_units()
+        .map_err(|e| ApiError::bad_request(format!("limit: {e}")))?;
+    if entry
+        .notify_at
+        .iter()
+        .flatten()
+        .any(|n| *n == 0 || *n > 100)
+    {
+        return Err(ApiError::bad_request(
+            "notify_at: percentages must be 1..=100",
+        ));
     }
     let org = level_org(&st, &level).await?;
-    let notify = serde_json::to_string(&entry.notify_at_or_default()).unwrap_or_else(|_| "[]".into());
+    let notify =
+        serde_json::to_string(&entry.notify_at_or_default()).unwrap_or_else(|_| "[]".into());
     let now = now_ms();
     let id = format!("b_{}", uuid_v7());
     let _g = st.db.write_guard().await;
-    let mut tx = st.db.pool.begin().await.map_err(dberr("starting a budget change"))?;
+    let mut tx = st
+        .db
+        .pool
+        .begin()
+        .await
+        .map_err(dberr("starting a budget change"))?;
     let r = bind_all(
         "INSERT INTO budgets (id, org_id, level, metric, period, limit_value, enforcement, notify_at, created_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) \
          ON CONFLICT (level, metric, period) DO UPDATE SET limit_value = excluded.limit_value, enforcement = excluded.enforcement, notify_at = excluded.notify_at, updated_ms = excluded.updated_ms RETURNING id",
@@ -690,30 +1108,71 @@ pub async fn create_budget(State(st): State<Arc<AppState>>, headers: HeaderMap, 
     .await
     .map_err(dberr("storing a budget"))?;
     let id = get_str(&r, 0)?;
-    audit(&mut tx, &p, "put_budget", &format!("budget {id}"), &serde_json::to_value(&b).unwrap_or(Value::Null)).await?;
+    audit(
+        &mut tx,
+        &p,
+        "put_budget",
+        &format!("budget {id}"),
+        &serde_json::to_value(&b).unwrap_or(Value::Null),
+    )
+    .await?;
     tx.commit().await.map_err(dberr("committing a budget"))?;
-    Ok((StatusCode::CREATED, Json(json!({"id": id, "org_id": org, "level": level, "metric": b.metric, "period": b.period, "limit": limit, "enforcement": b.enforcement, "notify_at": entry.notify_at_or_default()}))))
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            json!({"id": id, "org_id": org, "level": level, "metric": b.metric, "period": b.period, "limit": limit, "enforcement": b.enforcement, "notify_at": entry.notify_at_or_default()}),
+        ),
+    ))
 }
 
 /// `DELETE /v1/admin/budgets/{id}`.
-pub async fn delete_budget(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn delete_budget(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let p = admin(&st, &headers).await?;
     let _g = st.db.write_guard().await;
-    let mut tx = st.db.pool.begin().await.map_err(dberr("starting a budget change"))?;
-    let r = bind_all("DELETE FROM budgets WHERE id = $1", &[t(&id)]).execute(&mut *tx).await.map_err(dberr("deleting a budget"))?;
+    let mut tx = st
+        .db
+        .pool
+        .begin()
+        .await
+        .map_err(dberr("starting a budget change"))?;
+    let r = bind_all("DELETE FROM budgets WHERE id = $1", &[t(&id)])
+        .execute(&mut *tx)
+        .await
+        .map_err(dberr("deleting a budget"))?;
     if r.rows_affected() == 0 {
         return Err(ApiError::not_found(format!("budget `{id}` does not exist")));
     }
-    for sql in ["DELETE FROM budget_usage WHERE budget_id = $1", "DELETE FROM reservation_holds WHERE budget_id = $1"] {
-        bind_all(sql, &[t(&id)]).execute(&mut *tx).await.map_err(dberr("deleting a budget"))?;
+    for sql in [
+        "DELETE FROM budget_usage WHERE budget_id = $1",
+        "DELETE FROM reservation_holds WHERE budget_id = $1",
+    ] {
+        bind_all(sql, &[t(&id)])
+            .execute(&mut *tx)
+            .await
+            .map_err(dberr("deleting a budget"))?;
     }
-    audit(&mut tx, &p, "delete_budget", &format!("budget {id}"), &json!({})).await?;
+    audit(
+        &mut tx,
+        &p,
+        "delete_budget",
+        &format!("budget {id}"),
+        &json!({}),
+    )
+    .await?;
     tx.commit().await.map_err(dberr("committing a budget"))?;
     Ok(Json(json!({"id": id, "deleted": true})))
 }
 
 /// `GET /v1/admin/alerts[?org_id=]`: budget alerts, newest first.
-pub async fn list_alerts(State(st): State<Arc<AppState>>, headers: HeaderMap, Query(q): Query<OrgQuery>) -> Result<Json<Value>, ApiError> {
+pub async fn list_alerts(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<OrgQuery>,
+) -> Result<Json<Value>, ApiError> {
     admin(&st, &headers).await?;
     let (filter, params) = match &q.org_id {
         Some(o) => (" WHERE org_id = $1", vec![t(o)]),
@@ -740,11 +1199,17 @@ pub struct KeyQuery {
 }
 
 /// `GET /v1/admin/effective-policy?api_key_id=`: what `GET /v1/policy` answers that key.
-pub async fn effective_policy(State(st): State<Arc<AppState>>, headers: HeaderMap, Query(q): Query<KeyQuery>) -> Result<Json<gaterouter::accounts::EffectivePolicy>, ApiError> {
+pub async fn effective_policy(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<KeyQuery>,
+) -> Result<Json<gaterouter::accounts::EffectivePolicy>, ApiError> {
     admin(&st, &headers).await?;
     let ids = std::iter::once(q.api_key_id.clone()).collect();
     let mut keys = crate::ingest::load_keys(&st.db, &ids, now_ms()).await?;
-    let key = keys.remove(&q.api_key_id).ok_or_else(|| ApiError::not_found(format!("API key `{}` is not registered", q.api_key_id)))?;
+    let key = keys.remove(&q.api_key_id).ok_or_else(|| {
+        ApiError::not_found(format!("API key `{}` is not registered", q.api_key_id))
+    })?;
     let ctx = crate::accounts::key_context(&st.db, key).await?;
     Ok(Json(crate::accounts::effective_policy(&st.db, &ctx).await?))
 }

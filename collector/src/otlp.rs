@@ -108,9 +108,14 @@ pub const OPERATION: &str = "chat";
 /// Instrumentation scope name.
 pub const SCOPE: &str = "gaterouter-collector";
 /// `gen_ai.client.token.usage` buckets (the semantic conventions' advice).
-pub const TOKEN_BOUNDS: &[f64] = &[1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0, 16777216.0, 67108864.0];
+pub const TOKEN_BOUNDS: &[f64] = &[
+    1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
+    16777216.0, 67108864.0,
+];
 /// `gen_ai.client.operation.duration` buckets, seconds (the semantic conventions' advice).
-pub const DURATION_BOUNDS: &[f64] = &[0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92];
+pub const DURATION_BOUNDS: &[f64] = &[
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+];
 /// OTLP `SpanKind.SPAN_KIND_CLIENT`.
 const SPAN_KIND_CLIENT: i64 = 3;
 /// OTLP `Status.StatusCode.STATUS_CODE_ERROR`.
@@ -121,8 +126,15 @@ const TEMPORALITY_DELTA: i64 = 1;
 /// Trace id: the record's UUID as 32 lowercase hex digits (SHA-256 of the id for an id
 /// that is not a UUID, which ingest refuses).
 pub fn trace_id(record_id: &str) -> String {
-    let hex: String = record_id.chars().filter(|c| *c != '-').collect::<String>().to_ascii_lowercase();
-    if hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()) && hex.bytes().any(|b| b != b'0') {
+    let hex: String = record_id
+        .chars()
+        .filter(|c| *c != '-')
+        .collect::<String>()
+        .to_ascii_lowercase();
+    if hex.len() == 32
+        && hex.bytes().all(|b| b.is_ascii_hexdigit())
+        && hex.bytes().any(|b| b != b'0')
+    {
         hex
     } else {
         gaterouter::accounts::request_auth::sha256_hex(record_id.as_bytes())[..32].to_owned()
@@ -133,7 +145,11 @@ pub fn trace_id(record_id: &str) -> String {
 /// zero, which OTLP treats as invalid).
 pub fn span_id(record_id: &str) -> String {
     let h = gaterouter::accounts::request_auth::sha256_hex(record_id.as_bytes());
-    if h[..16].bytes().all(|b| b == b'0') { "0000000000000001".to_owned() } else { h[..16].to_owned() }
+    if h[..16].bytes().all(|b| b == b'0') {
+        "0000000000000001".to_owned()
+    } else {
+        h[..16].to_owned()
+    }
 }
 
 fn nanos(ms: i64) -> String {
@@ -196,12 +212,21 @@ pub fn span_attributes(r: &ExportRecord) -> Vec<Value> {
         kv_str("gen_ai.response.model", &r.model),
         kv_int("gen_ai.usage.input_tokens", r.prompt_tokens),
         kv_int("gen_ai.usage.output_tokens", r.completion_tokens),
-        kv_int("gen_ai.usage.cache_read.input_tokens", r.cached_prompt_tokens),
-        kv_int("gen_ai.usage.cache_creation.input_tokens", r.cache_write_tokens),
+        kv_int(
+            "gen_ai.usage.cache_read.input_tokens",
+            r.cached_prompt_tokens,
+        ),
+        kv_int(
+            "gen_ai.usage.cache_creation.input_tokens",
+            r.cache_write_tokens,
+        ),
         kv_int("gen_ai.usage.reasoning.output_tokens", r.reasoning_tokens),
     ];
     if let Some(t) = r.ttft_ms {
-        a.push(kv_f64("gen_ai.response.time_to_first_chunk", t as f64 / 1000.0));
+        a.push(kv_f64(
+            "gen_ai.response.time_to_first_chunk",
+            t as f64 / 1000.0,
+        ));
     }
     if !is_ok(&r.status) {
         a.push(kv_str("error.type", &r.status));
@@ -247,7 +272,11 @@ pub fn span_attributes(r: &ExportRecord) -> Vec<Value> {
     for (k, v) in &r.tags {
         a.push(kv_str(&format!("gaterouter.tag.{k}"), v));
     }
-    a.extend([kv_str("gaterouter.sdk.name", &r.sdk.0), kv_str("gaterouter.sdk.version", &r.sdk.1), kv_str("gaterouter.sdk.language", &r.sdk.2)]);
+    a.extend([
+        kv_str("gaterouter.sdk.name", &r.sdk.0),
+        kv_str("gaterouter.sdk.version", &r.sdk.1),
+        kv_str("gaterouter.sdk.language", &r.sdk.2),
+    ]);
     a
 }
 
@@ -294,7 +323,13 @@ struct Hist {
 
 impl Hist {
     fn new(bounds: &[f64]) -> Self {
-        Hist { count: 0, sum: 0.0, min: f64::INFINITY, max: f64::NEG_INFINITY, buckets: vec![0; bounds.len() + 1] }
+        Hist {
+            count: 0,
+            sum: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            buckets: vec![0; bounds.len() + 1],
+        }
     }
     /// Bucket i holds values in (bounds[i-1], bounds[i]]; the last one the rest.
     fn observe(&mut self, v: f64, bounds: &[f64]) {
@@ -305,7 +340,13 @@ impl Hist {
         self.min = self.min.min(v);
         self.max = self.max.max(v);
     }
-    fn point(&self, attrs: &[(&'static str, String)], bounds: &[f64], start: &str, time: &str) -> Value {
+    fn point(
+        &self,
+        attrs: &[(&'static str, String)],
+        bounds: &[f64],
+        start: &str,
+        time: &str,
+    ) -> Value {
         json!({
             "attributes": attrs.iter().map(|(k, v)| kv_str(k, v)).collect::<Vec<_>>(),
             "startTimeUnixNano": start,
@@ -403,7 +444,11 @@ mod tests {
     use super::*;
 
     fn producer() -> Producer {
-        Producer { service_name: "gaterouter-collector".into(), version: "1.2.3".into(), instance_id: "inst-1".into() }
+        Producer {
+            service_name: "gaterouter-collector".into(),
+            version: "1.2.3".into(),
+            instance_id: "inst-1".into(),
+        }
     }
 
     fn rec() -> ExportRecord {
@@ -453,9 +498,15 @@ mod tests {
         assert_ne!(span_id(id), span_id("0190a5f4-7e2b-7c3d-8e4f-a1b2c3d4e5f7"));
         // Not a UUID (never stored, but never a malformed id either).
         let t = trace_id("not-a-uuid");
-        assert!(t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit()), "{t}");
+        assert!(
+            t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{t}"
+        );
         assert_eq!(trace_id("00000000-0000-0000-0000-000000000000").len(), 32);
-        assert_ne!(trace_id("00000000-0000-0000-0000-000000000000"), "0".repeat(32));
+        assert_ne!(
+            trace_id("00000000-0000-0000-0000-000000000000"),
+            "0".repeat(32)
+        );
     }
 
     /// Golden: the whole traces body of one ok record and one failed streamed record of
@@ -495,10 +546,15 @@ mod tests {
         let b = |k: &str, v: bool| json!({"key": k, "value": {"boolValue": v}});
         // The GenAI attributes both records share, then each one's own.
         let genai = json!([
-            s("gen_ai.operation.name", "chat"), s("gen_ai.provider.name", "openai"), s("gen_ai.system", "openai"),
-            s("gen_ai.request.model", "gpt-4o-mini"), s("gen_ai.response.model", "gpt-4o-mini"),
-            i("gen_ai.usage.input_tokens", "10000"), i("gen_ai.usage.output_tokens", "1000"),
-            i("gen_ai.usage.cache_read.input_tokens", "2000"), i("gen_ai.usage.cache_creation.input_tokens", "0"),
+            s("gen_ai.operation.name", "chat"),
+            s("gen_ai.provider.name", "openai"),
+            s("gen_ai.system", "openai"),
+            s("gen_ai.request.model", "gpt-4o-mini"),
+            s("gen_ai.response.model", "gpt-4o-mini"),
+            i("gen_ai.usage.input_tokens", "10000"),
+            i("gen_ai.usage.output_tokens", "1000"),
+            i("gen_ai.usage.cache_read.input_tokens", "2000"),
+            i("gen_ai.usage.cache_creation.input_tokens", "0"),
             i("gen_ai.usage.reasoning.output_tokens", "0"),
         ]);
         let span = |id: &str, trace: &str, own: Value, status: Option<Value>| {
@@ -514,32 +570,76 @@ mod tests {
             sp
         };
         let scope = json!({"name": "gaterouter-collector", "version": "1.2.3"});
-        let ok_span = span(&ok.id, "0190a5f47e2b7c3d8e4fa1b2c3d4e5f6", json!([
-            s("user.id", "alice"),
-            s("gaterouter.record.id", "0190a5f4-7e2b-7c3d-8e4f-a1b2c3d4e5f6"), d("gaterouter.cost_usd", 0.0021),
-            i("gaterouter.cost_micros", "2100"), i("gaterouter.client_cost_micros", "2100"), b("gaterouter.cost_mismatch", false),
-            s("gaterouter.priced_as", "openai/gpt-4o-mini"), s("gaterouter.route.mode", "auto"), s("gaterouter.route.tier", "small"),
-            i("gaterouter.route.score", "500"), s("gaterouter.org", "acme"), s("gaterouter.department", "eng"), s("gaterouter.user", "alice"),
-            s("gaterouter.api_key_id", "k_eng"), s("gaterouter.status", "ok"), i("gaterouter.attempts", "1"), b("gaterouter.stream", false),
-            i("gaterouter.latency_ms", "250"), s("gaterouter.tag.scenario", "support-reply"),
-            s("gaterouter.sdk.name", "gaterouter-rust"), s("gaterouter.sdk.version", "0.1.0"), s("gaterouter.sdk.language", "rust"),
-        ]), None);
-        let failed_span = span(&failed.id, "0190a5f47e2b7c3d8e4f000000000002", json!([
-            d("gen_ai.response.time_to_first_chunk", 0.12), s("error.type", "RATE_LIMITED"),
-            s("gaterouter.record.id", "0190a5f4-7e2b-7c3d-8e4f-000000000002"), d("gaterouter.cost_usd", 0.0),
-            i("gaterouter.cost_micros", "0"), i("gaterouter.client_cost_micros", "5"), b("gaterouter.cost_mismatch", true),
-            s("gaterouter.route.mode", "explicit"), s("gaterouter.org", "globex"),
-            s("gaterouter.api_key_id", "k_eng"), s("gaterouter.status", "RATE_LIMITED"), i("gaterouter.attempts", "3"), b("gaterouter.stream", true),
-            i("gaterouter.latency_ms", "250"), i("gaterouter.time_to_first_token_ms", "120"),
-            s("gaterouter.sdk.name", "gaterouter-rust"), s("gaterouter.sdk.version", "0.1.0"), s("gaterouter.sdk.language", "rust"),
-        ]), Some(json!({"code": 2, "message": "RATE_LIMITED"})));
+        let ok_span = span(
+            &ok.id,
+            "0190a5f47e2b7c3d8e4fa1b2c3d4e5f6",
+            json!([
+                s("user.id", "alice"),
+                s(
+                    "gaterouter.record.id",
+                    "0190a5f4-7e2b-7c3d-8e4f-a1b2c3d4e5f6"
+                ),
+                d("gaterouter.cost_usd", 0.0021),
+                i("gaterouter.cost_micros", "2100"),
+                i("gaterouter.client_cost_micros", "2100"),
+                b("gaterouter.cost_mismatch", false),
+                s("gaterouter.priced_as", "openai/gpt-4o-mini"),
+                s("gaterouter.route.mode", "auto"),
+                s("gaterouter.route.tier", "small"),
+                i("gaterouter.route.score", "500"),
+                s("gaterouter.org", "acme"),
+                s("gaterouter.department", "eng"),
+                s("gaterouter.user", "alice"),
+                s("gaterouter.api_key_id", "k_eng"),
+                s("gaterouter.status", "ok"),
+                i("gaterouter.attempts", "1"),
+                b("gaterouter.stream", false),
+                i("gaterouter.latency_ms", "250"),
+                s("gaterouter.tag.scenario", "support-reply"),
+                s("gaterouter.sdk.name", "gaterouter-rust"),
+                s("gaterouter.sdk.version", "0.1.0"),
+                s("gaterouter.sdk.language", "rust"),
+            ]),
+            None,
+        );
+        let failed_span = span(
+            &failed.id,
+            "0190a5f47e2b7c3d8e4f000000000002",
+            json!([
+                d("gen_ai.response.time_to_first_chunk", 0.12),
+                s("error.type", "RATE_LIMITED"),
+                s(
+                    "gaterouter.record.id",
+                    "0190a5f4-7e2b-7c3d-8e4f-000000000002"
+                ),
+                d("gaterouter.cost_usd", 0.0),
+                i("gaterouter.cost_micros", "0"),
+                i("gaterouter.client_cost_micros", "5"),
+                b("gaterouter.cost_mismatch", true),
+                s("gaterouter.route.mode", "explicit"),
+                s("gaterouter.org", "globex"),
+                s("gaterouter.api_key_id", "k_eng"),
+                s("gaterouter.status", "RATE_LIMITED"),
+                i("gaterouter.attempts", "3"),
+                b("gaterouter.stream", true),
+                i("gaterouter.latency_ms", "250"),
+                i("gaterouter.time_to_first_token_ms", "120"),
+                s("gaterouter.sdk.name", "gaterouter-rust"),
+                s("gaterouter.sdk.version", "0.1.0"),
+                s("gaterouter.sdk.language", "rust"),
+            ]),
+            Some(json!({"code": 2, "message": "RATE_LIMITED"})),
+        );
         let want = json!({"resourceSpans": [
             {"resource": resource("acme"), "scopeSpans": [{"scope": scope, "spans": [ok_span]}]},
             {"resource": resource("globex"), "scopeSpans": [{"scope": scope, "spans": [failed_span]}]},
         ]});
         assert_eq!(got, want, "{}", serde_json::to_string_pretty(&got).unwrap());
         // Same input, same bytes: a re-export is the same span.
-        assert_eq!(serde_json::to_string(&got).unwrap(), serde_json::to_string(&traces_request(&producer(), &[failed, ok])).unwrap());
+        assert_eq!(
+            serde_json::to_string(&got).unwrap(),
+            serde_json::to_string(&traces_request(&producer(), &[failed, ok])).unwrap()
+        );
     }
 
     /// Golden: three records (one denied) aggregate into DELTA points whose sums are the
@@ -568,7 +668,11 @@ mod tests {
                 json!({"key": "gen_ai.response.model", "value": {"stringValue": "gpt-4o-mini"}}),
                 json!({"key": "gaterouter.department", "value": {"stringValue": "eng"}}),
             ];
-            v.extend(extra.iter().map(|(k, x)| json!({"key": k, "value": {"stringValue": x}})));
+            v.extend(
+                extra
+                    .iter()
+                    .map(|(k, x)| json!({"key": k, "value": {"stringValue": x}})),
+            );
             v
         };
         let counts = |set: &[(usize, u64)], n: usize| {
@@ -612,7 +716,13 @@ mod tests {
 
     #[test]
     fn nothing_to_export_is_an_empty_request() {
-        assert_eq!(traces_request(&producer(), &[]), json!({"resourceSpans": []}));
-        assert_eq!(metrics_request(&producer(), &[], 0, 1), json!({"resourceMetrics": []}));
+        assert_eq!(
+            traces_request(&producer(), &[]),
+            json!({"resourceSpans": []})
+        );
+        assert_eq!(
+            metrics_request(&producer(), &[], 0, 1),
+            json!({"resourceMetrics": []})
+        );
     }
 }

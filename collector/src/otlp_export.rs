@@ -34,7 +34,9 @@ use serde_json::Value;
 use sqlx::AnyConnection;
 
 use crate::config::{CollectorConfig, ConfigError};
-use crate::db::{Backend, Db, DbError, Param, bind_all, dberr, get_i64, get_opt_i64, get_opt_str, get_str};
+use crate::db::{
+    Backend, Db, DbError, Param, bind_all, dberr, get_i64, get_opt_i64, get_opt_str, get_str,
+};
 use crate::metrics::METRICS;
 use crate::otlp::{ExportRecord, Producer};
 
@@ -132,7 +134,9 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// least the receiver's `Retry-After` (itself capped at [`MAX_BACKOFF`]).
 pub fn backoff(interval: Duration, failures: u32, retry_after: Option<Duration>) -> Duration {
     let cap = MAX_BACKOFF.max(interval);
-    let exp = interval.saturating_mul(1u32 << failures.saturating_sub(1).min(16)).min(cap);
+    let exp = interval
+        .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
+        .min(cap);
     match retry_after {
         Some(ra) => exp.max(ra.min(cap)),
         None => exp,
@@ -190,30 +194,63 @@ struct Cursor {
     last_id: String,
 }
 
-async fn read_cursor(conn: &mut AnyConnection, name: &str, lock: bool) -> Result<Option<Cursor>, DbError> {
+async fn read_cursor(
+    conn: &mut AnyConnection,
+    name: &str,
+    lock: bool,
+) -> Result<Option<Cursor>, DbError> {
     let sql = if lock {
         "SELECT received_ms, last_id FROM otel_export_cursor WHERE name = $1 FOR UPDATE SKIP LOCKED"
     } else {
         "SELECT received_ms, last_id FROM otel_export_cursor WHERE name = $1"
     };
-    let rows = bind_all(sql, &[Param::Text(name.to_owned())]).fetch_all(&mut *conn).await.map_err(dberr("reading the export cursor"))?;
-    rows.first().map(|r| Ok(Cursor { received_ms: get_i64(r, 0)?, last_id: get_str(r, 1)? })).transpose()
+    let rows = bind_all(sql, &[Param::Text(name.to_owned())])
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(dberr("reading the export cursor"))?;
+    rows.first()
+        .map(|r| {
+            Ok(Cursor {
+                received_ms: get_i64(r, 0)?,
+                last_id: get_str(r, 1)?,
+            })
+        })
+        .transpose()
 }
 
-async fn read_batch(conn: &mut AnyConnection, after: &Cursor, settled_ms: i64, limit: usize) -> Result<Vec<ExportRecord>, DbError> {
+async fn read_batch(
+    conn: &mut AnyConnection,
+    after: &Cursor,
+    settled_ms: i64,
+    limit: usize,
+) -> Result<Vec<ExportRecord>, DbError> {
     let sql = format!(
         // `received_ms >= $1 AND received_ms <= $3` is the range of index usage_received
         // (both backends scan it in order and stop at the limit); the OR skips what the
         // cursor already covers.
         "SELECT {COLUMNS} FROM usage_records WHERE received_ms >= $1 AND received_ms <= $3 AND (received_ms > $1 OR id > $2) ORDER BY received_ms, id LIMIT $4"
     );
-    let params = [Param::I64(after.received_ms), Param::Text(after.last_id.clone()), Param::I64(settled_ms), Param::I64(i64::try_from(limit).unwrap_or(i64::MAX))];
-    let rows = bind_all(&sql, &params).fetch_all(&mut *conn).await.map_err(dberr("reading records to export"))?;
+    let params = [
+        Param::I64(after.received_ms),
+        Param::Text(after.last_id.clone()),
+        Param::I64(settled_ms),
+        Param::I64(i64::try_from(limit).unwrap_or(i64::MAX)),
+    ];
+    let rows = bind_all(&sql, &params)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(dberr("reading records to export"))?;
     rows.iter().map(record_of).collect()
 }
 
 /// Move the cursor from `from` to `to`; false when it was not at `from` any more.
-async fn advance(conn: &mut AnyConnection, name: &str, from: &Cursor, to: &Cursor, now_ms: i64) -> Result<bool, DbError> {
+async fn advance(
+    conn: &mut AnyConnection,
+    name: &str,
+    from: &Cursor,
+    to: &Cursor,
+    now_ms: i64,
+) -> Result<bool, DbError> {
     let params = [
         Param::I64(to.received_ms),
         Param::Text(to.last_id.clone()),
@@ -247,13 +284,25 @@ pub struct Exporter {
 impl Exporter {
     /// The exporter `cfg` asks for, or `None` when `otlp_endpoint` is not set.
     /// `now_ms` starts the first metrics interval.
-    pub fn new(db: Db, cfg: &CollectorConfig, now_ms: i64) -> Result<Option<Exporter>, ConfigError> {
-        let Some(endpoint) = cfg.otlp_endpoint_url()? else { return Ok(None) };
-        let bad = |field: String, message: &str| ConfigError { field, message: message.to_owned(), fix: "see collector/README.md, OpenTelemetry export".to_owned() };
+    pub fn new(
+        db: Db,
+        cfg: &CollectorConfig,
+        now_ms: i64,
+    ) -> Result<Option<Exporter>, ConfigError> {
+        let Some(endpoint) = cfg.otlp_endpoint_url()? else {
+            return Ok(None);
+        };
+        let bad = |field: String, message: &str| ConfigError {
+            field,
+            message: message.to_owned(),
+            fix: "see collector/README.md, OpenTelemetry export".to_owned(),
+        };
         let mut headers = HeaderMap::new();
         for (k, v) in &cfg.otlp_headers {
-            let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| bad(format!("otlp_headers.{k}"), "is not a valid header name"))?;
-            let mut value = HeaderValue::from_str(v).map_err(|_| bad(format!("otlp_headers.{k}"), "has an invalid value"))?;
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| bad(format!("otlp_headers.{k}"), "is not a valid header name"))?;
+            let mut value = HeaderValue::from_str(v)
+                .map_err(|_| bad(format!("otlp_headers.{k}"), "has an invalid value"))?;
             value.set_sensitive(true);
             headers.insert(name, value);
         }
@@ -264,7 +313,12 @@ impl Exporter {
             .timeout(Duration::from_secs(30))
             .default_headers(headers)
             .build()
-            .map_err(|e| bad("otlp_endpoint".to_owned(), &format!("cannot build the HTTP client: {e}")))?;
+            .map_err(|e| {
+                bad(
+                    "otlp_endpoint".to_owned(),
+                    &format!("cannot build the HTTP client: {e}"),
+                )
+            })?;
         let producer = Producer {
             service_name: cfg.otlp_service_name.clone(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -277,7 +331,10 @@ impl Exporter {
             batch: cfg.otlp_batch,
             interval: Duration::from_millis(cfg.otlp_interval_ms),
             settle_ms: i64::try_from(cfg.otlp_settle()).unwrap_or(i64::MAX),
-            signals: SIGNALS.into_iter().filter(|s| cfg.otlp_signals.contains(s)).collect(),
+            signals: SIGNALS
+                .into_iter()
+                .filter(|s| cfg.otlp_signals.contains(s))
+                .collect(),
             producer,
             metrics_since_ms: Mutex::new(now_ms),
         }))
@@ -310,34 +367,68 @@ impl Exporter {
         let settled = now_ms.saturating_sub(self.settle_ms);
         let name = signal.cursor();
         if self.db.backend() == Backend::Postgres {
-            let mut tx = self.db.pool.begin().await.map_err(dberr("starting the export transaction"))?;
-            let Some(from) = read_cursor(&mut tx, name, true).await? else { return Ok(Outcome::Busy) };
+            let mut tx = self
+                .db
+                .pool
+                .begin()
+                .await
+                .map_err(dberr("starting the export transaction"))?;
+            let Some(from) = read_cursor(&mut tx, name, true).await? else {
+                return Ok(Outcome::Busy);
+            };
             let recs = read_batch(&mut tx, &from, settled, self.batch).await?;
-            let Some(to) = recs.last().map(|r| Cursor { received_ms: r.received_ms, last_id: r.id.clone() }) else { return Ok(Outcome::Idle) };
+            let Some(to) = recs.last().map(|r| Cursor {
+                received_ms: r.received_ms,
+                last_id: r.id.clone(),
+            }) else {
+                return Ok(Outcome::Idle);
+            };
             self.send(signal, &recs, now_ms).await?;
             // The row is locked: the update cannot miss.
             advance(&mut tx, name, &from, &to, now_ms).await?;
-            tx.commit().await.map_err(dberr("committing the export cursor"))?;
+            tx.commit()
+                .await
+                .map_err(dberr("committing the export cursor"))?;
             self.sent(signal, now_ms);
             return Ok(Outcome::Exported(recs.len()));
         }
         // SQLite: no connection is held while the request is out (the pool is small and
         // ingest needs it).
         let (from, recs) = {
-            let mut conn = self.db.pool.acquire().await.map_err(dberr("acquiring a connection for the export"))?;
-            let Some(from) = read_cursor(&mut conn, name, false).await? else { return Ok(Outcome::Busy) };
+            let mut conn = self
+                .db
+                .pool
+                .acquire()
+                .await
+                .map_err(dberr("acquiring a connection for the export"))?;
+            let Some(from) = read_cursor(&mut conn, name, false).await? else {
+                return Ok(Outcome::Busy);
+            };
             let recs = read_batch(&mut conn, &from, settled, self.batch).await?;
             (from, recs)
         };
-        let Some(to) = recs.last().map(|r| Cursor { received_ms: r.received_ms, last_id: r.id.clone() }) else { return Ok(Outcome::Idle) };
+        let Some(to) = recs.last().map(|r| Cursor {
+            received_ms: r.received_ms,
+            last_id: r.id.clone(),
+        }) else {
+            return Ok(Outcome::Idle);
+        };
         self.send(signal, &recs, now_ms).await?;
         let moved = {
             let _g = self.db.write_guard().await;
-            let mut conn = self.db.pool.acquire().await.map_err(dberr("acquiring a connection for the export cursor"))?;
+            let mut conn = self
+                .db
+                .pool
+                .acquire()
+                .await
+                .map_err(dberr("acquiring a connection for the export cursor"))?;
             advance(&mut conn, name, &from, &to, now_ms).await?
         };
         if !moved {
-            tracing::warn!(signal = signal.label(), "another process moved the export cursor while this batch was sent: the batch may have been exported twice (several collectors on one SQLite file; use PostgreSQL for that)");
+            tracing::warn!(
+                signal = signal.label(),
+                "another process moved the export cursor while this batch was sent: the batch may have been exported twice (several collectors on one SQLite file; use PostgreSQL for that)"
+            );
         }
         self.sent(signal, now_ms);
         Ok(Outcome::Exported(recs.len()))
@@ -346,17 +437,28 @@ impl Exporter {
     /// After a delivered batch: the next metrics interval starts now.
     fn sent(&self, signal: Signal, now_ms: i64) {
         if signal == Signal::Metrics {
-            let mut since = self.metrics_since_ms.lock().unwrap_or_else(|p| p.into_inner());
+            let mut since = self
+                .metrics_since_ms
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             *since = now_ms.max(*since + 1);
         }
     }
 
     /// Build and POST the body of `signal` for `recs`.
-    async fn send(&self, signal: Signal, recs: &[ExportRecord], now_ms: i64) -> Result<(), ExportError> {
+    async fn send(
+        &self,
+        signal: Signal,
+        recs: &[ExportRecord],
+        now_ms: i64,
+    ) -> Result<(), ExportError> {
         let body = match signal {
             Signal::Traces => crate::otlp::traces_request(&self.producer, recs),
             Signal::Metrics => {
-                let since = *self.metrics_since_ms.lock().unwrap_or_else(|p| p.into_inner());
+                let since = *self
+                    .metrics_since_ms
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
                 crate::otlp::metrics_request(&self.producer, recs, since, now_ms.max(since + 1))
             }
         };
@@ -368,12 +470,25 @@ impl Exporter {
             .body(serde_json::to_vec(&body).unwrap_or_default())
             .send()
             .await
-            .map_err(|e| ExportError::Transport { url: url.clone(), reason: transport_reason(e) })?;
+            .map_err(|e| ExportError::Transport {
+                url: url.clone(),
+                reason: transport_reason(e),
+            })?;
         let status = resp.status();
-        let retry_after = resp.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs);
+        let retry_after = resp
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
         let text = resp.text().await.unwrap_or_default();
         if !status.is_success() {
-            return Err(ExportError::Status { url, status: status.as_u16(), body: crate::logsafe::escape(text.trim()).into_owned(), retry_after });
+            return Err(ExportError::Status {
+                url,
+                status: status.as_u16(),
+                body: crate::logsafe::escape(text.trim()).into_owned(),
+                retry_after,
+            });
         }
         // 2xx with partialSuccess: what was rejected is not retried (the receiver said
         // retrying would not help), but it is counted and logged.
@@ -419,14 +534,26 @@ impl Exporter {
                     + match result {
                         Ok(outcome) => {
                             if failures[i] > 0 {
-                                tracing::info!(signal = label, failed_attempts = failures[i], "OpenTelemetry export recovered");
+                                tracing::info!(
+                                    signal = label,
+                                    failed_attempts = failures[i],
+                                    "OpenTelemetry export recovered"
+                                );
                             }
                             failures[i] = 0;
                             match outcome {
                                 Outcome::Exported(n) => {
                                     METRICS.otel_exported(label, n as u64);
-                                    tracing::debug!(signal = label, records = n, "exported usage records to OTLP");
-                                    if n >= self.batch { Duration::ZERO } else { self.interval }
+                                    tracing::debug!(
+                                        signal = label,
+                                        records = n,
+                                        "exported usage records to OTLP"
+                                    );
+                                    if n >= self.batch {
+                                        Duration::ZERO
+                                    } else {
+                                        self.interval
+                                    }
                                 }
                                 Outcome::Idle | Outcome::Busy => self.interval,
                             }
@@ -465,9 +592,15 @@ fn transport_reason(e: reqwest::Error) -> String {
 }
 
 /// Start the exporter of `cfg` on the current runtime, or nothing when export is off.
-pub async fn start(db: &Db, cfg: &CollectorConfig, stop: tokio::sync::watch::Receiver<bool>) -> Result<Option<tokio::task::JoinHandle<()>>, crate::CollectorError> {
+pub async fn start(
+    db: &Db,
+    cfg: &CollectorConfig,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<Option<tokio::task::JoinHandle<()>>, crate::CollectorError> {
     let now_ms = i64::try_from(gaterouter::usage::unix_ms_now()).unwrap_or(i64::MAX);
-    let Some(exporter) = Exporter::new(db.clone(), cfg, now_ms)? else { return Ok(None) };
+    let Some(exporter) = Exporter::new(db.clone(), cfg, now_ms)? else {
+        return Ok(None);
+    };
     exporter.prepare(now_ms).await?;
     tracing::info!(endpoint = %exporter.endpoint, signals = ?exporter.signals, batch = exporter.batch, interval_ms = exporter.interval.as_millis() as u64, settle_ms = exporter.settle_ms, "OpenTelemetry export on");
     Ok(Some(tokio::spawn(Arc::new(exporter).run(stop))))
@@ -491,6 +624,9 @@ mod tests {
         assert_eq!(backoff(i, 1, Some(s(100_000))), MAX_BACKOFF);
         // An interval above the cap is still waited.
         assert_eq!(backoff(s(600), 3, None), s(600));
-        assert_eq!(backoff(Duration::from_millis(50), 3, None), Duration::from_millis(200));
+        assert_eq!(
+            backoff(Duration::from_millis(50), 3, None),
+            Duration::from_millis(200)
+        );
     }
 }

@@ -15,11 +15,33 @@ use sqlx::AnyConnection;
 use crate::db::{Db, DbError, Param, bind_all, dberr, ids_by_org, in_list};
 
 /// Key columns of `usage_rollup_hour`, in order.
-pub const KEYS: &[&str] = &["hour_ms", "org", "department", "project", "grp", "usr", "api_key_id", "provider", "model", "route_tier", "status"];
+pub const KEYS: &[&str] = &[
+    "hour_ms",
+    "org",
+    "department",
+    "project",
+    "grp",
+    "usr",
+    "api_key_id",
+    "provider",
+    "model",
+    "route_tier",
+    "status",
+];
 
 /// Measure columns of `usage_rollup_hour`, in order.
 pub const MEASURES: &[&str] = &[
-    "calls", "errors", "denials", "prompt_tokens", "completion_tokens", "total_tokens", "spend_micros", "client_cost_micros", "baseline_micros", "baseline_spend_micros", "latency_ms_sum",
+    "calls",
+    "errors",
+    "denials",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "spend_micros",
+    "client_cost_micros",
+    "baseline_micros",
+    "baseline_spend_micros",
+    "latency_ms_sum",
 ];
 
 /// The SELECT list over `usage_records` producing one rollup row per group, matching
@@ -37,7 +59,11 @@ const GROUP: &str = "GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11";
 const IDS_PER_STATEMENT: usize = 5_000;
 
 fn upsert_sql(where_clause: &str) -> String {
-    let sets = MEASURES.iter().map(|m| format!("{m} = usage_rollup_hour.{m} + excluded.{m}")).collect::<Vec<_>>().join(", ");
+    let sets = MEASURES
+        .iter()
+        .map(|m| format!("{m} = usage_rollup_hour.{m} + excluded.{m}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
         "INSERT INTO usage_rollup_hour ({}, {}) SELECT {SELECT} FROM usage_records {where_clause} {GROUP} ON CONFLICT ({}) DO UPDATE SET {sets}",
         KEYS.join(", "),
@@ -54,8 +80,17 @@ pub async fn apply(tx: &mut AnyConnection, keys: &[(&str, &str)]) -> Result<(), 
     for (org, ids) in ids_by_org(keys.iter().copied()) {
         for chunk in ids.chunks(IDS_PER_STATEMENT) {
             let marks = in_list(2, chunk.len());
-            let params: Vec<Param> = std::iter::once(org).chain(chunk.iter().copied()).map(|s| Param::Text(s.to_owned())).collect();
-            bind_all(&upsert_sql(&format!("WHERE org = $1 AND id IN ({marks})")), &params).execute(&mut *tx).await.map_err(dberr("updating usage rollups"))?;
+            let params: Vec<Param> = std::iter::once(org)
+                .chain(chunk.iter().copied())
+                .map(|s| Param::Text(s.to_owned()))
+                .collect();
+            bind_all(
+                &upsert_sql(&format!("WHERE org = $1 AND id IN ({marks})")),
+                &params,
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(dberr("updating usage rollups"))?;
         }
     }
     Ok(())
@@ -68,11 +103,23 @@ pub async fn rebuild(db: &Db) -> Result<u64, DbError> {
     let mut tx = db.begin_write().await?;
     if db.backend() == crate::db::Backend::Postgres {
         // Keep concurrent ingest out while the table is rebuilt.
-        sqlx::query("LOCK TABLE usage_records IN SHARE MODE").execute(&mut *tx).await.map_err(dberr("locking usage records"))?;
+        sqlx::query("LOCK TABLE usage_records IN SHARE MODE")
+            .execute(&mut *tx)
+            .await
+            .map_err(dberr("locking usage records"))?;
     }
-    sqlx::query("DELETE FROM usage_rollup_hour").execute(&mut *tx).await.map_err(dberr("clearing usage rollups"))?;
-    let n = bind_all(&upsert_sql("WHERE 1 = 1"), &[]).execute(&mut *tx).await.map_err(dberr("rebuilding usage rollups"))?.rows_affected();
-    tx.commit().await.map_err(dberr("committing the rollup rebuild"))?;
+    sqlx::query("DELETE FROM usage_rollup_hour")
+        .execute(&mut *tx)
+        .await
+        .map_err(dberr("clearing usage rollups"))?;
+    let n = bind_all(&upsert_sql("WHERE 1 = 1"), &[])
+        .execute(&mut *tx)
+        .await
+        .map_err(dberr("rebuilding usage rollups"))?
+        .rows_affected();
+    tx.commit()
+        .await
+        .map_err(dberr("committing the rollup rebuild"))?;
     Ok(n)
 }
 
@@ -84,7 +131,10 @@ mod tests {
     fn upsert_adds_every_measure() {
         let s = upsert_sql("WHERE 1 = 1");
         for m in MEASURES {
-            assert!(s.contains(&format!("{m} = usage_rollup_hour.{m} + excluded.{m}")), "{m}");
+            assert!(
+                s.contains(&format!("{m} = usage_rollup_hour.{m} + excluded.{m}")),
+                "{m}"
+            );
         }
         assert!(s.contains(&format!("ON CONFLICT ({})", KEYS.join(", "))));
     }

@@ -107,7 +107,11 @@ pub const OPENAPI: &str = include_str!("../openapi.json");
 pub async fn build_state(cfg: CollectorConfig) -> Result<Arc<AppState>, CollectorError> {
     cfg.validate()?;
     let db = Db::connect(&cfg.db_url()?, cfg.db_max_connections).await?;
-    let bootstrap_sha256 = cfg.admin_token_sha256.clone().map(|s| s.to_ascii_lowercase()).or_else(|| cfg.admin_token.as_deref().map(crate::auth::sha256_hex));
+    let bootstrap_sha256 = cfg
+        .admin_token_sha256
+        .clone()
+        .map(|s| s.to_ascii_lowercase())
+        .or_else(|| cfg.admin_token.as_deref().map(crate::auth::sha256_hex));
     let pricing = PricingSettings {
         catalog: gaterouter::pricing::Catalog::builtin().clone(),
         strongest: cfg.strongest_model.clone(),
@@ -119,43 +123,100 @@ pub async fn build_state(cfg: CollectorConfig) -> Result<Arc<AppState>, Collecto
         unknown_model_micros_per_mtok: cfg.unknown_model_micros_per_mtok,
     };
     let limiter = RateLimiter::new(cfg.rate_limit_records_per_sec, cfg.burst());
-    Ok(Arc::new(AppState { db, cfg, bootstrap_sha256, pricing, limiter, conns: ConnTrack::default() }))
+    Ok(Arc::new(AppState {
+        db,
+        cfg,
+        bootstrap_sha256,
+        pricing,
+        limiter,
+        conns: ConnTrack::default(),
+    }))
 }
 
 /// The router over a state.
 pub fn router(st: Arc<AppState>) -> Router {
     let limit = st.cfg.max_body_bytes;
     Router::new()
-        .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
+        .route(
+            "/openapi.json",
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
+        )
         .route("/v1/usage", post(ingest_handler))
-        .route("/v1/admin/keys", get(crate::admin::list_keys).post(crate::admin::create_key))
+        .route(
+            "/v1/admin/keys",
+            get(crate::admin::list_keys).post(crate::admin::create_key),
+        )
         .route("/v1/admin/keys/{id}/rotate", post(crate::admin::rotate_key))
         .route("/v1/admin/keys/{id}/revoke", post(crate::admin::revoke_key))
-        .route("/v1/admin/tokens", get(crate::admin::list_tokens).post(crate::admin::create_token))
-        .route("/v1/admin/tokens/{id}/revoke", post(crate::admin::revoke_token))
+        .route(
+            "/v1/admin/tokens",
+            get(crate::admin::list_tokens).post(crate::admin::create_token),
+        )
+        .route(
+            "/v1/admin/tokens/{id}/revoke",
+            post(crate::admin::revoke_token),
+        )
         .route("/v1/admin/audit", get(crate::admin::list_audit))
-        .route("/v1/admin/org-tree", get(crate::orgtree::get_org_tree).put(crate::orgtree::put_org_tree))
-        .route("/v1/admin/policies/{level}", get(crate::orgtree::get_policy).put(crate::orgtree::put_policy).delete(crate::orgtree::delete_policy))
-        .route("/v1/admin/budgets", get(crate::orgtree::list_budgets).post(crate::orgtree::create_budget))
-        .route("/v1/admin/budgets/{id}", axum::routing::delete(crate::orgtree::delete_budget))
+        .route(
+            "/v1/admin/org-tree",
+            get(crate::orgtree::get_org_tree).put(crate::orgtree::put_org_tree),
+        )
+        .route(
+            "/v1/admin/policies/{level}",
+            get(crate::orgtree::get_policy)
+                .put(crate::orgtree::put_policy)
+                .delete(crate::orgtree::delete_policy),
+        )
+        .route(
+            "/v1/admin/budgets",
+            get(crate::orgtree::list_budgets).post(crate::orgtree::create_budget),
+        )
+        .route(
+            "/v1/admin/budgets/{id}",
+            axum::routing::delete(crate::orgtree::delete_budget),
+        )
         .route("/v1/admin/alerts", get(crate::orgtree::list_alerts))
         .route("/v1/admin/bills", get(crate::bills::get_bill))
-        .route("/v1/admin/groups/{id}/members", get(crate::orgtree::list_members).post(crate::orgtree::add_member))
-        .route("/v1/admin/groups/{id}/members/{user}", axum::routing::delete(crate::orgtree::remove_member))
-        .route("/v1/admin/effective-policy", get(crate::orgtree::effective_policy))
+        .route(
+            "/v1/admin/groups/{id}/members",
+            get(crate::orgtree::list_members).post(crate::orgtree::add_member),
+        )
+        .route(
+            "/v1/admin/groups/{id}/members/{user}",
+            axum::routing::delete(crate::orgtree::remove_member),
+        )
+        .route(
+            "/v1/admin/effective-policy",
+            get(crate::orgtree::effective_policy),
+        )
         .route("/v1/policy", get(crate::accounts::get_policy))
         .route("/v1/reservations", post(crate::accounts::reserve))
-        .route("/v1/reservations/{id}/settle", post(crate::accounts::settle))
-        .route("/v1/admin/{kind}", get(crate::admin::list_units).post(crate::admin::create_unit))
+        .route(
+            "/v1/reservations/{id}/settle",
+            post(crate::accounts::settle),
+        )
+        .route(
+            "/v1/admin/{kind}",
+            get(crate::admin::list_units).post(crate::admin::create_unit),
+        )
         .route("/v1/analytics/{report}", get(crate::analytics::report))
-        .route("/", get(|| async { axum::response::Redirect::to("/dashboard") }))
+        .route(
+            "/",
+            get(|| async { axum::response::Redirect::to("/dashboard") }),
+        )
         .merge(crate::dashboard::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint; see /openapi.json") })
         .layer(DefaultBodyLimit::max(limit))
-        .layer(axum::middleware::from_fn_with_state(st.clone(), request_timeout))
+        .layer(axum::middleware::from_fn_with_state(
+            st.clone(),
+            request_timeout,
+        ))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(st)
 }
@@ -168,7 +229,10 @@ async fn security_headers(uri: axum::http::Uri, mut r: Response) -> Response {
     }
     let h = r.headers_mut();
     for (name, value) in [
-        ("content-security-policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"),
+        (
+            "content-security-policy",
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+        ),
         ("x-frame-options", "DENY"),
         ("x-content-type-options", "nosniff"),
         ("referrer-policy", "no-referrer"),
@@ -182,14 +246,21 @@ async fn security_headers(uri: axum::http::Uri, mut r: Response) -> Response {
 
 /// A request (body upload included) that takes longer than `request_timeout_secs` is
 /// answered 408 and its connection closed: a slow body cannot hold a slot forever.
-async fn request_timeout(State(st): State<Arc<AppState>>, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+async fn request_timeout(
+    State(st): State<Arc<AppState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
     let t = Duration::from_secs(st.cfg.request_timeout_secs);
     match tokio::time::timeout(t, next.run(req)).await {
         Ok(r) => r,
         Err(_) => {
-            METRICS.requests_timed_out.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            METRICS
+                .requests_timed_out
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let mut r = ApiError::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", format!("the request took longer than {} s (request_timeout_secs); send the body promptly", st.cfg.request_timeout_secs)).into_response();
-            r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
             r
         }
     }
@@ -199,65 +270,121 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
     if st.db.ping().await {
         axum::Json(serde_json::json!({"status": "ready"})).into_response()
     } else {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the database does not answer").into_response()
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "the database does not answer",
+        )
+        .into_response()
     }
 }
 
 async fn metrics() -> Response {
     let mut r = METRICS.render().into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
     r
 }
 
 /// `POST /v1/usage`.
-async fn ingest_handler(State(st): State<Arc<AppState>>, body: Result<Bytes, axum::extract::rejection::BytesRejection>) -> Result<axum::Json<BatchResponse>, ApiError> {
+async fn ingest_handler(
+    State(st): State<Arc<AppState>>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<axum::Json<BatchResponse>, ApiError> {
     let bad = |e: ApiError| {
         METRICS.bad_request();
         e
     };
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            bad(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("request body exceeds max_body_bytes ({} bytes): send smaller batches", st.cfg.max_body_bytes)))
+            bad(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!(
+                    "request body exceeds max_body_bytes ({} bytes): send smaller batches",
+                    st.cfg.max_body_bytes
+                ),
+            ))
         } else {
-            bad(ApiError::bad_request(format!("cannot read the body: {}", e.body_text())))
+            bad(ApiError::bad_request(format!(
+                "cannot read the body: {}",
+                e.body_text()
+            )))
         }
     })?;
-    let req: ingest::BatchRequest<'_> = serde_json::from_slice(&body).map_err(|e| bad(ApiError::bad_request(format!("body is not {{\"records\":[...]}}: {e}"))))?;
+    let req: ingest::BatchRequest<'_> = serde_json::from_slice(&body).map_err(|e| {
+        bad(ApiError::bad_request(format!(
+            "body is not {{\"records\":[...]}}: {e}"
+        )))
+    })?;
     if req.records.len() > st.cfg.max_batch_records {
         return Err(bad(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "batch_too_large",
-            format!("batch has {} records, at most {} are accepted: send smaller batches", req.records.len(), st.cfg.max_batch_records),
+            format!(
+                "batch has {} records, at most {} are accepted: send smaller batches",
+                req.records.len(),
+                st.cfg.max_batch_records
+            ),
         )));
     }
     METRICS.batch();
     let tri = ingest::triage(&req.records);
     let now = gaterouter::usage::unix_ms_now() as i64;
     let t0 = std::time::Instant::now();
-    let key_ids: HashSet<String> = tri.todo.iter().map(|(_, _, k, _)| k.clone()).collect();
+    let key_ids: HashSet<String> = tri
+        .todo
+        .iter()
+        .chain(&tri.feedback)
+        .map(|(_, _, k, _)| k.clone())
+        .collect();
     let keys = ingest::load_keys(&st.db, &key_ids, now).await?;
     // Verification is CPU-bound: run it off the async workers.
-    let todo: Vec<(usize, String, String, String)> = tri.todo.iter().map(|(i, id, k, raw)| (*i, id.clone(), k.clone(), (*raw).to_owned())).collect();
+    let owned = |v: &[(usize, String, String, &str)]| -> Vec<(usize, String, String, String)> {
+        v.iter()
+            .map(|(i, id, k, raw)| (*i, id.clone(), k.clone(), (*raw).to_owned()))
+            .collect()
+    };
+    let (todo, fb_todo) = (owned(&tri.todo), owned(&tri.feedback));
     let st2 = st.clone();
     let results = tokio::task::spawn_blocking(move || {
-        let borrowed: Vec<(usize, String, String, &str)> = todo.iter().map(|(i, id, k, raw)| (*i, id.clone(), k.clone(), raw.as_str())).collect();
-        let r = ingest::verify_all(&borrowed, &keys, &st2.pricing);
-        (todo, r)
+        let b1: Vec<(usize, String, String, &str)> = todo
+            .iter()
+            .map(|(i, id, k, raw)| (*i, id.clone(), k.clone(), raw.as_str()))
+            .collect();
+        let b2: Vec<(usize, String, String, &str)> = fb_todo
+            .iter()
+            .map(|(i, id, k, raw)| (*i, id.clone(), k.clone(), raw.as_str()))
+            .collect();
+        let r = ingest::verify_all(&b1, &keys, &st2.pricing);
+        let f = ingest::verify_feedback(&b2, &keys, &st2.pricing);
+        (todo, r, fb_todo, f)
     })
     .await
     .map_err(|e| crate::error::internal(&format!("verification task failed: {e}")))?;
-    let (todo, results) = results;
+    let (todo, results, fb_todo, fb_results) = results;
     let t_verify = t0.elapsed();
     // The per-key rate limit is charged only after authentication (issue 18, item 2):
     // records of an unknown or revoked key, or whose signature does not verify, cost
     // the named key nothing, so a forger cannot exhaust an honest key's limit.
     let mut counts: HashMap<String, u64> = HashMap::new();
+    let authenticated = |e: Option<&ingest::Refusal>| {
+        e.is_none_or(|e| {
+            !matches!(
+                e.code,
+                "unknown_key" | "revoked_key" | "bad_signature" | "malformed"
+            )
+        })
+    };
     for ((_, _, k, _), r) in todo.iter().zip(&results) {
-        let authenticated = match r {
-            Ok(_) => true,
-            Err(e) => !matches!(e.code, "unknown_key" | "revoked_key" | "bad_signature" | "malformed"),
-        };
-        if authenticated {
+        if authenticated(r.as_ref().err()) {
+            *counts.entry(k.clone()).or_default() += 1;
+        }
+    }
+    for ((_, _, k, _), r) in fb_todo.iter().zip(&fb_results) {
+        if authenticated(r.as_ref().err()) {
             *counts.entry(k.clone()).or_default() += 1;
         }
     }
@@ -266,7 +393,11 @@ async fn ingest_handler(State(st): State<Arc<AppState>>, body: Result<Bytes, axu
         let mut e = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
-            format!("api_key_id `{}` exceeds {} records/s; retry after {wait} s", crate::logsafe::escape(&key), st.cfg.rate_limit_records_per_sec),
+            format!(
+                "api_key_id `{}` exceeds {} records/s; retry after {wait} s",
+                crate::logsafe::escape(&key),
+                st.cfg.rate_limit_records_per_sec
+            ),
         );
         e.retry_after = Some(wait);
         return Err(e);
@@ -282,13 +413,32 @@ async fn ingest_handler(State(st): State<Arc<AppState>>, body: Result<Bytes, axu
     let (kept, off_tree) = crate::accounts::check_tree(&st.db, verified).await?;
     refused.extend(off_tree);
     let (ok_ids, ok): (Vec<String>, Vec<ingest::Verified>) = kept.into_iter().unzip();
-    let stored = ingest::store(&st.db, &ok, now).await?;
+    let mut stored = ingest::store(&st.db, &ok, now).await?;
+    let mut ok_ids = ok_ids;
+    let mut fb_ok = Vec::new();
+    for ((_, id, _, _), r) in fb_todo.into_iter().zip(fb_results) {
+        match r {
+            Ok(v) => {
+                ok_ids.push(id);
+                fb_ok.push(v);
+            }
+            Err(e) => refused.push((id, e)),
+        }
+    }
+    stored.extend(ingest::store_feedback(&st.db, &fb_ok, now).await?);
     let t_store = t0.elapsed() - t_verify;
     let resp = ingest::answer(tri.rejected, tri.duplicate, &ok_ids, &stored, refused);
     if !resp.rejected.is_empty() {
         tracing::warn!(rejected = resp.rejected.len(), first_reason = %crate::logsafe::escape(&resp.rejected[0].reason), "usage records rejected");
     }
-    tracing::debug!(verify_ms = t_verify.as_millis() as u64, store_ms = t_store.as_millis() as u64, accepted = resp.accepted.len(), duplicate = resp.duplicate.len(), rejected = resp.rejected.len(), "ingested batch");
+    tracing::debug!(
+        verify_ms = t_verify.as_millis() as u64,
+        store_ms = t_store.as_millis() as u64,
+        accepted = resp.accepted.len(),
+        duplicate = resp.duplicate.len(),
+        rejected = resp.rejected.len(),
+        "ingested batch"
+    );
     Ok(axum::Json(resp))
 }
 
@@ -378,7 +528,10 @@ impl ConnTrack {
         use std::sync::atomic::Ordering::Relaxed;
         let mut open = self.lock();
         if open.len() >= max {
-            let victim = open.iter().find(|(_, c)| c.in_flight.load(Relaxed) == 0).map(|(id, _)| *id)?;
+            let victim = open
+                .iter()
+                .find(|(_, c)| c.in_flight.load(Relaxed) == 0)
+                .map(|(id, _)| *id)?;
             if let Some(c) = open.remove(&victim) {
                 c.kill.notify_one();
                 METRICS.connections_evicted.fetch_add(1, Relaxed);
@@ -404,17 +557,23 @@ struct Tracked {
 struct InFlight(Arc<ConnState>);
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.0
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
 impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for Tracked {
     type Response = Response;
     type Error = std::convert::Infallible;
-    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response, std::convert::Infallible>> + Send>>;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Response, std::convert::Infallible>> + Send>,
+    >;
     fn call(&self, req: hyper::Request<hyper::body::Incoming>) -> Self::Future {
         use tower::ServiceExt as _;
-        self.conn.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.conn
+            .in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let guard = InFlight(self.conn.clone());
         let app = self.app.clone();
         Box::pin(async move {
@@ -427,7 +586,11 @@ impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for Tracked 
 
 /// Accept connections until `stop`, each served by hyper's HTTP/1 with a header read
 /// timeout (which also closes idle keep-alive connections), under the connection cap.
-async fn accept_loop(listener: tokio::net::TcpListener, st: Arc<AppState>, mut stop: tokio::sync::watch::Receiver<bool>) -> Result<(), std::io::Error> {
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    st: Arc<AppState>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), std::io::Error> {
     let app = router(st.clone());
     let header_timeout = Duration::from_secs(st.cfg.header_read_timeout_secs);
     let mut tasks = tokio::task::JoinSet::new();
@@ -446,12 +609,17 @@ async fn accept_loop(listener: tokio::net::TcpListener, st: Arc<AppState>, mut s
         };
         while tasks.try_join_next().is_some() {}
         let Some((id, conn)) = st.conns.admit(st.cfg.max_connections) else {
-            METRICS.connections_shed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            METRICS
+                .connections_shed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             drop(stream);
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let svc = Tracked { app: app.clone(), conn: conn.clone() };
+        let svc = Tracked {
+            app: app.clone(),
+            conn: conn.clone(),
+        };
         let st2 = st.clone();
         let mut stop2 = stop.clone();
         tasks.spawn(async move {
@@ -482,13 +650,23 @@ async fn accept_loop(listener: tokio::net::TcpListener, st: Arc<AppState>, mut s
 pub async fn spawn(cfg: CollectorConfig) -> Result<CollectorHandle, CollectorError> {
     let st = build_state(cfg).await?;
     let addr = st.cfg.listen;
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| CollectorError::Listen { addr, source })?;
-    let addr = listener.local_addr().map_err(|source| CollectorError::Listen { addr, source })?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| CollectorError::Listen { addr, source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| CollectorError::Listen { addr, source })?;
     let (tx, rx) = tokio::sync::watch::channel(false);
     let exporter = crate::otlp_export::start(&st.db, &st.cfg, rx.clone()).await?;
     let join = tokio::spawn(accept_loop(listener, st.clone(), rx));
     tracing::info!(%addr, backend = ?st.db.backend(), "collector listening");
-    Ok(CollectorHandle { addr, state: st, stop: Some(tx), join, exporter })
+    Ok(CollectorHandle {
+        addr,
+        state: st,
+        stop: Some(tx),
+        join,
+        exporter,
+    })
 }
 
 /// Run a collector until Ctrl-C or SIGTERM, then shut down gracefully.

@@ -17,11 +17,15 @@ use crate::analytics::{DIMENSIONS, REPORTS};
 #[derive(Debug, Clone, Args)]
 pub struct UsageArgs {
     /// Which report: summary, timeseries, breakdown, per-capita, users, models, keys,
-    /// routing, latency, errors, denials or budgets.
+    /// routing, latency, errors, denials, budgets or outcomes.
     #[arg(value_parser = clap::builder::PossibleValuesParser::new(REPORTS))]
     pub report: String,
     /// Collector base URL.
-    #[arg(long, env = "GATEROUTER_COLLECTOR_URL", default_value = "http://127.0.0.1:8787")]
+    #[arg(
+        long,
+        env = "GATEROUTER_COLLECTOR_URL",
+        default_value = "http://127.0.0.1:8787"
+    )]
     pub url: String,
     /// A read token (org or department) or the admin token. Default: GATEROUTER_READ_TOKEN,
     /// else GATEROUTER_ADMIN_TOKEN.
@@ -60,8 +64,10 @@ pub struct UsageArgs {
     /// Only calls tagged `k=v` (the request's `metadata`, e.g. scenario=support-reply).
     #[arg(long)]
     pub tag: Option<String>,
-    /// Group by (breakdown, timeseries, per-capita).
-    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(DIMENSIONS))]
+    /// Group by (breakdown, timeseries, per-capita, outcomes): one of org, department,
+    /// project, group, user, key, model, provider, tier, status; `outcomes` also takes
+    /// `tag:KEY` (e.g. tag:scenario).
+    #[arg(long, value_parser = parse_by)]
     pub by: Option<String>,
     /// Time bucket (timeseries, breakdown).
     #[arg(long, value_enum)]
@@ -72,6 +78,18 @@ pub struct UsageArgs {
     /// Output: an aligned table (money in dollars), the API's CSV or its JSON.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+}
+
+/// A dimension, or `tag:KEY` (the outcomes report).
+fn parse_by(s: &str) -> Result<String, String> {
+    if DIMENSIONS.contains(&s) || s.strip_prefix("tag:").is_some_and(|k| !k.is_empty()) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "use one of {}, or tag:KEY (outcomes)",
+            DIMENSIONS.join(", ")
+        ))
+    }
 }
 
 /// Time buckets of the analytics API.
@@ -126,7 +144,10 @@ impl UsageArgs {
             ("limit", limit.as_deref()),
             ("format", format),
         ];
-        let query: Vec<String> = pairs.iter().filter_map(|(k, v)| v.map(|v| format!("{k}={}", enc(v)))).collect();
+        let query: Vec<String> = pairs
+            .iter()
+            .filter_map(|(k, v)| v.map(|v| format!("{k}={}", enc(v))))
+            .collect();
         let mut p = format!("/v1/analytics/{}", self.report);
         if !query.is_empty() {
             p.push('?');
@@ -138,15 +159,25 @@ impl UsageArgs {
 
 /// Run `gaterouter usage`: one GET, printed in the chosen format.
 pub async fn run(args: UsageArgs, stdout: &mut dyn Write) -> Result<(), AdminError> {
-    let token = args.token.clone().filter(|t| !t.is_empty()).or_else(|| std::env::var("GATEROUTER_ADMIN_TOKEN").ok().filter(|t| !t.is_empty()).map(Token::new));
-    let Some(token) = token else { return Err(AdminError::NoReadToken) };
+    let token = args.token.clone().filter(|t| !t.is_empty()).or_else(|| {
+        std::env::var("GATEROUTER_ADMIN_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty())
+            .map(Token::new)
+    });
+    let Some(token) = token else {
+        return Err(AdminError::NoReadToken);
+    };
     let c = AdminClient::new(&args.url, Some(token))?;
     let text = c.get_text(&args.path()).await?;
     let out = match args.format {
         Format::Csv => text,
         Format::Json => format!("{}\n", text.trim_end()),
         Format::Table => {
-            let v: Value = serde_json::from_str(&text).map_err(|e| AdminError::Decode { url: c.url().to_owned(), reason: e.to_string() })?;
+            let v: Value = serde_json::from_str(&text).map_err(|e| AdminError::Decode {
+                url: c.url().to_owned(),
+                reason: e.to_string(),
+            })?;
             render(&v, args.report == "summary")
         }
     };
@@ -158,20 +189,48 @@ pub async fn run(args: UsageArgs, stdout: &mut dyn Write) -> Result<(), AdminErr
 /// answer also has `X` (its ISO form). `vertical` (the summary's one wide row): one line
 /// per figure.
 pub fn render(answer: &Value, vertical: bool) -> String {
-    let rows = answer["rows"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let rows = answer["rows"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     let columns: Vec<&str> = match answer["columns"].as_array() {
         Some(c) => c.iter().filter_map(Value::as_str).collect(),
         // An older collector: the keys of the first row.
-        None => rows.first().and_then(Value::as_object).map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default(),
+        None => rows
+            .first()
+            .and_then(Value::as_object)
+            .map(|o| o.keys().map(String::as_str).collect())
+            .unwrap_or_default(),
     };
-    let shown: Vec<&str> = columns.iter().copied().filter(|c| !c.strip_suffix("_ms").is_some_and(|base| columns.contains(&base))).collect();
+    let shown: Vec<&str> = columns
+        .iter()
+        .copied()
+        .filter(|c| {
+            !c.strip_suffix("_ms")
+                .is_some_and(|base| columns.contains(&base))
+        })
+        .collect();
     if rows.is_empty() {
         return "no data for these filters\n".into();
     }
-    let head: Vec<String> = shown.iter().map(|c| c.strip_suffix("_micros").map_or_else(|| (*c).to_owned(), |b| format!("{b} ($)"))).collect();
-    let cells: Vec<Vec<String>> = rows.iter().map(|r| shown.iter().map(|c| cell(c, &r[*c])).collect()).collect();
+    let head: Vec<String> = shown
+        .iter()
+        .map(|c| {
+            c.strip_suffix("_micros")
+                .map_or_else(|| (*c).to_owned(), |b| format!("{b} ($)"))
+        })
+        .collect();
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| shown.iter().map(|c| cell(c, &r[*c])).collect())
+        .collect();
     if let ([one], true) = (cells.as_slice(), vertical) {
-        let pairs: Vec<Vec<String>> = head.iter().cloned().zip(one.iter().cloned()).map(|(h, v)| vec![h, v]).collect();
+        let pairs: Vec<Vec<String>> = head
+            .iter()
+            .cloned()
+            .zip(one.iter().cloned())
+            .map(|(h, v)| vec![h, v])
+            .collect();
         return table(&["figure", "value"], &pairs);
     }
     let head: Vec<&str> = head.iter().map(String::as_str).collect();
@@ -182,7 +241,9 @@ fn cell(column: &str, v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
         Value::String(s) => s.clone(),
-        Value::Number(n) if column.ends_with("_micros") => n.as_i64().map_or_else(|| n.to_string(), crate::bills::dollars),
+        Value::Number(n) if column.ends_with("_micros") => n
+            .as_i64()
+            .map_or_else(|| n.to_string(), crate::bills::dollars),
         Value::Number(n) => match n.as_f64() {
             Some(f) if n.is_f64() => format!("{f:.3}"),
             _ => n.to_string(),
@@ -205,14 +266,34 @@ mod tests {
 
     #[test]
     fn query_string_from_flags() {
-        let a = Cli::try_parse_from(["x", "breakdown", "--org", "acme", "--by", "department", "--tag", "scenario=support reply", "--from", "2026-11-01"]).unwrap().usage;
-        assert_eq!(a.path(), "/v1/analytics/breakdown?from=2026-11-01&org=acme&tag=scenario%3Dsupport+reply&by=department");
-        let a = Cli::try_parse_from(["x", "summary", "--format", "csv"]).unwrap().usage;
+        let a = Cli::try_parse_from([
+            "x",
+            "breakdown",
+            "--org",
+            "acme",
+            "--by",
+            "department",
+            "--tag",
+            "scenario=support reply",
+            "--from",
+            "2026-11-01",
+        ])
+        .unwrap()
+        .usage;
+        assert_eq!(
+            a.path(),
+            "/v1/analytics/breakdown?from=2026-11-01&org=acme&tag=scenario%3Dsupport+reply&by=department"
+        );
+        let a = Cli::try_parse_from(["x", "summary", "--format", "csv"])
+            .unwrap()
+            .usage;
         assert_eq!(a.path(), "/v1/analytics/summary?format=csv");
         // Unknown report and dimension are refused by the parser, naming the valid ones.
         let e = Cli::try_parse_from(["x", "spend"]).unwrap_err().to_string();
         assert!(e.contains("breakdown") && e.contains("per-capita"), "{e}");
-        let e = Cli::try_parse_from(["x", "breakdown", "--by", "team"]).unwrap_err().to_string();
+        let e = Cli::try_parse_from(["x", "breakdown", "--by", "team"])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("department"), "{e}");
     }
 
@@ -227,11 +308,31 @@ mod tests {
         });
         let t = render(&v, false);
         let lines: Vec<&str> = t.lines().collect();
-        assert_eq!(lines[0].split_whitespace().collect::<Vec<_>>(), ["api_key_id", "last_seen", "calls", "spend", "($)", "share"]);
-        assert_eq!(lines[1].split_whitespace().collect::<Vec<_>>(), ["k_eng", "2026-11-02T10:00:00Z", "3", "1.25", "0.250"]);
-        assert_eq!(lines[2].split_whitespace().collect::<Vec<_>>(), ["k_ops", "-", "0", "0.000007", "0.000"]);
-        assert_eq!(render(&json!({"columns": ["calls"], "rows": []}), false), "no data for these filters\n");
-        let one = render(&json!({"columns": ["calls", "spend_micros"], "rows": [{"calls": 2, "spend_micros": 1500}]}), true);
-        assert_eq!(one.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect::<Vec<_>>(), ["figure value", "calls 2", "spend ($) 0.0015"]);
+        assert_eq!(
+            lines[0].split_whitespace().collect::<Vec<_>>(),
+            ["api_key_id", "last_seen", "calls", "spend", "($)", "share"]
+        );
+        assert_eq!(
+            lines[1].split_whitespace().collect::<Vec<_>>(),
+            ["k_eng", "2026-11-02T10:00:00Z", "3", "1.25", "0.250"]
+        );
+        assert_eq!(
+            lines[2].split_whitespace().collect::<Vec<_>>(),
+            ["k_ops", "-", "0", "0.000007", "0.000"]
+        );
+        assert_eq!(
+            render(&json!({"columns": ["calls"], "rows": []}), false),
+            "no data for these filters\n"
+        );
+        let one = render(
+            &json!({"columns": ["calls", "spend_micros"], "rows": [{"calls": 2, "spend_micros": 1500}]}),
+            true,
+        );
+        assert_eq!(
+            one.lines()
+                .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+                .collect::<Vec<_>>(),
+            ["figure value", "calls 2", "spend ($) 0.0015"]
+        );
     }
 }

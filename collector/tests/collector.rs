@@ -10,7 +10,6 @@ use common::*;
 use gaterouter::usage::ReportingConfig;
 use serde_json::{Value, json};
 
-
 type Db = Option<String>;
 
 async fn signatures(db: Db) {
@@ -23,18 +22,41 @@ async fn signatures(db: Db) {
     let forged = forged.to_string();
     // Signed with a key that is not k_eng's.
     let wrong = sign(&record(&Spec::default()), &signer(9));
-    let unknown = sign(&record(&Spec { key: "k_nope", ..Spec::default() }), &eng);
-    let (s, v) = env.ingest(&[sign(&good, &eng), forged, wrong, unknown]).await;
+    let unknown = sign(
+        &record(&Spec {
+            key: "k_nope",
+            ..Spec::default()
+        }),
+        &eng,
+    );
+    let (s, v) = env
+        .ingest(&[sign(&good, &eng), forged, wrong, unknown])
+        .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(ids(&v, "accepted"), vec![good.id.0.clone()], "{v}");
-    let reasons: Vec<&str> = v["rejected"].as_array().unwrap().iter().map(|r| r["reason"].as_str().unwrap()).collect();
+    let reasons: Vec<&str> = v["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap())
+        .collect();
     assert_eq!(reasons.len(), 3, "{v}");
     assert!(reasons[0].contains("signature does not verify"), "{v}");
     assert!(reasons[1].contains("signature does not verify"), "{v}");
     assert!(reasons[2].contains("unknown api_key_id `k_nope`"), "{v}");
     // A large batch (batch-verified) with one forged record in the middle: only that
     // one is refused.
-    let mut wires: Vec<String> = (0..300).map(|i| wire(&Spec { ts: JAN15_1000 + i, ..Spec::default() }, &eng)).collect();
+    let mut wires: Vec<String> = (0..300)
+        .map(|i| {
+            wire(
+                &Spec {
+                    ts: JAN15_1000 + i,
+                    ..Spec::default()
+                },
+                &eng,
+            )
+        })
+        .collect();
     let mut bad: Value = serde_json::from_str(&wires[150]).unwrap();
     bad["prompt_tokens"] = json!(9);
     let bad_id = bad["id"].as_str().unwrap().to_owned();
@@ -46,10 +68,19 @@ async fn signatures(db: Db) {
     env.admin_ok("/v1/admin/keys/k_eng/revoke", json!({})).await;
     let (s, v) = env.ingest(&[wire(&Spec::default(), &eng)]).await;
     assert_eq!(s, 200);
-    assert!(v["rejected"][0]["reason"].as_str().unwrap().contains("revoked"), "{v}");
+    assert!(
+        v["rejected"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("revoked"),
+        "{v}"
+    );
     assert!(ids(&v, "accepted").is_empty());
     let (_, m) = env.get_text("/metrics", None).await;
-    assert!(m.contains("collector_records_rejected_total{reason=\"revoked_key\"}"), "{m}");
+    assert!(
+        m.contains("collector_records_rejected_total{reason=\"revoked_key\"}"),
+        "{m}"
+    );
     env.handle.shutdown().await;
 }
 
@@ -58,26 +89,61 @@ async fn rotation(db: Db) {
     let (eng, _) = env.seed_org().await;
     let new = signer(7);
     // Grace 0: the old key stops verifying at once.
-    env.admin_ok("/v1/admin/keys/k_eng/rotate", json!({"public_key": new.public_key(), "grace_secs": 0})).await;
-    let (_, v) = env.ingest(&[wire(&Spec::default(), &eng), wire(&Spec::default(), &new)]).await;
+    env.admin_ok(
+        "/v1/admin/keys/k_eng/rotate",
+        json!({"public_key": new.public_key(), "grace_secs": 0}),
+    )
+    .await;
+    let (_, v) = env
+        .ingest(&[wire(&Spec::default(), &eng), wire(&Spec::default(), &new)])
+        .await;
     assert_eq!(ids(&v, "accepted").len(), 1, "{v}");
-    assert!(v["rejected"][0]["reason"].as_str().unwrap().contains("signature"), "{v}");
+    assert!(
+        v["rejected"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("signature"),
+        "{v}"
+    );
     // Default grace: the previous key still verifies.
     let newer = signer(8);
-    env.admin_ok("/v1/admin/keys/k_eng/rotate", json!({"public_key": newer.public_key()})).await;
-    let (_, v) = env.ingest(&[wire(&Spec::default(), &new), wire(&Spec::default(), &newer)]).await;
+    env.admin_ok(
+        "/v1/admin/keys/k_eng/rotate",
+        json!({"public_key": newer.public_key()}),
+    )
+    .await;
+    let (_, v) = env
+        .ingest(&[wire(&Spec::default(), &new), wire(&Spec::default(), &newer)])
+        .await;
     assert_eq!(ids(&v, "accepted").len(), 2, "{v}");
     let (_, keys) = env.get("/v1/admin/keys", Some(ADMIN)).await;
-    assert_eq!(keys["items"][0]["versions"].as_array().unwrap().len(), 3, "{keys}");
+    assert_eq!(
+        keys["items"][0]["versions"].as_array().unwrap().len(),
+        3,
+        "{keys}"
+    );
     env.handle.shutdown().await;
 }
 
 async fn scope(db: Db) {
     let env = Env::start(db, |_| {}).await;
     let (eng, _) = env.seed_org().await;
-    let (_, v) = env.ingest(&[wire(&Spec { dept: "sales", ..Spec::default() }, &eng)]).await;
+    let (_, v) = env
+        .ingest(&[wire(
+            &Spec {
+                dept: "sales",
+                ..Spec::default()
+            },
+            &eng,
+        )])
+        .await;
     let reason = v["rejected"][0]["reason"].as_str().unwrap();
-    assert!(reason.contains("scope violation") && reason.contains("department") && reason.contains("`eng`"), "{v}");
+    assert!(
+        reason.contains("scope violation")
+            && reason.contains("department")
+            && reason.contains("`eng`"),
+        "{v}"
+    );
     env.handle.shutdown().await;
 }
 
@@ -86,9 +152,22 @@ async fn cost_and_mismatch(db: Db) {
     let (eng, _) = env.seed_org().await;
     // gpt-4o-mini: 10k prompt x $0.15/M + 1k completion x $0.60/M = 1500 + 600 = 2100 micros.
     let right = Spec::default();
-    let wrong = Spec { client_cost: 999, ..Spec::default() };
-    let unpriced = Spec { model: "my-local-model", client_cost: 42, ..Spec::default() };
-    let (_, v) = env.ingest(&[wire(&right, &eng), wire(&wrong, &eng), wire(&unpriced, &eng)]).await;
+    let wrong = Spec {
+        client_cost: 999,
+        ..Spec::default()
+    };
+    let unpriced = Spec {
+        model: "my-local-model",
+        client_cost: 42,
+        ..Spec::default()
+    };
+    let (_, v) = env
+        .ingest(&[
+            wire(&right, &eng),
+            wire(&wrong, &eng),
+            wire(&unpriced, &eng),
+        ])
+        .await;
     assert_eq!(ids(&v, "accepted").len(), 3, "{v}");
     let (_, s) = env.get("/v1/analytics/summary", Some(ADMIN)).await;
     let row = &s["rows"][0];
@@ -105,7 +184,13 @@ async fn duplicates(db: Db) {
     let env = Env::start(db, |_| {}).await;
     let (eng, _) = env.seed_org().await;
     let a = wire(&Spec::default(), &eng);
-    let b = wire(&Spec { user: "bob", ..Spec::default() }, &eng);
+    let b = wire(
+        &Spec {
+            user: "bob",
+            ..Spec::default()
+        },
+        &eng,
+    );
     let (_, v) = env.ingest(&[a.clone(), b.clone(), a.clone()]).await;
     assert_eq!(ids(&v, "accepted").len(), 2, "{v}");
     assert_eq!(ids(&v, "duplicate").len(), 1, "{v}");
@@ -132,61 +217,219 @@ async fn analytics(db: Db) {
     let (s, v) = env.get("/v1/analytics/summary", a).await;
     assert_eq!(s, 200, "{v}");
     let r = &rows(&v)[0];
-    assert_eq!((r["calls"].clone(), r["errors"].clone(), r["spend_micros"].clone(), r["total_tokens"].clone()), (json!(5), json!(1), json!(76_300), json!(55_000)));
-    assert_eq!((r["active_users"].clone(), r["spend_per_active_user_micros"].clone()), (json!(3), json!(25_433)));
+    assert_eq!(
+        (
+            r["calls"].clone(),
+            r["errors"].clone(),
+            r["spend_micros"].clone(),
+            r["total_tokens"].clone()
+        ),
+        (json!(5), json!(1), json!(76_300), json!(55_000))
+    );
+    assert_eq!(
+        (
+            r["active_users"].clone(),
+            r["spend_per_active_user_micros"].clone()
+        ),
+        (json!(3), json!(25_433))
+    );
 
     // Per-capita by department: eng 39 200 / 2 users, sales 37 100 / 1 user.
     let (_, v) = env.get("/v1/analytics/per-capita?by=department", a).await;
     let r = rows(&v);
     assert_eq!(r[0]["group"], "eng");
-    assert_eq!((r[0]["spend_micros"].clone(), r[0]["active_users"].clone(), r[0]["spend_per_active_user_micros"].clone()), (json!(39_200), json!(2), json!(19_600)));
-    assert_eq!((r[1]["group"].clone(), r[1]["spend_per_active_user_micros"].clone()), (json!("sales"), json!(37_100)));
+    assert_eq!(
+        (
+            r[0]["spend_micros"].clone(),
+            r[0]["active_users"].clone(),
+            r[0]["spend_per_active_user_micros"].clone()
+        ),
+        (json!(39_200), json!(2), json!(19_600))
+    );
+    assert_eq!(
+        (
+            r[1]["group"].clone(),
+            r[1]["spend_per_active_user_micros"].clone()
+        ),
+        (json!("sales"), json!(37_100))
+    );
 
     // Month buckets per department.
-    let (_, v) = env.get("/v1/analytics/breakdown?by=department&bucket=month", a).await;
-    let got: Vec<(String, String, i64)> = rows(&v).iter().map(|r| (r["bucket"].as_str().unwrap().into(), r["group"].as_str().unwrap().into(), r["spend_micros"].as_i64().unwrap())).collect();
-    assert_eq!(got, vec![("2026-01".into(), "eng".into(), 39_200), ("2026-02".into(), "sales".into(), 37_100)], "{v}");
+    let (_, v) = env
+        .get("/v1/analytics/breakdown?by=department&bucket=month", a)
+        .await;
+    let got: Vec<(String, String, i64)> = rows(&v)
+        .iter()
+        .map(|r| {
+            (
+                r["bucket"].as_str().unwrap().into(),
+                r["group"].as_str().unwrap().into(),
+                r["spend_micros"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("2026-01".into(), "eng".into(), 39_200),
+            ("2026-02".into(), "sales".into(), 37_100)
+        ],
+        "{v}"
+    );
 
     // Ranking: alice and carol tie on 37 100 (by name), bob 2 100.
     let (_, v) = env.get("/v1/analytics/users", a).await;
-    let got: Vec<(String, i64)> = rows(&v).iter().map(|r| (r["user"].as_str().unwrap().into(), r["spend_micros"].as_i64().unwrap())).collect();
-    assert_eq!(got, vec![("alice".into(), 37_100), ("carol".into(), 37_100), ("bob".into(), 2_100)]);
+    let got: Vec<(String, i64)> = rows(&v)
+        .iter()
+        .map(|r| {
+            (
+                r["user"].as_str().unwrap().into(),
+                r["spend_micros"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("alice".into(), 37_100),
+            ("carol".into(), 37_100),
+            ("bob".into(), 2_100)
+        ]
+    );
 
     // Model distribution.
     let (_, v) = env.get("/v1/analytics/models", a).await;
     let r = rows(&v);
-    assert_eq!((r[0]["model"].clone(), r[0]["calls"].clone(), r[0]["spend_micros"].clone(), r[0]["spend_share"].clone()), (json!("gpt-4o"), json!(2), json!(70_000), json!(0.917431)));
-    assert_eq!((r[1]["model"].clone(), r[1]["calls"].clone(), r[1]["call_share"].clone(), r[1]["token_share"].clone()), (json!("gpt-4o-mini"), json!(3), json!(0.6), json!(0.6)));
+    assert_eq!(
+        (
+            r[0]["model"].clone(),
+            r[0]["calls"].clone(),
+            r[0]["spend_micros"].clone(),
+            r[0]["spend_share"].clone()
+        ),
+        (json!("gpt-4o"), json!(2), json!(70_000), json!(0.917431))
+    );
+    assert_eq!(
+        (
+            r[1]["model"].clone(),
+            r[1]["calls"].clone(),
+            r[1]["call_share"].clone(),
+            r[1]["token_share"].clone()
+        ),
+        (json!("gpt-4o-mini"), json!(3), json!(0.6), json!(0.6))
+    );
 
     // Key activity.
     let (_, v) = env.get("/v1/analytics/keys", a).await;
     let r = rows(&v);
-    assert_eq!((r[0]["api_key_id"].clone(), r[0]["calls"].clone(), r[0]["errors"].clone(), r[0]["spend_micros"].clone()), (json!("k_eng"), json!(3), json!(1), json!(39_200)));
-    assert_eq!((r[1]["api_key_id"].clone(), r[1]["last_seen_ms"].clone()), (json!("k_sales"), json!(FEB03_0930 + 500)));
+    assert_eq!(
+        (
+            r[0]["api_key_id"].clone(),
+            r[0]["calls"].clone(),
+            r[0]["errors"].clone(),
+            r[0]["spend_micros"].clone()
+        ),
+        (json!("k_eng"), json!(3), json!(1), json!(39_200))
+    );
+    assert_eq!(
+        (r[1]["api_key_id"].clone(), r[1]["last_seen_ms"].clone()),
+        (json!("k_sales"), json!(FEB03_0930 + 500))
+    );
 
     // Routing: small 3, large 1, explicit 1; baseline = 5 x 35 000; savings 175 000 - 76 300.
     let (_, v) = env.get("/v1/analytics/routing", a).await;
-    let tiers: Vec<(String, i64)> = rows(&v).iter().map(|r| (r["tier"].as_str().unwrap().into(), r["calls"].as_i64().unwrap())).collect();
-    assert_eq!(tiers, vec![("small".into(), 3), ("explicit".into(), 1), ("large".into(), 1)], "{v}");
-    assert_eq!((v["baseline_micros"].clone(), v["savings_micros"].clone(), v["savings_share"].clone()), (json!(175_000), json!(98_700), json!(0.564)));
+    let tiers: Vec<(String, i64)> = rows(&v)
+        .iter()
+        .map(|r| {
+            (
+                r["tier"].as_str().unwrap().into(),
+                r["calls"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        tiers,
+        vec![
+            ("small".into(), 3),
+            ("explicit".into(), 1),
+            ("large".into(), 1)
+        ],
+        "{v}"
+    );
+    assert_eq!(
+        (
+            v["baseline_micros"].clone(),
+            v["savings_micros"].clone(),
+            v["savings_share"].clone()
+        ),
+        (json!(175_000), json!(98_700), json!(0.564))
+    );
 
     // Errors and latency: gpt-4o-mini latencies 100, 200 (error), 500.
     let (_, v) = env.get("/v1/analytics/latency", a).await;
     let r = rows(&v);
-    assert_eq!((r[0]["model"].clone(), r[0]["p50_ms"].clone(), r[0]["p99_ms"].clone()), (json!("gpt-4o"), json!(300), json!(400)));
-    assert_eq!((r[1]["model"].clone(), r[1]["error_rate"].clone(), r[1]["p50_ms"].clone(), r[1]["p90_ms"].clone()), (json!("gpt-4o-mini"), json!(0.333333), json!(200), json!(500)));
+    assert_eq!(
+        (
+            r[0]["model"].clone(),
+            r[0]["p50_ms"].clone(),
+            r[0]["p99_ms"].clone()
+        ),
+        (json!("gpt-4o"), json!(300), json!(400))
+    );
+    assert_eq!(
+        (
+            r[1]["model"].clone(),
+            r[1]["error_rate"].clone(),
+            r[1]["p50_ms"].clone(),
+            r[1]["p90_ms"].clone()
+        ),
+        (
+            json!("gpt-4o-mini"),
+            json!(0.333333),
+            json!(200),
+            json!(500)
+        )
+    );
 
     // Time series by day, filters, tags.
     let (_, v) = env.get("/v1/analytics/timeseries?bucket=day", a).await;
-    let got: Vec<(String, i64, i64)> = rows(&v).iter().map(|r| (r["bucket"].as_str().unwrap().into(), r["calls"].as_i64().unwrap(), r["spend_micros"].as_i64().unwrap())).collect();
-    assert_eq!(got, vec![("2026-01-15".into(), 2, 37_100), ("2026-01-16".into(), 1, 2_100), ("2026-02-03".into(), 2, 37_100)]);
-    let (_, v) = env.get("/v1/analytics/summary?from=2026-02-01&to=2026-03-01", a).await;
+    let got: Vec<(String, i64, i64)> = rows(&v)
+        .iter()
+        .map(|r| {
+            (
+                r["bucket"].as_str().unwrap().into(),
+                r["calls"].as_i64().unwrap(),
+                r["spend_micros"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("2026-01-15".into(), 2, 37_100),
+            ("2026-01-16".into(), 1, 2_100),
+            ("2026-02-03".into(), 2, 37_100)
+        ]
+    );
+    let (_, v) = env
+        .get("/v1/analytics/summary?from=2026-02-01&to=2026-03-01", a)
+        .await;
     assert_eq!(rows(&v)[0]["calls"], 2);
     let (_, v) = env.get("/v1/analytics/summary?tag=team:a", a).await;
-    assert_eq!((rows(&v)[0]["calls"].clone(), rows(&v)[0]["spend_micros"].clone()), (json!(2), json!(37_100)));
-    let (_, v) = env.get("/v1/analytics/summary?model=gpt-4o&user=carol", a).await;
+    assert_eq!(
+        (
+            rows(&v)[0]["calls"].clone(),
+            rows(&v)[0]["spend_micros"].clone()
+        ),
+        (json!(2), json!(37_100))
+    );
+    let (_, v) = env
+        .get("/v1/analytics/summary?model=gpt-4o&user=carol", a)
+        .await;
     assert_eq!(rows(&v)[0]["spend_micros"], 35_000);
-    let (_, v) = env.get("/v1/analytics/timeseries?bucket=hour&by=user&key=k_eng", a).await;
+    let (_, v) = env
+        .get("/v1/analytics/timeseries?bucket=hour&by=user&key=k_eng", a)
+        .await;
     assert_eq!(rows(&v).len(), 2, "{v}");
     assert_eq!(rows(&v)[0]["bucket"], "2026-01-15T10:00:00Z");
 
@@ -194,12 +437,25 @@ async fn analytics(db: Db) {
     let (s, csv) = env.get_text("/v1/analytics/users?format=csv", a).await;
     assert_eq!(s, 200);
     // `name` is the org tree's display name (the id when the tree gives none).
-    assert_eq!(csv, "rank,user,calls,total_tokens,spend_micros,name\r\n1,alice,2,22000,37100,alice\r\n2,carol,2,22000,37100,carol\r\n3,bob,1,11000,2100,bob\r\n");
+    assert_eq!(
+        csv,
+        "rank,user,calls,total_tokens,spend_micros,name\r\n1,alice,2,22000,37100,alice\r\n2,carol,2,22000,37100,carol\r\n3,bob,1,11000,2100,bob\r\n"
+    );
     // Bad parameters are 400 with the parameter named.
     let (s, v) = env.get("/v1/analytics/breakdown?by=planet", a).await;
-    assert!(s == 400 && v["error"]["message"].as_str().unwrap().contains("by=planet"), "{v}");
+    assert!(
+        s == 400
+            && v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("by=planet"),
+        "{v}"
+    );
     let (s, v) = env.get("/v1/analytics/summary?from=yesterday", a).await;
-    assert!(s == 400 && v["error"]["message"].as_str().unwrap().contains("from"), "{v}");
+    assert!(
+        s == 400 && v["error"]["message"].as_str().unwrap().contains("from"),
+        "{v}"
+    );
     env.handle.shutdown().await;
 }
 
@@ -217,38 +473,86 @@ async fn auth(db: Db) {
     let tok = t["token"].as_str().unwrap().to_owned();
     let (s, v) = env.get("/v1/analytics/summary", Some(&tok)).await;
     assert_eq!(s, 200, "{v}");
-    assert_eq!((rows(&v)[0]["calls"].clone(), rows(&v)[0]["spend_micros"].clone()), (json!(3), json!(39_200)));
-    let (s, _) = env.get("/v1/analytics/summary?department=sales", Some(&tok)).await;
+    assert_eq!(
+        (
+            rows(&v)[0]["calls"].clone(),
+            rows(&v)[0]["spend_micros"].clone()
+        ),
+        (json!(3), json!(39_200))
+    );
+    let (s, _) = env
+        .get("/v1/analytics/summary?department=sales", Some(&tok))
+        .await;
     assert_eq!(s, 403);
     let (s, _) = env.get("/v1/analytics/summary?org=other", Some(&tok)).await;
     assert_eq!(s, 403);
-    let (_, v) = env.get("/v1/analytics/breakdown?by=department", Some(&tok)).await;
+    let (_, v) = env
+        .get("/v1/analytics/breakdown?by=department", Some(&tok))
+        .await;
     assert_eq!(rows(&v).len(), 1, "{v}");
-    let (s, _) = env.post("/v1/admin/orgs", Some(&tok), &json!({"id": "evil"})).await;
+    let (s, _) = env
+        .post("/v1/admin/orgs", Some(&tok), &json!({"id": "evil"}))
+        .await;
     assert_eq!(s, 403);
     let (s, _) = env.get("/v1/admin/keys", Some(&tok)).await;
     assert_eq!(s, 403);
     // Revoked tokens stop working; the token is stored hashed only.
     let id = t["id"].as_str().unwrap();
-    env.admin_ok(&format!("/v1/admin/tokens/{id}/revoke"), json!({})).await;
+    env.admin_ok(&format!("/v1/admin/tokens/{id}/revoke"), json!({}))
+        .await;
     let (s, _) = env.get("/v1/analytics/summary", Some(&tok)).await;
     assert_eq!(s, 401);
     let (_, list) = env.get("/v1/admin/tokens", Some(ADMIN)).await;
     assert!(!list.to_string().contains(&tok), "{list}");
     // Audit trail, newest first.
     let (_, audit) = env.get("/v1/admin/audit", Some(ADMIN)).await;
-    let actions: Vec<&str> = audit["items"].as_array().unwrap().iter().map(|a| a["action"].as_str().unwrap()).collect();
+    let actions: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
     assert_eq!(actions[0], "revoke_token");
     assert_eq!(actions[1], "create_token");
-    assert!(actions.contains(&"register_key") && actions.contains(&"create_org"), "{actions:?}");
+    assert!(
+        actions.contains(&"register_key") && actions.contains(&"create_org"),
+        "{actions:?}"
+    );
     // Admin validation: bad public key, unknown field, duplicate id.
-    let (s, v) = env.post("/v1/admin/keys", Some(ADMIN), &json!({"id": "k2", "org_id": "acme", "public_key": "abc"})).await;
-    assert!(s == 400 && v["error"]["message"].as_str().unwrap().contains("public_key"), "{v}");
-    let (s, _) = env.post("/v1/admin/orgs", Some(ADMIN), &json!({"id": "o2", "colour": "red"})).await;
+    let (s, v) = env
+        .post(
+            "/v1/admin/keys",
+            Some(ADMIN),
+            &json!({"id": "k2", "org_id": "acme", "public_key": "abc"}),
+        )
+        .await;
+    assert!(
+        s == 400
+            && v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("public_key"),
+        "{v}"
+    );
+    let (s, _) = env
+        .post(
+            "/v1/admin/orgs",
+            Some(ADMIN),
+            &json!({"id": "o2", "colour": "red"}),
+        )
+        .await;
     assert_eq!(s, 400);
-    let (s, _) = env.post("/v1/admin/orgs", Some(ADMIN), &json!({"id": "acme"})).await;
+    let (s, _) = env
+        .post("/v1/admin/orgs", Some(ADMIN), &json!({"id": "acme"}))
+        .await;
     assert_eq!(s, 409);
-    let (s, _) = env.post("/v1/admin/departments", Some(ADMIN), &json!({"id": "d9", "org_id": "missing-org"})).await;
+    let (s, _) = env
+        .post(
+            "/v1/admin/departments",
+            Some(ADMIN),
+            &json!({"id": "d9", "org_id": "missing-org"}),
+        )
+        .await;
     assert_eq!(s, 400);
     env.handle.shutdown().await;
 }
@@ -262,21 +566,57 @@ async fn bad_bodies(db: Db) {
     let (eng, _) = env.seed_org().await;
     let url = format!("{}/v1/usage", env.base);
     let big = format!("{{\"records\":[\"{}\"]}}", "x".repeat(100 * 1024));
-    let r = env.http.post(&url).header("content-type", "application/json").body(big).send().await.unwrap();
+    let r = env
+        .http
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 413);
     let v: Value = r.json().await.unwrap();
-    assert!(v["error"]["message"].as_str().unwrap().contains("max_body_bytes"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_body_bytes"),
+        "{v}"
+    );
     let r = env.http.post(&url).body("{not json").send().await.unwrap();
     assert_eq!(r.status().as_u16(), 400);
     let v: Value = r.json().await.unwrap();
-    assert!(v["error"]["message"].as_str().unwrap().contains("records"), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("records"),
+        "{v}"
+    );
     let many: Vec<String> = (0..11).map(|_| wire(&Spec::default(), &eng)).collect();
     let (s, v) = env.ingest(&many).await;
-    assert!(s == 413 && v["error"]["message"].as_str().unwrap().contains("at most 10"), "{v}");
+    assert!(
+        s == 413
+            && v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("at most 10"),
+        "{v}"
+    );
     // Records that are not objects or lack an id are rejected individually.
-    let (s, v) = env.ingest(&["42".into(), "{\"api_key_id\":\"k_eng\"}".into(), wire(&Spec::default(), &eng)]).await;
+    let (s, v) = env
+        .ingest(&[
+            "42".into(),
+            "{\"api_key_id\":\"k_eng\"}".into(),
+            wire(&Spec::default(), &eng),
+        ])
+        .await;
     assert_eq!(s, 200);
-    assert_eq!((ids(&v, "accepted").len(), v["rejected"].as_array().unwrap().len()), (1, 2), "{v}");
+    assert_eq!(
+        (
+            ids(&v, "accepted").len(),
+            v["rejected"].as_array().unwrap().len()
+        ),
+        (1, 2),
+        "{v}"
+    );
     // Still serving.
     let (s, _) = env.get("/healthz", None).await;
     assert_eq!(s, 200);
@@ -298,7 +638,10 @@ async fn rate_limit(db: Db) {
     let r = env
         .http
         .post(format!("{}/v1/usage", env.base))
-        .body(format!("{{\"records\":[{}]}}", wire(&Spec::default(), &eng)))
+        .body(format!(
+            "{{\"records\":[{}]}}",
+            wire(&Spec::default(), &eng)
+        ))
         .send()
         .await
         .unwrap();
@@ -311,7 +654,10 @@ async fn audit_is_append_only(db: Db) {
     let env = Env::start(db, |_| {}).await;
     env.seed_org().await;
     let st = env.handle.state().clone();
-    let e = st.db.exec("UPDATE audit_log SET actor = 'x'", &[], "tamper").await;
+    let e = st
+        .db
+        .exec("UPDATE audit_log SET actor = 'x'", &[], "tamper")
+        .await;
     assert!(e.is_err(), "update must fail");
     let e = st.db.exec("DELETE FROM audit_log", &[], "tamper").await;
     assert!(e.is_err(), "delete must fail");
@@ -363,10 +709,24 @@ async fn end_to_end(db: Db) {
     assert!(out.drained, "{out:?}");
     rec.shutdown().await.unwrap();
     let (_, v) = env.get("/v1/analytics/summary", Some(ADMIN)).await;
-    assert_eq!((rows(&v)[0]["calls"].clone(), rows(&v)[0]["spend_micros"].clone(), rows(&v)[0]["cost_mismatches"].clone()), (json!(50), json!(50 * 2_100), json!(0)));
+    assert_eq!(
+        (
+            rows(&v)[0]["calls"].clone(),
+            rows(&v)[0]["spend_micros"].clone(),
+            rows(&v)[0]["cost_mismatches"].clone()
+        ),
+        (json!(50), json!(50 * 2_100), json!(0))
+    );
     let st = env.handle.state().clone();
-    let r = st.db.fetch("SELECT id FROM usage_records", &[], "t").await.unwrap();
-    let stored: std::collections::HashSet<String> = r.iter().map(|row| sqlx::Row::get::<String, _>(row, 0)).collect();
+    let r = st
+        .db
+        .fetch("SELECT id FROM usage_records", &[], "t")
+        .await
+        .unwrap();
+    let stored: std::collections::HashSet<String> = r
+        .iter()
+        .map(|row| sqlx::Row::get::<String, _>(row, 0))
+        .collect();
     assert_eq!(stored, sent);
     env.handle.shutdown().await;
 }
@@ -376,7 +736,17 @@ async fn shared_database(db: Db, second_url: String) {
     let a = Env::start(db, |_| {}).await;
     let b = Env::start(Some(second_url), |_| {}).await;
     let (eng, _) = a.seed_org().await;
-    let wires: Vec<String> = (0..200).map(|i| wire(&Spec { ts: JAN15_1000 + i, ..Spec::default() }, &eng)).collect();
+    let wires: Vec<String> = (0..200)
+        .map(|i| {
+            wire(
+                &Spec {
+                    ts: JAN15_1000 + i,
+                    ..Spec::default()
+                },
+                &eng,
+            )
+        })
+        .collect();
     let (ra, rb) = tokio::join!(a.ingest(&wires), b.ingest(&wires));
     let acc = ids(&ra.1, "accepted").len() + ids(&rb.1, "accepted").len();
     let dup = ids(&ra.1, "duplicate").len() + ids(&rb.1, "duplicate").len();
@@ -392,21 +762,36 @@ async fn openapi_and_ops(db: Db) {
     let (s, doc) = env.get("/openapi.json", None).await;
     assert_eq!(s, 200);
     for (method, path) in gaterouter_collector::server::ROUTES {
-        assert!(doc["paths"][path][method].is_object(), "{method} {path} is not in openapi.json");
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} is not in openapi.json"
+        );
     }
     let documented = doc["paths"].as_object().unwrap();
     for (path, ops) in documented {
         for m in ops.as_object().unwrap().keys() {
-            assert!(gaterouter_collector::server::ROUTES.contains(&(m.as_str(), path.as_str())), "openapi.json documents {m} {path}, which is not served");
+            assert!(
+                gaterouter_collector::server::ROUTES.contains(&(m.as_str(), path.as_str())),
+                "openapi.json documents {m} {path}, which is not served"
+            );
         }
     }
-    let reports = doc["paths"]["/v1/analytics/{report}"]["get"]["parameters"].as_array().unwrap().iter().find(|p| p["name"] == "report").unwrap()["schema"]["enum"].clone();
+    let reports = doc["paths"]["/v1/analytics/{report}"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "report")
+        .unwrap()["schema"]["enum"]
+        .clone();
     assert_eq!(reports, json!(gaterouter_collector::analytics::REPORTS));
     let (s, m) = env.get_text("/metrics", None).await;
     assert!(s == 200 && m.contains("collector_db_seconds_count"), "{m}");
     let (s, html) = env.get_text("/dashboard", None).await;
     // Without a session cookie the dashboard is its login form.
-    assert!(s == 200 && html.contains("action=\"/dashboard/login\""), "{html}");
+    assert!(
+        s == 200 && html.contains("action=\"/dashboard/login\""),
+        "{html}"
+    );
     let (s, _) = env.get_text("/dashboard/uplot.min.js", None).await;
     assert_eq!(s, 200);
     let (s, _) = env.get("/nope", None).await;
@@ -418,9 +803,23 @@ async fn openapi_and_ops(db: Db) {
 async fn graceful_shutdown(db: Db) {
     let env = Env::start(db.clone(), |_| {}).await;
     let (eng, _) = env.seed_org().await;
-    let wires: Vec<String> = (0..2000).map(|i| wire(&Spec { ts: JAN15_1000 + i, ..Spec::default() }, &eng)).collect();
+    let wires: Vec<String> = (0..2000)
+        .map(|i| {
+            wire(
+                &Spec {
+                    ts: JAN15_1000 + i,
+                    ..Spec::default()
+                },
+                &eng,
+            )
+        })
+        .collect();
     let body = format!("{{\"records\":[{}]}}", wires.join(","));
-    let req = env.http.post(format!("{}/v1/usage", env.base)).body(body).send();
+    let req = env
+        .http
+        .post(format!("{}/v1/usage", env.base))
+        .body(body)
+        .send();
     let Env { handle, _tmp, .. } = env;
     let (resp, ()) = tokio::join!(req, async {
         tokio::time::sleep(Duration::from_millis(30)).await;
@@ -446,7 +845,21 @@ macro_rules! sqlite_tests {
 }
 
 mod sqlite {
-    sqlite_tests!(signatures, rotation, scope, cost_and_mismatch, duplicates, analytics, auth, bad_bodies, rate_limit, audit_is_append_only, end_to_end, openapi_and_ops, graceful_shutdown);
+    sqlite_tests!(
+        signatures,
+        rotation,
+        scope,
+        cost_and_mismatch,
+        duplicates,
+        analytics,
+        auth,
+        bad_bodies,
+        rate_limit,
+        audit_is_append_only,
+        end_to_end,
+        openapi_and_ops,
+        graceful_shutdown
+    );
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn shared_database() {
@@ -465,7 +878,21 @@ async fn postgres_all_scenarios() {
             $name(Some(pg.new_db().await)).await;
         )*};
     }
-    run!(signatures, rotation, scope, cost_and_mismatch, duplicates, analytics, auth, bad_bodies, rate_limit, audit_is_append_only, end_to_end, openapi_and_ops, graceful_shutdown);
+    run!(
+        signatures,
+        rotation,
+        scope,
+        cost_and_mismatch,
+        duplicates,
+        analytics,
+        auth,
+        bad_bodies,
+        rate_limit,
+        audit_is_append_only,
+        end_to_end,
+        openapi_and_ops,
+        graceful_shutdown
+    );
     eprintln!("postgres: shared_database");
     let url = pg.new_db().await;
     shared_database(Some(url.clone()), url).await;

@@ -16,31 +16,71 @@ use sqlx::Row as _;
 
 async fn texts(db: &Db, sql: &str) -> Vec<Vec<String>> {
     let rows = db.fetch(sql, &[], "test").await.unwrap();
-    rows.iter().map(|r| (0..r.len()).map(|i| r.try_get::<String, _>(i).unwrap()).collect()).collect()
+    rows.iter()
+        .map(|r| {
+            (0..r.len())
+                .map(|i| r.try_get::<String, _>(i).unwrap())
+                .collect()
+        })
+        .collect()
 }
 
 async fn dedup_backfill(url: String) {
     let (a, b) = (RecordId::new_v7().0, RecordId::new_v7().0);
     // Version 5: `usage_records.id` is the primary key, tags have no org.
     let db = Db::connect_at_version(&url, None, 5).await.unwrap();
-    let glob = Spec { key: "k_glob", dept: "ops", ..Spec::default() };
+    let glob = Spec {
+        key: "k_glob",
+        dept: "ops",
+        ..Spec::default()
+    };
     insert_raw_record(&db, &a, "acme", &Spec::default(), 2_100).await;
     insert_raw_record(&db, &b, "globex", &glob, 2_100).await;
-    db.exec("INSERT INTO usage_tags (record_id, k, v) VALUES ($1, 'team', 'a'), ($2, 'team', 'b')", &[Param::Text(a.clone()), Param::Text(b.clone())], "test").await.unwrap();
+    db.exec(
+        "INSERT INTO usage_tags (record_id, k, v) VALUES ($1, 'team', 'a'), ($2, 'team', 'b')",
+        &[Param::Text(a.clone()), Param::Text(b.clone())],
+        "test",
+    )
+    .await
+    .unwrap();
     db.close().await;
 
     // The collector opens it and migrates.
     let env = Env::start(Some(url), |_| {}).await;
     let db = &env.handle.state().db;
-    let version = db.fetch("SELECT CAST(MAX(version) AS BIGINT) FROM collector_schema", &[], "test").await.unwrap();
+    let version = db
+        .fetch(
+            "SELECT CAST(MAX(version) AS BIGINT) FROM collector_schema",
+            &[],
+            "test",
+        )
+        .await
+        .unwrap();
     // 6 is the per-org dedup; later migrations (7: the OpenTelemetry cursor) apply too.
     assert!(version[0].try_get::<i64, _>(0).unwrap() >= 6);
-    let mut want_keys = vec![vec!["acme".to_owned(), a.clone(), "202601".into()], vec!["globex".to_owned(), b.clone(), "202601".into()]];
+    let mut want_keys = vec![
+        vec!["acme".to_owned(), a.clone(), "202601".into()],
+        vec!["globex".to_owned(), b.clone(), "202601".into()],
+    ];
     want_keys.sort();
-    assert_eq!(texts(db, "SELECT org, id, CAST(month AS TEXT) FROM usage_record_keys ORDER BY org, id").await, want_keys);
     assert_eq!(
-        texts(db, "SELECT org, record_id, k, v FROM usage_tags ORDER BY org").await,
-        vec![vec!["acme".to_owned(), a.clone(), "team".into(), "a".into()], vec!["globex".to_owned(), b.clone(), "team".into(), "b".into()]]
+        texts(
+            db,
+            "SELECT org, id, CAST(month AS TEXT) FROM usage_record_keys ORDER BY org, id"
+        )
+        .await,
+        want_keys
+    );
+    assert_eq!(
+        texts(
+            db,
+            "SELECT org, record_id, k, v FROM usage_tags ORDER BY org"
+        )
+        .await,
+        vec![
+            vec!["acme".to_owned(), a.clone(), "team".into(), "a".into()],
+            vec!["globex".to_owned(), b.clone(), "team".into(), "b".into()]
+        ]
     );
     assert_eq!(
         texts(db, "SELECT org, id, api_key_id, department, CAST(spend_micros AS TEXT) FROM usage_records ORDER BY org").await,
@@ -50,9 +90,14 @@ async fn dedup_backfill(url: String) {
     // Ingest after the migration: a replay of a stored record is a duplicate; the ids of
     // stored records are free for the other org.
     let (eng, _) = env.seed_org().await;
-    env.admin_ok("/v1/admin/orgs", json!({"id": "globex", "name": "Globex"})).await;
+    env.admin_ok("/v1/admin/orgs", json!({"id": "globex", "name": "Globex"}))
+        .await;
     let mallory = signer(7);
-    env.admin_ok("/v1/admin/keys", json!({"id": "k_glob", "org_id": "globex", "public_key": mallory.public_key()})).await;
+    env.admin_ok(
+        "/v1/admin/keys",
+        json!({"id": "k_glob", "org_id": "globex", "public_key": mallory.public_key()}),
+    )
+    .await;
     // A record with the given id, of acme (k_eng) or of globex (k_glob, attributed from the key).
     let with_id = |id: &str, globex: bool| {
         let mut r = record(&Spec::default());
@@ -63,14 +108,32 @@ async fn dedup_backfill(url: String) {
         sign(&r, if globex { &mallory } else { &eng })
     };
     let (_, v) = env.ingest(&[with_id(&a, false)]).await;
-    assert_eq!((ids(&v, "accepted").len(), ids(&v, "duplicate")), (0, vec![a.clone()]), "{v}");
+    assert_eq!(
+        (ids(&v, "accepted").len(), ids(&v, "duplicate")),
+        (0, vec![a.clone()]),
+        "{v}"
+    );
     let (_, v) = env.ingest(&[with_id(&a, true), with_id(&b, false)]).await;
     assert_eq!(ids(&v, "accepted"), vec![a.clone(), b.clone()], "{v}");
-    assert_eq!(texts(db, "SELECT org, id FROM usage_record_keys ORDER BY org, id").await.len(), 4);
+    assert_eq!(
+        texts(db, "SELECT org, id FROM usage_record_keys ORDER BY org, id")
+            .await
+            .len(),
+        4
+    );
     // A tag belongs to its own org's record: globex's new record `a` has no tag.
     for (org, calls) in [("acme", 1), ("globex", 0)] {
-        let (_, v) = env.get(&format!("/v1/analytics/summary?org={org}&tag=team:a"), Some(ADMIN)).await;
-        assert_eq!(v["rows"][0]["calls"].as_i64().unwrap_or(0), calls, "{org}: {v}");
+        let (_, v) = env
+            .get(
+                &format!("/v1/analytics/summary?org={org}&tag=team:a"),
+                Some(ADMIN),
+            )
+            .await;
+        assert_eq!(
+            v["rows"][0]["calls"].as_i64().unwrap_or(0),
+            calls,
+            "{org}: {v}"
+        );
     }
     env.handle.shutdown().await;
 }

@@ -31,8 +31,18 @@ fn random_specs(seed: u64, n: usize) -> Vec<Spec> {
     (0..n)
         .map(|_| {
             let sales = r.next() % 3 == 0;
-            let (key, dept, user) = if sales { ("k_sales", "sales", "carol") } else { ("k_eng", "eng", r.pick(&["alice", "bob"])) };
-            let status = r.pick(&[UsageStatus::Ok, UsageStatus::Ok, UsageStatus::Ok, UsageStatus::Cancelled, UsageStatus::parse("RATE_LIMITED").unwrap()]);
+            let (key, dept, user) = if sales {
+                ("k_sales", "sales", "carol")
+            } else {
+                ("k_eng", "eng", r.pick(&["alice", "bob"]))
+            };
+            let status = r.pick(&[
+                UsageStatus::Ok,
+                UsageStatus::Ok,
+                UsageStatus::Ok,
+                UsageStatus::Cancelled,
+                UsageStatus::parse("RATE_LIMITED").unwrap(),
+            ]);
             Spec {
                 key,
                 dept,
@@ -56,7 +66,15 @@ async fn rows(db: &Db, sql: &str) -> Vec<Vec<String>> {
     rows.iter()
         .map(|r| {
             (0..r.len())
-                .map(|i| r.try_get::<Option<String>, _>(i).map(|v| v.unwrap_or_default()).or_else(|_| r.try_get::<Option<i64>, _>(i).map(|v| v.unwrap_or(0).to_string())).unwrap())
+                .map(|i| {
+                    r.try_get::<Option<String>, _>(i)
+                        .map(|v| v.unwrap_or_default())
+                        .or_else(|_| {
+                            r.try_get::<Option<i64>, _>(i)
+                                .map(|v| v.unwrap_or(0).to_string())
+                        })
+                        .unwrap()
+                })
                 .collect()
         })
         .collect()
@@ -71,20 +89,46 @@ async fn check_agreement(db: &Db, expect_calls: usize) -> Vec<Vec<String>> {
         "api_key_id" | "provider" | "model" | "status" | "org" => k.to_owned(),
         other => format!("COALESCE({other}, '')"),
     };
-    let mut groupings: Vec<Vec<&str>> = gaterouter_collector::rollup::KEYS.iter().map(|k| vec![*k]).collect();
+    let mut groupings: Vec<Vec<&str>> = gaterouter_collector::rollup::KEYS
+        .iter()
+        .map(|k| vec![*k])
+        .collect();
     groupings.push(gaterouter_collector::rollup::KEYS.to_vec());
     groupings.push(vec!["department", "usr", "model"]);
     for g in groupings {
         let n = g.len();
-        let order = (1..=n).map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
+        let order = (1..=n)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
         let raw_sel = g.iter().map(|k| raw_expr(k)).collect::<Vec<_>>().join(", ");
-        let raw = rows(db, &format!("SELECT {raw_sel}, {sums_raw} FROM usage_records GROUP BY {order} ORDER BY {order}")).await;
-        let roll = rows(db, &format!("SELECT {}, {sums_roll} FROM usage_rollup_hour GROUP BY {order} ORDER BY {order}", g.join(", "))).await;
+        let raw = rows(
+            db,
+            &format!(
+                "SELECT {raw_sel}, {sums_raw} FROM usage_records GROUP BY {order} ORDER BY {order}"
+            ),
+        )
+        .await;
+        let roll = rows(
+            db,
+            &format!(
+                "SELECT {}, {sums_roll} FROM usage_rollup_hour GROUP BY {order} ORDER BY {order}",
+                g.join(", ")
+            ),
+        )
+        .await;
         assert_eq!(raw, roll, "grouping {g:?}");
         let total: i64 = raw.iter().map(|r| r[n].parse::<i64>().unwrap()).sum();
         assert_eq!(total as usize, expect_calls, "grouping {g:?}");
     }
-    rows(db, &format!("SELECT * FROM usage_rollup_hour ORDER BY {}", gaterouter_collector::rollup::KEYS.join(", "))).await
+    rows(
+        db,
+        &format!(
+            "SELECT * FROM usage_rollup_hour ORDER BY {}",
+            gaterouter_collector::rollup::KEYS.join(", ")
+        ),
+    )
+    .await
 }
 
 async fn ingest_all(env: &Env, wires: &[String]) {
@@ -99,7 +143,10 @@ async fn rollups_agree_with_raw_records_sqlite() {
     let env = Env::start(None, |_| {}).await;
     let (eng, sales) = env.seed_org().await;
     let specs = random_specs(0x5eed_1234, 1_500);
-    let wires: Vec<String> = specs.iter().map(|s| wire(s, if s.key == "k_eng" { &eng } else { &sales })).collect();
+    let wires: Vec<String> = specs
+        .iter()
+        .map(|s| wire(s, if s.key == "k_eng" { &eng } else { &sales }))
+        .collect();
     ingest_all(&env, &wires).await;
     // Resent records are duplicates and must not count twice.
     ingest_all(&env, &wires[..300]).await;
@@ -107,7 +154,11 @@ async fn rollups_agree_with_raw_records_sqlite() {
     let before = check_agreement(db, 1_500).await;
     let n = gaterouter_collector::rollup::rebuild(db).await.unwrap();
     assert_eq!(n as usize, before.len());
-    assert_eq!(check_agreement(db, 1_500).await, before, "rebuild reproduces the maintained rollups");
+    assert_eq!(
+        check_agreement(db, 1_500).await,
+        before,
+        "rebuild reproduces the maintained rollups"
+    );
     env.handle.shutdown().await;
 }
 
@@ -119,13 +170,25 @@ async fn rollups_agree_with_two_collectors_on_postgres() {
     let b = Env::start(Some(url), |_| {}).await;
     let (eng, sales) = a.seed_org().await;
     let specs = random_specs(0xfeed_beef, 1_200);
-    let wires: Vec<String> = specs.iter().map(|s| wire(s, if s.key == "k_eng" { &eng } else { &sales })).collect();
+    let wires: Vec<String> = specs
+        .iter()
+        .map(|s| wire(s, if s.key == "k_eng" { &eng } else { &sales }))
+        .collect();
     // Both collectors ingest interleaved halves at once, plus overlapping resends: the
     // same rollup rows are upserted concurrently.
     let (w1, w2) = wires.split_at(600);
     let (x, y) = (w1.to_vec(), w2.to_vec());
     let (a_ref, b_ref) = (&a, &b);
-    tokio::join!(async { ingest_all(a_ref, &x).await; ingest_all(a_ref, &y[..100]).await }, async { ingest_all(b_ref, &y).await; ingest_all(b_ref, &x[..100]).await });
+    tokio::join!(
+        async {
+            ingest_all(a_ref, &x).await;
+            ingest_all(a_ref, &y[..100]).await
+        },
+        async {
+            ingest_all(b_ref, &y).await;
+            ingest_all(b_ref, &x[..100]).await
+        }
+    );
     let db = &a.handle.state().db;
     let before = check_agreement(db, 1_200).await;
     gaterouter_collector::rollup::rebuild(db).await.unwrap();

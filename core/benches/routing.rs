@@ -31,7 +31,13 @@ fn request(tokens: usize) -> ChatRequest {
         text.push_str(CHUNK);
     }
     text.truncate(chars);
-    ChatRequest::new("auto", vec![Message::system("You are a careful analyst."), Message::user(text)])
+    ChatRequest::new(
+        "auto",
+        vec![
+            Message::system("You are a careful analyst."),
+            Message::user(text),
+        ],
+    )
 }
 
 fn wall(c: &mut Criterion) {
@@ -40,7 +46,9 @@ fn wall(c: &mut Criterion) {
     for tokens in SIZES {
         let req = request(tokens);
         g.throughput(Throughput::Elements(tokens as u64));
-        g.bench_with_input(BenchmarkId::new("score", tokens), &req, |b, req| b.iter(|| scorer.score(black_box(req))));
+        g.bench_with_input(BenchmarkId::new("score", tokens), &req, |b, req| {
+            b.iter(|| scorer.score(black_box(req)))
+        });
     }
     g.finish();
 }
@@ -57,13 +65,17 @@ fn cpu(c: &mut Criterion<CpuTime>) {
         let req = request(tokens);
         let repeat = 200_000 / tokens;
         g.throughput(Throughput::Elements((tokens * repeat) as u64));
-        g.bench_with_input(BenchmarkId::new(format!("score_x{repeat}"), tokens), &req, |b, req| {
-            b.iter(|| {
-                for _ in 0..repeat {
-                    black_box(scorer.score(black_box(req)));
-                }
-            })
-        });
+        g.bench_with_input(
+            BenchmarkId::new(format!("score_x{repeat}"), tokens),
+            &req,
+            |b, req| {
+                b.iter(|| {
+                    for _ in 0..repeat {
+                        black_box(scorer.score(black_box(req)));
+                    }
+                })
+            },
+        );
     }
     g.finish();
 }
@@ -120,9 +132,17 @@ impl ValueFormatter for NsFormatter {
         unit
     }
 
-    fn scale_throughputs(&self, _typical: f64, throughput: &Throughput, values: &mut [f64]) -> &'static str {
+    fn scale_throughputs(
+        &self,
+        _typical: f64,
+        throughput: &Throughput,
+        values: &mut [f64],
+    ) -> &'static str {
         let per = match *throughput {
-            Throughput::Bytes(n) | Throughput::BytesDecimal(n) | Throughput::Elements(n) | Throughput::Bits(n) => n as f64,
+            Throughput::Bytes(n)
+            | Throughput::BytesDecimal(n)
+            | Throughput::Elements(n)
+            | Throughput::Bits(n) => n as f64,
         };
         for v in values {
             *v = per * 1e9 / *v / 1e6;

@@ -19,7 +19,8 @@ use gaterouter::{ChatRequest, Message};
 
 fn corpus() -> String {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/corpus.txt");
-    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e} (run bench/make_corpus.py)", p.display()))
+    std::fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("{}: {e} (run bench/make_corpus.py)", p.display()))
 }
 
 fn count_corpus(c: &mut Criterion) {
@@ -27,15 +28,26 @@ fn count_corpus(c: &mut Criterion) {
     let mut g = c.benchmark_group("count_corpus");
     g.throughput(Throughput::Bytes(text.len() as u64));
     g.sample_size(10);
-    for (name, enc) in [("o200k", Encoding::O200kBase), ("cl100k", Encoding::Cl100kBase)] {
-        g.bench_function(format!("gaterouter_{name}"), |b| b.iter(|| enc.count_uncached(black_box(&text))));
+    for (name, enc) in [
+        ("o200k", Encoding::O200kBase),
+        ("cl100k", Encoding::Cl100kBase),
+    ] {
+        g.bench_function(format!("gaterouter_{name}"), |b| {
+            b.iter(|| enc.count_uncached(black_box(&text)))
+        });
     }
     let bpe_o = bpe_openai::o200k_base();
-    g.bench_function("bpe_openai_single_thread_o200k", |b| b.iter(|| bpe_o.count(black_box(text.as_str()))));
+    g.bench_function("bpe_openai_single_thread_o200k", |b| {
+        b.iter(|| bpe_o.count(black_box(text.as_str())))
+    });
     let tk_o = tiktoken_rs::o200k_base_singleton();
-    g.bench_function("tiktoken_rs_o200k", |b| b.iter(|| tk_o.encode_ordinary(black_box(&text)).len()));
+    g.bench_function("tiktoken_rs_o200k", |b| {
+        b.iter(|| tk_o.encode_ordinary(black_box(&text)).len())
+    });
     let tk_c = tiktoken_rs::cl100k_base_singleton();
-    g.bench_function("tiktoken_rs_cl100k", |b| b.iter(|| tk_c.encode_ordinary(black_box(&text)).len()));
+    g.bench_function("tiktoken_rs_cl100k", |b| {
+        b.iter(|| tk_c.encode_ordinary(black_box(&text)).len())
+    });
     g.finish();
 }
 
@@ -52,7 +64,9 @@ fn two_k_request() -> ChatRequest {
         vec![
             Message::system(system),
             Message::user("Summarize the assert statement rules in two sentences."),
-            Message::assistant("An assert statement checks a condition and raises AssertionError when it is false; it is removed under -O."),
+            Message::assistant(
+                "An assert statement checks a condition and raises AssertionError when it is false; it is removed under -O.",
+            ),
             Message::user("And what happens to the message expression when optimization is on?"),
         ],
     )
@@ -64,14 +78,29 @@ fn estimate_cost(c: &mut Criterion) {
     let est = cat.estimate_cost(&req, "openai/gpt-4o").unwrap();
     eprintln!("estimate_cost request: {} prompt tokens", est.prompt.tokens);
     let mut g = c.benchmark_group("estimate_cost");
-    g.bench_function("2k_tokens_warm", |b| b.iter(|| cat.estimate_cost(black_box(&req), "openai/gpt-4o").unwrap()));
-    let fast = gaterouter::pricing::EstimateOptions { counting: gaterouter::tokens::Counting::Fast, ..Default::default() };
+    g.bench_function("2k_tokens_warm", |b| {
+        b.iter(|| cat.estimate_cost(black_box(&req), "openai/gpt-4o").unwrap())
+    });
+    let fast = gaterouter::pricing::EstimateOptions {
+        counting: gaterouter::tokens::Counting::Fast,
+        ..Default::default()
+    };
     let est_fast = cat.estimate_cost_with(&req, "openai/gpt-4o", fast).unwrap();
-    eprintln!("fast estimate: {} prompt tokens (tokenizer: {})", est_fast.prompt.tokens, est.prompt.tokens);
+    eprintln!(
+        "fast estimate: {} prompt tokens (tokenizer: {})",
+        est_fast.prompt.tokens, est.prompt.tokens
+    );
     // The fast mode keeps no cache: every iteration is a cold estimate.
-    g.bench_function("2k_tokens_fast_cold", |b| b.iter(|| cat.estimate_cost_with(black_box(&req), "openai/gpt-4o", fast).unwrap()));
+    g.bench_function("2k_tokens_fast_cold", |b| {
+        b.iter(|| {
+            cat.estimate_cost_with(black_box(&req), "openai/gpt-4o", fast)
+                .unwrap()
+        })
+    });
     let system = req.messages[0].text();
-    g.bench_function("2k_tokens_cold_count_only", |b| b.iter(|| Encoding::O200kBase.count_uncached(black_box(&system))));
+    g.bench_function("2k_tokens_cold_count_only", |b| {
+        b.iter(|| Encoding::O200kBase.count_uncached(black_box(&system)))
+    });
     g.finish();
 }
 

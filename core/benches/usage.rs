@@ -16,8 +16,8 @@ use axum::routing::post;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use gaterouter::config::Identity;
 use gaterouter::usage::{
-    BatchResponse, RecordId, Recorder, ReportingConfig, RouteInfo, RouteMode, SdkInfo, UsageRecord, UsageRecordInput, UsageSigner,
-    UsageStatus,
+    BatchResponse, RecordId, Recorder, ReportingConfig, RouteInfo, RouteMode, SdkInfo, UsageRecord,
+    UsageRecordInput, UsageSigner, UsageStatus,
 };
 
 fn identity() -> Identity {
@@ -40,7 +40,11 @@ fn input() -> UsageRecordInput {
         ts_end: 1_732_500_001_234,
         provider: "openai".into(),
         model: "gpt-4o-mini".into(),
-        route: Some(RouteInfo { mode: RouteMode::Auto, tier: Some("small".into()), score: Some(731) }),
+        route: Some(RouteInfo {
+            mode: RouteMode::Auto,
+            tier: Some("small".into()),
+            score: Some(731),
+        }),
         prompt_tokens: 1200,
         completion_tokens: 300,
         cached_prompt_tokens: 512,
@@ -61,27 +65,54 @@ fn bench_record(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let _g = rt.enter();
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = ReportingConfig { spool_dir: Some(dir.path().to_path_buf()), max_spool_bytes: 1 << 34, ..Default::default() };
+    let cfg = ReportingConfig {
+        spool_dir: Some(dir.path().to_path_buf()),
+        max_spool_bytes: 1 << 34,
+        ..Default::default()
+    };
     let signer = UsageSigner::from_seed(&[9u8; 32]);
-    let rec = Recorder::start_with(&cfg, &identity(), SdkInfo::rust(), Some(signer.clone())).expect("recorder");
+    let rec = Recorder::start_with(&cfg, &identity(), SdkInfo::rust(), Some(signer.clone()))
+        .expect("recorder");
     let mut g = c.benchmark_group("record");
-    g.bench_function("build_sign_append", |b| b.iter(|| rec.record(input()).expect("record")));
+    g.bench_function("build_sign_append", |b| {
+        b.iter(|| rec.record(input()).expect("record"))
+    });
     g.bench_function("build_canonical_generic", |b| {
         b.iter(|| {
-            let r = UsageRecord::build(input(), &identity(), &SdkInfo::rust(), RecordId::new_v7(), 1).expect("build");
+            let r = UsageRecord::build(
+                input(),
+                &identity(),
+                &SdkInfo::rust(),
+                RecordId::new_v7(),
+                1,
+            )
+            .expect("build");
             r.canonical_json_generic().expect("canonical")
         })
     });
     g.bench_function("build_canonical", |b| {
         b.iter(|| {
-            let r = UsageRecord::build(input(), &identity(), &SdkInfo::rust(), RecordId::new_v7(), 1).expect("build");
+            let r = UsageRecord::build(
+                input(),
+                &identity(),
+                &SdkInfo::rust(),
+                RecordId::new_v7(),
+                1,
+            )
+            .expect("build");
             r.canonical_json().expect("canonical")
         })
     });
-    let canonical = UsageRecord::build(input(), &identity(), &SdkInfo::rust(), RecordId::new_v7(), 1)
-        .expect("build")
-        .canonical_json()
-        .expect("canonical");
+    let canonical = UsageRecord::build(
+        input(),
+        &identity(),
+        &SdkInfo::rust(),
+        RecordId::new_v7(),
+        1,
+    )
+    .expect("build")
+    .canonical_json()
+    .expect("canonical");
     g.bench_function("sign", |b| b.iter(|| signer.sign(canonical.as_bytes())));
     g.finish();
 }
@@ -91,17 +122,28 @@ async fn stub(body: Bytes) -> axum::Json<BatchResponse> {
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     let accepted = v["records"]
         .as_array()
-        .map(|a| a.iter().filter_map(|r| r["id"].as_str().map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|r| r["id"].as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default();
-    axum::Json(BatchResponse { accepted, ..Default::default() })
+    axum::Json(BatchResponse {
+        accepted,
+        ..Default::default()
+    })
 }
 
 fn bench_reporter(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let url = rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move { axum::serve(listener, Router::new().route("/v1/usage", post(stub))).await });
+        tokio::spawn(async move {
+            axum::serve(listener, Router::new().route("/v1/usage", post(stub))).await
+        });
         format!("http://{addr}")
     });
     const N: u64 = 20_000;
@@ -125,7 +167,9 @@ fn bench_reporter(c: &mut Criterion) {
                 };
                 let _g = rt.enter();
                 let signer = UsageSigner::from_seed(&[9u8; 32]);
-                let writer = Recorder::start_with(&cfg, &identity(), SdkInfo::rust(), Some(signer.clone())).expect("recorder");
+                let writer =
+                    Recorder::start_with(&cfg, &identity(), SdkInfo::rust(), Some(signer.clone()))
+                        .expect("recorder");
                 for _ in 0..N {
                     writer.record(input()).expect("record");
                 }
@@ -133,8 +177,11 @@ fn bench_reporter(c: &mut Criterion) {
                 drop(writer);
                 cfg.collector_url = Some(url.clone());
                 let t = Instant::now();
-                let rec = Recorder::start_with(&cfg, &identity(), SdkInfo::rust(), Some(signer)).expect("recorder");
-                let out = rt.block_on(rec.flush(Duration::from_secs(120))).expect("flush");
+                let rec = Recorder::start_with(&cfg, &identity(), SdkInfo::rust(), Some(signer))
+                    .expect("recorder");
+                let out = rt
+                    .block_on(rec.flush(Duration::from_secs(120)))
+                    .expect("flush");
                 total += t.elapsed();
                 assert!(out.drained && out.pending_records == 0);
                 rt.block_on(rec.shutdown()).expect("shutdown");
@@ -148,7 +195,12 @@ fn bench_reporter(c: &mut Criterion) {
 /// On-CPU nanoseconds of this thread (Linux `schedstat`), to report per-record cost
 /// independent of how busy a shared machine is; `None` elsewhere.
 fn thread_cpu_ns() -> Option<u64> {
-    std::fs::read_to_string("/proc/thread-self/schedstat").ok()?.split_whitespace().next()?.parse().ok()
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// A named operation to time.
@@ -159,16 +211,33 @@ fn cpu_time_report(_c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let _g = rt.enter();
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = ReportingConfig { spool_dir: Some(dir.path().to_path_buf()), max_spool_bytes: 1 << 34, ..Default::default() };
+    let cfg = ReportingConfig {
+        spool_dir: Some(dir.path().to_path_buf()),
+        max_spool_bytes: 1 << 34,
+        ..Default::default()
+    };
     let signer = UsageSigner::from_seed(&[9u8; 32]);
-    let rec = Recorder::start_with(&cfg, &identity(), SdkInfo::rust(), Some(signer.clone())).expect("recorder");
-    let canonical = UsageRecord::build(input(), &identity(), &SdkInfo::rust(), RecordId::new_v7(), 1)
-        .expect("build")
-        .canonical_json()
-        .expect("canonical");
+    let rec = Recorder::start_with(&cfg, &identity(), SdkInfo::rust(), Some(signer.clone()))
+        .expect("recorder");
+    let canonical = UsageRecord::build(
+        input(),
+        &identity(),
+        &SdkInfo::rust(),
+        RecordId::new_v7(),
+        1,
+    )
+    .expect("build")
+    .canonical_json()
+    .expect("canonical");
     let mut ops: Vec<Op<'_>> = vec![
-        ("record/build_sign_append", Box::new(|| drop(rec.record(input()).expect("record")))),
-        ("record/sign", Box::new(|| drop(signer.sign(canonical.as_bytes())))),
+        (
+            "record/build_sign_append",
+            Box::new(|| drop(rec.record(input()).expect("record"))),
+        ),
+        (
+            "record/sign",
+            Box::new(|| drop(signer.sign(canonical.as_bytes()))),
+        ),
     ];
     for (name, op) in ops.iter_mut() {
         let mut per_op = Vec::new();
@@ -181,7 +250,10 @@ fn cpu_time_report(_c: &mut Criterion) {
             per_op.push((b - a) as f64 / 2000.0 / 1000.0);
         }
         per_op.sort_by(f64::total_cmp);
-        println!("{name}: median on-CPU time {:.2} us/op (min {:.2})", per_op[10], per_op[0]);
+        println!(
+            "{name}: median on-CPU time {:.2} us/op (min {:.2})",
+            per_op[10], per_op[0]
+        );
     }
 }
 

@@ -44,7 +44,9 @@ fn least_squares(xs: &[[f64; fast::FEATURES]], ys: &[f64]) -> [f64; fast::FEATUR
         a[i][i] += 1e-6; // unused features stay solvable
     }
     for col in 0..N {
-        let p = (col..N).max_by(|&r, &s| a[r][col].abs().total_cmp(&a[s][col].abs())).unwrap();
+        let p = (col..N)
+            .max_by(|&r, &s| a[r][col].abs().total_cmp(&a[s][col].abs()))
+            .unwrap();
         a.swap(col, p);
         for r in 0..N {
             if r != col {
@@ -63,13 +65,21 @@ fn least_squares(xs: &[[f64; fast::FEATURES]], ys: &[f64]) -> [f64; fast::FEATUR
 }
 
 fn errors(pairs: &[(u64, u64)]) -> (f64, f64, f64, f64) {
-    let mut rel: Vec<f64> = pairs.iter().map(|&(est, exact)| (est as f64 - exact as f64) / exact.max(1) as f64).collect();
+    let mut rel: Vec<f64> = pairs
+        .iter()
+        .map(|&(est, exact)| (est as f64 - exact as f64) / exact.max(1) as f64)
+        .collect();
     let total_est: u64 = pairs.iter().map(|p| p.0).sum();
     let total_exact: u64 = pairs.iter().map(|p| p.1).sum();
     rel.sort_by(f64::total_cmp);
     let mut abs: Vec<f64> = rel.iter().map(|r| r.abs()).collect();
     abs.sort_by(f64::total_cmp);
-    (abs[abs.len() / 2], abs[abs.len() * 9 / 10], abs[abs.len() - 1], total_est as f64 / total_exact as f64 - 1.0)
+    (
+        abs[abs.len() / 2],
+        abs[abs.len() * 9 / 10],
+        abs[abs.len() - 1],
+        total_est as f64 / total_exact as f64 - 1.0,
+    )
 }
 
 /// Text the corpus lacks (it is English prose, code and CJK): accented Latin, Cyrillic,
@@ -86,7 +96,9 @@ const EXTRA: &[&str] = &[
 ];
 
 fn main() {
-    let path = std::env::args().nth(1).unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../bench/corpus.txt").to_owned());
+    let path = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../bench/corpus.txt").to_owned());
     let text = std::fs::read_to_string(&path).expect("corpus");
     let cs = chunks(&text);
     for enc in [Encoding::O200kBase, Encoding::Cl100kBase] {
@@ -117,22 +129,53 @@ fn main() {
             }
         }
         let w = least_squares(&xs, &ys);
-        let milli: Vec<u64> = w.iter().map(|v| (v * 1000.0).round().max(0.0) as u64).collect();
-        let test: Vec<(&str, u64)> = test.into_iter().chain(extra_test.iter().map(|(c, e)| (c.as_str(), *e))).collect();
+        let milli: Vec<u64> = w
+            .iter()
+            .map(|v| (v * 1000.0).round().max(0.0) as u64)
+            .collect();
+        let test: Vec<(&str, u64)> = test
+            .into_iter()
+            .chain(extra_test.iter().map(|(c, e)| (c.as_str(), *e)))
+            .collect();
         let fitted: Vec<(u64, u64)> = test
             .iter()
             .map(|(c, exact)| {
                 let f = fast::features(c);
-                let est: u64 = f.iter().zip(&milli).map(|(a, b)| a * b).sum::<u64>().div_ceil(1000);
+                let est: u64 = f
+                    .iter()
+                    .zip(&milli)
+                    .map(|(a, b)| a * b)
+                    .sum::<u64>()
+                    .div_ceil(1000);
                 (est, *exact)
             })
             .collect();
-        let shipped: Vec<(u64, u64)> = test.iter().map(|(c, exact)| (fast::estimate(c, enc), *exact)).collect();
-        println!("{}: {} fit chunks, {} held-out chunks", enc.name(), xs.len(), test.len());
+        let shipped: Vec<(u64, u64)> = test
+            .iter()
+            .map(|(c, exact)| (fast::estimate(c, enc), *exact))
+            .collect();
+        println!(
+            "{}: {} fit chunks, {} held-out chunks",
+            enc.name(),
+            xs.len(),
+            test.len()
+        );
         println!("  fitted coefficients (milli-tokens): {milli:?}");
         let (m, p90, max, tot) = errors(&fitted);
-        println!("  fitted : |rel err| median {:.1}%, p90 {:.1}%, max {:.1}%, total {:+.2}%", m * 100.0, p90 * 100.0, max * 100.0, tot * 100.0);
+        println!(
+            "  fitted : |rel err| median {:.1}%, p90 {:.1}%, max {:.1}%, total {:+.2}%",
+            m * 100.0,
+            p90 * 100.0,
+            max * 100.0,
+            tot * 100.0
+        );
         let (m, p90, max, tot) = errors(&shipped);
-        println!("  shipped: |rel err| median {:.1}%, p90 {:.1}%, max {:.1}%, total {:+.2}%", m * 100.0, p90 * 100.0, max * 100.0, tot * 100.0);
+        println!(
+            "  shipped: |rel err| median {:.1}%, p90 {:.1}%, max {:.1}%, total {:+.2}%",
+            m * 100.0,
+            p90 * 100.0,
+            max * 100.0,
+            tot * 100.0
+        );
     }
 }

@@ -59,12 +59,18 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(path) = write {
         let w = calibrate::fit_builtin(
             &prompts,
-            &format!("Builtin weights: `bench/route_eval.sh --write-builtin` (calibrate::fit_builtin) on all {} prompts of tests/data/routing/dev.jsonl: log length + word-problem cue, target P(strong helps); held-out figures in bench/RESULTS.md.", prompts.len()),
+            &format!(
+                "Builtin weights: `bench/route_eval.sh --write-builtin` (calibrate::fit_builtin) on all {} prompts of tests/data/routing/dev.jsonl: log length + word-problem cue, target P(strong helps); held-out figures in bench/RESULTS.md.",
+                prompts.len()
+            ),
         )?;
         std::fs::write(&path, w.to_json())?;
         println!("\nwrote {path}");
         let c = eval::compare(&prompts, &Scorer::new(w))?;
-        println!("in-sample on the whole file: APGR {:.3} (length-only {:.3})", c.router.apgr, c.length.apgr);
+        println!(
+            "in-sample on the whole file: APGR {:.3} (length-only {:.3})",
+            c.router.apgr, c.length.apgr
+        );
     }
     if default {
         default_section(&prompts)?;
@@ -79,32 +85,54 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// Group k-fold by `source`: sources ordered by a seeded hash, dealt round-robin to folds.
-fn group_kfold(prompts: &[LabeledPrompt], k: usize, seed: u64) -> Vec<(Vec<LabeledPrompt>, Vec<LabeledPrompt>)> {
+fn group_kfold(
+    prompts: &[LabeledPrompt],
+    k: usize,
+    seed: u64,
+) -> Vec<(Vec<LabeledPrompt>, Vec<LabeledPrompt>)> {
     let mut sources: Vec<&str> = prompts.iter().map(|p| p.source.as_str()).collect();
     sources.sort_unstable();
     sources.dedup();
     let order = learn::folds(sources.len(), k, seed);
     (0..k)
         .map(|f| {
-            let test_src: Vec<&str> = sources.iter().zip(&order).filter(|(_, o)| **o == f).map(|(s, _)| *s).collect();
-            prompts.iter().cloned().partition(|p| !test_src.contains(&p.source.as_str()))
+            let test_src: Vec<&str> = sources
+                .iter()
+                .zip(&order)
+                .filter(|(_, o)| **o == f)
+                .map(|(s, _)| *s)
+                .collect();
+            prompts
+                .iter()
+                .cloned()
+                .partition(|p| !test_src.contains(&p.source.as_str()))
         })
         .collect()
 }
 
 fn default_section(prompts: &[LabeledPrompt]) -> Result<(), Box<dyn std::error::Error>> {
-    println!("### Default (builtin procedure refitted on each train part) vs length-only, held out\n");
-    println!("| split | test n | router APGR | length APGR | router / length strong share for 95% quality | router / length CPT50 |");
+    println!(
+        "### Default (builtin procedure refitted on each train part) vs length-only, held out\n"
+    );
+    println!(
+        "| split | test n | router APGR | length APGR | router / length strong share for 95% quality | router / length CPT50 |"
+    );
     println!("|---|---|---|---|---|---|");
     let mut rows: Vec<(String, Comparison)> = Vec::new();
     for (i, (train, test)) in group_kfold(prompts, 5, 1).into_iter().enumerate() {
         let w = calibrate::fit_builtin(&train, "")?;
-        rows.push((format!("source 5-fold, fold {}", i + 1), eval::compare(&test, &Scorer::new(w))?));
+        rows.push((
+            format!("source 5-fold, fold {}", i + 1),
+            eval::compare(&test, &Scorer::new(w))?,
+        ));
     }
     for seed in 1..=8 {
         let (train, test) = eval::split(prompts, Holdout::SubjectOrRow, seed, 0.5);
         let w = calibrate::fit_builtin(&train, "")?;
-        rows.push((format!("subject_or_row, seed {seed}"), eval::compare(&test, &Scorer::new(w))?));
+        rows.push((
+            format!("subject_or_row, seed {seed}"),
+            eval::compare(&test, &Scorer::new(w))?,
+        ));
     }
     let mut means = [[0.0; 2]; 2];
     for (name, c) in &rows {
@@ -130,7 +158,10 @@ fn default_section(prompts: &[LabeledPrompt]) -> Result<(), Box<dyn std::error::
         means[1][1] / 8.0
     );
     let c = eval::compare(prompts, &Scorer::builtin()?)?;
-    println!("shipped builtin weights on the whole file (in-sample): APGR {:.3}, length-only {:.3}\n", c.router.apgr, c.length.apgr);
+    println!(
+        "shipped builtin weights on the whole file (in-sample): APGR {:.3}, length-only {:.3}\n",
+        c.router.apgr, c.length.apgr
+    );
     Ok(())
 }
 
@@ -148,52 +179,116 @@ fn line(name: &str, cv: Option<f64>, r: &EvalReport, l: &EvalReport, extra: &str
     );
 }
 
-fn calibrate_section(prompts: &[LabeledPrompt], seeds: u64) -> Result<(), Box<dyn std::error::Error>> {
+fn calibrate_section(
+    prompts: &[LabeledPrompt],
+    seeds: u64,
+) -> Result<(), Box<dyn std::error::Error>> {
     println!("### route calibrate on a share of the file, scored on the rest\n");
-    println!("| split | test n | CV APGR (inside the train part) | test APGR | length APGR | test strong share for 95% Q | length | CPT50 / CPT80 |");
+    println!(
+        "| split | test n | CV APGR (inside the train part) | test APGR | length APGR | test strong share for 95% Q | length | CPT50 / CPT80 |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     for holdout in [Holdout::Random, Holdout::SubjectOrRow, Holdout::Source] {
         for frac in [0.1, 0.3] {
             let mut acc = [0.0; 4];
             for seed in 1..=seeds {
                 let (train, test) = eval::split(prompts, holdout, seed, frac);
-                let (w, rep) = learn::calibrate(&train, &CalibrateOptions { seed, ..CalibrateOptions::default() })?;
+                let (w, rep) = learn::calibrate(
+                    &train,
+                    &CalibrateOptions {
+                        seed,
+                        ..CalibrateOptions::default()
+                    },
+                )?;
                 let c = eval::compare(&test, &Scorer::new(w))?;
-                line(&format!("{holdout:?} {:.0}%, seed {seed} (train {})", 100.0 * frac, train.len()), Some(rep.cv_apgr), &c.router, &c.length, "");
-                for (a, v) in acc.iter_mut().zip([c.router.apgr, c.length.apgr, c.router.share_for_95pct_quality, c.length.share_for_95pct_quality]) {
+                line(
+                    &format!(
+                        "{holdout:?} {:.0}%, seed {seed} (train {})",
+                        100.0 * frac,
+                        train.len()
+                    ),
+                    Some(rep.cv_apgr),
+                    &c.router,
+                    &c.length,
+                    "",
+                );
+                for (a, v) in acc.iter_mut().zip([
+                    c.router.apgr,
+                    c.length.apgr,
+                    c.router.share_for_95pct_quality,
+                    c.length.share_for_95pct_quality,
+                ]) {
                     *a += v / seeds as f64;
                 }
             }
-            println!("| **{holdout:?} {:.0}%, mean of {seeds}** | | | **{:.3}** | {:.3} | **{}** | {} | |", 100.0 * frac, acc[0], acc[1], pct(acc[2]), pct(acc[3]));
+            println!(
+                "| **{holdout:?} {:.0}%, mean of {seeds}** | | | **{:.3}** | {:.3} | **{}** | {} | |",
+                100.0 * frac,
+                acc[0],
+                acc[1],
+                pct(acc[2]),
+                pct(acc[3])
+            );
         }
     }
     println!();
     Ok(())
 }
 
-fn simulate_section(prompts: &[LabeledPrompt], seeds: u64) -> Result<(), Box<dyn std::error::Error>> {
-    println!("### route simulate over the first half of a shuffle, final weights scored on the second half\n");
-    println!("| run | test n | | test APGR | length APGR | test strong share for 95% Q | length | CPT50 / CPT80 | replay: realized quality / strong share / refits |");
+fn simulate_section(
+    prompts: &[LabeledPrompt],
+    seeds: u64,
+) -> Result<(), Box<dyn std::error::Error>> {
+    println!(
+        "### route simulate over the first half of a shuffle, final weights scored on the second half\n"
+    );
+    println!(
+        "| run | test n | | test APGR | length APGR | test strong share for 95% Q | length | CPT50 / CPT80 | replay: realized quality / strong share / refits |"
+    );
     println!("|---|---|---|---|---|---|---|---|---|");
     let start = Weights::builtin()?;
     for explore in [0.1, 0.2] {
         let mut acc = [0.0; 4];
         for seed in 1..=seeds {
             let (train, test) = eval::split(prompts, Holdout::Random, seed, 0.5);
-            let (rep, w) = learn::simulate(&train, &start, &SimulateOptions { explore, seed, ..SimulateOptions::default() })?;
+            let (rep, w) = learn::simulate(
+                &train,
+                &start,
+                &SimulateOptions {
+                    explore,
+                    seed,
+                    ..SimulateOptions::default()
+                },
+            )?;
             let c = eval::compare(&test, &Scorer::new(w))?;
             line(
                 &format!("explore {explore}, seed {seed}"),
                 None,
                 &c.router,
                 &c.length,
-                &format!(" {:.3} / {} / {} |", rep.realized_quality, pct(rep.strong_share), rep.refits),
+                &format!(
+                    " {:.3} / {} / {} |",
+                    rep.realized_quality,
+                    pct(rep.strong_share),
+                    rep.refits
+                ),
             );
-            for (a, v) in acc.iter_mut().zip([c.router.apgr, c.length.apgr, c.router.share_for_95pct_quality, c.length.share_for_95pct_quality]) {
+            for (a, v) in acc.iter_mut().zip([
+                c.router.apgr,
+                c.length.apgr,
+                c.router.share_for_95pct_quality,
+                c.length.share_for_95pct_quality,
+            ]) {
                 *a += v / seeds as f64;
             }
         }
-        println!("| **explore {explore}, mean of {seeds}** | | | **{:.3}** | {:.3} | **{}** | {} | | |", acc[0], acc[1], pct(acc[2]), pct(acc[3]));
+        println!(
+            "| **explore {explore}, mean of {seeds}** | | | **{:.3}** | {:.3} | **{}** | {} | | |",
+            acc[0],
+            acc[1],
+            pct(acc[2]),
+            pct(acc[3])
+        );
     }
     println!();
     Ok(())

@@ -11,7 +11,11 @@ use gaterouter::tokens::Encoding;
 fn peak_rss_kb() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -19,10 +23,16 @@ fn main() {
     let start = Instant::now();
     let args: Vec<String> = std::env::args().collect();
     if args.len() != 5 {
-        eprintln!("usage: token_count <corpus> <gaterouter|bpe-single|tiktoken-rs> <o200k|cl100k> <iterations>");
+        eprintln!(
+            "usage: token_count <corpus> <gaterouter|bpe-single|tiktoken-rs> <o200k|cl100k> <iterations>"
+        );
         std::process::exit(2);
     }
-    let enc = if args[3] == "cl100k" { Encoding::Cl100kBase } else { Encoding::O200kBase };
+    let enc = if args[3] == "cl100k" {
+        Encoding::Cl100kBase
+    } else {
+        Encoding::O200kBase
+    };
     let count = |t: &str| -> usize {
         match args[2].as_str() {
             "gaterouter" => enc.count_uncached(t),
@@ -32,7 +42,9 @@ fn main() {
             },
             "tiktoken-rs" => match enc {
                 Encoding::O200kBase => tiktoken_rs::o200k_base_singleton().encode_ordinary(t).len(),
-                Encoding::Cl100kBase => tiktoken_rs::cl100k_base_singleton().encode_ordinary(t).len(),
+                Encoding::Cl100kBase => tiktoken_rs::cl100k_base_singleton()
+                    .encode_ordinary(t)
+                    .len(),
             },
             other => panic!("unknown impl {other}"),
         }

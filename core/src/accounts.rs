@@ -70,7 +70,10 @@ pub struct Level {
 impl Level {
     /// Build one.
     pub fn new(kind: LevelKind, id: impl Into<String>) -> Self {
-        Level { kind, id: id.into() }
+        Level {
+            kind,
+            id: id.into(),
+        }
     }
 }
 
@@ -83,7 +86,9 @@ impl fmt::Display for Level {
 impl FromStr for Level {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (kind, id) = s.split_once(':').ok_or_else(|| format!("level `{s}` is not `kind:id` (e.g. `department:eng`)"))?;
+        let (kind, id) = s
+            .split_once(':')
+            .ok_or_else(|| format!("level `{s}` is not `kind:id` (e.g. `department:eng`)"))?;
         let kind = match kind {
             "org" => LevelKind::Org,
             "department" => LevelKind::Department,
@@ -91,12 +96,19 @@ impl FromStr for Level {
             "group" => LevelKind::Group,
             "user" => LevelKind::User,
             "key" => LevelKind::Key,
-            other => return Err(format!("level kind `{other}` is not one of org, department, project, group, user, key")),
+            other => {
+                return Err(format!(
+                    "level kind `{other}` is not one of org, department, project, group, user, key"
+                ));
+            }
         };
         if id.is_empty() {
             return Err(format!("level `{s}` has an empty id"));
         }
-        Ok(Level { kind, id: id.to_owned() })
+        Ok(Level {
+            kind,
+            id: id.to_owned(),
+        })
     }
 }
 
@@ -143,20 +155,29 @@ pub struct PolicyRules {
 impl PolicyRules {
     /// Check values that serde cannot: globs are non-empty, tiers are known.
     pub fn validate(&self, field_prefix: &str) -> Result<(), String> {
-        for (name, list) in [("allow_models", &self.allow_models), ("deny_models", &self.deny_models)] {
+        for (name, list) in [
+            ("allow_models", &self.allow_models),
+            ("deny_models", &self.deny_models),
+        ] {
             for g in list.iter().flatten() {
                 if g.trim().is_empty() {
-                    return Err(format!("{field_prefix}{name}: empty pattern; use globs such as `openai/*`"));
+                    return Err(format!(
+                        "{field_prefix}{name}: empty pattern; use globs such as `openai/*`"
+                    ));
                 }
             }
         }
         for t in self.allowed_tiers.iter().flatten() {
             if !TIERS.contains(&t.as_str()) {
-                return Err(format!("{field_prefix}allowed_tiers: `{t}` is not a tier; use light, standard or heavy"));
+                return Err(format!(
+                    "{field_prefix}allowed_tiers: `{t}` is not a tier; use light, standard or heavy"
+                ));
             }
         }
         if self.max_tokens_per_request == Some(0) {
-            return Err(format!("{field_prefix}max_tokens_per_request: must be at least 1 (remove it for no limit)"));
+            return Err(format!(
+                "{field_prefix}max_tokens_per_request: must be at least 1 (remove it for no limit)"
+            ));
         }
         Ok(())
     }
@@ -215,23 +236,40 @@ impl fmt::Display for Denial {
 impl EffectiveRules {
     /// Resolve the rules of `levels`, given broadest first (org, department, project,
     /// group, user, key).
-    pub fn resolve<'a>(levels: impl IntoIterator<Item = (&'a Level, &'a PolicyRules)>) -> EffectiveRules {
+    pub fn resolve<'a>(
+        levels: impl IntoIterator<Item = (&'a Level, &'a PolicyRules)>,
+    ) -> EffectiveRules {
         let mut out = EffectiveRules::default();
         for (level, rules) in levels {
             if let Some(v) = &rules.allow_models {
-                out.allow_models = Some(Sourced { value: v.clone(), level: level.clone() });
+                out.allow_models = Some(Sourced {
+                    value: v.clone(),
+                    level: level.clone(),
+                });
             }
             for d in rules.deny_models.iter().flatten() {
-                out.deny_models.push(Sourced { value: d.clone(), level: level.clone() });
+                out.deny_models.push(Sourced {
+                    value: d.clone(),
+                    level: level.clone(),
+                });
             }
             if let Some(v) = &rules.allowed_tiers {
-                out.allowed_tiers = Some(Sourced { value: v.clone(), level: level.clone() });
+                out.allowed_tiers = Some(Sourced {
+                    value: v.clone(),
+                    level: level.clone(),
+                });
             }
             if let Some(v) = rules.max_tokens_per_request {
-                out.max_tokens_per_request = Some(Sourced { value: v, level: level.clone() });
+                out.max_tokens_per_request = Some(Sourced {
+                    value: v,
+                    level: level.clone(),
+                });
             }
             if let Some(v) = rules.zero_retention_only {
-                out.zero_retention_only = Some(Sourced { value: v, level: level.clone() });
+                out.zero_retention_only = Some(Sourced {
+                    value: v,
+                    level: level.clone(),
+                });
             }
         }
         out
@@ -240,11 +278,18 @@ impl EffectiveRules {
     /// May `model` (`provider/model`) be used? `zero_retention` is the catalog's flag for
     /// it (false when the catalog does not know the model).
     pub fn check_model(&self, model: &str, zero_retention: bool) -> Result<(), Denial> {
-        if let Some(d) = self.deny_models.iter().find(|d| glob_match(&d.value, model)) {
+        if let Some(d) = self
+            .deny_models
+            .iter()
+            .find(|d| glob_match(&d.value, model))
+        {
             return Err(Denial {
                 rule: "deny_models".into(),
                 level: d.level.clone(),
-                message: format!("model `{model}` is denied by pattern `{}` set at {}", d.value, d.level),
+                message: format!(
+                    "model `{model}` is denied by pattern `{}` set at {}",
+                    d.value, d.level
+                ),
             });
         }
         if let Some(a) = &self.allow_models {
@@ -252,7 +297,10 @@ impl EffectiveRules {
                 return Err(Denial {
                     rule: "allow_models".into(),
                     level: a.level.clone(),
-                    message: format!("model `{model}` is not in the allowed models {:?} set at {}", a.value, a.level),
+                    message: format!(
+                        "model `{model}` is not in the allowed models {:?} set at {}",
+                        a.value, a.level
+                    ),
                 });
             }
         }
@@ -277,7 +325,10 @@ impl EffectiveRules {
             Some(t) if !t.value.iter().any(|x| x == tier) => Err(Denial {
                 rule: "allowed_tiers".into(),
                 level: t.level.clone(),
-                message: format!("routing tier `{tier}` is not in the allowed tiers {:?} set at {}", t.value, t.level),
+                message: format!(
+                    "routing tier `{tier}` is not in the allowed tiers {:?} set at {}",
+                    t.value, t.level
+                ),
             }),
             _ => Ok(()),
         }
@@ -285,13 +336,18 @@ impl EffectiveRules {
 
     /// May a request ask for `max_tokens` completion tokens (None: not stated)?
     pub fn check_max_tokens(&self, max_tokens: Option<u64>) -> Result<(), Denial> {
-        let Some(limit) = &self.max_tokens_per_request else { return Ok(()) };
+        let Some(limit) = &self.max_tokens_per_request else {
+            return Ok(());
+        };
         match max_tokens {
             Some(n) if n <= limit.value => Ok(()),
             Some(n) => Err(Denial {
                 rule: "max_tokens_per_request".into(),
                 level: limit.level.clone(),
-                message: format!("max_tokens {n} is above the limit of {} per request set at {}; lower max_tokens", limit.value, limit.level),
+                message: format!(
+                    "max_tokens {n} is above the limit of {} per request set at {}; lower max_tokens",
+                    limit.value, limit.level
+                ),
             }),
             None => Ok(()),
         }
@@ -480,7 +536,10 @@ impl BudgetStatus {
     pub fn describe(&self) -> String {
         let (limit, left) = match self.metric {
             Metric::Usd => (fmt_usd(self.limit), fmt_usd(self.remaining)),
-            Metric::Tokens => (format!("{} tokens", self.limit), format!("{} tokens", self.remaining)),
+            Metric::Tokens => (
+                format!("{} tokens", self.limit),
+                format!("{} tokens", self.remaining),
+            ),
         };
         format!(
             "{} {} budget `{}` of {} set at {}: {} left, resets at {}",
@@ -508,7 +567,12 @@ pub fn iso_utc(ms: u64) -> String {
     let days = (ms / 86_400_000) as i64;
     let (y, m, d) = civil_from_days(days);
     let secs = (ms / 1000) % 86_400;
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, (secs / 60) % 60, secs % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        (secs / 60) % 60,
+        secs % 60
+    )
 }
 
 /// Scope of an API key in the organization tree.
@@ -549,7 +613,9 @@ pub struct EffectivePolicy {
 impl EffectivePolicy {
     /// Does any hard budget apply (then calls need a reservation)?
     pub fn has_hard_budget(&self) -> bool {
-        self.budgets.iter().any(|b| b.enforcement == Enforcement::Hard)
+        self.budgets
+            .iter()
+            .any(|b| b.enforcement == Enforcement::Hard)
     }
 
     /// The first hard budget that `usd_micros` / `tokens` more would exceed.
@@ -642,7 +708,10 @@ mod tests {
         assert!(glob_match("openai/*", "openai/gpt-4o"));
         assert!(!glob_match("openai/*", "anthropic/claude-sonnet-4-5"));
         assert!(glob_match("*", "x/y"));
-        assert!(glob_match("anthropic/claude-*-4*", "anthropic/claude-sonnet-4-5"));
+        assert!(glob_match(
+            "anthropic/claude-*-4*",
+            "anthropic/claude-sonnet-4-5"
+        ));
         assert!(glob_match("openai/gpt-4?", "openai/gpt-4o"));
         assert!(!glob_match("openai/gpt-4?", "openai/gpt-4o-mini"));
         assert!(glob_match("*mini", "openai/gpt-4o-mini"));
@@ -661,12 +730,24 @@ mod tests {
             max_tokens_per_request: Some(8000),
             ..Default::default()
         };
-        let r_dep = PolicyRules { allow_models: Some(vec!["openai/*".into()]), max_tokens_per_request: Some(2000), ..Default::default() };
-        let r_key = PolicyRules { deny_models: Some(vec!["openai/gpt-4o".into()]), ..Default::default() };
+        let r_dep = PolicyRules {
+            allow_models: Some(vec!["openai/*".into()]),
+            max_tokens_per_request: Some(2000),
+            ..Default::default()
+        };
+        let r_key = PolicyRules {
+            deny_models: Some(vec!["openai/gpt-4o".into()]),
+            ..Default::default()
+        };
         let eff = EffectiveRules::resolve([(&org, &r_org), (&dep, &r_dep), (&key, &r_key)]);
         assert!(eff.check_model("openai/gpt-4o-mini", false).is_ok());
-        let d = eff.check_model("anthropic/claude-sonnet-4-5", false).unwrap_err();
-        assert_eq!((d.rule.as_str(), d.level.clone()), ("allow_models", dep.clone()));
+        let d = eff
+            .check_model("anthropic/claude-sonnet-4-5", false)
+            .unwrap_err();
+        assert_eq!(
+            (d.rule.as_str(), d.level.clone()),
+            ("allow_models", dep.clone())
+        );
         let d = eff.check_model("openai/o1-mini", false).unwrap_err();
         assert_eq!((d.rule.as_str(), d.level.clone()), ("deny_models", org));
         let d = eff.check_model("openai/gpt-4o", false).unwrap_err();
@@ -679,25 +760,52 @@ mod tests {
     #[test]
     fn zero_retention_and_tiers() {
         let dep = Level::new(LevelKind::Department, "legal");
-        let r = PolicyRules { zero_retention_only: Some(true), allowed_tiers: Some(vec!["light".into()]), ..Default::default() };
+        let r = PolicyRules {
+            zero_retention_only: Some(true),
+            allowed_tiers: Some(vec!["light".into()]),
+            ..Default::default()
+        };
         let eff = EffectiveRules::resolve([(&dep, &r)]);
-        assert_eq!(eff.check_model("openai/gpt-4o", false).unwrap_err().rule, "zero_retention_only");
+        assert_eq!(
+            eff.check_model("openai/gpt-4o", false).unwrap_err().rule,
+            "zero_retention_only"
+        );
         assert!(eff.check_model("openai/gpt-4o", true).is_ok());
         assert!(eff.check_tier("light").is_ok());
         assert_eq!(eff.check_tier("heavy").unwrap_err().rule, "allowed_tiers");
-        assert!(PolicyRules { allowed_tiers: Some(vec!["huge".into()]), ..Default::default() }.validate("x.").unwrap_err().contains("x.allowed_tiers"));
+        assert!(
+            PolicyRules {
+                allowed_tiers: Some(vec!["huge".into()]),
+                ..Default::default()
+            }
+            .validate("x.")
+            .unwrap_err()
+            .contains("x.allowed_tiers")
+        );
     }
 
     #[test]
     fn periods_are_calendar_windows() {
         // 2026-11-25T06:12:34.5Z
-        let now = days_from_civil(2026, 11, 25) as u64 * 86_400_000 + 6 * 3_600_000 + 12 * 60_000 + 34_500;
+        let now = days_from_civil(2026, 11, 25) as u64 * 86_400_000
+            + 6 * 3_600_000
+            + 12 * 60_000
+            + 34_500;
         let (s, e) = Period::Month.window(now);
-        assert_eq!((iso_utc(s), iso_utc(e)), ("2026-11-01T00:00:00Z".into(), "2026-12-01T00:00:00Z".into()));
+        assert_eq!(
+            (iso_utc(s), iso_utc(e)),
+            ("2026-11-01T00:00:00Z".into(), "2026-12-01T00:00:00Z".into())
+        );
         let (s, e) = Period::Day.window(now);
-        assert_eq!((iso_utc(s), iso_utc(e)), ("2026-11-25T00:00:00Z".into(), "2026-11-26T00:00:00Z".into()));
+        assert_eq!(
+            (iso_utc(s), iso_utc(e)),
+            ("2026-11-25T00:00:00Z".into(), "2026-11-26T00:00:00Z".into())
+        );
         let (s, e) = Period::Hour.window(now);
-        assert_eq!((iso_utc(s), iso_utc(e)), ("2026-11-25T06:00:00Z".into(), "2026-11-25T07:00:00Z".into()));
+        assert_eq!(
+            (iso_utc(s), iso_utc(e)),
+            ("2026-11-25T06:00:00Z".into(), "2026-11-25T07:00:00Z".into())
+        );
         let dec = days_from_civil(2026, 12, 31) as u64 * 86_400_000;
         assert_eq!(iso_utc(Period::Month.window(dec).1), "2027-01-01T00:00:00Z");
     }
@@ -724,6 +832,11 @@ mod tests {
         };
         assert!(b.would_exceed(500_001) && !b.would_exceed(500_000));
         let text = b.describe();
-        assert!(text.contains("month spend budget `b1`") && text.contains("$0.500000 left") && text.contains("project:p-1"), "{text}");
+        assert!(
+            text.contains("month spend budget `b1`")
+                && text.contains("$0.500000 left")
+                && text.contains("project:p-1"),
+            "{text}"
+        );
     }
 }

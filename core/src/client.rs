@@ -31,9 +31,11 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use http::HeaderMap;
 
+use crate::accounts::KeyScope;
 use crate::accounts::enforce;
 use crate::accounts::policy_client::{Hold, PolicyClient, PolicyState, Reserved};
 use crate::accounts::{EffectivePolicy, Level};
+use crate::config::Identity;
 use crate::config::{Config, EnforceMode, ResolvedProvider, WhenUnreachable};
 use crate::error::{Error, ErrorKind, Result};
 use crate::health::{BreakerState, Health};
@@ -47,11 +49,9 @@ use crate::sse::SseParser;
 use crate::stream::ChatStream;
 use crate::tokens::{PromptCount, count_request};
 use crate::types::{ChatChunk, ChatRequest, ChatResponse, Usage};
-use crate::accounts::KeyScope;
-use crate::config::Identity;
 use crate::usage::{
-    DeliveryEvent, DeliveryReport, LinkState, NetworkClass, RecordId, Recorder, ReportingMode, RouteInfo, SdkInfo, SpoolStatus, UsageError,
-    UsageRecordInput, UsageStatus, unix_ms_now,
+    DeliveryEvent, DeliveryReport, LinkState, NetworkClass, RecordId, Recorder, ReportingMode,
+    RouteInfo, SdkInfo, SpoolStatus, UsageError, UsageRecordInput, UsageStatus, unix_ms_now,
 };
 
 /// The GateRouter client.
@@ -111,7 +111,13 @@ impl Client {
             .pool_idle_timeout(Duration::from_secs(90))
             .user_agent(format!("{}/{}", sdk.name, sdk.version))
             .build()
-            .map_err(|e| Error::config("http client", format!("cannot build the HTTP client: {e}"), "check the TLS setup of this machine"))?;
+            .map_err(|e| {
+                Error::config(
+                    "http client",
+                    format!("cannot build the HTTP client: {e}"),
+                    "check the TLS setup of this machine",
+                )
+            })?;
         let catalog = Catalog::builtin().with_overrides(&config.prices)?;
         let scorer = match &config.routing.scorer_weights_file {
             Some(path) => Scorer::from_file(path)?,
@@ -121,16 +127,27 @@ impl Client {
         let recorder = start_recorder(&config, sdk)?;
         let policy = start_policy(&config, &http)?;
         let client = Client {
-            inner: Arc::new(Inner { config, providers, http, catalog, scorer, health, recorder, policy, awaiting_records: Default::default() }),
+            inner: Arc::new(Inner {
+                config,
+                providers,
+                http,
+                catalog,
+                scorer,
+                health,
+                recorder,
+                policy,
+                awaiting_records: Default::default(),
+            }),
         };
         if let (Some(rec), Some(_)) = (&client.inner.recorder, &client.inner.policy) {
             // A record the collector refuses releases the reservation its call settled.
             let weak = Arc::downgrade(&client.inner);
-            rec.delivery().set_listener(Some(Arc::new(move |e: &DeliveryEvent| {
-                if let Some(inner) = weak.upgrade() {
-                    Client { inner }.on_delivery(e);
-                }
-            })));
+            rec.delivery()
+                .set_listener(Some(Arc::new(move |e: &DeliveryEvent| {
+                    if let Some(inner) = weak.upgrade() {
+                        Client { inner }.on_delivery(e);
+                    }
+                })));
         }
         if client.inner.policy.is_some() {
             // Learn the key's binding (and check `[identity]` against it) now rather than
@@ -207,7 +224,8 @@ impl Client {
         if ModelId::is_auto(model) {
             return Err(Error::InvalidRequest {
                 field: Some("model".into()),
-                message: "`auto` is resolved by routing: call route() or chat(), not resolve()".into(),
+                message: "`auto` is resolved by routing: call route() or chat(), not resolve()"
+                    .into(),
             });
         }
         let id = ModelId::parse(model)?;
@@ -235,7 +253,12 @@ impl Client {
             }
         }
         let api_key = provider.api_key()?;
-        Ok(Target { provider: provider.clone(), model: provider_model, model_id: id.to_string(), api_key })
+        Ok(Target {
+            provider: provider.clone(),
+            model: provider_model,
+            model_id: id.to_string(),
+            api_key,
+        })
     }
 
     /// Decide where a request would go, without calling anything: score, tier, features,
@@ -246,11 +269,19 @@ impl Client {
     /// permit are excluded, tiers and budgets respected); `route` itself never calls
     /// the collector: call [`Client::refresh_policy`] first for a fresh one.
     pub fn route(&self, req: &ChatRequest) -> Result<RouteDecision> {
-        let accounts = self.inner.policy.as_ref().and_then(|pc| pc.cached().map(|p| route_policy(pc, &p)));
+        let accounts = self
+            .inner
+            .policy
+            .as_ref()
+            .and_then(|pc| pc.cached().map(|p| route_policy(pc, &p)));
         self.route_with(req, accounts.as_ref())
     }
 
-    fn route_with(&self, req: &ChatRequest, accounts: Option<&RoutePolicy>) -> Result<RouteDecision> {
+    fn route_with(
+        &self,
+        req: &ChatRequest,
+        accounts: Option<&RoutePolicy>,
+    ) -> Result<RouteDecision> {
         req.validate()?;
         let cfg = &self.inner.config.routing;
         let score = if ModelId::is_auto(&req.model) {
@@ -261,14 +292,25 @@ impl Client {
             self.resolve(&req.model)?;
             None
         };
-        select(SelectInput { req, score, cfg, catalog: &self.inner.catalog, accounts }, self)
+        select(
+            SelectInput {
+                req,
+                score,
+                cfg,
+                catalog: &self.inner.catalog,
+                accounts,
+            },
+            self,
+        )
     }
 
     /// Fetch the organization policy now (or take it from the cache while fresh).
     /// `Ok(None)` when no policy is enforced (`[policy] enforce`, or a collector without
     /// accounts) or the collector cannot be reached and nothing was fetched before.
     pub async fn refresh_policy(&self) -> Result<Option<Arc<EffectivePolicy>>> {
-        let Some(pc) = &self.inner.policy else { return Ok(None) };
+        let Some(pc) = &self.inner.policy else {
+            return Ok(None);
+        };
         let p = match pc.current().await? {
             PolicyState::Current(p) => Some(p),
             PolicyState::NotManaged => None,
@@ -283,7 +325,11 @@ impl Client {
     /// Check `[identity]` against the key's binding in `policy` and stamp later usage
     /// records with the binding.
     fn bind(&self, policy: &EffectivePolicy) -> Result<()> {
-        check_identity(&self.inner.config.identity, &policy.api_key_id, &policy.scope)?;
+        check_identity(
+            &self.inner.config.identity,
+            &policy.api_key_id,
+            &policy.scope,
+        )?;
         if let Some(r) = &self.inner.recorder {
             r.apply_binding(&policy.scope);
         }
@@ -295,17 +341,27 @@ impl Client {
     /// not keep counting against the budget).
     fn on_delivery(&self, e: &DeliveryEvent) {
         let released: Vec<String> = {
-            let mut m = self.inner.awaiting_records.lock().unwrap_or_else(|p| p.into_inner());
+            let mut m = self
+                .inner
+                .awaiting_records
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             for id in &e.delivered {
                 m.remove(id);
             }
-            e.refused.iter().filter_map(|(id, _)| m.remove(id)).collect()
+            e.refused
+                .iter()
+                .filter_map(|(id, _)| m.remove(id))
+                .collect()
         };
         if released.is_empty() {
             return;
         }
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            tracing::warn!(count = released.len(), "no async runtime: the reservations of refused records lapse at their expiry");
+            tracing::warn!(
+                count = released.len(),
+                "no async runtime: the reservations of refused records lapse at their expiry"
+            );
             return;
         };
         let client = self.clone();
@@ -324,7 +380,11 @@ impl Client {
     /// collector or crossed by this process's spend), oldest first; each is also logged
     /// at `warn`.
     pub fn policy_warnings(&self) -> Vec<String> {
-        self.inner.policy.as_ref().map(PolicyClient::take_warnings).unwrap_or_default()
+        self.inner
+            .policy
+            .as_ref()
+            .map(PolicyClient::take_warnings)
+            .unwrap_or_default()
     }
 
     /// The policy client, when the organization policy is enforced.
@@ -347,7 +407,11 @@ impl Client {
     /// [`Client::estimate_cost`] with options: expected completion length, batch
     /// pricing, and [`crate::tokens::Counting::Fast`] to skip the tokenizer on large
     /// prompts (a few percent of error, microseconds).
-    pub fn estimate_cost_with(&self, req: &ChatRequest, opts: EstimateOptions) -> Result<CostEstimate> {
+    pub fn estimate_cost_with(
+        &self,
+        req: &ChatRequest,
+        opts: EstimateOptions,
+    ) -> Result<CostEstimate> {
         let model = self.priced_model(req)?;
         self.inner.catalog.estimate_cost_with(req, &model, opts)
     }
@@ -375,8 +439,13 @@ impl Client {
     /// [`Client::chat`], also returning how many attempts it took.
     pub async fn chat_with_stats(&self, req: ChatRequest) -> Result<(ChatResponse, CallStats)> {
         let started = CallClock::start();
-        let gate = self.admit(&req).await.inspect_err(|e| self.record_denial(&req, e, &started, false))?;
-        let mut decision = self.prepare(&req, gate.route.as_ref()).inspect_err(|e| self.record_denial(&req, e, &started, false))?;
+        let gate = self
+            .admit(&req)
+            .await
+            .inspect_err(|e| self.record_denial(&req, e, &started, false))?;
+        let mut decision = self
+            .prepare(&req, gate.route.as_ref())
+            .inspect_err(|e| self.record_denial(&req, e, &started, false))?;
         let req = Arc::new(req);
         // Dropped while the request is out (the caller gave up): still one record.
         let mut abandoned = AbandonedCall {
@@ -386,21 +455,39 @@ impl Client {
             route: route_info(&decision),
             clock: started,
         };
-        let outcome = self.execute(&req, &mut decision, Op::Chat, &started, &gate).await;
+        let outcome = self
+            .execute(&req, &mut decision, Op::Chat, &started, &gate)
+            .await;
         abandoned.req = None;
         let attempts = total_attempts(&decision);
         match outcome {
             Ok((Opened::Chat(mut resp), target, hold)) => {
                 resp.cost = self.price(&resp.usage, &target.model_id);
-                let rid = self.record(&req, &target.model_id, &decision, &started, Some(&resp.usage), resp.cost.as_ref(), UsageStatus::Ok, None, false);
+                let rid = self.record(
+                    &req,
+                    &target.model_id,
+                    &decision,
+                    &started,
+                    Some(&resp.usage),
+                    resp.cost.as_ref(),
+                    UsageStatus::Ok,
+                    None,
+                    false,
+                );
                 let micros = resp.cost.as_ref().map_or(0, |c| c.total_micros);
-                self.settle(hold, micros, usage_tokens(Some(&resp.usage)), rid).await;
+                self.settle(hold, micros, usage_tokens(Some(&resp.usage)), rid.clone())
+                    .await;
                 resp.route = Some(decision);
+                resp.usage_record_id = rid.map(|r| r.0);
                 Ok((resp, CallStats { attempts }))
             }
             Ok((Opened::Stream(_, _), _, hold)) => {
                 self.settle(hold, 0, 0, None).await;
-                Err(Error::invalid_response("gaterouter", None, "internal: a stream opened for a chat call"))
+                Err(Error::invalid_response(
+                    "gaterouter",
+                    None,
+                    "internal: a stream opened for a chat call",
+                ))
             }
             Err(e) => {
                 self.record_failure(&req, decision.answered_by(), &decision, &started, &e, false);
@@ -418,16 +505,31 @@ impl Client {
     }
 
     /// [`Client::chat_stream`], also returning how many attempts opening it took.
-    pub async fn chat_stream_with_stats(&self, req: ChatRequest) -> Result<(ChatStream, CallStats)> {
+    pub async fn chat_stream_with_stats(
+        &self,
+        req: ChatRequest,
+    ) -> Result<(ChatStream, CallStats)> {
         let started = CallClock::start();
-        let gate = self.admit(&req).await.inspect_err(|e| self.record_denial(&req, e, &started, true))?;
-        let mut decision = self.prepare(&req, gate.route.as_ref()).inspect_err(|e| self.record_denial(&req, e, &started, true))?;
-        let outcome = self.execute(&req, &mut decision, Op::Stream, &started, &gate).await;
+        let gate = self
+            .admit(&req)
+            .await
+            .inspect_err(|e| self.record_denial(&req, e, &started, true))?;
+        let mut decision = self
+            .prepare(&req, gate.route.as_ref())
+            .inspect_err(|e| self.record_denial(&req, e, &started, true))?;
+        let outcome = self
+            .execute(&req, &mut decision, Op::Stream, &started, &gate)
+            .await;
         let attempts = total_attempts(&decision);
         match outcome {
             Ok((Opened::Stream(resp, adapter), target, hold)) => {
                 let idle = Duration::from_millis(self.inner.config.timeouts.stream_idle_ms);
-                let chunks = sse_chunks(Box::pin(resp.bytes_stream()), adapter.stream_decoder(&target), target.provider.name.clone(), idle);
+                let chunks = sse_chunks(
+                    Box::pin(resp.bytes_stream()),
+                    adapter.stream_decoder(&target),
+                    target.provider.name.clone(),
+                    idle,
+                );
                 let recording = RecordingStream {
                     inner: Box::pin(chunks),
                     client: self.clone(),
@@ -440,11 +542,18 @@ impl Client {
                     done: false,
                     hold,
                 };
-                Ok((ChatStream::with_route(recording, decision), CallStats { attempts }))
+                Ok((
+                    ChatStream::with_route(recording, decision),
+                    CallStats { attempts },
+                ))
             }
             Ok((Opened::Chat(_), _, hold)) => {
                 self.settle(hold, 0, 0, None).await;
-                Err(Error::invalid_response("gaterouter", None, "internal: a chat answer for a stream call"))
+                Err(Error::invalid_response(
+                    "gaterouter",
+                    None,
+                    "internal: a chat answer for a stream call",
+                ))
             }
             Err(e) => {
                 self.record_failure(&req, decision.answered_by(), &decision, &started, &e, true);
@@ -465,13 +574,48 @@ impl Client {
         }
     }
 
+    /// Say how good a call's answer was: `record_id` is the response's
+    /// `usage_record_id` (a stream's last chunk carries it too), `score` goes from 0.0
+    /// (useless) to 1.0 (right). The feedback is a signed record, spooled and delivered
+    /// with the usage records (same batches, same delivery report) and joined to the call
+    /// by the collector, where routing learns from it and analytics show outcome scores
+    /// beside spend. It holds no text: a label is a word from the app's vocabulary.
+    /// Returns the feedback's own id once it is spooled.
+    ///
+    /// Errors: `InvalidRequest` naming `score`, `record_id`, `label` or `tags`; `Config`
+    /// when usage records are off (there is then no record to join).
+    pub fn feedback(&self, input: crate::usage::FeedbackInput) -> Result<RecordId> {
+        let Some(r) = &self.inner.recorder else {
+            return Err(Error::config(
+                "[reporting]",
+                "feedback needs usage records, and they are off for this client",
+                "configure identity.api_key_id, a signing key (reporting.signing_key_file) and reporting.collector_url",
+            ));
+        };
+        r.feedback(input).map_err(|e| match e {
+            UsageError::InvalidField { ref field, .. } => Error::InvalidRequest {
+                field: Some(field.clone()),
+                message: e.to_string(),
+            },
+            UsageError::InvalidTag { .. } => Error::InvalidRequest {
+                field: Some("tags".into()),
+                message: e.to_string(),
+            },
+            other => usage_error(other),
+        })
+    }
+
     /// Drain the spool (bounded by `reporting.shutdown_timeout_ms`), stop reporting and
     /// report what became of the records.
     pub async fn shutdown(&self) -> Result<DeliveryReport> {
         match &self.inner.recorder {
             Some(r) => {
                 let out = r.shutdown().await.map_err(usage_error)?;
-                Ok(DeliveryReport { drained: out.drained, pending: out.pending_records, ..r.report() })
+                Ok(DeliveryReport {
+                    drained: out.drained,
+                    pending: out.pending_records,
+                    ..r.report()
+                })
             }
             None => Ok(DeliveryReport::off()),
         }
@@ -480,7 +624,10 @@ impl Client {
     /// Delivered, pending and refused counts, refusal reasons and the oldest pending
     /// record's age, now (no waiting). Without usage records: [`DeliveryReport::off`].
     pub fn usage_status(&self) -> DeliveryReport {
-        self.inner.recorder.as_ref().map_or_else(DeliveryReport::off, Recorder::report)
+        self.inner
+            .recorder
+            .as_ref()
+            .map_or_else(DeliveryReport::off, Recorder::report)
     }
 
     /// The spool's low-level counters, when usage records are on.
@@ -492,13 +639,20 @@ impl Client {
     /// (Rust logs each at `warn` already; the bindings turn them into their own
     /// warnings).
     pub fn take_refusal_warnings(&self) -> Vec<String> {
-        self.inner.recorder.as_ref().map(|r| r.delivery().take_new_refusals()).unwrap_or_default()
+        self.inner
+            .recorder
+            .as_ref()
+            .map(|r| r.delivery().take_new_refusals())
+            .unwrap_or_default()
     }
 
     /// What usage records are stamped with now: `[identity]`, completed with the key's
     /// binding once the collector has told it.
     pub fn identity(&self) -> Identity {
-        self.inner.recorder.as_ref().map_or_else(|| self.inner.config.identity.clone(), Recorder::identity)
+        self.inner
+            .recorder
+            .as_ref()
+            .map_or_else(|| self.inner.config.identity.clone(), Recorder::identity)
     }
 
     /// Validation and the route decision: everything that can fail before a provider is
@@ -516,15 +670,25 @@ impl Client {
     /// first so a malformed one never costs a collector round trip.
     async fn admit(&self, req: &ChatRequest) -> Result<Gate> {
         req.validate()?;
-        let Some(pc) = &self.inner.policy else { return Ok(Gate::default()) };
+        let Some(pc) = &self.inner.policy else {
+            return Ok(Gate::default());
+        };
         let cfg = pc.config();
         match pc.current().await? {
             PolicyState::Current(p) => {
                 self.bind(&p)?;
-                Ok(Gate { route: Some(route_policy(pc, &p)), policy: Some(p), online: true })
+                Ok(Gate {
+                    route: Some(route_policy(pc, &p)),
+                    policy: Some(p),
+                    online: true,
+                })
             }
             PolicyState::NotManaged => Ok(Gate::default()),
-            PolicyState::Offline { policy, age_ms, error } => match cfg.when_unreachable {
+            PolicyState::Offline {
+                policy,
+                age_ms,
+                error,
+            } => match cfg.when_unreachable {
                 WhenUnreachable::Allow => {
                     tracing::warn!(error = %error, "collector unreachable: calling without policy or budget checks ([policy] when_unreachable = \"allow\")");
                     Ok(Gate::default())
@@ -544,7 +708,11 @@ impl Client {
                     Some(p) => {
                         self.bind(&p)?;
                         tracing::debug!(error = %error, age_ms, "collector unreachable: enforcing the last known policy");
-                        Ok(Gate { route: Some(route_policy(pc, &p)), policy: Some(p), online: false })
+                        Ok(Gate {
+                            route: Some(route_policy(pc, &p)),
+                            policy: Some(p),
+                            online: false,
+                        })
                     }
                 },
             },
@@ -554,8 +722,15 @@ impl Client {
     /// Before calling `model`: check it against the policy and, when a hard budget
     /// applies, reserve its maximum cost (with the collector when online, against the
     /// last known budgets minus local spend otherwise). `Ok(None)`: nothing to hold.
-    async fn reserve_for(&self, gate: &Gate, req: &ChatRequest, model: &str) -> Result<Option<Hold>> {
-        let (Some(pc), Some(policy)) = (&self.inner.policy, &gate.policy) else { return Ok(None) };
+    async fn reserve_for(
+        &self,
+        gate: &Gate,
+        req: &ChatRequest,
+        model: &str,
+    ) -> Result<Option<Hold>> {
+        let (Some(pc), Some(policy)) = (&self.inner.policy, &gate.policy) else {
+            return Ok(None);
+        };
         enforce::check_model(&policy.rules, &self.inner.catalog, model)?;
         let budgets = pc.local_budgets(policy);
         if !enforce::has_hard(&budgets) {
@@ -564,19 +739,29 @@ impl Client {
         let (micros, tokens) = enforce::max_cost(&self.inner.catalog, req, model);
         let local = |budgets: &[crate::accounts::BudgetStatus]| -> Result<Option<Hold>> {
             enforce::check_budgets(budgets, model, micros, tokens)?;
-            Ok(Some(pc.hold(uuid::Uuid::now_v7().hyphenated().to_string(), model, micros, tokens, false)))
+            Ok(Some(pc.hold(
+                uuid::Uuid::now_v7().hyphenated().to_string(),
+                model,
+                micros,
+                tokens,
+                false,
+            )))
         };
         if !gate.online {
             return local(&budgets);
         }
         match pc.reserve(model, micros, tokens).await? {
-            Reserved::Granted(r) => Ok(Some(pc.hold(r.reservation_id, model, micros, tokens, true))),
+            Reserved::Granted(r) => {
+                Ok(Some(pc.hold(r.reservation_id, model, micros, tokens, true)))
+            }
             Reserved::Unreachable(msg) => match pc.config().when_unreachable {
                 WhenUnreachable::Allow => {
                     tracing::warn!(error = %msg, "cannot reserve with the collector: calling without a budget check ([policy] when_unreachable = \"allow\")");
                     Ok(None)
                 }
-                WhenUnreachable::Deny => Err(policy_unavailable(format!("cannot reserve the call's cost with the collector ({msg}) and [policy] when_unreachable = \"deny\""))),
+                WhenUnreachable::Deny => Err(policy_unavailable(format!(
+                    "cannot reserve the call's cost with the collector ({msg}) and [policy] when_unreachable = \"deny\""
+                ))),
                 WhenUnreachable::LastKnown => {
                     tracing::warn!(error = %msg, "cannot reserve with the collector: checking the last known budgets locally");
                     local(&budgets)
@@ -588,7 +773,13 @@ impl Client {
     /// End a call's hold with what it actually cost (0 releases it) and, when the
     /// collector holds it too, settle there with the usage record's id. A settle that
     /// fails is logged: the collector lets the hold lapse at its expiry.
-    async fn settle(&self, hold: Option<Hold>, micros: u64, tokens: u64, record_id: Option<RecordId>) {
+    async fn settle(
+        &self,
+        hold: Option<Hold>,
+        micros: u64,
+        tokens: u64,
+        record_id: Option<RecordId>,
+    ) {
         let Some(pc) = &self.inner.policy else { return };
         match hold {
             Some(h) => {
@@ -606,7 +797,11 @@ impl Client {
         let Some(pc) = &self.inner.policy else { return };
         let rid = record_id.filter(|_| micros > 0 || tokens > 0).map(|r| r.0);
         if let Some(r) = &rid {
-            let mut m = self.inner.awaiting_records.lock().unwrap_or_else(|p| p.into_inner());
+            let mut m = self
+                .inner
+                .awaiting_records
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             m.insert(r.clone(), h.id.clone());
             if m.len() > MAX_AWAITING_RECORDS {
                 m.pop_first();
@@ -620,7 +815,13 @@ impl Client {
     /// [`Client::settle`] from synchronous code (a stream ending or dropped, a call
     /// abandoned by its caller): the local accounting now, the collector request on the
     /// runtime when there is one.
-    fn settle_detached(&self, hold: Option<Hold>, micros: u64, tokens: u64, record_id: Option<RecordId>) {
+    fn settle_detached(
+        &self,
+        hold: Option<Hold>,
+        micros: u64,
+        tokens: u64,
+        record_id: Option<RecordId>,
+    ) {
         let Some(pc) = &self.inner.policy else { return };
         let Some(h) = hold else {
             if micros > 0 || tokens > 0 {
@@ -637,18 +838,33 @@ impl Client {
                 let client = self.clone();
                 rt.spawn(async move { client.settle_remote(&h, micros, tokens, record_id).await });
             }
-            Err(_) => tracing::warn!(reservation = %h.id, "no async runtime to settle on: the collector releases the hold at its expiry"),
+            Err(_) => {
+                tracing::warn!(reservation = %h.id, "no async runtime to settle on: the collector releases the hold at its expiry")
+            }
         }
     }
 
     /// Walk the decision's chain: retries per model, fallbacks between models.
-    async fn execute(&self, req: &ChatRequest, decision: &mut RouteDecision, op: Op, clock: &CallClock, gate: &Gate) -> Result<(Opened, Target, Option<Hold>)> {
+    async fn execute(
+        &self,
+        req: &ChatRequest,
+        decision: &mut RouteDecision,
+        op: Op,
+        clock: &CallClock,
+        gate: &Gate,
+    ) -> Result<(Opened, Target, Option<Hold>)> {
         let chain = decision.chain(self.inner.config.routing.max_fallbacks);
         let retry = &self.inner.config.retry;
         let mut last_err: Option<Error> = None;
         let mut min_context: Option<u64> = None;
         for model in chain {
-            if let (Some(need), Some(window)) = (min_context, self.inner.catalog.lookup(&model).and_then(|(_, p)| p.context_window)) {
+            if let (Some(need), Some(window)) = (
+                min_context,
+                self.inner
+                    .catalog
+                    .lookup(&model)
+                    .and_then(|(_, p)| p.context_window),
+            ) {
                 if window <= need {
                     continue;
                 }
@@ -656,13 +872,21 @@ impl Client {
             let target = match self.resolve(&model) {
                 Ok(t) => t,
                 Err(e) => {
-                    decision.attempts.push(Attempt { model: model.clone(), outcome: AttemptOutcome::Failed(e.kind()), retries: 0 });
+                    decision.attempts.push(Attempt {
+                        model: model.clone(),
+                        outcome: AttemptOutcome::Failed(e.kind()),
+                        retries: 0,
+                    });
                     last_err = Some(e);
                     continue;
                 }
             };
             if !self.inner.health.admit(&target.provider.name) {
-                decision.attempts.push(Attempt { model: model.clone(), outcome: AttemptOutcome::CircuitOpen, retries: 0 });
+                decision.attempts.push(Attempt {
+                    model: model.clone(),
+                    outcome: AttemptOutcome::CircuitOpen,
+                    retries: 0,
+                });
                 last_err.get_or_insert(Error::ProviderUnavailable {
                     provider: target.provider.name.clone(),
                     status: None,
@@ -671,10 +895,17 @@ impl Client {
                 continue;
             }
             let mut hold = match self.reserve_for(gate, req, &model).await {
-                Ok(h) => HoldGuard { client: self, hold: h },
+                Ok(h) => HoldGuard {
+                    client: self,
+                    hold: h,
+                },
                 Err(e) if matches!(e.kind(), ErrorKind::Budget | ErrorKind::Permission) => {
                     // This model does not fit or is refused; a later one of the chain may.
-                    decision.attempts.push(Attempt { model: model.clone(), outcome: AttemptOutcome::Failed(e.kind()), retries: 0 });
+                    decision.attempts.push(Attempt {
+                        model: model.clone(),
+                        outcome: AttemptOutcome::Failed(e.kind()),
+                        retries: 0,
+                    });
                     last_err = Some(e);
                     continue;
                 }
@@ -692,27 +923,48 @@ impl Client {
             loop {
                 let t0 = Instant::now();
                 let result = match op {
-                    Op::Chat => self.attempt(adapter, &call, &target).await.map(Opened::Chat),
-                    Op::Stream => self.open_stream(adapter, &call, &target).await.map(|r| Opened::Stream(r, adapter)),
+                    Op::Chat => self
+                        .attempt(adapter, &call, &target)
+                        .await
+                        .map(Opened::Chat),
+                    Op::Stream => self
+                        .open_stream(adapter, &call, &target)
+                        .await
+                        .map(|r| Opened::Stream(r, adapter)),
                 };
                 match result {
                     Ok(opened) => {
-                        self.inner.health.record(&target.provider.name, Ok(t0.elapsed()), &model);
-                        decision.attempts.push(Attempt { model, outcome: AttemptOutcome::Ok, retries: backoff.retries() });
+                        self.inner
+                            .health
+                            .record(&target.provider.name, Ok(t0.elapsed()), &model);
+                        decision.attempts.push(Attempt {
+                            model,
+                            outcome: AttemptOutcome::Ok,
+                            retries: backoff.retries(),
+                        });
                         return Ok((opened, target, hold.take()));
                     }
                     Err(e) => {
-                        self.inner.health.record(&target.provider.name, Err(e.kind()), &model);
+                        self.inner
+                            .health
+                            .record(&target.provider.name, Err(e.kind()), &model);
                         match backoff.next(&e) {
                             Decision::RetryAfter(wait) => {
                                 tracing::debug!(model = %model, error = %e, ?wait, "retrying");
                                 tokio::time::sleep(wait).await;
                             }
                             Decision::GiveUp => {
-                                decision.attempts.push(Attempt { model: model.clone(), outcome: AttemptOutcome::Failed(e.kind()), retries: backoff.retries() });
+                                decision.attempts.push(Attempt {
+                                    model: model.clone(),
+                                    outcome: AttemptOutcome::Failed(e.kind()),
+                                    retries: backoff.retries(),
+                                });
                                 let fall_back = matches!(
                                     e.kind(),
-                                    ErrorKind::RateLimited | ErrorKind::ProviderUnavailable | ErrorKind::Timeout | ErrorKind::ContextLengthExceeded
+                                    ErrorKind::RateLimited
+                                        | ErrorKind::ProviderUnavailable
+                                        | ErrorKind::Timeout
+                                        | ErrorKind::ContextLengthExceeded
                                 ) && backoff.time_left();
                                 // A failed attempt is not billed: release this model's hold.
                                 self.settle(hold.take(), 0, 0, None).await;
@@ -720,7 +972,12 @@ impl Client {
                                     return Err(e);
                                 }
                                 if e.kind() == ErrorKind::ContextLengthExceeded {
-                                    let window = self.inner.catalog.lookup(&model).and_then(|(_, p)| p.context_window).unwrap_or(0);
+                                    let window = self
+                                        .inner
+                                        .catalog
+                                        .lookup(&model)
+                                        .and_then(|(_, p)| p.context_window)
+                                        .unwrap_or(0);
                                     min_context = Some(min_context.unwrap_or(0).max(window));
                                 }
                                 tracing::info!(model = %model, error = %e, "falling back to the next model");
@@ -732,16 +989,27 @@ impl Client {
                 }
             }
         }
-        Err(last_err.unwrap_or_else(|| Error::InvalidRequest { field: Some("model".into()), message: "no model left to try".into() }))
+        Err(last_err.unwrap_or_else(|| Error::InvalidRequest {
+            field: Some("model".into()),
+            message: "no model left to try".into(),
+        }))
     }
 
-    async fn attempt(&self, adapter: &dyn Adapter, call: &HttpCall, target: &Target) -> Result<ChatResponse> {
+    async fn attempt(
+        &self,
+        adapter: &dyn Adapter,
+        call: &HttpCall,
+        target: &Target,
+    ) -> Result<ChatResponse> {
         let timeout = target.provider.request_timeout;
         let fut = async {
             let resp = self.send(call, target).await?;
             let status = resp.status().as_u16();
             let headers = resp.headers().clone();
-            let body = resp.bytes().await.map_err(|e| transport_error(&target.provider.name, e, timeout))?;
+            let body = resp
+                .bytes()
+                .await
+                .map_err(|e| transport_error(&target.provider.name, e, timeout))?;
             if (200..300).contains(&status) {
                 adapter.parse_response(&body, target)
             } else {
@@ -750,15 +1018,28 @@ impl Client {
         };
         match tokio::time::timeout(timeout, fut).await {
             Ok(r) => r,
-            Err(_) => Err(Error::Timeout { provider: target.provider.name.clone(), after: timeout, what: "request" }),
+            Err(_) => Err(Error::Timeout {
+                provider: target.provider.name.clone(),
+                after: timeout,
+                what: "request",
+            }),
         }
     }
 
-    async fn open_stream(&self, adapter: &dyn Adapter, call: &HttpCall, target: &Target) -> Result<reqwest::Response> {
+    async fn open_stream(
+        &self,
+        adapter: &dyn Adapter,
+        call: &HttpCall,
+        target: &Target,
+    ) -> Result<reqwest::Response> {
         let timeout = target.provider.request_timeout;
         let resp = tokio::time::timeout(timeout, self.send(call, target))
             .await
-            .map_err(|_| Error::Timeout { provider: target.provider.name.clone(), after: timeout, what: "stream start" })??;
+            .map_err(|_| Error::Timeout {
+                provider: target.provider.name.clone(),
+                after: timeout,
+                what: "stream start",
+            })??;
         let status = resp.status().as_u16();
         if (200..300).contains(&status) {
             return Ok(resp);
@@ -766,7 +1047,11 @@ impl Client {
         let headers: HeaderMap = resp.headers().clone();
         let body = tokio::time::timeout(timeout, resp.bytes())
             .await
-            .map_err(|_| Error::Timeout { provider: target.provider.name.clone(), after: timeout, what: "error body" })?
+            .map_err(|_| Error::Timeout {
+                provider: target.provider.name.clone(),
+                after: timeout,
+                what: "error body",
+            })?
             .map_err(|e| transport_error(&target.provider.name, e, timeout))?;
         Err(adapter.parse_error(status, &headers, &body, target))
     }
@@ -776,11 +1061,17 @@ impl Client {
         for (k, v) in &call.headers {
             rb = rb.header(k.as_str(), v.as_str());
         }
-        rb.send().await.map_err(|e| transport_error(&target.provider.name, e, target.provider.request_timeout))
+        rb.send()
+            .await
+            .map_err(|e| transport_error(&target.provider.name, e, target.provider.request_timeout))
     }
 
     fn price(&self, usage: &Usage, model_id: &str) -> Option<Cost> {
-        match self.inner.catalog.cost(usage, model_id, CostOptions::default()) {
+        match self
+            .inner
+            .catalog
+            .cost(usage, model_id, CostOptions::default())
+        {
             Ok(c) => Some(c),
             Err(e) => {
                 tracing::debug!(model = model_id, error = %e, "no price for this model: the response has no cost");
@@ -804,18 +1095,60 @@ impl Client {
         first_token_ms: Option<u64>,
         stream: bool,
     ) -> Option<RecordId> {
-        self.record_as(req, model_id, route_info(decision), total_attempts(decision), clock, usage, cost, status, first_token_ms, stream, None)
+        self.record_as(
+            req,
+            model_id,
+            route_info(decision),
+            total_attempts(decision),
+            clock,
+            usage,
+            cost,
+            status,
+            first_token_ms,
+            stream,
+            None,
+        )
     }
 
     /// A call that failed after routing: `denied` when the policy refused (every model
     /// of the chain denied or over budget), else the error's code.
-    fn record_failure(&self, req: &ChatRequest, model_id: &str, decision: &RouteDecision, clock: &CallClock, e: &Error, stream: bool) {
+    fn record_failure(
+        &self,
+        req: &ChatRequest,
+        model_id: &str,
+        decision: &RouteDecision,
+        clock: &CallClock,
+        e: &Error,
+        stream: bool,
+    ) {
         match denial_of(e) {
             Some(denial) => {
-                self.record_as(req, model_id, route_info(decision), total_attempts(decision), clock, None, None, UsageStatus::Denied, None, stream, Some(denial));
+                self.record_as(
+                    req,
+                    model_id,
+                    route_info(decision),
+                    total_attempts(decision),
+                    clock,
+                    None,
+                    None,
+                    UsageStatus::Denied,
+                    None,
+                    stream,
+                    Some(denial),
+                );
             }
             None => {
-                self.record(req, model_id, decision, clock, None, None, UsageStatus::Error(e.kind()), None, stream);
+                self.record(
+                    req,
+                    model_id,
+                    decision,
+                    clock,
+                    None,
+                    None,
+                    UsageStatus::Error(e.kind()),
+                    None,
+                    stream,
+                );
             }
         }
     }
@@ -827,9 +1160,33 @@ impl Client {
     fn record_denial(&self, req: &ChatRequest, e: &Error, clock: &CallClock, stream: bool) {
         let Some(denial) = denial_of(e) else { return };
         let auto = ModelId::is_auto(&req.model);
-        let model = if auto { "auto/auto".to_owned() } else { req.model.clone() };
-        let route = RouteInfo { mode: if auto { crate::usage::RouteMode::Auto } else { crate::usage::RouteMode::Explicit }, tier: None, score: None };
-        self.record_as(req, &model, route, 1, clock, None, None, UsageStatus::Denied, None, stream, Some(denial));
+        let model = if auto {
+            "auto/auto".to_owned()
+        } else {
+            req.model.clone()
+        };
+        let route = RouteInfo {
+            mode: if auto {
+                crate::usage::RouteMode::Auto
+            } else {
+                crate::usage::RouteMode::Explicit
+            },
+            tier: None,
+            score: None,
+        };
+        self.record_as(
+            req,
+            &model,
+            route,
+            1,
+            clock,
+            None,
+            None,
+            UsageStatus::Denied,
+            None,
+            stream,
+            Some(denial),
+        );
     }
 
     /// [`Client::record`] with the route already summarized (what a record keeps of it);
@@ -849,9 +1206,14 @@ impl Client {
         stream: bool,
         denial: Option<(String, Option<String>)>,
     ) -> Option<RecordId> {
-        let Some(recorder) = &self.inner.recorder else { return None };
+        let Some(recorder) = &self.inner.recorder else {
+            return None;
+        };
         let (denied_rule, denied_level) = denial.map_or((None, None), |(r, l)| (Some(r), l));
-        let id = ModelId::parse(model_id).unwrap_or(ModelId { provider: String::new(), model: model_id.to_owned() });
+        let id = ModelId::parse(model_id).unwrap_or(ModelId {
+            provider: String::new(),
+            model: model_id.to_owned(),
+        });
         let u = usage.copied().unwrap_or_default();
         let input = UsageRecordInput {
             ts_start: clock.unix_ms,
@@ -874,7 +1236,7 @@ impl Client {
             denied_rule,
             denied_level,
         };
-        match recorder.record(input) {
+        match recorder.record_with_id(input, clock.record_id()) {
             Ok(id) => Some(id),
             Err(e) => {
                 tracing::error!(error = %e, code = e.code(), "usage record not written");
@@ -918,17 +1280,35 @@ impl Availability for Client {
     fn check(&self, model: &str) -> std::result::Result<(), (Exclusion, String)> {
         let id = ModelId::parse(model).map_err(|e| (Exclusion::UnknownProvider, e.to_string()))?;
         let Some(provider) = self.inner.providers.get(&id.provider) else {
-            return Err((Exclusion::UnknownProvider, format!("provider `{}` is not configured", id.provider)));
+            return Err((
+                Exclusion::UnknownProvider,
+                format!("provider `{}` is not configured", id.provider),
+            ));
         };
         let cfg = &self.inner.config;
         if !cfg.models.is_empty() && !cfg.models.iter().any(|m| m.id == model) {
-            return Err((Exclusion::NotPermitted, "not permitted: not in the [[models]] allow-list".into()));
+            return Err((
+                Exclusion::NotPermitted,
+                "not permitted: not in the [[models]] allow-list".into(),
+            ));
         }
         if provider.api_key().is_err() {
-            return Err((Exclusion::NoApiKey, format!("no API key (${} is not set)", provider.api_key_env.as_deref().unwrap_or("?"))));
+            return Err((
+                Exclusion::NoApiKey,
+                format!(
+                    "no API key (${} is not set)",
+                    provider.api_key_env.as_deref().unwrap_or("?")
+                ),
+            ));
         }
         if self.inner.health.state(&provider.name) == BreakerState::Open {
-            return Err((Exclusion::CircuitOpen, format!("circuit open for provider `{}` after repeated failures", provider.name)));
+            return Err((
+                Exclusion::CircuitOpen,
+                format!(
+                    "circuit open for provider `{}` after repeated failures",
+                    provider.name
+                ),
+            ));
         }
         Ok(())
     }
@@ -943,11 +1323,22 @@ impl Availability for Client {
 struct CallClock {
     instant: Instant,
     unix_ms: u64,
+    /// The id the call's usage record will have (chosen up front so the response, or a
+    /// stream's usage chunk, can name it before the record is written).
+    record_id: uuid::Uuid,
 }
 
 impl CallClock {
     fn start() -> Self {
-        CallClock { instant: Instant::now(), unix_ms: unix_ms_now() }
+        CallClock {
+            instant: Instant::now(),
+            unix_ms: unix_ms_now(),
+            record_id: uuid::Uuid::now_v7(),
+        }
+    }
+
+    fn record_id(&self) -> RecordId {
+        RecordId(self.record_id.hyphenated().to_string())
     }
 }
 
@@ -996,17 +1387,26 @@ struct Gate {
 }
 
 fn route_policy(pc: &PolicyClient, p: &EffectivePolicy) -> RoutePolicy {
-    RoutePolicy { rules: p.rules.clone(), budgets: pc.local_budgets(p) }
+    RoutePolicy {
+        rules: p.rules.clone(),
+        budgets: pc.local_budgets(p),
+    }
 }
 
 fn policy_unavailable(message: String) -> Error {
-    Error::Permission { rule: "policy_unavailable".into(), level: None::<Level>, message }
+    Error::Permission {
+        rule: "policy_unavailable".into(),
+        level: None::<Level>,
+        message,
+    }
 }
 
 /// The rule and level of a policy refusal (`None`: not a refusal).
 fn denial_of(e: &Error) -> Option<(String, Option<String>)> {
     match e {
-        Error::Permission { rule, level, .. } => Some((rule.clone(), level.as_ref().map(ToString::to_string))),
+        Error::Permission { rule, level, .. } => {
+            Some((rule.clone(), level.as_ref().map(ToString::to_string)))
+        }
         Error::Budget { budget, .. } => Some(("budget".to_owned(), Some(budget.level.to_string()))),
         _ => None,
     }
@@ -1041,11 +1441,16 @@ fn start_policy(config: &Config, http: &reqwest::Client) -> Result<Option<Policy
                 }
                 return Err(Error::config(
                     "policy.enforce",
-                    format!("enforce = \"required\" but {} not configured", missing.join(", ")),
+                    format!(
+                        "enforce = \"required\" but {} not configured",
+                        missing.join(", ")
+                    ),
                     "configure them (the key that signs usage records also signs policy requests), or set enforce = \"auto\"",
                 ));
             }
-            tracing::debug!("organization policy not enforced: needs reporting.collector_url, identity.api_key_id and a signing key");
+            tracing::debug!(
+                "organization policy not enforced: needs reporting.collector_url, identity.api_key_id and a signing key"
+            );
             return Ok(None);
         }
     };
@@ -1069,8 +1474,13 @@ fn check_identity(identity: &Identity, api_key_id: &str, scope: &KeyScope) -> Re
             if c != b {
                 return Err(Error::config(
                     format!("identity.{field}"),
-                    format!("is `{c}` but api_key_id `{api_key_id}` is bound to {field} `{b}` (the key's binding: {})", describe_scope(scope)),
-                    format!("remove identity.{field} (records take the key's binding) or set it to `{b}`; to attribute calls elsewhere, use a key bound there"),
+                    format!(
+                        "is `{c}` but api_key_id `{api_key_id}` is bound to {field} `{b}` (the key's binding: {})",
+                        describe_scope(scope)
+                    ),
+                    format!(
+                        "remove identity.{field} (records take the key's binding) or set it to `{b}`; to attribute calls elsewhere, use a key bound there"
+                    ),
                 ));
             }
         }
@@ -1080,7 +1490,12 @@ fn check_identity(identity: &Identity, api_key_id: &str, scope: &KeyScope) -> Re
 
 fn describe_scope(s: &KeyScope) -> String {
     let mut parts = vec![format!("org `{}`", s.org)];
-    for (k, v) in [("department", &s.department), ("project", &s.project), ("group", &s.group), ("user", &s.user)] {
+    for (k, v) in [
+        ("department", &s.department),
+        ("project", &s.project),
+        ("group", &s.group),
+        ("user", &s.user),
+    ] {
         if let Some(v) = v {
             parts.push(format!("{k} `{v}`"));
         }
@@ -1098,7 +1513,17 @@ fn route_info(decision: &RouteDecision) -> RouteInfo {
 }
 
 fn total_attempts(decision: &RouteDecision) -> u32 {
-    decision.attempts.iter().map(|a| if a.outcome.was_sent() { a.retries + 1 } else { 0 }).sum()
+    decision
+        .attempts
+        .iter()
+        .map(|a| {
+            if a.outcome.was_sent() {
+                a.retries + 1
+            } else {
+                0
+            }
+        })
+        .sum()
 }
 
 fn start_recorder(config: &Config, sdk: SdkInfo) -> Result<Option<Recorder>> {
@@ -1108,27 +1533,48 @@ fn start_recorder(config: &Config, sdk: SdkInfo) -> Result<Option<Recorder>> {
     }
     let key_configured = rep.signing_key_configured();
     if rep.collector_url.is_none() && (!key_configured || config.identity.api_key_id.is_none()) {
-        tracing::info!("usage records are off: configure identity.api_key_id and a signing key ([reporting]) to turn them on");
+        tracing::info!(
+            "usage records are off: configure identity.api_key_id and a signing key ([reporting]) to turn them on"
+        );
         return Ok(None);
     }
     let signer = rep.load_signer().map_err(usage_error)?;
-    Recorder::start_with(rep, &config.identity, sdk, Some(signer)).map(Some).map_err(usage_error)
+    Recorder::start_with(rep, &config.identity, sdk, Some(signer))
+        .map(Some)
+        .map_err(usage_error)
 }
 
 /// Usage-pipeline errors seen by callers: configuration problems are `Config`, a bad tag
 /// is `InvalidRequest`, spool trouble is `Config` with the spool's own fix.
 fn usage_error(e: UsageError) -> Error {
     match e.code() {
-        "INVALID_REQUEST" => Error::InvalidRequest { field: Some("metadata".into()), message: e.to_string() },
-        _ => Error::config("[reporting]", e.to_string(), "see the message; the spool keeps every record already written"),
+        "INVALID_REQUEST" => Error::InvalidRequest {
+            field: Some("metadata".into()),
+            message: e.to_string(),
+        },
+        _ => Error::config(
+            "[reporting]",
+            e.to_string(),
+            "see the message; the spool keeps every record already written",
+        ),
     }
 }
 
 fn transport_error(provider: &str, e: reqwest::Error, timeout: Duration) -> Error {
     if e.is_timeout() {
-        return Error::Timeout { provider: provider.to_owned(), after: timeout, what: "request" };
+        return Error::Timeout {
+            provider: provider.to_owned(),
+            after: timeout,
+            what: "request",
+        };
     }
-    let what = if e.is_connect() { "cannot connect" } else if e.is_body() || e.is_decode() { "connection broke while reading" } else { "transport error" };
+    let what = if e.is_connect() {
+        "cannot connect"
+    } else if e.is_body() || e.is_decode() {
+        "connection broke while reading"
+    } else {
+        "transport error"
+    };
     // The whole source chain, without the URL (keys may travel in `?key=`).
     let e = e.without_url();
     let mut msg = format!("{what}: {e}");
@@ -1137,7 +1583,11 @@ fn transport_error(provider: &str, e: reqwest::Error, timeout: Duration) -> Erro
         msg.push_str(&format!(": {s}"));
         src = s.source();
     }
-    Error::ProviderUnavailable { provider: provider.to_owned(), status: None, message: msg }
+    Error::ProviderUnavailable {
+        provider: provider.to_owned(),
+        status: None,
+        message: msg,
+    }
 }
 
 /// A stream that writes the call's usage record when it ends, fails, or is dropped
@@ -1160,8 +1610,23 @@ impl RecordingStream {
     fn finish(&mut self, status: UsageStatus, cost: Option<&Cost>) {
         if let Some(req) = self.req.take() {
             self.done = true;
-            let rid = self.client.record(&req, &self.model_id, &self.decision, &self.started, self.usage.as_ref(), cost, status, self.first_token_ms, true);
-            self.client.settle_detached(self.hold.take(), cost.map_or(0, |c| c.total_micros), usage_tokens(self.usage.as_ref()), rid);
+            let rid = self.client.record(
+                &req,
+                &self.model_id,
+                &self.decision,
+                &self.started,
+                self.usage.as_ref(),
+                cost,
+                status,
+                self.first_token_ms,
+                true,
+            );
+            self.client.settle_detached(
+                self.hold.take(),
+                cost.map_or(0, |c| c.total_micros),
+                usage_tokens(self.usage.as_ref()),
+                rid,
+            );
         }
     }
 }
@@ -1173,12 +1638,20 @@ impl Stream for RecordingStream {
         let this = &mut *self;
         match this.inner.as_mut().poll_next(cx) {
             Poll::Ready(Some(Ok(mut chunk))) => {
-                if this.first_token_ms.is_none() && chunk.choices.iter().any(|c| c.delta.content.is_some() || !c.delta.tool_calls.is_empty()) {
+                if this.first_token_ms.is_none()
+                    && chunk
+                        .choices
+                        .iter()
+                        .any(|c| c.delta.content.is_some() || !c.delta.tool_calls.is_empty())
+                {
                     this.first_token_ms = Some(this.started.instant.elapsed().as_millis() as u64);
                 }
                 if let Some(u) = chunk.usage {
                     this.usage = Some(u);
                     chunk.cost = this.client.price(&u, &this.model_id);
+                    if this.client.inner.recorder.is_some() {
+                        chunk.usage_record_id = Some(this.started.record_id().0);
+                    }
                 }
                 Poll::Ready(Some(Ok(chunk)))
             }
@@ -1187,8 +1660,14 @@ impl Stream for RecordingStream {
                 Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(None) => {
-                let cost = this.usage.and_then(|u| this.client.price(&u, &this.model_id));
-                let status = if this.usage.is_some() { UsageStatus::Ok } else { UsageStatus::Error(ErrorKind::StreamInterrupted) };
+                let cost = this
+                    .usage
+                    .and_then(|u| this.client.price(&u, &this.model_id));
+                let status = if this.usage.is_some() {
+                    UsageStatus::Ok
+                } else {
+                    UsageStatus::Error(ErrorKind::StreamInterrupted)
+                };
                 this.finish(status, cost.as_ref());
                 Poll::Ready(None)
             }
@@ -1213,17 +1692,33 @@ struct AbandonedCall {
 impl Drop for AbandonedCall {
     fn drop(&mut self) {
         let Some(req) = self.req.take() else { return };
-        let prompt = crate::tokens::count_request_with(&req, &self.model, crate::tokens::Counting::Fast).tokens;
+        let prompt =
+            crate::tokens::count_request_with(&req, &self.model, crate::tokens::Counting::Fast)
+                .tokens;
         let usage = Usage::new(prompt, 0, 0, 0, 0);
         let cost = self.client.price(&usage, &self.model);
-        self.client.record_as(&req, &self.model, self.route.clone(), 1, &self.clock, Some(&usage), cost.as_ref(), UsageStatus::Cancelled, None, false, None);
+        self.client.record_as(
+            &req,
+            &self.model,
+            self.route.clone(),
+            1,
+            &self.clock,
+            Some(&usage),
+            cost.as_ref(),
+            UsageStatus::Cancelled,
+            None,
+            false,
+            None,
+        );
     }
 }
 
 impl Drop for RecordingStream {
     fn drop(&mut self) {
         if !self.done {
-            let cost = self.usage.and_then(|u| self.client.price(&u, &self.model_id));
+            let cost = self
+                .usage
+                .and_then(|u| self.client.price(&u, &self.model_id));
             self.finish(UsageStatus::Cancelled, cost.as_ref());
         }
     }
@@ -1241,11 +1736,24 @@ struct SseState<S> {
 }
 
 /// Bytes -> SSE events -> normalized chunks, with an idle timeout between reads.
-fn sse_chunks<S>(body: S, decoder: Box<dyn StreamDecoder>, provider: String, idle: Duration) -> impl Stream<Item = Result<ChatChunk>> + Send
+fn sse_chunks<S>(
+    body: S,
+    decoder: Box<dyn StreamDecoder>,
+    provider: String,
+    idle: Duration,
+) -> impl Stream<Item = Result<ChatChunk>> + Send
 where
     S: Stream<Item = reqwest::Result<Bytes>> + Send + Unpin + 'static,
 {
-    let state = SseState { body, parser: SseParser::new(), decoder, pending: VecDeque::new(), provider, idle, ended: false };
+    let state = SseState {
+        body,
+        parser: SseParser::new(),
+        decoder,
+        pending: VecDeque::new(),
+        provider,
+        idle,
+        ended: false,
+    };
     futures_util::stream::unfold(state, |mut st| async move {
         loop {
             if let Some(item) = st.pending.pop_front() {
@@ -1261,7 +1769,11 @@ where
             }
             match tokio::time::timeout(st.idle, st.body.next()).await {
                 Err(_) => {
-                    st.pending.push_back(Err(Error::Timeout { provider: st.provider.clone(), after: st.idle, what: "stream idle" }));
+                    st.pending.push_back(Err(Error::Timeout {
+                        provider: st.provider.clone(),
+                        after: st.idle,
+                        what: "stream idle",
+                    }));
                 }
                 Ok(Some(Ok(bytes))) => match st.parser.feed(&bytes) {
                     Ok(events) => {
@@ -1275,7 +1787,11 @@ where
                             }
                         }
                     }
-                    Err(e) => st.pending.push_back(Err(Error::invalid_response(&st.provider, Some(200), e.to_string()))),
+                    Err(e) => st.pending.push_back(Err(Error::invalid_response(
+                        &st.provider,
+                        Some(200),
+                        e.to_string(),
+                    ))),
                 },
                 Ok(Some(Err(e))) => {
                     st.pending.push_back(Err(Error::StreamInterrupted {
@@ -1285,7 +1801,9 @@ where
                 }
                 Ok(None) => {
                     st.ended = true;
-                    let tail = st.parser.finish().map_err(|e| Error::invalid_response(&st.provider, Some(200), e.to_string()));
+                    let tail = st.parser.finish().map_err(|e| {
+                        Error::invalid_response(&st.provider, Some(200), e.to_string())
+                    });
                     let tail_chunks = tail.and_then(|ev| match ev {
                         Some(ev) => st.decoder.on_event(&ev),
                         None => Ok(Vec::new()),
@@ -1310,23 +1828,48 @@ mod tests {
     use crate::config::Secret;
 
     fn scope() -> KeyScope {
-        KeyScope { org: "acme".into(), department: Some("eng".into()), project: None, group: None, user: Some("alice".into()) }
+        KeyScope {
+            org: "acme".into(),
+            department: Some("eng".into()),
+            project: None,
+            group: None,
+            user: Some("alice".into()),
+        }
     }
 
     #[test]
     fn identity_overrides_are_checked_against_the_binding() {
-        let none = Identity { api_key_id: Some("k".into()), ..Default::default() };
+        let none = Identity {
+            api_key_id: Some("k".into()),
+            ..Default::default()
+        };
         check_identity(&none, "k", &scope()).unwrap();
-        let same = Identity { org: Some("acme".into()), department: Some("eng".into()), ..none.clone() };
+        let same = Identity {
+            org: Some("acme".into()),
+            department: Some("eng".into()),
+            ..none.clone()
+        };
         check_identity(&same, "k", &scope()).unwrap();
         // A unit the binding leaves open may be set (it narrows attribution).
-        let project = Identity { project: Some("p1".into()), ..none.clone() };
+        let project = Identity {
+            project: Some("p1".into()),
+            ..none.clone()
+        };
         check_identity(&project, "k", &scope()).unwrap();
-        let wrong = Identity { department: Some("legal".into()), ..none };
+        let wrong = Identity {
+            department: Some("legal".into()),
+            ..none
+        };
         let e = check_identity(&wrong, "k", &scope()).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Config);
         let text = e.to_string();
-        assert!(text.contains("identity.department") && text.contains("`legal`") && text.contains("department `eng`") && text.contains("user `alice`"), "{text}");
+        assert!(
+            text.contains("identity.department")
+                && text.contains("`legal`")
+                && text.contains("department `eng`")
+                && text.contains("user `alice`"),
+            "{text}"
+        );
     }
 
     /// Issue 19: a key passed in memory (MobileOptions) counts for the policy too, so
@@ -1349,7 +1892,10 @@ mod tests {
         cfg.policy.enforce = EnforceMode::Auto;
         cfg.reporting.spool_dir = Some(dir.path().join("spool2"));
         let c = Client::new(cfg.clone()).unwrap();
-        assert!(c.policy_client().is_some(), "auto enforces with an in-memory key");
+        assert!(
+            c.policy_client().is_some(),
+            "auto enforces with an in-memory key"
+        );
         c.shutdown().await.unwrap();
         // No key anywhere: required is a config error naming what is missing.
         cfg.reporting.signing_key = None;

@@ -133,7 +133,11 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts { connect_ms: 10_000, request_ms: 120_000, stream_idle_ms: 60_000 }
+        Timeouts {
+            connect_ms: 10_000,
+            request_ms: 120_000,
+            stream_idle_ms: 60_000,
+        }
     }
 }
 
@@ -299,10 +303,18 @@ impl PolicyConfig {
     /// Check ranges; errors name `policy.<field>`.
     pub fn validate(&self, source: &str) -> Result<()> {
         if self.request_timeout_ms == 0 {
-            return Err(Error::config(format!("{source}: policy.request_timeout_ms"), "a timeout of 0 ms never lets a request succeed", "give a positive number of milliseconds (default 2000)"));
+            return Err(Error::config(
+                format!("{source}: policy.request_timeout_ms"),
+                "a timeout of 0 ms never lets a request succeed",
+                "give a positive number of milliseconds (default 2000)",
+            ));
         }
         if self.cache_ttl_ms == Some(0) {
-            return Err(Error::config(format!("{source}: policy.cache_ttl_ms"), "a TTL of 0 would fetch the policy before every call", "give a positive number of milliseconds, or remove it to use the collector's ttl_ms"));
+            return Err(Error::config(
+                format!("{source}: policy.cache_ttl_ms"),
+                "a TTL of 0 would fetch the policy before every call",
+                "give a positive number of milliseconds, or remove it to use the collector's ttl_ms",
+            ));
         }
         Ok(())
     }
@@ -342,8 +354,14 @@ impl ResolvedProvider {
                 Ok(v) if !v.trim().is_empty() => Ok(Some(Secret::new(v.trim()))),
                 _ => Err(Error::config(
                     format!("providers.{}.api_key_env", self.name),
-                    format!("environment variable {var} is not set (provider `{}` needs an API key)", self.name),
-                    format!("export {var}=..., or set api_key_env / api_key in [providers.{}]", self.name),
+                    format!(
+                        "environment variable {var} is not set (provider `{}` needs an API key)",
+                        self.name
+                    ),
+                    format!(
+                        "export {var}=..., or set api_key_env / api_key in [providers.{}]",
+                        self.name
+                    ),
                 )),
             },
         }
@@ -352,14 +370,54 @@ impl ResolvedProvider {
 
 /// The built-in provider table: (name, kind, base URL, key variable).
 const BUILTINS: &[(&str, ProviderKind, &str, Option<&str>)] = &[
-    ("openai", ProviderKind::Openai, "https://api.openai.com/v1", Some("OPENAI_API_KEY")),
-    ("anthropic", ProviderKind::Anthropic, "https://api.anthropic.com", Some("ANTHROPIC_API_KEY")),
-    ("gemini", ProviderKind::Gemini, "https://generativelanguage.googleapis.com/v1beta", Some("GEMINI_API_KEY")),
-    ("deepseek", ProviderKind::Openai, "https://api.deepseek.com", Some("DEEPSEEK_API_KEY")),
-    ("mistral", ProviderKind::Openai, "https://api.mistral.ai/v1", Some("MISTRAL_API_KEY")),
-    ("groq", ProviderKind::Openai, "https://api.groq.com/openai/v1", Some("GROQ_API_KEY")),
-    ("together", ProviderKind::Openai, "https://api.together.xyz/v1", Some("TOGETHER_API_KEY")),
-    ("ollama", ProviderKind::Openai, "http://localhost:11434/v1", None),
+    (
+        "openai",
+        ProviderKind::Openai,
+        "https://api.openai.com/v1",
+        Some("OPENAI_API_KEY"),
+    ),
+    (
+        "anthropic",
+        ProviderKind::Anthropic,
+        "https://api.anthropic.com",
+        Some("ANTHROPIC_API_KEY"),
+    ),
+    (
+        "gemini",
+        ProviderKind::Gemini,
+        "https://generativelanguage.googleapis.com/v1beta",
+        Some("GEMINI_API_KEY"),
+    ),
+    (
+        "deepseek",
+        ProviderKind::Openai,
+        "https://api.deepseek.com",
+        Some("DEEPSEEK_API_KEY"),
+    ),
+    (
+        "mistral",
+        ProviderKind::Openai,
+        "https://api.mistral.ai/v1",
+        Some("MISTRAL_API_KEY"),
+    ),
+    (
+        "groq",
+        ProviderKind::Openai,
+        "https://api.groq.com/openai/v1",
+        Some("GROQ_API_KEY"),
+    ),
+    (
+        "together",
+        ProviderKind::Openai,
+        "https://api.together.xyz/v1",
+        Some("TOGETHER_API_KEY"),
+    ),
+    (
+        "ollama",
+        ProviderKind::Openai,
+        "http://localhost:11434/v1",
+        None,
+    ),
 ];
 
 /// Default `anthropic-version`.
@@ -386,7 +444,11 @@ impl Config {
     pub fn from_toml_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::config(path.display().to_string(), format!("cannot read the config file: {e}"), "check the path and its permissions")
+            Error::config(
+                path.display().to_string(),
+                format!("cannot read the config file: {e}"),
+                "check the path and its permissions",
+            )
         })?;
         Self::from_toml_str(&text, &path.display().to_string())
     }
@@ -405,8 +467,13 @@ impl Config {
 
     /// Build from JSON text.
     pub fn from_json_str(text: &str) -> Result<Self> {
-        let v: serde_json::Value = serde_json::from_str(text)
-            .map_err(|e| Error::config("config", format!("not valid JSON: {e}"), "pass a JSON object"))?;
+        let v: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+            Error::config(
+                "config",
+                format!("not valid JSON: {e}"),
+                "pass a JSON object",
+            )
+        })?;
         Self::from_json_value(v)
     }
 
@@ -414,20 +481,37 @@ impl Config {
     pub fn validate(&self, source: &str) -> Result<()> {
         let providers = self.resolved_providers(source)?;
         let check_model = |field: String, id: &str| -> Result<()> {
-            let mid = ModelId::parse(id).map_err(|e| Error::config(format!("{source}: {field}"), e.to_string(), "write `provider/model`"))?;
+            let mid = ModelId::parse(id).map_err(|e| {
+                Error::config(
+                    format!("{source}: {field}"),
+                    e.to_string(),
+                    "write `provider/model`",
+                )
+            })?;
             if !providers.contains_key(&mid.provider) {
                 return Err(Error::config(
                     format!("{source}: {field}"),
                     format!("unknown provider `{}` in `{id}`", mid.provider),
-                    format!("use one of: {}, or add [providers.{}]", providers.keys().cloned().collect::<Vec<_>>().join(", "), mid.provider),
+                    format!(
+                        "use one of: {}, or add [providers.{}]",
+                        providers.keys().cloned().collect::<Vec<_>>().join(", "),
+                        mid.provider
+                    ),
                 ));
             }
             Ok(())
         };
         for (i, m) in self.models.iter().enumerate() {
             check_model(format!("models[{i}].id"), &m.id)?;
-            if m.provider_model.as_deref().is_some_and(|v| v.trim().is_empty()) {
-                return Err(empty_value(source, &format!("models[{i}].provider_model"), "remove it to send the model part of `id`"));
+            if m.provider_model
+                .as_deref()
+                .is_some_and(|v| v.trim().is_empty())
+            {
+                return Err(empty_value(
+                    source,
+                    &format!("models[{i}].provider_model"),
+                    "remove it to send the model part of `id`",
+                ));
             }
         }
         let id = &self.identity;
@@ -440,13 +524,25 @@ impl Config {
             ("api_key_id", &id.api_key_id),
         ] {
             if v.as_deref().is_some_and(|v| v.trim().is_empty()) {
-                return Err(empty_value(source, &format!("identity.{name}"), "remove the line, or give the id"));
+                return Err(empty_value(
+                    source,
+                    &format!("identity.{name}"),
+                    "remove the line, or give the id",
+                ));
             }
         }
         let t = &self.timeouts;
-        for (name, v) in [("connect_ms", t.connect_ms), ("request_ms", t.request_ms), ("stream_idle_ms", t.stream_idle_ms)] {
+        for (name, v) in [
+            ("connect_ms", t.connect_ms),
+            ("request_ms", t.request_ms),
+            ("stream_idle_ms", t.stream_idle_ms),
+        ] {
             if v == 0 {
-                return Err(Error::config(format!("{source}: timeouts.{name}"), "a timeout of 0 ms never lets a call succeed", "give a positive number of milliseconds"));
+                return Err(Error::config(
+                    format!("{source}: timeouts.{name}"),
+                    "a timeout of 0 ms never lets a call succeed",
+                    "give a positive number of milliseconds",
+                ));
             }
         }
         crate::pricing::validate_overrides(&self.prices, source)?;
@@ -465,8 +561,15 @@ impl Config {
     /// The built-ins merged with `[providers]`, validated.
     pub fn resolved_providers(&self, source: &str) -> Result<BTreeMap<String, ResolvedProvider>> {
         let mut out = BTreeMap::new();
-        let builtins = if self.builtin_providers { BUILTINS } else { &[] };
-        let names = builtins.iter().map(|b| b.0.to_owned()).chain(self.providers.keys().cloned());
+        let builtins = if self.builtin_providers {
+            BUILTINS
+        } else {
+            &[]
+        };
+        let names = builtins
+            .iter()
+            .map(|b| b.0.to_owned())
+            .chain(self.providers.keys().cloned());
         for name in names {
             if out.contains_key(&name) {
                 continue;
@@ -477,10 +580,26 @@ impl Config {
             // An empty string where a value is required is a mistake, never "unset": an
             // empty `api_version` would drop the anthropic-version header (HTTP 400).
             for (f, v, fix) in [
-                ("api_version", user.api_version.as_deref(), "remove it to use the default \"2023-06-01\", or give a version"),
-                ("api_key_env", user.api_key_env.as_deref(), "remove it to use the built-in variable, or name the variable"),
-                ("api_key", user.api_key.as_ref().map(Secret::expose), "remove it and set the key variable, or give the key"),
-                ("base_url", user.base_url.as_deref(), "remove it to use the built-in URL, or give an http(s) URL"),
+                (
+                    "api_version",
+                    user.api_version.as_deref(),
+                    "remove it to use the default \"2023-06-01\", or give a version",
+                ),
+                (
+                    "api_key_env",
+                    user.api_key_env.as_deref(),
+                    "remove it to use the built-in variable, or name the variable",
+                ),
+                (
+                    "api_key",
+                    user.api_key.as_ref().map(Secret::expose),
+                    "remove it and set the key variable, or give the key",
+                ),
+                (
+                    "base_url",
+                    user.base_url.as_deref(),
+                    "remove it to use the built-in URL, or give an http(s) URL",
+                ),
             ] {
                 if v.is_some_and(|v| v.trim().is_empty()) {
                     return Err(empty_value(source, &format!("providers.{name}.{f}"), fix));
@@ -488,21 +607,51 @@ impl Config {
             }
             for (h, v) in &user.headers {
                 if h.trim().is_empty() {
-                    return Err(empty_value(source, &format!("providers.{name}.headers"), "give every header a name"));
+                    return Err(empty_value(
+                        source,
+                        &format!("providers.{name}.headers"),
+                        "give every header a name",
+                    ));
                 }
                 if v.trim().is_empty() {
-                    return Err(empty_value(source, &format!("providers.{name}.headers.\"{h}\""), "remove the header, or give it a value"));
+                    return Err(empty_value(
+                        source,
+                        &format!("providers.{name}.headers.\"{h}\""),
+                        "remove the header, or give it a value",
+                    ));
                 }
             }
             let kind = user.kind.or(builtin.map(|b| b.1)).ok_or_else(|| {
-                Error::config(field("kind"), "missing `kind`", "set kind = \"openai\" (OpenAI-compatible hosts), \"anthropic\" or \"gemini\"")
+                Error::config(
+                    field("kind"),
+                    "missing `kind`",
+                    "set kind = \"openai\" (OpenAI-compatible hosts), \"anthropic\" or \"gemini\"",
+                )
             })?;
-            let base = user.base_url.clone().or(builtin.map(|b| b.2.to_owned())).ok_or_else(|| {
-                Error::config(field("base_url"), "missing `base_url`", "set base_url, e.g. \"http://localhost:8000/v1\" for a vLLM server")
+            let base = user
+                .base_url
+                .clone()
+                .or(builtin.map(|b| b.2.to_owned()))
+                .ok_or_else(|| {
+                    Error::config(
+                        field("base_url"),
+                        "missing `base_url`",
+                        "set base_url, e.g. \"http://localhost:8000/v1\" for a vLLM server",
+                    )
+                })?;
+            let base_url = validate_base_url(&base).map_err(|why| {
+                Error::config(
+                    field("base_url"),
+                    format!("`{base}` {why}"),
+                    "write an absolute http:// or https:// URL without query or fragment",
+                )
             })?;
-            let base_url = validate_base_url(&base).map_err(|why| Error::config(field("base_url"), format!("`{base}` {why}"), "write an absolute http:// or https:// URL without query or fragment"))?;
             if name.is_empty() || name.contains('/') || name.contains(char::is_whitespace) {
-                return Err(Error::config(format!("{source}: providers.{name}"), "provider names may not be empty or contain `/` or spaces", "rename the table"));
+                return Err(Error::config(
+                    format!("{source}: providers.{name}"),
+                    "provider names may not be empty or contain `/` or spaces",
+                    "rename the table",
+                ));
             }
             out.insert(
                 name.clone(),
@@ -511,10 +660,18 @@ impl Config {
                     kind,
                     base_url,
                     api_key: user.api_key.clone(),
-                    api_key_env: user.api_key_env.clone().or(builtin.and_then(|b| b.3.map(str::to_owned))),
+                    api_key_env: user
+                        .api_key_env
+                        .clone()
+                        .or(builtin.and_then(|b| b.3.map(str::to_owned))),
                     headers: user.headers.clone(),
-                    api_version: user.api_version.clone().unwrap_or_else(|| ANTHROPIC_VERSION.to_owned()),
-                    request_timeout: Duration::from_millis(user.request_timeout_ms.unwrap_or(self.timeouts.request_ms)),
+                    api_version: user
+                        .api_version
+                        .clone()
+                        .unwrap_or_else(|| ANTHROPIC_VERSION.to_owned()),
+                    request_timeout: Duration::from_millis(
+                        user.request_timeout_ms.unwrap_or(self.timeouts.request_ms),
+                    ),
                 },
             );
         }
@@ -574,7 +731,11 @@ fn validate_base_url(s: &str) -> std::result::Result<String, &'static str> {
 }
 
 fn toml_error(source: &str, text: &str, e: &toml::de::Error) -> Error {
-    Error::config(format!("{source}{}", line_suffix(text, e.span())), e.message().to_owned(), "fix the TOML syntax at that line")
+    Error::config(
+        format!("{source}{}", line_suffix(text, e.span())),
+        e.message().to_owned(),
+        "fix the TOML syntax at that line",
+    )
 }
 
 fn line_suffix(text: &str, span: Option<std::ops::Range<usize>>) -> String {
@@ -611,7 +772,8 @@ mod tests {
 
     #[test]
     fn typo_names_file_field_and_line() {
-        let e = Config::from_toml_str("[providers.openai]\nbse_url = \"http://x\"\n", "gr.toml").unwrap_err();
+        let e = Config::from_toml_str("[providers.openai]\nbse_url = \"http://x\"\n", "gr.toml")
+            .unwrap_err();
         let s = e.to_string();
         assert!(s.contains("gr.toml"), "{s}");
         assert!(s.contains("providers.openai"), "{s}");
@@ -621,29 +783,47 @@ mod tests {
 
     #[test]
     fn malformed_base_url_is_named() {
-        let e = Config::from_toml_str("[providers.vllm]\nkind = \"openai\"\nbase_url = \"localhost:8000\"\n", "gr.toml").unwrap_err();
+        let e = Config::from_toml_str(
+            "[providers.vllm]\nkind = \"openai\"\nbase_url = \"localhost:8000\"\n",
+            "gr.toml",
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("providers.vllm.base_url"), "{e}");
     }
 
     #[test]
     fn new_provider_needs_kind() {
-        let e = Config::from_toml_str("[providers.vllm]\nbase_url = \"http://h:1/v1\"\n", "gr.toml").unwrap_err();
+        let e = Config::from_toml_str(
+            "[providers.vllm]\nbase_url = \"http://h:1/v1\"\n",
+            "gr.toml",
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("providers.vllm.kind"), "{e}");
     }
 
     #[test]
     fn unknown_provider_in_models() {
         let e = Config::from_toml_str("[[models]]\nid = \"nope/x\"\n", "gr.toml").unwrap_err();
-        assert!(e.to_string().contains("models[0].id") && e.to_string().contains("nope"), "{e}");
+        assert!(
+            e.to_string().contains("models[0].id") && e.to_string().contains("nope"),
+            "{e}"
+        );
     }
 
     #[test]
     fn missing_key_variable_is_a_config_error() {
-        let cfg = Config::from_toml_str("[providers.openai]\napi_key_env = \"GATEROUTER_TEST_SURELY_UNSET\"\n", "t").unwrap();
+        let cfg = Config::from_toml_str(
+            "[providers.openai]\napi_key_env = \"GATEROUTER_TEST_SURELY_UNSET\"\n",
+            "t",
+        )
+        .unwrap();
         let p = &cfg.resolved_providers("t").unwrap()["openai"];
         let e = p.api_key().unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::Config);
-        assert!(e.to_string().contains("GATEROUTER_TEST_SURELY_UNSET"), "{e}");
+        assert!(
+            e.to_string().contains("GATEROUTER_TEST_SURELY_UNSET"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -657,8 +837,19 @@ mod tests {
         let cfg = Config::from_toml_str("", "t").unwrap();
         assert_eq!(cfg.policy, PolicyConfig::default());
         assert_eq!(cfg.policy.request_timeout_ms, 2_000);
-        let cfg = Config::from_toml_str("[policy]\nenforce = \"required\"\nwhen_unreachable = \"deny\"\ncache_ttl_ms = 500\n", "t").unwrap();
-        assert_eq!((cfg.policy.enforce, cfg.policy.when_unreachable, cfg.policy.cache_ttl_ms), (EnforceMode::Required, WhenUnreachable::Deny, Some(500)));
+        let cfg = Config::from_toml_str(
+            "[policy]\nenforce = \"required\"\nwhen_unreachable = \"deny\"\ncache_ttl_ms = 500\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                cfg.policy.enforce,
+                cfg.policy.when_unreachable,
+                cfg.policy.cache_ttl_ms
+            ),
+            (EnforceMode::Required, WhenUnreachable::Deny, Some(500))
+        );
         let e = Config::from_toml_str("[policy]\nenforced = \"off\"\n", "t").unwrap_err();
         assert!(e.to_string().contains("enforced"), "{e}");
         let e = Config::from_toml_str("[policy]\nrequest_timeout_ms = 0\n", "t").unwrap_err();
@@ -668,15 +859,35 @@ mod tests {
     #[test]
     fn empty_strings_are_refused_naming_the_field() {
         for (toml, field) in [
-            ("[providers.anthropic]\napi_version = \"\"\n", "providers.anthropic.api_version"),
-            ("[providers.openai]\napi_key_env = \"\"\n", "providers.openai.api_key_env"),
-            ("[providers.openai]\napi_key = \" \"\n", "providers.openai.api_key"),
-            ("[providers.openai]\nbase_url = \"\"\n", "providers.openai.base_url"),
-            ("[providers.openai]\nheaders = { \"X-A\" = \"\" }\n", "providers.openai.headers.\"X-A\""),
+            (
+                "[providers.anthropic]\napi_version = \"\"\n",
+                "providers.anthropic.api_version",
+            ),
+            (
+                "[providers.openai]\napi_key_env = \"\"\n",
+                "providers.openai.api_key_env",
+            ),
+            (
+                "[providers.openai]\napi_key = \" \"\n",
+                "providers.openai.api_key",
+            ),
+            (
+                "[providers.openai]\nbase_url = \"\"\n",
+                "providers.openai.base_url",
+            ),
+            (
+                "[providers.openai]\nheaders = { \"X-A\" = \"\" }\n",
+                "providers.openai.headers.\"X-A\"",
+            ),
             ("[identity]\norg = \"\"\n", "identity.org"),
-            ("[[models]]\nid = \"openai/gpt-4o\"\nprovider_model = \"\"\n", "models[0].provider_model"),
+            (
+                "[[models]]\nid = \"openai/gpt-4o\"\nprovider_model = \"\"\n",
+                "models[0].provider_model",
+            ),
         ] {
-            let e = Config::from_toml_str(toml, "gr.toml").unwrap_err().to_string();
+            let e = Config::from_toml_str(toml, "gr.toml")
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(field) && e.contains("empty"), "{toml}: {e}");
         }
         let cfg = Config::emulated("http://127.0.0.1:9/");
@@ -688,7 +899,8 @@ mod tests {
 
     #[test]
     fn json_config_names_the_field() {
-        let e = Config::from_json_value(serde_json::json!({"timeouts": {"request_ms": "fast"}})).unwrap_err();
+        let e = Config::from_json_value(serde_json::json!({"timeouts": {"request_ms": "fast"}}))
+            .unwrap_err();
         assert!(e.to_string().contains("timeouts.request_ms"), "{e}");
     }
 }

@@ -78,7 +78,10 @@ impl ErrorKind {
 
     /// Whether a retry of the same request may succeed.
     pub fn is_retryable(self) -> bool {
-        matches!(self, ErrorKind::RateLimited | ErrorKind::ProviderUnavailable | ErrorKind::Timeout)
+        matches!(
+            self,
+            ErrorKind::RateLimited | ErrorKind::ProviderUnavailable | ErrorKind::Timeout
+        )
     }
 }
 
@@ -228,7 +231,8 @@ fn status_suffix(s: &Option<u16>) -> String {
 }
 
 fn retry_suffix(d: &Option<Duration>) -> String {
-    d.map(|d| format!(" (retry after {}ms)", d.as_millis())).unwrap_or_default()
+    d.map(|d| format!(" (retry after {}ms)", d.as_millis()))
+        .unwrap_or_default()
 }
 
 impl Error {
@@ -276,7 +280,9 @@ impl Error {
     pub fn status(&self) -> Option<u16> {
         match self {
             Error::Auth { status, .. } | Error::Rejected { status, .. } => Some(*status),
-            Error::ProviderUnavailable { status, .. } | Error::InvalidResponse { status, .. } => *status,
+            Error::ProviderUnavailable { status, .. } | Error::InvalidResponse { status, .. } => {
+                *status
+            }
             Error::RateLimited { .. } => Some(429),
             _ => None,
         }
@@ -302,13 +308,25 @@ impl Error {
     }
 
     /// A config error (helper for the many call sites that build one).
-    pub fn config(location: impl Into<String>, message: impl Into<String>, fix: impl Into<String>) -> Self {
-        Error::Config { location: location.into(), message: message.into(), fix: fix.into() }
+    pub fn config(
+        location: impl Into<String>,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
+        Error::Config {
+            location: location.into(),
+            message: message.into(),
+            fix: fix.into(),
+        }
     }
 
     /// A permission error from a policy denial.
     pub fn permission(d: crate::accounts::Denial) -> Self {
-        Error::Permission { rule: d.rule, level: Some(d.level), message: d.message }
+        Error::Permission {
+            rule: d.rule,
+            level: Some(d.level),
+            message: d.message,
+        }
     }
 
     /// A budget error for `budget`; the message is [`crate::accounts::BudgetStatus::describe`]
@@ -319,7 +337,10 @@ impl Error {
             Some(c) if !c.is_empty() => format!("{c}: {described}"),
             _ => described,
         };
-        Error::Budget { budget: Box::new(budget), message }
+        Error::Budget {
+            budget: Box::new(budget),
+            message,
+        }
     }
 
     /// The rule and level of a permission error.
@@ -339,8 +360,16 @@ impl Error {
     }
 
     /// An unusable-response error.
-    pub fn invalid_response(provider: &str, status: Option<u16>, message: impl Into<String>) -> Self {
-        Error::InvalidResponse { provider: provider.to_owned(), status, message: message.into() }
+    pub fn invalid_response(
+        provider: &str,
+        status: Option<u16>,
+        message: impl Into<String>,
+    ) -> Self {
+        Error::InvalidResponse {
+            provider: provider.to_owned(),
+            status,
+            message: message.into(),
+        }
     }
 }
 
@@ -352,7 +381,11 @@ mod tests {
     fn codes_are_stable() {
         assert_eq!(ErrorKind::RateLimited.code(), "RATE_LIMITED");
         assert_eq!(ErrorKind::Budget.code(), "BUDGET_EXCEEDED");
-        let e = Error::RateLimited { provider: "openai".into(), retry_after: Some(Duration::from_secs(2)), message: "slow".into() };
+        let e = Error::RateLimited {
+            provider: "openai".into(),
+            retry_after: Some(Duration::from_secs(2)),
+            message: "slow".into(),
+        };
         assert_eq!(e.kind(), ErrorKind::RateLimited);
         assert!(e.is_retryable());
         assert!(e.to_string().contains("retry after 2000ms"), "{e}");

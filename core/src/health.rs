@@ -26,7 +26,10 @@ pub struct BreakerConfig {
 
 impl Default for BreakerConfig {
     fn default() -> Self {
-        BreakerConfig { failure_threshold: 5, cooldown_ms: 30_000 }
+        BreakerConfig {
+            failure_threshold: 5,
+            cooldown_ms: 30_000,
+        }
     }
 }
 
@@ -63,7 +66,10 @@ const EWMA_ALPHA: f64 = 0.2;
 impl Health {
     /// Health tracking with these breaker settings.
     pub fn new(cfg: BreakerConfig) -> Self {
-        Health { cfg, ..Default::default() }
+        Health {
+            cfg,
+            ..Default::default()
+        }
     }
 
     /// The breaker state of `provider` now (without taking a probe slot).
@@ -78,7 +84,9 @@ impl Health {
     fn state_of(&self, b: &Breaker) -> BreakerState {
         match b.opened_at {
             None => BreakerState::Closed,
-            Some(t) if t.elapsed() < Duration::from_millis(self.cfg.cooldown_ms) => BreakerState::Open,
+            Some(t) if t.elapsed() < Duration::from_millis(self.cfg.cooldown_ms) => {
+                BreakerState::Open
+            }
             Some(_) if b.probe_in_flight => BreakerState::Open,
             Some(_) => BreakerState::HalfOpen,
         }
@@ -87,7 +95,9 @@ impl Health {
     /// May a call to `provider` go now? A half-open breaker admits one probe.
     pub fn admit(&self, provider: &str) -> bool {
         let mut map = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(b) = map.get_mut(provider) else { return true };
+        let Some(b) = map.get_mut(provider) else {
+            return true;
+        };
         match b.opened_at {
             None => true,
             Some(t) if t.elapsed() < Duration::from_millis(self.cfg.cooldown_ms) => false,
@@ -103,16 +113,34 @@ impl Health {
     /// a bad request or a budget refusal says nothing about the provider's health.
     pub fn record(&self, provider: &str, outcome: Result<Duration, ErrorKind>, model: &str) {
         let mut map = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
-        let b = map.entry(provider.to_owned()).or_insert(Breaker { consecutive_failures: 0, opened_at: None, probe_in_flight: false });
+        let b = map.entry(provider.to_owned()).or_insert(Breaker {
+            consecutive_failures: 0,
+            opened_at: None,
+            probe_in_flight: false,
+        });
         match outcome {
             Ok(latency) => {
-                *b = Breaker { consecutive_failures: 0, opened_at: None, probe_in_flight: false };
+                *b = Breaker {
+                    consecutive_failures: 0,
+                    opened_at: None,
+                    probe_in_flight: false,
+                };
                 drop(map);
                 let mut lat = self.latency.lock().unwrap_or_else(|p| p.into_inner());
                 let ms = latency.as_secs_f64() * 1000.0;
-                lat.entry(model.to_owned()).and_modify(|v| *v = EWMA_ALPHA * ms + (1.0 - EWMA_ALPHA) * *v).or_insert(ms);
+                lat.entry(model.to_owned())
+                    .and_modify(|v| *v = EWMA_ALPHA * ms + (1.0 - EWMA_ALPHA) * *v)
+                    .or_insert(ms);
             }
-            Err(kind) if matches!(kind, ErrorKind::ProviderUnavailable | ErrorKind::Timeout | ErrorKind::RateLimited | ErrorKind::StreamInterrupted) => {
+            Err(kind)
+                if matches!(
+                    kind,
+                    ErrorKind::ProviderUnavailable
+                        | ErrorKind::Timeout
+                        | ErrorKind::RateLimited
+                        | ErrorKind::StreamInterrupted
+                ) =>
+            {
                 b.consecutive_failures += 1;
                 if b.probe_in_flight || b.consecutive_failures >= self.cfg.failure_threshold {
                     b.opened_at = Some(Instant::now());
@@ -123,7 +151,11 @@ impl Health {
                 // Not the provider's fault; a half-open probe that ends this way proves
                 // the provider answers.
                 if b.probe_in_flight {
-                    *b = Breaker { consecutive_failures: 0, opened_at: None, probe_in_flight: false };
+                    *b = Breaker {
+                        consecutive_failures: 0,
+                        opened_at: None,
+                        probe_in_flight: false,
+                    };
                 }
             }
         }
@@ -131,7 +163,11 @@ impl Health {
 
     /// Observed latency of `model` in milliseconds (EWMA), if any call finished.
     pub fn latency_ms(&self, model: &str) -> Option<f64> {
-        self.latency.lock().unwrap_or_else(|p| p.into_inner()).get(model).copied()
+        self.latency
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(model)
+            .copied()
     }
 }
 
@@ -141,7 +177,10 @@ mod tests {
 
     #[test]
     fn opens_after_threshold_and_recovers_through_one_probe() {
-        let h = Health::new(BreakerConfig { failure_threshold: 3, cooldown_ms: 40 });
+        let h = Health::new(BreakerConfig {
+            failure_threshold: 3,
+            cooldown_ms: 40,
+        });
         for _ in 0..2 {
             h.record("p", Err(ErrorKind::ProviderUnavailable), "p/m");
         }
@@ -164,7 +203,10 @@ mod tests {
 
     #[test]
     fn request_errors_do_not_count() {
-        let h = Health::new(BreakerConfig { failure_threshold: 1, cooldown_ms: 1000 });
+        let h = Health::new(BreakerConfig {
+            failure_threshold: 1,
+            cooldown_ms: 1000,
+        });
         h.record("p", Err(ErrorKind::InvalidRequest), "p/m");
         h.record("p", Err(ErrorKind::Budget), "p/m");
         assert_eq!(h.state("p"), BreakerState::Closed);

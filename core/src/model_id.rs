@@ -25,7 +25,10 @@ impl ModelId {
     pub fn parse(s: &str) -> Result<Self> {
         match s.split_once('/') {
             Some((p, m)) if !p.is_empty() && !m.is_empty() && !p.contains(char::is_whitespace) => {
-                Ok(ModelId { provider: p.to_owned(), model: m.to_owned() })
+                Ok(ModelId {
+                    provider: p.to_owned(),
+                    model: m.to_owned(),
+                })
             }
             _ => Err(Error::InvalidRequest {
                 field: Some("model".into()),

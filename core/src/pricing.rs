@@ -87,13 +87,16 @@ impl Price {
         let min_pico = u128::from(MIN_NONZERO_MICROS) * 1_000_000;
         if (pico > 0 || finer_than_pico) && pico < min_pico {
             let per_million = pico.saturating_mul(1_000_000);
-            let suggestion = format_micros(u64::try_from(per_million / 1_000_000).unwrap_or(u64::MAX));
+            let suggestion =
+                format_micros(u64::try_from(per_million / 1_000_000).unwrap_or(u64::MAX));
             return Err(format!(
                 "price `{s}` is below $0.001 per million tokens and looks like a per-token price: {unit_hint}; if `{s}` is per token, write {suggestion}"
             ));
         }
         if pico % 1_000_000 != 0 {
-            return Err(format!("price `{s}` has more than 6 decimals: {unit_hint}, at most 6 decimals"));
+            return Err(format!(
+                "price `{s}` has more than 6 decimals: {unit_hint}, at most 6 decimals"
+            ));
         }
         let micros = u64::try_from(pico / 1_000_000).unwrap_or(u64::MAX);
         if micros > MAX_MICROS {
@@ -113,7 +116,10 @@ impl Price {
             ));
         }
         if self.0 > MAX_MICROS {
-            return Err("price is above $10,000 per million tokens: prices are USD per million tokens".into());
+            return Err(
+                "price is above $10,000 per million tokens: prices are USD per million tokens"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -278,16 +284,31 @@ impl ModelPrice {
         }
         if let Some(pct) = self.batch_discount_pct {
             if pct > 100 {
-                return Err(("batch_discount_pct".into(), format!("batch_discount_pct {pct} is above 100: give a percentage, 50 for half price")));
+                return Err((
+                    "batch_discount_pct".into(),
+                    format!(
+                        "batch_discount_pct {pct} is above 100: give a percentage, 50 for half price"
+                    ),
+                ));
             }
         }
         let mut last = None;
         for (i, t) in self.tiers.iter().enumerate() {
             if last.is_some_and(|l| t.above_input_tokens <= l) {
-                return Err((format!("tiers[{i}].above_input_tokens"), "tiers must be in ascending order of above_input_tokens".into()));
+                return Err((
+                    format!("tiers[{i}].above_input_tokens"),
+                    "tiers must be in ascending order of above_input_tokens".into(),
+                ));
             }
             last = Some(t.above_input_tokens);
-            for (field, p) in [("input", t.input), ("output", t.output), ("cached_input", t.cached_input), ("cache_write_5m", t.cache_write_5m), ("cache_write_1h", t.cache_write_1h), ("reasoning", t.reasoning)] {
+            for (field, p) in [
+                ("input", t.input),
+                ("output", t.output),
+                ("cached_input", t.cached_input),
+                ("cache_write_5m", t.cache_write_5m),
+                ("cache_write_1h", t.cache_write_1h),
+                ("reasoning", t.reasoning),
+            ] {
                 if let Some(p) = p {
                     p.check().map_err(|m| (format!("tiers[{i}].{field}"), m))?;
                 }
@@ -303,17 +324,34 @@ impl ModelPrice {
             output: self.output,
             cached_input: self.cached_input.unwrap_or(self.input),
             cache_write_5m: self.cache_write_5m.unwrap_or(self.input),
-            cache_write_1h: self.cache_write_1h.or(self.cache_write_5m).unwrap_or(self.input),
+            cache_write_1h: self
+                .cache_write_1h
+                .or(self.cache_write_5m)
+                .unwrap_or(self.input),
             reasoning: self.reasoning.unwrap_or(self.output),
         };
-        let tier = self.tiers.iter().rev().find(|t| prompt_tokens > t.above_input_tokens);
+        let tier = self
+            .tiers
+            .iter()
+            .rev()
+            .find(|t| prompt_tokens > t.above_input_tokens);
         if let Some(t) = tier {
             r.input = t.input.unwrap_or(r.input);
             r.output = t.output.unwrap_or(r.output);
             r.cached_input = t.cached_input.unwrap_or(r.cached_input);
             r.cache_write_5m = t.cache_write_5m.unwrap_or(r.cache_write_5m);
-            r.cache_write_1h = t.cache_write_1h.or(t.cache_write_5m).unwrap_or(r.cache_write_1h);
-            r.reasoning = t.reasoning.or(if self.reasoning.is_some() { None } else { t.output }).unwrap_or(r.reasoning);
+            r.cache_write_1h = t
+                .cache_write_1h
+                .or(t.cache_write_5m)
+                .unwrap_or(r.cache_write_1h);
+            r.reasoning = t
+                .reasoning
+                .or(if self.reasoning.is_some() {
+                    None
+                } else {
+                    t.output
+                })
+                .unwrap_or(r.reasoning);
         }
         (r, tier.map(|t| t.above_input_tokens))
     }
@@ -494,7 +532,10 @@ impl Catalog {
         BUILTIN.get_or_init(|| {
             // The embedded file is checked by tests; an empty catalog (every lookup an
             // error naming the fix) is safer than a panic if it were ever broken.
-            Catalog::from_json_str(BUILTIN_JSON).unwrap_or(Catalog { version: 0, models: BTreeMap::new() })
+            Catalog::from_json_str(BUILTIN_JSON).unwrap_or(Catalog {
+                version: 0,
+                models: BTreeMap::new(),
+            })
         })
     }
 
@@ -502,15 +543,32 @@ impl Catalog {
     pub fn from_json_str(text: &str) -> Result<Catalog> {
         let de = &mut serde_json::Deserializer::from_str(text);
         let file: CatalogFile = serde_path_to_error::deserialize(de).map_err(|e| {
-            Error::config(format!("prices.json: {}", e.path()), e.inner().to_string(), "fix the price catalog entry")
+            Error::config(
+                format!("prices.json: {}", e.path()),
+                e.inner().to_string(),
+                "fix the price catalog entry",
+            )
         })?;
         if file.currency != "USD" {
-            return Err(Error::config("prices.json: currency", format!("currency `{}` is not supported", file.currency), "use USD"));
+            return Err(Error::config(
+                "prices.json: currency",
+                format!("currency `{}` is not supported", file.currency),
+                "use USD",
+            ));
         }
         for (key, p) in &file.models {
-            p.validate().map_err(|(field, msg)| Error::config(format!("prices.json: models.\"{key}\".{field}"), msg, "correct the price"))?;
+            p.validate().map_err(|(field, msg)| {
+                Error::config(
+                    format!("prices.json: models.\"{key}\".{field}"),
+                    msg,
+                    "correct the price",
+                )
+            })?;
         }
-        Ok(Catalog { version: file.version, models: file.models })
+        Ok(Catalog {
+            version: file.version,
+            models: file.models,
+        })
     }
 
     /// A copy with the user's overrides applied and checked. Errors name
@@ -520,7 +578,11 @@ impl Catalog {
         for (key, o) in overrides {
             let loc = |field: &str| format!("prices.\"{key}\".{field}");
             if !key.contains('/') {
-                return Err(Error::config(format!("prices.\"{key}\""), "price keys are `provider/model`", format!("write [prices.\"openai/{key}\"] or the provider you use")));
+                return Err(Error::config(
+                    format!("prices.\"{key}\""),
+                    "price keys are `provider/model`",
+                    format!("write [prices.\"openai/{key}\"] or the provider you use"),
+                ));
             }
             let base = match self.lookup(key) {
                 Some((_, p)) => p.clone(),
@@ -529,7 +591,9 @@ impl Catalog {
                         let missing = if o.input.is_none() { "input" } else { "output" };
                         return Err(Error::config(
                             loc(missing),
-                            format!("`{key}` is not in the built-in catalog, so `{missing}` is required"),
+                            format!(
+                                "`{key}` is not in the built-in catalog, so `{missing}` is required"
+                            ),
                             "give both input and output in USD per million tokens",
                         ));
                     };
@@ -568,7 +632,13 @@ impl Catalog {
                 as_of: o.as_of.clone().or(base.as_of),
             };
             merged.validate().map_err(|(field, msg)| {
-                Error::config(loc(&field), msg, format!("set {field} in USD per million tokens (e.g. input = 2.5 for $2.50 per 1M)"))
+                Error::config(
+                    loc(&field),
+                    msg,
+                    format!(
+                        "set {field} in USD per million tokens (e.g. input = 2.5 for $2.50 per 1M)"
+                    ),
+                )
             })?;
             out.models.insert(key.clone(), merged);
         }
@@ -603,7 +673,10 @@ impl Catalog {
                     }
                 }
                 None => {
-                    let mut hits = self.models.iter().filter(|(k, _)| k.split_once('/').is_some_and(|(_, n)| n == c));
+                    let mut hits = self
+                        .models
+                        .iter()
+                        .filter(|(k, _)| k.split_once('/').is_some_and(|(_, n)| n == c));
                     if let (Some((k, v)), None) = (hits.next(), hits.next()) {
                         return Some((k.as_str(), v));
                     }
@@ -636,7 +709,9 @@ impl Catalog {
                 return Err(Error::config(
                     format!("prices.\"{key}\".batch_discount_pct"),
                     format!("`{key}` has no batch pricing"),
-                    format!("set batch_discount_pct in [prices.\"{key}\"] or price the call without batch"),
+                    format!(
+                        "set batch_discount_pct in [prices.\"{key}\"] or price the call without batch"
+                    ),
                 ));
             }
         };
@@ -646,10 +721,15 @@ impl Catalog {
         let uncached = usage.prompt_tokens - cached - written;
         let reasoning = usage.reasoning_tokens.min(usage.completion_tokens);
         let visible = usage.completion_tokens - reasoning;
-        let write_rate = if opts.cache_write_1h { rates.cache_write_1h } else { rates.cache_write_5m };
+        let write_rate = if opts.cache_write_1h {
+            rates.cache_write_1h
+        } else {
+            rates.cache_write_5m
+        };
         // Units of 1/100 pico-dollar: tokens * (pico-dollars per token) * (100 - discount%).
         let keep = 100 - discount;
-        let part = |tokens: u64, p: Price| u128::from(tokens) * u128::from(p.micros_per_million()) * keep;
+        let part =
+            |tokens: u64, p: Price| u128::from(tokens) * u128::from(p.micros_per_million()) * keep;
         let parts = [
             part(uncached, rates.input),
             part(cached, rates.cached_input),
@@ -657,7 +737,16 @@ impl Catalog {
             part(visible, rates.output),
             part(reasoning, rates.reasoning),
         ];
-        let (total_micros, [input_micros, cached_input_micros, cache_write_micros, output_micros, reasoning_micros]) = allocate(parts);
+        let (
+            total_micros,
+            [
+                input_micros,
+                cached_input_micros,
+                cache_write_micros,
+                output_micros,
+                reasoning_micros,
+            ],
+        ) = allocate(parts);
         Ok(Cost {
             total_micros,
             input_micros,
@@ -680,17 +769,30 @@ impl Catalog {
     /// Estimate before the call: prompt tokens counted with [`count_request`], the
     /// completion bounded by `max_tokens` (or the model's max output), and both an
     /// expected and a maximum cost.
-    pub fn estimate_cost_with(&self, req: &ChatRequest, model: &str, opts: EstimateOptions) -> Result<CostEstimate> {
+    pub fn estimate_cost_with(
+        &self,
+        req: &ChatRequest,
+        model: &str,
+        opts: EstimateOptions,
+    ) -> Result<CostEstimate> {
         let (_, price) = self.require(model)?;
         let prompt = count_request_with(req, model, opts.counting);
         let max_completion = req
             .max_tokens
             .map(u64::from)
             .or(price.max_output)
-            .or(price.context_window.map(|c| c.saturating_sub(prompt.tokens)))
+            .or(price
+                .context_window
+                .map(|c| c.saturating_sub(prompt.tokens)))
             .unwrap_or(DEFAULT_EXPECTED_COMPLETION_TOKENS);
-        let expected_completion = opts.expected_completion_tokens.unwrap_or(DEFAULT_EXPECTED_COMPLETION_TOKENS).min(max_completion);
-        let copts = CostOptions { batch: opts.batch, cache_write_1h: false };
+        let expected_completion = opts
+            .expected_completion_tokens
+            .unwrap_or(DEFAULT_EXPECTED_COMPLETION_TOKENS)
+            .min(max_completion);
+        let copts = CostOptions {
+            batch: opts.batch,
+            cache_write_1h: false,
+        };
         let usage = |completion: u64| Usage::new(prompt.tokens, completion, 0, 0, 0);
         Ok(CostEstimate {
             expected: self.cost(&usage(expected_completion), model, copts)?,
@@ -713,7 +815,13 @@ fn strip_version_suffix(name: &str) -> Option<String> {
     // `-YYYY-MM-DD`
     if tail.len() == 2 && digits {
         let parts: Vec<&str> = name.rsplitn(4, '-').collect();
-        if parts.len() == 4 && parts[1].len() == 2 && parts[2].len() == 4 && parts[..3].iter().all(|p| p.bytes().all(|b| b.is_ascii_digit())) {
+        if parts.len() == 4
+            && parts[1].len() == 2
+            && parts[2].len() == 4
+            && parts[..3]
+                .iter()
+                .all(|p| p.bytes().all(|b| b.is_ascii_digit()))
+        {
             return Some(parts[3].to_owned());
         }
     }
@@ -725,7 +833,11 @@ fn strip_version_suffix(name: &str) -> Option<String> {
 pub fn validate_overrides(overrides: &PriceOverrides, source: &str) -> Result<()> {
     match Catalog::builtin().with_overrides(overrides) {
         Ok(_) => Ok(()),
-        Err(Error::Config { location, message, fix }) => Err(Error::config(format!("{source}: {location}"), message, fix)),
+        Err(Error::Config {
+            location,
+            message,
+            fix,
+        }) => Err(Error::config(format!("{source}: {location}"), message, fix)),
         Err(e) => Err(e),
     }
 }
@@ -741,7 +853,11 @@ fn allocate<const N: usize>(parts: [u128; N]) -> (u64, [u64; N]) {
     // total - sum(floors) = round(sum of remainders) <= number of non-zero remainders.
     let mut left = total - out.iter().sum::<u128>();
     let mut order: [usize; N] = std::array::from_fn(|i| i);
-    order.sort_by(|&a, &b| (parts[b] % UNIT_PER_MICRO).cmp(&(parts[a] % UNIT_PER_MICRO)).then(a.cmp(&b)));
+    order.sort_by(|&a, &b| {
+        (parts[b] % UNIT_PER_MICRO)
+            .cmp(&(parts[a] % UNIT_PER_MICRO))
+            .then(a.cmp(&b))
+    });
     for i in order {
         if left == 0 {
             break;
@@ -775,14 +891,38 @@ mod tests {
     fn builtin_parses_and_covers_the_required_models() {
         let c = Catalog::from_json_str(BUILTIN_JSON).unwrap();
         for m in [
-            "openai/gpt-4o", "openai/gpt-4o-mini", "openai/gpt-4.1", "openai/gpt-4.1-mini", "openai/gpt-4.1-nano", "openai/o3",
-            "openai/o4-mini", "openai/gpt-5", "openai/gpt-5-mini", "openai/gpt-5-nano", "anthropic/claude-opus-4-1",
-            "anthropic/claude-sonnet-4-5", "anthropic/claude-haiku-4-5", "anthropic/claude-3-5-haiku", "gemini/gemini-2.5-pro",
-            "gemini/gemini-2.5-flash", "gemini/gemini-2.5-flash-lite", "gemini/gemini-2.0-flash", "deepseek/deepseek-chat",
-            "deepseek/deepseek-reasoner", "mistral/mistral-large", "mistral/mistral-medium", "mistral/mistral-small", "mistral/codestral",
+            "openai/gpt-4o",
+            "openai/gpt-4o-mini",
+            "openai/gpt-4.1",
+            "openai/gpt-4.1-mini",
+            "openai/gpt-4.1-nano",
+            "openai/o3",
+            "openai/o4-mini",
+            "openai/gpt-5",
+            "openai/gpt-5-mini",
+            "openai/gpt-5-nano",
+            "anthropic/claude-opus-4-1",
+            "anthropic/claude-sonnet-4-5",
+            "anthropic/claude-haiku-4-5",
+            "anthropic/claude-3-5-haiku",
+            "gemini/gemini-2.5-pro",
+            "gemini/gemini-2.5-flash",
+            "gemini/gemini-2.5-flash-lite",
+            "gemini/gemini-2.0-flash",
+            "deepseek/deepseek-chat",
+            "deepseek/deepseek-reasoner",
+            "mistral/mistral-large",
+            "mistral/mistral-medium",
+            "mistral/mistral-small",
+            "mistral/codestral",
         ] {
             let p = &c.models[m];
-            assert!(p.source.as_deref().is_some_and(|s| s.starts_with("https://")), "{m}");
+            assert!(
+                p.source
+                    .as_deref()
+                    .is_some_and(|s| s.starts_with("https://")),
+                "{m}"
+            );
             assert!(p.as_of.is_some(), "{m}");
         }
         assert_eq!(Catalog::builtin().models.len(), c.models.len());
@@ -790,30 +930,75 @@ mod tests {
 
     #[test]
     fn parse_prices() {
-        assert_eq!(Price::parse_usd_per_million("2.50").unwrap().micros_per_million(), 2_500_000);
-        assert_eq!(Price::parse_usd_per_million("0.075").unwrap().micros_per_million(), 75_000);
-        assert_eq!(Price::parse_usd_per_million("15").unwrap().micros_per_million(), 15_000_000);
-        assert_eq!(Price::parse_usd_per_million("0").unwrap().micros_per_million(), 0);
+        assert_eq!(
+            Price::parse_usd_per_million("2.50")
+                .unwrap()
+                .micros_per_million(),
+            2_500_000
+        );
+        assert_eq!(
+            Price::parse_usd_per_million("0.075")
+                .unwrap()
+                .micros_per_million(),
+            75_000
+        );
+        assert_eq!(
+            Price::parse_usd_per_million("15")
+                .unwrap()
+                .micros_per_million(),
+            15_000_000
+        );
+        assert_eq!(
+            Price::parse_usd_per_million("0")
+                .unwrap()
+                .micros_per_million(),
+            0
+        );
         for bad in ["-1", "abc", "", ".", "1.2.3", "1e-6"] {
             assert!(Price::parse_usd_per_million(bad).is_err(), "{bad}");
         }
         let e = Price::parse_usd_per_million("0.0000025").unwrap_err();
         assert!(e.contains("per-token") && e.contains("write 2.5"), "{e}");
-        assert!(Price::parse_usd_per_million("20000").unwrap_err().contains("10,000"));
-        assert_eq!(Price::from_micros_per_million(2_500_000).to_string(), "2.50");
+        assert!(
+            Price::parse_usd_per_million("20000")
+                .unwrap_err()
+                .contains("10,000")
+        );
+        assert_eq!(
+            Price::from_micros_per_million(2_500_000).to_string(),
+            "2.50"
+        );
         assert_eq!(Price::from_micros_per_million(75_000).to_string(), "0.075");
     }
 
     #[test]
     fn lookup_normalizes_names() {
         let c = Catalog::builtin();
-        assert_eq!(c.lookup("openai/gpt-4o-2024-08-06").unwrap().0, "openai/gpt-4o");
-        assert_eq!(c.lookup("anthropic/claude-sonnet-4-5-20250929").unwrap().0, "anthropic/claude-sonnet-4-5");
-        assert_eq!(c.lookup("mistral/mistral-large-latest").unwrap().0, "mistral/mistral-large");
-        assert_eq!(c.lookup("mistral/mistral-large-2411").unwrap().0, "mistral/mistral-large");
-        assert_eq!(c.lookup("gemini/models/gemini-2.5-pro").unwrap().0, "gemini/gemini-2.5-pro");
+        assert_eq!(
+            c.lookup("openai/gpt-4o-2024-08-06").unwrap().0,
+            "openai/gpt-4o"
+        );
+        assert_eq!(
+            c.lookup("anthropic/claude-sonnet-4-5-20250929").unwrap().0,
+            "anthropic/claude-sonnet-4-5"
+        );
+        assert_eq!(
+            c.lookup("mistral/mistral-large-latest").unwrap().0,
+            "mistral/mistral-large"
+        );
+        assert_eq!(
+            c.lookup("mistral/mistral-large-2411").unwrap().0,
+            "mistral/mistral-large"
+        );
+        assert_eq!(
+            c.lookup("gemini/models/gemini-2.5-pro").unwrap().0,
+            "gemini/gemini-2.5-pro"
+        );
         assert_eq!(c.lookup("gpt-4o-mini").unwrap().0, "openai/gpt-4o-mini");
-        assert_eq!(c.lookup("anthropic/claude-3-5-haiku-latest").unwrap().0, "anthropic/claude-3-5-haiku");
+        assert_eq!(
+            c.lookup("anthropic/claude-3-5-haiku-latest").unwrap().0,
+            "anthropic/claude-3-5-haiku"
+        );
         assert!(c.lookup("openai/gpt-4o-mini-tts").is_none());
         assert!(c.lookup("nope/thing").is_none());
     }
@@ -822,23 +1007,72 @@ mod tests {
     fn cost_features() {
         let c = Catalog::builtin();
         // gpt-4o: 1000 in (200 cached) + 500 out: 800*2.5 + 200*1.25 + 500*10 = 2000+250+5000 micro.
-        let k = c.cost(&Usage::new(1000, 500, 200, 0, 0), "openai/gpt-4o", CostOptions::default()).unwrap();
-        assert_eq!((k.input_micros, k.cached_input_micros, k.output_micros, k.total_micros), (2000, 250, 5000, 7250));
-        let b = c.cost(&Usage::new(1000, 500, 200, 0, 0), "openai/gpt-4o", CostOptions { batch: true, ..Default::default() }).unwrap();
+        let k = c
+            .cost(
+                &Usage::new(1000, 500, 200, 0, 0),
+                "openai/gpt-4o",
+                CostOptions::default(),
+            )
+            .unwrap();
+        assert_eq!(
+            (
+                k.input_micros,
+                k.cached_input_micros,
+                k.output_micros,
+                k.total_micros
+            ),
+            (2000, 250, 5000, 7250)
+        );
+        let b = c
+            .cost(
+                &Usage::new(1000, 500, 200, 0, 0),
+                "openai/gpt-4o",
+                CostOptions {
+                    batch: true,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
         assert_eq!(b.total_micros, 3625);
         // Sonnet 4.5 above 200k: everything at the long-context tier.
-        let t = c.cost(&Usage::new(200_001, 1000, 0, 0, 0), "anthropic/claude-sonnet-4-5", CostOptions::default()).unwrap();
+        let t = c
+            .cost(
+                &Usage::new(200_001, 1000, 0, 0, 0),
+                "anthropic/claude-sonnet-4-5",
+                CostOptions::default(),
+            )
+            .unwrap();
         assert_eq!(t.tier_above_input_tokens, Some(200_000));
         assert_eq!(t.input_micros, 1_200_006);
         assert_eq!(t.output_micros, 22_500);
         // Cache write 1h = 2x input.
-        let w = c.cost(&Usage::new(1000, 0, 0, 1000, 0), "anthropic/claude-haiku-4-5", CostOptions { cache_write_1h: true, ..Default::default() }).unwrap();
+        let w = c
+            .cost(
+                &Usage::new(1000, 0, 0, 1000, 0),
+                "anthropic/claude-haiku-4-5",
+                CostOptions {
+                    cache_write_1h: true,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
         assert_eq!(w.cache_write_micros, 2000);
         // DeepSeek has no batch API: a clear error.
-        let e = c.cost(&Usage::new(1, 1, 0, 0, 0), "deepseek/deepseek-chat", CostOptions { batch: true, ..Default::default() }).unwrap_err();
+        let e = c
+            .cost(
+                &Usage::new(1, 1, 0, 0, 0),
+                "deepseek/deepseek-chat",
+                CostOptions {
+                    batch: true,
+                    ..Default::default()
+                },
+            )
+            .unwrap_err();
         assert!(e.to_string().contains("batch"), "{e}");
         // Unknown model names the fix.
-        let e = c.cost(&Usage::default(), "acme/x", CostOptions::default()).unwrap_err();
+        let e = c
+            .cost(&Usage::default(), "acme/x", CostOptions::default())
+            .unwrap_err();
         assert!(e.to_string().contains("[prices.\"acme/x\"]"), "{e}");
     }
 
@@ -846,52 +1080,159 @@ mod tests {
     fn rounding_is_half_up_once() {
         // gpt-5-nano input $0.05/M: 10 tokens = 0.5 micro -> rounds to 1; 9 tokens = 0.45 -> 0.
         let c = Catalog::builtin();
-        assert_eq!(c.cost(&Usage::new(10, 0, 0, 0, 0), "openai/gpt-5-nano", CostOptions::default()).unwrap().total_micros, 1);
-        assert_eq!(c.cost(&Usage::new(9, 0, 0, 0, 0), "openai/gpt-5-nano", CostOptions::default()).unwrap().total_micros, 0);
+        assert_eq!(
+            c.cost(
+                &Usage::new(10, 0, 0, 0, 0),
+                "openai/gpt-5-nano",
+                CostOptions::default()
+            )
+            .unwrap()
+            .total_micros,
+            1
+        );
+        assert_eq!(
+            c.cost(
+                &Usage::new(9, 0, 0, 0, 0),
+                "openai/gpt-5-nano",
+                CostOptions::default()
+            )
+            .unwrap()
+            .total_micros,
+            0
+        );
         // Two components of 0.4 micro each: the total (0.8) rounds to 1, which goes to the
         // earlier of the tied parts, so the parts still add up to the total.
-        let k = c.cost(&Usage::new(8, 1, 0, 0, 0), "openai/gpt-5-nano", CostOptions::default()).unwrap();
+        let k = c
+            .cost(
+                &Usage::new(8, 1, 0, 0, 0),
+                "openai/gpt-5-nano",
+                CostOptions::default(),
+            )
+            .unwrap();
         assert_eq!((k.input_micros, k.output_micros, k.total_micros), (1, 0, 1));
         // deepseek-chat, 31 in + 9 out: 8.68 + 3.78 = 12.46 -> 12. Rounded on their own the
         // parts were 9 + 4 = 13; by largest remainder they are 8 + 4 (0.78 beats 0.68).
-        let d = c.cost(&Usage::new(31, 9, 0, 0, 0), "deepseek/deepseek-chat", CostOptions::default()).unwrap();
-        assert_eq!((d.input_micros, d.output_micros, d.total_micros), (8, 4, 12), "{d:?}");
+        let d = c
+            .cost(
+                &Usage::new(31, 9, 0, 0, 0),
+                "deepseek/deepseek-chat",
+                CostOptions::default(),
+            )
+            .unwrap();
+        assert_eq!(
+            (d.input_micros, d.output_micros, d.total_micros),
+            (8, 4, 12),
+            "{d:?}"
+        );
     }
 
     #[test]
     fn overrides_apply_and_unit_errors_are_named() {
         let mut o = PriceOverrides::new();
-        o.insert("openai/gpt-4o".into(), ModelPriceOverride { input: Some(Price::from_micros_per_million(1_000_000)), ..Default::default() });
-        o.insert("local/llama".into(), ModelPriceOverride { input: Some(Price::default()), output: Some(Price::default()), ..Default::default() });
+        o.insert(
+            "openai/gpt-4o".into(),
+            ModelPriceOverride {
+                input: Some(Price::from_micros_per_million(1_000_000)),
+                ..Default::default()
+            },
+        );
+        o.insert(
+            "local/llama".into(),
+            ModelPriceOverride {
+                input: Some(Price::default()),
+                output: Some(Price::default()),
+                ..Default::default()
+            },
+        );
         let c = Catalog::builtin().with_overrides(&o).unwrap();
-        assert_eq!(c.models["openai/gpt-4o"].input.micros_per_million(), 1_000_000);
-        assert_eq!(c.models["openai/gpt-4o"].output.micros_per_million(), 10_000_000);
-        assert_eq!(c.cost(&Usage::new(100, 100, 0, 0, 0), "local/llama", CostOptions::default()).unwrap().total_micros, 0);
+        assert_eq!(
+            c.models["openai/gpt-4o"].input.micros_per_million(),
+            1_000_000
+        );
+        assert_eq!(
+            c.models["openai/gpt-4o"].output.micros_per_million(),
+            10_000_000
+        );
+        assert_eq!(
+            c.cost(
+                &Usage::new(100, 100, 0, 0, 0),
+                "local/llama",
+                CostOptions::default()
+            )
+            .unwrap()
+            .total_micros,
+            0
+        );
 
         let mut bad = PriceOverrides::new();
-        bad.insert("openai/gpt-4o".into(), ModelPriceOverride { output: Some(Price::from_micros_per_million(10)), ..Default::default() });
-        let e = Catalog::builtin().with_overrides(&bad).unwrap_err().to_string();
-        assert!(e.contains("prices.\"openai/gpt-4o\".output") && e.contains("per million"), "{e}");
+        bad.insert(
+            "openai/gpt-4o".into(),
+            ModelPriceOverride {
+                output: Some(Price::from_micros_per_million(10)),
+                ..Default::default()
+            },
+        );
+        let e = Catalog::builtin()
+            .with_overrides(&bad)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("prices.\"openai/gpt-4o\".output") && e.contains("per million"),
+            "{e}"
+        );
 
         let mut new = PriceOverrides::new();
-        new.insert("acme/m".into(), ModelPriceOverride { input: Some(Price::from_micros_per_million(1_000_000)), ..Default::default() });
-        let e = Catalog::builtin().with_overrides(&new).unwrap_err().to_string();
+        new.insert(
+            "acme/m".into(),
+            ModelPriceOverride {
+                input: Some(Price::from_micros_per_million(1_000_000)),
+                ..Default::default()
+            },
+        );
+        let e = Catalog::builtin()
+            .with_overrides(&new)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("prices.\"acme/m\".output"), "{e}");
 
         // From TOML via the config: the per-token typo is caught with the field path.
-        let e = crate::Config::from_toml_str("[prices.\"openai/gpt-4o\"]\ninput = 0.0000025\n", "gr.toml").unwrap_err().to_string();
-        assert!(e.contains("input") && e.contains("per-token") && e.contains("write 2.5"), "{e}");
-        let e = crate::Config::from_toml_str("[prices.\"openai/gpt-4o\"]\nimput = 2.5\n", "gr.toml").unwrap_err().to_string();
+        let e = crate::Config::from_toml_str(
+            "[prices.\"openai/gpt-4o\"]\ninput = 0.0000025\n",
+            "gr.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("input") && e.contains("per-token") && e.contains("write 2.5"),
+            "{e}"
+        );
+        let e =
+            crate::Config::from_toml_str("[prices.\"openai/gpt-4o\"]\nimput = 2.5\n", "gr.toml")
+                .unwrap_err()
+                .to_string();
         assert!(e.contains("imput"), "{e}");
-        let cfg = crate::Config::from_toml_str("[prices.\"openai/gpt-4o\"]\ninput = 2.4\noutput = \"9.5\"\n", "gr.toml").unwrap();
+        let cfg = crate::Config::from_toml_str(
+            "[prices.\"openai/gpt-4o\"]\ninput = 2.4\noutput = \"9.5\"\n",
+            "gr.toml",
+        )
+        .unwrap();
         let c = Catalog::builtin().with_overrides(&cfg.prices).unwrap();
-        assert_eq!(c.models["openai/gpt-4o"].input.micros_per_million(), 2_400_000);
-        assert_eq!(c.models["openai/gpt-4o"].output.micros_per_million(), 9_500_000);
+        assert_eq!(
+            c.models["openai/gpt-4o"].input.micros_per_million(),
+            2_400_000
+        );
+        assert_eq!(
+            c.models["openai/gpt-4o"].output.micros_per_million(),
+            9_500_000
+        );
     }
 
     #[test]
     fn estimate_gives_expected_and_max() {
-        let mut req = ChatRequest::new("openai/gpt-4o-mini", vec![Message::user("Write a haiku about rust.")]);
+        let mut req = ChatRequest::new(
+            "openai/gpt-4o-mini",
+            vec![Message::user("Write a haiku about rust.")],
+        );
         req.max_tokens = Some(1000);
         let e = estimate_cost(&req, "openai/gpt-4o-mini").unwrap();
         assert!(e.prompt.exact);

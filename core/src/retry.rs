@@ -37,7 +37,11 @@ impl Backoff {
 
     /// Count the total time budget from `started` (shared by the fallbacks of one call).
     pub fn starting_at(cfg: &RetryConfig, started: Instant) -> Self {
-        Backoff { cfg: cfg.clone(), started, retries: 0 }
+        Backoff {
+            cfg: cfg.clone(),
+            started,
+            retries: 0,
+        }
     }
 
     /// Whether the call's total time budget still has `margin` left.
@@ -56,7 +60,9 @@ impl Backoff {
             return Decision::GiveUp;
         }
         let wait = match err.retry_after() {
-            Some(ra) if ra > Duration::from_millis(self.cfg.max_retry_after_ms) => return Decision::GiveUp,
+            Some(ra) if ra > Duration::from_millis(self.cfg.max_retry_after_ms) => {
+                return Decision::GiveUp;
+            }
             Some(ra) => ra,
             None => self.jittered(),
         };
@@ -70,7 +76,10 @@ impl Backoff {
     /// "Full jitter" (AWS architecture blog): uniform in [0, min(cap, base * 2^n)],
     /// floored at a quarter of the step so retries never hammer at 0 ms.
     fn jittered(&self) -> Duration {
-        let exp = self.cfg.initial_backoff_ms.saturating_mul(1u64 << self.retries.min(20));
+        let exp = self
+            .cfg
+            .initial_backoff_ms
+            .saturating_mul(1u64 << self.retries.min(20));
         let step = exp.min(self.cfg.max_backoff_ms).max(1);
         let ms = rand::rng().random_range(step / 4..=step);
         Duration::from_millis(ms)
@@ -82,18 +91,30 @@ mod tests {
     use super::*;
 
     fn unavailable() -> Error {
-        Error::ProviderUnavailable { provider: "p".into(), status: Some(500), message: "boom".into() }
+        Error::ProviderUnavailable {
+            provider: "p".into(),
+            status: Some(500),
+            message: "boom".into(),
+        }
     }
 
     #[test]
     fn bounded_and_growing() {
-        let cfg = RetryConfig { max_retries: 3, initial_backoff_ms: 100, max_backoff_ms: 250, ..RetryConfig::default() };
+        let cfg = RetryConfig {
+            max_retries: 3,
+            initial_backoff_ms: 100,
+            max_backoff_ms: 250,
+            ..RetryConfig::default()
+        };
         let mut b = Backoff::new(&cfg);
         for n in 0..3 {
             match b.next(&unavailable()) {
                 Decision::RetryAfter(d) => {
                     let cap = (100u64 << n).min(250);
-                    assert!(d <= Duration::from_millis(cap) && d >= Duration::from_millis(cap / 4), "{d:?}");
+                    assert!(
+                        d <= Duration::from_millis(cap) && d >= Duration::from_millis(cap / 4),
+                        "{d:?}"
+                    );
                 }
                 Decision::GiveUp => panic!("gave up early"),
             }
@@ -103,15 +124,32 @@ mod tests {
 
     #[test]
     fn honours_retry_after_and_its_ceiling() {
-        let cfg = RetryConfig { max_retry_after_ms: 5_000, ..RetryConfig::default() };
-        let rl = |s| Error::RateLimited { provider: "p".into(), retry_after: Some(Duration::from_secs(s)), message: String::new() };
-        assert_eq!(Backoff::new(&cfg).next(&rl(2)), Decision::RetryAfter(Duration::from_secs(2)));
+        let cfg = RetryConfig {
+            max_retry_after_ms: 5_000,
+            ..RetryConfig::default()
+        };
+        let rl = |s| Error::RateLimited {
+            provider: "p".into(),
+            retry_after: Some(Duration::from_secs(s)),
+            message: String::new(),
+        };
+        assert_eq!(
+            Backoff::new(&cfg).next(&rl(2)),
+            Decision::RetryAfter(Duration::from_secs(2))
+        );
         assert_eq!(Backoff::new(&cfg).next(&rl(10)), Decision::GiveUp);
     }
 
     #[test]
     fn never_retries_request_errors() {
-        let e = Error::Rejected { provider: "p".into(), status: 400, message: "bad".into() };
-        assert_eq!(Backoff::new(&RetryConfig::default()).next(&e), Decision::GiveUp);
+        let e = Error::Rejected {
+            provider: "p".into(),
+            status: 400,
+            message: "bad".into(),
+        };
+        assert_eq!(
+            Backoff::new(&RetryConfig::default()).next(&e),
+            Decision::GiveUp
+        );
     }
 }

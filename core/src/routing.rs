@@ -36,5 +36,7 @@ pub mod weights;
 pub use data::{LabeledPrompt, ScoredLine, load_jsonl, read_jsonl, score_jsonl};
 pub use features::{FEATURE_NAMES, Feature, Features};
 pub use scorer::{FeatureContribution, ScoreReport, Scorer, Tier};
-pub use select::{Attempt, AttemptOutcome, Candidate, Excluded, Exclusion, Policy, RouteDecision, RoutingConfig};
+pub use select::{
+    Attempt, AttemptOutcome, Candidate, Excluded, Exclusion, Policy, RouteDecision, RoutingConfig,
+};
 pub use weights::{Link, Target, Thresholds, Weights};

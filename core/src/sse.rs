@@ -46,7 +46,10 @@ pub enum SseError {
 impl SseParser {
     /// A parser with the default line limit.
     pub fn new() -> Self {
-        SseParser { max_line: DEFAULT_MAX_LINE, ..Default::default() }
+        SseParser {
+            max_line: DEFAULT_MAX_LINE,
+            ..Default::default()
+        }
     }
 
     /// Feed bytes; returns the events completed by them.
@@ -135,7 +138,11 @@ impl SseParser {
 
     fn take_event(&mut self) -> SseEvent {
         self.has_data = false;
-        SseEvent { event: std::mem::take(&mut self.event), data: std::mem::take(&mut self.data), id: self.id.clone() }
+        SseEvent {
+            event: std::mem::take(&mut self.event),
+            data: std::mem::take(&mut self.data),
+            id: self.id.clone(),
+        }
     }
 }
 
@@ -161,7 +168,8 @@ mod tests {
 
     #[test]
     fn any_split_gives_the_same_events() {
-        let input = "\u{feff}data: héllo 世界\r\n\r\nevent: e\rdata:z\r\rdata: [DONE]\n\n".as_bytes();
+        let input =
+            "\u{feff}data: héllo 世界\r\n\r\nevent: e\rdata:z\r\rdata: [DONE]\n\n".as_bytes();
         let whole = all(input);
         assert_eq!(whole.len(), 3);
         assert_eq!(whole[0].data, "héllo 世界");

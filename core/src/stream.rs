@@ -9,7 +9,10 @@ use futures_util::Stream;
 use crate::error::{Error, Result};
 use crate::pricing::Cost;
 use crate::routing::RouteDecision;
-use crate::types::{AssistantMessage, ChatChunk, ChatResponse, Choice, FinishReason, FunctionCall, Role, ToolCall, Usage};
+use crate::types::{
+    AssistantMessage, ChatChunk, ChatResponse, Choice, FinishReason, FunctionCall, Role, ToolCall,
+    Usage,
+};
 
 /// A stream of normalized chunks. The last item of a successful stream is a chunk with
 /// `usage` set; a stream cut short ends with [`Error::StreamInterrupted`].
@@ -27,12 +30,21 @@ impl std::fmt::Debug for ChatStream {
 impl ChatStream {
     /// Wrap any chunk stream.
     pub fn new(inner: impl Stream<Item = Result<ChatChunk>> + Send + 'static) -> Self {
-        ChatStream { inner: Box::pin(inner), route: None }
+        ChatStream {
+            inner: Box::pin(inner),
+            route: None,
+        }
     }
 
     /// Wrap a chunk stream produced by this routing decision.
-    pub fn with_route(inner: impl Stream<Item = Result<ChatChunk>> + Send + 'static, route: RouteDecision) -> Self {
-        ChatStream { inner: Box::pin(inner), route: Some(route) }
+    pub fn with_route(
+        inner: impl Stream<Item = Result<ChatChunk>> + Send + 'static,
+        route: RouteDecision,
+    ) -> Self {
+        ChatStream {
+            inner: Box::pin(inner),
+            route: Some(route),
+        }
     }
 
     /// The routing decision that opened this stream (with the attempts made).
@@ -141,7 +153,14 @@ impl StreamAccumulator {
         let tool_calls = self
             .calls
             .into_values()
-            .map(|c| ToolCall { id: c.id, kind: "function".into(), function: FunctionCall { name: c.name, arguments: c.arguments } })
+            .map(|c| ToolCall {
+                id: c.id,
+                kind: "function".into(),
+                function: FunctionCall {
+                    name: c.name,
+                    arguments: c.arguments,
+                },
+            })
             .collect();
         Ok(ChatResponse {
             id: self.id,
@@ -162,6 +181,7 @@ impl StreamAccumulator {
             usage,
             cost: self.cost,
             route: None,
+            usage_record_id: None,
         })
     }
 }

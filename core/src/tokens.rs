@@ -21,7 +21,9 @@ mod image;
 mod request;
 
 #[cfg(not(any(feature = "fast-tokenizer", feature = "compact-tokenizer")))]
-compile_error!("gaterouter needs a token counting backend: enable feature `fast-tokenizer` (default) or `compact-tokenizer`");
+compile_error!(
+    "gaterouter needs a token counting backend: enable feature `fast-tokenizer` (default) or `compact-tokenizer`"
+);
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
@@ -29,8 +31,11 @@ use std::sync::{Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
-pub use image::{ImageDims, image_dims_from_data_url, image_dims_from_bytes, ImageFormat};
-pub use request::{count_request, count_request_with, Counting, PromptBreakdown, PromptCount, UNKNOWN_IMAGE_ASSUMED_DIMS};
+pub use image::{ImageDims, ImageFormat, image_dims_from_bytes, image_dims_from_data_url};
+pub use request::{
+    Counting, PromptBreakdown, PromptCount, UNKNOWN_IMAGE_ASSUMED_DIMS, count_request,
+    count_request_with,
+};
 
 /// An exact OpenAI byte-pair encoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -134,11 +139,21 @@ fn count_parallel(enc: Encoding, text: &str, parts: usize, min_chunk: usize) -> 
     if bounds.len() <= 2 {
         return enc.count_serial(text);
     }
-    let chunks: Vec<&str> = bounds.windows(2).filter_map(|w| text.get(w[0]..w[1])).collect();
+    let chunks: Vec<&str> = bounds
+        .windows(2)
+        .filter_map(|w| text.get(w[0]..w[1]))
+        .collect();
     std::thread::scope(|s| {
-        let handles: Vec<_> = chunks[1..].iter().map(|c| s.spawn(move || enc.count_serial(c))).collect();
+        let handles: Vec<_> = chunks[1..]
+            .iter()
+            .map(|c| s.spawn(move || enc.count_serial(c)))
+            .collect();
         let first = enc.count_serial(chunks[0]);
-        first + handles.into_iter().map(|h| h.join().unwrap_or(0)).sum::<usize>()
+        first
+            + handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or(0))
+                .sum::<usize>()
     })
 }
 
@@ -190,9 +205,13 @@ fn cache() -> &'static Mutex<HashMap<CacheKey, usize>> {
 
 /// Two independent 64-bit hashes plus the length: a false hit needs a 128-bit collision.
 fn cache_key(kind: u8, text: &str) -> CacheKey {
-    static SEEDS: OnceLock<(foldhash::quality::FixedState, foldhash::quality::FixedState)> = OnceLock::new();
+    static SEEDS: OnceLock<(foldhash::quality::FixedState, foldhash::quality::FixedState)> =
+        OnceLock::new();
     let (a, b) = SEEDS.get_or_init(|| {
-        (foldhash::quality::FixedState::with_seed(0x9e37_79b9_7f4a_7c15), foldhash::quality::FixedState::with_seed(0xc2b2_ae3d_27d4_eb4f))
+        (
+            foldhash::quality::FixedState::with_seed(0x9e37_79b9_7f4a_7c15),
+            foldhash::quality::FixedState::with_seed(0xc2b2_ae3d_27d4_eb4f),
+        )
     });
     let h = |s: &foldhash::quality::FixedState| {
         let mut h = s.build_hasher();
@@ -272,14 +291,18 @@ impl EstimatorFamily {
     /// Estimated tokens of `text`: each run of CJK / other characters counted with
     /// `o200k_base` and scaled by its factor, rounded up once.
     pub fn estimate(self, text: &str) -> u64 {
-        cached(self.cache_kind(), text, || self.estimate_uncached(text) as usize) as u64
+        cached(self.cache_kind(), text, || {
+            self.estimate_uncached(text) as usize
+        }) as u64
     }
 
     fn estimate_uncached(self, text: &str) -> u64 {
         let (other_f, cjk_f) = self.factors_per_mille();
         let enc = Encoding::O200kBase;
         if text.is_ascii() {
-            return (enc.count_uncached(text) as u64).saturating_mul(other_f).div_ceil(1000);
+            return (enc.count_uncached(text) as u64)
+                .saturating_mul(other_f)
+                .div_ceil(1000);
         }
         // Runs switch only at a letter of the other class; whitespace, digits and
         // punctuation between two runs go to the following run, so that a piece like
@@ -364,7 +387,10 @@ fn split_model(model: &str) -> (String, String) {
     let lower = model.trim().to_ascii_lowercase();
     let lower = lower.strip_prefix("models/").unwrap_or(&lower).to_owned();
     match lower.split_once('/') {
-        Some((p, rest)) => (p.to_owned(), rest.rsplit('/').next().unwrap_or(rest).to_owned()),
+        Some((p, rest)) => (
+            p.to_owned(),
+            rest.rsplit('/').next().unwrap_or(rest).to_owned(),
+        ),
         None => (String::new(), lower),
     }
 }
@@ -378,15 +404,35 @@ pub fn encoding_for_model(model: &str) -> TokenizerChoice {
     let (provider, name) = split_model(model);
     match provider.as_str() {
         "anthropic" => return TokenizerChoice::Estimate(EstimatorFamily::Claude),
-        "gemini" | "google" | "vertex" | "vertex_ai" => return TokenizerChoice::Estimate(EstimatorFamily::Gemini),
+        "gemini" | "google" | "vertex" | "vertex_ai" => {
+            return TokenizerChoice::Estimate(EstimatorFamily::Gemini);
+        }
         "deepseek" => return TokenizerChoice::Estimate(EstimatorFamily::DeepSeek),
         "mistral" => return TokenizerChoice::Estimate(EstimatorFamily::Mistral),
         _ => {}
     }
     let starts = |ps: &[&str]| ps.iter().any(|p| name.starts_with(p));
-    if starts(&["gpt-4o", "chatgpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "gpt-oss", "codex-mini", "computer-use"]) {
+    if starts(&[
+        "gpt-4o",
+        "chatgpt-4o",
+        "gpt-4.1",
+        "gpt-4.5",
+        "gpt-5",
+        "o1",
+        "o3",
+        "o4",
+        "gpt-oss",
+        "codex-mini",
+        "computer-use",
+    ]) {
         TokenizerChoice::Exact(Encoding::O200kBase)
-    } else if starts(&["gpt-4", "gpt-3.5", "gpt-35", "text-embedding-3", "text-embedding-ada-002"]) {
+    } else if starts(&[
+        "gpt-4",
+        "gpt-3.5",
+        "gpt-35",
+        "text-embedding-3",
+        "text-embedding-ada-002",
+    ]) {
         TokenizerChoice::Exact(Encoding::Cl100kBase)
     } else if starts(&["claude"]) {
         TokenizerChoice::Estimate(EstimatorFamily::Claude)
@@ -394,7 +440,16 @@ pub fn encoding_for_model(model: &str) -> TokenizerChoice {
         TokenizerChoice::Estimate(EstimatorFamily::Gemini)
     } else if starts(&["deepseek"]) {
         TokenizerChoice::Estimate(EstimatorFamily::DeepSeek)
-    } else if starts(&["mistral", "codestral", "ministral", "magistral", "pixtral", "devstral", "open-mistral", "open-mixtral"]) {
+    } else if starts(&[
+        "mistral",
+        "codestral",
+        "ministral",
+        "magistral",
+        "pixtral",
+        "devstral",
+        "open-mistral",
+        "open-mixtral",
+    ]) {
         TokenizerChoice::Estimate(EstimatorFamily::Mistral)
     } else {
         TokenizerChoice::Estimate(EstimatorFamily::Generic)
@@ -413,7 +468,10 @@ pub struct TokenCount {
 /// Tokens of `text` for `model` (see [`encoding_for_model`]).
 pub fn count_text(text: &str, model: &str) -> TokenCount {
     let choice = encoding_for_model(model);
-    TokenCount { tokens: choice.count(text), exact: choice.is_exact() }
+    TokenCount {
+        tokens: choice.count(text),
+        exact: choice.is_exact(),
+    }
 }
 
 /// Decode the encodings now (on this thread), so a later first count is instant.
@@ -454,18 +512,51 @@ mod tests {
     fn model_choice() {
         use Encoding::*;
         use TokenizerChoice::*;
-        for m in ["openai/gpt-4o", "openai/gpt-4o-mini", "openai/gpt-4.1-nano", "openai/gpt-5-mini", "openai/o3", "openai/o4-mini", "gpt-4o", "azure/gpt-4o", "openrouter/openai/gpt-5"] {
+        for m in [
+            "openai/gpt-4o",
+            "openai/gpt-4o-mini",
+            "openai/gpt-4.1-nano",
+            "openai/gpt-5-mini",
+            "openai/o3",
+            "openai/o4-mini",
+            "gpt-4o",
+            "azure/gpt-4o",
+            "openrouter/openai/gpt-5",
+        ] {
             assert_eq!(encoding_for_model(m), Exact(O200kBase), "{m}");
         }
-        for m in ["openai/gpt-4", "openai/gpt-4-turbo", "openai/gpt-3.5-turbo", "openai/text-embedding-3-small"] {
+        for m in [
+            "openai/gpt-4",
+            "openai/gpt-4-turbo",
+            "openai/gpt-3.5-turbo",
+            "openai/text-embedding-3-small",
+        ] {
             assert_eq!(encoding_for_model(m), Exact(Cl100kBase), "{m}");
         }
-        assert_eq!(encoding_for_model("anthropic/claude-sonnet-4-5"), Estimate(EstimatorFamily::Claude));
-        assert_eq!(encoding_for_model("gemini/gemini-2.5-pro"), Estimate(EstimatorFamily::Gemini));
-        assert_eq!(encoding_for_model("deepseek/deepseek-chat"), Estimate(EstimatorFamily::DeepSeek));
-        assert_eq!(encoding_for_model("mistral/mistral-large-latest"), Estimate(EstimatorFamily::Mistral));
-        assert_eq!(encoding_for_model("together/mistralai/Mixtral-8x7B"), Estimate(EstimatorFamily::Generic));
-        assert_eq!(encoding_for_model("groq/llama-3.3-70b"), Estimate(EstimatorFamily::Generic));
+        assert_eq!(
+            encoding_for_model("anthropic/claude-sonnet-4-5"),
+            Estimate(EstimatorFamily::Claude)
+        );
+        assert_eq!(
+            encoding_for_model("gemini/gemini-2.5-pro"),
+            Estimate(EstimatorFamily::Gemini)
+        );
+        assert_eq!(
+            encoding_for_model("deepseek/deepseek-chat"),
+            Estimate(EstimatorFamily::DeepSeek)
+        );
+        assert_eq!(
+            encoding_for_model("mistral/mistral-large-latest"),
+            Estimate(EstimatorFamily::Mistral)
+        );
+        assert_eq!(
+            encoding_for_model("together/mistralai/Mixtral-8x7B"),
+            Estimate(EstimatorFamily::Generic)
+        );
+        assert_eq!(
+            encoding_for_model("groq/llama-3.3-70b"),
+            Estimate(EstimatorFamily::Generic)
+        );
         assert!(count_text("hi there", "openai/gpt-4o").exact);
         assert!(!count_text("hi there", "anthropic/claude-haiku-4-5").exact);
     }
@@ -474,12 +565,18 @@ mod tests {
     fn estimator_scales_up() {
         let text = "The quick brown fox jumps over the lazy dog. ".repeat(20);
         let base = Encoding::O200kBase.count(&text) as u64;
-        assert_eq!(EstimatorFamily::Claude.estimate(&text), (base * 1200).div_ceil(1000));
+        assert_eq!(
+            EstimatorFamily::Claude.estimate(&text),
+            (base * 1200).div_ceil(1000)
+        );
         assert!(EstimatorFamily::Mistral.estimate(&text) > base);
         // CJK runs use the CJK factor: DeepSeek counts Chinese below o200k.
         let zh = "人工智能正在改变世界的许多行业。".repeat(10);
         let zh_base = Encoding::O200kBase.count(&zh) as u64;
-        assert_eq!(EstimatorFamily::DeepSeek.estimate(&zh), (zh_base * 950).div_ceil(1000));
+        assert_eq!(
+            EstimatorFamily::DeepSeek.estimate(&zh),
+            (zh_base * 950).div_ceil(1000)
+        );
         // The space between the runs goes with the CJK run (" 人工..." is one o200k piece).
         let mixed = format!("{text}{zh}");
         let m = EstimatorFamily::DeepSeek.estimate(&mixed);
@@ -496,10 +593,19 @@ mod tests {
         }
         let serial = Encoding::O200kBase.count_serial(&text);
         for parts in [2, 3, 7] {
-            assert_eq!(count_parallel(Encoding::O200kBase, &text, parts, 100), serial);
-            assert_eq!(count_parallel(Encoding::Cl100kBase, &text, parts, 100), Encoding::Cl100kBase.count_serial(&text));
+            assert_eq!(
+                count_parallel(Encoding::O200kBase, &text, parts, 100),
+                serial
+            );
+            assert_eq!(
+                count_parallel(Encoding::Cl100kBase, &text, parts, 100),
+                Encoding::Cl100kBase.count_serial(&text)
+            );
         }
-        assert!(safe_bounds(&text, 7, 100).len() > 3, "the text must actually be split");
+        assert!(
+            safe_bounds(&text, 7, 100).len() > 3,
+            "the text must actually be split"
+        );
     }
 
     #[test]
@@ -510,7 +616,10 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a, Encoding::O200kBase.count_uncached(&text));
         assert_ne!(cache_key(0, &text), cache_key(1, &text));
-        assert_eq!(EstimatorFamily::Claude.estimate(&text), EstimatorFamily::Claude.estimate_uncached(&text));
+        assert_eq!(
+            EstimatorFamily::Claude.estimate(&text),
+            EstimatorFamily::Claude.estimate_uncached(&text)
+        );
     }
 
     proptest! {

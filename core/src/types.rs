@@ -288,7 +288,11 @@ pub struct Tool {
 
 impl Tool {
     /// A function tool.
-    pub fn function(name: impl Into<String>, description: impl Into<String>, parameters: Value) -> Self {
+    pub fn function(
+        name: impl Into<String>,
+        description: impl Into<String>,
+        parameters: Value,
+    ) -> Self {
         Tool {
             kind: function_type(),
             function: FunctionDef {
@@ -320,8 +324,9 @@ impl Serialize for ToolChoice {
             ToolChoice::Auto => s.serialize_str("auto"),
             ToolChoice::None => s.serialize_str("none"),
             ToolChoice::Required => s.serialize_str("required"),
-            ToolChoice::Function(name) => serde_json::json!({"type": "function", "function": {"name": name}})
-                .serialize(s),
+            ToolChoice::Function(name) => {
+                serde_json::json!({"type": "function", "function": {"name": name}}).serialize(s)
+            }
         }
     }
 }
@@ -343,7 +348,9 @@ impl<'de> Deserialize<'de> for ToolChoice {
                 .and_then(Value::as_str)
                 .map(|n| ToolChoice::Function(n.to_owned()))
                 .ok_or_else(|| de::Error::custom("tool_choice object needs function.name")),
-            _ => Err(de::Error::custom("tool_choice must be a string or an object")),
+            _ => Err(de::Error::custom(
+                "tool_choice must be a string or an object",
+            )),
         }
     }
 }
@@ -414,7 +421,11 @@ pub struct ChatRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top_p: Option<f64>,
     /// Upper bound on generated tokens (`max_completion_tokens` is accepted as an alias).
-    #[serde(default, alias = "max_completion_tokens", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "max_completion_tokens",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_tokens: Option<u32>,
     /// Stop sequences.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -466,29 +477,43 @@ impl ChatRequest {
     /// Parse a request from OpenAI-style JSON, naming the offending field on error.
     pub fn from_json(json: &str) -> Result<Self> {
         let de = &mut serde_json::Deserializer::from_str(json);
-        let req: ChatRequest = serde_path_to_error::deserialize(de).map_err(|e| Error::InvalidRequest {
-            field: Some(e.path().to_string()),
-            message: format!("request field `{}`: {}", e.path(), e.inner()),
-        })?;
+        let req: ChatRequest =
+            serde_path_to_error::deserialize(de).map_err(|e| Error::InvalidRequest {
+                field: Some(e.path().to_string()),
+                message: format!("request field `{}`: {}", e.path(), e.inner()),
+            })?;
         req.validate()?;
         Ok(req)
     }
 
     /// Check the rules serde cannot express; errors name the field and the fix.
     pub fn validate(&self) -> Result<()> {
-        let bad = |field: String, message: String| Err(Error::InvalidRequest { field: Some(field), message });
+        let bad = |field: String, message: String| {
+            Err(Error::InvalidRequest {
+                field: Some(field),
+                message,
+            })
+        };
         if self.model.trim().is_empty() {
-            return bad("model".into(), "model is empty: use `provider/model` (e.g. `openai/gpt-4o-mini`) or `auto`".into());
+            return bad(
+                "model".into(),
+                "model is empty: use `provider/model` (e.g. `openai/gpt-4o-mini`) or `auto`".into(),
+            );
         }
         if self.messages.is_empty() {
-            return bad("messages".into(), "messages is empty: send at least one user message".into());
+            return bad(
+                "messages".into(),
+                "messages is empty: send at least one user message".into(),
+            );
         }
         for (i, m) in self.messages.iter().enumerate() {
             match m.role {
                 Role::Tool if m.tool_call_id.as_deref().is_none_or(str::is_empty) => {
                     return bad(
                         format!("messages[{i}].tool_call_id"),
-                        format!("messages[{i}] has role `tool` but no tool_call_id: set it to the id of the tool call it answers"),
+                        format!(
+                            "messages[{i}] has role `tool` but no tool_call_id: set it to the id of the tool call it answers"
+                        ),
                     );
                 }
                 Role::Assistant if m.content.is_none() && m.tool_calls.is_empty() => {
@@ -508,55 +533,94 @@ impl ChatRequest {
             if m.role != Role::Assistant && !m.tool_calls.is_empty() {
                 return bad(
                     format!("messages[{i}].tool_calls"),
-                    format!("messages[{i}] ({}) carries tool_calls: only assistant messages may", m.role.as_str()),
+                    format!(
+                        "messages[{i}] ({}) carries tool_calls: only assistant messages may",
+                        m.role.as_str()
+                    ),
                 );
             }
             for (j, tc) in m.tool_calls.iter().enumerate() {
                 if serde_json::from_str::<Value>(&tc.function.arguments).is_err() {
                     return bad(
                         format!("messages[{i}].tool_calls[{j}].function.arguments"),
-                        format!("messages[{i}].tool_calls[{j}].function.arguments is not valid JSON: send the arguments as a JSON-encoded string"),
+                        format!(
+                            "messages[{i}].tool_calls[{j}].function.arguments is not valid JSON: send the arguments as a JSON-encoded string"
+                        ),
                     );
                 }
             }
         }
         for (i, t) in self.tools.iter().enumerate() {
             if t.kind != "function" {
-                return bad(format!("tools[{i}].type"), format!("tools[{i}].type is `{}`: only \"function\" is supported", t.kind));
+                return bad(
+                    format!("tools[{i}].type"),
+                    format!(
+                        "tools[{i}].type is `{}`: only \"function\" is supported",
+                        t.kind
+                    ),
+                );
             }
             let n = &t.function.name;
-            if n.is_empty() || n.len() > 64 || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            if n.is_empty()
+                || n.len() > 64
+                || !n
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
                 return bad(
                     format!("tools[{i}].function.name"),
-                    format!("tools[{i}].function.name `{n}` must be 1-64 characters of a-z, A-Z, 0-9, _ or -"),
+                    format!(
+                        "tools[{i}].function.name `{n}` must be 1-64 characters of a-z, A-Z, 0-9, _ or -"
+                    ),
                 );
             }
         }
         if let Some(ToolChoice::Function(name)) = &self.tool_choice {
             if !self.tools.iter().any(|t| &t.function.name == name) {
-                return bad("tool_choice".into(), format!("tool_choice names `{name}`, which is not in tools"));
+                return bad(
+                    "tool_choice".into(),
+                    format!("tool_choice names `{name}`, which is not in tools"),
+                );
             }
         }
         if let Some(t) = self.temperature {
             if !(0.0..=2.0).contains(&t) {
-                return bad("temperature".into(), format!("temperature {t} is out of range: use 0.0 to 2.0"));
+                return bad(
+                    "temperature".into(),
+                    format!("temperature {t} is out of range: use 0.0 to 2.0"),
+                );
             }
         }
         if let Some(p) = self.top_p {
             if !(0.0..=1.0).contains(&p) {
-                return bad("top_p".into(), format!("top_p {p} is out of range: use 0.0 to 1.0"));
+                return bad(
+                    "top_p".into(),
+                    format!("top_p {p} is out of range: use 0.0 to 1.0"),
+                );
             }
         }
         if self.max_tokens == Some(0) {
-            return bad("max_tokens".into(), "max_tokens is 0: leave it unset or give a positive number".into());
+            return bad(
+                "max_tokens".into(),
+                "max_tokens is 0: leave it unset or give a positive number".into(),
+            );
         }
         Ok(())
     }
 
     /// The system messages' text, joined (adapters that lift the system prompt use this).
     pub fn system_text(&self) -> Option<String> {
-        let parts: Vec<String> = self.messages.iter().filter(|m| m.role == Role::System).map(Message::text).collect();
-        if parts.is_empty() { None } else { Some(parts.join("\n\n")) }
+        let parts: Vec<String> = self
+            .messages
+            .iter()
+            .filter(|m| m.role == Role::System)
+            .map(Message::text)
+            .collect();
+        if parts.is_empty() {
+            None
+        } else {
+            Some(parts.join("\n\n"))
+        }
     }
 }
 
@@ -615,7 +679,13 @@ pub struct Usage {
 
 impl Usage {
     /// Build a usage object, computing the total.
-    pub fn new(prompt: u64, completion: u64, cached: u64, cache_write: u64, reasoning: u64) -> Self {
+    pub fn new(
+        prompt: u64,
+        completion: u64,
+        cached: u64,
+        cache_write: u64,
+        reasoning: u64,
+    ) -> Self {
         Usage {
             prompt_tokens: prompt,
             completion_tokens: completion,
@@ -693,17 +763,27 @@ pub struct ChatResponse {
     /// The routing decision that produced this response, with the attempts made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route: Option<crate::routing::RouteDecision>,
+    /// Id of the call's usage record (absent without usage records): pass it to
+    /// `Client::feedback` to say how good the answer was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage_record_id: Option<String>,
 }
 
 impl ChatResponse {
     /// The first choice's text, or "".
     pub fn text(&self) -> &str {
-        self.choices.first().and_then(|c| c.message.content.as_deref()).unwrap_or("")
+        self.choices
+            .first()
+            .and_then(|c| c.message.content.as_deref())
+            .unwrap_or("")
     }
 
     /// The first choice's tool calls.
     pub fn tool_calls(&self) -> &[ToolCall] {
-        self.choices.first().map(|c| c.message.tool_calls.as_slice()).unwrap_or(&[])
+        self.choices
+            .first()
+            .map(|c| c.message.tool_calls.as_slice())
+            .unwrap_or(&[])
     }
 
     /// The first choice's finish reason.
@@ -788,6 +868,10 @@ pub struct ChatChunk {
     /// What the call cost, on the last chunk only (when the model is priced).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<crate::pricing::Cost>,
+    /// Id of the call's usage record, on the chunk that carries `usage` (absent without
+    /// usage records): pass it to `Client::feedback`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage_record_id: Option<String>,
 }
 
 impl ChatChunk {
@@ -801,12 +885,15 @@ impl ChatChunk {
             choices: Vec::new(),
             usage: None,
             cost: None,
+            usage_record_id: None,
         }
     }
 
     /// Text fragment of the first choice, if any.
     pub fn text(&self) -> Option<&str> {
-        self.choices.first().and_then(|c| c.delta.content.as_deref())
+        self.choices
+            .first()
+            .and_then(|c| c.delta.content.as_deref())
     }
 }
 
@@ -839,19 +926,37 @@ mod tests {
 
     #[test]
     fn unknown_field_is_named() {
-        let err = ChatRequest::from_json(r#"{"model":"auto","messages":[],"temprature":1}"#).unwrap_err();
+        let err =
+            ChatRequest::from_json(r#"{"model":"auto","messages":[],"temprature":1}"#).unwrap_err();
         assert!(err.to_string().contains("temprature"), "{err}");
     }
 
     #[test]
     fn validation_names_the_field() {
         let mut req = ChatRequest::new("auto", vec![]);
-        assert!(req.validate().unwrap_err().to_string().contains("messages is empty"));
-        req.messages.push(Message { tool_call_id: None, ..Message::tool("x", "y") });
+        assert!(
+            req.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("messages is empty")
+        );
+        req.messages.push(Message {
+            tool_call_id: None,
+            ..Message::tool("x", "y")
+        });
         let e = req.validate().unwrap_err();
-        assert!(e.to_string().contains("messages[0].tool_call_id") || e.to_string().contains("tool_call_id"), "{e}");
+        assert!(
+            e.to_string().contains("messages[0].tool_call_id")
+                || e.to_string().contains("tool_call_id"),
+            "{e}"
+        );
         let mut req = ChatRequest::new("auto", vec![Message::user("hi")]);
         req.temperature = Some(3.0);
-        assert!(req.validate().unwrap_err().to_string().contains("temperature"));
+        assert!(
+            req.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("temperature")
+        );
     }
 }

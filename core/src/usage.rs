@@ -32,6 +32,7 @@
 
 pub mod canonical;
 pub mod delivery;
+pub mod feedback;
 pub mod record;
 pub mod reporter;
 pub mod signing;
@@ -45,7 +46,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use delivery::{DeliveryEvent, DeliveryListener, RefusalCount};
-pub use record::{RecordId, RouteInfo, RouteMode, SdkInfo, UsageRecord, UsageRecordInput, UsageStatus, unix_ms_now};
+pub use feedback::{FeedbackInput, FeedbackRecord, FeedbackSource};
+pub use record::{
+    RecordId, RouteInfo, RouteMode, SdkInfo, UsageRecord, UsageRecordInput, UsageStatus,
+    unix_ms_now,
+};
 pub use reporter::{BatchResponse, LinkState, NetworkClass, Rejected};
 pub use signing::{UsageSigner, generate_key};
 pub use spool::{Spool, SpoolOptions, SpoolStatus};
@@ -145,7 +150,9 @@ pub enum UsageError {
     #[error("the usage recorder is shut down; records are no longer accepted")]
     ShutDown,
     /// A collector is configured but there is no tokio runtime to run the reporter.
-    #[error("the usage reporter needs a tokio runtime. Fix: call Recorder::start inside a tokio runtime")]
+    #[error(
+        "the usage reporter needs a tokio runtime. Fix: call Recorder::start inside a tokio runtime"
+    )]
     NoRuntime,
 }
 
@@ -256,13 +263,23 @@ impl Default for ReportingConfig {
 }
 
 fn cfg_err(field: &str, message: impl Into<String>, fix: impl Into<String>) -> UsageError {
-    UsageError::Config { location: format!("reporting.{field}"), message: message.into(), fix: fix.into() }
+    UsageError::Config {
+        location: format!("reporting.{field}"),
+        message: message.into(),
+        fix: fix.into(),
+    }
 }
 
 impl ReportingConfig {
     /// Check ranges and the collector URL; errors name `reporting.<field>`.
     pub fn validate(&self) -> Result<(), UsageError> {
-        for (f, v) in [("batch_max_records", self.batch_max_records), ("cellular_batch_max_records", self.cellular_batch_max_records)] {
+        for (f, v) in [
+            ("batch_max_records", self.batch_max_records),
+            (
+                "cellular_batch_max_records",
+                self.cellular_batch_max_records,
+            ),
+        ] {
             if !(1..=10_000).contains(&v) {
                 return Err(cfg_err(f, format!("{v} is out of range"), "use 1..=10000"));
             }
@@ -274,19 +291,38 @@ impl ReportingConfig {
             ("retry_initial_backoff_ms", self.retry_initial_backoff_ms),
         ] {
             if v == 0 {
-                return Err(cfg_err(f, "must be positive", "give a positive number of milliseconds"));
+                return Err(cfg_err(
+                    f,
+                    "must be positive",
+                    "give a positive number of milliseconds",
+                ));
             }
         }
         if self.retry_initial_backoff_ms > self.retry_max_backoff_ms {
-            return Err(cfg_err("retry_initial_backoff_ms", "is larger than retry_max_backoff_ms", "make it <= retry_max_backoff_ms"));
+            return Err(cfg_err(
+                "retry_initial_backoff_ms",
+                "is larger than retry_max_backoff_ms",
+                "make it <= retry_max_backoff_ms",
+            ));
         }
         if self.max_spool_bytes < 64 * 1024 {
-            return Err(cfg_err("max_spool_bytes", format!("{} bytes is too small", self.max_spool_bytes), "use at least 65536"));
+            return Err(cfg_err(
+                "max_spool_bytes",
+                format!("{} bytes is too small", self.max_spool_bytes),
+                "use at least 65536",
+            ));
         }
         if let Some(u) = &self.collector_url {
-            let ok = url::Url::parse(u).ok().filter(|p| matches!(p.scheme(), "http" | "https") && p.host_str().is_some_and(|h| !h.is_empty()));
+            let ok = url::Url::parse(u).ok().filter(|p| {
+                matches!(p.scheme(), "http" | "https")
+                    && p.host_str().is_some_and(|h| !h.is_empty())
+            });
             if ok.is_none() {
-                return Err(cfg_err("collector_url", format!("`{u}` is not an absolute http(s) URL"), "write e.g. https://usage.example.com"));
+                return Err(cfg_err(
+                    "collector_url",
+                    format!("`{u}` is not an absolute http(s) URL"),
+                    "write e.g. https://usage.example.com",
+                ));
             }
         }
         Ok(())
@@ -294,7 +330,9 @@ impl ReportingConfig {
 
     /// The collector endpoint, `{collector_url}/v1/usage`.
     pub fn endpoint(&self) -> Option<String> {
-        self.collector_url.as_ref().map(|u| format!("{}/v1/usage", u.trim_end_matches('/')))
+        self.collector_url
+            .as_ref()
+            .map(|u| format!("{}/v1/usage", u.trim_end_matches('/')))
     }
 
     /// Whether a signing key is configured: in memory (`signing_key`, mobile apps), a
@@ -302,26 +340,42 @@ impl ReportingConfig {
     /// [`DEFAULT_SIGNING_KEY_ENV`]). The one check both usage records and policy
     /// enforcement use.
     pub fn signing_key_configured(&self) -> bool {
-        let env = self.signing_key_env.as_deref().unwrap_or(DEFAULT_SIGNING_KEY_ENV);
-        self.signing_key.is_some() || self.signing_key_file.is_some() || std::env::var(env).is_ok_and(|v| !v.trim().is_empty())
+        let env = self
+            .signing_key_env
+            .as_deref()
+            .unwrap_or(DEFAULT_SIGNING_KEY_ENV);
+        self.signing_key.is_some()
+            || self.signing_key_file.is_some()
+            || std::env::var(env).is_ok_and(|v| !v.trim().is_empty())
     }
 
     /// Load the signing key from `signing_key` (in memory), else `signing_key_file`,
     /// else `signing_key_env`, else [`DEFAULT_SIGNING_KEY_ENV`].
     pub fn load_signer(&self) -> Result<UsageSigner, UsageError> {
         if let Some(k) = &self.signing_key {
-            return UsageSigner::from_key_text(k.expose(), "reporting.signing_key (in memory, from the app)");
+            return UsageSigner::from_key_text(
+                k.expose(),
+                "reporting.signing_key (in memory, from the app)",
+            );
         }
         if let Some(f) = &self.signing_key_file {
             return UsageSigner::from_file(f);
         }
-        UsageSigner::from_env(self.signing_key_env.as_deref().unwrap_or(DEFAULT_SIGNING_KEY_ENV))
+        UsageSigner::from_env(
+            self.signing_key_env
+                .as_deref()
+                .unwrap_or(DEFAULT_SIGNING_KEY_ENV),
+        )
     }
 }
 
 /// The platform data directory, or `./.gaterouter` when none is known.
 pub fn default_data_dir() -> PathBuf {
-    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     let base = if cfg!(windows) {
         env("LOCALAPPDATA")
     } else if cfg!(target_os = "macos") {
@@ -329,13 +383,16 @@ pub fn default_data_dir() -> PathBuf {
     } else {
         env("XDG_DATA_HOME").or_else(|| env("HOME").map(|h| h.join(".local").join("share")))
     };
-    base.map(|b| b.join("gaterouter")).unwrap_or_else(|| PathBuf::from(".gaterouter"))
+    base.map(|b| b.join("gaterouter"))
+        .unwrap_or_else(|| PathBuf::from(".gaterouter"))
 }
 
 /// Where the default spool slots of a key live: `<data dir>/spool/<api_key_id>`; each
 /// process takes the first free `p<N>` below it. See [`ReportingConfig::spool_dir`].
 pub fn default_spool_base(identity: &Identity) -> PathBuf {
-    default_data_dir().join("spool").join(sanitize(identity.api_key_id.as_deref().unwrap_or("")))
+    default_data_dir()
+        .join("spool")
+        .join(sanitize(identity.api_key_id.as_deref().unwrap_or("")))
 }
 
 /// The spool directories a config uses: `reporting.spool_dir` when set, else every
@@ -346,15 +403,32 @@ pub fn configured_spool_dirs(cfg: &ReportingConfig, identity: &Identity) -> Vec<
         return vec![d.clone()];
     }
     let base = default_spool_base(identity);
-    (0..DEFAULT_SLOTS).map(|n| base.join(format!("p{n}"))).filter(|d| d.is_dir()).collect()
+    (0..DEFAULT_SLOTS)
+        .map(|n| base.join(format!("p{n}")))
+        .filter(|d| d.is_dir())
+        .collect()
 }
 
 /// Default slots tried under the default spool directory.
 const DEFAULT_SLOTS: u32 = 64;
 
 fn sanitize(s: &str) -> String {
-    let out: String = s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).take(64).collect();
-    if out.is_empty() { "default".into() } else { out }
+    let out: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    if out.is_empty() {
+        "default".into()
+    } else {
+        out
+    }
 }
 
 /// Result of a flush.
@@ -408,7 +482,10 @@ impl DeliveryReport {
 
     /// The report of a client without usage records.
     pub fn off() -> Self {
-        DeliveryReport { drained: true, ..Default::default() }
+        DeliveryReport {
+            drained: true,
+            ..Default::default()
+        }
     }
 }
 
@@ -451,7 +528,12 @@ impl Recorder {
 
     /// Start with an explicit SDK description (bindings) and signer (`None` only with
     /// `mode = "off"`).
-    pub fn start_with(cfg: &ReportingConfig, identity: &Identity, sdk: SdkInfo, signer: Option<UsageSigner>) -> Result<Recorder, UsageError> {
+    pub fn start_with(
+        cfg: &ReportingConfig,
+        identity: &Identity,
+        sdk: SdkInfo,
+        signer: Option<UsageSigner>,
+    ) -> Result<Recorder, UsageError> {
         cfg.validate()?;
         let mut spool = None;
         let mut reporter = None;
@@ -459,9 +541,17 @@ impl Recorder {
         let (link, _) = tokio::sync::watch::channel(LinkState::default());
         if cfg.mode == ReportingMode::Spool {
             if signer.is_none() {
-                return Err(cfg_err("signing_key_file", "spool mode needs a signing key", "set signing_key_file or signing_key_env, or mode = \"off\""));
+                return Err(cfg_err(
+                    "signing_key_file",
+                    "spool mode needs a signing key",
+                    "set signing_key_file or signing_key_env, or mode = \"off\"",
+                ));
             }
-            if identity.api_key_id.as_deref().is_none_or(|k| k.trim().is_empty()) {
+            if identity
+                .api_key_id
+                .as_deref()
+                .is_none_or(|k| k.trim().is_empty())
+            {
                 return Err(UsageError::Config {
                     location: "identity.api_key_id".into(),
                     message: "signed usage records need the API key id".into(),
@@ -470,7 +560,8 @@ impl Recorder {
             }
             let sp = open_spool(cfg, identity)?;
             if let Some(endpoint) = cfg.endpoint() {
-                let rt = tokio::runtime::Handle::try_current().map_err(|_| UsageError::NoRuntime)?;
+                let rt =
+                    tokio::runtime::Handle::try_current().map_err(|_| UsageError::NoRuntime)?;
                 let opts = reporter::ReporterOptions {
                     endpoint,
                     batch_max_records: cfg.batch_max_records,
@@ -482,14 +573,25 @@ impl Recorder {
                     max_backoff: Duration::from_millis(cfg.retry_max_backoff_ms),
                 };
                 let h = reporter::spawn(sp.clone(), opts, link.subscribe(), delivery.clone(), &rt)
-                    .map_err(|e| cfg_err("collector_url", format!("cannot build the HTTP client: {e}"), "check the TLS setup"))?;
+                    .map_err(|e| {
+                        cfg_err(
+                            "collector_url",
+                            format!("cannot build the HTTP client: {e}"),
+                            "check the TLS setup",
+                        )
+                    })?;
                 reporter = Some(h);
             }
             spool = Some(sp);
         }
         let first_seq = spool.as_ref().map_or(0, |s| s.max_seq()) + 1;
         let mut identity = identity.clone();
-        if cfg.mode == ReportingMode::Off && identity.api_key_id.as_deref().is_none_or(|k| k.trim().is_empty()) {
+        if cfg.mode == ReportingMode::Off
+            && identity
+                .api_key_id
+                .as_deref()
+                .is_none_or(|k| k.trim().is_empty())
+        {
             // Nothing is signed or kept: validate the call's data without requiring a key id.
             identity.api_key_id = Some("unset".into());
         }
@@ -512,6 +614,16 @@ impl Recorder {
 
     /// Validate, sign and spool one record; returns its id once it is written.
     pub fn record(&self, input: UsageRecordInput) -> Result<RecordId, UsageError> {
+        self.record_with_id(input, RecordId::new_v7())
+    }
+
+    /// [`Recorder::record`] under an id chosen before the call (so a response can name
+    /// its record, e.g. for [`Recorder::feedback`], before the record is written).
+    pub fn record_with_id(
+        &self,
+        input: UsageRecordInput,
+        id: RecordId,
+    ) -> Result<RecordId, UsageError> {
         let inner = &*self.inner;
         if inner.closed.load(Ordering::Acquire) {
             return Err(UsageError::ShutDown);
@@ -519,13 +631,42 @@ impl Recorder {
         let seq = inner.seq.fetch_add(1, Ordering::AcqRel);
         let rec = {
             let identity = inner.identity.read().unwrap_or_else(|p| p.into_inner());
-            UsageRecord::build(input, &identity, &inner.sdk, RecordId::new_v7(), seq)?
+            UsageRecord::build(input, &identity, &inner.sdk, id, seq)?
         };
         let (Some(spool), Some(signer)) = (&inner.spool, &inner.signer) else {
             return Ok(rec.id);
         };
         let (canonical, sig) = signer.sign_record(&rec)?;
         let wire = signing::wire_json(&canonical, &sig);
+        spool.append(wire.as_bytes(), seq)?;
+        Ok(rec.id)
+    }
+
+    /// Validate, sign and spool one feedback record (see [`feedback`]); returns its id
+    /// once it is written. It shares the key's `seq` counter, spool, batches and delivery
+    /// report with the usage records.
+    pub fn feedback(&self, input: FeedbackInput) -> Result<RecordId, UsageError> {
+        let inner = &*self.inner;
+        if inner.closed.load(Ordering::Acquire) {
+            return Err(UsageError::ShutDown);
+        }
+        let seq = inner.seq.fetch_add(1, Ordering::AcqRel);
+        let rec = {
+            let identity = inner.identity.read().unwrap_or_else(|p| p.into_inner());
+            FeedbackRecord::build(
+                input,
+                &identity,
+                &inner.sdk,
+                RecordId::new_v7(),
+                seq,
+                unix_ms_now(),
+            )?
+        };
+        let (Some(spool), Some(signer)) = (&inner.spool, &inner.signer) else {
+            return Ok(rec.id);
+        };
+        let canonical = rec.canonical_json()?;
+        let wire = signing::wire_json(&canonical, &signer.sign(canonical.as_bytes()));
         spool.append(wire.as_bytes(), seq)?;
         Ok(rec.id)
     }
@@ -540,27 +681,55 @@ impl Recorder {
         // Configured values win (they were checked against the binding); the binding fills
         // the rest. Called on every policy-checked call: no allocation when unchanged.
         let want = [
-            c.org.as_ref().or(Some(&scope.org).filter(|o| !o.is_empty())),
+            c.org
+                .as_ref()
+                .or(Some(&scope.org).filter(|o| !o.is_empty())),
             c.department.as_ref().or(scope.department.as_ref()),
             c.project.as_ref().or(scope.project.as_ref()),
             c.group.as_ref().or(scope.group.as_ref()),
             c.user.as_ref().or(scope.user.as_ref()),
         ];
         {
-            let i = self.inner.identity.read().unwrap_or_else(|p| p.into_inner());
-            if [i.org.as_ref(), i.department.as_ref(), i.project.as_ref(), i.group.as_ref(), i.user.as_ref()] == want {
+            let i = self
+                .inner
+                .identity
+                .read()
+                .unwrap_or_else(|p| p.into_inner());
+            if [
+                i.org.as_ref(),
+                i.department.as_ref(),
+                i.project.as_ref(),
+                i.group.as_ref(),
+                i.user.as_ref(),
+            ] == want
+            {
                 return;
             }
         }
-        let mut cur = self.inner.identity.write().unwrap_or_else(|p| p.into_inner());
+        let mut cur = self
+            .inner
+            .identity
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
         let [org, department, project, group, user] = want.map(|v| v.cloned());
-        *cur = Identity { org, department, project, group, user, api_key_id: cur.api_key_id.clone() };
+        *cur = Identity {
+            org,
+            department,
+            project,
+            group,
+            user,
+            api_key_id: cur.api_key_id.clone(),
+        };
         tracing::debug!(org = ?cur.org, department = ?cur.department, project = ?cur.project, "usage records now carry the key's binding");
     }
 
     /// What records are stamped with now.
     pub fn identity(&self) -> Identity {
-        self.inner.identity.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.inner
+            .identity
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Delivery counters shared with the reporter.
@@ -573,7 +742,13 @@ impl Recorder {
     pub fn report(&self) -> DeliveryReport {
         let d = &self.inner.delivery;
         let Some(spool) = &self.inner.spool else {
-            return DeliveryReport { delivered: d.delivered(), refused: d.refused(), refusals: d.refusals(), last_refusal: d.last_refusal(), ..DeliveryReport::off() };
+            return DeliveryReport {
+                delivered: d.delivered(),
+                refused: d.refused(),
+                refusals: d.refusals(),
+                last_refusal: d.last_refusal(),
+                ..DeliveryReport::off()
+            };
         };
         let st = spool.status();
         DeliveryReport {
@@ -585,7 +760,11 @@ impl Recorder {
             last_refusal: d.last_refusal(),
             dead_letters: st.dead_letters,
             overflow: st.overflow_count,
-            oldest_pending_age_ms: if st.pending_records == 0 { None } else { oldest_pending_age_ms(spool) },
+            oldest_pending_age_ms: if st.pending_records == 0 {
+                None
+            } else {
+                oldest_pending_age_ms(spool)
+            },
             last_error: st.last_error,
             spool_dir: Some(st.dir),
         }
@@ -609,26 +788,48 @@ impl Recorder {
     /// delivered. Without a collector it only fsyncs (records stay spooled).
     pub async fn flush(&self, timeout: Duration) -> Result<FlushOutcome, UsageError> {
         let Some(spool) = &self.inner.spool else {
-            return Ok(FlushOutcome { drained: true, pending_records: 0 });
+            return Ok(FlushOutcome {
+                drained: true,
+                pending_records: 0,
+            });
         };
         let sp = spool.clone();
-        tokio::task::spawn_blocking(move || sp.sync()).await.map_err(|_| UsageError::ShutDown)??;
+        tokio::task::spawn_blocking(move || sp.sync())
+            .await
+            .map_err(|_| UsageError::ShutDown)??;
         if self.link_state().holds() {
             // Suspended or offline: nothing may be sent, so waiting would only block.
             let pending = spool.pending_records();
-            return Ok(FlushOutcome { drained: pending == 0, pending_records: pending });
+            return Ok(FlushOutcome {
+                drained: pending == 0,
+                pending_records: pending,
+            });
         }
-        let ctl = self.inner.reporter.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|h| h.ctl.clone());
+        let ctl = self
+            .inner
+            .reporter
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|h| h.ctl.clone());
         let Some(ctl) = ctl else {
             let pending = spool.pending_records();
-            return Ok(FlushOutcome { drained: pending == 0, pending_records: pending });
+            return Ok(FlushOutcome {
+                drained: pending == 0,
+                pending_records: pending,
+            });
         };
         let target = spool.flush_target();
         let mut rx = spool.resolved_tx.subscribe();
         ctl.flush_requested.store(true, Ordering::Release);
         ctl.flush.notify_one();
-        let drained = tokio::time::timeout(timeout, rx.wait_for(|n| *n >= target)).await.is_ok_and(|r| r.is_ok());
-        Ok(FlushOutcome { drained, pending_records: spool.pending_records() })
+        let drained = tokio::time::timeout(timeout, rx.wait_for(|n| *n >= target))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        Ok(FlushOutcome {
+            drained,
+            pending_records: spool.pending_records(),
+        })
     }
 
     /// Stop accepting records, drain the spool for up to `shutdown_timeout_ms`, stop
@@ -636,20 +837,35 @@ impl Recorder {
     /// the spool for the next start.
     pub async fn shutdown(&self) -> Result<FlushOutcome, UsageError> {
         self.inner.closed.store(true, Ordering::Release);
-        let outcome = self.flush(Duration::from_millis(self.inner.cfg.shutdown_timeout_ms)).await?;
-        let handle = self.inner.reporter.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let outcome = self
+            .flush(Duration::from_millis(self.inner.cfg.shutdown_timeout_ms))
+            .await?;
+        let handle = self
+            .inner
+            .reporter
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         if let Some(h) = handle {
             h.ctl.stop.send_replace(true);
             let abort = h.join.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(2), h.join).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(2), h.join)
+                .await
+                .is_err()
+            {
                 abort.abort();
             }
         }
         if let Some(sp) = &self.inner.spool {
             let sp = sp.clone();
-            tokio::task::spawn_blocking(move || sp.close()).await.map_err(|_| UsageError::ShutDown)??;
+            tokio::task::spawn_blocking(move || sp.close())
+                .await
+                .map_err(|_| UsageError::ShutDown)??;
         }
-        Ok(FlushOutcome { pending_records: self.inner.spool.as_ref().map_or(0, |s| s.pending_records()), ..outcome })
+        Ok(FlushOutcome {
+            pending_records: self.inner.spool.as_ref().map_or(0, |s| s.pending_records()),
+            ..outcome
+        })
     }
 
     /// Spool counters (`gaterouter spool status`).
@@ -684,20 +900,26 @@ impl Recorder {
     /// spooled; nothing is sent, and an upload in flight is abandoned (its records are
     /// sent again later; the collector drops duplicates). Returns at once.
     pub fn suspend(&self) {
-        self.inner.link.send_if_modified(|l| !std::mem::replace(&mut l.suspended, true));
+        self.inner
+            .link
+            .send_if_modified(|l| !std::mem::replace(&mut l.suspended, true));
     }
 
     /// Resume delivery (the app is in the foreground again): what waited is sent now,
     /// unless the network class is offline. Returns at once.
     pub fn resume(&self) {
-        self.inner.link.send_if_modified(|l| std::mem::replace(&mut l.suspended, false));
+        self.inner
+            .link
+            .send_if_modified(|l| std::mem::replace(&mut l.suspended, false));
     }
 
     /// Tell the reporter which network the device is on: cellular batches with
     /// `reporting.cellular_batch_*`, offline holds records like [`Recorder::suspend`].
     /// Returns at once.
     pub fn set_network_class(&self, network: NetworkClass) {
-        self.inner.link.send_if_modified(|l| std::mem::replace(&mut l.network, network) != network);
+        self.inner
+            .link
+            .send_if_modified(|l| std::mem::replace(&mut l.network, network) != network);
     }
 
     /// The current suspended flag and network class.
@@ -708,7 +930,12 @@ impl Recorder {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if let Some(h) = self.reporter.get_mut().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some(h) = self
+            .reporter
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
             h.ctl.stop.send_replace(true);
         }
     }
@@ -718,6 +945,8 @@ impl Drop for Inner {
 fn oldest_pending_age_ms(spool: &Spool) -> Option<u64> {
     #[derive(Deserialize)]
     struct End {
+        // Feedback records carry their one timestamp as `ts`.
+        #[serde(alias = "ts")]
         ts_end: u64,
     }
     let batch = spool.read_batch(1, u64::MAX).ok()?;
@@ -727,7 +956,13 @@ fn oldest_pending_age_ms(spool: &Spool) -> Option<u64> {
 }
 
 fn open_spool(cfg: &ReportingConfig, identity: &Identity) -> Result<Arc<Spool>, UsageError> {
-    let opts = |dir: PathBuf| SpoolOptions::new(dir, Duration::from_millis(cfg.fsync_interval_ms), cfg.max_spool_bytes);
+    let opts = |dir: PathBuf| {
+        SpoolOptions::new(
+            dir,
+            Duration::from_millis(cfg.fsync_interval_ms),
+            cfg.max_spool_bytes,
+        )
+    };
     if let Some(dir) = &cfg.spool_dir {
         return Spool::open(opts(dir.clone()));
     }
@@ -753,45 +988,84 @@ mod tests {
         assert_eq!(c, ReportingConfig::default());
         assert_eq!(c.fsync_interval_ms, 200);
         assert!(toml::from_str::<ReportingConfig>("colector_url = \"x\"").is_err());
-        let c: ReportingConfig = toml::from_str("mode = \"off\"\ncollector_url = \"http://h:1/\"").unwrap();
+        let c: ReportingConfig =
+            toml::from_str("mode = \"off\"\ncollector_url = \"http://h:1/\"").unwrap();
         assert_eq!(c.mode, ReportingMode::Off);
         assert_eq!(c.endpoint().unwrap(), "http://h:1/v1/usage");
     }
 
     #[test]
     fn config_validation_names_fields() {
-        let c = ReportingConfig { batch_max_records: 0, ..Default::default() };
-        assert!(c.validate().unwrap_err().to_string().contains("reporting.batch_max_records"));
-        let c = ReportingConfig { collector_url: Some("localhost:9".into()), ..Default::default() };
-        assert!(c.validate().unwrap_err().to_string().contains("reporting.collector_url"));
+        let c = ReportingConfig {
+            batch_max_records: 0,
+            ..Default::default()
+        };
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("reporting.batch_max_records")
+        );
+        let c = ReportingConfig {
+            collector_url: Some("localhost:9".into()),
+            ..Default::default()
+        };
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("reporting.collector_url")
+        );
     }
 
     #[test]
     fn config_field_in_main_config() {
-        let c = crate::Config::from_toml_str("[reporting]\nmode = \"off\"\nbatch_max_records = 10\n", "t.toml").unwrap();
+        let c = crate::Config::from_toml_str(
+            "[reporting]\nmode = \"off\"\nbatch_max_records = 10\n",
+            "t.toml",
+        )
+        .unwrap();
         assert_eq!(c.reporting.batch_max_records, 10);
         let e = crate::Config::from_toml_str("[reporting]\nbogus = 1\n", "t.toml").unwrap_err();
-        assert!(e.to_string().contains("reporting") && e.to_string().contains("bogus"), "{e}");
+        assert!(
+            e.to_string().contains("reporting") && e.to_string().contains("bogus"),
+            "{e}"
+        );
     }
 
     #[test]
     fn off_mode_validates_but_keeps_nothing() {
-        let cfg = ReportingConfig { mode: ReportingMode::Off, ..Default::default() };
+        let cfg = ReportingConfig {
+            mode: ReportingMode::Off,
+            ..Default::default()
+        };
         // No key and no identity needed when nothing is kept.
         let r = Recorder::start(&cfg, &Identity::default()).unwrap();
-        let mut i = UsageRecordInput { provider: "openai".into(), model: "m".into(), ..Default::default() };
+        let mut i = UsageRecordInput {
+            provider: "openai".into(),
+            model: "m".into(),
+            ..Default::default()
+        };
         r.record(i.clone()).unwrap();
         let mut bad = i.clone();
         bad.provider.clear();
-        assert!(matches!(r.record(bad).unwrap_err(), UsageError::InvalidField { field, .. } if field == "provider"));
+        assert!(
+            matches!(r.record(bad).unwrap_err(), UsageError::InvalidField { field, .. } if field == "provider")
+        );
         i.tags.insert("x".repeat(100), "v".into());
-        assert!(matches!(r.record(i).unwrap_err(), UsageError::InvalidTag { .. }));
+        assert!(matches!(
+            r.record(i).unwrap_err(),
+            UsageError::InvalidTag { .. }
+        ));
         assert_eq!(r.status().pending_records, 0);
     }
 
     #[test]
     fn spool_mode_without_key_is_a_config_error() {
-        let cfg = ReportingConfig { signing_key_env: Some("GATEROUTER_TEST_NO_SUCH_KEY".into()), ..Default::default() };
+        let cfg = ReportingConfig {
+            signing_key_env: Some("GATEROUTER_TEST_NO_SUCH_KEY".into()),
+            ..Default::default()
+        };
         let e = Recorder::start(&cfg, &Identity::default()).unwrap_err();
         assert!(e.to_string().contains("GATEROUTER_TEST_NO_SUCH_KEY"), "{e}");
     }

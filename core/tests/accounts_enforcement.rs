@@ -17,8 +17,8 @@ use futures_util::StreamExt;
 use gaterouter::accounts::enforce::max_cost;
 use gaterouter::accounts::request_auth::{parse_authorization, verify_request};
 use gaterouter::accounts::{
-    AccountsErrorBody, BudgetStatus, EffectivePolicy, EffectiveRules, Enforcement, KeyScope, Level, LevelKind, Metric, Period,
-    PolicyRules, ReservationRequest, ReservationResponse, SettleRequest,
+    AccountsErrorBody, BudgetStatus, EffectivePolicy, EffectiveRules, Enforcement, KeyScope, Level,
+    LevelKind, Metric, Period, PolicyRules, ReservationRequest, ReservationResponse, SettleRequest,
 };
 use gaterouter::config::{Identity, WhenUnreachable};
 use gaterouter::pricing::Catalog;
@@ -54,21 +54,47 @@ fn error(status: StatusCode, body: AccountsErrorBody) -> Reply {
 }
 
 impl Stub {
-    fn check(&self, method: &str, headers: &HeaderMap, uri: &Uri, body: &[u8]) -> Result<(), Reply> {
+    fn check(
+        &self,
+        method: &str,
+        headers: &HeaderMap,
+        uri: &Uri,
+        body: &[u8],
+    ) -> Result<(), Reply> {
         if self.down.load(Ordering::SeqCst) {
-            return Err((StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"error": {"code": "down", "message": "down"}}))));
+            return Err((
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({"error": {"code": "down", "message": "down"}})),
+            ));
         }
-        let h = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
-        let parsed = parse_authorization(h).map_err(|m| error(StatusCode::UNAUTHORIZED, body_of("unauthorized", &m)))?;
+        let h = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let parsed = parse_authorization(h)
+            .map_err(|m| error(StatusCode::UNAUTHORIZED, body_of("unauthorized", &m)))?;
         assert_eq!(parsed.key_id, KEY_ID);
         let pq = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-        verify_request(&parsed, std::slice::from_ref(&self.public_key), method, pq, body, unix_ms_now())
-            .map_err(|m| error(StatusCode::UNAUTHORIZED, body_of("unauthorized", &m)))
+        verify_request(
+            &parsed,
+            std::slice::from_ref(&self.public_key),
+            method,
+            pq,
+            body,
+            unix_ms_now(),
+        )
+        .map_err(|m| error(StatusCode::UNAUTHORIZED, body_of("unauthorized", &m)))
     }
 }
 
 fn body_of(code: &str, message: &str) -> AccountsErrorBody {
-    AccountsErrorBody { code: code.into(), message: message.into(), rule: None, level: None, budget: None }
+    AccountsErrorBody {
+        code: code.into(),
+        message: message.into(),
+        rule: None,
+        level: None,
+        budget: None,
+    }
 }
 
 async fn get_policy(State(s): State<Arc<Stub>>, headers: HeaderMap, uri: Uri) -> Reply {
@@ -89,23 +115,52 @@ async fn reserve(State(s): State<Arc<Stub>>, headers: HeaderMap, uri: Uri, body:
         return r;
     }
     let req: ReservationRequest = serde_json::from_slice(&body).unwrap();
-    s.reservation_attempts.lock().unwrap().push(req.reservation_id.clone());
+    s.reservation_attempts
+        .lock()
+        .unwrap()
+        .push(req.reservation_id.clone());
     if s.fail_reservations.load(Ordering::SeqCst) > 0 {
         s.fail_reservations.fetch_sub(1, Ordering::SeqCst);
-        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"error": {"code": "busy", "message": "try again"}})));
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"error": {"code": "busy", "message": "try again"}})),
+        );
     }
     let mut policy = s.policy.lock().unwrap();
     if let Err(d) = policy.rules.check_model(&req.model, false) {
-        return error(StatusCode::FORBIDDEN, AccountsErrorBody { code: "permission_denied".into(), message: d.message, rule: Some(d.rule), level: Some(d.level), budget: None });
+        return error(
+            StatusCode::FORBIDDEN,
+            AccountsErrorBody {
+                code: "permission_denied".into(),
+                message: d.message,
+                rule: Some(d.rule),
+                level: Some(d.level),
+                budget: None,
+            },
+        );
     }
     if let Some(b) = policy.exceeded_budget(req.amount_micros, req.amount_tokens) {
         return error(
             StatusCode::PAYMENT_REQUIRED,
-            AccountsErrorBody { code: "budget_exceeded".into(), message: b.describe(), rule: None, level: None, budget: Some(b.clone()) },
+            AccountsErrorBody {
+                code: "budget_exceeded".into(),
+                message: b.describe(),
+                rule: None,
+                level: None,
+                budget: Some(b.clone()),
+            },
         );
     }
-    for b in policy.budgets.iter_mut().filter(|b| b.enforcement == Enforcement::Hard) {
-        let amount = if b.metric == Metric::Usd { req.amount_micros } else { req.amount_tokens };
+    for b in policy
+        .budgets
+        .iter_mut()
+        .filter(|b| b.enforcement == Enforcement::Hard)
+    {
+        let amount = if b.metric == Metric::Usd {
+            req.amount_micros
+        } else {
+            req.amount_tokens
+        };
         b.reserved += amount;
         b.remaining -= amount;
     }
@@ -116,18 +171,42 @@ async fn reserve(State(s): State<Arc<Stub>>, headers: HeaderMap, uri: Uri, body:
         warnings: s.warnings.lock().unwrap().clone(),
     };
     s.reservations.lock().unwrap().push(req);
-    (StatusCode::CREATED, axum::Json(serde_json::to_value(resp).unwrap()))
+    (
+        StatusCode::CREATED,
+        axum::Json(serde_json::to_value(resp).unwrap()),
+    )
 }
 
-async fn settle(State(s): State<Arc<Stub>>, Path(id): Path<String>, headers: HeaderMap, uri: Uri, body: Bytes) -> Reply {
+async fn settle(
+    State(s): State<Arc<Stub>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Reply {
     if let Err(r) = s.check("POST", &headers, &uri, &body) {
         return r;
     }
     let req: SettleRequest = serde_json::from_slice(&body).unwrap();
-    let held = s.reservations.lock().unwrap().iter().find(|r| r.reservation_id == id).cloned().unwrap();
+    let held = s
+        .reservations
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|r| r.reservation_id == id)
+        .cloned()
+        .unwrap();
     let mut policy = s.policy.lock().unwrap();
-    for b in policy.budgets.iter_mut().filter(|b| b.enforcement == Enforcement::Hard) {
-        let (amount, actual) = if b.metric == Metric::Usd { (held.amount_micros, req.actual_micros) } else { (held.amount_tokens, req.actual_tokens) };
+    for b in policy
+        .budgets
+        .iter_mut()
+        .filter(|b| b.enforcement == Enforcement::Hard)
+    {
+        let (amount, actual) = if b.metric == Metric::Usd {
+            (held.amount_micros, req.actual_micros)
+        } else {
+            (held.amount_tokens, req.actual_tokens)
+        };
         b.reserved = b.reserved - amount + actual;
         b.remaining = b.remaining + amount - actual;
     }
@@ -150,7 +229,13 @@ fn eng() -> Level {
     Level::new(LevelKind::Department, "eng")
 }
 
-fn budget(id: &str, metric: Metric, limit: u64, remaining: u64, enforcement: Enforcement) -> BudgetStatus {
+fn budget(
+    id: &str,
+    metric: Metric,
+    limit: u64,
+    remaining: u64,
+    enforcement: Enforcement,
+) -> BudgetStatus {
     let now = unix_ms_now();
     let (start, end) = Period::Day.window(now);
     BudgetStatus {
@@ -173,7 +258,11 @@ fn policy(rules: PolicyRules, budgets: Vec<BudgetStatus>) -> EffectivePolicy {
     let org = Level::new(LevelKind::Org, "acme");
     EffectivePolicy {
         api_key_id: KEY_ID.into(),
-        scope: KeyScope { org: "acme".into(), department: Some("eng".into()), ..Default::default() },
+        scope: KeyScope {
+            org: "acme".into(),
+            department: Some("eng".into()),
+            ..Default::default()
+        },
         issued_at_ms: unix_ms_now(),
         ttl_ms: 60_000,
         rules: EffectiveRules::resolve([(&org, &PolicyRules::default()), (&eng(), &rules)]),
@@ -189,7 +278,9 @@ struct Env {
 }
 
 async fn env(p: EffectivePolicy) -> Env {
-    let emu = gaterouter_emulator::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let emu = gaterouter_emulator::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
     let (signer, public_key) = generate_key();
     let stub = Arc::new(Stub {
         public_key,
@@ -219,12 +310,22 @@ async fn env(p: EffectivePolicy) -> Env {
     std::fs::write(&key_file, signer.seed_base64().expose()).unwrap();
     let mut cfg = Config::for_emulator(&emu.base_url());
     cfg.retry.max_retries = 0;
-    cfg.identity = Identity { org: Some("acme".into()), department: Some("eng".into()), api_key_id: Some(KEY_ID.into()), ..Default::default() };
+    cfg.identity = Identity {
+        org: Some("acme".into()),
+        department: Some("eng".into()),
+        api_key_id: Some(KEY_ID.into()),
+        ..Default::default()
+    };
     cfg.reporting.collector_url = Some(collector_url);
     cfg.reporting.spool_dir = Some(dir.path().join("spool"));
     cfg.reporting.signing_key_file = Some(key_file);
     cfg.reporting.batch_max_age_ms = 50;
-    Env { emu, stub, cfg, _dir: dir }
+    Env {
+        emu,
+        stub,
+        cfg,
+        _dir: dir,
+    }
 }
 
 fn provider_calls(emu: &EmulatorHandle) -> u64 {
@@ -245,7 +346,10 @@ async fn denied_model_is_refused_before_any_provider_call() {
     };
     let mut e = env(policy(rules, vec![])).await;
     // The catalog flags this one zero-retention for the test.
-    e.cfg.prices.insert("anthropic/claude-haiku-4-5".into(), serde_json::from_value(json!({"zero_retention": true})).unwrap());
+    e.cfg.prices.insert(
+        "anthropic/claude-haiku-4-5".into(),
+        serde_json::from_value(json!({"zero_retention": true})).unwrap(),
+    );
     let client = Client::new(e.cfg.clone()).unwrap();
 
     let err = client.chat(ask("openai/gpt-4o-mini")).await.unwrap_err();
@@ -255,11 +359,21 @@ async fn denied_model_is_refused_before_any_provider_call() {
     assert_eq!((rule, level), ("deny_models", Some(&eng())), "{err}");
     assert!(err.to_string().contains("department:eng"), "{err}");
     // Streams too.
-    let err = client.chat_stream(ask("openai/gpt-4o-mini")).await.err().unwrap();
+    let err = client
+        .chat_stream(ask("openai/gpt-4o-mini"))
+        .await
+        .err()
+        .unwrap();
     assert_eq!(err.permission_rule().unwrap().0, "deny_models");
     // Not flagged zero-retention in the catalog.
-    let err = client.chat(ask("gemini/gemini-2.5-flash")).await.unwrap_err();
-    assert_eq!(err.permission_rule().unwrap(), ("zero_retention_only", Some(&eng())));
+    let err = client
+        .chat(ask("gemini/gemini-2.5-flash"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.permission_rule().unwrap(),
+        ("zero_retention_only", Some(&eng()))
+    );
     // max_tokens above the limit.
     let mut big = ask("anthropic/claude-haiku-4-5");
     big.max_tokens = Some(1001);
@@ -268,11 +382,18 @@ async fn denied_model_is_refused_before_any_provider_call() {
     assert_eq!(provider_calls(&e.emu), 0, "nothing reached a provider");
 
     // The permitted one works, and no reservation is made without a hard budget.
-    let resp = client.chat(ask("anthropic/claude-haiku-4-5")).await.unwrap();
+    let resp = client
+        .chat(ask("anthropic/claude-haiku-4-5"))
+        .await
+        .unwrap();
     assert_eq!(resp.model, "anthropic/claude-haiku-4-5");
     assert_eq!(provider_calls(&e.emu), 1);
     assert!(e.stub.reservations.lock().unwrap().is_empty());
-    assert_eq!(e.stub.gets.load(Ordering::SeqCst), 1, "the policy is cached");
+    assert_eq!(
+        e.stub.gets.load(Ordering::SeqCst),
+        1,
+        "the policy is cached"
+    );
     e.emu.shutdown().await;
 }
 
@@ -286,13 +407,37 @@ async fn budget_refusal_is_a_budget_error_with_its_fields() {
     assert_eq!(err.kind().code(), "BUDGET_EXCEEDED");
     let b = err.budget_status().unwrap();
     assert_eq!(
-        (b.id.as_str(), &b.level, b.metric, b.period, b.limit, b.remaining, b.resets_at_ms),
-        ("eng-daily", &eng(), Metric::Usd, Period::Day, 5_000_000, 10, hard.resets_at_ms)
+        (
+            b.id.as_str(),
+            &b.level,
+            b.metric,
+            b.period,
+            b.limit,
+            b.remaining,
+            b.resets_at_ms
+        ),
+        (
+            "eng-daily",
+            &eng(),
+            Metric::Usd,
+            Period::Day,
+            5_000_000,
+            10,
+            hard.resets_at_ms
+        )
     );
     let text = err.to_string();
-    assert!(text.contains("day spend budget `eng-daily`") && text.contains("$0.000010 left") && text.contains("resets at"), "{text}");
+    assert!(
+        text.contains("day spend budget `eng-daily`")
+            && text.contains("$0.000010 left")
+            && text.contains("resets at"),
+        "{text}"
+    );
     assert_eq!(provider_calls(&e.emu), 0, "nothing reached a provider");
-    assert!(e.stub.reservations.lock().unwrap().is_empty(), "refused reservations hold nothing");
+    assert!(
+        e.stub.reservations.lock().unwrap().is_empty(),
+        "refused reservations hold nothing"
+    );
     e.emu.shutdown().await;
 }
 
@@ -308,9 +453,19 @@ async fn wait_for(cond: impl Fn() -> bool) {
 
 #[tokio::test]
 async fn reserves_the_maximum_and_settles_the_actual_cost_with_the_record_id() {
-    let hard = budget("eng-daily", Metric::Usd, 50_000_000, 50_000_000, Enforcement::Hard);
+    let hard = budget(
+        "eng-daily",
+        Metric::Usd,
+        50_000_000,
+        50_000_000,
+        Enforcement::Hard,
+    );
     let e = env(policy(PolicyRules::default(), vec![hard])).await;
-    e.stub.warnings.lock().unwrap().push("soft budget `eng-tokens` reached 80%".into());
+    e.stub
+        .warnings
+        .lock()
+        .unwrap()
+        .push("soft budget `eng-tokens` reached 80%".into());
     let client = Client::new(e.cfg.clone()).unwrap();
 
     // max_tokens set: prompt + max_tokens.
@@ -322,43 +477,97 @@ async fn reserves_the_maximum_and_settles_the_actual_cost_with_the_record_id() {
     // max_tokens unset: the catalog's max output.
     let unbounded = ask("openai/gpt-4o-mini");
     let unbounded_max = max_cost(Catalog::builtin(), &unbounded, "openai/gpt-4o-mini");
-    let est = Catalog::builtin().estimate_cost(&unbounded, "openai/gpt-4o-mini").unwrap();
-    assert_eq!(est.max_completion_tokens, Catalog::builtin().lookup("openai/gpt-4o-mini").unwrap().1.max_output.unwrap());
+    let est = Catalog::builtin()
+        .estimate_cost(&unbounded, "openai/gpt-4o-mini")
+        .unwrap();
+    assert_eq!(
+        est.max_completion_tokens,
+        Catalog::builtin()
+            .lookup("openai/gpt-4o-mini")
+            .unwrap()
+            .1
+            .max_output
+            .unwrap()
+    );
     client.chat(unbounded).await.unwrap();
 
     let res = e.stub.reservations.lock().unwrap().clone();
     assert_eq!(res.len(), 2);
-    assert_eq!((res[0].model.as_str(), res[0].amount_micros, res[0].amount_tokens), ("openai/gpt-4o-mini", expected_max.0, expected_max.1));
-    assert!(expected_max.0 > cost, "the hold is the maximum, not the actual");
+    assert_eq!(
+        (
+            res[0].model.as_str(),
+            res[0].amount_micros,
+            res[0].amount_tokens
+        ),
+        ("openai/gpt-4o-mini", expected_max.0, expected_max.1)
+    );
+    assert!(
+        expected_max.0 > cost,
+        "the hold is the maximum, not the actual"
+    );
     assert_eq!(res[1].amount_micros, unbounded_max.0);
-    assert_eq!(uuid::Uuid::parse_str(&res[0].reservation_id).unwrap().get_version_num(), 7);
+    assert_eq!(
+        uuid::Uuid::parse_str(&res[0].reservation_id)
+            .unwrap()
+            .get_version_num(),
+        7
+    );
     let settles = e.stub.settles.lock().unwrap().clone();
     assert_eq!(settles.len(), 2);
     let (id, s) = &settles[0];
     assert_eq!(id, &res[0].reservation_id);
     assert_eq!(s.actual_micros, cost);
-    assert_eq!(s.actual_tokens, resp.usage.prompt_tokens + resp.usage.completion_tokens);
-    let record_id = s.record_id.clone().expect("settled with the usage record id");
+    assert_eq!(
+        s.actual_tokens,
+        resp.usage.prompt_tokens + resp.usage.completion_tokens
+    );
+    let record_id = s
+        .record_id
+        .clone()
+        .expect("settled with the usage record id");
     // The collector's budget now holds exactly the actual costs.
     let b = e.stub.policy.lock().unwrap().budgets[0].clone();
     assert_eq!(b.reserved, cost + settles[1].1.actual_micros);
 
     // A stream settles when it ends; a failed call releases its hold (0, no record).
-    let mut s = client.chat_stream(ask("anthropic/claude-haiku-4-5")).await.unwrap();
+    let mut s = client
+        .chat_stream(ask("anthropic/claude-haiku-4-5"))
+        .await
+        .unwrap();
     while let Some(c) = s.next().await {
         c.unwrap();
     }
     wait_for(|| e.stub.settles.lock().unwrap().len() == 3).await;
     let (_, st) = e.stub.settles.lock().unwrap()[2].clone();
     assert!(st.actual_micros > 0 && st.record_id.is_some(), "{st:?}");
-    e.emu.emulator().queue_fault(&json!({"fault": "bad_request", "times": 1, "provider": "openai"})).unwrap();
-    assert_eq!(client.chat(ask("openai/gpt-4o-mini")).await.unwrap_err().kind(), ErrorKind::InvalidRequest);
+    e.emu
+        .emulator()
+        .queue_fault(&json!({"fault": "bad_request", "times": 1, "provider": "openai"}))
+        .unwrap();
+    assert_eq!(
+        client
+            .chat(ask("openai/gpt-4o-mini"))
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidRequest
+    );
     let (_, failed) = e.stub.settles.lock().unwrap()[3].clone();
-    assert_eq!((failed.actual_micros, failed.actual_tokens, failed.record_id.clone()), (0, 0, None));
+    assert_eq!(
+        (
+            failed.actual_micros,
+            failed.actual_tokens,
+            failed.record_id.clone()
+        ),
+        (0, 0, None)
+    );
 
     // Collector warnings reach the app.
     let warnings = client.policy_warnings();
-    assert!(warnings.iter().any(|w| w.contains("eng-tokens")), "{warnings:?}");
+    assert!(
+        warnings.iter().any(|w| w.contains("eng-tokens")),
+        "{warnings:?}"
+    );
 
     // The settled record id is the id of the record the collector ingests.
     client.flush(Duration::from_secs(10)).await.unwrap();
@@ -375,24 +584,54 @@ async fn soft_budgets_need_no_reservation_and_warn_once_per_threshold() {
     let client = Client::new(e.cfg.clone()).unwrap();
     let r1 = client.chat(ask("openai/gpt-4o-mini")).await.unwrap();
     let used = r1.usage.prompt_tokens + r1.usage.completion_tokens;
-    assert!((15..24).contains(&used), "test assumes one call uses 15..24 tokens, got {used}");
+    assert!(
+        (15..24).contains(&used),
+        "test assumes one call uses 15..24 tokens, got {used}"
+    );
     let w1 = client.policy_warnings();
-    assert!(w1.iter().any(|w| w.contains("50%") && w.contains("eng-tokens")), "{w1:?}");
+    assert!(
+        w1.iter()
+            .any(|w| w.contains("50%") && w.contains("eng-tokens")),
+        "{w1:?}"
+    );
     client.chat(ask("openai/gpt-4o-mini")).await.unwrap();
     client.chat(ask("openai/gpt-4o-mini")).await.unwrap();
     let w2 = client.policy_warnings();
-    assert_eq!(w2.iter().filter(|w| w.contains("100%")).count(), 1, "{w2:?}");
-    assert!(!w2.iter().any(|w| w.contains("50%")), "each threshold fires once: {w2:?}");
-    assert!(e.stub.reservations.lock().unwrap().is_empty(), "soft budgets need no reservation");
+    assert_eq!(
+        w2.iter().filter(|w| w.contains("100%")).count(),
+        1,
+        "{w2:?}"
+    );
+    assert!(
+        !w2.iter().any(|w| w.contains("50%")),
+        "each threshold fires once: {w2:?}"
+    );
+    assert!(
+        e.stub.reservations.lock().unwrap().is_empty(),
+        "soft budgets need no reservation"
+    );
     assert!(e.stub.settles.lock().unwrap().is_empty());
     e.emu.shutdown().await;
 }
 
 #[tokio::test]
 async fn offline_keeps_enforcing_the_last_known_policy() {
-    let rules = PolicyRules { deny_models: Some(vec!["openai/gpt-4o".into()]), ..Default::default() };
+    let rules = PolicyRules {
+        deny_models: Some(vec!["openai/gpt-4o".into()]),
+        ..Default::default()
+    };
     let limit = 20_000;
-    let e = env(policy(rules, vec![budget("eng-daily", Metric::Usd, limit, limit, Enforcement::Hard)])).await;
+    let e = env(policy(
+        rules,
+        vec![budget(
+            "eng-daily",
+            Metric::Usd,
+            limit,
+            limit,
+            Enforcement::Hard,
+        )],
+    ))
+    .await;
     let mut cfg = e.cfg.clone();
     cfg.policy.cache_ttl_ms = Some(50);
     let client = Client::new(cfg).unwrap();
@@ -403,7 +642,10 @@ async fn offline_keeps_enforcing_the_last_known_policy() {
 
     // Cached rules still apply.
     let err = client.chat(ask("openai/gpt-4o")).await.unwrap_err();
-    assert_eq!(err.permission_rule().unwrap(), ("deny_models", Some(&eng())));
+    assert_eq!(
+        err.permission_rule().unwrap(),
+        ("deny_models", Some(&eng()))
+    );
     // A permitted call goes through, checked locally; its spend comes off what is left.
     let model = "anthropic/claude-haiku-4-5";
     let mut first = ask(model);
@@ -420,17 +662,31 @@ async fn offline_keeps_enforcing_the_last_known_policy() {
     while lo < hi {
         let mid = (lo + hi) / 2;
         req.max_tokens = Some(mid);
-        if max_cost(Catalog::builtin(), &req, model).0 > limit - spent { hi = mid } else { lo = mid + 1 }
+        if max_cost(Catalog::builtin(), &req, model).0 > limit - spent {
+            hi = mid
+        } else {
+            lo = mid + 1
+        }
     }
     req.max_tokens = Some(lo);
     let need = max_cost(Catalog::builtin(), &req, model).0;
-    assert!(need > limit - spent && need <= limit, "need {need}, limit {limit}, spent {spent}");
+    assert!(
+        need > limit - spent && need <= limit,
+        "need {need}, limit {limit}, spent {spent}"
+    );
     let before = provider_calls(&e.emu);
     let err = client.chat(req).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Budget, "{err}");
     assert_eq!(err.budget_status().unwrap().remaining, limit - spent);
-    assert_eq!(provider_calls(&e.emu), before, "refused before the provider");
-    assert!(e.stub.reservations.lock().unwrap().is_empty(), "nothing reached the collector while down");
+    assert_eq!(
+        provider_calls(&e.emu),
+        before,
+        "refused before the provider"
+    );
+    assert!(
+        e.stub.reservations.lock().unwrap().is_empty(),
+        "nothing reached the collector while down"
+    );
 
     // Too old: refused once the last known policy is older than max_stale_ms.
     let mut cfg = e.cfg.clone();
@@ -449,9 +705,15 @@ async fn offline_keeps_enforcing_the_last_known_policy() {
 
 #[tokio::test]
 async fn never_fetched_policy_fails_open_by_default_and_closed_on_deny() {
-    let emu = gaterouter_emulator::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let emu = gaterouter_emulator::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
     // A port nobody listens on.
-    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (signer, _) = generate_key();
     let key_file = dir.path().join("key");
@@ -462,12 +724,18 @@ async fn never_fetched_policy_fails_open_by_default_and_closed_on_deny() {
     cfg.reporting.spool_dir = Some(dir.path().join("spool"));
     cfg.reporting.signing_key_file = Some(key_file);
     let open = Client::new(cfg.clone()).unwrap();
-    assert!(open.policy_client().is_some(), "auto: on with collector, key id and signing key");
+    assert!(
+        open.policy_client().is_some(),
+        "auto: on with collector, key id and signing key"
+    );
     open.chat(ask("openai/gpt-4o-mini")).await.unwrap();
     cfg.reporting.spool_dir = Some(dir.path().join("spool2"));
     cfg.policy.when_unreachable = WhenUnreachable::Deny;
     let closed_client = Client::new(cfg.clone()).unwrap();
-    let err = closed_client.chat(ask("openai/gpt-4o-mini")).await.unwrap_err();
+    let err = closed_client
+        .chat(ask("openai/gpt-4o-mini"))
+        .await
+        .unwrap_err();
     assert_eq!(err.permission_rule().unwrap(), ("policy_unavailable", None));
     assert_eq!(provider_calls(&emu), 1);
     // `required` without a collector is a config error; `auto` just stays off.
@@ -482,19 +750,39 @@ async fn never_fetched_policy_fails_open_by_default_and_closed_on_deny() {
 
 #[tokio::test]
 async fn concurrent_calls_share_one_policy_fetch() {
-    let e = env(policy(PolicyRules::default(), vec![budget("soft", Metric::Usd, 1_000_000_000, 1_000_000_000, Enforcement::Soft)])).await;
+    let e = env(policy(
+        PolicyRules::default(),
+        vec![budget(
+            "soft",
+            Metric::Usd,
+            1_000_000_000,
+            1_000_000_000,
+            Enforcement::Soft,
+        )],
+    ))
+    .await;
     e.stub.get_delay_ms.store(200, Ordering::SeqCst);
     let client = Client::new(e.cfg.clone()).unwrap();
     let tasks: Vec<_> = (0..50)
         .map(|i| {
             let c = client.clone();
-            tokio::spawn(async move { c.chat(ChatRequest::new("openai/gpt-4o-mini", vec![Message::user(format!("hi {i}"))])).await })
+            tokio::spawn(async move {
+                c.chat(ChatRequest::new(
+                    "openai/gpt-4o-mini",
+                    vec![Message::user(format!("hi {i}"))],
+                ))
+                .await
+            })
         })
         .collect();
     for t in tasks {
         t.await.unwrap().unwrap();
     }
-    assert_eq!(e.stub.gets.load(Ordering::SeqCst), 1, "single-flight: one GET for 50 concurrent calls");
+    assert_eq!(
+        e.stub.gets.load(Ordering::SeqCst),
+        1,
+        "single-flight: one GET for 50 concurrent calls"
+    );
     assert_eq!(client.policy_client().unwrap().fetch_count(), 1);
     assert_eq!(provider_calls(&e.emu), 50);
     e.emu.shutdown().await;
@@ -507,27 +795,55 @@ async fn auto_picks_a_cheaper_permitted_model_when_the_budget_is_low() {
     let mut req = ChatRequest::new("auto", vec![Message::user(hard_prompt)]);
     req.max_tokens = Some(4000);
     // What auto prefers with no policy.
-    let emu0 = gaterouter_emulator::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let emu0 = gaterouter_emulator::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
     let free = Client::new(Config::for_emulator(&emu0.base_url())).unwrap();
     let preferred = free.route(&req).unwrap().chosen;
     emu0.shutdown().await;
     let preferred_max = max_cost(Catalog::builtin(), &req, &preferred).0;
     // The budget has 70% of that left.
     let remaining = preferred_max * 7 / 10;
-    let e = env(policy(PolicyRules::default(), vec![budget("eng-daily", Metric::Usd, 100_000_000, remaining, Enforcement::Hard)])).await;
+    let e = env(policy(
+        PolicyRules::default(),
+        vec![budget(
+            "eng-daily",
+            Metric::Usd,
+            100_000_000,
+            remaining,
+            Enforcement::Hard,
+        )],
+    ))
+    .await;
     let client = Client::new(e.cfg.clone()).unwrap();
     let resp = client.chat(req.clone()).await.unwrap();
     let route = resp.route.as_ref().unwrap();
     assert_ne!(resp.model, preferred, "{}", route.reason);
-    assert!(route.reason.contains("budget `eng-daily`") && route.reason.contains(&preferred) && route.reason.contains("which fits"), "{}", route.reason);
-    assert!(route.excluded.iter().any(|x| x.model == preferred && x.reason.contains("more than")), "{:?}", route.excluded);
+    assert!(
+        route.reason.contains("budget `eng-daily`")
+            && route.reason.contains(&preferred)
+            && route.reason.contains("which fits"),
+        "{}",
+        route.reason
+    );
+    assert!(
+        route
+            .excluded
+            .iter()
+            .any(|x| x.model == preferred && x.reason.contains("more than")),
+        "{:?}",
+        route.excluded
+    );
     let res = e.stub.reservations.lock().unwrap().clone();
     assert_eq!(res.len(), 1);
     assert_eq!(res[0].model, resp.model);
     assert!(res[0].amount_micros <= remaining);
 
     // A denied model is left out with the rule and level that denied it.
-    let deny = PolicyRules { deny_models: Some(vec![resp.model.clone()]), ..Default::default() };
+    let deny = PolicyRules {
+        deny_models: Some(vec![resp.model.clone()]),
+        ..Default::default()
+    };
     *e.stub.policy.lock().unwrap() = policy(deny, vec![]);
     let mut cfg = e.cfg.clone();
     cfg.reporting.spool_dir = Some(e._dir.path().join("spool2"));
@@ -536,19 +852,36 @@ async fn auto_picks_a_cheaper_permitted_model_when_the_budget_is_low() {
     let d = client2.route(&req).unwrap();
     assert_ne!(d.chosen, resp.model);
     let x = d.excluded.iter().find(|x| x.model == resp.model).unwrap();
-    assert!(x.reason.contains("deny_models") && x.reason.contains("department:eng"), "{}", x.reason);
+    assert!(
+        x.reason.contains("deny_models") && x.reason.contains("department:eng"),
+        "{}",
+        x.reason
+    );
     e.emu.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_failed_reservation_is_retried_once_with_the_same_id() {
-    let e = env(policy(PolicyRules::default(), vec![budget("eng-daily", Metric::Usd, 50_000_000, 50_000_000, Enforcement::Hard)])).await;
+    let e = env(policy(
+        PolicyRules::default(),
+        vec![budget(
+            "eng-daily",
+            Metric::Usd,
+            50_000_000,
+            50_000_000,
+            Enforcement::Hard,
+        )],
+    ))
+    .await;
     let client = Client::new(e.cfg.clone()).unwrap();
     e.stub.fail_reservations.store(1, Ordering::SeqCst);
     client.chat(ask("openai/gpt-4o-mini")).await.unwrap();
     let attempts = e.stub.reservation_attempts.lock().unwrap().clone();
     assert_eq!(attempts.len(), 2);
-    assert_eq!(attempts[0], attempts[1], "the retry reuses the reservation id");
+    assert_eq!(
+        attempts[0], attempts[1],
+        "the retry reuses the reservation id"
+    );
     assert_eq!(e.stub.reservations.lock().unwrap().len(), 1);
     e.emu.shutdown().await;
 }
@@ -561,7 +894,17 @@ async fn concurrent_calls_cannot_all_pass_a_nearly_empty_budget() {
     let (max_micros, _) = max_cost(Catalog::builtin(), &req, model);
     // Room for 10 calls at their maximum cost (the actual cost is far lower).
     let limit = max_micros * 10;
-    let e = env(policy(PolicyRules::default(), vec![budget("eng-daily", Metric::Usd, limit, limit, Enforcement::Hard)])).await;
+    let e = env(policy(
+        PolicyRules::default(),
+        vec![budget(
+            "eng-daily",
+            Metric::Usd,
+            limit,
+            limit,
+            Enforcement::Hard,
+        )],
+    ))
+    .await;
     let client = Client::new(e.cfg.clone()).unwrap();
     let tasks: Vec<_> = (0..200)
         .map(|_| {
@@ -597,14 +940,35 @@ async fn concurrent_calls_cannot_all_pass_a_nearly_empty_budget() {
 
 #[tokio::test]
 async fn a_call_given_up_by_its_caller_releases_its_hold() {
-    let e = env(policy(PolicyRules::default(), vec![budget("eng-daily", Metric::Usd, 50_000_000, 50_000_000, Enforcement::Hard)])).await;
+    let e = env(policy(
+        PolicyRules::default(),
+        vec![budget(
+            "eng-daily",
+            Metric::Usd,
+            50_000_000,
+            50_000_000,
+            Enforcement::Hard,
+        )],
+    ))
+    .await;
     let client = Client::new(e.cfg.clone()).unwrap();
     let fetched = client.refresh_policy().await.unwrap().unwrap();
-    e.emu.emulator().queue_fault(&json!({"fault": "slow", "delay_ms": 2000, "provider": "openai"})).unwrap();
+    e.emu
+        .emulator()
+        .queue_fault(&json!({"fault": "slow", "delay_ms": 2000, "provider": "openai"}))
+        .unwrap();
     let call = client.chat(ask("openai/gpt-4o-mini"));
-    assert!(tokio::time::timeout(Duration::from_millis(300), call).await.is_err(), "the slow call is abandoned");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), call)
+            .await
+            .is_err(),
+        "the slow call is abandoned"
+    );
     // Released locally at once, and on the collector by a zero settle.
-    assert_eq!(client.policy_client().unwrap().local_budgets(&fetched)[0].remaining, 50_000_000);
+    assert_eq!(
+        client.policy_client().unwrap().local_budgets(&fetched)[0].remaining,
+        50_000_000
+    );
     wait_for(|| e.stub.settles.lock().unwrap().len() == 1).await;
     let (_, s) = e.stub.settles.lock().unwrap()[0].clone();
     assert_eq!((s.actual_micros, s.record_id), (0, None));

@@ -9,7 +9,10 @@ use gaterouter::routing::learn::{self, CalibrateOptions};
 use gaterouter::routing::{LabeledPrompt, Scorer, load_jsonl, score_jsonl};
 
 fn dev() -> Vec<LabeledPrompt> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/routing/dev.jsonl");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/data/routing/dev.jsonl"
+    );
     load_jsonl(path).expect("tests/data/routing/dev.jsonl loads")
 }
 
@@ -18,8 +21,16 @@ fn dev_file_matches_its_readme() {
     let ps = dev();
     assert_eq!(ps.len(), 8396);
     let all = eval::evaluate(&ps, &|_| 0.0).expect("eval");
-    assert!((all.quality_weak - 0.700).abs() < 5e-4, "{}", all.quality_weak);
-    assert!((all.quality_strong - 0.836).abs() < 5e-4, "{}", all.quality_strong);
+    assert!(
+        (all.quality_weak - 0.700).abs() < 5e-4,
+        "{}",
+        all.quality_weak
+    );
+    assert!(
+        (all.quality_strong - 0.836).abs() < 5e-4,
+        "{}",
+        all.quality_strong
+    );
 }
 
 #[test]
@@ -32,11 +43,19 @@ fn default_is_not_below_length_on_held_out_subjects() {
         let (train, test) = eval::split(&ps, Holdout::SubjectOrRow, seed, 0.5);
         let w = calibrate::fit_builtin(&train, "test").expect("fit");
         let c = eval::compare(&test, &Scorer::new(w)).expect("eval");
-        assert!(c.router.apgr >= c.length.apgr - 0.005, "seed {seed}: {} < length {}", c.router.apgr, c.length.apgr);
+        assert!(
+            c.router.apgr >= c.length.apgr - 0.005,
+            "seed {seed}: {} < length {}",
+            c.router.apgr,
+            c.length.apgr
+        );
         router += c.router.apgr / 4.0;
         length += c.length.apgr / 4.0;
     }
-    assert!(router > length, "held-out default APGR {router:.3} <= length-only {length:.3}");
+    assert!(
+        router > length,
+        "held-out default APGR {router:.3} <= length-only {length:.3}"
+    );
 }
 
 #[test]
@@ -45,7 +64,12 @@ fn builtin_beats_length_on_the_dev_file() {
     // the generalization check.
     let ps = dev();
     let c = eval::compare(&ps, &Scorer::builtin().expect("builtin")).expect("eval");
-    assert!(c.router.apgr > c.length.apgr, "builtin {} <= length {}", c.router.apgr, c.length.apgr);
+    assert!(
+        c.router.apgr > c.length.apgr,
+        "builtin {} <= length {}",
+        c.router.apgr,
+        c.length.apgr
+    );
     assert!(c.router.share_for_95pct_quality <= c.length.share_for_95pct_quality);
 }
 
@@ -57,25 +81,46 @@ fn calibrate_on_a_few_hundred_outcomes_stays_near_length_on_the_rest() {
     let ps = dev();
     let (train, test) = eval::split(&ps, Holdout::Random, 1, 0.1);
     assert!(train.len() < 900);
-    let opts = CalibrateOptions { bits: 12, lambdas: vec![0.01, 0.1, 1.0], ..CalibrateOptions::default() };
+    let opts = CalibrateOptions {
+        bits: 12,
+        lambdas: vec![0.01, 0.1, 1.0],
+        ..CalibrateOptions::default()
+    };
     let (w, rep) = learn::calibrate(&train, &opts).expect("calibrates");
     assert_eq!(rep.rows, train.len());
     assert!(rep.cv_apgr > 0.5, "{rep:?}");
     let c = eval::compare(&test, &Scorer::new(w)).expect("eval");
-    assert!(c.router.apgr > c.length.apgr - 0.02, "held-out {} vs length {}", c.router.apgr, c.length.apgr);
+    assert!(
+        c.router.apgr > c.length.apgr - 0.02,
+        "held-out {} vs length {}",
+        c.router.apgr,
+        c.length.apgr
+    );
 }
 
 #[test]
 fn score_jsonl_on_dev_lines() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/routing/dev.jsonl");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/data/routing/dev.jsonl"
+    );
     let text = std::fs::read_to_string(path).expect("dev file");
     let head: String = text.lines().take(20).map(|l| format!("{l}\n")).collect();
     let mut out = Vec::new();
-    let n = score_jsonl(&Scorer::builtin().expect("builtin"), head.as_bytes(), "dev.jsonl", &mut out).expect("scores");
+    let n = score_jsonl(
+        &Scorer::builtin().expect("builtin"),
+        head.as_bytes(),
+        "dev.jsonl",
+        &mut out,
+    )
+    .expect("scores");
     assert_eq!(n, 20);
     let out = String::from_utf8(out).expect("utf8");
     for line in out.lines() {
         let v: serde_json::Value = serde_json::from_str(line).expect("json line");
-        assert!(v["id"].is_string() && v["score"].is_f64() && v["tier"].is_string(), "{line}");
+        assert!(
+            v["id"].is_string() && v["score"].is_f64() && v["tier"].is_string(),
+            "{line}"
+        );
     }
 }

@@ -19,7 +19,8 @@ fn builtin_scorer_matches_vectors() {
     let mut tiers = std::collections::BTreeSet::new();
     for case in cases.iter_mut() {
         let name = case["name"].as_str().expect("name").to_owned();
-        let req = ChatRequest::from_json(&case["request"].to_string()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let req = ChatRequest::from_json(&case["request"].to_string())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         let r = scorer.score(&req);
         let rounded = (r.score * 1e6).round() / 1e6;
         tiers.insert(r.tier);
@@ -29,12 +30,23 @@ fn builtin_scorer_matches_vectors() {
             continue;
         }
         let want = case["score"].as_f64().expect("score");
-        assert!((rounded - want).abs() <= 1e-6 + 1e-12, "{name}: score {rounded} != {want}");
+        assert!(
+            (rounded - want).abs() <= 1e-6 + 1e-12,
+            "{name}: score {rounded} != {want}"
+        );
         let want_tier: Tier = serde_json::from_value(case["tier"].clone()).expect("tier");
         assert_eq!(r.tier, want_tier, "{name}");
     }
     if update {
-        std::fs::write(PATH, serde_json::to_string_pretty(&doc).expect("json") + "\n").expect("write vectors");
+        std::fs::write(
+            PATH,
+            serde_json::to_string_pretty(&doc).expect("json") + "\n",
+        )
+        .expect("write vectors");
     }
-    assert_eq!(tiers.len(), 3, "the vectors should exercise all three tiers: {tiers:?}");
+    assert_eq!(
+        tiers.len(),
+        3,
+        "the vectors should exercise all three tiers: {tiers:?}"
+    );
 }

@@ -24,26 +24,56 @@ fn schema_matches_the_records() {
     assert_eq!(d["openapi"], "3.1.0");
     assert!(d["paths"]["/v1/usage"]["post"].is_object());
     let s = &d["components"]["schemas"]["SignedUsageRecord"];
-    let props: BTreeSet<&str> = s["properties"].as_object().unwrap().keys().map(String::as_str).collect();
-    let required: BTreeSet<&str> = s["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let props: BTreeSet<&str> = s["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let required: BTreeSet<&str> = s["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
     assert!(required.is_subset(&props));
     // The full vector has every optional field: its keys (plus signature) are exactly the properties.
     let v = vectors();
     for t in v["vectors"].as_array().unwrap() {
-        let keys: BTreeSet<&str> = t["record"].as_object().unwrap().keys().map(String::as_str).chain(["signature"]).collect();
-        assert!(keys.is_subset(&props), "{:?}", keys.difference(&props).collect::<Vec<_>>());
-        assert!(required.is_subset(&keys), "{:?}", required.difference(&keys).collect::<Vec<_>>());
+        let keys: BTreeSet<&str> = t["record"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .chain(["signature"])
+            .collect();
+        assert!(
+            keys.is_subset(&props),
+            "{:?}",
+            keys.difference(&props).collect::<Vec<_>>()
+        );
+        assert!(
+            required.is_subset(&keys),
+            "{:?}",
+            required.difference(&keys).collect::<Vec<_>>()
+        );
         if t["name"].as_str().unwrap().starts_with("full") {
             // Every optional field but the two that only `denied` records carry.
             let denial: BTreeSet<&str> = ["denied_rule", "denied_level"].into();
             assert_eq!(keys, props.difference(&denial).copied().collect());
         }
         if t["record"]["status"] == "denied" {
-            assert!(keys.contains("denied_rule") && keys.contains("denied_level"), "{keys:?}");
+            assert!(
+                keys.contains("denied_rule") && keys.contains("denied_level"),
+                "{keys:?}"
+            );
         }
     }
     for code in s["properties"]["status"]["enum"].as_array().unwrap() {
-        assert!(UsageStatus::parse(code.as_str().unwrap()).is_some(), "{code}");
+        assert!(
+            UsageStatus::parse(code.as_str().unwrap()).is_some(),
+            "{code}"
+        );
     }
 }
 

@@ -19,7 +19,9 @@ use axum::routing::post;
 use gaterouter::config::Identity;
 use gaterouter::usage::signing::verify_wire;
 use gaterouter::usage::spool::DEAD_LETTER_FILE;
-use gaterouter::usage::{BatchResponse, Recorder, Rejected, ReportingConfig, UsageRecordInput, UsageSigner, generate_key};
+use gaterouter::usage::{
+    BatchResponse, Recorder, Rejected, ReportingConfig, UsageRecordInput, UsageSigner, generate_key,
+};
 use serde_json::Value;
 
 /// What the fake collector does with request number n (0-based).
@@ -73,12 +75,18 @@ async fn handle(State(c): State<Arc<Collector>>, body: Bytes) -> Response {
             let rec = match verify_wire(&r.to_string(), &c.public_key) {
                 Ok(rec) => rec,
                 Err(e) => {
-                    resp.rejected.push(Rejected { id, reason: e.to_string() });
+                    resp.rejected.push(Rejected {
+                        id,
+                        reason: e.to_string(),
+                    });
                     continue;
                 }
             };
             if rec.tags.get("bad").is_some_and(|b| b == "1") {
-                resp.rejected.push(Rejected { id, reason: "policy: bad tag".into() });
+                resp.rejected.push(Rejected {
+                    id,
+                    reason: "policy: bad tag".into(),
+                });
             } else if stored.contains_key(&id) {
                 resp.duplicate.push(id);
             } else {
@@ -107,7 +115,9 @@ async fn collector(public_key: &str, script: Vec<Act>, always: Act) -> (String, 
         stored: Default::default(),
         seen: AtomicUsize::new(0),
     });
-    let app = Router::new().route("/v1/usage", post(handle)).with_state(c.clone());
+    let app = Router::new()
+        .route("/v1/usage", post(handle))
+        .with_state(c.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -115,7 +125,12 @@ async fn collector(public_key: &str, script: Vec<Act>, always: Act) -> (String, 
 }
 
 fn identity() -> Identity {
-    Identity { org: Some("org".into()), project: Some("p".into()), api_key_id: Some("key_1".into()), ..Default::default() }
+    Identity {
+        org: Some("org".into()),
+        project: Some("p".into()),
+        api_key_id: Some("key_1".into()),
+        ..Default::default()
+    }
 }
 
 fn input(i: u64, bad: bool) -> UsageRecordInput {
@@ -152,7 +167,16 @@ fn cfg(dir: &Path, url: Option<String>) -> ReportingConfig {
 }
 
 fn segments(dir: &Path) -> usize {
-    std::fs::read_dir(dir).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "seg")).count()
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "seg")
+        })
+        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,7 +185,13 @@ async fn retries_through_500s_and_timeouts_then_delivers_exactly_once() {
     let (signer, pk) = generate_key();
     let script = vec![Act::Fail500, Act::Hang, Act::Fail500, Act::StoreThenHang];
     let (url, c) = collector(&pk, script, Act::Ok).await;
-    let rec = Recorder::start_with(&cfg(dir.path(), Some(url)), &identity(), Default::default(), Some(signer)).unwrap();
+    let rec = Recorder::start_with(
+        &cfg(dir.path(), Some(url)),
+        &identity(),
+        Default::default(),
+        Some(signer),
+    )
+    .unwrap();
     let mut ids = Vec::new();
     for i in 0..75 {
         ids.push(rec.record(input(i, false)).unwrap().0);
@@ -177,7 +207,11 @@ async fn retries_through_500s_and_timeouts_then_delivers_exactly_once() {
     assert!(c.seen.load(Ordering::SeqCst) > 75, "no resend happened");
     assert!(c.requests.load(Ordering::SeqCst) >= 5);
     let st = rec.status();
-    assert_eq!((st.pending_records, st.dead_letters, st.delivered_records), (0, 0, 75), "{st:?}");
+    assert_eq!(
+        (st.pending_records, st.dead_letters, st.delivered_records),
+        (0, 0, 75),
+        "{st:?}"
+    );
     assert_eq!(st.last_error, None);
     rec.shutdown().await.unwrap();
     assert!(segments(dir.path()) <= 1);
@@ -188,13 +222,23 @@ async fn rejected_records_go_to_the_dead_letter_file() {
     let dir = tempfile::tempdir().unwrap();
     let (signer, pk) = generate_key();
     let (url, c) = collector(&pk, vec![], Act::Ok).await;
-    let rec = Recorder::start_with(&cfg(dir.path(), Some(url)), &identity(), Default::default(), Some(signer)).unwrap();
+    let rec = Recorder::start_with(
+        &cfg(dir.path(), Some(url)),
+        &identity(),
+        Default::default(),
+        Some(signer),
+    )
+    .unwrap();
     let mut bad_ids = Vec::new();
     let mut good_ids = Vec::new();
     for i in 0..30 {
         let bad = i % 3 == 0;
         let id = rec.record(input(i, bad)).unwrap().0;
-        if bad { bad_ids.push(id) } else { good_ids.push(id) }
+        if bad {
+            bad_ids.push(id)
+        } else {
+            good_ids.push(id)
+        }
     }
     let out = rec.flush(Duration::from_secs(10)).await.unwrap();
     assert!(out.drained && out.pending_records == 0, "{out:?}");
@@ -202,7 +246,10 @@ async fn rejected_records_go_to_the_dead_letter_file() {
     assert_eq!(stored.len(), 20);
     assert!(good_ids.iter().all(|id| stored.contains_key(id)));
     let dl = std::fs::read_to_string(dir.path().join(DEAD_LETTER_FILE)).unwrap();
-    let lines: Vec<Value> = dl.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<Value> = dl
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 10);
     for (l, id) in lines.iter().zip(&bad_ids) {
         assert_eq!(l["record"]["id"].as_str().unwrap(), id);
@@ -224,21 +271,36 @@ async fn restart_resumes_from_the_spool() {
     let (signer, pk) = generate_key();
     let seed = signer.seed_base64();
     let (down_url, _down) = collector(&pk, vec![], Act::Down503).await;
-    let rec = Recorder::start_with(&cfg(dir.path(), Some(down_url)), &identity(), Default::default(), Some(signer)).unwrap();
+    let rec = Recorder::start_with(
+        &cfg(dir.path(), Some(down_url)),
+        &identity(),
+        Default::default(),
+        Some(signer),
+    )
+    .unwrap();
     let mut ids = Vec::new();
     for i in 0..25 {
         ids.push(rec.record(input(i, false)).unwrap().0);
     }
     let out = rec.shutdown().await.unwrap();
     assert!(!out.drained && out.pending_records == 25, "{out:?}");
-    assert!(rec.record(input(99, false)).is_err(), "closed recorder refuses records");
+    assert!(
+        rec.record(input(99, false)).is_err(),
+        "closed recorder refuses records"
+    );
     let last_error = rec.status().last_error.unwrap_or_default();
     assert!(last_error.contains("503"), "{last_error}");
     drop(rec);
 
     let (url, c) = collector(&pk, vec![], Act::Ok).await;
     let signer = UsageSigner::from_key_text(seed.expose(), "test").unwrap();
-    let rec = Recorder::start_with(&cfg(dir.path(), Some(url)), &identity(), Default::default(), Some(signer)).unwrap();
+    let rec = Recorder::start_with(
+        &cfg(dir.path(), Some(url)),
+        &identity(),
+        Default::default(),
+        Some(signer),
+    )
+    .unwrap();
     // The new reporter may already have sent a full batch (20) by the time we look:
     // what it found is pending plus what it delivered since it opened the spool.
     let st = rec.status();
@@ -262,14 +324,25 @@ async fn restart_resumes_from_the_spool() {
 async fn without_a_collector_records_stay_in_the_spool() {
     let dir = tempfile::tempdir().unwrap();
     let (signer, _) = generate_key();
-    let rec = Recorder::start_with(&cfg(dir.path(), None), &identity(), Default::default(), Some(signer)).unwrap();
+    let rec = Recorder::start_with(
+        &cfg(dir.path(), None),
+        &identity(),
+        Default::default(),
+        Some(signer),
+    )
+    .unwrap();
     for i in 0..5 {
         rec.record(input(i, false)).unwrap();
     }
     let out = rec.flush(Duration::from_millis(100)).await.unwrap();
     assert_eq!((out.drained, out.pending_records), (false, 5));
     rec.shutdown().await.unwrap();
-    assert_eq!(gaterouter::usage::Spool::inspect(dir.path(), 1 << 30).unwrap().pending_records, 5);
+    assert_eq!(
+        gaterouter::usage::Spool::inspect(dir.path(), 1 << 30)
+            .unwrap()
+            .pending_records,
+        5
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -277,7 +350,13 @@ async fn oversized_batches_are_split_on_413() {
     let dir = tempfile::tempdir().unwrap();
     let (signer, pk) = generate_key();
     let (url, c) = collector(&pk, vec![], Act::LimitFive).await;
-    let rec = Recorder::start_with(&cfg(dir.path(), Some(url)), &identity(), Default::default(), Some(signer)).unwrap();
+    let rec = Recorder::start_with(
+        &cfg(dir.path(), Some(url)),
+        &identity(),
+        Default::default(),
+        Some(signer),
+    )
+    .unwrap();
     for i in 0..40 {
         rec.record(input(i, false)).unwrap();
     }
@@ -294,7 +373,10 @@ async fn never_acknowledged_records_are_dead_lettered_not_retried_forever() {
     let (signer, pk) = generate_key();
     let (url, c) = collector(&pk, vec![], Act::OmitFirst).await;
     // One batch, sent by the flush: the age threshold never fires first.
-    let c2 = ReportingConfig { batch_max_age_ms: 600_000, ..cfg(dir.path(), Some(url)) };
+    let c2 = ReportingConfig {
+        batch_max_age_ms: 600_000,
+        ..cfg(dir.path(), Some(url))
+    };
     let rec = Recorder::start_with(&c2, &identity(), Default::default(), Some(signer)).unwrap();
     let first = rec.record(input(0, false)).unwrap().0;
     for i in 1..10 {
@@ -302,10 +384,16 @@ async fn never_acknowledged_records_are_dead_lettered_not_retried_forever() {
     }
     let out = rec.flush(Duration::from_secs(10)).await.unwrap();
     assert!(out.drained, "{out:?}");
-    assert_eq!(c.requests.load(Ordering::SeqCst), gaterouter::usage::reporter::MAX_UNACKNOWLEDGED_ROUNDS as usize);
+    assert_eq!(
+        c.requests.load(Ordering::SeqCst),
+        gaterouter::usage::reporter::MAX_UNACKNOWLEDGED_ROUNDS as usize
+    );
     let dl = std::fs::read_to_string(dir.path().join(DEAD_LETTER_FILE)).unwrap();
     assert_eq!(dl.lines().count(), 1);
-    assert!(dl.contains(&first) && dl.contains("not acknowledged"), "{dl}");
+    assert!(
+        dl.contains(&first) && dl.contains("not acknowledged"),
+        "{dl}"
+    );
     rec.shutdown().await.unwrap();
 }
 
@@ -314,7 +402,13 @@ async fn a_400_dead_letters_the_whole_batch() {
     let dir = tempfile::tempdir().unwrap();
     let (signer, pk) = generate_key();
     let (url, _c) = collector(&pk, vec![], Act::BadRequest).await;
-    let rec = Recorder::start_with(&cfg(dir.path(), Some(url)), &identity(), Default::default(), Some(signer)).unwrap();
+    let rec = Recorder::start_with(
+        &cfg(dir.path(), Some(url)),
+        &identity(),
+        Default::default(),
+        Some(signer),
+    )
+    .unwrap();
     for i in 0..3 {
         rec.record(input(i, false)).unwrap();
     }
@@ -322,6 +416,9 @@ async fn a_400_dead_letters_the_whole_batch() {
     assert!(out.drained, "{out:?}");
     let dl = std::fs::read_to_string(dir.path().join(DEAD_LETTER_FILE)).unwrap();
     assert_eq!(dl.lines().count(), 3);
-    assert!(dl.contains("HTTP 400") && dl.contains("schema mismatch"), "{dl}");
+    assert!(
+        dl.contains("HTTP 400") && dl.contains("schema mismatch"),
+        "{dl}"
+    );
     rec.shutdown().await.unwrap();
 }

@@ -12,13 +12,19 @@ use std::time::Duration;
 
 use gaterouter::config::Identity;
 use gaterouter::usage::spool::{SEGMENT_HEADER_BYTES, Spool, SpoolOptions};
-use gaterouter::usage::{Recorder, ReportingConfig, UsageError, UsageRecordInput, UsageSigner, generate_key};
+use gaterouter::usage::{
+    Recorder, ReportingConfig, UsageError, UsageRecordInput, UsageSigner, generate_key,
+};
 
 const CHILD_ENV: &str = "GATEROUTER_SPOOL_WRITER_DIR";
 const SEED: [u8; 32] = [7u8; 32];
 
 fn identity() -> Identity {
-    Identity { org: Some("org".into()), api_key_id: Some("key_1".into()), ..Default::default() }
+    Identity {
+        org: Some("org".into()),
+        api_key_id: Some("key_1".into()),
+        ..Default::default()
+    }
 }
 
 fn input(i: u64) -> UsageRecordInput {
@@ -39,7 +45,11 @@ fn input(i: u64) -> UsageRecordInput {
 }
 
 fn cfg(dir: &Path) -> ReportingConfig {
-    ReportingConfig { spool_dir: Some(dir.to_path_buf()), fsync_interval_ms: 50, ..Default::default() }
+    ReportingConfig {
+        spool_dir: Some(dir.to_path_buf()),
+        fsync_interval_ms: 50,
+        ..Default::default()
+    }
 }
 
 fn read_all(dir: &Path) -> Vec<gaterouter::usage::spool::SpooledRecord> {
@@ -53,10 +63,21 @@ fn read_all(dir: &Path) -> Vec<gaterouter::usage::spool::SpooledRecord> {
 /// printing each acknowledged id.
 #[test]
 fn spool_writer_child() {
-    let Ok(dir) = std::env::var(CHILD_ENV) else { return };
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let _g = rt.enter();
-    let rec = Recorder::start_with(&cfg(Path::new(&dir)), &identity(), Default::default(), Some(UsageSigner::from_seed(&SEED))).unwrap();
+    let rec = Recorder::start_with(
+        &cfg(Path::new(&dir)),
+        &identity(),
+        Default::default(),
+        Some(UsageSigner::from_seed(&SEED)),
+    )
+    .unwrap();
     for i in 0.. {
         let id = rec.record(input(i)).unwrap();
         println!("ACK {id}");
@@ -68,7 +89,12 @@ fn killed_writer_loses_no_acknowledged_record() {
     let dir = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
     let mut child = Command::new(exe)
-        .args(["--exact", "spool_writer_child", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "spool_writer_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -95,18 +121,29 @@ fn killed_writer_loses_no_acknowledged_record() {
     let records = read_all(dir.path());
     let present: HashSet<&str> = records.iter().map(|r| r.id.as_str()).collect();
     for id in &acked {
-        assert!(present.contains(id.as_str()), "acknowledged record {id} lost");
+        assert!(
+            present.contains(id.as_str()),
+            "acknowledged record {id} lost"
+        );
     }
     // Every record read back is whole and verifies; seqs strictly increase.
     let pk = UsageSigner::from_seed(&SEED).public_key().to_owned();
     let mut last = 0;
     for r in &records {
-        let rec = gaterouter::usage::signing::verify_wire(std::str::from_utf8(&r.payload).unwrap(), &pk).unwrap();
+        let rec =
+            gaterouter::usage::signing::verify_wire(std::str::from_utf8(&r.payload).unwrap(), &pk)
+                .unwrap();
         assert!(rec.seq > last);
         last = rec.seq;
     }
     // The lock died with the child: a new recorder resumes after the highest seq.
-    let rec = Recorder::start_with(&cfg(dir.path()), &identity(), Default::default(), Some(UsageSigner::from_seed(&SEED))).unwrap();
+    let rec = Recorder::start_with(
+        &cfg(dir.path()),
+        &identity(),
+        Default::default(),
+        Some(UsageSigner::from_seed(&SEED)),
+    )
+    .unwrap();
     rec.record(input(0)).unwrap();
     let st = rec.status();
     assert_eq!(st.max_seq, last + 1, "{st:?}");
@@ -118,9 +155,17 @@ fn write_records(dir: &Path, n: u64) -> Vec<String> {
     let signer = UsageSigner::from_seed(&SEED);
     let mut ids = Vec::new();
     for i in 1..=n {
-        let rec = gaterouter::usage::UsageRecord::build(input(i), &identity(), &Default::default(), gaterouter::usage::RecordId::new_v7(), i).unwrap();
+        let rec = gaterouter::usage::UsageRecord::build(
+            input(i),
+            &identity(),
+            &Default::default(),
+            gaterouter::usage::RecordId::new_v7(),
+            i,
+        )
+        .unwrap();
         let (c, s) = signer.sign_record(&rec).unwrap();
-        sp.append(gaterouter::usage::signing::wire_json(&c, &s).as_bytes(), i).unwrap();
+        sp.append(gaterouter::usage::signing::wire_json(&c, &s).as_bytes(), i)
+            .unwrap();
         ids.push(rec.id.0);
     }
     sp.close().unwrap();
@@ -128,7 +173,11 @@ fn write_records(dir: &Path, n: u64) -> Vec<String> {
 }
 
 fn only_segment(dir: &Path) -> std::path::PathBuf {
-    let segs: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "seg")).collect();
+    let segs: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
     assert_eq!(segs.len(), 1);
     segs[0].clone()
 }
@@ -161,7 +210,11 @@ fn torn_last_entry_is_skipped_at_every_byte_offset() {
         sp.append(br#"{"id":"new","seq":99}"#, 99).unwrap();
         let b = sp.read_batch(100, u64::MAX).unwrap();
         let got: Vec<&str> = b.records.iter().map(|r| r.id.as_str()).collect();
-        assert_eq!(got, vec![ids[0].as_str(), ids[1].as_str(), "new"], "cut at {cut}");
+        assert_eq!(
+            got,
+            vec![ids[0].as_str(), ids[1].as_str(), "new"],
+            "cut at {cut}"
+        );
         sp.close().unwrap();
     }
     // A flipped byte in the last payload (CRC mismatch) is skipped the same way.
@@ -180,7 +233,10 @@ fn torn_last_entry_is_skipped_at_every_byte_offset() {
 #[test]
 fn full_spool_gives_the_typed_error_and_counts_overflow() {
     let dir = tempfile::tempdir().unwrap();
-    let c = ReportingConfig { max_spool_bytes: 64 * 1024, ..cfg(dir.path()) };
+    let c = ReportingConfig {
+        max_spool_bytes: 64 * 1024,
+        ..cfg(dir.path())
+    };
     let (signer, _) = generate_key();
     let rec = Recorder::start_with(&c, &identity(), Default::default(), Some(signer)).unwrap();
     let mut ok = 0u64;
@@ -191,13 +247,28 @@ fn full_spool_gives_the_typed_error_and_counts_overflow() {
         }
         assert!(ok < 10_000, "cap never reached");
     };
-    assert!(matches!(err, UsageError::SpoolFull { max_bytes: 65536, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            UsageError::SpoolFull {
+                max_bytes: 65536,
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert_eq!(err.code(), "SPOOL_FULL");
     assert!(err.to_string().contains("max_spool_bytes"), "{err}");
-    assert!(matches!(rec.record(input(0)), Err(UsageError::SpoolFull { .. })));
+    assert!(matches!(
+        rec.record(input(0)),
+        Err(UsageError::SpoolFull { .. })
+    ));
     let st = rec.status();
     assert_eq!(st.overflow_count, 2);
-    assert_eq!(st.pending_records, ok, "nothing already spooled was dropped");
+    assert_eq!(
+        st.pending_records, ok,
+        "nothing already spooled was dropped"
+    );
     assert!(st.total_bytes <= 64 * 1024);
 }
 
@@ -205,11 +276,23 @@ fn full_spool_gives_the_typed_error_and_counts_overflow() {
 async fn concurrent_appends_from_many_tasks() {
     let dir = tempfile::tempdir().unwrap();
     let (signer, pk) = generate_key();
-    let rec = Arc::new(Recorder::start_with(&cfg(dir.path()), &identity(), Default::default(), Some(signer)).unwrap());
+    let rec = Arc::new(
+        Recorder::start_with(
+            &cfg(dir.path()),
+            &identity(),
+            Default::default(),
+            Some(signer),
+        )
+        .unwrap(),
+    );
     let mut tasks = Vec::new();
     for t in 0..8u64 {
         let rec = rec.clone();
-        tasks.push(tokio::spawn(async move { (0..200u64).map(|i| rec.record(input(t * 1000 + i)).unwrap().0).collect::<Vec<_>>() }));
+        tasks.push(tokio::spawn(async move {
+            (0..200u64)
+                .map(|i| rec.record(input(t * 1000 + i)).unwrap().0)
+                .collect::<Vec<_>>()
+        }));
     }
     let mut ids = HashSet::new();
     for t in tasks {
@@ -222,7 +305,9 @@ async fn concurrent_appends_from_many_tasks() {
     let mut seqs = HashSet::new();
     for r in &records {
         assert!(ids.contains(&r.id));
-        let parsed = gaterouter::usage::signing::verify_wire(std::str::from_utf8(&r.payload).unwrap(), &pk).unwrap();
+        let parsed =
+            gaterouter::usage::signing::verify_wire(std::str::from_utf8(&r.payload).unwrap(), &pk)
+                .unwrap();
         assert!(seqs.insert(parsed.seq), "seq {} repeated", parsed.seq);
     }
 }
@@ -253,14 +338,21 @@ fn drain(dir: &Path, seg: &Path) -> (Vec<String>, gaterouter::usage::SpoolStatus
         got.extend(b.records.iter().map(|r| r.id.clone()));
         sp.ack(&b).unwrap();
         if sp.pending_records() > 0 {
-            assert!(seg.exists(), "segment deleted with {} records still pending", sp.pending_records());
+            assert!(
+                seg.exists(),
+                "segment deleted with {} records still pending",
+                sp.pending_records()
+            );
         }
     }
     sp.close().unwrap();
     (got, st)
 }
 
-fn corrupted(ids_n: u64, damage: impl FnOnce(&mut Vec<u8>, &[usize])) -> (tempfile::TempDir, Vec<String>, std::path::PathBuf) {
+fn corrupted(
+    ids_n: u64,
+    damage: impl FnOnce(&mut Vec<u8>, &[usize]),
+) -> (tempfile::TempDir, Vec<String>, std::path::PathBuf) {
     let d = tempfile::tempdir().unwrap();
     let ids = write_records(d.path(), ids_n);
     let seg = only_segment(d.path());
@@ -283,7 +375,9 @@ fn flipped_byte_in_first_record_loses_only_that_record() {
 
 #[test]
 fn huge_frame_length_loses_only_that_record() {
-    let (d, ids, seg) = corrupted(20, |data, starts| data[starts[4]..starts[4] + 4].copy_from_slice(&0xFFFF_FFF0u32.to_le_bytes()));
+    let (d, ids, seg) = corrupted(20, |data, starts| {
+        data[starts[4]..starts[4] + 4].copy_from_slice(&0xFFFF_FFF0u32.to_le_bytes())
+    });
     let (got, st) = drain(d.path(), &seg);
     let mut want = ids.clone();
     want.remove(4);
@@ -303,7 +397,12 @@ fn garbage_between_records_and_torn_tail_are_skipped() {
         data.truncate(n - 3);
     });
     let (got, st) = drain(d.path(), &seg);
-    let want: Vec<String> = ids.iter().enumerate().filter(|(i, _)| !(3..6).contains(i) && *i != 19).map(|(_, s)| s.clone()).collect();
+    let want: Vec<String> = ids
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !(3..6).contains(i) && *i != 19)
+        .map(|(_, s)| s.clone())
+        .collect();
     assert_eq!(got, want);
     assert_eq!(st.skipped_ranges, 2);
 }
@@ -317,8 +416,16 @@ fn bad_cursor_is_repaired_and_everything_delivered() {
         let data = std::fs::read(&seg).unwrap();
         let starts = frame_starts(&data);
         let segment: u64 = seg.file_stem().unwrap().to_str().unwrap().parse().unwrap();
-        let offset = if which == "past_end" { data.len() as u64 + 1_000_000 } else { starts[3] as u64 + 3 };
-        std::fs::write(d.path().join("cursor.json"), format!(r#"{{"segment":{segment},"offset":{offset},"max_seq":20}}"#)).unwrap();
+        let offset = if which == "past_end" {
+            data.len() as u64 + 1_000_000
+        } else {
+            starts[3] as u64 + 3
+        };
+        std::fs::write(
+            d.path().join("cursor.json"),
+            format!(r#"{{"segment":{segment},"offset":{offset},"max_seq":20}}"#),
+        )
+        .unwrap();
         let (got, st) = drain(d.path(), &seg);
         assert_eq!(got, ids, "{which}: all 20 delivered");
         assert_eq!(st.cursor_repairs, 1, "{which}");

@@ -23,7 +23,8 @@ fn load() -> Value {
 fn canonical_bytes_and_signatures_match_the_vectors() {
     let v = load();
     let signer = UsageSigner::from_key_text(v["seed_base64"].as_str().unwrap(), "vectors").unwrap();
-    let pem_signer = UsageSigner::from_key_text(v["private_key_pem"].as_str().unwrap(), "vectors pem").unwrap();
+    let pem_signer =
+        UsageSigner::from_key_text(v["private_key_pem"].as_str().unwrap(), "vectors pem").unwrap();
     let pk = v["public_key"].as_str().unwrap();
     assert_eq!(signer.public_key(), pk);
     assert_eq!(pem_signer.public_key(), pk);
@@ -35,13 +36,18 @@ fn canonical_bytes_and_signatures_match_the_vectors() {
         // The generic canonicalizer on the raw JSON value.
         assert_eq!(canonicalize(&t["record"]).unwrap(), want, "{name}");
         // The typed record: strict schema, bounds, and its own canonical form.
-        let rec: UsageRecord = serde_json::from_value(t["record"].clone()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let rec: UsageRecord =
+            serde_json::from_value(t["record"].clone()).unwrap_or_else(|e| panic!("{name}: {e}"));
         rec.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(rec.canonical_json().unwrap(), want, "{name}");
         // Ed25519 is deterministic: the same key and bytes give the same signature.
         let sig = t["signature"].as_str().unwrap();
         assert_eq!(signer.sign(want.as_bytes()), sig, "{name}");
-        assert_eq!(signer.sign_record(&rec).unwrap(), (want.to_owned(), sig.to_owned()), "{name}");
+        assert_eq!(
+            signer.sign_record(&rec).unwrap(),
+            (want.to_owned(), sig.to_owned()),
+            "{name}"
+        );
         verify(pk, want.as_bytes(), sig).unwrap();
         // Wire form verifies as a collector would, and any change breaks it.
         let wire = wire_json(want, sig);
@@ -54,13 +60,24 @@ fn canonical_bytes_and_signatures_match_the_vectors() {
 #[test]
 fn unicode_tag_keys_are_ordered_by_utf16() {
     let v = load();
-    let full = v["vectors"].as_array().unwrap().iter().find(|t| t["name"].as_str().unwrap().starts_with("full")).unwrap();
+    let full = v["vectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"].as_str().unwrap().starts_with("full"))
+        .unwrap();
     let c = full["canonical"].as_str().unwrap();
     let pos = |s: &str| c.find(s).unwrap_or_else(|| panic!("{s} missing"));
     assert!(pos("\"B\":") < pos("\"a\":"));
     assert!(pos("\"é\":") < pos("\"😀\":"));
-    assert!(pos("\"😀\":") < pos("\"\u{e000}\":"), "UTF-16 order puts the surrogate pair first");
-    assert!(c.contains("bell \\u0007 us \\u001f del \u{7f} ls \u{2028}"), "{c}");
+    assert!(
+        pos("\"😀\":") < pos("\"\u{e000}\":"),
+        "UTF-16 order puts the surrogate pair first"
+    );
+    assert!(
+        c.contains("bell \\u0007 us \\u001f del \u{7f} ls \u{2028}"),
+        "{c}"
+    );
 }
 
 /// Regenerate the vectors with the Python generator (when Python with `cryptography` is
@@ -69,15 +86,30 @@ fn unicode_tag_keys_are_ordered_by_utf16() {
 #[test]
 fn python_generator_reproduces_the_file() {
     let py = std::env::var("GATEROUTER_VECTORS_PYTHON").unwrap_or_else(|_| {
-        if std::path::Path::new("/tmp/vecvenv/bin/python").exists() { "/tmp/vecvenv/bin/python".into() } else { "python3".into() }
+        if std::path::Path::new("/tmp/vecvenv/bin/python").exists() {
+            "/tmp/vecvenv/bin/python".into()
+        } else {
+            "python3".into()
+        }
     });
-    let has = Command::new(&py).args(["-c", "import cryptography"]).output().map(|o| o.status.success()).unwrap_or(false);
+    let has = Command::new(&py)
+        .args(["-c", "import cryptography"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
     if !has {
         eprintln!("skipping: {py} has no `cryptography` (pip install cryptography)");
         return;
     }
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/gen_records.py");
     let out = Command::new(&py).arg(script).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8(out.stdout).unwrap(), std::fs::read_to_string(vectors_path()).unwrap());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        std::fs::read_to_string(vectors_path()).unwrap()
+    );
 }

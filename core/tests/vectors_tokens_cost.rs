@@ -28,10 +28,17 @@ fn text_counts_match_tiktoken() {
     for t in texts {
         let text = t["text"].as_str().unwrap();
         let name = t["name"].as_str().unwrap();
-        for (enc, key) in [(Encoding::O200kBase, "o200k_base"), (Encoding::Cl100kBase, "cl100k_base")] {
+        for (enc, key) in [
+            (Encoding::O200kBase, "o200k_base"),
+            (Encoding::Cl100kBase, "cl100k_base"),
+        ] {
             let want = t[key].as_u64().unwrap();
             assert_eq!(enc.count(text) as u64, want, "{name} / {key}");
-            assert_eq!(enc.count_uncached(text) as u64, want, "{name} / {key} uncached");
+            assert_eq!(
+                enc.count_uncached(text) as u64,
+                want,
+                "{name} / {key} uncached"
+            );
             assert_eq!(enc.encode(text).len() as u64, want, "{name} / {key} encode");
         }
     }
@@ -44,8 +51,14 @@ fn corpus_count_matches_tiktoken_including_the_parallel_path() {
     let corpus = std::fs::read_to_string(root().join(c["path"].as_str().unwrap())).unwrap();
     assert_eq!(corpus.len() as u64, c["bytes"].as_u64().unwrap());
     assert!(corpus.len() >= tokens::PARALLEL_THRESHOLD_BYTES);
-    assert_eq!(Encoding::O200kBase.count_uncached(&corpus) as u64, c["o200k_base"].as_u64().unwrap());
-    assert_eq!(Encoding::Cl100kBase.count_uncached(&corpus) as u64, c["cl100k_base"].as_u64().unwrap());
+    assert_eq!(
+        Encoding::O200kBase.count_uncached(&corpus) as u64,
+        c["o200k_base"].as_u64().unwrap()
+    );
+    assert_eq!(
+        Encoding::Cl100kBase.count_uncached(&corpus) as u64,
+        c["cl100k_base"].as_u64().unwrap()
+    );
 }
 
 /// The estimators stay within the error documented on [`EstimatorFamily`] against the
@@ -57,19 +70,41 @@ fn estimators_within_documented_error() {
     let samples = v["estimators"]["samples"].as_array().unwrap();
     let mut checked = 0;
     for s in samples {
-        let Some(start) = s["start_byte"].as_u64() else { continue };
+        let Some(start) = s["start_byte"].as_u64() else {
+            continue;
+        };
         let text = &corpus[start as usize..s["end_byte"].as_u64().unwrap() as usize];
-        assert_eq!(Encoding::O200kBase.count(text) as u64, s["o200k_base"].as_u64().unwrap());
-        for (fam, key, bound) in [(EstimatorFamily::DeepSeek, "deepseek", 0.03), (EstimatorFamily::Mistral, "mistral", 0.03), (EstimatorFamily::Claude, "claude", 0.20)] {
-            let Some(reference) = s[key].as_u64() else { continue };
+        assert_eq!(
+            Encoding::O200kBase.count(text) as u64,
+            s["o200k_base"].as_u64().unwrap()
+        );
+        for (fam, key, bound) in [
+            (EstimatorFamily::DeepSeek, "deepseek", 0.03),
+            (EstimatorFamily::Mistral, "mistral", 0.03),
+            (EstimatorFamily::Claude, "claude", 0.20),
+        ] {
+            let Some(reference) = s[key].as_u64() else {
+                continue;
+            };
             let est = fam.estimate(text) as f64;
             let err = (est - reference as f64) / reference as f64;
-            println!("{:>14} {key:>9}: estimate {est} reference {reference} error {:+.1}%", s["name"].as_str().unwrap(), err * 100.0);
-            assert!(err.abs() <= bound, "{} {key}: error {err:.3} above {bound}", s["name"]);
+            println!(
+                "{:>14} {key:>9}: estimate {est} reference {reference} error {:+.1}%",
+                s["name"].as_str().unwrap(),
+                err * 100.0
+            );
+            assert!(
+                err.abs() <= bound,
+                "{} {key}: error {err:.3} above {bound}",
+                s["name"]
+            );
             checked += 1;
         }
     }
-    assert!(checked >= 6, "the reference counts are missing; rerun gen_tokens.py with mistral-common installed");
+    assert!(
+        checked >= 6,
+        "the reference counts are missing; rerun gen_tokens.py with mistral-common installed"
+    );
 }
 
 #[test]
@@ -79,11 +114,21 @@ fn chat_requests_match_billed_prompt_tokens() {
     assert!(cases.len() >= 10);
     for c in cases {
         let name = c["name"].as_str().unwrap();
-        let req: ChatRequest = ChatRequest::from_json(&c["request"].to_string()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let req: ChatRequest = ChatRequest::from_json(&c["request"].to_string())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         for (model, want) in c["expected_prompt_tokens"].as_object().unwrap() {
             let got = tokens::count_request(&req, model);
-            assert_eq!(got.tokens, want.as_u64().unwrap(), "{name} / {model}: {:?}", got.breakdown);
-            assert_eq!(got.exact, c["exact"].as_bool().unwrap(), "{name} / {model} exactness");
+            assert_eq!(
+                got.tokens,
+                want.as_u64().unwrap(),
+                "{name} / {model}: {:?}",
+                got.breakdown
+            );
+            assert_eq!(
+                got.exact,
+                c["exact"].as_bool().unwrap(),
+                "{name} / {model} exactness"
+            );
         }
     }
 }
@@ -98,15 +143,33 @@ fn costs_match_decimal_reference() {
         let name = c["name"].as_str().unwrap();
         let usage: Usage = serde_json::from_value(c["usage"].clone()).unwrap();
         let opts: CostOptions = serde_json::from_value(c["options"].clone()).unwrap();
-        let got = cat.cost(&usage, c["model"].as_str().unwrap(), opts).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let got = cat
+            .cost(&usage, c["model"].as_str().unwrap(), opts)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         let e = &c["expected"];
         let field = |k: &str| e[k].as_u64().unwrap();
         assert_eq!(got.total_micros, field("total_micros"), "{name} total");
         assert_eq!(got.input_micros, field("input_micros"), "{name} input");
-        assert_eq!(got.cached_input_micros, field("cached_input_micros"), "{name} cached");
-        assert_eq!(got.cache_write_micros, field("cache_write_micros"), "{name} cache write");
+        assert_eq!(
+            got.cached_input_micros,
+            field("cached_input_micros"),
+            "{name} cached"
+        );
+        assert_eq!(
+            got.cache_write_micros,
+            field("cache_write_micros"),
+            "{name} cache write"
+        );
         assert_eq!(got.output_micros, field("output_micros"), "{name} output");
-        assert_eq!(got.reasoning_micros, field("reasoning_micros"), "{name} reasoning");
-        assert_eq!(got.tier_above_input_tokens, e["tier_above_input_tokens"].as_u64(), "{name} tier");
+        assert_eq!(
+            got.reasoning_micros,
+            field("reasoning_micros"),
+            "{name} reasoning"
+        );
+        assert_eq!(
+            got.tier_above_input_tokens,
+            e["tier_above_input_tokens"].as_u64(),
+            "{name} tier"
+        );
     }
 }

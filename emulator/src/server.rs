@@ -724,7 +724,10 @@ async fn pipeline(
                 }
             }
             FaultKind::HtmlError => {
-                return (common::html_error(status_param(&f, StatusCode::BAD_GATEWAY)), outcome);
+                return (
+                    common::html_error(status_param(&f, StatusCode::BAD_GATEWAY)),
+                    outcome,
+                );
             }
             _ => ApiErr::invalid(
                 "Emulated bad request (emulator fault 'bad_request'): the request was rejected on purpose.",

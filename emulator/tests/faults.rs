@@ -662,7 +662,14 @@ async fn status_parameter_of_server_and_html_errors() {
     for provider in PROVIDERS {
         for via in [Via::Header, Via::Directive, Via::Queue] {
             for status in [502u16, 503, 504] {
-                let r = send(&c, provider, false, via, &format!("server_error;status={status}")).await;
+                let r = send(
+                    &c,
+                    provider,
+                    false,
+                    via,
+                    &format!("server_error;status={status}"),
+                )
+                .await;
                 assert_eq!(r.status().as_u16(), status, "{provider} {via:?}");
                 let v: Value = r.json().await.unwrap();
                 assert!(v["error"].is_object(), "{provider}: {v}");
@@ -670,12 +677,24 @@ async fn status_parameter_of_server_and_html_errors() {
             // An unusable status falls back to the default.
             let r = send(&c, provider, false, via, "server_error;status=99999").await;
             assert_eq!(r.status().as_u16(), 500, "{provider} {via:?}");
-            for (spec, status) in [("html_error", 502u16), ("html_error;status=503", 503), ("html_error;status=200", 200)] {
+            for (spec, status) in [
+                ("html_error", 502u16),
+                ("html_error;status=503", 503),
+                ("html_error;status=200", 200),
+            ] {
                 let r = send(&c, provider, true, via, spec).await;
                 assert_eq!(r.status().as_u16(), status, "{provider} {via:?} {spec}");
-                assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+                assert!(
+                    r.headers()["content-type"]
+                        .to_str()
+                        .unwrap()
+                        .starts_with("text/html")
+                );
                 let body = r.text().await.unwrap();
-                assert!(body.starts_with("<html>") && body.contains(&status.to_string()), "{body}");
+                assert!(
+                    body.starts_with("<html>") && body.contains(&status.to_string()),
+                    "{body}"
+                );
             }
         }
     }

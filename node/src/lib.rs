@@ -143,7 +143,10 @@ fn error_json(e: &Error) -> String {
         provider_message: e.provider_message(),
         field,
         rule: e.permission_rule().map(|(rule, _)| rule),
-        level: e.permission_rule().and_then(|(_, level)| level.map(|l| l.to_string())).or_else(|| e.budget_status().map(|b| b.level.to_string())),
+        level: e
+            .permission_rule()
+            .and_then(|(_, level)| level.map(|l| l.to_string()))
+            .or_else(|| e.budget_status().map(|b| b.level.to_string())),
         budget: e.budget_status().map(BudgetInfo::from),
     };
     envelope::<()>(Outcome::Error(info))

@@ -14,18 +14,78 @@ use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use tokio::runtime::Runtime;
 
-create_exception!(gaterouter._native, GateRouterError, PyException, "Base class of every GateRouter error.");
-create_exception!(gaterouter._native, ConfigError, GateRouterError, "The configuration must be fixed.");
-create_exception!(gaterouter._native, AuthenticationError, GateRouterError, "The provider refused the credentials.");
-create_exception!(gaterouter._native, RateLimitError, GateRouterError, "Rate limited; see `retry_after`.");
-create_exception!(gaterouter._native, ProviderUnavailableError, GateRouterError, "The provider is down, overloaded or unreachable.");
-create_exception!(gaterouter._native, InvalidRequestError, GateRouterError, "The request is invalid; never retried.");
-create_exception!(gaterouter._native, ContextLengthExceededError, InvalidRequestError, "The request does not fit the context window.");
-create_exception!(gaterouter._native, APITimeoutError, GateRouterError, "No answer within the timeout.");
-create_exception!(gaterouter._native, StreamInterruptedError, GateRouterError, "A stream ended early.");
-create_exception!(gaterouter._native, InvalidResponseError, GateRouterError, "The provider's answer is unusable.");
-create_exception!(gaterouter._native, BudgetExceededError, GateRouterError, "A budget or quota would be exceeded.");
-create_exception!(gaterouter._native, PermissionDeniedError, GateRouterError, "The caller may not use this model.");
+create_exception!(
+    gaterouter._native,
+    GateRouterError,
+    PyException,
+    "Base class of every GateRouter error."
+);
+create_exception!(
+    gaterouter._native,
+    ConfigError,
+    GateRouterError,
+    "The configuration must be fixed."
+);
+create_exception!(
+    gaterouter._native,
+    AuthenticationError,
+    GateRouterError,
+    "The provider refused the credentials."
+);
+create_exception!(
+    gaterouter._native,
+    RateLimitError,
+    GateRouterError,
+    "Rate limited; see `retry_after`."
+);
+create_exception!(
+    gaterouter._native,
+    ProviderUnavailableError,
+    GateRouterError,
+    "The provider is down, overloaded or unreachable."
+);
+create_exception!(
+    gaterouter._native,
+    InvalidRequestError,
+    GateRouterError,
+    "The request is invalid; never retried."
+);
+create_exception!(
+    gaterouter._native,
+    ContextLengthExceededError,
+    InvalidRequestError,
+    "The request does not fit the context window."
+);
+create_exception!(
+    gaterouter._native,
+    APITimeoutError,
+    GateRouterError,
+    "No answer within the timeout."
+);
+create_exception!(
+    gaterouter._native,
+    StreamInterruptedError,
+    GateRouterError,
+    "A stream ended early."
+);
+create_exception!(
+    gaterouter._native,
+    InvalidResponseError,
+    GateRouterError,
+    "The provider's answer is unusable."
+);
+create_exception!(
+    gaterouter._native,
+    BudgetExceededError,
+    GateRouterError,
+    "A budget or quota would be exceeded."
+);
+create_exception!(
+    gaterouter._native,
+    PermissionDeniedError,
+    GateRouterError,
+    "The caller may not use this model."
+);
 
 /// Map a core error to its Python exception class, with attributes set.
 fn to_pyerr(py: Python<'_>, e: Error) -> PyErr {
@@ -60,7 +120,11 @@ fn to_pyerr(py: Python<'_>, e: Error) -> PyErr {
     let budget = e
         .budget_status()
         .and_then(|b| serde_json::to_string(b).ok())
-        .and_then(|text| py.import("json").and_then(|json| json.call_method1("loads", (text,))).ok());
+        .and_then(|text| {
+            py.import("json")
+                .and_then(|json| json.call_method1("loads", (text,)))
+                .ok()
+        });
     let _ = value.setattr("budget", budget);
     err
 }
@@ -93,7 +157,10 @@ fn runtime() -> Arc<Runtime> {
 
 /// Run `fut` to completion with the GIL released; Ctrl-C (checked every 50 ms on the
 /// main thread) interrupts it with `KeyboardInterrupt`.
-fn block_on<T: Send>(py: Python<'_>, fut: impl Future<Output = Result<T, Error>> + Send) -> PyResult<T> {
+fn block_on<T: Send>(
+    py: Python<'_>,
+    fut: impl Future<Output = Result<T, Error>> + Send,
+) -> PyResult<T> {
     let rt = runtime();
     let out = py.detach(|| {
         rt.block_on(async {
@@ -116,14 +183,22 @@ fn block_on<T: Send>(py: Python<'_>, fut: impl Future<Output = Result<T, Error>>
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> Result<String, Error> {
-    serde_json::to_string(v).map_err(|e| Error::InvalidRequest { field: None, message: format!("cannot serialize: {e}") })
+    serde_json::to_string(v).map_err(|e| Error::InvalidRequest {
+        field: None,
+        message: format!("cannot serialize: {e}"),
+    })
 }
 
 /// Deliver a result to an asyncio future from any thread: `loop.call_soon_threadsafe(done, ok, value)`.
 fn resolve(loop_: &Py<PyAny>, done: &Py<PyAny>, result: Result<Option<String>, Error>) {
     Python::attach(|py| {
         let (ok, value): (bool, Py<PyAny>) = match result {
-            Ok(v) => (true, v.into_pyobject(py).map(|b| b.unbind()).unwrap_or_else(|_| py.None())),
+            Ok(v) => (
+                true,
+                v.into_pyobject(py)
+                    .map(|b| b.unbind())
+                    .unwrap_or_else(|_| py.None()),
+            ),
             Err(e) => (false, to_pyerr(py, e).into_value(py).into_any()),
         };
         // The loop may be closed already (the caller gave up): nothing to deliver to.
@@ -183,7 +258,11 @@ impl NativeClient {
     #[pyo3(signature = (config_json=None, config_file=None))]
     fn new(py: Python<'_>, config_json: Option<&str>, config_file: Option<&str>) -> PyResult<Self> {
         let config = match (config_json, config_file) {
-            (Some(_), Some(_)) => Err(Error::config("Client()", "both config and config_file were given", "pass one of them")),
+            (Some(_), Some(_)) => Err(Error::config(
+                "Client()",
+                "both config and config_file were given",
+                "pass one of them",
+            )),
             (Some(j), None) => Config::from_json_str(j),
             (None, Some(f)) => Config::from_toml_file(f),
             (None, None) => Ok(Config::default()),
@@ -193,28 +272,36 @@ impl NativeClient {
             Client::with_sdk(c.clone(), sdk_info()).map(|client| (c, client))
         });
         built
-            .map(|(config, client)| NativeClient { config, state: Mutex::new((std::process::id(), client)) })
+            .map(|(config, client)| NativeClient {
+                config,
+                state: Mutex::new((std::process::id(), client)),
+            })
             .map_err(|e| to_pyerr(py, e))
     }
 
     /// The routing decision for a request, without calling anything (JSON).
     fn route(&self, py: Python<'_>, request_json: &str) -> PyResult<String> {
         let req = ChatRequest::from_json(request_json).map_err(|e| to_pyerr(py, e))?;
-        self.client_py(py)?.route(&req).and_then(|d| to_json(&d)).map_err(|e| to_pyerr(py, e))
+        self.client_py(py)?
+            .route(&req)
+            .and_then(|d| to_json(&d))
+            .map_err(|e| to_pyerr(py, e))
     }
 
     /// Prompt tokens of a request as its model (or the routed model) bills them (JSON).
     fn count_tokens(&self, py: Python<'_>, request_json: &str) -> PyResult<String> {
         let req = ChatRequest::from_json(request_json).map_err(|e| to_pyerr(py, e))?;
         let client = self.client_py(py)?;
-        py.detach(|| client.count_tokens(&req).and_then(|c| to_json(&c))).map_err(|e| to_pyerr(py, e))
+        py.detach(|| client.count_tokens(&req).and_then(|c| to_json(&c)))
+            .map_err(|e| to_pyerr(py, e))
     }
 
     /// Expected and maximum cost of a request before calling (JSON).
     fn estimate_cost(&self, py: Python<'_>, request_json: &str) -> PyResult<String> {
         let req = ChatRequest::from_json(request_json).map_err(|e| to_pyerr(py, e))?;
         let client = self.client_py(py)?;
-        py.detach(|| client.estimate_cost(&req).and_then(|c| to_json(&c))).map_err(|e| to_pyerr(py, e))
+        py.detach(|| client.estimate_cost(&req).and_then(|c| to_json(&c)))
+            .map_err(|e| to_pyerr(py, e))
     }
 
     /// What became of the usage records, now (JSON `DeliveryReport`).
@@ -254,14 +341,22 @@ impl NativeClient {
     }
 
     /// Async chat: resolves through `loop.call_soon_threadsafe(done, ok, value)`.
-    fn chat_async(&self, py: Python<'_>, request_json: &str, event_loop: Py<PyAny>, done: Py<PyAny>) -> PyResult<TaskHandle> {
+    fn chat_async(
+        &self,
+        py: Python<'_>,
+        request_json: &str,
+        event_loop: Py<PyAny>,
+        done: Py<PyAny>,
+    ) -> PyResult<TaskHandle> {
         let req = ChatRequest::from_json(request_json).map_err(|e| to_pyerr(py, e))?;
         let client = self.client_py(py)?;
         let task = runtime().spawn(async move {
             let result = async { to_json(&client.chat(req).await?) }.await;
             resolve(&event_loop, &done, result.map(Some));
         });
-        Ok(TaskHandle { abort: task.abort_handle() })
+        Ok(TaskHandle {
+            abort: task.abort_handle(),
+        })
     }
 
     /// Open a stream (blocking until the provider answers).
@@ -269,7 +364,10 @@ impl NativeClient {
         let req = ChatRequest::from_json(request_json).map_err(|e| to_pyerr(py, e))?;
         let client = self.client_py(py)?;
         let stream = block_on(py, async move { client.chat_stream(req).await })?;
-        Ok(NativeStream { inner: Arc::new(tokio::sync::Mutex::new(Some(stream))), pid: std::process::id() })
+        Ok(NativeStream {
+            inner: Arc::new(tokio::sync::Mutex::new(Some(stream))),
+            pid: std::process::id(),
+        })
     }
 
     /// A stream returned at once, without blocking: it connects on the first
@@ -283,7 +381,10 @@ impl NativeClient {
                 Err(e) => futures_util::stream::once(async move { Err(e) }).right_stream(),
             })
             .flatten();
-        Ok(NativeStream { inner: Arc::new(tokio::sync::Mutex::new(Some(ChatStream::new(lazy)))), pid: std::process::id() })
+        Ok(NativeStream {
+            inner: Arc::new(tokio::sync::Mutex::new(Some(ChatStream::new(lazy)))),
+            pid: std::process::id(),
+        })
     }
 }
 
@@ -323,13 +424,23 @@ impl NativeStream {
             return Ok(());
         }
         let message = "this stream was opened before os.fork() and belongs to the parent process; open a new stream in this process".into();
-        Err(to_pyerr(py, Error::InvalidRequest { field: None, message }))
+        Err(to_pyerr(
+            py,
+            Error::InvalidRequest {
+                field: None,
+                message,
+            },
+        ))
     }
 }
 
-async fn next_chunk(inner: Arc<tokio::sync::Mutex<Option<ChatStream>>>) -> Result<Option<String>, Error> {
+async fn next_chunk(
+    inner: Arc<tokio::sync::Mutex<Option<ChatStream>>>,
+) -> Result<Option<String>, Error> {
     let mut guard = inner.lock().await;
-    let Some(stream) = guard.as_mut() else { return Ok(None) };
+    let Some(stream) = guard.as_mut() else {
+        return Ok(None);
+    };
     match stream.next().await {
         Some(Ok(chunk)) => to_json(&chunk).map(Some),
         Some(Err(e)) => {
@@ -353,14 +464,21 @@ impl NativeStream {
     }
 
     /// Async next: `done(ok, chunk_json_or_None_or_error)`.
-    fn next_async(&self, py: Python<'_>, event_loop: Py<PyAny>, done: Py<PyAny>) -> PyResult<TaskHandle> {
+    fn next_async(
+        &self,
+        py: Python<'_>,
+        event_loop: Py<PyAny>,
+        done: Py<PyAny>,
+    ) -> PyResult<TaskHandle> {
         self.same_process(py)?;
         let inner = self.inner.clone();
         let task = runtime().spawn(async move {
             let r = next_chunk(inner).await;
             resolve(&event_loop, &done, r);
         });
-        Ok(TaskHandle { abort: task.abort_handle() })
+        Ok(TaskHandle {
+            abort: task.abort_handle(),
+        })
     }
 
     /// Stop reading: drops the connection (in a forked child: nothing to do, the
@@ -378,7 +496,11 @@ impl NativeStream {
 }
 
 fn sdk_info() -> SdkInfo {
-    SdkInfo { name: "gaterouter-python".into(), version: gaterouter::SDK_VERSION.into(), language: "python".into() }
+    SdkInfo {
+        name: "gaterouter-python".into(),
+        version: gaterouter::SDK_VERSION.into(),
+        language: "python".into(),
+    }
 }
 
 /// Tokens of a text as `model` counts them: `(tokens, exact)`.
@@ -402,17 +524,36 @@ fn count_request(py: Python<'_>, request_json: &str) -> PyResult<String> {
 #[pyfunction]
 fn estimate_cost(py: Python<'_>, request_json: &str) -> PyResult<String> {
     let req = ChatRequest::from_json(request_json).map_err(|e| to_pyerr(py, e))?;
-    py.detach(|| gaterouter::pricing::estimate_cost(&req, &req.model).and_then(|c| to_json(&c))).map_err(|e| to_pyerr(py, e))
+    py.detach(|| gaterouter::pricing::estimate_cost(&req, &req.model).and_then(|c| to_json(&c)))
+        .map_err(|e| to_pyerr(py, e))
 }
 
 /// Cost of a call from its usage (JSON in the `Usage` shape) with the built-in catalog.
 #[pyfunction]
 #[pyo3(signature = (usage_json, model, batch=false, cache_write_1h=false))]
-fn cost(py: Python<'_>, usage_json: &str, model: &str, batch: bool, cache_write_1h: bool) -> PyResult<String> {
-    let usage: gaterouter::Usage = serde_json::from_str(usage_json)
-        .map_err(|e| to_pyerr(py, Error::InvalidRequest { field: Some("usage".into()), message: format!("usage: {e}") }))?;
-    let opts = gaterouter::pricing::CostOptions { batch, cache_write_1h };
-    gaterouter::pricing::cost(&usage, model, opts).and_then(|c| to_json(&c)).map_err(|e| to_pyerr(py, e))
+fn cost(
+    py: Python<'_>,
+    usage_json: &str,
+    model: &str,
+    batch: bool,
+    cache_write_1h: bool,
+) -> PyResult<String> {
+    let usage: gaterouter::Usage = serde_json::from_str(usage_json).map_err(|e| {
+        to_pyerr(
+            py,
+            Error::InvalidRequest {
+                field: Some("usage".into()),
+                message: format!("usage: {e}"),
+            },
+        )
+    })?;
+    let opts = gaterouter::pricing::CostOptions {
+        batch,
+        cache_write_1h,
+    };
+    gaterouter::pricing::cost(&usage, model, opts)
+        .and_then(|c| to_json(&c))
+        .map_err(|e| to_pyerr(py, e))
 }
 
 /// Canonical bytes and Ed25519 signature of a usage record (JSON), with the given key
@@ -420,9 +561,19 @@ fn cost(py: Python<'_>, usage_json: &str, model: &str, batch: bool, cache_write_
 /// and for apps that sign records themselves.
 #[pyfunction]
 fn sign_record(py: Python<'_>, record_json: &str, signing_key: &str) -> PyResult<(String, String)> {
-    let fail = |m: String| to_pyerr(py, Error::InvalidRequest { field: Some("record".into()), message: m });
-    let record: gaterouter::usage::UsageRecord = serde_json::from_str(record_json).map_err(|e| fail(format!("record: {e}")))?;
-    let signer = gaterouter::usage::UsageSigner::from_key_text(signing_key, "signing_key").map_err(|e| fail(e.to_string()))?;
+    let fail = |m: String| {
+        to_pyerr(
+            py,
+            Error::InvalidRequest {
+                field: Some("record".into()),
+                message: m,
+            },
+        )
+    };
+    let record: gaterouter::usage::UsageRecord =
+        serde_json::from_str(record_json).map_err(|e| fail(format!("record: {e}")))?;
+    let signer = gaterouter::usage::UsageSigner::from_key_text(signing_key, "signing_key")
+        .map_err(|e| fail(e.to_string()))?;
     signer.sign_record(&record).map_err(|e| fail(e.to_string()))
 }
 
@@ -443,14 +594,29 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
         ("ConfigError", py.get_type::<ConfigError>()),
         ("AuthenticationError", py.get_type::<AuthenticationError>()),
         ("RateLimitError", py.get_type::<RateLimitError>()),
-        ("ProviderUnavailableError", py.get_type::<ProviderUnavailableError>()),
+        (
+            "ProviderUnavailableError",
+            py.get_type::<ProviderUnavailableError>(),
+        ),
         ("InvalidRequestError", py.get_type::<InvalidRequestError>()),
-        ("ContextLengthExceededError", py.get_type::<ContextLengthExceededError>()),
+        (
+            "ContextLengthExceededError",
+            py.get_type::<ContextLengthExceededError>(),
+        ),
         ("APITimeoutError", py.get_type::<APITimeoutError>()),
-        ("StreamInterruptedError", py.get_type::<StreamInterruptedError>()),
-        ("InvalidResponseError", py.get_type::<InvalidResponseError>()),
+        (
+            "StreamInterruptedError",
+            py.get_type::<StreamInterruptedError>(),
+        ),
+        (
+            "InvalidResponseError",
+            py.get_type::<InvalidResponseError>(),
+        ),
         ("BudgetExceededError", py.get_type::<BudgetExceededError>()),
-        ("PermissionDeniedError", py.get_type::<PermissionDeniedError>()),
+        (
+            "PermissionDeniedError",
+            py.get_type::<PermissionDeniedError>(),
+        ),
     ] {
         m.add(name, ty)?;
     }

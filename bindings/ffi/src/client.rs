@@ -65,7 +65,9 @@ async fn on_runtime<T: Send + 'static>(
     match task.await {
         Ok(result) => result.map_err(Into::into),
         Err(e) if e.is_cancelled() => Err(GateRouterError::internal("the call was cancelled")),
-        Err(e) => Err(GateRouterError::internal(format!("the call failed inside gaterouter (a bug, please report): {e}"))),
+        Err(e) => Err(GateRouterError::internal(format!(
+            "the call failed inside gaterouter (a bug, please report): {e}"
+        ))),
     }
 }
 
@@ -126,21 +128,29 @@ impl GateRouterClient {
     /// Build from TOML text (e.g. a config bundled as an app resource).
     #[uniffi::constructor]
     pub fn from_config_toml(text: String) -> Result<Arc<Self>, GateRouterError> {
-        Ok(Arc::new(Self { client: mobile_client(core::Config::from_toml_str(&text, "config (TOML text)")?)? }))
+        Ok(Arc::new(Self {
+            client: mobile_client(core::Config::from_toml_str(&text, "config (TOML text)")?)?,
+        }))
     }
 
     /// Build from TOML text plus what only the app knows at run time: the spool
     /// directory, the signing key (kept in memory only), the key id, the user, the
     /// network class and whether the app starts in the background.
     #[uniffi::constructor]
-    pub fn create(config_toml: String, options: MobileOptions) -> Result<Arc<Self>, GateRouterError> {
+    pub fn create(
+        config_toml: String,
+        options: MobileOptions,
+    ) -> Result<Arc<Self>, GateRouterError> {
         let config = core::Config::from_toml_str(&config_toml, "config (TOML text)")?;
         Self::with_options(config, options)
     }
 
     /// [`GateRouterClient::create`] with the config read from a TOML file.
     #[uniffi::constructor]
-    pub fn create_from_file(path: String, options: MobileOptions) -> Result<Arc<Self>, GateRouterError> {
+    pub fn create_from_file(
+        path: String,
+        options: MobileOptions,
+    ) -> Result<Arc<Self>, GateRouterError> {
         Self::with_options(core::Config::from_toml_file(&path)?, options)
     }
 
@@ -149,20 +159,26 @@ impl GateRouterClient {
     /// which on a phone is rarely what you want: pass an absolute path.
     #[uniffi::constructor]
     pub fn from_config_file(path: String) -> Result<Arc<Self>, GateRouterError> {
-        Ok(Arc::new(Self { client: mobile_client(core::Config::from_toml_file(&path)?)? }))
+        Ok(Arc::new(Self {
+            client: mobile_client(core::Config::from_toml_file(&path)?)?,
+        }))
     }
 
     /// Build from JSON text with the same structure as the TOML config.
     #[uniffi::constructor]
     pub fn from_config_json(json: String) -> Result<Arc<Self>, GateRouterError> {
-        Ok(Arc::new(Self { client: mobile_client(core::Config::from_json_str(&json)?)? }))
+        Ok(Arc::new(Self {
+            client: mobile_client(core::Config::from_json_str(&json)?)?,
+        }))
     }
 
     /// Send a request and wait for the whole answer.
     pub async fn chat(&self, request: ChatRequest) -> Result<ChatResponse, GateRouterError> {
         let req = core::ChatRequest::try_from(request)?;
         let client = self.client.clone();
-        on_runtime(async move { client.chat(req).await }).await.map(Into::into)
+        on_runtime(async move { client.chat(req).await })
+            .await
+            .map(Into::into)
     }
 
     /// Full-fidelity twin of `chat`: an OpenAI Chat Completions request as JSON in, the
@@ -171,7 +187,9 @@ impl GateRouterClient {
         let req = core::ChatRequest::from_json(&request_json)?;
         let client = self.client.clone();
         let resp = on_runtime(async move { client.chat(req).await }).await?;
-        serde_json::to_string(&resp).map_err(|e| GateRouterError::internal(format!("cannot encode the response as JSON: {e}")))
+        serde_json::to_string(&resp).map_err(|e| {
+            GateRouterError::internal(format!("cannot encode the response as JSON: {e}"))
+        })
     }
 
     /// Stream the answer to `listener`; returns at once. A request that is invalid by
@@ -219,41 +237,65 @@ impl GateRouterClient {
                 listener.on_complete(usage);
             }
         });
-        Ok(Arc::new(StreamHandle { abort: task.abort_handle(), cancelled }))
+        Ok(Arc::new(StreamHandle {
+            abort: task.abort_handle(),
+            cancelled,
+        }))
     }
 
     /// Where a request would go and why (score, tier, ranked candidates with estimated
     /// cost, excluded models), without sending anything. CPU only, no I/O.
     pub fn route(&self, request: ChatRequest) -> Result<RouteDecision, GateRouterError> {
-        Ok(self.client.route(&core::ChatRequest::try_from(request)?)?.into())
+        Ok(self
+            .client
+            .route(&core::ChatRequest::try_from(request)?)?
+            .into())
     }
 
     /// `route` for an OpenAI Chat Completions request given as JSON (every content part
     /// and option the core knows).
     pub fn route_json(&self, request_json: String) -> Result<RouteDecision, GateRouterError> {
-        Ok(self.client.route(&core::ChatRequest::from_json(&request_json)?)?.into())
+        Ok(self
+            .client
+            .route(&core::ChatRequest::from_json(&request_json)?)?
+            .into())
     }
 
     /// The request's prompt tokens as its model bills them (`auto`: the routed model).
     /// Exact for OpenAI text, a calibrated estimate elsewhere. CPU only; the first call
     /// loads the tokenizer tables (tens of milliseconds): keep it off the UI thread.
     pub fn count_tokens(&self, request: ChatRequest) -> Result<TokenCount, GateRouterError> {
-        Ok(self.client.count_tokens(&core::ChatRequest::try_from(request)?)?.into())
+        Ok(self
+            .client
+            .count_tokens(&core::ChatRequest::try_from(request)?)?
+            .into())
     }
 
     /// `countTokens` for a request given as JSON.
     pub fn count_tokens_json(&self, request_json: String) -> Result<TokenCount, GateRouterError> {
-        Ok(self.client.count_tokens(&core::ChatRequest::from_json(&request_json)?)?.into())
+        Ok(self
+            .client
+            .count_tokens(&core::ChatRequest::from_json(&request_json)?)?
+            .into())
     }
 
     /// Expected and maximum cost of a request before sending it (this client's prices).
     pub fn estimate_cost(&self, request: ChatRequest) -> Result<CostEstimate, GateRouterError> {
-        Ok(self.client.estimate_cost(&core::ChatRequest::try_from(request)?)?.into())
+        Ok(self
+            .client
+            .estimate_cost(&core::ChatRequest::try_from(request)?)?
+            .into())
     }
 
     /// `estimateCost` for a request given as JSON.
-    pub fn estimate_cost_json(&self, request_json: String) -> Result<CostEstimate, GateRouterError> {
-        Ok(self.client.estimate_cost(&core::ChatRequest::from_json(&request_json)?)?.into())
+    pub fn estimate_cost_json(
+        &self,
+        request_json: String,
+    ) -> Result<CostEstimate, GateRouterError> {
+        Ok(self
+            .client
+            .estimate_cost(&core::ChatRequest::from_json(&request_json)?)?
+            .into())
     }
 
     /// Wait up to `timeout_ms` until every usage record made so far is resolved by the
@@ -261,7 +303,13 @@ impl GateRouterClient {
     /// drained) while suspended or offline.
     pub async fn flush(&self, timeout_ms: u64) -> Result<DeliveryReport, GateRouterError> {
         let client = self.client.clone();
-        on_runtime(async move { client.flush(std::time::Duration::from_millis(timeout_ms)).await }).await.map(Into::into)
+        on_runtime(async move {
+            client
+                .flush(std::time::Duration::from_millis(timeout_ms))
+                .await
+        })
+        .await
+        .map(Into::into)
     }
 
     /// Drain the spool (bounded by `reporting.shutdown_timeout_ms`) and stop reporting;
@@ -269,7 +317,9 @@ impl GateRouterClient {
     /// working but make no more records.
     pub async fn shutdown(&self) -> Result<DeliveryReport, GateRouterError> {
         let client = self.client.clone();
-        on_runtime(async move { client.shutdown().await }).await.map(Into::into)
+        on_runtime(async move { client.shutdown().await })
+            .await
+            .map(Into::into)
     }
 
     /// The app goes to the background: stop sending usage records (they keep being
@@ -310,7 +360,10 @@ impl GateRouterClient {
 }
 
 impl GateRouterClient {
-    fn with_options(mut config: core::Config, options: MobileOptions) -> Result<Arc<Self>, GateRouterError> {
+    fn with_options(
+        mut config: core::Config,
+        options: MobileOptions,
+    ) -> Result<Arc<Self>, GateRouterError> {
         let network = options.network_class;
         let suspended = options.start_suspended;
         options.apply(&mut config)?;
@@ -331,7 +384,11 @@ impl GateRouterClient {
 /// A core client whose usage records name this SDK. Built inside the binding's runtime:
 /// the usage reporter task (when a collector is configured) is spawned on it.
 fn mobile_client(config: core::Config) -> Result<core::Client, GateRouterError> {
-    let sdk = core::usage::SdkInfo { name: "gaterouter-mobile".into(), version: env!("CARGO_PKG_VERSION").into(), language: "uniffi".into() };
+    let sdk = core::usage::SdkInfo {
+        name: "gaterouter-mobile".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        language: "uniffi".into(),
+    };
     let _guard = runtime()?.enter();
     Ok(core::Client::with_sdk(config, sdk)?)
 }

@@ -346,7 +346,11 @@ impl GateRouterError {
     /// An invalid-request error raised while converting a binding record (e.g. a
     /// `parameters_json` that is not JSON), named like the core names its fields.
     pub(crate) fn invalid_field(field: impl Into<String>, detail: impl Into<String>) -> Self {
-        Error::InvalidRequest { field: Some(field.into()), message: detail.into() }.into()
+        Error::InvalidRequest {
+            field: Some(field.into()),
+            message: detail.into(),
+        }
+        .into()
     }
 
     /// The stable code (`RATE_LIMITED`, ...), whatever the variant.
@@ -374,18 +378,32 @@ impl From<Error> for GateRouterError {
         let code = e.kind().code().to_owned();
         let provider = e.provider().map(str::to_owned);
         let status = e.status();
-        let retry_after_ms = e.retry_after().map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let retry_after_ms = e
+            .retry_after()
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         let field = match &e {
             Error::InvalidRequest { field, .. } => field.clone(),
             _ => None,
         };
         let rule = e.permission_rule().map(|(r, _)| r.to_owned());
-        let level =
-            e.permission_rule().and_then(|(_, l)| l.map(|l| l.to_string())).or_else(|| e.budget_status().map(|b| b.level.to_string()));
+        let level = e
+            .permission_rule()
+            .and_then(|(_, l)| l.map(|l| l.to_string()))
+            .or_else(|| e.budget_status().map(|b| b.level.to_string()));
         let budget = e.budget_status().map(BudgetInfo::from);
         macro_rules! variant {
             ($v:ident) => {
-                GateRouterError::$v { detail, code, provider, status, retry_after_ms, field, rule, level, budget }
+                GateRouterError::$v {
+                    detail,
+                    code,
+                    provider,
+                    status,
+                    retry_after_ms,
+                    field,
+                    rule,
+                    level,
+                    budget,
+                }
             };
         }
         match e.kind() {
@@ -415,11 +433,21 @@ mod tests {
 
     #[test]
     fn rate_limit_keeps_provider_status_and_wait() {
-        let e: GateRouterError =
-            Error::RateLimited { provider: "openai".into(), retry_after: Some(Duration::from_millis(2500)), message: "slow down".into() }
-                .into();
+        let e: GateRouterError = Error::RateLimited {
+            provider: "openai".into(),
+            retry_after: Some(Duration::from_millis(2500)),
+            message: "slow down".into(),
+        }
+        .into();
         match e {
-            GateRouterError::RateLimited { code, provider, status, retry_after_ms, detail, .. } => {
+            GateRouterError::RateLimited {
+                code,
+                provider,
+                status,
+                retry_after_ms,
+                detail,
+                ..
+            } => {
                 assert_eq!(code, "RATE_LIMITED");
                 assert_eq!(provider.as_deref(), Some("openai"));
                 assert_eq!(status, Some(429));
@@ -432,8 +460,15 @@ mod tests {
 
     #[test]
     fn invalid_request_names_the_field() {
-        let e: GateRouterError = Error::InvalidRequest { field: Some("messages".into()), message: "messages is empty".into() }.into();
-        assert!(matches!(&e, GateRouterError::InvalidRequest { field: Some(f), .. } if f == "messages"), "{e:?}");
+        let e: GateRouterError = Error::InvalidRequest {
+            field: Some("messages".into()),
+            message: "messages is empty".into(),
+        }
+        .into();
+        assert!(
+            matches!(&e, GateRouterError::InvalidRequest { field: Some(f), .. } if f == "messages"),
+            "{e:?}"
+        );
         assert_eq!(e.code(), "INVALID_REQUEST");
         assert!(e.to_string().contains("messages is empty"));
     }
@@ -442,18 +477,64 @@ mod tests {
     fn every_kind_maps_to_its_own_variant() {
         let cases: Vec<(Error, &str)> = vec![
             (Error::config("x", "y", "z"), "CONFIG"),
-            (Error::Auth { provider: "p".into(), status: 401, message: "m".into() }, "AUTH"),
-            (Error::ProviderUnavailable { provider: "p".into(), status: Some(503), message: "m".into() }, "PROVIDER_UNAVAILABLE"),
-            (Error::Rejected { provider: "p".into(), status: 400, message: "m".into() }, "INVALID_REQUEST"),
-            (Error::ContextLengthExceeded { provider: "p".into(), message: "m".into() }, "CONTEXT_LENGTH_EXCEEDED"),
-            (Error::Timeout { provider: "p".into(), after: Duration::from_secs(1), what: "request" }, "TIMEOUT"),
-            (Error::StreamInterrupted { provider: "p".into(), message: "m".into() }, "STREAM_INTERRUPTED"),
-            (Error::invalid_response("p", Some(200), "m"), "INVALID_RESPONSE"),
+            (
+                Error::Auth {
+                    provider: "p".into(),
+                    status: 401,
+                    message: "m".into(),
+                },
+                "AUTH",
+            ),
+            (
+                Error::ProviderUnavailable {
+                    provider: "p".into(),
+                    status: Some(503),
+                    message: "m".into(),
+                },
+                "PROVIDER_UNAVAILABLE",
+            ),
+            (
+                Error::Rejected {
+                    provider: "p".into(),
+                    status: 400,
+                    message: "m".into(),
+                },
+                "INVALID_REQUEST",
+            ),
+            (
+                Error::ContextLengthExceeded {
+                    provider: "p".into(),
+                    message: "m".into(),
+                },
+                "CONTEXT_LENGTH_EXCEEDED",
+            ),
+            (
+                Error::Timeout {
+                    provider: "p".into(),
+                    after: Duration::from_secs(1),
+                    what: "request",
+                },
+                "TIMEOUT",
+            ),
+            (
+                Error::StreamInterrupted {
+                    provider: "p".into(),
+                    message: "m".into(),
+                },
+                "STREAM_INTERRUPTED",
+            ),
+            (
+                Error::invalid_response("p", Some(200), "m"),
+                "INVALID_RESPONSE",
+            ),
             (
                 Error::budget(
                     gaterouter::accounts::BudgetStatus {
                         id: "b".into(),
-                        level: gaterouter::accounts::Level::new(gaterouter::accounts::LevelKind::Org, "o"),
+                        level: gaterouter::accounts::Level::new(
+                            gaterouter::accounts::LevelKind::Org,
+                            "o",
+                        ),
                         metric: gaterouter::accounts::Metric::Usd,
                         period: gaterouter::accounts::Period::Day,
                         limit: 1,
@@ -469,22 +550,46 @@ mod tests {
                 ),
                 "BUDGET_EXCEEDED",
             ),
-            (Error::Permission { rule: "models".into(), level: None, message: "m".into() }, "PERMISSION_DENIED"),
+            (
+                Error::Permission {
+                    rule: "models".into(),
+                    level: None,
+                    message: "m".into(),
+                },
+                "PERMISSION_DENIED",
+            ),
         ];
         for (core, code) in cases {
             let e: GateRouterError = core.into();
             assert_eq!(e.code(), code);
-            assert!(!matches!(e, GateRouterError::Other { .. }), "{code} fell through to Other");
+            assert!(
+                !matches!(e, GateRouterError::Other { .. }),
+                "{code} fell through to Other"
+            );
         }
     }
 
     #[test]
     fn policy_errors_carry_rule_level_and_budget() {
-        use gaterouter::accounts::{BudgetStatus, Denial, Enforcement, Level, LevelKind, Metric, Period};
-        let denial = Denial { rule: "deny_models".into(), level: Level::new(LevelKind::Department, "eng"), message: "no".into() };
+        use gaterouter::accounts::{
+            BudgetStatus, Denial, Enforcement, Level, LevelKind, Metric, Period,
+        };
+        let denial = Denial {
+            rule: "deny_models".into(),
+            level: Level::new(LevelKind::Department, "eng"),
+            message: "no".into(),
+        };
         match GateRouterError::from(Error::permission(denial)) {
-            GateRouterError::Permission { rule, level, budget, .. } => {
-                assert_eq!((rule.as_deref(), level.as_deref(), budget), (Some("deny_models"), Some("department:eng"), None));
+            GateRouterError::Permission {
+                rule,
+                level,
+                budget,
+                ..
+            } => {
+                assert_eq!(
+                    (rule.as_deref(), level.as_deref(), budget),
+                    (Some("deny_models"), Some("department:eng"), None)
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -503,9 +608,17 @@ mod tests {
             notify_at: vec![80],
         };
         match GateRouterError::from(Error::budget(status, None)) {
-            GateRouterError::Budget { rule, level, budget: Some(b), .. } => {
+            GateRouterError::Budget {
+                rule,
+                level,
+                budget: Some(b),
+                ..
+            } => {
                 assert_eq!((rule, level.as_deref()), (None, Some("key:k")));
-                assert_eq!((b.metric.as_str(), b.period.as_str(), b.enforcement.as_str()), ("tokens", "hour", "hard"));
+                assert_eq!(
+                    (b.metric.as_str(), b.period.as_str(), b.enforcement.as_str()),
+                    ("tokens", "hour", "hard")
+                );
                 assert_eq!((b.limit, b.remaining, b.resets_at_ms), (100, 5, 2));
             }
             other => panic!("{other:?}"),

@@ -203,13 +203,20 @@ pub struct CostOptions {
 #[uniffi::export]
 pub fn count_text_tokens(text: String, model: String) -> TextTokenCount {
     let c = core::tokens::count_text(&text, &model);
-    TextTokenCount { tokens: c.tokens as u64, exact: c.exact }
+    TextTokenCount {
+        tokens: c.tokens as u64,
+        exact: c.exact,
+    }
 }
 
 /// The cost of a finished call from its usage, with the built-in price catalog (a
 /// client's `[prices]` overrides apply to the `cost` of its own responses).
 #[uniffi::export]
-pub fn calculate_cost(usage: Usage, model: String, options: CostOptions) -> Result<Cost, GateRouterError> {
+pub fn calculate_cost(
+    usage: Usage,
+    model: String,
+    options: CostOptions,
+) -> Result<Cost, GateRouterError> {
     let u = core::Usage {
         prompt_tokens: usage.prompt_tokens,
         completion_tokens: usage.completion_tokens,
@@ -218,7 +225,10 @@ pub fn calculate_cost(usage: Usage, model: String, options: CostOptions) -> Resu
         cache_write_tokens: usage.cache_write_tokens,
         reasoning_tokens: usage.reasoning_tokens,
     };
-    let opts = core::pricing::CostOptions { batch: options.batch, cache_write_1h: options.cache_write_1h };
+    let opts = core::pricing::CostOptions {
+        batch: options.batch,
+        cache_write_1h: options.cache_write_1h,
+    };
     Ok(core::pricing::cost(&u, &model, opts)?.into())
 }
 
@@ -281,7 +291,14 @@ impl From<core::routing::RouteDecision> for RouteDecision {
                     tier: c.tier.map(Into::into),
                 })
                 .collect(),
-            excluded: d.excluded.into_iter().map(|e| ExcludedModel { model: e.model, reason: e.reason }).collect(),
+            excluded: d
+                .excluded
+                .into_iter()
+                .map(|e| ExcludedModel {
+                    model: e.model,
+                    reason: e.reason,
+                })
+                .collect(),
             reason: d.reason,
             estimated_prompt_tokens: d.estimated_prompt_tokens,
         }
@@ -345,13 +362,29 @@ mod tests {
     #[test]
     fn text_tokens_and_cost_match_the_core() {
         let c = count_text_tokens("Hello, world!".into(), "openai/gpt-4o".into());
-        assert_eq!(c, TextTokenCount { tokens: 4, exact: true });
-        let u = Usage { prompt_tokens: 1234, completion_tokens: 567, total_tokens: 1801, ..Default::default() };
-        let cost = calculate_cost(u, "openai/gpt-4o".into(), CostOptions::default()).expect("priced");
+        assert_eq!(
+            c,
+            TextTokenCount {
+                tokens: 4,
+                exact: true
+            }
+        );
+        let u = Usage {
+            prompt_tokens: 1234,
+            completion_tokens: 567,
+            total_tokens: 1801,
+            ..Default::default()
+        };
+        let cost =
+            calculate_cost(u, "openai/gpt-4o".into(), CostOptions::default()).expect("priced");
         // tests/vectors/cost.json `plain_gpt4o`.
-        assert_eq!((cost.input_micros, cost.output_micros, cost.total_micros), (3085, 5670, 8755));
+        assert_eq!(
+            (cost.input_micros, cost.output_micros, cost.total_micros),
+            (3085, 5670, 8755)
+        );
         assert_eq!(cost.total_usd, "0.008755");
-        let e = calculate_cost(u, "nosuch/model".into(), CostOptions::default()).expect_err("unpriced");
+        let e =
+            calculate_cost(u, "nosuch/model".into(), CostOptions::default()).expect_err("unpriced");
         assert!(e.to_string().contains("nosuch/model"), "{e}");
     }
 }

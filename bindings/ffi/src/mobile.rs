@@ -37,7 +37,9 @@ pub struct UsageSigningKey {
 
 impl std::fmt::Debug for UsageSigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UsageSigningKey").field("public_key", &self.public_key).finish_non_exhaustive()
+        f.debug_struct("UsageSigningKey")
+            .field("public_key", &self.public_key)
+            .finish_non_exhaustive()
     }
 }
 
@@ -54,17 +56,25 @@ impl UsageSigningKey {
                 "pass exactly the 32-byte seed (or its base64 / a PKCS#8 PEM to fromText)",
             ))
         })?;
-        Ok(Arc::new(Self::from_signer(&core::usage::UsageSigner::from_seed(seed))))
+        Ok(Arc::new(Self::from_signer(
+            &core::usage::UsageSigner::from_seed(seed),
+        )))
     }
 
     /// From text: the standard base64 of the 32-byte seed, or a PKCS#8 PEM.
     #[uniffi::constructor]
     pub fn from_text(text: String) -> Result<Arc<Self>, GateRouterError> {
         let text = Zeroizing::new(text);
-        let signer = core::usage::UsageSigner::from_key_text(&text, "UsageSigningKey.fromText (in memory)").map_err(|e| {
-            // The message says what is wrong with the key, never its bytes.
-            GateRouterError::from(core::Error::config("UsageSigningKey.fromText", e.to_string(), "pass the base64 seed or a PKCS#8 PEM"))
-        })?;
+        let signer =
+            core::usage::UsageSigner::from_key_text(&text, "UsageSigningKey.fromText (in memory)")
+                .map_err(|e| {
+                    // The message says what is wrong with the key, never its bytes.
+                    GateRouterError::from(core::Error::config(
+                        "UsageSigningKey.fromText",
+                        e.to_string(),
+                        "pass the base64 seed or a PKCS#8 PEM",
+                    ))
+                })?;
         Ok(Arc::new(Self::from_signer(&signer)))
     }
 
@@ -76,7 +86,10 @@ impl UsageSigningKey {
 
 impl UsageSigningKey {
     fn from_signer(signer: &core::usage::UsageSigner) -> Self {
-        UsageSigningKey { seed_base64: signer.seed_base64(), public_key: signer.public_key().to_owned() }
+        UsageSigningKey {
+            seed_base64: signer.seed_base64(),
+            public_key: signer.public_key().to_owned(),
+        }
     }
 }
 
@@ -187,7 +200,14 @@ impl From<core::usage::DeliveryReport> for DeliveryReport {
             delivered: r.delivered,
             pending: r.pending,
             refused: r.refused,
-            refusals: r.refusals.into_iter().map(|c| RefusalCount { reason: c.reason, count: c.count }).collect(),
+            refusals: r
+                .refusals
+                .into_iter()
+                .map(|c| RefusalCount {
+                    reason: c.reason,
+                    count: c.count,
+                })
+                .collect(),
             last_refusal: r.last_refusal,
             dead_letters: r.dead_letters,
             overflow: r.overflow,
@@ -264,13 +284,16 @@ mod tests {
     use super::*;
 
     fn config() -> core::Config {
-        core::Config::from_toml_str("[identity]\napi_key_id = \"from_file\"\n", "t.toml").expect("config")
+        core::Config::from_toml_str("[identity]\napi_key_id = \"from_file\"\n", "t.toml")
+            .expect("config")
     }
 
     #[test]
     fn options_override_the_config_and_keep_the_key_in_memory() {
         let (signer, public) = core::usage::generate_key();
-        let seed = base64::engine::general_purpose::STANDARD.decode(signer.seed_base64().expose()).expect("b64");
+        let seed = base64::engine::general_purpose::STANDARD
+            .decode(signer.seed_base64().expose())
+            .expect("b64");
         let key = UsageSigningKey::from_seed(seed).expect("seed");
         assert_eq!(key.public_key(), public);
         assert!(!format!("{key:?}").contains(signer.seed_base64().expose()));
@@ -284,25 +307,42 @@ mod tests {
         }
         .apply(&mut c)
         .expect("applies");
-        assert_eq!(c.reporting.spool_dir, Some(PathBuf::from("/data/app/spool")));
+        assert_eq!(
+            c.reporting.spool_dir,
+            Some(PathBuf::from("/data/app/spool"))
+        );
         assert_eq!(c.identity.api_key_id.as_deref(), Some("k_phone"));
         assert_eq!(c.identity.user.as_deref(), Some("alice"));
         assert_eq!(c.reporting.load_signer().expect("key").public_key(), public);
 
         let mut c = config();
-        let key = UsageSigningKey::from_text(format!("  {}\n", signer.seed_base64().expose())).expect("text");
-        MobileOptions { signing_key: Some(key), ..Default::default() }.apply(&mut c).expect("applies");
+        let key = UsageSigningKey::from_text(format!("  {}\n", signer.seed_base64().expose()))
+            .expect("text");
+        MobileOptions {
+            signing_key: Some(key),
+            ..Default::default()
+        }
+        .apply(&mut c)
+        .expect("applies");
         assert_eq!(c.reporting.load_signer().expect("key").public_key(), public);
         assert_eq!(c.identity.api_key_id.as_deref(), Some("from_file"));
     }
 
     #[test]
     fn bad_options_name_the_field() {
-        let e = MobileOptions { spool_dir: Some("spool".into()), ..Default::default() }.apply(&mut config()).expect_err("relative");
+        let e = MobileOptions {
+            spool_dir: Some("spool".into()),
+            ..Default::default()
+        }
+        .apply(&mut config())
+        .expect_err("relative");
         assert!(e.to_string().contains("MobileOptions.spool_dir"), "{e}");
         let e = UsageSigningKey::from_seed(vec![1; 31]).expect_err("short");
         assert!(e.to_string().contains("31 bytes"), "{e}");
         let e = UsageSigningKey::from_text("s3cr3t-not-a-key".into()).expect_err("garbage");
-        assert!(e.to_string().contains("UsageSigningKey.fromText") && !e.to_string().contains("s3cr3t"), "{e}");
+        assert!(
+            e.to_string().contains("UsageSigningKey.fromText") && !e.to_string().contains("s3cr3t"),
+            "{e}"
+        );
     }
 }

@@ -269,7 +269,10 @@ impl From<ToolCall> for core::ToolCall {
         core::ToolCall {
             id: t.id,
             kind: "function".to_owned(),
-            function: core::FunctionCall { name: t.name, arguments: t.arguments },
+            function: core::FunctionCall {
+                name: t.name,
+                arguments: t.arguments,
+            },
         }
     }
 }
@@ -280,10 +283,17 @@ impl From<ChatMessage> for core::Message {
         let content = if m.images.is_empty() {
             m.content.map(core::Content::Text)
         } else {
-            let mut parts: Vec<core::ContentPart> =
-                m.content.into_iter().filter(|t| !t.is_empty()).map(|text| core::ContentPart::Text { text }).collect();
+            let mut parts: Vec<core::ContentPart> = m
+                .content
+                .into_iter()
+                .filter(|t| !t.is_empty())
+                .map(|text| core::ContentPart::Text { text })
+                .collect();
             parts.extend(m.images.into_iter().map(|i| core::ContentPart::ImageUrl {
-                image_url: core::ImageUrl { url: i.url, detail: i.detail.unwrap_or_default().into() },
+                image_url: core::ImageUrl {
+                    url: i.url,
+                    detail: i.detail.unwrap_or_default().into(),
+                },
             }));
             Some(core::Content::Parts(parts))
         };
@@ -329,7 +339,12 @@ impl TryFrom<ChatRequest> for core::ChatRequest {
             };
             tools.push(core::Tool {
                 kind: "function".to_owned(),
-                function: core::FunctionDef { name: t.name, description: t.description, parameters, strict: t.strict },
+                function: core::FunctionDef {
+                    name: t.name,
+                    description: t.description,
+                    parameters,
+                    strict: t.strict,
+                },
             });
         }
         let response_format = match r.response_format_json.as_deref() {
@@ -343,11 +358,16 @@ impl TryFrom<ChatRequest> for core::ChatRequest {
                 )
             })?),
         };
-        let mut req = core::ChatRequest::new(r.model, r.messages.into_iter().map(Into::into).collect());
+        let mut req =
+            core::ChatRequest::new(r.model, r.messages.into_iter().map(Into::into).collect());
         req.temperature = r.temperature;
         req.top_p = r.top_p;
         req.max_tokens = r.max_tokens;
-        req.stop = if r.stop.is_empty() { None } else { Some(core::Stop::Many(r.stop)) };
+        req.stop = if r.stop.is_empty() {
+            None
+        } else {
+            Some(core::Stop::Many(r.stop))
+        };
         req.tools = tools;
         req.tool_choice = r.tool_choice.map(Into::into);
         req.response_format = response_format;
@@ -397,14 +417,20 @@ impl From<core::Usage> for Usage {
 
 impl From<&core::ToolCall> for ToolCall {
     fn from(t: &core::ToolCall) -> Self {
-        ToolCall { id: t.id.clone(), name: t.function.name.clone(), arguments: t.function.arguments.clone() }
+        ToolCall {
+            id: t.id.clone(),
+            name: t.function.name.clone(),
+            arguments: t.function.arguments.clone(),
+        }
     }
 }
 
 impl From<core::ChatResponse> for ChatResponse {
     fn from(r: core::ChatResponse) -> Self {
         let first = r.choices.first();
-        let message = first.map(|c| c.message.to_message()).unwrap_or_else(|| core::Message::assistant(""));
+        let message = first
+            .map(|c| c.message.to_message())
+            .unwrap_or_else(|| core::Message::assistant(""));
         ChatResponse {
             text: r.text().to_owned(),
             tool_calls: r.tool_calls().iter().map(Into::into).collect(),
@@ -438,13 +464,27 @@ impl From<core::ChatChunk> for ChatChunk {
                 ch.delta
                     .tool_calls
                     .into_iter()
-                    .map(|t| ToolCallDelta { index: t.index, id: t.id, name: t.function.name, arguments: t.function.arguments })
+                    .map(|t| ToolCallDelta {
+                        index: t.index,
+                        id: t.id,
+                        name: t.function.name,
+                        arguments: t.function.arguments,
+                    })
                     .collect(),
                 ch.finish_reason.map(Into::into),
             ),
             None => (None, None, Vec::new(), None),
         };
-        ChatChunk { id: c.id, model: c.model, created: c.created, text, reasoning, tool_calls, finish_reason, usage: c.usage.map(Into::into) }
+        ChatChunk {
+            id: c.id,
+            model: c.model,
+            created: c.created,
+            text,
+            reasoning,
+            tool_calls,
+            finish_reason,
+            usage: c.usage.map(Into::into),
+        }
     }
 }
 
@@ -453,7 +493,14 @@ mod tests {
     use super::*;
 
     fn user(text: &str) -> ChatMessage {
-        ChatMessage { role: Role::User, content: Some(text.into()), images: vec![], name: None, tool_calls: vec![], tool_call_id: None }
+        ChatMessage {
+            role: Role::User,
+            content: Some(text.into()),
+            images: vec![],
+            name: None,
+            tool_calls: vec![],
+            tool_call_id: None,
+        }
     }
 
     fn request(messages: Vec<ChatMessage>) -> ChatRequest {
@@ -476,26 +523,51 @@ mod tests {
     #[test]
     fn request_converts_to_the_core_json_shape() {
         let mut r = request(vec![
-            ChatMessage { images: vec![ImageInput { url: "https://x/y.png".into(), detail: Some(ImageDetail::Low) }], ..user("look") },
+            ChatMessage {
+                images: vec![ImageInput {
+                    url: "https://x/y.png".into(),
+                    detail: Some(ImageDetail::Low),
+                }],
+                ..user("look")
+            },
             ChatMessage {
                 role: Role::Assistant,
                 content: None,
                 images: vec![],
                 name: None,
-                tool_calls: vec![ToolCall { id: "c1".into(), name: "f".into(), arguments: "{}".into() }],
+                tool_calls: vec![ToolCall {
+                    id: "c1".into(),
+                    name: "f".into(),
+                    arguments: "{}".into(),
+                }],
                 tool_call_id: None,
             },
-            ChatMessage { role: Role::Tool, tool_call_id: Some("c1".into()), ..user("42") },
+            ChatMessage {
+                role: Role::Tool,
+                tool_call_id: Some("c1".into()),
+                ..user("42")
+            },
         ]);
         r.stop = vec!["END".into()];
-        r.tools = vec![Tool { name: "f".into(), description: None, parameters_json: Some(r#"{"type":"object"}"#.into()), strict: None }];
+        r.tools = vec![Tool {
+            name: "f".into(),
+            description: None,
+            parameters_json: Some(r#"{"type":"object"}"#.into()),
+            strict: None,
+        }];
         r.tool_choice = Some(ToolChoice::Function { name: "f".into() });
         r.response_format_json = Some(r#"{"type":"json_object"}"#.into());
         let core: core::ChatRequest = r.try_into().expect("converts");
         core.validate().expect("valid for the core");
         let json = serde_json::to_value(&core).expect("serializes");
-        assert_eq!(json["messages"][0]["content"][1]["image_url"]["detail"], "low");
-        assert_eq!(json["messages"][1]["tool_calls"][0]["function"]["name"], "f");
+        assert_eq!(
+            json["messages"][0]["content"][1]["image_url"]["detail"],
+            "low"
+        );
+        assert_eq!(
+            json["messages"][1]["tool_calls"][0]["function"]["name"],
+            "f"
+        );
         assert_eq!(json["messages"][2]["tool_call_id"], "c1");
         assert_eq!(json["tools"][0]["function"]["parameters"]["type"], "object");
         assert_eq!(json["tool_choice"]["function"]["name"], "f");
@@ -506,14 +578,25 @@ mod tests {
     #[test]
     fn bad_json_fields_are_named() {
         let mut r = request(vec![user("hi")]);
-        r.tools = vec![Tool { name: "f".into(), description: None, parameters_json: Some("{not json".into()), strict: None }];
+        r.tools = vec![Tool {
+            name: "f".into(),
+            description: None,
+            parameters_json: Some("{not json".into()),
+            strict: None,
+        }];
         let e = core::ChatRequest::try_from(r).expect_err("bad parameters");
-        assert!(matches!(&e, GateRouterError::InvalidRequest { field: Some(f), .. } if f == "tools[0].parameters_json"), "{e:?}");
+        assert!(
+            matches!(&e, GateRouterError::InvalidRequest { field: Some(f), .. } if f == "tools[0].parameters_json"),
+            "{e:?}"
+        );
 
         let mut r = request(vec![user("hi")]);
         r.response_format_json = Some(r#"{"type":"yaml"}"#.into());
         let e = core::ChatRequest::try_from(r).expect_err("bad format");
-        assert!(matches!(&e, GateRouterError::InvalidRequest { field: Some(f), .. } if f == "response_format_json"), "{e:?}");
+        assert!(
+            matches!(&e, GateRouterError::InvalidRequest { field: Some(f), .. } if f == "response_format_json"),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -8,14 +8,17 @@ use gaterouter_ffi::types::{ChatChunk, ChatMessage, ChatRequest, FinishReason, R
 use gaterouter_ffi::{ChatStreamListener, GateRouterClient, GateRouterError};
 
 fn emulator() -> gaterouter_emulator::BlockingHandle {
-    gaterouter_emulator::start_blocking("127.0.0.1:0".parse().expect("addr")).expect("emulator starts")
+    gaterouter_emulator::start_blocking("127.0.0.1:0".parse().expect("addr"))
+        .expect("emulator starts")
 }
 
 fn client(base: &str, extra: &str) -> Arc<GateRouterClient> {
     let mut toml = String::new();
-    for (name, kind, path) in
-        [("openai", "openai", "/openai/v1"), ("anthropic", "anthropic", "/anthropic"), ("gemini", "gemini", "/gemini/v1beta")]
-    {
+    for (name, kind, path) in [
+        ("openai", "openai", "/openai/v1"),
+        ("anthropic", "anthropic", "/anthropic"),
+        ("gemini", "gemini", "/gemini/v1beta"),
+    ] {
         toml.push_str(&format!("[providers.{name}]\nkind = \"{kind}\"\nbase_url = \"{base}{path}\"\napi_key = \"emulator-key\"\n\n"));
     }
     toml.push_str(extra);
@@ -70,10 +73,14 @@ impl ChatStreamListener for Recorder {
 /// Runs a stream to its end; returns the events in order.
 fn stream(client: &GateRouterClient, req: ChatRequest) -> Vec<Event> {
     let (tx, rx) = mpsc::channel();
-    client.chat_stream(req, Arc::new(Recorder(Mutex::new(tx)))).expect("stream starts");
+    client
+        .chat_stream(req, Arc::new(Recorder(Mutex::new(tx))))
+        .expect("stream starts");
     let mut events = Vec::new();
     loop {
-        let ev = rx.recv_timeout(Duration::from_secs(20)).expect("stream ends in time");
+        let ev = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("stream ends in time");
         let end = !matches!(ev, Event::Chunk(_));
         events.push(ev);
         if end {
@@ -85,21 +92,39 @@ fn stream(client: &GateRouterClient, req: ChatRequest) -> Vec<Event> {
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     // The foreign side's executor, played by a plain single-thread runtime without IO:
     // the shim must not need the caller to provide a reactor.
-    tokio::runtime::Builder::new_current_thread().build().expect("runtime").block_on(f)
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime")
+        .block_on(f)
 }
 
 #[test]
 fn chat_and_stream_agree() {
     let emu = emulator();
     let c = client(&emu.base_url(), "");
-    for model in ["openai/gpt-4o-mini", "anthropic/claude-sonnet-4-5", "gemini/gemini-2.5-flash"] {
+    for model in [
+        "openai/gpt-4o-mini",
+        "anthropic/claude-sonnet-4-5",
+        "gemini/gemini-2.5-flash",
+    ] {
         let whole = block_on(c.chat(request(model, "Tell a fox story"))).expect("chat");
         assert_eq!(whole.finish_reason, Some(FinishReason::Stop));
         let events = stream(&c, request(model, "Tell a fox story"));
-        let text: String = events.iter().filter_map(|e| if let Event::Chunk(c) = e { c.text.clone() } else { None }).collect();
+        let text: String = events
+            .iter()
+            .filter_map(|e| {
+                if let Event::Chunk(c) = e {
+                    c.text.clone()
+                } else {
+                    None
+                }
+            })
+            .collect();
         assert_eq!(text, whole.text, "{model}");
         match events.last() {
-            Some(Event::Complete(Some(u))) => assert_eq!(u.completion_tokens, whole.usage.completion_tokens),
+            Some(Event::Complete(Some(u))) => {
+                assert_eq!(u.completion_tokens, whole.usage.completion_tokens)
+            }
             other => panic!("{model}: stream did not complete with usage: {other:?}"),
         }
     }
@@ -110,12 +135,23 @@ fn cut_stream_reports_stream_interrupted() {
     let emu = emulator();
     // No retries: a cut before the first byte would be retried and hide the cut.
     let c = client(&emu.base_url(), "[retry]\nmax_retries = 0\n");
-    for model in ["anthropic/claude-sonnet-4-5", "gemini/gemini-2.5-flash", "openai/gpt-4o-mini"] {
+    for model in [
+        "anthropic/claude-sonnet-4-5",
+        "gemini/gemini-2.5-flash",
+        "openai/gpt-4o-mini",
+    ] {
         // slow_stream makes the emulator flush the first events before it cuts; without
         // it the cut can beat the response headers out of the emulator.
-        let prompt = "x [[emulator:slow_stream;delay_ms=20]] [[emulator:cut_stream;after_events=2]]";
+        let prompt =
+            "x [[emulator:slow_stream;delay_ms=20]] [[emulator:cut_stream;after_events=2]]";
         let events = stream(&c, request(model, prompt));
-        assert!(matches!(events.last(), Some(Event::Error(GateRouterError::StreamInterrupted { .. }))), "{model}: {events:?}");
+        assert!(
+            matches!(
+                events.last(),
+                Some(Event::Error(GateRouterError::StreamInterrupted { .. }))
+            ),
+            "{model}: {events:?}"
+        );
     }
 }
 
@@ -123,7 +159,11 @@ fn cut_stream_reports_stream_interrupted() {
 fn rate_limit_maps_with_retry_after() {
     let emu = emulator();
     let c = client(&emu.base_url(), "[retry]\nmax_retries = 0\n");
-    let err = block_on(c.chat(request("openai/gpt-4o", "x [[emulator:rate_limit;retry_after=2]]"))).expect_err("429");
+    let err = block_on(c.chat(request(
+        "openai/gpt-4o",
+        "x [[emulator:rate_limit;retry_after=2]]",
+    )))
+    .expect_err("429");
     assert!(
         matches!(&err, GateRouterError::RateLimited { retry_after_ms: Some(2000), status: Some(429), provider: Some(p), .. } if p == "openai"),
         "{err:?}"
@@ -136,7 +176,10 @@ fn mobile_options_spool_records_and_suspend_returns_at_once() {
     let emu = emulator();
     let dir = tempfile::tempdir().expect("tempdir");
     let spool = dir.path().join("spool");
-    let mut toml = format!("[providers.openai]\nkind = \"openai\"\nbase_url = \"{}/openai/v1\"\napi_key = \"emulator-key\"\n\n", emu.base_url());
+    let mut toml = format!(
+        "[providers.openai]\nkind = \"openai\"\nbase_url = \"{}/openai/v1\"\napi_key = \"emulator-key\"\n\n",
+        emu.base_url()
+    );
     // A collector that is never reached: records must wait in the spool.
     toml.push_str("[identity]\norg = \"acme\"\n\n[reporting]\ncollector_url = \"http://127.0.0.1:9\"\nbatch_max_age_ms = 20\n");
     let key = UsageSigningKey::from_seed(vec![7; 32]).expect("key");
@@ -153,12 +196,25 @@ fn mobile_options_spool_records_and_suspend_returns_at_once() {
     .expect("create");
     block_on(c.chat(request("openai/gpt-4o-mini", "hello"))).expect("chat");
     let status = c.reporting_status().expect("reporting on");
-    assert_eq!((status.pending_records, status.network_class, status.suspended), (1, NetworkClass::Offline, false));
+    assert_eq!(
+        (
+            status.pending_records,
+            status.network_class,
+            status.suspended
+        ),
+        (1, NetworkClass::Offline, false)
+    );
     assert_eq!(status.spool_dir, spool.display().to_string());
     let started = std::time::Instant::now();
     let flushed = block_on(c.flush(10_000)).expect("flush");
-    assert!(!flushed.drained && flushed.pending == 1 && flushed.refused == 0, "{flushed:?}");
-    assert!(started.elapsed() < Duration::from_secs(2), "flush waited while offline");
+    assert!(
+        !flushed.drained && flushed.pending == 1 && flushed.refused == 0,
+        "{flushed:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "flush waited while offline"
+    );
     c.suspend();
     c.set_network_class(NetworkClass::Wifi);
     assert!(c.reporting_status().expect("status").suspended);

@@ -12,7 +12,9 @@ use gaterouter_collector::usage_cli::{UsageArgs, run as run_usage};
 pub async fn run(args: AdminArgs) -> ExitCode {
     let mut out = std::io::stdout();
     let spinner = match &args.command {
-        AdminCommand::Apply { .. } => Some(crate::progress::spinner("applying the organization file")),
+        AdminCommand::Apply { .. } => {
+            Some(crate::progress::spinner("applying the organization file"))
+        }
         AdminCommand::Bill { .. } => Some(crate::progress::spinner("building the bill")),
         _ => None,
     };

@@ -36,7 +36,10 @@ pub async fn run(config: Config, args: ChatArgs) -> Result<(), Error> {
         let mut s = String::new();
         std::io::stdin()
             .read_to_string(&mut s)
-            .map_err(|e| Error::InvalidRequest { field: Some("prompt".into()), message: format!("cannot read standard input: {e}") })?;
+            .map_err(|e| Error::InvalidRequest {
+                field: Some("prompt".into()),
+                message: format!("cannot read standard input: {e}"),
+            })?;
         s
     } else {
         args.prompt
@@ -55,6 +58,7 @@ pub async fn run(config: Config, args: ChatArgs) -> Result<(), Error> {
         let mut usage = None;
         let mut cost = None;
         let mut model = String::new();
+        let mut record = None;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk?;
             if args.json {
@@ -72,41 +76,79 @@ pub async fn run(config: Config, args: ChatArgs) -> Result<(), Error> {
             if model.is_empty() {
                 model.clone_from(&chunk.model);
             }
+            if chunk.usage_record_id.is_some() {
+                record.clone_from(&chunk.usage_record_id);
+            }
         }
         if !args.json {
             let _ = writeln!(out);
             let _ = out.flush();
-            summary(answered_by.as_deref().unwrap_or(&model), &model, usage.as_ref(), cost.as_ref());
+            summary(
+                answered_by.as_deref().unwrap_or(&model),
+                &model,
+                usage.as_ref(),
+                cost.as_ref(),
+                record.as_deref(),
+            );
         }
     } else {
         let resp = client.chat(req).await?;
         if args.json {
-            println!("{}", serde_json::to_string_pretty(&resp).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&resp).unwrap_or_default()
+            );
         } else {
             println!("{}", resp.text());
             for tc in resp.tool_calls() {
-                println!("[tool call {}: {}({})]", tc.id, tc.function.name, tc.function.arguments);
+                println!(
+                    "[tool call {}: {}({})]",
+                    tc.id, tc.function.name, tc.function.arguments
+                );
             }
             let routed = resp.route.as_ref().map(|d| d.answered_by().to_owned());
-            summary(routed.as_deref().unwrap_or(&resp.model), &resp.model, Some(&resp.usage), resp.cost.as_ref());
+            summary(
+                routed.as_deref().unwrap_or(&resp.model),
+                &resp.model,
+                Some(&resp.usage),
+                resp.cost.as_ref(),
+                resp.usage_record_id.as_deref(),
+            );
         }
     }
     Ok(())
 }
 
 /// One line on stderr after the answer (stdout stays the answer alone): the model that
-/// answered (as routed, and the provider's own name when it differs), tokens and cost.
-fn summary(routed: &str, provider_model: &str, usage: Option<&Usage>, cost: Option<&Cost>) {
+/// answered (as routed, and the provider's own name when it differs), tokens, cost and
+/// the usage record's id (for `gaterouter feedback`) when usage records are on.
+fn summary(
+    routed: &str,
+    provider_model: &str,
+    usage: Option<&Usage>,
+    cost: Option<&Cost>,
+    record: Option<&str>,
+) {
     let mut line = format!("-- {routed}");
     if !provider_model.is_empty() && !routed.ends_with(provider_model) {
         line.push_str(&format!(" ({provider_model})"));
     }
     if let Some(u) = usage {
-        line.push_str(&format!(" | {} prompt + {} completion tokens", u.prompt_tokens, u.completion_tokens));
+        line.push_str(&format!(
+            " | {} prompt + {} completion tokens",
+            u.prompt_tokens, u.completion_tokens
+        ));
     }
     match cost {
-        Some(c) => line.push_str(&format!(" | cost ${}.{:06}", c.total_micros / 1_000_000, c.total_micros % 1_000_000)),
+        Some(c) => line.push_str(&format!(
+            " | cost ${}.{:06}",
+            c.total_micros / 1_000_000,
+            c.total_micros % 1_000_000
+        )),
         None => line.push_str(" | cost unknown (no price for this model)"),
+    }
+    if let Some(r) = record {
+        line.push_str(&format!(" | record {r}"));
     }
     eprintln!("{line}");
 }

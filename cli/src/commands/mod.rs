@@ -2,9 +2,10 @@
 
 pub mod admin;
 pub mod chat;
+pub mod collector;
 pub mod demo;
+pub mod feedback;
 pub mod models;
 pub mod route;
 pub mod tokens;
 pub mod usage;
-pub mod collector;

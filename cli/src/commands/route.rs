@@ -63,12 +63,18 @@ pub struct SplitArgs {
 
 impl SplitArgs {
     /// `(train, test)`; test is empty without --train-frac.
-    fn apply(&self, prompts: Vec<LabeledPrompt>) -> Result<(Vec<LabeledPrompt>, Vec<LabeledPrompt>), Error> {
+    fn apply(
+        &self,
+        prompts: Vec<LabeledPrompt>,
+    ) -> Result<(Vec<LabeledPrompt>, Vec<LabeledPrompt>), Error> {
         let holdout = Holdout::parse(&self.holdout)?;
         match self.train_frac {
             None => Ok((prompts, Vec::new())),
             Some(f) if f > 0.0 && f < 1.0 => Ok(eval::split(&prompts, holdout, self.seed, f)),
-            Some(f) => Err(Error::InvalidRequest { field: Some("--train-frac".into()), message: format!("--train-frac {f} must be strictly between 0 and 1 (e.g. 0.3)") }),
+            Some(f) => Err(Error::InvalidRequest {
+                field: Some("--train-frac".into()),
+                message: format!("--train-frac {f} must be strictly between 0 and 1 (e.g. 0.3)"),
+            }),
         }
     }
 }
@@ -172,7 +178,13 @@ fn scorer(weights: Option<&PathBuf>) -> Result<Scorer, Error> {
 }
 
 fn write_weights(out: &PathBuf, w: &Weights) -> Result<(), Error> {
-    std::fs::write(out, w.to_json()).map_err(|e| Error::config(out.display().to_string(), format!("cannot write the weights: {e}"), "check the --out path"))
+    std::fs::write(out, w.to_json()).map_err(|e| {
+        Error::config(
+            out.display().to_string(),
+            format!("cannot write the weights: {e}"),
+            "check the --out path",
+        )
+    })
 }
 
 /// Print a line; a closed stdout (`| head`) ends quietly.
@@ -189,28 +201,71 @@ macro_rules! out {
 pub fn run(config: Config, args: RouteArgs) -> Result<(), Error> {
     match (args.action, args.prompt) {
         (Some(RouteAction::Score { file, weights }), _) => {
-            let f = std::fs::File::open(&file).map_err(|e| Error::InvalidRequest { field: Some("file".into()), message: format!("cannot open {}: {e}", file.display()) })?;
-            let n = score_jsonl(&scorer(weights.as_ref())?, BufReader::new(f), &file.display().to_string(), std::io::stdout().lock())?;
+            let f = std::fs::File::open(&file).map_err(|e| Error::InvalidRequest {
+                field: Some("file".into()),
+                message: format!("cannot open {}: {e}", file.display()),
+            })?;
+            let n = score_jsonl(
+                &scorer(weights.as_ref())?,
+                BufReader::new(f),
+                &file.display().to_string(),
+                std::io::stdout().lock(),
+            )?;
             eprintln!("scored {n} prompts");
             Ok(())
         }
-        (Some(RouteAction::Eval { file, weights, split, json }), _) => {
+        (
+            Some(RouteAction::Eval {
+                file,
+                weights,
+                split,
+                json,
+            }),
+            _,
+        ) => {
             let pb = crate::progress::spinner(format!("evaluating {}", file.display()));
             let (train, test) = split.apply(load_jsonl(&file)?)?;
-            let (part, what) = if split.train_frac.is_some() { (test, "held-out part") } else { (train, "whole file") };
+            let (part, what) = if split.train_frac.is_some() {
+                (test, "held-out part")
+            } else {
+                (train, "whole file")
+            };
             let s = scorer(weights.as_ref())?;
             let c = eval::compare(&part, &s)?;
             crate::progress::done(&pb);
             if json {
-                out!("{}", serde_json::json!({"prompts": part.len(), "part": what, "weights_version": s.weights().fingerprint(), "router": brief(&c.router), "length_only": brief(&c.length), "random": brief(&c.random)}));
+                out!(
+                    "{}",
+                    serde_json::json!({"prompts": part.len(), "part": what, "weights_version": s.weights().fingerprint(), "router": brief(&c.router), "length_only": brief(&c.length), "random": brief(&c.random)})
+                );
                 return Ok(());
             }
-            out!("{} prompts ({what}); always-weak quality {:.3}, always-strong {:.3}; weights {}", c.router.n, c.router.quality_weak, c.router.quality_strong, s.weights().fingerprint());
+            out!(
+                "{} prompts ({what}); always-weak quality {:.3}, always-strong {:.3}; weights {}",
+                c.router.n,
+                c.router.quality_weak,
+                c.router.quality_strong,
+                s.weights().fingerprint()
+            );
             print_table(&c.router, &c.length, Some(&c.random));
             Ok(())
         }
-        (Some(RouteAction::Calibrate { file, out, split, bits, folds, lambdas, json }), _) => {
-            let pb = crate::progress::spinner(format!("calibrating on {} (cross-validating the penalty)", file.display()));
+        (
+            Some(RouteAction::Calibrate {
+                file,
+                out,
+                split,
+                bits,
+                folds,
+                lambdas,
+                json,
+            }),
+            _,
+        ) => {
+            let pb = crate::progress::spinner(format!(
+                "calibrating on {} (cross-validating the penalty)",
+                file.display()
+            ));
             let (train, test) = split.apply(load_jsonl(&file)?)?;
             let opts = CalibrateOptions {
                 bits,
@@ -220,38 +275,87 @@ pub fn run(config: Config, args: RouteArgs) -> Result<(), Error> {
                 description: format!(
                     "route calibrate {}{}: {} prompts",
                     file.display(),
-                    split.train_frac.map(|f| format!(" --train-frac {f} --seed {} --holdout {}", split.seed, split.holdout)).unwrap_or_default(),
+                    split
+                        .train_frac
+                        .map(|f| format!(
+                            " --train-frac {f} --seed {} --holdout {}",
+                            split.seed, split.holdout
+                        ))
+                        .unwrap_or_default(),
                     train.len()
                 ),
                 ..CalibrateOptions::default()
             };
             let (w, rep) = learn::calibrate(&train, &opts)?;
             write_weights(&out, &w)?;
-            let held = if test.is_empty() { None } else { Some(eval::compare(&test, &Scorer::new(w.clone()))?) };
+            let held = if test.is_empty() {
+                None
+            } else {
+                Some(eval::compare(&test, &Scorer::new(w.clone()))?)
+            };
             crate::progress::done(&pb);
             if json {
-                out!("{}", serde_json::json!({
-                    "out": out.display().to_string(),
-                    "weights_version": w.fingerprint(),
-                    "calibration": rep,
-                    "held_out": held.as_ref().map(|c| serde_json::json!({"prompts": c.router.n, "router": brief(&c.router), "length_only": brief(&c.length)})),
-                }));
+                out!(
+                    "{}",
+                    serde_json::json!({
+                        "out": out.display().to_string(),
+                        "weights_version": w.fingerprint(),
+                        "calibration": rep,
+                        "held_out": held.as_ref().map(|c| serde_json::json!({"prompts": c.router.n, "router": brief(&c.router), "length_only": brief(&c.length)})),
+                    })
+                );
                 return Ok(());
             }
-            out!("fitted on {} prompts: ridge penalty {} chosen by {}-fold cross-validation (bits {bits})", rep.rows, rep.lambda, rep.folds);
-            out!("cross-validated on this file: APGR {:.3} (length-only {:.3}), strong share for 95% quality {:.1}% (length-only {:.1}%)",
-                rep.cv_apgr, rep.length_apgr, 100.0 * rep.cv_share_for_95pct_quality, 100.0 * rep.length_share_for_95pct_quality);
+            out!(
+                "fitted on {} prompts: ridge penalty {} chosen by {}-fold cross-validation (bits {bits})",
+                rep.rows,
+                rep.lambda,
+                rep.folds
+            );
+            out!(
+                "cross-validated on this file: APGR {:.3} (length-only {:.3}), strong share for 95% quality {:.1}% (length-only {:.1}%)",
+                rep.cv_apgr,
+                rep.length_apgr,
+                100.0 * rep.cv_share_for_95pct_quality,
+                100.0 * rep.length_share_for_95pct_quality
+            );
             if let Some(c) = &held {
-                out!("held-out part ({} prompts, never seen by the fit):", c.router.n);
+                out!(
+                    "held-out part ({} prompts, never seen by the fit):",
+                    c.router.n
+                );
                 print_table(&c.router, &c.length, None);
             }
-            out!("wrote {} ({} bytes, weights {}); set [routing] scorer_weights_file to use it", out.display(), w.to_json().len(), w.fingerprint());
+            out!(
+                "wrote {} ({} bytes, weights {}); set [routing] scorer_weights_file to use it",
+                out.display(),
+                w.to_json().len(),
+                w.fingerprint()
+            );
             Ok(())
         }
-        (Some(RouteAction::Simulate { file, explore, out, split, strong_share, weights, bits }), _) => {
-            let pb = crate::progress::spinner(format!("replaying {} as live traffic", file.display()));
+        (
+            Some(RouteAction::Simulate {
+                file,
+                explore,
+                out,
+                split,
+                strong_share,
+                weights,
+                bits,
+            }),
+            _,
+        ) => {
+            let pb =
+                crate::progress::spinner(format!("replaying {} as live traffic", file.display()));
             let (train, _) = split.apply(load_jsonl(&file)?)?;
-            let opts = SimulateOptions { explore, seed: split.seed, strong_share, bits, ..SimulateOptions::default() };
+            let opts = SimulateOptions {
+                explore,
+                seed: split.seed,
+                strong_share,
+                bits,
+                ..SimulateOptions::default()
+            };
             let (rep, w) = learn::simulate(&train, &load_weights(weights.as_ref())?, &opts)?;
             crate::progress::done(&pb);
             write_weights(&out, &w)?;
@@ -261,7 +365,11 @@ pub fn run(config: Config, args: RouteArgs) -> Result<(), Error> {
             Ok(())
         }
         (None, Some(prompt)) => explain(config, prompt, args.json),
-        (None, None) => Err(Error::InvalidRequest { field: Some("prompt".into()), message: "give a prompt to route, or a subcommand (score, eval, calibrate, simulate)".into() }),
+        (None, None) => Err(Error::InvalidRequest {
+            field: Some("prompt".into()),
+            message: "give a prompt to route, or a subcommand (score, eval, calibrate, simulate)"
+                .into(),
+        }),
     }
 }
 
@@ -275,18 +383,39 @@ type Metric = (&'static str, fn(&EvalReport) -> f64, bool);
 /// One row per metric: the router, length-only beside it, the difference, and random.
 fn print_table(r: &EvalReport, len: &EvalReport, random: Option<&EvalReport>) {
     let pct = |x: f64| format!("{:.1}%", 100.0 * x);
-    out!("{:<26} {:>9} {:>12} {:>9}{}", "metric", "router", "length-only", "diff", if random.is_some() { format!(" {:>9}", "random") } else { String::new() });
+    out!(
+        "{:<26} {:>9} {:>12} {:>9}{}",
+        "metric",
+        "router",
+        "length-only",
+        "diff",
+        if random.is_some() {
+            format!(" {:>9}", "random")
+        } else {
+            String::new()
+        }
+    );
     let rows: [Metric; 4] = [
         ("APGR (higher is better)", |r| r.apgr, false),
         ("CPT50 (lower is better)", |r| r.cpt50, true),
         ("CPT80 (lower is better)", |r| r.cpt80, true),
-        ("strong share for 95% Q", |r| r.share_for_95pct_quality, true),
+        (
+            "strong share for 95% Q",
+            |r| r.share_for_95pct_quality,
+            true,
+        ),
     ];
     for (name, get, is_pct) in rows {
         let (a, b) = (get(r), get(len));
         let f = |x: f64| if is_pct { pct(x) } else { format!("{x:.3}") };
-        let d = if is_pct { format!("{:+.1}", 100.0 * (a - b)) } else { format!("{:+.3}", a - b) };
-        let rnd = random.map(|x| format!(" {:>9}", f(get(x)))).unwrap_or_default();
+        let d = if is_pct {
+            format!("{:+.1}", 100.0 * (a - b))
+        } else {
+            format!("{:+.3}", a - b)
+        };
+        let rnd = random
+            .map(|x| format!(" {:>9}", f(get(x))))
+            .unwrap_or_default();
         out!("{name:<26} {:>9} {:>12} {:>9}{rnd}", f(a), f(b), d);
     }
 }
@@ -303,7 +432,9 @@ impl Availability for IfKeysWereSet<'_> {
     fn check(&self, model: &str) -> Result<(), (Exclusion, String)> {
         match self.client.check(model) {
             Err((kind @ (Exclusion::NoApiKey | Exclusion::CircuitOpen), reason)) => {
-                self.missing.borrow_mut().insert(model.to_owned(), (kind, reason));
+                self.missing
+                    .borrow_mut()
+                    .insert(model.to_owned(), (kind, reason));
                 Ok(())
             }
             other => other,
@@ -316,8 +447,14 @@ impl Availability for IfKeysWereSet<'_> {
 
 /// "no API key ($OPENAI_API_KEY is not set)" -> "no API key for provider openai ($OPENAI_API_KEY is not set)".
 fn why(model: &str, kind: Exclusion, reason: &str) -> String {
-    match (kind, reason.strip_prefix("no API key"), model.split_once('/')) {
-        (Exclusion::NoApiKey, Some(rest), Some((provider, _))) => format!("no API key for provider {provider}{rest}"),
+    match (
+        kind,
+        reason.strip_prefix("no API key"),
+        model.split_once('/'),
+    ) {
+        (Exclusion::NoApiKey, Some(rest), Some((provider, _))) => {
+            format!("no API key for provider {provider}{rest}")
+        }
         _ => reason.to_owned(),
     }
 }
@@ -332,13 +469,35 @@ fn usd(micros: u64) -> String {
 fn explain(config: Config, prompt: String, json: bool) -> Result<(), Error> {
     let client = Client::new(config)?;
     let req = ChatRequest::new("auto", vec![Message::user(prompt)]);
-    let (decision, unusable_now): (Option<RouteDecision>, Vec<Excluded>) = match client.route(&req) {
+    let (decision, unusable_now): (Option<RouteDecision>, Vec<Excluded>) = match client.route(&req)
+    {
         Ok(d) => (Some(d), Vec::new()),
         Err(e) if e.kind() == ErrorKind::InvalidRequest => {
-            let avail = IfKeysWereSet { client: &client, missing: RefCell::new(BTreeMap::new()) };
-            let score = Some(scorer(client.config().routing.scorer_weights_file.as_ref())?.score(&req));
-            let d = select(SelectInput { req: &req, score, cfg: &client.config().routing, catalog: client.catalog(), accounts: None }, &avail).ok();
-            let missing = avail.missing.into_inner().into_iter().map(|(model, (kind, reason))| Excluded::new(model.clone(), kind, why(&model, kind, &reason))).collect();
+            let avail = IfKeysWereSet {
+                client: &client,
+                missing: RefCell::new(BTreeMap::new()),
+            };
+            let score =
+                Some(scorer(client.config().routing.scorer_weights_file.as_ref())?.score(&req));
+            let d = select(
+                SelectInput {
+                    req: &req,
+                    score,
+                    cfg: &client.config().routing,
+                    catalog: client.catalog(),
+                    accounts: None,
+                },
+                &avail,
+            )
+            .ok();
+            let missing = avail
+                .missing
+                .into_inner()
+                .into_iter()
+                .map(|(model, (kind, reason))| {
+                    Excluded::new(model.clone(), kind, why(&model, kind, &reason))
+                })
+                .collect();
             (d, missing)
         }
         Err(e) => return Err(e),
@@ -346,8 +505,14 @@ fn explain(config: Config, prompt: String, json: bool) -> Result<(), Error> {
     if json {
         let mut v = serde_json::to_value(&decision).unwrap_or_default();
         if let Some(o) = v.as_object_mut() {
-            o.insert("usable_now".into(), serde_json::Value::Bool(unusable_now.is_empty()));
-            o.insert("unusable_now".into(), serde_json::to_value(&unusable_now).unwrap_or_default());
+            o.insert(
+                "usable_now".into(),
+                serde_json::Value::Bool(unusable_now.is_empty()),
+            );
+            o.insert(
+                "unusable_now".into(),
+                serde_json::to_value(&unusable_now).unwrap_or_default(),
+            );
         }
         if decision.is_none() {
             let r = scorer(client.config().routing.scorer_weights_file.as_ref())?.score(&req);
@@ -368,28 +533,52 @@ fn explain(config: Config, prompt: String, json: bool) -> Result<(), Error> {
     if unusable_now.is_empty() {
         println!("{}", d.reason);
     } else {
-        println!("no model is usable now (no provider API key is set, or a circuit is open); with the keys set:");
+        println!(
+            "no model is usable now (no provider API key is set, or a circuit is open); with the keys set:"
+        );
         println!("  {}", d.reason);
     }
     if let (Some(score), Some(tier)) = (d.score, d.tier) {
         println!("score {score:.3}, tier {}", tier.as_str());
     }
-    let mut top: Vec<_> = d.features.iter().filter(|f| f.contribution.abs() > 1e-9).collect();
+    let mut top: Vec<_> = d
+        .features
+        .iter()
+        .filter(|f| f.contribution.abs() > 1e-9)
+        .collect();
     top.sort_by(|a, b| b.contribution.abs().total_cmp(&a.contribution.abs()));
     for f in top.iter().take(6) {
-        println!("  {:<22} value {:>10.3}  contribution {:+.3}", f.name, f.value, f.contribution);
+        println!(
+            "  {:<22} value {:>10.3}  contribution {:+.3}",
+            f.name, f.value, f.contribution
+        );
     }
     println!("candidates (first is chosen, the rest are fallbacks in order):");
     let mut seen = std::collections::BTreeSet::new();
-    for c in d.candidates.iter().filter(|c| seen.insert(c.model.as_str())) {
-        let cost = c.estimated_cost_micros.map(usd).unwrap_or_else(|| "unpriced".into());
+    for c in d
+        .candidates
+        .iter()
+        .filter(|c| seen.insert(c.model.as_str()))
+    {
+        let cost = c
+            .estimated_cost_micros
+            .map(usd)
+            .unwrap_or_else(|| "unpriced".into());
         let tier = c.tier.map(|t| t.as_str()).unwrap_or("");
-        let note = unusable_now.iter().find(|e| e.model == c.model).map(|e| format!("  [{}]", e.reason)).unwrap_or_default();
+        let note = unusable_now
+            .iter()
+            .find(|e| e.model == c.model)
+            .map(|e| format!("  [{}]", e.reason))
+            .unwrap_or_default();
         println!("  {:<34} {tier:<9} {cost}{note}", c.model);
     }
     let mut seen = std::collections::BTreeSet::new();
     for e in d.excluded.iter().filter(|e| seen.insert(e.model.as_str())) {
-        println!("  excluded {:<34} {}", e.model, why(&e.model, e.kind, &e.reason));
+        println!(
+            "  excluded {:<34} {}",
+            e.model,
+            why(&e.model, e.kind, &e.reason)
+        );
     }
     Ok(())
 }

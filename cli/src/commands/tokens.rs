@@ -24,15 +24,24 @@ pub fn tokens(args: TokensArgs) -> Result<(), Error> {
     } else {
         std::fs::read_to_string(&args.file)
     }
-    .map_err(|e| Error::InvalidRequest { field: Some("file".into()), message: format!("cannot read {}: {e}", args.file.display()) })?;
+    .map_err(|e| Error::InvalidRequest {
+        field: Some("file".into()),
+        message: format!("cannot read {}: {e}", args.file.display()),
+    })?;
     // Exact counts of many megabytes take a while: say so on a terminal.
-    let pb = (text.len() > 1 << 20).then(|| crate::progress::spinner(format!("counting {} MB", text.len() >> 20)));
+    let pb = (text.len() > 1 << 20)
+        .then(|| crate::progress::spinner(format!("counting {} MB", text.len() >> 20)));
     let c = count_text(&text, &args.model);
     if let Some(pb) = &pb {
         crate::progress::done(pb);
     }
     let how = if c.exact { "exact" } else { "estimate" };
-    println!("{} tokens ({how}, {} bytes, {})", c.tokens, text.len(), args.model);
+    println!(
+        "{} tokens ({how}, {} bytes, {})",
+        c.tokens,
+        text.len(),
+        args.model
+    );
     Ok(())
 }
 
@@ -67,15 +76,40 @@ pub struct CostArgs {
 
 /// Run `cost`.
 pub fn cost(catalog: &Catalog, args: CostArgs) -> Result<(), Error> {
-    let usage = Usage::new(args.input, args.output, args.cached, args.cache_write, args.reasoning);
-    let c = catalog.cost(&usage, &args.model, CostOptions { batch: args.batch, cache_write_1h: false })?;
+    let usage = Usage::new(
+        args.input,
+        args.output,
+        args.cached,
+        args.cache_write,
+        args.reasoning,
+    );
+    let c = catalog.cost(
+        &usage,
+        &args.model,
+        CostOptions {
+            batch: args.batch,
+            cache_write_1h: false,
+        },
+    )?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&c).unwrap_or_default());
         return Ok(());
     }
     let usd = |m: u64| format!("${}.{:06}", m / 1_000_000, m % 1_000_000);
-    println!("{}: {} (priced as {})", args.model, usd(c.total_micros), c.priced_as);
-    println!("  input {}  cached {}  cache write {}  output {}  reasoning {}", usd(c.input_micros), usd(c.cached_input_micros), usd(c.cache_write_micros), usd(c.output_micros), usd(c.reasoning_micros));
+    println!(
+        "{}: {} (priced as {})",
+        args.model,
+        usd(c.total_micros),
+        c.priced_as
+    );
+    println!(
+        "  input {}  cached {}  cache write {}  output {}  reasoning {}",
+        usd(c.input_micros),
+        usd(c.cached_input_micros),
+        usd(c.cache_write_micros),
+        usd(c.output_micros),
+        usd(c.reasoning_micros)
+    );
     if let Some(t) = c.tier_above_input_tokens {
         println!("  long-context tier (prompt above {t} tokens)");
     }

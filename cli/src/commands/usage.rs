@@ -49,11 +49,18 @@ pub fn keys(action: KeysAction) -> Result<(), Error> {
     match action {
         KeysAction::New { out } => {
             if out.exists() {
-                return Err(Error::config(out.display().to_string(), "the file exists", "choose another --out, or remove the old key first"));
+                return Err(Error::config(
+                    out.display().to_string(),
+                    "the file exists",
+                    "choose another --out, or remove the old key first",
+                ));
             }
             let (signer, public) = generate_key();
             write_secret(&out, signer.seed_base64().expose())?;
-            println!("secret key written to {} (keep it private; point [reporting] signing_key_file at it)", out.display());
+            println!(
+                "secret key written to {} (keep it private; point [reporting] signing_key_file at it)",
+                out.display()
+            );
             println!("public key (register it with the collector): {public}");
             Ok(())
         }
@@ -61,12 +68,23 @@ pub fn keys(action: KeysAction) -> Result<(), Error> {
 }
 
 fn write_secret(path: &PathBuf, text: &str) -> Result<(), Error> {
-    let fail = |e: std::io::Error| Error::config(path.display().to_string(), format!("cannot write the key: {e}"), "check the directory");
+    let fail = |e: std::io::Error| {
+        Error::config(
+            path.display().to_string(),
+            format!("cannot write the key: {e}"),
+            "check the directory",
+        )
+    };
     #[cfg(unix)]
     {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(fail)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(fail)?;
         f.write_all(text.as_bytes()).map_err(fail)
     }
     #[cfg(not(unix))]
@@ -108,7 +126,9 @@ fn spool_dirs(config: &Config, dir: Option<PathBuf>) -> Result<Vec<PathBuf>, Err
 /// Dead letters per reason (most frequent first) and the last one's reason, from the
 /// spool's dead-letter file.
 fn dead_letter_reasons(dir: &std::path::Path) -> (Vec<serde_json::Value>, Option<String>) {
-    let Ok(text) = std::fs::read_to_string(dir.join(DEAD_LETTER_FILE)) else { return (Vec::new(), None) };
+    let Ok(text) = std::fs::read_to_string(dir.join(DEAD_LETTER_FILE)) else {
+        return (Vec::new(), None);
+    };
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
     let mut last = None;
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
@@ -121,7 +141,12 @@ fn dead_letter_reasons(dir: &std::path::Path) -> (Vec<serde_json::Value>, Option
     }
     let mut v: Vec<(String, u64)> = counts.into_iter().collect();
     v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    (v.into_iter().map(|(reason, count)| serde_json::json!({"reason": reason, "count": count})).collect(), last)
+    (
+        v.into_iter()
+            .map(|(reason, count)| serde_json::json!({"reason": reason, "count": count}))
+            .collect(),
+        last,
+    )
 }
 
 /// Run `spool`.
@@ -129,15 +154,26 @@ pub async fn spool(mut config: Config, action: SpoolAction) -> Result<(), Error>
     match action {
         SpoolAction::Status { dir } => {
             for dir in spool_dirs(&config, dir)? {
-                let s = Spool::inspect(&dir, config.reporting.max_spool_bytes)
-                    .map_err(|e| Error::config(dir.display().to_string(), e.to_string(), "check the directory"))?;
+                let s = Spool::inspect(&dir, config.reporting.max_spool_bytes).map_err(|e| {
+                    Error::config(
+                        dir.display().to_string(),
+                        e.to_string(),
+                        "check the directory",
+                    )
+                })?;
                 let (reasons, last_dead) = dead_letter_reasons(&dir);
                 let mut v = serde_json::to_value(&s).unwrap_or_default();
                 if let Some(o) = v.as_object_mut() {
                     if s.last_error.is_none() {
-                        o.insert("last_error".into(), serde_json::json!(last_dead.map(|r| format!("dead-lettered: {r}"))));
+                        o.insert(
+                            "last_error".into(),
+                            serde_json::json!(last_dead.map(|r| format!("dead-lettered: {r}"))),
+                        );
                     }
-                    o.insert("dead_letter_reasons".into(), serde_json::Value::Array(reasons));
+                    o.insert(
+                        "dead_letter_reasons".into(),
+                        serde_json::Value::Array(reasons),
+                    );
                 }
                 println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             }
@@ -151,19 +187,32 @@ pub async fn spool(mut config: Config, action: SpoolAction) -> Result<(), Error>
                 let client = Client::new(config.clone())?;
                 let out = client.flush(Duration::from_secs(timeout)).await?;
                 client.shutdown().await?;
-                println!("{}: drained: {}, delivered: {}, pending: {}, refused: {}", d.display(), out.drained, out.delivered, out.pending, out.refused);
+                println!(
+                    "{}: drained: {}, delivered: {}, pending: {}, refused: {}",
+                    d.display(),
+                    out.drained,
+                    out.delivered,
+                    out.pending,
+                    out.refused
+                );
                 for r in &out.refusals {
                     println!("  refused {} record(s): {}", r.count, r.reason);
                 }
                 if !out.drained {
-                    return Err(Error::config("spool", format!("{} records still pending in {}", out.pending, d.display()), "check the collector URL and that it is up; rerun"));
+                    return Err(Error::config(
+                        "spool",
+                        format!("{} records still pending in {}", out.pending, d.display()),
+                        "check the collector URL and that it is up; rerun",
+                    ));
                 }
                 refused += out.refused;
             }
             if refused > 0 {
                 return Err(Error::config(
                     "spool",
-                    format!("the collector refused {refused} record(s): they are in the dead-letter file"),
+                    format!(
+                        "the collector refused {refused} record(s): they are in the dead-letter file"
+                    ),
                     "fix the cause named above (often [identity] or the key's registration), see `gaterouter spool status`",
                 ));
             }

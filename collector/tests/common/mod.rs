@@ -10,7 +10,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use gaterouter::config::Identity;
 use gaterouter::usage::signing::wire_json;
-use gaterouter::usage::{RecordId, RouteInfo, RouteMode, SdkInfo, UsageRecord, UsageRecordInput, UsageSigner, UsageStatus};
+use gaterouter::usage::{
+    RecordId, RouteInfo, RouteMode, SdkInfo, UsageRecord, UsageRecordInput, UsageSigner,
+    UsageStatus,
+};
 use gaterouter_collector::{CollectorConfig, CollectorHandle};
 use serde_json::{Value, json};
 
@@ -47,7 +50,11 @@ pub struct Pg {
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
 }
 
 fn pg_bin_dir() -> Option<PathBuf> {
@@ -61,18 +68,31 @@ fn pg_bin_dir() -> Option<PathBuf> {
     if let Ok(path) = std::env::var("PATH") {
         cands.extend(std::env::split_paths(&path));
     }
-    cands.into_iter().find(|d| d.join("initdb").exists() && d.join("pg_ctl").exists() && d.join("postgres").exists())
+    cands.into_iter().find(|d| {
+        d.join("initdb").exists() && d.join("pg_ctl").exists() && d.join("postgres").exists()
+    })
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Pg {
     fn run(&self, args: &[&str]) -> std::process::Output {
-        let cmd = args.iter().map(|a| format!("'{a}'")).collect::<Vec<_>>().join(" ");
+        let cmd = args
+            .iter()
+            .map(|a| format!("'{a}'"))
+            .collect::<Vec<_>>()
+            .join(" ");
         if self.as_postgres {
-            Command::new("su").args(["postgres", "-s", "/bin/sh", "-c", &cmd]).output().unwrap()
+            Command::new("su")
+                .args(["postgres", "-s", "/bin/sh", "-c", &cmd])
+                .output()
+                .unwrap()
         } else {
             Command::new("sh").args(["-c", &cmd]).output().unwrap()
         }
@@ -82,28 +102,81 @@ impl Pg {
     pub fn start() -> Option<Pg> {
         let Some(bin) = pg_bin_dir() else {
             if std::env::var("GATEROUTER_TEST_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
-                panic!("PostgreSQL binaries (initdb, pg_ctl, postgres) not found and GATEROUTER_TEST_REQUIRE_POSTGRES=1");
+                panic!(
+                    "PostgreSQL binaries (initdb, pg_ctl, postgres) not found and GATEROUTER_TEST_REQUIRE_POSTGRES=1"
+                );
             }
-            eprintln!("SKIPPED: PostgreSQL binaries (initdb, pg_ctl, postgres) not found; install `postgresql` to run the PostgreSQL tests (.ci/run does)");
+            eprintln!(
+                "SKIPPED: PostgreSQL binaries (initdb, pg_ctl, postgres) not found; install `postgresql` to run the PostgreSQL tests (.ci/run does)"
+            );
             return None;
         };
         let as_postgres = is_root();
-        let dir = tempfile::Builder::new().prefix("collector-pg").tempdir_in("/tmp").unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("collector-pg")
+            .tempdir_in("/tmp")
+            .unwrap();
         if as_postgres {
-            assert!(Command::new("chown").args(["-R", "postgres:postgres", dir.path().to_str().unwrap()]).status().unwrap().success());
+            assert!(
+                Command::new("chown")
+                    .args(["-R", "postgres:postgres", dir.path().to_str().unwrap()])
+                    .status()
+                    .unwrap()
+                    .success()
+            );
         }
         let port = free_port();
-        let pg = Pg { dir, port, bin, as_postgres, next_db: AtomicU32::new(0) };
+        let pg = Pg {
+            dir,
+            port,
+            bin,
+            as_postgres,
+            next_db: AtomicU32::new(0),
+        };
         let data = pg.dir.path().join("data");
         let data = data.to_str().unwrap();
         let initdb = pg.bin.join("initdb");
-        let o = pg.run(&[initdb.to_str().unwrap(), "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]);
-        assert!(o.status.success(), "initdb failed: {}", String::from_utf8_lossy(&o.stderr));
-        let opts = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200", pg.dir.path().display());
+        let o = pg.run(&[
+            initdb.to_str().unwrap(),
+            "-D",
+            data,
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ]);
+        assert!(
+            o.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let opts = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            pg.dir.path().display()
+        );
         let log = pg.dir.path().join("pg.log");
         let pg_ctl = pg.bin.join("pg_ctl");
-        let o = pg.run(&[pg_ctl.to_str().unwrap(), "-D", data, "-o", &opts, "-l", log.to_str().unwrap(), "-w", "-t", "60", "start"]);
-        assert!(o.status.success(), "pg_ctl start failed: {} {}", String::from_utf8_lossy(&o.stderr), std::fs::read_to_string(&log).unwrap_or_default());
+        let o = pg.run(&[
+            pg_ctl.to_str().unwrap(),
+            "-D",
+            data,
+            "-o",
+            &opts,
+            "-l",
+            log.to_str().unwrap(),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        ]);
+        assert!(
+            o.status.success(),
+            "pg_ctl start failed: {} {}",
+            String::from_utf8_lossy(&o.stderr),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
         Some(pg)
     }
 
@@ -118,8 +191,13 @@ impl Pg {
         let name = format!("t{}_{n}", std::process::id());
         use sqlx::Connection;
         sqlx::any::install_default_drivers();
-        let mut c = sqlx::AnyConnection::connect(&self.admin_url()).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut c).await.unwrap();
+        let mut c = sqlx::AnyConnection::connect(&self.admin_url())
+            .await
+            .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut c)
+            .await
+            .unwrap();
         c.close().await.unwrap();
         format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
     }
@@ -129,7 +207,15 @@ impl Drop for Pg {
     fn drop(&mut self) {
         let data = self.dir.path().join("data");
         let pg_ctl = self.bin.join("pg_ctl");
-        let _ = self.run(&[pg_ctl.to_str().unwrap(), "-D", data.to_str().unwrap(), "-m", "fast", "-w", "stop"]);
+        let _ = self.run(&[
+            pg_ctl.to_str().unwrap(),
+            "-D",
+            data.to_str().unwrap(),
+            "-m",
+            "fast",
+            "-w",
+            "stop",
+        ]);
     }
 }
 
@@ -170,7 +256,12 @@ impl Env {
         tweak(&mut cfg);
         let handle = gaterouter_collector::spawn(cfg).await.unwrap();
         let base = handle.url();
-        Env { handle, http: reqwest::Client::new(), base, _tmp: tmp }
+        Env {
+            handle,
+            http: reqwest::Client::new(),
+            base,
+            _tmp: tmp,
+        }
     }
 
     pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
@@ -211,12 +302,33 @@ impl Env {
     /// Create org acme, departments eng and sales, users alice/bob (eng), carol (sales),
     /// keys k_eng (acme/eng) and k_sales (acme/sales).
     pub async fn seed_org(&self) -> (UsageSigner, UsageSigner) {
-        self.admin_ok("/v1/admin/orgs", json!({"id": "acme", "name": "Acme"})).await;
-        self.admin_ok("/v1/admin/departments", json!({"id": "eng", "org_id": "acme"})).await;
-        self.admin_ok("/v1/admin/departments", json!({"id": "sales", "org_id": "acme"})).await;
-        self.admin_ok("/v1/admin/users", json!({"id": "alice", "org_id": "acme", "department_id": "eng"})).await;
-        self.admin_ok("/v1/admin/users", json!({"id": "bob", "org_id": "acme", "department_id": "eng"})).await;
-        self.admin_ok("/v1/admin/users", json!({"id": "carol", "org_id": "acme", "department_id": "sales"})).await;
+        self.admin_ok("/v1/admin/orgs", json!({"id": "acme", "name": "Acme"}))
+            .await;
+        self.admin_ok(
+            "/v1/admin/departments",
+            json!({"id": "eng", "org_id": "acme"}),
+        )
+        .await;
+        self.admin_ok(
+            "/v1/admin/departments",
+            json!({"id": "sales", "org_id": "acme"}),
+        )
+        .await;
+        self.admin_ok(
+            "/v1/admin/users",
+            json!({"id": "alice", "org_id": "acme", "department_id": "eng"}),
+        )
+        .await;
+        self.admin_ok(
+            "/v1/admin/users",
+            json!({"id": "bob", "org_id": "acme", "department_id": "eng"}),
+        )
+        .await;
+        self.admin_ok(
+            "/v1/admin/users",
+            json!({"id": "carol", "org_id": "acme", "department_id": "sales"}),
+        )
+        .await;
         let eng = signer(1);
         let sales = signer(2);
         self.admin_ok("/v1/admin/keys", json!({"id": "k_eng", "org_id": "acme", "department_id": "eng", "public_key": eng.public_key()})).await;
@@ -226,17 +338,45 @@ impl Env {
 
     pub async fn ingest(&self, wires: &[String]) -> (u16, Value) {
         let body = format!("{{\"records\":[{}]}}", wires.join(","));
-        let resp = self.http.post(format!("{}/v1/usage", self.base)).header("content-type", "application/json").body(body).send().await.unwrap();
+        let resp = self
+            .http
+            .post(format!("{}/v1/usage", self.base))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
         let s = resp.status().as_u16();
         (s, resp.json().await.unwrap_or(Value::Null))
     }
 }
 
 /// A request signed with the key's Ed25519 key (`/v1/policy`, `/v1/reservations`).
-pub async fn signed(env: &Env, signer: &UsageSigner, key: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+pub async fn signed(
+    env: &Env,
+    signer: &UsageSigner,
+    key: &str,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> (u16, Value) {
     let bytes = body.map(|b| b.to_string()).unwrap_or_default();
-    let auth = gaterouter::accounts::request_auth::authorization(signer, key, method, path, gaterouter::usage::unix_ms_now(), bytes.as_bytes());
-    let r = if method == "GET" { env.http.get(format!("{}{path}", env.base)) } else { env.http.post(format!("{}{path}", env.base)).header("content-type", "application/json").body(bytes) };
+    let auth = gaterouter::accounts::request_auth::authorization(
+        signer,
+        key,
+        method,
+        path,
+        gaterouter::usage::unix_ms_now(),
+        bytes.as_bytes(),
+    );
+    let r = if method == "GET" {
+        env.http.get(format!("{}{path}", env.base))
+    } else {
+        env.http
+            .post(format!("{}{path}", env.base))
+            .header("content-type", "application/json")
+            .body(bytes)
+    };
     let resp = r.header("authorization", auth).send().await.unwrap();
     let s = resp.status().as_u16();
     (s, resp.json().await.unwrap_or(Value::Null))
@@ -296,8 +436,16 @@ pub fn record(s: &Spec) -> UsageRecord {
         provider: "openai".into(),
         model: s.model.into(),
         route: Some(match s.tier {
-            Some(t) => RouteInfo { mode: RouteMode::Auto, tier: Some(t.into()), score: Some(500) },
-            None => RouteInfo { mode: RouteMode::Explicit, tier: None, score: None },
+            Some(t) => RouteInfo {
+                mode: RouteMode::Auto,
+                tier: Some(t.into()),
+                score: Some(500),
+            },
+            None => RouteInfo {
+                mode: RouteMode::Explicit,
+                tier: None,
+                score: None,
+            },
         }),
         prompt_tokens: s.prompt,
         completion_tokens: s.completion,
@@ -305,7 +453,11 @@ pub fn record(s: &Spec) -> UsageRecord {
         latency_ms: s.latency,
         status: Some(s.status),
         attempts: 1,
-        tags: s.tags.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<BTreeMap<_, _>>(),
+        tags: s
+            .tags
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect::<BTreeMap<_, _>>(),
         ..Default::default()
     };
     UsageRecord::build(input, &ident, &SdkInfo::rust(), RecordId::new_v7(), 1).unwrap()
@@ -321,7 +473,16 @@ pub fn wire(s: &Spec, signer: &UsageSigner) -> String {
 }
 
 pub fn ids(v: &Value, field: &str) -> Vec<String> {
-    v[field].as_array().unwrap().iter().map(|x| x.as_str().map(str::to_owned).unwrap_or_else(|| x["id"].as_str().unwrap().to_owned())).collect()
+    v[field]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            x.as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| x["id"].as_str().unwrap().to_owned())
+        })
+        .collect()
 }
 
 pub fn tmp_path(dir: &Path, name: &str) -> PathBuf {
@@ -340,11 +501,65 @@ pub async fn seed_analytics(env: &Env) {
     let mini = 2_100; // 10k/1k tokens on gpt-4o-mini
     let big = 35_000; // 10k x $2.50/M + 1k x $10/M on gpt-4o
     let recs = [
-        (Spec { ts: JAN15_1000, latency: 100, tier: Some("small"), tags: &[("team", "a")], ..Spec::default() }, &eng),
-        (Spec { ts: JAN15_1030, latency: 300, model: "gpt-4o", client_cost: big, tier: Some("large"), tags: &[("team", "a")], ..Spec::default() }, &eng),
-        (Spec { ts: JAN16_1100, latency: 200, user: "bob", status: gaterouter::usage::UsageStatus::parse("RATE_LIMITED").unwrap(), tier: Some("small"), ..Spec::default() }, &eng),
-        (Spec { key: "k_sales", dept: "sales", user: "carol", ts: FEB03_0900, latency: 400, model: "gpt-4o", client_cost: big, ..Spec::default() }, &sales),
-        (Spec { key: "k_sales", dept: "sales", user: "carol", ts: FEB03_0930, latency: 500, tier: Some("small"), client_cost: mini, ..Spec::default() }, &sales),
+        (
+            Spec {
+                ts: JAN15_1000,
+                latency: 100,
+                tier: Some("small"),
+                tags: &[("team", "a")],
+                ..Spec::default()
+            },
+            &eng,
+        ),
+        (
+            Spec {
+                ts: JAN15_1030,
+                latency: 300,
+                model: "gpt-4o",
+                client_cost: big,
+                tier: Some("large"),
+                tags: &[("team", "a")],
+                ..Spec::default()
+            },
+            &eng,
+        ),
+        (
+            Spec {
+                ts: JAN16_1100,
+                latency: 200,
+                user: "bob",
+                status: gaterouter::usage::UsageStatus::parse("RATE_LIMITED").unwrap(),
+                tier: Some("small"),
+                ..Spec::default()
+            },
+            &eng,
+        ),
+        (
+            Spec {
+                key: "k_sales",
+                dept: "sales",
+                user: "carol",
+                ts: FEB03_0900,
+                latency: 400,
+                model: "gpt-4o",
+                client_cost: big,
+                ..Spec::default()
+            },
+            &sales,
+        ),
+        (
+            Spec {
+                key: "k_sales",
+                dept: "sales",
+                user: "carol",
+                ts: FEB03_0930,
+                latency: 500,
+                tier: Some("small"),
+                client_cost: mini,
+                ..Spec::default()
+            },
+            &sales,
+        ),
     ];
     let wires: Vec<String> = recs.iter().map(|(s, k)| wire(s, k)).collect();
     let (_, v) = env.ingest(&wires).await;
@@ -354,7 +569,13 @@ pub async fn seed_analytics(env: &Env) {
 /// The row of the record `s` (with `id`, `org` and `spend_micros`) written into
 /// `usage_records` behind ingest's back, with the columns every schema version has
 /// (provider openai, no tokens).
-pub async fn insert_raw_record(db: &gaterouter_collector::db::Db, id: &str, org: &str, s: &Spec, spend_micros: i64) {
+pub async fn insert_raw_record(
+    db: &gaterouter_collector::db::Db,
+    id: &str,
+    org: &str,
+    s: &Spec,
+    spend_micros: i64,
+) {
     use gaterouter_collector::db::Param;
     let (t, ts) = (|s: &str| Param::Text(s.to_owned()), Param::I64(s.ts as i64));
     db.exec(

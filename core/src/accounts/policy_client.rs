@@ -19,7 +19,10 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 
 use super::request_auth;
-use super::{AccountsErrorBody, BudgetStatus, EffectivePolicy, Enforcement, Metric, ReservationRequest, ReservationResponse, SettleRequest};
+use super::{
+    AccountsErrorBody, BudgetStatus, EffectivePolicy, Enforcement, Metric, ReservationRequest,
+    ReservationResponse, SettleRequest,
+};
 use crate::config::PolicyConfig;
 use crate::error::{Error, Result};
 use crate::usage::signing::UsageSigner;
@@ -114,10 +117,20 @@ pub struct PolicyClient {
 
 impl PolicyClient {
     /// A client for the collector at `collector_url`, signing with `signer` as `key_id`.
-    pub fn new(http: reqwest::Client, collector_url: &str, key_id: &str, signer: UsageSigner, cfg: PolicyConfig) -> Result<Self> {
+    pub fn new(
+        http: reqwest::Client,
+        collector_url: &str,
+        key_id: &str,
+        signer: UsageSigner,
+        cfg: PolicyConfig,
+    ) -> Result<Self> {
         let base = collector_url.trim_end_matches('/').to_owned();
         let parsed = url::Url::parse(&base).map_err(|e| {
-            Error::config("reporting.collector_url", format!("`{collector_url}` is not a URL: {e}"), "write e.g. https://usage.example.com")
+            Error::config(
+                "reporting.collector_url",
+                format!("`{collector_url}` is not a URL: {e}"),
+                "write e.g. https://usage.example.com",
+            )
         })?;
         let base_path = parsed.path().trim_end_matches('/').to_owned();
         Ok(PolicyClient {
@@ -146,7 +159,9 @@ impl PolicyClient {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding this lock cannot leave the counters half-updated in a
         // way that matters more than refusing every later call would.
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The policy now: from the cache while it is fresh, else fetched (one fetch at a
@@ -161,11 +176,17 @@ impl PolicyClient {
         if let Some(s) = self.fresh_state() {
             return Ok(s);
         }
-        self.fetches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.fetches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match self.fetch().await {
             Ok(Some(policy)) => {
                 let policy = Arc::new(policy);
-                let ttl = Duration::from_millis(self.cfg.cache_ttl_ms.unwrap_or(if policy.ttl_ms == 0 { DEFAULT_TTL_MS } else { policy.ttl_ms }));
+                let ttl =
+                    Duration::from_millis(self.cfg.cache_ttl_ms.unwrap_or(if policy.ttl_ms == 0 {
+                        DEFAULT_TTL_MS
+                    } else {
+                        policy.ttl_ms
+                    }));
                 let mut st = self.lock();
                 st.policy = Some(policy.clone());
                 st.fetched_at = Some(Instant::now());
@@ -257,7 +278,14 @@ impl PolicyClient {
         let mut st = self.lock();
         st.held_micros = st.held_micros.saturating_add(micros);
         st.held_tokens = st.held_tokens.saturating_add(tokens);
-        Hold { id, model: model.to_owned(), micros, tokens, online, generation: st.generation }
+        Hold {
+            id,
+            model: model.to_owned(),
+            micros,
+            tokens,
+            online,
+            generation: st.generation,
+        }
     }
 
     /// End a local hold with what the call actually cost, and warn about soft-budget
@@ -290,10 +318,17 @@ impl PolicyClient {
     fn check_soft_thresholds(&self) {
         let Some(policy) = self.cached() else { return };
         let budgets = self.local_budgets(&policy);
-        for b in budgets.iter().filter(|b| b.enforcement == Enforcement::Soft && b.limit > 0) {
+        for b in budgets
+            .iter()
+            .filter(|b| b.enforcement == Enforcement::Soft && b.limit > 0)
+        {
             let consumed = b.limit.saturating_sub(b.remaining);
             let pct = (u128::from(consumed) * 100 / u128::from(b.limit)) as u64;
-            let thresholds: Vec<u8> = if b.notify_at.is_empty() { vec![50, 80, 100] } else { b.notify_at.clone() };
+            let thresholds: Vec<u8> = if b.notify_at.is_empty() {
+                vec![50, 80, 100]
+            } else {
+                b.notify_at.clone()
+            };
             for t in thresholds.into_iter().filter(|t| pct >= u64::from(*t)) {
                 let key = (b.id.clone(), t, b.period_start_ms);
                 if self.lock().warned.insert(key) {
@@ -321,7 +356,12 @@ impl PolicyClient {
 
     /// `POST /v1/reservations` with a fresh UUIDv7 id; a transport failure is retried
     /// once with the same id (the collector returns the same reservation for it).
-    pub async fn reserve(&self, model: &str, amount_micros: u64, amount_tokens: u64) -> Result<Reserved> {
+    pub async fn reserve(
+        &self,
+        model: &str,
+        amount_micros: u64,
+        amount_tokens: u64,
+    ) -> Result<Reserved> {
         let req = ReservationRequest {
             reservation_id: uuid::Uuid::now_v7().hyphenated().to_string(),
             model: model.to_owned(),
@@ -329,17 +369,30 @@ impl PolicyClient {
             amount_tokens,
             ttl_ms: None,
         };
-        let body = serde_json::to_vec(&req).map_err(|e| Error::invalid_response("collector", None, format!("cannot encode the reservation: {e}")))?;
+        let body = serde_json::to_vec(&req).map_err(|e| {
+            Error::invalid_response(
+                "collector",
+                None,
+                format!("cannot encode the reservation: {e}"),
+            )
+        })?;
         let mut last = String::new();
         for attempt in 0..2 {
-            match self.send_json::<ReservationResponse>("POST", "/v1/reservations", body.clone()).await {
+            match self
+                .send_json::<ReservationResponse>("POST", "/v1/reservations", body.clone())
+                .await
+            {
                 Ok(Some(resp)) => {
                     for w in &resp.warnings {
                         self.warn(w.clone());
                     }
                     return Ok(Reserved::Granted(resp));
                 }
-                Ok(None) => return Ok(Reserved::Unreachable("the collector has no /v1/reservations endpoint (404)".into())),
+                Ok(None) => {
+                    return Ok(Reserved::Unreachable(
+                        "the collector has no /v1/reservations endpoint (404)".into(),
+                    ));
+                }
                 Err(FetchError::Refused(e)) => return Err(e),
                 Err(FetchError::Unreachable(msg)) => {
                     tracing::debug!(attempt, error = %msg, "reservation request failed");
@@ -352,12 +405,26 @@ impl PolicyClient {
 
     /// `POST /v1/reservations/{id}/settle`. Errors are messages: a settle that does not
     /// arrive only means the hold lapses at its expiry on the collector.
-    pub async fn settle(&self, id: &str, actual_micros: u64, actual_tokens: u64, record_id: Option<String>) -> std::result::Result<(), String> {
-        let body = serde_json::to_vec(&SettleRequest { actual_micros, actual_tokens, record_id }).map_err(|e| e.to_string())?;
+    pub async fn settle(
+        &self,
+        id: &str,
+        actual_micros: u64,
+        actual_tokens: u64,
+        record_id: Option<String>,
+    ) -> std::result::Result<(), String> {
+        let body = serde_json::to_vec(&SettleRequest {
+            actual_micros,
+            actual_tokens,
+            record_id,
+        })
+        .map_err(|e| e.to_string())?;
         let path = format!("/v1/reservations/{id}/settle");
         let mut last = String::new();
         for _ in 0..2 {
-            match self.send_json::<serde_json::Value>("POST", &path, body.clone()).await {
+            match self
+                .send_json::<serde_json::Value>("POST", &path, body.clone())
+                .await
+            {
                 Ok(_) => return Ok(()),
                 Err(FetchError::Refused(e)) => return Err(e.to_string()),
                 Err(FetchError::Unreachable(msg)) => last = msg,
@@ -367,35 +434,65 @@ impl PolicyClient {
     }
 
     async fn fetch(&self) -> std::result::Result<Option<EffectivePolicy>, FetchError> {
-        self.send_json::<EffectivePolicy>("GET", "/v1/policy", Vec::new()).await
+        self.send_json::<EffectivePolicy>("GET", "/v1/policy", Vec::new())
+            .await
     }
 
     /// One signed request. `Ok(None)` on 404 (no accounts endpoint).
-    async fn send_json<T: DeserializeOwned>(&self, method: &str, path: &str, body: Vec<u8>) -> std::result::Result<Option<T>, FetchError> {
+    async fn send_json<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Vec<u8>,
+    ) -> std::result::Result<Option<T>, FetchError> {
         let url = format!("{}{path}", self.base);
         let signed_path = format!("{}{path}", self.base_path);
-        let auth = request_auth::authorization(&self.signer, &self.key_id, method, &signed_path, unix_ms_now(), &body);
+        let auth = request_auth::authorization(
+            &self.signer,
+            &self.key_id,
+            method,
+            &signed_path,
+            unix_ms_now(),
+            &body,
+        );
         let timeout = Duration::from_millis(self.cfg.request_timeout_ms);
         let rb = if method == "GET" {
             self.http.get(&url)
         } else {
-            self.http.post(&url).header(http::header::CONTENT_TYPE, "application/json").body(body)
+            self.http
+                .post(&url)
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(body)
         };
         let resp = rb
             .header(http::header::AUTHORIZATION, auth)
             .timeout(timeout)
             .send()
             .await
-            .map_err(|e| FetchError::Unreachable(format!("{method} {path}: {}", e.without_url())))?;
+            .map_err(|e| {
+                FetchError::Unreachable(format!("{method} {path}: {}", e.without_url()))
+            })?;
         let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.map_err(|e| FetchError::Unreachable(format!("{method} {path}: reading the answer: {}", e.without_url())))?;
+        let bytes = resp.bytes().await.map_err(|e| {
+            FetchError::Unreachable(format!(
+                "{method} {path}: reading the answer: {}",
+                e.without_url()
+            ))
+        })?;
         match status {
             200..=299 => serde_json::from_slice::<T>(&bytes).map(Some).map_err(|e| {
-                FetchError::Refused(Error::invalid_response("collector", Some(status), format!("{method} {path}: unexpected answer: {e}")))
+                FetchError::Refused(Error::invalid_response(
+                    "collector",
+                    Some(status),
+                    format!("{method} {path}: unexpected answer: {e}"),
+                ))
             }),
             404 => Ok(None),
             // Down, overloaded, or throttling: the same as unreachable.
-            408 | 429 | 500..=599 => Err(FetchError::Unreachable(format!("{method} {path}: HTTP {status}: {}", excerpt(&bytes)))),
+            408 | 429 | 500..=599 => Err(FetchError::Unreachable(format!(
+                "{method} {path}: HTTP {status}: {}",
+                excerpt(&bytes)
+            ))),
             _ => Err(FetchError::Refused(refusal(status, &bytes, method, path))),
         }
     }
@@ -403,7 +500,11 @@ impl PolicyClient {
 
 fn offline(st: &State, error: String) -> PolicyState {
     let age_ms = st.fetched_at.map_or(0, |t| t.elapsed().as_millis() as u64);
-    PolicyState::Offline { policy: st.policy.clone(), age_ms, error }
+    PolicyState::Offline {
+        policy: st.policy.clone(),
+        age_ms,
+        error,
+    }
 }
 
 enum FetchError {
@@ -424,7 +525,9 @@ fn refusal(status: u16, bytes: &[u8], method: &str, path: &str) -> Error {
     struct Wrapper {
         error: AccountsErrorBody,
     }
-    let body = serde_json::from_slice::<Wrapper>(bytes).ok().map(|w| w.error);
+    let body = serde_json::from_slice::<Wrapper>(bytes)
+        .ok()
+        .map(|w| w.error);
     match (status, body) {
         (_, Some(b)) if b.code == "budget_exceeded" && b.budget.is_some() => {
             let message = b.message.clone();
@@ -433,7 +536,11 @@ fn refusal(status: u16, bytes: &[u8], method: &str, path: &str) -> Error {
                 None => Error::invalid_response("collector", Some(status), message),
             }
         }
-        (_, Some(b)) if b.code == "permission_denied" => Error::Permission { rule: b.rule.unwrap_or_else(|| "policy".into()), level: b.level, message: b.message },
+        (_, Some(b)) if b.code == "permission_denied" => Error::Permission {
+            rule: b.rule.unwrap_or_else(|| "policy".into()),
+            level: b.level,
+            message: b.message,
+        },
         (401, b) => Error::Permission {
             rule: "api_key".into(),
             level: None,
@@ -442,7 +549,18 @@ fn refusal(status: u16, bytes: &[u8], method: &str, path: &str) -> Error {
                 b.map_or_else(|| excerpt(bytes), |b| b.message)
             ),
         },
-        (403, b) => Error::Permission { rule: "api_key".into(), level: None, message: b.map_or_else(|| excerpt(bytes), |b| b.message) },
-        (_, b) => Error::invalid_response("collector", Some(status), format!("{method} {path}: {}", b.map_or_else(|| excerpt(bytes), |b| b.message))),
+        (403, b) => Error::Permission {
+            rule: "api_key".into(),
+            level: None,
+            message: b.map_or_else(|| excerpt(bytes), |b| b.message),
+        },
+        (_, b) => Error::invalid_response(
+            "collector",
+            Some(status),
+            format!(
+                "{method} {path}: {}",
+                b.map_or_else(|| excerpt(bytes), |b| b.message)
+            ),
+        ),
     }
 }

@@ -20,7 +20,13 @@ pub const MAX_SKEW_MS: u64 = 300_000;
 
 /// The bytes that are signed.
 pub fn string_to_sign(method: &str, path_and_query: &str, ts_ms: u64, body: &[u8]) -> String {
-    format!("GR1\n{}\n{}\n{}\n{}", method.to_ascii_uppercase(), path_and_query, ts_ms, sha256_hex(body))
+    format!(
+        "GR1\n{}\n{}\n{}\n{}",
+        method.to_ascii_uppercase(),
+        path_and_query,
+        ts_ms,
+        sha256_hex(body)
+    )
 }
 
 /// Lowercase hex SHA-256 (also how the collector stores its access tokens).
@@ -34,7 +40,14 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// The `Authorization` header value for one request.
-pub fn authorization(signer: &UsageSigner, key_id: &str, method: &str, path_and_query: &str, ts_ms: u64, body: &[u8]) -> String {
+pub fn authorization(
+    signer: &UsageSigner,
+    key_id: &str,
+    method: &str,
+    path_and_query: &str,
+    ts_ms: u64,
+    body: &[u8],
+) -> String {
     let sig = signer.sign(string_to_sign(method, path_and_query, ts_ms, body).as_bytes());
     format!("{SCHEME} key_id={key_id},ts={ts_ms},sig={sig}")
 }
@@ -58,24 +71,41 @@ pub fn parse_authorization(value: &str) -> Result<SignedHeader, String> {
         .ok_or_else(|| format!("Authorization must be `{SCHEME} key_id=...,ts=...,sig=...`"))?;
     let (mut key_id, mut ts, mut sig) = (None, None, None);
     for part in rest.split(',') {
-        let (k, v) = part.trim().split_once('=').ok_or_else(|| format!("Authorization part `{part}` is not key=value"))?;
+        let (k, v) = part
+            .trim()
+            .split_once('=')
+            .ok_or_else(|| format!("Authorization part `{part}` is not key=value"))?;
         match k {
             "key_id" => key_id = Some(v.to_owned()),
-            "ts" => ts = Some(v.parse::<u64>().map_err(|_| format!("Authorization ts `{v}` is not unix milliseconds"))?),
+            "ts" => {
+                ts = Some(
+                    v.parse::<u64>()
+                        .map_err(|_| format!("Authorization ts `{v}` is not unix milliseconds"))?,
+                )
+            }
             // base64 may end in `=`: split_once kept them in `v`.
             "sig" => sig = Some(v.to_owned()),
             other => return Err(format!("Authorization has unknown part `{other}`")),
         }
     }
     match (key_id, ts, sig) {
-        (Some(key_id), Some(ts_ms), Some(sig)) if !key_id.is_empty() => Ok(SignedHeader { key_id, ts_ms, sig }),
+        (Some(key_id), Some(ts_ms), Some(sig)) if !key_id.is_empty() => {
+            Ok(SignedHeader { key_id, ts_ms, sig })
+        }
         _ => Err("Authorization needs key_id, ts and sig".into()),
     }
 }
 
 /// Verify a parsed header against one of the key's public keys (any active version)
 /// and the clock. Errors are client-facing messages.
-pub fn verify_request(h: &SignedHeader, public_keys: &[String], method: &str, path_and_query: &str, body: &[u8], now_ms: u64) -> Result<(), String> {
+pub fn verify_request(
+    h: &SignedHeader,
+    public_keys: &[String],
+    method: &str,
+    path_and_query: &str,
+    body: &[u8],
+    now_ms: u64,
+) -> Result<(), String> {
     if h.ts_ms.abs_diff(now_ms) > MAX_SKEW_MS {
         return Err(format!(
             "request timestamp {} is more than {} s from the collector's clock {}; fix the client's clock",
@@ -85,10 +115,16 @@ pub fn verify_request(h: &SignedHeader, public_keys: &[String], method: &str, pa
         ));
     }
     let msg = string_to_sign(method, path_and_query, h.ts_ms, body);
-    if public_keys.iter().any(|pk| verify(pk, msg.as_bytes(), &h.sig).is_ok()) {
+    if public_keys
+        .iter()
+        .any(|pk| verify(pk, msg.as_bytes(), &h.sig).is_ok())
+    {
         Ok(())
     } else {
-        Err(format!("request signature does not verify with any active public key of `{}`", h.key_id))
+        Err(format!(
+            "request signature does not verify with any active public key of `{}`",
+            h.key_id
+        ))
     }
 }
 
@@ -110,10 +146,25 @@ mod tests {
         assert!(verify_request(&p, pk, "POST", "/v1/reservations", b"{}", 1_000_500).is_err());
         assert!(verify_request(&p, pk, "POST", "/v1/policy", body, 1_000_500).is_err());
         assert!(verify_request(&p, pk, "GET", "/v1/reservations", body, 1_000_500).is_err());
-        assert!(verify_request(&p, pk, "POST", "/v1/reservations", body, 1_000_000 + MAX_SKEW_MS + 1).unwrap_err().contains("clock"));
+        assert!(
+            verify_request(
+                &p,
+                pk,
+                "POST",
+                "/v1/reservations",
+                body,
+                1_000_000 + MAX_SKEW_MS + 1
+            )
+            .unwrap_err()
+            .contains("clock")
+        );
         let (_, other) = crate::usage::signing::generate_key();
         assert!(verify_request(&p, &[other], "POST", "/v1/reservations", body, 1_000_500).is_err());
         assert!(parse_authorization("Bearer x").is_err());
-        assert!(parse_authorization("GateRouter-Ed25519 key_id=k,ts=x,sig=a").unwrap_err().contains("ts"));
+        assert!(
+            parse_authorization("GateRouter-Ed25519 key_id=k,ts=x,sig=a")
+                .unwrap_err()
+                .contains("ts")
+        );
     }
 }

@@ -20,9 +20,9 @@ use super::{Adapter, HttpCall, StreamDecoder, Target};
 use crate::error::{Error, Result};
 use crate::sse::SseEvent;
 use crate::types::{
-    AssistantMessage, ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, Content, ContentPart, Delta,
-    FinishReason, FunctionCall, FunctionCallDelta, Message, ResponseFormat, Role, ToolCall, ToolCallDelta, ToolChoice,
-    Usage,
+    AssistantMessage, ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, Content,
+    ContentPart, Delta, FinishReason, FunctionCall, FunctionCallDelta, Message, ResponseFormat,
+    Role, ToolCall, ToolCallDelta, ToolChoice, Usage,
 };
 
 /// `max_tokens` sent when the request leaves it unset: Anthropic requires the field, and
@@ -43,14 +43,20 @@ impl Adapter for Anthropic {
         if let Some(key) = &target.api_key {
             headers.push(("x-api-key".to_owned(), key.expose().to_owned()));
         }
-        headers.push(("anthropic-version".to_owned(), target.provider.api_version.clone()));
+        headers.push((
+            "anthropic-version".to_owned(),
+            target.provider.api_version.clone(),
+        ));
         // Configured headers win over ours (e.g. a pinned `anthropic-version`), without duplicates.
         for (name, value) in &target.provider.headers {
             headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
             headers.push((name.clone(), value.clone()));
         }
         Ok(HttpCall {
-            url: format!("{}/v1/messages", target.provider.base_url.trim_end_matches('/')),
+            url: format!(
+                "{}/v1/messages",
+                target.provider.base_url.trim_end_matches('/')
+            ),
             headers,
             body: build_body(req, &target.model, stream)?,
         })
@@ -70,7 +76,10 @@ impl Adapter for Anthropic {
         let (kind, message) = match serde_json::from_slice::<Value>(body) {
             Ok(v) => {
                 let err = v.get("error");
-                let kind = err.and_then(|e| e.get("type")).and_then(Value::as_str).map(str::to_owned);
+                let kind = err
+                    .and_then(|e| e.get("type"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
                 let message = err
                     .and_then(|e| e.get("message"))
                     .and_then(Value::as_str)
@@ -85,7 +94,11 @@ impl Adapter for Anthropic {
             None => format!("{message}{request_id}"),
         };
         if kind.as_deref() == Some("overloaded_error") {
-            return Error::ProviderUnavailable { provider: provider.to_owned(), status: Some(status), message };
+            return Error::ProviderUnavailable {
+                provider: provider.to_owned(),
+                status: Some(status),
+                message,
+            };
         }
         super::map_status(provider, status, headers, kind.as_deref(), message)
     }
@@ -100,7 +113,10 @@ impl Adapter for Anthropic {
 // ---------------------------------------------------------------------------------------
 
 fn invalid(field: impl Into<String>, message: impl Into<String>) -> Error {
-    Error::InvalidRequest { field: Some(field.into()), message: message.into() }
+    Error::InvalidRequest {
+        field: Some(field.into()),
+        message: message.into(),
+    }
 }
 
 /// Build the `/v1/messages` JSON body for `model` (the provider-side model name).
@@ -116,12 +132,18 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> Error {
 pub fn build_body(req: &ChatRequest, model: &str, stream: bool) -> Result<Value> {
     let mut body = Map::new();
     body.insert("model".into(), json!(model));
-    body.insert("max_tokens".into(), json!(req.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS)));
+    body.insert(
+        "max_tokens".into(),
+        json!(req.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS)),
+    );
 
     if let Some(system) = system_prompt(req)? {
         body.insert("system".into(), json!(system));
     }
-    body.insert("messages".into(), Value::Array(convert_messages(&req.messages)?));
+    body.insert(
+        "messages".into(),
+        Value::Array(convert_messages(&req.messages)?),
+    );
 
     if !req.tools.is_empty() {
         let tools: Vec<Value> = req
@@ -133,7 +155,11 @@ pub fn build_body(req: &ChatRequest, model: &str, stream: bool) -> Result<Value>
                 if let Some(d) = &t.function.description {
                     tool.insert("description".into(), json!(d));
                 }
-                let schema = t.function.parameters.clone().unwrap_or_else(|| json!({"type": "object"}));
+                let schema = t
+                    .function
+                    .parameters
+                    .clone()
+                    .unwrap_or_else(|| json!({"type": "object"}));
                 tool.insert("input_schema".into(), schema);
                 Value::Object(tool)
             })
@@ -169,7 +195,9 @@ pub fn build_body(req: &ChatRequest, model: &str, stream: bool) -> Result<Value>
         if t > MAX_TEMPERATURE {
             return Err(invalid(
                 "temperature",
-                format!("temperature {t} is above Anthropic's maximum of {MAX_TEMPERATURE}: use 0.0 to 1.0"),
+                format!(
+                    "temperature {t} is above Anthropic's maximum of {MAX_TEMPERATURE}: use 0.0 to 1.0"
+                ),
             ));
         }
         body.insert("temperature".into(), json!(t));
@@ -188,9 +216,17 @@ pub fn build_body(req: &ChatRequest, model: &str, stream: bool) -> Result<Value>
 
 /// All system messages joined, plus the JSON-output instruction when asked for.
 fn system_prompt(req: &ChatRequest) -> Result<Option<String>> {
-    for (i, m) in req.messages.iter().enumerate().filter(|(_, m)| m.role == Role::System) {
+    for (i, m) in req
+        .messages
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| m.role == Role::System)
+    {
         if let Some(Content::Parts(parts)) = &m.content {
-            if parts.iter().any(|p| matches!(p, ContentPart::ImageUrl { .. })) {
+            if parts
+                .iter()
+                .any(|p| matches!(p, ContentPart::ImageUrl { .. }))
+            {
                 return Err(invalid(
                     format!("messages[{i}].content"),
                     format!(
@@ -217,9 +253,16 @@ fn json_instruction(format: Option<&ResponseFormat>) -> Result<Option<String>> {
         Some(ResponseFormat::JsonObject) => Some(BASE.to_owned()),
         Some(ResponseFormat::JsonSchema { json_schema }) => {
             let schema = serde_json::to_string(&json_schema.schema).map_err(|e| {
-                invalid("response_format.json_schema.schema", format!("the schema cannot be serialized: {e}"))
+                invalid(
+                    "response_format.json_schema.schema",
+                    format!("the schema cannot be serialized: {e}"),
+                )
             })?;
-            let about = json_schema.description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default();
+            let about = json_schema
+                .description
+                .as_deref()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default();
             Some(format!(
                 "{BASE} The object must conform to the JSON Schema named `{}`{about}:\n{schema}",
                 json_schema.name
@@ -247,7 +290,11 @@ fn convert_messages(messages: &[Message]) -> Result<Vec<Value>> {
         };
         match turns.last_mut() {
             Some(last) if last.role == role => last.blocks.extend(blocks),
-            _ => turns.push(Turn { role, blocks, first: i }),
+            _ => turns.push(Turn {
+                role,
+                blocks,
+                first: i,
+            }),
         }
     }
     match turns.first() {
@@ -299,9 +346,10 @@ fn content_blocks(content: Option<&Content>, i: usize) -> Result<Vec<Value>> {
                 match p {
                     ContentPart::Text { text } if text.is_empty() => {}
                     ContentPart::Text { text } => out.push(json!({"type": "text", "text": text})),
-                    ContentPart::ImageUrl { image_url } => {
-                        out.push(image_block(&image_url.url, &format!("messages[{i}].content[{k}].image_url.url"))?)
-                    }
+                    ContentPart::ImageUrl { image_url } => out.push(image_block(
+                        &image_url.url,
+                        &format!("messages[{i}].content[{k}].image_url.url"),
+                    )?),
                 }
             }
         }
@@ -324,14 +372,19 @@ fn image_block(url: &str, field: &str) -> Result<Value> {
                 ),
             ));
         };
-        return Ok(json!({"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}));
+        return Ok(
+            json!({"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}),
+        );
     }
     let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
     if lower.starts_with("http://") || lower.starts_with("https://") {
         return Ok(json!({"type": "image", "source": {"type": "url", "url": url}}));
     }
     let shown: String = url.chars().take(40).collect();
-    Err(invalid(field, format!("{field} `{shown}` is neither an http(s) URL nor a base64 data URL")))
+    Err(invalid(
+        field,
+        format!("{field} `{shown}` is neither an http(s) URL nor a base64 data URL"),
+    ))
 }
 
 fn tool_result_block(m: &Message, i: usize) -> Result<Value> {
@@ -374,7 +427,9 @@ fn assistant_blocks(m: &Message, i: usize) -> Result<Vec<Value>> {
                 ),
             ));
         }
-        out.push(json!({"type": "tool_use", "id": tc.id, "name": tc.function.name, "input": input}));
+        out.push(
+            json!({"type": "tool_use", "id": tc.id, "name": tc.function.name, "input": input}),
+        );
     }
     Ok(out)
 }
@@ -435,7 +490,13 @@ struct WireUsage {
 /// reads and writes, so all three are added into `prompt_tokens`. Anthropic does not
 /// report thinking tokens separately (they are inside `output_tokens`), so reasoning is 0.
 fn normalize_usage(input: u64, output: u64, cache_write: u64, cache_read: u64) -> Usage {
-    Usage::new(input + cache_write + cache_read, output, cache_read, cache_write, 0)
+    Usage::new(
+        input + cache_write + cache_read,
+        output,
+        cache_read,
+        cache_write,
+        0,
+    )
 }
 
 /// Map Anthropic's `stop_reason`. Unknown or missing values (a newer API version) count
@@ -456,12 +517,21 @@ fn parse_message(body: &[u8], target: &Target) -> Result<ChatResponse> {
         Error::invalid_response(
             provider,
             None,
-            format!("the body is not JSON ({e}); it starts with {}", super::body_excerpt(body)),
+            format!(
+                "the body is not JSON ({e}); it starts with {}",
+                super::body_excerpt(body)
+            ),
         )
     })?;
     if value.get("type").and_then(Value::as_str) == Some("error") {
-        let msg = value.pointer("/error/message").and_then(Value::as_str).unwrap_or("no message");
-        let kind = value.pointer("/error/type").and_then(Value::as_str).unwrap_or("unknown");
+        let msg = value
+            .pointer("/error/message")
+            .and_then(Value::as_str)
+            .unwrap_or("no message");
+        let kind = value
+            .pointer("/error/type")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown");
         return Err(Error::invalid_response(
             provider,
             None,
@@ -472,14 +542,26 @@ fn parse_message(body: &[u8], target: &Target) -> Result<ChatResponse> {
         Error::invalid_response(
             provider,
             None,
-            format!("not an Anthropic message: field `{}`: {}", e.path(), e.inner()),
+            format!(
+                "not an Anthropic message: field `{}`: {}",
+                e.path(),
+                e.inner()
+            ),
         )
     })?;
     if let Some(kind) = msg.kind.as_deref().filter(|k| *k != "message") {
-        return Err(Error::invalid_response(provider, None, format!("expected `type: \"message\"`, got `{kind}`")));
+        return Err(Error::invalid_response(
+            provider,
+            None,
+            format!("expected `type: \"message\"`, got `{kind}`"),
+        ));
     }
     let (Some(input), Some(output)) = (msg.usage.input_tokens, msg.usage.output_tokens) else {
-        return Err(Error::invalid_response(provider, None, "usage.input_tokens or usage.output_tokens is missing"));
+        return Err(Error::invalid_response(
+            provider,
+            None,
+            "usage.input_tokens or usage.output_tokens is missing",
+        ));
     };
 
     let mut text: Option<String> = None;
@@ -488,13 +570,18 @@ fn parse_message(body: &[u8], target: &Target) -> Result<ChatResponse> {
     for block in msg.content {
         match block {
             WireBlock::Text { text: t } => text.get_or_insert_with(String::new).push_str(&t),
-            WireBlock::Thinking { thinking } => reasoning.get_or_insert_with(String::new).push_str(&thinking),
+            WireBlock::Thinking { thinking } => reasoning
+                .get_or_insert_with(String::new)
+                .push_str(&thinking),
             WireBlock::ToolUse { id, name, input } => {
                 let input = if input.is_null() { json!({}) } else { input };
                 tool_calls.push(ToolCall {
                     id,
                     kind: "function".into(),
-                    function: FunctionCall { name, arguments: input.to_string() },
+                    function: FunctionCall {
+                        name,
+                        arguments: input.to_string(),
+                    },
                 });
             }
             WireBlock::RedactedThinking | WireBlock::Other => {}
@@ -525,6 +612,7 @@ fn parse_message(body: &[u8], target: &Target) -> Result<ChatResponse> {
         usage,
         cost: None,
         route: None,
+        usage_record_id: None,
     })
 }
 
@@ -612,27 +700,47 @@ impl AnthropicStreamDecoder {
             self.role_sent = true;
         }
         let mut c = ChatChunk::empty(&self.id, &self.model, self.created);
-        c.choices.push(ChunkChoice { index: 0, delta, finish_reason });
+        c.choices.push(ChunkChoice {
+            index: 0,
+            delta,
+            finish_reason,
+        });
         c
     }
 
     fn text(&mut self, text: &str) -> ChatChunk {
-        self.chunk(Delta { content: Some(text.to_owned()), ..Delta::default() }, None)
+        self.chunk(
+            Delta {
+                content: Some(text.to_owned()),
+                ..Delta::default()
+            },
+            None,
+        )
     }
 
     fn tool_delta(&mut self, d: ToolCallDelta) -> ChatChunk {
-        self.chunk(Delta { tool_calls: vec![d], ..Delta::default() }, None)
+        self.chunk(
+            Delta {
+                tool_calls: vec![d],
+                ..Delta::default()
+            },
+            None,
+        )
     }
 
     /// Take the usage fields an event carries; absent or null ones keep their value.
     fn merge_usage(&mut self, u: Option<&Value>) -> Result<()> {
-        let Some(u) = u.filter(|u| !u.is_null()) else { return Ok(()) };
-        let w: WireUsage =
-            serde_json::from_value(u.clone()).map_err(|e| self.bad(format!("bad `usage` object: {e}")))?;
+        let Some(u) = u.filter(|u| !u.is_null()) else {
+            return Ok(());
+        };
+        let w: WireUsage = serde_json::from_value(u.clone())
+            .map_err(|e| self.bad(format!("bad `usage` object: {e}")))?;
         let cur = &mut self.usage;
         cur.input_tokens = w.input_tokens.or(cur.input_tokens);
         cur.output_tokens = w.output_tokens.or(cur.output_tokens);
-        cur.cache_creation_input_tokens = w.cache_creation_input_tokens.or(cur.cache_creation_input_tokens);
+        cur.cache_creation_input_tokens = w
+            .cache_creation_input_tokens
+            .or(cur.cache_creation_input_tokens);
         cur.cache_read_input_tokens = w.cache_read_input_tokens.or(cur.cache_read_input_tokens);
         Ok(())
     }
@@ -645,7 +753,9 @@ impl AnthropicStreamDecoder {
 
     fn on_block_start(&mut self, v: &Value) -> Result<Vec<ChatChunk>> {
         let index = self.block_index(v, "content_block_start")?;
-        let block = v.get("content_block").ok_or_else(|| self.bad("`content_block_start` without `content_block`"))?;
+        let block = v
+            .get("content_block")
+            .ok_or_else(|| self.bad("`content_block_start` without `content_block`"))?;
         let mut out = Vec::new();
         match block.get("type").and_then(Value::as_str) {
             Some("text") => {
@@ -656,25 +766,47 @@ impl AnthropicStreamDecoder {
             }
             Some("thinking") => {
                 self.blocks.insert(index, Block::Thinking);
-                if let Some(t) = block.get("thinking").and_then(Value::as_str).filter(|t| !t.is_empty()) {
-                    out.push(self.chunk(Delta { reasoning_content: Some(t.to_owned()), ..Delta::default() }, None));
+                if let Some(t) = block
+                    .get("thinking")
+                    .and_then(Value::as_str)
+                    .filter(|t| !t.is_empty())
+                {
+                    out.push(self.chunk(
+                        Delta {
+                            reasoning_content: Some(t.to_owned()),
+                            ..Delta::default()
+                        },
+                        None,
+                    ));
                 }
             }
             Some("tool_use") => {
                 let id = block.get("id").and_then(Value::as_str);
                 let name = block.get("name").and_then(Value::as_str);
                 let (Some(id), Some(name)) = (id, name) else {
-                    return Err(self.bad(format!("tool_use content block {index} lacks `id` or `name`")));
+                    return Err(self.bad(format!(
+                        "tool_use content block {index} lacks `id` or `name`"
+                    )));
                 };
                 let ordinal = self.tool_count;
                 self.tool_count += 1;
                 let start_input = block.get("input").cloned().unwrap_or(Value::Null);
-                self.blocks.insert(index, Block::Tool { ordinal, args_len: 0, start_input });
+                self.blocks.insert(
+                    index,
+                    Block::Tool {
+                        ordinal,
+                        args_len: 0,
+                        start_input,
+                    },
+                );
                 out.push(self.tool_delta(ToolCallDelta {
                     index: ordinal,
                     id: Some(id.to_owned()),
                     kind: Some("function".to_owned()),
-                    function: FunctionCallDelta { name: Some(name.to_owned()), arguments: None },
+                    function: FunctionCallDelta {
+                        name: Some(name.to_owned()),
+                        arguments: None,
+                    },
                 }));
             }
             _ => {
@@ -686,7 +818,9 @@ impl AnthropicStreamDecoder {
 
     fn on_block_delta(&mut self, v: &Value) -> Result<Vec<ChatChunk>> {
         let index = self.block_index(v, "content_block_delta")?;
-        let delta = v.get("delta").ok_or_else(|| self.bad("`content_block_delta` without `delta`"))?;
+        let delta = v
+            .get("delta")
+            .ok_or_else(|| self.bad("`content_block_delta` without `delta`"))?;
         let field = |name: &str| delta.get(name).and_then(Value::as_str);
         let mut out = Vec::new();
         match delta.get("type").and_then(Value::as_str) {
@@ -695,12 +829,19 @@ impl AnthropicStreamDecoder {
                 out.push(self.text(t));
             }
             Some("thinking_delta") => {
-                let t = field("thinking").ok_or_else(|| self.bad("`thinking_delta` without `thinking`"))?;
-                out.push(self.chunk(Delta { reasoning_content: Some(t.to_owned()), ..Delta::default() }, None));
+                let t = field("thinking")
+                    .ok_or_else(|| self.bad("`thinking_delta` without `thinking`"))?;
+                out.push(self.chunk(
+                    Delta {
+                        reasoning_content: Some(t.to_owned()),
+                        ..Delta::default()
+                    },
+                    None,
+                ));
             }
             Some("input_json_delta") => {
-                let part =
-                    field("partial_json").ok_or_else(|| self.bad("`input_json_delta` without `partial_json`"))?;
+                let part = field("partial_json")
+                    .ok_or_else(|| self.bad("`input_json_delta` without `partial_json`"))?;
                 let ordinal =
                     match self.blocks.get_mut(&index) {
                         Some(Block::Tool { ordinal, args_len, .. }) => {
@@ -714,7 +855,10 @@ impl AnthropicStreamDecoder {
                 if !part.is_empty() {
                     out.push(self.tool_delta(ToolCallDelta {
                         index: ordinal,
-                        function: FunctionCallDelta { name: None, arguments: Some(part.to_owned()) },
+                        function: FunctionCallDelta {
+                            name: None,
+                            arguments: Some(part.to_owned()),
+                        },
                         ..ToolCallDelta::default()
                     }));
                 }
@@ -729,11 +873,23 @@ impl AnthropicStreamDecoder {
     /// arguments: send its start `input` (normally `{}`).
     fn on_block_stop(&mut self, v: &Value) -> Result<Vec<ChatChunk>> {
         let index = self.block_index(v, "content_block_stop")?;
-        if let Some(Block::Tool { ordinal, args_len: 0, start_input }) = self.blocks.get(&index) {
-            let args = if start_input.is_object() { start_input.to_string() } else { "{}".to_owned() };
+        if let Some(Block::Tool {
+            ordinal,
+            args_len: 0,
+            start_input,
+        }) = self.blocks.get(&index)
+        {
+            let args = if start_input.is_object() {
+                start_input.to_string()
+            } else {
+                "{}".to_owned()
+            };
             let d = ToolCallDelta {
                 index: *ordinal,
-                function: FunctionCallDelta { name: None, arguments: Some(args) },
+                function: FunctionCallDelta {
+                    name: None,
+                    arguments: Some(args),
+                },
                 ..ToolCallDelta::default()
             };
             return Ok(vec![self.tool_delta(d)]);
@@ -742,10 +898,22 @@ impl AnthropicStreamDecoder {
     }
 
     fn stream_error(&self, v: &Value) -> Error {
-        let kind = v.pointer("/error/type").and_then(Value::as_str).unwrap_or("api_error");
-        let msg = v.pointer("/error/message").and_then(Value::as_str).unwrap_or("no message");
+        let kind = v
+            .pointer("/error/type")
+            .and_then(Value::as_str)
+            .unwrap_or("api_error");
+        let msg = v
+            .pointer("/error/message")
+            .and_then(Value::as_str)
+            .unwrap_or("no message");
         let message = format!("error event mid-stream: {msg} ({kind})");
-        super::map_status(&self.provider, status_for_error_type(kind), &HeaderMap::new(), Some(kind), message)
+        super::map_status(
+            &self.provider,
+            status_for_error_type(kind),
+            &HeaderMap::new(),
+            Some(kind),
+            message,
+        )
     }
 }
 
@@ -760,22 +928,32 @@ impl StreamDecoder for AnthropicStreamDecoder {
             "message_stop",
             "error",
         ];
-        if event.event == "ping" || (!event.event.is_empty() && !KNOWN.contains(&event.event.as_str())) {
+        if event.event == "ping"
+            || (!event.event.is_empty() && !KNOWN.contains(&event.event.as_str()))
+        {
             return Ok(Vec::new());
         }
         let v: Value = serde_json::from_str(&event.data).map_err(|e| {
             let shown: String = event.data.chars().take(120).collect();
-            self.bad(format!("`{}` event data is not JSON ({e}): {shown}", event.event))
+            self.bad(format!(
+                "`{}` event data is not JSON ({e}): {shown}",
+                event.event
+            ))
         })?;
         // Without an `event:` line, the JSON's own `type` names the event.
-        let name =
-            if event.event.is_empty() { v.get("type").and_then(Value::as_str).unwrap_or("") } else { &event.event };
+        let name = if event.event.is_empty() {
+            v.get("type").and_then(Value::as_str).unwrap_or("")
+        } else {
+            &event.event
+        };
         if self.saw_stop && name != "error" {
             return Ok(Vec::new());
         }
         match name {
             "message_start" => {
-                let m = v.get("message").ok_or_else(|| self.bad("`message_start` without `message`"))?;
+                let m = v
+                    .get("message")
+                    .ok_or_else(|| self.bad("`message_start` without `message`"))?;
                 if let Some(id) = m.get("id").and_then(Value::as_str) {
                     self.id = id.to_owned();
                 }
@@ -792,7 +970,10 @@ impl StreamDecoder for AnthropicStreamDecoder {
                 match v.pointer("/delta/stop_reason").and_then(Value::as_str) {
                     Some(reason) if !self.finish_sent => {
                         self.finish_sent = true;
-                        Ok(vec![self.chunk(Delta::default(), Some(map_stop_reason(Some(reason))))])
+                        Ok(vec![self.chunk(
+                            Delta::default(),
+                            Some(map_stop_reason(Some(reason))),
+                        )])
                     }
                     _ => Ok(Vec::new()),
                 }
@@ -826,7 +1007,10 @@ impl StreamDecoder for AnthropicStreamDecoder {
                 ),
                 (true, true) => "the body ended after `message_delta` but before `message_stop`".to_owned(),
             };
-            return Err(Error::StreamInterrupted { provider: self.provider.clone(), message: missing });
+            return Err(Error::StreamInterrupted {
+                provider: self.provider.clone(),
+                message: missing,
+            });
         }
         self.done = true;
         let u = self.usage;
@@ -853,17 +1037,22 @@ mod tests {
     use crate::types::Tool;
 
     const RICH_INPUT: &str = include_str!("../../tests/fixtures/anthropic/rich_request.input.json");
-    const RICH_EXPECTED: &str = include_str!("../../tests/fixtures/anthropic/rich_request.expected.json");
+    const RICH_EXPECTED: &str =
+        include_str!("../../tests/fixtures/anthropic/rich_request.expected.json");
     const RESP_TEXT: &str = include_str!("../../tests/fixtures/anthropic/response_text.json");
     const RESP_TOOL: &str = include_str!("../../tests/fixtures/anthropic/response_tool_use.json");
-    const RESP_THINKING: &str = include_str!("../../tests/fixtures/anthropic/response_thinking.json");
+    const RESP_THINKING: &str =
+        include_str!("../../tests/fixtures/anthropic/response_thinking.json");
     const RESP_CACHE: &str = include_str!("../../tests/fixtures/anthropic/response_cache.json");
     const SSE_TOOL: &str = include_str!("../../tests/fixtures/anthropic/stream_tool_use.sse");
     const SSE_THINKING: &str = include_str!("../../tests/fixtures/anthropic/stream_thinking.sse");
 
     fn target() -> Target {
         let mut headers = BTreeMap::new();
-        headers.insert("anthropic-beta".to_owned(), "prompt-caching-2024-07-31".to_owned());
+        headers.insert(
+            "anthropic-beta".to_owned(),
+            "prompt-caching-2024-07-31".to_owned(),
+        );
         Target {
             provider: ResolvedProvider {
                 name: "anthropic".into(),
@@ -882,7 +1071,9 @@ mod tests {
     }
 
     fn build(req: &ChatRequest) -> Result<Value> {
-        Anthropic.build_request(req, &target(), false).map(|c| c.body)
+        Anthropic
+            .build_request(req, &target(), false)
+            .map(|c| c.body)
     }
 
     fn user_req(messages: Vec<Message>) -> ChatRequest {
@@ -901,11 +1092,24 @@ mod tests {
     #[test]
     fn rich_request_matches_golden_json() {
         let req = ChatRequest::from_json(RICH_INPUT).expect("fixture parses");
-        let call = Anthropic.build_request(&req, &target(), false).expect("builds");
+        let call = Anthropic
+            .build_request(&req, &target(), false)
+            .expect("builds");
         let expected: Value = serde_json::from_str(RICH_EXPECTED).expect("golden parses");
-        assert_eq!(call.body, expected, "got:\n{}", serde_json::to_string_pretty(&call.body).unwrap_or_default());
+        assert_eq!(
+            call.body,
+            expected,
+            "got:\n{}",
+            serde_json::to_string_pretty(&call.body).unwrap_or_default()
+        );
         assert_eq!(call.url, "https://api.anthropic.com/v1/messages");
-        let h = |n: &str| call.headers.iter().filter(|(k, _)| k == n).map(|(_, v)| v.as_str()).collect::<Vec<_>>();
+        let h = |n: &str| {
+            call.headers
+                .iter()
+                .filter(|(k, _)| k == n)
+                .map(|(_, v)| v.as_str())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(h("x-api-key"), ["sk-ant-test"]);
         assert_eq!(h("anthropic-version"), ["2023-06-01"]);
         assert_eq!(h("content-type"), ["application/json"]);
@@ -917,8 +1121,12 @@ mod tests {
         let mut t = target();
         t.api_key = None;
         t.provider.base_url = "http://localhost:8080/".into();
-        t.provider.headers.insert("Anthropic-Version".into(), "2026-10-21".into());
-        let call = Anthropic.build_request(&user_req(vec![Message::user("hi")]), &t, true).expect("builds");
+        t.provider
+            .headers
+            .insert("Anthropic-Version".into(), "2026-10-21".into());
+        let call = Anthropic
+            .build_request(&user_req(vec![Message::user("hi")]), &t, true)
+            .expect("builds");
         assert_eq!(call.url, "http://localhost:8080/v1/messages");
         assert_eq!(
             call.body,
@@ -926,8 +1134,11 @@ mod tests {
         );
         assert!(!call.headers.iter().any(|(k, _)| k == "x-api-key"));
         // A configured header replaces ours, never duplicates it.
-        let versions: Vec<_> =
-            call.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case("anthropic-version")).collect();
+        let versions: Vec<_> = call
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("anthropic-version"))
+            .collect();
         assert_eq!(versions.len(), 1);
         assert_eq!(versions[0].1, "2026-10-21");
     }
@@ -939,16 +1150,26 @@ mod tests {
             (ToolChoice::Auto, json!({"type": "auto"})),
             (ToolChoice::Required, json!({"type": "any"})),
             (ToolChoice::None, json!({"type": "none"})),
-            (ToolChoice::Function("f".into()), json!({"type": "tool", "name": "f"})),
+            (
+                ToolChoice::Function("f".into()),
+                json!({"type": "tool", "name": "f"}),
+            ),
         ] {
             let mut req = user_req(vec![Message::user("hi")]);
             req.tools = vec![tool.clone()];
             req.tool_choice = Some(choice.clone());
-            assert_eq!(build(&req).expect("builds")["tool_choice"], want, "{choice:?}");
+            assert_eq!(
+                build(&req).expect("builds")["tool_choice"],
+                want,
+                "{choice:?}"
+            );
         }
         let mut req = user_req(vec![Message::user("hi")]);
         req.tool_choice = Some(ToolChoice::Required);
-        assert_eq!(field_of(&build(&req).expect_err("must fail")), Some("tool_choice"));
+        assert_eq!(
+            field_of(&build(&req).expect_err("must fail")),
+            Some("tool_choice")
+        );
         req.tool_choice = Some(ToolChoice::None);
         assert!(build(&req).expect("builds").get("tool_choice").is_none());
     }
@@ -958,9 +1179,18 @@ mod tests {
         let bad = ToolCall {
             id: "toolu_1".into(),
             kind: "function".into(),
-            function: FunctionCall { name: "f".into(), arguments: "{\"a\": 1".into() },
+            function: FunctionCall {
+                name: "f".into(),
+                arguments: "{\"a\": 1".into(),
+            },
         };
-        let good = ToolCall { function: FunctionCall { name: "g".into(), arguments: "{}".into() }, ..bad.clone() };
+        let good = ToolCall {
+            function: FunctionCall {
+                name: "g".into(),
+                arguments: "{}".into(),
+            },
+            ..bad.clone()
+        };
         let req = user_req(vec![
             Message::user("hi"),
             Message::assistant_tool_calls(vec![good.clone(), bad.clone()]),
@@ -968,35 +1198,70 @@ mod tests {
         ]);
         let e = build(&req).expect_err("must fail");
         assert_eq!(e.kind(), ErrorKind::InvalidRequest);
-        assert_eq!(field_of(&e), Some("messages[1].tool_calls[1].function.arguments"));
+        assert_eq!(
+            field_of(&e),
+            Some("messages[1].tool_calls[1].function.arguments")
+        );
         assert!(e.to_string().contains("not valid JSON"), "{e}");
         // A JSON array is valid JSON but not a tool_use input.
-        let arr = ToolCall { function: FunctionCall { name: "f".into(), arguments: "[1]".into() }, ..bad };
-        let req = user_req(vec![Message::user("hi"), Message::assistant_tool_calls(vec![arr])]);
+        let arr = ToolCall {
+            function: FunctionCall {
+                name: "f".into(),
+                arguments: "[1]".into(),
+            },
+            ..bad
+        };
+        let req = user_req(vec![
+            Message::user("hi"),
+            Message::assistant_tool_calls(vec![arr]),
+        ]);
         assert_eq!(
             field_of(&build(&req).expect_err("must fail")),
             Some("messages[1].tool_calls[0].function.arguments")
         );
         // Empty arguments mean "no arguments".
-        let empty = ToolCall { function: FunctionCall { name: "g".into(), arguments: String::new() }, ..good };
-        let req = user_req(vec![Message::user("hi"), Message::assistant_tool_calls(vec![empty])]);
-        assert_eq!(build(&req).expect("builds")["messages"][1]["content"][0]["input"], json!({}));
+        let empty = ToolCall {
+            function: FunctionCall {
+                name: "g".into(),
+                arguments: String::new(),
+            },
+            ..good
+        };
+        let req = user_req(vec![
+            Message::user("hi"),
+            Message::assistant_tool_calls(vec![empty]),
+        ]);
+        assert_eq!(
+            build(&req).expect("builds")["messages"][1]["content"][0]["input"],
+            json!({})
+        );
     }
 
     #[test]
     fn conversation_must_start_with_user() {
-        let req = user_req(vec![Message::system("s"), Message::assistant("hello"), Message::user("hi")]);
+        let req = user_req(vec![
+            Message::system("s"),
+            Message::assistant("hello"),
+            Message::user("hi"),
+        ]);
         let e = build(&req).expect_err("must fail");
         assert_eq!(field_of(&e), Some("messages[1]"));
-        assert!(e.to_string().contains("must start with a user message"), "{e}");
+        assert!(
+            e.to_string().contains("must start with a user message"),
+            "{e}"
+        );
         let e = build(&user_req(vec![Message::system("only")])).expect_err("must fail");
         assert_eq!(field_of(&e), Some("messages"));
     }
 
     #[test]
     fn consecutive_assistant_messages_merge_and_empty_is_refused() {
-        let req =
-            user_req(vec![Message::user("a"), Message::assistant("b"), Message::assistant("c"), Message::user("d")]);
+        let req = user_req(vec![
+            Message::user("a"),
+            Message::assistant("b"),
+            Message::assistant("c"),
+            Message::user("d"),
+        ]);
         let body = build(&req).expect("builds");
         assert_eq!(
             body["messages"],
@@ -1014,7 +1279,10 @@ mod tests {
     fn response_format_becomes_a_system_instruction() {
         let mut req = user_req(vec![Message::user("list three colors")]);
         req.response_format = Some(ResponseFormat::JsonObject);
-        let system = build(&req).expect("builds")["system"].as_str().map(str::to_owned).unwrap_or_default();
+        let system = build(&req).expect("builds")["system"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_default();
         assert!(system.contains("single valid JSON object"), "{system}");
 
         req.messages.insert(0, Message::system("Be terse."));
@@ -1026,7 +1294,10 @@ mod tests {
                 strict: Some(true),
             },
         });
-        let system = build(&req).expect("builds")["system"].as_str().map(str::to_owned).unwrap_or_default();
+        let system = build(&req).expect("builds")["system"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_default();
         assert!(system.starts_with("Be terse.\n\n"), "{system}");
         assert!(
             system.contains("`colors`")
@@ -1039,12 +1310,23 @@ mod tests {
     fn bad_images_and_temperature_are_refused() {
         let part = |url: &str| {
             Message::user(Content::Parts(vec![ContentPart::ImageUrl {
-                image_url: crate::types::ImageUrl { url: url.into(), detail: Default::default() },
+                image_url: crate::types::ImageUrl {
+                    url: url.into(),
+                    detail: Default::default(),
+                },
             }]))
         };
-        for url in ["data:image/png,rawbytes", "file:///etc/passwd", "data:;base64,AAAA"] {
+        for url in [
+            "data:image/png,rawbytes",
+            "file:///etc/passwd",
+            "data:;base64,AAAA",
+        ] {
             let e = build(&user_req(vec![part(url)])).expect_err("must fail");
-            assert_eq!(field_of(&e), Some("messages[0].content[0].image_url.url"), "{url}");
+            assert_eq!(
+                field_of(&e),
+                Some("messages[0].content[0].image_url.url"),
+                "{url}"
+            );
         }
         let b = build(&user_req(vec![part("data:image/webp;base64,UklGR")])).expect("builds");
         assert_eq!(
@@ -1053,7 +1335,10 @@ mod tests {
         );
         let mut req = user_req(vec![Message::user("hi")]);
         req.temperature = Some(1.5);
-        assert_eq!(field_of(&build(&req).expect_err("must fail")), Some("temperature"));
+        assert_eq!(
+            field_of(&build(&req).expect_err("must fail")),
+            Some("temperature")
+        );
     }
 
     // ----- response ------------------------------------------------------------------
@@ -1078,13 +1363,19 @@ mod tests {
     fn parses_tool_use_response() {
         let r = parse(RESP_TOOL).expect("parses");
         assert_eq!(r.finish_reason(), Some(FinishReason::ToolCalls));
-        assert_eq!(r.text(), "I'll check the current weather in San Francisco for you.");
+        assert_eq!(
+            r.text(),
+            "I'll check the current weather in San Francisco for you."
+        );
         let calls = r.tool_calls();
         assert_eq!(calls.len(), 2);
         assert_eq!(calls[0].id, "toolu_01A09q90qw90lq917835lq9");
         assert_eq!(calls[0].kind, "function");
         assert_eq!(calls[0].function.name, "get_weather");
-        assert_eq!(calls[0].function.arguments, r#"{"location":"San Francisco, CA","unit":"celsius"}"#);
+        assert_eq!(
+            calls[0].function.arguments,
+            r#"{"location":"San Francisco, CA","unit":"celsius"}"#
+        );
         assert_eq!(calls[1].function.arguments, "{}");
         // null cache fields count as zero.
         assert_eq!(r.usage, Usage::new(384, 96, 0, 0, 0));
@@ -1094,7 +1385,10 @@ mod tests {
     fn parses_thinking_response() {
         let r = parse(RESP_THINKING).expect("parses");
         let m = &r.choices[0].message;
-        assert_eq!(m.reasoning_content.as_deref(), Some("Let me analyze this step by step. 27 * 453 = 12231."));
+        assert_eq!(
+            m.reasoning_content.as_deref(),
+            Some("Let me analyze this step by step. 27 * 453 = 12231.")
+        );
         assert_eq!(r.text(), "27 * 453 = 12,231");
         assert_eq!(r.finish_reason(), Some(FinishReason::Length));
         assert_eq!(r.usage.reasoning_tokens, 0);
@@ -1123,12 +1417,18 @@ mod tests {
                 "content[0]",
             ),
             (r#"{"id":"m","type":"message","content":[]}"#, "usage"),
-            (r#"{"id":"m","type":"message","content":[],"usage":{"input_tokens":1}}"#, "output_tokens"),
+            (
+                r#"{"id":"m","type":"message","content":[],"usage":{"input_tokens":1}}"#,
+                "output_tokens",
+            ),
             (
                 r#"{"id":"m","type":"completion","content":[],"usage":{"input_tokens":1,"output_tokens":1}}"#,
                 "completion",
             ),
-            (r#"{"type":"error","error":{"type":"api_error","message":"boom"}}"#, "boom"),
+            (
+                r#"{"type":"error","error":{"type":"api_error","message":"boom"}}"#,
+                "boom",
+            ),
             (r#"[1,2]"#, "not an Anthropic message"),
         ] {
             let e = parse(body).expect_err("must fail");
@@ -1208,13 +1508,25 @@ mod tests {
             err_body("authentication_error", "invalid x-api-key").as_bytes(),
             &target(),
         );
-        assert!(e.to_string().contains("invalid x-api-key") && e.to_string().contains("authentication_error"), "{e}");
+        assert!(
+            e.to_string().contains("invalid x-api-key")
+                && e.to_string().contains("authentication_error"),
+            "{e}"
+        );
         let html = "<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head></html>";
         let e = Anthropic.parse_error(502, &none, html.as_bytes(), &target());
-        assert!(e.to_string().contains("HTML") && e.to_string().contains("502 Bad Gateway"), "{e}");
+        assert!(
+            e.to_string().contains("HTML") && e.to_string().contains("502 Bad Gateway"),
+            "{e}"
+        );
         assert_eq!(e.status(), Some(502));
         // overloaded_error is "unavailable" even on an unexpected status.
-        let e = Anthropic.parse_error(400, &none, err_body("overloaded_error", "Overloaded").as_bytes(), &target());
+        let e = Anthropic.parse_error(
+            400,
+            &none,
+            err_body("overloaded_error", "Overloaded").as_bytes(),
+            &target(),
+        );
         assert_eq!(e.kind(), ErrorKind::ProviderUnavailable);
     }
 
@@ -1222,12 +1534,21 @@ mod tests {
     fn rate_limit_keeps_retry_after_and_request_id() {
         let mut h = HeaderMap::new();
         h.insert("retry-after", "7".parse().expect("header"));
-        h.insert("request-id", "req_018EeWyXxfu5pfWkrYcMdjWG".parse().expect("header"));
-        let body = err_body("rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit");
+        h.insert(
+            "request-id",
+            "req_018EeWyXxfu5pfWkrYcMdjWG".parse().expect("header"),
+        );
+        let body = err_body(
+            "rate_limit_error",
+            "Number of request tokens has exceeded your per-minute rate limit",
+        );
         let e = Anthropic.parse_error(429, &h, body.as_bytes(), &target());
         assert_eq!(e.kind(), ErrorKind::RateLimited);
         assert_eq!(e.retry_after(), Some(Duration::from_secs(7)));
-        assert!(e.to_string().contains("req_018EeWyXxfu5pfWkrYcMdjWG"), "{e}");
+        assert!(
+            e.to_string().contains("req_018EeWyXxfu5pfWkrYcMdjWG"),
+            "{e}"
+        );
     }
 
     // ----- streaming -----------------------------------------------------------------
@@ -1251,7 +1572,10 @@ mod tests {
                 chunks.extend(dec.on_event(&ev)?);
             }
         }
-        if let Some(ev) = parser.finish().map_err(|e| Error::invalid_response("anthropic", None, e.to_string()))? {
+        if let Some(ev) = parser
+            .finish()
+            .map_err(|e| Error::invalid_response("anthropic", None, e.to_string()))?
+        {
             chunks.extend(dec.on_event(&ev)?);
         }
         chunks.extend(dec.finish()?);
@@ -1280,14 +1604,21 @@ mod tests {
         let r = fold(&whole).expect("folds");
         assert_eq!(r.id, "msg_014p7gG3wDgGV9EUtLvnow3U");
         assert_eq!(r.model, "anthropic/claude-sonnet-4-5");
-        assert_eq!(r.text(), "Okay, let's check the weather for San Francisco, CA — ☀️?");
+        assert_eq!(
+            r.text(),
+            "Okay, let's check the weather for San Francisco, CA — ☀️?"
+        );
         assert_eq!(r.finish_reason(), Some(FinishReason::ToolCalls));
         let calls = r.tool_calls();
         assert_eq!(calls.len(), 2);
         assert_eq!(calls[0].id, "toolu_01T1x1fJ34qAmk2tNTrN7Up6");
         assert_eq!(calls[0].function.name, "get_weather");
-        let args: Value = serde_json::from_str(&calls[0].function.arguments).expect("arguments are JSON");
-        assert_eq!(args, json!({"location": "San Francisco, CA", "unit": "fahrenheit"}));
+        let args: Value =
+            serde_json::from_str(&calls[0].function.arguments).expect("arguments are JSON");
+        assert_eq!(
+            args,
+            json!({"location": "San Francisco, CA", "unit": "fahrenheit"})
+        );
         assert_eq!(calls[1].id, "toolu_01Kq2N8Jm4Xb5Vr7Wc9Yd3Ze");
         assert_eq!(calls[1].function.name, "get_time");
         assert_eq!(calls[1].function.arguments, "{}");
@@ -1295,37 +1626,70 @@ mod tests {
 
         // Shape of the chunks: role first, OpenAI-style tool indices, usage-only last chunk.
         assert_eq!(whole[0].choices[0].delta.role, Some(Role::Assistant));
-        assert!(whole[1..].iter().all(|c| c.choices.iter().all(|ch| ch.delta.role.is_none())));
+        assert!(
+            whole[1..]
+                .iter()
+                .all(|c| c.choices.iter().all(|ch| ch.delta.role.is_none()))
+        );
         let first_tool_deltas: Vec<&ToolCallDelta> = whole
             .iter()
             .flat_map(|c| c.choices.iter().flat_map(|ch| ch.delta.tool_calls.iter()))
             .filter(|d| d.id.is_some())
             .collect();
-        assert_eq!(first_tool_deltas.iter().map(|d| d.index).collect::<Vec<_>>(), [0, 1]);
-        assert!(first_tool_deltas.iter().all(|d| d.kind.as_deref() == Some("function") && d.function.name.is_some()));
+        assert_eq!(
+            first_tool_deltas
+                .iter()
+                .map(|d| d.index)
+                .collect::<Vec<_>>(),
+            [0, 1]
+        );
+        assert!(
+            first_tool_deltas
+                .iter()
+                .all(|d| d.kind.as_deref() == Some("function") && d.function.name.is_some())
+        );
         let last = whole.last().expect("chunks");
         assert!(last.choices.is_empty());
         assert!(last.usage.is_some());
         assert_eq!(whole.iter().filter(|c| c.usage.is_some()).count(), 1);
-        assert_eq!(whole.iter().filter(|c| c.choices.iter().any(|ch| ch.finish_reason.is_some())).count(), 1);
+        assert_eq!(
+            whole
+                .iter()
+                .filter(|c| c.choices.iter().any(|ch| ch.finish_reason.is_some()))
+                .count(),
+            1
+        );
 
         // Every single cut point, and pseudo-random multi-cuts, give identical chunks.
         for cut in 0..=input.len() {
-            assert_eq!(strip_created(run_stream(input, &[cut]).expect("decodes")), whole, "cut at {cut}");
+            assert_eq!(
+                strip_created(run_stream(input, &[cut]).expect("decodes")),
+                whole,
+                "cut at {cut}"
+            );
         }
         let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
         for _ in 0..200 {
             let cuts: Vec<usize> = (0..8)
                 .map(|_| {
-                    seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                    seed = seed
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1_442_695_040_888_963_407);
                     (seed >> 33) as usize % (input.len() + 1)
                 })
                 .collect();
-            assert_eq!(strip_created(run_stream(input, &cuts).expect("decodes")), whole, "cuts {cuts:?}");
+            assert_eq!(
+                strip_created(run_stream(input, &cuts).expect("decodes")),
+                whole,
+                "cuts {cuts:?}"
+            );
         }
         // CRLF line endings too.
         let crlf = SSE_TOOL.replace('\n', "\r\n");
-        assert_eq!(strip_created(run_stream(crlf.as_bytes(), &[17, 400]).expect("decodes")), whole);
+        assert_eq!(
+            strip_created(run_stream(crlf.as_bytes(), &[17, 400]).expect("decodes")),
+            whole
+        );
     }
 
     #[test]
@@ -1345,11 +1709,17 @@ mod tests {
     #[test]
     fn cut_stream_is_interrupted() {
         let input = SSE_TOOL.as_bytes();
-        let stop = SSE_TOOL.find("event: message_stop").expect("fixture has message_stop");
-        let delta = SSE_TOOL.find("event: message_delta").expect("fixture has message_delta");
-        for (end, needle) in
-            [(stop, "before `message_stop`"), (delta, "without `message_delta`"), (0, "no `message_start`")]
-        {
+        let stop = SSE_TOOL
+            .find("event: message_stop")
+            .expect("fixture has message_stop");
+        let delta = SSE_TOOL
+            .find("event: message_delta")
+            .expect("fixture has message_delta");
+        for (end, needle) in [
+            (stop, "before `message_stop`"),
+            (delta, "without `message_delta`"),
+            (0, "no `message_start`"),
+        ] {
             let e = run_stream(&input[..end], &[]).expect_err("must fail");
             assert_eq!(e.kind(), ErrorKind::StreamInterrupted, "end {end}");
             assert!(e.to_string().contains(needle), "{e}");
@@ -1365,25 +1735,44 @@ mod tests {
         );
         let e = run_stream(input.as_bytes(), &[]).expect_err("must fail");
         assert_eq!(e.kind(), ErrorKind::ProviderUnavailable);
-        assert!(e.to_string().contains("Overloaded") && e.to_string().contains("mid-stream"), "{e}");
+        assert!(
+            e.to_string().contains("Overloaded") && e.to_string().contains("mid-stream"),
+            "{e}"
+        );
         let rl = "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"rate_limit_error\",\"message\":\"slow down\"}}\n\n";
-        assert_eq!(run_stream(rl.as_bytes(), &[]).expect_err("must fail").kind(), ErrorKind::RateLimited);
+        assert_eq!(
+            run_stream(rl.as_bytes(), &[])
+                .expect_err("must fail")
+                .kind(),
+            ErrorKind::RateLimited
+        );
     }
 
     #[test]
     fn unknown_events_ignored_bad_json_refused() {
-        let start = SSE_TOOL.find("event: content_block_start").expect("fixture");
-        let input =
-            format!("{}event: brand_new_event\ndata: not json at all\n\n{}", &SSE_TOOL[..start], &SSE_TOOL[start..]);
+        let start = SSE_TOOL
+            .find("event: content_block_start")
+            .expect("fixture");
+        let input = format!(
+            "{}event: brand_new_event\ndata: not json at all\n\n{}",
+            &SSE_TOOL[..start],
+            &SSE_TOOL[start..]
+        );
         assert!(fold(&run_stream(input.as_bytes(), &[]).expect("decodes")).is_ok());
 
-        let bad = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\n\n";
+        let bad =
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\n\n";
         let e = run_stream(bad.as_bytes(), &[]).expect_err("must fail");
         assert_eq!(e.kind(), ErrorKind::InvalidResponse);
         assert!(e.to_string().contains("message_start"), "{e}");
 
         let orphan = "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":3,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{}\"}}\n\n";
-        assert_eq!(run_stream(orphan.as_bytes(), &[]).expect_err("must fail").kind(), ErrorKind::InvalidResponse);
+        assert_eq!(
+            run_stream(orphan.as_bytes(), &[])
+                .expect_err("must fail")
+                .kind(),
+            ErrorKind::InvalidResponse
+        );
     }
 
     #[test]

@@ -31,8 +31,9 @@ use super::{Adapter, HttpCall, StreamDecoder, Target, body_excerpt, map_status, 
 use crate::error::{Error, Result};
 use crate::sse::SseEvent;
 use crate::types::{
-    AssistantMessage, ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, Content, ContentPart, Delta,
-    FinishReason, FunctionCall, FunctionCallDelta, ResponseFormat, Role, ToolCall, ToolCallDelta, ToolChoice, Usage,
+    AssistantMessage, ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, Content,
+    ContentPart, Delta, FinishReason, FunctionCall, FunctionCallDelta, ResponseFormat, Role,
+    ToolCall, ToolCallDelta, ToolChoice, Usage,
 };
 
 /// The Gemini wire format.
@@ -41,7 +42,10 @@ pub struct Gemini;
 
 impl Adapter for Gemini {
     fn build_request(&self, req: &ChatRequest, target: &Target, stream: bool) -> Result<HttpCall> {
-        let model = target.model.strip_prefix("models/").unwrap_or(&target.model);
+        let model = target
+            .model
+            .strip_prefix("models/")
+            .unwrap_or(&target.model);
         let base = target.provider.base_url.trim_end_matches('/');
         let url = if stream {
             format!("{base}/models/{model}:streamGenerateContent?alt=sse")
@@ -58,18 +62,30 @@ impl Adapter for Gemini {
             headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
             headers.push((name.clone(), value.clone()));
         }
-        Ok(HttpCall { url, headers, body: build_body(req, model)? })
+        Ok(HttpCall {
+            url,
+            headers,
+            body: build_body(req, model)?,
+        })
     }
 
     fn parse_response(&self, body: &[u8], target: &Target) -> Result<ChatResponse> {
         let provider = target.provider_name();
         let resp = parse_chunk(body, provider)?;
         let id = resp.response_id.clone().unwrap_or_else(generated_id);
-        let usage = resp.usage_metadata.as_ref().map(UsageMetadata::to_usage).unwrap_or_default();
+        let usage = resp
+            .usage_metadata
+            .as_ref()
+            .map(UsageMetadata::to_usage)
+            .unwrap_or_default();
         let candidates = resp.candidates.unwrap_or_default();
         if candidates.is_empty() {
             let reason = blocked_reason(resp.prompt_feedback.as_ref()).ok_or_else(|| {
-                Error::invalid_response(provider, None, "the reply has neither candidates nor promptFeedback.blockReason")
+                Error::invalid_response(
+                    provider,
+                    None,
+                    "the reply has neither candidates nor promptFeedback.blockReason",
+                )
             })?;
             // A blocked prompt is an answer, not a failure: the caller sees
             // finish_reason content_filter, no content, and why in `refusal`.
@@ -92,6 +108,7 @@ impl Adapter for Gemini {
                 usage,
                 cost: None,
                 route: None,
+                usage_record_id: None,
             });
         }
         let mut choices = Vec::with_capacity(candidates.len());
@@ -104,29 +121,55 @@ impl Adapter for Gemini {
                     let n = tool_calls.len();
                     tool_calls.push(fc.into_tool_call(n));
                 } else if let Some(t) = part.text {
-                    let slot = if part.thought == Some(true) { &mut reasoning } else { &mut text };
+                    let slot = if part.thought == Some(true) {
+                        &mut reasoning
+                    } else {
+                        &mut text
+                    };
                     slot.get_or_insert_with(String::new).push_str(&t);
                 }
             }
             let finish = match cand.finish_reason.as_deref() {
-                Some(raw) => map_finish(raw, !tool_calls.is_empty(), cand.finish_message.as_deref())
-                    .map_err(|m| Error::invalid_response(provider, None, m))?,
+                Some(raw) => {
+                    map_finish(raw, !tool_calls.is_empty(), cand.finish_message.as_deref())
+                        .map_err(|m| Error::invalid_response(provider, None, m))?
+                }
                 // A complete non-streamed reply always has one; be lenient if not.
                 None if !tool_calls.is_empty() => FinishReason::ToolCalls,
                 None => FinishReason::Stop,
             };
             choices.push(Choice {
                 index: cand.index.unwrap_or(pos as u32),
-                message: AssistantMessage { role: Role::Assistant, content: text, tool_calls, reasoning_content: reasoning, refusal: None },
+                message: AssistantMessage {
+                    role: Role::Assistant,
+                    content: text,
+                    tool_calls,
+                    reasoning_content: reasoning,
+                    refusal: None,
+                },
                 finish_reason: finish,
             });
         }
-        Ok(ChatResponse { id, object: "chat.completion".into(), created: now_unix(), model: target.model_id.clone(), choices, usage, cost: None, route: None })
+        Ok(ChatResponse {
+            id,
+            object: "chat.completion".into(),
+            created: now_unix(),
+            model: target.model_id.clone(),
+            choices,
+            usage,
+            cost: None,
+            route: None,
+            usage_record_id: None,
+        })
     }
 
     fn parse_error(&self, status: u16, headers: &HeaderMap, body: &[u8], target: &Target) -> Error {
         let provider = target.provider_name();
-        match serde_json::from_slice::<Value>(body).ok().as_ref().and_then(error_object) {
+        match serde_json::from_slice::<Value>(body)
+            .ok()
+            .as_ref()
+            .and_then(error_object)
+        {
             Some(err) => map_error(provider, status, headers, err),
             None => map_status(provider, status, headers, None, body_excerpt(body)),
         }
@@ -153,14 +196,23 @@ impl Adapter for Gemini {
 // ---------------------------------------------------------------------------------
 
 fn invalid(field: String, message: String) -> Error {
-    Error::InvalidRequest { field: Some(field), message }
+    Error::InvalidRequest {
+        field: Some(field),
+        message,
+    }
 }
 
 fn build_body(req: &ChatRequest, model: &str) -> Result<Value> {
     let mut body = Map::new();
-    body.insert("contents".into(), Value::Array(build_contents(req, needs_thought_signature(model))?));
+    body.insert(
+        "contents".into(),
+        Value::Array(build_contents(req, needs_thought_signature(model))?),
+    );
     if let Some(system) = req.system_text() {
-        body.insert("systemInstruction".into(), json!({"parts": [{"text": system}]}));
+        body.insert(
+            "systemInstruction".into(),
+            json!({"parts": [{"text": system}]}),
+        );
     }
     if !req.tools.is_empty() {
         let mut decls = Vec::with_capacity(req.tools.len());
@@ -176,7 +228,9 @@ fn build_body(req: &ChatRequest, model: &str) -> Result<Value> {
                 // Gemini refuses an OBJECT without properties ("should be non-empty for
                 // OBJECT type"); a function without arguments simply has no `parameters`.
                 let empty_object = cleaned.get("type").and_then(Value::as_str) == Some("OBJECT")
-                    && cleaned.get("properties").is_none_or(|p| p.as_object().is_none_or(Map::is_empty));
+                    && cleaned
+                        .get("properties")
+                        .is_none_or(|p| p.as_object().is_none_or(Map::is_empty));
                 if !empty_object {
                     decl.insert("parameters".into(), cleaned);
                 }
@@ -189,9 +243,14 @@ fn build_body(req: &ChatRequest, model: &str) -> Result<Value> {
                 ToolChoice::Auto => json!({"mode": "AUTO"}),
                 ToolChoice::None => json!({"mode": "NONE"}),
                 ToolChoice::Required => json!({"mode": "ANY"}),
-                ToolChoice::Function(name) => json!({"mode": "ANY", "allowedFunctionNames": [name]}),
+                ToolChoice::Function(name) => {
+                    json!({"mode": "ANY", "allowedFunctionNames": [name]})
+                }
             };
-            body.insert("toolConfig".into(), json!({"functionCallingConfig": config}));
+            body.insert(
+                "toolConfig".into(),
+                json!({"functionCallingConfig": config}),
+            );
         }
     }
     let mut config = Map::new();
@@ -212,8 +271,16 @@ fn build_body(req: &ChatRequest, model: &str) -> Result<Value> {
     }
     if let Some(seed) = req.seed {
         // Gemini's seed is an int32.
-        let seed = i32::try_from(seed)
-            .map_err(|_| invalid("seed".into(), format!("seed {seed} does not fit Gemini's 32-bit seed: use a value between {} and {}", i32::MIN, i32::MAX)))?;
+        let seed = i32::try_from(seed).map_err(|_| {
+            invalid(
+                "seed".into(),
+                format!(
+                    "seed {seed} does not fit Gemini's 32-bit seed: use a value between {} and {}",
+                    i32::MIN,
+                    i32::MAX
+                ),
+            )
+        })?;
         config.insert("seed".into(), json!(seed));
     }
     match &req.response_format {
@@ -223,7 +290,10 @@ fn build_body(req: &ChatRequest, model: &str) -> Result<Value> {
         }
         Some(ResponseFormat::JsonSchema { json_schema }) => {
             config.insert("responseMimeType".into(), json!("application/json"));
-            config.insert("responseSchema".into(), clean_schema(&json_schema.schema, "response_format.json_schema.schema")?);
+            config.insert(
+                "responseSchema".into(),
+                clean_schema(&json_schema.schema, "response_format.json_schema.schema")?,
+            );
         }
     }
     if !config.is_empty() {
@@ -253,7 +323,8 @@ fn build_contents(req: &ChatRequest, sign_calls: bool) -> Result<Vec<Value>> {
                             format!("messages[{i}].tool_calls[{j}].function.arguments is not valid JSON ({e}): send the arguments as a JSON-encoded string"),
                         )
                     })?;
-                    let mut part = json!({"functionCall": {"name": tc.function.name, "args": args}});
+                    let mut part =
+                        json!({"functionCall": {"name": tc.function.name, "args": args}});
                     if sign_calls && j == 0 {
                         part["thoughtSignature"] = json!(SKIP_SIGNATURE);
                     }
@@ -281,7 +352,10 @@ fn build_contents(req: &ChatRequest, sign_calls: bool) -> Result<Vec<Value>> {
                     Ok(v @ Value::Object(_)) => v,
                     _ => json!({"content": text}),
                 };
-                ("user", vec![json!({"functionResponse": {"name": name, "response": response}})])
+                (
+                    "user",
+                    vec![json!({"functionResponse": {"name": name, "response": response}})],
+                )
             }
         };
         match turns.last_mut() {
@@ -290,9 +364,15 @@ fn build_contents(req: &ChatRequest, sign_calls: bool) -> Result<Vec<Value>> {
         }
     }
     if turns.is_empty() {
-        return Err(invalid("messages".into(), "messages holds only system messages: Gemini needs at least one user message".into()));
+        return Err(invalid(
+            "messages".into(),
+            "messages holds only system messages: Gemini needs at least one user message".into(),
+        ));
     }
-    Ok(turns.into_iter().map(|(role, parts)| json!({"role": role, "parts": parts})).collect())
+    Ok(turns
+        .into_iter()
+        .map(|(role, parts)| json!({"role": role, "parts": parts}))
+        .collect())
 }
 
 /// Google's documented placeholder for a `thoughtSignature` we cannot replay.
@@ -305,18 +385,25 @@ const SKIP_SIGNATURE: &str = "skip_thought_signature_validator";
 /// which the API accepts (possibly with slightly weaker reasoning continuity). Older
 /// models do not check and get no signature.
 fn needs_thought_signature(model: &str) -> bool {
-    let Some(rest) = model.strip_prefix("gemini-") else { return false };
+    let Some(rest) = model.strip_prefix("gemini-") else {
+        return false;
+    };
     let major: String = rest.chars().take_while(char::is_ascii_digit).collect();
     major.parse::<u32>().is_ok_and(|m| m >= 3)
 }
 
 fn content_parts(content: Option<&Content>, i: usize) -> Result<Vec<Value>> {
-    let Some(content) = content else { return Ok(Vec::new()) };
+    let Some(content) = content else {
+        return Ok(Vec::new());
+    };
     let mut out = Vec::new();
     for (k, part) in content.parts().into_iter().enumerate() {
         match part {
             ContentPart::Text { text } => out.push(json!({"text": text})),
-            ContentPart::ImageUrl { image_url } => out.push(image_part(&image_url.url, &format!("messages[{i}].content[{k}].image_url.url"))?),
+            ContentPart::ImageUrl { image_url } => out.push(image_part(
+                &image_url.url,
+                &format!("messages[{i}].content[{k}].image_url.url"),
+            )?),
         }
     }
     Ok(out)
@@ -326,7 +413,12 @@ fn content_parts(content: Option<&Content>, i: usize) -> Result<Vec<Value>> {
 /// extension, `image/jpeg` when there is none that we know).
 fn image_part(url: &str, field: &str) -> Result<Value> {
     if let Some(rest) = url.strip_prefix("data:") {
-        let bad = || invalid(field.to_owned(), format!("{field} is not a base64 data URL: use `data:<mime type>;base64,<data>`"));
+        let bad = || {
+            invalid(
+                field.to_owned(),
+                format!("{field} is not a base64 data URL: use `data:<mime type>;base64,<data>`"),
+            )
+        };
         let (meta, data) = rest.split_once(',').ok_or_else(bad)?;
         let mime = meta.strip_suffix(";base64").ok_or_else(bad)?;
         if mime.is_empty() || !mime.contains('/') {
@@ -335,11 +427,21 @@ fn image_part(url: &str, field: &str) -> Result<Value> {
         return Ok(json!({"inlineData": {"mimeType": mime, "data": data}}));
     }
     let lower = url.to_ascii_lowercase();
-    if !(lower.starts_with("https://") || lower.starts_with("http://") || lower.starts_with("gs://")) {
-        return Err(invalid(field.to_owned(), format!("{field} must be an http(s):// URL or a `data:<mime>;base64,...` URL")));
+    if !(lower.starts_with("https://")
+        || lower.starts_with("http://")
+        || lower.starts_with("gs://"))
+    {
+        return Err(invalid(
+            field.to_owned(),
+            format!("{field} must be an http(s):// URL or a `data:<mime>;base64,...` URL"),
+        ));
     }
     let path = lower.split(['?', '#']).next().unwrap_or("");
-    let ext = path.rsplit_once('.').map(|(_, e)| e).filter(|e| !e.contains('/')).unwrap_or("");
+    let ext = path
+        .rsplit_once('.')
+        .map(|(_, e)| e)
+        .filter(|e| !e.contains('/'))
+        .unwrap_or("");
     let mime = match ext {
         "png" => "image/png",
         "gif" => "image/gif",
@@ -360,9 +462,28 @@ fn image_part(url: &str, field: &str) -> Result<Value> {
 /// `if`/`then`/`else`, `dependentRequired`, `readOnly`/`writeOnly`,
 /// `contentEncoding`/`contentMediaType`.
 const SCHEMA_KEYS: &[&str] = &[
-    "type", "format", "title", "description", "nullable", "enum", "maxItems", "minItems", "properties", "required",
-    "minProperties", "maxProperties", "minLength", "maxLength", "pattern", "example", "anyOf", "propertyOrdering",
-    "default", "items", "minimum", "maximum",
+    "type",
+    "format",
+    "title",
+    "description",
+    "nullable",
+    "enum",
+    "maxItems",
+    "minItems",
+    "properties",
+    "required",
+    "minProperties",
+    "maxProperties",
+    "minLength",
+    "maxLength",
+    "pattern",
+    "example",
+    "anyOf",
+    "propertyOrdering",
+    "default",
+    "items",
+    "minimum",
+    "maximum",
 ];
 
 /// Deepest `$ref` nesting we inline (recursive schemas cannot be expressed in Gemini's subset).
@@ -389,7 +510,12 @@ fn clean_node(node: &Value, root: &Value, field: &str, depth: usize) -> Result<V
     };
     if let Some(r) = obj.get("$ref").and_then(Value::as_str) {
         if depth >= MAX_REF_DEPTH {
-            return Err(invalid(field.to_owned(), format!("{field}: `$ref` `{r}` nests deeper than {MAX_REF_DEPTH} levels (a recursive schema?): Gemini's schema format cannot express recursion, flatten the schema")));
+            return Err(invalid(
+                field.to_owned(),
+                format!(
+                    "{field}: `$ref` `{r}` nests deeper than {MAX_REF_DEPTH} levels (a recursive schema?): Gemini's schema format cannot express recursion, flatten the schema"
+                ),
+            ));
         }
         let target = r
             .strip_prefix('#')
@@ -400,7 +526,10 @@ fn clean_node(node: &Value, root: &Value, field: &str, depth: usize) -> Result<V
         // Sibling keywords (a description next to the `$ref`) refine the target.
         let mut siblings = obj.clone();
         siblings.remove("$ref");
-        if let (Value::Object(res), Value::Object(sib)) = (&mut resolved, clean_node(&Value::Object(siblings), root, field, depth)?) {
+        if let (Value::Object(res), Value::Object(sib)) = (
+            &mut resolved,
+            clean_node(&Value::Object(siblings), root, field, depth)?,
+        ) {
             for (k, v) in sib {
                 res.insert(k, v);
             }
@@ -408,7 +537,10 @@ fn clean_node(node: &Value, root: &Value, field: &str, depth: usize) -> Result<V
         return Ok(resolved);
     }
     let mut out = Map::new();
-    let mut nullable = obj.get("nullable").and_then(Value::as_bool).unwrap_or(false);
+    let mut nullable = obj
+        .get("nullable")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let mut any_of: Vec<Value> = Vec::new();
     match obj.get("type") {
         Some(Value::String(t)) => {
@@ -436,17 +568,26 @@ fn clean_node(node: &Value, root: &Value, field: &str, depth: usize) -> Result<V
     for key in ["anyOf", "oneOf"] {
         if let Some(Value::Array(branches)) = obj.get(key) {
             for (b, branch) in branches.iter().enumerate() {
-                if branch.get("type").and_then(Value::as_str) == Some("null") && branch.as_object().is_some_and(|m| m.len() == 1) {
+                if branch.get("type").and_then(Value::as_str) == Some("null")
+                    && branch.as_object().is_some_and(|m| m.len() == 1)
+                {
                     nullable = true;
                     continue;
                 }
-                any_of.push(clean_node(branch, root, &format!("{field}.{key}[{b}]"), depth)?);
+                any_of.push(clean_node(
+                    branch,
+                    root,
+                    &format!("{field}.{key}[{b}]"),
+                    depth,
+                )?);
             }
         }
     }
     if let Some(Value::Array(all)) = obj.get("allOf") {
         if let [only] = all.as_slice() {
-            if let Value::Object(merged) = clean_node(only, root, &format!("{field}.allOf[0]"), depth)? {
+            if let Value::Object(merged) =
+                clean_node(only, root, &format!("{field}.allOf[0]"), depth)?
+            {
                 for (k, v) in merged {
                     out.entry(k).or_insert(v);
                 }
@@ -461,13 +602,19 @@ fn clean_node(node: &Value, root: &Value, field: &str, depth: usize) -> Result<V
                 if let Some(props) = value.as_object().filter(|p| !p.is_empty()) {
                     let mut cleaned = Map::new();
                     for (name, sub) in props {
-                        cleaned.insert(name.clone(), clean_node(sub, root, &format!("{field}.properties.{name}"), depth)?);
+                        cleaned.insert(
+                            name.clone(),
+                            clean_node(sub, root, &format!("{field}.properties.{name}"), depth)?,
+                        );
                     }
                     out.insert("properties".into(), Value::Object(cleaned));
                 }
             }
             "items" => {
-                out.insert("items".into(), clean_node(value, root, &format!("{field}.items"), depth)?);
+                out.insert(
+                    "items".into(),
+                    clean_node(value, root, &format!("{field}.items"), depth)?,
+                );
             }
             "const" => {
                 if let Some(s) = value.as_str() {
@@ -490,7 +637,9 @@ fn clean_node(node: &Value, root: &Value, field: &str, depth: usize) -> Result<V
                 // `out["type"]` is already the Gemini type (also for `["string","null"]`).
                 let keep = match out.get("type").and_then(Value::as_str) {
                     Some("STRING") => matches!(value.as_str(), Some("enum" | "date-time")),
-                    Some("INTEGER" | "NUMBER") => matches!(value.as_str(), Some("int32" | "int64" | "float" | "double")),
+                    Some("INTEGER" | "NUMBER") => {
+                        matches!(value.as_str(), Some("int32" | "int64" | "float" | "double"))
+                    }
                     _ => false,
                 };
                 if keep {
@@ -574,18 +723,27 @@ struct GeminiFunctionCall {
 
 impl GeminiFunctionCall {
     fn id_for(&self, n: usize) -> String {
-        self.id.clone().filter(|id| !id.is_empty()).unwrap_or_else(|| format!("call_{n}"))
+        self.id
+            .clone()
+            .filter(|id| !id.is_empty())
+            .unwrap_or_else(|| format!("call_{n}"))
     }
 
     fn arguments(&self) -> String {
-        self.args.as_ref().map(Value::to_string).unwrap_or_else(|| "{}".to_owned())
+        self.args
+            .as_ref()
+            .map(Value::to_string)
+            .unwrap_or_else(|| "{}".to_owned())
     }
 
     fn into_tool_call(self, n: usize) -> ToolCall {
         ToolCall {
             id: self.id_for(n),
             kind: "function".into(),
-            function: FunctionCall { arguments: self.arguments(), name: self.name },
+            function: FunctionCall {
+                arguments: self.arguments(),
+                name: self.name,
+            },
         }
     }
 }
@@ -605,9 +763,16 @@ impl UsageMetadata {
     /// (grounding results fed back) are input billed on top. Thoughts are output.
     fn to_usage(&self) -> Usage {
         let thoughts = self.thoughts_token_count.unwrap_or(0);
-        let prompt = self.prompt_token_count.unwrap_or(0) + self.tool_use_prompt_token_count.unwrap_or(0);
+        let prompt =
+            self.prompt_token_count.unwrap_or(0) + self.tool_use_prompt_token_count.unwrap_or(0);
         let completion = self.candidates_token_count.unwrap_or(0) + thoughts;
-        Usage::new(prompt, completion, self.cached_content_token_count.unwrap_or(0), 0, thoughts)
+        Usage::new(
+            prompt,
+            completion,
+            self.cached_content_token_count.unwrap_or(0),
+            0,
+            thoughts,
+        )
     }
 }
 
@@ -621,7 +786,10 @@ struct PromptFeedback {
 /// "prompt blocked by Gemini (SAFETY): ..." when the prompt was blocked.
 fn blocked_reason(feedback: Option<&PromptFeedback>) -> Option<String> {
     let fb = feedback?;
-    let reason = fb.block_reason.as_deref().filter(|r| !r.is_empty() && *r != "BLOCK_REASON_UNSPECIFIED")?;
+    let reason = fb
+        .block_reason
+        .as_deref()
+        .filter(|r| !r.is_empty() && *r != "BLOCK_REASON_UNSPECIFIED")?;
     Some(match fb.block_reason_message.as_deref() {
         Some(m) if !m.is_empty() => format!("prompt blocked by Gemini ({reason}): {m}"),
         _ => format!("prompt blocked by Gemini ({reason})"),
@@ -631,14 +799,27 @@ fn blocked_reason(feedback: Option<&PromptFeedback>) -> Option<String> {
 /// Parse one reply body; an `{error:{...}}` body with a 2xx status is an error too.
 fn parse_chunk(body: &[u8], provider: &str) -> Result<GenResponse> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {
-        Error::invalid_response(provider, None, format!("the body is not JSON ({e}): {}", body_excerpt(body)))
+        Error::invalid_response(
+            provider,
+            None,
+            format!("the body is not JSON ({e}): {}", body_excerpt(body)),
+        )
     })?;
     if let Some(err) = error_object(&value) {
-        let status = err.get("code").and_then(Value::as_u64).and_then(|c| u16::try_from(c).ok()).unwrap_or(500);
+        let status = err
+            .get("code")
+            .and_then(Value::as_u64)
+            .and_then(|c| u16::try_from(c).ok())
+            .unwrap_or(500);
         return Err(map_error(provider, status, &HeaderMap::new(), err));
     }
-    serde_json::from_value(value)
-        .map_err(|e| Error::invalid_response(provider, None, format!("the body is not a GenerateContentResponse: {e}")))
+    serde_json::from_value(value).map_err(|e| {
+        Error::invalid_response(
+            provider,
+            None,
+            format!("the body is not a GenerateContentResponse: {e}"),
+        )
+    })
 }
 
 /// Map Gemini's `finishReason`. `OTHER`, `LANGUAGE`, `TOO_MANY_TOOL_CALLS`, unknown
@@ -646,12 +827,22 @@ fn parse_chunk(body: &[u8], provider: &str) -> Result<GenResponse> {
 /// calls, so the caller runs them): the reply is complete as far as it goes.
 /// A malformed or unexpected function call is an error (`Err(message)`): the reply
 /// carries no usable call, and `stop` would hide that.
-fn map_finish(raw: &str, has_calls: bool, message: Option<&str>) -> std::result::Result<FinishReason, String> {
+fn map_finish(
+    raw: &str,
+    has_calls: bool,
+    message: Option<&str>,
+) -> std::result::Result<FinishReason, String> {
     Ok(match raw {
         "STOP" if has_calls => FinishReason::ToolCalls,
         "MAX_TOKENS" => FinishReason::Length,
-        "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII" | "IMAGE_SAFETY"
-        | "IMAGE_PROHIBITED_CONTENT" | "IMAGE_RECITATION" => FinishReason::ContentFilter,
+        "SAFETY"
+        | "RECITATION"
+        | "BLOCKLIST"
+        | "PROHIBITED_CONTENT"
+        | "SPII"
+        | "IMAGE_SAFETY"
+        | "IMAGE_PROHIBITED_CONTENT"
+        | "IMAGE_RECITATION" => FinishReason::ContentFilter,
         "MALFORMED_FUNCTION_CALL" | "UNEXPECTED_TOOL_CALL" => {
             return Err(format!(
                 "finishReason {raw}: the model produced a function call that could not be used{}; retry, or simplify the tool schemas",
@@ -675,31 +866,58 @@ fn generated_id() -> String {
 fn error_object(v: &Value) -> Option<&Value> {
     match v {
         Value::Object(m) => m.get("error").filter(|e| e.is_object()),
-        Value::Array(items) => items.iter().find_map(|i| i.get("error").filter(|e| e.is_object())),
+        Value::Array(items) => items
+            .iter()
+            .find_map(|i| i.get("error").filter(|e| e.is_object())),
         _ => None,
     }
 }
 
 fn map_error(provider: &str, status: u16, headers: &HeaderMap, err: &Value) -> Error {
     let code = err.get("status").and_then(Value::as_str);
-    let raw = err.get("message").and_then(Value::as_str).unwrap_or("").trim();
+    let raw = err
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .trim();
     let message = match (code, raw.is_empty()) {
         (Some(c), false) => format!("{c}: {raw}"),
         (Some(c), true) => c.to_owned(),
         (None, false) => raw.to_owned(),
         (None, true) => format!("error without a message: {err}"),
     };
-    let details = err.get("details").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+    let details = err
+        .get("details")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
     // Gemini answers a bad API key with 400 INVALID_ARGUMENT + ErrorInfo API_KEY_INVALID.
-    let key_invalid = details.iter().any(|d| d.get("reason").and_then(Value::as_str) == Some("API_KEY_INVALID"))
+    let key_invalid = details
+        .iter()
+        .any(|d| d.get("reason").and_then(Value::as_str) == Some("API_KEY_INVALID"))
         || raw.contains("API key not valid");
     if key_invalid && status == 400 {
-        return Error::Auth { provider: provider.to_owned(), status, message };
+        return Error::Auth {
+            provider: provider.to_owned(),
+            status,
+            message,
+        };
     }
     match map_status(provider, status, headers, code, message) {
-        Error::RateLimited { provider, retry_after: None, message } => {
-            let retry_after = details.iter().find_map(retry_info_delay).or_else(|| retry_in_message(raw));
-            Error::RateLimited { provider, retry_after, message }
+        Error::RateLimited {
+            provider,
+            retry_after: None,
+            message,
+        } => {
+            let retry_after = details
+                .iter()
+                .find_map(retry_info_delay)
+                .or_else(|| retry_in_message(raw));
+            Error::RateLimited {
+                provider,
+                retry_after,
+                message,
+            }
         }
         other => other,
     }
@@ -707,7 +925,11 @@ fn map_error(provider: &str, status: u16, headers: &HeaderMap, err: &Value) -> E
 
 /// `google.rpc.RetryInfo.retryDelay`, a protobuf Duration such as `"7s"` or `"45.83s"`.
 fn retry_info_delay(detail: &Value) -> Option<Duration> {
-    if !detail.get("@type").and_then(Value::as_str).is_some_and(|t| t.ends_with("google.rpc.RetryInfo")) {
+    if !detail
+        .get("@type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t.ends_with("google.rpc.RetryInfo"))
+    {
         return None;
     }
     parse_seconds(detail.get("retryDelay")?.as_str()?.strip_suffix('s')?)
@@ -716,7 +938,9 @@ fn retry_info_delay(detail: &Value) -> Option<Duration> {
 /// "... Please retry in 47.434392449s." (some quota errors carry the delay only here).
 fn retry_in_message(message: &str) -> Option<Duration> {
     let rest = &message[message.find("retry in ")? + "retry in ".len()..];
-    let end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(rest.len());
     if !rest[end..].starts_with('s') {
         return None;
     }
@@ -753,13 +977,21 @@ struct GeminiStream {
 
 impl GeminiStream {
     fn chunk(&self, choices: Vec<ChunkChoice>) -> ChatChunk {
-        let mut c = ChatChunk::empty(self.id.as_deref().unwrap_or(""), &self.model_id, self.created);
+        let mut c = ChatChunk::empty(
+            self.id.as_deref().unwrap_or(""),
+            &self.model_id,
+            self.created,
+        );
         c.choices = choices;
         c
     }
 
     fn calls_of(&mut self, index: u32) -> &mut usize {
-        let pos = match self.calls_per_candidate.iter().position(|(i, _)| *i == index) {
+        let pos = match self
+            .calls_per_candidate
+            .iter()
+            .position(|(i, _)| *i == index)
+        {
             Some(p) => p,
             None => {
                 self.calls_per_candidate.push((index, 0));
@@ -791,7 +1023,10 @@ impl StreamDecoder for GeminiStream {
                 self.sent_role.insert(0);
                 out.push(self.chunk(vec![ChunkChoice {
                     index: 0,
-                    delta: Delta { role: Some(Role::Assistant), ..Delta::default() },
+                    delta: Delta {
+                        role: Some(Role::Assistant),
+                        ..Delta::default()
+                    },
                     finish_reason: Some(FinishReason::ContentFilter),
                 }]));
             }
@@ -815,23 +1050,38 @@ impl StreamDecoder for GeminiStream {
                         index: self.next_call_index,
                         id: Some(fc.id_for(n)),
                         kind: Some("function".into()),
-                        function: FunctionCallDelta { arguments: Some(fc.arguments()), name: Some(fc.name) },
+                        function: FunctionCallDelta {
+                            arguments: Some(fc.arguments()),
+                            name: Some(fc.name),
+                        },
                     });
                     self.next_call_index += 1;
                 } else if let Some(t) = part.text.filter(|t| !t.is_empty()) {
-                    let slot = if part.thought == Some(true) { &mut delta.reasoning_content } else { &mut delta.content };
+                    let slot = if part.thought == Some(true) {
+                        &mut delta.reasoning_content
+                    } else {
+                        &mut delta.content
+                    };
                     slot.get_or_insert_with(String::new).push_str(&t);
                 }
             }
             if delta != Delta::default() {
-                out.push(self.chunk(vec![ChunkChoice { index, delta, finish_reason: None }]));
+                out.push(self.chunk(vec![ChunkChoice {
+                    index,
+                    delta,
+                    finish_reason: None,
+                }]));
             }
             if let Some(raw) = cand.finish_reason.as_deref() {
                 let has_calls = *self.calls_of(index) > 0;
                 let reason = map_finish(raw, has_calls, cand.finish_message.as_deref())
                     .map_err(|m| Error::invalid_response(&self.provider, None, m))?;
                 self.finished.insert(index);
-                out.push(self.chunk(vec![ChunkChoice { index, delta: Delta::default(), finish_reason: Some(reason) }]));
+                out.push(self.chunk(vec![ChunkChoice {
+                    index,
+                    delta: Delta::default(),
+                    finish_reason: Some(reason),
+                }]));
             }
         }
         Ok(out)
@@ -866,11 +1116,11 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::ErrorKind;
     use crate::config::{ProviderKind, ResolvedProvider, Secret};
     use crate::sse::SseParser;
     use crate::stream::StreamAccumulator;
     use crate::types::Message;
-    use crate::ErrorKind;
 
     macro_rules! fixture {
         ($name:literal) => {
@@ -897,18 +1147,34 @@ mod tests {
     }
 
     fn header<'a>(call: &'a HttpCall, name: &str) -> Vec<&'a str> {
-        call.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+        call.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     // ----- request -------------------------------------------------------------
 
     #[test]
     fn rich_request_matches_golden_body() {
-        let req = ChatRequest::from_json(fixture!("request_rich_input.json")).expect("fixture request is valid");
-        let call = Gemini.build_request(&req, &target(), false).expect("builds");
-        let expected: Value = serde_json::from_str(fixture!("request_rich_expected.json")).expect("golden JSON");
-        assert_eq!(call.body, expected, "got:\n{}", serde_json::to_string_pretty(&call.body).unwrap_or_default());
-        assert_eq!(call.url, "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:generateContent");
+        let req = ChatRequest::from_json(fixture!("request_rich_input.json"))
+            .expect("fixture request is valid");
+        let call = Gemini
+            .build_request(&req, &target(), false)
+            .expect("builds");
+        let expected: Value =
+            serde_json::from_str(fixture!("request_rich_expected.json")).expect("golden JSON");
+        assert_eq!(
+            call.body,
+            expected,
+            "got:\n{}",
+            serde_json::to_string_pretty(&call.body).unwrap_or_default()
+        );
+        assert_eq!(
+            call.url,
+            "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:generateContent"
+        );
         assert_eq!(header(&call, "x-goog-api-key"), ["test-key"]);
         assert_eq!(header(&call, "content-type"), ["application/json"]);
     }
@@ -919,42 +1185,96 @@ mod tests {
         t.provider.base_url = "http://127.0.0.1:9/gemini/v1/".into();
         t.model = "models/gemini-2.5-pro".into();
         t.provider.headers.insert("X-Proxy-Tag".into(), "a".into());
-        t.provider.headers.insert("Content-Type".into(), "application/json; charset=utf-8".into());
-        let call = Gemini.build_request(&ChatRequest::new("gemini/x", vec![Message::user("hi")]), &t, true).expect("builds");
-        assert_eq!(call.url, "http://127.0.0.1:9/gemini/v1/models/gemini-2.5-pro:streamGenerateContent?alt=sse");
+        t.provider.headers.insert(
+            "Content-Type".into(),
+            "application/json; charset=utf-8".into(),
+        );
+        let call = Gemini
+            .build_request(
+                &ChatRequest::new("gemini/x", vec![Message::user("hi")]),
+                &t,
+                true,
+            )
+            .expect("builds");
+        assert_eq!(
+            call.url,
+            "http://127.0.0.1:9/gemini/v1/models/gemini-2.5-pro:streamGenerateContent?alt=sse"
+        );
         assert_eq!(header(&call, "x-proxy-tag"), ["a"]);
-        assert_eq!(header(&call, "content-type"), ["application/json; charset=utf-8"], "configured header replaces ours");
+        assert_eq!(
+            header(&call, "content-type"),
+            ["application/json; charset=utf-8"],
+            "configured header replaces ours"
+        );
         t.api_key = None;
-        let call = Gemini.build_request(&ChatRequest::new("gemini/x", vec![Message::user("hi")]), &t, false).expect("builds");
+        let call = Gemini
+            .build_request(
+                &ChatRequest::new("gemini/x", vec![Message::user("hi")]),
+                &t,
+                false,
+            )
+            .expect("builds");
         assert!(header(&call, "x-goog-api-key").is_empty());
-        assert!(call.url.ends_with("/v1/models/gemini-2.5-pro:generateContent"));
+        assert!(
+            call.url
+                .ends_with("/v1/models/gemini-2.5-pro:generateContent")
+        );
     }
 
     #[test]
     fn minimal_request_omits_empty_objects() {
-        let call = Gemini.build_request(&ChatRequest::new("gemini/x", vec![Message::user("hi")]), &target(), false).expect("builds");
-        assert_eq!(call.body, json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}));
+        let call = Gemini
+            .build_request(
+                &ChatRequest::new("gemini/x", vec![Message::user("hi")]),
+                &target(),
+                false,
+            )
+            .expect("builds");
+        assert_eq!(
+            call.body,
+            json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]})
+        );
     }
 
     #[test]
     fn tool_choice_and_json_object_mapping() {
-        let tool = crate::types::Tool::function("lookup", "Look up", json!({"type": "object", "properties": {"q": {"type": "string"}}}));
-        let no_args = crate::types::Tool::function("ping", "Ping", json!({"type": "object", "properties": {}, "additionalProperties": false}));
+        let tool = crate::types::Tool::function(
+            "lookup",
+            "Look up",
+            json!({"type": "object", "properties": {"q": {"type": "string"}}}),
+        );
+        let no_args = crate::types::Tool::function(
+            "ping",
+            "Ping",
+            json!({"type": "object", "properties": {}, "additionalProperties": false}),
+        );
         for (choice, expected) in [
             (ToolChoice::Auto, json!({"mode": "AUTO"})),
             (ToolChoice::None, json!({"mode": "NONE"})),
             (ToolChoice::Required, json!({"mode": "ANY"})),
-            (ToolChoice::Function("lookup".into()), json!({"mode": "ANY", "allowedFunctionNames": ["lookup"]})),
+            (
+                ToolChoice::Function("lookup".into()),
+                json!({"mode": "ANY", "allowedFunctionNames": ["lookup"]}),
+            ),
         ] {
             let mut req = ChatRequest::new("gemini/x", vec![Message::user("hi")]);
             req.tools = vec![tool.clone(), no_args.clone()];
             req.tool_choice = Some(choice);
             req.response_format = Some(ResponseFormat::JsonObject);
-            let body = Gemini.build_request(&req, &target(), false).expect("builds").body;
+            let body = Gemini
+                .build_request(&req, &target(), false)
+                .expect("builds")
+                .body;
             assert_eq!(body["toolConfig"]["functionCallingConfig"], expected);
-            assert_eq!(body["generationConfig"], json!({"responseMimeType": "application/json"}));
+            assert_eq!(
+                body["generationConfig"],
+                json!({"responseMimeType": "application/json"})
+            );
             // A function without arguments has no `parameters` (Gemini refuses an empty OBJECT).
-            assert_eq!(body["tools"][0]["functionDeclarations"][1], json!({"name": "ping", "description": "Ping"}));
+            assert_eq!(
+                body["tools"][0]["functionDeclarations"][1],
+                json!({"name": "ping", "description": "Ping"})
+            );
         }
     }
 
@@ -963,57 +1283,126 @@ mod tests {
         let mut bad = Message::assistant_tool_calls(vec![ToolCall {
             id: "c1".into(),
             kind: "function".into(),
-            function: FunctionCall { name: "f".into(), arguments: "{not json".into() },
+            function: FunctionCall {
+                name: "f".into(),
+                arguments: "{not json".into(),
+            },
         }]);
         bad.content = None;
         let req = ChatRequest::new("gemini/x", vec![Message::user("hi"), bad]);
-        let err = Gemini.build_request(&req, &target(), false).expect_err("must fail");
+        let err = Gemini
+            .build_request(&req, &target(), false)
+            .expect_err("must fail");
         assert_eq!(err.kind(), ErrorKind::InvalidRequest);
-        assert!(matches!(&err, Error::InvalidRequest { field: Some(f), .. } if f == "messages[1].tool_calls[0].function.arguments"), "{err:?}");
+        assert!(
+            matches!(&err, Error::InvalidRequest { field: Some(f), .. } if f == "messages[1].tool_calls[0].function.arguments"),
+            "{err:?}"
+        );
     }
 
     #[test]
     fn unknown_tool_call_id_names_the_field() {
-        let req = ChatRequest::new("gemini/x", vec![Message::user("hi"), Message::tool("nope", "42")]);
-        let err = Gemini.build_request(&req, &target(), false).expect_err("must fail");
-        assert!(matches!(&err, Error::InvalidRequest { field: Some(f), .. } if f == "messages[1].tool_call_id"), "{err:?}");
+        let req = ChatRequest::new(
+            "gemini/x",
+            vec![Message::user("hi"), Message::tool("nope", "42")],
+        );
+        let err = Gemini
+            .build_request(&req, &target(), false)
+            .expect_err("must fail");
+        assert!(
+            matches!(&err, Error::InvalidRequest { field: Some(f), .. } if f == "messages[1].tool_call_id"),
+            "{err:?}"
+        );
         // A result that answers a *later* call does not count either.
-        let call = ToolCall { id: "c1".into(), kind: "function".into(), function: FunctionCall { name: "f".into(), arguments: "{}".into() } };
-        let req = ChatRequest::new("gemini/x", vec![Message::user("hi"), Message::tool("c1", "x"), Message::assistant_tool_calls(vec![call])]);
+        let call = ToolCall {
+            id: "c1".into(),
+            kind: "function".into(),
+            function: FunctionCall {
+                name: "f".into(),
+                arguments: "{}".into(),
+            },
+        };
+        let req = ChatRequest::new(
+            "gemini/x",
+            vec![
+                Message::user("hi"),
+                Message::tool("c1", "x"),
+                Message::assistant_tool_calls(vec![call]),
+            ],
+        );
         assert!(Gemini.build_request(&req, &target(), false).is_err());
     }
 
     #[test]
     fn repeated_ids_resolve_to_the_nearest_earlier_call() {
         // Gemini's generated ids (`call_0`) repeat across turns: the latest call wins.
-        let call = |name: &str| ToolCall { id: "call_0".into(), kind: "function".into(), function: FunctionCall { name: name.into(), arguments: "{}".into() } };
-        let req = ChatRequest::new("gemini/x", vec![
-            Message::user("hi"),
-            Message::assistant_tool_calls(vec![call("first")]),
-            Message::tool("call_0", "1"),
-            Message::assistant_tool_calls(vec![call("second")]),
-            Message::tool("call_0", "2"),
-        ]);
-        let body = Gemini.build_request(&req, &target(), false).expect("builds").body;
-        assert_eq!(body["contents"][2]["parts"][0]["functionResponse"]["name"], "first");
-        assert_eq!(body["contents"][4]["parts"][0]["functionResponse"]["name"], "second");
+        let call = |name: &str| ToolCall {
+            id: "call_0".into(),
+            kind: "function".into(),
+            function: FunctionCall {
+                name: name.into(),
+                arguments: "{}".into(),
+            },
+        };
+        let req = ChatRequest::new(
+            "gemini/x",
+            vec![
+                Message::user("hi"),
+                Message::assistant_tool_calls(vec![call("first")]),
+                Message::tool("call_0", "1"),
+                Message::assistant_tool_calls(vec![call("second")]),
+                Message::tool("call_0", "2"),
+            ],
+        );
+        let body = Gemini
+            .build_request(&req, &target(), false)
+            .expect("builds")
+            .body;
+        assert_eq!(
+            body["contents"][2]["parts"][0]["functionResponse"]["name"],
+            "first"
+        );
+        assert_eq!(
+            body["contents"][4]["parts"][0]["functionResponse"]["name"],
+            "second"
+        );
     }
 
     #[test]
     fn gemini_3_tool_calls_carry_the_placeholder_signature() {
-        let call = |id: &str| ToolCall { id: id.into(), kind: "function".into(), function: FunctionCall { name: "f".into(), arguments: "{}".into() } };
-        let req = ChatRequest::new("gemini/x", vec![
-            Message::user("hi"),
-            Message::assistant_tool_calls(vec![call("a"), call("b")]),
-            Message::tool("a", "1"),
-            Message::tool("b", "2"),
-        ]);
-        for (model, signed) in [("gemini-3-pro-preview", true), ("gemini-3.1-flash", true), ("gemini-10-ultra", true), ("gemini-2.5-flash", false), ("gemma-3-27b-it", false)] {
+        let call = |id: &str| ToolCall {
+            id: id.into(),
+            kind: "function".into(),
+            function: FunctionCall {
+                name: "f".into(),
+                arguments: "{}".into(),
+            },
+        };
+        let req = ChatRequest::new(
+            "gemini/x",
+            vec![
+                Message::user("hi"),
+                Message::assistant_tool_calls(vec![call("a"), call("b")]),
+                Message::tool("a", "1"),
+                Message::tool("b", "2"),
+            ],
+        );
+        for (model, signed) in [
+            ("gemini-3-pro-preview", true),
+            ("gemini-3.1-flash", true),
+            ("gemini-10-ultra", true),
+            ("gemini-2.5-flash", false),
+            ("gemma-3-27b-it", false),
+        ] {
             let mut t = target();
             t.model = model.into();
             let body = Gemini.build_request(&req, &t, false).expect("builds").body;
             let parts = &body["contents"][1]["parts"];
-            let expected = if signed { json!(SKIP_SIGNATURE) } else { Value::Null };
+            let expected = if signed {
+                json!(SKIP_SIGNATURE)
+            } else {
+                Value::Null
+            };
             assert_eq!(parts[0]["thoughtSignature"], expected, "{model}");
             // Parallel calls: only the first part carries a signature.
             assert_eq!(parts[1]["thoughtSignature"], Value::Null, "{model}");
@@ -1022,16 +1411,38 @@ mod tests {
 
     #[test]
     fn bad_image_urls_and_seed_are_rejected() {
-        for url in ["data:image/png,rawbytes", "ftp://x/y.png", "data:;base64,AAAA"] {
-            let msg = Message::user(Content::Parts(vec![ContentPart::ImageUrl { image_url: crate::types::ImageUrl { url: url.into(), detail: Default::default() } }]));
-            let err = Gemini.build_request(&ChatRequest::new("gemini/x", vec![msg]), &target(), false).expect_err("must fail");
-            assert!(matches!(&err, Error::InvalidRequest { field: Some(f), .. } if f == "messages[0].content[0].image_url.url"), "{url}: {err:?}");
+        for url in [
+            "data:image/png,rawbytes",
+            "ftp://x/y.png",
+            "data:;base64,AAAA",
+        ] {
+            let msg = Message::user(Content::Parts(vec![ContentPart::ImageUrl {
+                image_url: crate::types::ImageUrl {
+                    url: url.into(),
+                    detail: Default::default(),
+                },
+            }]));
+            let err = Gemini
+                .build_request(&ChatRequest::new("gemini/x", vec![msg]), &target(), false)
+                .expect_err("must fail");
+            assert!(
+                matches!(&err, Error::InvalidRequest { field: Some(f), .. } if f == "messages[0].content[0].image_url.url"),
+                "{url}: {err:?}"
+            );
         }
         let mut req = ChatRequest::new("gemini/x", vec![Message::user("hi")]);
         req.seed = Some(1 << 40);
-        assert!(matches!(Gemini.build_request(&req, &target(), false), Err(Error::InvalidRequest { field: Some(f), .. }) if f == "seed"));
+        assert!(
+            matches!(Gemini.build_request(&req, &target(), false), Err(Error::InvalidRequest { field: Some(f), .. }) if f == "seed")
+        );
         let only_system = ChatRequest::new("gemini/x", vec![Message::system("be brief")]);
-        assert_eq!(Gemini.build_request(&only_system, &target(), false).expect_err("must fail").kind(), ErrorKind::InvalidRequest);
+        assert_eq!(
+            Gemini
+                .build_request(&only_system, &target(), false)
+                .expect_err("must fail")
+                .kind(),
+            ErrorKind::InvalidRequest
+        );
     }
 
     #[test]
@@ -1043,7 +1454,11 @@ mod tests {
             ("https://x.com/no-extension", "image/jpeg"),
             ("https://x/doc.pdf?dl=1", "application/pdf"),
         ] {
-            assert_eq!(image_part(url, "f").expect("ok")["fileData"]["mimeType"], mime, "{url}");
+            assert_eq!(
+                image_part(url, "f").expect("ok")["fileData"]["mimeType"],
+                mime,
+                "{url}"
+            );
         }
     }
 
@@ -1091,8 +1506,12 @@ mod tests {
     #[test]
     fn recursive_or_foreign_refs_are_request_errors() {
         let recursive = json!({"$defs": {"Node": {"type": "object", "properties": {"next": {"$ref": "#/$defs/Node"}}}}, "$ref": "#/$defs/Node"});
-        let err = clean_schema(&recursive, "response_format.json_schema.schema").expect_err("must fail");
-        assert!(matches!(&err, Error::InvalidRequest { field: Some(f), .. } if f.starts_with("response_format.json_schema.schema")), "{err:?}");
+        let err =
+            clean_schema(&recursive, "response_format.json_schema.schema").expect_err("must fail");
+        assert!(
+            matches!(&err, Error::InvalidRequest { field: Some(f), .. } if f.starts_with("response_format.json_schema.schema")),
+            "{err:?}"
+        );
         let foreign = json!({"$ref": "https://example.com/schema.json"});
         assert!(clean_schema(&foreign, "x").is_err());
     }
@@ -1122,23 +1541,57 @@ mod tests {
         assert_eq!(r.choices[0].message.content, None);
         let calls = r.tool_calls();
         assert_eq!(calls.len(), 2);
-        assert_eq!((calls[0].id.as_str(), calls[0].function.name.as_str()), ("call_0", "get_weather"));
-        assert_eq!(calls[0].function.arguments, r#"{"city":"Paris","unit":"celsius"}"#);
-        assert_eq!((calls[1].id.as_str(), calls[1].function.arguments.as_str()), ("call_1", r#"{"timezone":"Europe/Paris"}"#));
+        assert_eq!(
+            (calls[0].id.as_str(), calls[0].function.name.as_str()),
+            ("call_0", "get_weather")
+        );
+        assert_eq!(
+            calls[0].function.arguments,
+            r#"{"city":"Paris","unit":"celsius"}"#
+        );
+        assert_eq!(
+            (calls[1].id.as_str(), calls[1].function.arguments.as_str()),
+            ("call_1", r#"{"timezone":"Europe/Paris"}"#)
+        );
         assert_eq!(r.usage.total_tokens, 105);
         // A provider-assigned id is kept.
         let with_id = r#"{"candidates":[{"content":{"role":"model","parts":[{"functionCall":{"id":"fc-9","name":"f"}}]},"finishReason":"STOP"}]}"#;
         let r = parse(with_id).expect("parses");
-        assert_eq!((r.tool_calls()[0].id.as_str(), r.tool_calls()[0].function.arguments.as_str()), ("fc-9", "{}"));
-        assert!(!r.id.is_empty(), "an id is generated when responseId is absent");
+        assert_eq!(
+            (
+                r.tool_calls()[0].id.as_str(),
+                r.tool_calls()[0].function.arguments.as_str()
+            ),
+            ("fc-9", "{}")
+        );
+        assert!(
+            !r.id.is_empty(),
+            "an id is generated when responseId is absent"
+        );
     }
 
     #[test]
     fn thoughts_go_to_reasoning_and_count_as_output() {
         let r = parse(fixture!("response_thinking.json")).expect("parses");
         assert_eq!(r.text(), "17 + 25 = 42.");
-        assert!(r.choices[0].message.reasoning_content.as_deref().is_some_and(|t| t.starts_with("**Evaluating the sum**")));
-        assert_eq!(r.usage, Usage { prompt_tokens: 12, completion_tokens: 129, total_tokens: 141, cached_prompt_tokens: 0, cache_write_tokens: 0, reasoning_tokens: 120 });
+        assert!(
+            r.choices[0]
+                .message
+                .reasoning_content
+                .as_deref()
+                .is_some_and(|t| t.starts_with("**Evaluating the sum**"))
+        );
+        assert_eq!(
+            r.usage,
+            Usage {
+                prompt_tokens: 12,
+                completion_tokens: 129,
+                total_tokens: 141,
+                cached_prompt_tokens: 0,
+                cache_write_tokens: 0,
+                reasoning_tokens: 120
+            }
+        );
     }
 
     #[test]
@@ -1148,7 +1601,10 @@ mod tests {
         assert_eq!(r.usage, Usage::new(4160, 6, 4096, 0, 0));
         let tool_use = r#"{"candidates":[{"content":{"parts":[{"text":"x"}]},"finishReason":"STOP"}],
             "usageMetadata":{"promptTokenCount":100,"toolUsePromptTokenCount":30,"candidatesTokenCount":5,"totalTokenCount":135}}"#;
-        assert_eq!(parse(tool_use).expect("parses").usage, Usage::new(130, 5, 0, 0, 0));
+        assert_eq!(
+            parse(tool_use).expect("parses").usage,
+            Usage::new(130, 5, 0, 0, 0)
+        );
     }
 
     #[test]
@@ -1157,7 +1613,13 @@ mod tests {
         assert_eq!(r.finish_reason(), Some(FinishReason::ContentFilter));
         assert_eq!(r.choices[0].message.content, None);
         assert!(r.tool_calls().is_empty());
-        assert!(r.choices[0].message.refusal.as_deref().is_some_and(|m| m.contains("SAFETY")));
+        assert!(
+            r.choices[0]
+                .message
+                .refusal
+                .as_deref()
+                .is_some_and(|m| m.contains("SAFETY"))
+        );
         assert_eq!(r.usage, Usage::new(14, 0, 0, 0, 0));
     }
 
@@ -1171,7 +1633,11 @@ mod tests {
             ("SAFETY", false, Some(FinishReason::ContentFilter)),
             ("RECITATION", false, Some(FinishReason::ContentFilter)),
             ("BLOCKLIST", false, Some(FinishReason::ContentFilter)),
-            ("PROHIBITED_CONTENT", false, Some(FinishReason::ContentFilter)),
+            (
+                "PROHIBITED_CONTENT",
+                false,
+                Some(FinishReason::ContentFilter),
+            ),
             ("SPII", false, Some(FinishReason::ContentFilter)),
             ("IMAGE_SAFETY", false, Some(FinishReason::ContentFilter)),
             ("OTHER", false, Some(FinishReason::Stop)),
@@ -1182,10 +1648,20 @@ mod tests {
             ("UNEXPECTED_TOOL_CALL", false, None),
         ];
         for (raw, calls, expected) in table {
-            assert_eq!(map_finish(raw, calls, None).ok(), expected, "{raw} (calls: {calls})");
+            assert_eq!(
+                map_finish(raw, calls, None).ok(),
+                expected,
+                "{raw} (calls: {calls})"
+            );
             // The same through a whole reply.
-            let part = if calls { r#"{"functionCall":{"name":"f","args":{}}}"# } else { r#"{"text":"x"}"# };
-            let body = format!(r#"{{"candidates":[{{"content":{{"role":"model","parts":[{part}]}},"finishReason":"{raw}"}}]}}"#);
+            let part = if calls {
+                r#"{"functionCall":{"name":"f","args":{}}}"#
+            } else {
+                r#"{"text":"x"}"#
+            };
+            let body = format!(
+                r#"{{"candidates":[{{"content":{{"role":"model","parts":[{part}]}},"finishReason":"{raw}"}}]}}"#
+            );
             match (parse(&body), expected) {
                 (Ok(r), Some(e)) => assert_eq!(r.finish_reason(), Some(e), "{raw}"),
                 (Err(e), None) => assert_eq!(e.kind(), ErrorKind::InvalidResponse, "{raw}"),
@@ -1196,12 +1672,23 @@ mod tests {
 
     #[test]
     fn malformed_bodies_are_invalid_responses() {
-        for body in ["", "not json", "<html><title>OK</title></html>", r#"{"candidates": 5}"#, r#"{"candidates":[{"content":{"parts":[{"functionCall":{"args":{}}}]}}]}"#, "{}", "[1,2]"] {
+        for body in [
+            "",
+            "not json",
+            "<html><title>OK</title></html>",
+            r#"{"candidates": 5}"#,
+            r#"{"candidates":[{"content":{"parts":[{"functionCall":{"args":{}}}]}}]}"#,
+            "{}",
+            "[1,2]",
+        ] {
             let err = parse(body).expect_err("must fail");
             assert_eq!(err.kind(), ErrorKind::InvalidResponse, "{body}: {err}");
         }
         // An error object with a 200 status is still the error it describes.
-        let err = parse(r#"{"error":{"code":503,"message":"The model is overloaded.","status":"UNAVAILABLE"}}"#).expect_err("must fail");
+        let err = parse(
+            r#"{"error":{"code":503,"message":"The model is overloaded.","status":"UNAVAILABLE"}}"#,
+        )
+        .expect_err("must fail");
         assert_eq!(err.kind(), ErrorKind::ProviderUnavailable);
     }
 
@@ -1217,18 +1704,38 @@ mod tests {
 
     #[test]
     fn error_mapping() {
-        let e = error_for(400, &[], r#"{"error":{"code":400,"message":"* GenerateContentRequest.contents: contents is not specified\n","status":"INVALID_ARGUMENT"}}"#);
+        let e = error_for(
+            400,
+            &[],
+            r#"{"error":{"code":400,"message":"* GenerateContentRequest.contents: contents is not specified\n","status":"INVALID_ARGUMENT"}}"#,
+        );
         assert_eq!(e.kind(), ErrorKind::InvalidRequest);
-        assert!(e.to_string().contains("INVALID_ARGUMENT: * GenerateContentRequest.contents"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("INVALID_ARGUMENT: * GenerateContentRequest.contents"),
+            "{e}"
+        );
 
-        let e = error_for(400, &[], r#"{"error":{"code":400,"message":"The input token count (1250000) exceeds the maximum number of tokens allowed (1048576).","status":"INVALID_ARGUMENT"}}"#);
+        let e = error_for(
+            400,
+            &[],
+            r#"{"error":{"code":400,"message":"The input token count (1250000) exceeds the maximum number of tokens allowed (1048576).","status":"INVALID_ARGUMENT"}}"#,
+        );
         assert_eq!(e.kind(), ErrorKind::ContextLengthExceeded, "{e}");
 
-        let e = error_for(400, &[], r#"{"error":{"code":400,"message":"API key not valid. Please pass a valid API key.","status":"INVALID_ARGUMENT",
-            "details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"API_KEY_INVALID","domain":"googleapis.com"}]}}"#);
+        let e = error_for(
+            400,
+            &[],
+            r#"{"error":{"code":400,"message":"API key not valid. Please pass a valid API key.","status":"INVALID_ARGUMENT",
+            "details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"API_KEY_INVALID","domain":"googleapis.com"}]}}"#,
+        );
         assert_eq!(e.kind(), ErrorKind::Auth, "{e}");
 
-        let e = error_for(403, &[], r#"{"error":{"code":403,"message":"Method doesn't allow unregistered callers (callers without established identity). Please use API Key or other form of API consumer identity to call this API.","status":"PERMISSION_DENIED"}}"#);
+        let e = error_for(
+            403,
+            &[],
+            r#"{"error":{"code":403,"message":"Method doesn't allow unregistered callers (callers without established identity). Please use API Key or other form of API consumer identity to call this API.","status":"PERMISSION_DENIED"}}"#,
+        );
         assert_eq!(e.kind(), ErrorKind::Auth);
         assert_eq!(e.status(), Some(403));
 
@@ -1240,32 +1747,78 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::RateLimited);
         assert_eq!(e.retry_after(), Some(Duration::from_secs(7)));
         // A retry-after header wins over the body.
-        assert_eq!(error_for(429, &[("retry-after", "2")], rate).retry_after(), Some(Duration::from_secs(2)));
+        assert_eq!(
+            error_for(429, &[("retry-after", "2")], rate).retry_after(),
+            Some(Duration::from_secs(2))
+        );
         // Without RetryInfo the "Please retry in Xs" sentence is used.
-        let e = error_for(429, &[], r#"{"error":{"code":429,"message":"Quota exceeded. Please retry in 1.5s.","status":"RESOURCE_EXHAUSTED"}}"#);
+        let e = error_for(
+            429,
+            &[],
+            r#"{"error":{"code":429,"message":"Quota exceeded. Please retry in 1.5s.","status":"RESOURCE_EXHAUSTED"}}"#,
+        );
         assert_eq!(e.retry_after(), Some(Duration::from_millis(1500)));
-        let e = error_for(429, &[], r#"{"error":{"code":429,"message":"Resource exhausted. Please try again later.","status":"RESOURCE_EXHAUSTED"}}"#);
+        let e = error_for(
+            429,
+            &[],
+            r#"{"error":{"code":429,"message":"Resource exhausted. Please try again later.","status":"RESOURCE_EXHAUSTED"}}"#,
+        );
         assert_eq!((e.kind(), e.retry_after()), (ErrorKind::RateLimited, None));
 
-        let e = error_for(500, &[], r#"{"error":{"code":500,"message":"An internal error has occurred. Please retry or report in https://developers.generativeai.google/guide/troubleshooting","status":"INTERNAL"}}"#);
-        assert_eq!((e.kind(), e.status()), (ErrorKind::ProviderUnavailable, Some(500)));
-        let e = error_for(503, &[], r#"{"error":{"code":503,"message":"The model is overloaded. Please try again later.","status":"UNAVAILABLE"}}"#);
-        assert_eq!((e.kind(), e.status()), (ErrorKind::ProviderUnavailable, Some(503)));
+        let e = error_for(
+            500,
+            &[],
+            r#"{"error":{"code":500,"message":"An internal error has occurred. Please retry or report in https://developers.generativeai.google/guide/troubleshooting","status":"INTERNAL"}}"#,
+        );
+        assert_eq!(
+            (e.kind(), e.status()),
+            (ErrorKind::ProviderUnavailable, Some(500))
+        );
+        let e = error_for(
+            503,
+            &[],
+            r#"{"error":{"code":503,"message":"The model is overloaded. Please try again later.","status":"UNAVAILABLE"}}"#,
+        );
+        assert_eq!(
+            (e.kind(), e.status()),
+            (ErrorKind::ProviderUnavailable, Some(503))
+        );
         assert!(e.to_string().contains("overloaded"));
 
-        let e = error_for(502, &[], "<!DOCTYPE html>\n<html lang=en><head><title>Error 502 (Server Error)!!1</title></head><body>That's an error.</body></html>");
+        let e = error_for(
+            502,
+            &[],
+            "<!DOCTYPE html>\n<html lang=en><head><title>Error 502 (Server Error)!!1</title></head><body>That's an error.</body></html>",
+        );
         assert_eq!(e.kind(), ErrorKind::ProviderUnavailable);
-        assert!(e.to_string().contains("HTML page") && e.to_string().contains("Error 502"), "{e}");
+        assert!(
+            e.to_string().contains("HTML page") && e.to_string().contains("Error 502"),
+            "{e}"
+        );
         let e = error_for(404, &[], "<html><title>404 Not Found</title></html>");
         assert_eq!(e.kind(), ErrorKind::InvalidRequest);
 
-        let e = error_for(429, &[], r#"[{"error":{"code":429,"message":"Resource has been exhausted (e.g. check quota).","status":"RESOURCE_EXHAUSTED",
-            "details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"37.5s"}]}}]"#);
-        assert_eq!((e.kind(), e.retry_after()), (ErrorKind::RateLimited, Some(Duration::from_millis(37_500))));
+        let e = error_for(
+            429,
+            &[],
+            r#"[{"error":{"code":429,"message":"Resource has been exhausted (e.g. check quota).","status":"RESOURCE_EXHAUSTED",
+            "details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"37.5s"}]}}]"#,
+        );
+        assert_eq!(
+            (e.kind(), e.retry_after()),
+            (ErrorKind::RateLimited, Some(Duration::from_millis(37_500)))
+        );
         assert!(e.to_string().contains("Resource has been exhausted"));
 
-        let e = error_for(404, &[], r#"{"error":{"code":404,"message":"models/gemini-9 is not found for API version v1beta, or is not supported for generateContent.","status":"NOT_FOUND"}}"#);
-        assert_eq!((e.kind(), e.status()), (ErrorKind::InvalidRequest, Some(404)));
+        let e = error_for(
+            404,
+            &[],
+            r#"{"error":{"code":404,"message":"models/gemini-9 is not found for API version v1beta, or is not supported for generateContent.","status":"NOT_FOUND"}}"#,
+        );
+        assert_eq!(
+            (e.kind(), e.status()),
+            (ErrorKind::InvalidRequest, Some(404))
+        );
         // JSON that is not an error object still yields a readable message.
         let e = error_for(500, &[], r#"{"unexpected":true}"#);
         assert_eq!(e.kind(), ErrorKind::ProviderUnavailable);
@@ -1326,7 +1879,13 @@ mod tests {
         let input = fixture!("stream_text.sse").as_bytes();
         let whole = run_stream(input, &[]).expect("decodes");
         assert_eq!(whole[0].choices[0].delta.role, Some(Role::Assistant));
-        assert!(whole.iter().skip(1).all(|c| c.choices.iter().all(|ch| ch.delta.role.is_none())), "role only once");
+        assert!(
+            whole
+                .iter()
+                .skip(1)
+                .all(|c| c.choices.iter().all(|ch| ch.delta.role.is_none())),
+            "role only once"
+        );
         let last = whole.last().expect("chunks");
         assert!(last.choices.is_empty());
         assert_eq!(last.usage, Some(Usage::new(6, 29, 0, 0, 21)));
@@ -1336,11 +1895,18 @@ mod tests {
         assert_eq!(r.model, "gemini/gemini-2.5-flash");
         assert_eq!(r.finish_reason(), Some(FinishReason::Stop));
         for cut in 0..=input.len() {
-            assert_eq!(fold(&run_stream(input, &[cut]).expect("decodes")).choices, r.choices, "split at {cut}");
+            assert_eq!(
+                fold(&run_stream(input, &[cut]).expect("decodes")).choices,
+                r.choices,
+                "split at {cut}"
+            );
         }
         // Many small pieces, including splits inside multi-byte characters.
         let cuts: Vec<usize> = (1..input.len()).step_by(3).collect();
-        assert_eq!(fold(&run_stream(input, &cuts).expect("decodes")).usage, r.usage);
+        assert_eq!(
+            fold(&run_stream(input, &cuts).expect("decodes")).usage,
+            r.usage
+        );
     }
 
     #[test]
@@ -1348,14 +1914,31 @@ mod tests {
         let input = fixture!("stream_tool_call.sse").as_bytes();
         for cut in [0, 17, input.len() / 2, input.len() - 3] {
             let chunks = run_stream(input, &[cut]).expect("decodes");
-            let tc = chunks.iter().flat_map(|c| &c.choices).flat_map(|c| &c.delta.tool_calls).next().expect("a tool call delta");
-            assert_eq!((tc.index, tc.id.as_deref(), tc.function.name.as_deref()), (0, Some("call_0"), Some("get_weather")));
+            let tc = chunks
+                .iter()
+                .flat_map(|c| &c.choices)
+                .flat_map(|c| &c.delta.tool_calls)
+                .next()
+                .expect("a tool call delta");
+            assert_eq!(
+                (tc.index, tc.id.as_deref(), tc.function.name.as_deref()),
+                (0, Some("call_0"), Some("get_weather"))
+            );
             let r = fold(&chunks);
             assert_eq!(r.finish_reason(), Some(FinishReason::ToolCalls));
             assert_eq!(r.tool_calls().len(), 1);
-            assert_eq!(r.tool_calls()[0].function.arguments, r#"{"city":"Paris","unit":"celsius"}"#);
+            assert_eq!(
+                r.tool_calls()[0].function.arguments,
+                r#"{"city":"Paris","unit":"celsius"}"#
+            );
             assert_eq!(r.choices[0].message.content, None);
-            assert!(r.choices[0].message.reasoning_content.as_deref().is_some_and(|t| t.contains("Checking the weather")));
+            assert!(
+                r.choices[0]
+                    .message
+                    .reasoning_content
+                    .as_deref()
+                    .is_some_and(|t| t.contains("Checking the weather"))
+            );
             assert_eq!(r.usage, Usage::new(58, 62, 0, 0, 40));
         }
     }
@@ -1377,14 +1960,27 @@ mod tests {
     #[test]
     fn stream_errors_and_blocked_prompts() {
         let mut d = Gemini.stream_decoder(&target());
-        let ev = |data: &str| SseEvent { event: String::new(), data: data.into(), id: None };
+        let ev = |data: &str| SseEvent {
+            event: String::new(),
+            data: data.into(),
+            id: None,
+        };
         let err = d.on_event(&ev(r#"{"error":{"code":503,"message":"The model is overloaded. Please try again later.","status":"UNAVAILABLE"}}"#)).expect_err("must fail");
-        assert_eq!((err.kind(), err.status()), (ErrorKind::ProviderUnavailable, Some(503)));
+        assert_eq!(
+            (err.kind(), err.status()),
+            (ErrorKind::ProviderUnavailable, Some(503))
+        );
         let err = d.on_event(&ev(r#"{"error":{"code":429,"message":"slow down","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"3s"}]}}"#)).expect_err("must fail");
         assert_eq!(err.retry_after(), Some(Duration::from_secs(3)));
-        assert_eq!(d.on_event(&ev("{oops")).expect_err("must fail").kind(), ErrorKind::InvalidResponse);
+        assert_eq!(
+            d.on_event(&ev("{oops")).expect_err("must fail").kind(),
+            ErrorKind::InvalidResponse
+        );
         let err = d.on_event(&ev(r#"{"candidates":[{"content":{"parts":[]},"finishReason":"MALFORMED_FUNCTION_CALL","finishMessage":"Malformed function call: print(x"}]}"#)).expect_err("must fail");
-        assert!(err.kind() == ErrorKind::InvalidResponse && err.to_string().contains("print(x"), "{err}");
+        assert!(
+            err.kind() == ErrorKind::InvalidResponse && err.to_string().contains("print(x"),
+            "{err}"
+        );
 
         let mut d = Gemini.stream_decoder(&target());
         let blocked = fixture!("response_blocked.json").replace('\n', " ");

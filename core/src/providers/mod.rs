@@ -89,19 +89,27 @@ pub fn adapter_for(kind: ProviderKind) -> &'static dyn Adapter {
 
 /// Unix seconds now.
 pub fn now_unix() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// `retry-after-ms`, or `retry-after` in seconds or as an HTTP date.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    if let Some(ms) = headers.get("retry-after-ms").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<f64>().ok()) {
+    if let Some(ms) = headers
+        .get("retry-after-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+    {
         if ms.is_finite() && ms >= 0.0 {
             return Some(Duration::from_millis(ms as u64));
         }
     }
     let v = headers.get("retry-after")?.to_str().ok()?.trim();
     if let Ok(secs) = v.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_millis((secs * 1000.0) as u64));
+        return (secs.is_finite() && secs >= 0.0)
+            .then(|| Duration::from_millis((secs * 1000.0) as u64));
     }
     let when = httpdate_to_unix(v)?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
@@ -115,17 +123,26 @@ fn httpdate_to_unix(s: &str) -> Option<u64> {
         return None;
     }
     let day: u64 = parts[1].parse().ok()?;
-    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        .iter()
-        .position(|m| *m == parts[2])? as u64
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| *m == parts[2])? as u64
         + 1;
     let year: u64 = parts[3].parse().ok()?;
-    let hms: Vec<u64> = parts[4].split(':').map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    let hms: Vec<u64> = parts[4]
+        .split(':')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
     if hms.len() != 3 || !(1..=31).contains(&day) || year < 1970 {
         return None;
     }
     // Days from civil (Howard Hinnant's algorithm).
-    let (y, m) = if month <= 2 { (year - 1, month + 9) } else { (year, month - 3) };
+    let (y, m) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
     let era = y / 400;
     let yoe = y - era * 400;
     let doy = (153 * m + 2) / 5 + day - 1;
@@ -139,23 +156,38 @@ pub fn body_excerpt(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let lower = text.to_ascii_lowercase();
     if lower.contains("<html") || lower.contains("<!doctype") {
-        let title = lower
-            .find("<title>")
-            .and_then(|s| lower[s + 7..].find("</title>").map(|e| text[s + 7..s + 7 + e].trim().to_owned()));
-        return format!("an HTML page instead of JSON{}", title.map(|t| format!(" (title: {t})")).unwrap_or_default());
+        let title = lower.find("<title>").and_then(|s| {
+            lower[s + 7..]
+                .find("</title>")
+                .map(|e| text[s + 7..s + 7 + e].trim().to_owned())
+        });
+        return format!(
+            "an HTML page instead of JSON{}",
+            title.map(|t| format!(" (title: {t})")).unwrap_or_default()
+        );
     }
     let t = text.trim();
     if t.is_empty() {
         return "an empty body".to_owned();
     }
     let cut: String = t.chars().take(300).collect();
-    if cut.len() < t.len() { format!("{cut}…") } else { cut }
+    if cut.len() < t.len() {
+        format!("{cut}…")
+    } else {
+        cut
+    }
 }
 
 /// The common mapping from an HTTP status (plus the provider's own error type/code and
 /// message) to an error kind. Adapters extract `message` and `code` from their error
 /// body shape and call this.
-pub fn map_status(provider: &str, status: u16, headers: &HeaderMap, code: Option<&str>, message: String) -> Error {
+pub fn map_status(
+    provider: &str,
+    status: u16,
+    headers: &HeaderMap,
+    code: Option<&str>,
+    message: String,
+) -> Error {
     let provider = provider.to_owned();
     let code_l = code.unwrap_or("").to_ascii_lowercase();
     let msg_l = message.to_ascii_lowercase();
@@ -167,14 +199,38 @@ pub fn map_status(provider: &str, status: u16, headers: &HeaderMap, code: Option
         || msg_l.contains("input token count")
         || msg_l.contains("too many tokens");
     match status {
-        401 | 403 => Error::Auth { provider, status, message },
-        429 => Error::RateLimited { provider, retry_after: retry_after(headers), message },
+        401 | 403 => Error::Auth {
+            provider,
+            status,
+            message,
+        },
+        429 => Error::RateLimited {
+            provider,
+            retry_after: retry_after(headers),
+            message,
+        },
         400 | 413 | 422 if context => Error::ContextLengthExceeded { provider, message },
-        408 => Error::ProviderUnavailable { provider, status: Some(status), message },
-        500..=599 => Error::ProviderUnavailable { provider, status: Some(status), message },
+        408 => Error::ProviderUnavailable {
+            provider,
+            status: Some(status),
+            message,
+        },
+        500..=599 => Error::ProviderUnavailable {
+            provider,
+            status: Some(status),
+            message,
+        },
         // Anthropic's overloaded_error is 529; other non-standard codes above 599 alike.
-        600.. => Error::ProviderUnavailable { provider, status: Some(status), message },
-        _ => Error::Rejected { provider, status, message },
+        600.. => Error::ProviderUnavailable {
+            provider,
+            status: Some(status),
+            message,
+        },
+        _ => Error::Rejected {
+            provider,
+            status,
+            message,
+        },
     }
 }
 
@@ -190,23 +246,43 @@ mod tests {
         h.insert("retry-after-ms", "150".parse().unwrap());
         assert_eq!(retry_after(&h), Some(Duration::from_millis(150)));
         let mut h = HeaderMap::new();
-        h.insert("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        h.insert(
+            "retry-after",
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
-        assert_eq!(httpdate_to_unix("Wed, 21 Oct 2015 07:28:00 GMT"), Some(1_445_412_480));
+        assert_eq!(
+            httpdate_to_unix("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(1_445_412_480)
+        );
     }
 
     #[test]
     fn html_pages_are_summarized() {
-        let s = body_excerpt(b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head></html>");
+        let s = body_excerpt(
+            b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head></html>",
+        );
         assert!(s.contains("HTML") && s.contains("502 Bad Gateway"), "{s}");
     }
 
     #[test]
     fn status_mapping() {
         let h = HeaderMap::new();
-        assert_eq!(map_status("p", 529, &h, None, "overloaded".into()).kind(), crate::ErrorKind::ProviderUnavailable);
-        assert_eq!(map_status("p", 400, &h, Some("context_length_exceeded"), "x".into()).kind(), crate::ErrorKind::ContextLengthExceeded);
-        assert_eq!(map_status("p", 400, &h, None, "bad".into()).kind(), crate::ErrorKind::InvalidRequest);
-        assert_eq!(map_status("p", 401, &h, None, "no".into()).kind(), crate::ErrorKind::Auth);
+        assert_eq!(
+            map_status("p", 529, &h, None, "overloaded".into()).kind(),
+            crate::ErrorKind::ProviderUnavailable
+        );
+        assert_eq!(
+            map_status("p", 400, &h, Some("context_length_exceeded"), "x".into()).kind(),
+            crate::ErrorKind::ContextLengthExceeded
+        );
+        assert_eq!(
+            map_status("p", 400, &h, None, "bad".into()).kind(),
+            crate::ErrorKind::InvalidRequest
+        );
+        assert_eq!(
+            map_status("p", 401, &h, None, "no".into()).kind(),
+            crate::ErrorKind::Auth
+        );
     }
 }

@@ -20,7 +20,8 @@ use super::{Adapter, HttpCall, StreamDecoder, Target, body_excerpt, map_status, 
 use crate::error::{Error, Result};
 use crate::sse::SseEvent;
 use crate::types::{
-    AssistantMessage, ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, Delta, FinishReason, FunctionCallDelta, Role, ToolCall, ToolCallDelta, Usage,
+    AssistantMessage, ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, Delta,
+    FinishReason, FunctionCallDelta, Role, ToolCall, ToolCallDelta, Usage,
 };
 
 /// The OpenAI wire format.
@@ -48,7 +49,10 @@ impl Adapter for OpenAi {
                 serde_json::to_value(m)
             })
             .collect::<std::result::Result<_, _>>()
-            .map_err(|e| Error::InvalidRequest { field: Some("messages".into()), message: e.to_string() })?;
+            .map_err(|e| Error::InvalidRequest {
+                field: Some("messages".into()),
+                message: e.to_string(),
+            })?;
         body.insert("messages".into(), Value::Array(messages));
         let mut put = |k: &str, v: Option<Value>| {
             if let Some(v) = v {
@@ -65,10 +69,27 @@ impl Adapter for OpenAi {
         put(max_key, req.max_tokens.map(Value::from));
         put("stop", req.stop.as_ref().map(|s| json!(s.to_vec())));
         if !req.tools.is_empty() {
-            put("tools", Some(serde_json::to_value(&req.tools).map_err(ser_err)?));
+            put(
+                "tools",
+                Some(serde_json::to_value(&req.tools).map_err(ser_err)?),
+            );
         }
-        put("tool_choice", req.tool_choice.as_ref().map(serde_json::to_value).transpose().map_err(ser_err)?);
-        put("response_format", req.response_format.as_ref().map(serde_json::to_value).transpose().map_err(ser_err)?);
+        put(
+            "tool_choice",
+            req.tool_choice
+                .as_ref()
+                .map(serde_json::to_value)
+                .transpose()
+                .map_err(ser_err)?,
+        );
+        put(
+            "response_format",
+            req.response_format
+                .as_ref()
+                .map(serde_json::to_value)
+                .transpose()
+                .map_err(ser_err)?,
+        );
         put("seed", req.seed.map(Value::from));
         put("user", req.user.clone().map(Value::String));
         if stream {
@@ -77,28 +98,61 @@ impl Adapter for OpenAi {
         }
         let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
         if let Some(key) = &target.api_key {
-            headers.push(("authorization".to_owned(), format!("Bearer {}", key.expose())));
+            headers.push((
+                "authorization".to_owned(),
+                format!("Bearer {}", key.expose()),
+            ));
         }
-        headers.extend(target.provider.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
-        Ok(HttpCall { url: format!("{}/chat/completions", target.provider.base_url), headers, body: Value::Object(body) })
+        headers.extend(
+            target
+                .provider
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        Ok(HttpCall {
+            url: format!("{}/chat/completions", target.provider.base_url),
+            headers,
+            body: Value::Object(body),
+        })
     }
 
     fn parse_response(&self, body: &[u8], target: &Target) -> Result<ChatResponse> {
         let provider = target.provider_name();
-        let wire: WireResponse = serde_json::from_slice(body)
-            .map_err(|e| Error::invalid_response(provider, Some(200), format!("not a chat completion ({e}): {}", body_excerpt(body))))?;
-        if let Some(err) = wire.error {
-            return Err(map_status(provider, 500, &HeaderMap::new(), err.code_str().as_deref(), err.message()));
-        }
-        let usage = wire.usage.as_ref().map(WireUsage::normalize).ok_or_else(|| {
-            Error::invalid_response(provider, Some(200), "the response has no usage object")
+        let wire: WireResponse = serde_json::from_slice(body).map_err(|e| {
+            Error::invalid_response(
+                provider,
+                Some(200),
+                format!("not a chat completion ({e}): {}", body_excerpt(body)),
+            )
         })?;
+        if let Some(err) = wire.error {
+            return Err(map_status(
+                provider,
+                500,
+                &HeaderMap::new(),
+                err.code_str().as_deref(),
+                err.message(),
+            ));
+        }
+        let usage = wire
+            .usage
+            .as_ref()
+            .map(WireUsage::normalize)
+            .ok_or_else(|| {
+                Error::invalid_response(provider, Some(200), "the response has no usage object")
+            })?;
         let mut choices = Vec::with_capacity(wire.choices.len());
         for (i, c) in wire.choices.into_iter().enumerate() {
             let finish_reason = map_finish(c.finish_reason.as_deref());
             let m = c.message.unwrap_or_default();
             for tc in &m.tool_calls {
-                check_arguments(provider, &tc.function.name, &tc.function.arguments, finish_reason)?;
+                check_arguments(
+                    provider,
+                    &tc.function.name,
+                    &tc.function.arguments,
+                    finish_reason,
+                )?;
             }
             choices.push(Choice {
                 index: c.index.unwrap_or(i as u32),
@@ -113,7 +167,11 @@ impl Adapter for OpenAi {
             });
         }
         if choices.is_empty() {
-            return Err(Error::invalid_response(provider, Some(200), "the response has no choices"));
+            return Err(Error::invalid_response(
+                provider,
+                Some(200),
+                "the response has no choices",
+            ));
         }
         Ok(ChatResponse {
             id: wire.id.unwrap_or_default(),
@@ -124,25 +182,45 @@ impl Adapter for OpenAi {
             usage,
             cost: None,
             route: None,
+            usage_record_id: None,
         })
     }
 
     fn parse_error(&self, status: u16, headers: &HeaderMap, body: &[u8], target: &Target) -> Error {
         let (code, message) = match serde_json::from_slice::<WireErrorBody>(body) {
             Ok(WireErrorBody { error: Some(e), .. }) => (e.code_str(), e.message()),
-            Ok(WireErrorBody { message: Some(m), .. }) | Ok(WireErrorBody { detail: Some(Value::String(m)), .. }) => (None, m),
+            Ok(WireErrorBody {
+                message: Some(m), ..
+            })
+            | Ok(WireErrorBody {
+                detail: Some(Value::String(m)),
+                ..
+            }) => (None, m),
             _ => (None, body_excerpt(body)),
         };
-        map_status(target.provider_name(), status, headers, code.as_deref(), message)
+        map_status(
+            target.provider_name(),
+            status,
+            headers,
+            code.as_deref(),
+            message,
+        )
     }
 
     fn stream_decoder(&self, target: &Target) -> Box<dyn StreamDecoder> {
-        Box::new(OpenAiStream { target_model: target.model_id.clone(), provider: target.provider.name.clone(), ..Default::default() })
+        Box::new(OpenAiStream {
+            target_model: target.model_id.clone(),
+            provider: target.provider.name.clone(),
+            ..Default::default()
+        })
     }
 }
 
 fn ser_err(e: serde_json::Error) -> Error {
-    Error::InvalidRequest { field: None, message: format!("cannot serialize the request: {e}") }
+    Error::InvalidRequest {
+        field: None,
+        message: format!("cannot serialize the request: {e}"),
+    }
 }
 
 /// OpenAI finish reasons; `function_call` is the legacy spelling of `tool_calls`.
@@ -157,11 +235,18 @@ pub fn map_finish(reason: Option<&str>) -> FinishReason {
 
 fn check_arguments(provider: &str, name: &str, args: &str, finish: FinishReason) -> Result<()> {
     if serde_json::from_str::<Value>(args).is_err() {
-        let why = if finish == FinishReason::Length { " (the answer was cut by max_tokens: raise it)" } else { "" };
+        let why = if finish == FinishReason::Length {
+            " (the answer was cut by max_tokens: raise it)"
+        } else {
+            ""
+        };
         return Err(Error::invalid_response(
             provider,
             Some(200),
-            format!("the model called `{name}` with arguments that are not valid JSON{why}: {}", body_excerpt(args.as_bytes())),
+            format!(
+                "the model called `{name}` with arguments that are not valid JSON{why}: {}",
+                body_excerpt(args.as_bytes())
+            ),
         ));
     }
     Ok(())
@@ -193,7 +278,9 @@ struct WireMessage {
     refusal: Option<String>,
 }
 
-fn null_as_empty<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> std::result::Result<Vec<T>, D::Error> {
+fn null_as_empty<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> std::result::Result<Vec<T>, D::Error> {
     Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
 }
 
@@ -227,8 +314,18 @@ impl WireUsage {
             .and_then(|d| d.cached_tokens)
             .or(self.prompt_cache_hit_tokens)
             .unwrap_or(0);
-        let reasoning = self.completion_tokens_details.as_ref().and_then(|d| d.reasoning_tokens).unwrap_or(0);
-        Usage::new(self.prompt_tokens, self.completion_tokens, cached.min(self.prompt_tokens), 0, reasoning.min(self.completion_tokens))
+        let reasoning = self
+            .completion_tokens_details
+            .as_ref()
+            .and_then(|d| d.reasoning_tokens)
+            .unwrap_or(0);
+        Usage::new(
+            self.prompt_tokens,
+            self.completion_tokens,
+            cached.min(self.prompt_tokens),
+            0,
+            reasoning.min(self.completion_tokens),
+        )
     }
 }
 
@@ -249,7 +346,9 @@ impl WireError {
         }
     }
     fn message(&self) -> String {
-        self.message.clone().unwrap_or_else(|| self.kind.clone().unwrap_or_else(|| "no message".into()))
+        self.message
+            .clone()
+            .unwrap_or_else(|| self.kind.clone().unwrap_or_else(|| "no message".into()))
     }
 }
 
@@ -262,9 +361,15 @@ struct WireErrorBody {
 }
 
 /// Ollama and some proxies send `{"error": "text"}` instead of an object.
-fn error_object_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<WireError>, D::Error> {
+fn error_object_or_string<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<WireError>, D::Error> {
     Ok(match Option::<Value>::deserialize(d)? {
-        Some(Value::String(s)) => Some(WireError { message: Some(s), kind: None, code: None }),
+        Some(Value::String(s)) => Some(WireError {
+            message: Some(s),
+            kind: None,
+            code: None,
+        }),
         Some(v @ Value::Object(_)) => serde_json::from_value(v).ok(),
         _ => None,
     })
@@ -332,10 +437,23 @@ impl StreamDecoder for OpenAiStream {
             return Ok(Vec::new());
         }
         let chunk: WireChunk = serde_json::from_str(data).map_err(|e| {
-            Error::invalid_response(&self.provider, Some(200), format!("stream chunk is not JSON ({e}): {}", body_excerpt(data.as_bytes())))
+            Error::invalid_response(
+                &self.provider,
+                Some(200),
+                format!(
+                    "stream chunk is not JSON ({e}): {}",
+                    body_excerpt(data.as_bytes())
+                ),
+            )
         })?;
         if let Some(err) = chunk.error {
-            return Err(map_status(&self.provider, 500, &HeaderMap::new(), err.code_str().as_deref(), err.message()));
+            return Err(map_status(
+                &self.provider,
+                500,
+                &HeaderMap::new(),
+                err.code_str().as_deref(),
+                err.message(),
+            ));
         }
         if self.id.is_empty() {
             self.id = chunk.id.clone().unwrap_or_default();
@@ -361,16 +479,30 @@ impl StreamDecoder for OpenAiStream {
                 if let Some(a) = &f.arguments {
                     entry.1.push_str(a);
                 }
-                tool_calls.push(ToolCallDelta { index: tc.index, id: tc.id, kind: tc.kind, function: f });
+                tool_calls.push(ToolCallDelta {
+                    index: tc.index,
+                    id: tc.id,
+                    kind: tc.kind,
+                    function: f,
+                });
             }
             out.choices.push(ChunkChoice {
                 index: c.index,
-                delta: Delta { role: d.role, content: d.content, reasoning_content: d.reasoning_content, tool_calls },
+                delta: Delta {
+                    role: d.role,
+                    content: d.content,
+                    reasoning_content: d.reasoning_content,
+                    tool_calls,
+                },
                 finish_reason,
             });
         }
         // Usage is reported separately by `finish`, on the last chunk.
-        Ok(if out.choices.is_empty() { Vec::new() } else { vec![out] })
+        Ok(if out.choices.is_empty() {
+            Vec::new()
+        } else {
+            vec![out]
+        })
     }
 
     fn finish(&mut self) -> Result<Vec<ChatChunk>> {
@@ -378,10 +510,15 @@ impl StreamDecoder for OpenAiStream {
             (true, Some(_), Some(_)) => None,
             (false, _, _) => Some("the `data: [DONE]` marker"),
             (true, None, _) => Some("a finish_reason"),
-            (true, Some(_), None) => Some("the final usage chunk (does this host support stream_options.include_usage?)"),
+            (true, Some(_), None) => {
+                Some("the final usage chunk (does this host support stream_options.include_usage?)")
+            }
         };
         if let Some(what) = missing {
-            return Err(Error::StreamInterrupted { provider: self.provider.clone(), message: format!("the stream ended without {what}") });
+            return Err(Error::StreamInterrupted {
+                provider: self.provider.clone(),
+                message: format!("the stream ended without {what}"),
+            });
         }
         let finish = self.finish.unwrap_or(FinishReason::Stop);
         for (name, args) in self.calls.values() {
@@ -404,21 +541,38 @@ mod tests {
     fn target(provider: &str, model: &str) -> Target {
         let cfg = Config::default();
         let p = cfg.resolved_providers("t").unwrap()[provider].clone();
-        Target { provider: p, model: model.into(), model_id: format!("{provider}/{model}"), api_key: Some(Secret::new("sk-test")) }
+        Target {
+            provider: p,
+            model: model.into(),
+            model_id: format!("{provider}/{model}"),
+            api_key: Some(Secret::new("sk-test")),
+        }
     }
 
     #[test]
     fn golden_request() {
-        let mut req = ChatRequest::new("openai/gpt-4o-mini", vec![Message::system("be brief"), Message::user("weather?")]);
-        req.tools = vec![Tool::function("get_weather", "Weather for a city", json!({"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}))];
+        let mut req = ChatRequest::new(
+            "openai/gpt-4o-mini",
+            vec![Message::system("be brief"), Message::user("weather?")],
+        );
+        req.tools = vec![Tool::function(
+            "get_weather",
+            "Weather for a city",
+            json!({"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}),
+        )];
         req.tool_choice = Some(ToolChoice::Auto);
         req.max_tokens = Some(50);
         req.temperature = Some(0.5);
         req.stop = Some(crate::types::Stop::One("END".into()));
         req.metadata.insert("feature".into(), "chat".into());
-        let call = OpenAi.build_request(&req, &target("openai", "gpt-4o-mini"), true).unwrap();
+        let call = OpenAi
+            .build_request(&req, &target("openai", "gpt-4o-mini"), true)
+            .unwrap();
         assert_eq!(call.url, "https://api.openai.com/v1/chat/completions");
-        assert!(call.headers.contains(&("authorization".into(), "Bearer sk-test".into())));
+        assert!(
+            call.headers
+                .contains(&("authorization".into(), "Bearer sk-test".into()))
+        );
         assert_eq!(
             call.body,
             json!({
@@ -437,10 +591,16 @@ mod tests {
     fn reasoning_models_get_max_completion_tokens_only_on_openai() {
         let mut req = ChatRequest::new("openai/o4-mini", vec![Message::user("x")]);
         req.max_tokens = Some(9);
-        let b = OpenAi.build_request(&req, &target("openai", "o4-mini"), false).unwrap().body;
+        let b = OpenAi
+            .build_request(&req, &target("openai", "o4-mini"), false)
+            .unwrap()
+            .body;
         assert_eq!(b["max_completion_tokens"], 9);
         assert!(b.get("max_tokens").is_none());
-        let b = OpenAi.build_request(&req, &target("deepseek", "o4-mini"), false).unwrap().body;
+        let b = OpenAi
+            .build_request(&req, &target("deepseek", "o4-mini"), false)
+            .unwrap()
+            .body;
         assert_eq!(b["max_tokens"], 9);
     }
 
@@ -452,7 +612,9 @@ mod tests {
             "prompt_tokens_details":{"cached_tokens":1536,"audio_tokens":0},
             "completion_tokens_details":{"reasoning_tokens":256,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}},
           "service_tier":"default","system_fingerprint":null}"#;
-        let r = OpenAi.parse_response(body, &target("openai", "o4-mini")).unwrap();
+        let r = OpenAi
+            .parse_response(body, &target("openai", "o4-mini"))
+            .unwrap();
         assert_eq!(r.model, "openai/o4-mini");
         assert_eq!(r.text(), "Hi");
         assert_eq!(r.usage, Usage::new(2000, 300, 1536, 0, 256));
@@ -464,9 +626,14 @@ mod tests {
           "choices":[{"index":0,"message":{"role":"assistant","content":"4","reasoning_content":"2+2"},"finish_reason":"stop"}],
           "usage":{"prompt_tokens":100,"completion_tokens":20,"total_tokens":120,"prompt_cache_hit_tokens":64,"prompt_cache_miss_tokens":36,
             "completion_tokens_details":{"reasoning_tokens":15}}}"#;
-        let r = OpenAi.parse_response(body, &target("deepseek", "deepseek-reasoner")).unwrap();
+        let r = OpenAi
+            .parse_response(body, &target("deepseek", "deepseek-reasoner"))
+            .unwrap();
         assert_eq!(r.usage.cached_prompt_tokens, 64);
-        assert_eq!(r.choices[0].message.reasoning_content.as_deref(), Some("2+2"));
+        assert_eq!(
+            r.choices[0].message.reasoning_content.as_deref(),
+            Some("2+2")
+        );
     }
 
     #[test]
@@ -474,18 +641,38 @@ mod tests {
         let good = br#"{"id":"x","created":1,"choices":[{"index":0,"message":{"role":"assistant","content":null,
             "tool_calls":[{"id":"call_1","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}}]},
             "finish_reason":"tool_calls"}],"usage":{"prompt_tokens":5,"completion_tokens":5,"total_tokens":10}}"#;
-        let r = OpenAi.parse_response(good, &target("openai", "gpt-4o")).unwrap();
+        let r = OpenAi
+            .parse_response(good, &target("openai", "gpt-4o"))
+            .unwrap();
         assert_eq!(r.finish_reason(), Some(FinishReason::ToolCalls));
         assert_eq!(r.tool_calls()[0].arguments_json().unwrap()["city"], "Paris");
         // The reply goes back into the conversation unchanged.
-        let req = ChatRequest::new("openai/gpt-4o", vec![Message::user("w?"), r.choices[0].message.to_message(), Message::tool("call_1", "20C")]);
+        let req = ChatRequest::new(
+            "openai/gpt-4o",
+            vec![
+                Message::user("w?"),
+                r.choices[0].message.to_message(),
+                Message::tool("call_1", "20C"),
+            ],
+        );
         req.validate().unwrap();
-        let b = OpenAi.build_request(&req, &target("openai", "gpt-4o"), false).unwrap().body;
-        assert_eq!(b["messages"][1]["tool_calls"][0]["function"]["arguments"], "{\"city\":\"Paris\"}");
-        assert_eq!(b["messages"][2], json!({"role":"tool","content":"20C","tool_call_id":"call_1"}));
+        let b = OpenAi
+            .build_request(&req, &target("openai", "gpt-4o"), false)
+            .unwrap()
+            .body;
+        assert_eq!(
+            b["messages"][1]["tool_calls"][0]["function"]["arguments"],
+            "{\"city\":\"Paris\"}"
+        );
+        assert_eq!(
+            b["messages"][2],
+            json!({"role":"tool","content":"20C","tool_call_id":"call_1"})
+        );
 
         let bad = String::from_utf8_lossy(good).replace(r#"{\"city\":\"Paris\"}"#, r#"{\"city\":"#);
-        let e = OpenAi.parse_response(bad.as_bytes(), &target("openai", "gpt-4o")).unwrap_err();
+        let e = OpenAi
+            .parse_response(bad.as_bytes(), &target("openai", "gpt-4o"))
+            .unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::InvalidResponse);
         assert!(e.to_string().contains("get_weather"), "{e}");
     }
@@ -516,12 +703,27 @@ mod tests {
         assert_eq!(e.kind(), crate::ErrorKind::ContextLengthExceeded);
         let e = OpenAi.parse_error(401, &HeaderMap::new(), br#"{"error":{"message":"Incorrect API key provided","type":"invalid_request_error","code":"invalid_api_key"}}"#, &t);
         assert_eq!(e.kind(), crate::ErrorKind::Auth);
-        let e = OpenAi.parse_error(400, &HeaderMap::new(), br#"{"error":{"message":"bad","type":"invalid_request_error"}}"#, &t);
+        let e = OpenAi.parse_error(
+            400,
+            &HeaderMap::new(),
+            br#"{"error":{"message":"bad","type":"invalid_request_error"}}"#,
+            &t,
+        );
         assert_eq!(e.kind(), crate::ErrorKind::InvalidRequest);
-        let e = OpenAi.parse_error(502, &HeaderMap::new(), b"<html><head><title>502 Bad Gateway</title></head></html>", &t);
+        let e = OpenAi.parse_error(
+            502,
+            &HeaderMap::new(),
+            b"<html><head><title>502 Bad Gateway</title></head></html>",
+            &t,
+        );
         assert_eq!(e.kind(), crate::ErrorKind::ProviderUnavailable);
         assert!(e.to_string().contains("HTML"), "{e}");
-        let e = OpenAi.parse_error(404, &HeaderMap::new(), br#"{"error":"model 'x' not found"}"#, &t);
+        let e = OpenAi.parse_error(
+            404,
+            &HeaderMap::new(),
+            br#"{"error":"model 'x' not found"}"#,
+            &t,
+        );
         assert_eq!(e.provider_message(), Some("model 'x' not found"));
         let e = OpenAi.parse_response(b"{\"id\": ", &t).unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::InvalidResponse);
@@ -582,12 +784,19 @@ mod tests {
         let e = run_stream(&STREAM.as_bytes()[..cut], 10).unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::StreamInterrupted);
         let no_done = STREAM.replace("data: [DONE]\n\n", "");
-        assert_eq!(run_stream(no_done.as_bytes(), 3).unwrap_err().kind(), crate::ErrorKind::StreamInterrupted);
+        assert_eq!(
+            run_stream(no_done.as_bytes(), 3).unwrap_err().kind(),
+            crate::ErrorKind::StreamInterrupted
+        );
     }
 
     #[test]
     fn in_stream_error_and_garbage_are_typed() {
-        let e = run_stream(b"data: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\"}}\n\n", 0).unwrap_err();
+        let e = run_stream(
+            b"data: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\"}}\n\n",
+            0,
+        )
+        .unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::ProviderUnavailable);
         let e = run_stream(b"data: {not json\n\n", 0).unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::InvalidResponse);

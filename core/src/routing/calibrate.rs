@@ -8,8 +8,8 @@ use serde_json::json;
 
 use super::data::LabeledPrompt;
 use super::features::{self, Feature, N_FEATURES};
-use super::weights::sigmoid;
 use super::lexical;
+use super::weights::sigmoid;
 use super::weights::{LexicalWeights, MAX_LEXICAL_BITS, Target, Thresholds, Weights};
 use crate::error::{Error, Result};
 
@@ -80,7 +80,10 @@ impl Default for FitOptions {
 }
 
 fn bad(message: String) -> Error {
-    Error::InvalidRequest { field: Some("calibration".into()), message }
+    Error::InvalidRequest {
+        field: Some("calibration".into()),
+        message,
+    }
 }
 
 /// The per-row label for a target.
@@ -94,7 +97,9 @@ fn label(target: Target, weak: f64, strong: f64) -> f64 {
 /// Fit weights and thresholds on labeled prompts.
 pub fn fit(prompts: &[LabeledPrompt], opts: &FitOptions) -> Result<Weights> {
     if prompts.is_empty() {
-        return Err(bad("no prompts to fit on: give a JSONL file of labeled prompts".into()));
+        return Err(bad(
+            "no prompts to fit on: give a JSONL file of labeled prompts".into(),
+        ));
     }
     if !(opts.l2.is_finite() && opts.l2 > 0.0) {
         return Err(bad(format!("l2 = {} must be a positive number", opts.l2)));
@@ -121,7 +126,9 @@ pub fn fit(prompts: &[LabeledPrompt], opts: &FitOptions) -> Result<Weights> {
         ys.push(label(opts.target, w, s));
         ws.push(match opts.balance {
             Balance::Rows => 1.0,
-            Balance::SqrtSource => 1.0 / (per_source.get(p.source.as_str()).copied().unwrap_or(1) as f64).sqrt(),
+            Balance::SqrtSource => {
+                1.0 / (per_source.get(p.source.as_str()).copied().unwrap_or(1) as f64).sqrt()
+            }
         });
     }
     let wsum: f64 = ws.iter().sum();
@@ -133,8 +140,18 @@ pub fn fit(prompts: &[LabeledPrompt], opts: &FitOptions) -> Result<Weights> {
     // shared feature weights learn what makes a prompt harder than its neighbours —
     // the part that carries over to subjects the fit never saw.
     let (groups, n_groups) = if opts.per_source_intercepts {
-        let index: BTreeMap<&str, usize> = per_source.keys().enumerate().map(|(i, s)| (*s, i)).collect();
-        (prompts.iter().map(|p| index.get(p.source.as_str()).copied().unwrap_or(0)).collect(), index.len())
+        let index: BTreeMap<&str, usize> = per_source
+            .keys()
+            .enumerate()
+            .map(|(i, s)| (*s, i))
+            .collect();
+        (
+            prompts
+                .iter()
+                .map(|p| index.get(p.source.as_str()).copied().unwrap_or(0))
+                .collect(),
+            index.len(),
+        )
     } else {
         (vec![0; prompts.len()], 1)
     };
@@ -142,7 +159,16 @@ pub fn fit(prompts: &[LabeledPrompt], opts: &FitOptions) -> Result<Weights> {
     for f in &opts.frozen {
         frozen[*f as usize] = true;
     }
-    let problem = Problem { xs: &xs, ys: &ys, ws: &ws, groups: &groups, n_groups, prior: &opts.prior, l2: opts.l2, frozen };
+    let problem = Problem {
+        xs: &xs,
+        ys: &ys,
+        ws: &ws,
+        groups: &groups,
+        n_groups,
+        prior: &opts.prior,
+        l2: opts.l2,
+        frozen,
+    };
     let (theta, obj, iterations) = problem.newton(opts.max_iter)?;
     let mut feature_w = [0.0; N_FEATURES];
     feature_w.copy_from_slice(&theta[n_groups..]);
@@ -150,9 +176,21 @@ pub fn fit(prompts: &[LabeledPrompt], opts: &FitOptions) -> Result<Weights> {
     let bias = if n_groups == 1 {
         theta[0]
     } else {
-        let zs: Vec<f64> = xs.iter().map(|x| feature_w.iter().zip(x).map(|(a, b)| a * b).sum()).collect();
+        let zs: Vec<f64> = xs
+            .iter()
+            .map(|x| feature_w.iter().zip(x).map(|(a, b)| a * b).sum())
+            .collect();
         let one = vec![0; xs.len()];
-        let only_bias = Problem { xs: &xs, ys: &ys, ws: &ws, groups: &one, n_groups: 1, prior: &opts.prior, l2: opts.l2, frozen };
+        let only_bias = Problem {
+            xs: &xs,
+            ys: &ys,
+            ws: &ws,
+            groups: &one,
+            n_groups: 1,
+            prior: &opts.prior,
+            l2: opts.l2,
+            frozen,
+        };
         only_bias.fit_bias(&zs)
     };
     if !bias.is_finite() || feature_w.iter().any(|v| !v.is_finite()) {
@@ -165,24 +203,46 @@ pub fn fit(prompts: &[LabeledPrompt], opts: &FitOptions) -> Result<Weights> {
     weights.weights = feature_w;
     weights.target = opts.target;
     weights.description = opts.description.clone();
-    let mut logits: Vec<f64> = xs.iter().map(|x| bias + feature_w.iter().zip(x).map(|(a, b)| a * b).sum::<f64>()).collect();
+    let mut logits: Vec<f64> = xs
+        .iter()
+        .map(|x| bias + feature_w.iter().zip(x).map(|(a, b)| a * b).sum::<f64>())
+        .collect();
     weights.lexical = None;
     if let Some(bits) = opts.lexical_bits {
         if bits == 0 || bits > MAX_LEXICAL_BITS {
-            return Err(bad(format!("lexical_bits = {bits} must be in 1..={MAX_LEXICAL_BITS}")));
+            return Err(bad(format!(
+                "lexical_bits = {bits} must be in 1..={MAX_LEXICAL_BITS}"
+            )));
         }
         if !(opts.lexical_l2.is_finite() && opts.lexical_l2 > 0.0) {
-            return Err(bad(format!("lexical_l2 = {} must be a positive number", opts.lexical_l2)));
+            return Err(bad(format!(
+                "lexical_l2 = {} must be a positive number",
+                opts.lexical_l2
+            )));
         }
-        let rows: Vec<Vec<(u32, f32)>> = prompts.iter().map(|p| lexical::sparse_terms(&p.request, bits)).collect();
-        let (shift, lex) = fit_lexical(&rows, &logits, &ys, &ws, bits, opts.lexical_l2, opts.lexical_iters);
+        let rows: Vec<Vec<(u32, f32)>> = prompts
+            .iter()
+            .map(|p| lexical::sparse_terms(&p.request, bits))
+            .collect();
+        let (shift, lex) = fit_lexical(
+            &rows,
+            &logits,
+            &ys,
+            &ws,
+            bits,
+            opts.lexical_l2,
+            opts.lexical_iters,
+        );
         if !shift.is_finite() || lex.iter().any(|v| !v.is_finite()) {
             return Err(bad("the n-gram fit diverged: raise lexical_l2".into()));
         }
         weights.bias += shift;
         let lex = LexicalWeights { bits, weights: lex };
         // Score what the file will hold: the quantized weights.
-        let lex = Weights { lexical: Some(lex), ..Weights::prior() };
+        let lex = Weights {
+            lexical: Some(lex),
+            ..Weights::prior()
+        };
         let lex = Weights::from_json(&lex.to_json())?.lexical;
         if let Some(l) = &lex {
             for (z, p) in logits.iter_mut().zip(prompts) {
@@ -256,7 +316,11 @@ pub fn builtin_options() -> FitOptions {
         target: Target::Benefit,
         l2: 1e-4,
         balance: Balance::Rows,
-        frozen: Feature::ALL.iter().copied().filter(|f| *f != Feature::WordProblem).collect(),
+        frozen: Feature::ALL
+            .iter()
+            .copied()
+            .filter(|f| *f != Feature::WordProblem)
+            .collect(),
         prior,
         per_source_intercepts: false,
         ..FitOptions::default()
@@ -271,8 +335,13 @@ pub fn fit_builtin(prompts: &[LabeledPrompt], description: &str) -> Result<Weigh
     let mut o = builtin_options();
     o.description = description.to_owned();
     let mut w = fit(prompts, &o)?;
-    let at = |tokens: f64| sigmoid(w.bias + w.weights[Feature::Tokens as usize] * (1.0 + tokens).ln() / 4097f64.ln());
-    w.thresholds = Thresholds { standard: at(BUILTIN_LIGHT_BELOW_TOKENS), heavy: at(BUILTIN_HEAVY_FROM_TOKENS) };
+    let at = |tokens: f64| {
+        sigmoid(w.bias + w.weights[Feature::Tokens as usize] * (1.0 + tokens).ln() / 4097f64.ln())
+    };
+    w.thresholds = Thresholds {
+        standard: at(BUILTIN_LIGHT_BELOW_TOKENS),
+        heavy: at(BUILTIN_HEAVY_FROM_TOKENS),
+    };
     if let Some(f) = w.fit.as_object_mut() {
         f.insert("thresholds".into(), json!(format!("a plain request is light below {BUILTIN_LIGHT_BELOW_TOKENS} estimated tokens, heavy from {BUILTIN_HEAVY_FROM_TOKENS}")));
         f.remove("sources");
@@ -285,7 +354,15 @@ pub fn fit_builtin(prompts: &[LabeledPrompt], description: &str) -> Result<Weigh
 /// minimizes `Σ w_i·logloss(base_i + shift + v·x_i) + l2/2·|v|²` by full-batch Adam with
 /// a fixed number of steps (deterministic; the problem is convex, and the penalty keeps
 /// the buckets that rarely occur near zero). `ws` must sum to 1.
-fn fit_lexical(rows: &[Vec<(u32, f32)>], base: &[f64], ys: &[f64], ws: &[f64], bits: u8, l2: f64, iters: usize) -> (f64, Vec<f32>) {
+fn fit_lexical(
+    rows: &[Vec<(u32, f32)>],
+    base: &[f64],
+    ys: &[f64],
+    ws: &[f64],
+    bits: u8,
+    l2: f64,
+    iters: usize,
+) -> (f64, Vec<f32>) {
     const LR: f64 = 0.05;
     const B1: f64 = 0.9;
     const B2: f64 = 0.999;
@@ -298,7 +375,12 @@ fn fit_lexical(rows: &[Vec<(u32, f32)>], base: &[f64], ys: &[f64], ws: &[f64], b
     for it in 1..=iters {
         g.iter_mut().for_each(|x| *x = 0.0);
         for (i, row) in rows.iter().enumerate() {
-            let z = base[i] + theta[0] + row.iter().map(|(j, x)| theta[1 + *j as usize] * f64::from(*x)).sum::<f64>();
+            let z = base[i]
+                + theta[0]
+                + row
+                    .iter()
+                    .map(|(j, x)| theta[1 + *j as usize] * f64::from(*x))
+                    .sum::<f64>();
             let gi = ws[i] * (sigmoid(z) - ys[i]);
             g[0] += gi;
             for (j, x) in row {
@@ -337,12 +419,21 @@ struct Problem<'a> {
 const INTERCEPT_L2: f64 = 1e-6;
 
 fn softplus(z: f64) -> f64 {
-    if z > 0.0 { z + (-z).exp().ln_1p() } else { z.exp().ln_1p() }
+    if z > 0.0 {
+        z + (-z).exp().ln_1p()
+    } else {
+        z.exp().ln_1p()
+    }
 }
 
 impl Problem<'_> {
     fn z(&self, theta: &[f64], i: usize) -> f64 {
-        theta[self.groups[i]] + theta[self.n_groups..].iter().zip(&self.xs[i]).map(|(a, b)| a * b).sum::<f64>()
+        theta[self.groups[i]]
+            + theta[self.n_groups..]
+                .iter()
+                .zip(&self.xs[i])
+                .map(|(a, b)| a * b)
+                .sum::<f64>()
     }
 
     fn objective(&self, theta: &[f64]) -> f64 {
@@ -352,8 +443,14 @@ impl Problem<'_> {
             loss += self.ws[i] * (softplus(z) - self.ys[i] * z);
         }
         let g = self.n_groups;
-        let pen: f64 = (0..N_FEATURES).map(|j| (theta[g + j] - self.prior.weights[j]).powi(2)).sum::<f64>() * self.l2
-            + (0..g).map(|k| (theta[k] - self.prior.bias).powi(2)).sum::<f64>() * INTERCEPT_L2;
+        let pen: f64 = (0..N_FEATURES)
+            .map(|j| (theta[g + j] - self.prior.weights[j]).powi(2))
+            .sum::<f64>()
+            * self.l2
+            + (0..g)
+                .map(|k| (theta[k] - self.prior.bias).powi(2))
+                .sum::<f64>()
+                * INTERCEPT_L2;
         loss + 0.5 * pen
     }
 
@@ -408,8 +505,9 @@ impl Problem<'_> {
                 hess[c * d + c] = 1.0;
                 grad[c] = 0.0;
             }
-            let step = solve(&hess, &grad, d)
-                .ok_or_else(|| bad("the fit's Hessian is singular: add more varied prompts or raise l2".into()))?;
+            let step = solve(&hess, &grad, d).ok_or_else(|| {
+                bad("the fit's Hessian is singular: add more varied prompts or raise l2".into())
+            })?;
             // Backtracking line search keeps every step a descent step.
             let mut t = 1.0;
             let mut improved = false;
@@ -511,21 +609,34 @@ mod tests {
         let mut ps = Vec::new();
         for i in 0..200 {
             if i % 2 == 0 {
-                ps.push(lp(i, "Prove the claim and derive the bound step by step", 0.0, 1.0));
+                ps.push(lp(
+                    i,
+                    "Prove the claim and derive the bound step by step",
+                    0.0,
+                    1.0,
+                ));
             } else {
                 ps.push(lp(i, "Say hello to my friend", 1.0, 1.0));
             }
         }
         let opts = FitOptions::default();
         let w = fit(&ps, &opts).expect("fit");
-        assert!(w.weights[Feature::Reasoning as usize] > Weights::prior().weights[Feature::Reasoning as usize]);
+        assert!(
+            w.weights[Feature::Reasoning as usize]
+                > Weights::prior().weights[Feature::Reasoning as usize]
+        );
         let s = Scorer::new(w.clone());
         let hard = s.score_only(&ps[0].request);
         let easy = s.score_only(&ps[1].request);
         assert!(hard > 0.8 && easy < 0.2, "{hard} {easy}");
         assert_eq!(fit(&ps, &opts).expect("fit again").weights, w.weights);
         // Tools never vary here, so their weight stays at the prior.
-        assert!((w.weights[Feature::Tools as usize] - Weights::prior().weights[Feature::Tools as usize]).abs() < 1e-9);
+        assert!(
+            (w.weights[Feature::Tools as usize]
+                - Weights::prior().weights[Feature::Tools as usize])
+                .abs()
+                < 1e-9
+        );
         assert!(w.thresholds.standard <= w.thresholds.heavy);
     }
 
@@ -535,35 +646,93 @@ mod tests {
         let mut ps = Vec::new();
         for i in 0..120 {
             if i % 2 == 0 {
-                ps.push(lp(i, &format!("Which tort doctrine applies to case {i}?"), 0.0, 1.0));
+                ps.push(lp(
+                    i,
+                    &format!("Which tort doctrine applies to case {i}?"),
+                    0.0,
+                    1.0,
+                ));
             } else {
-                ps.push(lp(i, &format!("Which river flows through city {i}?"), 1.0, 1.0));
+                ps.push(lp(
+                    i,
+                    &format!("Which river flows through city {i}?"),
+                    1.0,
+                    1.0,
+                ));
             }
         }
         let base = fit(&ps, &FitOptions::default()).expect("fit");
         assert!(base.lexical.is_none());
-        let opts = FitOptions { lexical_bits: Some(10), ..FitOptions::default() };
+        let opts = FitOptions {
+            lexical_bits: Some(10),
+            ..FitOptions::default()
+        };
         let w = fit(&ps, &opts).expect("fit lexical");
         let s = Scorer::new(w.clone());
         let hard = s.score_only(&ps[0].request);
         let easy = s.score_only(&ps[1].request);
         assert!(hard > 0.7 && easy < 0.3, "{hard} {easy}");
-        let unseen = s.score_only(&ChatRequest::new("auto", vec![Message::user("Which tort doctrine applies to case 9999?")]));
+        let unseen = s.score_only(&ChatRequest::new(
+            "auto",
+            vec![Message::user("Which tort doctrine applies to case 9999?")],
+        ));
         assert!(unseen > 0.7, "{unseen}");
-        assert_eq!(fit(&ps, &opts).expect("again").lexical, w.lexical, "deterministic");
+        assert_eq!(
+            fit(&ps, &opts).expect("again").lexical,
+            w.lexical,
+            "deterministic"
+        );
         // the file round-trips to the same scores
         let again = Scorer::from_json(&w.to_json()).expect("parses");
         assert!((again.score_only(&ps[0].request) - hard).abs() < 1e-9);
-        assert!(fit(&ps, &FitOptions { lexical_bits: Some(0), ..FitOptions::default() }).is_err());
-        assert!(fit(&ps, &FitOptions { lexical_bits: Some(8), lexical_l2: 0.0, ..FitOptions::default() }).is_err());
+        assert!(
+            fit(
+                &ps,
+                &FitOptions {
+                    lexical_bits: Some(0),
+                    ..FitOptions::default()
+                }
+            )
+            .is_err()
+        );
+        assert!(
+            fit(
+                &ps,
+                &FitOptions {
+                    lexical_bits: Some(8),
+                    lexical_l2: 0.0,
+                    ..FitOptions::default()
+                }
+            )
+            .is_err()
+        );
     }
 
     #[test]
     fn bad_options_and_data_are_errors() {
         assert!(fit(&[], &FitOptions::default()).is_err());
         let ps = vec![lp(0, "a", 0.0, 1.0)];
-        assert!(fit(&ps, &FitOptions { l2: 0.0, ..FitOptions::default() }).is_err());
-        assert!(fit(&ps, &FitOptions { light_share: 0.8, heavy_share: 0.5, ..FitOptions::default() }).is_err());
+        assert!(
+            fit(
+                &ps,
+                &FitOptions {
+                    l2: 0.0,
+                    ..FitOptions::default()
+                }
+            )
+            .is_err()
+        );
+        assert!(
+            fit(
+                &ps,
+                &FitOptions {
+                    light_share: 0.8,
+                    heavy_share: 0.5,
+                    ..FitOptions::default()
+                }
+            )
+            .is_err()
+        );
         let mut unl = lp(0, "a", 0.0, 1.0);
         unl.weak_score = None;
         assert!(fit(&[unl], &FitOptions::default()).is_err());

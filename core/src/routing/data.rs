@@ -45,7 +45,10 @@ impl LabeledPrompt {
             (Some(w), Some(s)) => Ok((w, s)),
             _ => Err(Error::InvalidRequest {
                 field: Some("weak_score/strong_score".into()),
-                message: format!("prompt `{}` has no weak_score/strong_score: evaluation and calibration need both", self.id),
+                message: format!(
+                    "prompt `{}` has no weak_score/strong_score: evaluation and calibration need both",
+                    self.id
+                ),
             }),
         }
     }
@@ -82,19 +85,34 @@ enum Id {
 
 /// Parse one JSONL line (`lineno` is 1-based, `name` names the file in errors).
 pub fn parse_line(line: &str, lineno: usize, name: &str) -> Result<LabeledPrompt> {
-    let bad = |msg: String| Error::InvalidRequest { field: Some(format!("{name}:{lineno}")), message: msg };
+    let bad = |msg: String| Error::InvalidRequest {
+        field: Some(format!("{name}:{lineno}")),
+        message: msg,
+    };
     let de = &mut serde_json::Deserializer::from_str(line);
-    let l: Line = serde_path_to_error::deserialize(de)
-        .map_err(|e| bad(format!("{name} line {lineno}, field `{}`: {}", e.path(), e.inner())))?;
-    for (field, v) in [("weak_score", l.weak_score), ("strong_score", l.strong_score)] {
+    let l: Line = serde_path_to_error::deserialize(de).map_err(|e| {
+        bad(format!(
+            "{name} line {lineno}, field `{}`: {}",
+            e.path(),
+            e.inner()
+        ))
+    })?;
+    for (field, v) in [
+        ("weak_score", l.weak_score),
+        ("strong_score", l.strong_score),
+    ] {
         if let Some(v) = v {
             if !(0.0..=1.0).contains(&v) {
-                return Err(bad(format!("{name} line {lineno}: {field} {v} is outside [0, 1]: rescale scores to [0, 1]")));
+                return Err(bad(format!(
+                    "{name} line {lineno}: {field} {v} is outside [0, 1]: rescale scores to [0, 1]"
+                )));
             }
         }
     }
     if l.messages.is_empty() {
-        return Err(bad(format!("{name} line {lineno}: messages is empty: give at least one user message")));
+        return Err(bad(format!(
+            "{name} line {lineno}: messages is empty: give at least one user message"
+        )));
     }
     let id = match l.id {
         Some(Id::Str(s)) => s,
@@ -119,7 +137,10 @@ pub fn parse_line(line: &str, lineno: usize, name: &str) -> Result<LabeledPrompt
 pub fn read_jsonl(reader: impl BufRead, name: &str) -> Result<Vec<LabeledPrompt>> {
     let mut out = Vec::new();
     for (i, line) in reader.lines().enumerate() {
-        let line = line.map_err(|e| Error::InvalidRequest { field: Some(format!("{name}:{}", i + 1)), message: format!("cannot read {name}: {e}") })?;
+        let line = line.map_err(|e| Error::InvalidRequest {
+            field: Some(format!("{name}:{}", i + 1)),
+            message: format!("cannot read {name}: {e}"),
+        })?;
         if line.trim().is_empty() {
             continue;
         }
@@ -152,18 +173,36 @@ pub struct ScoredLine {
 
 /// Score every prompt of a JSONL stream and write `{"id":..,"score":..,"tier":..}` lines
 /// (for `gaterouter route score IN.jsonl`). Labels are optional. Returns the count.
-pub fn score_jsonl(scorer: &Scorer, input: impl BufRead, name: &str, mut out: impl Write) -> Result<usize> {
+pub fn score_jsonl(
+    scorer: &Scorer,
+    input: impl BufRead,
+    name: &str,
+    mut out: impl Write,
+) -> Result<usize> {
     let mut n = 0;
     for (i, line) in input.lines().enumerate() {
-        let line = line.map_err(|e| Error::InvalidRequest { field: Some(format!("{name}:{}", i + 1)), message: format!("cannot read {name}: {e}") })?;
+        let line = line.map_err(|e| Error::InvalidRequest {
+            field: Some(format!("{name}:{}", i + 1)),
+            message: format!("cannot read {name}: {e}"),
+        })?;
         if line.trim().is_empty() {
             continue;
         }
         let p = parse_line(&line, i + 1, name)?;
         let score = scorer.score_only(&p.request);
-        let rec = ScoredLine { id: p.id, score, tier: scorer.tier(score) };
-        let json = serde_json::to_string(&rec).map_err(|e| Error::InvalidRequest { field: None, message: format!("cannot serialize score: {e}") })?;
-        writeln!(out, "{json}").map_err(|e| Error::InvalidRequest { field: None, message: format!("cannot write scores: {e}") })?;
+        let rec = ScoredLine {
+            id: p.id,
+            score,
+            tier: scorer.tier(score),
+        };
+        let json = serde_json::to_string(&rec).map_err(|e| Error::InvalidRequest {
+            field: None,
+            message: format!("cannot serialize score: {e}"),
+        })?;
+        writeln!(out, "{json}").map_err(|e| Error::InvalidRequest {
+            field: None,
+            message: format!("cannot write scores: {e}"),
+        })?;
         n += 1;
     }
     Ok(n)
@@ -189,11 +228,24 @@ mod tests {
 
     #[test]
     fn errors_name_line_and_field() {
-        let e = read_jsonl("{\"messages\":[]}\n{\"messages\": 3}".as_bytes(), "x.jsonl").expect_err("must fail").to_string();
-        assert!(e.contains("x.jsonl line 1") && e.contains("messages"), "{e}");
-        let e = read_jsonl("\n{\"messages\": 3}".as_bytes(), "x.jsonl").expect_err("must fail").to_string();
+        let e = read_jsonl("{\"messages\":[]}\n{\"messages\": 3}".as_bytes(), "x.jsonl")
+            .expect_err("must fail")
+            .to_string();
+        assert!(
+            e.contains("x.jsonl line 1") && e.contains("messages"),
+            "{e}"
+        );
+        let e = read_jsonl("\n{\"messages\": 3}".as_bytes(), "x.jsonl")
+            .expect_err("must fail")
+            .to_string();
         assert!(e.contains("line 2") && e.contains("messages"), "{e}");
-        let e = parse_line(r#"{"messages":[{"role":"user","content":"a"}],"weak_score":7}"#, 3, "y").expect_err("must fail").to_string();
+        let e = parse_line(
+            r#"{"messages":[{"role":"user","content":"a"}],"weak_score":7}"#,
+            3,
+            "y",
+        )
+        .expect_err("must fail")
+        .to_string();
         assert!(e.contains("weak_score") && e.contains("line 3"), "{e}");
     }
 
@@ -202,8 +254,15 @@ mod tests {
         let scorer = Scorer::builtin().expect("builtin");
         let input = "{\"id\":\"a\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}\n{\"id\":\"b\",\"messages\":[{\"role\":\"user\",\"content\":\"Prove it step by step\"}]}\n";
         let mut out = Vec::new();
-        assert_eq!(score_jsonl(&scorer, input.as_bytes(), "in", &mut out).expect("scores"), 2);
-        let lines: Vec<ScoredLine> = String::from_utf8(out).expect("utf8").lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+        assert_eq!(
+            score_jsonl(&scorer, input.as_bytes(), "in", &mut out).expect("scores"),
+            2
+        );
+        let lines: Vec<ScoredLine> = String::from_utf8(out)
+            .expect("utf8")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json"))
+            .collect();
         assert_eq!(lines[0].id, "a");
         assert_eq!(lines[1].id, "b");
         assert!(lines.iter().all(|l| (0.0..=1.0).contains(&l.score)));

@@ -59,7 +59,13 @@ struct GainCurve {
 impl GainCurve {
     fn new(scores: &[f64], weak: &[f64], strong: &[f64]) -> Self {
         let mut idx: Vec<usize> = (0..scores.len()).collect();
-        let key = |i: usize| if scores[i].is_nan() { f64::NEG_INFINITY } else { scores[i] };
+        let key = |i: usize| {
+            if scores[i].is_nan() {
+                f64::NEG_INFINITY
+            } else {
+                scores[i]
+            }
+        };
         idx.sort_by(|&a, &b| key(b).total_cmp(&key(a)));
         let mut points = Vec::with_capacity(idx.len() + 1);
         points.push((0.0, 0.0));
@@ -74,7 +80,12 @@ impl GainCurve {
             }
             points.push((x, g));
         }
-        GainCurve { points, n: scores.len() as f64, sum_weak: weak.iter().sum(), total_gain: g }
+        GainCurve {
+            points,
+            n: scores.len() as f64,
+            sum_weak: weak.iter().sum(),
+            total_gain: g,
+        }
     }
 
     /// G at any x in [0, n].
@@ -87,7 +98,11 @@ impl GainCurve {
             return self.total_gain;
         };
         let (x0, g0) = self.points[j - 1];
-        if x1 <= x0 { g1 } else { g0 + (g1 - g0) * (x - x0) / (x1 - x0) }
+        if x1 <= x0 {
+            g1
+        } else {
+            g0 + (g1 - g0) * (x - x0) / (x1 - x0)
+        }
     }
 
     /// Smallest x with G(x) >= target (n if never; cannot happen for target <= G(n)).
@@ -114,7 +129,11 @@ pub fn evaluate_scores(scores: &[f64], weak: &[f64], strong: &[f64]) -> Result<E
     if n == 0 || weak.len() != n || strong.len() != n {
         return Err(Error::InvalidRequest {
             field: Some("prompts".into()),
-            message: format!("evaluation needs the same non-zero number of scores ({n}), weak ({}) and strong ({}) results", weak.len(), strong.len()),
+            message: format!(
+                "evaluation needs the same non-zero number of scores ({n}), weak ({}) and strong ({}) results",
+                weak.len(),
+                strong.len()
+            ),
         });
     }
     let c = GainCurve::new(scores, weak, strong);
@@ -131,7 +150,11 @@ pub fn evaluate_scores(scores: &[f64], weak: &[f64], strong: &[f64]) -> Result<E
         .map(|k| {
             let s = f64::from(k) / 100.0;
             let g = c.at(s * nf);
-            CurvePoint { strong_share: s, quality: (c.sum_weak + g) / nf, pgr: g / c.total_gain }
+            CurvePoint {
+                strong_share: s,
+                quality: (c.sum_weak + g) / nf,
+                pgr: g / c.total_gain,
+            }
         })
         .collect();
     let apgr = curve.iter().map(|p| p.pgr).sum::<f64>() / curve.len() as f64;
@@ -149,7 +172,10 @@ pub fn evaluate_scores(scores: &[f64], weak: &[f64], strong: &[f64]) -> Result<E
 }
 
 /// Metrics of a router (any score function) on labeled prompts.
-pub fn evaluate(prompts: &[LabeledPrompt], score: &dyn Fn(&LabeledPrompt) -> f64) -> Result<EvalReport> {
+pub fn evaluate(
+    prompts: &[LabeledPrompt],
+    score: &dyn Fn(&LabeledPrompt) -> f64,
+) -> Result<EvalReport> {
     let mut s = Vec::with_capacity(prompts.len());
     let mut w = Vec::with_capacity(prompts.len());
     let mut st = Vec::with_capacity(prompts.len());
@@ -248,7 +274,11 @@ fn fnv1a(seed: u64, s: &str) -> u64 {
 /// Split by source (subject), never by row: sources are shuffled by `seed` and taken
 /// into the test part until it holds at least `test_fraction` of the rows. Returns
 /// `(train, test)`; no source appears in both.
-pub fn split_by_source(prompts: &[LabeledPrompt], seed: u64, test_fraction: f64) -> (Vec<LabeledPrompt>, Vec<LabeledPrompt>) {
+pub fn split_by_source(
+    prompts: &[LabeledPrompt],
+    seed: u64,
+    test_fraction: f64,
+) -> (Vec<LabeledPrompt>, Vec<LabeledPrompt>) {
     let mut sources: Vec<(&str, usize)> = Vec::new();
     for p in prompts {
         match sources.iter_mut().find(|(s, _)| *s == p.source) {
@@ -267,7 +297,10 @@ pub fn split_by_source(prompts: &[LabeledPrompt], seed: u64, test_fraction: f64)
         test_sources.push(s);
         taken += c;
     }
-    let (test, train): (Vec<_>, Vec<_>) = prompts.iter().cloned().partition(|p| test_sources.contains(&p.source.as_str()));
+    let (test, train): (Vec<_>, Vec<_>) = prompts
+        .iter()
+        .cloned()
+        .partition(|p| test_sources.contains(&p.source.as_str()));
     (train, test)
 }
 
@@ -275,9 +308,17 @@ pub fn split_by_source(prompts: &[LabeledPrompt], seed: u64, test_fraction: f64)
 /// their id and the first `test_fraction` of them go to the test part. Unlike
 /// [`split_by_source`] the test part holds new prompts of subjects the fit has seen: the
 /// case of a deployment refitting on its own traffic.
-pub fn split_by_row(prompts: &[LabeledPrompt], seed: u64, test_fraction: f64) -> (Vec<LabeledPrompt>, Vec<LabeledPrompt>) {
+pub fn split_by_row(
+    prompts: &[LabeledPrompt],
+    seed: u64,
+    test_fraction: f64,
+) -> (Vec<LabeledPrompt>, Vec<LabeledPrompt>) {
     let frac = test_fraction.clamp(0.0, 1.0);
-    let mut keyed: Vec<(&str, u64, usize)> = prompts.iter().enumerate().map(|(i, p)| (p.source.as_str(), fnv1a(seed, &p.id), i)).collect();
+    let mut keyed: Vec<(&str, u64, usize)> = prompts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.source.as_str(), fnv1a(seed, &p.id), i))
+        .collect();
     keyed.sort_unstable();
     let mut test = vec![false; prompts.len()];
     let mut start = 0;
@@ -291,7 +332,10 @@ pub fn split_by_row(prompts: &[LabeledPrompt], seed: u64, test_fraction: f64) ->
         start = end;
     }
     let (te, tr): (Vec<_>, Vec<_>) = prompts.iter().zip(&test).partition(|(_, t)| **t);
-    (tr.into_iter().map(|(p, _)| p.clone()).collect(), te.into_iter().map(|(p, _)| p.clone()).collect())
+    (
+        tr.into_iter().map(|(p, _)| p.clone()).collect(),
+        te.into_iter().map(|(p, _)| p.clone()).collect(),
+    )
 }
 
 /// How a labeled file is split into a part to fit on and a part to score on.
@@ -329,15 +373,30 @@ impl Holdout {
 /// ordered by a seeded hash of their id (ties by position), the first ones train, so the
 /// train part is also the replay order of `route simulate`. Source / SubjectOrRow: whole
 /// groups (a source, or a row of an unsplit source) by a seeded hash of their key.
-pub fn split(prompts: &[LabeledPrompt], holdout: Holdout, seed: u64, train_fraction: f64) -> (Vec<LabeledPrompt>, Vec<LabeledPrompt>) {
+pub fn split(
+    prompts: &[LabeledPrompt],
+    holdout: Holdout,
+    seed: u64,
+    train_fraction: f64,
+) -> (Vec<LabeledPrompt>, Vec<LabeledPrompt>) {
     let f = train_fraction.clamp(0.0, 1.0);
     match holdout {
         Holdout::Random => {
-            let mut order: Vec<(u64, usize)> = prompts.iter().enumerate().map(|(i, p)| (fnv1a(seed, &format!("{}\u{1}{i}", p.id)), i)).collect();
+            let mut order: Vec<(u64, usize)> = prompts
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (fnv1a(seed, &format!("{}\u{1}{i}", p.id)), i))
+                .collect();
             order.sort_unstable();
             let k = (f * prompts.len() as f64).round() as usize;
-            let train = order[..k].iter().map(|(_, i)| prompts[*i].clone()).collect();
-            let test = order[k..].iter().map(|(_, i)| prompts[*i].clone()).collect();
+            let train = order[..k]
+                .iter()
+                .map(|(_, i)| prompts[*i].clone())
+                .collect();
+            let test = order[k..]
+                .iter()
+                .map(|(_, i)| prompts[*i].clone())
+                .collect();
             (train, test)
         }
         Holdout::Source => {
@@ -346,16 +405,28 @@ pub fn split(prompts: &[LabeledPrompt], holdout: Holdout, seed: u64, train_fract
         }
         Holdout::SubjectOrRow => {
             // group key: the source when it has a `/`, else the row's id
-            let key = |p: &LabeledPrompt| if p.source.contains('/') { p.source.clone() } else { format!("{}\u{1}{}", p.source, p.id) };
+            let key = |p: &LabeledPrompt| {
+                if p.source.contains('/') {
+                    p.source.clone()
+                } else {
+                    format!("{}\u{1}{}", p.source, p.id)
+                }
+            };
             let threshold = (f * u64::MAX as f64) as u64;
-            prompts.iter().cloned().partition(|p| fnv1a(seed, &key(p)) < threshold)
+            prompts
+                .iter()
+                .cloned()
+                .partition(|p| fnv1a(seed, &key(p)) < threshold)
         }
     }
 }
 
 /// Leave one source family out: `(train, test)` where test is every prompt of `family`
 /// (`gsm8k`, `mmlu`, `mt_bench`).
-pub fn split_family(prompts: &[LabeledPrompt], family: &str) -> (Vec<LabeledPrompt>, Vec<LabeledPrompt>) {
+pub fn split_family(
+    prompts: &[LabeledPrompt],
+    family: &str,
+) -> (Vec<LabeledPrompt>, Vec<LabeledPrompt>) {
     let (test, train) = prompts.iter().cloned().partition(|p| p.family() == family);
     (train, test)
 }
@@ -413,7 +484,8 @@ mod tests {
     #[test]
     fn losses_make_pgr_non_monotone_and_cpt_takes_first_crossing() {
         // gains in score order: +1, -1, +1 ; total +1
-        let r = evaluate_scores(&[3.0, 2.0, 1.0], &[0.0, 1.0, 0.0], &[1.0, 0.0, 1.0]).expect("eval");
+        let r =
+            evaluate_scores(&[3.0, 2.0, 1.0], &[0.0, 1.0, 0.0], &[1.0, 0.0, 1.0]).expect("eval");
         assert!(close(r.curve[33].pgr, 0.99));
         assert!(close(r.cpt50, 0.5 / 3.0));
         assert!(close(r.cpt80, 0.8 / 3.0));
@@ -431,7 +503,12 @@ mod tests {
             strong_score: Some(s),
         };
         // source a: gains +1, 0 ; source b: gains 0, 0 -> subject oracle sends a first
-        let ps = vec![mk(0, "b", 1.0, 1.0), mk(1, "a", 1.0, 1.0), mk(2, "b", 0.0, 0.0), mk(3, "a", 0.0, 1.0)];
+        let ps = vec![
+            mk(0, "b", 1.0, 1.0),
+            mk(1, "a", 1.0, 1.0),
+            mk(2, "b", 0.0, 0.0),
+            mk(3, "a", 0.0, 1.0),
+        ];
         let c = ceilings(&ps).expect("ceilings");
         assert!(close(c.oracle.cpt50, 0.125));
         // the gain is spread over source a's two rows: PGR(s) = 2s up to s = 0.5
@@ -443,7 +520,9 @@ mod tests {
     fn degenerate_inputs_are_errors() {
         assert!(evaluate_scores(&[], &[], &[]).is_err());
         assert!(evaluate_scores(&[1.0], &[1.0, 0.0], &[1.0]).is_err());
-        let e = evaluate_scores(&[1.0, 2.0], &[1.0, 1.0], &[1.0, 0.0]).expect_err("must fail").to_string();
+        let e = evaluate_scores(&[1.0, 2.0], &[1.0, 1.0], &[1.0, 0.0])
+            .expect_err("must fail")
+            .to_string();
         assert!(e.contains("not better"), "{e}");
         // NaN scores rank last instead of panicking
         let r = evaluate_scores(&[f64::NAN, 0.1, 0.2, 0.3], &WEAK, &STRONG).expect("eval");
@@ -461,7 +540,14 @@ mod tests {
             weak_score: Some(0.0),
             strong_score: Some(1.0),
         };
-        let srcs = ["gsm8k", "mmlu/a", "mmlu/b", "mmlu/c", "mt_bench/x", "mmlu/d"];
+        let srcs = [
+            "gsm8k",
+            "mmlu/a",
+            "mmlu/b",
+            "mmlu/c",
+            "mt_bench/x",
+            "mmlu/d",
+        ];
         let ps: Vec<LabeledPrompt> = (0..60).map(|i| mk(i, srcs[i % srcs.len()])).collect();
         let (tr, te) = split_by_source(&ps, 1, 0.5);
         assert_eq!(tr.len() + te.len(), 60);
@@ -484,19 +570,37 @@ mod tests {
             let (tr, te) = split(&ps, Holdout::Source, seed, 0.5);
             assert_eq!(tr.len() + te.len(), 60);
             assert!(!tr.is_empty() && !te.is_empty());
-            assert!(tr.iter().all(|p| te.iter().all(|q| q.source != p.source)), "seed {seed}: a source on both sides");
+            assert!(
+                tr.iter().all(|p| te.iter().all(|q| q.source != p.source)),
+                "seed {seed}: a source on both sides"
+            );
             let (tr, te) = split(&ps, Holdout::SubjectOrRow, seed, 0.5);
             assert_eq!(tr.len() + te.len(), 60);
             assert!(tr.iter().all(|p| te.iter().all(|q| q.id != p.id)));
-            assert!(tr.iter().filter(|p| p.source.contains('/')).all(|p| te.iter().all(|q| q.source != p.source)), "seed {seed}: a subject on both sides");
+            assert!(
+                tr.iter()
+                    .filter(|p| p.source.contains('/'))
+                    .all(|p| te.iter().all(|q| q.source != p.source)),
+                "seed {seed}: a subject on both sides"
+            );
             let gsm_test = te.iter().filter(|p| p.source == "gsm8k").count();
-            assert!(gsm_test > 0 && gsm_test < 10, "gsm8k is split by row: {gsm_test} of 10 in test");
+            assert!(
+                gsm_test > 0 && gsm_test < 10,
+                "gsm8k is split by row: {gsm_test} of 10 in test"
+            );
             let (tr, te) = split(&ps, Holdout::Random, seed, 0.3);
             assert_eq!((tr.len(), te.len()), (18, 42));
             assert!(tr.iter().all(|p| te.iter().all(|q| q.id != p.id)));
-            assert_eq!(split(&ps, Holdout::Random, seed, 0.3).0, tr, "deterministic");
+            assert_eq!(
+                split(&ps, Holdout::Random, seed, 0.3).0,
+                tr,
+                "deterministic"
+            );
         }
-        assert_ne!(split(&ps, Holdout::Random, 1, 0.5).0, split(&ps, Holdout::Random, 2, 0.5).0);
+        assert_ne!(
+            split(&ps, Holdout::Random, 1, 0.5).0,
+            split(&ps, Holdout::Random, 2, 0.5).0
+        );
         assert!(Holdout::parse("subject_or_row").is_ok() && Holdout::parse("rows").is_err());
         let (tr, te) = split_family(&ps, "mmlu");
         assert_eq!(te.len(), 40);

@@ -107,7 +107,10 @@ impl Feature {
 
     /// Look a feature up by name.
     pub fn from_name(name: &str) -> Option<Feature> {
-        FEATURE_NAMES.iter().position(|n| *n == name).map(|i| Feature::ALL[i])
+        FEATURE_NAMES
+            .iter()
+            .position(|n| *n == name)
+            .map(|i| Feature::ALL[i])
     }
 }
 
@@ -161,12 +164,14 @@ pub fn extract(req: &ChatRequest) -> Features {
             None => {}
         }
         for tc in &m.tool_calls {
-            s.overhead_tokens += (tc.function.name.len() + tc.function.arguments.len()) as u64 / 4 + 3;
+            s.overhead_tokens +=
+                (tc.function.name.len() + tc.function.arguments.len()) as u64 / 4 + 3;
         }
     }
     let mut tool_bytes = 0usize;
     for t in &req.tools {
-        tool_bytes += t.function.name.len() + t.function.description.as_ref().map_or(0, String::len);
+        tool_bytes +=
+            t.function.name.len() + t.function.description.as_ref().map_or(0, String::len);
         if let Some(p) = &t.function.parameters {
             tool_bytes += json_text_len(p, 0);
         }
@@ -185,8 +190,18 @@ fn json_text_len(v: &Value, depth: u32) -> usize {
         Value::Null | Value::Bool(_) => 5,
         Value::Number(_) => 4,
         Value::String(s) => s.len() + 2,
-        Value::Array(a) => 2 + a.iter().map(|x| json_text_len(x, depth + 1) + 1).sum::<usize>(),
-        Value::Object(o) => 2 + o.iter().map(|(k, x)| k.len() + 4 + json_text_len(x, depth + 1)).sum::<usize>(),
+        Value::Array(a) => {
+            2 + a
+                .iter()
+                .map(|x| json_text_len(x, depth + 1) + 1)
+                .sum::<usize>()
+        }
+        Value::Object(o) => {
+            2 + o
+                .iter()
+                .map(|(k, x)| k.len() + 4 + json_text_len(x, depth + 1))
+                .sum::<usize>()
+        }
     }
 }
 
@@ -226,27 +241,123 @@ const CUE_WORDS: &[(u8, &[&str])] = &[
     (
         C_REASONING,
         &[
-            "prove", "proof", "derive", "derivation", "analyze", "analyse", "analysis", "justify", "deduce", "infer",
-            "calculate", "compute", "solve", "evaluate", "compare", "reasoning", "rigorous", "implies", "therefore",
-            "optimize", "tradeoffs", "critique",
+            "prove",
+            "proof",
+            "derive",
+            "derivation",
+            "analyze",
+            "analyse",
+            "analysis",
+            "justify",
+            "deduce",
+            "infer",
+            "calculate",
+            "compute",
+            "solve",
+            "evaluate",
+            "compare",
+            "reasoning",
+            "rigorous",
+            "implies",
+            "therefore",
+            "optimize",
+            "tradeoffs",
+            "critique",
         ],
     ),
     (
         C_CONSTRAINT,
         &[
-            "must", "ensure", "exactly", "require", "required", "requirements", "constraint", "constraints", "include",
-            "avoid", "without", "format", "additionally", "finally", "firstly", "secondly",
+            "must",
+            "ensure",
+            "exactly",
+            "require",
+            "required",
+            "requirements",
+            "constraint",
+            "constraints",
+            "include",
+            "avoid",
+            "without",
+            "format",
+            "additionally",
+            "finally",
+            "firstly",
+            "secondly",
         ],
     ),
-    (C_NEGATION, &["not", "except", "incorrect", "false", "never", "cannot", "neither", "nor", "unlikely"]),
-    (C_PRONOUN, &["he", "she", "his", "her", "him", "they", "them", "their", "i", "me", "my", "you", "your", "we", "our"]),
-    (C_DETAIL, &["detailed", "comprehensive", "thorough", "elaborate", "essay", "indepth", "report", "article", "story", "blog"]),
+    (
+        C_NEGATION,
+        &[
+            "not",
+            "except",
+            "incorrect",
+            "false",
+            "never",
+            "cannot",
+            "neither",
+            "nor",
+            "unlikely",
+        ],
+    ),
+    (
+        C_PRONOUN,
+        &[
+            "he", "she", "his", "her", "him", "they", "them", "their", "i", "me", "my", "you",
+            "your", "we", "our",
+        ],
+    ),
+    (
+        C_DETAIL,
+        &[
+            "detailed",
+            "comprehensive",
+            "thorough",
+            "elaborate",
+            "essay",
+            "indepth",
+            "report",
+            "article",
+            "story",
+            "blog",
+        ],
+    ),
     (
         C_CODE,
         &[
-            "def", "function", "return", "import", "const", "let", "var", "fn", "void", "public", "static", "println",
-            "printf", "elif", "lambda", "async", "await", "struct", "impl", "int", "str", "null", "nil", "bool", "python",
-            "javascript", "typescript", "rust", "java", "sql", "regex", "api", "json",
+            "def",
+            "function",
+            "return",
+            "import",
+            "const",
+            "let",
+            "var",
+            "fn",
+            "void",
+            "public",
+            "static",
+            "println",
+            "printf",
+            "elif",
+            "lambda",
+            "async",
+            "await",
+            "struct",
+            "impl",
+            "int",
+            "str",
+            "null",
+            "nil",
+            "bool",
+            "python",
+            "javascript",
+            "typescript",
+            "rust",
+            "java",
+            "sql",
+            "regex",
+            "api",
+            "json",
         ],
     ),
     (W_STEP, &["step"]),
@@ -274,7 +385,11 @@ const CUE_WORDS: &[(u8, &[&str])] = &[
 /// a binary search over integers rather than string compares.
 fn word_key(buf: &[u8; 16], len: usize) -> u128 {
     let all = u128::from_le_bytes(*buf);
-    if len >= 16 { all } else { all & ((1u128 << (8 * len)) - 1) }
+    if len >= 16 {
+        all
+    } else {
+        all & ((1u128 << (8 * len)) - 1)
+    }
 }
 
 /// Open-addressing hash table of the cue words, built at compile time: one or two
@@ -392,7 +507,11 @@ impl Scan {
         let mut multibyte = 0usize;
         let mut i = 0;
         // Start of the current line if it is a multiple-choice option.
-        let mut option_from = if n > 0 && self.line_start(b) { Some(0) } else { None };
+        let mut option_from = if n > 0 && self.line_start(b) {
+            Some(0)
+        } else {
+            None
+        };
         while i < n {
             let c = b[i];
             if c.is_ascii_alphabetic() {
@@ -405,7 +524,10 @@ impl Scan {
                 self.ascii_letters += (i - start) as u64;
                 let room = self.word.len() - self.word_len;
                 let take = (i - start).min(room);
-                for (dst, src) in self.word[self.word_len..self.word_len + take].iter_mut().zip(&b[start..]) {
+                for (dst, src) in self.word[self.word_len..self.word_len + take]
+                    .iter_mut()
+                    .zip(&b[start..])
+                {
                     *dst = src.to_ascii_lowercase();
                 }
                 self.word_len += take;
@@ -422,7 +544,10 @@ impl Scan {
                         self.number_value = 0.0;
                     }
                     self.number_value = self.number_value * 10.0 + f64::from(c - b'0');
-                } else if (c == b'.' || c == b',') && self.in_number && b.get(i + 1).is_some_and(u8::is_ascii_digit) {
+                } else if (c == b'.' || c == b',')
+                    && self.in_number
+                    && b.get(i + 1).is_some_and(u8::is_ascii_digit)
+                {
                     // "3.14" and "80,000" are one number; keep the integer part's value.
                     if c == b'.' {
                         self.number_value = self.number_value.floor();
@@ -501,7 +626,8 @@ impl Scan {
             _ => (None, r),
         };
         if let Some(l) = letter {
-            if (b'A'..=b'F').contains(&l) && after.first().is_none_or(|c| *c == b' ' || *c == b'\t') {
+            if (b'A'..=b'F').contains(&l) && after.first().is_none_or(|c| *c == b' ' || *c == b'\t')
+            {
                 self.option_mask |= 1 << (l - b'A');
                 return true;
             }
@@ -538,7 +664,10 @@ impl Scan {
             }
             b'{' | b'}' | b';' => self.code_tokens += 1,
             // snake_case identifiers
-            b'_' if i > 0 && b[i - 1].is_ascii_alphanumeric() && b.get(i + 1).is_some_and(u8::is_ascii_alphanumeric) => {
+            b'_' if i > 0
+                && b[i - 1].is_ascii_alphanumeric()
+                && b.get(i + 1).is_some_and(u8::is_ascii_alphanumeric) =>
+            {
                 self.code_tokens += 1;
             }
             _ => {}
@@ -568,7 +697,8 @@ impl Scan {
         if len >= 9 || self.word_overflow {
             self.long_words += 1;
         }
-        let class = if self.word_overflow || self.word_non_ascii || len < 2 && self.word[0] != b'i' {
+        let class = if self.word_overflow || self.word_non_ascii || len < 2 && self.word[0] != b'i'
+        {
             W_OTHER
         } else {
             self.classify(word_key(&self.word, len))
@@ -689,38 +819,87 @@ impl Scan {
         };
         set(Feature::Tokens, tokens, (1.0 + tokens).ln() / 4097f64.ln());
         let depth = f64::from(assistant_turns);
-        set(Feature::Depth, depth, ((1.0 + depth).ln() / 9f64.ln()).min(1.0));
+        set(
+            Feature::Depth,
+            depth,
+            ((1.0 + depth).ln() / 9f64.ln()).min(1.0),
+        );
         let code_density = self.code_tokens as f64 / units;
         let fence = if self.fences > 0 { 0.5 } else { 0.0 };
-        set(Feature::Code, self.code_tokens as f64 + 3.0 * self.fences as f64, (fence + (5.0 * code_density).min(0.5)).min(1.0));
+        set(
+            Feature::Code,
+            self.code_tokens as f64 + 3.0 * self.fences as f64,
+            (fence + (5.0 * code_density).min(0.5)).min(1.0),
+        );
         let math_density = self.math_symbols as f64 / units;
-        set(Feature::Math, self.math_symbols as f64, (5.0 * math_density).min(1.0));
+        set(
+            Feature::Math,
+            self.math_symbols as f64,
+            (5.0 * math_density).min(1.0),
+        );
         let numbers = self.numbers as f64;
-        set(Feature::Numbers, numbers, ((1.0 + numbers).ln() / 21f64.ln()).min(1.0));
-        set(Feature::Reasoning, self.reasoning as f64, (self.reasoning as f64 / 3.0).min(1.0));
+        set(
+            Feature::Numbers,
+            numbers,
+            ((1.0 + numbers).ln() / 21f64.ln()).min(1.0),
+        );
+        set(
+            Feature::Reasoning,
+            self.reasoning as f64,
+            (self.reasoning as f64 / 3.0).min(1.0),
+        );
         let constraints = (self.constraints + self.list_items) as f64;
-        set(Feature::Constraints, constraints, (constraints / 6.0).min(1.0));
+        set(
+            Feature::Constraints,
+            constraints,
+            (constraints / 6.0).min(1.0),
+        );
         let t = tools as f64;
         set(Feature::Tools, t, ((1.0 + t).ln() / 9f64.ln()).min(1.0));
         let requested = f64::from(max_tokens.unwrap_or(0)).max(self.requested_words * 1.3);
         let detail = if self.detail_cues > 0 { 0.3 } else { 0.0 };
-        set(Feature::OutputLength, requested, ((1.0 + requested).ln() / 4097f64.ln() + detail).min(1.0));
+        set(
+            Feature::OutputLength,
+            requested,
+            ((1.0 + requested).ln() / 4097f64.ln() + detail).min(1.0),
+        );
         let non_en = self.non_ascii_letters as f64 / letters;
         set(Feature::NonEnglish, non_en, non_en);
-        set(Feature::MultipleChoice, f64::from(self.option_mask.count_ones()), if mc { 1.0 } else { 0.0 });
-        let opt_share = if mc { self.option_bytes as f64 / self.total_bytes.max(1) as f64 } else { 0.0 };
+        set(
+            Feature::MultipleChoice,
+            f64::from(self.option_mask.count_ones()),
+            if mc { 1.0 } else { 0.0 },
+        );
+        let opt_share = if mc {
+            self.option_bytes as f64 / self.total_bytes.max(1) as f64
+        } else {
+            0.0
+        };
         set(Feature::OptionShare, opt_share, opt_share);
         let short_q = !mc && self.question_marks > 0 && units <= 30.0;
-        set(Feature::ShortQuestion, units, if short_q { 1.0 } else { 0.0 });
-        let word_problem = !mc && self.numbers >= 3 && (self.how_many > 0 || self.question_marks > 0);
-        set(Feature::WordProblem, numbers, if word_problem { 1.0 } else { 0.0 });
+        set(
+            Feature::ShortQuestion,
+            units,
+            if short_q { 1.0 } else { 0.0 },
+        );
+        let word_problem =
+            !mc && self.numbers >= 3 && (self.how_many > 0 || self.question_marks > 0);
+        set(
+            Feature::WordProblem,
+            numbers,
+            if word_problem { 1.0 } else { 0.0 },
+        );
         let pron = self.pronouns as f64 / units;
         set(Feature::Narrative, pron, (10.0 * pron).min(1.0));
         let long = self.long_words as f64 / units;
         set(Feature::LongWords, long, (4.0 * long).min(1.0));
         let commas = self.commas as f64 / units;
         set(Feature::Commas, commas, (10.0 * commas).min(1.0));
-        set(Feature::Negation, self.negations as f64, (self.negations as f64 / 3.0).min(1.0));
+        set(
+            Feature::Negation,
+            self.negations as f64,
+            (self.negations as f64 / 3.0).min(1.0),
+        );
         Features { raw, norm }
     }
 }
@@ -825,7 +1004,13 @@ mod tests {
     fn depth_counts_assistant_turns() {
         let req = ChatRequest::new(
             "auto",
-            vec![Message::user("a"), Message::assistant("b"), Message::user("c"), Message::assistant("d"), Message::user("e")],
+            vec![
+                Message::user("a"),
+                Message::assistant("b"),
+                Message::user("c"),
+                Message::assistant("d"),
+                Message::user("e"),
+            ],
         );
         let f = extract(&req);
         assert_eq!(f.raw(Feature::Depth), 2.0);
@@ -838,7 +1023,10 @@ mod tests {
         let f = feats("Fix this:\n```python\ndef f(x):\n    return x_y + 1;\n```\n");
         assert_eq!(f.raw(Feature::Code), 3.0 * 2.0 + 5.0); // 2 fences; python, def, return, snake_case, `;`
         assert!(f.norm(Feature::Code) >= 0.5);
-        assert_eq!(feats("What a lovely day in the park.").norm(Feature::Code), 0.0);
+        assert_eq!(
+            feats("What a lovely day in the park.").norm(Feature::Code),
+            0.0
+        );
     }
 
     #[test]
@@ -859,15 +1047,23 @@ mod tests {
     #[test]
     fn reasoning_cues_and_phrases() {
         assert_eq!(feats("Think step by step.").raw(Feature::Reasoning), 2.0);
-        assert_eq!(feats("Explain why the sky is blue").raw(Feature::Reasoning), 2.0);
-        assert_eq!(feats("Prove it and derive the bound").raw(Feature::Reasoning), 2.0);
+        assert_eq!(
+            feats("Explain why the sky is blue").raw(Feature::Reasoning),
+            2.0
+        );
+        assert_eq!(
+            feats("Prove it and derive the bound").raw(Feature::Reasoning),
+            2.0
+        );
         assert_eq!(feats("Show that n is even").raw(Feature::Reasoning), 2.0);
         assert_eq!(feats("Tell me a joke").raw(Feature::Reasoning), 0.0);
     }
 
     #[test]
     fn constraints_lists_and_phrases() {
-        let f = feats("Write a plan.\n1. Gather data\n2. Clean it\n- review\nYou must use at least 3 sources and then summarize in no more than 200 words.");
+        let f = feats(
+            "Write a plan.\n1. Gather data\n2. Clean it\n- review\nYou must use at least 3 sources and then summarize in no more than 200 words.",
+        );
         // 3 list items + must + at least + and then + no more than
         assert_eq!(f.raw(Feature::Constraints), 7.0);
         assert!(f.norm(Feature::Constraints) > 0.99);
@@ -878,7 +1074,11 @@ mod tests {
     fn tools_are_counted() {
         let mut req = ChatRequest::new("auto", vec![Message::user("weather?")]);
         let base = extract(&req);
-        req.tools.push(Tool::function("get_weather", "Weather for a city", serde_json::json!({"type":"object","properties":{"city":{"type":"string"}}})));
+        req.tools.push(Tool::function(
+            "get_weather",
+            "Weather for a city",
+            serde_json::json!({"type":"object","properties":{"city":{"type":"string"}}}),
+        ));
         let f = extract(&req);
         assert_eq!(f.raw(Feature::Tools), 1.0);
         assert!(f.norm(Feature::Tools) > 0.0);
@@ -913,13 +1113,22 @@ mod tests {
 
     #[test]
     fn short_question_and_word_problem() {
-        assert_eq!(feats("What is the capital of Peru?").norm(Feature::ShortQuestion), 1.0);
-        assert_eq!(feats("What is the capital of Peru").norm(Feature::ShortQuestion), 0.0);
+        assert_eq!(
+            feats("What is the capital of Peru?").norm(Feature::ShortQuestion),
+            1.0
+        );
+        assert_eq!(
+            feats("What is the capital of Peru").norm(Feature::ShortQuestion),
+            0.0
+        );
         let long = format!("{} why?", "word ".repeat(40));
         assert_eq!(feats(&long).norm(Feature::ShortQuestion), 0.0);
         let wp = feats("Tom has 3 apples, buys 12 more and gives 4 away. How many are left?");
         assert_eq!(wp.norm(Feature::WordProblem), 1.0);
-        assert_eq!(feats("Tom has 3 apples and 4 pears.").norm(Feature::WordProblem), 0.0);
+        assert_eq!(
+            feats("Tom has 3 apples and 4 pears.").norm(Feature::WordProblem),
+            0.0
+        );
     }
 
     #[test]
@@ -929,7 +1138,10 @@ mod tests {
         assert!(f.raw(Feature::Commas) > 0.1);
         let j = feats("Photosynthesis transforms electromagnetic radiation chemically");
         assert!(j.raw(Feature::LongWords) > 0.8);
-        assert_eq!(feats("Which is NOT true, except one?").raw(Feature::Negation), 2.0);
+        assert_eq!(
+            feats("Which is NOT true, except one?").raw(Feature::Negation),
+            2.0
+        );
         assert_eq!(feats("at least").raw(Feature::Negation), 0.0);
         assert_eq!(feats("the least likely").raw(Feature::Negation), 1.0);
     }

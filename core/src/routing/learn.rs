@@ -36,7 +36,10 @@ pub const DEFAULT_LAMBDAS: [f64; 6] = [0.003, 0.01, 0.03, 0.1, 0.3, 1.0];
 pub const DEFAULT_FOLDS: usize = 5;
 
 fn bad(field: &str, message: String) -> Error {
-    Error::InvalidRequest { field: Some(field.into()), message }
+    Error::InvalidRequest {
+        field: Some(field.into()),
+        message,
+    }
 }
 
 /// A sparse design row: hashed terms in `0..2^bits`, then the structural features at
@@ -72,7 +75,11 @@ pub struct Ridge {
 impl Ridge {
     /// Prediction for one row.
     pub fn predict(&self, row: &[(u32, f32)]) -> f64 {
-        self.bias + row.iter().map(|(j, x)| self.beta.get(*j as usize).copied().unwrap_or(0.0) * f64::from(*x)).sum::<f64>()
+        self.bias
+            + row
+                .iter()
+                .map(|(j, x)| self.beta.get(*j as usize).copied().unwrap_or(0.0) * f64::from(*x))
+                .sum::<f64>()
     }
 
     /// `self − other` (same bits): the gain model of two success models.
@@ -81,7 +88,12 @@ impl Ridge {
             bits: self.bits,
             lambda: self.lambda,
             bias: self.bias - other.bias,
-            beta: self.beta.iter().zip(&other.beta).map(|(a, b)| a - b).collect(),
+            beta: self
+                .beta
+                .iter()
+                .zip(&other.beta)
+                .map(|(a, b)| a - b)
+                .collect(),
         }
     }
 
@@ -97,9 +109,15 @@ impl Ridge {
             link: Link::Gain,
             bias: self.bias,
             weights,
-            thresholds: Thresholds { standard: 0.5, heavy: 0.5 },
+            thresholds: Thresholds {
+                standard: 0.5,
+                heavy: 0.5,
+            },
             fit,
-            lexical: Some(LexicalWeights { bits: self.bits, weights: self.beta[..nb].iter().map(|x| *x as f32).collect() }),
+            lexical: Some(LexicalWeights {
+                bits: self.bits,
+                weights: self.beta[..nb].iter().map(|x| *x as f32).collect(),
+            }),
         };
         // What the file holds: quantized n-gram weights.
         Weights::from_json(&w.to_json())
@@ -109,7 +127,14 @@ impl Ridge {
 /// Weighted ridge regression by preconditioned conjugate gradients:
 /// minimizes `Σ s_i (y_i − bias − β·x_i)² + λ |β|²` (`bias` unpenalized). `warm` starts
 /// from an earlier solution (a neighbouring penalty). Deterministic.
-pub fn ridge(rows: &[Row], y: &[f64], s: &[f64], bits: u8, lambda: f64, warm: Option<&Ridge>) -> Ridge {
+pub fn ridge(
+    rows: &[Row],
+    y: &[f64],
+    s: &[f64],
+    bits: u8,
+    lambda: f64,
+    warm: Option<&Ridge>,
+) -> Ridge {
     let nb = 1usize << bits;
     let d = nb + N_FEATURES + 1; // intercept last
     let ic = d - 1;
@@ -142,7 +167,10 @@ pub fn ridge(rows: &[Row], y: &[f64], s: &[f64], bits: u8, lambda: f64, warm: Op
             diag[*j as usize] += s[i] * f64::from(*x) * f64::from(*x);
         }
     }
-    let inv: Vec<f64> = diag.iter().map(|v| if *v > 0.0 { 1.0 / v } else { 0.0 }).collect();
+    let inv: Vec<f64> = diag
+        .iter()
+        .map(|v| if *v > 0.0 { 1.0 / v } else { 0.0 })
+        .collect();
     let mut x = vec![0.0; d];
     if let Some(w) = warm.filter(|w| w.bits == bits) {
         x[..ic].copy_from_slice(&w.beta);
@@ -182,7 +210,12 @@ pub fn ridge(rows: &[Row], y: &[f64], s: &[f64], bits: u8, lambda: f64, warm: Op
     }
     let bias = x[ic];
     x.truncate(ic);
-    Ridge { bits, lambda, bias, beta: x }
+    Ridge {
+        bits,
+        lambda,
+        bias,
+        beta: x,
+    }
 }
 
 /// Deterministic 64-bit generator (splitmix64): seeded folds, shuffles and exploration.
@@ -278,14 +311,22 @@ pub struct CalibrationReport {
 
 fn check_bits(bits: u8) -> Result<()> {
     if bits == 0 || bits > MAX_LEXICAL_BITS {
-        return Err(bad("bits", format!("bits = {bits} is out of range: use 1..={MAX_LEXICAL_BITS} (default {DEFAULT_BITS})")));
+        return Err(bad(
+            "bits",
+            format!(
+                "bits = {bits} is out of range: use 1..={MAX_LEXICAL_BITS} (default {DEFAULT_BITS})"
+            ),
+        ));
     }
     Ok(())
 }
 
 fn check_lambdas(l: &[f64]) -> Result<()> {
     if l.is_empty() || l.iter().any(|x| !(x.is_finite() && *x > 0.0)) {
-        return Err(bad("lambdas", format!("penalties {l:?} must be positive numbers, at least one")));
+        return Err(bad(
+            "lambdas",
+            format!("penalties {l:?} must be positive numbers, at least one"),
+        ));
     }
     Ok(())
 }
@@ -293,20 +334,40 @@ fn check_lambdas(l: &[f64]) -> Result<()> {
 /// Fit gain weights on labeled prompts (both models' scores needed): cross-validate every
 /// penalty, refit on all prompts with the best, set the thresholds at the prompts' score
 /// quantiles. Returns the weights and the cross-validated figures.
-pub fn calibrate(prompts: &[LabeledPrompt], opts: &CalibrateOptions) -> Result<(Weights, CalibrationReport)> {
+pub fn calibrate(
+    prompts: &[LabeledPrompt],
+    opts: &CalibrateOptions,
+) -> Result<(Weights, CalibrationReport)> {
     check_bits(opts.bits)?;
     check_lambdas(&opts.lambdas)?;
     if !(2..=20).contains(&opts.folds) {
-        return Err(bad("folds", format!("folds = {} must be in 2..=20", opts.folds)));
+        return Err(bad(
+            "folds",
+            format!("folds = {} must be in 2..=20", opts.folds),
+        ));
     }
     let shares_ok = (0.0..=1.0).contains(&opts.light_share)
         && (0.0..=1.0).contains(&opts.heavy_share)
         && opts.light_share + opts.heavy_share <= 1.0;
     if !shares_ok {
-        return Err(bad("light_share/heavy_share", format!("{} and {} must be in [0, 1] and sum to at most 1", opts.light_share, opts.heavy_share)));
+        return Err(bad(
+            "light_share/heavy_share",
+            format!(
+                "{} and {} must be in [0, 1] and sum to at most 1",
+                opts.light_share, opts.heavy_share
+            ),
+        ));
     }
     if prompts.len() < 2 * opts.folds {
-        return Err(bad("prompts", format!("{} labeled prompts are too few to cross-validate {} folds: give at least {}", prompts.len(), opts.folds, 2 * opts.folds)));
+        return Err(bad(
+            "prompts",
+            format!(
+                "{} labeled prompts are too few to cross-validate {} folds: give at least {}",
+                prompts.len(),
+                opts.folds,
+                2 * opts.folds
+            ),
+        ));
     }
     let mut weak = Vec::with_capacity(prompts.len());
     let mut strong = Vec::with_capacity(prompts.len());
@@ -315,7 +376,10 @@ pub fn calibrate(prompts: &[LabeledPrompt], opts: &CalibrateOptions) -> Result<(
         weak.push(w);
         strong.push(s);
     }
-    let rows: Vec<Row> = prompts.iter().map(|p| design_row(&p.request, opts.bits)).collect();
+    let rows: Vec<Row> = prompts
+        .iter()
+        .map(|p| design_row(&p.request, opts.bits))
+        .collect();
     let y: Vec<f64> = weak.iter().zip(&strong).map(|(w, s)| s - w).collect();
     let ones = vec![1.0; rows.len()];
     let fold = folds(rows.len(), opts.folds, opts.seed);
@@ -377,21 +441,32 @@ pub fn calibrate(prompts: &[LabeledPrompt], opts: &CalibrateOptions) -> Result<(
         "heavy_share": opts.heavy_share,
     });
     let mut w = model.to_weights(opts.description.clone(), fit)?;
-    set_thresholds(&mut w, prompts.iter().map(|p| &p.request), opts.light_share, opts.heavy_share);
+    set_thresholds(
+        &mut w,
+        prompts.iter().map(|p| &p.request),
+        opts.light_share,
+        opts.heavy_share,
+    );
     w.validate("calibrated weights")?;
     Ok((w, report))
 }
 
 /// Thresholds at score quantiles: `light_share` of the requests below `standard`,
 /// `heavy_share` at or above `heavy`.
-fn set_thresholds<'a>(w: &mut Weights, reqs: impl Iterator<Item = &'a ChatRequest>, light_share: f64, heavy_share: f64) {
+fn set_thresholds<'a>(
+    w: &mut Weights,
+    reqs: impl Iterator<Item = &'a ChatRequest>,
+    light_share: f64,
+    heavy_share: f64,
+) {
     let scorer = Scorer::new(w.clone());
     let mut scores: Vec<f64> = reqs.map(|r| scorer.score_only(r)).collect();
     if scores.is_empty() {
         return;
     }
     scores.sort_by(f64::total_cmp);
-    let q = |share: f64| scores[((share * scores.len() as f64).round() as usize).min(scores.len() - 1)];
+    let q =
+        |share: f64| scores[((share * scores.len() as f64).round() as usize).min(scores.len() - 1)];
     let standard = q(light_share).clamp(0.0, 1.0);
     let heavy = q(1.0 - heavy_share).clamp(standard, 1.0);
     w.thresholds = Thresholds { standard, heavy };
@@ -488,7 +563,10 @@ impl Current {
 fn fit_success(rows: &[Row], logs: &[&Logged], opts: &SimulateOptions, seed: u64) -> Ridge {
     let x: Vec<Row> = logs.iter().map(|l| rows[l.row].clone()).collect();
     let y: Vec<f64> = logs.iter().map(|l| l.reward).collect();
-    let mut s: Vec<f64> = logs.iter().map(|l| (1.0 / l.propensity).min(opts.max_weight)).collect();
+    let mut s: Vec<f64> = logs
+        .iter()
+        .map(|l| (1.0 / l.propensity).min(opts.max_weight))
+        .collect();
     let mean = s.iter().sum::<f64>() / s.len().max(1) as f64;
     s.iter_mut().for_each(|v| *v /= mean);
     let mut lambdas = opts.lambdas.clone();
@@ -514,7 +592,11 @@ fn fit_success(rows: &[Row], logs: &[&Logged], opts: &SimulateOptions, seed: u64
                 warm = Some(m);
             }
         }
-        let best = err.iter().enumerate().min_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i);
+        let best = err
+            .iter()
+            .enumerate()
+            .min_by(|a, b| a.1.total_cmp(b.1))
+            .map_or(0, |(i, _)| i);
         lambdas[best]
     };
     ridge(&x, &y, &s, opts.bits, lambda, None)
@@ -525,23 +607,42 @@ fn fit_success(rows: &[Row], logs: &[&Logged], opts: &SimulateOptions, seed: u64
 /// random), reveal only the chosen model's score, log the propensity, and refit both
 /// models' success from the log with inverse-propensity weights as outcomes accumulate.
 /// Returns the report and the final weights (the starting ones if no refit happened).
-pub fn simulate(prompts: &[LabeledPrompt], start: &Weights, opts: &SimulateOptions) -> Result<(SimulateReport, Weights)> {
+pub fn simulate(
+    prompts: &[LabeledPrompt],
+    start: &Weights,
+    opts: &SimulateOptions,
+) -> Result<(SimulateReport, Weights)> {
     check_bits(opts.bits)?;
     check_lambdas(&opts.lambdas)?;
     if !(0.0..=1.0).contains(&opts.explore) {
-        return Err(bad("explore", format!("explore = {} must be in [0, 1]", opts.explore)));
+        return Err(bad(
+            "explore",
+            format!("explore = {} must be in [0, 1]", opts.explore),
+        ));
     }
     if !(opts.strong_share > 0.0 && opts.strong_share < 1.0) {
-        return Err(bad("strong_share", format!("strong_share = {} must be in (0, 1)", opts.strong_share)));
+        return Err(bad(
+            "strong_share",
+            format!("strong_share = {} must be in (0, 1)", opts.strong_share),
+        ));
     }
     if !(opts.refit_growth > 1.0 && opts.refit_growth.is_finite()) || opts.first_refit == 0 {
-        return Err(bad("refit", "first_refit must be positive and refit_growth above 1".into()));
+        return Err(bad(
+            "refit",
+            "first_refit must be positive and refit_growth above 1".into(),
+        ));
     }
     if opts.max_weight.is_nan() || opts.max_weight < 1.0 {
-        return Err(bad("max_weight", format!("max_weight = {} must be at least 1", opts.max_weight)));
+        return Err(bad(
+            "max_weight",
+            format!("max_weight = {} must be at least 1", opts.max_weight),
+        ));
     }
     if prompts.is_empty() {
-        return Err(bad("prompts", "no prompts to replay: give a labeled JSONL file".into()));
+        return Err(bad(
+            "prompts",
+            "no prompts to replay: give a labeled JSONL file".into(),
+        ));
     }
     let mut weak = Vec::with_capacity(prompts.len());
     let mut strong = Vec::with_capacity(prompts.len());
@@ -550,7 +651,10 @@ pub fn simulate(prompts: &[LabeledPrompt], start: &Weights, opts: &SimulateOptio
         weak.push(w);
         strong.push(s);
     }
-    let rows: Vec<Row> = prompts.iter().map(|p| design_row(&p.request, opts.bits)).collect();
+    let rows: Vec<Row> = prompts
+        .iter()
+        .map(|p| design_row(&p.request, opts.bits))
+        .collect();
     let mut rng = SplitMix::new(opts.seed);
     let mut current = Current::Start(Box::new(Scorer::new(start.clone())));
     let mut seen_scores: Vec<f64> = Vec::new();
@@ -572,19 +676,31 @@ pub fn simulate(prompts: &[LabeledPrompt], start: &Weights, opts: &SimulateOptio
         let q_strong = if sorted.len() < WARMUP {
             opts.strong_share
         } else {
-            let tau = sorted[(((1.0 - opts.strong_share) * sorted.len() as f64) as usize).min(sorted.len() - 1)];
+            let tau = sorted[(((1.0 - opts.strong_share) * sorted.len() as f64) as usize)
+                .min(sorted.len() - 1)];
             if score >= tau { 1.0 } else { 0.0 }
         };
         seen_scores.push(score);
         let p_strong = opts.explore * 0.5 + (1.0 - opts.explore) * q_strong;
         let explored = rng.next_f64() < opts.explore;
-        let go_strong = if explored { rng.next_f64() < 0.5 } else if q_strong == 1.0 || q_strong == 0.0 { q_strong == 1.0 } else { rng.next_f64() < q_strong };
+        let go_strong = if explored {
+            rng.next_f64() < 0.5
+        } else if q_strong == 1.0 || q_strong == 0.0 {
+            q_strong == 1.0
+        } else {
+            rng.next_f64() < q_strong
+        };
         n_explored += usize::from(explored);
         let propensity = if go_strong { p_strong } else { 1.0 - p_strong };
         let reward = if go_strong { strong[i] } else { weak[i] };
         quality += reward;
         n_strong += usize::from(go_strong);
-        logs.push(Logged { row: i, strong: go_strong, reward, propensity });
+        logs.push(Logged {
+            row: i,
+            strong: go_strong,
+            reward,
+            propensity,
+        });
         if logs.len() >= next_refit {
             next_refit = ((next_refit as f64) * opts.refit_growth).ceil() as usize;
             let s_logs: Vec<&Logged> = logs.iter().filter(|l| l.strong).collect();
@@ -615,7 +731,15 @@ pub fn simulate(prompts: &[LabeledPrompt], start: &Weights, opts: &SimulateOptio
                 "rows": prompts.len(),
                 "refits": refits,
             });
-            let mut w = g.to_weights(format!("route simulate over {} calls, explore {}, seed {}", prompts.len(), opts.explore, opts.seed), fit)?;
+            let mut w = g.to_weights(
+                format!(
+                    "route simulate over {} calls, explore {}, seed {}",
+                    prompts.len(),
+                    opts.explore,
+                    opts.seed
+                ),
+                fit,
+            )?;
             set_thresholds(&mut w, prompts.iter().map(|p| &p.request), 0.4, 0.3);
             w
         }
@@ -660,8 +784,18 @@ mod tests {
                 let hard = rng.next_f64() < 0.5;
                 let topic = if hard { "tort" } else { "lake" };
                 let noise = rng.next_f64() < 0.1;
-                let (w, s) = if hard != noise { (0.0, 1.0) } else { (1.0, 1.0) };
-                lp(i, "s", &format!("Which {topic} fact applies to case number {}?", i % 97), w, s)
+                let (w, s) = if hard != noise {
+                    (0.0, 1.0)
+                } else {
+                    (1.0, 1.0)
+                };
+                lp(
+                    i,
+                    "s",
+                    &format!("Which {topic} fact applies to case number {}?", i % 97),
+                    w,
+                    s,
+                )
             })
             .collect()
     }
@@ -669,10 +803,20 @@ mod tests {
     #[test]
     fn ridge_recovers_a_linear_signal() {
         // y = 0.5 + 2 * x_a - 1 * x_b on two buckets
-        let rows: Vec<Row> = (0..200).map(|i| vec![(1, (i % 7) as f32 / 7.0), (2, (i % 5) as f32 / 5.0)]).collect();
-        let y: Vec<f64> = rows.iter().map(|r| 0.5 + 2.0 * f64::from(r[0].1) - f64::from(r[1].1)).collect();
+        let rows: Vec<Row> = (0..200)
+            .map(|i| vec![(1, (i % 7) as f32 / 7.0), (2, (i % 5) as f32 / 5.0)])
+            .collect();
+        let y: Vec<f64> = rows
+            .iter()
+            .map(|r| 0.5 + 2.0 * f64::from(r[0].1) - f64::from(r[1].1))
+            .collect();
         let m = ridge(&rows, &y, &vec![1.0; 200], 4, 1e-6, None);
-        assert!((m.bias - 0.5).abs() < 1e-3 && (m.beta[1] - 2.0).abs() < 1e-3 && (m.beta[2] + 1.0).abs() < 1e-3, "{m:?}");
+        assert!(
+            (m.bias - 0.5).abs() < 1e-3
+                && (m.beta[1] - 2.0).abs() < 1e-3
+                && (m.beta[2] + 1.0).abs() < 1e-3,
+            "{m:?}"
+        );
         // heavier penalty shrinks
         let m2 = ridge(&rows, &y, &vec![1.0; 200], 4, 100.0, None);
         assert!(m2.beta[1].abs() < m.beta[1].abs());
@@ -681,17 +825,41 @@ mod tests {
     #[test]
     fn calibrate_recovers_a_planted_signal() {
         let ps = planted(400);
-        let (w, rep) = calibrate(&ps, &CalibrateOptions { bits: 10, ..Default::default() }).expect("calibrates");
+        let (w, rep) = calibrate(
+            &ps,
+            &CalibrateOptions {
+                bits: 10,
+                ..Default::default()
+            },
+        )
+        .expect("calibrates");
         // 10% of the labels flipped: a perfect router of the topic reaches about 0.7
         assert!(rep.cv_apgr > 0.65, "{rep:?}");
         assert!(rep.cv_apgr > rep.length_apgr + 0.1, "{rep:?}");
         assert_eq!(w.link, Link::Gain);
         let s = Scorer::new(w.clone());
-        let hard = s.score_only(&ChatRequest::new("auto", vec![Message::user("Which tort fact applies to case number 5000?")]));
-        let easy = s.score_only(&ChatRequest::new("auto", vec![Message::user("Which lake fact applies to case number 5000?")]));
+        let hard = s.score_only(&ChatRequest::new(
+            "auto",
+            vec![Message::user(
+                "Which tort fact applies to case number 5000?",
+            )],
+        ));
+        let easy = s.score_only(&ChatRequest::new(
+            "auto",
+            vec![Message::user(
+                "Which lake fact applies to case number 5000?",
+            )],
+        ));
         assert!(hard > easy + 0.3, "{hard} {easy}");
         // deterministic, and the file round-trips to the same scores
-        let (again, _) = calibrate(&ps, &CalibrateOptions { bits: 10, ..Default::default() }).expect("again");
+        let (again, _) = calibrate(
+            &ps,
+            &CalibrateOptions {
+                bits: 10,
+                ..Default::default()
+            },
+        )
+        .expect("again");
         assert_eq!(again.to_json(), w.to_json());
         let back = Scorer::from_json(&w.to_json()).expect("parses");
         assert!((back.score_only(&ps[0].request) - s.score_only(&ps[0].request)).abs() < 1e-12);
@@ -703,11 +871,27 @@ mod tests {
         let ps = planted(40);
         assert!(calibrate(&ps[..5], &CalibrateOptions::default()).is_err());
         for o in [
-            CalibrateOptions { bits: 0, ..Default::default() },
-            CalibrateOptions { lambdas: vec![], ..Default::default() },
-            CalibrateOptions { lambdas: vec![-1.0], ..Default::default() },
-            CalibrateOptions { folds: 1, ..Default::default() },
-            CalibrateOptions { light_share: 0.8, heavy_share: 0.5, ..Default::default() },
+            CalibrateOptions {
+                bits: 0,
+                ..Default::default()
+            },
+            CalibrateOptions {
+                lambdas: vec![],
+                ..Default::default()
+            },
+            CalibrateOptions {
+                lambdas: vec![-1.0],
+                ..Default::default()
+            },
+            CalibrateOptions {
+                folds: 1,
+                ..Default::default()
+            },
+            CalibrateOptions {
+                light_share: 0.8,
+                heavy_share: 0.5,
+                ..Default::default()
+            },
         ] {
             assert!(calibrate(&ps, &o).is_err(), "{o:?}");
         }
@@ -716,20 +900,44 @@ mod tests {
     #[test]
     fn simulate_learns_from_bandit_feedback_and_is_deterministic() {
         let ps = planted(1200);
-        let opts = SimulateOptions { explore: 0.2, seed: 3, bits: 10, ..Default::default() };
+        let opts = SimulateOptions {
+            explore: 0.2,
+            seed: 3,
+            bits: 10,
+            ..Default::default()
+        };
         let start = Weights::builtin().expect("builtin");
         let (rep, w) = simulate(&ps[..800], &start, &opts).expect("simulates");
         assert!(rep.refits >= 3, "{rep:?}");
         assert!((rep.explored_share - 0.2).abs() < 0.05, "{rep:?}");
         let test = &ps[800..];
-        let r = eval::evaluate(test, &|p| Scorer::new(w.clone()).score_only(&p.request)).expect("eval");
+        let r =
+            eval::evaluate(test, &|p| Scorer::new(w.clone()).score_only(&p.request)).expect("eval");
         assert!(r.apgr > 0.65, "held-out APGR {}", r.apgr);
         let (rep2, w2) = simulate(&ps[..800], &start, &opts).expect("again");
         assert_eq!(rep, rep2);
         assert_eq!(w.to_json(), w2.to_json());
-        let (rep3, _) = simulate(&ps[..800], &start, &SimulateOptions { seed: 4, ..opts.clone() }).expect("other seed");
+        let (rep3, _) = simulate(
+            &ps[..800],
+            &start,
+            &SimulateOptions {
+                seed: 4,
+                ..opts.clone()
+            },
+        )
+        .expect("other seed");
         assert_ne!(rep3, rep);
-        assert!(simulate(&ps, &start, &SimulateOptions { explore: 1.5, ..opts.clone() }).is_err());
+        assert!(
+            simulate(
+                &ps,
+                &start,
+                &SimulateOptions {
+                    explore: 1.5,
+                    ..opts.clone()
+                }
+            )
+            .is_err()
+        );
         assert!(simulate(&[], &start, &opts).is_err());
     }
 

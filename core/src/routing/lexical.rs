@@ -57,7 +57,11 @@ impl<F: FnMut(u32)> TermScan<F> {
     #[inline]
     fn end_word(&mut self) {
         if self.in_word {
-            let tok = if self.is_number { NUMBER_TOKEN } else { self.cur };
+            let tok = if self.is_number {
+                NUMBER_TOKEN
+            } else {
+                self.cur
+            };
             self.emit(tok);
             self.in_word = false;
         }
@@ -184,8 +188,17 @@ pub fn lexical_logit(req: &ChatRequest, bits: u8, weights: &[f32]) -> f64 {
 /// The number of terms and the lexical logit.
 pub fn lexical_logit_terms(req: &ChatRequest, bits: u8, weights: &[f32]) -> (usize, f64) {
     let mut sum = 0.0f32;
-    let n = for_each_term(req, bits, |b| sum += weights.get(b as usize).copied().unwrap_or(0.0));
-    (n, if n == 0 { 0.0 } else { f64::from(sum) / (n as f64).sqrt() })
+    let n = for_each_term(req, bits, |b| {
+        sum += weights.get(b as usize).copied().unwrap_or(0.0)
+    });
+    (
+        n,
+        if n == 0 {
+            0.0
+        } else {
+            f64::from(sum) / (n as f64).sqrt()
+        },
+    )
 }
 
 #[cfg(test)]
@@ -199,27 +212,46 @@ mod tests {
 
     #[test]
     fn numbers_collapse_and_case_is_ignored() {
-        assert_eq!(sparse_terms(&req("Pay 12 dollars"), 16), sparse_terms(&req("pay 3,500.25 DOLLARS"), 16));
-        assert_ne!(sparse_terms(&req("pay twelve dollars"), 16), sparse_terms(&req("pay 12 dollars"), 16));
+        assert_eq!(
+            sparse_terms(&req("Pay 12 dollars"), 16),
+            sparse_terms(&req("pay 3,500.25 DOLLARS"), 16)
+        );
+        assert_ne!(
+            sparse_terms(&req("pay twelve dollars"), 16),
+            sparse_terms(&req("pay 12 dollars"), 16)
+        );
     }
 
     #[test]
     fn counts_unigrams_and_bigrams() {
         let mut n = 0;
-        assert_eq!(for_each_term(&req("a b, c"), 10, |b| {
-            assert!(b < 1024);
-            n += 1;
-        }), 8);
+        assert_eq!(
+            for_each_term(&req("a b, c"), 10, |b| {
+                assert!(b < 1024);
+                n += 1;
+            }),
+            8
+        );
         assert_eq!(n, 8);
         assert_eq!(for_each_term(&req(""), 10, |_| {}), 0);
     }
 
     #[test]
     fn scan_is_capped_to_the_end_of_the_text() {
-        let long = format!("{}{}", "filler words here ".repeat(2000), "what is the capital");
+        let long = format!(
+            "{}{}",
+            "filler words here ".repeat(2000),
+            "what is the capital"
+        );
         let tail = &long[long.len() - MAX_SCAN_BYTES..];
         assert_eq!(sparse_terms(&req(&long), 12), sparse_terms(&req(tail), 12));
-        let two = ChatRequest::new("auto", vec![Message::user("x ".repeat(5000)), Message::user("final question")]);
+        let two = ChatRequest::new(
+            "auto",
+            vec![
+                Message::user("x ".repeat(5000)),
+                Message::user("final question"),
+            ],
+        );
         let n = for_each_term(&two, 12, |_| {});
         assert!(n > 2 && n <= 2 * MAX_SCAN_BYTES, "{n}");
     }

@@ -88,17 +88,23 @@ pub struct Scorer {
 impl Scorer {
     /// The scorer with the builtin weights file.
     pub fn builtin() -> Result<Self> {
-        Ok(Scorer { weights: Weights::builtin()? })
+        Ok(Scorer {
+            weights: Weights::builtin()?,
+        })
     }
 
     /// A scorer from a weights file's JSON text.
     pub fn from_json(json: &str) -> Result<Self> {
-        Ok(Scorer { weights: Weights::from_json(json)? })
+        Ok(Scorer {
+            weights: Weights::from_json(json)?,
+        })
     }
 
     /// A scorer from a weights file on disk.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
-        Ok(Scorer { weights: Weights::from_file(path)? })
+        Ok(Scorer {
+            weights: Weights::from_file(path)?,
+        })
     }
 
     /// A scorer from weights already in memory (e.g. fresh from calibration).
@@ -138,7 +144,11 @@ impl Scorer {
             });
         }
         let score = self.weights.link.apply(z);
-        ScoreReport { score, tier: self.tier(score), features }
+        ScoreReport {
+            score,
+            tier: self.tier(score),
+            features,
+        }
     }
 
     /// Only the score (no report allocation): what evaluation loops call.
@@ -157,7 +167,14 @@ impl Scorer {
     }
 
     fn logit(&self, x: &[f64; N_FEATURES]) -> f64 {
-        self.weights.bias + self.weights.weights.iter().zip(x).map(|(w, v)| w * v).sum::<f64>()
+        self.weights.bias
+            + self
+                .weights
+                .weights
+                .iter()
+                .zip(x)
+                .map(|(w, v)| w * v)
+                .sum::<f64>()
     }
 
     /// The tier of a score under this scorer's thresholds.
@@ -184,11 +201,16 @@ mod tests {
     #[test]
     fn builtin_scores_in_unit_interval_with_all_features() {
         let s = Scorer::builtin().expect("builtin loads");
-        for text in ["hi", "Prove that there are infinitely many primes, step by step.", &"long text ".repeat(5000)] {
+        for text in [
+            "hi",
+            "Prove that there are infinitely many primes, step by step.",
+            &"long text ".repeat(5000),
+        ] {
             let r = s.score(&ChatRequest::new("auto", vec![Message::user(text)]));
             assert!((0.0..=1.0).contains(&r.score), "{}", r.score);
             assert_eq!(r.features.len(), N_FEATURES);
-            let logit: f64 = s.weights().bias + r.features.iter().map(|c| c.contribution).sum::<f64>();
+            let logit: f64 =
+                s.weights().bias + r.features.iter().map(|c| c.contribution).sum::<f64>();
             assert!((sigmoid(logit) - r.score).abs() < 1e-12);
             assert_eq!(r.tier, s.tier(r.score));
         }
@@ -197,7 +219,10 @@ mod tests {
     #[test]
     fn tier_boundaries_are_inclusive_below() {
         let mut w = Weights::prior();
-        w.thresholds = Thresholds { standard: 0.25, heavy: 0.6 };
+        w.thresholds = Thresholds {
+            standard: 0.25,
+            heavy: 0.6,
+        };
         let s = Scorer::new(w);
         assert_eq!(s.tier(0.0), Tier::Light);
         assert_eq!(s.tier(0.2499999), Tier::Light);
@@ -209,8 +234,14 @@ mod tests {
 
     #[test]
     fn tier_serializes_lowercase() {
-        assert_eq!(serde_json::to_string(&Tier::Heavy).expect("ser"), "\"heavy\"");
-        assert_eq!(serde_json::from_str::<Tier>("\"light\"").expect("de"), Tier::Light);
+        assert_eq!(
+            serde_json::to_string(&Tier::Heavy).expect("ser"),
+            "\"heavy\""
+        );
+        assert_eq!(
+            serde_json::from_str::<Tier>("\"light\"").expect("de"),
+            Tier::Light
+        );
     }
 
     #[test]
@@ -227,7 +258,10 @@ mod tests {
         let mut w = Weights::prior();
         w.weights = [0.0; N_FEATURES];
         w.bias = 0.0;
-        w.lexical = Some(LexicalWeights { bits: 6, weights: vec![0.5; 64] });
+        w.lexical = Some(LexicalWeights {
+            bits: 6,
+            weights: vec![0.5; 64],
+        });
         let s = Scorer::new(w);
         let req = ChatRequest::new("auto", vec![Message::user("one two three four")]);
         let r = s.score(&req);
@@ -248,8 +282,15 @@ mod tests {
         w.bias = 0.0;
         w.weights[crate::routing::features::Feature::Reasoning as usize] = 3.0;
         let s = Scorer::new(w);
-        let plain = s.score(&ChatRequest::new("auto", vec![Message::user("hello")])).score;
-        let hard = s.score(&ChatRequest::new("auto", vec![Message::user("prove, derive, analyze")])).score;
+        let plain = s
+            .score(&ChatRequest::new("auto", vec![Message::user("hello")]))
+            .score;
+        let hard = s
+            .score(&ChatRequest::new(
+                "auto",
+                vec![Message::user("prove, derive, analyze")],
+            ))
+            .score;
         assert!((plain - 0.5).abs() < 1e-12);
         assert!((hard - sigmoid(3.0)).abs() < 1e-12);
     }

@@ -89,9 +89,24 @@ impl Default for RoutingConfig {
         let v = |xs: &[&str]| xs.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
         RoutingConfig {
             policy: Policy::Balanced,
-            light: v(&["openai/gpt-4o-mini", "gemini/gemini-2.5-flash-lite", "deepseek/deepseek-chat", "mistral/mistral-small"]),
-            standard: v(&["openai/gpt-4.1-mini", "gemini/gemini-2.5-flash", "anthropic/claude-haiku-4-5", "mistral/mistral-medium"]),
-            heavy: v(&["anthropic/claude-sonnet-4-5", "openai/gpt-5", "gemini/gemini-2.5-pro", "openai/gpt-4.1"]),
+            light: v(&[
+                "openai/gpt-4o-mini",
+                "gemini/gemini-2.5-flash-lite",
+                "deepseek/deepseek-chat",
+                "mistral/mistral-small",
+            ]),
+            standard: v(&[
+                "openai/gpt-4.1-mini",
+                "gemini/gemini-2.5-flash",
+                "anthropic/claude-haiku-4-5",
+                "mistral/mistral-medium",
+            ]),
+            heavy: v(&[
+                "anthropic/claude-sonnet-4-5",
+                "openai/gpt-5",
+                "gemini/gemini-2.5-pro",
+                "openai/gpt-4.1",
+            ]),
             pin: BTreeMap::new(),
             weights: BTreeMap::new(),
             fallbacks: BTreeMap::new(),
@@ -118,9 +133,19 @@ impl RoutingConfig {
         let check = |field: String, id: &str| {
             crate::model_id::ModelId::parse(id)
                 .map(|_| ())
-                .map_err(|e| Error::config(format!("{source}: {field}"), e.to_string(), "write `provider/model`"))
+                .map_err(|e| {
+                    Error::config(
+                        format!("{source}: {field}"),
+                        e.to_string(),
+                        "write `provider/model`",
+                    )
+                })
         };
-        for (name, list) in [("light", &self.light), ("standard", &self.standard), ("heavy", &self.heavy)] {
+        for (name, list) in [
+            ("light", &self.light),
+            ("standard", &self.standard),
+            ("heavy", &self.heavy),
+        ] {
             for (i, m) in list.iter().enumerate() {
                 check(format!("routing.{name}[{i}]"), m)?;
             }
@@ -131,7 +156,11 @@ impl RoutingConfig {
         for (m, w) in &self.weights {
             check(format!("routing.weights.\"{m}\""), m)?;
             if *w == 0 {
-                return Err(Error::config(format!("{source}: routing.weights.\"{m}\""), "a weight of 0 never selects the model", "remove the entry or give a positive weight"));
+                return Err(Error::config(
+                    format!("{source}: routing.weights.\"{m}\""),
+                    "a weight of 0 never selects the model",
+                    "remove the entry or give a positive weight",
+                ));
             }
         }
         for (from, chain) in &self.fallbacks {
@@ -189,7 +218,11 @@ pub struct Excluded {
 impl Excluded {
     /// `model` left out for `kind`, with the sentence saying why.
     pub fn new(model: impl Into<String>, kind: Exclusion, reason: impl Into<String>) -> Self {
-        Excluded { model: model.into(), kind, reason: reason.into() }
+        Excluded {
+            model: model.into(),
+            kind,
+            reason: reason.into(),
+        }
     }
 }
 
@@ -264,7 +297,13 @@ impl<'de> Deserialize<'de> for AttemptOutcome {
         match s.as_str() {
             "ok" => Ok(AttemptOutcome::Ok),
             "CIRCUIT_OPEN" => Ok(AttemptOutcome::CircuitOpen),
-            code => ErrorKind::from_code(code).map(AttemptOutcome::Failed).ok_or_else(|| serde::de::Error::custom(format!("unknown attempt outcome `{code}`: ok, CIRCUIT_OPEN or an error code"))),
+            code => ErrorKind::from_code(code)
+                .map(AttemptOutcome::Failed)
+                .ok_or_else(|| {
+                    serde::de::Error::custom(format!(
+                        "unknown attempt outcome `{code}`: ok, CIRCUIT_OPEN or an error code"
+                    ))
+                }),
         }
     }
 }
@@ -308,12 +347,21 @@ pub struct RouteDecision {
 impl RouteDecision {
     /// Models to try, in order: the chosen one and at most `max_fallbacks` more.
     pub fn chain(&self, max_fallbacks: u32) -> Vec<String> {
-        self.candidates.iter().take(1 + max_fallbacks as usize).map(|c| c.model.clone()).collect()
+        self.candidates
+            .iter()
+            .take(1 + max_fallbacks as usize)
+            .map(|c| c.model.clone())
+            .collect()
     }
 
     /// The model that finally answered (the last `ok` attempt), else `chosen`.
     pub fn answered_by(&self) -> &str {
-        self.attempts.iter().rev().find(|a| a.outcome == AttemptOutcome::Ok).map(|a| a.model.as_str()).unwrap_or(&self.chosen)
+        self.attempts
+            .iter()
+            .rev()
+            .find(|a| a.outcome == AttemptOutcome::Ok)
+            .map(|a| a.model.as_str())
+            .unwrap_or(&self.chosen)
     }
 }
 
@@ -332,7 +380,9 @@ impl Needs {
     /// Read the needs off a request.
     pub fn of(req: &ChatRequest) -> Self {
         let images = req.messages.iter().any(|m| match &m.content {
-            Some(Content::Parts(parts)) => parts.iter().any(|p| matches!(p, ContentPart::ImageUrl { .. })),
+            Some(Content::Parts(parts)) => parts
+                .iter()
+                .any(|p| matches!(p, ContentPart::ImageUrl { .. })),
             _ => false,
         });
         Needs {
@@ -367,14 +417,26 @@ pub fn rough_prompt_tokens(req: &ChatRequest) -> u64 {
     }
     for t in &req.tools {
         bytes += t.function.name.len() + t.function.description.as_ref().map_or(0, String::len);
-        bytes += t.function.parameters.as_ref().map_or(0, |p| p.to_string().len());
+        bytes += t
+            .function
+            .parameters
+            .as_ref()
+            .map_or(0, |p| p.to_string().len());
     }
     (bytes as u64).div_ceil(4) + 4 * req.messages.len() as u64 + 3 + images * 765
 }
 
 /// Check one model against the request; `Err(reason)` when it cannot serve it.
-fn fit(catalog: &Catalog, model: &str, needs: Needs, prompt: u64, completion_bound: u64) -> std::result::Result<Option<u64>, (Exclusion, String)> {
-    let Some((_, price)) = catalog.lookup(model) else { return Ok(None) };
+fn fit(
+    catalog: &Catalog,
+    model: &str,
+    needs: Needs,
+    prompt: u64,
+    completion_bound: u64,
+) -> std::result::Result<Option<u64>, (Exclusion, String)> {
+    let Some((_, price)) = catalog.lookup(model) else {
+        return Ok(None);
+    };
     let caps = price.capabilities;
     if needs.tools && !caps.tools {
         return Err((Exclusion::Capability, "does not support tools".into()));
@@ -383,19 +445,34 @@ fn fit(catalog: &Catalog, model: &str, needs: Needs, prompt: u64, completion_bou
         return Err((Exclusion::Capability, "does not accept images".into()));
     }
     if needs.json_schema && !caps.json_schema {
-        return Err((Exclusion::Capability, "does not support JSON-schema output".into()));
+        return Err((
+            Exclusion::Capability,
+            "does not support JSON-schema output".into(),
+        ));
     }
     let window = price.context_window.filter(|w| *w > 0);
     if let Some(w) = window {
         if prompt + completion_bound > w {
-            return Err((Exclusion::ContextWindow, format!("the request (~{prompt} prompt + {completion_bound} completion tokens) exceeds its {w}-token context window")));
+            return Err((
+                Exclusion::ContextWindow,
+                format!(
+                    "the request (~{prompt} prompt + {completion_bound} completion tokens) exceeds its {w}-token context window"
+                ),
+            ));
         }
     }
     Ok(window)
 }
 
 fn estimate(catalog: &Catalog, model: &str, prompt: u64, completion: u64) -> Option<u64> {
-    catalog.cost(&Usage::new(prompt, completion, 0, 0, 0), model, CostOptions::default()).ok().map(|c| c.total_micros)
+    catalog
+        .cost(
+            &Usage::new(prompt, completion, 0, 0, 0),
+            model,
+            CostOptions::default(),
+        )
+        .ok()
+        .map(|c| c.total_micros)
 }
 
 /// The organization policy as routing sees it: the effective rules and the budgets as
@@ -417,9 +494,14 @@ fn max_cost_rough(catalog: &Catalog, req: &ChatRequest, model: &str, prompt: u64
         .max_tokens
         .map(u64::from)
         .or(price.and_then(|p| p.max_output))
-        .or(price.and_then(|p| p.context_window).map(|w| w.saturating_sub(prompt)))
+        .or(price
+            .and_then(|p| p.context_window)
+            .map(|w| w.saturating_sub(prompt)))
         .unwrap_or(DEFAULT_EXPECTED_COMPLETION_TOKENS);
-    (estimate(catalog, model, prompt, completion).unwrap_or(0), prompt.saturating_add(completion))
+    (
+        estimate(catalog, model, prompt, completion).unwrap_or(0),
+        prompt.saturating_add(completion),
+    )
 }
 
 /// The first hard budget `micros`/`tokens` would exceed.
@@ -461,58 +543,85 @@ pub struct SelectInput<'a> {
 /// Decide. `Err` when no model can serve the request; the error lists every model and
 /// why it was left out.
 pub fn select(input: SelectInput<'_>, avail: &dyn Availability) -> Result<RouteDecision> {
-    let SelectInput { req, score, cfg, catalog, accounts } = input;
+    let SelectInput {
+        req,
+        score,
+        cfg,
+        catalog,
+        accounts,
+    } = input;
     if let Some(p) = accounts {
-        p.rules.check_max_tokens(req.max_tokens.map(u64::from)).map_err(Error::permission)?;
+        p.rules
+            .check_max_tokens(req.max_tokens.map(u64::from))
+            .map_err(Error::permission)?;
     }
     let needs = Needs::of(req);
     let prompt = rough_prompt_tokens(req);
-    let expected = req.max_tokens.map_or(cfg.expected_completion_tokens, |m| u64::from(m).min(cfg.expected_completion_tokens));
+    let expected = req.max_tokens.map_or(cfg.expected_completion_tokens, |m| {
+        u64::from(m).min(cfg.expected_completion_tokens)
+    });
     let bound = req.max_tokens.map_or(0, u64::from);
     let mut excluded = Vec::new();
 
     // The organization policy's denials, and how many models it let through: when the
     // policy alone leaves no model (whatever keys or breakers say), the caller gets a
     // short permission error naming the rule instead of the list of exclusions.
-    let policy_denials: std::cell::RefCell<Vec<crate::accounts::Denial>> = std::cell::RefCell::new(Vec::new());
+    let policy_denials: std::cell::RefCell<Vec<crate::accounts::Denial>> =
+        std::cell::RefCell::new(Vec::new());
     let policy_passed = std::cell::Cell::new(0usize);
-    let consider = |model: &str, tier: Option<Tier>, excluded: &mut Vec<Excluded>| -> Option<Candidate> {
-        if let Some(p) = accounts {
-            let zero_retention = catalog.lookup(model).is_some_and(|(_, price)| price.zero_retention);
-            if let Err(d) = p.rules.check_model(model, zero_retention) {
-                excluded.push(Excluded::new(model, Exclusion::NotPermitted, format!("not permitted by {} set at {}: {}", d.rule, d.level, d.message)));
-                policy_denials.borrow_mut().push(d);
+    let consider =
+        |model: &str, tier: Option<Tier>, excluded: &mut Vec<Excluded>| -> Option<Candidate> {
+            if let Some(p) = accounts {
+                let zero_retention = catalog
+                    .lookup(model)
+                    .is_some_and(|(_, price)| price.zero_retention);
+                if let Err(d) = p.rules.check_model(model, zero_retention) {
+                    excluded.push(Excluded::new(
+                        model,
+                        Exclusion::NotPermitted,
+                        format!(
+                            "not permitted by {} set at {}: {}",
+                            d.rule, d.level, d.message
+                        ),
+                    ));
+                    policy_denials.borrow_mut().push(d);
+                    return None;
+                }
+            }
+            policy_passed.set(policy_passed.get() + 1);
+            if let Err((kind, reason)) = avail.check(model) {
+                excluded.push(Excluded::new(model, kind, reason));
                 return None;
             }
-        }
-        policy_passed.set(policy_passed.get() + 1);
-        if let Err((kind, reason)) = avail.check(model) {
-            excluded.push(Excluded::new(model, kind, reason));
-            return None;
-        }
-        match fit(catalog, model, needs, prompt, bound) {
-            Err((kind, reason)) => {
-                excluded.push(Excluded::new(model, kind, reason));
-                None
+            match fit(catalog, model, needs, prompt, bound) {
+                Err((kind, reason)) => {
+                    excluded.push(Excluded::new(model, kind, reason));
+                    None
+                }
+                Ok(context_window) => Some(Candidate {
+                    model: model.to_owned(),
+                    estimated_cost_micros: estimate(catalog, model, prompt, expected),
+                    max_cost_micros: req
+                        .max_tokens
+                        .and_then(|m| estimate(catalog, model, prompt, u64::from(m))),
+                    context_window,
+                    latency_ms: avail.latency_ms(model),
+                    tier,
+                }),
             }
-            Ok(context_window) => Some(Candidate {
-                model: model.to_owned(),
-                estimated_cost_micros: estimate(catalog, model, prompt, expected),
-                max_cost_micros: req.max_tokens.and_then(|m| estimate(catalog, model, prompt, u64::from(m))),
-                context_window,
-                latency_ms: avail.latency_ms(model),
-                tier,
-            }),
-        }
-    };
+        };
 
     let Some(report) = score else {
         // Explicit model: checks, then the configured chain. When the named model cannot
         // serve (breaker open, context, capability) its fallbacks still may; a model
         // the organization's policy denies is an error (never silently swapped).
         if let Some(p) = accounts {
-            let zero_retention = catalog.lookup(&req.model).is_some_and(|(_, price)| price.zero_retention);
-            p.rules.check_model(&req.model, zero_retention).map_err(Error::permission)?;
+            let zero_retention = catalog
+                .lookup(&req.model)
+                .is_some_and(|(_, price)| price.zero_retention);
+            p.rules
+                .check_model(&req.model, zero_retention)
+                .map_err(Error::permission)?;
         }
         let mut candidates: Vec<Candidate> = std::iter::once(&req.model)
             .chain(cfg.fallbacks.get(&req.model).into_iter().flatten())
@@ -524,8 +633,15 @@ pub fn select(input: SelectInput<'_>, avail: &dyn Availability) -> Result<RouteD
         let reason = if candidates[0].model == req.model {
             format!("explicit model {}", req.model)
         } else {
-            let why = excluded.iter().find(|e| e.model == req.model).map(|e| e.reason.as_str()).unwrap_or("unusable");
-            format!("explicit model {} skipped ({why}): its fallback {} serves", req.model, candidates[0].model)
+            let why = excluded
+                .iter()
+                .find(|e| e.model == req.model)
+                .map(|e| e.reason.as_str())
+                .unwrap_or("unusable");
+            format!(
+                "explicit model {} skipped ({why}): its fallback {} serves",
+                req.model, candidates[0].model
+            )
         };
         let chosen = candidates[0].model.clone();
         candidates.dedup_by(|a, b| a.model == b.model);
@@ -572,8 +688,11 @@ pub fn select(input: SelectInput<'_>, avail: &dyn Availability) -> Result<RouteD
     let mut ranked: Vec<Candidate> = Vec::new();
     for tier in allowed_order {
         let list = cfg.tier_models(tier);
-        let mut here: Vec<(usize, Candidate)> =
-            list.iter().enumerate().filter_map(|(i, m)| consider(m, Some(tier), &mut excluded).map(|c| (i, c))).collect();
+        let mut here: Vec<(usize, Candidate)> = list
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| consider(m, Some(tier), &mut excluded).map(|c| (i, c)))
+            .collect();
         if here.is_empty() {
             continue;
         }
@@ -605,10 +724,15 @@ pub fn select(input: SelectInput<'_>, avail: &dyn Availability) -> Result<RouteD
     let mut served_tier = served.ok_or_else(|| {
         let denials = policy_denials.borrow();
         match denials.first() {
-            Some(first) if policy_passed.get() == 0 => policy_blocks_every_model(first, denials.len()),
+            Some(first) if policy_passed.get() == 0 => {
+                policy_blocks_every_model(first, denials.len())
+            }
             _ => Error::InvalidRequest {
                 field: Some("model".into()),
-                message: format!("no configured model can serve this `auto` request: {}", excluded_list(&excluded)),
+                message: format!(
+                    "no configured model can serve this `auto` request: {}",
+                    excluded_list(&excluded)
+                ),
             },
         }
     })?;
@@ -627,14 +751,27 @@ pub fn select(input: SelectInput<'_>, avail: &dyn Availability) -> Result<RouteD
                 Some(b) => excluded.push(Excluded::new(
                     c.model.clone(),
                     Exclusion::Budget,
-                    format!("may cost up to {}, more than the {} left in the {} budget `{}` set at {}", amount(b, m, t), left(b), b.period.as_str(), b.id, b.level),
+                    format!(
+                        "may cost up to {}, more than the {} left in the {} budget `{}` set at {}",
+                        amount(b, m, t),
+                        left(b),
+                        b.period.as_str(),
+                        b.id,
+                        b.level
+                    ),
                 )),
             }
         }
         if kept.is_empty() {
             let b = first_over.unwrap_or_else(|| p.budgets[0].clone());
             let need = amount(&b, pm, pt);
-            return Err(Error::budget(b, Some(&format!("no permitted model fits: {} alone may cost up to {need}", preferred.model))));
+            return Err(Error::budget(
+                b,
+                Some(&format!(
+                    "no permitted model fits: {} alone may cost up to {need}",
+                    preferred.model
+                )),
+            ));
         }
         ranked = kept;
         if let Some(b) = first_over {
@@ -661,9 +798,17 @@ pub fn select(input: SelectInput<'_>, avail: &dyn Availability) -> Result<RouteD
         Policy::Quality => "the most preferred usable model",
         Policy::Fastest => "the fastest observed usable model",
     };
-    let mut reason = format!("score {:.3} -> {} tier; {chosen} is {why}", report.score, report.tier.as_str());
+    let mut reason = format!(
+        "score {:.3} -> {} tier; {chosen} is {why}",
+        report.score,
+        report.tier.as_str()
+    );
     if cfg.pin.get(&served_tier) == Some(&chosen) {
-        reason = format!("score {:.3} -> {} tier; {chosen} is pinned for it", report.score, report.tier.as_str());
+        reason = format!(
+            "score {:.3} -> {} tier; {chosen} is pinned for it",
+            report.score,
+            report.tier.as_str()
+        );
     }
     if let Some(d) = &tier_note {
         reason.push_str(&format!(
@@ -674,7 +819,11 @@ pub fn select(input: SelectInput<'_>, avail: &dyn Availability) -> Result<RouteD
             served_tier.as_str()
         ));
     } else if served_tier != report.tier && budget_note.is_none() {
-        reason.push_str(&format!(" (no usable {} model: served from the {} tier)", report.tier.as_str(), served_tier.as_str()));
+        reason.push_str(&format!(
+            " (no usable {} model: served from the {} tier)",
+            report.tier.as_str(),
+            served_tier.as_str()
+        ));
     }
     if let Some(note) = budget_note {
         reason.push_str(&note);
@@ -719,7 +868,11 @@ fn rank(here: &mut [(usize, Candidate)], policy: Policy) {
 
 /// Index of the candidate drawn by load-spreading weight, when two or more are weighted.
 fn draw_weighted(here: &[Candidate], weights: &BTreeMap<String, u32>) -> Option<usize> {
-    let weighted: Vec<(usize, u32)> = here.iter().enumerate().filter_map(|(i, c)| weights.get(&c.model).map(|w| (i, *w))).collect();
+    let weighted: Vec<(usize, u32)> = here
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| weights.get(&c.model).map(|w| (i, *w)))
+        .collect();
     if weighted.len() < 2 {
         return None;
     }
@@ -752,21 +905,43 @@ fn excluded_list(excluded: &[Excluded]) -> String {
     if excluded.is_empty() {
         return "the tier lists in [routing] are empty".into();
     }
-    excluded.iter().map(|e| format!("{} ({})", e.model, e.reason)).collect::<Vec<_>>().join("; ")
+    excluded
+        .iter()
+        .map(|e| format!("{} ({})", e.model, e.reason))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn explicit_error(model: &str, excluded: &[Excluded]) -> Error {
     let Some(e) = excluded.iter().find(|e| e.model == model) else {
-        return Error::InvalidRequest { field: Some("model".into()), message: format!("{model} cannot serve this request") };
+        return Error::InvalidRequest {
+            field: Some("model".into()),
+            message: format!("{model} cannot serve this request"),
+        };
     };
     let (reason, provider) = (&e.reason, model.split('/').next().unwrap_or("").to_owned());
     match e.kind {
-        Exclusion::ContextWindow => Error::ContextLengthExceeded { provider, message: format!("{model}: {reason}") },
-        Exclusion::CircuitOpen => Error::ProviderUnavailable { provider, status: None, message: format!("{model}: {reason}") },
-        Exclusion::NotPermitted => Error::Permission { rule: "models".into(), level: None, message: format!("{model}: {reason}") },
-        Exclusion::UnknownProvider | Exclusion::NoApiKey | Exclusion::Capability | Exclusion::Budget => {
-            Error::InvalidRequest { field: Some("model".into()), message: format!("{model} cannot serve this request: {reason}") }
-        }
+        Exclusion::ContextWindow => Error::ContextLengthExceeded {
+            provider,
+            message: format!("{model}: {reason}"),
+        },
+        Exclusion::CircuitOpen => Error::ProviderUnavailable {
+            provider,
+            status: None,
+            message: format!("{model}: {reason}"),
+        },
+        Exclusion::NotPermitted => Error::Permission {
+            rule: "models".into(),
+            level: None,
+            message: format!("{model}: {reason}"),
+        },
+        Exclusion::UnknownProvider
+        | Exclusion::NoApiKey
+        | Exclusion::Capability
+        | Exclusion::Budget => Error::InvalidRequest {
+            field: Some("model".into()),
+            message: format!("{model} cannot serve this request: {reason}"),
+        },
     }
 }
 
@@ -779,7 +954,11 @@ mod tests {
     struct Avail(Vec<&'static str>);
     impl Availability for Avail {
         fn check(&self, model: &str) -> std::result::Result<(), (Exclusion, String)> {
-            if self.0.contains(&model) { Err((Exclusion::NoApiKey, "no API key".into())) } else { Ok(()) }
+            if self.0.contains(&model) {
+                Err((Exclusion::NoApiKey, "no API key".into()))
+            } else {
+                Ok(())
+            }
         }
         fn latency_ms(&self, model: &str) -> Option<f64> {
             (model == "gemini/gemini-2.5-flash-lite").then_some(5.0)
@@ -787,11 +966,29 @@ mod tests {
     }
 
     fn report(tier: Tier) -> ScoreReport {
-        ScoreReport { score: 0.5, tier, features: Vec::new() }
+        ScoreReport {
+            score: 0.5,
+            tier,
+            features: Vec::new(),
+        }
     }
 
-    fn pick(req: &ChatRequest, tier: Tier, cfg: &RoutingConfig, blocked: Vec<&'static str>) -> Result<RouteDecision> {
-        select(SelectInput { req, score: Some(report(tier)), cfg, catalog: Catalog::builtin(), accounts: None }, &Avail(blocked))
+    fn pick(
+        req: &ChatRequest,
+        tier: Tier,
+        cfg: &RoutingConfig,
+        blocked: Vec<&'static str>,
+    ) -> Result<RouteDecision> {
+        select(
+            SelectInput {
+                req,
+                score: Some(report(tier)),
+                cfg,
+                catalog: Catalog::builtin(),
+                accounts: None,
+            },
+            &Avail(blocked),
+        )
     }
 
     #[test]
@@ -799,26 +996,52 @@ mod tests {
         let req = ChatRequest::new("auto", vec![Message::user("hi")]);
         let mut cfg = RoutingConfig::default();
         cfg.policy = Policy::Quality;
-        assert_eq!(pick(&req, Tier::Light, &cfg, vec![]).unwrap().chosen, "openai/gpt-4o-mini");
+        assert_eq!(
+            pick(&req, Tier::Light, &cfg, vec![]).unwrap().chosen,
+            "openai/gpt-4o-mini"
+        );
         cfg.policy = Policy::Cheapest;
         let d = pick(&req, Tier::Light, &cfg, vec![]).unwrap();
-        let costs: Vec<u64> = d.candidates.iter().take(4).map(|c| c.estimated_cost_micros.unwrap()).collect();
+        let costs: Vec<u64> = d
+            .candidates
+            .iter()
+            .take(4)
+            .map(|c| c.estimated_cost_micros.unwrap())
+            .collect();
         assert!(costs.windows(2).all(|w| w[0] <= w[1]), "{costs:?}");
         cfg.policy = Policy::Fastest;
-        assert_eq!(pick(&req, Tier::Light, &cfg, vec![]).unwrap().chosen, "gemini/gemini-2.5-flash-lite");
+        assert_eq!(
+            pick(&req, Tier::Light, &cfg, vec![]).unwrap().chosen,
+            "gemini/gemini-2.5-flash-lite"
+        );
     }
 
     #[test]
     fn exclusions_are_explained_and_tiers_escalate() {
         let req = ChatRequest::new("auto", vec![Message::user("hi")]);
-        let cfg = RoutingConfig { policy: Policy::Quality, ..RoutingConfig::default() };
+        let cfg = RoutingConfig {
+            policy: Policy::Quality,
+            ..RoutingConfig::default()
+        };
         let d = pick(&req, Tier::Light, &cfg, vec!["openai/gpt-4o-mini"]).unwrap();
         assert_ne!(d.chosen, "openai/gpt-4o-mini");
-        assert!(d.excluded.iter().any(|e| e.model == "openai/gpt-4o-mini" && e.reason == "no API key"));
-        let all_light = cfg.light.iter().map(|s| &*Box::leak(s.clone().into_boxed_str())).collect();
+        assert!(
+            d.excluded
+                .iter()
+                .any(|e| e.model == "openai/gpt-4o-mini" && e.reason == "no API key")
+        );
+        let all_light = cfg
+            .light
+            .iter()
+            .map(|s| &*Box::leak(s.clone().into_boxed_str()))
+            .collect();
         let d = pick(&req, Tier::Light, &cfg, all_light).unwrap();
         assert_eq!(d.served_tier, Some(Tier::Standard));
-        assert!(d.reason.contains("served from the standard tier"), "{}", d.reason);
+        assert!(
+            d.reason.contains("served from the standard tier"),
+            "{}",
+            d.reason
+        );
     }
 
     #[test]
@@ -826,13 +1049,33 @@ mod tests {
         let mut req = ChatRequest::new("auto", vec![Message::user("x".repeat(4 * 150_000))]);
         let cfg = RoutingConfig::default();
         let d = pick(&req, Tier::Heavy, &cfg, vec![]).unwrap();
-        assert!(d.excluded.iter().any(|e| e.reason.contains("context window")), "{:?}", d.excluded);
-        assert!(d.candidates.iter().all(|c| c.context_window.unwrap_or(u64::MAX) > 150_000));
+        assert!(
+            d.excluded
+                .iter()
+                .any(|e| e.reason.contains("context window")),
+            "{:?}",
+            d.excluded
+        );
+        assert!(
+            d.candidates
+                .iter()
+                .all(|c| c.context_window.unwrap_or(u64::MAX) > 150_000)
+        );
         req.messages = vec![Message::user("weather?")];
-        req.tools = vec![Tool::function("f", "f", serde_json::json!({"type":"object"}))];
+        req.tools = vec![Tool::function(
+            "f",
+            "f",
+            serde_json::json!({"type":"object"}),
+        )];
         let d = pick(&req, Tier::Light, &cfg, vec![]).unwrap();
         for c in &d.candidates {
-            assert!(Catalog::builtin().lookup(&c.model).is_none_or(|(_, p)| p.capabilities.tools), "{}", c.model);
+            assert!(
+                Catalog::builtin()
+                    .lookup(&c.model)
+                    .is_none_or(|(_, p)| p.capabilities.tools),
+                "{}",
+                c.model
+            );
         }
     }
 
@@ -841,39 +1084,106 @@ mod tests {
         let req = ChatRequest::new("auto", vec![Message::user("hi")]);
         let mut cfg = RoutingConfig::default();
         cfg.pin.insert(Tier::Heavy, "openai/gpt-4.1".into());
-        assert_eq!(pick(&req, Tier::Heavy, &cfg, vec![]).unwrap().chosen, "openai/gpt-4.1");
-        let mut explicit = ChatRequest::new("openai/gpt-4o-mini", vec![Message::user("x".repeat(4 * 200_000))]);
-        let e = select(SelectInput { req: &explicit, score: None, cfg: &cfg, catalog: Catalog::builtin(), accounts: None }, &Avail(vec![])).unwrap_err();
+        assert_eq!(
+            pick(&req, Tier::Heavy, &cfg, vec![]).unwrap().chosen,
+            "openai/gpt-4.1"
+        );
+        let mut explicit = ChatRequest::new(
+            "openai/gpt-4o-mini",
+            vec![Message::user("x".repeat(4 * 200_000))],
+        );
+        let e = select(
+            SelectInput {
+                req: &explicit,
+                score: None,
+                cfg: &cfg,
+                catalog: Catalog::builtin(),
+                accounts: None,
+            },
+            &Avail(vec![]),
+        )
+        .unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::ContextLengthExceeded);
         explicit.messages = vec![Message::user("hi")];
-        cfg.fallbacks.insert("openai/gpt-4o-mini".into(), vec!["anthropic/claude-haiku-4-5".into()]);
-        let d = select(SelectInput { req: &explicit, score: None, cfg: &cfg, catalog: Catalog::builtin(), accounts: None }, &Avail(vec![])).unwrap();
-        assert_eq!(d.chain(2), vec!["openai/gpt-4o-mini", "anthropic/claude-haiku-4-5"]);
+        cfg.fallbacks.insert(
+            "openai/gpt-4o-mini".into(),
+            vec!["anthropic/claude-haiku-4-5".into()],
+        );
+        let d = select(
+            SelectInput {
+                req: &explicit,
+                score: None,
+                cfg: &cfg,
+                catalog: Catalog::builtin(),
+                accounts: None,
+            },
+            &Avail(vec![]),
+        )
+        .unwrap();
+        assert_eq!(
+            d.chain(2),
+            vec!["openai/gpt-4o-mini", "anthropic/claude-haiku-4-5"]
+        );
     }
 
     #[test]
     fn explicit_errors_follow_the_exclusion_kind() {
         let cases = [
-            (Exclusion::ContextWindow, crate::ErrorKind::ContextLengthExceeded),
-            (Exclusion::CircuitOpen, crate::ErrorKind::ProviderUnavailable),
+            (
+                Exclusion::ContextWindow,
+                crate::ErrorKind::ContextLengthExceeded,
+            ),
+            (
+                Exclusion::CircuitOpen,
+                crate::ErrorKind::ProviderUnavailable,
+            ),
             (Exclusion::NotPermitted, crate::ErrorKind::Permission),
             (Exclusion::NoApiKey, crate::ErrorKind::InvalidRequest),
             (Exclusion::Budget, crate::ErrorKind::InvalidRequest),
         ];
         for (kind, want) in cases {
             // The sentence no longer decides: a reason that reads like another kind's.
-            let e = explicit_error("openai/gpt-4o", &[Excluded::new("openai/gpt-4o", kind, "circuit open; context window")]);
+            let e = explicit_error(
+                "openai/gpt-4o",
+                &[Excluded::new(
+                    "openai/gpt-4o",
+                    kind,
+                    "circuit open; context window",
+                )],
+            );
             assert_eq!(e.kind(), want, "{kind:?}");
         }
-        assert_eq!(explicit_error("openai/gpt-4o", &[]).kind(), crate::ErrorKind::InvalidRequest);
+        assert_eq!(
+            explicit_error("openai/gpt-4o", &[]).kind(),
+            crate::ErrorKind::InvalidRequest
+        );
         // The wire form: snake_case kinds, outcome strings as before.
-        let x = serde_json::to_value(Excluded::new("m/x", Exclusion::NoApiKey, "no API key")).unwrap();
-        assert_eq!(x, serde_json::json!({"model": "m/x", "kind": "no_api_key", "reason": "no API key"}));
-        for (o, s) in [(AttemptOutcome::Ok, "ok"), (AttemptOutcome::CircuitOpen, "CIRCUIT_OPEN"), (AttemptOutcome::Failed(ErrorKind::RateLimited), "RATE_LIMITED")] {
+        let x =
+            serde_json::to_value(Excluded::new("m/x", Exclusion::NoApiKey, "no API key")).unwrap();
+        assert_eq!(
+            x,
+            serde_json::json!({"model": "m/x", "kind": "no_api_key", "reason": "no API key"})
+        );
+        for (o, s) in [
+            (AttemptOutcome::Ok, "ok"),
+            (AttemptOutcome::CircuitOpen, "CIRCUIT_OPEN"),
+            (
+                AttemptOutcome::Failed(ErrorKind::RateLimited),
+                "RATE_LIMITED",
+            ),
+        ] {
             assert_eq!(serde_json::to_value(o).unwrap(), serde_json::json!(s));
-            assert_eq!(serde_json::from_value::<AttemptOutcome>(serde_json::json!(s)).unwrap(), o);
+            assert_eq!(
+                serde_json::from_value::<AttemptOutcome>(serde_json::json!(s)).unwrap(),
+                o
+            );
         }
-        assert!(serde_json::from_value::<AttemptOutcome>(serde_json::json!("NOPE")).unwrap_err().to_string().contains("unknown attempt outcome `NOPE`"));
+        assert!(
+            serde_json::from_value::<AttemptOutcome>(serde_json::json!("NOPE"))
+                .unwrap_err()
+                .to_string()
+                .contains("unknown attempt outcome `NOPE`")
+        );
         for k in ErrorKind::ALL {
             assert_eq!(ErrorKind::from_code(k.code()), Some(k));
         }
@@ -899,26 +1209,74 @@ mod tests {
             })
             .into_iter()
             .collect();
-        RoutePolicy { rules: EffectiveRules::resolve([(&level, &rules)]), budgets }
+        RoutePolicy {
+            rules: EffectiveRules::resolve([(&level, &rules)]),
+            budgets,
+        }
     }
 
-    fn pick_with(req: &ChatRequest, tier: Tier, cfg: &RoutingConfig, p: &RoutePolicy) -> Result<RouteDecision> {
-        select(SelectInput { req, score: Some(report(tier)), cfg, catalog: Catalog::builtin(), accounts: Some(p) }, &Avail(vec![]))
+    fn pick_with(
+        req: &ChatRequest,
+        tier: Tier,
+        cfg: &RoutingConfig,
+        p: &RoutePolicy,
+    ) -> Result<RouteDecision> {
+        select(
+            SelectInput {
+                req,
+                score: Some(report(tier)),
+                cfg,
+                catalog: Catalog::builtin(),
+                accounts: Some(p),
+            },
+            &Avail(vec![]),
+        )
     }
 
     #[test]
     fn policy_denials_are_excluded_with_rule_and_level() {
         let req = ChatRequest::new("auto", vec![Message::user("hi")]);
-        let cfg = RoutingConfig { policy: Policy::Quality, ..RoutingConfig::default() };
-        let p = org_policy(crate::accounts::PolicyRules { deny_models: Some(vec!["openai/*".into()]), ..Default::default() }, None);
+        let cfg = RoutingConfig {
+            policy: Policy::Quality,
+            ..RoutingConfig::default()
+        };
+        let p = org_policy(
+            crate::accounts::PolicyRules {
+                deny_models: Some(vec!["openai/*".into()]),
+                ..Default::default()
+            },
+            None,
+        );
         let d = pick_with(&req, Tier::Light, &cfg, &p).unwrap();
         assert!(!d.chosen.starts_with("openai/"), "{}", d.chosen);
-        let e = d.excluded.iter().find(|e| e.model == "openai/gpt-4o-mini").unwrap();
-        assert!(e.reason.contains("deny_models") && e.reason.contains("department:legal"), "{}", e.reason);
+        let e = d
+            .excluded
+            .iter()
+            .find(|e| e.model == "openai/gpt-4o-mini")
+            .unwrap();
+        assert!(
+            e.reason.contains("deny_models") && e.reason.contains("department:legal"),
+            "{}",
+            e.reason
+        );
         // An explicitly named denied model is an error, not a silent swap.
         let explicit = ChatRequest::new("openai/gpt-4o-mini", vec![Message::user("hi")]);
-        let e = select(SelectInput { req: &explicit, score: None, cfg: &cfg, catalog: Catalog::builtin(), accounts: Some(&p) }, &Avail(vec![])).unwrap_err();
-        assert_eq!(e.permission_rule().map(|(r, l)| (r.to_owned(), l.map(ToString::to_string))), Some(("deny_models".into(), Some("department:legal".into()))));
+        let e = select(
+            SelectInput {
+                req: &explicit,
+                score: None,
+                cfg: &cfg,
+                catalog: Catalog::builtin(),
+                accounts: Some(&p),
+            },
+            &Avail(vec![]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.permission_rule()
+                .map(|(r, l)| (r.to_owned(), l.map(ToString::to_string))),
+            Some(("deny_models".into(), Some("department:legal".into())))
+        );
     }
 
     #[test]
@@ -926,15 +1284,55 @@ mod tests {
         let req = ChatRequest::new("auto", vec![Message::user("hi")]);
         let cfg = RoutingConfig::default();
         // An allow-list that matches no model (like zero_retention_only when no model has it).
-        let p = org_policy(crate::accounts::PolicyRules { allow_models: Some(vec!["nosuch/*".into()]), ..Default::default() }, None);
+        let p = org_policy(
+            crate::accounts::PolicyRules {
+                allow_models: Some(vec!["nosuch/*".into()]),
+                ..Default::default()
+            },
+            None,
+        );
         // Keys missing for some providers must not turn it back into the long list.
-        let e = select(SelectInput { req: &req, score: Some(report(Tier::Standard)), cfg: &cfg, catalog: Catalog::builtin(), accounts: Some(&p) }, &Avail(vec!["openai/gpt-4o-mini"])).unwrap_err();
+        let e = select(
+            SelectInput {
+                req: &req,
+                score: Some(report(Tier::Standard)),
+                cfg: &cfg,
+                catalog: Catalog::builtin(),
+                accounts: Some(&p),
+            },
+            &Avail(vec!["openai/gpt-4o-mini"]),
+        )
+        .unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::Permission, "{e}");
-        assert_eq!(e.permission_rule().map(|(r, l)| (r.to_owned(), l.map(ToString::to_string))), Some(("allow_models".into(), Some("department:legal".into()))));
-        assert!(e.to_string().len() < 600, "{} chars: {e}", e.to_string().len());
+        assert_eq!(
+            e.permission_rule()
+                .map(|(r, l)| (r.to_owned(), l.map(ToString::to_string))),
+            Some(("allow_models".into(), Some("department:legal".into())))
+        );
+        assert!(
+            e.to_string().len() < 600,
+            "{} chars: {e}",
+            e.to_string().len()
+        );
         // One permitted model that cannot serve (no key) keeps the explained InvalidRequest.
-        let p = org_policy(crate::accounts::PolicyRules { allow_models: Some(vec!["openai/gpt-4o-mini".into()]), ..Default::default() }, None);
-        let e = select(SelectInput { req: &req, score: Some(report(Tier::Light)), cfg: &cfg, catalog: Catalog::builtin(), accounts: Some(&p) }, &Avail(vec!["openai/gpt-4o-mini"])).unwrap_err();
+        let p = org_policy(
+            crate::accounts::PolicyRules {
+                allow_models: Some(vec!["openai/gpt-4o-mini".into()]),
+                ..Default::default()
+            },
+            None,
+        );
+        let e = select(
+            SelectInput {
+                req: &req,
+                score: Some(report(Tier::Light)),
+                cfg: &cfg,
+                catalog: Catalog::builtin(),
+                accounts: Some(&p),
+            },
+            &Avail(vec!["openai/gpt-4o-mini"]),
+        )
+        .unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::InvalidRequest, "{e}");
     }
 
@@ -942,31 +1340,82 @@ mod tests {
     fn disallowed_tier_serves_from_the_nearest_allowed_one() {
         let req = ChatRequest::new("auto", vec![Message::user("hi")]);
         let cfg = RoutingConfig::default();
-        let p = org_policy(crate::accounts::PolicyRules { allowed_tiers: Some(vec!["light".into(), "standard".into()]), ..Default::default() }, None);
+        let p = org_policy(
+            crate::accounts::PolicyRules {
+                allowed_tiers: Some(vec!["light".into(), "standard".into()]),
+                ..Default::default()
+            },
+            None,
+        );
         let d = pick_with(&req, Tier::Heavy, &cfg, &p).unwrap();
         assert!(cfg.standard.contains(&d.chosen), "{}", d.chosen);
-        assert!(d.candidates.iter().all(|c| c.tier != Some(Tier::Heavy)), "{:?}", d.candidates);
-        assert!(d.reason.contains("tier heavy is not allowed by allowed_tiers set at department:legal"), "{}", d.reason);
-        let none = org_policy(crate::accounts::PolicyRules { allowed_tiers: Some(vec![]), ..Default::default() }, None);
-        assert_eq!(pick_with(&req, Tier::Heavy, &cfg, &none).unwrap_err().kind(), crate::ErrorKind::Permission);
+        assert!(
+            d.candidates.iter().all(|c| c.tier != Some(Tier::Heavy)),
+            "{:?}",
+            d.candidates
+        );
+        assert!(
+            d.reason
+                .contains("tier heavy is not allowed by allowed_tiers set at department:legal"),
+            "{}",
+            d.reason
+        );
+        let none = org_policy(
+            crate::accounts::PolicyRules {
+                allowed_tiers: Some(vec![]),
+                ..Default::default()
+            },
+            None,
+        );
+        assert_eq!(
+            pick_with(&req, Tier::Heavy, &cfg, &none)
+                .unwrap_err()
+                .kind(),
+            crate::ErrorKind::Permission
+        );
     }
 
     #[test]
     fn low_budget_prefers_a_cheaper_model_that_fits() {
         let mut req = ChatRequest::new("auto", vec![Message::user("hi")]);
         req.max_tokens = Some(1000);
-        let cfg = RoutingConfig { policy: Policy::Quality, ..RoutingConfig::default() };
+        let cfg = RoutingConfig {
+            policy: Policy::Quality,
+            ..RoutingConfig::default()
+        };
         let rich = org_policy(crate::accounts::PolicyRules::default(), Some(10_000_000));
         let preferred = pick_with(&req, Tier::Heavy, &cfg, &rich).unwrap().chosen;
-        let (pm, _) = max_cost_rough(Catalog::builtin(), &req, &preferred, rough_prompt_tokens(&req));
+        let (pm, _) = max_cost_rough(
+            Catalog::builtin(),
+            &req,
+            &preferred,
+            rough_prompt_tokens(&req),
+        );
         // Just under the preferred model's maximum: something cheaper must serve.
         let poor = org_policy(crate::accounts::PolicyRules::default(), Some(pm - 1));
         let d = pick_with(&req, Tier::Heavy, &cfg, &poor).unwrap();
         assert_ne!(d.chosen, preferred);
-        let (cm, _) = max_cost_rough(Catalog::builtin(), &req, &d.chosen, rough_prompt_tokens(&req));
+        let (cm, _) = max_cost_rough(
+            Catalog::builtin(),
+            &req,
+            &d.chosen,
+            rough_prompt_tokens(&req),
+        );
         assert!(cm < pm, "{cm} {pm}");
-        assert!(d.reason.contains("budget `b-day`") && d.reason.contains(&preferred) && d.reason.contains("which fits"), "{}", d.reason);
-        assert!(d.excluded.iter().any(|e| e.model == preferred && e.reason.contains("may cost up to")), "{:?}", d.excluded);
+        assert!(
+            d.reason.contains("budget `b-day`")
+                && d.reason.contains(&preferred)
+                && d.reason.contains("which fits"),
+            "{}",
+            d.reason
+        );
+        assert!(
+            d.excluded
+                .iter()
+                .any(|e| e.model == preferred && e.reason.contains("may cost up to")),
+            "{:?}",
+            d.excluded
+        );
         let broke = org_policy(crate::accounts::PolicyRules::default(), Some(0));
         let e = pick_with(&req, Tier::Heavy, &cfg, &broke).unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::Budget);
@@ -978,11 +1427,26 @@ mod tests {
         let req = ChatRequest::new("auto", vec![Message::user("hi")]);
         let v = |xs: &[&str]| xs.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
         // 4 models, listed 12 times over the three tiers (issue 17).
-        let four = ["openai/gpt-4o-mini", "openai/gpt-4.1-mini", "anthropic/claude-haiku-4-5", "openai/gpt-4.1"];
-        let mut cfg = RoutingConfig { light: v(&four), standard: v(&four), heavy: v(&four), ..RoutingConfig::default() };
+        let four = [
+            "openai/gpt-4o-mini",
+            "openai/gpt-4.1-mini",
+            "anthropic/claude-haiku-4-5",
+            "openai/gpt-4.1",
+        ];
+        let mut cfg = RoutingConfig {
+            light: v(&four),
+            standard: v(&four),
+            heavy: v(&four),
+            ..RoutingConfig::default()
+        };
         cfg.heavy.push("openai/gpt-4o-mini".into()); // twice in one tier too
         for tier in [Tier::Light, Tier::Standard, Tier::Heavy] {
-            for policy in [Policy::Quality, Policy::Cheapest, Policy::Balanced, Policy::Fastest] {
+            for policy in [
+                Policy::Quality,
+                Policy::Cheapest,
+                Policy::Balanced,
+                Policy::Fastest,
+            ] {
                 cfg.policy = policy;
                 let d = pick(&req, tier, &cfg, vec![]).unwrap();
                 let models: Vec<&str> = d.candidates.iter().map(|c| c.model.as_str()).collect();
@@ -991,12 +1455,24 @@ mod tests {
                 assert_eq!(unique.len(), 4, "{models:?}");
                 assert_eq!(models[0], d.chosen);
                 // each kept at its first place: the serving tier's
-                assert!(d.candidates.iter().all(|c| c.tier == Some(tier)), "{:?}", d.candidates);
+                assert!(
+                    d.candidates.iter().all(|c| c.tier == Some(tier)),
+                    "{:?}",
+                    d.candidates
+                );
             }
         }
         // an excluded model is reported once, not once per tier
         let d = pick(&req, Tier::Light, &cfg, vec!["openai/gpt-4.1"]).unwrap();
-        assert_eq!(d.excluded.iter().filter(|e| e.model == "openai/gpt-4.1").count(), 1, "{:?}", d.excluded);
+        assert_eq!(
+            d.excluded
+                .iter()
+                .filter(|e| e.model == "openai/gpt-4.1")
+                .count(),
+            1,
+            "{:?}",
+            d.excluded
+        );
         assert_eq!(d.candidates.len(), 3);
     }
 

@@ -105,8 +105,16 @@ impl LexicalWeights {
         use base64::Engine as _;
         let max = self.weights.iter().fold(0.0f32, |m, w| m.max(w.abs()));
         let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
-        let q: Vec<u8> = self.weights.iter().map(|w| ((w / scale).round().clamp(-127.0, 127.0) as i8) as u8).collect();
-        LexicalFile { bits: self.bits, scale, quantized: base64::engine::general_purpose::STANDARD.encode(q) }
+        let q: Vec<u8> = self
+            .weights
+            .iter()
+            .map(|w| ((w / scale).round().clamp(-127.0, 127.0) as i8) as u8)
+            .collect();
+        LexicalFile {
+            bits: self.bits,
+            scale,
+            quantized: base64::engine::general_purpose::STANDARD.encode(q),
+        }
     }
 
     fn from_file(f: &LexicalFile, location: &str) -> Result<Self> {
@@ -119,11 +127,21 @@ impl LexicalWeights {
             ));
         }
         if !(f.scale.is_finite() && f.scale > 0.0) {
-            return Err(Error::config(format!("{location}: lexical.scale"), "scale must be a positive finite number", "regenerate the file with the calibration command"));
+            return Err(Error::config(
+                format!("{location}: lexical.scale"),
+                "scale must be a positive finite number",
+                "regenerate the file with the calibration command",
+            ));
         }
-        let q = base64::engine::general_purpose::STANDARD.decode(f.quantized.as_bytes()).map_err(|e| {
-            Error::config(format!("{location}: lexical.quantized"), format!("not valid base64: {e}"), "regenerate the file with the calibration command")
-        })?;
+        let q = base64::engine::general_purpose::STANDARD
+            .decode(f.quantized.as_bytes())
+            .map_err(|e| {
+                Error::config(
+                    format!("{location}: lexical.quantized"),
+                    format!("not valid base64: {e}"),
+                    "regenerate the file with the calibration command",
+                )
+            })?;
         if q.len() != 1usize << f.bits {
             return Err(Error::config(
                 format!("{location}: lexical.quantized"),
@@ -131,7 +149,10 @@ impl LexicalWeights {
                 "give exactly 2^bits quantized weights (regenerate the file with the calibration command)",
             ));
         }
-        Ok(LexicalWeights { bits: f.bits, weights: q.iter().map(|b| f32::from(*b as i8) * f.scale).collect() })
+        Ok(LexicalWeights {
+            bits: f.bits,
+            weights: q.iter().map(|b| f32::from(*b as i8) * f.scale).collect(),
+        })
     }
 }
 
@@ -191,7 +212,11 @@ impl Weights {
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::config(path.display().to_string(), format!("cannot read router weights: {e}"), "check the path given for the router weights file")
+            Error::config(
+                path.display().to_string(),
+                format!("cannot read router weights: {e}"),
+                "check the path given for the router weights file",
+            )
         })?;
         Self::from_json_named(&text, &path.display().to_string())
     }
@@ -209,7 +234,9 @@ impl Weights {
             return Err(Error::config(
                 format!("{location}: version"),
                 format!("unsupported weights file version {}", file.version),
-                format!("use version {WEIGHTS_VERSION} or regenerate the file with this release's calibration command"),
+                format!(
+                    "use version {WEIGHTS_VERSION} or regenerate the file with this release's calibration command"
+                ),
             ));
         }
         let mut weights = [0.0; N_FEATURES];
@@ -241,7 +268,11 @@ impl Weights {
             weights,
             thresholds: file.thresholds,
             fit: file.fit,
-            lexical: file.lexical.as_ref().map(|l| LexicalWeights::from_file(l, location)).transpose()?,
+            lexical: file
+                .lexical
+                .as_ref()
+                .map(|l| LexicalWeights::from_file(l, location))
+                .transpose()?,
         };
         w.validate(location)?;
         Ok(w)
@@ -250,19 +281,29 @@ impl Weights {
     /// Check that every number is finite and the thresholds are ordered in `[0, 1]`.
     pub fn validate(&self, location: &str) -> Result<()> {
         if !self.bias.is_finite() {
-            return Err(Error::config(format!("{location}: bias"), "bias is not a finite number", "set a finite bias"));
+            return Err(Error::config(
+                format!("{location}: bias"),
+                "bias is not a finite number",
+                "set a finite bias",
+            ));
         }
         for (i, w) in self.weights.iter().enumerate() {
             if !w.is_finite() {
                 let name = FEATURE_NAMES[i];
-                return Err(Error::config(format!("{location}: weights.{name}"), "weight is not finite", "set a finite weight"));
+                return Err(Error::config(
+                    format!("{location}: weights.{name}"),
+                    "weight is not finite",
+                    "set a finite weight",
+                ));
             }
         }
         let Thresholds { standard, heavy } = self.thresholds;
         if !(0.0..=1.0).contains(&standard) || !(0.0..=1.0).contains(&heavy) || standard > heavy {
             return Err(Error::config(
                 format!("{location}: thresholds"),
-                format!("thresholds standard={standard}, heavy={heavy} are not ordered within [0, 1]"),
+                format!(
+                    "thresholds standard={standard}, heavy={heavy} are not ordered within [0, 1]"
+                ),
                 "use 0 <= standard <= heavy <= 1",
             ));
         }
@@ -278,8 +319,15 @@ impl Weights {
             target: self.target,
             link: self.link,
             bias: r(self.bias),
-            weights: FEATURE_NAMES.iter().zip(self.weights.iter()).map(|(n, w)| ((*n).to_owned(), r(*w))).collect(),
-            thresholds: Thresholds { standard: r(self.thresholds.standard), heavy: r(self.thresholds.heavy) },
+            weights: FEATURE_NAMES
+                .iter()
+                .zip(self.weights.iter())
+                .map(|(n, w)| ((*n).to_owned(), r(*w)))
+                .collect(),
+            thresholds: Thresholds {
+                standard: r(self.thresholds.standard),
+                heavy: r(self.thresholds.heavy),
+            },
             fit: self.fit.clone(),
             lexical: self.lexical.as_ref().map(LexicalWeights::to_file),
         };
@@ -326,7 +374,10 @@ impl Weights {
             link: Link::Logistic,
             bias: -1.5,
             weights,
-            thresholds: Thresholds { standard: 0.2, heavy: 0.3 },
+            thresholds: Thresholds {
+                standard: 0.2,
+                heavy: 0.3,
+            },
             fit: Value::Null,
             lexical: None,
         }
@@ -362,7 +413,10 @@ mod tests {
     fn lexical_weights_round_trip_quantized() {
         let mut w = Weights::prior();
         let weights: Vec<f32> = (0..256).map(|i| (i as f32 - 128.0) / 64.0).collect();
-        w.lexical = Some(LexicalWeights { bits: 8, weights: weights.clone() });
+        w.lexical = Some(LexicalWeights {
+            bits: 8,
+            weights: weights.clone(),
+        });
         let again = Weights::from_json(&w.to_json()).expect("re-parses");
         let lex = again.lexical.as_ref().expect("lexical kept");
         assert_eq!(lex.bits, 8);
@@ -371,36 +425,67 @@ mod tests {
             assert!((a - b).abs() <= scale / 2.0 + 1e-6, "{a} {b}");
         }
         // quantizing twice changes nothing
-        assert_eq!(Weights::from_json(&again.to_json()).expect("again").lexical, again.lexical);
+        assert_eq!(
+            Weights::from_json(&again.to_json()).expect("again").lexical,
+            again.lexical
+        );
         assert!(Weights::prior().to_json().find("lexical").is_none());
     }
 
     #[test]
     fn errors_name_the_field() {
         let mut w = Weights::prior();
-        w.thresholds = Thresholds { standard: 0.6, heavy: 0.4 };
-        let e = Weights::from_json(&w.to_json()).expect_err("must fail").to_string();
+        w.thresholds = Thresholds {
+            standard: 0.6,
+            heavy: 0.4,
+        };
+        let e = Weights::from_json(&w.to_json())
+            .expect_err("must fail")
+            .to_string();
         assert!(e.contains("thresholds"), "{e}");
 
         let json = Weights::prior().to_json().replace("\"tools\"", "\"toolz\"");
-        let e = Weights::from_json(&json).expect_err("must fail").to_string();
-        assert!(e.contains("weights.toolz") && e.contains("unknown feature"), "{e}");
+        let e = Weights::from_json(&json)
+            .expect_err("must fail")
+            .to_string();
+        assert!(
+            e.contains("weights.toolz") && e.contains("unknown feature"),
+            "{e}"
+        );
 
         let json = Weights::prior().to_json().replace("\"tools\": 0.5,", "");
-        let e = Weights::from_json(&json).expect_err("must fail").to_string();
+        let e = Weights::from_json(&json)
+            .expect_err("must fail")
+            .to_string();
         assert!(e.contains("weights.tools"), "{e}");
 
         let mut w = Weights::prior();
-        w.lexical = Some(LexicalWeights { bits: 4, weights: vec![0.5; 16] });
+        w.lexical = Some(LexicalWeights {
+            bits: 4,
+            weights: vec![0.5; 16],
+        });
         let json = w.to_json();
-        let e = Weights::from_json(&json.replace("\"bits\": 4", "\"bits\": 5")).expect_err("must fail").to_string();
+        let e = Weights::from_json(&json.replace("\"bits\": 4", "\"bits\": 5"))
+            .expect_err("must fail")
+            .to_string();
         assert!(e.contains("lexical.quantized"), "{e}");
-        let e = Weights::from_json(&json.replace("\"bits\": 4", "\"bits\": 40")).expect_err("must fail").to_string();
+        let e = Weights::from_json(&json.replace("\"bits\": 4", "\"bits\": 40"))
+            .expect_err("must fail")
+            .to_string();
         assert!(e.contains("lexical.bits"), "{e}");
 
-        let e = Weights::from_json(r#"{"version":1,"bias":"x"}"#).expect_err("must fail").to_string();
+        let e = Weights::from_json(r#"{"version":1,"bias":"x"}"#)
+            .expect_err("must fail")
+            .to_string();
         assert!(e.contains("bias"), "{e}");
-        let json = Weights::prior().to_json().replace("\"version\": 1", "\"version\": 9");
-        assert!(Weights::from_json(&json).expect_err("must fail").to_string().contains("version"));
+        let json = Weights::prior()
+            .to_json()
+            .replace("\"version\": 1", "\"version\": 9");
+        assert!(
+            Weights::from_json(&json)
+                .expect_err("must fail")
+                .to_string()
+                .contains("version")
+        );
     }
 }

@@ -119,7 +119,11 @@ const INC: [u128; CLASSES * CLASSES] = {
         let mut c = 0;
         while c < CLASSES {
             // A continuation byte belongs to the character before it: no increment.
-            t[p * CLASSES + c] = if c == CONT as usize { 0 } else { increments(p as u8, c as u8) };
+            t[p * CLASSES + c] = if c == CONT as usize {
+                0
+            } else {
+                increments(p as u8, c as u8)
+            };
             c += 1;
         }
         p += 1;
@@ -195,11 +199,15 @@ mod tests {
 
     #[test]
     fn close_to_exact_on_ordinary_text() {
-        let v: serde_json::Value = serde_json::from_str(include_str!("../../../tests/vectors/tokens.json")).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(include_str!("../../../tests/vectors/tokens.json")).unwrap();
         for t in v["texts"].as_array().unwrap() {
             let text = t["text"].as_str().unwrap();
             let name = t["name"].as_str().unwrap();
-            for (enc, key) in [(Encoding::O200kBase, "o200k_base"), (Encoding::Cl100kBase, "cl100k_base")] {
+            for (enc, key) in [
+                (Encoding::O200kBase, "o200k_base"),
+                (Encoding::Cl100kBase, "cl100k_base"),
+            ] {
                 let exact = t[key].as_u64().unwrap();
                 let est = estimate(text, enc);
                 if exact == 0 {
@@ -220,7 +228,10 @@ mod tests {
         let cjk = "这是一个测试句子，用来估计中文的标记数量。".repeat(20);
         let exact = Encoding::O200kBase.count_uncached(&cjk) as f64;
         let est = estimate(&cjk, Encoding::O200kBase) as f64;
-        assert!((est - exact).abs() / exact < 0.35, "cjk fast {est} vs exact {exact}");
+        assert!(
+            (est - exact).abs() / exact < 0.35,
+            "cjk fast {est} vs exact {exact}"
+        );
     }
 
     proptest! {

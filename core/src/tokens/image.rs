@@ -74,21 +74,35 @@ fn decode_base64_prefix(input: &[u8], max_out: usize) -> Vec<u8> {
 }
 
 fn be16(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?])))
+    Some(u32::from(u16::from_be_bytes([
+        *b.get(at)?,
+        *b.get(at + 1)?,
+    ])))
 }
 fn le16(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from(u16::from_le_bytes([*b.get(at)?, *b.get(at + 1)?])))
+    Some(u32::from(u16::from_le_bytes([
+        *b.get(at)?,
+        *b.get(at + 1)?,
+    ])))
 }
 fn be32(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 fn le24(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from(*b.get(at)?) | u32::from(*b.get(at + 1)?) << 8 | u32::from(*b.get(at + 2)?) << 16)
+    Some(
+        u32::from(*b.get(at)?) | u32::from(*b.get(at + 1)?) << 8 | u32::from(*b.get(at + 2)?) << 16,
+    )
 }
 
 /// Dimensions from the first bytes of an image file.
 pub fn image_dims_from_bytes(b: &[u8]) -> Option<ImageDims> {
-    let dims = |width, height, format| (width > 0 && height > 0).then_some(ImageDims { width, height, format });
+    let dims = |width, height, format| {
+        (width > 0 && height > 0).then_some(ImageDims {
+            width,
+            height,
+            format,
+        })
+    };
     if b.starts_with(b"\x89PNG\r\n\x1a\n") && b.get(12..16) == Some(b"IHDR") {
         return dims(be32(b, 16)?, be32(b, 20)?, ImageFormat::Png);
     }
@@ -97,10 +111,18 @@ pub fn image_dims_from_bytes(b: &[u8]) -> Option<ImageDims> {
     }
     if b.starts_with(b"RIFF") && b.get(8..12) == Some(b"WEBP") {
         return match b.get(12..16)? {
-            b"VP8 " => dims(le16(b, 26)? & 0x3fff, le16(b, 28)? & 0x3fff, ImageFormat::Webp),
+            b"VP8 " => dims(
+                le16(b, 26)? & 0x3fff,
+                le16(b, 28)? & 0x3fff,
+                ImageFormat::Webp,
+            ),
             b"VP8L" => {
                 let bits = u32::from_le_bytes(b.get(21..25)?.try_into().ok()?);
-                dims((bits & 0x3fff) + 1, ((bits >> 14) & 0x3fff) + 1, ImageFormat::Webp)
+                dims(
+                    (bits & 0x3fff) + 1,
+                    ((bits >> 14) & 0x3fff) + 1,
+                    ImageFormat::Webp,
+                )
             }
             b"VP8X" => dims(le24(b, 24)? + 1, le24(b, 27)? + 1, ImageFormat::Webp),
             _ => None,
@@ -137,7 +159,11 @@ fn jpeg_dims(b: &[u8]) -> Option<ImageDims> {
         }
         if (0xc0..=0xcf).contains(&marker) && !matches!(marker, 0xc4 | 0xc8 | 0xcc) {
             let (h, w) = (be16(b, i + 3)?, be16(b, i + 5)?);
-            return (w > 0 && h > 0).then_some(ImageDims { width: w, height: h, format: ImageFormat::Jpeg });
+            return (w > 0 && h > 0).then_some(ImageDims {
+                width: w,
+                height: h,
+                format: ImageFormat::Jpeg,
+            });
         }
         i += len;
     }
@@ -160,7 +186,9 @@ pub(crate) enum OpenAiImageRule {
 pub(crate) fn openai_image_rule(model_name: &str) -> OpenAiImageRule {
     let m = model_name;
     let tiles = |base, per_tile| OpenAiImageRule::Tiles { base, per_tile };
-    let patches = |multiplier_per_mille| OpenAiImageRule::Patches { multiplier_per_mille };
+    let patches = |multiplier_per_mille| OpenAiImageRule::Patches {
+        multiplier_per_mille,
+    };
     if m.starts_with("gpt-4o-mini") {
         tiles(2833, 5667)
     } else if m.starts_with("gpt-4.1-mini") || m.starts_with("gpt-5-mini") {
@@ -203,14 +231,17 @@ pub(crate) fn openai_image_tokens(rule: OpenAiImageRule, w: u32, h: u32, low: bo
             let tiles = (w / 512.0).ceil() as u64 * (h / 512.0).ceil() as u64;
             base + per_tile * tiles
         }
-        OpenAiImageRule::Patches { multiplier_per_mille } => {
+        OpenAiImageRule::Patches {
+            multiplier_per_mille,
+        } => {
             const CAP: f64 = 1536.0;
             let raw = (w / 32.0).ceil() * (h / 32.0).ceil();
             let patches = if raw <= CAP {
                 raw
             } else {
                 let mut s = (CAP * 32.0 * 32.0 / (w * h)).sqrt();
-                s *= ((w * s / 32.0).floor() / (w * s / 32.0)).min((h * s / 32.0).floor() / (h * s / 32.0));
+                s *= ((w * s / 32.0).floor() / (w * s / 32.0))
+                    .min((h * s / 32.0).floor() / (h * s / 32.0));
                 ((w * s / 32.0).ceil() * (h * s / 32.0).ceil()).min(CAP)
             };
             (patches as u64 * multiplier_per_mille).div_ceil(1000)
@@ -251,7 +282,9 @@ mod tests {
         const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
         let mut s = String::new();
         for c in bytes.chunks(3) {
-            let n = (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
+            let n = (u32::from(c[0]) << 16)
+                | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+                | u32::from(*c.get(2).unwrap_or(&0));
             for k in 0..=c.len() {
                 s.push(A[((n >> (18 - 6 * k)) & 63) as usize] as char);
             }
@@ -272,11 +305,16 @@ mod tests {
 
     #[test]
     fn reads_each_format() {
-        let d = image_dims_from_data_url(&format!("data:image/png;base64,{}", b64(&png(1024, 768)))).unwrap();
+        let d =
+            image_dims_from_data_url(&format!("data:image/png;base64,{}", b64(&png(1024, 768))))
+                .unwrap();
         assert_eq!((d.width, d.height, d.format), (1024, 768, ImageFormat::Png));
 
         let gif = [b"GIF89a".as_slice(), &[0x40, 0x01, 0xf0, 0x00]].concat();
-        assert_eq!(image_dims_from_bytes(&gif).map(|d| (d.width, d.height)), Some((320, 240)));
+        assert_eq!(
+            image_dims_from_bytes(&gif).map(|d| (d.width, d.height)),
+            Some((320, 240))
+        );
 
         // JPEG: SOI, APP0 (16 bytes), DQT stub, SOF0 with height 480 width 640.
         let mut jpg = vec![0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10];
@@ -294,16 +332,28 @@ mod tests {
         let mut vp8l = b"RIFF\0\0\0\0WEBPVP8L\0\0\0\0\x2f".to_vec();
         let bits: u32 = 99 | (49 << 14); // 100 x 50
         vp8l.extend_from_slice(&bits.to_le_bytes());
-        assert_eq!(image_dims_from_bytes(&vp8l).map(|d| (d.width, d.height)), Some((100, 50)));
+        assert_eq!(
+            image_dims_from_bytes(&vp8l).map(|d| (d.width, d.height)),
+            Some((100, 50))
+        );
     }
 
     #[test]
     fn garbage_is_none_not_panic() {
-        for s in ["data:image/png;base64,", "data:,x", "https://x/y.png", "data:image/png;base64,!!!!", "data:image/jpeg;base64,/9j/"] {
+        for s in [
+            "data:image/png;base64,",
+            "data:,x",
+            "https://x/y.png",
+            "data:image/png;base64,!!!!",
+            "data:image/jpeg;base64,/9j/",
+        ] {
             assert_eq!(image_dims_from_data_url(s), None, "{s}");
         }
         assert_eq!(image_dims_from_bytes(&[0xff, 0xd8, 0xff, 0xc0, 0x00]), None);
-        assert_eq!(image_dims_from_bytes(&[0xff, 0xd8, 0xff, 0xe0, 0x00, 0x00]), None);
+        assert_eq!(
+            image_dims_from_bytes(&[0xff, 0xd8, 0xff, 0xe0, 0x00, 0x00]),
+            None
+        );
     }
 
     #[test]
@@ -314,12 +364,20 @@ mod tests {
         assert_eq!(openai_image_tokens(r, 2048, 4096, false), 1105);
         assert_eq!(openai_image_tokens(r, 4096, 8192, true), 85);
         // gpt-4o-mini: 2833 + 4 * 5667 for 1024x1024.
-        assert_eq!(openai_image_tokens(openai_image_rule("gpt-4o-mini"), 1024, 1024, false), 2833 + 4 * 5667);
+        assert_eq!(
+            openai_image_tokens(openai_image_rule("gpt-4o-mini"), 1024, 1024, false),
+            2833 + 4 * 5667
+        );
         // Patches: 1024x1024 -> 1024 patches; 1800x2400 -> 1452 patches (guide examples).
-        let p = OpenAiImageRule::Patches { multiplier_per_mille: 1000 };
+        let p = OpenAiImageRule::Patches {
+            multiplier_per_mille: 1000,
+        };
         assert_eq!(openai_image_tokens(p, 1024, 1024, false), 1024);
         assert_eq!(openai_image_tokens(p, 1800, 2400, false), 1452);
-        assert_eq!(openai_image_tokens(openai_image_rule("gpt-4.1-mini"), 1024, 1024, false), (1024 * 1620_u64).div_ceil(1000));
+        assert_eq!(
+            openai_image_tokens(openai_image_rule("gpt-4.1-mini"), 1024, 1024, false),
+            (1024 * 1620_u64).div_ceil(1000)
+        );
     }
 
     #[test]

@@ -4,7 +4,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::image::{
-    GEMINI_IMAGE_TOKENS, anthropic_image_tokens, image_dims_from_data_url, openai_image_rule, openai_image_tokens,
+    GEMINI_IMAGE_TOKENS, anthropic_image_tokens, image_dims_from_data_url, openai_image_rule,
+    openai_image_tokens,
 };
 use super::{EstimatorFamily, TokenizerChoice, encoding_for_model, split_model};
 use crate::types::{ChatRequest, ContentPart, ImageDetail, ResponseFormat, Tool};
@@ -98,12 +99,19 @@ impl Counter {
             TokenizerChoice::Estimate(family) => {
                 let (other, cjk) = super::fast::estimate_milli(text, super::Encoding::O200kBase);
                 let (of, cf) = family.factors_per_mille();
-                other.saturating_mul(of).saturating_add(cjk.saturating_mul(cf)).div_ceil(1_000_000)
+                other
+                    .saturating_mul(of)
+                    .saturating_add(cjk.saturating_mul(cf))
+                    .div_ceil(1_000_000)
             }
         }
     }
     fn count_role(self, role: crate::types::Role) -> u64 {
-        if self.fast { self.count(role.as_str()).max(1) } else { self.choice.count_role(role) }
+        if self.fast {
+            self.count(role.as_str()).max(1)
+        } else {
+            self.choice.count_role(role)
+        }
     }
 }
 
@@ -143,7 +151,12 @@ pub fn count_request_with(req: &ChatRequest, model: &str, counting: Counting) ->
                                     }
                                 };
                                 b.images += match rule {
-                                    ImageRule::OpenAi(r) => openai_image_tokens(r, w, h, image_url.detail == ImageDetail::Low),
+                                    ImageRule::OpenAi(r) => openai_image_tokens(
+                                        r,
+                                        w,
+                                        h,
+                                        image_url.detail == ImageDetail::Low,
+                                    ),
                                     ImageRule::Anthropic => anthropic_image_tokens(w, h),
                                     ImageRule::Gemini => GEMINI_IMAGE_TOKENS,
                                 };
@@ -171,7 +184,10 @@ pub fn count_request_with(req: &ChatRequest, model: &str, counting: Counting) ->
             TokenizerChoice::Estimate(EstimatorFamily::Claude) => {
                 // Anthropic's documented tool-use system prompt for Claude 4 models, plus
                 // the definitions themselves as JSON.
-                346 + json_tokens(&serde_json::to_value(&req.tools).unwrap_or(Value::Null), counter)
+                346 + json_tokens(
+                    &serde_json::to_value(&req.tools).unwrap_or(Value::Null),
+                    counter,
+                )
             }
             TokenizerChoice::Estimate(_) => openai_tools_tokens(&req.tools, counter),
         };
@@ -181,7 +197,11 @@ pub fn count_request_with(req: &ChatRequest, model: &str, counting: Counting) ->
         b.tools += counter.count(&json_schema.name) + json_tokens(&json_schema.schema, counter);
     }
     let tokens = b.text + b.overhead + b.names + b.tools + b.images;
-    PromptCount { tokens, exact, breakdown: b }
+    PromptCount {
+        tokens,
+        exact,
+        breakdown: b,
+    }
 }
 
 fn json_tokens(v: &Value, counter: Counter) -> u64 {
@@ -206,7 +226,12 @@ fn openai_tools_tokens(tools: &[Tool], choice: Counter) -> u64 {
         let desc = f.description.as_deref().unwrap_or("");
         let desc = desc.strip_suffix('.').unwrap_or(desc);
         n += choice.count(&format!("{}:{}", f.name, desc)) as i64;
-        if let Some(props) = f.parameters.as_ref().and_then(|p| p.get("properties")).and_then(Value::as_object) {
+        if let Some(props) = f
+            .parameters
+            .as_ref()
+            .and_then(|p| p.get("properties"))
+            .and_then(Value::as_object)
+        {
             if !props.is_empty() {
                 n += PROP_INIT as i64;
                 for (key, p) in props {
@@ -242,7 +267,13 @@ mod tests {
     #[test]
     fn openai_text_request_overhead() {
         // Cookbook: 3 per message + role (1) + content, + 3 priming.
-        let req = ChatRequest::new("openai/gpt-4o", vec![Message::system("You are terse."), Message::user("hello world")]);
+        let req = ChatRequest::new(
+            "openai/gpt-4o",
+            vec![
+                Message::system("You are terse."),
+                Message::user("hello world"),
+            ],
+        );
         let c = count_request(&req, "openai/gpt-4o");
         let text = 4 + 2; // "You are terse." = 4, "hello world" = 2
         assert_eq!(c.breakdown.text, text);
@@ -257,16 +288,31 @@ mod tests {
     fn url_images_are_assumed_and_not_exact() {
         let req = ChatRequest::new(
             "openai/gpt-4o",
-            vec![Message::user(crate::types::Content::Parts(vec![ContentPart::ImageUrl {
-                image_url: ImageUrl { url: "https://example.com/a.png".into(), detail: ImageDetail::High },
-            }]))],
+            vec![Message::user(crate::types::Content::Parts(vec![
+                ContentPart::ImageUrl {
+                    image_url: ImageUrl {
+                        url: "https://example.com/a.png".into(),
+                        detail: ImageDetail::High,
+                    },
+                },
+            ]))],
         );
         let c = count_request(&req, "openai/gpt-4o");
         assert_eq!(c.breakdown.images, 765);
         assert_eq!(c.breakdown.images_assumed, 1);
         assert!(!c.exact);
-        assert_eq!(count_request(&req, "gemini/gemini-2.5-flash").breakdown.images, 258);
-        assert_eq!(count_request(&req, "anthropic/claude-haiku-4-5").breakdown.images, 1399);
+        assert_eq!(
+            count_request(&req, "gemini/gemini-2.5-flash")
+                .breakdown
+                .images,
+            258
+        );
+        assert_eq!(
+            count_request(&req, "anthropic/claude-haiku-4-5")
+                .breakdown
+                .images,
+            1399
+        );
     }
 
     #[test]
@@ -282,6 +328,11 @@ mod tests {
         assert!(c.breakdown.tools > 20, "{c:?}");
         assert_eq!(c.tokens, base + c.breakdown.tools);
         assert!(!c.exact);
-        assert!(count_request(&req, "anthropic/claude-sonnet-4-5").breakdown.tools > 346);
+        assert!(
+            count_request(&req, "anthropic/claude-sonnet-4-5")
+                .breakdown
+                .tools
+                > 346
+        );
     }
 }

@@ -53,12 +53,18 @@ fn write_value(value: &Value, out: &mut String, path: &mut String) -> Result<(),
         Value::Number(n) => {
             if let Some(u) = n.as_u64() {
                 if u > MAX_SAFE_INTEGER {
-                    return Err(CanonicalError { path: path.clone(), message: format!("{u} exceeds 2^53-1") });
+                    return Err(CanonicalError {
+                        path: path.clone(),
+                        message: format!("{u} exceeds 2^53-1"),
+                    });
                 }
                 out.push_str(&u.to_string());
             } else if let Some(i) = n.as_i64() {
                 if i.unsigned_abs() > MAX_SAFE_INTEGER {
-                    return Err(CanonicalError { path: path.clone(), message: format!("{i} exceeds 2^53-1 in magnitude") });
+                    return Err(CanonicalError {
+                        path: path.clone(),
+                        message: format!("{i} exceeds 2^53-1 in magnitude"),
+                    });
                 }
                 out.push_str(&i.to_string());
             } else {
@@ -133,19 +139,28 @@ mod tests {
         // U+E000 is one UTF-16 unit 0xE000; U+1F600 is the surrogate pair D83D DE00.
         // UTF-16 order: 😀 (0xD83D) < U+E000; UTF-8 order is the reverse.
         let v = json!({"\u{e000}": 1, "😀": 2, "a": 3, "B": 4});
-        assert_eq!(canonicalize(&v).unwrap(), "{\"B\":4,\"a\":3,\"😀\":2,\"\u{e000}\":1}");
+        assert_eq!(
+            canonicalize(&v).unwrap(),
+            "{\"B\":4,\"a\":3,\"😀\":2,\"\u{e000}\":1}"
+        );
     }
 
     #[test]
     fn escapes_like_json_stringify() {
         let v = json!("q\"b\\\u{8}\t\n\u{c}\r\u{1}\u{1f}\u{7f}\u{2028}é");
-        assert_eq!(canonicalize(&v).unwrap(), "\"q\\\"b\\\\\\b\\t\\n\\f\\r\\u0001\\u001f\u{7f}\u{2028}é\"");
+        assert_eq!(
+            canonicalize(&v).unwrap(),
+            "\"q\\\"b\\\\\\b\\t\\n\\f\\r\\u0001\\u001f\u{7f}\u{2028}é\""
+        );
     }
 
     #[test]
     fn nested_and_literals() {
         let v = json!({"z": [true, false, null, -5, 0], "a": {"y": "", "x": 9007199254740991u64}});
-        assert_eq!(canonicalize(&v).unwrap(), r#"{"a":{"x":9007199254740991,"y":""},"z":[true,false,null,-5,0]}"#);
+        assert_eq!(
+            canonicalize(&v).unwrap(),
+            r#"{"a":{"x":9007199254740991,"y":""},"z":[true,false,null,-5,0]}"#
+        );
     }
 
     #[test]

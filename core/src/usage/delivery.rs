@@ -59,20 +59,29 @@ pub struct Delivery {
 
 impl std::fmt::Debug for Delivery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Delivery").field("delivered", &self.delivered).field("refused", &self.refused).finish_non_exhaustive()
+        f.debug_struct("Delivery")
+            .field("delivered", &self.delivered)
+            .field("refused", &self.refused)
+            .finish_non_exhaustive()
     }
 }
 
 impl Delivery {
     /// Count one resolved batch, warn once per new refusal reason, tell the listener.
     pub fn note(&self, event: &DeliveryEvent) {
-        self.delivered.fetch_add(event.delivered.len() as u64, Ordering::AcqRel);
+        self.delivered
+            .fetch_add(event.delivered.len() as u64, Ordering::AcqRel);
         if !event.refused.is_empty() {
-            self.refused.fetch_add(event.refused.len() as u64, Ordering::AcqRel);
+            self.refused
+                .fetch_add(event.refused.len() as u64, Ordering::AcqRel);
             let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
             for (id, reason) in &event.refused {
                 let known = st.by_reason.contains_key(reason);
-                let key = if known || st.by_reason.len() < MAX_REASONS { reason.clone() } else { OTHER_REASONS.to_owned() };
+                let key = if known || st.by_reason.len() < MAX_REASONS {
+                    reason.clone()
+                } else {
+                    OTHER_REASONS.to_owned()
+                };
                 let new = !st.by_reason.contains_key(&key);
                 *st.by_reason.entry(key).or_insert(0) += 1;
                 if new {
@@ -86,7 +95,11 @@ impl Delivery {
                 st.last_refusal = Some(reason.clone());
             }
         }
-        let listener = self.listener.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let listener = self
+            .listener
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         if let Some(l) = listener {
             l(event);
         }
@@ -109,13 +122,24 @@ impl Delivery {
 
     /// The latest refusal reason.
     pub fn last_refusal(&self) -> Option<String> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).last_refusal.clone()
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .last_refusal
+            .clone()
     }
 
     /// Refusal counts per reason, most frequent first.
     pub fn refusals(&self) -> Vec<RefusalCount> {
         let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let mut v: Vec<RefusalCount> = st.by_reason.iter().map(|(r, c)| RefusalCount { reason: r.clone(), count: *c }).collect();
+        let mut v: Vec<RefusalCount> = st
+            .by_reason
+            .iter()
+            .map(|(r, c)| RefusalCount {
+                reason: r.clone(),
+                count: *c,
+            })
+            .collect();
         v.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.reason.cmp(&b.reason)));
         v
     }
@@ -139,25 +163,63 @@ mod tests {
         d.set_listener(Some(Arc::new(move |e: &DeliveryEvent| {
             s.fetch_add(e.refused.len() as u64, Ordering::AcqRel);
         })));
-        d.note(&DeliveryEvent { delivered: vec!["a".into()], refused: vec![("b".into(), "scope".into()), ("c".into(), "scope".into())] });
-        d.note(&DeliveryEvent { delivered: vec![], refused: vec![("d".into(), "bad signature".into())] });
-        assert_eq!((d.delivered(), d.refused(), seen.load(Ordering::Acquire)), (1, 3, 3));
-        assert_eq!(d.refusals(), vec![RefusalCount { reason: "scope".into(), count: 2 }, RefusalCount { reason: "bad signature".into(), count: 1 }]);
+        d.note(&DeliveryEvent {
+            delivered: vec!["a".into()],
+            refused: vec![("b".into(), "scope".into()), ("c".into(), "scope".into())],
+        });
+        d.note(&DeliveryEvent {
+            delivered: vec![],
+            refused: vec![("d".into(), "bad signature".into())],
+        });
+        assert_eq!(
+            (d.delivered(), d.refused(), seen.load(Ordering::Acquire)),
+            (1, 3, 3)
+        );
+        assert_eq!(
+            d.refusals(),
+            vec![
+                RefusalCount {
+                    reason: "scope".into(),
+                    count: 2
+                },
+                RefusalCount {
+                    reason: "bad signature".into(),
+                    count: 1
+                }
+            ]
+        );
         assert_eq!(d.last_refusal().as_deref(), Some("bad signature"));
-        assert_eq!(d.take_new_refusals(), vec!["scope".to_owned(), "bad signature".to_owned()]);
-        d.note(&DeliveryEvent { delivered: vec![], refused: vec![("e".into(), "scope".into())] });
-        assert!(d.take_new_refusals().is_empty(), "a known reason is not queued again");
+        assert_eq!(
+            d.take_new_refusals(),
+            vec!["scope".to_owned(), "bad signature".to_owned()]
+        );
+        d.note(&DeliveryEvent {
+            delivered: vec![],
+            refused: vec![("e".into(), "scope".into())],
+        });
+        assert!(
+            d.take_new_refusals().is_empty(),
+            "a known reason is not queued again"
+        );
     }
 
     #[test]
     fn reasons_are_bounded() {
         let d = Delivery::default();
         for i in 0..(MAX_REASONS + 10) {
-            d.note(&DeliveryEvent { delivered: vec![], refused: vec![(format!("r{i}"), format!("reason {i}"))] });
+            d.note(&DeliveryEvent {
+                delivered: vec![],
+                refused: vec![(format!("r{i}"), format!("reason {i}"))],
+            });
         }
         let r = d.refusals();
         assert_eq!(r.len(), MAX_REASONS + 1);
-        assert_eq!(r.iter().find(|c| c.reason == OTHER_REASONS).map(|c| c.count), Some(10));
+        assert_eq!(
+            r.iter()
+                .find(|c| c.reason == OTHER_REASONS)
+                .map(|c| c.count),
+            Some(10)
+        );
         assert_eq!(d.refused(), (MAX_REASONS + 10) as u64);
     }
 }

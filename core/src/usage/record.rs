@@ -119,7 +119,8 @@ impl Serialize for UsageStatus {
 impl<'de> Deserialize<'de> for UsageStatus {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        UsageStatus::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("unknown usage status `{s}`")))
+        UsageStatus::parse(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown usage status `{s}`")))
     }
 }
 
@@ -138,7 +139,11 @@ pub struct SdkInfo {
 impl SdkInfo {
     /// This crate, used directly from Rust.
     pub fn rust() -> Self {
-        SdkInfo { name: crate::SDK_NAME.to_owned(), version: crate::SDK_VERSION.to_owned(), language: "rust".to_owned() }
+        SdkInfo {
+            name: crate::SDK_NAME.to_owned(),
+            version: crate::SDK_VERSION.to_owned(),
+            language: "rust".to_owned(),
+        }
     }
 }
 
@@ -270,7 +275,10 @@ pub struct UsageRecord {
 
 /// Current time as Unix milliseconds.
 pub fn unix_ms_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Check the tag bounds; the error names the offending tag.
@@ -279,27 +287,42 @@ pub fn validate_tags(tags: &BTreeMap<String, String>) -> Result<(), UsageError> 
         let key = tags.keys().nth(MAX_TAGS).cloned().unwrap_or_default();
         return Err(UsageError::InvalidTag {
             key: shorten(&key),
-            reason: format!("{} tags given, at most {MAX_TAGS} are allowed; drop some tags", tags.len()),
+            reason: format!(
+                "{} tags given, at most {MAX_TAGS} are allowed; drop some tags",
+                tags.len()
+            ),
         });
     }
     for (k, v) in tags {
         if k.is_empty() {
-            return Err(UsageError::InvalidTag { key: String::new(), reason: "tag keys may not be empty".into() });
+            return Err(UsageError::InvalidTag {
+                key: String::new(),
+                reason: "tag keys may not be empty".into(),
+            });
         }
         if k.len() > MAX_TAG_KEY_BYTES {
             return Err(UsageError::InvalidTag {
                 key: shorten(k),
-                reason: format!("key is {} bytes, at most {MAX_TAG_KEY_BYTES} are allowed", k.len()),
+                reason: format!(
+                    "key is {} bytes, at most {MAX_TAG_KEY_BYTES} are allowed",
+                    k.len()
+                ),
             });
         }
         if v.len() > MAX_TAG_VALUE_BYTES {
             return Err(UsageError::InvalidTag {
                 key: shorten(k),
-                reason: format!("value is {} bytes, at most {MAX_TAG_VALUE_BYTES} are allowed", v.len()),
+                reason: format!(
+                    "value is {} bytes, at most {MAX_TAG_VALUE_BYTES} are allowed",
+                    v.len()
+                ),
             });
         }
         if k.contains('\0') || v.contains('\0') {
-            return Err(UsageError::InvalidTag { key: shorten(&k.replace('\0', "\\0")), reason: NUL_MESSAGE.into() });
+            return Err(UsageError::InvalidTag {
+                key: shorten(&k.replace('\0', "\\0")),
+                reason: NUL_MESSAGE.into(),
+            });
         }
     }
     Ok(())
@@ -317,29 +340,42 @@ fn shorten(s: &str) -> String {
     format!("{}...", &s[..end])
 }
 
-fn check_id(field: &'static str, value: &str, required: bool) -> Result<(), UsageError> {
+pub(crate) fn check_id(field: &'static str, value: &str, required: bool) -> Result<(), UsageError> {
     if required && value.trim().is_empty() {
-        return Err(UsageError::InvalidField { field: field.into(), message: "must not be empty".into() });
+        return Err(UsageError::InvalidField {
+            field: field.into(),
+            message: "must not be empty".into(),
+        });
     }
     if value.len() > MAX_ID_BYTES {
         return Err(UsageError::InvalidField {
             field: field.into(),
-            message: format!("is {} bytes, at most {MAX_ID_BYTES} are allowed", value.len()),
+            message: format!(
+                "is {} bytes, at most {MAX_ID_BYTES} are allowed",
+                value.len()
+            ),
         });
     }
     if value.contains('\0') {
-        return Err(UsageError::InvalidField { field: field.into(), message: NUL_MESSAGE.into() });
+        return Err(UsageError::InvalidField {
+            field: field.into(),
+            message: NUL_MESSAGE.into(),
+        });
     }
     Ok(())
 }
 
 /// Why a NUL is refused: PostgreSQL text cannot hold it, so a stored record would fail
 /// its whole batch on one backend and not on the other.
-const NUL_MESSAGE: &str = "contains a NUL character (\\0), which text columns cannot store; remove it";
+const NUL_MESSAGE: &str =
+    "contains a NUL character (\\0), which text columns cannot store; remove it";
 
-fn check_int(field: &'static str, v: u64) -> Result<(), UsageError> {
+pub(crate) fn check_int(field: &'static str, v: u64) -> Result<(), UsageError> {
     if v > MAX_SAFE_INTEGER {
-        return Err(UsageError::InvalidField { field: field.into(), message: format!("{v} exceeds 2^53-1") });
+        return Err(UsageError::InvalidField {
+            field: field.into(),
+            message: format!("{v} exceeds 2^53-1"),
+        });
     }
     Ok(())
 }
@@ -413,7 +449,10 @@ impl UsageRecord {
             }
             if let Some(s) = r.score {
                 if s.unsigned_abs() > MAX_SAFE_INTEGER {
-                    return Err(UsageError::InvalidField { field: "route.score".into(), message: format!("{s} exceeds 2^53-1") });
+                    return Err(UsageError::InvalidField {
+                        field: "route.score".into(),
+                        message: format!("{s} exceeds 2^53-1"),
+                    });
                 }
             }
         }
@@ -431,17 +470,27 @@ impl UsageRecord {
             ("reasoning_tokens", self.reasoning_tokens),
             ("cost_micros", self.cost_micros),
             ("latency_ms", self.latency_ms),
-            ("time_to_first_token_ms", self.time_to_first_token_ms.unwrap_or(0)),
+            (
+                "time_to_first_token_ms",
+                self.time_to_first_token_ms.unwrap_or(0),
+            ),
         ] {
             check_int(f, v)?;
         }
         if self.ts_end < self.ts_start {
             return Err(UsageError::InvalidField {
                 field: "ts_end".into(),
-                message: format!("ts_end ({}) is before ts_start ({})", self.ts_end, self.ts_start),
+                message: format!(
+                    "ts_end ({}) is before ts_start ({})",
+                    self.ts_end, self.ts_start
+                ),
             });
         }
-        if self.cached_prompt_tokens.saturating_add(self.cache_write_tokens) > self.prompt_tokens {
+        if self
+            .cached_prompt_tokens
+            .saturating_add(self.cache_write_tokens)
+            > self.prompt_tokens
+        {
             return Err(UsageError::InvalidField {
                 field: "cached_prompt_tokens".into(),
                 message: format!(
@@ -489,7 +538,11 @@ impl UsageRecord {
                 string(out, k, v);
             }
         }
-        for (f, v) in [("seq", self.seq), ("prompt_tokens", self.prompt_tokens), ("cached_prompt_tokens", self.cached_prompt_tokens)] {
+        for (f, v) in [
+            ("seq", self.seq),
+            ("prompt_tokens", self.prompt_tokens),
+            ("cached_prompt_tokens", self.cached_prompt_tokens),
+        ] {
             check_int(f, v)?;
         }
         let mut out = String::with_capacity(640);
@@ -515,10 +568,14 @@ impl UsageRecord {
         if let Some(r) = &self.route {
             key(&mut out, "route");
             out.push('{');
-            string(&mut out, "mode", match r.mode {
-                RouteMode::Auto => "auto",
-                RouteMode::Explicit => "explicit",
-            });
+            string(
+                &mut out,
+                "mode",
+                match r.mode {
+                    RouteMode::Auto => "auto",
+                    RouteMode::Explicit => "explicit",
+                },
+            );
             if let Some(sc) = r.score {
                 num(&mut out, "score", sc);
             }
@@ -567,9 +624,14 @@ impl UsageRecord {
     /// The canonical JSON computed the generic way (serde value + [`canonical::canonicalize`]);
     /// slower, used to cross-check [`UsageRecord::canonical_json`].
     pub fn canonical_json_generic(&self) -> Result<String, UsageError> {
-        let v = serde_json::to_value(self)
-            .map_err(|e| UsageError::InvalidField { field: "record".into(), message: e.to_string() })?;
-        canonical::canonicalize(&v).map_err(|e| UsageError::InvalidField { field: e.path, message: e.message })
+        let v = serde_json::to_value(self).map_err(|e| UsageError::InvalidField {
+            field: "record".into(),
+            message: e.to_string(),
+        })?;
+        canonical::canonicalize(&v).map_err(|e| UsageError::InvalidField {
+            field: e.path,
+            message: e.message,
+        })
     }
 }
 
@@ -590,12 +652,22 @@ mod tests {
     }
 
     fn ident() -> Identity {
-        Identity { api_key_id: Some("key_1".into()), ..Default::default() }
+        Identity {
+            api_key_id: Some("key_1".into()),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn status_codes_round_trip() {
-        for s in ["ok", "cancelled", "denied", "RATE_LIMITED", "BUDGET_EXCEEDED", "TIMEOUT"] {
+        for s in [
+            "ok",
+            "cancelled",
+            "denied",
+            "RATE_LIMITED",
+            "BUDGET_EXCEEDED",
+            "TIMEOUT",
+        ] {
             assert_eq!(UsageStatus::parse(s).unwrap().as_str(), s);
         }
         assert!(UsageStatus::parse("nope").is_none());
@@ -608,32 +680,50 @@ mod tests {
     fn nul_characters_are_refused() {
         let mut i = input();
         i.tags.insert("team".into(), "a\0b".into());
-        let e = UsageRecord::build(i, &ident(), &SdkInfo::rust(), RecordId::new_v7(), 1).unwrap_err();
-        assert!(matches!(&e, UsageError::InvalidTag { key, .. } if key == "team") && e.to_string().contains("NUL"), "{e}");
+        let e =
+            UsageRecord::build(i, &ident(), &SdkInfo::rust(), RecordId::new_v7(), 1).unwrap_err();
+        assert!(
+            matches!(&e, UsageError::InvalidTag { key, .. } if key == "team")
+                && e.to_string().contains("NUL"),
+            "{e}"
+        );
         let mut i = input();
         i.model = "m\0".into();
-        let e = UsageRecord::build(i, &ident(), &SdkInfo::rust(), RecordId::new_v7(), 1).unwrap_err();
-        assert!(e.to_string().contains("model") && e.to_string().contains("NUL"), "{e}");
+        let e =
+            UsageRecord::build(i, &ident(), &SdkInfo::rust(), RecordId::new_v7(), 1).unwrap_err();
+        assert!(
+            e.to_string().contains("model") && e.to_string().contains("NUL"),
+            "{e}"
+        );
     }
 
     #[test]
     fn tag_errors_name_the_tag() {
         let mut i = input();
         i.tags.insert("team".into(), "x".repeat(257));
-        let e = UsageRecord::build(i, &ident(), &SdkInfo::rust(), RecordId::new_v7(), 1).unwrap_err();
-        assert!(matches!(&e, UsageError::InvalidTag { key, .. } if key == "team"), "{e}");
-        assert!(e.to_string().contains("team") && e.to_string().contains("256"), "{e}");
+        let e =
+            UsageRecord::build(i, &ident(), &SdkInfo::rust(), RecordId::new_v7(), 1).unwrap_err();
+        assert!(
+            matches!(&e, UsageError::InvalidTag { key, .. } if key == "team"),
+            "{e}"
+        );
+        assert!(
+            e.to_string().contains("team") && e.to_string().contains("256"),
+            "{e}"
+        );
 
         let mut i = input();
         i.tags.insert("k".repeat(65), "v".into());
-        let e = UsageRecord::build(i, &ident(), &SdkInfo::rust(), RecordId::new_v7(), 1).unwrap_err();
+        let e =
+            UsageRecord::build(i, &ident(), &SdkInfo::rust(), RecordId::new_v7(), 1).unwrap_err();
         assert!(e.to_string().contains("64"), "{e}");
 
         let mut i = input();
         for n in 0..17 {
             i.tags.insert(format!("t{n:02}"), "v".into());
         }
-        let e = UsageRecord::build(i, &ident(), &SdkInfo::rust(), RecordId::new_v7(), 1).unwrap_err();
+        let e =
+            UsageRecord::build(i, &ident(), &SdkInfo::rust(), RecordId::new_v7(), 1).unwrap_err();
         assert!(e.to_string().contains("17 tags"), "{e}");
 
         let mut i = input();
@@ -649,13 +739,22 @@ mod tests {
     fn token_invariants_and_required_fields() {
         let mut i = input();
         i.cached_prompt_tokens = 11;
-        let e = UsageRecord::build(i, &ident(), &SdkInfo::rust(), RecordId::new_v7(), 1).unwrap_err();
+        let e =
+            UsageRecord::build(i, &ident(), &SdkInfo::rust(), RecordId::new_v7(), 1).unwrap_err();
         assert!(e.to_string().contains("cached_prompt_tokens"), "{e}");
-        let e = UsageRecord::build(input(), &Identity::default(), &SdkInfo::rust(), RecordId::new_v7(), 1).unwrap_err();
+        let e = UsageRecord::build(
+            input(),
+            &Identity::default(),
+            &SdkInfo::rust(),
+            RecordId::new_v7(),
+            1,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("api_key_id"), "{e}");
         let mut i = input();
         i.ts_end = 0;
-        let e = UsageRecord::build(i, &ident(), &SdkInfo::rust(), RecordId::new_v7(), 1).unwrap_err();
+        let e =
+            UsageRecord::build(i, &ident(), &SdkInfo::rust(), RecordId::new_v7(), 1).unwrap_err();
         assert!(e.to_string().contains("ts_end"), "{e}");
     }
 
@@ -664,14 +763,23 @@ mod tests {
         let a = RecordId::new_v7();
         let b = RecordId::new_v7();
         assert!(a < b);
-        assert_eq!(uuid::Uuid::parse_str(a.as_str()).unwrap().get_version_num(), 7);
+        assert_eq!(
+            uuid::Uuid::parse_str(a.as_str()).unwrap().get_version_num(),
+            7
+        );
     }
 
     #[test]
     fn json_round_trip_and_no_absent_optionals() {
-        let r = UsageRecord::build(input(), &ident(), &SdkInfo::rust(), RecordId::new_v7(), 3).unwrap();
+        let r =
+            UsageRecord::build(input(), &ident(), &SdkInfo::rust(), RecordId::new_v7(), 3).unwrap();
         let j = r.canonical_json().unwrap();
-        assert!(!j.contains("\"group\"") && !j.contains("\"route\"") && !j.contains("time_to_first_token_ms"), "{j}");
+        assert!(
+            !j.contains("\"group\"")
+                && !j.contains("\"route\"")
+                && !j.contains("time_to_first_token_ms"),
+            "{j}"
+        );
         let back: UsageRecord = serde_json::from_str(&j).unwrap();
         assert_eq!(back, r);
     }

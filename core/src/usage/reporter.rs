@@ -147,8 +147,13 @@ impl ReporterOptions {
     /// `(records per batch, longest wait)` on this network.
     fn batching(&self, network: NetworkClass) -> (usize, Duration) {
         match network {
-            NetworkClass::Cellular => (self.cellular_batch_max_records.max(1), self.cellular_batch_max_age),
-            NetworkClass::Wifi | NetworkClass::Offline => (self.batch_max_records.max(1), self.batch_max_age),
+            NetworkClass::Cellular => (
+                self.cellular_batch_max_records.max(1),
+                self.cellular_batch_max_age,
+            ),
+            NetworkClass::Wifi | NetworkClass::Offline => {
+                (self.batch_max_records.max(1), self.batch_max_age)
+            }
         }
     }
 }
@@ -157,12 +162,21 @@ type Link = tokio::sync::watch::Receiver<LinkState>;
 
 enum Outcome {
     Answer(BatchResponse),
-    Retry { message: String, retry_after: Option<Duration> },
+    Retry {
+        message: String,
+        retry_after: Option<Duration>,
+    },
     TooLarge,
     RejectAll(String),
 }
 
-pub(crate) fn spawn(spool: Arc<Spool>, opts: ReporterOptions, link: Link, delivery: Arc<Delivery>, rt: &tokio::runtime::Handle) -> Result<ReporterHandle, reqwest::Error> {
+pub(crate) fn spawn(
+    spool: Arc<Spool>,
+    opts: ReporterOptions,
+    link: Link,
+    delivery: Arc<Delivery>,
+    rt: &tokio::runtime::Handle,
+) -> Result<ReporterHandle, reqwest::Error> {
     // Process-wide rustls provider for https collectors; an already installed one wins.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::builder()
@@ -170,12 +184,23 @@ pub(crate) fn spawn(spool: Arc<Spool>, opts: ReporterOptions, link: Link, delive
         .user_agent(format!("{}/{}", crate::SDK_NAME, crate::SDK_VERSION))
         .build()?;
     let (stop, _) = tokio::sync::watch::channel(false);
-    let ctl = Arc::new(Control { flush_requested: AtomicBool::new(false), flush: tokio::sync::Notify::new(), stop });
+    let ctl = Arc::new(Control {
+        flush_requested: AtomicBool::new(false),
+        flush: tokio::sync::Notify::new(),
+        stop,
+    });
     let join = rt.spawn(run(spool, opts, http, ctl.clone(), link, delivery));
     Ok(ReporterHandle { ctl, join })
 }
 
-async fn run(spool: Arc<Spool>, opts: ReporterOptions, http: reqwest::Client, ctl: Arc<Control>, mut link: Link, delivery: Arc<Delivery>) {
+async fn run(
+    spool: Arc<Spool>,
+    opts: ReporterOptions,
+    http: reqwest::Client,
+    ctl: Arc<Control>,
+    mut link: Link,
+    delivery: Arc<Delivery>,
+) {
     let mut stop = ctl.stop.subscribe();
     let mut oldest: Option<Instant> = None;
     // Set after a 413: the batch size that the collector may accept.
@@ -222,7 +247,10 @@ async fn run(spool: Arc<Spool>, opts: ReporterOptions, http: reqwest::Client, ct
         }
         let first = *oldest.get_or_insert_with(Instant::now);
         let due = first + batch_age;
-        if (pending as usize) < max_records && !ctl.flush_requested.load(Ordering::Acquire) && Instant::now() < due {
+        if (pending as usize) < max_records
+            && !ctl.flush_requested.load(Ordering::Acquire)
+            && Instant::now() < due
+        {
             tokio::select! {
                 _ = spool.appended.notified() => {}
                 _ = ctl.flush.notified() => {}
@@ -234,24 +262,29 @@ async fn run(spool: Arc<Spool>, opts: ReporterOptions, http: reqwest::Client, ct
         }
         let sp = spool.clone();
         let n = max_records;
-        let batch = match tokio::task::spawn_blocking(move || sp.read_batch(n, MAX_BATCH_BYTES)).await {
-            Ok(Ok(b)) => b,
-            Ok(Err(e)) => {
-                spool.set_last_error(Some(format!("reading the spool: {e}")));
-                if sleep_or_stop(opts.max_backoff, &mut stop).await {
-                    return;
+        let batch =
+            match tokio::task::spawn_blocking(move || sp.read_batch(n, MAX_BATCH_BYTES)).await {
+                Ok(Ok(b)) => b,
+                Ok(Err(e)) => {
+                    spool.set_last_error(Some(format!("reading the spool: {e}")));
+                    if sleep_or_stop(opts.max_backoff, &mut stop).await {
+                        return;
+                    }
+                    continue;
                 }
-                continue;
-            }
-            Err(_) => return,
-        };
+                Err(_) => return,
+            };
         if batch.records.is_empty() {
             // Only unreadable bytes were left: move past them.
             let _ = ack(&spool, batch).await;
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         }
-        match deliver(&spool, &opts, &http, &batch, &mut stop, &mut link, &delivery).await {
+        match deliver(
+            &spool, &opts, &http, &batch, &mut stop, &mut link, &delivery,
+        )
+        .await
+        {
             Delivered::Done => {
                 if ack(&spool, batch).await.is_ok() {
                     oldest = None;
@@ -302,7 +335,10 @@ fn backoff(opts: &ReporterOptions, attempt: u32, retry_after: Option<Duration>) 
         return ra.min(opts.max_backoff);
     }
     let base = opts.initial_backoff.as_millis() as u64;
-    let step = base.saturating_mul(1u64 << attempt.min(20)).min(opts.max_backoff.as_millis() as u64).max(1);
+    let step = base
+        .saturating_mul(1u64 << attempt.min(20))
+        .min(opts.max_backoff.as_millis() as u64)
+        .max(1);
     Duration::from_millis(rand::rng().random_range(step / 4..=step))
 }
 
@@ -320,27 +356,52 @@ fn body_of(batch: &Batch) -> Vec<u8> {
 }
 
 async fn post(opts: &ReporterOptions, http: &reqwest::Client, body: Vec<u8>) -> Outcome {
-    let resp = match http.post(&opts.endpoint).header(http::header::CONTENT_TYPE, "application/json").body(body).send().await {
+    let resp = match http
+        .post(&opts.endpoint)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .send()
+        .await
+    {
         Ok(r) => r,
-        Err(e) => return Outcome::Retry { message: format!("cannot reach the collector: {e}"), retry_after: None },
+        Err(e) => {
+            return Outcome::Retry {
+                message: format!("cannot reach the collector: {e}"),
+                retry_after: None,
+            };
+        }
     };
     let status = resp.status().as_u16();
     let retry_after = crate::providers::retry_after(resp.headers());
     let bytes = match resp.bytes().await {
         Ok(b) => b,
-        Err(e) => return Outcome::Retry { message: format!("collector answer cut off: {e}"), retry_after: None },
+        Err(e) => {
+            return Outcome::Retry {
+                message: format!("collector answer cut off: {e}"),
+                retry_after: None,
+            };
+        }
     };
     match status {
         200..=299 => match serde_json::from_slice::<BatchResponse>(&bytes) {
             Ok(r) => Outcome::Answer(r),
-            Err(e) => Outcome::Retry { message: format!("collector answered {status} with an unreadable body: {e}"), retry_after: None },
+            Err(e) => Outcome::Retry {
+                message: format!("collector answered {status} with an unreadable body: {e}"),
+                retry_after: None,
+            },
         },
         413 => Outcome::TooLarge,
         408 | 429 | 500..=599 | 401 | 403 | 404 | 405 => Outcome::Retry {
-            message: format!("collector answered HTTP {status}: {}", crate::providers::body_excerpt(&bytes)),
+            message: format!(
+                "collector answered HTTP {status}: {}",
+                crate::providers::body_excerpt(&bytes)
+            ),
             retry_after,
         },
-        _ => Outcome::RejectAll(format!("collector rejected the batch with HTTP {status}: {}", crate::providers::body_excerpt(&bytes))),
+        _ => Outcome::RejectAll(format!(
+            "collector rejected the batch with HTTP {status}: {}",
+            crate::providers::body_excerpt(&bytes)
+        )),
     }
 }
 
@@ -363,12 +424,23 @@ async fn deliver(
         };
         let wait = match outcome {
             Outcome::Answer(resp) => {
-                let done: HashSet<&str> = resp.accepted.iter().chain(resp.duplicate.iter()).map(String::as_str).collect();
-                let rejected: HashMap<&str, &str> = resp.rejected.iter().map(|r| (r.id.as_str(), r.reason.as_str())).collect();
+                let done: HashSet<&str> = resp
+                    .accepted
+                    .iter()
+                    .chain(resp.duplicate.iter())
+                    .map(String::as_str)
+                    .collect();
+                let rejected: HashMap<&str, &str> = resp
+                    .rejected
+                    .iter()
+                    .map(|r| (r.id.as_str(), r.reason.as_str()))
+                    .collect();
                 let missing: Vec<&SpooledRecord> = batch
                     .records
                     .iter()
-                    .filter(|r| !done.contains(r.id.as_str()) && !rejected.contains_key(r.id.as_str()))
+                    .filter(|r| {
+                        !done.contains(r.id.as_str()) && !rejected.contains_key(r.id.as_str())
+                    })
                     .collect();
                 unacked_rounds += 1;
                 if missing.is_empty() || unacked_rounds >= MAX_UNACKNOWLEDGED_ROUNDS {
@@ -376,18 +448,34 @@ async fn deliver(
                         .records
                         .iter()
                         .filter(|r| !done.contains(r.id.as_str()))
-                        .filter_map(|r| rejected.get(r.id.as_str()).map(|why| (r, (*why).to_owned())))
+                        .filter_map(|r| {
+                            rejected
+                                .get(r.id.as_str())
+                                .map(|why| (r, (*why).to_owned()))
+                        })
                         .collect();
                     dead.extend(missing.iter().map(|r| {
                         (*r, format!("not acknowledged by the collector after {MAX_UNACKNOWLEDGED_ROUNDS} answers"))
                     }));
-                    let delivered: Vec<String> = batch.records.iter().filter(|r| done.contains(r.id.as_str())).map(|r| r.id.clone()).collect();
+                    let delivered: Vec<String> = batch
+                        .records
+                        .iter()
+                        .filter(|r| done.contains(r.id.as_str()))
+                        .map(|r| r.id.clone())
+                        .collect();
                     return dead_letter_then(spool, &dead, delivered, delivery, stop).await;
                 }
-                spool.set_last_error(Some(format!("collector did not acknowledge {} of {} records; resending", missing.len(), batch.records.len())));
+                spool.set_last_error(Some(format!(
+                    "collector did not acknowledge {} of {} records; resending",
+                    missing.len(),
+                    batch.records.len()
+                )));
                 backoff(opts, attempt, None)
             }
-            Outcome::Retry { message, retry_after } => {
+            Outcome::Retry {
+                message,
+                retry_after,
+            } => {
                 spool.set_last_error(Some(message));
                 backoff(opts, attempt, retry_after)
             }
@@ -395,12 +483,21 @@ async fn deliver(
                 if batch.records.len() > 1 {
                     return Delivered::Split;
                 }
-                let dead: Vec<(&SpooledRecord, String)> =
-                    batch.records.iter().map(|r| (r, "collector answered HTTP 413 for this single record".to_owned())).collect();
+                let dead: Vec<(&SpooledRecord, String)> = batch
+                    .records
+                    .iter()
+                    .map(|r| {
+                        (
+                            r,
+                            "collector answered HTTP 413 for this single record".to_owned(),
+                        )
+                    })
+                    .collect();
                 return dead_letter_then(spool, &dead, Vec::new(), delivery, stop).await;
             }
             Outcome::RejectAll(why) => {
-                let dead: Vec<(&SpooledRecord, String)> = batch.records.iter().map(|r| (r, why.clone())).collect();
+                let dead: Vec<(&SpooledRecord, String)> =
+                    batch.records.iter().map(|r| (r, why.clone())).collect();
                 return dead_letter_then(spool, &dead, Vec::new(), delivery, stop).await;
             }
         };
@@ -436,7 +533,10 @@ async fn dead_letter_then(
     loop {
         match spool.dead_letter(dead) {
             Ok(()) => {
-                let refused = dead.iter().map(|(r, why)| (r.id.clone(), why.clone())).collect();
+                let refused = dead
+                    .iter()
+                    .map(|(r, why)| (r.id.clone(), why.clone()))
+                    .collect();
                 delivery.note(&DeliveryEvent { delivered, refused });
                 return Delivered::Done;
             }
@@ -487,21 +587,39 @@ mod tests {
             return (StatusCode::INTERNAL_SERVER_ERROR, "down").into_response();
         }
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        let ids: Vec<String> = v["records"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect();
+        let ids: Vec<String> = v["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect();
         f.batches.lock().unwrap().push((ids.len(), Instant::now()));
-        axum::Json(BatchResponse { accepted: ids, ..Default::default() }).into_response()
+        axum::Json(BatchResponse {
+            accepted: ids,
+            ..Default::default()
+        })
+        .into_response()
     }
 
     async fn fake(fail_first: usize) -> (String, Arc<Fake>) {
-        let f = Arc::new(Fake { fail_first, ..Default::default() });
-        let app = axum::Router::new().route("/v1/usage", axum::routing::post(handle)).with_state(f.clone());
+        let f = Arc::new(Fake {
+            fail_first,
+            ..Default::default()
+        });
+        let app = axum::Router::new()
+            .route("/v1/usage", axum::routing::post(handle))
+            .with_state(f.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         (format!("http://{addr}"), f)
     }
 
-    fn recorder(dir: &std::path::Path, url: String, tweak: impl FnOnce(&mut ReportingConfig)) -> Recorder {
+    fn recorder(
+        dir: &std::path::Path,
+        url: String,
+        tweak: impl FnOnce(&mut ReportingConfig),
+    ) -> Recorder {
         let (signer, _) = generate_key();
         let mut cfg = ReportingConfig {
             spool_dir: Some(dir.to_path_buf()),
@@ -517,13 +635,23 @@ mod tests {
             ..Default::default()
         };
         tweak(&mut cfg);
-        let ident = Identity { org: Some("o".into()), api_key_id: Some("k".into()), ..Default::default() };
+        let ident = Identity {
+            org: Some("o".into()),
+            api_key_id: Some("k".into()),
+            ..Default::default()
+        };
         Recorder::start(&cfg, &ident).unwrap()
     }
 
     fn record(r: &Recorder, n: usize) {
         for _ in 0..n {
-            r.record(UsageRecordInput { provider: "openai".into(), model: "gpt-4o".into(), prompt_tokens: 1, ..Default::default() }).unwrap();
+            r.record(UsageRecordInput {
+                provider: "openai".into(),
+                model: "gpt-4o".into(),
+                prompt_tokens: 1,
+                ..Default::default()
+            })
+            .unwrap();
         }
     }
 
@@ -544,12 +672,19 @@ mod tests {
         assert!(r.link_state().suspended && r.link_state().holds());
         record(&r, 5);
         tokio::time::sleep(Duration::from_millis(300)).await; // 15 batch ages
-        assert_eq!(fake.requests.load(Ordering::SeqCst), 0, "sent while suspended");
+        assert_eq!(
+            fake.requests.load(Ordering::SeqCst),
+            0,
+            "sent while suspended"
+        );
         assert_eq!(r.status().pending_records, 5);
         // flush() does not wait while nothing may be sent.
         let t = Instant::now();
         let out = r.flush(Duration::from_secs(5)).await.unwrap();
-        assert!(!out.drained && out.pending_records == 5 && t.elapsed() < Duration::from_secs(1), "{out:?}");
+        assert!(
+            !out.drained && out.pending_records == 5 && t.elapsed() < Duration::from_secs(1),
+            "{out:?}"
+        );
         let t = Instant::now();
         r.resume();
         assert!(t.elapsed() < Duration::from_millis(50), "resume blocked");
@@ -572,12 +707,20 @@ mod tests {
         r.set_network_class(NetworkClass::Offline);
         record(&r, 3);
         tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(fake.requests.load(Ordering::SeqCst), 0, "sent while offline");
+        assert_eq!(
+            fake.requests.load(Ordering::SeqCst),
+            0,
+            "sent while offline"
+        );
         // Suspend + back online: still held until resumed.
         r.suspend();
         r.set_network_class(NetworkClass::Wifi);
         tokio::time::sleep(Duration::from_millis(150)).await;
-        assert_eq!(fake.requests.load(Ordering::SeqCst), 0, "sent while suspended");
+        assert_eq!(
+            fake.requests.load(Ordering::SeqCst),
+            0,
+            "sent while suspended"
+        );
         r.resume();
         wait_until("delivery when online", 3_000, || fake.stored() == 3).await;
         r.shutdown().await.unwrap();
@@ -596,7 +739,11 @@ mod tests {
         record(&r, 4);
         // On Wi-Fi these would have gone after 20 ms as 2 + 2.
         tokio::time::sleep(Duration::from_millis(250)).await;
-        assert_eq!(fake.requests.load(Ordering::SeqCst), 0, "cellular did not wait for a fuller batch");
+        assert_eq!(
+            fake.requests.load(Ordering::SeqCst),
+            0,
+            "cellular did not wait for a fuller batch"
+        );
         record(&r, 1);
         wait_until("a full cellular batch", 3_000, || fake.stored() == 5).await;
         assert_eq!(fake.sizes(), vec![5]);
@@ -605,13 +752,20 @@ mod tests {
         record(&r, 1);
         wait_until("the aged cellular batch", 5_000, || fake.stored() == 6).await;
         let waited = fake.batches.lock().unwrap()[1].1 - t;
-        assert!(waited >= Duration::from_millis(500), "sent after {waited:?}, before the cellular age");
+        assert!(
+            waited >= Duration::from_millis(500),
+            "sent after {waited:?}, before the cellular age"
+        );
         // Back on Wi-Fi: the Wi-Fi policy again.
         r.set_network_class(NetworkClass::Wifi);
         let t = Instant::now();
         record(&r, 1);
         wait_until("the Wi-Fi batch", 3_000, || fake.stored() == 7).await;
-        assert!(t.elapsed() < Duration::from_millis(400), "Wi-Fi waited {:?}", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_millis(400),
+            "Wi-Fi waited {:?}",
+            t.elapsed()
+        );
         r.shutdown().await.unwrap();
     }
 
@@ -625,7 +779,10 @@ mod tests {
             c.retry_max_backoff_ms = 40_000;
         });
         record(&r, 2);
-        wait_until("the failing first attempt", 3_000, || fake.requests.load(Ordering::SeqCst) == 1).await;
+        wait_until("the failing first attempt", 3_000, || {
+            fake.requests.load(Ordering::SeqCst) == 1
+        })
+        .await;
         r.suspend();
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(fake.requests.load(Ordering::SeqCst), 1);
@@ -639,23 +796,58 @@ mod tests {
 
     #[test]
     fn cellular_settings_are_validated_and_the_in_memory_key_is_never_serialized() {
-        let c = ReportingConfig { cellular_batch_max_records: 0, ..Default::default() };
-        assert!(c.validate().unwrap_err().to_string().contains("reporting.cellular_batch_max_records"));
-        let c = ReportingConfig { cellular_batch_max_age_ms: 0, ..Default::default() };
-        assert!(c.validate().unwrap_err().to_string().contains("reporting.cellular_batch_max_age_ms"));
+        let c = ReportingConfig {
+            cellular_batch_max_records: 0,
+            ..Default::default()
+        };
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("reporting.cellular_batch_max_records")
+        );
+        let c = ReportingConfig {
+            cellular_batch_max_age_ms: 0,
+            ..Default::default()
+        };
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("reporting.cellular_batch_max_age_ms")
+        );
 
         let (signer, public) = generate_key();
         let seed = signer.seed_base64();
-        let c = ReportingConfig { signing_key: Some(seed.clone()), signing_key_file: Some("/nonexistent/key".into()), ..Default::default() };
+        let c = ReportingConfig {
+            signing_key: Some(seed.clone()),
+            signing_key_file: Some("/nonexistent/key".into()),
+            ..Default::default()
+        };
         // The in-memory key wins over the file.
         assert_eq!(c.load_signer().unwrap().public_key(), public);
         let text = toml::to_string(&c).unwrap();
-        assert!(!text.contains(seed.expose()) && !text.contains("signing_key ="), "{text}");
+        assert!(
+            !text.contains(seed.expose()) && !text.contains("signing_key ="),
+            "{text}"
+        );
         assert!(!format!("{c:?}").contains(seed.expose()));
         // And a config file cannot set it.
-        let e = crate::Config::from_toml_str(&format!("[reporting]\nsigning_key = \"{}\"\n", seed.expose()), "t.toml").unwrap_err();
+        let e = crate::Config::from_toml_str(
+            &format!("[reporting]\nsigning_key = \"{}\"\n", seed.expose()),
+            "t.toml",
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("signing_key"), "{e}");
-        let bad = ReportingConfig { signing_key: Some(Secret::new("not a key")), ..Default::default() };
-        assert!(bad.load_signer().unwrap_err().to_string().contains("in memory"));
+        let bad = ReportingConfig {
+            signing_key: Some(Secret::new("not a key")),
+            ..Default::default()
+        };
+        assert!(
+            bad.load_signer()
+                .unwrap_err()
+                .to_string()
+                .contains("in memory")
+        );
     }
 }

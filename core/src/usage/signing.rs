@@ -33,7 +33,10 @@ pub struct UsageSigner {
 
 impl std::fmt::Debug for UsageSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UsageSigner").field("public_key", &self.public).field("secret", &"***").finish()
+        f.debug_struct("UsageSigner")
+            .field("public_key", &self.public)
+            .field("secret", &"***")
+            .finish()
     }
 }
 
@@ -57,26 +60,46 @@ impl UsageSigner {
     /// `origin` names where the text came from, for error messages.
     pub fn from_key_text(text: &str, origin: &str) -> Result<Self, UsageError> {
         let t = text.trim();
-        let key_err = |message: &str, fix: &str| UsageError::Key { origin: origin.to_owned(), message: message.to_owned(), fix: fix.to_owned() };
+        let key_err = |message: &str, fix: &str| UsageError::Key {
+            origin: origin.to_owned(),
+            message: message.to_owned(),
+            fix: fix.to_owned(),
+        };
         if t.is_empty() {
-            return Err(key_err("the key is empty", "generate one with `gaterouter keygen` and store its seed there"));
+            return Err(key_err(
+                "the key is empty",
+                "generate one with `gaterouter keygen` and store its seed there",
+            ));
         }
         if t.starts_with("-----BEGIN") {
             if !t.contains("-----BEGIN PRIVATE KEY-----") {
-                return Err(key_err("PEM is not an unencrypted PKCS#8 private key", "convert it with `openssl pkey -in KEY -out key.pem`"));
+                return Err(key_err(
+                    "PEM is not an unencrypted PKCS#8 private key",
+                    "convert it with `openssl pkey -in KEY -out key.pem`",
+                ));
             }
-            let key = SigningKey::from_pkcs8_pem(t)
-                .map_err(|_| key_err("PEM is not a valid Ed25519 PKCS#8 private key", "use an Ed25519 key (`openssl genpkey -algorithm ed25519`)"))?;
+            let key = SigningKey::from_pkcs8_pem(t).map_err(|_| {
+                key_err(
+                    "PEM is not a valid Ed25519 PKCS#8 private key",
+                    "use an Ed25519 key (`openssl genpkey -algorithm ed25519`)",
+                )
+            })?;
             let public = B64.encode(key.verifying_key().to_bytes());
             return Ok(UsageSigner { key, public });
         }
-        let bytes = Zeroizing::new(
-            B64.decode(t.as_bytes())
-                .map_err(|_| key_err("not valid standard base64", "store the standard base64 of the 32-byte Ed25519 seed, or a PKCS#8 PEM"))?,
-        );
-        let seed: Zeroizing<[u8; 32]> = Zeroizing::new(bytes.as_slice().try_into().map_err(|_| {
-            key_err(&format!("decodes to {} bytes, an Ed25519 seed is 32", bytes.len()), "store the base64 of exactly the 32-byte seed")
+        let bytes = Zeroizing::new(B64.decode(t.as_bytes()).map_err(|_| {
+            key_err(
+                "not valid standard base64",
+                "store the standard base64 of the 32-byte Ed25519 seed, or a PKCS#8 PEM",
+            )
         })?);
+        let seed: Zeroizing<[u8; 32]> =
+            Zeroizing::new(bytes.as_slice().try_into().map_err(|_| {
+                key_err(
+                    &format!("decodes to {} bytes, an Ed25519 seed is 32", bytes.len()),
+                    "store the base64 of exactly the 32-byte seed",
+                )
+            })?);
         Ok(Self::from_seed(&seed))
     }
 
@@ -143,26 +166,31 @@ pub fn wire_json(canonical: &str, signature: &str) -> String {
 
 /// Verify a base64 signature over `msg` against a base64 public key.
 pub fn verify(public_key: &str, msg: &[u8], signature: &str) -> Result<(), UsageError> {
-    let bad = |m: &str| UsageError::Signature { message: m.to_owned() };
+    let bad = |m: &str| UsageError::Signature {
+        message: m.to_owned(),
+    };
     let pk: [u8; 32] = B64
         .decode(public_key.trim())
         .map_err(|_| bad("public key is not standard base64"))?
         .try_into()
         .map_err(|_| bad("public key is not 32 bytes"))?;
-    let vk = VerifyingKey::from_bytes(&pk).map_err(|_| bad("public key is not a valid Ed25519 point"))?;
+    let vk = VerifyingKey::from_bytes(&pk)
+        .map_err(|_| bad("public key is not a valid Ed25519 point"))?;
     let sig: [u8; 64] = B64
         .decode(signature)
         .map_err(|_| bad("signature is not standard base64"))?
         .try_into()
         .map_err(|_| bad("signature is not 64 bytes"))?;
-    vk.verify(msg, &Signature::from_bytes(&sig)).map_err(|_| bad("signature does not match"))
+    vk.verify(msg, &Signature::from_bytes(&sig))
+        .map_err(|_| bad("signature does not match"))
 }
 
 /// Verify a wire record (`{...record..., "signature": "..."}`) as a collector would:
 /// remove `signature`, canonicalize, verify; returns the parsed record.
 pub fn verify_wire(wire: &str, public_key: &str) -> Result<UsageRecord, UsageError> {
     let bad = |m: String| UsageError::Signature { message: m };
-    let mut v: serde_json::Value = serde_json::from_str(wire).map_err(|e| bad(format!("record is not JSON: {e}")))?;
+    let mut v: serde_json::Value =
+        serde_json::from_str(wire).map_err(|e| bad(format!("record is not JSON: {e}")))?;
     let sig = v
         .as_object_mut()
         .and_then(|o| o.remove("signature"))
@@ -202,7 +230,10 @@ mod tests {
         let secretish = "c2VjcmV0LXNlY3JldC1zZWNyZXQ="; // 20 bytes
         let e = UsageSigner::from_key_text(secretish, "env X").unwrap_err();
         let s = e.to_string();
-        assert!(s.contains("20 bytes") && s.contains("env X") && !s.contains(secretish), "{s}");
+        assert!(
+            s.contains("20 bytes") && s.contains("env X") && !s.contains(secretish),
+            "{s}"
+        );
         let e = UsageSigner::from_key_text("not base64 !!", "f").unwrap_err();
         assert!(!e.to_string().contains("!!"), "{e}");
     }
@@ -223,6 +254,13 @@ mod tests {
         let w = wire_json(canonical, &s.sign(canonical.as_bytes()));
         let mut v: serde_json::Value = serde_json::from_str(&w).unwrap();
         let sig = v.as_object_mut().unwrap().remove("signature").unwrap();
-        verify(&pk, super::super::canonical::canonicalize(&v).unwrap().as_bytes(), sig.as_str().unwrap()).unwrap();
+        verify(
+            &pk,
+            super::super::canonical::canonicalize(&v)
+                .unwrap()
+                .as_bytes(),
+            sig.as_str().unwrap(),
+        )
+        .unwrap();
     }
 }

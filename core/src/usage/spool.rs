@@ -87,7 +87,12 @@ impl SpoolOptions {
     /// delivered segments can be reclaimed well before the cap).
     pub fn new(dir: impl Into<PathBuf>, fsync_interval: Duration, max_bytes: u64) -> Self {
         let segment_max_bytes = (4 << 20u64).min(max_bytes / 8).max(4096);
-        SpoolOptions { dir: dir.into(), fsync_interval, max_bytes, segment_max_bytes }
+        SpoolOptions {
+            dir: dir.into(),
+            fsync_interval,
+            max_bytes,
+            segment_max_bytes,
+        }
     }
 }
 
@@ -226,7 +231,10 @@ pub struct Spool {
 }
 
 fn io_err(path: &Path, e: std::io::Error) -> UsageError {
-    UsageError::Io { path: path.to_path_buf(), source: e }
+    UsageError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    }
 }
 
 fn seg_name(id: u64) -> String {
@@ -234,7 +242,9 @@ fn seg_name(id: u64) -> String {
 }
 
 fn parse_seg_name(name: &str) -> Option<u64> {
-    name.strip_suffix(".seg").filter(|s| s.len() == 20).and_then(|s| s.parse().ok())
+    name.strip_suffix(".seg")
+        .filter(|s| s.len() == 20)
+        .and_then(|s| s.parse().ok())
 }
 
 /// Result of scanning one segment file.
@@ -321,7 +331,10 @@ fn resync(f: &File, from: u64, end: u64, buf: &mut Vec<u8>) -> std::io::Result<O
 fn scan_segment(path: &Path, from: u64) -> Result<Scan, UsageError> {
     let f = File::open(path).map_err(|e| io_err(path, e))?;
     let len = f.metadata().map_err(|e| io_err(path, e))?.len();
-    let mut s = Scan { len, ..Scan::default() };
+    let mut s = Scan {
+        len,
+        ..Scan::default()
+    };
     let mut magic = [0u8; 8];
     let n = read_at(&f, 0, &mut magic).map_err(|e| io_err(path, e))?;
     let mut pos = SEGMENT_HEADER_BYTES;
@@ -358,7 +371,9 @@ fn scan_segment(path: &Path, from: u64) -> Result<Scan, UsageError> {
                 s.valid_end = pos;
             }
             None => {
-                let next = resync(&f, pos + 1, len, &mut buf).map_err(|e| io_err(path, e))?.unwrap_or(len);
+                let next = resync(&f, pos + 1, len, &mut buf)
+                    .map_err(|e| io_err(path, e))?
+                    .unwrap_or(len);
                 s.bad.push((pos, next));
                 pos = next;
             }
@@ -373,7 +388,11 @@ fn read_cursor(dir: &Path) -> CursorFile {
     fs::read(dir.join(CURSOR_FILE))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or(CursorFile { segment: 0, offset: 0, max_seq: 0 })
+        .unwrap_or(CursorFile {
+            segment: 0,
+            offset: 0,
+            max_seq: 0,
+        })
 }
 
 /// Lines of a file, streaming (the dead-letter file may be large).
@@ -408,7 +427,10 @@ struct Recovered {
 
 fn recover(dir: &Path) -> Result<Recovered, UsageError> {
     let cf = read_cursor(dir);
-    let mut cursor = Cursor { segment: cf.segment, offset: cf.offset };
+    let mut cursor = Cursor {
+        segment: cf.segment,
+        offset: cf.offset,
+    };
     let mut ids = Vec::new();
     if dir.exists() {
         for e in fs::read_dir(dir).map_err(|e| io_err(dir, e))? {
@@ -436,7 +458,11 @@ fn recover(dir: &Path) -> Result<Recovered, UsageError> {
             r.stale.push(id);
             continue;
         }
-        let from = if id == cursor.segment { cursor.offset } else { 0 };
+        let from = if id == cursor.segment {
+            cursor.offset
+        } else {
+            0
+        };
         let mut s = scan_segment(&dir.join(seg_name(id)), from)?;
         if id == cursor.segment && !s.from_ok {
             // Past the end or inside a frame: start this segment again (at least once).
@@ -451,7 +477,15 @@ fn recover(dir: &Path) -> Result<Recovered, UsageError> {
         r.torn += s.bad.iter().map(|(a, b)| b - a).sum::<u64>();
         r.ranges += s.bad.len() as u64;
         r.total += s.len;
-        r.segments.insert(id, SegMeta { len: s.len, valid_end: s.valid_end, sealed: true, bad: s.bad });
+        r.segments.insert(
+            id,
+            SegMeta {
+                len: s.len,
+                valid_end: s.valid_end,
+                sealed: true,
+                bad: s.bad,
+            },
+        );
     }
     Ok(r)
 }
@@ -474,12 +508,16 @@ impl Spool {
             Err(fs4::TryLockError::WouldBlock) => {
                 let mut holder = String::new();
                 let _ = lock.read_to_string(&mut holder);
-                return Err(UsageError::SpoolLocked { dir, holder: holder.trim().to_owned() });
+                return Err(UsageError::SpoolLocked {
+                    dir,
+                    holder: holder.trim().to_owned(),
+                });
             }
             Err(fs4::TryLockError::Error(e)) => return Err(io_err(&lock_path, e)),
         }
         lock.set_len(0).map_err(|e| io_err(&lock_path, e))?;
-        lock.seek(SeekFrom::Start(0)).map_err(|e| io_err(&lock_path, e))?;
+        lock.seek(SeekFrom::Start(0))
+            .map_err(|e| io_err(&lock_path, e))?;
         write!(lock, "pid {}", std::process::id()).map_err(|e| io_err(&lock_path, e))?;
 
         let mut rec = recover(&dir)?;
@@ -489,15 +527,24 @@ impl Spool {
         // Continue appending in the last segment only if it is whole.
         let mut active = None;
         if let Some((&last, meta)) = rec.segments.iter_mut().next_back() {
-            if meta.valid_end == meta.len && meta.len >= SEGMENT_HEADER_BYTES && meta.bad.is_empty() {
+            if meta.valid_end == meta.len && meta.len >= SEGMENT_HEADER_BYTES && meta.bad.is_empty()
+            {
                 let path = dir.join(seg_name(last));
-                let f = OpenOptions::new().append(true).open(&path).map_err(|e| io_err(&path, e))?;
+                let f = OpenOptions::new()
+                    .append(true)
+                    .open(&path)
+                    .map_err(|e| io_err(&path, e))?;
                 meta.sealed = false;
                 active = Some((last, Arc::new(f)));
             }
         }
         // Never reuse a number at or below the cursor's segment: its offset would skip records.
-        let next_segment = rec.segments.keys().next_back().map_or(1, |l| l + 1).max(rec.cursor.segment + 1);
+        let next_segment = rec
+            .segments
+            .keys()
+            .next_back()
+            .map_or(1, |l| l + 1)
+            .max(rec.cursor.segment + 1);
         let dead = count_lines(&dir.join(DEAD_LETTER_FILE));
         let (resolved_tx, _) = tokio::sync::watch::channel(0u64);
         let spool = Arc::new(Spool {
@@ -574,7 +621,10 @@ impl Spool {
         if payload.is_empty() || payload.len() > MAX_FRAME_BYTES as usize {
             return Err(UsageError::InvalidField {
                 field: "record".into(),
-                message: format!("serialized record is {} bytes; a spool frame holds 1..={MAX_FRAME_BYTES}", payload.len()),
+                message: format!(
+                    "serialized record is {} bytes; a spool frame holds 1..={MAX_FRAME_BYTES}",
+                    payload.len()
+                ),
             });
         }
         let frame_len = FRAME_HEADER_BYTES + payload.len() as u64;
@@ -592,7 +642,11 @@ impl Spool {
         let extra = if needs_new { SEGMENT_HEADER_BYTES } else { 0 };
         if st.total_bytes + frame_len + extra > self.opts.max_bytes {
             self.reclaim_active(&mut st);
-            let extra = if st.active.is_none() { SEGMENT_HEADER_BYTES } else { extra };
+            let extra = if st.active.is_none() {
+                SEGMENT_HEADER_BYTES
+            } else {
+                extra
+            };
             if st.total_bytes + frame_len + extra > self.opts.max_bytes {
                 self.overflow.fetch_add(1, Ordering::AcqRel);
                 return Err(UsageError::SpoolFull {
@@ -643,7 +697,8 @@ impl Spool {
         if self.opts.fsync_interval.is_zero() {
             st.dirty = false;
             drop(st);
-            file.sync_data().map_err(|e| io_err(&self.opts.dir.join(seg_name(id)), e))?;
+            file.sync_data()
+                .map_err(|e| io_err(&self.opts.dir.join(seg_name(id)), e))?;
         } else {
             drop(st);
         }
@@ -661,7 +716,11 @@ impl Spool {
         }
         let id = st.next_segment;
         let path = self.opts.dir.join(seg_name(id));
-        let mut f = OpenOptions::new().create_new(true).append(true).open(&path).map_err(|e| io_err(&path, e))?;
+        let mut f = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| io_err(&path, e))?;
         // The number is used up even if the header cannot be written (disk full): a
         // leftover file must not make every later rotation fail with "file exists".
         st.next_segment += 1;
@@ -670,7 +729,15 @@ impl Spool {
             let _ = fs::remove_file(&path);
             return Err(io_err(&path, e));
         }
-        st.segments.insert(id, SegMeta { len: SEGMENT_HEADER_BYTES, valid_end: SEGMENT_HEADER_BYTES, sealed: false, bad: Vec::new() });
+        st.segments.insert(
+            id,
+            SegMeta {
+                len: SEGMENT_HEADER_BYTES,
+                valid_end: SEGMENT_HEADER_BYTES,
+                sealed: false,
+                bad: Vec::new(),
+            },
+        );
         st.total_bytes += SEGMENT_HEADER_BYTES;
         st.active = Some((id, Arc::new(f)));
         Ok(())
@@ -680,8 +747,11 @@ impl Spool {
     fn reclaim_active(&self, st: &mut State) {
         let Some((id, _)) = &st.active else { return };
         let id = *id;
-        let Some(m) = st.segments.get(&id).cloned() else { return };
-        let consumed = st.cursor.segment > id || (st.cursor.segment == id && st.cursor.offset >= m.valid_end);
+        let Some(m) = st.segments.get(&id).cloned() else {
+            return;
+        };
+        let consumed =
+            st.cursor.segment > id || (st.cursor.segment == id && st.cursor.offset >= m.valid_end);
         let only_before = st.segments.range(..id).next().is_none();
         if consumed && only_before && fs::remove_file(self.opts.dir.join(seg_name(id))).is_ok() {
             st.active = None;
@@ -697,38 +767,62 @@ impl Spool {
     pub fn read_batch(&self, max_records: usize, max_bytes: u64) -> Result<Batch, UsageError> {
         let (cursor, segs) = {
             let st = lock_ignore_poison(&self.state);
-            let segs: Vec<(u64, u64, Vec<(u64, u64)>)> = st.segments.range(st.cursor.segment..).map(|(id, m)| (*id, m.valid_end, m.bad.clone())).collect();
+            let segs: Vec<(u64, u64, Vec<(u64, u64)>)> = st
+                .segments
+                .range(st.cursor.segment..)
+                .map(|(id, m)| (*id, m.valid_end, m.bad.clone()))
+                .collect();
             (st.cursor, segs)
         };
-        let mut batch = Batch { records: Vec::new(), end: cursor, bytes: 0 };
+        let mut batch = Batch {
+            records: Vec::new(),
+            end: cursor,
+            bytes: 0,
+        };
         for (id, valid_end, bad) in segs {
-            let start = if id == cursor.segment { cursor.offset.max(SEGMENT_HEADER_BYTES) } else { SEGMENT_HEADER_BYTES };
-            batch.end = Cursor { segment: id, offset: start };
+            let start = if id == cursor.segment {
+                cursor.offset.max(SEGMENT_HEADER_BYTES)
+            } else {
+                SEGMENT_HEADER_BYTES
+            };
+            batch.end = Cursor {
+                segment: id,
+                offset: start,
+            };
             if start >= valid_end {
                 continue;
             }
             let path = self.opts.dir.join(seg_name(id));
             let f = File::open(&path).map_err(|e| io_err(&path, e))?;
             let mut r = BufReader::with_capacity(64 * 1024, &f);
-            r.seek(SeekFrom::Start(start)).map_err(|e| io_err(&path, e))?;
+            r.seek(SeekFrom::Start(start))
+                .map_err(|e| io_err(&path, e))?;
             let mut pos = start;
             let mut hdr = [0u8; FRAME_HEADER_BYTES as usize];
             let mut scratch = Vec::new();
             while pos < valid_end {
-                if batch.records.len() >= max_records || (batch.bytes >= max_bytes && !batch.records.is_empty()) {
+                if batch.records.len() >= max_records
+                    || (batch.bytes >= max_bytes && !batch.records.is_empty())
+                {
                     return Ok(batch);
                 }
                 if let Some((_, b_end)) = bad.iter().find(|(a, b)| *a <= pos && pos < *b) {
                     pos = *b_end;
                     r.seek(SeekFrom::Start(pos)).map_err(|e| io_err(&path, e))?;
-                    batch.end = Cursor { segment: id, offset: pos };
+                    batch.end = Cursor {
+                        segment: id,
+                        offset: pos,
+                    };
                     continue;
                 }
                 let mut ok = None;
                 if pos + FRAME_HEADER_BYTES <= valid_end && r.read_exact(&mut hdr).is_ok() {
                     let len = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
                     let crc = u32::from_le_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]);
-                    if len > 0 && len <= MAX_FRAME_BYTES && pos + FRAME_HEADER_BYTES + u64::from(len) <= valid_end {
+                    if len > 0
+                        && len <= MAX_FRAME_BYTES
+                        && pos + FRAME_HEADER_BYTES + u64::from(len) <= valid_end
+                    {
                         let mut payload = vec![0u8; len as usize];
                         if r.read_exact(&mut payload).is_ok() && crc32fast::hash(&payload) == crc {
                             ok = Some(payload);
@@ -737,23 +831,38 @@ impl Spool {
                 }
                 let Some(payload) = ok else {
                     // Went bad after recovery: skip to the next intact frame.
-                    let next = resync(&f, pos + 1, valid_end, &mut scratch).map_err(|e| io_err(&path, e))?.unwrap_or(valid_end);
+                    let next = resync(&f, pos + 1, valid_end, &mut scratch)
+                        .map_err(|e| io_err(&path, e))?
+                        .unwrap_or(valid_end);
                     self.torn_bytes.fetch_add(next - pos, Ordering::AcqRel);
                     self.skipped_ranges.fetch_add(1, Ordering::AcqRel);
                     pos = next;
                     r.seek(SeekFrom::Start(pos)).map_err(|e| io_err(&path, e))?;
-                    batch.end = Cursor { segment: id, offset: pos };
+                    batch.end = Cursor {
+                        segment: id,
+                        offset: pos,
+                    };
                     continue;
                 };
                 let frame = FRAME_HEADER_BYTES + payload.len() as u64;
                 pos += frame;
                 batch.bytes += frame;
-                batch.end = Cursor { segment: id, offset: pos };
+                batch.end = Cursor {
+                    segment: id,
+                    offset: pos,
+                };
                 let head: Option<Head> = serde_json::from_slice(&payload).ok();
                 let (rid, seq) = head.map_or((String::new(), 0), |h| (h.id, h.seq));
-                batch.records.push(SpooledRecord { id: rid, seq, payload });
+                batch.records.push(SpooledRecord {
+                    id: rid,
+                    seq,
+                    payload,
+                });
             }
-            batch.end = Cursor { segment: id, offset: pos.max(valid_end) };
+            batch.end = Cursor {
+                segment: id,
+                offset: pos.max(valid_end),
+            };
         }
         Ok(batch)
     }
@@ -762,20 +871,32 @@ impl Spool {
     /// delete segments that are wholly delivered.
     pub fn ack(&self, batch: &Batch) -> Result<(), UsageError> {
         let max_seq = self.max_seq();
-        let cf = CursorFile { segment: batch.end.segment, offset: batch.end.offset, max_seq };
+        let cf = CursorFile {
+            segment: batch.end.segment,
+            offset: batch.end.offset,
+            max_seq,
+        };
         // On a full disk the cursor cannot be saved; the delivered segments must still be
         // deleted (below), or the spool never frees the space it needs: it would resend
         // the same batch forever while every new record is refused.
         let persisted = self.write_cursor(&cf);
         let mut st = lock_ignore_poison(&self.state);
         st.cursor = batch.end;
-        st.pending_records = st.pending_records.saturating_sub(batch.records.len() as u64);
+        st.pending_records = st
+            .pending_records
+            .saturating_sub(batch.records.len() as u64);
         st.pending_bytes = st.pending_bytes.saturating_sub(batch.bytes);
         let active = st.active.as_ref().map(|a| a.0);
         let done: Vec<u64> = st
             .segments
             .iter()
-            .filter(|(id, m)| Some(**id) != active && (**id < batch.end.segment || (**id == batch.end.segment && m.sealed && batch.end.offset >= m.valid_end)))
+            .filter(|(id, m)| {
+                Some(**id) != active
+                    && (**id < batch.end.segment
+                        || (**id == batch.end.segment
+                            && m.sealed
+                            && batch.end.offset >= m.valid_end))
+            })
             .map(|(id, _)| *id)
             .collect();
         for id in done {
@@ -786,7 +907,10 @@ impl Spool {
             }
         }
         // Updated under the state lock so `flush_target` sees pending and resolved agree.
-        let n = self.resolved.fetch_add(batch.records.len() as u64, Ordering::AcqRel) + batch.records.len() as u64;
+        let n = self
+            .resolved
+            .fetch_add(batch.records.len() as u64, Ordering::AcqRel)
+            + batch.records.len() as u64;
         drop(st);
         self.resolved_tx.send_replace(n);
         if persisted.is_err() {
@@ -805,7 +929,10 @@ impl Spool {
     fn write_cursor(&self, cf: &CursorFile) -> Result<(), UsageError> {
         let tmp = self.opts.dir.join("cursor.json.tmp");
         let dst = self.opts.dir.join(CURSOR_FILE);
-        let body = serde_json::to_vec(cf).map_err(|e| UsageError::Io { path: dst.clone(), source: std::io::Error::other(e) })?;
+        let body = serde_json::to_vec(cf).map_err(|e| UsageError::Io {
+            path: dst.clone(),
+            source: std::io::Error::other(e),
+        })?;
         {
             let mut f = File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
             f.write_all(&body).map_err(|e| io_err(&tmp, e))?;
@@ -834,10 +961,15 @@ impl Spool {
             out.extend_from_slice(line.to_string().as_bytes());
             out.push(b'\n');
         }
-        let mut f = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| io_err(&path, e))?;
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| io_err(&path, e))?;
         f.write_all(&out).map_err(|e| io_err(&path, e))?;
         f.sync_data().map_err(|e| io_err(&path, e))?;
-        self.dead_letters.fetch_add(entries.len() as u64, Ordering::AcqRel);
+        self.dead_letters
+            .fetch_add(entries.len() as u64, Ordering::AcqRel);
         Ok(())
     }
 
@@ -854,7 +986,8 @@ impl Spool {
             st.active.as_ref().map(|(id, f)| (*id, f.clone()))
         };
         if let Some((id, f)) = target {
-            f.sync_data().map_err(|e| io_err(&self.opts.dir.join(seg_name(id)), e))?;
+            f.sync_data()
+                .map_err(|e| io_err(&self.opts.dir.join(seg_name(id)), e))?;
         }
         Ok(())
     }
@@ -937,7 +1070,10 @@ fn fsync_loop(spool: Weak<Spool>, ctl: Arc<FsyncCtl>, every: Duration) {
     loop {
         {
             let stop = lock_ignore_poison(&ctl.stop);
-            let (stop, _) = ctl.cv.wait_timeout(stop, every).unwrap_or_else(|p| p.into_inner());
+            let (stop, _) = ctl
+                .cv
+                .wait_timeout(stop, every)
+                .unwrap_or_else(|p| p.into_inner());
             if *stop {
                 return;
             }
@@ -955,7 +1091,10 @@ fn fsync_loop(spool: Weak<Spool>, ctl: Arc<FsyncCtl>, every: Duration) {
         if let Some((id, f)) = target {
             if let Err(e) = f.sync_data() {
                 lock_ignore_poison(&sp.state).dirty = true;
-                sp.set_last_error(Some(format!("fsync of segment {} failed: {e}", seg_name(id))));
+                sp.set_last_error(Some(format!(
+                    "fsync of segment {} failed: {e}",
+                    seg_name(id)
+                )));
             }
         }
     }
@@ -987,7 +1126,10 @@ mod tests {
             sp.append(&payload(i), i).unwrap();
         }
         let b = sp.read_batch(4, u64::MAX).unwrap();
-        assert_eq!(b.records.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+        assert_eq!(
+            b.records.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4]
+        );
         sp.ack(&b).unwrap();
         assert_eq!(sp.pending_records(), 6);
         sp.close().unwrap();
@@ -1031,7 +1173,11 @@ mod tests {
         let _a = Spool::open(opts(d.path())).unwrap();
         let e = Spool::open(opts(d.path())).unwrap_err();
         assert!(matches!(e, UsageError::SpoolLocked { .. }), "{e}");
-        assert!(e.to_string().contains(&format!("pid {}", std::process::id())), "{e}");
+        assert!(
+            e.to_string()
+                .contains(&format!("pid {}", std::process::id())),
+            "{e}"
+        );
     }
 
     #[test]
@@ -1051,7 +1197,10 @@ mod tests {
         assert!(st.segments < segs, "{st:?}");
         assert_eq!(st.pending_records, 5);
         let b = sp.read_batch(100, u64::MAX).unwrap();
-        assert_eq!(b.records.iter().map(|r| r.seq).collect::<Vec<_>>(), (16..=20).collect::<Vec<_>>());
+        assert_eq!(
+            b.records.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            (16..=20).collect::<Vec<_>>()
+        );
     }
 
     #[test]

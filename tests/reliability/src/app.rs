@@ -58,26 +58,56 @@ impl AppArgs {
         let mut m: BTreeMap<String, String> = BTreeMap::new();
         let mut it = args.into_iter();
         while let Some(k) = it.next() {
-            let Some(name) = k.strip_prefix("--") else { return Err(format!("unexpected argument `{k}`: expected --name value")) };
+            let Some(name) = k.strip_prefix("--") else {
+                return Err(format!("unexpected argument `{k}`: expected --name value"));
+            };
             let v = it.next().ok_or_else(|| format!("--{name} needs a value"))?;
             m.insert(name.to_owned(), v);
         }
         let num = |k: &str, d: u64| -> Result<u64, String> {
-            m.get(k).map_or(Ok(d), |v| v.parse().map_err(|_| format!("--{k} must be a whole number, got `{v}`")))
+            m.get(k).map_or(Ok(d), |v| {
+                v.parse()
+                    .map_err(|_| format!("--{k} must be a whole number, got `{v}`"))
+            })
         };
         let args = AppArgs {
-            config: m.get("config").map(PathBuf::from).ok_or("--config FILE is required")?,
-            log: m.get("log").map(PathBuf::from).ok_or("--log FILE is required")?,
+            config: m
+                .get("config")
+                .map(PathBuf::from)
+                .ok_or("--config FILE is required")?,
+            log: m
+                .get("log")
+                .map(PathBuf::from)
+                .ok_or("--log FILE is required")?,
             calls: num("calls", 0)?,
-            prefix: m.get("prefix").cloned().unwrap_or_else(|| format!("p{}", std::process::id())),
-            model: m.get("model").cloned().unwrap_or_else(|| "openai/gpt-4o-mini".into()),
-            max_tokens: u32::try_from(num("max-tokens", 64)?).map_err(|_| "--max-tokens is too large")?,
+            prefix: m
+                .get("prefix")
+                .cloned()
+                .unwrap_or_else(|| format!("p{}", std::process::id())),
+            model: m
+                .get("model")
+                .cloned()
+                .unwrap_or_else(|| "openai/gpt-4o-mini".into()),
+            max_tokens: u32::try_from(num("max-tokens", 64)?)
+                .map_err(|_| "--max-tokens is too large")?,
             pause_ms: num("pause-ms", 0)?,
             flush_ms: num("flush-ms", 20_000)?,
             stop_file: m.get("stop-file").map(PathBuf::from),
         };
         for k in m.keys() {
-            if !["config", "log", "calls", "prefix", "model", "max-tokens", "pause-ms", "flush-ms", "stop-file"].contains(&k.as_str()) {
+            if ![
+                "config",
+                "log",
+                "calls",
+                "prefix",
+                "model",
+                "max-tokens",
+                "pause-ms",
+                "flush-ms",
+                "stop-file",
+            ]
+            .contains(&k.as_str())
+            {
                 return Err(format!("unknown option --{k}"));
             }
         }
@@ -94,7 +124,9 @@ pub struct CallLog {
 impl CallLog {
     /// Open `path` for appending (created if missing).
     pub fn open(path: &Path) -> std::io::Result<CallLog> {
-        Ok(CallLog { file: OpenOptions::new().create(true).append(true).open(path)? })
+        Ok(CallLog {
+            file: OpenOptions::new().create(true).append(true).open(path)?,
+        })
     }
 
     /// Append one line and fsync it before returning.
@@ -143,14 +175,22 @@ pub fn read_log(path: &Path) -> std::io::Result<Vec<LogEntry>> {
 
 /// Run the app: make the calls, log each, flush, write `done`.
 pub async fn run(args: &AppArgs) -> Result<(), String> {
-    let text = std::fs::read_to_string(&args.config).map_err(|e| format!("cannot read {}: {e}", args.config.display()))?;
-    let config: Config = serde_json::from_str(&text).map_err(|e| format!("{}: not a JSON config: {e}", args.config.display()))?;
+    let text = std::fs::read_to_string(&args.config)
+        .map_err(|e| format!("cannot read {}: {e}", args.config.display()))?;
+    let config: Config = serde_json::from_str(&text)
+        .map_err(|e| format!("{}: not a JSON config: {e}", args.config.display()))?;
     let client = Client::new(config).map_err(|e| format!("cannot build the client: {e}"))?;
-    let mut log = CallLog::open(&args.log).map_err(|e| format!("cannot open {}: {e}", args.log.display()))?;
+    let mut log =
+        CallLog::open(&args.log).map_err(|e| format!("cannot open {}: {e}", args.log.display()))?;
     let mut n = 0u64;
-    while (args.calls == 0 || n < args.calls) && !args.stop_file.as_ref().is_some_and(|p| p.exists()) {
+    while (args.calls == 0 || n < args.calls)
+        && !args.stop_file.as_ref().is_some_and(|p| p.exists())
+    {
         let call = format!("{}-{n}-{}", args.prefix, uuid::Uuid::now_v7().simple());
-        let mut req = ChatRequest::new(args.model.clone(), vec![Message::user(format!("reliability call {call}"))]);
+        let mut req = ChatRequest::new(
+            args.model.clone(),
+            vec![Message::user(format!("reliability call {call}"))],
+        );
         req.max_tokens = Some(args.max_tokens);
         req.metadata.insert(CALL_TAG.into(), call.clone());
         let outcome = if n % 2 == 1 {
@@ -165,14 +205,19 @@ pub async fn run(args: &AppArgs) -> Result<(), String> {
             Ok(()) => format!("ok {call}"),
             Err(e) => format!("err {call} {}", e.kind().code()),
         };
-        log.line(&line).map_err(|e| format!("cannot write {}: {e}", args.log.display()))?;
+        log.line(&line)
+            .map_err(|e| format!("cannot write {}: {e}", args.log.display()))?;
         n += 1;
         if args.pause_ms > 0 {
             tokio::time::sleep(Duration::from_millis(args.pause_ms)).await;
         }
     }
-    let out = client.flush(Duration::from_millis(args.flush_ms)).await.map_err(|e| format!("flush: {e}"))?;
-    log.line(&format!("done {n}")).map_err(|e| format!("cannot write {}: {e}", args.log.display()))?;
+    let out = client
+        .flush(Duration::from_millis(args.flush_ms))
+        .await
+        .map_err(|e| format!("flush: {e}"))?;
+    log.line(&format!("done {n}"))
+        .map_err(|e| format!("cannot write {}: {e}", args.log.display()))?;
     eprintln!("rel-app {}: {n} calls, flush {out:?}", args.prefix);
     Ok(())
 }

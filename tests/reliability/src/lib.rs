@@ -16,5 +16,5 @@ pub fn scale(short: usize, full_count: usize) -> usize {
 }
 
 pub mod app;
-pub mod procs;
 pub mod load;
+pub mod procs;

@@ -58,11 +58,17 @@ impl RssSampler {
             let t0 = Instant::now();
             while !s2.load(Ordering::Relaxed) {
                 let row = pids.iter().map(|p| rss_kib(*p).unwrap_or(0)).collect();
-                v2.lock().unwrap_or_else(|p| p.into_inner()).push((t0.elapsed(), row));
+                v2.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((t0.elapsed(), row));
                 std::thread::sleep(every);
             }
         });
-        RssSampler { stop, samples, join: Some(join) }
+        RssSampler {
+            stop,
+            samples,
+            join: Some(join),
+        }
     }
 
     /// Stop and return the samples, oldest first.
@@ -87,7 +93,11 @@ pub fn rss_at(samples: &[Sample], col: usize, fraction: f64) -> u64 {
 
 /// Peak RSS of column `col`.
 pub fn rss_peak(samples: &[Sample], col: usize) -> u64 {
-    samples.iter().filter_map(|s| s.1.get(col).copied()).max().unwrap_or(0)
+    samples
+        .iter()
+        .filter_map(|s| s.1.get(col).copied())
+        .max()
+        .unwrap_or(0)
 }
 
 /// Directory of the workspace's binaries for the profile this test was built with
@@ -119,7 +129,9 @@ mod tests {
             }
             assert!(x > 0 && cpu_ms(std::process::id()).unwrap() >= 30);
         }
-        let s: Vec<Sample> = (0..10).map(|i| (Duration::from_millis(i), vec![i * 10])).collect();
+        let s: Vec<Sample> = (0..10)
+            .map(|i| (Duration::from_millis(i), vec![i * 10]))
+            .collect();
         assert_eq!(rss_at(&s, 0, 1.0 / 3.0), 30);
         assert_eq!(rss_at(&s, 0, 1.0), 90);
         assert_eq!(rss_peak(&s, 0), 90);

@@ -25,7 +25,10 @@ pub const USER: &str = "alice";
 
 /// A free loopback port (bound and released; the collector reuses it across restarts).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
 }
 
 /// A collector running as a child process (`rel-collector`), killable with SIGKILL.
@@ -43,7 +46,13 @@ pub struct CollectorProc {
 impl CollectorProc {
     /// Start on `port` with `db`; waits until `/healthz` answers.
     pub fn start(bin: &Path, port: u16, db: &str, log: &Path) -> Result<CollectorProc, String> {
-        let mut c = CollectorProc { bin: bin.to_owned(), port, db: db.to_owned(), log: log.to_owned(), child: None };
+        let mut c = CollectorProc {
+            bin: bin.to_owned(),
+            port,
+            db: db.to_owned(),
+            log: log.to_owned(),
+            child: None,
+        };
         c.restart()?;
         Ok(c)
     }
@@ -58,9 +67,20 @@ impl CollectorProc {
         if self.child.is_some() {
             return Err("collector already running".into());
         }
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).map_err(|e| format!("collector log: {e}"))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .map_err(|e| format!("collector log: {e}"))?;
         let child = Command::new(&self.bin)
-            .args(["--listen", &format!("127.0.0.1:{}", self.port), "--db", &self.db, "--admin-token", ADMIN])
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{}", self.port),
+                "--db",
+                &self.db,
+                "--admin-token",
+                ADMIN,
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -76,11 +96,18 @@ impl CollectorProc {
                 && let Ok(Some(st)) = ch.try_wait()
             {
                 self.child = None;
-                return Err(format!("collector exited at start ({st}); log {}: {}", self.log.display(), tail(&self.log)));
+                return Err(format!(
+                    "collector exited at start ({st}); log {}: {}",
+                    self.log.display(),
+                    tail(&self.log)
+                ));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Err(format!("collector did not listen within 30 s; log: {}", tail(&self.log)))
+        Err(format!(
+            "collector did not listen within 30 s; log: {}",
+            tail(&self.log)
+        ))
     }
 
     /// SIGKILL it and reap it.
@@ -107,13 +134,19 @@ impl Drop for CollectorProc {
 pub fn tail(path: &Path) -> String {
     let t = std::fs::read_to_string(path).unwrap_or_default();
     let start = t.len().saturating_sub(2000);
-    let start = (start..t.len()).find(|i| t.is_char_boundary(*i)).unwrap_or(t.len());
+    let start = (start..t.len())
+        .find(|i| t.is_char_boundary(*i))
+        .unwrap_or(t.len());
     t[start..].to_owned()
 }
 
 /// Start an app process (`rel-app`) with these arguments; its stderr goes to `stderr_log`.
 pub fn spawn_app(bin: &Path, args: &[String], stderr_log: &Path) -> Result<Child, String> {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(stderr_log).map_err(|e| format!("app log: {e}"))?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(stderr_log)
+        .map_err(|e| format!("app log: {e}"))?;
     Command::new(bin)
         .args(args)
         .stdin(Stdio::null())
@@ -134,12 +167,23 @@ impl Admin {
     /// Admin client for `base`.
     pub fn new(base: &str) -> Admin {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        Admin { http: reqwest::Client::new(), base: base.trim_end_matches('/').to_owned() }
+        Admin {
+            http: reqwest::Client::new(),
+            base: base.trim_end_matches('/').to_owned(),
+        }
     }
 
     /// `method path` with the admin token and a JSON body; (status, body).
-    pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Result<(u16, Value), String> {
-        let mut r = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(ADMIN);
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value), String> {
+        let mut r = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(ADMIN);
         if let Some(b) = body {
             r = r.json(b);
         }
@@ -151,15 +195,25 @@ impl Admin {
     /// POST and require 200/201.
     pub async fn post_ok(&self, path: &str, body: Value) -> Result<Value, String> {
         let (s, v) = self.send(reqwest::Method::POST, path, Some(&body)).await?;
-        if s == 200 || s == 201 { Ok(v) } else { Err(format!("POST {path} {body}: {s} {v}")) }
+        if s == 200 || s == 201 {
+            Ok(v)
+        } else {
+            Err(format!("POST {path} {body}: {s} {v}"))
+        }
     }
 
     /// Create org `acme`, department `eng`, user `alice`, and one key per signer
     /// (`(key id, signer)`), bound to acme/eng/alice.
     pub async fn seed(&self, keys: &[(String, &UsageSigner)]) -> Result<(), String> {
-        self.post_ok("/v1/admin/orgs", json!({"id": ORG, "name": "Acme"})).await?;
-        self.post_ok("/v1/admin/departments", json!({"id": DEPT, "org_id": ORG})).await?;
-        self.post_ok("/v1/admin/users", json!({"id": USER, "org_id": ORG, "department_id": DEPT})).await?;
+        self.post_ok("/v1/admin/orgs", json!({"id": ORG, "name": "Acme"}))
+            .await?;
+        self.post_ok("/v1/admin/departments", json!({"id": DEPT, "org_id": ORG}))
+            .await?;
+        self.post_ok(
+            "/v1/admin/users",
+            json!({"id": USER, "org_id": ORG, "department_id": DEPT}),
+        )
+        .await?;
         for (id, s) in keys {
             self.post_ok("/v1/admin/keys", json!({"id": id, "org_id": ORG, "department_id": DEPT, "user_id": USER, "public_key": s.public_key()})).await?;
         }
@@ -170,13 +224,20 @@ impl Admin {
 /// Write the signing key of `signer` to `dir/<name>.key` and return the path.
 pub fn write_key(dir: &Path, name: &str, signer: &UsageSigner) -> Result<PathBuf, String> {
     let p = dir.join(format!("{name}.key"));
-    std::fs::write(&p, signer.seed_base64().expose()).map_err(|e| format!("{}: {e}", p.display()))?;
+    std::fs::write(&p, signer.seed_base64().expose())
+        .map_err(|e| format!("{}: {e}", p.display()))?;
     Ok(p)
 }
 
 /// Client config of an app: providers at the emulator, records signed by `key_id` and
 /// sent to `collector` from `spool`, batches sent quickly.
-pub fn app_config(emulator: &str, collector: &str, key_id: &str, key_file: &Path, spool: &Path) -> Config {
+pub fn app_config(
+    emulator: &str,
+    collector: &str,
+    key_id: &str,
+    key_file: &Path,
+    spool: &Path,
+) -> Config {
     let mut cfg = Config::for_emulator(emulator);
     cfg.identity = Identity {
         org: Some(ORG.into()),
@@ -222,10 +283,15 @@ pub struct StoredRecord {
 /// Read every usage record of a collector database and re-verify each signature against
 /// the public keys given (`key id -> base64 public key`). A record whose stored fields
 /// were torn or altered no longer matches its signature.
-pub async fn read_records(db_url: &str, public_keys: &BTreeMap<String, String>) -> Result<Vec<StoredRecord>, String> {
+pub async fn read_records(
+    db_url: &str,
+    public_keys: &BTreeMap<String, String>,
+) -> Result<Vec<StoredRecord>, String> {
     use sqlx::{Connection, Row};
     sqlx::any::install_default_drivers();
-    let mut conn = sqlx::AnyConnection::connect(db_url).await.map_err(|e| format!("connect {db_url}: {e}"))?;
+    let mut conn = sqlx::AnyConnection::connect(db_url)
+        .await
+        .map_err(|e| format!("connect {db_url}: {e}"))?;
     let rows = sqlx::query(
         "SELECT id, api_key_id, seq, ts_start, ts_end, org, department, project, grp, usr, provider, model, route_mode, route_tier, route_score, \
          prompt_tokens, completion_tokens, cached_prompt_tokens, cache_write_tokens, reasoning_tokens, client_cost_micros, latency_ms, ttft_ms, \
@@ -236,13 +302,20 @@ pub async fn read_records(db_url: &str, public_keys: &BTreeMap<String, String>) 
     .map_err(|e| format!("reading usage_records: {e}"))?;
     let mut out = Vec::with_capacity(rows.len());
     for r in &rows {
-        let s = |i: usize| -> Result<String, String> { r.try_get::<String, _>(i).map_err(|e| format!("column {i}: {e}")) };
+        let s = |i: usize| -> Result<String, String> {
+            r.try_get::<String, _>(i)
+                .map_err(|e| format!("column {i}: {e}"))
+        };
         let os = |i: usize| -> Option<String> { r.try_get::<Option<String>, _>(i).ok().flatten() };
-        let n = |i: usize| -> Result<i64, String> { r.try_get::<i64, _>(i).map_err(|e| format!("column {i}: {e}")) };
+        let n = |i: usize| -> Result<i64, String> {
+            r.try_get::<i64, _>(i)
+                .map_err(|e| format!("column {i}: {e}"))
+        };
         let on = |i: usize| -> Option<i64> { r.try_get::<Option<i64>, _>(i).ok().flatten() };
         let id = s(0)?;
         let key = s(1)?;
-        let tags: BTreeMap<String, String> = serde_json::from_str(&s(26)?).map_err(|e| format!("tags of {id}: {e}"))?;
+        let tags: BTreeMap<String, String> =
+            serde_json::from_str(&s(26)?).map_err(|e| format!("tags of {id}: {e}"))?;
         let mut route = serde_json::Map::new();
         if let Some(m) = os(12) {
             route.insert("mode".into(), json!(m));
@@ -263,7 +336,9 @@ pub async fn read_records(db_url: &str, public_keys: &BTreeMap<String, String>) 
         });
         let obj = v.as_object_mut().ok_or("record object")?;
         // Units the collector filled from the key's binding were absent in the signed record.
-        let attributed: Vec<String> = os(34).map(|a| a.split(',').map(str::to_owned).collect()).unwrap_or_default();
+        let attributed: Vec<String> = os(34)
+            .map(|a| a.split(',').map(str::to_owned).collect())
+            .unwrap_or_default();
         let signed = |name: &str| !attributed.iter().any(|a| a == name);
         let org = s(5)?;
         if !org.is_empty() && signed("org") {
@@ -286,11 +361,23 @@ pub async fn read_records(db_url: &str, public_keys: &BTreeMap<String, String>) 
             obj.insert("time_to_first_token_ms".into(), json!(t));
         }
         let signature = s(30)?;
-        let verifies = match (serde_json::from_value::<UsageRecord>(v), public_keys.get(&key)) {
-            (Ok(rec), Some(pk)) => rec.canonical_json().is_ok_and(|c| gaterouter::usage::signing::verify(pk, c.as_bytes(), &signature).is_ok()),
+        let verifies = match (
+            serde_json::from_value::<UsageRecord>(v),
+            public_keys.get(&key),
+        ) {
+            (Ok(rec), Some(pk)) => rec.canonical_json().is_ok_and(|c| {
+                gaterouter::usage::signing::verify(pk, c.as_bytes(), &signature).is_ok()
+            }),
             _ => false,
         };
-        out.push(StoredRecord { call: tags.get(CALL_TAG).cloned(), id, api_key_id: key, status: s(23)?, spend_micros: n(31)?, verifies });
+        out.push(StoredRecord {
+            call: tags.get(CALL_TAG).cloned(),
+            id,
+            api_key_id: key,
+            status: s(23)?,
+            spend_micros: n(31)?,
+            verifies,
+        });
     }
     let _ = conn.close().await;
     Ok(out)
@@ -340,9 +427,21 @@ pub fn audit(logged: &[LogEntry], records: &[StoredRecord]) -> Audit {
     Audit {
         calls_logged: ok.len(),
         records: records.len(),
-        lost: ok.iter().filter(|c| !by_call.contains_key(*c)).map(|c| (*c).to_owned()).collect(),
-        duplicates: by_call.iter().filter(|(_, n)| **n > 1).map(|(c, _)| (*c).to_owned()).collect(),
-        torn: records.iter().filter(|r| !r.verifies).map(|r| r.id.clone()).collect(),
+        lost: ok
+            .iter()
+            .filter(|c| !by_call.contains_key(*c))
+            .map(|c| (*c).to_owned())
+            .collect(),
+        duplicates: by_call
+            .iter()
+            .filter(|(_, n)| **n > 1)
+            .map(|(c, _)| (*c).to_owned())
+            .collect(),
+        torn: records
+            .iter()
+            .filter(|r| !r.verifies)
+            .map(|r| r.id.clone())
+            .collect(),
         unlogged: by_call.keys().filter(|c| !ok.contains(*c)).count(),
     }
 }

@@ -34,26 +34,65 @@ struct Fleet {
 }
 
 impl Fleet {
-    async fn start(dir: &Path, n: usize, emulator: &str, collector: &CollectorProc, admin: &Admin) -> Fleet {
-        let signers: Vec<(String, UsageSigner)> = (0..n).map(|i| (format!("k_app{i}"), UsageSigner::from_seed(&[i as u8 + 20; 32]))).collect();
-        let refs: Vec<(String, &UsageSigner)> = signers.iter().map(|(k, s)| (k.clone(), s)).collect();
+    async fn start(
+        dir: &Path,
+        n: usize,
+        emulator: &str,
+        collector: &CollectorProc,
+        admin: &Admin,
+    ) -> Fleet {
+        let signers: Vec<(String, UsageSigner)> = (0..n)
+            .map(|i| {
+                (
+                    format!("k_app{i}"),
+                    UsageSigner::from_seed(&[i as u8 + 20; 32]),
+                )
+            })
+            .collect();
+        let refs: Vec<(String, &UsageSigner)> =
+            signers.iter().map(|(k, s)| (k.clone(), s)).collect();
         admin.seed(&refs).await.unwrap();
         let stop = dir.join("stop");
-        let mut f = Fleet { dir: dir.to_owned(), apps: Vec::new(), logs: Vec::new(), keys: BTreeMap::new(), stop: stop.clone() };
+        let mut f = Fleet {
+            dir: dir.to_owned(),
+            apps: Vec::new(),
+            logs: Vec::new(),
+            keys: BTreeMap::new(),
+            stop: stop.clone(),
+        };
         for (i, (id, s)) in signers.iter().enumerate() {
             let key = procs::write_key(dir, id, s).unwrap();
-            let cfg = procs::app_config(emulator, &collector.url(), id, &key, &dir.join(format!("spool{i}")));
+            let cfg = procs::app_config(
+                emulator,
+                &collector.url(),
+                id,
+                &key,
+                &dir.join(format!("spool{i}")),
+            );
             let cfg_path = dir.join(format!("app{i}.json"));
             procs::write_config(&cfg_path, &cfg).unwrap();
             let log = dir.join(format!("calls{i}.log"));
             let args: Vec<String> = [
-                "--config", cfg_path.to_str().unwrap(), "--log", log.to_str().unwrap(), "--prefix", &format!("a{i}"),
-                "--pause-ms", "2", "--stop-file", stop.to_str().unwrap(), "--flush-ms", "60000",
+                "--config",
+                cfg_path.to_str().unwrap(),
+                "--log",
+                log.to_str().unwrap(),
+                "--prefix",
+                &format!("a{i}"),
+                "--pause-ms",
+                "2",
+                "--stop-file",
+                stop.to_str().unwrap(),
+                "--flush-ms",
+                "60000",
             ]
             .iter()
             .map(|s| (*s).to_owned())
             .collect();
-            f.apps.push(procs::spawn_app(Path::new(APP), &args, &dir.join(format!("app{i}.stderr"))).unwrap());
+            f.apps.push(
+                procs::spawn_app(Path::new(APP), &args, &dir.join(format!("app{i}.stderr")))
+                    .unwrap(),
+            );
             f.logs.push(log);
             f.keys.insert(id.clone(), s.public_key().to_owned());
         }
@@ -61,20 +100,40 @@ impl Fleet {
     }
 
     fn answered(&self) -> usize {
-        self.logs.iter().map(|l| read_log(l).unwrap().iter().filter(|e| matches!(e, LogEntry::Ok(_))).count()).sum()
+        self.logs
+            .iter()
+            .map(|l| {
+                read_log(l)
+                    .unwrap()
+                    .iter()
+                    .filter(|e| matches!(e, LogEntry::Ok(_)))
+                    .count()
+            })
+            .sum()
     }
 
     /// Stop calling, wait for each app to flush and exit.
     async fn stop(mut self) -> (Vec<LogEntry>, BTreeMap<String, String>) {
         std::fs::write(&self.stop, b"stop").unwrap();
         for (i, mut ch) in std::mem::take(&mut self.apps).into_iter().enumerate() {
-            let st = tokio::task::spawn_blocking(move || ch.wait()).await.unwrap().unwrap();
-            assert!(st.success(), "app {i} failed: {}", procs::tail(&self.dir.join(format!("app{i}.stderr"))));
+            let st = tokio::task::spawn_blocking(move || ch.wait())
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(
+                st.success(),
+                "app {i} failed: {}",
+                procs::tail(&self.dir.join(format!("app{i}.stderr")))
+            );
         }
         let mut all = Vec::new();
         for l in &self.logs {
             let e = read_log(l).unwrap();
-            assert!(matches!(e.last(), Some(LogEntry::Done(_))), "{} did not finish", l.display());
+            assert!(
+                matches!(e.last(), Some(LogEntry::Done(_))),
+                "{} did not finish",
+                l.display()
+            );
             all.extend(e);
         }
         (all, std::mem::take(&mut self.keys))
@@ -91,14 +150,26 @@ impl Drop for Fleet {
 }
 
 /// Wait until every logged call has its record, then audit; prints a figures line.
-async fn final_audit(name: &str, db: &str, entries: &[LogEntry], keys: &BTreeMap<String, String>, extra: &str, started: Instant) {
+async fn final_audit(
+    name: &str,
+    db: &str,
+    entries: &[LogEntry],
+    keys: &BTreeMap<String, String>,
+    extra: &str,
+    started: Instant,
+) {
     procs::wait_until(Duration::from_secs(60), || async {
-        procs::read_records(db, keys).await.is_ok_and(|r| procs::audit(entries, &r).lost.is_empty())
+        procs::read_records(db, keys)
+            .await
+            .is_ok_and(|r| procs::audit(entries, &r).lost.is_empty())
     })
     .await;
     let records = procs::read_records(db, keys).await.unwrap();
     let a = procs::audit(entries, &records);
-    let errors: Vec<&LogEntry> = entries.iter().filter(|e| matches!(e, LogEntry::Err(..))).collect();
+    let errors: Vec<&LogEntry> = entries
+        .iter()
+        .filter(|e| matches!(e, LogEntry::Err(..)))
+        .collect();
     println!(
         "RELIABILITY {name}: {extra} calls_answered={} call_errors={} records={} lost={} duplicates={} torn={} elapsed_s={:.1}",
         a.calls_logged,
@@ -110,8 +181,18 @@ async fn final_audit(name: &str, db: &str, entries: &[LogEntry], keys: &BTreeMap
         started.elapsed().as_secs_f64()
     );
     assert!(a.calls_logged > 0, "no call answered");
-    assert!(errors.is_empty(), "calls failed while only the collector was faulty: {:?}", &errors[..errors.len().min(5)]);
-    assert!(a.clean(), "lost {:?}, duplicated {:?}, torn {:?}", a.lost, a.duplicates, a.torn);
+    assert!(
+        errors.is_empty(),
+        "calls failed while only the collector was faulty: {:?}",
+        &errors[..errors.len().min(5)]
+    );
+    assert!(
+        a.clean(),
+        "lost {:?}, duplicated {:?}, torn {:?}",
+        a.lost,
+        a.duplicates,
+        a.torn
+    );
     // Failed calls are recorded too; here none failed, so records are exactly the calls.
     assert_eq!(a.records, a.calls_logged, "records of calls nobody logged");
 }
@@ -123,9 +204,17 @@ async fn collector_killed_mid_ingest_and_down_for_a_long_stretch() {
     let started = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let emu = gaterouter_emulator::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let emu = gaterouter_emulator::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
     let db = format!("sqlite://{}", dir.join("collector.db").display());
-    let mut collector = CollectorProc::start(Path::new(COLLECTOR), procs::free_port(), &db, &dir.join("collector.log")).unwrap();
+    let mut collector = CollectorProc::start(
+        Path::new(COLLECTOR),
+        procs::free_port(),
+        &db,
+        &dir.join("collector.log"),
+    )
+    .unwrap();
     let admin = Admin::new(&collector.url());
     let fleet = Fleet::start(dir, 2, &emu.base_url(), &collector, &admin).await;
 
@@ -144,8 +233,15 @@ async fn collector_killed_mid_ingest_and_down_for_a_long_stretch() {
     collector.restart().unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (entries, keys) = fleet.stop().await;
-    assert!(during_down > 0, "apps made no calls while the collector was down");
-    let extra = format!("collector_kills={} downtime_s={} calls_while_down={during_down}", restarts + 1, downtime.as_secs());
+    assert!(
+        during_down > 0,
+        "apps made no calls while the collector was down"
+    );
+    let extra = format!(
+        "collector_kills={} downtime_s={} calls_while_down={during_down}",
+        restarts + 1,
+        downtime.as_secs()
+    );
     final_audit("collector-kill", &db, &entries, &keys, &extra, started).await;
     emu.shutdown().await;
 }
@@ -156,24 +252,53 @@ fn pg_restart(pg: &common::Pg) {
     let bin = ["/usr/lib/postgresql"]
         .iter()
         .filter_map(|d| std::fs::read_dir(d).ok())
-        .flat_map(|rd| rd.flatten().map(|e| e.path().join("bin")).collect::<Vec<_>>())
-        .chain(std::env::var("PATH").map(|p| std::env::split_paths(&p).collect::<Vec<_>>()).unwrap_or_default())
+        .flat_map(|rd| {
+            rd.flatten()
+                .map(|e| e.path().join("bin"))
+                .collect::<Vec<_>>()
+        })
+        .chain(
+            std::env::var("PATH")
+                .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+                .unwrap_or_default(),
+        )
         .find(|d| d.join("pg_ctl").exists())
         .unwrap();
     let data = pg.dir.path().join("data");
     // `-l`: without a log file the new server would inherit pg_ctl's stdout, and
     // `output()` would wait for that pipe to close forever.
     let log = pg.dir.path().join("pg.log");
-    let cmd = format!("'{}' -D '{}' -l '{}' -m fast -w -t 60 restart", bin.join("pg_ctl").display(), data.display(), log.display());
-    let root = Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    let out = if root { Command::new("su").args(["postgres", "-s", "/bin/sh", "-c", &cmd]).output() } else { Command::new("sh").args(["-c", &cmd]).output() }.unwrap();
-    assert!(out.status.success(), "pg_ctl restart: {}", String::from_utf8_lossy(&out.stderr));
+    let cmd = format!(
+        "'{}' -D '{}' -l '{}' -m fast -w -t 60 restart",
+        bin.join("pg_ctl").display(),
+        data.display(),
+        log.display()
+    );
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let out = if root {
+        Command::new("su")
+            .args(["postgres", "-s", "/bin/sh", "-c", &cmd])
+            .output()
+    } else {
+        Command::new("sh").args(["-c", &cmd]).output()
+    }
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "pg_ctl restart: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_restarted_under_load() {
     let Some(pg) = common::Pg::start() else {
-        println!("RELIABILITY postgres-restart: SKIPPED (PostgreSQL not installed; GATEROUTER_TEST_REQUIRE_POSTGRES=1 makes this a failure)");
+        println!(
+            "RELIABILITY postgres-restart: SKIPPED (PostgreSQL not installed; GATEROUTER_TEST_REQUIRE_POSTGRES=1 makes this a failure)"
+        );
         return;
     };
     let restarts = gaterouter_reliability::scale(2, 5);
@@ -181,8 +306,16 @@ async fn postgres_restarted_under_load() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let db = pg.new_db().await;
-    let emu = gaterouter_emulator::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let collector = CollectorProc::start(Path::new(COLLECTOR), procs::free_port(), &db, &dir.join("collector.log")).unwrap();
+    let emu = gaterouter_emulator::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let collector = CollectorProc::start(
+        Path::new(COLLECTOR),
+        procs::free_port(),
+        &db,
+        &dir.join("collector.log"),
+    )
+    .unwrap();
     let admin = Admin::new(&collector.url());
     let fleet = Fleet::start(dir, 2, &emu.base_url(), &collector, &admin).await;
     let mut rng = rand::rng();
@@ -193,7 +326,15 @@ async fn postgres_restarted_under_load() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (entries, keys) = fleet.stop().await;
     assert!(collector.running());
-    final_audit("postgres-restart", &db, &entries, &keys, &format!("pg_restarts={restarts}"), started).await;
+    final_audit(
+        "postgres-restart",
+        &db,
+        &entries,
+        &keys,
+        &format!("pg_restarts={restarts}"),
+        started,
+    )
+    .await;
     drop(collector);
     emu.shutdown().await;
 }
@@ -207,7 +348,11 @@ impl Tmpfs {
             return None;
         }
         std::fs::create_dir_all(at).ok()?;
-        let ok = Command::new("mount").args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"]).arg(at).output().is_ok_and(|o| o.status.success());
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+            .arg(at)
+            .output()
+            .is_ok_and(|o| o.status.success());
         ok.then(|| Tmpfs(at.to_owned()))
     }
 }
@@ -219,7 +364,11 @@ impl Drop for Tmpfs {
 }
 
 fn signed(signer: &UsageSigner, n: u64) -> String {
-    let spec = common::Spec { key: "k_disk", ts: gaterouter::usage::unix_ms_now() - 1000 + n, ..common::Spec::default() };
+    let spec = common::Spec {
+        key: "k_disk",
+        ts: gaterouter::usage::unix_ms_now() - 1000 + n,
+        ..common::Spec::default()
+    };
     common::wire(&spec, signer)
 }
 
@@ -227,8 +376,14 @@ fn signed(signer: &UsageSigner, n: u64) -> String {
 async fn disk_full_spool_gives_typed_error_no_corruption_calls_keep_answering() {
     let tmp = tempfile::tempdir().unwrap();
     let fs = Tmpfs::mount(&tmp.path().join("tmpfs"));
-    let how = if fs.is_some() { "tmpfs size=256k (real ENOSPC)" } else { "reporting.max_spool_bytes=65536 (no tmpfs: not root, mount refused, or GATEROUTER_RELIABILITY_NO_TMPFS=1)" };
-    let root = fs.as_ref().map_or_else(|| tmp.path().join("capped"), |t| t.0.clone());
+    let how = if fs.is_some() {
+        "tmpfs size=256k (real ENOSPC)"
+    } else {
+        "reporting.max_spool_bytes=65536 (no tmpfs: not root, mount refused, or GATEROUTER_RELIABILITY_NO_TMPFS=1)"
+    };
+    let root = fs
+        .as_ref()
+        .map_or_else(|| tmp.path().join("capped"), |t| t.0.clone());
     let cap: u64 = if fs.is_some() { 256 << 20 } else { 64 << 10 };
     let signer = UsageSigner::from_seed(&[9; 32]);
 
@@ -255,19 +410,31 @@ async fn disk_full_spool_gives_typed_error_no_corruption_calls_keep_answering() 
     let err = first_err.expect("the spool never filled up");
     let code = err.code();
     let text = err.to_string();
-    println!("RELIABILITY disk-full ({how}): spool accepted {} records, then {code}: {text}", accepted.len());
+    println!(
+        "RELIABILITY disk-full ({how}): spool accepted {} records, then {code}: {text}",
+        accepted.len()
+    );
     assert!(code == "SPOOL_FULL" || code == "SPOOL_IO", "{code}: {text}");
-    assert!(text.contains(dir.to_str().unwrap()), "the error names the spool directory: {text}");
+    assert!(
+        text.contains(dir.to_str().unwrap()),
+        "the error names the spool directory: {text}"
+    );
     assert!(text.contains("Fix:"), "the error says what to do: {text}");
     // Further appends keep failing cleanly (no panic, nothing half-written counted).
     for n in 0..20u64 {
-        assert!(spool.append(signed(&signer, 10_000 + n).as_bytes(), 10_000 + n).is_err());
+        assert!(
+            spool
+                .append(signed(&signer, 10_000 + n).as_bytes(), 10_000 + n)
+                .is_err()
+        );
     }
     if fs.is_some() {
         // Space comes back: appends work again without reopening the spool.
         std::fs::remove_file(&filler).unwrap();
         let w = signed(&signer, 20_000);
-        spool.append(w.as_bytes(), 20_000).expect("append after space was freed");
+        spool
+            .append(w.as_bytes(), 20_000)
+            .expect("append after space was freed");
         accepted.push(w);
     }
     spool.close().unwrap();
@@ -275,8 +442,16 @@ async fn disk_full_spool_gives_typed_error_no_corruption_calls_keep_answering() 
     // No corruption: reopening reads back exactly the acknowledged records, in order.
     let spool = Spool::open(SpoolOptions::new(&dir, Duration::ZERO, cap.max(64 << 20))).unwrap();
     let batch = spool.read_batch(100_000, u64::MAX).unwrap();
-    let got: Vec<String> = batch.records.iter().map(|r| String::from_utf8(r.payload.clone()).unwrap()).collect();
-    assert_eq!(got.len(), accepted.len(), "records read back after the disk filled");
+    let got: Vec<String> = batch
+        .records
+        .iter()
+        .map(|r| String::from_utf8(r.payload.clone()).unwrap())
+        .collect();
+    assert_eq!(
+        got.len(),
+        accepted.len(),
+        "records read back after the disk filled"
+    );
     assert!(got == accepted, "records changed on disk");
     for w in &got {
         gaterouter::usage::signing::verify_wire(w, signer.public_key()).unwrap();
@@ -288,18 +463,30 @@ async fn disk_full_spool_gives_typed_error_no_corruption_calls_keep_answering() 
 
     // 2. Through the SDK: the collector is down and the spool fills; every call still
     // answers; once the collector is back, every spooled record arrives exactly once.
-    let emu = gaterouter_emulator::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let emu = gaterouter_emulator::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
     let wdir = tmp.path().join("work");
     std::fs::create_dir_all(&wdir).unwrap();
     let port = procs::free_port();
     let url = format!("http://127.0.0.1:{port}");
     // The key is registered first; then the collector goes down while the spool fills.
     let db = format!("sqlite://{}", wdir.join("collector.db").display());
-    let mut collector = CollectorProc::start(Path::new(COLLECTOR), port, &db, &wdir.join("collector.log")).unwrap();
-    Admin::new(&collector.url()).seed(&[("k_disk".into(), &signer)]).await.unwrap();
+    let mut collector =
+        CollectorProc::start(Path::new(COLLECTOR), port, &db, &wdir.join("collector.log")).unwrap();
+    Admin::new(&collector.url())
+        .seed(&[("k_disk".into(), &signer)])
+        .await
+        .unwrap();
     collector.kill();
     let key = procs::write_key(&wdir, "k_disk", &signer).unwrap();
-    let mut cfg = procs::app_config(&emu.base_url(), &url, "k_disk", &key, &root.join("sdk-spool"));
+    let mut cfg = procs::app_config(
+        &emu.base_url(),
+        &url,
+        "k_disk",
+        &key,
+        &root.join("sdk-spool"),
+    );
     cfg.reporting.max_spool_bytes = cap;
     cfg.reporting.fsync_interval_ms = 0;
     let client = Client::new(cfg).unwrap();
@@ -312,7 +499,11 @@ async fn disk_full_spool_gives_typed_error_no_corruption_calls_keep_answering() 
         req.max_tokens = Some(16);
         req.metadata.insert("call".into(), call.clone());
         let r = client.chat(req).await;
-        assert!(r.is_ok(), "call {n} failed with a full spool: {:?}", r.err());
+        assert!(
+            r.is_ok(),
+            "call {n} failed with a full spool: {:?}",
+            r.err()
+        );
         answered += 1;
         calls.push(call);
         let st = client.spool_status().unwrap();
@@ -326,11 +517,19 @@ async fn disk_full_spool_gives_typed_error_no_corruption_calls_keep_answering() 
     let full_at = full_at.expect("the SDK spool never filled up");
     let st = client.spool_status().unwrap();
     let spooled = st.pending_records;
-    println!("RELIABILITY disk-full ({how}): SDK spool full after {full_at} calls; {answered} calls answered, {spooled} records spooled, overflow_count={}", st.overflow_count);
+    println!(
+        "RELIABILITY disk-full ({how}): SDK spool full after {full_at} calls; {answered} calls answered, {spooled} records spooled, overflow_count={}",
+        st.overflow_count
+    );
     // Free the space the first part used (tmpfs) and bring the collector up.
     collector.restart().unwrap();
     let out = client.flush(Duration::from_secs(30)).await.unwrap();
-    assert!(out.drained, "{out:?} {:?} collector log: {}", client.usage_status(), procs::tail(&wdir.join("collector.log")));
+    assert!(
+        out.drained,
+        "{out:?} {:?} collector log: {}",
+        client.usage_status(),
+        procs::tail(&wdir.join("collector.log"))
+    );
     let keys = BTreeMap::from([("k_disk".to_owned(), signer.public_key().to_owned())]);
     let records = procs::read_records(&db, &keys).await.unwrap();
     let entries: Vec<LogEntry> = Vec::new();
@@ -349,7 +548,12 @@ async fn disk_full_spool_gives_typed_error_no_corruption_calls_keep_answering() 
     client.chat(req).await.unwrap();
     assert!(client.flush(Duration::from_secs(10)).await.unwrap().drained);
     let records = procs::read_records(&db, &keys).await.unwrap();
-    assert!(records.iter().any(|r| r.call.as_deref() == Some("disk-after")), "a record written after the spool drained was not delivered");
+    assert!(
+        records
+            .iter()
+            .any(|r| r.call.as_deref() == Some("disk-after")),
+        "a record written after the spool drained was not delivered"
+    );
     client.shutdown().await.unwrap();
     drop(collector);
     emu.shutdown().await;

@@ -4,7 +4,10 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let mut cfg = gaterouter_collector::CollectorConfig { strongest_model: Some("openai/gpt-4o".into()), ..Default::default() };
+    let mut cfg = gaterouter_collector::CollectorConfig {
+        strongest_model: Some("openai/gpt-4o".into()),
+        ..Default::default()
+    };
     let args: Vec<String> = std::env::args().skip(1).collect();
     for pair in args.chunks(2) {
         let [k, v] = pair else {
@@ -21,7 +24,11 @@ fn main() -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::from(2);
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the tokio runtime: {e}");
