@@ -23,7 +23,7 @@ use tokio::task::AbortHandle;
 use crate::error::GateRouterError;
 use crate::insight::{CostEstimate, RouteDecision, TokenCount};
 use crate::mobile::{DeliveryReport, MobileOptions, NetworkClass, ReportingStatus};
-use crate::types::{ChatChunk, ChatRequest, ChatResponse, Usage};
+use crate::types::{ChatChunk, ChatRequest, ChatResponse, FeedbackSource, Usage};
 
 /// The binding's one runtime, started on first use. A library on a phone must not own
 /// more threads than it needs, so it is small and shared by every client.
@@ -338,6 +338,24 @@ impl GateRouterClient {
     /// `Offline` holds records until another class is set. Never blocks.
     pub fn set_network_class(&self, network: NetworkClass) {
         self.client.set_network_class(network.into());
+    }
+
+    /// Say how good a call's answer was: `record_id` is the response's `usage_record_id`
+    /// (a stream's last chunk carries it too), `score` from 0.0 (useless) to 1.0 (right),
+    /// `label` a word from the app's vocabulary (never the answer's text). The feedback
+    /// is signed, spooled and delivered with the usage records (counted in `flush`'s
+    /// report). Returns the feedback's id. Errors: `InvalidRequest` naming the field;
+    /// `Config` when usage records are off.
+    pub fn feedback(
+        &self,
+        record_id: String,
+        score: f64,
+        label: Option<String>,
+        source: FeedbackSource,
+        tags: std::collections::HashMap<String, String>,
+    ) -> Result<String, GateRouterError> {
+        let input = core::usage::FeedbackInput { record_id, score, label, source: source.into(), tags: tags.into_iter().collect() };
+        Ok(self.client.feedback(input)?.0)
     }
 
     /// What became of the usage records, now (no waiting).

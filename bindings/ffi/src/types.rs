@@ -205,6 +205,9 @@ pub struct ChatResponse {
     pub message: ChatMessage,
     /// Token usage.
     pub usage: Usage,
+    /// Id of the call's usage record (absent without usage records): pass it to
+    /// `feedback` to say how good the answer was.
+    pub usage_record_id: Option<String>,
 }
 
 /// A fragment of a tool call in a stream; fragments with the same `index` concatenate.
@@ -239,6 +242,30 @@ pub struct ChatChunk {
     pub finish_reason: Option<FinishReason>,
     /// Final usage, on the last chunk only.
     pub usage: Option<Usage>,
+    /// Id of the call's usage record, on the chunk that carries `usage` (absent without
+    /// usage records): pass it to `feedback`.
+    pub usage_record_id: Option<String>,
+}
+
+/// Who judged an answer (`feedback`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum FeedbackSource {
+    /// The end user (a thumbs up, an accepted suggestion).
+    User,
+    /// An automatic evaluator.
+    Evaluator,
+    /// Inferred from behaviour.
+    Implicit,
+}
+
+impl From<FeedbackSource> for core::usage::FeedbackSource {
+    fn from(s: FeedbackSource) -> Self {
+        match s {
+            FeedbackSource::User => core::usage::FeedbackSource::User,
+            FeedbackSource::Evaluator => core::usage::FeedbackSource::Evaluator,
+            FeedbackSource::Implicit => core::usage::FeedbackSource::Implicit,
+        }
+    }
 }
 
 // ---- binding -> core ----
@@ -446,6 +473,7 @@ impl From<core::ChatResponse> for ChatResponse {
                 tool_call_id: None,
             },
             usage: r.usage.into(),
+            usage_record_id: r.usage_record_id,
             id: r.id,
             model: r.model,
             created: r.created,
@@ -484,6 +512,7 @@ impl From<core::ChatChunk> for ChatChunk {
             tool_calls,
             finish_reason,
             usage: c.usage.map(Into::into),
+            usage_record_id: c.usage_record_id,
         }
     }
 }

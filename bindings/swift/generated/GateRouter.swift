@@ -995,6 +995,16 @@ public protocol GateRouterClientProtocol: AnyObject, Sendable {
     func estimateCostJson(requestJson: String) throws  -> CostEstimate
     
     /**
+     * Say how good a call's answer was: `record_id` is the response's `usage_record_id`
+     * (a stream's last chunk carries it too), `score` from 0.0 (useless) to 1.0 (right),
+     * `label` a word from the app's vocabulary (never the answer's text). The feedback
+     * is signed, spooled and delivered with the usage records (counted in `flush`'s
+     * report). Returns the feedback's id. Errors: `InvalidRequest` naming the field;
+     * `Config` when usage records are off.
+     */
+    func feedback(recordId: String, score: Double, label: String?, source: FeedbackSource, tags: [String: String]) throws  -> String
+    
+    /**
      * Wait up to `timeout_ms` until every usage record made so far is resolved by the
      * collector, and report delivered / pending / refused counts. Returns at once (not
      * drained) while suspended or offline.
@@ -1288,6 +1298,28 @@ open func estimateCostJson(requestJson: String)throws  -> CostEstimate  {
     uniffi_gaterouter_ffi_fn_method_gaterouterclient_estimate_cost_json(
             self.uniffiCloneHandle(),
         FfiConverterString.lower(requestJson),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Say how good a call's answer was: `record_id` is the response's `usage_record_id`
+     * (a stream's last chunk carries it too), `score` from 0.0 (useless) to 1.0 (right),
+     * `label` a word from the app's vocabulary (never the answer's text). The feedback
+     * is signed, spooled and delivered with the usage records (counted in `flush`'s
+     * report). Returns the feedback's id. Errors: `InvalidRequest` naming the field;
+     * `Config` when usage records are off.
+     */
+open func feedback(recordId: String, score: Double, label: String?, source: FeedbackSource, tags: [String: String])throws  -> String  {
+    return try  FfiConverterString.lift(try rustCallWithError(FfiConverterTypeGateRouterError_lift) {
+        uniffiCallStatus in
+    uniffi_gaterouter_ffi_fn_method_gaterouterclient_feedback(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(recordId),
+        FfiConverterDouble.lower(score),
+        FfiConverterOptionString.lower(label),
+        FfiConverterTypeFeedbackSource_lower(source),
+        FfiConverterDictionaryStringString.lower(tags),uniffiCallStatus
     )
 })
 }
@@ -1992,6 +2024,11 @@ public struct ChatChunk: Equatable, Hashable {
      * Final usage, on the last chunk only.
      */
     public var usage: Usage?
+    /**
+     * Id of the call's usage record, on the chunk that carries `usage` (absent without
+     * usage records): pass it to `feedback`.
+     */
+    public var usageRecordId: String?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -2019,7 +2056,11 @@ public struct ChatChunk: Equatable, Hashable {
          */finishReason: FinishReason?, 
         /**
          * Final usage, on the last chunk only.
-         */usage: Usage?) {
+         */usage: Usage?, 
+        /**
+         * Id of the call's usage record, on the chunk that carries `usage` (absent without
+         * usage records): pass it to `feedback`.
+         */usageRecordId: String?) {
         self.id = id
         self.model = model
         self.created = created
@@ -2028,6 +2069,7 @@ public struct ChatChunk: Equatable, Hashable {
         self.toolCalls = toolCalls
         self.finishReason = finishReason
         self.usage = usage
+        self.usageRecordId = usageRecordId
     }
 
     
@@ -2053,7 +2095,8 @@ public struct FfiConverterTypeChatChunk: FfiConverterRustBuffer {
                 reasoning: FfiConverterOptionString.read(from: &buf), 
                 toolCalls: FfiConverterSequenceTypeToolCallDelta.read(from: &buf), 
                 finishReason: FfiConverterOptionTypeFinishReason.read(from: &buf), 
-                usage: FfiConverterOptionTypeUsage.read(from: &buf)
+                usage: FfiConverterOptionTypeUsage.read(from: &buf), 
+                usageRecordId: FfiConverterOptionString.read(from: &buf)
         )
     }
 
@@ -2066,6 +2109,7 @@ public struct FfiConverterTypeChatChunk: FfiConverterRustBuffer {
         FfiConverterSequenceTypeToolCallDelta.write(value.toolCalls, into: &buf)
         FfiConverterOptionTypeFinishReason.write(value.finishReason, into: &buf)
         FfiConverterOptionTypeUsage.write(value.usage, into: &buf)
+        FfiConverterOptionString.write(value.usageRecordId, into: &buf)
     }
 }
 
@@ -2409,6 +2453,11 @@ public struct ChatResponse: Equatable, Hashable {
      * Token usage.
      */
     public var usage: Usage
+    /**
+     * Id of the call's usage record (absent without usage records): pass it to
+     * `feedback` to say how good the answer was.
+     */
+    public var usageRecordId: String?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -2442,7 +2491,11 @@ public struct ChatResponse: Equatable, Hashable {
          */message: ChatMessage, 
         /**
          * Token usage.
-         */usage: Usage) {
+         */usage: Usage, 
+        /**
+         * Id of the call's usage record (absent without usage records): pass it to
+         * `feedback` to say how good the answer was.
+         */usageRecordId: String?) {
         self.id = id
         self.model = model
         self.created = created
@@ -2453,6 +2506,7 @@ public struct ChatResponse: Equatable, Hashable {
         self.refusal = refusal
         self.message = message
         self.usage = usage
+        self.usageRecordId = usageRecordId
     }
 
     
@@ -2480,7 +2534,8 @@ public struct FfiConverterTypeChatResponse: FfiConverterRustBuffer {
                 reasoning: FfiConverterOptionString.read(from: &buf), 
                 refusal: FfiConverterOptionString.read(from: &buf), 
                 message: FfiConverterTypeChatMessage.read(from: &buf), 
-                usage: FfiConverterTypeUsage.read(from: &buf)
+                usage: FfiConverterTypeUsage.read(from: &buf), 
+                usageRecordId: FfiConverterOptionString.read(from: &buf)
         )
     }
 
@@ -2495,6 +2550,7 @@ public struct FfiConverterTypeChatResponse: FfiConverterRustBuffer {
         FfiConverterOptionString.write(value.refusal, into: &buf)
         FfiConverterTypeChatMessage.write(value.message, into: &buf)
         FfiConverterTypeUsage.write(value.usage, into: &buf)
+        FfiConverterOptionString.write(value.usageRecordId, into: &buf)
     }
 }
 
@@ -4464,6 +4520,91 @@ public func FfiConverterTypeUsage_lift(_ buf: RustBuffer) throws -> Usage {
 public func FfiConverterTypeUsage_lower(_ value: Usage) -> RustBuffer {
     return FfiConverterTypeUsage.lower(value)
 }
+
+
+/**
+ * Who judged an answer (`feedback`).
+ */
+
+public enum FeedbackSource: Equatable, Hashable {
+    
+    /**
+     * The end user (a thumbs up, an accepted suggestion).
+     */
+    case user
+    /**
+     * An automatic evaluator.
+     */
+    case evaluator
+    /**
+     * Inferred from behaviour.
+     */
+    case implicit
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension FeedbackSource: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeFeedbackSource: FfiConverterRustBuffer {
+    typealias SwiftType = FeedbackSource
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> FeedbackSource {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .user
+        
+        case 2: return .evaluator
+        
+        case 3: return .implicit
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: FeedbackSource, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .user:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .evaluator:
+            writeInt(&buf, Int32(2))
+        
+        
+        case .implicit:
+            writeInt(&buf, Int32(3))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeFeedbackSource_lift(_ buf: RustBuffer) throws -> FeedbackSource {
+    return try FfiConverterTypeFeedbackSource.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeFeedbackSource_lower(_ value: FeedbackSource) -> RustBuffer {
+    return FfiConverterTypeFeedbackSource.lower(value)
+}
+
 
 
 /**
@@ -6721,6 +6862,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_gaterouter_ffi_checksum_method_gaterouterclient_estimate_cost_json() != 49776) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_gaterouter_ffi_checksum_method_gaterouterclient_feedback() != 11868) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_gaterouter_ffi_checksum_method_gaterouterclient_flush() != 42164) {

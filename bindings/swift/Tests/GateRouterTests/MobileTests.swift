@@ -123,6 +123,31 @@ final class MobileTests: XCTestCase {
         XCTAssertTrue(final.drained)
     }
 
+    func testFeedbackOnACallReachesTheCollectorBesideIt() async throws {
+        let client = try await reporting("k_swift_feedback", spool: tmp.appendingPathComponent("spool"))
+        let resp = try await client.chat(request: request("openai/gpt-4o-mini", "rate me"))
+        let recordId = try XCTUnwrap(resp.usageRecordId, "a response names its usage record")
+        var streamed: String?
+        for try await chunk in try client.chatStream(request: request("openai/gpt-4o-mini", "rate me too")) where chunk.usage != nil {
+            streamed = chunk.usageRecordId
+        }
+        let streamedId = try XCTUnwrap(streamed, "the usage chunk names the record")
+        _ = try client.feedback(recordId: recordId, score: 1.0, label: "thumbs_up", source: .user, tags: [:])
+        _ = try client.feedback(recordId: streamedId, score: 0.5, label: nil, source: .evaluator, tags: ["grader": "unit"])
+        let e = await gateRouterError("score out of range") {
+            _ = try client.feedback(recordId: recordId, score: 1.5, label: nil, source: .user, tags: [:])
+        }
+        XCTAssertEqual(e?.kind, "InvalidRequest")
+        XCTAssertTrue(e?.detail.contains("`score`") ?? false, e?.detail ?? "")
+        let flushed = try await client.flush(timeoutMs: 15_000)
+        XCTAssertTrue(flushed.drained && flushed.refused == 0, "\(flushed)")
+        XCTAssertEqual(flushed.delivered, 4, "2 calls + 2 feedback records: \(flushed)")
+        let (rated, mean) = try await Collector.outcomes("k_swift_feedback")
+        XCTAssertEqual(rated, 2)
+        XCTAssertEqual(mean, 0.75)
+        _ = try await client.shutdown()
+    }
+
     func testTheKeyNeverReachesTheDisk() async throws {
         let key = try AppKey()
         try await Collector.registerKey("k_swift_disk", key)

@@ -224,6 +224,15 @@ enum Collector {
         return rows.reduce(0) { $0 + ((($1["calls"]) as? NSNumber)?.intValue ?? 0) }
     }
 
+    /// (rated calls, mean score) of one key's calls, from the outcomes analytics.
+    static func outcomes(_ keyId: String) async throws -> (Int, Double?) {
+        let (s, body) = try await http("GET", url + "/v1/analytics/outcomes?by=key&key=\(keyId)", bearer: admin)
+        guard s == 200 else { throw TestFailure("outcomes: \(s) \(body)") }
+        let obj = try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]
+        guard let row = (obj?["rows"] as? [[String: Any]])?.first else { return (0, nil) }
+        return (((row["rated_calls"]) as? NSNumber)?.intValue ?? 0, (row["mean_score"] as? NSNumber)?.doubleValue)
+    }
+
     /// Users seen for one key, from the per-user analytics.
     static func users(_ keyId: String) async throws -> [String] {
         try await analytics("users", keyId).compactMap { $0["user"] as? String }

@@ -742,6 +742,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_gaterouter_ffi_checksum_method_gaterouterclient_estimate_cost_json(
     ): Int
+    external fun uniffi_gaterouter_ffi_checksum_method_gaterouterclient_feedback(
+    ): Int
     external fun uniffi_gaterouter_ffi_checksum_method_gaterouterclient_flush(
     ): Int
     external fun uniffi_gaterouter_ffi_checksum_method_gaterouterclient_reporting_status(
@@ -842,6 +844,8 @@ internal object UniffiLib {
     external fun uniffi_gaterouter_ffi_fn_method_gaterouterclient_estimate_cost(`ptr`: Long,`request`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_gaterouter_ffi_fn_method_gaterouterclient_estimate_cost_json(`ptr`: Long,`requestJson`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_gaterouter_ffi_fn_method_gaterouterclient_feedback(`ptr`: Long,`recordId`: RustBuffer.ByValue,`score`: Double,`label`: RustBuffer.ByValue,`source`: RustBuffer.ByValue,`tags`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_gaterouter_ffi_fn_method_gaterouterclient_flush(`ptr`: Long,`timeoutMs`: Long,
     ): Long
@@ -1043,6 +1047,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_gaterouter_ffi_checksum_method_gaterouterclient_estimate_cost_json() and 0xFFFF) != 49776) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_gaterouter_ffi_checksum_method_gaterouterclient_feedback() and 0xFFFF) != 11868) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_gaterouter_ffi_checksum_method_gaterouterclient_flush() and 0xFFFF) != 42164) {
@@ -2102,6 +2109,16 @@ public interface GateRouterClientInterface {
     fun `estimateCostJson`(`requestJson`: kotlin.String): CostEstimate
     
     /**
+     * Say how good a call's answer was: `record_id` is the response's `usage_record_id`
+     * (a stream's last chunk carries it too), `score` from 0.0 (useless) to 1.0 (right),
+     * `label` a word from the app's vocabulary (never the answer's text). The feedback
+     * is signed, spooled and delivered with the usage records (counted in `flush`'s
+     * report). Returns the feedback's id. Errors: `InvalidRequest` naming the field;
+     * `Config` when usage records are off.
+     */
+    fun `feedback`(`recordId`: kotlin.String, `score`: kotlin.Double, `label`: kotlin.String?, `source`: FeedbackSource, `tags`: Map<kotlin.String, kotlin.String>): kotlin.String
+    
+    /**
      * Wait up to `timeout_ms` until every usage record made so far is resolved by the
      * collector, and report delivered / pending / refused counts. Returns at once (not
      * drained) while suspended or offline.
@@ -2414,6 +2431,33 @@ open class GateRouterClient: Disposable, AutoCloseable, GateRouterClientInterfac
         it,
         
         FfiConverterString.lower(`requestJson`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Say how good a call's answer was: `record_id` is the response's `usage_record_id`
+     * (a stream's last chunk carries it too), `score` from 0.0 (useless) to 1.0 (right),
+     * `label` a word from the app's vocabulary (never the answer's text). The feedback
+     * is signed, spooled and delivered with the usage records (counted in `flush`'s
+     * report). Returns the feedback's id. Errors: `InvalidRequest` naming the field;
+     * `Config` when usage records are off.
+     */
+    @Throws(GateRouterException::class)override fun `feedback`(`recordId`: kotlin.String, `score`: kotlin.Double, `label`: kotlin.String?, `source`: FeedbackSource, `tags`: Map<kotlin.String, kotlin.String>): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCallWithError(GateRouterException) { _status ->
+    UniffiLib.uniffi_gaterouter_ffi_fn_method_gaterouterclient_feedback(
+        it,
+        
+        FfiConverterString.lower(`recordId`),
+        FfiConverterDouble.lower(`score`),
+        FfiConverterOptionalString.lower(`label`),
+        FfiConverterTypeFeedbackSource.lower(`source`),
+        FfiConverterMapStringString.lower(`tags`),_status)
 }
     }
     )
@@ -3494,6 +3538,12 @@ data class ChatChunk (
      * Final usage, on the last chunk only.
      */
     var `usage`: Usage?
+    , 
+    /**
+     * Id of the call's usage record, on the chunk that carries `usage` (absent without
+     * usage records): pass it to `feedback`.
+     */
+    var `usageRecordId`: kotlin.String?
     
 ){
     
@@ -3518,6 +3568,7 @@ public object FfiConverterTypeChatChunk: FfiConverterRustBuffer<ChatChunk> {
             FfiConverterSequenceTypeToolCallDelta.read(buf),
             FfiConverterOptionalTypeFinishReason.read(buf),
             FfiConverterOptionalTypeUsage.read(buf),
+            FfiConverterOptionalString.read(buf),
         )
     }
 
@@ -3529,7 +3580,8 @@ public object FfiConverterTypeChatChunk: FfiConverterRustBuffer<ChatChunk> {
             FfiConverterOptionalString.allocationSize(value.`reasoning`) +
             FfiConverterSequenceTypeToolCallDelta.allocationSize(value.`toolCalls`) +
             FfiConverterOptionalTypeFinishReason.allocationSize(value.`finishReason`) +
-            FfiConverterOptionalTypeUsage.allocationSize(value.`usage`)
+            FfiConverterOptionalTypeUsage.allocationSize(value.`usage`) +
+            FfiConverterOptionalString.allocationSize(value.`usageRecordId`)
     )
 
     override fun write(value: ChatChunk, buf: ByteBuffer) {
@@ -3541,6 +3593,7 @@ public object FfiConverterTypeChatChunk: FfiConverterRustBuffer<ChatChunk> {
             FfiConverterSequenceTypeToolCallDelta.write(value.`toolCalls`, buf)
             FfiConverterOptionalTypeFinishReason.write(value.`finishReason`, buf)
             FfiConverterOptionalTypeUsage.write(value.`usage`, buf)
+            FfiConverterOptionalString.write(value.`usageRecordId`, buf)
     }
 }
 
@@ -3806,6 +3859,12 @@ data class ChatResponse (
      * Token usage.
      */
     var `usage`: Usage
+    , 
+    /**
+     * Id of the call's usage record (absent without usage records): pass it to
+     * `feedback` to say how good the answer was.
+     */
+    var `usageRecordId`: kotlin.String?
     
 ){
     
@@ -3832,6 +3891,7 @@ public object FfiConverterTypeChatResponse: FfiConverterRustBuffer<ChatResponse>
             FfiConverterOptionalString.read(buf),
             FfiConverterTypeChatMessage.read(buf),
             FfiConverterTypeUsage.read(buf),
+            FfiConverterOptionalString.read(buf),
         )
     }
 
@@ -3845,7 +3905,8 @@ public object FfiConverterTypeChatResponse: FfiConverterRustBuffer<ChatResponse>
             FfiConverterOptionalString.allocationSize(value.`reasoning`) +
             FfiConverterOptionalString.allocationSize(value.`refusal`) +
             FfiConverterTypeChatMessage.allocationSize(value.`message`) +
-            FfiConverterTypeUsage.allocationSize(value.`usage`)
+            FfiConverterTypeUsage.allocationSize(value.`usage`) +
+            FfiConverterOptionalString.allocationSize(value.`usageRecordId`)
     )
 
     override fun write(value: ChatResponse, buf: ByteBuffer) {
@@ -3859,6 +3920,7 @@ public object FfiConverterTypeChatResponse: FfiConverterRustBuffer<ChatResponse>
             FfiConverterOptionalString.write(value.`refusal`, buf)
             FfiConverterTypeChatMessage.write(value.`message`, buf)
             FfiConverterTypeUsage.write(value.`usage`, buf)
+            FfiConverterOptionalString.write(value.`usageRecordId`, buf)
     }
 }
 
@@ -5275,6 +5337,53 @@ public object FfiConverterTypeUsage: FfiConverterRustBuffer<Usage> {
             FfiConverterULong.write(value.`reasoningTokens`, buf)
     }
 }
+
+
+
+/**
+ * Who judged an answer (`feedback`).
+ */
+
+enum class FeedbackSource {
+    
+    /**
+     * The end user (a thumbs up, an accepted suggestion).
+     */
+    USER,
+    /**
+     * An automatic evaluator.
+     */
+    EVALUATOR,
+    /**
+     * Inferred from behaviour.
+     */
+    IMPLICIT;
+
+    
+
+
+    companion object
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeFeedbackSource: FfiConverterRustBuffer<FeedbackSource> {
+    override fun read(buf: ByteBuffer) = try {
+        FeedbackSource.values()[buf.getInt() - 1]
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
+    }
+
+    override fun allocationSize(value: FeedbackSource) = 4UL
+
+    override fun write(value: FeedbackSource, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
+    }
+}
+
+
 
 
 

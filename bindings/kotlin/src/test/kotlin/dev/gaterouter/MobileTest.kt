@@ -145,6 +145,25 @@ class MobileTest {
     }
 
     @Test
+    fun `feedback on a call reaches the collector beside it`(@TempDir tmp: File) = runBlocking {
+        val client = reporting("k_kotlin_feedback", File(tmp, "spool"))
+        val resp = client.chat(request("openai/gpt-4o-mini", "rate me"))
+        val recordId = resp.usageRecordId ?: error("a response names its usage record")
+        var streamed: String? = null
+        client.chatFlow(request("openai/gpt-4o-mini", "rate me too")).collect { c -> if (c.usage != null) streamed = c.usageRecordId }
+        assertNotNull(streamed, "the usage chunk names the record")
+        client.feedback(recordId, 1.0, "thumbs_up", FeedbackSource.USER, emptyMap())
+        client.feedback(streamed!!, 0.5, null, FeedbackSource.EVALUATOR, mapOf("grader" to "unit"))
+        val bad = assertThrows<GateRouterException.InvalidRequest> { client.feedback(recordId, 1.5, null, FeedbackSource.USER, emptyMap()) }
+        assertTrue(bad.detail.contains("`score`"), bad.detail)
+        val flushed = client.flush(15_000u)
+        assertTrue(flushed.drained && flushed.refused == 0uL, "$flushed")
+        assertEquals(4uL, flushed.delivered, "2 calls + 2 feedback records: $flushed")
+        assertEquals(2L to 0.75, Collector.outcomes("k_kotlin_feedback"))
+        client.close()
+    }
+
+    @Test
     fun `the key never reaches the disk`(@TempDir tmp: File) = runBlocking {
         val key = AppKey()
         Collector.registerKey("k_kotlin_disk", key)

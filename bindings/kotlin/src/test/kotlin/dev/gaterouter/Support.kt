@@ -152,6 +152,15 @@ object Collector {
         return rows.sumOf { it.jsonObject["calls"]!!.jsonPrimitive.long }
     }
 
+    /** (rated calls, mean score) of one key's calls, from the outcomes analytics. */
+    fun outcomes(keyId: String): Pair<Long, Double?> {
+        val (s, body) = get(url, "/v1/analytics/outcomes?by=key&key=" + URLEncoder.encode(keyId, "UTF-8"))
+        check(s == 200) { "outcomes: $s $body" }
+        val row = Support.json(body).jsonObject["rows"]!!.jsonArray.firstOrNull()?.jsonObject ?: return 0L to null
+        val mean = row["mean_score"]!!.jsonPrimitive.content.toDoubleOrNull()
+        return row["rated_calls"]!!.jsonPrimitive.long to mean
+    }
+
     /** Users seen for one key, from the per-user analytics. */
     fun users(keyId: String): List<String> {
         val (s, body) = get(url, "/v1/analytics/users?key=" + URLEncoder.encode(keyId, "UTF-8"))
