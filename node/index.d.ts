@@ -344,6 +344,11 @@ export interface ChatCompletion {
   model: string
   choices: ChatCompletionChoice[]
   usage: CompletionUsage
+  /**
+   * Id of the call's usage record: pass it to `client.feedback()` to say how good the
+   * answer was. Absent when usage records are off (no `[reporting]` config).
+   */
+  usage_record_id?: string
 }
 
 export interface ChatCompletionChunkToolCall {
@@ -375,6 +380,11 @@ export interface ChatCompletionChunk {
   model: string
   choices: ChatCompletionChunkChoice[]
   usage?: CompletionUsage
+  /**
+   * Id of the call's usage record, on the chunk that carries `usage` (absent when usage
+   * records are off): pass it to `client.feedback()`.
+   */
+  usage_record_id?: string
 }
 
 /** Async iterable of chunks: `for await (const chunk of stream)`. */
@@ -382,6 +392,11 @@ export declare class Stream implements AsyncIterable<ChatCompletionChunk> {
   private constructor()
   /** Final usage, set once the last chunk has been read; `null` before. */
   usage: CompletionUsage | null
+  /**
+   * The call's usage record id (the last chunk's `usage_record_id`), for
+   * `client.feedback()`; `null` before the last chunk, or when usage records are off.
+   */
+  usageRecordId: string | null
   /** Aborting it stops the stream and drops the connection. */
   readonly controller: AbortController
   [Symbol.asyncIterator](): AsyncIterator<ChatCompletionChunk>
@@ -619,6 +634,22 @@ export interface DeliveryReport {
   spoolDir: string | null
 }
 
+/** Who judged a call's answer. */
+export type FeedbackSource = 'user' | 'evaluator' | 'implicit'
+
+/** Options of `client.feedback()`. */
+export interface FeedbackOptions {
+  /**
+   * A short word from your app's vocabulary (`thumbs_up`, `resolved`): 1 to 64 bytes, no
+   * control characters. Never the answer's text: feedback records hold no text.
+   */
+  label?: string | null
+  /** Who judged: the end user (default), an automatic evaluator, or inferred from behaviour. */
+  source?: FeedbackSource | null
+  /** Tags, bounded as on usage records (string values). */
+  tags?: Record<string, string> | null
+}
+
 /** @deprecated the old name of {@link DeliveryReport}. */
 export type FlushResult = DeliveryReport
 
@@ -682,6 +713,21 @@ export declare class GateRouter {
   flush(options?: { timeoutMs?: number }): Promise<DeliveryReport>
   /** The same report as `flush()`, now, without waiting. */
   usageStatus(): DeliveryReport
+  /**
+   * Outcome feedback: say how good a call's answer was. `recordId` is the call's
+   * `usage_record_id` (on the response; on a stream's last chunk, and `stream.usageRecordId`);
+   * `score` goes from 0 (useless) to 1 (right), e.g. 1/0 for thumbs up/down.
+   *
+   * Synchronous: the feedback is validated, signed and appended to the usage spool, then
+   * delivered with the usage records (same batches; `flush()` counts it in `delivered`).
+   * The collector joins it to the call (the `outcomes` analytics report). Returns the
+   * feedback's own id.
+   *
+   * Throws {@link InvalidRequestError} (`code` `INVALID_REQUEST`) whose `field` names
+   * `score`, `record_id`, `label`, `source` or `tags`; {@link ConfigError} when usage
+   * records are off (there is no record to join).
+   */
+  feedback(recordId: string, score: number, options?: FeedbackOptions): string
   /**
    * Abort in-flight calls and streams, drain the usage spool (bounded by
    * `reporting.shutdown_timeout_ms`) and release the connection pool; the process can

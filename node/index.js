@@ -5,7 +5,8 @@
 // envelope, see src/lib.rs), so the core's serde types are the one definition of every
 // field. This file only builds the request, parses the envelope and wires AbortSignals.
 // Chat requests and responses keep the OpenAI wire names (snake_case); the results of the
-// helpers (route, countTokens, estimateCost, cost, flush) are camelCased here.
+// helpers (route, countTokens, estimateCost, cost, flush) are camelCased here;
+// `feedback` returns the feedback's id (a string).
 
 const native = require('./native.js')
 
@@ -170,7 +171,8 @@ function withSignal(promise, signal, onAbort) {
 
 /**
  * Async iterable of chat completion chunks (`for await (const chunk of stream)`).
- * `usage` holds the final usage once the last chunk has been read.
+ * `usage` holds the final usage and `usageRecordId` the call's usage record id once the
+ * last chunk has been read.
  */
 class Stream {
   /** `first` is the already-read first chunk, or `null` when the stream was empty. */
@@ -185,6 +187,8 @@ class Stream {
     this._signal.addEventListener('abort', this._onAbort, { once: true })
     /** Final token usage; set after the last chunk. */
     this.usage = null
+    /** The call's usage record id (for `client.feedback`); set after the last chunk. */
+    this.usageRecordId = null
   }
 
   async _next() {
@@ -207,6 +211,7 @@ class Stream {
       return { done: true, value: undefined }
     }
     if (chunk.usage) this.usage = chunk.usage
+    if (chunk.usage_record_id) this.usageRecordId = chunk.usage_record_id
     return { done: false, value: chunk }
   }
 
@@ -392,6 +397,52 @@ class GateRouter {
     const report = camelize(unwrap(await this._native.flush(timeoutMs)))
     this._surfaceRefusals()
     return report
+  }
+
+  /**
+   * Say how good a call's answer was: `recordId` is the response's `usage_record_id`
+   * (a stream's last chunk carries it too, and `stream.usageRecordId` after the loop),
+   * `score` goes from 0 (useless) to 1 (right). Options: `label` (a short word from your
+   * app's vocabulary, never the answer's text), `source` (`user` by default,
+   * `evaluator`, `implicit`), `tags` (string values). The feedback is a signed record,
+   * spooled synchronously and delivered with the usage records (same batches, counted
+   * by `flush()`); returns its own id. Throws `InvalidRequestError` whose `field` names
+   * `score`, `record_id`, `label`, `source` or `tags`; `ConfigError` when usage records
+   * are off.
+   */
+  feedback(recordId, score, options = {}) {
+    this._checkOpen()
+    const bad = (field, message) => new InvalidRequestError(`feedback(): ${message}`, { code: 'INVALID_REQUEST', field })
+    if (typeof recordId !== 'string') {
+      throw bad('record_id', `recordId must be a string (the response's usage_record_id), got ${recordId === null ? 'null' : typeof recordId}`)
+    }
+    if (typeof score !== 'number') {
+      throw bad('score', `score must be a number between 0 and 1, got ${score === null ? 'null' : typeof score}`)
+    }
+    if (options === null || options === undefined) options = {}
+    if (typeof options !== 'object') throw bad('options', 'options must be an object: { label?, source?, tags? }')
+    const { label, source, tags, ...rest } = options
+    const unknown = Object.keys(rest)
+    if (unknown.length > 0) {
+      throw bad(unknown[0], `unknown option(s) ${unknown.join(', ')}: feedback() takes { label, source, tags }`)
+    }
+    for (const [field, value] of [['label', label], ['source', source]]) {
+      if (value !== undefined && value !== null && typeof value !== 'string') {
+        throw bad(field, `${field} must be a string, got ${typeof value}`)
+      }
+    }
+    if (tags !== undefined && tags !== null && (typeof tags !== 'object' || Array.isArray(tags))) {
+      throw bad('tags', 'tags must be an object of string values')
+    }
+    return unwrap(
+      this._native.feedback(
+        recordId,
+        score,
+        label ?? undefined,
+        source ?? undefined,
+        tags === undefined || tags === null ? undefined : JSON.stringify(tags),
+      ),
+    )
   }
 
   /** The same report as {@link flush}, now, without waiting. */

@@ -51,6 +51,16 @@ export declare class NativeClient {
    * catalog and routing: an envelope of `CostEstimate`, computed on the blocking pool.
    */
   estimateCost(requestJson: string): Promise<string>
+  /**
+   * Outcome feedback on a call (`Client::feedback`): `recordId` is the call's
+   * `usage_record_id`, `score` in [0, 1], `source` one of `user` (default),
+   * `evaluator`, `implicit`, `tagsJson` a JSON object of string values. Validates,
+   * signs and spools a feedback record (a small append, so synchronous, like the
+   * core): an envelope of the feedback's own id. Errors: `INVALID_REQUEST` naming
+   * `score`, `record_id`, `label`, `source` or `tags`; `CONFIG` when usage records
+   * are off.
+   */
+  feedback(recordId: string, score: number, label?: string | undefined | null, source?: string | undefined | null, tagsJson?: string | undefined | null): string
   /** What became of the usage records, now: an envelope of `DeliveryReport`. */
   usageStatus(): string
   /**

@@ -17,6 +17,8 @@ import GateRouter, {
   type ChatCompletionMessageParam,
   type ChatCompletionTool,
   type CompletionUsage,
+  type FeedbackOptions,
+  type Stream,
 } from 'gaterouter'
 
 const weather: ChatCompletionTool = {
@@ -111,4 +113,16 @@ export async function offline(usage: CompletionUsage): Promise<void> {
   const e: CostEstimate = await estimateCost({ model: 'openai/gpt-4o', messages: [{ role: 'user', content: 'hi' }] })
   const c: Cost = cost(usage, { model: 'openai/gpt-4o', batch: true })
   console.log(n, m, e.max.pricedAs, c.totalMicros / 1e6)
+}
+
+// 8. Outcome feedback: how good a call's answer was (needs usage records: `[reporting]`).
+export function rate(client: GateRouter, completion: ChatCompletion, stream: Stream, helpful: boolean): string[] {
+  const ids: string[] = []
+  if (completion.usage_record_id !== undefined) {
+    const opts: FeedbackOptions = { label: helpful ? 'thumbs_up' : 'thumbs_down', tags: { screen: 'chat' } }
+    ids.push(client.feedback(completion.usage_record_id, helpful ? 1 : 0, opts))
+  }
+  // After the loop: the last chunk's `usage_record_id`.
+  if (stream.usageRecordId !== null) ids.push(client.feedback(stream.usageRecordId, 0.8, { source: 'evaluator' }))
+  return ids
 }

@@ -431,6 +431,29 @@ impl NativeClient {
         })
     }
 
+    /// Outcome feedback on a call (`Client::feedback`): `recordId` is the call's
+    /// `usage_record_id`, `score` in [0, 1], `source` one of `user` (default),
+    /// `evaluator`, `implicit`, `tagsJson` a JSON object of string values. Validates,
+    /// signs and spools a feedback record (a small append, so synchronous, like the
+    /// core): an envelope of the feedback's own id. Errors: `INVALID_REQUEST` naming
+    /// `score`, `record_id`, `label`, `source` or `tags`; `CONFIG` when usage records
+    /// are off.
+    #[napi]
+    pub fn feedback(
+        &self,
+        record_id: String,
+        score: f64,
+        label: Option<String>,
+        source: Option<String>,
+        tags_json: Option<String>,
+    ) -> String {
+        let Some(client) = self.client() else {
+            return closed_json();
+        };
+        let input = feedback_input(record_id, score, label, source, tags_json);
+        result_json(input.and_then(|i| client.feedback(i)).map(|id| id.0))
+    }
+
     /// What became of the usage records, now: an envelope of `DeliveryReport`.
     #[napi]
     pub fn usage_status(&self) -> String {
@@ -605,6 +628,44 @@ impl NativeStream {
             *guard = None;
         }
     }
+}
+
+/// The core's `FeedbackInput` from the JS arguments; a bad `source` or `tags` is an
+/// `INVALID_REQUEST` naming it (the core checks the rest).
+fn feedback_input(
+    record_id: String,
+    score: f64,
+    label: Option<String>,
+    source: Option<String>,
+    tags_json: Option<String>,
+) -> Result<gaterouter::usage::FeedbackInput, Error> {
+    let invalid = |field: &str, message: String| Error::InvalidRequest {
+        field: Some(field.to_owned()),
+        message,
+    };
+    let source = match source.as_deref() {
+        None => gaterouter::usage::FeedbackSource::default(),
+        Some(s) => gaterouter::usage::FeedbackSource::parse(s)
+            .map_err(|e| invalid("source", e.to_string()))?,
+    };
+    let tags = match tags_json.as_deref() {
+        None => Default::default(),
+        Some(j) => serde_json::from_str(j).map_err(|e| {
+            invalid(
+                "tags",
+                format!(
+                    "tags: {e}; pass an object of string values, e.g. {{\"scenario\": \"support\"}}"
+                ),
+            )
+        })?,
+    };
+    Ok(gaterouter::usage::FeedbackInput {
+        record_id,
+        score,
+        label,
+        source,
+        tags,
+    })
 }
 
 /// Version of the Rust core this addon was built from.

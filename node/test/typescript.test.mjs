@@ -45,6 +45,9 @@ export function g(client: GateRouter): number {
   const n: number = countTokens('not awaited')
   return n + client.route({ messages: [] }).estimated_prompt_tokens
 }
+export function h(client: GateRouter): string {
+  return client.feedback('0193c1f0-7a2b-7c3d-8e4f-5a6b7c8d9e0f', 1, { source: 'robot' })
+}
 `,
   )
   try {
@@ -56,6 +59,8 @@ export function g(client: GateRouter): number {
     // countTokens returns a Promise; helpers' results are camelCase.
     assert.match(e.stdout, /Type 'Promise<number>' is not assignable to type 'number'/)
     assert.match(e.stdout, /Property 'estimated_prompt_tokens' does not exist on type 'RouteDecision'/)
+    // A feedback source outside user/evaluator/implicit.
+    assert.match(e.stdout, /Type '"robot"' is not assignable to type 'FeedbackSource/)
   } finally {
     await rm(dir, { recursive: true, force: true })
   }
