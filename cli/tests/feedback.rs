@@ -169,3 +169,43 @@ async fn feedback_without_usage_records_is_a_config_error() {
         "{err}"
     );
 }
+
+/// `gaterouter chat` prints the record id; `gaterouter feedback ID SCORE` signs it with
+/// the config's key and reports its delivery; a bad score exits non-zero naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cli_rates_a_call_it_made() {
+    let e = env().await;
+    let dir = e._dir.path();
+    let cfg = &e.cfg;
+    let toml = format!(
+        "[providers.openai]\nbase_url = \"{}/openai/v1\"\napi_key = \"emulator\"\n\n[identity]\napi_key_id = \"k_alice\"\n\n[reporting]\ncollector_url = \"{}\"\nsigning_key_file = \"{}\"\nspool_dir = \"{}\"\nbatch_max_age_ms = 50\n",
+        e.emu.base_url(),
+        e.collector.url(),
+        cfg.reporting.signing_key_file.as_ref().unwrap().display(),
+        dir.join("cli-spool").display()
+    );
+    let file = dir.join("gaterouter.toml");
+    std::fs::write(&file, toml).unwrap();
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_gaterouter")).args(&args).env_remove("GATEROUTER_CONFIG").output().unwrap();
+            (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        })
+    };
+    let cfg_arg = file.display().to_string();
+    let (ok, _, err) = run(vec!["--config".into(), cfg_arg.clone(), "chat".into(), "-m".into(), "openai/gpt-4o-mini".into(), "Say hi".into()]).await.unwrap();
+    assert!(ok, "{err}");
+    let record = err.split("| record ").nth(1).map(|s| s.trim().to_owned()).unwrap_or_else(|| panic!("no record id in: {err}"));
+    assert_eq!(record.len(), 36, "{err}");
+    let (ok, out, err) = run(vec!["--config".into(), cfg_arg.clone(), "feedback".into(), record.clone(), "0.9".into(), "--label".into(), "good".into()]).await.unwrap();
+    assert!(ok, "{out}{err}");
+    assert!(out.contains(&format!("on record {record}")) && out.contains("refused: 0") && out.contains("pending: 0"), "{out}");
+    let (ok, _, err) = run(vec!["--config".into(), cfg_arg, "feedback".into(), record.clone(), "2".into()]).await.unwrap();
+    assert!(!ok && err.contains("`score`") && err.contains("between 0 and 1"), "{err}");
+    eventually("the CLI's rating shows in outcomes", || async {
+        let v = e.get("/v1/analytics/outcomes?by=key").await;
+        let row = v["rows"].as_array().and_then(|r| r.first().cloned()).unwrap_or_default();
+        if row["rated_calls"].as_i64() == Some(1) && row["mean_score"].as_f64() == Some(0.9) { Ok(()) } else { Err(format!("{v}")) }
+    })
+    .await;
+}
