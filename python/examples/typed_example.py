@@ -27,6 +27,14 @@ def stream(client: gaterouter.Client, question: str) -> str:
     return "".join(parts)
 
 
+def rate(client: gaterouter.Client, resp: gaterouter.ChatCompletion, good: bool) -> Optional[str]:
+    """Outcome feedback on a call; ``None`` when usage records are off (no record to rate)."""
+    if resp.usage_record_id is None:
+        return None
+    feedback_id: str = client.feedback(resp.usage_record_id, 1.0 if good else 0.0, label="thumbs_up" if good else "thumbs_down", tags={"surface": "chat"})
+    return feedback_id
+
+
 async def ask_async(client: gaterouter.AsyncClient) -> int:
     resp = await client.chat.completions.create(model="anthropic/claude-haiku-4-5", messages=[{"role": "user", "content": "hi"}])
     return resp.usage.total_tokens

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 __all__ = ["Client", "AsyncClient", "Stream", "AsyncStream", "count_tokens", "estimate_cost", "cost"]
 
 Message = Mapping[str, Any]
+FeedbackSource = Literal["user", "evaluator", "implicit"]
+"""Who judged a call's answer (``client.feedback(..., source=...)``)."""
 PathLike = Union[str, "os.PathLike[str]"]
 
 
@@ -60,12 +62,14 @@ def _native_client(config: Optional[Mapping[str, Any]], config_file: Optional[Pa
 
 
 class Stream(Iterator[ChatCompletionChunk]):
-    """Iterator of chunks; ``usage`` holds the final usage once the stream has ended."""
+    """Iterator of chunks; ``usage`` (and ``cost``, ``usage_record_id``) hold the final
+    chunk's values once the stream has ended."""
 
     def __init__(self, native: "_native.NativeStream") -> None:
         self._native = native
         self.usage: Optional[Usage] = None
         self.cost: Optional[Record] = None
+        self.usage_record_id: Optional[str] = None
 
     def __iter__(self) -> "Stream":
         return self
@@ -78,6 +82,7 @@ class Stream(Iterator[ChatCompletionChunk]):
         if chunk.usage is not None:
             self.usage = chunk.usage
             self.cost = chunk.cost
+            self.usage_record_id = chunk.usage_record_id
         return chunk
 
     def close(self) -> None:
@@ -116,12 +121,14 @@ async def _await_native(start: Any) -> Any:
 
 
 class AsyncStream(AsyncIterator[ChatCompletionChunk]):
-    """Async iterator of chunks; ``usage`` holds the final usage once it has ended."""
+    """Async iterator of chunks; ``usage`` (and ``cost``, ``usage_record_id``) hold the
+    final chunk's values once it has ended."""
 
     def __init__(self, native: "_native.NativeStream") -> None:
         self._native = native
         self.usage: Optional[Usage] = None
         self.cost: Optional[Record] = None
+        self.usage_record_id: Optional[str] = None
 
     def __aiter__(self) -> "AsyncStream":
         return self
@@ -134,6 +141,7 @@ class AsyncStream(AsyncIterator[ChatCompletionChunk]):
         if chunk.usage is not None:
             self.usage = chunk.usage
             self.cost = chunk.cost
+            self.usage_record_id = chunk.usage_record_id
         return chunk
 
     async def close(self) -> None:
@@ -335,6 +343,30 @@ class Client:
         _surface_refusals(self._native)
         return report
 
+    def feedback(
+        self,
+        record_id: str,
+        score: float,
+        *,
+        label: Optional[str] = None,
+        source: FeedbackSource = "user",
+        tags: Optional[Mapping[str, str]] = None,
+    ) -> str:
+        """Say how good a call's answer was. ``record_id`` is the call's
+        ``usage_record_id`` (on the response, and on a stream's last chunk); ``score`` goes
+        from 0.0 (useless) to 1.0 (right). ``label`` is an optional short word from the
+        app's vocabulary (``"thumbs_up"``, ``"resolved"``; never the answer's text),
+        ``source`` who judged (``"user"``, ``"evaluator"`` or ``"implicit"``), ``tags``
+        bounded key/value tags as on usage records.
+
+        The feedback is a signed record, spooled and delivered with the usage records
+        (counted in :meth:`flush`'s report) and joined to the call by the collector.
+        Returns the feedback's own id once it is spooled.
+
+        Raises ``InvalidRequestError`` with ``.field`` naming ``score``, ``record_id``,
+        ``label``, ``tags`` or ``source``; ``ConfigError`` when usage records are off."""
+        return self._native.feedback(record_id, score, label, source, dict(tags) if tags is not None else None)
+
     def close(self) -> None:
         """Drain the usage spool (bounded by ``reporting.shutdown_timeout_ms``) and stop reporting."""
         self._native.shutdown()
@@ -373,6 +405,19 @@ class AsyncClient:
         report = DeliveryReport._from_json(self._native.usage_status())
         _surface_refusals(self._native)
         return report
+
+    def feedback(
+        self,
+        record_id: str,
+        score: float,
+        *,
+        label: Optional[str] = None,
+        source: FeedbackSource = "user",
+        tags: Optional[Mapping[str, str]] = None,
+    ) -> str:
+        """:meth:`Client.feedback` (not a coroutine: it only appends to the local spool,
+        delivery happens in the background; ``await client.flush()`` waits for it)."""
+        return self._native.feedback(record_id, score, label, source, dict(tags) if tags is not None else None)
 
     async def close(self) -> None:
         """Drain the usage spool and stop reporting."""

@@ -14,6 +14,9 @@ class GateRouterError(Exception):
     retry_after: Optional[float]
     """Seconds the provider asked to wait (rate limits)."""
     provider_message: Optional[str]
+    field: Optional[str]
+    """INVALID_REQUEST from GateRouter's own validation: the offending field, e.g.
+    ``score`` or ``record_id`` (``client.feedback``), ``messages[2].tool_call_id``."""
     rule: Optional[str]
     """PERMISSION_DENIED: the policy rule (``allow_models``, ``deny_models``...)."""
     level: Optional[str]
@@ -64,3 +67,16 @@ class NativeClient:
     def take_refusal_warnings(self) -> str: ...
     def ready(self) -> None: ...
     def shutdown(self) -> str: ...
+    def feedback(
+        self,
+        record_id: str,
+        score: float,
+        label: Optional[str] = None,
+        source: str = "user",
+        tags: Optional[Dict[str, str]] = None,
+    ) -> str:
+        """Outcome feedback on a call (``record_id``: its ``usage_record_id``; ``score`` in
+        [0, 1]; ``source``: ``user``, ``evaluator`` or ``implicit``): signed and spooled
+        with the usage records. Returns the feedback's id. Raises ``InvalidRequestError``
+        (``.field``: ``score``, ``record_id``, ``label``, ``tags``, ``source``) or
+        ``ConfigError`` (usage records off)."""

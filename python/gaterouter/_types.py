@@ -138,7 +138,7 @@ class Usage(_Model):
 
 
 class ChatCompletion(_Model):
-    __slots__ = ("id", "object", "created", "model", "choices", "usage", "cost", "route")
+    __slots__ = ("id", "object", "created", "model", "choices", "usage", "cost", "route", "usage_record_id")
 
     def __init__(self, raw: Dict[str, Any]) -> None:
         super().__init__(raw)
@@ -152,6 +152,9 @@ class ChatCompletion(_Model):
         """What the call cost (integer micro-dollars: ``cost.total_micros``), when priced."""
         self.route: Optional[Record] = Record(raw["route"]) if raw.get("route") else None
         """The routing decision: score, tier, features, candidates, excluded, attempts."""
+        self.usage_record_id: Optional[str] = raw.get("usage_record_id")
+        """Id of the call's usage record (``None`` when usage records are off): pass it to
+        ``client.feedback(...)`` to say how good the answer was."""
 
 
 class FunctionCallDelta(_Model):
@@ -196,9 +199,10 @@ class ChunkChoice(_Model):
 
 
 class ChatCompletionChunk(_Model):
-    """A stream chunk. The last chunk of a stream has no choices and carries ``usage``."""
+    """A stream chunk. The last chunk of a stream has no choices and carries ``usage``
+    (and ``usage_record_id``)."""
 
-    __slots__ = ("id", "object", "created", "model", "choices", "usage", "cost")
+    __slots__ = ("id", "object", "created", "model", "choices", "usage", "cost", "usage_record_id")
 
     def __init__(self, raw: Dict[str, Any]) -> None:
         super().__init__(raw)
@@ -209,3 +213,6 @@ class ChatCompletionChunk(_Model):
         self.choices: List[ChunkChoice] = [ChunkChoice(c) for c in raw.get("choices", [])]
         self.usage: Optional[Usage] = Usage(raw["usage"]) if raw.get("usage") else None
         self.cost: Optional[Record] = Record(raw["cost"]) if raw.get("cost") else None
+        self.usage_record_id: Optional[str] = raw.get("usage_record_id")
+        """On the chunk that carries ``usage``: id of the call's usage record (``None`` when
+        usage records are off), for ``client.feedback(...)``."""

@@ -2,12 +2,13 @@
 //! serde types are the single source of truth) and errors, owns the one tokio runtime,
 //! and releases the GIL during every wait. No logic lives here.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use gaterouter::usage::SdkInfo;
+use gaterouter::usage::{FeedbackInput, FeedbackSource, SdkInfo};
 use gaterouter::{ChatRequest, ChatStream, Client, Config, Error, ErrorKind};
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
@@ -110,6 +111,12 @@ fn to_pyerr(py: Python<'_>, e: Error) -> PyErr {
     let _ = value.setattr("status_code", e.status());
     let _ = value.setattr("retry_after", e.retry_after().map(|d| d.as_secs_f64()));
     let _ = value.setattr("provider_message", e.provider_message());
+    // INVALID_REQUEST from our own validation: the offending field (e.g. `score`).
+    let field = match &e {
+        Error::InvalidRequest { field, .. } => field.clone(),
+        _ => None,
+    };
+    let _ = value.setattr("field", field);
     let (rule, level) = match e.permission_rule() {
         Some((rule, level)) => (Some(rule.to_owned()), level.map(|l| l.to_string())),
         None => (None, e.budget_status().map(|b| b.level.to_string())),
@@ -331,6 +338,41 @@ impl NativeClient {
     fn shutdown(&self, py: Python<'_>) -> PyResult<String> {
         let client = self.client_py(py)?;
         block_on(py, async move { to_json(&client.shutdown().await?) })
+    }
+
+    /// Outcome feedback on a call (`record_id` = its `usage_record_id`): signed and
+    /// spooled with the usage records; returns the feedback's own id.
+    #[pyo3(signature = (record_id, score, label=None, source="user", tags=None))]
+    fn feedback(
+        &self,
+        py: Python<'_>,
+        record_id: String,
+        score: f64,
+        label: Option<String>,
+        source: &str,
+        tags: Option<BTreeMap<String, String>>,
+    ) -> PyResult<String> {
+        let source = FeedbackSource::parse(source).map_err(|e| {
+            to_pyerr(
+                py,
+                Error::InvalidRequest {
+                    field: Some("source".into()),
+                    message: e.to_string(),
+                },
+            )
+        })?;
+        let input = FeedbackInput {
+            record_id,
+            score,
+            label,
+            source,
+            tags: tags.unwrap_or_default(),
+        };
+        let client = self.client_py(py)?;
+        // Spooling writes a file: without the GIL.
+        py.detach(|| client.feedback(input))
+            .map(|id| id.0)
+            .map_err(|e| to_pyerr(py, e))
     }
 
     /// Blocking chat: request JSON in, response JSON out.

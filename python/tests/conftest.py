@@ -138,6 +138,12 @@ class Collector:
         with urllib.request.urlopen(req) as r:
             return json.loads(r.read() or b"null")
 
+    def get(self, path: str) -> Any:
+        """``GET path`` with the admin token (analytics reports)."""
+        req = urllib.request.Request(self.base_url + path, headers={"authorization": f"Bearer {self.ADMIN}"})
+        with urllib.request.urlopen(req) as r:
+            return json.loads(r.read())
+
     def config(self, emulator: "Emulator", **overrides: Any) -> Dict[str, Any]:
         """Emulator providers plus reporting to this collector, with a spool of its own
         (one spool directory per client)."""
