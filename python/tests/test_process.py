@@ -161,7 +161,11 @@ def test_forked_child_cannot_share_an_explicit_spool(emulator, collector):
 
 CTRL_C_SCRIPT = textwrap.dedent(
     """
-    import json, sys, time
+    import json, signal, sys, time
+    # An interactive program's Ctrl-C: Python installs this handler only when SIGINT was
+    # not ignored at start, and a test run started in the background (`cmd &` in a
+    # non-interactive shell) inherits an ignored SIGINT.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     import gaterouter
     client = gaterouter.Client(json.loads(sys.argv[1]))
     stream = sys.argv[2] == "stream"
