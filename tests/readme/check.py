@@ -49,7 +49,8 @@ Markers: an HTML comment on the line(s) right before a fence, read by this scrip
                                                 here on 8787 maps to a fresh port that the
                                                 block's collector listens on
                                                 (GATEROUTER_COLLECTOR_LISTEN/URL)
-  <!-- readme-check: cwd=repo -->              run in the repository root (builds in place)
+  <!-- readme-check: cwd=repo -->              run in the repository root (builds in place);
+                                                later blocks stay in the file's directory
   <!-- readme-check: before="CMD" -->          a shell command run first (fixtures)
   <!-- readme-check: timeout=SECONDS -->       default 300
   <!-- readme-check: expect="REGEX" -->         the output must match REGEX too
@@ -211,7 +212,9 @@ SH_PRELUDE = r"""
 shopt -s expand_aliases
 [ -f "$RC_STATE/env.sh" ] && . "$RC_STATE/env.sh"
 [ -f "$RC_STATE/aliases.sh" ] && . "$RC_STATE/aliases.sh"
-[ -f "$RC_STATE/cwd" ] && cd "$(cat "$RC_STATE/cwd")"
+# A `cwd=repo` block (RC_PINNED) runs in the repository root and leaves the shared
+# directory of the file's session as it was.
+[ -z "${RC_PINNED:-}" ] && [ -f "$RC_STATE/cwd" ] && cd "$(cat "$RC_STATE/cwd")"
 # `cargo run [-q] -p PKG [--] ARGS`: the workspace build (a no-op: it was built with the
 # tests' features), then PKG's binary with ARGS. Other subcommands run against the
 # repository's manifest.
@@ -234,7 +237,7 @@ __rc_save() {
     # What the block exported; not what this checker sets for each block.
     export -p | grep -vE '^declare -x (PWD|OLDPWD|SHLVL|_|PATH|CI|VIRTUAL_ENV|CARGO_TARGET_DIR|MATURIN_PEP517_ARGS|GATEROUTER_COLLECTOR_URL|GATEROUTER_COLLECTOR_LISTEN|RC_[A-Z_]*|READMECHECK_[A-Z_]*)(=|$)' > "$RC_STATE/env.sh"
     alias -p > "$RC_STATE/aliases.sh"
-    pwd > "$RC_STATE/cwd"
+    [ -n "${RC_PINNED:-}" ] || pwd > "$RC_STATE/cwd"
 }
 trap __rc_save EXIT
 set -eo pipefail
@@ -302,7 +305,10 @@ class FileRun:
         # with `&`) keeps the file open after the block's shell has exited.
         log = self.state / f"out-{b.line}-{len(self.pgids)}.log"
         with open(log, "w") as f:
-            p = subprocess.Popen(cmd, cwd=self.cwd(b), env=self.env(), text=True, start_new_session=True,
+            env = self.env()
+            if b.marker.get("cwd") == "repo":
+                env["RC_PINNED"] = "1"
+            p = subprocess.Popen(cmd, cwd=self.cwd(b), env=env, text=True, start_new_session=True,
                                  stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT)
         self.pgids.append(p.pid)
         try:
