@@ -110,6 +110,11 @@ impl CollectorProc {
         ))
     }
 
+    /// Process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// SIGKILL it and reap it.
     pub fn kill(&mut self) {
         if let Some(mut ch) = self.child.take() {
