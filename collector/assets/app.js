@@ -184,12 +184,12 @@
     $("status").textContent = "Loading...";
     try {
       const bucket = $("bucket").value;
-      const [summary, series, dept, proj, users, models, keys, routing, latency, errors, denials, budgets] = await Promise.all([
+      const [summary, series, dept, proj, users, models, keys, routing, latency, errors, denials, budgets, outcomes, outcomesModel] = await Promise.all([
         get("summary"), get("timeseries", { bucket }), get("breakdown", { by: "department" }), get("breakdown", { by: "project" }),
         get("users", { limit: 20 }), get("models"), get("keys", { limit: 20 }), get("routing"), get("latency"),
-        get("errors"), get("denials"), get("budgets"),
+        get("errors"), get("denials"), get("budgets"), get("outcomes", { by: "tag:scenario" }), get("outcomes", { by: "model" }),
       ]);
-      state.data = { summary, series, dept, proj, users, models, keys, routing, latency, errors, denials, budgets };
+      state.data = { summary, series, dept, proj, users, models, keys, routing, latency, errors, denials, budgets, outcomes, outcomesModel };
       const s = summary.rows[0] || {};
       $("total-spend").textContent = usd(s.spend_micros);
       $("total-calls").textContent = int(s.calls);
@@ -240,6 +240,10 @@
       table($("table-models"), [{ key: "provider", label: "Provider" }, { key: "model", label: "Model" }, { key: "calls", label: "Calls", num: 1, fmt: int }, { key: "total_tokens", label: "Tokens", num: 1, fmt: int }, { key: "spend_micros", label: "Spend", num: 1, fmt: usd }, { key: "spend_share", label: "Share", num: 1, fmt: pct }], models.rows);
       table($("table-keys"), [{ key: "name", label: "Key" }, { key: "api_key_id", label: "Id" }, { key: "last_seen_ms", label: "Last used", fmt: (v) => new Date(v).toLocaleString("en-US") }, { key: "calls", label: "Calls", num: 1, fmt: int }, { key: "errors", label: "Errors", num: 1, fmt: int }, { key: "denials", label: "Denials", num: 1, fmt: int }, { key: "spend_micros", label: "Spend", num: 1, fmt: usd }], keys.rows);
       table($("table-routing"), [{ key: "tier", label: "Tier" }, { key: "calls", label: "Calls", num: 1, fmt: int }, { key: "call_share", label: "Share", num: 1, fmt: pct }, { key: "spend_micros", label: "Spend", num: 1, fmt: usd }, { key: "savings_micros", label: "Saved vs reference", num: 1, fmt: usd }], routing.rows);
+      const score = (v) => (v == null ? "not rated" : v.toFixed(2));
+      const outcomeCols = (label, none) => [{ key: "group", label, fmt: (v) => (v == null ? none : v) }, { key: "calls", label: "Calls", num: 1, fmt: int }, { key: "spend_micros", label: "Spend", num: 1, fmt: usd }, { key: "spend_per_call_micros", label: "Per call", num: 1, fmt: usd }, { key: "rated_calls", label: "Rated", num: 1, fmt: int }, { key: "mean_score", label: "Mean score", num: 1, fmt: score }];
+      table($("table-outcomes"), outcomeCols("Scenario", "(no scenario tag)"), outcomes.rows);
+      table($("table-outcomes-model"), outcomeCols("Model", "-"), outcomesModel.rows);
       table($("table-latency"), [{ key: "model", label: "Model" }, { key: "calls", label: "Calls", num: 1, fmt: int }, { key: "error_rate", label: "Errors", num: 1, fmt: pct }, { key: "p50_ms", label: "p50 ms", num: 1 }, { key: "p95_ms", label: "p95 ms", num: 1 }, { key: "p99_ms", label: "p99 ms", num: 1 }], latency.rows);
       table($("table-denials"), [{ key: "department_name", label: "Department" }, { key: "user_name", label: "Member" }, { key: "api_key_id", label: "Key" }, { key: "model", label: "Model", fmt: (v, r) => r.provider + "/" + v }, { key: "denials", label: "Denials", num: 1, fmt: int }, { key: "last_seen_ms", label: "Last", fmt: (v) => new Date(v).toLocaleString("en-US") }], denials.rows);
       table($("table-errors"), [{ key: "status", label: "Status" }, { key: "kind", label: "Kind" }, { key: "model", label: "Model", fmt: (v, r) => r.provider + "/" + v }, { key: "calls", label: "Calls", num: 1, fmt: int }, { key: "last_seen_ms", label: "Last", fmt: (v) => new Date(v).toLocaleString("en-US") }], errors.rows);

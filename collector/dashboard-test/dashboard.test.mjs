@@ -1,7 +1,9 @@
 // Run by collector/tests/dashboard.rs against a collector seeded there: org "Acme Corp",
 // departments eng "Engineering" (alice, bob) and sales "Sales and Marketing" (carol,
 // dave); 6 calls (Jan/Feb 2026, plus one this month), one policy denial (bob, eng), a
-// monthly $1.00 budget on eng with $0.035 used. Asserts what a person sees on the page.
+// monthly $1.00 budget on eng with $0.035 used; the two Jan 15 eng calls tagged
+// scenario=support-reply and rated 1.0 (gpt-4o-mini) and 0.5 (gpt-4o). Asserts what a
+// person sees on the page.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -113,6 +115,16 @@ test("login page, then the admin view shows names, the data's dates, per-capita,
     assert.deepEqual(denials, [["Engineering", "Bob Chen", "k_eng", "openai/gpt-4o", "1"]]);
     const errs = await page.$$eval("#table-errors tbody tr", (rows) => rows.map((r) => [r.cells[0].textContent, r.cells[1].textContent, r.cells[3].textContent]).sort());
     assert.deepEqual(errs, [["RATE_LIMITED", "error", "1"], ["denied", "denied", "1"]]);
+
+    // Outcomes: spend beside the apps' ratings, per scenario tag and per model.
+    const outcomes = await page.$$eval("#table-outcomes tbody tr", (rows) => rows.map((r) => Array.from(r.cells).map((c) => c.textContent)));
+    const support = outcomes.find((r) => r[0] === "support-reply");
+    assert.ok(support, JSON.stringify(outcomes));
+    assert.deepEqual([support[1], support[4], support[5]], ["2", "2", "0.75"], JSON.stringify(outcomes));
+    assert.ok(outcomes.some((r) => r[0] === "(no scenario tag)" && r[5] === "not rated"), JSON.stringify(outcomes));
+    const byModel = await page.$$eval("#table-outcomes-model tbody tr", (rows) => rows.map((r) => [r.cells[0].textContent, r.cells[5].textContent]));
+    assert.ok(byModel.some(([m, s]) => m === "gpt-4o" && s === "0.50"), JSON.stringify(byModel));
+    assert.ok(byModel.some(([m, s]) => m === "gpt-4o-mini" && s === "1.00"), JSON.stringify(byModel));
 
     // Every table has a CSV link that downloads with the session cookie.
     const links = await page.$$eval("a.csv", (a) => a.map((x) => x.href));

@@ -60,6 +60,7 @@ async fn seed(env: &Env) -> String {
                 ts: JAN15_1000,
                 latency: 100,
                 tier: Some("small"),
+                tags: &[("scenario", "support-reply")],
                 ..Spec::default()
             },
             &eng,
@@ -71,6 +72,7 @@ async fn seed(env: &Env) -> String {
                 model: "gpt-4o",
                 client_cost: big,
                 tier: Some("large"),
+                tags: &[("scenario", "support-reply")],
                 ..Spec::default()
             },
             &eng,
@@ -123,9 +125,13 @@ async fn seed(env: &Env) -> String {
             &eng,
         ),
     ];
-    let wires: Vec<String> = recs.iter().map(|(s, k)| wire(s, k)).collect();
+    let built: Vec<_> = recs.iter().map(|(s, _)| record(s)).collect();
+    let mut wires: Vec<String> = built.iter().zip(&recs).map(|(r, (_, k))| sign(r, k)).collect();
+    // Feedback (issue 20): the two support-reply calls rated 1.0 and 0.5.
+    wires.push(feedback("k_eng", &built[0].id, 1.0, &eng, |_| {}).1);
+    wires.push(feedback("k_eng", &built[1].id, 0.5, &eng, |_| {}).1);
     let (_, v) = env.ingest(&wires).await;
-    assert_eq!(ids(&v, "accepted").len(), 6, "{v}");
+    assert_eq!(ids(&v, "accepted").len(), 8, "{v}");
     // A policy denial (status `denied`), stored as the collector stores records.
     let denial = Spec {
         user: "bob",

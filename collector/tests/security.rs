@@ -724,40 +724,6 @@ async fn cross_tenant_ids(db: Db) {
     env.handle.shutdown().await;
 }
 
-/// A signed feedback record (issue 20) of `key` on `record_id`.
-fn feedback(
-    key: &str,
-    record_id: &RecordId,
-    score: f64,
-    signer: &gaterouter::usage::UsageSigner,
-    tweak: impl FnOnce(&mut FeedbackRecord),
-) -> (FeedbackRecord, String) {
-    let ident = Identity {
-        api_key_id: Some(key.into()),
-        ..Default::default()
-    };
-    let input = FeedbackInput {
-        record_id: record_id.0.clone(),
-        score,
-        ..Default::default()
-    };
-    let mut fb = FeedbackRecord::build(
-        input,
-        &ident,
-        &SdkInfo::rust(),
-        RecordId::new_v7(),
-        9,
-        gaterouter::usage::unix_ms_now(),
-    )
-    .unwrap();
-    tweak(&mut fb);
-    let v = serde_json::to_value(&fb).unwrap();
-    let canonical = gaterouter::usage::canonical::canonicalize(&v).unwrap();
-    let wire =
-        gaterouter::usage::signing::wire_json(&canonical, &signer.sign(canonical.as_bytes()));
-    (fb, wire)
-}
-
 /// Feedback records ride the usage batches: verified with the key, deduplicated per
 /// (org, id), refused when forged, out of bounds or naming another org, and joined to
 /// their call per org in the `outcomes` report.

@@ -468,6 +468,25 @@ pub fn sign(rec: &UsageRecord, signer: &UsageSigner) -> String {
     wire_json(&c, &sig)
 }
 
+/// A signed feedback record (issue 20) of `key` on `record_id`, as the SDK writes it;
+/// `tweak` changes it before signing (to test refusals).
+pub fn feedback(
+    key: &str,
+    record_id: &gaterouter::usage::RecordId,
+    score: f64,
+    signer: &UsageSigner,
+    tweak: impl FnOnce(&mut gaterouter::usage::FeedbackRecord),
+) -> (gaterouter::usage::FeedbackRecord, String) {
+    let ident = Identity { api_key_id: Some(key.into()), ..Default::default() };
+    let input = gaterouter::usage::FeedbackInput { record_id: record_id.0.clone(), score, ..Default::default() };
+    let mut fb = gaterouter::usage::FeedbackRecord::build(input, &ident, &SdkInfo::rust(), RecordId::new_v7(), 9, gaterouter::usage::unix_ms_now()).unwrap();
+    tweak(&mut fb);
+    let v = serde_json::to_value(&fb).unwrap();
+    let canonical = gaterouter::usage::canonical::canonicalize(&v).unwrap();
+    let wire = wire_json(&canonical, &signer.sign(canonical.as_bytes()));
+    (fb, wire)
+}
+
 pub fn wire(s: &Spec, signer: &UsageSigner) -> String {
     sign(&record(s), signer)
 }
