@@ -209,3 +209,43 @@ async fn the_cli_rates_a_call_it_made() {
     })
     .await;
 }
+
+/// Implicit feedback (`[routing] implicit_feedback_window_ms`): re-sending the messages
+/// an `auto` call answered to a pricier explicit model rates the `auto` call 0 (once);
+/// a re-send to the same model does not, nor does anything when the window is 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_resend_to_a_pricier_model_rates_the_auto_call() {
+    let e = env().await;
+    for (window, expect_rated) in [(60_000, 1), (0, 0)] {
+        let mut cfg = e.cfg.clone();
+        cfg.routing.implicit_feedback_window_ms = window;
+        cfg.reporting.spool_dir = Some(e._dir.path().join(format!("spool-{window}")));
+        let client = Client::start(cfg).await.unwrap();
+        let question = format!("Which is larger, 2^10 or 10^3? (window {window})");
+        let mut auto = ask("auto");
+        auto.messages = vec![gaterouter::Message::user(question.clone())];
+        auto.metadata.insert("run".into(), format!("w{window}"));
+        let first = client.chat(auto.clone()).await.unwrap();
+        let answered = first.route.as_ref().unwrap().answered_by().to_owned();
+        // The same model again (not pricier: not a correction), then a pricier one twice
+        // (counted once).
+        for model in [answered.as_str(), "openai/gpt-5", "openai/gpt-5"] {
+            let mut again = auto.clone();
+            again.model = model.into();
+            client.chat(again).await.unwrap();
+        }
+        let report = client.flush(Duration::from_secs(10)).await.unwrap();
+        assert_eq!((report.delivered, report.refused), (4 + expect_rated, 0), "{answered}: {report:?}");
+        let v = e.get(&format!("/v1/analytics/outcomes?by=model&tag=run:w{window}")).await;
+        let row = |m: &str| v["rows"].as_array().unwrap().iter().find(|r| r["group"] == m).cloned().unwrap_or_else(|| panic!("{m}: {v}"));
+        let first_model = answered.split_once('/').unwrap().1;
+        assert_ne!(first_model, "gpt-5", "auto must answer a short question with a cheaper model: {v}");
+        let r = row(first_model);
+        assert_eq!(r["rated_calls"].as_u64(), Some(expect_rated), "{v}");
+        if expect_rated == 1 {
+            assert_eq!(r["mean_score"].as_f64(), Some(0.0), "{v}");
+        }
+        assert_eq!(row("gpt-5")["rated_calls"].as_i64(), Some(0), "{v}");
+        client.shutdown().await.unwrap();
+    }
+}

@@ -73,6 +73,8 @@ struct Inner {
     /// Reservations settled with a usage record the collector has not answered for yet:
     /// record id -> reservation id. A refused record releases its reservation.
     awaiting_records: std::sync::Mutex<BTreeMap<String, String>>,
+    /// Recent `auto` answers, when implicit feedback is on (`routing::resend`).
+    resends: Option<crate::routing::resend::ResendWatch>,
 }
 
 /// Settled reservations remembered while their records travel (oldest dropped beyond:
@@ -125,6 +127,7 @@ impl Client {
         };
         let health = Health::new(config.routing.circuit_breaker.clone());
         let recorder = start_recorder(&config, sdk)?;
+        let config_window_ms = config.routing.implicit_feedback_window_ms;
         let policy = start_policy(&config, &http)?;
         let client = Client {
             inner: Arc::new(Inner {
@@ -137,6 +140,7 @@ impl Client {
                 recorder,
                 policy,
                 awaiting_records: Default::default(),
+                resends: (config_window_ms > 0).then(|| crate::routing::resend::ResendWatch::new(Duration::from_millis(config_window_ms))),
             }),
         };
         if let (Some(rec), Some(_)) = (&client.inner.recorder, &client.inner.policy) {
@@ -439,6 +443,7 @@ impl Client {
     /// [`Client::chat`], also returning how many attempts it took.
     pub async fn chat_with_stats(&self, req: ChatRequest) -> Result<(ChatResponse, CallStats)> {
         let started = CallClock::start();
+        let fp = self.note_resend(&req);
         let gate = self
             .admit(&req)
             .await
@@ -479,6 +484,7 @@ impl Client {
                     .await;
                 resp.route = Some(decision);
                 resp.usage_record_id = rid.map(|r| r.0);
+                self.remember_auto(fp, resp.usage_record_id.as_deref(), &target.model_id);
                 Ok((resp, CallStats { attempts }))
             }
             Ok((Opened::Stream(_, _), _, hold)) => {
@@ -510,6 +516,7 @@ impl Client {
         req: ChatRequest,
     ) -> Result<(ChatStream, CallStats)> {
         let started = CallClock::start();
+        let fp = self.note_resend(&req);
         let gate = self
             .admit(&req)
             .await
@@ -530,6 +537,10 @@ impl Client {
                     target.provider.name.clone(),
                     idle,
                 );
+                if self.inner.recorder.is_some() {
+                    // The stream's record gets the id chosen at its start.
+                    self.remember_auto(fp, Some(&started.record_id().0), &target.model_id);
+                }
                 let recording = RecordingStream {
                     inner: Box::pin(chunks),
                     client: self.clone(),
@@ -572,6 +583,49 @@ impl Client {
             Some(r) => r.flush_report(timeout).await.map_err(usage_error),
             None => Ok(DeliveryReport::off()),
         }
+    }
+
+    /// Implicit feedback, at a call's start: an explicit re-send of the messages an
+    /// `auto` call answered within the window, to a pricier model, rates that call 0.
+    /// Returns the fingerprint of an `auto` request (to remember its answer), if on.
+    fn note_resend(&self, req: &ChatRequest) -> Option<u64> {
+        let watch = self.inner.resends.as_ref()?;
+        self.inner.recorder.as_ref()?;
+        let fp = crate::routing::resend::fingerprint(req);
+        if ModelId::is_auto(&req.model) {
+            return Some(fp);
+        }
+        let strength = self.nominal_price(&req.model)?;
+        if let Some(record_id) = watch.resent(fp, strength, Instant::now()) {
+            let input = crate::usage::FeedbackInput {
+                record_id,
+                score: 0.0,
+                label: Some(crate::routing::resend::RESENT_STRONGER.into()),
+                source: crate::usage::FeedbackSource::Implicit,
+                tags: BTreeMap::new(),
+            };
+            match self.feedback(input) {
+                Ok(id) => tracing::debug!(feedback = %id, model = %req.model, "implicit feedback: re-sent to a pricier model"),
+                Err(e) => tracing::warn!(error = %e, "implicit feedback not written"),
+            }
+        }
+        None
+    }
+
+    /// Remember an `auto` answer for implicit feedback.
+    fn remember_auto(&self, fp: Option<u64>, record_id: Option<&str>, answered_by: &str) {
+        let (Some(watch), Some(fp), Some(rid)) = (self.inner.resends.as_ref(), fp, record_id) else { return };
+        if let Some(strength) = self.nominal_price(answered_by) {
+            watch.remember(fp, rid.to_owned(), strength, Instant::now());
+        }
+    }
+
+    /// A model's strength for implicit feedback: its catalog price of a nominal call
+    /// (1 000 prompt + 1 000 completion tokens); `None` when it is not priced.
+    fn nominal_price(&self, model: &str) -> Option<f64> {
+        let id = ModelId::parse(model).ok()?.to_string();
+        let usage = Usage::new(1_000, 1_000, 0, 0, 0);
+        self.inner.catalog.cost(&usage, &id, CostOptions::default()).ok().map(|c| c.total_micros as f64)
     }
 
     /// Say how good a call's answer was: `record_id` is the response's

@@ -29,6 +29,7 @@ pub mod eval;
 pub mod features;
 pub mod learn;
 pub mod lexical;
+pub mod resend;
 pub mod scorer;
 pub mod select;
 pub mod weights;

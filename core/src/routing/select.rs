@@ -80,6 +80,11 @@ pub struct RoutingConfig {
     /// Scorer weights file replacing the built-in one (see `gaterouter route calibrate`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scorer_weights_file: Option<PathBuf>,
+    /// Implicit feedback (`routing::resend`): when the caller sends the same messages to
+    /// a pricier explicit model within this many ms of an `auto` answer, the `auto` call
+    /// gets a feedback record with score 0 (label `resent_stronger`, source `implicit`).
+    /// Needs usage records. 0 = off (default); e.g. 120000.
+    pub implicit_feedback_window_ms: u64,
     /// Circuit breaker per provider.
     pub circuit_breaker: BreakerConfig,
 }
@@ -113,6 +118,7 @@ impl Default for RoutingConfig {
             max_fallbacks: 2,
             expected_completion_tokens: DEFAULT_EXPECTED_COMPLETION_TOKENS,
             scorer_weights_file: None,
+            implicit_feedback_window_ms: 0,
             circuit_breaker: BreakerConfig::default(),
         }
     }
