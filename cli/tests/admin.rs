@@ -46,17 +46,14 @@ fn start_collector_named(name: &str) -> Collector {
     ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(BIN)
+    // Port 0 and the address from the collector's startup log: picking a free port
+    // first and passing it races with other processes taking it meanwhile.
+    let mut child = Command::new(BIN)
         .args([
             "collector",
             "serve",
             "--listen",
-            &format!("127.0.0.1:{port}"),
+            "127.0.0.1:0",
             "--db",
             &format!("sqlite://{}", dir.join("c.db").display()),
         ])
@@ -64,24 +61,34 @@ fn start_collector_named(name: &str) -> Collector {
         // Set in the same shell for `gaterouter admin`: the collector must not take it as a setting.
         .env("GATEROUTER_COLLECTOR_URL", "http://127.0.0.1:8787")
         .env_remove("GATEROUTER_CONFIG")
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let c = Collector {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-        dir,
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        // Keep reading (and dropping) after the address: a full pipe would block the collector.
+        for line in std::io::BufReader::new(stderr).lines() {
+            let _ = tx.send(line.unwrap_or_default());
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let addr = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx.recv_timeout(left).unwrap_or_else(|_| panic!("collector did not start (no `collector listening` log line)"));
+        if let Some(a) = line.contains("collector listening").then(|| line.split("addr=").nth(1)).flatten() {
+            break a.split_whitespace().next().unwrap().trim_matches('"').to_owned();
+        }
     };
-    let t0 = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "collector did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
+    Collector {
+        child,
+        url: format!("http://{addr}"),
+        dir,
     }
-    c
 }
 
 fn admin(c: &Collector, args: &[&str]) -> (bool, String, String) {
