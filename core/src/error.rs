@@ -226,6 +226,35 @@ pub enum Error {
     },
 }
 
+/// What every binding shows of an error ([`Error::info`]): one shape, built once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorInfo {
+    /// The public kind (the exception class / enum variant).
+    pub kind: ErrorKind,
+    /// Its stable code (`RATE_LIMITED`, ...).
+    pub code: &'static str,
+    /// The whole human message: what is wrong and the fix.
+    pub message: String,
+    /// `INVALID_REQUEST` from GateRouter's own checks: the offending field (`messages`,
+    /// `score`, `tools[0].parameters_json`).
+    pub field: Option<String>,
+    /// The provider the error came from.
+    pub provider: Option<String>,
+    /// The provider's HTTP status.
+    pub status: Option<u16>,
+    /// How long the provider asked to wait, in milliseconds.
+    pub retry_after_ms: Option<u64>,
+    /// The provider's own error text.
+    pub provider_message: Option<String>,
+    /// `PERMISSION_DENIED`: the policy rule (`allow_models`, ...).
+    pub rule: Option<String>,
+    /// `PERMISSION_DENIED` / `BUDGET_EXCEEDED`: where the rule or budget was set
+    /// (`department:eng`).
+    pub level: Option<String>,
+    /// `BUDGET_EXCEEDED`: the budget, what is left and when it resets.
+    pub budget: Option<crate::accounts::BudgetStatus>,
+}
+
 fn status_suffix(s: &Option<u16>) -> String {
     s.map(|s| format!(" (HTTP {s})")).unwrap_or_default()
 }
@@ -299,6 +328,33 @@ impl Error {
             | Error::InvalidResponse { message, .. }
             | Error::Rejected { message, .. } => Some(message),
             _ => None,
+        }
+    }
+
+    /// The public description of this error, built here once: every binding maps it to
+    /// its language (Python exception attributes, Node `err.code` and fields, the uniffi
+    /// enum's fields) and reads nothing else of [`Error`], so all of them say the same.
+    pub fn info(&self) -> ErrorInfo {
+        let kind = self.kind();
+        let (rule, level) = match self.permission_rule() {
+            Some((rule, level)) => (Some(rule.to_owned()), level.map(ToString::to_string)),
+            None => (None, self.budget_status().map(|b| b.level.to_string())),
+        };
+        ErrorInfo {
+            kind,
+            code: kind.code(),
+            message: self.to_string(),
+            field: match self {
+                Error::InvalidRequest { field, .. } => field.clone(),
+                _ => None,
+            },
+            provider: self.provider().map(str::to_owned),
+            status: self.status(),
+            retry_after_ms: self.retry_after().map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            provider_message: self.provider_message().map(str::to_owned),
+            rule,
+            level,
+            budget: self.budget_status().cloned(),
         }
     }
 
@@ -389,5 +445,18 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::RateLimited);
         assert!(e.is_retryable());
         assert!(e.to_string().contains("retry after 2000ms"), "{e}");
+    }
+
+    #[test]
+    fn info_carries_every_public_field() {
+        let i = Error::RateLimited { provider: "openai".into(), retry_after: Some(Duration::from_millis(2500)), message: "slow down".into() }.info();
+        assert_eq!((i.kind, i.code, i.provider.as_deref(), i.status, i.retry_after_ms), (ErrorKind::RateLimited, "RATE_LIMITED", Some("openai"), Some(429), Some(2500)));
+        assert_eq!(i.provider_message.as_deref(), Some("slow down"));
+        assert!(i.message.contains("slow down"), "{}", i.message);
+        let i = Error::InvalidRequest { field: Some("score".into()), message: "bad".into() }.info();
+        assert_eq!((i.code, i.field.as_deref(), i.provider), ("INVALID_REQUEST", Some("score"), None));
+        let level: crate::accounts::Level = "department:eng".parse().unwrap();
+        let i = Error::Permission { rule: "allow_models".into(), level: Some(level), message: "no".into() }.info();
+        assert_eq!((i.rule.as_deref(), i.level.as_deref(), i.budget), (Some("allow_models"), Some("department:eng"), None));
     }
 }

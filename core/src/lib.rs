@@ -51,7 +51,7 @@ pub mod usage;
 
 pub use client::Client;
 pub use config::Config;
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorInfo, ErrorKind, Result};
 pub use model_id::ModelId;
 pub use stream::{ChatStream, StreamAccumulator};
 pub use types::*;

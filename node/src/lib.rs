@@ -128,26 +128,21 @@ enum Outcome<'a, T: Serialize> {
     Error(ErrorInfo<'a>),
 }
 
-/// The one place a core error becomes something JavaScript sees.
+/// The one place a core error becomes something JavaScript sees: the core's
+/// [`gaterouter::ErrorInfo`], camelCased.
 fn error_json(e: &Error) -> String {
-    let field = match e {
-        Error::InvalidRequest { field, .. } => field.as_deref(),
-        _ => None,
-    };
+    let i = e.info();
     let info = ErrorInfo {
-        code: e.kind().code(),
-        message: e.to_string(),
-        retry_after: e.retry_after().map(|d| d.as_secs_f64()),
-        provider: e.provider(),
-        status: e.status(),
-        provider_message: e.provider_message(),
-        field,
-        rule: e.permission_rule().map(|(rule, _)| rule),
-        level: e
-            .permission_rule()
-            .and_then(|(_, level)| level.map(|l| l.to_string()))
-            .or_else(|| e.budget_status().map(|b| b.level.to_string())),
-        budget: e.budget_status().map(BudgetInfo::from),
+        code: i.code,
+        message: i.message,
+        retry_after: i.retry_after_ms.map(|ms| ms as f64 / 1000.0),
+        provider: i.provider.as_deref(),
+        status: i.status,
+        provider_message: i.provider_message.as_deref(),
+        field: i.field.as_deref(),
+        rule: i.rule.as_deref(),
+        level: i.level,
+        budget: i.budget.as_ref().map(BudgetInfo::from),
     };
     envelope::<()>(Outcome::Error(info))
 }

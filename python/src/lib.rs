@@ -90,8 +90,9 @@ create_exception!(
 
 /// Map a core error to its Python exception class, with attributes set.
 fn to_pyerr(py: Python<'_>, e: Error) -> PyErr {
-    let msg = e.to_string();
-    let err = match e.kind() {
+    let i = e.info();
+    let msg = i.message.clone();
+    let err = match i.kind {
         ErrorKind::Config => ConfigError::new_err(msg),
         ErrorKind::Auth => AuthenticationError::new_err(msg),
         ErrorKind::RateLimited => RateLimitError::new_err(msg),
@@ -106,26 +107,19 @@ fn to_pyerr(py: Python<'_>, e: Error) -> PyErr {
         _ => GateRouterError::new_err(msg),
     };
     let value = err.value(py);
-    let _ = value.setattr("code", e.kind().code());
-    let _ = value.setattr("provider", e.provider());
-    let _ = value.setattr("status_code", e.status());
-    let _ = value.setattr("retry_after", e.retry_after().map(|d| d.as_secs_f64()));
-    let _ = value.setattr("provider_message", e.provider_message());
+    let _ = value.setattr("code", i.code);
+    let _ = value.setattr("provider", i.provider);
+    let _ = value.setattr("status_code", i.status);
+    let _ = value.setattr("retry_after", i.retry_after_ms.map(|ms| ms as f64 / 1000.0));
+    let _ = value.setattr("provider_message", i.provider_message);
     // INVALID_REQUEST from our own validation: the offending field (e.g. `score`).
-    let field = match &e {
-        Error::InvalidRequest { field, .. } => field.clone(),
-        _ => None,
-    };
-    let _ = value.setattr("field", field);
-    let (rule, level) = match e.permission_rule() {
-        Some((rule, level)) => (Some(rule.to_owned()), level.map(|l| l.to_string())),
-        None => (None, e.budget_status().map(|b| b.level.to_string())),
-    };
-    let _ = value.setattr("rule", rule);
-    let _ = value.setattr("level", level);
+    let _ = value.setattr("field", i.field);
+    let _ = value.setattr("rule", i.rule);
+    let _ = value.setattr("level", i.level);
     // The budget as a plain dict (the core's serde shape), via JSON like every other type.
-    let budget = e
-        .budget_status()
+    let budget = i
+        .budget
+        .as_ref()
         .and_then(|b| serde_json::to_string(b).ok())
         .and_then(|text| {
             py.import("json")

@@ -36,6 +36,8 @@ pub struct BudgetInfo {
     pub resets_at_ms: u64,
     /// `hard` or `soft`.
     pub enforcement: String,
+    /// Percentages of the limit at which the collector warns (soft budgets).
+    pub notify_at: Vec<u8>,
 }
 
 impl From<&gaterouter::accounts::BudgetStatus> for BudgetInfo {
@@ -52,6 +54,7 @@ impl From<&gaterouter::accounts::BudgetStatus> for BudgetInfo {
             period_start_ms: b.period_start_ms,
             resets_at_ms: b.resets_at_ms,
             enforcement: b.enforcement.as_str().to_owned(),
+            notify_at: b.notify_at.clone(),
         }
     }
 }
@@ -73,6 +76,8 @@ pub enum GateRouterError {
         status: Option<u16>,
         /// How long the provider asked to wait, in milliseconds.
         retry_after_ms: Option<u64>,
+        /// The provider's own error text, when a provider answered.
+        provider_message: Option<String>,
         /// The offending request field, when known.
         field: Option<String>,
         /// `Permission`: the policy rule (`allow_models`, `deny_models`...).
@@ -95,6 +100,8 @@ pub enum GateRouterError {
         status: Option<u16>,
         /// How long the provider asked to wait, in milliseconds.
         retry_after_ms: Option<u64>,
+        /// The provider's own error text, when a provider answered.
+        provider_message: Option<String>,
         /// The offending request field, when known.
         field: Option<String>,
         /// `Permission`: the policy rule (`allow_models`, `deny_models`...).
@@ -117,6 +124,8 @@ pub enum GateRouterError {
         status: Option<u16>,
         /// How long the provider asked to wait, in milliseconds.
         retry_after_ms: Option<u64>,
+        /// The provider's own error text, when a provider answered.
+        provider_message: Option<String>,
         /// The offending request field, when known.
         field: Option<String>,
         /// `Permission`: the policy rule (`allow_models`, `deny_models`...).
@@ -139,6 +148,8 @@ pub enum GateRouterError {
         status: Option<u16>,
         /// How long the provider asked to wait, in milliseconds.
         retry_after_ms: Option<u64>,
+        /// The provider's own error text, when a provider answered.
+        provider_message: Option<String>,
         /// The offending request field, when known.
         field: Option<String>,
         /// `Permission`: the policy rule (`allow_models`, `deny_models`...).
@@ -161,6 +172,8 @@ pub enum GateRouterError {
         status: Option<u16>,
         /// How long the provider asked to wait, in milliseconds.
         retry_after_ms: Option<u64>,
+        /// The provider's own error text, when a provider answered.
+        provider_message: Option<String>,
         /// The offending request field, e.g. `messages[2].tool_call_id`.
         field: Option<String>,
         /// `Permission`: the policy rule (`allow_models`, `deny_models`...).
@@ -183,6 +196,8 @@ pub enum GateRouterError {
         status: Option<u16>,
         /// How long the provider asked to wait, in milliseconds.
         retry_after_ms: Option<u64>,
+        /// The provider's own error text, when a provider answered.
+        provider_message: Option<String>,
         /// The offending request field, when known.
         field: Option<String>,
         /// `Permission`: the policy rule (`allow_models`, `deny_models`...).
@@ -205,6 +220,8 @@ pub enum GateRouterError {
         status: Option<u16>,
         /// How long the provider asked to wait, in milliseconds.
         retry_after_ms: Option<u64>,
+        /// The provider's own error text, when a provider answered.
+        provider_message: Option<String>,
         /// The offending request field, when known.
         field: Option<String>,
         /// `Permission`: the policy rule (`allow_models`, `deny_models`...).
@@ -227,6 +244,8 @@ pub enum GateRouterError {
         status: Option<u16>,
         /// How long the provider asked to wait, in milliseconds.
         retry_after_ms: Option<u64>,
+        /// The provider's own error text, when a provider answered.
+        provider_message: Option<String>,
         /// The offending request field, when known.
         field: Option<String>,
         /// `Permission`: the policy rule (`allow_models`, `deny_models`...).
@@ -249,6 +268,8 @@ pub enum GateRouterError {
         status: Option<u16>,
         /// How long the provider asked to wait, in milliseconds.
         retry_after_ms: Option<u64>,
+        /// The provider's own error text, when a provider answered.
+        provider_message: Option<String>,
         /// The offending request field, when known.
         field: Option<String>,
         /// `Permission`: the policy rule (`allow_models`, `deny_models`...).
@@ -271,6 +292,8 @@ pub enum GateRouterError {
         status: Option<u16>,
         /// How long the provider asked to wait, in milliseconds.
         retry_after_ms: Option<u64>,
+        /// The provider's own error text, when a provider answered.
+        provider_message: Option<String>,
         /// The offending request field, when known.
         field: Option<String>,
         /// `Permission`: the policy rule (`allow_models`, `deny_models`...).
@@ -293,6 +316,8 @@ pub enum GateRouterError {
         status: Option<u16>,
         /// How long the provider asked to wait, in milliseconds.
         retry_after_ms: Option<u64>,
+        /// The provider's own error text, when a provider answered.
+        provider_message: Option<String>,
         /// The offending request field, when known.
         field: Option<String>,
         /// `Permission`: the policy rule (`allow_models`, `deny_models`...).
@@ -316,6 +341,8 @@ pub enum GateRouterError {
         status: Option<u16>,
         /// How long the provider asked to wait, in milliseconds.
         retry_after_ms: Option<u64>,
+        /// The provider's own error text, when a provider answered.
+        provider_message: Option<String>,
         /// The offending request field, when known.
         field: Option<String>,
         /// `Permission`: the policy rule (`allow_models`, `deny_models`...).
@@ -336,6 +363,7 @@ impl GateRouterError {
             provider: None,
             status: None,
             retry_after_ms: None,
+            provider_message: None,
             field: None,
             rule: None,
             level: None,
@@ -373,24 +401,12 @@ impl GateRouterError {
 }
 
 impl From<Error> for GateRouterError {
+    /// From the core's [`gaterouter::ErrorInfo`], field for field.
     fn from(e: Error) -> Self {
-        let detail = e.to_string();
-        let code = e.kind().code().to_owned();
-        let provider = e.provider().map(str::to_owned);
-        let status = e.status();
-        let retry_after_ms = e
-            .retry_after()
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        let field = match &e {
-            Error::InvalidRequest { field, .. } => field.clone(),
-            _ => None,
-        };
-        let rule = e.permission_rule().map(|(r, _)| r.to_owned());
-        let level = e
-            .permission_rule()
-            .and_then(|(_, l)| l.map(|l| l.to_string()))
-            .or_else(|| e.budget_status().map(|b| b.level.to_string()));
-        let budget = e.budget_status().map(BudgetInfo::from);
+        let i = e.info();
+        let (detail, code, provider, status, retry_after_ms, provider_message, field, rule, level) =
+            (i.message, i.code.to_owned(), i.provider, i.status, i.retry_after_ms, i.provider_message, i.field, i.rule, i.level);
+        let budget = i.budget.as_ref().map(BudgetInfo::from);
         macro_rules! variant {
             ($v:ident) => {
                 GateRouterError::$v {
@@ -399,6 +415,7 @@ impl From<Error> for GateRouterError {
                     provider,
                     status,
                     retry_after_ms,
+                    provider_message,
                     field,
                     rule,
                     level,
@@ -406,7 +423,7 @@ impl From<Error> for GateRouterError {
                 }
             };
         }
-        match e.kind() {
+        match i.kind {
             ErrorKind::Config => variant!(Config),
             ErrorKind::Auth => variant!(Auth),
             ErrorKind::RateLimited => variant!(RateLimited),
@@ -445,6 +462,7 @@ mod tests {
                 provider,
                 status,
                 retry_after_ms,
+                provider_message,
                 detail,
                 ..
             } => {
@@ -452,6 +470,7 @@ mod tests {
                 assert_eq!(provider.as_deref(), Some("openai"));
                 assert_eq!(status, Some(429));
                 assert_eq!(retry_after_ms, Some(2500));
+                assert_eq!(provider_message.as_deref(), Some("slow down"));
                 assert!(detail.contains("slow down"), "{detail}");
             }
             other => panic!("wrong variant: {other:?}"),

@@ -1877,6 +1877,10 @@ public struct BudgetInfo: Equatable, Hashable {
      * `hard` or `soft`.
      */
     public var enforcement: String
+    /**
+     * Percentages of the limit at which the collector warns (soft budgets).
+     */
+    public var notifyAt: Data
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -1913,7 +1917,10 @@ public struct BudgetInfo: Equatable, Hashable {
          */resetsAtMs: UInt64, 
         /**
          * `hard` or `soft`.
-         */enforcement: String) {
+         */enforcement: String, 
+        /**
+         * Percentages of the limit at which the collector warns (soft budgets).
+         */notifyAt: Data) {
         self.id = id
         self.level = level
         self.metric = metric
@@ -1925,6 +1932,7 @@ public struct BudgetInfo: Equatable, Hashable {
         self.periodStartMs = periodStartMs
         self.resetsAtMs = resetsAtMs
         self.enforcement = enforcement
+        self.notifyAt = notifyAt
     }
 
     
@@ -1953,7 +1961,8 @@ public struct FfiConverterTypeBudgetInfo: FfiConverterRustBuffer {
                 remaining: FfiConverterUInt64.read(from: &buf), 
                 periodStartMs: FfiConverterUInt64.read(from: &buf), 
                 resetsAtMs: FfiConverterUInt64.read(from: &buf), 
-                enforcement: FfiConverterString.read(from: &buf)
+                enforcement: FfiConverterString.read(from: &buf), 
+                notifyAt: FfiConverterData.read(from: &buf)
         )
     }
 
@@ -1969,6 +1978,7 @@ public struct FfiConverterTypeBudgetInfo: FfiConverterRustBuffer {
         FfiConverterUInt64.write(value.periodStartMs, into: &buf)
         FfiConverterUInt64.write(value.resetsAtMs, into: &buf)
         FfiConverterString.write(value.enforcement, into: &buf)
+        FfiConverterData.write(value.notifyAt, into: &buf)
     }
 }
 
@@ -4731,6 +4741,9 @@ enum GateRouterError: Swift.Error, Equatable, Hashable, Foundation.LocalizedErro
          * How long the provider asked to wait, in milliseconds.
          */retryAfterMs: UInt64?, 
         /**
+         * The provider's own error text, when a provider answered.
+         */providerMessage: String?, 
+        /**
          * The offending request field, when known.
          */field: String?, 
         /**
@@ -4762,6 +4775,9 @@ enum GateRouterError: Swift.Error, Equatable, Hashable, Foundation.LocalizedErro
         /**
          * How long the provider asked to wait, in milliseconds.
          */retryAfterMs: UInt64?, 
+        /**
+         * The provider's own error text, when a provider answered.
+         */providerMessage: String?, 
         /**
          * The offending request field, when known.
          */field: String?, 
@@ -4795,6 +4811,9 @@ enum GateRouterError: Swift.Error, Equatable, Hashable, Foundation.LocalizedErro
          * How long the provider asked to wait, in milliseconds.
          */retryAfterMs: UInt64?, 
         /**
+         * The provider's own error text, when a provider answered.
+         */providerMessage: String?, 
+        /**
          * The offending request field, when known.
          */field: String?, 
         /**
@@ -4826,6 +4845,9 @@ enum GateRouterError: Swift.Error, Equatable, Hashable, Foundation.LocalizedErro
         /**
          * How long the provider asked to wait, in milliseconds.
          */retryAfterMs: UInt64?, 
+        /**
+         * The provider's own error text, when a provider answered.
+         */providerMessage: String?, 
         /**
          * The offending request field, when known.
          */field: String?, 
@@ -4859,6 +4881,9 @@ enum GateRouterError: Swift.Error, Equatable, Hashable, Foundation.LocalizedErro
          * How long the provider asked to wait, in milliseconds.
          */retryAfterMs: UInt64?, 
         /**
+         * The provider's own error text, when a provider answered.
+         */providerMessage: String?, 
+        /**
          * The offending request field, e.g. `messages[2].tool_call_id`.
          */field: String?, 
         /**
@@ -4890,6 +4915,9 @@ enum GateRouterError: Swift.Error, Equatable, Hashable, Foundation.LocalizedErro
         /**
          * How long the provider asked to wait, in milliseconds.
          */retryAfterMs: UInt64?, 
+        /**
+         * The provider's own error text, when a provider answered.
+         */providerMessage: String?, 
         /**
          * The offending request field, when known.
          */field: String?, 
@@ -4923,6 +4951,9 @@ enum GateRouterError: Swift.Error, Equatable, Hashable, Foundation.LocalizedErro
          * How long the provider asked to wait, in milliseconds.
          */retryAfterMs: UInt64?, 
         /**
+         * The provider's own error text, when a provider answered.
+         */providerMessage: String?, 
+        /**
          * The offending request field, when known.
          */field: String?, 
         /**
@@ -4954,6 +4985,9 @@ enum GateRouterError: Swift.Error, Equatable, Hashable, Foundation.LocalizedErro
         /**
          * How long the provider asked to wait, in milliseconds.
          */retryAfterMs: UInt64?, 
+        /**
+         * The provider's own error text, when a provider answered.
+         */providerMessage: String?, 
         /**
          * The offending request field, when known.
          */field: String?, 
@@ -4987,6 +5021,9 @@ enum GateRouterError: Swift.Error, Equatable, Hashable, Foundation.LocalizedErro
          * How long the provider asked to wait, in milliseconds.
          */retryAfterMs: UInt64?, 
         /**
+         * The provider's own error text, when a provider answered.
+         */providerMessage: String?, 
+        /**
          * The offending request field, when known.
          */field: String?, 
         /**
@@ -5018,6 +5055,9 @@ enum GateRouterError: Swift.Error, Equatable, Hashable, Foundation.LocalizedErro
         /**
          * How long the provider asked to wait, in milliseconds.
          */retryAfterMs: UInt64?, 
+        /**
+         * The provider's own error text, when a provider answered.
+         */providerMessage: String?, 
         /**
          * The offending request field, when known.
          */field: String?, 
@@ -5051,6 +5091,9 @@ enum GateRouterError: Swift.Error, Equatable, Hashable, Foundation.LocalizedErro
          * How long the provider asked to wait, in milliseconds.
          */retryAfterMs: UInt64?, 
         /**
+         * The provider's own error text, when a provider answered.
+         */providerMessage: String?, 
+        /**
          * The offending request field, when known.
          */field: String?, 
         /**
@@ -5083,6 +5126,9 @@ enum GateRouterError: Swift.Error, Equatable, Hashable, Foundation.LocalizedErro
         /**
          * How long the provider asked to wait, in milliseconds.
          */retryAfterMs: UInt64?, 
+        /**
+         * The provider's own error text, when a provider answered.
+         */providerMessage: String?, 
         /**
          * The offending request field, when known.
          */field: String?, 
@@ -5131,6 +5177,7 @@ public struct FfiConverterTypeGateRouterError: FfiConverterRustBuffer {
             provider: try FfiConverterOptionString.read(from: &buf), 
             status: try FfiConverterOptionUInt16.read(from: &buf), 
             retryAfterMs: try FfiConverterOptionUInt64.read(from: &buf), 
+            providerMessage: try FfiConverterOptionString.read(from: &buf), 
             field: try FfiConverterOptionString.read(from: &buf), 
             rule: try FfiConverterOptionString.read(from: &buf), 
             level: try FfiConverterOptionString.read(from: &buf), 
@@ -5142,6 +5189,7 @@ public struct FfiConverterTypeGateRouterError: FfiConverterRustBuffer {
             provider: try FfiConverterOptionString.read(from: &buf), 
             status: try FfiConverterOptionUInt16.read(from: &buf), 
             retryAfterMs: try FfiConverterOptionUInt64.read(from: &buf), 
+            providerMessage: try FfiConverterOptionString.read(from: &buf), 
             field: try FfiConverterOptionString.read(from: &buf), 
             rule: try FfiConverterOptionString.read(from: &buf), 
             level: try FfiConverterOptionString.read(from: &buf), 
@@ -5153,6 +5201,7 @@ public struct FfiConverterTypeGateRouterError: FfiConverterRustBuffer {
             provider: try FfiConverterOptionString.read(from: &buf), 
             status: try FfiConverterOptionUInt16.read(from: &buf), 
             retryAfterMs: try FfiConverterOptionUInt64.read(from: &buf), 
+            providerMessage: try FfiConverterOptionString.read(from: &buf), 
             field: try FfiConverterOptionString.read(from: &buf), 
             rule: try FfiConverterOptionString.read(from: &buf), 
             level: try FfiConverterOptionString.read(from: &buf), 
@@ -5164,6 +5213,7 @@ public struct FfiConverterTypeGateRouterError: FfiConverterRustBuffer {
             provider: try FfiConverterOptionString.read(from: &buf), 
             status: try FfiConverterOptionUInt16.read(from: &buf), 
             retryAfterMs: try FfiConverterOptionUInt64.read(from: &buf), 
+            providerMessage: try FfiConverterOptionString.read(from: &buf), 
             field: try FfiConverterOptionString.read(from: &buf), 
             rule: try FfiConverterOptionString.read(from: &buf), 
             level: try FfiConverterOptionString.read(from: &buf), 
@@ -5175,6 +5225,7 @@ public struct FfiConverterTypeGateRouterError: FfiConverterRustBuffer {
             provider: try FfiConverterOptionString.read(from: &buf), 
             status: try FfiConverterOptionUInt16.read(from: &buf), 
             retryAfterMs: try FfiConverterOptionUInt64.read(from: &buf), 
+            providerMessage: try FfiConverterOptionString.read(from: &buf), 
             field: try FfiConverterOptionString.read(from: &buf), 
             rule: try FfiConverterOptionString.read(from: &buf), 
             level: try FfiConverterOptionString.read(from: &buf), 
@@ -5186,6 +5237,7 @@ public struct FfiConverterTypeGateRouterError: FfiConverterRustBuffer {
             provider: try FfiConverterOptionString.read(from: &buf), 
             status: try FfiConverterOptionUInt16.read(from: &buf), 
             retryAfterMs: try FfiConverterOptionUInt64.read(from: &buf), 
+            providerMessage: try FfiConverterOptionString.read(from: &buf), 
             field: try FfiConverterOptionString.read(from: &buf), 
             rule: try FfiConverterOptionString.read(from: &buf), 
             level: try FfiConverterOptionString.read(from: &buf), 
@@ -5197,6 +5249,7 @@ public struct FfiConverterTypeGateRouterError: FfiConverterRustBuffer {
             provider: try FfiConverterOptionString.read(from: &buf), 
             status: try FfiConverterOptionUInt16.read(from: &buf), 
             retryAfterMs: try FfiConverterOptionUInt64.read(from: &buf), 
+            providerMessage: try FfiConverterOptionString.read(from: &buf), 
             field: try FfiConverterOptionString.read(from: &buf), 
             rule: try FfiConverterOptionString.read(from: &buf), 
             level: try FfiConverterOptionString.read(from: &buf), 
@@ -5208,6 +5261,7 @@ public struct FfiConverterTypeGateRouterError: FfiConverterRustBuffer {
             provider: try FfiConverterOptionString.read(from: &buf), 
             status: try FfiConverterOptionUInt16.read(from: &buf), 
             retryAfterMs: try FfiConverterOptionUInt64.read(from: &buf), 
+            providerMessage: try FfiConverterOptionString.read(from: &buf), 
             field: try FfiConverterOptionString.read(from: &buf), 
             rule: try FfiConverterOptionString.read(from: &buf), 
             level: try FfiConverterOptionString.read(from: &buf), 
@@ -5219,6 +5273,7 @@ public struct FfiConverterTypeGateRouterError: FfiConverterRustBuffer {
             provider: try FfiConverterOptionString.read(from: &buf), 
             status: try FfiConverterOptionUInt16.read(from: &buf), 
             retryAfterMs: try FfiConverterOptionUInt64.read(from: &buf), 
+            providerMessage: try FfiConverterOptionString.read(from: &buf), 
             field: try FfiConverterOptionString.read(from: &buf), 
             rule: try FfiConverterOptionString.read(from: &buf), 
             level: try FfiConverterOptionString.read(from: &buf), 
@@ -5230,6 +5285,7 @@ public struct FfiConverterTypeGateRouterError: FfiConverterRustBuffer {
             provider: try FfiConverterOptionString.read(from: &buf), 
             status: try FfiConverterOptionUInt16.read(from: &buf), 
             retryAfterMs: try FfiConverterOptionUInt64.read(from: &buf), 
+            providerMessage: try FfiConverterOptionString.read(from: &buf), 
             field: try FfiConverterOptionString.read(from: &buf), 
             rule: try FfiConverterOptionString.read(from: &buf), 
             level: try FfiConverterOptionString.read(from: &buf), 
@@ -5241,6 +5297,7 @@ public struct FfiConverterTypeGateRouterError: FfiConverterRustBuffer {
             provider: try FfiConverterOptionString.read(from: &buf), 
             status: try FfiConverterOptionUInt16.read(from: &buf), 
             retryAfterMs: try FfiConverterOptionUInt64.read(from: &buf), 
+            providerMessage: try FfiConverterOptionString.read(from: &buf), 
             field: try FfiConverterOptionString.read(from: &buf), 
             rule: try FfiConverterOptionString.read(from: &buf), 
             level: try FfiConverterOptionString.read(from: &buf), 
@@ -5252,6 +5309,7 @@ public struct FfiConverterTypeGateRouterError: FfiConverterRustBuffer {
             provider: try FfiConverterOptionString.read(from: &buf), 
             status: try FfiConverterOptionUInt16.read(from: &buf), 
             retryAfterMs: try FfiConverterOptionUInt64.read(from: &buf), 
+            providerMessage: try FfiConverterOptionString.read(from: &buf), 
             field: try FfiConverterOptionString.read(from: &buf), 
             rule: try FfiConverterOptionString.read(from: &buf), 
             level: try FfiConverterOptionString.read(from: &buf), 
@@ -5269,156 +5327,168 @@ public struct FfiConverterTypeGateRouterError: FfiConverterRustBuffer {
 
         
         
-        case let .Config(detail,code,provider,status,retryAfterMs,field,rule,level,budget):
+        case let .Config(detail,code,provider,status,retryAfterMs,providerMessage,field,rule,level,budget):
             writeInt(&buf, Int32(1))
             FfiConverterString.write(detail, into: &buf)
             FfiConverterString.write(code, into: &buf)
             FfiConverterOptionString.write(provider, into: &buf)
             FfiConverterOptionUInt16.write(status, into: &buf)
             FfiConverterOptionUInt64.write(retryAfterMs, into: &buf)
+            FfiConverterOptionString.write(providerMessage, into: &buf)
             FfiConverterOptionString.write(field, into: &buf)
             FfiConverterOptionString.write(rule, into: &buf)
             FfiConverterOptionString.write(level, into: &buf)
             FfiConverterOptionTypeBudgetInfo.write(budget, into: &buf)
             
         
-        case let .Auth(detail,code,provider,status,retryAfterMs,field,rule,level,budget):
+        case let .Auth(detail,code,provider,status,retryAfterMs,providerMessage,field,rule,level,budget):
             writeInt(&buf, Int32(2))
             FfiConverterString.write(detail, into: &buf)
             FfiConverterString.write(code, into: &buf)
             FfiConverterOptionString.write(provider, into: &buf)
             FfiConverterOptionUInt16.write(status, into: &buf)
             FfiConverterOptionUInt64.write(retryAfterMs, into: &buf)
+            FfiConverterOptionString.write(providerMessage, into: &buf)
             FfiConverterOptionString.write(field, into: &buf)
             FfiConverterOptionString.write(rule, into: &buf)
             FfiConverterOptionString.write(level, into: &buf)
             FfiConverterOptionTypeBudgetInfo.write(budget, into: &buf)
             
         
-        case let .RateLimited(detail,code,provider,status,retryAfterMs,field,rule,level,budget):
+        case let .RateLimited(detail,code,provider,status,retryAfterMs,providerMessage,field,rule,level,budget):
             writeInt(&buf, Int32(3))
             FfiConverterString.write(detail, into: &buf)
             FfiConverterString.write(code, into: &buf)
             FfiConverterOptionString.write(provider, into: &buf)
             FfiConverterOptionUInt16.write(status, into: &buf)
             FfiConverterOptionUInt64.write(retryAfterMs, into: &buf)
+            FfiConverterOptionString.write(providerMessage, into: &buf)
             FfiConverterOptionString.write(field, into: &buf)
             FfiConverterOptionString.write(rule, into: &buf)
             FfiConverterOptionString.write(level, into: &buf)
             FfiConverterOptionTypeBudgetInfo.write(budget, into: &buf)
             
         
-        case let .ProviderUnavailable(detail,code,provider,status,retryAfterMs,field,rule,level,budget):
+        case let .ProviderUnavailable(detail,code,provider,status,retryAfterMs,providerMessage,field,rule,level,budget):
             writeInt(&buf, Int32(4))
             FfiConverterString.write(detail, into: &buf)
             FfiConverterString.write(code, into: &buf)
             FfiConverterOptionString.write(provider, into: &buf)
             FfiConverterOptionUInt16.write(status, into: &buf)
             FfiConverterOptionUInt64.write(retryAfterMs, into: &buf)
+            FfiConverterOptionString.write(providerMessage, into: &buf)
             FfiConverterOptionString.write(field, into: &buf)
             FfiConverterOptionString.write(rule, into: &buf)
             FfiConverterOptionString.write(level, into: &buf)
             FfiConverterOptionTypeBudgetInfo.write(budget, into: &buf)
             
         
-        case let .InvalidRequest(detail,code,provider,status,retryAfterMs,field,rule,level,budget):
+        case let .InvalidRequest(detail,code,provider,status,retryAfterMs,providerMessage,field,rule,level,budget):
             writeInt(&buf, Int32(5))
             FfiConverterString.write(detail, into: &buf)
             FfiConverterString.write(code, into: &buf)
             FfiConverterOptionString.write(provider, into: &buf)
             FfiConverterOptionUInt16.write(status, into: &buf)
             FfiConverterOptionUInt64.write(retryAfterMs, into: &buf)
+            FfiConverterOptionString.write(providerMessage, into: &buf)
             FfiConverterOptionString.write(field, into: &buf)
             FfiConverterOptionString.write(rule, into: &buf)
             FfiConverterOptionString.write(level, into: &buf)
             FfiConverterOptionTypeBudgetInfo.write(budget, into: &buf)
             
         
-        case let .ContextLengthExceeded(detail,code,provider,status,retryAfterMs,field,rule,level,budget):
+        case let .ContextLengthExceeded(detail,code,provider,status,retryAfterMs,providerMessage,field,rule,level,budget):
             writeInt(&buf, Int32(6))
             FfiConverterString.write(detail, into: &buf)
             FfiConverterString.write(code, into: &buf)
             FfiConverterOptionString.write(provider, into: &buf)
             FfiConverterOptionUInt16.write(status, into: &buf)
             FfiConverterOptionUInt64.write(retryAfterMs, into: &buf)
+            FfiConverterOptionString.write(providerMessage, into: &buf)
             FfiConverterOptionString.write(field, into: &buf)
             FfiConverterOptionString.write(rule, into: &buf)
             FfiConverterOptionString.write(level, into: &buf)
             FfiConverterOptionTypeBudgetInfo.write(budget, into: &buf)
             
         
-        case let .Timeout(detail,code,provider,status,retryAfterMs,field,rule,level,budget):
+        case let .Timeout(detail,code,provider,status,retryAfterMs,providerMessage,field,rule,level,budget):
             writeInt(&buf, Int32(7))
             FfiConverterString.write(detail, into: &buf)
             FfiConverterString.write(code, into: &buf)
             FfiConverterOptionString.write(provider, into: &buf)
             FfiConverterOptionUInt16.write(status, into: &buf)
             FfiConverterOptionUInt64.write(retryAfterMs, into: &buf)
+            FfiConverterOptionString.write(providerMessage, into: &buf)
             FfiConverterOptionString.write(field, into: &buf)
             FfiConverterOptionString.write(rule, into: &buf)
             FfiConverterOptionString.write(level, into: &buf)
             FfiConverterOptionTypeBudgetInfo.write(budget, into: &buf)
             
         
-        case let .StreamInterrupted(detail,code,provider,status,retryAfterMs,field,rule,level,budget):
+        case let .StreamInterrupted(detail,code,provider,status,retryAfterMs,providerMessage,field,rule,level,budget):
             writeInt(&buf, Int32(8))
             FfiConverterString.write(detail, into: &buf)
             FfiConverterString.write(code, into: &buf)
             FfiConverterOptionString.write(provider, into: &buf)
             FfiConverterOptionUInt16.write(status, into: &buf)
             FfiConverterOptionUInt64.write(retryAfterMs, into: &buf)
+            FfiConverterOptionString.write(providerMessage, into: &buf)
             FfiConverterOptionString.write(field, into: &buf)
             FfiConverterOptionString.write(rule, into: &buf)
             FfiConverterOptionString.write(level, into: &buf)
             FfiConverterOptionTypeBudgetInfo.write(budget, into: &buf)
             
         
-        case let .InvalidResponse(detail,code,provider,status,retryAfterMs,field,rule,level,budget):
+        case let .InvalidResponse(detail,code,provider,status,retryAfterMs,providerMessage,field,rule,level,budget):
             writeInt(&buf, Int32(9))
             FfiConverterString.write(detail, into: &buf)
             FfiConverterString.write(code, into: &buf)
             FfiConverterOptionString.write(provider, into: &buf)
             FfiConverterOptionUInt16.write(status, into: &buf)
             FfiConverterOptionUInt64.write(retryAfterMs, into: &buf)
+            FfiConverterOptionString.write(providerMessage, into: &buf)
             FfiConverterOptionString.write(field, into: &buf)
             FfiConverterOptionString.write(rule, into: &buf)
             FfiConverterOptionString.write(level, into: &buf)
             FfiConverterOptionTypeBudgetInfo.write(budget, into: &buf)
             
         
-        case let .Budget(detail,code,provider,status,retryAfterMs,field,rule,level,budget):
+        case let .Budget(detail,code,provider,status,retryAfterMs,providerMessage,field,rule,level,budget):
             writeInt(&buf, Int32(10))
             FfiConverterString.write(detail, into: &buf)
             FfiConverterString.write(code, into: &buf)
             FfiConverterOptionString.write(provider, into: &buf)
             FfiConverterOptionUInt16.write(status, into: &buf)
             FfiConverterOptionUInt64.write(retryAfterMs, into: &buf)
+            FfiConverterOptionString.write(providerMessage, into: &buf)
             FfiConverterOptionString.write(field, into: &buf)
             FfiConverterOptionString.write(rule, into: &buf)
             FfiConverterOptionString.write(level, into: &buf)
             FfiConverterOptionTypeBudgetInfo.write(budget, into: &buf)
             
         
-        case let .Permission(detail,code,provider,status,retryAfterMs,field,rule,level,budget):
+        case let .Permission(detail,code,provider,status,retryAfterMs,providerMessage,field,rule,level,budget):
             writeInt(&buf, Int32(11))
             FfiConverterString.write(detail, into: &buf)
             FfiConverterString.write(code, into: &buf)
             FfiConverterOptionString.write(provider, into: &buf)
             FfiConverterOptionUInt16.write(status, into: &buf)
             FfiConverterOptionUInt64.write(retryAfterMs, into: &buf)
+            FfiConverterOptionString.write(providerMessage, into: &buf)
             FfiConverterOptionString.write(field, into: &buf)
             FfiConverterOptionString.write(rule, into: &buf)
             FfiConverterOptionString.write(level, into: &buf)
             FfiConverterOptionTypeBudgetInfo.write(budget, into: &buf)
             
         
-        case let .Other(detail,code,provider,status,retryAfterMs,field,rule,level,budget):
+        case let .Other(detail,code,provider,status,retryAfterMs,providerMessage,field,rule,level,budget):
             writeInt(&buf, Int32(12))
             FfiConverterString.write(detail, into: &buf)
             FfiConverterString.write(code, into: &buf)
             FfiConverterOptionString.write(provider, into: &buf)
             FfiConverterOptionUInt16.write(status, into: &buf)
             FfiConverterOptionUInt64.write(retryAfterMs, into: &buf)
+            FfiConverterOptionString.write(providerMessage, into: &buf)
             FfiConverterOptionString.write(field, into: &buf)
             FfiConverterOptionString.write(rule, into: &buf)
             FfiConverterOptionString.write(level, into: &buf)

@@ -196,6 +196,7 @@ final class GateRouterTests: XCTestCase {
         XCTAssertEqual(e.provider, "openai")
         XCTAssertEqual(e.status, 429)
         XCTAssertEqual(e.retryAfterMs, 2000)
+        XCTAssertNotNil(e.providerMessage, "the provider's own text")
     }
 
     func testRateLimitMatchesByPattern() async throws {
@@ -204,7 +205,8 @@ final class GateRouterTests: XCTestCase {
         do {
             _ = try await noRetry.chat(request: request("openai/gpt-4o", "x"))
             XCTFail("expected RateLimited")
-        } catch let GateRouterError.RateLimited(detail, code, provider, status, retryAfterMs, _, _, _, _) {
+        } catch let GateRouterError.RateLimited(detail, code, provider, status, retryAfterMs, providerMessage, _, _, _, _) {
+            XCTAssertNotNil(providerMessage, "the provider's own text")
             XCTAssertTrue(detail.contains("RATE_LIMITED") || !detail.isEmpty, detail)
             XCTAssertEqual(code, "RATE_LIMITED")
             XCTAssertEqual(provider, "openai")

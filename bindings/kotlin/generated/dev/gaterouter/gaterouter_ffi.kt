@@ -3434,6 +3434,11 @@ data class BudgetInfo (
      * `hard` or `soft`.
      */
     var `enforcement`: kotlin.String
+    , 
+    /**
+     * Percentages of the limit at which the collector warns (soft budgets).
+     */
+    var `notifyAt`: kotlin.ByteArray
     
 ){
     
@@ -3461,6 +3466,7 @@ public object FfiConverterTypeBudgetInfo: FfiConverterRustBuffer<BudgetInfo> {
             FfiConverterULong.read(buf),
             FfiConverterULong.read(buf),
             FfiConverterString.read(buf),
+            FfiConverterByteArray.read(buf),
         )
     }
 
@@ -3475,7 +3481,8 @@ public object FfiConverterTypeBudgetInfo: FfiConverterRustBuffer<BudgetInfo> {
             FfiConverterULong.allocationSize(value.`remaining`) +
             FfiConverterULong.allocationSize(value.`periodStartMs`) +
             FfiConverterULong.allocationSize(value.`resetsAtMs`) +
-            FfiConverterString.allocationSize(value.`enforcement`)
+            FfiConverterString.allocationSize(value.`enforcement`) +
+            FfiConverterByteArray.allocationSize(value.`notifyAt`)
     )
 
     override fun write(value: BudgetInfo, buf: ByteBuffer) {
@@ -3490,6 +3497,7 @@ public object FfiConverterTypeBudgetInfo: FfiConverterRustBuffer<BudgetInfo> {
             FfiConverterULong.write(value.`periodStartMs`, buf)
             FfiConverterULong.write(value.`resetsAtMs`, buf)
             FfiConverterString.write(value.`enforcement`, buf)
+            FfiConverterByteArray.write(value.`notifyAt`, buf)
     }
 }
 
@@ -5477,6 +5485,11 @@ sealed class GateRouterException: kotlin.Exception() {
         val `retryAfterMs`: kotlin.ULong?, 
         
         /**
+         * The provider's own error text, when a provider answered.
+         */
+        val `providerMessage`: kotlin.String?, 
+        
+        /**
          * The offending request field, when known.
          */
         val `field`: kotlin.String?, 
@@ -5497,7 +5510,7 @@ sealed class GateRouterException: kotlin.Exception() {
         val `budget`: BudgetInfo?
         ) : GateRouterException() {
         override val message
-            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
+            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, providerMessage=${ `providerMessage` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
     }
     
     /**
@@ -5531,6 +5544,11 @@ sealed class GateRouterException: kotlin.Exception() {
         val `retryAfterMs`: kotlin.ULong?, 
         
         /**
+         * The provider's own error text, when a provider answered.
+         */
+        val `providerMessage`: kotlin.String?, 
+        
+        /**
          * The offending request field, when known.
          */
         val `field`: kotlin.String?, 
@@ -5551,7 +5569,7 @@ sealed class GateRouterException: kotlin.Exception() {
         val `budget`: BudgetInfo?
         ) : GateRouterException() {
         override val message
-            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
+            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, providerMessage=${ `providerMessage` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
     }
     
     /**
@@ -5585,6 +5603,11 @@ sealed class GateRouterException: kotlin.Exception() {
         val `retryAfterMs`: kotlin.ULong?, 
         
         /**
+         * The provider's own error text, when a provider answered.
+         */
+        val `providerMessage`: kotlin.String?, 
+        
+        /**
          * The offending request field, when known.
          */
         val `field`: kotlin.String?, 
@@ -5605,7 +5628,7 @@ sealed class GateRouterException: kotlin.Exception() {
         val `budget`: BudgetInfo?
         ) : GateRouterException() {
         override val message
-            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
+            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, providerMessage=${ `providerMessage` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
     }
     
     /**
@@ -5639,6 +5662,11 @@ sealed class GateRouterException: kotlin.Exception() {
         val `retryAfterMs`: kotlin.ULong?, 
         
         /**
+         * The provider's own error text, when a provider answered.
+         */
+        val `providerMessage`: kotlin.String?, 
+        
+        /**
          * The offending request field, when known.
          */
         val `field`: kotlin.String?, 
@@ -5659,7 +5687,7 @@ sealed class GateRouterException: kotlin.Exception() {
         val `budget`: BudgetInfo?
         ) : GateRouterException() {
         override val message
-            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
+            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, providerMessage=${ `providerMessage` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
     }
     
     /**
@@ -5693,6 +5721,11 @@ sealed class GateRouterException: kotlin.Exception() {
         val `retryAfterMs`: kotlin.ULong?, 
         
         /**
+         * The provider's own error text, when a provider answered.
+         */
+        val `providerMessage`: kotlin.String?, 
+        
+        /**
          * The offending request field, e.g. `messages[2].tool_call_id`.
          */
         val `field`: kotlin.String?, 
@@ -5713,7 +5746,7 @@ sealed class GateRouterException: kotlin.Exception() {
         val `budget`: BudgetInfo?
         ) : GateRouterException() {
         override val message
-            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
+            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, providerMessage=${ `providerMessage` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
     }
     
     /**
@@ -5747,6 +5780,11 @@ sealed class GateRouterException: kotlin.Exception() {
         val `retryAfterMs`: kotlin.ULong?, 
         
         /**
+         * The provider's own error text, when a provider answered.
+         */
+        val `providerMessage`: kotlin.String?, 
+        
+        /**
          * The offending request field, when known.
          */
         val `field`: kotlin.String?, 
@@ -5767,7 +5805,7 @@ sealed class GateRouterException: kotlin.Exception() {
         val `budget`: BudgetInfo?
         ) : GateRouterException() {
         override val message
-            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
+            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, providerMessage=${ `providerMessage` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
     }
     
     /**
@@ -5801,6 +5839,11 @@ sealed class GateRouterException: kotlin.Exception() {
         val `retryAfterMs`: kotlin.ULong?, 
         
         /**
+         * The provider's own error text, when a provider answered.
+         */
+        val `providerMessage`: kotlin.String?, 
+        
+        /**
          * The offending request field, when known.
          */
         val `field`: kotlin.String?, 
@@ -5821,7 +5864,7 @@ sealed class GateRouterException: kotlin.Exception() {
         val `budget`: BudgetInfo?
         ) : GateRouterException() {
         override val message
-            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
+            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, providerMessage=${ `providerMessage` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
     }
     
     /**
@@ -5855,6 +5898,11 @@ sealed class GateRouterException: kotlin.Exception() {
         val `retryAfterMs`: kotlin.ULong?, 
         
         /**
+         * The provider's own error text, when a provider answered.
+         */
+        val `providerMessage`: kotlin.String?, 
+        
+        /**
          * The offending request field, when known.
          */
         val `field`: kotlin.String?, 
@@ -5875,7 +5923,7 @@ sealed class GateRouterException: kotlin.Exception() {
         val `budget`: BudgetInfo?
         ) : GateRouterException() {
         override val message
-            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
+            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, providerMessage=${ `providerMessage` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
     }
     
     /**
@@ -5909,6 +5957,11 @@ sealed class GateRouterException: kotlin.Exception() {
         val `retryAfterMs`: kotlin.ULong?, 
         
         /**
+         * The provider's own error text, when a provider answered.
+         */
+        val `providerMessage`: kotlin.String?, 
+        
+        /**
          * The offending request field, when known.
          */
         val `field`: kotlin.String?, 
@@ -5929,7 +5982,7 @@ sealed class GateRouterException: kotlin.Exception() {
         val `budget`: BudgetInfo?
         ) : GateRouterException() {
         override val message
-            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
+            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, providerMessage=${ `providerMessage` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
     }
     
     /**
@@ -5963,6 +6016,11 @@ sealed class GateRouterException: kotlin.Exception() {
         val `retryAfterMs`: kotlin.ULong?, 
         
         /**
+         * The provider's own error text, when a provider answered.
+         */
+        val `providerMessage`: kotlin.String?, 
+        
+        /**
          * The offending request field, when known.
          */
         val `field`: kotlin.String?, 
@@ -5983,7 +6041,7 @@ sealed class GateRouterException: kotlin.Exception() {
         val `budget`: BudgetInfo?
         ) : GateRouterException() {
         override val message
-            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
+            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, providerMessage=${ `providerMessage` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
     }
     
     /**
@@ -6017,6 +6075,11 @@ sealed class GateRouterException: kotlin.Exception() {
         val `retryAfterMs`: kotlin.ULong?, 
         
         /**
+         * The provider's own error text, when a provider answered.
+         */
+        val `providerMessage`: kotlin.String?, 
+        
+        /**
          * The offending request field, when known.
          */
         val `field`: kotlin.String?, 
@@ -6037,7 +6100,7 @@ sealed class GateRouterException: kotlin.Exception() {
         val `budget`: BudgetInfo?
         ) : GateRouterException() {
         override val message
-            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
+            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, providerMessage=${ `providerMessage` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
     }
     
     /**
@@ -6072,6 +6135,11 @@ sealed class GateRouterException: kotlin.Exception() {
         val `retryAfterMs`: kotlin.ULong?, 
         
         /**
+         * The provider's own error text, when a provider answered.
+         */
+        val `providerMessage`: kotlin.String?, 
+        
+        /**
          * The offending request field, when known.
          */
         val `field`: kotlin.String?, 
@@ -6092,7 +6160,7 @@ sealed class GateRouterException: kotlin.Exception() {
         val `budget`: BudgetInfo?
         ) : GateRouterException() {
         override val message
-            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
+            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, providerMessage=${ `providerMessage` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
     }
     
 
@@ -6123,6 +6191,7 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 FfiConverterOptionalString.read(buf),
                 FfiConverterOptionalString.read(buf),
                 FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalString.read(buf),
                 FfiConverterOptionalTypeBudgetInfo.read(buf),
                 )
             2 -> GateRouterException.Auth(
@@ -6131,6 +6200,7 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 FfiConverterOptionalString.read(buf),
                 FfiConverterOptionalUShort.read(buf),
                 FfiConverterOptionalULong.read(buf),
+                FfiConverterOptionalString.read(buf),
                 FfiConverterOptionalString.read(buf),
                 FfiConverterOptionalString.read(buf),
                 FfiConverterOptionalString.read(buf),
@@ -6145,6 +6215,7 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 FfiConverterOptionalString.read(buf),
                 FfiConverterOptionalString.read(buf),
                 FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalString.read(buf),
                 FfiConverterOptionalTypeBudgetInfo.read(buf),
                 )
             4 -> GateRouterException.ProviderUnavailable(
@@ -6153,6 +6224,7 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 FfiConverterOptionalString.read(buf),
                 FfiConverterOptionalUShort.read(buf),
                 FfiConverterOptionalULong.read(buf),
+                FfiConverterOptionalString.read(buf),
                 FfiConverterOptionalString.read(buf),
                 FfiConverterOptionalString.read(buf),
                 FfiConverterOptionalString.read(buf),
@@ -6167,6 +6239,7 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 FfiConverterOptionalString.read(buf),
                 FfiConverterOptionalString.read(buf),
                 FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalString.read(buf),
                 FfiConverterOptionalTypeBudgetInfo.read(buf),
                 )
             6 -> GateRouterException.ContextLengthExceeded(
@@ -6175,6 +6248,7 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 FfiConverterOptionalString.read(buf),
                 FfiConverterOptionalUShort.read(buf),
                 FfiConverterOptionalULong.read(buf),
+                FfiConverterOptionalString.read(buf),
                 FfiConverterOptionalString.read(buf),
                 FfiConverterOptionalString.read(buf),
                 FfiConverterOptionalString.read(buf),
@@ -6189,6 +6263,7 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 FfiConverterOptionalString.read(buf),
                 FfiConverterOptionalString.read(buf),
                 FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalString.read(buf),
                 FfiConverterOptionalTypeBudgetInfo.read(buf),
                 )
             8 -> GateRouterException.StreamInterrupted(
@@ -6197,6 +6272,7 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 FfiConverterOptionalString.read(buf),
                 FfiConverterOptionalUShort.read(buf),
                 FfiConverterOptionalULong.read(buf),
+                FfiConverterOptionalString.read(buf),
                 FfiConverterOptionalString.read(buf),
                 FfiConverterOptionalString.read(buf),
                 FfiConverterOptionalString.read(buf),
@@ -6211,6 +6287,7 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 FfiConverterOptionalString.read(buf),
                 FfiConverterOptionalString.read(buf),
                 FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalString.read(buf),
                 FfiConverterOptionalTypeBudgetInfo.read(buf),
                 )
             10 -> GateRouterException.Budget(
@@ -6219,6 +6296,7 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 FfiConverterOptionalString.read(buf),
                 FfiConverterOptionalUShort.read(buf),
                 FfiConverterOptionalULong.read(buf),
+                FfiConverterOptionalString.read(buf),
                 FfiConverterOptionalString.read(buf),
                 FfiConverterOptionalString.read(buf),
                 FfiConverterOptionalString.read(buf),
@@ -6233,6 +6311,7 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 FfiConverterOptionalString.read(buf),
                 FfiConverterOptionalString.read(buf),
                 FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalString.read(buf),
                 FfiConverterOptionalTypeBudgetInfo.read(buf),
                 )
             12 -> GateRouterException.Other(
@@ -6241,6 +6320,7 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 FfiConverterOptionalString.read(buf),
                 FfiConverterOptionalUShort.read(buf),
                 FfiConverterOptionalULong.read(buf),
+                FfiConverterOptionalString.read(buf),
                 FfiConverterOptionalString.read(buf),
                 FfiConverterOptionalString.read(buf),
                 FfiConverterOptionalString.read(buf),
@@ -6260,6 +6340,7 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 + FfiConverterOptionalString.allocationSize(value.`provider`)
                 + FfiConverterOptionalUShort.allocationSize(value.`status`)
                 + FfiConverterOptionalULong.allocationSize(value.`retryAfterMs`)
+                + FfiConverterOptionalString.allocationSize(value.`providerMessage`)
                 + FfiConverterOptionalString.allocationSize(value.`field`)
                 + FfiConverterOptionalString.allocationSize(value.`rule`)
                 + FfiConverterOptionalString.allocationSize(value.`level`)
@@ -6273,6 +6354,7 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 + FfiConverterOptionalString.allocationSize(value.`provider`)
                 + FfiConverterOptionalUShort.allocationSize(value.`status`)
                 + FfiConverterOptionalULong.allocationSize(value.`retryAfterMs`)
+                + FfiConverterOptionalString.allocationSize(value.`providerMessage`)
                 + FfiConverterOptionalString.allocationSize(value.`field`)
                 + FfiConverterOptionalString.allocationSize(value.`rule`)
                 + FfiConverterOptionalString.allocationSize(value.`level`)
@@ -6286,6 +6368,7 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 + FfiConverterOptionalString.allocationSize(value.`provider`)
                 + FfiConverterOptionalUShort.allocationSize(value.`status`)
                 + FfiConverterOptionalULong.allocationSize(value.`retryAfterMs`)
+                + FfiConverterOptionalString.allocationSize(value.`providerMessage`)
                 + FfiConverterOptionalString.allocationSize(value.`field`)
                 + FfiConverterOptionalString.allocationSize(value.`rule`)
                 + FfiConverterOptionalString.allocationSize(value.`level`)
@@ -6299,6 +6382,7 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 + FfiConverterOptionalString.allocationSize(value.`provider`)
                 + FfiConverterOptionalUShort.allocationSize(value.`status`)
                 + FfiConverterOptionalULong.allocationSize(value.`retryAfterMs`)
+                + FfiConverterOptionalString.allocationSize(value.`providerMessage`)
                 + FfiConverterOptionalString.allocationSize(value.`field`)
                 + FfiConverterOptionalString.allocationSize(value.`rule`)
                 + FfiConverterOptionalString.allocationSize(value.`level`)
@@ -6312,6 +6396,7 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 + FfiConverterOptionalString.allocationSize(value.`provider`)
                 + FfiConverterOptionalUShort.allocationSize(value.`status`)
                 + FfiConverterOptionalULong.allocationSize(value.`retryAfterMs`)
+                + FfiConverterOptionalString.allocationSize(value.`providerMessage`)
                 + FfiConverterOptionalString.allocationSize(value.`field`)
                 + FfiConverterOptionalString.allocationSize(value.`rule`)
                 + FfiConverterOptionalString.allocationSize(value.`level`)
@@ -6325,6 +6410,7 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 + FfiConverterOptionalString.allocationSize(value.`provider`)
                 + FfiConverterOptionalUShort.allocationSize(value.`status`)
                 + FfiConverterOptionalULong.allocationSize(value.`retryAfterMs`)
+                + FfiConverterOptionalString.allocationSize(value.`providerMessage`)
                 + FfiConverterOptionalString.allocationSize(value.`field`)
                 + FfiConverterOptionalString.allocationSize(value.`rule`)
                 + FfiConverterOptionalString.allocationSize(value.`level`)
@@ -6338,6 +6424,7 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 + FfiConverterOptionalString.allocationSize(value.`provider`)
                 + FfiConverterOptionalUShort.allocationSize(value.`status`)
                 + FfiConverterOptionalULong.allocationSize(value.`retryAfterMs`)
+                + FfiConverterOptionalString.allocationSize(value.`providerMessage`)
                 + FfiConverterOptionalString.allocationSize(value.`field`)
                 + FfiConverterOptionalString.allocationSize(value.`rule`)
                 + FfiConverterOptionalString.allocationSize(value.`level`)
@@ -6351,6 +6438,7 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 + FfiConverterOptionalString.allocationSize(value.`provider`)
                 + FfiConverterOptionalUShort.allocationSize(value.`status`)
                 + FfiConverterOptionalULong.allocationSize(value.`retryAfterMs`)
+                + FfiConverterOptionalString.allocationSize(value.`providerMessage`)
                 + FfiConverterOptionalString.allocationSize(value.`field`)
                 + FfiConverterOptionalString.allocationSize(value.`rule`)
                 + FfiConverterOptionalString.allocationSize(value.`level`)
@@ -6364,6 +6452,7 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 + FfiConverterOptionalString.allocationSize(value.`provider`)
                 + FfiConverterOptionalUShort.allocationSize(value.`status`)
                 + FfiConverterOptionalULong.allocationSize(value.`retryAfterMs`)
+                + FfiConverterOptionalString.allocationSize(value.`providerMessage`)
                 + FfiConverterOptionalString.allocationSize(value.`field`)
                 + FfiConverterOptionalString.allocationSize(value.`rule`)
                 + FfiConverterOptionalString.allocationSize(value.`level`)
@@ -6377,6 +6466,7 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 + FfiConverterOptionalString.allocationSize(value.`provider`)
                 + FfiConverterOptionalUShort.allocationSize(value.`status`)
                 + FfiConverterOptionalULong.allocationSize(value.`retryAfterMs`)
+                + FfiConverterOptionalString.allocationSize(value.`providerMessage`)
                 + FfiConverterOptionalString.allocationSize(value.`field`)
                 + FfiConverterOptionalString.allocationSize(value.`rule`)
                 + FfiConverterOptionalString.allocationSize(value.`level`)
@@ -6390,6 +6480,7 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 + FfiConverterOptionalString.allocationSize(value.`provider`)
                 + FfiConverterOptionalUShort.allocationSize(value.`status`)
                 + FfiConverterOptionalULong.allocationSize(value.`retryAfterMs`)
+                + FfiConverterOptionalString.allocationSize(value.`providerMessage`)
                 + FfiConverterOptionalString.allocationSize(value.`field`)
                 + FfiConverterOptionalString.allocationSize(value.`rule`)
                 + FfiConverterOptionalString.allocationSize(value.`level`)
@@ -6403,6 +6494,7 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 + FfiConverterOptionalString.allocationSize(value.`provider`)
                 + FfiConverterOptionalUShort.allocationSize(value.`status`)
                 + FfiConverterOptionalULong.allocationSize(value.`retryAfterMs`)
+                + FfiConverterOptionalString.allocationSize(value.`providerMessage`)
                 + FfiConverterOptionalString.allocationSize(value.`field`)
                 + FfiConverterOptionalString.allocationSize(value.`rule`)
                 + FfiConverterOptionalString.allocationSize(value.`level`)
@@ -6420,6 +6512,7 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 FfiConverterOptionalString.write(value.`provider`, buf)
                 FfiConverterOptionalUShort.write(value.`status`, buf)
                 FfiConverterOptionalULong.write(value.`retryAfterMs`, buf)
+                FfiConverterOptionalString.write(value.`providerMessage`, buf)
                 FfiConverterOptionalString.write(value.`field`, buf)
                 FfiConverterOptionalString.write(value.`rule`, buf)
                 FfiConverterOptionalString.write(value.`level`, buf)
@@ -6433,6 +6526,7 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 FfiConverterOptionalString.write(value.`provider`, buf)
                 FfiConverterOptionalUShort.write(value.`status`, buf)
                 FfiConverterOptionalULong.write(value.`retryAfterMs`, buf)
+                FfiConverterOptionalString.write(value.`providerMessage`, buf)
                 FfiConverterOptionalString.write(value.`field`, buf)
                 FfiConverterOptionalString.write(value.`rule`, buf)
                 FfiConverterOptionalString.write(value.`level`, buf)
@@ -6446,6 +6540,7 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 FfiConverterOptionalString.write(value.`provider`, buf)
                 FfiConverterOptionalUShort.write(value.`status`, buf)
                 FfiConverterOptionalULong.write(value.`retryAfterMs`, buf)
+                FfiConverterOptionalString.write(value.`providerMessage`, buf)
                 FfiConverterOptionalString.write(value.`field`, buf)
                 FfiConverterOptionalString.write(value.`rule`, buf)
                 FfiConverterOptionalString.write(value.`level`, buf)
@@ -6459,6 +6554,7 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 FfiConverterOptionalString.write(value.`provider`, buf)
                 FfiConverterOptionalUShort.write(value.`status`, buf)
                 FfiConverterOptionalULong.write(value.`retryAfterMs`, buf)
+                FfiConverterOptionalString.write(value.`providerMessage`, buf)
                 FfiConverterOptionalString.write(value.`field`, buf)
                 FfiConverterOptionalString.write(value.`rule`, buf)
                 FfiConverterOptionalString.write(value.`level`, buf)
@@ -6472,6 +6568,7 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 FfiConverterOptionalString.write(value.`provider`, buf)
                 FfiConverterOptionalUShort.write(value.`status`, buf)
                 FfiConverterOptionalULong.write(value.`retryAfterMs`, buf)
+                FfiConverterOptionalString.write(value.`providerMessage`, buf)
                 FfiConverterOptionalString.write(value.`field`, buf)
                 FfiConverterOptionalString.write(value.`rule`, buf)
                 FfiConverterOptionalString.write(value.`level`, buf)
@@ -6485,6 +6582,7 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 FfiConverterOptionalString.write(value.`provider`, buf)
                 FfiConverterOptionalUShort.write(value.`status`, buf)
                 FfiConverterOptionalULong.write(value.`retryAfterMs`, buf)
+                FfiConverterOptionalString.write(value.`providerMessage`, buf)
                 FfiConverterOptionalString.write(value.`field`, buf)
                 FfiConverterOptionalString.write(value.`rule`, buf)
                 FfiConverterOptionalString.write(value.`level`, buf)
@@ -6498,6 +6596,7 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 FfiConverterOptionalString.write(value.`provider`, buf)
                 FfiConverterOptionalUShort.write(value.`status`, buf)
                 FfiConverterOptionalULong.write(value.`retryAfterMs`, buf)
+                FfiConverterOptionalString.write(value.`providerMessage`, buf)
                 FfiConverterOptionalString.write(value.`field`, buf)
                 FfiConverterOptionalString.write(value.`rule`, buf)
                 FfiConverterOptionalString.write(value.`level`, buf)
@@ -6511,6 +6610,7 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 FfiConverterOptionalString.write(value.`provider`, buf)
                 FfiConverterOptionalUShort.write(value.`status`, buf)
                 FfiConverterOptionalULong.write(value.`retryAfterMs`, buf)
+                FfiConverterOptionalString.write(value.`providerMessage`, buf)
                 FfiConverterOptionalString.write(value.`field`, buf)
                 FfiConverterOptionalString.write(value.`rule`, buf)
                 FfiConverterOptionalString.write(value.`level`, buf)
@@ -6524,6 +6624,7 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 FfiConverterOptionalString.write(value.`provider`, buf)
                 FfiConverterOptionalUShort.write(value.`status`, buf)
                 FfiConverterOptionalULong.write(value.`retryAfterMs`, buf)
+                FfiConverterOptionalString.write(value.`providerMessage`, buf)
                 FfiConverterOptionalString.write(value.`field`, buf)
                 FfiConverterOptionalString.write(value.`rule`, buf)
                 FfiConverterOptionalString.write(value.`level`, buf)
@@ -6537,6 +6638,7 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 FfiConverterOptionalString.write(value.`provider`, buf)
                 FfiConverterOptionalUShort.write(value.`status`, buf)
                 FfiConverterOptionalULong.write(value.`retryAfterMs`, buf)
+                FfiConverterOptionalString.write(value.`providerMessage`, buf)
                 FfiConverterOptionalString.write(value.`field`, buf)
                 FfiConverterOptionalString.write(value.`rule`, buf)
                 FfiConverterOptionalString.write(value.`level`, buf)
@@ -6550,6 +6652,7 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 FfiConverterOptionalString.write(value.`provider`, buf)
                 FfiConverterOptionalUShort.write(value.`status`, buf)
                 FfiConverterOptionalULong.write(value.`retryAfterMs`, buf)
+                FfiConverterOptionalString.write(value.`providerMessage`, buf)
                 FfiConverterOptionalString.write(value.`field`, buf)
                 FfiConverterOptionalString.write(value.`rule`, buf)
                 FfiConverterOptionalString.write(value.`level`, buf)
@@ -6563,6 +6666,7 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 FfiConverterOptionalString.write(value.`provider`, buf)
                 FfiConverterOptionalUShort.write(value.`status`, buf)
                 FfiConverterOptionalULong.write(value.`retryAfterMs`, buf)
+                FfiConverterOptionalString.write(value.`providerMessage`, buf)
                 FfiConverterOptionalString.write(value.`field`, buf)
                 FfiConverterOptionalString.write(value.`rule`, buf)
                 FfiConverterOptionalString.write(value.`level`, buf)

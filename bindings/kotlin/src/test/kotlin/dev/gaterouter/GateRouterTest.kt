@@ -263,6 +263,7 @@ class GateRouterTest {
         assertEquals("openai", e.provider)
         assertEquals(429.toUShort(), e.status)
         assertEquals(2000uL, e.retryAfterMs)
+        assertNotNull(e.providerMessage, "the provider's own text")
         assertTrue(e.message!!.contains("RATE_LIMITED"), e.message)
     }
 
