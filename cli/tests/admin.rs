@@ -79,9 +79,20 @@ fn start_collector_named(name: &str) -> Collector {
     let deadline = Instant::now() + Duration::from_secs(30);
     let addr = loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx.recv_timeout(left).unwrap_or_else(|_| panic!("collector did not start (no `collector listening` log line)"));
-        if let Some(a) = line.contains("collector listening").then(|| line.split("addr=").nth(1)).flatten() {
-            break a.split_whitespace().next().unwrap().trim_matches('"').to_owned();
+        let line = rx.recv_timeout(left).unwrap_or_else(|_| {
+            panic!("collector did not start (no `collector listening` log line)")
+        });
+        if let Some(a) = line
+            .contains("collector listening")
+            .then(|| line.split("addr=").nth(1))
+            .flatten()
+        {
+            break a
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .trim_matches('"')
+                .to_owned();
         }
     };
     Collector {

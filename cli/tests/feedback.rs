@@ -188,24 +188,78 @@ async fn the_cli_rates_a_call_it_made() {
     std::fs::write(&file, toml).unwrap();
     let run = |args: Vec<String>| {
         tokio::task::spawn_blocking(move || {
-            let out = std::process::Command::new(env!("CARGO_BIN_EXE_gaterouter")).args(&args).env_remove("GATEROUTER_CONFIG").output().unwrap();
-            (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_gaterouter"))
+                .args(&args)
+                .env_remove("GATEROUTER_CONFIG")
+                .output()
+                .unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
         })
     };
     let cfg_arg = file.display().to_string();
-    let (ok, _, err) = run(vec!["--config".into(), cfg_arg.clone(), "chat".into(), "-m".into(), "openai/gpt-4o-mini".into(), "Say hi".into()]).await.unwrap();
+    let (ok, _, err) = run(vec![
+        "--config".into(),
+        cfg_arg.clone(),
+        "chat".into(),
+        "-m".into(),
+        "openai/gpt-4o-mini".into(),
+        "Say hi".into(),
+    ])
+    .await
+    .unwrap();
     assert!(ok, "{err}");
-    let record = err.split("| record ").nth(1).map(|s| s.trim().to_owned()).unwrap_or_else(|| panic!("no record id in: {err}"));
+    let record = err
+        .split("| record ")
+        .nth(1)
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|| panic!("no record id in: {err}"));
     assert_eq!(record.len(), 36, "{err}");
-    let (ok, out, err) = run(vec!["--config".into(), cfg_arg.clone(), "feedback".into(), record.clone(), "0.9".into(), "--label".into(), "good".into()]).await.unwrap();
+    let (ok, out, err) = run(vec![
+        "--config".into(),
+        cfg_arg.clone(),
+        "feedback".into(),
+        record.clone(),
+        "0.9".into(),
+        "--label".into(),
+        "good".into(),
+    ])
+    .await
+    .unwrap();
     assert!(ok, "{out}{err}");
-    assert!(out.contains(&format!("on record {record}")) && out.contains("refused: 0") && out.contains("pending: 0"), "{out}");
-    let (ok, _, err) = run(vec!["--config".into(), cfg_arg, "feedback".into(), record.clone(), "2".into()]).await.unwrap();
-    assert!(!ok && err.contains("`score`") && err.contains("between 0 and 1"), "{err}");
+    assert!(
+        out.contains(&format!("on record {record}"))
+            && out.contains("refused: 0")
+            && out.contains("pending: 0"),
+        "{out}"
+    );
+    let (ok, _, err) = run(vec![
+        "--config".into(),
+        cfg_arg,
+        "feedback".into(),
+        record.clone(),
+        "2".into(),
+    ])
+    .await
+    .unwrap();
+    assert!(
+        !ok && err.contains("`score`") && err.contains("between 0 and 1"),
+        "{err}"
+    );
     eventually("the CLI's rating shows in outcomes", || async {
         let v = e.get("/v1/analytics/outcomes?by=key").await;
-        let row = v["rows"].as_array().and_then(|r| r.first().cloned()).unwrap_or_default();
-        if row["rated_calls"].as_i64() == Some(1) && row["mean_score"].as_f64() == Some(0.9) { Ok(()) } else { Err(format!("{v}")) }
+        let row = v["rows"]
+            .as_array()
+            .and_then(|r| r.first().cloned())
+            .unwrap_or_default();
+        if row["rated_calls"].as_i64() == Some(1) && row["mean_score"].as_f64() == Some(0.9) {
+            Ok(())
+        } else {
+            Err(format!("{v}"))
+        }
     })
     .await;
 }
@@ -235,11 +289,30 @@ async fn a_resend_to_a_pricier_model_rates_the_auto_call() {
             client.chat(again).await.unwrap();
         }
         let report = client.flush(Duration::from_secs(10)).await.unwrap();
-        assert_eq!((report.delivered, report.refused), (4 + expect_rated, 0), "{answered}: {report:?}");
-        let v = e.get(&format!("/v1/analytics/outcomes?by=model&tag=run:w{window}")).await;
-        let row = |m: &str| v["rows"].as_array().unwrap().iter().find(|r| r["group"] == m).cloned().unwrap_or_else(|| panic!("{m}: {v}"));
+        assert_eq!(
+            (report.delivered, report.refused),
+            (4 + expect_rated, 0),
+            "{answered}: {report:?}"
+        );
+        let v = e
+            .get(&format!(
+                "/v1/analytics/outcomes?by=model&tag=run:w{window}"
+            ))
+            .await;
+        let row = |m: &str| {
+            v["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["group"] == m)
+                .cloned()
+                .unwrap_or_else(|| panic!("{m}: {v}"))
+        };
         let first_model = answered.split_once('/').unwrap().1;
-        assert_ne!(first_model, "gpt-5", "auto must answer a short question with a cheaper model: {v}");
+        assert_ne!(
+            first_model, "gpt-5",
+            "auto must answer a short question with a cheaper model: {v}"
+        );
         let r = row(first_model);
         assert_eq!(r["rated_calls"].as_u64(), Some(expect_rated), "{v}");
         if expect_rated == 1 {

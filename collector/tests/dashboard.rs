@@ -126,7 +126,11 @@ async fn seed(env: &Env) -> String {
         ),
     ];
     let built: Vec<_> = recs.iter().map(|(s, _)| record(s)).collect();
-    let mut wires: Vec<String> = built.iter().zip(&recs).map(|(r, (_, k))| sign(r, k)).collect();
+    let mut wires: Vec<String> = built
+        .iter()
+        .zip(&recs)
+        .map(|(r, (_, k))| sign(r, k))
+        .collect();
     // Feedback (issue 20): the two support-reply calls rated 1.0 and 0.5.
     wires.push(feedback("k_eng", &built[0].id, 1.0, &eng, |_| {}).1);
     wires.push(feedback("k_eng", &built[1].id, 0.5, &eng, |_| {}).1);

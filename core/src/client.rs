@@ -140,7 +140,11 @@ impl Client {
                 recorder,
                 policy,
                 awaiting_records: Default::default(),
-                resends: (config_window_ms > 0).then(|| crate::routing::resend::ResendWatch::new(Duration::from_millis(config_window_ms))),
+                resends: (config_window_ms > 0).then(|| {
+                    crate::routing::resend::ResendWatch::new(Duration::from_millis(
+                        config_window_ms,
+                    ))
+                }),
             }),
         };
         if let (Some(rec), Some(_)) = (&client.inner.recorder, &client.inner.policy) {
@@ -605,7 +609,9 @@ impl Client {
                 tags: BTreeMap::new(),
             };
             match self.feedback(input) {
-                Ok(id) => tracing::debug!(feedback = %id, model = %req.model, "implicit feedback: re-sent to a pricier model"),
+                Ok(id) => {
+                    tracing::debug!(feedback = %id, model = %req.model, "implicit feedback: re-sent to a pricier model")
+                }
                 Err(e) => tracing::warn!(error = %e, "implicit feedback not written"),
             }
         }
@@ -614,7 +620,10 @@ impl Client {
 
     /// Remember an `auto` answer for implicit feedback.
     fn remember_auto(&self, fp: Option<u64>, record_id: Option<&str>, answered_by: &str) {
-        let (Some(watch), Some(fp), Some(rid)) = (self.inner.resends.as_ref(), fp, record_id) else { return };
+        let (Some(watch), Some(fp), Some(rid)) = (self.inner.resends.as_ref(), fp, record_id)
+        else {
+            return;
+        };
         if let Some(strength) = self.nominal_price(answered_by) {
             watch.remember(fp, rid.to_owned(), strength, Instant::now());
         }
@@ -625,7 +634,11 @@ impl Client {
     fn nominal_price(&self, model: &str) -> Option<f64> {
         let id = ModelId::parse(model).ok()?.to_string();
         let usage = Usage::new(1_000, 1_000, 0, 0, 0);
-        self.inner.catalog.cost(&usage, &id, CostOptions::default()).ok().map(|c| c.total_micros as f64)
+        self.inner
+            .catalog
+            .cost(&usage, &id, CostOptions::default())
+            .ok()
+            .map(|c| c.total_micros as f64)
     }
 
     /// Say how good a call's answer was: `record_id` is the response's

@@ -350,7 +350,9 @@ impl Error {
             },
             provider: self.provider().map(str::to_owned),
             status: self.status(),
-            retry_after_ms: self.retry_after().map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            retry_after_ms: self
+                .retry_after()
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             provider_message: self.provider_message().map(str::to_owned),
             rule,
             level,
@@ -449,14 +451,49 @@ mod tests {
 
     #[test]
     fn info_carries_every_public_field() {
-        let i = Error::RateLimited { provider: "openai".into(), retry_after: Some(Duration::from_millis(2500)), message: "slow down".into() }.info();
-        assert_eq!((i.kind, i.code, i.provider.as_deref(), i.status, i.retry_after_ms), (ErrorKind::RateLimited, "RATE_LIMITED", Some("openai"), Some(429), Some(2500)));
+        let i = Error::RateLimited {
+            provider: "openai".into(),
+            retry_after: Some(Duration::from_millis(2500)),
+            message: "slow down".into(),
+        }
+        .info();
+        assert_eq!(
+            (
+                i.kind,
+                i.code,
+                i.provider.as_deref(),
+                i.status,
+                i.retry_after_ms
+            ),
+            (
+                ErrorKind::RateLimited,
+                "RATE_LIMITED",
+                Some("openai"),
+                Some(429),
+                Some(2500)
+            )
+        );
         assert_eq!(i.provider_message.as_deref(), Some("slow down"));
         assert!(i.message.contains("slow down"), "{}", i.message);
-        let i = Error::InvalidRequest { field: Some("score".into()), message: "bad".into() }.info();
-        assert_eq!((i.code, i.field.as_deref(), i.provider), ("INVALID_REQUEST", Some("score"), None));
+        let i = Error::InvalidRequest {
+            field: Some("score".into()),
+            message: "bad".into(),
+        }
+        .info();
+        assert_eq!(
+            (i.code, i.field.as_deref(), i.provider),
+            ("INVALID_REQUEST", Some("score"), None)
+        );
         let level: crate::accounts::Level = "department:eng".parse().unwrap();
-        let i = Error::Permission { rule: "allow_models".into(), level: Some(level), message: "no".into() }.info();
-        assert_eq!((i.rule.as_deref(), i.level.as_deref(), i.budget), (Some("allow_models"), Some("department:eng"), None));
+        let i = Error::Permission {
+            rule: "allow_models".into(),
+            level: Some(level),
+            message: "no".into(),
+        }
+        .info();
+        assert_eq!(
+            (i.rule.as_deref(), i.level.as_deref(), i.budget),
+            (Some("allow_models"), Some("department:eng"), None)
+        );
     }
 }

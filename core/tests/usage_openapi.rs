@@ -93,16 +93,50 @@ fn feedback_schema_matches_the_feedback_record() {
     use gaterouter::usage::{FeedbackInput, FeedbackRecord, RecordId, SdkInfo};
     let d = doc();
     let s = &d["components"]["schemas"]["SignedFeedbackRecord"];
-    let props: BTreeSet<&str> = s["properties"].as_object().unwrap().keys().map(String::as_str).collect();
-    let required: BTreeSet<&str> = s["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    let ident = Identity { org: Some("acme".into()), api_key_id: Some("k".into()), ..Default::default() };
-    let input = FeedbackInput { record_id: RecordId::new_v7().0, score: 0.5, label: Some("ok".into()), ..Default::default() };
-    let fb = FeedbackRecord::build(input, &ident, &SdkInfo::rust(), RecordId::new_v7(), 1, 1).unwrap();
+    let props: BTreeSet<&str> = s["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let required: BTreeSet<&str> = s["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let ident = Identity {
+        org: Some("acme".into()),
+        api_key_id: Some("k".into()),
+        ..Default::default()
+    };
+    let input = FeedbackInput {
+        record_id: RecordId::new_v7().0,
+        score: 0.5,
+        label: Some("ok".into()),
+        ..Default::default()
+    };
+    let fb =
+        FeedbackRecord::build(input, &ident, &SdkInfo::rust(), RecordId::new_v7(), 1, 1).unwrap();
     let v = serde_json::to_value(&fb).unwrap();
     // With every optional field set, its keys (plus signature) are exactly the properties.
-    let keys: BTreeSet<&str> = v.as_object().unwrap().keys().map(String::as_str).chain(["signature"]).collect();
+    let keys: BTreeSet<&str> = v
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .chain(["signature"])
+        .collect();
     assert_eq!(keys, props);
-    assert!(required.is_subset(&keys), "{:?}", required.difference(&keys).collect::<Vec<_>>());
-    let items = &d["components"]["schemas"]["UsageBatch"]["properties"]["records"]["items"]["oneOf"];
-    assert_eq!(items[1]["$ref"], "#/components/schemas/SignedFeedbackRecord");
+    assert!(
+        required.is_subset(&keys),
+        "{:?}",
+        required.difference(&keys).collect::<Vec<_>>()
+    );
+    let items =
+        &d["components"]["schemas"]["UsageBatch"]["properties"]["records"]["items"]["oneOf"];
+    assert_eq!(
+        items[1]["$ref"],
+        "#/components/schemas/SignedFeedbackRecord"
+    );
 }

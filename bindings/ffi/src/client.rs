@@ -354,7 +354,13 @@ impl GateRouterClient {
         source: FeedbackSource,
         tags: std::collections::HashMap<String, String>,
     ) -> Result<String, GateRouterError> {
-        let input = core::usage::FeedbackInput { record_id, score, label, source: source.into(), tags: tags.into_iter().collect() };
+        let input = core::usage::FeedbackInput {
+            record_id,
+            score,
+            label,
+            source: source.into(),
+            tags: tags.into_iter().collect(),
+        };
         Ok(self.client.feedback(input)?.0)
     }
 

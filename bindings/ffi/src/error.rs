@@ -404,8 +404,17 @@ impl From<Error> for GateRouterError {
     /// From the core's [`gaterouter::ErrorInfo`], field for field.
     fn from(e: Error) -> Self {
         let i = e.info();
-        let (detail, code, provider, status, retry_after_ms, provider_message, field, rule, level) =
-            (i.message, i.code.to_owned(), i.provider, i.status, i.retry_after_ms, i.provider_message, i.field, i.rule, i.level);
+        let (detail, code, provider, status, retry_after_ms, provider_message, field, rule, level) = (
+            i.message,
+            i.code.to_owned(),
+            i.provider,
+            i.status,
+            i.retry_after_ms,
+            i.provider_message,
+            i.field,
+            i.rule,
+            i.level,
+        );
         let budget = i.budget.as_ref().map(BudgetInfo::from);
         macro_rules! variant {
             ($v:ident) => {

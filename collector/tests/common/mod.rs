@@ -477,9 +477,24 @@ pub fn feedback(
     signer: &UsageSigner,
     tweak: impl FnOnce(&mut gaterouter::usage::FeedbackRecord),
 ) -> (gaterouter::usage::FeedbackRecord, String) {
-    let ident = Identity { api_key_id: Some(key.into()), ..Default::default() };
-    let input = gaterouter::usage::FeedbackInput { record_id: record_id.0.clone(), score, ..Default::default() };
-    let mut fb = gaterouter::usage::FeedbackRecord::build(input, &ident, &SdkInfo::rust(), RecordId::new_v7(), 9, gaterouter::usage::unix_ms_now()).unwrap();
+    let ident = Identity {
+        api_key_id: Some(key.into()),
+        ..Default::default()
+    };
+    let input = gaterouter::usage::FeedbackInput {
+        record_id: record_id.0.clone(),
+        score,
+        ..Default::default()
+    };
+    let mut fb = gaterouter::usage::FeedbackRecord::build(
+        input,
+        &ident,
+        &SdkInfo::rust(),
+        RecordId::new_v7(),
+        9,
+        gaterouter::usage::unix_ms_now(),
+    )
+    .unwrap();
     tweak(&mut fb);
     let v = serde_json::to_value(&fb).unwrap();
     let canonical = gaterouter::usage::canonical::canonicalize(&v).unwrap();

@@ -26,7 +26,9 @@ pub fn fingerprint(req: &ChatRequest) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     // Serialization of the messages is the conversation as sent; a failure (which the
     // types make impossible) would only make re-sends go unnoticed.
-    serde_json::to_vec(&req.messages).unwrap_or_default().hash(&mut h);
+    serde_json::to_vec(&req.messages)
+        .unwrap_or_default()
+        .hash(&mut h);
     h.finish()
 }
 
@@ -48,18 +50,28 @@ pub struct ResendWatch {
 impl ResendWatch {
     /// Watch re-sends within `window`.
     pub fn new(window: Duration) -> Self {
-        ResendWatch { window, recent: std::sync::Mutex::new(VecDeque::new()) }
+        ResendWatch {
+            window,
+            recent: std::sync::Mutex::new(VecDeque::new()),
+        }
     }
 
     /// An `auto` call with these messages was answered by a model of `strength`; its
     /// usage record is `record_id`.
     pub fn remember(&self, fingerprint: u64, record_id: String, strength: f64, now: Instant) {
         let mut q = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        q.retain(|a| now.saturating_duration_since(a.at) <= self.window && a.fingerprint != fingerprint);
+        q.retain(|a| {
+            now.saturating_duration_since(a.at) <= self.window && a.fingerprint != fingerprint
+        });
         if q.len() >= MAX_REMEMBERED {
             q.pop_front();
         }
-        q.push_back(Answer { fingerprint, record_id, strength, at: now });
+        q.push_back(Answer {
+            fingerprint,
+            record_id,
+            strength,
+            at: now,
+        });
     }
 
     /// The caller now sends the same messages to an explicit model of `strength`: when
@@ -91,11 +103,30 @@ mod tests {
         let t0 = Instant::now();
         let fp = fingerprint(&req("Prove it"));
         w.remember(fp, "r1".into(), 1.0, t0);
-        assert_eq!(w.resent(fp, 1.0, t0 + Duration::from_secs(1)), None, "same strength: not a correction");
-        assert_eq!(w.resent(fp, 0.5, t0 + Duration::from_secs(1)), None, "weaker: not a correction");
-        assert_eq!(w.resent(fingerprint(&req("Other")), 3.0, t0), None, "other messages");
-        assert_eq!(w.resent(fp, 3.0, t0 + Duration::from_secs(2)), Some("r1".into()));
-        assert_eq!(w.resent(fp, 3.0, t0 + Duration::from_secs(3)), None, "counted once");
+        assert_eq!(
+            w.resent(fp, 1.0, t0 + Duration::from_secs(1)),
+            None,
+            "same strength: not a correction"
+        );
+        assert_eq!(
+            w.resent(fp, 0.5, t0 + Duration::from_secs(1)),
+            None,
+            "weaker: not a correction"
+        );
+        assert_eq!(
+            w.resent(fingerprint(&req("Other")), 3.0, t0),
+            None,
+            "other messages"
+        );
+        assert_eq!(
+            w.resent(fp, 3.0, t0 + Duration::from_secs(2)),
+            Some("r1".into())
+        );
+        assert_eq!(
+            w.resent(fp, 3.0, t0 + Duration::from_secs(3)),
+            None,
+            "counted once"
+        );
     }
 
     #[test]
