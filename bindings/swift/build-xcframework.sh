@@ -18,7 +18,8 @@ TARGETS=(aarch64-apple-ios aarch64-apple-ios-sim x86_64-apple-ios aarch64-apple-
 rustup target add "${TARGETS[@]}"
 export IPHONEOS_DEPLOYMENT_TARGET=15.0 MACOSX_DEPLOYMENT_TARGET=12.0
 for t in "${TARGETS[@]}"; do
-    cargo build -p gaterouter-ffi --lib --profile "$PROFILE" --target "$t"
+    # The static library only here (not a crate-type of every build).
+    cargo rustc -p gaterouter-ffi --lib --profile "$PROFILE" --target "$t" --crate-type staticlib
 done
 
 # The committed generated code must match this library (checksums): regenerate first if
