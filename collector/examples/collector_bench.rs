@@ -222,6 +222,8 @@ fn make_records(n: usize, signer: &UsageSigner) -> Vec<String> {
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let per = n.div_ceil(threads.max(1));
+    // Recent call times: the collector refuses records older than max_record_age_days.
+    let base = gaterouter::usage::unix_ms_now() - 86_400_000;
     std::thread::scope(|s| {
         let hs: Vec<_> = (0..threads)
             .map(|t| {
@@ -230,8 +232,8 @@ fn make_records(n: usize, signer: &UsageSigner) -> Vec<String> {
                     (t * per..((t + 1) * per).min(n))
                         .map(|i| {
                             let input = UsageRecordInput {
-                                ts_start: 1_768_471_200_000 + i as u64,
-                                ts_end: 1_768_471_200_000 + i as u64 + 250,
+                                ts_start: base + i as u64,
+                                ts_end: base + i as u64 + 250,
                                 provider: "openai".into(),
                                 model: if i % 3 == 0 {
                                     "gpt-4o".into()
