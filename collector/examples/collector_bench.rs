@@ -330,12 +330,15 @@ async fn seed_rows(db_url: &str, n: u64) {
         } else {
             "'seed-' || lpad(x::text, 10, '0')"
         };
-        // Months 202601..202612 by x; ts spread across each month.
+        // Months 202601..202612 by x; ts within its calendar month (the first 28 days),
+        // so `month` is the month of `ts_start`, as ingest stores it.
+        let starts: Vec<String> = (0..12).map(|k| format!("WHEN {k} THEN {}", gaterouter_collector::time::month_start_ms(202601 + k))).collect();
+        let ts = format!("(CASE x % 12 {} END) + ((x * 7919) % 2419200000)", starts.join(" "));
         let sql = format!(
             "INSERT INTO usage_records (id, api_key_id, seq, ts_start, ts_end, month, org, department, project, grp, usr, provider, model, route_mode, route_tier, route_score,
               prompt_tokens, completion_tokens, cached_prompt_tokens, cache_write_tokens, reasoning_tokens, total_tokens, client_cost_micros, collector_cost_micros, priced_as,
               cost_mismatch, spend_micros, baseline_micros, latency_ms, ttft_ms, status, is_error, attempts, stream, tags, sdk_name, sdk_version, sdk_language, signature, received_ms)
-             SELECT {id}, 'k' || CAST(x % 50 AS TEXT), x, 1767225600000 + (x % 12) * 2592000000 + (x % 86400000), 1767225600000 + (x % 12) * 2592000000 + (x % 86400000) + 300,
+             SELECT {id}, 'k' || CAST(x % 50 AS TEXT), x, {ts}, {ts} + 300,
               202601 + (x % 12), 'acme', 'd' || CAST((x / 12) % {depts} AS TEXT), 'p' || CAST(x % 100 AS TEXT), NULL, 'u' || CAST(x % {users} AS TEXT), 'openai', CASE WHEN x % 3 = 0 THEN 'gpt-4o' ELSE 'gpt-4o-mini' END,
               'auto', CASE WHEN x % 3 = 0 THEN 'large' ELSE 'small' END, 500, 1200, 300, 0, 0, 0, 1500, 100 + x % 7, 100 + x % 7, 'openai/gpt-4o-mini', 0, 100 + x % 7, 6000, 200 + x % 500, NULL,
               CASE WHEN x % 50 = 0 THEN 'RATE_LIMITED' ELSE 'ok' END, CASE WHEN x % 50 = 0 THEN 1 ELSE 0 END, 1, 0, '{{}}', 'bench', '0', 'rust', 'sig', 0 FROM ({series}) s"
