@@ -9,7 +9,8 @@
 //! - `unknown-key`: batches naming keys that are not registered;
 //! - `overflow`: a registered key of another org sending records beyond every bound
 //!   (2^53-1 tokens, back-dated, unknown model) — refused per record;
-//! - `malformed`: bodies that are not JSON, not `{"records":[...]}`, or over the size limit;
+//! - `malformed`: bodies that are not JSON, not `{"records":[...]}`, or a 3 MB string as a
+//!   record;
 //! - `slow-connections`: 2 000 connections (500 in the short run) opened and left idle
 //!   or half-sent (headers started, never finished), renewed as the collector closes them.
 //!
