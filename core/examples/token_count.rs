@@ -1,7 +1,8 @@
 //! Times token counting for `bench/tokens_vs_tiktoken.py` and reports first-count latency
 //! and peak memory. Usage:
 //!   token_count <corpus> <impl> <encoding> <iterations>
-//! impl: gaterouter (parallel above 256 KiB) | bpe-single | tiktoken-rs; encoding: o200k | cl100k.
+//! impl: gaterouter (parallel above 256 KiB) | gaterouter-single (one thread) | bpe-single
+//! (bpe-openai) | tiktoken-rs; encoding: o200k | cl100k. Build with `--features bench-peers`.
 //! Prints one JSON line.
 
 use std::time::Instant;
@@ -24,7 +25,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() != 5 {
         eprintln!(
-            "usage: token_count <corpus> <gaterouter|bpe-single|tiktoken-rs> <o200k|cl100k> <iterations>"
+            "usage: token_count <corpus> <gaterouter|gaterouter-single|bpe-single|tiktoken-rs> <o200k|cl100k> <iterations>"
         );
         std::process::exit(2);
     }
@@ -36,6 +37,10 @@ fn main() {
     let count = |t: &str| -> usize {
         match args[2].as_str() {
             "gaterouter" => enc.count_uncached(t),
+            "gaterouter-single" => match enc {
+                Encoding::O200kBase => gaterouter_tokenizer::o200k_base().count(t),
+                Encoding::Cl100kBase => gaterouter_tokenizer::cl100k_base().count(t),
+            },
             "bpe-single" => match enc {
                 Encoding::O200kBase => bpe_openai::o200k_base().count(t),
                 Encoding::Cl100kBase => bpe_openai::cl100k_base().count(t),
