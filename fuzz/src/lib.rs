@@ -22,7 +22,7 @@ use gaterouter::usage::spool::{SEGMENT_MAGIC, Spool, SpoolOptions};
 use gaterouter_collector::ingest::{self, KeyInfo, PricingSettings};
 
 /// The names of the targets, as in `fuzz/Cargo.toml` and `corpus/<name>/`.
-pub const TARGETS: &[&str] = &["sse", "provider_response", "provider_stream", "config", "orgfile", "spool", "ingest"];
+pub const TARGETS: &[&str] = &["sse", "provider_response", "provider_stream", "config", "orgfile", "spool", "ingest", "tokenize"];
 
 /// Run the target named `name` on `data` (the replay test's dispatcher).
 pub fn run(name: &str, data: &[u8]) {
@@ -34,6 +34,7 @@ pub fn run(name: &str, data: &[u8]) {
         "orgfile" => orgfile(data),
         "spool" => spool(data),
         "ingest" => ingest(data),
+        "tokenize" => tokenize(data),
         other => panic!("unknown fuzz target `{other}`"),
     }
 }
@@ -528,4 +529,19 @@ pub fn files_in(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut v: Vec<_> = std::fs::read_dir(dir).map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file()).collect()).unwrap_or_default();
     v.sort();
     v
+}
+
+/// `tokenize`: the input (lossily decoded as UTF-8) through both exact encodings. Token ids
+/// must equal tiktoken-rs's (tiktoken's algorithm and regexes), counts must equal the
+/// number of ids, and nothing may panic.
+pub fn tokenize(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    for (ours, reference) in [
+        (gaterouter_tokenizer::o200k_base(), tiktoken_rs::o200k_base_singleton()),
+        (gaterouter_tokenizer::cl100k_base(), tiktoken_rs::cl100k_base_singleton()),
+    ] {
+        let ids = ours.encode(&text);
+        assert_eq!(ids, reference.encode_ordinary(&text), "ids differ from tiktoken for {text:?}");
+        assert_eq!(ours.count(&text), ids.len());
+    }
 }
