@@ -332,8 +332,18 @@ async fn seed_rows(db_url: &str, n: u64) {
         };
         // Months 202601..202612 by x; ts within its calendar month (the first 28 days),
         // so `month` is the month of `ts_start`, as ingest stores it.
-        let starts: Vec<String> = (0..12).map(|k| format!("WHEN {k} THEN {}", gaterouter_collector::time::month_start_ms(202601 + k))).collect();
-        let ts = format!("(CASE x % 12 {} END) + ((x * 7919) % 2419200000)", starts.join(" "));
+        let starts: Vec<String> = (0..12)
+            .map(|k| {
+                format!(
+                    "WHEN {k} THEN {}",
+                    gaterouter_collector::time::month_start_ms(202601 + k)
+                )
+            })
+            .collect();
+        let ts = format!(
+            "(CASE x % 12 {} END) + ((x * 7919) % 2419200000)",
+            starts.join(" ")
+        );
         let sql = format!(
             "INSERT INTO usage_records (id, api_key_id, seq, ts_start, ts_end, month, org, department, project, grp, usr, provider, model, route_mode, route_tier, route_score,
               prompt_tokens, completion_tokens, cached_prompt_tokens, cache_write_tokens, reasoning_tokens, total_tokens, client_cost_micros, collector_cost_micros, priced_as,

@@ -136,8 +136,13 @@ impl Bucket {
             Bucket::Hour => "hour_ms".to_owned(),
             Bucket::Day => "(hour_ms / 86400000) * 86400000".to_owned(),
             Bucket::Month => {
-                let sql = format!("SELECT MIN(hour_ms), MAX(hour_ms) FROM usage_rollup_hour{}", rf.sql);
-                let rows = db.fetch(&sql, &rf.params, "analytics month span (rollups)").await?;
+                let sql = format!(
+                    "SELECT MIN(hour_ms), MAX(hour_ms) FROM usage_rollup_hour{}",
+                    rf.sql
+                );
+                let rows = db
+                    .fetch(&sql, &rf.params, "analytics month span (rollups)")
+                    .await?;
                 let span = match rows.first() {
                     Some(r) => (crate::db::get_opt_i64(r, 0)?, crate::db::get_opt_i64(r, 1)?),
                     None => (None, None),
@@ -160,7 +165,13 @@ impl Bucket {
 /// next month> THEN <month> ... ELSE <last month> END`, for the months from `lo`'s to
 /// `hi`'s (Unix ms, UTC).
 fn month_case(lo: i64, hi: i64) -> String {
-    let next = |m: i64| if m % 100 == 12 { (m / 100 + 1) * 100 + 1 } else { m + 1 };
+    let next = |m: i64| {
+        if m % 100 == 12 {
+            (m / 100 + 1) * 100 + 1
+        } else {
+            m + 1
+        }
+    };
     let mut m = crate::time::month_of_ms(u64::try_from(lo).unwrap_or(0));
     let last = crate::time::month_of_ms(u64::try_from(hi.max(lo)).unwrap_or(0));
     let mut sql = String::from("CAST((CASE");

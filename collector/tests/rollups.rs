@@ -146,11 +146,21 @@ async fn answers_agree(env: &Env) {
         let (s1, rollup) = env.get(q, Some(ADMIN)).await;
         let (s2, raw) = env.get(&format!("{q}&from=1"), Some(ADMIN)).await;
         assert_eq!((s1, s2), (200, 200), "{q}: {rollup} {raw}");
-        assert!(rollup["rows"].as_array().is_some_and(|r| !r.is_empty()), "{q}: {rollup}");
+        assert!(
+            rollup["rows"].as_array().is_some_and(|r| !r.is_empty()),
+            "{q}: {rollup}"
+        );
         assert_eq!(rollup["rows"], raw["rows"], "{q}: rollups vs raw records");
     }
-    let (_, months) = env.get("/v1/analytics/timeseries?bucket=month", Some(ADMIN)).await;
-    let labels: Vec<&str> = months["rows"].as_array().unwrap().iter().map(|r| r["bucket"].as_str().unwrap()).collect();
+    let (_, months) = env
+        .get("/v1/analytics/timeseries?bucket=month", Some(ADMIN))
+        .await;
+    let labels: Vec<&str> = months["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["bucket"].as_str().unwrap())
+        .collect();
     assert_eq!(labels, ["2026-01", "2026-02", "2026-03"], "{months}");
 }
 
