@@ -5,7 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 
-echo "== Rust: workspace tests (debug build, one target/)"
+echo "== Rust: formatting (rustfmt), then workspace tests (debug build, one target/)"
+if cargo fmt --version >/dev/null 2>&1; then
+  cargo fmt --all --check
+else
+  echo "rustfmt is not installed (rustup component add rustfmt): formatting not checked" >&2
+fi
 cargo test --workspace --all-targets --no-fail-fast --exclude gaterouter-python --exclude gaterouter-node
 cargo test --workspace --doc
 # Every committed fuzz input (corpus + crash regressions) through the fuzz targets' code,
