@@ -177,14 +177,7 @@ pub const CSV_COLUMNS: &[&str] = &[
 /// Micro-dollars as exact decimal dollars with at least two decimals
 /// (`0.00`, `12.50`, `0.000123`, `-1.25`).
 pub fn dollars(micros: i64) -> String {
-    let neg = micros < 0;
-    let a = micros.unsigned_abs();
-    let (w, f) = (a / 1_000_000, a % 1_000_000);
-    let mut frac = format!("{f:06}");
-    while frac.len() > 2 && frac.ends_with('0') {
-        frac.pop();
-    }
-    format!("{}{w}.{frac}", if neg { "-" } else { "" })
+    gaterouter::money::Micros(micros).trimmed()
 }
 
 /// `actual / limit` in percent with two decimals, truncated; `None` for a zero limit.

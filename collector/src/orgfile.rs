@@ -250,12 +250,7 @@ pub fn parse_dollars(s: &str) -> Result<u64, String> {
 
 /// Micro-dollars as the shortest exact decimal string (`5000`, `0.05`).
 pub fn format_dollars(micros: u64) -> String {
-    let (w, f) = (micros / 1_000_000, micros % 1_000_000);
-    if f == 0 {
-        return w.to_string();
-    }
-    let frac = format!("{f:06}");
-    format!("{w}.{}", frac.trim_end_matches('0'))
+    gaterouter::money::Micros::from(micros).shortest()
 }
 
 /// The stored limit back as file text (inverse of [`BudgetEntry::limit_units`]).

@@ -171,7 +171,7 @@ fn kv_bool(key: &str, v: bool) -> Value {
 
 /// Micro-dollars as dollars.
 fn usd(micros: i64) -> f64 {
-    micros as f64 / 1_000_000.0
+    gaterouter::money::Micros(micros).as_f64_dollars()
 }
 
 fn is_ok(status: &str) -> bool {

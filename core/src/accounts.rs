@@ -559,7 +559,7 @@ impl BudgetStatus {
 
 /// `$12.345678` from micro-dollars.
 pub fn fmt_usd(micros: u64) -> String {
-    format!("${}.{:06}", micros / 1_000_000, micros % 1_000_000)
+    crate::money::Micros::from(micros).to_string()
 }
 
 /// `2026-11-25T06:00:00Z` from unix ms.

@@ -39,6 +39,7 @@ pub mod config;
 pub mod error;
 pub mod health;
 pub mod model_id;
+pub mod money;
 pub mod pricing;
 pub mod providers;
 pub mod retry;

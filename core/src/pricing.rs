@@ -127,12 +127,7 @@ impl Price {
 
 /// `micros` as a decimal USD string without trailing zeros beyond two decimals.
 fn format_micros(micros: u64) -> String {
-    let (int, frac) = (micros / 1_000_000, micros % 1_000_000);
-    let mut f = format!("{frac:06}");
-    while f.len() > 2 && f.ends_with('0') {
-        f.pop();
-    }
-    format!("{int}.{f}")
+    crate::money::Micros::from(micros).trimmed()
 }
 
 impl fmt::Display for Price {
@@ -488,8 +483,7 @@ pub struct Cost {
 impl Cost {
     /// The total as a USD decimal string (`"0.012345"`).
     pub fn total_usd(&self) -> String {
-        let (i, f) = (self.total_micros / 1_000_000, self.total_micros % 1_000_000);
-        format!("{i}.{f:06}")
+        crate::money::Micros::from(self.total_micros).fixed()
     }
 }
 

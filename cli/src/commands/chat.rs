@@ -141,9 +141,8 @@ fn summary(
     }
     match cost {
         Some(c) => line.push_str(&format!(
-            " | cost ${}.{:06}",
-            c.total_micros / 1_000_000,
-            c.total_micros % 1_000_000
+            " | cost {}",
+            gaterouter::money::Micros::from(c.total_micros)
         )),
         None => line.push_str(" | cost unknown (no price for this model)"),
     }

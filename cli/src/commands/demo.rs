@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use clap::Args;
 use futures_util::StreamExt;
+use gaterouter::money::Micros;
 use gaterouter::{ChatRequest, Client, Config, Error, Message, Tool};
 use serde_json::json;
 
@@ -326,10 +327,7 @@ async fn print_analytics(base: &str) -> Result<(), Error> {
                 .map_err(|e| demo_error("analytics answer", e))
         }
     };
-    let usd = |v: &serde_json::Value| {
-        let m = v.as_u64().unwrap_or(0);
-        format!("${}.{:06}", m / 1_000_000, m % 1_000_000)
-    };
+    let usd = |v: &serde_json::Value| Micros::from(v.as_u64().unwrap_or(0)).to_string();
     let summary = get("summary").await?;
     println!("\ncollector analytics (verified, deduplicated, cost recomputed by the collector):");
     if let Some(s) = summary["rows"].get(0) {

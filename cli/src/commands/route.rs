@@ -460,7 +460,7 @@ fn why(model: &str, kind: Exclusion, reason: &str) -> String {
 }
 
 fn usd(micros: u64) -> String {
-    format!("~${}.{:06}", micros / 1_000_000, micros % 1_000_000)
+    format!("~{}", gaterouter::money::Micros::from(micros))
 }
 
 /// `gaterouter route "prompt"`: explain where `auto` sends it, calling nothing. Always

@@ -95,7 +95,7 @@ pub fn cost(catalog: &Catalog, args: CostArgs) -> Result<(), Error> {
         println!("{}", serde_json::to_string_pretty(&c).unwrap_or_default());
         return Ok(());
     }
-    let usd = |m: u64| format!("${}.{:06}", m / 1_000_000, m % 1_000_000);
+    let usd = |m: u64| gaterouter::money::Micros::from(m).to_string();
     println!(
         "{}: {} (priced as {})",
         args.model,
