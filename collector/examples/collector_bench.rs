@@ -277,6 +277,13 @@ async fn seed_rows(db_url: &str, n: u64) {
     sqlx::any::install_default_drivers();
     let mut c = sqlx::AnyConnection::connect(db_url).await.unwrap();
     let sqlite = db_url.starts_with("sqlite");
+    // PostgreSQL partitions raw records by month: the seeded months need theirs.
+    gaterouter_collector::db::Db::connect(db_url, Some(1))
+        .await
+        .unwrap()
+        .ensure_partitions(&(202601..=202612).collect::<Vec<i64>>())
+        .await
+        .unwrap();
     // Bulk load: drop the secondary indexes, insert in id order, rebuild them after.
     let list = if sqlite {
         "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'usage_records' AND sql IS NOT NULL"

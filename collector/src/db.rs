@@ -62,6 +62,8 @@ pub(crate) fn dberr(op: &str) -> impl FnOnce(sqlx::Error) -> DbError + '_ {
 pub struct Db {
     pub(crate) pool: AnyPool,
     backend: Backend,
+    /// PostgreSQL: months whose `usage_records` partition this process knows exists.
+    partitions: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<i64>>>,
     /// SQLite allows one writer: serialize write transactions in-process instead of
     /// spinning on SQLITE_BUSY.
     write_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
@@ -117,6 +119,7 @@ const MIGRATIONS: &[Migration] = &[
     MIGRATION_6_DEDUP_PER_ORG,
     MIGRATION_7_OTEL_EXPORT_CURSOR,
     MIGRATION_8_FEEDBACK,
+    MIGRATION_9_PG_MONTH_PARTITIONS,
 ];
 
 const MIGRATION_1: Migration = Migration {
@@ -325,6 +328,45 @@ const MIGRATION_8_FEEDBACK: Migration = Migration {
     postgres: &[],
 };
 
+/// Version 9 (issue 21): on PostgreSQL, raw records are partitioned by month
+/// (`PARTITION BY RANGE (month)`, one partition `usage_records_pYYYYMM` per calendar month
+/// of `ts_start`), so a month's records sit together, old months can be detached or
+/// dropped whole, and scans of a month read one partition. Migration 6 already moved
+/// deduplication to `usage_record_keys`, so the parent needs no unique constraint.
+///
+/// The table is rebuilt in the migration's transaction: the old one is renamed, its
+/// indexes dropped (their names move to the new parent, whose indexes every partition
+/// inherits), one partition is created per month present, the rows are copied and the old
+/// table dropped. Later months get their partition at ingest ([`Db::ensure_partitions`]).
+/// SQLite has no partitions: nothing changes there.
+const MIGRATION_9_PG_MONTH_PARTITIONS: Migration = Migration {
+    version: 9,
+    common: &[],
+    sqlite: &[],
+    postgres: &[
+        "ALTER TABLE usage_records RENAME TO usage_records_v8",
+        "DROP INDEX IF EXISTS usage_ts",
+        "DROP INDEX IF EXISTS usage_month_org_dept",
+        "DROP INDEX IF EXISTS usage_key_ts",
+        "DROP INDEX IF EXISTS usage_user",
+        "DROP INDEX IF EXISTS usage_org_id",
+        "DROP INDEX IF EXISTS usage_received",
+        "CREATE TABLE usage_records (LIKE usage_records_v8 INCLUDING DEFAULTS INCLUDING CONSTRAINTS) PARTITION BY RANGE (month)",
+        "DO $$ DECLARE m BIGINT; BEGIN
+           FOR m IN SELECT DISTINCT month FROM usage_records_v8 LOOP
+             EXECUTE format('CREATE TABLE %I PARTITION OF usage_records FOR VALUES FROM (%s) TO (%s)', 'usage_records_p' || m, m, m + 1);
+           END LOOP;
+         END $$",
+        "CREATE INDEX usage_ts ON usage_records (ts_start)",
+        "CREATE INDEX usage_month_org_dept ON usage_records (month, org, department, usr, spend_micros, total_tokens, is_error)",
+        "CREATE INDEX usage_key_ts ON usage_records (api_key_id, ts_start)",
+        "CREATE INDEX usage_user ON usage_records (usr)",
+        "CREATE INDEX usage_org_id ON usage_records (org, id)",
+        "INSERT INTO usage_records SELECT * FROM usage_records_v8",
+        "DROP TABLE usage_records_v8",
+    ],
+};
+
 /// Lock id for migrations on PostgreSQL, so collectors starting together do not race.
 const PG_MIGRATION_LOCK: i64 = 0x6761_7465_726f_7574;
 
@@ -393,6 +435,7 @@ impl Db {
         let db = Db {
             pool,
             backend,
+            partitions: Default::default(),
             write_lock: Default::default(),
         };
         db.migrate(version).await?;
@@ -505,6 +548,61 @@ impl Db {
                 .await;
         }
         r
+    }
+
+    /// Make sure `usage_records` has a partition for each month (`yyyymm`) in `months`
+    /// (PostgreSQL; a no-op on SQLite). Called before raw records are inserted. A month
+    /// seen once is remembered, so ingest pays one set lookup per batch; a new month takes
+    /// the migration lock (collectors sharing the database create it once, none fails)
+    /// and `CREATE TABLE IF NOT EXISTS ... PARTITION OF`, in its own short transaction.
+    pub async fn ensure_partitions(&self, months: &[i64]) -> Result<(), DbError> {
+        if self.backend != Backend::Postgres {
+            return Ok(());
+        }
+        let missing: Vec<i64> = {
+            let known = self
+                .partitions
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut m: Vec<i64> = months
+                .iter()
+                .copied()
+                .filter(|m| !known.contains(m))
+                .collect();
+            m.sort_unstable();
+            m.dedup();
+            m
+        };
+        for month in missing {
+            if !(100_001..=999_912).contains(&month) || !(1..=12).contains(&(month % 100)) {
+                return Err(DbError {
+                    op: format!("partition for month {month}"),
+                    source: sqlx::Error::Protocol(format!("{month} is not a yyyymm month")),
+                });
+            }
+            let op = format!("creating the usage_records partition for {month}");
+            let mut tx = self.pool.begin().await.map_err(dberr(&op))?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(PG_MIGRATION_LOCK)
+                .execute(&mut *tx)
+                .await
+                .map_err(dberr(&op))?;
+            // `month` is a checked integer: nothing from outside reaches the statement text.
+            let sql = format!(
+                "CREATE TABLE IF NOT EXISTS usage_records_p{month} PARTITION OF usage_records FOR VALUES FROM ({month}) TO ({})",
+                month + 1
+            );
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&mut *tx)
+                .await
+                .map_err(dberr(&op))?;
+            tx.commit().await.map_err(dberr(&op))?;
+            self.partitions
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(month);
+        }
+        Ok(())
     }
 
     /// Serialize writers on SQLite; a no-op guard on PostgreSQL.

@@ -941,6 +941,8 @@ pub async fn store(db: &Db, recs: &[Verified], received_ms: i64) -> Result<Vec<b
     if recs.is_empty() {
         return Ok(Vec::new());
     }
+    let months: Vec<i64> = recs.iter().map(|v| month_of_ms(v.rec.ts_start)).collect();
+    db.ensure_partitions(&months).await?;
     let _g = db.write_guard().await;
     let t = Instant::now();
     let mut tx = db

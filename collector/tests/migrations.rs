@@ -4,6 +4,9 @@
 //! `GATEROUTER_TEST_REQUIRE_POSTGRES=1`): the keys and the tags' orgs are backfilled, the
 //! stored records stay as they were, a replay of a stored record is still `duplicate`,
 //! and another org may now use a stored id.
+//!
+//! Migration 9 (issue 21: PostgreSQL raw records partitioned by month) on a database left
+//! at version 8 with records in two months.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -148,4 +151,114 @@ async fn dedup_per_org_backfills_a_version_5_database_sqlite() {
 async fn dedup_per_org_backfills_a_version_5_database_postgres() {
     let Some(pg) = Pg::start() else { return };
     dedup_backfill(pg.new_db().await).await;
+}
+
+async fn names(db: &Db, sql: &str) -> Vec<String> {
+    texts(db, sql)
+        .await
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_partitions_raw_records_by_month() {
+    let Some(pg) = Pg::start() else { return };
+    let url = pg.new_db().await;
+    // Version 8: one plain table; records of January and March 2026.
+    let db = Db::connect_at_version(&url, None, 8).await.unwrap();
+    let march = Spec {
+        ts: 1_773_568_800_000, // 2026-03-15T10:00:00Z
+        ..Spec::default()
+    };
+    insert_raw_record(&db, "r-jan", "acme", &Spec::default(), 1_000).await;
+    insert_raw_record(&db, "r-mar", "acme", &march, 2_000).await;
+    db.close().await;
+
+    let partitions_sql = "SELECT CAST(c.relname AS TEXT) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+         WHERE i.inhparent = 'usage_records'::regclass ORDER BY 1";
+    let env = Env::start(Some(url.clone()), |_| {}).await;
+    let db = &env.handle.state().db;
+    assert_eq!(
+        names(db, "SELECT CAST(partstrat AS TEXT) FROM pg_partitioned_table WHERE partrelid = 'usage_records'::regclass").await,
+        vec!["r"],
+        "usage_records is range-partitioned"
+    );
+    assert_eq!(
+        names(db, partitions_sql).await,
+        vec!["usage_records_p202601", "usage_records_p202603"]
+    );
+    assert_eq!(
+        names(db, "SELECT id FROM usage_records_p202603").await,
+        vec!["r-mar"]
+    );
+    assert_eq!(
+        names(
+            db,
+            "SELECT CAST(SUM(spend_micros) AS TEXT) FROM usage_records"
+        )
+        .await,
+        vec!["3000"]
+    );
+    let indexes = names(
+        db,
+        "SELECT CAST(indexname AS TEXT) FROM pg_indexes WHERE tablename = 'usage_records' ORDER BY 1",
+    )
+    .await;
+    for want in [
+        "usage_key_ts",
+        "usage_month_org_dept",
+        "usage_org_id",
+        "usage_ts",
+        "usage_user",
+    ] {
+        assert!(
+            indexes.iter().any(|i| i == want),
+            "{want} missing: {indexes:?}"
+        );
+    }
+    assert_eq!(
+        names(
+            db,
+            "SELECT CAST(COUNT(*) AS TEXT) FROM pg_class WHERE relname = 'usage_records_v8'"
+        )
+        .await,
+        vec!["0"],
+        "the old table is gone"
+    );
+
+    // A record of a month without a partition yet, through ingest: its partition appears.
+    let (eng, _) = env.seed_org().await;
+    let now = Spec {
+        ts: gaterouter::usage::unix_ms_now(),
+        ..Spec::default()
+    };
+    let month = gaterouter_collector::time::month_of_ms(now.ts);
+    let (status, body) = env.ingest(&[wire(&now, &eng)]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ids(&body, "accepted").len(), 1, "{body}");
+    let part = format!("usage_records_p{month}");
+    assert!(names(db, partitions_sql).await.contains(&part), "{part}");
+    assert_eq!(
+        names(db, &format!("SELECT CAST(COUNT(*) AS TEXT) FROM {part}")).await,
+        vec!["1"]
+    );
+
+    // Two collectors on the database creating the same new month at once: both succeed.
+    let other = Db::connect(&url, None).await.unwrap();
+    let (a, b) = tokio::join!(
+        db.ensure_partitions(&[202712]),
+        other.ensure_partitions(&[202712])
+    );
+    a.unwrap();
+    b.unwrap();
+    assert!(
+        names(db, partitions_sql)
+            .await
+            .contains(&"usage_records_p202712".to_owned())
+    );
+    // Not a month: refused before any SQL.
+    assert!(db.ensure_partitions(&[202613]).await.is_err());
+    assert!(db.ensure_partitions(&[-1]).await.is_err());
+    other.close().await;
 }

@@ -612,6 +612,23 @@ pub async fn insert_raw_record(
 ) {
     use gaterouter_collector::db::Param;
     let (t, ts) = (|s: &str| Param::Text(s.to_owned()), Param::I64(s.ts as i64));
+    // From migration 9 on, PostgreSQL partitions raw records by month; tests of older
+    // schema versions write into the plain table.
+    let partitioned = db.backend() == gaterouter_collector::db::Backend::Postgres
+        && !db
+            .fetch(
+                "SELECT 1 FROM pg_partitioned_table WHERE partrelid = 'usage_records'::regclass",
+                &[],
+                "test",
+            )
+            .await
+            .expect("reading pg_partitioned_table")
+            .is_empty();
+    if partitioned {
+        db.ensure_partitions(&[gaterouter_collector::time::month_of_ms(s.ts)])
+            .await
+            .expect("partition for the record's month");
+    }
     db.exec(
         "INSERT INTO usage_records (id, api_key_id, seq, ts_start, ts_end, month, org, department, usr, provider, model, prompt_tokens, completion_tokens,
          cached_prompt_tokens, cache_write_tokens, reasoning_tokens, total_tokens, client_cost_micros, cost_mismatch, spend_micros, latency_ms, status, is_error,
