@@ -7,9 +7,7 @@ mod common;
 
 use common::*;
 use gaterouter::config::Identity;
-use gaterouter::usage::{
-    FeedbackInput, FeedbackRecord, FeedbackSource, RecordId, SdkInfo, UsageRecord, UsageRecordInput,
-};
+use gaterouter::usage::{FeedbackSource, RecordId, SdkInfo, UsageRecord, UsageRecordInput};
 use serde_json::{Value, json};
 
 type Db = Option<String>;
