@@ -342,6 +342,35 @@ pub fn rollup_filter(q: &AnalyticsQuery, who: &Principal) -> Result<Option<Filte
     Ok(Some(f))
 }
 
+/// The filter over `usage_rollup_month`, when the monthly rollups can answer exactly:
+/// what [`rollup_filter`] requires, with `from`/`to` on the first instant of a UTC month
+/// (or absent). `None` sends the query to the hourly rollups or the raw records.
+pub fn month_rollup_filter(
+    q: &AnalyticsQuery,
+    who: &Principal,
+) -> Result<Option<Filter>, ApiError> {
+    if rollup_filter(q, who)?.is_none() {
+        return Ok(None);
+    }
+    let units = scope(q, who)?;
+    let mut f = Filter::default();
+    for (v, cond) in [(&q.from, "month >= $?"), (&q.to, "month < $?")] {
+        if let Some(v) = v {
+            // `rollup_filter` parsed it already.
+            let Some(t) = parse_time(v).and_then(|t| u64::try_from(t).ok()) else {
+                return Ok(None);
+            };
+            let month = crate::time::month_of_ms(t);
+            if month_start_ms(month) != t as i64 {
+                return Ok(None);
+            }
+            f.add(cond, Param::I64(month));
+        }
+    }
+    f.add_units(q, units);
+    Ok(Some(f))
+}
+
 fn share(part: i64, total: i64) -> f64 {
     if total <= 0 {
         0.0
@@ -602,9 +631,25 @@ pub async fn run_report(
             let dim = q.by.as_deref().map(dimension).transpose()?;
             let dsel = dim.map_or(String::new(), |d| format!(", {d}"));
             let by_extra = if dim.is_some() { ", 2" } else { "" };
-            let rows = match rollup_filter(q, who)? {
+            let monthly = if b == Bucket::Month {
+                month_rollup_filter(q, who)?
+            } else {
+                None
+            };
+            let rows = match (monthly, rollup_filter(q, who)?) {
+                // Months over whole months read the monthly rollups.
+                (Some(mf), _) => {
+                    let dsel = dim.map_or(String::new(), |d| format!(", NULLIF({d}, '')"));
+                    let sql = format!(
+                        "SELECT month AS b{dsel}, CAST(SUM(calls) AS BIGINT), CAST(SUM(total_tokens) AS BIGINT), CAST(SUM(spend_micros) AS BIGINT), CAST(SUM(errors) AS BIGINT),
+                         CAST(SUM(denials) AS BIGINT) FROM usage_rollup_month{} GROUP BY 1{by_extra} ORDER BY 1{by_extra}",
+                        mf.sql
+                    );
+                    db.fetch(&sql, &mf.params, "analytics timeseries (monthly rollups)")
+                        .await?
+                }
                 // Every bucket reads the hourly rollups when they can answer exactly.
-                Some(rf) => {
+                (None, Some(rf)) => {
                     let bsql = b.rollup_sql(db, &rf).await?;
                     let dsel = dim.map_or(String::new(), |d| format!(", NULLIF({d}, '')"));
                     let sql = format!(
@@ -656,9 +701,25 @@ pub async fn run_report(
             } else {
                 "5 DESC, 1"
             };
-            let rows = match rollup_filter(q, who)? {
+            let monthly = if matches!(bucket, None | Some(Bucket::Month)) {
+                month_rollup_filter(q, who)?
+            } else {
+                None
+            };
+            let rows = match (monthly, rollup_filter(q, who)?) {
+                // Totals and months over whole months read the monthly rollups.
+                (Some(mf), _) => {
+                    let rbsel = if bucket.is_some() { "month AS b, " } else { "" };
+                    let sql = format!(
+                        "SELECT {rbsel}NULLIF({d}, ''), CAST(SUM(calls) AS BIGINT), CAST(SUM(errors) AS BIGINT), CAST(SUM(total_tokens) AS BIGINT), CAST(SUM(spend_micros) AS BIGINT),
+                         COUNT(DISTINCT NULLIF(usr, '')), CAST(SUM(denials) AS BIGINT) FROM usage_rollup_month{} GROUP BY {bgrp} ORDER BY {order} LIMIT {limit}",
+                        mf.sql
+                    );
+                    db.fetch(&sql, &mf.params, "analytics breakdown (monthly rollups)")
+                        .await?
+                }
                 // The hourly rollups answer whenever they can answer exactly.
-                Some(rf) => {
+                (None, Some(rf)) => {
                     let rbsel = match bucket {
                         None => String::new(),
                         Some(b) => format!("{} AS b, ", b.rollup_sql(db, &rf).await?),

@@ -80,7 +80,7 @@ fn main() -> ExitCode {
     {
         return match rt.block_on(rebuild(cfg)) {
             Ok(n) => {
-                println!("rollups rebuilt: {n} hourly rows");
+                println!("rollups rebuilt: {n} rows (hourly and monthly)");
                 ExitCode::SUCCESS
             }
             Err(e) => {

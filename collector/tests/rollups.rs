@@ -10,6 +10,7 @@ mod common;
 use common::*;
 use gaterouter::usage::UsageStatus;
 use gaterouter_collector::db::Db;
+use serde_json::Value;
 use sqlx::Row;
 
 /// Deterministic pseudo-random numbers (xorshift), so a failure can be replayed.
@@ -80,20 +81,33 @@ async fn rows(db: &Db, sql: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// Compare rollup and raw for every grouping; returns the rollup table.
+/// Compare every rollup grain with the raw records for every grouping; returns the
+/// rollup tables' rows.
 async fn check_agreement(db: &Db, expect_calls: usize) -> Vec<Vec<String>> {
+    let mut all = Vec::new();
+    for grain in gaterouter_collector::rollup::GRAINS {
+        all.extend(check_grain(db, grain, expect_calls).await);
+    }
+    all
+}
+
+async fn check_grain(
+    db: &Db,
+    grain: gaterouter_collector::rollup::Grain,
+    expect_calls: usize,
+) -> Vec<Vec<String>> {
     let sums_raw = "COUNT(*), CAST(SUM(is_error) AS BIGINT), CAST(SUM(total_tokens) AS BIGINT), CAST(SUM(spend_micros) AS BIGINT), CAST(SUM(client_cost_micros) AS BIGINT), CAST(SUM(latency_ms) AS BIGINT)";
     let sums_roll = "CAST(SUM(calls) AS BIGINT), CAST(SUM(errors) AS BIGINT), CAST(SUM(total_tokens) AS BIGINT), CAST(SUM(spend_micros) AS BIGINT), CAST(SUM(client_cost_micros) AS BIGINT), CAST(SUM(latency_ms_sum) AS BIGINT)";
     let raw_expr = |k: &str| match k {
-        "hour_ms" => "(ts_start / 3600000) * 3600000".to_owned(),
+        p if p == grain.period => grain.period_of_record.to_owned(),
         "api_key_id" | "provider" | "model" | "status" | "org" => k.to_owned(),
         other => format!("COALESCE({other}, '')"),
     };
-    let mut groupings: Vec<Vec<&str>> = gaterouter_collector::rollup::KEYS
-        .iter()
-        .map(|k| vec![*k])
+    let keys: Vec<&str> = std::iter::once(grain.period)
+        .chain(gaterouter_collector::rollup::UNIT_KEYS.iter().copied())
         .collect();
-    groupings.push(gaterouter_collector::rollup::KEYS.to_vec());
+    let mut groupings: Vec<Vec<&str>> = keys.iter().map(|k| vec![*k]).collect();
+    groupings.push(keys.clone());
     groupings.push(vec!["department", "usr", "model"]);
     for g in groupings {
         let n = g.len();
@@ -112,21 +126,19 @@ async fn check_agreement(db: &Db, expect_calls: usize) -> Vec<Vec<String>> {
         let roll = rows(
             db,
             &format!(
-                "SELECT {}, {sums_roll} FROM usage_rollup_hour GROUP BY {order} ORDER BY {order}",
-                g.join(", ")
+                "SELECT {}, {sums_roll} FROM {} GROUP BY {order} ORDER BY {order}",
+                g.join(", "),
+                grain.table
             ),
         )
         .await;
-        assert_eq!(raw, roll, "grouping {g:?}");
+        assert_eq!(raw, roll, "{}: grouping {g:?}", grain.table);
         let total: i64 = raw.iter().map(|r| r[n].parse::<i64>().unwrap()).sum();
         assert_eq!(total as usize, expect_calls, "grouping {g:?}");
     }
     rows(
         db,
-        &format!(
-            "SELECT * FROM usage_rollup_hour ORDER BY {}",
-            gaterouter_collector::rollup::KEYS.join(", ")
-        ),
+        &format!("SELECT * FROM {} ORDER BY {}", grain.table, keys.join(", ")),
     )
     .await
 }
@@ -162,6 +174,67 @@ async fn answers_agree(env: &Env) {
         .map(|r| r["bucket"].as_str().unwrap())
         .collect();
     assert_eq!(labels, ["2026-01", "2026-02", "2026-03"], "{months}");
+
+    // Whole months (read from the monthly rollups) against the raw records (a `from` one
+    // millisecond earlier is not on a whole hour, so the raw records answer).
+    let feb = "from=2026-02-01&to=2026-03-01";
+    let feb_raw = "from=1769903999999&to=2026-03-01";
+    for q in [
+        "/v1/analytics/breakdown?by=department&limit=1000",
+        "/v1/analytics/breakdown?by=user&bucket=month&limit=1000",
+        "/v1/analytics/per-capita?by=department",
+        "/v1/analytics/timeseries?bucket=month&by=model",
+    ] {
+        let (s1, rollup) = env.get(&format!("{q}&{feb}"), Some(ADMIN)).await;
+        let (s2, raw) = env.get(&format!("{q}&{feb_raw}"), Some(ADMIN)).await;
+        assert_eq!((s1, s2), (200, 200), "{q}: {rollup} {raw}");
+        assert!(
+            rollup["rows"].as_array().is_some_and(|r| !r.is_empty()),
+            "{q}: {rollup}"
+        );
+        assert_eq!(
+            rollup["rows"], raw["rows"],
+            "{q}: monthly rollups vs raw records"
+        );
+    }
+}
+
+/// Month buckets and whole months are answered from `usage_rollup_month`, hours and days
+/// from `usage_rollup_hour`: a change to one table shows in exactly those answers.
+async fn grains_answer_their_queries(env: &Env) {
+    let db = &env.handle.state().db;
+    let total = |v: &Value| -> i64 {
+        v["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["calls"].as_i64().unwrap())
+            .sum()
+    };
+    let month_q = "/v1/analytics/timeseries?bucket=month";
+    let day_q = "/v1/analytics/timeseries?bucket=day";
+    let (_, m0) = env.get(month_q, Some(ADMIN)).await;
+    let (_, d0) = env.get(day_q, Some(ADMIN)).await;
+    db.exec(
+        "UPDATE usage_rollup_month SET calls = calls + 1000 WHERE month = 202602",
+        &[],
+        "test",
+    )
+    .await
+    .unwrap();
+    let (_, m1) = env.get(month_q, Some(ADMIN)).await;
+    let (_, d1) = env.get(day_q, Some(ADMIN)).await;
+    assert!(
+        total(&m1) >= total(&m0) + 1000,
+        "month buckets read usage_rollup_month"
+    );
+    assert_eq!(total(&d1), total(&d0), "day buckets read usage_rollup_hour");
+    gaterouter_collector::rollup::rebuild(db).await.unwrap();
+    let (_, m2) = env.get(month_q, Some(ADMIN)).await;
+    assert_eq!(
+        m2["rows"], m0["rows"],
+        "rebuild restores the monthly rollups"
+    );
 }
 
 async fn ingest_all(env: &Env, wires: &[String]) {
@@ -193,6 +266,7 @@ async fn rollups_agree_with_raw_records_sqlite() {
         "rebuild reproduces the maintained rollups"
     );
     answers_agree(&env).await;
+    grains_answer_their_queries(&env).await;
     env.handle.shutdown().await;
 }
 
