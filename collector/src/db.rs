@@ -747,3 +747,30 @@ pub(crate) fn get_opt_str(row: &AnyRow, idx: usize) -> Result<Option<String>, Db
     row.try_get::<Option<String>, _>(idx)
         .map_err(dberr("decoding a text column"))
 }
+
+/// `($1,$2,..),(..)` for PostgreSQL, `(?,?,..)` for SQLite: SQLite looks `$N` and `?N`
+/// parameters up linearly while parsing, which makes large statements quadratic; plain
+/// `?` is numbered in order at no cost.
+pub(crate) fn placeholders(rows: usize, cols: usize, backend: Backend) -> String {
+    let sigil = if backend == Backend::Sqlite { '?' } else { '$' };
+    let mut s = String::with_capacity(rows * cols * 5);
+    let mut n = 1;
+    for r in 0..rows {
+        if r > 0 {
+            s.push(',');
+        }
+        s.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                s.push(',');
+            }
+            s.push(sigil);
+            if backend != Backend::Sqlite {
+                s.push_str(&n.to_string());
+            }
+            n += 1;
+        }
+        s.push(')');
+    }
+    s
+}

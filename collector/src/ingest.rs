@@ -25,7 +25,7 @@ use gaterouter::usage::{BatchResponse, FeedbackRecord, Rejected, UsageRecord};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::db::{Backend, Db, DbError, Param, USAGE_RECORD_COLUMNS, bind_all, dberr};
+use crate::db::{Db, DbError, Param, USAGE_RECORD_COLUMNS, bind_all, dberr, placeholders};
 use crate::metrics::METRICS;
 use crate::time::month_of_ms;
 
@@ -834,12 +834,65 @@ fn i(v: u64) -> Param {
     Param::I64(i64::try_from(v).unwrap_or(i64::MAX))
 }
 
+/// What the stored row derives from a record: its status text, whether it counts as an
+/// error, and its spend (the collector's price when it has one, else the client's).
+fn outcome(v: &Verified) -> (&'static str, i64, u64) {
+    let status = v.rec.status.as_str();
+    let is_error = i64::from(status != "ok" && status != "cancelled" && status != "denied");
+    (
+        status,
+        is_error,
+        v.collector_cost.unwrap_or(v.rec.cost_micros),
+    )
+}
+
+fn sat(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// The record's rollup units ([`crate::rollup::UNIT_KEYS`], `''` when absent) and
+/// measures ([`crate::rollup::MEASURES`]): the same values as the stored row gives the
+/// rollup SQL of [`crate::rollup::rebuild`] (tests compare the two).
+fn rollup_row(v: &Verified) -> (crate::rollup::Units, crate::rollup::Measures) {
+    let r = &v.rec;
+    let (status, is_error, spend) = outcome(v);
+    let s = |o: &Option<String>| o.clone().unwrap_or_default();
+    let units = [
+        v.org().to_owned(),
+        s(&r.department),
+        s(&r.project),
+        s(&r.group),
+        s(&r.user),
+        r.api_key_id.clone(),
+        r.provider.clone(),
+        r.model.clone(),
+        r.route
+            .as_ref()
+            .and_then(|x| x.tier.clone())
+            .unwrap_or_default(),
+        status.to_owned(),
+    ];
+    let measures = [
+        1,
+        is_error,
+        i64::from(status == "denied"),
+        sat(r.prompt_tokens),
+        sat(r.completion_tokens),
+        sat(r.prompt_tokens.saturating_add(r.completion_tokens)),
+        sat(spend),
+        sat(r.cost_micros),
+        v.baseline.map_or(0, sat),
+        if v.baseline.is_some() { sat(spend) } else { 0 },
+        sat(r.latency_ms),
+    ];
+    (units, measures)
+}
+
 fn row_params(v: &Verified, received_ms: i64, out: &mut Vec<Param>) {
     let r = &v.rec;
     let route = r.route.as_ref();
-    let status = r.status.as_str().to_owned();
-    let is_error = i64::from(status != "ok" && status != "cancelled" && status != "denied");
-    let spend = v.collector_cost.unwrap_or(r.cost_micros);
+    let (status, is_error, spend) = outcome(v);
+    let status = status.to_owned();
     out.extend([
         Param::Text(r.id.0.clone()),
         Param::Text(r.api_key_id.clone()),
@@ -896,33 +949,6 @@ fn row_params(v: &Verified, received_ms: i64, out: &mut Vec<Param>) {
         Param::OptText(r.denied_level.clone()),
         Param::OptText((!v.attributed.is_empty()).then(|| v.attributed.join(","))),
     ]);
-}
-
-/// `($1,$2,..),(..)` for PostgreSQL, `(?,?,..)` for SQLite: SQLite looks `$N` and `?N`
-/// parameters up linearly while parsing, which makes large statements quadratic; plain
-/// `?` is numbered in order at no cost.
-fn placeholders(rows: usize, cols: usize, backend: Backend) -> String {
-    let sigil = if backend == Backend::Sqlite { '?' } else { '$' };
-    let mut s = String::with_capacity(rows * cols * 5);
-    let mut n = 1;
-    for r in 0..rows {
-        if r > 0 {
-            s.push(',');
-        }
-        s.push('(');
-        for c in 0..cols {
-            if c > 0 {
-                s.push(',');
-            }
-            s.push(sigil);
-            if backend != Backend::Sqlite {
-                s.push_str(&n.to_string());
-            }
-            n += 1;
-        }
-        s.push(')');
-    }
-    s
 }
 
 /// Insert verified records in one transaction; returns, for each record of `recs`,
@@ -1030,11 +1056,17 @@ pub async fn store(db: &Db, recs: &[Verified], received_ms: i64) -> Result<Vec<b
         u64::try_from(received_ms).unwrap_or(0),
     )
     .await?;
-    let keys: Vec<(&str, &str)> = stored
-        .iter()
-        .map(|v| (v.org(), v.rec.id.0.as_str()))
-        .collect();
-    crate::rollup::apply(&mut tx, &keys).await?;
+    let mut deltas = crate::rollup::Deltas::default();
+    for v in &stored {
+        let (units, measures) = rollup_row(v);
+        deltas.add(
+            i64::try_from(v.rec.ts_start).unwrap_or(i64::MAX),
+            month_of_ms(v.rec.ts_start),
+            units,
+            measures,
+        );
+    }
+    crate::rollup::apply(&mut tx, db.backend(), &deltas).await?;
     tx.commit()
         .await
         .map_err(dberr("committing the ingest transaction"))?;

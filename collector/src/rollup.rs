@@ -11,15 +11,17 @@
 //!   over a year: 4 M hourly rows against a few thousand monthly ones).
 //!
 //! Both are maintained at ingest in the same transaction as the raw rows ([`apply`],
-//! called by `ingest::store` with the (org, id) of the records it inserted) with
+//! called by `ingest::store` with the sums of the records it inserted) with
 //! `INSERT ... ON CONFLICT DO UPDATE SET x = <table>.x + excluded.x`, so several
 //! collectors sharing one PostgreSQL database never lose an update (the conflicting row
 //! is locked and re-read). [`rebuild`] recomputes both from the raw records (after a
 //! restore, or to check them).
 
+use std::collections::BTreeMap;
+
 use sqlx::AnyConnection;
 
-use crate::db::{Db, DbError, Param, bind_all, dberr, ids_by_org, in_list};
+use crate::db::{Backend, Db, DbError, Param, bind_all, dberr, placeholders};
 
 /// One rollup table: its name, its period column and how the raw records give it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,9 +106,6 @@ const SELECT_UNITS: &str = "org, COALESCE(department, ''), COALESCE(project, '')
 
 const GROUP: &str = "GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11";
 
-/// Ids per statement (bound parameters stay far below SQLite's limit).
-const IDS_PER_STATEMENT: usize = 5_000;
-
 /// The upsert of `grain` from the raw records selected by `where_clause`.
 fn upsert_sql(grain: Grain, where_clause: &str) -> String {
     let t = grain.table;
@@ -123,27 +122,70 @@ fn upsert_sql(grain: Grain, where_clause: &str) -> String {
     )
 }
 
-/// Add the records just inserted (by this transaction) to every rollup. Call it inside
-/// the ingest transaction with the (org, id) of exactly the records that were new (not
-/// duplicates): ids are unique per org only, so each lookup names the org; the rollup
-/// rows are computed from the stored rows.
-pub async fn apply(tx: &mut AnyConnection, keys: &[(&str, &str)]) -> Result<(), DbError> {
-    for (org, ids) in ids_by_org(keys.iter().copied()) {
-        for chunk in ids.chunks(IDS_PER_STATEMENT) {
-            let marks = in_list(2, chunk.len());
-            let params: Vec<Param> = std::iter::once(org)
-                .chain(chunk.iter().copied())
-                .map(|s| Param::Text(s.to_owned()))
-                .collect();
-            for grain in GRAINS {
-                bind_all(
-                    &upsert_sql(grain, &format!("WHERE org = $1 AND id IN ({marks})")),
-                    &params,
-                )
+/// The unit values of one rollup row, in [`UNIT_KEYS`] order (`''` for an absent unit).
+pub type Units = [String; 10];
+/// The measures of one rollup row, in [`MEASURES`] order.
+pub type Measures = [i64; 11];
+
+/// What a set of new records adds to each grain: (period, units) → summed measures,
+/// sorted, so every collector upserts rows in the same order (no lock-order deadlock
+/// between collectors sharing a PostgreSQL database).
+#[derive(Debug, Default)]
+pub struct Deltas {
+    rows: [BTreeMap<(i64, Units), Measures>; 2],
+}
+
+impl Deltas {
+    /// Add one record: the start of its call (Unix ms), its `month` (`yyyymm`), units
+    /// and measures.
+    pub fn add(&mut self, ts_start_ms: i64, month: i64, units: Units, measures: Measures) {
+        let periods = [(ts_start_ms / 3_600_000) * 3_600_000, month];
+        for (rows, period) in self.rows.iter_mut().zip(periods) {
+            let e = rows.entry((period, units.clone())).or_insert([0; 11]);
+            for (a, b) in e.iter_mut().zip(measures) {
+                *a = a.saturating_add(b);
+            }
+        }
+    }
+}
+
+/// Rows per upsert statement (22 parameters each: under SQLite's 32 766 variables).
+const ROWS_PER_UPSERT: usize = 1_000;
+
+/// Add the records just inserted (by this transaction) to every rollup: one multi-row
+/// upsert per grain, from values computed in memory ([`Deltas`]) instead of reading the
+/// new raw rows back. Call it inside the ingest transaction with exactly the records
+/// that were new (not duplicates).
+pub async fn apply(
+    tx: &mut AnyConnection,
+    backend: Backend,
+    deltas: &Deltas,
+) -> Result<(), DbError> {
+    for (grain, rows) in GRAINS.iter().zip(&deltas.rows) {
+        let rows: Vec<(&(i64, Units), &Measures)> = rows.iter().collect();
+        let t = grain.table;
+        let keys = format!("{}, {}", grain.period, UNIT_KEYS.join(", "));
+        let sets = MEASURES
+            .iter()
+            .map(|m| format!("{m} = {t}.{m} + excluded.{m}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        for chunk in rows.chunks(ROWS_PER_UPSERT) {
+            let mut params = Vec::with_capacity(chunk.len() * 22);
+            for ((period, units), measures) in chunk {
+                params.push(Param::I64(*period));
+                params.extend(units.iter().map(|u| Param::Text(u.clone())));
+                params.extend(measures.iter().map(|m| Param::I64(*m)));
+            }
+            let sql = format!(
+                "INSERT INTO {t} ({keys}, {}) VALUES {} ON CONFLICT ({keys}) DO UPDATE SET {sets}",
+                MEASURES.join(", "),
+                placeholders(chunk.len(), 22, backend)
+            );
+            bind_all(&sql, &params)
                 .execute(&mut *tx)
                 .await
                 .map_err(dberr("updating usage rollups"))?;
-            }
         }
     }
     Ok(())
