@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 use crate::auth::Principal;
 use crate::db::{Param, get_i64, get_opt_str, get_str};
 use crate::error::ApiError;
+use crate::rollup::{DAY, GRAINS, Grain, HOUR, schema};
 use crate::server::AppState;
 use crate::time::{iso, month_start_ms, parse_time};
 
@@ -126,31 +127,6 @@ impl Bucket {
             Bucket::Month => "month",
         }
     }
-    /// The bucket over `usage_rollup_hour` (rows filtered by `rf`). Months are not a
-    /// column of the rollups: the UTC calendar months between the first and the last
-    /// hour in range become a portable `CASE` on `hour_ms` (a few dozen comparisons per
-    /// row instead of reading every raw record: 10 M records, all months by department,
-    /// went from 39 s on the raw records to milliseconds; bench/RESULTS.md).
-    async fn rollup_sql(self, db: &crate::db::Db, rf: &Filter) -> Result<String, ApiError> {
-        Ok(match self {
-            Bucket::Hour => "hour_ms".to_owned(),
-            Bucket::Day => "(hour_ms / 86400000) * 86400000".to_owned(),
-            Bucket::Month => {
-                let sql = format!(
-                    "SELECT MIN(hour_ms), MAX(hour_ms) FROM usage_rollup_hour{}",
-                    rf.sql
-                );
-                let rows = db
-                    .fetch(&sql, &rf.params, "analytics month span (rollups)")
-                    .await?;
-                let span = match rows.first() {
-                    Some(r) => (crate::db::get_opt_i64(r, 0)?, crate::db::get_opt_i64(r, 1)?),
-                    None => (None, None),
-                };
-                month_case(span.0.unwrap_or(0), span.1.unwrap_or(0))
-            }
-        })
-    }
     /// (start ms, label) of a bucket value.
     fn label(self, v: i64) -> (i64, String) {
         match self {
@@ -161,10 +137,10 @@ impl Bucket {
     }
 }
 
-/// `yyyymm` of `hour_ms` as SQL both backends run: `CASE WHEN hour_ms < <start of the
-/// next month> THEN <month> ... ELSE <last month> END`, for the months from `lo`'s to
-/// `hi`'s (Unix ms, UTC).
-fn month_case(lo: i64, hi: i64) -> String {
+/// `yyyymm` of a ms period column `col` as SQL both backends run: `CASE WHEN col <
+/// <start of the next month> THEN <month> ... ELSE <last month> END`, for the months from
+/// `lo`'s to `hi`'s (Unix ms, UTC).
+fn month_case(col: &str, lo: i64, hi: i64) -> String {
     let next = |m: i64| {
         if m % 100 == 12 {
             (m / 100 + 1) * 100 + 1
@@ -177,11 +153,119 @@ fn month_case(lo: i64, hi: i64) -> String {
     let mut sql = String::from("CAST((CASE");
     while m < last {
         let n = next(m);
-        sql.push_str(&format!(" WHEN hour_ms < {} THEN {m}", month_start_ms(n)));
+        sql.push_str(&format!(" WHEN {col} < {} THEN {m}", month_start_ms(n)));
         m = n;
     }
     sql.push_str(&format!(" ELSE {last} END) AS BIGINT)"));
     sql
+}
+
+/// Where a report reads: the coarsest rollup grain that answers exactly, or the raw
+/// records shaped as rollup rows ([`schema::records_as_rows`]), so one query serves both.
+#[derive(Debug)]
+struct Source {
+    /// The grain, or `None` for the raw records.
+    grain: Option<Grain>,
+    /// A parenthesised subquery for `FROM`, aliased `r`.
+    from: String,
+    /// Its parameters.
+    params: Vec<Param>,
+}
+
+impl Source {
+    /// The rows a query reads: the coarsest grain (months, days, hours) whose periods
+    /// tile `from`..`to` exactly and can form `bucket`, unless a tag filter needs the raw
+    /// records (tags are not rolled up).
+    fn pick(
+        q: &AnalyticsQuery,
+        who: &Principal,
+        bucket: Option<Bucket>,
+    ) -> Result<Source, ApiError> {
+        let raw = build_filter(q, who)?;
+        let units = scope(q, who)?;
+        let bounds = [("from", &q.from, ">="), ("to", &q.to, "<")]
+            .into_iter()
+            .filter_map(|(n, v, op)| v.as_ref().map(|v| (n, v, op)))
+            .map(|(n, v, op)| Ok((parse_bound(n, v)?, op)))
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        if q.tag.is_none() {
+            for grain in GRAINS.into_iter().rev() {
+                let fits_bucket = match bucket {
+                    None | Some(Bucket::Month) => true,
+                    Some(Bucket::Day) => grain
+                        .period_ms
+                        .is_some_and(|p| p <= DAY.period_ms.unwrap_or(0)),
+                    Some(Bucket::Hour) => grain
+                        .period_ms
+                        .is_some_and(|p| p <= HOUR.period_ms.unwrap_or(0)),
+                };
+                let fits_range = bounds.iter().all(|(t, _)| match grain.period_ms {
+                    None => *t >= 0 && month_start_ms(month_of(*t)) == *t,
+                    Some(p) => t.rem_euclid(p) == 0,
+                });
+                let fits = fits_bucket && fits_range;
+                if !fits {
+                    continue;
+                }
+                let mut f = Filter::default();
+                for (t, op) in &bounds {
+                    let v = if grain.period_ms.is_none() {
+                        month_of(*t)
+                    } else {
+                        *t
+                    };
+                    f.add(&format!("{} {op} $?", grain.period), Param::I64(v));
+                }
+                f.add_units(q, units);
+                return Ok(Source {
+                    grain: Some(grain),
+                    from: format!("(SELECT * FROM {}{}) r", grain.table, f.sql),
+                    params: f.params,
+                });
+            }
+        }
+        Ok(Source {
+            grain: None,
+            from: format!("({}) r", schema::records_as_rows(&raw.sql)),
+            params: raw.params,
+        })
+    }
+
+    /// The SQL of bucket `b` over these rows (months over a ms grain become a `CASE`
+    /// over the months between the first and last period in range).
+    async fn bucket_sql(&self, db: &crate::db::Db, b: Bucket) -> Result<String, ApiError> {
+        let Some(g) = self.grain else {
+            return Ok(b.sql().to_owned());
+        };
+        Ok(match (b, g.period_ms) {
+            (Bucket::Month, None) => "month".to_owned(),
+            (Bucket::Month, Some(_)) => {
+                let sql = format!("SELECT MIN({p}), MAX({p}) FROM {}", self.from, p = g.period);
+                let rows = db
+                    .fetch(&sql, &self.params, "analytics month span (rollups)")
+                    .await?;
+                let span = match rows.first() {
+                    Some(r) => (crate::db::get_opt_i64(r, 0)?, crate::db::get_opt_i64(r, 1)?),
+                    None => (None, None),
+                };
+                month_case(g.period, span.0.unwrap_or(0), span.1.unwrap_or(0))
+            }
+            (Bucket::Day, Some(86_400_000)) | (Bucket::Hour, _) => g.period.to_owned(),
+            (Bucket::Day, _) => format!("({} / 86400000) * 86400000", g.period),
+        })
+    }
+}
+
+fn month_of(t: i64) -> i64 {
+    crate::time::month_of_ms(u64::try_from(t).unwrap_or(0))
+}
+
+fn parse_bound(name: &str, v: &str) -> Result<i64, ApiError> {
+    parse_time(v).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "`{name}={v}` is not Unix ms, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ"
+        ))
+    })
 }
 
 /// A WHERE clause and its parameters.
@@ -310,65 +394,6 @@ pub fn build_filter(q: &AnalyticsQuery, who: &Principal) -> Result<Filter, ApiEr
         ));
     }
     Ok(f)
-}
-
-/// The filter over `usage_rollup_hour`, when the rollups can answer exactly: no tag
-/// filter (tags are not rolled up) and `from`/`to` on whole hours (the dashboard's
-/// dates always are). `None` sends the query to the raw records.
-pub fn rollup_filter(q: &AnalyticsQuery, who: &Principal) -> Result<Option<Filter>, ApiError> {
-    // Same scope rules (and errors) as the raw filter.
-    let units = scope(q, who)?;
-    if q.tag.is_some() {
-        return Ok(None);
-    }
-    let mut f = Filter::default();
-    for (name, v, cond) in [
-        ("from", &q.from, "hour_ms >= $?"),
-        ("to", &q.to, "hour_ms < $?"),
-    ] {
-        if let Some(v) = v {
-            let t = parse_time(v).ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "`{name}={v}` is not Unix ms, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ"
-                ))
-            })?;
-            if t.rem_euclid(3_600_000) != 0 {
-                return Ok(None);
-            }
-            f.add(cond, Param::I64(t));
-        }
-    }
-    f.add_units(q, units);
-    Ok(Some(f))
-}
-
-/// The filter over `usage_rollup_month`, when the monthly rollups can answer exactly:
-/// what [`rollup_filter`] requires, with `from`/`to` on the first instant of a UTC month
-/// (or absent). `None` sends the query to the hourly rollups or the raw records.
-pub fn month_rollup_filter(
-    q: &AnalyticsQuery,
-    who: &Principal,
-) -> Result<Option<Filter>, ApiError> {
-    if rollup_filter(q, who)?.is_none() {
-        return Ok(None);
-    }
-    let units = scope(q, who)?;
-    let mut f = Filter::default();
-    for (v, cond) in [(&q.from, "month >= $?"), (&q.to, "month < $?")] {
-        if let Some(v) = v {
-            // `rollup_filter` parsed it already.
-            let Some(t) = parse_time(v).and_then(|t| u64::try_from(t).ok()) else {
-                return Ok(None);
-            };
-            let month = crate::time::month_of_ms(t);
-            if month_start_ms(month) != t as i64 {
-                return Ok(None);
-            }
-            f.add(cond, Param::I64(month));
-        }
-    }
-    f.add_units(q, units);
-    Ok(Some(f))
 }
 
 fn share(part: i64, total: i64) -> f64 {
@@ -508,8 +533,25 @@ pub const REPORTS: &[&str] = &[
 ];
 
 /// SQL counting policy-denied records (`status = 'denied'`), as a BIGINT.
-const DENIED: &str =
-    "CAST(COALESCE(SUM(CASE WHEN status = 'denied' THEN 1 ELSE 0 END), 0) AS BIGINT)";
+/// `CAST(COALESCE(SUM(c), 0) AS BIGINT)` for each column, comma-separated.
+fn sums(cols: &[&str]) -> String {
+    cols.iter()
+        .map(|c| format!("CAST(COALESCE(SUM({c}), 0) AS BIGINT)"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The SQL of bucket `b` over a report's rows.
+async fn src_bucket(
+    src: Option<&Source>,
+    db: &crate::db::Db,
+    b: Bucket,
+) -> Result<String, ApiError> {
+    match src {
+        Some(s) => s.bucket_sql(db, b).await,
+        None => Ok(b.sql().to_owned()),
+    }
+}
 
 /// The org-tree table holding the display names of a dimension's ids.
 fn names_table(by: &str) -> Option<(&'static str, &'static str)> {
@@ -590,14 +632,45 @@ pub async fn run_report(
     let limit = i64::from(q.limit.unwrap_or(100).clamp(1, 10_000));
     let db = &st.db;
     let w = &f.sql;
+    // Reports over sums read the coarsest rollup that answers exactly (or the raw
+    // records in the same shape); percentiles and outcomes read the raw records.
+    let src = match name {
+        "summary" | "timeseries" | "breakdown" | "per-capita" | "users" | "models" | "keys"
+        | "routing" | "errors" | "denials" => Some(Source::pick(
+            q,
+            who,
+            if name == "timeseries" {
+                Some(bucket.unwrap_or(Bucket::Day))
+            } else {
+                bucket
+            },
+        )?),
+        _ => None,
+    };
+    let (from, params) = src.as_ref().map_or((String::new(), Vec::new()), |s| {
+        (s.from.clone(), s.params.clone())
+    });
+    let what = |report: &str| match src.as_ref().and_then(|s| s.grain) {
+        Some(g) => format!("analytics {report} ({})", g.table),
+        None => format!("analytics {report}"),
+    };
     match name {
         "summary" => {
             let sql = format!(
-                "SELECT COUNT(*), CAST(COALESCE(SUM(is_error), 0) AS BIGINT), CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT),
-                 CAST(COALESCE(SUM(total_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(spend_micros), 0) AS BIGINT), CAST(COALESCE(SUM(client_cost_micros), 0) AS BIGINT),
-                 CAST(COALESCE(SUM(cost_mismatch), 0) AS BIGINT), COUNT(DISTINCT usr), COUNT(DISTINCT api_key_id), {DENIED} FROM usage_records{w}"
+                "SELECT {}, COUNT(DISTINCT NULLIF(usr, '')), COUNT(DISTINCT api_key_id), {} FROM {from}",
+                sums(&[
+                    "calls",
+                    "errors",
+                    "prompt_tokens",
+                    "completion_tokens",
+                    "total_tokens",
+                    "spend_micros",
+                    "client_cost_micros",
+                    "cost_mismatches"
+                ]),
+                sums(&["denials"])
             );
-            let rows = db.fetch(&sql, &f.params, "analytics summary").await?;
+            let rows = db.fetch(&sql, &params, &what("summary")).await?;
             let mut t = Table::new(&[
                 "calls",
                 "errors",
@@ -629,46 +702,14 @@ pub async fn run_report(
         "timeseries" => {
             let b = bucket.unwrap_or(Bucket::Day);
             let dim = q.by.as_deref().map(dimension).transpose()?;
-            let dsel = dim.map_or(String::new(), |d| format!(", {d}"));
+            let dsel = dim.map_or(String::new(), |d| format!(", NULLIF({d}, '')"));
             let by_extra = if dim.is_some() { ", 2" } else { "" };
-            let monthly = if b == Bucket::Month {
-                month_rollup_filter(q, who)?
-            } else {
-                None
-            };
-            let rows = match (monthly, rollup_filter(q, who)?) {
-                // Months over whole months read the monthly rollups.
-                (Some(mf), _) => {
-                    let dsel = dim.map_or(String::new(), |d| format!(", NULLIF({d}, '')"));
-                    let sql = format!(
-                        "SELECT month AS b{dsel}, CAST(SUM(calls) AS BIGINT), CAST(SUM(total_tokens) AS BIGINT), CAST(SUM(spend_micros) AS BIGINT), CAST(SUM(errors) AS BIGINT),
-                         CAST(SUM(denials) AS BIGINT) FROM usage_rollup_month{} GROUP BY 1{by_extra} ORDER BY 1{by_extra}",
-                        mf.sql
-                    );
-                    db.fetch(&sql, &mf.params, "analytics timeseries (monthly rollups)")
-                        .await?
-                }
-                // Every bucket reads the hourly rollups when they can answer exactly.
-                (None, Some(rf)) => {
-                    let bsql = b.rollup_sql(db, &rf).await?;
-                    let dsel = dim.map_or(String::new(), |d| format!(", NULLIF({d}, '')"));
-                    let sql = format!(
-                        "SELECT {bsql} AS b{dsel}, CAST(SUM(calls) AS BIGINT), CAST(SUM(total_tokens) AS BIGINT), CAST(SUM(spend_micros) AS BIGINT), CAST(SUM(errors) AS BIGINT),
-                         CAST(SUM(denials) AS BIGINT) FROM usage_rollup_hour{} GROUP BY 1{by_extra} ORDER BY 1{by_extra}",
-                        rf.sql
-                    );
-                    db.fetch(&sql, &rf.params, "analytics timeseries (rollups)")
-                        .await?
-                }
-                _ => {
-                    let sql = format!(
-                        "SELECT {} AS b{dsel}, COUNT(*), CAST(SUM(total_tokens) AS BIGINT), CAST(SUM(spend_micros) AS BIGINT), CAST(SUM(is_error) AS BIGINT), {DENIED}
-                         FROM usage_records{w} GROUP BY 1{by_extra} ORDER BY 1{by_extra}",
-                        b.sql()
-                    );
-                    db.fetch(&sql, &f.params, "analytics timeseries").await?
-                }
-            };
+            let bsql = src_bucket(src.as_ref(), db, b).await?;
+            let sql = format!(
+                "SELECT {bsql} AS b{dsel}, {} FROM {from} GROUP BY 1{by_extra} ORDER BY 1{by_extra}",
+                sums(&["calls", "total_tokens", "spend_micros", "errors", "denials"])
+            );
+            let rows = db.fetch(&sql, &params, &what("timeseries")).await?;
             let mut cols = vec!["bucket_start_ms", "bucket"];
             if dim.is_some() {
                 cols.push("group");
@@ -693,7 +734,10 @@ pub async fn run_report(
             let by = q.by.as_deref().unwrap_or("department");
             let d = dimension(by)?;
             let (bsel, bgrp) = match bucket {
-                Some(b) => (format!("{} AS b, ", b.sql()), "1, 2"),
+                Some(b) => (
+                    format!("{} AS b, ", src_bucket(src.as_ref(), db, b).await?),
+                    "1, 2",
+                ),
                 None => (String::new(), "1"),
             };
             let order = if bucket.is_some() {
@@ -701,45 +745,12 @@ pub async fn run_report(
             } else {
                 "5 DESC, 1"
             };
-            let monthly = if matches!(bucket, None | Some(Bucket::Month)) {
-                month_rollup_filter(q, who)?
-            } else {
-                None
-            };
-            let rows = match (monthly, rollup_filter(q, who)?) {
-                // Totals and months over whole months read the monthly rollups.
-                (Some(mf), _) => {
-                    let rbsel = if bucket.is_some() { "month AS b, " } else { "" };
-                    let sql = format!(
-                        "SELECT {rbsel}NULLIF({d}, ''), CAST(SUM(calls) AS BIGINT), CAST(SUM(errors) AS BIGINT), CAST(SUM(total_tokens) AS BIGINT), CAST(SUM(spend_micros) AS BIGINT),
-                         COUNT(DISTINCT NULLIF(usr, '')), CAST(SUM(denials) AS BIGINT) FROM usage_rollup_month{} GROUP BY {bgrp} ORDER BY {order} LIMIT {limit}",
-                        mf.sql
-                    );
-                    db.fetch(&sql, &mf.params, "analytics breakdown (monthly rollups)")
-                        .await?
-                }
-                // The hourly rollups answer whenever they can answer exactly.
-                (None, Some(rf)) => {
-                    let rbsel = match bucket {
-                        None => String::new(),
-                        Some(b) => format!("{} AS b, ", b.rollup_sql(db, &rf).await?),
-                    };
-                    let sql = format!(
-                        "SELECT {rbsel}NULLIF({d}, ''), CAST(SUM(calls) AS BIGINT), CAST(SUM(errors) AS BIGINT), CAST(SUM(total_tokens) AS BIGINT), CAST(SUM(spend_micros) AS BIGINT),
-                         COUNT(DISTINCT NULLIF(usr, '')), CAST(SUM(denials) AS BIGINT) FROM usage_rollup_hour{} GROUP BY {bgrp} ORDER BY {order} LIMIT {limit}",
-                        rf.sql
-                    );
-                    db.fetch(&sql, &rf.params, "analytics breakdown (rollups)")
-                        .await?
-                }
-                _ => {
-                    let sql = format!(
-                        "SELECT {bsel}{d}, COUNT(*), CAST(SUM(is_error) AS BIGINT), CAST(SUM(total_tokens) AS BIGINT), CAST(SUM(spend_micros) AS BIGINT), COUNT(DISTINCT usr), {DENIED}
-                         FROM usage_records{w} GROUP BY {bgrp} ORDER BY {order} LIMIT {limit}"
-                    );
-                    db.fetch(&sql, &f.params, "analytics breakdown").await?
-                }
-            };
+            let sql = format!(
+                "SELECT {bsel}NULLIF({d}, ''), {}, COUNT(DISTINCT NULLIF(usr, '')), {} FROM {from} GROUP BY {bgrp} ORDER BY {order} LIMIT {limit}",
+                sums(&["calls", "errors", "total_tokens", "spend_micros"]),
+                sums(&["denials"])
+            );
+            let rows = db.fetch(&sql, &params, &what("breakdown")).await?;
             let mut cols = vec![];
             if bucket.is_some() {
                 cols.extend(["bucket_start_ms", "bucket"]);
@@ -813,11 +824,10 @@ pub async fn run_report(
         }
         "users" => {
             let sql = format!(
-                "SELECT usr, COUNT(*), CAST(SUM(total_tokens) AS BIGINT), CAST(SUM(spend_micros) AS BIGINT) FROM usage_records{w}{} usr IS NOT NULL
-                 GROUP BY usr ORDER BY 4 DESC, 1 LIMIT {limit}",
-                if w.is_empty() { " WHERE" } else { " AND" }
+                "SELECT usr, {} FROM {from} WHERE usr <> '' GROUP BY usr ORDER BY 4 DESC, 1 LIMIT {limit}",
+                sums(&["calls", "total_tokens", "spend_micros"])
             );
-            let rows = db.fetch(&sql, &f.params, "analytics users").await?;
+            let rows = db.fetch(&sql, &params, &what("users")).await?;
             let names = unit_names(db, "user").await?;
             let mut t = Table::new(&[
                 "rank",
@@ -842,10 +852,16 @@ pub async fn run_report(
         }
         "models" => {
             let sql = format!(
-                "SELECT provider, model, COUNT(*), CAST(SUM(prompt_tokens) AS BIGINT), CAST(SUM(completion_tokens) AS BIGINT), CAST(SUM(total_tokens) AS BIGINT), CAST(SUM(spend_micros) AS BIGINT)
-                 FROM usage_records{w} GROUP BY provider, model ORDER BY 7 DESC, 1, 2"
+                "SELECT provider, model, {} FROM {from} GROUP BY provider, model ORDER BY 7 DESC, 1, 2",
+                sums(&[
+                    "calls",
+                    "prompt_tokens",
+                    "completion_tokens",
+                    "total_tokens",
+                    "spend_micros"
+                ])
             );
-            let rows = db.fetch(&sql, &f.params, "analytics models").await?;
+            let rows = db.fetch(&sql, &params, &what("models")).await?;
             let mut parsed = Vec::new();
             for r in &rows {
                 let nums: Vec<i64> = (2..=6).map(|i| get_i64(r, i)).collect::<Result<_, _>>()?;
@@ -880,10 +896,10 @@ pub async fn run_report(
         }
         "keys" => {
             let sql = format!(
-                "SELECT api_key_id, CAST(MAX(ts_end) AS BIGINT), COUNT(*), CAST(SUM(is_error) AS BIGINT), CAST(SUM(spend_micros) AS BIGINT), CAST(SUM(total_tokens) AS BIGINT), {DENIED}
-                 FROM usage_records{w} GROUP BY api_key_id ORDER BY 5 DESC, 1 LIMIT {limit}"
+                "SELECT api_key_id, CAST(MAX(last_end_ms) AS BIGINT), {} FROM {from} GROUP BY api_key_id ORDER BY 5 DESC, 1 LIMIT {limit}",
+                sums(&["calls", "errors", "spend_micros", "total_tokens", "denials"])
             );
-            let rows = db.fetch(&sql, &f.params, "analytics keys").await?;
+            let rows = db.fetch(&sql, &params, &what("keys")).await?;
             let names = unit_names(db, "key").await?;
             let mut t = Table::new(&[
                 "api_key_id",
@@ -915,11 +931,15 @@ pub async fn run_report(
         }
         "routing" => {
             let sql = format!(
-                "SELECT COALESCE(route_tier, COALESCE(route_mode, 'none')), COUNT(*), CAST(SUM(spend_micros) AS BIGINT),
-                 CAST(COALESCE(SUM(baseline_micros), 0) AS BIGINT), CAST(COALESCE(SUM(CASE WHEN baseline_micros IS NULL THEN 0 ELSE spend_micros END), 0) AS BIGINT)
-                 FROM usage_records{w} GROUP BY 1 ORDER BY 2 DESC, 1"
+                "SELECT COALESCE(NULLIF(route_tier, ''), NULLIF(route_mode, ''), 'none'), {} FROM {from} GROUP BY 1 ORDER BY 2 DESC, 1",
+                sums(&[
+                    "calls",
+                    "spend_micros",
+                    "baseline_micros",
+                    "baseline_spend_micros"
+                ])
             );
-            let rows = db.fetch(&sql, &f.params, "analytics routing").await?;
+            let rows = db.fetch(&sql, &params, &what("routing")).await?;
             let mut parsed = Vec::new();
             for r in &rows {
                 parsed.push((
@@ -1006,11 +1026,11 @@ pub async fn run_report(
         }
         "errors" => {
             let sql = format!(
-                "SELECT status, provider, model, COUNT(*), CAST(MAX(ts_start) AS BIGINT) FROM usage_records{w}{} status <> 'ok'
+                "SELECT status, provider, model, {}, CAST(MAX(last_start_ms) AS BIGINT) FROM {from} WHERE status <> 'ok'
                  GROUP BY status, provider, model ORDER BY 4 DESC, 1, 2, 3 LIMIT {limit}",
-                if w.is_empty() { " WHERE" } else { " AND" }
+                sums(&["calls"])
             );
-            let rows = db.fetch(&sql, &f.params, "analytics errors").await?;
+            let rows = db.fetch(&sql, &params, &what("errors")).await?;
             let mut t = Table::new(&[
                 "status",
                 "kind",
@@ -1042,11 +1062,11 @@ pub async fn run_report(
         }
         "denials" => {
             let sql = format!(
-                "SELECT department, usr, api_key_id, provider, model, COUNT(*), CAST(MAX(ts_start) AS BIGINT) FROM usage_records{w}{} status = 'denied'
-                 GROUP BY department, usr, api_key_id, provider, model ORDER BY 6 DESC, 1, 2, 3 LIMIT {limit}",
-                if w.is_empty() { " WHERE" } else { " AND" }
+                "SELECT NULLIF(department, ''), NULLIF(usr, ''), api_key_id, provider, model, {}, CAST(MAX(last_start_ms) AS BIGINT) FROM {from} WHERE status = 'denied'
+                 GROUP BY 1, 2, 3, 4, 5 ORDER BY 6 DESC, 1, 2, 3 LIMIT {limit}",
+                sums(&["calls"])
             );
-            let rows = db.fetch(&sql, &f.params, "analytics denials").await?;
+            let rows = db.fetch(&sql, &params, &what("denials")).await?;
             let (dn, un) = (
                 unit_names(db, "department").await?,
                 unit_names(db, "user").await?,

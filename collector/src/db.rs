@@ -108,6 +108,9 @@ struct Migration {
     common: &'static [&'static str],
     sqlite: &'static [&'static str],
     postgres: &'static [&'static str],
+    /// Statements built from current definitions, run after the others (derived tables
+    /// such as the rollups, recreated whole).
+    generated: Option<fn() -> Vec<String>>,
 }
 
 const MIGRATIONS: &[Migration] = &[
@@ -121,6 +124,7 @@ const MIGRATIONS: &[Migration] = &[
     MIGRATION_8_FEEDBACK,
     MIGRATION_9_PG_MONTH_PARTITIONS,
     MIGRATION_10_MONTHLY_ROLLUPS,
+    MIGRATION_11_ROLLUPS_V2,
 ];
 
 const MIGRATION_1: Migration = Migration {
@@ -156,6 +160,7 @@ const MIGRATION_1: Migration = Migration {
         "DROP TRIGGER IF EXISTS audit_no_change ON audit_log",
         "CREATE TRIGGER audit_no_change BEFORE UPDATE OR DELETE ON audit_log FOR EACH ROW EXECUTE FUNCTION audit_append_only()",
     ],
+    generated: None,
 };
 
 /// Enterprise accounts (see `ACCOUNTS.md`): group memberships, policies, budgets,
@@ -182,6 +187,7 @@ const MIGRATION_2: Migration = Migration {
     ],
     sqlite: &[],
     postgres: &[],
+    generated: None,
 };
 
 /// Dashboard sessions (dashboard.rs): SHA-256 of the session id and of the token it was
@@ -194,6 +200,7 @@ const MIGRATION_3_DASHBOARD_SESSIONS: Migration = Migration {
     ],
     sqlite: &[],
     postgres: &[],
+    generated: None,
 };
 
 /// Hourly usage rollups (rollup.rs), maintained in the ingest transaction. Filled from
@@ -218,6 +225,7 @@ const MIGRATION_4_USAGE_ROLLUPS: Migration = Migration {
     ],
     sqlite: &[],
     postgres: &[],
+    generated: None,
 };
 
 /// What a stored record needs to be re-verified and explained: the rule and level of a
@@ -233,6 +241,7 @@ const MIGRATION_5_DENIALS_ATTRIBUTION: Migration = Migration {
     ],
     sqlite: &[],
     postgres: &[],
+    generated: None,
 };
 
 /// Record ids are deduplicated per org (issue 18, item 7): before, `usage_records.id`
@@ -297,6 +306,7 @@ const MIGRATION_6_DEDUP_PER_ORG: Migration = Migration {
         "ALTER TABLE usage_records DROP CONSTRAINT usage_records_pkey",
         "CREATE INDEX usage_org_id ON usage_records (org, id)",
     ],
+    generated: None,
 };
 
 /// OpenTelemetry export (otlp_export.rs): one cursor per exported signal (`otlp.traces`,
@@ -311,6 +321,7 @@ const MIGRATION_7_OTEL_EXPORT_CURSOR: Migration = Migration {
     ],
     sqlite: &[],
     postgres: &[],
+    generated: None,
 };
 
 /// Version 8: outcome feedback (issue 20). One row per signed feedback record, keyed
@@ -327,6 +338,7 @@ const MIGRATION_8_FEEDBACK: Migration = Migration {
     ],
     sqlite: &[],
     postgres: &[],
+    generated: None,
 };
 
 /// Version 9 (issue 21): on PostgreSQL, raw records are partitioned by month
@@ -366,6 +378,7 @@ const MIGRATION_9_PG_MONTH_PARTITIONS: Migration = Migration {
         "INSERT INTO usage_records SELECT * FROM usage_records_v8",
         "DROP TABLE usage_records_v8",
     ],
+    generated: None,
 };
 
 /// Version 10 (issue 21): monthly rollups (`rollup::MONTH`), the same keys and measures
@@ -391,6 +404,21 @@ const MIGRATION_10_MONTHLY_ROLLUPS: Migration = Migration {
     ],
     sqlite: &[],
     postgres: &[],
+    generated: None,
+};
+
+/// Version 11 (issue 21): the rollups gain a daily grain (`usage_rollup_day`), the route
+/// mode as a unit, and the measures the remaining reports need (cost mismatches, the
+/// start and end of the last call), so summary, users, models, keys, routing, errors and
+/// denials read rollups too. Rollups are derived data: all three tables are recreated
+/// from `rollup::schema` and refilled from the raw records (on a large table this takes
+/// minutes once, as `gaterouter-collector rollup rebuild` does).
+const MIGRATION_11_ROLLUPS_V2: Migration = Migration {
+    version: 11,
+    common: &[],
+    sqlite: &[],
+    postgres: &[],
+    generated: Some(crate::rollup::schema::recreate_statements),
 };
 
 /// Lock id for migrations on PostgreSQL, so collectors starting together do not race.
@@ -517,6 +545,11 @@ impl Db {
                     .map_err(dberr("starting a migration"))?;
                 for stmt in m.common.iter().chain(specific) {
                     tx.execute(*stmt)
+                        .await
+                        .map_err(dberr(&format!("migration {}", m.version)))?;
+                }
+                for stmt in m.generated.map(|g| g()).unwrap_or_default() {
+                    tx.execute(sqlx::AssertSqlSafe(stmt))
                         .await
                         .map_err(dberr(&format!("migration {}", m.version)))?;
                 }

@@ -870,6 +870,7 @@ fn rollup_row(v: &Verified) -> (crate::rollup::Units, crate::rollup::Measures) {
             .as_ref()
             .and_then(|x| x.tier.clone())
             .unwrap_or_default(),
+        route_mode(r).unwrap_or_default(),
         status.to_owned(),
     ];
     let measures = [
@@ -884,8 +885,21 @@ fn rollup_row(v: &Verified) -> (crate::rollup::Units, crate::rollup::Measures) {
         v.baseline.map_or(0, sat),
         if v.baseline.is_some() { sat(spend) } else { 0 },
         sat(r.latency_ms),
+        i64::from(v.mismatch),
+        sat(r.ts_start),
+        sat(r.ts_end),
     ];
     (units, measures)
+}
+
+/// The stored name of the record's route mode (`auto`, `explicit`), if it was routed.
+fn route_mode(r: &UsageRecord) -> Option<String> {
+    r.route.as_ref().map(|x| {
+        serde_json::to_value(x.mode)
+            .ok()
+            .and_then(|m| m.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    })
 }
 
 fn row_params(v: &Verified, received_ms: i64, out: &mut Vec<Param>) {
@@ -907,12 +921,7 @@ fn row_params(v: &Verified, received_ms: i64, out: &mut Vec<Param>) {
         Param::OptText(r.user.clone()),
         Param::Text(r.provider.clone()),
         Param::Text(r.model.clone()),
-        Param::OptText(route.map(|x| {
-            serde_json::to_value(x.mode)
-                .ok()
-                .and_then(|m| m.as_str().map(str::to_owned))
-                .unwrap_or_default()
-        })),
+        Param::OptText(route_mode(r)),
         Param::OptText(route.and_then(|x| x.tier.clone())),
         Param::OptI64(route.and_then(|x| x.score)),
         i(r.prompt_tokens),

@@ -42,6 +42,7 @@ fn random_specs(seed: u64, n: usize) -> Vec<Spec> {
                 UsageStatus::Ok,
                 UsageStatus::Ok,
                 UsageStatus::Cancelled,
+                UsageStatus::Denied,
                 UsageStatus::parse("RATE_LIMITED").unwrap(),
             ]);
             Spec {
@@ -96,8 +97,8 @@ async fn check_grain(
     grain: gaterouter_collector::rollup::Grain,
     expect_calls: usize,
 ) -> Vec<Vec<String>> {
-    let sums_raw = "COUNT(*), CAST(SUM(is_error) AS BIGINT), CAST(SUM(total_tokens) AS BIGINT), CAST(SUM(spend_micros) AS BIGINT), CAST(SUM(client_cost_micros) AS BIGINT), CAST(SUM(latency_ms) AS BIGINT)";
-    let sums_roll = "CAST(SUM(calls) AS BIGINT), CAST(SUM(errors) AS BIGINT), CAST(SUM(total_tokens) AS BIGINT), CAST(SUM(spend_micros) AS BIGINT), CAST(SUM(client_cost_micros) AS BIGINT), CAST(SUM(latency_ms_sum) AS BIGINT)";
+    let sums_raw = "COUNT(*), CAST(SUM(is_error) AS BIGINT), CAST(SUM(total_tokens) AS BIGINT), CAST(SUM(spend_micros) AS BIGINT), CAST(SUM(client_cost_micros) AS BIGINT), CAST(SUM(latency_ms) AS BIGINT), CAST(SUM(cost_mismatch) AS BIGINT), CAST(MAX(ts_start) AS BIGINT), CAST(MAX(ts_end) AS BIGINT)";
+    let sums_roll = "CAST(SUM(calls) AS BIGINT), CAST(SUM(errors) AS BIGINT), CAST(SUM(total_tokens) AS BIGINT), CAST(SUM(spend_micros) AS BIGINT), CAST(SUM(client_cost_micros) AS BIGINT), CAST(SUM(latency_ms_sum) AS BIGINT), CAST(SUM(cost_mismatches) AS BIGINT), CAST(MAX(last_start_ms) AS BIGINT), CAST(MAX(last_end_ms) AS BIGINT)";
     let raw_expr = |k: &str| match k {
         p if p == grain.period => grain.period_of_record.to_owned(),
         "api_key_id" | "provider" | "model" | "status" | "org" => k.to_owned(),
@@ -154,6 +155,14 @@ async fn answers_agree(env: &Env) {
         "/v1/analytics/timeseries?bucket=month",
         "/v1/analytics/breakdown?by=department&bucket=day&limit=1000",
         "/v1/analytics/breakdown?by=user",
+        "/v1/analytics/breakdown?by=tier",
+        "/v1/analytics/summary?",
+        "/v1/analytics/users?limit=1000",
+        "/v1/analytics/models?",
+        "/v1/analytics/keys?",
+        "/v1/analytics/routing?",
+        "/v1/analytics/errors?",
+        "/v1/analytics/denials?",
     ] {
         let (s1, rollup) = env.get(q, Some(ADMIN)).await;
         let (s2, raw) = env.get(&format!("{q}&from=1"), Some(ADMIN)).await;
@@ -177,16 +186,47 @@ async fn answers_agree(env: &Env) {
 
     // Whole months (read from the monthly rollups) against the raw records (a `from` one
     // millisecond earlier is not on a whole hour, so the raw records answer).
+    // Whole days (daily rollups), likewise.
     let feb = "from=2026-02-01&to=2026-03-01";
     let feb_raw = "from=1769903999999&to=2026-03-01";
-    for q in [
-        "/v1/analytics/breakdown?by=department&limit=1000",
-        "/v1/analytics/breakdown?by=user&bucket=month&limit=1000",
-        "/v1/analytics/per-capita?by=department",
-        "/v1/analytics/timeseries?bucket=month&by=model",
+    let days = "from=2026-01-20&to=2026-02-10";
+    let days_raw = "from=1768867199999&to=2026-02-10";
+    for (q, range, raw_range) in [
+        (
+            "/v1/analytics/breakdown?by=department&limit=1000",
+            feb,
+            feb_raw,
+        ),
+        (
+            "/v1/analytics/breakdown?by=user&bucket=month&limit=1000",
+            feb,
+            feb_raw,
+        ),
+        ("/v1/analytics/per-capita?by=department", feb, feb_raw),
+        (
+            "/v1/analytics/timeseries?bucket=month&by=model",
+            feb,
+            feb_raw,
+        ),
+        ("/v1/analytics/summary?", feb, feb_raw),
+        ("/v1/analytics/keys?", feb, feb_raw),
+        (
+            "/v1/analytics/breakdown?by=department&limit=1000",
+            days,
+            days_raw,
+        ),
+        (
+            "/v1/analytics/timeseries?bucket=day&by=department",
+            days,
+            days_raw,
+        ),
+        ("/v1/analytics/timeseries?bucket=month", days, days_raw),
+        ("/v1/analytics/summary?", days, days_raw),
+        ("/v1/analytics/errors?", days, days_raw),
+        ("/v1/analytics/routing?", days, days_raw),
     ] {
-        let (s1, rollup) = env.get(&format!("{q}&{feb}"), Some(ADMIN)).await;
-        let (s2, raw) = env.get(&format!("{q}&{feb_raw}"), Some(ADMIN)).await;
+        let (s1, rollup) = env.get(&format!("{q}&{range}"), Some(ADMIN)).await;
+        let (s2, raw) = env.get(&format!("{q}&{raw_range}"), Some(ADMIN)).await;
         assert_eq!((s1, s2), (200, 200), "{q}: {rollup} {raw}");
         assert!(
             rollup["rows"].as_array().is_some_and(|r| !r.is_empty()),
@@ -194,13 +234,14 @@ async fn answers_agree(env: &Env) {
         );
         assert_eq!(
             rollup["rows"], raw["rows"],
-            "{q}: monthly rollups vs raw records"
+            "{q}&{range}: rollups vs raw records"
         );
     }
 }
 
-/// Month buckets and whole months are answered from `usage_rollup_month`, hours and days
-/// from `usage_rollup_hour`: a change to one table shows in exactly those answers.
+/// Month buckets and whole months are answered from `usage_rollup_month`, days from
+/// `usage_rollup_day`, hours from `usage_rollup_hour`: a change to one table shows in
+/// exactly those answers, and a rebuild undoes it.
 async fn grains_answer_their_queries(env: &Env) {
     let db = &env.handle.state().db;
     let total = |v: &Value| -> i64 {
@@ -211,30 +252,41 @@ async fn grains_answer_their_queries(env: &Env) {
             .map(|r| r["calls"].as_i64().unwrap())
             .sum()
     };
-    let month_q = "/v1/analytics/timeseries?bucket=month";
-    let day_q = "/v1/analytics/timeseries?bucket=day";
-    let (_, m0) = env.get(month_q, Some(ADMIN)).await;
-    let (_, d0) = env.get(day_q, Some(ADMIN)).await;
-    db.exec(
-        "UPDATE usage_rollup_month SET calls = calls + 1000 WHERE month = 202602",
-        &[],
-        "test",
-    )
-    .await
-    .unwrap();
-    let (_, m1) = env.get(month_q, Some(ADMIN)).await;
-    let (_, d1) = env.get(day_q, Some(ADMIN)).await;
-    assert!(
-        total(&m1) >= total(&m0) + 1000,
-        "month buckets read usage_rollup_month"
-    );
-    assert_eq!(total(&d1), total(&d0), "day buckets read usage_rollup_hour");
-    gaterouter_collector::rollup::rebuild(db).await.unwrap();
-    let (_, m2) = env.get(month_q, Some(ADMIN)).await;
-    assert_eq!(
-        m2["rows"], m0["rows"],
-        "rebuild restores the monthly rollups"
-    );
+    let queries = [
+        "/v1/analytics/timeseries?bucket=month",
+        "/v1/analytics/timeseries?bucket=day",
+        "/v1/analytics/timeseries?bucket=hour",
+    ];
+    let mut before = Vec::new();
+    for q in queries {
+        before.push(env.get(q, Some(ADMIN)).await.1);
+    }
+    for (i, table) in [
+        "usage_rollup_month",
+        "usage_rollup_day",
+        "usage_rollup_hour",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let sql = format!(
+            "UPDATE {table} SET calls = calls + 1000 WHERE last_start_ms = (SELECT MAX(last_start_ms) FROM {table})"
+        );
+        db.exec(&sql, &[], "test").await.unwrap();
+        for (j, q) in queries.into_iter().enumerate() {
+            let (_, now) = env.get(q, Some(ADMIN)).await;
+            if i == j {
+                assert!(total(&now) >= total(&before[j]) + 1000, "{q} reads {table}");
+            } else {
+                assert_eq!(total(&now), total(&before[j]), "{q} does not read {table}");
+            }
+        }
+        gaterouter_collector::rollup::rebuild(db).await.unwrap();
+        for (j, q) in queries.into_iter().enumerate() {
+            let (_, now) = env.get(q, Some(ADMIN)).await;
+            assert_eq!(now["rows"], before[j]["rows"], "rebuild restores {table}");
+        }
+    }
 }
 
 async fn ingest_all(env: &Env, wires: &[String]) {

@@ -1,0 +1,208 @@
+//! Usage rollups at three grains (hour, UTC day, month), each one row per period × org ×
+//! department × project × group × member × key × provider × model × route tier × route
+//! mode × status, with calls, errors, denials, tokens, spend (exact micro-dollars),
+//! client cost, routing baseline, summed latency, cost mismatches and the times of the
+//! last call. Missing units are stored as `''` (so the primary key can hold them).
+//! [`schema`] defines the tables; analytics picks the coarsest grain whose periods tile
+//! the asked range exactly (months, then days, then hours), and the raw records only
+//! when none does (a tag filter, a range not on whole hours) or for percentiles.
+//!
+//! Every grain is maintained at ingest in the same transaction as the raw rows
+//! ([`apply`], called by `ingest::store` with the sums of the records it inserted) with
+//! `INSERT ... ON CONFLICT DO UPDATE SET x = <table>.x + excluded.x`, so several
+//! collectors sharing one PostgreSQL database never lose an update (the conflicting row
+//! is locked and re-read). [`rebuild`] recomputes them from the raw records (after a
+//! restore, or to check them).
+
+pub mod schema;
+
+use std::collections::BTreeMap;
+
+use sqlx::AnyConnection;
+
+use crate::db::{Backend, Db, DbError, Param, bind_all, dberr, placeholders};
+pub use schema::{
+    Agg, DAY, GRAINS, Grain, HOUR, MEASURES, MONTH, Measure, N_MEASURES, N_UNITS, UNIT_KEYS,
+};
+
+/// The unit values of one rollup row, in [`UNIT_KEYS`] order (`''` for an absent unit).
+pub type Units = [String; N_UNITS];
+/// The measures of one rollup row, in [`MEASURES`] order.
+pub type Measures = [i64; N_MEASURES];
+
+/// What a set of new records adds to each grain: (period, units) → combined measures,
+/// sorted, so every collector upserts rows in the same order (no lock-order deadlock
+/// between collectors sharing a PostgreSQL database).
+#[derive(Debug, Default)]
+pub struct Deltas {
+    rows: [BTreeMap<(i64, Units), Measures>; GRAINS.len()],
+}
+
+impl Deltas {
+    /// Add one record: the start of its call (Unix ms), its `month` (`yyyymm`), units
+    /// and measures.
+    pub fn add(&mut self, ts_start_ms: i64, month: i64, units: Units, measures: Measures) {
+        for (rows, grain) in self.rows.iter_mut().zip(GRAINS) {
+            let period = grain.period_of(ts_start_ms, month);
+            match rows.entry((period, units.clone())) {
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(measures);
+                }
+                std::collections::btree_map::Entry::Occupied(mut e) => {
+                    combine(e.get_mut(), &measures);
+                }
+            }
+        }
+    }
+}
+
+/// Fold `b` into `a`, measure by measure.
+fn combine(a: &mut Measures, b: &Measures) {
+    for ((x, y), m) in a.iter_mut().zip(b).zip(MEASURES) {
+        *x = match m.agg {
+            Agg::Sum => x.saturating_add(*y),
+            Agg::Max => (*x).max(*y),
+        };
+    }
+}
+
+/// `SET` list of the upsert into `table`: sums add, maxima keep the larger.
+fn upsert_sets(table: &str, backend: Backend) -> String {
+    let max = match backend {
+        Backend::Sqlite => "MAX",
+        Backend::Postgres => "GREATEST",
+    };
+    MEASURES
+        .iter()
+        .map(|m| match m.agg {
+            Agg::Sum => format!("{n} = {table}.{n} + excluded.{n}", n = m.name),
+            Agg::Max => format!("{n} = {max}({table}.{n}, excluded.{n})", n = m.name),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Parameters per upserted row: the period, the units, the measures.
+const PARAMS_PER_ROW: usize = 1 + N_UNITS + N_MEASURES;
+/// Rows per upsert statement (under SQLite's 32 766 variables).
+const ROWS_PER_UPSERT: usize = 1_000;
+
+/// The multi-row upsert of `rows` rows into `grain`.
+fn upsert_sql(grain: Grain, rows: usize, backend: Backend) -> String {
+    let t = grain.table;
+    let keys = format!("{}, {}", grain.period, UNIT_KEYS.join(", "));
+    format!(
+        "INSERT INTO {t} ({keys}, {}) VALUES {} ON CONFLICT ({keys}) DO UPDATE SET {}",
+        schema::measure_names(),
+        placeholders(rows, PARAMS_PER_ROW, backend),
+        upsert_sets(t, backend)
+    )
+}
+
+/// Add the records just inserted (by this transaction) to every rollup: one multi-row
+/// upsert per grain, from values computed in memory ([`Deltas`]) instead of reading the
+/// new raw rows back. Call it inside the ingest transaction with exactly the records
+/// that were new (not duplicates).
+pub async fn apply(
+    tx: &mut AnyConnection,
+    backend: Backend,
+    deltas: &Deltas,
+) -> Result<(), DbError> {
+    for (grain, rows) in GRAINS.into_iter().zip(&deltas.rows) {
+        let rows: Vec<(&(i64, Units), &Measures)> = rows.iter().collect();
+        for chunk in rows.chunks(ROWS_PER_UPSERT) {
+            let mut params = Vec::with_capacity(chunk.len() * PARAMS_PER_ROW);
+            for ((period, units), measures) in chunk {
+                params.push(Param::I64(*period));
+                params.extend(units.iter().map(|u| Param::Text(u.clone())));
+                params.extend(measures.iter().map(|m| Param::I64(*m)));
+            }
+            bind_all(&upsert_sql(grain, chunk.len(), backend), &params)
+                .execute(&mut *tx)
+                .await
+                .map_err(dberr("updating usage rollups"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Recompute every rollup from the raw records, in one write transaction; returns the
+/// number of rollup rows written (all grains).
+pub async fn rebuild(db: &Db) -> Result<u64, DbError> {
+    let _g = db.write_guard().await;
+    let mut tx = db.begin_write().await?;
+    if db.backend() == crate::db::Backend::Postgres {
+        // Keep concurrent ingest out while the tables are rebuilt.
+        sqlx::query("LOCK TABLE usage_records IN SHARE MODE")
+            .execute(&mut *tx)
+            .await
+            .map_err(dberr("locking usage records"))?;
+    }
+    let mut written = 0;
+    for grain in GRAINS {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {}", grain.table)))
+            .execute(&mut *tx)
+            .await
+            .map_err(dberr("clearing usage rollups"))?;
+        let n = bind_all(&schema::fill_sql(grain, ""), &[])
+            .execute(&mut *tx)
+            .await
+            .map_err(dberr("rebuilding usage rollups"))?
+            .rows_affected();
+        written += n;
+    }
+    tx.commit()
+        .await
+        .map_err(dberr("committing the rollup rebuild"))?;
+    Ok(written)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upsert_combines_every_measure() {
+        for backend in [Backend::Sqlite, Backend::Postgres] {
+            for grain in GRAINS {
+                let s = upsert_sql(grain, 2, backend);
+                let t = grain.table;
+                for m in MEASURES {
+                    let n = m.name;
+                    let want = match (m.agg, backend) {
+                        (Agg::Sum, _) => format!("{n} = {t}.{n} + excluded.{n}"),
+                        (Agg::Max, Backend::Sqlite) => format!("{n} = MAX({t}.{n}, excluded.{n})"),
+                        (Agg::Max, Backend::Postgres) => {
+                            format!("{n} = GREATEST({t}.{n}, excluded.{n})")
+                        }
+                    };
+                    assert!(s.contains(&want), "{want}");
+                }
+                assert!(s.contains(&format!(
+                    "ON CONFLICT ({}, {})",
+                    grain.period,
+                    UNIT_KEYS.join(", ")
+                )));
+            }
+        }
+    }
+
+    #[test]
+    fn deltas_sum_and_keep_the_latest() {
+        let units: Units = Default::default();
+        let mut a = [1; N_MEASURES];
+        a[12] = 50;
+        let mut b = [2; N_MEASURES];
+        b[12] = 40;
+        let mut d = Deltas::default();
+        d.add(7_200_000, 197001, units.clone(), a);
+        d.add(7_300_000, 197001, units.clone(), b);
+        for rows in &d.rows {
+            assert_eq!(rows.len(), 1);
+            let m = rows.values().next().unwrap();
+            assert_eq!(m[0], 3);
+            assert_eq!(m[12], 50, "last_start_ms keeps the larger");
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! What the rollup tables are: their grains, key columns and measures, and the SQL that
+//! creates them and fills them from the raw records. Pure data and SQL text (no database
+//! access), so `db`'s migrations can create the tables from the same definitions that
+//! ingest and analytics use.
+
+/// One rollup table: its name, its period column and how a raw record gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grain {
+    /// Table name.
+    pub table: &'static str,
+    /// The period column (first key column).
+    pub period: &'static str,
+    /// The period of a raw record, as SQL over `usage_records`.
+    pub period_of_record: &'static str,
+    /// Length of a period in ms (`None`: calendar months, `yyyymm`).
+    pub period_ms: Option<i64>,
+}
+
+impl Grain {
+    /// The period of a call that started at `ts_start_ms` (Unix ms) in `month`
+    /// (`yyyymm`, UTC).
+    pub fn period_of(self, ts_start_ms: i64, month: i64) -> i64 {
+        match self.period_ms {
+            Some(p) => ts_start_ms.div_euclid(p) * p,
+            None => month,
+        }
+    }
+}
+
+/// Hourly rollups: hour buckets, and any range on whole hours.
+pub const HOUR: Grain = Grain {
+    table: "usage_rollup_hour",
+    period: "hour_ms",
+    period_of_record: "(ts_start / 3600000) * 3600000",
+    period_ms: Some(3_600_000),
+};
+
+/// Daily rollups (UTC days): day buckets, and any range on whole days (a year by day
+/// reads 365 periods per unit instead of 8,760).
+pub const DAY: Grain = Grain {
+    table: "usage_rollup_day",
+    period: "day_ms",
+    period_of_record: "(ts_start / 86400000) * 86400000",
+    period_ms: Some(86_400_000),
+};
+
+/// Monthly rollups (`month` = `yyyymm` of the call's start, UTC, as the raw records
+/// store it): month buckets and ranges on whole months.
+pub const MONTH: Grain = Grain {
+    table: "usage_rollup_month",
+    period: "month",
+    period_of_record: "month",
+    period_ms: None,
+};
+
+/// Every grain, finest first; each is maintained at ingest.
+pub const GRAINS: [Grain; 3] = [HOUR, DAY, MONTH];
+
+/// Key columns after the period, in order (the same in every grain).
+pub const UNIT_KEYS: &[&str] = &[
+    "org",
+    "department",
+    "project",
+    "grp",
+    "usr",
+    "api_key_id",
+    "provider",
+    "model",
+    "route_tier",
+    "route_mode",
+    "status",
+];
+
+/// How a measure combines rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Agg {
+    /// Summed.
+    Sum,
+    /// The largest value (times of the last call).
+    Max,
+}
+
+/// One measure column: its name, how it combines, and its value for one raw record (SQL
+/// over `usage_records`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Measure {
+    /// Column name.
+    pub name: &'static str,
+    /// How rows combine.
+    pub agg: Agg,
+    /// The value one raw record contributes.
+    pub of_record: &'static str,
+}
+
+const fn sum(name: &'static str, of_record: &'static str) -> Measure {
+    Measure {
+        name,
+        agg: Agg::Sum,
+        of_record,
+    }
+}
+
+/// Measure columns of every rollup table, in order.
+pub const MEASURES: &[Measure] = &[
+    sum("calls", "1"),
+    sum("errors", "is_error"),
+    sum("denials", "CASE WHEN status = 'denied' THEN 1 ELSE 0 END"),
+    sum("prompt_tokens", "prompt_tokens"),
+    sum("completion_tokens", "completion_tokens"),
+    sum("total_tokens", "total_tokens"),
+    sum("spend_micros", "spend_micros"),
+    sum("client_cost_micros", "client_cost_micros"),
+    sum("baseline_micros", "COALESCE(baseline_micros, 0)"),
+    sum(
+        "baseline_spend_micros",
+        "CASE WHEN baseline_micros IS NULL THEN 0 ELSE spend_micros END",
+    ),
+    sum("latency_ms_sum", "latency_ms"),
+    sum("cost_mismatches", "cost_mismatch"),
+    Measure {
+        name: "last_start_ms",
+        agg: Agg::Max,
+        of_record: "ts_start",
+    },
+    Measure {
+        name: "last_end_ms",
+        agg: Agg::Max,
+        of_record: "ts_end",
+    },
+];
+
+/// Number of unit key columns.
+pub const N_UNITS: usize = 11;
+/// Number of measure columns.
+pub const N_MEASURES: usize = 14;
+
+/// A unit column's value for one raw record (`''` for an absent unit).
+fn unit_of_record(k: &str) -> String {
+    match k {
+        "org" | "api_key_id" | "provider" | "model" | "status" => k.to_owned(),
+        other => format!("COALESCE({other}, '')"),
+    }
+}
+
+/// The raw records as rollup-shaped rows (one per record: the unit columns with `''` for
+/// absent units, every measure, and `ts_start`/`month` for buckets), filtered by
+/// `where_clause`: what analytics reads when no rollup can answer exactly, so every
+/// report has one query over either source.
+pub fn records_as_rows(where_clause: &str) -> String {
+    let units = UNIT_KEYS
+        .iter()
+        .map(|k| format!("{} AS {k}", unit_of_record(k)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let measures = MEASURES
+        .iter()
+        .map(|m| format!("{} AS {}", m.of_record, m.name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("SELECT ts_start, month, {units}, {measures} FROM usage_records{where_clause}")
+}
+
+/// `CREATE TABLE` of one grain.
+pub fn create_table_sql(g: Grain) -> String {
+    let units = UNIT_KEYS
+        .iter()
+        .map(|k| format!("{k} TEXT NOT NULL"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let measures = MEASURES
+        .iter()
+        .map(|m| format!("{} BIGINT NOT NULL", m.name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "CREATE TABLE {t} ({p} BIGINT NOT NULL, {units}, {measures}, PRIMARY KEY ({p}, {keys}))",
+        t = g.table,
+        p = g.period,
+        keys = UNIT_KEYS.join(", ")
+    )
+}
+
+/// The secondary index of one grain (org and department first: scoped dashboards).
+pub fn index_sql(g: Grain) -> String {
+    format!(
+        "CREATE INDEX {t}_org_dept ON {t} (org, department, {p})",
+        t = g.table,
+        p = g.period
+    )
+}
+
+/// Fill one (empty) grain from the raw records selected by `where_clause`.
+pub fn fill_sql(g: Grain, where_clause: &str) -> String {
+    let units = UNIT_KEYS
+        .iter()
+        .map(|k| unit_of_record(k))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let measures = MEASURES
+        .iter()
+        .map(|m| match m.agg {
+            Agg::Sum => format!("CAST(COALESCE(SUM({}), 0) AS BIGINT)", m.of_record),
+            Agg::Max => format!("CAST(MAX({}) AS BIGINT)", m.of_record),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let group = (1..=N_UNITS + 1)
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "INSERT INTO {t} ({p}, {keys}, {names}) SELECT {pr}, {units}, {measures} FROM usage_records{where_clause} GROUP BY {group}",
+        t = g.table,
+        p = g.period,
+        keys = UNIT_KEYS.join(", "),
+        names = measure_names(),
+        pr = g.period_of_record,
+    )
+}
+
+/// The measure column names, comma-separated.
+pub fn measure_names() -> String {
+    MEASURES
+        .iter()
+        .map(|m| m.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The statements of a migration that (re)creates every rollup table from the current
+/// definitions and fills it from the raw records: rollups are derived data, so a change
+/// of their shape is a new migration calling this (migration 11 is the first).
+pub fn recreate_statements() -> Vec<String> {
+    let mut out = Vec::new();
+    for g in GRAINS {
+        out.push(format!("DROP TABLE IF EXISTS {}", g.table));
+        out.push(create_table_sql(g));
+        out.push(index_sql(g));
+        out.push(fill_sql(g, ""));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_match_the_lists() {
+        assert_eq!(UNIT_KEYS.len(), N_UNITS);
+        assert_eq!(MEASURES.len(), N_MEASURES);
+    }
+
+    #[test]
+    fn periods() {
+        let t = 1_770_000_000_123; // 2026-02-02T02:40:00.123Z
+        assert_eq!(HOUR.period_of(t, 202602), 1_769_997_600_000);
+        assert_eq!(DAY.period_of(t, 202602), 1_769_990_400_000);
+        assert_eq!(MONTH.period_of(t, 202602), 202602);
+    }
+
+    #[test]
+    fn fill_and_create_name_every_column() {
+        for g in GRAINS {
+            let c = create_table_sql(g);
+            let f = fill_sql(g, "");
+            for k in UNIT_KEYS {
+                assert!(c.contains(&format!("{k} TEXT NOT NULL")), "{k}");
+                assert!(f.contains(k), "{k}");
+            }
+            for m in MEASURES {
+                assert!(c.contains(&format!("{} BIGINT NOT NULL", m.name)));
+                assert!(f.contains(m.of_record));
+            }
+        }
+    }
+}
