@@ -387,7 +387,7 @@ async fn seed_rows(db_url: &str, n: u64) {
     let n = gaterouter_collector::rollup::rebuild(&db).await.unwrap();
     db.close().await;
     eprintln!(
-        "  rebuilt {n} rollup rows (hourly and monthly) in {:.0} s",
+        "  rebuilt {n} rollup rows (every grain) in {:.0} s",
         t2.elapsed().as_secs_f64()
     );
     if db_url.starts_with("postgres") {
@@ -395,10 +395,16 @@ async fn seed_rows(db_url: &str, n: u64) {
             .execute(&mut c)
             .await
             .unwrap();
-        sqlx::query("VACUUM ANALYZE usage_rollup_hour")
-            .execute(&mut c)
-            .await
-            .unwrap();
+        for t in [
+            "usage_rollup_hour",
+            "usage_rollup_day",
+            "usage_rollup_month",
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(format!("VACUUM ANALYZE {t}")))
+                .execute(&mut c)
+                .await
+                .unwrap();
+        }
     } else {
         sqlx::query("ANALYZE").execute(&mut c).await.unwrap();
     }
@@ -527,10 +533,21 @@ async fn main() {
                 "/v1/analytics/breakdown?by=user&department=d3&from=2026-01-01&to=2027-01-01&limit=5000",
             ),
             (
-                "a year by day x department (hourly rollups)",
+                "a year by day x department (daily rollups)",
                 "/v1/analytics/timeseries?bucket=day&by=department&from=2026-01-01&to=2027-01-01",
             ),
-        ] {
+            (
+                "30 days by hour (hourly rollups)",
+                "/v1/analytics/timeseries?bucket=hour&from=2026-06-01&to=2026-07-01",
+            ),
+            (
+                "a range on whole days, by department",
+                "/v1/analytics/breakdown?by=department&from=2026-02-10&to=2026-05-20",
+            ),
+        ]
+        .into_iter()
+        .chain(DASHBOARD.iter().map(|q| ("dashboard panel (all time)", *q)))
+        {
             let mut times = Vec::new();
             let mut rows = 0;
             for _ in 0..10 {
@@ -552,6 +569,60 @@ async fn main() {
             );
         }
     }
+    if a.seed_rows > 0 {
+        // What the dashboard does on first render: every panel's request at once (all
+        // time, no filter), until the last answer is in.
+        let mut times = Vec::new();
+        for _ in 0..10 {
+            let t = Instant::now();
+            let reqs = DASHBOARD.iter().map(|q| {
+                let (http, base) = (http.clone(), base.clone());
+                tokio::spawn(async move {
+                    let r = http
+                        .get(format!("{base}{q}"))
+                        .bearer_auth(ADMIN)
+                        .send()
+                        .await
+                        .unwrap();
+                    assert!(r.status().is_success(), "{q}: {}", r.status());
+                    r.bytes().await.unwrap();
+                })
+            });
+            for h in reqs.collect::<Vec<_>>() {
+                h.await.unwrap();
+            }
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        times.sort_by(f64::total_cmp);
+        println!(
+            "dashboard: db={} rows_in_table={} first render ({} requests at once) median={:.0} ms min={:.0} ms p95(max of 10)={:.0} ms",
+            a.db,
+            a.seed_rows,
+            DASHBOARD.len(),
+            times[4],
+            times[0],
+            times[9]
+        );
+    }
     drop(procs);
     drop(pg);
 }
+
+/// The requests of the dashboard's first render (collector/assets/app.js `load`), all
+/// time, no filter.
+const DASHBOARD: &[&str] = &[
+    "/v1/analytics/summary",
+    "/v1/analytics/timeseries?bucket=day",
+    "/v1/analytics/breakdown?by=department",
+    "/v1/analytics/breakdown?by=project",
+    "/v1/analytics/users?limit=20",
+    "/v1/analytics/models",
+    "/v1/analytics/keys?limit=20",
+    "/v1/analytics/routing",
+    "/v1/analytics/latency",
+    "/v1/analytics/errors",
+    "/v1/analytics/denials",
+    "/v1/analytics/budgets",
+    "/v1/analytics/outcomes?by=tag:scenario",
+    "/v1/analytics/outcomes?by=model",
+];

@@ -10,6 +10,11 @@
 //!
 //! A read token scoped to an org (and department) sees only that scope: its scope is
 //! added to the filters, and a filter naming another org or department is 403.
+//!
+//! Reports over sums read the coarsest rollup grain that tiles the range ([`Source`]:
+//! months, days, hours; `crate::rollup`), `latency` the monthly histograms, and the raw
+//! records (shaped as rollup rows, so the same query runs) only when no rollup answers
+//! exactly.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,7 +28,7 @@ use serde_json::{Value, json};
 use crate::auth::Principal;
 use crate::db::{Param, get_i64, get_opt_str, get_str};
 use crate::error::ApiError;
-use crate::rollup::{DAY, GRAINS, Grain, HOUR, schema};
+use crate::rollup::{DAY, GRAINS, Grain, HOUR, LATENCY, LatencyMetric, latency_bucket, schema};
 use crate::server::AppState;
 use crate::time::{iso, month_start_ms, parse_time};
 
@@ -224,11 +229,16 @@ impl Source {
                 });
             }
         }
-        Ok(Source {
+        Ok(Source::pick_raw(&raw))
+    }
+
+    /// The raw records (filtered by `raw`) as the rows.
+    fn pick_raw(raw: &Filter) -> Source {
+        Source {
             grain: None,
             from: format!("({}) r", schema::records_as_rows(&raw.sql)),
-            params: raw.params,
-        })
+            params: raw.params.clone(),
+        }
     }
 
     /// The SQL of bucket `b` over these rows (months over a ms grain become a `CASE`
@@ -513,7 +523,148 @@ pub async fn report(
 }
 
 /// Per model: (latency value, count) pairs, calls, errors.
-type LatencyAcc = (Vec<(i64, i64)>, i64, i64);
+/// Per group and metric: the (bucket, calls) pairs and the calls and errors in all.
+#[derive(Debug, Default)]
+struct LatencyAcc {
+    buckets: BTreeMap<i64, i64>,
+    calls: i64,
+    errors: i64,
+}
+
+impl LatencyAcc {
+    fn add(&mut self, le_ms: i64, calls: i64, errors: i64) {
+        *self.buckets.entry(le_ms).or_default() += calls;
+        self.calls += calls;
+        self.errors += errors;
+    }
+    fn pct(&self, p: f64) -> Option<i64> {
+        let v: Vec<(i64, i64)> = self.buckets.iter().map(|(a, b)| (*a, *b)).collect();
+        percentile(&v, self.calls, p)
+    }
+}
+
+/// The dimensions the latency histograms keep (others read the raw records).
+const LATENCY_DIMENSIONS: &[&str] = &["org", "department", "provider", "model", "tier"];
+
+/// The `latency` report: per group (`by=`, default `model`), calls, errors and the
+/// whole-call latency percentiles, and for streamed calls the time-to-first-token
+/// percentiles. Times are read at three significant digits ([`latency_bucket`]): exact
+/// below one second, at most 1 % above. Whole months with filters on org, department,
+/// provider or model read the monthly histograms (`usage_latency_month`); any other
+/// range or filter reads the raw records and buckets them the same way, so both answer
+/// alike.
+async fn latency(
+    st: &AppState,
+    q: &AnalyticsQuery,
+    who: &Principal,
+    raw: &Filter,
+) -> Result<Table, ApiError> {
+    let by = q.by.as_deref().unwrap_or("model");
+    let d = dimension(by)?;
+    let by_name = DIMENSIONS
+        .iter()
+        .copied()
+        .find(|x| *x == by)
+        .unwrap_or("model");
+    let db = &st.db;
+    // (group, metric, bucket, calls, errors) rows from either source.
+    let mut per: BTreeMap<Option<String>, [LatencyAcc; 2]> = BTreeMap::new();
+    let histogram = LATENCY_DIMENSIONS.contains(&by)
+        && q.project.is_none()
+        && q.group.is_none()
+        && q.user.is_none()
+        && q.key.is_none();
+    let source = if histogram {
+        Source::pick(q, who, None)?
+    } else {
+        Source::pick_raw(raw)
+    };
+    if let Some(Grain {
+        period_ms: None, ..
+    }) = source.grain
+    {
+        let mut f = Filter::default();
+        for (name, v, op) in [("from", &q.from, ">="), ("to", &q.to, "<")] {
+            if let Some(v) = v {
+                f.add(
+                    &format!("month {op} $?"),
+                    Param::I64(month_of(parse_bound(name, v)?)),
+                );
+            }
+        }
+        f.add_units(q, scope(q, who)?);
+        let sql = format!(
+            "SELECT NULLIF({d}, ''), metric, le_ms, CAST(SUM(calls) AS BIGINT), CAST(SUM(errors) AS BIGINT) FROM {}{} GROUP BY 1, 2, 3",
+            LATENCY.table, f.sql
+        );
+        for r in &db
+            .fetch(&sql, &f.params, "analytics latency (histograms)")
+            .await?
+        {
+            let Some(m) = LatencyMetric::parse(&get_str(r, 1)?) else {
+                continue;
+            };
+            per.entry(get_opt_str(r, 0)?).or_default()[m as usize].add(
+                get_i64(r, 2)?,
+                get_i64(r, 3)?,
+                get_i64(r, 4)?,
+            );
+        }
+    } else {
+        let w = &raw.sql;
+        for m in LatencyMetric::ALL {
+            let col = m.column();
+            let and = if w.is_empty() { " WHERE" } else { " AND" };
+            let sql = format!(
+                "SELECT {d}, {col}, COUNT(*), CAST(SUM(is_error) AS BIGINT) FROM usage_records{w}{and} {col} IS NOT NULL GROUP BY 1, 2"
+            );
+            for r in &db.fetch(&sql, &raw.params, "analytics latency").await? {
+                per.entry(get_opt_str(r, 0)?).or_default()[m as usize].add(
+                    latency_bucket(get_i64(r, 1)?),
+                    get_i64(r, 2)?,
+                    get_i64(r, 3)?,
+                );
+            }
+        }
+    }
+    let names = unit_names(db, by).await?;
+    let mut t = Table::new(&[
+        by_name,
+        "calls",
+        "errors",
+        "error_rate",
+        "p50_ms",
+        "p90_ms",
+        "p95_ms",
+        "p99_ms",
+        "ttft_calls",
+        "ttft_p50_ms",
+        "ttft_p95_ms",
+        "name",
+    ]);
+    for (g, [lat, ttft]) in per {
+        t.rows.push(vec![
+            json!(g.clone().unwrap_or_default()),
+            json!(lat.calls),
+            json!(lat.errors),
+            json!(share(lat.errors, lat.calls)),
+            json!(lat.pct(50.0)),
+            json!(lat.pct(90.0)),
+            json!(lat.pct(95.0)),
+            json!(lat.pct(99.0)),
+            json!(ttft.calls),
+            json!(ttft.pct(50.0)),
+            json!(ttft.pct(95.0)),
+            json!(display_name(&names, g.as_deref())),
+        ]);
+    }
+    t.extra.insert("by".into(), json!(by));
+    t.extra.insert(
+        "resolution".into(),
+        json!("times at three significant digits: exact below 1 s, at most 1 % above"),
+    );
+    Ok(t)
+}
 
 /// Names of the reports (the OpenAPI test checks each is documented).
 pub const REPORTS: &[&str] = &[
@@ -631,7 +782,6 @@ pub async fn run_report(
     let bucket = Bucket::parse(q.bucket.as_deref())?;
     let limit = i64::from(q.limit.unwrap_or(100).clamp(1, 10_000));
     let db = &st.db;
-    let w = &f.sql;
     // Reports over sums read the coarsest rollup that answers exactly (or the raw
     // records in the same shape); percentiles and outcomes read the raw records.
     let src = match name {
@@ -985,45 +1135,7 @@ pub async fn run_report(
             );
             Ok(t)
         }
-        "latency" => {
-            let sql = format!(
-                "SELECT model, latency_ms, COUNT(*), CAST(SUM(is_error) AS BIGINT) FROM usage_records{w} GROUP BY model, latency_ms ORDER BY 1, 2"
-            );
-            let rows = db.fetch(&sql, &f.params, "analytics latency").await?;
-            let mut per: BTreeMap<String, LatencyAcc> = BTreeMap::new();
-            for r in &rows {
-                let e = per
-                    .entry(get_opt_str(r, 0)?.unwrap_or_default())
-                    .or_default();
-                let c = get_i64(r, 2)?;
-                e.0.push((get_i64(r, 1)?, c));
-                e.1 += c;
-                e.2 += get_i64(r, 3)?;
-            }
-            let mut t = Table::new(&[
-                "model",
-                "calls",
-                "errors",
-                "error_rate",
-                "p50_ms",
-                "p90_ms",
-                "p95_ms",
-                "p99_ms",
-            ]);
-            for (m, (vals, n, e)) in per {
-                t.rows.push(vec![
-                    json!(m),
-                    json!(n),
-                    json!(e),
-                    json!(share(e, n)),
-                    json!(percentile(&vals, n, 50.0)),
-                    json!(percentile(&vals, n, 90.0)),
-                    json!(percentile(&vals, n, 95.0)),
-                    json!(percentile(&vals, n, 99.0)),
-                ]);
-            }
-            Ok(t)
-        }
+        "latency" => latency(st, q, who, &f).await,
         "errors" => {
             let sql = format!(
                 "SELECT status, provider, model, {}, CAST(MAX(last_start_ms) AS BIGINT) FROM {from} WHERE status <> 'ok'

@@ -1068,12 +1068,15 @@ pub async fn store(db: &Db, recs: &[Verified], received_ms: i64) -> Result<Vec<b
     let mut deltas = crate::rollup::Deltas::default();
     for v in &stored {
         let (units, measures) = rollup_row(v);
-        deltas.add(
-            i64::try_from(v.rec.ts_start).unwrap_or(i64::MAX),
-            month_of_ms(v.rec.ts_start),
-            units,
-            measures,
+        let month = month_of_ms(v.rec.ts_start);
+        deltas.add_latency(
+            month,
+            crate::rollup::latency_units(&units),
+            sat(v.rec.latency_ms),
+            v.rec.time_to_first_token_ms.map(sat),
+            outcome(v).1,
         );
+        deltas.add(sat(v.rec.ts_start), month, units, measures);
     }
     crate::rollup::apply(&mut tx, db.backend(), &deltas).await?;
     tx.commit()

@@ -207,7 +207,7 @@ async fn postgres_partitions_raw_records_by_month() {
     .await;
     for want in [
         "usage_key_ts",
-        "usage_month_org_dept",
+        "usage_month_org",
         "usage_org_id",
         "usage_ts",
         "usage_user",
@@ -261,4 +261,57 @@ async fn postgres_partitions_raw_records_by_month() {
     assert!(db.ensure_partitions(&[202613]).await.is_err());
     assert!(db.ensure_partitions(&[-1]).await.is_err());
     other.close().await;
+}
+
+/// Migration 11 recreates the rollups (hour, day, month, latency histograms) from the
+/// raw records of an older database, and narrows the raw records' analytics index.
+async fn rollups_v2_fill(url: String) {
+    let db = Db::connect_at_version(&url, None, 10).await.unwrap();
+    let march = Spec {
+        ts: 1_773_568_800_000, // 2026-03-15T10:00:00Z
+        ..Spec::default()
+    };
+    insert_raw_record(&db, "r-jan", "acme", &Spec::default(), 1_000).await;
+    insert_raw_record(&db, "r-mar", "acme", &march, 2_000).await;
+    insert_raw_record(&db, "r-mar2", "acme", &march, 500).await;
+    db.close().await;
+    let db = Db::connect(&url, None).await.unwrap();
+    for (sql, want) in [
+        (
+            "SELECT CAST(SUM(calls) AS TEXT) FROM usage_rollup_hour",
+            "3",
+        ),
+        ("SELECT CAST(COUNT(*) AS TEXT) FROM usage_rollup_day", "2"),
+        (
+            "SELECT CAST(SUM(spend_micros) AS TEXT) FROM usage_rollup_day",
+            "3500",
+        ),
+        (
+            "SELECT CAST(SUM(spend_micros) AS TEXT) FROM usage_rollup_month WHERE month = 202603",
+            "2500",
+        ),
+        (
+            "SELECT CAST(MAX(last_start_ms) AS TEXT) FROM usage_rollup_month",
+            "1773568800000",
+        ),
+        (
+            "SELECT CAST(SUM(calls) AS TEXT) FROM usage_latency_month WHERE metric = 'latency'",
+            "3",
+        ),
+    ] {
+        assert_eq!(names(&db, sql).await, vec![want], "{sql}");
+    }
+    db.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollups_v2_are_filled_from_a_version_10_database_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    rollups_v2_fill(format!("sqlite://{}", dir.path().join("v10.db").display())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollups_v2_are_filled_from_a_version_10_database_postgres() {
+    let Some(pg) = Pg::start() else { return };
+    rollups_v2_fill(pg.new_db().await).await;
 }

@@ -51,7 +51,10 @@ fn random_specs(seed: u64, n: usize) -> Vec<Spec> {
                 user,
                 model: r.pick(&["gpt-4o", "gpt-4o-mini"]),
                 ts: JAN15_1000 + (r.next() % (60 * 86_400_000)),
-                latency: 50 + r.next() % 2000,
+                latency: 50 + r.next() % 20_000,
+                ttft: r
+                    .pick(&[None, Some(40), Some(2_345)])
+                    .map(|t: u64| t + r.next() % 1_500),
                 status,
                 tier: r.pick(&[None, Some("small"), Some("large")]),
                 prompt: 1 + r.next() % 50_000,
@@ -89,6 +92,35 @@ async fn check_agreement(db: &Db, expect_calls: usize) -> Vec<Vec<String>> {
     for grain in gaterouter_collector::rollup::GRAINS {
         all.extend(check_grain(db, grain, expect_calls).await);
     }
+    // Latency histograms: every record once per metric it has, in its bucket.
+    let hist = rows(
+        db,
+        "SELECT * FROM usage_latency_month ORDER BY month, org, department, provider, model, route_tier, metric, le_ms",
+    )
+    .await;
+    let calls = |metric: &str| -> i64 {
+        hist.iter()
+            .filter(|r| r[6] == metric)
+            .map(|r| r[8].parse::<i64>().unwrap())
+            .sum()
+    };
+    assert_eq!(calls("latency") as usize, expect_calls);
+    let streamed = rows(
+        db,
+        "SELECT COUNT(*) FROM usage_records WHERE ttft_ms IS NOT NULL",
+    )
+    .await;
+    assert_eq!(calls("ttft").to_string(), streamed[0][0]);
+    assert!(calls("ttft") > 0);
+    for r in &hist {
+        let le: i64 = r[7].parse().unwrap();
+        assert_eq!(
+            gaterouter_collector::rollup::latency_bucket(le),
+            le,
+            "{r:?}"
+        );
+    }
+    all.extend(hist);
     all
 }
 
@@ -163,6 +195,9 @@ async fn answers_agree(env: &Env) {
         "/v1/analytics/routing?",
         "/v1/analytics/errors?",
         "/v1/analytics/denials?",
+        "/v1/analytics/latency?",
+        "/v1/analytics/latency?by=department",
+        "/v1/analytics/latency?by=tier&model=gpt-4o",
     ] {
         let (s1, rollup) = env.get(q, Some(ADMIN)).await;
         let (s2, raw) = env.get(&format!("{q}&from=1"), Some(ADMIN)).await;
@@ -210,6 +245,7 @@ async fn answers_agree(env: &Env) {
         ),
         ("/v1/analytics/summary?", feb, feb_raw),
         ("/v1/analytics/keys?", feb, feb_raw),
+        ("/v1/analytics/latency?by=provider", feb, feb_raw),
         (
             "/v1/analytics/breakdown?by=department&limit=1000",
             days,
@@ -287,6 +323,26 @@ async fn grains_answer_their_queries(env: &Env) {
             assert_eq!(now["rows"], before[j]["rows"], "rebuild restores {table}");
         }
     }
+    // Latency percentiles over whole months read the monthly histograms.
+    let (q, raw_q) = ("/v1/analytics/latency", "/v1/analytics/latency?from=1");
+    let (_, l0) = env.get(q, Some(ADMIN)).await;
+    db.exec(
+        "UPDATE usage_latency_month SET calls = calls + 1000 WHERE metric = 'latency' AND le_ms = (SELECT MAX(le_ms) FROM usage_latency_month)",
+        &[],
+        "test",
+    )
+    .await
+    .unwrap();
+    let (_, l1) = env.get(q, Some(ADMIN)).await;
+    let (_, raw) = env.get(raw_q, Some(ADMIN)).await;
+    assert!(
+        total(&l1) >= total(&l0) + 1000,
+        "latency reads usage_latency_month"
+    );
+    assert_eq!(raw["rows"], l0["rows"], "the raw records answer alike");
+    gaterouter_collector::rollup::rebuild(db).await.unwrap();
+    let (_, l2) = env.get(q, Some(ADMIN)).await;
+    assert_eq!(l2["rows"], l0["rows"], "rebuild restores the histograms");
 }
 
 async fn ingest_all(env: &Env, wires: &[String]) {

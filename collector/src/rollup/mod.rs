@@ -22,13 +22,18 @@ use sqlx::AnyConnection;
 
 use crate::db::{Backend, Db, DbError, Param, bind_all, dberr, placeholders};
 pub use schema::{
-    Agg, DAY, GRAINS, Grain, HOUR, MEASURES, MONTH, Measure, N_MEASURES, N_UNITS, UNIT_KEYS,
+    Agg, DAY, GRAINS, Grain, HOUR, LATENCY, LATENCY_UNITS, LatencyMetric, MEASURES, MONTH, Measure,
+    N_LATENCY_UNITS, N_MEASURES, N_UNITS, UNIT_KEYS, latency_bucket,
 };
 
 /// The unit values of one rollup row, in [`UNIT_KEYS`] order (`''` for an absent unit).
 pub type Units = [String; N_UNITS];
 /// The measures of one rollup row, in [`MEASURES`] order.
 pub type Measures = [i64; N_MEASURES];
+/// The unit values of one latency histogram row, in [`LATENCY_UNITS`] order.
+pub type LatencyUnits = [String; N_LATENCY_UNITS];
+/// (month, units, metric, bucket) of a latency histogram row.
+type LatencyKey = (i64, LatencyUnits, LatencyMetric, i64);
 
 /// What a set of new records adds to each grain: (period, units) → combined measures,
 /// sorted, so every collector upserts rows in the same order (no lock-order deadlock
@@ -36,6 +41,8 @@ pub type Measures = [i64; N_MEASURES];
 #[derive(Debug, Default)]
 pub struct Deltas {
     rows: [BTreeMap<(i64, Units), Measures>; GRAINS.len()],
+    /// Latency histograms: (calls, errors) per bucket.
+    latency: BTreeMap<LatencyKey, [i64; 2]>,
 }
 
 impl Deltas {
@@ -51,6 +58,43 @@ impl Deltas {
                 std::collections::btree_map::Entry::Occupied(mut e) => {
                     combine(e.get_mut(), &measures);
                 }
+            }
+        }
+    }
+}
+
+/// The latency histogram units of a rollup row's units.
+pub fn latency_units(units: &Units) -> LatencyUnits {
+    std::array::from_fn(|i| {
+        UNIT_KEYS
+            .iter()
+            .position(|k| *k == LATENCY_UNITS[i])
+            .map(|j| units[j].clone())
+            .unwrap_or_default()
+    })
+}
+
+impl Deltas {
+    /// Add one record's times to the latency histograms: its `month`, units, whole-call
+    /// latency, time to first token (streamed calls) and whether it failed.
+    pub fn add_latency(
+        &mut self,
+        month: i64,
+        units: LatencyUnits,
+        latency_ms: i64,
+        ttft_ms: Option<i64>,
+        is_error: i64,
+    ) {
+        let times = [
+            (LatencyMetric::Latency, Some(latency_ms)),
+            (LatencyMetric::Ttft, ttft_ms),
+        ];
+        for (metric, ms) in times {
+            if let Some(ms) = ms {
+                let key = (month, units.clone(), metric, latency_bucket(ms));
+                let e = self.latency.entry(key).or_insert([0; 2]);
+                e[0] += 1;
+                e[1] += is_error;
             }
         }
     }
@@ -123,11 +167,36 @@ pub async fn apply(
                 .map_err(dberr("updating usage rollups"))?;
         }
     }
+    let rows: Vec<(&LatencyKey, &[i64; 2])> = deltas.latency.iter().collect();
+    let keys = format!(
+        "{}, {}, metric, le_ms",
+        LATENCY.period,
+        LATENCY_UNITS.join(", ")
+    );
+    let per_row = N_LATENCY_UNITS + 5;
+    for chunk in rows.chunks(ROWS_PER_UPSERT) {
+        let mut params = Vec::with_capacity(chunk.len() * per_row);
+        for ((month, units, metric, le), [calls, errors]) in chunk {
+            params.push(Param::I64(*month));
+            params.extend(units.iter().map(|u| Param::Text(u.clone())));
+            params.push(Param::Text(metric.as_str().to_owned()));
+            params.extend([Param::I64(*le), Param::I64(*calls), Param::I64(*errors)]);
+        }
+        let t = LATENCY.table;
+        let sql = format!(
+            "INSERT INTO {t} ({keys}, calls, errors) VALUES {} ON CONFLICT ({keys}) DO UPDATE SET calls = {t}.calls + excluded.calls, errors = {t}.errors + excluded.errors",
+            placeholders(chunk.len(), per_row, backend)
+        );
+        bind_all(&sql, &params)
+            .execute(&mut *tx)
+            .await
+            .map_err(dberr("updating latency histograms"))?;
+    }
     Ok(())
 }
 
-/// Recompute every rollup from the raw records, in one write transaction; returns the
-/// number of rollup rows written (all grains).
+/// Recompute every rollup (and the latency histograms) from the raw records, in one
+/// write transaction; returns the number of rows written (all tables).
 pub async fn rebuild(db: &Db) -> Result<u64, DbError> {
     let _g = db.write_guard().await;
     let mut tx = db.begin_write().await?;
@@ -150,6 +219,20 @@ pub async fn rebuild(db: &Db) -> Result<u64, DbError> {
             .map_err(dberr("rebuilding usage rollups"))?
             .rows_affected();
         written += n;
+    }
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM {}",
+        LATENCY.table
+    )))
+    .execute(&mut *tx)
+    .await
+    .map_err(dberr("clearing latency histograms"))?;
+    for sql in schema::fill_latency_sql() {
+        written += bind_all(&sql, &[])
+            .execute(&mut *tx)
+            .await
+            .map_err(dberr("rebuilding latency histograms"))?
+            .rows_affected();
     }
     tx.commit()
         .await

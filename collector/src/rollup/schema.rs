@@ -227,6 +227,126 @@ pub fn measure_names() -> String {
         .join(", ")
 }
 
+/// Latency histograms (`usage_latency_month`): per calendar month × org × department ×
+/// provider × model × route tier × metric (`latency`, `ttft`) × bucket, the calls and
+/// errors whose time fell in the bucket. Percentiles over any set of whole months read
+/// these few rows instead of every record. Member, key, group and project are left out
+/// (they would multiply the rows); filters on them read the raw records.
+pub const LATENCY: Grain = Grain {
+    table: "usage_latency_month",
+    period: "month",
+    period_of_record: "month",
+    period_ms: None,
+};
+
+/// Unit key columns of [`LATENCY`] after the period (text).
+pub const LATENCY_UNITS: &[&str] = &["org", "department", "provider", "model", "route_tier"];
+/// Number of [`LATENCY_UNITS`].
+pub const N_LATENCY_UNITS: usize = 5;
+
+/// What a latency histogram row measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LatencyMetric {
+    /// The whole call (`latency_ms`).
+    Latency,
+    /// Time to the first token of a streamed call (`ttft_ms`).
+    Ttft,
+}
+
+impl LatencyMetric {
+    /// Both, in stored order.
+    pub const ALL: [LatencyMetric; 2] = [LatencyMetric::Latency, LatencyMetric::Ttft];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LatencyMetric::Latency => "latency",
+            LatencyMetric::Ttft => "ttft",
+        }
+    }
+
+    /// The raw record column it reads.
+    pub fn column(self) -> &'static str {
+        match self {
+            LatencyMetric::Latency => "latency_ms",
+            LatencyMetric::Ttft => "ttft_ms",
+        }
+    }
+
+    /// From the stored name.
+    pub fn parse(s: &str) -> Option<LatencyMetric> {
+        LatencyMetric::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+}
+
+/// The histogram bucket of a time in ms: the value rounded up to three significant
+/// digits (exact below 1 s, at most 1 % above), so a percentile read from the buckets is
+/// the value at three significant digits, whichever source answers.
+pub fn latency_bucket(ms: i64) -> i64 {
+    let mut step = 1i64;
+    while ms >= step.saturating_mul(1000) && step < 1_000_000_000_000 {
+        step *= 10;
+    }
+    ms.saturating_add(step - 1) / step * step
+}
+
+/// [`latency_bucket`] in SQL over column `col` (both backends: integer division).
+pub fn latency_bucket_sql(col: &str) -> String {
+    let mut sql = format!("CASE WHEN {col} < 1000 THEN {col}");
+    let mut step = 10i64;
+    while step <= 1_000_000_000_000 {
+        sql.push_str(&format!(
+            " WHEN {col} < {} THEN (({col} + {}) / {step}) * {step}",
+            step * 1000,
+            step - 1
+        ));
+        step *= 10;
+    }
+    sql.push_str(&format!(" ELSE {col} END"));
+    sql
+}
+
+/// `CREATE TABLE` of the latency histograms.
+fn create_latency_sql() -> String {
+    let units = LATENCY_UNITS
+        .iter()
+        .map(|k| format!("{k} TEXT NOT NULL"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "CREATE TABLE {t} ({p} BIGINT NOT NULL, {units}, metric TEXT NOT NULL, le_ms BIGINT NOT NULL, calls BIGINT NOT NULL, errors BIGINT NOT NULL,
+         PRIMARY KEY ({p}, {keys}, metric, le_ms))",
+        t = LATENCY.table,
+        p = LATENCY.period,
+        keys = LATENCY_UNITS.join(", ")
+    )
+}
+
+/// Fill the (empty) latency histograms from the raw records, one statement per metric.
+pub fn fill_latency_sql() -> Vec<String> {
+    let units = LATENCY_UNITS
+        .iter()
+        .map(|k| unit_of_record(k))
+        .collect::<Vec<_>>()
+        .join(", ");
+    LatencyMetric::ALL
+        .into_iter()
+        .map(|m| {
+            let col = m.column();
+            format!(
+                "INSERT INTO {t} ({p}, {keys}, metric, le_ms, calls, errors) SELECT {pr}, {units}, '{name}', {b}, COUNT(*), CAST(SUM(is_error) AS BIGINT)
+                 FROM usage_records WHERE {col} IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6, 8",
+                t = LATENCY.table,
+                p = LATENCY.period,
+                keys = LATENCY_UNITS.join(", "),
+                pr = LATENCY.period_of_record,
+                name = m.as_str(),
+                b = latency_bucket_sql(col),
+            )
+        })
+        .collect()
+}
+
 /// The statements of a migration that (re)creates every rollup table from the current
 /// definitions and fills it from the raw records: rollups are derived data, so a change
 /// of their shape is a new migration calling this (migration 11 is the first).
@@ -238,6 +358,14 @@ pub fn recreate_statements() -> Vec<String> {
         out.push(index_sql(g));
         out.push(fill_sql(g, ""));
     }
+    out.push(format!("DROP TABLE IF EXISTS {}", LATENCY.table));
+    out.push(create_latency_sql());
+    out.extend(fill_latency_sql());
+    // Analytics read the rollups now: the wide covering index of the raw records (only
+    // analytics used it) costs every insert; bills and drill-downs filter by org and
+    // month.
+    out.push("DROP INDEX IF EXISTS usage_month_org_dept".to_owned());
+    out.push("CREATE INDEX usage_month_org ON usage_records (month, org)".to_owned());
     out
 }
 
@@ -257,6 +385,27 @@ mod tests {
         assert_eq!(HOUR.period_of(t, 202602), 1_769_997_600_000);
         assert_eq!(DAY.period_of(t, 202602), 1_769_990_400_000);
         assert_eq!(MONTH.period_of(t, 202602), 202602);
+    }
+
+    #[test]
+    fn latency_buckets_keep_three_significant_digits() {
+        for (v, b) in [
+            (0, 0),
+            (7, 7),
+            (999, 999),
+            (1000, 1000),
+            (1001, 1010),
+            (1234, 1240),
+            (9991, 10000),
+            (56_789, 56_800),
+            (123_456_789, 124_000_000),
+        ] {
+            assert_eq!(latency_bucket(v), b, "{v}");
+        }
+        for v in [1i64, 999, 1001, 20_000, 99_999, 1_000_001, 86_400_000] {
+            let b = latency_bucket(v);
+            assert!(b >= v && (b - v) * 100 <= v, "{v} -> {b}: within 1 %");
+        }
     }
 
     #[test]

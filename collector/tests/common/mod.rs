@@ -395,6 +395,8 @@ pub struct Spec {
     pub model: &'static str,
     pub ts: u64,
     pub latency: u64,
+    /// Time to first token (a streamed call), if any.
+    pub ttft: Option<u64>,
     pub status: UsageStatus,
     pub tier: Option<&'static str>,
     pub tags: &'static [(&'static str, &'static str)],
@@ -412,6 +414,7 @@ impl Default for Spec {
             model: "gpt-4o-mini",
             ts: 1_768_471_200_000, // 2026-01-15T10:00:00Z
             latency: 100,
+            ttft: None,
             status: UsageStatus::Ok,
             tier: None,
             tags: &[],
@@ -451,6 +454,8 @@ pub fn record(s: &Spec) -> UsageRecord {
         completion_tokens: s.completion,
         cost_micros: s.client_cost,
         latency_ms: s.latency,
+        time_to_first_token_ms: s.ttft,
+        stream: s.ttft.is_some(),
         status: Some(s.status),
         attempts: 1,
         tags: s
