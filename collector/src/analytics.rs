@@ -1214,7 +1214,7 @@ pub async fn run_report(
             Ok(t)
         }
         "budgets" => budgets(st, q, who).await,
-        "outcomes" => outcomes(st, q, f, limit).await,
+        "outcomes" => outcomes(st, q, who, f, limit).await,
         other => Err(ApiError::not_found(format!(
             "unknown report `{other}`: use one of {}",
             REPORTS.join(", ")
@@ -1231,11 +1231,12 @@ pub async fn run_report(
 async fn outcomes(
     st: &AppState,
     q: &AnalyticsQuery,
+    who: &Principal,
     mut f: Filter,
     limit: i64,
 ) -> Result<Table, ApiError> {
     let by = q.by.as_deref().unwrap_or("model");
-    let g = match by.strip_prefix("tag:") {
+    let tag = match by.strip_prefix("tag:") {
         Some("") => {
             return Err(ApiError::bad_request(
                 "`by=tag:` needs a tag key, e.g. by=tag:scenario",
@@ -1243,22 +1244,66 @@ async fn outcomes(
         }
         Some(k) => {
             f.params.push(Param::Text(k.to_owned()));
-            format!(
+            Some(format!(
                 "(SELECT t.v FROM usage_tags t WHERE t.org = usage_records.org AND t.record_id = usage_records.id AND t.k = ${})",
                 f.params.len()
-            )
+            ))
         }
-        None => dimension(by)?.to_owned(),
+        None => None,
     };
+    let db = &st.db;
+    // Calls and spend per group: from the rollups when grouped by a unit, else (a tag)
+    // from the raw records.
+    let totals = match &tag {
+        None => {
+            let d = dimension(by)?;
+            let src = Source::pick(q, who, None)?;
+            let sql = format!(
+                "SELECT NULLIF({d}, ''), {} FROM {} GROUP BY 1",
+                sums(&["calls", "spend_micros"]),
+                src.from
+            );
+            db.fetch(&sql, &src.params, "analytics outcomes (calls)")
+                .await?
+        }
+        Some(g) => {
+            let sql = format!(
+                "SELECT {g}, COUNT(*), CAST(COALESCE(SUM(spend_micros), 0) AS BIGINT) FROM usage_records{} GROUP BY 1",
+                f.sql
+            );
+            db.fetch(&sql, &f.params, "analytics outcomes (calls)")
+                .await?
+        }
+    };
+    // Rated calls and their scores: from the feedback, each joined to its call (per
+    // org) and kept when the call is in the filter; a call rated several times counts
+    // once, with the mean of its ratings.
+    let g = tag.clone().unwrap_or_else(|| {
+        dimension(by)
+            .map(|d| format!("usage_records.{d}"))
+            .unwrap_or_default()
+    });
     let sql = format!(
-        "SELECT g, COUNT(*), CAST(COALESCE(SUM(spend_micros), 0) AS BIGINT), COUNT(fb_rid), CAST(COALESCE(SUM(fb_s / fb_n), 0) AS BIGINT)
-         FROM (SELECT {g} AS g, org, id, spend_micros FROM usage_records{w}) r
-         LEFT JOIN (SELECT org AS fb_org, record_id AS fb_rid, CAST(SUM(score_milli) AS BIGINT) AS fb_s, CAST(COUNT(*) AS BIGINT) AS fb_n FROM feedback GROUP BY org, record_id) fb
-           ON fb.fb_org = r.org AND fb.fb_rid = r.id
-         GROUP BY g ORDER BY 3 DESC, 1 LIMIT {limit}",
-        w = f.sql
+        "SELECT {g}, COUNT(*), CAST(COALESCE(SUM(fb_s / fb_n), 0) AS BIGINT)
+         FROM (SELECT org AS fb_org, record_id AS fb_rid, CAST(SUM(score_milli) AS BIGINT) AS fb_s, CAST(COUNT(*) AS BIGINT) AS fb_n FROM feedback GROUP BY org, record_id) fb
+         JOIN usage_records ON usage_records.org = fb.fb_org AND usage_records.id = fb.fb_rid{} GROUP BY 1",
+        f.sql
     );
-    let rows = st.db.fetch(&sql, &f.params, "analytics outcomes").await?;
+    let mut rated: BTreeMap<Option<String>, (i64, i64)> = BTreeMap::new();
+    for r in &db
+        .fetch(&sql, &f.params, "analytics outcomes (feedback)")
+        .await?
+    {
+        rated.insert(get_opt_str(r, 0)?, (get_i64(r, 1)?, get_i64(r, 2)?));
+    }
+    let mut rows = Vec::new();
+    for r in &totals {
+        let key = get_opt_str(r, 0)?;
+        let (n, s) = rated.get(&key).copied().unwrap_or((0, 0));
+        rows.push((key, get_i64(r, 1)?, get_i64(r, 2)?, n, s));
+    }
+    rows.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
+    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
     let mut t = Table::new(&[
         "group",
         "calls",
@@ -1268,20 +1313,14 @@ async fn outcomes(
         "mean_score",
         "spend_per_call_micros",
     ]);
-    for r in &rows {
-        let (calls, spend, rated, score_sum) = (
-            get_i64(r, 1)?,
-            get_i64(r, 2)?,
-            get_i64(r, 3)?,
-            get_i64(r, 4)?,
-        );
+    for (key, calls, spend, rated, score_sum) in rows {
         let mean = if rated > 0 {
             json!((score_sum as f64 / rated as f64 / 1000.0 * 1e4).round() / 1e4)
         } else {
             Value::Null
         };
         t.rows.push(vec![
-            json!(get_opt_str(r, 0)?),
+            json!(key),
             json!(calls),
             json!(spend),
             json!(rated),

@@ -196,6 +196,7 @@ async fn answers_agree(env: &Env) {
         "/v1/analytics/errors?",
         "/v1/analytics/denials?",
         "/v1/analytics/latency?",
+        "/v1/analytics/outcomes?by=department",
         "/v1/analytics/latency?by=department",
         "/v1/analytics/latency?by=tier&model=gpt-4o",
     ] {
