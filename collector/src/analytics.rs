@@ -523,6 +523,59 @@ pub async fn report(
 }
 
 /// Per model: (latency value, count) pairs, calls, errors.
+/// The active keys in the query's scope (org and department, and the key bindings the
+/// query filters on: project, group, member), each with the end of its last call ever
+/// (from the monthly rollups), in id order.
+async fn idle_keys(
+    db: &crate::db::Db,
+    q: &AnalyticsQuery,
+    who: &Principal,
+) -> Result<Vec<(String, Option<i64>)>, ApiError> {
+    let (org, department) = scope(q, who)?;
+    let mut f = Filter::default();
+    f.add("k.status = $?", Param::Text("active".into()));
+    for (v, cond) in [
+        (&org, "k.org_id = $?"),
+        (&department, "k.department_id = $?"),
+        (&q.project, "k.project_id = $?"),
+        (&q.group, "k.group_id = $?"),
+        (&q.user, "k.user_id = $?"),
+    ] {
+        if let Some(v) = v {
+            f.add(cond, Param::Text(v.clone()));
+        }
+    }
+    let sql = format!(
+        "SELECT k.id, k.org_id FROM api_keys k{} ORDER BY k.id",
+        f.sql
+    );
+    let keys = db.fetch(&sql, &f.params, "analytics idle keys").await?;
+    let mut last: BTreeMap<(String, String), i64> = BTreeMap::new();
+    if !keys.is_empty() {
+        let mut m = Filter::default();
+        if let Some(o) = &org {
+            m.add("org = $?", Param::Text(o.clone()));
+        }
+        let sql = format!(
+            "SELECT org, api_key_id, CAST(MAX(last_end_ms) AS BIGINT) FROM usage_rollup_month{} GROUP BY org, api_key_id",
+            m.sql
+        );
+        for r in &db
+            .fetch(&sql, &m.params, "analytics keys last used")
+            .await?
+        {
+            last.insert((get_str(r, 0)?, get_str(r, 1)?), get_i64(r, 2)?);
+        }
+    }
+    keys.iter()
+        .map(|r| {
+            let (id, org) = (get_str(r, 0)?, get_str(r, 1)?);
+            let l = last.get(&(org, id.clone())).copied();
+            Ok((id, l))
+        })
+        .collect()
+}
+
 /// Per group and metric: the (bucket, calls) pairs and the calls and errors in all.
 #[derive(Debug, Default)]
 struct LatencyAcc {
@@ -1061,10 +1114,13 @@ pub async fn run_report(
                 "total_tokens",
                 "name",
                 "denials",
+                "idle",
             ]);
+            let mut seen = std::collections::BTreeSet::new();
             for r in &rows {
                 let last = get_i64(r, 1)?;
                 let k = get_opt_str(r, 0)?;
+                seen.insert(k.clone().unwrap_or_default());
                 t.rows.push(vec![
                     json!(k.clone()),
                     json!(last),
@@ -1075,7 +1131,29 @@ pub async fn run_report(
                     json!(get_i64(r, 5)?),
                     json!(display_name(&names, k.as_deref())),
                     json!(get_i64(r, 6)?),
+                    json!(false),
                 ]);
+            }
+            // Idle keys: active keys in scope without a call in the range, with when
+            // they were last used at all (or null), after the ranked ones.
+            if q.model.is_none() && q.provider.is_none() && q.tag.is_none() && q.key.is_none() {
+                for (k, last) in idle_keys(db, q, who).await? {
+                    if seen.contains(&k) {
+                        continue;
+                    }
+                    t.rows.push(vec![
+                        json!(k.clone()),
+                        json!(last),
+                        json!(last.map(iso)),
+                        json!(0),
+                        json!(0),
+                        json!(0),
+                        json!(0),
+                        json!(display_name(&names, Some(&k))),
+                        json!(0),
+                        json!(true),
+                    ]);
+                }
             }
             Ok(t)
         }

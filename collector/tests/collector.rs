@@ -335,6 +335,43 @@ async fn analytics(db: Db) {
         (r[1]["api_key_id"].clone(), r[1]["last_seen_ms"].clone()),
         (json!("k_sales"), json!(FEB03_0930 + 500))
     );
+    assert_eq!(r.len(), 2, "{v}");
+    // Idle keys: an active key never used shows with no calls; in a range after the
+    // last call, a used key is idle and shows when it was last used.
+    let idle_signer = signer(77);
+    env.admin_ok(
+        "/v1/admin/keys",
+        json!({"id": "k_idle", "org_id": "acme", "department_id": "eng", "public_key": idle_signer.public_key()}),
+    )
+    .await;
+    let (_, v) = env.get("/v1/analytics/keys", a).await;
+    let r = rows(&v);
+    assert_eq!(
+        (
+            r[2]["api_key_id"].clone(),
+            r[2]["calls"].clone(),
+            r[2]["idle"].clone(),
+            r[2]["last_seen_ms"].clone()
+        ),
+        (json!("k_idle"), json!(0), json!(true), Value::Null),
+        "{v}"
+    );
+    assert_eq!(r[0]["idle"], json!(false));
+    let (_, v) = env
+        .get("/v1/analytics/keys?from=2030-01-01&department=sales", a)
+        .await;
+    assert_eq!(
+        rows(&v)
+            .iter()
+            .map(|r| (
+                r["api_key_id"].clone(),
+                r["idle"].clone(),
+                r["last_seen_ms"].clone()
+            ))
+            .collect::<Vec<_>>(),
+        vec![(json!("k_sales"), json!(true), json!(FEB03_0930 + 500))],
+        "{v}"
+    );
 
     // Routing: small 3, large 1, explicit 1; baseline = 5 x 35 000; savings 175 000 - 76 300.
     let (_, v) = env.get("/v1/analytics/routing", a).await;
