@@ -28,7 +28,9 @@ use serde_json::{Value, json};
 use crate::auth::Principal;
 use crate::db::{Param, get_i64, get_opt_str, get_str};
 use crate::error::ApiError;
-use crate::rollup::{DAY, GRAINS, Grain, HOUR, LATENCY, LatencyMetric, latency_bucket, schema};
+use crate::rollup::{
+    DAY, GRAINS, Grain, HOUR, LATENCY, LatencyMetric, MONTH, TAGS, latency_bucket, schema,
+};
 use crate::server::AppState;
 use crate::time::{iso, month_start_ms, parse_time};
 
@@ -173,6 +175,8 @@ struct Source {
     grain: Option<Grain>,
     /// A parenthesised subquery for `FROM`, aliased `r`.
     from: String,
+    /// Its ` WHERE ...` over the grain's table (empty for the raw records).
+    where_sql: String,
     /// Its parameters.
     params: Vec<Param>,
 }
@@ -225,6 +229,7 @@ impl Source {
                 return Ok(Source {
                     grain: Some(grain),
                     from: format!("(SELECT * FROM {}{}) r", grain.table, f.sql),
+                    where_sql: f.sql,
                     params: f.params,
                 });
             }
@@ -237,6 +242,7 @@ impl Source {
         Source {
             grain: None,
             from: format!("({}) r", schema::records_as_rows(&raw.sql)),
+            where_sql: String::new(),
             params: raw.params.clone(),
         }
     }
@@ -1330,29 +1336,80 @@ async fn outcomes(
         None => None,
     };
     let db = &st.db;
-    // Calls and spend per group: from the rollups when grouped by a unit, else (a tag)
-    // from the raw records.
-    let totals = match &tag {
-        None => {
-            let d = dimension(by)?;
-            let src = Source::pick(q, who, None)?;
+    // Calls and spend per group: from the rollups when grouped by a unit or by a tag over
+    // whole months, else from the raw records.
+    let src = Source::pick(q, who, None)?;
+    let mut totals: Vec<(Option<String>, i64, i64)> = Vec::new();
+    let tag_rollup =
+        src.grain == Some(MONTH) && q.group.is_none() && q.user.is_none() && q.key.is_none();
+    match (&tag, by.strip_prefix("tag:")) {
+        (None, _) => {
             let sql = format!(
-                "SELECT NULLIF({d}, ''), {} FROM {} GROUP BY 1",
+                "SELECT NULLIF({}, ''), {} FROM {} GROUP BY 1",
+                dimension(by)?,
                 sums(&["calls", "spend_micros"]),
                 src.from
             );
-            db.fetch(&sql, &src.params, "analytics outcomes (calls)")
+            for r in &db
+                .fetch(&sql, &src.params, "analytics outcomes (calls)")
                 .await?
+            {
+                totals.push((get_opt_str(r, 0)?, get_i64(r, 1)?, get_i64(r, 2)?));
+            }
         }
-        Some(g) => {
+        (Some(_), Some(k)) if tag_rollup => {
+            // Each value's calls from the tag rollups; the calls without the tag are the
+            // rest of the unit's calls (a record has one value per key).
+            let mut params = src.params.clone();
+            params.push(Param::Text(k.to_owned()));
+            let and = if src.where_sql.is_empty() {
+                " WHERE"
+            } else {
+                " AND"
+            };
+            let sql = format!(
+                "SELECT v, {} FROM {}{}{and} k = ${} GROUP BY v",
+                sums(&["calls", "spend_micros"]),
+                TAGS.table,
+                src.where_sql,
+                params.len()
+            );
+            for r in &db
+                .fetch(&sql, &params, "analytics outcomes (usage_tag_rollup_month)")
+                .await?
+            {
+                totals.push((get_opt_str(r, 0)?, get_i64(r, 1)?, get_i64(r, 2)?));
+            }
+            let sql = format!(
+                "SELECT {} FROM {}",
+                sums(&["calls", "spend_micros"]),
+                src.from
+            );
+            if let Some(r) = db
+                .fetch(&sql, &src.params, "analytics outcomes (calls)")
+                .await?
+                .first()
+            {
+                let (tc, ts) = totals.iter().fold((0, 0), |a, t| (a.0 + t.1, a.1 + t.2));
+                let (c, s) = (get_i64(r, 0)? - tc, get_i64(r, 1)? - ts);
+                if c != 0 || s != 0 {
+                    totals.push((None, c, s));
+                }
+            }
+        }
+        (Some(g), _) => {
             let sql = format!(
                 "SELECT {g}, COUNT(*), CAST(COALESCE(SUM(spend_micros), 0) AS BIGINT) FROM usage_records{} GROUP BY 1",
                 f.sql
             );
-            db.fetch(&sql, &f.params, "analytics outcomes (calls)")
+            for r in &db
+                .fetch(&sql, &f.params, "analytics outcomes (calls)")
                 .await?
+            {
+                totals.push((get_opt_str(r, 0)?, get_i64(r, 1)?, get_i64(r, 2)?));
+            }
         }
-    };
+    }
     // Rated calls and their scores: from the feedback, each joined to its call (per
     // org) and kept when the call is in the filter; a call rated several times counts
     // once, with the mean of its ratings.
@@ -1375,10 +1432,9 @@ async fn outcomes(
         rated.insert(get_opt_str(r, 0)?, (get_i64(r, 1)?, get_i64(r, 2)?));
     }
     let mut rows = Vec::new();
-    for r in &totals {
-        let key = get_opt_str(r, 0)?;
+    for (key, calls, spend) in totals {
         let (n, s) = rated.get(&key).copied().unwrap_or((0, 0));
-        rows.push((key, get_i64(r, 1)?, get_i64(r, 2)?, n, s));
+        rows.push((key, calls, spend, n, s));
     }
     rows.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
     rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));

@@ -1076,6 +1076,7 @@ pub async fn store(db: &Db, recs: &[Verified], received_ms: i64) -> Result<Vec<b
             v.rec.time_to_first_token_ms.map(sat),
             outcome(v).1,
         );
+        deltas.add_tags(month, &units, &v.rec.tags, &measures);
         deltas.add(sat(v.rec.ts_start), month, units, measures);
     }
     crate::rollup::apply(&mut tx, db.backend(), &deltas).await?;

@@ -55,12 +55,17 @@ fn random_specs(seed: u64, n: usize) -> Vec<Spec> {
                 ttft: r
                     .pick(&[None, Some(40), Some(2_345)])
                     .map(|t: u64| t + r.next() % 1_500),
+                tags: r.pick(&[
+                    &[][..],
+                    &[("scenario", "support-reply")][..],
+                    &[("scenario", "triage"), ("team", "blue")][..],
+                    &[("team", "red")][..],
+                ]),
                 status,
                 tier: r.pick(&[None, Some("small"), Some("large")]),
                 prompt: 1 + r.next() % 50_000,
                 completion: r.next() % 5_000,
                 client_cost: r.next() % 100_000,
-                ..Spec::default()
             }
         })
         .collect()
@@ -121,6 +126,23 @@ async fn check_agreement(db: &Db, expect_calls: usize) -> Vec<Vec<String>> {
         );
     }
     all.extend(hist);
+    // Tag rollups: each (month, units, tag) sums the records carrying that tag.
+    let tags_raw = rows(
+        db,
+        "SELECT r.month, r.org, COALESCE(r.department, ''), COALESCE(r.project, ''), r.provider, r.model, t.k, t.v, COUNT(*),
+         CAST(SUM(r.is_error) AS BIGINT), CAST(SUM(r.total_tokens) AS BIGINT), CAST(SUM(r.spend_micros) AS BIGINT)
+         FROM usage_records r JOIN usage_tags t ON t.org = r.org AND t.record_id = r.id GROUP BY 1, 2, 3, 4, 5, 6, 7, 8 ORDER BY 1, 2, 3, 4, 5, 6, 7, 8",
+    )
+    .await;
+    let tags = rows(
+        db,
+        "SELECT month, org, department, project, provider, model, k, v, calls, errors, total_tokens, spend_micros
+         FROM usage_tag_rollup_month ORDER BY 1, 2, 3, 4, 5, 6, 7, 8",
+    )
+    .await;
+    assert!(!tags.is_empty());
+    assert_eq!(tags, tags_raw, "tag rollups vs raw records");
+    all.extend(tags);
     all
 }
 
@@ -197,6 +219,8 @@ async fn answers_agree(env: &Env) {
         "/v1/analytics/denials?",
         "/v1/analytics/latency?",
         "/v1/analytics/outcomes?by=department",
+        "/v1/analytics/outcomes?by=tag:scenario",
+        "/v1/analytics/outcomes?by=tag:team&department=eng",
         "/v1/analytics/latency?by=department",
         "/v1/analytics/latency?by=tier&model=gpt-4o",
     ] {
@@ -247,6 +271,7 @@ async fn answers_agree(env: &Env) {
         ("/v1/analytics/summary?", feb, feb_raw),
         ("/v1/analytics/keys?", feb, feb_raw),
         ("/v1/analytics/latency?by=provider", feb, feb_raw),
+        ("/v1/analytics/outcomes?by=tag:scenario", feb, feb_raw),
         (
             "/v1/analytics/breakdown?by=department&limit=1000",
             days,
@@ -324,6 +349,39 @@ async fn grains_answer_their_queries(env: &Env) {
             assert_eq!(now["rows"], before[j]["rows"], "rebuild restores {table}");
         }
     }
+    // Spend by tag over whole months reads the tag rollups.
+    let (_, o0) = env
+        .get("/v1/analytics/outcomes?by=tag:scenario", Some(ADMIN))
+        .await;
+    db.exec(
+        "UPDATE usage_tag_rollup_month SET calls = calls + 1000 WHERE k = 'scenario' AND v = 'triage'",
+        &[],
+        "test",
+    )
+    .await
+    .unwrap();
+    let (_, o1) = env
+        .get("/v1/analytics/outcomes?by=tag:scenario", Some(ADMIN))
+        .await;
+    let triage = |v: &Value| {
+        v["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["group"] == "triage")
+            .map(|r| r["calls"].as_i64().unwrap())
+            .unwrap()
+    };
+    assert!(
+        triage(&o1) >= triage(&o0) + 1000,
+        "outcomes by tag reads usage_tag_rollup_month"
+    );
+    gaterouter_collector::rollup::rebuild(db).await.unwrap();
+    let (_, o2) = env
+        .get("/v1/analytics/outcomes?by=tag:scenario", Some(ADMIN))
+        .await;
+    assert_eq!(o2["rows"], o0["rows"], "rebuild restores the tag rollups");
+
     // Latency percentiles over whole months read the monthly histograms.
     let (q, raw_q) = ("/v1/analytics/latency", "/v1/analytics/latency?from=1");
     let (_, l0) = env.get(q, Some(ADMIN)).await;

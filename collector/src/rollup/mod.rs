@@ -23,7 +23,8 @@ use sqlx::AnyConnection;
 use crate::db::{Backend, Db, DbError, Param, bind_all, dberr, placeholders};
 pub use schema::{
     Agg, DAY, GRAINS, Grain, HOUR, LATENCY, LATENCY_UNITS, LatencyMetric, MEASURES, MONTH, Measure,
-    N_LATENCY_UNITS, N_MEASURES, N_UNITS, UNIT_KEYS, latency_bucket,
+    N_LATENCY_UNITS, N_MEASURES, N_TAG_MEASURES, N_TAG_UNITS, N_UNITS, TAG_MEASURES, TAG_UNITS,
+    TAGS, UNIT_KEYS, latency_bucket,
 };
 
 /// The unit values of one rollup row, in [`UNIT_KEYS`] order (`''` for an absent unit).
@@ -34,6 +35,8 @@ pub type Measures = [i64; N_MEASURES];
 pub type LatencyUnits = [String; N_LATENCY_UNITS];
 /// (month, units, metric, bucket) of a latency histogram row.
 type LatencyKey = (i64, LatencyUnits, LatencyMetric, i64);
+/// (month, units, tag key, tag value) of a tag rollup row.
+type TagKey = (i64, [String; N_TAG_UNITS], String, String);
 
 /// What a set of new records adds to each grain: (period, units) → combined measures,
 /// sorted, so every collector upserts rows in the same order (no lock-order deadlock
@@ -43,6 +46,8 @@ pub struct Deltas {
     rows: [BTreeMap<(i64, Units), Measures>; GRAINS.len()],
     /// Latency histograms: (calls, errors) per bucket.
     latency: BTreeMap<LatencyKey, [i64; 2]>,
+    /// Tag rollups, [`TAG_MEASURES`] per tag.
+    tags: BTreeMap<TagKey, [i64; N_TAG_MEASURES]>,
 }
 
 impl Deltas {
@@ -63,18 +68,48 @@ impl Deltas {
     }
 }
 
-/// The latency histogram units of a rollup row's units.
-pub fn latency_units(units: &Units) -> LatencyUnits {
+/// The values of the unit columns `keys` among a rollup row's units.
+fn pick_units<const N: usize>(units: &Units, keys: &[&str]) -> [String; N] {
     std::array::from_fn(|i| {
         UNIT_KEYS
             .iter()
-            .position(|k| *k == LATENCY_UNITS[i])
+            .position(|k| Some(k) == keys.get(i))
             .map(|j| units[j].clone())
             .unwrap_or_default()
     })
 }
 
+/// The latency histogram units of a rollup row's units.
+pub fn latency_units(units: &Units) -> LatencyUnits {
+    pick_units(units, LATENCY_UNITS)
+}
+
 impl Deltas {
+    /// Add one record's tags to the tag rollups: its `month`, rollup units, tags and
+    /// measures (as for [`Deltas::add`]).
+    pub fn add_tags<'a>(
+        &mut self,
+        month: i64,
+        units: &Units,
+        tags: impl IntoIterator<Item = (&'a String, &'a String)>,
+        measures: &Measures,
+    ) {
+        let tag_units: [String; N_TAG_UNITS] = pick_units(units, TAG_UNITS);
+        let add: [i64; N_TAG_MEASURES] = std::array::from_fn(|i| {
+            MEASURES
+                .iter()
+                .position(|m| m.name == TAG_MEASURES[i].name)
+                .map_or(0, |j| measures[j])
+        });
+        for (k, v) in tags {
+            let key = (month, tag_units.clone(), k.clone(), v.clone());
+            let e = self.tags.entry(key).or_insert([0; N_TAG_MEASURES]);
+            for (a, b) in e.iter_mut().zip(add) {
+                *a = a.saturating_add(b);
+            }
+        }
+    }
+
     /// Add one record's times to the latency histograms: its `month`, units, whole-call
     /// latency, time to first token (streamed calls) and whether it failed.
     pub fn add_latency(
@@ -192,6 +227,34 @@ pub async fn apply(
             .await
             .map_err(dberr("updating latency histograms"))?;
     }
+    let rows: Vec<(&TagKey, &[i64; N_TAG_MEASURES])> = deltas.tags.iter().collect();
+    let t = TAGS.table;
+    let keys = format!("{}, {}, k, v", TAGS.period, TAG_UNITS.join(", "));
+    let names: Vec<&str> = TAG_MEASURES.iter().map(|m| m.name).collect();
+    let sets = names
+        .iter()
+        .map(|n| format!("{n} = {t}.{n} + excluded.{n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let per_row = 1 + N_TAG_UNITS + 2 + N_TAG_MEASURES;
+    for chunk in rows.chunks(ROWS_PER_UPSERT) {
+        let mut params = Vec::with_capacity(chunk.len() * per_row);
+        for ((month, units, k, v), measures) in chunk {
+            params.push(Param::I64(*month));
+            params.extend(units.iter().map(|u| Param::Text(u.clone())));
+            params.extend([Param::Text(k.clone()), Param::Text(v.clone())]);
+            params.extend(measures.iter().map(|m| Param::I64(*m)));
+        }
+        let sql = format!(
+            "INSERT INTO {t} ({keys}, {}) VALUES {} ON CONFLICT ({keys}) DO UPDATE SET {sets}",
+            names.join(", "),
+            placeholders(chunk.len(), per_row, backend)
+        );
+        bind_all(&sql, &params)
+            .execute(&mut *tx)
+            .await
+            .map_err(dberr("updating tag rollups"))?;
+    }
     Ok(())
 }
 
@@ -227,7 +290,14 @@ pub async fn rebuild(db: &Db) -> Result<u64, DbError> {
     .execute(&mut *tx)
     .await
     .map_err(dberr("clearing latency histograms"))?;
-    for sql in schema::fill_latency_sql() {
+    sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {}", TAGS.table)))
+        .execute(&mut *tx)
+        .await
+        .map_err(dberr("clearing tag rollups"))?;
+    let fills = schema::fill_latency_sql()
+        .into_iter()
+        .chain([schema::fill_tags_sql()]);
+    for sql in fills {
         written += bind_all(&sql, &[])
             .execute(&mut *tx)
             .await

@@ -136,9 +136,14 @@ pub const N_MEASURES: usize = 14;
 
 /// A unit column's value for one raw record (`''` for an absent unit).
 fn unit_of_record(k: &str) -> String {
+    unit_of(k, "")
+}
+
+/// [`unit_of_record`] with the record's columns qualified by `prefix` (e.g. `r.`).
+fn unit_of(k: &str, prefix: &str) -> String {
     match k {
-        "org" | "api_key_id" | "provider" | "model" | "status" => k.to_owned(),
-        other => format!("COALESCE({other}, '')"),
+        "org" | "api_key_id" | "provider" | "model" | "status" => format!("{prefix}{k}"),
+        other => format!("COALESCE({prefix}{other}, '')"),
     }
 }
 
@@ -347,6 +352,81 @@ pub fn fill_latency_sql() -> Vec<String> {
         .collect()
 }
 
+/// Request-tag rollups (`usage_tag_rollup_month`): per calendar month × org × department
+/// × project × provider × model × tag key × tag value, the calls, errors, tokens and
+/// spend of the records carrying that tag. Spend by scenario (`tag:scenario`) over whole
+/// months reads these. A record has at most one value per key, so the calls without a
+/// key are the unit's calls minus the tagged ones. At worst (a distinct value per record)
+/// it holds as many rows as `usage_tags`.
+pub const TAGS: Grain = Grain {
+    table: "usage_tag_rollup_month",
+    period: "month",
+    period_of_record: "month",
+    period_ms: None,
+};
+
+/// Unit key columns of [`TAGS`] after the period (then `k`, `v`).
+pub const TAG_UNITS: &[&str] = &["org", "department", "project", "provider", "model"];
+/// Number of [`TAG_UNITS`].
+pub const N_TAG_UNITS: usize = 5;
+/// Measure columns of [`TAGS`] (sums), with their value for one raw record.
+pub const TAG_MEASURES: &[Measure] = &[
+    sum("calls", "1"),
+    sum("errors", "is_error"),
+    sum("total_tokens", "total_tokens"),
+    sum("spend_micros", "spend_micros"),
+];
+/// Number of [`TAG_MEASURES`].
+pub const N_TAG_MEASURES: usize = 4;
+
+fn create_tags_sql() -> String {
+    let units = TAG_UNITS
+        .iter()
+        .map(|k| format!("{k} TEXT NOT NULL"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let measures = TAG_MEASURES
+        .iter()
+        .map(|m| format!("{} BIGINT NOT NULL", m.name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "CREATE TABLE {t} ({p} BIGINT NOT NULL, {units}, k TEXT NOT NULL, v TEXT NOT NULL, {measures}, PRIMARY KEY ({p}, {keys}, k, v))",
+        t = TAGS.table,
+        p = TAGS.period,
+        keys = TAG_UNITS.join(", ")
+    )
+}
+
+/// Fill the (empty) tag rollups from the raw records and their tags.
+pub fn fill_tags_sql() -> String {
+    let units = TAG_UNITS
+        .iter()
+        .map(|k| unit_of(k, "r."))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let measures = TAG_MEASURES
+        .iter()
+        .map(|m| {
+            let v = if m.of_record == "1" {
+                "1".to_owned()
+            } else {
+                format!("r.{}", m.of_record)
+            };
+            format!("CAST(COALESCE(SUM({v}), 0) AS BIGINT)")
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "INSERT INTO {t} ({p}, {keys}, k, v, {names}) SELECT r.month, {units}, t.k, t.v, {measures}
+         FROM usage_records r JOIN usage_tags t ON t.org = r.org AND t.record_id = r.id GROUP BY 1, 2, 3, 4, 5, 6, 7, 8",
+        t = TAGS.table,
+        p = TAGS.period,
+        keys = TAG_UNITS.join(", "),
+        names = TAG_MEASURES.iter().map(|m| m.name).collect::<Vec<_>>().join(", "),
+    )
+}
+
 /// The statements of a migration that (re)creates every rollup table from the current
 /// definitions and fills it from the raw records: rollups are derived data, so a change
 /// of their shape is a new migration calling this (migration 11 is the first).
@@ -361,6 +441,9 @@ pub fn recreate_statements() -> Vec<String> {
     out.push(format!("DROP TABLE IF EXISTS {}", LATENCY.table));
     out.push(create_latency_sql());
     out.extend(fill_latency_sql());
+    out.push(format!("DROP TABLE IF EXISTS {}", TAGS.table));
+    out.push(create_tags_sql());
+    out.push(fill_tags_sql());
     // Analytics read the rollups now: the wide covering index of the raw records (only
     // analytics used it) costs every insert; bills and drill-downs filter by org and
     // month.
@@ -377,6 +460,24 @@ mod tests {
     fn counts_match_the_lists() {
         assert_eq!(UNIT_KEYS.len(), N_UNITS);
         assert_eq!(MEASURES.len(), N_MEASURES);
+    }
+
+    #[test]
+    fn tag_fill_reads_the_record_columns() {
+        let f = fill_tags_sql();
+        for want in [
+            "r.org",
+            "COALESCE(r.department, '')",
+            "COALESCE(r.project, '')",
+            "r.provider",
+            "r.model",
+            "SUM(r.spend_micros)",
+            "SUM(1)",
+        ] {
+            assert!(f.contains(want), "{want} in {f}");
+        }
+        assert_eq!(TAG_UNITS.len(), N_TAG_UNITS);
+        assert_eq!(TAG_MEASURES.len(), N_TAG_MEASURES);
     }
 
     #[test]
