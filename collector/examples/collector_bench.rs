@@ -357,10 +357,19 @@ async fn seed_rows(db_url: &str, n: u64) {
               cost_mismatch, spend_micros, baseline_micros, latency_ms, ttft_ms, status, is_error, attempts, stream, tags, sdk_name, sdk_version, sdk_language, signature, received_ms)
              SELECT {id}, 'k' || CAST(x % 50 AS TEXT), x, {ts}, {ts} + 300,
               202601 + (x % 12), 'acme', 'd' || CAST((x / 12) % {depts} AS TEXT), 'p' || CAST(x % 100 AS TEXT), NULL, 'u' || CAST(x % {users} AS TEXT), 'openai', CASE WHEN x % 3 = 0 THEN 'gpt-4o' ELSE 'gpt-4o-mini' END,
-              'auto', CASE WHEN x % 3 = 0 THEN 'large' ELSE 'small' END, 500, 1200, 300, 0, 0, 0, 1500, 100 + x % 7, 100 + x % 7, 'openai/gpt-4o-mini', 0, 100 + x % 7, 6000, 200 + x % 500, NULL,
+              'auto', CASE WHEN x % 3 = 0 THEN 'large' ELSE 'small' END, 500, 1200, 300, 0, 0, 0, 1500, 100 + x % 7, 100 + x % 7, 'openai/gpt-4o-mini', 0, 100 + x % 7, 6000, 200 + x % 500, CASE WHEN x % 2 = 0 THEN 80 + x % 300 ELSE NULL END,
               CASE WHEN x % 50 = 0 THEN 'RATE_LIMITED' ELSE 'ok' END, CASE WHEN x % 50 = 0 THEN 1 ELSE 0 END, 1, 0, '{{}}', 'bench', '0', 'rust', 'sig', 0 FROM ({series}) s"
         );
         sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut c)
+            .await
+            .unwrap();
+        // Three records in four carry a `scenario` tag (three values).
+        let tags = format!(
+            "INSERT INTO usage_tags (org, record_id, k, v) SELECT 'acme', {id}, 'scenario', CASE x % 4 WHEN 1 THEN 'support-reply' WHEN 2 THEN 'triage' ELSE 'summarize' END
+             FROM ({series}) s WHERE x % 4 <> 0"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(tags))
             .execute(&mut c)
             .await
             .unwrap();
