@@ -123,7 +123,7 @@ pub struct CollectorConfig {
     /// Which signals to export: `traces`, `metrics` (default both). A receiver that takes
     /// traces only (Grafana Tempo, Langfuse) wants `["traces"]`. As an environment variable
     /// or flag: `traces,metrics`.
-    pub otlp_signals: Vec<crate::otlp_export::Signal>,
+    pub otlp_signals: Vec<Signal>,
 }
 
 /// `name=value,name2=value2` (the form of `OTEL_EXPORTER_OTLP_HEADERS`): each pair split
@@ -165,6 +165,33 @@ pub enum LogFormat {
     Json,
 }
 
+/// An exported signal (`otlp_signals`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Signal {
+    /// Spans, `POST /v1/traces`.
+    Traces,
+    /// Metrics, `POST /v1/metrics`.
+    Metrics,
+}
+
+/// Both signals, in export order.
+pub const SIGNALS: [Signal; 2] = [Signal::Traces, Signal::Metrics];
+
+impl Signal {
+    /// From its name (`traces`, `metrics`).
+    pub fn parse(s: &str) -> Option<Signal> {
+        SIGNALS.into_iter().find(|x| x.label() == s)
+    }
+    /// The `/metrics` label and the name in `otlp_signals`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Signal::Traces => "traces",
+            Signal::Metrics => "metrics",
+        }
+    }
+}
+
 impl Default for CollectorConfig {
     fn default() -> Self {
         CollectorConfig {
@@ -196,7 +223,7 @@ impl Default for CollectorConfig {
             otlp_batch: 1_000,
             otlp_service_name: DEFAULT_OTLP_SERVICE_NAME.to_owned(),
             otlp_settle_ms: None,
-            otlp_signals: crate::otlp_export::SIGNALS.to_vec(),
+            otlp_signals: SIGNALS.to_vec(),
         }
     }
 }
@@ -302,7 +329,7 @@ impl CollectorConfig {
                     .map(str::trim)
                     .filter(|x| !x.is_empty())
                     .map(|x| {
-                        crate::otlp_export::Signal::parse(x).ok_or_else(|| {
+                        Signal::parse(x).ok_or_else(|| {
                             err(
                                 "otlp_signals",
                                 format!("`{}` is not a signal", crate::logsafe::escape(x)),
@@ -702,7 +729,6 @@ mod tests {
         c.otlp_batch = 0;
         assert!(c.validate().unwrap_err().to_string().contains("otlp_batch"));
         c.otlp_batch = 1;
-        use crate::otlp_export::Signal;
         assert_eq!(c.otlp_signals, vec![Signal::Traces, Signal::Metrics]);
         c.set("otlp_signals", "traces").unwrap();
         assert_eq!(c.otlp_signals, vec![Signal::Traces]);

@@ -33,6 +33,8 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AF
 use serde_json::Value;
 use sqlx::AnyConnection;
 
+pub use crate::config::{SIGNALS, Signal};
+
 use crate::config::{CollectorConfig, ConfigError};
 use crate::db::{
     Backend, Db, DbError, Param, bind_all, dberr, get_i64, get_opt_i64, get_opt_str, get_str,
@@ -40,31 +42,8 @@ use crate::db::{
 use crate::metrics::METRICS;
 use crate::otlp::{ExportRecord, Producer};
 
-/// An exported signal (`otlp_signals`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Signal {
-    /// Spans, `POST /v1/traces`.
-    Traces,
-    /// Metrics, `POST /v1/metrics`.
-    Metrics,
-}
-
-/// Both signals, in export order.
-pub const SIGNALS: [Signal; 2] = [Signal::Traces, Signal::Metrics];
-
+/// What the exporter does per signal (the enum itself is configuration).
 impl Signal {
-    /// From its name (`traces`, `metrics`).
-    pub fn parse(s: &str) -> Option<Signal> {
-        SIGNALS.into_iter().find(|x| x.label() == s)
-    }
-    /// The `/metrics` label and the name in `otlp_signals`.
-    pub fn label(self) -> &'static str {
-        match self {
-            Signal::Traces => "traces",
-            Signal::Metrics => "metrics",
-        }
-    }
     /// Its row in `otel_export_cursor`.
     pub fn cursor(self) -> &'static str {
         match self {

@@ -11,7 +11,6 @@
 //! and `base_url`).
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -19,6 +18,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::model_id::ModelId;
+pub use crate::secret::Secret;
+
+mod reporting;
+pub use reporting::{DEFAULT_SIGNING_KEY_ENV, ReportingConfig, ReportingMode};
 
 /// Which wire format a provider speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -40,28 +43,6 @@ impl ProviderKind {
             ProviderKind::Anthropic => "anthropic",
             ProviderKind::Gemini => "gemini",
         }
-    }
-}
-
-/// A secret string whose `Debug` and `Display` never show the value.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wrap a secret.
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-    /// The secret value; call only where it is sent.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
     }
 }
 
@@ -202,7 +183,7 @@ pub struct Config {
     pub retry: RetryConfig,
     /// Usage records: signing, spool and collector (`[reporting]`).
     #[serde(default)]
-    pub reporting: crate::usage::ReportingConfig,
+    pub reporting: ReportingConfig,
     /// Routing for `auto`: tiers, policy, fallbacks, circuit breaker (`[routing]`).
     #[serde(default)]
     pub routing: crate::routing::RoutingConfig,
@@ -223,7 +204,7 @@ impl Default for Config {
             identity: Identity::default(),
             timeouts: Timeouts::default(),
             retry: RetryConfig::default(),
-            reporting: crate::usage::ReportingConfig::default(),
+            reporting: ReportingConfig::default(),
             routing: crate::routing::RoutingConfig::default(),
             prices: BTreeMap::new(),
             policy: PolicyConfig::default(),

@@ -1,5 +1,7 @@
 //! Money as integers: every amount is micro-dollars (10⁻⁶ USD) and is written out exactly,
-//! in one of three decimal forms, by this module only.
+//! in one of three decimal forms, by this module only. [`Cost`], what one call cost, lives
+//! here too, so the chat types carry it without depending on the price catalog
+//! ([`crate::pricing`] computes it).
 
 use std::fmt;
 
@@ -69,6 +71,48 @@ impl fmt::Display for Micros {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (sign, whole, frac) = self.parts();
         write!(f, "{sign}${whole}.{frac:06}")
+    }
+}
+
+/// Currency of a [`Cost`]; always US dollars today.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Currency {
+    /// US dollars.
+    #[default]
+    #[serde(rename = "USD")]
+    Usd,
+}
+
+/// The cost of one call in integer micro-dollars (1 USD = 1,000,000).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Cost {
+    /// Exact total, rounded half-up once.
+    pub total_micros: u64,
+    /// Uncached input.
+    pub input_micros: u64,
+    /// Cached-input reads.
+    pub cached_input_micros: u64,
+    /// Cache writes.
+    pub cache_write_micros: u64,
+    /// Output other than reasoning.
+    pub output_micros: u64,
+    /// Reasoning tokens (at the reasoning price, or the output price).
+    pub reasoning_micros: u64,
+    /// Always `USD`.
+    pub currency: Currency,
+    /// The catalog entry used (`provider/model`).
+    pub priced_as: String,
+    /// Whether the batch discount was applied.
+    pub batch: bool,
+    /// The long-context tier applied, by its threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier_above_input_tokens: Option<u64>,
+}
+
+impl Cost {
+    /// The total as a USD decimal string (`"0.012345"`).
+    pub fn total_usd(&self) -> String {
+        Micros::from(self.total_micros).fixed()
     }
 }
 

@@ -22,6 +22,7 @@ use std::sync::OnceLock;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
+pub use crate::money::{Cost, Currency};
 use crate::tokens::{Counting, PromptCount, count_request_with};
 use crate::types::{ChatRequest, Usage};
 
@@ -443,48 +444,6 @@ pub struct CostOptions {
     pub batch: bool,
     /// Cache writes used the 1-hour cache (Anthropic) rather than the 5-minute one.
     pub cache_write_1h: bool,
-}
-
-/// Currency of a [`Cost`]; always US dollars today.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub enum Currency {
-    /// US dollars.
-    #[default]
-    #[serde(rename = "USD")]
-    Usd,
-}
-
-/// The cost of one call in integer micro-dollars (1 USD = 1,000,000).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct Cost {
-    /// Exact total, rounded half-up once.
-    pub total_micros: u64,
-    /// Uncached input.
-    pub input_micros: u64,
-    /// Cached-input reads.
-    pub cached_input_micros: u64,
-    /// Cache writes.
-    pub cache_write_micros: u64,
-    /// Output other than reasoning.
-    pub output_micros: u64,
-    /// Reasoning tokens (at the reasoning price, or the output price).
-    pub reasoning_micros: u64,
-    /// Always `USD`.
-    pub currency: Currency,
-    /// The catalog entry used (`provider/model`).
-    pub priced_as: String,
-    /// Whether the batch discount was applied.
-    pub batch: bool,
-    /// The long-context tier applied, by its threshold.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tier_above_input_tokens: Option<u64>,
-}
-
-impl Cost {
-    /// The total as a USD decimal string (`"0.012345"`).
-    pub fn total_usd(&self) -> String {
-        crate::money::Micros::from(self.total_micros).fixed()
-    }
 }
 
 /// Options for [`Catalog::estimate_cost_with`].

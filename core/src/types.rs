@@ -759,7 +759,7 @@ pub struct ChatResponse {
     /// What the call cost, from the provider's usage and the price catalog (absent for
     /// models the catalog does not price).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cost: Option<crate::pricing::Cost>,
+    pub cost: Option<crate::money::Cost>,
     /// The routing decision that produced this response, with the attempts made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route: Option<crate::routing::RouteDecision>,
@@ -867,7 +867,7 @@ pub struct ChatChunk {
     pub usage: Option<Usage>,
     /// What the call cost, on the last chunk only (when the model is priced).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cost: Option<crate::pricing::Cost>,
+    pub cost: Option<crate::money::Cost>,
     /// Id of the call's usage record, on the chunk that carries `usage` (absent without
     /// usage records): pass it to `Client::feedback`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

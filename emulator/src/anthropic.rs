@@ -6,11 +6,9 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use crate::common::{
-    self, Finish, IMAGE_TOKENS, JsonMode, Norm, Prompt, ReplyKind, Segment, ToolChoice, ToolDef,
-    sse_event, tok,
+    self, ApiErr, Finish, IMAGE_TOKENS, JsonMode, Norm, Out, Prompt, ReplyKind, Segment,
+    ToolChoice, ToolDef, retry_headers, sse_event, tok,
 };
-use crate::openai::retry_headers;
-use crate::server::{ApiErr, Out};
 
 fn breakpoint(block: &Value) -> Option<bool> {
     block

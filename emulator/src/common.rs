@@ -1,5 +1,6 @@
 //! Provider-neutral pieces: the token rule, the deterministic reply, JSON-schema synthesis,
-//! prefix caching and SSE body construction.
+//! prefix caching, SSE body construction, and what the server hands each provider module
+//! ([`Out`] to render, [`ApiErr`] to answer in the provider's format).
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -427,6 +428,90 @@ pub(crate) fn strip_directives(s: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// An error answered in the provider's own format.
+#[derive(Debug, Clone)]
+pub(crate) enum ApiErr {
+    MissingKey,
+    InvalidKey(String),
+    InvalidJson(String),
+    Invalid {
+        msg: String,
+        param: Option<String>,
+        code: Option<String>,
+    },
+    ContextLength {
+        tokens: u64,
+        limit: u64,
+    },
+    RateLimit {
+        retry_after: f64,
+    },
+    Server,
+    Overloaded,
+}
+
+impl ApiErr {
+    pub(crate) fn invalid(msg: impl Into<String>) -> Self {
+        ApiErr::Invalid {
+            msg: msg.into(),
+            param: None,
+            code: None,
+        }
+    }
+    pub(crate) fn invalid_param(msg: impl Into<String>, param: &str, code: Option<&str>) -> Self {
+        ApiErr::Invalid {
+            msg: msg.into(),
+            param: Some(param.to_string()),
+            code: code.map(str::to_string),
+        }
+    }
+    pub(crate) fn outcome(&self) -> &'static str {
+        match self {
+            ApiErr::MissingKey | ApiErr::InvalidKey(_) => "auth_error",
+            ApiErr::InvalidJson(_) | ApiErr::Invalid { .. } => "invalid_request",
+            ApiErr::ContextLength { .. } => "context_length",
+            ApiErr::RateLimit { .. } => "rate_limit",
+            ApiErr::Server => "server_error",
+            ApiErr::Overloaded => "overloaded",
+        }
+    }
+}
+
+/// Cache accounting for one request.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct CacheUse {
+    pub read: u64,
+    pub write: u64,
+    pub write_1h: bool,
+}
+
+/// Everything a provider needs to render a successful answer.
+#[derive(Debug)]
+pub(crate) struct Out<'a> {
+    pub body: &'a Value,
+    pub norm: &'a Norm,
+    pub reply: &'a Reply,
+    pub cache: CacheUse,
+    pub seq: u64,
+    pub created: u64,
+    pub stream: bool,
+    pub applied: &'a Applied,
+    /// Gemini streamGenerateContent without `alt=sse` (JSON array).
+    pub json_array_stream: bool,
+}
+
+/// `retry-after` (whole seconds, rounded up) and, for fractional values, `retry-after-ms`.
+pub(crate) fn retry_headers(retry_after: f64) -> Vec<(&'static str, String)> {
+    let mut v = vec![("retry-after", format!("{}", retry_after.ceil() as u64))];
+    if retry_after.fract() != 0.0 {
+        v.push((
+            "retry-after-ms",
+            format!("{}", (retry_after * 1000.0).round() as u64),
+        ));
+    }
+    v
 }
 
 /// `data: {json}\n\n`

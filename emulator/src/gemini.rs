@@ -6,11 +6,9 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use crate::common::{
-    self, Finish, IMAGE_TOKENS, JsonMode, Norm, Prompt, ReplyKind, ToolChoice, ToolDef, sse_data,
-    tok,
+    self, ApiErr, Finish, IMAGE_TOKENS, JsonMode, Norm, Out, Prompt, ReplyKind, ToolChoice,
+    ToolDef, retry_headers, sse_data, tok,
 };
-use crate::openai::retry_headers;
-use crate::server::{ApiErr, Out};
 
 /// Proto-JSON accepts both lowerCamelCase and snake_case field names.
 fn get<'a>(v: &'a Value, camel: &str, snake: &str) -> Option<&'a Value> {

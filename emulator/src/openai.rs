@@ -7,10 +7,9 @@ use serde_json::{Value, json};
 
 use crate::Provider;
 use crate::common::{
-    self, Finish, JsonMode, Norm, Prompt, ReplyKind, ToolChoice, ToolDef, content_parts,
-    parts_tokens, sse_data, tok,
+    self, ApiErr, Finish, JsonMode, Norm, Out, Prompt, ReplyKind, ToolChoice, ToolDef,
+    content_parts, parts_tokens, retry_headers, sse_data, tok,
 };
-use crate::server::{ApiErr, Out};
 
 const ROLES: [&str; 6] = [
     "system",
@@ -581,16 +580,4 @@ pub(crate) fn error_parts(err: &ApiErr) -> (StatusCode, Value, Vec<(&'static str
     };
     let body = json!({"error": {"message": message, "type": ty, "param": param, "code": code}});
     (status, body, extra)
-}
-
-/// `retry-after` (whole seconds, rounded up) and, for fractional values, `retry-after-ms`.
-pub(crate) fn retry_headers(retry_after: f64) -> Vec<(&'static str, String)> {
-    let mut v = vec![("retry-after", format!("{}", retry_after.ceil() as u64))];
-    if retry_after.fract() != 0.0 {
-        v.push((
-            "retry-after-ms",
-            format!("{}", (retry_after * 1000.0).round() as u64),
-        ));
-    }
-    v
 }

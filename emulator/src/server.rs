@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::Provider;
-use crate::common::{self, Norm, Prompt, Reply};
+use crate::common::{self, ApiErr, CacheUse, Out, Prompt};
 use crate::faults::{self, Applied, Fault, FaultKind, Queued};
 use crate::{anthropic, gemini, openai};
 
@@ -26,78 +26,6 @@ use crate::{anthropic, gemini, openai};
 const REQUEST_LOG_LEN: usize = 100;
 /// Prefix-cache entries kept before the cache is cleared (bounds memory in long benchmarks).
 const CACHE_CAPACITY: usize = 200_000;
-
-/// An error answered in the provider's own format.
-#[derive(Debug, Clone)]
-pub(crate) enum ApiErr {
-    MissingKey,
-    InvalidKey(String),
-    InvalidJson(String),
-    Invalid {
-        msg: String,
-        param: Option<String>,
-        code: Option<String>,
-    },
-    ContextLength {
-        tokens: u64,
-        limit: u64,
-    },
-    RateLimit {
-        retry_after: f64,
-    },
-    Server,
-    Overloaded,
-}
-
-impl ApiErr {
-    pub(crate) fn invalid(msg: impl Into<String>) -> Self {
-        ApiErr::Invalid {
-            msg: msg.into(),
-            param: None,
-            code: None,
-        }
-    }
-    pub(crate) fn invalid_param(msg: impl Into<String>, param: &str, code: Option<&str>) -> Self {
-        ApiErr::Invalid {
-            msg: msg.into(),
-            param: Some(param.to_string()),
-            code: code.map(str::to_string),
-        }
-    }
-    fn outcome(&self) -> &'static str {
-        match self {
-            ApiErr::MissingKey | ApiErr::InvalidKey(_) => "auth_error",
-            ApiErr::InvalidJson(_) | ApiErr::Invalid { .. } => "invalid_request",
-            ApiErr::ContextLength { .. } => "context_length",
-            ApiErr::RateLimit { .. } => "rate_limit",
-            ApiErr::Server => "server_error",
-            ApiErr::Overloaded => "overloaded",
-        }
-    }
-}
-
-/// Cache accounting for one request.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct CacheUse {
-    pub read: u64,
-    pub write: u64,
-    pub write_1h: bool,
-}
-
-/// Everything a provider needs to render a successful answer.
-#[derive(Debug)]
-pub(crate) struct Out<'a> {
-    pub body: &'a Value,
-    pub norm: &'a Norm,
-    pub reply: &'a Reply,
-    pub cache: CacheUse,
-    pub seq: u64,
-    pub created: u64,
-    pub stream: bool,
-    pub applied: &'a Applied,
-    /// Gemini streamGenerateContent without `alt=sse` (JSON array).
-    pub json_array_stream: bool,
-}
 
 #[derive(Debug, Default)]
 struct Stats {

@@ -372,7 +372,7 @@ async fn post(opts: &ReporterOptions, http: &reqwest::Client, body: Vec<u8>) -> 
         }
     };
     let status = resp.status().as_u16();
-    let retry_after = crate::providers::retry_after(resp.headers());
+    let retry_after = crate::http_reply::retry_after(resp.headers());
     let bytes = match resp.bytes().await {
         Ok(b) => b,
         Err(e) => {
@@ -394,13 +394,13 @@ async fn post(opts: &ReporterOptions, http: &reqwest::Client, body: Vec<u8>) -> 
         408 | 429 | 500..=599 | 401 | 403 | 404 | 405 => Outcome::Retry {
             message: format!(
                 "collector answered HTTP {status}: {}",
-                crate::providers::body_excerpt(&bytes)
+                crate::http_reply::body_excerpt(&bytes)
             ),
             retry_after,
         },
         _ => Outcome::RejectAll(format!(
             "collector rejected the batch with HTTP {status}: {}",
-            crate::providers::body_excerpt(&bytes)
+            crate::http_reply::body_excerpt(&bytes)
         )),
     }
 }

@@ -1,0 +1,127 @@
+//! The `[reporting]` table: where usage records are spooled, signed and sent. Plain
+//! data; the usage pipeline that reads it ([`crate::usage`]) validates it and loads the
+//! signing key ([`ReportingConfig::validate`], [`ReportingConfig::load_signer`]).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::secret::Secret;
+
+/// Environment variable read for the signing key when neither `signing_key_file` nor
+/// `signing_key_env` is configured.
+pub const DEFAULT_SIGNING_KEY_ENV: &str = "GATEROUTER_SIGNING_KEY";
+
+/// Whether records are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ReportingMode {
+    /// Sign and spool every record; ship them when `collector_url` is set.
+    #[default]
+    Spool,
+    /// Validate records, then discard them: nothing is signed, written or sent.
+    Off,
+}
+
+/// The `[reporting]` config table. Every field has a default.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportingConfig {
+    /// `spool` (default) or `off`.
+    pub mode: ReportingMode,
+    /// Collector base URL (`https://usage.example.com`); records are POSTed to
+    /// `{collector_url}/v1/usage`. Unset: records stay in the spool.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub collector_url: Option<String>,
+    /// Spool directory. Default: `<data dir>/gaterouter/spool/<api_key_id>/p<N>`, where
+    /// the data dir is `$XDG_DATA_HOME` or `~/.local/share` (Linux),
+    /// `~/Library/Application Support` (macOS), `%LOCALAPPDATA%` (Windows), else
+    /// `./.gaterouter`; `p<N>` is the first slot no other process holds, so several
+    /// processes can run with the default. An explicit directory is never shared: a
+    /// second process gets [`UsageError::SpoolLocked`](crate::usage::UsageError::SpoolLocked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spool_dir: Option<PathBuf>,
+    /// File holding the Ed25519 signing key (base64 32-byte seed, or PKCS#8 PEM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_key_file: Option<PathBuf>,
+    /// Environment variable holding the signing key. Default
+    /// [`DEFAULT_SIGNING_KEY_ENV`] when `signing_key_file` is not set either.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_key_env: Option<String>,
+    /// The signing key held in memory (base64 seed or PKCS#8 PEM), set by code only:
+    /// mobile apps pass the key they keep in the Keychain / Keystore, and the SDK never
+    /// writes it anywhere. Never read from or written to a config file (`serde(skip)`);
+    /// when set it wins over `signing_key_file` and `signing_key_env`.
+    #[serde(skip)]
+    pub signing_key: Option<Secret>,
+    /// Records per batch. Default 500 (1..=10 000).
+    pub batch_max_records: usize,
+    /// Longest a record waits for a fuller batch. Default 2 000 ms.
+    pub batch_max_age_ms: u64,
+    /// Records per batch while the app says the device is on cellular
+    /// ([`NetworkClass::Cellular`](crate::usage::NetworkClass::Cellular)): fewer, bigger uploads wake the radio less.
+    /// Default 2 000 (1..=10 000).
+    pub cellular_batch_max_records: usize,
+    /// Longest a record waits for a fuller batch on cellular. Default 60 000 ms.
+    pub cellular_batch_max_age_ms: u64,
+    /// fsync interval of the spool; a power cut loses at most this much. 0 = fsync
+    /// every record. Default 200 ms.
+    pub fsync_interval_ms: u64,
+    /// Cap on the spool's bytes; beyond it records are refused with
+    /// [`UsageError::SpoolFull`](crate::usage::UsageError::SpoolFull) and counted. Default 256 MiB, minimum 64 KiB.
+    pub max_spool_bytes: u64,
+    /// Collector request timeout. Default 10 000 ms.
+    pub request_timeout_ms: u64,
+    /// First retry backoff. Default 250 ms.
+    pub retry_initial_backoff_ms: u64,
+    /// Retry backoff ceiling. Default 30 000 ms.
+    pub retry_max_backoff_ms: u64,
+    /// How long [`Recorder::shutdown`](crate::usage::Recorder::shutdown) waits for the spool to drain. Default 5 000 ms.
+    pub shutdown_timeout_ms: u64,
+}
+
+impl Default for ReportingConfig {
+    fn default() -> Self {
+        ReportingConfig {
+            mode: ReportingMode::Spool,
+            collector_url: None,
+            spool_dir: None,
+            signing_key_file: None,
+            signing_key_env: None,
+            signing_key: None,
+            batch_max_records: 500,
+            batch_max_age_ms: 2_000,
+            cellular_batch_max_records: 2_000,
+            cellular_batch_max_age_ms: 60_000,
+            fsync_interval_ms: 200,
+            max_spool_bytes: 256 << 20,
+            request_timeout_ms: 10_000,
+            retry_initial_backoff_ms: 250,
+            retry_max_backoff_ms: 30_000,
+            shutdown_timeout_ms: 5_000,
+        }
+    }
+}
+
+impl ReportingConfig {
+    /// The collector endpoint, `{collector_url}/v1/usage`.
+    pub fn endpoint(&self) -> Option<String> {
+        self.collector_url
+            .as_ref()
+            .map(|u| format!("{}/v1/usage", u.trim_end_matches('/')))
+    }
+
+    /// Whether a signing key is configured: in memory (`signing_key`, mobile apps), a
+    /// file, or a non-empty environment variable (`signing_key_env`, else
+    /// [`DEFAULT_SIGNING_KEY_ENV`]). The one check both usage records and policy
+    /// enforcement use.
+    pub fn signing_key_configured(&self) -> bool {
+        let env = self
+            .signing_key_env
+            .as_deref()
+            .unwrap_or(DEFAULT_SIGNING_KEY_ENV);
+        self.signing_key.is_some()
+            || self.signing_key_file.is_some()
+            || std::env::var(env).is_ok_and(|v| !v.trim().is_empty())
+    }
+}
