@@ -1410,26 +1410,55 @@ async fn outcomes(
             }
         }
     }
-    // Rated calls and their scores: from the feedback, each joined to its call (per
-    // org) and kept when the call is in the filter; a call rated several times counts
-    // once, with the mean of its ratings.
-    let g = tag.clone().unwrap_or_else(|| {
-        dimension(by)
-            .map(|d| format!("usage_records.{d}"))
-            .unwrap_or_default()
-    });
+    // Rated calls and their scores: the feedback's mean score per rated call (per org;
+    // a call rated several times counts once, with the mean of its ratings), then each
+    // rated call's group, looked up by (org, id) and kept when the call is in the filter.
+    // Driven by the feedback, so its cost follows the rated calls, not every record.
+    let g = tag
+        .clone()
+        .unwrap_or_else(|| dimension(by).unwrap_or("model").to_owned());
+    let (fsql, fparams) = match scope(q, who)?.0 {
+        Some(o) => (" WHERE org = $1", vec![Param::Text(o)]),
+        None => ("", Vec::new()),
+    };
     let sql = format!(
-        "SELECT {g}, COUNT(*), CAST(COALESCE(SUM(fb_s / fb_n), 0) AS BIGINT)
-         FROM (SELECT org AS fb_org, record_id AS fb_rid, CAST(SUM(score_milli) AS BIGINT) AS fb_s, CAST(COUNT(*) AS BIGINT) AS fb_n FROM feedback GROUP BY org, record_id) fb
-         JOIN usage_records ON usage_records.org = fb.fb_org AND usage_records.id = fb.fb_rid{} GROUP BY 1",
-        f.sql
+        "SELECT org, record_id, CAST(SUM(score_milli) AS BIGINT), CAST(COUNT(*) AS BIGINT) FROM feedback{fsql} GROUP BY org, record_id"
     );
-    let mut rated: BTreeMap<Option<String>, (i64, i64)> = BTreeMap::new();
+    let mut scores: BTreeMap<(String, String), i64> = BTreeMap::new();
     for r in &db
-        .fetch(&sql, &f.params, "analytics outcomes (feedback)")
+        .fetch(&sql, &fparams, "analytics outcomes (feedback)")
         .await?
     {
-        rated.insert(get_opt_str(r, 0)?, (get_i64(r, 1)?, get_i64(r, 2)?));
+        let n = get_i64(r, 3)?.max(1);
+        scores.insert((get_str(r, 0)?, get_str(r, 1)?), get_i64(r, 2)? / n);
+    }
+    let mut rated: BTreeMap<Option<String>, (i64, i64)> = BTreeMap::new();
+    let keys: Vec<&(String, String)> = scores.keys().collect();
+    for chunk in keys.chunks(400) {
+        let mut params = f.params.clone();
+        let mut values = Vec::with_capacity(chunk.len());
+        for (o, id) in chunk {
+            params.extend([Param::Text(o.clone()), Param::Text(id.clone())]);
+            values.push(format!("(${}, ${})", params.len() - 1, params.len()));
+        }
+        let and = if f.sql.is_empty() { " WHERE" } else { " AND" };
+        let sql = format!(
+            "SELECT org, id, {g} FROM usage_records{}{and} (org, id) IN (VALUES {})",
+            f.sql,
+            values.join(", ")
+        );
+        for r in &db
+            .fetch(&sql, &params, "analytics outcomes (rated calls)")
+            .await?
+        {
+            let score = scores
+                .get(&(get_str(r, 0)?, get_str(r, 1)?))
+                .copied()
+                .unwrap_or(0);
+            let e = rated.entry(get_opt_str(r, 2)?).or_default();
+            e.0 += 1;
+            e.1 += score;
+        }
     }
     let mut rows = Vec::new();
     for (key, calls, spend) in totals {
