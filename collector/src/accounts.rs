@@ -36,7 +36,8 @@ use crate::db::{
 };
 use crate::error::ApiError;
 use crate::ingest::{KeyInfo, Refusal, Verified};
-use crate::server::AppState;
+use crate::state::AppState;
+use crate::util::check_id;
 
 /// How long the SDK may cache `GET /v1/policy`.
 pub const POLICY_TTL_MS: u64 = 30_000;
@@ -541,7 +542,7 @@ pub async fn reserve(
         &body,
         "ReservationRequest {reservation_id, model, amount_micros, amount_tokens, ttl_ms?}",
     )?;
-    crate::admin::check_id("reservation_id", &req.reservation_id)?;
+    check_id("reservation_id", &req.reservation_id)?;
     if req.amount_micros > i64::MAX as u64 || req.amount_tokens > i64::MAX as u64 {
         return Err(ApiError::bad_request("amount_micros / amount_tokens are too large").into());
     }
@@ -699,7 +700,7 @@ pub async fn settle(
         "SettleRequest {actual_micros, actual_tokens, record_id?}",
     )?;
     if let Some(r) = &req.record_id {
-        crate::admin::check_id("record_id", r)?;
+        check_id("record_id", r)?;
     }
     let ctx = key_context(&st.db, key).await?;
     let key = ctx.key.clone();

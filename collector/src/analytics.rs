@@ -31,7 +31,7 @@ use crate::error::ApiError;
 use crate::rollup::{
     DAY, GRAINS, Grain, HOUR, LATENCY, LatencyMetric, MONTH, TAGS, latency_bucket, schema,
 };
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::time::{iso, month_start_ms, parse_time};
 
 /// Query parameters shared by every analytics endpoint.

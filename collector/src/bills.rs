@@ -44,7 +44,7 @@ use crate::accounts::{BUDGET_COLS, BudgetRow, budget_from_row};
 use crate::auth::{Principal, authenticate};
 use crate::db::{Param, get_i64, get_opt_str, get_str};
 use crate::error::ApiError;
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::time::{iso, month_start_ms};
 
 /// Query of `GET /v1/admin/bills`.

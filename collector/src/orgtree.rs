@@ -19,14 +19,15 @@ use serde_json::{Value, json};
 use sqlx::AnyConnection;
 
 use crate::accounts::{BUDGET_COLS, budget_from_row};
-use crate::admin::{admin, audit, now_ms, uuid_v7};
 use crate::db::{Param, bind_all, dberr, get_i64, get_opt_str, get_str};
 use crate::error::ApiError;
 use crate::orgfile::{
     BudgetEntry, DepartmentEntry, KeyEntry, LimitValue, MemberEntry, OrgEntry, OrgFile, UnitEntry,
     limit_value,
 };
-use crate::server::AppState;
+use crate::state::{AppState, admin};
+use crate::store::audit::audit;
+use crate::util::{now_ms, uuid_v7};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Unit {
