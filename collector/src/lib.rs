@@ -48,6 +48,7 @@ pub mod store;
 pub mod time;
 pub mod usage_cli;
 pub mod util;
+pub mod verified;
 
 pub use config::{CollectorConfig, ConfigError, LogFormat};
 pub use server::{AppState, CollectorError, CollectorHandle, router, serve, spawn};

@@ -326,7 +326,7 @@ async fn ingest_handler(
         .chain(&tri.feedback)
         .map(|(_, _, k, _)| k.clone())
         .collect();
-    let keys = ingest::load_keys(&st.db, &key_ids, now).await?;
+    let keys = crate::store::keys::load_keys(&st.db, &key_ids, now).await?;
     // Verification is CPU-bound: run it off the async workers.
     let owned = |v: &[(usize, String, String, &str)]| -> Vec<(usize, String, String, String)> {
         v.iter()
@@ -356,7 +356,7 @@ async fn ingest_handler(
     // records of an unknown or revoked key, or whose signature does not verify, cost
     // the named key nothing, so a forger cannot exhaust an honest key's limit.
     let mut counts: HashMap<String, u64> = HashMap::new();
-    let authenticated = |e: Option<&ingest::Refusal>| {
+    let authenticated = |e: Option<&crate::verified::Refusal>| {
         e.is_none_or(|e| {
             !matches!(
                 e.code,
@@ -398,7 +398,7 @@ async fn ingest_handler(
     }
     let (kept, off_tree) = crate::accounts::check_tree(&st.db, verified).await?;
     refused.extend(off_tree);
-    let (ok_ids, ok): (Vec<String>, Vec<ingest::Verified>) = kept.into_iter().unzip();
+    let (ok_ids, ok): (Vec<String>, Vec<crate::verified::Verified>) = kept.into_iter().unzip();
     let mut stored = ingest::store(&st.db, &ok, now).await?;
     let mut ok_ids = ok_ids;
     let mut fb_ok = Vec::new();

@@ -2,3 +2,6 @@
 //! the HTTP handlers; the handlers and the ingest path call down into it.
 
 pub mod audit;
+pub mod budgets;
+pub mod keys;
+pub mod policy;
