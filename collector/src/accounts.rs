@@ -21,25 +21,27 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use gaterouter::accounts::request_auth;
 use gaterouter::accounts::{
-    AccountsErrorBody, BudgetStatus, Denial, EffectivePolicy, EffectiveRules, Enforcement,
-    KeyScope, Level, LevelKind, Metric, Period, PolicyRules, ReservationRequest,
-    ReservationResponse, SettleRequest,
+    AccountsErrorBody, BudgetStatus, Denial, EffectivePolicy, LevelKind, Metric,
+    ReservationRequest, ReservationResponse, SettleRequest,
 };
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 use sqlx::AnyConnection;
-use sqlx::any::AnyRow;
 
 use crate::db::{
     Backend, Db, DbError, Param, bind_all, dberr, get_i64, get_opt_str, get_str, ids_by_org,
     in_list,
 };
 use crate::error::ApiError;
-use crate::ingest::{KeyInfo, Refusal, Verified};
-use crate::server::AppState;
+use crate::state::AppState;
+use crate::store::budgets::{
+    BUDGET_COLS, BudgetRow, budget_from_row, budgets_at, fire_alerts, i, statuses, u,
+};
+use crate::store::keys::{KeyInfo, load_keys};
+use crate::store::policy::{effective_policy, effective_rules, key_context};
+use crate::util::check_id;
+use crate::verified::{Refusal, Verified};
 
-/// How long the SDK may cache `GET /v1/policy`.
-pub const POLICY_TTL_MS: u64 = 30_000;
 /// Default reservation lifetime when never settled.
 pub const DEFAULT_RESERVATION_TTL_MS: u64 = 120_000;
 /// Longest reservation lifetime.
@@ -48,333 +50,6 @@ pub const MAX_RESERVATION_TTL_MS: u64 = 600_000;
 pub const RESERVATION_RETENTION_MS: u64 = 7 * 86_400_000;
 /// How long a settled hold waits for its usage record.
 pub const SETTLED_HOLD_MS: u64 = 86_400_000;
-
-/// A stored budget.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BudgetRow {
-    /// Id.
-    pub id: String,
-    /// Org it belongs to.
-    pub org_id: String,
-    /// Level it is attached to.
-    pub level: Level,
-    /// What it counts.
-    pub metric: Metric,
-    /// Window.
-    pub period: Period,
-    /// Micro-dollars or tokens.
-    pub limit: u64,
-    /// Hard or soft.
-    pub enforcement: Enforcement,
-    /// Alert thresholds (percent).
-    pub notify_at: Vec<u8>,
-}
-
-/// Columns read by [`budget_from_row`].
-pub const BUDGET_COLS: &str =
-    "id, org_id, level, metric, period, limit_value, enforcement, notify_at";
-
-fn enum_from<T: serde::de::DeserializeOwned>(s: &str) -> Option<T> {
-    serde_json::from_value(Value::String(s.to_owned())).ok()
-}
-
-fn corrupt(what: String) -> DbError {
-    DbError {
-        op: "decoding a budget row".into(),
-        source: sqlx::Error::Decode(what.into()),
-    }
-}
-
-/// Decode a row of [`BUDGET_COLS`].
-pub fn budget_from_row(r: &AnyRow) -> Result<BudgetRow, DbError> {
-    let id = get_str(r, 0)?;
-    let level: Level = get_str(r, 2)?
-        .parse()
-        .map_err(|e: String| corrupt(format!("budget {id}: {e}")))?;
-    let metric =
-        enum_from(&get_str(r, 3)?).ok_or_else(|| corrupt(format!("budget {id}: bad metric")))?;
-    let period =
-        enum_from(&get_str(r, 4)?).ok_or_else(|| corrupt(format!("budget {id}: bad period")))?;
-    let enforcement = enum_from(&get_str(r, 6)?)
-        .ok_or_else(|| corrupt(format!("budget {id}: bad enforcement")))?;
-    let notify_at = serde_json::from_str(&get_str(r, 7)?).unwrap_or_default();
-    Ok(BudgetRow {
-        org_id: get_str(r, 1)?,
-        level,
-        metric,
-        period,
-        limit: u64::try_from(get_i64(r, 5)?).unwrap_or(0),
-        enforcement,
-        notify_at,
-        id,
-    })
-}
-
-fn u(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
-}
-
-fn i(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-/// Budgets attached to any of `levels`, in id order; on PostgreSQL with `lock`, the
-/// rows are locked until the transaction ends (every writer locks in id order, so
-/// there is no deadlock).
-pub async fn budgets_at(
-    conn: &mut AnyConnection,
-    backend: Backend,
-    levels: &[Level],
-    lock: bool,
-) -> Result<Vec<BudgetRow>, DbError> {
-    if levels.is_empty() {
-        return Ok(Vec::new());
-    }
-    let lock = if lock && backend == Backend::Postgres {
-        " FOR UPDATE"
-    } else {
-        ""
-    };
-    let sql = format!(
-        "SELECT {BUDGET_COLS} FROM budgets WHERE level IN ({}) ORDER BY id{lock}",
-        in_list(1, levels.len())
-    );
-    let params: Vec<Param> = levels.iter().map(|l| Param::Text(l.to_string())).collect();
-    let rows = bind_all(&sql, &params)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(dberr("reading budgets"))?;
-    rows.iter().map(budget_from_row).collect()
-}
-
-/// Where each budget stands at `now_ms`: used in its current window, reserved by open
-/// holds, remaining.
-pub async fn statuses(
-    conn: &mut AnyConnection,
-    budgets: &[BudgetRow],
-    now_ms: u64,
-) -> Result<Vec<BudgetStatus>, DbError> {
-    let mut out = Vec::with_capacity(budgets.len());
-    for b in budgets {
-        let (start, end) = b.period.window(now_ms);
-        let used = bind_all(
-            "SELECT used FROM budget_usage WHERE budget_id = $1 AND period_start_ms = $2",
-            &[Param::Text(b.id.clone()), Param::I64(i(start))],
-        )
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(dberr("reading budget usage"))?;
-        let used = match used {
-            Some(r) => u(get_i64(&r, 0)?),
-            None => 0,
-        };
-        let r = bind_all(
-            "SELECT CAST(COALESCE(SUM(h.amount), 0) AS BIGINT) FROM reservation_holds h JOIN reservations r ON r.id = h.reservation_id \
-             WHERE h.budget_id = $1 AND r.state IN ('held', 'settled') AND r.expires_at_ms > $2",
-            &[Param::Text(b.id.clone()), Param::I64(i(now_ms))],
-        )
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(dberr("reading budget reservations"))?;
-        let reserved = u(get_i64(&r, 0)?);
-        out.push(BudgetStatus {
-            id: b.id.clone(),
-            level: b.level.clone(),
-            metric: b.metric,
-            period: b.period,
-            limit: b.limit,
-            used,
-            reserved,
-            remaining: b.limit.saturating_sub(used.saturating_add(reserved)),
-            period_start_ms: start,
-            resets_at_ms: end,
-            enforcement: b.enforcement,
-            notify_at: b.notify_at.clone(),
-        });
-    }
-    Ok(out)
-}
-
-/// Raise the alerts of `status` whose threshold `used + reserved` has reached and that
-/// have not fired in this window yet; returns their messages.
-pub async fn fire_alerts(
-    conn: &mut AnyConnection,
-    org_id: &str,
-    status: &BudgetStatus,
-    now_ms: u64,
-) -> Result<Vec<String>, DbError> {
-    let mut out = Vec::new();
-    if status.limit == 0 {
-        return Ok(out);
-    }
-    let consumed = status.used.saturating_add(status.reserved);
-    for t in status.notify_at.iter().copied().collect::<BTreeSet<u8>>() {
-        if u128::from(consumed) * 100 < u128::from(status.limit) * u128::from(t) {
-            continue;
-        }
-        let (c, l) = match status.metric {
-            Metric::Usd => (
-                gaterouter::accounts::fmt_usd(consumed),
-                gaterouter::accounts::fmt_usd(status.limit),
-            ),
-            Metric::Tokens => (
-                format!("{consumed} tokens"),
-                format!("{} tokens", status.limit),
-            ),
-        };
-        let msg = format!(
-            "{} {} {} budget `{}` at {} reached {t}% ({c} of {l} used or reserved); resets at {}",
-            status.enforcement.as_str(),
-            status.period.as_str(),
-            if status.metric == Metric::Usd {
-                "spend"
-            } else {
-                "token"
-            },
-            status.id,
-            status.level,
-            gaterouter::accounts::iso_utc(status.resets_at_ms)
-        );
-        let params = [
-            Param::Text(status.id.clone()),
-            Param::I64(i(status.period_start_ms)),
-            Param::I64(i64::from(t)),
-            Param::Text(org_id.to_owned()),
-            Param::Text(status.level.to_string()),
-            Param::I64(i(now_ms)),
-            Param::I64(i(consumed)),
-            Param::I64(i(status.limit)),
-            Param::Text(msg.clone()),
-        ];
-        let r = bind_all(
-            "INSERT INTO budget_alerts (budget_id, period_start_ms, threshold, org_id, level, ts_ms, used, limit_value, message) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-             ON CONFLICT (budget_id, period_start_ms, threshold) DO NOTHING",
-            &params,
-        )
-        .execute(&mut *conn)
-        .await
-        .map_err(dberr("recording a budget alert"))?;
-        if r.rows_affected() > 0 {
-            tracing::warn!(budget = %status.id, level = %status.level, threshold = t, "budget alert");
-            out.push(msg);
-        }
-    }
-    Ok(out)
-}
-
-/// A key with its place in the tree.
-#[derive(Debug, Clone)]
-pub struct KeyContext {
-    /// The key.
-    pub key: KeyInfo,
-    /// Its bound scope.
-    pub scope: KeyScope,
-    /// Its levels, broad → narrow: org, department, project, groups, user, key.
-    pub levels: Vec<Level>,
-}
-
-/// The levels of a key: its bound fields, the department of its user when the key has
-/// none, and every group of its user (a member may be in several).
-pub async fn key_context(db: &Db, key: KeyInfo) -> Result<KeyContext, DbError> {
-    let mut department = key.department.clone();
-    let mut groups: BTreeSet<String> = key.group.iter().cloned().collect();
-    if let Some(user) = &key.user {
-        let rows = db
-            .fetch(
-                "SELECT department_id, group_id FROM users WHERE id = $1",
-                &[Param::Text(user.clone())],
-                "reading a member",
-            )
-            .await?;
-        if let Some(r) = rows.first() {
-            if department.is_none() {
-                department = get_opt_str(r, 0)?;
-            }
-            groups.extend(get_opt_str(r, 1)?);
-        }
-        for r in db
-            .fetch(
-                "SELECT group_id FROM group_members WHERE user_id = $1",
-                &[Param::Text(user.clone())],
-                "reading group memberships",
-            )
-            .await?
-        {
-            groups.insert(get_str(&r, 0)?);
-        }
-    }
-    let mut levels = vec![Level::new(LevelKind::Org, key.org.clone())];
-    levels.extend(department.map(|d| Level::new(LevelKind::Department, d)));
-    levels.extend(
-        key.project
-            .clone()
-            .map(|p| Level::new(LevelKind::Project, p)),
-    );
-    levels.extend(groups.into_iter().map(|g| Level::new(LevelKind::Group, g)));
-    levels.extend(key.user.clone().map(|p| Level::new(LevelKind::User, p)));
-    levels.push(Level::new(LevelKind::Key, key.id.clone()));
-    let scope = KeyScope {
-        org: key.org.clone(),
-        department: key.department.clone(),
-        project: key.project.clone(),
-        group: key.group.clone(),
-        user: key.user.clone(),
-    };
-    Ok(KeyContext { key, scope, levels })
-}
-
-/// Stored rules of `levels`, in the order given.
-pub async fn level_rules(db: &Db, levels: &[Level]) -> Result<Vec<(Level, PolicyRules)>, DbError> {
-    let params: Vec<Param> = levels.iter().map(|l| Param::Text(l.to_string())).collect();
-    let rows = db
-        .fetch(
-            &format!(
-                "SELECT level, rules FROM policies WHERE level IN ({})",
-                in_list(1, levels.len())
-            ),
-            &params,
-            "reading policies",
-        )
-        .await?;
-    let mut by_level: HashMap<String, PolicyRules> = HashMap::new();
-    for r in &rows {
-        let text = get_str(r, 1)?;
-        let rules: PolicyRules = serde_json::from_str(&text)
-            .map_err(|e| corrupt(format!("policy {}: {e}", get_str(r, 0).unwrap_or_default())))?;
-        by_level.insert(get_str(r, 0)?, rules);
-    }
-    Ok(levels
-        .iter()
-        .filter_map(|l| by_level.remove(&l.to_string()).map(|r| (l.clone(), r)))
-        .collect())
-}
-
-/// Effective rules of a key.
-pub async fn effective_rules(db: &Db, ctx: &KeyContext) -> Result<EffectiveRules, DbError> {
-    let rules = level_rules(db, &ctx.levels).await?;
-    Ok(EffectiveRules::resolve(rules.iter().map(|(l, r)| (l, r))))
-}
-
-/// What `GET /v1/policy` answers for a key.
-pub async fn effective_policy(db: &Db, ctx: &KeyContext) -> Result<EffectivePolicy, DbError> {
-    let now = gaterouter::usage::unix_ms_now();
-    let rules = effective_rules(db, ctx).await?;
-    let mut conn = db
-        .pool
-        .acquire()
-        .await
-        .map_err(dberr("acquiring a connection"))?;
-    let budgets = budgets_at(&mut conn, db.backend(), &ctx.levels, false).await?;
-    let budgets = statuses(&mut conn, &budgets, now).await?;
-    Ok(EffectivePolicy {
-        api_key_id: ctx.key.id.clone(),
-        scope: ctx.scope.clone(),
-        issued_at_ms: now,
-        ttl_ms: POLICY_TTL_MS,
-        rules,
-        budgets,
-    })
-}
 
 /// Errors of the accounts endpoints: the usual `{"error": {...}}` body, with `rule` and
 /// `level` or `budget` when a call is refused.
@@ -461,7 +136,7 @@ pub async fn authenticate_signed(
     let parsed = request_auth::parse_authorization(h).map_err(ApiError::unauthorized)?;
     let now = gaterouter::usage::unix_ms_now();
     let ids: HashSet<String> = std::iter::once(parsed.key_id.clone()).collect();
-    let mut keys = crate::ingest::load_keys(&st.db, &ids, i(now)).await?;
+    let mut keys = load_keys(&st.db, &ids, i(now)).await?;
     let key = keys.remove(&parsed.key_id).ok_or_else(|| {
         ApiError::unauthorized(format!(
             "unknown api_key_id `{}`: register it first",
@@ -541,7 +216,7 @@ pub async fn reserve(
         &body,
         "ReservationRequest {reservation_id, model, amount_micros, amount_tokens, ttl_ms?}",
     )?;
-    crate::admin::check_id("reservation_id", &req.reservation_id)?;
+    check_id("reservation_id", &req.reservation_id)?;
     if req.amount_micros > i64::MAX as u64 || req.amount_tokens > i64::MAX as u64 {
         return Err(ApiError::bad_request("amount_micros / amount_tokens are too large").into());
     }
@@ -699,7 +374,7 @@ pub async fn settle(
         "SettleRequest {actual_micros, actual_tokens, record_id?}",
     )?;
     if let Some(r) = &req.record_id {
-        crate::admin::check_id("record_id", r)?;
+        check_id("record_id", r)?;
     }
     let ctx = key_context(&st.db, key).await?;
     let key = ctx.key.clone();

@@ -10,10 +10,12 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::auth::{Principal, authenticate, new_token, require_admin, sha256_hex};
+use crate::auth::{Principal, new_token, sha256_hex};
 use crate::db::{Param, bind_all, dberr, get_i64, get_opt_i64, get_opt_str, get_str};
 use crate::error::ApiError;
-use crate::server::AppState;
+use crate::state::{AppState, admin};
+use crate::store::audit::audit;
+use crate::util::{check_id, check_public_key, now_ms, uuid_v7};
 
 /// Kinds of organizational units.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,46 +93,6 @@ pub struct CreateUnit {
     pub group_id: Option<String>,
 }
 
-pub(crate) fn check_id(field: &str, v: &str) -> Result<(), ApiError> {
-    if v.trim().is_empty() || v.len() > 128 || v.chars().any(char::is_control) {
-        return Err(ApiError::bad_request(format!(
-            "`{field}` must be 1..=128 bytes without control characters"
-        )));
-    }
-    Ok(())
-}
-
-pub(crate) fn now_ms() -> i64 {
-    gaterouter::usage::unix_ms_now() as i64
-}
-
-/// Append one audit entry inside `tx`.
-pub(crate) async fn audit(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    actor: &Principal,
-    action: &str,
-    target: &str,
-    detail: &Value,
-) -> Result<(), ApiError> {
-    let params = [
-        Param::Text(uuid_v7()),
-        Param::I64(now_ms()),
-        Param::Text(actor.id().to_owned()),
-        Param::Text(action.to_owned()),
-        Param::Text(target.to_owned()),
-        Param::Text(detail.to_string()),
-    ];
-    bind_all("INSERT INTO audit_log (id, ts_ms, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5, $6)", &params)
-        .execute(&mut **tx)
-        .await
-        .map_err(dberr("writing the audit log"))?;
-    Ok(())
-}
-
-pub(crate) fn uuid_v7() -> String {
-    gaterouter::usage::RecordId::new_v7().0
-}
-
 /// Run `stmts` and one audit entry in one transaction.
 async fn write_audited(
     st: &AppState,
@@ -164,12 +126,6 @@ async fn write_audited(
         .map_err(dberr("committing an admin change"))?;
     tracing::info!(actor = actor.id(), action, target, "admin change");
     Ok(())
-}
-
-pub(crate) async fn admin(st: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
-    let p = authenticate(headers, st.bootstrap_sha256.as_deref(), &st.db).await?;
-    require_admin(&p)?;
-    Ok(p)
 }
 
 fn kind(s: &str) -> Result<UnitKind, ApiError> {
@@ -313,24 +269,6 @@ pub struct CreateKey {
     /// Free text.
     #[serde(default)]
     pub description: Option<String>,
-}
-
-/// Check a base64 Ed25519 public key.
-pub fn check_public_key(pk: &str) -> Result<(), ApiError> {
-    use base64::Engine as _;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(pk.trim())
-        .map_err(|_| {
-            ApiError::bad_request(
-                "`public_key` is not standard base64 (e.g. from `gaterouter keygen`)",
-            )
-        })?;
-    let arr: [u8; 32] = bytes.try_into().map_err(|_| {
-        ApiError::bad_request("`public_key` must decode to 32 bytes (an Ed25519 public key)")
-    })?;
-    ed25519_dalek::VerifyingKey::from_bytes(&arr)
-        .map_err(|_| ApiError::bad_request("`public_key` is not a valid Ed25519 point"))?;
-    Ok(())
 }
 
 /// `POST /v1/admin/keys`: register a key and its scope.

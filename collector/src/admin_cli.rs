@@ -970,7 +970,7 @@ fn render_policy(p: &EffectivePolicy) -> String {
         .iter()
         .map(|b| BudgetItem {
             status: b.clone(),
-            projected_at_reset: crate::orgtree::projected(b, p.issued_at_ms),
+            projected_at_reset: crate::store::budgets::projected(b, p.issued_at_ms),
         })
         .collect();
     for line in render_budgets(&items).lines() {

@@ -31,7 +31,7 @@ use crate::error::ApiError;
 use crate::rollup::{
     DAY, GRAINS, Grain, HOUR, LATENCY, LatencyMetric, MONTH, TAGS, latency_bucket, schema,
 };
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::time::{iso, month_start_ms, parse_time};
 
 /// Query parameters shared by every analytics endpoint.
@@ -1533,7 +1533,7 @@ async fn budgets(st: &AppState, q: &AnalyticsQuery, who: &Principal) -> Result<T
         .fetch(
             &format!(
                 "SELECT {} FROM budgets{filter} ORDER BY level, metric, period",
-                crate::accounts::BUDGET_COLS
+                crate::store::budgets::BUDGET_COLS
             ),
             &params,
             "listing budgets",
@@ -1541,7 +1541,7 @@ async fn budgets(st: &AppState, q: &AnalyticsQuery, who: &Principal) -> Result<T
         .await?;
     let all: Vec<_> = rows
         .iter()
-        .map(crate::accounts::budget_from_row)
+        .map(crate::store::budgets::budget_from_row)
         .collect::<Result<_, _>>()?;
     // Department of each project / group / user, to keep a department's budgets.
     let mut dept_of: BTreeMap<(&'static str, String), Option<String>> = BTreeMap::new();
@@ -1586,7 +1586,7 @@ async fn budgets(st: &AppState, q: &AnalyticsQuery, who: &Principal) -> Result<T
         .acquire()
         .await
         .map_err(crate::db::dberr("acquiring a connection"))?;
-    let sts = crate::accounts::statuses(&mut conn, &kept, now).await?;
+    let sts = crate::store::budgets::statuses(&mut conn, &kept, now).await?;
     drop(conn);
     let mut names: BTreeMap<&str, BTreeMap<String, String>> = BTreeMap::new();
     for k in ["org", "department", "project", "group", "user"] {
@@ -1617,7 +1617,7 @@ async fn budgets(st: &AppState, q: &AnalyticsQuery, who: &Principal) -> Result<T
             .and_then(|m| m.get(&b.level.id))
             .cloned()
             .unwrap_or_else(|| b.level.id.clone());
-        let projected = crate::orgtree::projected(s, now);
+        let projected = crate::store::budgets::projected(s, now);
         let lim = i64::try_from(s.limit).unwrap_or(i64::MAX);
         let sh = |x: u64| share(i64::try_from(x).unwrap_or(i64::MAX), lim);
         t.rows.push(vec![

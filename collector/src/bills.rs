@@ -40,11 +40,11 @@ use axum::response::{IntoResponse, Response};
 use gaterouter::accounts::{LevelKind, Metric, Period};
 use serde::{Deserialize, Serialize};
 
-use crate::accounts::{BUDGET_COLS, BudgetRow, budget_from_row};
 use crate::auth::{Principal, authenticate};
 use crate::db::{Param, get_i64, get_opt_str, get_str};
 use crate::error::ApiError;
-use crate::server::AppState;
+use crate::state::AppState;
+use crate::store::budgets::{BUDGET_COLS, BudgetRow, budget_from_row};
 use crate::time::{iso, month_start_ms};
 
 /// Query of `GET /v1/admin/bills`.

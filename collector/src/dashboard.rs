@@ -30,7 +30,7 @@ use serde_json::json;
 use crate::auth::{Principal, sha256_hex};
 use crate::db::Param;
 use crate::error::ApiError;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// (name, content type, body) of every asset.
 pub const ASSETS: &[(&str, &str, &str)] = &[

@@ -16,7 +16,6 @@
 //! cannot take the id from its owner.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
 use std::time::Instant;
 
 use gaterouter::pricing::{Catalog, CostOptions};
@@ -26,8 +25,11 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::db::{Db, DbError, Param, USAGE_RECORD_COLUMNS, bind_all, dberr, placeholders};
+pub use crate::limits::{PricingSettings, RateLimiter};
 use crate::metrics::METRICS;
+pub use crate::store::keys::{KeyInfo, load_keys};
 use crate::time::month_of_ms;
+pub use crate::verified::{Refusal, Verified};
 
 /// The request body.
 #[derive(Debug, Deserialize)]
@@ -38,92 +40,11 @@ pub struct BatchRequest<'a> {
     pub records: Vec<&'a RawValue>,
 }
 
-/// A registered key as ingest needs it.
-#[derive(Debug, Clone)]
-pub struct KeyInfo {
-    /// Key id.
-    pub id: String,
-    /// Bound org.
-    pub org: String,
-    /// Bound department, if any.
-    pub department: Option<String>,
-    /// Bound project, if any.
-    pub project: Option<String>,
-    /// Bound group, if any.
-    pub group: Option<String>,
-    /// Bound user, if any.
-    pub user: Option<String>,
-    /// `active` or `revoked`.
-    pub revoked: bool,
-    /// Public keys currently valid (current + rotated within grace).
-    pub public_keys: Vec<String>,
-}
-
-/// Why a record was refused; `code` is the `/metrics` label.
-#[derive(Debug, Clone)]
-pub struct Refusal {
-    /// Metric label: unknown_key, revoked_key, bad_signature, scope, invalid, malformed.
-    pub code: &'static str,
-    /// Human reason returned to the client.
-    pub reason: String,
-}
-
 fn refuse(code: &'static str, reason: impl Into<String>) -> Refusal {
     Refusal {
         code,
         reason: reason.into(),
     }
-}
-
-/// A verified record plus the collector's pricing, ready to insert.
-#[derive(Debug, Clone)]
-pub struct Verified {
-    /// The record.
-    pub rec: UsageRecord,
-    /// Its signature.
-    pub signature: String,
-    /// The collector's cost, when the model is in its catalog.
-    pub collector_cost: Option<u64>,
-    /// Catalog entry used.
-    pub priced_as: Option<String>,
-    /// Cost at the strongest model, for routing savings.
-    pub baseline: Option<u64>,
-    /// Client and collector figures differ beyond the tolerance.
-    pub mismatch: bool,
-    /// Units filled from the key's binding (absent in the signed record), in
-    /// org/department/project/group/user order.
-    pub attributed: Vec<&'static str>,
-}
-
-impl Verified {
-    /// The org the record is stored and deduplicated under. Always set: `attribute`
-    /// fills an absent org from the key's binding (every key has an org) and refuses a
-    /// different one, before a `Verified` exists.
-    pub fn org(&self) -> &str {
-        debug_assert!(self.rec.org.is_some(), "a verified record has its org");
-        self.rec.org.as_deref().unwrap_or_default()
-    }
-}
-
-/// Pricing settings.
-#[derive(Debug, Clone)]
-pub struct PricingSettings {
-    /// Catalog.
-    pub catalog: Catalog,
-    /// Strongest model for the savings baseline.
-    pub strongest: Option<String>,
-    /// Tolerated difference.
-    pub tolerance_micros: u64,
-    /// Token bound of one record when the model has no context window in the catalog.
-    pub max_record_tokens: u64,
-    /// Largest client `cost_micros` of one record.
-    pub max_record_cost_micros: u64,
-    /// Oldest accepted `ts_start`, milliseconds before now.
-    pub max_record_age_ms: u64,
-    /// Rule for models the catalog does not price.
-    pub unknown_model: crate::config::UnknownModel,
-    /// Fallback price, micro-dollars per million tokens.
-    pub unknown_model_micros_per_mtok: u64,
 }
 
 /// For a model with a context window in the catalog, one record may carry at most this
@@ -496,97 +417,6 @@ fn attribute(rec: &mut UsageRecord, key: &KeyInfo) -> Result<Vec<&'static str>, 
         }
     }
     Ok(filled)
-}
-
-/// Load the keys named in a batch, with their currently valid public keys.
-pub async fn load_keys(
-    db: &Db,
-    ids: &HashSet<String>,
-    now_ms: i64,
-) -> Result<HashMap<String, KeyInfo>, DbError> {
-    let mut out = HashMap::new();
-    for id in ids {
-        let rows = db
-            .fetch(
-                "SELECT k.id, k.org_id, k.department_id, k.project_id, k.group_id, k.user_id, k.status, v.public_key, v.not_after_ms
-                 FROM api_keys k LEFT JOIN api_key_versions v ON v.api_key_id = k.id WHERE k.id = $1",
-                &[Param::Text(id.clone())],
-                "loading an API key",
-            )
-            .await?;
-        let mut info: Option<KeyInfo> = None;
-        for r in &rows {
-            use crate::db::{get_opt_i64, get_opt_str, get_str};
-            let ki = info.get_or_insert_with(|| KeyInfo {
-                id: get_str(r, 0).unwrap_or_default(),
-                org: get_str(r, 1).unwrap_or_default(),
-                department: get_opt_str(r, 2).ok().flatten(),
-                project: get_opt_str(r, 3).ok().flatten(),
-                group: get_opt_str(r, 4).ok().flatten(),
-                user: get_opt_str(r, 5).ok().flatten(),
-                revoked: get_str(r, 6).map(|s| s != "active").unwrap_or(true),
-                public_keys: Vec::new(),
-            });
-            if let Some(pk) = get_opt_str(r, 7)? {
-                let not_after = get_opt_i64(r, 8)?;
-                if not_after.is_none_or(|t| t > now_ms) {
-                    ki.public_keys.push(pk);
-                }
-            }
-        }
-        if let Some(ki) = info {
-            out.insert(id.clone(), ki);
-        }
-    }
-    Ok(out)
-}
-
-/// Per-key token buckets (records per second), per process.
-#[derive(Debug)]
-pub struct RateLimiter {
-    rate: f64,
-    burst: f64,
-    buckets: Mutex<HashMap<String, (f64, Instant)>>,
-}
-
-impl RateLimiter {
-    /// `rate` records/s sustained, `burst` bucket size; rate 0 disables.
-    pub fn new(rate: u64, burst: u64) -> Self {
-        RateLimiter {
-            rate: rate as f64,
-            burst: burst as f64,
-            buckets: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Take `counts` for every key, or nothing: returns the first limited key and the
-    /// seconds to wait.
-    pub fn take(&self, counts: &HashMap<String, u64>) -> Result<(), (String, u64)> {
-        if self.rate <= 0.0 {
-            return Ok(());
-        }
-        let now = Instant::now();
-        let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        for (k, n) in counts {
-            let (tokens, last) = b.get(k).copied().unwrap_or((self.burst, now));
-            let avail =
-                (tokens + now.duration_since(last).as_secs_f64() * self.rate).min(self.burst);
-            if avail < *n as f64 {
-                let wait = ((*n as f64 - avail) / self.rate).ceil().max(1.0) as u64;
-                return Err((k.clone(), wait));
-            }
-        }
-        for (k, n) in counts {
-            let (tokens, last) = b.get(k).copied().unwrap_or((self.burst, now));
-            let avail =
-                (tokens + now.duration_since(last).as_secs_f64() * self.rate).min(self.burst);
-            b.insert(k.clone(), (avail - *n as f64, now));
-        }
-        if b.len() > 100_000 {
-            b.retain(|_, (_, last)| now.duration_since(*last).as_secs() < 60);
-        }
-        Ok(())
-    }
 }
 
 /// A verified feedback record (issue 20), ready to insert.

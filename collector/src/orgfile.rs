@@ -453,7 +453,7 @@ impl OrgFile {
                     ));
                 }
             }
-            crate::admin::check_public_key(&k.public_key)
+            crate::util::check_public_key(&k.public_key)
                 .map_err(|e| format!("{p}public_key: {}", e.message))?;
             check_policy(&p, &k.policy)?;
             check_budgets(&p, &k.budgets)?;

@@ -18,15 +18,18 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sqlx::AnyConnection;
 
-use crate::accounts::{BUDGET_COLS, budget_from_row};
-use crate::admin::{admin, audit, now_ms, uuid_v7};
 use crate::db::{Param, bind_all, dberr, get_i64, get_opt_str, get_str};
 use crate::error::ApiError;
 use crate::orgfile::{
     BudgetEntry, DepartmentEntry, KeyEntry, LimitValue, MemberEntry, OrgEntry, OrgFile, UnitEntry,
     limit_value,
 };
-use crate::server::AppState;
+use crate::state::{AppState, admin};
+use crate::store::audit::audit;
+use crate::store::budgets::{BUDGET_COLS, budget_from_row, projected, statuses};
+use crate::store::keys::load_keys;
+use crate::store::policy::key_context;
+use crate::util::{now_ms, uuid_v7};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Unit {
@@ -885,23 +888,11 @@ pub async fn list_budgets(
         .acquire()
         .await
         .map_err(dberr("acquiring a connection"))?;
-    let sts =
-        crate::accounts::statuses(&mut conn, &budgets, gaterouter::usage::unix_ms_now()).await?;
+    let sts = statuses(&mut conn, &budgets, gaterouter::usage::unix_ms_now()).await?;
     drop(conn);
     let now = gaterouter::usage::unix_ms_now();
     let items: Vec<Value> = sts.iter().zip(&budgets).map(|(s, b)| json!({"org_id": b.org_id, "status": s, "projected_at_reset": projected(s, now)})).collect();
     Ok(Json(json!({"items": items})))
-}
-
-/// `used` extrapolated to the end of the window at the rate so far (linear; the first
-/// minute is not extrapolated, it says too little).
-pub fn projected(s: &gaterouter::accounts::BudgetStatus, now_ms: u64) -> u64 {
-    let elapsed = now_ms.saturating_sub(s.period_start_ms);
-    let total = s.resets_at_ms.saturating_sub(s.period_start_ms);
-    if elapsed < 60_000 || elapsed >= total {
-        return s.used;
-    }
-    u64::try_from(u128::from(s.used) * u128::from(total) / u128::from(elapsed)).unwrap_or(u64::MAX)
 }
 
 /// Body of `POST /v1/admin/groups/{id}/members`.
@@ -1206,10 +1197,12 @@ pub async fn effective_policy(
 ) -> Result<Json<gaterouter::accounts::EffectivePolicy>, ApiError> {
     admin(&st, &headers).await?;
     let ids = std::iter::once(q.api_key_id.clone()).collect();
-    let mut keys = crate::ingest::load_keys(&st.db, &ids, now_ms()).await?;
+    let mut keys = load_keys(&st.db, &ids, now_ms()).await?;
     let key = keys.remove(&q.api_key_id).ok_or_else(|| {
         ApiError::not_found(format!("API key `{}` is not registered", q.api_key_id))
     })?;
-    let ctx = crate::accounts::key_context(&st.db, key).await?;
-    Ok(Json(crate::accounts::effective_policy(&st.db, &ctx).await?))
+    let ctx = key_context(&st.db, key).await?;
+    Ok(Json(
+        crate::store::policy::effective_policy(&st.db, &ctx).await?,
+    ))
 }

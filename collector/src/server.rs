@@ -1,5 +1,5 @@
-//! The HTTP server: routes, shared state, start (`serve`, `spawn`) and graceful
-//! shutdown (stop accepting, finish in-flight batches, close the pool).
+//! The HTTP server: routes, building the shared state, start (`serve`, `spawn`) and
+//! graceful shutdown (stop accepting, finish in-flight batches, close the pool).
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -15,27 +15,13 @@ use axum::routing::{get, post};
 use gaterouter::usage::BatchResponse;
 
 use crate::config::{CollectorConfig, ConfigError};
+use crate::conns::{ConnState, ConnTrack};
 use crate::db::{Db, DbError};
 use crate::error::ApiError;
-use crate::ingest::{self, PricingSettings, RateLimiter};
+use crate::ingest;
+use crate::limits::{PricingSettings, RateLimiter};
 use crate::metrics::METRICS;
-
-/// State shared by all handlers.
-#[derive(Debug)]
-pub struct AppState {
-    /// Database.
-    pub db: Db,
-    /// Effective configuration.
-    pub cfg: CollectorConfig,
-    /// SHA-256 (hex) of the bootstrap admin token.
-    pub bootstrap_sha256: Option<String>,
-    /// Pricing for cost recomputation.
-    pub pricing: PricingSettings,
-    /// Per-key ingest limits.
-    pub limiter: RateLimiter,
-    /// Open connections.
-    pub conns: ConnTrack,
-}
+pub use crate::state::AppState;
 
 /// Errors starting the collector.
 #[derive(Debug, thiserror::Error)]
@@ -340,7 +326,7 @@ async fn ingest_handler(
         .chain(&tri.feedback)
         .map(|(_, _, k, _)| k.clone())
         .collect();
-    let keys = ingest::load_keys(&st.db, &key_ids, now).await?;
+    let keys = crate::store::keys::load_keys(&st.db, &key_ids, now).await?;
     // Verification is CPU-bound: run it off the async workers.
     let owned = |v: &[(usize, String, String, &str)]| -> Vec<(usize, String, String, String)> {
         v.iter()
@@ -370,7 +356,7 @@ async fn ingest_handler(
     // records of an unknown or revoked key, or whose signature does not verify, cost
     // the named key nothing, so a forger cannot exhaust an honest key's limit.
     let mut counts: HashMap<String, u64> = HashMap::new();
-    let authenticated = |e: Option<&ingest::Refusal>| {
+    let authenticated = |e: Option<&crate::verified::Refusal>| {
         e.is_none_or(|e| {
             !matches!(
                 e.code,
@@ -412,7 +398,7 @@ async fn ingest_handler(
     }
     let (kept, off_tree) = crate::accounts::check_tree(&st.db, verified).await?;
     refused.extend(off_tree);
-    let (ok_ids, ok): (Vec<String>, Vec<ingest::Verified>) = kept.into_iter().unzip();
+    let (ok_ids, ok): (Vec<String>, Vec<crate::verified::Verified>) = kept.into_iter().unzip();
     let mut stored = ingest::store(&st.db, &ok, now).await?;
     let mut ok_ids = ok_ids;
     let mut fb_ok = Vec::new();
@@ -490,60 +476,6 @@ impl CollectorHandle {
         };
         let _ = tokio::join!(tokio::time::timeout(t, &mut self.join), exporter);
         self.state.db.close().await;
-    }
-}
-
-/// One open connection.
-#[derive(Debug, Default)]
-pub struct ConnState {
-    in_flight: std::sync::atomic::AtomicUsize,
-    kill: tokio::sync::Notify,
-}
-
-/// The open connections, oldest first (issue 18, item 3): the connection cap and the
-/// eviction of idle connections.
-#[derive(Debug, Default)]
-pub struct ConnTrack {
-    next: std::sync::atomic::AtomicU64,
-    open: std::sync::Mutex<std::collections::BTreeMap<u64, Arc<ConnState>>>,
-}
-
-impl ConnTrack {
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<u64, Arc<ConnState>>> {
-        self.open.lock().unwrap_or_else(|p| p.into_inner())
-    }
-    /// Open connections.
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-    /// No open connection.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    /// Register a new connection, or `None` when the cap is reached and no connection
-    /// is idle. At the cap the oldest idle connection (no request in progress: idle
-    /// keep-alive, or still sending its headers) is closed to make room, so idle and
-    /// slow connections cannot lock out `/healthz` or ingest.
-    fn admit(&self, max: usize) -> Option<(u64, Arc<ConnState>)> {
-        use std::sync::atomic::Ordering::Relaxed;
-        let mut open = self.lock();
-        if open.len() >= max {
-            let victim = open
-                .iter()
-                .find(|(_, c)| c.in_flight.load(Relaxed) == 0)
-                .map(|(id, _)| *id)?;
-            if let Some(c) = open.remove(&victim) {
-                c.kill.notify_one();
-                METRICS.connections_evicted.fetch_add(1, Relaxed);
-            }
-        }
-        let id = self.next.fetch_add(1, Relaxed);
-        let c = Arc::new(ConnState::default());
-        open.insert(id, c.clone());
-        Some((id, c))
-    }
-    fn remove(&self, id: u64) {
-        self.lock().remove(&id);
     }
 }
 
