@@ -557,52 +557,30 @@ async fn main() {
         .into_iter()
         .chain(DASHBOARD.iter().map(|q| ("dashboard panel (all time)", *q)))
         {
-            let mut times = Vec::new();
-            let mut rows = 0;
-            for _ in 0..10 {
-                let t = Instant::now();
-                let r = http
-                    .get(format!("{base}{q}"))
-                    .bearer_auth(ADMIN)
-                    .send()
-                    .await
-                    .unwrap();
-                let v: serde_json::Value = r.json().await.unwrap();
-                times.push(t.elapsed().as_secs_f64() * 1000.0);
-                rows = v["rows"].as_array().map_or(0, Vec::len);
-            }
-            times.sort_by(f64::total_cmp);
+            let rows = std::cell::Cell::new(0);
+            let times = ten_runs(|| async {
+                let v = get_json(&http, &base, q).await;
+                rows.set(v["rows"].as_array().map_or(0, Vec::len));
+            })
+            .await;
+            let rows = rows.get();
             println!(
                 "analytics: db={} rows_in_table={} query=\"{label}\" ({q}) result_rows={rows} median={:.0} ms min={:.0} ms p95(max of 10)={:.0} ms",
                 a.db, a.seed_rows, times[4], times[0], times[9]
             );
         }
-    }
-    if a.seed_rows > 0 {
         // What the dashboard does on first render: every panel's request at once (all
         // time, no filter), until the last answer is in.
-        let mut times = Vec::new();
-        for _ in 0..10 {
-            let t = Instant::now();
+        let times = ten_runs(|| async {
             let reqs = DASHBOARD.iter().map(|q| {
                 let (http, base) = (http.clone(), base.clone());
-                tokio::spawn(async move {
-                    let r = http
-                        .get(format!("{base}{q}"))
-                        .bearer_auth(ADMIN)
-                        .send()
-                        .await
-                        .unwrap();
-                    assert!(r.status().is_success(), "{q}: {}", r.status());
-                    r.bytes().await.unwrap();
-                })
+                tokio::spawn(async move { get_json(&http, &base, q).await })
             });
             for h in reqs.collect::<Vec<_>>() {
                 h.await.unwrap();
             }
-            times.push(t.elapsed().as_secs_f64() * 1000.0);
-        }
-        times.sort_by(f64::total_cmp);
+        })
+        .await;
         println!(
             "dashboard: db={} rows_in_table={} first render ({} requests at once) median={:.0} ms min={:.0} ms p95(max of 10)={:.0} ms",
             a.db,
@@ -615,6 +593,30 @@ async fn main() {
     }
     drop(procs);
     drop(pg);
+}
+
+/// GET `q` with the admin token; the JSON answer (panics unless 2xx).
+async fn get_json(http: &reqwest::Client, base: &str, q: &str) -> serde_json::Value {
+    let r = http
+        .get(format!("{base}{q}"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{q}: {}", r.status());
+    r.json().await.unwrap()
+}
+
+/// Wall times of 10 runs of `f`, in ms, sorted.
+async fn ten_runs<F: std::future::Future<Output = ()>>(mut f: impl FnMut() -> F) -> Vec<f64> {
+    let mut times = Vec::new();
+    for _ in 0..10 {
+        let t = Instant::now();
+        f().await;
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    times
 }
 
 /// The requests of the dashboard's first render (collector/assets/app.js `load`), all

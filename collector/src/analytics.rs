@@ -293,16 +293,21 @@ pub struct Filter {
     pub params: Vec<Param>,
 }
 
+/// The word that adds a condition after `where_sql` (a ` WHERE ...` clause or empty).
+fn and_where(where_sql: &str) -> &'static str {
+    if where_sql.is_empty() {
+        " WHERE"
+    } else {
+        " AND"
+    }
+}
+
 impl Filter {
     fn add(&mut self, cond: &str, p: Param) {
         self.params.push(p);
         let n = self.params.len();
-        self.sql.push_str(if self.sql.is_empty() {
-            " WHERE "
-        } else {
-            " AND "
-        });
-        self.sql.push_str(&cond.replace("$?", &format!("${n}")));
+        let cond = cond.replace("$?", &format!("${n}"));
+        self.sql = format!("{}{} {cond}", self.sql, and_where(&self.sql));
     }
 
     /// The unit conditions (org, department, project, group, member, key, model,
@@ -401,8 +406,8 @@ pub fn build_filter(q: &AnalyticsQuery, who: &Principal) -> Result<Filter, ApiEr
         f.params.push(Param::Text(k.to_owned()));
         f.params.push(Param::Text(v.to_owned()));
         let n = f.params.len();
-        f.sql
-            .push_str(if f.sql.is_empty() { " WHERE " } else { " AND " });
+        f.sql.push_str(and_where(&f.sql));
+        f.sql.push(' ');
         // Record ids are unique per org only: a tag belongs to the record of its own org.
         f.sql.push_str(&format!(
             "(org, id) IN (SELECT org, record_id FROM usage_tags WHERE k = ${} AND v = ${n})",
@@ -582,6 +587,21 @@ async fn idle_keys(
         .collect()
 }
 
+/// Rows of (group, calls, spend) from `sql`, for the `outcomes` report (`what` names the
+/// query in errors and metrics).
+async fn group_sums(
+    db: &crate::db::Db,
+    sql: &str,
+    params: &[Param],
+    what: &str,
+) -> Result<Vec<(Option<String>, i64, i64)>, ApiError> {
+    db.fetch(sql, params, &format!("analytics outcomes ({what})"))
+        .await?
+        .iter()
+        .map(|r| Ok((get_opt_str(r, 0)?, get_i64(r, 1)?, get_i64(r, 2)?)))
+        .collect()
+}
+
 /// Per group and metric: the (bucket, calls) pairs and the calls and errors in all.
 #[derive(Debug, Default)]
 struct LatencyAcc {
@@ -633,28 +653,15 @@ async fn latency(
         && q.group.is_none()
         && q.user.is_none()
         && q.key.is_none();
-    let source = if histogram {
-        Source::pick(q, who, None)?
-    } else {
-        Source::pick_raw(raw)
+    // The monthly rollups' filter (month bounds and units) fits the histograms too.
+    let monthly = match histogram {
+        true => Some(Source::pick(q, who, None)?).filter(|s| s.grain == Some(MONTH)),
+        false => None,
     };
-    if let Some(Grain {
-        period_ms: None, ..
-    }) = source.grain
-    {
-        let mut f = Filter::default();
-        for (name, v, op) in [("from", &q.from, ">="), ("to", &q.to, "<")] {
-            if let Some(v) = v {
-                f.add(
-                    &format!("month {op} $?"),
-                    Param::I64(month_of(parse_bound(name, v)?)),
-                );
-            }
-        }
-        f.add_units(q, scope(q, who)?);
+    if let Some(f) = monthly {
         let sql = format!(
             "SELECT NULLIF({d}, ''), metric, le_ms, CAST(SUM(calls) AS BIGINT), CAST(SUM(errors) AS BIGINT) FROM {}{} GROUP BY 1, 2, 3",
-            LATENCY.table, f.sql
+            LATENCY.table, f.where_sql
         );
         for r in &db
             .fetch(&sql, &f.params, "analytics latency (histograms)")
@@ -673,7 +680,7 @@ async fn latency(
         let w = &raw.sql;
         for m in LatencyMetric::ALL {
             let col = m.column();
-            let and = if w.is_empty() { " WHERE" } else { " AND" };
+            let and = and_where(w);
             let sql = format!(
                 "SELECT {d}, {col}, COUNT(*), CAST(SUM(is_error) AS BIGINT) FROM usage_records{w}{and} {col} IS NOT NULL GROUP BY 1, 2"
             );
@@ -856,9 +863,10 @@ pub async fn run_report(
         )?),
         _ => None,
     };
-    let (from, params) = src.as_ref().map_or((String::new(), Vec::new()), |s| {
-        (s.from.clone(), s.params.clone())
-    });
+    let (from, params): (&str, &[Param]) = match &src {
+        Some(s) => (&s.from, &s.params),
+        None => ("", &[]),
+    };
     let what = |report: &str| match src.as_ref().and_then(|s| s.grain) {
         Some(g) => format!("analytics {report} ({})", g.table),
         None => format!("analytics {report}"),
@@ -879,7 +887,7 @@ pub async fn run_report(
                 ]),
                 sums(&["denials"])
             );
-            let rows = db.fetch(&sql, &params, &what("summary")).await?;
+            let rows = db.fetch(&sql, params, &what("summary")).await?;
             let mut t = Table::new(&[
                 "calls",
                 "errors",
@@ -918,7 +926,7 @@ pub async fn run_report(
                 "SELECT {bsql} AS b{dsel}, {} FROM {from} GROUP BY 1{by_extra} ORDER BY 1{by_extra}",
                 sums(&["calls", "total_tokens", "spend_micros", "errors", "denials"])
             );
-            let rows = db.fetch(&sql, &params, &what("timeseries")).await?;
+            let rows = db.fetch(&sql, params, &what("timeseries")).await?;
             let mut cols = vec!["bucket_start_ms", "bucket"];
             if dim.is_some() {
                 cols.push("group");
@@ -959,7 +967,7 @@ pub async fn run_report(
                 sums(&["calls", "errors", "total_tokens", "spend_micros"]),
                 sums(&["denials"])
             );
-            let rows = db.fetch(&sql, &params, &what("breakdown")).await?;
+            let rows = db.fetch(&sql, params, &what("breakdown")).await?;
             let mut cols = vec![];
             if bucket.is_some() {
                 cols.extend(["bucket_start_ms", "bucket"]);
@@ -1036,7 +1044,7 @@ pub async fn run_report(
                 "SELECT usr, {} FROM {from} WHERE usr <> '' GROUP BY usr ORDER BY 4 DESC, 1 LIMIT {limit}",
                 sums(&["calls", "total_tokens", "spend_micros"])
             );
-            let rows = db.fetch(&sql, &params, &what("users")).await?;
+            let rows = db.fetch(&sql, params, &what("users")).await?;
             let names = unit_names(db, "user").await?;
             let mut t = Table::new(&[
                 "rank",
@@ -1070,7 +1078,7 @@ pub async fn run_report(
                     "spend_micros"
                 ])
             );
-            let rows = db.fetch(&sql, &params, &what("models")).await?;
+            let rows = db.fetch(&sql, params, &what("models")).await?;
             let mut parsed = Vec::new();
             for r in &rows {
                 let nums: Vec<i64> = (2..=6).map(|i| get_i64(r, i)).collect::<Result<_, _>>()?;
@@ -1108,7 +1116,7 @@ pub async fn run_report(
                 "SELECT api_key_id, CAST(MAX(last_end_ms) AS BIGINT), {} FROM {from} GROUP BY api_key_id ORDER BY 5 DESC, 1 LIMIT {limit}",
                 sums(&["calls", "errors", "spend_micros", "total_tokens", "denials"])
             );
-            let rows = db.fetch(&sql, &params, &what("keys")).await?;
+            let rows = db.fetch(&sql, params, &what("keys")).await?;
             let names = unit_names(db, "key").await?;
             let mut t = Table::new(&[
                 "api_key_id",
@@ -1173,7 +1181,7 @@ pub async fn run_report(
                     "baseline_spend_micros"
                 ])
             );
-            let rows = db.fetch(&sql, &params, &what("routing")).await?;
+            let rows = db.fetch(&sql, params, &what("routing")).await?;
             let mut parsed = Vec::new();
             for r in &rows {
                 parsed.push((
@@ -1226,7 +1234,7 @@ pub async fn run_report(
                  GROUP BY status, provider, model ORDER BY 4 DESC, 1, 2, 3 LIMIT {limit}",
                 sums(&["calls"])
             );
-            let rows = db.fetch(&sql, &params, &what("errors")).await?;
+            let rows = db.fetch(&sql, params, &what("errors")).await?;
             let mut t = Table::new(&[
                 "status",
                 "kind",
@@ -1262,7 +1270,7 @@ pub async fn run_report(
                  GROUP BY 1, 2, 3, 4, 5 ORDER BY 6 DESC, 1, 2, 3 LIMIT {limit}",
                 sums(&["calls"])
             );
-            let rows = db.fetch(&sql, &params, &what("denials")).await?;
+            let rows = db.fetch(&sql, params, &what("denials")).await?;
             let (dn, un) = (
                 unit_names(db, "department").await?,
                 unit_names(db, "user").await?,
@@ -1320,7 +1328,8 @@ async fn outcomes(
     limit: i64,
 ) -> Result<Table, ApiError> {
     let by = q.by.as_deref().unwrap_or("model");
-    let tag = match by.strip_prefix("tag:") {
+    let tag_key = by.strip_prefix("tag:");
+    let tag = match tag_key {
         Some("") => {
             return Err(ApiError::bad_request(
                 "`by=tag:` needs a tag key, e.g. by=tag:scenario",
@@ -1339,77 +1348,48 @@ async fn outcomes(
     // Calls and spend per group: from the rollups when grouped by a unit or by a tag over
     // whole months, else from the raw records.
     let src = Source::pick(q, who, None)?;
-    let mut totals: Vec<(Option<String>, i64, i64)> = Vec::new();
+    let calls_spend = sums(&["calls", "spend_micros"]);
     let tag_rollup =
         src.grain == Some(MONTH) && q.group.is_none() && q.user.is_none() && q.key.is_none();
-    match (&tag, by.strip_prefix("tag:")) {
-        (None, _) => {
-            let sql = format!(
-                "SELECT NULLIF({}, ''), {} FROM {} GROUP BY 1",
-                dimension(by)?,
-                sums(&["calls", "spend_micros"]),
-                src.from
-            );
-            for r in &db
-                .fetch(&sql, &src.params, "analytics outcomes (calls)")
-                .await?
-            {
-                totals.push((get_opt_str(r, 0)?, get_i64(r, 1)?, get_i64(r, 2)?));
-            }
-        }
-        (Some(_), Some(k)) if tag_rollup => {
+    let totals = match (tag_key, &tag) {
+        (Some(k), _) if tag_rollup => {
             // Each value's calls from the tag rollups; the calls without the tag are the
             // rest of the unit's calls (a record has one value per key).
             let mut params = src.params.clone();
             params.push(Param::Text(k.to_owned()));
-            let and = if src.where_sql.is_empty() {
-                " WHERE"
-            } else {
-                " AND"
-            };
             let sql = format!(
-                "SELECT v, {} FROM {}{}{and} k = ${} GROUP BY v",
-                sums(&["calls", "spend_micros"]),
+                "SELECT v, {calls_spend} FROM {}{}{} k = ${} GROUP BY v",
                 TAGS.table,
                 src.where_sql,
+                and_where(&src.where_sql),
                 params.len()
             );
-            for r in &db
-                .fetch(&sql, &params, "analytics outcomes (usage_tag_rollup_month)")
-                .await?
-            {
-                totals.push((get_opt_str(r, 0)?, get_i64(r, 1)?, get_i64(r, 2)?));
-            }
-            let sql = format!(
-                "SELECT {} FROM {}",
-                sums(&["calls", "spend_micros"]),
-                src.from
-            );
-            if let Some(r) = db
-                .fetch(&sql, &src.params, "analytics outcomes (calls)")
-                .await?
-                .first()
-            {
+            let mut totals = group_sums(db, &sql, &params, "usage_tag_rollup_month").await?;
+            let sql = format!("SELECT NULL, {calls_spend} FROM {}", src.from);
+            if let Some((_, c, s)) = group_sums(db, &sql, &src.params, "calls").await?.pop() {
                 let (tc, ts) = totals.iter().fold((0, 0), |a, t| (a.0 + t.1, a.1 + t.2));
-                let (c, s) = (get_i64(r, 0)? - tc, get_i64(r, 1)? - ts);
-                if c != 0 || s != 0 {
-                    totals.push((None, c, s));
+                if c != tc || s != ts {
+                    totals.push((None, c - tc, s - ts));
                 }
             }
+            totals
         }
-        (Some(g), _) => {
+        (_, Some(g)) => {
             let sql = format!(
                 "SELECT {g}, COUNT(*), CAST(COALESCE(SUM(spend_micros), 0) AS BIGINT) FROM usage_records{} GROUP BY 1",
                 f.sql
             );
-            for r in &db
-                .fetch(&sql, &f.params, "analytics outcomes (calls)")
-                .await?
-            {
-                totals.push((get_opt_str(r, 0)?, get_i64(r, 1)?, get_i64(r, 2)?));
-            }
+            group_sums(db, &sql, &f.params, "calls").await?
         }
-    }
+        (_, None) => {
+            let sql = format!(
+                "SELECT NULLIF({}, ''), {calls_spend} FROM {} GROUP BY 1",
+                dimension(by)?,
+                src.from
+            );
+            group_sums(db, &sql, &src.params, "calls").await?
+        }
+    };
     // Rated calls and their scores: the feedback's mean score per rated call (per org;
     // a call rated several times counts once, with the mean of its ratings), then each
     // rated call's group, looked up by (org, id) and kept when the call is in the filter.
@@ -1441,7 +1421,7 @@ async fn outcomes(
             params.extend([Param::Text(o.clone()), Param::Text(id.clone())]);
             values.push(format!("(${}, ${})", params.len() - 1, params.len()));
         }
-        let and = if f.sql.is_empty() { " WHERE" } else { " AND" };
+        let and = and_where(&f.sql);
         let sql = format!(
             "SELECT org, id, {g} FROM usage_records{}{and} (org, id) IN (VALUES {})",
             f.sql,

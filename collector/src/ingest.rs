@@ -998,16 +998,14 @@ pub async fn store(db: &Db, recs: &[Verified], received_ms: i64) -> Result<Vec<b
     let mut deltas = crate::rollup::Deltas::default();
     for v in &stored {
         let (units, measures) = rollup_row(v);
-        let month = month_of_ms(v.rec.ts_start);
-        deltas.add_latency(
-            month,
-            crate::rollup::latency_units(&units),
-            sat(v.rec.latency_ms),
+        deltas.add_record(
+            sat(v.rec.ts_start),
+            month_of_ms(v.rec.ts_start),
+            units,
+            measures,
             v.rec.time_to_first_token_ms.map(sat),
-            outcome(v).1,
+            &v.rec.tags,
         );
-        deltas.add_tags(month, &units, &v.rec.tags, &measures);
-        deltas.add(sat(v.rec.ts_start), month, units, measures);
     }
     crate::rollup::apply(&mut tx, db.backend(), &deltas).await?;
     let t_rollups = t.elapsed();

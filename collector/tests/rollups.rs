@@ -251,42 +251,27 @@ async fn answers_agree(env: &Env) {
     let feb_raw = "from=1769903999999&to=2026-03-01";
     let days = "from=2026-01-20&to=2026-02-10";
     let days_raw = "from=1768867199999&to=2026-02-10";
-    for (q, range, raw_range) in [
-        (
-            "/v1/analytics/breakdown?by=department&limit=1000",
-            feb,
-            feb_raw,
-        ),
-        (
-            "/v1/analytics/breakdown?by=user&bucket=month&limit=1000",
-            feb,
-            feb_raw,
-        ),
-        ("/v1/analytics/per-capita?by=department", feb, feb_raw),
-        (
-            "/v1/analytics/timeseries?bucket=month&by=model",
-            feb,
-            feb_raw,
-        ),
-        ("/v1/analytics/summary?", feb, feb_raw),
-        ("/v1/analytics/keys?", feb, feb_raw),
-        ("/v1/analytics/latency?by=provider", feb, feb_raw),
-        ("/v1/analytics/outcomes?by=tag:scenario", feb, feb_raw),
-        (
-            "/v1/analytics/breakdown?by=department&limit=1000",
-            days,
-            days_raw,
-        ),
-        (
-            "/v1/analytics/timeseries?bucket=day&by=department",
-            days,
-            days_raw,
-        ),
-        ("/v1/analytics/timeseries?bucket=month", days, days_raw),
-        ("/v1/analytics/summary?", days, days_raw),
-        ("/v1/analytics/errors?", days, days_raw),
-        ("/v1/analytics/routing?", days, days_raw),
-    ] {
+    let feb_queries = [
+        "/v1/analytics/breakdown?by=department&limit=1000",
+        "/v1/analytics/breakdown?by=user&bucket=month&limit=1000",
+        "/v1/analytics/per-capita?by=department",
+        "/v1/analytics/timeseries?bucket=month&by=model",
+        "/v1/analytics/summary?",
+        "/v1/analytics/keys?",
+        "/v1/analytics/latency?by=provider",
+        "/v1/analytics/outcomes?by=tag:scenario",
+    ]
+    .map(|q| (q, feb, feb_raw));
+    let day_queries = [
+        "/v1/analytics/breakdown?by=department&limit=1000",
+        "/v1/analytics/timeseries?bucket=day&by=department",
+        "/v1/analytics/timeseries?bucket=month",
+        "/v1/analytics/summary?",
+        "/v1/analytics/errors?",
+        "/v1/analytics/routing?",
+    ]
+    .map(|q| (q, days, days_raw));
+    for (q, range, raw_range) in feb_queries.into_iter().chain(day_queries) {
         let (s1, rollup) = env.get(&format!("{q}&{range}"), Some(ADMIN)).await;
         let (s2, raw) = env.get(&format!("{q}&{raw_range}"), Some(ADMIN)).await;
         assert_eq!((s1, s2), (200, 200), "{q}: {rollup} {raw}");
@@ -350,19 +335,6 @@ async fn grains_answer_their_queries(env: &Env) {
         }
     }
     // Spend by tag over whole months reads the tag rollups.
-    let (_, o0) = env
-        .get("/v1/analytics/outcomes?by=tag:scenario", Some(ADMIN))
-        .await;
-    db.exec(
-        "UPDATE usage_tag_rollup_month SET calls = calls + 1000 WHERE k = 'scenario' AND v = 'triage'",
-        &[],
-        "test",
-    )
-    .await
-    .unwrap();
-    let (_, o1) = env
-        .get("/v1/analytics/outcomes?by=tag:scenario", Some(ADMIN))
-        .await;
     let triage = |v: &Value| {
         v["rows"]
             .as_array()
@@ -372,36 +344,41 @@ async fn grains_answer_their_queries(env: &Env) {
             .map(|r| r["calls"].as_i64().unwrap())
             .unwrap()
     };
-    assert!(
-        triage(&o1) >= triage(&o0) + 1000,
-        "outcomes by tag reads usage_tag_rollup_month"
-    );
-    gaterouter_collector::rollup::rebuild(db).await.unwrap();
-    let (_, o2) = env
-        .get("/v1/analytics/outcomes?by=tag:scenario", Some(ADMIN))
-        .await;
-    assert_eq!(o2["rows"], o0["rows"], "rebuild restores the tag rollups");
-
-    // Latency percentiles over whole months read the monthly histograms.
-    let (q, raw_q) = ("/v1/analytics/latency", "/v1/analytics/latency?from=1");
-    let (_, l0) = env.get(q, Some(ADMIN)).await;
-    db.exec(
-        "UPDATE usage_latency_month SET calls = calls + 1000 WHERE metric = 'latency' AND le_ms = (SELECT MAX(le_ms) FROM usage_latency_month)",
-        &[],
-        "test",
+    reads_table(
+        env,
+        "/v1/analytics/outcomes?by=tag:scenario",
+        "UPDATE usage_tag_rollup_month SET calls = calls + 1000 WHERE k = 'scenario' AND v = 'triage'",
+        triage,
     )
-    .await
-    .unwrap();
-    let (_, l1) = env.get(q, Some(ADMIN)).await;
-    let (_, raw) = env.get(raw_q, Some(ADMIN)).await;
-    assert!(
-        total(&l1) >= total(&l0) + 1000,
-        "latency reads usage_latency_month"
-    );
+    .await;
+    // Latency percentiles over whole months read the monthly histograms, and the raw
+    // records answer alike.
+    let (_, l0) = env.get("/v1/analytics/latency", Some(ADMIN)).await;
+    let (_, raw) = env.get("/v1/analytics/latency?from=1", Some(ADMIN)).await;
     assert_eq!(raw["rows"], l0["rows"], "the raw records answer alike");
+    reads_table(
+        env,
+        "/v1/analytics/latency",
+        "UPDATE usage_latency_month SET calls = calls + 1000 WHERE metric = 'latency' AND le_ms = (SELECT MAX(le_ms) FROM usage_latency_month)",
+        total,
+    )
+    .await;
+}
+
+/// `q` reads the table `bump` adds 1000 calls to (its `calls(answer)` grows by at least
+/// that), and a rebuild restores its answer.
+async fn reads_table(env: &Env, q: &str, bump: &str, calls: impl Fn(&Value) -> i64) {
+    let db = &env.handle.state().db;
+    let (_, before) = env.get(q, Some(ADMIN)).await;
+    db.exec(bump, &[], "test").await.unwrap();
+    let (_, bumped) = env.get(q, Some(ADMIN)).await;
+    assert!(
+        calls(&bumped) >= calls(&before) + 1000,
+        "{q} reads the table of `{bump}`"
+    );
     gaterouter_collector::rollup::rebuild(db).await.unwrap();
-    let (_, l2) = env.get(q, Some(ADMIN)).await;
-    assert_eq!(l2["rows"], l0["rows"], "rebuild restores the histograms");
+    let (_, rebuilt) = env.get(q, Some(ADMIN)).await;
+    assert_eq!(rebuilt["rows"], before["rows"], "rebuild restores {q}");
 }
 
 async fn ingest_all(env: &Env, wires: &[String]) {

@@ -21,11 +21,13 @@ use std::collections::BTreeMap;
 use sqlx::AnyConnection;
 
 use crate::db::{Backend, Db, DbError, Param, bind_all, dberr, placeholders};
+use schema::Layout;
 pub use schema::{
     Agg, DAY, GRAINS, Grain, HOUR, LATENCY, LATENCY_UNITS, LatencyMetric, MEASURES, MONTH, Measure,
     N_LATENCY_UNITS, N_MEASURES, N_TAG_MEASURES, N_TAG_UNITS, N_UNITS, TAG_MEASURES, TAG_UNITS,
     TAGS, UNIT_KEYS, latency_bucket,
 };
+use schema::{LATENCY_UNIT_INDEX, TAG_MEASURE_INDEX, TAG_UNIT_INDEX};
 
 /// The unit values of one rollup row, in [`UNIT_KEYS`] order (`''` for an absent unit).
 pub type Units = [String; N_UNITS];
@@ -68,70 +70,43 @@ impl Deltas {
     }
 }
 
-/// The values of the unit columns `keys` among a rollup row's units.
-fn pick_units<const N: usize>(units: &Units, keys: &[&str]) -> [String; N] {
-    std::array::from_fn(|i| {
-        UNIT_KEYS
-            .iter()
-            .position(|k| Some(k) == keys.get(i))
-            .map(|j| units[j].clone())
-            .unwrap_or_default()
-    })
-}
-
-/// The latency histogram units of a rollup row's units.
-pub fn latency_units(units: &Units) -> LatencyUnits {
-    pick_units(units, LATENCY_UNITS)
-}
-
 impl Deltas {
-    /// Add one record's tags to the tag rollups: its `month`, rollup units, tags and
-    /// measures (as for [`Deltas::add`]).
-    pub fn add_tags<'a>(
+    /// Add one new record to every table: the start of its call (Unix ms), its `month`
+    /// (`yyyymm`), rollup units and measures (one record's), its time to first token
+    /// (streamed calls) and its tags.
+    pub fn add_record<'a>(
         &mut self,
+        ts_start_ms: i64,
         month: i64,
-        units: &Units,
+        units: Units,
+        measures: Measures,
+        ttft_ms: Option<i64>,
         tags: impl IntoIterator<Item = (&'a String, &'a String)>,
-        measures: &Measures,
     ) {
-        let tag_units: [String; N_TAG_UNITS] = pick_units(units, TAG_UNITS);
-        let add: [i64; N_TAG_MEASURES] = std::array::from_fn(|i| {
-            MEASURES
-                .iter()
-                .position(|m| m.name == TAG_MEASURES[i].name)
-                .map_or(0, |j| measures[j])
-        });
+        let errors = measures[schema::measure_index("errors")];
+        let latency_ms = measures[schema::measure_index("latency_ms_sum")];
+        let latency_units = LATENCY_UNIT_INDEX.map(|j| units[j].clone());
+        for (metric, ms) in [
+            (LatencyMetric::Latency, Some(latency_ms)),
+            (LatencyMetric::Ttft, ttft_ms),
+        ] {
+            if let Some(ms) = ms {
+                let key = (month, latency_units.clone(), metric, latency_bucket(ms));
+                let e = self.latency.entry(key).or_insert([0; 2]);
+                e[0] += 1;
+                e[1] += errors;
+            }
+        }
+        let tag_units = TAG_UNIT_INDEX.map(|j| units[j].clone());
+        let tag_measures = TAG_MEASURE_INDEX.map(|j| measures[j]);
         for (k, v) in tags {
             let key = (month, tag_units.clone(), k.clone(), v.clone());
             let e = self.tags.entry(key).or_insert([0; N_TAG_MEASURES]);
-            for (a, b) in e.iter_mut().zip(add) {
+            for (a, b) in e.iter_mut().zip(tag_measures) {
                 *a = a.saturating_add(b);
             }
         }
-    }
-
-    /// Add one record's times to the latency histograms: its `month`, units, whole-call
-    /// latency, time to first token (streamed calls) and whether it failed.
-    pub fn add_latency(
-        &mut self,
-        month: i64,
-        units: LatencyUnits,
-        latency_ms: i64,
-        ttft_ms: Option<i64>,
-        is_error: i64,
-    ) {
-        let times = [
-            (LatencyMetric::Latency, Some(latency_ms)),
-            (LatencyMetric::Ttft, ttft_ms),
-        ];
-        for (metric, ms) in times {
-            if let Some(ms) = ms {
-                let key = (month, units.clone(), metric, latency_bucket(ms));
-                let e = self.latency.entry(key).or_insert([0; 2]);
-                e[0] += 1;
-                e[1] += is_error;
-            }
-        }
+        self.add(ts_start_ms, month, units, measures);
     }
 }
 
@@ -145,41 +120,64 @@ fn combine(a: &mut Measures, b: &Measures) {
     }
 }
 
-/// `SET` list of the upsert into `table`: sums add, maxima keep the larger.
-fn upsert_sets(table: &str, backend: Backend) -> String {
+/// Rows per upsert statement (at most 26 columns: under SQLite's 32 766 variables).
+const ROWS_PER_UPSERT: usize = 1_000;
+
+/// The multi-row upsert of `rows` rows into the table of `layout`: sums add, maxima keep
+/// the larger.
+fn upsert_sql(layout: &Layout, rows: usize, backend: Backend) -> String {
+    let t = layout.table;
     let max = match backend {
         Backend::Sqlite => "MAX",
         Backend::Postgres => "GREATEST",
     };
-    MEASURES
+    let sets = layout
+        .measures
         .iter()
-        .map(|m| match m.agg {
-            Agg::Sum => format!("{n} = {table}.{n} + excluded.{n}", n = m.name),
-            Agg::Max => format!("{n} = {max}({table}.{n}, excluded.{n})", n = m.name),
+        .map(|(n, agg)| match agg {
+            Agg::Sum => format!("{n} = {t}.{n} + excluded.{n}"),
+            Agg::Max => format!("{n} = {max}({t}.{n}, excluded.{n})"),
         })
         .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Parameters per upserted row: the period, the units, the measures.
-const PARAMS_PER_ROW: usize = 1 + N_UNITS + N_MEASURES;
-/// Rows per upsert statement (under SQLite's 32 766 variables).
-const ROWS_PER_UPSERT: usize = 1_000;
-
-/// The multi-row upsert of `rows` rows into `grain`.
-fn upsert_sql(grain: Grain, rows: usize, backend: Backend) -> String {
-    let t = grain.table;
-    let keys = format!("{}, {}", grain.period, UNIT_KEYS.join(", "));
+        .join(", ");
+    let keys = layout.key_columns();
     format!(
-        "INSERT INTO {t} ({keys}, {}) VALUES {} ON CONFLICT ({keys}) DO UPDATE SET {}",
-        schema::measure_names(),
-        placeholders(rows, PARAMS_PER_ROW, backend),
-        upsert_sets(t, backend)
+        "INSERT INTO {t} ({keys}, {}) VALUES {} ON CONFLICT ({keys}) DO UPDATE SET {sets}",
+        layout.measure_columns(),
+        placeholders(rows, layout.width(), backend),
     )
 }
 
+/// Upsert `rows` (each the period, the keys and the measures of `layout`, in order).
+async fn upsert(
+    tx: &mut AnyConnection,
+    backend: Backend,
+    layout: &Layout,
+    mut rows: impl Iterator<Item = Vec<Param>>,
+) -> Result<(), DbError> {
+    loop {
+        let mut params = Vec::new();
+        let mut n = 0;
+        for row in rows.by_ref().take(ROWS_PER_UPSERT) {
+            params.extend(row);
+            n += 1;
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        bind_all(&upsert_sql(layout, n, backend), &params)
+            .execute(&mut *tx)
+            .await
+            .map_err(dberr(&format!("updating {}", layout.table)))?;
+    }
+}
+
+fn texts<'a>(v: impl IntoIterator<Item = &'a String>) -> impl Iterator<Item = Param> {
+    v.into_iter().map(|u| Param::Text(u.clone()))
+}
+
 /// Add the records just inserted (by this transaction) to every rollup: one multi-row
-/// upsert per grain, from values computed in memory ([`Deltas`]) instead of reading the
+/// upsert per table, from values computed in memory ([`Deltas`]) instead of reading the
 /// new raw rows back. Call it inside the ingest transaction with exactly the records
 /// that were new (not duplicates).
 pub async fn apply(
@@ -188,74 +186,37 @@ pub async fn apply(
     deltas: &Deltas,
 ) -> Result<(), DbError> {
     for (grain, rows) in GRAINS.into_iter().zip(&deltas.rows) {
-        let rows: Vec<(&(i64, Units), &Measures)> = rows.iter().collect();
-        for chunk in rows.chunks(ROWS_PER_UPSERT) {
-            let mut params = Vec::with_capacity(chunk.len() * PARAMS_PER_ROW);
-            for ((period, units), measures) in chunk {
-                params.push(Param::I64(*period));
-                params.extend(units.iter().map(|u| Param::Text(u.clone())));
-                params.extend(measures.iter().map(|m| Param::I64(*m)));
-            }
-            bind_all(&upsert_sql(grain, chunk.len(), backend), &params)
-                .execute(&mut *tx)
-                .await
-                .map_err(dberr("updating usage rollups"))?;
-        }
+        let rows = rows.iter().map(|((period, units), measures)| {
+            std::iter::once(Param::I64(*period))
+                .chain(texts(units))
+                .chain(measures.iter().map(|m| Param::I64(*m)))
+                .collect()
+        });
+        upsert(tx, backend, &schema::layout(grain), rows).await?;
     }
-    let rows: Vec<(&LatencyKey, &[i64; 2])> = deltas.latency.iter().collect();
-    let keys = format!(
-        "{}, {}, metric, le_ms",
-        LATENCY.period,
-        LATENCY_UNITS.join(", ")
-    );
-    let per_row = N_LATENCY_UNITS + 5;
-    for chunk in rows.chunks(ROWS_PER_UPSERT) {
-        let mut params = Vec::with_capacity(chunk.len() * per_row);
-        for ((month, units, metric, le), [calls, errors]) in chunk {
-            params.push(Param::I64(*month));
-            params.extend(units.iter().map(|u| Param::Text(u.clone())));
-            params.push(Param::Text(metric.as_str().to_owned()));
-            params.extend([Param::I64(*le), Param::I64(*calls), Param::I64(*errors)]);
-        }
-        let t = LATENCY.table;
-        let sql = format!(
-            "INSERT INTO {t} ({keys}, calls, errors) VALUES {} ON CONFLICT ({keys}) DO UPDATE SET calls = {t}.calls + excluded.calls, errors = {t}.errors + excluded.errors",
-            placeholders(chunk.len(), per_row, backend)
-        );
-        bind_all(&sql, &params)
-            .execute(&mut *tx)
-            .await
-            .map_err(dberr("updating latency histograms"))?;
-    }
-    let rows: Vec<(&TagKey, &[i64; N_TAG_MEASURES])> = deltas.tags.iter().collect();
-    let t = TAGS.table;
-    let keys = format!("{}, {}, k, v", TAGS.period, TAG_UNITS.join(", "));
-    let names: Vec<&str> = TAG_MEASURES.iter().map(|m| m.name).collect();
-    let sets = names
+    let rows = deltas
+        .latency
         .iter()
-        .map(|n| format!("{n} = {t}.{n} + excluded.{n}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let per_row = 1 + N_TAG_UNITS + 2 + N_TAG_MEASURES;
-    for chunk in rows.chunks(ROWS_PER_UPSERT) {
-        let mut params = Vec::with_capacity(chunk.len() * per_row);
-        for ((month, units, k, v), measures) in chunk {
-            params.push(Param::I64(*month));
-            params.extend(units.iter().map(|u| Param::Text(u.clone())));
-            params.extend([Param::Text(k.clone()), Param::Text(v.clone())]);
-            params.extend(measures.iter().map(|m| Param::I64(*m)));
-        }
-        let sql = format!(
-            "INSERT INTO {t} ({keys}, {}) VALUES {} ON CONFLICT ({keys}) DO UPDATE SET {sets}",
-            names.join(", "),
-            placeholders(chunk.len(), per_row, backend)
-        );
-        bind_all(&sql, &params)
-            .execute(&mut *tx)
-            .await
-            .map_err(dberr("updating tag rollups"))?;
-    }
-    Ok(())
+        .map(|((month, units, metric, le), [calls, errors])| {
+            std::iter::once(Param::I64(*month))
+                .chain(texts(units))
+                .chain([
+                    Param::Text(metric.as_str().to_owned()),
+                    Param::I64(*le),
+                    Param::I64(*calls),
+                    Param::I64(*errors),
+                ])
+                .collect()
+        });
+    upsert(tx, backend, &schema::latency_layout(), rows).await?;
+    let rows = deltas.tags.iter().map(|((month, units, k, v), measures)| {
+        std::iter::once(Param::I64(*month))
+            .chain(texts(units))
+            .chain(texts([k, v]))
+            .chain(measures.iter().map(|m| Param::I64(*m)))
+            .collect()
+    });
+    upsert(tx, backend, &schema::tags_layout(), rows).await
 }
 
 /// Recompute every rollup (and the latency histograms) from the raw records, in one
@@ -319,7 +280,7 @@ mod tests {
     fn upsert_combines_every_measure() {
         for backend in [Backend::Sqlite, Backend::Postgres] {
             for grain in GRAINS {
-                let s = upsert_sql(grain, 2, backend);
+                let s = upsert_sql(&schema::layout(grain), 2, backend);
                 let t = grain.table;
                 for m in MEASURES {
                     let n = m.name;

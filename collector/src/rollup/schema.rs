@@ -134,6 +134,55 @@ pub const N_UNITS: usize = 11;
 /// Number of measure columns.
 pub const N_MEASURES: usize = 14;
 
+const fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Where the unit column `k` sits in [`UNIT_KEYS`] (a build error if it is not there).
+const fn unit_index(k: &str) -> usize {
+    let mut i = 0;
+    while i < UNIT_KEYS.len() {
+        if same(UNIT_KEYS[i], k) {
+            return i;
+        }
+        i += 1;
+    }
+    panic!("not a rollup unit column")
+}
+
+/// Where the measure `name` sits in [`MEASURES`] (a build error if it is not there).
+pub const fn measure_index(name: &str) -> usize {
+    let mut i = 0;
+    while i < MEASURES.len() {
+        if same(MEASURES[i].name, name) {
+            return i;
+        }
+        i += 1;
+    }
+    panic!("not a rollup measure")
+}
+
+const fn unit_indices<const N: usize>(keys: &[&str]) -> [usize; N] {
+    let mut out = [0; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = unit_index(keys[i]);
+        i += 1;
+    }
+    out
+}
+
 /// A unit column's value for one raw record (`''` for an absent unit).
 fn unit_of_record(k: &str) -> String {
     unit_of(k, "")
@@ -165,24 +214,87 @@ pub fn records_as_rows(where_clause: &str) -> String {
     format!("SELECT ts_start, month, {units}, {measures} FROM usage_records{where_clause}")
 }
 
+/// How a derived table is keyed and what it holds: its period column, its other key
+/// columns with their SQL types, and its measures (with how they combine). Creating the
+/// table and upserting into it both read it.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// Table name.
+    pub table: &'static str,
+    /// The period column (first key column, BIGINT).
+    pub period: &'static str,
+    /// The other key columns, in order, with their SQL types.
+    pub keys: Vec<(&'static str, &'static str)>,
+    /// The measure columns (BIGINT), in order, and how rows combine.
+    pub measures: Vec<(&'static str, Agg)>,
+}
+
+impl Layout {
+    /// `CREATE TABLE`, keyed by the period and the key columns.
+    pub fn create_sql(&self) -> String {
+        let cols = self
+            .keys
+            .iter()
+            .map(|(k, ty)| format!("{k} {ty} NOT NULL"))
+            .chain(
+                self.measures
+                    .iter()
+                    .map(|(m, _)| format!("{m} BIGINT NOT NULL")),
+            )
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "CREATE TABLE {t} ({p} BIGINT NOT NULL, {cols}, PRIMARY KEY ({keys}))",
+            t = self.table,
+            p = self.period,
+            keys = self.key_columns()
+        )
+    }
+
+    /// The key columns, the period first, comma-separated.
+    pub fn key_columns(&self) -> String {
+        std::iter::once(self.period)
+            .chain(self.keys.iter().map(|(k, _)| *k))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The measure columns, comma-separated.
+    pub fn measure_columns(&self) -> String {
+        self.measures
+            .iter()
+            .map(|(m, _)| *m)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Columns per row: the period, the keys, the measures.
+    pub fn width(&self) -> usize {
+        1 + self.keys.len() + self.measures.len()
+    }
+}
+
+fn text_keys(keys: &[&'static str]) -> Vec<(&'static str, &'static str)> {
+    keys.iter().map(|k| (*k, "TEXT")).collect()
+}
+
+fn measures_of(ms: &[Measure]) -> Vec<(&'static str, Agg)> {
+    ms.iter().map(|m| (m.name, m.agg)).collect()
+}
+
+/// The layout of one rollup grain.
+pub fn layout(g: Grain) -> Layout {
+    Layout {
+        table: g.table,
+        period: g.period,
+        keys: text_keys(UNIT_KEYS),
+        measures: measures_of(MEASURES),
+    }
+}
+
 /// `CREATE TABLE` of one grain.
 pub fn create_table_sql(g: Grain) -> String {
-    let units = UNIT_KEYS
-        .iter()
-        .map(|k| format!("{k} TEXT NOT NULL"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let measures = MEASURES
-        .iter()
-        .map(|m| format!("{} BIGINT NOT NULL", m.name))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        "CREATE TABLE {t} ({p} BIGINT NOT NULL, {units}, {measures}, PRIMARY KEY ({p}, {keys}))",
-        t = g.table,
-        p = g.period,
-        keys = UNIT_KEYS.join(", ")
-    )
+    layout(g).create_sql()
 }
 
 /// The secondary index of one grain (org and department first: scoped dashboards).
@@ -248,6 +360,8 @@ pub const LATENCY: Grain = Grain {
 pub const LATENCY_UNITS: &[&str] = &["org", "department", "provider", "model", "route_tier"];
 /// Number of [`LATENCY_UNITS`].
 pub const N_LATENCY_UNITS: usize = 5;
+/// Positions of [`LATENCY_UNITS`] in [`UNIT_KEYS`].
+pub const LATENCY_UNIT_INDEX: [usize; N_LATENCY_UNITS] = unit_indices(LATENCY_UNITS);
 
 /// What a latency histogram row measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -311,20 +425,16 @@ pub fn latency_bucket_sql(col: &str) -> String {
     sql
 }
 
-/// `CREATE TABLE` of the latency histograms.
-fn create_latency_sql() -> String {
-    let units = LATENCY_UNITS
-        .iter()
-        .map(|k| format!("{k} TEXT NOT NULL"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        "CREATE TABLE {t} ({p} BIGINT NOT NULL, {units}, metric TEXT NOT NULL, le_ms BIGINT NOT NULL, calls BIGINT NOT NULL, errors BIGINT NOT NULL,
-         PRIMARY KEY ({p}, {keys}, metric, le_ms))",
-        t = LATENCY.table,
-        p = LATENCY.period,
-        keys = LATENCY_UNITS.join(", ")
-    )
+/// The layout of the latency histograms: units, metric and bucket; calls and errors.
+pub fn latency_layout() -> Layout {
+    let mut keys = text_keys(LATENCY_UNITS);
+    keys.extend([("metric", "TEXT"), ("le_ms", "BIGINT")]);
+    Layout {
+        table: LATENCY.table,
+        period: LATENCY.period,
+        keys,
+        measures: vec![("calls", Agg::Sum), ("errors", Agg::Sum)],
+    }
 }
 
 /// Fill the (empty) latency histograms from the raw records, one statement per metric.
@@ -369,6 +479,8 @@ pub const TAGS: Grain = Grain {
 pub const TAG_UNITS: &[&str] = &["org", "department", "project", "provider", "model"];
 /// Number of [`TAG_UNITS`].
 pub const N_TAG_UNITS: usize = 5;
+/// Positions of [`TAG_UNITS`] in [`UNIT_KEYS`].
+pub const TAG_UNIT_INDEX: [usize; N_TAG_UNITS] = unit_indices(TAG_UNITS);
 /// Measure columns of [`TAGS`] (sums), with their value for one raw record.
 pub const TAG_MEASURES: &[Measure] = &[
     sum("calls", "1"),
@@ -378,24 +490,27 @@ pub const TAG_MEASURES: &[Measure] = &[
 ];
 /// Number of [`TAG_MEASURES`].
 pub const N_TAG_MEASURES: usize = 4;
+/// Positions of [`TAG_MEASURES`] in [`MEASURES`].
+pub const TAG_MEASURE_INDEX: [usize; N_TAG_MEASURES] = {
+    let mut out = [0; N_TAG_MEASURES];
+    let mut i = 0;
+    while i < N_TAG_MEASURES {
+        out[i] = measure_index(TAG_MEASURES[i].name);
+        i += 1;
+    }
+    out
+};
 
-fn create_tags_sql() -> String {
-    let units = TAG_UNITS
-        .iter()
-        .map(|k| format!("{k} TEXT NOT NULL"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let measures = TAG_MEASURES
-        .iter()
-        .map(|m| format!("{} BIGINT NOT NULL", m.name))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        "CREATE TABLE {t} ({p} BIGINT NOT NULL, {units}, k TEXT NOT NULL, v TEXT NOT NULL, {measures}, PRIMARY KEY ({p}, {keys}, k, v))",
-        t = TAGS.table,
-        p = TAGS.period,
-        keys = TAG_UNITS.join(", ")
-    )
+/// The layout of the tag rollups: units, tag key and value; [`TAG_MEASURES`].
+pub fn tags_layout() -> Layout {
+    let mut keys = text_keys(TAG_UNITS);
+    keys.extend([("k", "TEXT"), ("v", "TEXT")]);
+    Layout {
+        table: TAGS.table,
+        period: TAGS.period,
+        keys,
+        measures: measures_of(TAG_MEASURES),
+    }
 }
 
 /// Fill the (empty) tag rollups from the raw records and their tags.
@@ -439,10 +554,10 @@ pub fn recreate_statements() -> Vec<String> {
         out.push(fill_sql(g, ""));
     }
     out.push(format!("DROP TABLE IF EXISTS {}", LATENCY.table));
-    out.push(create_latency_sql());
+    out.push(latency_layout().create_sql());
     out.extend(fill_latency_sql());
     out.push(format!("DROP TABLE IF EXISTS {}", TAGS.table));
-    out.push(create_tags_sql());
+    out.push(tags_layout().create_sql());
     out.push(fill_tags_sql());
     // Analytics read the rollups now: the wide covering index of the raw records (only
     // analytics used it) costs every insert; bills and drill-downs filter by org and
