@@ -80,7 +80,7 @@ fn main() -> ExitCode {
     {
         return match rt.block_on(rebuild(cfg)) {
             Ok(n) => {
-                println!("rollups rebuilt: {n} rows (hourly and monthly)");
+                println!("rollups rebuilt: {n} rows (hour, day and month sums, latency histograms, tag sums)");
                 ExitCode::SUCCESS
             }
             Err(e) => {
