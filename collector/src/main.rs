@@ -80,7 +80,9 @@ fn main() -> ExitCode {
     {
         return match rt.block_on(rebuild(cfg)) {
             Ok(n) => {
-                println!("rollups rebuilt: {n} rows (hour, day and month sums, latency histograms, tag sums)");
+                println!(
+                    "rollups rebuilt: {n} rows (hour, day and month sums, latency histograms, tag sums)"
+                );
                 ExitCode::SUCCESS
             }
             Err(e) => {
