@@ -187,6 +187,7 @@ fn record(
             mode: RouteMode::Explicit,
             tier: None,
             score: None,
+            ..Default::default()
         }),
         prompt_tokens: prompt,
         completion_tokens: completion,

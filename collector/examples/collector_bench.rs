@@ -244,6 +244,7 @@ fn make_records(n: usize, signer: &UsageSigner) -> Vec<String> {
                                     mode: RouteMode::Auto,
                                     tier: Some(if i % 3 == 0 { "large" } else { "small" }.into()),
                                     score: Some(500),
+                                    ..Default::default()
                                 }),
                                 prompt_tokens: 1200,
                                 completion_tokens: 300,

@@ -92,6 +92,7 @@ fn rec(
             mode: RouteMode::Explicit,
             tier: None,
             score: None,
+            ..Default::default()
         }),
         prompt_tokens: prompt,
         completion_tokens: completion,

@@ -44,6 +44,7 @@ fn input() -> UsageRecordInput {
             mode: RouteMode::Auto,
             tier: Some("small".into()),
             score: Some(731),
+            ..Default::default()
         }),
         prompt_tokens: 1200,
         completion_tokens: 300,

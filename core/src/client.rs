@@ -43,8 +43,9 @@ use crate::model_id::ModelId;
 use crate::pricing::{Catalog, Cost, CostEstimate, CostOptions, EstimateOptions};
 use crate::providers::{Adapter, HttpCall, StreamDecoder, Target, adapter_for};
 use crate::retry::{Backoff, Decision};
+use crate::routing::learning::{self, Learning};
 use crate::routing::select::{Availability, RoutePolicy, SelectInput, select};
-use crate::routing::{Attempt, AttemptOutcome, Exclusion, RouteDecision, Scorer};
+use crate::routing::{Attempt, AttemptOutcome, Exclusion, RouteDecision, Scorer, Tier};
 use crate::sse::SseParser;
 use crate::stream::ChatStream;
 use crate::tokens::{PromptCount, count_request};
@@ -67,6 +68,11 @@ struct Inner {
     http: reqwest::Client,
     catalog: Catalog,
     scorer: Scorer,
+    /// Fingerprint of `scorer`'s weights (what records and `explain` name).
+    scorer_version: String,
+    /// The organization's learning settings and weights, parsed once per policy version:
+    /// (cache key, result).
+    learning: std::sync::Mutex<Option<(String, Option<Arc<Learning>>)>>,
     health: Health,
     recorder: Option<Recorder>,
     policy: Option<PolicyClient>,
@@ -135,7 +141,9 @@ impl Client {
                 providers,
                 http,
                 catalog,
+                scorer_version: scorer.weights().fingerprint(),
                 scorer,
+                learning: Default::default(),
                 health,
                 recorder,
                 policy,
@@ -281,7 +289,7 @@ impl Client {
             .inner
             .policy
             .as_ref()
-            .and_then(|pc| pc.cached().map(|p| route_policy(pc, &p)));
+            .and_then(|pc| pc.cached().map(|p| route_policy(self, pc, &p)));
         self.route_with(req, accounts.as_ref())
     }
 
@@ -292,15 +300,35 @@ impl Client {
     ) -> Result<RouteDecision> {
         req.validate()?;
         let cfg = &self.inner.config.routing;
+        let learning = accounts.and_then(|a| a.learning.as_deref());
+        let mut trace = None;
+        let mut version = None;
         let score = if ModelId::is_auto(&req.model) {
-            Some(self.inner.scorer.score(req))
+            let (scorer, v) =
+                match learning.and_then(|l| l.scorer.as_deref().zip(l.version.as_ref())) {
+                    Some((s, v)) => (s, v),
+                    None => (&self.inner.scorer, &self.inner.scorer_version),
+                };
+            version = Some(v.clone());
+            let mut report = scorer.score(req);
+            if let Some(l) = learning.filter(|l| l.record_features) {
+                let allowed: Vec<Tier> = accounts
+                    .and_then(|a| a.rules.allowed_tiers.as_ref())
+                    .map(|t| t.value.iter().filter_map(|s| Tier::parse(s)).collect())
+                    .unwrap_or_default();
+                let draws = [rand::random::<f64>(), rand::random::<f64>()];
+                let mut t = l.explore(&mut report, &allowed, draws);
+                t.features = Some(learning::features_of(req, l.hashing));
+                trace = Some(t);
+            }
+            Some(report)
         } else {
             // Explicit: the precise error (unknown provider, unset key variable, not in
             // the allow-list) comes from resolve().
             self.resolve(&req.model)?;
             None
         };
-        select(
+        let mut decision = select(
             SelectInput {
                 req,
                 score,
@@ -309,7 +337,50 @@ impl Client {
                 accounts,
             },
             self,
-        )
+        )?;
+        decision.weights_version = version;
+        if let Some(t) = &trace {
+            if t.explored {
+                decision.reason.push_str(&format!(
+                    " (explored: the score alone picked the {} tier; the organization explores to learn)",
+                    t.scored_tier
+                ));
+            }
+        }
+        decision.learning = trace;
+        Ok(decision)
+    }
+
+    /// The learning state of the organization's policy `p`, parsed and verified once per
+    /// version of its routing section.
+    fn learning_of(&self, pc: &PolicyClient, p: &EffectivePolicy) -> Option<Arc<Learning>> {
+        let rp = p.routing.as_ref()?;
+        let key = format!(
+            "{}|{}|{}|{}|{}",
+            rp.learning,
+            rp.explore_permille,
+            rp.salt,
+            rp.bits,
+            rp.weights.as_ref().map_or("", |w| w.version.as_str())
+        );
+        let mut cache = self
+            .inner
+            .learning
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((k, l)) = cache.as_ref() {
+            if *k == key {
+                return l.clone();
+            }
+        }
+        let (l, warning) =
+            build_learning(&p.scope.org, rp, pc.config().weights_public_key.as_deref());
+        if let Some(w) = warning {
+            tracing::warn!("{w}");
+            pc.warn(w);
+        }
+        *cache = Some((key, l.clone()));
+        l
     }
 
     /// Fetch the organization policy now (or take it from the cache while fresh).
@@ -745,7 +816,7 @@ impl Client {
             PolicyState::Current(p) => {
                 self.bind(&p)?;
                 Ok(Gate {
-                    route: Some(route_policy(pc, &p)),
+                    route: Some(route_policy(self, pc, &p)),
                     policy: Some(p),
                     online: true,
                 })
@@ -776,7 +847,7 @@ impl Client {
                         self.bind(&p)?;
                         tracing::debug!(error = %error, age_ms, "collector unreachable: enforcing the last known policy");
                         Ok(Gate {
-                            route: Some(route_policy(pc, &p)),
+                            route: Some(route_policy(self, pc, &p)),
                             policy: Some(p),
                             online: false,
                         })
@@ -1240,6 +1311,7 @@ impl Client {
             },
             tier: None,
             score: None,
+            ..Default::default()
         };
         self.record_as(
             req,
@@ -1453,11 +1525,77 @@ struct Gate {
     route: Option<RoutePolicy>,
 }
 
-fn route_policy(pc: &PolicyClient, p: &EffectivePolicy) -> RoutePolicy {
+fn route_policy(client: &Client, pc: &PolicyClient, p: &EffectivePolicy) -> RoutePolicy {
     RoutePolicy {
         rules: p.rules.clone(),
         budgets: pc.local_budgets(p),
+        learning: client.learning_of(pc, p),
     }
+}
+
+/// The client-side learning state of an organization's routing policy: `None` when it
+/// neither learns nor has learned weights. Weights that do not verify (or do not parse)
+/// are refused with a policy warning; the client's own weights then score.
+fn build_learning(
+    org: &str,
+    rp: &crate::accounts::RoutingPolicy,
+    pinned: Option<&str>,
+) -> (Option<Arc<Learning>>, Option<String>) {
+    if let Err(e) = rp.validate() {
+        return (
+            None,
+            Some(format!(
+                "the collector's routing policy is invalid ({e}): learning is off for this client"
+            )),
+        );
+    }
+    let salt = rp.salt_u64().unwrap_or(0);
+    let mut warning = None;
+    let mut scorer = None;
+    if let Some(sw) = &rp.weights {
+        let checked = sw.verify(org, pinned).and_then(|()| {
+            let w =
+                crate::routing::Weights::from_json(&sw.weights_json).map_err(|e| e.to_string())?;
+            if w.fingerprint() != sw.version {
+                return Err(format!(
+                    "weights {} have fingerprint {}",
+                    sw.version,
+                    w.fingerprint()
+                ));
+            }
+            Ok(w)
+        });
+        match checked {
+            Ok(w) => scorer = Some(Arc::new(Scorer::new(w))),
+            Err(e) => {
+                warning = Some(format!(
+                    "learned router weights {} refused ({e}): routing with this client's own weights",
+                    sw.version
+                ))
+            }
+        }
+    }
+    if !rp.learning && scorer.is_none() {
+        return (None, warning);
+    }
+    let version = scorer.as_ref().map(|s| s.weights().fingerprint());
+    (
+        Some(Arc::new(Learning {
+            record_features: rp.learning,
+            explore: if rp.learning {
+                f64::from(rp.explore_permille) / 1000.0
+            } else {
+                0.0
+            },
+            hashing: crate::routing::lexical::Hashing {
+                bits: rp.bits,
+                salt,
+            },
+            scorer,
+            version,
+        })),
+        warning,
+    )
 }
 
 fn policy_unavailable(message: String) -> Error {
@@ -1572,10 +1710,15 @@ fn describe_scope(s: &KeyScope) -> String {
 
 /// What a usage record keeps of a routing decision.
 fn route_info(decision: &RouteDecision) -> RouteInfo {
+    let l = decision.learning.as_ref();
     RouteInfo {
         mode: decision.mode,
         tier: decision.tier.map(|t| t.as_str().to_owned()),
         score: decision.score.map(|s| (s * 1000.0).round() as i64),
+        weights: decision.weights_version.clone(),
+        propensity_ppm: l.map(|l| ((l.propensity * 1e6).round() as i64).clamp(1, 1_000_000)),
+        explored: l.map(|l| l.explored),
+        features: l.and_then(|l| l.features.clone()),
     }
 }
 

@@ -48,8 +48,8 @@ use serde::{Deserialize, Serialize};
 pub use delivery::{DeliveryEvent, DeliveryListener, RefusalCount};
 pub use feedback::{FeedbackInput, FeedbackRecord, FeedbackSource};
 pub use record::{
-    RecordId, RouteInfo, RouteMode, SdkInfo, UsageRecord, UsageRecordInput, UsageStatus,
-    unix_ms_now,
+    RecordId, RouteFeatures, RouteInfo, RouteMode, SdkInfo, UsageRecord, UsageRecordInput,
+    UsageStatus, unix_ms_now,
 };
 pub use reporter::{BatchResponse, LinkState, NetworkClass, Rejected};
 pub use signing::{UsageSigner, generate_key};

@@ -267,6 +267,7 @@ fn policy(rules: PolicyRules, budgets: Vec<BudgetStatus>) -> EffectivePolicy {
         ttl_ms: 60_000,
         rules: EffectiveRules::resolve([(&org, &PolicyRules::default()), (&eng(), &rules)]),
         budgets,
+        routing: None,
     }
 }
 

@@ -443,11 +443,13 @@ pub fn record(s: &Spec) -> UsageRecord {
                 mode: RouteMode::Auto,
                 tier: Some(t.into()),
                 score: Some(500),
+                ..Default::default()
             },
             None => RouteInfo {
                 mode: RouteMode::Explicit,
                 tier: None,
                 score: None,
+                ..Default::default()
             },
         }),
         prompt_tokens: s.prompt,

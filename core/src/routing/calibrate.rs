@@ -237,7 +237,11 @@ pub fn fit(prompts: &[LabeledPrompt], opts: &FitOptions) -> Result<Weights> {
             return Err(bad("the n-gram fit diverged: raise lexical_l2".into()));
         }
         weights.bias += shift;
-        let lex = LexicalWeights { bits, weights: lex };
+        let lex = LexicalWeights {
+            bits,
+            salt: 0,
+            weights: lex,
+        };
         // Score what the file will hold: the quantized weights.
         let lex = Weights {
             lexical: Some(lex),
@@ -246,7 +250,7 @@ pub fn fit(prompts: &[LabeledPrompt], opts: &FitOptions) -> Result<Weights> {
         let lex = Weights::from_json(&lex.to_json())?.lexical;
         if let Some(l) = &lex {
             for (z, p) in logits.iter_mut().zip(prompts) {
-                *z += shift + lexical::lexical_logit(&p.request, l.bits, &l.weights);
+                *z += shift + lexical::lexical_logit(&p.request, l.hashing(), &l.weights);
             }
         }
         weights.lexical = lex;

@@ -47,9 +47,10 @@ fn bad(field: &str, message: String) -> Error {
 pub type Row = Vec<(u32, f32)>;
 
 /// The design row of a request.
-pub fn design_row(req: &ChatRequest, bits: u8) -> Row {
-    let mut v = lexical::sparse_terms(req, bits);
-    let nb = 1u32 << bits;
+pub fn design_row(req: &ChatRequest, h: impl Into<lexical::Hashing>) -> Row {
+    let h = h.into();
+    let mut v = lexical::sparse_terms(req, h);
+    let nb = 1u32 << h.bits;
     let f = features::extract(req);
     for (j, x) in f.norm.iter().enumerate() {
         if *x != 0.0 {
@@ -99,7 +100,21 @@ impl Ridge {
 
     /// As a weights file with [`Link::Gain`] (term weights int8-quantized as the file
     /// stores them); thresholds at the given quantiles of `scores_of` rows.
-    fn to_weights(&self, description: String, fit: serde_json::Value) -> Result<Weights> {
+    pub(crate) fn to_weights(
+        &self,
+        description: String,
+        fit: serde_json::Value,
+    ) -> Result<Weights> {
+        self.to_salted_weights(description, fit, 0)
+    }
+
+    /// [`Ridge::to_weights`] for rows hashed with `salt`.
+    pub(crate) fn to_salted_weights(
+        &self,
+        description: String,
+        fit: serde_json::Value,
+        salt: u64,
+    ) -> Result<Weights> {
         let nb = 1usize << self.bits;
         let mut weights = [0.0; N_FEATURES];
         weights.copy_from_slice(&self.beta[nb..nb + N_FEATURES]);
@@ -116,6 +131,7 @@ impl Ridge {
             fit,
             lexical: Some(LexicalWeights {
                 bits: self.bits,
+                salt,
                 weights: self.beta[..nb].iter().map(|x| *x as f32).collect(),
             }),
         };
@@ -460,7 +476,17 @@ fn set_thresholds<'a>(
     heavy_share: f64,
 ) {
     let scorer = Scorer::new(w.clone());
-    let mut scores: Vec<f64> = reqs.map(|r| scorer.score_only(r)).collect();
+    let scores: Vec<f64> = reqs.map(|r| scorer.score_only(r)).collect();
+    set_thresholds_at(w, scores, light_share, heavy_share);
+}
+
+/// Thresholds at quantiles of the given scores (see [`set_thresholds`]).
+pub(crate) fn set_thresholds_at(
+    w: &mut Weights,
+    mut scores: Vec<f64>,
+    light_share: f64,
+    heavy_share: f64,
+) {
     if scores.is_empty() {
         return;
     }
@@ -535,12 +561,13 @@ pub struct SimulateReport {
     pub weights_version: String,
 }
 
-/// One logged decision.
-struct Logged {
-    row: usize,
-    strong: bool,
-    reward: f64,
-    propensity: f64,
+/// One logged decision: the row it was made on, the arm, the revealed reward and the
+/// probability the logging policy gave that arm.
+pub(crate) struct Logged {
+    pub(crate) row: usize,
+    pub(crate) strong: bool,
+    pub(crate) reward: f64,
+    pub(crate) propensity: f64,
 }
 
 /// The model the replay routes with.
@@ -560,7 +587,12 @@ impl Current {
 
 /// Fit one model's success on its logged outcomes, inverse-propensity weighted, penalty
 /// by k-fold cross-validation of the weighted squared error.
-fn fit_success(rows: &[Row], logs: &[&Logged], opts: &SimulateOptions, seed: u64) -> Ridge {
+pub(crate) fn fit_success(
+    rows: &[Row],
+    logs: &[&Logged],
+    opts: &SimulateOptions,
+    seed: u64,
+) -> Ridge {
     let x: Vec<Row> = logs.iter().map(|l| rows[l.row].clone()).collect();
     let y: Vec<f64> = logs.iter().map(|l| l.reward).collect();
     let mut s: Vec<f64> = logs

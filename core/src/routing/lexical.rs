@@ -37,6 +37,7 @@ fn mix(mut h: u64) -> u64 {
 /// Calls `f(bucket)` for every unigram and bigram of the text, in order.
 struct TermScan<F: FnMut(u32)> {
     mask: u64,
+    salt: u64,
     prev: u64,
     cur: u64,
     in_word: bool,
@@ -47,9 +48,9 @@ struct TermScan<F: FnMut(u32)> {
 impl<F: FnMut(u32)> TermScan<F> {
     #[inline]
     fn emit(&mut self, tok: u64) {
-        let uni = mix(tok);
+        let uni = mix(tok ^ self.salt);
         (self.f)((uni & self.mask) as u32);
-        let bi = mix(self.prev.rotate_left(17) ^ tok ^ 0x5bd1_e995);
+        let bi = mix(self.prev.rotate_left(17) ^ tok ^ 0x5bd1_e995 ^ self.salt);
         (self.f)((bi & self.mask) as u32);
         self.prev = tok;
     }
@@ -143,9 +144,35 @@ fn for_each_text(req: &ChatRequest, mut f: impl FnMut(&[u8])) {
     }
 }
 
+/// Where terms land: `2^bits` buckets, and a salt mixed into every hash. Salt 0 is the
+/// public hashing (builtin and file weights); an organization that learns from its own
+/// traffic gets its own salt (served with its policy), so the bucket ids its usage
+/// records carry cannot be matched against a dictionary hashed without it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Hashing {
+    /// `2^bits` buckets.
+    pub bits: u8,
+    /// Mixed into every term hash.
+    pub salt: u64,
+}
+
+impl Hashing {
+    /// Unsalted hashing into `2^bits` buckets.
+    pub const fn plain(bits: u8) -> Self {
+        Hashing { bits, salt: 0 }
+    }
+}
+
+impl From<u8> for Hashing {
+    fn from(bits: u8) -> Self {
+        Hashing::plain(bits)
+    }
+}
+
 /// Calls `f(bucket)` for every hashed term of the request (buckets `< 2^bits`);
 /// returns the number of terms.
-pub fn for_each_term(req: &ChatRequest, bits: u8, mut f: impl FnMut(u32)) -> usize {
+pub fn for_each_term(req: &ChatRequest, h: impl Into<Hashing>, mut f: impl FnMut(u32)) -> usize {
+    let Hashing { bits, salt } = h.into();
     let mut n = 0usize;
     let mut counted = |b: u32| {
         n += 1;
@@ -153,6 +180,7 @@ pub fn for_each_term(req: &ChatRequest, bits: u8, mut f: impl FnMut(u32)) -> usi
     };
     let mut scan = TermScan {
         mask: (1u64 << bits.min(31)) - 1,
+        salt,
         prev: START_TOKEN,
         cur: FNV_OFFSET,
         in_word: false,
@@ -165,9 +193,9 @@ pub fn for_each_term(req: &ChatRequest, bits: u8, mut f: impl FnMut(u32)) -> usi
 
 /// The request's terms as a sparse vector: sorted `(bucket, value)` pairs, values
 /// `count / sqrt(terms)`. For calibration; scoring sums weights without building it.
-pub fn sparse_terms(req: &ChatRequest, bits: u8) -> Vec<(u32, f32)> {
+pub fn sparse_terms(req: &ChatRequest, h: impl Into<Hashing>) -> Vec<(u32, f32)> {
     let mut v = Vec::new();
-    let n = for_each_term(req, bits, |b| v.push(b));
+    let n = for_each_term(req, h, |b| v.push(b));
     v.sort_unstable();
     let norm = 1.0 / (n.max(1) as f32).sqrt();
     let mut out: Vec<(u32, f32)> = Vec::with_capacity(v.len());
@@ -181,14 +209,18 @@ pub fn sparse_terms(req: &ChatRequest, bits: u8) -> Vec<(u32, f32)> {
 }
 
 /// `Σ weight[term] / sqrt(terms)` over the request's terms: the lexical logit.
-pub fn lexical_logit(req: &ChatRequest, bits: u8, weights: &[f32]) -> f64 {
-    lexical_logit_terms(req, bits, weights).1
+pub fn lexical_logit(req: &ChatRequest, h: impl Into<Hashing>, weights: &[f32]) -> f64 {
+    lexical_logit_terms(req, h, weights).1
 }
 
 /// The number of terms and the lexical logit.
-pub fn lexical_logit_terms(req: &ChatRequest, bits: u8, weights: &[f32]) -> (usize, f64) {
+pub fn lexical_logit_terms(
+    req: &ChatRequest,
+    h: impl Into<Hashing>,
+    weights: &[f32],
+) -> (usize, f64) {
     let mut sum = 0.0f32;
-    let n = for_each_term(req, bits, |b| {
+    let n = for_each_term(req, h, |b| {
         sum += weights.get(b as usize).copied().unwrap_or(0.0)
     });
     (
@@ -254,6 +286,25 @@ mod tests {
         );
         let n = for_each_term(&two, 12, |_| {});
         assert!(n > 2 && n <= 2 * MAX_SCAN_BYTES, "{n}");
+    }
+
+    #[test]
+    fn a_salt_moves_every_term() {
+        let r = req("what is the capital of france");
+        let plain = sparse_terms(&r, 14);
+        assert_eq!(plain, sparse_terms(&r, Hashing { bits: 14, salt: 0 }));
+        let salted = sparse_terms(
+            &r,
+            Hashing {
+                bits: 14,
+                salt: 0x1234_5678_9abc_def0,
+            },
+        );
+        let count = |salt| for_each_term(&r, Hashing { bits: 14, salt }, |_| {});
+        assert_eq!(count(0), count(0x1234_5678_9abc_def0));
+        assert_ne!(plain, salted);
+        let other = sparse_terms(&r, Hashing { bits: 14, salt: 7 });
+        assert_ne!(salted, other);
     }
 
     #[test]

@@ -27,6 +27,14 @@ pub enum Tier {
 }
 
 impl Tier {
+    /// Every tier, lightest first.
+    pub const ALL: [Tier; 3] = [Tier::Light, Tier::Standard, Tier::Heavy];
+
+    /// The tier of a lowercase name.
+    pub fn parse(s: &str) -> Option<Tier> {
+        Tier::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
     /// The lowercase name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -133,7 +141,7 @@ impl Scorer {
             .collect();
         let mut z = self.logit(&f.norm);
         if let Some(lex) = &self.weights.lexical {
-            let (terms, part) = lexical::lexical_logit_terms(req, lex.bits, &lex.weights);
+            let (terms, part) = lexical::lexical_logit_terms(req, lex.hashing(), &lex.weights);
             z += part;
             features.push(FeatureContribution {
                 name: Cow::Borrowed(LEXICAL_NAME),
@@ -155,7 +163,7 @@ impl Scorer {
     pub fn score_only(&self, req: &ChatRequest) -> f64 {
         let mut z = self.logit(&features::extract(req).norm);
         if let Some(lex) = &self.weights.lexical {
-            z += lexical::lexical_logit(req, lex.bits, &lex.weights);
+            z += lexical::lexical_logit(req, lex.hashing(), &lex.weights);
         }
         self.weights.link.apply(z)
     }
@@ -260,6 +268,7 @@ mod tests {
         w.bias = 0.0;
         w.lexical = Some(LexicalWeights {
             bits: 6,
+            salt: 0,
             weights: vec![0.5; 64],
         });
         let s = Scorer::new(w);

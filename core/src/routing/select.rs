@@ -348,6 +348,13 @@ pub struct RouteDecision {
     /// What the client did: filled after the call.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<Attempt>,
+    /// Version (fingerprint) of the weights that scored the request (auto only): the
+    /// builtin ones, a file's, or the organization's learned ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights_version: Option<String>,
+    /// Exploration and propensity, when the organization learns from outcomes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learning: Option<super::learning::LearningTrace>,
 }
 
 impl RouteDecision {
@@ -489,6 +496,8 @@ pub struct RoutePolicy {
     pub rules: EffectiveRules,
     /// Budgets with their local `remaining`.
     pub budgets: Vec<BudgetStatus>,
+    /// Learning from the organization's outcomes (its weights, exploration), when on.
+    pub learning: Option<std::sync::Arc<super::learning::Learning>>,
 }
 
 /// The most a call can cost on `model` at routing time: rough prompt plus `max_tokens`,
@@ -664,6 +673,8 @@ pub fn select(input: SelectInput<'_>, avail: &dyn Availability) -> Result<RouteD
             reason,
             estimated_prompt_tokens: prompt,
             attempts: Vec::new(),
+            weights_version: None,
+            learning: None,
         });
     };
 
@@ -847,6 +858,8 @@ pub fn select(input: SelectInput<'_>, avail: &dyn Availability) -> Result<RouteD
         reason,
         estimated_prompt_tokens: prompt,
         attempts: Vec::new(),
+        weights_version: None,
+        learning: None,
     })
 }
 
@@ -1218,6 +1231,7 @@ mod tests {
         RoutePolicy {
             rules: EffectiveRules::resolve([(&level, &rules)]),
             budgets,
+            learning: None,
         }
     }
 

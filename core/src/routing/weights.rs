@@ -83,6 +83,9 @@ pub struct Thresholds {
 pub struct LexicalWeights {
     /// `2^bits` buckets.
     pub bits: u8,
+    /// Salt of the term hashes (0: the public hashing; an organization's learned weights
+    /// carry its salt, see [`super::lexical::Hashing`]).
+    pub salt: u64,
     /// One weight per bucket (`len == 2^bits`).
     pub weights: Vec<f32>,
 }
@@ -94,6 +97,9 @@ pub const MAX_LEXICAL_BITS: u8 = 20;
 #[serde(deny_unknown_fields)]
 struct LexicalFile {
     bits: u8,
+    /// Term-hash salt, 16 hex digits (absent: 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    salt: Option<String>,
     /// Weight of quantized value 1.
     scale: f32,
     /// `2^bits` signed bytes, standard base64.
@@ -101,6 +107,14 @@ struct LexicalFile {
 }
 
 impl LexicalWeights {
+    /// How requests are hashed into these weights' buckets.
+    pub fn hashing(&self) -> super::lexical::Hashing {
+        super::lexical::Hashing {
+            bits: self.bits,
+            salt: self.salt,
+        }
+    }
+
     fn to_file(&self) -> LexicalFile {
         use base64::Engine as _;
         let max = self.weights.iter().fold(0.0f32, |m, w| m.max(w.abs()));
@@ -112,6 +126,7 @@ impl LexicalWeights {
             .collect();
         LexicalFile {
             bits: self.bits,
+            salt: (self.salt != 0).then(|| format!("{:016x}", self.salt)),
             scale,
             quantized: base64::engine::general_purpose::STANDARD.encode(q),
         }
@@ -149,8 +164,19 @@ impl LexicalWeights {
                 "give exactly 2^bits quantized weights (regenerate the file with the calibration command)",
             ));
         }
+        let salt = match &f.salt {
+            None => 0,
+            Some(h) => u64::from_str_radix(h, 16).map_err(|_| {
+                Error::config(
+                    format!("{location}: lexical.salt"),
+                    format!("`{h}` is not 16 hex digits"),
+                    "write the salt as 16 hex digits (or regenerate the file)",
+                )
+            })?,
+        };
         Ok(LexicalWeights {
             bits: f.bits,
+            salt,
             weights: q.iter().map(|b| f32::from(*b as i8) * f.scale).collect(),
         })
     }
@@ -415,11 +441,13 @@ mod tests {
         let weights: Vec<f32> = (0..256).map(|i| (i as f32 - 128.0) / 64.0).collect();
         w.lexical = Some(LexicalWeights {
             bits: 8,
+            salt: 0xfeed_0000_0000_0001,
             weights: weights.clone(),
         });
         let again = Weights::from_json(&w.to_json()).expect("re-parses");
         let lex = again.lexical.as_ref().expect("lexical kept");
         assert_eq!(lex.bits, 8);
+        assert_eq!(lex.salt, 0xfeed_0000_0000_0001);
         let scale = 2.0 / 127.0;
         for (a, b) in weights.iter().zip(&lex.weights) {
             assert!((a - b).abs() <= scale / 2.0 + 1e-6, "{a} {b}");
@@ -462,6 +490,7 @@ mod tests {
         let mut w = Weights::prior();
         w.lexical = Some(LexicalWeights {
             bits: 4,
+            salt: 0,
             weights: vec![0.5; 16],
         });
         let json = w.to_json();

@@ -50,17 +50,18 @@ impl std::fmt::Display for RecordId {
 }
 
 /// How the model was chosen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RouteMode {
     /// `model: "auto"`: the router picked.
     Auto,
     /// The caller named the model.
+    #[default]
     Explicit,
 }
 
 /// Routing details, present when the call went through the router or names a tier.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteInfo {
     /// `auto` or `explicit`.
@@ -72,6 +73,108 @@ pub struct RouteInfo {
     /// carry integers only so their canonical form is unambiguous.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub score: Option<i64>,
+    /// Version (fingerprint) of the router weights that scored the call (`auto` only):
+    /// the builtin ones, a file's, or the organization's learned weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<String>,
+    /// Probability, in millionths, that the router gave the arm this call went to (the
+    /// heavy tier, or the lighter ones), when the organization learns from outcomes:
+    /// what inverse-propensity learning divides by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub propensity_ppm: Option<i64>,
+    /// The tier was drawn by exploration, not by the score (learning only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explored: Option<bool>,
+    /// What the router saw, without any text (learning only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<RouteFeatures>,
+}
+
+/// The router's view of a request as a record carries it when the organization learns
+/// from outcomes: structural features and salted hashed word 1-2-gram buckets. No text,
+/// no word, no hash that can be checked without the organization's salt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteFeatures {
+    /// The buckets are `0..2^bits`.
+    pub bits: i64,
+    /// The structural features after normalization, in millionths, in the router's
+    /// feature order (`gaterouter::routing::FEATURE_NAMES`).
+    pub structural: Vec<i64>,
+    /// `[bucket, count]` of the hashed terms, sorted by bucket.
+    pub terms: Vec<[i64; 2]>,
+}
+
+/// Most hashed-term buckets a record may carry (the scan reads at most 4 KB of text).
+pub const MAX_ROUTE_TERMS: usize = 8192;
+/// Most structural features a record may carry.
+pub const MAX_ROUTE_STRUCTURAL: usize = 64;
+
+impl RouteFeatures {
+    fn validate(&self) -> Result<(), UsageError> {
+        let bad = |field: &str, message: String| UsageError::InvalidField {
+            field: format!("route.features.{field}"),
+            message,
+        };
+        if !(1..=20).contains(&self.bits) {
+            return Err(bad("bits", format!("{} is not in 1..=20", self.bits)));
+        }
+        if self.structural.len() > MAX_ROUTE_STRUCTURAL {
+            return Err(bad(
+                "structural",
+                format!(
+                    "{} values, at most {MAX_ROUTE_STRUCTURAL}",
+                    self.structural.len()
+                ),
+            ));
+        }
+        if let Some(v) = self
+            .structural
+            .iter()
+            .find(|v| v.unsigned_abs() > MAX_SAFE_INTEGER)
+        {
+            return Err(bad("structural", format!("{v} exceeds 2^53-1")));
+        }
+        if self.terms.len() > MAX_ROUTE_TERMS {
+            return Err(bad(
+                "terms",
+                format!("{} buckets, at most {MAX_ROUTE_TERMS}", self.terms.len()),
+            ));
+        }
+        let nb = 1i64 << self.bits;
+        let mut prev = -1i64;
+        for [b, c] in &self.terms {
+            if *b <= prev || *b >= nb || !(1..=1_000_000).contains(c) {
+                return Err(bad(
+                    "terms",
+                    format!(
+                        "[{b}, {c}]: buckets must be increasing in 0..{nb} with counts in 1..=1000000"
+                    ),
+                ));
+            }
+            prev = *b;
+        }
+        Ok(())
+    }
+
+    fn write_canonical(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let _ = write!(out, "{{\"bits\":{},\"structural\":[", self.bits);
+        for (i, v) in self.structural.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let _ = write!(out, "{v}");
+        }
+        out.push_str("],\"terms\":[");
+        for (i, [b, c]) in self.terms.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let _ = write!(out, "[{b},{c}]");
+        }
+        out.push_str("]}");
+    }
 }
 
 /// Outcome of the call: `ok`, `cancelled`, `denied`, or an [`ErrorKind::code`] such as
@@ -455,6 +558,20 @@ impl UsageRecord {
                     });
                 }
             }
+            if let Some(w) = &r.weights {
+                check_id("route.weights", w, false)?;
+            }
+            if let Some(p) = r.propensity_ppm {
+                if !(1..=1_000_000).contains(&p) {
+                    return Err(UsageError::InvalidField {
+                        field: "route.propensity_ppm".into(),
+                        message: format!("{p} is not a probability in millionths (1..=1000000)"),
+                    });
+                }
+            }
+            if let Some(f) = &r.features {
+                f.validate()?;
+            }
         }
         check_id("sdk.name", &self.sdk.name, true)?;
         check_id("sdk.version", &self.sdk.version, true)?;
@@ -568,6 +685,15 @@ impl UsageRecord {
         if let Some(r) = &self.route {
             key(&mut out, "route");
             out.push('{');
+            if let Some(e) = r.explored {
+                key(&mut out, "explored");
+                out.push_str(if e { "true," } else { "false," });
+            }
+            if let Some(f) = &r.features {
+                key(&mut out, "features");
+                f.write_canonical(&mut out);
+                out.push(',');
+            }
             string(
                 &mut out,
                 "mode",
@@ -576,10 +702,14 @@ impl UsageRecord {
                     RouteMode::Explicit => "explicit",
                 },
             );
+            if let Some(p) = r.propensity_ppm {
+                num(&mut out, "propensity_ppm", p);
+            }
             if let Some(sc) = r.score {
                 num(&mut out, "score", sc);
             }
             opt_string(&mut out, "tier", &r.tier);
+            opt_string(&mut out, "weights", &r.weights);
             out.pop();
             out.push_str("},");
         }
@@ -797,10 +927,15 @@ mod tests {
             tags in proptest::collection::btree_map("[a-zA-Z\\u{e9}\\u{1f600}\\u{e000}\\u{ff61}]{1,6}", "[ -~\\u{7f}\\u{2028}\\u{1}\\u{1f}]{0,10}", 0..16),
             tier in opt_str(), score in proptest::option::of(-1000i64..1000), mode in any::<bool>(),
             nums in proptest::array::uniform8(0u64..(1u64 << 53)), ttft in proptest::option::of(0u64..1000), stream in any::<bool>(),
-            dl in opt_str(),
+            dl in opt_str(), weights in opt_str(), prop in proptest::option::of(1i64..=1_000_000),
+            explored in proptest::option::of(any::<bool>()),
+            feats in proptest::option::of((1i64..=20, proptest::collection::vec(-2_000_000i64..2_000_000, 0..20), proptest::collection::btree_map(0i64..1024, 1i64..50, 0..30))),
         ) {
+            let features = feats.map(|(bits, structural, terms)| RouteFeatures {
+                bits: bits.max(10), structural, terms: terms.into_iter().map(|(b, c)| [b, c]).collect(),
+            });
             let route = if tier.is_none() && score.is_none() && mode { None } else {
-                Some(RouteInfo { mode: if mode { RouteMode::Auto } else { RouteMode::Explicit }, tier, score })
+                Some(RouteInfo { mode: if mode { RouteMode::Auto } else { RouteMode::Explicit }, tier, score, weights, propensity_ppm: prop, explored, features })
             };
             let r = UsageRecord {
                 schema_version: SCHEMA_VERSION, id: RecordId::new_v7(), seq: nums[0], ts_start: nums[1], ts_end: nums[2],

@@ -1,0 +1,259 @@
+//! The client's side of routing that learns from the organization's outcomes: what an
+//! `auto` decision records so the collector can learn (the features, without text; the
+//! propensity; whether it explored), and the exploration draw itself.
+//!
+//! Sans-IO: [`Learning::explore`] takes its random draws as arguments, so a test (or a
+//! replay) decides them; the client draws them from the thread RNG.
+//!
+//! Arms: the learner compares the strong arm (the `heavy` tier) with the weak arm (the
+//! lighter tiers), so the propensity a record carries is the probability that the
+//! router's policy sent the call to the arm it went to.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::features::{self, N_FEATURES};
+use super::learn::Row;
+use super::lexical::{self, Hashing};
+use super::scorer::{ScoreReport, Scorer, Tier};
+use crate::types::ChatRequest;
+use crate::usage::RouteFeatures;
+
+/// Everything a client needs to route an organization's `auto` calls with learning: the
+/// organization's weights (when it has learned some), its hashing and exploration share.
+/// Built once per policy version (parsing and verifying weights is not per call).
+#[derive(Debug, Clone)]
+pub struct Learning {
+    /// `auto` records carry [`RouteFeatures`].
+    pub record_features: bool,
+    /// Share of `auto` calls whose tier is drawn at random, in `[0, 0.5]`.
+    pub explore: f64,
+    /// The organization's term hashing.
+    pub hashing: Hashing,
+    /// The organization's learned weights, when verified; `None`: the client's own.
+    pub scorer: Option<Arc<Scorer>>,
+    /// Fingerprint of `scorer`'s weights.
+    pub version: Option<String>,
+}
+
+impl PartialEq for Learning {
+    fn eq(&self, o: &Self) -> bool {
+        self.record_features == o.record_features
+            && self.explore.to_bits() == o.explore.to_bits()
+            && self.hashing == o.hashing
+            && self.version == o.version
+    }
+}
+
+impl Eq for Learning {}
+
+/// What one `auto` decision logged for learning (shown by `explain`, copied into the
+/// usage record).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LearningTrace {
+    /// The tier was drawn by exploration, not by the score.
+    pub explored: bool,
+    /// Probability the policy gave the arm the call went to (heavy vs lighter tiers).
+    pub propensity: f64,
+    /// The tier the score alone would have picked.
+    pub scored_tier: Tier,
+    /// The features the record carries (not shown by `explain`: no need, and large).
+    #[serde(skip)]
+    pub features: Option<RouteFeatures>,
+}
+
+impl Learning {
+    /// Draw exploration for one decision. `draws` are two uniform numbers in `[0, 1)`:
+    /// the first decides whether to explore, the second which allowed tier. Rewrites
+    /// `report.tier` when exploring; returns the trace (features not filled).
+    pub fn explore(
+        &self,
+        report: &mut ScoreReport,
+        allowed: &[Tier],
+        draws: [f64; 2],
+    ) -> LearningTrace {
+        let scored = report.tier;
+        let tiers: Vec<Tier> = if allowed.is_empty() {
+            Tier::ALL.to_vec()
+        } else {
+            allowed.to_vec()
+        };
+        let e = if tiers.len() > 1 {
+            self.explore.clamp(0.0, 0.5)
+        } else {
+            0.0
+        };
+        let explored = draws[0] < e;
+        if explored {
+            let i = ((draws[1] * tiers.len() as f64) as usize).min(tiers.len() - 1);
+            report.tier = tiers[i];
+        }
+        // P(heavy) under this policy: exploitation's choice plus exploration's share.
+        let heavy_allowed = tiers.contains(&Tier::Heavy);
+        let p_heavy = (1.0 - e) * f64::from(u8::from(scored == Tier::Heavy))
+            + if heavy_allowed {
+                e / tiers.len() as f64
+            } else {
+                0.0
+            };
+        let propensity = if report.tier == Tier::Heavy {
+            p_heavy
+        } else {
+            1.0 - p_heavy
+        };
+        LearningTrace {
+            explored,
+            propensity,
+            scored_tier: scored,
+            features: None,
+        }
+    }
+}
+
+/// A request's features as a record carries them: normalized structural values in
+/// millionths and the salted hashed terms as `[bucket, count]`.
+pub fn features_of(req: &ChatRequest, hashing: Hashing) -> RouteFeatures {
+    let f = features::extract(req);
+    let mut buckets = Vec::new();
+    lexical::for_each_term(req, hashing, |b| buckets.push(b));
+    buckets.sort_unstable();
+    let mut terms: Vec<[i64; 2]> = Vec::new();
+    for b in buckets {
+        match terms.last_mut() {
+            Some([lb, c]) if *lb == i64::from(b) => *c += 1,
+            _ => terms.push([i64::from(b), 1]),
+        }
+    }
+    RouteFeatures {
+        bits: i64::from(hashing.bits),
+        structural: f.norm.iter().map(|x| (x * 1e6).round() as i64).collect(),
+        terms,
+    }
+}
+
+/// The learner's design row of recorded features (the same row
+/// [`super::learn::design_row`] builds from the request, up to the millionth rounding).
+/// `None` when the record's features do not match `bits` or the feature count.
+pub fn row_of(f: &RouteFeatures, bits: u8) -> Option<Row> {
+    if f.bits != i64::from(bits) || f.structural.len() != N_FEATURES {
+        return None;
+    }
+    let n: i64 = f.terms.iter().map(|[_, c]| *c).sum();
+    let norm = 1.0 / (n.max(1) as f32).sqrt();
+    let nb = 1u32 << bits;
+    let mut row: Row = f
+        .terms
+        .iter()
+        .map(|[b, c]| (*b as u32, *c as f32 * norm))
+        .collect();
+    for (j, v) in f.structural.iter().enumerate() {
+        if *v != 0 {
+            row.push((nb + j as u32, (*v as f64 / 1e6) as f32));
+        }
+    }
+    Some(row)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routing::learn::design_row;
+    use crate::types::Message;
+
+    fn learning(explore: f64) -> Learning {
+        Learning {
+            record_features: true,
+            explore,
+            hashing: Hashing { bits: 10, salt: 42 },
+            scorer: None,
+            version: None,
+        }
+    }
+
+    fn report(tier: Tier) -> ScoreReport {
+        ScoreReport {
+            score: 0.5,
+            tier,
+            features: vec![],
+        }
+    }
+
+    #[test]
+    fn recorded_features_give_the_learners_row() {
+        let req = ChatRequest::new(
+            "auto",
+            vec![Message::user(
+                "A farmer sells 12 eggs at $3 each. How much?",
+            )],
+        );
+        let h = Hashing {
+            bits: 12,
+            salt: 0xabc,
+        };
+        let f = features_of(&req, h);
+        let row = row_of(&f, 12).expect("matching bits");
+        let direct = design_row(&req, h);
+        assert_eq!(row.len(), direct.len());
+        for ((a, x), (b, y)) in row.iter().zip(&direct) {
+            assert_eq!(a, b);
+            assert!((x - y).abs() < 1e-5, "{x} {y}");
+        }
+        assert!(row_of(&f, 13).is_none());
+        // No text: only numbers.
+        let json = serde_json::to_string(&f).unwrap();
+        assert!(!json.contains("farmer") && !json.contains("eggs"), "{json}");
+    }
+
+    #[test]
+    fn exploration_draws_and_propensities() {
+        let l = learning(0.3);
+        let all = [Tier::Light, Tier::Standard, Tier::Heavy];
+        // Not exploring: the scored tier, propensity of its arm.
+        let mut r = report(Tier::Light);
+        let t = l.explore(&mut r, &all, [0.5, 0.99]);
+        assert!(!t.explored);
+        assert_eq!(r.tier, Tier::Light);
+        assert!((t.propensity - (1.0 - 0.1)).abs() < 1e-12);
+        // Exploring to heavy from light: p(heavy) = 0.3 / 3.
+        let mut r = report(Tier::Light);
+        let t = l.explore(&mut r, &all, [0.1, 0.99]);
+        assert!(t.explored);
+        assert_eq!(r.tier, Tier::Heavy);
+        assert_eq!(t.scored_tier, Tier::Light);
+        assert!((t.propensity - 0.1).abs() < 1e-12);
+        // Scored heavy, not exploring: p(heavy) = 0.7 + 0.1.
+        let mut r = report(Tier::Heavy);
+        let t = l.explore(&mut r, &all, [0.9, 0.0]);
+        assert!((t.propensity - 0.8).abs() < 1e-12);
+        // Heavy not allowed: never drawn, the lighter arm is certain.
+        let mut r = report(Tier::Light);
+        let t = l.explore(&mut r, &[Tier::Light, Tier::Standard], [0.0, 0.99]);
+        assert_eq!(r.tier, Tier::Standard);
+        assert!((t.propensity - 1.0).abs() < 1e-12);
+        // No exploration at all.
+        let mut r = report(Tier::Standard);
+        let t = learning(0.0).explore(&mut r, &all, [0.0, 0.0]);
+        assert!(!t.explored && (t.propensity - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_empirical_share_matches_the_propensity() {
+        let l = learning(0.2);
+        let all = [Tier::Light, Tier::Standard, Tier::Heavy];
+        let mut rng = crate::routing::learn::SplitMix::new(7);
+        let n = 30_000;
+        let mut heavy = 0usize;
+        let mut p = 0.0;
+        for _ in 0..n {
+            let mut r = report(Tier::Standard);
+            let t = l.explore(&mut r, &all, [rng.next_f64(), rng.next_f64()]);
+            if r.tier == Tier::Heavy {
+                heavy += 1;
+                p = t.propensity;
+            }
+        }
+        let share = heavy as f64 / n as f64;
+        assert!((share - p).abs() < 0.01, "{share} vs {p}");
+    }
+}

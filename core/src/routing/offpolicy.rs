@@ -1,0 +1,413 @@
+//! Learning router weights from logged production calls (what the collector runs for an
+//! organization): each call's recorded features, the arm it went to (heavy tier or a
+//! lighter one), the probability the router gave that arm, and the outcome score the app
+//! sent back. Only the chosen arm's outcome is known, so:
+//!
+//! - each arm's success is fitted on the calls that went to it, weighted by the inverse
+//!   of the propensity (capped), the gain model is strong minus weak (as
+//!   [`super::learn::simulate`] does);
+//! - candidates are compared by a **doubly-robust, cross-fitted** estimate of their APGR:
+//!   out-of-fold success models give each call pseudo-outcomes for both arms
+//!   (`m̂_a + 1[a taken] (r − m̂_a) / p`), unbiased when the propensities are right, and
+//!   the usual gain curve ([`super::eval::evaluate_scores`]) is computed over those. The
+//!   new weights, the current ones and length-only are scored on the same pseudo-outcomes;
+//! - the new weights are promoted only when their estimate beats the current weights'
+//!   (and length-only's) by `margin`, with enough outcomes on each arm.
+//!
+//! Deterministic for a seed.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::eval;
+use super::features::N_FEATURES;
+use super::learn::{self, Logged, Ridge, Row, SimulateOptions};
+use super::lexical::Hashing;
+use super::weights::{Link, Weights};
+use crate::error::{Error, Result};
+
+/// One logged `auto` call with its outcome.
+#[derive(Debug, Clone)]
+pub struct LoggedCall {
+    /// The design row of its recorded features ([`super::learning::row_of`]).
+    pub row: Row,
+    /// It went to the heavy tier.
+    pub strong: bool,
+    /// The outcome score in `[0, 1]` (the mean of its feedback).
+    pub reward: f64,
+    /// Probability the router gave the arm it went to, in `(0, 1]`.
+    pub propensity: f64,
+}
+
+/// Options of [`learn_from_log`].
+#[derive(Debug, Clone)]
+pub struct LogLearnOptions {
+    /// The organization's hashing (the rows' buckets; the weights carry it).
+    pub hashing: Hashing,
+    /// Penalties tried per arm (3-fold CV of the weighted error).
+    pub lambdas: Vec<f64>,
+    /// Cross-fitting folds for the estimate.
+    pub folds: usize,
+    /// Seed of the folds.
+    pub seed: u64,
+    /// Cap of an outcome's inverse-propensity weight.
+    pub max_weight: f64,
+    /// Fewest rated calls on each arm before anything is fitted.
+    pub min_per_arm: usize,
+    /// The new weights must beat the current (and length-only) estimate by this much.
+    pub margin: f64,
+    /// Share of calls the weights send to the light / heavy tier (thresholds at these
+    /// quantiles of the logged calls' scores).
+    pub light_share: f64,
+    /// See `light_share`.
+    pub heavy_share: f64,
+}
+
+impl Default for LogLearnOptions {
+    fn default() -> Self {
+        LogLearnOptions {
+            hashing: Hashing::plain(learn::DEFAULT_BITS),
+            lambdas: vec![0.03, 0.3, 3.0],
+            folds: 5,
+            seed: 1,
+            max_weight: 20.0,
+            min_per_arm: 30,
+            margin: 0.005,
+            light_share: 0.4,
+            heavy_share: 0.3,
+        }
+    }
+}
+
+/// What a learning run found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogLearnReport {
+    /// Rated calls used.
+    pub outcomes: usize,
+    /// Of which on the heavy tier.
+    pub strong_outcomes: usize,
+    /// Doubly-robust cross-fitted APGR of the new weights (None: not fitted).
+    pub new_apgr: Option<f64>,
+    /// Same estimate for the weights that made the decisions.
+    pub current_apgr: Option<f64>,
+    /// Same estimate for length-only.
+    pub length_apgr: Option<f64>,
+    /// Estimated mean outcome always-weak / always-strong on these calls.
+    pub quality_weak: Option<f64>,
+    /// See `quality_weak`.
+    pub quality_strong: Option<f64>,
+    /// The new weights beat the current ones and length by the margin.
+    pub promote: bool,
+    /// One line: why (not) promoted.
+    pub reason: String,
+}
+
+fn bad(message: String) -> Error {
+    Error::InvalidRequest {
+        field: Some("outcomes".into()),
+        message,
+    }
+}
+
+/// Score of a design row under `w` (rows hashed with `h`). Lexical weights hashed
+/// differently (other bits or salt) cannot be applied to the row and are left out.
+pub fn score_row(w: &Weights, row: &[(u32, f32)], h: Hashing) -> f64 {
+    let nb = 1u32 << h.bits;
+    let mut z = w.bias;
+    let lex = w.lexical.as_ref().filter(|l| l.hashing() == h);
+    for (j, x) in row {
+        if *j >= nb {
+            let k = (*j - nb) as usize;
+            if k < N_FEATURES {
+                z += w.weights[k] * f64::from(*x);
+            }
+        } else if let Some(l) = lex {
+            z += f64::from(l.weights.get(*j as usize).copied().unwrap_or(0.0)) * f64::from(*x);
+        }
+    }
+    w.link.apply(z)
+}
+
+fn sim_opts(o: &LogLearnOptions, bits: u8) -> SimulateOptions {
+    SimulateOptions {
+        bits,
+        lambdas: o.lambdas.clone(),
+        max_weight: o.max_weight,
+        ..SimulateOptions::default()
+    }
+}
+
+fn logs(calls: &[LoggedCall], idx: &[usize]) -> Vec<Logged> {
+    idx.iter()
+        .map(|&i| Logged {
+            row: i,
+            strong: calls[i].strong,
+            reward: calls[i].reward,
+            propensity: calls[i].propensity,
+        })
+        .collect()
+}
+
+fn fit_arms(
+    calls: &[LoggedCall],
+    rows: &[Row],
+    idx: &[usize],
+    o: &SimulateOptions,
+    seed: u64,
+) -> Option<(Ridge, Ridge)> {
+    let l = logs(calls, idx);
+    let s: Vec<&Logged> = l.iter().filter(|x| x.strong).collect();
+    let w: Vec<&Logged> = l.iter().filter(|x| !x.strong).collect();
+    if s.len() < 5 || w.len() < 5 {
+        return None;
+    }
+    Some((
+        learn::fit_success(rows, &s, o, seed),
+        learn::fit_success(rows, &w, o, seed ^ 0x5555),
+    ))
+}
+
+/// Fit new weights from logged calls and compare them with `current` (the weights that
+/// made the decisions). Returns the report and, when promoted, the new weights.
+pub fn learn_from_log(
+    calls: &[LoggedCall],
+    current: &Weights,
+    opts: &LogLearnOptions,
+) -> Result<(LogLearnReport, Option<Weights>)> {
+    if !(2..=20).contains(&opts.folds) {
+        return Err(bad(format!("folds = {} must be in 2..=20", opts.folds)));
+    }
+    if let Some(c) = calls
+        .iter()
+        .find(|c| !(c.propensity > 0.0 && c.propensity <= 1.0) || !c.reward.is_finite())
+    {
+        return Err(bad(format!(
+            "a logged call has propensity {} / reward {}: propensities must be in (0, 1], rewards finite",
+            c.propensity, c.reward
+        )));
+    }
+    let strong_n = calls.iter().filter(|c| c.strong).count();
+    let weak_n = calls.len() - strong_n;
+    let mut report = LogLearnReport {
+        outcomes: calls.len(),
+        strong_outcomes: strong_n,
+        new_apgr: None,
+        current_apgr: None,
+        length_apgr: None,
+        quality_weak: None,
+        quality_strong: None,
+        promote: false,
+        reason: String::new(),
+    };
+    if strong_n < opts.min_per_arm || weak_n < opts.min_per_arm {
+        report.reason = format!(
+            "not enough rated calls: {strong_n} on the heavy tier and {weak_n} on lighter ones, {} of each needed (raise exploration or send more feedback)",
+            opts.min_per_arm
+        );
+        return Ok((report, None));
+    }
+    let bits = opts.hashing.bits;
+    let so = sim_opts(opts, bits);
+    let rows: Vec<Row> = calls.iter().map(|c| c.row.clone()).collect();
+    let n = calls.len();
+    let fold = learn::folds(n, opts.folds, opts.seed);
+    // Cross-fitting: out-of-fold success models for each arm.
+    let (mut ms, mut mw) = (vec![0.0; n], vec![0.0; n]);
+    for k in 0..opts.folds {
+        let train: Vec<usize> = (0..n).filter(|i| fold[*i] != k).collect();
+        let Some((fs, fw)) = fit_arms(calls, &rows, &train, &so, opts.seed ^ k as u64) else {
+            report.reason = "a fold had fewer than 5 rated calls on one arm".into();
+            return Ok((report, None));
+        };
+        for i in (0..n).filter(|i| fold[*i] == k) {
+            ms[i] = fs.predict(&rows[i]);
+            mw[i] = fw.predict(&rows[i]);
+        }
+    }
+    // Doubly-robust pseudo-outcomes of both arms for every call.
+    let mut ps = Vec::with_capacity(n);
+    let mut pw = Vec::with_capacity(n);
+    for (i, c) in calls.iter().enumerate() {
+        let wgt = (1.0 / c.propensity).min(opts.max_weight);
+        if c.strong {
+            ps.push(ms[i] + wgt * (c.reward - ms[i]));
+            pw.push(mw[i]);
+        } else {
+            ps.push(ms[i]);
+            pw.push(mw[i] + wgt * (c.reward - mw[i]));
+        }
+    }
+    let oof_gain: Vec<f64> = ms.iter().zip(&mw).map(|(s, w)| s - w).collect();
+    let cur: Vec<f64> = rows
+        .iter()
+        .map(|r| score_row(current, r, opts.hashing))
+        .collect();
+    let nb = 1u32 << bits;
+    let len: Vec<f64> = rows
+        .iter()
+        .map(|r| {
+            r.iter()
+                .find(|(j, _)| *j == nb)
+                .map_or(0.0, |(_, x)| f64::from(*x))
+        })
+        .collect();
+    let new_e = eval::evaluate_scores(&oof_gain, &pw, &ps);
+    let (new_e, cur_e, len_e) = match (
+        new_e,
+        eval::evaluate_scores(&cur, &pw, &ps),
+        eval::evaluate_scores(&len, &pw, &ps),
+    ) {
+        (Ok(a), Ok(b), Ok(c)) => (a, b, c),
+        _ => {
+            report.reason = "the heavy tier is not estimated better than the lighter ones on these calls: nothing to learn (keep the current weights)".into();
+            return Ok((report, None));
+        }
+    };
+    report.new_apgr = Some(new_e.apgr);
+    report.current_apgr = Some(cur_e.apgr);
+    report.length_apgr = Some(len_e.apgr);
+    report.quality_weak = Some(new_e.quality_weak);
+    report.quality_strong = Some(new_e.quality_strong);
+    let bar = cur_e.apgr.max(len_e.apgr) + opts.margin;
+    if new_e.apgr < bar {
+        report.reason = format!(
+            "kept the current weights: the new fit's estimated APGR {:.3} does not beat the current {:.3} / length-only {:.3} by {}",
+            new_e.apgr, cur_e.apgr, len_e.apgr, opts.margin
+        );
+        return Ok((report, None));
+    }
+    let all: Vec<usize> = (0..n).collect();
+    let Some((fs, fw)) = fit_arms(calls, &rows, &all, &so, opts.seed) else {
+        report.reason = "too few rated calls on one arm".into();
+        return Ok((report, None));
+    };
+    let gain = fs.minus(&fw);
+    let fit = json!({
+        "method": "per-arm ridge regression of the outcome score on salted hashed word 1-2-grams + structural features, inverse-propensity weighted (capped); weights = heavy minus lighter; promoted on a doubly-robust cross-fitted APGR estimate",
+        "outcomes": n,
+        "strong_outcomes": strong_n,
+        "estimated_apgr": new_e.apgr,
+        "current_apgr": cur_e.apgr,
+        "length_apgr": len_e.apgr,
+    });
+    let mut w = gain.to_salted_weights(
+        format!("learned from {n} rated calls ({strong_n} on the heavy tier)"),
+        fit,
+        opts.hashing.salt,
+    )?;
+    debug_assert_eq!(w.link, Link::Gain);
+    let scores: Vec<f64> = rows
+        .iter()
+        .map(|r| score_row(&w, r, opts.hashing))
+        .collect();
+    learn::set_thresholds_at(&mut w, scores, opts.light_share, opts.heavy_share);
+    w.validate("learned weights")?;
+    report.promote = true;
+    report.reason = format!(
+        "promoted: estimated APGR {:.3} vs current {:.3} and length-only {:.3}",
+        new_e.apgr, cur_e.apgr, len_e.apgr
+    );
+    Ok((report, Some(w)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routing::learn::SplitMix;
+    use crate::routing::learning::{features_of, row_of};
+    use crate::types::{ChatRequest, Message};
+
+    /// Planted signal: prompts about "ledger" need the strong model (weak 0.1, strong
+    /// 0.9); prompts about "garden" do not (both 0.8); both kinds have the same length.
+    /// Logged by a router that ignores the signal (heavy with probability 0.5).
+    fn log(n: usize, seed: u64, h: Hashing) -> Vec<LoggedCall> {
+        let mut rng = SplitMix::new(seed);
+        let words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"];
+        (0..n)
+            .map(|i| {
+                let hard = rng.next_f64() < 0.5;
+                let filler = words[(rng.next_u64() % 6) as usize];
+                let text = if hard {
+                    format!("audit the ledger of {filler} unit {i}")
+                } else {
+                    format!("water the garden of {filler} home {i}")
+                };
+                let req = ChatRequest::new("auto", vec![Message::user(text)]);
+                let row = row_of(&features_of(&req, h), h.bits).unwrap();
+                // logging policy: heavy with prob 0.5 (scores ignore the signal)
+                let strong = rng.next_f64() < 0.5;
+                let p_success = match (hard, strong) {
+                    (true, true) => 0.9,
+                    (true, false) => 0.1,
+                    (false, _) => 0.8,
+                };
+                let reward = if rng.next_f64() < p_success { 1.0 } else { 0.0 };
+                LoggedCall {
+                    row,
+                    strong,
+                    reward,
+                    propensity: 0.5,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn recovers_a_planted_signal_and_promotes() {
+        let h = Hashing {
+            bits: 10,
+            salt: 0xdead_beef,
+        };
+        let calls = log(600, 3, h);
+        let current = Weights::builtin().unwrap();
+        let opts = LogLearnOptions {
+            hashing: h,
+            // half the traffic is hard: the heavy threshold below all of it
+            heavy_share: 0.45,
+            ..Default::default()
+        };
+        let (r, w) = learn_from_log(&calls, &current, &opts).unwrap();
+        assert!(r.promote, "{r:?}");
+        let w = w.unwrap();
+        assert!(r.new_apgr.unwrap() > r.current_apgr.unwrap() + 0.1, "{r:?}");
+        assert_eq!(w.lexical.as_ref().unwrap().salt, 0xdead_beef);
+        // Fresh prompts of each kind: ledger ones score above garden ones, and land in
+        // the heavy tier through the real scorer (salted hashing).
+        let scorer = crate::routing::Scorer::new(w);
+        let s = |t: &str| scorer.score(&ChatRequest::new("auto", vec![Message::user(t)]));
+        let hard = s("audit the ledger of omega unit 99999");
+        let easy = s("water the garden of omega home 99999");
+        assert!(hard.score > easy.score, "{} {}", hard.score, easy.score);
+        assert_eq!(hard.tier, crate::routing::Tier::Heavy);
+        assert_ne!(easy.tier, crate::routing::Tier::Heavy);
+        // Deterministic.
+        let (r2, _) = learn_from_log(&calls, &current, &opts).unwrap();
+        assert_eq!(r, r2);
+    }
+
+    #[test]
+    fn no_signal_no_promotion_and_too_few_outcomes_say_so() {
+        let h = Hashing::plain(10);
+        let opts = LogLearnOptions {
+            hashing: h,
+            ..Default::default()
+        };
+        let current = Weights::builtin().unwrap();
+        let few: Vec<LoggedCall> = log(40, 1, h);
+        let (r, w) = learn_from_log(&few, &current, &opts).unwrap();
+        assert!(!r.promote && w.is_none());
+        assert!(r.reason.contains("not enough rated calls"), "{}", r.reason);
+        // Rewards independent of everything: nothing beats the current weights.
+        let mut rng = SplitMix::new(9);
+        let mut calls = log(600, 5, h);
+        for c in &mut calls {
+            c.reward = if rng.next_f64() < 0.6 { 1.0 } else { 0.0 };
+        }
+        let (r, w) = learn_from_log(&calls, &current, &opts).unwrap();
+        assert!(!r.promote && w.is_none(), "{r:?}");
+        // Bad input is a typed error.
+        let mut bad = log(100, 1, h);
+        bad[0].propensity = 0.0;
+        assert!(learn_from_log(&bad, &current, &opts).is_err());
+    }
+}
