@@ -64,6 +64,10 @@ pub struct ServeArgs {
     /// Signals to export: traces, metrics or traces,metrics [default: traces,metrics].
     #[arg(long)]
     pub otlp_signals: Option<String>,
+    /// Seconds between routing learning runs for orgs that learn; 0: only on demand
+    /// [default: 3600].
+    #[arg(long)]
+    pub learn_interval_secs: Option<String>,
 }
 
 impl ServeArgs {
@@ -98,6 +102,7 @@ impl ServeArgs {
             ("otlp_service_name", &self.otlp_service_name),
             ("otlp_settle_ms", &self.otlp_settle_ms),
             ("otlp_signals", &self.otlp_signals),
+            ("learn_interval_secs", &self.learn_interval_secs),
         ] {
             if let Some(v) = v {
                 cfg.set(field, v)?;

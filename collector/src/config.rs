@@ -124,6 +124,10 @@ pub struct CollectorConfig {
     /// traces only (Grafana Tempo, Langfuse) wants `["traces"]`. As an environment variable
     /// or flag: `traces,metrics`.
     pub otlp_signals: Vec<Signal>,
+    /// Seconds between learning runs for the orgs that turned routing learning on
+    /// (`PUT /v1/admin/orgs/{org}/routing`); 0 turns the periodic runs off (on demand:
+    /// `POST /v1/admin/orgs/{org}/routing/learn`). Default 3 600.
+    pub learn_interval_secs: u64,
 }
 
 /// `name=value,name2=value2` (the form of `OTEL_EXPORTER_OTLP_HEADERS`): each pair split
@@ -224,6 +228,7 @@ impl Default for CollectorConfig {
             otlp_service_name: DEFAULT_OTLP_SERVICE_NAME.to_owned(),
             otlp_settle_ms: None,
             otlp_signals: SIGNALS.to_vec(),
+            learn_interval_secs: 3_600,
         }
     }
 }
@@ -320,6 +325,7 @@ impl CollectorConfig {
             "otlp_endpoint" => self.otlp_endpoint = Some(v.to_owned()),
             "otlp_headers" => self.otlp_headers = parse_headers(v)?,
             "otlp_interval_ms" => self.otlp_interval_ms = num(field)?,
+            "learn_interval_secs" => self.learn_interval_secs = num(field)?,
             "otlp_batch" => self.otlp_batch = num(field)? as usize,
             "otlp_service_name" => self.otlp_service_name = v.to_owned(),
             "otlp_settle_ms" => self.otlp_settle_ms = Some(num(field)?),

@@ -125,6 +125,7 @@ const MIGRATIONS: &[Migration] = &[
     MIGRATION_9_PG_MONTH_PARTITIONS,
     MIGRATION_10_MONTHLY_ROLLUPS,
     MIGRATION_11_ROLLUPS_V2,
+    MIGRATION_12_ROUTING_LEARNING,
 ];
 
 const MIGRATION_1: Migration = Migration {
@@ -419,6 +420,39 @@ const MIGRATION_11_ROLLUPS_V2: Migration = Migration {
     sqlite: &[],
     postgres: &[],
     generated: Some(crate::rollup::schema::recreate_statements),
+};
+
+/// Version 12 (issue 20): routing that learns from each organization's outcomes.
+/// - `routing_settings`: per org, whether `auto` records carry learning features, the
+///   exploration share, the org's term-hash salt and bucket bits (served with the policy);
+/// - `route_features`: the learning part of each `auto` record that carries it (arm,
+///   propensity, exploration, the weights version that scored it, the features as JSON),
+///   one row per (org, record id), written by ingest with the record;
+/// - `routing_weights`: every weights version promoted for an org, signed, with the
+///   learning report that promoted it; `active = 1` on the one served;
+/// - `routing_learn_runs`: every learning run (promoted or not) and its report;
+/// - `collector_secrets`: the collector's weights signing key (shared by every collector
+///   on one database).
+const MIGRATION_12_ROUTING_LEARNING: Migration = Migration {
+    version: 12,
+    common: &[
+        "CREATE TABLE IF NOT EXISTS routing_settings (org TEXT PRIMARY KEY, learning INTEGER NOT NULL, explore_permille INTEGER NOT NULL,
+         salt TEXT NOT NULL, bits INTEGER NOT NULL, updated_ms BIGINT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS route_features (org TEXT NOT NULL, record_id TEXT NOT NULL, ts_start BIGINT NOT NULL, project TEXT,
+         tier TEXT, model TEXT NOT NULL, strong INTEGER NOT NULL, propensity_ppm INTEGER NOT NULL, explored INTEGER NOT NULL, weights TEXT,
+         features TEXT NOT NULL, PRIMARY KEY (org, record_id))",
+        "CREATE INDEX IF NOT EXISTS route_features_ts ON route_features (org, ts_start)",
+        "CREATE TABLE IF NOT EXISTS routing_weights (org TEXT NOT NULL, version TEXT NOT NULL, created_ms BIGINT NOT NULL,
+         weights_json TEXT NOT NULL, signature TEXT NOT NULL, public_key TEXT NOT NULL, report TEXT NOT NULL, active INTEGER NOT NULL,
+         PRIMARY KEY (org, version))",
+        "CREATE TABLE IF NOT EXISTS routing_learn_runs (org TEXT NOT NULL, at_ms BIGINT NOT NULL, outcomes BIGINT NOT NULL,
+         promoted INTEGER NOT NULL, version TEXT, report TEXT NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS routing_learn_runs_org ON routing_learn_runs (org, at_ms)",
+        "CREATE TABLE IF NOT EXISTS collector_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL, created_ms BIGINT NOT NULL)",
+    ],
+    sqlite: &[],
+    postgres: &[],
+    generated: None,
 };
 
 /// Lock id for migrations on PostgreSQL, so collectors starting together do not race.

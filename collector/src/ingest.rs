@@ -986,6 +986,7 @@ pub async fn store(db: &Db, recs: &[Verified], received_ms: i64) -> Result<Vec<b
             .await
             .map_err(dberr("inserting usage tags"))?;
     }
+    crate::store::learning::insert_features(&mut tx, db.backend(), &stored).await?;
     let t_tags = t.elapsed();
     crate::accounts::on_ingest(
         &mut tx,

@@ -74,6 +74,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/admin/groups/{id}/members"),
     ("delete", "/v1/admin/groups/{id}/members/{user}"),
     ("get", "/v1/admin/effective-policy"),
+    ("get", "/v1/admin/orgs/{org}/routing"),
+    ("put", "/v1/admin/orgs/{org}/routing"),
+    ("post", "/v1/admin/orgs/{org}/routing/learn"),
     ("get", "/v1/policy"),
     ("post", "/v1/reservations"),
     ("post", "/v1/reservations/{id}/settle"),
@@ -180,6 +183,14 @@ pub fn router(st: Arc<AppState>) -> Router {
         .route(
             "/v1/admin/effective-policy",
             get(crate::orgtree::effective_policy),
+        )
+        .route(
+            "/v1/admin/orgs/{org}/routing",
+            get(crate::learning::get_routing).put(crate::learning::put_routing),
+        )
+        .route(
+            "/v1/admin/orgs/{org}/routing/learn",
+            post(crate::learning::post_learn),
         )
         .route("/v1/policy", get(crate::accounts::get_policy))
         .route("/v1/reservations", post(crate::accounts::reserve))
@@ -437,6 +448,8 @@ pub struct CollectorHandle {
     join: tokio::task::JoinHandle<Result<(), std::io::Error>>,
     /// The OpenTelemetry exporter task, when `otlp_endpoint` is set.
     exporter: Option<tokio::task::JoinHandle<()>>,
+    /// The periodic routing learning task, when `learn_interval_secs` > 0.
+    learner: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl CollectorHandle {
@@ -474,6 +487,10 @@ impl CollectorHandle {
                 }
             }
         };
+        if let Some(l) = self.learner.take() {
+            // A run in progress is cut short; the next start runs it again.
+            l.abort();
+        }
         let _ = tokio::join!(tokio::time::timeout(t, &mut self.join), exporter);
         self.state.db.close().await;
     }
@@ -590,6 +607,11 @@ pub async fn spawn(cfg: CollectorConfig) -> Result<CollectorHandle, CollectorErr
         .map_err(|source| CollectorError::Listen { addr, source })?;
     let (tx, rx) = tokio::sync::watch::channel(false);
     let exporter = crate::otlp_export::start(&st.db, &st.cfg, rx.clone()).await?;
+    let learner = crate::learning::start(
+        st.db.clone(),
+        Duration::from_secs(st.cfg.learn_interval_secs),
+        rx.clone(),
+    );
     let join = tokio::spawn(accept_loop(listener, st.clone(), rx));
     tracing::info!(%addr, backend = ?st.db.backend(), "collector listening");
     Ok(CollectorHandle {
@@ -598,6 +620,7 @@ pub async fn spawn(cfg: CollectorConfig) -> Result<CollectorHandle, CollectorErr
         stop: Some(tx),
         join,
         exporter,
+        learner,
     })
 }
 

@@ -125,6 +125,6 @@ pub async fn effective_policy(db: &Db, ctx: &KeyContext) -> Result<EffectivePoli
         ttl_ms: POLICY_TTL_MS,
         rules,
         budgets,
-        routing: None,
+        routing: super::learning::routing_policy(db, &ctx.scope.org).await?,
     })
 }

@@ -1,0 +1,303 @@
+//! Routing that learns, end to end (issue 20): SDK calls through the provider emulator
+//! to a real collector (SQLite), feedback from the app, the collector refits the org's
+//! router, signs the weights and serves them with the policy, the SDK picks them up and
+//! its decisions change as expected. Also: an org that does not learn sends no features,
+//! and weights signed by another key than the pinned one are refused (with a warning).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use gaterouter::config::{Config, Identity};
+use gaterouter::routing::Tier;
+use gaterouter::usage::FeedbackInput;
+use gaterouter::{ChatRequest, Client, Message};
+use gaterouter_collector::CollectorConfig;
+use serde_json::{Value, json};
+
+const ADMIN: &str = "e2e-admin-token-learning-0123456789";
+
+struct Env {
+    _emu: gaterouter_emulator::EmulatorHandle,
+    collector: gaterouter_collector::CollectorHandle,
+    http: reqwest::Client,
+    cfg: Config,
+    _dir: tempfile::TempDir,
+}
+
+async fn env() -> Env {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let emu = gaterouter_emulator::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let collector = gaterouter_collector::spawn(CollectorConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        db: Some(format!("sqlite://{}", dir.path().join("c.db").display())),
+        admin_token: Some(ADMIN.into()),
+        shutdown_timeout_secs: 5,
+        learn_interval_secs: 0,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let (signer, public_key) = gaterouter::usage::signing::generate_key();
+    let tree = json!({
+        "org": {"id": "acme", "name": "Acme"},
+        "departments": [{"id": "eng", "name": "Engineering"}],
+        "members": [{"id": "alice", "name": "Alice", "department": "eng"}],
+        "keys": [{"id": "k_alice", "department": "eng", "user": "alice", "public_key": public_key}]
+    });
+    let http = reqwest::Client::new();
+    let r = http
+        .put(format!("{}/v1/admin/org-tree", collector.url()))
+        .bearer_auth(ADMIN)
+        .json(&tree)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.status().is_success(),
+        "org-tree: {}",
+        r.text().await.unwrap()
+    );
+    let key_file = dir.path().join("signing.key");
+    std::fs::write(&key_file, signer.seed_base64().expose()).unwrap();
+    let mut cfg = Config::for_emulator(&emu.base_url());
+    cfg.retry.max_retries = 0;
+    cfg.identity = Identity {
+        api_key_id: Some("k_alice".into()),
+        ..Default::default()
+    };
+    cfg.reporting.collector_url = Some(collector.url());
+    cfg.reporting.spool_dir = Some(dir.path().join("spool"));
+    cfg.reporting.signing_key_file = Some(key_file);
+    cfg.reporting.batch_max_age_ms = 50;
+    cfg.policy.enforce = gaterouter::config::EnforceMode::Required;
+    // Pick up a changed policy (new weights) quickly.
+    cfg.policy.cache_ttl_ms = Some(100);
+    Env {
+        _emu: emu,
+        collector,
+        http,
+        cfg,
+        _dir: dir,
+    }
+}
+
+impl Env {
+    async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut r = self
+            .http
+            .request(method, format!("{}{path}", self.collector.url()))
+            .bearer_auth(ADMIN);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let resp = r.send().await.unwrap();
+        let status = resp.status();
+        let v: Value = resp.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "{path}: {status} {v}");
+        v
+    }
+
+    async fn routing(&self) -> Value {
+        self.admin(reqwest::Method::GET, "/v1/admin/orgs/acme/routing", None)
+            .await
+    }
+}
+
+/// Two kinds of requests of the same length: "ledger" ones need the strong model,
+/// "garden" ones do not.
+fn prompt(hard: bool, i: usize) -> ChatRequest {
+    let names = ["alpha", "beta", "gamma", "delta", "omega", "sigma"];
+    let n = names[i % names.len()];
+    let text = if hard {
+        format!("audit the ledger of {n} unit {i}")
+    } else {
+        format!("water the garden of {n} home {i}")
+    };
+    let mut r = ChatRequest::new("auto", vec![Message::user(text)]);
+    r.max_tokens = Some(16);
+    r
+}
+
+/// The app's evaluator: a ledger answer is right only from the heavy tier; a garden
+/// answer is right from any tier.
+fn judge(hard: bool, tier: Tier) -> f64 {
+    if !hard || tier == Tier::Heavy {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+async fn wait_features(e: &Env, at_least: i64) -> Value {
+    for _ in 0..200 {
+        let v = e.routing().await;
+        if v["calls_with_features"].as_i64().unwrap_or(0) >= at_least {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "features of {at_least} calls never arrived: {}",
+        e.routing().await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdk_learns_from_the_orgs_outcomes_through_the_collector() {
+    let e = env().await;
+
+    // 1. Learning off: auto records carry the weights version but no features.
+    let client = Client::new(e.cfg.clone()).unwrap();
+    client.refresh_policy().await.unwrap();
+    let builtin = gaterouter::routing::Weights::builtin()
+        .unwrap()
+        .fingerprint();
+    for i in 0..4 {
+        let resp = client.chat(prompt(i % 2 == 0, i)).await.unwrap();
+        let d = resp.route.as_ref().unwrap();
+        assert_eq!(d.weights_version.as_deref(), Some(builtin.as_str()));
+        assert!(d.learning.is_none());
+    }
+    let report = client.flush(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(report.delivered, 4, "{report:?}");
+    // (the org never set learning up: the admin view answers with no settings)
+    let v = e.routing().await;
+    assert_eq!(v["calls_with_features"], 0, "{v}");
+    assert!(v["settings"].is_null(), "{v}");
+
+    // 2. Learning on with 50 % exploration (so the learner sees both tiers often).
+    let v = e
+        .admin(
+            reqwest::Method::PUT,
+            "/v1/admin/orgs/acme/routing",
+            Some(json!({"learning": true, "explore_permille": 500})),
+        )
+        .await;
+    assert_eq!(v["settings"]["learning"], true, "{v}");
+    let public_key = v["public_key"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    client.refresh_policy().await.unwrap();
+
+    let n = 400;
+    let mut explored = 0;
+    for i in 0..n {
+        let hard = i % 2 == 0;
+        let resp = client.chat(prompt(hard, i)).await.unwrap();
+        let d = resp.route.as_ref().unwrap();
+        let l = d
+            .learning
+            .as_ref()
+            .expect("learning orgs log their decisions");
+        assert!(l.propensity > 0.0 && l.propensity <= 1.0);
+        explored += usize::from(l.explored);
+        let tier = d.tier.unwrap();
+        client
+            .feedback(FeedbackInput {
+                record_id: resp.usage_record_id.clone().unwrap(),
+                score: judge(hard, tier),
+                ..Default::default()
+            })
+            .unwrap();
+    }
+    assert!(
+        (120..=280).contains(&explored),
+        "about half explore: {explored}"
+    );
+    let report = client.flush(Duration::from_secs(30)).await.unwrap();
+    assert!(
+        report.dead_letters == 0 && report.refused == 0,
+        "{report:?}"
+    );
+    let v = wait_features(&e, n as i64).await;
+    assert_eq!(v["explored_calls"], explored as i64, "{v}");
+
+    // 3. The collector learns (on demand here; periodically in production).
+    let learned = e
+        .admin(
+            reqwest::Method::POST,
+            "/v1/admin/orgs/acme/routing/learn",
+            None,
+        )
+        .await;
+    let version = learned["promoted"]
+        .as_str()
+        .unwrap_or_else(|| panic!("new weights promoted: {learned}"))
+        .to_owned();
+    let r = &learned["report"];
+    assert!(
+        r["new_apgr"].as_f64().unwrap() > r["current_apgr"].as_f64().unwrap(),
+        "{learned}"
+    );
+    let v = e.routing().await;
+    assert_eq!(v["active_version"], version.as_str(), "{v}");
+    assert_eq!(v["weights"][0]["version"], version.as_str(), "{v}");
+
+    // 4. The SDK picks the signed weights up with the policy. Exploration off to see the
+    //    learned decisions alone.
+    e.admin(
+        reqwest::Method::PUT,
+        "/v1/admin/orgs/acme/routing",
+        Some(json!({"learning": true, "explore_permille": 0})),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    client.refresh_policy().await.unwrap();
+    let (mut hard_heavy, mut easy_heavy) = (0, 0);
+    for i in 1000..1040 {
+        let hard = i % 2 == 0;
+        let d = client.route(&prompt(hard, i)).unwrap();
+        assert_eq!(d.weights_version.as_deref(), Some(version.as_str()));
+        assert!(!d.learning.as_ref().unwrap().explored);
+        if d.tier == Some(Tier::Heavy) {
+            if hard {
+                hard_heavy += 1;
+            } else {
+                easy_heavy += 1;
+            }
+        }
+    }
+    assert!(hard_heavy >= 18, "ledger prompts go heavy: {hard_heavy}/20");
+    assert!(
+        easy_heavy <= 2,
+        "garden prompts stay lighter: {easy_heavy}/20"
+    );
+    // A real call names the version in its record too (checked through explain here;
+    // the record's route.weights is the same field).
+    let resp = client.chat(prompt(true, 2000)).await.unwrap();
+    assert_eq!(
+        resp.route.as_ref().unwrap().weights_version.as_deref(),
+        Some(version.as_str())
+    );
+    client.flush(Duration::from_secs(10)).await.unwrap();
+
+    // 5. A client that pins another weights key refuses the weights, says so, and
+    //    routes with its own.
+    let mut pinned = e.cfg.clone();
+    pinned.reporting.spool_dir = Some(e._dir.path().join("spool-other"));
+    pinned.policy.weights_public_key = Some("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into());
+    let other = Client::new(pinned).unwrap();
+    other.refresh_policy().await.unwrap();
+    let d = other.route(&prompt(true, 3000)).unwrap();
+    assert_eq!(d.weights_version.as_deref(), Some(builtin.as_str()));
+    let warnings = other.policy_warnings();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains(&version) && w.contains("pins")),
+        "{warnings:?}"
+    );
+    // ...and pinning the collector's real key accepts them.
+    let mut pinned = e.cfg.clone();
+    pinned.reporting.spool_dir = Some(e._dir.path().join("spool-ok"));
+    pinned.policy.weights_public_key = Some(public_key);
+    let ok = Client::new(pinned).unwrap();
+    ok.refresh_policy().await.unwrap();
+    let d = ok.route(&prompt(true, 3001)).unwrap();
+    assert_eq!(d.weights_version.as_deref(), Some(version.as_str()));
+
+    e.collector.shutdown().await;
+}

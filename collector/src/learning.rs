@@ -1,0 +1,304 @@
+//! Routing that learns from each organization's outcomes (issue 20), the collector's
+//! side: per-org settings served with the policy, learning runs (periodic and on
+//! demand) that refit the org's router from its rated `auto` calls, promote new weights
+//! only when their estimated quality beats the current ones, and sign them.
+//!
+//! The data never includes text: `auto` records of a learning org carry the router's
+//! structural features and salted hashed term buckets (`gaterouter::usage::RouteFeatures`),
+//! the arm and its propensity; the outcome is the app's feedback for the same record.
+//! The fit itself is `gaterouter::routing::offpolicy::learn_from_log` (per-arm
+//! inverse-propensity ridge, doubly-robust cross-fitted APGR estimate).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use gaterouter::accounts::MAX_EXPLORE_PERMILLE;
+use gaterouter::routing::Weights;
+use gaterouter::routing::learning::row_of;
+use gaterouter::routing::offpolicy::{LogLearnOptions, LoggedCall, learn_from_log};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::db::{Db, DbError, Param};
+use crate::error::ApiError;
+use crate::state::{AppState, admin};
+use crate::store::learning as store;
+use crate::util::now_ms;
+
+/// Most rated calls one learning run reads (the newest).
+pub const MAX_LEARN_CALLS: i64 = 50_000;
+
+/// What one learning run did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LearnRun {
+    /// The org.
+    pub org: String,
+    /// The learner's report (estimates, decision, reason) as JSON.
+    pub report: Value,
+    /// The promoted weights version, if any.
+    pub promoted: Option<String>,
+}
+
+/// Refit the org's router from its rated `auto` calls now; promote and sign new weights
+/// when they are estimated better than the current ones (and length-only).
+pub async fn learn_org(db: &Db, org: &str) -> Result<LearnRun, DbError> {
+    let now = now_ms();
+    let Some(settings) = store::settings(db, org).await? else {
+        return Ok(LearnRun {
+            org: org.to_owned(),
+            report: json!({"promote": false, "outcomes": 0, "reason": format!("org {org} never turned routing learning on: PUT /v1/admin/orgs/{org}/routing first")}),
+            promoted: None,
+        });
+    };
+    let rated = store::rated_calls(db, org, MAX_LEARN_CALLS).await?;
+    let skipped = rated.len();
+    let calls: Vec<LoggedCall> = rated
+        .into_iter()
+        .filter_map(|c| {
+            Some(LoggedCall {
+                row: row_of(&c.features, settings.bits)?,
+                strong: c.strong,
+                reward: c.reward,
+                propensity: (c.propensity_ppm as f64 / 1e6).clamp(1e-6, 1.0),
+            })
+        })
+        .collect();
+    let skipped = skipped - calls.len();
+    let active = store::active_weights(db, org).await?;
+    let current = active
+        .as_ref()
+        .and_then(|w| Weights::from_json(&w.weights_json).ok())
+        .or_else(|| Weights::builtin().ok());
+    let opts = LogLearnOptions {
+        hashing: settings.hashing(),
+        ..LogLearnOptions::default()
+    };
+    // CPU-bound (ridge over up to 50k sparse rows): off the async workers.
+    let fitted = tokio::task::spawn_blocking(move || {
+        let current = current.ok_or_else(|| "the builtin weights do not load".to_owned())?;
+        learn_from_log(&calls, &current, &opts).map_err(|e| e.to_string())
+    })
+    .await;
+    let fitted = fitted.map_err(|e| e.to_string()).and_then(|r| r);
+    let (report, weights) = match fitted {
+        Ok(x) => x,
+        Err(e) => {
+            let report = json!({"promote": false, "reason": format!("learning failed: {e}")});
+            store::record_run(db, org, now, 0, &report, None).await?;
+            return Ok(LearnRun {
+                org: org.to_owned(),
+                report,
+                promoted: None,
+            });
+        }
+    };
+    let mut report_json = serde_json::to_value(&report).unwrap_or(Value::Null);
+    if let Some(o) = report_json.as_object_mut() {
+        o.insert("skipped_mismatched_features".into(), json!(skipped));
+        o.insert(
+            "previous_version".into(),
+            json!(active.as_ref().map(|w| w.version.clone())),
+        );
+    }
+    let signed = match &weights {
+        Some(w) => {
+            let key = store::signing_key(db, now).await?;
+            Some(store::sign(
+                &key,
+                org,
+                &w.fingerprint(),
+                u64::try_from(now).unwrap_or(0),
+                &w.to_json(),
+            ))
+        }
+        None => None,
+    };
+    store::record_run(db, org, now, report.outcomes, &report_json, signed.as_ref()).await?;
+    tracing::info!(org, outcomes = report.outcomes, promoted = ?signed.as_ref().map(|w| &w.version), reason = %report.reason, "routing learning run");
+    Ok(LearnRun {
+        org: org.to_owned(),
+        report: report_json,
+        promoted: signed.map(|w| w.version),
+    })
+}
+
+/// Learn for every org with learning on, every `interval`, until `stop`. With several
+/// collectors on one database, an org whose last run is younger than half the interval
+/// is skipped (another collector just ran it).
+pub fn start(
+    db: Db,
+    interval: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if interval.is_zero() {
+        return None;
+    }
+    Some(tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = stop.changed() => return,
+            }
+            if let Err(e) = run_due(&db, interval).await {
+                tracing::warn!(error = %e, "routing learning: the periodic run failed; retrying at the next interval");
+            }
+        }
+    }))
+}
+
+async fn run_due(db: &Db, interval: Duration) -> Result<(), DbError> {
+    let half = i64::try_from(interval.as_millis() / 2).unwrap_or(i64::MAX);
+    for org in store::learning_orgs(db).await? {
+        let last = db
+            .fetch(
+                "SELECT MAX(at_ms) FROM routing_learn_runs WHERE org = $1",
+                &[Param::Text(org.clone())],
+                "reading the last learning run",
+            )
+            .await?;
+        let last = last
+            .first()
+            .and_then(|r| crate::db::get_opt_i64(r, 0).ok().flatten());
+        if last.is_some_and(|t| now_ms().saturating_sub(t) < half) {
+            continue;
+        }
+        learn_org(db, &org).await?;
+    }
+    Ok(())
+}
+
+/// Body of `PUT /v1/admin/orgs/{org}/routing`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutRouting {
+    /// `auto` records of the org carry learning features (and explore).
+    pub learning: bool,
+    /// Exploration share in thousandths, `0..=500` (default 50: 5 %).
+    #[serde(default = "default_explore")]
+    pub explore_permille: u32,
+}
+
+fn default_explore() -> u32 {
+    store::DEFAULT_EXPLORE_PERMILLE
+}
+
+async fn org_exists(st: &AppState, org: &str) -> Result<(), ApiError> {
+    let rows = st
+        .db
+        .fetch(
+            "SELECT id FROM orgs WHERE id = $1",
+            &[Param::Text(org.to_owned())],
+            "looking up an org",
+        )
+        .await?;
+    if rows.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "org `{org}` does not exist: create it first (POST /v1/admin/orgs)"
+        )));
+    }
+    Ok(())
+}
+
+async fn describe(st: &AppState, org: &str) -> Result<Value, ApiError> {
+    let settings = store::settings(&st.db, org).await?;
+    let active = store::active_weights(&st.db, org).await?;
+    let key = store::signing_key(&st.db, now_ms()).await?;
+    let counts = st
+        .db
+        .fetch(
+            "SELECT CAST(COUNT(*) AS BIGINT), CAST(COALESCE(SUM(explored), 0) AS BIGINT) FROM route_features WHERE org = $1",
+            &[Param::Text(org.to_owned())],
+            "counting route features",
+        )
+        .await?;
+    let (calls, explored) = match counts.first() {
+        Some(r) => (crate::db::get_i64(r, 0)?, crate::db::get_i64(r, 1)?),
+        None => (0, 0),
+    };
+    Ok(json!({
+        "org": org,
+        "settings": settings,
+        "calls_with_features": calls,
+        "explored_calls": explored,
+        "active_version": active.map(|w| w.version),
+        "public_key": store::public_key_b64(&key),
+        "weights": store::weights_history(&st.db, org).await?,
+        "runs": store::learn_runs(&st.db, org, 20).await?,
+    }))
+}
+
+/// `GET /v1/admin/orgs/{org}/routing`: settings, the served weights version, every
+/// promoted version with its report, the latest runs, the collector's weights public key.
+pub async fn get_routing(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(org): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    admin(&st, &headers).await?;
+    org_exists(&st, &org).await?;
+    Ok(Json(describe(&st, &org).await?))
+}
+
+/// `PUT /v1/admin/orgs/{org}/routing`: turn learning on or off, set exploration.
+pub async fn put_routing(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(org): Path<String>,
+    body: Result<Json<PutRouting>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let p = admin(&st, &headers).await?;
+    let Json(b) = body.map_err(|e| {
+        ApiError::bad_request(format!(
+            "body is not {{\"learning\": bool, \"explore_permille\": 0..=500}}: {}",
+            e.body_text()
+        ))
+    })?;
+    if b.explore_permille > MAX_EXPLORE_PERMILLE {
+        return Err(ApiError::bad_request(format!(
+            "explore_permille: {} is above {MAX_EXPLORE_PERMILLE} (at most half of the auto calls explore); use e.g. 50 for 5 %",
+            b.explore_permille
+        )));
+    }
+    org_exists(&st, &org).await?;
+    let s = store::put_settings(&st.db, &org, b.learning, b.explore_permille, now_ms()).await?;
+    {
+        let _g = st.db.write_guard().await;
+        let mut tx = st
+            .db
+            .pool
+            .begin()
+            .await
+            .map_err(crate::db::dberr("starting an audit entry"))?;
+        crate::store::audit::audit(
+            &mut tx,
+            &p,
+            "put_routing",
+            &format!("org:{org}"),
+            &json!({"learning": s.learning, "explore_permille": s.explore_permille}),
+        )
+        .await?;
+        tx.commit()
+            .await
+            .map_err(crate::db::dberr("committing an audit entry"))?;
+    }
+    Ok(Json(describe(&st, &org).await?))
+}
+
+/// `POST /v1/admin/orgs/{org}/routing/learn`: run learning now; answers the report.
+pub async fn post_learn(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(org): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    admin(&st, &headers).await?;
+    org_exists(&st, &org).await?;
+    let run = learn_org(&st.db, &org).await?;
+    Ok(Json(json!({
+        "org": run.org,
+        "promoted": run.promoted,
+        "report": run.report,
+    })))
+}
