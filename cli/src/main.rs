@@ -189,6 +189,10 @@ fn main() -> ExitCode {
     let command = match cli.command {
         Command::Admin(args) => return rt.block_on(commands::admin::run(args)),
         Command::Usage(args) => return rt.block_on(commands::admin::usage(args)),
+        Command::Route(args) => match args.action.as_ref().and_then(|a| a.as_admin()) {
+            Some(admin) => return rt.block_on(commands::admin::run(admin)),
+            None => Command::Route(args),
+        },
         other => other,
     };
     let result = rt.block_on(async {

@@ -236,6 +236,32 @@ async fn the_sdk_learns_from_the_orgs_outcomes_through_the_collector() {
     assert_eq!(v["active_version"], version.as_str(), "{v}");
     assert_eq!(v["weights"][0]["version"], version.as_str(), "{v}");
 
+    // The CLI shows it, and `route learn` asks the collector again (nothing new to learn
+    // from: it keeps the weights and says why).
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gaterouter"))
+            .args(args)
+            .env("GATEROUTER_COLLECTOR_URL", e.collector.url())
+            .env("GATEROUTER_ADMIN_TOKEN", ADMIN)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{args:?}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let shown = cli(&["admin", "routing", "show", "--org", "acme"]);
+    assert!(
+        shown.contains(&format!("served weights: {version}")) && shown.contains("learning on"),
+        "{shown}"
+    );
+    let again = cli(&["route", "learn", "--org", "acme"]);
+    assert!(again.contains("kept the current weights"), "{again}");
+    assert_eq!(e.routing().await["active_version"], version.as_str());
+
     // 4. The SDK picks the signed weights up with the policy. Exploration off to see the
     //    learned decisions alone.
     e.admin(

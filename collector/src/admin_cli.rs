@@ -106,6 +106,12 @@ pub enum AdminCommand {
         #[arg(long)]
         org: String,
     },
+    /// Routing that learns from the org's outcomes: settings, weights versions, runs.
+    Routing {
+        /// What to do.
+        #[command(subcommand)]
+        action: RoutingAction,
+    },
     /// Budget alerts of an org (thresholds reached), newest first.
     Alerts {
         /// Org id.
@@ -246,6 +252,38 @@ pub enum KeysAdminAction {
     },
     /// List the keys of an org with their versions.
     List {
+        /// Org id.
+        #[arg(long)]
+        org: String,
+    },
+}
+
+/// `admin routing` subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum RoutingAction {
+    /// Settings, the served weights version, every promoted version with its estimates,
+    /// the latest learning runs and the collector's weights public key.
+    Show {
+        /// Org id.
+        #[arg(long)]
+        org: String,
+    },
+    /// Turn learning on or off (auto records then carry features, never text) and set
+    /// the exploration share.
+    Set {
+        /// Org id.
+        #[arg(long)]
+        org: String,
+        /// `on` or `off`.
+        #[arg(long, value_parser = clap::builder::BoolishValueParser::new())]
+        learning: bool,
+        /// Share of auto calls whose tier is drawn at random, in thousandths (0..=500).
+        #[arg(long, default_value_t = 50)]
+        explore_permille: u32,
+    },
+    /// Refit the org's router now from its rated auto calls; new weights are promoted
+    /// (and signed) only when estimated better than the current ones and length-only.
+    Learn {
         /// Org id.
         #[arg(long)]
         org: String,
@@ -565,6 +603,14 @@ impl AdminClient {
     pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value, AdminError> {
         let resp = self
             .send(self.http.post(format!("{}{path}", self.base)).json(body))
+            .await?;
+        let text = self.text(resp).await?;
+        self.decode(&text)
+    }
+
+    pub async fn put_json(&self, path: &str, body: &Value) -> Result<Value, AdminError> {
+        let resp = self
+            .send(self.http.put(format!("{}{path}", self.base)).json(body))
             .await?;
         let text = self.text(resp).await?;
         self.decode(&text)
@@ -980,6 +1026,94 @@ fn render_policy(p: &EffectivePolicy) -> String {
 }
 
 /// Render `GET /v1/admin/alerts` as a table.
+fn apgr(v: &Value) -> String {
+    v.as_f64().map_or_else(|| "-".into(), |x| format!("{x:.3}"))
+}
+
+fn render_routing(v: &Value) -> String {
+    let s = &v["settings"];
+    let mut out = if s.is_null() {
+        format!(
+            "org {}: routing learning never set up (`admin routing set --org {} --learning on`)\n",
+            v["org"].as_str().unwrap_or(""),
+            v["org"].as_str().unwrap_or("")
+        )
+    } else {
+        format!(
+            "org {}: learning {}, exploration {}‰, {} auto calls with features ({} explored)\n",
+            v["org"].as_str().unwrap_or(""),
+            if s["learning"] == true { "on" } else { "off" },
+            s["explore_permille"],
+            v["calls_with_features"],
+            v["explored_calls"],
+        )
+    };
+    out.push_str(&format!(
+        "served weights: {}\ncollector weights public key ([policy] weights_public_key): {}\n",
+        v["active_version"]
+            .as_str()
+            .unwrap_or("none (clients use their own)"),
+        v["public_key"].as_str().unwrap_or("")
+    ));
+    let rows: Vec<Vec<String>> = v["weights"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|w| {
+            let r = &w["report"];
+            vec![
+                w["version"].as_str().unwrap_or("").to_owned(),
+                crate::time::iso(w["created_ms"].as_i64().unwrap_or(0)),
+                if w["active"] == true { "yes" } else { "" }.to_owned(),
+                r["outcomes"].to_string(),
+                apgr(&r["new_apgr"]),
+                apgr(&r["current_apgr"]),
+                apgr(&r["length_apgr"]),
+            ]
+        })
+        .collect();
+    if !rows.is_empty() {
+        out.push_str(&table(
+            &[
+                "VERSION",
+                "PROMOTED",
+                "ACTIVE",
+                "OUTCOMES",
+                "EST. APGR",
+                "PREVIOUS",
+                "LENGTH-ONLY",
+            ],
+            &rows,
+        ));
+    }
+    if let Some(r) = v["runs"].as_array().and_then(|r| r.first()) {
+        out.push_str(&format!(
+            "last run {}: {}\n",
+            crate::time::iso(r["at_ms"].as_i64().unwrap_or(0)),
+            r["report"]["reason"].as_str().unwrap_or("")
+        ));
+    }
+    out
+}
+
+fn render_learn(v: &Value) -> String {
+    let r = &v["report"];
+    format!(
+        "{}\n{} rated calls ({} on the heavy tier); estimated APGR new {} / current {} / length-only {}\n",
+        match v["promoted"].as_str() {
+            Some(ver) => format!(
+                "promoted weights {ver} (clients pick them up with their next policy fetch)"
+            ),
+            None => "kept the current weights".to_owned(),
+        },
+        r["outcomes"],
+        r["strong_outcomes"],
+        apgr(&r["new_apgr"]),
+        apgr(&r["current_apgr"]),
+        apgr(&r["length_apgr"]),
+    ) + &format!("{}\n", r["reason"].as_str().unwrap_or(""))
+}
+
 fn render_alerts(items: &[Value]) -> String {
     if items.is_empty() {
         return "no alerts\n".into();
@@ -1379,6 +1513,33 @@ pub async fn run(args: AdminArgs, stdout: &mut dyn Write) -> Result<(), AdminErr
                 .get_json(&format!("/v1/admin/budgets?org_id={}", enc(&org)))
                 .await?;
             write_out(stdout, &render_budgets(&v.items))
+        }
+        AdminCommand::Routing { action } => {
+            let org = match &action {
+                RoutingAction::Show { org }
+                | RoutingAction::Set { org, .. }
+                | RoutingAction::Learn { org } => org.clone(),
+            };
+            c.require_org(&org).await?;
+            let path = format!("/v1/admin/orgs/{}/routing", enc(&org));
+            let text = match action {
+                RoutingAction::Show { .. } => render_routing(&c.get_json(&path).await?),
+                RoutingAction::Set {
+                    learning,
+                    explore_permille,
+                    ..
+                } => render_routing(
+                    &c.put_json(
+                        &path,
+                        &serde_json::json!({"learning": learning, "explore_permille": explore_permille}),
+                    )
+                    .await?,
+                ),
+                RoutingAction::Learn { .. } => {
+                    render_learn(&c.post_json(&format!("{path}/learn"), &Value::Null).await?)
+                }
+            };
+            write_out(stdout, &text)
         }
         AdminCommand::Alerts { org } => {
             c.require_org(&org).await?;

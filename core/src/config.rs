@@ -266,8 +266,8 @@ pub struct PolicyConfig {
     /// Oldest last-known policy still enforced offline; older, calls are refused.
     /// Default 86 400 000 (24 h).
     pub max_stale_ms: u64,
-    /// The collector's weights public key (standard base64, printed by
-    /// `gaterouter-collector route key`): learned router weights served with the policy
+    /// The collector's weights public key (standard base64, printed by `gaterouter admin
+    /// routing show --org ORG`): learned router weights served with the policy
     /// are used only when this key signed them. Unset (default): any validly signed
     /// weights from the collector this client talks to.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -164,6 +164,42 @@ pub enum RouteAction {
         #[arg(long, default_value_t = learn::DEFAULT_BITS)]
         bits: u8,
     },
+    /// Ask the collector to refit an org's router now from its rated `auto` calls (the
+    /// same as `gaterouter admin routing learn --org ORG`; the collector also does it
+    /// every `learn_interval_secs`). New weights are promoted, signed and served with the
+    /// policy only when estimated better than the current ones and length-only.
+    Learn {
+        /// Org id.
+        #[arg(long)]
+        org: String,
+        /// Collector base URL.
+        #[arg(
+            long,
+            env = "GATEROUTER_COLLECTOR_URL",
+            default_value = "http://127.0.0.1:8787"
+        )]
+        url: String,
+        /// Admin token of the collector.
+        #[arg(long, env = "GATEROUTER_ADMIN_TOKEN", hide_env_values = true)]
+        token: Option<gaterouter_collector::admin_cli::Token>,
+    },
+}
+
+impl RouteAction {
+    /// `route learn` as the admin command it is (it needs a collector, not providers).
+    pub fn as_admin(&self) -> Option<gaterouter_collector::admin_cli::AdminArgs> {
+        use gaterouter_collector::admin_cli::{AdminArgs, AdminCommand, RoutingAction};
+        match self {
+            RouteAction::Learn { org, url, token } => Some(AdminArgs {
+                url: url.clone(),
+                token: token.clone(),
+                command: AdminCommand::Routing {
+                    action: RoutingAction::Learn { org: org.clone() },
+                },
+            }),
+            _ => None,
+        }
+    }
 }
 
 fn load_weights(weights: Option<&PathBuf>) -> Result<Weights, Error> {
@@ -200,6 +236,11 @@ macro_rules! out {
 /// Run `route`.
 pub fn run(config: Config, args: RouteArgs) -> Result<(), Error> {
     match (args.action, args.prompt) {
+        // Dispatched to the admin client by main before providers are configured.
+        (Some(RouteAction::Learn { .. }), _) => Err(Error::InvalidRequest {
+            field: Some("route learn".into()),
+            message: "`route learn` runs against the collector: use `gaterouter route learn --org ORG` (or `gaterouter admin routing learn --org ORG`)".into(),
+        }),
         (Some(RouteAction::Score { file, weights }), _) => {
             let f = std::fs::File::open(&file).map_err(|e| Error::InvalidRequest {
                 field: Some("file".into()),

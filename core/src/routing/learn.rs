@@ -481,12 +481,7 @@ fn set_thresholds<'a>(
 }
 
 /// Thresholds at quantiles of the given scores (see [`set_thresholds`]).
-pub(crate) fn set_thresholds_at(
-    w: &mut Weights,
-    mut scores: Vec<f64>,
-    light_share: f64,
-    heavy_share: f64,
-) {
+fn set_thresholds_at(w: &mut Weights, mut scores: Vec<f64>, light_share: f64, heavy_share: f64) {
     if scores.is_empty() {
         return;
     }

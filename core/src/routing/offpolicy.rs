@@ -56,11 +56,13 @@ pub struct LogLearnOptions {
     pub min_per_arm: usize,
     /// The new weights must beat the current (and length-only) estimate by this much.
     pub margin: f64,
-    /// Share of calls the weights send to the light / heavy tier (thresholds at these
-    /// quantiles of the logged calls' scores).
-    pub light_share: f64,
-    /// See `light_share`.
-    pub heavy_share: f64,
+    /// Tier cut-offs in predicted gain (how much the heavy tier is expected to raise the
+    /// outcome score): at or above `heavy_gain` the call goes heavy, at or below
+    /// `light_gain` light, standard between. Fixed in gain units rather than as shares of
+    /// traffic, so the tier mix follows how many calls the strong model actually helps.
+    pub heavy_gain: f64,
+    /// See `heavy_gain`.
+    pub light_gain: f64,
 }
 
 impl Default for LogLearnOptions {
@@ -73,8 +75,8 @@ impl Default for LogLearnOptions {
             max_weight: 20.0,
             min_per_arm: 30,
             margin: 0.005,
-            light_share: 0.4,
-            heavy_share: 0.3,
+            heavy_gain: 0.10,
+            light_gain: 0.03,
         }
     }
 }
@@ -296,11 +298,12 @@ pub fn learn_from_log(
         opts.hashing.salt,
     )?;
     debug_assert_eq!(w.link, Link::Gain);
-    let scores: Vec<f64> = rows
-        .iter()
-        .map(|r| score_row(&w, r, opts.hashing))
-        .collect();
-    learn::set_thresholds_at(&mut w, scores, opts.light_share, opts.heavy_share);
+    // Link::Gain: score = (1 + gain) / 2.
+    let cut = |g: f64| ((1.0 + g) / 2.0).clamp(0.0, 1.0);
+    w.thresholds = super::weights::Thresholds {
+        standard: cut(opts.light_gain.min(opts.heavy_gain)),
+        heavy: cut(opts.heavy_gain),
+    };
     w.validate("learned weights")?;
     report.promote = true;
     report.reason = format!(
@@ -362,8 +365,6 @@ mod tests {
         let current = Weights::builtin().unwrap();
         let opts = LogLearnOptions {
             hashing: h,
-            // half the traffic is hard: the heavy threshold below all of it
-            heavy_share: 0.45,
             ..Default::default()
         };
         let (r, w) = learn_from_log(&calls, &current, &opts).unwrap();
