@@ -1,0 +1,192 @@
+//! Routing that learns, the collector's side (issue 20), on SQLite and PostgreSQL:
+//! settings served with the policy, learning features stored from signed records, a
+//! learning run (periodic on SQLite, on demand on PostgreSQL) that promotes and signs
+//! weights which the policy then serves and which verify; malformed features refused
+//! with the field named; an org that never turned learning on gets no `routing`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+use common::*;
+use gaterouter::accounts::RoutingPolicy;
+use gaterouter::routing::Weights;
+use gaterouter::routing::learning::features_of;
+use gaterouter::routing::lexical::Hashing;
+use gaterouter::usage::{RouteFeatures, UsageSigner};
+use gaterouter::{ChatRequest, Message};
+use serde_json::{Value, json};
+
+async fn put_routing(env: &Env, body: Value) -> (u16, Value) {
+    let r = env
+        .http
+        .put(format!("{}/v1/admin/orgs/acme/routing", env.base))
+        .bearer_auth(ADMIN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn policy_routing(env: &Env, eng: &UsageSigner) -> Option<RoutingPolicy> {
+    let (s, v) = signed(env, eng, "k_eng", "GET", "/v1/policy", None).await;
+    assert_eq!(s, 200, "{v}");
+    serde_json::from_value(v["routing"].clone()).ok()
+}
+
+/// One `auto` call of a learning org, as an SDK records it: ledger prompts need the
+/// heavy tier (score 1 there, 0 elsewhere), garden prompts do not (1 everywhere).
+fn call(i: usize, h: Hashing, eng: &UsageSigner) -> (String, String) {
+    let hard = i % 2 == 0;
+    let strong = (i / 2) % 2 == 0; // both arms for both kinds, propensity 0.5
+    let text = if hard {
+        format!("audit the ledger of unit {i}")
+    } else {
+        format!("water the garden of home {i}")
+    };
+    let req = ChatRequest::new("auto", vec![Message::user(text)]);
+    let mut rec = record(&Spec {
+        tier: Some(if strong { "heavy" } else { "light" }),
+        ts: gaterouter::usage::unix_ms_now() - 60_000,
+        ..Spec::default()
+    });
+    let route = rec.route.as_mut().unwrap();
+    route.weights = Some("0123456789abcdef".into());
+    route.propensity_ppm = Some(500_000);
+    route.explored = Some(i % 3 == 0);
+    route.features = Some(features_of(&req, h));
+    let score = if !hard || strong { 1.0 } else { 0.0 };
+    let (_, fb) = feedback("k_eng", &rec.id, score, eng, |_| {});
+    (sign(&rec, eng), fb)
+}
+
+async fn learns(env: &Env, periodic: bool) {
+    let (eng, _) = env.seed_org().await;
+    // Never set up: no routing section, and the admin view says so.
+    assert!(policy_routing(env, &eng).await.is_none());
+    let (s, v) = put_routing(env, json!({"learning": true, "explore_permille": 600})).await;
+    assert_eq!(s, 400, "{v}");
+    assert!(v.to_string().contains("explore_permille"), "{v}");
+    let (s, v) = put_routing(env, json!({"learning": true, "explore": 0.1})).await;
+    assert_eq!(s, 400, "unknown field refused: {v}");
+    let (s, v) = put_routing(env, json!({"learning": true, "explore_permille": 100})).await;
+    assert_eq!(s, 200, "{v}");
+    let rp = policy_routing(env, &eng).await.expect("routing served");
+    assert!(rp.learning && rp.explore_permille == 100 && rp.weights.is_none());
+    rp.validate().unwrap();
+    let h = Hashing {
+        bits: rp.bits,
+        salt: rp.salt_u64().unwrap(),
+    };
+    // The salt stays when settings change (learned weights depend on it).
+    put_routing(env, json!({"learning": true, "explore_permille": 50})).await;
+    assert_eq!(policy_routing(env, &eng).await.unwrap().salt, rp.salt);
+
+    // Malformed features: refused, naming the field.
+    let mut bad = record(&Spec {
+        tier: Some("light"),
+        ts: gaterouter::usage::unix_ms_now() - 60_000,
+        ..Spec::default()
+    });
+    bad.route.as_mut().unwrap().features = Some(RouteFeatures {
+        bits: 14,
+        structural: vec![],
+        terms: vec![[5, 1], [3, 1]],
+    });
+    bad.route.as_mut().unwrap().propensity_ppm = Some(500_000);
+    let (s, v) = env.ingest(&[sign(&bad, &eng)]).await;
+    assert_eq!(s, 200, "{v}");
+    assert!(
+        v["rejected"][0]["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("route.features.terms"),
+        "{v}"
+    );
+
+    let n = 360;
+    let (wires, fbs): (Vec<String>, Vec<String>) = (0..n).map(|i| call(i, h, &eng)).unzip();
+    for chunk in wires.chunks(90) {
+        let (s, v) = env.ingest(chunk).await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["accepted"].as_array().unwrap().len(), chunk.len(), "{v}");
+    }
+    for chunk in fbs.chunks(90) {
+        let (s, v) = env.ingest(chunk).await;
+        assert_eq!(s, 200, "{v}");
+    }
+    let (_, v) = env.get("/v1/admin/orgs/acme/routing", Some(ADMIN)).await;
+    assert_eq!(v["calls_with_features"], n as i64, "{v}");
+    assert_eq!(v["explored_calls"], (n / 3) as i64, "{v}");
+
+    let version = if periodic {
+        // learn_interval_secs = 1: the collector's own loop learns.
+        let mut active = Value::Null;
+        for _ in 0..100 {
+            let (_, v) = env.get("/v1/admin/orgs/acme/routing", Some(ADMIN)).await;
+            active = v["active_version"].clone();
+            if active.is_string() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        active
+            .as_str()
+            .expect("the periodic run promoted")
+            .to_owned()
+    } else {
+        let (s, v) = env
+            .post("/v1/admin/orgs/acme/routing/learn", Some(ADMIN), &json!({}))
+            .await;
+        assert_eq!(s, 200, "{v}");
+        v["promoted"]
+            .as_str()
+            .unwrap_or_else(|| panic!("promoted: {v}"))
+            .to_owned()
+    };
+    let (_, v) = env.get("/v1/admin/orgs/acme/routing", Some(ADMIN)).await;
+    assert_eq!(v["weights"][0]["version"], version.as_str(), "{v}");
+    assert_eq!(v["weights"][0]["active"], true, "{v}");
+    let r = &v["weights"][0]["report"];
+    assert!(
+        r["new_apgr"].as_f64().unwrap() > r["length_apgr"].as_f64().unwrap(),
+        "{v}"
+    );
+    assert!(!v["runs"].as_array().unwrap().is_empty(), "{v}");
+
+    // Served with the policy, signed by the collector's key, with the org's salt.
+    let rp = policy_routing(env, &eng).await.unwrap();
+    let sw = rp.weights.expect("weights served");
+    assert_eq!(sw.version, version);
+    sw.verify("acme", None).unwrap();
+    sw.verify("acme", v["public_key"].as_str()).unwrap();
+    assert!(sw.verify("other-org", None).is_err(), "bound to the org");
+    let w = Weights::from_json(&sw.weights_json).unwrap();
+    assert_eq!(w.fingerprint(), version);
+    assert_eq!(w.lexical.as_ref().unwrap().salt, h.salt);
+    let mut tampered = sw.clone();
+    tampered.weights_json = tampered.weights_json.replace("\"bias\"", "\"bias\" ");
+    assert!(tampered.verify("acme", None).is_err());
+
+    // Learning off: still served (the weights), no exploration, no features asked.
+    put_routing(env, json!({"learning": false})).await;
+    let rp = policy_routing(env, &eng).await.unwrap();
+    assert!(!rp.learning && rp.weights.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn learning_on_sqlite_with_the_periodic_run() {
+    let env = Env::start(None, |c| c.learn_interval_secs = 1).await;
+    learns(&env, true).await;
+    env.handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn learning_on_postgres_on_demand() {
+    let Some(pg) = Pg::start() else { return };
+    let url = pg.new_db().await;
+    let env = Env::start(Some(url), |c| c.learn_interval_secs = 0).await;
+    learns(&env, false).await;
+    env.handle.shutdown().await;
+}
