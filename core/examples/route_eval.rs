@@ -14,7 +14,11 @@
 //! random row splits and for subject splits (`--holdout source`, `subject_or_row`).
 //! `--simulate`: `route simulate` over the first half of a seeded shuffle (explore 0.1,
 //! 0.2), final weights scored on the second half.
-//! Without a section flag, all three. `--write-builtin PATH` fits the builtin weights on
+//! `--production`: the collector's learner (`routing::offpolicy::learn_from_log`) on the
+//! first half of a split logged as production logs it (the builtin router, explore 0.1 /
+//! 0.2 uniformly among tiers, only the chosen arm's outcome, salted features), scored on the
+//! second half with both labels; random and subject_or_row splits.
+//! Without a section flag, the first three. `--write-builtin PATH` fits the builtin weights on
 //! the whole file and writes them.
 
 use gaterouter::routing::calibrate;
@@ -35,7 +39,7 @@ fn pct(x: f64) -> String {
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut data = "tests/data/routing/dev.jsonl".to_owned();
-    let (mut default, mut cal, mut sim) = (false, false, false);
+    let (mut default, mut cal, mut sim, mut prod) = (false, false, false, false);
     let mut write = None;
     let mut seeds = 3u64;
     let mut args = std::env::args().skip(1);
@@ -46,12 +50,13 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             "--default" => default = true,
             "--calibrate" => cal = true,
             "--simulate" => sim = true,
+            "--production" => prod = true,
             "--seeds" => seeds = val()?.parse()?,
             "--write-builtin" => write = Some(val()?),
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
-    if !(default || cal || sim || write.is_some()) {
+    if !(default || cal || sim || prod || write.is_some()) {
         (default, cal, sim) = (true, true, true);
     }
     let prompts = load_jsonl(&data)?;
@@ -81,6 +86,99 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     if sim {
         simulate_section(&prompts, seeds)?;
     }
+    if prod {
+        production_section(&prompts, seeds)?;
+    }
+    Ok(())
+}
+
+/// The production learning loop replayed: see the module doc (`--production`).
+fn production_section(
+    prompts: &[LabeledPrompt],
+    seeds: u64,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use gaterouter::routing::Tier;
+    use gaterouter::routing::learning::{Learning, features_of, row_of};
+    use gaterouter::routing::lexical::Hashing;
+    use gaterouter::routing::offpolicy::{LogLearnOptions, LoggedCall, learn_from_log};
+    println!(
+        "### The collector's learner on logged production traffic (first half), scored on the second half\n"
+    );
+    println!(
+        "| run | logged calls | promoted | estimated APGR new / current / length | test APGR | builtin | length APGR | test strong share for 95% Q | length | CPT50 / CPT80 |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let builtin = Scorer::builtin()?;
+    let h = Hashing {
+        bits: learn::DEFAULT_BITS,
+        salt: 0x5eed_0f00_9a17,
+    };
+    for holdout in [Holdout::Random, Holdout::SubjectOrRow] {
+        for explore in [0.1, 0.2] {
+            let mut acc = [0.0; 3];
+            for seed in 1..=seeds {
+                let (train, test) = eval::split(prompts, holdout, seed, 0.5);
+                let l = Learning {
+                    record_features: true,
+                    explore,
+                    hashing: h,
+                    scorer: None,
+                    version: None,
+                };
+                let mut rng = learn::SplitMix::new(seed);
+                let mut calls = Vec::with_capacity(train.len());
+                for p in &train {
+                    let (weak, strong) = p.labels()?;
+                    let mut report = builtin.score(&p.request);
+                    let t = l.explore(&mut report, &Tier::ALL, [rng.next_f64(), rng.next_f64()]);
+                    let went_strong = report.tier == Tier::Heavy;
+                    calls.push(LoggedCall {
+                        row: row_of(&features_of(&p.request, h), h.bits).ok_or("bits")?,
+                        strong: went_strong,
+                        reward: if went_strong { strong } else { weak },
+                        propensity: t.propensity,
+                    });
+                }
+                let opts = LogLearnOptions {
+                    hashing: h,
+                    seed,
+                    ..LogLearnOptions::default()
+                };
+                let (rep, w) = learn_from_log(&calls, builtin.weights(), &opts)?;
+                let served = w.unwrap_or_else(|| builtin.weights().clone());
+                let c = eval::compare(&test, &Scorer::new(served))?;
+                let b = eval::compare(&test, &builtin)?.router.apgr;
+                let f = |x: Option<f64>| x.map_or("-".to_owned(), |v| format!("{v:.3}"));
+                println!(
+                    "| {holdout:?}, explore {explore}, seed {seed} | {} ({} heavy) | {} | {} / {} / {} | **{:.3}** | {b:.3} | {:.3} | {} | {} | {} / {} |",
+                    rep.outcomes,
+                    rep.strong_outcomes,
+                    if rep.promote {
+                        "yes"
+                    } else {
+                        "no (builtin kept)"
+                    },
+                    f(rep.new_apgr),
+                    f(rep.current_apgr),
+                    f(rep.length_apgr),
+                    c.router.apgr,
+                    c.length.apgr,
+                    pct(c.router.share_for_95pct_quality),
+                    pct(c.length.share_for_95pct_quality),
+                    pct(c.router.cpt50),
+                    pct(c.router.cpt80),
+                );
+                acc[0] += c.router.apgr / seeds as f64;
+                acc[1] += c.length.apgr / seeds as f64;
+                acc[2] += b / seeds as f64;
+            }
+            println!(
+                "| **{holdout:?}, explore {explore}, mean of {seeds}** | | | | **{:.3}** | {:.3} | {:.3} | | | |",
+                acc[0], acc[2], acc[1]
+            );
+        }
+    }
+    println!();
     Ok(())
 }
 

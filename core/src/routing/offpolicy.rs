@@ -56,6 +56,8 @@ pub struct LogLearnOptions {
     pub min_per_arm: usize,
     /// The new weights must beat the current (and length-only) estimate by this much.
     pub margin: f64,
+    /// And their per-fold advantage over each must be positive by `z` standard errors.
+    pub z: f64,
     /// Tier cut-offs in predicted gain (how much the heavy tier is expected to raise the
     /// outcome score): at or above `heavy_gain` the call goes heavy, at or below
     /// `light_gain` light, standard between. Fixed in gain units rather than as shares of
@@ -75,6 +77,7 @@ impl Default for LogLearnOptions {
             max_weight: 20.0,
             min_per_arm: 30,
             margin: 0.005,
+            z: 2.0,
             heavy_gain: 0.10,
             light_gain: 0.03,
         }
@@ -230,7 +233,9 @@ pub fn learn_from_log(
     let mut ps = Vec::with_capacity(n);
     let mut pw = Vec::with_capacity(n);
     for (i, c) in calls.iter().enumerate() {
-        let wgt = (1.0 / c.propensity).min(opts.max_weight);
+        // Uncapped here: a capped weight would pull each pseudo-outcome toward the model's
+        // own prediction and make the new fit look better than it is.
+        let wgt = 1.0 / c.propensity;
         if c.strong {
             ps.push(ms[i] + wgt * (c.reward - ms[i]));
             pw.push(mw[i]);
@@ -275,6 +280,42 @@ pub fn learn_from_log(
         report.reason = format!(
             "kept the current weights: the new fit's estimated APGR {:.3} does not beat the current {:.3} / length-only {:.3} by {}",
             new_e.apgr, cur_e.apgr, len_e.apgr, opts.margin
+        );
+        return Ok((report, None));
+    }
+    // The estimate is noisy (few calls on the arm the router rarely picks): promote only
+    // when the advantage holds fold by fold, i.e. the paired per-fold differences to the
+    // current weights and to length-only are positive by at least `z` standard errors.
+    let mut d_cur = Vec::with_capacity(opts.folds);
+    let mut d_len = Vec::with_capacity(opts.folds);
+    for k in 0..opts.folds {
+        let idx: Vec<usize> = (0..n).filter(|i| fold[*i] == k).collect();
+        let pick = |v: &[f64]| idx.iter().map(|i| v[*i]).collect::<Vec<f64>>();
+        let (fw, fs) = (pick(&pw), pick(&ps));
+        let apgr = |sc: &[f64]| eval::evaluate_scores(&pick(sc), &fw, &fs).map(|e| e.apgr);
+        match (apgr(&oof_gain), apgr(&cur), apgr(&len)) {
+            (Ok(a), Ok(b), Ok(c)) => {
+                d_cur.push(a - b);
+                d_len.push(a - c);
+            }
+            _ => {
+                report.reason = format!(
+                    "kept the current weights: fold {k} has no estimated gain from the heavy tier, so the advantage cannot be checked fold by fold (more rated calls needed)"
+                );
+                return Ok((report, None));
+            }
+        }
+    }
+    let lower = |d: &[f64]| {
+        let m = d.iter().sum::<f64>() / d.len() as f64;
+        let var = d.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (d.len() as f64 - 1.0).max(1.0);
+        m - opts.z * (var / d.len() as f64).sqrt()
+    };
+    let (lc, ll) = (lower(&d_cur), lower(&d_len));
+    if lc <= 0.0 || ll <= 0.0 {
+        report.reason = format!(
+            "kept the current weights: the new fit's estimated APGR {:.3} beats the current {:.3} / length-only {:.3} overall, but not consistently across folds (lower bounds {lc:+.3} / {ll:+.3} at z = {})",
+            new_e.apgr, cur_e.apgr, len_e.apgr, opts.z
         );
         return Ok((report, None));
     }
