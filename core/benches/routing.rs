@@ -12,7 +12,11 @@ use std::time::Duration;
 use criterion::measurement::{Measurement, ValueFormatter};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use gaterouter::routing::Scorer;
+use gaterouter::pricing::Catalog;
+use gaterouter::routing::learning::{Learning, features_of_scored};
+use gaterouter::routing::lexical::Hashing;
+use gaterouter::routing::select::{Availability, SelectInput, select};
+use gaterouter::routing::{Exclusion, RoutingConfig, Scorer, Tier};
 use gaterouter::{ChatRequest, Message};
 
 /// A realistic mixed prompt: prose, a list, numbers, a little code and math.
@@ -40,6 +44,17 @@ fn request(tokens: usize) -> ChatRequest {
     )
 }
 
+/// Every model usable, no latency history: selection's work without I/O.
+struct AllUsable;
+impl Availability for AllUsable {
+    fn check(&self, _: &str) -> Result<(), (Exclusion, String)> {
+        Ok(())
+    }
+    fn latency_ms(&self, _: &str) -> Option<f64> {
+        None
+    }
+}
+
 fn wall(c: &mut Criterion) {
     let scorer = Scorer::builtin().expect("builtin weights");
     let mut g = c.benchmark_group("routing_score");
@@ -50,6 +65,51 @@ fn wall(c: &mut Criterion) {
             b.iter(|| scorer.score(black_box(req)))
         });
     }
+    g.finish();
+    // The whole decision of an `auto` request at 2k tokens: score + select (the issue's
+    // goal), and with an organization that learns: + exploration draw + the record's
+    // features (salted term pass).
+    let catalog = Catalog::builtin();
+    let cfg = RoutingConfig::default();
+    let learning = Learning {
+        record_features: true,
+        explore: 0.05,
+        hashing: Hashing {
+            bits: 14,
+            salt: 0x1234_5678,
+        },
+        scorer: None,
+        version: None,
+    };
+    let req = request(2_000);
+    let mut g = c.benchmark_group("routing_decide");
+    g.bench_function("score_select/2000", |b| {
+        b.iter(|| {
+            let input = SelectInput {
+                req: black_box(&req),
+                score: Some(scorer.score(&req)),
+                cfg: &cfg,
+                catalog,
+                accounts: None,
+            };
+            select(input, &AllUsable).expect("a model")
+        })
+    });
+    g.bench_function("score_select_learning/2000", |b| {
+        b.iter(|| {
+            let mut report = scorer.score(black_box(&req));
+            let features = features_of_scored(&report, &req, learning.hashing);
+            let trace = learning.explore(&mut report, &Tier::ALL, [0.5, 0.5]);
+            let input = SelectInput {
+                req: &req,
+                score: Some(report),
+                cfg: &cfg,
+                catalog,
+                accounts: None,
+            };
+            (select(input, &AllUsable).expect("a model"), trace, features)
+        })
+    });
     g.finish();
 }
 

@@ -317,8 +317,9 @@ impl Client {
                     .map(|t| t.value.iter().filter_map(|s| Tier::parse(s)).collect())
                     .unwrap_or_default();
                 let draws = [rand::random::<f64>(), rand::random::<f64>()];
+                let features = learning::features_of_scored(&report, req, l.hashing);
                 let mut t = l.explore(&mut report, &allowed, draws);
-                t.features = Some(learning::features_of(req, l.hashing));
+                t.features = Some(features);
                 trace = Some(t);
             }
             Some(report)

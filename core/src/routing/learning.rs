@@ -115,10 +115,28 @@ impl Learning {
 /// millionths and the salted hashed terms as `[bucket, count]`.
 pub fn features_of(req: &ChatRequest, hashing: Hashing) -> RouteFeatures {
     let f = features::extract(req);
-    let mut buckets = Vec::new();
+    with_structural(req, hashing, &f.norm)
+}
+
+/// [`features_of`] reusing the structural features a score report already holds (the
+/// client scores first, so the features are not extracted twice).
+pub fn features_of_scored(
+    report: &ScoreReport,
+    req: &ChatRequest,
+    hashing: Hashing,
+) -> RouteFeatures {
+    let mut norm = [0.0; N_FEATURES];
+    for (n, c) in norm.iter_mut().zip(&report.features) {
+        *n = c.normalized;
+    }
+    with_structural(req, hashing, &norm)
+}
+
+fn with_structural(req: &ChatRequest, hashing: Hashing, norm: &[f64; N_FEATURES]) -> RouteFeatures {
+    let mut buckets = Vec::with_capacity(2 * 1024);
     lexical::for_each_term(req, hashing, |b| buckets.push(b));
     buckets.sort_unstable();
-    let mut terms: Vec<[i64; 2]> = Vec::new();
+    let mut terms: Vec<[i64; 2]> = Vec::with_capacity(buckets.len());
     for b in buckets {
         match terms.last_mut() {
             Some([lb, c]) if *lb == i64::from(b) => *c += 1,
@@ -127,7 +145,7 @@ pub fn features_of(req: &ChatRequest, hashing: Hashing) -> RouteFeatures {
     }
     RouteFeatures {
         bits: i64::from(hashing.bits),
-        structural: f.norm.iter().map(|x| (x * 1e6).round() as i64).collect(),
+        structural: norm.iter().map(|x| (x * 1e6).round() as i64).collect(),
         terms,
     }
 }
@@ -192,6 +210,8 @@ mod tests {
             salt: 0xabc,
         };
         let f = features_of(&req, h);
+        let scorer = Scorer::builtin().unwrap();
+        assert_eq!(f, features_of_scored(&scorer.score(&req), &req, h));
         let row = row_of(&f, 12).expect("matching bits");
         let direct = design_row(&req, h);
         assert_eq!(row.len(), direct.len());
