@@ -180,16 +180,77 @@
     }
   }
 
+  // Routing quality (issue 20): per org, the auto calls' tiers, exploration, scores per
+  // tier and savings; the scores per tier and model; each org's weights versions.
+  function routingQualityPanel(rq, score) {
+    const rated = (key) => (v, r) => (v == null ? "not rated" : score(v) + " (" + int(r[key]) + ")");
+    table($("table-routing-quality"), [
+      { key: "name", label: "Org", fmt: (v, r) => v ?? r.org },
+      { key: "auto_calls", label: "Auto calls", num: 1, fmt: int },
+      { key: "strong_share", label: "Strong", num: 1, fmt: pct },
+      { key: "explored_share", label: "Explored", num: 1, fmt: (v, r) => (r.learning_calls ? pct(v) : "–") },
+      { key: "light_mean_score", label: "Score light", num: 1, fmt: rated("light_rated_calls") },
+      { key: "standard_mean_score", label: "Score standard", num: 1, fmt: rated("standard_rated_calls") },
+      { key: "heavy_mean_score", label: "Score heavy", num: 1, fmt: rated("heavy_rated_calls") },
+      { key: "mean_score", label: "Score (all)", num: 1, fmt: rated("rated_calls") },
+      { key: "savings_micros", label: "Saved vs always-strong", num: 1, fmt: (v, r) => (rq.strongest_model ? usd(v) + " (" + pct(r.savings_share) + ")" : "not measured") },
+    ], rq.rows);
+    table($("table-routing-tier-model"), [
+      { key: "org", label: "Org" }, { key: "tier", label: "Tier" }, { key: "model", label: "Model" },
+      { key: "calls", label: "Calls", num: 1, fmt: int }, { key: "rated_calls", label: "Rated", num: 1, fmt: int },
+      { key: "mean_score", label: "Mean score", num: 1, fmt: score },
+    ], rq.by_tier_model || []);
+    const box = $("routing-weights");
+    box.innerHTML = "";
+    if (!rq.weights) {
+      const p = document.createElement("p"); p.className = "note";
+      p.textContent = "The weights history is the whole org's: shown to admins and org-wide read tokens.";
+      box.appendChild(p);
+      return;
+    }
+    const apgr = (v) => (v == null ? "–" : Number(v).toFixed(3));
+    const when = (ms) => new Date(ms).toLocaleString("en-US");
+    if (!rq.weights.length) { box.textContent = "No org learns from its outcomes yet (PUT /v1/admin/orgs/{org}/routing)."; return; }
+    for (const w of rq.weights) {
+      const div = document.createElement("div");
+      div.className = "weights-org";
+      div.dataset.org = w.org;
+      const h = document.createElement("h4"); h.textContent = w.name ?? w.org;
+      div.appendChild(h);
+      if (w.versions.length) {
+        const ol = document.createElement("ol");
+        for (const v of w.versions) {
+          const li = document.createElement("li");
+          li.dataset.version = v.version;
+          if (v.active) { li.className = "active"; }
+          li.textContent = v.version + (v.active ? " (active)" : "") + " · " + when(v.created_ms) + " · estimated gain: new " + apgr(v.new_apgr) + ", current " + apgr(v.current_apgr) + ", length " + apgr(v.length_apgr) + (v.outcomes == null ? "" : " · " + int(v.outcomes) + " rated calls");
+          ol.appendChild(li);
+        }
+        div.appendChild(ol);
+      } else {
+        const p = document.createElement("p"); p.className = "note"; p.textContent = "No weights promoted yet: the router uses its built-in weights.";
+        div.appendChild(p);
+      }
+      const last = document.createElement("p");
+      last.className = "note last-run";
+      const r = w.last_run;
+      last.textContent = r ? "Last learning run " + when(r.at_ms) + ": " + (r.promoted ? "promoted " + r.version : "not promoted") + (r.reason ? " (" + r.reason + ")" : "") : "No learning run yet.";
+      div.appendChild(last);
+      box.appendChild(div);
+    }
+  }
+
   async function load() {
     $("status").textContent = "Loading...";
     try {
       const bucket = $("bucket").value;
-      const [summary, series, dept, proj, users, models, keys, routing, latency, errors, denials, budgets, outcomes, outcomesModel] = await Promise.all([
+      const [summary, series, dept, proj, users, models, keys, routing, latency, errors, denials, budgets, outcomes, outcomesModel, routingQuality] = await Promise.all([
         get("summary"), get("timeseries", { bucket }), get("breakdown", { by: "department" }), get("breakdown", { by: "project" }),
         get("users", { limit: 20 }), get("models"), get("keys", { limit: 20 }), get("routing"), get("latency"),
         get("errors"), get("denials"), get("budgets"), get("outcomes", { by: "tag:scenario" }), get("outcomes", { by: "model" }),
+        get("routing_quality"),
       ]);
-      state.data = { summary, series, dept, proj, users, models, keys, routing, latency, errors, denials, budgets, outcomes, outcomesModel };
+      state.data = { summary, series, dept, proj, users, models, keys, routing, latency, errors, denials, budgets, outcomes, outcomesModel, routingQuality };
       const s = summary.rows[0] || {};
       $("total-spend").textContent = usd(s.spend_micros);
       $("total-calls").textContent = int(s.calls);
@@ -244,6 +305,7 @@
       const outcomeCols = (label, none) => [{ key: "group", label, fmt: (v) => (v == null ? none : v) }, { key: "calls", label: "Calls", num: 1, fmt: int }, { key: "spend_micros", label: "Spend", num: 1, fmt: usd }, { key: "spend_per_call_micros", label: "Per call", num: 1, fmt: usd }, { key: "rated_calls", label: "Rated", num: 1, fmt: int }, { key: "mean_score", label: "Mean score", num: 1, fmt: score }];
       table($("table-outcomes"), outcomeCols("Scenario", "(no scenario tag)"), outcomes.rows);
       table($("table-outcomes-model"), outcomeCols("Model", "-"), outcomesModel.rows);
+      routingQualityPanel(routingQuality, score);
       table($("table-latency"), [{ key: "model", label: "Model" }, { key: "calls", label: "Calls", num: 1, fmt: int }, { key: "error_rate", label: "Errors", num: 1, fmt: pct }, { key: "p50_ms", label: "p50 ms", num: 1 }, { key: "p95_ms", label: "p95 ms", num: 1 }, { key: "p99_ms", label: "p99 ms", num: 1 }, { key: "ttft_p50_ms", label: "First token p50 ms", num: 1, fmt: (v) => (v == null ? "–" : v) }, { key: "ttft_p95_ms", label: "First token p95 ms", num: 1, fmt: (v) => (v == null ? "–" : v) }], latency.rows);
       table($("table-denials"), [{ key: "department_name", label: "Department" }, { key: "user_name", label: "Member" }, { key: "api_key_id", label: "Key" }, { key: "model", label: "Model", fmt: (v, r) => r.provider + "/" + v }, { key: "denials", label: "Denials", num: 1, fmt: int }, { key: "last_seen_ms", label: "Last", fmt: (v) => new Date(v).toLocaleString("en-US") }], denials.rows);
       table($("table-errors"), [{ key: "status", label: "Status" }, { key: "kind", label: "Kind" }, { key: "model", label: "Model", fmt: (v, r) => r.provider + "/" + v }, { key: "calls", label: "Calls", num: 1, fmt: int }, { key: "last_seen_ms", label: "Last", fmt: (v) => new Date(v).toLocaleString("en-US") }], errors.rows);

@@ -1,5 +1,6 @@
 //! Analytics API: `GET /v1/analytics/{summary|timeseries|breakdown|per-capita|users|
-//! models|keys|routing|latency}`, JSON by default, CSV with `format=csv`.
+//! models|keys|routing|latency|errors|denials|budgets|outcomes|routing_quality}`, JSON
+//! by default, CSV with `format=csv`.
 //!
 //! Filters (all optional, combined with AND): `from`/`to` (Unix ms, `YYYY-MM-DD` or
 //! `YYYY-MM-DDTHH:MM:SSZ`; `from` inclusive, `to` exclusive, on the call start time),
@@ -747,6 +748,7 @@ pub const REPORTS: &[&str] = &[
     "denials",
     "budgets",
     "outcomes",
+    "routing_quality",
 ];
 
 /// SQL counting policy-denied records (`status = 'denied'`), as a BIGINT.
@@ -1307,6 +1309,7 @@ pub async fn run_report(
         }
         "budgets" => budgets(st, q, who).await,
         "outcomes" => outcomes(st, q, who, f, limit).await,
+        "routing_quality" => routing_quality(st, q, who, f).await,
         other => Err(ApiError::not_found(format!(
             "unknown report `{other}`: use one of {}",
             REPORTS.join(", ")
@@ -1390,55 +1393,17 @@ async fn outcomes(
             group_sums(db, &sql, &src.params, "calls").await?
         }
     };
-    // Rated calls and their scores: the feedback's mean score per rated call (per org;
-    // a call rated several times counts once, with the mean of its ratings), then each
+    // Rated calls and their scores: the feedback's mean score per rated call, then each
     // rated call's group, looked up by (org, id) and kept when the call is in the filter.
-    // Driven by the feedback, so its cost follows the rated calls, not every record.
     let g = tag
         .clone()
         .unwrap_or_else(|| dimension(by).unwrap_or("model").to_owned());
-    let (fsql, fparams) = match scope(q, who)?.0 {
-        Some(o) => (" WHERE org = $1", vec![Param::Text(o)]),
-        None => ("", Vec::new()),
-    };
-    let sql = format!(
-        "SELECT org, record_id, CAST(SUM(score_milli) AS BIGINT), CAST(COUNT(*) AS BIGINT) FROM feedback{fsql} GROUP BY org, record_id"
-    );
-    let mut scores: BTreeMap<(String, String), i64> = BTreeMap::new();
-    for r in &db
-        .fetch(&sql, &fparams, "analytics outcomes (feedback)")
-        .await?
-    {
-        let n = get_i64(r, 3)?.max(1);
-        scores.insert((get_str(r, 0)?, get_str(r, 1)?), get_i64(r, 2)? / n);
-    }
+    let scores = feedback_scores(db, scope(q, who)?.0, "outcomes").await?;
     let mut rated: BTreeMap<Option<String>, (i64, i64)> = BTreeMap::new();
-    let keys: Vec<&(String, String)> = scores.keys().collect();
-    for chunk in keys.chunks(400) {
-        let mut params = f.params.clone();
-        let mut values = Vec::with_capacity(chunk.len());
-        for (o, id) in chunk {
-            params.extend([Param::Text(o.clone()), Param::Text(id.clone())]);
-            values.push(format!("(${}, ${})", params.len() - 1, params.len()));
-        }
-        let and = and_where(&f.sql);
-        let sql = format!(
-            "SELECT org, id, {g} FROM usage_records{}{and} (org, id) IN (VALUES {})",
-            f.sql,
-            values.join(", ")
-        );
-        for r in &db
-            .fetch(&sql, &params, "analytics outcomes (rated calls)")
-            .await?
-        {
-            let score = scores
-                .get(&(get_str(r, 0)?, get_str(r, 1)?))
-                .copied()
-                .unwrap_or(0);
-            let e = rated.entry(get_opt_str(r, 2)?).or_default();
-            e.0 += 1;
-            e.1 += score;
-        }
+    for (_, cols, score) in rated_in_filter(db, &f, &[&g], &scores, "outcomes").await? {
+        let e = rated.entry(cols.into_iter().next().flatten()).or_default();
+        e.0 += 1;
+        e.1 += score;
     }
     let mut rows = Vec::new();
     for (key, calls, spend) in totals {
@@ -1457,11 +1422,7 @@ async fn outcomes(
         "spend_per_call_micros",
     ]);
     for (key, calls, spend, rated, score_sum) in rows {
-        let mean = if rated > 0 {
-            json!((score_sum as f64 / rated as f64 / 1000.0 * 1e4).round() / 1e4)
-        } else {
-            Value::Null
-        };
+        let mean = mean_score(rated, score_sum);
         t.rows.push(vec![
             json!(key),
             json!(calls),
@@ -1474,6 +1435,449 @@ async fn outcomes(
     }
     t.extra.insert("by".into(), json!(by));
     Ok(t)
+}
+
+/// The tiers whose outcome scores `routing_quality` shows as columns (the router's
+/// tiers, `gaterouter::accounts::TIERS`): (tier, rated calls column, mean score column).
+const QUALITY_TIERS: [(&str, &str, &str); 3] = [
+    ("light", "light_rated_calls", "light_mean_score"),
+    ("standard", "standard_rated_calls", "standard_mean_score"),
+    ("heavy", "heavy_rated_calls", "heavy_mean_score"),
+];
+
+/// One group of `routing_quality`: its `auto` calls and their outcomes.
+#[derive(Debug, Default)]
+struct QualityAcc {
+    calls: i64,
+    strong: i64,
+    spend: i64,
+    baseline: i64,
+    baseline_spend: i64,
+    learning: i64,
+    explored: i64,
+    /// Rated calls and their score sum (thousandths), in all and per tier.
+    rated: (i64, i64),
+    rated_tier: BTreeMap<String, (i64, i64)>,
+}
+
+/// One (tier, model) of a `routing_quality` group.
+#[derive(Debug, Default)]
+struct TierModelAcc {
+    calls: i64,
+    spend: i64,
+    rated: (i64, i64),
+}
+
+/// The `routing_quality` report (issue 20): how routing that learns does, per org (or
+/// per org and project with `by=project`), over the `auto` calls in the filter: how many
+/// went to the heavy tier (`strong_share`), how many of those the learner logged were
+/// exploration draws (`explored_share`, from `route_features`), the outcome scores
+/// (feedback joined to the calls as in `outcomes`) in all and per tier, and the savings
+/// against sending every call to the `strongest_model` reference (as `routing`). JSON
+/// adds the scores per tier and model (`by_tier_model`) and, for viewers whose scope
+/// covers the whole org (admin or an org-wide read token), each org's promoted weights
+/// versions, newest first, and its last learning run (`weights`; absent for a department
+/// token). The weights history is the org's, not limited to the time range.
+async fn routing_quality(
+    st: &AppState,
+    q: &AnalyticsQuery,
+    who: &Principal,
+    f: Filter,
+) -> Result<Table, ApiError> {
+    let by_project = match q.by.as_deref().unwrap_or("org") {
+        "org" => false,
+        "project" => true,
+        o => {
+            return Err(ApiError::bad_request(format!(
+                "`by={o}` is unknown for routing_quality: use org or project"
+            )));
+        }
+    };
+    let db = &st.db;
+    let (org, department) = scope(q, who)?;
+    // The group of a call: its org, and its project with `by=project` ('' for none).
+    let key = |org: String, project: Option<String>| {
+        (
+            org,
+            if by_project {
+                project.filter(|p| !p.is_empty())
+            } else {
+                None
+            },
+        )
+    };
+    let mut groups: BTreeMap<(String, Option<String>), QualityAcc> = BTreeMap::new();
+    // Per group, tier and `provider/model`.
+    let mut tier_model: BTreeMap<(String, Option<String>, String, String), TierModelAcc> =
+        BTreeMap::new();
+    // Calls, tiers and savings of the auto calls, from the rollups when they answer.
+    let src = Source::pick(q, who, None)?;
+    let sql = format!(
+        "SELECT org, project, route_tier, provider, model, {} FROM {} WHERE route_mode = 'auto' GROUP BY 1, 2, 3, 4, 5",
+        sums(&[
+            "calls",
+            "spend_micros",
+            "baseline_micros",
+            "baseline_spend_micros"
+        ]),
+        src.from
+    );
+    let what = match src.grain {
+        Some(g) => format!("analytics routing_quality ({})", g.table),
+        None => "analytics routing_quality".to_owned(),
+    };
+    for r in &db.fetch(&sql, &src.params, &what).await? {
+        let k = key(get_str(r, 0)?, get_opt_str(r, 1)?);
+        let tier = get_opt_str(r, 2)?.unwrap_or_default();
+        let model = format!(
+            "{}/{}",
+            get_opt_str(r, 3)?.unwrap_or_default(),
+            get_opt_str(r, 4)?.unwrap_or_default()
+        );
+        let (calls, spend) = (get_i64(r, 5)?, get_i64(r, 6)?);
+        let g = groups.entry(k.clone()).or_default();
+        g.calls += calls;
+        if tier == "heavy" {
+            g.strong += calls;
+        }
+        g.spend += spend;
+        g.baseline += get_i64(r, 7)?;
+        g.baseline_spend += get_i64(r, 8)?;
+        let t = tier_model.entry((k.0, k.1, tier, model)).or_default();
+        t.calls += calls;
+        t.spend += spend;
+    }
+    // The learner's log of those calls: how many it holds and how many were explored.
+    // Filtered on its own columns (org, project, start time: its (org, ts_start) index
+    // serves them) when the query names nothing else, else on its records' filter.
+    let direct = department.is_none()
+        && q.group.is_none()
+        && q.user.is_none()
+        && q.key.is_none()
+        && q.model.is_none()
+        && q.provider.is_none()
+        && q.tag.is_none();
+    let (mut conds, mut params) = (Vec::new(), Vec::new());
+    if !direct {
+        params = f.params.clone();
+        conds.push(format!(
+            "(rf.org, rf.record_id) IN (SELECT org, id FROM usage_records{})",
+            f.sql
+        ));
+    }
+    if let Some(o) = &org {
+        params.push(Param::Text(o.clone()));
+        conds.push(format!("rf.org = ${}", params.len()));
+    }
+    if let (true, Some(p)) = (direct, &q.project) {
+        params.push(Param::Text(p.clone()));
+        conds.push(format!("rf.project = ${}", params.len()));
+    }
+    for (name, v, op) in [("from", &q.from, ">="), ("to", &q.to, "<")] {
+        if let Some(v) = v {
+            params.push(Param::I64(parse_bound(name, v)?));
+            conds.push(format!("rf.ts_start {op} ${}", params.len()));
+        }
+    }
+    let where_sql = match conds.is_empty() {
+        true => String::new(),
+        false => format!(" WHERE {}", conds.join(" AND ")),
+    };
+    let sql = format!(
+        "SELECT rf.org, rf.project, CAST(COUNT(*) AS BIGINT), CAST(COALESCE(SUM(rf.explored), 0) AS BIGINT)
+         FROM route_features rf{where_sql} GROUP BY rf.org, rf.project"
+    );
+    for r in &db
+        .fetch(&sql, &params, "analytics routing_quality (route features)")
+        .await?
+    {
+        let g = groups
+            .entry(key(get_str(r, 0)?, get_opt_str(r, 1)?))
+            .or_default();
+        g.learning += get_i64(r, 2)?;
+        g.explored += get_i64(r, 3)?;
+    }
+    // Outcome scores of the rated auto calls in the filter, per group, tier and model.
+    let scores = feedback_scores(db, org.clone(), "routing_quality").await?;
+    let mut auto = f;
+    auto.add("route_mode = $?", Param::Text("auto".into()));
+    let cols = ["project", "route_tier", "provider", "model"];
+    for (o, v, score) in rated_in_filter(db, &auto, &cols, &scores, "routing_quality").await? {
+        let mut v = v.into_iter();
+        let (project, tier, provider, model) = (
+            v.next().flatten(),
+            v.next().flatten().unwrap_or_default(),
+            v.next().flatten().unwrap_or_default(),
+            v.next().flatten().unwrap_or_default(),
+        );
+        let k = key(o, project);
+        let g = groups.entry(k.clone()).or_default();
+        g.rated.0 += 1;
+        g.rated.1 += score;
+        let e = g.rated_tier.entry(tier.clone()).or_default();
+        e.0 += 1;
+        e.1 += score;
+        let t = tier_model
+            .entry((k.0, k.1, tier, format!("{provider}/{model}")))
+            .or_default();
+        t.rated.0 += 1;
+        t.rated.1 += score;
+    }
+    let org_names = unit_names(db, "org").await?;
+    let project_names = if by_project {
+        unit_names(db, "project").await?
+    } else {
+        BTreeMap::new()
+    };
+    let mut cols: Vec<&'static str> = vec!["org"];
+    if by_project {
+        cols.push("project");
+    }
+    cols.extend([
+        "name",
+        "auto_calls",
+        "strong_calls",
+        "strong_share",
+        "learning_calls",
+        "explored_calls",
+        "explored_share",
+        "rated_calls",
+        "mean_score",
+    ]);
+    for (_, n, m) in QUALITY_TIERS {
+        cols.extend([n, m]);
+    }
+    cols.extend([
+        "spend_micros",
+        "baseline_micros",
+        "savings_micros",
+        "savings_share",
+    ]);
+    let mut t = Table::new(&cols);
+    let mut ordered: Vec<_> = groups.iter().collect();
+    ordered.sort_by(|a, b| b.1.calls.cmp(&a.1.calls).then_with(|| a.0.cmp(b.0)));
+    for ((o, p), g) in ordered {
+        let mut row = vec![json!(o)];
+        let name = if by_project {
+            row.push(json!(p));
+            display_name(&project_names, p.as_deref())
+        } else {
+            display_name(&org_names, Some(o))
+        };
+        let savings = g.baseline - g.baseline_spend;
+        row.extend([
+            json!(name),
+            json!(g.calls),
+            json!(g.strong),
+            json!(share(g.strong, g.calls)),
+            json!(g.learning),
+            json!(g.explored),
+            json!(share(g.explored, g.learning)),
+            json!(g.rated.0),
+            mean_score(g.rated.0, g.rated.1),
+        ]);
+        for (tier, _, _) in QUALITY_TIERS {
+            let (n, sum) = g.rated_tier.get(tier).copied().unwrap_or((0, 0));
+            row.extend([json!(n), mean_score(n, sum)]);
+        }
+        row.extend([
+            json!(g.spend),
+            json!(g.baseline),
+            json!(savings),
+            json!(share(savings, g.baseline)),
+        ]);
+        t.rows.push(row);
+    }
+    let by_tier_model: Vec<Value> = tier_model
+        .iter()
+        .map(|((o, p, tier, model), a)| {
+            let mut v = serde_json::Map::new();
+            v.insert("org".into(), json!(o));
+            if by_project {
+                v.insert("project".into(), json!(p));
+            }
+            v.insert("tier".into(), json!(tier));
+            v.insert("model".into(), json!(model));
+            v.insert("calls".into(), json!(a.calls));
+            v.insert("spend_micros".into(), json!(a.spend));
+            v.insert("rated_calls".into(), json!(a.rated.0));
+            v.insert("mean_score".into(), mean_score(a.rated.0, a.rated.1));
+            Value::Object(v)
+        })
+        .collect();
+    t.extra.insert(
+        "by".into(),
+        json!(if by_project { "project" } else { "org" }),
+    );
+    t.extra
+        .insert("strongest_model".into(), json!(st.pricing.strongest));
+    t.extra.insert("by_tier_model".into(), json!(by_tier_model));
+    // The weights history is the org's: only for a scope that covers the whole org.
+    let whole_org = matches!(
+        who,
+        Principal::Admin { .. }
+            | Principal::Reader {
+                department: None,
+                ..
+            }
+    );
+    if whole_org {
+        let orgs: std::collections::BTreeSet<String> = match &org {
+            Some(o) => [o.clone()].into(),
+            None => {
+                let mut s: std::collections::BTreeSet<String> =
+                    groups.keys().map(|k| k.0.clone()).collect();
+                for r in &db
+                    .fetch(
+                        "SELECT org FROM routing_weights UNION SELECT org FROM routing_learn_runs",
+                        &[],
+                        "analytics routing_quality (learning orgs)",
+                    )
+                    .await?
+                {
+                    s.insert(get_str(r, 0)?);
+                }
+                s
+            }
+        };
+        let mut weights = Vec::new();
+        for o in orgs {
+            weights.push(weights_of(db, &o, display_name(&org_names, Some(&o))).await?);
+        }
+        t.extra.insert("weights".into(), json!(weights));
+    }
+    Ok(t)
+}
+
+/// An org's promoted weights versions, newest first (with the learning report's
+/// estimates), and its last learning run, for `routing_quality`.
+async fn weights_of(
+    db: &crate::db::Db,
+    org: &str,
+    name: Option<String>,
+) -> Result<Value, ApiError> {
+    let report = |r: &Value, k: &str| r.get(k).cloned().unwrap_or(Value::Null);
+    let versions: Vec<Value> = crate::store::learning::weights_history(db, org)
+        .await?
+        .iter()
+        .map(|w| {
+            let r = &w["report"];
+            json!({
+                "version": w["version"],
+                "created_ms": w["created_ms"],
+                "active": w["active"],
+                "outcomes": report(r, "outcomes"),
+                "strong_outcomes": report(r, "strong_outcomes"),
+                "new_apgr": report(r, "new_apgr"),
+                "current_apgr": report(r, "current_apgr"),
+                "length_apgr": report(r, "length_apgr"),
+                "quality_weak": report(r, "quality_weak"),
+                "quality_strong": report(r, "quality_strong"),
+                "previous_version": report(r, "previous_version"),
+                "reason": report(r, "reason"),
+            })
+        })
+        .collect();
+    let last_run = crate::store::learning::learn_runs(db, org, 1)
+        .await?
+        .first()
+        .map(|r| {
+            json!({
+                "at_ms": r["at_ms"],
+                "outcomes": r["outcomes"],
+                "promoted": r["promoted"],
+                "version": r["version"],
+                "reason": report(&r["report"], "reason"),
+            })
+        });
+    let active = versions
+        .iter()
+        .find(|v| v["active"] == json!(true))
+        .map(|v| v["version"].clone());
+    Ok(json!({
+        "org": org,
+        "name": name,
+        "active_version": active,
+        "versions": versions,
+        "last_run": last_run,
+    }))
+}
+
+/// Each rated call's score in thousandths, per (org, record id), from the feedback of
+/// `org` (every org when `None`): a call rated several times counts once, with the mean
+/// of its ratings.
+async fn feedback_scores(
+    db: &crate::db::Db,
+    org: Option<String>,
+    what: &str,
+) -> Result<BTreeMap<(String, String), i64>, ApiError> {
+    let (fsql, fparams) = match org {
+        Some(o) => (" WHERE org = $1", vec![Param::Text(o)]),
+        None => ("", Vec::new()),
+    };
+    let sql = format!(
+        "SELECT org, record_id, CAST(SUM(score_milli) AS BIGINT), CAST(COUNT(*) AS BIGINT) FROM feedback{fsql} GROUP BY org, record_id"
+    );
+    let mut scores = BTreeMap::new();
+    for r in &db
+        .fetch(&sql, &fparams, &format!("analytics {what} (feedback)"))
+        .await?
+    {
+        let n = get_i64(r, 3)?.max(1);
+        scores.insert((get_str(r, 0)?, get_str(r, 1)?), get_i64(r, 2)? / n);
+    }
+    Ok(scores)
+}
+
+/// The rated calls (of `scores`) that are in the filter `f`: for each, its org, the
+/// values of `cols` (SQL over `usage_records`) and its score. Looked up by (org, id), 400
+/// calls a query, so the cost follows the rated calls, not every record.
+async fn rated_in_filter(
+    db: &crate::db::Db,
+    f: &Filter,
+    cols: &[&str],
+    scores: &BTreeMap<(String, String), i64>,
+    what: &str,
+) -> Result<Vec<(String, Vec<Option<String>>, i64)>, ApiError> {
+    let mut out = Vec::new();
+    let keys: Vec<&(String, String)> = scores.keys().collect();
+    for chunk in keys.chunks(400) {
+        let mut params = f.params.clone();
+        let mut values = Vec::with_capacity(chunk.len());
+        for (o, id) in chunk {
+            params.extend([Param::Text(o.clone()), Param::Text(id.clone())]);
+            values.push(format!("(${}, ${})", params.len() - 1, params.len()));
+        }
+        let and = and_where(&f.sql);
+        let sql = format!(
+            "SELECT org, id, {} FROM usage_records{}{and} (org, id) IN (VALUES {})",
+            cols.join(", "),
+            f.sql,
+            values.join(", ")
+        );
+        for r in &db
+            .fetch(&sql, &params, &format!("analytics {what} (rated calls)"))
+            .await?
+        {
+            let (org, id) = (get_str(r, 0)?, get_str(r, 1)?);
+            let score = scores.get(&(org.clone(), id)).copied().unwrap_or(0);
+            let vals = (0..cols.len())
+                .map(|i| get_opt_str(r, i + 2))
+                .collect::<Result<_, _>>()?;
+            out.push((org, vals, score));
+        }
+    }
+    Ok(out)
+}
+
+/// The mean score (0 to 1, four decimals) of `rated` calls whose scores (thousandths)
+/// add up to `score_sum`; null when none was rated.
+fn mean_score(rated: i64, score_sum: i64) -> Value {
+    if rated > 0 {
+        json!((score_sum as f64 / rated as f64 / 1000.0 * 1e4).round() / 1e4)
+    } else {
+        Value::Null
+    }
 }
 
 /// The `budgets` report: every budget in the caller's scope (org, and for a department
@@ -1670,6 +2074,12 @@ mod tests {
             f.sql,
             " WHERE ts_start >= $1 AND month >= $2 AND month < $3"
         );
+    }
+
+    #[test]
+    fn quality_tiers_are_the_routers() {
+        let tiers: Vec<&str> = QUALITY_TIERS.iter().map(|t| t.0).collect();
+        assert_eq!(tiers, gaterouter::accounts::TIERS);
     }
 
     #[test]

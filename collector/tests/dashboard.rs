@@ -218,6 +218,27 @@ async fn dashboard_shows_what_a_person_expects() {
     env.handle.shutdown().await;
 }
 
+/// Every analytics report has a place on the dashboard: the page fetches it or links its
+/// CSV.
+#[test]
+fn every_report_is_on_the_dashboard() {
+    let asset = |name: &str| {
+        gaterouter_collector::dashboard::ASSETS
+            .iter()
+            .find(|a| a.0 == name)
+            .unwrap()
+            .2
+    };
+    let (html, js) = (asset("index.html"), asset("app.js"));
+    for r in gaterouter_collector::analytics::REPORTS {
+        assert!(
+            js.contains(&format!("get(\"{r}\"")) || html.contains(&format!("data-report=\"{r}\"")),
+            "report {r} is not on the dashboard"
+        );
+    }
+    assert!(html.contains("<h2>Routing quality</h2>"));
+}
+
 /// The session cookie and security headers, without a browser.
 #[tokio::test]
 async fn login_sets_an_httponly_cookie_and_headers() {
@@ -330,6 +351,15 @@ async fn login_sets_an_httponly_cookie_and_headers() {
     assert_eq!(v["rows"][0]["level_name"], "department Engineering", "{v}");
     assert_eq!(v["rows"][0]["limit"], 1_000_000);
     assert_eq!(v["rows"][0]["used"], 35_000);
+    // Routing quality: eng's three auto calls, without the org's weights history.
+    let v: serde_json::Value = get("/v1/analytics/routing_quality")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["rows"][0]["auto_calls"], 3, "{v}");
+    assert!(v.get("weights").is_none(), "{v}");
     // Revoking the token ends the session.
     let (_, list) = env.get("/v1/admin/tokens", Some(ADMIN)).await;
     let id = list["items"].as_array().unwrap()[0]["id"]
