@@ -316,9 +316,18 @@ impl Client {
                     .and_then(|a| a.rules.allowed_tiers.as_ref())
                     .map(|t| t.value.iter().filter_map(|s| Tier::parse(s)).collect())
                     .unwrap_or_default();
+                // Budget-aware: no exploration while a hard budget of the key has less
+                // than a fifth of its limit left (exploring may pick the costly tier).
+                let tight = accounts.is_some_and(|a| {
+                    a.budgets.iter().any(|b| {
+                        b.enforcement == crate::accounts::Enforcement::Hard
+                            && b.remaining.saturating_mul(5) < b.limit
+                    })
+                });
+                let share = if tight { 0.0 } else { l.explore };
                 let draws = [rand::random::<f64>(), rand::random::<f64>()];
                 let features = learning::features_of_scored(&report, req, l.hashing);
-                let mut t = l.explore(&mut report, &allowed, draws);
+                let mut t = l.explore_at(share, &mut report, &allowed, draws);
                 t.features = Some(features);
                 trace = Some(t);
             }
@@ -1711,7 +1720,12 @@ fn describe_scope(s: &KeyScope) -> String {
 
 /// What a usage record keeps of a routing decision.
 fn route_info(decision: &RouteDecision) -> RouteInfo {
-    let l = decision.learning.as_ref();
+    // A call served from another tier than the decided one (no usable model there, or a
+    // budget) did not go to the arm its propensity describes: it is not a learning sample.
+    let l = decision
+        .learning
+        .as_ref()
+        .filter(|_| decision.served_tier.is_none());
     RouteInfo {
         mode: decision.mode,
         tier: decision.tier.map(|t| t.as_str().to_owned()),

@@ -73,6 +73,18 @@ impl Learning {
         allowed: &[Tier],
         draws: [f64; 2],
     ) -> LearningTrace {
+        self.explore_at(self.explore, report, allowed, draws)
+    }
+
+    /// [`Learning::explore`] with another exploration share (0 while a budget is tight):
+    /// the propensity follows the share actually used.
+    pub fn explore_at(
+        &self,
+        share: f64,
+        report: &mut ScoreReport,
+        allowed: &[Tier],
+        draws: [f64; 2],
+    ) -> LearningTrace {
         let scored = report.tier;
         let tiers: Vec<Tier> = if allowed.is_empty() {
             Tier::ALL.to_vec()
@@ -80,7 +92,7 @@ impl Learning {
             allowed.to_vec()
         };
         let e = if tiers.len() > 1 {
-            self.explore.clamp(0.0, 0.5)
+            share.clamp(0.0, 0.5)
         } else {
             0.0
         };
@@ -251,10 +263,13 @@ mod tests {
         let t = l.explore(&mut r, &[Tier::Light, Tier::Standard], [0.0, 0.99]);
         assert_eq!(r.tier, Tier::Standard);
         assert!((t.propensity - 1.0).abs() < 1e-12);
-        // No exploration at all.
+        // No exploration at all (or none while a budget is tight): the arm is certain.
         let mut r = report(Tier::Standard);
         let t = learning(0.0).explore(&mut r, &all, [0.0, 0.0]);
         assert!(!t.explored && (t.propensity - 1.0).abs() < 1e-12);
+        let mut r = report(Tier::Heavy);
+        let t = l.explore_at(0.0, &mut r, &all, [0.0, 0.0]);
+        assert!(!t.explored && r.tier == Tier::Heavy && (t.propensity - 1.0).abs() < 1e-12);
     }
 
     #[test]
