@@ -17,7 +17,8 @@ use crate::analytics::{DIMENSIONS, REPORTS};
 #[derive(Debug, Clone, Args)]
 pub struct UsageArgs {
     /// Which report: summary, timeseries, breakdown, per-capita, users, models, keys,
-    /// routing, latency, errors, denials, budgets or outcomes.
+    /// routing, latency, errors, denials, budgets, outcomes or routing_quality (routing
+    /// that learns: strong share, explored share, scores by tier, savings; `--by project`).
     #[arg(value_parser = clap::builder::PossibleValuesParser::new(REPORTS))]
     pub report: String,
     /// Collector base URL.
@@ -64,7 +65,8 @@ pub struct UsageArgs {
     /// Only calls tagged `k=v` (the request's `metadata`, e.g. scenario=support-reply).
     #[arg(long)]
     pub tag: Option<String>,
-    /// Group by (breakdown, timeseries, per-capita, outcomes): one of org, department,
+    /// Group by (breakdown, timeseries, per-capita, outcomes; routing_quality: org or
+    /// project): one of org, department,
     /// project, group, user, key, model, provider, tier, status; `outcomes` also takes
     /// `tag:KEY` (e.g. tag:scenario).
     #[arg(long, value_parser = parse_by)]
