@@ -264,12 +264,18 @@ async fn the_sdk_learns_from_the_orgs_outcomes_through_the_collector() {
 
     // 4. The SDK picks the signed weights up with the policy. Exploration off to see the
     //    learned decisions alone.
-    e.admin(
-        reqwest::Method::PUT,
-        "/v1/admin/orgs/acme/routing",
-        Some(json!({"learning": true, "explore_permille": 0})),
-    )
-    .await;
+    let set = cli(&[
+        "admin",
+        "routing",
+        "set",
+        "--org",
+        "acme",
+        "--learning",
+        "on",
+        "--explore-permille",
+        "0",
+    ]);
+    assert!(set.contains("learning on, exploration 0‰"), "{set}");
     tokio::time::sleep(Duration::from_millis(150)).await;
     client.refresh_policy().await.unwrap();
     let (mut hard_heavy, mut easy_heavy) = (0, 0);

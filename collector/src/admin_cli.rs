@@ -274,8 +274,8 @@ pub enum RoutingAction {
         /// Org id.
         #[arg(long)]
         org: String,
-        /// `on` or `off`.
-        #[arg(long, value_parser = clap::builder::BoolishValueParser::new())]
+        /// `on` or `off` (also yes/no, true/false).
+        #[arg(long, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
         learning: bool,
         /// Share of auto calls whose tier is drawn at random, in thousandths (0..=500).
         #[arg(long, default_value_t = 50)]
