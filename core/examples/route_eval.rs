@@ -341,7 +341,7 @@ fn simulate_section(
         "### route simulate over the first half of a shuffle, final weights scored on the second half\n"
     );
     println!(
-        "| run | test n | | test APGR | length APGR | test strong share for 95% Q | length | CPT50 / CPT80 | replay: realized quality / strong share / refits |"
+        "| run | test n | | test APGR | length APGR | test strong share for 95% Q | length | CPT50 / CPT80 | replay: realized quality / strong share / runs (promoted) |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     let start = Weights::builtin()?;
@@ -349,7 +349,7 @@ fn simulate_section(
         let mut acc = [0.0; 4];
         for seed in 1..=seeds {
             let (train, test) = eval::split(prompts, Holdout::Random, seed, 0.5);
-            let (rep, w) = learn::simulate(
+            let (rep, w) = gaterouter::routing::offpolicy::replay(
                 &train,
                 &start,
                 &SimulateOptions {
@@ -365,10 +365,11 @@ fn simulate_section(
                 &c.router,
                 &c.length,
                 &format!(
-                    " {:.3} / {} / {} |",
+                    " {:.3} / {} / {} ({}) |",
                     rep.realized_quality,
                     pct(rep.strong_share),
-                    rep.refits
+                    rep.refits,
+                    rep.promotions
                 ),
             );
             for (a, v) in acc.iter_mut().zip([

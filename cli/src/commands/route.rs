@@ -135,18 +135,21 @@ pub enum RouteAction {
         #[arg(long)]
         json: bool,
     },
-    /// Replay a labeled JSONL file in order as live traffic through the learning code:
-    /// only the chosen model's score is revealed, a share `--explore` of calls picks a
-    /// model at random, each decision's propensity is logged and both models' success
-    /// is refitted periodically with inverse-propensity weights. Prints one JSON line
-    /// and writes the final weights (for `route score --weights`). With --train-frac F
+    /// Replay a labeled JSONL file in order as a learning organization's live traffic,
+    /// through the same code as production: each call is routed by the weights served at
+    /// the time, a share `--explore` of calls gets a tier drawn at random, only the chosen
+    /// arm's score is revealed (heavy: strong_score, lighter: weak_score) and logged with
+    /// its propensity, and the collector's learner runs as outcomes accumulate, its
+    /// weights served once promoted (estimated better than the current ones and
+    /// length-only). Prints one JSON line and writes the final served weights (for
+    /// `route score --weights`). With --train-frac F
     /// it replays the first F of the seeded shuffle; `route eval --weights W.json
     /// --train-frac F --seed S` scores the rest.
     #[command(after_help = FORMAT)]
     Simulate {
         /// Labeled JSONL file.
         file: PathBuf,
-        /// Share of calls routed at random (exploration), in [0, 1].
+        /// Share of calls whose tier is drawn at random (exploration), in [0, 0.5].
         #[arg(long, default_value_t = 0.1)]
         explore: f64,
         /// Where to write the final weights.
@@ -154,9 +157,6 @@ pub enum RouteAction {
         out: PathBuf,
         #[command(flatten)]
         split: SplitArgs,
-        /// Share of calls sent to the strong model when exploiting.
-        #[arg(long, default_value_t = 0.5)]
-        strong_share: f64,
         /// Starting weights (default: the built-in weights).
         #[arg(long)]
         weights: Option<PathBuf>,
@@ -381,7 +381,6 @@ pub fn run(config: Config, args: RouteArgs) -> Result<(), Error> {
                 explore,
                 out,
                 split,
-                strong_share,
                 weights,
                 bits,
             }),
@@ -393,11 +392,14 @@ pub fn run(config: Config, args: RouteArgs) -> Result<(), Error> {
             let opts = SimulateOptions {
                 explore,
                 seed: split.seed,
-                strong_share,
                 bits,
                 ..SimulateOptions::default()
             };
-            let (rep, w) = learn::simulate(&train, &load_weights(weights.as_ref())?, &opts)?;
+            let (rep, w) = gaterouter::routing::offpolicy::replay(
+                &train,
+                &load_weights(weights.as_ref())?,
+                &opts,
+            )?;
             crate::progress::done(&pb);
             write_weights(&out, &w)?;
             let mut line = serde_json::to_value(&rep).unwrap_or_default();

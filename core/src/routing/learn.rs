@@ -1,9 +1,8 @@
 //! Learning the router from outcomes: ridge regression of the strong model's quality gain
 //! over the weak one on hashed word 1-2-grams plus the structural features (log length
-//! first), regularisation chosen by k-fold cross-validation inside the given data, and an
-//! offline replay ([`simulate`]) that learns as production would — only the chosen model's
-//! outcome is revealed, a share of calls explores, and refits weight each outcome by the
-//! inverse of the probability that its model was chosen.
+//! first), regularisation chosen by k-fold cross-validation inside the given data, and the
+//! per-arm inverse-propensity fits that learning from production logs uses
+//! ([`super::offpolicy`], whose `replay` is `route simulate`).
 //!
 //! Everything here is deterministic for a seed (no thread, no global RNG): the same file
 //! and options give byte-identical weights.
@@ -12,7 +11,7 @@
 //! `2^bits` buckets, values `count / sqrt(terms)`) followed by the normalized structural
 //! features ([`features::extract`]); prediction `bias + β·x`. Ridge is linear in the
 //! target, so fitting the gain `strong − weak` equals the difference of the two models'
-//! separate fits with the same penalty; [`simulate`] fits each model's success on the
+//! separate fits with the same penalty; the production learner fits each model's success on the
 //! rows where that model was called (the only ones it sees) and stores the difference.
 //! The result is a [`Weights`] with [`Link::Gain`]: `score = (1 + predicted gain) / 2`.
 
@@ -493,17 +492,14 @@ fn set_thresholds_at(w: &mut Weights, mut scores: Vec<f64>, light_share: f64, he
     w.thresholds = Thresholds { standard, heavy };
 }
 
-/// Options of [`simulate`].
+/// Options of [`super::offpolicy::replay`] (`route simulate`) and of the per-arm fits.
 #[derive(Debug, Clone)]
 pub struct SimulateOptions {
-    /// Share of calls whose model is drawn at random (half weak, half strong) instead of
-    /// by the current weights, in `[0, 1]`.
+    /// Share of calls whose tier is drawn at random (uniformly among the tiers) instead
+    /// of by the current weights, in `[0, 0.5]` (the organization policy's limit).
     pub explore: f64,
     /// Seed of the exploration draws and of the cross-validation folds.
     pub seed: u64,
-    /// Share of the calls the router sends to the strong model when it exploits (the top
-    /// scores among the calls seen so far).
-    pub strong_share: f64,
     /// Hashed n-gram buckets `2^bits`.
     pub bits: u8,
     /// Penalties tried at each refit.
@@ -521,7 +517,6 @@ impl Default for SimulateOptions {
         SimulateOptions {
             explore: 0.1,
             seed: 1,
-            strong_share: 0.5,
             bits: DEFAULT_BITS,
             lambdas: vec![0.01, 0.1, 1.0],
             first_refit: 100,
@@ -542,16 +537,18 @@ pub struct SimulateReport {
     pub seed: u64,
     /// Mean quality of the answers actually chosen (each call's chosen model's score).
     pub realized_quality: f64,
-    /// Share of calls sent to the strong model.
+    /// Share of calls sent to the strong model (the heavy tier).
     pub strong_share: f64,
-    /// Share of calls whose model was drawn by exploration.
+    /// Share of calls whose tier was drawn by exploration.
     pub explored_share: f64,
     /// Always-weak and always-strong quality on the same calls, for context.
     pub quality_weak: f64,
     /// See `quality_weak`.
     pub quality_strong: f64,
-    /// Refits made (the weights version number: 0 = the starting weights).
+    /// Learning runs made (as the collector would, as outcomes accumulate).
     pub refits: usize,
+    /// Runs whose weights were promoted (served from then on).
+    pub promotions: usize,
     /// Fingerprint of the final weights ([`Weights::fingerprint`]).
     pub weights_version: String,
 }
@@ -563,21 +560,6 @@ pub(crate) struct Logged {
     pub(crate) strong: bool,
     pub(crate) reward: f64,
     pub(crate) propensity: f64,
-}
-
-/// The model the replay routes with.
-enum Current {
-    Start(Box<Scorer>),
-    Fitted { gain: Ridge },
-}
-
-impl Current {
-    fn score(&self, p: &LabeledPrompt, row: &[(u32, f32)]) -> f64 {
-        match self {
-            Current::Start(s) => s.score_only(&p.request),
-            Current::Fitted { gain } => gain.predict(row),
-        }
-    }
 }
 
 /// Fit one model's success on its logged outcomes, inverse-propensity weighted, penalty
@@ -627,163 +609,6 @@ pub(crate) fn fit_success(
         lambdas[best]
     };
     ridge(&x, &y, &s, opts.bits, lambda, None)
-}
-
-/// Replay labeled prompts in order as live traffic: route each with the current weights
-/// (the top `strong_share` of scores so far go strong; `explore` of the calls are drawn at
-/// random), reveal only the chosen model's score, log the propensity, and refit both
-/// models' success from the log with inverse-propensity weights as outcomes accumulate.
-/// Returns the report and the final weights (the starting ones if no refit happened).
-pub fn simulate(
-    prompts: &[LabeledPrompt],
-    start: &Weights,
-    opts: &SimulateOptions,
-) -> Result<(SimulateReport, Weights)> {
-    check_bits(opts.bits)?;
-    check_lambdas(&opts.lambdas)?;
-    if !(0.0..=1.0).contains(&opts.explore) {
-        return Err(bad(
-            "explore",
-            format!("explore = {} must be in [0, 1]", opts.explore),
-        ));
-    }
-    if !(opts.strong_share > 0.0 && opts.strong_share < 1.0) {
-        return Err(bad(
-            "strong_share",
-            format!("strong_share = {} must be in (0, 1)", opts.strong_share),
-        ));
-    }
-    if !(opts.refit_growth > 1.0 && opts.refit_growth.is_finite()) || opts.first_refit == 0 {
-        return Err(bad(
-            "refit",
-            "first_refit must be positive and refit_growth above 1".into(),
-        ));
-    }
-    if opts.max_weight.is_nan() || opts.max_weight < 1.0 {
-        return Err(bad(
-            "max_weight",
-            format!("max_weight = {} must be at least 1", opts.max_weight),
-        ));
-    }
-    if prompts.is_empty() {
-        return Err(bad(
-            "prompts",
-            "no prompts to replay: give a labeled JSONL file".into(),
-        ));
-    }
-    let mut weak = Vec::with_capacity(prompts.len());
-    let mut strong = Vec::with_capacity(prompts.len());
-    for p in prompts {
-        let (w, s) = p.labels()?;
-        weak.push(w);
-        strong.push(s);
-    }
-    let rows: Vec<Row> = prompts
-        .iter()
-        .map(|p| design_row(&p.request, opts.bits))
-        .collect();
-    let mut rng = SplitMix::new(opts.seed);
-    let mut current = Current::Start(Box::new(Scorer::new(start.clone())));
-    let mut seen_scores: Vec<f64> = Vec::new();
-    let mut sorted: Vec<f64> = Vec::new();
-    let mut logs: Vec<Logged> = Vec::with_capacity(prompts.len());
-    let mut next_refit = opts.first_refit;
-    let mut refits = 0usize;
-    let mut last_gain: Option<Ridge> = None;
-    let (mut quality, mut n_strong, mut n_explored) = (0.0, 0usize, 0usize);
-    const WARMUP: usize = 20;
-    for (i, p) in prompts.iter().enumerate() {
-        let score = current.score(p, &rows[i]);
-        // The exploit rule: strong when the score is in the top `strong_share` of the
-        // scores seen so far (the threshold is re-read every 25 calls).
-        if i % 25 == 0 {
-            sorted.clone_from(&seen_scores);
-            sorted.sort_by(f64::total_cmp);
-        }
-        let q_strong = if sorted.len() < WARMUP {
-            opts.strong_share
-        } else {
-            let tau = sorted[(((1.0 - opts.strong_share) * sorted.len() as f64) as usize)
-                .min(sorted.len() - 1)];
-            if score >= tau { 1.0 } else { 0.0 }
-        };
-        seen_scores.push(score);
-        let p_strong = opts.explore * 0.5 + (1.0 - opts.explore) * q_strong;
-        let explored = rng.next_f64() < opts.explore;
-        let go_strong = if explored {
-            rng.next_f64() < 0.5
-        } else if q_strong == 1.0 || q_strong == 0.0 {
-            q_strong == 1.0
-        } else {
-            rng.next_f64() < q_strong
-        };
-        n_explored += usize::from(explored);
-        let propensity = if go_strong { p_strong } else { 1.0 - p_strong };
-        let reward = if go_strong { strong[i] } else { weak[i] };
-        quality += reward;
-        n_strong += usize::from(go_strong);
-        logs.push(Logged {
-            row: i,
-            strong: go_strong,
-            reward,
-            propensity,
-        });
-        if logs.len() >= next_refit {
-            next_refit = ((next_refit as f64) * opts.refit_growth).ceil() as usize;
-            let s_logs: Vec<&Logged> = logs.iter().filter(|l| l.strong).collect();
-            let w_logs: Vec<&Logged> = logs.iter().filter(|l| !l.strong).collect();
-            if s_logs.len() >= 10 && w_logs.len() >= 10 {
-                let fs = fit_success(&rows, &s_logs, opts, opts.seed ^ refits as u64);
-                let fw = fit_success(&rows, &w_logs, opts, opts.seed ^ ((refits as u64) << 32));
-                let gain = fs.minus(&fw);
-                seen_scores = logs.iter().map(|l| gain.predict(&rows[l.row])).collect();
-                sorted.clone_from(&seen_scores);
-                sorted.sort_by(f64::total_cmp);
-                last_gain = Some(gain.clone());
-                current = Current::Fitted { gain };
-                refits += 1;
-            }
-        }
-    }
-    let n = prompts.len() as f64;
-    let final_weights = match &last_gain {
-        None => start.clone(),
-        Some(g) => {
-            let fit = json!({
-                "method": "route simulate: per-model ridge regression of the chosen model's score on hashed word 1-2-grams + structural features, inverse-propensity weighted (capped), penalty by 3-fold cross-validation; weights = strong model minus weak model",
-                "bits": opts.bits,
-                "explore": opts.explore,
-                "seed": opts.seed,
-                "strong_share": opts.strong_share,
-                "rows": prompts.len(),
-                "refits": refits,
-            });
-            let mut w = g.to_weights(
-                format!(
-                    "route simulate over {} calls, explore {}, seed {}",
-                    prompts.len(),
-                    opts.explore,
-                    opts.seed
-                ),
-                fit,
-            )?;
-            set_thresholds(&mut w, prompts.iter().map(|p| &p.request), 0.4, 0.3);
-            w
-        }
-    };
-    let report = SimulateReport {
-        rows: prompts.len(),
-        explore: opts.explore,
-        seed: opts.seed,
-        realized_quality: quality / n,
-        strong_share: n_strong as f64 / n,
-        explored_share: n_explored as f64 / n,
-        quality_weak: weak.iter().sum::<f64>() / n,
-        quality_strong: strong.iter().sum::<f64>() / n,
-        refits,
-        weights_version: final_weights.fingerprint(),
-    };
-    Ok((report, final_weights))
 }
 
 #[cfg(test)]
@@ -922,50 +747,6 @@ mod tests {
         ] {
             assert!(calibrate(&ps, &o).is_err(), "{o:?}");
         }
-    }
-
-    #[test]
-    fn simulate_learns_from_bandit_feedback_and_is_deterministic() {
-        let ps = planted(1200);
-        let opts = SimulateOptions {
-            explore: 0.2,
-            seed: 3,
-            bits: 10,
-            ..Default::default()
-        };
-        let start = Weights::builtin().expect("builtin");
-        let (rep, w) = simulate(&ps[..800], &start, &opts).expect("simulates");
-        assert!(rep.refits >= 3, "{rep:?}");
-        assert!((rep.explored_share - 0.2).abs() < 0.05, "{rep:?}");
-        let test = &ps[800..];
-        let r =
-            eval::evaluate(test, &|p| Scorer::new(w.clone()).score_only(&p.request)).expect("eval");
-        assert!(r.apgr > 0.65, "held-out APGR {}", r.apgr);
-        let (rep2, w2) = simulate(&ps[..800], &start, &opts).expect("again");
-        assert_eq!(rep, rep2);
-        assert_eq!(w.to_json(), w2.to_json());
-        let (rep3, _) = simulate(
-            &ps[..800],
-            &start,
-            &SimulateOptions {
-                seed: 4,
-                ..opts.clone()
-            },
-        )
-        .expect("other seed");
-        assert_ne!(rep3, rep);
-        assert!(
-            simulate(
-                &ps,
-                &start,
-                &SimulateOptions {
-                    explore: 1.5,
-                    ..opts.clone()
-                }
-            )
-            .is_err()
-        );
-        assert!(simulate(&[], &start, &opts).is_err());
     }
 
     #[test]

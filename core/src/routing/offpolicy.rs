@@ -19,10 +19,13 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::data::LabeledPrompt;
 use super::eval;
 use super::features::N_FEATURES;
-use super::learn::{self, Logged, Ridge, Row, SimulateOptions};
+use super::learn::{self, Logged, Ridge, Row, SimulateOptions, SimulateReport};
+use super::learning::{Learning, features_of_scored, row_of};
 use super::lexical::Hashing;
+use super::scorer::{Scorer, Tier};
 use super::weights::{Link, Weights};
 use crate::error::{Error, Result};
 
@@ -354,6 +357,126 @@ pub fn learn_from_log(
     Ok((report, Some(w)))
 }
 
+/// `route simulate`: replay labeled prompts in order as production traffic of a learning
+/// organization, through the same code: each call is scored by the weights served at the
+/// time, a share `explore` of calls gets a tier drawn uniformly ([`Learning::explore`]),
+/// only the chosen arm's score is revealed (heavy tier: `strong_score`, lighter tiers:
+/// `weak_score`), the call is logged with its propensity and salted features, and as the
+/// outcomes grow (`first_refit`, then by `refit_growth`) [`learn_from_log`] runs as the
+/// collector's learning runs do, its weights served from the next call when promoted.
+/// Returns the report and the weights served at the end.
+pub fn replay(
+    prompts: &[LabeledPrompt],
+    start: &Weights,
+    opts: &SimulateOptions,
+) -> Result<(SimulateReport, Weights)> {
+    let bad = |field: &str, message: String| Error::InvalidRequest {
+        field: Some(field.into()),
+        message,
+    };
+    if !(0.0..=0.5).contains(&opts.explore) {
+        return Err(bad(
+            "explore",
+            format!(
+                "explore = {} must be in [0, 0.5] (at most half of the calls explore, as an organization policy allows)",
+                opts.explore
+            ),
+        ));
+    }
+    if !(opts.refit_growth > 1.0 && opts.refit_growth.is_finite()) || opts.first_refit == 0 {
+        return Err(bad(
+            "refit",
+            "first_refit must be positive and refit_growth above 1".into(),
+        ));
+    }
+    if !(1..=super::weights::MAX_LEXICAL_BITS).contains(&opts.bits) {
+        return Err(bad(
+            "bits",
+            format!(
+                "bits = {} must be in 1..={}",
+                opts.bits,
+                super::weights::MAX_LEXICAL_BITS
+            ),
+        ));
+    }
+    if prompts.is_empty() {
+        return Err(bad(
+            "prompts",
+            "no prompts to replay: give a labeled JSONL file".into(),
+        ));
+    }
+    let hashing = Hashing {
+        bits: opts.bits,
+        salt: opts.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1,
+    };
+    let learn_opts = LogLearnOptions {
+        hashing,
+        lambdas: opts.lambdas.clone(),
+        seed: opts.seed,
+        max_weight: opts.max_weight,
+        ..LogLearnOptions::default()
+    };
+    let explorer = Learning {
+        record_features: true,
+        explore: opts.explore,
+        hashing,
+        scorer: None,
+        version: None,
+    };
+    let mut rng = learn::SplitMix::new(opts.seed);
+    let mut served = Scorer::new(start.clone());
+    let mut calls: Vec<LoggedCall> = Vec::with_capacity(prompts.len());
+    let (mut quality, mut sum_weak, mut sum_strong) = (0.0, 0.0, 0.0);
+    let (mut n_strong, mut n_explored, mut refits, mut promotions) =
+        (0usize, 0usize, 0usize, 0usize);
+    let mut next_refit = opts.first_refit;
+    for p in prompts {
+        let (weak, strong) = p.labels()?;
+        sum_weak += weak;
+        sum_strong += strong;
+        let mut report = served.score(&p.request);
+        let features = features_of_scored(&report, &p.request, hashing);
+        let t = explorer.explore(&mut report, &Tier::ALL, [rng.next_f64(), rng.next_f64()]);
+        let went_strong = report.tier == Tier::Heavy;
+        let reward = if went_strong { strong } else { weak };
+        quality += reward;
+        n_strong += usize::from(went_strong);
+        n_explored += usize::from(t.explored);
+        calls.push(LoggedCall {
+            row: row_of(&features, hashing.bits)
+                .ok_or_else(|| bad("bits", "feature rows do not match the bits".into()))?,
+            strong: went_strong,
+            reward,
+            propensity: t.propensity,
+        });
+        if calls.len() >= next_refit {
+            next_refit = ((next_refit as f64) * opts.refit_growth).ceil() as usize;
+            refits += 1;
+            let (_, w) = learn_from_log(&calls, served.weights(), &learn_opts)?;
+            if let Some(w) = w {
+                served = Scorer::new(w);
+                promotions += 1;
+            }
+        }
+    }
+    let n = prompts.len() as f64;
+    let final_weights = served.weights().clone();
+    let report = SimulateReport {
+        rows: prompts.len(),
+        explore: opts.explore,
+        seed: opts.seed,
+        realized_quality: quality / n,
+        strong_share: n_strong as f64 / n,
+        explored_share: n_explored as f64 / n,
+        quality_weak: sum_weak / n,
+        quality_strong: sum_strong / n,
+        refits,
+        promotions,
+        weights_version: final_weights.fingerprint(),
+    };
+    Ok((report, final_weights))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -425,6 +548,50 @@ mod tests {
         // Deterministic.
         let (r2, _) = learn_from_log(&calls, &current, &opts).unwrap();
         assert_eq!(r, r2);
+    }
+
+    #[test]
+    fn replay_learns_as_production_and_is_deterministic() {
+        use crate::routing::data::LabeledPrompt;
+        // Planted: "ledger" prompts need the strong model, "garden" ones do not; same length.
+        let mut rng = SplitMix::new(7);
+        let ps: Vec<LabeledPrompt> = (0..1600)
+            .map(|i| {
+                let hard = rng.next_f64() < 0.5;
+                let line = serde_json::json!({
+                    "id": format!("p{i}"),
+                    "source": "s",
+                    "messages": [{"role": "user", "content": if hard { format!("audit the ledger of unit {}", i % 97) } else { format!("water the garden of home {}", i % 97) }}],
+                    "weak_score": if hard { 0.0 } else { 1.0 },
+                    "strong_score": 1.0,
+                });
+                crate::routing::data::parse_line(&line.to_string(), i + 1, "t").unwrap()
+            })
+            .collect();
+        let opts = SimulateOptions {
+            explore: 0.2,
+            seed: 3,
+            bits: 10,
+            ..Default::default()
+        };
+        let start = Weights::builtin().unwrap();
+        let (rep, w) = replay(&ps[..1200], &start, &opts).unwrap();
+        assert!(rep.refits >= 3 && rep.promotions >= 1, "{rep:?}");
+        assert!((rep.explored_share - 0.2).abs() < 0.05, "{rep:?}");
+        let r = eval::evaluate(&ps[1200..], &|p| {
+            crate::routing::Scorer::new(w.clone()).score_only(&p.request)
+        })
+        .unwrap();
+        assert!(r.apgr > 0.7, "held-out APGR {}", r.apgr);
+        let (rep2, w2) = replay(&ps[..1200], &start, &opts).unwrap();
+        assert_eq!(rep, rep2);
+        assert_eq!(w.to_json(), w2.to_json());
+        let bad = SimulateOptions {
+            explore: 0.8,
+            ..opts.clone()
+        };
+        assert!(replay(&ps, &start, &bad).is_err());
+        assert!(replay(&[], &start, &opts).is_err());
     }
 
     #[test]
