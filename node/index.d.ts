@@ -127,6 +127,37 @@ export interface RoutingConfig {
   circuit_breaker?: { failure_threshold?: number; cooldown_ms?: number }
 }
 
+/**
+ * `[policy]`: the organization's policy and budgets, fetched from the collector
+ * (`reporting.collector_url`) and enforced before each call.
+ */
+export interface PolicyConfig {
+  /**
+   * `auto` (default: on when `reporting.collector_url`, `identity.api_key_id` and a
+   * signing key are all set), `off`, or `required` (like `auto`, but a missing piece is
+   * a `ConfigError`).
+   */
+  enforce?: 'auto' | 'off' | 'required'
+  /** How long a fetched policy is used before asking again. Default: the collector's `ttl_ms`. */
+  cache_ttl_ms?: number
+  /** Timeout of each policy, reservation and settle request. Default 2 000. */
+  request_timeout_ms?: number
+  /**
+   * When the collector cannot be reached: `last_known` (default: the last policy, for up
+   * to `max_stale_ms`), `deny` (fail closed) or `allow` (fail open).
+   */
+  when_unreachable?: 'last_known' | 'deny' | 'allow'
+  /** Oldest last-known policy still enforced offline. Default 86 400 000 (24 h). */
+  max_stale_ms?: number
+  /**
+   * The collector's weights public key (standard base64 Ed25519, printed by `gaterouter
+   * admin routing show --org ORG`): learned router weights served with the policy are
+   * used only when this key signed them. Unset: any validly signed weights from the
+   * collector this client talks to.
+   */
+  weights_public_key?: string
+}
+
 /** A price override or addition, USD per million tokens. */
 export interface ModelPriceOverride {
   input?: number
@@ -160,6 +191,7 @@ export interface GateRouterConfig {
   routing?: RoutingConfig
   /** Price overrides and additions keyed by `provider/model`. */
   prices?: Record<string, ModelPriceOverride>
+  policy?: PolicyConfig
 }
 
 /** Options of `new GateRouter()`: at most one of `config` and `configFile`. */
@@ -603,6 +635,24 @@ export interface RouteDecision {
   /** One line saying why `chosen` was chosen. */
   reason: string
   estimatedPromptTokens: number
+  /**
+   * Version (fingerprint, 16 hex digits) of the router weights that scored the request
+   * (auto only): the builtin ones, a weights file's (`routing.scorer_weights_file`), or
+   * the organization's learned weights served by the collector with the policy.
+   */
+  weightsVersion?: string
+  /** Exploration and propensity, when the organization learns from outcomes (auto only). */
+  learning?: RouteLearning
+}
+
+/** What an `auto` decision logged for learning from outcomes. */
+export interface RouteLearning {
+  /** The tier was drawn by exploration, not by the score. */
+  explored: boolean
+  /** Probability the policy gave the arm the call went to (heavy vs lighter tiers). */
+  propensity: number
+  /** The tier the score alone would have picked. */
+  scoredTier: Tier
 }
 
 /**

@@ -97,6 +97,8 @@ export async function main(): Promise<void> {
 export async function plan(client: GateRouter, messages: ChatCompletionMessageParam[]): Promise<number> {
   const decision: RouteDecision = client.route({ messages })
   console.log(decision.chosen, decision.tier, decision.reason, decision.candidates[0]?.estimatedCostMicros)
+  // Which router weights scored it; whether the organization's learning explored.
+  console.log(decision.weightsVersion, decision.learning?.explored, decision.learning?.scoredTier)
   const count: PromptCount = await client.countTokens({ model: decision.chosen, messages })
   const estimate: CostEstimate = await client.estimateCost({ messages, max_tokens: 500 })
   console.log(count.tokens, count.exact, estimate.expected.totalMicros, estimate.max.totalMicros)

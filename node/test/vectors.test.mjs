@@ -74,6 +74,29 @@ describe('routing.json: routing scores', () => {
       assert.equal(d.tier, c.tier)
     })
   }
+  // routing_weights_version.json (checked against the core by bindings/ffi/tests/shim.rs):
+  // an auto decision names the weights that scored it, with the default config the builtin ones.
+  test('routing_weights_version.json: auto decisions name the builtin weights', () => {
+    const { builtin_weights_version: builtin } = load('routing_weights_version.json')
+    assert.match(builtin, /^[0-9a-f]{16}$/)
+    const d = client.route(vectors.cases[0].request)
+    assert.equal(d.weightsVersion, builtin)
+    assert.equal(d.weights_version, undefined)
+    assert.equal(d.learning, undefined) // no organization learning
+    const explicit = client.route({ ...vectors.cases[0].request, model: 'openai/gpt-4o-mini' })
+    assert.equal(explicit.weightsVersion, undefined)
+  })
+  test('[policy] weights_public_key passes through (no collector: the builtin weights score)', async () => {
+    const { builtin_weights_version: builtin } = load('routing_weights_version.json')
+    const pinned = new GateRouter({
+      config: emu.config({ policy: { weights_public_key: load('records.json').public_key } }),
+    })
+    try {
+      assert.equal(pinned.route(vectors.cases[0].request).weightsVersion, builtin)
+    } finally {
+      await pinned.close()
+    }
+  })
 })
 
 test('records.json: canonical bytes and signatures', () => {

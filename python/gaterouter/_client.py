@@ -316,7 +316,14 @@ class Client:
         self.chat = _Chat(Completions(self._native))
 
     def route(self, *, model: str = "auto", messages: Iterable[Message], **params: Any) -> Record:
-        """Where a request would go, and why, without calling anything."""
+        """Where a request would go, and why, without calling anything.
+
+        Fields as the core serializes them: ``mode``, ``chosen``, ``candidates``, ``reason``...;
+        for ``auto`` also ``score``, ``tier``, ``features``, ``weights_version`` (16 hex
+        digits naming the router weights that scored it: the builtin ones, a weights
+        file's, or the organization's learned ones) and, when the organization learns from
+        outcomes, ``learning`` (``explored``, ``propensity``, ``scored_tier``). Fields that
+        do not apply are absent (``rec.to_dict().get(name)``)."""
         return Record(json.loads(self._native.route(_request_json(model, messages, params))))
 
     def count_tokens(self, *, model: str = "auto", messages: Iterable[Message], **params: Any) -> Record:
@@ -388,7 +395,8 @@ class AsyncClient:
         self.chat = _Chat(AsyncCompletions(self._native))
 
     def route(self, *, model: str = "auto", messages: Iterable[Message], **params: Any) -> Record:
-        """Where a request would go, and why, without calling anything (CPU only: not async)."""
+        """Where a request would go, and why, without calling anything (CPU only: not async).
+        Fields as :meth:`Client.route`."""
         return Record(json.loads(self._native.route(_request_json(model, messages, params))))
 
     async def flush(self, timeout: float = 10.0) -> DeliveryReport:

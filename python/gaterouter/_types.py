@@ -151,7 +151,8 @@ class ChatCompletion(_Model):
         self.cost: Optional[Record] = Record(raw["cost"]) if raw.get("cost") else None
         """What the call cost (integer micro-dollars: ``cost.total_micros``), when priced."""
         self.route: Optional[Record] = Record(raw["route"]) if raw.get("route") else None
-        """The routing decision: score, tier, features, candidates, excluded, attempts."""
+        """The routing decision: score, tier, features, candidates, excluded, attempts;
+        ``weights_version`` and ``learning`` as :meth:`Client.route` describes."""
         self.usage_record_id: Optional[str] = raw.get("usage_record_id")
         """Id of the call's usage record (``None`` when usage records are off): pass it to
         ``client.feedback(...)`` to say how good the answer was."""

@@ -50,6 +50,27 @@ def test_routing_scores(emulator, case):
     assert decision.tier == case["tier"]
 
 
+def test_routing_weights_version(emulator):
+    """An auto decision names the weights that scored it: with the default config, the
+    builtin ones (tests/vectors/routing_weights_version.json, checked against the core by
+    bindings/ffi/tests/shim.rs); the response's route says the same."""
+    builtin = load("routing_weights_version.json")["builtin_weights_version"]
+    messages = [{"role": "user", "content": "Hi! How are you today?"}]
+    with gaterouter.Client(emulator.config()) as client:
+        decision = client.route(messages=messages)
+        assert decision.weights_version == builtin
+        assert "learning" not in decision.to_dict()  # no organization learning
+        explicit = client.route(model="openai/gpt-4o-mini", messages=messages).to_dict()
+        assert "weights_version" not in explicit and "learning" not in explicit
+        resp = client.chat.completions.create(model="auto", messages=messages)
+        assert resp.route is not None and resp.route.weights_version == builtin
+    # [policy] weights_public_key passes through to the core (without a collector there is
+    # no policy, so the builtin weights still score).
+    pinned = emulator.config(policy={"weights_public_key": load("records.json")["public_key"]})
+    with gaterouter.Client(pinned) as client:
+        assert client.route(messages=messages).weights_version == builtin
+
+
 def test_record_canonical_bytes_and_signatures():
     v = load("records.json")
     for case in v["vectors"]:

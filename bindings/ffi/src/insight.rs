@@ -105,6 +105,24 @@ pub struct RouteDecision {
     pub reason: String,
     /// Rough prompt size used for the context and cost checks.
     pub estimated_prompt_tokens: u64,
+    /// Version (fingerprint, 16 hex digits) of the router weights that scored the
+    /// request (auto only): the builtin ones, a weights file's, or the organization's
+    /// learned weights served by the collector with the policy.
+    pub weights_version: Option<String>,
+    /// Exploration and propensity, when the organization learns from outcomes.
+    pub learning: Option<RouteLearning>,
+}
+
+/// What an `auto` decision logged for learning, when the organization learns from
+/// outcomes.
+#[derive(Debug, Clone, Copy, PartialEq, uniffi::Record)]
+pub struct RouteLearning {
+    /// The tier was drawn by exploration, not by the score.
+    pub explored: bool,
+    /// Probability the policy gave the arm the call went to (heavy vs lighter tiers).
+    pub propensity: f64,
+    /// The tier the score alone would have picked.
+    pub scored_tier: Tier,
 }
 
 /// Where a request's prompt tokens come from.
@@ -301,6 +319,12 @@ impl From<core::routing::RouteDecision> for RouteDecision {
                 .collect(),
             reason: d.reason,
             estimated_prompt_tokens: d.estimated_prompt_tokens,
+            weights_version: d.weights_version,
+            learning: d.learning.map(|l| RouteLearning {
+                explored: l.explored,
+                propensity: l.propensity,
+                scored_tier: l.scored_tier.into(),
+            }),
         }
     }
 }

@@ -98,6 +98,47 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
+/// tests/vectors/routing_weights_version.json: the builtin router weights' fingerprint,
+/// which the Python, Node, Kotlin and Swift suites expect on an `auto` decision.
+fn builtin_weights_version_vector() -> String {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/vectors/routing_weights_version.json"
+    );
+    let text = std::fs::read_to_string(path).expect("read the vector");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("vector JSON");
+    v["builtin_weights_version"]
+        .as_str()
+        .expect("builtin_weights_version")
+        .to_owned()
+}
+
+#[test]
+fn auto_decisions_name_the_builtin_weights_version() {
+    // The vector cannot go stale: it must be the builtin weights' fingerprint.
+    let builtin = gaterouter::routing::Weights::builtin()
+        .expect("builtin weights")
+        .fingerprint();
+    assert_eq!(
+        builtin_weights_version_vector(),
+        builtin,
+        "tests/vectors/routing_weights_version.json is stale: set builtin_weights_version to {builtin}"
+    );
+    // Routing sends nothing: an unreachable base URL will do.
+    let c = client("http://127.0.0.1:9", "");
+    let auto = c
+        .route(request("auto", "Hi! How are you today?"))
+        .expect("route");
+    assert_eq!(auto.weights_version.as_deref(), Some(builtin.as_str()));
+    // No organization policy, so no learning.
+    assert_eq!(auto.learning, None);
+    let explicit = c
+        .route(request("openai/gpt-4o-mini", "hello"))
+        .expect("route");
+    assert_eq!(explicit.weights_version, None);
+    assert_eq!(explicit.learning, None);
+}
+
 #[test]
 fn chat_and_stream_agree() {
     let emu = emulator();

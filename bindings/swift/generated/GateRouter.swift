@@ -3696,6 +3696,16 @@ public struct RouteDecision: Equatable, Hashable {
      * Rough prompt size used for the context and cost checks.
      */
     public var estimatedPromptTokens: UInt64
+    /**
+     * Version (fingerprint, 16 hex digits) of the router weights that scored the
+     * request (auto only): the builtin ones, a weights file's, or the organization's
+     * learned weights served by the collector with the policy.
+     */
+    public var weightsVersion: String?
+    /**
+     * Exploration and propensity, when the organization learns from outcomes.
+     */
+    public var learning: RouteLearning?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -3732,7 +3742,15 @@ public struct RouteDecision: Equatable, Hashable {
          */reason: String, 
         /**
          * Rough prompt size used for the context and cost checks.
-         */estimatedPromptTokens: UInt64) {
+         */estimatedPromptTokens: UInt64, 
+        /**
+         * Version (fingerprint, 16 hex digits) of the router weights that scored the
+         * request (auto only): the builtin ones, a weights file's, or the organization's
+         * learned weights served by the collector with the policy.
+         */weightsVersion: String?, 
+        /**
+         * Exploration and propensity, when the organization learns from outcomes.
+         */learning: RouteLearning?) {
         self.mode = mode
         self.score = score
         self.tier = tier
@@ -3744,6 +3762,8 @@ public struct RouteDecision: Equatable, Hashable {
         self.excluded = excluded
         self.reason = reason
         self.estimatedPromptTokens = estimatedPromptTokens
+        self.weightsVersion = weightsVersion
+        self.learning = learning
     }
 
     
@@ -3772,7 +3792,9 @@ public struct FfiConverterTypeRouteDecision: FfiConverterRustBuffer {
                 candidates: FfiConverterSequenceTypeRouteCandidate.read(from: &buf), 
                 excluded: FfiConverterSequenceTypeExcludedModel.read(from: &buf), 
                 reason: FfiConverterString.read(from: &buf), 
-                estimatedPromptTokens: FfiConverterUInt64.read(from: &buf)
+                estimatedPromptTokens: FfiConverterUInt64.read(from: &buf), 
+                weightsVersion: FfiConverterOptionString.read(from: &buf), 
+                learning: FfiConverterOptionTypeRouteLearning.read(from: &buf)
         )
     }
 
@@ -3788,6 +3810,8 @@ public struct FfiConverterTypeRouteDecision: FfiConverterRustBuffer {
         FfiConverterSequenceTypeExcludedModel.write(value.excluded, into: &buf)
         FfiConverterString.write(value.reason, into: &buf)
         FfiConverterUInt64.write(value.estimatedPromptTokens, into: &buf)
+        FfiConverterOptionString.write(value.weightsVersion, into: &buf)
+        FfiConverterOptionTypeRouteLearning.write(value.learning, into: &buf)
     }
 }
 
@@ -3903,6 +3927,86 @@ public func FfiConverterTypeRouteFeature_lift(_ buf: RustBuffer) throws -> Route
 #endif
 public func FfiConverterTypeRouteFeature_lower(_ value: RouteFeature) -> RustBuffer {
     return FfiConverterTypeRouteFeature.lower(value)
+}
+
+
+/**
+ * What an `auto` decision logged for learning, when the organization learns from
+ * outcomes.
+ */
+public struct RouteLearning: Equatable, Hashable {
+    /**
+     * The tier was drawn by exploration, not by the score.
+     */
+    public var explored: Bool
+    /**
+     * Probability the policy gave the arm the call went to (heavy vs lighter tiers).
+     */
+    public var propensity: Double
+    /**
+     * The tier the score alone would have picked.
+     */
+    public var scoredTier: Tier
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The tier was drawn by exploration, not by the score.
+         */explored: Bool, 
+        /**
+         * Probability the policy gave the arm the call went to (heavy vs lighter tiers).
+         */propensity: Double, 
+        /**
+         * The tier the score alone would have picked.
+         */scoredTier: Tier) {
+        self.explored = explored
+        self.propensity = propensity
+        self.scoredTier = scoredTier
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension RouteLearning: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeRouteLearning: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> RouteLearning {
+        return
+            try RouteLearning(
+                explored: FfiConverterBool.read(from: &buf), 
+                propensity: FfiConverterDouble.read(from: &buf), 
+                scoredTier: FfiConverterTypeTier.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: RouteLearning, into buf: inout [UInt8]) {
+        FfiConverterBool.write(value.explored, into: &buf)
+        FfiConverterDouble.write(value.propensity, into: &buf)
+        FfiConverterTypeTier.write(value.scoredTier, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRouteLearning_lift(_ buf: RustBuffer) throws -> RouteLearning {
+    return try FfiConverterTypeRouteLearning.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRouteLearning_lower(_ value: RouteLearning) -> RustBuffer {
+    return FfiConverterTypeRouteLearning.lower(value)
 }
 
 
@@ -6370,6 +6474,30 @@ fileprivate struct FfiConverterOptionTypeReportingStatus: FfiConverterRustBuffer
         switch try readInt(&buf) as Int8 {
         case 0: return nil
         case 1: return try FfiConverterTypeReportingStatus.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeRouteLearning: FfiConverterRustBuffer {
+    typealias SwiftType = RouteLearning?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeRouteLearning.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeRouteLearning.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }

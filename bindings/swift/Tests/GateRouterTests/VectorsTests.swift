@@ -82,6 +82,15 @@ final class VectorsTests: XCTestCase {
         }
     }
 
+    /// routing_weights_version.json is checked against the core by bindings/ffi/tests/shim.rs.
+    func testAutoDecisionsNameTheBuiltinWeightsVersion() throws {
+        let builtin = try XCTUnwrap(vector("routing_weights_version.json")["builtin_weights_version"] as? String)
+        let cases = try XCTUnwrap(vector("routing.json")["cases"] as? [[String: Any]])
+        let d = try client.routeJson(requestJson: try json(try XCTUnwrap(cases.first?["request"])))
+        XCTAssertEqual(d.weightsVersion, builtin)
+        XCTAssertNil(d.learning)  // no organization learning
+    }
+
     /// records.json was made with Python `cryptography`: the SDK derives the same Ed25519 public
     /// key from the same seed, given as bytes or as text, so the collector will accept its
     /// signatures. (Record canonical bytes and signatures are not exposed through the mobile

@@ -4773,6 +4773,18 @@ data class RouteDecision (
      * Rough prompt size used for the context and cost checks.
      */
     var `estimatedPromptTokens`: kotlin.ULong
+    , 
+    /**
+     * Version (fingerprint, 16 hex digits) of the router weights that scored the
+     * request (auto only): the builtin ones, a weights file's, or the organization's
+     * learned weights served by the collector with the policy.
+     */
+    var `weightsVersion`: kotlin.String?
+    , 
+    /**
+     * Exploration and propensity, when the organization learns from outcomes.
+     */
+    var `learning`: RouteLearning?
     
 ){
     
@@ -4800,6 +4812,8 @@ public object FfiConverterTypeRouteDecision: FfiConverterRustBuffer<RouteDecisio
             FfiConverterSequenceTypeExcludedModel.read(buf),
             FfiConverterString.read(buf),
             FfiConverterULong.read(buf),
+            FfiConverterOptionalString.read(buf),
+            FfiConverterOptionalTypeRouteLearning.read(buf),
         )
     }
 
@@ -4814,7 +4828,9 @@ public object FfiConverterTypeRouteDecision: FfiConverterRustBuffer<RouteDecisio
             FfiConverterSequenceTypeRouteCandidate.allocationSize(value.`candidates`) +
             FfiConverterSequenceTypeExcludedModel.allocationSize(value.`excluded`) +
             FfiConverterString.allocationSize(value.`reason`) +
-            FfiConverterULong.allocationSize(value.`estimatedPromptTokens`)
+            FfiConverterULong.allocationSize(value.`estimatedPromptTokens`) +
+            FfiConverterOptionalString.allocationSize(value.`weightsVersion`) +
+            FfiConverterOptionalTypeRouteLearning.allocationSize(value.`learning`)
     )
 
     override fun write(value: RouteDecision, buf: ByteBuffer) {
@@ -4829,6 +4845,8 @@ public object FfiConverterTypeRouteDecision: FfiConverterRustBuffer<RouteDecisio
             FfiConverterSequenceTypeExcludedModel.write(value.`excluded`, buf)
             FfiConverterString.write(value.`reason`, buf)
             FfiConverterULong.write(value.`estimatedPromptTokens`, buf)
+            FfiConverterOptionalString.write(value.`weightsVersion`, buf)
+            FfiConverterOptionalTypeRouteLearning.write(value.`learning`, buf)
     }
 }
 
@@ -4900,6 +4918,62 @@ public object FfiConverterTypeRouteFeature: FfiConverterRustBuffer<RouteFeature>
             FfiConverterDouble.write(value.`normalized`, buf)
             FfiConverterDouble.write(value.`weight`, buf)
             FfiConverterDouble.write(value.`contribution`, buf)
+    }
+}
+
+
+
+/**
+ * What an `auto` decision logged for learning, when the organization learns from
+ * outcomes.
+ */
+data class RouteLearning (
+    /**
+     * The tier was drawn by exploration, not by the score.
+     */
+    var `explored`: kotlin.Boolean
+    , 
+    /**
+     * Probability the policy gave the arm the call went to (heavy vs lighter tiers).
+     */
+    var `propensity`: kotlin.Double
+    , 
+    /**
+     * The tier the score alone would have picked.
+     */
+    var `scoredTier`: Tier
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeRouteLearning: FfiConverterRustBuffer<RouteLearning> {
+    override fun read(buf: ByteBuffer): RouteLearning {
+        return RouteLearning(
+            FfiConverterBoolean.read(buf),
+            FfiConverterDouble.read(buf),
+            FfiConverterTypeTier.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: RouteLearning) = (
+            FfiConverterBoolean.allocationSize(value.`explored`) +
+            FfiConverterDouble.allocationSize(value.`propensity`) +
+            FfiConverterTypeTier.allocationSize(value.`scoredTier`)
+    )
+
+    override fun write(value: RouteLearning, buf: ByteBuffer) {
+            FfiConverterBoolean.write(value.`explored`, buf)
+            FfiConverterDouble.write(value.`propensity`, buf)
+            FfiConverterTypeTier.write(value.`scoredTier`, buf)
     }
 }
 
@@ -7400,6 +7474,38 @@ public object FfiConverterOptionalTypeReportingStatus: FfiConverterRustBuffer<Re
         } else {
             buf.put(1)
             FfiConverterTypeReportingStatus.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeRouteLearning: FfiConverterRustBuffer<RouteLearning?> {
+    override fun read(buf: ByteBuffer): RouteLearning? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeRouteLearning.read(buf)
+    }
+
+    override fun allocationSize(value: RouteLearning?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeRouteLearning.allocationSize(value)
+        }
+    }
+
+    override fun write(value: RouteLearning?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeRouteLearning.write(value, buf)
         }
     }
 }

@@ -1,5 +1,5 @@
 // The shared JSON vectors (tests/vectors/) give the same results from Kotlin as from Rust,
-// Python and Node: token counts, chat prompt tokens, costs, routing scores.
+// Python and Node: token counts, chat prompt tokens, costs, routing scores and weights version.
 package dev.gaterouter
 
 import dev.gaterouter.Support.toml
@@ -100,5 +100,16 @@ class VectorsTest {
             assertTrue(abs(d.score!! - want) <= tolerance, "${case.str("name")}: score ${d.score} != $want")
             assertEquals(case.str("tier"), d.tier!!.name.lowercase(), case.str("name"))
         }
+    }
+
+    @Test
+    fun `auto decisions name the builtin weights version`() {
+        // routing_weights_version.json is checked against the core by bindings/ffi/tests/shim.rs.
+        val builtin = vector("routing_weights_version.json").str("builtin_weights_version")
+        val first = vector("routing.json")["cases"]!!.jsonArray[0].jsonObject
+        val d = client.routeJson(first["request"]!!.toString())
+        assertEquals(builtin, d.weightsVersion)
+        assertEquals(null, d.learning) // no organization learning
+        assertEquals(null, client.route(Support.request("openai/gpt-4o-mini", "hello")).weightsVersion)
     }
 }
