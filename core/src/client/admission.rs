@@ -14,7 +14,7 @@ use crate::accounts::KeyScope;
 use crate::accounts::enforce;
 use crate::accounts::policy_client::{Hold, PolicyClient, PolicyState, Reserved};
 use crate::accounts::{EffectivePolicy, Level};
-use crate::config::{Config, EnforceMode, Identity, WhenUnreachable};
+use crate::config::{Config, EnforceMode, Identity, KeySource, WhenUnreachable};
 use crate::error::{Error, Result};
 use crate::routing::select::RoutePolicy;
 use crate::types::ChatRequest;
@@ -314,9 +314,9 @@ pub(super) fn start_policy(
         return Ok(None);
     }
     let rep = &config.reporting;
-    let key_configured = rep.signing_key_configured();
+    let key = rep.key_source();
     let (url, key_id) = match (&rep.collector_url, &config.identity.api_key_id) {
-        (Some(u), Some(k)) if key_configured => (u, k),
+        (Some(u), Some(k)) if key.is_configured() => (u, k),
         _ => {
             if pcfg.enforce == EnforceMode::Required {
                 let mut missing = Vec::new();
@@ -326,8 +326,12 @@ pub(super) fn start_policy(
                 if config.identity.api_key_id.is_none() {
                     missing.push("identity.api_key_id");
                 }
-                if !key_configured {
-                    missing.push("a signing key (reporting.signing_key_file, the signing key variable, or an in-memory key)");
+                let no_key;
+                if let KeySource::None { var } = key {
+                    no_key = format!(
+                        "a signing key (reporting.signing_key_file, ${var}, or an in-memory key)"
+                    );
+                    missing.push(&no_key);
                 }
                 return Err(Error::config(
                     "policy.enforce",
@@ -461,7 +465,7 @@ mod tests {
         cfg.reporting.spool_dir = Some(dir.path().join("spool"));
         cfg.reporting.signing_key_env = Some("GATEROUTER_TEST_UNSET_KEY_VARIABLE".into());
         cfg.reporting.signing_key = Some(Secret::new(signer.seed_base64().expose()));
-        assert!(cfg.reporting.signing_key_configured());
+        assert!(matches!(cfg.reporting.key_source(), KeySource::Memory(_)));
         cfg.policy.enforce = EnforceMode::Required;
         let c = Client::new(cfg.clone()).unwrap();
         assert!(c.policy_client().is_some() && c.usage_status().spool_dir.is_some());

@@ -349,8 +349,9 @@ pub(super) fn start_recorder(config: &Config, sdk: SdkInfo) -> Result<Option<Rec
     if rep.mode == ReportingMode::Off {
         return Ok(None);
     }
-    let key_configured = rep.signing_key_configured();
-    if rep.collector_url.is_none() && (!key_configured || config.identity.api_key_id.is_none()) {
+    let key = rep.key_source();
+    if rep.collector_url.is_none() && (!key.is_configured() || config.identity.api_key_id.is_none())
+    {
         tracing::info!(
             "usage records are off: configure identity.api_key_id and a signing key ([reporting]) to turn them on"
         );
