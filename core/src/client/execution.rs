@@ -261,3 +261,197 @@ impl Client {
             .and_then(|(_, p)| p.context_window)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::config::{Config, ReportingMode};
+    use crate::routing::select::Candidate;
+    use crate::types::Message;
+
+    /// An exchange that answers from a script instead of the network: each attempt takes
+    /// the next result; `Ok` answers with the model it was sent to.
+    struct Script(Mutex<VecDeque<Result<()>>>);
+
+    impl Script {
+        fn new(steps: impl IntoIterator<Item = Result<()>>) -> Self {
+            Script(Mutex::new(steps.into_iter().collect()))
+        }
+        fn left(&self) -> usize {
+            self.0.lock().unwrap().len()
+        }
+    }
+
+    impl Exchange for &Script {
+        type Output = String;
+        const STREAM: bool = false;
+
+        fn attempt(
+            &self,
+            _client: &Client,
+            _adapter: &'static dyn Adapter,
+            _call: &HttpCall,
+            target: &Target,
+        ) -> impl Future<Output = Result<String>> + Send {
+            let step = self.0.lock().unwrap().pop_front().unwrap();
+            let model = target.model_id.clone();
+            async move { step.map(|()| model) }
+        }
+    }
+
+    fn client(max_retries: u32) -> Client {
+        let mut cfg = Config::for_emulator("http://127.0.0.1:9");
+        cfg.reporting.mode = ReportingMode::Off;
+        cfg.retry.max_retries = max_retries;
+        cfg.retry.initial_backoff_ms = 1;
+        cfg.retry.max_backoff_ms = 1;
+        Client::new(cfg).unwrap()
+    }
+
+    /// A call routed to `models`, in chain order.
+    async fn call_to(c: &Client, models: &[&str]) -> (ChatRequest, Call) {
+        let req = ChatRequest::new(models[0], vec![Message::user("hi")]);
+        let mut call = c.begin(&req, false).await.unwrap();
+        let first = call.decision.candidates[0].clone();
+        call.decision.candidates = models
+            .iter()
+            .map(|m| Candidate {
+                model: (*m).to_owned(),
+                ..first.clone()
+            })
+            .collect();
+        (req, call)
+    }
+
+    fn rate_limited() -> Error {
+        Error::RateLimited {
+            provider: "openai".into(),
+            retry_after: None,
+            message: "slow down".into(),
+        }
+    }
+
+    fn outcomes(call: &Call) -> Vec<(String, AttemptOutcome, u32)> {
+        call.decision
+            .attempts
+            .iter()
+            .map(|a| (a.model.clone(), a.outcome, a.retries))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_retryable_error_falls_back_to_the_next_model() {
+        let c = client(0);
+        let (req, mut call) =
+            call_to(&c, &["openai/gpt-4o-mini", "anthropic/claude-haiku-4-5"]).await;
+        let script = Script::new([Err(rate_limited()), Ok(())]);
+        let served = c.run(&req, &mut call, &script).await.unwrap();
+        assert_eq!(served.output, "anthropic/claude-haiku-4-5");
+        assert_eq!(served.target.provider.name, "anthropic");
+        assert_eq!(
+            outcomes(&call),
+            vec![
+                (
+                    "openai/gpt-4o-mini".to_owned(),
+                    AttemptOutcome::Failed(ErrorKind::RateLimited),
+                    0
+                ),
+                (
+                    "anthropic/claude-haiku-4-5".to_owned(),
+                    AttemptOutcome::Ok,
+                    0
+                ),
+            ]
+        );
+        assert_eq!(call.decision.answered_by(), "anthropic/claude-haiku-4-5");
+    }
+
+    #[tokio::test]
+    async fn a_non_retryable_error_stops_the_chain() {
+        let c = client(2);
+        let (req, mut call) =
+            call_to(&c, &["openai/gpt-4o-mini", "anthropic/claude-haiku-4-5"]).await;
+        let auth = Error::Auth {
+            provider: "openai".into(),
+            status: 401,
+            message: "bad key".into(),
+        };
+        let script = Script::new([Err(auth), Ok(())]);
+        let e = c.run(&req, &mut call, &script).await.err().unwrap();
+        assert_eq!(e.kind(), ErrorKind::Auth);
+        // Neither retried nor fallen back: the second model's step is still unused.
+        assert_eq!(script.left(), 1);
+        assert_eq!(
+            outcomes(&call),
+            vec![(
+                "openai/gpt-4o-mini".to_owned(),
+                AttemptOutcome::Failed(ErrorKind::Auth),
+                0
+            )]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_retryable_error_is_retried_on_the_same_model_first() {
+        let c = client(1);
+        let (req, mut call) =
+            call_to(&c, &["openai/gpt-4o-mini", "anthropic/claude-haiku-4-5"]).await;
+        let script = Script::new([Err(rate_limited()), Ok(())]);
+        let served = c.run(&req, &mut call, &script).await.unwrap();
+        assert_eq!(served.output, "openai/gpt-4o-mini");
+        assert_eq!(
+            outcomes(&call),
+            vec![("openai/gpt-4o-mini".to_owned(), AttemptOutcome::Ok, 1)]
+        );
+        assert_eq!(super::super::recording::total_attempts(&call.decision), 2);
+    }
+
+    #[tokio::test]
+    async fn the_last_error_is_returned_when_every_model_fails() {
+        let c = client(0);
+        let (req, mut call) =
+            call_to(&c, &["openai/gpt-4o-mini", "anthropic/claude-haiku-4-5"]).await;
+        let outage = Error::ProviderUnavailable {
+            provider: "anthropic".into(),
+            status: Some(529),
+            message: "overloaded".into(),
+        };
+        let script = Script::new([Err(rate_limited()), Err(outage)]);
+        let e = c.run(&req, &mut call, &script).await.err().unwrap();
+        assert_eq!(e.kind(), ErrorKind::ProviderUnavailable);
+        assert_eq!(call.decision.attempts.len(), 2);
+    }
+
+    #[test]
+    fn only_capacity_time_and_context_errors_fall_back() {
+        for k in [
+            ErrorKind::RateLimited,
+            ErrorKind::ProviderUnavailable,
+            ErrorKind::Timeout,
+            ErrorKind::ContextLengthExceeded,
+        ] {
+            assert!(falls_back(k), "{k:?}");
+        }
+        for k in [
+            ErrorKind::Auth,
+            ErrorKind::InvalidRequest,
+            ErrorKind::InvalidResponse,
+        ] {
+            assert!(!falls_back(k), "{k:?}");
+        }
+    }
+
+    /// The bindings spawn calls on multi-threaded runtimes: both kinds stay `Send`.
+    #[test]
+    fn call_futures_are_send() {
+        fn send<T: Send>(_: &T) {}
+        let c = client(0);
+        let req = ChatRequest::new("openai/gpt-4o-mini", vec![Message::user("hi")]);
+        send(&c.chat(req.clone()));
+        send(&c.chat_stream(req));
+    }
+}
