@@ -485,4 +485,57 @@ mod tests {
         let e = Client::new(cfg).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Config, "{e}");
     }
+
+    fn enforced(dir: &std::path::Path, when: WhenUnreachable) -> Client {
+        let (signer, _) = crate::usage::generate_key();
+        let mut cfg = Config::for_emulator("http://127.0.0.1:9");
+        cfg.identity.api_key_id = Some("k_test".into());
+        // Nothing listens on port 9: the collector is unreachable.
+        cfg.reporting.collector_url = Some("http://127.0.0.1:9".into());
+        cfg.reporting.spool_dir = Some(dir.to_path_buf());
+        cfg.reporting.signing_key = Some(Secret::new(signer.seed_base64().expose()));
+        cfg.policy.enforce = EnforceMode::Required;
+        cfg.policy.when_unreachable = when;
+        Client::new(cfg).unwrap()
+    }
+
+    /// Issue 19 stage tests: admission refuses when the collector cannot say what the
+    /// policy is and `when_unreachable = "deny"`, and lets the call through with no
+    /// policy under `"allow"`.
+    #[tokio::test]
+    async fn an_unreachable_collector_denies_or_allows_as_configured() {
+        let dir = tempfile::tempdir().unwrap();
+        let req = ChatRequest::new(
+            "openai/gpt-4o-mini",
+            vec![crate::types::Message::user("hi")],
+        );
+        let c = enforced(&dir.path().join("deny"), WhenUnreachable::Deny);
+        match c.admit(&req).await.err().unwrap() {
+            Error::Permission { rule, .. } => assert_eq!(rule, "policy_unavailable"),
+            other => panic!("{other:?}"),
+        }
+        c.shutdown().await.unwrap();
+        let c = enforced(&dir.path().join("allow"), WhenUnreachable::Allow);
+        let gate = c.admit(&req).await.unwrap();
+        assert!(gate.policy.is_none() && gate.route.is_none());
+        // No hold without a policy.
+        assert!(
+            c.reserve_for(&gate, &req, "openai/gpt-4o-mini")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        c.shutdown().await.unwrap();
+    }
+
+    /// A malformed request is refused before any collector round trip.
+    #[tokio::test]
+    async fn a_malformed_request_is_refused_before_the_policy() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = enforced(dir.path(), WhenUnreachable::Deny);
+        let empty = ChatRequest::new("openai/gpt-4o-mini", Vec::new());
+        let e = c.admit(&empty).await.err().unwrap();
+        assert_eq!(e.kind(), ErrorKind::InvalidRequest, "{e}");
+        c.shutdown().await.unwrap();
+    }
 }

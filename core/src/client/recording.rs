@@ -113,19 +113,19 @@ impl Client {
         first_token_ms: Option<u64>,
         stream: bool,
     ) -> Option<RecordId> {
-        self.record_as(
-            req,
-            model_id,
-            route_info(decision),
-            total_attempts(decision),
-            clock,
+        let rec = CallRecord {
             usage,
             cost,
-            status,
             first_token_ms,
-            stream,
-            None,
-        )
+            ..CallRecord::new(
+                model_id,
+                route_info(decision),
+                total_attempts(decision),
+                status,
+                stream,
+            )
+        };
+        self.record_as(req, clock, rec)
     }
 
     /// A call that failed after routing: `denied` when the policy refused (every model
@@ -141,19 +141,17 @@ impl Client {
     ) {
         match denial_of(e) {
             Some(denial) => {
-                self.record_as(
-                    req,
-                    model_id,
-                    route_info(decision),
-                    total_attempts(decision),
-                    clock,
-                    None,
-                    None,
-                    UsageStatus::Denied,
-                    None,
-                    stream,
-                    Some(denial),
-                );
+                let rec = CallRecord {
+                    denial: Some(denial),
+                    ..CallRecord::new(
+                        model_id,
+                        route_info(decision),
+                        total_attempts(decision),
+                        UsageStatus::Denied,
+                        stream,
+                    )
+                };
+                self.record_as(req, clock, rec);
             }
             None => {
                 self.record(
@@ -199,68 +197,22 @@ impl Client {
             score: None,
             ..Default::default()
         };
-        self.record_as(
-            req,
-            &model,
-            route,
-            1,
-            clock,
-            None,
-            None,
-            UsageStatus::Denied,
-            None,
-            stream,
-            Some(denial),
-        );
+        let rec = CallRecord {
+            denial: Some(denial),
+            ..CallRecord::new(&model, route, 1, UsageStatus::Denied, stream)
+        };
+        self.record_as(req, clock, rec);
     }
 
-    /// [`Client::record`] with the route already summarized (what a record keeps of it);
-    /// `denial` is the rule and level of a policy refusal (`denied` records).
-    #[allow(clippy::too_many_arguments)]
+    /// Append the record of `rec`, made at `clock`'s start; the id is the clock's.
     pub(super) fn record_as(
         &self,
         req: &ChatRequest,
-        model_id: &str,
-        route: RouteInfo,
-        attempts: u32,
         clock: &CallClock,
-        usage: Option<&Usage>,
-        cost: Option<&Cost>,
-        status: UsageStatus,
-        first_token_ms: Option<u64>,
-        stream: bool,
-        denial: Option<(String, Option<String>)>,
+        rec: CallRecord<'_>,
     ) -> Option<RecordId> {
-        let Some(recorder) = &self.inner.recorder else {
-            return None;
-        };
-        let (denied_rule, denied_level) = denial.map_or((None, None), |(r, l)| (Some(r), l));
-        let id = ModelId::parse(model_id).unwrap_or(ModelId {
-            provider: String::new(),
-            model: model_id.to_owned(),
-        });
-        let u = usage.copied().unwrap_or_default();
-        let input = UsageRecordInput {
-            ts_start: clock.unix_ms,
-            ts_end: unix_ms_now(),
-            provider: id.provider,
-            model: id.model,
-            route: Some(route),
-            prompt_tokens: u.prompt_tokens,
-            completion_tokens: u.completion_tokens,
-            cached_prompt_tokens: u.cached_prompt_tokens,
-            cache_write_tokens: u.cache_write_tokens,
-            reasoning_tokens: u.reasoning_tokens,
-            cost_micros: cost.map_or(0, |c| c.total_micros),
-            latency_ms: clock.instant.elapsed().as_millis() as u64,
-            time_to_first_token_ms: first_token_ms,
-            status: Some(status),
-            attempts: attempts.max(1),
-            stream,
-            tags: req.metadata.clone(),
-            denied_rule,
-            denied_level,
-        };
+        let recorder = self.inner.recorder.as_ref()?;
+        let input = record_input(req, clock, unix_ms_now(), rec);
         match recorder.record_with_id(input, clock.record_id()) {
             Ok(id) => Some(id),
             Err(e) => {
@@ -268,6 +220,81 @@ impl Client {
                 None
             }
         }
+    }
+}
+
+/// What a usage record says about one call besides its request and clock.
+pub(super) struct CallRecord<'a> {
+    /// `provider/model` (a bare name is kept as the model, with no provider).
+    pub(super) model_id: &'a str,
+    pub(super) route: RouteInfo,
+    /// HTTP attempts (at least 1 is recorded).
+    pub(super) attempts: u32,
+    pub(super) usage: Option<&'a Usage>,
+    pub(super) cost: Option<&'a Cost>,
+    pub(super) status: UsageStatus,
+    pub(super) first_token_ms: Option<u64>,
+    pub(super) stream: bool,
+    /// The rule and level of a policy refusal (`denied` records).
+    pub(super) denial: Option<(String, Option<String>)>,
+}
+
+impl<'a> CallRecord<'a> {
+    /// No usage, cost, first token or denial.
+    pub(super) fn new(
+        model_id: &'a str,
+        route: RouteInfo,
+        attempts: u32,
+        status: UsageStatus,
+        stream: bool,
+    ) -> Self {
+        CallRecord {
+            model_id,
+            route,
+            attempts,
+            usage: None,
+            cost: None,
+            status,
+            first_token_ms: None,
+            stream,
+            denial: None,
+        }
+    }
+}
+
+/// The usage record of a call that started at `clock` and ended at `now_ms`.
+pub(super) fn record_input(
+    req: &ChatRequest,
+    clock: &CallClock,
+    now_ms: u64,
+    rec: CallRecord<'_>,
+) -> UsageRecordInput {
+    let (denied_rule, denied_level) = rec.denial.map_or((None, None), |(r, l)| (Some(r), l));
+    let id = ModelId::parse(rec.model_id).unwrap_or(ModelId {
+        provider: String::new(),
+        model: rec.model_id.to_owned(),
+    });
+    let u = rec.usage.copied().unwrap_or_default();
+    UsageRecordInput {
+        ts_start: clock.unix_ms,
+        ts_end: now_ms,
+        provider: id.provider,
+        model: id.model,
+        route: Some(rec.route),
+        prompt_tokens: u.prompt_tokens,
+        completion_tokens: u.completion_tokens,
+        cached_prompt_tokens: u.cached_prompt_tokens,
+        cache_write_tokens: u.cache_write_tokens,
+        reasoning_tokens: u.reasoning_tokens,
+        cost_micros: rec.cost.map_or(0, |c| c.total_micros),
+        latency_ms: clock.instant.elapsed().as_millis() as u64,
+        time_to_first_token_ms: rec.first_token_ms,
+        status: Some(rec.status),
+        attempts: rec.attempts.max(1),
+        stream: rec.stream,
+        tags: req.metadata.clone(),
+        denied_rule,
+        denied_level,
     }
 }
 
@@ -543,18 +570,163 @@ impl Drop for AbandonedCall {
                 .tokens;
         let usage = Usage::new(prompt, 0, 0, 0, 0);
         let cost = self.client.price(&usage, &self.model);
-        self.client.record_as(
-            &req,
-            &self.model,
-            self.route.clone(),
-            1,
-            &self.clock,
-            Some(&usage),
-            cost.as_ref(),
-            UsageStatus::Cancelled,
-            None,
-            false,
-            None,
+        let rec = CallRecord {
+            usage: Some(&usage),
+            cost: cost.as_ref(),
+            ..CallRecord::new(
+                &self.model,
+                self.route.clone(),
+                1,
+                UsageStatus::Cancelled,
+                false,
+            )
+        };
+        self.client.record_as(&req, &self.clock, rec);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+    use crate::routing::{Attempt, AttemptOutcome};
+    use crate::types::Message;
+    use crate::usage::RouteMode;
+
+    fn req() -> ChatRequest {
+        let mut r = ChatRequest::new("openai/gpt-4o-mini", vec![Message::user("hi")]);
+        r.metadata.insert("feature".into(), "search".into());
+        r
+    }
+
+    fn route() -> RouteInfo {
+        RouteInfo {
+            mode: RouteMode::Explicit,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_answered_call_is_recorded_with_its_usage_cost_and_timing() {
+        let mut cfg = Config::for_emulator("http://127.0.0.1:9");
+        cfg.reporting.mode = ReportingMode::Off;
+        let c = Client::new(cfg).unwrap();
+        let usage = Usage::new(1_000, 200, 100, 0, 0);
+        let cost = c.price(&usage, "openai/gpt-4o-mini").unwrap();
+        assert!(cost.total_micros > 0);
+        let clock = CallClock::start();
+        let rec = CallRecord {
+            usage: Some(&usage),
+            cost: Some(&cost),
+            first_token_ms: Some(42),
+            ..CallRecord::new("openai/gpt-4o-mini", route(), 3, UsageStatus::Ok, true)
+        };
+        let r = record_input(&req(), &clock, clock.unix_ms + 500, rec);
+        assert_eq!(
+            (r.provider.as_str(), r.model.as_str()),
+            ("openai", "gpt-4o-mini")
         );
+        assert_eq!((r.ts_start, r.ts_end), (clock.unix_ms, clock.unix_ms + 500));
+        assert_eq!(
+            (r.prompt_tokens, r.completion_tokens, r.cached_prompt_tokens),
+            (1_000, 200, 100)
+        );
+        assert_eq!(r.cost_micros, cost.total_micros);
+        assert_eq!(r.time_to_first_token_ms, Some(42));
+        assert_eq!(r.status, Some(UsageStatus::Ok));
+        assert_eq!(r.attempts, 3);
+        assert!(r.stream);
+        assert_eq!(r.tags.get("feature").map(String::as_str), Some("search"));
+        assert_eq!(r.route.unwrap().mode, RouteMode::Explicit);
+        assert_eq!((r.denied_rule, r.denied_level), (None, None));
+    }
+
+    #[test]
+    fn a_denied_call_is_recorded_with_its_rule_no_tokens_and_one_attempt() {
+        let clock = CallClock::start();
+        let rec = CallRecord {
+            denial: Some(("deny_models".into(), Some("project".into()))),
+            ..CallRecord::new("mystery", route(), 0, UsageStatus::Denied, false)
+        };
+        let r = record_input(&req(), &clock, clock.unix_ms, rec);
+        // A bare name is kept as the model, with no provider.
+        assert_eq!((r.provider.as_str(), r.model.as_str()), ("", "mystery"));
+        assert_eq!(r.status, Some(UsageStatus::Denied));
+        assert_eq!(r.denied_rule.as_deref(), Some("deny_models"));
+        assert_eq!(r.denied_level.as_deref(), Some("project"));
+        assert_eq!(
+            (r.prompt_tokens, r.completion_tokens, r.cost_micros),
+            (0, 0, 0)
+        );
+        assert_eq!(r.attempts, 1, "at least one attempt is recorded");
+    }
+
+    #[test]
+    fn only_policy_refusals_are_denials() {
+        let e = Error::Permission {
+            rule: "allow_models".into(),
+            level: None,
+            message: "no".into(),
+        };
+        assert_eq!(denial_of(&e), Some(("allow_models".to_owned(), None)));
+        let e = Error::Timeout {
+            provider: "openai".into(),
+            after: std::time::Duration::from_secs(1),
+            what: "request",
+        };
+        assert_eq!(denial_of(&e), None);
+    }
+
+    #[test]
+    fn attempts_count_every_sent_try_and_no_skipped_model() {
+        let mut cfg = Config::for_emulator("http://127.0.0.1:9");
+        cfg.reporting.mode = ReportingMode::Off;
+        let mut d = Client::new(cfg).unwrap().route(&req()).unwrap();
+        assert!(d.attempts.is_empty());
+        for (model, outcome, retries) in [
+            (
+                "openai/gpt-4o-mini",
+                AttemptOutcome::Failed(ErrorKind::RateLimited),
+                2,
+            ),
+            ("gemini/gemini-2.5-flash", AttemptOutcome::CircuitOpen, 0),
+            ("anthropic/claude-haiku-4-5", AttemptOutcome::Ok, 0),
+        ] {
+            d.attempts.push(Attempt {
+                model: model.into(),
+                outcome,
+                retries,
+            });
+        }
+        assert_eq!(total_attempts(&d), 4);
+        assert_eq!(d.answered_by(), "anthropic/claude-haiku-4-5");
+    }
+
+    /// With records on, a policy refusal writes one record and a malformed request none.
+    #[tokio::test]
+    async fn a_refusal_before_routing_writes_one_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let (signer, _) = crate::usage::generate_key();
+        let mut cfg = Config::for_emulator("http://127.0.0.1:9");
+        cfg.identity.api_key_id = Some("k_test".into());
+        cfg.reporting.spool_dir = Some(dir.path().join("spool"));
+        cfg.reporting.signing_key = Some(Secret::new(signer.seed_base64().expose()));
+        let c = Client::new(cfg).unwrap();
+        let clock = CallClock::start();
+        let bad = Error::InvalidRequest {
+            field: Some("messages".into()),
+            message: "empty".into(),
+        };
+        c.record_denial(&req(), &bad, &clock, false);
+        assert_eq!(c.spool_status().unwrap().pending_records, 0);
+        let denied = Error::Permission {
+            rule: "deny_models".into(),
+            level: None,
+            message: "no".into(),
+        };
+        c.record_denial(&req(), &denied, &clock, false);
+        assert_eq!(c.spool_status().unwrap().pending_records, 1);
+        c.shutdown().await.unwrap();
     }
 }

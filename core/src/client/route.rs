@@ -262,3 +262,54 @@ fn build_learning(
         warning,
     )
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
+mod tests {
+    use super::*;
+    use crate::config::{Config, ModelEntry, ReportingMode};
+    use crate::types::Message;
+
+    fn client(allow: &[&str]) -> Client {
+        let mut cfg = Config::for_emulator("http://127.0.0.1:9");
+        cfg.reporting.mode = ReportingMode::Off;
+        cfg.models = allow
+            .iter()
+            .map(|m| ModelEntry {
+                id: (*m).to_owned(),
+                provider_model: None,
+            })
+            .collect();
+        Client::new(cfg).unwrap()
+    }
+
+    #[test]
+    fn availability_names_why_a_model_is_excluded() {
+        let c = client(&["openai/gpt-4o-mini"]);
+        assert!(c.check("openai/gpt-4o-mini").is_ok());
+        assert_eq!(
+            c.check("openai/gpt-4o").unwrap_err().0,
+            Exclusion::NotPermitted
+        );
+        assert_eq!(
+            c.check("nowhere/model").unwrap_err().0,
+            Exclusion::UnknownProvider
+        );
+    }
+
+    #[test]
+    fn a_bad_tag_fails_before_routing() {
+        let c = client(&[]);
+        let mut req = ChatRequest::new("openai/gpt-4o-mini", vec![Message::user("hi")]);
+        req.metadata.insert(String::new(), "x".into());
+        let e = c.prepare(&req, None).unwrap_err();
+        assert!(
+            matches!(&e, Error::InvalidRequest { field: Some(f), .. } if f == "metadata"),
+            "{e:?}"
+        );
+        req.metadata.clear();
+        let d = c.prepare(&req, None).unwrap();
+        assert_eq!(d.chosen, "openai/gpt-4o-mini");
+        assert_eq!(c.priced_model(&req).unwrap(), "openai/gpt-4o-mini");
+    }
+}

@@ -220,3 +220,125 @@ where
         }
     })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
+mod tests {
+    use super::*;
+    use crate::config::{Config, ReportingMode};
+    use crate::error::ErrorKind;
+    use crate::providers::adapter_for;
+    use crate::types::{ChatRequest, Message};
+
+    fn client() -> Client {
+        let mut cfg = Config::for_emulator("http://127.0.0.1:9");
+        cfg.reporting.mode = ReportingMode::Off;
+        Client::new(cfg).unwrap()
+    }
+
+    /// A server that accepts connections and never answers.
+    async fn silent_server() -> (String, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((sock, _)) = listener.accept().await {
+                held.push(sock);
+            }
+        });
+        (format!("http://{addr}"), task)
+    }
+
+    #[tokio::test]
+    async fn a_reqwest_timeout_becomes_a_timeout_error() {
+        let (url, server) = silent_server().await;
+        let _ = client(); // installs the TLS crypto provider reqwest needs
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_millis(50))
+            .build()
+            .unwrap();
+        let e = http.get(&url).send().await.unwrap_err();
+        assert!(e.is_timeout());
+        let mapped = transport_error("openai", e, Duration::from_secs(7));
+        assert_eq!(mapped.kind(), ErrorKind::Timeout);
+        match mapped {
+            Error::Timeout {
+                provider,
+                after,
+                what,
+            } => {
+                assert_eq!(provider, "openai");
+                assert_eq!(after, Duration::from_secs(7));
+                assert_eq!(what, "request");
+            }
+            other => panic!("{other:?}"),
+        }
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_an_outage_without_the_url() {
+        // Port 9 (discard) is closed on test machines: the connection is refused.
+        let c = client();
+        let e = c
+            .inner
+            .http
+            .get("http://127.0.0.1:9/v1/chat?key=sk-secret")
+            .send()
+            .await
+            .unwrap_err();
+        let mapped = transport_error("openai", e, Duration::from_secs(1));
+        assert_eq!(mapped.kind(), ErrorKind::ProviderUnavailable);
+        let text = mapped.to_string();
+        assert!(text.contains("cannot connect"), "{text}");
+        assert!(!text.contains("sk-secret"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_provider_that_does_not_answer_times_out_at_its_request_timeout() {
+        let (url, server) = silent_server().await;
+        let c = client();
+        let mut target = c.resolve("openai/gpt-4o-mini").unwrap();
+        target.provider.base_url = url;
+        target.provider.request_timeout = Duration::from_millis(100);
+        let adapter = adapter_for(target.provider.kind);
+        let req = ChatRequest::new("openai/gpt-4o-mini", vec![Message::user("hi")]);
+        let call = adapter.build_request(&req, &target, false).unwrap();
+        let e = c.fetch_answer(adapter, &call, &target).await.unwrap_err();
+        assert!(
+            matches!(e, Error::Timeout { what: "request", after, .. } if after == Duration::from_millis(100)),
+            "{e:?}"
+        );
+        let call = adapter.build_request(&req, &target, true).unwrap();
+        let e = c.open_stream(adapter, &call, &target).await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::Timeout {
+                    what: "stream start",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn a_silent_stream_ends_with_an_idle_timeout() {
+        let c = client();
+        let target = c.resolve("openai/gpt-4o-mini").unwrap();
+        let decoder = adapter_for(target.provider.kind).stream_decoder(&target);
+        let body = futures_util::stream::pending::<reqwest::Result<Bytes>>();
+        let chunks = sse_chunks(body, decoder, "openai".into(), Duration::from_millis(20));
+        let items: Vec<_> = Box::pin(chunks).collect().await;
+        assert_eq!(items.len(), 1, "the error ends the stream");
+        match &items[0] {
+            Err(Error::Timeout { what, after, .. }) => {
+                assert_eq!(*what, "stream idle");
+                assert_eq!(*after, Duration::from_millis(20));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
