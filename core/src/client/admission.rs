@@ -194,16 +194,26 @@ impl Client {
         tokens: u64,
         record_id: Option<RecordId>,
     ) {
-        let Some(pc) = &self.inner.policy else { return };
+        if let Some(h) = self.settle_local(hold, micros, tokens) {
+            self.settle_remote(&h, micros, tokens, record_id).await;
+        }
+    }
+
+    /// The local half of settling: release the hold with the actual cost (without a
+    /// hold, count the spend). Returns the hold when the collector holds it too.
+    fn settle_local(&self, hold: Option<Hold>, micros: u64, tokens: u64) -> Option<Hold> {
+        let pc = self.inner.policy.as_ref()?;
         match hold {
             Some(h) => {
                 pc.release(&h, micros, tokens);
-                if h.online {
-                    self.settle_remote(&h, micros, tokens, record_id).await;
-                }
+                h.online.then_some(h)
             }
-            None if micros > 0 || tokens > 0 => pc.note_spend(micros, tokens),
-            None => {}
+            None => {
+                if micros > 0 || tokens > 0 {
+                    pc.note_spend(micros, tokens);
+                }
+                None
+            }
         }
     }
 
@@ -236,17 +246,9 @@ impl Client {
         tokens: u64,
         record_id: Option<RecordId>,
     ) {
-        let Some(pc) = &self.inner.policy else { return };
-        let Some(h) = hold else {
-            if micros > 0 || tokens > 0 {
-                pc.note_spend(micros, tokens);
-            }
+        let Some(h) = self.settle_local(hold, micros, tokens) else {
             return;
         };
-        pc.release(&h, micros, tokens);
-        if !h.online {
-            return;
-        }
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
                 let client = self.clone();
@@ -405,7 +407,7 @@ fn describe_scope(s: &KeyScope) -> String {
 #[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
-    use crate::config::Secret;
+    use crate::client::testing::{ask, records_config};
     use crate::error::ErrorKind;
 
     fn scope() -> KeyScope {
@@ -458,13 +460,9 @@ mod tests {
     #[tokio::test]
     async fn an_in_memory_signing_key_turns_on_policy_enforcement() {
         let dir = tempfile::tempdir().unwrap();
-        let (signer, _) = crate::usage::generate_key();
-        let mut cfg = Config::for_emulator("http://127.0.0.1:9");
-        cfg.identity.api_key_id = Some("k_mobile".into());
+        let mut cfg = records_config(&dir.path().join("spool"));
         cfg.reporting.collector_url = Some("http://127.0.0.1:9".into());
-        cfg.reporting.spool_dir = Some(dir.path().join("spool"));
         cfg.reporting.signing_key_env = Some("GATEROUTER_TEST_UNSET_KEY_VARIABLE".into());
-        cfg.reporting.signing_key = Some(Secret::new(signer.seed_base64().expose()));
         assert!(matches!(cfg.reporting.key_source(), KeySource::Memory(_)));
         cfg.policy.enforce = EnforceMode::Required;
         let c = Client::new(cfg.clone()).unwrap();
@@ -487,13 +485,9 @@ mod tests {
     }
 
     fn enforced(dir: &std::path::Path, when: WhenUnreachable) -> Client {
-        let (signer, _) = crate::usage::generate_key();
-        let mut cfg = Config::for_emulator("http://127.0.0.1:9");
-        cfg.identity.api_key_id = Some("k_test".into());
+        let mut cfg = records_config(dir);
         // Nothing listens on port 9: the collector is unreachable.
         cfg.reporting.collector_url = Some("http://127.0.0.1:9".into());
-        cfg.reporting.spool_dir = Some(dir.to_path_buf());
-        cfg.reporting.signing_key = Some(Secret::new(signer.seed_base64().expose()));
         cfg.policy.enforce = EnforceMode::Required;
         cfg.policy.when_unreachable = when;
         Client::new(cfg).unwrap()
@@ -505,10 +499,7 @@ mod tests {
     #[tokio::test]
     async fn an_unreachable_collector_denies_or_allows_as_configured() {
         let dir = tempfile::tempdir().unwrap();
-        let req = ChatRequest::new(
-            "openai/gpt-4o-mini",
-            vec![crate::types::Message::user("hi")],
-        );
+        let req = ask("openai/gpt-4o-mini");
         let c = enforced(&dir.path().join("deny"), WhenUnreachable::Deny);
         match c.admit(&req).await.err().unwrap() {
             Error::Permission { rule, .. } => assert_eq!(rule, "policy_unavailable"),

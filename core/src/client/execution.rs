@@ -12,9 +12,10 @@ use std::time::Instant;
 use super::Client;
 use super::admission::{Gate, HoldGuard};
 use super::recording::CallClock;
+use super::transport::Outbound;
 use crate::accounts::policy_client::Hold;
 use crate::error::{Error, ErrorKind, Result};
-use crate::providers::{Adapter, HttpCall, Target, adapter_for};
+use crate::providers::{Target, adapter_for};
 use crate::retry::{Backoff, Decision};
 use crate::routing::{Attempt, AttemptOutcome, RouteDecision};
 use crate::types::{ChatRequest, ChatResponse};
@@ -29,9 +30,7 @@ pub(super) trait Exchange {
     fn attempt(
         &self,
         client: &Client,
-        adapter: &'static dyn Adapter,
-        call: &HttpCall,
-        target: &Target,
+        out: Outbound<'_>,
     ) -> impl Future<Output = Result<Self::Output>> + Send;
 }
 
@@ -45,11 +44,9 @@ impl Exchange for Plain {
     fn attempt(
         &self,
         client: &Client,
-        adapter: &'static dyn Adapter,
-        call: &HttpCall,
-        target: &Target,
+        out: Outbound<'_>,
     ) -> impl Future<Output = Result<ChatResponse>> + Send {
-        client.fetch_answer(adapter, call, target)
+        client.fetch_answer(out)
     }
 }
 
@@ -63,11 +60,9 @@ impl Exchange for Streamed {
     fn attempt(
         &self,
         client: &Client,
-        adapter: &'static dyn Adapter,
-        call: &HttpCall,
-        target: &Target,
+        out: Outbound<'_>,
     ) -> impl Future<Output = Result<reqwest::Response>> + Send {
-        client.open_stream(adapter, call, target)
+        client.open_stream(out)
     }
 }
 
@@ -204,7 +199,12 @@ impl Client {
             let mut backoff = Backoff::starting_at(retry, clock.instant);
             loop {
                 let t0 = Instant::now();
-                let e = match exchange.attempt(self, adapter, &call, &target).await {
+                let out = Outbound {
+                    adapter,
+                    call: &call,
+                    target: &target,
+                };
+                let e = match exchange.attempt(self, out).await {
                     Ok(output) => {
                         self.inner
                             .health
@@ -269,9 +269,8 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::config::{Config, ReportingMode};
+    use crate::client::testing::{ask, offline_config};
     use crate::routing::select::Candidate;
-    use crate::types::Message;
 
     /// An exchange that answers from a script instead of the network: each attempt takes
     /// the next result; `Ok` answers with the model it was sent to.
@@ -293,19 +292,16 @@ mod tests {
         fn attempt(
             &self,
             _client: &Client,
-            _adapter: &'static dyn Adapter,
-            _call: &HttpCall,
-            target: &Target,
+            out: Outbound<'_>,
         ) -> impl Future<Output = Result<String>> + Send {
             let step = self.0.lock().unwrap().pop_front().unwrap();
-            let model = target.model_id.clone();
+            let model = out.target.model_id.clone();
             async move { step.map(|()| model) }
         }
     }
 
     fn client(max_retries: u32) -> Client {
-        let mut cfg = Config::for_emulator("http://127.0.0.1:9");
-        cfg.reporting.mode = ReportingMode::Off;
+        let mut cfg = offline_config();
         cfg.retry.max_retries = max_retries;
         cfg.retry.initial_backoff_ms = 1;
         cfg.retry.max_backoff_ms = 1;
@@ -314,7 +310,7 @@ mod tests {
 
     /// A call routed to `models`, in chain order.
     async fn call_to(c: &Client, models: &[&str]) -> (ChatRequest, Call) {
-        let req = ChatRequest::new(models[0], vec![Message::user("hi")]);
+        let req = ask(models[0]);
         let mut call = c.begin(&req, false).await.unwrap();
         let first = call.decision.candidates[0].clone();
         call.decision.candidates = models
@@ -450,7 +446,7 @@ mod tests {
     fn call_futures_are_send() {
         fn send<T: Send>(_: &T) {}
         let c = client(0);
-        let req = ChatRequest::new("openai/gpt-4o-mini", vec![Message::user("hi")]);
+        let req = ask("openai/gpt-4o-mini");
         send(&c.chat(req.clone()));
         send(&c.chat_stream(req));
     }

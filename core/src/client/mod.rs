@@ -36,6 +36,8 @@ mod admission;
 mod execution;
 mod recording;
 mod route;
+#[cfg(test)]
+mod testing;
 mod transport;
 
 use std::collections::BTreeMap;

@@ -589,13 +589,12 @@ impl Drop for AbandonedCall {
 #[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
-    use crate::config::Secret;
+    use crate::client::testing::{ask, offline_client, records_config};
     use crate::routing::{Attempt, AttemptOutcome};
-    use crate::types::Message;
     use crate::usage::RouteMode;
 
     fn req() -> ChatRequest {
-        let mut r = ChatRequest::new("openai/gpt-4o-mini", vec![Message::user("hi")]);
+        let mut r = ask("openai/gpt-4o-mini");
         r.metadata.insert("feature".into(), "search".into());
         r
     }
@@ -609,9 +608,7 @@ mod tests {
 
     #[test]
     fn an_answered_call_is_recorded_with_its_usage_cost_and_timing() {
-        let mut cfg = Config::for_emulator("http://127.0.0.1:9");
-        cfg.reporting.mode = ReportingMode::Off;
-        let c = Client::new(cfg).unwrap();
+        let c = offline_client();
         let usage = Usage::new(1_000, 200, 100, 0, 0);
         let cost = c.price(&usage, "openai/gpt-4o-mini").unwrap();
         assert!(cost.total_micros > 0);
@@ -680,9 +677,7 @@ mod tests {
 
     #[test]
     fn attempts_count_every_sent_try_and_no_skipped_model() {
-        let mut cfg = Config::for_emulator("http://127.0.0.1:9");
-        cfg.reporting.mode = ReportingMode::Off;
-        let mut d = Client::new(cfg).unwrap().route(&req()).unwrap();
+        let mut d = offline_client().route(&req()).unwrap();
         assert!(d.attempts.is_empty());
         for (model, outcome, retries) in [
             (
@@ -707,12 +702,7 @@ mod tests {
     #[tokio::test]
     async fn a_refusal_before_routing_writes_one_record() {
         let dir = tempfile::tempdir().unwrap();
-        let (signer, _) = crate::usage::generate_key();
-        let mut cfg = Config::for_emulator("http://127.0.0.1:9");
-        cfg.identity.api_key_id = Some("k_test".into());
-        cfg.reporting.spool_dir = Some(dir.path().join("spool"));
-        cfg.reporting.signing_key = Some(Secret::new(signer.seed_base64().expose()));
-        let c = Client::new(cfg).unwrap();
+        let c = Client::new(records_config(&dir.path().join("spool"))).unwrap();
         let clock = CallClock::start();
         let bad = Error::InvalidRequest {
             field: Some("messages".into()),

@@ -267,12 +267,11 @@ fn build_learning(
 #[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
-    use crate::config::{Config, ModelEntry, ReportingMode};
-    use crate::types::Message;
+    use crate::client::testing::{ask, offline_config};
+    use crate::config::ModelEntry;
 
     fn client(allow: &[&str]) -> Client {
-        let mut cfg = Config::for_emulator("http://127.0.0.1:9");
-        cfg.reporting.mode = ReportingMode::Off;
+        let mut cfg = offline_config();
         cfg.models = allow
             .iter()
             .map(|m| ModelEntry {
@@ -300,7 +299,7 @@ mod tests {
     #[test]
     fn a_bad_tag_fails_before_routing() {
         let c = client(&[]);
-        let mut req = ChatRequest::new("openai/gpt-4o-mini", vec![Message::user("hi")]);
+        let mut req = ask("openai/gpt-4o-mini");
         req.metadata.insert(String::new(), "x".into());
         let e = c.prepare(&req, None).unwrap_err();
         assert!(

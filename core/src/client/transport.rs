@@ -17,80 +17,83 @@ use crate::providers::{Adapter, HttpCall, StreamDecoder, Target};
 use crate::sse::SseParser;
 use crate::types::{ChatChunk, ChatResponse};
 
+/// What one attempt sends, and to whom: the adapter that built `call` for `target`.
+#[derive(Clone, Copy)]
+pub(super) struct Outbound<'a> {
+    pub(super) adapter: &'static dyn Adapter,
+    pub(super) call: &'a HttpCall,
+    pub(super) target: &'a Target,
+}
+
+impl Outbound<'_> {
+    /// The provider's request timeout.
+    fn timeout(&self) -> Duration {
+        self.target.provider.request_timeout
+    }
+
+    /// The request timeout fired during `what`.
+    fn timed_out(&self, what: &'static str) -> Error {
+        Error::Timeout {
+            provider: self.target.provider.name.clone(),
+            after: self.timeout(),
+            what,
+        }
+    }
+
+    /// A `reqwest` failure of this exchange.
+    fn failed(&self, e: reqwest::Error) -> Error {
+        transport_error(&self.target.provider.name, e, self.timeout())
+    }
+}
+
 impl Client {
-    /// Send `call` and read the whole answer, within the provider's request timeout.
-    pub(super) async fn fetch_answer(
-        &self,
-        adapter: &dyn Adapter,
-        call: &HttpCall,
-        target: &Target,
-    ) -> Result<ChatResponse> {
-        let timeout = target.provider.request_timeout;
+    /// Send the request and read the whole answer, within the provider's request timeout.
+    pub(super) async fn fetch_answer(&self, out: Outbound<'_>) -> Result<ChatResponse> {
+        let Outbound {
+            adapter, target, ..
+        } = out;
         let fut = async {
-            let resp = self.send(call, target).await?;
+            let resp = self.send(out).await?;
             let status = resp.status().as_u16();
             let headers = resp.headers().clone();
-            let body = resp
-                .bytes()
-                .await
-                .map_err(|e| transport_error(&target.provider.name, e, timeout))?;
+            let body = resp.bytes().await.map_err(|e| out.failed(e))?;
             if (200..300).contains(&status) {
                 adapter.parse_response(&body, target)
             } else {
                 Err(adapter.parse_error(status, &headers, &body, target))
             }
         };
-        match tokio::time::timeout(timeout, fut).await {
-            Ok(r) => r,
-            Err(_) => Err(Error::Timeout {
-                provider: target.provider.name.clone(),
-                after: timeout,
-                what: "request",
-            }),
-        }
+        tokio::time::timeout(out.timeout(), fut)
+            .await
+            .unwrap_or_else(|_| Err(out.timed_out("request")))
     }
 
-    /// Send `call` and return the response once its status is 2xx (the body is the
+    /// Send the request and return the response once its status is 2xx (the body is the
     /// stream); the start is bounded by the request timeout, an error body too.
-    pub(super) async fn open_stream(
-        &self,
-        adapter: &dyn Adapter,
-        call: &HttpCall,
-        target: &Target,
-    ) -> Result<reqwest::Response> {
-        let timeout = target.provider.request_timeout;
-        let resp = tokio::time::timeout(timeout, self.send(call, target))
+    pub(super) async fn open_stream(&self, out: Outbound<'_>) -> Result<reqwest::Response> {
+        let resp = tokio::time::timeout(out.timeout(), self.send(out))
             .await
-            .map_err(|_| Error::Timeout {
-                provider: target.provider.name.clone(),
-                after: timeout,
-                what: "stream start",
-            })??;
+            .map_err(|_| out.timed_out("stream start"))??;
         let status = resp.status().as_u16();
         if (200..300).contains(&status) {
             return Ok(resp);
         }
         let headers: HeaderMap = resp.headers().clone();
-        let body = tokio::time::timeout(timeout, resp.bytes())
+        let body = tokio::time::timeout(out.timeout(), resp.bytes())
             .await
-            .map_err(|_| Error::Timeout {
-                provider: target.provider.name.clone(),
-                after: timeout,
-                what: "error body",
-            })?
-            .map_err(|e| transport_error(&target.provider.name, e, timeout))?;
-        Err(adapter.parse_error(status, &headers, &body, target))
+            .map_err(|_| out.timed_out("error body"))?
+            .map_err(|e| out.failed(e))?;
+        Err(out.adapter.parse_error(status, &headers, &body, out.target))
     }
 
     /// POST the adapter's request (no timeout of its own beyond the client's connect one).
-    async fn send(&self, call: &HttpCall, target: &Target) -> Result<reqwest::Response> {
+    async fn send(&self, out: Outbound<'_>) -> Result<reqwest::Response> {
+        let call = out.call;
         let mut rb = self.inner.http.post(&call.url).json(&call.body);
         for (k, v) in &call.headers {
             rb = rb.header(k.as_str(), v.as_str());
         }
-        rb.send()
-            .await
-            .map_err(|e| transport_error(&target.provider.name, e, target.provider.request_timeout))
+        rb.send().await.map_err(|e| out.failed(e))
     }
 }
 
@@ -225,16 +228,10 @@ where
 #[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
-    use crate::config::{Config, ReportingMode};
     use crate::error::ErrorKind;
     use crate::providers::adapter_for;
-    use crate::types::{ChatRequest, Message};
 
-    fn client() -> Client {
-        let mut cfg = Config::for_emulator("http://127.0.0.1:9");
-        cfg.reporting.mode = ReportingMode::Off;
-        Client::new(cfg).unwrap()
-    }
+    use crate::client::testing::{ask, offline_client as client};
 
     /// A server that accepts connections and never answers.
     async fn silent_server() -> (String, tokio::task::JoinHandle<()>) {
@@ -302,15 +299,21 @@ mod tests {
         target.provider.base_url = url;
         target.provider.request_timeout = Duration::from_millis(100);
         let adapter = adapter_for(target.provider.kind);
-        let req = ChatRequest::new("openai/gpt-4o-mini", vec![Message::user("hi")]);
+        let req = ask("openai/gpt-4o-mini");
         let call = adapter.build_request(&req, &target, false).unwrap();
-        let e = c.fetch_answer(adapter, &call, &target).await.unwrap_err();
+        let out = Outbound {
+            adapter,
+            call: &call,
+            target: &target,
+        };
+        let e = c.fetch_answer(out).await.unwrap_err();
         assert!(
             matches!(e, Error::Timeout { what: "request", after, .. } if after == Duration::from_millis(100)),
             "{e:?}"
         );
         let call = adapter.build_request(&req, &target, true).unwrap();
-        let e = c.open_stream(adapter, &call, &target).await.unwrap_err();
+        let out = Outbound { call: &call, ..out };
+        let e = c.open_stream(out).await.unwrap_err();
         assert!(
             matches!(
                 e,
