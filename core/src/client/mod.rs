@@ -24,11 +24,11 @@
 //!
 //! | module | stage |
 //! |---|---|
-//! | [`admission`] | policy start and fetch, `[identity]` check, budget reservation and settlement |
-//! | [`route`] | validation, the route decision, learning state, availability of a model |
-//! | [`execution`] | the fallback chain over one [`execution::Exchange`] (plain or streamed) |
-//! | [`transport`] | one HTTP exchange: send, timeouts, transport errors, SSE decoding |
-//! | [`recording`] | the recorder, pricing, usage records (answered, failed, denied, cancelled) |
+//! | `admission` | policy start and fetch, `[identity]` check, budget reservation and settlement |
+//! | `route` | validation, the route decision, learning state, availability of a model |
+//! | `execution` | the fallback chain over one `Exchange` (plain or streamed) |
+//! | `transport` | one HTTP exchange: send, timeouts, transport errors, SSE decoding |
+//! | `recording` | the recorder, pricing, usage records (answered, failed, denied, cancelled) |
 //!
 //! This file holds the [`Client`] type and its public methods: it reads as the map.
 
