@@ -21,7 +21,7 @@ use crate::model_id::ModelId;
 pub use crate::secret::Secret;
 
 mod reporting;
-pub use reporting::{DEFAULT_SIGNING_KEY_ENV, ReportingConfig, ReportingMode};
+pub use reporting::{DEFAULT_SIGNING_KEY_ENV, KeySource, ReportingConfig, ReportingMode};
 
 /// Which wire format a provider speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

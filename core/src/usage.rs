@@ -55,7 +55,7 @@ pub use reporter::{BatchResponse, LinkState, NetworkClass, Rejected};
 pub use signing::{UsageSigner, generate_key};
 pub use spool::{Spool, SpoolOptions, SpoolStatus};
 
-pub use crate::config::{DEFAULT_SIGNING_KEY_ENV, ReportingConfig, ReportingMode};
+pub use crate::config::{DEFAULT_SIGNING_KEY_ENV, KeySource, ReportingConfig, ReportingMode};
 
 use crate::accounts::KeyScope;
 use crate::config::Identity;
@@ -237,23 +237,19 @@ impl ReportingConfig {
         Ok(())
     }
 
-    /// Load the signing key from `signing_key` (in memory), else `signing_key_file`,
-    /// else `signing_key_env`, else [`DEFAULT_SIGNING_KEY_ENV`].
+    /// Load the signing key from where [`ReportingConfig::key_source`] says it is
+    /// (`signing_key` in memory, else `signing_key_file`, else the variable
+    /// `signing_key_env`, else [`DEFAULT_SIGNING_KEY_ENV`]).
     pub fn load_signer(&self) -> Result<UsageSigner, UsageError> {
-        if let Some(k) = &self.signing_key {
-            return UsageSigner::from_key_text(
+        match self.key_source() {
+            KeySource::Memory(k) => UsageSigner::from_key_text(
                 k.expose(),
                 "reporting.signing_key (in memory, from the app)",
-            );
+            ),
+            KeySource::File(f) => UsageSigner::from_file(f),
+            // An unset variable: its own error, naming the variable and the fix.
+            KeySource::Env(var) | KeySource::None { var } => UsageSigner::from_env(var),
         }
-        if let Some(f) = &self.signing_key_file {
-            return UsageSigner::from_file(f);
-        }
-        UsageSigner::from_env(
-            self.signing_key_env
-                .as_deref()
-                .unwrap_or(DEFAULT_SIGNING_KEY_ENV),
-        )
     }
 }
 

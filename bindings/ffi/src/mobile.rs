@@ -345,4 +345,38 @@ mod tests {
             "{e}"
         );
     }
+
+    /// Issue 19: the key `MobileOptions` passes stays in memory and still turns on the
+    /// organization policy: `enforce = "auto"` enforces, `"required"` is no config error.
+    #[tokio::test]
+    async fn an_options_key_turns_on_policy_enforcement() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (signer, _) = core::usage::generate_key();
+        for enforce in ["auto", "required"] {
+            let toml = format!(
+                "[reporting]\ncollector_url = \"http://127.0.0.1:9\"\n\
+                 signing_key_env = \"GATEROUTER_TEST_UNSET_KEY_VARIABLE\"\n\
+                 [policy]\nenforce = \"{enforce}\"\n"
+            );
+            let mut c = core::Config::from_toml_str(&toml, "t.toml").expect("config");
+            let key =
+                UsageSigningKey::from_text(signer.seed_base64().expose().to_owned()).expect("key");
+            MobileOptions {
+                spool_dir: Some(dir.path().join(enforce).to_string_lossy().into_owned()),
+                signing_key: Some(key),
+                api_key_id: Some("k_phone".into()),
+                ..Default::default()
+            }
+            .apply(&mut c)
+            .expect("applies");
+            assert!(matches!(
+                c.reporting.key_source(),
+                core::config::KeySource::Memory(_)
+            ));
+            let client =
+                core::Client::new(c).unwrap_or_else(|e| panic!("enforce = {enforce}: {e}"));
+            assert!(client.policy_client().is_some(), "enforce = {enforce}");
+            client.shutdown().await.expect("shutdown");
+        }
+    }
 }

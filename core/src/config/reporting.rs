@@ -2,7 +2,7 @@
 //! data; the usage pipeline that reads it ([`crate::usage`]) validates it and loads the
 //! signing key ([`ReportingConfig::validate`], [`ReportingConfig::load_signer`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -11,6 +11,29 @@ use crate::secret::Secret;
 /// Environment variable read for the signing key when neither `signing_key_file` nor
 /// `signing_key_env` is configured.
 pub const DEFAULT_SIGNING_KEY_ENV: &str = "GATEROUTER_SIGNING_KEY";
+
+/// Where the usage-record signing key comes from ([`ReportingConfig::key_source`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySource<'a> {
+    /// `reporting.signing_key`: held in memory, passed by the app (mobile).
+    Memory(&'a Secret),
+    /// `reporting.signing_key_file`.
+    File(&'a Path),
+    /// The environment variable named here, set and non-empty.
+    Env(&'a str),
+    /// No key: nothing in memory, no file, and the variable `var` unset or empty.
+    None {
+        /// The variable that was looked at.
+        var: &'a str,
+    },
+}
+
+impl KeySource<'_> {
+    /// Whether a key is configured (any source but [`KeySource::None`]).
+    pub fn is_configured(&self) -> bool {
+        !matches!(self, KeySource::None { .. })
+    }
+}
 
 /// Whether records are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -111,17 +134,71 @@ impl ReportingConfig {
             .map(|u| format!("{}/v1/usage", u.trim_end_matches('/')))
     }
 
-    /// Whether a signing key is configured: in memory (`signing_key`, mobile apps), a
-    /// file, or a non-empty environment variable (`signing_key_env`, else
-    /// [`DEFAULT_SIGNING_KEY_ENV`]). The one check both usage records and policy
-    /// enforcement use.
-    pub fn signing_key_configured(&self) -> bool {
-        let env = self
+    /// Where the signing key comes from, in precedence order: in memory (`signing_key`,
+    /// mobile apps), else `signing_key_file`, else a non-empty environment variable
+    /// (`signing_key_env`, else [`DEFAULT_SIGNING_KEY_ENV`]), else nowhere. The one
+    /// answer that usage records, policy enforcement and key loading all follow.
+    pub fn key_source(&self) -> KeySource<'_> {
+        if let Some(k) = &self.signing_key {
+            return KeySource::Memory(k);
+        }
+        if let Some(f) = &self.signing_key_file {
+            return KeySource::File(f);
+        }
+        let var = self
             .signing_key_env
             .as_deref()
             .unwrap_or(DEFAULT_SIGNING_KEY_ENV);
-        self.signing_key.is_some()
-            || self.signing_key_file.is_some()
-            || std::env::var(env).is_ok_and(|v| !v.trim().is_empty())
+        if std::env::var(var).is_ok_and(|v| !v.trim().is_empty()) {
+            KeySource::Env(var)
+        } else {
+            KeySource::None { var }
+        }
+    }
+
+    /// Whether a signing key is configured ([`ReportingConfig::key_source`] is not
+    /// [`KeySource::None`]).
+    pub fn signing_key_configured(&self) -> bool {
+        self.key_source().is_configured()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_source_follows_the_precedence_memory_file_env() {
+        let unset = "GATEROUTER_TEST_UNSET_KEY_VARIABLE";
+        let mut rep = ReportingConfig {
+            signing_key_env: Some(unset.into()),
+            ..ReportingConfig::default()
+        };
+        assert_eq!(rep.key_source(), KeySource::None { var: unset });
+        assert!(!rep.signing_key_configured());
+        // A variable that is set (PATH always is) is a source.
+        rep.signing_key_env = Some("PATH".into());
+        assert_eq!(rep.key_source(), KeySource::Env("PATH"));
+        rep.signing_key_file = Some(PathBuf::from("/keys/usage.key"));
+        assert_eq!(
+            rep.key_source(),
+            KeySource::File(Path::new("/keys/usage.key"))
+        );
+        // In memory (mobile) wins over file and variable.
+        let secret = Secret::new("seed");
+        rep.signing_key = Some(secret.clone());
+        assert_eq!(rep.key_source(), KeySource::Memory(&secret));
+        assert!(rep.signing_key_configured());
+    }
+
+    #[test]
+    fn without_a_variable_name_the_default_one_is_looked_at() {
+        let rep = ReportingConfig::default();
+        match rep.key_source() {
+            KeySource::Env(v) | KeySource::None { var: v } => {
+                assert_eq!(v, DEFAULT_SIGNING_KEY_ENV)
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -1,0 +1,314 @@
+//! Routing, as the client sees it: validation and the route decision (everything that
+//! can fail before a provider is called), the organization's learning state, the price
+//! a request is estimated on, and what routing may ask the client about a model
+//! ([`Availability`]: configured, permitted, keyed, circuit closed).
+
+use std::sync::Arc;
+
+use super::Client;
+use crate::accounts::EffectivePolicy;
+use crate::accounts::enforce;
+use crate::accounts::policy_client::PolicyClient;
+use crate::error::{Error, Result};
+use crate::health::BreakerState;
+use crate::model_id::ModelId;
+use crate::routing::learning::{self, Learning};
+use crate::routing::select::{Availability, RoutePolicy, SelectInput, select};
+use crate::routing::{Exclusion, RouteDecision, Scorer, Tier};
+use crate::types::ChatRequest;
+
+impl Client {
+    pub(super) fn route_with(
+        &self,
+        req: &ChatRequest,
+        accounts: Option<&RoutePolicy>,
+    ) -> Result<RouteDecision> {
+        req.validate()?;
+        let cfg = &self.inner.config.routing;
+        let learning = accounts.and_then(|a| a.learning.as_deref());
+        let mut trace = None;
+        let mut version = None;
+        let score = if ModelId::is_auto(&req.model) {
+            let (scorer, v) =
+                match learning.and_then(|l| l.scorer.as_deref().zip(l.version.as_ref())) {
+                    Some((s, v)) => (s, v),
+                    None => (&self.inner.scorer, &self.inner.scorer_version),
+                };
+            version = Some(v.clone());
+            let mut report = scorer.score(req);
+            if let Some(l) = learning.filter(|l| l.record_features) {
+                let allowed: Vec<Tier> = accounts
+                    .and_then(|a| a.rules.allowed_tiers.as_ref())
+                    .map(|t| t.value.iter().filter_map(|s| Tier::parse(s)).collect())
+                    .unwrap_or_default();
+                // Budget-aware: no exploration while a hard budget of the key has less
+                // than a fifth of its limit left (exploring may pick the costly tier).
+                let tight = accounts.is_some_and(|a| {
+                    a.budgets.iter().any(|b| {
+                        b.enforcement == crate::accounts::Enforcement::Hard
+                            && b.remaining.saturating_mul(5) < b.limit
+                    })
+                });
+                let share = if tight { 0.0 } else { l.explore };
+                let draws = [rand::random::<f64>(), rand::random::<f64>()];
+                let features = learning::features_of_scored(&report, req, l.hashing);
+                let mut t = l.explore_at(share, &mut report, &allowed, draws);
+                t.features = Some(features);
+                trace = Some(t);
+            }
+            Some(report)
+        } else {
+            // Explicit: the precise error (unknown provider, unset key variable, not in
+            // the allow-list) comes from resolve().
+            self.resolve(&req.model)?;
+            None
+        };
+        let mut decision = select(
+            SelectInput {
+                req,
+                score,
+                cfg,
+                catalog: &self.inner.catalog,
+                accounts,
+            },
+            self,
+        )?;
+        decision.weights_version = version;
+        if let Some(t) = &trace {
+            if t.explored {
+                decision.reason.push_str(&format!(
+                    " (explored: the score alone picked the {} tier; the organization explores to learn)",
+                    t.scored_tier
+                ));
+            }
+        }
+        decision.learning = trace;
+        Ok(decision)
+    }
+
+    /// The learning state of the organization's policy `p`, parsed and verified once per
+    /// version of its routing section.
+    fn learning_of(&self, pc: &PolicyClient, p: &EffectivePolicy) -> Option<Arc<Learning>> {
+        let rp = p.routing.as_ref()?;
+        let key = format!(
+            "{}|{}|{}|{}|{}",
+            rp.learning,
+            rp.explore_permille,
+            rp.salt,
+            rp.bits,
+            rp.weights.as_ref().map_or("", |w| w.version.as_str())
+        );
+        let mut cache = self
+            .inner
+            .learning
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((k, l)) = cache.as_ref() {
+            if *k == key {
+                return l.clone();
+            }
+        }
+        let (l, warning) =
+            build_learning(&p.scope.org, rp, pc.config().weights_public_key.as_deref());
+        if let Some(w) = warning {
+            tracing::warn!("{w}");
+            pc.warn(w);
+        }
+        *cache = Some((key, l.clone()));
+        l
+    }
+
+    /// The model a request is priced on. With an organization policy (the last one
+    /// fetched), an explicit model it denies, or a `max_tokens` above its limit, is the
+    /// same `PermissionDenied` a call would get.
+    pub(super) fn priced_model(&self, req: &ChatRequest) -> Result<String> {
+        if ModelId::is_auto(&req.model) {
+            return Ok(self.route(req)?.chosen);
+        }
+        let model = ModelId::parse(&req.model)?.to_string();
+        if let Some(p) = self.inner.policy.as_ref().and_then(PolicyClient::cached) {
+            enforce::check_max_tokens(&p.rules, req)?;
+            enforce::check_model(&p.rules, &self.inner.catalog, &model)?;
+        }
+        Ok(model)
+    }
+
+    /// Validation and the route decision: everything that can fail before a provider is
+    /// called.
+    pub(super) fn prepare(
+        &self,
+        req: &ChatRequest,
+        accounts: Option<&RoutePolicy>,
+    ) -> Result<RouteDecision> {
+        crate::usage::record::validate_tags(&req.metadata).map_err(|e| Error::InvalidRequest {
+            field: Some("metadata".into()),
+            message: format!("metadata becomes the usage record's tags: {e}"),
+        })?;
+        self.route_with(req, accounts)
+    }
+}
+
+impl Availability for Client {
+    fn check(&self, model: &str) -> std::result::Result<(), (Exclusion, String)> {
+        let id = ModelId::parse(model).map_err(|e| (Exclusion::UnknownProvider, e.to_string()))?;
+        let Some(provider) = self.inner.providers.get(&id.provider) else {
+            return Err((
+                Exclusion::UnknownProvider,
+                format!("provider `{}` is not configured", id.provider),
+            ));
+        };
+        let cfg = &self.inner.config;
+        if !cfg.models.is_empty() && !cfg.models.iter().any(|m| m.id == model) {
+            return Err((
+                Exclusion::NotPermitted,
+                "not permitted: not in the [[models]] allow-list".into(),
+            ));
+        }
+        if provider.api_key().is_err() {
+            return Err((
+                Exclusion::NoApiKey,
+                format!(
+                    "no API key (${} is not set)",
+                    provider.api_key_env.as_deref().unwrap_or("?")
+                ),
+            ));
+        }
+        if self.inner.health.state(&provider.name) == BreakerState::Open {
+            return Err((
+                Exclusion::CircuitOpen,
+                format!(
+                    "circuit open for provider `{}` after repeated failures",
+                    provider.name
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn latency_ms(&self, model: &str) -> Option<f64> {
+        self.inner.health.latency_ms(model)
+    }
+}
+
+pub(super) fn route_policy(client: &Client, pc: &PolicyClient, p: &EffectivePolicy) -> RoutePolicy {
+    RoutePolicy {
+        rules: p.rules.clone(),
+        budgets: pc.local_budgets(p),
+        learning: client.learning_of(pc, p),
+    }
+}
+
+/// The client-side learning state of an organization's routing policy: `None` when it
+/// neither learns nor has learned weights. Weights that do not verify (or do not parse)
+/// are refused with a policy warning; the client's own weights then score.
+fn build_learning(
+    org: &str,
+    rp: &crate::accounts::RoutingPolicy,
+    pinned: Option<&str>,
+) -> (Option<Arc<Learning>>, Option<String>) {
+    if let Err(e) = rp.validate() {
+        return (
+            None,
+            Some(format!(
+                "the collector's routing policy is invalid ({e}): learning is off for this client"
+            )),
+        );
+    }
+    let salt = rp.salt_u64().unwrap_or(0);
+    let mut warning = None;
+    let mut scorer = None;
+    if let Some(sw) = &rp.weights {
+        let checked = sw.verify(org, pinned).and_then(|()| {
+            let w =
+                crate::routing::Weights::from_json(&sw.weights_json).map_err(|e| e.to_string())?;
+            if w.fingerprint() != sw.version {
+                return Err(format!(
+                    "weights {} have fingerprint {}",
+                    sw.version,
+                    w.fingerprint()
+                ));
+            }
+            Ok(w)
+        });
+        match checked {
+            Ok(w) => scorer = Some(Arc::new(Scorer::new(w))),
+            Err(e) => {
+                warning = Some(format!(
+                    "learned router weights {} refused ({e}): routing with this client's own weights",
+                    sw.version
+                ))
+            }
+        }
+    }
+    if !rp.learning && scorer.is_none() {
+        return (None, warning);
+    }
+    let version = scorer.as_ref().map(|s| s.weights().fingerprint());
+    (
+        Some(Arc::new(Learning {
+            record_features: rp.learning,
+            explore: if rp.learning {
+                f64::from(rp.explore_permille) / 1000.0
+            } else {
+                0.0
+            },
+            hashing: crate::routing::lexical::Hashing {
+                bits: rp.bits,
+                salt,
+            },
+            scorer,
+            version,
+        })),
+        warning,
+    )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
+mod tests {
+    use super::*;
+    use crate::client::testing::{ask, offline_config};
+    use crate::config::ModelEntry;
+
+    fn client(allow: &[&str]) -> Client {
+        let mut cfg = offline_config();
+        cfg.models = allow
+            .iter()
+            .map(|m| ModelEntry {
+                id: (*m).to_owned(),
+                provider_model: None,
+            })
+            .collect();
+        Client::new(cfg).unwrap()
+    }
+
+    #[test]
+    fn availability_names_why_a_model_is_excluded() {
+        let c = client(&["openai/gpt-4o-mini"]);
+        assert!(c.check("openai/gpt-4o-mini").is_ok());
+        assert_eq!(
+            c.check("openai/gpt-4o").unwrap_err().0,
+            Exclusion::NotPermitted
+        );
+        assert_eq!(
+            c.check("nowhere/model").unwrap_err().0,
+            Exclusion::UnknownProvider
+        );
+    }
+
+    #[test]
+    fn a_bad_tag_fails_before_routing() {
+        let c = client(&[]);
+        let mut req = ask("openai/gpt-4o-mini");
+        req.metadata.insert(String::new(), "x".into());
+        let e = c.prepare(&req, None).unwrap_err();
+        assert!(
+            matches!(&e, Error::InvalidRequest { field: Some(f), .. } if f == "metadata"),
+            "{e:?}"
+        );
+        req.metadata.clear();
+        let d = c.prepare(&req, None).unwrap();
+        assert_eq!(d.chosen, "openai/gpt-4o-mini");
+        assert_eq!(c.priced_model(&req).unwrap(), "openai/gpt-4o-mini");
+    }
+}
