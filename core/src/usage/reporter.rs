@@ -34,7 +34,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::delivery::{Delivery, DeliveryEvent};
@@ -334,12 +333,11 @@ fn backoff(opts: &ReporterOptions, attempt: u32, retry_after: Option<Duration>) 
     if let Some(ra) = retry_after {
         return ra.min(opts.max_backoff);
     }
-    let base = opts.initial_backoff.as_millis() as u64;
-    let step = base
-        .saturating_mul(1u64 << attempt.min(20))
-        .min(opts.max_backoff.as_millis() as u64)
-        .max(1);
-    Duration::from_millis(rand::rng().random_range(step / 4..=step))
+    crate::retry::ExponentialBackoff {
+        initial: opts.initial_backoff,
+        max: opts.max_backoff,
+    }
+    .delay(attempt, &mut crate::retry::ThreadJitter)
 }
 
 fn body_of(batch: &Batch) -> Vec<u8> {
