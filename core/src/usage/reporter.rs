@@ -1,10 +1,10 @@
 //! The reporter: a background tokio task that ships spooled records to the collector.
 //!
-//! The decisions below (batching, retries, acknowledgements, dead letters, the link
-//! state) are made by the sans-IO [`Uploader`] in `uploader.rs`; this file is the thin
-//! driver around it: it reads the clock, asks for the next [`Task`], does that one piece
-//! of I/O (spool reads and writes on the blocking pool, the reqwest POST, the waits) and
-//! hands the result back.
+//! The behaviour described below (batching, retries, acknowledgements, dead letters, the
+//! link state) is decided by the sans-IO [`Uploader`] in `uploader.rs`; this file is the
+//! thin driver around it: it reads the clock, asks for the next [`Task`], does that one
+//! piece of I/O (spool reads and writes on the blocking pool, the reqwest POST, the
+//! waits) and hands the result back.
 //!
 //! Protocol (see `core/data/usage-api.openapi.json`): `POST {collector_url}/v1/usage`
 //! with `{"records":[{...record..., "signature":"..."}]}`; the collector answers 200 with
