@@ -941,8 +941,8 @@ mod tests {
         // 413: half the batch next time; a single record still too large is refused.
         w.disk.append(3);
         let mut n = 0;
-        assert!(matches!(w.step(&mut |_| UploadOutcome::TooLarge), None)); // read
-        assert!(matches!(w.step(&mut |_| UploadOutcome::TooLarge), None)); // upload
+        assert!(w.step(&mut |_| UploadOutcome::TooLarge).is_none()); // read
+        assert!(w.step(&mut |_| UploadOutcome::TooLarge).is_none()); // upload
         assert!(matches!(w.task(), Task::Read { max_records: 1, .. }));
         w.run(|b: &Batch| {
             n += 1;
