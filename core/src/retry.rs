@@ -4,6 +4,10 @@
 //! are retried; a 4xx request error never is. A `retry-after` longer than the
 //! configured ceiling, or a wait that would break the total time budget, ends the
 //! retries and returns the error as is.
+//!
+//! [`ExponentialBackoff`] is the one jittered exponential backoff of the crate: the
+//! provider calls here and the usage reporter (`usage/uploader.rs`) both draw their waits
+//! from it, with the randomness taken from an injectable [`Jitter`] so tests fix it.
 
 use std::time::{Duration, Instant};
 
@@ -11,6 +15,58 @@ use rand::Rng;
 
 use crate::config::RetryConfig;
 use crate::error::Error;
+
+/// Where the backoff's randomness comes from: the thread RNG ([`ThreadJitter`]) in
+/// production, a fixed or scripted source in tests.
+pub trait Jitter: Send {
+    /// A number in `lo..=hi` (`lo <= hi`).
+    fn pick(&mut self, lo: u64, hi: u64) -> u64;
+}
+
+/// [`Jitter`] from `rand`'s thread-local generator.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ThreadJitter;
+
+impl Jitter for ThreadJitter {
+    fn pick(&mut self, lo: u64, hi: u64) -> u64 {
+        rand::rng().random_range(lo..=hi)
+    }
+}
+
+/// [`Jitter`] without randomness: always the top of the range (the whole step), so a
+/// test can predict every wait.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoJitter;
+
+impl Jitter for NoJitter {
+    fn pick(&mut self, _lo: u64, hi: u64) -> u64 {
+        hi
+    }
+}
+
+/// "Full jitter" exponential backoff (AWS architecture blog): uniform in
+/// `[step / 4, step]` with `step = min(max, initial * 2^attempt)`; the quarter floor keeps
+/// retries from hammering at 0 ms. Millisecond resolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExponentialBackoff {
+    /// The step of the first retry (attempt 0).
+    pub initial: Duration,
+    /// The ceiling of the step.
+    pub max: Duration,
+}
+
+impl ExponentialBackoff {
+    /// The wait before retry number `attempt` (0 for the first).
+    pub fn delay(&self, attempt: u32, jitter: &mut dyn Jitter) -> Duration {
+        let initial = u64::try_from(self.initial.as_millis()).unwrap_or(u64::MAX);
+        let max = u64::try_from(self.max.as_millis()).unwrap_or(u64::MAX);
+        let step = initial
+            .saturating_mul(1u64 << attempt.min(20))
+            .min(max)
+            .max(1);
+        Duration::from_millis(jitter.pick(step / 4, step))
+    }
+}
 
 /// What to do after a failed attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,11 +78,21 @@ pub enum Decision {
 }
 
 /// Retry state for one logical call.
-#[derive(Debug)]
 pub struct Backoff {
     cfg: RetryConfig,
     started: Instant,
     retries: u32,
+    jitter: Box<dyn Jitter>,
+}
+
+impl std::fmt::Debug for Backoff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backoff")
+            .field("cfg", &self.cfg)
+            .field("started", &self.started)
+            .field("retries", &self.retries)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Backoff {
@@ -41,7 +107,14 @@ impl Backoff {
             cfg: cfg.clone(),
             started,
             retries: 0,
+            jitter: Box::new(ThreadJitter),
         }
+    }
+
+    /// Draw the jitter from `jitter` instead of the thread RNG (tests).
+    pub fn with_jitter(mut self, jitter: impl Jitter + 'static) -> Self {
+        self.jitter = Box::new(jitter);
+        self
     }
 
     /// Whether the call's total time budget still has `margin` left.
@@ -64,25 +137,17 @@ impl Backoff {
                 return Decision::GiveUp;
             }
             Some(ra) => ra,
-            None => self.jittered(),
+            None => ExponentialBackoff {
+                initial: Duration::from_millis(self.cfg.initial_backoff_ms),
+                max: Duration::from_millis(self.cfg.max_backoff_ms),
+            }
+            .delay(self.retries, self.jitter.as_mut()),
         };
         if self.started.elapsed() + wait > Duration::from_millis(self.cfg.max_total_ms) {
             return Decision::GiveUp;
         }
         self.retries += 1;
         Decision::RetryAfter(wait)
-    }
-
-    /// "Full jitter" (AWS architecture blog): uniform in [0, min(cap, base * 2^n)],
-    /// floored at a quarter of the step so retries never hammer at 0 ms.
-    fn jittered(&self) -> Duration {
-        let exp = self
-            .cfg
-            .initial_backoff_ms
-            .saturating_mul(1u64 << self.retries.min(20));
-        let step = exp.min(self.cfg.max_backoff_ms).max(1);
-        let ms = rand::rng().random_range(step / 4..=step);
-        Duration::from_millis(ms)
     }
 }
 
@@ -120,6 +185,41 @@ mod tests {
             }
         }
         assert_eq!(b.next(&unavailable()), Decision::GiveUp);
+    }
+
+    #[test]
+    fn jitter_is_injected_and_the_step_doubles_to_its_ceiling() {
+        /// Always the floor of the range.
+        struct Floor;
+        impl Jitter for Floor {
+            fn pick(&mut self, lo: u64, _hi: u64) -> u64 {
+                lo
+            }
+        }
+        let cfg = RetryConfig {
+            max_retries: 4,
+            initial_backoff_ms: 100,
+            max_backoff_ms: 300,
+            max_total_ms: 60_000,
+            ..RetryConfig::default()
+        };
+        let waits = |j: Box<dyn Jitter>| {
+            let mut b = Backoff::new(&cfg);
+            b.jitter = j;
+            (0..4)
+                .map(|_| match b.next(&unavailable()) {
+                    Decision::RetryAfter(d) => d.as_millis(),
+                    Decision::GiveUp => 0,
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(waits(Box::new(NoJitter)), vec![100, 200, 300, 300]);
+        assert_eq!(waits(Box::new(Floor)), vec![25, 50, 75, 75]);
+        let step = ExponentialBackoff {
+            initial: Duration::from_millis(0),
+            max: Duration::from_secs(1),
+        };
+        assert_eq!(step.delay(3, &mut NoJitter), Duration::from_millis(1));
     }
 
     #[test]

@@ -37,6 +37,7 @@ pub mod record;
 pub mod reporter;
 pub mod signing;
 pub mod spool;
+pub mod uploader;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
