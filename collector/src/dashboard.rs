@@ -20,11 +20,9 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde_json::json;
 
 use crate::auth::{Principal, sha256_hex};
@@ -79,16 +77,6 @@ pub const SESSION_TTL_MS: u64 = 8 * 3600 * 1000;
 
 /// The Content-Security-Policy of every dashboard response.
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
-
-/// The dashboard's routes (merged into the collector's router).
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/dashboard", get(page))
-        .route("/dashboard/login", post(login))
-        .route("/dashboard/logout", post(logout))
-        .route("/dashboard/session", get(session))
-        .route("/dashboard/{asset}", get(asset))
-}
 
 /// Add the dashboard's security headers to a response.
 pub fn secure(mut r: Response) -> Response {

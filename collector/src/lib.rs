@@ -48,9 +48,11 @@ pub mod orgfile; // the org-tree file (TOML/YAML/JSON) and its checks
 pub mod state; // `AppState`, and the admin check of admin handlers
 pub mod verified; // a verified record, or why it was refused
 
-// HTTP handlers.
+// HTTP handlers (`api` holds the route table and the thin handlers; the modules
+// after it still hold handlers of their own area, moving into `api`).
 pub mod admin; // `/v1/admin/*`: units, keys, tokens, audit
 pub mod analytics; // `/v1/analytics/{report}` (JSON/CSV)
+pub mod api; // the route table; handlers of ingest and operations
 pub mod bills; // `/v1/admin/bills`
 pub mod dashboard; // the dashboard and its login session
 pub mod learning; // `/v1/admin/orgs/{org}/routing`: routing that learns, its runs
