@@ -11,6 +11,7 @@ use crate::state::AppState;
 
 pub mod ingest;
 pub mod ops;
+pub mod orgtree;
 
 /// One served route: a method, a path and its handler.
 #[derive(Debug)]
@@ -53,20 +54,20 @@ pub fn routes() -> Vec<Route> {
         post "/v1/admin/tokens" => crate::admin::create_token,
         post "/v1/admin/tokens/{id}/revoke" => crate::admin::revoke_token,
         get "/v1/admin/audit" => crate::admin::list_audit,
-        get "/v1/admin/org-tree" => crate::orgtree::get_org_tree,
-        put "/v1/admin/org-tree" => crate::orgtree::put_org_tree,
-        get "/v1/admin/policies/{level}" => crate::orgtree::get_policy,
-        put "/v1/admin/policies/{level}" => crate::orgtree::put_policy,
-        delete "/v1/admin/policies/{level}" => crate::orgtree::delete_policy,
-        get "/v1/admin/budgets" => crate::orgtree::list_budgets,
-        post "/v1/admin/budgets" => crate::orgtree::create_budget,
-        delete "/v1/admin/budgets/{id}" => crate::orgtree::delete_budget,
-        get "/v1/admin/alerts" => crate::orgtree::list_alerts,
+        get "/v1/admin/org-tree" => orgtree::get_org_tree,
+        put "/v1/admin/org-tree" => orgtree::put_org_tree,
+        get "/v1/admin/policies/{level}" => orgtree::get_policy,
+        put "/v1/admin/policies/{level}" => orgtree::put_policy,
+        delete "/v1/admin/policies/{level}" => orgtree::delete_policy,
+        get "/v1/admin/budgets" => orgtree::list_budgets,
+        post "/v1/admin/budgets" => orgtree::create_budget,
+        delete "/v1/admin/budgets/{id}" => orgtree::delete_budget,
+        get "/v1/admin/alerts" => orgtree::list_alerts,
         get "/v1/admin/bills" => crate::bills::get_bill,
-        get "/v1/admin/groups/{id}/members" => crate::orgtree::list_members,
-        post "/v1/admin/groups/{id}/members" => crate::orgtree::add_member,
-        delete "/v1/admin/groups/{id}/members/{user}" => crate::orgtree::remove_member,
-        get "/v1/admin/effective-policy" => crate::orgtree::effective_policy,
+        get "/v1/admin/groups/{id}/members" => orgtree::list_members,
+        post "/v1/admin/groups/{id}/members" => orgtree::add_member,
+        delete "/v1/admin/groups/{id}/members/{user}" => orgtree::remove_member,
+        get "/v1/admin/effective-policy" => orgtree::effective_policy,
         get "/v1/admin/orgs/{org}/routing" => crate::learning::get_routing,
         put "/v1/admin/orgs/{org}/routing" => crate::learning::put_routing,
         post "/v1/admin/orgs/{org}/routing/learn" => crate::learning::post_learn,

@@ -5,4 +5,5 @@ pub mod audit;
 pub mod budgets;
 pub mod keys;
 pub mod learning;
+pub mod orgtree;
 pub mod policy;
