@@ -9,6 +9,7 @@ use axum::routing::MethodRouter;
 
 use crate::state::AppState;
 
+pub mod accounts;
 pub mod ingest;
 pub mod ops;
 pub mod orgtree;
@@ -71,9 +72,9 @@ pub fn routes() -> Vec<Route> {
         get "/v1/admin/orgs/{org}/routing" => crate::learning::get_routing,
         put "/v1/admin/orgs/{org}/routing" => crate::learning::put_routing,
         post "/v1/admin/orgs/{org}/routing/learn" => crate::learning::post_learn,
-        get "/v1/policy" => crate::accounts::get_policy,
-        post "/v1/reservations" => crate::accounts::reserve,
-        post "/v1/reservations/{id}/settle" => crate::accounts::settle,
+        get "/v1/policy" => accounts::get_policy,
+        post "/v1/reservations" => accounts::reserve,
+        post "/v1/reservations/{id}/settle" => accounts::settle,
         get "/v1/analytics/{report}" => crate::analytics::report,
         get "/" => ops::root,
         get "/dashboard" => crate::dashboard::page,
