@@ -193,7 +193,7 @@ const MIGRATION_2: Migration = Migration {
     generated: None,
 };
 
-/// Dashboard sessions (dashboard.rs): SHA-256 of the session id and of the token it was
+/// Dashboard sessions (api/dashboard.rs): SHA-256 of the session id and of the token it was
 /// opened with (so revoking the token ends the session), and its expiry.
 const MIGRATION_3_DASHBOARD_SESSIONS: Migration = Migration {
     version: 3,

@@ -54,7 +54,6 @@ pub mod admin; // `/v1/admin/*`: units, keys, tokens, audit
 pub mod analytics; // `/v1/analytics/{report}` (JSON/CSV)
 pub mod api; // the route table; handlers of ingest and operations
 pub mod bills; // `/v1/admin/bills`
-pub mod dashboard; // the dashboard and its login session
 pub mod learning; // `/v1/admin/orgs/{org}/routing`: routing that learns, its runs
 pub mod orgtree; // `/v1/admin/org-tree`, policies, budgets, members, alerts
 

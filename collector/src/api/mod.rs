@@ -10,7 +10,11 @@ use axum::routing::MethodRouter;
 use crate::state::AppState;
 
 pub mod accounts;
+pub mod analytics;
+pub mod bills;
+pub mod dashboard;
 pub mod ingest;
+pub mod learning;
 pub mod ops;
 pub mod orgtree;
 
@@ -64,24 +68,24 @@ pub fn routes() -> Vec<Route> {
         post "/v1/admin/budgets" => orgtree::create_budget,
         delete "/v1/admin/budgets/{id}" => orgtree::delete_budget,
         get "/v1/admin/alerts" => orgtree::list_alerts,
-        get "/v1/admin/bills" => crate::bills::get_bill,
+        get "/v1/admin/bills" => bills::get_bill,
         get "/v1/admin/groups/{id}/members" => orgtree::list_members,
         post "/v1/admin/groups/{id}/members" => orgtree::add_member,
         delete "/v1/admin/groups/{id}/members/{user}" => orgtree::remove_member,
         get "/v1/admin/effective-policy" => orgtree::effective_policy,
-        get "/v1/admin/orgs/{org}/routing" => crate::learning::get_routing,
-        put "/v1/admin/orgs/{org}/routing" => crate::learning::put_routing,
-        post "/v1/admin/orgs/{org}/routing/learn" => crate::learning::post_learn,
+        get "/v1/admin/orgs/{org}/routing" => learning::get_routing,
+        put "/v1/admin/orgs/{org}/routing" => learning::put_routing,
+        post "/v1/admin/orgs/{org}/routing/learn" => learning::post_learn,
         get "/v1/policy" => accounts::get_policy,
         post "/v1/reservations" => accounts::reserve,
         post "/v1/reservations/{id}/settle" => accounts::settle,
-        get "/v1/analytics/{report}" => crate::analytics::report,
+        get "/v1/analytics/{report}" => analytics::report,
         get "/" => ops::root,
-        get "/dashboard" => crate::dashboard::page,
-        get "/dashboard/{asset}" => crate::dashboard::asset,
-        post "/dashboard/login" => crate::dashboard::login,
-        post "/dashboard/logout" => crate::dashboard::logout,
-        get "/dashboard/session" => crate::dashboard::session,
+        get "/dashboard" => dashboard::page,
+        get "/dashboard/{asset}" => dashboard::asset,
+        post "/dashboard/login" => dashboard::login,
+        post "/dashboard/logout" => dashboard::logout,
+        get "/dashboard/session" => dashboard::session,
     ]
 }
 

@@ -8,3 +8,4 @@ pub mod keys;
 pub mod learning;
 pub mod orgtree;
 pub mod policy;
+pub mod sessions;
