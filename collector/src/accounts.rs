@@ -1,6 +1,6 @@
 //! Enterprise accounts at run time (protocol in `ACCOUNTS.md`): what the SDK-facing
 //! signed endpoints `GET /v1/policy`, `POST /v1/reservations` and
-//! `POST /v1/reservations/{id}/settle` do (their handlers are in [`crate::api::accounts`],
+//! `POST /v1/reservations/{id}/settle` do (their handlers are in `api/accounts.rs`,
 //! the SQL in [`crate::store::accounts`]), and the ingest hooks that keep budgets exact.
 //!
 //! Budget accounting: `budget_usage(budget_id, period_start_ms, used)` is updated in the

@@ -1,7 +1,7 @@
 //! Enterprise accounts: an org's tree imported and exported as one document (the shape
 //! of [`crate::orgfile`], `PUT`/`GET /v1/admin/org-tree`), and the checks of the levels
 //! that policies, budgets and group memberships name. The handlers are in
-//! [`crate::api::orgtree`], the SQL in [`crate::store::orgtree`].
+//! `api/orgtree.rs`, the SQL in [`crate::store::orgtree`].
 //!
 //! Import is a diff against the database: entries are created or updated, equal ones
 //! are counted as unchanged, and entries missing from the document are reported in

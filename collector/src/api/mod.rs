@@ -10,6 +10,7 @@ use axum::routing::MethodRouter;
 use crate::state::AppState;
 
 pub mod accounts;
+pub mod admin;
 pub mod analytics;
 pub mod bills;
 pub mod dashboard;
@@ -49,16 +50,16 @@ pub fn routes() -> Vec<Route> {
         get "/metrics" => ops::metrics,
         get "/openapi.json" => ops::openapi,
         post "/v1/usage" => ingest::ingest,
-        get "/v1/admin/{kind}" => crate::admin::list_units,
-        post "/v1/admin/{kind}" => crate::admin::create_unit,
-        get "/v1/admin/keys" => crate::admin::list_keys,
-        post "/v1/admin/keys" => crate::admin::create_key,
-        post "/v1/admin/keys/{id}/rotate" => crate::admin::rotate_key,
-        post "/v1/admin/keys/{id}/revoke" => crate::admin::revoke_key,
-        get "/v1/admin/tokens" => crate::admin::list_tokens,
-        post "/v1/admin/tokens" => crate::admin::create_token,
-        post "/v1/admin/tokens/{id}/revoke" => crate::admin::revoke_token,
-        get "/v1/admin/audit" => crate::admin::list_audit,
+        get "/v1/admin/{kind}" => admin::list_units,
+        post "/v1/admin/{kind}" => admin::create_unit,
+        get "/v1/admin/keys" => admin::list_keys,
+        post "/v1/admin/keys" => admin::create_key,
+        post "/v1/admin/keys/{id}/rotate" => admin::rotate_key,
+        post "/v1/admin/keys/{id}/revoke" => admin::revoke_key,
+        get "/v1/admin/tokens" => admin::list_tokens,
+        post "/v1/admin/tokens" => admin::create_token,
+        post "/v1/admin/tokens/{id}/revoke" => admin::revoke_token,
+        get "/v1/admin/audit" => admin::list_audit,
         get "/v1/admin/org-tree" => orgtree::get_org_tree,
         put "/v1/admin/org-tree" => orgtree::put_org_tree,
         get "/v1/admin/policies/{level}" => orgtree::get_policy,
