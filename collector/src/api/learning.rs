@@ -76,26 +76,14 @@ pub async fn put_routing(
     }
     org_exists(&st.db, &org).await?;
     let s = store::put_settings(&st.db, &org, b.learning, b.explore_permille, now_ms()).await?;
-    {
-        let _g = st.db.write_guard().await;
-        let mut tx = st
-            .db
-            .pool
-            .begin()
-            .await
-            .map_err(crate::db::dberr("starting an audit entry"))?;
-        crate::store::audit::audit(
-            &mut tx,
-            &p,
-            "put_routing",
-            &format!("org:{org}"),
-            &json!({"learning": s.learning, "explore_permille": s.explore_permille}),
+    let detail = json!({"learning": s.learning, "explore_permille": s.explore_permille});
+    crate::store::audit::Audited::begin(&st.db, "starting an audit entry")
+        .await?
+        .commit(
+            (&p, "put_routing", &format!("org:{org}"), &detail),
+            "committing an audit entry",
         )
         .await?;
-        tx.commit()
-            .await
-            .map_err(crate::db::dberr("committing an audit entry"))?;
-    }
     Ok(Json(describe(&st.db, &org).await?))
 }
 

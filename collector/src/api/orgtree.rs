@@ -16,7 +16,7 @@ use crate::error::ApiError;
 use crate::orgfile::{BudgetEntry, LimitValue, OrgFile};
 use crate::orgtree::{ApplyReport, check_membership, level_org, parse_level};
 use crate::state::{AppState, admin};
-use crate::store::audit::audit;
+use crate::store::audit::Audited;
 use crate::store::budgets::{NewBudget, projected, statuses};
 use crate::store::keys::load_keys;
 use crate::store::policy::key_context;
@@ -102,23 +102,18 @@ pub async fn put_policy(
     let org = level_org(&st.db, &level).await?;
     let text = serde_json::to_string(&rules).unwrap_or_else(|_| "{}".into());
     let now = now_ms();
-    let _g = st.db.write_guard().await;
-    let mut tx = st
-        .db
-        .pool
-        .begin()
-        .await
-        .map_err(dberr("starting a policy change"))?;
-    crate::store::policy::write_policy(&mut tx, &level.to_string(), &org, &text, now).await?;
-    audit(
-        &mut tx,
-        &p,
-        "put_policy",
-        &level.to_string(),
-        &serde_json::to_value(&rules).unwrap_or(Value::Null),
+    let mut ch = Audited::begin(&st.db, "starting a policy change").await?;
+    crate::store::policy::write_policy(&mut ch.tx, &level.to_string(), &org, &text, now).await?;
+    ch.commit(
+        (
+            &p,
+            "put_policy",
+            &level.to_string(),
+            &serde_json::to_value(&rules).unwrap_or(Value::Null),
+        ),
+        "committing a policy",
     )
     .await?;
-    tx.commit().await.map_err(dberr("committing a policy"))?;
     Ok(Json(
         json!({"level": level, "rules": rules, "updated_ms": now}),
     ))
@@ -132,18 +127,15 @@ pub async fn delete_policy(
 ) -> Result<Json<Value>, ApiError> {
     let p = admin(&st, &headers).await?;
     let level = parse_level(&level)?;
-    let _g = st.db.write_guard().await;
-    let mut tx = st
-        .db
-        .pool
-        .begin()
-        .await
-        .map_err(dberr("starting a policy change"))?;
-    if !crate::store::policy::delete_policy(&mut tx, &level.to_string()).await? {
+    let mut ch = Audited::begin(&st.db, "starting a policy change").await?;
+    if !crate::store::policy::delete_policy(&mut ch.tx, &level.to_string()).await? {
         return Err(ApiError::not_found(format!("no policy at {level}")));
     }
-    audit(&mut tx, &p, "delete_policy", &level.to_string(), &json!({})).await?;
-    tx.commit().await.map_err(dberr("committing a policy"))?;
+    ch.commit(
+        (&p, "delete_policy", &level.to_string(), &json!({})),
+        "committing a policy",
+    )
+    .await?;
     Ok(Json(json!({"level": level, "deleted": true})))
 }
 
@@ -216,27 +208,18 @@ pub async fn add_member(
         ))
     })?;
     check_membership(&st.db, &group, &b.user_id).await?;
-    let _g = st.db.write_guard().await;
-    let mut tx = st
-        .db
-        .pool
-        .begin()
-        .await
-        .map_err(dberr("starting a membership change"))?;
-    let added = crate::store::orgtree::add_member(&mut tx, &group, &b.user_id, now_ms()).await?;
+    let mut ch = Audited::begin(&st.db, "starting a membership change").await?;
+    let added = crate::store::orgtree::add_member(&mut ch.tx, &group, &b.user_id, now_ms()).await?;
     if added {
-        audit(
-            &mut tx,
-            &p,
-            "add_group_member",
-            &format!("group {group}"),
-            &json!({"user_id": b.user_id}),
+        let detail = json!({"user_id": b.user_id});
+        ch.commit(
+            (&p, "add_group_member", &format!("group {group}"), &detail),
+            "committing a membership",
         )
         .await?;
+    } else {
+        ch.commit_unaudited("committing a membership").await?;
     }
-    tx.commit()
-        .await
-        .map_err(dberr("committing a membership"))?;
     Ok(Json(
         json!({"group": group, "user_id": b.user_id, "added": added}),
     ))
@@ -249,29 +232,22 @@ pub async fn remove_member(
     Path((group, user)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let p = admin(&st, &headers).await?;
-    let _g = st.db.write_guard().await;
-    let mut tx = st
-        .db
-        .pool
-        .begin()
-        .await
-        .map_err(dberr("starting a membership change"))?;
-    if !crate::store::orgtree::remove_member(&mut tx, &group, &user).await? {
+    let mut ch = Audited::begin(&st.db, "starting a membership change").await?;
+    if !crate::store::orgtree::remove_member(&mut ch.tx, &group, &user).await? {
         return Err(ApiError::not_found(format!(
             "user `{user}` is not a member of group `{group}`"
         )));
     }
-    audit(
-        &mut tx,
-        &p,
-        "remove_group_member",
-        &format!("group {group}"),
-        &json!({"user_id": user}),
+    ch.commit(
+        (
+            &p,
+            "remove_group_member",
+            &format!("group {group}"),
+            &json!({"user_id": user}),
+        ),
+        "committing a membership",
     )
     .await?;
-    tx.commit()
-        .await
-        .map_err(dberr("committing a membership"))?;
     Ok(Json(
         json!({"group": group, "user_id": user, "removed": true}),
     ))
@@ -330,13 +306,7 @@ pub async fn create_budget(
     let org = level_org(&st.db, &level).await?;
     let notify =
         serde_json::to_string(&entry.notify_at_or_default()).unwrap_or_else(|_| "[]".into());
-    let _g = st.db.write_guard().await;
-    let mut tx = st
-        .db
-        .pool
-        .begin()
-        .await
-        .map_err(dberr("starting a budget change"))?;
+    let mut ch = Audited::begin(&st.db, "starting a budget change").await?;
     let new = NewBudget {
         org: &org,
         level: &level.to_string(),
@@ -346,16 +316,17 @@ pub async fn create_budget(
         enforcement: b.enforcement,
         notify_at: &notify,
     };
-    let id = crate::store::budgets::upsert(&mut tx, &new, now_ms()).await?;
-    audit(
-        &mut tx,
-        &p,
-        "put_budget",
-        &format!("budget {id}"),
-        &serde_json::to_value(&b).unwrap_or(Value::Null),
+    let id = crate::store::budgets::upsert(&mut ch.tx, &new, now_ms()).await?;
+    ch.commit(
+        (
+            &p,
+            "put_budget",
+            &format!("budget {id}"),
+            &serde_json::to_value(&b).unwrap_or(Value::Null),
+        ),
+        "committing a budget",
     )
     .await?;
-    tx.commit().await.map_err(dberr("committing a budget"))?;
     Ok((
         StatusCode::CREATED,
         Json(
@@ -371,25 +342,15 @@ pub async fn delete_budget(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let p = admin(&st, &headers).await?;
-    let _g = st.db.write_guard().await;
-    let mut tx = st
-        .db
-        .pool
-        .begin()
-        .await
-        .map_err(dberr("starting a budget change"))?;
-    if !crate::store::budgets::delete(&mut tx, &id).await? {
+    let mut ch = Audited::begin(&st.db, "starting a budget change").await?;
+    if !crate::store::budgets::delete(&mut ch.tx, &id).await? {
         return Err(ApiError::not_found(format!("budget `{id}` does not exist")));
     }
-    audit(
-        &mut tx,
-        &p,
-        "delete_budget",
-        &format!("budget {id}"),
-        &json!({}),
+    ch.commit(
+        (&p, "delete_budget", &format!("budget {id}"), &json!({})),
+        "committing a budget",
     )
     .await?;
-    tx.commit().await.map_err(dberr("committing a budget"))?;
     Ok(Json(json!({"id": id, "deleted": true})))
 }
 
