@@ -1,6 +1,7 @@
-//! Enterprise accounts at run time (protocol in `ACCOUNTS.md`): the SDK-facing signed
-//! endpoints `GET /v1/policy`, `POST /v1/reservations` and
-//! `POST /v1/reservations/{id}/settle`, and the ingest hooks that keep budgets exact.
+//! Enterprise accounts at run time (protocol in `ACCOUNTS.md`): what the SDK-facing
+//! signed endpoints `GET /v1/policy`, `POST /v1/reservations` and
+//! `POST /v1/reservations/{id}/settle` do (their handlers are in `api/accounts.rs`,
+//! the SQL in [`crate::store::accounts`]), and the ingest hooks that keep budgets exact.
 //!
 //! Budget accounting: `budget_usage(budget_id, period_start_ms, used)` is updated in the
 //! same transaction that stores a record, for every budget whose level covers the
@@ -12,33 +13,26 @@
 //! concurrent calls cannot all pass a nearly empty budget.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use gaterouter::accounts::request_auth;
 use gaterouter::accounts::{
-    AccountsErrorBody, BudgetStatus, Denial, EffectivePolicy, LevelKind, Metric,
-    ReservationRequest, ReservationResponse, SettleRequest,
+    AccountsErrorBody, BudgetStatus, Denial, LevelKind, Metric, ReservationRequest,
+    ReservationResponse, SettleRequest,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::AnyConnection;
 
-use crate::db::{
-    Backend, Db, DbError, Param, bind_all, dberr, get_i64, get_opt_str, get_str, ids_by_org,
-    in_list,
-};
+use crate::db::{Backend, Db, DbError, dberr, ids_by_org};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::budgets::{
-    BUDGET_COLS, BudgetRow, budget_from_row, budgets_at, fire_alerts, i, statuses, u,
-};
+use crate::store::accounts as store;
+use crate::store::budgets::{BudgetRow, budgets_at, fire_alerts, i, statuses};
 use crate::store::keys::{KeyInfo, load_keys};
-use crate::store::policy::{effective_policy, effective_rules, key_context};
+use crate::store::policy::{effective_rules, key_context};
 use crate::util::check_id;
 use crate::verified::{Refusal, Verified};
 
@@ -157,43 +151,13 @@ pub async fn authenticate_signed(
     Ok(key)
 }
 
-/// `GET /v1/policy` (signed).
-pub async fn get_policy(
-    State(st): State<Arc<AppState>>,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-) -> Result<Json<EffectivePolicy>, AccountsError> {
-    let key = authenticate_signed(&st, &headers, "GET", &uri, b"").await?;
-    let ctx = key_context(&st.db, key).await?;
-    Ok(Json(effective_policy(&st.db, &ctx).await?))
-}
-
-fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
+/// A JSON body of type `T`, or 400 naming `what` was expected.
+pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    what: &str,
+) -> Result<T, ApiError> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("body is not a {what}: {e}")))
-}
-
-/// Best effort: close holds that lapsed and drop week-old closed reservations (keeps
-/// both tables small).
-async fn lapse_expired(db: &Db, now_ms: u64) {
-    let _g = db.write_guard().await;
-    let Ok(mut tx) = db.pool.begin().await else {
-        return;
-    };
-    let now = Param::I64(i(now_ms));
-    let ok = bind_all("DELETE FROM reservation_holds WHERE reservation_id IN (SELECT id FROM reservations WHERE state IN ('held', 'settled') AND expires_at_ms <= $1)", std::slice::from_ref(&now))
-        .execute(&mut *tx)
-        .await
-        .is_ok()
-        && bind_all("UPDATE reservations SET state = 'lapsed' WHERE state IN ('held', 'settled') AND expires_at_ms <= $1", std::slice::from_ref(&now)).execute(&mut *tx).await.is_ok()
-        // Closed reservations are kept a week (idempotent retries and settles), then dropped.
-        && bind_all("DELETE FROM reservations WHERE state IN ('consumed', 'released', 'lapsed') AND expires_at_ms <= $1", &[Param::I64(i(now_ms.saturating_sub(RESERVATION_RETENTION_MS)))])
-            .execute(&mut *tx)
-            .await
-            .is_ok();
-    if ok {
-        let _ = tx.commit().await;
-    }
 }
 
 fn amount_for(metric: Metric, micros: u64, tokens: u64) -> u64 {
@@ -203,19 +167,14 @@ fn amount_for(metric: Metric, micros: u64, tokens: u64) -> u64 {
     }
 }
 
-/// `POST /v1/reservations` (signed): check the rules, then hold the call's maximum cost
-/// against every budget of the key, atomically.
+/// `POST /v1/reservations` for `key`: check the rules, then hold the call's maximum
+/// cost against every budget of the key, atomically. 201 when held, 200 for a retry of
+/// a reservation already held.
 pub async fn reserve(
-    State(st): State<Arc<AppState>>,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<(StatusCode, Json<ReservationResponse>), AccountsError> {
-    let key = authenticate_signed(&st, &headers, "POST", &uri, &body).await?;
-    let req: ReservationRequest = parse_body(
-        &body,
-        "ReservationRequest {reservation_id, model, amount_micros, amount_tokens, ttl_ms?}",
-    )?;
+    st: &AppState,
+    key: KeyInfo,
+    req: ReservationRequest,
+) -> Result<(StatusCode, ReservationResponse), AccountsError> {
     check_id("reservation_id", &req.reservation_id)?;
     if req.amount_micros > i64::MAX as u64 || req.amount_tokens > i64::MAX as u64 {
         return Err(ApiError::bad_request("amount_micros / amount_tokens are too large").into());
@@ -238,35 +197,18 @@ pub async fn reserve(
     let permitted = rules.check_model(&req.model, zero_retention);
     if let Err(d) = permitted.clone() {
         // A retry of a reservation granted before the rules changed stays granted.
-        let exists = st
-            .db
-            .fetch(
-                "SELECT id FROM reservations WHERE id = $1 AND api_key_id = $2",
-                &[
-                    Param::Text(req.reservation_id.clone()),
-                    Param::Text(ctx.key.id.clone()),
-                ],
-                "reading a reservation",
-            )
-            .await?;
-        if exists.is_empty() {
+        if !store::reservation_exists(&st.db, &req.reservation_id, &ctx.key.id).await? {
             return Err(AccountsError::permission(d));
         }
     }
     let now = gaterouter::usage::unix_ms_now();
-    lapse_expired(&st.db, now).await;
+    store::lapse_expired(&st.db, now, RESERVATION_RETENTION_MS).await;
 
     let _g = st.db.write_guard().await;
     let mut tx = st.db.begin_write().await?;
-    let existing = bind_all(
-        "SELECT api_key_id, expires_at_ms FROM reservations WHERE id = $1",
-        &[Param::Text(req.reservation_id.clone())],
-    )
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(dberr("reading a reservation"))?;
-    if let Some(r) = existing {
-        if get_str(&r, 0)? != ctx.key.id {
+    let existing = store::reservation_owner(&mut tx, &req.reservation_id).await?;
+    if let Some((owner, expires_at_ms)) = existing {
+        if owner != ctx.key.id {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "conflict",
@@ -281,12 +223,12 @@ pub async fn reserve(
         let budgets = statuses(&mut tx, &budgets, now).await?;
         return Ok((
             StatusCode::OK,
-            Json(ReservationResponse {
+            ReservationResponse {
                 reservation_id: req.reservation_id,
-                expires_at_ms: u(get_i64(&r, 1)?),
+                expires_at_ms,
                 budgets,
                 warnings: vec![],
-            }),
+            },
         ));
     }
     permitted.map_err(AccountsError::permission)?;
@@ -301,31 +243,30 @@ pub async fn reserve(
         }
     }
     let expires = now + ttl;
-    bind_all(
-        "INSERT INTO reservations (id, api_key_id, model, amount_micros, amount_tokens, state, created_ms, expires_at_ms) VALUES ($1, $2, $3, $4, $5, 'held', $6, $7)",
-        &[
-            Param::Text(req.reservation_id.clone()),
-            Param::Text(ctx.key.id.clone()),
-            Param::Text(req.model.clone()),
-            Param::I64(i(req.amount_micros)),
-            Param::I64(i(req.amount_tokens)),
-            Param::I64(i(now)),
-            Param::I64(i(expires)),
-        ],
+    store::insert_reservation(
+        &mut tx,
+        &store::NewReservation {
+            id: &req.reservation_id,
+            api_key_id: &ctx.key.id,
+            model: &req.model,
+            amount_micros: req.amount_micros,
+            amount_tokens: req.amount_tokens,
+            now_ms: now,
+            expires_at_ms: expires,
+        },
     )
-    .execute(&mut *tx)
-    .await
-    .map_err(dberr("storing a reservation"))?;
+    .await?;
     let mut warnings = Vec::new();
     for (s, row) in sts.iter_mut().zip(&rows) {
         let amount = amount_for(s.metric, req.amount_micros, req.amount_tokens);
-        bind_all(
-            "INSERT INTO reservation_holds (reservation_id, budget_id, metric, amount) VALUES ($1, $2, $3, $4)",
-            &[Param::Text(req.reservation_id.clone()), Param::Text(s.id.clone()), Param::Text(s.metric.as_str().into()), Param::I64(i(amount))],
+        store::insert_hold(
+            &mut tx,
+            &req.reservation_id,
+            &s.id,
+            s.metric.as_str(),
+            amount,
         )
-        .execute(&mut *tx)
-        .await
-        .map_err(dberr("storing a reservation hold"))?;
+        .await?;
         s.reserved = s.reserved.saturating_add(amount);
         s.remaining = s.limit.saturating_sub(s.used.saturating_add(s.reserved));
         warnings.extend(fire_alerts(&mut tx, &row.org_id, s, now).await?);
@@ -335,12 +276,12 @@ pub async fn reserve(
         .map_err(dberr("committing a reservation"))?;
     Ok((
         StatusCode::CREATED,
-        Json(ReservationResponse {
+        ReservationResponse {
             reservation_id: req.reservation_id,
             expires_at_ms: expires,
             budgets: sts,
             warnings,
-        }),
+        },
     ))
 }
 
@@ -360,19 +301,14 @@ pub struct SettleResponse {
     pub expires_at_ms: u64,
 }
 
-/// `POST /v1/reservations/{id}/settle` (signed).
+/// `POST /v1/reservations/{id}/settle` for `key`: hold the actual cost until the
+/// record arrives, or release; idempotent once closed.
 pub async fn settle(
-    State(st): State<Arc<AppState>>,
-    Path(id): Path<String>,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Json<SettleResponse>, AccountsError> {
-    let key = authenticate_signed(&st, &headers, "POST", &uri, &body).await?;
-    let req: SettleRequest = parse_body(
-        &body,
-        "SettleRequest {actual_micros, actual_tokens, record_id?}",
-    )?;
+    st: &AppState,
+    key: KeyInfo,
+    id: String,
+    req: SettleRequest,
+) -> Result<SettleResponse, AccountsError> {
     if let Some(r) = &req.record_id {
         check_id("record_id", r)?;
     }
@@ -385,24 +321,16 @@ pub async fn settle(
     // `record_id` running concurrently either committed before (seen below) or sees
     // this settlement and consumes it.
     budgets_at(&mut tx, st.db.backend(), &ctx.levels, true).await?;
-    let lock = if st.db.backend() == Backend::Postgres {
-        " FOR UPDATE"
-    } else {
-        ""
-    };
-    let row = bind_all(&format!("SELECT api_key_id, state, expires_at_ms, actual_micros, actual_tokens FROM reservations WHERE id = $1{lock}"), &[Param::Text(id.clone())])
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(dberr("reading a reservation"))?;
-    let Some(row) = row.filter(|r| get_str(r, 0).is_ok_and(|k| k == key.id)) else {
+    let row = store::reservation_for_update(&mut tx, st.db.backend(), &id).await?;
+    let Some(row) = row.filter(|r| r.api_key_id == key.id) else {
         return Err(ApiError::not_found(format!(
             "reservation `{id}` does not exist for api_key_id `{}`",
             key.id
         ))
         .into());
     };
-    let state = get_str(&row, 1)?;
-    let expires = u(get_i64(&row, 2)?);
+    let state = row.state;
+    let expires = row.expires_at_ms;
     let open = (state == "held" || state == "settled") && expires > now;
     if !open {
         // Idempotent: a settled-and-consumed, released or lapsed reservation stays so.
@@ -411,24 +339,17 @@ pub async fn settle(
         } else {
             state
         };
-        return Ok(Json(SettleResponse {
+        return Ok(SettleResponse {
             reservation_id: id,
             state,
             hold_micros: 0,
             hold_tokens: 0,
             expires_at_ms: expires,
-        }));
+        });
     }
     let recorded = match &req.record_id {
         // Record ids are unique per org: only a record of the key's own org settles it.
-        Some(r) => bind_all(
-            "SELECT id FROM usage_record_keys WHERE org = $1 AND id = $2",
-            &[Param::Text(key.org.clone()), Param::Text(r.clone())],
-        )
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(dberr("looking up a record"))?
-        .is_some(),
+        Some(r) => store::record_stored(&mut tx, &key.org, r).await?,
         None => false,
     };
     let new_state = if recorded {
@@ -443,38 +364,19 @@ pub async fn settle(
     } else {
         now
     };
-    bind_all(
-        "UPDATE reservations SET state = $1, record_id = $2, settled_ms = $3, actual_micros = $4, actual_tokens = $5, expires_at_ms = $6 WHERE id = $7",
-        &[
-            Param::Text(new_state.into()),
-            Param::OptText(req.record_id.clone()),
-            Param::I64(i(now)),
-            Param::I64(i(req.actual_micros)),
-            Param::I64(i(req.actual_tokens)),
-            Param::I64(i(new_expires)),
-            Param::Text(id.clone()),
-        ],
+    store::settle(
+        &mut tx,
+        &store::Settlement {
+            id: &id,
+            state: new_state,
+            record_id: req.record_id.as_deref(),
+            now_ms: now,
+            actual_micros: req.actual_micros,
+            actual_tokens: req.actual_tokens,
+            expires_at_ms: new_expires,
+        },
     )
-    .execute(&mut *tx)
-    .await
-    .map_err(dberr("settling a reservation"))?;
-    if new_state == "settled" {
-        bind_all(
-            "UPDATE reservation_holds SET amount = CASE WHEN metric = 'usd' THEN $1 ELSE $2 END WHERE reservation_id = $3",
-            &[Param::I64(i(req.actual_micros)), Param::I64(i(req.actual_tokens)), Param::Text(id.clone())],
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(dberr("shrinking a hold"))?;
-    } else {
-        bind_all(
-            "DELETE FROM reservation_holds WHERE reservation_id = $1",
-            &[Param::Text(id.clone())],
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(dberr("releasing a hold"))?;
-    }
+    .await?;
     tx.commit()
         .await
         .map_err(dberr("committing a settlement"))?;
@@ -483,13 +385,13 @@ pub async fn settle(
     } else {
         (0, 0)
     };
-    Ok(Json(SettleResponse {
+    Ok(SettleResponse {
         reservation_id: id,
         state: new_state.into(),
         hold_micros: hm,
         hold_tokens: ht,
         expires_at_ms: new_expires,
-    }))
+    })
 }
 
 /// Levels a stored record counts toward.
@@ -530,48 +432,9 @@ async fn consume_reservations(
 ) -> Result<(), DbError> {
     for (org, ids) in ids_by_org(stored.iter().map(|v| (v.org(), v.rec.id.0.as_str()))) {
         for chunk in ids.chunks(500) {
-            consume_settled(conn, org, chunk).await?;
+            store::consume_settled(conn, org, chunk).await?;
         }
     }
-    Ok(())
-}
-
-/// [`consume_reservations`] for records `ids` of `org`.
-async fn consume_settled(conn: &mut AnyConnection, org: &str, ids: &[&str]) -> Result<(), DbError> {
-    let params: Vec<Param> = std::iter::once(org)
-        .chain(ids.iter().copied())
-        .map(|s| Param::Text(s.to_owned()))
-        .collect();
-    let list = in_list(2, ids.len());
-    let rows = bind_all(
-        &format!("SELECT r.id FROM reservations r JOIN api_keys k ON k.id = r.api_key_id WHERE k.org_id = $1 AND r.record_id IN ({list}) AND r.state IN ('held', 'settled')"),
-        &params,
-    )
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(dberr("finding settled reservations"))?;
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let ids: Vec<Param> = rows
-        .iter()
-        .map(|r| get_str(r, 0).map(Param::Text))
-        .collect::<Result<_, _>>()?;
-    let l2 = in_list(1, ids.len());
-    bind_all(
-        &format!("DELETE FROM reservation_holds WHERE reservation_id IN ({l2})"),
-        &ids,
-    )
-    .execute(&mut *conn)
-    .await
-    .map_err(dberr("releasing consumed holds"))?;
-    bind_all(
-        &format!("UPDATE reservations SET state = 'consumed' WHERE id IN ({l2})"),
-        &ids,
-    )
-    .execute(&mut *conn)
-    .await
-    .map_err(dberr("marking reservations consumed"))?;
     Ok(())
 }
 
@@ -591,21 +454,10 @@ pub async fn on_ingest(
     if orgs.is_empty() {
         return consume_reservations(conn, stored).await;
     }
-    let params: Vec<Param> = orgs.iter().map(|o| Param::Text((*o).to_owned())).collect();
-    let rows = bind_all(
-        &format!(
-            "SELECT {BUDGET_COLS} FROM budgets WHERE org_id IN ({}) ORDER BY id",
-            in_list(1, orgs.len())
-        ),
-        &params,
-    )
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(dberr("reading budgets"))?;
-    if rows.is_empty() {
+    let budgets = store::budgets_of_orgs(conn, &orgs).await?;
+    if budgets.is_empty() {
         return consume_reservations(conn, stored).await;
     }
-    let budgets: Vec<BudgetRow> = rows.iter().map(budget_from_row).collect::<Result<_, _>>()?;
     let mut member_groups: HashMap<String, BTreeSet<String>> = HashMap::new();
     if budgets.iter().any(|b| b.level.kind == LevelKind::Group) {
         let users: BTreeSet<&str> = stored
@@ -613,21 +465,7 @@ pub async fn on_ingest(
             .filter_map(|v| v.rec.user.as_deref())
             .collect();
         if !users.is_empty() {
-            let params: Vec<Param> = users.iter().map(|x| Param::Text((*x).to_owned())).collect();
-            let l = in_list(1, users.len());
-            let sql = format!(
-                "SELECT user_id, group_id FROM group_members WHERE user_id IN ({l}) UNION SELECT id, group_id FROM users WHERE group_id IS NOT NULL AND id IN ({l})"
-            );
-            for r in bind_all(&sql, &params)
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(dberr("reading group memberships"))?
-            {
-                member_groups
-                    .entry(get_str(&r, 0)?)
-                    .or_default()
-                    .insert(get_str(&r, 1)?);
-            }
+            member_groups = store::member_groups(conn, &users).await?;
         }
     }
     let mut deltas: std::collections::BTreeMap<(usize, u64), u64> = Default::default();
@@ -649,36 +487,14 @@ pub async fn on_ingest(
     let touched: BTreeSet<usize> = deltas.keys().map(|(bi, _)| *bi).collect();
     if backend == Backend::Postgres {
         // Same lock order as reservations: ingest and reserve serialize per budget.
-        let params: Vec<Param> = touched
-            .iter()
-            .map(|bi| Param::Text(budgets[*bi].id.clone()))
-            .collect();
-        bind_all(
-            &format!(
-                "SELECT id FROM budgets WHERE id IN ({}) ORDER BY id FOR UPDATE",
-                in_list(1, params.len())
-            ),
-            &params,
-        )
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(dberr("locking budgets"))?;
+        let ids: Vec<&str> = touched.iter().map(|bi| budgets[*bi].id.as_str()).collect();
+        store::lock_budgets(conn, &ids).await?;
     }
     // After the budget locks: a settle of these records (which takes the same locks
     // first) is either committed and seen here, or sees the records itself.
     consume_reservations(conn, stored).await?;
     for ((bi, start), amount) in &deltas {
-        bind_all(
-            // Saturating in SQL: never a 64-bit overflow (PostgreSQL "bigint out of
-            // range" would fail every later record of the org; SQLite would turn the
-            // counter into a float). A saturated counter is simply over every limit.
-            "INSERT INTO budget_usage (budget_id, period_start_ms, used) VALUES ($1, $2, $3) ON CONFLICT (budget_id, period_start_ms) DO UPDATE SET used = \
-             CASE WHEN budget_usage.used > 9223372036854775807 - excluded.used THEN 9223372036854775807 ELSE budget_usage.used + excluded.used END",
-            &[Param::Text(budgets[*bi].id.clone()), Param::I64(i(*start)), Param::I64(i(*amount))],
-        )
-        .execute(&mut *conn)
-        .await
-        .map_err(dberr("updating budget usage"))?;
+        store::add_usage(conn, &budgets[*bi].id, *start, *amount).await?;
     }
     let alerting: Vec<BudgetRow> = touched
         .iter()
@@ -720,22 +536,13 @@ pub async fn check_tree(
     let orgs: BTreeSet<String> = ok.iter().filter_map(|(_, v)| v.rec.org.clone()).collect();
     let mut trees: HashMap<String, OrgUnits> = HashMap::new();
     for org in orgs {
-        let rows = db
-            .fetch(
-                "SELECT 'd', id, CAST(NULL AS TEXT) FROM departments WHERE org_id = $1 UNION ALL SELECT 'p', id, department_id FROM projects WHERE org_id = $1 \
-                 UNION ALL SELECT 'g', id, department_id FROM user_groups WHERE org_id = $1 UNION ALL SELECT 'u', id, department_id FROM users WHERE org_id = $1",
-                &[Param::Text(org.clone())],
-                "reading the org tree",
-            )
-            .await?;
         let mut t = OrgUnits::default();
-        for r in &rows {
-            let id = get_str(r, 1)?;
-            match get_str(r, 0)?.as_str() {
-                "d" => t.departments.insert(id),
-                "p" => t.projects.insert(id, get_opt_str(r, 2)?).is_none(),
-                "g" => t.groups.insert(id, get_opt_str(r, 2)?).is_none(),
-                _ => t.users.insert(id, get_opt_str(r, 2)?).is_none(),
+        for (kind, id, department) in store::org_units(db, &org).await? {
+            match kind {
+                'd' => t.departments.insert(id),
+                'p' => t.projects.insert(id, department).is_none(),
+                'g' => t.groups.insert(id, department).is_none(),
+                _ => t.users.insert(id, department).is_none(),
             };
         }
         trees.insert(org, t);

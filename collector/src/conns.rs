@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::metrics::METRICS;
+use crate::metrics::Metrics;
 
 /// One open connection.
 #[derive(Debug, Default)]
@@ -36,7 +36,7 @@ impl ConnTrack {
     /// is idle. At the cap the oldest idle connection (no request in progress: idle
     /// keep-alive, or still sending its headers) is closed to make room, so idle and
     /// slow connections cannot lock out `/healthz` or ingest.
-    pub(crate) fn admit(&self, max: usize) -> Option<(u64, Arc<ConnState>)> {
+    pub(crate) fn admit(&self, max: usize, metrics: &Metrics) -> Option<(u64, Arc<ConnState>)> {
         use std::sync::atomic::Ordering::Relaxed;
         let mut open = self.lock();
         if open.len() >= max {
@@ -46,7 +46,7 @@ impl ConnTrack {
                 .map(|(id, _)| *id)?;
             if let Some(c) = open.remove(&victim) {
                 c.kill.notify_one();
-                METRICS.connections_evicted.fetch_add(1, Relaxed);
+                metrics.connections_evicted.fetch_add(1, Relaxed);
             }
         }
         let id = self.next.fetch_add(1, Relaxed);

@@ -67,6 +67,8 @@ pub struct Db {
     /// SQLite allows one writer: serialize write transactions in-process instead of
     /// spinning on SQLITE_BUSY.
     write_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// This collector's counters (database timings are counted here).
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 /// Column definitions of `usage_records` after `id`, as migration 1 created them (shared
@@ -191,7 +193,7 @@ const MIGRATION_2: Migration = Migration {
     generated: None,
 };
 
-/// Dashboard sessions (dashboard.rs): SHA-256 of the session id and of the token it was
+/// Dashboard sessions (api/dashboard.rs): SHA-256 of the session id and of the token it was
 /// opened with (so revoking the token ends the session), and its expiry.
 const MIGRATION_3_DASHBOARD_SESSIONS: Migration = Migration {
     version: 3,
@@ -525,9 +527,15 @@ impl Db {
             backend,
             partitions: Default::default(),
             write_lock: Default::default(),
+            metrics: Default::default(),
         };
         db.migrate(version).await?;
         Ok(db)
+    }
+
+    /// The counters of the collector over this pool (`GET /metrics`).
+    pub fn metrics(&self) -> &std::sync::Arc<crate::metrics::Metrics> {
+        &self.metrics
     }
 
     /// The backend kind.
@@ -730,7 +738,7 @@ impl Db {
         let t = Instant::now();
         let q = bind_all(sql, params);
         let r = q.fetch_all(&self.pool).await.map_err(dberr(op));
-        crate::metrics::METRICS.observe_db(t.elapsed());
+        self.metrics.observe_db(t.elapsed());
         r
     }
 
@@ -742,7 +750,7 @@ impl Db {
             .execute(&self.pool)
             .await
             .map_err(dberr(op));
-        crate::metrics::METRICS.observe_db(t.elapsed());
+        self.metrics.observe_db(t.elapsed());
         Ok(r?.rows_affected())
     }
 

@@ -18,15 +18,20 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
+use axum::http::StatusCode;
 use gaterouter::pricing::{Catalog, CostOptions};
 use gaterouter::types::Usage;
 use gaterouter::usage::{BatchResponse, FeedbackRecord, Rejected, UsageRecord};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use std::sync::Arc;
+
 use crate::db::{Db, DbError, Param, USAGE_RECORD_COLUMNS, bind_all, dberr, placeholders};
+use crate::error::ApiError;
 pub use crate::limits::{PricingSettings, RateLimiter};
-use crate::metrics::METRICS;
+use crate::metrics::Metrics;
+use crate::state::AppState;
 pub use crate::store::keys::{KeyInfo, load_keys};
 use crate::time::month_of_ms;
 pub use crate::verified::{Refusal, Verified};
@@ -1013,7 +1018,7 @@ pub async fn store(db: &Db, recs: &[Verified], received_ms: i64) -> Result<Vec<b
     tx.commit()
         .await
         .map_err(dberr("committing the ingest transaction"))?;
-    METRICS.observe_db(t.elapsed());
+    db.metrics().observe_db(t.elapsed());
     // Where a batch's write time goes (cumulative ms from the start of the transaction).
     tracing::trace!(
         records = stored.len(),
@@ -1037,6 +1042,7 @@ pub fn answer(
     verified_ids: &[String],
     stored: &[bool],
     refused: Vec<(String, Refusal)>,
+    metrics: &Metrics,
 ) -> BatchResponse {
     let mut resp = BatchResponse::default();
     for (id, new) in verified_ids.iter().zip(stored) {
@@ -1047,16 +1053,142 @@ pub fn answer(
         }
     }
     for (id, r) in triage_rejected.into_iter().chain(refused) {
-        METRICS.reject(r.code);
+        metrics.reject(r.code);
         resp.rejected.push(Rejected {
             id,
             reason: r.reason,
         });
     }
-    METRICS.accepted(resp.accepted.len() as u64);
-    METRICS.duplicates(duplicate.len() as u64);
+    metrics.accepted(resp.accepted.len() as u64);
+    metrics.duplicates(duplicate.len() as u64);
     resp.duplicate = duplicate;
     resp
+}
+
+/// Verify, rate-limit, scope-check and store a batch that was read and bounded
+/// (`POST /v1/usage`): the answer lists each record as accepted, duplicate or rejected.
+/// Verification runs off the async workers; the per-key rate limit is charged for
+/// authenticated records only.
+pub async fn ingest_batch(
+    st: &Arc<AppState>,
+    records: &[&RawValue],
+) -> Result<BatchResponse, ApiError> {
+    let tri = triage(records);
+    let now = gaterouter::usage::unix_ms_now() as i64;
+    let t0 = std::time::Instant::now();
+    let key_ids: HashSet<String> = tri
+        .todo
+        .iter()
+        .chain(&tri.feedback)
+        .map(|(_, _, k, _)| k.clone())
+        .collect();
+    let keys = crate::store::keys::load_keys(&st.db, &key_ids, now).await?;
+    // Verification is CPU-bound: run it off the async workers.
+    let owned = |v: &[(usize, String, String, &str)]| -> Vec<(usize, String, String, String)> {
+        v.iter()
+            .map(|(i, id, k, raw)| (*i, id.clone(), k.clone(), (*raw).to_owned()))
+            .collect()
+    };
+    let (todo, fb_todo) = (owned(&tri.todo), owned(&tri.feedback));
+    let st2 = st.clone();
+    let results = tokio::task::spawn_blocking(move || {
+        let b1: Vec<(usize, String, String, &str)> = todo
+            .iter()
+            .map(|(i, id, k, raw)| (*i, id.clone(), k.clone(), raw.as_str()))
+            .collect();
+        let b2: Vec<(usize, String, String, &str)> = fb_todo
+            .iter()
+            .map(|(i, id, k, raw)| (*i, id.clone(), k.clone(), raw.as_str()))
+            .collect();
+        let r = verify_all(&b1, &keys, &st2.pricing);
+        let f = verify_feedback(&b2, &keys, &st2.pricing);
+        (todo, r, fb_todo, f)
+    })
+    .await
+    .map_err(|e| crate::error::internal(&format!("verification task failed: {e}")))?;
+    let (todo, results, fb_todo, fb_results) = results;
+    let t_verify = t0.elapsed();
+    // The per-key rate limit is charged only after authentication (issue 18, item 2):
+    // records of an unknown or revoked key, or whose signature does not verify, cost
+    // the named key nothing, so a forger cannot exhaust an honest key's limit.
+    let mut counts: HashMap<String, u64> = HashMap::new();
+    let authenticated = |e: Option<&crate::verified::Refusal>| {
+        e.is_none_or(|e| {
+            !matches!(
+                e.code,
+                "unknown_key" | "revoked_key" | "bad_signature" | "malformed"
+            )
+        })
+    };
+    for ((_, _, k, _), r) in todo.iter().zip(&results) {
+        if authenticated(r.as_ref().err()) {
+            *counts.entry(k.clone()).or_default() += 1;
+        }
+    }
+    for ((_, _, k, _), r) in fb_todo.iter().zip(&fb_results) {
+        if authenticated(r.as_ref().err()) {
+            *counts.entry(k.clone()).or_default() += 1;
+        }
+    }
+    if let Err((key, wait)) = st.limiter.take(&counts) {
+        st.metrics.rate_limited();
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "api_key_id `{}` exceeds {} records/s; retry after {wait} s",
+                crate::logsafe::escape(&key),
+                st.cfg.rate_limit_records_per_sec
+            ),
+        );
+        e.retry_after = Some(wait);
+        return Err(e);
+    }
+    let mut verified = Vec::new();
+    let mut refused = Vec::new();
+    for ((_, id, _, _), r) in todo.into_iter().zip(results) {
+        match r {
+            Ok(v) => verified.push((id, v)),
+            Err(e) => refused.push((id, e)),
+        }
+    }
+    let (kept, off_tree) = crate::accounts::check_tree(&st.db, verified).await?;
+    refused.extend(off_tree);
+    let (ok_ids, ok): (Vec<String>, Vec<crate::verified::Verified>) = kept.into_iter().unzip();
+    let mut stored = store(&st.db, &ok, now).await?;
+    let mut ok_ids = ok_ids;
+    let mut fb_ok = Vec::new();
+    for ((_, id, _, _), r) in fb_todo.into_iter().zip(fb_results) {
+        match r {
+            Ok(v) => {
+                ok_ids.push(id);
+                fb_ok.push(v);
+            }
+            Err(e) => refused.push((id, e)),
+        }
+    }
+    stored.extend(store_feedback(&st.db, &fb_ok, now).await?);
+    let t_store = t0.elapsed() - t_verify;
+    let resp = answer(
+        tri.rejected,
+        tri.duplicate,
+        &ok_ids,
+        &stored,
+        refused,
+        &st.metrics,
+    );
+    if !resp.rejected.is_empty() {
+        tracing::warn!(rejected = resp.rejected.len(), first_reason = %crate::logsafe::escape(&resp.rejected[0].reason), "usage records rejected");
+    }
+    tracing::debug!(
+        verify_ms = t_verify.as_millis() as u64,
+        store_ms = t_store.as_millis() as u64,
+        accepted = resp.accepted.len(),
+        duplicate = resp.duplicate.len(),
+        rejected = resp.rejected.len(),
+        "ingested batch"
+    );
+    Ok(resp)
 }
 
 #[cfg(test)]

@@ -9,22 +9,14 @@
 //! The fit itself is `gaterouter::routing::offpolicy::learn_from_log` (per-arm
 //! inverse-propensity ridge, doubly-robust cross-fitted APGR estimate).
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Json;
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
-use gaterouter::accounts::MAX_EXPLORE_PERMILLE;
 use gaterouter::routing::Weights;
 use gaterouter::routing::learning::row_of;
 use gaterouter::routing::offpolicy::{LogLearnOptions, LoggedCall, learn_from_log};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::db::{Db, DbError, Param};
-use crate::error::ApiError;
-use crate::state::{AppState, admin};
+use crate::db::{Db, DbError};
 use crate::store::learning as store;
 use crate::util::now_ms;
 
@@ -152,16 +144,7 @@ pub fn start(
 async fn run_due(db: &Db, interval: Duration) -> Result<(), DbError> {
     let half = i64::try_from(interval.as_millis() / 2).unwrap_or(i64::MAX);
     for org in store::learning_orgs(db).await? {
-        let last = db
-            .fetch(
-                "SELECT MAX(at_ms) FROM routing_learn_runs WHERE org = $1",
-                &[Param::Text(org.clone())],
-                "reading the last learning run",
-            )
-            .await?;
-        let last = last
-            .first()
-            .and_then(|r| crate::db::get_opt_i64(r, 0).ok().flatten());
+        let last = store::last_run_ms(db, &org).await?;
         if last.is_some_and(|t| now_ms().saturating_sub(t) < half) {
             continue;
         }
@@ -170,54 +153,13 @@ async fn run_due(db: &Db, interval: Duration) -> Result<(), DbError> {
     Ok(())
 }
 
-/// Body of `PUT /v1/admin/orgs/{org}/routing`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PutRouting {
-    /// `auto` records of the org carry learning features (and explore).
-    pub learning: bool,
-    /// Exploration share in thousandths, `0..=500` (default 50: 5 %).
-    #[serde(default = "default_explore")]
-    pub explore_permille: u32,
-}
-
-fn default_explore() -> u32 {
-    store::DEFAULT_EXPLORE_PERMILLE
-}
-
-async fn org_exists(st: &AppState, org: &str) -> Result<(), ApiError> {
-    let rows = st
-        .db
-        .fetch(
-            "SELECT id FROM orgs WHERE id = $1",
-            &[Param::Text(org.to_owned())],
-            "looking up an org",
-        )
-        .await?;
-    if rows.is_empty() {
-        return Err(ApiError::not_found(format!(
-            "org `{org}` does not exist: create it first (POST /v1/admin/orgs)"
-        )));
-    }
-    Ok(())
-}
-
-async fn describe(st: &AppState, org: &str) -> Result<Value, ApiError> {
-    let settings = store::settings(&st.db, org).await?;
-    let active = store::active_weights(&st.db, org).await?;
-    let key = store::signing_key(&st.db, now_ms()).await?;
-    let counts = st
-        .db
-        .fetch(
-            "SELECT CAST(COUNT(*) AS BIGINT), CAST(COALESCE(SUM(explored), 0) AS BIGINT) FROM route_features WHERE org = $1",
-            &[Param::Text(org.to_owned())],
-            "counting route features",
-        )
-        .await?;
-    let (calls, explored) = match counts.first() {
-        Some(r) => (crate::db::get_i64(r, 0)?, crate::db::get_i64(r, 1)?),
-        None => (0, 0),
-    };
+/// An org's routing as `GET /v1/admin/orgs/{org}/routing` answers it: settings, counts
+/// of calls with features, the served weights version, history, runs, public key.
+pub async fn describe(db: &Db, org: &str) -> Result<Value, DbError> {
+    let settings = store::settings(db, org).await?;
+    let active = store::active_weights(db, org).await?;
+    let key = store::signing_key(db, now_ms()).await?;
+    let (calls, explored) = store::feature_counts(db, org).await?;
     Ok(json!({
         "org": org,
         "settings": settings,
@@ -225,80 +167,7 @@ async fn describe(st: &AppState, org: &str) -> Result<Value, ApiError> {
         "explored_calls": explored,
         "active_version": active.map(|w| w.version),
         "public_key": store::public_key_b64(&key),
-        "weights": store::weights_history(&st.db, org).await?,
-        "runs": store::learn_runs(&st.db, org, 20).await?,
+        "weights": store::weights_history(db, org).await?,
+        "runs": store::learn_runs(db, org, 20).await?,
     }))
-}
-
-/// `GET /v1/admin/orgs/{org}/routing`: settings, the served weights version, every
-/// promoted version with its report, the latest runs, the collector's weights public key.
-pub async fn get_routing(
-    State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Path(org): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    admin(&st, &headers).await?;
-    org_exists(&st, &org).await?;
-    Ok(Json(describe(&st, &org).await?))
-}
-
-/// `PUT /v1/admin/orgs/{org}/routing`: turn learning on or off, set exploration.
-pub async fn put_routing(
-    State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Path(org): Path<String>,
-    body: Result<Json<PutRouting>, axum::extract::rejection::JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let p = admin(&st, &headers).await?;
-    let Json(b) = body.map_err(|e| {
-        ApiError::bad_request(format!(
-            "body is not {{\"learning\": bool, \"explore_permille\": 0..=500}}: {}",
-            e.body_text()
-        ))
-    })?;
-    if b.explore_permille > MAX_EXPLORE_PERMILLE {
-        return Err(ApiError::bad_request(format!(
-            "explore_permille: {} is above {MAX_EXPLORE_PERMILLE} (at most half of the auto calls explore); use e.g. 50 for 5 %",
-            b.explore_permille
-        )));
-    }
-    org_exists(&st, &org).await?;
-    let s = store::put_settings(&st.db, &org, b.learning, b.explore_permille, now_ms()).await?;
-    {
-        let _g = st.db.write_guard().await;
-        let mut tx = st
-            .db
-            .pool
-            .begin()
-            .await
-            .map_err(crate::db::dberr("starting an audit entry"))?;
-        crate::store::audit::audit(
-            &mut tx,
-            &p,
-            "put_routing",
-            &format!("org:{org}"),
-            &json!({"learning": s.learning, "explore_permille": s.explore_permille}),
-        )
-        .await?;
-        tx.commit()
-            .await
-            .map_err(crate::db::dberr("committing an audit entry"))?;
-    }
-    Ok(Json(describe(&st, &org).await?))
-}
-
-/// `POST /v1/admin/orgs/{org}/routing/learn`: run learning now; answers the report.
-pub async fn post_learn(
-    State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Path(org): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    admin(&st, &headers).await?;
-    org_exists(&st, &org).await?;
-    let run = learn_org(&st.db, &org).await?;
-    Ok(Json(json!({
-        "org": run.org,
-        "promoted": run.promoted,
-        "report": run.report,
-    })))
 }

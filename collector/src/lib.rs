@@ -23,44 +23,44 @@
 
 // The map of the crate, in layers from the ground up: a module imports only modules of
 // its own layer or of the layers listed before it (within a layer, alphabetical order).
+// Read top-down, a request goes api → domain → store → db.
 
 // Ground: no database.
 pub mod config; // `CollectorConfig`: file, then environment, then flags
 pub mod logsafe; // request values made safe for logs, errors and CSV
-pub mod metrics; // Prometheus counters (`GET /metrics`)
+pub mod metrics; // Prometheus counters of one collector (`GET /metrics`)
 pub mod otlp; // stored records as OTLP/JSON bodies (pure)
 pub mod time; // UTC calendar helpers (month buckets)
 
-// The database and what is stored in it: SQL, knowing nothing of the HTTP handlers.
+// db and store: the pool and the SQL, knowing nothing of the HTTP handlers.
 pub mod auth; // bearer tokens and dashboard sessions
-pub mod db; // the pool over SQLite/PostgreSQL, migrations, parameter binding
+pub mod db; // the pool over SQLite/PostgreSQL, migrations, parameter binding, the metrics it times
 pub mod error; // `ApiError`: the JSON error answer
 pub mod rollup; // hour/day/month rollup tables, their deltas and rebuild
-pub mod store; // budgets, policies, API keys, the audit log
+pub mod store; // typed SQL per stored thing: accounts, audit, budgets, keys, learning, org tree, policies, sessions
 pub mod util; // clock, UUIDv7 ids, id and public-key checks
 
-// Verification and accounts logic, and the state the handlers share.
-pub mod accounts; // `/v1/policy`, reservations, settles; ingest's budget hooks
+// Domain: verification, accounts, reports, and the state the handlers share.
+pub mod accounts; // reserve, settle; ingest's budget hooks and org-tree check
+pub mod analytics; // the reports of `/v1/analytics/{report}` (query building and tables)
+pub mod bills; // a month's bill (JSON/CSV/HTML)
 pub mod conns; // open connections: the cap and idle eviction
 pub mod ingest; // verify, price and store a batch of signed records
+pub mod learning; // routing that learns: runs, periodic task, an org's routing state
 pub mod limits; // pricing settings and the per-key rate limiter
 pub mod orgfile; // the org-tree file (TOML/YAML/JSON) and its checks
-pub mod state; // `AppState`, and the admin check of admin handlers
+pub mod orgtree; // apply/export an org tree, the checks of levels
+pub mod state; // `AppState` (database, config, limits, connections, metrics), the admin check
 pub mod verified; // a verified record, or why it was refused
 
-// HTTP handlers.
-pub mod admin; // `/v1/admin/*`: units, keys, tokens, audit
-pub mod analytics; // `/v1/analytics/{report}` (JSON/CSV)
-pub mod bills; // `/v1/admin/bills`
-pub mod dashboard; // the dashboard and its login session
-pub mod learning; // `/v1/admin/orgs/{org}/routing`: routing that learns, its runs
-pub mod orgtree; // `/v1/admin/org-tree`, policies, budgets, members, alerts
+// API: the route table and the thin HTTP handlers, one module per area.
+pub mod api;
 
 // The server, the exporter it starts, and the command lines.
 pub mod admin_cli; // `gaterouter admin ...` over the admin API
 pub mod cli; // `serve` settings shared by both binaries
 pub mod otlp_export; // background OTLP export of stored records
-pub mod server; // router, `serve`/`spawn`, graceful shutdown
+pub mod server; // router assembly from `api::routes`, `serve`/`spawn`, graceful shutdown
 pub mod usage_cli; // `gaterouter usage ...` over the analytics API
 
 pub use config::{CollectorConfig, ConfigError, LogFormat};

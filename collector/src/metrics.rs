@@ -1,8 +1,7 @@
-//! Prometheus counters, exposed as text at `GET /metrics`. Lock-free atomics: the
+//! Prometheus counters of one collector, exposed as text at `GET /metrics`. Lock-free atomics: the
 //! ingest path only increments.
 
 use std::fmt::Write as _;
-use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
@@ -20,8 +19,9 @@ pub const OTEL_SIGNALS: &[&str] = &["traces", "metrics"];
 /// Upper bounds (seconds) of the DB latency histogram buckets.
 const DB_BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
 
-/// Process-wide counters.
-#[derive(Debug)]
+/// The counters of one collector (each [`crate::db::Db`] pool owns one; `AppState`
+/// shares it), so several collectors in one process count apart.
+#[derive(Debug, Default)]
 pub struct Metrics {
     accepted: AtomicU64,
     duplicates: AtomicU64,
@@ -42,25 +42,6 @@ pub struct Metrics {
     otel_failed: [AtomicU64; 2],
     otel_rejected: [AtomicU64; 2],
 }
-
-/// The global metrics.
-pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
-    accepted: AtomicU64::new(0),
-    duplicates: AtomicU64::new(0),
-    batches: AtomicU64::new(0),
-    rejected: Default::default(),
-    rate_limited: AtomicU64::new(0),
-    bad_requests: AtomicU64::new(0),
-    db_buckets: Default::default(),
-    db_count: AtomicU64::new(0),
-    db_sum_micros: AtomicU64::new(0),
-    connections_shed: AtomicU64::new(0),
-    connections_evicted: AtomicU64::new(0),
-    requests_timed_out: AtomicU64::new(0),
-    otel_exported: Default::default(),
-    otel_failed: Default::default(),
-    otel_rejected: Default::default(),
-});
 
 fn signal_index(signal: &str) -> Option<usize> {
     OTEL_SIGNALS.iter().position(|s| *s == signal)

@@ -39,7 +39,6 @@ use crate::config::{CollectorConfig, ConfigError};
 use crate::db::{
     Backend, Db, DbError, Param, bind_all, dberr, get_i64, get_opt_i64, get_opt_str, get_str,
 };
-use crate::metrics::METRICS;
 use crate::otlp::{ExportRecord, Producer};
 
 /// What the exporter does per signal (the enum itself is configuration).
@@ -479,7 +478,7 @@ impl Exporter {
                 _ => 0,
             };
             if rejected > 0 {
-                METRICS.otel_rejected(signal.label(), rejected);
+                self.db.metrics().otel_rejected(signal.label(), rejected);
                 let msg = ps["errorMessage"].as_str().unwrap_or("");
                 tracing::warn!(signal = signal.label(), rejected, message = %crate::logsafe::escape(msg), "the OTLP receiver rejected part of an export");
             }
@@ -522,7 +521,7 @@ impl Exporter {
                             failures[i] = 0;
                             match outcome {
                                 Outcome::Exported(n) => {
-                                    METRICS.otel_exported(label, n as u64);
+                                    self.db.metrics().otel_exported(label, n as u64);
                                     tracing::debug!(
                                         signal = label,
                                         records = n,
@@ -539,7 +538,7 @@ impl Exporter {
                         }
                         Err(e) => {
                             failures[i] += 1;
-                            METRICS.otel_failed(label);
+                            self.db.metrics().otel_failed(label);
                             let retry_after = match &e {
                                 ExportError::Status { retry_after, .. } => *retry_after,
                                 _ => None,

@@ -1,26 +1,20 @@
 //! The HTTP server: routes, building the shared state, start (`serve`, `spawn`) and
 //! graceful shutdown (stop accepting, finish in-flight batches, close the pool).
 
-use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use gaterouter::usage::BatchResponse;
 
 use crate::config::{CollectorConfig, ConfigError};
 use crate::conns::{ConnState, ConnTrack};
 use crate::db::{Db, DbError};
 use crate::error::ApiError;
-use crate::ingest;
 use crate::limits::{PricingSettings, RateLimiter};
-use crate::metrics::METRICS;
 pub use crate::state::AppState;
 
 /// Errors starting the collector.
@@ -43,54 +37,8 @@ pub enum CollectorError {
     },
 }
 
-/// Every route, as (method, path) — the OpenAPI test checks each is documented.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("get", "/healthz"),
-    ("get", "/readyz"),
-    ("get", "/metrics"),
-    ("get", "/openapi.json"),
-    ("post", "/v1/usage"),
-    ("get", "/v1/admin/{kind}"),
-    ("post", "/v1/admin/{kind}"),
-    ("get", "/v1/admin/keys"),
-    ("post", "/v1/admin/keys"),
-    ("post", "/v1/admin/keys/{id}/rotate"),
-    ("post", "/v1/admin/keys/{id}/revoke"),
-    ("get", "/v1/admin/tokens"),
-    ("post", "/v1/admin/tokens"),
-    ("post", "/v1/admin/tokens/{id}/revoke"),
-    ("get", "/v1/admin/audit"),
-    ("get", "/v1/admin/org-tree"),
-    ("put", "/v1/admin/org-tree"),
-    ("get", "/v1/admin/policies/{level}"),
-    ("put", "/v1/admin/policies/{level}"),
-    ("delete", "/v1/admin/policies/{level}"),
-    ("get", "/v1/admin/budgets"),
-    ("post", "/v1/admin/budgets"),
-    ("delete", "/v1/admin/budgets/{id}"),
-    ("get", "/v1/admin/alerts"),
-    ("get", "/v1/admin/bills"),
-    ("get", "/v1/admin/groups/{id}/members"),
-    ("post", "/v1/admin/groups/{id}/members"),
-    ("delete", "/v1/admin/groups/{id}/members/{user}"),
-    ("get", "/v1/admin/effective-policy"),
-    ("get", "/v1/admin/orgs/{org}/routing"),
-    ("put", "/v1/admin/orgs/{org}/routing"),
-    ("post", "/v1/admin/orgs/{org}/routing/learn"),
-    ("get", "/v1/policy"),
-    ("post", "/v1/reservations"),
-    ("post", "/v1/reservations/{id}/settle"),
-    ("get", "/v1/analytics/{report}"),
-    ("get", "/"),
-    ("get", "/dashboard"),
-    ("get", "/dashboard/{asset}"),
-    ("post", "/dashboard/login"),
-    ("post", "/dashboard/logout"),
-    ("get", "/dashboard/session"),
-];
-
 /// The OpenAPI document served at `/openapi.json`.
-pub const OPENAPI: &str = include_str!("../openapi.json");
+pub use crate::api::ops::OPENAPI;
 
 /// Build the state (connects and migrates the database).
 pub async fn build_state(cfg: CollectorConfig) -> Result<Arc<AppState>, CollectorError> {
@@ -113,102 +61,25 @@ pub async fn build_state(cfg: CollectorConfig) -> Result<Arc<AppState>, Collecto
     };
     let limiter = RateLimiter::new(cfg.rate_limit_records_per_sec, cfg.burst());
     Ok(Arc::new(AppState {
-        db,
         cfg,
         bootstrap_sha256,
         pricing,
         limiter,
         conns: ConnTrack::default(),
+        metrics: db.metrics().clone(),
+        db,
     }))
 }
 
 /// The router over a state.
 pub fn router(st: Arc<AppState>) -> Router {
     let limit = st.cfg.max_body_bytes;
-    Router::new()
-        .route(
-            "/healthz",
-            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
-        )
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route(
-            "/openapi.json",
-            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
-        )
-        .route("/v1/usage", post(ingest_handler))
-        .route(
-            "/v1/admin/keys",
-            get(crate::admin::list_keys).post(crate::admin::create_key),
-        )
-        .route("/v1/admin/keys/{id}/rotate", post(crate::admin::rotate_key))
-        .route("/v1/admin/keys/{id}/revoke", post(crate::admin::revoke_key))
-        .route(
-            "/v1/admin/tokens",
-            get(crate::admin::list_tokens).post(crate::admin::create_token),
-        )
-        .route(
-            "/v1/admin/tokens/{id}/revoke",
-            post(crate::admin::revoke_token),
-        )
-        .route("/v1/admin/audit", get(crate::admin::list_audit))
-        .route(
-            "/v1/admin/org-tree",
-            get(crate::orgtree::get_org_tree).put(crate::orgtree::put_org_tree),
-        )
-        .route(
-            "/v1/admin/policies/{level}",
-            get(crate::orgtree::get_policy)
-                .put(crate::orgtree::put_policy)
-                .delete(crate::orgtree::delete_policy),
-        )
-        .route(
-            "/v1/admin/budgets",
-            get(crate::orgtree::list_budgets).post(crate::orgtree::create_budget),
-        )
-        .route(
-            "/v1/admin/budgets/{id}",
-            axum::routing::delete(crate::orgtree::delete_budget),
-        )
-        .route("/v1/admin/alerts", get(crate::orgtree::list_alerts))
-        .route("/v1/admin/bills", get(crate::bills::get_bill))
-        .route(
-            "/v1/admin/groups/{id}/members",
-            get(crate::orgtree::list_members).post(crate::orgtree::add_member),
-        )
-        .route(
-            "/v1/admin/groups/{id}/members/{user}",
-            axum::routing::delete(crate::orgtree::remove_member),
-        )
-        .route(
-            "/v1/admin/effective-policy",
-            get(crate::orgtree::effective_policy),
-        )
-        .route(
-            "/v1/admin/orgs/{org}/routing",
-            get(crate::learning::get_routing).put(crate::learning::put_routing),
-        )
-        .route(
-            "/v1/admin/orgs/{org}/routing/learn",
-            post(crate::learning::post_learn),
-        )
-        .route("/v1/policy", get(crate::accounts::get_policy))
-        .route("/v1/reservations", post(crate::accounts::reserve))
-        .route(
-            "/v1/reservations/{id}/settle",
-            post(crate::accounts::settle),
-        )
-        .route(
-            "/v1/admin/{kind}",
-            get(crate::admin::list_units).post(crate::admin::create_unit),
-        )
-        .route("/v1/analytics/{report}", get(crate::analytics::report))
-        .route(
-            "/",
-            get(|| async { axum::response::Redirect::to("/dashboard") }),
-        )
-        .merge(crate::dashboard::routes())
-        .fallback(|| async { ApiError::not_found("no such endpoint; see /openapi.json") })
+    let mut app = Router::new();
+    for r in crate::api::routes() {
+        // Two methods of one path merge into one method router.
+        app = app.route(r.path, r.handler);
+    }
+    app.fallback(|| async { ApiError::not_found("no such endpoint; see /openapi.json") })
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(
             st.clone(),
@@ -252,7 +123,7 @@ async fn request_timeout(
     match tokio::time::timeout(t, next.run(req)).await {
         Ok(r) => r,
         Err(_) => {
-            METRICS
+            st.metrics
                 .requests_timed_out
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let mut r = ApiError::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", format!("the request took longer than {} s (request_timeout_secs); send the body promptly", st.cfg.request_timeout_secs)).into_response();
@@ -261,182 +132,6 @@ async fn request_timeout(
             r
         }
     }
-}
-
-async fn readyz(State(st): State<Arc<AppState>>) -> Response {
-    if st.db.ping().await {
-        axum::Json(serde_json::json!({"status": "ready"})).into_response()
-    } else {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            "the database does not answer",
-        )
-        .into_response()
-    }
-}
-
-async fn metrics() -> Response {
-    let mut r = METRICS.render().into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4"),
-    );
-    r
-}
-
-/// `POST /v1/usage`.
-async fn ingest_handler(
-    State(st): State<Arc<AppState>>,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<axum::Json<BatchResponse>, ApiError> {
-    let bad = |e: ApiError| {
-        METRICS.bad_request();
-        e
-    };
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            bad(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!(
-                    "request body exceeds max_body_bytes ({} bytes): send smaller batches",
-                    st.cfg.max_body_bytes
-                ),
-            ))
-        } else {
-            bad(ApiError::bad_request(format!(
-                "cannot read the body: {}",
-                e.body_text()
-            )))
-        }
-    })?;
-    let req: ingest::BatchRequest<'_> = serde_json::from_slice(&body).map_err(|e| {
-        bad(ApiError::bad_request(format!(
-            "body is not {{\"records\":[...]}}: {e}"
-        )))
-    })?;
-    if req.records.len() > st.cfg.max_batch_records {
-        return Err(bad(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "batch_too_large",
-            format!(
-                "batch has {} records, at most {} are accepted: send smaller batches",
-                req.records.len(),
-                st.cfg.max_batch_records
-            ),
-        )));
-    }
-    METRICS.batch();
-    let tri = ingest::triage(&req.records);
-    let now = gaterouter::usage::unix_ms_now() as i64;
-    let t0 = std::time::Instant::now();
-    let key_ids: HashSet<String> = tri
-        .todo
-        .iter()
-        .chain(&tri.feedback)
-        .map(|(_, _, k, _)| k.clone())
-        .collect();
-    let keys = crate::store::keys::load_keys(&st.db, &key_ids, now).await?;
-    // Verification is CPU-bound: run it off the async workers.
-    let owned = |v: &[(usize, String, String, &str)]| -> Vec<(usize, String, String, String)> {
-        v.iter()
-            .map(|(i, id, k, raw)| (*i, id.clone(), k.clone(), (*raw).to_owned()))
-            .collect()
-    };
-    let (todo, fb_todo) = (owned(&tri.todo), owned(&tri.feedback));
-    let st2 = st.clone();
-    let results = tokio::task::spawn_blocking(move || {
-        let b1: Vec<(usize, String, String, &str)> = todo
-            .iter()
-            .map(|(i, id, k, raw)| (*i, id.clone(), k.clone(), raw.as_str()))
-            .collect();
-        let b2: Vec<(usize, String, String, &str)> = fb_todo
-            .iter()
-            .map(|(i, id, k, raw)| (*i, id.clone(), k.clone(), raw.as_str()))
-            .collect();
-        let r = ingest::verify_all(&b1, &keys, &st2.pricing);
-        let f = ingest::verify_feedback(&b2, &keys, &st2.pricing);
-        (todo, r, fb_todo, f)
-    })
-    .await
-    .map_err(|e| crate::error::internal(&format!("verification task failed: {e}")))?;
-    let (todo, results, fb_todo, fb_results) = results;
-    let t_verify = t0.elapsed();
-    // The per-key rate limit is charged only after authentication (issue 18, item 2):
-    // records of an unknown or revoked key, or whose signature does not verify, cost
-    // the named key nothing, so a forger cannot exhaust an honest key's limit.
-    let mut counts: HashMap<String, u64> = HashMap::new();
-    let authenticated = |e: Option<&crate::verified::Refusal>| {
-        e.is_none_or(|e| {
-            !matches!(
-                e.code,
-                "unknown_key" | "revoked_key" | "bad_signature" | "malformed"
-            )
-        })
-    };
-    for ((_, _, k, _), r) in todo.iter().zip(&results) {
-        if authenticated(r.as_ref().err()) {
-            *counts.entry(k.clone()).or_default() += 1;
-        }
-    }
-    for ((_, _, k, _), r) in fb_todo.iter().zip(&fb_results) {
-        if authenticated(r.as_ref().err()) {
-            *counts.entry(k.clone()).or_default() += 1;
-        }
-    }
-    if let Err((key, wait)) = st.limiter.take(&counts) {
-        METRICS.rate_limited();
-        let mut e = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            format!(
-                "api_key_id `{}` exceeds {} records/s; retry after {wait} s",
-                crate::logsafe::escape(&key),
-                st.cfg.rate_limit_records_per_sec
-            ),
-        );
-        e.retry_after = Some(wait);
-        return Err(e);
-    }
-    let mut verified = Vec::new();
-    let mut refused = Vec::new();
-    for ((_, id, _, _), r) in todo.into_iter().zip(results) {
-        match r {
-            Ok(v) => verified.push((id, v)),
-            Err(e) => refused.push((id, e)),
-        }
-    }
-    let (kept, off_tree) = crate::accounts::check_tree(&st.db, verified).await?;
-    refused.extend(off_tree);
-    let (ok_ids, ok): (Vec<String>, Vec<crate::verified::Verified>) = kept.into_iter().unzip();
-    let mut stored = ingest::store(&st.db, &ok, now).await?;
-    let mut ok_ids = ok_ids;
-    let mut fb_ok = Vec::new();
-    for ((_, id, _, _), r) in fb_todo.into_iter().zip(fb_results) {
-        match r {
-            Ok(v) => {
-                ok_ids.push(id);
-                fb_ok.push(v);
-            }
-            Err(e) => refused.push((id, e)),
-        }
-    }
-    stored.extend(ingest::store_feedback(&st.db, &fb_ok, now).await?);
-    let t_store = t0.elapsed() - t_verify;
-    let resp = ingest::answer(tri.rejected, tri.duplicate, &ok_ids, &stored, refused);
-    if !resp.rejected.is_empty() {
-        tracing::warn!(rejected = resp.rejected.len(), first_reason = %crate::logsafe::escape(&resp.rejected[0].reason), "usage records rejected");
-    }
-    tracing::debug!(
-        verify_ms = t_verify.as_millis() as u64,
-        store_ms = t_store.as_millis() as u64,
-        accepted = resp.accepted.len(),
-        duplicate = resp.duplicate.len(),
-        rejected = resp.rejected.len(),
-        "ingested batch"
-    );
-    Ok(axum::Json(resp))
 }
 
 /// A collector running in this process.
@@ -557,8 +252,8 @@ async fn accept_loop(
             _ = stop.changed() => break,
         };
         while tasks.try_join_next().is_some() {}
-        let Some((id, conn)) = st.conns.admit(st.cfg.max_connections) else {
-            METRICS
+        let Some((id, conn)) = st.conns.admit(st.cfg.max_connections, &st.metrics) else {
+            st.metrics
                 .connections_shed
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             drop(stream);

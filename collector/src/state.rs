@@ -1,5 +1,7 @@
 //! The state shared by all handlers (`AppState`: database, configuration, ingest
-//! settings, open connections) and the admin check the admin handlers share.
+//! settings, open connections, counters) and the admin check the admin handlers share.
+
+use std::sync::Arc;
 
 use axum::http::HeaderMap;
 
@@ -9,6 +11,7 @@ use crate::conns::ConnTrack;
 use crate::db::Db;
 use crate::error::ApiError;
 use crate::limits::{PricingSettings, RateLimiter};
+use crate::metrics::Metrics;
 
 /// State shared by all handlers.
 #[derive(Debug)]
@@ -25,6 +28,8 @@ pub struct AppState {
     pub limiter: RateLimiter,
     /// Open connections.
     pub conns: ConnTrack,
+    /// This collector's counters (`GET /metrics`), shared with its database pool.
+    pub metrics: Arc<Metrics>,
 }
 
 /// The caller, when it holds an admin token (else 401/403).

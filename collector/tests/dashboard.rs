@@ -223,7 +223,7 @@ async fn dashboard_shows_what_a_person_expects() {
 #[test]
 fn every_report_is_on_the_dashboard() {
     let asset = |name: &str| {
-        gaterouter_collector::dashboard::ASSETS
+        gaterouter_collector::api::dashboard::ASSETS
             .iter()
             .find(|a| a.0 == name)
             .unwrap()

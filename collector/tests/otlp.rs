@@ -661,7 +661,16 @@ async fn spans_and_metrics(db: Db) {
             .iter()
             .all(|k| k.as_deref() == Some("secret-key"))
     );
-    let (_, m) = env.get_text("/metrics", None).await;
+    // The exporter counts a delivery once the receiver has answered, which can be just
+    // after the test saw the spans arrive: wait for this collector's own counter.
+    let mut m = String::new();
+    for _ in 0..100 {
+        m = env.get_text("/metrics", None).await.1;
+        if metric_value(&m, "gaterouter_otel_exported_total{signal=\"traces\"}") >= 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     assert!(
         metric_value(&m, "gaterouter_otel_exported_total{signal=\"traces\"}") >= 3,
         "{m}"

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use crate::auth::Principal;
-use crate::db::{Param, bind_all, dberr};
+use crate::db::{DbError, Param, bind_all, dberr};
 use crate::error::ApiError;
 use crate::util::{now_ms, uuid_v7};
 
@@ -29,4 +29,38 @@ pub(crate) async fn audit(
         .await
         .map_err(dberr("writing the audit log"))?;
     Ok(())
+}
+
+/// An admin change: a write transaction (under the SQLite writer guard) that ends with
+/// one audit entry, so the change and its entry commit together or not at all.
+pub(crate) struct Audited<'a> {
+    _guard: Option<tokio::sync::MutexGuard<'a, ()>>,
+    /// The transaction the change runs in.
+    pub(crate) tx: sqlx::Transaction<'static, sqlx::Any>,
+}
+
+impl<'a> Audited<'a> {
+    /// Begin a change; `what` names it in an error (`starting a policy change`).
+    pub(crate) async fn begin(db: &'a crate::db::Db, what: &str) -> Result<Self, DbError> {
+        let guard = db.write_guard().await;
+        let tx = db.pool.begin().await.map_err(dberr(what))?;
+        Ok(Audited { _guard: guard, tx })
+    }
+
+    /// Append the audit entry and commit; `what` names the commit in an error.
+    pub(crate) async fn commit(
+        mut self,
+        entry: (&Principal, &str, &str, &Value),
+        what: &str,
+    ) -> Result<(), ApiError> {
+        let (actor, action, target, detail) = entry;
+        audit(&mut self.tx, actor, action, target, detail).await?;
+        self.commit_unaudited(what).await
+    }
+
+    /// Commit without an entry (the change turned out to change nothing).
+    pub(crate) async fn commit_unaudited(self, what: &str) -> Result<(), ApiError> {
+        self.tx.commit().await.map_err(dberr(what))?;
+        Ok(())
+    }
 }

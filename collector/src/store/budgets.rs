@@ -234,3 +234,112 @@ pub fn projected(s: &gaterouter::accounts::BudgetStatus, now_ms: u64) -> u64 {
     }
     u64::try_from(u128::from(s.used) * u128::from(total) / u128::from(elapsed)).unwrap_or(u64::MAX)
 }
+
+/// Every budget (of `org`, or of all orgs), by level, metric and period.
+pub(crate) async fn list(db: &crate::db::Db, org: Option<&str>) -> Result<Vec<BudgetRow>, DbError> {
+    let (filter, params) = match org {
+        Some(o) => (" WHERE org_id = $1", vec![Param::Text(o.to_owned())]),
+        None => ("", vec![]),
+    };
+    let rows = db
+        .fetch(
+            &format!("SELECT {BUDGET_COLS} FROM budgets{filter} ORDER BY level, metric, period"),
+            &params,
+            "listing budgets",
+        )
+        .await?;
+    rows.iter().map(budget_from_row).collect()
+}
+
+/// A budget to create or replace (`level`, `metric` and `period` name it).
+#[derive(Debug)]
+pub(crate) struct NewBudget<'a> {
+    pub(crate) org: &'a str,
+    pub(crate) level: &'a str,
+    pub(crate) metric: Metric,
+    pub(crate) period: Period,
+    pub(crate) limit: u64,
+    pub(crate) enforcement: Enforcement,
+    /// JSON array of percentages.
+    pub(crate) notify_at: &'a str,
+}
+
+/// Create the budget, or replace the limit, enforcement and thresholds of the one with
+/// the same level, metric and period; returns its id.
+pub(crate) async fn upsert(
+    conn: &mut AnyConnection,
+    b: &NewBudget<'_>,
+    now_ms: i64,
+) -> Result<String, DbError> {
+    let id = format!("b_{}", crate::util::uuid_v7());
+    let t = |s: &str| Param::Text(s.to_owned());
+    let r = bind_all(
+        "INSERT INTO budgets (id, org_id, level, metric, period, limit_value, enforcement, notify_at, created_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) \
+         ON CONFLICT (level, metric, period) DO UPDATE SET limit_value = excluded.limit_value, enforcement = excluded.enforcement, notify_at = excluded.notify_at, updated_ms = excluded.updated_ms RETURNING id",
+        &[t(&id), t(b.org), t(b.level), t(b.metric.as_str()), t(b.period.as_str()), Param::I64(i(b.limit)), t(b.enforcement.as_str()), t(b.notify_at), Param::I64(now_ms)],
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(dberr("storing a budget"))?;
+    get_str(&r, 0)
+}
+
+/// Delete budget `id` with its usage and holds; false when it does not exist.
+pub(crate) async fn delete(conn: &mut AnyConnection, id: &str) -> Result<bool, DbError> {
+    let mut first = true;
+    for sql in [
+        "DELETE FROM budgets WHERE id = $1",
+        "DELETE FROM budget_usage WHERE budget_id = $1",
+        "DELETE FROM reservation_holds WHERE budget_id = $1",
+    ] {
+        let r = bind_all(sql, &[Param::Text(id.to_owned())])
+            .execute(&mut *conn)
+            .await
+            .map_err(dberr("deleting a budget"))?;
+        if first && r.rows_affected() == 0 {
+            return Ok(false);
+        }
+        first = false;
+    }
+    Ok(true)
+}
+
+/// A budget alert raised.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct Alert {
+    budget_id: String,
+    period_start_ms: i64,
+    threshold: i64,
+    org_id: String,
+    level: String,
+    ts_ms: i64,
+    used: i64,
+    limit: i64,
+    message: String,
+}
+
+/// The newest 1000 alerts (of `org`, or of all orgs), newest first.
+pub(crate) async fn alerts(db: &crate::db::Db, org: Option<&str>) -> Result<Vec<Alert>, DbError> {
+    let (filter, params) = match org {
+        Some(o) => (" WHERE org_id = $1", vec![Param::Text(o.to_owned())]),
+        None => ("", vec![]),
+    };
+    let rows = db
+        .fetch(&format!("SELECT budget_id, period_start_ms, threshold, org_id, level, ts_ms, used, limit_value, message FROM budget_alerts{filter} ORDER BY ts_ms DESC, threshold DESC LIMIT 1000"), &params, "listing alerts")
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Alert {
+                budget_id: get_str(r, 0)?,
+                period_start_ms: get_i64(r, 1)?,
+                threshold: get_i64(r, 2)?,
+                org_id: get_str(r, 3)?,
+                level: get_str(r, 4)?,
+                ts_ms: get_i64(r, 5)?,
+                used: get_i64(r, 6)?,
+                limit: get_i64(r, 7)?,
+                message: get_str(r, 8)?,
+            })
+        })
+        .collect()
+}

@@ -404,3 +404,44 @@ pub async fn learn_runs(db: &Db, org: &str, limit: i64) -> Result<Vec<Value>, Db
         })
         .collect()
 }
+
+/// Does org `org` exist?
+pub async fn org_exists(db: &Db, org: &str) -> Result<bool, DbError> {
+    let rows = db
+        .fetch(
+            "SELECT id FROM orgs WHERE id = $1",
+            &[Param::Text(org.to_owned())],
+            "looking up an org",
+        )
+        .await?;
+    Ok(!rows.is_empty())
+}
+
+/// (calls with route features, of which explored) of `org`.
+pub async fn feature_counts(db: &Db, org: &str) -> Result<(i64, i64), DbError> {
+    let counts = db
+        .fetch(
+            "SELECT CAST(COUNT(*) AS BIGINT), CAST(COALESCE(SUM(explored), 0) AS BIGINT) FROM route_features WHERE org = $1",
+            &[Param::Text(org.to_owned())],
+            "counting route features",
+        )
+        .await?;
+    match counts.first() {
+        Some(r) => Ok((get_i64(r, 0)?, get_i64(r, 1)?)),
+        None => Ok((0, 0)),
+    }
+}
+
+/// When the last learning run of `org` was, if any.
+pub async fn last_run_ms(db: &Db, org: &str) -> Result<Option<i64>, DbError> {
+    let last = db
+        .fetch(
+            "SELECT MAX(at_ms) FROM routing_learn_runs WHERE org = $1",
+            &[Param::Text(org.to_owned())],
+            "reading the last learning run",
+        )
+        .await?;
+    Ok(last
+        .first()
+        .and_then(|r| crate::db::get_opt_i64(r, 0).ok().flatten()))
+}

@@ -128,3 +128,58 @@ pub async fn effective_policy(db: &Db, ctx: &KeyContext) -> Result<EffectivePoli
         routing: super::learning::routing_policy(db, &ctx.scope.org).await?,
     })
 }
+
+/// Set the rules of a level (insert or replace).
+pub(crate) const UPSERT_POLICY: &str = "INSERT INTO policies (level, org_id, rules, updated_ms) VALUES ($1, $2, $3, $4) ON CONFLICT (level) DO UPDATE SET org_id = excluded.org_id, rules = excluded.rules, updated_ms = excluded.updated_ms";
+
+/// The rules (JSON text) set at `level` and when, or `None`.
+pub(crate) async fn read_policy(db: &Db, level: &str) -> Result<Option<(String, i64)>, DbError> {
+    let rows = db
+        .fetch(
+            "SELECT rules, updated_ms FROM policies WHERE level = $1",
+            &[Param::Text(level.to_owned())],
+            "reading a policy",
+        )
+        .await?;
+    rows.first()
+        .map(|r| Ok((get_str(r, 0)?, crate::db::get_i64(r, 1)?)))
+        .transpose()
+}
+
+/// Set the rules (JSON text) of `level` in `org`.
+pub(crate) async fn write_policy(
+    conn: &mut sqlx::AnyConnection,
+    level: &str,
+    org: &str,
+    rules: &str,
+    now_ms: i64,
+) -> Result<(), DbError> {
+    crate::db::bind_all(
+        UPSERT_POLICY,
+        &[
+            Param::Text(level.to_owned()),
+            Param::Text(org.to_owned()),
+            Param::Text(rules.to_owned()),
+            Param::I64(now_ms),
+        ],
+    )
+    .execute(&mut *conn)
+    .await
+    .map_err(dberr("storing a policy"))?;
+    Ok(())
+}
+
+/// Delete the rules of `level`; false when there were none.
+pub(crate) async fn delete_policy(
+    conn: &mut sqlx::AnyConnection,
+    level: &str,
+) -> Result<bool, DbError> {
+    let r = crate::db::bind_all(
+        "DELETE FROM policies WHERE level = $1",
+        &[Param::Text(level.to_owned())],
+    )
+    .execute(&mut *conn)
+    .await
+    .map_err(dberr("deleting a policy"))?;
+    Ok(r.rows_affected() > 0)
+}

@@ -20,15 +20,12 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde_json::json;
 
 use crate::auth::{Principal, sha256_hex};
-use crate::db::Param;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -37,37 +34,37 @@ pub const ASSETS: &[(&str, &str, &str)] = &[
     (
         "index.html",
         "text/html; charset=utf-8",
-        include_str!("../assets/index.html"),
+        include_str!("../../assets/index.html"),
     ),
     (
         "login.html",
         "text/html; charset=utf-8",
-        include_str!("../assets/login.html"),
+        include_str!("../../assets/login.html"),
     ),
     (
         "app.js",
         "text/javascript; charset=utf-8",
-        include_str!("../assets/app.js"),
+        include_str!("../../assets/app.js"),
     ),
     (
         "app.css",
         "text/css; charset=utf-8",
-        include_str!("../assets/app.css"),
+        include_str!("../../assets/app.css"),
     ),
     (
         "uplot.min.js",
         "text/javascript; charset=utf-8",
-        include_str!("../assets/uplot.min.js"),
+        include_str!("../../assets/uplot.min.js"),
     ),
     (
         "uplot.min.css",
         "text/css; charset=utf-8",
-        include_str!("../assets/uplot.min.css"),
+        include_str!("../../assets/uplot.min.css"),
     ),
     (
         "uplot.LICENSE",
         "text/plain; charset=utf-8",
-        include_str!("../assets/uplot.LICENSE"),
+        include_str!("../../assets/uplot.LICENSE"),
     ),
 ];
 
@@ -79,16 +76,6 @@ pub const SESSION_TTL_MS: u64 = 8 * 3600 * 1000;
 
 /// The Content-Security-Policy of every dashboard response.
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
-
-/// The dashboard's routes (merged into the collector's router).
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/dashboard", get(page))
-        .route("/dashboard/login", post(login))
-        .route("/dashboard/logout", post(logout))
-        .route("/dashboard/session", get(session))
-        .route("/dashboard/{asset}", get(asset))
-}
 
 /// Add the dashboard's security headers to a response.
 pub fn secure(mut r: Response) -> Response {
@@ -187,7 +174,7 @@ pub async fn login(
     body: axum::body::Bytes,
 ) -> Response {
     let fail = |status: StatusCode, msg: &str| {
-        let body = include_str!("../assets/login.html").replace(
+        let body = include_str!("../../assets/login.html").replace(
             "<p id=\"login-error\" role=\"alert\"></p>",
             &format!(
                 "<p id=\"login-error\" role=\"alert\">{}</p>",
@@ -225,26 +212,19 @@ pub async fn login(
     }
     let session = crate::auth::new_token();
     let now = gaterouter::usage::unix_ms_now();
-    let r = st
-        .db
-        .exec(
-            "INSERT INTO dashboard_sessions (id_sha256, token_sha256, created_ms, expires_ms) VALUES ($1, $2, $3, $4)",
-            &[Param::Text(sha256_hex(&session)), Param::Text(token_hash), Param::I64(i64::try_from(now).unwrap_or(i64::MAX)), Param::I64(i64::try_from(now + SESSION_TTL_MS).unwrap_or(i64::MAX))],
-            "opening a dashboard session",
-        )
-        .await;
+    let r = crate::store::sessions::open(
+        &st.db,
+        &sha256_hex(&session),
+        &token_hash,
+        now,
+        now + SESSION_TTL_MS,
+    )
+    .await;
     if let Err(e) = r {
         return secure(ApiError::from(e).into_response());
     }
     // Old sessions are deleted here, so the table stays small without a sweeper.
-    let _ = st
-        .db
-        .exec(
-            "DELETE FROM dashboard_sessions WHERE expires_ms < $1",
-            &[Param::I64(i64::try_from(now).unwrap_or(i64::MAX))],
-            "expiring dashboard sessions",
-        )
-        .await;
+    let _ = crate::store::sessions::expire(&st.db, now).await;
     let mut r = redirect("/dashboard");
     if let Ok(v) = HeaderValue::from_str(&format!(
         "{COOKIE}={session}{}; Max-Age={}",
@@ -259,14 +239,7 @@ pub async fn login(
 /// `POST /dashboard/logout`: end the session and clear the cookie.
 pub async fn logout(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     if let Some(id) = crate::auth::session_cookie(&headers) {
-        let _ = st
-            .db
-            .exec(
-                "DELETE FROM dashboard_sessions WHERE id_sha256 = $1",
-                &[Param::Text(sha256_hex(&id))],
-                "ending a dashboard session",
-            )
-            .await;
+        let _ = crate::store::sessions::close(&st.db, &sha256_hex(&id)).await;
     }
     let mut r = redirect("/dashboard");
     if let Ok(v) = HeaderValue::from_str(&format!("{COOKIE}={}; Max-Age=0", cookie_attrs(&headers)))

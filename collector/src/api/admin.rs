@@ -14,7 +14,7 @@ use crate::auth::{Principal, new_token, sha256_hex};
 use crate::db::{Param, bind_all, dberr, get_i64, get_opt_i64, get_opt_str, get_str};
 use crate::error::ApiError;
 use crate::state::{AppState, admin};
-use crate::store::audit::audit;
+use crate::store::audit::Audited;
 use crate::util::{check_id, check_public_key, now_ms, uuid_v7};
 
 /// Kinds of organizational units.
@@ -102,16 +102,10 @@ async fn write_audited(
     target: &str,
     detail: Value,
 ) -> Result<(), ApiError> {
-    let _g = st.db.write_guard().await;
-    let mut tx = st
-        .db
-        .pool
-        .begin()
-        .await
-        .map_err(dberr("starting an admin transaction"))?;
+    let mut ch = Audited::begin(&st.db, "starting an admin transaction").await?;
     for (sql, params) in &stmts {
         let r = bind_all(sql, params)
-            .execute(&mut *tx)
+            .execute(&mut *ch.tx)
             .await
             .map_err(dberr(action))?;
         if r.rows_affected() == 0 {
@@ -120,10 +114,11 @@ async fn write_audited(
             )));
         }
     }
-    audit(&mut tx, actor, action, target, &detail).await?;
-    tx.commit()
-        .await
-        .map_err(dberr("committing an admin change"))?;
+    ch.commit(
+        (actor, action, target, &detail),
+        "committing an admin change",
+    )
+    .await?;
     tracing::info!(actor = actor.id(), action, target, "admin change");
     Ok(())
 }

@@ -1,0 +1,104 @@
+//! `/v1/admin/orgs/{org}/routing`: an org's routing that learns, its settings and runs
+//! (admin token).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use gaterouter::accounts::MAX_EXPLORE_PERMILLE;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::db::Db;
+use crate::error::ApiError;
+use crate::learning::describe;
+use crate::state::{AppState, admin};
+use crate::store::learning as store;
+use crate::util::now_ms;
+
+/// The org exists, or 404.
+async fn org_exists(db: &Db, org: &str) -> Result<(), ApiError> {
+    if !store::org_exists(db, org).await? {
+        return Err(ApiError::not_found(format!(
+            "org `{org}` does not exist: create it first (POST /v1/admin/orgs)"
+        )));
+    }
+    Ok(())
+}
+
+/// Body of `PUT /v1/admin/orgs/{org}/routing`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutRouting {
+    /// `auto` records of the org carry learning features (and explore).
+    pub learning: bool,
+    /// Exploration share in thousandths, `0..=500` (default 50: 5 %).
+    #[serde(default = "default_explore")]
+    pub explore_permille: u32,
+}
+
+fn default_explore() -> u32 {
+    store::DEFAULT_EXPLORE_PERMILLE
+}
+
+/// `GET /v1/admin/orgs/{org}/routing`: settings, the served weights version, every
+/// promoted version with its report, the latest runs, the collector's weights public key.
+pub async fn get_routing(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(org): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    admin(&st, &headers).await?;
+    org_exists(&st.db, &org).await?;
+    Ok(Json(describe(&st.db, &org).await?))
+}
+
+/// `PUT /v1/admin/orgs/{org}/routing`: turn learning on or off, set exploration.
+pub async fn put_routing(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(org): Path<String>,
+    body: Result<Json<PutRouting>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let p = admin(&st, &headers).await?;
+    let Json(b) = body.map_err(|e| {
+        ApiError::bad_request(format!(
+            "body is not {{\"learning\": bool, \"explore_permille\": 0..=500}}: {}",
+            e.body_text()
+        ))
+    })?;
+    if b.explore_permille > MAX_EXPLORE_PERMILLE {
+        return Err(ApiError::bad_request(format!(
+            "explore_permille: {} is above {MAX_EXPLORE_PERMILLE} (at most half of the auto calls explore); use e.g. 50 for 5 %",
+            b.explore_permille
+        )));
+    }
+    org_exists(&st.db, &org).await?;
+    let s = store::put_settings(&st.db, &org, b.learning, b.explore_permille, now_ms()).await?;
+    let detail = json!({"learning": s.learning, "explore_permille": s.explore_permille});
+    crate::store::audit::Audited::begin(&st.db, "starting an audit entry")
+        .await?
+        .commit(
+            (&p, "put_routing", &format!("org:{org}"), &detail),
+            "committing an audit entry",
+        )
+        .await?;
+    Ok(Json(describe(&st.db, &org).await?))
+}
+
+/// `POST /v1/admin/orgs/{org}/routing/learn`: run learning now; answers the report.
+pub async fn post_learn(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(org): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    admin(&st, &headers).await?;
+    org_exists(&st.db, &org).await?;
+    let run = crate::learning::learn_org(&st.db, &org).await?;
+    Ok(Json(json!({
+        "org": run.org,
+        "promoted": run.promoted,
+        "report": run.report,
+    })))
+}
