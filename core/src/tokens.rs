@@ -19,9 +19,8 @@ pub mod fast;
 mod image;
 mod request;
 
-use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
@@ -46,7 +45,7 @@ pub const PARALLEL_THRESHOLD_BYTES: usize = 256 * 1024;
 /// Texts at least this long are remembered in the count cache (a cache hit costs a
 /// hash and a lock, well under a microsecond; counting even 32 bytes costs more).
 const CACHE_MIN_BYTES: usize = 32;
-/// Cache capacity in entries; the cache is emptied when full (simple and bounded).
+/// Cache capacity in entries (quick_cache evicts the least useful beyond it).
 const CACHE_MAX_ENTRIES: usize = 4096;
 
 impl Encoding {
@@ -177,9 +176,13 @@ fn cached(kind: u8, text: &str, f: impl FnOnce() -> usize) -> usize {
     n
 }
 
-fn cache() -> &'static Mutex<HashMap<CacheKey, usize>> {
-    static CACHE: OnceLock<Mutex<HashMap<CacheKey, usize>>> = OnceLock::new();
-    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+/// The process-wide count memo: a pure function's results keyed by a 128-bit content
+/// hash, so sharing it between clients leaks nothing and cannot go stale. Bounded by
+/// `quick_cache` (S3-FIFO eviction: a hot system prompt survives a scan of one-off texts,
+/// where the hand-written map this replaced cleared everything when full).
+fn cache() -> &'static quick_cache::sync::Cache<CacheKey, usize> {
+    static CACHE: OnceLock<quick_cache::sync::Cache<CacheKey, usize>> = OnceLock::new();
+    CACHE.get_or_init(|| quick_cache::sync::Cache::new(CACHE_MAX_ENTRIES))
 }
 
 /// Two independent 64-bit hashes plus the length: a false hit needs a 128-bit collision.
@@ -201,16 +204,11 @@ fn cache_key(kind: u8, text: &str) -> CacheKey {
 }
 
 fn cache_get(key: CacheKey) -> Option<usize> {
-    cache().lock().ok()?.get(&key).copied()
+    cache().get(&key)
 }
 
 fn cache_put(key: CacheKey, n: usize) {
-    if let Ok(mut c) = cache().lock() {
-        if c.len() >= CACHE_MAX_ENTRIES {
-            c.clear();
-        }
-        c.insert(key, n);
-    }
+    cache().insert(key, n);
 }
 
 /// Model families without a public tokenizer. Their count is the exact `o200k_base`
@@ -465,6 +463,31 @@ pub fn warm_up() {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn the_count_cache_is_bounded_and_keeps_a_hot_text_through_a_scan() {
+        // A system prompt counted on every turn of a chat loop...
+        let hot = "You are a careful assistant for the cache test; answer briefly. ".repeat(4);
+        let exact = Encoding::O200kBase.count_uncached(&hot);
+        for _ in 0..3 {
+            assert_eq!(Encoding::O200kBase.count(&hot), exact);
+        }
+        // ...survives three cache-fulls of one-off texts (the map this replaced emptied
+        // itself when full), and every count stays exact.
+        for i in 0..3 * CACHE_MAX_ENTRIES {
+            let once = format!("one-off text number {i} that is long enough to be cached");
+            if i % 997 == 0 {
+                assert_eq!(
+                    Encoding::O200kBase.count(&once),
+                    Encoding::O200kBase.count_uncached(&once)
+                );
+            } else {
+                Encoding::O200kBase.count(&once);
+            }
+        }
+        assert!(cache().len() <= CACHE_MAX_ENTRIES + CACHE_MAX_ENTRIES / 10);
+        assert_eq!(cache_get(cache_key(0, &hot)), Some(exact));
+    }
 
     #[test]
     fn known_counts() {
