@@ -497,7 +497,7 @@ pub fn ingest(data: &[u8]) {
             }
         }
         let stored = vec![true; verified_ids.len()];
-        let resp = ingest::answer(tri.rejected.clone(), tri.duplicate.clone(), &verified_ids, &stored, refused);
+        let resp = ingest::answer(tri.rejected.clone(), tri.duplicate.clone(), &verified_ids, &stored, refused, &gaterouter_collector::metrics::Metrics::default());
         assert_eq!(resp.accepted.len(), verified_ids.len(), "every stored record is answered accepted");
     }
 }
