@@ -204,7 +204,7 @@ pub enum Error {
     Budget {
         /// The budget: id, level, metric, period, limit, what is left (`remaining`)
         /// and when it resets (`resets_at_ms`). Boxed to keep `Error` small.
-        budget: Box<crate::accounts::BudgetStatus>,
+        budget: Box<crate::budget::BudgetStatus>,
         /// Which budget, its period, what is left and when it resets, in words.
         message: String,
     },
@@ -220,7 +220,7 @@ pub enum Error {
         rule: String,
         /// The level of the organization tree that set the rule (`department:eng`),
         /// when it comes from an organization policy.
-        level: Option<crate::accounts::Level>,
+        level: Option<crate::budget::Level>,
         /// Which rule, set at which level, and what to do.
         message: String,
     },
@@ -252,7 +252,7 @@ pub struct ErrorInfo {
     /// (`department:eng`).
     pub level: Option<String>,
     /// `BUDGET_EXCEEDED`: the budget, what is left and when it resets.
-    pub budget: Option<crate::accounts::BudgetStatus>,
+    pub budget: Option<crate::budget::BudgetStatus>,
 }
 
 fn status_suffix(s: &Option<u16>) -> String {
@@ -379,7 +379,7 @@ impl Error {
     }
 
     /// A permission error from a policy denial.
-    pub fn permission(d: crate::accounts::Denial) -> Self {
+    pub fn permission(d: crate::budget::Denial) -> Self {
         Error::Permission {
             rule: d.rule,
             level: Some(d.level),
@@ -387,9 +387,9 @@ impl Error {
         }
     }
 
-    /// A budget error for `budget`; the message is [`crate::accounts::BudgetStatus::describe`]
+    /// A budget error for `budget`; the message is [`crate::budget::BudgetStatus::describe`]
     /// with `context` (what was asked) in front when given.
-    pub fn budget(budget: crate::accounts::BudgetStatus, context: Option<&str>) -> Self {
+    pub fn budget(budget: crate::budget::BudgetStatus, context: Option<&str>) -> Self {
         let described = budget.describe();
         let message = match context {
             Some(c) if !c.is_empty() => format!("{c}: {described}"),
@@ -402,7 +402,7 @@ impl Error {
     }
 
     /// The rule and level of a permission error.
-    pub fn permission_rule(&self) -> Option<(&str, Option<&crate::accounts::Level>)> {
+    pub fn permission_rule(&self) -> Option<(&str, Option<&crate::budget::Level>)> {
         match self {
             Error::Permission { rule, level, .. } => Some((rule, level.as_ref())),
             _ => None,
@@ -410,7 +410,7 @@ impl Error {
     }
 
     /// The budget of a budget error.
-    pub fn budget_status(&self) -> Option<&crate::accounts::BudgetStatus> {
+    pub fn budget_status(&self) -> Option<&crate::budget::BudgetStatus> {
         match self {
             Error::Budget { budget, .. } => Some(budget),
             _ => None,
@@ -484,7 +484,7 @@ mod tests {
             (i.code, i.field.as_deref(), i.provider),
             ("INVALID_REQUEST", Some("score"), None)
         );
-        let level: crate::accounts::Level = "department:eng".parse().unwrap();
+        let level: crate::budget::Level = "department:eng".parse().unwrap();
         let i = Error::Permission {
             rule: "allow_models".into(),
             level: Some(level),

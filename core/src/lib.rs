@@ -34,8 +34,10 @@
 //! ```
 
 pub mod accounts;
+mod budget;
 pub mod client;
 pub mod config;
+mod decision;
 pub mod error;
 pub mod health;
 mod http_reply;

@@ -6,9 +6,9 @@ use std::task::{Context, Poll};
 
 use futures_util::Stream;
 
+use crate::decision::RouteDecision;
 use crate::error::{Error, Result};
 use crate::pricing::Cost;
-use crate::routing::RouteDecision;
 use crate::types::{
     AssistantMessage, ChatChunk, ChatResponse, Choice, FinishReason, FunctionCall, Role, ToolCall,
     Usage,

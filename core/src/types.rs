@@ -762,7 +762,7 @@ pub struct ChatResponse {
     pub cost: Option<crate::money::Cost>,
     /// The routing decision that produced this response, with the attempts made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub route: Option<crate::routing::RouteDecision>,
+    pub route: Option<crate::decision::RouteDecision>,
     /// Id of the call's usage record (absent without usage records): pass it to
     /// `Client::feedback` to say how good the answer was.
     #[serde(default, skip_serializing_if = "Option::is_none")]

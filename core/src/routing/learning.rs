@@ -11,12 +11,11 @@
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
 use super::features::{self, N_FEATURES};
 use super::learn::Row;
 use super::lexical::{self, Hashing};
 use super::scorer::{ScoreReport, Scorer, Tier};
+pub use crate::decision::LearningTrace;
 use crate::types::ChatRequest;
 use crate::usage::RouteFeatures;
 
@@ -47,21 +46,6 @@ impl PartialEq for Learning {
 }
 
 impl Eq for Learning {}
-
-/// What one `auto` decision logged for learning (shown by `explain`, copied into the
-/// usage record).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LearningTrace {
-    /// The tier was drawn by exploration, not by the score.
-    pub explored: bool,
-    /// Probability the policy gave the arm the call went to (heavy vs lighter tiers).
-    pub propensity: f64,
-    /// The tier the score alone would have picked.
-    pub scored_tier: Tier,
-    /// The features the record carries (not shown by `explain`: no need, and large).
-    #[serde(skip)]
-    pub features: Option<RouteFeatures>,
-}
 
 impl Learning {
     /// Draw exploration for one decision. `draws` are two uniform numbers in `[0, 1)`:

@@ -14,57 +14,7 @@ use crate::types::ChatRequest;
 /// Name of the n-gram part in score reports.
 pub const LEXICAL_NAME: &str = "lexical";
 
-/// How demanding a request is; the candidate selection maps tiers to models.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Tier {
-    /// A weak, cheap model will very likely do.
-    Light,
-    /// Middle ground.
-    Standard,
-    /// Send to the strong model.
-    Heavy,
-}
-
-impl Tier {
-    /// Every tier, lightest first.
-    pub const ALL: [Tier; 3] = [Tier::Light, Tier::Standard, Tier::Heavy];
-
-    /// The tier of a lowercase name.
-    pub fn parse(s: &str) -> Option<Tier> {
-        Tier::ALL.into_iter().find(|t| t.as_str() == s)
-    }
-
-    /// The lowercase name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Tier::Light => "light",
-            Tier::Standard => "standard",
-            Tier::Heavy => "heavy",
-        }
-    }
-}
-
-impl std::fmt::Display for Tier {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// One feature's part in a score.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FeatureContribution {
-    /// Feature name (as in the weights file).
-    pub name: Cow<'static, str>,
-    /// Raw value: a count, share or token estimate.
-    pub value: f64,
-    /// The normalized value the weight multiplies.
-    pub normalized: f64,
-    /// The weight.
-    pub weight: f64,
-    /// `weight * normalized`: its push on the log-odds of the score.
-    pub contribution: f64,
-}
+pub use crate::decision::{FeatureContribution, Tier};
 
 /// The outcome of scoring one request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -30,29 +30,15 @@ use std::path::PathBuf;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{FeatureContribution, ScoreReport, Tier};
+use super::{ScoreReport, Tier};
 use crate::accounts::{BudgetStatus, EffectiveRules, Metric, fmt_usd};
-use crate::error::{Error, ErrorKind, Result};
+pub use crate::decision::{
+    Attempt, AttemptOutcome, Candidate, Excluded, Exclusion, Policy, RouteDecision, RouteMode,
+};
+use crate::error::{Error, Result};
 use crate::health::BreakerConfig;
 use crate::pricing::{Catalog, CostOptions, DEFAULT_EXPECTED_COMPLETION_TOKENS};
 use crate::types::{ChatRequest, Content, ContentPart, ResponseFormat, Usage};
-pub use crate::usage::RouteMode;
-
-/// How candidates are ranked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Policy {
-    /// Lowest estimated cost first.
-    Cheapest,
-    /// Cost weighed against the tier list's preference order (default).
-    #[default]
-    Balanced,
-    /// The tier list's order (strongest first).
-    Quality,
-    /// Lowest observed latency (EWMA) first; models never observed keep list order
-    /// after the observed ones.
-    Fastest,
-}
 
 /// `[routing]`: tiers, policy, pins, weights, fallbacks and the circuit breaker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -186,196 +172,6 @@ pub trait Availability {
     fn check(&self, model: &str) -> std::result::Result<(), (Exclusion, String)>;
     /// Observed latency in milliseconds, if any.
     fn latency_ms(&self, model: &str) -> Option<f64>;
-}
-
-/// A ranked candidate.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Candidate {
-    /// `provider/model`.
-    pub model: String,
-    /// Estimated cost with the expected completion length (micro-USD), when priced.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub estimated_cost_micros: Option<u64>,
-    /// Estimated cost if the model writes `max_tokens` (micro-USD), when priced.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_cost_micros: Option<u64>,
-    /// Context window, when known.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub context_window: Option<u64>,
-    /// Observed latency, when known.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub latency_ms: Option<f64>,
-    /// Which tier list it came from (auto only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tier: Option<Tier>,
-}
-
-/// A model that was considered and left out, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Excluded {
-    /// `provider/model`.
-    pub model: String,
-    /// Which rule left it out (serialized snake_case: `not_permitted`, `no_api_key`...).
-    pub kind: Exclusion,
-    /// Why it cannot serve this request, as a sentence.
-    pub reason: String,
-}
-
-impl Excluded {
-    /// `model` left out for `kind`, with the sentence saying why.
-    pub fn new(model: impl Into<String>, kind: Exclusion, reason: impl Into<String>) -> Self {
-        Excluded {
-            model: model.into(),
-            kind,
-            reason: reason.into(),
-        }
-    }
-}
-
-/// Why a model was left out of a decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum Exclusion {
-    /// The organization policy or the config's `[[models]]` allow-list does not permit it.
-    NotPermitted,
-    /// The model id is not `provider/model`, or its provider is not configured.
-    UnknownProvider,
-    /// Its provider has no API key.
-    NoApiKey,
-    /// Its provider's circuit breaker is open after repeated failures.
-    CircuitOpen,
-    /// It lacks what the request needs (tools, images, JSON-schema output).
-    Capability,
-    /// The request does not fit its context window.
-    ContextWindow,
-    /// It may cost more than a budget has left.
-    Budget,
-}
-
-/// One attempt the client made while executing a decision.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Attempt {
-    /// `provider/model`.
-    pub model: String,
-    /// How it ended (serialized `ok`, `CIRCUIT_OPEN` or the error kind code).
-    pub outcome: AttemptOutcome,
-    /// Retries made on this model before the outcome.
-    pub retries: u32,
-}
-
-/// How one attempt ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AttemptOutcome {
-    /// The model answered.
-    Ok,
-    /// Not sent: its provider's circuit breaker was open.
-    CircuitOpen,
-    /// Sent (or refused before sending) with this error.
-    Failed(ErrorKind),
-}
-
-impl AttemptOutcome {
-    /// `ok`, `CIRCUIT_OPEN` or the error kind's code (`RATE_LIMITED`...).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AttemptOutcome::Ok => "ok",
-            AttemptOutcome::CircuitOpen => "CIRCUIT_OPEN",
-            AttemptOutcome::Failed(k) => k.code(),
-        }
-    }
-
-    /// Whether a request went out (a circuit-open skip sends nothing).
-    pub fn was_sent(self) -> bool {
-        self != AttemptOutcome::CircuitOpen
-    }
-}
-
-impl Serialize for AttemptOutcome {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for AttemptOutcome {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        match s.as_str() {
-            "ok" => Ok(AttemptOutcome::Ok),
-            "CIRCUIT_OPEN" => Ok(AttemptOutcome::CircuitOpen),
-            code => ErrorKind::from_code(code)
-                .map(AttemptOutcome::Failed)
-                .ok_or_else(|| {
-                    serde::de::Error::custom(format!(
-                        "unknown attempt outcome `{code}`: ok, CIRCUIT_OPEN or an error code"
-                    ))
-                }),
-        }
-    }
-}
-
-/// A routing decision and its explanation. Every response carries the one that produced
-/// it, with the attempts actually made appended.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RouteDecision {
-    /// `auto` or `explicit`.
-    pub mode: RouteMode,
-    /// Complexity score (auto only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub score: Option<f64>,
-    /// Tier the score mapped to (auto only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tier: Option<Tier>,
-    /// The tier the chosen model was taken from, when the scored tier had no usable model.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub served_tier: Option<Tier>,
-    /// Every feature's contribution to the score (auto only).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub features: Vec<FeatureContribution>,
-    /// Ranking policy.
-    pub policy: Policy,
-    /// The model tried first.
-    pub chosen: String,
-    /// Ranked candidates: `chosen` first, then the fallbacks in order.
-    pub candidates: Vec<Candidate>,
-    /// Models left out, with the reason.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub excluded: Vec<Excluded>,
-    /// One line saying why `chosen` was chosen.
-    pub reason: String,
-    /// Rough prompt size used for context and cost checks.
-    pub estimated_prompt_tokens: u64,
-    /// What the client did: filled after the call.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub attempts: Vec<Attempt>,
-    /// Version (fingerprint) of the weights that scored the request (auto only): the
-    /// builtin ones, a file's, or the organization's learned ones.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub weights_version: Option<String>,
-    /// Exploration and propensity, when the organization learns from outcomes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub learning: Option<super::learning::LearningTrace>,
-}
-
-impl RouteDecision {
-    /// Models to try, in order: the chosen one and at most `max_fallbacks` more.
-    pub fn chain(&self, max_fallbacks: u32) -> Vec<String> {
-        self.candidates
-            .iter()
-            .take(1 + max_fallbacks as usize)
-            .map(|c| c.model.clone())
-            .collect()
-    }
-
-    /// The model that finally answered (the last `ok` attempt), else `chosen`.
-    pub fn answered_by(&self) -> &str {
-        self.attempts
-            .iter()
-            .rev()
-            .find(|a| a.outcome == AttemptOutcome::Ok)
-            .map(|a| a.model.as_str())
-            .unwrap_or(&self.chosen)
-    }
 }
 
 /// What a request needs from a model.
@@ -968,6 +764,7 @@ fn explicit_error(model: &str, excluded: &[Excluded]) -> Error {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
     use crate::types::{Message, Tool};
 
     struct Avail(Vec<&'static str>);

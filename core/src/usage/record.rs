@@ -14,6 +14,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::UsageError;
 use super::canonical::{self, MAX_SAFE_INTEGER};
 use crate::config::Identity;
+pub use crate::decision::{RouteFeatures, RouteMode};
 use crate::error::ErrorKind;
 
 /// Version of the record layout, carried in every record as `schema_version`.
@@ -49,17 +50,6 @@ impl std::fmt::Display for RecordId {
     }
 }
 
-/// How the model was chosen.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RouteMode {
-    /// `model: "auto"`: the router picked.
-    Auto,
-    /// The caller named the model.
-    #[default]
-    Explicit,
-}
-
 /// Routing details, present when the call went through the router or names a tier.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -90,27 +80,19 @@ pub struct RouteInfo {
     pub features: Option<RouteFeatures>,
 }
 
-/// The router's view of a request as a record carries it when the organization learns
-/// from outcomes: structural features and salted hashed word 1-2-gram buckets. No text,
-/// no word, no hash that can be checked without the organization's salt.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RouteFeatures {
-    /// The buckets are `0..2^bits`.
-    pub bits: i64,
-    /// The structural features after normalization, in millionths, in the router's
-    /// feature order (`gaterouter::routing::FEATURE_NAMES`).
-    pub structural: Vec<i64>,
-    /// `[bucket, count]` of the hashed terms, sorted by bucket.
-    pub terms: Vec<[i64; 2]>,
-}
-
 /// Most hashed-term buckets a record may carry (the scan reads at most 4 KB of text).
 pub const MAX_ROUTE_TERMS: usize = 8192;
 /// Most structural features a record may carry.
 pub const MAX_ROUTE_STRUCTURAL: usize = 64;
 
-impl RouteFeatures {
+/// Checks and canonical form of a record's [`RouteFeatures`] (the type is routing data,
+/// defined with the decision; what a record accepts of it is decided here).
+trait RouteFeaturesRecord {
+    fn validate(&self) -> Result<(), UsageError>;
+    fn write_canonical(&self, out: &mut String);
+}
+
+impl RouteFeaturesRecord for RouteFeatures {
     fn validate(&self) -> Result<(), UsageError> {
         let bad = |field: &str, message: String| UsageError::InvalidField {
             field: format!("route.features.{field}"),
