@@ -34,25 +34,19 @@
 //! ```
 
 pub mod accounts;
-mod budget;
 pub mod client;
 pub mod config;
-mod decision;
-pub mod error;
 pub mod health;
-mod http_reply;
-pub mod model_id;
-pub mod money;
 pub mod pricing;
 pub mod providers;
 pub mod retry;
 pub mod routing;
-mod secret;
-pub mod sse;
-pub mod stream;
 pub mod tokens;
-pub mod types;
 pub mod usage;
+
+// The foundation layer (crate `gaterouter-types`), under its old paths.
+use gaterouter_types::{budget, decision, http_reply, secret};
+pub use gaterouter_types::{error, model_id, money, sse, stream, types};
 
 pub use client::Client;
 pub use config::Config;

@@ -750,10 +750,9 @@ fn explicit_error(model: &str, excluded: &[Excluded]) -> Error {
             level: None,
             message: format!("{model}: {reason}"),
         },
-        Exclusion::UnknownProvider
-        | Exclusion::NoApiKey
-        | Exclusion::Capability
-        | Exclusion::Budget => Error::InvalidRequest {
+        // UnknownProvider, NoApiKey, Capability, Budget; and, `Exclusion` being
+        // `#[non_exhaustive]` in gaterouter-types, any kind added later.
+        _ => Error::InvalidRequest {
             field: Some("model".into()),
             message: format!("{model} cannot serve this request: {reason}"),
         },

@@ -8,7 +8,7 @@ use futures_util::Stream;
 
 use crate::decision::RouteDecision;
 use crate::error::{Error, Result};
-use crate::pricing::Cost;
+use crate::money::Cost;
 use crate::types::{
     AssistantMessage, ChatChunk, ChatResponse, Choice, FinishReason, FunctionCall, Role, ToolCall,
     Usage,

@@ -1,7 +1,7 @@
 //! Money as integers: every amount is micro-dollars (10⁻⁶ USD) and is written out exactly,
 //! in one of three decimal forms, by this module only. [`Cost`], what one call cost, lives
 //! here too, so the chat types carry it without depending on the price catalog
-//! ([`crate::pricing`] computes it).
+//! (`gaterouter::pricing` computes it).
 
 use std::fmt;
 

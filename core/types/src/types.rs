@@ -448,7 +448,7 @@ pub struct ChatRequest {
     /// Free-form key/value metadata (kept on our side; also tags usage records).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
-    /// Ignored on input: [`crate::Client::chat`] and [`crate::Client::chat_stream`] decide.
+    /// Ignored on input: `Client::chat` and `Client::chat_stream` (in `gaterouter`) decide.
     /// Accepted so OpenAI-style JSON with `"stream": false` deserializes.
     #[serde(default, skip_serializing)]
     pub stream: Option<bool>,
