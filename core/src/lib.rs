@@ -41,10 +41,11 @@ pub mod pricing;
 pub mod providers;
 pub mod retry;
 pub mod routing;
-pub mod tokens;
 pub mod usage;
 
 // The foundation layer (crate `gaterouter-types`), under its old paths.
+/// Token counts (crate `gaterouter-tokens`).
+pub use gaterouter_tokens as tokens;
 use gaterouter_types::{budget, decision, http_reply, secret};
 pub use gaterouter_types::{error, model_id, money, sse, stream, types};
 

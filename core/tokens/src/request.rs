@@ -8,7 +8,7 @@ use super::image::{
     openai_image_tokens,
 };
 use super::{EstimatorFamily, TokenizerChoice, encoding_for_model, split_model};
-use crate::types::{ChatRequest, ContentPart, ImageDetail, ResponseFormat, Tool};
+use gaterouter_types::types::{ChatRequest, ContentPart, ImageDetail, ResponseFormat, Tool};
 
 /// Size assumed for an image given by `https://` URL, whose size we cannot know without
 /// fetching it: 1024x1024 (765 tokens on gpt-4o high detail, 1,399 on Claude).
@@ -106,7 +106,7 @@ impl Counter {
             }
         }
     }
-    fn count_role(self, role: crate::types::Role) -> u64 {
+    fn count_role(self, role: gaterouter_types::types::Role) -> u64 {
         if self.fast {
             self.count(role.as_str()).max(1)
         } else {
@@ -135,8 +135,8 @@ pub fn count_request_with(req: &ChatRequest, model: &str, counting: Counting) ->
         }
         if let Some(content) = &m.content {
             match content {
-                crate::types::Content::Text(t) => b.text += counter.count(t),
-                crate::types::Content::Parts(parts) => {
+                gaterouter_types::types::Content::Text(t) => b.text += counter.count(t),
+                gaterouter_types::types::Content::Parts(parts) => {
                     for p in parts {
                         match p {
                             ContentPart::Text { text } => b.text += counter.count(text),
@@ -262,7 +262,7 @@ fn openai_tools_tokens(tools: &[Tool], choice: Counter) -> u64 {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::types::{ImageUrl, Message};
+    use gaterouter_types::types::{ImageUrl, Message};
 
     #[test]
     fn openai_text_request_overhead() {
@@ -288,14 +288,14 @@ mod tests {
     fn url_images_are_assumed_and_not_exact() {
         let req = ChatRequest::new(
             "openai/gpt-4o",
-            vec![Message::user(crate::types::Content::Parts(vec![
-                ContentPart::ImageUrl {
+            vec![Message::user(gaterouter_types::types::Content::Parts(
+                vec![ContentPart::ImageUrl {
                     image_url: ImageUrl {
                         url: "https://example.com/a.png".into(),
                         detail: ImageDetail::High,
                     },
-                },
-            ]))],
+                }],
+            ))],
         );
         let c = count_request(&req, "openai/gpt-4o");
         assert_eq!(c.breakdown.images, 765);

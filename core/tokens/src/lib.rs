@@ -1,4 +1,17 @@
+//! # gaterouter-tokens
+//!
 //! Token counting: exact for OpenAI models, a calibrated estimate for everyone else.
+//! Depends only on `gaterouter-types` (the request it counts) and `gaterouter-tokenizer`
+//! (the BPE); `gaterouter` re-exports it as `gaterouter::tokens`.
+//!
+//! Map of the crate:
+//!
+//! | module | concept |
+//! |---|---|
+//! | this file | encodings ([`Encoding`]), which one a model uses ([`encoding_for_model`]), the per-family estimate ([`EstimatorFamily`]), [`count_text`], the process-wide count memo |
+//! | `request` | a whole chat request counted the way OpenAI bills it ([`count_request`]) |
+//! | `image` | image dimensions from bytes or a data URL, and each provider's image-token formula |
+//! | [`fast`] | the byte-class linear estimate ([`Counting::Fast`]) that needs no tokenizer |
 //!
 //! - **Exact**: `o200k_base` (gpt-4o*, gpt-4.1*, gpt-4.5*, gpt-5*, o1/o3/o4*, gpt-oss) and
 //!   `cl100k_base` (gpt-4, gpt-3.5-turbo, text-embedding-3/ada-002), counted by the
@@ -336,7 +349,7 @@ pub enum TokenizerChoice {
 impl TokenizerChoice {
     /// Tokens of a role name (`system`, `user`, `assistant`, `tool`): one token in both
     /// OpenAI encodings (checked by a test), so the per-message fast path skips the BPE.
-    pub fn count_role(self, role: crate::types::Role) -> u64 {
+    pub fn count_role(self, role: gaterouter_types::types::Role) -> u64 {
         match self {
             TokenizerChoice::Exact(_) => 1,
             TokenizerChoice::Estimate(_) => self.count(role.as_str()),
@@ -501,7 +514,7 @@ mod tests {
 
     #[test]
     fn role_names_are_one_token() {
-        use crate::types::Role;
+        use gaterouter_types::types::Role;
         for enc in [Encoding::O200kBase, Encoding::Cl100kBase] {
             for r in [Role::System, Role::User, Role::Assistant, Role::Tool] {
                 assert_eq!(enc.count_uncached(r.as_str()), 1);
