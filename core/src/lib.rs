@@ -37,13 +37,14 @@ pub mod accounts;
 pub mod client;
 pub mod config;
 pub mod health;
-pub mod pricing;
 pub mod providers;
 pub mod retry;
 pub mod routing;
 pub mod usage;
 
 // The foundation layer (crate `gaterouter-types`), under its old paths.
+/// The price catalog and exact cost (crate `gaterouter-pricing`).
+pub use gaterouter_pricing as pricing;
 /// Token counts (crate `gaterouter-tokens`).
 pub use gaterouter_tokens as tokens;
 use gaterouter_types::{budget, decision, http_reply, secret};

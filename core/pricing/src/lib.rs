@@ -1,5 +1,19 @@
+//! # gaterouter-pricing
+//!
 //! Price catalog and cost: what a call will cost before it is sent, and what it cost
-//! after, from the provider's usage.
+//! after, from the provider's usage. Depends on `gaterouter-types` (usage, money, the
+//! request) and `gaterouter-tokens` (the prompt count of an estimate); `gaterouter`
+//! re-exports it as `gaterouter::pricing`.
+//!
+//! Map of the crate (one module):
+//!
+//! | item | concept |
+//! |---|---|
+//! | [`Catalog`] | the versioned price list: [`Catalog::builtin`], a file's, overrides applied |
+//! | [`Price`], [`ModelPrice`], [`PriceTier`], [`Capabilities`] | what one model costs and can do |
+//! | [`ModelPriceOverride`], [`validate_overrides`] | `[prices."provider/model"]` from the config |
+//! | [`cost`], [`Cost`] | the exact cost of a call's usage |
+//! | [`estimate_cost`], [`CostEstimate`] | the expected and maximum cost before a call |
 //!
 //! - Prices live in `core/data/prices.json` (embedded; see [`Catalog::builtin`]) as
 //!   decimal strings in USD per million tokens and are held as integer
@@ -21,13 +35,13 @@ use std::sync::OnceLock;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::error::{Error, Result};
-pub use crate::money::{Cost, Currency};
-use crate::tokens::{Counting, PromptCount, count_request_with};
-use crate::types::{ChatRequest, Usage};
+use gaterouter_tokens::{Counting, PromptCount, count_request_with};
+use gaterouter_types::error::{Error, Result};
+pub use gaterouter_types::money::{Cost, Currency};
+use gaterouter_types::types::{ChatRequest, Usage};
 
 /// The embedded catalog text.
-const BUILTIN_JSON: &str = include_str!("../data/prices.json");
+const BUILTIN_JSON: &str = include_str!("../../data/prices.json");
 
 /// Smallest non-zero price accepted: $0.001 per million tokens. Anything lower is almost
 /// certainly a per-token or per-thousand price typed where per-million is expected.
@@ -128,7 +142,7 @@ impl Price {
 
 /// `micros` as a decimal USD string without trailing zeros beyond two decimals.
 fn format_micros(micros: u64) -> String {
-    crate::money::Micros::from(micros).trimmed()
+    gaterouter_types::money::Micros::from(micros).trimmed()
 }
 
 impl fmt::Display for Price {
@@ -837,7 +851,7 @@ pub fn estimate_cost(req: &ChatRequest, model: &str) -> Result<CostEstimate> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::types::Message;
+    use gaterouter_types::types::Message;
     use proptest::prelude::*;
 
     #[test]
@@ -1147,37 +1161,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("prices.\"acme/m\".output"), "{e}");
-
-        // From TOML via the config: the per-token typo is caught with the field path.
-        let e = crate::Config::from_toml_str(
-            "[prices.\"openai/gpt-4o\"]\ninput = 0.0000025\n",
-            "gr.toml",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            e.contains("input") && e.contains("per-token") && e.contains("write 2.5"),
-            "{e}"
-        );
-        let e =
-            crate::Config::from_toml_str("[prices.\"openai/gpt-4o\"]\nimput = 2.5\n", "gr.toml")
-                .unwrap_err()
-                .to_string();
-        assert!(e.contains("imput"), "{e}");
-        let cfg = crate::Config::from_toml_str(
-            "[prices.\"openai/gpt-4o\"]\ninput = 2.4\noutput = \"9.5\"\n",
-            "gr.toml",
-        )
-        .unwrap();
-        let c = Catalog::builtin().with_overrides(&cfg.prices).unwrap();
-        assert_eq!(
-            c.models["openai/gpt-4o"].input.micros_per_million(),
-            2_400_000
-        );
-        assert_eq!(
-            c.models["openai/gpt-4o"].output.micros_per_million(),
-            9_500_000
-        );
+        // From TOML via the config: core/tests/config_prices.rs (the config is a layer up).
     }
 
     #[test]
