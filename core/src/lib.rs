@@ -37,7 +37,6 @@ pub mod accounts;
 pub mod client;
 pub mod config;
 pub mod health;
-pub mod providers;
 pub mod retry;
 pub mod routing;
 pub mod usage;
@@ -45,6 +44,8 @@ pub mod usage;
 // The foundation layer (crate `gaterouter-types`), under its old paths.
 /// The price catalog and exact cost (crate `gaterouter-pricing`).
 pub use gaterouter_pricing as pricing;
+/// Sans-IO provider adapters (crate `gaterouter-providers`).
+pub use gaterouter_providers as providers;
 /// Token counts (crate `gaterouter-tokens`).
 pub use gaterouter_tokens as tokens;
 use gaterouter_types::{budget, decision, http_reply, secret};

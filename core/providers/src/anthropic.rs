@@ -1031,10 +1031,11 @@ mod tests {
 
     use super::*;
     use crate::ErrorKind;
-    use crate::config::{ProviderKind, ResolvedProvider, Secret};
+    use crate::secret::Secret;
     use crate::sse::SseParser;
     use crate::stream::StreamAccumulator;
     use crate::types::Tool;
+    use crate::{ProviderKind, ResolvedProvider};
 
     const RICH_INPUT: &str = include_str!("../../tests/fixtures/anthropic/rich_request.input.json");
     const RICH_EXPECTED: &str =

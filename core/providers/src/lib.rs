@@ -1,10 +1,23 @@
+//! # gaterouter-providers
+//!
 //! Provider adapters: pure (sans-IO) translation between our types and each
-//! provider's wire format.
+//! provider's wire format. Depends on `gaterouter-types` only; `gaterouter` re-exports
+//! it as `gaterouter::providers`.
+//!
+//! Map of the crate:
+//!
+//! | module | concept |
+//! |---|---|
+//! | this file | the [`Adapter`] contract, [`Target`], [`HttpCall`], [`StreamDecoder`], [`adapter_for`], status mapping |
+//! | `resolved` | [`ProviderKind`] (wire format) and [`ResolvedProvider`] (a config entry, resolved) |
+//! | [`openai`] | Chat Completions, and every OpenAI-compatible host |
+//! | [`anthropic`] | Anthropic Messages |
+//! | [`gemini`] | Google Gemini `generateContent` |
 //!
 //! An adapter never touches the network. It builds an [`HttpCall`] from a
 //! [`ChatRequest`], parses a response body, maps an error response to an [`Error`], and
 //! turns SSE events into normalized [`ChatChunk`]s through a [`StreamDecoder`]. The
-//! [`crate::client::Client`] does the I/O, retries and timeouts. Keeping I/O out makes
+//! client (`gaterouter::Client`) does the I/O, retries and timeouts. Keeping I/O out makes
 //! every adapter testable against captured payloads and fuzzable.
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -12,7 +25,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use http::HeaderMap;
 use serde_json::Value;
 
-use crate::config::{ProviderKind, ResolvedProvider, Secret};
 use crate::error::{Error, Result};
 use crate::sse::SseEvent;
 use crate::types::{ChatChunk, ChatRequest, ChatResponse};
@@ -20,6 +32,15 @@ use crate::types::{ChatChunk, ChatRequest, ChatResponse};
 pub mod anthropic;
 pub mod gemini;
 pub mod openai;
+mod resolved;
+
+// The foundation (crate `gaterouter-types`) under the paths these modules were written
+// with inside `gaterouter`.
+use gaterouter_types::secret::Secret;
+#[cfg(test)]
+use gaterouter_types::{ErrorKind, stream};
+use gaterouter_types::{error, http_reply, secret, sse, types};
+pub use resolved::{ProviderKind, ResolvedProvider};
 
 pub use crate::http_reply::{body_excerpt, retry_after};
 

@@ -1117,10 +1117,11 @@ mod tests {
 
     use super::*;
     use crate::ErrorKind;
-    use crate::config::{ProviderKind, ResolvedProvider, Secret};
+    use crate::secret::Secret;
     use crate::sse::SseParser;
     use crate::stream::StreamAccumulator;
     use crate::types::Message;
+    use crate::{ProviderKind, ResolvedProvider};
 
     macro_rules! fixture {
         ($name:literal) => {

@@ -533,14 +533,32 @@ impl StreamDecoder for OpenAiStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Config, Secret};
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use crate::secret::Secret;
     use crate::sse::SseParser;
     use crate::stream::StreamAccumulator;
     use crate::types::{Message, Tool, ToolChoice};
+    use crate::{ProviderKind, ResolvedProvider};
 
+    /// The built-in entry the config resolves for `provider` (`openai` or `deepseek`).
     fn target(provider: &str, model: &str) -> Target {
-        let cfg = Config::default();
-        let p = cfg.resolved_providers("t").unwrap()[provider].clone();
+        let (base_url, env) = match provider {
+            "openai" => ("https://api.openai.com/v1", "OPENAI_API_KEY"),
+            "deepseek" => ("https://api.deepseek.com", "DEEPSEEK_API_KEY"),
+            other => panic!("no test entry for provider `{other}`"),
+        };
+        let p = ResolvedProvider {
+            name: provider.into(),
+            kind: ProviderKind::Openai,
+            base_url: base_url.into(),
+            api_key: None,
+            api_key_env: Some(env.into()),
+            headers: BTreeMap::new(),
+            api_version: "2023-06-01".into(),
+            request_timeout: Duration::from_millis(120_000),
+        };
         Target {
             provider: p,
             model: model.into(),
