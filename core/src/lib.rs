@@ -48,7 +48,7 @@ pub use gaterouter_pricing as pricing;
 pub use gaterouter_providers as providers;
 /// Token counts (crate `gaterouter-tokens`).
 pub use gaterouter_tokens as tokens;
-use gaterouter_types::{budget, decision, http_reply, secret};
+use gaterouter_types::{decision, http_reply, secret};
 pub use gaterouter_types::{error, model_id, money, sse, stream, types};
 
 pub use client::Client;

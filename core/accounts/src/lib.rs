@@ -1,29 +1,36 @@
+//! # gaterouter-accounts
+//!
 //! Enterprise accounts: the contract between the SDK and the collector for policies,
 //! budgets and reservations (see `collector/ACCOUNTS.md` for the HTTP protocol).
+//! Pure data and rules, no I/O; depends on `gaterouter-types`, `gaterouter-tokens` and
+//! `gaterouter-pricing`. `gaterouter::accounts` re-exports it and adds the SDK's I/O side
+//! (`policy_client`: fetch and cache the policy, reserve and settle; `request_auth`:
+//! Ed25519-signed requests to the collector), which needs the usage signer and config.
 //!
 //! Why in the core: the collector resolves and enforces these rules as the authority,
 //! and the SDK enforces the same rules before each call (so a denied call never reaches
 //! a provider). Sharing one implementation means the two can never disagree about what
 //! a glob or an inherited rule means.
 //!
+//! Map of the crate:
+//!
 //! - [`PolicyRules`]: what one level (org, department, project, group, user, key) sets.
 //! - [`EffectiveRules`]: the rules that apply to one API key, resolved broad → narrow,
 //!   each remembering the [`Level`] that set it (errors name it).
-//! - [`BudgetStatus`] / [`Period`]: budgets and their calendar windows (UTC).
-//! - [`EffectivePolicy`]: what `GET /v1/policy` returns.
+//! - [`BudgetStatus`] / [`Period`]: budgets and their calendar windows (UTC); the data
+//!   lives in `gaterouter_types::budget` (errors carry it) and is re-exported here.
+//! - [`EffectivePolicy`]: what `GET /v1/policy` returns; [`RoutingPolicy`] and
+//!   [`SignedWeights`]: an org's learned routing and its signature check.
 //! - [`ReservationRequest`] / [`ReservationResponse`] / [`SettleRequest`]: reserve the
 //!   maximum cost before a call, settle the actual cost after it.
-//! - [`request_auth`]: Ed25519-signed HTTP requests from the SDK to the collector.
-//! - [`policy_client`] / [`enforce`]: the SDK side (fetch and cache the policy, reserve
-//!   and settle, check a request before any provider is called).
+//! - [`enforce`]: the pure checks the SDK runs before a call (model permitted,
+//!   `max_tokens`, maximum cost, hard budgets).
 
 pub mod enforce;
-pub mod policy_client;
-pub mod request_auth;
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::budget::{
+pub use gaterouter_types::budget::{
     BudgetStatus, Denial, Enforcement, Level, LevelKind, Metric, Period, civil_from_days,
     days_from_civil, fmt_usd, iso_utc,
 };

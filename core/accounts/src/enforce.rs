@@ -1,13 +1,13 @@
 //! Pure checks the SDK runs before a call: is the model permitted (with the catalog's
 //! zero-retention flag), is `max_tokens` within the limit, what is the call's maximum
-//! cost, and does it fit the hard budgets. No I/O: [`super::policy_client`] supplies the
-//! policy, [`crate::Client`] the request.
+//! cost, and does it fit the hard budgets. No I/O: `gaterouter::accounts::policy_client` supplies
+//! the policy, `gaterouter::Client` the request.
 
 use super::{BudgetStatus, EffectiveRules, Enforcement, Metric};
-use crate::error::{Error, Result};
-use crate::pricing::{Catalog, DEFAULT_EXPECTED_COMPLETION_TOKENS};
-use crate::tokens::count_request;
-use crate::types::ChatRequest;
+use gaterouter_pricing::{Catalog, DEFAULT_EXPECTED_COMPLETION_TOKENS};
+use gaterouter_tokens::count_request;
+use gaterouter_types::error::{Error, Result};
+use gaterouter_types::types::ChatRequest;
 
 /// Is `model` permitted by `rules`? The zero-retention flag comes from `catalog`
 /// (unknown models are not zero-retention).
@@ -86,8 +86,8 @@ pub fn has_hard(budgets: &[BudgetStatus]) -> bool {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::accounts::{Level, LevelKind, Period, PolicyRules};
-    use crate::types::Message;
+    use crate::{Level, LevelKind, Period, PolicyRules};
+    use gaterouter_types::types::Message;
 
     fn budget(metric: Metric, remaining: u64, enforcement: Enforcement) -> BudgetStatus {
         BudgetStatus {
