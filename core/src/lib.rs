@@ -36,12 +36,13 @@
 pub mod accounts;
 pub mod client;
 pub mod config;
-pub mod health;
 pub mod retry;
 pub mod routing;
 pub mod usage;
 
 // The foundation layer (crate `gaterouter-types`), under its old paths.
+/// Circuit breakers and observed latency (crate `gaterouter-health`).
+pub use gaterouter_health as health;
 /// The price catalog and exact cost (crate `gaterouter-pricing`).
 pub use gaterouter_pricing as pricing;
 /// Sans-IO provider adapters (crate `gaterouter-providers`).

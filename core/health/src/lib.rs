@@ -1,4 +1,9 @@
+//! # gaterouter-health
+//!
 //! Provider health: a circuit breaker per provider and observed latency per model.
+//! Depends on `gaterouter-types` only (which error kinds count as the provider's
+//! trouble); `gaterouter` re-exports it as `gaterouter::health`, routing reads its
+//! [`BreakerConfig`] section and the client keeps one [`Health`] per process.
 //!
 //! The breaker opens after `failure_threshold` consecutive failures that say the
 //! provider itself is in trouble (unavailable, timeouts, rate limits), skips the provider
@@ -12,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::ErrorKind;
+use gaterouter_types::error::ErrorKind;
 
 /// Circuit-breaker settings (`[routing.circuit_breaker]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
