@@ -37,7 +37,6 @@ pub mod accounts;
 pub mod client;
 pub mod config;
 pub mod retry;
-pub mod routing;
 pub mod usage;
 
 // The foundation layer (crate `gaterouter-types`), under its old paths.
@@ -47,6 +46,8 @@ pub use gaterouter_health as health;
 pub use gaterouter_pricing as pricing;
 /// Sans-IO provider adapters (crate `gaterouter-providers`).
 pub use gaterouter_providers as providers;
+/// Scoring, tiers and explained model selection (crate `gaterouter-routing`).
+pub use gaterouter_routing as routing;
 /// Token counts (crate `gaterouter-tokens`).
 pub use gaterouter_tokens as tokens;
 use gaterouter_types::{decision, http_reply, secret};

@@ -16,8 +16,8 @@ use super::learn::Row;
 use super::lexical::{self, Hashing};
 use super::scorer::{ScoreReport, Scorer, Tier};
 pub use crate::decision::LearningTrace;
+use crate::decision::RouteFeatures;
 use crate::types::ChatRequest;
-use crate::usage::RouteFeatures;
 
 /// Everything a client needs to route an organization's `auto` calls with learning: the
 /// organization's weights (when it has learned some), its hashing and exploration share.
