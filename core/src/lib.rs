@@ -3,25 +3,31 @@
 //! One chat API over OpenAI, Anthropic, Gemini and OpenAI-compatible hosts
 //! (DeepSeek, Mistral, Groq, Together, Ollama, vLLM...).
 //!
+//! The core is a stack of small crates under `core/` (see `ARCHITECTURE.md`, "The
+//! core's layers"); this crate holds the client and everything that needs I/O or the
+//! whole config, and re-exports every layer under its usual path, so users depend on
+//! `gaterouter` alone.
+//!
 //! Map of the crate:
 //!
-//! | module | concept |
-//! |---|---|
-//! | [`types`] | the OpenAI-shaped request, response and stream chunk every caller sees |
-//! | [`model_id`] | `provider/model` names and `auto` |
-//! | [`config`] | plain serde configuration (TOML or a map), validated with field-naming errors |
-//! | [`error`] | the rich internal [`Error`] and the small stable public [`ErrorKind`] |
-//! | [`health`] | circuit breaker per provider and observed latency per model |
-//! | [`providers`] | sans-IO adapters: our types <-> each provider's wire format |
-//! | [`sse`] | an incremental Server-Sent-Events parser shared by every adapter |
-//! | [`retry`] | bounded, jittered exponential backoff honouring `retry-after` |
-//! | [`stream`] | the normalized chunk stream and its accumulator |
-//! | [`pricing`] | the versioned price catalog and exact micro-dollar cost |
-//! | [`tokens`] | exact and calibrated token counts |
-//! | [`routing`] | complexity scoring, tiers, policies and explained model selection |
-//! | [`usage`] | signed usage records, the durable spool and the batching reporter |
-//! | [`accounts`] | org policies, budgets and reservations shared with the collector |
-//! | [`client`] | [`Client`]: the one entry point that ties config, transport and adapters |
+//! | module | concept | defined in |
+//! |---|---|---|
+//! | [`types`] | the OpenAI-shaped request, response and stream chunk every caller sees | `gaterouter-types` |
+//! | [`model_id`] | `provider/model` names and `auto` | `gaterouter-types` |
+//! | [`error`] | the rich internal [`Error`] and the small stable public [`ErrorKind`] | `gaterouter-types` |
+//! | [`money`] | micro-dollar amounts and a call's [`money::Cost`] | `gaterouter-types` |
+//! | [`sse`] | an incremental Server-Sent-Events parser shared by every adapter | `gaterouter-types` |
+//! | [`stream`] | the normalized chunk stream and its accumulator | `gaterouter-types` |
+//! | [`tokens`] | exact and calibrated token counts | `gaterouter-tokens` |
+//! | [`pricing`] | the versioned price catalog and exact micro-dollar cost | `gaterouter-pricing` |
+//! | [`providers`] | sans-IO adapters: our types <-> each provider's wire format | `gaterouter-providers` |
+//! | [`health`] | circuit breaker per provider and observed latency per model | `gaterouter-health` |
+//! | [`routing`] | complexity scoring, tiers, policies and explained model selection | `gaterouter-routing` |
+//! | [`accounts`] | org policies, budgets and reservations shared with the collector; the SDK's policy client | `gaterouter-accounts` + here |
+//! | [`config`] | plain serde configuration (TOML or a map), validated with field-naming errors | here |
+//! | [`retry`] | bounded, jittered exponential backoff honouring `retry-after` | here |
+//! | [`usage`] | signed usage records, the durable spool and the batching reporter | here |
+//! | [`client`] | [`Client`]: the one entry point that ties config, transport and adapters | here |
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), gaterouter::Error> {
@@ -39,19 +45,26 @@ pub mod config;
 pub mod retry;
 pub mod usage;
 
-// The foundation layer (crate `gaterouter-types`), under its old paths.
-/// Circuit breakers and observed latency (crate `gaterouter-health`).
-pub use gaterouter_health as health;
-/// The price catalog and exact cost (crate `gaterouter-pricing`).
-pub use gaterouter_pricing as pricing;
-/// Sans-IO provider adapters (crate `gaterouter-providers`).
-pub use gaterouter_providers as providers;
-/// Scoring, tiers and explained model selection (crate `gaterouter-routing`).
-pub use gaterouter_routing as routing;
+// The layers below, each a crate of its own (see the map), under their old paths.
+pub use gaterouter_types::{error, model_id, money, sse, stream, types};
+
 /// Token counts (crate `gaterouter-tokens`).
 pub use gaterouter_tokens as tokens;
+
+/// The price catalog and exact cost (crate `gaterouter-pricing`).
+pub use gaterouter_pricing as pricing;
+
+/// Sans-IO provider adapters (crate `gaterouter-providers`).
+pub use gaterouter_providers as providers;
+
+/// Circuit breakers and observed latency (crate `gaterouter-health`).
+pub use gaterouter_health as health;
+
+/// Scoring, tiers and explained model selection (crate `gaterouter-routing`).
+pub use gaterouter_routing as routing;
+
+// Used by the modules here as `crate::decision`, `crate::http_reply`, `crate::secret`.
 use gaterouter_types::{decision, http_reply, secret};
-pub use gaterouter_types::{error, model_id, money, sse, stream, types};
 
 pub use client::Client;
 pub use config::Config;
