@@ -858,31 +858,19 @@ fn amount(metric: Metric, v: u64) -> String {
     }
 }
 
-/// A plain text table, columns padded to their widest cell.
+/// A plain text table (`comfy-table`): no borders, columns padded to their widest cell
+/// (display width) and two spaces apart, no trailing spaces, one line per row.
 pub(crate) fn table(head: &[&str], rows: &[Vec<String>]) -> String {
-    let mut w: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
-    for r in rows {
-        for (i, c) in r.iter().enumerate() {
-            if let Some(x) = w.get_mut(i) {
-                *x = (*x).max(c.chars().count());
-            }
-        }
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::NOTHING)
+        .set_header(head.iter().copied())
+        .add_rows(rows.iter().map(|r| r.iter().map(String::as_str)));
+    let last = t.column_count().saturating_sub(1);
+    for (i, c) in t.column_iter_mut().enumerate() {
+        c.set_padding((0, if i == last { 0 } else { 2 }));
     }
-    let line = |cells: Vec<&str>| {
-        let mut s = cells
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c:<width$}", width = w.get(i).copied().unwrap_or(0)))
-            .collect::<Vec<_>>()
-            .join("  ");
-        s.truncate(s.trim_end().len());
-        s.push('\n');
-        s
-    };
-    let mut out = line(head.to_vec());
-    for r in rows {
-        out.push_str(&line(r.iter().map(String::as_str).collect()));
-    }
+    let mut out = t.trim_fmt();
+    out.push('\n');
     out
 }
 

@@ -481,17 +481,11 @@ impl Table {
         let cell = |v: &Value| -> String {
             match v {
                 Value::Null => String::new(),
-                Value::String(s) => crate::logsafe::csv_cell(s),
-                o => crate::logsafe::csv_cell(&o.to_string()),
+                Value::String(s) => s.clone(),
+                o => o.to_string(),
             }
         };
-        let mut out = self.columns.join(",");
-        out.push_str("\r\n");
-        for r in &self.rows {
-            out.push_str(&r.iter().map(cell).collect::<Vec<_>>().join(","));
-            out.push_str("\r\n");
-        }
-        out
+        crate::logsafe::csv_table(&self.columns, self.rows.iter().map(|r| r.iter().map(cell)))
     }
 }
 

@@ -566,10 +566,6 @@ async fn budget_lines(
     Ok(out)
 }
 
-fn csv_cell(s: &str) -> String {
-    crate::logsafe::csv_cell(s)
-}
-
 impl Bill {
     /// The CSV form (one long table; see the module docs).
     pub fn csv(&self) -> String {
@@ -633,17 +629,14 @@ impl Bill {
                 ("note", b.id.clone()),
             ]));
         }
-        let mut out = CSV_COLUMNS.join(",");
-        out.push_str("\r\n");
-        for r in rows {
-            let cells: Vec<String> = CSV_COLUMNS
-                .iter()
-                .map(|c| csv_cell(r.get(c).map_or("", String::as_str)))
-                .collect();
-            out.push_str(&cells.join(","));
-            out.push_str("\r\n");
-        }
-        out
+        crate::logsafe::csv_table(
+            CSV_COLUMNS,
+            rows.iter().map(|r| {
+                CSV_COLUMNS
+                    .iter()
+                    .map(|c| r.get(c).map_or("", String::as_str))
+            }),
+        )
     }
 
     /// The printable HTML page (standalone; see the module docs).
@@ -808,7 +801,7 @@ mod tests {
             escape("<a href='x'>&\"</a>"),
             "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;"
         );
-        assert_eq!(csv_cell("a,\"b\""), "\"a,\"\"b\"\"\"");
+        assert_eq!(crate::logsafe::csv_cell("a,\"b\""), "\"a,\"\"b\"\"\"");
         let b = Bill {
             org: "o".into(),
             org_name: "<O>".into(),

@@ -46,7 +46,7 @@ impl ConnTrack {
                 .map(|(id, _)| *id)?;
             if let Some(c) = open.remove(&victim) {
                 c.kill.notify_one();
-                metrics.connections_evicted.fetch_add(1, Relaxed);
+                metrics.connections_evicted.inc();
             }
         }
         let id = self.next.fetch_add(1, Relaxed);

@@ -35,22 +35,52 @@ pub fn escape(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// One RFC 4180 CSV cell, neutralised against formula injection (OWASP): a text cell
-/// starting with `=`, `+`, `-`, `@`, tab or carriage return gets a leading `'` so a
-/// spreadsheet shows it as text instead of running it. Numbers (`-12`, `0.5`) are kept
-/// as they are.
-pub fn csv_cell(s: &str) -> String {
-    let risky = s.starts_with(['=', '+', '-', '@', '\t', '\r']) && s.parse::<f64>().is_err();
-    let s: Cow<'_, str> = if risky {
+/// A CSV text cell neutralised against formula injection (OWASP): a cell starting with
+/// `=`, `+`, `-`, `@`, tab or carriage return gets a leading `'` so a spreadsheet shows
+/// it as text instead of running it. Numbers (`-12`, `0.5`) are kept as they are.
+/// Quoting is the `csv` crate's ([`csv_table`]).
+pub fn csv_text(s: &str) -> Cow<'_, str> {
+    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) && s.parse::<f64>().is_err() {
         Cow::Owned(format!("'{s}"))
     } else {
         Cow::Borrowed(s)
-    };
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.into_owned()
     }
+}
+
+/// An RFC 4180 table (CRLF line ends, a cell quoted only when it holds a comma, quote or
+/// line break), written by the `csv` crate: the header as is (none if empty), then each row with every
+/// cell passed through [`csv_text`].
+pub fn csv_table<R, C>(header: &[&str], rows: R) -> String
+where
+    R: IntoIterator<Item = C>,
+    C: IntoIterator,
+    C::Item: AsRef<str>,
+{
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .flexible(true)
+        .from_writer(Vec::new());
+    // Writing to a `Vec` cannot fail (no I/O, and `flexible` accepts any row length).
+    if !header.is_empty() {
+        let _ = w.write_record(header);
+    }
+    for r in rows {
+        let cells: Vec<String> = r
+            .into_iter()
+            .map(|c| csv_text(c.as_ref()).into_owned())
+            .collect();
+        let _ = w.write_record(&cells);
+    }
+    let bytes = w
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner().get_ref().clone());
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// One cell as [`csv_table`] writes it (tests, and callers writing one value).
+pub fn csv_cell(s: &str) -> String {
+    let t = csv_table(&[], [[s]]);
+    t.strip_suffix("\r\n").unwrap_or(&t).to_owned()
 }
 
 #[cfg(test)]

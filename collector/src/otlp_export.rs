@@ -41,6 +41,19 @@ use crate::db::{
 };
 use crate::otlp::{ExportRecord, Producer};
 
+/// A `Retry-After` value (RFC 9110): delay seconds, or an HTTP date (`httpdate`), as the
+/// time left until it (zero when past).
+fn retry_after_value(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    v.parse::<u64>().ok().map(Duration::from_secs).or_else(|| {
+        let at = httpdate::parse_http_date(v).ok()?;
+        Some(
+            at.duration_since(std::time::SystemTime::now())
+                .unwrap_or(Duration::ZERO),
+        )
+    })
+}
+
 /// What the exporter does per signal (the enum itself is configuration).
 impl Signal {
     /// Its row in `otel_export_cursor`.
@@ -99,7 +112,7 @@ pub enum ExportError {
         status: u16,
         /// Start of the answer body (escaped).
         body: String,
-        /// `Retry-After`, when given in seconds.
+        /// `Retry-After` (seconds, or an HTTP date as the time left until it).
         retry_after: Option<Duration>,
     },
 }
@@ -457,8 +470,7 @@ impl Exporter {
             .headers()
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(retry_after_value);
         let text = resp.text().await.unwrap_or_default();
         if !status.is_success() {
             return Err(ExportError::Status {
@@ -606,5 +618,21 @@ mod tests {
             backoff(Duration::from_millis(50), 3, None),
             Duration::from_millis(200)
         );
+    }
+
+    #[test]
+    fn retry_after_seconds_or_http_date() {
+        assert_eq!(retry_after_value(" 7 "), Some(Duration::from_secs(7)));
+        assert_eq!(
+            retry_after_value("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        let soon = std::time::SystemTime::now() + Duration::from_secs(120);
+        let d = retry_after_value(&httpdate::fmt_http_date(soon)).unwrap_or_default();
+        assert!(
+            d > Duration::from_secs(100) && d <= Duration::from_secs(120),
+            "{d:?}"
+        );
+        assert_eq!(retry_after_value("soon"), None);
     }
 }

@@ -123,9 +123,7 @@ async fn request_timeout(
     match tokio::time::timeout(t, next.run(req)).await {
         Ok(r) => r,
         Err(_) => {
-            st.metrics
-                .requests_timed_out
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            st.metrics.requests_timed_out.inc();
             let mut r = ApiError::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", format!("the request took longer than {} s (request_timeout_secs); send the body promptly", st.cfg.request_timeout_secs)).into_response();
             r.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -253,9 +251,7 @@ async fn accept_loop(
         };
         while tasks.try_join_next().is_some() {}
         let Some((id, conn)) = st.conns.admit(st.cfg.max_connections, &st.metrics) else {
-            st.metrics
-                .connections_shed
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            st.metrics.connections_shed.inc();
             drop(stream);
             continue;
         };

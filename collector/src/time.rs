@@ -1,50 +1,56 @@
 //! Calendar helpers (UTC), so month buckets are computed once at ingest as `yyyymm`.
+//! The calendar is `jiff`'s; instants outside its range (years -9999..=9999) are clamped
+//! to its ends.
 
-// The calendar arithmetic is the core's (budgets use the same UTC windows).
-pub use gaterouter::accounts::{civil_from_days, days_from_civil};
+use jiff::Timestamp;
+use jiff::civil::{Date, DateTime};
+use jiff::tz::Offset;
+
+fn utc(ms: i64) -> DateTime {
+    let t = Timestamp::from_millisecond(ms).unwrap_or(if ms < 0 {
+        Timestamp::MIN
+    } else {
+        Timestamp::MAX
+    });
+    Offset::UTC.to_datetime(t)
+}
+
+fn ms_of(d: Date) -> i64 {
+    Offset::UTC
+        .to_timestamp(d.to_datetime(jiff::civil::Time::midnight()))
+        .map_or(i64::MAX, |t| t.as_millisecond())
+}
 
 /// `yyyymm` of a Unix-ms instant (UTC).
 pub fn month_of_ms(ms: u64) -> i64 {
-    let (y, m, _) = civil_from_days((ms / 86_400_000) as i64);
-    y * 100 + i64::from(m)
+    let d = utc(i64::try_from(ms).unwrap_or(i64::MAX));
+    i64::from(d.year()) * 100 + i64::from(d.month())
 }
 
 /// Unix ms of the first instant of month `yyyymm`.
 pub fn month_start_ms(yyyymm: i64) -> i64 {
-    days_from_civil(yyyymm / 100, (yyyymm % 100) as u32, 1) * 86_400_000
+    let (y, m) = (yyyymm.div_euclid(100), yyyymm.rem_euclid(100));
+    // In range by the clamps, so `Date::new` cannot fail.
+    let y = y.clamp(-9999, 9999) as i16;
+    let m = m.clamp(1, 12) as i8;
+    Date::new(y, m, 1).map_or(0, ms_of)
 }
 
-/// ISO-8601 UTC text of a Unix-ms instant (`2026-11-25T03:00:00Z`).
+/// ISO-8601 UTC text of a Unix-ms instant, whole seconds (`2026-11-25T03:00:00Z`).
 pub fn iso(ms: i64) -> String {
-    let days = ms.div_euclid(86_400_000);
-    let rem = ms.rem_euclid(86_400_000) / 1000;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    utc(ms).strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-/// Parse a time filter: Unix ms digits, `YYYY-MM-DD`, or `YYYY-MM-DDTHH:MM:SSZ`.
+/// Parse a time filter: Unix ms digits, `YYYY-MM-DD`, or `YYYY-MM-DDTHH[:MM[:SS]][Z]`.
+/// The date must exist (`2024-02-30` is refused).
 pub fn parse_time(s: &str) -> Option<i64> {
     let s = s.trim();
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
         return s.parse().ok();
     }
-    let b = s.as_bytes();
-    if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
-        return None;
-    }
-    let y: i64 = s.get(0..4)?.parse().ok()?;
-    let m: u32 = s.get(5..7)?.parse().ok()?;
-    let d: u32 = s.get(8..10)?.parse().ok()?;
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        return None;
-    }
-    let mut ms = days_from_civil(y, m, d) * 86_400_000;
-    if b.len() > 10 {
+    let date: Date = s.get(0..10)?.parse().ok()?;
+    let mut ms = ms_of(date);
+    if s.len() > 10 {
         let t = s.get(11..)?.trim_end_matches('Z');
         let mut parts = t.split(':');
         let h: i64 = parts.next()?.parse().ok()?;
@@ -69,10 +75,14 @@ mod tests {
         assert_eq!(month_of_ms(ms as u64), 202402);
         assert_eq!(iso(ms), "2024-02-29T12:00:00Z");
         assert_eq!(month_start_ms(202403), parse_time("2024-03-01").unwrap());
-        for d in [-800_000i64, -1, 0, 59, 11_016, 20_000, 2_932_896] {
-            let (y, m, dd) = civil_from_days(d);
-            assert_eq!(days_from_civil(y, m, dd), d);
+        for ms in [-1i64, 0, 59, 11_016 * 86_400_000, 1_709_208_000_999] {
+            let t = parse_time(&iso(ms)).unwrap();
+            assert_eq!(t, ms.div_euclid(1000) * 1000, "{ms}");
         }
+        assert_eq!(month_start_ms(202412), parse_time("2024-12-01").unwrap());
+        assert_eq!(month_start_ms(197001), 0);
+        assert_eq!(month_of_ms(u64::MAX), 999912);
+        assert_eq!(parse_time("2024-02-30"), None);
         assert_eq!(parse_time("1700000000000"), Some(1_700_000_000_000));
         assert_eq!(parse_time("2024-13-01"), None);
     }

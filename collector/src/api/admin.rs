@@ -11,67 +11,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::auth::{Principal, new_token, sha256_hex};
-use crate::db::{Param, bind_all, dberr, get_i64, get_opt_i64, get_opt_str, get_str};
 use crate::error::ApiError;
 use crate::state::{AppState, admin};
 use crate::store::audit::Audited;
+use crate::store::{audit, keys, tokens, units};
 use crate::util::{check_id, check_public_key, now_ms, uuid_v7};
 
-/// Kinds of organizational units.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UnitKind {
-    /// Organization (top level).
-    Org,
-    /// Department of an org.
-    Department,
-    /// Project (of an org, optionally a department).
-    Project,
-    /// Group of users.
-    Group,
-    /// Member.
-    User,
-}
-
-impl UnitKind {
-    /// From the URL segment.
-    pub fn from_path(s: &str) -> Option<Self> {
-        Some(match s {
-            "orgs" => UnitKind::Org,
-            "departments" => UnitKind::Department,
-            "projects" => UnitKind::Project,
-            "groups" => UnitKind::Group,
-            "users" => UnitKind::User,
-            _ => return None,
-        })
-    }
-    fn table(self) -> &'static str {
-        match self {
-            UnitKind::Org => "orgs",
-            UnitKind::Department => "departments",
-            UnitKind::Project => "projects",
-            UnitKind::Group => "user_groups",
-            UnitKind::User => "users",
-        }
-    }
-    fn name(self) -> &'static str {
-        match self {
-            UnitKind::Org => "org",
-            UnitKind::Department => "department",
-            UnitKind::Project => "project",
-            UnitKind::Group => "group",
-            UnitKind::User => "user",
-        }
-    }
-    /// Optional reference columns the kind accepts (besides `org_id`).
-    fn refs(self) -> &'static [&'static str] {
-        match self {
-            UnitKind::Org => &[],
-            UnitKind::Department => &["org_id"],
-            UnitKind::Project | UnitKind::Group => &["org_id", "department_id"],
-            UnitKind::User => &["org_id", "department_id", "group_id"],
-        }
-    }
-}
+pub use crate::store::units::UnitKind;
 
 /// Body of `POST /v1/admin/{orgs|departments|projects|groups|users}`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -93,26 +39,21 @@ pub struct CreateUnit {
     pub group_id: Option<String>,
 }
 
-/// Run `stmts` and one audit entry in one transaction.
-async fn write_audited(
-    st: &AppState,
+/// End an admin change begun with [`Audited::begin`]: `changed` is the rows the change
+/// wrote; none means the target does not exist (or is already in that state), so 404
+/// and nothing is committed; otherwise the audit entry is appended and all commits.
+async fn finish(
+    ch: Audited<'_>,
+    changed: u64,
     actor: &Principal,
-    stmts: Vec<(&str, Vec<Param>)>,
     action: &str,
     target: &str,
     detail: Value,
 ) -> Result<(), ApiError> {
-    let mut ch = Audited::begin(&st.db, "starting an admin transaction").await?;
-    for (sql, params) in &stmts {
-        let r = bind_all(sql, params)
-            .execute(&mut *ch.tx)
-            .await
-            .map_err(dberr(action))?;
-        if r.rows_affected() == 0 {
-            return Err(ApiError::not_found(format!(
-                "{target} does not exist (or is already in that state)"
-            )));
-        }
+    if changed == 0 {
+        return Err(ApiError::not_found(format!(
+            "{target} does not exist (or is already in that state)"
+        )));
     }
     ch.commit(
         (actor, action, target, &detail),
@@ -121,6 +62,10 @@ async fn write_audited(
     .await?;
     tracing::info!(actor = actor.id(), action, target, "admin change");
     Ok(())
+}
+
+async fn begin(st: &AppState) -> Result<Audited<'_>, ApiError> {
+    Ok(Audited::begin(&st.db, "starting an admin transaction").await?)
 }
 
 fn kind(s: &str) -> Result<UnitKind, ApiError> {
@@ -163,30 +108,14 @@ pub async fn create_unit(
         }
     }
     let name = b.name.clone().unwrap_or_else(|| b.id.clone());
-    let mut cols = vec!["id", "name", "created_ms"];
-    let mut params = vec![
-        Param::Text(b.id.clone()),
-        Param::Text(name),
-        Param::I64(now_ms()),
-    ];
-    for (f, v) in refs {
-        if k.refs().contains(&f) {
-            cols.push(f);
-            params.push(Param::OptText(v.clone()));
-        }
-    }
-    let ph: Vec<String> = (1..=cols.len()).map(|i| format!("${i}")).collect();
-    let sql = format!(
-        "INSERT INTO {} ({}) VALUES ({})",
-        k.table(),
-        cols.join(", "),
-        ph.join(", ")
-    );
+    let refs: Vec<(&str, Option<String>)> = refs.iter().map(|(f, v)| (*f, (*v).clone())).collect();
     let detail = serde_json::to_value(&b).unwrap_or(Value::Null);
-    write_audited(
-        &st,
+    let mut ch = begin(&st).await?;
+    let n = units::insert(&mut ch.tx, k, &b.id, &name, now_ms(), &refs).await?;
+    finish(
+        ch,
+        n,
         &p,
-        vec![(&sql, params)],
         &format!("create_{}", k.name()),
         &format!("{} {}", k.name(), b.id),
         detail.clone(),
@@ -212,27 +141,14 @@ pub async fn list_units(
 ) -> Result<Json<Value>, ApiError> {
     admin(&st, &headers).await?;
     let k = kind(&k)?;
-    let mut cols = vec!["id", "name", "created_ms"];
-    cols.extend(k.refs());
-    let (filter, params) = match (&q.org_id, k) {
-        (Some(o), UnitKind::Org) => (" WHERE id = $1", vec![Param::Text(o.clone())]),
-        (Some(o), _) => (" WHERE org_id = $1", vec![Param::Text(o.clone())]),
-        (None, _) => ("", vec![]),
-    };
-    let sql = format!(
-        "SELECT {} FROM {}{filter} ORDER BY id",
-        cols.join(", "),
-        k.table()
-    );
-    let rows = st.db.fetch(&sql, &params, "listing units").await?;
     let mut items = Vec::new();
-    for r in &rows {
+    for u in units::list(&st.db, k, q.org_id.as_deref()).await? {
         let mut o = serde_json::Map::new();
-        o.insert("id".into(), json!(get_str(r, 0)?));
-        o.insert("name".into(), json!(get_str(r, 1)?));
-        o.insert("created_ms".into(), json!(get_i64(r, 2)?));
-        for (i, c) in k.refs().iter().enumerate() {
-            o.insert((*c).into(), json!(get_opt_str(r, 3 + i)?));
+        o.insert("id".into(), json!(u.id));
+        o.insert("name".into(), json!(u.name));
+        o.insert("created_ms".into(), json!(u.created_ms));
+        for (c, v) in u.refs {
+            o.insert(c.into(), json!(v));
         }
         items.push(Value::Object(o));
     }
@@ -278,40 +194,24 @@ pub async fn create_key(
     check_id("id", &b.id)?;
     check_id("org_id", &b.org_id)?;
     check_public_key(&b.public_key)?;
-    let now = now_ms();
-    let stmts = vec![
-        (
-            "INSERT INTO api_keys (id, org_id, department_id, project_id, group_id, user_id, description, status, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', $8)",
-            vec![
-                Param::Text(b.id.clone()),
-                Param::Text(b.org_id.clone()),
-                Param::OptText(b.department_id.clone()),
-                Param::OptText(b.project_id.clone()),
-                Param::OptText(b.group_id.clone()),
-                Param::OptText(b.user_id.clone()),
-                Param::Text(b.description.clone().unwrap_or_default()),
-                Param::I64(now),
-            ],
-        ),
-        (
-            "INSERT INTO api_key_versions (api_key_id, version, public_key, created_ms) VALUES ($1, 1, $2, $3)",
-            vec![
-                Param::Text(b.id.clone()),
-                Param::Text(b.public_key.trim().to_owned()),
-                Param::I64(now),
-            ],
-        ),
-    ];
     let detail = serde_json::to_value(&b).unwrap_or(Value::Null);
-    write_audited(
-        &st,
-        &p,
-        stmts,
-        "register_key",
-        &format!("key {}", b.id),
-        detail.clone(),
+    let mut ch = begin(&st).await?;
+    let n = keys::register(
+        &mut ch.tx,
+        &keys::NewKey {
+            id: &b.id,
+            org_id: &b.org_id,
+            department_id: b.department_id.as_deref(),
+            project_id: b.project_id.as_deref(),
+            group_id: b.group_id.as_deref(),
+            user_id: b.user_id.as_deref(),
+            description: b.description.as_deref().unwrap_or_default(),
+            public_key: b.public_key.trim(),
+            created_ms: now_ms(),
+        },
     )
     .await?;
+    finish(ch, n, &p, "register_key", &format!("key {}", b.id), detail).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"id": b.id, "status": "active", "version": 1})),
@@ -341,23 +241,19 @@ pub async fn rotate_key(
     let Json(b) =
         body.map_err(|e| ApiError::bad_request(format!("invalid body: {}", e.body_text())))?;
     check_public_key(&b.public_key)?;
-    let rows = st
-        .db
-        .fetch("SELECT k.status, CAST(COALESCE(MAX(v.version), 0) AS BIGINT) FROM api_keys k LEFT JOIN api_key_versions v ON v.api_key_id = k.id WHERE k.id = $1 GROUP BY k.status", &[Param::Text(id.clone())], "reading a key")
-        .await?;
-    let Some(r) = rows.first() else {
+    let Some((status, latest)) = keys::status_and_version(&st.db, &id).await? else {
         return Err(ApiError::not_found(format!(
             "API key `{id}` is not registered"
         )));
     };
-    if get_str(r, 0)? != "active" {
+    if status != "active" {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "conflict",
             format!("API key `{id}` is revoked; register a new key id instead"),
         ));
     }
-    let version = get_i64(r, 1)? + 1;
+    let version = latest + 1;
     let now = now_ms();
     let grace = b.grace_secs.unwrap_or(86_400);
     let not_after = now.saturating_add(
@@ -365,25 +261,20 @@ pub async fn rotate_key(
             .unwrap_or(i64::MAX / 2_000)
             .saturating_mul(1000),
     );
-    let stmts = vec![
-        (
-            "UPDATE api_key_versions SET not_after_ms = $1 WHERE api_key_id = $2 AND (not_after_ms IS NULL OR not_after_ms > $1)",
-            vec![Param::I64(not_after), Param::Text(id.clone())],
-        ),
-        (
-            "INSERT INTO api_key_versions (api_key_id, version, public_key, created_ms) VALUES ($1, $2, $3, $4)",
-            vec![
-                Param::Text(id.clone()),
-                Param::I64(version),
-                Param::Text(b.public_key.trim().to_owned()),
-                Param::I64(now),
-            ],
-        ),
-    ];
-    write_audited(
-        &st,
+    let mut ch = begin(&st).await?;
+    let n = keys::rotate(
+        &mut ch.tx,
+        &id,
+        version,
+        b.public_key.trim(),
+        now,
+        not_after,
+    )
+    .await?;
+    finish(
+        ch,
+        n,
         &p,
-        stmts,
         "rotate_key",
         &format!("key {id}"),
         serde_json::to_value(&b).unwrap_or(Value::Null),
@@ -402,19 +293,9 @@ pub async fn revoke_key(
 ) -> Result<Json<Value>, ApiError> {
     let p = admin(&st, &headers).await?;
     let now = now_ms();
-    let stmts = vec![(
-        "UPDATE api_keys SET status = 'revoked', revoked_ms = $1 WHERE id = $2 AND status = 'active'",
-        vec![Param::I64(now), Param::Text(id.clone())],
-    )];
-    write_audited(
-        &st,
-        &p,
-        stmts,
-        "revoke_key",
-        &format!("key {id}"),
-        json!({}),
-    )
-    .await?;
+    let mut ch = begin(&st).await?;
+    let n = keys::revoke(&mut ch.tx, &id, now).await?;
+    finish(ch, n, &p, "revoke_key", &format!("key {id}"), json!({})).await?;
     Ok(Json(
         json!({"id": id, "status": "revoked", "revoked_ms": now}),
     ))
@@ -427,31 +308,22 @@ pub async fn list_keys(
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     admin(&st, &headers).await?;
-    let (filter, params) = match &q.org_id {
-        Some(o) => (" WHERE k.org_id = $1", vec![Param::Text(o.clone())]),
-        None => ("", vec![]),
-    };
-    let sql = format!(
-        "SELECT k.id, k.org_id, k.department_id, k.project_id, k.group_id, k.user_id, k.description, k.status, k.created_ms, k.revoked_ms, v.version, v.public_key, v.not_after_ms
-         FROM api_keys k JOIN api_key_versions v ON v.api_key_id = k.id{filter} ORDER BY k.id, v.version"
-    );
-    let rows = st.db.fetch(&sql, &params, "listing keys").await?;
-    let mut items: Vec<Value> = Vec::new();
-    for r in &rows {
-        let id = get_str(r, 0)?;
-        let version = json!({"version": get_i64(r, 10)?, "public_key": get_str(r, 11)?, "not_after_ms": get_opt_i64(r, 12)?});
-        if let Some(last) = items.last_mut().filter(|l| l["id"] == json!(id)) {
-            if let Some(a) = last["versions"].as_array_mut() {
-                a.push(version);
-            }
-            continue;
-        }
-        items.push(json!({
-            "id": id, "org_id": get_str(r, 1)?, "department_id": get_opt_str(r, 2)?, "project_id": get_opt_str(r, 3)?,
-            "group_id": get_opt_str(r, 4)?, "user_id": get_opt_str(r, 5)?, "description": get_str(r, 6)?, "status": get_str(r, 7)?,
-            "created_ms": get_i64(r, 8)?, "revoked_ms": get_opt_i64(r, 9)?, "versions": [version],
-        }));
-    }
+    let items: Vec<Value> = keys::list(&st.db, q.org_id.as_deref())
+        .await?
+        .into_iter()
+        .map(|k| {
+            let versions: Vec<Value> = k
+                .versions
+                .iter()
+                .map(|v| json!({"version": v.version, "public_key": v.public_key, "not_after_ms": v.not_after_ms}))
+                .collect();
+            json!({
+                "id": k.id, "org_id": k.org_id, "department_id": k.department_id, "project_id": k.project_id,
+                "group_id": k.group_id, "user_id": k.user_id, "description": k.description, "status": k.status,
+                "created_ms": k.created_ms, "revoked_ms": k.revoked_ms, "versions": versions,
+            })
+        })
+        .collect();
     Ok(Json(json!({ "items": items })))
 }
 
@@ -508,22 +380,24 @@ pub async fn create_token(
     }
     let token = new_token();
     let id = uuid_v7();
-    let stmts = vec![(
-        "INSERT INTO access_tokens (id, token_sha256, role, org_id, department_id, description, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        vec![
-            Param::Text(id.clone()),
-            Param::Text(sha256_hex(&token)),
-            Param::Text(b.role.clone()),
-            Param::OptText(b.org_id.clone()),
-            Param::OptText(b.department_id.clone()),
-            Param::Text(b.description.clone().unwrap_or_default()),
-            Param::I64(now_ms()),
-        ],
-    )];
-    write_audited(
-        &st,
+    let mut ch = begin(&st).await?;
+    let n = tokens::insert(
+        &mut ch.tx,
+        &tokens::NewToken {
+            id: &id,
+            sha256: &sha256_hex(&token),
+            role: &b.role,
+            org_id: b.org_id.as_deref(),
+            department_id: b.department_id.as_deref(),
+            description: b.description.as_deref().unwrap_or_default(),
+            created_ms: now_ms(),
+        },
+    )
+    .await?;
+    finish(
+        ch,
+        n,
         &p,
-        stmts,
         "create_token",
         &format!("token {id}"),
         serde_json::to_value(&b).unwrap_or(Value::Null),
@@ -543,12 +417,14 @@ pub async fn list_tokens(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     admin(&st, &headers).await?;
-    let rows = st.db.fetch("SELECT id, role, org_id, department_id, description, created_ms, revoked_ms FROM access_tokens ORDER BY id", &[], "listing tokens").await?;
-    let mut items = Vec::new();
-    for r in &rows {
-        items.push(json!({"id": get_str(r, 0)?, "role": get_str(r, 1)?, "org_id": get_opt_str(r, 2)?, "department_id": get_opt_str(r, 3)?,
-            "description": get_str(r, 4)?, "created_ms": get_i64(r, 5)?, "revoked_ms": get_opt_i64(r, 6)?}));
-    }
+    let items: Vec<Value> = tokens::list(&st.db)
+        .await?
+        .into_iter()
+        .map(|t| {
+            json!({"id": t.id, "role": t.role, "org_id": t.org_id, "department_id": t.department_id,
+                "description": t.description, "created_ms": t.created_ms, "revoked_ms": t.revoked_ms})
+        })
+        .collect();
     Ok(Json(json!({ "items": items })))
 }
 
@@ -559,19 +435,9 @@ pub async fn revoke_token(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let p = admin(&st, &headers).await?;
-    let stmts = vec![(
-        "UPDATE access_tokens SET revoked_ms = $1 WHERE id = $2 AND revoked_ms IS NULL",
-        vec![Param::I64(now_ms()), Param::Text(id.clone())],
-    )];
-    write_audited(
-        &st,
-        &p,
-        stmts,
-        "revoke_token",
-        &format!("token {id}"),
-        json!({}),
-    )
-    .await?;
+    let mut ch = begin(&st).await?;
+    let n = tokens::revoke(&mut ch.tx, &id, now_ms()).await?;
+    finish(ch, n, &p, "revoke_token", &format!("token {id}"), json!({})).await?;
     Ok(Json(json!({"id": id, "revoked": true})))
 }
 
@@ -591,11 +457,10 @@ pub async fn list_audit(
 ) -> Result<Json<Value>, ApiError> {
     admin(&st, &headers).await?;
     let limit = i64::from(q.limit.unwrap_or(100).min(10_000));
-    let rows = st.db.fetch("SELECT id, ts_ms, actor, action, target, detail FROM audit_log ORDER BY id DESC LIMIT $1", &[Param::I64(limit)], "reading the audit log").await?;
     let mut items = Vec::new();
-    for r in &rows {
-        let detail: Value = serde_json::from_str(&get_str(r, 5)?).unwrap_or(Value::Null);
-        items.push(json!({"id": get_str(r, 0)?, "ts_ms": get_i64(r, 1)?, "actor": get_str(r, 2)?, "action": get_str(r, 3)?, "target": get_str(r, 4)?, "detail": detail}));
+    for e in audit::entries(&st.db, limit).await? {
+        let detail: Value = serde_json::from_str(&e.detail).unwrap_or(Value::Null);
+        items.push(json!({"id": e.id, "ts_ms": e.ts_ms, "actor": e.actor, "action": e.action, "target": e.target, "detail": detail}));
     }
     Ok(Json(json!({ "items": items })))
 }

@@ -31,12 +31,12 @@ pub async fn readyz(State(st): State<Arc<AppState>>) -> Response {
     }
 }
 
-/// `GET /metrics`: this collector's counters, Prometheus text.
+/// `GET /metrics`: this collector's metrics, OpenMetrics text.
 pub async fn metrics(State(st): State<Arc<AppState>>) -> Response {
     let mut r = st.metrics.render().into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4"),
+        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
     );
     r
 }

@@ -64,3 +64,38 @@ impl<'a> Audited<'a> {
         Ok(())
     }
 }
+
+/// One audit entry as listed.
+#[derive(Debug, Clone)]
+pub struct AuditEntry {
+    /// Id (UUIDv7, so id order is time order).
+    pub id: String,
+    /// Time, Unix ms.
+    pub ts_ms: i64,
+    /// Who made the change.
+    pub actor: String,
+    /// What was done (`register_key`).
+    pub action: String,
+    /// On what (`key k_eng`).
+    pub target: String,
+    /// Details, as the JSON text written.
+    pub detail: String,
+}
+
+/// The newest `limit` entries, newest first.
+pub(crate) async fn entries(db: &crate::db::Db, limit: i64) -> Result<Vec<AuditEntry>, DbError> {
+    use crate::db::{get_i64, get_str};
+    let rows = db.fetch("SELECT id, ts_ms, actor, action, target, detail FROM audit_log ORDER BY id DESC LIMIT $1", &[Param::I64(limit)], "reading the audit log").await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        out.push(AuditEntry {
+            id: get_str(r, 0)?,
+            ts_ms: get_i64(r, 1)?,
+            actor: get_str(r, 2)?,
+            action: get_str(r, 3)?,
+            target: get_str(r, 4)?,
+            detail: get_str(r, 5)?,
+        });
+    }
+    Ok(out)
+}

@@ -9,3 +9,5 @@ pub mod learning;
 pub mod orgtree;
 pub mod policy;
 pub mod sessions;
+pub mod tokens;
+pub mod units;
