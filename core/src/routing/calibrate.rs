@@ -597,6 +597,7 @@ mod tests {
             strong_model: None,
             weak_score: Some(weak),
             strong_score: Some(strong),
+            scores: Default::default(),
         }
     }
 
