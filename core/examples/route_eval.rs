@@ -381,7 +381,14 @@ fn reference_section(
                 let c = eval::compare(&test, &Scorer::new(w))?;
                 let mut cells = vec![
                     format!("{:.3}", c.length.apgr),
-                    format!("{:.3} ({:.3}/{})", c.router.apgr, rep.cv_apgr, rep.lambda),
+                    format!(
+                        "{:.3} ({:.3}/{}/{:?}{})",
+                        c.router.apgr,
+                        rep.cv_apgr,
+                        rep.lambda,
+                        rep.features,
+                        if rep.forced { "/forced" } else { "" }
+                    ),
                 ];
                 acc[0] += c.length.apgr / seeds as f64;
                 acc[1] += c.router.apgr / seeds as f64;

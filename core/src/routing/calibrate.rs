@@ -241,6 +241,7 @@ pub fn fit(prompts: &[LabeledPrompt], opts: &FitOptions) -> Result<Weights> {
             bits,
             salt: 0,
             weights: lex,
+            binary: false,
         };
         // Score what the file will hold: the quantized weights.
         let lex = Weights {

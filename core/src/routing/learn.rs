@@ -50,7 +50,7 @@ pub type Row = Vec<(u32, f32)>;
 
 /// The design row of a request.
 pub fn design_row(req: &ChatRequest, h: impl Into<lexical::Hashing>) -> Row {
-    design_row_with(req, h, FeatureSet::All)
+    design_row_with(req, h, FeatureSet::All, false)
 }
 
 /// Which structural features a calibration fits beside the n-grams.
@@ -63,10 +63,20 @@ pub enum FeatureSet {
     All,
 }
 
-/// The design row of a request with the given structural features.
-pub fn design_row_with(req: &ChatRequest, h: impl Into<lexical::Hashing>, set: FeatureSet) -> Row {
+/// The design row of a request with the given structural features, binary
+/// ([`lexical::sparse_terms_binary`]) or counted term values.
+pub fn design_row_with(
+    req: &ChatRequest,
+    h: impl Into<lexical::Hashing>,
+    set: FeatureSet,
+    binary: bool,
+) -> Row {
     let h = h.into();
-    let mut v = lexical::sparse_terms(req, h);
+    let mut v = if binary {
+        lexical::sparse_terms_binary(req, h)
+    } else {
+        lexical::sparse_terms(req, h)
+    };
     let nb = 1u32 << h.bits;
     let f = features::extract(req);
     let k = match set {
@@ -154,6 +164,7 @@ impl Ridge {
                 bits: self.bits,
                 salt,
                 weights: self.beta[..nb].iter().map(|x| *x as f32).collect(),
+                binary: false,
             }),
         };
         // What the file holds: quantized n-gram weights.
@@ -545,7 +556,7 @@ pub fn calibrate(
     for set in [FeatureSet::Length, FeatureSet::All] {
         let rows: Vec<Row> = prompts
             .iter()
-            .map(|p| design_row_with(&p.request, opts.bits, set))
+            .map(|p| design_row_with(&p.request, opts.bits, set, true))
             .collect();
         let oof = oof_ridge(&rows, &y, &fold, opts.folds, opts.bits, &lambdas);
         let (li, err) = oof
@@ -606,7 +617,7 @@ pub fn calibrate(
         models,
     };
     let fit = json!({
-        "method": "ridge regression of strong_score - weak_score on hashed word 1-2-grams (count/sqrt(terms)) + log length or all structural features, penalty and feature set by k-fold cross-validation (out-of-fold squared error)",
+        "method": "ridge regression of strong_score - weak_score on hashed word 1-2-grams (binary: 1/sqrt(distinct terms)) + log length or all structural features, penalty and feature set by k-fold cross-validation (out-of-fold squared error)",
         "bits": opts.bits,
         "lambda": lambda,
         "features": set,
@@ -627,6 +638,9 @@ pub fn calibrate(
         Chosen::Fit => {
             let model = ridge(&rows, &y, &vec![1.0; rows.len()], opts.bits, lambda, None);
             let mut w = model.to_weights(opts.description.clone(), fit)?;
+            if let Some(l) = w.lexical.as_mut() {
+                l.binary = true;
+            }
             set_thresholds(
                 &mut w,
                 prompts.iter().map(|p| &p.request),
