@@ -614,9 +614,9 @@ fn calibrate_section(
 ) -> Result<(), Box<dyn std::error::Error>> {
     println!("### route calibrate on a share of the file, scored on the rest\n");
     println!(
-        "| split | test n | CV APGR (inside the train part) | test APGR | length APGR | test strong share for 95% Q | length | CPT50 / CPT80 |"
+        "| split | test n | CV APGR (inside the train part) | test APGR | length APGR | test strong share for 95% Q | length | CPT50 / CPT80 | CV builtin / length | written, features, penalty |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for holdout in [Holdout::Random, Holdout::SubjectOrRow, Holdout::Source] {
         for frac in [0.1, 0.3] {
             let mut acc = [0.0; 4];
@@ -639,7 +639,14 @@ fn calibrate_section(
                     Some(rep.cv_apgr),
                     &c.router,
                     &c.length,
-                    "",
+                    &format!(
+                        " {:.3} / {:.3} | {:?}, {:?}, λ {} |",
+                        rep.cv_builtin_apgr,
+                        rep.cv_length_apgr,
+                        rep.chosen,
+                        rep.features,
+                        rep.lambda
+                    ),
                 );
                 for (a, v) in acc.iter_mut().zip([
                     c.router.apgr,
@@ -651,7 +658,7 @@ fn calibrate_section(
                 }
             }
             println!(
-                "| **{holdout:?} {:.0}%, mean of {seeds}** | | | **{:.3}** | {:.3} | **{}** | {} | |",
+                "| **{holdout:?} {:.0}%, mean of {seeds}** | | | **{:.3}** | {:.3} | **{}** | {} | | | |",
                 100.0 * frac,
                 acc[0],
                 acc[1],
