@@ -18,6 +18,10 @@
 //! first half of a split logged as production logs it (the builtin router, explore 0.1 /
 //! 0.2 uniformly among tiers, only the chosen arm's outcome, salted features), scored on the
 //! second half with both labels; random and subject_or_row splits.
+//! `--reference`: `route calibrate` (its fit, forced) beside the plain reference
+//! (ridge of strong − weak on hashed word 1-2-grams + log length, penalty by 5-fold CV) and
+//! variants (binary terms, all features, per-model logistic fits), random and
+//! subject_or_row splits at 10% / 30%; `REF_VARIANTS=ref,ref_bin,...` picks the variants.
 //! Without a section flag, the first three. `--write-builtin PATH` fits the builtin weights on
 //! the whole file and writes them.
 
