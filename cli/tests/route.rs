@@ -86,7 +86,17 @@ fn calibrate_eval_score_round_trip() {
     let (ok, out, err) = run(&args);
     assert!(ok, "{out}\n{err}");
     assert!(
-        out.contains("cross-validated on this file: APGR") && out.contains("length-only"),
+        out.contains("cross-validated on this file (mean over the folds): APGR")
+            && out.contains("builtin weights")
+            && out.contains("length-only"),
+        "{out}"
+    );
+    // No harm: the fit is written only when it beats both on the same folds, and the
+    // output says which was written.
+    assert!(
+        out.contains("writing it")
+            || out.contains("writing the builtin weights instead")
+            || out.contains("writing a length-only rule instead"),
         "{out}"
     );
     assert!(out.contains("held-out part"), "{out}");
@@ -95,6 +105,17 @@ fn calibrate_eval_score_round_trip() {
     let first = std::fs::read_to_string(w).unwrap();
     assert!(run(&args).0);
     assert_eq!(std::fs::read_to_string(w).unwrap(), first);
+
+    let forced = d.join("forced.json");
+    let forced = forced.to_str().unwrap();
+    let mut fargs = args.to_vec();
+    fargs[4] = forced;
+    fargs.push("--force");
+    let (ok, out, err) = run(&fargs);
+    assert!(ok, "{out}\n{err}");
+    let fw: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(forced).unwrap()).unwrap();
+    assert_eq!(fw["link"], "gain", "--force writes the fit: {out}");
 
     let (ok, out, err) = run(&[
         "route",

@@ -18,6 +18,10 @@
 //! first half of a split logged as production logs it (the builtin router, explore 0.1 /
 //! 0.2 uniformly among tiers, only the chosen arm's outcome, salted features), scored on the
 //! second half with both labels; random and subject_or_row splits.
+//! `--reference`: `route calibrate` (its fit, forced) beside the plain reference
+//! (ridge of strong − weak on hashed word 1-2-grams + log length, penalty by 5-fold CV) and
+//! variants (binary terms, all features, per-model logistic fits), random and
+//! subject_or_row splits at 10% / 30%; `REF_VARIANTS=ref,ref_bin,...` picks the variants.
 //! Without a section flag, the first three. `--write-builtin PATH` fits the builtin weights on
 //! the whole file and writes them.
 
@@ -40,6 +44,7 @@ fn pct(x: f64) -> String {
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut data = "tests/data/routing/dev.jsonl".to_owned();
     let (mut default, mut cal, mut sim, mut prod) = (false, false, false, false);
+    let mut reference = false;
     let mut write = None;
     let mut seeds = 3u64;
     let mut args = std::env::args().skip(1);
@@ -51,12 +56,13 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             "--calibrate" => cal = true,
             "--simulate" => sim = true,
             "--production" => prod = true,
+            "--reference" => reference = true,
             "--seeds" => seeds = val()?.parse()?,
             "--write-builtin" => write = Some(val()?),
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
-    if !(default || cal || sim || prod || write.is_some()) {
+    if !(default || cal || sim || prod || reference || write.is_some()) {
         (default, cal, sim) = (true, true, true);
     }
     let prompts = load_jsonl(&data)?;
@@ -89,6 +95,335 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     if prod {
         production_section(&prompts, seeds)?;
     }
+    if reference {
+        reference_section(&prompts, seeds)?;
+    }
+    Ok(())
+}
+
+/// How the hashed terms enter a design row.
+#[derive(Clone, Copy, Debug)]
+enum Terms {
+    /// `count / sqrt(terms)` (what the scorer computes).
+    Sqrt,
+    /// 1 per distinct bucket, divided by sqrt(distinct buckets).
+    Binary,
+}
+
+/// A model variant of the reference comparison.
+#[derive(Clone, Debug)]
+struct Variant {
+    name: &'static str,
+    terms: Terms,
+    /// All 18 structural features (else log length only).
+    all_features: bool,
+    /// Structural columns multiplied by this (penalty on them divided by its square).
+    feature_scale: f64,
+    /// Penalty chosen by out-of-fold APGR (else by out-of-fold squared error of the gain).
+    by_apgr: bool,
+    /// Two logistic success models (else one ridge of the gain).
+    logistic: bool,
+    lambdas: Vec<f64>,
+}
+
+fn ref_row(p: &LabeledPrompt, v: &Variant, bits: u8) -> learn::Row {
+    use gaterouter::routing::lexical;
+    let mut row = lexical::sparse_terms(&p.request, bits);
+    if let Terms::Binary = v.terms {
+        let k = 1.0 / (row.len().max(1) as f32).sqrt();
+        row.iter_mut().for_each(|t| t.1 = k);
+    }
+    let nb = 1u32 << bits;
+    let f = gaterouter::routing::features::extract(&p.request);
+    let n = if v.all_features { f.norm.len() } else { 1 };
+    for (j, x) in f.norm.iter().take(n).enumerate() {
+        if *x != 0.0 {
+            row.push((nb + j as u32, (*x * v.feature_scale) as f32));
+        }
+    }
+    row
+}
+
+fn logistic_fit(
+    rows: &[learn::Row],
+    y: &[f64],
+    bits: u8,
+    lambda: f64,
+    warm: Option<&learn::Ridge>,
+) -> learn::Ridge {
+    let sig = |z: f64| 1.0 / (1.0 + (-z).exp());
+    let mean = (y.iter().sum::<f64>() / y.len() as f64).clamp(0.02, 0.98);
+    let mut m = warm.cloned().unwrap_or(learn::Ridge {
+        bits,
+        lambda,
+        bias: (mean / (1.0 - mean)).ln(),
+        beta: vec![0.0; (1usize << bits) + 18],
+    });
+    for _ in 0..6 {
+        let mut z = Vec::with_capacity(rows.len());
+        let mut w = Vec::with_capacity(rows.len());
+        for (r, yi) in rows.iter().zip(y) {
+            let eta = m.predict(r);
+            let p = sig(eta);
+            let wi = (p * (1.0 - p)).max(1e-3);
+            z.push(eta + (yi - p) / wi);
+            w.push(wi);
+        }
+        m = learn::ridge(rows, &z, &w, bits, lambda, Some(&m));
+    }
+    m
+}
+
+/// Fitted predictor of the gain.
+enum Fitted {
+    Gain(learn::Ridge),
+    Two(learn::Ridge, learn::Ridge),
+}
+
+impl Fitted {
+    fn predict(&self, r: &[(u32, f32)]) -> f64 {
+        let sig = |z: f64| 1.0 / (1.0 + (-z).exp());
+        match self {
+            Fitted::Gain(m) => m.predict(r),
+            Fitted::Two(s, w) => sig(s.predict(r)) - sig(w.predict(r)),
+        }
+    }
+}
+
+fn fit_variant(
+    rows: &[learn::Row],
+    weak: &[f64],
+    strong: &[f64],
+    v: &Variant,
+    bits: u8,
+    lambda: f64,
+) -> Fitted {
+    if v.logistic {
+        Fitted::Two(
+            logistic_fit(rows, strong, bits, lambda, None),
+            logistic_fit(rows, weak, bits, lambda, None),
+        )
+    } else {
+        let y: Vec<f64> = strong.iter().zip(weak).map(|(s, w)| s - w).collect();
+        Fitted::Gain(learn::ridge(
+            rows,
+            &y,
+            &vec![1.0; y.len()],
+            bits,
+            lambda,
+            None,
+        ))
+    }
+}
+
+/// Penalty by 5-fold CV, refit on all; returns the model, the lambda and the CV APGR.
+fn cv_variant(
+    rows: &[learn::Row],
+    weak: &[f64],
+    strong: &[f64],
+    v: &Variant,
+    bits: u8,
+    seed: u64,
+) -> Result<(Fitted, f64, f64), Box<dyn std::error::Error>> {
+    let k = 5;
+    let fold = learn::folds(rows.len(), k, seed);
+    let mut oof = vec![vec![0.0; rows.len()]; v.lambdas.len()];
+    for f in 0..k {
+        let tr: Vec<usize> = (0..rows.len()).filter(|i| fold[*i] != f).collect();
+        let trr: Vec<learn::Row> = tr.iter().map(|i| rows[*i].clone()).collect();
+        let trw: Vec<f64> = tr.iter().map(|i| weak[*i]).collect();
+        let trs: Vec<f64> = tr.iter().map(|i| strong[*i]).collect();
+        for (li, l) in v.lambdas.iter().enumerate() {
+            let m = fit_variant(&trr, &trw, &trs, v, bits, *l);
+            for i in (0..rows.len()).filter(|i| fold[*i] == f) {
+                oof[li][i] = m.predict(&rows[i]);
+            }
+        }
+    }
+    let mut best = (0, f64::NEG_INFINITY, 0.0);
+    for (li, o) in oof.iter().enumerate() {
+        let apgr = eval::evaluate_scores(o, weak, strong)?.apgr;
+        let crit = if v.by_apgr {
+            apgr
+        } else {
+            -o.iter()
+                .zip(weak.iter().zip(strong))
+                .map(|(p, (w, s))| (s - w - p).powi(2))
+                .sum::<f64>()
+        };
+        if crit > best.1 {
+            best = (li, crit, apgr);
+        }
+    }
+    let lambda = v.lambdas[best.0];
+    Ok((
+        fit_variant(rows, weak, strong, v, bits, lambda),
+        lambda,
+        best.2,
+    ))
+}
+
+/// `route calibrate` against the plain reference and variants (`--reference`).
+fn reference_section(
+    prompts: &[LabeledPrompt],
+    seeds: u64,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let bits = learn::DEFAULT_BITS;
+    let wide = vec![0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0];
+    let only =
+        |s: &str| std::env::var("REF_VARIANTS").map_or(true, |v| v.split(',').any(|x| x == s));
+    let all: Vec<Variant> = vec![
+        Variant {
+            name: "ref",
+            terms: Terms::Sqrt,
+            all_features: false,
+            feature_scale: 1.0,
+            by_apgr: false,
+            logistic: false,
+            lambdas: wide.clone(),
+        },
+        Variant {
+            name: "ref_bin",
+            terms: Terms::Binary,
+            all_features: false,
+            feature_scale: 1.0,
+            by_apgr: false,
+            logistic: false,
+            lambdas: wide.clone(),
+        },
+        Variant {
+            name: "ref_apgr",
+            terms: Terms::Sqrt,
+            all_features: false,
+            feature_scale: 1.0,
+            by_apgr: true,
+            logistic: false,
+            lambdas: wide.clone(),
+        },
+        Variant {
+            name: "ours_raw",
+            terms: Terms::Sqrt,
+            all_features: true,
+            feature_scale: 1.0,
+            by_apgr: true,
+            logistic: false,
+            lambdas: learn::DEFAULT_LAMBDAS.to_vec(),
+        },
+        Variant {
+            name: "all_mse",
+            terms: Terms::Sqrt,
+            all_features: true,
+            feature_scale: 1.0,
+            by_apgr: false,
+            logistic: false,
+            lambdas: wide.clone(),
+        },
+        Variant {
+            name: "all_bin_mse",
+            terms: Terms::Binary,
+            all_features: true,
+            feature_scale: 1.0,
+            by_apgr: false,
+            logistic: false,
+            lambdas: wide.clone(),
+        },
+        Variant {
+            name: "all_x3_mse",
+            terms: Terms::Sqrt,
+            all_features: true,
+            feature_scale: 3.0,
+            by_apgr: false,
+            logistic: false,
+            lambdas: wide.clone(),
+        },
+        Variant {
+            name: "all_x10_mse",
+            terms: Terms::Sqrt,
+            all_features: true,
+            feature_scale: 10.0,
+            by_apgr: false,
+            logistic: false,
+            lambdas: wide.clone(),
+        },
+        Variant {
+            name: "logit2",
+            terms: Terms::Sqrt,
+            all_features: false,
+            feature_scale: 1.0,
+            by_apgr: false,
+            logistic: true,
+            lambdas: vec![0.1, 0.3, 1.0, 3.0, 10.0],
+        },
+    ];
+    let variants: Vec<Variant> = all.into_iter().filter(|v| only(v.name)).collect();
+    println!(
+        "### route calibrate vs the issue's plain reference (test APGR; CV APGR / lambda in brackets)\n"
+    );
+    let mut head = "| split | length | ours (calibrate) |".to_owned();
+    for v in &variants {
+        head.push_str(&format!(" {} |", v.name));
+    }
+    println!("{head}");
+    println!("|{}", "---|".repeat(3 + variants.len()));
+    for holdout in [Holdout::Random, Holdout::SubjectOrRow] {
+        for frac in [0.1, 0.3] {
+            let mut acc = vec![0.0; 2 + variants.len()];
+            for seed in 1..=seeds {
+                let (train, test) = eval::split(prompts, holdout, seed, frac);
+                let lab = |ps: &[LabeledPrompt]| -> (Vec<f64>, Vec<f64>) {
+                    ps.iter().map(|p| p.labels().unwrap_or((0.0, 0.0))).unzip()
+                };
+                let (trw, trs) = lab(&train);
+                let (tew, tes) = lab(&test);
+                let (w, rep) = learn::calibrate(
+                    &train,
+                    &CalibrateOptions {
+                        seed,
+                        ..CalibrateOptions::default()
+                    },
+                )?;
+                let c = eval::compare(&test, &Scorer::new(w))?;
+                let mut cells = vec![
+                    format!("{:.3}", c.length.apgr),
+                    format!(
+                        "{:.3} ({:.3}/{}/{:?}{})",
+                        c.router.apgr,
+                        rep.cv_apgr,
+                        rep.lambda,
+                        rep.features,
+                        if rep.forced { "/forced" } else { "" }
+                    ),
+                ];
+                acc[0] += c.length.apgr / seeds as f64;
+                acc[1] += c.router.apgr / seeds as f64;
+                for (vi, v) in variants.iter().enumerate() {
+                    let rows: Vec<learn::Row> = train.iter().map(|p| ref_row(p, v, bits)).collect();
+                    let (m, lambda, cv) = cv_variant(&rows, &trw, &trs, v, bits, seed)?;
+                    let preds: Vec<f64> = test
+                        .iter()
+                        .map(|p| m.predict(&ref_row(p, v, bits)))
+                        .collect();
+                    let r = eval::evaluate_scores(&preds, &tew, &tes)?;
+                    acc[2 + vi] += r.apgr / seeds as f64;
+                    cells.push(format!("{:.3} ({cv:.3}/{lambda})", r.apgr));
+                }
+                println!(
+                    "| {holdout:?} {:.0}%, seed {seed} | {} |",
+                    100.0 * frac,
+                    cells.join(" | ")
+                );
+            }
+            println!(
+                "| **{holdout:?} {:.0}%, mean of {seeds}** | {} |",
+                100.0 * frac,
+                acc.iter()
+                    .map(|a| format!("**{a:.3}**"))
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            );
+        }
+    }
+    println!();
     Ok(())
 }
 
@@ -283,9 +618,9 @@ fn calibrate_section(
 ) -> Result<(), Box<dyn std::error::Error>> {
     println!("### route calibrate on a share of the file, scored on the rest\n");
     println!(
-        "| split | test n | CV APGR (inside the train part) | test APGR | length APGR | test strong share for 95% Q | length | CPT50 / CPT80 |"
+        "| split | test n | CV APGR (inside the train part) | test APGR | length APGR | test strong share for 95% Q | length | CPT50 / CPT80 | CV builtin / length | written, features, penalty |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for holdout in [Holdout::Random, Holdout::SubjectOrRow, Holdout::Source] {
         for frac in [0.1, 0.3] {
             let mut acc = [0.0; 4];
@@ -308,7 +643,14 @@ fn calibrate_section(
                     Some(rep.cv_apgr),
                     &c.router,
                     &c.length,
-                    "",
+                    &format!(
+                        " {:.3} / {:.3} | {:?}, {:?}, λ {} |",
+                        rep.cv_builtin_apgr,
+                        rep.cv_length_apgr,
+                        rep.chosen,
+                        rep.features,
+                        rep.lambda
+                    ),
                 );
                 for (a, v) in acc.iter_mut().zip([
                     c.router.apgr,
@@ -320,7 +662,7 @@ fn calibrate_section(
                 }
             }
             println!(
-                "| **{holdout:?} {:.0}%, mean of {seeds}** | | | **{:.3}** | {:.3} | **{}** | {} | |",
+                "| **{holdout:?} {:.0}%, mean of {seeds}** | | | **{:.3}** | {:.3} | **{}** | {} | | | |",
                 100.0 * frac,
                 acc[0],
                 acc[1],

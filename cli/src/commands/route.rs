@@ -30,7 +30,11 @@ INPUT FORMAT (JSONL: one JSON object a line, blank lines skipped):
              `mmlu/anatomy`, used by --holdout source / subject_or_row).
   weak_score, strong_score   quality of each model's answer in [0, 1]:
              needed by eval, calibrate and simulate, not by score.
-  weak_model, strong_model   optional, informational.";
+  weak_model, strong_model   optional; name the pair in `scores` below.
+  scores     optional, for more than two models: {\"model\": score, ...} in [0, 1];
+             weak_score/strong_score default to scores[weak_model] and
+             scores[strong_model] (calibrate --weak-model/--strong-model pick
+             another pair), and calibrate reports each model's fit.";
 
 /// Arguments of `route`.
 #[derive(Debug, Args)]
@@ -109,10 +113,13 @@ pub enum RouteAction {
         json: bool,
     },
     /// Fit scorer weights on a labeled JSONL file (ridge regression of strong − weak
-    /// quality on hashed word 1-2-grams + log length + structural features, penalty by
-    /// k-fold cross-validation inside the file) and write them. Prints the
-    /// cross-validated APGR beside length-only on the same file, and with --train-frac
-    /// the figures on the held-out rest.
+    /// quality on hashed word 1-2-grams + log length, or + all structural features;
+    /// penalty and feature set by k-fold cross-validation inside the file) and write
+    /// them. Prints the cross-validated APGR beside the builtin weights' and
+    /// length-only's on the same folds, and with --train-frac the figures on the
+    /// held-out rest. No harm: when the fit does not beat both on the same folds it says
+    /// so and writes the better of them instead (the builtin weights, or a length-only
+    /// rule); --force writes the fit anyway.
     #[command(after_help = FORMAT)]
     Calibrate {
         /// Labeled JSONL file.
@@ -131,6 +138,18 @@ pub enum RouteAction {
         /// Ridge penalties tried, comma-separated.
         #[arg(long, value_delimiter = ',', default_values_t = learn::DEFAULT_LAMBDAS.to_vec())]
         lambdas: Vec<f64>,
+        /// Write the fit even when its cross-validated APGR does not beat the builtin
+        /// weights' and length-only's on the same folds.
+        #[arg(long)]
+        force: bool,
+        /// With a `scores` map: the weak model of the pair to fit (default: each line's
+        /// weak_model).
+        #[arg(long, value_name = "MODEL")]
+        weak_model: Option<String>,
+        /// With a `scores` map: the strong model of the pair to fit (default: each
+        /// line's strong_model).
+        #[arg(long, value_name = "MODEL")]
+        strong_model: Option<String>,
         /// Print the report as one JSON object.
         #[arg(long)]
         json: bool,
@@ -299,6 +318,9 @@ pub fn run(config: Config, args: RouteArgs) -> Result<(), Error> {
                 bits,
                 folds,
                 lambdas,
+                force,
+                weak_model,
+                strong_model,
                 json,
             }),
             _,
@@ -307,11 +329,23 @@ pub fn run(config: Config, args: RouteArgs) -> Result<(), Error> {
                 "calibrating on {} (cross-validating the penalty)",
                 file.display()
             ));
-            let (train, test) = split.apply(load_jsonl(&file)?)?;
+            let mut prompts = load_jsonl(&file)?;
+            for p in &mut prompts {
+                if let Some(m) = &weak_model {
+                    p.weak_model = Some(m.clone());
+                    p.weak_score = p.scores.get(m).copied();
+                }
+                if let Some(m) = &strong_model {
+                    p.strong_model = Some(m.clone());
+                    p.strong_score = p.scores.get(m).copied();
+                }
+            }
+            let (train, test) = split.apply(prompts)?;
             let opts = CalibrateOptions {
                 bits,
                 folds,
                 lambdas,
+                force,
                 seed: split.seed,
                 description: format!(
                     "route calibrate {}{}: {} prompts",
@@ -348,18 +382,46 @@ pub fn run(config: Config, args: RouteArgs) -> Result<(), Error> {
                 return Ok(());
             }
             out!(
-                "fitted on {} prompts: ridge penalty {} chosen by {}-fold cross-validation (bits {bits})",
+                "fitted on {} prompts: n-grams + {}, ridge penalty {} chosen by {}-fold cross-validation (bits {bits})",
                 rep.rows,
+                match rep.features {
+                    learn::FeatureSet::Length => "log length",
+                    learn::FeatureSet::All => "all structural features",
+                },
                 rep.lambda,
                 rep.folds
             );
             out!(
-                "cross-validated on this file: APGR {:.3} (length-only {:.3}), strong share for 95% quality {:.1}% (length-only {:.1}%)",
+                "cross-validated on this file (mean over the folds): APGR {:.3}, builtin weights {:.3}, length-only {:.3}; fit's strong share for 95% quality {:.1}% (length-only {:.1}% on the whole file)",
                 rep.cv_apgr,
-                rep.length_apgr,
+                rep.cv_builtin_apgr,
+                rep.cv_length_apgr,
                 100.0 * rep.cv_share_for_95pct_quality,
                 100.0 * rep.length_share_for_95pct_quality
             );
+            match (rep.chosen, rep.forced) {
+                (learn::Chosen::Fit, false) => {
+                    out!("the fit beats the builtin weights and length-only on the same folds: writing it")
+                }
+                (learn::Chosen::Fit, true) => out!(
+                    "WARNING: the fit does NOT beat the builtin weights and length-only on the same folds; writing it anyway (--force)"
+                ),
+                (learn::Chosen::Builtin, _) => out!(
+                    "the fit does NOT beat the builtin weights and length-only on the same folds: writing the builtin weights instead (--force writes the fit)"
+                ),
+                (learn::Chosen::Length, _) => out!(
+                    "the fit and the builtin weights do NOT beat length-only on the same folds: writing a length-only rule instead (--force writes the fit)"
+                ),
+            }
+            for m in &rep.models {
+                out!(
+                    "model {}: {} prompts, mean score {:.3}, success explained by the request text out of fold (R²) {:.3}",
+                    m.model,
+                    m.rows,
+                    m.mean_score,
+                    m.cv_r2
+                );
+            }
             if let Some(c) = &held {
                 out!(
                     "held-out part ({} prompts, never seen by the fit):",

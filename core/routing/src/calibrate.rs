@@ -241,6 +241,7 @@ pub fn fit(prompts: &[LabeledPrompt], opts: &FitOptions) -> Result<Weights> {
             bits,
             salt: 0,
             weights: lex,
+            binary: false,
         };
         // Score what the file will hold: the quantized weights.
         let lex = Weights {
@@ -597,6 +598,7 @@ mod tests {
             strong_model: None,
             weak_score: Some(weak),
             strong_score: Some(strong),
+            scores: Default::default(),
         }
     }
 

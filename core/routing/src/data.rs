@@ -4,6 +4,12 @@
 //! `{"id", "source", "messages": [...], "weak_model", "strong_model", "weak_score", "strong_score"}`.
 //! Only `messages` is required; `tools` and `max_tokens` may be given to score a full
 //! request. Scores are needed for evaluation and calibration, not for scoring.
+//!
+//! More than two models (optional, backwards compatible): `"scores": {"model": score, ...}`
+//! gives every candidate's quality in `[0, 1]`. A line then needs no `weak_score` /
+//! `strong_score`: they are read from `scores[weak_model]` and `scores[strong_model]`
+//! (explicit `weak_score` / `strong_score` win). `route calibrate` also fits each model's
+//! success on its own and reports how much of it the request text explains.
 
 use std::io::{BufRead, Write};
 use std::path::Path;
@@ -31,6 +37,9 @@ pub struct LabeledPrompt {
     pub weak_score: Option<f64>,
     /// Quality of the strong model's answer in `[0, 1]`.
     pub strong_score: Option<f64>,
+    /// Quality of every scored model's answer in `[0, 1]`, by model name (the optional
+    /// `scores` map; empty for two-model files).
+    pub scores: std::collections::BTreeMap<String, f64>,
 }
 
 impl LabeledPrompt {
@@ -39,14 +48,19 @@ impl LabeledPrompt {
         self.source.split('/').next().unwrap_or("")
     }
 
-    /// Both scores, or an error naming the prompt.
+    /// Both scores, or an error naming the prompt. Without `weak_score` / `strong_score`
+    /// they are looked up in `scores` under `weak_model` / `strong_model`.
     pub fn labels(&self) -> Result<(f64, f64)> {
-        match (self.weak_score, self.strong_score) {
+        let from_map = |m: &Option<String>| m.as_ref().and_then(|m| self.scores.get(m)).copied();
+        match (
+            self.weak_score.or_else(|| from_map(&self.weak_model)),
+            self.strong_score.or_else(|| from_map(&self.strong_model)),
+        ) {
             (Some(w), Some(s)) => Ok((w, s)),
             _ => Err(Error::InvalidRequest {
                 field: Some("weak_score/strong_score".into()),
                 message: format!(
-                    "prompt `{}` has no weak_score/strong_score: evaluation and calibration need both",
+                    "prompt `{}` has no weak_score/strong_score (nor scores for weak_model/strong_model): evaluation and calibration need both",
                     self.id
                 ),
             }),
@@ -73,6 +87,8 @@ struct Line {
     weak_score: Option<f64>,
     #[serde(default)]
     strong_score: Option<f64>,
+    #[serde(default)]
+    scores: std::collections::BTreeMap<String, f64>,
 }
 
 /// Ids may be strings or numbers in third-party files.
@@ -109,6 +125,13 @@ pub fn parse_line(line: &str, lineno: usize, name: &str) -> Result<LabeledPrompt
             }
         }
     }
+    for (model, v) in &l.scores {
+        if !(0.0..=1.0).contains(v) {
+            return Err(bad(format!(
+                "{name} line {lineno}: scores[{model:?}] {v} is outside [0, 1]: rescale scores to [0, 1]"
+            )));
+        }
+    }
     if l.messages.is_empty() {
         return Err(bad(format!(
             "{name} line {lineno}: messages is empty: give at least one user message"
@@ -130,6 +153,7 @@ pub fn parse_line(line: &str, lineno: usize, name: &str) -> Result<LabeledPrompt
         strong_model: l.strong_model,
         weak_score: l.weak_score,
         strong_score: l.strong_score,
+        scores: l.scores,
     })
 }
 
@@ -224,6 +248,30 @@ mod tests {
         assert_eq!(v[0].labels().expect("labels"), (1.0, 0.0));
         assert_eq!(v[1].id, "7");
         assert!(v[1].labels().is_err());
+    }
+
+    #[test]
+    fn a_scores_map_carries_more_than_two_models() {
+        // Backwards compatible: old lines parse as before (empty map); a `scores` map can
+        // stand in for weak_score/strong_score, and explicit fields win.
+        let text = r#"{"messages": [{"role": "user", "content": "q"}], "weak_model": "a", "strong_model": "c", "scores": {"a": 0.0, "b": 0.5, "c": 1.0}}
+{"messages": [{"role": "user", "content": "q"}], "weak_model": "a", "strong_model": "c", "weak_score": 0.25, "scores": {"a": 0.0, "c": 1.0}}
+{"messages": [{"role": "user", "content": "q"}], "weak_model": "a", "strong_model": "z", "scores": {"a": 0.0}}
+{"messages": [{"role": "user", "content": "q"}], "weak_score": 1.0, "strong_score": 0.0}"#;
+        let v = read_jsonl(text.as_bytes(), "m.jsonl").expect("parses");
+        assert_eq!(v[0].labels().expect("from the map"), (0.0, 1.0));
+        assert_eq!(v[0].scores.len(), 3);
+        assert_eq!(v[1].labels().expect("explicit wins"), (0.25, 1.0));
+        assert!(v[2].labels().is_err(), "no score for the strong model");
+        assert!(v[3].scores.is_empty());
+        assert_eq!(v[3].labels().expect("two-model line"), (1.0, 0.0));
+        let e = read_jsonl(
+            r#"{"messages": [{"role": "user", "content": "q"}], "scores": {"a": 2.0}}"#.as_bytes(),
+            "m.jsonl",
+        )
+        .expect_err("out of range")
+        .to_string();
+        assert!(e.contains("scores") && e.contains("[0, 1]"), "{e}");
     }
 
     #[test]

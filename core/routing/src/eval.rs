@@ -501,6 +501,7 @@ mod tests {
             strong_model: None,
             weak_score: Some(w),
             strong_score: Some(s),
+            scores: Default::default(),
         };
         // source a: gains +1, 0 ; source b: gains 0, 0 -> subject oracle sends a first
         let ps = vec![
@@ -539,6 +540,7 @@ mod tests {
             strong_model: None,
             weak_score: Some(0.0),
             strong_score: Some(1.0),
+            scores: Default::default(),
         };
         let srcs = [
             "gsm8k",

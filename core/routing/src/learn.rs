@@ -29,8 +29,11 @@ use crate::types::ChatRequest;
 
 /// Hashed n-gram buckets `2^14`: 22 KB in the weights file.
 pub const DEFAULT_BITS: u8 = 14;
-/// Ridge penalties tried by cross-validation (per unit of row weight; rows weigh 1 on average).
-pub const DEFAULT_LAMBDAS: [f64; 6] = [0.003, 0.01, 0.03, 0.1, 0.3, 1.0];
+/// Ridge penalties tried by cross-validation (per unit of row weight; rows weigh 1 on
+/// average). Wide on purpose: on a few hundred outcomes with little per-request signal the
+/// best penalty is large (30-300 on the dev file); the grid used to stop at 1, and the
+/// fits it allowed overfitted (bench/RESULTS.md).
+pub const DEFAULT_LAMBDAS: [f64; 8] = [0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0];
 /// Cross-validation folds.
 pub const DEFAULT_FOLDS: usize = 5;
 
@@ -47,11 +50,40 @@ pub type Row = Vec<(u32, f32)>;
 
 /// The design row of a request.
 pub fn design_row(req: &ChatRequest, h: impl Into<lexical::Hashing>) -> Row {
+    design_row_with(req, h, FeatureSet::All, false)
+}
+
+/// Which structural features a calibration fits beside the n-grams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeatureSet {
+    /// Log length only (the plain reference: n-grams + log length).
+    Length,
+    /// All structural features.
+    All,
+}
+
+/// The design row of a request with the given structural features, binary
+/// ([`lexical::sparse_terms_binary`]) or counted term values.
+pub fn design_row_with(
+    req: &ChatRequest,
+    h: impl Into<lexical::Hashing>,
+    set: FeatureSet,
+    binary: bool,
+) -> Row {
     let h = h.into();
-    let mut v = lexical::sparse_terms(req, h);
+    let mut v = if binary {
+        lexical::sparse_terms_binary(req, h)
+    } else {
+        lexical::sparse_terms(req, h)
+    };
     let nb = 1u32 << h.bits;
     let f = features::extract(req);
-    for (j, x) in f.norm.iter().enumerate() {
+    let k = match set {
+        FeatureSet::Length => 1,
+        FeatureSet::All => N_FEATURES,
+    };
+    for (j, x) in f.norm.iter().take(k).enumerate() {
         if *x != 0.0 {
             v.push((nb + j as u32, *x as f32));
         }
@@ -132,6 +164,7 @@ impl Ridge {
                 bits: self.bits,
                 salt,
                 weights: self.beta[..nb].iter().map(|x| *x as f32).collect(),
+                binary: false,
             }),
         };
         // What the file holds: quantized n-gram weights.
@@ -287,6 +320,9 @@ pub struct CalibrateOptions {
     pub heavy_share: f64,
     /// Free text stored in the weights file.
     pub description: String,
+    /// Return the fit even when its cross-validated APGR does not beat the builtin
+    /// weights' and length-only's on the same folds (see [`calibrate`]).
+    pub force: bool,
 }
 
 impl Default for CalibrateOptions {
@@ -299,8 +335,35 @@ impl Default for CalibrateOptions {
             light_share: 0.4,
             heavy_share: 0.3,
             description: String::new(),
+            force: false,
         }
     }
+}
+
+/// Which weights [`calibrate`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Chosen {
+    /// The fitted weights.
+    Fit,
+    /// The builtin weights (the fit did not beat them on the same folds).
+    Builtin,
+    /// A length-only rule (the fit and the builtin weights did not beat it).
+    Length,
+}
+
+/// One model's success fitted on its own (files with a `scores` map of several models).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelFit {
+    /// Model name (key of `scores`).
+    pub model: String,
+    /// Prompts with a score for it.
+    pub rows: usize,
+    /// Its mean score.
+    pub mean_score: f64,
+    /// Share of the score variance the fit explains out of fold (1 − CV MSE / variance;
+    /// 0 or less: the request text tells nothing about this model's success).
+    pub cv_r2: f64,
 }
 
 /// Honest figures of a calibration, all measured inside the given file.
@@ -310,18 +373,33 @@ pub struct CalibrationReport {
     pub rows: usize,
     /// Penalty chosen.
     pub lambda: f64,
+    /// Structural features chosen beside the n-grams.
+    pub features: FeatureSet,
     /// Folds.
     pub folds: usize,
-    /// Cross-validated (out-of-fold) APGR of the chosen penalty.
+    /// Cross-validated APGR of the chosen fit: the mean over the folds of each held-out
+    /// fold's APGR.
     pub cv_apgr: f64,
-    /// Out-of-fold strong share for 95% of always-strong quality.
+    /// Out-of-fold strong share for 95% of always-strong quality (folds pooled).
     pub cv_share_for_95pct_quality: f64,
-    /// Length-only (characters) APGR on the same prompts.
+    /// Length-only (characters) APGR on the same folds (mean over the folds).
+    pub cv_length_apgr: f64,
+    /// The builtin weights' APGR on the same folds (mean over the folds).
+    pub cv_builtin_apgr: f64,
+    /// Length-only (characters) APGR on the whole file.
     pub length_apgr: f64,
-    /// Length-only strong share for 95% quality on the same prompts.
+    /// Length-only strong share for 95% quality on the whole file.
     pub length_share_for_95pct_quality: f64,
-    /// `(lambda, out-of-fold APGR)` for every penalty tried.
+    /// `(lambda, out-of-fold squared error of the gain per row)` for every penalty tried
+    /// with the chosen features.
     pub per_lambda: Vec<(f64, f64)>,
+    /// What was returned: the fit only when it beats both baselines (or `force`).
+    pub chosen: Chosen,
+    /// True when the fit was returned although it did not beat both baselines.
+    pub forced: bool,
+    /// Per-model success fits when the file scores more than the weak/strong pair.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<ModelFit>,
 }
 
 fn check_bits(bits: u8) -> Result<()> {
@@ -346,9 +424,83 @@ fn check_lambdas(l: &[f64]) -> Result<()> {
     Ok(())
 }
 
-/// Fit gain weights on labeled prompts (both models' scores needed): cross-validate every
-/// penalty, refit on all prompts with the best, set the thresholds at the prompts' score
-/// quantiles. Returns the weights and the cross-validated figures.
+/// Out-of-fold predictions of ridge fits of `y` for every penalty (largest first, each
+/// fit warm-starting the next), fitted only on the other folds' rows.
+fn oof_ridge(
+    rows: &[Row],
+    y: &[f64],
+    fold: &[usize],
+    k: usize,
+    bits: u8,
+    lambdas: &[f64],
+) -> Vec<Vec<f64>> {
+    let mut oof = vec![vec![0.0; rows.len()]; lambdas.len()];
+    for f in 0..k {
+        let train: Vec<usize> = (0..rows.len()).filter(|i| fold[*i] != f).collect();
+        let tr_rows: Vec<Row> = train.iter().map(|i| rows[*i].clone()).collect();
+        let tr_y: Vec<f64> = train.iter().map(|i| y[*i]).collect();
+        let tr_s = vec![1.0; train.len()];
+        let mut warm: Option<Ridge> = None;
+        for (li, lambda) in lambdas.iter().enumerate() {
+            let m = ridge(&tr_rows, &tr_y, &tr_s, bits, *lambda, warm.as_ref());
+            for i in (0..rows.len()).filter(|i| fold[*i] == f) {
+                oof[li][i] = m.predict(&rows[i]);
+            }
+            warm = Some(m);
+        }
+    }
+    oof
+}
+
+/// Mean over the folds of each fold's APGR (folds where the strong model is not better
+/// on average are left out; `None` if none is left).
+fn fold_apgr(
+    scores: &[f64],
+    weak: &[f64],
+    strong: &[f64],
+    fold: &[usize],
+    k: usize,
+) -> Option<f64> {
+    let mut sum = 0.0;
+    let mut n = 0usize;
+    for f in 0..k {
+        let idx: Vec<usize> = (0..scores.len()).filter(|i| fold[*i] == f).collect();
+        let pick = |v: &[f64]| idx.iter().map(|i| v[*i]).collect::<Vec<f64>>();
+        if let Ok(r) = eval::evaluate_scores(&pick(scores), &pick(weak), &pick(strong)) {
+            sum += r.apgr;
+            n += 1;
+        }
+    }
+    (n > 0).then(|| sum / n as f64)
+}
+
+/// A length-only rule as weights: `sigmoid(log length)`, monotone in estimated tokens;
+/// what [`calibrate`] returns when neither the fit nor the builtin weights beat length.
+pub fn length_only_weights(description: String) -> Result<Weights> {
+    let mut w = Weights::builtin()?;
+    w.weights = [0.0; N_FEATURES];
+    w.weights[features::Feature::Tokens as usize] = 4.0;
+    w.bias = -2.0;
+    w.link = Link::Logistic;
+    w.lexical = None;
+    w.description = description;
+    w.fit = json!({"method": "length only: score rises with the estimated prompt tokens"});
+    Ok(w)
+}
+
+/// Fit gain weights on labeled prompts (both models' scores needed).
+///
+/// Ridge regression of `strong − weak` on hashed word 1-2-grams plus either log length
+/// alone or all structural features; the penalty and the feature set are chosen by k-fold
+/// cross-validation (out-of-fold squared error of the gain, which is far less noisy than
+/// out-of-fold APGR on a few hundred rows), then refitted on all prompts; thresholds at
+/// the prompts' score quantiles.
+///
+/// No harm: the chosen fit's cross-validated APGR (mean over the folds) is compared with
+/// the builtin weights' and length-only's APGR on the same folds. Unless it beats both
+/// (or `opts.force`), the better of those two is returned instead (the builtin weights,
+/// or [`length_only_weights`] with thresholds at this file's quantiles), and the report
+/// says so (`chosen`).
 pub fn calibrate(
     prompts: &[LabeledPrompt],
     opts: &CalibrateOptions,
@@ -391,79 +543,175 @@ pub fn calibrate(
         weak.push(w);
         strong.push(s);
     }
-    let rows: Vec<Row> = prompts
-        .iter()
-        .map(|p| design_row(&p.request, opts.bits))
-        .collect();
     let y: Vec<f64> = weak.iter().zip(&strong).map(|(w, s)| s - w).collect();
-    let ones = vec![1.0; rows.len()];
-    let fold = folds(rows.len(), opts.folds, opts.seed);
+    let fold = folds(prompts.len(), opts.folds, opts.seed);
     // Largest penalty first: each fit warm-starts the next smaller one.
     let mut lambdas = opts.lambdas.clone();
     lambdas.sort_by(|a, b| b.total_cmp(a));
     lambdas.dedup();
-    let mut oof = vec![vec![0.0; rows.len()]; lambdas.len()];
-    for k in 0..opts.folds {
-        let train: Vec<usize> = (0..rows.len()).filter(|i| fold[*i] != k).collect();
-        let tr_rows: Vec<Row> = train.iter().map(|i| rows[*i].clone()).collect();
-        let tr_y: Vec<f64> = train.iter().map(|i| y[*i]).collect();
-        let tr_s = vec![1.0; train.len()];
-        let mut warm: Option<Ridge> = None;
-        for (li, lambda) in lambdas.iter().enumerate() {
-            let m = ridge(&tr_rows, &tr_y, &tr_s, opts.bits, *lambda, warm.as_ref());
-            for i in (0..rows.len()).filter(|i| fold[*i] == k) {
-                oof[li][i] = m.predict(&rows[i]);
-            }
-            warm = Some(m);
+    let sq_err =
+        |o: &[f64]| o.iter().zip(&y).map(|(p, t)| (t - p).powi(2)).sum::<f64>() / y.len() as f64;
+    // (features, rows, out-of-fold predictions per lambda, best lambda index, its error)
+    let mut best: Option<(FeatureSet, Vec<Row>, Vec<Vec<f64>>, usize, f64)> = None;
+    for set in [FeatureSet::Length, FeatureSet::All] {
+        let rows: Vec<Row> = prompts
+            .iter()
+            .map(|p| design_row_with(&p.request, opts.bits, set, true))
+            .collect();
+        let oof = oof_ridge(&rows, &y, &fold, opts.folds, opts.bits, &lambdas);
+        let (li, err) = oof
+            .iter()
+            .map(|o| sq_err(o))
+            .enumerate()
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .unwrap_or((0, f64::INFINITY));
+        // The richer set must earn its place: ties keep log length alone.
+        if best.as_ref().is_none_or(|b| err < b.4) {
+            best = Some((set, rows, oof, li, err));
         }
     }
-    let mut per_lambda = Vec::with_capacity(lambdas.len());
-    let mut best = (0usize, f64::NEG_INFINITY);
-    for (li, lambda) in lambdas.iter().enumerate() {
-        let r = eval::evaluate_scores(&oof[li], &weak, &strong)?;
-        per_lambda.push((*lambda, r.apgr));
-        if r.apgr > best.1 {
-            best = (li, r.apgr);
-        }
-    }
-    let lambda = lambdas[best.0];
-    let cv = eval::evaluate_scores(&oof[best.0], &weak, &strong)?;
+    let Some((set, rows, oof, li, _)) = best else {
+        return Err(bad("lambdas", "no penalty to try".into()));
+    };
+    let per_lambda: Vec<(f64, f64)> = lambdas
+        .iter()
+        .zip(&oof)
+        .map(|(l, o)| (*l, sq_err(o)))
+        .collect();
+    let lambda = lambdas[li];
+    let pooled = eval::evaluate_scores(&oof[li], &weak, &strong)?;
     let lengths: Vec<f64> = prompts.iter().map(eval::length_score).collect();
     let length = eval::evaluate_scores(&lengths, &weak, &strong)?;
-    let model = ridge(&rows, &y, &ones, opts.bits, lambda, None);
+    let builtin = Scorer::builtin()?;
+    let builtin_scores: Vec<f64> = prompts
+        .iter()
+        .map(|p| builtin.score_only(&p.request))
+        .collect();
+    let cv_apgr = fold_apgr(&oof[li], &weak, &strong, &fold, opts.folds).unwrap_or(pooled.apgr);
+    let cv_length = fold_apgr(&lengths, &weak, &strong, &fold, opts.folds).unwrap_or(length.apgr);
+    let cv_builtin =
+        fold_apgr(&builtin_scores, &weak, &strong, &fold, opts.folds).unwrap_or(f64::NEG_INFINITY);
+    let fit_wins = cv_apgr > cv_length && cv_apgr > cv_builtin;
+    let chosen = if fit_wins || opts.force {
+        Chosen::Fit
+    } else if cv_builtin >= cv_length {
+        Chosen::Builtin
+    } else {
+        Chosen::Length
+    };
+    let models = per_model_fits(prompts, &rows, &fold, opts, lambda);
     let report = CalibrationReport {
         rows: rows.len(),
         lambda,
+        features: set,
         folds: opts.folds,
-        cv_apgr: cv.apgr,
-        cv_share_for_95pct_quality: cv.share_for_95pct_quality,
+        cv_apgr,
+        cv_share_for_95pct_quality: pooled.share_for_95pct_quality,
+        cv_length_apgr: cv_length,
+        cv_builtin_apgr: cv_builtin,
         length_apgr: length.apgr,
         length_share_for_95pct_quality: length.share_for_95pct_quality,
         per_lambda: per_lambda.clone(),
+        chosen,
+        forced: opts.force && !fit_wins,
+        models,
     };
     let fit = json!({
-        "method": "ridge regression of strong_score - weak_score on hashed word 1-2-grams + structural features (log length first), penalty by k-fold cross-validation (out-of-fold APGR)",
+        "method": "ridge regression of strong_score - weak_score on hashed word 1-2-grams (binary: 1/sqrt(distinct terms)) + log length or all structural features, penalty and feature set by k-fold cross-validation (out-of-fold squared error)",
         "bits": opts.bits,
         "lambda": lambda,
+        "features": set,
         "folds": opts.folds,
         "seed": opts.seed,
         "rows": rows.len(),
-        "cv_apgr": cv.apgr,
-        "cv_share_for_95pct_quality": cv.share_for_95pct_quality,
+        "cv_apgr": cv_apgr,
+        "cv_length_apgr": cv_length,
+        "cv_builtin_apgr": cv_builtin,
+        "cv_share_for_95pct_quality": pooled.share_for_95pct_quality,
         "length_apgr": length.apgr,
-        "per_lambda": per_lambda,
+        "per_lambda_cv_squared_error": per_lambda,
         "light_share": opts.light_share,
         "heavy_share": opts.heavy_share,
+        "forced": report.forced,
     });
-    let mut w = model.to_weights(opts.description.clone(), fit)?;
-    set_thresholds(
-        &mut w,
-        prompts.iter().map(|p| &p.request),
-        opts.light_share,
-        opts.heavy_share,
-    );
+    let w = match chosen {
+        Chosen::Fit => {
+            let model = ridge(&rows, &y, &vec![1.0; rows.len()], opts.bits, lambda, None);
+            let mut w = model.to_weights(opts.description.clone(), fit)?;
+            if let Some(l) = w.lexical.as_mut() {
+                l.binary = true;
+            }
+            set_thresholds(
+                &mut w,
+                prompts.iter().map(|p| &p.request),
+                opts.light_share,
+                opts.heavy_share,
+            );
+            w
+        }
+        Chosen::Builtin => builtin.weights().clone(),
+        Chosen::Length => {
+            let mut w = length_only_weights(format!(
+                "{} (length-only: the fit and the builtin weights did not beat it on this file's folds)",
+                opts.description
+            ))?;
+            set_thresholds(
+                &mut w,
+                prompts.iter().map(|p| &p.request),
+                opts.light_share,
+                opts.heavy_share,
+            );
+            w
+        }
+    };
     w.validate("calibrated weights")?;
     Ok((w, report))
+}
+
+/// Each model's success fitted on its own (ridge on the same design rows and penalty),
+/// for files whose prompts carry a `scores` map: out-of-fold R² per model.
+fn per_model_fits(
+    prompts: &[LabeledPrompt],
+    rows: &[Row],
+    fold: &[usize],
+    opts: &CalibrateOptions,
+    lambda: f64,
+) -> Vec<ModelFit> {
+    let mut names: Vec<&str> = prompts
+        .iter()
+        .flat_map(|p| p.scores.keys().map(String::as_str))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    let mut out = Vec::new();
+    for name in names {
+        let idx: Vec<usize> = (0..prompts.len())
+            .filter(|i| prompts[*i].scores.contains_key(name))
+            .collect();
+        if idx.len() < 2 * opts.folds {
+            continue;
+        }
+        let r: Vec<Row> = idx.iter().map(|i| rows[*i].clone()).collect();
+        let y: Vec<f64> = idx.iter().map(|i| prompts[*i].scores[name]).collect();
+        let f: Vec<usize> = idx.iter().map(|i| fold[*i]).collect();
+        let oof = oof_ridge(&r, &y, &f, opts.folds, opts.bits, &[lambda]);
+        let n = y.len() as f64;
+        let mean = y.iter().sum::<f64>() / n;
+        let var = y.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+        let mse = oof[0]
+            .iter()
+            .zip(&y)
+            .map(|(p, t)| (t - p).powi(2))
+            .sum::<f64>()
+            / n;
+        out.push(ModelFit {
+            model: name.to_owned(),
+            rows: idx.len(),
+            mean_score: mean,
+            cv_r2: if var > 0.0 { 1.0 - mse / var } else { 0.0 },
+        });
+    }
+    out
 }
 
 /// Thresholds at score quantiles: `light_share` of the requests below `standard`,
@@ -625,6 +873,7 @@ mod tests {
             strong_model: None,
             weak_score: Some(weak),
             strong_score: Some(strong),
+            scores: Default::default(),
         }
     }
 
@@ -688,6 +937,9 @@ mod tests {
         // 10% of the labels flipped: a perfect router of the topic reaches about 0.7
         assert!(rep.cv_apgr > 0.65, "{rep:?}");
         assert!(rep.cv_apgr > rep.length_apgr + 0.1, "{rep:?}");
+        assert!(rep.cv_apgr > rep.cv_builtin_apgr + 0.1, "{rep:?}");
+        assert_eq!(rep.chosen, Chosen::Fit);
+        assert!(rep.models.is_empty(), "two-model file");
         assert_eq!(w.link, Link::Gain);
         let s = Scorer::new(w.clone());
         let hard = s.score_only(&ChatRequest::new(
@@ -716,6 +968,165 @@ mod tests {
         let back = Scorer::from_json(&w.to_json()).expect("parses");
         assert!((back.score_only(&ps[0].request) - s.score_only(&ps[0].request)).abs() < 1e-12);
         assert!(w.to_json().len() < 100_000);
+    }
+
+    #[test]
+    fn calibrate_keeps_a_baseline_when_the_text_adds_nothing_to_length() {
+        // The gain is decided by length alone (long prompts need the strong model) and the
+        // words are noise: length-only ranks perfectly, so the fit can at best tie and the
+        // builtin weights or a length-only rule are written instead.
+        let mut rng = SplitMix::new(11);
+        let words = ["alpha", "beta", "gamma", "delta", "omega", "sigma"];
+        let ps: Vec<LabeledPrompt> = (0..300)
+            .map(|i| {
+                let n = 3 + (rng.next_u64() % 60) as usize;
+                let text: Vec<&str> = (0..n)
+                    .map(|_| words[(rng.next_u64() % 6) as usize])
+                    .collect();
+                let long = n > 33;
+                lp(i, "s", &text.join(" "), if long { 0.0 } else { 1.0 }, 1.0)
+            })
+            .collect();
+        let o = CalibrateOptions {
+            bits: 10,
+            ..Default::default()
+        };
+        let (w, rep) = calibrate(&ps, &o).expect("calibrates");
+        assert_ne!(rep.chosen, Chosen::Fit, "{rep:?}");
+        assert!(!rep.forced);
+        assert!(
+            rep.cv_apgr <= rep.cv_length_apgr.max(rep.cv_builtin_apgr),
+            "{rep:?}"
+        );
+        assert!(w.lexical.is_none(), "a baseline has no n-gram weights");
+        // --force writes the fit and says so
+        let (w, rep) = calibrate(
+            &ps,
+            &CalibrateOptions {
+                force: true,
+                ..o.clone()
+            },
+        )
+        .expect("forced");
+        assert_eq!(rep.chosen, Chosen::Fit);
+        assert!(rep.forced);
+        assert_eq!(w.link, Link::Gain);
+    }
+
+    #[test]
+    fn calibrate_keeps_a_baseline_on_noise() {
+        // Labels unrelated to the text: whatever the fit finds is noise, and it does not
+        // beat the builtin weights and length-only on the same folds.
+        let mut rng = SplitMix::new(5);
+        let words = [
+            "river", "tort", "prime", "cell", "poem", "tax", "orbit", "verb",
+        ];
+        let ps: Vec<LabeledPrompt> = (0..400)
+            .map(|i| {
+                let text: Vec<&str> = (0..8)
+                    .map(|_| words[(rng.next_u64() % 8) as usize])
+                    .collect();
+                let weak = if rng.next_f64() < 0.5 { 0.0 } else { 1.0 };
+                lp(i, "s", &text.join(" "), weak, 1.0)
+            })
+            .collect();
+        let (w, rep) = calibrate(
+            &ps,
+            &CalibrateOptions {
+                bits: 10,
+                ..Default::default()
+            },
+        )
+        .expect("calibrates");
+        assert_ne!(rep.chosen, Chosen::Fit, "{rep:?}");
+        assert!(w.lexical.is_none());
+        // the penalty chosen on noise is the largest one tried
+        assert_eq!(rep.lambda, 300.0, "{rep:?}");
+    }
+
+    #[test]
+    fn cross_validation_does_not_leak_across_folds() {
+        // A held-out fold's predictions come only from the other folds: changing the labels
+        // of the rows in fold 0 leaves fold 0's out-of-fold predictions unchanged (and
+        // changes the others').
+        let ps = planted(120);
+        let rows: Vec<Row> = ps.iter().map(|p| design_row(&p.request, 10)).collect();
+        let y: Vec<f64> = ps
+            .iter()
+            .map(|p| p.labels().map_or(0.0, |(w, s)| s - w))
+            .collect();
+        let fold = folds(rows.len(), 5, 3);
+        let a = oof_ridge(&rows, &y, &fold, 5, 10, &[1.0, 0.1]);
+        let mut y2 = y.clone();
+        for i in (0..y.len()).filter(|i| fold[*i] == 0) {
+            y2[i] = 1.0 - y2[i];
+        }
+        let b = oof_ridge(&rows, &y2, &fold, 5, 10, &[1.0, 0.1]);
+        for li in 0..2 {
+            for i in 0..rows.len() {
+                if fold[i] == 0 {
+                    assert_eq!(a[li][i], b[li][i], "row {i} leaked its own label");
+                }
+            }
+            assert!((0..rows.len()).any(|i| fold[i] != 0 && a[li][i] != b[li][i]));
+        }
+    }
+
+    #[test]
+    fn calibrate_fits_each_model_of_a_scores_map() {
+        // Three models: `big` always succeeds, `small` succeeds except on the topic word
+        // "tort", `coin` at random. The pair (small, big) is the gain target; every model
+        // gets its own out-of-fold R².
+        let mut rng = SplitMix::new(3);
+        let ps: Vec<LabeledPrompt> = (0..300)
+            .map(|i| {
+                let hard = rng.next_f64() < 0.5;
+                let topic = if hard { "tort" } else { "lake" };
+                let mut p = lp(
+                    i,
+                    "s",
+                    &format!("Which {topic} fact applies to case number {}?", i % 89),
+                    0.0,
+                    0.0,
+                );
+                p.weak_score = None;
+                p.strong_score = None;
+                p.weak_model = Some("small".into());
+                p.strong_model = Some("big".into());
+                p.scores = [
+                    ("small".to_owned(), if hard { 0.0 } else { 1.0 }),
+                    ("big".to_owned(), 1.0),
+                    (
+                        "coin".to_owned(),
+                        if rng.next_f64() < 0.5 { 0.0 } else { 1.0 },
+                    ),
+                ]
+                .into_iter()
+                .collect();
+                p
+            })
+            .collect();
+        let (w, rep) = calibrate(
+            &ps,
+            &CalibrateOptions {
+                bits: 10,
+                ..Default::default()
+            },
+        )
+        .expect("calibrates");
+        assert_eq!(rep.chosen, Chosen::Fit, "{rep:?}");
+        assert_eq!(w.link, Link::Gain);
+        let r2 = |m: &str| {
+            rep.models
+                .iter()
+                .find(|f| f.model == m)
+                .map(|f| f.cv_r2)
+                .expect("reported")
+        };
+        assert_eq!(rep.models.len(), 3);
+        assert!(r2("small") > 0.8, "{rep:?}");
+        assert!(r2("coin") < 0.1, "{rep:?}");
+        assert_eq!(r2("big"), 0.0, "constant success: nothing to explain");
     }
 
     #[test]

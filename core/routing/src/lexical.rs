@@ -208,6 +208,51 @@ pub fn sparse_terms(req: &ChatRequest, h: impl Into<Hashing>) -> Vec<(u32, f32)>
     out
 }
 
+/// The request's distinct terms as a sparse vector: sorted `(bucket, 1 / sqrt(distinct
+/// buckets))` pairs (binary term values, what `route calibrate` fits).
+pub fn sparse_terms_binary(req: &ChatRequest, h: impl Into<Hashing>) -> Vec<(u32, f32)> {
+    let mut v = sparse_terms(req, h);
+    let k = 1.0 / (v.len().max(1) as f32).sqrt();
+    v.iter_mut().for_each(|t| t.1 = k);
+    v
+}
+
+/// The number of terms and the lexical logit, with counted (`binary == false`: as
+/// [`lexical_logit_terms`]) or binary term values (`Σ weight[bucket] / sqrt(distinct
+/// buckets)` over the distinct buckets, found with a bitset of `2^bits` bits).
+pub fn lexical_logit_terms_with(
+    req: &ChatRequest,
+    h: impl Into<Hashing>,
+    weights: &[f32],
+    binary: bool,
+) -> (usize, f64) {
+    if !binary {
+        return lexical_logit_terms(req, h, weights);
+    }
+    let h = h.into();
+    let mut seen = vec![0u64; (1usize << h.bits.min(31)).div_ceil(64)];
+    let mut sum = 0.0f32;
+    let mut distinct = 0usize;
+    let n = for_each_term(req, h, |b| {
+        let (w, m) = ((b >> 6) as usize, 1u64 << (b & 63));
+        if let Some(word) = seen.get_mut(w) {
+            if *word & m == 0 {
+                *word |= m;
+                distinct += 1;
+                sum += weights.get(b as usize).copied().unwrap_or(0.0);
+            }
+        }
+    });
+    (
+        n,
+        if distinct == 0 {
+            0.0
+        } else {
+            f64::from(sum) / (distinct as f64).sqrt()
+        },
+    )
+}
+
 /// `Σ weight[term] / sqrt(terms)` over the request's terms: the lexical logit.
 pub fn lexical_logit(req: &ChatRequest, h: impl Into<Hashing>, weights: &[f32]) -> f64 {
     lexical_logit_terms(req, h, weights).1
@@ -305,6 +350,25 @@ mod tests {
         assert_ne!(plain, salted);
         let other = sparse_terms(&r, Hashing { bits: 14, salt: 7 });
         assert_ne!(salted, other);
+    }
+
+    #[test]
+    fn binary_values_count_each_bucket_once() {
+        let bits = 8;
+        let w: Vec<f32> = (0..256).map(|i| i as f32 / 256.0).collect();
+        let r = req("the cat the cat the cat");
+        let v = sparse_terms_binary(&r, bits);
+        let k = 1.0 / (v.len() as f32).sqrt();
+        assert!(v.iter().all(|t| (t.1 - k).abs() < 1e-7));
+        let direct: f64 = v.iter().map(|(b, x)| f64::from(w[*b as usize] * x)).sum();
+        let (n, z) = lexical_logit_terms_with(&r, bits, &w, true);
+        assert_eq!(n, 12);
+        assert!((z - direct).abs() < 1e-5, "{z} {direct}");
+        assert_eq!(
+            lexical_logit_terms_with(&r, bits, &w, false),
+            lexical_logit_terms(&r, bits, &w)
+        );
+        assert_eq!(lexical_logit_terms_with(&req(""), bits, &w, true).1, 0.0);
     }
 
     #[test]

@@ -91,7 +91,8 @@ impl Scorer {
             .collect();
         let mut z = self.logit(&f.norm);
         if let Some(lex) = &self.weights.lexical {
-            let (terms, part) = lexical::lexical_logit_terms(req, lex.hashing(), &lex.weights);
+            let (terms, part) =
+                lexical::lexical_logit_terms_with(req, lex.hashing(), &lex.weights, lex.binary);
             z += part;
             features.push(FeatureContribution {
                 name: Cow::Borrowed(LEXICAL_NAME),
@@ -113,7 +114,7 @@ impl Scorer {
     pub fn score_only(&self, req: &ChatRequest) -> f64 {
         let mut z = self.logit(&features::extract(req).norm);
         if let Some(lex) = &self.weights.lexical {
-            z += lexical::lexical_logit(req, lex.hashing(), &lex.weights);
+            z += lexical::lexical_logit_terms_with(req, lex.hashing(), &lex.weights, lex.binary).1;
         }
         self.weights.link.apply(z)
     }
@@ -220,6 +221,7 @@ mod tests {
             bits: 6,
             salt: 0,
             weights: vec![0.5; 64],
+            binary: false,
         });
         let s = Scorer::new(w);
         let req = ChatRequest::new("auto", vec![Message::user("one two three four")]);

@@ -88,6 +88,10 @@ pub struct LexicalWeights {
     pub salt: u64,
     /// One weight per bucket (`len == 2^bits`).
     pub weights: Vec<f32>,
+    /// Term values: 1 per distinct bucket divided by sqrt(distinct buckets) (`true`,
+    /// what `route calibrate` fits), or `count / sqrt(terms)` (`false`, the default and
+    /// what files without the `binary` field mean).
+    pub binary: bool,
 }
 
 /// Largest supported bucket count exponent (2^20 buckets = 1 MB quantized).
@@ -104,6 +108,9 @@ struct LexicalFile {
     scale: f32,
     /// `2^bits` signed bytes, standard base64.
     quantized: String,
+    /// Binary term values (absent: counts).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    binary: bool,
 }
 
 impl LexicalWeights {
@@ -129,6 +136,7 @@ impl LexicalWeights {
             salt: (self.salt != 0).then(|| format!("{:016x}", self.salt)),
             scale,
             quantized: base64::engine::general_purpose::STANDARD.encode(q),
+            binary: self.binary,
         }
     }
 
@@ -178,6 +186,7 @@ impl LexicalWeights {
             bits: f.bits,
             salt,
             weights: q.iter().map(|b| f32::from(*b as i8) * f.scale).collect(),
+            binary: f.binary,
         })
     }
 }
@@ -443,6 +452,7 @@ mod tests {
             bits: 8,
             salt: 0xfeed_0000_0000_0001,
             weights: weights.clone(),
+            binary: false,
         });
         let again = Weights::from_json(&w.to_json()).expect("re-parses");
         let lex = again.lexical.as_ref().expect("lexical kept");
@@ -492,6 +502,7 @@ mod tests {
             bits: 4,
             salt: 0,
             weights: vec![0.5; 16],
+            binary: false,
         });
         let json = w.to_json();
         let e = Weights::from_json(&json.replace("\"bits\": 4", "\"bits\": 5"))
