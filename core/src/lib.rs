@@ -52,8 +52,8 @@ pub mod tokens;
 pub mod types;
 pub mod usage;
 
-pub use client::Client;
-pub use config::Config;
+pub use client::{Cancel, Client, ClientBuilder};
+pub use config::{Config, ConfigSource};
 pub use error::{Error, ErrorInfo, ErrorKind, Result};
 pub use model_id::ModelId;
 pub use stream::{ChatStream, StreamAccumulator};
