@@ -21,6 +21,7 @@
 //! | [`routing`] | complexity scoring, tiers, policies and explained model selection |
 //! | [`usage`] | signed usage records, the durable spool and the batching reporter |
 //! | [`accounts`] | org policies, budgets and reservations shared with the collector |
+//! | [`standalone`] | JSON-in helpers without a client (cost from usage, record signing) the bindings expose |
 //! | [`client`] | [`Client`]: the one entry point that ties config, transport and adapters |
 //!
 //! ```no_run
@@ -47,6 +48,7 @@ pub mod retry;
 pub mod routing;
 mod secret;
 pub mod sse;
+pub mod standalone;
 pub mod stream;
 pub mod tokens;
 pub mod types;
