@@ -294,7 +294,6 @@ class GateRouter {
       }
       throw toError(outcome.error)
     }
-    this._nextId = 1
     this._closed = false
     this.chat = { completions: new Completions(this) }
   }
@@ -305,15 +304,9 @@ class GateRouter {
     }
   }
 
-  _callId() {
-    const id = this._nextId
-    this._nextId = id >= 0xffffffff ? 1 : id + 1
-    return id
-  }
-
   async _chat(json, signal) {
-    const id = this._callId()
-    const text = await withSignal(this._native.chat(json, id), signal, () => this._native.cancel(id))
+    const call = this._native.newCall()
+    const text = await withSignal(this._native.chat(json, call), signal, () => call.cancel())
     const out = unwrap(text, signal)
     this._surfaceRefusals()
     return out
@@ -535,9 +528,7 @@ function cost(usage, options = {}) {
   if (usage === null || typeof usage !== 'object') {
     throw new InvalidRequestError('cost(): `usage` must be an object such as a response\'s usage', { code: 'INVALID_REQUEST', field: 'usage' })
   }
-  const u = { ...usage }
-  if (u.total_tokens === undefined) u.total_tokens = Number(u.prompt_tokens ?? 0) + Number(u.completion_tokens ?? 0)
-  return camelize(unwrap(native.cost(JSON.stringify(u), model, Boolean(batch), Boolean(cacheWrite1h))))
+  return camelize(unwrap(native.cost(JSON.stringify(usage), model, Boolean(batch), Boolean(cacheWrite1h))))
 }
 
 module.exports = {

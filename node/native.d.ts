@@ -10,8 +10,21 @@
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
 /**
+ * One call's cancel handle (the core's [`Cancel`]): made before the call starts, so an
+ * abort can never race it.
+ */
+export declare class NativeCall {
+  /**
+   * Cancel the call: its provider request is dropped and its promise resolves to an
+   * `ABORTED` envelope. Idempotent; harmless once the call has ended.
+   */
+  cancel(): void
+}
+
+/**
  * The native client behind `GateRouter` (index.js). Cheap to share: the core client is
- * an `Arc` and holds one connection pool.
+ * an `Arc` and holds one connection pool. Its lifecycle (calls in flight, their
+ * cancellation, close) is the core's.
  */
 export declare class NativeClient {
   /**
@@ -21,21 +34,18 @@ export declare class NativeClient {
    * message names the field and the fix.
    */
   constructor(configJson?: string | undefined | null, configFile?: string | undefined | null)
+  /** A cancel handle for one `chat` call. */
+  newCall(): NativeCall
   /**
    * Chat: request JSON in, outcome envelope out (`{"ok": ChatCompletion}` or
-   * `{"error": ...}`). `callId` makes the call cancellable with `cancel(callId)`.
+   * `{"error": ...}`); `call.cancel()` aborts it.
    */
-  chat(requestJson: string, callId?: number | undefined | null): Promise<string>
+  chat(requestJson: string, call: NativeCall): Promise<string>
   /**
    * Open a stream. Returns at once; the connection is made by the first `next()`,
    * which also reports any error opening it.
    */
   stream(requestJson: string): NativeStream
-  /**
-   * Cancel the call started with `callId`: its provider request is dropped and its
-   * promise resolves to an `ABORTED` envelope. Unknown (finished) ids are ignored.
-   */
-  cancel(callId: number): void
   /**
    * The routing decision for a request, without calling anything: an envelope of
    * `RouteDecision` (cheap CPU work, so synchronous).
@@ -75,18 +85,14 @@ export declare class NativeClient {
    */
   flush(timeoutMs: number): Promise<string>
   /**
-   * Close the client: abort every in-flight call and stream (they resolve to a
-   * `CLIENT_CLOSED` envelope, as do later calls), let them unwind so their usage
-   * records are written, then drain the usage spool (bounded by
-   * `reporting.shutdown_timeout_ms`) and release the client and its connection pool.
-   * Resolves to an envelope of `DeliveryReport`. Idempotent: a second call resolves at
-   * once with `drained: true`.
+   * Close the client (`Client::close` with no grace): every in-flight call and stream
+   * is aborted (they resolve to a `CLIENT_CLOSED` envelope, as do later calls) and
+   * writes its usage record, then the usage spool is drained (bounded by
+   * `reporting.shutdown_timeout_ms`). Resolves to an envelope of `DeliveryReport`.
+   * Idempotent: a second call resolves with the first one's report.
    */
   close(): Promise<string>
-  /**
-   * Number of calls currently registered for cancellation (for tests: it must go back
-   * to zero, or entries leak).
-   */
+  /** Calls and streams in flight (for tests: it must go back to zero, or calls leak). */
   get pendingCalls(): number
 }
 
@@ -94,8 +100,8 @@ export declare class NativeClient {
 export declare class NativeStream {
   /**
    * Next chunk as an envelope (`{"ok": ChatCompletionChunk}` or `{"error": ...}`), or
-   * `null` after the last chunk; after an error, `null`; after `close()`, `ABORTED`
-   * (`CLIENT_CLOSED` when the client was closed).
+   * `null` after the last chunk or an error; after `close()`, `ABORTED`
+   * (`CLIENT_CLOSED` when the client was closed), then `null`.
    */
   next(): Promise<string | null>
   /** Stop reading: abort a pending `next()` and drop the connection. Idempotent. */
@@ -106,8 +112,8 @@ export declare class NativeStream {
 export declare function coreVersion(): string
 
 /**
- * Cost of a finished call from its usage (JSON, `Usage` shape) with the built-in
- * catalog: an envelope of `Cost`.
+ * Cost of a finished call from its usage (JSON, `Usage` shape; `total_tokens` may be
+ * left out) with the built-in catalog: an envelope of `Cost`.
  */
 export declare function cost(usageJson: string, model: string, batch: boolean, cacheWrite1H: boolean): string
 

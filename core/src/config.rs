@@ -11,7 +11,7 @@
 //! and `base_url`).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -341,7 +341,72 @@ const BUILTINS: &[(&str, ProviderKind, &str, Option<&str>)] = &[
 /// Default `anthropic-version`.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 
+/// Where a config comes from: the one place that reads each kind ([`Config::load`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConfigSource {
+    /// The built-in defaults: built-in providers, API keys from the environment.
+    Default,
+    /// A TOML file.
+    File(PathBuf),
+    /// TOML text; `name` names it in errors (`config (TOML text)`, a resource name).
+    Toml {
+        /// The text.
+        text: String,
+        /// What errors call it.
+        name: String,
+    },
+    /// JSON text in the TOML config's structure (what the Node binding passes).
+    Json(String),
+    /// A JSON value in the TOML config's structure (a Python dict, a JS object).
+    Map(serde_json::Value),
+    /// The file named by the environment variable [`CONFIG_ENV`] when it is set and not
+    /// empty, else the built-in defaults.
+    Env,
+}
+
+/// The environment variable [`ConfigSource::Env`] reads (the CLI's `--config` too).
+pub const CONFIG_ENV: &str = "GATEROUTER_CONFIG";
+
+impl ConfigSource {
+    /// What a binding's constructor takes: at most one of a config (JSON text) and a
+    /// config file; neither is [`ConfigSource::Default`]. Both is a config error at
+    /// `caller` naming the two (`["config", "configFile"]`).
+    pub fn one_of(
+        json: Option<String>,
+        file: Option<PathBuf>,
+        caller: &str,
+        names: [&str; 2],
+    ) -> Result<Self> {
+        match (json, file) {
+            (Some(_), Some(_)) => Err(Error::config(
+                caller,
+                format!("both {} and {} were given", names[0], names[1]),
+                "pass one of them",
+            )),
+            (Some(j), None) => Ok(ConfigSource::Json(j)),
+            (None, Some(f)) => Ok(ConfigSource::File(f)),
+            (None, None) => Ok(ConfigSource::Default),
+        }
+    }
+}
+
 impl Config {
+    /// Load and validate a config from `source`; errors name the file or field and the
+    /// fix.
+    pub fn load(source: ConfigSource) -> Result<Self> {
+        match source {
+            ConfigSource::Default => Ok(Config::default()),
+            ConfigSource::File(path) => Self::from_toml_file(path),
+            ConfigSource::Toml { text, name } => Self::from_toml_str(&text, &name),
+            ConfigSource::Json(text) => Self::from_json_str(&text),
+            ConfigSource::Map(value) => Self::from_json_value(value),
+            ConfigSource::Env => match std::env::var_os(CONFIG_ENV) {
+                Some(path) if !path.is_empty() => Self::from_toml_file(PathBuf::from(path)),
+                _ => Ok(Config::default()),
+            },
+        }
+    }
+
     /// Parse TOML text. `source` names the file in error messages.
     pub fn from_toml_str(text: &str, source: &str) -> Result<Self> {
         let de = toml::Deserializer::parse(text).map_err(|e| toml_error(source, text, &e))?;
@@ -679,6 +744,84 @@ fn fix_for(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn load_reads_each_source() {
+        let toml = "[identity]\napi_key_id = \"k_load\"\n";
+        let id = |c: Config| c.identity.api_key_id;
+        assert_eq!(
+            Config::load(ConfigSource::Default).unwrap(),
+            Config::default()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gr.toml");
+        std::fs::write(&path, toml).unwrap();
+        assert_eq!(
+            id(Config::load(ConfigSource::File(path.clone())).unwrap()).as_deref(),
+            Some("k_load")
+        );
+        let text = ConfigSource::Toml {
+            text: toml.into(),
+            name: "bundled".into(),
+        };
+        assert_eq!(id(Config::load(text).unwrap()).as_deref(), Some("k_load"));
+        let json = r#"{"identity": {"api_key_id": "k_load"}}"#;
+        assert_eq!(
+            id(Config::load(ConfigSource::Json(json.into())).unwrap()).as_deref(),
+            Some("k_load")
+        );
+        let map = serde_json::json!({"identity": {"api_key_id": "k_load"}});
+        assert_eq!(
+            id(Config::load(ConfigSource::Map(map)).unwrap()).as_deref(),
+            Some("k_load")
+        );
+        // Env: the file GATEROUTER_CONFIG names, else the defaults (tests never set it:
+        // setting the environment is not thread-safe).
+        let from_env = Config::load(ConfigSource::Env);
+        match std::env::var_os(CONFIG_ENV) {
+            None => assert_eq!(from_env.unwrap(), Config::default()),
+            Some(p) if p.is_empty() => assert_eq!(from_env.unwrap(), Config::default()),
+            Some(p) => assert_eq!(from_env.ok(), Config::from_toml_file(PathBuf::from(p)).ok()),
+        }
+        // Errors name the source and the field.
+        let bad = ConfigSource::Toml {
+            text: "[identity]\napi_key = 1\n".into(),
+            name: "bundled".into(),
+        };
+        let e = Config::load(bad).unwrap_err().to_string();
+        assert!(e.contains("bundled") && e.contains("identity"), "{e}");
+        let e = Config::load(ConfigSource::File(dir.path().join("missing.toml"))).unwrap_err();
+        assert!(e.to_string().contains("missing.toml"), "{e}");
+    }
+
+    #[test]
+    fn one_of_picks_at_most_one_source() {
+        let names = ["config", "configFile"];
+        assert_eq!(
+            ConfigSource::one_of(None, None, "new GateRouter()", names).unwrap(),
+            ConfigSource::Default
+        );
+        assert_eq!(
+            ConfigSource::one_of(Some("{}".into()), None, "x", names).unwrap(),
+            ConfigSource::Json("{}".into())
+        );
+        assert_eq!(
+            ConfigSource::one_of(None, Some("a.toml".into()), "x", names).unwrap(),
+            ConfigSource::File("a.toml".into())
+        );
+        let e = ConfigSource::one_of(
+            Some("{}".into()),
+            Some("a.toml".into()),
+            "new GateRouter()",
+            names,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("new GateRouter()") && e.contains("both config and configFile were given"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn empty_config_has_builtins() {

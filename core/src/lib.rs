@@ -27,6 +27,7 @@
 //! | [`config`] | plain serde configuration (TOML or a map), validated with field-naming errors | here |
 //! | [`retry`] | bounded, jittered exponential backoff honouring `retry-after` | here |
 //! | [`usage`] | signed usage records, the durable spool and the batching reporter | here |
+//! | [`standalone`] | JSON-in helpers without a client (cost from usage, record signing) the bindings expose | here |
 //! | [`client`] | [`Client`]: the one entry point that ties config, transport and adapters | here |
 //!
 //! ```no_run
@@ -43,6 +44,7 @@ pub mod accounts;
 pub mod client;
 pub mod config;
 pub mod retry;
+pub mod standalone;
 pub mod usage;
 
 // The layers below, each a crate of its own (see the map), under their old paths.
@@ -66,8 +68,8 @@ pub use gaterouter_routing as routing;
 // Used by the modules here as `crate::decision`, `crate::http_reply`, `crate::secret`.
 use gaterouter_types::{decision, http_reply, secret};
 
-pub use client::Client;
-pub use config::Config;
+pub use client::{Cancel, Client, ClientBuilder};
+pub use config::{Config, ConfigSource};
 pub use error::{Error, ErrorInfo, ErrorKind, Result};
 pub use model_id::ModelId;
 pub use stream::{ChatStream, StreamAccumulator};

@@ -419,11 +419,24 @@ impl Recorder {
         sdk: SdkInfo,
         signer: Option<UsageSigner>,
     ) -> Result<Recorder, UsageError> {
+        Self::start_linked(cfg, identity, sdk, signer, LinkState::default())
+    }
+
+    /// [`Recorder::start_with`] with the link state the reporter starts in (an app
+    /// launched in the background, offline): set before the reporter task exists, so it
+    /// never sends a batch the app would not have allowed.
+    pub fn start_linked(
+        cfg: &ReportingConfig,
+        identity: &Identity,
+        sdk: SdkInfo,
+        signer: Option<UsageSigner>,
+        link: LinkState,
+    ) -> Result<Recorder, UsageError> {
         cfg.validate()?;
         let mut spool = None;
         let mut reporter = None;
         let delivery = Arc::new(delivery::Delivery::default());
-        let (link, _) = tokio::sync::watch::channel(LinkState::default());
+        let (link, _) = tokio::sync::watch::channel(link);
         if cfg.mode == ReportingMode::Spool {
             if signer.is_none() {
                 return Err(cfg_err(

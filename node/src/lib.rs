@@ -15,17 +15,16 @@
 //! it once (`JSON.parse` reads the payload in the same pass) and throws a
 //! `GateRouterError` carrying those fields. Why not a custom napi status: a napi
 //! rejection carries only `code` and `message`, so `retryAfter`, `provider` and the rest
-//! would have to be smuggled through the message text. Two codes are the shim's own:
-//! [`ABORTED`] (the call was cancelled; the JS layer turns it into an `AbortError`) and
-//! [`CLIENT_CLOSED`] (`close()` was called). A napi rejection therefore only ever means a
-//! bug in the JS layer (a wrong argument type).
+//! would have to be smuggled through the message text. The core's `CANCELLED` crosses as
+//! [`ABORTED`] (the JS layer turns it into an `AbortError`); `CLIENT_CLOSED` is the
+//! core's too. A napi rejection therefore only ever means a bug in the JS layer (a wrong
+//! argument type).
 //!
-//! ## Cancellation
-//! Every call gets a child of the client's [`CancellationToken`]; the future races it
-//! with `tokio::select!`, so cancelling drops the in-flight provider request (and its
-//! connection). A call is cancelled by id (`cancel(callId)`, the id chosen by the caller
-//! and registered synchronously when the call starts, so an abort can never race the
-//! registration), a stream by its own `close()`, and everything by the client's `close()`.
+//! ## Cancellation and close: the core's
+//! The core tracks every call and stream in flight, cancels them and refuses new ones
+//! after `Client::close`. A call is cancelled through its [`NativeCall`] (the core's
+//! `Cancel`, made synchronously before the call starts, so an abort can never race it),
+//! a stream by its own `close()`, and everything by the client's `close()`.
 //!
 //! ## CPU work
 //! Token counting and cost estimates are pure CPU work whose cost grows with the input
@@ -33,27 +32,20 @@
 //! tokio's blocking pool (`spawn_blocking`), never on the JS thread; the `*Sync` forms
 //! exist for small inputs and scripts.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use gaterouter::{ChatRequest, Client, Config, Error};
+use gaterouter::{Cancel, ChatRequest, ChatStream, Client, Config, ConfigSource, Error, ErrorKind};
 use napi::bindgen_prelude::{PromiseRaw, within_runtime_if_available};
 use napi::{Env, Result as NapiResult};
 use napi_derive::napi;
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
 
-/// Shim-local code: the call was cancelled (AbortSignal, `stream.close()`, `client.close()`).
+/// What JavaScript calls a cancelled call (the core's `CANCELLED`).
 const ABORTED: &str = "ABORTED";
-/// Shim-local code: the client was closed before the call started.
-const CLIENT_CLOSED: &str = "CLIENT_CLOSED";
 /// Shim-local code: a background task died (a bug; never expected).
 const INTERNAL: &str = "INTERNAL";
-/// Longest `close()` waits for aborted calls to unwind (so their records are written
-/// before the usage spool is drained).
-const CLOSE_UNWIND: Duration = Duration::from_secs(2);
 
 /// The `error` half of the outcome envelope (camelCase: it is read by JavaScript).
 #[derive(Serialize)]
@@ -133,7 +125,11 @@ enum Outcome<'a, T: Serialize> {
 fn error_json(e: &Error) -> String {
     let i = e.info();
     let info = ErrorInfo {
-        code: i.code,
+        // A call's own cancellation is an abort to JavaScript (index.js: `AbortError`).
+        code: match i.kind {
+            ErrorKind::Cancelled => ABORTED,
+            _ => i.code,
+        },
         message: i.message,
         retry_after: i.retry_after_ms.map(|ms| ms as f64 / 1000.0),
         provider: i.provider.as_deref(),
@@ -164,26 +160,6 @@ fn local_error_json(code: &str, message: &str) -> String {
     envelope::<()>(Outcome::Error(info))
 }
 
-fn aborted_json() -> String {
-    local_error_json(ABORTED, "the call was aborted")
-}
-
-/// What a cancelled call reports: closing the client (the root token) or its own abort.
-fn cancelled_json(root: &CancellationToken) -> String {
-    if root.is_cancelled() {
-        closed_json()
-    } else {
-        aborted_json()
-    }
-}
-
-fn closed_json() -> String {
-    local_error_json(
-        CLIENT_CLOSED,
-        "the client is closed: create a new GateRouter",
-    )
-}
-
 fn envelope<T: Serialize>(outcome: Outcome<'_, T>) -> String {
     // Serializing our own plain types cannot fail (string keys, finite numbers); keep a
     // well-formed fallback rather than a panic all the same.
@@ -202,40 +178,31 @@ fn result_json<T: Serialize>(r: Result<T, Error>) -> String {
     }
 }
 
-/// In-flight calls that can be cancelled by id. An entry lives from the synchronous start
-/// of a call until its future ends or is dropped ([`CallGuard`]).
-type Calls = Arc<Mutex<HashMap<u32, CancellationToken>>>;
-
-/// Removes a call's entry when its future ends, whether it finished, failed or was dropped.
-struct CallGuard {
-    calls: Calls,
-    id: Option<u32>,
-}
-
-impl Drop for CallGuard {
-    fn drop(&mut self) {
-        if let Some(id) = self.id {
-            self.calls
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&id);
-        }
-    }
-}
-
 /// The native client behind `GateRouter` (index.js). Cheap to share: the core client is
-/// an `Arc` and holds one connection pool.
+/// an `Arc` and holds one connection pool. Its lifecycle (calls in flight, their
+/// cancellation, close) is the core's.
 #[napi]
 #[derive(Debug)]
 pub struct NativeClient {
-    /// `None` once closed (the connection pool is released with the last in-flight call).
-    client: RwLock<Option<Client>>,
-    /// Parent of every call's token: cancelling it aborts everything (`close()`).
-    root: CancellationToken,
-    calls: Calls,
-    /// Open streams, so `close()` can drop them (writing their `cancelled` records)
-    /// before it drains the usage spool. Dead entries are pruned as streams open.
-    streams: Mutex<Vec<Weak<StreamSlot>>>,
+    client: Client,
+}
+
+/// One call's cancel handle (the core's [`Cancel`]): made before the call starts, so an
+/// abort can never race it.
+#[napi]
+#[derive(Debug)]
+pub struct NativeCall {
+    cancel: Cancel,
+}
+
+#[napi]
+impl NativeCall {
+    /// Cancel the call: its provider request is dropped and its promise resolves to an
+    /// `ABORTED` envelope. Idempotent; harmless once the call has ended.
+    #[napi]
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
 }
 
 #[napi]
@@ -249,87 +216,53 @@ impl NativeClient {
         config_json: Option<String>,
         config_file: Option<String>,
     ) -> napi::Result<Self, String> {
-        let config = match (config_json, config_file) {
-            (Some(_), Some(_)) => Err(Error::config(
-                "new GateRouter()",
-                "both config and configFile were given",
-                "pass one of them",
-            )),
-            (Some(j), None) => Config::from_json_str(&j),
-            (None, Some(f)) => Config::from_toml_file(f),
-            (None, None) => Ok(Config::default()),
-        };
+        let source = ConfigSource::one_of(
+            config_json,
+            config_file.map(Into::into),
+            "new GateRouter()",
+            ["config", "configFile"],
+        );
         // The HTTP client is built inside the runtime context so it may bind to it.
-        let sdk = gaterouter::usage::SdkInfo {
-            name: "gaterouter-node".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            language: "node".into(),
-        };
-        let client = config.and_then(|c| within_runtime_if_available(|| Client::with_sdk(c, sdk)));
+        let client = source.and_then(Config::load).and_then(|c| {
+            within_runtime_if_available(|| {
+                Client::builder(c)
+                    .sdk_named("gaterouter-node", env!("CARGO_PKG_VERSION"), "node")
+                    .build()
+            })
+        });
         match client {
-            Ok(client) => Ok(NativeClient {
-                client: RwLock::new(Some(client)),
-                root: CancellationToken::new(),
-                calls: Arc::default(),
-                streams: Mutex::default(),
-            }),
+            Ok(client) => Ok(NativeClient { client }),
             // Constructors cannot resolve to an envelope: a sync throw whose `code` is the
             // kind code and whose message is the envelope's JSON (index.js re-wraps it).
             Err(e) => Err(napi::Error::new(e.kind().code().to_owned(), error_json(&e))),
         }
     }
 
-    fn client(&self) -> Option<Client> {
-        self.client
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    /// Register a call's token synchronously (before any await), under `call_id` if given.
-    fn start_call(&self, call_id: Option<u32>) -> (CancellationToken, CallGuard) {
-        let token = self.root.child_token();
-        if let Some(id) = call_id {
-            self.calls
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(id, token.clone());
+    /// A cancel handle for one `chat` call.
+    #[napi]
+    pub fn new_call(&self) -> NativeCall {
+        NativeCall {
+            cancel: self.client.cancel_handle(),
         }
-        (
-            token,
-            CallGuard {
-                calls: self.calls.clone(),
-                id: call_id,
-            },
-        )
     }
 
     /// Chat: request JSON in, outcome envelope out (`{"ok": ChatCompletion}` or
-    /// `{"error": ...}`). `callId` makes the call cancellable with `cancel(callId)`.
+    /// `{"error": ...}`); `call.cancel()` aborts it.
     #[napi(ts_return_type = "Promise<string>")]
     pub fn chat<'env>(
         &self,
         env: &'env Env,
         request_json: String,
-        call_id: Option<u32>,
+        call: &NativeCall,
     ) -> NapiResult<PromiseRaw<'env, String>> {
-        let client = self.client();
-        let (token, guard) = self.start_call(call_id);
-        let root = self.root.clone();
+        let client = self.client.clone();
+        let cancel = call.cancel.clone();
         env.spawn_future(async move {
-            let _guard = guard;
-            let Some(client) = client else {
-                return Ok(closed_json());
-            };
             let req = match ChatRequest::from_json(&request_json) {
                 Ok(r) => r,
                 Err(e) => return Ok(error_json(&e)),
             };
-            Ok(tokio::select! {
-                biased;
-                _ = token.cancelled() => cancelled_json(&root),
-                r = client.chat(req) => result_json(r),
-            })
+            Ok(result_json(client.chat_cancellable(req, &cancel).await))
         })
     }
 
@@ -337,48 +270,14 @@ impl NativeClient {
     /// which also reports any error opening it.
     #[napi]
     pub fn stream(&self, request_json: String) -> NativeStream {
-        let client = self.client();
-        let token = self.root.child_token();
-        let opened = futures_util::stream::once(async move {
-            let Some(client) = client else {
-                return Err(None);
-            };
-            let req = ChatRequest::from_json(&request_json).map_err(Some)?;
-            client.chat_stream(req).await.map_err(Some)
-        });
-        // One stream of chunks whose first item may be the error opening it
-        // (`None`: the client was closed).
-        let chunks = opened
-            .map(|r| match r {
-                Ok(s) => s.map(|c| c.map_err(Some)).left_stream(),
-                Err(e) => futures_util::stream::once(async move { Err(e) }).right_stream(),
-            })
-            .flatten()
-            .boxed();
-        let inner = Arc::new(tokio::sync::Mutex::new(Some(chunks)));
-        {
-            let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
-            streams.retain(|w| w.strong_count() > 0);
-            streams.push(Arc::downgrade(&inner));
-        }
+        let cancel = self.client.cancel_handle();
+        let chunks = match ChatRequest::from_json(&request_json) {
+            Ok(req) => self.client.chat_stream_lazy(req, &cancel),
+            Err(e) => ChatStream::new(futures_util::stream::once(async move { Err(e) })),
+        };
         NativeStream {
-            inner,
-            token,
-            root: self.root.clone(),
-        }
-    }
-
-    /// Cancel the call started with `callId`: its provider request is dropped and its
-    /// promise resolves to an `ABORTED` envelope. Unknown (finished) ids are ignored.
-    #[napi]
-    pub fn cancel(&self, call_id: u32) {
-        if let Some(token) = self
-            .calls
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&call_id)
-        {
-            token.cancel();
+            chunks: Arc::new(tokio::sync::Mutex::new(chunks)),
+            cancel,
         }
     }
 
@@ -386,10 +285,7 @@ impl NativeClient {
     /// `RouteDecision` (cheap CPU work, so synchronous).
     #[napi]
     pub fn route(&self, request_json: String) -> String {
-        let Some(client) = self.client() else {
-            return closed_json();
-        };
-        result_json(ChatRequest::from_json(&request_json).and_then(|req| client.route(&req)))
+        result_json(ChatRequest::from_json(&request_json).and_then(|req| self.client.route(&req)))
     }
 
     /// Prompt tokens of a request as its model (`auto`: the routed model) bills them: an
@@ -400,12 +296,9 @@ impl NativeClient {
         env: &'env Env,
         request_json: String,
     ) -> NapiResult<PromiseRaw<'env, String>> {
-        let client = self.client();
-        off_thread(env, move || match client {
-            None => closed_json(),
-            Some(c) => {
-                result_json(ChatRequest::from_json(&request_json).and_then(|r| c.count_tokens(&r)))
-            }
+        let c = self.client.clone();
+        off_thread(env, move || {
+            result_json(ChatRequest::from_json(&request_json).and_then(|r| c.count_tokens(&r)))
         })
     }
 
@@ -417,12 +310,9 @@ impl NativeClient {
         env: &'env Env,
         request_json: String,
     ) -> NapiResult<PromiseRaw<'env, String>> {
-        let client = self.client();
-        off_thread(env, move || match client {
-            None => closed_json(),
-            Some(c) => {
-                result_json(ChatRequest::from_json(&request_json).and_then(|r| c.estimate_cost(&r)))
-            }
+        let c = self.client.clone();
+        off_thread(env, move || {
+            result_json(ChatRequest::from_json(&request_json).and_then(|r| c.estimate_cost(&r)))
         })
     }
 
@@ -442,30 +332,21 @@ impl NativeClient {
         source: Option<String>,
         tags_json: Option<String>,
     ) -> String {
-        let Some(client) = self.client() else {
-            return closed_json();
-        };
         let input = feedback_input(record_id, score, label, source, tags_json);
-        result_json(input.and_then(|i| client.feedback(i)).map(|id| id.0))
+        result_json(input.and_then(|i| self.client.feedback(i)).map(|id| id.0))
     }
 
     /// What became of the usage records, now: an envelope of `DeliveryReport`.
     #[napi]
     pub fn usage_status(&self) -> String {
-        match self.client() {
-            None => closed_json(),
-            Some(c) => envelope(Outcome::Ok(&c.usage_status())),
-        }
+        envelope(Outcome::Ok(&self.client.usage_status()))
     }
 
     /// Refusal reasons seen for the first time since the last call: an envelope of a
     /// list of strings (each reason once; the JS side turns them into warnings).
     #[napi]
     pub fn take_refusal_warnings(&self) -> String {
-        match self.client() {
-            None => envelope(Outcome::Ok(&Vec::<String>::new())),
-            Some(c) => envelope(Outcome::Ok(&c.take_refusal_warnings())),
-        }
+        envelope(Outcome::Ok(&self.client.take_refusal_warnings()))
     }
 
     /// Wait (at most `timeoutMs`) until every usage record so far is resolved by the
@@ -477,98 +358,44 @@ impl NativeClient {
         env: &'env Env,
         timeout_ms: f64,
     ) -> NapiResult<PromiseRaw<'env, String>> {
-        let client = self.client();
-        // NaN and negatives mean "do not wait"; the cast saturates at u64::MAX.
-        let timeout = Duration::from_millis(timeout_ms.max(0.0) as u64);
-        env.spawn_future(async move {
-            Ok(match client {
-                None => closed_json(),
-                Some(c) => result_json(c.flush(timeout).await),
-            })
-        })
+        let client = self.client.clone();
+        env.spawn_future(async move { Ok(result_json(client.flush(millis(timeout_ms)).await)) })
     }
 
-    /// Close the client: abort every in-flight call and stream (they resolve to a
-    /// `CLIENT_CLOSED` envelope, as do later calls), let them unwind so their usage
-    /// records are written, then drain the usage spool (bounded by
-    /// `reporting.shutdown_timeout_ms`) and release the client and its connection pool.
-    /// Resolves to an envelope of `DeliveryReport`. Idempotent: a second call resolves at
-    /// once with `drained: true`.
+    /// Close the client (`Client::close` with no grace): every in-flight call and stream
+    /// is aborted (they resolve to a `CLIENT_CLOSED` envelope, as do later calls) and
+    /// writes its usage record, then the usage spool is drained (bounded by
+    /// `reporting.shutdown_timeout_ms`). Resolves to an envelope of `DeliveryReport`.
+    /// Idempotent: a second call resolves with the first one's report.
     #[napi(ts_return_type = "Promise<string>")]
     pub fn close<'env>(&self, env: &'env Env) -> NapiResult<PromiseRaw<'env, String>> {
-        self.root.cancel();
-        let client = self
-            .client
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        let streams: Vec<Arc<StreamSlot>> =
-            std::mem::take(&mut *self.streams.lock().unwrap_or_else(PoisonError::into_inner))
-                .iter()
-                .filter_map(Weak::upgrade)
-                .collect();
-        let calls = self.calls.clone();
-        env.spawn_future(async move {
-            let Some(client) = client else {
-                let done = gaterouter::usage::DeliveryReport::off();
-                return Ok(envelope(Outcome::Ok(&done)));
-            };
-            // Aborted calls drop their request futures on the runtime's workers; wait
-            // (bounded) until they have, and drop every open stream, so that the
-            // `cancelled` records they write are in the spool before it is drained.
-            let unwind = async {
-                for slot in streams {
-                    *slot.lock().await = None;
-                }
-                while !calls
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .is_empty()
-                {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            };
-            let _ = tokio::time::timeout(CLOSE_UNWIND, unwind).await;
-            Ok(result_json(client.shutdown().await))
-        })
+        let client = self.client.clone();
+        env.spawn_future(async move { Ok(result_json(client.close(Duration::ZERO).await)) })
     }
 
-    /// Number of calls currently registered for cancellation (for tests: it must go back
-    /// to zero, or entries leak).
+    /// Calls and streams in flight (for tests: it must go back to zero, or calls leak).
     #[napi(getter)]
     pub fn pending_calls(&self) -> u32 {
-        let n = self
-            .calls
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len();
-        u32::try_from(n).unwrap_or(u32::MAX)
+        u32::try_from(self.client.in_flight()).unwrap_or(u32::MAX)
     }
 }
 
-/// A chunk stream whose items carry either a core error or `None` for "client closed".
-type Chunks =
-    futures_util::stream::BoxStream<'static, Result<gaterouter::ChatChunk, Option<Error>>>;
-
-/// Where a stream's chunks live; `None` once ended, failed or closed (dropping the
-/// chunks drops the connection and writes the usage record).
-type StreamSlot = tokio::sync::Mutex<Option<Chunks>>;
+/// `timeoutMs` as a duration: NaN and negatives mean "do not wait"; the cast saturates.
+fn millis(ms: f64) -> Duration {
+    Duration::from_millis(ms.max(0.0) as u64)
+}
 
 /// A native chat stream: `next()` resolves to chunk envelopes, then `null`.
 #[napi]
 pub struct NativeStream {
-    /// `None` once ended, failed or closed (dropping it drops the connection).
-    inner: Arc<StreamSlot>,
-    /// This stream's token (a child of the client's root).
-    token: CancellationToken,
-    /// The client's root token, to tell `close()` of the client from the stream's own.
-    root: CancellationToken,
+    chunks: Arc<tokio::sync::Mutex<ChatStream>>,
+    cancel: Cancel,
 }
 
 impl std::fmt::Debug for NativeStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NativeStream")
-            .field("cancelled", &self.token.is_cancelled())
+            .field("cancelled", &self.cancel.is_cancelled())
             .finish_non_exhaustive()
     }
 }
@@ -576,40 +403,16 @@ impl std::fmt::Debug for NativeStream {
 #[napi]
 impl NativeStream {
     /// Next chunk as an envelope (`{"ok": ChatCompletionChunk}` or `{"error": ...}`), or
-    /// `null` after the last chunk; after an error, `null`; after `close()`, `ABORTED`
-    /// (`CLIENT_CLOSED` when the client was closed).
+    /// `null` after the last chunk or an error; after `close()`, `ABORTED`
+    /// (`CLIENT_CLOSED` when the client was closed), then `null`.
     #[napi(ts_return_type = "Promise<string | null>")]
     pub fn next<'env>(&self, env: &'env Env) -> NapiResult<PromiseRaw<'env, Option<String>>> {
-        let inner = self.inner.clone();
-        let token = self.token.clone();
-        let root = self.root.clone();
+        let chunks = self.chunks.clone();
         env.spawn_future(async move {
-            let mut guard = tokio::select! {
-                biased;
-                _ = token.cancelled() => return Ok(Some(cancelled_json(&root))),
-                g = inner.lock() => g,
-            };
-            let Some(chunks) = guard.as_mut() else {
-                return Ok(None);
-            };
-            let item = tokio::select! {
-                biased;
-                _ = token.cancelled() => {
-                    *guard = None;
-                    return Ok(Some(cancelled_json(&root)));
-                }
-                item = chunks.next() => item,
-            };
-            Ok(match item {
+            Ok(match chunks.lock().await.next().await {
                 Some(Ok(chunk)) => Some(envelope(Outcome::Ok(&chunk))),
-                Some(Err(e)) => {
-                    *guard = None;
-                    Some(e.map_or_else(closed_json, |e| error_json(&e)))
-                }
-                None => {
-                    *guard = None;
-                    None
-                }
+                Some(Err(e)) => Some(error_json(&e)),
+                None => None,
             })
         })
     }
@@ -617,11 +420,7 @@ impl NativeStream {
     /// Stop reading: abort a pending `next()` and drop the connection. Idempotent.
     #[napi]
     pub fn close(&self) {
-        self.token.cancel();
-        // A pending `next()` holds the lock and drops the stream itself on cancel.
-        if let Ok(mut guard) = self.inner.try_lock() {
-            *guard = None;
-        }
+        self.cancel.cancel();
     }
 }
 
@@ -742,19 +541,15 @@ pub fn estimate_cost_sync(request_json: String) -> String {
     estimate_cost_json(&request_json)
 }
 
-/// Cost of a finished call from its usage (JSON, `Usage` shape) with the built-in
-/// catalog: an envelope of `Cost`.
+/// Cost of a finished call from its usage (JSON, `Usage` shape; `total_tokens` may be
+/// left out) with the built-in catalog: an envelope of `Cost`.
 #[napi]
 pub fn cost(usage_json: String, model: String, batch: bool, cache_write_1h: bool) -> String {
-    let usage = serde_json::from_str::<gaterouter::Usage>(&usage_json).map_err(|e| Error::InvalidRequest {
-        field: Some("usage".into()),
-        message: format!("usage: {e}; pass {{prompt_tokens, completion_tokens, ...}} as in a response's usage"),
-    });
     let opts = gaterouter::pricing::CostOptions {
         batch,
         cache_write_1h,
     };
-    result_json(usage.and_then(|u| gaterouter::pricing::cost(&u, &model, opts)))
+    result_json(gaterouter::standalone::cost_json(&usage_json, &model, opts))
 }
 
 /// Canonical JSON and Ed25519 signature of a usage record (JSON) with the given key
@@ -767,20 +562,11 @@ pub fn sign_record(record_json: String, signing_key: String) -> String {
         canonical: String,
         signature: String,
     }
-    let fail = |m: String| Error::InvalidRequest {
-        field: Some("record".into()),
-        message: m,
-    };
-    let signed = serde_json::from_str::<gaterouter::usage::UsageRecord>(&record_json)
-        .map_err(|e| fail(format!("record: {e}")))
-        .and_then(|record| {
-            let signer = gaterouter::usage::UsageSigner::from_key_text(&signing_key, "signing_key")
-                .map_err(|e| fail(e.to_string()))?;
-            signer.sign_record(&record).map_err(|e| fail(e.to_string()))
-        })
-        .map(|(canonical, signature)| Signed {
+    let signed = gaterouter::standalone::sign_record_json(&record_json, &signing_key).map(
+        |(canonical, signature)| Signed {
             canonical,
             signature,
-        });
+        },
+    );
     result_json(signed)
 }

@@ -374,10 +374,15 @@ class Client:
         ``label``, ``tags`` or ``source``; ``ConfigError`` when usage records are off."""
         return self._native.feedback(record_id, score, label, source, dict(tags) if tags is not None else None)
 
-    def close(self) -> None:
-        """Drain the usage spool (bounded by ``reporting.shutdown_timeout_ms``) and stop reporting."""
-        self._native.shutdown()
+    def close(self, grace: float = 0.0) -> DeliveryReport:
+        """Close the client: later calls raise ``GateRouterError`` (code ``CLIENT_CLOSED``),
+        calls and streams still in flight get ``grace`` seconds to end and are then
+        cancelled (each writes its ``cancelled`` usage record), the usage spool is drained
+        (bounded by ``reporting.shutdown_timeout_ms``) and reporting stops. Returns what
+        became of the records (as :meth:`flush`). Idempotent."""
+        report = DeliveryReport._from_json(self._native.close(grace))
         _surface_refusals(self._native)
+        return report
 
     def __enter__(self) -> "Client":
         return self
@@ -427,11 +432,12 @@ class AsyncClient:
         delivery happens in the background; ``await client.flush()`` waits for it)."""
         return self._native.feedback(record_id, score, label, source, dict(tags) if tags is not None else None)
 
-    async def close(self) -> None:
-        """Drain the usage spool and stop reporting."""
+    async def close(self, grace: float = 0.0) -> DeliveryReport:
+        """:meth:`Client.close` without blocking the event loop."""
         import asyncio
 
-        await asyncio.get_running_loop().run_in_executor(None, self._native.shutdown)
+        raw = await asyncio.get_running_loop().run_in_executor(None, self._native.close, grace)
+        return DeliveryReport._from_json(raw)
 
     async def __aenter__(self) -> "AsyncClient":
         return self
@@ -460,5 +466,4 @@ def cost(usage: Union[Usage, Mapping[str, Any]], *, model: str, batch: bool = Fa
     """Cost of a finished call from its usage, with the built-in price catalog
     (``.total_micros``, integer micro-dollars)."""
     data = usage.to_dict() if isinstance(usage, Usage) else dict(usage)
-    data.setdefault("total_tokens", int(data.get("prompt_tokens", 0)) + int(data.get("completion_tokens", 0)))
     return Record(json.loads(_native.cost(json.dumps(data), model, batch, cache_write_1h)))

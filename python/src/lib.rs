@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use gaterouter::usage::{FeedbackInput, FeedbackSource, SdkInfo};
-use gaterouter::{ChatRequest, ChatStream, Client, Config, Error, ErrorKind};
+use gaterouter::usage::{FeedbackInput, FeedbackSource};
+use gaterouter::{Cancel, ChatRequest, ChatStream, Client, Config, ConfigSource, Error, ErrorKind};
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
@@ -207,16 +207,17 @@ fn resolve(loop_: &Py<PyAny>, done: &Py<PyAny>, result: Result<Option<String>, E
     });
 }
 
-/// Handle of a spawned async call; `cancel()` drops the in-flight request.
-#[pyclass(module = "gaterouter._native")]
+/// Handle of an async call: the core's [`Cancel`]; `cancel()` drops the in-flight
+/// request (a stream's: the stream).
+#[pyclass(module = "gaterouter._native", frozen)]
 struct TaskHandle {
-    abort: tokio::task::AbortHandle,
+    cancel: Cancel,
 }
 
 #[pymethods]
 impl TaskHandle {
     fn cancel(&self) {
-        self.abort.abort();
+        self.cancel.cancel();
     }
 }
 
@@ -238,10 +239,7 @@ impl NativeClient {
         let pid = std::process::id();
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if state.0 != pid {
-            let fresh = {
-                let _guard = runtime().enter();
-                Client::with_sdk(self.config.clone(), sdk_info())?
-            };
+            let fresh = build(self.config.clone())?;
             std::mem::forget(std::mem::replace(&mut state.1, fresh));
             state.0 = pid;
         }
@@ -258,20 +256,15 @@ impl NativeClient {
     #[new]
     #[pyo3(signature = (config_json=None, config_file=None))]
     fn new(py: Python<'_>, config_json: Option<&str>, config_file: Option<&str>) -> PyResult<Self> {
-        let config = match (config_json, config_file) {
-            (Some(_), Some(_)) => Err(Error::config(
-                "Client()",
-                "both config and config_file were given",
-                "pass one of them",
-            )),
-            (Some(j), None) => Config::from_json_str(j),
-            (None, Some(f)) => Config::from_toml_file(f),
-            (None, None) => Ok(Config::default()),
-        };
-        let built = config.and_then(|c| {
-            let _guard = runtime().enter();
-            Client::with_sdk(c.clone(), sdk_info()).map(|client| (c, client))
-        });
+        let source = ConfigSource::one_of(
+            config_json.map(str::to_owned),
+            config_file.map(Into::into),
+            "Client()",
+            ["config", "config_file"],
+        );
+        let built = source
+            .and_then(Config::load)
+            .and_then(|c| build(c.clone()).map(|client| (c, client)));
         built
             .map(|(config, client)| NativeClient {
                 config,
@@ -328,10 +321,12 @@ impl NativeClient {
         block_on(py, async move { to_json(&client.flush(timeout).await?) })
     }
 
-    /// Drain the spool and stop reporting (JSON `DeliveryReport`).
-    fn shutdown(&self, py: Python<'_>) -> PyResult<String> {
+    /// Close the client (`Client::close`): later calls are refused, calls in flight get
+    /// `grace_s` seconds, then are cancelled; the spool is drained (JSON `DeliveryReport`).
+    fn close(&self, py: Python<'_>, grace_s: f64) -> PyResult<String> {
         let client = self.client_py(py)?;
-        block_on(py, async move { to_json(&client.shutdown().await?) })
+        let grace = Duration::from_secs_f64(grace_s.max(0.0));
+        block_on(py, async move { to_json(&client.close(grace).await?) })
     }
 
     /// Outcome feedback on a call (`record_id` = its `usage_record_id`): signed and
@@ -386,13 +381,13 @@ impl NativeClient {
     ) -> PyResult<TaskHandle> {
         let req = ChatRequest::from_json(request_json).map_err(|e| to_pyerr(py, e))?;
         let client = self.client_py(py)?;
-        let task = runtime().spawn(async move {
-            let result = async { to_json(&client.chat(req).await?) }.await;
+        let cancel = client.cancel_handle();
+        let call = cancel.clone();
+        runtime().spawn(async move {
+            let result = async { to_json(&client.chat_cancellable(req, &call).await?) }.await;
             resolve(&event_loop, &done, result.map(Some));
         });
-        Ok(TaskHandle {
-            abort: task.abort_handle(),
-        })
+        Ok(TaskHandle { cancel })
     }
 
     /// Open a stream (blocking until the provider answers).
@@ -402,6 +397,7 @@ impl NativeClient {
         let stream = block_on(py, async move { client.chat_stream(req).await })?;
         Ok(NativeStream {
             inner: Arc::new(tokio::sync::Mutex::new(Some(stream))),
+            cancel: None,
             pid: std::process::id(),
         })
     }
@@ -411,14 +407,11 @@ impl NativeClient {
     fn stream_lazy(&self, py: Python<'_>, request_json: &str) -> PyResult<NativeStream> {
         let req = ChatRequest::from_json(request_json).map_err(|e| to_pyerr(py, e))?;
         let client = self.client_py(py)?;
-        let lazy = futures_util::stream::once(async move { client.chat_stream(req).await })
-            .map(|opened| match opened {
-                Ok(s) => s.left_stream(),
-                Err(e) => futures_util::stream::once(async move { Err(e) }).right_stream(),
-            })
-            .flatten();
+        let cancel = client.cancel_handle();
+        let stream = client.chat_stream_lazy(req, &cancel);
         Ok(NativeStream {
-            inner: Arc::new(tokio::sync::Mutex::new(Some(ChatStream::new(lazy)))),
+            inner: Arc::new(tokio::sync::Mutex::new(Some(stream))),
+            cancel: Some(cancel),
             pid: std::process::id(),
         })
     }
@@ -428,6 +421,8 @@ impl NativeClient {
 #[pyclass(module = "gaterouter._native", frozen)]
 struct NativeStream {
     inner: Arc<tokio::sync::Mutex<Option<ChatStream>>>,
+    /// The lazy stream's cancel handle (`next_async`'s handle stops the stream).
+    cancel: Option<Cancel>,
     /// The process that opened it: after `os.fork()` the child must not touch it (its
     /// connection lives on the parent's runtime, and reading would hang).
     pid: u32,
@@ -508,13 +503,23 @@ impl NativeStream {
     ) -> PyResult<TaskHandle> {
         self.same_process(py)?;
         let inner = self.inner.clone();
-        let task = runtime().spawn(async move {
+        let cancel = match &self.cancel {
+            Some(c) => c.clone(),
+            None => {
+                return Err(to_pyerr(
+                    py,
+                    Error::InvalidRequest {
+                        field: None,
+                        message: "next_async needs a stream opened with stream_lazy".into(),
+                    },
+                ));
+            }
+        };
+        runtime().spawn(async move {
             let r = next_chunk(inner).await;
             resolve(&event_loop, &done, r);
         });
-        Ok(TaskHandle {
-            abort: task.abort_handle(),
-        })
+        Ok(TaskHandle { cancel })
     }
 
     /// Stop reading: drops the connection (in a forked child: nothing to do, the
@@ -531,12 +536,13 @@ impl NativeStream {
     }
 }
 
-fn sdk_info() -> SdkInfo {
-    SdkInfo {
-        name: "gaterouter-python".into(),
-        version: gaterouter::SDK_VERSION.into(),
-        language: "python".into(),
-    }
+/// The core client for `config`, built inside the module's runtime (its reporter task
+/// runs there); usage records name this package (`SdkInfo::version`: its own version).
+fn build(config: Config) -> Result<Client, Error> {
+    let _guard = runtime().enter();
+    Client::builder(config)
+        .sdk_named("gaterouter-python", env!("CARGO_PKG_VERSION"), "python")
+        .build()
 }
 
 /// Tokens of a text as `model` counts them: `(tokens, exact)`.
@@ -574,20 +580,11 @@ fn cost(
     batch: bool,
     cache_write_1h: bool,
 ) -> PyResult<String> {
-    let usage: gaterouter::Usage = serde_json::from_str(usage_json).map_err(|e| {
-        to_pyerr(
-            py,
-            Error::InvalidRequest {
-                field: Some("usage".into()),
-                message: format!("usage: {e}"),
-            },
-        )
-    })?;
     let opts = gaterouter::pricing::CostOptions {
         batch,
         cache_write_1h,
     };
-    gaterouter::pricing::cost(&usage, model, opts)
+    gaterouter::standalone::cost_json(usage_json, model, opts)
         .and_then(|c| to_json(&c))
         .map_err(|e| to_pyerr(py, e))
 }
@@ -597,20 +594,7 @@ fn cost(
 /// and for apps that sign records themselves.
 #[pyfunction]
 fn sign_record(py: Python<'_>, record_json: &str, signing_key: &str) -> PyResult<(String, String)> {
-    let fail = |m: String| {
-        to_pyerr(
-            py,
-            Error::InvalidRequest {
-                field: Some("record".into()),
-                message: m,
-            },
-        )
-    };
-    let record: gaterouter::usage::UsageRecord =
-        serde_json::from_str(record_json).map_err(|e| fail(format!("record: {e}")))?;
-    let signer = gaterouter::usage::UsageSigner::from_key_text(signing_key, "signing_key")
-        .map_err(|e| fail(e.to_string()))?;
-    signer.sign_record(&record).map_err(|e| fail(e.to_string()))
+    gaterouter::standalone::sign_record_json(record_json, signing_key).map_err(|e| to_pyerr(py, e))
 }
 
 #[pymodule]

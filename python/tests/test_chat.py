@@ -164,3 +164,32 @@ async def test_cancelling_a_task_does_not_break_the_client(emulator):
         await task
     r = await client.chat.completions.create(model="openai/gpt-4o", messages=[{"role": "user", "content": "after"}])
     assert "after" in r.choices[0].message.content
+
+
+def test_close_cuts_calls_in_flight_refuses_later_ones_and_returns_the_report(emulator):
+    import threading
+    import time
+
+    client = gaterouter.Client(emulator.config())
+    emulator.fault(fault="slow", provider="deepseek", delay_ms=3000, times=1)
+    failed = []
+
+    def call() -> None:
+        try:
+            client.chat.completions.create(model="deepseek/deepseek-chat", messages=[{"role": "user", "content": "x"}])
+        except gaterouter.GateRouterError as e:
+            failed.append(e)
+
+    t = threading.Thread(target=call)
+    t.start()
+    time.sleep(0.2)
+    started = time.monotonic()
+    report = client.close(grace=0.1)
+    t.join(5)
+    assert time.monotonic() - started < 2, "the slow call was cut after the grace"
+    assert [e.code for e in failed] == ["CLIENT_CLOSED"]
+    assert report.drained
+    with pytest.raises(gaterouter.GateRouterError) as refused:
+        client.chat.completions.create(model="openai/gpt-4o", messages=[{"role": "user", "content": "after"}])
+    assert refused.value.code == "CLIENT_CLOSED"
+    assert client.close().drained  # idempotent

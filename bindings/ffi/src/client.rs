@@ -17,8 +17,8 @@ use std::sync::{Arc, OnceLock};
 
 use futures_util::StreamExt;
 use gaterouter as core;
+use gaterouter::ConfigSource;
 use tokio::runtime::Runtime;
-use tokio::task::AbortHandle;
 
 use crate::error::GateRouterError;
 use crate::insight::{CostEstimate, RouteDecision, TokenCount};
@@ -43,28 +43,34 @@ fn runtime() -> Result<&'static Runtime, GateRouterError> {
     .map_err(|e| GateRouterError::internal(format!("cannot start the gaterouter runtime: {e}")))
 }
 
-/// Aborts the task when dropped: the foreign side dropped (cancelled) the future.
-struct AbortOnDrop(AbortHandle);
+/// Cancels the call (the core's [`core::Cancel`]) when dropped: the foreign side
+/// dropped (cancelled) the future.
+struct CancelOnDrop(core::Cancel);
 
-impl Drop for AbortOnDrop {
+impl Drop for CancelOnDrop {
     fn drop(&mut self) {
-        self.0.abort();
+        self.0.cancel();
     }
 }
 
-/// Run `fut` on the binding's runtime and await it from whatever executor polls us
-/// (Kotlin coroutines, Swift tasks). reqwest and tokio timers need a tokio reactor,
-/// which the foreign executor's threads do not have; spawning onto our runtime gives
-/// them one, and keeps one runtime rather than uniffi's `async_runtime = "tokio"`
-/// (async-compat), which would start a second, hidden one.
-async fn on_runtime<T: Send + 'static>(
-    fut: impl Future<Output = Result<T, core::Error>> + Send + 'static,
-) -> Result<T, GateRouterError> {
-    let task = runtime()?.spawn(fut);
-    let _abort = AbortOnDrop(task.abort_handle());
+/// Run the call `fut` makes with a fresh cancel handle on the binding's runtime and await
+/// it from whatever executor polls us (Kotlin coroutines, Swift tasks). reqwest and tokio
+/// timers need a tokio reactor, which the foreign executor's threads do not have;
+/// spawning onto our runtime gives them one, and keeps one runtime rather than uniffi's
+/// `async_runtime = "tokio"` (async-compat), which would start a second, hidden one.
+/// Dropping the awaiting future cancels the call in the core.
+async fn on_runtime<T: Send + 'static, F>(
+    client: &core::Client,
+    fut: impl FnOnce(core::Client, core::Cancel) -> F,
+) -> Result<T, GateRouterError>
+where
+    F: Future<Output = Result<T, core::Error>> + Send + 'static,
+{
+    let cancel = client.cancel_handle();
+    let task = runtime()?.spawn(fut(client.clone(), cancel.clone()));
+    let _cancel = CancelOnDrop(cancel);
     match task.await {
         Ok(result) => result.map_err(Into::into),
-        Err(e) if e.is_cancelled() => Err(GateRouterError::internal("the call was cancelled")),
         Err(e) => Err(GateRouterError::internal(format!(
             "the call failed inside gaterouter (a bug, please report): {e}"
         ))),
@@ -88,11 +94,22 @@ pub trait ChatStreamListener: Send + Sync {
     fn on_error(&self, error: GateRouterError);
 }
 
+/// Sets its flag when dropped.
+struct SetOnDrop(Arc<AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 /// A running stream. Dropping the handle does not stop the stream; `cancel()` does.
 #[derive(Debug, uniffi::Object)]
 pub struct StreamHandle {
-    abort: AbortHandle,
-    cancelled: Arc<AtomicBool>,
+    /// The core's cancel handle of the stream.
+    cancel: core::Cancel,
+    /// Set when the stream's task has ended.
+    finished: Arc<AtomicBool>,
 }
 
 #[uniffi::export]
@@ -100,13 +117,12 @@ impl StreamHandle {
     /// Stop the stream and close its connection. No callback starts after this returns
     /// (one already running finishes). Idempotent.
     pub fn cancel(&self) {
-        self.cancelled.store(true, Ordering::SeqCst);
-        self.abort.abort();
+        self.cancel.cancel();
     }
 
     /// True once the stream has ended (completed, failed or cancelled).
     pub fn is_finished(&self) -> bool {
-        self.abort.is_finished()
+        self.cancel.is_cancelled() || self.finished.load(Ordering::SeqCst)
     }
 }
 
@@ -129,7 +145,7 @@ impl GateRouterClient {
     #[uniffi::constructor]
     pub fn from_config_toml(text: String) -> Result<Arc<Self>, GateRouterError> {
         Ok(Arc::new(Self {
-            client: mobile_client(core::Config::from_toml_str(&text, "config (TOML text)")?)?,
+            client: mobile_client(toml_text(text)?, MobileOptions::default())?,
         }))
     }
 
@@ -141,8 +157,9 @@ impl GateRouterClient {
         config_toml: String,
         options: MobileOptions,
     ) -> Result<Arc<Self>, GateRouterError> {
-        let config = core::Config::from_toml_str(&config_toml, "config (TOML text)")?;
-        Self::with_options(config, options)
+        Ok(Arc::new(Self {
+            client: mobile_client(toml_text(config_toml)?, options)?,
+        }))
     }
 
     /// [`GateRouterClient::create`] with the config read from a TOML file.
@@ -151,7 +168,12 @@ impl GateRouterClient {
         path: String,
         options: MobileOptions,
     ) -> Result<Arc<Self>, GateRouterError> {
-        Self::with_options(core::Config::from_toml_file(&path)?, options)
+        Ok(Arc::new(Self {
+            client: mobile_client(
+                core::Config::load(ConfigSource::File(path.into()))?,
+                options,
+            )?,
+        }))
     }
 
     /// Build from a TOML file path (Android: a path under `context.filesDir`; iOS: in
@@ -160,7 +182,10 @@ impl GateRouterClient {
     #[uniffi::constructor]
     pub fn from_config_file(path: String) -> Result<Arc<Self>, GateRouterError> {
         Ok(Arc::new(Self {
-            client: mobile_client(core::Config::from_toml_file(&path)?)?,
+            client: mobile_client(
+                core::Config::load(ConfigSource::File(path.into()))?,
+                MobileOptions::default(),
+            )?,
         }))
     }
 
@@ -168,25 +193,31 @@ impl GateRouterClient {
     #[uniffi::constructor]
     pub fn from_config_json(json: String) -> Result<Arc<Self>, GateRouterError> {
         Ok(Arc::new(Self {
-            client: mobile_client(core::Config::from_json_str(&json)?)?,
+            client: mobile_client(
+                core::Config::load(ConfigSource::Json(json))?,
+                MobileOptions::default(),
+            )?,
         }))
     }
 
     /// Send a request and wait for the whole answer.
     pub async fn chat(&self, request: ChatRequest) -> Result<ChatResponse, GateRouterError> {
         let req = core::ChatRequest::try_from(request)?;
-        let client = self.client.clone();
-        on_runtime(async move { client.chat(req).await })
-            .await
-            .map(Into::into)
+        on_runtime(&self.client, |c, cancel| async move {
+            c.chat_cancellable(req, &cancel).await
+        })
+        .await
+        .map(Into::into)
     }
 
     /// Full-fidelity twin of `chat`: an OpenAI Chat Completions request as JSON in, the
     /// OpenAI-shaped response as JSON out (every content part and option the core knows).
     pub async fn chat_json(&self, request_json: String) -> Result<String, GateRouterError> {
         let req = core::ChatRequest::from_json(&request_json)?;
-        let client = self.client.clone();
-        let resp = on_runtime(async move { client.chat(req).await }).await?;
+        let resp = on_runtime(&self.client, |c, cancel| async move {
+            c.chat_cancellable(req, &cancel).await
+        })
+        .await?;
         serde_json::to_string(&resp).map_err(|e| {
             GateRouterError::internal(format!("cannot encode the response as JSON: {e}"))
         })
@@ -201,25 +232,21 @@ impl GateRouterClient {
     ) -> Result<Arc<StreamHandle>, GateRouterError> {
         let req = core::ChatRequest::try_from(request)?;
         req.validate()?;
-        let client = self.client.clone();
-        let cancelled = Arc::new(AtomicBool::new(false));
-        let live = cancelled.clone();
-        let is_live = move || !live.load(Ordering::SeqCst);
-        let task = runtime()?.spawn(async move {
-            let mut stream = match client.chat_stream(req).await {
-                Ok(s) => s,
-                Err(e) => {
-                    if is_live() {
-                        listener.on_error(e.into());
-                    }
-                    return;
-                }
-            };
+        let rt = runtime()?;
+        let cancel = self.client.cancel_handle();
+        let finished = Arc::new(AtomicBool::new(false));
+        let mut stream = {
+            // The lazy stream is made here; it connects on the runtime, when first polled.
+            let _guard = rt.enter();
+            self.client.chat_stream_lazy(req, &cancel)
+        };
+        let (live, done) = (cancel.clone(), SetOnDrop(finished.clone()));
+        rt.spawn(async move {
+            // Finished however the task ends: completed, failed, cancelled, or a listener
+            // that threw (a panic inside this task).
+            let _done = done;
             let mut usage = None;
             while let Some(item) = stream.next().await {
-                if !is_live() {
-                    return;
-                }
                 match item {
                     Ok(chunk) => {
                         if let Some(u) = chunk.usage {
@@ -227,20 +254,20 @@ impl GateRouterClient {
                         }
                         listener.on_chunk(chunk.into());
                     }
+                    // `StreamHandle::cancel`: silent, as promised.
+                    Err(e) if e.kind() == core::ErrorKind::Cancelled => break,
+                    // Any other failure, the client's close included.
                     Err(e) => {
                         listener.on_error(e.into());
                         return;
                     }
                 }
             }
-            if is_live() {
+            if !live.is_cancelled() {
                 listener.on_complete(usage);
             }
         });
-        Ok(Arc::new(StreamHandle {
-            abort: task.abort_handle(),
-            cancelled,
-        }))
+        Ok(Arc::new(StreamHandle { cancel, finished }))
     }
 
     /// Where a request would go and why (score, tier, ranked candidates with estimated
@@ -302,11 +329,8 @@ impl GateRouterClient {
     /// collector, and report delivered / pending / refused counts. Returns at once (not
     /// drained) while suspended or offline.
     pub async fn flush(&self, timeout_ms: u64) -> Result<DeliveryReport, GateRouterError> {
-        let client = self.client.clone();
-        on_runtime(async move {
-            client
-                .flush(std::time::Duration::from_millis(timeout_ms))
-                .await
+        on_runtime(&self.client, move |c, _| async move {
+            c.flush(std::time::Duration::from_millis(timeout_ms)).await
         })
         .await
         .map(Into::into)
@@ -316,10 +340,23 @@ impl GateRouterClient {
     /// undelivered records stay in the spool for the next start. Chat calls keep
     /// working but make no more records.
     pub async fn shutdown(&self) -> Result<DeliveryReport, GateRouterError> {
-        let client = self.client.clone();
-        on_runtime(async move { client.shutdown().await })
+        on_runtime(&self.client, |c, _| async move { c.shutdown().await })
             .await
             .map(Into::into)
+    }
+
+    /// Close the client: later calls fail with `ClientClosed`; calls and streams in
+    /// flight get `grace_ms` to end, then are cancelled (each writes its `cancelled`
+    /// usage record; a stream's listener gets `on_error(ClientClosed)`); the spool is
+    /// drained (bounded by `reporting.shutdown_timeout_ms`) and reporting stops.
+    /// Returns what became of the records. Idempotent (a second call returns the first
+    /// one's report). This is the core's `Client::close`, as in Python and Node.
+    pub async fn close(&self, grace_ms: u64) -> Result<DeliveryReport, GateRouterError> {
+        on_runtime(&self.client, move |c, _| async move {
+            c.close(std::time::Duration::from_millis(grace_ms)).await
+        })
+        .await
+        .map(Into::into)
     }
 
     /// The app goes to the background: stop sending usage records (they keep being
@@ -383,36 +420,29 @@ impl GateRouterClient {
     }
 }
 
-impl GateRouterClient {
-    fn with_options(
-        mut config: core::Config,
-        options: MobileOptions,
-    ) -> Result<Arc<Self>, GateRouterError> {
-        let network = options.network_class;
-        let suspended = options.start_suspended;
-        options.apply(&mut config)?;
-        let client = mobile_client(config)?;
-        // Right after start: the reporter waits `batch_max_age_ms` before its first batch
-        // unless records left from a previous run fill one, and an upload it may already
-        // have begun is abandoned as soon as it sees the suspended/offline state.
-        if suspended {
-            client.suspend_reporting();
-        }
-        if let Some(n) = network {
-            client.set_network_class(n.into());
-        }
-        Ok(Arc::new(Self { client }))
-    }
+/// TOML text the app passes (a bundled resource).
+fn toml_text(text: String) -> Result<core::Config, GateRouterError> {
+    Ok(core::Config::load(ConfigSource::Toml {
+        text,
+        name: "config (TOML text)".into(),
+    })?)
 }
 
-/// A core client whose usage records name this SDK. Built inside the binding's runtime:
-/// the usage reporter task (when a collector is configured) is spawned on it.
-fn mobile_client(config: core::Config) -> Result<core::Client, GateRouterError> {
-    let sdk = core::usage::SdkInfo {
-        name: "gaterouter-mobile".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        language: "uniffi".into(),
-    };
+/// A core client whose usage records name this SDK, with the app's options applied and
+/// its initial link state (suspended, network class) set before the usage reporter
+/// starts. Built inside the binding's runtime: the reporter task (when a collector is
+/// configured) is spawned on it.
+fn mobile_client(
+    mut config: core::Config,
+    options: MobileOptions,
+) -> Result<core::Client, GateRouterError> {
+    let network = options.network_class.unwrap_or_default();
+    let suspended = options.start_suspended;
+    options.apply(&mut config)?;
     let _guard = runtime()?.enter();
-    Ok(core::Client::with_sdk(config, sdk)?)
+    Ok(core::Client::builder(config)
+        .sdk_named("gaterouter-mobile", env!("CARGO_PKG_VERSION"), "uniffi")
+        .suspended(suspended)
+        .network_class(network.into())
+        .build()?)
 }

@@ -6,7 +6,7 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`client`] | `GateRouterClient` (constructors from TOML text, a TOML file or JSON, `create` with [`MobileOptions`]; `chat`, `chatJson`, `chatStream`, `route`, `countTokens`, `estimateCost`, `flush`, `suspend` / `resume`, `setNetworkClass`), `ChatStreamListener`, `StreamHandle` |
+//! | [`client`] | `GateRouterClient` (constructors from TOML text, a TOML file or JSON, `create` with [`MobileOptions`]; `chat`, `chatJson`, `chatStream`, `route`, `countTokens`, `estimateCost`, `flush`, `close`, `suspend` / `resume`, `setNetworkClass`), `ChatStreamListener`, `StreamHandle`; lifecycle, config source and start state are the core's (`Client::close`, `Config::load`, `ClientBuilder`) |
 //! | [`insight`] | `RouteDecision`, `TokenCount`, `CostEstimate`, `Cost`; `countTextTokens`, `calculateCost` |
 //! | [`mobile`] | `MobileOptions` (spool directory, `UsageSigningKey` held in memory), `NetworkClass`, `ReportingStatus`, `DeliveryReport` |
 //! | [`types`] | records: `ChatRequest`, `ChatMessage`, `Tool`, `ChatResponse`, `ChatChunk`, `Usage`... and their conversions |

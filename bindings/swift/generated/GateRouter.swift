@@ -973,6 +973,16 @@ public protocol GateRouterClientProtocol: AnyObject, Sendable {
     func chatStream(request: ChatRequest, listener: ChatStreamListener) throws  -> StreamHandle
     
     /**
+     * Close the client: later calls fail with `ClientClosed`; calls and streams in
+     * flight get `grace_ms` to end, then are cancelled (each writes its `cancelled`
+     * usage record; a stream's listener gets `on_error(ClientClosed)`); the spool is
+     * drained (bounded by `reporting.shutdown_timeout_ms`) and reporting stops.
+     * Returns what became of the records. Idempotent (a second call returns the first
+     * one's report). This is the core's `Client::close`, as in Python and Node.
+     */
+    func close(graceMs: UInt64) async throws  -> DeliveryReport
+    
+    /**
      * The request's prompt tokens as its model bills them (`auto`: the routed model).
      * Exact for OpenAI text, a calibrated estimate elsewhere. CPU only; the first call
      * loads the tokenizer tables (tens of milliseconds): keep it off the UI thread.
@@ -1246,6 +1256,30 @@ open func chatStream(request: ChatRequest, listener: ChatStreamListener)throws  
         FfiConverterTypeChatStreamListener_lower(listener),uniffiCallStatus
     )
 })
+}
+    
+    /**
+     * Close the client: later calls fail with `ClientClosed`; calls and streams in
+     * flight get `grace_ms` to end, then are cancelled (each writes its `cancelled`
+     * usage record; a stream's listener gets `on_error(ClientClosed)`); the spool is
+     * drained (bounded by `reporting.shutdown_timeout_ms`) and reporting stops.
+     * Returns what became of the records. Idempotent (a second call returns the first
+     * one's report). This is the core's `Client::close`, as in Python and Node.
+     */
+open func close(graceMs: UInt64)async throws  -> DeliveryReport  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_gaterouter_ffi_fn_method_gaterouterclient_close(
+                        self.uniffiCloneHandle(),FfiConverterUInt64.lower(graceMs)
+                )
+            },
+            pollFunc: ffi_gaterouter_ffi_rust_future_poll_rust_buffer,
+            completeFunc: ffi_gaterouter_ffi_rust_future_complete_rust_buffer,
+            freeFunc: ffi_gaterouter_ffi_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterTypeDeliveryReport_lift,
+            errorHandler: FfiConverterTypeGateRouterError_lift
+        )
 }
     
     /**
@@ -7048,6 +7082,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_gaterouter_ffi_checksum_method_gaterouterclient_chat_stream() != 9829) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_gaterouter_ffi_checksum_method_gaterouterclient_close() != 65301) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_gaterouter_ffi_checksum_method_gaterouterclient_count_tokens() != 13276) {

@@ -29,11 +29,15 @@
 //! | `execution` | the fallback chain over one `Exchange` (plain or streamed) |
 //! | `transport` | one HTTP exchange: send, timeouts, transport errors, SSE decoding |
 //! | `recording` | the recorder, pricing, usage records (answered, failed, denied, cancelled) |
+//! | `builder` | [`ClientBuilder`]: config, SDK name and version, the reporter's initial link state |
+//! | `lifecycle` | calls in flight, [`Cancel`] handles, [`Client::close`] |
 //!
 //! This file holds the [`Client`] type and its public methods: it reads as the map.
 
 mod admission;
+mod builder;
 mod execution;
+mod lifecycle;
 mod recording;
 mod route;
 #[cfg(test)]
@@ -62,6 +66,9 @@ use crate::usage::{
     DeliveryEvent, DeliveryReport, LinkState, NetworkClass, RecordId, Recorder, SdkInfo,
     SpoolStatus, UsageError, UsageStatus,
 };
+
+pub use builder::ClientBuilder;
+pub use lifecycle::Cancel;
 
 use admission::start_policy;
 use execution::{Plain, Served, Streamed};
@@ -94,6 +101,8 @@ struct Inner {
     awaiting_records: std::sync::Mutex<BTreeMap<String, String>>,
     /// Recent `auto` answers, when implicit feedback is on (`routing::resend`).
     resends: Option<crate::routing::resend::ResendWatch>,
+    /// Calls in flight, their cancellation, and the close.
+    life: lifecycle::Lifecycle,
 }
 
 /// What one call did besides answering.
@@ -106,16 +115,26 @@ pub struct CallStats {
 impl Client {
     /// Build a client from a validated config (usage records say `gaterouter-rust`).
     pub fn new(config: Config) -> Result<Self> {
-        Self::with_sdk(config, SdkInfo::rust())
+        Self::builder(config).build()
     }
 
-    /// Build a client whose usage records name another SDK (the bindings use this).
+    /// A [`ClientBuilder`]: SDK name and version, initial reporting link state.
+    pub fn builder(config: Config) -> ClientBuilder {
+        ClientBuilder::new(config)
+    }
+
+    /// Build a client whose usage records name another SDK: [`ClientBuilder::sdk`].
+    pub fn with_sdk(config: Config, sdk: SdkInfo) -> Result<Self> {
+        Self::builder(config).sdk(sdk).build()
+    }
+
+    /// What [`ClientBuilder::build`] does.
     ///
     /// Usage records are on (`[reporting] mode = "spool"`, the default) when a signing key
     /// and `identity.api_key_id` are configured; without either, and with no
     /// `collector_url`, the client works and writes no records (logged once at `info`).
     /// With a `collector_url`, missing key or id is a config error.
-    pub fn with_sdk(config: Config, sdk: SdkInfo) -> Result<Self> {
+    fn build(config: Config, sdk: SdkInfo, link: LinkState) -> Result<Self> {
         config.validate("config")?;
         let providers = config.resolved_providers("config")?;
         // reqwest is built without a default TLS crypto provider so the core does not
@@ -141,7 +160,7 @@ impl Client {
             None => Scorer::builtin()?,
         };
         let health = Health::new(config.routing.circuit_breaker.clone());
-        let recorder = start_recorder(&config, sdk)?;
+        let recorder = start_recorder(&config, sdk, link)?;
         let config_window_ms = config.routing.implicit_feedback_window_ms;
         let policy = start_policy(&config, &http)?;
         let client = Client {
@@ -162,6 +181,7 @@ impl Client {
                         config_window_ms,
                     ))
                 }),
+                life: lifecycle::Lifecycle::default(),
             }),
         };
         if let (Some(rec), Some(_)) = (&client.inner.recorder, &client.inner.policy) {
@@ -294,6 +314,7 @@ impl Client {
     /// permit are excluded, tiers and budgets respected); `route` itself never calls
     /// the collector: call [`Client::refresh_policy`] first for a fresh one.
     pub fn route(&self, req: &ChatRequest) -> Result<RouteDecision> {
+        self.inner.life.check_open()?;
         let accounts = self
             .inner
             .policy
@@ -339,6 +360,7 @@ impl Client {
     /// Count a request's prompt tokens as `model` bills them (`auto`: as the routed
     /// model would). Exact for OpenAI encodings, a calibrated estimate elsewhere.
     pub fn count_tokens(&self, req: &ChatRequest) -> Result<PromptCount> {
+        self.inner.life.check_open()?;
         let model = self.priced_model(req)?;
         Ok(count_request(req, &model))
     }
@@ -356,6 +378,7 @@ impl Client {
         req: &ChatRequest,
         opts: EstimateOptions,
     ) -> Result<CostEstimate> {
+        self.inner.life.check_open()?;
         let model = self.priced_model(req)?;
         self.inner.catalog.estimate_cost_with(req, &model, opts)
     }
@@ -367,6 +390,29 @@ impl Client {
 
     /// [`Client::chat`], also returning how many attempts it took.
     pub async fn chat_with_stats(&self, req: ChatRequest) -> Result<(ChatResponse, CallStats)> {
+        self.chat_with(req, &self.cancel_handle()).await
+    }
+
+    /// [`Client::chat`] that `cancel` can stop: the provider request is dropped at once
+    /// and the call ends with [`Error::Cancelled`] (its usage record says `cancelled`).
+    pub async fn chat_cancellable(
+        &self,
+        req: ChatRequest,
+        cancel: &Cancel,
+    ) -> Result<ChatResponse> {
+        self.chat_with(req, cancel).await.map(|(r, _)| r)
+    }
+
+    async fn chat_with(
+        &self,
+        req: ChatRequest,
+        cancel: &Cancel,
+    ) -> Result<(ChatResponse, CallStats)> {
+        let _in_flight = self.inner.life.enter()?;
+        self.inner.life.race(cancel, self.chat_call(req)).await
+    }
+
+    async fn chat_call(&self, req: ChatRequest) -> Result<(ChatResponse, CallStats)> {
         let mut call = self.begin(&req, false).await?;
         let req = Arc::new(req);
         // Dropped while the request is out (the caller gave up): still one record.
@@ -418,6 +464,43 @@ impl Client {
         &self,
         req: ChatRequest,
     ) -> Result<(ChatStream, CallStats)> {
+        let cancel = self.cancel_handle();
+        let in_flight = self.inner.life.enter()?;
+        let (chunks, decision, stats) = self.inner.life.race(&cancel, self.open(req)).await?;
+        let guarded = self.inner.life.stream(&cancel, in_flight, chunks);
+        Ok((ChatStream::with_route(guarded, decision), stats))
+    }
+
+    /// A stream returned at once, without waiting: it connects when first polled, and
+    /// its first item is the error opening it, if any (what bindings whose streams must
+    /// not block use). `cancel` stops it (opening or reading); after
+    /// [`Client::close`] the first item is [`Error::ClientClosed`]. No route is attached
+    /// (the decision is made when it connects).
+    pub fn chat_stream_lazy(&self, req: ChatRequest, cancel: &Cancel) -> ChatStream {
+        use futures_util::StreamExt;
+        let in_flight = match self.inner.life.enter() {
+            Ok(g) => g,
+            Err(e) => return ChatStream::new(futures_util::stream::once(async move { Err(e) })),
+        };
+        let client = self.clone();
+        let lazy = futures_util::stream::once(async move { client.open(req).await })
+            .map(|opened| match opened {
+                Ok((chunks, _, _)) => chunks.left_stream(),
+                Err(e) => futures_util::stream::once(async move { Err(e) }).right_stream(),
+            })
+            .flatten();
+        ChatStream::new(self.inner.life.stream(cancel, in_flight, Box::pin(lazy)))
+    }
+
+    /// Open a stream: the chain until the first byte, then the recording chunk stream.
+    async fn open(
+        &self,
+        req: ChatRequest,
+    ) -> Result<(
+        std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<crate::ChatChunk>> + Send>>,
+        RouteDecision,
+        CallStats,
+    )> {
         let mut call = self.begin(&req, true).await?;
         let Served {
             output: resp,
@@ -446,10 +529,7 @@ impl Client {
             hold,
             Box::pin(chunks),
         );
-        Ok((
-            ChatStream::with_route(recording, call.decision),
-            CallStats { attempts },
-        ))
+        Ok((Box::pin(recording), call.decision, CallStats { attempts }))
     }
 
     /// Wait until every usage record made so far is resolved by the collector (or
@@ -458,6 +538,7 @@ impl Client {
     /// [`DeliveryReport::refused`] (or [`DeliveryReport::all_delivered`]). Without usage
     /// records there is nothing to wait for ([`DeliveryReport::off`]).
     pub async fn flush(&self, timeout: Duration) -> Result<DeliveryReport> {
+        self.inner.life.check_open()?;
         match &self.inner.recorder {
             Some(r) => r.flush_report(timeout).await.map_err(usage_error),
             None => Ok(DeliveryReport::off()),
@@ -475,6 +556,7 @@ impl Client {
     /// Errors: `InvalidRequest` naming `score`, `record_id`, `label` or `tags`; `Config`
     /// when usage records are off (there is then no record to join).
     pub fn feedback(&self, input: crate::usage::FeedbackInput) -> Result<RecordId> {
+        self.inner.life.check_open()?;
         let Some(r) = &self.inner.recorder else {
             return Err(Error::config(
                 "[reporting]",
@@ -495,8 +577,37 @@ impl Client {
         })
     }
 
+    /// A new [`Cancel`] handle for [`Client::chat_cancellable`] or
+    /// [`Client::chat_stream_lazy`]; closing the client cancels it too.
+    pub fn cancel_handle(&self) -> Cancel {
+        self.inner.life.cancel_handle()
+    }
+
+    /// Close the client, once for all its clones: new calls are refused at once with
+    /// [`Error::ClientClosed`]; calls and streams in flight get `grace` to end, then are
+    /// cancelled (their provider requests dropped, each ending with
+    /// [`Error::ClientClosed`] and writing its `cancelled` usage record); then the spool
+    /// is drained (bounded by `reporting.shutdown_timeout_ms`) and reporting stops, and
+    /// the delivery report says what became of the records ([`Client::shutdown`]'s
+    /// report). Idempotent: a second `close` waits for the first and returns its report.
+    /// `usage_status`, `identity` and the reporting link still answer after close.
+    pub async fn close(&self, grace: Duration) -> Result<DeliveryReport> {
+        self.inner.life.close(grace, || self.shutdown()).await
+    }
+
+    /// True once [`Client::close`] has started.
+    pub fn is_closed(&self) -> bool {
+        self.inner.life.is_closed()
+    }
+
+    /// Calls and open streams in flight now (what [`Client::close`] waits for).
+    pub fn in_flight(&self) -> usize {
+        self.inner.life.in_flight()
+    }
+
     /// Drain the spool (bounded by `reporting.shutdown_timeout_ms`), stop reporting and
-    /// report what became of the records.
+    /// report what became of the records. Calls keep working (and make no more records);
+    /// [`Client::close`] also ends the calls.
     pub async fn shutdown(&self) -> Result<DeliveryReport> {
         match &self.inner.recorder {
             Some(r) => {

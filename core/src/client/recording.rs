@@ -22,7 +22,7 @@ use crate::pricing::{Cost, CostOptions};
 use crate::routing::RouteDecision;
 use crate::types::{ChatChunk, ChatRequest, Usage};
 use crate::usage::{
-    RecordId, Recorder, ReportingMode, RouteInfo, SdkInfo, UsageError, UsageRecordInput,
+    LinkState, RecordId, Recorder, ReportingMode, RouteInfo, SdkInfo, UsageError, UsageRecordInput,
     UsageStatus, unix_ms_now,
 };
 
@@ -371,7 +371,11 @@ pub(super) fn usage_tokens(u: Option<&Usage>) -> u64 {
     u.map_or(0, |u| u.prompt_tokens.saturating_add(u.completion_tokens))
 }
 
-pub(super) fn start_recorder(config: &Config, sdk: SdkInfo) -> Result<Option<Recorder>> {
+pub(super) fn start_recorder(
+    config: &Config,
+    sdk: SdkInfo,
+    link: LinkState,
+) -> Result<Option<Recorder>> {
     let rep = &config.reporting;
     if rep.mode == ReportingMode::Off {
         return Ok(None);
@@ -385,7 +389,7 @@ pub(super) fn start_recorder(config: &Config, sdk: SdkInfo) -> Result<Option<Rec
         return Ok(None);
     }
     let signer = rep.load_signer().map_err(usage_error)?;
-    Recorder::start_with(rep, &config.identity, sdk, Some(signer))
+    Recorder::start_linked(rep, &config.identity, sdk, Some(signer), link)
         .map(Some)
         .map_err(usage_error)
 }

@@ -215,7 +215,9 @@ impl<'de> Deserialize<'de> for UsageStatus {
 pub struct SdkInfo {
     /// SDK name, e.g. `gaterouter-rust`, `gaterouter-python`.
     pub name: String,
-    /// SDK version.
+    /// Version of the package named by `name` (for a binding: the binding's own
+    /// package, e.g. the npm or PyPI version, not the core's; the core's version is
+    /// [`crate::SDK_VERSION`]). Bindings built in this workspace share one version.
     pub version: String,
     /// Host language: `rust`, `python`, `node`, `kotlin`.
     pub language: String,

@@ -36,6 +36,11 @@ pub enum ErrorKind {
     Budget,
     /// The caller may not use this model, provider or tier.
     Permission,
+    /// The call was cancelled by its caller (`gaterouter::client::Cancel`) before it ended.
+    Cancelled,
+    /// The client is closed (`gaterouter::Client::close`): the call was refused, or cut by
+    /// the close.
+    ClientClosed,
 }
 
 impl ErrorKind {
@@ -53,11 +58,13 @@ impl ErrorKind {
             ErrorKind::InvalidResponse => "INVALID_RESPONSE",
             ErrorKind::Budget => "BUDGET_EXCEEDED",
             ErrorKind::Permission => "PERMISSION_DENIED",
+            ErrorKind::Cancelled => "CANCELLED",
+            ErrorKind::ClientClosed => "CLIENT_CLOSED",
         }
     }
 
     /// Every kind, in declaration order.
-    pub const ALL: [ErrorKind; 11] = [
+    pub const ALL: [ErrorKind; 13] = [
         ErrorKind::Config,
         ErrorKind::Auth,
         ErrorKind::RateLimited,
@@ -69,6 +76,8 @@ impl ErrorKind {
         ErrorKind::InvalidResponse,
         ErrorKind::Budget,
         ErrorKind::Permission,
+        ErrorKind::Cancelled,
+        ErrorKind::ClientClosed,
     ];
 
     /// The kind of a [`ErrorKind::code`].
@@ -224,6 +233,15 @@ pub enum Error {
         /// Which rule, set at which level, and what to do.
         message: String,
     },
+
+    /// The call was cancelled by its caller before it ended (its usage record says
+    /// `cancelled`).
+    #[error("the call was cancelled")]
+    Cancelled,
+
+    /// The client is closed: build a new one.
+    #[error("the client is closed: build a new client")]
+    ClientClosed,
 }
 
 /// What every binding shows of an error ([`Error::info`]): one shape, built once.
@@ -279,6 +297,8 @@ impl Error {
             Error::InvalidResponse { .. } => ErrorKind::InvalidResponse,
             Error::Budget { .. } => ErrorKind::Budget,
             Error::Permission { .. } => ErrorKind::Permission,
+            Error::Cancelled => ErrorKind::Cancelled,
+            Error::ClientClosed => ErrorKind::ClientClosed,
         }
     }
 

@@ -259,6 +259,25 @@ final class GateRouterTests: XCTestCase {
         XCTAssertEqual(e?.code, "TIMEOUT")
     }
 
+    func testCloseCutsACallInFlightAndRefusesLaterCalls() async throws {
+        let c = try GateRouterClient.fromConfigToml(text: Emulator.toml())
+        try await Emulator.fault(#"{"fault":"slow","provider":"deepseek","delay_ms":3000,"times":1}"#)
+        let call = Task { () -> String? in
+            await gateRouterError("closed call") { _ = try await c.chat(request: request("deepseek/deepseek-chat", "x")) }?.code
+        }
+        try await Task.sleep(nanoseconds: 200_000_000)
+        let start = Date()
+        let report = try await c.close(graceMs: 0)
+        XCTAssertTrue(report.drained)
+        let code = await call.value
+        XCTAssertEqual(code, "CLIENT_CLOSED")
+        XCTAssertLessThan(Date().timeIntervalSince(start), 2, "the slow call was cut")
+        let later = await gateRouterError("after close") { _ = try await c.chat(request: request("openai/gpt-4o", "x")) }
+        XCTAssertEqual(later?.code, "CLIENT_CLOSED")
+        let again = try await c.close(graceMs: 0)
+        XCTAssertTrue(again.drained, "idempotent")
+    }
+
     func testCancelStopsARunningStreamWithoutFurtherCallbacks() async throws {
         try await Emulator.fault(#"{"fault":"slow_stream","provider":"openai","delay_ms":150,"times":1}"#)
         let rec = Recorder()

@@ -734,6 +734,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_gaterouter_ffi_checksum_method_gaterouterclient_chat_stream(
     ): Int
+    external fun uniffi_gaterouter_ffi_checksum_method_gaterouterclient_close(
+    ): Int
     external fun uniffi_gaterouter_ffi_checksum_method_gaterouterclient_count_tokens(
     ): Int
     external fun uniffi_gaterouter_ffi_checksum_method_gaterouterclient_count_tokens_json(
@@ -836,6 +838,8 @@ internal object UniffiLib {
     external fun uniffi_gaterouter_ffi_fn_method_gaterouterclient_chat_json(`ptr`: Long,`requestJson`: RustBuffer.ByValue,
     ): Long
     external fun uniffi_gaterouter_ffi_fn_method_gaterouterclient_chat_stream(`ptr`: Long,`request`: RustBuffer.ByValue,`listener`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_gaterouter_ffi_fn_method_gaterouterclient_close(`ptr`: Long,`graceMs`: Long,
     ): Long
     external fun uniffi_gaterouter_ffi_fn_method_gaterouterclient_count_tokens(`ptr`: Long,`request`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -1035,6 +1039,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_gaterouter_ffi_checksum_method_gaterouterclient_chat_stream() and 0xFFFF) != 9829) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_gaterouter_ffi_checksum_method_gaterouterclient_close() and 0xFFFF) != 65301) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_gaterouter_ffi_checksum_method_gaterouterclient_count_tokens() and 0xFFFF) != 13276) {
@@ -2087,6 +2094,16 @@ public interface GateRouterClientInterface {
     fun `chatStream`(`request`: ChatRequest, `listener`: ChatStreamListener): StreamHandle
     
     /**
+     * Close the client: later calls fail with `ClientClosed`; calls and streams in
+     * flight get `grace_ms` to end, then are cancelled (each writes its `cancelled`
+     * usage record; a stream's listener gets `on_error(ClientClosed)`); the spool is
+     * drained (bounded by `reporting.shutdown_timeout_ms`) and reporting stops.
+     * Returns what became of the records. Idempotent (a second call returns the first
+     * one's report). This is the core's `Client::close`, as in Python and Node.
+     */
+    suspend fun `close`(`graceMs`: kotlin.ULong): DeliveryReport
+    
+    /**
      * The request's prompt tokens as its model bills them (`auto`: the routed model).
      * Exact for OpenAI text, a calibrated estimate elsewhere. CPU only; the first call
      * loads the tokenizer tables (tens of milliseconds): keep it off the UI thread.
@@ -2362,6 +2379,36 @@ open class GateRouterClient: Disposable, AutoCloseable, GateRouterClientInterfac
     )
     }
     
+
+    
+    /**
+     * Close the client: later calls fail with `ClientClosed`; calls and streams in
+     * flight get `grace_ms` to end, then are cancelled (each writes its `cancelled`
+     * usage record; a stream's listener gets `on_error(ClientClosed)`); the spool is
+     * drained (bounded by `reporting.shutdown_timeout_ms`) and reporting stops.
+     * Returns what became of the records. Idempotent (a second call returns the first
+     * one's report). This is the core's `Client::close`, as in Python and Node.
+     */
+    @Throws(GateRouterException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `close`(`graceMs`: kotlin.ULong) : DeliveryReport {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_gaterouter_ffi_fn_method_gaterouterclient_close(
+                uniffiHandle,
+                
+        FfiConverterULong.lower(`graceMs`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_gaterouter_ffi_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_gaterouter_ffi_rust_future_complete_rust_buffer(future, continuation) },
+        { future -> UniffiLib.ffi_gaterouter_ffi_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterTypeDeliveryReport.lift(it) },
+        // Error FFI converter
+        GateRouterException.ErrorHandler,
+    )
+    }
 
     
     /**

@@ -10,6 +10,8 @@ import java.util.Collections
 import java.util.concurrent.CompletableFuture
 import java.util.concurrent.TimeUnit
 import kotlinx.coroutines.TimeoutCancellationException
+import kotlinx.coroutines.async
+import kotlinx.coroutines.delay
 import kotlinx.coroutines.flow.toList
 import kotlinx.coroutines.runBlocking
 import kotlinx.coroutines.withTimeout
@@ -265,6 +267,23 @@ class GateRouterTest {
         assertEquals(2000uL, e.retryAfterMs)
         assertNotNull(e.providerMessage, "the provider's own text")
         assertTrue(e.message!!.contains("RATE_LIMITED"), e.message)
+    }
+
+    @Test
+    fun `close cancels a call in flight and refuses later calls`() = runBlocking {
+        val c = GateRouterClient.fromConfigToml(toml())
+        fault("""{"fault":"slow","provider":"deepseek","delay_ms":3000,"times":1}""")
+        val call = async { runCatching { c.chat(request("deepseek/deepseek-chat", "x")) } }
+        delay(200)
+        val t0 = System.nanoTime()
+        val report = c.close(0u)
+        assertTrue(report.drained, report.toString())
+        val e = call.await().exceptionOrNull()
+        assertTrue(e is GateRouterException.Other && e.code == "CLIENT_CLOSED", "$e")
+        assertTrue((System.nanoTime() - t0) / 1_000_000 < 2_000, "the slow call was cut")
+        val later = assertThrows<GateRouterException.Other> { runBlocking { c.chat(request("openai/gpt-4o", "x")) } }
+        assertEquals("CLIENT_CLOSED", later.code)
+        assertEquals(report, c.close(0u), "idempotent")
     }
 
     @ParameterizedTest
