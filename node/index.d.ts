@@ -779,11 +779,14 @@ export declare class GateRouter {
    */
   feedback(recordId: string, score: number, options?: FeedbackOptions): string
   /**
-   * Abort in-flight calls and streams, drain the usage spool (bounded by
-   * `reporting.shutdown_timeout_ms`) and release the connection pool; the process can
-   * then exit on its own. Idempotent.
+   * Close the client: later calls reject with {@link ClientClosedError}; calls and
+   * streams still in flight after `graceMs` (default 0) are aborted; then the usage
+   * spool is drained (bounded by `reporting.shutdown_timeout_ms`) and the connection
+   * pool released, so the process can exit on its own. Resolves to the
+   * {@link DeliveryReport} (as `flush()`); a second call resolves to the first one's.
+   * Throws {@link InvalidRequestError} (`field` `graceMs`) for a negative or non-number grace.
    */
-  close(): Promise<void>
+  close(options?: { graceMs?: number }): Promise<DeliveryReport>
 }
 
 export default GateRouter

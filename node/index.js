@@ -316,8 +316,8 @@ class GateRouter {
    * Refusal reasons the core saw for the first time become one `process.emitWarning`
    * each (code `GATEROUTER_USAGE_REFUSED`): shown on stderr by default, never per record.
    */
-  _surfaceRefusals() {
-    if (this._closed) return
+  _surfaceRefusals(closing = false) {
+    if (this._closed && !closing) return
     for (const reason of unwrap(this._native.takeRefusalWarnings())) {
       process.emitWarning(
         `the collector refused usage records: ${reason} (they are in the spool's dead-letter file; see client.usageStatus() or \`gaterouter spool status\`)`,
@@ -447,15 +447,23 @@ class GateRouter {
   }
 
   /**
-   * Close the client: abort in-flight calls and streams, drain the usage spool to the
-   * collector (bounded by `reporting.shutdown_timeout_ms`) and release the connection
-   * pool. Later calls reject with `ClientClosedError`; the process can then exit on its
-   * own. Idempotent.
+   * Close the client: later calls reject with `ClientClosedError`; calls and streams
+   * still in flight after `graceMs` (default 0) are aborted; then the usage spool is
+   * drained to the collector (bounded by `reporting.shutdown_timeout_ms`) and the
+   * connection pool released, so the process can exit on its own. Resolves to the
+   * `DeliveryReport` (as `flush()`); a second call resolves to the first one's.
    */
-  async close() {
-    if (!this._closed) this._surfaceRefusals()
+  async close(options = {}) {
+    const graceMs = options?.graceMs ?? 0
+    if (typeof graceMs !== 'number' || !(graceMs >= 0)) {
+      throw new InvalidRequestError(`close(): graceMs must be a number >= 0, got ${graceMs}`, { code: 'INVALID_REQUEST', field: 'graceMs' })
+    }
+    const first = !this._closed
     this._closed = true
-    unwrap(await this._native.close())
+    const report = camelize(unwrap(await this._native.close(graceMs)))
+    // Refusals seen while draining warn too (once each, like every other refusal).
+    if (first) this._surfaceRefusals(true)
+    return report
   }
 }
 

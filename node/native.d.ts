@@ -85,13 +85,13 @@ export declare class NativeClient {
    */
   flush(timeoutMs: number): Promise<string>
   /**
-   * Close the client (`Client::close` with no grace): every in-flight call and stream
-   * is aborted (they resolve to a `CLIENT_CLOSED` envelope, as do later calls) and
-   * writes its usage record, then the usage spool is drained (bounded by
-   * `reporting.shutdown_timeout_ms`). Resolves to an envelope of `DeliveryReport`.
-   * Idempotent: a second call resolves with the first one's report.
+   * Close the client (`Client::close(grace)`): later calls resolve to a
+   * `CLIENT_CLOSED` envelope; calls and streams still in flight after `graceMs` are
+   * aborted (same envelope) and write their usage records; then the usage spool is
+   * drained (bounded by `reporting.shutdown_timeout_ms`). Resolves to an envelope of
+   * `DeliveryReport`. Idempotent: a second call resolves with the first one's report.
    */
-  close(): Promise<string>
+  close(graceMs: number): Promise<string>
   /** Calls and streams in flight (for tests: it must go back to zero, or calls leak). */
   get pendingCalls(): number
 }

@@ -362,15 +362,19 @@ impl NativeClient {
         env.spawn_future(async move { Ok(result_json(client.flush(millis(timeout_ms)).await)) })
     }
 
-    /// Close the client (`Client::close` with no grace): every in-flight call and stream
-    /// is aborted (they resolve to a `CLIENT_CLOSED` envelope, as do later calls) and
-    /// writes its usage record, then the usage spool is drained (bounded by
-    /// `reporting.shutdown_timeout_ms`). Resolves to an envelope of `DeliveryReport`.
-    /// Idempotent: a second call resolves with the first one's report.
+    /// Close the client (`Client::close(grace)`): later calls resolve to a
+    /// `CLIENT_CLOSED` envelope; calls and streams still in flight after `graceMs` are
+    /// aborted (same envelope) and write their usage records; then the usage spool is
+    /// drained (bounded by `reporting.shutdown_timeout_ms`). Resolves to an envelope of
+    /// `DeliveryReport`. Idempotent: a second call resolves with the first one's report.
     #[napi(ts_return_type = "Promise<string>")]
-    pub fn close<'env>(&self, env: &'env Env) -> NapiResult<PromiseRaw<'env, String>> {
+    pub fn close<'env>(
+        &self,
+        env: &'env Env,
+        grace_ms: f64,
+    ) -> NapiResult<PromiseRaw<'env, String>> {
         let client = self.client.clone();
-        env.spawn_future(async move { Ok(result_json(client.close(Duration::ZERO).await)) })
+        env.spawn_future(async move { Ok(result_json(client.close(millis(grace_ms)).await)) })
     }
 
     /// Calls and streams in flight (for tests: it must go back to zero, or calls leak).

@@ -131,11 +131,34 @@ test('a request timeout is APITimeoutError', async () => {
 
 test('calls after close() reject with ClientClosedError', async () => {
   const c = new GateRouter({ config: emu.config() })
-  await c.close()
-  await c.close() // idempotent
+  const report = await c.close()
+  assert.equal(typeof report.drained, 'boolean', JSON.stringify(report))
+  assert.deepEqual(await c.close(), report, 'idempotent: the first report again')
+  await assert.rejects(c.close({ graceMs: -1 }), (err) => err instanceof InvalidRequestError && err.field === 'graceMs')
   await assert.rejects(
     c.chat.completions.create({ model: MODEL.openai, messages: user('x') }),
     (err) => err instanceof ClientClosedError && err.code === 'CLIENT_CLOSED',
   )
   await assert.rejects(c.chat.completions.create({ model: MODEL.openai, messages: user('x'), stream: true }), ClientClosedError)
+})
+
+test('close({ graceMs }) lets a call finish within the grace and cuts one that outlasts it', async () => {
+  const c = new GateRouter({ config: emu.config() })
+  await emu.fault({ fault: 'slow', provider: 'openai', delay_ms: 300, times: 1 })
+  const quick = c.chat.completions.create({ model: MODEL.openai, messages: user('finishes') })
+  await new Promise((r) => setTimeout(r, 100))
+  const report = await c.close({ graceMs: 3000 })
+  const answer = await quick
+  assert.ok(answer.choices[0].message.content.length > 0, 'the call in flight completed')
+  assert.equal(typeof report.delivered, 'number')
+
+  const d = new GateRouter({ config: emu.config() })
+  await emu.fault({ fault: 'slow', provider: 'openai', delay_ms: 3000, times: 1 })
+  const slow = d.chat.completions.create({ model: MODEL.openai, messages: user('too slow') })
+  const rejected = assert.rejects(slow, (err) => err instanceof ClientClosedError && err.code === 'CLIENT_CLOSED')
+  await new Promise((r) => setTimeout(r, 100))
+  const t0 = Date.now()
+  await d.close({ graceMs: 100 })
+  await rejected
+  assert.ok(Date.now() - t0 < 2000, 'cut after the grace, not after the provider')
 })

@@ -14,6 +14,7 @@ from ._native import (
     APITimeoutError,
     AuthenticationError,
     BudgetExceededError,
+    ClientClosedError,
     ConfigError,
     ContextLengthExceededError,
     GateRouterError,
@@ -74,5 +75,6 @@ __all__ = [
     "InvalidResponseError",
     "BudgetExceededError",
     "PermissionDeniedError",
+    "ClientClosedError",
     "__version__",
 ]

@@ -375,7 +375,7 @@ class Client:
         return self._native.feedback(record_id, score, label, source, dict(tags) if tags is not None else None)
 
     def close(self, grace: float = 0.0) -> DeliveryReport:
-        """Close the client: later calls raise ``GateRouterError`` (code ``CLIENT_CLOSED``),
+        """Close the client: later calls raise ``ClientClosedError`` (code ``CLIENT_CLOSED``),
         calls and streams still in flight get ``grace`` seconds to end and are then
         cancelled (each writes its ``cancelled`` usage record), the usage spool is drained
         (bounded by ``reporting.shutdown_timeout_ms``) and reporting stops. Returns what

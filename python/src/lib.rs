@@ -87,6 +87,12 @@ create_exception!(
     GateRouterError,
     "The caller may not use this model."
 );
+create_exception!(
+    gaterouter._native,
+    ClientClosedError,
+    GateRouterError,
+    "The client was closed (`close()`) before or during this call."
+);
 
 /// Map a core error to its Python exception class, with attributes set.
 fn to_pyerr(py: Python<'_>, e: Error) -> PyErr {
@@ -104,6 +110,7 @@ fn to_pyerr(py: Python<'_>, e: Error) -> PyErr {
         ErrorKind::InvalidResponse => InvalidResponseError::new_err(msg),
         ErrorKind::Budget => BudgetExceededError::new_err(msg),
         ErrorKind::Permission => PermissionDeniedError::new_err(msg),
+        ErrorKind::ClientClosed => ClientClosedError::new_err(msg),
         _ => GateRouterError::new_err(msg),
     };
     let value = err.value(py);
@@ -637,6 +644,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
             "PermissionDeniedError",
             py.get_type::<PermissionDeniedError>(),
         ),
+        ("ClientClosedError", py.get_type::<ClientClosedError>()),
     ] {
         m.add(name, ty)?;
     }

@@ -188,8 +188,9 @@ def test_close_cuts_calls_in_flight_refuses_later_ones_and_returns_the_report(em
     t.join(5)
     assert time.monotonic() - started < 2, "the slow call was cut after the grace"
     assert [e.code for e in failed] == ["CLIENT_CLOSED"]
+    assert isinstance(failed[0], gaterouter.ClientClosedError)
     assert report.drained
-    with pytest.raises(gaterouter.GateRouterError) as refused:
+    with pytest.raises(gaterouter.ClientClosedError) as refused:
         client.chat.completions.create(model="openai/gpt-4o", messages=[{"role": "user", "content": "after"}])
     assert refused.value.code == "CLIENT_CLOSED"
     assert client.close().drained  # idempotent

@@ -327,6 +327,54 @@ pub enum GateRouterError {
         /// `Budget`: the budget, what is left and when it resets.
         budget: Option<BudgetInfo>,
     },
+    /// The call was cancelled (its handle's `cancel()`, or the task awaiting it).
+    #[error("{detail}")]
+    Cancelled {
+        /// Human-readable description.
+        detail: String,
+        /// Stable code (`CANCELLED`).
+        code: String,
+        /// Provider, when the error came from one.
+        provider: Option<String>,
+        /// HTTP status, when a provider answered.
+        status: Option<u16>,
+        /// How long the provider asked to wait, in milliseconds.
+        retry_after_ms: Option<u64>,
+        /// The provider's own error text, when a provider answered.
+        provider_message: Option<String>,
+        /// The offending request field, when known.
+        field: Option<String>,
+        /// `Permission`: the policy rule (`allow_models`, `deny_models`...).
+        rule: Option<String>,
+        /// `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
+        level: Option<String>,
+        /// `Budget`: the budget, what is left and when it resets.
+        budget: Option<BudgetInfo>,
+    },
+    /// `close()` was called before or during this call.
+    #[error("{detail}")]
+    ClientClosed {
+        /// Human-readable description.
+        detail: String,
+        /// Stable code (`CLIENT_CLOSED`).
+        code: String,
+        /// Provider, when the error came from one.
+        provider: Option<String>,
+        /// HTTP status, when a provider answered.
+        status: Option<u16>,
+        /// How long the provider asked to wait, in milliseconds.
+        retry_after_ms: Option<u64>,
+        /// The provider's own error text, when a provider answered.
+        provider_message: Option<String>,
+        /// The offending request field, when known.
+        field: Option<String>,
+        /// `Permission`: the policy rule (`allow_models`, `deny_models`...).
+        rule: Option<String>,
+        /// `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
+        level: Option<String>,
+        /// `Budget`: the budget, what is left and when it resets.
+        budget: Option<BudgetInfo>,
+    },
     /// A kind newer than this binding, or a failure of the binding itself (the runtime
     /// could not start). `code` still carries the stable code.
     #[error("{detail}")]
@@ -395,6 +443,8 @@ impl GateRouterError {
             | GateRouterError::InvalidResponse { code, .. }
             | GateRouterError::Budget { code, .. }
             | GateRouterError::Permission { code, .. }
+            | GateRouterError::Cancelled { code, .. }
+            | GateRouterError::ClientClosed { code, .. }
             | GateRouterError::Other { code, .. } => code,
         }
     }
@@ -444,6 +494,8 @@ impl From<Error> for GateRouterError {
             ErrorKind::InvalidResponse => variant!(InvalidResponse),
             ErrorKind::Budget => variant!(Budget),
             ErrorKind::Permission => variant!(Permission),
+            ErrorKind::Cancelled => variant!(Cancelled),
+            ErrorKind::ClientClosed => variant!(ClientClosed),
             // `ErrorKind` is non-exhaustive: a kind added to the core later still
             // reaches the app, with its code, until this binding grows a variant.
             _ => variant!(Other),

@@ -5245,6 +5245,76 @@ enum GateRouterError: Swift.Error, Equatable, Hashable, Foundation.LocalizedErro
          */budget: BudgetInfo?
     )
     /**
+     * The call was cancelled (its handle's `cancel()`, or the task awaiting it).
+     */
+    case Cancelled(
+        /**
+         * Human-readable description.
+         */detail: String, 
+        /**
+         * Stable code (`CANCELLED`).
+         */code: String, 
+        /**
+         * Provider, when the error came from one.
+         */provider: String?, 
+        /**
+         * HTTP status, when a provider answered.
+         */status: UInt16?, 
+        /**
+         * How long the provider asked to wait, in milliseconds.
+         */retryAfterMs: UInt64?, 
+        /**
+         * The provider's own error text, when a provider answered.
+         */providerMessage: String?, 
+        /**
+         * The offending request field, when known.
+         */field: String?, 
+        /**
+         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
+         */rule: String?, 
+        /**
+         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
+         */level: String?, 
+        /**
+         * `Budget`: the budget, what is left and when it resets.
+         */budget: BudgetInfo?
+    )
+    /**
+     * `close()` was called before or during this call.
+     */
+    case ClientClosed(
+        /**
+         * Human-readable description.
+         */detail: String, 
+        /**
+         * Stable code (`CLIENT_CLOSED`).
+         */code: String, 
+        /**
+         * Provider, when the error came from one.
+         */provider: String?, 
+        /**
+         * HTTP status, when a provider answered.
+         */status: UInt16?, 
+        /**
+         * How long the provider asked to wait, in milliseconds.
+         */retryAfterMs: UInt64?, 
+        /**
+         * The provider's own error text, when a provider answered.
+         */providerMessage: String?, 
+        /**
+         * The offending request field, when known.
+         */field: String?, 
+        /**
+         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
+         */rule: String?, 
+        /**
+         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
+         */level: String?, 
+        /**
+         * `Budget`: the budget, what is left and when it resets.
+         */budget: BudgetInfo?
+    )
+    /**
      * A kind newer than this binding, or a failure of the binding itself (the runtime
      * could not start). `code` still carries the stable code.
      */
@@ -5441,7 +5511,31 @@ public struct FfiConverterTypeGateRouterError: FfiConverterRustBuffer {
             level: try FfiConverterOptionString.read(from: &buf), 
             budget: try FfiConverterOptionTypeBudgetInfo.read(from: &buf)
             )
-        case 12: return .Other(
+        case 12: return .Cancelled(
+            detail: try FfiConverterString.read(from: &buf), 
+            code: try FfiConverterString.read(from: &buf), 
+            provider: try FfiConverterOptionString.read(from: &buf), 
+            status: try FfiConverterOptionUInt16.read(from: &buf), 
+            retryAfterMs: try FfiConverterOptionUInt64.read(from: &buf), 
+            providerMessage: try FfiConverterOptionString.read(from: &buf), 
+            field: try FfiConverterOptionString.read(from: &buf), 
+            rule: try FfiConverterOptionString.read(from: &buf), 
+            level: try FfiConverterOptionString.read(from: &buf), 
+            budget: try FfiConverterOptionTypeBudgetInfo.read(from: &buf)
+            )
+        case 13: return .ClientClosed(
+            detail: try FfiConverterString.read(from: &buf), 
+            code: try FfiConverterString.read(from: &buf), 
+            provider: try FfiConverterOptionString.read(from: &buf), 
+            status: try FfiConverterOptionUInt16.read(from: &buf), 
+            retryAfterMs: try FfiConverterOptionUInt64.read(from: &buf), 
+            providerMessage: try FfiConverterOptionString.read(from: &buf), 
+            field: try FfiConverterOptionString.read(from: &buf), 
+            rule: try FfiConverterOptionString.read(from: &buf), 
+            level: try FfiConverterOptionString.read(from: &buf), 
+            budget: try FfiConverterOptionTypeBudgetInfo.read(from: &buf)
+            )
+        case 14: return .Other(
             detail: try FfiConverterString.read(from: &buf), 
             code: try FfiConverterString.read(from: &buf), 
             provider: try FfiConverterOptionString.read(from: &buf), 
@@ -5619,8 +5713,36 @@ public struct FfiConverterTypeGateRouterError: FfiConverterRustBuffer {
             FfiConverterOptionTypeBudgetInfo.write(budget, into: &buf)
             
         
-        case let .Other(detail,code,provider,status,retryAfterMs,providerMessage,field,rule,level,budget):
+        case let .Cancelled(detail,code,provider,status,retryAfterMs,providerMessage,field,rule,level,budget):
             writeInt(&buf, Int32(12))
+            FfiConverterString.write(detail, into: &buf)
+            FfiConverterString.write(code, into: &buf)
+            FfiConverterOptionString.write(provider, into: &buf)
+            FfiConverterOptionUInt16.write(status, into: &buf)
+            FfiConverterOptionUInt64.write(retryAfterMs, into: &buf)
+            FfiConverterOptionString.write(providerMessage, into: &buf)
+            FfiConverterOptionString.write(field, into: &buf)
+            FfiConverterOptionString.write(rule, into: &buf)
+            FfiConverterOptionString.write(level, into: &buf)
+            FfiConverterOptionTypeBudgetInfo.write(budget, into: &buf)
+            
+        
+        case let .ClientClosed(detail,code,provider,status,retryAfterMs,providerMessage,field,rule,level,budget):
+            writeInt(&buf, Int32(13))
+            FfiConverterString.write(detail, into: &buf)
+            FfiConverterString.write(code, into: &buf)
+            FfiConverterOptionString.write(provider, into: &buf)
+            FfiConverterOptionUInt16.write(status, into: &buf)
+            FfiConverterOptionUInt64.write(retryAfterMs, into: &buf)
+            FfiConverterOptionString.write(providerMessage, into: &buf)
+            FfiConverterOptionString.write(field, into: &buf)
+            FfiConverterOptionString.write(rule, into: &buf)
+            FfiConverterOptionString.write(level, into: &buf)
+            FfiConverterOptionTypeBudgetInfo.write(budget, into: &buf)
+            
+        
+        case let .Other(detail,code,provider,status,retryAfterMs,providerMessage,field,rule,level,budget):
+            writeInt(&buf, Int32(14))
             FfiConverterString.write(detail, into: &buf)
             FfiConverterString.write(code, into: &buf)
             FfiConverterOptionString.write(provider, into: &buf)

@@ -271,6 +271,8 @@ final class GateRouterTests: XCTestCase {
         XCTAssertTrue(report.drained)
         let code = await call.value
         XCTAssertEqual(code, "CLIENT_CLOSED")
+        let laterKind = await gateRouterError("after close (kind)") { _ = try await c.chat(request: request("openai/gpt-4o", "x")) }?.kind
+        XCTAssertEqual(laterKind, "ClientClosed")
         XCTAssertLessThan(Date().timeIntervalSince(start), 2, "the slow call was cut")
         let later = await gateRouterError("after close") { _ = try await c.chat(request: request("openai/gpt-4o", "x")) }
         XCTAssertEqual(later?.code, "CLIENT_CLOSED")

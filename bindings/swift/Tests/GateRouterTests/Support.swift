@@ -275,6 +275,8 @@ extension GateRouterError {
         case let .InvalidResponse(d, c, p, s, r, pm, f, ru, l, b): return ErrorFields(kind: "InvalidResponse", detail: d, code: c, provider: p, status: s, retryAfterMs: r, providerMessage: pm, field: f, rule: ru, level: l, budget: b)
         case let .Budget(d, c, p, s, r, pm, f, ru, l, b): return ErrorFields(kind: "Budget", detail: d, code: c, provider: p, status: s, retryAfterMs: r, providerMessage: pm, field: f, rule: ru, level: l, budget: b)
         case let .Permission(d, c, p, s, r, pm, f, ru, l, b): return ErrorFields(kind: "Permission", detail: d, code: c, provider: p, status: s, retryAfterMs: r, providerMessage: pm, field: f, rule: ru, level: l, budget: b)
+        case let .Cancelled(d, c, p, s, r, pm, f, ru, l, b): return ErrorFields(kind: "Cancelled", detail: d, code: c, provider: p, status: s, retryAfterMs: r, providerMessage: pm, field: f, rule: ru, level: l, budget: b)
+        case let .ClientClosed(d, c, p, s, r, pm, f, ru, l, b): return ErrorFields(kind: "ClientClosed", detail: d, code: c, provider: p, status: s, retryAfterMs: r, providerMessage: pm, field: f, rule: ru, level: l, budget: b)
         case let .Other(d, c, p, s, r, pm, f, ru, l, b): return ErrorFields(kind: "Other", detail: d, code: c, provider: p, status: s, retryAfterMs: r, providerMessage: pm, field: f, rule: ru, level: l, budget: b)
         }
     }

@@ -6225,6 +6225,124 @@ sealed class GateRouterException: kotlin.Exception() {
     }
     
     /**
+     * The call was cancelled (its handle's `cancel()`, or the task awaiting it).
+     */
+    class Cancelled(
+        
+        /**
+         * Human-readable description.
+         */
+        val `detail`: kotlin.String, 
+        
+        /**
+         * Stable code (`CANCELLED`).
+         */
+        val `code`: kotlin.String, 
+        
+        /**
+         * Provider, when the error came from one.
+         */
+        val `provider`: kotlin.String?, 
+        
+        /**
+         * HTTP status, when a provider answered.
+         */
+        val `status`: kotlin.UShort?, 
+        
+        /**
+         * How long the provider asked to wait, in milliseconds.
+         */
+        val `retryAfterMs`: kotlin.ULong?, 
+        
+        /**
+         * The provider's own error text, when a provider answered.
+         */
+        val `providerMessage`: kotlin.String?, 
+        
+        /**
+         * The offending request field, when known.
+         */
+        val `field`: kotlin.String?, 
+        
+        /**
+         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
+         */
+        val `rule`: kotlin.String?, 
+        
+        /**
+         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
+         */
+        val `level`: kotlin.String?, 
+        
+        /**
+         * `Budget`: the budget, what is left and when it resets.
+         */
+        val `budget`: BudgetInfo?
+        ) : GateRouterException() {
+        override val message
+            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, providerMessage=${ `providerMessage` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
+    }
+    
+    /**
+     * `close()` was called before or during this call.
+     */
+    class ClientClosed(
+        
+        /**
+         * Human-readable description.
+         */
+        val `detail`: kotlin.String, 
+        
+        /**
+         * Stable code (`CLIENT_CLOSED`).
+         */
+        val `code`: kotlin.String, 
+        
+        /**
+         * Provider, when the error came from one.
+         */
+        val `provider`: kotlin.String?, 
+        
+        /**
+         * HTTP status, when a provider answered.
+         */
+        val `status`: kotlin.UShort?, 
+        
+        /**
+         * How long the provider asked to wait, in milliseconds.
+         */
+        val `retryAfterMs`: kotlin.ULong?, 
+        
+        /**
+         * The provider's own error text, when a provider answered.
+         */
+        val `providerMessage`: kotlin.String?, 
+        
+        /**
+         * The offending request field, when known.
+         */
+        val `field`: kotlin.String?, 
+        
+        /**
+         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
+         */
+        val `rule`: kotlin.String?, 
+        
+        /**
+         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
+         */
+        val `level`: kotlin.String?, 
+        
+        /**
+         * `Budget`: the budget, what is left and when it resets.
+         */
+        val `budget`: BudgetInfo?
+        ) : GateRouterException() {
+        override val message
+            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, providerMessage=${ `providerMessage` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
+    }
+    
+    /**
      * A kind newer than this binding, or a failure of the binding itself (the runtime
      * could not start). `code` still carries the stable code.
      */
@@ -6435,7 +6553,31 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 FfiConverterOptionalString.read(buf),
                 FfiConverterOptionalTypeBudgetInfo.read(buf),
                 )
-            12 -> GateRouterException.Other(
+            12 -> GateRouterException.Cancelled(
+                FfiConverterString.read(buf),
+                FfiConverterString.read(buf),
+                FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalUShort.read(buf),
+                FfiConverterOptionalULong.read(buf),
+                FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalTypeBudgetInfo.read(buf),
+                )
+            13 -> GateRouterException.ClientClosed(
+                FfiConverterString.read(buf),
+                FfiConverterString.read(buf),
+                FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalUShort.read(buf),
+                FfiConverterOptionalULong.read(buf),
+                FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalString.read(buf),
+                FfiConverterOptionalTypeBudgetInfo.read(buf),
+                )
+            14 -> GateRouterException.Other(
                 FfiConverterString.read(buf),
                 FfiConverterString.read(buf),
                 FfiConverterOptionalString.read(buf),
@@ -6594,6 +6736,34 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 + FfiConverterOptionalTypeBudgetInfo.allocationSize(value.`budget`)
             )
             is GateRouterException.Permission -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`detail`)
+                + FfiConverterString.allocationSize(value.`code`)
+                + FfiConverterOptionalString.allocationSize(value.`provider`)
+                + FfiConverterOptionalUShort.allocationSize(value.`status`)
+                + FfiConverterOptionalULong.allocationSize(value.`retryAfterMs`)
+                + FfiConverterOptionalString.allocationSize(value.`providerMessage`)
+                + FfiConverterOptionalString.allocationSize(value.`field`)
+                + FfiConverterOptionalString.allocationSize(value.`rule`)
+                + FfiConverterOptionalString.allocationSize(value.`level`)
+                + FfiConverterOptionalTypeBudgetInfo.allocationSize(value.`budget`)
+            )
+            is GateRouterException.Cancelled -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`detail`)
+                + FfiConverterString.allocationSize(value.`code`)
+                + FfiConverterOptionalString.allocationSize(value.`provider`)
+                + FfiConverterOptionalUShort.allocationSize(value.`status`)
+                + FfiConverterOptionalULong.allocationSize(value.`retryAfterMs`)
+                + FfiConverterOptionalString.allocationSize(value.`providerMessage`)
+                + FfiConverterOptionalString.allocationSize(value.`field`)
+                + FfiConverterOptionalString.allocationSize(value.`rule`)
+                + FfiConverterOptionalString.allocationSize(value.`level`)
+                + FfiConverterOptionalTypeBudgetInfo.allocationSize(value.`budget`)
+            )
+            is GateRouterException.ClientClosed -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
                 + FfiConverterString.allocationSize(value.`detail`)
@@ -6780,8 +6950,36 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
                 FfiConverterOptionalTypeBudgetInfo.write(value.`budget`, buf)
                 Unit
             }
-            is GateRouterException.Other -> {
+            is GateRouterException.Cancelled -> {
                 buf.putInt(12)
+                FfiConverterString.write(value.`detail`, buf)
+                FfiConverterString.write(value.`code`, buf)
+                FfiConverterOptionalString.write(value.`provider`, buf)
+                FfiConverterOptionalUShort.write(value.`status`, buf)
+                FfiConverterOptionalULong.write(value.`retryAfterMs`, buf)
+                FfiConverterOptionalString.write(value.`providerMessage`, buf)
+                FfiConverterOptionalString.write(value.`field`, buf)
+                FfiConverterOptionalString.write(value.`rule`, buf)
+                FfiConverterOptionalString.write(value.`level`, buf)
+                FfiConverterOptionalTypeBudgetInfo.write(value.`budget`, buf)
+                Unit
+            }
+            is GateRouterException.ClientClosed -> {
+                buf.putInt(13)
+                FfiConverterString.write(value.`detail`, buf)
+                FfiConverterString.write(value.`code`, buf)
+                FfiConverterOptionalString.write(value.`provider`, buf)
+                FfiConverterOptionalUShort.write(value.`status`, buf)
+                FfiConverterOptionalULong.write(value.`retryAfterMs`, buf)
+                FfiConverterOptionalString.write(value.`providerMessage`, buf)
+                FfiConverterOptionalString.write(value.`field`, buf)
+                FfiConverterOptionalString.write(value.`rule`, buf)
+                FfiConverterOptionalString.write(value.`level`, buf)
+                FfiConverterOptionalTypeBudgetInfo.write(value.`budget`, buf)
+                Unit
+            }
+            is GateRouterException.Other -> {
+                buf.putInt(14)
                 FfiConverterString.write(value.`detail`, buf)
                 FfiConverterString.write(value.`code`, buf)
                 FfiConverterOptionalString.write(value.`provider`, buf)

@@ -279,9 +279,9 @@ class GateRouterTest {
         val report = c.close(0u)
         assertTrue(report.drained, report.toString())
         val e = call.await().exceptionOrNull()
-        assertTrue(e is GateRouterException.Other && e.code == "CLIENT_CLOSED", "$e")
+        assertTrue(e is GateRouterException.ClientClosed && e.code == "CLIENT_CLOSED", "$e")
         assertTrue((System.nanoTime() - t0) / 1_000_000 < 2_000, "the slow call was cut")
-        val later = assertThrows<GateRouterException.Other> { runBlocking { c.chat(request("openai/gpt-4o", "x")) } }
+        val later = assertThrows<GateRouterException.ClientClosed> { runBlocking { c.chat(request("openai/gpt-4o", "x")) } }
         assertEquals("CLIENT_CLOSED", later.code)
         assertEquals(report, c.close(0u), "idempotent")
     }
