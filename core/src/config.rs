@@ -18,11 +18,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::model_id::ModelId;
-pub use crate::secret::Secret;
+pub use gaterouter_types::secret::Secret;
 
-mod reporting;
 pub use gaterouter_providers::{ProviderKind, ResolvedProvider};
-pub use reporting::{DEFAULT_SIGNING_KEY_ENV, KeySource, ReportingConfig, ReportingMode};
+pub use gaterouter_types::identity::Identity;
+pub use gaterouter_usage::config::{
+    DEFAULT_SIGNING_KEY_ENV, KeySource, ReportingConfig, ReportingMode,
+};
 
 /// One provider entry. For built-in names every field is optional (it overrides the
 /// built-in); for a new name `kind` and `base_url` are required.
@@ -52,30 +54,6 @@ pub struct ProviderConfig {
     /// Per-provider request timeout in milliseconds (overrides `timeouts.request_ms`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_timeout_ms: Option<u64>,
-}
-
-/// Who is calling; stamped on usage records and checked against policies.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Identity {
-    /// Organization id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub org: Option<String>,
-    /// Department id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub department: Option<String>,
-    /// Project id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub project: Option<String>,
-    /// Group id (optional).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub group: Option<String>,
-    /// Member id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user: Option<String>,
-    /// GateRouter API key id (whose Ed25519 key signs usage records).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub api_key_id: Option<String>,
 }
 
 /// Timeouts in milliseconds.
@@ -744,6 +722,29 @@ fn fix_for(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reporting_table_in_main_config() {
+        let c = Config::from_toml_str(
+            "[reporting]\nmode = \"off\"\nbatch_max_records = 10\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.reporting.batch_max_records, 10);
+        let e = Config::from_toml_str("[reporting]\nbogus = 1\n", "t.toml").unwrap_err();
+        assert!(
+            e.to_string().contains("reporting") && e.to_string().contains("bogus"),
+            "{e}"
+        );
+        // The in-memory signing key is for apps (mobile); a config file cannot set it.
+        let seed = "ZmFrZSBrZXkgdGhhdCBtdXN0IG5vdCBiZSByZWFkIGZyb20gYSBmaWxl";
+        let e = Config::from_toml_str(
+            &format!("[reporting]\nsigning_key = \"{seed}\"\n"),
+            "t.toml",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("signing_key"), "{e}");
+    }
 
     #[test]
     fn load_reads_each_source() {

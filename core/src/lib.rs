@@ -26,7 +26,7 @@
 //! | [`accounts`] | org policies, budgets and reservations shared with the collector; the SDK's policy client | `gaterouter-accounts` + here |
 //! | [`config`] | plain serde configuration (TOML or a map), validated with field-naming errors | here |
 //! | [`retry`] | bounded, jittered exponential backoff honouring `retry-after` | here |
-//! | [`usage`] | signed usage records, the durable spool and the batching reporter | here |
+//! | [`usage`] | signed usage records, the durable spool and the batching reporter | `gaterouter-usage` |
 //! | [`standalone`] | JSON-in helpers without a client (cost from usage, record signing) the bindings expose | here |
 //! | [`client`] | [`Client`]: the one entry point that ties config, transport and adapters | here |
 //!
@@ -45,7 +45,6 @@ pub mod client;
 pub mod config;
 pub mod retry;
 pub mod standalone;
-pub mod usage;
 
 // The layers below, each a crate of its own (see the map), under their old paths.
 pub use gaterouter_types::{error, model_id, money, sse, stream, types};
@@ -65,8 +64,8 @@ pub use gaterouter_health as health;
 /// Scoring, tiers and explained model selection (crate `gaterouter-routing`).
 pub use gaterouter_routing as routing;
 
-// Used by the modules here as `crate::decision`, `crate::http_reply`, `crate::secret`.
-use gaterouter_types::{decision, http_reply, secret};
+/// Signed usage records, the spool and the uploader (crate `gaterouter-usage`).
+pub use gaterouter_usage as usage;
 
 pub use client::{Cancel, Client, ClientBuilder};
 pub use config::{Config, ConfigSource};
@@ -76,6 +75,4 @@ pub use stream::{ChatStream, StreamAccumulator};
 pub use types::*;
 
 /// Name and version reported by this SDK (used in `User-Agent` and usage records).
-pub const SDK_NAME: &str = "gaterouter-rust";
-/// Crate version.
-pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
+pub use gaterouter_usage::{SDK_NAME, SDK_VERSION};

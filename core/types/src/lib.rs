@@ -18,16 +18,20 @@
 //! | [`sse`] | an incremental Server-Sent-Events parser shared by every adapter |
 //! | [`http_reply`] | reading an HTTP reply: `retry-after`, a bounded body excerpt |
 //! | [`secret`] | a string that never prints (API keys) |
+//! | [`identity`] | who is calling (org, department, project, group, member, key id) |
+//! | [`backoff`] | the one jittered exponential backoff (provider retries, usage uploads) |
 //!
 //! Why `decision` and `budget` live here: every response carries its route decision, and
 //! permission/budget errors carry the level and budget that refused the call. Keeping the
 //! data down here lets `types` and `error` name them without depending on the router or
 //! on the accounts rules (the back-edges `types -> routing` and `error -> accounts`).
 
+pub mod backoff;
 pub mod budget;
 pub mod decision;
 pub mod error;
 pub mod http_reply;
+pub mod identity;
 pub mod model_id;
 pub mod money;
 pub mod secret;

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use super::delivery::DeliveryEvent;
 use super::spool::{Batch, SpooledRecord};
-use crate::retry::{ExponentialBackoff, Jitter};
+use gaterouter_types::backoff::{ExponentialBackoff, Jitter};
 
 /// Answers that leave records unmentioned before those records are dead-lettered.
 pub const MAX_UNACKNOWLEDGED_ROUNDS: u32 = 5;
@@ -582,9 +582,9 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::retry::NoJitter;
-    use crate::usage::delivery::Delivery;
-    use crate::usage::spool::Cursor;
+    use crate::delivery::Delivery;
+    use crate::spool::Cursor;
+    use gaterouter_types::backoff::NoJitter;
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
@@ -989,7 +989,7 @@ mod tests {
         assert_eq!((w.delivery.delivered(), w.delivery.refused()), (1, 2));
         assert_eq!(
             w.delivery.refusals(),
-            vec![crate::usage::RefusalCount {
+            vec![crate::RefusalCount {
                 reason: why,
                 count: 2
             }]

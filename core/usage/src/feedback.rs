@@ -2,7 +2,7 @@
 //! call's usage record at the collector.
 //!
 //! The app (or a server-side evaluator holding a GateRouter key of the same org) calls
-//! [`crate::Client::feedback`] with the call's `usage_record_id` (on every response and
+//! `gaterouter::Client::feedback` with the call's `usage_record_id` (on every response and
 //! on a stream's last chunk) and a score in `[0, 1]`. The feedback travels exactly like a
 //! usage record: validated, given the next per-key `seq`, signed with the key's Ed25519
 //! key, appended to the spool, delivered in the same batches to `POST /v1/usage`,
@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use super::UsageError;
 use super::canonical;
 use super::record::{RecordId, SCHEMA_VERSION, SdkInfo, check_id, check_int, validate_tags};
-use crate::config::Identity;
+use crate::Identity;
 
 /// Longest label, in UTF-8 bytes.
 pub const MAX_LABEL_BYTES: usize = 64;

@@ -1,12 +1,12 @@
 //! The `[reporting]` table: where usage records are spooled, signed and sent. Plain
-//! data; the usage pipeline that reads it ([`crate::usage`]) validates it and loads the
+//! data; the usage pipeline that reads it ([`crate`]) validates it and loads the
 //! signing key ([`ReportingConfig::validate`], [`ReportingConfig::load_signer`]).
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::secret::Secret;
+use gaterouter_types::secret::Secret;
 
 /// Environment variable read for the signing key when neither `signing_key_file` nor
 /// `signing_key_env` is configured.
@@ -61,7 +61,7 @@ pub struct ReportingConfig {
     /// `~/Library/Application Support` (macOS), `%LOCALAPPDATA%` (Windows), else
     /// `./.gaterouter`; `p<N>` is the first slot no other process holds, so several
     /// processes can run with the default. An explicit directory is never shared: a
-    /// second process gets [`UsageError::SpoolLocked`](crate::usage::UsageError::SpoolLocked).
+    /// second process gets [`UsageError::SpoolLocked`](crate::UsageError::SpoolLocked).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spool_dir: Option<PathBuf>,
     /// File holding the Ed25519 signing key (base64 32-byte seed, or PKCS#8 PEM).
@@ -82,7 +82,7 @@ pub struct ReportingConfig {
     /// Longest a record waits for a fuller batch. Default 2 000 ms.
     pub batch_max_age_ms: u64,
     /// Records per batch while the app says the device is on cellular
-    /// ([`NetworkClass::Cellular`](crate::usage::NetworkClass::Cellular)): fewer, bigger uploads wake the radio less.
+    /// ([`NetworkClass::Cellular`](crate::NetworkClass::Cellular)): fewer, bigger uploads wake the radio less.
     /// Default 2 000 (1..=10 000).
     pub cellular_batch_max_records: usize,
     /// Longest a record waits for a fuller batch on cellular. Default 60 000 ms.
@@ -91,7 +91,7 @@ pub struct ReportingConfig {
     /// every record. Default 200 ms.
     pub fsync_interval_ms: u64,
     /// Cap on the spool's bytes; beyond it records are refused with
-    /// [`UsageError::SpoolFull`](crate::usage::UsageError::SpoolFull) and counted. Default 256 MiB, minimum 64 KiB.
+    /// [`UsageError::SpoolFull`](crate::UsageError::SpoolFull) and counted. Default 256 MiB, minimum 64 KiB.
     pub max_spool_bytes: u64,
     /// Collector request timeout. Default 10 000 ms.
     pub request_timeout_ms: u64,
@@ -99,7 +99,7 @@ pub struct ReportingConfig {
     pub retry_initial_backoff_ms: u64,
     /// Retry backoff ceiling. Default 30 000 ms.
     pub retry_max_backoff_ms: u64,
-    /// How long [`Recorder::shutdown`](crate::usage::Recorder::shutdown) waits for the spool to drain. Default 5 000 ms.
+    /// How long [`Recorder::shutdown`](crate::Recorder::shutdown) waits for the spool to drain. Default 5 000 ms.
     pub shutdown_timeout_ms: u64,
 }
 

@@ -22,7 +22,7 @@ use zeroize::Zeroizing;
 
 use super::UsageError;
 use super::record::UsageRecord;
-use crate::secret::Secret;
+use gaterouter_types::secret::Secret;
 
 /// A usage-record signing key. `Debug` shows the public key only.
 #[derive(Clone)]

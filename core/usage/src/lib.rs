@@ -1,7 +1,28 @@
+//! # gaterouter-usage
+//!
 //! Signed usage records, a durable on-disk spool, and the reporter that ships them.
+//! Depends on `gaterouter-types` (identity, decision data, backoff, secrets) and
+//! `gaterouter-accounts` (a key's scope); `gaterouter` re-exports it as
+//! `gaterouter::usage` and its `[reporting]` table as `gaterouter::config::ReportingConfig`.
+//!
+//! Map of the crate:
+//!
+//! | module | concept |
+//! |---|---|
+//! | [`config`] | the `[reporting]` table (plain data) and where the signing key comes from |
+//! | [`record`] | a call's [`UsageRecord`]: the input, validation, ids and `seq` |
+//! | [`canonical`] | RFC 8785 canonical JSON, the bytes that are signed |
+//! | [`signing`] | Ed25519 keys and signatures ([`UsageSigner`]) |
+//! | [`feedback`] | outcome feedback: a signed record joining a usage record |
+//! | [`spool`] | the durable, crash-safe on-disk queue and its dead-letter file |
+//! | [`uploader`] | sans-IO delivery decisions: what to send next, what a reply means |
+//! | [`reporter`] | the thin async loop that drives the uploader over HTTP |
+//! | [`delivery`] | delivery events and listeners, refusal counts |
+//! | this file | [`Recorder`]: the one handle the client uses, and [`DeliveryReport`] |
+//!
 //!
 //! Every model call produces one [`UsageRecord`]: who called (from
-//! [`crate::config::Identity`]), which provider and model, token counts, cost estimate,
+//! [`Identity`]), which provider and model, token counts, cost estimate,
 //! timings, outcome and bounded tags. Never any prompt or completion text.
 //!
 //! The [`Recorder`] is the one handle the client uses:
@@ -31,6 +52,7 @@
 //! same way in both modes) and `seq` starts at 1 per process.
 
 pub mod canonical;
+pub mod config;
 pub mod delivery;
 pub mod feedback;
 pub mod record;
@@ -56,10 +78,16 @@ pub use reporter::{BatchResponse, LinkState, NetworkClass, Rejected};
 pub use signing::{UsageSigner, generate_key};
 pub use spool::{Spool, SpoolOptions, SpoolStatus};
 
-pub use crate::config::{DEFAULT_SIGNING_KEY_ENV, KeySource, ReportingConfig, ReportingMode};
+pub use config::{DEFAULT_SIGNING_KEY_ENV, KeySource, ReportingConfig, ReportingMode};
+pub use gaterouter_types::identity::Identity;
 
-use crate::accounts::KeyScope;
-use crate::config::Identity;
+use gaterouter_accounts::KeyScope;
+
+/// Name of the SDK that makes the records unless a binding says otherwise
+/// ([`SdkInfo`]); also the `User-Agent` product of uploads.
+pub const SDK_NAME: &str = "gaterouter-rust";
+/// The workspace version (every crate and binding built here shares it).
+pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Errors of the usage pipeline. Each names what is wrong and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -913,21 +941,6 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("reporting.collector_url")
-        );
-    }
-
-    #[test]
-    fn config_field_in_main_config() {
-        let c = crate::Config::from_toml_str(
-            "[reporting]\nmode = \"off\"\nbatch_max_records = 10\n",
-            "t.toml",
-        )
-        .unwrap();
-        assert_eq!(c.reporting.batch_max_records, 10);
-        let e = crate::Config::from_toml_str("[reporting]\nbogus = 1\n", "t.toml").unwrap_err();
-        assert!(
-            e.to_string().contains("reporting") && e.to_string().contains("bogus"),
-            "{e}"
         );
     }
 

@@ -13,9 +13,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::UsageError;
 use super::canonical::{self, MAX_SAFE_INTEGER};
-use crate::config::Identity;
-pub use crate::decision::{RouteFeatures, RouteMode};
-use crate::error::ErrorKind;
+use crate::Identity;
+pub use gaterouter_types::decision::{RouteFeatures, RouteMode};
+use gaterouter_types::error::ErrorKind;
 
 /// Version of the record layout, carried in every record as `schema_version`.
 pub const SCHEMA_VERSION: u32 = 1;
