@@ -1,4 +1,4 @@
-//! `core/data/usage-api.openapi.json` agrees with the record type and the reporter.
+//! `core/usage/data/usage-api.openapi.json` agrees with the record type and the reporter.
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
@@ -9,7 +9,7 @@ use gaterouter::usage::{BatchResponse, UsageStatus};
 use serde_json::Value;
 
 fn doc() -> Value {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/usage-api.openapi.json");
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("usage/data/usage-api.openapi.json");
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
 

@@ -12,7 +12,7 @@
   the OpenAI cookbook formulas (messages, names, tools) and the vision-guide image
   formulas, counted with tiktoken.
 - cost.json: usage objects with the expected cost, computed here with Python's Decimal
-  from core/data/prices.json (rounded half-up to micro-dollars once).
+  from core/pricing/data/prices.json (rounded half-up to micro-dollars once).
 
 tiktoken cannot download its files here: TIKTOKEN_CACHE_DIR is pointed at the copies
 litellm ships (set below if unset).
@@ -335,7 +335,7 @@ def gen_chat():
 
 # --------------------------------------------------------------------------- cost
 def gen_cost():
-    cat = json.loads((ROOT / "core" / "data" / "prices.json").read_text())["models"]
+    cat = json.loads((ROOT / "core" / "pricing" / "data" / "prices.json").read_text())["models"]
     D = Decimal
 
     def price(p, field, tokens_in):
@@ -423,7 +423,7 @@ def gen_cost():
     for name, model, usage, opts in specs:
         exp = expected(model, usage, opts.get("batch", False), opts.get("cache_write_1h", False))
         cases.append({"name": name, "model": model, "usage": usage, "options": {"batch": opts.get("batch", False), "cache_write_1h": opts.get("cache_write_1h", False)}, "expected": exp})
-    return {"generator": "tests/vectors/gen_tokens.py", "reference": "Python Decimal over core/data/prices.json, total ROUND_HALF_UP to micro-dollars, parts by largest remainder",
+    return {"generator": "tests/vectors/gen_tokens.py", "reference": "Python Decimal over core/pricing/data/prices.json, total ROUND_HALF_UP to micro-dollars, parts by largest remainder",
             "cases": cases}
 
 

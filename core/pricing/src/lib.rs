@@ -15,7 +15,7 @@
 //! | [`cost`], [`Cost`] | the exact cost of a call's usage |
 //! | [`estimate_cost`], [`CostEstimate`] | the expected and maximum cost before a call |
 //!
-//! - Prices live in `core/data/prices.json` (embedded; see [`Catalog::builtin`]) as
+//! - Prices live in `core/pricing/data/prices.json` (embedded; see [`Catalog::builtin`]) as
 //!   decimal strings in USD per million tokens and are held as integer
 //!   **micro-dollars per million tokens** ([`Price`]), which is the same number as
 //!   pico-dollars per token. No float ever touches money.
@@ -41,7 +41,7 @@ pub use gaterouter_types::money::{Cost, Currency};
 use gaterouter_types::types::{ChatRequest, Usage};
 
 /// The embedded catalog text.
-const BUILTIN_JSON: &str = include_str!("../../data/prices.json");
+const BUILTIN_JSON: &str = include_str!("../data/prices.json");
 
 /// Smallest non-zero price accepted: $0.001 per million tokens. Anything lower is almost
 /// certainly a per-token or per-thousand price typed where per-million is expected.

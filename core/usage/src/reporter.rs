@@ -6,7 +6,7 @@
 //! piece of I/O (spool reads and writes on the blocking pool, the reqwest POST, the
 //! waits) and hands the result back.
 //!
-//! Protocol (see `core/data/usage-api.openapi.json`): `POST {collector_url}/v1/usage`
+//! Protocol (see `core/usage/data/usage-api.openapi.json`): `POST {collector_url}/v1/usage`
 //! with `{"records":[{...record..., "signature":"..."}]}`; the collector answers 200 with
 //! `{"accepted":[ids],"duplicate":[ids],"rejected":[{"id":..,"reason":..}]}`.
 //!
