@@ -17,9 +17,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{Adapter, HttpCall, StreamDecoder, Target};
-use crate::error::{Error, Result};
-use crate::sse::SseEvent;
-use crate::types::{
+use gaterouter_types::error::{Error, Result};
+use gaterouter_types::sse::SseEvent;
+use gaterouter_types::types::{
     AssistantMessage, ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, Content,
     ContentPart, Delta, FinishReason, FunctionCall, FunctionCallDelta, Message, ResponseFormat,
     Role, ToolCall, ToolCallDelta, ToolChoice, Usage,
@@ -1031,11 +1031,11 @@ mod tests {
 
     use super::*;
     use crate::ErrorKind;
-    use crate::secret::Secret;
-    use crate::sse::SseParser;
-    use crate::stream::StreamAccumulator;
-    use crate::types::Tool;
     use crate::{ProviderKind, ResolvedProvider};
+    use gaterouter_types::secret::Secret;
+    use gaterouter_types::sse::SseParser;
+    use gaterouter_types::stream::StreamAccumulator;
+    use gaterouter_types::types::Tool;
 
     const RICH_INPUT: &str = include_str!("../../tests/fixtures/anthropic/rich_request.input.json");
     const RICH_EXPECTED: &str =
@@ -1288,7 +1288,7 @@ mod tests {
 
         req.messages.insert(0, Message::system("Be terse."));
         req.response_format = Some(ResponseFormat::JsonSchema {
-            json_schema: crate::types::JsonSchemaFormat {
+            json_schema: gaterouter_types::types::JsonSchemaFormat {
                 name: "colors".into(),
                 description: None,
                 schema: json!({"type": "object", "properties": {"colors": {"type": "array"}}}),
@@ -1311,7 +1311,7 @@ mod tests {
     fn bad_images_and_temperature_are_refused() {
         let part = |url: &str| {
             Message::user(Content::Parts(vec![ContentPart::ImageUrl {
-                image_url: crate::types::ImageUrl {
+                image_url: gaterouter_types::types::ImageUrl {
                     url: url.into(),
                     detail: Default::default(),
                 },

@@ -28,9 +28,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{Adapter, HttpCall, StreamDecoder, Target, body_excerpt, map_status, now_unix};
-use crate::error::{Error, Result};
-use crate::sse::SseEvent;
-use crate::types::{
+use gaterouter_types::error::{Error, Result};
+use gaterouter_types::sse::SseEvent;
+use gaterouter_types::types::{
     AssistantMessage, ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, Content,
     ContentPart, Delta, FinishReason, FunctionCall, FunctionCallDelta, ResponseFormat, Role,
     ToolCall, ToolCallDelta, ToolChoice, Usage,
@@ -1117,11 +1117,11 @@ mod tests {
 
     use super::*;
     use crate::ErrorKind;
-    use crate::secret::Secret;
-    use crate::sse::SseParser;
-    use crate::stream::StreamAccumulator;
-    use crate::types::Message;
     use crate::{ProviderKind, ResolvedProvider};
+    use gaterouter_types::secret::Secret;
+    use gaterouter_types::sse::SseParser;
+    use gaterouter_types::stream::StreamAccumulator;
+    use gaterouter_types::types::Message;
 
     macro_rules! fixture {
         ($name:literal) => {
@@ -1239,12 +1239,12 @@ mod tests {
 
     #[test]
     fn tool_choice_and_json_object_mapping() {
-        let tool = crate::types::Tool::function(
+        let tool = gaterouter_types::types::Tool::function(
             "lookup",
             "Look up",
             json!({"type": "object", "properties": {"q": {"type": "string"}}}),
         );
-        let no_args = crate::types::Tool::function(
+        let no_args = gaterouter_types::types::Tool::function(
             "ping",
             "Ping",
             json!({"type": "object", "properties": {}, "additionalProperties": false}),
@@ -1418,7 +1418,7 @@ mod tests {
             "data:;base64,AAAA",
         ] {
             let msg = Message::user(Content::Parts(vec![ContentPart::ImageUrl {
-                image_url: crate::types::ImageUrl {
+                image_url: gaterouter_types::types::ImageUrl {
                     url: url.into(),
                     detail: Default::default(),
                 },

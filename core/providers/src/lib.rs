@@ -25,24 +25,21 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use http::HeaderMap;
 use serde_json::Value;
 
-use crate::error::{Error, Result};
-use crate::sse::SseEvent;
-use crate::types::{ChatChunk, ChatRequest, ChatResponse};
+use gaterouter_types::error::{Error, Result};
+use gaterouter_types::sse::SseEvent;
+use gaterouter_types::types::{ChatChunk, ChatRequest, ChatResponse};
 
 pub mod anthropic;
 pub mod gemini;
 pub mod openai;
 mod resolved;
 
-// The foundation (crate `gaterouter-types`) under the paths these modules were written
-// with inside `gaterouter`.
-use gaterouter_types::secret::Secret;
 #[cfg(test)]
-use gaterouter_types::{ErrorKind, stream};
-use gaterouter_types::{error, http_reply, secret, sse, types};
+use gaterouter_types::ErrorKind;
+use gaterouter_types::secret::Secret;
 pub use resolved::{ProviderKind, ResolvedProvider};
 
-pub use crate::http_reply::{body_excerpt, retry_after};
+pub use gaterouter_types::http_reply::{body_excerpt, retry_after};
 
 /// Where a call goes: the resolved provider, the provider-side model name and the key.
 #[derive(Debug, Clone)]

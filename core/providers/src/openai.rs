@@ -17,9 +17,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{Adapter, HttpCall, StreamDecoder, Target, body_excerpt, map_status, now_unix};
-use crate::error::{Error, Result};
-use crate::sse::SseEvent;
-use crate::types::{
+use gaterouter_types::error::{Error, Result};
+use gaterouter_types::sse::SseEvent;
+use gaterouter_types::types::{
     AssistantMessage, ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, Delta,
     FinishReason, FunctionCallDelta, Role, ToolCall, ToolCallDelta, Usage,
 };
@@ -536,11 +536,11 @@ mod tests {
     use std::collections::BTreeMap;
     use std::time::Duration;
 
-    use crate::secret::Secret;
-    use crate::sse::SseParser;
-    use crate::stream::StreamAccumulator;
-    use crate::types::{Message, Tool, ToolChoice};
     use crate::{ProviderKind, ResolvedProvider};
+    use gaterouter_types::secret::Secret;
+    use gaterouter_types::sse::SseParser;
+    use gaterouter_types::stream::StreamAccumulator;
+    use gaterouter_types::types::{Message, Tool, ToolChoice};
 
     /// The built-in entry the config resolves for `provider` (`openai` or `deepseek`).
     fn target(provider: &str, model: &str) -> Target {
@@ -581,7 +581,7 @@ mod tests {
         req.tool_choice = Some(ToolChoice::Auto);
         req.max_tokens = Some(50);
         req.temperature = Some(0.5);
-        req.stop = Some(crate::types::Stop::One("END".into()));
+        req.stop = Some(gaterouter_types::types::Stop::One("END".into()));
         req.metadata.insert("feature".into(), "chat".into());
         let call = OpenAi
             .build_request(&req, &target("openai", "gpt-4o-mini"), true)
