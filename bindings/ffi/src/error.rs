@@ -1,12 +1,12 @@
-//! The one error type apps see: a variant per public [`gaterouter::ErrorKind`] plus `Other`.
+//! The one error type apps see: a variant per public [`gaterouter::ErrorKind`] plus `Other`,
+//! each carrying the same [`ErrorInfo`] record (the core's `gaterouter::ErrorInfo`, field
+//! for field).
 //!
 //! Kotlin names it `GateRouterException` (uniffi turns `...Error` into `...Exception`),
-//! Swift `GateRouterError`. Every variant carries the same fields so an app can log or
-//! show any error the same way and `when`/`switch` only on the kind it handles.
+//! Swift `GateRouterError`. An app `when`/`switch`es on the kind it handles and reads the
+//! rest from `info` (or from the `info()` method on any error, without matching).
 //!
-//! The human text is in `detail`, not `message`: a field named `message` would clash
-//! with `Throwable.message` in the generated Kotlin (which builds `message` from the
-//! fields).
+//! The human text is `info.detail`, not `message`: `Throwable.message` is Kotlin's own.
 
 use gaterouter::{Error, ErrorKind};
 
@@ -59,363 +59,171 @@ impl From<&gaterouter::accounts::BudgetStatus> for BudgetInfo {
     }
 }
 
+/// Everything known about a failure: the core's `ErrorInfo`, field for field.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct ErrorInfo {
+    /// Stable code (`RATE_LIMITED`, `CONFIG`, ...).
+    pub code: String,
+    /// What is wrong, where, and the fix (the human text).
+    pub detail: String,
+    /// Provider, when the error came from one.
+    pub provider: Option<String>,
+    /// HTTP status, when a provider answered.
+    pub status: Option<u16>,
+    /// How long the provider asked to wait, in milliseconds.
+    pub retry_after_ms: Option<u64>,
+    /// The provider's own error text, when a provider answered.
+    pub provider_message: Option<String>,
+    /// The offending request field, when known.
+    pub field: Option<String>,
+    /// `Permission`: the policy rule (`allow_models`, `deny_models`...).
+    pub rule: Option<String>,
+    /// `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
+    pub level: Option<String>,
+    /// `Budget`: the budget, what is left and when it resets.
+    pub budget: Option<BudgetInfo>,
+}
+
 /// A GateRouter failure. Match on the variant to decide what to do (`RateLimited`:
-/// wait `retry_after_ms`; `Config`: fix the config; `Auth`: fix the key...).
+/// wait `info.retry_after_ms`; `Config`: fix the config; `Auth`: fix the key...).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Error)]
 pub enum GateRouterError {
     /// Bad configuration: a file, field or environment variable must be fixed.
-    #[error("{detail}")]
+    #[error("{}", info.detail)]
     Config {
-        /// What is wrong, where, and the fix.
-        detail: String,
-        /// Stable code (`CONFIG`).
-        code: String,
-        /// Provider, when the error came from one.
-        provider: Option<String>,
-        /// HTTP status, when a provider answered.
-        status: Option<u16>,
-        /// How long the provider asked to wait, in milliseconds.
-        retry_after_ms: Option<u64>,
-        /// The provider's own error text, when a provider answered.
-        provider_message: Option<String>,
-        /// The offending request field, when known.
-        field: Option<String>,
-        /// `Permission`: the policy rule (`allow_models`, `deny_models`...).
-        rule: Option<String>,
-        /// `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
-        level: Option<String>,
-        /// `Budget`: the budget, what is left and when it resets.
-        budget: Option<BudgetInfo>,
+        /// The code, the text and every detail known.
+        info: ErrorInfo,
     },
     /// The provider refused the credentials.
-    #[error("{detail}")]
+    #[error("{}", info.detail)]
     Auth {
-        /// Human-readable description.
-        detail: String,
-        /// Stable code (`AUTH`).
-        code: String,
-        /// Provider, when the error came from one.
-        provider: Option<String>,
-        /// HTTP status, when a provider answered.
-        status: Option<u16>,
-        /// How long the provider asked to wait, in milliseconds.
-        retry_after_ms: Option<u64>,
-        /// The provider's own error text, when a provider answered.
-        provider_message: Option<String>,
-        /// The offending request field, when known.
-        field: Option<String>,
-        /// `Permission`: the policy rule (`allow_models`, `deny_models`...).
-        rule: Option<String>,
-        /// `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
-        level: Option<String>,
-        /// `Budget`: the budget, what is left and when it resets.
-        budget: Option<BudgetInfo>,
+        /// The code, the text and every detail known.
+        info: ErrorInfo,
     },
-    /// The provider asked to slow down; wait `retry_after_ms` when set.
-    #[error("{detail}")]
+    /// The provider asked to slow down; wait `info.retry_after_ms` when set.
+    #[error("{}", info.detail)]
     RateLimited {
-        /// Human-readable description.
-        detail: String,
-        /// Stable code (`RATE_LIMITED`).
-        code: String,
-        /// Provider, when the error came from one.
-        provider: Option<String>,
-        /// HTTP status, when a provider answered.
-        status: Option<u16>,
-        /// How long the provider asked to wait, in milliseconds.
-        retry_after_ms: Option<u64>,
-        /// The provider's own error text, when a provider answered.
-        provider_message: Option<String>,
-        /// The offending request field, when known.
-        field: Option<String>,
-        /// `Permission`: the policy rule (`allow_models`, `deny_models`...).
-        rule: Option<String>,
-        /// `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
-        level: Option<String>,
-        /// `Budget`: the budget, what is left and when it resets.
-        budget: Option<BudgetInfo>,
+        /// The code, the text and every detail known.
+        info: ErrorInfo,
     },
-    /// The provider is down, overloaded or unreachable (also: the device is offline).
-    #[error("{detail}")]
+    /// The provider is down or overloaded (5xx, connection refused, circuit open).
+    #[error("{}", info.detail)]
     ProviderUnavailable {
-        /// Human-readable description.
-        detail: String,
-        /// Stable code (`PROVIDER_UNAVAILABLE`).
-        code: String,
-        /// Provider, when the error came from one.
-        provider: Option<String>,
-        /// HTTP status, when a provider answered.
-        status: Option<u16>,
-        /// How long the provider asked to wait, in milliseconds.
-        retry_after_ms: Option<u64>,
-        /// The provider's own error text, when a provider answered.
-        provider_message: Option<String>,
-        /// The offending request field, when known.
-        field: Option<String>,
-        /// `Permission`: the policy rule (`allow_models`, `deny_models`...).
-        rule: Option<String>,
-        /// `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
-        level: Option<String>,
-        /// `Budget`: the budget, what is left and when it resets.
-        budget: Option<BudgetInfo>,
+        /// The code, the text and every detail known.
+        info: ErrorInfo,
     },
-    /// The request is wrong; `field` names the field. Never retried.
-    #[error("{detail}")]
+    /// The request is invalid (`info.field` names the field when GateRouter found it).
+    #[error("{}", info.detail)]
     InvalidRequest {
-        /// What is wrong and how to fix it.
-        detail: String,
-        /// Stable code (`INVALID_REQUEST`).
-        code: String,
-        /// Provider, when the error came from one.
-        provider: Option<String>,
-        /// HTTP status, when a provider answered.
-        status: Option<u16>,
-        /// How long the provider asked to wait, in milliseconds.
-        retry_after_ms: Option<u64>,
-        /// The provider's own error text, when a provider answered.
-        provider_message: Option<String>,
-        /// The offending request field, e.g. `messages[2].tool_call_id`.
-        field: Option<String>,
-        /// `Permission`: the policy rule (`allow_models`, `deny_models`...).
-        rule: Option<String>,
-        /// `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
-        level: Option<String>,
-        /// `Budget`: the budget, what is left and when it resets.
-        budget: Option<BudgetInfo>,
+        /// The code, the text and every detail known.
+        info: ErrorInfo,
     },
-    /// The prompt plus `max_tokens` exceed the model's context window.
-    #[error("{detail}")]
+    /// The prompt does not fit the model's context window.
+    #[error("{}", info.detail)]
     ContextLengthExceeded {
-        /// Human-readable description.
-        detail: String,
-        /// Stable code (`CONTEXT_LENGTH_EXCEEDED`).
-        code: String,
-        /// Provider, when the error came from one.
-        provider: Option<String>,
-        /// HTTP status, when a provider answered.
-        status: Option<u16>,
-        /// How long the provider asked to wait, in milliseconds.
-        retry_after_ms: Option<u64>,
-        /// The provider's own error text, when a provider answered.
-        provider_message: Option<String>,
-        /// The offending request field, when known.
-        field: Option<String>,
-        /// `Permission`: the policy rule (`allow_models`, `deny_models`...).
-        rule: Option<String>,
-        /// `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
-        level: Option<String>,
-        /// `Budget`: the budget, what is left and when it resets.
-        budget: Option<BudgetInfo>,
+        /// The code, the text and every detail known.
+        info: ErrorInfo,
     },
-    /// No answer within the configured timeout.
-    #[error("{detail}")]
+    /// The call took longer than the configured timeout.
+    #[error("{}", info.detail)]
     Timeout {
-        /// Human-readable description (which timeout fired).
-        detail: String,
-        /// Stable code (`TIMEOUT`).
-        code: String,
-        /// Provider, when the error came from one.
-        provider: Option<String>,
-        /// HTTP status, when a provider answered.
-        status: Option<u16>,
-        /// How long the provider asked to wait, in milliseconds.
-        retry_after_ms: Option<u64>,
-        /// The provider's own error text, when a provider answered.
-        provider_message: Option<String>,
-        /// The offending request field, when known.
-        field: Option<String>,
-        /// `Permission`: the policy rule (`allow_models`, `deny_models`...).
-        rule: Option<String>,
-        /// `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
-        level: Option<String>,
-        /// `Budget`: the budget, what is left and when it resets.
-        budget: Option<BudgetInfo>,
+        /// The code, the text and every detail known.
+        info: ErrorInfo,
     },
-    /// A stream ended before the provider said it was complete.
-    #[error("{detail}")]
+    /// The stream broke after it started; what arrived is kept.
+    #[error("{}", info.detail)]
     StreamInterrupted {
-        /// Human-readable description.
-        detail: String,
-        /// Stable code (`STREAM_INTERRUPTED`).
-        code: String,
-        /// Provider, when the error came from one.
-        provider: Option<String>,
-        /// HTTP status, when a provider answered.
-        status: Option<u16>,
-        /// How long the provider asked to wait, in milliseconds.
-        retry_after_ms: Option<u64>,
-        /// The provider's own error text, when a provider answered.
-        provider_message: Option<String>,
-        /// The offending request field, when known.
-        field: Option<String>,
-        /// `Permission`: the policy rule (`allow_models`, `deny_models`...).
-        rule: Option<String>,
-        /// `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
-        level: Option<String>,
-        /// `Budget`: the budget, what is left and when it resets.
-        budget: Option<BudgetInfo>,
+        /// The code, the text and every detail known.
+        info: ErrorInfo,
     },
-    /// The provider answered, but the answer cannot be used.
-    #[error("{detail}")]
+    /// The provider answered something that is not its documented format.
+    #[error("{}", info.detail)]
     InvalidResponse {
-        /// Human-readable description.
-        detail: String,
-        /// Stable code (`INVALID_RESPONSE`).
-        code: String,
-        /// Provider, when the error came from one.
-        provider: Option<String>,
-        /// HTTP status, when a provider answered.
-        status: Option<u16>,
-        /// How long the provider asked to wait, in milliseconds.
-        retry_after_ms: Option<u64>,
-        /// The provider's own error text, when a provider answered.
-        provider_message: Option<String>,
-        /// The offending request field, when known.
-        field: Option<String>,
-        /// `Permission`: the policy rule (`allow_models`, `deny_models`...).
-        rule: Option<String>,
-        /// `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
-        level: Option<String>,
-        /// `Budget`: the budget, what is left and when it resets.
-        budget: Option<BudgetInfo>,
+        /// The code, the text and every detail known.
+        info: ErrorInfo,
     },
-    /// A budget or quota would be exceeded.
-    #[error("{detail}")]
+    /// A budget or quota would be exceeded: `info.budget` says which, what is left and when it resets.
+    #[error("{}", info.detail)]
     Budget {
-        /// Which budget, what is left and when it resets.
-        detail: String,
-        /// Stable code (`BUDGET_EXCEEDED`).
-        code: String,
-        /// Provider, when the error came from one.
-        provider: Option<String>,
-        /// HTTP status, when a provider answered.
-        status: Option<u16>,
-        /// How long the provider asked to wait, in milliseconds.
-        retry_after_ms: Option<u64>,
-        /// The provider's own error text, when a provider answered.
-        provider_message: Option<String>,
-        /// The offending request field, when known.
-        field: Option<String>,
-        /// `Permission`: the policy rule (`allow_models`, `deny_models`...).
-        rule: Option<String>,
-        /// `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
-        level: Option<String>,
-        /// `Budget`: the budget, what is left and when it resets.
-        budget: Option<BudgetInfo>,
+        /// The code, the text and every detail known.
+        info: ErrorInfo,
     },
-    /// The caller may not use this model, provider or tier.
-    #[error("{detail}")]
+    /// The caller may not use this model, provider or tier (`info.rule`, `info.level`).
+    #[error("{}", info.detail)]
     Permission {
-        /// Which rule, set at which level.
-        detail: String,
-        /// Stable code (`PERMISSION_DENIED`).
-        code: String,
-        /// Provider, when the error came from one.
-        provider: Option<String>,
-        /// HTTP status, when a provider answered.
-        status: Option<u16>,
-        /// How long the provider asked to wait, in milliseconds.
-        retry_after_ms: Option<u64>,
-        /// The provider's own error text, when a provider answered.
-        provider_message: Option<String>,
-        /// The offending request field, when known.
-        field: Option<String>,
-        /// `Permission`: the policy rule (`allow_models`, `deny_models`...).
-        rule: Option<String>,
-        /// `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
-        level: Option<String>,
-        /// `Budget`: the budget, what is left and when it resets.
-        budget: Option<BudgetInfo>,
+        /// The code, the text and every detail known.
+        info: ErrorInfo,
     },
     /// The call was cancelled (its handle's `cancel()`, or the task awaiting it).
-    #[error("{detail}")]
+    #[error("{}", info.detail)]
     Cancelled {
-        /// Human-readable description.
-        detail: String,
-        /// Stable code (`CANCELLED`).
-        code: String,
-        /// Provider, when the error came from one.
-        provider: Option<String>,
-        /// HTTP status, when a provider answered.
-        status: Option<u16>,
-        /// How long the provider asked to wait, in milliseconds.
-        retry_after_ms: Option<u64>,
-        /// The provider's own error text, when a provider answered.
-        provider_message: Option<String>,
-        /// The offending request field, when known.
-        field: Option<String>,
-        /// `Permission`: the policy rule (`allow_models`, `deny_models`...).
-        rule: Option<String>,
-        /// `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
-        level: Option<String>,
-        /// `Budget`: the budget, what is left and when it resets.
-        budget: Option<BudgetInfo>,
+        /// The code, the text and every detail known.
+        info: ErrorInfo,
     },
     /// `close()` was called before or during this call.
-    #[error("{detail}")]
+    #[error("{}", info.detail)]
     ClientClosed {
-        /// Human-readable description.
-        detail: String,
-        /// Stable code (`CLIENT_CLOSED`).
-        code: String,
-        /// Provider, when the error came from one.
-        provider: Option<String>,
-        /// HTTP status, when a provider answered.
-        status: Option<u16>,
-        /// How long the provider asked to wait, in milliseconds.
-        retry_after_ms: Option<u64>,
-        /// The provider's own error text, when a provider answered.
-        provider_message: Option<String>,
-        /// The offending request field, when known.
-        field: Option<String>,
-        /// `Permission`: the policy rule (`allow_models`, `deny_models`...).
-        rule: Option<String>,
-        /// `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
-        level: Option<String>,
-        /// `Budget`: the budget, what is left and when it resets.
-        budget: Option<BudgetInfo>,
+        /// The code, the text and every detail known.
+        info: ErrorInfo,
     },
     /// A kind newer than this binding, or a failure of the binding itself (the runtime
-    /// could not start). `code` still carries the stable code.
-    #[error("{detail}")]
+    /// could not start). `info.code` still carries the stable code.
+    #[error("{}", info.detail)]
     Other {
-        /// Human-readable description.
-        detail: String,
-        /// Stable code of the kind.
-        code: String,
-        /// Provider, when the error came from one.
-        provider: Option<String>,
-        /// HTTP status, when a provider answered.
-        status: Option<u16>,
-        /// How long the provider asked to wait, in milliseconds.
-        retry_after_ms: Option<u64>,
-        /// The provider's own error text, when a provider answered.
-        provider_message: Option<String>,
-        /// The offending request field, when known.
-        field: Option<String>,
-        /// `Permission`: the policy rule (`allow_models`, `deny_models`...).
-        rule: Option<String>,
-        /// `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
-        level: Option<String>,
-        /// `Budget`: the budget, what is left and when it resets.
-        budget: Option<BudgetInfo>,
+        /// The code, the text and every detail known.
+        info: ErrorInfo,
     },
 }
 
+#[uniffi::export]
 impl GateRouterError {
+    /// The details of any error, without matching on its kind.
+    pub fn info(&self) -> ErrorInfo {
+        self.details().clone()
+    }
+
+    /// The stable code (`RATE_LIMITED`, ...), whatever the variant.
+    pub fn code(&self) -> String {
+        self.details().code.clone()
+    }
+}
+
+impl GateRouterError {
+    /// The details, borrowed.
+    pub fn details(&self) -> &ErrorInfo {
+        match self {
+            GateRouterError::Config { info }
+            | GateRouterError::Auth { info }
+            | GateRouterError::RateLimited { info }
+            | GateRouterError::ProviderUnavailable { info }
+            | GateRouterError::InvalidRequest { info }
+            | GateRouterError::ContextLengthExceeded { info }
+            | GateRouterError::Timeout { info }
+            | GateRouterError::StreamInterrupted { info }
+            | GateRouterError::InvalidResponse { info }
+            | GateRouterError::Budget { info }
+            | GateRouterError::Permission { info }
+            | GateRouterError::Cancelled { info }
+            | GateRouterError::ClientClosed { info }
+            | GateRouterError::Other { info } => info,
+        }
+    }
+
     /// A binding-side failure (not from the core): `Other` with code `INTERNAL`.
     pub(crate) fn internal(detail: impl Into<String>) -> Self {
         GateRouterError::Other {
-            detail: detail.into(),
-            code: "INTERNAL".to_owned(),
-            provider: None,
-            status: None,
-            retry_after_ms: None,
-            provider_message: None,
-            field: None,
-            rule: None,
-            level: None,
-            budget: None,
+            info: ErrorInfo {
+                code: "INTERNAL".to_owned(),
+                detail: detail.into(),
+                provider: None,
+                status: None,
+                retry_after_ms: None,
+                provider_message: None,
+                field: None,
+                rule: None,
+                level: None,
+                budget: None,
+            },
         }
     }
 
@@ -428,77 +236,41 @@ impl GateRouterError {
         }
         .into()
     }
-
-    /// The stable code (`RATE_LIMITED`, ...), whatever the variant.
-    pub fn code(&self) -> &str {
-        match self {
-            GateRouterError::Config { code, .. }
-            | GateRouterError::Auth { code, .. }
-            | GateRouterError::RateLimited { code, .. }
-            | GateRouterError::ProviderUnavailable { code, .. }
-            | GateRouterError::InvalidRequest { code, .. }
-            | GateRouterError::ContextLengthExceeded { code, .. }
-            | GateRouterError::Timeout { code, .. }
-            | GateRouterError::StreamInterrupted { code, .. }
-            | GateRouterError::InvalidResponse { code, .. }
-            | GateRouterError::Budget { code, .. }
-            | GateRouterError::Permission { code, .. }
-            | GateRouterError::Cancelled { code, .. }
-            | GateRouterError::ClientClosed { code, .. }
-            | GateRouterError::Other { code, .. } => code,
-        }
-    }
 }
 
 impl From<Error> for GateRouterError {
     /// From the core's [`gaterouter::ErrorInfo`], field for field.
     fn from(e: Error) -> Self {
         let i = e.info();
-        let (detail, code, provider, status, retry_after_ms, provider_message, field, rule, level) = (
-            i.message,
-            i.code.to_owned(),
-            i.provider,
-            i.status,
-            i.retry_after_ms,
-            i.provider_message,
-            i.field,
-            i.rule,
-            i.level,
-        );
-        let budget = i.budget.as_ref().map(BudgetInfo::from);
-        macro_rules! variant {
-            ($v:ident) => {
-                GateRouterError::$v {
-                    detail,
-                    code,
-                    provider,
-                    status,
-                    retry_after_ms,
-                    provider_message,
-                    field,
-                    rule,
-                    level,
-                    budget,
-                }
-            };
-        }
+        let info = ErrorInfo {
+            code: i.code.to_owned(),
+            budget: i.budget.as_ref().map(BudgetInfo::from),
+            detail: i.message,
+            provider: i.provider,
+            status: i.status,
+            retry_after_ms: i.retry_after_ms,
+            provider_message: i.provider_message,
+            field: i.field,
+            rule: i.rule,
+            level: i.level,
+        };
         match i.kind {
-            ErrorKind::Config => variant!(Config),
-            ErrorKind::Auth => variant!(Auth),
-            ErrorKind::RateLimited => variant!(RateLimited),
-            ErrorKind::ProviderUnavailable => variant!(ProviderUnavailable),
-            ErrorKind::InvalidRequest => variant!(InvalidRequest),
-            ErrorKind::ContextLengthExceeded => variant!(ContextLengthExceeded),
-            ErrorKind::Timeout => variant!(Timeout),
-            ErrorKind::StreamInterrupted => variant!(StreamInterrupted),
-            ErrorKind::InvalidResponse => variant!(InvalidResponse),
-            ErrorKind::Budget => variant!(Budget),
-            ErrorKind::Permission => variant!(Permission),
-            ErrorKind::Cancelled => variant!(Cancelled),
-            ErrorKind::ClientClosed => variant!(ClientClosed),
+            ErrorKind::Config => GateRouterError::Config { info },
+            ErrorKind::Auth => GateRouterError::Auth { info },
+            ErrorKind::RateLimited => GateRouterError::RateLimited { info },
+            ErrorKind::ProviderUnavailable => GateRouterError::ProviderUnavailable { info },
+            ErrorKind::InvalidRequest => GateRouterError::InvalidRequest { info },
+            ErrorKind::ContextLengthExceeded => GateRouterError::ContextLengthExceeded { info },
+            ErrorKind::Timeout => GateRouterError::Timeout { info },
+            ErrorKind::StreamInterrupted => GateRouterError::StreamInterrupted { info },
+            ErrorKind::InvalidResponse => GateRouterError::InvalidResponse { info },
+            ErrorKind::Budget => GateRouterError::Budget { info },
+            ErrorKind::Permission => GateRouterError::Permission { info },
+            ErrorKind::Cancelled => GateRouterError::Cancelled { info },
+            ErrorKind::ClientClosed => GateRouterError::ClientClosed { info },
             // `ErrorKind` is non-exhaustive: a kind added to the core later still
             // reaches the app, with its code, until this binding grows a variant.
-            _ => variant!(Other),
+            _ => GateRouterError::Other { info },
         }
     }
 }
@@ -517,22 +289,15 @@ mod tests {
             message: "slow down".into(),
         }
         .into();
+        assert_eq!(&e.info(), e.details());
         match e {
-            GateRouterError::RateLimited {
-                code,
-                provider,
-                status,
-                retry_after_ms,
-                provider_message,
-                detail,
-                ..
-            } => {
-                assert_eq!(code, "RATE_LIMITED");
-                assert_eq!(provider.as_deref(), Some("openai"));
-                assert_eq!(status, Some(429));
-                assert_eq!(retry_after_ms, Some(2500));
-                assert_eq!(provider_message.as_deref(), Some("slow down"));
-                assert!(detail.contains("slow down"), "{detail}");
+            GateRouterError::RateLimited { info } => {
+                assert_eq!(info.code, "RATE_LIMITED");
+                assert_eq!(info.provider.as_deref(), Some("openai"));
+                assert_eq!(info.status, Some(429));
+                assert_eq!(info.retry_after_ms, Some(2500));
+                assert_eq!(info.provider_message.as_deref(), Some("slow down"));
+                assert!(info.detail.contains("slow down"), "{}", info.detail);
             }
             other => panic!("wrong variant: {other:?}"),
         }
@@ -546,7 +311,7 @@ mod tests {
         }
         .into();
         assert!(
-            matches!(&e, GateRouterError::InvalidRequest { field: Some(f), .. } if f == "messages"),
+            matches!(&e, GateRouterError::InvalidRequest { info } if info.field.as_deref() == Some("messages")),
             "{e:?}"
         );
         assert_eq!(e.code(), "INVALID_REQUEST");
@@ -660,14 +425,9 @@ mod tests {
             message: "no".into(),
         };
         match GateRouterError::from(Error::permission(denial)) {
-            GateRouterError::Permission {
-                rule,
-                level,
-                budget,
-                ..
-            } => {
+            GateRouterError::Permission { info } => {
                 assert_eq!(
-                    (rule.as_deref(), level.as_deref(), budget),
+                    (info.rule.as_deref(), info.level.as_deref(), info.budget),
                     (Some("deny_models"), Some("department:eng"), None)
                 );
             }
@@ -689,10 +449,13 @@ mod tests {
         };
         match GateRouterError::from(Error::budget(status, None)) {
             GateRouterError::Budget {
-                rule,
-                level,
-                budget: Some(b),
-                ..
+                info:
+                    ErrorInfo {
+                        rule,
+                        level,
+                        budget: Some(b),
+                        ..
+                    },
             } => {
                 assert_eq!((rule, level.as_deref()), (None, Some("key:k")));
                 assert_eq!(

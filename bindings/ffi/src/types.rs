@@ -615,7 +615,7 @@ mod tests {
         }];
         let e = core::ChatRequest::try_from(r).expect_err("bad parameters");
         assert!(
-            matches!(&e, GateRouterError::InvalidRequest { field: Some(f), .. } if f == "tools[0].parameters_json"),
+            matches!(&e, GateRouterError::InvalidRequest { info } if info.field.as_deref() == Some("tools[0].parameters_json")),
             "{e:?}"
         );
 
@@ -623,7 +623,7 @@ mod tests {
         r.response_format_json = Some(r#"{"type":"yaml"}"#.into());
         let e = core::ChatRequest::try_from(r).expect_err("bad format");
         assert!(
-            matches!(&e, GateRouterError::InvalidRequest { field: Some(f), .. } if f == "response_format_json"),
+            matches!(&e, GateRouterError::InvalidRequest { info } if info.field.as_deref() == Some("response_format_json")),
             "{e:?}"
         );
     }

@@ -206,7 +206,7 @@ fn rate_limit_maps_with_retry_after() {
     )))
     .expect_err("429");
     assert!(
-        matches!(&err, GateRouterError::RateLimited { retry_after_ms: Some(2000), status: Some(429), provider: Some(p), .. } if p == "openai"),
+        matches!(&err, GateRouterError::RateLimited { info } if info.retry_after_ms == Some(2000) && info.status == Some(429) && info.provider.as_deref() == Some("openai")),
         "{err:?}"
     );
 }

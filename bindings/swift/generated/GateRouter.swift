@@ -3107,6 +3107,155 @@ public func FfiConverterTypeDeliveryReport_lower(_ value: DeliveryReport) -> Rus
 
 
 /**
+ * Everything known about a failure: the core's `ErrorInfo`, field for field.
+ */
+public struct ErrorInfo: Equatable, Hashable {
+    /**
+     * Stable code (`RATE_LIMITED`, `CONFIG`, ...).
+     */
+    public var code: String
+    /**
+     * What is wrong, where, and the fix (the human text).
+     */
+    public var detail: String
+    /**
+     * Provider, when the error came from one.
+     */
+    public var provider: String?
+    /**
+     * HTTP status, when a provider answered.
+     */
+    public var status: UInt16?
+    /**
+     * How long the provider asked to wait, in milliseconds.
+     */
+    public var retryAfterMs: UInt64?
+    /**
+     * The provider's own error text, when a provider answered.
+     */
+    public var providerMessage: String?
+    /**
+     * The offending request field, when known.
+     */
+    public var field: String?
+    /**
+     * `Permission`: the policy rule (`allow_models`, `deny_models`...).
+     */
+    public var rule: String?
+    /**
+     * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
+     */
+    public var level: String?
+    /**
+     * `Budget`: the budget, what is left and when it resets.
+     */
+    public var budget: BudgetInfo?
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Stable code (`RATE_LIMITED`, `CONFIG`, ...).
+         */code: String, 
+        /**
+         * What is wrong, where, and the fix (the human text).
+         */detail: String, 
+        /**
+         * Provider, when the error came from one.
+         */provider: String?, 
+        /**
+         * HTTP status, when a provider answered.
+         */status: UInt16?, 
+        /**
+         * How long the provider asked to wait, in milliseconds.
+         */retryAfterMs: UInt64?, 
+        /**
+         * The provider's own error text, when a provider answered.
+         */providerMessage: String?, 
+        /**
+         * The offending request field, when known.
+         */field: String?, 
+        /**
+         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
+         */rule: String?, 
+        /**
+         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
+         */level: String?, 
+        /**
+         * `Budget`: the budget, what is left and when it resets.
+         */budget: BudgetInfo?) {
+        self.code = code
+        self.detail = detail
+        self.provider = provider
+        self.status = status
+        self.retryAfterMs = retryAfterMs
+        self.providerMessage = providerMessage
+        self.field = field
+        self.rule = rule
+        self.level = level
+        self.budget = budget
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension ErrorInfo: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeErrorInfo: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ErrorInfo {
+        return
+            try ErrorInfo(
+                code: FfiConverterString.read(from: &buf), 
+                detail: FfiConverterString.read(from: &buf), 
+                provider: FfiConverterOptionString.read(from: &buf), 
+                status: FfiConverterOptionUInt16.read(from: &buf), 
+                retryAfterMs: FfiConverterOptionUInt64.read(from: &buf), 
+                providerMessage: FfiConverterOptionString.read(from: &buf), 
+                field: FfiConverterOptionString.read(from: &buf), 
+                rule: FfiConverterOptionString.read(from: &buf), 
+                level: FfiConverterOptionString.read(from: &buf), 
+                budget: FfiConverterOptionTypeBudgetInfo.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: ErrorInfo, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.code, into: &buf)
+        FfiConverterString.write(value.detail, into: &buf)
+        FfiConverterOptionString.write(value.provider, into: &buf)
+        FfiConverterOptionUInt16.write(value.status, into: &buf)
+        FfiConverterOptionUInt64.write(value.retryAfterMs, into: &buf)
+        FfiConverterOptionString.write(value.providerMessage, into: &buf)
+        FfiConverterOptionString.write(value.field, into: &buf)
+        FfiConverterOptionString.write(value.rule, into: &buf)
+        FfiConverterOptionString.write(value.level, into: &buf)
+        FfiConverterOptionTypeBudgetInfo.write(value.budget, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeErrorInfo_lift(_ buf: RustBuffer) throws -> ErrorInfo {
+    return try FfiConverterTypeErrorInfo.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeErrorInfo_lower(_ value: ErrorInfo) -> RustBuffer {
+    return FfiConverterTypeErrorInfo.lower(value)
+}
+
+
+/**
  * A model left out, and why.
  */
 public struct ExcludedModel: Equatable, Hashable {
@@ -4852,7 +5001,7 @@ public func FfiConverterTypeFinishReason_lower(_ value: FinishReason) -> RustBuf
 
 /**
  * A GateRouter failure. Match on the variant to decide what to do (`RateLimited`:
- * wait `retry_after_ms`; `Config`: fix the config; `Auth`: fix the key...).
+ * wait `info.retry_after_ms`; `Config`: fix the config; `Auth`: fix the key...).
  */
 public 
 enum GateRouterError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
@@ -4864,493 +5013,139 @@ enum GateRouterError: Swift.Error, Equatable, Hashable, Foundation.LocalizedErro
      */
     case Config(
         /**
-         * What is wrong, where, and the fix.
-         */detail: String, 
-        /**
-         * Stable code (`CONFIG`).
-         */code: String, 
-        /**
-         * Provider, when the error came from one.
-         */provider: String?, 
-        /**
-         * HTTP status, when a provider answered.
-         */status: UInt16?, 
-        /**
-         * How long the provider asked to wait, in milliseconds.
-         */retryAfterMs: UInt64?, 
-        /**
-         * The provider's own error text, when a provider answered.
-         */providerMessage: String?, 
-        /**
-         * The offending request field, when known.
-         */field: String?, 
-        /**
-         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
-         */rule: String?, 
-        /**
-         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
-         */level: String?, 
-        /**
-         * `Budget`: the budget, what is left and when it resets.
-         */budget: BudgetInfo?
+         * The code, the text and every detail known.
+         */info: ErrorInfo
     )
     /**
      * The provider refused the credentials.
      */
     case Auth(
         /**
-         * Human-readable description.
-         */detail: String, 
-        /**
-         * Stable code (`AUTH`).
-         */code: String, 
-        /**
-         * Provider, when the error came from one.
-         */provider: String?, 
-        /**
-         * HTTP status, when a provider answered.
-         */status: UInt16?, 
-        /**
-         * How long the provider asked to wait, in milliseconds.
-         */retryAfterMs: UInt64?, 
-        /**
-         * The provider's own error text, when a provider answered.
-         */providerMessage: String?, 
-        /**
-         * The offending request field, when known.
-         */field: String?, 
-        /**
-         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
-         */rule: String?, 
-        /**
-         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
-         */level: String?, 
-        /**
-         * `Budget`: the budget, what is left and when it resets.
-         */budget: BudgetInfo?
+         * The code, the text and every detail known.
+         */info: ErrorInfo
     )
     /**
-     * The provider asked to slow down; wait `retry_after_ms` when set.
+     * The provider asked to slow down; wait `info.retry_after_ms` when set.
      */
     case RateLimited(
         /**
-         * Human-readable description.
-         */detail: String, 
-        /**
-         * Stable code (`RATE_LIMITED`).
-         */code: String, 
-        /**
-         * Provider, when the error came from one.
-         */provider: String?, 
-        /**
-         * HTTP status, when a provider answered.
-         */status: UInt16?, 
-        /**
-         * How long the provider asked to wait, in milliseconds.
-         */retryAfterMs: UInt64?, 
-        /**
-         * The provider's own error text, when a provider answered.
-         */providerMessage: String?, 
-        /**
-         * The offending request field, when known.
-         */field: String?, 
-        /**
-         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
-         */rule: String?, 
-        /**
-         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
-         */level: String?, 
-        /**
-         * `Budget`: the budget, what is left and when it resets.
-         */budget: BudgetInfo?
+         * The code, the text and every detail known.
+         */info: ErrorInfo
     )
     /**
-     * The provider is down, overloaded or unreachable (also: the device is offline).
+     * The provider is down or overloaded (5xx, connection refused, circuit open).
      */
     case ProviderUnavailable(
         /**
-         * Human-readable description.
-         */detail: String, 
-        /**
-         * Stable code (`PROVIDER_UNAVAILABLE`).
-         */code: String, 
-        /**
-         * Provider, when the error came from one.
-         */provider: String?, 
-        /**
-         * HTTP status, when a provider answered.
-         */status: UInt16?, 
-        /**
-         * How long the provider asked to wait, in milliseconds.
-         */retryAfterMs: UInt64?, 
-        /**
-         * The provider's own error text, when a provider answered.
-         */providerMessage: String?, 
-        /**
-         * The offending request field, when known.
-         */field: String?, 
-        /**
-         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
-         */rule: String?, 
-        /**
-         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
-         */level: String?, 
-        /**
-         * `Budget`: the budget, what is left and when it resets.
-         */budget: BudgetInfo?
+         * The code, the text and every detail known.
+         */info: ErrorInfo
     )
     /**
-     * The request is wrong; `field` names the field. Never retried.
+     * The request is invalid (`info.field` names the field when GateRouter found it).
      */
     case InvalidRequest(
         /**
-         * What is wrong and how to fix it.
-         */detail: String, 
-        /**
-         * Stable code (`INVALID_REQUEST`).
-         */code: String, 
-        /**
-         * Provider, when the error came from one.
-         */provider: String?, 
-        /**
-         * HTTP status, when a provider answered.
-         */status: UInt16?, 
-        /**
-         * How long the provider asked to wait, in milliseconds.
-         */retryAfterMs: UInt64?, 
-        /**
-         * The provider's own error text, when a provider answered.
-         */providerMessage: String?, 
-        /**
-         * The offending request field, e.g. `messages[2].tool_call_id`.
-         */field: String?, 
-        /**
-         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
-         */rule: String?, 
-        /**
-         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
-         */level: String?, 
-        /**
-         * `Budget`: the budget, what is left and when it resets.
-         */budget: BudgetInfo?
+         * The code, the text and every detail known.
+         */info: ErrorInfo
     )
     /**
-     * The prompt plus `max_tokens` exceed the model's context window.
+     * The prompt does not fit the model's context window.
      */
     case ContextLengthExceeded(
         /**
-         * Human-readable description.
-         */detail: String, 
-        /**
-         * Stable code (`CONTEXT_LENGTH_EXCEEDED`).
-         */code: String, 
-        /**
-         * Provider, when the error came from one.
-         */provider: String?, 
-        /**
-         * HTTP status, when a provider answered.
-         */status: UInt16?, 
-        /**
-         * How long the provider asked to wait, in milliseconds.
-         */retryAfterMs: UInt64?, 
-        /**
-         * The provider's own error text, when a provider answered.
-         */providerMessage: String?, 
-        /**
-         * The offending request field, when known.
-         */field: String?, 
-        /**
-         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
-         */rule: String?, 
-        /**
-         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
-         */level: String?, 
-        /**
-         * `Budget`: the budget, what is left and when it resets.
-         */budget: BudgetInfo?
+         * The code, the text and every detail known.
+         */info: ErrorInfo
     )
     /**
-     * No answer within the configured timeout.
+     * The call took longer than the configured timeout.
      */
     case Timeout(
         /**
-         * Human-readable description (which timeout fired).
-         */detail: String, 
-        /**
-         * Stable code (`TIMEOUT`).
-         */code: String, 
-        /**
-         * Provider, when the error came from one.
-         */provider: String?, 
-        /**
-         * HTTP status, when a provider answered.
-         */status: UInt16?, 
-        /**
-         * How long the provider asked to wait, in milliseconds.
-         */retryAfterMs: UInt64?, 
-        /**
-         * The provider's own error text, when a provider answered.
-         */providerMessage: String?, 
-        /**
-         * The offending request field, when known.
-         */field: String?, 
-        /**
-         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
-         */rule: String?, 
-        /**
-         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
-         */level: String?, 
-        /**
-         * `Budget`: the budget, what is left and when it resets.
-         */budget: BudgetInfo?
+         * The code, the text and every detail known.
+         */info: ErrorInfo
     )
     /**
-     * A stream ended before the provider said it was complete.
+     * The stream broke after it started; what arrived is kept.
      */
     case StreamInterrupted(
         /**
-         * Human-readable description.
-         */detail: String, 
-        /**
-         * Stable code (`STREAM_INTERRUPTED`).
-         */code: String, 
-        /**
-         * Provider, when the error came from one.
-         */provider: String?, 
-        /**
-         * HTTP status, when a provider answered.
-         */status: UInt16?, 
-        /**
-         * How long the provider asked to wait, in milliseconds.
-         */retryAfterMs: UInt64?, 
-        /**
-         * The provider's own error text, when a provider answered.
-         */providerMessage: String?, 
-        /**
-         * The offending request field, when known.
-         */field: String?, 
-        /**
-         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
-         */rule: String?, 
-        /**
-         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
-         */level: String?, 
-        /**
-         * `Budget`: the budget, what is left and when it resets.
-         */budget: BudgetInfo?
+         * The code, the text and every detail known.
+         */info: ErrorInfo
     )
     /**
-     * The provider answered, but the answer cannot be used.
+     * The provider answered something that is not its documented format.
      */
     case InvalidResponse(
         /**
-         * Human-readable description.
-         */detail: String, 
-        /**
-         * Stable code (`INVALID_RESPONSE`).
-         */code: String, 
-        /**
-         * Provider, when the error came from one.
-         */provider: String?, 
-        /**
-         * HTTP status, when a provider answered.
-         */status: UInt16?, 
-        /**
-         * How long the provider asked to wait, in milliseconds.
-         */retryAfterMs: UInt64?, 
-        /**
-         * The provider's own error text, when a provider answered.
-         */providerMessage: String?, 
-        /**
-         * The offending request field, when known.
-         */field: String?, 
-        /**
-         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
-         */rule: String?, 
-        /**
-         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
-         */level: String?, 
-        /**
-         * `Budget`: the budget, what is left and when it resets.
-         */budget: BudgetInfo?
+         * The code, the text and every detail known.
+         */info: ErrorInfo
     )
     /**
-     * A budget or quota would be exceeded.
+     * A budget or quota would be exceeded: `info.budget` says which, what is left and when it resets.
      */
     case Budget(
         /**
-         * Which budget, what is left and when it resets.
-         */detail: String, 
-        /**
-         * Stable code (`BUDGET_EXCEEDED`).
-         */code: String, 
-        /**
-         * Provider, when the error came from one.
-         */provider: String?, 
-        /**
-         * HTTP status, when a provider answered.
-         */status: UInt16?, 
-        /**
-         * How long the provider asked to wait, in milliseconds.
-         */retryAfterMs: UInt64?, 
-        /**
-         * The provider's own error text, when a provider answered.
-         */providerMessage: String?, 
-        /**
-         * The offending request field, when known.
-         */field: String?, 
-        /**
-         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
-         */rule: String?, 
-        /**
-         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
-         */level: String?, 
-        /**
-         * `Budget`: the budget, what is left and when it resets.
-         */budget: BudgetInfo?
+         * The code, the text and every detail known.
+         */info: ErrorInfo
     )
     /**
-     * The caller may not use this model, provider or tier.
+     * The caller may not use this model, provider or tier (`info.rule`, `info.level`).
      */
     case Permission(
         /**
-         * Which rule, set at which level.
-         */detail: String, 
-        /**
-         * Stable code (`PERMISSION_DENIED`).
-         */code: String, 
-        /**
-         * Provider, when the error came from one.
-         */provider: String?, 
-        /**
-         * HTTP status, when a provider answered.
-         */status: UInt16?, 
-        /**
-         * How long the provider asked to wait, in milliseconds.
-         */retryAfterMs: UInt64?, 
-        /**
-         * The provider's own error text, when a provider answered.
-         */providerMessage: String?, 
-        /**
-         * The offending request field, when known.
-         */field: String?, 
-        /**
-         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
-         */rule: String?, 
-        /**
-         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
-         */level: String?, 
-        /**
-         * `Budget`: the budget, what is left and when it resets.
-         */budget: BudgetInfo?
+         * The code, the text and every detail known.
+         */info: ErrorInfo
     )
     /**
      * The call was cancelled (its handle's `cancel()`, or the task awaiting it).
      */
     case Cancelled(
         /**
-         * Human-readable description.
-         */detail: String, 
-        /**
-         * Stable code (`CANCELLED`).
-         */code: String, 
-        /**
-         * Provider, when the error came from one.
-         */provider: String?, 
-        /**
-         * HTTP status, when a provider answered.
-         */status: UInt16?, 
-        /**
-         * How long the provider asked to wait, in milliseconds.
-         */retryAfterMs: UInt64?, 
-        /**
-         * The provider's own error text, when a provider answered.
-         */providerMessage: String?, 
-        /**
-         * The offending request field, when known.
-         */field: String?, 
-        /**
-         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
-         */rule: String?, 
-        /**
-         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
-         */level: String?, 
-        /**
-         * `Budget`: the budget, what is left and when it resets.
-         */budget: BudgetInfo?
+         * The code, the text and every detail known.
+         */info: ErrorInfo
     )
     /**
      * `close()` was called before or during this call.
      */
     case ClientClosed(
         /**
-         * Human-readable description.
-         */detail: String, 
-        /**
-         * Stable code (`CLIENT_CLOSED`).
-         */code: String, 
-        /**
-         * Provider, when the error came from one.
-         */provider: String?, 
-        /**
-         * HTTP status, when a provider answered.
-         */status: UInt16?, 
-        /**
-         * How long the provider asked to wait, in milliseconds.
-         */retryAfterMs: UInt64?, 
-        /**
-         * The provider's own error text, when a provider answered.
-         */providerMessage: String?, 
-        /**
-         * The offending request field, when known.
-         */field: String?, 
-        /**
-         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
-         */rule: String?, 
-        /**
-         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
-         */level: String?, 
-        /**
-         * `Budget`: the budget, what is left and when it resets.
-         */budget: BudgetInfo?
+         * The code, the text and every detail known.
+         */info: ErrorInfo
     )
     /**
      * A kind newer than this binding, or a failure of the binding itself (the runtime
-     * could not start). `code` still carries the stable code.
+     * could not start). `info.code` still carries the stable code.
      */
     case Other(
         /**
-         * Human-readable description.
-         */detail: String, 
-        /**
-         * Stable code of the kind.
-         */code: String, 
-        /**
-         * Provider, when the error came from one.
-         */provider: String?, 
-        /**
-         * HTTP status, when a provider answered.
-         */status: UInt16?, 
-        /**
-         * How long the provider asked to wait, in milliseconds.
-         */retryAfterMs: UInt64?, 
-        /**
-         * The provider's own error text, when a provider answered.
-         */providerMessage: String?, 
-        /**
-         * The offending request field, when known.
-         */field: String?, 
-        /**
-         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
-         */rule: String?, 
-        /**
-         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
-         */level: String?, 
-        /**
-         * `Budget`: the budget, what is left and when it resets.
-         */budget: BudgetInfo?
+         * The code, the text and every detail known.
+         */info: ErrorInfo
     )
 
+    
+    /**
+     * The stable code (`RATE_LIMITED`, ...), whatever the variant.
+     */
+public func code() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_gaterouter_ffi_fn_method_gateroutererror_code(
+            FfiConverterTypeGateRouterError_lower(self),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The details of any error, without matching on its kind.
+     */
+public func info() -> ErrorInfo  {
+    return try!  FfiConverterTypeErrorInfo_lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_gaterouter_ffi_fn_method_gateroutererror_info(
+            FfiConverterTypeGateRouterError_lower(self),uniffiCallStatus
+    )
+})
+}
     
 
     
@@ -5380,172 +5175,46 @@ public struct FfiConverterTypeGateRouterError: FfiConverterRustBuffer {
 
         
         case 1: return .Config(
-            detail: try FfiConverterString.read(from: &buf), 
-            code: try FfiConverterString.read(from: &buf), 
-            provider: try FfiConverterOptionString.read(from: &buf), 
-            status: try FfiConverterOptionUInt16.read(from: &buf), 
-            retryAfterMs: try FfiConverterOptionUInt64.read(from: &buf), 
-            providerMessage: try FfiConverterOptionString.read(from: &buf), 
-            field: try FfiConverterOptionString.read(from: &buf), 
-            rule: try FfiConverterOptionString.read(from: &buf), 
-            level: try FfiConverterOptionString.read(from: &buf), 
-            budget: try FfiConverterOptionTypeBudgetInfo.read(from: &buf)
+            info: try FfiConverterTypeErrorInfo.read(from: &buf)
             )
         case 2: return .Auth(
-            detail: try FfiConverterString.read(from: &buf), 
-            code: try FfiConverterString.read(from: &buf), 
-            provider: try FfiConverterOptionString.read(from: &buf), 
-            status: try FfiConverterOptionUInt16.read(from: &buf), 
-            retryAfterMs: try FfiConverterOptionUInt64.read(from: &buf), 
-            providerMessage: try FfiConverterOptionString.read(from: &buf), 
-            field: try FfiConverterOptionString.read(from: &buf), 
-            rule: try FfiConverterOptionString.read(from: &buf), 
-            level: try FfiConverterOptionString.read(from: &buf), 
-            budget: try FfiConverterOptionTypeBudgetInfo.read(from: &buf)
+            info: try FfiConverterTypeErrorInfo.read(from: &buf)
             )
         case 3: return .RateLimited(
-            detail: try FfiConverterString.read(from: &buf), 
-            code: try FfiConverterString.read(from: &buf), 
-            provider: try FfiConverterOptionString.read(from: &buf), 
-            status: try FfiConverterOptionUInt16.read(from: &buf), 
-            retryAfterMs: try FfiConverterOptionUInt64.read(from: &buf), 
-            providerMessage: try FfiConverterOptionString.read(from: &buf), 
-            field: try FfiConverterOptionString.read(from: &buf), 
-            rule: try FfiConverterOptionString.read(from: &buf), 
-            level: try FfiConverterOptionString.read(from: &buf), 
-            budget: try FfiConverterOptionTypeBudgetInfo.read(from: &buf)
+            info: try FfiConverterTypeErrorInfo.read(from: &buf)
             )
         case 4: return .ProviderUnavailable(
-            detail: try FfiConverterString.read(from: &buf), 
-            code: try FfiConverterString.read(from: &buf), 
-            provider: try FfiConverterOptionString.read(from: &buf), 
-            status: try FfiConverterOptionUInt16.read(from: &buf), 
-            retryAfterMs: try FfiConverterOptionUInt64.read(from: &buf), 
-            providerMessage: try FfiConverterOptionString.read(from: &buf), 
-            field: try FfiConverterOptionString.read(from: &buf), 
-            rule: try FfiConverterOptionString.read(from: &buf), 
-            level: try FfiConverterOptionString.read(from: &buf), 
-            budget: try FfiConverterOptionTypeBudgetInfo.read(from: &buf)
+            info: try FfiConverterTypeErrorInfo.read(from: &buf)
             )
         case 5: return .InvalidRequest(
-            detail: try FfiConverterString.read(from: &buf), 
-            code: try FfiConverterString.read(from: &buf), 
-            provider: try FfiConverterOptionString.read(from: &buf), 
-            status: try FfiConverterOptionUInt16.read(from: &buf), 
-            retryAfterMs: try FfiConverterOptionUInt64.read(from: &buf), 
-            providerMessage: try FfiConverterOptionString.read(from: &buf), 
-            field: try FfiConverterOptionString.read(from: &buf), 
-            rule: try FfiConverterOptionString.read(from: &buf), 
-            level: try FfiConverterOptionString.read(from: &buf), 
-            budget: try FfiConverterOptionTypeBudgetInfo.read(from: &buf)
+            info: try FfiConverterTypeErrorInfo.read(from: &buf)
             )
         case 6: return .ContextLengthExceeded(
-            detail: try FfiConverterString.read(from: &buf), 
-            code: try FfiConverterString.read(from: &buf), 
-            provider: try FfiConverterOptionString.read(from: &buf), 
-            status: try FfiConverterOptionUInt16.read(from: &buf), 
-            retryAfterMs: try FfiConverterOptionUInt64.read(from: &buf), 
-            providerMessage: try FfiConverterOptionString.read(from: &buf), 
-            field: try FfiConverterOptionString.read(from: &buf), 
-            rule: try FfiConverterOptionString.read(from: &buf), 
-            level: try FfiConverterOptionString.read(from: &buf), 
-            budget: try FfiConverterOptionTypeBudgetInfo.read(from: &buf)
+            info: try FfiConverterTypeErrorInfo.read(from: &buf)
             )
         case 7: return .Timeout(
-            detail: try FfiConverterString.read(from: &buf), 
-            code: try FfiConverterString.read(from: &buf), 
-            provider: try FfiConverterOptionString.read(from: &buf), 
-            status: try FfiConverterOptionUInt16.read(from: &buf), 
-            retryAfterMs: try FfiConverterOptionUInt64.read(from: &buf), 
-            providerMessage: try FfiConverterOptionString.read(from: &buf), 
-            field: try FfiConverterOptionString.read(from: &buf), 
-            rule: try FfiConverterOptionString.read(from: &buf), 
-            level: try FfiConverterOptionString.read(from: &buf), 
-            budget: try FfiConverterOptionTypeBudgetInfo.read(from: &buf)
+            info: try FfiConverterTypeErrorInfo.read(from: &buf)
             )
         case 8: return .StreamInterrupted(
-            detail: try FfiConverterString.read(from: &buf), 
-            code: try FfiConverterString.read(from: &buf), 
-            provider: try FfiConverterOptionString.read(from: &buf), 
-            status: try FfiConverterOptionUInt16.read(from: &buf), 
-            retryAfterMs: try FfiConverterOptionUInt64.read(from: &buf), 
-            providerMessage: try FfiConverterOptionString.read(from: &buf), 
-            field: try FfiConverterOptionString.read(from: &buf), 
-            rule: try FfiConverterOptionString.read(from: &buf), 
-            level: try FfiConverterOptionString.read(from: &buf), 
-            budget: try FfiConverterOptionTypeBudgetInfo.read(from: &buf)
+            info: try FfiConverterTypeErrorInfo.read(from: &buf)
             )
         case 9: return .InvalidResponse(
-            detail: try FfiConverterString.read(from: &buf), 
-            code: try FfiConverterString.read(from: &buf), 
-            provider: try FfiConverterOptionString.read(from: &buf), 
-            status: try FfiConverterOptionUInt16.read(from: &buf), 
-            retryAfterMs: try FfiConverterOptionUInt64.read(from: &buf), 
-            providerMessage: try FfiConverterOptionString.read(from: &buf), 
-            field: try FfiConverterOptionString.read(from: &buf), 
-            rule: try FfiConverterOptionString.read(from: &buf), 
-            level: try FfiConverterOptionString.read(from: &buf), 
-            budget: try FfiConverterOptionTypeBudgetInfo.read(from: &buf)
+            info: try FfiConverterTypeErrorInfo.read(from: &buf)
             )
         case 10: return .Budget(
-            detail: try FfiConverterString.read(from: &buf), 
-            code: try FfiConverterString.read(from: &buf), 
-            provider: try FfiConverterOptionString.read(from: &buf), 
-            status: try FfiConverterOptionUInt16.read(from: &buf), 
-            retryAfterMs: try FfiConverterOptionUInt64.read(from: &buf), 
-            providerMessage: try FfiConverterOptionString.read(from: &buf), 
-            field: try FfiConverterOptionString.read(from: &buf), 
-            rule: try FfiConverterOptionString.read(from: &buf), 
-            level: try FfiConverterOptionString.read(from: &buf), 
-            budget: try FfiConverterOptionTypeBudgetInfo.read(from: &buf)
+            info: try FfiConverterTypeErrorInfo.read(from: &buf)
             )
         case 11: return .Permission(
-            detail: try FfiConverterString.read(from: &buf), 
-            code: try FfiConverterString.read(from: &buf), 
-            provider: try FfiConverterOptionString.read(from: &buf), 
-            status: try FfiConverterOptionUInt16.read(from: &buf), 
-            retryAfterMs: try FfiConverterOptionUInt64.read(from: &buf), 
-            providerMessage: try FfiConverterOptionString.read(from: &buf), 
-            field: try FfiConverterOptionString.read(from: &buf), 
-            rule: try FfiConverterOptionString.read(from: &buf), 
-            level: try FfiConverterOptionString.read(from: &buf), 
-            budget: try FfiConverterOptionTypeBudgetInfo.read(from: &buf)
+            info: try FfiConverterTypeErrorInfo.read(from: &buf)
             )
         case 12: return .Cancelled(
-            detail: try FfiConverterString.read(from: &buf), 
-            code: try FfiConverterString.read(from: &buf), 
-            provider: try FfiConverterOptionString.read(from: &buf), 
-            status: try FfiConverterOptionUInt16.read(from: &buf), 
-            retryAfterMs: try FfiConverterOptionUInt64.read(from: &buf), 
-            providerMessage: try FfiConverterOptionString.read(from: &buf), 
-            field: try FfiConverterOptionString.read(from: &buf), 
-            rule: try FfiConverterOptionString.read(from: &buf), 
-            level: try FfiConverterOptionString.read(from: &buf), 
-            budget: try FfiConverterOptionTypeBudgetInfo.read(from: &buf)
+            info: try FfiConverterTypeErrorInfo.read(from: &buf)
             )
         case 13: return .ClientClosed(
-            detail: try FfiConverterString.read(from: &buf), 
-            code: try FfiConverterString.read(from: &buf), 
-            provider: try FfiConverterOptionString.read(from: &buf), 
-            status: try FfiConverterOptionUInt16.read(from: &buf), 
-            retryAfterMs: try FfiConverterOptionUInt64.read(from: &buf), 
-            providerMessage: try FfiConverterOptionString.read(from: &buf), 
-            field: try FfiConverterOptionString.read(from: &buf), 
-            rule: try FfiConverterOptionString.read(from: &buf), 
-            level: try FfiConverterOptionString.read(from: &buf), 
-            budget: try FfiConverterOptionTypeBudgetInfo.read(from: &buf)
+            info: try FfiConverterTypeErrorInfo.read(from: &buf)
             )
         case 14: return .Other(
-            detail: try FfiConverterString.read(from: &buf), 
-            code: try FfiConverterString.read(from: &buf), 
-            provider: try FfiConverterOptionString.read(from: &buf), 
-            status: try FfiConverterOptionUInt16.read(from: &buf), 
-            retryAfterMs: try FfiConverterOptionUInt64.read(from: &buf), 
-            providerMessage: try FfiConverterOptionString.read(from: &buf), 
-            field: try FfiConverterOptionString.read(from: &buf), 
-            rule: try FfiConverterOptionString.read(from: &buf), 
-            level: try FfiConverterOptionString.read(from: &buf), 
-            budget: try FfiConverterOptionTypeBudgetInfo.read(from: &buf)
+            info: try FfiConverterTypeErrorInfo.read(from: &buf)
             )
 
          default: throw UniffiInternalError.unexpectedEnumCase
@@ -5559,200 +5228,74 @@ public struct FfiConverterTypeGateRouterError: FfiConverterRustBuffer {
 
         
         
-        case let .Config(detail,code,provider,status,retryAfterMs,providerMessage,field,rule,level,budget):
+        case let .Config(info):
             writeInt(&buf, Int32(1))
-            FfiConverterString.write(detail, into: &buf)
-            FfiConverterString.write(code, into: &buf)
-            FfiConverterOptionString.write(provider, into: &buf)
-            FfiConverterOptionUInt16.write(status, into: &buf)
-            FfiConverterOptionUInt64.write(retryAfterMs, into: &buf)
-            FfiConverterOptionString.write(providerMessage, into: &buf)
-            FfiConverterOptionString.write(field, into: &buf)
-            FfiConverterOptionString.write(rule, into: &buf)
-            FfiConverterOptionString.write(level, into: &buf)
-            FfiConverterOptionTypeBudgetInfo.write(budget, into: &buf)
+            FfiConverterTypeErrorInfo.write(info, into: &buf)
             
         
-        case let .Auth(detail,code,provider,status,retryAfterMs,providerMessage,field,rule,level,budget):
+        case let .Auth(info):
             writeInt(&buf, Int32(2))
-            FfiConverterString.write(detail, into: &buf)
-            FfiConverterString.write(code, into: &buf)
-            FfiConverterOptionString.write(provider, into: &buf)
-            FfiConverterOptionUInt16.write(status, into: &buf)
-            FfiConverterOptionUInt64.write(retryAfterMs, into: &buf)
-            FfiConverterOptionString.write(providerMessage, into: &buf)
-            FfiConverterOptionString.write(field, into: &buf)
-            FfiConverterOptionString.write(rule, into: &buf)
-            FfiConverterOptionString.write(level, into: &buf)
-            FfiConverterOptionTypeBudgetInfo.write(budget, into: &buf)
+            FfiConverterTypeErrorInfo.write(info, into: &buf)
             
         
-        case let .RateLimited(detail,code,provider,status,retryAfterMs,providerMessage,field,rule,level,budget):
+        case let .RateLimited(info):
             writeInt(&buf, Int32(3))
-            FfiConverterString.write(detail, into: &buf)
-            FfiConverterString.write(code, into: &buf)
-            FfiConverterOptionString.write(provider, into: &buf)
-            FfiConverterOptionUInt16.write(status, into: &buf)
-            FfiConverterOptionUInt64.write(retryAfterMs, into: &buf)
-            FfiConverterOptionString.write(providerMessage, into: &buf)
-            FfiConverterOptionString.write(field, into: &buf)
-            FfiConverterOptionString.write(rule, into: &buf)
-            FfiConverterOptionString.write(level, into: &buf)
-            FfiConverterOptionTypeBudgetInfo.write(budget, into: &buf)
+            FfiConverterTypeErrorInfo.write(info, into: &buf)
             
         
-        case let .ProviderUnavailable(detail,code,provider,status,retryAfterMs,providerMessage,field,rule,level,budget):
+        case let .ProviderUnavailable(info):
             writeInt(&buf, Int32(4))
-            FfiConverterString.write(detail, into: &buf)
-            FfiConverterString.write(code, into: &buf)
-            FfiConverterOptionString.write(provider, into: &buf)
-            FfiConverterOptionUInt16.write(status, into: &buf)
-            FfiConverterOptionUInt64.write(retryAfterMs, into: &buf)
-            FfiConverterOptionString.write(providerMessage, into: &buf)
-            FfiConverterOptionString.write(field, into: &buf)
-            FfiConverterOptionString.write(rule, into: &buf)
-            FfiConverterOptionString.write(level, into: &buf)
-            FfiConverterOptionTypeBudgetInfo.write(budget, into: &buf)
+            FfiConverterTypeErrorInfo.write(info, into: &buf)
             
         
-        case let .InvalidRequest(detail,code,provider,status,retryAfterMs,providerMessage,field,rule,level,budget):
+        case let .InvalidRequest(info):
             writeInt(&buf, Int32(5))
-            FfiConverterString.write(detail, into: &buf)
-            FfiConverterString.write(code, into: &buf)
-            FfiConverterOptionString.write(provider, into: &buf)
-            FfiConverterOptionUInt16.write(status, into: &buf)
-            FfiConverterOptionUInt64.write(retryAfterMs, into: &buf)
-            FfiConverterOptionString.write(providerMessage, into: &buf)
-            FfiConverterOptionString.write(field, into: &buf)
-            FfiConverterOptionString.write(rule, into: &buf)
-            FfiConverterOptionString.write(level, into: &buf)
-            FfiConverterOptionTypeBudgetInfo.write(budget, into: &buf)
+            FfiConverterTypeErrorInfo.write(info, into: &buf)
             
         
-        case let .ContextLengthExceeded(detail,code,provider,status,retryAfterMs,providerMessage,field,rule,level,budget):
+        case let .ContextLengthExceeded(info):
             writeInt(&buf, Int32(6))
-            FfiConverterString.write(detail, into: &buf)
-            FfiConverterString.write(code, into: &buf)
-            FfiConverterOptionString.write(provider, into: &buf)
-            FfiConverterOptionUInt16.write(status, into: &buf)
-            FfiConverterOptionUInt64.write(retryAfterMs, into: &buf)
-            FfiConverterOptionString.write(providerMessage, into: &buf)
-            FfiConverterOptionString.write(field, into: &buf)
-            FfiConverterOptionString.write(rule, into: &buf)
-            FfiConverterOptionString.write(level, into: &buf)
-            FfiConverterOptionTypeBudgetInfo.write(budget, into: &buf)
+            FfiConverterTypeErrorInfo.write(info, into: &buf)
             
         
-        case let .Timeout(detail,code,provider,status,retryAfterMs,providerMessage,field,rule,level,budget):
+        case let .Timeout(info):
             writeInt(&buf, Int32(7))
-            FfiConverterString.write(detail, into: &buf)
-            FfiConverterString.write(code, into: &buf)
-            FfiConverterOptionString.write(provider, into: &buf)
-            FfiConverterOptionUInt16.write(status, into: &buf)
-            FfiConverterOptionUInt64.write(retryAfterMs, into: &buf)
-            FfiConverterOptionString.write(providerMessage, into: &buf)
-            FfiConverterOptionString.write(field, into: &buf)
-            FfiConverterOptionString.write(rule, into: &buf)
-            FfiConverterOptionString.write(level, into: &buf)
-            FfiConverterOptionTypeBudgetInfo.write(budget, into: &buf)
+            FfiConverterTypeErrorInfo.write(info, into: &buf)
             
         
-        case let .StreamInterrupted(detail,code,provider,status,retryAfterMs,providerMessage,field,rule,level,budget):
+        case let .StreamInterrupted(info):
             writeInt(&buf, Int32(8))
-            FfiConverterString.write(detail, into: &buf)
-            FfiConverterString.write(code, into: &buf)
-            FfiConverterOptionString.write(provider, into: &buf)
-            FfiConverterOptionUInt16.write(status, into: &buf)
-            FfiConverterOptionUInt64.write(retryAfterMs, into: &buf)
-            FfiConverterOptionString.write(providerMessage, into: &buf)
-            FfiConverterOptionString.write(field, into: &buf)
-            FfiConverterOptionString.write(rule, into: &buf)
-            FfiConverterOptionString.write(level, into: &buf)
-            FfiConverterOptionTypeBudgetInfo.write(budget, into: &buf)
+            FfiConverterTypeErrorInfo.write(info, into: &buf)
             
         
-        case let .InvalidResponse(detail,code,provider,status,retryAfterMs,providerMessage,field,rule,level,budget):
+        case let .InvalidResponse(info):
             writeInt(&buf, Int32(9))
-            FfiConverterString.write(detail, into: &buf)
-            FfiConverterString.write(code, into: &buf)
-            FfiConverterOptionString.write(provider, into: &buf)
-            FfiConverterOptionUInt16.write(status, into: &buf)
-            FfiConverterOptionUInt64.write(retryAfterMs, into: &buf)
-            FfiConverterOptionString.write(providerMessage, into: &buf)
-            FfiConverterOptionString.write(field, into: &buf)
-            FfiConverterOptionString.write(rule, into: &buf)
-            FfiConverterOptionString.write(level, into: &buf)
-            FfiConverterOptionTypeBudgetInfo.write(budget, into: &buf)
+            FfiConverterTypeErrorInfo.write(info, into: &buf)
             
         
-        case let .Budget(detail,code,provider,status,retryAfterMs,providerMessage,field,rule,level,budget):
+        case let .Budget(info):
             writeInt(&buf, Int32(10))
-            FfiConverterString.write(detail, into: &buf)
-            FfiConverterString.write(code, into: &buf)
-            FfiConverterOptionString.write(provider, into: &buf)
-            FfiConverterOptionUInt16.write(status, into: &buf)
-            FfiConverterOptionUInt64.write(retryAfterMs, into: &buf)
-            FfiConverterOptionString.write(providerMessage, into: &buf)
-            FfiConverterOptionString.write(field, into: &buf)
-            FfiConverterOptionString.write(rule, into: &buf)
-            FfiConverterOptionString.write(level, into: &buf)
-            FfiConverterOptionTypeBudgetInfo.write(budget, into: &buf)
+            FfiConverterTypeErrorInfo.write(info, into: &buf)
             
         
-        case let .Permission(detail,code,provider,status,retryAfterMs,providerMessage,field,rule,level,budget):
+        case let .Permission(info):
             writeInt(&buf, Int32(11))
-            FfiConverterString.write(detail, into: &buf)
-            FfiConverterString.write(code, into: &buf)
-            FfiConverterOptionString.write(provider, into: &buf)
-            FfiConverterOptionUInt16.write(status, into: &buf)
-            FfiConverterOptionUInt64.write(retryAfterMs, into: &buf)
-            FfiConverterOptionString.write(providerMessage, into: &buf)
-            FfiConverterOptionString.write(field, into: &buf)
-            FfiConverterOptionString.write(rule, into: &buf)
-            FfiConverterOptionString.write(level, into: &buf)
-            FfiConverterOptionTypeBudgetInfo.write(budget, into: &buf)
+            FfiConverterTypeErrorInfo.write(info, into: &buf)
             
         
-        case let .Cancelled(detail,code,provider,status,retryAfterMs,providerMessage,field,rule,level,budget):
+        case let .Cancelled(info):
             writeInt(&buf, Int32(12))
-            FfiConverterString.write(detail, into: &buf)
-            FfiConverterString.write(code, into: &buf)
-            FfiConverterOptionString.write(provider, into: &buf)
-            FfiConverterOptionUInt16.write(status, into: &buf)
-            FfiConverterOptionUInt64.write(retryAfterMs, into: &buf)
-            FfiConverterOptionString.write(providerMessage, into: &buf)
-            FfiConverterOptionString.write(field, into: &buf)
-            FfiConverterOptionString.write(rule, into: &buf)
-            FfiConverterOptionString.write(level, into: &buf)
-            FfiConverterOptionTypeBudgetInfo.write(budget, into: &buf)
+            FfiConverterTypeErrorInfo.write(info, into: &buf)
             
         
-        case let .ClientClosed(detail,code,provider,status,retryAfterMs,providerMessage,field,rule,level,budget):
+        case let .ClientClosed(info):
             writeInt(&buf, Int32(13))
-            FfiConverterString.write(detail, into: &buf)
-            FfiConverterString.write(code, into: &buf)
-            FfiConverterOptionString.write(provider, into: &buf)
-            FfiConverterOptionUInt16.write(status, into: &buf)
-            FfiConverterOptionUInt64.write(retryAfterMs, into: &buf)
-            FfiConverterOptionString.write(providerMessage, into: &buf)
-            FfiConverterOptionString.write(field, into: &buf)
-            FfiConverterOptionString.write(rule, into: &buf)
-            FfiConverterOptionString.write(level, into: &buf)
-            FfiConverterOptionTypeBudgetInfo.write(budget, into: &buf)
+            FfiConverterTypeErrorInfo.write(info, into: &buf)
             
         
-        case let .Other(detail,code,provider,status,retryAfterMs,providerMessage,field,rule,level,budget):
+        case let .Other(info):
             writeInt(&buf, Int32(14))
-            FfiConverterString.write(detail, into: &buf)
-            FfiConverterString.write(code, into: &buf)
-            FfiConverterOptionString.write(provider, into: &buf)
-            FfiConverterOptionUInt16.write(status, into: &buf)
-            FfiConverterOptionUInt64.write(retryAfterMs, into: &buf)
-            FfiConverterOptionString.write(providerMessage, into: &buf)
-            FfiConverterOptionString.write(field, into: &buf)
-            FfiConverterOptionString.write(rule, into: &buf)
-            FfiConverterOptionString.write(level, into: &buf)
-            FfiConverterOptionTypeBudgetInfo.write(budget, into: &buf)
+            FfiConverterTypeErrorInfo.write(info, into: &buf)
             
         }
     }

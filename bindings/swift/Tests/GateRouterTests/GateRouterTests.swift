@@ -200,18 +200,27 @@ final class GateRouterTests: XCTestCase {
     }
 
     func testRateLimitMatchesByPattern() async throws {
-        // The idiomatic Swift form: `catch GateRouterError.RateLimited(...)` binds the fields.
+        // The idiomatic Swift form: `catch GateRouterError.RateLimited(let info)`; any error
+        // also answers `info()` and `code()` without matching.
         try await Emulator.fault(#"{"fault":"rate_limit","provider":"openai","times":1,"retry_after":2}"#)
         do {
             _ = try await noRetry.chat(request: request("openai/gpt-4o", "x"))
             XCTFail("expected RateLimited")
-        } catch let GateRouterError.RateLimited(detail, code, provider, status, retryAfterMs, providerMessage, _, _, _, _) {
-            XCTAssertNotNil(providerMessage, "the provider's own text")
-            XCTAssertTrue(detail.contains("RATE_LIMITED") || !detail.isEmpty, detail)
-            XCTAssertEqual(code, "RATE_LIMITED")
-            XCTAssertEqual(provider, "openai")
-            XCTAssertEqual(status, 429)
-            XCTAssertEqual(retryAfterMs, 2000)
+        } catch let GateRouterError.RateLimited(info) {
+            XCTAssertNotNil(info.providerMessage, "the provider's own text")
+            XCTAssertFalse(info.detail.isEmpty)
+            XCTAssertEqual(info.code, "RATE_LIMITED")
+            XCTAssertEqual(info.provider, "openai")
+            XCTAssertEqual(info.status, 429)
+            XCTAssertEqual(info.retryAfterMs, 2000)
+        }
+        try await Emulator.fault(#"{"fault":"rate_limit","provider":"openai","times":1,"retry_after":2}"#)
+        do {
+            _ = try await noRetry.chat(request: request("openai/gpt-4o", "x"))
+            XCTFail("expected RateLimited")
+        } catch let e as GateRouterError {
+            XCTAssertEqual(e.code(), "RATE_LIMITED")
+            XCTAssertEqual(e.info().retryAfterMs, 2000)
         }
     }
 

@@ -247,38 +247,19 @@ enum Collector {
 }
 
 /// The fields every `GateRouterError` carries, whatever its case.
+/// A caught error's case name (`RateLimited`) beside its `info()`, read the way an app
+/// would: no destructuring.
+@dynamicMemberLookup
 struct ErrorFields {
     let kind: String
-    let detail: String
-    let code: String
-    let provider: String?
-    let status: UInt16?
-    let retryAfterMs: UInt64?
-    let providerMessage: String?
-    let field: String?
-    let rule: String?
-    let level: String?
-    let budget: BudgetInfo?
+    let info: ErrorInfo
+    subscript<T>(dynamicMember path: KeyPath<ErrorInfo, T>) -> T { info[keyPath: path] }
 }
 
 extension GateRouterError {
     var fields: ErrorFields {
-        switch self {
-        case let .Config(d, c, p, s, r, pm, f, ru, l, b): return ErrorFields(kind: "Config", detail: d, code: c, provider: p, status: s, retryAfterMs: r, providerMessage: pm, field: f, rule: ru, level: l, budget: b)
-        case let .Auth(d, c, p, s, r, pm, f, ru, l, b): return ErrorFields(kind: "Auth", detail: d, code: c, provider: p, status: s, retryAfterMs: r, providerMessage: pm, field: f, rule: ru, level: l, budget: b)
-        case let .RateLimited(d, c, p, s, r, pm, f, ru, l, b): return ErrorFields(kind: "RateLimited", detail: d, code: c, provider: p, status: s, retryAfterMs: r, providerMessage: pm, field: f, rule: ru, level: l, budget: b)
-        case let .ProviderUnavailable(d, c, p, s, r, pm, f, ru, l, b): return ErrorFields(kind: "ProviderUnavailable", detail: d, code: c, provider: p, status: s, retryAfterMs: r, providerMessage: pm, field: f, rule: ru, level: l, budget: b)
-        case let .InvalidRequest(d, c, p, s, r, pm, f, ru, l, b): return ErrorFields(kind: "InvalidRequest", detail: d, code: c, provider: p, status: s, retryAfterMs: r, providerMessage: pm, field: f, rule: ru, level: l, budget: b)
-        case let .ContextLengthExceeded(d, c, p, s, r, pm, f, ru, l, b): return ErrorFields(kind: "ContextLengthExceeded", detail: d, code: c, provider: p, status: s, retryAfterMs: r, providerMessage: pm, field: f, rule: ru, level: l, budget: b)
-        case let .Timeout(d, c, p, s, r, pm, f, ru, l, b): return ErrorFields(kind: "Timeout", detail: d, code: c, provider: p, status: s, retryAfterMs: r, providerMessage: pm, field: f, rule: ru, level: l, budget: b)
-        case let .StreamInterrupted(d, c, p, s, r, pm, f, ru, l, b): return ErrorFields(kind: "StreamInterrupted", detail: d, code: c, provider: p, status: s, retryAfterMs: r, providerMessage: pm, field: f, rule: ru, level: l, budget: b)
-        case let .InvalidResponse(d, c, p, s, r, pm, f, ru, l, b): return ErrorFields(kind: "InvalidResponse", detail: d, code: c, provider: p, status: s, retryAfterMs: r, providerMessage: pm, field: f, rule: ru, level: l, budget: b)
-        case let .Budget(d, c, p, s, r, pm, f, ru, l, b): return ErrorFields(kind: "Budget", detail: d, code: c, provider: p, status: s, retryAfterMs: r, providerMessage: pm, field: f, rule: ru, level: l, budget: b)
-        case let .Permission(d, c, p, s, r, pm, f, ru, l, b): return ErrorFields(kind: "Permission", detail: d, code: c, provider: p, status: s, retryAfterMs: r, providerMessage: pm, field: f, rule: ru, level: l, budget: b)
-        case let .Cancelled(d, c, p, s, r, pm, f, ru, l, b): return ErrorFields(kind: "Cancelled", detail: d, code: c, provider: p, status: s, retryAfterMs: r, providerMessage: pm, field: f, rule: ru, level: l, budget: b)
-        case let .ClientClosed(d, c, p, s, r, pm, f, ru, l, b): return ErrorFields(kind: "ClientClosed", detail: d, code: c, provider: p, status: s, retryAfterMs: r, providerMessage: pm, field: f, rule: ru, level: l, budget: b)
-        case let .Other(d, c, p, s, r, pm, f, ru, l, b): return ErrorFields(kind: "Other", detail: d, code: c, provider: p, status: s, retryAfterMs: r, providerMessage: pm, field: f, rule: ru, level: l, budget: b)
-        }
+        // The case name: the label of the enum's one child (its associated value).
+        ErrorFields(kind: Mirror(reflecting: self).children.first?.label ?? "\(self)", info: info())
     }
 }
 

@@ -889,6 +889,10 @@ internal object UniffiLib {
     ): Long
     external fun uniffi_gaterouter_ffi_fn_method_usagesigningkey_public_key(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_gaterouter_ffi_fn_method_gateroutererror_code(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_gaterouter_ffi_fn_method_gateroutererror_info(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_gaterouter_ffi_fn_func_gaterouter_version(uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_gaterouter_ffi_fn_func_calculate_cost(`usage`: RustBuffer.ByValue,`model`: RustBuffer.ByValue,`options`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
@@ -4342,6 +4346,117 @@ public object FfiConverterTypeDeliveryReport: FfiConverterRustBuffer<DeliveryRep
 
 
 /**
+ * Everything known about a failure: the core's `ErrorInfo`, field for field.
+ */
+data class ErrorInfo (
+    /**
+     * Stable code (`RATE_LIMITED`, `CONFIG`, ...).
+     */
+    var `code`: kotlin.String
+    , 
+    /**
+     * What is wrong, where, and the fix (the human text).
+     */
+    var `detail`: kotlin.String
+    , 
+    /**
+     * Provider, when the error came from one.
+     */
+    var `provider`: kotlin.String?
+    , 
+    /**
+     * HTTP status, when a provider answered.
+     */
+    var `status`: kotlin.UShort?
+    , 
+    /**
+     * How long the provider asked to wait, in milliseconds.
+     */
+    var `retryAfterMs`: kotlin.ULong?
+    , 
+    /**
+     * The provider's own error text, when a provider answered.
+     */
+    var `providerMessage`: kotlin.String?
+    , 
+    /**
+     * The offending request field, when known.
+     */
+    var `field`: kotlin.String?
+    , 
+    /**
+     * `Permission`: the policy rule (`allow_models`, `deny_models`...).
+     */
+    var `rule`: kotlin.String?
+    , 
+    /**
+     * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
+     */
+    var `level`: kotlin.String?
+    , 
+    /**
+     * `Budget`: the budget, what is left and when it resets.
+     */
+    var `budget`: BudgetInfo?
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeErrorInfo: FfiConverterRustBuffer<ErrorInfo> {
+    override fun read(buf: ByteBuffer): ErrorInfo {
+        return ErrorInfo(
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterOptionalString.read(buf),
+            FfiConverterOptionalUShort.read(buf),
+            FfiConverterOptionalULong.read(buf),
+            FfiConverterOptionalString.read(buf),
+            FfiConverterOptionalString.read(buf),
+            FfiConverterOptionalString.read(buf),
+            FfiConverterOptionalString.read(buf),
+            FfiConverterOptionalTypeBudgetInfo.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: ErrorInfo) = (
+            FfiConverterString.allocationSize(value.`code`) +
+            FfiConverterString.allocationSize(value.`detail`) +
+            FfiConverterOptionalString.allocationSize(value.`provider`) +
+            FfiConverterOptionalUShort.allocationSize(value.`status`) +
+            FfiConverterOptionalULong.allocationSize(value.`retryAfterMs`) +
+            FfiConverterOptionalString.allocationSize(value.`providerMessage`) +
+            FfiConverterOptionalString.allocationSize(value.`field`) +
+            FfiConverterOptionalString.allocationSize(value.`rule`) +
+            FfiConverterOptionalString.allocationSize(value.`level`) +
+            FfiConverterOptionalTypeBudgetInfo.allocationSize(value.`budget`)
+    )
+
+    override fun write(value: ErrorInfo, buf: ByteBuffer) {
+            FfiConverterString.write(value.`code`, buf)
+            FfiConverterString.write(value.`detail`, buf)
+            FfiConverterOptionalString.write(value.`provider`, buf)
+            FfiConverterOptionalUShort.write(value.`status`, buf)
+            FfiConverterOptionalULong.write(value.`retryAfterMs`, buf)
+            FfiConverterOptionalString.write(value.`providerMessage`, buf)
+            FfiConverterOptionalString.write(value.`field`, buf)
+            FfiConverterOptionalString.write(value.`rule`, buf)
+            FfiConverterOptionalString.write(value.`level`, buf)
+            FfiConverterOptionalTypeBudgetInfo.write(value.`budget`, buf)
+    }
+}
+
+
+
+/**
  * A model left out, and why.
  */
 data class ExcludedModel (
@@ -5571,7 +5686,7 @@ public object FfiConverterTypeFinishReason: FfiConverterRustBuffer<FinishReason>
 
 /**
  * A GateRouter failure. Match on the variant to decide what to do (`RateLimited`:
- * wait `retry_after_ms`; `Config`: fix the config; `Auth`: fix the key...).
+ * wait `info.retry_after_ms`; `Config`: fix the config; `Auth`: fix the key...).
  */
 sealed class GateRouterException: kotlin.Exception() {
     
@@ -5581,57 +5696,12 @@ sealed class GateRouterException: kotlin.Exception() {
     class Config(
         
         /**
-         * What is wrong, where, and the fix.
+         * The code, the text and every detail known.
          */
-        val `detail`: kotlin.String, 
-        
-        /**
-         * Stable code (`CONFIG`).
-         */
-        val `code`: kotlin.String, 
-        
-        /**
-         * Provider, when the error came from one.
-         */
-        val `provider`: kotlin.String?, 
-        
-        /**
-         * HTTP status, when a provider answered.
-         */
-        val `status`: kotlin.UShort?, 
-        
-        /**
-         * How long the provider asked to wait, in milliseconds.
-         */
-        val `retryAfterMs`: kotlin.ULong?, 
-        
-        /**
-         * The provider's own error text, when a provider answered.
-         */
-        val `providerMessage`: kotlin.String?, 
-        
-        /**
-         * The offending request field, when known.
-         */
-        val `field`: kotlin.String?, 
-        
-        /**
-         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
-         */
-        val `rule`: kotlin.String?, 
-        
-        /**
-         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
-         */
-        val `level`: kotlin.String?, 
-        
-        /**
-         * `Budget`: the budget, what is left and when it resets.
-         */
-        val `budget`: BudgetInfo?
+        val `info`: ErrorInfo
         ) : GateRouterException() {
         override val message
-            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, providerMessage=${ `providerMessage` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
+            get() = "info=${ `info` }"
     }
     
     /**
@@ -5640,588 +5710,138 @@ sealed class GateRouterException: kotlin.Exception() {
     class Auth(
         
         /**
-         * Human-readable description.
+         * The code, the text and every detail known.
          */
-        val `detail`: kotlin.String, 
-        
-        /**
-         * Stable code (`AUTH`).
-         */
-        val `code`: kotlin.String, 
-        
-        /**
-         * Provider, when the error came from one.
-         */
-        val `provider`: kotlin.String?, 
-        
-        /**
-         * HTTP status, when a provider answered.
-         */
-        val `status`: kotlin.UShort?, 
-        
-        /**
-         * How long the provider asked to wait, in milliseconds.
-         */
-        val `retryAfterMs`: kotlin.ULong?, 
-        
-        /**
-         * The provider's own error text, when a provider answered.
-         */
-        val `providerMessage`: kotlin.String?, 
-        
-        /**
-         * The offending request field, when known.
-         */
-        val `field`: kotlin.String?, 
-        
-        /**
-         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
-         */
-        val `rule`: kotlin.String?, 
-        
-        /**
-         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
-         */
-        val `level`: kotlin.String?, 
-        
-        /**
-         * `Budget`: the budget, what is left and when it resets.
-         */
-        val `budget`: BudgetInfo?
+        val `info`: ErrorInfo
         ) : GateRouterException() {
         override val message
-            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, providerMessage=${ `providerMessage` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
+            get() = "info=${ `info` }"
     }
     
     /**
-     * The provider asked to slow down; wait `retry_after_ms` when set.
+     * The provider asked to slow down; wait `info.retry_after_ms` when set.
      */
     class RateLimited(
         
         /**
-         * Human-readable description.
+         * The code, the text and every detail known.
          */
-        val `detail`: kotlin.String, 
-        
-        /**
-         * Stable code (`RATE_LIMITED`).
-         */
-        val `code`: kotlin.String, 
-        
-        /**
-         * Provider, when the error came from one.
-         */
-        val `provider`: kotlin.String?, 
-        
-        /**
-         * HTTP status, when a provider answered.
-         */
-        val `status`: kotlin.UShort?, 
-        
-        /**
-         * How long the provider asked to wait, in milliseconds.
-         */
-        val `retryAfterMs`: kotlin.ULong?, 
-        
-        /**
-         * The provider's own error text, when a provider answered.
-         */
-        val `providerMessage`: kotlin.String?, 
-        
-        /**
-         * The offending request field, when known.
-         */
-        val `field`: kotlin.String?, 
-        
-        /**
-         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
-         */
-        val `rule`: kotlin.String?, 
-        
-        /**
-         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
-         */
-        val `level`: kotlin.String?, 
-        
-        /**
-         * `Budget`: the budget, what is left and when it resets.
-         */
-        val `budget`: BudgetInfo?
+        val `info`: ErrorInfo
         ) : GateRouterException() {
         override val message
-            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, providerMessage=${ `providerMessage` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
+            get() = "info=${ `info` }"
     }
     
     /**
-     * The provider is down, overloaded or unreachable (also: the device is offline).
+     * The provider is down or overloaded (5xx, connection refused, circuit open).
      */
     class ProviderUnavailable(
         
         /**
-         * Human-readable description.
+         * The code, the text and every detail known.
          */
-        val `detail`: kotlin.String, 
-        
-        /**
-         * Stable code (`PROVIDER_UNAVAILABLE`).
-         */
-        val `code`: kotlin.String, 
-        
-        /**
-         * Provider, when the error came from one.
-         */
-        val `provider`: kotlin.String?, 
-        
-        /**
-         * HTTP status, when a provider answered.
-         */
-        val `status`: kotlin.UShort?, 
-        
-        /**
-         * How long the provider asked to wait, in milliseconds.
-         */
-        val `retryAfterMs`: kotlin.ULong?, 
-        
-        /**
-         * The provider's own error text, when a provider answered.
-         */
-        val `providerMessage`: kotlin.String?, 
-        
-        /**
-         * The offending request field, when known.
-         */
-        val `field`: kotlin.String?, 
-        
-        /**
-         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
-         */
-        val `rule`: kotlin.String?, 
-        
-        /**
-         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
-         */
-        val `level`: kotlin.String?, 
-        
-        /**
-         * `Budget`: the budget, what is left and when it resets.
-         */
-        val `budget`: BudgetInfo?
+        val `info`: ErrorInfo
         ) : GateRouterException() {
         override val message
-            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, providerMessage=${ `providerMessage` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
+            get() = "info=${ `info` }"
     }
     
     /**
-     * The request is wrong; `field` names the field. Never retried.
+     * The request is invalid (`info.field` names the field when GateRouter found it).
      */
     class InvalidRequest(
         
         /**
-         * What is wrong and how to fix it.
+         * The code, the text and every detail known.
          */
-        val `detail`: kotlin.String, 
-        
-        /**
-         * Stable code (`INVALID_REQUEST`).
-         */
-        val `code`: kotlin.String, 
-        
-        /**
-         * Provider, when the error came from one.
-         */
-        val `provider`: kotlin.String?, 
-        
-        /**
-         * HTTP status, when a provider answered.
-         */
-        val `status`: kotlin.UShort?, 
-        
-        /**
-         * How long the provider asked to wait, in milliseconds.
-         */
-        val `retryAfterMs`: kotlin.ULong?, 
-        
-        /**
-         * The provider's own error text, when a provider answered.
-         */
-        val `providerMessage`: kotlin.String?, 
-        
-        /**
-         * The offending request field, e.g. `messages[2].tool_call_id`.
-         */
-        val `field`: kotlin.String?, 
-        
-        /**
-         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
-         */
-        val `rule`: kotlin.String?, 
-        
-        /**
-         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
-         */
-        val `level`: kotlin.String?, 
-        
-        /**
-         * `Budget`: the budget, what is left and when it resets.
-         */
-        val `budget`: BudgetInfo?
+        val `info`: ErrorInfo
         ) : GateRouterException() {
         override val message
-            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, providerMessage=${ `providerMessage` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
+            get() = "info=${ `info` }"
     }
     
     /**
-     * The prompt plus `max_tokens` exceed the model's context window.
+     * The prompt does not fit the model's context window.
      */
     class ContextLengthExceeded(
         
         /**
-         * Human-readable description.
+         * The code, the text and every detail known.
          */
-        val `detail`: kotlin.String, 
-        
-        /**
-         * Stable code (`CONTEXT_LENGTH_EXCEEDED`).
-         */
-        val `code`: kotlin.String, 
-        
-        /**
-         * Provider, when the error came from one.
-         */
-        val `provider`: kotlin.String?, 
-        
-        /**
-         * HTTP status, when a provider answered.
-         */
-        val `status`: kotlin.UShort?, 
-        
-        /**
-         * How long the provider asked to wait, in milliseconds.
-         */
-        val `retryAfterMs`: kotlin.ULong?, 
-        
-        /**
-         * The provider's own error text, when a provider answered.
-         */
-        val `providerMessage`: kotlin.String?, 
-        
-        /**
-         * The offending request field, when known.
-         */
-        val `field`: kotlin.String?, 
-        
-        /**
-         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
-         */
-        val `rule`: kotlin.String?, 
-        
-        /**
-         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
-         */
-        val `level`: kotlin.String?, 
-        
-        /**
-         * `Budget`: the budget, what is left and when it resets.
-         */
-        val `budget`: BudgetInfo?
+        val `info`: ErrorInfo
         ) : GateRouterException() {
         override val message
-            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, providerMessage=${ `providerMessage` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
+            get() = "info=${ `info` }"
     }
     
     /**
-     * No answer within the configured timeout.
+     * The call took longer than the configured timeout.
      */
     class Timeout(
         
         /**
-         * Human-readable description (which timeout fired).
+         * The code, the text and every detail known.
          */
-        val `detail`: kotlin.String, 
-        
-        /**
-         * Stable code (`TIMEOUT`).
-         */
-        val `code`: kotlin.String, 
-        
-        /**
-         * Provider, when the error came from one.
-         */
-        val `provider`: kotlin.String?, 
-        
-        /**
-         * HTTP status, when a provider answered.
-         */
-        val `status`: kotlin.UShort?, 
-        
-        /**
-         * How long the provider asked to wait, in milliseconds.
-         */
-        val `retryAfterMs`: kotlin.ULong?, 
-        
-        /**
-         * The provider's own error text, when a provider answered.
-         */
-        val `providerMessage`: kotlin.String?, 
-        
-        /**
-         * The offending request field, when known.
-         */
-        val `field`: kotlin.String?, 
-        
-        /**
-         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
-         */
-        val `rule`: kotlin.String?, 
-        
-        /**
-         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
-         */
-        val `level`: kotlin.String?, 
-        
-        /**
-         * `Budget`: the budget, what is left and when it resets.
-         */
-        val `budget`: BudgetInfo?
+        val `info`: ErrorInfo
         ) : GateRouterException() {
         override val message
-            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, providerMessage=${ `providerMessage` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
+            get() = "info=${ `info` }"
     }
     
     /**
-     * A stream ended before the provider said it was complete.
+     * The stream broke after it started; what arrived is kept.
      */
     class StreamInterrupted(
         
         /**
-         * Human-readable description.
+         * The code, the text and every detail known.
          */
-        val `detail`: kotlin.String, 
-        
-        /**
-         * Stable code (`STREAM_INTERRUPTED`).
-         */
-        val `code`: kotlin.String, 
-        
-        /**
-         * Provider, when the error came from one.
-         */
-        val `provider`: kotlin.String?, 
-        
-        /**
-         * HTTP status, when a provider answered.
-         */
-        val `status`: kotlin.UShort?, 
-        
-        /**
-         * How long the provider asked to wait, in milliseconds.
-         */
-        val `retryAfterMs`: kotlin.ULong?, 
-        
-        /**
-         * The provider's own error text, when a provider answered.
-         */
-        val `providerMessage`: kotlin.String?, 
-        
-        /**
-         * The offending request field, when known.
-         */
-        val `field`: kotlin.String?, 
-        
-        /**
-         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
-         */
-        val `rule`: kotlin.String?, 
-        
-        /**
-         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
-         */
-        val `level`: kotlin.String?, 
-        
-        /**
-         * `Budget`: the budget, what is left and when it resets.
-         */
-        val `budget`: BudgetInfo?
+        val `info`: ErrorInfo
         ) : GateRouterException() {
         override val message
-            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, providerMessage=${ `providerMessage` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
+            get() = "info=${ `info` }"
     }
     
     /**
-     * The provider answered, but the answer cannot be used.
+     * The provider answered something that is not its documented format.
      */
     class InvalidResponse(
         
         /**
-         * Human-readable description.
+         * The code, the text and every detail known.
          */
-        val `detail`: kotlin.String, 
-        
-        /**
-         * Stable code (`INVALID_RESPONSE`).
-         */
-        val `code`: kotlin.String, 
-        
-        /**
-         * Provider, when the error came from one.
-         */
-        val `provider`: kotlin.String?, 
-        
-        /**
-         * HTTP status, when a provider answered.
-         */
-        val `status`: kotlin.UShort?, 
-        
-        /**
-         * How long the provider asked to wait, in milliseconds.
-         */
-        val `retryAfterMs`: kotlin.ULong?, 
-        
-        /**
-         * The provider's own error text, when a provider answered.
-         */
-        val `providerMessage`: kotlin.String?, 
-        
-        /**
-         * The offending request field, when known.
-         */
-        val `field`: kotlin.String?, 
-        
-        /**
-         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
-         */
-        val `rule`: kotlin.String?, 
-        
-        /**
-         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
-         */
-        val `level`: kotlin.String?, 
-        
-        /**
-         * `Budget`: the budget, what is left and when it resets.
-         */
-        val `budget`: BudgetInfo?
+        val `info`: ErrorInfo
         ) : GateRouterException() {
         override val message
-            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, providerMessage=${ `providerMessage` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
+            get() = "info=${ `info` }"
     }
     
     /**
-     * A budget or quota would be exceeded.
+     * A budget or quota would be exceeded: `info.budget` says which, what is left and when it resets.
      */
     class Budget(
         
         /**
-         * Which budget, what is left and when it resets.
+         * The code, the text and every detail known.
          */
-        val `detail`: kotlin.String, 
-        
-        /**
-         * Stable code (`BUDGET_EXCEEDED`).
-         */
-        val `code`: kotlin.String, 
-        
-        /**
-         * Provider, when the error came from one.
-         */
-        val `provider`: kotlin.String?, 
-        
-        /**
-         * HTTP status, when a provider answered.
-         */
-        val `status`: kotlin.UShort?, 
-        
-        /**
-         * How long the provider asked to wait, in milliseconds.
-         */
-        val `retryAfterMs`: kotlin.ULong?, 
-        
-        /**
-         * The provider's own error text, when a provider answered.
-         */
-        val `providerMessage`: kotlin.String?, 
-        
-        /**
-         * The offending request field, when known.
-         */
-        val `field`: kotlin.String?, 
-        
-        /**
-         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
-         */
-        val `rule`: kotlin.String?, 
-        
-        /**
-         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
-         */
-        val `level`: kotlin.String?, 
-        
-        /**
-         * `Budget`: the budget, what is left and when it resets.
-         */
-        val `budget`: BudgetInfo?
+        val `info`: ErrorInfo
         ) : GateRouterException() {
         override val message
-            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, providerMessage=${ `providerMessage` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
+            get() = "info=${ `info` }"
     }
     
     /**
-     * The caller may not use this model, provider or tier.
+     * The caller may not use this model, provider or tier (`info.rule`, `info.level`).
      */
     class Permission(
         
         /**
-         * Which rule, set at which level.
+         * The code, the text and every detail known.
          */
-        val `detail`: kotlin.String, 
-        
-        /**
-         * Stable code (`PERMISSION_DENIED`).
-         */
-        val `code`: kotlin.String, 
-        
-        /**
-         * Provider, when the error came from one.
-         */
-        val `provider`: kotlin.String?, 
-        
-        /**
-         * HTTP status, when a provider answered.
-         */
-        val `status`: kotlin.UShort?, 
-        
-        /**
-         * How long the provider asked to wait, in milliseconds.
-         */
-        val `retryAfterMs`: kotlin.ULong?, 
-        
-        /**
-         * The provider's own error text, when a provider answered.
-         */
-        val `providerMessage`: kotlin.String?, 
-        
-        /**
-         * The offending request field, when known.
-         */
-        val `field`: kotlin.String?, 
-        
-        /**
-         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
-         */
-        val `rule`: kotlin.String?, 
-        
-        /**
-         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
-         */
-        val `level`: kotlin.String?, 
-        
-        /**
-         * `Budget`: the budget, what is left and when it resets.
-         */
-        val `budget`: BudgetInfo?
+        val `info`: ErrorInfo
         ) : GateRouterException() {
         override val message
-            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, providerMessage=${ `providerMessage` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
+            get() = "info=${ `info` }"
     }
     
     /**
@@ -6230,57 +5850,12 @@ sealed class GateRouterException: kotlin.Exception() {
     class Cancelled(
         
         /**
-         * Human-readable description.
+         * The code, the text and every detail known.
          */
-        val `detail`: kotlin.String, 
-        
-        /**
-         * Stable code (`CANCELLED`).
-         */
-        val `code`: kotlin.String, 
-        
-        /**
-         * Provider, when the error came from one.
-         */
-        val `provider`: kotlin.String?, 
-        
-        /**
-         * HTTP status, when a provider answered.
-         */
-        val `status`: kotlin.UShort?, 
-        
-        /**
-         * How long the provider asked to wait, in milliseconds.
-         */
-        val `retryAfterMs`: kotlin.ULong?, 
-        
-        /**
-         * The provider's own error text, when a provider answered.
-         */
-        val `providerMessage`: kotlin.String?, 
-        
-        /**
-         * The offending request field, when known.
-         */
-        val `field`: kotlin.String?, 
-        
-        /**
-         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
-         */
-        val `rule`: kotlin.String?, 
-        
-        /**
-         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
-         */
-        val `level`: kotlin.String?, 
-        
-        /**
-         * `Budget`: the budget, what is left and when it resets.
-         */
-        val `budget`: BudgetInfo?
+        val `info`: ErrorInfo
         ) : GateRouterException() {
         override val message
-            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, providerMessage=${ `providerMessage` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
+            get() = "info=${ `info` }"
     }
     
     /**
@@ -6289,117 +5864,53 @@ sealed class GateRouterException: kotlin.Exception() {
     class ClientClosed(
         
         /**
-         * Human-readable description.
+         * The code, the text and every detail known.
          */
-        val `detail`: kotlin.String, 
-        
-        /**
-         * Stable code (`CLIENT_CLOSED`).
-         */
-        val `code`: kotlin.String, 
-        
-        /**
-         * Provider, when the error came from one.
-         */
-        val `provider`: kotlin.String?, 
-        
-        /**
-         * HTTP status, when a provider answered.
-         */
-        val `status`: kotlin.UShort?, 
-        
-        /**
-         * How long the provider asked to wait, in milliseconds.
-         */
-        val `retryAfterMs`: kotlin.ULong?, 
-        
-        /**
-         * The provider's own error text, when a provider answered.
-         */
-        val `providerMessage`: kotlin.String?, 
-        
-        /**
-         * The offending request field, when known.
-         */
-        val `field`: kotlin.String?, 
-        
-        /**
-         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
-         */
-        val `rule`: kotlin.String?, 
-        
-        /**
-         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
-         */
-        val `level`: kotlin.String?, 
-        
-        /**
-         * `Budget`: the budget, what is left and when it resets.
-         */
-        val `budget`: BudgetInfo?
+        val `info`: ErrorInfo
         ) : GateRouterException() {
         override val message
-            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, providerMessage=${ `providerMessage` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
+            get() = "info=${ `info` }"
     }
     
     /**
      * A kind newer than this binding, or a failure of the binding itself (the runtime
-     * could not start). `code` still carries the stable code.
+     * could not start). `info.code` still carries the stable code.
      */
     class Other(
         
         /**
-         * Human-readable description.
+         * The code, the text and every detail known.
          */
-        val `detail`: kotlin.String, 
-        
-        /**
-         * Stable code of the kind.
-         */
-        val `code`: kotlin.String, 
-        
-        /**
-         * Provider, when the error came from one.
-         */
-        val `provider`: kotlin.String?, 
-        
-        /**
-         * HTTP status, when a provider answered.
-         */
-        val `status`: kotlin.UShort?, 
-        
-        /**
-         * How long the provider asked to wait, in milliseconds.
-         */
-        val `retryAfterMs`: kotlin.ULong?, 
-        
-        /**
-         * The provider's own error text, when a provider answered.
-         */
-        val `providerMessage`: kotlin.String?, 
-        
-        /**
-         * The offending request field, when known.
-         */
-        val `field`: kotlin.String?, 
-        
-        /**
-         * `Permission`: the policy rule (`allow_models`, `deny_models`...).
-         */
-        val `rule`: kotlin.String?, 
-        
-        /**
-         * `Permission` / `Budget`: where the rule or budget was set (`department:eng`).
-         */
-        val `level`: kotlin.String?, 
-        
-        /**
-         * `Budget`: the budget, what is left and when it resets.
-         */
-        val `budget`: BudgetInfo?
+        val `info`: ErrorInfo
         ) : GateRouterException() {
         override val message
-            get() = "detail=${ `detail` }, code=${ `code` }, provider=${ `provider` }, status=${ `status` }, retryAfterMs=${ `retryAfterMs` }, providerMessage=${ `providerMessage` }, field=${ `field` }, rule=${ `rule` }, level=${ `level` }, budget=${ `budget` }"
+            get() = "info=${ `info` }"
+    }
+    
+
+    
+        /**
+         * The stable code (`RATE_LIMITED`, ...), whatever the variant.
+         */ fun `code`(): kotlin.String {
+            return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_gaterouter_ffi_fn_method_gateroutererror_code(FfiConverterTypeGateRouterError.lower(this),
+        _status)
+}
+    )
+    }
+    
+
+    
+        /**
+         * The details of any error, without matching on its kind.
+         */ fun `info`(): ErrorInfo {
+            return FfiConverterTypeErrorInfo.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_gaterouter_ffi_fn_method_gateroutererror_info(FfiConverterTypeGateRouterError.lower(this),
+        _status)
+}
+    )
     }
     
 
@@ -6422,172 +5933,46 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
 
         return when(buf.getInt()) {
             1 -> GateRouterException.Config(
-                FfiConverterString.read(buf),
-                FfiConverterString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalUShort.read(buf),
-                FfiConverterOptionalULong.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalTypeBudgetInfo.read(buf),
+                FfiConverterTypeErrorInfo.read(buf),
                 )
             2 -> GateRouterException.Auth(
-                FfiConverterString.read(buf),
-                FfiConverterString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalUShort.read(buf),
-                FfiConverterOptionalULong.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalTypeBudgetInfo.read(buf),
+                FfiConverterTypeErrorInfo.read(buf),
                 )
             3 -> GateRouterException.RateLimited(
-                FfiConverterString.read(buf),
-                FfiConverterString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalUShort.read(buf),
-                FfiConverterOptionalULong.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalTypeBudgetInfo.read(buf),
+                FfiConverterTypeErrorInfo.read(buf),
                 )
             4 -> GateRouterException.ProviderUnavailable(
-                FfiConverterString.read(buf),
-                FfiConverterString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalUShort.read(buf),
-                FfiConverterOptionalULong.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalTypeBudgetInfo.read(buf),
+                FfiConverterTypeErrorInfo.read(buf),
                 )
             5 -> GateRouterException.InvalidRequest(
-                FfiConverterString.read(buf),
-                FfiConverterString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalUShort.read(buf),
-                FfiConverterOptionalULong.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalTypeBudgetInfo.read(buf),
+                FfiConverterTypeErrorInfo.read(buf),
                 )
             6 -> GateRouterException.ContextLengthExceeded(
-                FfiConverterString.read(buf),
-                FfiConverterString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalUShort.read(buf),
-                FfiConverterOptionalULong.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalTypeBudgetInfo.read(buf),
+                FfiConverterTypeErrorInfo.read(buf),
                 )
             7 -> GateRouterException.Timeout(
-                FfiConverterString.read(buf),
-                FfiConverterString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalUShort.read(buf),
-                FfiConverterOptionalULong.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalTypeBudgetInfo.read(buf),
+                FfiConverterTypeErrorInfo.read(buf),
                 )
             8 -> GateRouterException.StreamInterrupted(
-                FfiConverterString.read(buf),
-                FfiConverterString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalUShort.read(buf),
-                FfiConverterOptionalULong.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalTypeBudgetInfo.read(buf),
+                FfiConverterTypeErrorInfo.read(buf),
                 )
             9 -> GateRouterException.InvalidResponse(
-                FfiConverterString.read(buf),
-                FfiConverterString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalUShort.read(buf),
-                FfiConverterOptionalULong.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalTypeBudgetInfo.read(buf),
+                FfiConverterTypeErrorInfo.read(buf),
                 )
             10 -> GateRouterException.Budget(
-                FfiConverterString.read(buf),
-                FfiConverterString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalUShort.read(buf),
-                FfiConverterOptionalULong.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalTypeBudgetInfo.read(buf),
+                FfiConverterTypeErrorInfo.read(buf),
                 )
             11 -> GateRouterException.Permission(
-                FfiConverterString.read(buf),
-                FfiConverterString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalUShort.read(buf),
-                FfiConverterOptionalULong.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalTypeBudgetInfo.read(buf),
+                FfiConverterTypeErrorInfo.read(buf),
                 )
             12 -> GateRouterException.Cancelled(
-                FfiConverterString.read(buf),
-                FfiConverterString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalUShort.read(buf),
-                FfiConverterOptionalULong.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalTypeBudgetInfo.read(buf),
+                FfiConverterTypeErrorInfo.read(buf),
                 )
             13 -> GateRouterException.ClientClosed(
-                FfiConverterString.read(buf),
-                FfiConverterString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalUShort.read(buf),
-                FfiConverterOptionalULong.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalTypeBudgetInfo.read(buf),
+                FfiConverterTypeErrorInfo.read(buf),
                 )
             14 -> GateRouterException.Other(
-                FfiConverterString.read(buf),
-                FfiConverterString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalUShort.read(buf),
-                FfiConverterOptionalULong.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalString.read(buf),
-                FfiConverterOptionalTypeBudgetInfo.read(buf),
+                FfiConverterTypeErrorInfo.read(buf),
                 )
             else -> throw RuntimeException("invalid error enum value, something is very wrong!!")
         }
@@ -6598,198 +5983,72 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
             is GateRouterException.Config -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
-                + FfiConverterString.allocationSize(value.`detail`)
-                + FfiConverterString.allocationSize(value.`code`)
-                + FfiConverterOptionalString.allocationSize(value.`provider`)
-                + FfiConverterOptionalUShort.allocationSize(value.`status`)
-                + FfiConverterOptionalULong.allocationSize(value.`retryAfterMs`)
-                + FfiConverterOptionalString.allocationSize(value.`providerMessage`)
-                + FfiConverterOptionalString.allocationSize(value.`field`)
-                + FfiConverterOptionalString.allocationSize(value.`rule`)
-                + FfiConverterOptionalString.allocationSize(value.`level`)
-                + FfiConverterOptionalTypeBudgetInfo.allocationSize(value.`budget`)
+                + FfiConverterTypeErrorInfo.allocationSize(value.`info`)
             )
             is GateRouterException.Auth -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
-                + FfiConverterString.allocationSize(value.`detail`)
-                + FfiConverterString.allocationSize(value.`code`)
-                + FfiConverterOptionalString.allocationSize(value.`provider`)
-                + FfiConverterOptionalUShort.allocationSize(value.`status`)
-                + FfiConverterOptionalULong.allocationSize(value.`retryAfterMs`)
-                + FfiConverterOptionalString.allocationSize(value.`providerMessage`)
-                + FfiConverterOptionalString.allocationSize(value.`field`)
-                + FfiConverterOptionalString.allocationSize(value.`rule`)
-                + FfiConverterOptionalString.allocationSize(value.`level`)
-                + FfiConverterOptionalTypeBudgetInfo.allocationSize(value.`budget`)
+                + FfiConverterTypeErrorInfo.allocationSize(value.`info`)
             )
             is GateRouterException.RateLimited -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
-                + FfiConverterString.allocationSize(value.`detail`)
-                + FfiConverterString.allocationSize(value.`code`)
-                + FfiConverterOptionalString.allocationSize(value.`provider`)
-                + FfiConverterOptionalUShort.allocationSize(value.`status`)
-                + FfiConverterOptionalULong.allocationSize(value.`retryAfterMs`)
-                + FfiConverterOptionalString.allocationSize(value.`providerMessage`)
-                + FfiConverterOptionalString.allocationSize(value.`field`)
-                + FfiConverterOptionalString.allocationSize(value.`rule`)
-                + FfiConverterOptionalString.allocationSize(value.`level`)
-                + FfiConverterOptionalTypeBudgetInfo.allocationSize(value.`budget`)
+                + FfiConverterTypeErrorInfo.allocationSize(value.`info`)
             )
             is GateRouterException.ProviderUnavailable -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
-                + FfiConverterString.allocationSize(value.`detail`)
-                + FfiConverterString.allocationSize(value.`code`)
-                + FfiConverterOptionalString.allocationSize(value.`provider`)
-                + FfiConverterOptionalUShort.allocationSize(value.`status`)
-                + FfiConverterOptionalULong.allocationSize(value.`retryAfterMs`)
-                + FfiConverterOptionalString.allocationSize(value.`providerMessage`)
-                + FfiConverterOptionalString.allocationSize(value.`field`)
-                + FfiConverterOptionalString.allocationSize(value.`rule`)
-                + FfiConverterOptionalString.allocationSize(value.`level`)
-                + FfiConverterOptionalTypeBudgetInfo.allocationSize(value.`budget`)
+                + FfiConverterTypeErrorInfo.allocationSize(value.`info`)
             )
             is GateRouterException.InvalidRequest -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
-                + FfiConverterString.allocationSize(value.`detail`)
-                + FfiConverterString.allocationSize(value.`code`)
-                + FfiConverterOptionalString.allocationSize(value.`provider`)
-                + FfiConverterOptionalUShort.allocationSize(value.`status`)
-                + FfiConverterOptionalULong.allocationSize(value.`retryAfterMs`)
-                + FfiConverterOptionalString.allocationSize(value.`providerMessage`)
-                + FfiConverterOptionalString.allocationSize(value.`field`)
-                + FfiConverterOptionalString.allocationSize(value.`rule`)
-                + FfiConverterOptionalString.allocationSize(value.`level`)
-                + FfiConverterOptionalTypeBudgetInfo.allocationSize(value.`budget`)
+                + FfiConverterTypeErrorInfo.allocationSize(value.`info`)
             )
             is GateRouterException.ContextLengthExceeded -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
-                + FfiConverterString.allocationSize(value.`detail`)
-                + FfiConverterString.allocationSize(value.`code`)
-                + FfiConverterOptionalString.allocationSize(value.`provider`)
-                + FfiConverterOptionalUShort.allocationSize(value.`status`)
-                + FfiConverterOptionalULong.allocationSize(value.`retryAfterMs`)
-                + FfiConverterOptionalString.allocationSize(value.`providerMessage`)
-                + FfiConverterOptionalString.allocationSize(value.`field`)
-                + FfiConverterOptionalString.allocationSize(value.`rule`)
-                + FfiConverterOptionalString.allocationSize(value.`level`)
-                + FfiConverterOptionalTypeBudgetInfo.allocationSize(value.`budget`)
+                + FfiConverterTypeErrorInfo.allocationSize(value.`info`)
             )
             is GateRouterException.Timeout -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
-                + FfiConverterString.allocationSize(value.`detail`)
-                + FfiConverterString.allocationSize(value.`code`)
-                + FfiConverterOptionalString.allocationSize(value.`provider`)
-                + FfiConverterOptionalUShort.allocationSize(value.`status`)
-                + FfiConverterOptionalULong.allocationSize(value.`retryAfterMs`)
-                + FfiConverterOptionalString.allocationSize(value.`providerMessage`)
-                + FfiConverterOptionalString.allocationSize(value.`field`)
-                + FfiConverterOptionalString.allocationSize(value.`rule`)
-                + FfiConverterOptionalString.allocationSize(value.`level`)
-                + FfiConverterOptionalTypeBudgetInfo.allocationSize(value.`budget`)
+                + FfiConverterTypeErrorInfo.allocationSize(value.`info`)
             )
             is GateRouterException.StreamInterrupted -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
-                + FfiConverterString.allocationSize(value.`detail`)
-                + FfiConverterString.allocationSize(value.`code`)
-                + FfiConverterOptionalString.allocationSize(value.`provider`)
-                + FfiConverterOptionalUShort.allocationSize(value.`status`)
-                + FfiConverterOptionalULong.allocationSize(value.`retryAfterMs`)
-                + FfiConverterOptionalString.allocationSize(value.`providerMessage`)
-                + FfiConverterOptionalString.allocationSize(value.`field`)
-                + FfiConverterOptionalString.allocationSize(value.`rule`)
-                + FfiConverterOptionalString.allocationSize(value.`level`)
-                + FfiConverterOptionalTypeBudgetInfo.allocationSize(value.`budget`)
+                + FfiConverterTypeErrorInfo.allocationSize(value.`info`)
             )
             is GateRouterException.InvalidResponse -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
-                + FfiConverterString.allocationSize(value.`detail`)
-                + FfiConverterString.allocationSize(value.`code`)
-                + FfiConverterOptionalString.allocationSize(value.`provider`)
-                + FfiConverterOptionalUShort.allocationSize(value.`status`)
-                + FfiConverterOptionalULong.allocationSize(value.`retryAfterMs`)
-                + FfiConverterOptionalString.allocationSize(value.`providerMessage`)
-                + FfiConverterOptionalString.allocationSize(value.`field`)
-                + FfiConverterOptionalString.allocationSize(value.`rule`)
-                + FfiConverterOptionalString.allocationSize(value.`level`)
-                + FfiConverterOptionalTypeBudgetInfo.allocationSize(value.`budget`)
+                + FfiConverterTypeErrorInfo.allocationSize(value.`info`)
             )
             is GateRouterException.Budget -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
-                + FfiConverterString.allocationSize(value.`detail`)
-                + FfiConverterString.allocationSize(value.`code`)
-                + FfiConverterOptionalString.allocationSize(value.`provider`)
-                + FfiConverterOptionalUShort.allocationSize(value.`status`)
-                + FfiConverterOptionalULong.allocationSize(value.`retryAfterMs`)
-                + FfiConverterOptionalString.allocationSize(value.`providerMessage`)
-                + FfiConverterOptionalString.allocationSize(value.`field`)
-                + FfiConverterOptionalString.allocationSize(value.`rule`)
-                + FfiConverterOptionalString.allocationSize(value.`level`)
-                + FfiConverterOptionalTypeBudgetInfo.allocationSize(value.`budget`)
+                + FfiConverterTypeErrorInfo.allocationSize(value.`info`)
             )
             is GateRouterException.Permission -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
-                + FfiConverterString.allocationSize(value.`detail`)
-                + FfiConverterString.allocationSize(value.`code`)
-                + FfiConverterOptionalString.allocationSize(value.`provider`)
-                + FfiConverterOptionalUShort.allocationSize(value.`status`)
-                + FfiConverterOptionalULong.allocationSize(value.`retryAfterMs`)
-                + FfiConverterOptionalString.allocationSize(value.`providerMessage`)
-                + FfiConverterOptionalString.allocationSize(value.`field`)
-                + FfiConverterOptionalString.allocationSize(value.`rule`)
-                + FfiConverterOptionalString.allocationSize(value.`level`)
-                + FfiConverterOptionalTypeBudgetInfo.allocationSize(value.`budget`)
+                + FfiConverterTypeErrorInfo.allocationSize(value.`info`)
             )
             is GateRouterException.Cancelled -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
-                + FfiConverterString.allocationSize(value.`detail`)
-                + FfiConverterString.allocationSize(value.`code`)
-                + FfiConverterOptionalString.allocationSize(value.`provider`)
-                + FfiConverterOptionalUShort.allocationSize(value.`status`)
-                + FfiConverterOptionalULong.allocationSize(value.`retryAfterMs`)
-                + FfiConverterOptionalString.allocationSize(value.`providerMessage`)
-                + FfiConverterOptionalString.allocationSize(value.`field`)
-                + FfiConverterOptionalString.allocationSize(value.`rule`)
-                + FfiConverterOptionalString.allocationSize(value.`level`)
-                + FfiConverterOptionalTypeBudgetInfo.allocationSize(value.`budget`)
+                + FfiConverterTypeErrorInfo.allocationSize(value.`info`)
             )
             is GateRouterException.ClientClosed -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
-                + FfiConverterString.allocationSize(value.`detail`)
-                + FfiConverterString.allocationSize(value.`code`)
-                + FfiConverterOptionalString.allocationSize(value.`provider`)
-                + FfiConverterOptionalUShort.allocationSize(value.`status`)
-                + FfiConverterOptionalULong.allocationSize(value.`retryAfterMs`)
-                + FfiConverterOptionalString.allocationSize(value.`providerMessage`)
-                + FfiConverterOptionalString.allocationSize(value.`field`)
-                + FfiConverterOptionalString.allocationSize(value.`rule`)
-                + FfiConverterOptionalString.allocationSize(value.`level`)
-                + FfiConverterOptionalTypeBudgetInfo.allocationSize(value.`budget`)
+                + FfiConverterTypeErrorInfo.allocationSize(value.`info`)
             )
             is GateRouterException.Other -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
-                + FfiConverterString.allocationSize(value.`detail`)
-                + FfiConverterString.allocationSize(value.`code`)
-                + FfiConverterOptionalString.allocationSize(value.`provider`)
-                + FfiConverterOptionalUShort.allocationSize(value.`status`)
-                + FfiConverterOptionalULong.allocationSize(value.`retryAfterMs`)
-                + FfiConverterOptionalString.allocationSize(value.`providerMessage`)
-                + FfiConverterOptionalString.allocationSize(value.`field`)
-                + FfiConverterOptionalString.allocationSize(value.`rule`)
-                + FfiConverterOptionalString.allocationSize(value.`level`)
-                + FfiConverterOptionalTypeBudgetInfo.allocationSize(value.`budget`)
+                + FfiConverterTypeErrorInfo.allocationSize(value.`info`)
             )
         }
     }
@@ -6798,198 +6057,72 @@ public object FfiConverterTypeGateRouterError : FfiConverterRustBuffer<GateRoute
         when(value) {
             is GateRouterException.Config -> {
                 buf.putInt(1)
-                FfiConverterString.write(value.`detail`, buf)
-                FfiConverterString.write(value.`code`, buf)
-                FfiConverterOptionalString.write(value.`provider`, buf)
-                FfiConverterOptionalUShort.write(value.`status`, buf)
-                FfiConverterOptionalULong.write(value.`retryAfterMs`, buf)
-                FfiConverterOptionalString.write(value.`providerMessage`, buf)
-                FfiConverterOptionalString.write(value.`field`, buf)
-                FfiConverterOptionalString.write(value.`rule`, buf)
-                FfiConverterOptionalString.write(value.`level`, buf)
-                FfiConverterOptionalTypeBudgetInfo.write(value.`budget`, buf)
+                FfiConverterTypeErrorInfo.write(value.`info`, buf)
                 Unit
             }
             is GateRouterException.Auth -> {
                 buf.putInt(2)
-                FfiConverterString.write(value.`detail`, buf)
-                FfiConverterString.write(value.`code`, buf)
-                FfiConverterOptionalString.write(value.`provider`, buf)
-                FfiConverterOptionalUShort.write(value.`status`, buf)
-                FfiConverterOptionalULong.write(value.`retryAfterMs`, buf)
-                FfiConverterOptionalString.write(value.`providerMessage`, buf)
-                FfiConverterOptionalString.write(value.`field`, buf)
-                FfiConverterOptionalString.write(value.`rule`, buf)
-                FfiConverterOptionalString.write(value.`level`, buf)
-                FfiConverterOptionalTypeBudgetInfo.write(value.`budget`, buf)
+                FfiConverterTypeErrorInfo.write(value.`info`, buf)
                 Unit
             }
             is GateRouterException.RateLimited -> {
                 buf.putInt(3)
-                FfiConverterString.write(value.`detail`, buf)
-                FfiConverterString.write(value.`code`, buf)
-                FfiConverterOptionalString.write(value.`provider`, buf)
-                FfiConverterOptionalUShort.write(value.`status`, buf)
-                FfiConverterOptionalULong.write(value.`retryAfterMs`, buf)
-                FfiConverterOptionalString.write(value.`providerMessage`, buf)
-                FfiConverterOptionalString.write(value.`field`, buf)
-                FfiConverterOptionalString.write(value.`rule`, buf)
-                FfiConverterOptionalString.write(value.`level`, buf)
-                FfiConverterOptionalTypeBudgetInfo.write(value.`budget`, buf)
+                FfiConverterTypeErrorInfo.write(value.`info`, buf)
                 Unit
             }
             is GateRouterException.ProviderUnavailable -> {
                 buf.putInt(4)
-                FfiConverterString.write(value.`detail`, buf)
-                FfiConverterString.write(value.`code`, buf)
-                FfiConverterOptionalString.write(value.`provider`, buf)
-                FfiConverterOptionalUShort.write(value.`status`, buf)
-                FfiConverterOptionalULong.write(value.`retryAfterMs`, buf)
-                FfiConverterOptionalString.write(value.`providerMessage`, buf)
-                FfiConverterOptionalString.write(value.`field`, buf)
-                FfiConverterOptionalString.write(value.`rule`, buf)
-                FfiConverterOptionalString.write(value.`level`, buf)
-                FfiConverterOptionalTypeBudgetInfo.write(value.`budget`, buf)
+                FfiConverterTypeErrorInfo.write(value.`info`, buf)
                 Unit
             }
             is GateRouterException.InvalidRequest -> {
                 buf.putInt(5)
-                FfiConverterString.write(value.`detail`, buf)
-                FfiConverterString.write(value.`code`, buf)
-                FfiConverterOptionalString.write(value.`provider`, buf)
-                FfiConverterOptionalUShort.write(value.`status`, buf)
-                FfiConverterOptionalULong.write(value.`retryAfterMs`, buf)
-                FfiConverterOptionalString.write(value.`providerMessage`, buf)
-                FfiConverterOptionalString.write(value.`field`, buf)
-                FfiConverterOptionalString.write(value.`rule`, buf)
-                FfiConverterOptionalString.write(value.`level`, buf)
-                FfiConverterOptionalTypeBudgetInfo.write(value.`budget`, buf)
+                FfiConverterTypeErrorInfo.write(value.`info`, buf)
                 Unit
             }
             is GateRouterException.ContextLengthExceeded -> {
                 buf.putInt(6)
-                FfiConverterString.write(value.`detail`, buf)
-                FfiConverterString.write(value.`code`, buf)
-                FfiConverterOptionalString.write(value.`provider`, buf)
-                FfiConverterOptionalUShort.write(value.`status`, buf)
-                FfiConverterOptionalULong.write(value.`retryAfterMs`, buf)
-                FfiConverterOptionalString.write(value.`providerMessage`, buf)
-                FfiConverterOptionalString.write(value.`field`, buf)
-                FfiConverterOptionalString.write(value.`rule`, buf)
-                FfiConverterOptionalString.write(value.`level`, buf)
-                FfiConverterOptionalTypeBudgetInfo.write(value.`budget`, buf)
+                FfiConverterTypeErrorInfo.write(value.`info`, buf)
                 Unit
             }
             is GateRouterException.Timeout -> {
                 buf.putInt(7)
-                FfiConverterString.write(value.`detail`, buf)
-                FfiConverterString.write(value.`code`, buf)
-                FfiConverterOptionalString.write(value.`provider`, buf)
-                FfiConverterOptionalUShort.write(value.`status`, buf)
-                FfiConverterOptionalULong.write(value.`retryAfterMs`, buf)
-                FfiConverterOptionalString.write(value.`providerMessage`, buf)
-                FfiConverterOptionalString.write(value.`field`, buf)
-                FfiConverterOptionalString.write(value.`rule`, buf)
-                FfiConverterOptionalString.write(value.`level`, buf)
-                FfiConverterOptionalTypeBudgetInfo.write(value.`budget`, buf)
+                FfiConverterTypeErrorInfo.write(value.`info`, buf)
                 Unit
             }
             is GateRouterException.StreamInterrupted -> {
                 buf.putInt(8)
-                FfiConverterString.write(value.`detail`, buf)
-                FfiConverterString.write(value.`code`, buf)
-                FfiConverterOptionalString.write(value.`provider`, buf)
-                FfiConverterOptionalUShort.write(value.`status`, buf)
-                FfiConverterOptionalULong.write(value.`retryAfterMs`, buf)
-                FfiConverterOptionalString.write(value.`providerMessage`, buf)
-                FfiConverterOptionalString.write(value.`field`, buf)
-                FfiConverterOptionalString.write(value.`rule`, buf)
-                FfiConverterOptionalString.write(value.`level`, buf)
-                FfiConverterOptionalTypeBudgetInfo.write(value.`budget`, buf)
+                FfiConverterTypeErrorInfo.write(value.`info`, buf)
                 Unit
             }
             is GateRouterException.InvalidResponse -> {
                 buf.putInt(9)
-                FfiConverterString.write(value.`detail`, buf)
-                FfiConverterString.write(value.`code`, buf)
-                FfiConverterOptionalString.write(value.`provider`, buf)
-                FfiConverterOptionalUShort.write(value.`status`, buf)
-                FfiConverterOptionalULong.write(value.`retryAfterMs`, buf)
-                FfiConverterOptionalString.write(value.`providerMessage`, buf)
-                FfiConverterOptionalString.write(value.`field`, buf)
-                FfiConverterOptionalString.write(value.`rule`, buf)
-                FfiConverterOptionalString.write(value.`level`, buf)
-                FfiConverterOptionalTypeBudgetInfo.write(value.`budget`, buf)
+                FfiConverterTypeErrorInfo.write(value.`info`, buf)
                 Unit
             }
             is GateRouterException.Budget -> {
                 buf.putInt(10)
-                FfiConverterString.write(value.`detail`, buf)
-                FfiConverterString.write(value.`code`, buf)
-                FfiConverterOptionalString.write(value.`provider`, buf)
-                FfiConverterOptionalUShort.write(value.`status`, buf)
-                FfiConverterOptionalULong.write(value.`retryAfterMs`, buf)
-                FfiConverterOptionalString.write(value.`providerMessage`, buf)
-                FfiConverterOptionalString.write(value.`field`, buf)
-                FfiConverterOptionalString.write(value.`rule`, buf)
-                FfiConverterOptionalString.write(value.`level`, buf)
-                FfiConverterOptionalTypeBudgetInfo.write(value.`budget`, buf)
+                FfiConverterTypeErrorInfo.write(value.`info`, buf)
                 Unit
             }
             is GateRouterException.Permission -> {
                 buf.putInt(11)
-                FfiConverterString.write(value.`detail`, buf)
-                FfiConverterString.write(value.`code`, buf)
-                FfiConverterOptionalString.write(value.`provider`, buf)
-                FfiConverterOptionalUShort.write(value.`status`, buf)
-                FfiConverterOptionalULong.write(value.`retryAfterMs`, buf)
-                FfiConverterOptionalString.write(value.`providerMessage`, buf)
-                FfiConverterOptionalString.write(value.`field`, buf)
-                FfiConverterOptionalString.write(value.`rule`, buf)
-                FfiConverterOptionalString.write(value.`level`, buf)
-                FfiConverterOptionalTypeBudgetInfo.write(value.`budget`, buf)
+                FfiConverterTypeErrorInfo.write(value.`info`, buf)
                 Unit
             }
             is GateRouterException.Cancelled -> {
                 buf.putInt(12)
-                FfiConverterString.write(value.`detail`, buf)
-                FfiConverterString.write(value.`code`, buf)
-                FfiConverterOptionalString.write(value.`provider`, buf)
-                FfiConverterOptionalUShort.write(value.`status`, buf)
-                FfiConverterOptionalULong.write(value.`retryAfterMs`, buf)
-                FfiConverterOptionalString.write(value.`providerMessage`, buf)
-                FfiConverterOptionalString.write(value.`field`, buf)
-                FfiConverterOptionalString.write(value.`rule`, buf)
-                FfiConverterOptionalString.write(value.`level`, buf)
-                FfiConverterOptionalTypeBudgetInfo.write(value.`budget`, buf)
+                FfiConverterTypeErrorInfo.write(value.`info`, buf)
                 Unit
             }
             is GateRouterException.ClientClosed -> {
                 buf.putInt(13)
-                FfiConverterString.write(value.`detail`, buf)
-                FfiConverterString.write(value.`code`, buf)
-                FfiConverterOptionalString.write(value.`provider`, buf)
-                FfiConverterOptionalUShort.write(value.`status`, buf)
-                FfiConverterOptionalULong.write(value.`retryAfterMs`, buf)
-                FfiConverterOptionalString.write(value.`providerMessage`, buf)
-                FfiConverterOptionalString.write(value.`field`, buf)
-                FfiConverterOptionalString.write(value.`rule`, buf)
-                FfiConverterOptionalString.write(value.`level`, buf)
-                FfiConverterOptionalTypeBudgetInfo.write(value.`budget`, buf)
+                FfiConverterTypeErrorInfo.write(value.`info`, buf)
                 Unit
             }
             is GateRouterException.Other -> {
                 buf.putInt(14)
-                FfiConverterString.write(value.`detail`, buf)
-                FfiConverterString.write(value.`code`, buf)
-                FfiConverterOptionalString.write(value.`provider`, buf)
-                FfiConverterOptionalUShort.write(value.`status`, buf)
-                FfiConverterOptionalULong.write(value.`retryAfterMs`, buf)
-                FfiConverterOptionalString.write(value.`providerMessage`, buf)
-                FfiConverterOptionalString.write(value.`field`, buf)
-                FfiConverterOptionalString.write(value.`rule`, buf)
-                FfiConverterOptionalString.write(value.`level`, buf)
-                FfiConverterOptionalTypeBudgetInfo.write(value.`budget`, buf)
+                FfiConverterTypeErrorInfo.write(value.`info`, buf)
                 Unit
             }
         }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }

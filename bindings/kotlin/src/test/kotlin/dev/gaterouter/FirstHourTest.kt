@@ -122,6 +122,6 @@ class FirstHourTest {
             val client = GateRouterClient.fromConfigFile(file.path)
             runBlocking { client.chat(Support.request("openai/gpt-4o-mini", "Where is my parcel?")) }
         }
-        assertTrue(e.detail.contains("identity.department"), "the error names the field: ${e.detail}")
+        assertTrue(e.info.detail.contains("identity.department"), "the error names the field: ${e.info.detail}")
     }
 }

@@ -212,7 +212,7 @@ class GateRouterTest {
         val e = assertThrows<GateRouterException.InvalidRequest> {
             runBlocking { client.chatJson("""{"model":"openai/gpt-4o","messages":[],"temprature":1}""") }
         }
-        assertTrue(e.detail.contains("temprature"), e.detail)
+        assertTrue(e.info.detail.contains("temprature"), e.info.detail)
     }
 
     @ParameterizedTest
@@ -261,11 +261,11 @@ class GateRouterTest {
         val e = assertThrows<GateRouterException.RateLimited> {
             runBlocking { noRetry.chat(request("openai/gpt-4o", "x")) }
         }
-        assertEquals("RATE_LIMITED", e.code)
-        assertEquals("openai", e.provider)
-        assertEquals(429.toUShort(), e.status)
-        assertEquals(2000uL, e.retryAfterMs)
-        assertNotNull(e.providerMessage, "the provider's own text")
+        assertEquals("RATE_LIMITED", e.info.code)
+        assertEquals("openai", e.info.provider)
+        assertEquals(429.toUShort(), e.info.status)
+        assertEquals(2000uL, e.info.retryAfterMs)
+        assertNotNull(e.info.providerMessage, "the provider's own text")
         assertTrue(e.message!!.contains("RATE_LIMITED"), e.message)
     }
 
@@ -279,10 +279,10 @@ class GateRouterTest {
         val report = c.close(0u)
         assertTrue(report.drained, report.toString())
         val e = call.await().exceptionOrNull()
-        assertTrue(e is GateRouterException.ClientClosed && e.code == "CLIENT_CLOSED", "$e")
+        assertTrue(e is GateRouterException.ClientClosed && e.info.code == "CLIENT_CLOSED", "$e")
         assertTrue((System.nanoTime() - t0) / 1_000_000 < 2_000, "the slow call was cut")
         val later = assertThrows<GateRouterException.ClientClosed> { runBlocking { c.chat(request("openai/gpt-4o", "x")) } }
-        assertEquals("CLIENT_CLOSED", later.code)
+        assertEquals("CLIENT_CLOSED", later.info.code)
         assertEquals(report, c.close(0u), "idempotent")
     }
 
@@ -302,14 +302,17 @@ class GateRouterTest {
             val e = assertThrows<GateRouterException> { runBlocking { noRetry.chat(request(model, "x")) } }
             assertEquals(expected, e::class, "$kind on $provider gave ${e.message}")
             val providerField = when (e) {
-                is GateRouterException.Auth -> e.provider
-                is GateRouterException.ProviderUnavailable -> e.provider
-                is GateRouterException.ContextLengthExceeded -> e.provider
-                is GateRouterException.InvalidRequest -> e.provider
-                is GateRouterException.InvalidResponse -> e.provider
+                is GateRouterException.Auth -> e.info.provider
+                is GateRouterException.ProviderUnavailable -> e.info.provider
+                is GateRouterException.ContextLengthExceeded -> e.info.provider
+                is GateRouterException.InvalidRequest -> e.info.provider
+                is GateRouterException.InvalidResponse -> e.info.provider
                 else -> null
             }
             assertEquals(provider, providerField, "$kind on $provider")
+            // Any error answers info() and code() without matching its kind.
+            assertEquals(provider, e.info().provider, "$kind on $provider: info()")
+            assertEquals(e.info().code, e.code())
         }
     }
 
@@ -332,7 +335,7 @@ class GateRouterTest {
         noRetry.chatStream(request("gemini/gemini-2.5-flash", "x"), rec)
         val err = rec.await().exceptionOrNull()
         assertTrue(err is GateRouterException.RateLimited, "got $err")
-        assertEquals(1000uL, (err as GateRouterException.RateLimited).retryAfterMs)
+        assertEquals(1000uL, (err as GateRouterException.RateLimited).info.retryAfterMs)
         assertEquals(1, rec.calls)
     }
 
@@ -395,35 +398,35 @@ class GateRouterTest {
         val empty = assertThrows<GateRouterException.InvalidRequest> {
             runBlocking { client.chat(ChatRequest(model = "openai/gpt-4o", messages = emptyList())) }
         }
-        assertEquals("messages", empty.field)
+        assertEquals("messages", empty.info.field)
         val hot = assertThrows<GateRouterException.InvalidRequest> {
             runBlocking { client.chat(ChatRequest(model = "openai/gpt-4o", messages = listOf(user("x")), temperature = 3.0)) }
         }
-        assertEquals("temperature", hot.field)
+        assertEquals("temperature", hot.info.field)
         val badSchema = assertThrows<GateRouterException.InvalidRequest> {
             runBlocking { client.chat(ChatRequest(model = "openai/gpt-4o", messages = listOf(user("x")), tools = listOf(weather.copy(parametersJson = "{oops")))) }
         }
-        assertEquals("tools[0].parameters_json", badSchema.field)
+        assertEquals("tools[0].parameters_json", badSchema.info.field)
         // chatStream checks the request before it returns, on the caller's thread.
         val rec = Recorder()
         val streamErr = assertThrows<GateRouterException.InvalidRequest> {
             client.chatStream(ChatRequest(model = "openai/gpt-4o", messages = listOf(ChatMessage(role = Role.TOOL, content = "x"))), rec)
         }
-        assertEquals("messages[0].tool_call_id", streamErr.field)
+        assertEquals("messages[0].tool_call_id", streamErr.info.field)
         assertEquals(0, rec.calls)
         val unknown = assertThrows<GateRouterException.InvalidRequest> {
             runBlocking { client.chat(request("nosuch/model", "x")) }
         }
-        assertTrue(unknown.detail.contains("nosuch"), unknown.detail)
+        assertTrue(unknown.info.detail.contains("nosuch"), unknown.info.detail)
     }
 
     @Test
     fun `config errors are typed and name the problem`(@TempDir dir: File) {
         val bad = assertThrows<GateRouterException.Config> { GateRouterClient.fromConfigToml("[providers.openai]\nbase_urll = \"x\"\n") }
-        assertTrue(bad.detail.contains("base_urll"), bad.detail)
-        assertEquals("CONFIG", bad.code)
+        assertTrue(bad.info.detail.contains("base_urll"), bad.info.detail)
+        assertEquals("CONFIG", bad.info.code)
         val missing = assertThrows<GateRouterException.Config> { GateRouterClient.fromConfigFile(File(dir, "missing.toml").path) }
-        assertTrue(missing.detail.contains("missing.toml"), missing.detail)
+        assertTrue(missing.info.detail.contains("missing.toml"), missing.info.detail)
         assertThrows<GateRouterException.Config> { GateRouterClient.fromConfigJson("""{"retry": {"max_retries": "many"}}""") }
 
         val file = File(dir, "gaterouter.toml").apply { writeText(toml()) }

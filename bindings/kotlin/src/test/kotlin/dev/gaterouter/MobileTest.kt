@@ -64,7 +64,7 @@ class MobileTest {
         assertNull(explicit.score)
         assertNull(explicit.tier)
         val unknown = assertThrows<GateRouterException.InvalidRequest> { plain.route(request("nosuch/model", "x")) }
-        assertTrue(unknown.detail.contains("nosuch"), unknown.detail)
+        assertTrue(unknown.info.detail.contains("nosuch"), unknown.info.detail)
     }
 
     @Test
@@ -90,7 +90,7 @@ class MobileTest {
         val autoReq = request("auto", "Hello, how are you?")
         assertEquals(plain.route(autoReq).chosen, plain.estimateCost(autoReq).expected.pricedAs)
         val bad = assertThrows<GateRouterException.InvalidRequest> { plain.countTokens(request("gpt-4o", "no provider")) }
-        assertEquals("model", bad.field)
+        assertEquals("model", bad.info.field)
         assertThrows<GateRouterException> { plain.estimateCost(request("openai/no-such-model-xyz", "x")) }
     }
 
@@ -155,7 +155,7 @@ class MobileTest {
         client.feedback(recordId, 1.0, "thumbs_up", FeedbackSource.USER, emptyMap())
         client.feedback(streamed!!, 0.5, null, FeedbackSource.EVALUATOR, mapOf("grader" to "unit"))
         val bad = assertThrows<GateRouterException.InvalidRequest> { client.feedback(recordId, 1.5, null, FeedbackSource.USER, emptyMap()) }
-        assertTrue(bad.detail.contains("`score`"), bad.detail)
+        assertTrue(bad.info.detail.contains("`score`"), bad.info.detail)
         val flushed = client.flush(15_000u)
         assertTrue(flushed.drained && flushed.refused == 0uL, "$flushed")
         assertEquals(4uL, flushed.delivered, "2 calls + 2 feedback records: $flushed")
@@ -256,16 +256,16 @@ class MobileTest {
         assertEquals(NetworkClass.CELLULAR, status.networkClass)
         // One client per spool directory.
         val locked = assertThrows<GateRouterException.Config> { reporting("k_kotlin_start2", spool) }
-        assertTrue(locked.detail.contains("in use"), locked.detail)
+        assertTrue(locked.info.detail.contains("in use"), locked.info.detail)
         client.close()
 
         val config = toml(extra = "[identity]\norg = \"acme\"\napi_key_id = \"k\"\n")
         val relative = assertThrows<GateRouterException.Config> { GateRouterClient.create(config, MobileOptions(spoolDir = "spool")) }
-        assertTrue(relative.detail.contains("MobileOptions.spool_dir"), relative.detail)
+        assertTrue(relative.info.detail.contains("MobileOptions.spool_dir"), relative.info.detail)
         val short = assertThrows<GateRouterException.Config> { UsageSigningKey.fromSeed(ByteArray(31)) }
-        assertTrue(short.detail.contains("31 bytes"), short.detail)
+        assertTrue(short.info.detail.contains("31 bytes"), short.info.detail)
         val badKey = assertThrows<GateRouterException.Config> { UsageSigningKey.fromText("s3cr3t-n0t-a-key") }
         // The error says where the key came from, never what it was.
-        assertTrue(badKey.detail.contains("UsageSigningKey.fromText") && !badKey.detail.contains("s3cr3t"), badKey.detail)
+        assertTrue(badKey.info.detail.contains("UsageSigningKey.fromText") && !badKey.info.detail.contains("s3cr3t"), badKey.info.detail)
     }
 }
