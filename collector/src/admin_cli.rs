@@ -969,9 +969,10 @@ fn render_policy(p: &EffectivePolicy) -> String {
     );
     one(
         "allowed_tiers",
-        r.allowed_tiers
-            .as_ref()
-            .map(|s| (s.value.join(", "), s.level.to_string())),
+        r.allowed_tiers.as_ref().map(|s| {
+            let names: Vec<&str> = s.value.iter().map(|t| t.as_str()).collect();
+            (names.join(", "), s.level.to_string())
+        }),
     );
     one(
         "max_tokens_per_request",

@@ -35,8 +35,14 @@ pub use gaterouter_types::budget::{
     days_from_civil, fmt_usd, iso_utc,
 };
 
-/// Routing tiers a policy may allow (`light`, `standard`, `heavy`).
-pub const TIERS: [&str; 3] = ["light", "standard", "heavy"];
+pub use gaterouter_types::decision::Tier;
+
+/// The names of the routing tiers a policy may allow ([`Tier::ALL`], lightest first).
+pub const TIERS: [&str; 3] = [
+    Tier::Light.as_str(),
+    Tier::Standard.as_str(),
+    Tier::Heavy.as_str(),
+];
 
 /// The rules one level sets. Every field is optional: an unset field inherits from the
 /// broader level. Narrower levels override broader ones field by field, except
@@ -51,9 +57,10 @@ pub struct PolicyRules {
     /// Models that may never be used (globs); accumulates down the tree.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deny_models: Option<Vec<String>>,
-    /// Routing tiers `model: "auto"` may pick. Unset: all tiers.
+    /// Routing tiers `model: "auto"` may pick (`light`, `standard`, `heavy`; anything else
+    /// is refused when the policy is parsed). Unset: all tiers.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub allowed_tiers: Option<Vec<String>>,
+    pub allowed_tiers: Option<Vec<Tier>>,
     /// Ceiling on `max_tokens` (completion) per request.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_tokens_per_request: Option<u64>,
@@ -75,13 +82,6 @@ impl PolicyRules {
                         "{field_prefix}{name}: empty pattern; use globs such as `openai/*`"
                     ));
                 }
-            }
-        }
-        for t in self.allowed_tiers.iter().flatten() {
-            if !TIERS.contains(&t.as_str()) {
-                return Err(format!(
-                    "{field_prefix}allowed_tiers: `{t}` is not a tier; use light, standard or heavy"
-                ));
             }
         }
         if self.max_tokens_per_request == Some(0) {
@@ -117,7 +117,7 @@ pub struct EffectiveRules {
     /// Every deny pattern from every level.
     pub deny_models: Vec<Sourced<String>>,
     /// Allowed tiers from the narrowest level that sets them.
-    pub allowed_tiers: Option<Sourced<Vec<String>>>,
+    pub allowed_tiers: Option<Sourced<Vec<Tier>>>,
     /// Max tokens per request from the narrowest level that sets it.
     pub max_tokens_per_request: Option<Sourced<u64>>,
     /// Zero-retention requirement from the narrowest level that sets it.
@@ -211,14 +211,19 @@ impl EffectiveRules {
     }
 
     /// May `model: "auto"` pick `tier`?
-    pub fn check_tier(&self, tier: &str) -> Result<(), Denial> {
+    pub fn check_tier(&self, tier: Tier) -> Result<(), Denial> {
         match &self.allowed_tiers {
-            Some(t) if !t.value.iter().any(|x| x == tier) => Err(Denial {
+            Some(t) if !t.value.contains(&tier) => Err(Denial {
                 rule: "allowed_tiers".into(),
                 level: t.level.clone(),
                 message: format!(
-                    "routing tier `{tier}` is not in the allowed tiers {:?} set at {}",
-                    t.value, t.level
+                    "routing tier `{tier}` is not in the allowed tiers [{}] set at {}",
+                    t.value
+                        .iter()
+                        .map(|t| t.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    t.level
                 ),
             }),
             _ => Ok(()),
@@ -585,7 +590,7 @@ mod tests {
         let dep = Level::new(LevelKind::Department, "legal");
         let r = PolicyRules {
             zero_retention_only: Some(true),
-            allowed_tiers: Some(vec!["light".into()]),
+            allowed_tiers: Some(vec![Tier::Light]),
             ..Default::default()
         };
         let eff = EffectiveRules::resolve([(&dep, &r)]);
@@ -594,17 +599,19 @@ mod tests {
             "zero_retention_only"
         );
         assert!(eff.check_model("openai/gpt-4o", true).is_ok());
-        assert!(eff.check_tier("light").is_ok());
-        assert_eq!(eff.check_tier("heavy").unwrap_err().rule, "allowed_tiers");
+        assert!(eff.check_tier(Tier::Light).is_ok());
+        let d = eff.check_tier(Tier::Heavy).unwrap_err();
+        assert_eq!(d.rule, "allowed_tiers");
         assert!(
-            PolicyRules {
-                allowed_tiers: Some(vec!["huge".into()]),
-                ..Default::default()
-            }
-            .validate("x.")
-            .unwrap_err()
-            .contains("x.allowed_tiers")
+            d.message.contains("[light] set at department:legal"),
+            "{}",
+            d.message
         );
+        // An unknown tier is refused when the policy is read, naming the value and the choices.
+        let e = serde_json::from_str::<PolicyRules>(r#"{"allowed_tiers": ["huge"]}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("huge") && e.contains("heavy"), "{e}");
     }
 
     #[test]

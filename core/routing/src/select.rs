@@ -483,7 +483,7 @@ pub fn select(input: SelectInput<'_>, avail: &dyn Availability) -> Result<RouteD
     let mut tier_note = None;
     let mut allowed_order = Vec::with_capacity(3);
     for tier in order {
-        match accounts.map(|p| p.rules.check_tier(tier.as_str())) {
+        match accounts.map(|p| p.rules.check_tier(tier)) {
             Some(Err(d)) => {
                 if tier == report.tier {
                     tier_note = Some(d);
@@ -1158,7 +1158,7 @@ mod tests {
         let cfg = RoutingConfig::default();
         let p = org_policy(
             crate::accounts::PolicyRules {
-                allowed_tiers: Some(vec!["light".into(), "standard".into()]),
+                allowed_tiers: Some(vec![Tier::Light, Tier::Standard]),
                 ..Default::default()
             },
             None,

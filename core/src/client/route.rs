@@ -39,7 +39,7 @@ impl Client {
             if let Some(l) = learning.filter(|l| l.record_features) {
                 let allowed: Vec<Tier> = accounts
                     .and_then(|a| a.rules.allowed_tiers.as_ref())
-                    .map(|t| t.value.iter().filter_map(|s| Tier::parse(s)).collect())
+                    .map(|t| t.value.clone())
                     .unwrap_or_default();
                 // Budget-aware: no exploration while a hard budget of the key has less
                 // than a fifth of its limit left (exploring may pick the costly tier).

@@ -33,7 +33,7 @@ impl Tier {
     }
 
     /// The lowercase name.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Tier::Light => "light",
             Tier::Standard => "standard",
