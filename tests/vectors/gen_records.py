@@ -3,7 +3,7 @@
 
 It shares no code with the Rust implementation: its own RFC 8785 (JCS) canonicalizer
 below, and Ed25519 from the `cryptography` package. The Rust test
-`core/tests/usage_vectors.rs` recomputes every canonical string and signature and must
+`core/usage/tests/usage_vectors.rs` recomputes every canonical string and signature and must
 match this file byte for byte.
 
     python3 -m venv /tmp/vecvenv && /tmp/vecvenv/bin/pip install cryptography

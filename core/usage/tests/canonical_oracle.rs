@@ -5,7 +5,7 @@
 //! bytes. Keys and strings are drawn to hit the JCS corners: control characters, `"`/`\`,
 //! U+2028/U+2029, astral characters whose UTF-16 order differs from their UTF-8 order.
 
-use gaterouter::usage::canonical::{MAX_SAFE_INTEGER, canonicalize};
+use gaterouter_usage::canonical::{MAX_SAFE_INTEGER, canonicalize};
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 

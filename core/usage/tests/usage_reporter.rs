@@ -16,10 +16,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use gaterouter::config::Identity;
-use gaterouter::usage::signing::verify_wire;
-use gaterouter::usage::spool::DEAD_LETTER_FILE;
-use gaterouter::usage::{
+use gaterouter_usage::Identity;
+use gaterouter_usage::signing::verify_wire;
+use gaterouter_usage::spool::DEAD_LETTER_FILE;
+use gaterouter_usage::{
     BatchResponse, Recorder, Rejected, ReportingConfig, UsageRecordInput, UsageSigner, generate_key,
 };
 use serde_json::Value;
@@ -338,7 +338,7 @@ async fn without_a_collector_records_stay_in_the_spool() {
     assert_eq!((out.drained, out.pending_records), (false, 5));
     rec.shutdown().await.unwrap();
     assert_eq!(
-        gaterouter::usage::Spool::inspect(dir.path(), 1 << 30)
+        gaterouter_usage::Spool::inspect(dir.path(), 1 << 30)
             .unwrap()
             .pending_records,
         5
@@ -386,7 +386,7 @@ async fn never_acknowledged_records_are_dead_lettered_not_retried_forever() {
     assert!(out.drained, "{out:?}");
     assert_eq!(
         c.requests.load(Ordering::SeqCst),
-        gaterouter::usage::reporter::MAX_UNACKNOWLEDGED_ROUNDS as usize
+        gaterouter_usage::reporter::MAX_UNACKNOWLEDGED_ROUNDS as usize
     );
     let dl = std::fs::read_to_string(dir.path().join(DEAD_LETTER_FILE)).unwrap();
     assert_eq!(dl.lines().count(), 1);

@@ -6,13 +6,13 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use gaterouter::usage::UsageRecord;
-use gaterouter::usage::canonical::canonicalize;
-use gaterouter::usage::signing::{UsageSigner, verify, verify_wire, wire_json};
+use gaterouter_usage::UsageRecord;
+use gaterouter_usage::canonical::canonicalize;
+use gaterouter_usage::signing::{UsageSigner, verify, verify_wire, wire_json};
 use serde_json::Value;
 
 fn vectors_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/records.json")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors/records.json")
 }
 
 fn load() -> Value {
@@ -101,7 +101,8 @@ fn python_generator_reproduces_the_file() {
         eprintln!("skipping: {py} has no `cryptography` (pip install cryptography)");
         return;
     }
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/gen_records.py");
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors/gen_records.py");
     let out = Command::new(&py).arg(script).output().unwrap();
     assert!(
         out.status.success(),

@@ -10,9 +10,9 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use gaterouter::config::Identity;
-use gaterouter::usage::spool::{SEGMENT_HEADER_BYTES, Spool, SpoolOptions};
-use gaterouter::usage::{
+use gaterouter_usage::Identity;
+use gaterouter_usage::spool::{SEGMENT_HEADER_BYTES, Spool, SpoolOptions};
+use gaterouter_usage::{
     Recorder, ReportingConfig, UsageError, UsageRecordInput, UsageSigner, generate_key,
 };
 
@@ -52,7 +52,7 @@ fn cfg(dir: &Path) -> ReportingConfig {
     }
 }
 
-fn read_all(dir: &Path) -> Vec<gaterouter::usage::spool::SpooledRecord> {
+fn read_all(dir: &Path) -> Vec<gaterouter_usage::spool::SpooledRecord> {
     let sp = Spool::open(SpoolOptions::new(dir, Duration::ZERO, 1 << 30)).unwrap();
     let b = sp.read_batch(usize::MAX, u64::MAX).unwrap();
     sp.close().unwrap();
@@ -131,7 +131,7 @@ fn killed_writer_loses_no_acknowledged_record() {
     let mut last = 0;
     for r in &records {
         let rec =
-            gaterouter::usage::signing::verify_wire(std::str::from_utf8(&r.payload).unwrap(), &pk)
+            gaterouter_usage::signing::verify_wire(std::str::from_utf8(&r.payload).unwrap(), &pk)
                 .unwrap();
         assert!(rec.seq > last);
         last = rec.seq;
@@ -155,16 +155,16 @@ fn write_records(dir: &Path, n: u64) -> Vec<String> {
     let signer = UsageSigner::from_seed(&SEED);
     let mut ids = Vec::new();
     for i in 1..=n {
-        let rec = gaterouter::usage::UsageRecord::build(
+        let rec = gaterouter_usage::UsageRecord::build(
             input(i),
             &identity(),
             &Default::default(),
-            gaterouter::usage::RecordId::new_v7(),
+            gaterouter_usage::RecordId::new_v7(),
             i,
         )
         .unwrap();
         let (c, s) = signer.sign_record(&rec).unwrap();
-        sp.append(gaterouter::usage::signing::wire_json(&c, &s).as_bytes(), i)
+        sp.append(gaterouter_usage::signing::wire_json(&c, &s).as_bytes(), i)
             .unwrap();
         ids.push(rec.id.0);
     }
@@ -306,7 +306,7 @@ async fn concurrent_appends_from_many_tasks() {
     for r in &records {
         assert!(ids.contains(&r.id));
         let parsed =
-            gaterouter::usage::signing::verify_wire(std::str::from_utf8(&r.payload).unwrap(), &pk)
+            gaterouter_usage::signing::verify_wire(std::str::from_utf8(&r.payload).unwrap(), &pk)
                 .unwrap();
         assert!(seqs.insert(parsed.seq), "seq {} repeated", parsed.seq);
     }
@@ -326,7 +326,7 @@ fn frame_starts(data: &[u8]) -> Vec<usize> {
 
 /// Open the spool, read everything (in batches of 3, acking each), return the ids read
 /// and the final status. The segment must survive until its last record is acked.
-fn drain(dir: &Path, seg: &Path) -> (Vec<String>, gaterouter::usage::SpoolStatus) {
+fn drain(dir: &Path, seg: &Path) -> (Vec<String>, gaterouter_usage::SpoolStatus) {
     let sp = Spool::open(SpoolOptions::new(dir, Duration::ZERO, 1 << 30)).unwrap();
     let st = sp.status();
     let mut got = Vec::new();

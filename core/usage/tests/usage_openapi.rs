@@ -5,16 +5,16 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use gaterouter::usage::{BatchResponse, UsageStatus};
+use gaterouter_usage::{BatchResponse, UsageStatus};
 use serde_json::Value;
 
 fn doc() -> Value {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("usage/data/usage-api.openapi.json");
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/usage-api.openapi.json");
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
 
 fn vectors() -> Value {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/records.json");
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors/records.json");
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
 
@@ -89,8 +89,8 @@ fn result_schema_parses_as_the_reporter_expects() {
 
 #[test]
 fn feedback_schema_matches_the_feedback_record() {
-    use gaterouter::config::Identity;
-    use gaterouter::usage::{FeedbackInput, FeedbackRecord, RecordId, SdkInfo};
+    use gaterouter_usage::Identity;
+    use gaterouter_usage::{FeedbackInput, FeedbackRecord, RecordId, SdkInfo};
     let d = doc();
     let s = &d["components"]["schemas"]["SignedFeedbackRecord"];
     let props: BTreeSet<&str> = s["properties"]
