@@ -414,14 +414,14 @@ const MIGRATION_10_MONTHLY_ROLLUPS: Migration = Migration {
 /// mode as a unit, and the measures the remaining reports need (cost mismatches, the
 /// start and end of the last call), so summary, users, models, keys, routing, errors and
 /// denials read rollups too. Rollups are derived data: all three tables are recreated
-/// from `rollup::schema` and refilled from the raw records (on a large table this takes
+/// from `rollup_schema` and refilled from the raw records (on a large table this takes
 /// minutes once, as `gaterouter-collector rollup rebuild` does).
 const MIGRATION_11_ROLLUPS_V2: Migration = Migration {
     version: 11,
     common: &[],
     sqlite: &[],
     postgres: &[],
-    generated: Some(crate::rollup::schema::recreate_statements),
+    generated: Some(crate::rollup_schema::recreate_statements),
 };
 
 /// Version 12 (issue 20): routing that learns from each organization's outcomes.

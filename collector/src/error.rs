@@ -1,9 +1,33 @@
-//! HTTP error answers: `{"error":{"code":"...","message":"..."}}` with a status.
+//! The collector's errors: HTTP error answers (`{"error":{"code":"...","message":"..."}}`
+//! with a status) and what can stop it from starting ([`CollectorError`]).
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use std::net::SocketAddr;
+
+use crate::config::ConfigError;
 use crate::db::DbError;
+
+/// Errors starting the collector.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectorError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Database unreachable or migrations failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// Cannot bind or serve.
+    #[error("collector listen address {addr}: {source}. Fix: choose a free address with --listen")]
+    Listen {
+        /// Address.
+        addr: SocketAddr,
+        /// OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 /// An error answer. `message` says what is wrong and how to fix it.
 #[derive(Debug)]

@@ -30,6 +30,7 @@ pub mod config; // `CollectorConfig`: file, then environment, then flags
 pub mod logsafe; // request values made safe for logs, errors and CSV
 pub mod metrics; // Prometheus counters of one collector (`GET /metrics`)
 pub mod otlp; // stored records as OTLP/JSON bodies (pure)
+pub mod rollup_schema; // the rollup tables: grains, keys, measures, their SQL text (pure)
 pub mod time; // UTC calendar helpers (month buckets)
 
 // db and store: the pool and the SQL, knowing nothing of the HTTP handlers.

@@ -586,7 +586,7 @@ pub async fn start(
     db: &Db,
     cfg: &CollectorConfig,
     stop: tokio::sync::watch::Receiver<bool>,
-) -> Result<Option<tokio::task::JoinHandle<()>>, crate::CollectorError> {
+) -> Result<Option<tokio::task::JoinHandle<()>>, crate::error::CollectorError> {
     let now_ms = i64::try_from(gaterouter::usage::unix_ms_now()).unwrap_or(i64::MAX);
     let Some(exporter) = Exporter::new(db.clone(), cfg, now_ms)? else {
         return Ok(None);

@@ -10,32 +10,13 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::config::{CollectorConfig, ConfigError};
+use crate::config::CollectorConfig;
 use crate::conns::{ConnState, ConnTrack};
-use crate::db::{Db, DbError};
+use crate::db::Db;
 use crate::error::ApiError;
+pub use crate::error::CollectorError;
 use crate::limits::{PricingSettings, RateLimiter};
 pub use crate::state::AppState;
-
-/// Errors starting the collector.
-#[derive(Debug, thiserror::Error)]
-pub enum CollectorError {
-    /// Bad configuration.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// Database unreachable or migrations failed.
-    #[error(transparent)]
-    Db(#[from] DbError),
-    /// Cannot bind or serve.
-    #[error("collector listen address {addr}: {source}. Fix: choose a free address with --listen")]
-    Listen {
-        /// Address.
-        addr: SocketAddr,
-        /// OS error.
-        #[source]
-        source: std::io::Error,
-    },
-}
 
 /// The OpenAPI document served at `/openapi.json`.
 pub use crate::api::ops::OPENAPI;

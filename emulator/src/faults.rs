@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::Provider;
+use crate::provider::Provider;
 
 /// The injectable fault kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

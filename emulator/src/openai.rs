@@ -5,11 +5,11 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use crate::Provider;
 use crate::common::{
     self, ApiErr, Finish, JsonMode, Norm, Out, Prompt, ReplyKind, ToolChoice, ToolDef,
     content_parts, parts_tokens, retry_headers, sse_data, tok,
 };
+use crate::provider::Provider;
 
 const ROLES: [&str; 6] = [
     "system",

@@ -17,9 +17,9 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::Provider;
 use crate::common::{self, ApiErr, CacheUse, Out, Prompt};
 use crate::faults::{self, Applied, Fault, FaultKind, Queued};
+use crate::provider::Provider;
 use crate::{anthropic, gemini, openai};
 
 /// How many requests `GET /_emulator/requests` keeps.

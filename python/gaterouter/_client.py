@@ -12,7 +12,7 @@ import os
 from typing import TYPE_CHECKING, Any, AsyncIterator, Dict, Generic, Iterable, Iterator, List, Literal, Mapping, Optional, TypeVar, Union, overload
 
 
-from . import _native
+import gaterouter._native as _native
 from ._delivery import DeliveryReport, _surface_refusals
 from ._types import ChatCompletion, ChatCompletionChunk, Record, Usage, _Model
 

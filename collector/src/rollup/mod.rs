@@ -14,7 +14,9 @@
 //! is locked and re-read). [`rebuild`] recomputes them from the raw records (after a
 //! restore, or to check them).
 
-pub mod schema;
+/// The tables' definitions (`crate::rollup_schema`: pure data, below `db`, whose
+/// migrations create the tables from them).
+pub use crate::rollup_schema as schema;
 
 use std::collections::BTreeMap;
 
