@@ -16,7 +16,7 @@ use http::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{Adapter, HttpCall, StreamDecoder, Target};
+use crate::adapter::{Adapter, HttpCall, StreamDecoder, Target};
 use gaterouter_types::error::{Error, Result};
 use gaterouter_types::sse::SseEvent;
 use gaterouter_types::types::{
@@ -84,10 +84,10 @@ impl Adapter for Anthropic {
                     .and_then(|e| e.get("message"))
                     .and_then(Value::as_str)
                     .map(str::to_owned)
-                    .unwrap_or_else(|| super::body_excerpt(body));
+                    .unwrap_or_else(|| gaterouter_types::http_reply::body_excerpt(body));
                 (kind, message)
             }
-            Err(_) => (None, super::body_excerpt(body)),
+            Err(_) => (None, gaterouter_types::http_reply::body_excerpt(body)),
         };
         let message = match &kind {
             Some(k) => format!("{message} ({k}){request_id}"),
@@ -100,7 +100,7 @@ impl Adapter for Anthropic {
                 message,
             };
         }
-        super::map_status(provider, status, headers, kind.as_deref(), message)
+        crate::adapter::map_status(provider, status, headers, kind.as_deref(), message)
     }
 
     fn stream_decoder(&self, target: &Target) -> Box<dyn StreamDecoder> {
@@ -519,7 +519,7 @@ fn parse_message(body: &[u8], target: &Target) -> Result<ChatResponse> {
             None,
             format!(
                 "the body is not JSON ({e}); it starts with {}",
-                super::body_excerpt(body)
+                gaterouter_types::http_reply::body_excerpt(body)
             ),
         )
     })?;
@@ -596,7 +596,7 @@ fn parse_message(body: &[u8], target: &Target) -> Result<ChatResponse> {
     Ok(ChatResponse {
         id: msg.id,
         object: "chat.completion".into(),
-        created: super::now_unix(),
+        created: crate::adapter::now_unix(),
         model: target.model_id.clone(),
         choices: vec![Choice {
             index: 0,
@@ -678,7 +678,7 @@ impl AnthropicStreamDecoder {
             provider: target.provider_name().to_owned(),
             model: target.model_id.clone(),
             id: String::new(),
-            created: super::now_unix(),
+            created: crate::adapter::now_unix(),
             role_sent: false,
             saw_start: false,
             blocks: BTreeMap::new(),
@@ -907,7 +907,7 @@ impl AnthropicStreamDecoder {
             .and_then(Value::as_str)
             .unwrap_or("no message");
         let message = format!("error event mid-stream: {msg} ({kind})");
-        super::map_status(
+        crate::adapter::map_status(
             &self.provider,
             status_for_error_type(kind),
             &HeaderMap::new(),
@@ -1030,8 +1030,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::ErrorKind;
-    use crate::{ProviderKind, ResolvedProvider};
+    use crate::resolved::{ProviderKind, ResolvedProvider};
+    use gaterouter_types::ErrorKind;
     use gaterouter_types::secret::Secret;
     use gaterouter_types::sse::SseParser;
     use gaterouter_types::stream::StreamAccumulator;

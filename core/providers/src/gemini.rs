@@ -27,8 +27,9 @@ use http::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{Adapter, HttpCall, StreamDecoder, Target, body_excerpt, map_status, now_unix};
+use crate::adapter::{Adapter, HttpCall, StreamDecoder, Target, map_status, now_unix};
 use gaterouter_types::error::{Error, Result};
+use gaterouter_types::http_reply::body_excerpt;
 use gaterouter_types::sse::SseEvent;
 use gaterouter_types::types::{
     AssistantMessage, ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, Content,
@@ -1116,8 +1117,8 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::ErrorKind;
-    use crate::{ProviderKind, ResolvedProvider};
+    use crate::resolved::{ProviderKind, ResolvedProvider};
+    use gaterouter_types::ErrorKind;
     use gaterouter_types::secret::Secret;
     use gaterouter_types::sse::SseParser;
     use gaterouter_types::stream::StreamAccumulator;

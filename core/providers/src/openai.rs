@@ -16,8 +16,9 @@ use http::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{Adapter, HttpCall, StreamDecoder, Target, body_excerpt, map_status, now_unix};
+use crate::adapter::{Adapter, HttpCall, StreamDecoder, Target, map_status, now_unix};
 use gaterouter_types::error::{Error, Result};
+use gaterouter_types::http_reply::body_excerpt;
 use gaterouter_types::sse::SseEvent;
 use gaterouter_types::types::{
     AssistantMessage, ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, Delta,
@@ -536,7 +537,7 @@ mod tests {
     use std::collections::BTreeMap;
     use std::time::Duration;
 
-    use crate::{ProviderKind, ResolvedProvider};
+    use crate::resolved::{ProviderKind, ResolvedProvider};
     use gaterouter_types::secret::Secret;
     use gaterouter_types::sse::SseParser;
     use gaterouter_types::stream::StreamAccumulator;
@@ -691,7 +692,7 @@ mod tests {
         let e = OpenAi
             .parse_response(bad.as_bytes(), &target("openai", "gpt-4o"))
             .unwrap_err();
-        assert_eq!(e.kind(), crate::ErrorKind::InvalidResponse);
+        assert_eq!(e.kind(), gaterouter_types::ErrorKind::InvalidResponse);
         assert!(e.to_string().contains("get_weather"), "{e}");
     }
 
@@ -714,27 +715,27 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("retry-after", "3".parse().unwrap());
         let e = OpenAi.parse_error(429, &h, br#"{"error":{"message":"Rate limit reached","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#, &t);
-        assert_eq!(e.kind(), crate::ErrorKind::RateLimited);
+        assert_eq!(e.kind(), gaterouter_types::ErrorKind::RateLimited);
         assert_eq!(e.retry_after(), Some(std::time::Duration::from_secs(3)));
         assert_eq!(e.provider_message(), Some("Rate limit reached"));
         let e = OpenAi.parse_error(400, &HeaderMap::new(), br#"{"error":{"message":"This model's maximum context length is 128000 tokens.","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}"#, &t);
-        assert_eq!(e.kind(), crate::ErrorKind::ContextLengthExceeded);
+        assert_eq!(e.kind(), gaterouter_types::ErrorKind::ContextLengthExceeded);
         let e = OpenAi.parse_error(401, &HeaderMap::new(), br#"{"error":{"message":"Incorrect API key provided","type":"invalid_request_error","code":"invalid_api_key"}}"#, &t);
-        assert_eq!(e.kind(), crate::ErrorKind::Auth);
+        assert_eq!(e.kind(), gaterouter_types::ErrorKind::Auth);
         let e = OpenAi.parse_error(
             400,
             &HeaderMap::new(),
             br#"{"error":{"message":"bad","type":"invalid_request_error"}}"#,
             &t,
         );
-        assert_eq!(e.kind(), crate::ErrorKind::InvalidRequest);
+        assert_eq!(e.kind(), gaterouter_types::ErrorKind::InvalidRequest);
         let e = OpenAi.parse_error(
             502,
             &HeaderMap::new(),
             b"<html><head><title>502 Bad Gateway</title></head></html>",
             &t,
         );
-        assert_eq!(e.kind(), crate::ErrorKind::ProviderUnavailable);
+        assert_eq!(e.kind(), gaterouter_types::ErrorKind::ProviderUnavailable);
         assert!(e.to_string().contains("HTML"), "{e}");
         let e = OpenAi.parse_error(
             404,
@@ -744,7 +745,7 @@ mod tests {
         );
         assert_eq!(e.provider_message(), Some("model 'x' not found"));
         let e = OpenAi.parse_response(b"{\"id\": ", &t).unwrap_err();
-        assert_eq!(e.kind(), crate::ErrorKind::InvalidResponse);
+        assert_eq!(e.kind(), gaterouter_types::ErrorKind::InvalidResponse);
     }
 
     const STREAM: &str = concat!(
@@ -800,11 +801,11 @@ mod tests {
     fn cut_stream_is_interrupted() {
         let cut = STREAM.find("data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[],").unwrap();
         let e = run_stream(&STREAM.as_bytes()[..cut], 10).unwrap_err();
-        assert_eq!(e.kind(), crate::ErrorKind::StreamInterrupted);
+        assert_eq!(e.kind(), gaterouter_types::ErrorKind::StreamInterrupted);
         let no_done = STREAM.replace("data: [DONE]\n\n", "");
         assert_eq!(
             run_stream(no_done.as_bytes(), 3).unwrap_err().kind(),
-            crate::ErrorKind::StreamInterrupted
+            gaterouter_types::ErrorKind::StreamInterrupted
         );
     }
 
@@ -815,8 +816,8 @@ mod tests {
             0,
         )
         .unwrap_err();
-        assert_eq!(e.kind(), crate::ErrorKind::ProviderUnavailable);
+        assert_eq!(e.kind(), gaterouter_types::ErrorKind::ProviderUnavailable);
         let e = run_stream(b"data: {not json\n\n", 0).unwrap_err();
-        assert_eq!(e.kind(), crate::ErrorKind::InvalidResponse);
+        assert_eq!(e.kind(), gaterouter_types::ErrorKind::InvalidResponse);
     }
 }
