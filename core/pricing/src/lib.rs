@@ -733,7 +733,7 @@ impl Catalog {
         self.estimate_cost_with(req, model, EstimateOptions::default())
     }
 
-    /// Estimate before the call: prompt tokens counted with [`count_request`], the
+    /// Estimate before the call: prompt tokens counted with [`gaterouter_tokens::count_request`], the
     /// completion bounded by `max_tokens` (or the model's max output), and both an
     /// expected and a maximum cost.
     pub fn estimate_cost_with(

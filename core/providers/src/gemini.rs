@@ -15,7 +15,7 @@
 //!   `v1` and `v1beta` alike and is what the emulator reproduces. JSON Schema is
 //!   therefore cleaned by [`clean_schema`] (see there for what is kept and what dropped).
 //! - Gemini 3+ models get Google's placeholder `thoughtSignature` on replayed function
-//!   calls (see [`needs_thought_signature`]); the real signature is not kept.
+//!   calls (see `needs_thought_signature`); the real signature is not kept.
 //! - Gemini has no tool-call ids on older models: a call without `functionCall.id` gets
 //!   the deterministic id `call_<n>` (`n` = its ordinal in the reply, from 0), the same
 //!   in streamed and non-streamed replies.
@@ -499,7 +499,7 @@ const MAX_REF_DEPTH: usize = 16;
 /// - `const` becomes a one-value `enum`; non-string `enum`s (Gemini enums are strings)
 ///   are dropped and their values appended to the description;
 /// - string `format`s other than `enum`/`date-time` are dropped (Gemini refuses them);
-/// - an empty `properties` map is dropped; unknown keys are dropped (see [`SCHEMA_KEYS`]).
+/// - an empty `properties` map is dropped; unknown keys are dropped (see `SCHEMA_KEYS`).
 pub fn clean_schema(schema: &Value, field: &str) -> Result<Value> {
     clean_node(schema, schema, field, 0)
 }

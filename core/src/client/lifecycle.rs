@@ -42,10 +42,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Cancels one call or stream: pass it to [`Client::chat_cancellable`] or
-/// [`Client::chat_stream_lazy`] and call [`Cancel::cancel`] from anywhere (another task, a
+/// Cancels one call or stream: pass it to [`crate::Client::chat_cancellable`] or
+/// [`crate::Client::chat_stream_lazy`] and call [`Cancel::cancel`] from anywhere (another task, a
 /// foreign thread, an abort signal). Cheap to clone; cancelling twice is harmless. Made
-/// by [`Client::cancel_handle`]: it is a child of the client, so closing the client
+/// by [`crate::Client::cancel_handle`]: it is a child of the client, so closing the client
 /// cancels it too.
 #[derive(Debug, Clone)]
 pub struct Cancel {

@@ -220,7 +220,7 @@ impl Client {
     }
 
     /// Wait for the start-up policy fetch (when the policy is enforced) and report a
-    /// binding mismatch ([`ErrorKind::Config`] naming the `identity.*` field) or a
+    /// binding mismatch ([`crate::ErrorKind::Config`] naming the `identity.*` field) or a
     /// refused key. `Ok` when the collector cannot be reached. On an error this client
     /// stops reporting and releases its spool directory, so a corrected config can start
     /// at once (every call of this client would fail the same way).

@@ -10,7 +10,7 @@
 //! fit_fast_estimate`, which prints the coefficients and the error, recorded in
 //! `bench/RESULTS.md`).
 
-use super::Encoding;
+use crate::count::Encoding;
 
 /// Number of features.
 pub const FEATURES: usize = 12;

@@ -7,7 +7,7 @@ use super::image::{
     GEMINI_IMAGE_TOKENS, anthropic_image_tokens, image_dims_from_data_url, openai_image_rule,
     openai_image_tokens,
 };
-use super::{EstimatorFamily, TokenizerChoice, encoding_for_model, split_model};
+use crate::count::{EstimatorFamily, TokenizerChoice, encoding_for_model, split_model};
 use gaterouter_types::types::{ChatRequest, ContentPart, ImageDetail, ResponseFormat, Tool};
 
 /// Size assumed for an image given by `https://` URL, whose size we cannot know without
@@ -62,7 +62,7 @@ enum ImageRule {
 /// - OpenAI models: exact text with the model's encoding, plus the published chat
 ///   overhead (3 per message + the role + 1 per name + 3 reply priming); tool
 ///   definitions with the cookbook's function-formatting approximation
-///   ([`openai_tools_tokens`]); images with the tile or patch formula.
+///   (`openai_tools_tokens`); images with the tile or patch formula.
 /// - Other families: the same structure with estimated text; Claude adds its tool-use
 ///   system prompt (346 tokens) when tools are given and uses `w*h/750` per image;
 ///   Gemini uses 258 per image.
@@ -97,7 +97,8 @@ impl Counter {
         match self.choice {
             TokenizerChoice::Exact(enc) => super::fast::estimate(text, enc),
             TokenizerChoice::Estimate(family) => {
-                let (other, cjk) = super::fast::estimate_milli(text, super::Encoding::O200kBase);
+                let (other, cjk) =
+                    super::fast::estimate_milli(text, crate::count::Encoding::O200kBase);
                 let (of, cf) = family.factors_per_mille();
                 other
                     .saturating_mul(of)
