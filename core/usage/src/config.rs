@@ -6,6 +6,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{UsageError, cfg_err};
+use crate::signing::UsageSigner;
+use gaterouter_types::identity::Identity;
+
 use gaterouter_types::secret::Secret;
 
 /// Environment variable read for the signing key when neither `signing_key_file` nor
@@ -61,7 +65,7 @@ pub struct ReportingConfig {
     /// `~/Library/Application Support` (macOS), `%LOCALAPPDATA%` (Windows), else
     /// `./.gaterouter`; `p<N>` is the first slot no other process holds, so several
     /// processes can run with the default. An explicit directory is never shared: a
-    /// second process gets [`UsageError::SpoolLocked`](crate::UsageError::SpoolLocked).
+    /// second process gets [`crate::UsageError::SpoolLocked`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spool_dir: Option<PathBuf>,
     /// File holding the Ed25519 signing key (base64 32-byte seed, or PKCS#8 PEM).
@@ -82,7 +86,7 @@ pub struct ReportingConfig {
     /// Longest a record waits for a fuller batch. Default 2 000 ms.
     pub batch_max_age_ms: u64,
     /// Records per batch while the app says the device is on cellular
-    /// ([`NetworkClass::Cellular`](crate::NetworkClass::Cellular)): fewer, bigger uploads wake the radio less.
+    /// ([`crate::NetworkClass::Cellular`]): fewer, bigger uploads wake the radio less.
     /// Default 2 000 (1..=10 000).
     pub cellular_batch_max_records: usize,
     /// Longest a record waits for a fuller batch on cellular. Default 60 000 ms.
@@ -91,7 +95,7 @@ pub struct ReportingConfig {
     /// every record. Default 200 ms.
     pub fsync_interval_ms: u64,
     /// Cap on the spool's bytes; beyond it records are refused with
-    /// [`UsageError::SpoolFull`](crate::UsageError::SpoolFull) and counted. Default 256 MiB, minimum 64 KiB.
+    /// [`crate::UsageError::SpoolFull`] and counted. Default 256 MiB, minimum 64 KiB.
     pub max_spool_bytes: u64,
     /// Collector request timeout. Default 10 000 ms.
     pub request_timeout_ms: u64,
@@ -99,7 +103,7 @@ pub struct ReportingConfig {
     pub retry_initial_backoff_ms: u64,
     /// Retry backoff ceiling. Default 30 000 ms.
     pub retry_max_backoff_ms: u64,
-    /// How long [`Recorder::shutdown`](crate::Recorder::shutdown) waits for the spool to drain. Default 5 000 ms.
+    /// How long [`crate::Recorder::shutdown`] waits for the spool to drain. Default 5 000 ms.
     pub shutdown_timeout_ms: u64,
 }
 
@@ -200,5 +204,143 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+}
+
+/// What the usage pipeline does with the `[reporting]` table (the data itself lives in
+/// [`crate::config`]): check it and load its signing key.
+impl ReportingConfig {
+    /// Check ranges and the collector URL; errors name `reporting.<field>`.
+    pub fn validate(&self) -> Result<(), UsageError> {
+        for (f, v) in [
+            ("batch_max_records", self.batch_max_records),
+            (
+                "cellular_batch_max_records",
+                self.cellular_batch_max_records,
+            ),
+        ] {
+            if !(1..=10_000).contains(&v) {
+                return Err(cfg_err(f, format!("{v} is out of range"), "use 1..=10000"));
+            }
+        }
+        for (f, v) in [
+            ("batch_max_age_ms", self.batch_max_age_ms),
+            ("cellular_batch_max_age_ms", self.cellular_batch_max_age_ms),
+            ("request_timeout_ms", self.request_timeout_ms),
+            ("retry_initial_backoff_ms", self.retry_initial_backoff_ms),
+        ] {
+            if v == 0 {
+                return Err(cfg_err(
+                    f,
+                    "must be positive",
+                    "give a positive number of milliseconds",
+                ));
+            }
+        }
+        if self.retry_initial_backoff_ms > self.retry_max_backoff_ms {
+            return Err(cfg_err(
+                "retry_initial_backoff_ms",
+                "is larger than retry_max_backoff_ms",
+                "make it <= retry_max_backoff_ms",
+            ));
+        }
+        if self.max_spool_bytes < 64 * 1024 {
+            return Err(cfg_err(
+                "max_spool_bytes",
+                format!("{} bytes is too small", self.max_spool_bytes),
+                "use at least 65536",
+            ));
+        }
+        if let Some(u) = &self.collector_url {
+            let ok = url::Url::parse(u).ok().filter(|p| {
+                matches!(p.scheme(), "http" | "https")
+                    && p.host_str().is_some_and(|h| !h.is_empty())
+            });
+            if ok.is_none() {
+                return Err(cfg_err(
+                    "collector_url",
+                    format!("`{u}` is not an absolute http(s) URL"),
+                    "write e.g. https://usage.example.com",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Load the signing key from where [`ReportingConfig::key_source`] says it is
+    /// (`signing_key` in memory, else `signing_key_file`, else the variable
+    /// `signing_key_env`, else [`DEFAULT_SIGNING_KEY_ENV`]).
+    pub fn load_signer(&self) -> Result<UsageSigner, UsageError> {
+        match self.key_source() {
+            KeySource::Memory(k) => UsageSigner::from_key_text(
+                k.expose(),
+                "reporting.signing_key (in memory, from the app)",
+            ),
+            KeySource::File(f) => UsageSigner::from_file(f),
+            // An unset variable: its own error, naming the variable and the fix.
+            KeySource::Env(var) | KeySource::None { var } => UsageSigner::from_env(var),
+        }
+    }
+}
+
+/// The platform data directory, or `./.gaterouter` when none is known.
+pub fn default_data_dir() -> PathBuf {
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    let base = if cfg!(windows) {
+        env("LOCALAPPDATA")
+    } else if cfg!(target_os = "macos") {
+        env("HOME").map(|h| h.join("Library").join("Application Support"))
+    } else {
+        env("XDG_DATA_HOME").or_else(|| env("HOME").map(|h| h.join(".local").join("share")))
+    };
+    base.map(|b| b.join("gaterouter"))
+        .unwrap_or_else(|| PathBuf::from(".gaterouter"))
+}
+
+/// Where the default spool slots of a key live: `<data dir>/spool/<api_key_id>`; each
+/// process takes the first free `p<N>` below it. See [`ReportingConfig::spool_dir`].
+pub fn default_spool_base(identity: &Identity) -> PathBuf {
+    default_data_dir()
+        .join("spool")
+        .join(sanitize(identity.api_key_id.as_deref().unwrap_or("")))
+}
+
+/// The spool directories a config uses: `reporting.spool_dir` when set, else every
+/// existing `p<N>` slot under [`default_spool_base`] (in slot order). Empty when none
+/// exists yet.
+pub fn configured_spool_dirs(cfg: &ReportingConfig, identity: &Identity) -> Vec<PathBuf> {
+    if let Some(d) = &cfg.spool_dir {
+        return vec![d.clone()];
+    }
+    let base = default_spool_base(identity);
+    (0..DEFAULT_SLOTS)
+        .map(|n| base.join(format!("p{n}")))
+        .filter(|d| d.is_dir())
+        .collect()
+}
+
+/// Default slots tried under the default spool directory.
+pub(crate) const DEFAULT_SLOTS: u32 = 64;
+
+fn sanitize(s: &str) -> String {
+    let out: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    if out.is_empty() {
+        "default".into()
+    } else {
+        out
     }
 }

@@ -19,10 +19,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::UsageError;
 use super::canonical;
 use super::record::{RecordId, SCHEMA_VERSION, SdkInfo, check_id, check_int, validate_tags};
-use crate::Identity;
+use crate::error::UsageError;
+use gaterouter_types::identity::Identity;
 
 /// Longest label, in UTF-8 bytes.
 pub const MAX_LABEL_BYTES: usize = 64;

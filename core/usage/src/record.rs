@@ -11,10 +11,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::UsageError;
 use super::canonical::{self, MAX_SAFE_INTEGER};
-use crate::Identity;
+use crate::error::UsageError;
 pub use gaterouter_types::decision::{RouteFeatures, RouteMode};
+use gaterouter_types::identity::Identity;
+
+/// Name of the SDK that makes the records unless a binding says otherwise
+/// ([`SdkInfo`]); also the `User-Agent` product of uploads.
+pub const SDK_NAME: &str = "gaterouter-rust";
+/// The workspace version (every crate and binding built here shares it).
+pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
 use gaterouter_types::error::ErrorKind;
 
 /// Version of the record layout, carried in every record as `schema_version`.
@@ -217,7 +223,7 @@ pub struct SdkInfo {
     pub name: String,
     /// Version of the package named by `name` (for a binding: the binding's own
     /// package, e.g. the npm or PyPI version, not the core's; the core's version is
-    /// [`crate::SDK_VERSION`]). Bindings built in this workspace share one version.
+    /// [`SDK_VERSION`]). Bindings built in this workspace share one version.
     pub version: String,
     /// Host language: `rust`, `python`, `node`, `kotlin`.
     pub language: String,
@@ -227,8 +233,8 @@ impl SdkInfo {
     /// This crate, used directly from Rust.
     pub fn rust() -> Self {
         SdkInfo {
-            name: crate::SDK_NAME.to_owned(),
-            version: crate::SDK_VERSION.to_owned(),
+            name: crate::record::SDK_NAME.to_owned(),
+            version: crate::record::SDK_VERSION.to_owned(),
             language: "rust".to_owned(),
         }
     }

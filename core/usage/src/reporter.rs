@@ -135,7 +135,11 @@ pub(crate) fn spawn_with(
     let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::builder()
         .timeout(opts.request_timeout)
-        .user_agent(format!("{}/{}", crate::SDK_NAME, crate::SDK_VERSION))
+        .user_agent(format!(
+            "{}/{}",
+            crate::record::SDK_NAME,
+            crate::record::SDK_VERSION
+        ))
         .build()?;
     let (stop, _) = tokio::sync::watch::channel(false);
     let ctl = Arc::new(Control {
@@ -362,8 +366,11 @@ mod tests {
     use axum::response::{IntoResponse, Response};
 
     use super::*;
-    use crate::Identity;
-    use crate::{Recorder, ReportingConfig, UsageRecordInput, generate_key};
+    use crate::config::ReportingConfig;
+    use crate::record::UsageRecordInput;
+    use crate::recorder::Recorder;
+    use crate::signing::generate_key;
+    use gaterouter_types::identity::Identity;
     use gaterouter_types::secret::Secret;
 
     /// Accepts every record; answers 500 to the first `fail_first` requests. Keeps the

@@ -20,8 +20,8 @@ use ed25519_dalek::pkcs8::DecodePrivateKey;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use zeroize::Zeroizing;
 
-use super::UsageError;
 use super::record::UsageRecord;
+use crate::error::UsageError;
 use gaterouter_types::secret::Secret;
 
 /// A usage-record signing key. `Debug` shows the public key only.

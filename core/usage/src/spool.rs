@@ -53,7 +53,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::UsageError;
+use crate::error::UsageError;
 
 /// Magic bytes at the start of every segment (format version 1).
 pub const SEGMENT_MAGIC: &[u8; 8] = b"GRSPOOL1";

@@ -989,7 +989,7 @@ mod tests {
         assert_eq!((w.delivery.delivered(), w.delivery.refused()), (1, 2));
         assert_eq!(
             w.delivery.refusals(),
-            vec![crate::RefusalCount {
+            vec![crate::delivery::RefusalCount {
                 reason: why,
                 count: 2
             }]
