@@ -167,48 +167,8 @@ impl ReportingConfig {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_key_source_follows_the_precedence_memory_file_env() {
-        let unset = "GATEROUTER_TEST_UNSET_KEY_VARIABLE";
-        let mut rep = ReportingConfig {
-            signing_key_env: Some(unset.into()),
-            ..ReportingConfig::default()
-        };
-        assert_eq!(rep.key_source(), KeySource::None { var: unset });
-        assert!(!rep.signing_key_configured());
-        // A variable that is set (PATH always is) is a source.
-        rep.signing_key_env = Some("PATH".into());
-        assert_eq!(rep.key_source(), KeySource::Env("PATH"));
-        rep.signing_key_file = Some(PathBuf::from("/keys/usage.key"));
-        assert_eq!(
-            rep.key_source(),
-            KeySource::File(Path::new("/keys/usage.key"))
-        );
-        // In memory (mobile) wins over file and variable.
-        let secret = Secret::new("seed");
-        rep.signing_key = Some(secret.clone());
-        assert_eq!(rep.key_source(), KeySource::Memory(&secret));
-        assert!(rep.signing_key_configured());
-    }
-
-    #[test]
-    fn without_a_variable_name_the_default_one_is_looked_at() {
-        let rep = ReportingConfig::default();
-        match rep.key_source() {
-            KeySource::Env(v) | KeySource::None { var: v } => {
-                assert_eq!(v, DEFAULT_SIGNING_KEY_ENV)
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-}
-
-/// What the usage pipeline does with the `[reporting]` table (the data itself lives in
-/// [`crate::config`]): check it and load its signing key.
+/// What the usage pipeline does with the `[reporting]` table: check it and load its
+/// signing key.
 impl ReportingConfig {
     /// Check ranges and the collector URL; errors name `reporting.<field>`.
     pub fn validate(&self) -> Result<(), UsageError> {
@@ -342,5 +302,45 @@ fn sanitize(s: &str) -> String {
         "default".into()
     } else {
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_source_follows_the_precedence_memory_file_env() {
+        let unset = "GATEROUTER_TEST_UNSET_KEY_VARIABLE";
+        let mut rep = ReportingConfig {
+            signing_key_env: Some(unset.into()),
+            ..ReportingConfig::default()
+        };
+        assert_eq!(rep.key_source(), KeySource::None { var: unset });
+        assert!(!rep.signing_key_configured());
+        // A variable that is set (PATH always is) is a source.
+        rep.signing_key_env = Some("PATH".into());
+        assert_eq!(rep.key_source(), KeySource::Env("PATH"));
+        rep.signing_key_file = Some(PathBuf::from("/keys/usage.key"));
+        assert_eq!(
+            rep.key_source(),
+            KeySource::File(Path::new("/keys/usage.key"))
+        );
+        // In memory (mobile) wins over file and variable.
+        let secret = Secret::new("seed");
+        rep.signing_key = Some(secret.clone());
+        assert_eq!(rep.key_source(), KeySource::Memory(&secret));
+        assert!(rep.signing_key_configured());
+    }
+
+    #[test]
+    fn without_a_variable_name_the_default_one_is_looked_at() {
+        let rep = ReportingConfig::default();
+        match rep.key_source() {
+            KeySource::Env(v) | KeySource::None { var: v } => {
+                assert_eq!(v, DEFAULT_SIGNING_KEY_ENV)
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
