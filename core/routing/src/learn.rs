@@ -114,6 +114,17 @@ impl Ridge {
                 .sum::<f64>()
     }
 
+    /// `a + b · self`: the same model on another scale (a linear recalibration of its
+    /// predictions).
+    pub fn affine(&self, a: f64, b: f64) -> Ridge {
+        Ridge {
+            bits: self.bits,
+            lambda: self.lambda,
+            bias: a + b * self.bias,
+            beta: self.beta.iter().map(|x| b * x).collect(),
+        }
+    }
+
     /// `self − other` (same bits): the gain model of two success models.
     pub fn minus(&self, other: &Ridge) -> Ridge {
         Ridge {
@@ -750,7 +761,7 @@ pub struct SimulateOptions {
     pub seed: u64,
     /// Hashed n-gram buckets `2^bits`.
     pub bits: u8,
-    /// Penalties tried at each refit.
+    /// Penalties tried at each refit (default [`DEFAULT_LAMBDAS`], as `route calibrate`).
     pub lambdas: Vec<f64>,
     /// First refit after this many outcomes; later refits each time the outcomes grow by `refit_growth`.
     pub first_refit: usize,
@@ -766,7 +777,7 @@ impl Default for SimulateOptions {
             explore: 0.1,
             seed: 1,
             bits: DEFAULT_BITS,
-            lambdas: vec![0.01, 0.1, 1.0],
+            lambdas: DEFAULT_LAMBDAS.to_vec(),
             first_refit: 100,
             refit_growth: 1.5,
             max_weight: 20.0,

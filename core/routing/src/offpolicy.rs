@@ -47,8 +47,13 @@ pub struct LoggedCall {
 pub struct LogLearnOptions {
     /// The organization's hashing (the rows' buckets; the weights carry it).
     pub hashing: Hashing,
-    /// Penalties tried per arm (3-fold CV of the weighted error).
+    /// Penalties tried per arm (3-fold CV of the weighted error). Default
+    /// [`learn::DEFAULT_LAMBDAS`], the grid `route calibrate` uses.
     pub lambdas: Vec<f64>,
+    /// Fit binary term values (`1 / sqrt(distinct terms)` per present term, what `route
+    /// calibrate` fits and what the weights file then says: `lexical.binary`) instead of
+    /// counts. Default true: on a few hundred outcomes counts overfit long prompts.
+    pub binary: bool,
     /// Cross-fitting folds for the estimate.
     pub folds: usize,
     /// Seed of the folds.
@@ -74,7 +79,8 @@ impl Default for LogLearnOptions {
     fn default() -> Self {
         LogLearnOptions {
             hashing: Hashing::plain(learn::DEFAULT_BITS),
-            lambdas: vec![0.03, 0.3, 3.0],
+            lambdas: learn::DEFAULT_LAMBDAS.to_vec(),
+            binary: true,
             folds: 5,
             seed: 1,
             max_weight: 20.0,
@@ -134,6 +140,38 @@ pub fn score_row(w: &Weights, row: &[(u32, f32)], h: Hashing) -> f64 {
         }
     }
     w.link.apply(z)
+}
+
+/// A design row with binary term values: every term below `2^bits` weighs
+/// `1 / sqrt(number of terms)` (as [`crate::lexical::sparse_terms_binary`]); structural
+/// entries are kept. Rows from records carry distinct buckets, so this is exact.
+pub fn binary_row(row: &[(u32, f32)], bits: u8) -> Row {
+    let nb = 1u32 << bits;
+    let k = row.iter().filter(|(j, _)| *j < nb).count();
+    let v = 1.0 / (k.max(1) as f32).sqrt();
+    row.iter()
+        .map(|&(j, x)| if j < nb { (j, v) } else { (j, x) })
+        .collect()
+}
+
+/// Least-squares line `a + b · g` of the doubly-robust gains (`ps − pw`, unbiased but
+/// noisy) on the out-of-fold predicted gains `g`. The slope is kept in `[0.25, 4]`: a
+/// flatter or steeper line on a few hundred noisy outcomes says more about the noise
+/// than about the model, and the identity is the fallback when `g` does not vary.
+pub(crate) fn gain_calibration(g: &[f64], ps: &[f64], pw: &[f64]) -> (f64, f64) {
+    let n = g.len() as f64;
+    if g.is_empty() {
+        return (0.0, 1.0);
+    }
+    let y: Vec<f64> = ps.iter().zip(pw).map(|(s, w)| s - w).collect();
+    let (mg, my) = (g.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
+    let sgg: f64 = g.iter().map(|x| (x - mg).powi(2)).sum();
+    if sgg <= 1e-12 {
+        return (0.0, 1.0);
+    }
+    let sgy: f64 = g.iter().zip(&y).map(|(x, v)| (x - mg) * (v - my)).sum();
+    let b = (sgy / sgg).clamp(0.25, 4.0);
+    (my - b * mg, b)
 }
 
 fn sim_opts(o: &LogLearnOptions, bits: u8) -> SimulateOptions {
@@ -216,7 +254,14 @@ pub fn learn_from_log(
     }
     let bits = opts.hashing.bits;
     let so = sim_opts(opts, bits);
-    let rows: Vec<Row> = calls.iter().map(|c| c.row.clone()).collect();
+    // The rows as logged (term counts) score the current weights when those count terms;
+    // the fit and binary weights read binary rows.
+    let logged: Vec<Row> = calls.iter().map(|c| c.row.clone()).collect();
+    let rows: Vec<Row> = if opts.binary {
+        logged.iter().map(|r| binary_row(r, bits)).collect()
+    } else {
+        logged.clone()
+    };
     let n = calls.len();
     let fold = learn::folds(n, opts.folds, opts.seed);
     // Cross-fitting: out-of-fold success models for each arm.
@@ -248,7 +293,8 @@ pub fn learn_from_log(
         }
     }
     let oof_gain: Vec<f64> = ms.iter().zip(&mw).map(|(s, w)| s - w).collect();
-    let cur: Vec<f64> = rows
+    let current_binary = current.lexical.as_ref().is_some_and(|l| l.binary);
+    let cur: Vec<f64> = (if current_binary { &rows } else { &logged })
         .iter()
         .map(|r| score_row(current, r, opts.hashing))
         .collect();
@@ -327,9 +373,17 @@ pub fn learn_from_log(
         report.reason = "too few rated calls on one arm".into();
         return Ok((report, None));
     };
-    let gain = fs.minus(&fw);
+    // Ridge shrinks every prediction toward the mean gain, so a call the strong model
+    // does not help still shows some predicted gain (and one it helps a lot, less than
+    // it has). The tier cut-offs are in gain units, so recalibrate: regress the calls'
+    // doubly-robust gains on the out-of-fold predicted gains and map the model through
+    // that line (a monotone map: the ranking, hence the APGR, is unchanged).
+    let (a, b) = gain_calibration(&oof_gain, &ps, &pw);
+    let gain = fs.minus(&fw).affine(a, b);
     let fit = json!({
-        "method": "per-arm ridge regression of the outcome score on salted hashed word 1-2-grams + structural features, inverse-propensity weighted (capped); weights = heavy minus lighter; promoted on a doubly-robust cross-fitted APGR estimate",
+        "gain_calibration": {"intercept": a, "slope": b},
+        "method": "per-arm ridge regression of the outcome score on salted hashed word 1-2-grams (binary: 1/sqrt(distinct terms)) + structural features, penalty by 3-fold CV over the calibrate grid, inverse-propensity weighted (capped); weights = heavy minus lighter; promoted on a doubly-robust cross-fitted APGR estimate",
+        "binary": opts.binary,
         "outcomes": n,
         "strong_outcomes": strong_n,
         "estimated_apgr": new_e.apgr,
@@ -342,6 +396,9 @@ pub fn learn_from_log(
         opts.hashing.salt,
     )?;
     debug_assert_eq!(w.link, Link::Gain);
+    if let Some(l) = w.lexical.as_mut() {
+        l.binary = opts.binary;
+    }
     // Link::Gain: score = (1 + gain) / 2.
     let cut = |g: f64| ((1.0 + g) / 2.0).clamp(0.0, 1.0);
     w.thresholds = super::weights::Thresholds {
@@ -618,5 +675,65 @@ mod tests {
         let mut bad = log(100, 1, h);
         bad[0].propensity = 0.0;
         assert!(learn_from_log(&bad, &current, &opts).is_err());
+    }
+
+    #[test]
+    fn noise_never_promotes_across_seeds() {
+        // Rewards independent of the prompt and of the arm: ten learning runs (one per
+        // seed, as a replay makes) must keep the current weights every time.
+        let h = Hashing::plain(10);
+        let current = Weights::builtin().unwrap();
+        for seed in 0..10u64 {
+            let mut rng = SplitMix::new(100 + seed);
+            let mut calls = log(500, 20 + seed, h);
+            for c in &mut calls {
+                c.reward = if rng.next_f64() < 0.7 { 1.0 } else { 0.0 };
+            }
+            let opts = LogLearnOptions {
+                hashing: h,
+                seed,
+                ..Default::default()
+            };
+            let (r, w) = learn_from_log(&calls, &current, &opts).unwrap();
+            assert!(!r.promote && w.is_none(), "seed {seed}: {r:?}");
+        }
+    }
+
+    #[test]
+    fn gain_calibration_undoes_shrinkage_and_keeps_the_order() {
+        // Shrunk predictions 0.1 (true gain 0) and 0.7 (true 0.8).
+        let g: Vec<f64> = (0..100)
+            .map(|i| if i % 2 == 0 { 0.1 } else { 0.7 })
+            .collect();
+        let pw = vec![0.0; 100];
+        let ps: Vec<f64> = g.iter().map(|x| if *x < 0.5 { 0.0 } else { 0.8 }).collect();
+        let (a, b) = gain_calibration(&g, &ps, &pw);
+        assert!(
+            (a + b * 0.1).abs() < 1e-9 && (a + b * 0.7 - 0.8).abs() < 1e-9,
+            "{a} {b}"
+        );
+        assert!(b > 0.0);
+        // No variation: the identity.
+        assert_eq!(
+            gain_calibration(&[0.3; 10], &ps[..10], &pw[..10]),
+            (0.0, 1.0)
+        );
+        // A wild slope is bounded.
+        let (_, b) = gain_calibration(&[0.0, 0.001], &[0.0, 1.0], &[0.0, 0.0]);
+        assert_eq!(b, 4.0);
+    }
+
+    #[test]
+    fn binary_rows_weigh_each_term_by_the_number_of_terms() {
+        let row: Row = vec![(1, 2.0), (5, 1.0), (7, 3.0), (1 << 10, 0.25)];
+        let b = binary_row(&row, 10);
+        let v = 1.0 / 3f32.sqrt();
+        assert_eq!(b, vec![(1, v), (5, v), (7, v), (1 << 10, 0.25)]);
+        // As the scorer's binary terms of the same request.
+        let h = Hashing::plain(10);
+        let req = ChatRequest::new("auto", vec![Message::user("the cat saw the cat")]);
+        let from_record = binary_row(&row_of(&features_of(&req, h), 10).unwrap(), 10);
+        let terms = crate::lexical::sparse_terms_binary(&req, h);
+        assert_eq!(&from_record[..terms.len()], &terms[..]);
     }
 }
