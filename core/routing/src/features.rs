@@ -441,6 +441,40 @@ const fn build_table() -> ([u128; TABLE_SIZE], [u8; TABLE_SIZE]) {
 
 static CUE_TABLE: ([u128; TABLE_SIZE], [u8; TABLE_SIZE]) = build_table();
 
+/// For each word length 0..=16, a bit per first letter (`a` = bit 0) that some cue word
+/// of that length starts with. Most words of a text fail this test, so they skip the
+/// hash probe and the cue dispatch (half the scan's time went there).
+const fn build_filter() -> [u32; 17] {
+    let mut f = [0u32; 17];
+    let mut c = 0;
+    while c < CUE_WORDS.len() {
+        let words = CUE_WORDS[c].1;
+        let mut w = 0;
+        while w < words.len() {
+            let b = words[w].as_bytes();
+            let len = if b.len() > 16 { 16 } else { b.len() };
+            if !b.is_empty() && b[0].is_ascii_lowercase() {
+                f[len] |= 1 << (b[0] - b'a');
+            } else {
+                // A cue word not starting with a lowercase letter: never filter that length.
+                f[len] = u32::MAX;
+            }
+            w += 1;
+        }
+        c += 1;
+    }
+    f
+}
+
+static CUE_FILTER: [u32; 17] = build_filter();
+
+/// Could the lowercase ASCII word `word[..len]` be a cue word?
+#[inline]
+fn maybe_cue(word: &[u8; 16], len: usize) -> bool {
+    let first = word[0].wrapping_sub(b'a');
+    first < 26 && CUE_FILTER[len.min(16)] & (1 << first) != 0
+}
+
 fn lookup(key: u128) -> u8 {
     let (keys, classes) = &CUE_TABLE;
     let mut i = slot(key);
@@ -674,6 +708,7 @@ impl Scan {
         }
     }
 
+    #[inline(always)]
     fn end_number(&mut self) {
         if self.in_number {
             self.in_number = false;
@@ -688,16 +723,25 @@ impl Scan {
         self.prev = w;
     }
 
+    #[inline(always)]
     fn end_word(&mut self) {
         if self.word_len == 0 && !self.word_overflow {
             return;
         }
+        self.finish_word();
+    }
+
+    /// The word just ended: count it, classify it, and reset the word state.
+    fn finish_word(&mut self) {
         self.words += 1;
         let len = self.word_len;
         if len >= 9 || self.word_overflow {
             self.long_words += 1;
         }
-        let class = if self.word_overflow || self.word_non_ascii || len < 2 && self.word[0] != b'i'
+        let class = if self.word_overflow
+            || self.word_non_ascii
+            || len < 2 && self.word[0] != b'i'
+            || !maybe_cue(&self.word, len)
         {
             W_OTHER
         } else {
@@ -964,10 +1008,16 @@ mod tests {
                 let mut buf = [0u8; 16];
                 buf[..w.len()].copy_from_slice(w.as_bytes());
                 let got = lookup(word_key(&buf, w.len()));
+                // The pre-filter never drops a cue word.
+                assert!(maybe_cue(&buf, w.len()), "{w} filtered out");
                 // "include" is listed as a constraint and as code: the first listing wins.
                 assert!(got == *class || *w == "include", "{w}: {got} != {class}");
             }
         }
+        // Most words fail the pre-filter (no cue word of that length and first letter).
+        let mut buf = [0u8; 16];
+        buf[..5].copy_from_slice(b"zebra");
+        assert!(!maybe_cue(&buf, 5));
         for w in ["the", "proves", "a", "stepp", "zzzzzzzzzzzzzzzz"] {
             let mut buf = [0u8; 16];
             buf[..w.len()].copy_from_slice(w.as_bytes());
