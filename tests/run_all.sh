@@ -5,11 +5,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 
-echo "== Rust: formatting (rustfmt), then workspace tests (debug build, one target/)"
+echo "== Rust: formatting (rustfmt), lints (clippy -D warnings), then workspace tests (debug build, one target/)"
 if cargo fmt --version >/dev/null 2>&1; then
   cargo fmt --all --check
 else
   echo "rustfmt is not installed (rustup component add rustfmt): formatting not checked" >&2
+fi
+# Lints as errors (the workspace's [lints] plus clippy.toml), on the same check build the
+# tests reuse.
+if cargo clippy --version >/dev/null 2>&1; then
+  cargo clippy --workspace --all-targets -- -D warnings
+else
+  echo "clippy is not installed (rustup component add clippy): lints not checked" >&2
 fi
 cargo test --workspace --all-targets --no-fail-fast --exclude gaterouter-python --exclude gaterouter-node
 cargo test --workspace --doc

@@ -219,7 +219,8 @@ fn collector_serve_logs_address_database_dashboard_and_refused_batches() {
         .find(|l| l.contains("collector listening"))
         .and_then(|l| l.split("addr=").nth(1))
         .map(|a| a.split_whitespace().next().unwrap().to_owned());
-    let outcome = (|| {
+    // The child is killed whatever the checks say; a failed check is re-raised after.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         assert!(listening, "no startup log: {log}");
         assert!(
             log.contains("collector listening")
@@ -249,10 +250,12 @@ fn collector_serve_logs_address_database_dashboard_and_refused_batches() {
             "refused batch not logged: {log}"
         );
         assert!(log.contains("k_nobody"), "the reason names the key: {log}");
-    })();
+    }));
     let _ = child.kill();
     let _ = child.wait();
-    outcome
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
 }
 
 /// The line without terminal colour codes (`ESC [ ... m`).

@@ -1434,7 +1434,7 @@ pub async fn run(args: AdminArgs, stdout: &mut dyn Write) -> Result<(), AdminErr
         } => {
             let f = load_file(path)?;
             let text = std::fs::read_to_string(path).unwrap_or_default();
-            let warnings = f.check_against_catalog(&text, &gaterouter::pricing::Catalog::builtin());
+            let warnings = f.check_against_catalog(&text, gaterouter::pricing::Catalog::builtin());
             for w in &warnings {
                 eprintln!(
                     "{}: {} {w}",

@@ -823,7 +823,7 @@ mod catalog_checks {
     fn globs_providers_and_unsatisfiable_policies_are_named_with_their_line() {
         let text = "[org]\nid = \"acme\"\npolicy = { allow_models = [\"openai/*\", \"google/*\"], deny_models = [\"openai/gtp-4o\"] }\n\n[[departments]]\nid = \"legal\"\npolicy = { zero_retention_only = true }\n\n[[departments]]\nid = \"eng\"\npolicy = { allow_models = [\"anthropic/*\"] }\n";
         let f = parse(text, Format::Toml).unwrap();
-        let w = f.check_against_catalog(text, &gaterouter::pricing::Catalog::builtin());
+        let w = f.check_against_catalog(text, gaterouter::pricing::Catalog::builtin());
         let s: Vec<String> = w.iter().map(ToString::to_string).collect();
         assert!(
             s.iter()
@@ -855,7 +855,7 @@ mod catalog_checks {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/org.toml");
         let text = std::fs::read_to_string(&path).unwrap();
         let f = parse(&text, Format::Toml).unwrap();
-        let w = f.check_against_catalog(&text, &gaterouter::pricing::Catalog::builtin());
+        let w = f.check_against_catalog(&text, gaterouter::pricing::Catalog::builtin());
         assert!(w.is_empty(), "{w:#?}");
     }
 }

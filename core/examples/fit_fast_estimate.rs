@@ -6,6 +6,8 @@
 //! the fitted and of the shipped coefficients on odd chunks (never seen by the fit).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// The Gaussian elimination indexes its matrix as the textbook writes it.
+#![allow(clippy::needless_range_loop)]
 
 use gaterouter::tokens::{Encoding, fast};
 

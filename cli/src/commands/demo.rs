@@ -244,13 +244,15 @@ async fn start_collector(
 ) -> Result<gaterouter_collector::CollectorHandle, Error> {
     let dir = collector_dir();
     std::fs::create_dir_all(&dir).map_err(|e| demo_error("cannot create the demo directory", e))?;
-    let mut cfg = gaterouter_collector::CollectorConfig::default();
-    cfg.listen = "127.0.0.1:0"
-        .parse()
-        .map_err(|e| demo_error("address", e))?;
-    cfg.db = Some(format!("sqlite://{}", dir.join("collector.db").display()));
-    cfg.admin_token = Some(ADMIN_TOKEN.to_owned());
-    cfg.strongest_model = Some("anthropic/claude-sonnet-4-5".to_owned());
+    let cfg = gaterouter_collector::CollectorConfig {
+        listen: "127.0.0.1:0"
+            .parse()
+            .map_err(|e| demo_error("address", e))?,
+        db: Some(format!("sqlite://{}", dir.join("collector.db").display())),
+        admin_token: Some(ADMIN_TOKEN.to_owned()),
+        strongest_model: Some("anthropic/claude-sonnet-4-5".to_owned()),
+        ..Default::default()
+    };
     let collector = gaterouter_collector::spawn(cfg)
         .await
         .map_err(|e| demo_error("cannot start the collector", e))?;

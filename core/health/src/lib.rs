@@ -137,15 +137,12 @@ impl Health {
                     .and_modify(|v| *v = EWMA_ALPHA * ms + (1.0 - EWMA_ALPHA) * *v)
                     .or_insert(ms);
             }
-            Err(kind)
-                if matches!(
-                    kind,
-                    ErrorKind::ProviderUnavailable
-                        | ErrorKind::Timeout
-                        | ErrorKind::RateLimited
-                        | ErrorKind::StreamInterrupted
-                ) =>
-            {
+            Err(
+                ErrorKind::ProviderUnavailable
+                | ErrorKind::Timeout
+                | ErrorKind::RateLimited
+                | ErrorKind::StreamInterrupted,
+            ) => {
                 b.consecutive_failures += 1;
                 if b.probe_in_flight || b.consecutive_failures >= self.cfg.failure_threshold {
                     b.opened_at = Some(Instant::now());

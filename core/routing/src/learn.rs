@@ -563,7 +563,8 @@ pub fn calibrate(
     let sq_err =
         |o: &[f64]| o.iter().zip(&y).map(|(p, t)| (t - p).powi(2)).sum::<f64>() / y.len() as f64;
     // (features, rows, out-of-fold predictions per lambda, best lambda index, its error)
-    let mut best: Option<(FeatureSet, Vec<Row>, Vec<Vec<f64>>, usize, f64)> = None;
+    type Best = (FeatureSet, Vec<Row>, Vec<Vec<f64>>, usize, f64);
+    let mut best: Option<Best> = None;
     for set in [FeatureSet::Length, FeatureSet::All] {
         let rows: Vec<Row> = prompts
             .iter()

@@ -223,10 +223,9 @@ pub fn learn_from_log(
     if !(2..=20).contains(&opts.folds) {
         return Err(bad(format!("folds = {} must be in 2..=20", opts.folds)));
     }
-    if let Some(c) = calls
-        .iter()
-        .find(|c| !(c.propensity > 0.0 && c.propensity <= 1.0) || !c.reward.is_finite())
-    {
+    if let Some(c) = calls.iter().find(|c| {
+        c.propensity <= 0.0 || c.propensity > 1.0 || c.propensity.is_nan() || !c.reward.is_finite()
+    }) {
         return Err(bad(format!(
             "a logged call has propensity {} / reward {}: propensities must be in (0, 1], rewards finite",
             c.propensity, c.reward

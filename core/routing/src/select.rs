@@ -809,8 +809,10 @@ mod tests {
     #[test]
     fn policies_rank_differently() {
         let req = ChatRequest::new("auto", vec![Message::user("hi")]);
-        let mut cfg = RoutingConfig::default();
-        cfg.policy = Policy::Quality;
+        let mut cfg = RoutingConfig {
+            policy: Policy::Quality,
+            ..RoutingConfig::default()
+        };
         assert_eq!(
             pick(&req, Tier::Light, &cfg, vec![]).unwrap().chosen,
             "openai/gpt-4o-mini"

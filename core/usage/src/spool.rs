@@ -314,7 +314,8 @@ fn resync(f: &File, from: u64, end: u64, buf: &mut Vec<u8>) -> std::io::Result<O
         let last = n - FRAME_HEADER_BYTES as usize;
         for i in 0..last.min(WINDOW) {
             let len = u32::from_le_bytes([win[i], win[i + 1], win[i + 2], win[i + 3]]);
-            if len < 2 || len > MAX_FRAME_BYTES || win[i + FRAME_HEADER_BYTES as usize] != b'{' {
+            if !(2..=MAX_FRAME_BYTES).contains(&len) || win[i + FRAME_HEADER_BYTES as usize] != b'{'
+            {
                 continue;
             }
             let pos = base + i as u64;
@@ -765,9 +766,11 @@ impl Spool {
     /// skipped by resynchronising on the next intact one (counted), never by dropping
     /// the rest of its segment.
     pub fn read_batch(&self, max_records: usize, max_bytes: u64) -> Result<Batch, UsageError> {
+        /// A segment as `read_batch` walks it: id, end of its valid bytes, bad ranges.
+        type SegmentView = (u64, u64, Vec<(u64, u64)>);
         let (cursor, segs) = {
             let st = lock_ignore_poison(&self.state);
-            let segs: Vec<(u64, u64, Vec<(u64, u64)>)> = st
+            let segs: Vec<SegmentView> = st
                 .segments
                 .range(st.cursor.segment..)
                 .map(|(id, m)| (*id, m.valid_end, m.bad.clone()))

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 /// Characters that exercise escaping and UTF-16 key ordering.
 fn tricky_char() -> impl Strategy<Value = char> {
     prop_oneof![
-        (0u32..0x20).prop_map(|c| char::from_u32(c).unwrap()),
+        (0u32..0x20).prop_map(|c| char::from_u32(c).expect("a control character is a char")),
         Just('"'),
         Just('\\'),
         Just('/'),
