@@ -137,6 +137,26 @@ fn cpu(c: &mut Criterion<CpuTime>) {
             },
         );
     }
+    // The whole decision (score + select) at 2k tokens, on-CPU: the goal,
+    // readable on a loaded machine too.
+    let catalog = Catalog::builtin();
+    let cfg = RoutingConfig::default();
+    let req = request(2_000);
+    g.throughput(Throughput::Elements(2_000 * 100));
+    g.bench_function("score_select_x100/2000", |b| {
+        b.iter(|| {
+            for _ in 0..100 {
+                let input = SelectInput {
+                    req: black_box(&req),
+                    score: Some(scorer.score(&req)),
+                    cfg: &cfg,
+                    catalog,
+                    accounts: None,
+                };
+                black_box(select(input, &AllUsable).expect("a model"));
+            }
+        })
+    });
     g.finish();
 }
 

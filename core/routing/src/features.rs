@@ -381,15 +381,57 @@ const CUE_WORDS: &[(u8, &[&str])] = &[
     (W_PARAGRAPHS, &["paragraphs"]),
 ];
 
-/// A word packed into an integer (little-endian bytes, zero padded) so the lookup is
-/// a binary search over integers rather than string compares.
-fn word_key(buf: &[u8; 16], len: usize) -> u128 {
-    let all = u128::from_le_bytes(*buf);
-    if len >= 16 {
-        all
-    } else {
-        all & ((1u128 << (8 * len)) - 1)
+/// An ASCII-letter word of at most 16 bytes, lowercased and packed into an integer
+/// (little-endian bytes, zero padded), so the lookup compares integers, not strings.
+fn word_key(word: &[u8]) -> u128 {
+    let mut key = 0u128;
+    for (i, &c) in word.iter().take(16).enumerate() {
+        key |= u128::from(c | 0x20) << (8 * i);
     }
+    key
+}
+
+/// [`word_key`] of `text[start..start + len]` (`len <= 16`, ASCII letters), read as one
+/// 16-byte load where the text has room for it: building the key in a stack buffer
+/// cost a store-forwarding stall per cue-like word.
+#[inline]
+fn word_key_at(text: &[u8], start: usize, len: usize) -> u128 {
+    match text.get(start..start + 16).map(<[u8; 16]>::try_from) {
+        Some(Ok(wide)) => {
+            let keep = if len >= 16 {
+                u128::MAX
+            } else {
+                (1u128 << (8 * len)) - 1
+            };
+            (u128::from_le_bytes(wide) | 0x2020_2020_2020_2020_2020_2020_2020_2020) & keep
+        }
+        _ => word_key(&text[start..start + len]),
+    }
+}
+
+/// The end of the run of ASCII letters at `b[i..]`: eight bytes per step (a word
+/// usually ends within one), then byte by byte near the end of the text.
+#[inline(always)]
+fn letters_end(b: &[u8], mut i: usize) -> usize {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    while let Some(Ok(chunk)) = b.get(i..i + 8).map(<[u8; 8]>::try_from) {
+        let w = u64::from_le_bytes(chunk);
+        // Per byte, with the case bit set and the top bit cleared (no carries): the top
+        // bit of `l + 0x1f` says `l >= 'a'`, of `l + 0x05` says `l > 'z'`; a byte with
+        // its own top bit set is not an ASCII letter.
+        let l = (w | 0x2020_2020_2020_2020) & LOW7;
+        let letter = (l + 0x1f1f_1f1f_1f1f_1f1f) & !(l + 0x0505_0505_0505_0505) & !w & HIGH;
+        let other = !letter & HIGH;
+        if other != 0 {
+            return i + (other.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < b.len() && b[i].is_ascii_alphabetic() {
+        i += 1;
+    }
+    i
 }
 
 /// Open-addressing hash table of the cue words, built at compile time: one or two
@@ -468,11 +510,17 @@ const fn build_filter() -> [u32; 17] {
 
 static CUE_FILTER: [u32; 17] = build_filter();
 
-/// Could the lowercase ASCII word `word[..len]` be a cue word?
+/// Could the ASCII-letter word be a cue word? Cue words have at most 16 letters, and
+/// the filter knows which first letters occur at each length.
 #[inline]
-fn maybe_cue(word: &[u8; 16], len: usize) -> bool {
-    let first = word[0].wrapping_sub(b'a');
-    first < 26 && CUE_FILTER[len.min(16)] & (1 << first) != 0
+fn maybe_cue(word: &[u8]) -> bool {
+    match word.first() {
+        Some(c) if word.len() <= 16 => {
+            let first = (c | 0x20).wrapping_sub(b'a');
+            first < 26 && CUE_FILTER[word.len()] & (1 << first) != 0
+        }
+        _ => false,
+    }
 }
 
 fn lookup(key: u128) -> u8 {
@@ -520,10 +568,14 @@ struct Scan {
     option_mask: u8,
     option_bytes: u64,
     total_bytes: u64,
-    // word state
-    word: [u8; 16],
+    // word state: a word is ASCII letter runs joined by non-ASCII letters; only a
+    // single ASCII run can be a cue word, and its bytes are read back from the text
+    // when the word ends (most words fail the length/first-letter filter first, so
+    // nothing is copied per letter).
+    /// Letters so far (a non-ASCII letter counts one).
     word_len: usize,
-    word_overflow: bool,
+    /// Where the word starts in the segment being fed.
+    word_start: usize,
     word_non_ascii: bool,
     in_number: bool,
     number_value: f64,
@@ -552,27 +604,17 @@ impl Scan {
                 // Fast path: a run of ASCII letters.
                 self.end_number();
                 let start = i;
-                while i < n && b[i].is_ascii_alphabetic() {
-                    i += 1;
-                }
+                i = letters_end(b, i + 1);
                 self.ascii_letters += (i - start) as u64;
-                let room = self.word.len() - self.word_len;
-                let take = (i - start).min(room);
-                for (dst, src) in self.word[self.word_len..self.word_len + take]
-                    .iter_mut()
-                    .zip(&b[start..])
-                {
-                    *dst = src.to_ascii_lowercase();
+                if self.word_len == 0 {
+                    self.word_start = start;
                 }
-                self.word_len += take;
-                if i - start > room {
-                    self.word_overflow = true;
-                }
+                self.word_len += i - start;
                 continue;
             }
             if c < 0x80 {
                 if c.is_ascii_digit() {
-                    self.end_word();
+                    self.end_word(b);
                     if !self.in_number {
                         self.in_number = true;
                         self.number_value = 0.0;
@@ -587,7 +629,7 @@ impl Scan {
                         self.number_value = self.number_value.floor();
                     }
                 } else {
-                    self.end_word();
+                    self.end_word(b);
                     self.end_number();
                     if c == b'\n' {
                         if let Some(from) = option_from.take() {
@@ -608,24 +650,21 @@ impl Scan {
                 multibyte += len;
                 self.end_number();
                 if is_math_symbol(cp) {
-                    self.end_word();
+                    self.end_word(b);
                     self.math_symbols += 1;
                     self.other_chars += 1;
                 } else if is_cjk(cp) {
-                    self.end_word();
+                    self.end_word(b);
                     self.cjk_chars += 1;
                     self.non_ascii_letters += 1;
                 } else if is_letter_like(cp) {
                     self.other_chars += 1;
                     self.non_ascii_letters += 1;
                     self.word_non_ascii = true;
-                    if self.word_len < self.word.len() {
-                        self.word[self.word_len] = b'#';
-                        self.word_len += 1;
-                    }
+                    self.word_len += 1;
                 } else {
                     // Typographic punctuation (curly quotes, dashes, bullets).
-                    self.end_word();
+                    self.end_word(b);
                     self.other_chars += 1;
                 }
                 i += len.max(1);
@@ -635,7 +674,7 @@ impl Scan {
             self.option_bytes += (n - from) as u64;
         }
         self.ascii_chars += (n - multibyte.min(n)) as u64;
-        self.end_word();
+        self.end_word(b);
         self.end_number();
         self.prev = W_OTHER;
         self.prev2 = W_OTHER;
@@ -724,31 +763,33 @@ impl Scan {
     }
 
     #[inline(always)]
-    fn end_word(&mut self) {
-        if self.word_len == 0 && !self.word_overflow {
+    fn end_word(&mut self, text: &[u8]) {
+        if self.word_len == 0 {
             return;
         }
-        self.finish_word();
+        self.finish_word(text);
     }
 
     /// The word just ended: count it, classify it, and reset the word state.
-    fn finish_word(&mut self) {
+    #[inline(always)]
+    fn finish_word(&mut self, text: &[u8]) {
         self.words += 1;
         let len = self.word_len;
-        if len >= 9 || self.word_overflow {
+        if len >= 9 {
             self.long_words += 1;
         }
-        let class = if self.word_overflow
-            || self.word_non_ascii
-            || len < 2 && self.word[0] != b'i'
-            || !maybe_cue(&self.word, len)
-        {
-            W_OTHER
-        } else {
-            self.classify(word_key(&self.word, len))
+        let class = match text.get(self.word_start..self.word_start + len) {
+            // Of the one-letter words only "I" takes part in phrases.
+            Some(word)
+                if !self.word_non_ascii
+                    && (len > 1 || word[0] | 0x20 == b'i')
+                    && maybe_cue(word) =>
+            {
+                self.classify(word_key_at(text, self.word_start, len))
+            }
+            _ => W_OTHER,
         };
         self.word_len = 0;
-        self.word_overflow = false;
         self.word_non_ascii = false;
         self.shift(class);
     }
@@ -1005,23 +1046,61 @@ mod tests {
     fn every_cue_word_is_found_and_others_are_not() {
         for (class, words) in CUE_WORDS {
             for w in *words {
-                let mut buf = [0u8; 16];
-                buf[..w.len()].copy_from_slice(w.as_bytes());
-                let got = lookup(word_key(&buf, w.len()));
-                // The pre-filter never drops a cue word.
-                assert!(maybe_cue(&buf, w.len()), "{w} filtered out");
+                let got = lookup(word_key(w.as_bytes()));
+                // The pre-filter never drops a cue word, in any case.
+                assert!(maybe_cue(w.as_bytes()), "{w} filtered out");
+                assert_eq!(
+                    word_key(w.to_uppercase().as_bytes()),
+                    word_key(w.as_bytes())
+                );
+                // The wide read (text continues) and the byte loop (text ends) agree.
+                let text = format!("{w} and more text after it");
+                assert_eq!(
+                    word_key_at(text.as_bytes(), 0, w.len()),
+                    word_key(w.as_bytes())
+                );
+                assert_eq!(
+                    word_key_at(w.as_bytes(), 0, w.len()),
+                    word_key(w.as_bytes())
+                );
                 // "include" is listed as a constraint and as code: the first listing wins.
                 assert!(got == *class || *w == "include", "{w}: {got} != {class}");
             }
         }
         // Most words fail the pre-filter (no cue word of that length and first letter).
-        let mut buf = [0u8; 16];
-        buf[..5].copy_from_slice(b"zebra");
-        assert!(!maybe_cue(&buf, 5));
+        assert!(!maybe_cue(b"zebra"));
+        assert!(!maybe_cue(b"abcdefghijklmnopq"), "longer than any cue word");
         for w in ["the", "proves", "a", "stepp", "zzzzzzzzzzzzzzzz"] {
-            let mut buf = [0u8; 16];
-            buf[..w.len()].copy_from_slice(w.as_bytes());
-            assert_eq!(lookup(word_key(&buf, w.len())), W_OTHER, "{w}");
+            assert_eq!(lookup(word_key(w.as_bytes())), W_OTHER, "{w}");
+        }
+    }
+
+    #[test]
+    fn letter_runs_end_where_the_bytewise_test_says() {
+        let bytewise = |b: &[u8], mut i: usize| {
+            while i < b.len() && b[i].is_ascii_alphabetic() {
+                i += 1;
+            }
+            i
+        };
+        // Every byte value at every position of a run, runs of every length around 8.
+        for len in 0..20 {
+            for stop in 0..=255u8 {
+                let mut text = vec![b'q'; len];
+                text.push(stop);
+                text.extend_from_slice(b"zzzzzzzzzz");
+                for start in 0..=len {
+                    assert_eq!(
+                        letters_end(&text, start),
+                        bytewise(&text, start),
+                        "len {len} stop {stop} start {start}"
+                    );
+                }
+            }
+        }
+        let mixed = "Zebra[42]`at@ÉtéAZaz{|}~ end".as_bytes();
+        for i in 0..mixed.len() {
+            assert_eq!(letters_end(mixed, i), bytewise(mixed, i), "at {i}");
         }
     }
 
