@@ -634,7 +634,7 @@ async fn latency(
         }
     } else {
         let w = &raw.sql;
-        for m in LatencyMetric::ALL {
+        for &m in LatencyMetric::ALL {
             let col = m.column();
             let and = and_where(w);
             let sql = format!(

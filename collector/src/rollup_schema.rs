@@ -364,7 +364,20 @@ pub const N_LATENCY_UNITS: usize = 5;
 pub const LATENCY_UNIT_INDEX: [usize; N_LATENCY_UNITS] = unit_indices(LATENCY_UNITS);
 
 /// What a latency histogram row measures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
+#[strum(serialize_all = "lowercase")]
 pub enum LatencyMetric {
     /// The whole call (`latency_ms`).
     Latency,
@@ -374,14 +387,11 @@ pub enum LatencyMetric {
 
 impl LatencyMetric {
     /// Both, in stored order.
-    pub const ALL: [LatencyMetric; 2] = [LatencyMetric::Latency, LatencyMetric::Ttft];
+    pub const ALL: &'static [LatencyMetric] = <LatencyMetric as strum::VariantArray>::VARIANTS;
 
     /// The stored name.
     pub fn as_str(self) -> &'static str {
-        match self {
-            LatencyMetric::Latency => "latency",
-            LatencyMetric::Ttft => "ttft",
-        }
+        self.into()
     }
 
     /// The raw record column it reads.
@@ -394,7 +404,7 @@ impl LatencyMetric {
 
     /// From the stored name.
     pub fn parse(s: &str) -> Option<LatencyMetric> {
-        LatencyMetric::ALL.into_iter().find(|m| m.as_str() == s)
+        s.parse().ok()
     }
 }
 
@@ -445,7 +455,7 @@ pub fn fill_latency_sql() -> Vec<String> {
         .collect::<Vec<_>>()
         .join(", ");
     LatencyMetric::ALL
-        .into_iter()
+        .iter()
         .map(|m| {
             let col = m.column();
             format!(

@@ -99,7 +99,7 @@ fn wall(c: &mut Criterion) {
         b.iter(|| {
             let mut report = scorer.score(black_box(&req));
             let features = features_of_scored(&report, &req, learning.hashing);
-            let trace = learning.explore(&mut report, &Tier::ALL, [0.5, 0.5]);
+            let trace = learning.explore(&mut report, Tier::ALL, [0.5, 0.5]);
             let input = SelectInput {
                 req: &req,
                 score: Some(report),

@@ -465,7 +465,7 @@ fn production_section(
                 for p in &train {
                     let (weak, strong) = p.labels()?;
                     let mut report = builtin.score(&p.request);
-                    let t = l.explore(&mut report, &Tier::ALL, [rng.next_f64(), rng.next_f64()]);
+                    let t = l.explore(&mut report, Tier::ALL, [rng.next_f64(), rng.next_f64()]);
                     let went_strong = report.tier == Tier::Heavy;
                     calls.push(LoggedCall {
                         row: row_of(&features_of(&p.request, h), h.bits).ok_or("bits")?,

@@ -7,7 +7,8 @@ use serde_json::Value;
 use crate::provider::Provider;
 
 /// The injectable fault kinds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::EnumString)]
+#[strum(serialize_all = "snake_case")]
 pub enum FaultKind {
     /// 429 with `retry-after` (param `retry_after`, seconds, fractional allowed).
     RateLimit,
@@ -41,41 +42,12 @@ pub enum FaultKind {
 impl FaultKind {
     /// Parses the wire name (`rate_limit`, `server_error`, ...).
     pub fn parse(s: &str) -> Option<Self> {
-        Some(match s.trim() {
-            "rate_limit" => FaultKind::RateLimit,
-            "server_error" => FaultKind::ServerError,
-            "overloaded" => FaultKind::Overloaded,
-            "slow" => FaultKind::Slow,
-            "slow_stream" => FaultKind::SlowStream,
-            "cut_stream" => FaultKind::CutStream,
-            "malformed_json" => FaultKind::MalformedJson,
-            "html_error" => FaultKind::HtmlError,
-            "bad_tool_args" => FaultKind::BadToolArgs,
-            "auth" => FaultKind::Auth,
-            "context_length" => FaultKind::ContextLength,
-            "bad_request" => FaultKind::BadRequest,
-            "content_filter" => FaultKind::ContentFilter,
-            _ => return None,
-        })
+        s.trim().parse().ok()
     }
 
     /// The wire name.
     pub fn name(self) -> &'static str {
-        match self {
-            FaultKind::RateLimit => "rate_limit",
-            FaultKind::ServerError => "server_error",
-            FaultKind::Overloaded => "overloaded",
-            FaultKind::Slow => "slow",
-            FaultKind::SlowStream => "slow_stream",
-            FaultKind::CutStream => "cut_stream",
-            FaultKind::MalformedJson => "malformed_json",
-            FaultKind::HtmlError => "html_error",
-            FaultKind::BadToolArgs => "bad_tool_args",
-            FaultKind::Auth => "auth",
-            FaultKind::ContextLength => "context_length",
-            FaultKind::BadRequest => "bad_request",
-            FaultKind::ContentFilter => "content_filter",
-        }
+        self.into()
     }
 
     /// Kinds that replace the response with an error.

@@ -1,7 +1,8 @@
 //! The emulated provider flavours and their names.
 
 /// The emulated provider flavours.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::EnumString)]
+#[strum(serialize_all = "lowercase")]
 pub enum Provider {
     /// OpenAI Chat Completions.
     OpenAi,
@@ -16,22 +17,11 @@ pub enum Provider {
 impl Provider {
     /// The name used in stats, the request log and the fault queue.
     pub fn name(self) -> &'static str {
-        match self {
-            Provider::OpenAi => "openai",
-            Provider::DeepSeek => "deepseek",
-            Provider::Anthropic => "anthropic",
-            Provider::Gemini => "gemini",
-        }
+        self.into()
     }
 
     /// Parses a provider name.
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "openai" => Some(Provider::OpenAi),
-            "deepseek" => Some(Provider::DeepSeek),
-            "anthropic" => Some(Provider::Anthropic),
-            "gemini" => Some(Provider::Gemini),
-            _ => None,
-        }
+        s.parse().ok()
     }
 }

@@ -6,7 +6,8 @@ use sqlx::AnyConnection;
 use crate::db::{Db, DbError, Param, bind_all, dberr, get_i64, get_opt_str, get_str};
 
 /// Kinds of organizational units.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "lowercase")]
 pub enum UnitKind {
     /// Organization (top level).
     Org,
@@ -43,13 +44,7 @@ impl UnitKind {
     }
     /// The singular name (`department`), used in messages and audit actions.
     pub fn name(self) -> &'static str {
-        match self {
-            UnitKind::Org => "org",
-            UnitKind::Department => "department",
-            UnitKind::Project => "project",
-            UnitKind::Group => "group",
-            UnitKind::User => "user",
-        }
+        self.into()
     }
     /// Optional reference columns the kind accepts (besides `org_id`).
     pub fn refs(self) -> &'static [&'static str] {

@@ -38,11 +38,7 @@ pub use gaterouter_types::budget::{
 pub use gaterouter_types::decision::Tier;
 
 /// The names of the routing tiers a policy may allow ([`Tier::ALL`], lightest first).
-pub const TIERS: [&str; 3] = [
-    Tier::Light.as_str(),
-    Tier::Standard.as_str(),
-    Tier::Heavy.as_str(),
-];
+pub const TIERS: &[&str] = Tier::NAMES;
 
 /// The rules one level sets. Every field is optional: an unset field inherits from the
 /// broader level. Narrower levels override broader ones field by field, except
@@ -251,32 +247,10 @@ impl EffectiveRules {
 }
 
 /// Glob match over `provider/model`: `*` matches any run of characters (including `/`),
-/// `?` one character; everything else literally, case-sensitively.
+/// `?` one character; everything else literally, case-sensitively. The matching is
+/// `wildmatch`'s (the same two wildcards, no character classes or escapes).
 pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    // Iterative wildcard matching with backtracking to the last `*` (linear in practice).
-    let (mut pi, mut ti) = (0usize, 0usize);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some((pi, ti));
-            pi += 1;
-        } else if let Some((sp, st)) = star {
-            pi = sp + 1;
-            ti = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
-        }
-    }
-    while pi < p.len() && p[pi] == '*' {
-        pi += 1;
-    }
-    pi == p.len()
+    wildmatch::WildMatch::new(pattern).matches(text)
 }
 
 /// Scope of an API key in the organization tree.
@@ -545,6 +519,12 @@ mod tests {
         assert!(glob_match("*mini", "openai/gpt-4o-mini"));
         assert!(!glob_match("", "a"));
         assert!(glob_match("a*b*c", "aXbYbZc"));
+        // Case-sensitive; `?` is one character, also a multi-byte one and `/`.
+        assert!(!glob_match("OpenAI/*", "openai/gpt-4o"));
+        assert!(glob_match("x/?", "x/é"));
+        assert!(glob_match("openai?gpt-4o", "openai/gpt-4o"));
+        assert!(!glob_match("a*b", "ab/c"));
+        assert!(glob_match("", ""));
     }
 
     #[test]

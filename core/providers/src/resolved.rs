@@ -11,8 +11,9 @@ use gaterouter_types::error::{Error, Result};
 use gaterouter_types::secret::Secret;
 
 /// Which wire format a provider speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::IntoStaticStr)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum ProviderKind {
     /// OpenAI Chat Completions, and every OpenAI-compatible host.
     Openai,
@@ -25,11 +26,7 @@ pub enum ProviderKind {
 impl ProviderKind {
     /// The config spelling.
     pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderKind::Openai => "openai",
-            ProviderKind::Anthropic => "anthropic",
-            ProviderKind::Gemini => "gemini",
-        }
+        self.into()
     }
 }
 

@@ -11,10 +11,24 @@ use crate::types::{ChatRequest, Content, ContentPart, Role};
 use serde_json::Value;
 
 /// Number of features.
-pub const N_FEATURES: usize = 18;
+pub const N_FEATURES: usize = <Feature as strum::EnumCount>::COUNT;
 
-/// The features, in the order of [`FEATURE_NAMES`] and of every feature array.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The features, in the order of [`FEATURE_NAMES`] and of every feature array. Their
+/// names (`snake_case`, as in weights files and score reports) come from `strum`.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::EnumCount,
+    strum::VariantArray,
+    strum::VariantNames,
+)]
+#[strum(serialize_all = "snake_case")]
 #[repr(usize)]
 pub enum Feature {
     /// Estimated prompt tokens (log-scaled).
@@ -56,61 +70,20 @@ pub enum Feature {
 }
 
 /// Feature names as they appear in the weights file and in score reports.
-pub const FEATURE_NAMES: [&str; N_FEATURES] = [
-    "tokens",
-    "depth",
-    "code",
-    "math",
-    "numbers",
-    "reasoning",
-    "constraints",
-    "tools",
-    "output_length",
-    "non_english",
-    "multiple_choice",
-    "option_share",
-    "short_question",
-    "word_problem",
-    "narrative",
-    "long_words",
-    "commas",
-    "negation",
-];
+pub const FEATURE_NAMES: &[&str] = <Feature as strum::VariantNames>::VARIANTS;
 
 impl Feature {
     /// All features in order.
-    pub const ALL: [Feature; N_FEATURES] = [
-        Feature::Tokens,
-        Feature::Depth,
-        Feature::Code,
-        Feature::Math,
-        Feature::Numbers,
-        Feature::Reasoning,
-        Feature::Constraints,
-        Feature::Tools,
-        Feature::OutputLength,
-        Feature::NonEnglish,
-        Feature::MultipleChoice,
-        Feature::OptionShare,
-        Feature::ShortQuestion,
-        Feature::WordProblem,
-        Feature::Narrative,
-        Feature::LongWords,
-        Feature::Commas,
-        Feature::Negation,
-    ];
+    pub const ALL: &'static [Feature] = <Feature as strum::VariantArray>::VARIANTS;
 
     /// The name used in files and reports.
     pub fn name(self) -> &'static str {
-        FEATURE_NAMES[self as usize]
+        self.into()
     }
 
     /// Look a feature up by name.
     pub fn from_name(name: &str) -> Option<Feature> {
-        FEATURE_NAMES
-            .iter()
-            .position(|n| *n == name)
-            .map(|i| Feature::ALL[i])
+        name.parse().ok()
     }
 }
 
@@ -1106,7 +1079,7 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for f in Feature::ALL {
+        for &f in Feature::ALL {
             assert_eq!(Feature::from_name(f.name()), Some(f));
         }
         assert_eq!(Feature::from_name("nope"), None);

@@ -492,7 +492,7 @@ pub fn replay(
         sum_strong += strong;
         let mut report = served.score(&p.request);
         let features = features_of_scored(&report, &p.request, hashing);
-        let t = explorer.explore(&mut report, &Tier::ALL, [rng.next_f64(), rng.next_f64()]);
+        let t = explorer.explore(&mut report, Tier::ALL, [rng.next_f64(), rng.next_f64()]);
         let went_strong = report.tier == Tier::Heavy;
         let reward = if went_strong { strong } else { weak };
         quality += reward;

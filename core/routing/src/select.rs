@@ -1001,7 +1001,7 @@ mod tests {
                 .to_string()
                 .contains("unknown attempt outcome `NOPE`")
         );
-        for k in ErrorKind::ALL {
+        for &k in ErrorKind::ALL {
             assert_eq!(ErrorKind::from_code(k.code()), Some(k));
         }
     }

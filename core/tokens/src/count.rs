@@ -8,8 +8,9 @@ use std::sync::OnceLock;
 use serde::{Deserialize, Serialize};
 
 /// An exact OpenAI byte-pair encoding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Encoding {
     /// `o200k_base`: gpt-4o, gpt-4.1, gpt-4.5, gpt-5, o-series.
     O200kBase,
@@ -28,10 +29,7 @@ const CACHE_MAX_ENTRIES: usize = 4096;
 impl Encoding {
     /// The tiktoken name (`o200k_base`, `cl100k_base`).
     pub fn name(self) -> &'static str {
-        match self {
-            Encoding::O200kBase => "o200k_base",
-            Encoding::Cl100kBase => "cl100k_base",
-        }
+        self.into()
     }
 
     fn tokenizer(self) -> &'static gaterouter_tokenizer::Tokenizer {

@@ -9,8 +9,23 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 /// Kind of a level in the organization tree, broadest first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantNames,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum LevelKind {
     /// The organization.
     Org,
@@ -29,14 +44,7 @@ pub enum LevelKind {
 impl LevelKind {
     /// Lowercase name used in level strings (`department:eng`).
     pub fn as_str(self) -> &'static str {
-        match self {
-            LevelKind::Org => "org",
-            LevelKind::Department => "department",
-            LevelKind::Project => "project",
-            LevelKind::Group => "group",
-            LevelKind::User => "user",
-            LevelKind::Key => "key",
-        }
+        self.into()
     }
 }
 
@@ -71,19 +79,12 @@ impl FromStr for Level {
         let (kind, id) = s
             .split_once(':')
             .ok_or_else(|| format!("level `{s}` is not `kind:id` (e.g. `department:eng`)"))?;
-        let kind = match kind {
-            "org" => LevelKind::Org,
-            "department" => LevelKind::Department,
-            "project" => LevelKind::Project,
-            "group" => LevelKind::Group,
-            "user" => LevelKind::User,
-            "key" => LevelKind::Key,
-            other => {
-                return Err(format!(
-                    "level kind `{other}` is not one of org, department, project, group, user, key"
-                ));
-            }
-        };
+        let kind: LevelKind = kind.parse().map_err(|_| {
+            format!(
+                "level kind `{kind}` is not one of {}",
+                <LevelKind as strum::VariantNames>::VARIANTS.join(", ")
+            )
+        })?;
         if id.is_empty() {
             return Err(format!("level `{s}` has an empty id"));
         }
@@ -127,8 +128,9 @@ impl fmt::Display for Denial {
 }
 
 /// What a budget counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Metric {
     /// Spend in micro-dollars.
     Usd,
@@ -139,16 +141,14 @@ pub enum Metric {
 impl Metric {
     /// Lowercase name (`usd`, `tokens`).
     pub fn as_str(self) -> &'static str {
-        match self {
-            Metric::Usd => "usd",
-            Metric::Tokens => "tokens",
-        }
+        self.into()
     }
 }
 
 /// Budget period: UTC calendar hour, day or month.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Period {
     /// Calendar hour (UTC).
     Hour,
@@ -185,11 +185,7 @@ impl Period {
 
     /// Lowercase name.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Period::Hour => "hour",
-            Period::Day => "day",
-            Period::Month => "month",
-        }
+        self.into()
     }
 }
 
@@ -219,8 +215,9 @@ pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 }
 
 /// Hard budgets block calls that would exceed them; soft ones only warn.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Enforcement {
     /// Refuse calls that could exceed the limit.
     Hard,
@@ -231,10 +228,7 @@ pub enum Enforcement {
 impl Enforcement {
     /// Lowercase name (`hard`, `soft`).
     pub fn as_str(self) -> &'static str {
-        match self {
-            Enforcement::Hard => "hard",
-            Enforcement::Soft => "soft",
-        }
+        self.into()
     }
 }
 

@@ -12,8 +12,25 @@ use serde::{Deserialize, Serialize};
 use crate::error::ErrorKind;
 
 /// How demanding a request is; the candidate selection maps tiers to models.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::Display,
+    strum::EnumString,
+    strum::VariantArray,
+    strum::VariantNames,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Tier {
     /// A weak, cheap model will very likely do.
     Light,
@@ -25,26 +42,19 @@ pub enum Tier {
 
 impl Tier {
     /// Every tier, lightest first.
-    pub const ALL: [Tier; 3] = [Tier::Light, Tier::Standard, Tier::Heavy];
+    pub const ALL: &'static [Tier] = <Tier as strum::VariantArray>::VARIANTS;
+
+    /// Every tier's name, lightest first.
+    pub const NAMES: &'static [&'static str] = <Tier as strum::VariantNames>::VARIANTS;
 
     /// The tier of a lowercase name.
     pub fn parse(s: &str) -> Option<Tier> {
-        Tier::ALL.into_iter().find(|t| t.as_str() == s)
+        s.parse().ok()
     }
 
     /// The lowercase name.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Tier::Light => "light",
-            Tier::Standard => "standard",
-            Tier::Heavy => "heavy",
-        }
-    }
-}
-
-impl std::fmt::Display for Tier {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 

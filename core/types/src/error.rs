@@ -10,7 +10,19 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The stable public error kinds. New kinds may be added (hence `non_exhaustive`),
 /// existing ones keep their meaning and their [`ErrorKind::code`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::IntoStaticStr,
+    strum::Display,
+    strum::EnumString,
+    strum::VariantArray,
+)]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 #[non_exhaustive]
 pub enum ErrorKind {
     /// Bad configuration: a file, field or environment variable must be fixed.
@@ -33,8 +45,10 @@ pub enum ErrorKind {
     /// page with a success status, tool-call arguments that are not JSON).
     InvalidResponse,
     /// A budget or quota would be exceeded.
+    #[strum(serialize = "BUDGET_EXCEEDED")]
     Budget,
     /// The caller may not use this model, provider or tier.
+    #[strum(serialize = "PERMISSION_DENIED")]
     Permission,
     /// The call was cancelled by its caller (`gaterouter::client::Cancel`) before it ended.
     Cancelled,
@@ -46,43 +60,15 @@ pub enum ErrorKind {
 impl ErrorKind {
     /// Stable SCREAMING_SNAKE code, used as JS `err.code` and in usage records.
     pub fn code(self) -> &'static str {
-        match self {
-            ErrorKind::Config => "CONFIG",
-            ErrorKind::Auth => "AUTH",
-            ErrorKind::RateLimited => "RATE_LIMITED",
-            ErrorKind::ProviderUnavailable => "PROVIDER_UNAVAILABLE",
-            ErrorKind::InvalidRequest => "INVALID_REQUEST",
-            ErrorKind::ContextLengthExceeded => "CONTEXT_LENGTH_EXCEEDED",
-            ErrorKind::Timeout => "TIMEOUT",
-            ErrorKind::StreamInterrupted => "STREAM_INTERRUPTED",
-            ErrorKind::InvalidResponse => "INVALID_RESPONSE",
-            ErrorKind::Budget => "BUDGET_EXCEEDED",
-            ErrorKind::Permission => "PERMISSION_DENIED",
-            ErrorKind::Cancelled => "CANCELLED",
-            ErrorKind::ClientClosed => "CLIENT_CLOSED",
-        }
+        self.into()
     }
 
     /// Every kind, in declaration order.
-    pub const ALL: [ErrorKind; 13] = [
-        ErrorKind::Config,
-        ErrorKind::Auth,
-        ErrorKind::RateLimited,
-        ErrorKind::ProviderUnavailable,
-        ErrorKind::InvalidRequest,
-        ErrorKind::ContextLengthExceeded,
-        ErrorKind::Timeout,
-        ErrorKind::StreamInterrupted,
-        ErrorKind::InvalidResponse,
-        ErrorKind::Budget,
-        ErrorKind::Permission,
-        ErrorKind::Cancelled,
-        ErrorKind::ClientClosed,
-    ];
+    pub const ALL: &'static [ErrorKind] = <ErrorKind as strum::VariantArray>::VARIANTS;
 
     /// The kind of a [`ErrorKind::code`].
     pub fn from_code(code: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.code() == code)
+        code.parse().ok()
     }
 
     /// Whether a retry of the same request may succeed.
@@ -91,12 +77,6 @@ impl ErrorKind {
             self,
             ErrorKind::RateLimited | ErrorKind::ProviderUnavailable | ErrorKind::Timeout
         )
-    }
-}
-
-impl std::fmt::Display for ErrorKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.code())
     }
 }
 
@@ -467,6 +447,35 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::RateLimited);
         assert!(e.is_retryable());
         assert!(e.to_string().contains("retry after 2000ms"), "{e}");
+    }
+
+    #[test]
+    fn every_code_is_fixed_and_parses_back() {
+        let codes: Vec<&str> = ErrorKind::ALL.iter().map(|k| k.code()).collect();
+        assert_eq!(
+            codes,
+            [
+                "CONFIG",
+                "AUTH",
+                "RATE_LIMITED",
+                "PROVIDER_UNAVAILABLE",
+                "INVALID_REQUEST",
+                "CONTEXT_LENGTH_EXCEEDED",
+                "TIMEOUT",
+                "STREAM_INTERRUPTED",
+                "INVALID_RESPONSE",
+                "BUDGET_EXCEEDED",
+                "PERMISSION_DENIED",
+                "CANCELLED",
+                "CLIENT_CLOSED",
+            ]
+        );
+        for &k in ErrorKind::ALL {
+            assert_eq!(ErrorKind::from_code(k.code()), Some(k));
+            assert_eq!(k.to_string(), k.code());
+        }
+        assert_eq!(ErrorKind::from_code("BUDGET"), None);
+        assert_eq!(ErrorKind::from_code("rate_limited"), None);
     }
 
     #[test]

@@ -14,8 +14,9 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 
 /// Who wrote a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::IntoStaticStr)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Role {
     /// Instructions for the model. OpenAI's `developer` role is read as `system`.
     #[serde(alias = "developer")]
@@ -31,12 +32,7 @@ pub enum Role {
 impl Role {
     /// The lowercase wire name.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Role::System => "system",
-            Role::User => "user",
-            Role::Assistant => "assistant",
-            Role::Tool => "tool",
-        }
+        self.into()
     }
 }
 
@@ -625,8 +621,9 @@ impl ChatRequest {
 }
 
 /// Why generation stopped, normalized across providers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum FinishReason {
     /// Natural end or a stop sequence.
     Stop,
@@ -641,12 +638,7 @@ pub enum FinishReason {
 impl FinishReason {
     /// The wire name.
     pub fn as_str(self) -> &'static str {
-        match self {
-            FinishReason::Stop => "stop",
-            FinishReason::Length => "length",
-            FinishReason::ToolCalls => "tool_calls",
-            FinishReason::ContentFilter => "content_filter",
-        }
+        self.into()
     }
 }
 
@@ -904,6 +896,60 @@ fn is_default<T: Default + PartialEq>(t: &T) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::budget::{Enforcement, LevelKind, Metric, Period};
+    use crate::decision::Tier;
+
+    /// `as_str` (strum) and the serde name agree for every enum that has both.
+    #[test]
+    fn enum_names_match_their_serde_names() {
+        fn same<T: Serialize>(v: T, name: &str) {
+            assert_eq!(
+                serde_json::to_string(&v).expect("ser"),
+                format!("\"{name}\"")
+            );
+        }
+        for r in [Role::System, Role::User, Role::Assistant, Role::Tool] {
+            same(r, r.as_str());
+        }
+        for f in [
+            FinishReason::Stop,
+            FinishReason::Length,
+            FinishReason::ToolCalls,
+            FinishReason::ContentFilter,
+        ] {
+            same(f, f.as_str());
+        }
+        assert_eq!(FinishReason::ToolCalls.as_str(), "tool_calls");
+        for &t in Tier::ALL {
+            same(t, t.as_str());
+            assert_eq!(Tier::parse(t.as_str()), Some(t));
+            assert_eq!(t.to_string(), t.as_str());
+        }
+        assert_eq!(Tier::parse("Heavy"), None);
+        for m in [Metric::Usd, Metric::Tokens] {
+            same(m, m.as_str());
+        }
+        for p in [Period::Hour, Period::Day, Period::Month] {
+            same(p, p.as_str());
+        }
+        for e in [Enforcement::Hard, Enforcement::Soft] {
+            same(e, e.as_str());
+        }
+        for k in [
+            LevelKind::Org,
+            LevelKind::Department,
+            LevelKind::Project,
+            LevelKind::Group,
+            LevelKind::User,
+            LevelKind::Key,
+        ] {
+            same(k, k.as_str());
+        }
+        assert_eq!(
+            "team:x".parse::<crate::budget::Level>().unwrap_err(),
+            "level kind `team` is not one of org, department, project, group, user, key"
+        );
+    }
 
     #[test]
     fn openai_style_json_round_trips() {

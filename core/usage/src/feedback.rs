@@ -37,8 +37,22 @@ pub enum FeedbackKind {
 }
 
 /// Who judged the answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, Hash)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    Default,
+    Hash,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantNames,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum FeedbackSource {
     /// The end user (a thumbs up, an accepted suggestion).
     #[default]
@@ -52,26 +66,22 @@ pub enum FeedbackSource {
 impl FeedbackSource {
     /// Wire spelling.
     pub fn as_str(self) -> &'static str {
-        match self {
-            FeedbackSource::User => "user",
-            FeedbackSource::Evaluator => "evaluator",
-            FeedbackSource::Implicit => "implicit",
-        }
+        self.into()
     }
     /// Parse the wire spelling; the error names the accepted values.
     pub fn parse(s: &str) -> Result<Self, UsageError> {
-        match s {
-            "user" => Ok(FeedbackSource::User),
-            "evaluator" => Ok(FeedbackSource::Evaluator),
-            "implicit" => Ok(FeedbackSource::Implicit),
-            other => Err(UsageError::InvalidField {
+        s.parse().map_err(|_| {
+            let names = <Self as strum::VariantNames>::VARIANTS;
+            let (last, rest) = names.split_last().unwrap_or((&"", &[]));
+            UsageError::InvalidField {
                 field: "source".into(),
                 message: format!(
-                    "`{}` is not a feedback source: use user, evaluator or implicit",
-                    other.chars().take(40).collect::<String>()
+                    "`{}` is not a feedback source: use {} or {last}",
+                    s.chars().take(40).collect::<String>(),
+                    rest.join(", ")
                 ),
-            }),
-        }
+            }
+        })
     }
 }
 

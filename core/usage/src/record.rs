@@ -791,7 +791,7 @@ mod tests {
             assert_eq!(UsageStatus::parse(s).unwrap().as_str(), s);
         }
         assert!(UsageStatus::parse("nope").is_none());
-        for k in ErrorKind::ALL {
+        for &k in ErrorKind::ALL {
             assert_eq!(UsageStatus::parse(k.code()), Some(UsageStatus::Error(k)));
         }
     }

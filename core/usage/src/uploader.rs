@@ -77,8 +77,11 @@ pub struct Rejected {
 }
 
 /// The kind of network the device is on, as the app reports it (the SDK does not probe).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, strum::IntoStaticStr,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum NetworkClass {
     /// Unmetered (Wi-Fi, Ethernet): the normal batching policy. The default.
     #[default]
@@ -92,11 +95,7 @@ pub enum NetworkClass {
 impl NetworkClass {
     /// The lowercase name (`wifi`, `cellular`, `offline`).
     pub fn as_str(self) -> &'static str {
-        match self {
-            NetworkClass::Wifi => "wifi",
-            NetworkClass::Cellular => "cellular",
-            NetworkClass::Offline => "offline",
-        }
+        self.into()
     }
 }
 
