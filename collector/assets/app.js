@@ -223,7 +223,8 @@
           const li = document.createElement("li");
           li.dataset.version = v.version;
           if (v.active) { li.className = "active"; }
-          li.textContent = v.version + (v.active ? " (active)" : "") + " · " + when(v.created_ms) + " · estimated gain: new " + apgr(v.new_apgr) + ", current " + apgr(v.current_apgr) + ", length " + apgr(v.length_apgr) + (v.outcomes == null ? "" : " · " + int(v.outcomes) + " rated calls");
+          if (v.project) { li.dataset.project = v.project; }
+          li.textContent = v.version + (v.project ? " [project " + v.project + "]" : "") + (v.active ? " (active)" : "") + " · " + when(v.created_ms) + " · estimated gain: new " + apgr(v.new_apgr) + ", current " + apgr(v.current_apgr) + ", length " + apgr(v.length_apgr) + (v.outcomes == null ? "" : " · " + int(v.outcomes) + " rated calls");
           ol.appendChild(li);
         }
         div.appendChild(ol);

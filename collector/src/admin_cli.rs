@@ -1044,6 +1044,16 @@ fn render_routing(v: &Value) -> String {
             .unwrap_or("none (clients use their own)"),
         v["public_key"].as_str().unwrap_or("")
     ));
+    if let Some(pv) = v["project_versions"].as_object().filter(|m| !m.is_empty()) {
+        let list: Vec<String> = pv
+            .iter()
+            .map(|(p, ver)| format!("{p} {}", ver.as_str().unwrap_or("")))
+            .collect();
+        out.push_str(&format!(
+            "project weights (served to the project's keys): {}\n",
+            list.join(", ")
+        ));
+    }
     let rows: Vec<Vec<String>> = v["weights"]
         .as_array()
         .into_iter()
@@ -1052,6 +1062,7 @@ fn render_routing(v: &Value) -> String {
             let r = &w["report"];
             vec![
                 w["version"].as_str().unwrap_or("").to_owned(),
+                w["project"].as_str().unwrap_or("(org)").to_owned(),
                 crate::time::iso(w["created_ms"].as_i64().unwrap_or(0)),
                 if w["active"] == true { "yes" } else { "" }.to_owned(),
                 r["outcomes"].to_string(),
@@ -1065,6 +1076,7 @@ fn render_routing(v: &Value) -> String {
         out.push_str(&table(
             &[
                 "VERSION",
+                "FOR",
                 "PROMOTED",
                 "ACTIVE",
                 "OUTCOMES",
@@ -1101,6 +1113,18 @@ fn render_learn(v: &Value) -> String {
         apgr(&r["current_apgr"]),
         apgr(&r["length_apgr"]),
     ) + &format!("{}\n", r["reason"].as_str().unwrap_or(""))
+        + &v["projects"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| {
+                format!(
+                    "project {}: {}",
+                    p["project"].as_str().unwrap_or(""),
+                    render_learn(p)
+                )
+            })
+            .collect::<String>()
 }
 
 fn render_alerts(items: &[Value]) -> String {
@@ -1596,6 +1620,43 @@ pub async fn run(args: AdminArgs, stdout: &mut dyn Write) -> Result<(), AdminErr
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn routing_views_name_project_weights() {
+        let shown = render_routing(&serde_json::json!({
+            "org": "acme",
+            "settings": {"learning": true, "explore_permille": 50},
+            "calls_with_features": 720, "explored_calls": 36,
+            "active_version": "00aa", "public_key": "PK",
+            "project_versions": {"atlas": "00bb"},
+            "weights": [
+                {"version": "00bb", "project": "atlas", "created_ms": 0, "active": true, "report": {"outcomes": 360}},
+                {"version": "00aa", "project": null, "created_ms": 0, "active": true, "report": {"outcomes": 360}},
+            ],
+            "runs": [],
+        }));
+        assert!(shown.contains("served weights: 00aa"), "{shown}");
+        assert!(
+            shown.contains("project weights (served to the project's keys): atlas 00bb"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("00bb     atlas  ") && shown.contains("00aa     (org)  "),
+            "{shown}"
+        );
+        let learned = render_learn(&serde_json::json!({
+            "org": "acme", "promoted": null, "report": {"outcomes": 720, "reason": "kept"},
+            "projects": [{"org": "acme", "project": "atlas", "promoted": "00bb", "report": {"outcomes": 360, "reason": "better"}}],
+        }));
+        assert!(
+            learned.starts_with("kept the current weights\n"),
+            "{learned}"
+        );
+        assert!(
+            learned.contains("project atlas: promoted weights 00bb"),
+            "{learned}"
+        );
+    }
 
     #[test]
     fn token_is_redacted_and_urls_checked() {

@@ -1719,6 +1719,7 @@ async fn weights_of(
             let r = &w["report"];
             json!({
                 "version": w["version"],
+                "project": w["project"],
                 "created_ms": w["created_ms"],
                 "active": w["active"],
                 "outcomes": report(r, "outcomes"),
@@ -1747,12 +1748,18 @@ async fn weights_of(
         });
     let active = versions
         .iter()
-        .find(|v| v["active"] == json!(true))
+        .find(|v| v["active"] == json!(true) && v["project"].is_null())
         .map(|v| v["version"].clone());
+    let project_versions: serde_json::Map<String, Value> = versions
+        .iter()
+        .filter(|v| v["active"] == json!(true))
+        .filter_map(|v| Some((v["project"].as_str()?.to_owned(), v["version"].clone())))
+        .collect();
     Ok(json!({
         "org": org,
         "name": name,
         "active_version": active,
+        "project_versions": project_versions,
         "versions": versions,
         "last_run": last_run,
     }))

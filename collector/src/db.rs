@@ -128,6 +128,7 @@ const MIGRATIONS: &[Migration] = &[
     MIGRATION_10_MONTHLY_ROLLUPS,
     MIGRATION_11_ROLLUPS_V2,
     MIGRATION_12_ROUTING_LEARNING,
+    MIGRATION_13_PROJECT_WEIGHTS,
 ];
 
 const MIGRATION_1: Migration = Migration {
@@ -451,6 +452,21 @@ const MIGRATION_12_ROUTING_LEARNING: Migration = Migration {
          promoted INTEGER NOT NULL, version TEXT, report TEXT NOT NULL)",
         "CREATE INDEX IF NOT EXISTS routing_learn_runs_org ON routing_learn_runs (org, at_ms)",
         "CREATE TABLE IF NOT EXISTS collector_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL, created_ms BIGINT NOT NULL)",
+    ],
+    sqlite: &[],
+    postgres: &[],
+    generated: None,
+};
+
+/// Version 13 (issue 20): weights learned per project. `routing_weights` and
+/// `routing_learn_runs` gain `project` (`''`: the org's own weights and runs, which
+/// every row so far is); one weights version is active per (org, project).
+const MIGRATION_13_PROJECT_WEIGHTS: Migration = Migration {
+    version: 13,
+    common: &[
+        "ALTER TABLE routing_weights ADD COLUMN project TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE routing_learn_runs ADD COLUMN project TEXT NOT NULL DEFAULT ''",
+        "CREATE INDEX IF NOT EXISTS routing_weights_active ON routing_weights (org, project, active)",
     ],
     sqlite: &[],
     postgres: &[],

@@ -1,7 +1,9 @@
 //! Routing that learns from each organization's outcomes (issue 20), the collector's
 //! side: per-org settings served with the policy, learning runs (periodic and on
 //! demand) that refit the org's router from its rated `auto` calls, promote new weights
-//! only when their estimated quality beats the current ones, and sign them.
+//! only when their estimated quality beats the current ones, and sign them. A project
+//! with enough rated calls of its own ([`MIN_PROJECT_OUTCOMES`]) is refitted too, and
+//! its keys are served its weights (the org's until it has some).
 //!
 //! The data never includes text: `auto` records of a learning org carry the router's
 //! structural features and salted hashed term buckets (`gaterouter::usage::RouteFeatures`),
@@ -11,6 +13,7 @@
 
 use std::time::Duration;
 
+use gaterouter::accounts::SignedWeights;
 use gaterouter::routing::Weights;
 use gaterouter::routing::learning::row_of;
 use gaterouter::routing::offpolicy::{LogLearnOptions, LoggedCall, learn_from_log};
@@ -23,29 +26,93 @@ use crate::util::now_ms;
 /// Most rated calls one learning run reads (the newest).
 pub const MAX_LEARN_CALLS: i64 = 50_000;
 
+/// Rated calls a project needs before it gets weights of its own (fewer: it is served
+/// the org's). Below a few hundred outcomes a refit is mostly noise (bench/RESULTS.md,
+/// `route calibrate` on 10 % of dev), and the promotion rule would keep refusing it.
+pub const MIN_PROJECT_OUTCOMES: i64 = 200;
+
 /// What one learning run did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LearnRun {
     /// The org.
     pub org: String,
+    /// The project refitted (`None`: the org's own weights).
+    pub project: Option<String>,
     /// The learner's report (estimates, decision, reason) as JSON.
     pub report: Value,
     /// The promoted weights version, if any.
     pub promoted: Option<String>,
+    /// The runs of the org's projects with enough rated calls (an org run only).
+    pub projects: Vec<LearnRun>,
 }
 
-/// Refit the org's router from its rated `auto` calls now; promote and sign new weights
-/// when they are estimated better than the current ones (and length-only).
+impl LearnRun {
+    /// As the admin API answers it.
+    pub fn to_json(&self) -> Value {
+        let mut v = json!({
+            "org": self.org,
+            "promoted": self.promoted,
+            "report": self.report,
+        });
+        if let Some(o) = v.as_object_mut() {
+            match &self.project {
+                Some(p) => {
+                    o.insert("project".into(), json!(p));
+                }
+                None => {
+                    o.insert(
+                        "projects".into(),
+                        Value::Array(self.projects.iter().map(LearnRun::to_json).collect()),
+                    );
+                }
+            }
+        }
+        v
+    }
+}
+
+/// Refit the org's router from its rated `auto` calls now, then each project's that has
+/// at least [`MIN_PROJECT_OUTCOMES`] of its own; promote and sign new weights when they
+/// are estimated better than the ones now served there (a project without weights of its
+/// own is served the org's) and than length-only.
 pub async fn learn_org(db: &Db, org: &str) -> Result<LearnRun, DbError> {
-    let now = now_ms();
     let Some(settings) = store::settings(db, org).await? else {
         return Ok(LearnRun {
             org: org.to_owned(),
+            project: None,
             report: json!({"promote": false, "outcomes": 0, "reason": format!("org {org} never turned routing learning on: PUT /v1/admin/orgs/{org}/routing first")}),
             promoted: None,
+            projects: Vec::new(),
         });
     };
-    let rated = store::rated_calls(db, org, MAX_LEARN_CALLS).await?;
+    let org_active = store::active_weights(db, org, "").await?;
+    let mut run = learn_scope(db, org, None, &settings, org_active.clone()).await?;
+    let org_now = match run.promoted {
+        Some(_) => store::active_weights(db, org, "").await?,
+        None => org_active,
+    };
+    for (project, _) in store::projects_with_outcomes(db, org, MIN_PROJECT_OUTCOMES).await? {
+        let incumbent = match store::active_weights(db, org, &project).await? {
+            Some(own) => Some(own),
+            None => org_now.clone(),
+        };
+        let project_run = learn_scope(db, org, Some(&project), &settings, incumbent).await?;
+        run.projects.push(project_run);
+    }
+    Ok(run)
+}
+
+/// One refit: the org's (`project` `None`, every rated call of the org) or one project's
+/// (its rated calls), against `incumbent`, the weights served there now (builtin if none).
+async fn learn_scope(
+    db: &Db,
+    org: &str,
+    project: Option<&str>,
+    settings: &store::Settings,
+    incumbent: Option<SignedWeights>,
+) -> Result<LearnRun, DbError> {
+    let now = now_ms();
+    let rated = store::rated_calls(db, org, project, MAX_LEARN_CALLS).await?;
     let skipped = rated.len();
     let calls: Vec<LoggedCall> = rated
         .into_iter()
@@ -59,8 +126,7 @@ pub async fn learn_org(db: &Db, org: &str) -> Result<LearnRun, DbError> {
         })
         .collect();
     let skipped = skipped - calls.len();
-    let active = store::active_weights(db, org).await?;
-    let current = active
+    let current = incumbent
         .as_ref()
         .and_then(|w| Weights::from_json(&w.weights_json).ok())
         .or_else(|| Weights::builtin().ok());
@@ -75,15 +141,18 @@ pub async fn learn_org(db: &Db, org: &str) -> Result<LearnRun, DbError> {
     })
     .await;
     let fitted = fitted.map_err(|e| e.to_string()).and_then(|r| r);
+    let scope = project.unwrap_or("");
     let (report, weights) = match fitted {
         Ok(x) => x,
         Err(e) => {
             let report = json!({"promote": false, "reason": format!("learning failed: {e}")});
-            store::record_run(db, org, now, 0, &report, None).await?;
+            store::record_run(db, org, scope, now, 0, &report, None).await?;
             return Ok(LearnRun {
                 org: org.to_owned(),
+                project: project.map(str::to_owned),
                 report,
                 promoted: None,
+                projects: Vec::new(),
             });
         }
     };
@@ -92,11 +161,16 @@ pub async fn learn_org(db: &Db, org: &str) -> Result<LearnRun, DbError> {
         o.insert("skipped_mismatched_features".into(), json!(skipped));
         o.insert(
             "previous_version".into(),
-            json!(active.as_ref().map(|w| w.version.clone())),
+            json!(incumbent.as_ref().map(|w| w.version.clone())),
         );
     }
-    let signed = match &weights {
-        Some(w) => {
+    let signed = match weights {
+        Some(mut w) => {
+            if let Some(p) = project {
+                // A project's file names its scope (and so never shares a version, the
+                // fingerprint, with the org's).
+                w.description = format!("{} Project {p} of org {org}.", w.description);
+            }
             let key = store::signing_key(db, now).await?;
             Some(store::sign(
                 &key,
@@ -108,12 +182,23 @@ pub async fn learn_org(db: &Db, org: &str) -> Result<LearnRun, DbError> {
         }
         None => None,
     };
-    store::record_run(db, org, now, report.outcomes, &report_json, signed.as_ref()).await?;
-    tracing::info!(org, outcomes = report.outcomes, promoted = ?signed.as_ref().map(|w| &w.version), reason = %report.reason, "routing learning run");
+    store::record_run(
+        db,
+        org,
+        scope,
+        now,
+        report.outcomes,
+        &report_json,
+        signed.as_ref(),
+    )
+    .await?;
+    tracing::info!(org, project = scope, outcomes = report.outcomes, promoted = ?signed.as_ref().map(|w| &w.version), reason = %report.reason, "routing learning run");
     Ok(LearnRun {
         org: org.to_owned(),
+        project: project.map(str::to_owned),
         report: report_json,
         promoted: signed.map(|w| w.version),
+        projects: Vec::new(),
     })
 }
 
@@ -157,7 +242,7 @@ async fn run_due(db: &Db, interval: Duration) -> Result<(), DbError> {
 /// of calls with features, the served weights version, history, runs, public key.
 pub async fn describe(db: &Db, org: &str) -> Result<Value, DbError> {
     let settings = store::settings(db, org).await?;
-    let active = store::active_weights(db, org).await?;
+    let active = store::active_weights(db, org, "").await?;
     let key = store::signing_key(db, now_ms()).await?;
     let (calls, explored) = store::feature_counts(db, org).await?;
     Ok(json!({
@@ -166,6 +251,7 @@ pub async fn describe(db: &Db, org: &str) -> Result<Value, DbError> {
         "calls_with_features": calls,
         "explored_calls": explored,
         "active_version": active.map(|w| w.version),
+        "project_versions": store::active_project_versions(db, org).await?,
         "public_key": store::public_key_b64(&key),
         "weights": store::weights_history(db, org).await?,
         "runs": store::learn_runs(db, org, 20).await?,

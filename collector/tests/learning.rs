@@ -2,7 +2,9 @@
 //! settings served with the policy, learning features stored from signed records, a
 //! learning run (periodic on SQLite, on demand on PostgreSQL) that promotes and signs
 //! weights which the policy then serves and which verify; malformed features refused
-//! with the field named; an org that never turned learning on gets no `routing`.
+//! with the field named; an org that never turned learning on gets no `routing`; a
+//! project with enough rated calls of its own gets weights of its own (its signal is the
+//! opposite of the org's), served to its keys while the org's keys keep the org's.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -30,7 +32,11 @@ async fn put_routing(env: &Env, body: Value) -> (u16, Value) {
 }
 
 async fn policy_routing(env: &Env, eng: &UsageSigner) -> Option<RoutingPolicy> {
-    let (s, v) = signed(env, eng, "k_eng", "GET", "/v1/policy", None).await;
+    policy_routing_of(env, eng, "k_eng").await
+}
+
+async fn policy_routing_of(env: &Env, signer: &UsageSigner, key: &str) -> Option<RoutingPolicy> {
+    let (s, v) = signed(env, signer, key, "GET", "/v1/policy", None).await;
     assert_eq!(s, 200, "{v}");
     serde_json::from_value(v["routing"].clone()).ok()
 }
@@ -38,9 +44,16 @@ async fn policy_routing(env: &Env, eng: &UsageSigner) -> Option<RoutingPolicy> {
 /// One `auto` call of a learning org, as an SDK records it: ledger prompts need the
 /// heavy tier (score 1 there, 0 elsewhere), garden prompts do not (1 everywhere).
 fn call(i: usize, h: Hashing, eng: &UsageSigner) -> (String, String) {
-    let hard = i % 2 == 0;
+    call_in(i, h, eng, None)
+}
+
+/// [`call`], for a project: in project `atlas` the signal is the opposite one (garden
+/// prompts need the heavy tier, ledger prompts do not).
+fn call_in(i: usize, h: Hashing, eng: &UsageSigner, project: Option<&str>) -> (String, String) {
+    let ledger = i % 2 == 0;
+    let hard = ledger != project.is_some();
     let strong = (i / 2) % 2 == 0; // both arms for both kinds, propensity 0.5
-    let text = if hard {
+    let text = if ledger {
         format!("audit the ledger of unit {i}")
     } else {
         format!("water the garden of home {i}")
@@ -51,6 +64,7 @@ fn call(i: usize, h: Hashing, eng: &UsageSigner) -> (String, String) {
         ts: gaterouter::usage::unix_ms_now() - 60_000,
         ..Spec::default()
     });
+    rec.project = project.map(str::to_owned);
     let route = rec.route.as_mut().unwrap();
     route.weights = Some("0123456789abcdef".into());
     route.propensity_ppm = Some(500_000);
@@ -169,10 +183,89 @@ async fn learns(env: &Env, periodic: bool) {
     tampered.weights_json = tampered.weights_json.replace("\"bias\"", "\"bias\" ");
     assert!(tampered.verify("acme", None).is_err());
 
+    project_weights(env, &eng, h, &version).await;
+
     // Learning off: still served (the weights), no exploration, no features asked.
     put_routing(env, json!({"learning": false})).await;
     let rp = policy_routing(env, &eng).await.unwrap();
     assert!(!rp.learning && rp.weights.is_some());
+}
+
+/// Project `atlas` (key `k_atlas`) rates 360 calls with the opposite signal: a run refits
+/// it apart, its keys are served its weights, which score the other way round, and the
+/// org's keys keep the org's weights.
+async fn project_weights(env: &Env, eng: &UsageSigner, h: Hashing, org_version: &str) {
+    env.admin_ok(
+        "/v1/admin/projects",
+        json!({"id": "atlas", "org_id": "acme", "department_id": "eng"}),
+    )
+    .await;
+    let atlas = signer(3);
+    env.admin_ok("/v1/admin/keys", json!({"id": "k_atlas", "org_id": "acme", "department_id": "eng", "project_id": "atlas", "public_key": atlas.public_key()})).await;
+    // Before its own weights: the org's.
+    let rp = policy_routing_of(env, &atlas, "k_atlas").await.unwrap();
+    assert_eq!(rp.weights.unwrap().version, org_version);
+
+    let (wires, fbs): (Vec<String>, Vec<String>) = (1000..1360)
+        .map(|i| call_in(i, h, eng, Some("atlas")))
+        .unzip();
+    for chunk in wires.chunks(90).chain(fbs.chunks(90)) {
+        let (s, v) = env.ingest(chunk).await;
+        assert_eq!(s, 200, "{v}");
+        assert!(v["rejected"].as_array().is_none_or(Vec::is_empty), "{v}");
+    }
+    let (s, v) = env
+        .post("/v1/admin/orgs/acme/routing/learn", Some(ADMIN), &json!({}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["projects"][0]["project"], "atlas", "{v}");
+    // The periodic loop may have promoted atlas first: read what is served.
+    let (_, d) = env.get("/v1/admin/orgs/acme/routing", Some(ADMIN)).await;
+    let project_version = d["project_versions"]["atlas"]
+        .as_str()
+        .unwrap_or_else(|| panic!("atlas promoted: {v} {d}"))
+        .to_owned();
+    let org_now = d["active_version"].as_str().unwrap().to_owned();
+    assert_ne!(project_version, org_now, "{d}");
+    assert!(
+        d["weights"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["version"] == project_version.as_str() && w["project"] == "atlas"),
+        "{d}"
+    );
+
+    let served = policy_routing_of(env, &atlas, "k_atlas")
+        .await
+        .unwrap()
+        .weights
+        .unwrap();
+    assert_eq!(served.version, project_version);
+    served.verify("acme", d["public_key"].as_str()).unwrap();
+    let org_served = policy_routing(env, eng).await.unwrap().weights.unwrap();
+    assert_eq!(org_served.version, org_now);
+
+    let score = |w: &Weights, text: &str| {
+        gaterouter::routing::Scorer::new(w.clone())
+            .score(&ChatRequest::new("auto", vec![Message::user(text)]))
+            .score
+    };
+    let pw = Weights::from_json(&served.weights_json).unwrap();
+    let ow = Weights::from_json(&org_served.weights_json).unwrap();
+    let (ledger, garden) = (
+        "audit the ledger of unit 7777",
+        "water the garden of home 7777",
+    );
+    assert!(
+        score(&pw, garden) > score(&pw, ledger),
+        "the project's signal"
+    );
+    // The org's refit reads all its calls (atlas's too, where the signal cancels out), so
+    // it may have kept or replaced its weights; the first ones carry the org's signal.
+    if org_now == org_version {
+        assert!(score(&ow, ledger) > score(&ow, garden), "the org's signal");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -96,9 +96,5 @@ pub async fn post_learn(
     admin(&st, &headers).await?;
     org_exists(&st.db, &org).await?;
     let run = crate::learning::learn_org(&st.db, &org).await?;
-    Ok(Json(json!({
-        "org": run.org,
-        "promoted": run.promoted,
-        "report": run.report,
-    })))
+    Ok(Json(run.to_json()))
 }

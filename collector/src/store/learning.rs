@@ -1,6 +1,6 @@
-//! Routing learning as stored (migration 12): per-org settings, the learning features of
-//! `auto` records, signed weights versions, learning runs, and the collector's weights
-//! signing key.
+//! Routing learning as stored (migrations 12 and 13): per-org settings, the learning
+//! features of `auto` records, signed weights versions and learning runs (per org, and per
+//! project: `project = ''` is the org's own), and the collector's weights signing key.
 
 use base64::Engine as _;
 use gaterouter::accounts::{RoutingPolicy, SignedWeights};
@@ -115,12 +115,16 @@ pub async fn put_settings(
     })
 }
 
-/// The active (served) weights of an org.
-pub async fn active_weights(db: &Db, org: &str) -> Result<Option<SignedWeights>, DbError> {
+/// The active (served) weights of an org (`project` empty) or of one of its projects.
+pub async fn active_weights(
+    db: &Db,
+    org: &str,
+    project: &str,
+) -> Result<Option<SignedWeights>, DbError> {
     let rows = db
         .fetch(
-            "SELECT version, weights_json, created_ms, public_key, signature FROM routing_weights WHERE org = $1 AND active = 1",
-            &[Param::Text(org.to_owned())],
+            "SELECT version, weights_json, created_ms, public_key, signature FROM routing_weights WHERE org = $1 AND project = $2 AND active = 1",
+            &[Param::Text(org.to_owned()), Param::Text(project.to_owned())],
             "reading the active routing weights",
         )
         .await?;
@@ -137,12 +141,25 @@ pub async fn active_weights(db: &Db, org: &str) -> Result<Option<SignedWeights>,
         .transpose()
 }
 
-/// The `routing` section of an org's policy: absent when it never set learning.
-pub async fn routing_policy(db: &Db, org: &str) -> Result<Option<RoutingPolicy>, DbError> {
+/// The `routing` section of the policy of a key of `org` (bound to `project`, if any):
+/// absent when the org never set learning. The weights are the project's own when it has
+/// some, else the org's.
+pub async fn routing_policy(
+    db: &Db,
+    org: &str,
+    project: Option<&str>,
+) -> Result<Option<RoutingPolicy>, DbError> {
     let Some(s) = settings(db, org).await? else {
         return Ok(None);
     };
-    let weights = active_weights(db, org).await?;
+    let project_weights = match project.filter(|p| !p.is_empty()) {
+        Some(p) => active_weights(db, org, p).await?,
+        None => None,
+    };
+    let weights = match project_weights {
+        Some(w) => Some(w),
+        None => active_weights(db, org, "").await?,
+    };
     if !s.learning && weights.is_none() {
         return Ok(None);
     }
@@ -212,15 +229,31 @@ pub struct RatedCall {
     pub reward: f64,
 }
 
-/// The org's most recent rated calls that carry features (at most `limit`).
-pub async fn rated_calls(db: &Db, org: &str, limit: i64) -> Result<Vec<RatedCall>, DbError> {
+/// The most recent rated calls that carry features (at most `limit`) of the org, or of
+/// one of its projects.
+pub async fn rated_calls(
+    db: &Db,
+    org: &str,
+    project: Option<&str>,
+    limit: i64,
+) -> Result<Vec<RatedCall>, DbError> {
+    let mut params = vec![Param::Text(org.to_owned()), Param::I64(limit)];
+    let only_project = match project {
+        Some(p) => {
+            params.push(Param::Text(p.to_owned()));
+            " AND f.project = $3"
+        }
+        None => "",
+    };
     let rows = db
         .fetch(
-            "SELECT f.features, f.strong, f.propensity_ppm, CAST(SUM(fb.score_milli) AS BIGINT), CAST(COUNT(*) AS BIGINT)
-             FROM route_features f JOIN feedback fb ON fb.org = f.org AND fb.record_id = f.record_id
-             WHERE f.org = $1 GROUP BY f.record_id, f.features, f.strong, f.propensity_ppm, f.ts_start
-             ORDER BY f.ts_start DESC LIMIT $2",
-            &[Param::Text(org.to_owned()), Param::I64(limit)],
+            &format!(
+                "SELECT f.features, f.strong, f.propensity_ppm, CAST(SUM(fb.score_milli) AS BIGINT), CAST(COUNT(*) AS BIGINT)
+                 FROM route_features f JOIN feedback fb ON fb.org = f.org AND fb.record_id = f.record_id
+                 WHERE f.org = $1{only_project} GROUP BY f.record_id, f.features, f.strong, f.propensity_ppm, f.ts_start
+                 ORDER BY f.ts_start DESC LIMIT $2"
+            ),
+            &params,
             "reading rated auto calls",
         )
         .await?;
@@ -305,11 +338,33 @@ pub fn sign(
     }
 }
 
-/// Record a learning run and, when `promoted`, make those weights the org's active ones
-/// (one transaction).
+/// The projects of `org` with at least `min` rated calls carrying features, and how many.
+pub async fn projects_with_outcomes(
+    db: &Db,
+    org: &str,
+    min: i64,
+) -> Result<Vec<(String, i64)>, DbError> {
+    let rows = db
+        .fetch(
+            "SELECT f.project, CAST(COUNT(DISTINCT f.record_id) AS BIGINT) FROM route_features f
+             JOIN feedback fb ON fb.org = f.org AND fb.record_id = f.record_id
+             WHERE f.org = $1 AND f.project IS NOT NULL AND f.project <> ''
+             GROUP BY f.project HAVING COUNT(DISTINCT f.record_id) >= $2 ORDER BY f.project",
+            &[Param::Text(org.to_owned()), Param::I64(min)],
+            "counting rated calls per project",
+        )
+        .await?;
+    rows.iter()
+        .map(|r| Ok((get_str(r, 0)?, get_i64(r, 1)?)))
+        .collect()
+}
+
+/// Record a learning run of the org (`project` empty) or of one of its projects and, when
+/// `promoted`, make those weights the active ones of that org or project (one transaction).
 pub async fn record_run(
     db: &Db,
     org: &str,
+    project: &str,
     at_ms: i64,
     outcomes: usize,
     report: &Value,
@@ -320,14 +375,14 @@ pub async fn record_run(
     let report_text = report.to_string();
     if let Some(w) = promoted {
         bind_all(
-            "UPDATE routing_weights SET active = 0 WHERE org = $1",
-            &[Param::Text(org.to_owned())],
+            "UPDATE routing_weights SET active = 0 WHERE org = $1 AND project = $2",
+            &[Param::Text(org.to_owned()), Param::Text(project.to_owned())],
         )
         .execute(&mut *tx)
         .await
         .map_err(dberr("retiring routing weights"))?;
         bind_all(
-            "INSERT INTO routing_weights (org, version, created_ms, weights_json, signature, public_key, report, active) VALUES ($1, $2, $3, $4, $5, $6, $7, 1)
+            "INSERT INTO routing_weights (org, version, created_ms, weights_json, signature, public_key, report, active, project) VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8)
              ON CONFLICT (org, version) DO UPDATE SET active = 1",
             &[
                 Param::Text(org.to_owned()),
@@ -337,6 +392,7 @@ pub async fn record_run(
                 Param::Text(w.signature.clone()),
                 Param::Text(w.public_key.clone()),
                 Param::Text(report_text.clone()),
+                Param::Text(project.to_owned()),
             ],
         )
         .execute(&mut *tx)
@@ -344,7 +400,7 @@ pub async fn record_run(
         .map_err(dberr("storing routing weights"))?;
     }
     bind_all(
-        "INSERT INTO routing_learn_runs (org, at_ms, outcomes, promoted, version, report) VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO routing_learn_runs (org, at_ms, outcomes, promoted, version, report, project) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         &[
             Param::Text(org.to_owned()),
             Param::I64(at_ms),
@@ -352,6 +408,7 @@ pub async fn record_run(
             Param::I64(i64::from(promoted.is_some())),
             Param::OptText(promoted.map(|w| w.version.clone())),
             Param::Text(report_text),
+            Param::Text(project.to_owned()),
         ],
     )
     .execute(&mut *tx)
@@ -362,11 +419,12 @@ pub async fn record_run(
         .map_err(dberr("committing a learning run"))
 }
 
-/// The org's weights versions, newest first: version, created, active, the report.
+/// The org's weights versions (its own and its projects'), newest first: version,
+/// project (`null`: the org's), created, active, the report.
 pub async fn weights_history(db: &Db, org: &str) -> Result<Vec<Value>, DbError> {
     let rows = db
         .fetch(
-            "SELECT version, created_ms, active, report FROM routing_weights WHERE org = $1 ORDER BY created_ms DESC LIMIT 100",
+            "SELECT version, created_ms, active, report, project FROM routing_weights WHERE org = $1 ORDER BY created_ms DESC, project LIMIT 100",
             &[Param::Text(org.to_owned())],
             "reading routing weights history",
         )
@@ -375,6 +433,7 @@ pub async fn weights_history(db: &Db, org: &str) -> Result<Vec<Value>, DbError> 
         .map(|r| {
             Ok(serde_json::json!({
                 "version": get_str(r, 0)?,
+                "project": Some(get_str(r, 4)?).filter(|p| !p.is_empty()),
                 "created_ms": get_i64(r, 1)?,
                 "active": get_i64(r, 2)? != 0,
                 "report": serde_json::from_str::<Value>(&get_str(r, 3)?).unwrap_or(Value::Null),
@@ -383,11 +442,28 @@ pub async fn weights_history(db: &Db, org: &str) -> Result<Vec<Value>, DbError> 
         .collect()
 }
 
+/// The active weights version of each of the org's projects that has its own.
+pub async fn active_project_versions(
+    db: &Db,
+    org: &str,
+) -> Result<serde_json::Map<String, Value>, DbError> {
+    let rows = db
+        .fetch(
+            "SELECT project, version FROM routing_weights WHERE org = $1 AND project <> '' AND active = 1 ORDER BY project",
+            &[Param::Text(org.to_owned())],
+            "reading the projects' active routing weights",
+        )
+        .await?;
+    rows.iter()
+        .map(|r| Ok((get_str(r, 0)?, Value::String(get_str(r, 1)?))))
+        .collect()
+}
+
 /// The org's latest learning runs, newest first.
 pub async fn learn_runs(db: &Db, org: &str, limit: i64) -> Result<Vec<Value>, DbError> {
     let rows = db
         .fetch(
-            "SELECT at_ms, outcomes, promoted, version, report FROM routing_learn_runs WHERE org = $1 ORDER BY at_ms DESC LIMIT $2",
+            "SELECT at_ms, outcomes, promoted, version, report, project FROM routing_learn_runs WHERE org = $1 ORDER BY at_ms DESC, project LIMIT $2",
             &[Param::Text(org.to_owned()), Param::I64(limit)],
             "reading learning runs",
         )
@@ -396,6 +472,7 @@ pub async fn learn_runs(db: &Db, org: &str, limit: i64) -> Result<Vec<Value>, Db
         .map(|r| {
             Ok(serde_json::json!({
                 "at_ms": get_i64(r, 0)?,
+                "project": Some(get_str(r, 5)?).filter(|p| !p.is_empty()),
                 "outcomes": get_i64(r, 1)?,
                 "promoted": get_i64(r, 2)? != 0,
                 "version": get_opt_str(r, 3)?,

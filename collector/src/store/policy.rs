@@ -125,7 +125,8 @@ pub async fn effective_policy(db: &Db, ctx: &KeyContext) -> Result<EffectivePoli
         ttl_ms: POLICY_TTL_MS,
         rules,
         budgets,
-        routing: super::learning::routing_policy(db, &ctx.scope.org).await?,
+        routing: super::learning::routing_policy(db, &ctx.scope.org, ctx.scope.project.as_deref())
+            .await?,
     })
 }
 
