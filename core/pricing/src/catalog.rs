@@ -774,6 +774,20 @@ mod tests {
     }
 
     proptest! {
+        /// The routing shortcut is `cost(...).total_micros` for a plain usage, for every
+        /// model of the catalog (long-context tiers included) and amounts past 64 bits.
+        #[test]
+        fn plain_cost_is_the_catalog_total(
+            p in prop_oneof![0u64..3_000_000, 1u64 << 40..1u64 << 50],
+            c in prop_oneof![0u64..300_000, 1u64 << 40..1u64 << 50],
+            i in 0usize..1000,
+        ) {
+            let cat = Catalog::builtin();
+            let (key, price) = cat.models.iter().nth(i % cat.models.len()).unwrap();
+            let full = cat.cost(&Usage::new(p, c, 0, 0, 0), key, CostOptions::default()).unwrap();
+            prop_assert_eq!(price.plain_cost_micros(p, c), full.total_micros, "{}", key);
+        }
+
         #[test]
         fn parts_sum_to_the_total_and_stay_within_one_micro(
             p in 0u64..3_000_000, c in 0u64..300_000, cached in 0u64..3_000_000, w in 0u64..3_000_000, r in 0u64..300_000,

@@ -147,6 +147,40 @@ impl ModelPrice {
         Ok(())
     }
 
+    /// The total, in micro-dollars, of a call with `prompt_tokens` uncached input and
+    /// `completion_tokens` output (no cache, no batch): what [`crate::Catalog::cost`]
+    /// answers as `total_micros` for that usage, without building a [`crate::Cost`]
+    /// (routing estimates every candidate of every `auto` call this way). Exact integer
+    /// arithmetic, rounded half-up once, in 64 bits when the amount fits.
+    pub fn plain_cost_micros(&self, prompt_tokens: u64, completion_tokens: u64) -> u64 {
+        /// Units of 1/100 pico-dollar per micro-dollar (see `Catalog::cost`).
+        const UNIT_PER_MICRO: u64 = 1_000_000 * 100;
+        let (rates, _) = self.effective(prompt_tokens);
+        let (i, o) = (
+            rates.input.micros_per_million(),
+            rates.output.micros_per_million(),
+        );
+        let narrow = prompt_tokens
+            .checked_mul(i)
+            .and_then(|a| {
+                completion_tokens
+                    .checked_mul(o)
+                    .and_then(|b| a.checked_add(b))
+            })
+            .and_then(|x| x.checked_mul(100))
+            .and_then(|x| x.checked_add(UNIT_PER_MICRO / 2));
+        match narrow {
+            Some(x) => x / UNIT_PER_MICRO,
+            None => {
+                let exact = (u128::from(prompt_tokens) * u128::from(i)
+                    + u128::from(completion_tokens) * u128::from(o))
+                    * 100;
+                let total = (exact + u128::from(UNIT_PER_MICRO / 2)) / u128::from(UNIT_PER_MICRO);
+                u64::try_from(total).unwrap_or(u64::MAX)
+            }
+        }
+    }
+
     /// The price table that applies to a request with `prompt_tokens` input tokens.
     pub(crate) fn effective(&self, prompt_tokens: u64) -> (Rates, Option<u64>) {
         let mut r = Rates {

@@ -585,6 +585,13 @@ impl Scan {
                 self.word_len += i - start;
                 continue;
             }
+            if c == b' ' {
+                // The most common separator: it only ends a word or a number.
+                self.end_word(b);
+                self.end_number();
+                i += 1;
+                continue;
+            }
             if c < 0x80 {
                 if c.is_ascii_digit() {
                     self.end_word(b);

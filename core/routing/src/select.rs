@@ -37,8 +37,8 @@ pub use crate::decision::{
 };
 use crate::error::{Error, Result};
 use crate::health::BreakerConfig;
-use crate::pricing::{Catalog, CostOptions, DEFAULT_EXPECTED_COMPLETION_TOKENS};
-use crate::types::{ChatRequest, Content, ContentPart, ResponseFormat, Usage};
+use crate::pricing::{Catalog, DEFAULT_EXPECTED_COMPLETION_TOKENS, ModelPrice};
+use crate::types::{ChatRequest, Content, ContentPart, ResponseFormat};
 
 /// `[routing]`: tiers, policy, pins, weights, fallbacks and the circuit breaker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -235,15 +235,15 @@ pub fn rough_prompt_tokens(req: &ChatRequest) -> u64 {
     (bytes as u64).div_ceil(4) + 4 * req.messages.len() as u64 + 3 + images * 765
 }
 
-/// Check one model against the request; `Err(reason)` when it cannot serve it.
+/// Check one model (its catalog entry, if priced) against the request; `Err(reason)`
+/// when it cannot serve it.
 fn fit(
-    catalog: &Catalog,
-    model: &str,
+    price: Option<&ModelPrice>,
     needs: Needs,
     prompt: u64,
     completion_bound: u64,
 ) -> std::result::Result<Option<u64>, (Exclusion, String)> {
-    let Some((_, price)) = catalog.lookup(model) else {
+    let Some(price) = price else {
         return Ok(None);
     };
     let caps = price.capabilities;
@@ -273,15 +273,9 @@ fn fit(
     Ok(window)
 }
 
-fn estimate(catalog: &Catalog, model: &str, prompt: u64, completion: u64) -> Option<u64> {
-    catalog
-        .cost(
-            &Usage::new(prompt, completion, 0, 0, 0),
-            model,
-            CostOptions::default(),
-        )
-        .ok()
-        .map(|c| c.total_micros)
+/// The cost of `prompt` + `completion` tokens on a priced model (`None`: unpriced).
+fn estimate(price: Option<&ModelPrice>, prompt: u64, completion: u64) -> Option<u64> {
+    price.map(|p| p.plain_cost_micros(prompt, completion))
 }
 
 /// The organization policy as routing sees it: the effective rules and the budgets as
@@ -310,7 +304,7 @@ fn max_cost_rough(catalog: &Catalog, req: &ChatRequest, model: &str, prompt: u64
             .map(|w| w.saturating_sub(prompt)))
         .unwrap_or(DEFAULT_EXPECTED_COMPLETION_TOKENS);
     (
-        estimate(catalog, model, prompt, completion).unwrap_or(0),
+        estimate(price, prompt, completion).unwrap_or(0),
         prompt.saturating_add(completion),
     )
 }
@@ -382,10 +376,10 @@ pub fn select(input: SelectInput<'_>, avail: &dyn Availability) -> Result<RouteD
     let policy_passed = std::cell::Cell::new(0usize);
     let consider =
         |model: &str, tier: Option<Tier>, excluded: &mut Vec<Excluded>| -> Option<Candidate> {
+            // One catalog lookup per model: retention, capabilities, window and prices.
+            let price = catalog.lookup(model).map(|(_, p)| p);
             if let Some(p) = accounts {
-                let zero_retention = catalog
-                    .lookup(model)
-                    .is_some_and(|(_, price)| price.zero_retention);
+                let zero_retention = price.is_some_and(|price| price.zero_retention);
                 if let Err(d) = p.rules.check_model(model, zero_retention) {
                     excluded.push(Excluded::new(
                         model,
@@ -404,17 +398,17 @@ pub fn select(input: SelectInput<'_>, avail: &dyn Availability) -> Result<RouteD
                 excluded.push(Excluded::new(model, kind, reason));
                 return None;
             }
-            match fit(catalog, model, needs, prompt, bound) {
+            match fit(price, needs, prompt, bound) {
                 Err((kind, reason)) => {
                     excluded.push(Excluded::new(model, kind, reason));
                     None
                 }
                 Ok(context_window) => Some(Candidate {
                     model: model.to_owned(),
-                    estimated_cost_micros: estimate(catalog, model, prompt, expected),
+                    estimated_cost_micros: estimate(price, prompt, expected),
                     max_cost_micros: req
                         .max_tokens
-                        .and_then(|m| estimate(catalog, model, prompt, u64::from(m))),
+                        .and_then(|m| estimate(price, prompt, u64::from(m))),
                     context_window,
                     latency_ms: avail.latency_ms(model),
                     tier,
@@ -530,10 +524,11 @@ pub fn select(input: SelectInput<'_>, avail: &dyn Availability) -> Result<RouteD
     }
     // A model listed in several tiers (or twice in one) is one candidate: its first,
     // best-ranked place; likewise one exclusion per model and reason.
-    let mut seen = std::collections::HashSet::new();
-    ranked.retain(|c| seen.insert(c.model.clone()));
-    let mut seen = std::collections::HashSet::new();
-    excluded.retain(|e| seen.insert((e.model.clone(), e.reason.clone())));
+    // (A dozen entries: a scan of the kept ones beats hashing cloned strings.)
+    dedup_by(&mut ranked, |a, b| a.model == b.model);
+    dedup_by(&mut excluded, |a, b| {
+        a.model == b.model && a.reason == b.reason
+    });
     let mut served_tier = served.ok_or_else(|| {
         let denials = policy_denials.borrow();
         match denials.first() {
@@ -657,6 +652,18 @@ pub fn select(input: SelectInput<'_>, avail: &dyn Availability) -> Result<RouteD
         weights_version: None,
         learning: None,
     })
+}
+
+/// Keep the first of each group of `same` items, in order.
+fn dedup_by<T>(items: &mut Vec<T>, same: impl Fn(&T, &T) -> bool) {
+    let mut kept = 0;
+    for i in 0..items.len() {
+        if !items[..kept].iter().any(|k| same(k, &items[i])) {
+            items.swap(kept, i);
+            kept += 1;
+        }
+    }
+    items.truncate(kept);
 }
 
 /// Stable sort of one tier's candidates; `usize` is the list position (preference).
@@ -1238,6 +1245,16 @@ mod tests {
         let e = pick_with(&req, Tier::Heavy, &cfg, &broke).unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::Budget);
         assert_eq!(e.budget_status().unwrap().id, "b-day");
+    }
+
+    #[test]
+    fn dedup_keeps_the_first_of_each_in_order() {
+        let mut v = vec!["b", "a", "b", "c", "a", "d", "c"];
+        dedup_by(&mut v, |x, y| x == y);
+        assert_eq!(v, ["b", "a", "c", "d"]);
+        let mut e: Vec<&str> = vec![];
+        dedup_by(&mut e, |x, y| x == y);
+        assert!(e.is_empty());
     }
 
     #[test]
