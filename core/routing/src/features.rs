@@ -513,6 +513,19 @@ fn lookup(key: u128) -> u8 {
     W_OTHER
 }
 
+/// The word being read: ASCII letter runs joined by non-ASCII letters. Only a single
+/// ASCII run can be a cue word; its bytes are read back from the text when the word ends
+/// (most words fail the length/first-letter filter first, so nothing is copied per
+/// letter).
+#[derive(Debug, Default, Clone, Copy)]
+struct Word {
+    /// Letters so far (a non-ASCII letter counts one).
+    len: usize,
+    /// Where the word starts in the segment being fed.
+    start: usize,
+    non_ascii: bool,
+}
+
 /// Running counts of one scan.
 #[derive(Debug, Default)]
 struct Scan {
@@ -541,17 +554,6 @@ struct Scan {
     option_mask: u8,
     option_bytes: u64,
     total_bytes: u64,
-    // word state: a word is ASCII letter runs joined by non-ASCII letters; only a
-    // single ASCII run can be a cue word, and its bytes are read back from the text
-    // when the word ends (most words fail the length/first-letter filter first, so
-    // nothing is copied per letter).
-    /// Letters so far (a non-ASCII letter counts one).
-    word_len: usize,
-    /// Where the word starts in the segment being fed.
-    word_start: usize,
-    word_non_ascii: bool,
-    in_number: bool,
-    number_value: f64,
     prev: u8,
     prev2: u8,
     last_number: f64,
@@ -565,6 +567,11 @@ impl Scan {
         self.total_bytes += n as u64;
         let mut multibyte = 0usize;
         let mut i = 0;
+        // The word being read, in locals (not fields) so that the scan keeps it in
+        // registers; a segment always ends its last word.
+        let mut word = Word::default();
+        // The number being read (its value so far), likewise.
+        let mut number: Option<f64> = None;
         // Start of the current line if it is a multiple-choice option.
         let mut option_from = if n > 0 && self.line_start(b) {
             Some(0)
@@ -575,42 +582,39 @@ impl Scan {
             let c = b[i];
             if c.is_ascii_alphabetic() {
                 // Fast path: a run of ASCII letters.
-                self.end_number();
+                self.end_number(&mut number);
                 let start = i;
                 i = letters_end(b, i + 1);
                 self.ascii_letters += (i - start) as u64;
-                if self.word_len == 0 {
-                    self.word_start = start;
+                if word.len == 0 {
+                    word.start = start;
                 }
-                self.word_len += i - start;
+                word.len += i - start;
                 continue;
             }
             if c == b' ' {
                 // The most common separator: it only ends a word or a number.
-                self.end_word(b);
-                self.end_number();
+                self.end_word(b, &mut word);
+                self.end_number(&mut number);
                 i += 1;
                 continue;
             }
             if c < 0x80 {
                 if c.is_ascii_digit() {
-                    self.end_word(b);
-                    if !self.in_number {
-                        self.in_number = true;
-                        self.number_value = 0.0;
-                    }
-                    self.number_value = self.number_value * 10.0 + f64::from(c - b'0');
+                    self.end_word(b, &mut word);
+                    // The integer part's value, digit by digit (`None`: not in a number).
+                    number = Some(number.unwrap_or(0.0) * 10.0 + f64::from(c - b'0'));
                 } else if (c == b'.' || c == b',')
-                    && self.in_number
+                    && number.is_some()
                     && b.get(i + 1).is_some_and(u8::is_ascii_digit)
                 {
                     // "3.14" and "80,000" are one number; keep the integer part's value.
                     if c == b'.' {
-                        self.number_value = self.number_value.floor();
+                        number = number.map(f64::floor);
                     }
                 } else {
-                    self.end_word(b);
-                    self.end_number();
+                    self.end_word(b, &mut word);
+                    self.end_number(&mut number);
                     if c == b'\n' {
                         if let Some(from) = option_from.take() {
                             self.option_bytes += (i + 1 - from) as u64; // with its newline
@@ -628,23 +632,23 @@ impl Scan {
                 let len = utf8_len(c);
                 let cp = decode(b, i, len);
                 multibyte += len;
-                self.end_number();
+                self.end_number(&mut number);
                 if is_math_symbol(cp) {
-                    self.end_word(b);
+                    self.end_word(b, &mut word);
                     self.math_symbols += 1;
                     self.other_chars += 1;
                 } else if is_cjk(cp) {
-                    self.end_word(b);
+                    self.end_word(b, &mut word);
                     self.cjk_chars += 1;
                     self.non_ascii_letters += 1;
                 } else if is_letter_like(cp) {
                     self.other_chars += 1;
                     self.non_ascii_letters += 1;
-                    self.word_non_ascii = true;
-                    self.word_len += 1;
+                    word.non_ascii = true;
+                    word.len += 1;
                 } else {
                     // Typographic punctuation (curly quotes, dashes, bullets).
-                    self.end_word(b);
+                    self.end_word(b, &mut word);
                     self.other_chars += 1;
                 }
                 i += len.max(1);
@@ -654,8 +658,8 @@ impl Scan {
             self.option_bytes += (n - from) as u64;
         }
         self.ascii_chars += (n - multibyte.min(n)) as u64;
-        self.end_word(b);
-        self.end_number();
+        self.end_word(b, &mut word);
+        self.end_number(&mut number);
         self.prev = W_OTHER;
         self.prev2 = W_OTHER;
     }
@@ -728,11 +732,10 @@ impl Scan {
     }
 
     #[inline(always)]
-    fn end_number(&mut self) {
-        if self.in_number {
-            self.in_number = false;
+    fn end_number(&mut self, number: &mut Option<f64>) {
+        if let Some(value) = number.take() {
             self.numbers += 1;
-            self.last_number = self.number_value;
+            self.last_number = value;
             self.shift(W_NUMBER);
         }
     }
@@ -743,34 +746,31 @@ impl Scan {
     }
 
     #[inline(always)]
-    fn end_word(&mut self, text: &[u8]) {
-        if self.word_len == 0 {
+    fn end_word(&mut self, text: &[u8], word: &mut Word) {
+        if word.len == 0 {
             return;
         }
-        self.finish_word(text);
+        self.finish_word(text, *word);
+        *word = Word::default();
     }
 
-    /// The word just ended: count it, classify it, and reset the word state.
+    /// The word just ended: count it, classify it.
     #[inline(always)]
-    fn finish_word(&mut self, text: &[u8]) {
+    fn finish_word(&mut self, text: &[u8], w: Word) {
         self.words += 1;
-        let len = self.word_len;
+        let len = w.len;
         if len >= 9 {
             self.long_words += 1;
         }
-        let class = match text.get(self.word_start..self.word_start + len) {
+        let class = match text.get(w.start..w.start + len) {
             // Of the one-letter words only "I" takes part in phrases.
             Some(word)
-                if !self.word_non_ascii
-                    && (len > 1 || word[0] | 0x20 == b'i')
-                    && maybe_cue(word) =>
+                if !w.non_ascii && (len > 1 || word[0] | 0x20 == b'i') && maybe_cue(word) =>
             {
-                self.classify(word_key_at(text, self.word_start, len))
+                self.classify(word_key_at(text, w.start, len))
             }
             _ => W_OTHER,
         };
-        self.word_len = 0;
-        self.word_non_ascii = false;
         self.shift(class);
     }
 
