@@ -6,7 +6,7 @@
 #   bench/route_eval.sh --default       # one section (--default, --calibrate, --simulate)
 #   bench/route_eval.sh --production    # the collector's learner on logged traffic (not in the default run)
 #   bench/route_eval.sh --reference     # route calibrate vs the plain ridge reference and variants
-#   bench/route_eval.sh --write-builtin core/data/router_weights.json
+#   bench/route_eval.sh --write-builtin core/routing/data/router_weights.json
 #                                       # refit the builtin weights on the whole dev file
 #   bench/route_eval.sh --bench         # ... and the criterion scoring benchmark
 #

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run -p gaterouter --example route_eval -- [--data tests/data/routing/dev.jsonl]
-//!     [--default] [--calibrate] [--simulate] [--write-builtin core/data/router_weights.json]
+//!     [--default] [--calibrate] [--simulate] [--write-builtin core/routing/data/router_weights.json]
 //! ```
 //! `--default`: the builtin-weights procedure ([`calibrate::fit_builtin`]: log length + the
 //! word-problem cue) refitted on the train part of every held-out split and scored on

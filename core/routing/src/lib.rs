@@ -10,7 +10,7 @@
 //! question type...) into a score in `[0, 1]` with a logistic model, and the score into
 //! a [`Tier`] by two thresholds; optionally hashed word n-gram weights ([`lexical`]) add
 //! to the same log-odds. Weights and thresholds live in a data file
-//! (`core/data/router_weights.json`, embedded; another can be loaded) that
+//! (`core/routing/data/router_weights.json`, embedded; another can be loaded) that
 //! [`calibrate::fit`] refits from labeled prompts and [`learn`] learns from outcomes (ridge on
 //! hashed n-grams with cross-validation; a bandit replay with inverse-propensity refits); [`eval`] measures a router with the
 //! standard metrics (PGR, APGR, CPT) against random and length-only baselines and
@@ -34,7 +34,7 @@
 //! |---|---|
 //! | [`features`] | the structural features of a request |
 //! | [`lexical`] | hashed word n-gram terms and their weights |
-//! | [`weights`] | the weights file (embedded `core/data/router_weights.json`) and thresholds |
+//! | [`weights`] | the weights file (embedded `core/routing/data/router_weights.json`) and thresholds |
 //! | [`scorer`] | features -> logistic score in `[0, 1]` -> [`Tier`] |
 //! | [`select`] | tier -> model by policy, within what the caller may use; [`RoutingConfig`] |
 //! | [`learning`] | what an `auto` decision records for learning, and the exploration draw |

@@ -1,6 +1,6 @@
 //! The router's weights and tier thresholds, kept in a JSON data file.
 //!
-//! The builtin file (`core/data/router_weights.json`) is produced by
+//! The builtin file (`core/routing/data/router_weights.json`) is produced by
 //! [`crate::routing::calibrate::fit`] from labeled data and embedded at build time; a
 //! deployment can load its own file refitted on its own traffic.
 
@@ -14,7 +14,7 @@ use super::features::{FEATURE_NAMES, Feature, N_FEATURES};
 use crate::error::{Error, Result};
 
 /// The builtin weights file, embedded at build time.
-pub const BUILTIN_WEIGHTS_JSON: &str = include_str!("../../data/router_weights.json");
+pub const BUILTIN_WEIGHTS_JSON: &str = include_str!("../data/router_weights.json");
 
 /// Current weights file format version.
 pub const WEIGHTS_VERSION: u32 = 1;
