@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 
-echo "== Rust: formatting (rustfmt), lints (clippy -D warnings), then workspace tests (debug build, one target/)"
+echo "== Rust: formatting (rustfmt), lints (clippy -D warnings), then workspace tests (debug build, one target/), then the core crates' docs (-D warnings)"
 if cargo fmt --version >/dev/null 2>&1; then
   cargo fmt --all --check
 else
@@ -20,6 +20,11 @@ else
 fi
 cargo test --workspace --all-targets --no-fail-fast --exclude gaterouter-python --exclude gaterouter-node
 cargo test --workspace --doc
+# The core crates' API docs (each lib.rs is the map of its crate) build without a broken
+# link or a warning.
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p gaterouter -p gaterouter-types \
+  -p gaterouter-tokens -p gaterouter-pricing -p gaterouter-providers -p gaterouter-accounts \
+  -p gaterouter-health -p gaterouter-routing -p gaterouter-usage -p gaterouter-tokenizer
 # Every committed fuzz input (corpus + crash regressions) through the fuzz targets' code,
 # on stable without libFuzzer (fuzz/README.md runs the fuzzers themselves).
 bash fuzz/replay.sh

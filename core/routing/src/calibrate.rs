@@ -11,7 +11,7 @@ use super::features::{self, Feature, N_FEATURES};
 use super::lexical;
 use super::weights::sigmoid;
 use super::weights::{LexicalWeights, MAX_LEXICAL_BITS, Target, Thresholds, Weights};
-use crate::error::{Error, Result};
+use gaterouter_types::error::{Error, Result};
 
 /// How rows are weighted in the fit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -48,7 +48,7 @@ pub struct FitOptions {
     /// Free text stored in the weights file (which data, which split, which command).
     pub description: String,
     /// Also fit hashed word n-gram weights with `2^bits` buckets on top of the
-    /// structural model (see [`crate::routing::lexical`]); `None` fits the structural
+    /// structural model (see [`crate::lexical`]); `None` fits the structural
     /// features only. On the bundled data they help on prompts of subjects the fit saw
     /// (+0.01 APGR) but not on unseen subjects (bench/RESULTS.md), so it is off by
     /// default; refitting on a deployment's own traffic is the case it is for.
@@ -585,9 +585,9 @@ fn solve(a: &[f64], b: &[f64], d: usize) -> Option<Vec<f64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::routing::features::Feature;
-    use crate::routing::scorer::Scorer;
-    use crate::types::{ChatRequest, Message};
+    use crate::features::Feature;
+    use crate::scorer::Scorer;
+    use gaterouter_types::types::{ChatRequest, Message};
 
     fn lp(i: usize, text: &str, weak: f64, strong: f64) -> LabeledPrompt {
         LabeledPrompt {

@@ -17,8 +17,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::scorer::{Scorer, Tier};
-use crate::error::{Error, Result};
-use crate::types::{ChatRequest, Message, Tool};
+use gaterouter_types::error::{Error, Result};
+use gaterouter_types::types::{ChatRequest, Message, Tool};
 
 /// One prompt with (optionally) how well a weak and a strong model answered it.
 #[derive(Debug, Clone, PartialEq)]

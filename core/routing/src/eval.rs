@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::data::LabeledPrompt;
 use super::scorer::Scorer;
-use crate::error::{Error, Result};
+use gaterouter_types::error::{Error, Result};
 
 /// One point of the quality curve.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -191,7 +191,7 @@ pub fn evaluate(
 /// The length-only baseline: longer prompts go to the strong model first. Length is the
 /// number of characters of the messages' text (the "length only (characters)").
 pub fn length_score(p: &LabeledPrompt) -> f64 {
-    use crate::types::{Content, ContentPart};
+    use gaterouter_types::types::{Content, ContentPart};
     let mut n = 0usize;
     for m in &p.request.messages {
         match &m.content {
@@ -496,7 +496,10 @@ mod tests {
         let mk = |id: usize, src: &str, w: f64, s: f64| LabeledPrompt {
             id: id.to_string(),
             source: src.to_owned(),
-            request: crate::types::ChatRequest::new("auto", vec![crate::types::Message::user("x")]),
+            request: gaterouter_types::types::ChatRequest::new(
+                "auto",
+                vec![gaterouter_types::types::Message::user("x")],
+            ),
             weak_model: None,
             strong_model: None,
             weak_score: Some(w),
@@ -535,7 +538,10 @@ mod tests {
         let mk = |id: usize, src: &str| LabeledPrompt {
             id: id.to_string(),
             source: src.to_owned(),
-            request: crate::types::ChatRequest::new("auto", vec![crate::types::Message::user("x")]),
+            request: gaterouter_types::types::ChatRequest::new(
+                "auto",
+                vec![gaterouter_types::types::Message::user("x")],
+            ),
             weak_model: None,
             strong_model: None,
             weak_score: Some(0.0),

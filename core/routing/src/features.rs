@@ -7,7 +7,7 @@
 //! transforms are fixed in code (not fitted) so that a feature the calibration data
 //! never exercises (tools, CJK text, code) still has a meaningful scale.
 
-use crate::types::{ChatRequest, Content, ContentPart, Role};
+use gaterouter_types::types::{ChatRequest, Content, ContentPart, Role};
 use serde_json::Value;
 
 /// Number of features.
@@ -1016,7 +1016,7 @@ fn is_letter_like(cp: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{Message, Tool};
+    use gaterouter_types::types::{Message, Tool};
 
     fn feats(text: &str) -> Features {
         extract(&ChatRequest::new("auto", vec![Message::user(text)]))

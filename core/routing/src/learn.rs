@@ -24,8 +24,8 @@ use super::features::{self, N_FEATURES};
 use super::lexical;
 use super::scorer::Scorer;
 use super::weights::{LexicalWeights, Link, MAX_LEXICAL_BITS, Target, Thresholds, Weights};
-use crate::error::{Error, Result};
-use crate::types::ChatRequest;
+use gaterouter_types::error::{Error, Result};
+use gaterouter_types::types::ChatRequest;
 
 /// Hashed n-gram buckets `2^14`: 22 KB in the weights file.
 pub const DEFAULT_BITS: u8 = 14;
@@ -874,7 +874,7 @@ pub(crate) fn fit_success(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::Message;
+    use gaterouter_types::types::Message;
 
     fn lp(i: usize, source: &str, text: &str, weak: f64, strong: f64) -> LabeledPrompt {
         LabeledPrompt {

@@ -15,9 +15,9 @@ use super::features::{self, N_FEATURES};
 use super::learn::Row;
 use super::lexical::{self, Hashing};
 use super::scorer::{ScoreReport, Scorer, Tier};
-pub use crate::decision::LearningTrace;
-use crate::decision::RouteFeatures;
-use crate::types::ChatRequest;
+pub use gaterouter_types::decision::LearningTrace;
+use gaterouter_types::decision::RouteFeatures;
+use gaterouter_types::types::ChatRequest;
 
 /// Everything a client needs to route an organization's `auto` calls with learning: the
 /// organization's weights (when it has learned some), its hashing and exploration share.
@@ -172,8 +172,8 @@ pub fn row_of(f: &RouteFeatures, bits: u8) -> Option<Row> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::routing::learn::design_row;
-    use crate::types::Message;
+    use crate::learn::design_row;
+    use gaterouter_types::types::Message;
 
     fn learning(explore: f64) -> Learning {
         Learning {
@@ -260,7 +260,7 @@ mod tests {
     fn the_empirical_share_matches_the_propensity() {
         let l = learning(0.2);
         let all = [Tier::Light, Tier::Standard, Tier::Heavy];
-        let mut rng = crate::routing::learn::SplitMix::new(7);
+        let mut rng = crate::learn::SplitMix::new(7);
         let n = 30_000;
         let mut heavy = 0usize;
         let mut p = 0.0;

@@ -13,7 +13,7 @@
 //! most [`MAX_SCAN_BYTES`] of text (the last bytes of the conversation, where the question
 //! is), so the lexical part costs the same for a 2k-token and a 200k-token request.
 
-use crate::types::{ChatRequest, Content, ContentPart};
+use gaterouter_types::types::{ChatRequest, Content, ContentPart};
 
 /// Bytes of text the lexical scan reads at most (from the end of the conversation).
 pub const MAX_SCAN_BYTES: usize = 4096;
@@ -281,7 +281,7 @@ pub fn lexical_logit_terms(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::Message;
+    use gaterouter_types::types::Message;
 
     fn req(t: &str) -> ChatRequest {
         ChatRequest::new("auto", vec![Message::user(t)])

@@ -5,7 +5,7 @@
 //! (cost ranking), `gaterouter-accounts` (policy rules, budgets) and `gaterouter-health`
 //! (the breaker section of its config); `gaterouter` re-exports it as `gaterouter::routing`.
 //!
-//! The [`Scorer`] turns cheap text features of a [`crate::types::ChatRequest`] (length,
+//! The [`Scorer`] turns cheap text features of a [`gaterouter_types::types::ChatRequest`] (length,
 //! code, math, reasoning cues, constraints, tools, requested output, language,
 //! question type...) into a score in `[0, 1]` with a logistic model, and the score into
 //! a [`Tier`] by two thresholds; optionally hashed word n-gram weights ([`lexical`]) add
@@ -57,16 +57,6 @@ pub mod resend;
 pub mod scorer;
 pub mod select;
 pub mod weights;
-
-// The modules were written inside `gaterouter` as `crate::routing::...`,
-// `crate::types::...`; these private names keep those paths (and the files' history)
-// while the layers below are crates of their own.
-#[allow(unused_imports)] // by tests and doc links only
-use crate as routing;
-#[cfg(test)]
-use gaterouter_types::ErrorKind;
-use gaterouter_types::{decision, error, model_id, types};
-use {gaterouter_accounts as accounts, gaterouter_health as health, gaterouter_pricing as pricing};
 
 pub use data::{LabeledPrompt, ScoredLine, load_jsonl, read_jsonl, score_jsonl};
 pub use features::{FEATURE_NAMES, Feature, Features};

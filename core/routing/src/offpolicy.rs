@@ -5,7 +5,7 @@
 //!
 //! - each arm's success is fitted on the calls that went to it, weighted by the inverse
 //!   of the propensity (capped), the gain model is strong minus weak (as
-//!   [`super::learn::simulate`] does);
+//!   `route simulate` does, [`replay`]);
 //! - candidates are compared by a **doubly-robust, cross-fitted** estimate of their APGR:
 //!   out-of-fold success models give each call pseudo-outcomes for both arms
 //!   (`m̂_a + 1[a taken] (r − m̂_a) / p`), unbiased when the propensities are right, and
@@ -27,7 +27,7 @@ use super::learning::{Learning, features_of_scored, row_of};
 use super::lexical::Hashing;
 use super::scorer::{Scorer, Tier};
 use super::weights::{Link, Weights};
-use crate::error::{Error, Result};
+use gaterouter_types::error::{Error, Result};
 
 /// One logged `auto` call with its outcome.
 #[derive(Debug, Clone)]
@@ -536,9 +536,9 @@ pub fn replay(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::routing::learn::SplitMix;
-    use crate::routing::learning::{features_of, row_of};
-    use crate::types::{ChatRequest, Message};
+    use crate::learn::SplitMix;
+    use crate::learning::{features_of, row_of};
+    use gaterouter_types::types::{ChatRequest, Message};
 
     /// Planted signal: prompts about "ledger" need the strong model (weak 0.1, strong
     /// 0.9); prompts about "garden" do not (both 0.8); both kinds have the same length.
@@ -594,13 +594,13 @@ mod tests {
         assert_eq!(w.lexical.as_ref().unwrap().salt, 0xdead_beef);
         // Fresh prompts of each kind: ledger ones score above garden ones, and land in
         // the heavy tier through the real scorer (salted hashing).
-        let scorer = crate::routing::Scorer::new(w);
+        let scorer = crate::Scorer::new(w);
         let s = |t: &str| scorer.score(&ChatRequest::new("auto", vec![Message::user(t)]));
         let hard = s("audit the ledger of omega unit 99999");
         let easy = s("water the garden of omega home 99999");
         assert!(hard.score > easy.score, "{} {}", hard.score, easy.score);
-        assert_eq!(hard.tier, crate::routing::Tier::Heavy);
-        assert_ne!(easy.tier, crate::routing::Tier::Heavy);
+        assert_eq!(hard.tier, crate::Tier::Heavy);
+        assert_ne!(easy.tier, crate::Tier::Heavy);
         // Deterministic.
         let (r2, _) = learn_from_log(&calls, &current, &opts).unwrap();
         assert_eq!(r, r2);
@@ -608,7 +608,7 @@ mod tests {
 
     #[test]
     fn replay_learns_as_production_and_is_deterministic() {
-        use crate::routing::data::LabeledPrompt;
+        use crate::data::LabeledPrompt;
         // Planted: "ledger" prompts need the strong model, "garden" ones do not; same length.
         let mut rng = SplitMix::new(7);
         let ps: Vec<LabeledPrompt> = (0..1600)
@@ -621,7 +621,7 @@ mod tests {
                     "weak_score": if hard { 0.0 } else { 1.0 },
                     "strong_score": 1.0,
                 });
-                crate::routing::data::parse_line(&line.to_string(), i + 1, "t").unwrap()
+                crate::data::parse_line(&line.to_string(), i + 1, "t").unwrap()
             })
             .collect();
         let opts = SimulateOptions {
@@ -635,7 +635,7 @@ mod tests {
         assert!(rep.refits >= 3 && rep.promotions >= 1, "{rep:?}");
         assert!((rep.explored_share - 0.2).abs() < 0.05, "{rep:?}");
         let r = eval::evaluate(&ps[1200..], &|p| {
-            crate::routing::Scorer::new(w.clone()).score_only(&p.request)
+            crate::Scorer::new(w.clone()).score_only(&p.request)
         })
         .unwrap();
         assert!(r.apgr > 0.7, "held-out APGR {}", r.apgr);

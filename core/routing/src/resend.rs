@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
-use crate::types::ChatRequest;
+use gaterouter_types::types::ChatRequest;
 
 /// The label of an implicit negative outcome.
 pub const RESENT_STRONGER: &str = "resent_stronger";
@@ -91,7 +91,7 @@ impl ResendWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::Message;
+    use gaterouter_types::types::Message;
 
     fn req(text: &str) -> ChatRequest {
         ChatRequest::new("auto", vec![Message::user(text)])

@@ -8,13 +8,13 @@ use serde::{Deserialize, Serialize};
 use super::features::{self, FEATURE_NAMES, Features, N_FEATURES};
 use super::lexical;
 use super::weights::Weights;
-use crate::error::Result;
-use crate::types::ChatRequest;
+use gaterouter_types::error::Result;
+use gaterouter_types::types::ChatRequest;
 
 /// Name of the n-gram part in score reports.
 pub const LEXICAL_NAME: &str = "lexical";
 
-pub use crate::decision::{FeatureContribution, Tier};
+pub use gaterouter_types::decision::{FeatureContribution, Tier};
 
 /// The outcome of scoring one request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -154,8 +154,8 @@ pub use super::weights::sigmoid;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::routing::weights::Thresholds;
-    use crate::types::Message;
+    use crate::weights::Thresholds;
+    use gaterouter_types::types::Message;
 
     #[test]
     fn builtin_scores_in_unit_interval_with_all_features() {
@@ -213,7 +213,7 @@ mod tests {
 
     #[test]
     fn lexical_weights_add_to_the_logit_and_report() {
-        use crate::routing::weights::LexicalWeights;
+        use crate::weights::LexicalWeights;
         let mut w = Weights::prior();
         w.weights = [0.0; N_FEATURES];
         w.bias = 0.0;
@@ -241,7 +241,7 @@ mod tests {
         let mut w = Weights::prior();
         w.weights = [0.0; N_FEATURES];
         w.bias = 0.0;
-        w.weights[crate::routing::features::Feature::Reasoning as usize] = 3.0;
+        w.weights[crate::features::Feature::Reasoning as usize] = 3.0;
         let s = Scorer::new(w);
         let plain = s
             .score(&ChatRequest::new("auto", vec![Message::user("hello")]))

@@ -31,14 +31,14 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::{ScoreReport, Tier};
-use crate::accounts::{BudgetStatus, EffectiveRules, Metric, fmt_usd};
-pub use crate::decision::{
+use gaterouter_accounts::{BudgetStatus, EffectiveRules, Metric, fmt_usd};
+use gaterouter_health::BreakerConfig;
+use gaterouter_pricing::{Catalog, DEFAULT_EXPECTED_COMPLETION_TOKENS, ModelPrice};
+pub use gaterouter_types::decision::{
     Attempt, AttemptOutcome, Candidate, Excluded, Exclusion, Policy, RouteDecision, RouteMode,
 };
-use crate::error::{Error, Result};
-use crate::health::BreakerConfig;
-use crate::pricing::{Catalog, DEFAULT_EXPECTED_COMPLETION_TOKENS, ModelPrice};
-use crate::types::{ChatRequest, Content, ContentPart, ResponseFormat};
+use gaterouter_types::error::{Error, Result};
+use gaterouter_types::types::{ChatRequest, Content, ContentPart, ResponseFormat};
 
 /// `[routing]`: tiers, policy, pins, weights, fallbacks and the circuit breaker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -123,7 +123,7 @@ impl RoutingConfig {
     /// Check that every model name is `provider/model` and weights are positive.
     pub fn validate(&self, source: &str) -> Result<()> {
         let check = |field: String, id: &str| {
-            crate::model_id::ModelId::parse(id)
+            gaterouter_types::model_id::ModelId::parse(id)
                 .map(|_| ())
                 .map_err(|e| {
                     Error::config(
@@ -371,7 +371,7 @@ pub fn select(input: SelectInput<'_>, avail: &dyn Availability) -> Result<RouteD
     // The organization policy's denials, and how many models it let through: when the
     // policy alone leaves no model (whatever keys or breakers say), the caller gets a
     // short permission error naming the rule instead of the list of exclusions.
-    let policy_denials: std::cell::RefCell<Vec<crate::accounts::Denial>> =
+    let policy_denials: std::cell::RefCell<Vec<gaterouter_accounts::Denial>> =
         std::cell::RefCell::new(Vec::new());
     let policy_passed = std::cell::Cell::new(0usize);
     let consider =
@@ -711,7 +711,7 @@ fn draw_weighted(here: &[Candidate], weights: &BTreeMap<String, u32>) -> Option<
 
 /// Every model `auto` could use is denied by the organization policy: a permission error
 /// naming the first rule and its level, short (the per-model list is in `route()`).
-fn policy_blocks_every_model(first: &crate::accounts::Denial, models: usize) -> Error {
+fn policy_blocks_every_model(first: &gaterouter_accounts::Denial, models: usize) -> Error {
     Error::Permission {
         rule: first.rule.clone(),
         level: Some(first.level.clone()),
@@ -770,8 +770,8 @@ fn explicit_error(model: &str, excluded: &[Excluded]) -> Error {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::error::ErrorKind;
-    use crate::types::{Message, Tool};
+    use gaterouter_types::error::ErrorKind;
+    use gaterouter_types::types::{Message, Tool};
 
     struct Avail(Vec<&'static str>);
     impl Availability for Avail {
@@ -927,7 +927,7 @@ mod tests {
             &Avail(vec![]),
         )
         .unwrap_err();
-        assert_eq!(e.kind(), crate::ErrorKind::ContextLengthExceeded);
+        assert_eq!(e.kind(), gaterouter_types::ErrorKind::ContextLengthExceeded);
         explicit.messages = vec![Message::user("hi")];
         cfg.fallbacks.insert(
             "openai/gpt-4o-mini".into(),
@@ -955,15 +955,24 @@ mod tests {
         let cases = [
             (
                 Exclusion::ContextWindow,
-                crate::ErrorKind::ContextLengthExceeded,
+                gaterouter_types::ErrorKind::ContextLengthExceeded,
             ),
             (
                 Exclusion::CircuitOpen,
-                crate::ErrorKind::ProviderUnavailable,
+                gaterouter_types::ErrorKind::ProviderUnavailable,
             ),
-            (Exclusion::NotPermitted, crate::ErrorKind::Permission),
-            (Exclusion::NoApiKey, crate::ErrorKind::InvalidRequest),
-            (Exclusion::Budget, crate::ErrorKind::InvalidRequest),
+            (
+                Exclusion::NotPermitted,
+                gaterouter_types::ErrorKind::Permission,
+            ),
+            (
+                Exclusion::NoApiKey,
+                gaterouter_types::ErrorKind::InvalidRequest,
+            ),
+            (
+                Exclusion::Budget,
+                gaterouter_types::ErrorKind::InvalidRequest,
+            ),
         ];
         for (kind, want) in cases {
             // The sentence no longer decides: a reason that reads like another kind's.
@@ -979,7 +988,7 @@ mod tests {
         }
         assert_eq!(
             explicit_error("openai/gpt-4o", &[]).kind(),
-            crate::ErrorKind::InvalidRequest
+            gaterouter_types::ErrorKind::InvalidRequest
         );
         // The wire form: snake_case kinds, outcome strings as before.
         let x =
@@ -1013,8 +1022,11 @@ mod tests {
         }
     }
 
-    fn org_policy(rules: crate::accounts::PolicyRules, usd_remaining: Option<u64>) -> RoutePolicy {
-        use crate::accounts::{Enforcement, Level, LevelKind, Period};
+    fn org_policy(
+        rules: gaterouter_accounts::PolicyRules,
+        usd_remaining: Option<u64>,
+    ) -> RoutePolicy {
+        use gaterouter_accounts::{Enforcement, Level, LevelKind, Period};
         let level = Level::new(LevelKind::Department, "legal");
         let budgets = usd_remaining
             .map(|remaining| BudgetStatus {
@@ -1066,7 +1078,7 @@ mod tests {
             ..RoutingConfig::default()
         };
         let p = org_policy(
-            crate::accounts::PolicyRules {
+            gaterouter_accounts::PolicyRules {
                 deny_models: Some(vec!["openai/*".into()]),
                 ..Default::default()
             },
@@ -1110,7 +1122,7 @@ mod tests {
         let cfg = RoutingConfig::default();
         // An allow-list that matches no model (like zero_retention_only when no model has it).
         let p = org_policy(
-            crate::accounts::PolicyRules {
+            gaterouter_accounts::PolicyRules {
                 allow_models: Some(vec!["nosuch/*".into()]),
                 ..Default::default()
             },
@@ -1128,7 +1140,7 @@ mod tests {
             &Avail(vec!["openai/gpt-4o-mini"]),
         )
         .unwrap_err();
-        assert_eq!(e.kind(), crate::ErrorKind::Permission, "{e}");
+        assert_eq!(e.kind(), gaterouter_types::ErrorKind::Permission, "{e}");
         assert_eq!(
             e.permission_rule()
                 .map(|(r, l)| (r.to_owned(), l.map(ToString::to_string))),
@@ -1141,7 +1153,7 @@ mod tests {
         );
         // One permitted model that cannot serve (no key) keeps the explained InvalidRequest.
         let p = org_policy(
-            crate::accounts::PolicyRules {
+            gaterouter_accounts::PolicyRules {
                 allow_models: Some(vec!["openai/gpt-4o-mini".into()]),
                 ..Default::default()
             },
@@ -1158,7 +1170,7 @@ mod tests {
             &Avail(vec!["openai/gpt-4o-mini"]),
         )
         .unwrap_err();
-        assert_eq!(e.kind(), crate::ErrorKind::InvalidRequest, "{e}");
+        assert_eq!(e.kind(), gaterouter_types::ErrorKind::InvalidRequest, "{e}");
     }
 
     #[test]
@@ -1166,7 +1178,7 @@ mod tests {
         let req = ChatRequest::new("auto", vec![Message::user("hi")]);
         let cfg = RoutingConfig::default();
         let p = org_policy(
-            crate::accounts::PolicyRules {
+            gaterouter_accounts::PolicyRules {
                 allowed_tiers: Some(vec![Tier::Light, Tier::Standard]),
                 ..Default::default()
             },
@@ -1186,7 +1198,7 @@ mod tests {
             d.reason
         );
         let none = org_policy(
-            crate::accounts::PolicyRules {
+            gaterouter_accounts::PolicyRules {
                 allowed_tiers: Some(vec![]),
                 ..Default::default()
             },
@@ -1196,7 +1208,7 @@ mod tests {
             pick_with(&req, Tier::Heavy, &cfg, &none)
                 .unwrap_err()
                 .kind(),
-            crate::ErrorKind::Permission
+            gaterouter_types::ErrorKind::Permission
         );
     }
 
@@ -1208,7 +1220,10 @@ mod tests {
             policy: Policy::Quality,
             ..RoutingConfig::default()
         };
-        let rich = org_policy(crate::accounts::PolicyRules::default(), Some(10_000_000));
+        let rich = org_policy(
+            gaterouter_accounts::PolicyRules::default(),
+            Some(10_000_000),
+        );
         let preferred = pick_with(&req, Tier::Heavy, &cfg, &rich).unwrap().chosen;
         let (pm, _) = max_cost_rough(
             Catalog::builtin(),
@@ -1217,7 +1232,7 @@ mod tests {
             rough_prompt_tokens(&req),
         );
         // Just under the preferred model's maximum: something cheaper must serve.
-        let poor = org_policy(crate::accounts::PolicyRules::default(), Some(pm - 1));
+        let poor = org_policy(gaterouter_accounts::PolicyRules::default(), Some(pm - 1));
         let d = pick_with(&req, Tier::Heavy, &cfg, &poor).unwrap();
         assert_ne!(d.chosen, preferred);
         let (cm, _) = max_cost_rough(
@@ -1241,9 +1256,9 @@ mod tests {
             "{:?}",
             d.excluded
         );
-        let broke = org_policy(crate::accounts::PolicyRules::default(), Some(0));
+        let broke = org_policy(gaterouter_accounts::PolicyRules::default(), Some(0));
         let e = pick_with(&req, Tier::Heavy, &cfg, &broke).unwrap_err();
-        assert_eq!(e.kind(), crate::ErrorKind::Budget);
+        assert_eq!(e.kind(), gaterouter_types::ErrorKind::Budget);
         assert_eq!(e.budget_status().unwrap().id, "b-day");
     }
 

@@ -1,7 +1,7 @@
 //! The router's weights and tier thresholds, kept in a JSON data file.
 //!
 //! The builtin file (`core/routing/data/router_weights.json`) is produced by
-//! [`crate::routing::calibrate::fit`] from labeled data and embedded at build time; a
+//! [`crate::calibrate::fit`] from labeled data and embedded at build time; a
 //! deployment can load its own file refitted on its own traffic.
 
 use std::collections::BTreeMap;
@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::features::{FEATURE_NAMES, Feature, N_FEATURES};
-use crate::error::{Error, Result};
+use gaterouter_types::error::{Error, Result};
 
 /// The builtin weights file, embedded at build time.
 pub const BUILTIN_WEIGHTS_JSON: &str = include_str!("../data/router_weights.json");
@@ -76,7 +76,7 @@ pub struct Thresholds {
     pub heavy: f64,
 }
 
-/// Weights of the hashed word n-gram terms ([`crate::routing::lexical`]): one per bucket.
+/// Weights of the hashed word n-gram terms ([`crate::lexical`]): one per bucket.
 /// Stored in the file quantized to `i8` with one scale (base64), so 2^14 buckets take
 /// about 22 KB; held dequantized in memory so scoring is one lookup per term.
 #[derive(Debug, Clone, PartialEq)]
