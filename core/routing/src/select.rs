@@ -30,7 +30,7 @@ use std::path::PathBuf;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{ScoreReport, Tier};
+use crate::scorer::{ScoreReport, Tier};
 use gaterouter_accounts::{BudgetStatus, EffectiveRules, Metric, fmt_usd};
 use gaterouter_health::BreakerConfig;
 use gaterouter_pricing::{Catalog, DEFAULT_EXPECTED_COMPLETION_TOKENS, ModelPrice};
