@@ -44,14 +44,21 @@ async fn policy_routing_of(env: &Env, signer: &UsageSigner, key: &str) -> Option
 /// One `auto` call of a learning org, as an SDK records it: ledger prompts need the
 /// heavy tier (score 1 there, 0 elsewhere), garden prompts do not (1 everywhere).
 fn call(i: usize, h: Hashing, eng: &UsageSigner) -> (String, String) {
-    call_in(i, h, eng, None)
+    call_in(i, h, eng, "k_eng", false)
 }
 
-/// [`call`], for a project: in project `atlas` the signal is the opposite one (garden
-/// prompts need the heavy tier, ledger prompts do not).
-fn call_in(i: usize, h: Hashing, eng: &UsageSigner, project: Option<&str>) -> (String, String) {
+/// [`call`], made with `key`; `inverted`: the opposite signal (garden prompts need the
+/// heavy tier, ledger prompts do not). The record names no project: the collector fills it
+/// from the key's binding, as for an SDK that takes its identity from its key.
+fn call_in(
+    i: usize,
+    h: Hashing,
+    signer: &UsageSigner,
+    key: &'static str,
+    inverted: bool,
+) -> (String, String) {
     let ledger = i % 2 == 0;
-    let hard = ledger != project.is_some();
+    let hard = ledger != inverted;
     let strong = (i / 2) % 2 == 0; // both arms for both kinds, propensity 0.5
     let text = if ledger {
         format!("audit the ledger of unit {i}")
@@ -60,19 +67,19 @@ fn call_in(i: usize, h: Hashing, eng: &UsageSigner, project: Option<&str>) -> (S
     };
     let req = ChatRequest::new("auto", vec![Message::user(text)]);
     let mut rec = record(&Spec {
+        key,
         tier: Some(if strong { "heavy" } else { "light" }),
         ts: gaterouter::usage::unix_ms_now() - 60_000,
         ..Spec::default()
     });
-    rec.project = project.map(str::to_owned);
     let route = rec.route.as_mut().unwrap();
     route.weights = Some("0123456789abcdef".into());
     route.propensity_ppm = Some(500_000);
     route.explored = Some(i % 3 == 0);
     route.features = Some(features_of(&req, h));
     let score = if !hard || strong { 1.0 } else { 0.0 };
-    let (_, fb) = feedback("k_eng", &rec.id, score, eng, |_| {});
-    (sign(&rec, eng), fb)
+    let (_, fb) = feedback(key, &rec.id, score, signer, |_| {});
+    (sign(&rec, signer), fb)
 }
 
 async fn learns(env: &Env, periodic: bool) {
@@ -191,7 +198,8 @@ async fn learns(env: &Env, periodic: bool) {
     assert!(!rp.learning && rp.weights.is_some());
 }
 
-/// Project `atlas` (key `k_atlas`) rates 360 calls with the opposite signal: a run refits
+/// Project `atlas` (its key `k_atlas` makes the calls; their records name no project, the
+/// collector attributes them) rates 360 calls with the opposite signal: a run refits
 /// it apart, its keys are served its weights, which score the other way round, and the
 /// org's keys keep the org's weights.
 async fn project_weights(env: &Env, eng: &UsageSigner, h: Hashing, org_version: &str) {
@@ -207,7 +215,7 @@ async fn project_weights(env: &Env, eng: &UsageSigner, h: Hashing, org_version: 
     assert_eq!(rp.weights.unwrap().version, org_version);
 
     let (wires, fbs): (Vec<String>, Vec<String>) = (1000..1360)
-        .map(|i| call_in(i, h, eng, Some("atlas")))
+        .map(|i| call_in(i, h, &atlas, "k_atlas", true))
         .unzip();
     for chunk in wires.chunks(90).chain(fbs.chunks(90)) {
         let (s, v) = env.ingest(chunk).await;
