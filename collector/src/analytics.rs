@@ -1848,28 +1848,7 @@ fn mean_score(rated: i64, score_sum: i64) -> Value {
 /// linear projection to the window's end. `from`/`to` do not apply (budgets are read in
 /// their current window).
 async fn budgets(st: &AppState, q: &AnalyticsQuery, who: &Principal) -> Result<Table, ApiError> {
-    let (mut org, mut dept) = (q.org.clone(), q.department.clone());
-    if let Principal::Reader {
-        org: so,
-        department: sd,
-        ..
-    } = who
-    {
-        if org.as_ref().is_some_and(|o| o != so) {
-            return Err(ApiError::forbidden(format!(
-                "this token may only read org `{so}`"
-            )));
-        }
-        org = Some(so.clone());
-        if let Some(sd) = sd {
-            if dept.as_ref().is_some_and(|d| d != sd) {
-                return Err(ApiError::forbidden(format!(
-                    "this token may only read department `{sd}`"
-                )));
-            }
-            dept = Some(sd.clone());
-        }
-    }
+    let (org, dept) = scope(q, who)?;
     let (filter, params) = match &org {
         Some(o) => (" WHERE org_id = $1", vec![Param::Text(o.clone())]),
         None => ("", vec![]),

@@ -573,6 +573,22 @@ pub(crate) fn json_response(v: &Value, applied: &Applied, extra: &[(&str, String
     r
 }
 
+/// An error answer: `status`, a JSON `body` of `content_type`, and the provider's extra
+/// headers (`retry-after`, request ids...).
+pub(crate) fn json_error(
+    (status, body, extra): (StatusCode, Value, Vec<(&'static str, String)>),
+    content_type: &'static str,
+) -> Response {
+    let mut r = (
+        status,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        body.to_string(),
+    )
+        .into_response();
+    add_headers(&mut r, &extra);
+    r
+}
+
 pub(crate) fn add_headers(r: &mut Response, extra: &[(&str, String)]) {
     for (k, v) in extra {
         if let (Ok(name), Ok(val)) = (

@@ -1,7 +1,7 @@
 //! Gemini generateContent / streamGenerateContent.
 
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
@@ -365,18 +365,10 @@ pub(crate) fn render(out: &Out<'_>) -> Response {
 
 /// Renders an error; a non-200 `status_override` replaces the status (with `NOT_FOUND`).
 pub(crate) fn render_error(err: &ApiErr, status_override: StatusCode) -> Response {
-    let (status, body, extra) = error_parts(err, status_override);
-    let mut r = (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json; charset=UTF-8"),
-        )],
-        body.to_string(),
+    common::json_error(
+        error_parts(err, status_override),
+        "application/json; charset=UTF-8",
     )
-        .into_response();
-    common::add_headers(&mut r, &extra);
-    r
 }
 
 /// Status, JSON body and extra headers of an error (also used for mid-stream error events).

@@ -1,7 +1,7 @@
 //! OpenAI Chat Completions and the DeepSeek flavour.
 
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
@@ -490,18 +490,7 @@ pub(crate) fn render(out: &Out<'_>, p: Provider) -> Response {
 }
 
 pub(crate) fn render_error(err: &ApiErr) -> Response {
-    let (status, body, extra) = error_parts(err);
-    let mut r = (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body.to_string(),
-    )
-        .into_response();
-    common::add_headers(&mut r, &extra);
-    r
+    common::json_error(error_parts(err), "application/json")
 }
 
 /// Status, JSON body and extra headers of an error (also used for mid-stream error events).
