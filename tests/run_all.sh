@@ -4,8 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+# Each stage says when it starts (minutes since the command began): CI time is watched.
+SECONDS=0
+stage() { printf '== %s (at %dm%02ds)\n' "$1" $((SECONDS / 60)) $((SECONDS % 60)); }
 
-echo "== Rust: formatting (rustfmt), lints (clippy -D warnings), then workspace tests (debug build, one target/), then the core crates' docs (-D warnings)"
+stage "Rust: formatting (rustfmt), lints (clippy -D warnings), then workspace tests (debug build, one target/), then the core crates' docs (-D warnings)"
 if cargo fmt --version >/dev/null 2>&1; then
   cargo fmt --all --check
 else
@@ -29,7 +32,7 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p gaterouter -p gaterouter-types
 # on stable without libFuzzer (fuzz/README.md runs the fuzzers themselves).
 bash fuzz/replay.sh
 
-echo "== Python: build the package from source (pip install ./python) into a venv, then pytest"
+stage "Python: build the package from source (pip install ./python) into a venv, then pytest"
 VENV="${GATEROUTER_VENV:-$PWD/target/py-venv}"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 "$VENV/bin/pip" install -q --upgrade pip >/dev/null
@@ -39,19 +42,19 @@ MATURIN_PEP517_ARGS="--profile dev" "$VENV/bin/pip" install -q --force-reinstall
 cargo build -q -p gaterouter-emulator
 "$VENV/bin/pytest" -q python/tests
 
-echo "== Node: npm ci (committed lock), build the addon (debug) with @napi-rs/cli, then node --test"
+stage "Node: npm ci (committed lock), build the addon (debug) with @napi-rs/cli, then node --test"
 cargo build -q -p gaterouter-emulator
 # Debug build (no --release): the addon shares target/ with the Rust tests above.
 (cd node && npm ci --no-audit --no-fund && npx napi build --platform --js native.js --dts native.d.ts && node --test)
 
-echo "== Examples: examples/python and examples/node (JS run, TS type-checked) against the emulator"
+stage "Examples: examples/python and examples/node (JS run, TS type-checked) against the emulator"
 bash tests/examples/run.sh
 
-echo "== Install as a user would: npm install ./node and the packed tarball; pip install ./python and the wheel (fresh projects/venvs)"
+stage "Install as a user would: npm install ./node and the packed tarball; pip install ./python and the wheel (fresh projects/venvs)"
 bash tests/install/node.sh
 bash tests/install/python.sh
 
-echo "== Kotlin/Swift (uniffi): the committed generated code matches the Rust API"
+stage "Kotlin/Swift (uniffi): the committed generated code matches the Rust API"
 command -v mvn >/dev/null && command -v javac >/dev/null || { apt-get update -qq && apt-get install -y -qq maven default-jdk-headless; }
 GEN_TMP="$(mktemp -d)"
 bash bindings/generate.sh "$GEN_TMP"
@@ -61,14 +64,14 @@ for lang in kotlin swift; do
 done
 rm -rf "$GEN_TMP"
 
-echo "== Kotlin: JUnit suite on the JVM against the cdylib and the emulator (Maven caches in ~/.m2)"
+stage "Kotlin: JUnit suite on the JVM against the cdylib and the emulator (Maven caches in ~/.m2)"
 bash bindings/kotlin/run-tests.sh
 
-echo "== Swift: XCTest suite with swift test (Linux: Swift 6 in a Debian trixie root, installed once), then the mobile example apps"
+stage "Swift: XCTest suite with swift test (Linux: Swift 6 in a Debian trixie root, installed once), then the mobile example apps"
 bash bindings/swift/run-tests.sh
 bash examples/run.sh
 
-echo "== Collector: PostgreSQL + headless Chromium (installs what is missing when root)"
+stage "Collector: PostgreSQL + headless Chromium (installs what is missing when root)"
 # The workspace run above skips these when PostgreSQL, Chromium or the npm package are
 # absent; here they are installed and required. PostgreSQL is started by the tests
 # themselves (as the postgres user, loopback port, temp dir) and stopped afterwards.
@@ -88,6 +91,7 @@ fi
 GATEROUTER_TEST_REQUIRE_POSTGRES=1 GATEROUTER_TEST_REQUIRE_BROWSER=1 \
     cargo test -p gaterouter-collector --test collector --test dashboard --test rollups
 
-echo "== Docs: every README block run (emulator + collector), first-hour tests (Rust, Python, Node; Kotlin's ran above)"
+stage "Docs: every README block run (emulator + collector), first-hour tests (Rust, Python, Node; Kotlin's ran above)"
 python3 tests/readme/check.py
 python3 tests/first-hour/first_hour.py
+stage "Done: every test passed"
