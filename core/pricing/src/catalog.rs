@@ -12,7 +12,7 @@ use gaterouter_types::money::{Cost, Currency};
 use gaterouter_types::types::{ChatRequest, Usage};
 
 use crate::model::{Capabilities, ModelPrice, PriceOverrides};
-use crate::price::Price;
+use crate::price::{Price, UNITS_PER_MICRO, round_to_micros};
 
 /// The embedded catalog text.
 const BUILTIN_JSON: &str = include_str!("../data/prices.json");
@@ -282,8 +282,7 @@ impl Catalog {
         };
         // Units of 1/100 pico-dollar: tokens * (pico-dollars per token) * (100 - discount%).
         let keep = 100 - discount;
-        let part =
-            |tokens: u64, p: Price| u128::from(tokens) * u128::from(p.micros_per_million()) * keep;
+        let part = |tokens: u64, p: Price| p.exact_units(tokens, keep);
         let parts = [
             part(uncached, rates.input),
             part(cached, rates.cached_input),
@@ -399,24 +398,23 @@ pub fn validate_overrides(overrides: &PriceOverrides, source: &str) -> Result<()
 /// Exact parts (units of 1/100 pico-dollar) to micro-dollars: the total rounded half-up
 /// once, the parts by largest remainder so they sum to it exactly.
 fn allocate<const N: usize>(parts: [u128; N]) -> (u64, [u64; N]) {
-    const UNIT_PER_MICRO: u128 = 1_000_000 * 100;
     let to_u64 = |x: u128| u64::try_from(x).unwrap_or(u64::MAX);
     let exact: u128 = parts.iter().sum();
-    let total = (exact + UNIT_PER_MICRO / 2) / UNIT_PER_MICRO;
-    let mut out = parts.map(|p| p / UNIT_PER_MICRO);
+    let total = round_to_micros(exact);
+    let mut out = parts.map(|p| p / UNITS_PER_MICRO);
     // total - sum(floors) = round(sum of remainders) <= number of non-zero remainders.
     let mut left = total - out.iter().sum::<u128>();
     let mut order: [usize; N] = std::array::from_fn(|i| i);
     order.sort_by(|&a, &b| {
-        (parts[b] % UNIT_PER_MICRO)
-            .cmp(&(parts[a] % UNIT_PER_MICRO))
+        (parts[b] % UNITS_PER_MICRO)
+            .cmp(&(parts[a] % UNITS_PER_MICRO))
             .then(a.cmp(&b))
     });
     for i in order {
         if left == 0 {
             break;
         }
-        if parts[i] % UNIT_PER_MICRO != 0 {
+        if parts[i] % UNITS_PER_MICRO != 0 {
             out[i] += 1;
             left -= 1;
         }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::price::Price;
+use crate::price::{Price, round_to_micros};
 
 /// What a model can do (used by routing and validation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -151,34 +151,14 @@ impl ModelPrice {
     /// `completion_tokens` output (no cache, no batch): what [`crate::Catalog::cost`]
     /// answers as `total_micros` for that usage, without building a [`crate::Cost`]
     /// (routing estimates every candidate of every `auto` call this way). Exact integer
-    /// arithmetic, rounded half-up once, in 64 bits when the amount fits.
+    /// arithmetic, rounded half-up once by the same rule.
     pub fn plain_cost_micros(&self, prompt_tokens: u64, completion_tokens: u64) -> u64 {
-        /// Units of 1/100 pico-dollar per micro-dollar (see `Catalog::cost`).
-        const UNIT_PER_MICRO: u64 = 1_000_000 * 100;
         let (rates, _) = self.effective(prompt_tokens);
-        let (i, o) = (
-            rates.input.micros_per_million(),
-            rates.output.micros_per_million(),
+        let total = round_to_micros(
+            rates.input.exact_units(prompt_tokens, 100)
+                + rates.output.exact_units(completion_tokens, 100),
         );
-        let narrow = prompt_tokens
-            .checked_mul(i)
-            .and_then(|a| {
-                completion_tokens
-                    .checked_mul(o)
-                    .and_then(|b| a.checked_add(b))
-            })
-            .and_then(|x| x.checked_mul(100))
-            .and_then(|x| x.checked_add(UNIT_PER_MICRO / 2));
-        match narrow {
-            Some(x) => x / UNIT_PER_MICRO,
-            None => {
-                let exact = (u128::from(prompt_tokens) * u128::from(i)
-                    + u128::from(completion_tokens) * u128::from(o))
-                    * 100;
-                let total = (exact + u128::from(UNIT_PER_MICRO / 2)) / u128::from(UNIT_PER_MICRO);
-                u64::try_from(total).unwrap_or(u64::MAX)
-            }
-        }
+        u64::try_from(total).unwrap_or(u64::MAX)
     }
 
     /// The price table that applies to a request with `prompt_tokens` input tokens.

@@ -11,6 +11,22 @@ const MIN_NONZERO_MICROS: u64 = 1_000;
 /// Largest price accepted: $10,000 per million tokens.
 const MAX_MICROS: u64 = 10_000 * 1_000_000;
 
+/// Exact money: units of 1/100 pico-dollar per micro-dollar. A price is pico-dollars per
+/// token, so tokens × price × (percent kept) is an exact integer in these units.
+pub(crate) const UNITS_PER_MICRO: u128 = 1_000_000 * 100;
+
+/// Exact units to micro-dollars, rounded half-up: the one rounding of every cost
+/// ([`crate::Catalog::cost`]'s total and [`crate::ModelPrice::plain_cost_micros`]).
+pub(crate) fn round_to_micros(units: u128) -> u128 {
+    let half_up = units.saturating_add(UNITS_PER_MICRO / 2);
+    // A u128 division is a library call; the amounts of real calls fit in 64 bits
+    // (routing prices every candidate of every `auto` call).
+    match u64::try_from(half_up) {
+        Ok(x) => u128::from(x / (UNITS_PER_MICRO as u64)),
+        Err(_) => half_up / UNITS_PER_MICRO,
+    }
+}
+
 /// A price in integer micro-dollars per million tokens (= pico-dollars per token).
 ///
 /// Serialized as a decimal string of USD per million tokens (`"2.50"`); parsed from such
@@ -28,6 +44,12 @@ impl Price {
     /// Micro-dollars per million tokens.
     pub const fn micros_per_million(self) -> u64 {
         self.0
+    }
+
+    /// The exact cost of `tokens` at this price with `keep_pct` percent of it kept (100
+    /// without a discount), in [units](UNITS_PER_MICRO): never rounded.
+    pub(crate) fn exact_units(self, tokens: u64, keep_pct: u128) -> u128 {
+        u128::from(tokens) * u128::from(self.0) * keep_pct
     }
 
     /// Parse USD per million tokens, e.g. `"2.50"`. At most 6 decimals; the error says
