@@ -1746,15 +1746,11 @@ async fn weights_of(
                 "reason": report(&r["report"], "reason"),
             })
         });
-    let active = versions
-        .iter()
-        .find(|v| v["active"] == json!(true) && v["project"].is_null())
-        .map(|v| v["version"].clone());
-    let project_versions: serde_json::Map<String, Value> = versions
-        .iter()
-        .filter(|v| v["active"] == json!(true))
-        .filter_map(|v| Some((v["project"].as_str()?.to_owned(), v["version"].clone())))
-        .collect();
+    // The served versions from the store, not from the history (which is capped).
+    let active = crate::store::learning::active_weights(db, org, "")
+        .await?
+        .map(|w| w.version);
+    let project_versions = crate::store::learning::active_project_versions(db, org).await?;
     Ok(json!({
         "org": org,
         "name": name,

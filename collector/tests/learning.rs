@@ -244,6 +244,22 @@ async fn project_weights(env: &Env, eng: &UsageSigner, h: Hashing, org_version: 
         "{d}"
     );
 
+    // The dashboard's report names the same served versions.
+    let (s, q) = env
+        .get("/v1/analytics/routing_quality?org=acme", Some(ADMIN))
+        .await;
+    assert_eq!(s, 200, "{q}");
+    let w = q["weights"]
+        .as_array()
+        .and_then(|a| a.iter().find(|w| w["org"] == "acme"))
+        .unwrap_or_else(|| panic!("acme's weights in {q}"));
+    assert_eq!(w["active_version"], org_now.as_str(), "{w}");
+    assert_eq!(
+        w["project_versions"]["atlas"],
+        project_version.as_str(),
+        "{w}"
+    );
+
     let served = policy_routing_of(env, &atlas, "k_atlas")
         .await
         .unwrap()

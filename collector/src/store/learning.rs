@@ -181,13 +181,11 @@ pub async fn insert_features(
 ) -> Result<(), DbError> {
     const COLS: usize = 11;
     let mut params = Vec::new();
-    let mut n = 0usize;
     for v in stored {
         let Some(r) = &v.rec.route else { continue };
         let (Some(f), Some(p)) = (&r.features, r.propensity_ppm) else {
             continue;
         };
-        n += 1;
         params.extend([
             Param::Text(v.org().to_owned()),
             Param::Text(v.rec.id.0.clone()),
@@ -212,7 +210,6 @@ pub async fn insert_features(
             .await
             .map_err(dberr("inserting route features"))?;
     }
-    let _ = n;
     Ok(())
 }
 
