@@ -31,7 +31,7 @@ pub const MAX_LEARN_CALLS: i64 = 50_000;
 /// `route calibrate` on 10 % of dev), and the promotion rule would keep refusing it.
 pub const MIN_PROJECT_OUTCOMES: i64 = 200;
 
-/// What one learning run did.
+/// What one refit did: the org's own weights, or one project's.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LearnRun {
     /// The org.
@@ -40,10 +40,8 @@ pub struct LearnRun {
     pub project: Option<String>,
     /// The learner's report (estimates, decision, reason) as JSON.
     pub report: Value,
-    /// The promoted weights version, if any.
-    pub promoted: Option<String>,
-    /// The runs of the org's projects with enough rated calls (an org run only).
-    pub projects: Vec<LearnRun>,
+    /// The weights promoted, signed, and now served there, if any.
+    pub promoted: Option<SignedWeights>,
 }
 
 impl LearnRun {
@@ -51,21 +49,34 @@ impl LearnRun {
     pub fn to_json(&self) -> Value {
         let mut v = json!({
             "org": self.org,
-            "promoted": self.promoted,
+            "promoted": self.promoted.as_ref().map(|w| &w.version),
             "report": self.report,
         });
+        if let (Some(o), Some(p)) = (v.as_object_mut(), &self.project) {
+            o.insert("project".into(), json!(p));
+        }
+        v
+    }
+}
+
+/// What one learning run of an org did: the org's refit, then its projects'.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrgLearnRun {
+    /// The refit of the org's own weights.
+    pub org: LearnRun,
+    /// The refits of the org's projects with at least [`MIN_PROJECT_OUTCOMES`] rated calls.
+    pub projects: Vec<LearnRun>,
+}
+
+impl OrgLearnRun {
+    /// As the admin API answers it: the org's run, with its projects' runs in `projects`.
+    pub fn to_json(&self) -> Value {
+        let mut v = self.org.to_json();
         if let Some(o) = v.as_object_mut() {
-            match &self.project {
-                Some(p) => {
-                    o.insert("project".into(), json!(p));
-                }
-                None => {
-                    o.insert(
-                        "projects".into(),
-                        Value::Array(self.projects.iter().map(LearnRun::to_json).collect()),
-                    );
-                }
-            }
+            o.insert(
+                "projects".into(),
+                Value::Array(self.projects.iter().map(LearnRun::to_json).collect()),
+            );
         }
         v
     }
@@ -75,31 +86,31 @@ impl LearnRun {
 /// at least [`MIN_PROJECT_OUTCOMES`] of its own; promote and sign new weights when they
 /// are estimated better than the ones now served there (a project without weights of its
 /// own is served the org's) and than length-only.
-pub async fn learn_org(db: &Db, org: &str) -> Result<LearnRun, DbError> {
+pub async fn learn_org(db: &Db, org: &str) -> Result<OrgLearnRun, DbError> {
     let Some(settings) = store::settings(db, org).await? else {
-        return Ok(LearnRun {
-            org: org.to_owned(),
-            project: None,
-            report: json!({"promote": false, "outcomes": 0, "reason": format!("org {org} never turned routing learning on: PUT /v1/admin/orgs/{org}/routing first")}),
-            promoted: None,
+        return Ok(OrgLearnRun {
+            org: LearnRun {
+                org: org.to_owned(),
+                project: None,
+                report: json!({"promote": false, "outcomes": 0, "reason": format!("org {org} never turned routing learning on: PUT /v1/admin/orgs/{org}/routing first")}),
+                promoted: None,
+            },
             projects: Vec::new(),
         });
     };
     let org_active = store::active_weights(db, org, "").await?;
-    let mut run = learn_scope(db, org, None, &settings, org_active.clone()).await?;
-    let org_now = match run.promoted {
-        Some(_) => store::active_weights(db, org, "").await?,
-        None => org_active,
-    };
+    let run = learn_scope(db, org, None, &settings, org_active.clone()).await?;
+    // What the org's keys are served now: the weights just promoted, else the incumbent.
+    let org_now = run.promoted.clone().or(org_active);
+    let mut projects = Vec::new();
     for (project, _) in store::projects_with_outcomes(db, org, MIN_PROJECT_OUTCOMES).await? {
         let incumbent = match store::active_weights(db, org, &project).await? {
             Some(own) => Some(own),
             None => org_now.clone(),
         };
-        let project_run = learn_scope(db, org, Some(&project), &settings, incumbent).await?;
-        run.projects.push(project_run);
+        projects.push(learn_scope(db, org, Some(&project), &settings, incumbent).await?);
     }
-    Ok(run)
+    Ok(OrgLearnRun { org: run, projects })
 }
 
 /// One refit: the org's (`project` `None`, every rated call of the org) or one project's
@@ -152,7 +163,6 @@ async fn learn_scope(
                 project: project.map(str::to_owned),
                 report,
                 promoted: None,
-                projects: Vec::new(),
             });
         }
     };
@@ -197,8 +207,7 @@ async fn learn_scope(
         org: org.to_owned(),
         project: project.map(str::to_owned),
         report: report_json,
-        promoted: signed.map(|w| w.version),
-        projects: Vec::new(),
+        promoted: signed,
     })
 }
 
