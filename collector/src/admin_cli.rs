@@ -280,6 +280,10 @@ pub enum RoutingAction {
         /// Share of auto calls whose tier is drawn at random, in thousandths (0..=500).
         #[arg(long, default_value_t = 50)]
         explore_permille: u32,
+        /// Shadow sampling: share of plain auto calls also sent to the other arm (each
+        /// costs a second call), in thousandths (0..=1000; 0: off).
+        #[arg(long, default_value_t = 0)]
+        shadow_permille: u32,
     },
     /// Refit the org's router now from its rated auto calls; new weights are promoted
     /// (and signed) only when estimated better than the current ones and length-only.
@@ -1029,10 +1033,11 @@ fn render_routing(v: &Value) -> String {
         )
     } else {
         format!(
-            "org {}: learning {}, exploration {}‰, {} auto calls with features ({} explored)\n",
+            "org {}: learning {}, exploration {}‰, shadow sampling {}‰, {} auto calls with features ({} explored)\n",
             v["org"].as_str().unwrap_or(""),
             if s["learning"] == true { "on" } else { "off" },
             s["explore_permille"],
+            s["shadow_permille"].as_u64().unwrap_or(0),
             v["calls_with_features"],
             v["explored_calls"],
         )
@@ -1540,11 +1545,12 @@ pub async fn run(args: AdminArgs, stdout: &mut dyn Write) -> Result<(), AdminErr
                 RoutingAction::Set {
                     learning,
                     explore_permille,
+                    shadow_permille,
                     ..
                 } => render_routing(
                     &c.put_json(
                         &path,
-                        &serde_json::json!({"learning": learning, "explore_permille": explore_permille}),
+                        &serde_json::json!({"learning": learning, "explore_permille": explore_permille, "shadow_permille": shadow_permille}),
                     )
                     .await?,
                 ),

@@ -129,6 +129,7 @@ const MIGRATIONS: &[Migration] = &[
     MIGRATION_11_ROLLUPS_V2,
     MIGRATION_12_ROUTING_LEARNING,
     MIGRATION_13_PROJECT_WEIGHTS,
+    MIGRATION_14_SHADOW_SAMPLING,
 ];
 
 const MIGRATION_1: Migration = Migration {
@@ -467,6 +468,21 @@ const MIGRATION_13_PROJECT_WEIGHTS: Migration = Migration {
         "ALTER TABLE routing_weights ADD COLUMN project TEXT NOT NULL DEFAULT ''",
         "ALTER TABLE routing_learn_runs ADD COLUMN project TEXT NOT NULL DEFAULT ''",
         "CREATE INDEX IF NOT EXISTS routing_weights_active ON routing_weights (org, project, active)",
+    ],
+    sqlite: &[],
+    postgres: &[],
+    generated: None,
+};
+
+/// Version 14 (issue 20): shadow sampling. `routing_settings` gains the org's shadow
+/// share (0: off, what every org so far has); `route_features` gains `shadow_of`, the
+/// record id of the call a shadow call shadows (NULL: not a shadow), so the learner takes
+/// a call and its shadow as one request.
+const MIGRATION_14_SHADOW_SAMPLING: Migration = Migration {
+    version: 14,
+    common: &[
+        "ALTER TABLE routing_settings ADD COLUMN shadow_permille INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE route_features ADD COLUMN shadow_of TEXT",
     ],
     sqlite: &[],
     postgres: &[],

@@ -125,14 +125,18 @@ async fn learn_scope(
     let now = now_ms();
     let rated = store::rated_calls(db, org, project, MAX_LEARN_CALLS).await?;
     let skipped = rated.len();
+    // A call and its shadow answered one request: one key.
+    let mut requests = std::collections::HashMap::new();
     let calls: Vec<LoggedCall> = rated
         .into_iter()
         .filter_map(|c| {
+            let next = requests.len() as u64;
             Some(LoggedCall {
                 row: row_of(&c.features, settings.bits)?,
                 strong: c.strong,
                 reward: c.reward,
                 propensity: (c.propensity_ppm as f64 / 1e6).clamp(1e-6, 1.0),
+                call: *requests.entry(c.request).or_insert(next),
             })
         })
         .collect();

@@ -74,6 +74,7 @@ fn wall(c: &mut Criterion) {
     let learning = Learning {
         record_features: true,
         explore: 0.05,
+        shadow: 0.0,
         hashing: Hashing {
             bits: 14,
             salt: 0x1234_5678,

@@ -456,6 +456,7 @@ fn production_section(
                 let l = Learning {
                     record_features: true,
                     explore,
+                    shadow: 0.0,
                     hashing: h,
                     scorer: None,
                     version: None,
@@ -472,6 +473,7 @@ fn production_section(
                         strong: went_strong,
                         reward: if went_strong { strong } else { weak },
                         propensity: t.propensity,
+                        call: calls.len() as u64,
                     });
                 }
                 let opts = LogLearnOptions {

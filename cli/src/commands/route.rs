@@ -160,7 +160,8 @@ pub enum RouteAction {
     /// arm's score is revealed (heavy: strong_score, lighter: weak_score) and logged with
     /// its propensity, and the collector's learner runs as outcomes accumulate, its
     /// weights served once promoted (estimated better than the current ones and
-    /// length-only). Prints one JSON line and writes the final served weights (for
+    /// length-only). With --shadow S a share S of calls also reveals the other arm's
+    /// score (shadow sampling), logged as the client logs it. Prints one JSON line and writes the final served weights (for
     /// `route score --weights`). With --train-frac F
     /// it replays the first F of the seeded shuffle; `route eval --weights W.json
     /// --train-frac F --seed S` scores the rest.
@@ -171,6 +172,10 @@ pub enum RouteAction {
         /// Share of calls whose tier is drawn at random (exploration), in [0, 0.5].
         #[arg(long, default_value_t = 0.1)]
         explore: f64,
+        /// Shadow sampling: share of calls also sent to the other arm, whose score is then
+        /// revealed too (each costs a second call), in [0, 1].
+        #[arg(long, default_value_t = 0.0)]
+        shadow: f64,
         /// Where to write the final weights.
         #[arg(long)]
         out: PathBuf,
@@ -441,6 +446,7 @@ pub fn run(config: Config, args: RouteArgs) -> Result<(), Error> {
             Some(RouteAction::Simulate {
                 file,
                 explore,
+                shadow,
                 out,
                 split,
                 weights,
@@ -453,6 +459,7 @@ pub fn run(config: Config, args: RouteArgs) -> Result<(), Error> {
             let (train, _) = split.apply(load_jsonl(&file)?)?;
             let opts = SimulateOptions {
                 explore,
+                shadow,
                 seed: split.seed,
                 bits,
                 ..SimulateOptions::default()

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use gaterouter::accounts::MAX_EXPLORE_PERMILLE;
+use gaterouter::accounts::{MAX_EXPLORE_PERMILLE, MAX_SHADOW_PERMILLE};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -36,6 +36,10 @@ pub struct PutRouting {
     /// Exploration share in thousandths, `0..=500` (default 50: 5 %).
     #[serde(default = "default_explore")]
     pub explore_permille: u32,
+    /// Shadow sampling share in thousandths, `0..=1000` (default 0: off): plain `auto`
+    /// calls also sent to the other arm, for the app's evaluator to rate both answers.
+    #[serde(default)]
+    pub shadow_permille: u32,
 }
 
 fn default_explore() -> u32 {
@@ -64,7 +68,7 @@ pub async fn put_routing(
     let p = admin(&st, &headers).await?;
     let Json(b) = body.map_err(|e| {
         ApiError::bad_request(format!(
-            "body is not {{\"learning\": bool, \"explore_permille\": 0..=500}}: {}",
+            "body is not {{\"learning\": bool, \"explore_permille\": 0..=500, \"shadow_permille\": 0..=1000}}: {}",
             e.body_text()
         ))
     })?;
@@ -74,9 +78,23 @@ pub async fn put_routing(
             b.explore_permille
         )));
     }
+    if b.shadow_permille > MAX_SHADOW_PERMILLE {
+        return Err(ApiError::bad_request(format!(
+            "shadow_permille: {} is above {MAX_SHADOW_PERMILLE} (every plain auto call); use e.g. 100 for 10 % (each shadowed call costs a second call)",
+            b.shadow_permille
+        )));
+    }
     org_exists(&st.db, &org).await?;
-    let s = store::put_settings(&st.db, &org, b.learning, b.explore_permille, now_ms()).await?;
-    let detail = json!({"learning": s.learning, "explore_permille": s.explore_permille});
+    let s = store::put_settings(
+        &st.db,
+        &org,
+        b.learning,
+        b.explore_permille,
+        b.shadow_permille,
+        now_ms(),
+    )
+    .await?;
+    let detail = json!({"learning": s.learning, "explore_permille": s.explore_permille, "shadow_permille": s.shadow_permille});
     crate::store::audit::Audited::begin(&st.db, "starting an audit entry")
         .await?
         .commit(

@@ -1,4 +1,4 @@
-//! Routing learning as stored (migrations 12 and 13): per-org settings, the learning
+//! Routing learning as stored (migrations 12, 13 and 14): per-org settings, the learning
 //! features of `auto` records, signed weights versions and learning runs (per org, and per
 //! project: `project = ''` is the org's own), and the collector's weights signing key.
 
@@ -18,6 +18,8 @@ use crate::verified::Verified;
 pub const DEFAULT_BITS: u8 = 14;
 /// Default exploration: 5 % of `auto` calls.
 pub const DEFAULT_EXPLORE_PERMILLE: u32 = 50;
+/// Default shadow sampling: off.
+pub const DEFAULT_SHADOW_PERMILLE: u32 = 0;
 
 /// An org's learning settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +28,8 @@ pub struct Settings {
     pub learning: bool,
     /// Exploration share in thousandths.
     pub explore_permille: u32,
+    /// Shadow sampling share in thousandths (0: off).
+    pub shadow_permille: u32,
     /// Term-hash salt, 16 hex digits.
     pub salt: String,
     /// Hashed term buckets `2^bits`.
@@ -53,7 +57,7 @@ fn small(v: i64) -> u32 {
 pub async fn settings(db: &Db, org: &str) -> Result<Option<Settings>, DbError> {
     let rows = db
         .fetch(
-            "SELECT learning, explore_permille, salt, bits, updated_ms FROM routing_settings WHERE org = $1",
+            "SELECT learning, explore_permille, salt, bits, updated_ms, shadow_permille FROM routing_settings WHERE org = $1",
             &[Param::Text(org.to_owned())],
             "reading routing settings",
         )
@@ -66,6 +70,7 @@ pub async fn settings(db: &Db, org: &str) -> Result<Option<Settings>, DbError> {
                 salt: get_str(r, 2)?,
                 bits: u8::try_from(get_i64(r, 3)?).unwrap_or(DEFAULT_BITS),
                 updated_ms: get_i64(r, 4)?,
+                shadow_permille: small(get_i64(r, 5)?),
             })
         })
         .transpose()
@@ -83,19 +88,20 @@ pub async fn learning_orgs(db: &Db) -> Result<Vec<String>, DbError> {
     rows.iter().map(|r| get_str(r, 0)).collect()
 }
 
-/// Set an org's learning switch and exploration; the salt and bits are chosen once, at
-/// the first change, and kept (learned weights depend on them).
+/// Set an org's learning switch, exploration and shadow sampling; the salt and bits are
+/// chosen once, at the first change, and kept (learned weights depend on them).
 pub async fn put_settings(
     db: &Db,
     org: &str,
     learning: bool,
     explore_permille: u32,
+    shadow_permille: u32,
     now_ms: i64,
 ) -> Result<Settings, DbError> {
     let salt = format!("{:016x}", rand::random::<u64>());
     db.exec(
-        "INSERT INTO routing_settings (org, learning, explore_permille, salt, bits, updated_ms) VALUES ($1, $2, $3, $4, $5, $6)
-         ON CONFLICT (org) DO UPDATE SET learning = excluded.learning, explore_permille = excluded.explore_permille, updated_ms = excluded.updated_ms",
+        "INSERT INTO routing_settings (org, learning, explore_permille, salt, bits, updated_ms, shadow_permille) VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (org) DO UPDATE SET learning = excluded.learning, explore_permille = excluded.explore_permille, updated_ms = excluded.updated_ms, shadow_permille = excluded.shadow_permille",
         &[
             Param::Text(org.to_owned()),
             Param::I64(i64::from(learning)),
@@ -103,6 +109,7 @@ pub async fn put_settings(
             Param::Text(salt),
             Param::I64(i64::from(DEFAULT_BITS)),
             Param::I64(now_ms),
+            Param::I64(i64::from(shadow_permille)),
         ],
         "storing routing settings",
     )
@@ -166,6 +173,7 @@ pub async fn routing_policy(
     Ok(Some(RoutingPolicy {
         learning: s.learning,
         explore_permille: s.explore_permille,
+        shadow_permille: s.shadow_permille,
         salt: s.salt,
         bits: s.bits,
         weights,
@@ -179,7 +187,7 @@ pub async fn insert_features(
     backend: Backend,
     stored: &[&Verified],
 ) -> Result<(), DbError> {
-    const COLS: usize = 11;
+    const COLS: usize = 12;
     let mut params = Vec::new();
     for v in stored {
         let Some(r) = &v.rec.route else { continue };
@@ -198,11 +206,12 @@ pub async fn insert_features(
             Param::I64(i64::from(r.explored == Some(true))),
             Param::OptText(r.weights.clone()),
             Param::Text(serde_json::to_string(f).unwrap_or_default()),
+            Param::OptText(r.shadow_of.as_ref().map(|id| id.0.clone())),
         ]);
     }
     for chunk in params.chunks(COLS * 500) {
         let sql = format!(
-            "INSERT INTO route_features (org, record_id, ts_start, project, tier, model, strong, propensity_ppm, explored, weights, features) VALUES {} ON CONFLICT DO NOTHING",
+            "INSERT INTO route_features (org, record_id, ts_start, project, tier, model, strong, propensity_ppm, explored, weights, features, shadow_of) VALUES {} ON CONFLICT DO NOTHING",
             placeholders(chunk.len() / COLS, COLS, backend)
         );
         bind_all(&sql, chunk)
@@ -224,6 +233,9 @@ pub struct RatedCall {
     pub propensity_ppm: i64,
     /// Mean feedback score in `[0, 1]`.
     pub reward: f64,
+    /// The request it answered: its own record id, or for a shadow call the record id of
+    /// the call it shadows (the two are one request to the learner).
+    pub request: String,
 }
 
 /// The most recent rated calls that carry features (at most `limit`) of the org, or of
@@ -245,9 +257,9 @@ pub async fn rated_calls(
     let rows = db
         .fetch(
             &format!(
-                "SELECT f.features, f.strong, f.propensity_ppm, CAST(SUM(fb.score_milli) AS BIGINT), CAST(COUNT(*) AS BIGINT)
+                "SELECT f.features, f.strong, f.propensity_ppm, CAST(SUM(fb.score_milli) AS BIGINT), CAST(COUNT(*) AS BIGINT), COALESCE(f.shadow_of, f.record_id)
                  FROM route_features f JOIN feedback fb ON fb.org = f.org AND fb.record_id = f.record_id
-                 WHERE f.org = $1{only_project} GROUP BY f.record_id, f.features, f.strong, f.propensity_ppm, f.ts_start
+                 WHERE f.org = $1{only_project} GROUP BY f.record_id, f.features, f.strong, f.propensity_ppm, f.ts_start, f.shadow_of
                  ORDER BY f.ts_start DESC LIMIT $2"
             ),
             &params,
@@ -265,6 +277,7 @@ pub async fn rated_calls(
             strong: get_i64(r, 1)? != 0,
             propensity_ppm: get_i64(r, 2)?,
             reward: (get_i64(r, 3)? as f64 / n as f64 / 1000.0).clamp(0.0, 1.0),
+            request: get_str(r, 5)?,
         });
     }
     Ok(out)

@@ -294,6 +294,8 @@ pub struct EffectivePolicy {
 
 /// Most exploration an organization may set: half of its `auto` calls.
 pub const MAX_EXPLORE_PERMILLE: u32 = 500;
+/// Most shadow sampling an organization may set: every plain `auto` call.
+pub const MAX_SHADOW_PERMILLE: u32 = 1000;
 
 /// How `model: "auto"` learns from the organization's own outcomes (issue 20; protocol
 /// in `collector/ACCOUNTS.md`, "Routing that learns").
@@ -307,6 +309,13 @@ pub struct RoutingPolicy {
     /// rules allow), in thousandths, `0..=500`: what lets the learner see the outcome of
     /// the tier the router would not have picked.
     pub explore_permille: u32,
+    /// Shadow sampling: share of plain (not streamed) `auto` calls also sent to the other
+    /// arm (the heavy tier for a lighter one, a lighter tier for heavy), in thousandths,
+    /// `0..=1000`, so that the app's evaluator rates both answers. Each shadow call is
+    /// admitted, budgeted and recorded like any call (its record names the call it
+    /// shadows). Absent: 0 (what collectors before it send).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub shadow_permille: u32,
     /// The organization's term-hash salt, 16 hex digits.
     pub salt: String,
     /// Hashed term buckets `2^bits` (1..=20).
@@ -315,6 +324,10 @@ pub struct RoutingPolicy {
     /// own weights (builtin or `[routing] scorer_weights_file`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weights: Option<SignedWeights>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl RoutingPolicy {
@@ -336,6 +349,12 @@ impl RoutingPolicy {
             return Err(format!(
                 "routing.explore_permille: {} is above {MAX_EXPLORE_PERMILLE}",
                 self.explore_permille
+            ));
+        }
+        if self.shadow_permille > MAX_SHADOW_PERMILLE {
+            return Err(format!(
+                "routing.shadow_permille: {} is above {MAX_SHADOW_PERMILLE}",
+                self.shadow_permille
             ));
         }
         if !(1..=20).contains(&self.bits) {

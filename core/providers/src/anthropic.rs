@@ -613,6 +613,7 @@ fn parse_message(body: &[u8], target: &Target) -> Result<ChatResponse> {
         cost: None,
         route: None,
         usage_record_id: None,
+        shadow: None,
     })
 }
 

@@ -110,6 +110,7 @@ impl Adapter for Gemini {
                 cost: None,
                 route: None,
                 usage_record_id: None,
+                shadow: None,
             });
         }
         let mut choices = Vec::with_capacity(candidates.len());
@@ -161,6 +162,7 @@ impl Adapter for Gemini {
             cost: None,
             route: None,
             usage_record_id: None,
+            shadow: None,
         })
     }
 

@@ -184,6 +184,7 @@ impl Adapter for OpenAi {
             cost: None,
             route: None,
             usage_record_id: None,
+            shadow: None,
         })
     }
 

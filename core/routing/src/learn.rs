@@ -770,6 +770,9 @@ pub struct SimulateOptions {
     pub refit_growth: f64,
     /// Cap on an outcome's inverse-propensity weight (variance control).
     pub max_weight: f64,
+    /// Shadow sampling: share of calls also sent to the other arm, whose score is then
+    /// revealed too, in `[0, 1]` (default 0).
+    pub shadow: f64,
 }
 
 impl Default for SimulateOptions {
@@ -782,6 +785,7 @@ impl Default for SimulateOptions {
             first_refit: 100,
             refit_growth: 1.5,
             max_weight: 20.0,
+            shadow: 0.0,
         }
     }
 }
@@ -801,6 +805,13 @@ pub struct SimulateReport {
     pub strong_share: f64,
     /// Share of calls whose tier was drawn by exploration.
     pub explored_share: f64,
+    /// Share of calls also sent to the other arm (shadow sampling; 0 without).
+    #[serde(default)]
+    pub shadowed_share: f64,
+    /// Share of calls that also sent a shadow call to the strong model (extra strong calls
+    /// paid for learning, on top of `strong_share`).
+    #[serde(default)]
+    pub shadow_strong_share: f64,
     /// Always-weak and always-strong quality on the same calls, for context.
     pub quality_weak: f64,
     /// See `quality_weak`.

@@ -28,6 +28,9 @@ pub struct Learning {
     pub record_features: bool,
     /// Share of `auto` calls whose tier is drawn at random, in `[0, 0.5]`.
     pub explore: f64,
+    /// Share of plain (not streamed) `auto` calls also sent to the other arm, in
+    /// `[0, 1]` (shadow sampling; see [`Learning::shadow_at`]).
+    pub shadow: f64,
     /// The organization's term hashing.
     pub hashing: Hashing,
     /// The organization's learned weights, when verified; `None`: the client's own.
@@ -40,6 +43,7 @@ impl PartialEq for Learning {
     fn eq(&self, o: &Self) -> bool {
         self.record_features == o.record_features
             && self.explore.to_bits() == o.explore.to_bits()
+            && self.shadow.to_bits() == o.shadow.to_bits()
             && self.hashing == o.hashing
             && self.version == o.version
     }
@@ -104,6 +108,41 @@ impl Learning {
             scored_tier: scored,
             features: None,
         }
+    }
+
+    /// Shadow sampling for one decision whose arm can be served on the other side too:
+    /// the call's own outcome is then observed with probability `p + (1 − p)·s` (it went
+    /// to its arm with probability `p`, or to the other one and was shadowed here with
+    /// probability `s`), so `trace.propensity` becomes that, for every such call whether
+    /// shadowed or not. When `draw < s` (a uniform number in `[0, 1)`), returns the
+    /// shadow call's trace: the other arm, observed with probability `(1 − p) + p·s`.
+    /// `share` is the shadow share actually used (0 while a budget is tight).
+    pub fn shadow_at(
+        &self,
+        share: f64,
+        trace: &mut LearningTrace,
+        draw: f64,
+    ) -> Option<LearningTrace> {
+        let s = share.clamp(0.0, 1.0);
+        let p = trace.propensity;
+        trace.propensity = p + (1.0 - p) * s;
+        (draw < s).then(|| LearningTrace {
+            explored: false,
+            propensity: (1.0 - p) + p * s,
+            scored_tier: trace.scored_tier,
+            features: trace.features.clone(),
+        })
+    }
+}
+
+/// The tier a shadow call goes to: the other arm of `tier` among `allowed` (every tier
+/// when empty): `heavy` for a lighter tier, else `standard` (or `light`). `None` when the
+/// rules allow no tier on the other arm.
+pub fn other_arm(tier: Tier, allowed: &[Tier]) -> Option<Tier> {
+    let ok = |t: Tier| allowed.is_empty() || allowed.contains(&t);
+    match tier {
+        Tier::Heavy => [Tier::Standard, Tier::Light].into_iter().find(|t| ok(*t)),
+        _ => ok(Tier::Heavy).then_some(Tier::Heavy),
     }
 }
 
@@ -179,6 +218,7 @@ mod tests {
         Learning {
             record_features: true,
             explore,
+            shadow: 0.0,
             hashing: Hashing { bits: 10, salt: 42 },
             scorer: None,
             version: None,
@@ -254,6 +294,76 @@ mod tests {
         let mut r = report(Tier::Heavy);
         let t = l.explore_at(0.0, &mut r, &all, [0.0, 0.0]);
         assert!(!t.explored && r.tier == Tier::Heavy && (t.propensity - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn shadow_propensity_is_the_probability_the_arm_is_observed() {
+        // Explore 0.2 over three tiers, shadow 0.3: for a prompt scored light, the heavy
+        // arm's outcome is seen when exploration picks heavy or the call is shadowed.
+        let l = learning(0.2);
+        let all = [Tier::Light, Tier::Standard, Tier::Heavy];
+        let mut rng = crate::learn::SplitMix::new(7);
+        let n = 200_000;
+        let (mut seen_heavy, mut seen_light) = (0usize, 0usize);
+        let (mut q_heavy, mut q_light) = (Vec::new(), Vec::new());
+        for _ in 0..n {
+            let mut r = report(Tier::Light);
+            let mut t = l.explore_at(0.2, &mut r, &all, [rng.next_f64(), rng.next_f64()]);
+            let shadow = l.shadow_at(0.3, &mut t, rng.next_f64());
+            let heavy = r.tier == Tier::Heavy;
+            let (own, other) = if heavy {
+                (&mut q_heavy, &mut q_light)
+            } else {
+                (&mut q_light, &mut q_heavy)
+            };
+            own.push(t.propensity);
+            if let Some(st) = &shadow {
+                assert!(other_arm(r.tier, &all).is_some());
+                assert!(!st.explored && st.scored_tier == Tier::Light);
+                other.push(st.propensity);
+            }
+            seen_heavy += usize::from(heavy || shadow.is_some());
+            seen_light += usize::from(!heavy || shadow.is_some());
+        }
+        // p(heavy) = 0.2 / 3; observed: p + (1 - p) * 0.3.
+        let p = 0.2 / 3.0;
+        let want_heavy = p + (1.0 - p) * 0.3;
+        let want_light = (1.0 - p) + p * 0.3;
+        for (qs, want, seen) in [
+            (&q_heavy, want_heavy, seen_heavy),
+            (&q_light, want_light, seen_light),
+        ] {
+            assert!(qs.iter().all(|q| (q - want).abs() < 1e-12), "{want}");
+            let share = seen as f64 / f64::from(n);
+            assert!(
+                (share - want).abs() < 0.004,
+                "observed {share}, propensity {want}"
+            );
+        }
+        // No shadow share: the propensity is unchanged and nothing is drawn.
+        let mut r = report(Tier::Heavy);
+        let mut t = l.explore_at(0.0, &mut r, &all, [0.5, 0.5]);
+        assert!(l.shadow_at(0.0, &mut t, 0.0).is_none());
+        assert!((t.propensity - 1.0).abs() < 1e-12);
+        // Every call shadowed: both arms always seen.
+        let mut r = report(Tier::Standard);
+        let mut t = l.explore_at(0.0, &mut r, &all, [0.5, 0.5]);
+        let st = l.shadow_at(1.0, &mut t, 0.999).unwrap();
+        assert!((t.propensity - 1.0).abs() < 1e-12 && (st.propensity - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_other_arm_is_within_the_rules() {
+        let all: [Tier; 0] = [];
+        assert_eq!(other_arm(Tier::Light, &all), Some(Tier::Heavy));
+        assert_eq!(other_arm(Tier::Standard, &all), Some(Tier::Heavy));
+        assert_eq!(other_arm(Tier::Heavy, &all), Some(Tier::Standard));
+        assert_eq!(
+            other_arm(Tier::Heavy, &[Tier::Light, Tier::Heavy]),
+            Some(Tier::Light)
+        );
+        assert_eq!(other_arm(Tier::Light, &[Tier::Light, Tier::Standard]), None);
+        assert_eq!(other_arm(Tier::Heavy, &[Tier::Heavy]), None);
     }
 
     #[test]

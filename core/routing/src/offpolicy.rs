@@ -38,8 +38,13 @@ pub struct LoggedCall {
     pub strong: bool,
     /// The outcome score in `[0, 1]` (the mean of its feedback).
     pub reward: f64,
-    /// Probability the router gave the arm it went to, in `(0, 1]`.
+    /// Probability that this arm's outcome was observed for the call, in `(0, 1]`: the
+    /// router's probability of the arm, plus, under shadow sampling, that of the other
+    /// arm times the shadow share.
     pub propensity: f64,
+    /// The request it answered: a call and its shadow share the key (one request seen on
+    /// both arms: one fold, one doubly-robust estimate); every other call has its own.
+    pub call: u64,
 }
 
 /// Options of [`learn_from_log`].
@@ -213,6 +218,25 @@ fn fit_arms(
     ))
 }
 
+/// Each call's request index (calls sharing [`LoggedCall::call`] share it; indices in
+/// order of first appearance, so calls without shadows are their own, in order) and the
+/// first call of each request.
+fn requests(calls: &[LoggedCall]) -> (Vec<usize>, Vec<usize>) {
+    let mut index = std::collections::HashMap::with_capacity(calls.len());
+    let mut firsts = Vec::with_capacity(calls.len());
+    let group_of = calls
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            *index.entry(c.call).or_insert_with(|| {
+                firsts.push(i);
+                firsts.len() - 1
+            })
+        })
+        .collect();
+    (group_of, firsts)
+}
+
 /// Fit new weights from logged calls and compare them with `current` (the weights that
 /// made the decisions). Returns the report and, when promoted, the new weights.
 pub fn learn_from_log(
@@ -262,7 +286,11 @@ pub fn learn_from_log(
         logged.clone()
     };
     let n = calls.len();
-    let fold = learn::folds(n, opts.folds, opts.seed);
+    // Requests: a call and its shadow are one (same features, one fold, one estimate).
+    let (group_of, firsts) = requests(calls);
+    let ng = firsts.len();
+    let gfold = learn::folds(ng, opts.folds, opts.seed);
+    let fold: Vec<usize> = group_of.iter().map(|g| gfold[*g]).collect();
     // Cross-fitting: out-of-fold success models for each arm.
     let (mut ms, mut mw) = (vec![0.0; n], vec![0.0; n]);
     for k in 0..opts.folds {
@@ -276,32 +304,36 @@ pub fn learn_from_log(
             mw[i] = fw.predict(&rows[i]);
         }
     }
-    // Doubly-robust pseudo-outcomes of both arms for every call.
-    let mut ps = Vec::with_capacity(n);
-    let mut pw = Vec::with_capacity(n);
+    // Doubly-robust pseudo-outcomes of both arms for every request: the model's
+    // prediction, corrected by each arm observed for it.
+    let mut ps: Vec<f64> = firsts.iter().map(|&i| ms[i]).collect();
+    let mut pw: Vec<f64> = firsts.iter().map(|&i| mw[i]).collect();
     for (i, c) in calls.iter().enumerate() {
         // Uncapped here: a capped weight would pull each pseudo-outcome toward the model's
         // own prediction and make the new fit look better than it is.
         let wgt = 1.0 / c.propensity;
+        let g = group_of[i];
         if c.strong {
-            ps.push(ms[i] + wgt * (c.reward - ms[i]));
-            pw.push(mw[i]);
+            ps[g] += wgt * (c.reward - ms[i]);
         } else {
-            ps.push(ms[i]);
-            pw.push(mw[i] + wgt * (c.reward - mw[i]));
+            pw[g] += wgt * (c.reward - mw[i]);
         }
     }
-    let oof_gain: Vec<f64> = ms.iter().zip(&mw).map(|(s, w)| s - w).collect();
+    let oof_gain: Vec<f64> = firsts.iter().map(|&i| ms[i] - mw[i]).collect();
     let current_binary = current.lexical.as_ref().is_some_and(|l| l.binary);
-    let cur: Vec<f64> = (if current_binary { &rows } else { &logged })
+    let cur: Vec<f64> = firsts
         .iter()
-        .map(|r| score_row(current, r, opts.hashing))
+        .map(|&i| {
+            let r = if current_binary { &rows[i] } else { &logged[i] };
+            score_row(current, r, opts.hashing)
+        })
         .collect();
     let nb = 1u32 << bits;
-    let len: Vec<f64> = rows
+    let len: Vec<f64> = firsts
         .iter()
-        .map(|r| {
-            r.iter()
+        .map(|&i| {
+            rows[i]
+                .iter()
                 .find(|(j, _)| *j == nb)
                 .map_or(0.0, |(_, x)| f64::from(*x))
         })
@@ -337,7 +369,7 @@ pub fn learn_from_log(
     let mut d_cur = Vec::with_capacity(opts.folds);
     let mut d_len = Vec::with_capacity(opts.folds);
     for k in 0..opts.folds {
-        let idx: Vec<usize> = (0..n).filter(|i| fold[*i] == k).collect();
+        let idx: Vec<usize> = (0..ng).filter(|g| gfold[*g] == k).collect();
         let pick = |v: &[f64]| idx.iter().map(|i| v[*i]).collect::<Vec<f64>>();
         let (fw, fs) = (pick(&pw), pick(&ps));
         let apgr = |sc: &[f64]| eval::evaluate_scores(&pick(sc), &fw, &fs).map(|e| e.apgr);
@@ -472,9 +504,16 @@ pub fn replay(
         max_weight: opts.max_weight,
         ..LogLearnOptions::default()
     };
+    if !(0.0..=1.0).contains(&opts.shadow) {
+        return Err(bad(
+            "shadow",
+            format!("shadow = {} must be in [0, 1]", opts.shadow),
+        ));
+    }
     let explorer = Learning {
         record_features: true,
         explore: opts.explore,
+        shadow: opts.shadow,
         hashing,
         scorer: None,
         version: None,
@@ -485,6 +524,7 @@ pub fn replay(
     let (mut quality, mut sum_weak, mut sum_strong) = (0.0, 0.0, 0.0);
     let (mut n_strong, mut n_explored, mut refits, mut promotions) =
         (0usize, 0usize, 0usize, 0usize);
+    let (mut n_shadowed, mut n_shadow_strong) = (0usize, 0usize);
     let mut next_refit = opts.first_refit;
     for p in prompts {
         let (weak, strong) = p.labels()?;
@@ -492,18 +532,39 @@ pub fn replay(
         sum_strong += strong;
         let mut report = served.score(&p.request);
         let features = features_of_scored(&report, &p.request, hashing);
-        let t = explorer.explore(&mut report, Tier::ALL, [rng.next_f64(), rng.next_f64()]);
+        let mut t = explorer.explore(&mut report, Tier::ALL, [rng.next_f64(), rng.next_f64()]);
         let went_strong = report.tier == Tier::Heavy;
         let reward = if went_strong { strong } else { weak };
         quality += reward;
         n_strong += usize::from(went_strong);
         n_explored += usize::from(t.explored);
+        // Shadow sampling as the client does it (every tier allowed: the other arm always
+        // exists); no draw without it, so replays without shadow are unchanged.
+        let shadow = if opts.shadow > 0.0 {
+            explorer.shadow_at(opts.shadow, &mut t, rng.next_f64())
+        } else {
+            None
+        };
+        let row = row_of(&features, hashing.bits)
+            .ok_or_else(|| bad("bits", "feature rows do not match the bits".into()))?;
+        let call = calls.len() as u64;
+        if let Some(st) = shadow {
+            n_shadowed += 1;
+            n_shadow_strong += usize::from(!went_strong);
+            calls.push(LoggedCall {
+                row: row.clone(),
+                strong: !went_strong,
+                reward: if went_strong { weak } else { strong },
+                propensity: st.propensity,
+                call,
+            });
+        }
         calls.push(LoggedCall {
-            row: row_of(&features, hashing.bits)
-                .ok_or_else(|| bad("bits", "feature rows do not match the bits".into()))?,
+            row,
             strong: went_strong,
             reward,
             propensity: t.propensity,
+            call,
         });
         if calls.len() >= next_refit {
             next_refit = ((next_refit as f64) * opts.refit_growth).ceil() as usize;
@@ -524,6 +585,8 @@ pub fn replay(
         realized_quality: quality / n,
         strong_share: n_strong as f64 / n,
         explored_share: n_explored as f64 / n,
+        shadowed_share: n_shadowed as f64 / n,
+        shadow_strong_share: n_shadow_strong as f64 / n,
         quality_weak: sum_weak / n,
         quality_strong: sum_strong / n,
         refits,
@@ -544,35 +607,94 @@ mod tests {
     /// 0.9); prompts about "garden" do not (both 0.8); both kinds have the same length.
     /// Logged by a router that ignores the signal (heavy with probability 0.5).
     fn log(n: usize, seed: u64, h: Hashing) -> Vec<LoggedCall> {
+        log_shadowed(n, seed, h, 0.0)
+    }
+
+    /// [`log`] with shadow sampling at share `s`: a shadowed call's other arm is logged
+    /// too (same request key, its own outcome draw); every outcome's propensity is the
+    /// probability that its arm is observed, 0.5 + 0.5·s.
+    fn log_shadowed(n: usize, seed: u64, h: Hashing, s: f64) -> Vec<LoggedCall> {
         let mut rng = SplitMix::new(seed);
         let words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"];
-        (0..n)
-            .map(|i| {
-                let hard = rng.next_f64() < 0.5;
-                let filler = words[(rng.next_u64() % 6) as usize];
-                let text = if hard {
-                    format!("audit the ledger of {filler} unit {i}")
-                } else {
-                    format!("water the garden of {filler} home {i}")
-                };
-                let req = ChatRequest::new("auto", vec![Message::user(text)]);
-                let row = row_of(&features_of(&req, h), h.bits).unwrap();
-                // logging policy: heavy with prob 0.5 (scores ignore the signal)
-                let strong = rng.next_f64() < 0.5;
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n {
+            let hard = rng.next_f64() < 0.5;
+            let filler = words[(rng.next_u64() % 6) as usize];
+            let text = if hard {
+                format!("audit the ledger of {filler} unit {i}")
+            } else {
+                format!("water the garden of {filler} home {i}")
+            };
+            let req = ChatRequest::new("auto", vec![Message::user(text)]);
+            let row = row_of(&features_of(&req, h), h.bits).unwrap();
+            // logging policy: heavy with prob 0.5 (scores ignore the signal)
+            let strong = rng.next_f64() < 0.5;
+            let mut outcome = |strong: bool| {
                 let p_success = match (hard, strong) {
                     (true, true) => 0.9,
                     (true, false) => 0.1,
                     (false, _) => 0.8,
                 };
-                let reward = if rng.next_f64() < p_success { 1.0 } else { 0.0 };
-                LoggedCall {
-                    row,
-                    strong,
-                    reward,
-                    propensity: 0.5,
-                }
-            })
-            .collect()
+                if rng.next_f64() < p_success { 1.0 } else { 0.0 }
+            };
+            let reward = outcome(strong);
+            let shadow = (s > 0.0).then(|| outcome(!strong));
+            let propensity = 0.5 + 0.5 * s;
+            if let Some(r) = shadow.filter(|_| rng.next_f64() < s) {
+                out.push(LoggedCall {
+                    row: row.clone(),
+                    strong: !strong,
+                    reward: r,
+                    propensity,
+                    call: i as u64,
+                });
+            }
+            out.push(LoggedCall {
+                row,
+                strong,
+                reward,
+                propensity,
+                call: i as u64,
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn a_call_and_its_shadow_are_one_request() {
+        let key = |call| LoggedCall {
+            row: vec![],
+            strong: false,
+            reward: 0.0,
+            propensity: 1.0,
+            call,
+        };
+        let calls: Vec<LoggedCall> = [5, 9, 5, 7, 9].into_iter().map(key).collect();
+        assert_eq!(requests(&calls), (vec![0, 1, 0, 2, 1], vec![0, 1, 3]));
+    }
+
+    #[test]
+    fn shadowed_logs_give_unbiased_estimates_and_learn() {
+        let h = Hashing {
+            bits: 10,
+            salt: 0xdead_beef,
+        };
+        let current = Weights::builtin().unwrap();
+        let opts = LogLearnOptions {
+            hashing: h,
+            ..Default::default()
+        };
+        // True always-weak / always-strong quality: (0.1 + 0.8) / 2, (0.9 + 0.8) / 2.
+        let calls = log_shadowed(800, 3, h, 0.4);
+        let shadows = calls.len() - 800;
+        assert!((250..=390).contains(&shadows), "{shadows}");
+        let (r, w) = learn_from_log(&calls, &current, &opts).unwrap();
+        let (qw, qs) = (r.quality_weak.unwrap(), r.quality_strong.unwrap());
+        assert!(
+            (qw - 0.45).abs() < 0.05 && (qs - 0.85).abs() < 0.05,
+            "{r:?}"
+        );
+        assert!(r.promote && w.is_some(), "{r:?}");
     }
 
     #[test]
@@ -642,8 +764,35 @@ mod tests {
         let (rep2, w2) = replay(&ps[..1200], &start, &opts).unwrap();
         assert_eq!(rep, rep2);
         assert_eq!(w.to_json(), w2.to_json());
+        assert_eq!(rep.shadowed_share, 0.0);
+        // Shadow sampling: a third of the calls also reveal the other arm's outcome.
+        let shadowed = SimulateOptions {
+            shadow: 0.3,
+            ..opts.clone()
+        };
+        let (rep_s, w_s) = replay(&ps[..1200], &start, &shadowed).unwrap();
+        assert!((rep_s.shadowed_share - 0.3).abs() < 0.05, "{rep_s:?}");
+        assert!(
+            rep_s.shadow_strong_share < rep_s.shadowed_share,
+            "{rep_s:?}"
+        );
+        assert!(rep_s.promotions >= 1, "{rep_s:?}");
+        let r = eval::evaluate(&ps[1200..], &|p| {
+            crate::Scorer::new(w_s.clone()).score_only(&p.request)
+        })
+        .unwrap();
+        assert!(
+            r.apgr > 0.7,
+            "held-out APGR with shadow sampling {}",
+            r.apgr
+        );
         let bad = SimulateOptions {
             explore: 0.8,
+            ..opts.clone()
+        };
+        assert!(replay(&ps, &start, &bad).is_err());
+        let bad = SimulateOptions {
+            shadow: 1.5,
             ..opts.clone()
         };
         assert!(replay(&ps, &start, &bad).is_err());

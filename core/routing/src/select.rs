@@ -465,6 +465,8 @@ pub fn select(input: SelectInput<'_>, avail: &dyn Availability) -> Result<RouteD
             attempts: Vec::new(),
             weights_version: None,
             learning: None,
+            shadow: None,
+            shadow_of: None,
         });
     };
 
@@ -651,6 +653,8 @@ pub fn select(input: SelectInput<'_>, avail: &dyn Availability) -> Result<RouteD
         attempts: Vec::new(),
         weights_version: None,
         learning: None,
+        shadow: None,
+        shadow_of: None,
     })
 }
 

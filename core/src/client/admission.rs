@@ -261,8 +261,8 @@ impl Client {
     }
 }
 
-/// The policy one call is held to (empty: none).
-#[derive(Debug, Default)]
+/// The policy one call is held to (empty: none). A shadow call is held to its call's.
+#[derive(Debug, Default, Clone)]
 pub(super) struct Gate {
     /// The effective policy (fresh, or last known when offline).
     policy: Option<Arc<EffectivePolicy>>,

@@ -105,13 +105,27 @@ impl Client {
             .await
             .inspect_err(|e| self.record_denial(req, e, &clock, stream))?;
         let decision = self
-            .prepare(req, gate.route.as_ref())
+            .prepare(req, gate.route.as_ref(), !stream)
             .inspect_err(|e| self.record_denial(req, e, &clock, stream))?;
         Ok(Call {
             clock,
             resend_fp,
             decision,
             gate,
+        })
+    }
+
+    /// The shadow call of `call`, when shadow sampling drew it: its own clock (and usage
+    /// record id), the shadow decision naming `call`'s record, the same policy gate
+    /// (admitted and budgeted per model like any call). Takes the plan out of `call`.
+    pub(super) fn shadow_of(&self, call: &mut Call) -> Option<Call> {
+        let mut decision = *call.decision.shadow.take()?;
+        decision.shadow_of = Some(call.clock.record_id().0);
+        Some(Call {
+            clock: CallClock::start(),
+            resend_fp: None,
+            decision,
+            gate: call.gate.clone(),
         })
     }
 

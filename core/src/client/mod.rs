@@ -71,7 +71,7 @@ pub use builder::ClientBuilder;
 pub use lifecycle::Cancel;
 
 use admission::start_policy;
-use execution::{Plain, Served, Streamed};
+use execution::{Call, Plain, Served, Streamed};
 use recording::{AbandonedCall, RecordingStream, start_recorder, usage_error, usage_tokens};
 use route::route_policy;
 
@@ -320,7 +320,7 @@ impl Client {
             .policy
             .as_ref()
             .and_then(|pc| pc.cached().map(|p| route_policy(self, pc, &p)));
-        self.route_with(req, accounts.as_ref())
+        self.route_with(req, accounts.as_ref(), true)
     }
 
     /// Fetch the organization policy now (or take it from the cache while fresh).
@@ -415,9 +415,43 @@ impl Client {
     async fn chat_call(&self, req: ChatRequest) -> Result<(ChatResponse, CallStats)> {
         let mut call = self.begin(&req, false).await?;
         let req = Arc::new(req);
+        let Some(shadow) = self.shadow_of(&mut call) else {
+            return self.plain_call(&req, call).await;
+        };
+        // Shadow sampling: both arms at once; the shadow never changes the call's outcome.
+        let (main, side) =
+            futures_util::future::join(self.plain_call(&req, call), self.plain_call(&req, shadow))
+                .await;
+        match (main, side) {
+            (Ok((mut resp, stats)), Ok((s, _))) => {
+                resp.shadow = Some(Box::new(s));
+                Ok((resp, stats))
+            }
+            (Ok(ok), Err(e)) => {
+                tracing::warn!(error = %e, "shadow call failed: the response has no shadow answer (its usage record says why)");
+                Ok(ok)
+            }
+            (Err(e), side) => {
+                if side.is_ok() {
+                    tracing::info!(
+                        "the call failed; its shadow answered (recorded and billed) but is not returned"
+                    );
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// One plain call through its chain: recorded, settled, its decision and record id
+    /// on the response.
+    async fn plain_call(
+        &self,
+        req: &Arc<ChatRequest>,
+        mut call: Call,
+    ) -> Result<(ChatResponse, CallStats)> {
         // Dropped while the request is out (the caller gave up): still one record.
-        let abandoned = AbandonedCall::arm(self, &req, &call.decision, call.clock);
-        let outcome = self.run(&req, &mut call, Plain).await;
+        let abandoned = AbandonedCall::arm(self, req, &call.decision, call.clock);
+        let outcome = self.run(req, &mut call, Plain).await;
         abandoned.disarm();
         let Served {
             output: mut resp,
@@ -428,7 +462,7 @@ impl Client {
         let attempts = recording::total_attempts(&decision);
         resp.cost = self.price(&resp.usage, &target.model_id);
         let rid = self.record(
-            &req,
+            req,
             &target.model_id,
             &decision,
             &call.clock,

@@ -338,6 +338,7 @@ pub(super) fn route_info(decision: &RouteDecision) -> RouteInfo {
         propensity_ppm: l.map(|l| ((l.propensity * 1e6).round() as i64).clamp(1, 1_000_000)),
         explored: l.map(|l| l.explored),
         features: l.and_then(|l| l.features.clone()),
+        shadow_of: decision.shadow_of.clone().map(RecordId),
     }
 }
 

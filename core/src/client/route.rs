@@ -18,16 +18,20 @@ use crate::routing::{Exclusion, RouteDecision, Scorer, Tier};
 use crate::types::ChatRequest;
 
 impl Client {
+    /// `shadow_ok`: the call may be shadowed (a plain call; a stream never is).
     pub(super) fn route_with(
         &self,
         req: &ChatRequest,
         accounts: Option<&RoutePolicy>,
+        shadow_ok: bool,
     ) -> Result<RouteDecision> {
         req.validate()?;
         let cfg = &self.inner.config.routing;
         let learning = accounts.and_then(|a| a.learning.as_deref());
         let mut trace = None;
         let mut version = None;
+        // Shadow sampling: the score report forced to the other arm, when the org shadows.
+        let mut shadow_report = None;
         let score = if ModelId::is_auto(&req.model) {
             let (scorer, v) =
                 match learning.and_then(|l| l.scorer.as_deref().zip(l.version.as_ref())) {
@@ -55,6 +59,13 @@ impl Client {
                 let mut t = l.explore_at(share, &mut report, &allowed, draws);
                 t.features = Some(features);
                 trace = Some(t);
+                if shadow_ok && !tight && l.shadow > 0.0 {
+                    if let Some(other) = learning::other_arm(report.tier, &allowed) {
+                        let mut r = report.clone();
+                        r.tier = other;
+                        shadow_report = Some(r);
+                    }
+                }
             }
             Some(report)
         } else {
@@ -63,17 +74,35 @@ impl Client {
             self.resolve(&req.model)?;
             None
         };
-        let mut decision = select(
-            SelectInput {
-                req,
-                score,
-                cfg,
-                catalog: &self.inner.catalog,
-                accounts,
-            },
-            self,
-        )?;
+        let input = |score| SelectInput {
+            req,
+            score,
+            cfg,
+            catalog: &self.inner.catalog,
+            accounts,
+        };
+        let mut decision = select(input(score), self)?;
         decision.weights_version = version;
+        if let (Some(r), Some(t), Some(l)) = (shadow_report, trace.as_mut(), learning) {
+            // Only when the other arm has a usable model of its own tier (and this call is
+            // served from its decided tier): else the call cannot be shadowed, and its
+            // propensity stays that of its arm alone.
+            let other = select(input(Some(r)), self)
+                .ok()
+                .filter(|d| d.served_tier.is_none() && d.chosen != decision.chosen);
+            if let Some(mut d) = other.filter(|_| decision.served_tier.is_none()) {
+                if let Some(st) = l.shadow_at(l.shadow, t, rand::random::<f64>()) {
+                    d.reason = format!(
+                        "shadow sampling: the same request also goes to the other arm ({}); {}",
+                        d.tier.map_or("?", |t| t.as_str()),
+                        d.reason
+                    );
+                    d.weights_version = decision.weights_version.clone();
+                    d.learning = Some(st);
+                    decision.shadow = Some(Box::new(d));
+                }
+            }
+        }
         if let Some(t) = &trace {
             if t.explored {
                 decision.reason.push_str(&format!(
@@ -91,9 +120,10 @@ impl Client {
     fn learning_of(&self, pc: &PolicyClient, p: &EffectivePolicy) -> Option<Arc<Learning>> {
         let rp = p.routing.as_ref()?;
         let key = format!(
-            "{}|{}|{}|{}|{}",
+            "{}|{}|{}|{}|{}|{}",
             rp.learning,
             rp.explore_permille,
+            rp.shadow_permille,
             rp.salt,
             rp.bits,
             rp.weights.as_ref().map_or("", |w| w.version.as_str())
@@ -139,12 +169,13 @@ impl Client {
         &self,
         req: &ChatRequest,
         accounts: Option<&RoutePolicy>,
+        shadow_ok: bool,
     ) -> Result<RouteDecision> {
         crate::usage::record::validate_tags(&req.metadata).map_err(|e| Error::InvalidRequest {
             field: Some("metadata".into()),
             message: format!("metadata becomes the usage record's tags: {e}"),
         })?;
-        self.route_with(req, accounts)
+        self.route_with(req, accounts, shadow_ok)
     }
 }
 
@@ -252,6 +283,11 @@ fn build_learning(
             } else {
                 0.0
             },
+            shadow: if rp.learning {
+                f64::from(rp.shadow_permille) / 1000.0
+            } else {
+                0.0
+            },
             hashing: crate::routing::lexical::Hashing {
                 bits: rp.bits,
                 salt,
@@ -301,13 +337,13 @@ mod tests {
         let c = client(&[]);
         let mut req = ask("openai/gpt-4o-mini");
         req.metadata.insert(String::new(), "x".into());
-        let e = c.prepare(&req, None).unwrap_err();
+        let e = c.prepare(&req, None, true).unwrap_err();
         assert!(
             matches!(&e, Error::InvalidRequest { field: Some(f), .. } if f == "metadata"),
             "{e:?}"
         );
         req.metadata.clear();
-        let d = c.prepare(&req, None).unwrap();
+        let d = c.prepare(&req, None, true).unwrap();
         assert_eq!(d.chosen, "openai/gpt-4o-mini");
         assert_eq!(c.priced_model(&req).unwrap(), "openai/gpt-4o-mini");
     }

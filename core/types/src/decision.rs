@@ -256,6 +256,14 @@ pub struct RouteDecision {
     /// Exploration and propensity, when the organization learns from outcomes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub learning: Option<LearningTrace>,
+    /// Shadow sampling drew this call: the same request also goes to this decision's
+    /// model, on the other arm (heavy tier vs lighter ones), so that the app's evaluator
+    /// can judge both answers (the response's `shadow`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<Box<RouteDecision>>,
+    /// A shadow call's own decision: the usage record id of the call it shadows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow_of: Option<String>,
 }
 
 impl RouteDecision {

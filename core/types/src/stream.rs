@@ -182,6 +182,7 @@ impl StreamAccumulator {
             cost: self.cost,
             route: None,
             usage_record_id: None,
+            shadow: None,
         })
     }
 }

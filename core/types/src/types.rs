@@ -759,6 +759,13 @@ pub struct ChatResponse {
     /// `Client::feedback` to say how good the answer was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage_record_id: Option<String>,
+    /// Shadow sampling (an `auto` call of an organization that turned it on): the same
+    /// request's answer from the other arm (the heavy tier if this one is lighter, else a
+    /// lighter one), with its own cost, route and `usage_record_id`, for the app's
+    /// evaluator to rate beside this one. Absent otherwise, or when the shadow call failed
+    /// (its usage record says how).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<Box<ChatResponse>>,
 }
 
 impl ChatResponse {

@@ -147,29 +147,6 @@ pub fn score_to_milli(score: f64) -> Result<u32, UsageError> {
     Ok((score * 1000.0).round() as u32)
 }
 
-/// A record id as the SDKs write it: a lowercase hyphenated UUID.
-fn check_record_id(field: &'static str, id: &str) -> Result<(), UsageError> {
-    let ok = id.len() == 36
-        && id.bytes().enumerate().all(|(i, b)| {
-            if matches!(i, 8 | 13 | 18 | 23) {
-                b == b'-'
-            } else {
-                b.is_ascii_digit() || (b'a'..=b'f').contains(&b)
-            }
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(UsageError::InvalidField {
-            field: field.into(),
-            message: format!(
-                "`{}` is not a usage record id (a lowercase UUID such as 0193c1f0-7a2b-7c3d-8e4f-5a6b7c8d9e0f): pass the response's usage_record_id",
-                id.chars().take(60).collect::<String>()
-            ),
-        })
-    }
-}
-
 impl FeedbackRecord {
     /// Assemble a feedback record from the caller's input, checking every bound.
     pub fn build(
@@ -202,8 +179,8 @@ impl FeedbackRecord {
     /// Check every bound: the error names the field (or tag) and the limit.
     pub fn validate(&self) -> Result<(), UsageError> {
         check_id("api_key_id", &self.api_key_id, true)?;
-        check_record_id("id", self.id.as_str())?;
-        check_record_id("record_id", self.record_id.as_str())?;
+        RecordId::check("id", self.id.as_str())?;
+        RecordId::check("record_id", self.record_id.as_str())?;
         if let Some(org) = &self.org {
             check_id("org", org, false)?;
         }

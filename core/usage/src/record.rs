@@ -50,6 +50,32 @@ impl RecordId {
     }
 }
 
+impl RecordId {
+    /// Check `id` is a record id as the SDKs write it (a lowercase hyphenated UUID); the
+    /// error names `field`.
+    pub fn check(field: &'static str, id: &str) -> Result<(), UsageError> {
+        let ok = id.len() == 36
+            && id.bytes().enumerate().all(|(i, b)| {
+                if matches!(i, 8 | 13 | 18 | 23) {
+                    b == b'-'
+                } else {
+                    b.is_ascii_digit() || (b'a'..=b'f').contains(&b)
+                }
+            });
+        if ok {
+            Ok(())
+        } else {
+            Err(UsageError::InvalidField {
+                field: field.into(),
+                message: format!(
+                    "`{}` is not a usage record id (a lowercase UUID such as 0193c1f0-7a2b-7c3d-8e4f-5a6b7c8d9e0f): pass the response's usage_record_id",
+                    id.chars().take(60).collect::<String>()
+                ),
+            })
+        }
+    }
+}
+
 impl std::fmt::Display for RecordId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
@@ -84,6 +110,10 @@ pub struct RouteInfo {
     /// What the router saw, without any text (learning only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub features: Option<RouteFeatures>,
+    /// A shadow call (the organization's shadow sampling): the id of the usage record of
+    /// the call it shadows, which the same request went to on the other arm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow_of: Option<RecordId>,
 }
 
 /// Most hashed-term buckets a record may carry (the scan reads at most 4 KB of text).
@@ -562,6 +592,9 @@ impl UsageRecord {
             if let Some(f) = &r.features {
                 f.validate()?;
             }
+            if let Some(id) = &r.shadow_of {
+                RecordId::check("route.shadow_of", id.as_str())?;
+            }
         }
         check_id("sdk.name", &self.sdk.name, true)?;
         check_id("sdk.version", &self.sdk.version, true)?;
@@ -697,6 +730,9 @@ impl UsageRecord {
             }
             if let Some(sc) = r.score {
                 num(&mut out, "score", sc);
+            }
+            if let Some(id) = &r.shadow_of {
+                string(&mut out, "shadow_of", id.as_str());
             }
             opt_string(&mut out, "tier", &r.tier);
             opt_string(&mut out, "weights", &r.weights);
@@ -918,14 +954,14 @@ mod tests {
             tier in opt_str(), score in proptest::option::of(-1000i64..1000), mode in any::<bool>(),
             nums in proptest::array::uniform8(0u64..(1u64 << 53)), ttft in proptest::option::of(0u64..1000), stream in any::<bool>(),
             dl in opt_str(), weights in opt_str(), prop in proptest::option::of(1i64..=1_000_000),
-            explored in proptest::option::of(any::<bool>()),
+            explored in proptest::option::of(any::<bool>()), shadow in any::<bool>(),
             feats in proptest::option::of((1i64..=20, proptest::collection::vec(-2_000_000i64..2_000_000, 0..20), proptest::collection::btree_map(0i64..1024, 1i64..50, 0..30))),
         ) {
             let features = feats.map(|(bits, structural, terms)| RouteFeatures {
                 bits: bits.max(10), structural, terms: terms.into_iter().map(|(b, c)| [b, c]).collect(),
             });
             let route = if tier.is_none() && score.is_none() && mode { None } else {
-                Some(RouteInfo { mode: if mode { RouteMode::Auto } else { RouteMode::Explicit }, tier, score, weights, propensity_ppm: prop, explored, features })
+                Some(RouteInfo { mode: if mode { RouteMode::Auto } else { RouteMode::Explicit }, tier, score, weights, propensity_ppm: prop, explored, features, shadow_of: shadow.then(RecordId::new_v7) })
             };
             let r = UsageRecord {
                 schema_version: SCHEMA_VERSION, id: RecordId::new_v7(), seq: nums[0], ts_start: nums[1], ts_end: nums[2],
