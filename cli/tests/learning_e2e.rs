@@ -333,3 +333,122 @@ async fn the_sdk_learns_from_the_orgs_outcomes_through_the_collector() {
 
     e.collector.shutdown().await;
 }
+
+/// Shadow sampling end to end: every plain `auto` call also goes to the other arm, both
+/// answers come back (the shadow's record names the call it shadows), the app rates both,
+/// the collector learns from both arms of every request, and the SDK's decisions change.
+/// A stream is never shadowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadow_sampling_sends_both_arms_and_learns_from_both() {
+    let e = env().await;
+    let v = e
+        .admin(
+            reqwest::Method::PUT,
+            "/v1/admin/orgs/acme/routing",
+            Some(json!({"learning": true, "explore_permille": 0, "shadow_permille": 1000})),
+        )
+        .await;
+    assert_eq!(v["settings"]["shadow_permille"], 1000, "{v}");
+    let client = Client::new(e.cfg.clone()).unwrap();
+    client.refresh_policy().await.unwrap();
+
+    let n = 200;
+    let mut rated = 0;
+    for i in 0..n {
+        let hard = i % 2 == 0;
+        let resp = client.chat(prompt(hard, i)).await.unwrap();
+        let d = resp.route.as_ref().unwrap();
+        let shadow = resp
+            .shadow
+            .as_deref()
+            .expect("every plain call is shadowed");
+        let sd = shadow.route.as_ref().unwrap();
+        // The other arm, named as the shadow of this call's record.
+        assert_eq!(
+            sd.shadow_of.as_deref(),
+            resp.usage_record_id.as_deref(),
+            "{sd:?}"
+        );
+        assert!(d.shadow.is_none() && d.shadow_of.is_none());
+        let (t, st) = (d.tier.unwrap(), sd.tier.unwrap());
+        assert_ne!(t == Tier::Heavy, st == Tier::Heavy, "{t} / {st}");
+        assert_ne!(resp.model, shadow.model);
+        assert!(shadow.cost.is_some() && shadow.usage_record_id.is_some());
+        // No exploration, everything shadowed: both arms are always observed.
+        for l in [d.learning.as_ref().unwrap(), sd.learning.as_ref().unwrap()] {
+            assert!((l.propensity - 1.0).abs() < 1e-9, "{l:?}");
+        }
+        for (r, tier) in [(&resp, t), (shadow, st)] {
+            client
+                .feedback(FeedbackInput {
+                    record_id: r.usage_record_id.clone().unwrap(),
+                    score: judge(hard, tier),
+                    ..Default::default()
+                })
+                .unwrap();
+            rated += 1;
+        }
+    }
+    // A stream is never shadowed: one decision, its arm's own propensity. (Delivered: the
+    // 2n usage records of the calls and their shadows, their 2n feedback records, the
+    // stream's record.)
+    {
+        use futures_util::StreamExt;
+        let mut s = client.chat_stream(prompt(true, 999)).await.unwrap();
+        let d = s.route().unwrap().clone();
+        assert!(d.shadow.is_none(), "{d:?}");
+        assert!((d.learning.as_ref().unwrap().propensity - 1.0).abs() < 1e-9);
+        while let Some(c) = s.next().await {
+            c.unwrap();
+        }
+    }
+    let report = client.flush(Duration::from_secs(30)).await.unwrap();
+    assert!(
+        report.dead_letters == 0 && report.refused == 0 && report.delivered == 4 * n as u64 + 1,
+        "{report:?}"
+    );
+    wait_features(&e, 2 * n as i64 + 1).await;
+
+    let learned = e
+        .admin(
+            reqwest::Method::POST,
+            "/v1/admin/orgs/acme/routing/learn",
+            None,
+        )
+        .await;
+    assert_eq!(learned["report"]["outcomes"], rated, "{learned}");
+    let version = learned["promoted"]
+        .as_str()
+        .unwrap_or_else(|| panic!("new weights promoted: {learned}"))
+        .to_owned();
+
+    // Shadow sampling off: the learned weights route ledger prompts heavy, garden ones not.
+    e.admin(
+        reqwest::Method::PUT,
+        "/v1/admin/orgs/acme/routing",
+        Some(json!({"learning": true, "explore_permille": 0})),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    client.refresh_policy().await.unwrap();
+    let (mut hard_heavy, mut easy_heavy) = (0, 0);
+    for i in 1000..1040 {
+        let hard = i % 2 == 0;
+        let d = client.route(&prompt(hard, i)).unwrap();
+        assert_eq!(d.weights_version.as_deref(), Some(version.as_str()));
+        assert!(d.shadow.is_none());
+        if d.tier == Some(Tier::Heavy) {
+            if hard {
+                hard_heavy += 1;
+            } else {
+                easy_heavy += 1;
+            }
+        }
+    }
+    assert!(hard_heavy >= 18, "ledger prompts go heavy: {hard_heavy}/20");
+    assert!(
+        easy_heavy <= 2,
+        "garden prompts stay lighter: {easy_heavy}/20"
+    );
+    e.collector.shutdown().await;
+}
