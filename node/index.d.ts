@@ -381,6 +381,14 @@ export interface ChatCompletion {
    * answer was. Absent when usage records are off (no `[reporting]` config).
    */
   usage_record_id?: string
+  /**
+   * Shadow sampling (an `auto` call of an organization that turned it on, collector
+   * `routing.shadow_permille`): the same request's answer from the other arm (the heavy
+   * tier if this one is lighter, else a lighter one), with its own `usage_record_id`
+   * (and `route.shadow_of` naming this call's record), for your evaluator to rate beside
+   * this one. Absent otherwise, or when the shadow call failed (its usage record says how).
+   */
+  shadow?: ChatCompletion
 }
 
 export interface ChatCompletionChunkToolCall {

@@ -111,6 +111,35 @@ describe('outcome feedback', () => {
     }
   })
 
+  test('shadow sampling: the other arm answers too, on response.shadow, to rate beside the call', async () => {
+    // An org of its own, with every plain auto call shadowed and no exploration.
+    const { identity, reporting } = await collector.registerKey('shadowco', 'k_node_shadow')
+    await collector.request('PUT', '/v1/admin/orgs/shadowco/routing', { learning: true, explore_permille: 0, shadow_permille: 1000 })
+    const client = new GateRouter({ config: emu.config({ retry: { max_retries: 0 }, identity, reporting }) })
+    try {
+      const resp = await client.chat.completions.create({ model: 'auto', messages: user('Say hi') })
+      const shadow = resp.shadow
+      assert.ok(shadow, `a shadow answer: ${JSON.stringify(resp)}`)
+      assert.equal(shadow.shadow, undefined)
+      assert.notEqual(shadow.model, resp.model)
+      assert.match(shadow.usage_record_id, UUID)
+      assert.notEqual(shadow.usage_record_id, resp.usage_record_id)
+      assert.equal(shadow.route.shadow_of, resp.usage_record_id)
+      assert.notEqual(resp.route.tier === 'heavy', shadow.route.tier === 'heavy', `${resp.route.tier} / ${shadow.route.tier}`)
+      assert.ok(shadow.choices[0].message.content.length > 0)
+      client.feedback(resp.usage_record_id, 1, { source: 'evaluator' })
+      client.feedback(shadow.usage_record_id, 0, { source: 'evaluator' })
+      // A stream is never shadowed.
+      const stream = await client.chat.completions.create({ model: 'auto', messages: user('Say hi'), stream: true })
+      for await (const _ of stream) { /* drain */ }
+      const r = await client.flush({ timeoutMs: 10_000 })
+      assert.deepEqual([r.drained, r.delivered, r.pending, r.refused], [true, 5, 0, 0], `call, shadow, stream + 2 ratings: ${JSON.stringify(r)}`)
+      assert.equal((await collector.summary('?key=k_node_shadow')).calls, 3)
+    } finally {
+      await client.close()
+    }
+  })
+
   test('bad feedback throws INVALID_REQUEST naming the field, and nothing is spooled', async () => {
     const client = await reportingClient('k_node_feedback_bad')
     try {

@@ -138,7 +138,7 @@ class Usage(_Model):
 
 
 class ChatCompletion(_Model):
-    __slots__ = ("id", "object", "created", "model", "choices", "usage", "cost", "route", "usage_record_id")
+    __slots__ = ("id", "object", "created", "model", "choices", "usage", "cost", "route", "usage_record_id", "shadow")
 
     def __init__(self, raw: Dict[str, Any]) -> None:
         super().__init__(raw)
@@ -156,6 +156,12 @@ class ChatCompletion(_Model):
         self.usage_record_id: Optional[str] = raw.get("usage_record_id")
         """Id of the call's usage record (``None`` when usage records are off): pass it to
         ``client.feedback(...)`` to say how good the answer was."""
+        self.shadow: Optional[ChatCompletion] = ChatCompletion(raw["shadow"]) if raw.get("shadow") else None
+        """Shadow sampling (an ``auto`` call of an organization that turned it on): the
+        same request's answer from the other arm (the heavy tier if this one is lighter,
+        else a lighter one), with its own ``cost``, ``route`` (``route.shadow_of`` names
+        this call's record) and ``usage_record_id`` for your evaluator to rate beside this
+        one. ``None`` otherwise, or when the shadow call failed (its usage record says how)."""
 
 
 class FunctionCallDelta(_Model):

@@ -127,3 +127,34 @@ def test_async_client_feedback(emulator, collector):
     assert report.all_delivered and (report.delivered, report.refused) == (4, 0), report
     row = _outcomes(collector, run)["gemini-2.5-flash"]
     assert (row["calls"], row["rated_calls"], row["mean_score"]) == (2, 2, 0.5), row
+
+
+def test_shadow_sampling_returns_the_other_arms_answer_to_rate(emulator, collector):
+    """An org that turns shadow sampling on (every plain ``auto`` call here) gets the
+    other arm's answer on ``resp.shadow``: a ``ChatCompletion`` with its own usage record,
+    naming the call it shadows; both are rated, both delivered. A stream is never
+    shadowed. The org's settings are put back afterwards (the collector is shared)."""
+    routing = "/v1/admin/orgs/acme/routing"
+    collector.admin(routing, {"learning": True, "explore_permille": 0, "shadow_permille": 1000}, method="PUT")
+    try:
+        run = uuid.uuid4().hex
+        with gaterouter.Client(collector.config(emulator)) as client:
+            resp = client.chat.completions.create(model="auto", messages=MSG, metadata={"run": run})
+            shadow = resp.shadow
+            assert isinstance(shadow, gaterouter.ChatCompletion), resp.to_dict()
+            assert shadow.shadow is None and shadow.model != resp.model
+            assert UUID.match(shadow.usage_record_id) and shadow.usage_record_id != resp.usage_record_id
+            assert shadow.route.shadow_of == resp.usage_record_id
+            assert (resp.route.tier == "heavy") != (shadow.route.tier == "heavy"), (resp.route.tier, shadow.route.tier)
+            assert shadow.cost.total_micros >= 0 and shadow.choices[0].message.content
+            client.feedback(resp.usage_record_id, 1.0, source="evaluator")
+            client.feedback(shadow.usage_record_id, 0.0, source="evaluator")
+
+            stream = client.chat.completions.create(model="auto", messages=MSG, stream=True, metadata={"run": run})
+            list(stream)
+            report = client.flush(timeout=20)
+            assert (report.delivered, report.refused, report.pending) == (5, 0, 0), "call, shadow, stream + 2 ratings: %r" % (report,)
+        models = sorted(r["model"] for r in collector.records(run))
+        assert len(models) == 3 and resp.model.split("/", 1)[1] in models and shadow.model.split("/", 1)[1] in models, models
+    finally:
+        collector.admin(routing, {"learning": False, "explore_permille": 50}, method="PUT")

@@ -208,6 +208,27 @@ pub struct ChatResponse {
     /// Id of the call's usage record (absent without usage records): pass it to
     /// `feedback` to say how good the answer was.
     pub usage_record_id: Option<String>,
+    /// Shadow sampling (an `auto` call of an organization that turned it on): the same
+    /// request's answer from the other arm, for the app's evaluator to rate beside this
+    /// one. Absent otherwise, or when the shadow call failed (its usage record says how).
+    pub shadow: Option<ShadowAnswer>,
+}
+
+/// The other arm's answer to a shadowed call (see `ChatResponse.shadow`).
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct ShadowAnswer {
+    /// The provider's response id.
+    pub id: String,
+    /// The concrete `provider/model` that answered.
+    pub model: String,
+    /// The reply text.
+    pub text: String,
+    /// Why it stopped.
+    pub finish_reason: Option<FinishReason>,
+    /// Token usage.
+    pub usage: Usage,
+    /// Id of the shadow call's usage record: rate it with `feedback`.
+    pub usage_record_id: Option<String>,
 }
 
 /// A fragment of a tool call in a stream; fragments with the same `index` concatenate.
@@ -474,6 +495,14 @@ impl From<core::ChatResponse> for ChatResponse {
             },
             usage: r.usage.into(),
             usage_record_id: r.usage_record_id,
+            shadow: r.shadow.map(|s| ShadowAnswer {
+                text: s.text().to_owned(),
+                finish_reason: s.finish_reason().map(Into::into),
+                usage: s.usage.into(),
+                usage_record_id: s.usage_record_id,
+                id: s.id,
+                model: s.model,
+            }),
             id: r.id,
             model: r.model,
             created: r.created,

@@ -2502,6 +2502,12 @@ public struct ChatResponse: Equatable, Hashable {
      * `feedback` to say how good the answer was.
      */
     public var usageRecordId: String?
+    /**
+     * Shadow sampling (an `auto` call of an organization that turned it on): the same
+     * request's answer from the other arm, for the app's evaluator to rate beside this
+     * one. Absent otherwise, or when the shadow call failed (its usage record says how).
+     */
+    public var shadow: ShadowAnswer?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -2539,7 +2545,12 @@ public struct ChatResponse: Equatable, Hashable {
         /**
          * Id of the call's usage record (absent without usage records): pass it to
          * `feedback` to say how good the answer was.
-         */usageRecordId: String?) {
+         */usageRecordId: String?, 
+        /**
+         * Shadow sampling (an `auto` call of an organization that turned it on): the same
+         * request's answer from the other arm, for the app's evaluator to rate beside this
+         * one. Absent otherwise, or when the shadow call failed (its usage record says how).
+         */shadow: ShadowAnswer?) {
         self.id = id
         self.model = model
         self.created = created
@@ -2551,6 +2562,7 @@ public struct ChatResponse: Equatable, Hashable {
         self.message = message
         self.usage = usage
         self.usageRecordId = usageRecordId
+        self.shadow = shadow
     }
 
     
@@ -2579,7 +2591,8 @@ public struct FfiConverterTypeChatResponse: FfiConverterRustBuffer {
                 refusal: FfiConverterOptionString.read(from: &buf), 
                 message: FfiConverterTypeChatMessage.read(from: &buf), 
                 usage: FfiConverterTypeUsage.read(from: &buf), 
-                usageRecordId: FfiConverterOptionString.read(from: &buf)
+                usageRecordId: FfiConverterOptionString.read(from: &buf), 
+                shadow: FfiConverterOptionTypeShadowAnswer.read(from: &buf)
         )
     }
 
@@ -2595,6 +2608,7 @@ public struct FfiConverterTypeChatResponse: FfiConverterRustBuffer {
         FfiConverterTypeChatMessage.write(value.message, into: &buf)
         FfiConverterTypeUsage.write(value.usage, into: &buf)
         FfiConverterOptionString.write(value.usageRecordId, into: &buf)
+        FfiConverterOptionTypeShadowAnswer.write(value.shadow, into: &buf)
     }
 }
 
@@ -4190,6 +4204,115 @@ public func FfiConverterTypeRouteLearning_lift(_ buf: RustBuffer) throws -> Rout
 #endif
 public func FfiConverterTypeRouteLearning_lower(_ value: RouteLearning) -> RustBuffer {
     return FfiConverterTypeRouteLearning.lower(value)
+}
+
+
+/**
+ * The other arm's answer to a shadowed call (see `ChatResponse.shadow`).
+ */
+public struct ShadowAnswer: Equatable, Hashable {
+    /**
+     * The provider's response id.
+     */
+    public var id: String
+    /**
+     * The concrete `provider/model` that answered.
+     */
+    public var model: String
+    /**
+     * The reply text.
+     */
+    public var text: String
+    /**
+     * Why it stopped.
+     */
+    public var finishReason: FinishReason?
+    /**
+     * Token usage.
+     */
+    public var usage: Usage
+    /**
+     * Id of the shadow call's usage record: rate it with `feedback`.
+     */
+    public var usageRecordId: String?
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The provider's response id.
+         */id: String, 
+        /**
+         * The concrete `provider/model` that answered.
+         */model: String, 
+        /**
+         * The reply text.
+         */text: String, 
+        /**
+         * Why it stopped.
+         */finishReason: FinishReason?, 
+        /**
+         * Token usage.
+         */usage: Usage, 
+        /**
+         * Id of the shadow call's usage record: rate it with `feedback`.
+         */usageRecordId: String?) {
+        self.id = id
+        self.model = model
+        self.text = text
+        self.finishReason = finishReason
+        self.usage = usage
+        self.usageRecordId = usageRecordId
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension ShadowAnswer: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeShadowAnswer: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ShadowAnswer {
+        return
+            try ShadowAnswer(
+                id: FfiConverterString.read(from: &buf), 
+                model: FfiConverterString.read(from: &buf), 
+                text: FfiConverterString.read(from: &buf), 
+                finishReason: FfiConverterOptionTypeFinishReason.read(from: &buf), 
+                usage: FfiConverterTypeUsage.read(from: &buf), 
+                usageRecordId: FfiConverterOptionString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: ShadowAnswer, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.id, into: &buf)
+        FfiConverterString.write(value.model, into: &buf)
+        FfiConverterString.write(value.text, into: &buf)
+        FfiConverterOptionTypeFinishReason.write(value.finishReason, into: &buf)
+        FfiConverterTypeUsage.write(value.usage, into: &buf)
+        FfiConverterOptionString.write(value.usageRecordId, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeShadowAnswer_lift(_ buf: RustBuffer) throws -> ShadowAnswer {
+    return try FfiConverterTypeShadowAnswer.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeShadowAnswer_lower(_ value: ShadowAnswer) -> RustBuffer {
+    return FfiConverterTypeShadowAnswer.lower(value)
 }
 
 
@@ -6197,6 +6320,30 @@ fileprivate struct FfiConverterOptionTypeRouteLearning: FfiConverterRustBuffer {
         switch try readInt(&buf) as Int8 {
         case 0: return nil
         case 1: return try FfiConverterTypeRouteLearning.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeShadowAnswer: FfiConverterRustBuffer {
+    typealias SwiftType = ShadowAnswer?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeShadowAnswer.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeShadowAnswer.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }

@@ -123,6 +123,33 @@ final class MobileTests: XCTestCase {
         XCTAssertTrue(final.drained)
     }
 
+    func testShadowSamplingReturnsTheOtherArmsAnswerToRate() async throws {
+        // Every plain auto call of acme shadowed, no exploration; put back afterwards.
+        try await Collector.putRouting(#"{"learning":true,"explore_permille":0,"shadow_permille":1000}"#)
+        do {
+            let client = try await reporting("k_swift_shadow", spool: tmp.appendingPathComponent("spool"))
+            let resp = try await client.chat(request: request("auto", "say hi"))
+            let shadow = try XCTUnwrap(resp.shadow, "a shadowed call has the other arm's answer: \(resp)")
+            XCTAssertNotEqual(resp.model, shadow.model)
+            let shadowId = try XCTUnwrap(shadow.usageRecordId)
+            let recordId = try XCTUnwrap(resp.usageRecordId)
+            XCTAssertNotEqual(recordId, shadowId)
+            XCTAssertFalse(shadow.text.isEmpty)
+            _ = try client.feedback(recordId: recordId, score: 1.0, label: nil, source: .evaluator, tags: [:])
+            _ = try client.feedback(recordId: shadowId, score: 0.0, label: nil, source: .evaluator, tags: [:])
+            let flushed = try await client.flush(timeoutMs: 15_000)
+            XCTAssertTrue(flushed.drained && flushed.refused == 0, "\(flushed)")
+            XCTAssertEqual(flushed.delivered, 4, "call, shadow + 2 ratings: \(flushed)")
+            let calls = try await Collector.calls("k_swift_shadow")
+            XCTAssertEqual(calls, 2)
+            _ = try await client.shutdown()
+        } catch {
+            try await Collector.putRouting(#"{"learning":false,"explore_permille":50}"#)
+            throw error
+        }
+        try await Collector.putRouting(#"{"learning":false,"explore_permille":50}"#)
+    }
+
     func testFeedbackOnACallReachesTheCollectorBesideIt() async throws {
         let client = try await reporting("k_swift_feedback", spool: tmp.appendingPathComponent("spool"))
         let resp = try await client.chat(request: request("openai/gpt-4o-mini", "rate me"))

@@ -211,6 +211,12 @@ enum Collector {
         return Int(UInt16(bigEndian: addr.sin_port))
     }
 
+    /// Set org acme's routing learning settings (`PUT /v1/admin/orgs/acme/routing`).
+    static func putRouting(_ body: String) async throws {
+        let (s, v) = try await http("PUT", url + "/v1/admin/orgs/acme/routing", body: body, bearer: admin)
+        XCTAssertEqual(s, 200, "routing settings: \(s) \(v)")
+    }
+
     /// Register an API key of org acme with the app key's public half.
     static func registerKey(_ id: String, _ key: AppKey) async throws {
         let (s, v) = try await http("POST", url + "/v1/admin/keys",

@@ -3924,6 +3924,13 @@ data class ChatResponse (
      * `feedback` to say how good the answer was.
      */
     var `usageRecordId`: kotlin.String?
+    , 
+    /**
+     * Shadow sampling (an `auto` call of an organization that turned it on): the same
+     * request's answer from the other arm, for the app's evaluator to rate beside this
+     * one. Absent otherwise, or when the shadow call failed (its usage record says how).
+     */
+    var `shadow`: ShadowAnswer?
     
 ){
     
@@ -3951,6 +3958,7 @@ public object FfiConverterTypeChatResponse: FfiConverterRustBuffer<ChatResponse>
             FfiConverterTypeChatMessage.read(buf),
             FfiConverterTypeUsage.read(buf),
             FfiConverterOptionalString.read(buf),
+            FfiConverterOptionalTypeShadowAnswer.read(buf),
         )
     }
 
@@ -3965,7 +3973,8 @@ public object FfiConverterTypeChatResponse: FfiConverterRustBuffer<ChatResponse>
             FfiConverterOptionalString.allocationSize(value.`refusal`) +
             FfiConverterTypeChatMessage.allocationSize(value.`message`) +
             FfiConverterTypeUsage.allocationSize(value.`usage`) +
-            FfiConverterOptionalString.allocationSize(value.`usageRecordId`)
+            FfiConverterOptionalString.allocationSize(value.`usageRecordId`) +
+            FfiConverterOptionalTypeShadowAnswer.allocationSize(value.`shadow`)
     )
 
     override fun write(value: ChatResponse, buf: ByteBuffer) {
@@ -3980,6 +3989,7 @@ public object FfiConverterTypeChatResponse: FfiConverterRustBuffer<ChatResponse>
             FfiConverterTypeChatMessage.write(value.`message`, buf)
             FfiConverterTypeUsage.write(value.`usage`, buf)
             FfiConverterOptionalString.write(value.`usageRecordId`, buf)
+            FfiConverterOptionalTypeShadowAnswer.write(value.`shadow`, buf)
     }
 }
 
@@ -5136,6 +5146,85 @@ public object FfiConverterTypeRouteLearning: FfiConverterRustBuffer<RouteLearnin
             FfiConverterBoolean.write(value.`explored`, buf)
             FfiConverterDouble.write(value.`propensity`, buf)
             FfiConverterTypeTier.write(value.`scoredTier`, buf)
+    }
+}
+
+
+
+/**
+ * The other arm's answer to a shadowed call (see `ChatResponse.shadow`).
+ */
+data class ShadowAnswer (
+    /**
+     * The provider's response id.
+     */
+    var `id`: kotlin.String
+    , 
+    /**
+     * The concrete `provider/model` that answered.
+     */
+    var `model`: kotlin.String
+    , 
+    /**
+     * The reply text.
+     */
+    var `text`: kotlin.String
+    , 
+    /**
+     * Why it stopped.
+     */
+    var `finishReason`: FinishReason?
+    , 
+    /**
+     * Token usage.
+     */
+    var `usage`: Usage
+    , 
+    /**
+     * Id of the shadow call's usage record: rate it with `feedback`.
+     */
+    var `usageRecordId`: kotlin.String?
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeShadowAnswer: FfiConverterRustBuffer<ShadowAnswer> {
+    override fun read(buf: ByteBuffer): ShadowAnswer {
+        return ShadowAnswer(
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterOptionalTypeFinishReason.read(buf),
+            FfiConverterTypeUsage.read(buf),
+            FfiConverterOptionalString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: ShadowAnswer) = (
+            FfiConverterString.allocationSize(value.`id`) +
+            FfiConverterString.allocationSize(value.`model`) +
+            FfiConverterString.allocationSize(value.`text`) +
+            FfiConverterOptionalTypeFinishReason.allocationSize(value.`finishReason`) +
+            FfiConverterTypeUsage.allocationSize(value.`usage`) +
+            FfiConverterOptionalString.allocationSize(value.`usageRecordId`)
+    )
+
+    override fun write(value: ShadowAnswer, buf: ByteBuffer) {
+            FfiConverterString.write(value.`id`, buf)
+            FfiConverterString.write(value.`model`, buf)
+            FfiConverterString.write(value.`text`, buf)
+            FfiConverterOptionalTypeFinishReason.write(value.`finishReason`, buf)
+            FfiConverterTypeUsage.write(value.`usage`, buf)
+            FfiConverterOptionalString.write(value.`usageRecordId`, buf)
     }
 }
 
@@ -6884,6 +6973,38 @@ public object FfiConverterOptionalTypeRouteLearning: FfiConverterRustBuffer<Rout
         } else {
             buf.put(1)
             FfiConverterTypeRouteLearning.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeShadowAnswer: FfiConverterRustBuffer<ShadowAnswer?> {
+    override fun read(buf: ByteBuffer): ShadowAnswer? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeShadowAnswer.read(buf)
+    }
+
+    override fun allocationSize(value: ShadowAnswer?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeShadowAnswer.allocationSize(value)
+        }
+    }
+
+    override fun write(value: ShadowAnswer?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeShadowAnswer.write(value, buf)
         }
     }
 }

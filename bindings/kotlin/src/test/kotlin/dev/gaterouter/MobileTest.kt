@@ -10,6 +10,7 @@ import java.util.Base64
 import kotlinx.coroutines.runBlocking
 import org.junit.jupiter.api.Assertions.assertEquals
 import org.junit.jupiter.api.Assertions.assertFalse
+import org.junit.jupiter.api.Assertions.assertNotEquals
 import org.junit.jupiter.api.Assertions.assertNotNull
 import org.junit.jupiter.api.Assertions.assertNull
 import org.junit.jupiter.api.Assertions.assertTrue
@@ -161,6 +162,30 @@ class MobileTest {
         assertEquals(4uL, flushed.delivered, "2 calls + 2 feedback records: $flushed")
         assertEquals(2L to 0.75, Collector.outcomes("k_kotlin_feedback"))
         client.close()
+    }
+
+    @Test
+    fun `shadow sampling returns the other arm's answer to rate`(@TempDir tmp: File) = runBlocking {
+        // Every plain auto call of acme shadowed, no exploration; put back afterwards.
+        Collector.putRouting("""{"learning":true,"explore_permille":0,"shadow_permille":1000}""")
+        try {
+            val client = reporting("k_kotlin_shadow", File(tmp, "spool"))
+            val resp = client.chat(request("auto", "say hi"))
+            val shadow = resp.shadow ?: error("a shadowed call has the other arm's answer: $resp")
+            assertNotEquals(resp.model, shadow.model)
+            assertNotNull(shadow.usageRecordId)
+            assertNotEquals(resp.usageRecordId, shadow.usageRecordId)
+            assertTrue(shadow.text.isNotEmpty())
+            client.feedback(resp.usageRecordId!!, 1.0, null, FeedbackSource.EVALUATOR, emptyMap())
+            client.feedback(shadow.usageRecordId!!, 0.0, null, FeedbackSource.EVALUATOR, emptyMap())
+            val flushed = client.flush(15_000u)
+            assertTrue(flushed.drained && flushed.refused == 0uL, "$flushed")
+            assertEquals(4uL, flushed.delivered, "call, shadow + 2 ratings: $flushed")
+            assertEquals(2L, Collector.calls("k_kotlin_shadow"))
+            client.close()
+        } finally {
+            Collector.putRouting("""{"learning":false,"explore_permille":50}""")
+        }
     }
 
     @Test

@@ -138,6 +138,17 @@ object Collector {
         return resp.statusCode() to resp.body()
     }
 
+    /** Set org acme's routing learning settings (`PUT /v1/admin/orgs/acme/routing`). */
+    fun putRouting(body: String) {
+        val req = HttpRequest.newBuilder(URI.create("$url/v1/admin/orgs/acme/routing"))
+            .header("authorization", "Bearer $ADMIN")
+            .header("content-type", "application/json")
+            .PUT(HttpRequest.BodyPublishers.ofString(body))
+            .build()
+        val resp = Support.http.send(req, HttpResponse.BodyHandlers.ofString())
+        assertTrue(resp.statusCode() == 200, "routing settings: ${resp.statusCode()} ${resp.body()}")
+    }
+
     /** Register an API key of org acme with the app key's public half. */
     fun registerKey(id: String, key: AppKey) {
         val (s, v) = post(url, "/v1/admin/keys", """{"id":"$id","org_id":"acme","public_key":"${key.publicKeyBase64}"}""")
