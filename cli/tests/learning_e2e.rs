@@ -408,6 +408,19 @@ async fn shadow_sampling_sends_both_arms_and_learns_from_both() {
         "{report:?}"
     );
     wait_features(&e, 2 * n as i64 + 1).await;
+    // The dashboard's report counts the shadow calls (also auto calls: they were paid for).
+    let q = e
+        .admin(reqwest::Method::GET, "/v1/analytics/routing_quality", None)
+        .await;
+    let row = &q["rows"][0];
+    assert_eq!(
+        (&row["shadow_calls"], &row["auto_calls"]),
+        (&json!(n), &json!(2 * n + 1)),
+        "{q}"
+    );
+    // One of each call and its shadow is heavy; the stream may be too.
+    let strong = row["strong_calls"].as_u64().unwrap();
+    assert!(strong == n as u64 || strong == n as u64 + 1, "{q}");
 
     let learned = e
         .admin(

@@ -189,6 +189,7 @@
       { key: "auto_calls", label: "Auto calls", num: 1, fmt: int },
       { key: "strong_share", label: "Strong", num: 1, fmt: pct },
       { key: "explored_share", label: "Explored", num: 1, fmt: (v, r) => (r.learning_calls ? pct(v) : "–") },
+      { key: "shadow_calls", label: "Shadow calls", num: 1, fmt: int },
       { key: "light_mean_score", label: "Score light", num: 1, fmt: rated("light_rated_calls") },
       { key: "standard_mean_score", label: "Score standard", num: 1, fmt: rated("standard_rated_calls") },
       { key: "heavy_mean_score", label: "Score heavy", num: 1, fmt: rated("heavy_rated_calls") },

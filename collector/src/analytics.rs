@@ -1410,6 +1410,7 @@ struct QualityAcc {
     baseline_spend: i64,
     learning: i64,
     explored: i64,
+    shadow: i64,
     /// Rated calls and their score sum (thousandths), in all and per tier.
     rated: (i64, i64),
     rated_tier: BTreeMap<String, (i64, i64)>,
@@ -1539,7 +1540,8 @@ async fn routing_quality(
         false => format!(" WHERE {}", conds.join(" AND ")),
     };
     let sql = format!(
-        "SELECT rf.org, rf.project, CAST(COUNT(*) AS BIGINT), CAST(COALESCE(SUM(rf.explored), 0) AS BIGINT)
+        "SELECT rf.org, rf.project, CAST(COUNT(*) AS BIGINT), CAST(COALESCE(SUM(rf.explored), 0) AS BIGINT),
+                CAST(COALESCE(SUM(CASE WHEN rf.shadow_of IS NULL THEN 0 ELSE 1 END), 0) AS BIGINT)
          FROM route_features rf{where_sql} GROUP BY rf.org, rf.project"
     );
     for r in &db
@@ -1551,6 +1553,7 @@ async fn routing_quality(
             .or_default();
         g.learning += get_i64(r, 2)?;
         g.explored += get_i64(r, 3)?;
+        g.shadow += get_i64(r, 4)?;
     }
     // Outcome scores of the rated auto calls in the filter, per group, tier and model.
     let scores = feedback_scores(db, org.clone(), "routing_quality").await?;
@@ -1596,6 +1599,7 @@ async fn routing_quality(
         "learning_calls",
         "explored_calls",
         "explored_share",
+        "shadow_calls",
         "rated_calls",
         "mean_score",
     ]);
@@ -1628,6 +1632,7 @@ async fn routing_quality(
             json!(g.learning),
             json!(g.explored),
             json!(share(g.explored, g.learning)),
+            json!(g.shadow),
             json!(g.rated.0),
             mean_score(g.rated.0, g.rated.1),
         ]);

@@ -165,6 +165,7 @@ const FIGURES: &[&str] = &[
     "learning_calls",
     "explored_calls",
     "explored_share",
+    "shadow_calls",
     "rated_calls",
     "mean_score",
     "light_rated_calls",
@@ -198,7 +199,7 @@ async fn quality(db: Option<String>) {
         pick(row, FIGURES),
         pick(
             &json!({"auto_calls": 5, "strong_calls": 2, "strong_share": 0.4, "learning_calls": 4,
-                "explored_calls": 2, "explored_share": 0.5, "rated_calls": 4, "mean_score": 0.7125,
+                "explored_calls": 2, "explored_share": 0.5, "shadow_calls": 0, "rated_calls": 4, "mean_score": 0.7125,
                 "light_rated_calls": 2, "light_mean_score": 0.575, "standard_rated_calls": 0,
                 "standard_mean_score": null, "heavy_rated_calls": 2, "heavy_mean_score": 0.85,
                 "spend_micros": 76_300, "baseline_micros": 175_000, "savings_micros": 98_700,
@@ -281,7 +282,7 @@ async fn quality(db: Option<String>) {
     assert_eq!(
         csv,
         format!(
-            "org,name,{}\r\nacme,Acme,5,2,0.4,4,2,0.5,4,0.7125,2,0.575,0,,2,0.85,76300,175000,98700,0.564\r\n",
+            "org,name,{}\r\nacme,Acme,5,2,0.4,4,2,0.5,0,4,0.7125,2,0.575,0,,2,0.85,76300,175000,98700,0.564\r\n",
             FIGURES.join(",")
         )
     );
@@ -297,6 +298,7 @@ async fn quality(db: Option<String>) {
             json!(1),
             json!(1),
             json!(1.0),
+            json!(0),
             json!(1),
             json!(0.8),
             json!(0),
@@ -419,6 +421,7 @@ async fn quality(db: Option<String>) {
             json!(3),
             json!(1),
             json!(0.333333),
+            json!(0),
             json!(3),
             json!(0.6833),
             json!(2),
