@@ -13,7 +13,7 @@
 //! 5-fold CV) on a random 10% / 30% of the file, scored on the rest, 3 seeds each, for
 //! random row splits and for subject splits (`--holdout source`, `subject_or_row`).
 //! `--simulate`: `route simulate` over the first half of a seeded shuffle (explore 0.1,
-//! 0.2), final weights scored on the second half.
+//! 0.2; explore 0.1 with shadow sampling 0.2, 0.5), final weights scored on the second half.
 //! `--production`: the collector's learner (`routing::offpolicy::learn_from_log`) on the
 //! first half of a split logged as production logs it (the builtin router, explore 0.1 /
 //! 0.2 uniformly among tiers, only the chosen arm's outcome, salted features), scored on the
@@ -689,7 +689,13 @@ fn simulate_section(
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     let start = Weights::builtin()?;
-    for explore in [0.1, 0.2] {
+    // Shadow sampling: a share of calls also reveals the other arm (a second call).
+    for (explore, shadow) in [(0.1, 0.0), (0.2, 0.0), (0.1, 0.2), (0.1, 0.5)] {
+        let name = if shadow > 0.0 {
+            format!("explore {explore}, shadow {shadow}")
+        } else {
+            format!("explore {explore}")
+        };
         let mut acc = [0.0; 4];
         for seed in 1..=seeds {
             let (train, test) = eval::split(prompts, Holdout::Random, seed, 0.5);
@@ -699,17 +705,27 @@ fn simulate_section(
                 &SimulateOptions {
                     explore,
                     seed,
+                    shadow,
                     ..SimulateOptions::default()
                 },
             )?;
             let c = eval::compare(&test, &Scorer::new(w))?;
+            let shadowed = if shadow > 0.0 {
+                format!(
+                    "; shadowed {} ({} of the calls to the strong model)",
+                    pct(rep.shadowed_share),
+                    pct(rep.shadow_strong_share)
+                )
+            } else {
+                String::new()
+            };
             line(
-                &format!("explore {explore}, seed {seed}"),
+                &format!("{name}, seed {seed}"),
                 None,
                 &c.router,
                 &c.length,
                 &format!(
-                    " {:.3} / {} / {} ({}) |",
+                    " {:.3} / {} / {} ({}){shadowed} |",
                     rep.realized_quality,
                     pct(rep.strong_share),
                     rep.refits,
@@ -726,7 +742,7 @@ fn simulate_section(
             }
         }
         println!(
-            "| **explore {explore}, mean of {seeds}** | | | **{:.3}** | {:.3} | **{}** | {} | | |",
+            "| **{name}, mean of {seeds}** | | | **{:.3}** | {:.3} | **{}** | {} | | |",
             acc[0],
             acc[1],
             pct(acc[2]),
