@@ -132,6 +132,30 @@ fn judge(hard: bool, tier: Tier) -> f64 {
     }
 }
 
+/// Decisions on fresh prompts (exploration and shadow sampling off) use the learned
+/// weights `version`: ledger prompts go heavy, garden ones stay lighter.
+fn routes_by_the_learned_weights(client: &Client, version: &str) {
+    let (mut hard_heavy, mut easy_heavy) = (0, 0);
+    for i in 1000..1040 {
+        let hard = i % 2 == 0;
+        let d = client.route(&prompt(hard, i)).unwrap();
+        assert_eq!(d.weights_version.as_deref(), Some(version));
+        assert!(!d.learning.as_ref().unwrap().explored && d.shadow.is_none());
+        if d.tier == Some(Tier::Heavy) {
+            if hard {
+                hard_heavy += 1;
+            } else {
+                easy_heavy += 1;
+            }
+        }
+    }
+    assert!(hard_heavy >= 18, "ledger prompts go heavy: {hard_heavy}/20");
+    assert!(
+        easy_heavy <= 2,
+        "garden prompts stay lighter: {easy_heavy}/20"
+    );
+}
+
 async fn wait_features(e: &Env, at_least: i64) -> Value {
     for _ in 0..200 {
         let v = e.routing().await;
@@ -278,25 +302,7 @@ async fn the_sdk_learns_from_the_orgs_outcomes_through_the_collector() {
     assert!(set.contains("learning on, exploration 0‰"), "{set}");
     tokio::time::sleep(Duration::from_millis(150)).await;
     client.refresh_policy().await.unwrap();
-    let (mut hard_heavy, mut easy_heavy) = (0, 0);
-    for i in 1000..1040 {
-        let hard = i % 2 == 0;
-        let d = client.route(&prompt(hard, i)).unwrap();
-        assert_eq!(d.weights_version.as_deref(), Some(version.as_str()));
-        assert!(!d.learning.as_ref().unwrap().explored);
-        if d.tier == Some(Tier::Heavy) {
-            if hard {
-                hard_heavy += 1;
-            } else {
-                easy_heavy += 1;
-            }
-        }
-    }
-    assert!(hard_heavy >= 18, "ledger prompts go heavy: {hard_heavy}/20");
-    assert!(
-        easy_heavy <= 2,
-        "garden prompts stay lighter: {easy_heavy}/20"
-    );
+    routes_by_the_learned_weights(&client, &version);
     // A real call names the version in its record too (checked through explain here;
     // the record's route.weights is the same field).
     let resp = client.chat(prompt(true, 2000)).await.unwrap();
@@ -444,24 +450,6 @@ async fn shadow_sampling_sends_both_arms_and_learns_from_both() {
     .await;
     tokio::time::sleep(Duration::from_millis(150)).await;
     client.refresh_policy().await.unwrap();
-    let (mut hard_heavy, mut easy_heavy) = (0, 0);
-    for i in 1000..1040 {
-        let hard = i % 2 == 0;
-        let d = client.route(&prompt(hard, i)).unwrap();
-        assert_eq!(d.weights_version.as_deref(), Some(version.as_str()));
-        assert!(d.shadow.is_none());
-        if d.tier == Some(Tier::Heavy) {
-            if hard {
-                hard_heavy += 1;
-            } else {
-                easy_heavy += 1;
-            }
-        }
-    }
-    assert!(hard_heavy >= 18, "ledger prompts go heavy: {hard_heavy}/20");
-    assert!(
-        easy_heavy <= 2,
-        "garden prompts stay lighter: {easy_heavy}/20"
-    );
+    routes_by_the_learned_weights(&client, &version);
     e.collector.shutdown().await;
 }
