@@ -332,6 +332,78 @@ mod tests {
         );
     }
 
+    /// An org policy that learns and shadows every plain `auto` call; `usd_left` of a
+    /// $10 hard daily budget (none: no budget).
+    fn shadowing(explore: f64, usd_left: Option<u64>) -> RoutePolicy {
+        use crate::accounts::{
+            BudgetStatus, EffectiveRules, Enforcement, Level, LevelKind, Metric, Period,
+            PolicyRules,
+        };
+        let level = Level::new(LevelKind::Org, "acme");
+        let budgets = usd_left
+            .map(|remaining| BudgetStatus {
+                id: "b-day".into(),
+                level: level.clone(),
+                metric: Metric::Usd,
+                period: Period::Day,
+                limit: 10_000_000,
+                used: 10_000_000 - remaining,
+                reserved: 0,
+                remaining,
+                period_start_ms: 0,
+                resets_at_ms: u64::MAX,
+                enforcement: Enforcement::Hard,
+                notify_at: vec![],
+            })
+            .into_iter()
+            .collect();
+        RoutePolicy {
+            rules: EffectiveRules::resolve([(&level, &PolicyRules::default())]),
+            budgets,
+            learning: Some(Arc::new(Learning {
+                record_features: true,
+                explore,
+                shadow: 1.0,
+                hashing: crate::routing::lexical::Hashing { bits: 10, salt: 7 },
+                scorer: None,
+                version: None,
+            })),
+        }
+    }
+
+    #[test]
+    fn shadow_sampling_plans_the_other_arm_for_plain_calls_only() {
+        let c = client(&[]);
+        let req = ask("auto");
+        for explore in [0.0, 0.3] {
+            let d = c
+                .route_with(&req, Some(&shadowing(explore, None)), true)
+                .unwrap();
+            let s = d.shadow.as_deref().expect("every plain call is shadowed");
+            assert_ne!(d.tier == Some(Tier::Heavy), s.tier == Some(Tier::Heavy));
+            assert_ne!(d.chosen, s.chosen);
+            assert!(s.reason.starts_with("shadow sampling"), "{}", s.reason);
+            assert!(s.shadow.is_none() && s.served_tier.is_none());
+            assert_eq!(s.weights_version, d.weights_version);
+            // Both arms are always observed: both propensities are 1.
+            let (l, sl) = (d.learning.as_ref().unwrap(), s.learning.as_ref().unwrap());
+            assert!((l.propensity - 1.0).abs() < 1e-12 && (sl.propensity - 1.0).abs() < 1e-12);
+            assert_eq!(sl.features, l.features);
+        }
+        // A stream is never shadowed: its propensity is its arm's alone (< 1 while exploring).
+        let d = c
+            .route_with(&req, Some(&shadowing(0.3, None)), false)
+            .unwrap();
+        assert!(d.shadow.is_none());
+        assert!(d.learning.as_ref().unwrap().propensity < 1.0);
+        // A hard budget with less than a fifth left: no shadow (nor exploration).
+        let d = c
+            .route_with(&req, Some(&shadowing(0.3, Some(1_000_000))), true)
+            .unwrap();
+        assert!(d.shadow.is_none());
+        assert!((d.learning.as_ref().unwrap().propensity - 1.0).abs() < 1e-12);
+    }
+
     #[test]
     fn a_bad_tag_fails_before_routing() {
         let c = client(&[]);
