@@ -389,6 +389,8 @@ export interface ChatCompletion {
    * this one. Absent otherwise, or when the shadow call failed (its usage record says how).
    */
   shadow?: ChatCompletion
+  /** The shadow call was drawn but failed: its error code and message. */
+  shadow_error?: { code: ErrorCode; message: string }
 }
 
 export interface ChatCompletionChunkToolCall {

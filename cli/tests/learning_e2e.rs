@@ -375,7 +375,7 @@ async fn shadow_sampling_sends_both_arms_and_learns_from_both() {
             resp.usage_record_id.as_deref(),
             "{sd:?}"
         );
-        assert!(d.shadow.is_none() && d.shadow_of.is_none());
+        assert!(d.shadow.is_none() && d.shadow_of.is_none() && resp.shadow_error.is_none());
         let (t, st) = (d.tier.unwrap(), sd.tier.unwrap());
         assert_ne!(t == Tier::Heavy, st == Tier::Heavy, "{t} / {st}");
         assert_ne!(resp.model, shadow.model);
@@ -441,6 +441,53 @@ async fn shadow_sampling_sends_both_arms_and_learns_from_both() {
         .unwrap_or_else(|| panic!("new weights promoted: {learned}"))
         .to_owned();
 
+    // `gaterouter chat` shows the shadow's answer on stderr, with its record to rate.
+    {
+        let cfg_file = e._dir.path().join("shadow.toml");
+        let mut cfg = e.cfg.clone();
+        cfg.reporting.spool_dir = Some(e._dir.path().join("spool-cli"));
+        std::fs::write(&cfg_file, toml::to_string(&cfg).unwrap()).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gaterouter"))
+            .args(["chat", "--model", "auto", "audit the ledger of cli unit 1"])
+            .env("GATEROUTER_CONFIG", &cfg_file)
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(out.status.success(), "{stdout}{stderr}");
+        assert!(
+            !stdout.contains("shadow"),
+            "stdout is the answer alone: {stdout}"
+        );
+        assert!(
+            stderr.contains("-- shadow sampling: the other arm also answered"),
+            "{stderr}"
+        );
+        assert_eq!(stderr.matches(" | record ").count(), 2, "{stderr}");
+    }
+    // A shadow that fails leaves the call's answer alone and says why on the response.
+    client.refresh_policy().await.unwrap();
+    let req = prompt(true, 5000);
+    let planned = client.route(&req).unwrap();
+    let shadow_model = planned.shadow.as_ref().expect("planned").chosen.clone();
+    let (provider, model) = shadow_model.split_once('/').unwrap();
+    e._emu
+        .emulator()
+        .queue_fault(&json!({"fault": "bad_request", "provider": provider, "model": model}))
+        .unwrap();
+    let resp = client.chat(req).await.unwrap();
+    assert!(resp.shadow.is_none(), "{resp:?}");
+    let err = resp
+        .shadow_error
+        .as_ref()
+        .expect("the shadow's failure is on the response");
+    assert!(!err.code.is_empty() && !err.message.is_empty(), "{err:?}");
+    assert!(
+        resp.usage_record_id.is_some() && !resp.choices.is_empty(),
+        "{resp:?}"
+    );
     // Shadow sampling off: the learned weights route ledger prompts heavy, garden ones not.
     e.admin(
         reqwest::Method::PUT,

@@ -1032,12 +1032,16 @@ fn render_routing(v: &Value) -> String {
             v["org"].as_str().unwrap_or("")
         )
     } else {
+        // Shadow sampling is named only when on (it costs a second call per shadowed call).
+        let shadow = match s["shadow_permille"].as_u64().unwrap_or(0) {
+            0 => String::new(),
+            n => format!(", shadow sampling {n}‰"),
+        };
         format!(
-            "org {}: learning {}, exploration {}‰, shadow sampling {}‰, {} auto calls with features ({} explored)\n",
+            "org {}: learning {}, exploration {}‰, {} auto calls with features ({} explored){shadow}\n",
             v["org"].as_str().unwrap_or(""),
             if s["learning"] == true { "on" } else { "off" },
             s["explore_permille"],
-            s["shadow_permille"].as_u64().unwrap_or(0),
             v["calls_with_features"],
             v["explored_calls"],
         )
@@ -1642,6 +1646,23 @@ mod tests {
             "runs": [],
         }));
         assert!(shown.contains("served weights: 00aa"), "{shown}");
+        assert!(
+            shown.contains(
+                "learning on, exploration 50‰, 720 auto calls with features (36 explored)\n"
+            ),
+            "shadow sampling is named only when on: {shown}"
+        );
+        let shadowing = render_routing(&serde_json::json!({
+            "org": "acme",
+            "settings": {"learning": true, "explore_permille": 0, "shadow_permille": 100},
+            "calls_with_features": 10, "explored_calls": 0, "public_key": "PK",
+        }));
+        assert!(
+            shadowing.contains(
+                "exploration 0‰, 10 auto calls with features (0 explored), shadow sampling 100‰\n"
+            ),
+            "{shadowing}"
+        );
         assert!(
             shown.contains("project weights (served to the project's keys): atlas 00bb"),
             "{shown}"

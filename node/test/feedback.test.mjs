@@ -120,6 +120,7 @@ describe('outcome feedback', () => {
       const resp = await client.chat.completions.create({ model: 'auto', messages: user('Say hi') })
       const shadow = resp.shadow
       assert.ok(shadow, `a shadow answer: ${JSON.stringify(resp)}`)
+      assert.equal(resp.shadow_error, undefined)
       assert.equal(shadow.shadow, undefined)
       assert.notEqual(shadow.model, resp.model)
       assert.match(shadow.usage_record_id, UUID)

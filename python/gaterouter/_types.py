@@ -138,7 +138,7 @@ class Usage(_Model):
 
 
 class ChatCompletion(_Model):
-    __slots__ = ("id", "object", "created", "model", "choices", "usage", "cost", "route", "usage_record_id", "shadow")
+    __slots__ = ("id", "object", "created", "model", "choices", "usage", "cost", "route", "usage_record_id", "shadow", "shadow_error")
 
     def __init__(self, raw: Dict[str, Any]) -> None:
         super().__init__(raw)
@@ -162,6 +162,9 @@ class ChatCompletion(_Model):
         else a lighter one), with its own ``cost``, ``route`` (``route.shadow_of`` names
         this call's record) and ``usage_record_id`` for your evaluator to rate beside this
         one. ``None`` otherwise, or when the shadow call failed (its usage record says how)."""
+        self.shadow_error: Optional[Record] = Record(raw["shadow_error"]) if raw.get("shadow_error") else None
+        """The shadow call was drawn but failed: its ``code`` and ``message``. ``None``
+        otherwise."""
 
 
 class FunctionCallDelta(_Model):

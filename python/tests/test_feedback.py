@@ -142,6 +142,7 @@ def test_shadow_sampling_returns_the_other_arms_answer_to_rate(emulator, collect
             resp = client.chat.completions.create(model="auto", messages=MSG, metadata={"run": run})
             shadow = resp.shadow
             assert isinstance(shadow, gaterouter.ChatCompletion), resp.to_dict()
+            assert resp.shadow_error is None
             assert shadow.shadow is None and shadow.model != resp.model
             assert UUID.match(shadow.usage_record_id) and shadow.usage_record_id != resp.usage_record_id
             assert shadow.route.shadow_of == resp.usage_record_id

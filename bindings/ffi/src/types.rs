@@ -212,6 +212,17 @@ pub struct ChatResponse {
     /// request's answer from the other arm, for the app's evaluator to rate beside this
     /// one. Absent otherwise, or when the shadow call failed (its usage record says how).
     pub shadow: Option<ShadowAnswer>,
+    /// The shadow call was drawn but failed: its code and message.
+    pub shadow_error: Option<ShadowError>,
+}
+
+/// Why a shadow call failed (see `ChatResponse.shadow_error`).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct ShadowError {
+    /// The error's stable code (`RATE_LIMITED`, `BUDGET_EXCEEDED`, ...).
+    pub code: String,
+    /// The error's message.
+    pub message: String,
 }
 
 /// The other arm's answer to a shadowed call (see `ChatResponse.shadow`).
@@ -502,6 +513,10 @@ impl From<core::ChatResponse> for ChatResponse {
                 usage_record_id: s.usage_record_id,
                 id: s.id,
                 model: s.model,
+            }),
+            shadow_error: r.shadow_error.map(|e| ShadowError {
+                code: e.code,
+                message: e.message,
             }),
             id: r.id,
             model: r.model,

@@ -2508,6 +2508,10 @@ public struct ChatResponse: Equatable, Hashable {
      * one. Absent otherwise, or when the shadow call failed (its usage record says how).
      */
     public var shadow: ShadowAnswer?
+    /**
+     * The shadow call was drawn but failed: its code and message.
+     */
+    public var shadowError: ShadowError?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -2550,7 +2554,10 @@ public struct ChatResponse: Equatable, Hashable {
          * Shadow sampling (an `auto` call of an organization that turned it on): the same
          * request's answer from the other arm, for the app's evaluator to rate beside this
          * one. Absent otherwise, or when the shadow call failed (its usage record says how).
-         */shadow: ShadowAnswer?) {
+         */shadow: ShadowAnswer?, 
+        /**
+         * The shadow call was drawn but failed: its code and message.
+         */shadowError: ShadowError?) {
         self.id = id
         self.model = model
         self.created = created
@@ -2563,6 +2570,7 @@ public struct ChatResponse: Equatable, Hashable {
         self.usage = usage
         self.usageRecordId = usageRecordId
         self.shadow = shadow
+        self.shadowError = shadowError
     }
 
     
@@ -2592,7 +2600,8 @@ public struct FfiConverterTypeChatResponse: FfiConverterRustBuffer {
                 message: FfiConverterTypeChatMessage.read(from: &buf), 
                 usage: FfiConverterTypeUsage.read(from: &buf), 
                 usageRecordId: FfiConverterOptionString.read(from: &buf), 
-                shadow: FfiConverterOptionTypeShadowAnswer.read(from: &buf)
+                shadow: FfiConverterOptionTypeShadowAnswer.read(from: &buf), 
+                shadowError: FfiConverterOptionTypeShadowError.read(from: &buf)
         )
     }
 
@@ -2609,6 +2618,7 @@ public struct FfiConverterTypeChatResponse: FfiConverterRustBuffer {
         FfiConverterTypeUsage.write(value.usage, into: &buf)
         FfiConverterOptionString.write(value.usageRecordId, into: &buf)
         FfiConverterOptionTypeShadowAnswer.write(value.shadow, into: &buf)
+        FfiConverterOptionTypeShadowError.write(value.shadowError, into: &buf)
     }
 }
 
@@ -4313,6 +4323,75 @@ public func FfiConverterTypeShadowAnswer_lift(_ buf: RustBuffer) throws -> Shado
 #endif
 public func FfiConverterTypeShadowAnswer_lower(_ value: ShadowAnswer) -> RustBuffer {
     return FfiConverterTypeShadowAnswer.lower(value)
+}
+
+
+/**
+ * Why a shadow call failed (see `ChatResponse.shadow_error`).
+ */
+public struct ShadowError: Equatable, Hashable {
+    /**
+     * The error's stable code (`RATE_LIMITED`, `BUDGET_EXCEEDED`, ...).
+     */
+    public var code: String
+    /**
+     * The error's message.
+     */
+    public var message: String
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The error's stable code (`RATE_LIMITED`, `BUDGET_EXCEEDED`, ...).
+         */code: String, 
+        /**
+         * The error's message.
+         */message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension ShadowError: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeShadowError: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ShadowError {
+        return
+            try ShadowError(
+                code: FfiConverterString.read(from: &buf), 
+                message: FfiConverterString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: ShadowError, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.code, into: &buf)
+        FfiConverterString.write(value.message, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeShadowError_lift(_ buf: RustBuffer) throws -> ShadowError {
+    return try FfiConverterTypeShadowError.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeShadowError_lower(_ value: ShadowError) -> RustBuffer {
+    return FfiConverterTypeShadowError.lower(value)
 }
 
 
@@ -6344,6 +6423,30 @@ fileprivate struct FfiConverterOptionTypeShadowAnswer: FfiConverterRustBuffer {
         switch try readInt(&buf) as Int8 {
         case 0: return nil
         case 1: return try FfiConverterTypeShadowAnswer.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeShadowError: FfiConverterRustBuffer {
+    typealias SwiftType = ShadowError?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeShadowError.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeShadowError.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }

@@ -114,6 +114,21 @@ pub async fn run(config: Config, args: ChatArgs) -> Result<(), Error> {
                 resp.cost.as_ref(),
                 resp.usage_record_id.as_deref(),
             );
+            // Shadow sampling: the other arm's answer, on stderr (stdout stays the answer).
+            if let Some(s) = resp.shadow.as_deref() {
+                eprintln!(
+                    "-- shadow sampling: the other arm also answered (rate it with `gaterouter feedback`):"
+                );
+                eprintln!("{}", s.text());
+                let routed = s.route.as_ref().map(|d| d.answered_by().to_owned());
+                summary(
+                    routed.as_deref().unwrap_or(&s.model),
+                    &s.model,
+                    Some(&s.usage),
+                    s.cost.as_ref(),
+                    s.usage_record_id.as_deref(),
+                );
+            }
         }
     }
     Ok(())

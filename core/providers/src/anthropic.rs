@@ -614,6 +614,7 @@ fn parse_message(body: &[u8], target: &Target) -> Result<ChatResponse> {
         route: None,
         usage_record_id: None,
         shadow: None,
+        shadow_error: None,
     })
 }
 

@@ -111,6 +111,7 @@ impl Adapter for Gemini {
                 route: None,
                 usage_record_id: None,
                 shadow: None,
+                shadow_error: None,
             });
         }
         let mut choices = Vec::with_capacity(candidates.len());
@@ -163,6 +164,7 @@ impl Adapter for Gemini {
             route: None,
             usage_record_id: None,
             shadow: None,
+            shadow_error: None,
         })
     }
 

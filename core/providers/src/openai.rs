@@ -185,6 +185,7 @@ impl Adapter for OpenAi {
             route: None,
             usage_record_id: None,
             shadow: None,
+            shadow_error: None,
         })
     }
 

@@ -427,9 +427,13 @@ impl Client {
                 resp.shadow = Some(Box::new(s));
                 Ok((resp, stats))
             }
-            (Ok(ok), Err(e)) => {
+            (Ok((mut resp, stats)), Err(e)) => {
                 tracing::warn!(error = %e, "shadow call failed: the response has no shadow answer (its usage record says why)");
-                Ok(ok)
+                resp.shadow_error = Some(crate::types::ShadowError {
+                    code: e.kind().code().to_owned(),
+                    message: e.to_string(),
+                });
+                Ok((resp, stats))
             }
             (Err(e), side) => {
                 if side.is_ok() {

@@ -183,6 +183,7 @@ impl StreamAccumulator {
             route: None,
             usage_record_id: None,
             shadow: None,
+            shadow_error: None,
         })
     }
 }

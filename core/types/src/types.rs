@@ -766,6 +766,20 @@ pub struct ChatResponse {
     /// (its usage record says how).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shadow: Option<Box<ChatResponse>>,
+    /// Shadow sampling drew this call but the shadow call failed: why (its usage record
+    /// says the same). Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow_error: Option<ShadowError>,
+}
+
+/// Why a shadow call failed ([`ChatResponse::shadow_error`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowError {
+    /// The error's stable code (`RATE_LIMITED`, `BUDGET_EXCEEDED`, ...).
+    pub code: String,
+    /// The error's message.
+    pub message: String,
 }
 
 impl ChatResponse {

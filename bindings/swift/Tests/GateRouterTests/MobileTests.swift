@@ -130,6 +130,7 @@ final class MobileTests: XCTestCase {
             let client = try await reporting("k_swift_shadow", spool: tmp.appendingPathComponent("spool"))
             let resp = try await client.chat(request: request("auto", "say hi"))
             let shadow = try XCTUnwrap(resp.shadow, "a shadowed call has the other arm's answer: \(resp)")
+            XCTAssertNil(resp.shadowError)
             XCTAssertNotEqual(resp.model, shadow.model)
             let shadowId = try XCTUnwrap(shadow.usageRecordId)
             let recordId = try XCTUnwrap(resp.usageRecordId)

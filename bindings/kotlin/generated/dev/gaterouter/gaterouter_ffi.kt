@@ -3931,6 +3931,11 @@ data class ChatResponse (
      * one. Absent otherwise, or when the shadow call failed (its usage record says how).
      */
     var `shadow`: ShadowAnswer?
+    , 
+    /**
+     * The shadow call was drawn but failed: its code and message.
+     */
+    var `shadowError`: ShadowError?
     
 ){
     
@@ -3959,6 +3964,7 @@ public object FfiConverterTypeChatResponse: FfiConverterRustBuffer<ChatResponse>
             FfiConverterTypeUsage.read(buf),
             FfiConverterOptionalString.read(buf),
             FfiConverterOptionalTypeShadowAnswer.read(buf),
+            FfiConverterOptionalTypeShadowError.read(buf),
         )
     }
 
@@ -3974,7 +3980,8 @@ public object FfiConverterTypeChatResponse: FfiConverterRustBuffer<ChatResponse>
             FfiConverterTypeChatMessage.allocationSize(value.`message`) +
             FfiConverterTypeUsage.allocationSize(value.`usage`) +
             FfiConverterOptionalString.allocationSize(value.`usageRecordId`) +
-            FfiConverterOptionalTypeShadowAnswer.allocationSize(value.`shadow`)
+            FfiConverterOptionalTypeShadowAnswer.allocationSize(value.`shadow`) +
+            FfiConverterOptionalTypeShadowError.allocationSize(value.`shadowError`)
     )
 
     override fun write(value: ChatResponse, buf: ByteBuffer) {
@@ -3990,6 +3997,7 @@ public object FfiConverterTypeChatResponse: FfiConverterRustBuffer<ChatResponse>
             FfiConverterTypeUsage.write(value.`usage`, buf)
             FfiConverterOptionalString.write(value.`usageRecordId`, buf)
             FfiConverterOptionalTypeShadowAnswer.write(value.`shadow`, buf)
+            FfiConverterOptionalTypeShadowError.write(value.`shadowError`, buf)
     }
 }
 
@@ -5225,6 +5233,53 @@ public object FfiConverterTypeShadowAnswer: FfiConverterRustBuffer<ShadowAnswer>
             FfiConverterOptionalTypeFinishReason.write(value.`finishReason`, buf)
             FfiConverterTypeUsage.write(value.`usage`, buf)
             FfiConverterOptionalString.write(value.`usageRecordId`, buf)
+    }
+}
+
+
+
+/**
+ * Why a shadow call failed (see `ChatResponse.shadow_error`).
+ */
+data class ShadowError (
+    /**
+     * The error's stable code (`RATE_LIMITED`, `BUDGET_EXCEEDED`, ...).
+     */
+    var `code`: kotlin.String
+    , 
+    /**
+     * The error's message.
+     */
+    var `message`: kotlin.String
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeShadowError: FfiConverterRustBuffer<ShadowError> {
+    override fun read(buf: ByteBuffer): ShadowError {
+        return ShadowError(
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: ShadowError) = (
+            FfiConverterString.allocationSize(value.`code`) +
+            FfiConverterString.allocationSize(value.`message`)
+    )
+
+    override fun write(value: ShadowError, buf: ByteBuffer) {
+            FfiConverterString.write(value.`code`, buf)
+            FfiConverterString.write(value.`message`, buf)
     }
 }
 
@@ -7005,6 +7060,38 @@ public object FfiConverterOptionalTypeShadowAnswer: FfiConverterRustBuffer<Shado
         } else {
             buf.put(1)
             FfiConverterTypeShadowAnswer.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeShadowError: FfiConverterRustBuffer<ShadowError?> {
+    override fun read(buf: ByteBuffer): ShadowError? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeShadowError.read(buf)
+    }
+
+    override fun allocationSize(value: ShadowError?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeShadowError.allocationSize(value)
+        }
+    }
+
+    override fun write(value: ShadowError?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeShadowError.write(value, buf)
         }
     }
 }

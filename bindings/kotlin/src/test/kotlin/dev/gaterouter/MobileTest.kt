@@ -172,6 +172,7 @@ class MobileTest {
             val client = reporting("k_kotlin_shadow", File(tmp, "spool"))
             val resp = client.chat(request("auto", "say hi"))
             val shadow = resp.shadow ?: error("a shadowed call has the other arm's answer: $resp")
+            assertNull(resp.shadowError)
             assertNotEquals(resp.model, shadow.model)
             assertNotNull(shadow.usageRecordId)
             assertNotEquals(resp.usageRecordId, shadow.usageRecordId)
