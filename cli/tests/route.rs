@@ -204,9 +204,22 @@ fn simulate_prints_one_json_line_and_is_deterministic() {
     let (ok, again, _) = run(&args);
     assert!(ok);
     assert_eq!(again, out, "same seed, same replay");
+    assert_eq!(
+        v["shadowed_share"], 0.0,
+        "no shadow sampling unless asked: {v}"
+    );
     // the written weights score a file
     let (ok, _, err) = run(&["route", "score", &data, "--weights", w]);
     assert!(ok, "{err}");
+    // Shadow sampling: about that share of calls also reveals the other arm.
+    let mut shadowed = args.to_vec();
+    shadowed.extend(["--shadow", "0.4"]);
+    let (ok, out, err) = run(&shadowed);
+    assert!(ok, "{out}\n{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let share = v["shadowed_share"].as_f64().unwrap();
+    assert!((0.2..=0.6).contains(&share), "{v}");
+    assert!(v["shadow_strong_share"].as_f64().unwrap() <= share, "{v}");
     let _ = std::fs::remove_dir_all(d);
 }
 
@@ -230,6 +243,8 @@ fn bad_options_are_clear_errors() {
     assert!(!ok && err.contains("holdout"), "{err}");
     let (ok, _, err) = run(&["route", "simulate", &data, "--explore", "2", "--out", w]);
     assert!(!ok && err.contains("explore"), "{err}");
+    let (ok, _, err) = run(&["route", "simulate", &data, "--shadow", "1.5", "--out", w]);
+    assert!(!ok && err.contains("shadow"), "{err}");
     let (ok, _, err) = run(&["route", "calibrate", &data, "--out", w, "--folds", "1"]);
     assert!(!ok && err.contains("folds"), "{err}");
     let unlabeled = d.join("u.jsonl");
