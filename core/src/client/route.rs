@@ -83,14 +83,17 @@ impl Client {
         };
         let mut decision = select(input(score), self)?;
         decision.weights_version = version;
-        if let (Some(r), Some(t), Some(l)) = (shadow_report, trace.as_mut(), learning) {
-            // Only when the other arm has a usable model of its own tier (and this call is
-            // served from its decided tier): else the call cannot be shadowed, and its
-            // propensity stays that of its arm alone.
+        // Only when this call is served from its decided tier and the other arm has a
+        // usable model of its own tier: else the call cannot be shadowed, and its
+        // propensity stays that of its arm alone (no second selection is made).
+        let servable = decision.served_tier.is_none();
+        if let (Some(r), Some(t), Some(l), true) =
+            (shadow_report, trace.as_mut(), learning, servable)
+        {
             let other = select(input(Some(r)), self)
                 .ok()
                 .filter(|d| d.served_tier.is_none() && d.chosen != decision.chosen);
-            if let Some(mut d) = other.filter(|_| decision.served_tier.is_none()) {
+            if let Some(mut d) = other {
                 if let Some(st) = l.shadow_at(l.shadow, t, rand::random::<f64>()) {
                     d.reason = format!(
                         "shadow sampling: the same request also goes to the other arm ({}); {}",
