@@ -618,6 +618,11 @@ export interface RouteCandidate {
   latencyMs?: number
   /** Which tier list it came from (auto only). */
   tier?: Tier
+  /**
+   * Predicted success on this request in [0, 1], when the router's weights have a success
+   * model for it (`gaterouter route calibrate` on outcomes of several models).
+   */
+  predictedSuccess?: number
 }
 
 /** Where a request goes, and why. */

@@ -286,3 +286,100 @@ fn builtin_tiers_of_short_prompts() {
     }
     let _ = std::fs::remove_dir_all(d);
 }
+
+#[test]
+fn calibrate_with_several_models_ranks_inside_a_tier_by_predicted_success() {
+    // Outcomes of three models named as the default tiers name them: gpt-4o-mini fails
+    // every question about torts and answers the others; flash-lite answers 90 % of
+    // everything; gpt-5 answers everything. Only the light tier has models here (the
+    // tier the gain model picks does not matter): the success models decide inside it.
+    let d = dir("multi");
+    let p = d.join("multi.jsonl");
+    let mut text = String::new();
+    for i in 0..400 {
+        let hard = i % 2 == 0;
+        let topic = if hard { "tort" } else { "lake" };
+        let mini = if hard { 0.0 } else { 1.0 };
+        let lite = if i % 10 == 3 { 0.0 } else { 1.0 };
+        text.push_str(&format!(
+            "{{\"id\":\"m{i}\",\"messages\":[{{\"role\":\"user\",\"content\":\"Which {topic} rule applies to case {}?\"}}],\
+             \"weak_model\":\"gemini/gemini-2.5-flash-lite\",\"strong_model\":\"openai/gpt-5\",\
+             \"scores\":{{\"openai/gpt-4o-mini\":{mini},\"gemini/gemini-2.5-flash-lite\":{lite},\"openai/gpt-5\":1.0}}}}\n",
+            i % 97
+        ));
+    }
+    std::fs::write(&p, text).unwrap();
+    let w = d.join("w.json");
+    let (ok, out, err) = run(&[
+        "route",
+        "calibrate",
+        p.to_str().unwrap(),
+        "--out",
+        w.to_str().unwrap(),
+        "--bits",
+        "10",
+    ]);
+    assert!(ok, "{out}\n{err}");
+    assert!(
+        out.contains("model openai/gpt-4o-mini: 400 prompts")
+            && out.contains("writing its fitted success model"),
+        "{out}"
+    );
+    assert!(
+        out.contains("model openai/gpt-5: 400 prompts, mean score 1.000")
+            && out.contains("writing its mean score"),
+        "{out}"
+    );
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&w).unwrap()).unwrap();
+    assert_eq!(file["success"]["margin"], 0.05, "{file}");
+    assert_eq!(
+        file["success"]["models"].as_object().map(|m| m.len()),
+        Some(3)
+    );
+
+    let cfg = d.join("gaterouter.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[routing]\npolicy = \"quality\"\nstandard = []\nheavy = []\nscorer_weights_file = {:?}\n",
+            w.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let route = |prompt: &str| {
+        let (ok, out, err) = run(&["--config", cfg.to_str().unwrap(), "route", prompt, "--json"]);
+        assert!(ok, "{out}\n{err}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    // A tort question: gpt-4o-mini (first by preference) is predicted to fail, so the
+    // next model predicted to do it serves, and the reason says why.
+    let v = route("Which tort rule applies to case 12?");
+    assert_eq!(v["chosen"], "gemini/gemini-2.5-flash-lite", "{v}");
+    let reason = v["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("openai/gpt-4o-mini (predicted success 0.")
+            && reason.contains("goes after the models predicted within 0.05 of the best"),
+        "{reason}"
+    );
+    let mini = v["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["model"] == "openai/gpt-4o-mini")
+        .unwrap();
+    assert!(mini["predicted_success"].as_f64().unwrap() < 0.3, "{mini}");
+    // A lake question: gpt-4o-mini is predicted to do it: the preference order stands.
+    let v = route("Which lake rule applies to case 12?");
+    assert_eq!(v["chosen"], "openai/gpt-4o-mini", "{v}");
+    // The text explanation shows the predictions.
+    let (ok, out, err) = run(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "route",
+        "Which tort rule applies to case 12?",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("predicted success"), "{out}");
+    let _ = std::fs::remove_dir_all(d);
+}

@@ -69,6 +69,9 @@ pub struct RouteCandidate {
     pub latency_ms: Option<f64>,
     /// The tier list it came from (auto only).
     pub tier: Option<Tier>,
+    /// Its predicted success on this request in [0, 1], when the router's weights have a
+    /// success model for it (weights calibrated on outcomes of several models).
+    pub predicted_success: Option<f64>,
 }
 
 /// A model left out, and why.
@@ -307,6 +310,7 @@ impl From<core::routing::RouteDecision> for RouteDecision {
                     context_window: c.context_window,
                     latency_ms: c.latency_ms,
                     tier: c.tier.map(Into::into),
+                    predicted_success: c.predicted_success,
                 })
                 .collect(),
             excluded: d

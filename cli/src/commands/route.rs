@@ -34,7 +34,9 @@ INPUT FORMAT (JSONL: one JSON object a line, blank lines skipped):
   scores     optional, for more than two models: {\"model\": score, ...} in [0, 1];
              weak_score/strong_score default to scores[weak_model] and
              scores[strong_model] (calibrate --weak-model/--strong-model pick
-             another pair), and calibrate reports each model's fit.";
+             another pair), and calibrate writes each model's success model
+             (name the models as your tiers do, e.g. openai/gpt-4o-mini: within a
+             tier, a model predicted clearly worse than the best goes last).";
 
 /// Arguments of `route`.
 #[derive(Debug, Args)]
@@ -150,6 +152,10 @@ pub enum RouteAction {
         /// line's strong_model).
         #[arg(long, value_name = "MODEL")]
         strong_model: Option<String>,
+        /// With a `scores` map: within a tier, a model whose predicted success is more
+        /// than this below the best candidate's goes after the others (0..=1).
+        #[arg(long, value_name = "M", default_value_t = gaterouter::routing::weights::DEFAULT_SUCCESS_MARGIN)]
+        success_margin: f64,
         /// Print the report as one JSON object.
         #[arg(long)]
         json: bool,
@@ -326,6 +332,7 @@ pub fn run(config: Config, args: RouteArgs) -> Result<(), Error> {
                 force,
                 weak_model,
                 strong_model,
+                success_margin,
                 json,
             }),
             _,
@@ -351,6 +358,7 @@ pub fn run(config: Config, args: RouteArgs) -> Result<(), Error> {
                 folds,
                 lambdas,
                 force,
+                success_margin,
                 seed: split.seed,
                 description: format!(
                     "route calibrate {}{}: {} prompts",
@@ -420,11 +428,20 @@ pub fn run(config: Config, args: RouteArgs) -> Result<(), Error> {
             }
             for m in &rep.models {
                 out!(
-                    "model {}: {} prompts, mean score {:.3}, success explained by the request text out of fold (R²) {:.3}",
+                    "model {}: {} prompts, mean score {:.3}, success explained by the request text out of fold (R²) {:.3}; writing {}",
                     m.model,
                     m.rows,
                     m.mean_score,
-                    m.cv_r2
+                    m.cv_r2,
+                    match m.written {
+                        learn::SuccessFit::Fit => "its fitted success model",
+                        learn::SuccessFit::Mean => "its mean score (the text did not predict it)",
+                    }
+                );
+            }
+            if !rep.models.is_empty() {
+                out!(
+                    "within a tier, a model predicted more than {success_margin} below the best candidate goes after the others (success models apply to models named as in [routing])"
                 );
             }
             if let Some(c) = &held {
@@ -682,7 +699,11 @@ fn explain(config: Config, prompt: String, json: bool) -> Result<(), Error> {
             .find(|e| e.model == c.model)
             .map(|e| format!("  [{}]", e.reason))
             .unwrap_or_default();
-        println!("  {:<34} {tier:<9} {cost}{note}", c.model);
+        let success = c
+            .predicted_success
+            .map(|p| format!("  predicted success {p:.2}"))
+            .unwrap_or_default();
+        println!("  {:<34} {tier:<9} {cost}{success}{note}", c.model);
     }
     let mut seen = std::collections::BTreeSet::new();
     for e in d.excluded.iter().filter(|e| seen.insert(e.model.as_str())) {

@@ -15,6 +15,8 @@
 //! rows where that model was called (the only ones it sees) and stores the difference.
 //! The result is a [`Weights`] with [`Link::Gain`]: `score = (1 + predicted gain) / 2`.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -23,7 +25,10 @@ use super::eval;
 use super::features::{self, N_FEATURES};
 use super::lexical;
 use super::scorer::Scorer;
-use super::weights::{LexicalWeights, Link, MAX_LEXICAL_BITS, Target, Thresholds, Weights};
+use super::weights::{
+    LexicalWeights, Link, MAX_LEXICAL_BITS, SuccessModel, SuccessModels, Target, Thresholds,
+    Weights,
+};
 use gaterouter_types::error::{Error, Result};
 use gaterouter_types::types::ChatRequest;
 
@@ -177,9 +182,24 @@ impl Ridge {
                 weights: self.beta[..nb].iter().map(|x| *x as f32).collect(),
                 binary: false,
             }),
+            success: None,
         };
         // What the file holds: quantized n-gram weights.
         Weights::from_json(&w.to_json())
+    }
+
+    /// As one model's success model: its n-gram weights int8-quantized as the file stores
+    /// them, binary term values (what [`calibrate`] fits).
+    pub(crate) fn to_success_model(&self) -> Result<SuccessModel> {
+        let mut w = self.to_weights(String::new(), serde_json::Value::Null)?;
+        if let Some(l) = w.lexical.as_mut() {
+            l.binary = true;
+        }
+        Ok(SuccessModel {
+            bias: w.bias,
+            weights: w.weights,
+            lexical: w.lexical,
+        })
     }
 }
 
@@ -334,6 +354,9 @@ pub struct CalibrateOptions {
     /// Return the fit even when its cross-validated APGR does not beat the builtin
     /// weights' and length-only's on the same folds (see [`calibrate`]).
     pub force: bool,
+    /// [`SuccessModels::margin`] of the per-model success models written for files that
+    /// score several models (default [`crate::weights::DEFAULT_SUCCESS_MARGIN`]).
+    pub success_margin: f64,
 }
 
 impl Default for CalibrateOptions {
@@ -347,6 +370,7 @@ impl Default for CalibrateOptions {
             heavy_share: 0.3,
             description: String::new(),
             force: false,
+            success_margin: crate::weights::DEFAULT_SUCCESS_MARGIN,
         }
     }
 }
@@ -375,6 +399,19 @@ pub struct ModelFit {
     /// Share of the score variance the fit explains out of fold (1 − CV MSE / variance;
     /// 0 or less: the request text tells nothing about this model's success).
     pub cv_r2: f64,
+    /// What the weights file holds for it: the fit when `cv_r2 > 0`, else its mean score
+    /// alone (a constant: the text did not help predict it out of fold).
+    pub written: SuccessFit,
+}
+
+/// Which success model [`calibrate`] wrote for a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SuccessFit {
+    /// The ridge fit on the request's features and words.
+    Fit,
+    /// Its mean score (the fit did not predict better than that out of fold).
+    Mean,
 }
 
 /// Honest figures of a calibration, all measured inside the given file.
@@ -611,7 +648,20 @@ pub fn calibrate(
     } else {
         Chosen::Length
     };
-    let models = per_model_fits(prompts, &rows, &fold, opts, lambda);
+    if !(0.0..=1.0).contains(&opts.success_margin) {
+        return Err(bad(
+            "success_margin",
+            format!("{} must be in [0, 1]", opts.success_margin),
+        ));
+    }
+    let (models, success): (Vec<ModelFit>, BTreeMap<String, SuccessModel>) =
+        per_model_fits(prompts, &rows, &fold, opts, lambda)?
+            .into_iter()
+            .map(|(fit, m)| {
+                let name = fit.model.clone();
+                (fit, (name, m))
+            })
+            .unzip();
     let report = CalibrationReport {
         rows: rows.len(),
         lambda,
@@ -645,6 +695,7 @@ pub fn calibrate(
         "light_share": opts.light_share,
         "heavy_share": opts.heavy_share,
         "forced": report.forced,
+        "success_models": report.models,
     });
     let w = match chosen {
         Chosen::Fit => {
@@ -676,19 +727,28 @@ pub fn calibrate(
             w
         }
     };
+    let mut w = w;
+    // Per-model success models ride along whatever gain model was chosen: they rank
+    // models inside a tier, the gain model picks the tier.
+    w.success = (!success.is_empty()).then_some(SuccessModels {
+        margin: opts.success_margin,
+        models: success,
+    });
     w.validate("calibrated weights")?;
     Ok((w, report))
 }
 
 /// Each model's success fitted on its own (ridge on the same design rows and penalty),
-/// for files whose prompts carry a `scores` map: out-of-fold R² per model.
+/// for files whose prompts carry a `scores` map: out-of-fold R² per model, and the success
+/// model to serve — the fit refitted on all its rows when it predicts better than the
+/// model's mean out of fold, else that mean alone.
 fn per_model_fits(
     prompts: &[LabeledPrompt],
     rows: &[Row],
     fold: &[usize],
     opts: &CalibrateOptions,
     lambda: f64,
-) -> Vec<ModelFit> {
+) -> Result<Vec<(ModelFit, SuccessModel)>> {
     let mut names: Vec<&str> = prompts
         .iter()
         .flat_map(|p| p.scores.keys().map(String::as_str))
@@ -716,14 +776,30 @@ fn per_model_fits(
             .map(|(p, t)| (t - p).powi(2))
             .sum::<f64>()
             / n;
-        out.push(ModelFit {
-            model: name.to_owned(),
-            rows: idx.len(),
-            mean_score: mean,
-            cv_r2: if var > 0.0 { 1.0 - mse / var } else { 0.0 },
-        });
+        let cv_r2 = if var > 0.0 { 1.0 - mse / var } else { 0.0 };
+        let (written, model) = if cv_r2 > 0.0 {
+            let fit = ridge(&r, &y, &vec![1.0; r.len()], opts.bits, lambda, None);
+            (SuccessFit::Fit, fit.to_success_model()?)
+        } else {
+            let constant = SuccessModel {
+                bias: mean,
+                weights: [0.0; N_FEATURES],
+                lexical: None,
+            };
+            (SuccessFit::Mean, constant)
+        };
+        out.push((
+            ModelFit {
+                model: name.to_owned(),
+                rows: idx.len(),
+                mean_score: mean,
+                cv_r2,
+                written,
+            },
+            model,
+        ));
     }
-    out
+    Ok(out)
 }
 
 /// Thresholds at score quantiles: `light_share` of the requests below `standard`,
@@ -1150,6 +1226,41 @@ mod tests {
         assert!(r2("small") > 0.8, "{rep:?}");
         assert!(r2("coin") < 0.1, "{rep:?}");
         assert_eq!(r2("big"), 0.0, "constant success: nothing to explain");
+
+        // Every model gets a success model in the file: the fit where it predicts out of
+        // fold, else its mean; they survive the file round trip and predict per request.
+        let written = |m: &str| rep.models.iter().find(|f| f.model == m).map(|f| f.written);
+        assert_eq!(written("small"), Some(SuccessFit::Fit));
+        assert_eq!(written("big"), Some(SuccessFit::Mean));
+        let coin = if r2("coin") > 0.0 {
+            SuccessFit::Fit
+        } else {
+            SuccessFit::Mean
+        };
+        assert_eq!(written("coin"), Some(coin));
+        let w = Weights::from_json(&w.to_json()).expect("round trip");
+        let sm = w.success.as_ref().expect("success models written");
+        assert_eq!(sm.margin, crate::weights::DEFAULT_SUCCESS_MARGIN);
+        assert_eq!(sm.models.len(), 3);
+        assert!(sm.models["big"].lexical.is_none() && sm.models["small"].lexical.is_some());
+        let scorer = Scorer::new(w);
+        let predict = |text: &str, m: &str| {
+            let r = scorer.score(&ChatRequest::new(
+                "auto",
+                vec![gaterouter_types::types::Message::user(text)],
+            ));
+            r.success
+                .expect("predictions")
+                .of(m)
+                .expect("model predicted")
+        };
+        let (hard, easy) = (
+            "Which tort fact applies to case number 7?",
+            "Which lake fact applies to case number 7?",
+        );
+        assert!(predict(hard, "small") < 0.3, "{}", predict(hard, "small"));
+        assert!(predict(easy, "small") > 0.7, "{}", predict(easy, "small"));
+        assert!((predict(hard, "big") - 1.0).abs() < 1e-9);
     }
 
     #[test]

@@ -230,6 +230,7 @@ mod tests {
             score: 0.5,
             tier,
             features: vec![],
+            success: None,
         }
     }
 

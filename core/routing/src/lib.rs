@@ -16,7 +16,9 @@
 //! standard metrics (PGR, APGR, CPT) against random and length-only baselines and
 //! the oracle ceilings;
 //! [`select`] turns the tier into a model by policy, within what the caller may use,
-//! and explains the decision.
+//! and explains the decision; weights calibrated on outcomes of several models also
+//! carry per-model success models ([`weights::SuccessModels`]), and inside a tier a
+//! model predicted clearly worse than the best candidate goes after the others.
 //!
 //! ```
 //! use gaterouter_routing::{Scorer, Tier};
@@ -60,8 +62,8 @@ pub mod weights;
 
 pub use data::{LabeledPrompt, ScoredLine, load_jsonl, read_jsonl, score_jsonl};
 pub use features::{FEATURE_NAMES, Feature, Features};
-pub use scorer::{FeatureContribution, ScoreReport, Scorer, Tier};
+pub use scorer::{FeatureContribution, ScoreReport, Scorer, SuccessPrediction, Tier};
 pub use select::{
     Attempt, AttemptOutcome, Candidate, Excluded, Exclusion, Policy, RouteDecision, RoutingConfig,
 };
-pub use weights::{Link, Target, Thresholds, Weights};
+pub use weights::{Link, SuccessModel, SuccessModels, Target, Thresholds, Weights};

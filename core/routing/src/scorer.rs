@@ -25,6 +25,30 @@ pub struct ScoreReport {
     pub tier: Tier,
     /// Every feature's contribution, in feature order.
     pub features: Vec<FeatureContribution>,
+    /// Each model's predicted success, when the weights have success models
+    /// ([`crate::weights::SuccessModels`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success: Option<SuccessPrediction>,
+}
+
+/// What the weights' success models predict for one request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SuccessPrediction {
+    /// How far below the best candidate's a prediction may be and still count
+    /// ([`crate::weights::SuccessModels::margin`]).
+    pub margin: f64,
+    /// `(model, predicted success in [0, 1])`, by model id.
+    pub models: Vec<(String, f64)>,
+}
+
+impl SuccessPrediction {
+    /// The prediction for a model, if the weights have one for it.
+    pub fn of(&self, model: &str) -> Option<f64> {
+        self.models
+            .iter()
+            .find(|(m, _)| m == model)
+            .map(|(_, p)| *p)
+    }
 }
 
 impl ScoreReport {
@@ -103,10 +127,19 @@ impl Scorer {
             });
         }
         let score = self.weights.link.apply(z);
+        let success = self.weights.success.as_ref().map(|sm| SuccessPrediction {
+            margin: sm.margin,
+            models: sm
+                .models
+                .iter()
+                .map(|(name, m)| (name.clone(), m.predict(&f.norm, req)))
+                .collect(),
+        });
         ScoreReport {
             score,
             tier: self.tier(score),
             features,
+            success,
         }
     }
 

@@ -30,7 +30,7 @@ use std::path::PathBuf;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::scorer::{ScoreReport, Tier};
+use crate::scorer::{ScoreReport, SuccessPrediction, Tier};
 use gaterouter_accounts::{BudgetStatus, EffectiveRules, Metric, fmt_usd};
 use gaterouter_health::BreakerConfig;
 use gaterouter_pricing::{Catalog, DEFAULT_EXPECTED_COMPLETION_TOKENS, ModelPrice};
@@ -412,6 +412,7 @@ pub fn select(input: SelectInput<'_>, avail: &dyn Availability) -> Result<RouteD
                     context_window,
                     latency_ms: avail.latency_ms(model),
                     tier,
+                    predicted_success: None,
                 }),
             }
         };
@@ -494,6 +495,7 @@ pub fn select(input: SelectInput<'_>, avail: &dyn Availability) -> Result<RouteD
         }
     }
     let mut served = None;
+    let mut success_note = None;
     let mut ranked: Vec<Candidate> = Vec::new();
     for tier in allowed_order {
         let list = cfg.tier_models(tier);
@@ -507,6 +509,12 @@ pub fn select(input: SelectInput<'_>, avail: &dyn Availability) -> Result<RouteD
         }
         rank(&mut here, cfg.policy);
         let mut here: Vec<Candidate> = here.into_iter().map(|(_, c)| c).collect();
+        if let Some(sp) = &report.success {
+            let note = by_success(&mut here, sp);
+            if served.is_none() {
+                success_note = note;
+            }
+        }
         if let Some(pinned) = cfg.pin.get(&tier) {
             if let Some(pos) = here.iter().position(|c| &c.model == pinned) {
                 let c = here.remove(pos);
@@ -613,7 +621,8 @@ pub fn select(input: SelectInput<'_>, avail: &dyn Availability) -> Result<RouteD
         report.score,
         report.tier.as_str()
     );
-    if cfg.pin.get(&served_tier) == Some(&chosen) {
+    let pinned_first = cfg.pin.get(&served_tier) == Some(&chosen);
+    if pinned_first {
         reason = format!(
             "score {:.3} -> {} tier; {chosen} is pinned for it",
             report.score,
@@ -634,6 +643,9 @@ pub fn select(input: SelectInput<'_>, avail: &dyn Availability) -> Result<RouteD
             report.tier.as_str(),
             served_tier.as_str()
         ));
+    }
+    if let Some(note) = success_note.filter(|_| !pinned_first) {
+        reason.push_str(&note);
     }
     if let Some(note) = budget_note {
         reason.push_str(&note);
@@ -668,6 +680,41 @@ fn dedup_by<T>(items: &mut Vec<T>, same: impl Fn(&T, &T) -> bool) {
         }
     }
     items.truncate(kept);
+}
+
+/// Per-model success (weights with success models): annotate one tier's ranked
+/// candidates with their predicted success and move those predicted below the best one's
+/// by more than the margin after the others, each group in policy order (candidates
+/// without a prediction stay). Returns the explanation when the policy's first choice
+/// moved.
+fn by_success(here: &mut Vec<Candidate>, sp: &SuccessPrediction) -> Option<String> {
+    for c in here.iter_mut() {
+        c.predicted_success = sp.of(&c.model);
+    }
+    let (best_model, best) = here
+        .iter()
+        .filter_map(|c| c.predicted_success.map(|p| (c.model.as_str(), p)))
+        .fold(None, |acc: Option<(&str, f64)>, (m, p)| match acc {
+            Some((_, b)) if b >= p => acc,
+            _ => Some((m, p)),
+        })?;
+    let cut = best - sp.margin;
+    let low = |c: &Candidate| c.predicted_success.is_some_and(|p| p < cut);
+    if !here.iter().any(low) {
+        return None;
+    }
+    let note = low(&here[0]).then(|| {
+        format!(
+            "; {} (predicted success {:.2}) goes after the models predicted within {:.2} of the best, {best_model} ({best:.2})",
+            here[0].model,
+            here[0].predicted_success.unwrap_or(0.0),
+            sp.margin
+        )
+    });
+    let (keep, demoted): (Vec<Candidate>, Vec<Candidate>) = here.drain(..).partition(|c| !low(c));
+    here.extend(keep);
+    here.extend(demoted);
+    note
 }
 
 /// Stable sort of one tier's candidates; `usize` is the list position (preference).
@@ -796,6 +843,7 @@ mod tests {
             score: 0.5,
             tier,
             features: Vec::new(),
+            success: None,
         }
     }
 
@@ -842,6 +890,109 @@ mod tests {
             pick(&req, Tier::Light, &cfg, vec![]).unwrap().chosen,
             "gemini/gemini-2.5-flash-lite"
         );
+    }
+
+    #[test]
+    fn success_predictions_put_clearly_worse_models_last_in_their_tier() {
+        let req = ChatRequest::new("auto", vec![Message::user("hi")]);
+        let cfg = RoutingConfig {
+            policy: Policy::Quality,
+            ..RoutingConfig::default()
+        };
+        let with = |models: Vec<(&str, f64)>, pin: bool| {
+            let mut cfg = cfg.clone();
+            if pin {
+                cfg.pin.insert(Tier::Light, "openai/gpt-4o-mini".into());
+            }
+            let mut r = report(Tier::Light);
+            r.success = Some(SuccessPrediction {
+                margin: 0.05,
+                models: models.into_iter().map(|(m, p)| (m.to_owned(), p)).collect(),
+            });
+            select(
+                SelectInput {
+                    req: &req,
+                    score: Some(r),
+                    cfg: &cfg,
+                    catalog: Catalog::builtin(),
+                    accounts: None,
+                },
+                &Avail(vec![]),
+            )
+            .unwrap()
+        };
+        // Preference order: gpt-4o-mini, flash-lite, deepseek-chat, mistral-small.
+        let d = with(
+            vec![
+                ("openai/gpt-4o-mini", 0.40),
+                ("gemini/gemini-2.5-flash-lite", 0.80),
+                ("deepseek/deepseek-chat", 0.77),
+            ],
+            false,
+        );
+        let order: Vec<&str> = d
+            .candidates
+            .iter()
+            .take(4)
+            .map(|c| c.model.as_str())
+            .collect();
+        // within 0.05 of the best (0.80) or unknown keep policy order; 0.40 goes last
+        assert_eq!(
+            order,
+            [
+                "gemini/gemini-2.5-flash-lite",
+                "deepseek/deepseek-chat",
+                "mistral/mistral-small",
+                "openai/gpt-4o-mini"
+            ]
+        );
+        assert_eq!(d.candidates[0].predicted_success, Some(0.80));
+        assert_eq!(d.candidates[2].predicted_success, None);
+        assert!(
+            d.reason
+                .contains("openai/gpt-4o-mini (predicted success 0.40) goes after")
+                && d.reason.contains("gemini/gemini-2.5-flash-lite (0.80)"),
+            "{}",
+            d.reason
+        );
+        // Close predictions change nothing (and say nothing).
+        let d = with(
+            vec![
+                ("openai/gpt-4o-mini", 0.78),
+                ("gemini/gemini-2.5-flash-lite", 0.80),
+            ],
+            false,
+        );
+        assert_eq!(d.chosen, "openai/gpt-4o-mini");
+        assert!(!d.reason.contains("predicted"), "{}", d.reason);
+        // A model predicted worse but not first moves without a note.
+        let d = with(
+            vec![
+                ("gemini/gemini-2.5-flash-lite", 0.1),
+                ("openai/gpt-4o-mini", 0.9),
+            ],
+            false,
+        );
+        assert_eq!(d.chosen, "openai/gpt-4o-mini");
+        assert_eq!(d.candidates.last().map(|c| c.tier), Some(Some(Tier::Heavy)));
+        let light: Vec<&str> = d
+            .candidates
+            .iter()
+            .filter(|c| c.tier == Some(Tier::Light))
+            .map(|c| c.model.as_str())
+            .collect();
+        assert_eq!(light.last(), Some(&"gemini/gemini-2.5-flash-lite"));
+        assert!(!d.reason.contains("predicted"), "{}", d.reason);
+        // A pin still wins.
+        let d = with(
+            vec![
+                ("openai/gpt-4o-mini", 0.40),
+                ("gemini/gemini-2.5-flash-lite", 0.80),
+            ],
+            true,
+        );
+        assert_eq!(d.chosen, "openai/gpt-4o-mini");
+        assert!(d.reason.contains("pinned"), "{}", d.reason);
     }
 
     #[test]

@@ -211,6 +211,122 @@ pub struct Weights {
     pub fit: Value,
     /// Optional hashed word n-gram weights added to the logit (absent: structural features only).
     pub lexical: Option<LexicalWeights>,
+    /// Optional per-model success predictions (files calibrated on outcomes of more than
+    /// two models): within a tier, a candidate predicted to do clearly worse than the best
+    /// one there is ranked after it (see [`SuccessModels`]).
+    pub success: Option<SuccessModels>,
+}
+
+/// Default [`SuccessModels::margin`].
+pub const DEFAULT_SUCCESS_MARGIN: f64 = 0.05;
+
+/// Each model's expected score on a request, `clamp(bias + Σ w·x + n-gram part, 0, 1)`:
+/// a ridge fit of that model's own outcomes (`route calibrate` on a file whose lines carry
+/// `scores` for several models). Selection uses it inside a tier: a candidate whose
+/// prediction is below the best candidate's by more than `margin` goes after the others,
+/// so the policy (cheapest, balanced...) picks among the models expected to do the task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SuccessModels {
+    /// How much lower than the best candidate's a prediction may be and still count as
+    /// "can do it", in `[0, 1]`. Default [`DEFAULT_SUCCESS_MARGIN`].
+    pub margin: f64,
+    /// Model id (`provider/model`, as the tiers name it) → its success model.
+    pub models: BTreeMap<String, SuccessModel>,
+}
+
+/// One model's success model (see [`SuccessModels`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SuccessModel {
+    /// Intercept.
+    pub bias: f64,
+    /// One weight per feature, in [`Feature::ALL`] order (0 for features not fitted).
+    pub weights: [f64; N_FEATURES],
+    /// Hashed n-gram weights (binary term values when `binary`), if any.
+    pub lexical: Option<LexicalWeights>,
+}
+
+impl SuccessModel {
+    /// The predicted success from normalized features and the request (for the lexical part).
+    pub fn predict(
+        &self,
+        norm: &[f64; N_FEATURES],
+        req: &gaterouter_types::types::ChatRequest,
+    ) -> f64 {
+        let mut z = self.bias
+            + self
+                .weights
+                .iter()
+                .zip(norm)
+                .map(|(w, v)| w * v)
+                .sum::<f64>();
+        if let Some(lex) = &self.lexical {
+            z += super::lexical::lexical_logit_terms_with(
+                req,
+                lex.hashing(),
+                &lex.weights,
+                lex.binary,
+            )
+            .1;
+        }
+        if z.is_nan() { 0.0 } else { z.clamp(0.0, 1.0) }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SuccessFile {
+    #[serde(default = "default_margin")]
+    margin: f64,
+    models: BTreeMap<String, SuccessModelFile>,
+}
+
+fn default_margin() -> f64 {
+    DEFAULT_SUCCESS_MARGIN
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SuccessModelFile {
+    bias: f64,
+    /// Feature weights; features left out weigh 0.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    weights: BTreeMap<String, f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lexical: Option<LexicalFile>,
+}
+
+/// Feature weights by name (in `weights.*` of a file) as an array; unknown names are an
+/// error naming the field, missing ones are `missing` (an error when `None`).
+fn feature_weights(
+    map: &BTreeMap<String, f64>,
+    location: &str,
+    prefix: &str,
+    missing: Option<f64>,
+) -> Result<[f64; N_FEATURES]> {
+    let mut weights = [missing.unwrap_or(0.0); N_FEATURES];
+    let mut seen = [false; N_FEATURES];
+    for (name, w) in map {
+        let Some(f) = Feature::from_name(name) else {
+            return Err(Error::config(
+                format!("{location}: {prefix}weights.{name}"),
+                format!("unknown feature `{name}`"),
+                format!("use only these features: {}", FEATURE_NAMES.join(", ")),
+            ));
+        };
+        weights[f as usize] = *w;
+        seen[f as usize] = true;
+    }
+    if missing.is_none() {
+        if let Some(i) = seen.iter().position(|s| !s) {
+            let name = FEATURE_NAMES[i];
+            return Err(Error::config(
+                format!("{location}: {prefix}weights.{name}"),
+                format!("feature `{name}` has no weight"),
+                format!("add \"{name}\": 0.0 to disable it explicitly"),
+            ));
+        }
+    }
+    Ok(weights)
 }
 
 #[derive(Serialize, Deserialize)]
@@ -230,6 +346,8 @@ struct WeightsFile {
     fit: Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     lexical: Option<LexicalFile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    success: Option<SuccessFile>,
 }
 
 impl Weights {
@@ -274,27 +392,34 @@ impl Weights {
                 ),
             ));
         }
-        let mut weights = [0.0; N_FEATURES];
-        let mut seen = [false; N_FEATURES];
-        for (name, w) in &file.weights {
-            let Some(f) = Feature::from_name(name) else {
-                return Err(Error::config(
-                    format!("{location}: weights.{name}"),
-                    format!("unknown feature `{name}`"),
-                    format!("use only these features: {}", FEATURE_NAMES.join(", ")),
-                ));
-            };
-            weights[f as usize] = *w;
-            seen[f as usize] = true;
-        }
-        if let Some(i) = seen.iter().position(|s| !s) {
-            let name = FEATURE_NAMES[i];
-            return Err(Error::config(
-                format!("{location}: weights.{name}"),
-                format!("feature `{name}` has no weight"),
-                format!("add \"{name}\": 0.0 to disable it explicitly"),
-            ));
-        }
+        let weights = feature_weights(&file.weights, location, "", None)?;
+        let success = match &file.success {
+            None => None,
+            Some(sf) => {
+                let mut models = BTreeMap::new();
+                for (model, m) in &sf.models {
+                    let prefix = format!("success.models.{model}.");
+                    models.insert(
+                        model.clone(),
+                        SuccessModel {
+                            bias: m.bias,
+                            weights: feature_weights(&m.weights, location, &prefix, Some(0.0))?,
+                            lexical: m
+                                .lexical
+                                .as_ref()
+                                .map(|l| {
+                                    LexicalWeights::from_file(l, &format!("{location}: {prefix}"))
+                                })
+                                .transpose()?,
+                        },
+                    );
+                }
+                Some(SuccessModels {
+                    margin: sf.margin,
+                    models,
+                })
+            }
+        };
         let w = Weights {
             description: file.description,
             target: file.target,
@@ -308,6 +433,7 @@ impl Weights {
                 .as_ref()
                 .map(|l| LexicalWeights::from_file(l, location))
                 .transpose()?,
+            success,
         };
         w.validate(location)?;
         Ok(w)
@@ -342,6 +468,24 @@ impl Weights {
                 "use 0 <= standard <= heavy <= 1",
             ));
         }
+        if let Some(sm) = &self.success {
+            if !(0.0..=1.0).contains(&sm.margin) {
+                return Err(Error::config(
+                    format!("{location}: success.margin"),
+                    format!("margin {} is not within [0, 1]", sm.margin),
+                    format!("use a share such as {DEFAULT_SUCCESS_MARGIN} (the default)"),
+                ));
+            }
+            for (model, m) in &sm.models {
+                if !(m.bias.is_finite() && m.weights.iter().all(|w| w.is_finite())) {
+                    return Err(Error::config(
+                        format!("{location}: success.models.{model}"),
+                        "bias or a weight is not a finite number",
+                        "regenerate the file with the calibration command",
+                    ));
+                }
+            }
+        }
         Ok(())
     }
 
@@ -365,6 +509,26 @@ impl Weights {
             },
             fit: self.fit.clone(),
             lexical: self.lexical.as_ref().map(LexicalWeights::to_file),
+            success: self.success.as_ref().map(|sm| SuccessFile {
+                margin: sm.margin,
+                models: sm
+                    .models
+                    .iter()
+                    .map(|(name, m)| {
+                        let file = SuccessModelFile {
+                            bias: r(m.bias),
+                            weights: FEATURE_NAMES
+                                .iter()
+                                .zip(m.weights.iter())
+                                .filter(|(_, w)| **w != 0.0)
+                                .map(|(n, w)| ((*n).to_owned(), r(*w)))
+                                .collect(),
+                            lexical: m.lexical.as_ref().map(LexicalWeights::to_file),
+                        };
+                        (name.clone(), file)
+                    })
+                    .collect(),
+            }),
         };
         let mut s = serde_json::to_string_pretty(&file).unwrap_or_default();
         s.push('\n');
@@ -415,6 +579,7 @@ impl Weights {
             },
             fit: Value::Null,
             lexical: None,
+            success: None,
         }
     }
 }
@@ -468,6 +633,56 @@ mod tests {
             again.lexical
         );
         assert!(Weights::prior().to_json().find("lexical").is_none());
+    }
+
+    #[test]
+    fn success_models_round_trip_and_errors_name_the_field() {
+        let mut w = Weights::prior();
+        let mut small = SuccessModel {
+            bias: 0.7,
+            weights: [0.0; N_FEATURES],
+            lexical: Some(LexicalWeights {
+                bits: 4,
+                salt: 0,
+                weights: vec![0.25; 16],
+                binary: true,
+            }),
+        };
+        small.weights[Feature::Tokens as usize] = -0.5;
+        w.success = Some(SuccessModels {
+            margin: 0.1,
+            models: [
+                ("openai/gpt-4o-mini".to_owned(), small),
+                (
+                    "openai/gpt-5".to_owned(),
+                    SuccessModel {
+                        bias: 0.9,
+                        weights: [0.0; N_FEATURES],
+                        lexical: None,
+                    },
+                ),
+            ]
+            .into_iter()
+            .collect(),
+        });
+        let json = w.to_json();
+        let again = Weights::from_json(&json).expect("re-parses");
+        assert_eq!(again.success, w.success);
+        // only non-zero feature weights are written for success models
+        assert!(json.contains("\"tokens\": -0.5"), "{json}");
+        let e = Weights::from_json(&json.replace("\"margin\": 0.1", "\"margin\": 1.5"))
+            .expect_err("must fail")
+            .to_string();
+        assert!(e.contains("success.margin"), "{e}");
+        let e = Weights::from_json(&json.replace("\"tokens\": -0.5", "\"tokenz\": -0.5"))
+            .expect_err("must fail")
+            .to_string();
+        assert!(
+            e.contains("success.models.openai/gpt-4o-mini.weights.tokenz"),
+            "{e}"
+        );
+        // an older file (no `success`) has none
+        assert!(Weights::prior().to_json().find("success").is_none());
     }
 
     #[test]

@@ -109,6 +109,10 @@ pub struct Candidate {
     /// Which tier list it came from (auto only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tier: Option<Tier>,
+    /// Its predicted success on this request, in `[0, 1]`, when the router's weights have a
+    /// success model for it (auto only; `route calibrate` on outcomes of several models).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicted_success: Option<f64>,
 }
 
 /// A model that was considered and left out, and why.
