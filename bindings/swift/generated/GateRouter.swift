@@ -3774,6 +3774,11 @@ public struct RouteCandidate: Equatable, Hashable {
      * The tier list it came from (auto only).
      */
     public var tier: Tier?
+    /**
+     * Its predicted success on this request in [0, 1], when the router's weights have a
+     * success model for it (weights calibrated on outcomes of several models).
+     */
+    public var predictedSuccess: Double?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -3795,13 +3800,18 @@ public struct RouteCandidate: Equatable, Hashable {
          */latencyMs: Double?, 
         /**
          * The tier list it came from (auto only).
-         */tier: Tier?) {
+         */tier: Tier?, 
+        /**
+         * Its predicted success on this request in [0, 1], when the router's weights have a
+         * success model for it (weights calibrated on outcomes of several models).
+         */predictedSuccess: Double?) {
         self.model = model
         self.estimatedCostMicros = estimatedCostMicros
         self.maxCostMicros = maxCostMicros
         self.contextWindow = contextWindow
         self.latencyMs = latencyMs
         self.tier = tier
+        self.predictedSuccess = predictedSuccess
     }
 
     
@@ -3825,7 +3835,8 @@ public struct FfiConverterTypeRouteCandidate: FfiConverterRustBuffer {
                 maxCostMicros: FfiConverterOptionUInt64.read(from: &buf), 
                 contextWindow: FfiConverterOptionUInt64.read(from: &buf), 
                 latencyMs: FfiConverterOptionDouble.read(from: &buf), 
-                tier: FfiConverterOptionTypeTier.read(from: &buf)
+                tier: FfiConverterOptionTypeTier.read(from: &buf), 
+                predictedSuccess: FfiConverterOptionDouble.read(from: &buf)
         )
     }
 
@@ -3836,6 +3847,7 @@ public struct FfiConverterTypeRouteCandidate: FfiConverterRustBuffer {
         FfiConverterOptionUInt64.write(value.contextWindow, into: &buf)
         FfiConverterOptionDouble.write(value.latencyMs, into: &buf)
         FfiConverterOptionTypeTier.write(value.tier, into: &buf)
+        FfiConverterOptionDouble.write(value.predictedSuccess, into: &buf)
     }
 }
 

@@ -4849,6 +4849,12 @@ data class RouteCandidate (
      * The tier list it came from (auto only).
      */
     var `tier`: Tier?
+    , 
+    /**
+     * Its predicted success on this request in [0, 1], when the router's weights have a
+     * success model for it (weights calibrated on outcomes of several models).
+     */
+    var `predictedSuccess`: kotlin.Double?
     
 ){
     
@@ -4871,6 +4877,7 @@ public object FfiConverterTypeRouteCandidate: FfiConverterRustBuffer<RouteCandid
             FfiConverterOptionalULong.read(buf),
             FfiConverterOptionalDouble.read(buf),
             FfiConverterOptionalTypeTier.read(buf),
+            FfiConverterOptionalDouble.read(buf),
         )
     }
 
@@ -4880,7 +4887,8 @@ public object FfiConverterTypeRouteCandidate: FfiConverterRustBuffer<RouteCandid
             FfiConverterOptionalULong.allocationSize(value.`maxCostMicros`) +
             FfiConverterOptionalULong.allocationSize(value.`contextWindow`) +
             FfiConverterOptionalDouble.allocationSize(value.`latencyMs`) +
-            FfiConverterOptionalTypeTier.allocationSize(value.`tier`)
+            FfiConverterOptionalTypeTier.allocationSize(value.`tier`) +
+            FfiConverterOptionalDouble.allocationSize(value.`predictedSuccess`)
     )
 
     override fun write(value: RouteCandidate, buf: ByteBuffer) {
@@ -4890,6 +4898,7 @@ public object FfiConverterTypeRouteCandidate: FfiConverterRustBuffer<RouteCandid
             FfiConverterOptionalULong.write(value.`contextWindow`, buf)
             FfiConverterOptionalDouble.write(value.`latencyMs`, buf)
             FfiConverterOptionalTypeTier.write(value.`tier`, buf)
+            FfiConverterOptionalDouble.write(value.`predictedSuccess`, buf)
     }
 }
 
