@@ -691,31 +691,16 @@ fn known_hint(known: &[&str], otherwise: &str) -> String {
 
 /// Write a new secret key file (mode 0600 on Unix); refuses to overwrite.
 fn write_secret(path: &Path, text: &str) -> Result<(), AdminError> {
-    let fail = |e: std::io::Error| AdminError::Write {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    };
     if path.exists() {
         return Err(AdminError::Write {
             path: path.display().to_string(),
             reason: "the file exists; choose another --out or remove the old key first".into(),
         });
     }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(fail)?;
-        f.write_all(text.as_bytes()).map_err(fail)
-    }
-    #[cfg(not(unix))]
-    {
-        std::fs::write(path, text).map_err(fail)
-    }
+    crate::util::write_secret_file(path, text).map_err(|e| AdminError::Write {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
 }
 
 fn ms_iso(v: &Value) -> String {

@@ -1,5 +1,6 @@
 //! Small helpers shared by handlers and the store: the clock in milliseconds, new
-//! UUIDv7 ids, and the checks of client-given ids and Ed25519 public keys.
+//! UUIDv7 ids, and the checks of client-given ids and Ed25519 public keys; and the one
+//! write of a new secret key file (`gaterouter admin keys`, `gaterouter keys new`).
 
 use crate::error::ApiError;
 
@@ -39,4 +40,46 @@ pub fn check_public_key(pk: &str) -> Result<(), ApiError> {
     ed25519_dalek::VerifyingKey::from_bytes(&arr)
         .map_err(|_| ApiError::bad_request("`public_key` is not a valid Ed25519 point"))?;
     Ok(())
+}
+
+/// Write a new secret file, readable by its owner only (mode 0600 on Unix); never
+/// overwrites on Unix (`create_new`: an existing file is an `AlreadyExists` error).
+pub fn write_secret_file(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)?;
+        f.write_all(text.as_bytes())
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::write(path, text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_file_is_private_and_new() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.key");
+        write_secret_file(&path, "seed").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "seed");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+            let e = write_secret_file(&path, "other").unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), "seed");
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! `gaterouter keys new`, `gaterouter spool status`, `gaterouter spool flush`.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Subcommand;
@@ -67,30 +67,14 @@ pub fn keys(action: KeysAction) -> Result<(), Error> {
     }
 }
 
-fn write_secret(path: &PathBuf, text: &str) -> Result<(), Error> {
-    let fail = |e: std::io::Error| {
+fn write_secret(path: &Path, text: &str) -> Result<(), Error> {
+    gaterouter_collector::util::write_secret_file(path, text).map_err(|e| {
         Error::config(
             path.display().to_string(),
             format!("cannot write the key: {e}"),
             "check the directory",
         )
-    };
-    #[cfg(unix)]
-    {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(fail)?;
-        f.write_all(text.as_bytes()).map_err(fail)
-    }
-    #[cfg(not(unix))]
-    {
-        std::fs::write(path, text).map_err(fail)
-    }
+    })
 }
 
 /// The spool directories `spool` works on; a clear error when none exists.
