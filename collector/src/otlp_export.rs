@@ -29,6 +29,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use gaterouter::retry::{ExponentialBackoff, NoJitter};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use serde_json::Value;
 use sqlx::AnyConnection;
@@ -123,11 +124,16 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// The wait before attempt `failures + 1` of a failing export: `interval` doubled per
 /// failure after the first, at most [`MAX_BACKOFF`] (but never below `interval`), and at
 /// least the receiver's `Retry-After` (itself capped at [`MAX_BACKOFF`]).
+///
+/// The steps are the core's one [`ExponentialBackoff`], taken whole ([`NoJitter`]): the
+/// exporter's waits were never jittered and stay predictable.
 pub fn backoff(interval: Duration, failures: u32, retry_after: Option<Duration>) -> Duration {
     let cap = MAX_BACKOFF.max(interval);
-    let exp = interval
-        .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
-        .min(cap);
+    let steps = ExponentialBackoff {
+        initial: interval,
+        max: cap,
+    };
+    let exp = steps.delay(failures.saturating_sub(1), &mut NoJitter);
     match retry_after {
         Some(ra) => exp.max(ra.min(cap)),
         None => exp,
