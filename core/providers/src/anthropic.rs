@@ -21,8 +21,8 @@ use gaterouter_types::error::{Error, Result};
 use gaterouter_types::sse::SseEvent;
 use gaterouter_types::types::{
     AssistantMessage, ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, Content,
-    ContentPart, Delta, FinishReason, FunctionCall, FunctionCallDelta, Message, ResponseFormat,
-    Role, ToolCall, ToolCallDelta, ToolChoice, Usage,
+    ContentPart, Delta, FinishReason, FunctionCall, FunctionCallDelta, ImageRef, Message,
+    NotBase64DataUrl, ResponseFormat, Role, ToolCall, ToolCallDelta, ToolChoice, Usage,
 };
 
 /// `max_tokens` sent when the request leaves it unset: Anthropic requires the field, and
@@ -359,32 +359,28 @@ fn content_blocks(content: Option<&Content>, i: usize) -> Result<Vec<Value>> {
 
 /// `data:<mime>;base64,<data>` becomes a base64 source, `http(s)://` a url source.
 fn image_block(url: &str, field: &str) -> Result<Value> {
-    if let Some(rest) = url.strip_prefix("data:") {
-        let parsed = rest.split_once(',').and_then(|(meta, data)| {
-            let media_type = meta.strip_suffix(";base64")?;
-            (!media_type.is_empty() && !data.is_empty()).then_some((media_type, data))
-        });
-        let Some((media_type, data)) = parsed else {
-            return Err(invalid(
-                field,
-                format!(
-                    "{field} is a data URL but not `data:<media type>;base64,<data>`: Anthropic takes base64 images only"
-                ),
-            ));
-        };
-        return Ok(
+    match ImageRef::parse(url) {
+        Ok(ImageRef::Base64 { media_type, data }) => Ok(
             json!({"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}),
-        );
+        ),
+        Err(NotBase64DataUrl) => Err(invalid(
+            field,
+            format!(
+                "{field} is a data URL but not `data:<media type>;base64,<data>`: Anthropic takes base64 images only"
+            ),
+        )),
+        Ok(ImageRef::Url(url)) => {
+            let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
+            if lower.starts_with("http://") || lower.starts_with("https://") {
+                return Ok(json!({"type": "image", "source": {"type": "url", "url": url}}));
+            }
+            let shown: String = url.chars().take(40).collect();
+            Err(invalid(
+                field,
+                format!("{field} `{shown}` is neither an http(s) URL nor a base64 data URL"),
+            ))
+        }
     }
-    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
-    if lower.starts_with("http://") || lower.starts_with("https://") {
-        return Ok(json!({"type": "image", "source": {"type": "url", "url": url}}));
-    }
-    let shown: String = url.chars().take(40).collect();
-    Err(invalid(
-        field,
-        format!("{field} `{shown}` is neither an http(s) URL nor a base64 data URL"),
-    ))
 }
 
 fn tool_result_block(m: &Message, i: usize) -> Result<Value> {

@@ -33,8 +33,8 @@ use gaterouter_types::http_reply::body_excerpt;
 use gaterouter_types::sse::SseEvent;
 use gaterouter_types::types::{
     AssistantMessage, ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, Content,
-    ContentPart, Delta, FinishReason, FunctionCall, FunctionCallDelta, ResponseFormat, Role,
-    ToolCall, ToolCallDelta, ToolChoice, Usage,
+    ContentPart, Delta, FinishReason, FunctionCall, FunctionCallDelta, ImageRef, NotBase64DataUrl,
+    ResponseFormat, Role, ToolCall, ToolCallDelta, ToolChoice, Usage,
 };
 
 /// The Gemini wire format.
@@ -417,19 +417,17 @@ fn content_parts(content: Option<&Content>, i: usize) -> Result<Vec<Value>> {
 /// `data:` URLs become `inlineData`, remote URLs `fileData` (MIME type guessed from the
 /// extension, `image/jpeg` when there is none that we know).
 fn image_part(url: &str, field: &str) -> Result<Value> {
-    if let Some(rest) = url.strip_prefix("data:") {
-        let bad = || {
-            invalid(
+    match ImageRef::parse(url) {
+        Ok(ImageRef::Base64 { media_type, data }) => {
+            return Ok(json!({"inlineData": {"mimeType": media_type, "data": data}}));
+        }
+        Err(NotBase64DataUrl) => {
+            return Err(invalid(
                 field.to_owned(),
                 format!("{field} is not a base64 data URL: use `data:<mime type>;base64,<data>`"),
-            )
-        };
-        let (meta, data) = rest.split_once(',').ok_or_else(bad)?;
-        let mime = meta.strip_suffix(";base64").ok_or_else(bad)?;
-        if mime.is_empty() || !mime.contains('/') {
-            return Err(bad());
+            ));
         }
-        return Ok(json!({"inlineData": {"mimeType": mime, "data": data}}));
+        Ok(ImageRef::Url(_)) => {}
     }
     let lower = url.to_ascii_lowercase();
     if !(lower.starts_with("https://")

@@ -1,6 +1,7 @@
 //! Image dimensions from header bytes (PNG, JPEG, GIF, WebP) and per-provider image
 //! token formulas. No image crate: only the few header bytes that carry the size are read.
 
+use gaterouter_types::types::ImageRef;
 use serde::{Deserialize, Serialize};
 
 /// A recognised image container.
@@ -35,12 +36,10 @@ const MAX_HEADER_BYTES: usize = 256 * 1024;
 /// Dimensions of a `data:image/...;base64,...` URL, or `None` when it is not a data URL,
 /// not base64, or not a recognised image.
 pub fn image_dims_from_data_url(url: &str) -> Option<ImageDims> {
-    let rest = url.strip_prefix("data:")?;
-    let (meta, payload) = rest.split_once(',')?;
-    if !meta.ends_with(";base64") {
+    let Ok(ImageRef::Base64 { data, .. }) = ImageRef::parse(url) else {
         return None;
-    }
-    let bytes = decode_base64_prefix(payload.as_bytes(), MAX_HEADER_BYTES);
+    };
+    let bytes = decode_base64_prefix(data.as_bytes(), MAX_HEADER_BYTES);
     image_dims_from_bytes(&bytes)
 }
 

@@ -60,6 +60,44 @@ pub struct ImageUrl {
     pub detail: ImageDetail,
 }
 
+/// What an image URL points at: the one reading of `image_url.url` that every provider
+/// adapter and the image token estimate share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageRef<'a> {
+    /// `data:<type>/<subtype>;base64,<data>`: inline bytes.
+    Base64 {
+        /// `image/png`...
+        media_type: &'a str,
+        /// The base64 payload (not decoded).
+        data: &'a str,
+    },
+    /// Any other URL; which schemes a provider fetches is its adapter's business.
+    Url(&'a str),
+}
+
+/// A `data:` URL that is not `data:<type>/<subtype>;base64,<data>` (no media type, not
+/// base64, or no data).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotBase64DataUrl;
+
+impl<'a> ImageRef<'a> {
+    /// Read an image URL.
+    pub fn parse(url: &'a str) -> std::result::Result<Self, NotBase64DataUrl> {
+        let Some(rest) = url.strip_prefix("data:") else {
+            return Ok(ImageRef::Url(url));
+        };
+        let (meta, data) = rest.split_once(',').ok_or(NotBase64DataUrl)?;
+        let media_type = meta.strip_suffix(";base64").ok_or(NotBase64DataUrl)?;
+        let typed = media_type
+            .split_once('/')
+            .is_some_and(|(t, sub)| !t.is_empty() && !sub.is_empty());
+        if !typed || data.is_empty() {
+            return Err(NotBase64DataUrl);
+        }
+        Ok(ImageRef::Base64 { media_type, data })
+    }
+}
+
 /// One part of a multi-part message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -919,6 +957,29 @@ mod tests {
     use super::*;
     use crate::budget::{Enforcement, LevelKind, Metric, Period};
     use crate::decision::Tier;
+
+    #[test]
+    fn image_urls_are_read_one_way() {
+        assert_eq!(
+            ImageRef::parse("data:image/png;base64,iVBO"),
+            Ok(ImageRef::Base64 {
+                media_type: "image/png",
+                data: "iVBO"
+            })
+        );
+        for url in ["https://x.test/a.png", "gs://b/a.png", "ftp://x"] {
+            assert_eq!(ImageRef::parse(url), Ok(ImageRef::Url(url)));
+        }
+        for bad in [
+            "data:image/png,iVBO",
+            "data:;base64,iVBO",
+            "data:image;base64,iVBO",
+            "data:image/png;base64,",
+            "data:image/png;base64",
+        ] {
+            assert_eq!(ImageRef::parse(bad), Err(NotBase64DataUrl), "{bad}");
+        }
+    }
 
     /// `as_str` (strum) and the serde name agree for every enum that has both.
     #[test]
