@@ -510,6 +510,17 @@ mod tests {
         for bad in ["-1", "abc", "", ".", "1.2.3", "1e-6"] {
             assert!(Price::parse_usd_per_million(bad).is_err(), "{bad}");
         }
+        // Digits past the 12th decimal are not dropped: a price that precise is refused.
+        for precise in ["2.5000000000001", "2.5000001"] {
+            let e = Price::parse_usd_per_million(precise).unwrap_err();
+            assert!(e.contains("more than 6 decimals"), "{e}");
+        }
+        assert_eq!(
+            Price::parse_usd_per_million("2.500000000000000")
+                .unwrap()
+                .micros_per_million(),
+            2_500_000
+        );
         let e = Price::parse_usd_per_million("0.0000025").unwrap_err();
         assert!(e.contains("per-token") && e.contains("write 2.5"), "{e}");
         assert!(

@@ -92,7 +92,7 @@ impl Price {
                 "price `{s}` is below $0.001 per million tokens and looks like a per-token price: {unit_hint}; if `{s}` is per token, write {suggestion}"
             ));
         }
-        if pico % 1_000_000 != 0 {
+        if finer_than_pico || pico % 1_000_000 != 0 {
             return Err(format!(
                 "price `{s}` has more than 6 decimals: {unit_hint}, at most 6 decimals"
             ));
