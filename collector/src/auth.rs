@@ -6,7 +6,7 @@
 
 use axum::http::HeaderMap;
 
-use crate::db::{Db, Param, get_opt_str, get_str};
+use crate::db::Db;
 use crate::error::ApiError;
 
 /// Who is calling.
@@ -99,19 +99,15 @@ pub async fn principal_of_hash(
             id: "bootstrap".into(),
         }));
     }
-    let rows = db
-        .fetch("SELECT id, role, org_id, department_id FROM access_tokens WHERE token_sha256 = $1 AND revoked_ms IS NULL", &[Param::Text(hash.to_owned())], "checking a token")
-        .await?;
-    let Some(r) = rows.first() else {
+    let Some(t) = crate::store::tokens::find_active(db, hash).await? else {
         return Ok(None);
     };
-    let id = get_str(r, 0)?;
-    Ok(Some(match get_str(r, 1)?.as_str() {
-        "admin" => Principal::Admin { id },
+    Ok(Some(match t.role.as_str() {
+        "admin" => Principal::Admin { id: t.id },
         _ => Principal::Reader {
-            id,
-            org: get_str(r, 2)?,
-            department: get_opt_str(r, 3)?,
+            id: t.id,
+            org: t.org_id.unwrap_or_default(),
+            department: t.department_id,
         },
     }))
 }
@@ -142,18 +138,12 @@ pub async fn principal_of_session(
     let Some(id) = session_cookie(headers) else {
         return Ok(None);
     };
-    let now = i64::try_from(gaterouter::usage::unix_ms_now()).unwrap_or(i64::MAX);
-    let rows = db
-        .fetch(
-            "SELECT token_sha256 FROM dashboard_sessions WHERE id_sha256 = $1 AND expires_ms > $2",
-            &[Param::Text(sha256_hex(&id)), Param::I64(now)],
-            "reading a dashboard session",
-        )
-        .await?;
-    let Some(r) = rows.first() else {
+    let now = gaterouter::usage::unix_ms_now();
+    let Some(token_sha256) = crate::store::sessions::token_of(db, &sha256_hex(&id), now).await?
+    else {
         return Ok(None);
     };
-    principal_of_hash(&get_str(r, 0)?, bootstrap_sha256, db).await
+    principal_of_hash(&token_sha256, bootstrap_sha256, db).await
 }
 
 /// Authenticate a read request (analytics, the dashboard's session check):

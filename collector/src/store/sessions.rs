@@ -1,7 +1,7 @@
 //! Dashboard sessions (`dashboard_sessions`): only SHA-256 digests of the session id
 //! and of the token it was opened with are stored.
 
-use crate::db::{Db, DbError, Param};
+use crate::db::{Db, DbError, Param, get_str};
 
 fn ms(v: u64) -> Param {
     Param::I64(i64::try_from(v).unwrap_or(i64::MAX))
@@ -22,6 +22,23 @@ pub(crate) async fn open(
     )
     .await?;
     Ok(())
+}
+
+/// The token digest of the session whose id has digest `id_sha256`, if it has not
+/// expired at `now_ms`.
+pub(crate) async fn token_of(
+    db: &Db,
+    id_sha256: &str,
+    now_ms: u64,
+) -> Result<Option<String>, DbError> {
+    let rows = db
+        .fetch(
+            "SELECT token_sha256 FROM dashboard_sessions WHERE id_sha256 = $1 AND expires_ms > $2",
+            &[Param::Text(id_sha256.to_owned()), ms(now_ms)],
+            "reading a dashboard session",
+        )
+        .await?;
+    rows.first().map(|r| get_str(r, 0)).transpose()
 }
 
 /// Delete the sessions expired at `now_ms` (so the table stays small without a sweeper).

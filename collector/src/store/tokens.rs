@@ -42,6 +42,35 @@ pub struct TokenRow {
     pub revoked_ms: Option<i64>,
 }
 
+/// An unrevoked token as authentication reads it.
+#[derive(Debug, Clone)]
+pub(crate) struct ActiveToken {
+    /// Id.
+    pub id: String,
+    /// Role (`admin` or `read`).
+    pub role: String,
+    /// Org scope.
+    pub org_id: Option<String>,
+    /// Department scope.
+    pub department_id: Option<String>,
+}
+
+/// The unrevoked token whose SHA-256 (hex) is `sha256`, if any.
+pub(crate) async fn find_active(db: &Db, sha256: &str) -> Result<Option<ActiveToken>, DbError> {
+    let rows = db
+        .fetch("SELECT id, role, org_id, department_id FROM access_tokens WHERE token_sha256 = $1 AND revoked_ms IS NULL", &[Param::Text(sha256.to_owned())], "checking a token")
+        .await?;
+    let Some(r) = rows.first() else {
+        return Ok(None);
+    };
+    Ok(Some(ActiveToken {
+        id: get_str(r, 0)?,
+        role: get_str(r, 1)?,
+        org_id: get_opt_str(r, 2)?,
+        department_id: get_opt_str(r, 3)?,
+    }))
+}
+
 /// Insert a token. Rows inserted.
 pub(crate) async fn insert(conn: &mut AnyConnection, t: &NewToken<'_>) -> Result<u64, DbError> {
     let params = [
