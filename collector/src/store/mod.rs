@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod audit;
 pub mod budgets;
+pub mod export;
 pub mod keys;
 pub mod learning;
 pub mod orgtree;
