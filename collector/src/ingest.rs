@@ -27,12 +27,14 @@ use serde_json::value::RawValue;
 
 use std::sync::Arc;
 
-use crate::db::{Db, DbError, Param, USAGE_RECORD_COLUMNS, bind_all, dberr, placeholders};
+use crate::db::{Db, DbError, dberr};
 use crate::error::ApiError;
 pub use crate::limits::{PricingSettings, RateLimiter};
 use crate::metrics::Metrics;
 use crate::state::AppState;
+use crate::store::feedback::NewFeedback;
 pub use crate::store::keys::{KeyInfo, load_keys};
+use crate::store::usage::{self, outcome, route_mode};
 use crate::time::month_of_ms;
 pub use crate::verified::{Refusal, Verified};
 
@@ -500,43 +502,16 @@ pub async fn store_feedback(
         .begin()
         .await
         .map_err(dberr("starting the feedback transaction"))?;
-    let mut claimed: HashSet<(String, String)> = HashSet::new();
-    const COLS: usize = 15;
-    for chunk in recs.chunks(ROWS_PER_STATEMENT) {
-        let mut params = Vec::with_capacity(chunk.len() * COLS);
-        for v in chunk {
-            let r = &v.rec;
-            params.extend([
-                Param::Text(v.org().to_owned()),
-                Param::Text(r.id.0.clone()),
-                Param::Text(r.record_id.0.clone()),
-                Param::Text(r.api_key_id.clone()),
-                i(r.seq),
-                i(r.ts),
-                Param::I64(i64::from(r.score_milli)),
-                Param::OptText(r.label.clone()),
-                Param::Text(r.source.as_str().to_owned()),
-                Param::Text(serde_json::to_string(&r.tags).unwrap_or_else(|_| "{}".into())),
-                Param::Text(r.sdk.name.clone()),
-                Param::Text(r.sdk.version.clone()),
-                Param::Text(r.sdk.language.clone()),
-                Param::Text(v.signature.clone()),
-                Param::I64(received_ms),
-            ]);
-        }
-        let sql = format!(
-            "INSERT INTO feedback (org, id, record_id, api_key_id, seq, ts, score_milli, label, source, tags, sdk_name, sdk_version, sdk_language, signature, received_ms)
-             VALUES {} ON CONFLICT (org, id) DO NOTHING RETURNING org, id",
-            placeholders(chunk.len(), COLS, db.backend())
-        );
-        for r in bind_all(&sql, &params)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(dberr("inserting feedback"))?
-        {
-            claimed.insert((crate::db::get_str(&r, 0)?, crate::db::get_str(&r, 1)?));
-        }
-    }
+    let rows: Vec<NewFeedback<'_>> = recs
+        .iter()
+        .map(|v| NewFeedback {
+            org: v.org(),
+            rec: &v.rec,
+            signature: &v.signature,
+        })
+        .collect();
+    let mut claimed =
+        crate::store::feedback::insert(&mut tx, db.backend(), &rows, received_ms).await?;
     tx.commit()
         .await
         .map_err(dberr("committing the feedback transaction"))?;
@@ -660,27 +635,6 @@ pub fn verify_all(
     })
 }
 
-/// Columns of `usage_records` ([`USAGE_RECORD_COLUMNS`]).
-const NCOLS: usize = 43;
-/// Rows per INSERT statement (43 columns x 400 rows stays under SQLite's 32 766 variables).
-const ROWS_PER_STATEMENT: usize = 400;
-
-fn i(v: u64) -> Param {
-    Param::I64(i64::try_from(v).unwrap_or(i64::MAX))
-}
-
-/// What the stored row derives from a record: its status text, whether it counts as an
-/// error, and its spend (the collector's price when it has one, else the client's).
-fn outcome(v: &Verified) -> (&'static str, i64, u64) {
-    let status = v.rec.status.as_str();
-    let is_error = i64::from(status != "ok" && status != "cancelled" && status != "denied");
-    (
-        status,
-        is_error,
-        v.collector_cost.unwrap_or(v.rec.cost_micros),
-    )
-}
-
 fn sat(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
@@ -727,74 +681,6 @@ fn rollup_row(v: &Verified) -> (crate::rollup::Units, crate::rollup::Measures) {
     (units, measures)
 }
 
-/// The stored name of the record's route mode (`auto`, `explicit`), if it was routed.
-fn route_mode(r: &UsageRecord) -> Option<String> {
-    r.route.as_ref().map(|x| {
-        serde_json::to_value(x.mode)
-            .ok()
-            .and_then(|m| m.as_str().map(str::to_owned))
-            .unwrap_or_default()
-    })
-}
-
-fn row_params(v: &Verified, received_ms: i64, out: &mut Vec<Param>) {
-    let r = &v.rec;
-    let route = r.route.as_ref();
-    let (status, is_error, spend) = outcome(v);
-    let status = status.to_owned();
-    out.extend([
-        Param::Text(r.id.0.clone()),
-        Param::Text(r.api_key_id.clone()),
-        i(r.seq),
-        i(r.ts_start),
-        i(r.ts_end),
-        Param::I64(month_of_ms(r.ts_start)),
-        Param::Text(r.org.clone().unwrap_or_default()),
-        Param::OptText(r.department.clone()),
-        Param::OptText(r.project.clone()),
-        Param::OptText(r.group.clone()),
-        Param::OptText(r.user.clone()),
-        Param::Text(r.provider.clone()),
-        Param::Text(r.model.clone()),
-        Param::OptText(route_mode(r)),
-        Param::OptText(route.and_then(|x| x.tier.clone())),
-        Param::OptI64(route.and_then(|x| x.score)),
-        i(r.prompt_tokens),
-        i(r.completion_tokens),
-        i(r.cached_prompt_tokens),
-        i(r.cache_write_tokens),
-        i(r.reasoning_tokens),
-        i(r.prompt_tokens.saturating_add(r.completion_tokens)),
-        i(r.cost_micros),
-        Param::OptI64(
-            v.collector_cost
-                .map(|c| i64::try_from(c).unwrap_or(i64::MAX)),
-        ),
-        Param::OptText(v.priced_as.clone()),
-        Param::I64(i64::from(v.mismatch)),
-        i(spend),
-        Param::OptI64(v.baseline.map(|c| i64::try_from(c).unwrap_or(i64::MAX))),
-        i(r.latency_ms),
-        Param::OptI64(
-            r.time_to_first_token_ms
-                .map(|c| i64::try_from(c).unwrap_or(i64::MAX)),
-        ),
-        Param::Text(status),
-        Param::I64(is_error),
-        Param::I64(i64::from(r.attempts)),
-        Param::I64(i64::from(r.stream)),
-        Param::Text(serde_json::to_string(&r.tags).unwrap_or_else(|_| "{}".into())),
-        Param::Text(r.sdk.name.clone()),
-        Param::Text(r.sdk.version.clone()),
-        Param::Text(r.sdk.language.clone()),
-        Param::Text(v.signature.clone()),
-        Param::I64(received_ms),
-        Param::OptText(r.denied_rule.clone()),
-        Param::OptText(r.denied_level.clone()),
-        Param::OptText((!v.attributed.is_empty()).then(|| v.attributed.join(","))),
-    ]);
-}
-
 /// Insert verified records in one transaction; returns, for each record of `recs`,
 /// whether it was newly stored (`false`: a record with the same id is already stored
 /// for its org, a `duplicate`).
@@ -807,126 +693,6 @@ fn row_params(v: &Verified, received_ms: i64, out: &mut Vec<Param>) {
 /// record here has its org: `attribute` fills it from the key's binding when the
 /// record leaves it absent. Concurrent collectors on one PostgreSQL serialize on the
 /// key's unique index, so a record is stored once.
-/// Claim the records' (org, id) in `usage_record_keys`; returns the claimed ones (the
-/// others are duplicates).
-///
-/// PostgreSQL (several collectors may insert at once): `ON CONFLICT DO NOTHING`; when it
-/// inserted every row of a chunk (the usual case) they are all claimed, else the chunk is
-/// undone (savepoint) and inserted again with `RETURNING`, which says which rows this
-/// transaction inserted. SQLite (the caller holds the write lock):
-/// one query finds the ids already stored (usually none) and the rest are inserted
-/// without `RETURNING`, which saves streaming a row back per record (about a third of the
-/// batch's write time, measured with `collector_bench`).
-async fn claim_ids(
-    tx: &mut sqlx::AnyConnection,
-    backend: crate::db::Backend,
-    recs: &[Verified],
-) -> Result<HashSet<(String, String)>, DbError> {
-    let mut claimed: HashSet<(String, String)> = HashSet::new();
-    let key = |v: &Verified| (v.org().to_owned(), v.rec.id.0.clone());
-    if backend == crate::db::Backend::Sqlite {
-        let mut todo: Vec<(String, String, i64)> = Vec::with_capacity(recs.len());
-        let mut seen: HashSet<(String, String)> = HashSet::new();
-        for v in recs {
-            if seen.insert(key(v)) {
-                let (o, id) = key(v);
-                todo.push((o, id, month_of_ms(v.rec.ts_start)));
-            }
-        }
-        let mut stored: HashSet<(String, String)> = HashSet::new();
-        for chunk in todo.chunks(ROWS_PER_STATEMENT) {
-            let params: Vec<Param> = chunk
-                .iter()
-                .flat_map(|(o, id, _)| [Param::Text(o.clone()), Param::Text(id.clone())])
-                .collect();
-            let sql = format!(
-                "SELECT org, id FROM usage_record_keys WHERE (org, id) IN (VALUES {})",
-                placeholders(chunk.len(), 2, backend)
-            );
-            for r in bind_all(&sql, &params)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(dberr("looking up usage record ids"))?
-            {
-                stored.insert((crate::db::get_str(&r, 0)?, crate::db::get_str(&r, 1)?));
-            }
-        }
-        todo.retain(|(o, id, _)| !stored.contains(&(o.clone(), id.clone())));
-        for chunk in todo.chunks(ROWS_PER_STATEMENT) {
-            let params: Vec<Param> = chunk
-                .iter()
-                .flat_map(|(o, id, m)| {
-                    [
-                        Param::Text(o.clone()),
-                        Param::Text(id.clone()),
-                        Param::I64(*m),
-                    ]
-                })
-                .collect();
-            let sql = format!(
-                "INSERT INTO usage_record_keys (org, id, month) VALUES {}",
-                placeholders(chunk.len(), 3, backend)
-            );
-            bind_all(&sql, &params)
-                .execute(&mut *tx)
-                .await
-                .map_err(dberr("claiming usage record ids"))?;
-        }
-        claimed.extend(todo.into_iter().map(|(o, id, _)| (o, id)));
-        return Ok(claimed);
-    }
-    for chunk in recs.chunks(ROWS_PER_STATEMENT) {
-        let params: Vec<Param> = chunk
-            .iter()
-            .flat_map(|v| {
-                [
-                    Param::Text(v.org().to_owned()),
-                    Param::Text(v.rec.id.0.clone()),
-                    Param::I64(month_of_ms(v.rec.ts_start)),
-                ]
-            })
-            .collect();
-        let values = placeholders(chunk.len(), 3, backend);
-        // Usually every id is new: insert without RETURNING and count. When some were
-        // not inserted, undo this chunk and insert again saying which ones were.
-        sqlx::query("SAVEPOINT claim_ids")
-            .execute(&mut *tx)
-            .await
-            .map_err(dberr("claiming usage record ids"))?;
-        let sql = format!(
-            "INSERT INTO usage_record_keys (org, id, month) VALUES {values} ON CONFLICT (org, id) DO NOTHING"
-        );
-        let n = bind_all(&sql, &params)
-            .execute(&mut *tx)
-            .await
-            .map_err(dberr("claiming usage record ids"))?
-            .rows_affected();
-        if usize::try_from(n).is_ok_and(|n| n == chunk.len()) {
-            sqlx::query("RELEASE SAVEPOINT claim_ids")
-                .execute(&mut *tx)
-                .await
-                .map_err(dberr("claiming usage record ids"))?;
-            claimed.extend(chunk.iter().map(key));
-            continue;
-        }
-        sqlx::query("ROLLBACK TO SAVEPOINT claim_ids")
-            .execute(&mut *tx)
-            .await
-            .map_err(dberr("claiming usage record ids"))?;
-        let sql = format!(
-            "INSERT INTO usage_record_keys (org, id, month) VALUES {values} ON CONFLICT (org, id) DO NOTHING RETURNING org, id"
-        );
-        for r in bind_all(&sql, &params)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(dberr("claiming usage record ids"))?
-        {
-            claimed.insert((crate::db::get_str(&r, 0)?, crate::db::get_str(&r, 1)?));
-        }
-    }
-    Ok(claimed)
-}
-
 pub async fn store(db: &Db, recs: &[Verified], received_ms: i64) -> Result<Vec<bool>, DbError> {
     if recs.is_empty() {
         return Ok(Vec::new());
@@ -939,7 +705,7 @@ pub async fn store(db: &Db, recs: &[Verified], received_ms: i64) -> Result<Vec<b
     // writer can claim an id between the duplicate check and the insert below.
     let mut tx = db.begin_write().await?;
     let t_begin = t.elapsed();
-    let mut claimed = claim_ids(&mut tx, db.backend(), recs).await?;
+    let mut claimed = usage::claim_ids(&mut tx, db.backend(), recs).await?;
     let t_keys = t.elapsed();
     // A key claimed once stores one record, also if a caller passed the same (org, id)
     // twice (`triage` already answers a repeated id within a batch `duplicate`).
@@ -953,44 +719,9 @@ pub async fn store(db: &Db, recs: &[Verified], received_ms: i64) -> Result<Vec<b
         .filter(|(_, n)| **n)
         .map(|(v, _)| v)
         .collect();
-    for chunk in stored.chunks(ROWS_PER_STATEMENT) {
-        let mut params = Vec::with_capacity(chunk.len() * NCOLS);
-        for v in chunk {
-            row_params(v, received_ms, &mut params);
-        }
-        let sql = format!(
-            "INSERT INTO usage_records ({USAGE_RECORD_COLUMNS}) VALUES {}",
-            placeholders(chunk.len(), NCOLS, db.backend())
-        );
-        bind_all(&sql, &params)
-            .execute(&mut *tx)
-            .await
-            .map_err(dberr("inserting usage records"))?;
-    }
+    usage::insert_records(&mut tx, db.backend(), &stored, received_ms).await?;
     let t_raw = t.elapsed();
-    let tag_params: Vec<Param> = stored
-        .iter()
-        .flat_map(|v| {
-            v.rec.tags.iter().flat_map(|(k, val)| {
-                [
-                    Param::Text(v.org().to_owned()),
-                    Param::Text(v.rec.id.0.clone()),
-                    Param::Text(k.clone()),
-                    Param::Text(val.clone()),
-                ]
-            })
-        })
-        .collect();
-    for chunk in tag_params.chunks(4 * 2000) {
-        let sql = format!(
-            "INSERT INTO usage_tags (org, record_id, k, v) VALUES {} ON CONFLICT DO NOTHING",
-            placeholders(chunk.len() / 4, 4, db.backend())
-        );
-        bind_all(&sql, chunk)
-            .execute(&mut *tx)
-            .await
-            .map_err(dberr("inserting usage tags"))?;
-    }
+    usage::insert_tags(&mut tx, db.backend(), &stored).await?;
     crate::store::learning::insert_features(&mut tx, db.backend(), &stored).await?;
     let t_tags = t.elapsed();
     crate::accounts::on_ingest(
@@ -1189,46 +920,4 @@ pub async fn ingest_batch(
         "ingested batch"
     );
     Ok(resp)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_column_has_a_value() {
-        assert_eq!(USAGE_RECORD_COLUMNS.split(',').count(), NCOLS);
-        let mut params = Vec::new();
-        let ident = gaterouter::config::Identity {
-            org: Some("acme".into()),
-            api_key_id: Some("k".into()),
-            ..Default::default()
-        };
-        let input = gaterouter::usage::UsageRecordInput {
-            provider: "openai".into(),
-            model: "m".into(),
-            attempts: 1,
-            ..Default::default()
-        };
-        let rec = UsageRecord::build(
-            input,
-            &ident,
-            &gaterouter::usage::SdkInfo::rust(),
-            gaterouter::usage::RecordId::new_v7(),
-            1,
-        )
-        .expect("a valid record");
-        let v = Verified {
-            rec,
-            signature: String::new(),
-            collector_cost: None,
-            priced_as: None,
-            baseline: None,
-            mismatch: false,
-            attributed: Vec::new(),
-        };
-        row_params(&v, 0, &mut params);
-        assert_eq!(params.len(), NCOLS);
-        assert_eq!(v.org(), "acme");
-    }
 }
