@@ -1,15 +1,32 @@
 //! # gaterouter-health
 //!
 //! Provider health: a circuit breaker per provider and observed latency per model.
-//! Depends on `gaterouter-types` only (which error kinds count as the provider's
-//! trouble); `gaterouter` re-exports it as `gaterouter::health`, routing reads its
-//! [`BreakerConfig`] section and the client keeps one [`Health`] per process.
+//! Depends on `gaterouter-types` only (its [`ErrorKind`] says which failures are the
+//! provider's trouble) and `serde` (the config section); `gaterouter` re-exports it as
+//! `gaterouter::health`.
+//!
+//! Map of the crate (one file):
+//!
+//! | item | concept |
+//! |---|---|
+//! | [`BreakerConfig`] | the `[routing.circuit_breaker]` section: `failure_threshold`, `cooldown_ms` |
+//! | [`Health`] | one per client: a breaker per provider and a latency EWMA per model, behind mutexes |
+//! | [`Health::admit`] / [`Health::record`] | may a call go now (a half-open breaker admits one probe); a call's outcome |
+//! | [`Health::state`] / [`BreakerState`] | a provider's breaker now (closed, open, half-open), as route explanations report it |
+//! | [`Health::latency_ms`] | a model's observed latency (EWMA, newest sample weighted 0.2) |
+//!
+//! Who uses it: `gaterouter-routing` reads [`BreakerConfig`] as part of its config;
+//! each client (`gaterouter`, `core/src/client`) keeps one [`Health`], asks
+//! [`Health::admit`] before it tries a model of the fallback chain, [`Health::record`]s
+//! the outcome of every try (retries included), and gives routing the breaker state
+//! (open providers are excluded) and the latency (the `fastest` policy).
 //!
 //! The breaker opens after `failure_threshold` consecutive failures that say the
-//! provider itself is in trouble (unavailable, timeouts, rate limits), skips the provider
-//! while open, and after `cooldown_ms` lets exactly one probe through (half-open): success
-//! closes it, failure opens it again. Latency is an EWMA per model, used by the
-//! `fastest` routing policy.
+//! provider itself is in trouble (unavailable, timeouts, rate limits, interrupted
+//! streams), skips the provider while open, and after `cooldown_ms` lets exactly one
+//! probe through (half-open): success closes it, failure opens it again; an error that
+//! is not the provider's (a bad request, a budget refusal) counts as neither, but ends a
+//! half-open probe as a success.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
