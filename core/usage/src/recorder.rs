@@ -226,28 +226,28 @@ impl Recorder {
         input: UsageRecordInput,
         id: RecordId,
     ) -> Result<RecordId, UsageError> {
-        let inner = &*self.inner;
-        if inner.closed.load(Ordering::Acquire) {
-            return Err(UsageError::ShutDown);
-        }
-        let seq = inner.seq.fetch_add(1, Ordering::AcqRel);
-        let rec = {
-            let identity = inner.identity.read().unwrap_or_else(|p| p.into_inner());
-            UsageRecord::build(input, &identity, &inner.sdk, id, seq)?
-        };
-        let (Some(spool), Some(signer)) = (&inner.spool, &inner.signer) else {
-            return Ok(rec.id);
-        };
-        let (canonical, sig) = signer.sign_record(&rec)?;
-        let wire = signing::wire_json(&canonical, &sig);
-        spool.append(wire.as_bytes(), seq)?;
-        Ok(rec.id)
+        let sdk = &self.inner.sdk;
+        self.sign_and_spool(|identity, seq| UsageRecord::build(input, identity, sdk, id, seq))
     }
 
     /// Validate, sign and spool one feedback record (see [`crate::feedback`]); returns its id
     /// once it is written. It shares the key's `seq` counter, spool, batches and delivery
     /// report with the usage records.
     pub fn feedback(&self, input: FeedbackInput) -> Result<RecordId, UsageError> {
+        let sdk = &self.inner.sdk;
+        self.sign_and_spool(|identity, seq| {
+            FeedbackRecord::build(input, identity, sdk, RecordId::new_v7(), seq, unix_ms_now())
+        })
+    }
+
+    /// The steps a usage record and a feedback record share: refused once shut down,
+    /// the key's next `seq`, `build` with the identity records are stamped with now,
+    /// then, when records are reported, canonicalized, signed and appended to the spool.
+    /// Returns the record's id once it is written.
+    fn sign_and_spool<R: Spooled>(
+        &self,
+        build: impl FnOnce(&Identity, u64) -> Result<R, UsageError>,
+    ) -> Result<RecordId, UsageError> {
         let inner = &*self.inner;
         if inner.closed.load(Ordering::Acquire) {
             return Err(UsageError::ShutDown);
@@ -255,22 +255,15 @@ impl Recorder {
         let seq = inner.seq.fetch_add(1, Ordering::AcqRel);
         let rec = {
             let identity = inner.identity.read().unwrap_or_else(|p| p.into_inner());
-            FeedbackRecord::build(
-                input,
-                &identity,
-                &inner.sdk,
-                RecordId::new_v7(),
-                seq,
-                unix_ms_now(),
-            )?
+            build(&identity, seq)?
         };
         let (Some(spool), Some(signer)) = (&inner.spool, &inner.signer) else {
-            return Ok(rec.id);
+            return Ok(rec.into_id());
         };
-        let canonical = rec.canonical_json()?;
+        let canonical = rec.signed_bytes()?;
         let wire = signing::wire_json(&canonical, &signer.sign(canonical.as_bytes()));
         spool.append(wire.as_bytes(), seq)?;
-        Ok(rec.id)
+        Ok(rec.into_id())
     }
 
     /// Stamp later records with the key's binding (from the collector's policy answer):
@@ -527,6 +520,32 @@ impl Recorder {
     /// The current suspended flag and network class.
     pub fn link_state(&self) -> LinkState {
         *self.inner.link.borrow()
+    }
+}
+
+/// A record the recorder signs and spools: a usage record or a feedback record.
+trait Spooled {
+    /// The signed bytes: the record's RFC 8785 canonical JSON (without `signature`).
+    fn signed_bytes(&self) -> Result<String, UsageError>;
+    /// Its id.
+    fn into_id(self) -> RecordId;
+}
+
+impl Spooled for UsageRecord {
+    fn signed_bytes(&self) -> Result<String, UsageError> {
+        self.canonical_json()
+    }
+    fn into_id(self) -> RecordId {
+        self.id
+    }
+}
+
+impl Spooled for FeedbackRecord {
+    fn signed_bytes(&self) -> Result<String, UsageError> {
+        self.canonical_json()
+    }
+    fn into_id(self) -> RecordId {
+        self.id
     }
 }
 
