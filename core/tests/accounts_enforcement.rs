@@ -45,6 +45,27 @@ struct Stub {
     reservation_attempts: Mutex<Vec<String>>,
     /// Answer this many reservation requests with 503 first.
     fail_reservations: AtomicU64,
+    /// Answer as a newer collector would: every JSON object of the policy and of a granted
+    /// reservation gains a field this SDK does not know.
+    future_fields: AtomicBool,
+    /// Wait this long after granting a reservation before answering.
+    reserve_answer_delay_ms: AtomicU64,
+}
+
+/// `v` with a field no SDK knows added to every object in it.
+fn with_future_fields(mut v: Value) -> Value {
+    fn walk(v: &mut Value) {
+        match v {
+            Value::Object(o) => {
+                o.values_mut().for_each(walk);
+                o.insert("added_by_a_newer_collector".into(), json!({"x": [1, 2]}));
+            }
+            Value::Array(a) => a.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    walk(&mut v);
+    v
 }
 
 type Reply = (StatusCode, axum::Json<Value>);
@@ -107,7 +128,11 @@ async fn get_policy(State(s): State<Arc<Stub>>, headers: HeaderMap, uri: Uri) ->
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
     let p = s.policy.lock().unwrap().clone();
-    (StatusCode::OK, axum::Json(serde_json::to_value(p).unwrap()))
+    let mut v = serde_json::to_value(p).unwrap();
+    if s.future_fields.load(Ordering::SeqCst) {
+        v = with_future_fields(v);
+    }
+    (StatusCode::OK, axum::Json(v))
 }
 
 async fn reserve(State(s): State<Arc<Stub>>, headers: HeaderMap, uri: Uri, body: Bytes) -> Reply {
@@ -126,55 +151,64 @@ async fn reserve(State(s): State<Arc<Stub>>, headers: HeaderMap, uri: Uri, body:
             axum::Json(json!({"error": {"code": "busy", "message": "try again"}})),
         );
     }
-    let mut policy = s.policy.lock().unwrap();
-    if let Err(d) = policy.rules.check_model(&req.model, false) {
-        return error(
-            StatusCode::FORBIDDEN,
-            AccountsErrorBody {
-                code: "permission_denied".into(),
-                message: d.message,
-                rule: Some(d.rule),
-                level: Some(d.level),
-                budget: None,
-            },
-        );
-    }
-    if let Some(b) = policy.exceeded_budget(req.amount_micros, req.amount_tokens) {
-        return error(
-            StatusCode::PAYMENT_REQUIRED,
-            AccountsErrorBody {
-                code: "budget_exceeded".into(),
-                message: b.describe(),
-                rule: None,
-                level: None,
-                budget: Some(b.clone()),
-            },
-        );
-    }
-    for b in policy
-        .budgets
-        .iter_mut()
-        .filter(|b| b.enforcement == Enforcement::Hard)
-    {
-        let amount = if b.metric == Metric::Usd {
-            req.amount_micros
-        } else {
-            req.amount_tokens
+    let v = {
+        let mut policy = s.policy.lock().unwrap();
+        if let Err(d) = policy.rules.check_model(&req.model, false) {
+            return error(
+                StatusCode::FORBIDDEN,
+                AccountsErrorBody {
+                    code: "permission_denied".into(),
+                    message: d.message,
+                    rule: Some(d.rule),
+                    level: Some(d.level),
+                    budget: None,
+                },
+            );
+        }
+        if let Some(b) = policy.exceeded_budget(req.amount_micros, req.amount_tokens) {
+            return error(
+                StatusCode::PAYMENT_REQUIRED,
+                AccountsErrorBody {
+                    code: "budget_exceeded".into(),
+                    message: b.describe(),
+                    rule: None,
+                    level: None,
+                    budget: Some(b.clone()),
+                },
+            );
+        }
+        for b in policy
+            .budgets
+            .iter_mut()
+            .filter(|b| b.enforcement == Enforcement::Hard)
+        {
+            let amount = if b.metric == Metric::Usd {
+                req.amount_micros
+            } else {
+                req.amount_tokens
+            };
+            b.reserved += amount;
+            b.remaining -= amount;
+        }
+        let resp = ReservationResponse {
+            reservation_id: req.reservation_id.clone(),
+            expires_at_ms: unix_ms_now() + 120_000,
+            budgets: policy.budgets.clone(),
+            warnings: s.warnings.lock().unwrap().clone(),
         };
-        b.reserved += amount;
-        b.remaining -= amount;
-    }
-    let resp = ReservationResponse {
-        reservation_id: req.reservation_id.clone(),
-        expires_at_ms: unix_ms_now() + 120_000,
-        budgets: policy.budgets.clone(),
-        warnings: s.warnings.lock().unwrap().clone(),
+        s.reservations.lock().unwrap().push(req);
+        let mut v = serde_json::to_value(resp).unwrap();
+        if s.future_fields.load(Ordering::SeqCst) {
+            v = with_future_fields(v);
+        }
+        v
     };
-    s.reservations.lock().unwrap().push(req);
-    (
-        StatusCode::CREATED,
-        axum::Json(serde_json::to_value(resp).unwrap()),
-    )
+    // Granted, then slow to answer (a slow network on the way back).
+    let delay = s.reserve_answer_delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    (StatusCode::CREATED, axum::Json(v))
 }
 
 async fn settle(
@@ -194,8 +228,14 @@ async fn settle(
         .unwrap()
         .iter()
         .find(|r| r.reservation_id == id)
-        .cloned()
-        .unwrap();
+        .cloned();
+    // As the collector: a reservation it does not hold is 404.
+    let Some(held) = held else {
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"error": {"code": "not_found", "message": "no such reservation"}})),
+        );
+    };
     let mut policy = s.policy.lock().unwrap();
     for b in policy
         .budgets
@@ -295,6 +335,8 @@ async fn env(p: EffectivePolicy) -> Env {
         warnings: Mutex::new(Vec::new()),
         reservation_attempts: Mutex::new(Vec::new()),
         fail_reservations: AtomicU64::new(0),
+        future_fields: AtomicBool::new(false),
+        reserve_answer_delay_ms: AtomicU64::new(0),
     });
     let app = Router::new()
         .route("/v1/policy", get(get_policy))
@@ -439,6 +481,88 @@ async fn budget_refusal_is_a_budget_error_with_its_fields() {
         e.stub.reservations.lock().unwrap().is_empty(),
         "refused reservations hold nothing"
     );
+    e.emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_call_given_up_while_its_reservation_is_in_flight_releases_it() {
+    // The collector grants the reservation but its answer is slow; the caller gives up
+    // before it arrives. Nobody holds the reservation's id but the request: the client
+    // releases it anyway (a zero settle), instead of leaving it held until it lapses.
+    let e = env(policy(
+        PolicyRules::default(),
+        vec![budget(
+            "eng-daily",
+            Metric::Usd,
+            50_000_000,
+            50_000_000,
+            Enforcement::Hard,
+        )],
+    ))
+    .await;
+    let client = Client::new(e.cfg.clone()).unwrap();
+    client.refresh_policy().await.unwrap().unwrap();
+    e.stub.reserve_answer_delay_ms.store(1500, Ordering::SeqCst);
+    let c = client.clone();
+    let call = tokio::spawn(async move { c.chat(ask("openai/gpt-4o-mini")).await });
+    wait_for(|| e.stub.reservations.lock().unwrap().len() == 1).await;
+    assert!(
+        e.stub.policy.lock().unwrap().budgets[0].reserved > 0,
+        "granted"
+    );
+    call.abort();
+    assert!(call.await.unwrap_err().is_cancelled());
+    wait_for(|| e.stub.settles.lock().unwrap().len() == 1).await;
+    let (id, s) = e.stub.settles.lock().unwrap()[0].clone();
+    assert_eq!(id, e.stub.reservations.lock().unwrap()[0].reservation_id);
+    assert_eq!(
+        (s.actual_micros, s.actual_tokens, s.record_id),
+        (0, 0, None)
+    );
+    assert_eq!(e.stub.policy.lock().unwrap().budgets[0].reserved, 0);
+    assert_eq!(provider_calls(&e.emu), 0, "nothing reached a provider");
+    e.emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_newer_collectors_extra_fields_are_ignored_and_its_rules_enforced() {
+    // A collector upgraded before the SDKs (mobile apps update late) adds fields to the
+    // policy at every level and to reservation answers: this SDK ignores them and
+    // enforces what it knows.
+    let rules = PolicyRules {
+        deny_models: Some(vec!["openai/gpt-4o*".into()]),
+        ..Default::default()
+    };
+    let hard = budget(
+        "eng-daily",
+        Metric::Usd,
+        5_000_000,
+        4_000_000,
+        Enforcement::Hard,
+    );
+    let mut p = policy(rules, vec![hard]);
+    p.routing = Some(gaterouter::accounts::RoutingPolicy {
+        learning: true,
+        explore_permille: 0,
+        shadow_permille: 0,
+        salt: "00000000000000aa".into(),
+        bits: 14,
+        weights: None,
+    });
+    let e = env(p).await;
+    e.stub.future_fields.store(true, Ordering::SeqCst);
+    let client = Client::new(e.cfg.clone()).unwrap();
+    let err = client.chat(ask("openai/gpt-4o-mini")).await.unwrap_err();
+    assert_eq!(err.permission_rule().unwrap().0, "deny_models", "{err}");
+    let resp = client
+        .chat(ask("anthropic/claude-haiku-4-5"))
+        .await
+        .unwrap();
+    assert_eq!(resp.model, "anthropic/claude-haiku-4-5");
+    assert_eq!(e.stub.reservations.lock().unwrap().len(), 1, "held first");
+    // The org's routing policy was read too: auto records carry features.
+    let auto = client.route(&ask("auto")).unwrap();
+    assert!(auto.learning.is_some(), "{auto:?}");
     e.emu.shutdown().await;
 }
 
@@ -958,11 +1082,14 @@ async fn a_call_given_up_by_its_caller_releases_its_hold() {
         .emulator()
         .queue_fault(&json!({"fault": "slow", "delay_ms": 2000, "provider": "openai"}))
         .unwrap();
-    let call = client.chat(ask("openai/gpt-4o-mini"));
+    // Given up once its reservation is granted, while the provider is slow.
+    let c = client.clone();
+    let call = tokio::spawn(async move { c.chat(ask("openai/gpt-4o-mini")).await });
+    wait_for(|| e.stub.reservations.lock().unwrap().len() == 1).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    call.abort();
     assert!(
-        tokio::time::timeout(Duration::from_millis(300), call)
-            .await
-            .is_err(),
+        call.await.unwrap_err().is_cancelled(),
         "the slow call is abandoned"
     );
     // Released locally at once, and on the collector by a zero settle.

@@ -96,7 +96,8 @@ impl PolicyRules {
 
 /// A value together with the level that set it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+// A server answer, read leniently (no `deny_unknown_fields`): fields a newer collector
+// adds are ignored by older SDKs (ACCOUNTS.md, "Compatibility").
 pub struct Sourced<T> {
     /// The value.
     pub value: T,
@@ -106,7 +107,9 @@ pub struct Sourced<T> {
 
 /// The rules in force for one key, after inheritance.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
+// A server answer, read leniently (no `deny_unknown_fields`): fields a newer collector
+// adds are ignored by older SDKs (ACCOUNTS.md, "Compatibility").
 pub struct EffectiveRules {
     /// Allow-list from the narrowest level that sets one.
     pub allow_models: Option<Sourced<Vec<String>>>,
@@ -255,7 +258,9 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 
 /// Scope of an API key in the organization tree.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
+// A server answer, read leniently (no `deny_unknown_fields`): fields a newer collector
+// adds are ignored by older SDKs (ACCOUNTS.md, "Compatibility").
 pub struct KeyScope {
     /// Org id.
     pub org: String,
@@ -272,7 +277,8 @@ pub struct KeyScope {
 /// What `GET /v1/policy` answers: everything the SDK needs to enforce the rules and
 /// budgets of its key before each call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+// A server answer, read leniently (no `deny_unknown_fields`): fields a newer collector
+// adds are ignored by older SDKs (ACCOUNTS.md, "Compatibility").
 pub struct EffectivePolicy {
     /// The key this policy is for.
     pub api_key_id: String,
@@ -300,7 +306,8 @@ pub const MAX_SHADOW_PERMILLE: u32 = 1000;
 /// How `model: "auto"` learns from the organization's own outcomes (issue 20; protocol
 /// in `collector/ACCOUNTS.md`, "Routing that learns").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+// A server answer, read leniently (no `deny_unknown_fields`): fields a newer collector
+// adds are ignored by older SDKs (ACCOUNTS.md, "Compatibility").
 pub struct RoutingPolicy {
     /// `auto` records carry the router's features (structural values and salted hashed
     /// word 1-2-gram buckets, never text), its propensity and whether it explored.
@@ -368,7 +375,8 @@ impl RoutingPolicy {
 /// Ed25519 weights key so that an SDK can check them (against a pinned key, `[policy]
 /// weights_public_key`, or at least their integrity) before routing with them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+// A server answer, read leniently (no `deny_unknown_fields`): fields a newer collector
+// adds are ignored by older SDKs (ACCOUNTS.md, "Compatibility").
 pub struct SignedWeights {
     /// The weights' fingerprint (`Weights::fingerprint`): what records and `explain` show.
     pub version: String,
@@ -470,7 +478,8 @@ pub struct ReservationRequest {
 
 /// Answer to a granted reservation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+// A server answer, read leniently (no `deny_unknown_fields`): fields a newer collector
+// adds are ignored by older SDKs (ACCOUNTS.md, "Compatibility").
 pub struct ReservationResponse {
     /// The reservation.
     pub reservation_id: String,

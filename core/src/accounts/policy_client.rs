@@ -354,16 +354,19 @@ impl PolicyClient {
         self.lock().warnings.drain(..).collect()
     }
 
-    /// `POST /v1/reservations` with a fresh UUIDv7 id; a transport failure is retried
-    /// once with the same id (the collector returns the same reservation for it).
+    /// `POST /v1/reservations` with the caller's id (a fresh UUIDv7: the caller knows it
+    /// before sending, so it can release a reservation whose answer it never got); a
+    /// transport failure is retried once with the same id (the collector returns the
+    /// same reservation for it).
     pub async fn reserve(
         &self,
+        reservation_id: &str,
         model: &str,
         amount_micros: u64,
         amount_tokens: u64,
     ) -> Result<Reserved> {
         let req = ReservationRequest {
-            reservation_id: uuid::Uuid::now_v7().hyphenated().to_string(),
+            reservation_id: reservation_id.to_owned(),
             model: model.to_owned(),
             amount_micros,
             amount_tokens,

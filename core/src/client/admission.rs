@@ -164,7 +164,19 @@ impl Client {
         if !gate.online {
             return local(&budgets);
         }
-        match pc.reserve(model, micros, tokens).await? {
+        // Until the collector's answer is in, the reservation may exist there with nobody
+        // to settle it: if the caller gives up meanwhile, or no answer arrives, release it.
+        let mut pending = PendingReservation {
+            client: self,
+            id: Some(uuid::Uuid::now_v7().hyphenated().to_string()),
+        };
+        let id = pending.id.clone().unwrap_or_default();
+        let answer = pc.reserve(&id, model, micros, tokens).await;
+        if !matches!(answer, Ok(Reserved::Unreachable(_))) {
+            pending.id = None; // granted (held below) or refused: nothing dangling
+        }
+        drop(pending);
+        match answer? {
             Reserved::Granted(r) => {
                 Ok(Some(pc.hold(r.reservation_id, model, micros, tokens, true)))
             }
@@ -295,6 +307,32 @@ impl Drop for HoldGuard<'_> {
         if let Some(h) = self.hold.take() {
             self.client.settle_detached(Some(h), 0, 0, None);
         }
+    }
+}
+
+/// A reservation request sent but not answered: dropped with an id (the caller gave up
+/// while it was in flight, or no answer came), it is released on the collector with a
+/// zero settle, which the collector answers 404 when the request never arrived. Without
+/// this a granted hold nobody knows of stays until it lapses (120 s by default).
+struct PendingReservation<'a> {
+    client: &'a Client,
+    id: Option<String>,
+}
+
+impl Drop for PendingReservation<'_> {
+    fn drop(&mut self) {
+        let Some(id) = self.id.take() else { return };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(reservation = %id, "no async runtime to release an unanswered reservation on: the collector releases it at its expiry");
+            return;
+        };
+        let client = self.client.clone();
+        rt.spawn(async move {
+            let Some(pc) = &client.inner.policy else { return };
+            if let Err(e) = pc.settle(&id, 0, 0, None).await {
+                tracing::debug!(reservation = %id, error = %e, "could not release an unanswered reservation: the collector releases it at its expiry");
+            }
+        });
     }
 }
 

@@ -234,7 +234,8 @@ impl Enforcement {
 
 /// A budget and where it stands in its current window.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+// A server answer, read leniently (no `deny_unknown_fields`): fields a newer collector
+// adds are ignored by older SDKs (ACCOUNTS.md, "Compatibility").
 pub struct BudgetStatus {
     /// Budget id.
     pub id: String,
