@@ -23,6 +23,23 @@ pub const DEPT: &str = "eng";
 /// User of the apps.
 pub const USER: &str = "alice";
 
+/// `GET /healthz` on 127.0.0.1:`port` answers 200 (blocking, 1 s timeouts).
+fn healthz_ok(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    let _ = s.set_write_timeout(Some(Duration::from_secs(1)));
+    if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200")
+}
+
 /// A free loopback port (bound and released; the collector reuses it across restarts).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -44,7 +61,9 @@ pub struct CollectorProc {
 }
 
 impl CollectorProc {
-    /// Start on `port` with `db`; waits until `/healthz` answers.
+    /// Start on `port` with `db`; waits until `/healthz` answers. When another process
+    /// took the port since [`free_port`] released it (the collector exits: address in
+    /// use), starts on another free port (up to 3 times).
     pub fn start(bin: &Path, port: u16, db: &str, log: &Path) -> Result<CollectorProc, String> {
         let mut c = CollectorProc {
             bin: bin.to_owned(),
@@ -53,8 +72,17 @@ impl CollectorProc {
             log: log.to_owned(),
             child: None,
         };
-        c.restart()?;
-        Ok(c)
+        let mut tries = 0;
+        loop {
+            match c.restart() {
+                Ok(()) => return Ok(c),
+                Err(e) if tries < 3 && e.contains("in use") => {
+                    tries += 1;
+                    c.port = free_port();
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Base URL.
@@ -89,18 +117,14 @@ impl CollectorProc {
         self.child = Some(child);
         let t = Instant::now();
         while t.elapsed() < Duration::from_secs(30) {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            self.check_alive()?;
+            // Ready when `/healthz` answers 200 while our child still runs: a bare TCP
+            // connect also succeeds when another process holds the port (ours then fails
+            // to bind and exits a moment later), so ask over HTTP and look again.
+            if healthz_ok(self.port) {
+                std::thread::sleep(Duration::from_millis(50));
+                self.check_alive()?;
                 return Ok(());
-            }
-            if let Some(ch) = self.child.as_mut()
-                && let Ok(Some(st)) = ch.try_wait()
-            {
-                self.child = None;
-                return Err(format!(
-                    "collector exited at start ({st}); log {}: {}",
-                    self.log.display(),
-                    tail(&self.log)
-                ));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -108,6 +132,21 @@ impl CollectorProc {
             "collector did not listen within 30 s; log: {}",
             tail(&self.log)
         ))
+    }
+
+    /// An error with the log's tail when the child has exited.
+    fn check_alive(&mut self) -> Result<(), String> {
+        if let Some(ch) = self.child.as_mut()
+            && let Ok(Some(st)) = ch.try_wait()
+        {
+            self.child = None;
+            return Err(format!(
+                "collector exited at start ({st}); log {}: {}",
+                self.log.display(),
+                tail(&self.log)
+            ));
+        }
+        Ok(())
     }
 
     /// Process id, while it runs.

@@ -390,7 +390,7 @@ async fn honest_ingest_keeps_going_under_each_abuse() {
         let attacker = tokio::spawn(attack(
             abuse,
             url.clone(),
-            port,
+            collector.port,
             keys[0].0.clone(),
             stop.clone(),
             made.clone(),

@@ -469,11 +469,11 @@ async fn disk_full_spool_gives_typed_error_no_corruption_calls_keep_answering() 
     let wdir = tmp.path().join("work");
     std::fs::create_dir_all(&wdir).unwrap();
     let port = procs::free_port();
-    let url = format!("http://127.0.0.1:{port}");
     // The key is registered first; then the collector goes down while the spool fills.
     let db = format!("sqlite://{}", wdir.join("collector.db").display());
     let mut collector =
         CollectorProc::start(Path::new(COLLECTOR), port, &db, &wdir.join("collector.log")).unwrap();
+    let url = collector.url();
     Admin::new(&collector.url())
         .seed(&[("k_disk".into(), &signer)])
         .await
