@@ -371,6 +371,13 @@ async fn env(p: EffectivePolicy) -> Env {
     }
 }
 
+/// A stub collector whose policy holds one hard daily USD budget of `limit` micros,
+/// all of it remaining.
+async fn hard_usd_env(limit: u64) -> Env {
+    let hard = budget("eng-daily", Metric::Usd, limit, limit, Enforcement::Hard);
+    env(policy(PolicyRules::default(), vec![hard])).await
+}
+
 fn provider_calls(emu: &EmulatorHandle) -> u64 {
     emu.emulator().stats()["total"].as_u64().unwrap()
 }
@@ -489,17 +496,7 @@ async fn a_call_given_up_while_its_reservation_is_in_flight_releases_it() {
     // The collector grants the reservation but its answer is slow; the caller gives up
     // before it arrives. Nobody holds the reservation's id but the request: the client
     // releases it anyway (a zero settle), instead of leaving it held until it lapses.
-    let e = env(policy(
-        PolicyRules::default(),
-        vec![budget(
-            "eng-daily",
-            Metric::Usd,
-            50_000_000,
-            50_000_000,
-            Enforcement::Hard,
-        )],
-    ))
-    .await;
+    let e = hard_usd_env(50_000_000).await;
     let client = Client::new(e.cfg.clone()).unwrap();
     client.refresh_policy().await.unwrap().unwrap();
     e.stub.reserve_answer_delay_ms.store(1500, Ordering::SeqCst);
@@ -578,14 +575,7 @@ async fn wait_for(cond: impl Fn() -> bool) {
 
 #[tokio::test]
 async fn reserves_the_maximum_and_settles_the_actual_cost_with_the_record_id() {
-    let hard = budget(
-        "eng-daily",
-        Metric::Usd,
-        50_000_000,
-        50_000_000,
-        Enforcement::Hard,
-    );
-    let e = env(policy(PolicyRules::default(), vec![hard])).await;
+    let e = hard_usd_env(50_000_000).await;
     e.stub
         .warnings
         .lock()
@@ -987,17 +977,7 @@ async fn auto_picks_a_cheaper_permitted_model_when_the_budget_is_low() {
 
 #[tokio::test]
 async fn a_failed_reservation_is_retried_once_with_the_same_id() {
-    let e = env(policy(
-        PolicyRules::default(),
-        vec![budget(
-            "eng-daily",
-            Metric::Usd,
-            50_000_000,
-            50_000_000,
-            Enforcement::Hard,
-        )],
-    ))
-    .await;
+    let e = hard_usd_env(50_000_000).await;
     let client = Client::new(e.cfg.clone()).unwrap();
     e.stub.fail_reservations.store(1, Ordering::SeqCst);
     client.chat(ask("openai/gpt-4o-mini")).await.unwrap();
@@ -1019,17 +999,7 @@ async fn concurrent_calls_cannot_all_pass_a_nearly_empty_budget() {
     let (max_micros, _) = max_cost(Catalog::builtin(), &req, model);
     // Room for 10 calls at their maximum cost (the actual cost is far lower).
     let limit = max_micros * 10;
-    let e = env(policy(
-        PolicyRules::default(),
-        vec![budget(
-            "eng-daily",
-            Metric::Usd,
-            limit,
-            limit,
-            Enforcement::Hard,
-        )],
-    ))
-    .await;
+    let e = hard_usd_env(limit).await;
     let client = Client::new(e.cfg.clone()).unwrap();
     let tasks: Vec<_> = (0..200)
         .map(|_| {
@@ -1065,17 +1035,7 @@ async fn concurrent_calls_cannot_all_pass_a_nearly_empty_budget() {
 
 #[tokio::test]
 async fn a_call_given_up_by_its_caller_releases_its_hold() {
-    let e = env(policy(
-        PolicyRules::default(),
-        vec![budget(
-            "eng-daily",
-            Metric::Usd,
-            50_000_000,
-            50_000_000,
-            Enforcement::Hard,
-        )],
-    ))
-    .await;
+    let e = hard_usd_env(50_000_000).await;
     let client = Client::new(e.cfg.clone()).unwrap();
     let fetched = client.refresh_policy().await.unwrap().unwrap();
     e.emu

@@ -129,11 +129,7 @@ impl Scorer {
         let score = self.weights.link.apply(z);
         let success = self.weights.success.as_ref().map(|sm| SuccessPrediction {
             margin: sm.margin,
-            models: sm
-                .models
-                .iter()
-                .map(|(name, m)| (name.clone(), m.predict(&f.norm, req)))
-                .collect(),
+            models: sm.predict_all(&f.norm, req),
         });
         ScoreReport {
             score,

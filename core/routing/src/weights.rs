@@ -122,6 +122,20 @@ impl LexicalWeights {
         }
     }
 
+    /// The n-gram part of the sum for a request's terms as
+    /// [`super::lexical::sparse_terms`] gives them (distinct sorted buckets, values
+    /// `count / sqrt(terms)`): `Σ weight · value`, or with binary term values
+    /// `Σ weight / sqrt(distinct buckets)`.
+    pub fn logit_of(&self, terms: &[(u32, f32)]) -> f64 {
+        let w = |b: u32| self.weights.get(b as usize).copied().unwrap_or(0.0);
+        if self.binary {
+            let sum: f32 = terms.iter().map(|&(b, _)| w(b)).sum();
+            f64::from(sum) / (terms.len().max(1) as f64).sqrt()
+        } else {
+            f64::from(terms.iter().map(|&(b, v)| w(b) * v).sum::<f32>())
+        }
+    }
+
     fn to_file(&self) -> LexicalFile {
         use base64::Engine as _;
         let max = self.weights.iter().fold(0.0f32, |m, w| m.max(w.abs()));
@@ -245,6 +259,37 @@ pub struct SuccessModel {
     pub lexical: Option<LexicalWeights>,
 }
 
+impl SuccessModels {
+    /// Every model's predicted success on one request, by model id. The request's text is scanned
+    /// once per distinct hashing (one, for a file from one `route calibrate`), not once
+    /// per model.
+    pub fn predict_all(
+        &self,
+        norm: &[f64; N_FEATURES],
+        req: &gaterouter_types::types::ChatRequest,
+    ) -> Vec<(String, f64)> {
+        // (hashing, sorted distinct (bucket, count / sqrt(terms)) pairs)
+        let mut scans: Vec<(super::lexical::Hashing, Vec<(u32, f32)>)> = Vec::new();
+        self.models
+            .iter()
+            .map(|(name, m)| {
+                let lexical = m.lexical.as_ref().map_or(0.0, |lex| {
+                    let h = lex.hashing();
+                    let i = match scans.iter().position(|(sh, _)| *sh == h) {
+                        Some(i) => i,
+                        None => {
+                            scans.push((h, super::lexical::sparse_terms(req, h)));
+                            scans.len() - 1
+                        }
+                    };
+                    lex.logit_of(&scans[i].1)
+                });
+                (name.clone(), m.predict_with(norm, lexical))
+            })
+            .collect()
+    }
+}
+
 impl SuccessModel {
     /// The predicted success from normalized features and the request (for the lexical part).
     pub fn predict(
@@ -252,22 +297,22 @@ impl SuccessModel {
         norm: &[f64; N_FEATURES],
         req: &gaterouter_types::types::ChatRequest,
     ) -> f64 {
-        let mut z = self.bias
+        let lexical = self.lexical.as_ref().map_or(0.0, |lex| {
+            lex.logit_of(&super::lexical::sparse_terms(req, lex.hashing()))
+        });
+        self.predict_with(norm, lexical)
+    }
+
+    /// The prediction given the n-gram part of the sum, clamped to `[0, 1]`.
+    fn predict_with(&self, norm: &[f64; N_FEATURES], lexical: f64) -> f64 {
+        let z = self.bias
             + self
                 .weights
                 .iter()
                 .zip(norm)
                 .map(|(w, v)| w * v)
-                .sum::<f64>();
-        if let Some(lex) = &self.lexical {
-            z += super::lexical::lexical_logit_terms_with(
-                req,
-                lex.hashing(),
-                &lex.weights,
-                lex.binary,
-            )
-            .1;
-        }
+                .sum::<f64>()
+            + lexical;
         if z.is_nan() { 0.0 } else { z.clamp(0.0, 1.0) }
     }
 }
@@ -683,6 +728,67 @@ mod tests {
         );
         // an older file (no `success`) has none
         assert!(Weights::prior().to_json().find("success").is_none());
+    }
+
+    #[test]
+    fn success_predictions_scan_once_and_match_the_scorer_sums() {
+        use gaterouter_types::types::{ChatRequest, Message};
+        let req = ChatRequest::new(
+            "auto",
+            vec![Message::user(
+                "the tort claim: a tort of negligence, or a tort of nuisance?",
+            )],
+        );
+        let lex = |bits: u8, salt: u64, binary: bool| LexicalWeights {
+            bits,
+            salt,
+            weights: (0..1u32 << bits)
+                .map(|i| (i % 7) as f32 * 0.01 - 0.03)
+                .collect(),
+            binary,
+        };
+        let model = |lexical| SuccessModel {
+            bias: 0.5,
+            weights: [0.0; N_FEATURES],
+            lexical,
+        };
+        let sm = SuccessModels {
+            margin: 0.05,
+            models: [
+                ("a/binary".to_owned(), model(Some(lex(8, 0, true)))),
+                ("b/counts".to_owned(), model(Some(lex(8, 0, false)))),
+                ("c/salted".to_owned(), model(Some(lex(6, 42, true)))),
+                ("d/mean".to_owned(), model(None)),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        let norm = [0.0; N_FEATURES];
+        let all = sm.predict_all(&norm, &req);
+        assert_eq!(all.len(), 4);
+        for (name, p) in &all {
+            let m = &sm.models[name];
+            // the scorer's own sums (bitset for binary values, per-term for counts)
+            let direct = m.lexical.as_ref().map_or(0.0, |l| {
+                super::super::lexical::lexical_logit_terms_with(
+                    &req,
+                    l.hashing(),
+                    &l.weights,
+                    l.binary,
+                )
+                .1
+            });
+            assert!(
+                (p - (0.5 + direct).clamp(0.0, 1.0)).abs() < 1e-6,
+                "{name}: {p} vs {direct}"
+            );
+            assert!((p - m.predict(&norm, &req)).abs() < 1e-12, "{name}");
+        }
+        assert_ne!(
+            all[0].1, all[1].1,
+            "binary and counted term values differ here"
+        );
+        assert_eq!(all[3].1, 0.5);
     }
 
     #[test]

@@ -166,11 +166,11 @@ impl Client {
         }
         // Until the collector's answer is in, the reservation may exist there with nobody
         // to settle it: if the caller gives up meanwhile, or no answer arrives, release it.
+        let id = uuid::Uuid::now_v7().hyphenated().to_string();
         let mut pending = PendingReservation {
             client: self,
-            id: Some(uuid::Uuid::now_v7().hyphenated().to_string()),
+            id: Some(id.clone()),
         };
-        let id = pending.id.clone().unwrap_or_default();
         let answer = pc.reserve(&id, model, micros, tokens).await;
         if !matches!(answer, Ok(Reserved::Unreachable(_))) {
             pending.id = None; // granted (held below) or refused: nothing dangling
@@ -261,15 +261,26 @@ impl Client {
         let Some(h) = self.settle_local(hold, micros, tokens) else {
             return;
         };
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => {
-                let client = self.clone();
-                rt.spawn(async move { client.settle_remote(&h, micros, tokens, record_id).await });
-            }
-            Err(_) => {
-                tracing::warn!(reservation = %h.id, "no async runtime to settle on: the collector releases the hold at its expiry")
-            }
+        let client = self.clone();
+        let id = h.id.clone();
+        detach(&id, async move {
+            client.settle_remote(&h, micros, tokens, record_id).await
+        });
+    }
+}
+
+/// Send a collector request about reservation `id` from synchronous code (a drop): on
+/// the current async runtime, or, without one, not at all (warned: the collector
+/// releases the hold when it lapses).
+fn detach(id: &str, request: impl std::future::Future<Output = ()> + Send + 'static) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) => {
+            rt.spawn(request);
         }
+        Err(_) => tracing::warn!(
+            reservation = %id,
+            "no async runtime to settle on: the collector releases the hold at its expiry"
+        ),
     }
 }
 
@@ -322,13 +333,11 @@ struct PendingReservation<'a> {
 impl Drop for PendingReservation<'_> {
     fn drop(&mut self) {
         let Some(id) = self.id.take() else { return };
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            tracing::warn!(reservation = %id, "no async runtime to release an unanswered reservation on: the collector releases it at its expiry");
-            return;
-        };
         let client = self.client.clone();
-        rt.spawn(async move {
-            let Some(pc) = &client.inner.policy else { return };
+        detach(&id.clone(), async move {
+            let Some(pc) = &client.inner.policy else {
+                return;
+            };
             if let Err(e) = pc.settle(&id, 0, 0, None).await {
                 tracing::debug!(reservation = %id, error = %e, "could not release an unanswered reservation: the collector releases it at its expiry");
             }
