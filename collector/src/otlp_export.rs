@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gaterouter::retry::{ExponentialBackoff, NoJitter};
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
 pub use crate::config::{SIGNALS, Signal};
@@ -39,19 +39,6 @@ use crate::config::{CollectorConfig, ConfigError};
 use crate::db::{Backend, Db, DbError, dberr};
 use crate::otlp::{ExportRecord, Producer};
 use crate::store::export::{Cursor, advance, read_batch, read_cursor};
-
-/// A `Retry-After` value (RFC 9110): delay seconds, or an HTTP date (`httpdate`), as the
-/// time left until it (zero when past).
-fn retry_after_value(v: &str) -> Option<Duration> {
-    let v = v.trim();
-    v.parse::<u64>().ok().map(Duration::from_secs).or_else(|| {
-        let at = httpdate::parse_http_date(v).ok()?;
-        Some(
-            at.duration_since(std::time::SystemTime::now())
-                .unwrap_or(Duration::ZERO),
-        )
-    })
-}
 
 /// What the exporter does per signal (the enum itself is configuration).
 impl Signal {
@@ -341,11 +328,8 @@ impl Exporter {
                 reason: transport_reason(e),
             })?;
         let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(retry_after_value);
+        // the SDK's reader: delay seconds or an HTTP date (and `retry-after-ms`)
+        let retry_after = gaterouter::http_reply::retry_after(resp.headers());
         let text = resp.text().await.unwrap_or_default();
         if !status.is_success() {
             return Err(ExportError::Status {
@@ -493,21 +477,5 @@ mod tests {
             backoff(Duration::from_millis(50), 3, None),
             Duration::from_millis(200)
         );
-    }
-
-    #[test]
-    fn retry_after_seconds_or_http_date() {
-        assert_eq!(retry_after_value(" 7 "), Some(Duration::from_secs(7)));
-        assert_eq!(
-            retry_after_value("Wed, 21 Oct 2015 07:28:00 GMT"),
-            Some(Duration::ZERO)
-        );
-        let soon = std::time::SystemTime::now() + Duration::from_secs(120);
-        let d = retry_after_value(&httpdate::fmt_http_date(soon)).unwrap_or_default();
-        assert!(
-            d > Duration::from_secs(100) && d <= Duration::from_secs(120),
-            "{d:?}"
-        );
-        assert_eq!(retry_after_value("soon"), None);
     }
 }

@@ -47,7 +47,7 @@ pub mod retry;
 pub mod standalone;
 
 // The layers below, each a crate of its own (see the map), under their old paths.
-pub use gaterouter_types::{error, model_id, money, sse, stream, types};
+pub use gaterouter_types::{error, http_reply, model_id, money, sse, stream, types};
 
 /// Token counts (crate `gaterouter-tokens`).
 pub use gaterouter_tokens as tokens;
