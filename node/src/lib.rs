@@ -47,70 +47,6 @@ const ABORTED: &str = "ABORTED";
 /// Shim-local code: a background task died (a bug; never expected).
 const INTERNAL: &str = "INTERNAL";
 
-/// The `error` half of the outcome envelope (camelCase: it is read by JavaScript).
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ErrorInfo<'a> {
-    code: &'a str,
-    message: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    retry_after: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    provider: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    status: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    provider_message: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    field: Option<&'a str>,
-    /// `PERMISSION_DENIED`: the policy rule.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rule: Option<&'a str>,
-    /// Where the rule or budget was set (`department:eng`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    level: Option<String>,
-    /// `BUDGET_EXCEEDED`: the budget, camelCased.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    budget: Option<BudgetInfo>,
-}
-
-/// A budget as JavaScript sees it (the core's `BudgetStatus`, camelCase).
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct BudgetInfo {
-    id: String,
-    level: String,
-    metric: gaterouter::accounts::Metric,
-    period: gaterouter::accounts::Period,
-    limit: u64,
-    used: u64,
-    reserved: u64,
-    remaining: u64,
-    period_start_ms: u64,
-    resets_at_ms: u64,
-    enforcement: gaterouter::accounts::Enforcement,
-    notify_at: Vec<u8>,
-}
-
-impl From<&gaterouter::accounts::BudgetStatus> for BudgetInfo {
-    fn from(b: &gaterouter::accounts::BudgetStatus) -> Self {
-        BudgetInfo {
-            id: b.id.clone(),
-            level: b.level.to_string(),
-            metric: b.metric,
-            period: b.period,
-            limit: b.limit,
-            used: b.used,
-            reserved: b.reserved,
-            remaining: b.remaining,
-            period_start_ms: b.period_start_ms,
-            resets_at_ms: b.resets_at_ms,
-            enforcement: b.enforcement,
-            notify_at: b.notify_at.clone(),
-        }
-    }
-}
-
 /// The outcome envelope: externally tagged, so `{"ok": ...}` or `{"error": {...}}`.
 // Built and serialized at once, never stored: the size of the error variant costs nothing.
 #[allow(clippy::large_enum_variant)]
@@ -119,47 +55,62 @@ enum Outcome<'a, T: Serialize> {
     #[serde(rename = "ok")]
     Ok(&'a T),
     #[serde(rename = "error")]
-    Error(ErrorInfo<'a>),
+    Error(serde_json::Value),
 }
 
 /// The one place a core error becomes something JavaScript sees: the core's
-/// [`gaterouter::ErrorInfo`], camelCased.
+/// serialized [`gaterouter::ErrorInfo`] with camelCased keys (its budget's too), plus
+/// `retryAfter` in seconds; a call's own cancellation is an abort to JavaScript
+/// (index.js: `AbortError`).
 fn error_json(e: &Error) -> String {
     let i = e.info();
-    let info = ErrorInfo {
-        // A call's own cancellation is an abort to JavaScript (index.js: `AbortError`).
-        code: match i.kind {
-            ErrorKind::Cancelled => ABORTED,
-            _ => i.code,
-        },
-        message: i.message,
-        retry_after: i.retry_after_ms.map(|ms| ms as f64 / 1000.0),
-        provider: i.provider.as_deref(),
-        status: i.status,
-        provider_message: i.provider_message.as_deref(),
-        field: i.field.as_deref(),
-        rule: i.rule.as_deref(),
-        level: i.level,
-        budget: i.budget.as_ref().map(BudgetInfo::from),
-    };
-    envelope::<()>(Outcome::Error(info))
+    let mut v = serde_json::to_value(&i).unwrap_or_default();
+    camel_case_keys(&mut v);
+    if let serde_json::Value::Object(o) = &mut v {
+        if i.kind == ErrorKind::Cancelled {
+            o.insert("code".into(), ABORTED.into());
+        }
+        if let Some(ms) = i.retry_after_ms {
+            o.insert("retryAfter".into(), (ms as f64 / 1000.0).into());
+        }
+    }
+    envelope::<()>(Outcome::Error(v))
+}
+
+/// `snake_case` keys to `camelCase`, at every depth.
+fn camel_case_keys(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(o) => {
+            *o = std::mem::take(o)
+                .into_iter()
+                .map(|(k, mut v)| {
+                    camel_case_keys(&mut v);
+                    let mut out = String::with_capacity(k.len());
+                    let mut upper = false;
+                    for c in k.chars() {
+                        match c {
+                            '_' => upper = true,
+                            c if upper => {
+                                out.push(c.to_ascii_uppercase());
+                                upper = false;
+                            }
+                            c => out.push(c),
+                        }
+                    }
+                    (out, v)
+                })
+                .collect();
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(camel_case_keys),
+        _ => {}
+    }
 }
 
 /// An envelope with one of the shim's own codes.
 fn local_error_json(code: &str, message: &str) -> String {
-    let info = ErrorInfo {
-        code,
-        message: message.to_owned(),
-        retry_after: None,
-        provider: None,
-        status: None,
-        provider_message: None,
-        field: None,
-        rule: None,
-        level: None,
-        budget: None,
-    };
-    envelope::<()>(Outcome::Error(info))
+    envelope::<()>(Outcome::Error(
+        serde_json::json!({ "code": code, "message": message }),
+    ))
 }
 
 fn envelope<T: Serialize>(outcome: Outcome<'_, T>) -> String {

@@ -96,36 +96,47 @@ create_exception!(
 
 /// Map a core error to its Python exception class, with attributes set.
 fn to_pyerr(py: Python<'_>, e: Error) -> PyErr {
-    let i = e.info();
-    let msg = i.message.clone();
-    let err = match i.kind {
-        ErrorKind::Config => ConfigError::new_err(msg),
-        ErrorKind::Auth => AuthenticationError::new_err(msg),
-        ErrorKind::RateLimited => RateLimitError::new_err(msg),
-        ErrorKind::ProviderUnavailable => ProviderUnavailableError::new_err(msg),
-        ErrorKind::InvalidRequest => InvalidRequestError::new_err(msg),
-        ErrorKind::ContextLengthExceeded => ContextLengthExceededError::new_err(msg),
-        ErrorKind::Timeout => APITimeoutError::new_err(msg),
-        ErrorKind::StreamInterrupted => StreamInterruptedError::new_err(msg),
-        ErrorKind::InvalidResponse => InvalidResponseError::new_err(msg),
-        ErrorKind::Budget => BudgetExceededError::new_err(msg),
-        ErrorKind::Permission => PermissionDeniedError::new_err(msg),
-        ErrorKind::ClientClosed => ClientClosedError::new_err(msg),
-        _ => GateRouterError::new_err(msg),
+    // Every field by name: a field the core adds does not compile here until it is shown.
+    let gaterouter::ErrorInfo {
+        kind,
+        code,
+        message,
+        field,
+        provider,
+        status,
+        retry_after_ms,
+        provider_message,
+        rule,
+        level,
+        budget,
+    } = e.info();
+    let err = match kind {
+        ErrorKind::Config => ConfigError::new_err(message),
+        ErrorKind::Auth => AuthenticationError::new_err(message),
+        ErrorKind::RateLimited => RateLimitError::new_err(message),
+        ErrorKind::ProviderUnavailable => ProviderUnavailableError::new_err(message),
+        ErrorKind::InvalidRequest => InvalidRequestError::new_err(message),
+        ErrorKind::ContextLengthExceeded => ContextLengthExceededError::new_err(message),
+        ErrorKind::Timeout => APITimeoutError::new_err(message),
+        ErrorKind::StreamInterrupted => StreamInterruptedError::new_err(message),
+        ErrorKind::InvalidResponse => InvalidResponseError::new_err(message),
+        ErrorKind::Budget => BudgetExceededError::new_err(message),
+        ErrorKind::Permission => PermissionDeniedError::new_err(message),
+        ErrorKind::ClientClosed => ClientClosedError::new_err(message),
+        _ => GateRouterError::new_err(message),
     };
     let value = err.value(py);
-    let _ = value.setattr("code", i.code);
-    let _ = value.setattr("provider", i.provider);
-    let _ = value.setattr("status_code", i.status);
-    let _ = value.setattr("retry_after", i.retry_after_ms.map(|ms| ms as f64 / 1000.0));
-    let _ = value.setattr("provider_message", i.provider_message);
+    let _ = value.setattr("code", code);
+    let _ = value.setattr("provider", provider);
+    let _ = value.setattr("status_code", status);
+    let _ = value.setattr("retry_after", retry_after_ms.map(|ms| ms as f64 / 1000.0));
+    let _ = value.setattr("provider_message", provider_message);
     // INVALID_REQUEST from our own validation: the offending field (e.g. `score`).
-    let _ = value.setattr("field", i.field);
-    let _ = value.setattr("rule", i.rule);
-    let _ = value.setattr("level", i.level);
+    let _ = value.setattr("field", field);
+    let _ = value.setattr("rule", rule);
+    let _ = value.setattr("level", level);
     // The budget as a plain dict (the core's serde shape), via JSON like every other type.
-    let budget = i
-        .budget
+    let budget = budget
         .as_ref()
         .and_then(|b| serde_json::to_string(b).ok())
         .and_then(|text| {

@@ -42,19 +42,34 @@ pub struct BudgetInfo {
 
 impl From<&gaterouter::accounts::BudgetStatus> for BudgetInfo {
     fn from(b: &gaterouter::accounts::BudgetStatus) -> Self {
+        // Every field by name, as for the error record.
+        let gaterouter::accounts::BudgetStatus {
+            id,
+            level,
+            metric,
+            period,
+            limit,
+            used,
+            reserved,
+            remaining,
+            period_start_ms,
+            resets_at_ms,
+            enforcement,
+            notify_at,
+        } = b;
         BudgetInfo {
-            id: b.id.clone(),
-            level: b.level.to_string(),
-            metric: b.metric.as_str().to_owned(),
-            period: b.period.as_str().to_owned(),
-            limit: b.limit,
-            used: b.used,
-            reserved: b.reserved,
-            remaining: b.remaining,
-            period_start_ms: b.period_start_ms,
-            resets_at_ms: b.resets_at_ms,
-            enforcement: b.enforcement.as_str().to_owned(),
-            notify_at: b.notify_at.clone(),
+            id: id.clone(),
+            level: level.to_string(),
+            metric: metric.as_str().to_owned(),
+            period: period.as_str().to_owned(),
+            limit: *limit,
+            used: *used,
+            reserved: *reserved,
+            remaining: *remaining,
+            period_start_ms: *period_start_ms,
+            resets_at_ms: *resets_at_ms,
+            enforcement: enforcement.as_str().to_owned(),
+            notify_at: notify_at.clone(),
         }
     }
 }
@@ -241,20 +256,34 @@ impl GateRouterError {
 impl From<Error> for GateRouterError {
     /// From the core's [`gaterouter::ErrorInfo`], field for field.
     fn from(e: Error) -> Self {
-        let i = e.info();
+        // Every field by name: a field the core adds does not compile here until the
+        // record carries it.
+        let gaterouter::ErrorInfo {
+            kind,
+            code,
+            message,
+            field,
+            provider,
+            status,
+            retry_after_ms,
+            provider_message,
+            rule,
+            level,
+            budget,
+        } = e.info();
         let info = ErrorInfo {
-            code: i.code.to_owned(),
-            budget: i.budget.as_ref().map(BudgetInfo::from),
-            detail: i.message,
-            provider: i.provider,
-            status: i.status,
-            retry_after_ms: i.retry_after_ms,
-            provider_message: i.provider_message,
-            field: i.field,
-            rule: i.rule,
-            level: i.level,
+            code: code.to_owned(),
+            budget: budget.as_ref().map(BudgetInfo::from),
+            detail: message,
+            provider,
+            status,
+            retry_after_ms,
+            provider_message,
+            field,
+            rule,
+            level,
         };
-        match i.kind {
+        match kind {
             ErrorKind::Config => GateRouterError::Config { info },
             ErrorKind::Auth => GateRouterError::Auth { info },
             ErrorKind::RateLimited => GateRouterError::RateLimited { info },

@@ -225,9 +225,12 @@ pub enum Error {
 }
 
 /// What every binding shows of an error ([`Error::info`]): one shape, built once.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Serialized (snake_case keys; absent fields left out; `kind` is `code`), it is the JSON
+/// a binding hands on (Node camelCases the keys).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ErrorInfo {
     /// The public kind (the exception class / enum variant).
+    #[serde(skip)]
     pub kind: ErrorKind,
     /// Its stable code (`RATE_LIMITED`, ...).
     pub code: &'static str,
@@ -235,21 +238,29 @@ pub struct ErrorInfo {
     pub message: String,
     /// `INVALID_REQUEST` from GateRouter's own checks: the offending field (`messages`,
     /// `score`, `tools[0].parameters_json`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
     /// The provider the error came from.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
     /// The provider's HTTP status.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
     /// How long the provider asked to wait, in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
     /// The provider's own error text.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub provider_message: Option<String>,
     /// `PERMISSION_DENIED`: the policy rule (`allow_models`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
     /// `PERMISSION_DENIED` / `BUDGET_EXCEEDED`: where the rule or budget was set
     /// (`department:eng`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub level: Option<String>,
     /// `BUDGET_EXCEEDED`: the budget, what is left and when it resets.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub budget: Option<crate::budget::BudgetStatus>,
 }
 
@@ -523,6 +534,28 @@ mod tests {
         assert_eq!(
             (i.rule.as_deref(), i.level.as_deref(), i.budget),
             (Some("allow_models"), Some("department:eng"), None)
+        );
+    }
+
+    #[test]
+    fn info_serializes_to_the_json_bindings_hand_on() {
+        let i = Error::RateLimited {
+            provider: "openai".into(),
+            retry_after: Some(Duration::from_millis(2500)),
+            message: "slow down".into(),
+        }
+        .info();
+        let v = serde_json::to_value(&i).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "code": "RATE_LIMITED",
+                "message": i.message,
+                "provider": "openai",
+                "status": 429,
+                "retry_after_ms": 2500,
+                "provider_message": "slow down",
+            })
         );
     }
 }
