@@ -128,7 +128,7 @@ pub async fn authenticate_signed(
             ))
         })?;
     let parsed = request_auth::parse_authorization(h).map_err(ApiError::unauthorized)?;
-    let now = gaterouter::usage::unix_ms_now();
+    let now = st.db.clock().now_u64();
     let ids: HashSet<String> = std::iter::once(parsed.key_id.clone()).collect();
     let mut keys = load_keys(&st.db, &ids, i(now)).await?;
     let key = keys.remove(&parsed.key_id).ok_or_else(|| {
@@ -201,7 +201,7 @@ pub async fn reserve(
             return Err(AccountsError::permission(d));
         }
     }
-    let now = gaterouter::usage::unix_ms_now();
+    let now = st.db.clock().now_u64();
     store::lapse_expired(&st.db, now, RESERVATION_RETENTION_MS).await;
 
     let _g = st.db.write_guard().await;
@@ -314,7 +314,7 @@ pub async fn settle(
     }
     let ctx = key_context(&st.db, key).await?;
     let key = ctx.key.clone();
-    let now = gaterouter::usage::unix_ms_now();
+    let now = st.db.clock().now_u64();
     let _g = st.db.write_guard().await;
     let mut tx = st.db.begin_write().await?;
     // Lock order as in reserve and ingest (budgets, then reservations): an ingest of

@@ -1905,7 +1905,7 @@ async fn budgets(st: &AppState, q: &AnalyticsQuery, who: &Principal) -> Result<T
                 .is_none_or(|d| level_dept(&b.level).as_ref() == Some(d))
         })
         .collect();
-    let now = gaterouter::usage::unix_ms_now();
+    let now = st.db.clock().now_u64();
     let mut conn = st
         .db
         .pool

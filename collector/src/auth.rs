@@ -138,7 +138,7 @@ pub async fn principal_of_session(
     let Some(id) = session_cookie(headers) else {
         return Ok(None);
     };
-    let now = gaterouter::usage::unix_ms_now();
+    let now = db.clock().now_u64();
     let Some(token_sha256) = crate::store::sessions::token_of(db, &sha256_hex(&id), now).await?
     else {
         return Ok(None);

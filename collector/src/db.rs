@@ -69,6 +69,8 @@ pub struct Db {
     write_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// This collector's counters (database timings are counted here).
     metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// This collector's wall clock (what "now" is to handlers, the store and the learner).
+    clock: crate::util::Clock,
 }
 
 /// Column definitions of `usage_records` after `id`, as migration 1 created them (shared
@@ -560,6 +562,7 @@ impl Db {
             partitions: Default::default(),
             write_lock: Default::default(),
             metrics: Default::default(),
+            clock: Default::default(),
         };
         db.migrate(version).await?;
         Ok(db)
@@ -568,6 +571,11 @@ impl Db {
     /// The counters of the collector over this pool (`GET /metrics`).
     pub fn metrics(&self) -> &std::sync::Arc<crate::metrics::Metrics> {
         &self.metrics
+    }
+
+    /// This collector's clock (tests move it forward).
+    pub fn clock(&self) -> &crate::util::Clock {
+        &self.clock
     }
 
     /// The backend kind.

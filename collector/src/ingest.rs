@@ -181,12 +181,18 @@ fn verify_single(p: &Prepared, key: &KeyInfo) -> Result<(), Refusal> {
 pub const MAX_FUTURE_SKEW_MS: u64 = 3_600_000;
 
 /// Schema, bounds, scope and pricing of a record whose signature verified.
-fn finish(p: Prepared, key: &KeyInfo, pricing: &PricingSettings) -> Result<Verified, Refusal> {
+/// `now_ms`: the collector's clock when the batch arrived.
+fn finish(
+    p: Prepared,
+    key: &KeyInfo,
+    pricing: &PricingSettings,
+    now_ms: u64,
+) -> Result<Verified, Refusal> {
     let rec: UsageRecord = serde_json::from_value(p.value)
         .map_err(|e| refuse("invalid", format!("record does not match the schema: {e}")))?;
     rec.validate()
         .map_err(|e| refuse("invalid", e.to_string()))?;
-    let latest = gaterouter::usage::unix_ms_now().saturating_add(MAX_FUTURE_SKEW_MS);
+    let latest = now_ms.saturating_add(MAX_FUTURE_SKEW_MS);
     if rec.ts_end > latest {
         return Err(refuse(
             "invalid",
@@ -207,7 +213,7 @@ fn finish(p: Prepared, key: &KeyInfo, pricing: &PricingSettings) -> Result<Verif
             ),
         ));
     }
-    let earliest = gaterouter::usage::unix_ms_now().saturating_sub(pricing.max_record_age_ms);
+    let earliest = now_ms.saturating_sub(pricing.max_record_age_ms);
     if rec.ts_start < earliest {
         return Err(refuse(
             "invalid",
@@ -273,15 +279,17 @@ fn finish(p: Prepared, key: &KeyInfo, pricing: &PricingSettings) -> Result<Verif
     })
 }
 
-/// Verify one wire record against its key (strict single-signature verification).
+/// Verify one wire record against its key (strict single-signature verification);
+/// `now_ms`: the collector's clock (time bounds).
 pub fn verify_one(
     raw: &str,
     key: &KeyInfo,
     pricing: &PricingSettings,
+    now_ms: u64,
 ) -> Result<Verified, Refusal> {
     let p = prepare(raw)?;
     verify_single(&p, key)?;
-    finish(p, key, pricing)
+    finish(p, key, pricing, now_ms)
 }
 
 /// Verify a slice of records: signatures of keys with a single valid public key are
@@ -292,6 +300,7 @@ fn verify_chunk(
     todo: &[(usize, String, String, &str)],
     keys: &HashMap<String, KeyInfo>,
     pricing: &PricingSettings,
+    now_ms: u64,
 ) -> Vec<Result<Verified, Refusal>> {
     use base64::Engine as _;
     let mut vks: HashMap<&str, Option<ed25519_dalek::VerifyingKey>> = HashMap::new();
@@ -367,7 +376,7 @@ fn verify_chunk(
             if !ok {
                 verify_single(&p, k)?;
             }
-            finish(p, k, pricing)
+            finish(p, k, pricing, now_ms)
         })
         .collect()
 }
@@ -451,6 +460,7 @@ pub fn verify_feedback(
     todo: &[(usize, String, String, &str)],
     keys: &HashMap<String, KeyInfo>,
     pricing: &PricingSettings,
+    now_ms: u64,
 ) -> Vec<Result<VerifiedFeedback, Refusal>> {
     todo.iter()
         .map(|(_, _, key, raw)| {
@@ -467,7 +477,7 @@ pub fn verify_feedback(
             if rec.schema_version != gaterouter::usage::record::SCHEMA_VERSION {
                 return Err(refuse("invalid", format!("schema_version {} is not supported: upgrade the collector or the SDK", rec.schema_version)));
             }
-            let now = gaterouter::usage::unix_ms_now();
+            let now = now_ms;
             if rec.ts > now.saturating_add(MAX_FUTURE_SKEW_MS) || rec.ts < now.saturating_sub(pricing.max_record_age_ms) {
                 return Err(refuse("invalid", format!("feedback ts {} is outside the accepted window around the collector's clock ({now}): fix the client's clock", rec.ts)));
             }
@@ -610,23 +620,25 @@ pub fn triage<'a>(records: &[&'a RawValue]) -> Triage<'a> {
     t
 }
 
-/// Verify many records on all cores.
+/// Verify many records on all cores; `now_ms`: the collector's clock when they arrived
+/// (time bounds).
 pub fn verify_all(
     todo: &[(usize, String, String, &str)],
     keys: &HashMap<String, KeyInfo>,
     pricing: &PricingSettings,
+    now_ms: u64,
 ) -> Vec<Result<Verified, Refusal>> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(8);
     if todo.len() < 128 || threads == 1 {
-        return verify_chunk(todo, keys, pricing);
+        return verify_chunk(todo, keys, pricing, now_ms);
     }
     let chunk = todo.len().div_ceil(threads);
     std::thread::scope(|s| {
         let handles: Vec<_> = todo
             .chunks(chunk)
-            .map(|c| s.spawn(move || verify_chunk(c, keys, pricing)))
+            .map(|c| s.spawn(move || verify_chunk(c, keys, pricing, now_ms)))
             .collect();
         handles
             .into_iter()
@@ -805,7 +817,8 @@ pub async fn ingest_batch(
     records: &[&RawValue],
 ) -> Result<BatchResponse, ApiError> {
     let tri = triage(records);
-    let now = gaterouter::usage::unix_ms_now() as i64;
+    let now_u = st.db.clock().now_u64();
+    let now = i64::try_from(now_u).unwrap_or(i64::MAX);
     let t0 = std::time::Instant::now();
     let key_ids: HashSet<String> = tri
         .todo
@@ -831,8 +844,8 @@ pub async fn ingest_batch(
             .iter()
             .map(|(i, id, k, raw)| (*i, id.clone(), k.clone(), raw.as_str()))
             .collect();
-        let r = verify_all(&b1, &keys, &st2.pricing);
-        let f = verify_feedback(&b2, &keys, &st2.pricing);
+        let r = verify_all(&b1, &keys, &st2.pricing, now_u);
+        let f = verify_feedback(&b2, &keys, &st2.pricing, now_u);
         (todo, r, fb_todo, f)
     })
     .await

@@ -21,7 +21,6 @@ use serde_json::{Value, json};
 
 use crate::db::{Db, DbError};
 use crate::store::learning as store;
-use crate::util::now_ms;
 
 /// Most rated calls one learning run reads (the newest).
 pub const MAX_LEARN_CALLS: i64 = 50_000;
@@ -122,7 +121,7 @@ async fn learn_scope(
     settings: &store::Settings,
     incumbent: Option<SignedWeights>,
 ) -> Result<LearnRun, DbError> {
-    let now = now_ms();
+    let now = db.clock().now_ms();
     let rated = store::rated_calls(db, org, project, MAX_LEARN_CALLS).await?;
     let skipped = rated.len();
     // A call and its shadow answered one request: one key.
@@ -243,7 +242,7 @@ async fn run_due(db: &Db, interval: Duration) -> Result<(), DbError> {
     let half = i64::try_from(interval.as_millis() / 2).unwrap_or(i64::MAX);
     for org in store::learning_orgs(db).await? {
         let last = store::last_run_ms(db, &org).await?;
-        if last.is_some_and(|t| now_ms().saturating_sub(t) < half) {
+        if last.is_some_and(|t| db.clock().now_ms().saturating_sub(t) < half) {
             continue;
         }
         learn_org(db, &org).await?;
@@ -256,7 +255,7 @@ async fn run_due(db: &Db, interval: Duration) -> Result<(), DbError> {
 pub async fn describe(db: &Db, org: &str) -> Result<Value, DbError> {
     let settings = store::settings(db, org).await?;
     let active = store::active_weights(db, org, "").await?;
-    let key = store::signing_key(db, now_ms()).await?;
+    let key = store::signing_key(db, db.clock().now_ms()).await?;
     let (calls, explored) = store::feature_counts(db, org).await?;
     Ok(json!({
         "org": org,

@@ -22,7 +22,6 @@ use crate::orgfile::{
 use crate::store::audit::audit;
 pub use crate::store::orgtree::ApplyReport;
 use crate::store::orgtree::{Budget, Key, Member, Tree, Unit, foreign_ids, plan};
-use crate::util::now_ms;
 
 fn rules_json(p: &Option<PolicyRules>) -> Option<String> {
     p.as_ref()
@@ -283,7 +282,8 @@ pub async fn apply(
         dry_run,
         ..Default::default()
     };
-    let stmts = plan(&org, &want, &have, now_ms(), &mut report);
+    let now = db.clock().now_ms();
+    let stmts = plan(&org, &want, &have, now, &mut report);
     if dry_run {
         return Ok(report);
     }
@@ -292,6 +292,7 @@ pub async fn apply(
         let detail = json!({"created": report.created, "updated": report.updated, "removed_not_deleted": report.removed_not_deleted});
         audit(
             &mut tx,
+            now,
             actor,
             "apply_org_tree",
             &format!("org {org}"),

@@ -376,7 +376,7 @@ impl Exporter {
                 if tokio::time::Instant::now() < due[i] {
                     continue;
                 }
-                let now_ms = i64::try_from(gaterouter::usage::unix_ms_now()).unwrap_or(i64::MAX);
+                let now_ms = self.db.clock().now_ms();
                 let result = self.export_once(*signal, now_ms).await;
                 let label = signal.label();
                 due[i] = tokio::time::Instant::now()
@@ -446,7 +446,7 @@ pub async fn start(
     cfg: &CollectorConfig,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Option<tokio::task::JoinHandle<()>>, crate::error::CollectorError> {
-    let now_ms = i64::try_from(gaterouter::usage::unix_ms_now()).unwrap_or(i64::MAX);
+    let now_ms = db.clock().now_ms();
     let Some(exporter) = Exporter::new(db.clone(), cfg, now_ms)? else {
         return Ok(None);
     };

@@ -717,13 +717,25 @@ async fn settle_ingest_lapse(db: Db) {
     )
     .await;
     assert_eq!(s, 404);
-    // Lapse: an unsettled hold with a short ttl stops counting.
+    // Lapse: an unsettled hold stops counting once its ttl has passed on the
+    // collector's clock (moved forward: no sleeping).
     let left = 1_000_000 - 2_100 - 210;
-    let (s, v) = signed(&env, &alice_signer(), "k_alice", "POST", "/v1/reservations", Some(&json!({"reservation_id": "s4", "model": "openai/gpt-4o-mini", "amount_micros": left, "amount_tokens": 1, "ttl_ms": 300}))).await;
+    let (s, v) = signed(&env, &alice_signer(), "k_alice", "POST", "/v1/reservations", Some(&json!({"reservation_id": "s4", "model": "openai/gpt-4o-mini", "amount_micros": left, "amount_tokens": 1, "ttl_ms": 60_000}))).await;
     assert_eq!(s, 201, "{v}");
     let (s, _) = reserve(&env, "s5", "openai/gpt-4o-mini", 1, 1).await;
     assert_eq!(s, 402);
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    env.handle
+        .state()
+        .db
+        .clock()
+        .advance(Duration::from_millis(59_000));
+    let (s, _) = reserve(&env, "s5b", "openai/gpt-4o-mini", 1, 1).await;
+    assert_eq!(s, 402, "still held 59 s in");
+    env.handle
+        .state()
+        .db
+        .clock()
+        .advance(Duration::from_millis(1_500));
     let (s, v) = reserve(&env, "s6", "openai/gpt-4o-mini", left, 1).await;
     assert_eq!(s, 201, "{v}");
     let (_, v) = signed(

@@ -466,7 +466,8 @@ pub fn ingest(data: &[u8]) {
     let tri = ingest::triage(&req.records);
     let keys: HashMap<String, KeyInfo> = tri.todo.iter().filter_map(|(_, _, k, _)| key_for(k).map(|ki| (k.clone(), ki))).collect();
     let default_age = gaterouter_collector::CollectorConfig::default().max_record_age_days * 86_400_000;
-    let results = ingest::verify_all(&tri.todo, &keys, &pricing(UnknownModel::Fallback, default_age));
+    let now = gaterouter::usage::unix_ms_now();
+    let results = ingest::verify_all(&tri.todo, &keys, &pricing(UnknownModel::Fallback, default_age), now);
     assert_eq!(results.len(), tri.todo.len(), "one result per record");
 
     let resigned: Vec<(usize, String, String, String)> =
@@ -475,7 +476,7 @@ pub fn ingest(data: &[u8]) {
     for unknown in [UnknownModel::Fallback, UnknownModel::Refuse] {
         // Any age: the corpus's records are older than the default window.
         let p = pricing(unknown, u64::MAX);
-        let results = ingest::verify_all(&todo, &keys, &p);
+        let results = ingest::verify_all(&todo, &keys, &p, now);
         assert_eq!(results.len(), todo.len(), "one result per re-signed record");
         let mut verified_ids = Vec::new();
         let mut refused = Vec::new();

@@ -15,7 +15,7 @@ use crate::error::ApiError;
 use crate::state::{AppState, admin};
 use crate::store::audit::Audited;
 use crate::store::{audit, keys, tokens, units};
-use crate::util::{check_id, check_public_key, now_ms, uuid_v7};
+use crate::util::{check_id, check_public_key, uuid_v7};
 
 pub use crate::store::units::UnitKind;
 
@@ -111,7 +111,7 @@ pub async fn create_unit(
     let refs: Vec<(&str, Option<String>)> = refs.iter().map(|(f, v)| (*f, (*v).clone())).collect();
     let detail = serde_json::to_value(&b).unwrap_or(Value::Null);
     let mut ch = begin(&st).await?;
-    let n = units::insert(&mut ch.tx, k, &b.id, &name, now_ms(), &refs).await?;
+    let n = units::insert(&mut ch.tx, k, &b.id, &name, ch.now, &refs).await?;
     finish(
         ch,
         n,
@@ -207,7 +207,7 @@ pub async fn create_key(
             user_id: b.user_id.as_deref(),
             description: b.description.as_deref().unwrap_or_default(),
             public_key: b.public_key.trim(),
-            created_ms: now_ms(),
+            created_ms: st.db.clock().now_ms(),
         },
     )
     .await?;
@@ -254,7 +254,7 @@ pub async fn rotate_key(
         ));
     }
     let version = latest + 1;
-    let now = now_ms();
+    let now = st.db.clock().now_ms();
     let grace = b.grace_secs.unwrap_or(86_400);
     let not_after = now.saturating_add(
         i64::try_from(grace)
@@ -292,7 +292,7 @@ pub async fn revoke_key(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let p = admin(&st, &headers).await?;
-    let now = now_ms();
+    let now = st.db.clock().now_ms();
     let mut ch = begin(&st).await?;
     let n = keys::revoke(&mut ch.tx, &id, now).await?;
     finish(ch, n, &p, "revoke_key", &format!("key {id}"), json!({})).await?;
@@ -390,7 +390,7 @@ pub async fn create_token(
             org_id: b.org_id.as_deref(),
             department_id: b.department_id.as_deref(),
             description: b.description.as_deref().unwrap_or_default(),
-            created_ms: now_ms(),
+            created_ms: st.db.clock().now_ms(),
         },
     )
     .await?;
@@ -436,7 +436,7 @@ pub async fn revoke_token(
 ) -> Result<Json<Value>, ApiError> {
     let p = admin(&st, &headers).await?;
     let mut ch = begin(&st).await?;
-    let n = tokens::revoke(&mut ch.tx, &id, now_ms()).await?;
+    let n = tokens::revoke(&mut ch.tx, &id, ch.now).await?;
     finish(ch, n, &p, "revoke_token", &format!("token {id}"), json!({})).await?;
     Ok(Json(json!({"id": id, "revoked": true})))
 }

@@ -26,7 +26,7 @@ pub async fn get_bill(
             "`format={format}` is unknown: use json, csv or html"
         )));
     }
-    let now = i64::try_from(gaterouter::usage::unix_ms_now()).unwrap_or(i64::MAX);
+    let now = st.db.clock().now_ms();
     let bill = compute(&st, &q, &who, now).await?;
     let stem: String = format!(
         "bill-{}-{}-{}",

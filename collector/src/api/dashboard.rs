@@ -211,7 +211,7 @@ pub async fn login(
         Err(e) => return secure(e.into_response()),
     }
     let session = crate::auth::new_token();
-    let now = gaterouter::usage::unix_ms_now();
+    let now = st.db.clock().now_u64();
     let r = crate::store::sessions::open(
         &st.db,
         &sha256_hex(&session),

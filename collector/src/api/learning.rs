@@ -15,7 +15,6 @@ use crate::error::ApiError;
 use crate::learning::describe;
 use crate::state::{AppState, admin};
 use crate::store::learning as store;
-use crate::util::now_ms;
 
 /// The org exists, or 404.
 async fn org_exists(db: &Db, org: &str) -> Result<(), ApiError> {
@@ -91,7 +90,7 @@ pub async fn put_routing(
         b.learning,
         b.explore_permille,
         b.shadow_permille,
-        now_ms(),
+        st.db.clock().now_ms(),
     )
     .await?;
     let detail = json!({"learning": s.learning, "explore_permille": s.explore_permille, "shadow_permille": s.shadow_permille});

@@ -20,7 +20,6 @@ use crate::store::audit::Audited;
 use crate::store::budgets::{NewBudget, projected, statuses};
 use crate::store::keys::load_keys;
 use crate::store::policy::key_context;
-use crate::util::now_ms;
 
 /// Query of `PUT /v1/admin/org-tree`.
 #[derive(Debug, Deserialize)]
@@ -101,7 +100,7 @@ pub async fn put_policy(
     rules.validate("").map_err(ApiError::bad_request)?;
     let org = level_org(&st.db, &level).await?;
     let text = serde_json::to_string(&rules).unwrap_or_else(|_| "{}".into());
-    let now = now_ms();
+    let now = st.db.clock().now_ms();
     let mut ch = Audited::begin(&st.db, "starting a policy change").await?;
     crate::store::policy::write_policy(&mut ch.tx, &level.to_string(), &org, &text, now).await?;
     ch.commit(
@@ -161,9 +160,9 @@ pub async fn list_budgets(
         .acquire()
         .await
         .map_err(dberr("acquiring a connection"))?;
-    let sts = statuses(&mut conn, &budgets, gaterouter::usage::unix_ms_now()).await?;
+    let sts = statuses(&mut conn, &budgets, st.db.clock().now_u64()).await?;
     drop(conn);
-    let now = gaterouter::usage::unix_ms_now();
+    let now = st.db.clock().now_u64();
     let items: Vec<Value> = sts.iter().zip(&budgets).map(|(s, b)| json!({"org_id": b.org_id, "status": s, "projected_at_reset": projected(s, now)})).collect();
     Ok(Json(json!({"items": items})))
 }
@@ -209,7 +208,7 @@ pub async fn add_member(
     })?;
     check_membership(&st.db, &group, &b.user_id).await?;
     let mut ch = Audited::begin(&st.db, "starting a membership change").await?;
-    let added = crate::store::orgtree::add_member(&mut ch.tx, &group, &b.user_id, now_ms()).await?;
+    let added = crate::store::orgtree::add_member(&mut ch.tx, &group, &b.user_id, ch.now).await?;
     if added {
         let detail = json!({"user_id": b.user_id});
         ch.commit(
@@ -316,7 +315,7 @@ pub async fn create_budget(
         enforcement: b.enforcement,
         notify_at: &notify,
     };
-    let id = crate::store::budgets::upsert(&mut ch.tx, &new, now_ms()).await?;
+    let id = crate::store::budgets::upsert(&mut ch.tx, &new, ch.now).await?;
     ch.commit(
         (
             &p,
@@ -381,7 +380,7 @@ pub async fn effective_policy(
 ) -> Result<Json<gaterouter::accounts::EffectivePolicy>, ApiError> {
     admin(&st, &headers).await?;
     let ids = std::iter::once(q.api_key_id.clone()).collect();
-    let mut keys = load_keys(&st.db, &ids, now_ms()).await?;
+    let mut keys = load_keys(&st.db, &ids, st.db.clock().now_ms()).await?;
     let key = keys.remove(&q.api_key_id).ok_or_else(|| {
         ApiError::not_found(format!("API key `{}` is not registered", q.api_key_id))
     })?;

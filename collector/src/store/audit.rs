@@ -6,11 +6,12 @@ use serde_json::Value;
 use crate::auth::Principal;
 use crate::db::{DbError, Param, bind_all, dberr};
 use crate::error::ApiError;
-use crate::util::{now_ms, uuid_v7};
+use crate::util::uuid_v7;
 
 /// Append one audit entry inside `tx`.
 pub(crate) async fn audit(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    now_ms: i64,
     actor: &Principal,
     action: &str,
     target: &str,
@@ -18,7 +19,7 @@ pub(crate) async fn audit(
 ) -> Result<(), ApiError> {
     let params = [
         Param::Text(uuid_v7()),
-        Param::I64(now_ms()),
+        Param::I64(now_ms),
         Param::Text(actor.id().to_owned()),
         Param::Text(action.to_owned()),
         Param::Text(target.to_owned()),
@@ -37,6 +38,9 @@ pub(crate) struct Audited<'a> {
     _guard: Option<tokio::sync::MutexGuard<'a, ()>>,
     /// The transaction the change runs in.
     pub(crate) tx: sqlx::Transaction<'static, sqlx::Any>,
+    /// When the change happens (the collector's clock at its start), Unix ms: its
+    /// audit entry's time, and the time the change's own rows carry.
+    pub(crate) now: i64,
 }
 
 impl<'a> Audited<'a> {
@@ -44,7 +48,11 @@ impl<'a> Audited<'a> {
     pub(crate) async fn begin(db: &'a crate::db::Db, what: &str) -> Result<Self, DbError> {
         let guard = db.write_guard().await;
         let tx = db.pool.begin().await.map_err(dberr(what))?;
-        Ok(Audited { _guard: guard, tx })
+        Ok(Audited {
+            _guard: guard,
+            tx,
+            now: db.clock().now_ms(),
+        })
     }
 
     /// Append the audit entry and commit; `what` names the commit in an error.
@@ -54,7 +62,7 @@ impl<'a> Audited<'a> {
         what: &str,
     ) -> Result<(), ApiError> {
         let (actor, action, target, detail) = entry;
-        audit(&mut self.tx, actor, action, target, detail).await?;
+        audit(&mut self.tx, self.now, actor, action, target, detail).await?;
         self.commit_unaudited(what).await
     }
 

@@ -109,7 +109,7 @@ pub async fn effective_rules(db: &Db, ctx: &KeyContext) -> Result<EffectiveRules
 
 /// What `GET /v1/policy` answers for a key.
 pub async fn effective_policy(db: &Db, ctx: &KeyContext) -> Result<EffectivePolicy, DbError> {
-    let now = gaterouter::usage::unix_ms_now();
+    let now = db.clock().now_u64();
     let rules = effective_rules(db, ctx).await?;
     let mut conn = db
         .pool
