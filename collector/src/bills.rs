@@ -37,10 +37,10 @@ use gaterouter::accounts::{LevelKind, Metric, Period};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Principal;
-use crate::db::{Param, get_i64, get_opt_str, get_str};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::budgets::{BUDGET_COLS, BudgetRow, budget_from_row};
+use crate::store::bills;
+use crate::store::budgets::BudgetRow;
 use crate::time::{iso, month_start_ms};
 
 /// Query of `GET /v1/admin/bills`.
@@ -208,10 +208,6 @@ fn next_month(yyyymm: i64) -> i64 {
     }
 }
 
-fn t(s: &str) -> Param {
-    Param::Text(s.to_owned())
-}
-
 /// Check the caller may read this bill.
 fn authorize(
     who: &Principal,
@@ -247,26 +243,13 @@ fn authorize(
 /// The department of a department (itself) or project in `org`, or 404.
 async fn unit_department(
     st: &AppState,
-    table: &str,
+    unit: bills::Unit,
     what: &str,
     id: &str,
     org: &str,
 ) -> Result<Option<String>, ApiError> {
-    let dept = if table == "departments" {
-        "id"
-    } else {
-        "department_id"
-    };
-    let rows = st
-        .db
-        .fetch(
-            &format!("SELECT org_id, {dept} FROM {table} WHERE id = $1"),
-            &[t(id)],
-            "resolving a bill scope",
-        )
-        .await?;
-    match rows.first() {
-        Some(r) if get_str(r, 0)? == org => Ok(get_opt_str(r, 1)?),
+    match bills::unit_place(&st.db, unit, id).await? {
+        Some((o, dept)) if o == org => Ok(dept),
         _ => Err(ApiError::not_found(format!(
             "{what} `{id}` is not in org `{org}`; check the id (gaterouter admin export --org {org})"
         ))),
@@ -293,27 +276,19 @@ pub async fn compute(
             )));
         }
     }
-    let rows = st
-        .db
-        .fetch(
-            "SELECT name FROM orgs WHERE id = $1",
-            &[t(&q.org)],
-            "reading the org",
-        )
-        .await?;
-    let Some(r) = rows.first() else {
+    let Some(org_name) = bills::org_name(&st.db, &q.org).await? else {
         return Err(ApiError::not_found(format!(
             "org `{}` does not exist; check --org",
             q.org
         )));
     };
-    let org_name = get_str(r, 0)?;
     let mut project_department = None;
     if let Some(d) = &q.department {
-        unit_department(st, "departments", "department", d, &q.org).await?;
+        unit_department(st, bills::Unit::Department, "department", d, &q.org).await?;
     }
     if let Some(p) = &q.project {
-        project_department = unit_department(st, "projects", "project", p, &q.org).await?;
+        project_department =
+            unit_department(st, bills::Unit::Project, "project", p, &q.org).await?;
     }
     authorize(who, q, project_department.as_deref())?;
 
@@ -322,83 +297,50 @@ pub async fn compute(
         (None, Some(p)) => (format!("project:{p}"), LevelKind::Project),
         (None, None) => (format!("org:{}", q.org), LevelKind::Org),
     };
-    // The `month` column is `month_of(ts_start)`, set at ingest: the covering index serves
-    // every query below.
-    let mut w = String::from(" WHERE org = $1 AND month = $2");
-    let mut params = vec![t(&q.org), Param::I64(month)];
-    if let Some(d) = &q.department {
-        w.push_str(" AND department = $3");
-        params.push(t(d));
-    } else if let Some(p) = &q.project {
-        w.push_str(" AND project = $3");
-        params.push(t(p));
-    }
-    let sum = |c: &str| format!("CAST(COALESCE(SUM({c}), 0) AS BIGINT)");
-    let sql = format!(
-        "SELECT COUNT(*), {}, {}, {}, {}, {} FROM usage_records{w}",
-        sum("is_error"),
-        sum("prompt_tokens"),
-        sum("completion_tokens"),
-        sum("total_tokens"),
-        sum("spend_micros")
-    );
-    let rows = st.db.fetch(&sql, &params, "bill totals").await?;
-    let mut totals = Totals::default();
-    if let Some(r) = rows.first() {
-        totals = Totals {
-            calls: get_i64(r, 0)?,
-            errors: get_i64(r, 1)?,
-            prompt_tokens: get_i64(r, 2)?,
-            completion_tokens: get_i64(r, 3)?,
-            total_tokens: get_i64(r, 4)?,
-            spend_micros: get_i64(r, 5)?,
-            spend_usd: String::new(),
-        };
-    }
-    totals.spend_usd = dollars(totals.spend_micros);
-
-    let breakdown = |cols: &'static str| {
-        let sql = format!(
-            "SELECT {cols}, COUNT(*), {}, {} FROM usage_records{w} GROUP BY {cols}",
-            sum("total_tokens"),
-            sum("spend_micros")
-        );
-        let params = params.clone();
-        let n = cols.split(',').count();
-        async move {
-            let rows = st.db.fetch(&sql, &params, "bill breakdown").await?;
-            let mut out = Vec::with_capacity(rows.len());
-            for r in &rows {
-                let parts: Vec<Option<String>> = (0..n)
-                    .map(|i| get_opt_str(r, i))
-                    .collect::<Result<_, _>>()?;
-                let item = if parts.iter().all(Option::is_none) {
+    let usage = bills::Scope {
+        org: &q.org,
+        month,
+        department: q.department.as_deref(),
+        project: q.project.as_deref(),
+    };
+    let sums = bills::totals(&st.db, &usage).await?;
+    let totals = Totals {
+        calls: sums.calls,
+        errors: sums.errors,
+        prompt_tokens: sums.prompt_tokens,
+        completion_tokens: sums.completion_tokens,
+        total_tokens: sums.total_tokens,
+        spend_micros: sums.spend_micros,
+        spend_usd: dollars(sums.spend_micros),
+    };
+    let breakdown = |cols: &'static str| async move {
+        let mut out: Vec<Line> = bills::breakdown(&st.db, &usage, cols)
+            .await?
+            .into_iter()
+            .map(|g| Line {
+                item: if g.parts.iter().all(Option::is_none) {
                     None
                 } else {
                     Some(
-                        parts
+                        g.parts
                             .into_iter()
                             .map(Option::unwrap_or_default)
                             .collect::<Vec<_>>()
                             .join("/"),
                     )
-                };
-                let spend = get_i64(r, n + 2)?;
-                out.push(Line {
-                    item,
-                    calls: get_i64(r, n)?,
-                    total_tokens: get_i64(r, n + 1)?,
-                    spend_micros: spend,
-                    spend_usd: dollars(spend),
-                });
-            }
-            out.sort_by(|a, b| {
-                b.spend_micros
-                    .cmp(&a.spend_micros)
-                    .then_with(|| a.item.cmp(&b.item))
-            });
-            Ok::<_, ApiError>(out)
-        }
+                },
+                calls: g.calls,
+                total_tokens: g.total_tokens,
+                spend_micros: g.spend_micros,
+                spend_usd: dollars(g.spend_micros),
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            b.spend_micros
+                .cmp(&a.spend_micros)
+                .then_with(|| a.item.cmp(&b.item))
+        });
+        Ok::<_, ApiError>(out)
     };
     let by_model = breakdown("provider, model").await?;
     let by_member = breakdown("usr").await?;
@@ -435,27 +377,6 @@ pub async fn compute(
     })
 }
 
-/// Ids of the units of `table` whose column `col` is `v`.
-async fn ids_where(
-    st: &AppState,
-    table: &str,
-    col: &str,
-    v: &str,
-) -> Result<Vec<String>, ApiError> {
-    let rows = st
-        .db
-        .fetch(
-            &format!("SELECT id FROM {table} WHERE {col} = $1"),
-            &[t(v)],
-            "listing units for a bill",
-        )
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|r| get_str(r, 0))
-        .collect::<Result<_, _>>()?)
-}
-
 /// The monthly USD budgets at the bill's level and below, with the month's actual.
 async fn budget_lines(
     st: &AppState,
@@ -463,15 +384,7 @@ async fn budget_lines(
     scope: LevelKind,
     month: i64,
 ) -> Result<Vec<BudgetLine>, ApiError> {
-    let rows = st
-        .db
-        .fetch(
-            &format!("SELECT {BUDGET_COLS} FROM budgets WHERE org_id = $1"),
-            &[t(&q.org)],
-            "reading budgets for a bill",
-        )
-        .await?;
-    let all: Vec<BudgetRow> = rows.iter().map(budget_from_row).collect::<Result<_, _>>()?;
+    let all = crate::store::budgets::list(&st.db, Some(&q.org)).await?;
     let monthly: Vec<BudgetRow> = all
         .into_iter()
         .filter(|b| b.metric == Metric::Usd && b.period == Period::Month)
@@ -484,28 +397,36 @@ async fn budget_lines(
             for (kind, ids) in [
                 (
                     "project",
-                    ids_where(st, "projects", "department_id", d).await?,
+                    bills::ids_where(&st.db, "projects", "department_id", d).await?,
                 ),
                 (
                     "group",
-                    ids_where(st, "user_groups", "department_id", d).await?,
+                    bills::ids_where(&st.db, "user_groups", "department_id", d).await?,
                 ),
-                ("user", ids_where(st, "users", "department_id", d).await?),
-                ("key", ids_where(st, "api_keys", "department_id", d).await?),
+                (
+                    "user",
+                    bills::ids_where(&st.db, "users", "department_id", d).await?,
+                ),
+                (
+                    "key",
+                    bills::ids_where(&st.db, "api_keys", "department_id", d).await?,
+                ),
             ] {
                 s.extend(ids.into_iter().map(|i| format!("{kind}:{i}")));
             }
             // Keys bound to a member of the department but not to a department.
-            let rows = st.db.fetch("SELECT k.id FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.department_id IS NULL AND u.department_id = $1", &[t(d)], "listing keys for a bill").await?;
-            for r in &rows {
-                s.insert(format!("key:{}", get_str(r, 0)?));
-            }
+            s.extend(
+                bills::member_keys_of_department(&st.db, d)
+                    .await?
+                    .into_iter()
+                    .map(|k| format!("key:{k}")),
+            );
             Some(s)
         }
         (LevelKind::Project, _, Some(p)) => {
             let mut s = std::collections::HashSet::from([format!("project:{p}")]);
             s.extend(
-                ids_where(st, "api_keys", "project_id", p)
+                bills::ids_where(&st.db, "api_keys", "project_id", p)
                     .await?
                     .into_iter()
                     .map(|i| format!("key:{i}")),
@@ -520,26 +441,7 @@ async fn budget_lines(
             .as_ref()
             .is_none_or(|s| s.contains(&b.level.to_string()))
     }) {
-        let id = b.level.id.clone();
-        let (cond, params) = match b.level.kind {
-            LevelKind::Org => ("org = $3", vec![t(&id)]),
-            LevelKind::Department => ("department = $3", vec![t(&id)]),
-            LevelKind::Project => ("project = $3", vec![t(&id)]),
-            LevelKind::User => ("usr = $3", vec![t(&id)]),
-            LevelKind::Key => ("api_key_id = $3", vec![t(&id)]),
-            // As ingest counts it: the record's group, or any group of its member.
-            LevelKind::Group => (
-                "(grp = $3 OR usr IN (SELECT user_id FROM group_members WHERE group_id = $3 UNION SELECT id FROM users WHERE group_id = $3))",
-                vec![t(&id)],
-            ),
-        };
-        let mut p = vec![t(&q.org), Param::I64(month)];
-        p.extend(params);
-        let rows = st.db.fetch(&format!("SELECT CAST(COALESCE(SUM(spend_micros), 0) AS BIGINT) FROM usage_records WHERE org = $1 AND month = $2 AND {cond}"), &p, "bill budget actual").await?;
-        let actual = match rows.first() {
-            Some(r) => get_i64(r, 0)?,
-            None => 0,
-        };
+        let actual = bills::level_spend(&st.db, &q.org, month, &b.level).await?;
         let limit = i64::try_from(b.limit).unwrap_or(i64::MAX);
         out.push(BudgetLine {
             id: b.id.clone(),

@@ -38,8 +38,8 @@ pub mod auth; // bearer tokens and dashboard sessions
 pub mod db; // the pool over SQLite/PostgreSQL, migrations, parameter binding, the metrics it times
 pub mod error; // `ApiError`: the JSON error answer
 pub mod rollup; // hour/day/month rollup tables, their deltas and rebuild
-pub mod store; // typed SQL per stored thing: accounts, audit, budgets, keys, learning, org tree, policies, sessions
-pub mod util; // clock, UUIDv7 ids, id and public-key checks, the secret key file write
+pub mod store; // typed SQL per stored thing: accounts, audit, bills, budgets, keys, learning, org tree, policies, sessions, usage
+pub mod util; // the collector's clock, UUIDv7 ids, id and public-key checks, the secret key file write
 
 // Domain: verification, accounts, reports, and the state the handlers share.
 pub mod accounts; // reserve, settle; ingest's budget hooks and org-tree check

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod bills;
 pub mod budgets;
 pub mod export;
 pub mod feedback;
