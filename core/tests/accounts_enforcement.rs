@@ -819,6 +819,39 @@ async fn offline_keeps_enforcing_the_last_known_policy() {
 }
 
 #[tokio::test]
+async fn offline_a_budget_spent_in_a_window_that_has_ended_is_full_again() {
+    // The last known policy says the daily budget is spent, but its window ended since
+    // (fetched just before midnight UTC, say): offline, the SDK counts the new window
+    // from zero instead of refusing every call until the collector answers again.
+    let limit = 1_000_000;
+    let mut spent_yesterday = budget("eng-daily", Metric::Usd, limit, 0, Enforcement::Hard);
+    let (start, end) = Period::Day.window(unix_ms_now() - 86_400_000);
+    spent_yesterday.period_start_ms = start;
+    spent_yesterday.resets_at_ms = end;
+    let e = env(policy(PolicyRules::default(), vec![spent_yesterday])).await;
+    let mut cfg = e.cfg.clone();
+    cfg.policy.cache_ttl_ms = Some(60_000);
+    cfg.policy.when_unreachable = WhenUnreachable::LastKnown;
+    let client = Client::new(cfg).unwrap();
+    let fetched = client.refresh_policy().await.unwrap().unwrap();
+    e.stub.down.store(true, Ordering::SeqCst);
+    let local = client.policy_client().unwrap().local_budgets(&fetched);
+    assert_eq!((local[0].used, local[0].remaining), (0, limit));
+    assert_eq!(local[0].resets_at_ms, end + 86_400_000, "{:?}", local[0]);
+    let resp = client
+        .chat(ask("anthropic/claude-haiku-4-5"))
+        .await
+        .unwrap();
+    assert!(resp.cost.unwrap().total_micros > 0);
+    assert!(
+        e.stub.reservations.lock().unwrap().is_empty(),
+        "checked locally"
+    );
+    assert_eq!(provider_calls(&e.emu), 1);
+    e.emu.shutdown().await;
+}
+
+#[tokio::test]
 async fn never_fetched_policy_fails_open_by_default_and_closed_on_deny() {
     let emu = gaterouter_emulator::start("127.0.0.1:0".parse().unwrap())
         .await
