@@ -70,7 +70,7 @@ pub struct Db {
     /// This collector's counters (database timings are counted here).
     metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// This collector's wall clock (what "now" is to handlers, the store and the learner).
-    clock: crate::util::Clock,
+    clock: crate::time::Clock,
 }
 
 /// Column definitions of `usage_records` after `id`, as migration 1 created them (shared
@@ -574,7 +574,7 @@ impl Db {
     }
 
     /// This collector's clock (tests move it forward).
-    pub fn clock(&self) -> &crate::util::Clock {
+    pub fn clock(&self) -> &crate::time::Clock {
         &self.clock
     }
 

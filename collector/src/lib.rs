@@ -31,7 +31,7 @@ pub mod logsafe; // request values made safe for logs, errors and CSV
 pub mod metrics; // Prometheus counters of one collector (`GET /metrics`)
 pub mod otlp; // stored records as OTLP/JSON bodies (pure)
 pub mod rollup_schema; // the rollup tables: grains, keys, measures, their SQL text (pure)
-pub mod time; // UTC calendar helpers (month buckets)
+pub mod time; // UTC calendar helpers (month buckets) and the collector's clock
 
 // db and store: the pool and the SQL, knowing nothing of the HTTP handlers.
 pub mod auth; // bearer tokens and dashboard sessions
@@ -39,7 +39,7 @@ pub mod db; // the pool over SQLite/PostgreSQL, migrations, parameter binding, t
 pub mod error; // `ApiError`: the JSON error answer
 pub mod rollup; // hour/day/month rollup tables, their deltas and rebuild
 pub mod store; // typed SQL per stored thing: accounts, audit, bills, budgets, keys, learning, org tree, policies, sessions, usage
-pub mod util; // the collector's clock, UUIDv7 ids, id and public-key checks, the secret key file write
+pub mod util; // UUIDv7 ids, id and public-key checks, the secret key file write
 
 // Domain: verification, accounts, reports, and the state the handlers share.
 pub mod accounts; // reserve, settle; ingest's budget hooks and org-tree check

@@ -1,6 +1,6 @@
 //! Calendar helpers (UTC), so month buckets are computed once at ingest as `yyyymm`.
 //! The calendar is `jiff`'s; instants outside its range (years -9999..=9999) are clamped
-//! to its ends.
+//! to its ends. And the collector's [`Clock`]: what "now" is to all of it.
 
 use jiff::Timestamp;
 use jiff::civil::{Date, DateTime};
@@ -59,6 +59,37 @@ pub fn parse_time(s: &str) -> Option<i64> {
         ms += (h * 3600 + mi * 60 + sec) * 1000;
     }
     Some(ms)
+}
+
+/// The collector's wall clock in Unix milliseconds: the system clock plus an offset only
+/// tests move ([`Clock::advance`]), so expiries, lapses and time windows are tested
+/// without sleeping. One per collector: its [`crate::db::Db`] carries it
+/// ([`crate::db::Db::clock`]), and every "now" of handlers, the store and the learner
+/// is read from it.
+#[derive(Debug, Clone, Default)]
+pub struct Clock {
+    offset_ms: std::sync::Arc<std::sync::atomic::AtomicI64>,
+}
+
+impl Clock {
+    /// Now, Unix milliseconds.
+    pub fn now_ms(&self) -> i64 {
+        i64::try_from(gaterouter::usage::unix_ms_now())
+            .unwrap_or(i64::MAX)
+            .saturating_add(self.offset_ms.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Now, Unix milliseconds, unsigned (as the core's types count time).
+    pub fn now_u64(&self) -> u64 {
+        u64::try_from(self.now_ms()).unwrap_or(0)
+    }
+
+    /// Move this clock (and every clone) forward: tests only.
+    pub fn advance(&self, by: std::time::Duration) {
+        let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        self.offset_ms
+            .fetch_add(ms, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 #[cfg(test)]

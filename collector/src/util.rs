@@ -1,5 +1,4 @@
-//! Small helpers shared by handlers and the store: the collector's clock, new
-//! UUIDv7 ids, and the checks of client-given ids and Ed25519 public keys; and the one
+//! Small helpers shared by handlers and the store: new UUIDv7 ids, and the checks of client-given ids and Ed25519 public keys; and the one
 //! write of a new secret key file (`gaterouter admin keys`, `gaterouter keys new`).
 
 use crate::error::ApiError;
@@ -12,37 +11,6 @@ pub(crate) fn check_id(field: &str, v: &str) -> Result<(), ApiError> {
         )));
     }
     Ok(())
-}
-
-/// The collector's wall clock in Unix milliseconds: the system clock plus an offset only
-/// tests move ([`Clock::advance`]), so expiries, lapses and time windows are tested
-/// without sleeping. One per collector: its [`crate::db::Db`] carries it
-/// ([`crate::db::Db::clock`]), and every "now" of handlers, the store and the learner
-/// is read from it.
-#[derive(Debug, Clone, Default)]
-pub struct Clock {
-    offset_ms: std::sync::Arc<std::sync::atomic::AtomicI64>,
-}
-
-impl Clock {
-    /// Now, Unix milliseconds.
-    pub fn now_ms(&self) -> i64 {
-        i64::try_from(gaterouter::usage::unix_ms_now())
-            .unwrap_or(i64::MAX)
-            .saturating_add(self.offset_ms.load(std::sync::atomic::Ordering::Relaxed))
-    }
-
-    /// Now, Unix milliseconds, unsigned (as the core's types count time).
-    pub fn now_u64(&self) -> u64 {
-        u64::try_from(self.now_ms()).unwrap_or(0)
-    }
-
-    /// Move this clock (and every clone) forward: tests only.
-    pub fn advance(&self, by: std::time::Duration) {
-        let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
-        self.offset_ms
-            .fetch_add(ms, std::sync::atomic::Ordering::Relaxed);
-    }
 }
 
 /// A new UUIDv7 (time-ordered) id.
