@@ -851,6 +851,99 @@ async fn offline_a_budget_spent_in_a_window_that_has_ended_is_full_again() {
     e.emu.shutdown().await;
 }
 
+/// A clock moved by hand: its instants and its calendar move together.
+struct ManualClock {
+    start: std::time::Instant,
+    unix0: u64,
+    offset: Mutex<Duration>,
+}
+
+impl ManualClock {
+    fn new() -> Self {
+        ManualClock {
+            start: std::time::Instant::now(),
+            unix0: unix_ms_now(),
+            offset: Mutex::new(Duration::ZERO),
+        }
+    }
+    fn advance(&self, by: Duration) {
+        *self.offset.lock().unwrap() += by;
+    }
+}
+
+impl gaterouter::usage::uploader::Clock for ManualClock {
+    fn now(&self) -> std::time::Instant {
+        self.start + *self.offset.lock().unwrap()
+    }
+    fn unix_ms(&self) -> u64 {
+        self.unix0 + self.offset.lock().unwrap().as_millis() as u64
+    }
+}
+
+#[tokio::test]
+async fn the_policy_cache_and_budget_windows_follow_the_policy_clients_clock() {
+    use gaterouter::accounts::policy_client::{PolicyClient, PolicyState};
+    let limit = 1_000_000;
+    let e = env(policy(
+        PolicyRules::default(),
+        vec![budget(
+            "eng-daily",
+            Metric::Usd,
+            limit,
+            limit / 2,
+            Enforcement::Hard,
+        )],
+    ))
+    .await;
+    let clock = Arc::new(ManualClock::new());
+    let mut pcfg = e.cfg.policy.clone();
+    pcfg.cache_ttl_ms = Some(60_000);
+    let signer = gaterouter::usage::UsageSigner::from_file(
+        e.cfg.reporting.signing_key_file.as_ref().unwrap(),
+    )
+    .unwrap();
+    let url = e.cfg.reporting.collector_url.clone().unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let pc = PolicyClient::new(reqwest::Client::new(), &url, KEY_ID, signer, pcfg)
+        .unwrap()
+        .with_clock(clock.clone());
+    let PolicyState::Current(p) = pc.current().await.unwrap() else {
+        panic!("fetched")
+    };
+    // Cached for its TTL on this clock, fetched again after it (no sleeping).
+    clock.advance(Duration::from_secs(59));
+    assert!(matches!(
+        pc.current().await.unwrap(),
+        PolicyState::Current(_)
+    ));
+    assert_eq!(pc.fetch_count(), 1);
+    clock.advance(Duration::from_secs(2));
+    assert!(matches!(
+        pc.current().await.unwrap(),
+        PolicyState::Current(_)
+    ));
+    assert_eq!(pc.fetch_count(), 2);
+    // Half the day's budget is spent; once the window ends on this clock, the new one
+    // counts from zero (the collector is away: the last known policy is all there is).
+    assert_eq!(pc.local_budgets(&p)[0].remaining, limit / 2);
+    e.stub.down.store(true, Ordering::SeqCst);
+    let to_reset = p.budgets[0].resets_at_ms - gaterouter::usage::uploader::Clock::unix_ms(&*clock);
+    clock.advance(Duration::from_millis(to_reset + 1));
+    let b = &pc.local_budgets(&p)[0];
+    assert_eq!(
+        (b.remaining, b.period_start_ms),
+        (limit, p.budgets[0].resets_at_ms)
+    );
+    match pc.current().await.unwrap() {
+        PolicyState::Offline { policy, age_ms, .. } => {
+            assert!(policy.is_some());
+            assert_eq!(age_ms, to_reset + 1, "the age is this clock's");
+        }
+        other => panic!("offline expected: {other:?}"),
+    }
+    e.emu.shutdown().await;
+}
+
 #[tokio::test]
 async fn never_fetched_policy_fails_open_by_default_and_closed_on_deny() {
     let emu = gaterouter_emulator::start("127.0.0.1:0".parse().unwrap())

@@ -26,7 +26,7 @@ use super::{
 use crate::config::PolicyConfig;
 use crate::error::{Error, Result};
 use crate::usage::signing::UsageSigner;
-use crate::usage::unix_ms_now;
+use crate::usage::uploader::{Clock, SystemClock};
 
 /// After a failed fetch, further calls use the last known state for this long before
 /// trying again (so an unreachable collector costs one connect attempt a second, not
@@ -113,6 +113,18 @@ pub struct PolicyClient {
     state: Mutex<State>,
     refresh: tokio::sync::Mutex<()>,
     fetches: std::sync::atomic::AtomicU64,
+    clock: PolicyClock,
+}
+
+/// The clock of cache ages, budget windows and request signatures (the system's unless
+/// [`PolicyClient::with_clock`] replaced it).
+#[derive(Clone)]
+struct PolicyClock(Arc<dyn Clock>);
+
+impl std::fmt::Debug for PolicyClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PolicyClock")
+    }
 }
 
 impl PolicyClient {
@@ -143,7 +155,15 @@ impl PolicyClient {
             state: Mutex::new(State::default()),
             refresh: tokio::sync::Mutex::new(()),
             fetches: std::sync::atomic::AtomicU64::new(0),
+            clock: PolicyClock(Arc::new(SystemClock)),
         })
+    }
+
+    /// The same client reading "now" from `clock`: the policy cache's age and lifetime,
+    /// budget windows and the timestamps of signed requests (tests move it by hand).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = PolicyClock(clock);
+        self
     }
 
     /// The `[policy]` settings in force.
@@ -189,7 +209,7 @@ impl PolicyClient {
                     }));
                 let mut st = self.lock();
                 st.policy = Some(policy.clone());
-                st.fetched_at = Some(Instant::now());
+                st.fetched_at = Some(self.clock.0.now());
                 st.ttl = ttl;
                 st.failed_at = None;
                 st.last_error = None;
@@ -202,35 +222,36 @@ impl PolicyClient {
             Ok(None) => {
                 let ttl = Duration::from_millis(self.cfg.cache_ttl_ms.unwrap_or(DEFAULT_TTL_MS));
                 tracing::info!(collector = %self.base, "the collector has no /v1/policy endpoint: no organization policy to enforce");
-                self.lock().not_managed_until = Some(Instant::now() + ttl);
+                self.lock().not_managed_until = Some(self.clock.0.now() + ttl);
                 Ok(PolicyState::NotManaged)
             }
             Err(FetchError::Refused(e)) => Err(e),
             Err(FetchError::Unreachable(msg)) => {
                 tracing::warn!(collector = %self.base, error = %msg, "cannot fetch the policy from the collector");
                 let mut st = self.lock();
-                st.failed_at = Some(Instant::now());
+                let now = self.clock.0.now();
+                st.failed_at = Some(now);
                 st.last_error = Some(msg.clone());
-                Ok(offline(&st, msg))
+                Ok(offline(&st, msg, now))
             }
         }
     }
 
     fn fresh_state(&self) -> Option<PolicyState> {
         let st = self.lock();
-        let now = Instant::now();
+        let now = self.clock.0.now();
         if st.not_managed_until.is_some_and(|t| now < t) {
             return Some(PolicyState::NotManaged);
         }
         if let (Some(p), Some(at)) = (&st.policy, st.fetched_at) {
-            if now.duration_since(at) < st.ttl {
+            if now.saturating_duration_since(at) < st.ttl {
                 return Some(PolicyState::Current(p.clone()));
             }
         }
         if let Some(failed) = st.failed_at {
-            if now.duration_since(failed) < RETRY_AFTER_FAILURE {
+            if now.saturating_duration_since(failed) < RETRY_AFTER_FAILURE {
                 let msg = st.last_error.clone().unwrap_or_default();
-                return Some(offline(&st, msg));
+                return Some(offline(&st, msg, now));
             }
         }
         None
@@ -246,7 +267,7 @@ impl PolicyClient {
     /// spent since the fetch and holds in flight, and full again once a window has reset.
     pub fn local_budgets(&self, policy: &EffectivePolicy) -> Vec<BudgetStatus> {
         let st = self.lock();
-        let now = unix_ms_now();
+        let now = self.clock.0.unix_ms();
         policy
             .budgets
             .iter()
@@ -455,7 +476,7 @@ impl PolicyClient {
             &self.key_id,
             method,
             &signed_path,
-            unix_ms_now(),
+            self.clock.0.unix_ms(),
             &body,
         );
         let timeout = Duration::from_millis(self.cfg.request_timeout_ms);
@@ -501,8 +522,10 @@ impl PolicyClient {
     }
 }
 
-fn offline(st: &State, error: String) -> PolicyState {
-    let age_ms = st.fetched_at.map_or(0, |t| t.elapsed().as_millis() as u64);
+fn offline(st: &State, error: String, now: Instant) -> PolicyState {
+    let age_ms = st
+        .fetched_at
+        .map_or(0, |t| now.saturating_duration_since(t).as_millis() as u64);
     PolicyState::Offline {
         policy: st.policy.clone(),
         age_ms,

@@ -41,6 +41,12 @@ pub const SKIP_PAUSE: Duration = Duration::from_millis(10);
 pub trait Clock: Send + Sync {
     /// The current instant.
     fn now(&self) -> Instant;
+
+    /// Now on the calendar, Unix milliseconds (budget windows, signed requests). A clock
+    /// moved by hand moves this too.
+    fn unix_ms(&self) -> u64 {
+        crate::record::unix_ms_now()
+    }
 }
 
 /// The monotonic system clock.
