@@ -59,21 +59,12 @@ pub struct BillQuery {
     pub format: Option<String>,
 }
 
-/// Totals of a set of records.
+/// Totals of a set of records: the stored sums (flat in JSON) and the spend as dollars.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Totals {
-    /// Calls (records).
-    pub calls: i64,
-    /// Calls that failed.
-    pub errors: i64,
-    /// Prompt tokens (including cached).
-    pub prompt_tokens: i64,
-    /// Completion tokens (including reasoning).
-    pub completion_tokens: i64,
-    /// All tokens.
-    pub total_tokens: i64,
-    /// Spend in micro-dollars.
-    pub spend_micros: i64,
+    /// Calls, errors, tokens and spend in micro-dollars.
+    #[serde(flatten)]
+    pub sums: bills::Sums,
     /// Spend in dollars, exact decimal text.
     pub spend_usd: String,
 }
@@ -305,12 +296,7 @@ pub async fn compute(
     };
     let sums = bills::totals(&st.db, &usage).await?;
     let totals = Totals {
-        calls: sums.calls,
-        errors: sums.errors,
-        prompt_tokens: sums.prompt_tokens,
-        completion_tokens: sums.completion_tokens,
-        total_tokens: sums.total_tokens,
-        spend_micros: sums.spend_micros,
+        sums,
         spend_usd: dollars(sums.spend_micros),
     };
     let breakdown = |cols: &'static str| async move {
@@ -493,12 +479,12 @@ impl Bill {
         rows.push(row(&[
             ("section", "total".into()),
             ("item", self.scope.clone()),
-            ("calls", tt.calls.to_string()),
-            ("errors", tt.errors.to_string()),
-            ("prompt_tokens", tt.prompt_tokens.to_string()),
-            ("completion_tokens", tt.completion_tokens.to_string()),
-            ("total_tokens", tt.total_tokens.to_string()),
-            ("spend_micros", tt.spend_micros.to_string()),
+            ("calls", tt.sums.calls.to_string()),
+            ("errors", tt.sums.errors.to_string()),
+            ("prompt_tokens", tt.sums.prompt_tokens.to_string()),
+            ("completion_tokens", tt.sums.completion_tokens.to_string()),
+            ("total_tokens", tt.sums.total_tokens.to_string()),
+            ("spend_micros", tt.sums.spend_micros.to_string()),
             ("spend_usd", tt.spend_usd.clone()),
         ]));
         for (section, lines) in [
@@ -568,11 +554,11 @@ impl Bill {
             "<section><h2>Totals</h2><table><tr><th class=\"n\">Spend</th><th class=\"n\">Calls</th><th class=\"n\">Errors</th><th class=\"n\">Prompt tokens</th><th class=\"n\">Completion tokens</th><th class=\"n\">Total tokens</th></tr>\
              <tr><td class=\"n\">${}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr></table></section>",
             e(&tt.spend_usd),
-            tt.calls,
-            tt.errors,
-            tt.prompt_tokens,
-            tt.completion_tokens,
-            tt.total_tokens
+            tt.sums.calls,
+            tt.sums.errors,
+            tt.sums.prompt_tokens,
+            tt.sums.completion_tokens,
+            tt.sums.total_tokens
         );
         for (title, what, lines) in [
             ("Spend by model", "Model", &self.by_model),
@@ -603,8 +589,8 @@ impl Bill {
             let _ = writeln!(
                 h,
                 "<tr class=\"sum\"><td>Total</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">${}</td></tr></table></section>",
-                tt.calls,
-                tt.total_tokens,
+                tt.sums.calls,
+                tt.sums.total_tokens,
                 e(&tt.spend_usd)
             );
         }

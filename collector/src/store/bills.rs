@@ -37,20 +37,20 @@ impl Scope<'_> {
     }
 }
 
-/// A scope's usage sums.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// A scope's usage sums (a bill's totals, which add the spend as dollar text).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Sums {
-    /// Records.
+    /// Calls (records).
     pub calls: i64,
-    /// Records of failed calls.
+    /// Calls that failed.
     pub errors: i64,
-    /// Prompt tokens.
+    /// Prompt tokens (including cached).
     pub prompt_tokens: i64,
-    /// Completion tokens.
+    /// Completion tokens (including reasoning).
     pub completion_tokens: i64,
-    /// Total tokens.
+    /// All tokens.
     pub total_tokens: i64,
-    /// Spend, micro-dollars.
+    /// Spend in micro-dollars.
     pub spend_micros: i64,
 }
 
