@@ -29,6 +29,7 @@ use crate::rollup::{
     DAY, GRAINS, Grain, HOUR, LATENCY, LatencyMetric, MONTH, TAGS, latency_bucket, schema,
 };
 use crate::state::AppState;
+use crate::store::reports;
 use crate::time::{iso, month_start_ms, parse_time};
 
 /// Query parameters shared by every analytics endpoint.
@@ -499,48 +500,29 @@ async fn idle_keys(
     who: &Principal,
 ) -> Result<Vec<(String, Option<i64>)>, ApiError> {
     let (org, department) = scope(q, who)?;
-    let mut f = Filter::default();
-    f.add("k.status = $?", Param::Text("active".into()));
-    for (v, cond) in [
-        (&org, "k.org_id = $?"),
-        (&department, "k.department_id = $?"),
-        (&q.project, "k.project_id = $?"),
-        (&q.group, "k.group_id = $?"),
-        (&q.user, "k.user_id = $?"),
-    ] {
-        if let Some(v) = v {
-            f.add(cond, Param::Text(v.clone()));
-        }
-    }
-    let sql = format!(
-        "SELECT k.id, k.org_id FROM api_keys k{} ORDER BY k.id",
-        f.sql
-    );
-    let keys = db.fetch(&sql, &f.params, "analytics idle keys").await?;
-    let mut last: BTreeMap<(String, String), i64> = BTreeMap::new();
-    if !keys.is_empty() {
-        let mut m = Filter::default();
-        if let Some(o) = &org {
-            m.add("org = $?", Param::Text(o.clone()));
-        }
-        let sql = format!(
-            "SELECT org, api_key_id, CAST(MAX(last_end_ms) AS BIGINT) FROM usage_rollup_month{} GROUP BY org, api_key_id",
-            m.sql
-        );
-        for r in &db
-            .fetch(&sql, &m.params, "analytics keys last used")
-            .await?
-        {
-            last.insert((get_str(r, 0)?, get_str(r, 1)?), get_i64(r, 2)?);
-        }
-    }
-    keys.iter()
-        .map(|r| {
-            let (id, org) = (get_str(r, 0)?, get_str(r, 1)?);
+    let keys = reports::active_keys(
+        db,
+        &reports::KeyFilter {
+            org: org.as_deref(),
+            department: department.as_deref(),
+            project: q.project.as_deref(),
+            group: q.group.as_deref(),
+            user: q.user.as_deref(),
+        },
+    )
+    .await?;
+    let last = if keys.is_empty() {
+        BTreeMap::new()
+    } else {
+        reports::keys_last_used(db, org.as_deref()).await?
+    };
+    Ok(keys
+        .into_iter()
+        .map(|(id, org)| {
             let l = last.get(&(org, id.clone())).copied();
-            Ok((id, l))
+            (id, l)
         })
-        .collect()
+        .collect())
 }
 
 /// Rows of (group, calls, spend) from `sql`, for the `outcomes` report (`what` names the
@@ -727,42 +709,12 @@ async fn src_bucket(
     }
 }
 
-/// The org-tree table holding the display names of a dimension's ids.
-fn names_table(by: &str) -> Option<(&'static str, &'static str)> {
-    Some(match by {
-        "org" => ("orgs", "name"),
-        "department" => ("departments", "name"),
-        "project" => ("projects", "name"),
-        "group" => ("user_groups", "name"),
-        "user" => ("users", "name"),
-        "key" => ("api_keys", "description"),
-        _ => return None,
-    })
-}
-
 /// id -> display name for a dimension (empty for dimensions without names).
 pub async fn unit_names(
     db: &crate::db::Db,
     by: &str,
 ) -> Result<BTreeMap<String, String>, ApiError> {
-    let Some((table, col)) = names_table(by) else {
-        return Ok(BTreeMap::new());
-    };
-    let rows = db
-        .fetch(
-            &format!("SELECT id, {col} FROM {table}"),
-            &[],
-            "reading unit names",
-        )
-        .await?;
-    let mut out = BTreeMap::new();
-    for r in &rows {
-        let (id, name) = (crate::db::get_str(r, 0)?, crate::db::get_str(r, 1)?);
-        if !name.trim().is_empty() {
-            out.insert(id, name);
-        }
-    }
-    Ok(out)
+    Ok(reports::unit_names(db, by).await?)
 }
 
 /// The name to show for an id: its org-tree name, else the id itself.
@@ -776,22 +728,7 @@ async fn unit_members(
     db: &crate::db::Db,
     by: &str,
 ) -> Result<Option<BTreeMap<String, i64>>, ApiError> {
-    let sql = match by {
-        "department" => {
-            "SELECT department_id, COUNT(*) FROM users WHERE department_id IS NOT NULL GROUP BY department_id"
-        }
-        "group" => {
-            "SELECT group_id, COUNT(DISTINCT user_id) FROM (SELECT group_id, user_id FROM group_members UNION SELECT group_id, id FROM users WHERE group_id IS NOT NULL) m GROUP BY group_id"
-        }
-        "org" => "SELECT org_id, COUNT(*) FROM users GROUP BY org_id",
-        _ => return Ok(None),
-    };
-    let rows = db.fetch(sql, &[], "counting unit members").await?;
-    let mut out = BTreeMap::new();
-    for r in &rows {
-        out.insert(crate::db::get_str(r, 0)?, get_i64(r, 1)?);
-    }
-    Ok(Some(out))
+    Ok(reports::unit_members(db, by).await?)
 }
 
 /// Compute one report.
@@ -1353,7 +1290,7 @@ async fn outcomes(
     let g = tag
         .clone()
         .unwrap_or_else(|| dimension(by).unwrap_or("model").to_owned());
-    let scores = feedback_scores(db, scope(q, who)?.0, "outcomes").await?;
+    let scores = reports::feedback_scores(db, scope(q, who)?.0.as_deref(), "outcomes").await?;
     let mut rated: BTreeMap<Option<String>, (i64, i64)> = BTreeMap::new();
     for (_, cols, score) in rated_in_filter(db, &f, &[&g], &scores, "outcomes").await? {
         let e = rated.entry(cols.into_iter().next().flatten()).or_default();
@@ -1556,7 +1493,7 @@ async fn routing_quality(
         g.shadow += get_i64(r, 4)?;
     }
     // Outcome scores of the rated auto calls in the filter, per group, tier and model.
-    let scores = feedback_scores(db, org.clone(), "routing_quality").await?;
+    let scores = reports::feedback_scores(db, org.as_deref(), "routing_quality").await?;
     let mut auto = f;
     auto.add("route_mode = $?", Param::Text("auto".into()));
     let cols = ["project", "route_tier", "provider", "model"];
@@ -1766,32 +1703,6 @@ async fn weights_of(
     }))
 }
 
-/// Each rated call's score in thousandths, per (org, record id), from the feedback of
-/// `org` (every org when `None`): a call rated several times counts once, with the mean
-/// of its ratings.
-async fn feedback_scores(
-    db: &crate::db::Db,
-    org: Option<String>,
-    what: &str,
-) -> Result<BTreeMap<(String, String), i64>, ApiError> {
-    let (fsql, fparams) = match org {
-        Some(o) => (" WHERE org = $1", vec![Param::Text(o)]),
-        None => ("", Vec::new()),
-    };
-    let sql = format!(
-        "SELECT org, record_id, CAST(SUM(score_milli) AS BIGINT), CAST(COUNT(*) AS BIGINT) FROM feedback{fsql} GROUP BY org, record_id"
-    );
-    let mut scores = BTreeMap::new();
-    for r in &db
-        .fetch(&sql, &fparams, &format!("analytics {what} (feedback)"))
-        .await?
-    {
-        let n = get_i64(r, 3)?.max(1);
-        scores.insert((get_str(r, 0)?, get_str(r, 1)?), get_i64(r, 2)? / n);
-    }
-    Ok(scores)
-}
-
 /// The rated calls (of `scores`) that are in the filter `f`: for each, its org, the
 /// values of `cols` (SQL over `usage_records`) and its score. Looked up by (org, id), 400
 /// calls a query, so the cost follows the rated calls, not every record.
@@ -1850,44 +1761,9 @@ fn mean_score(rated: i64, score_sum: i64) -> Value {
 /// their current window).
 async fn budgets(st: &AppState, q: &AnalyticsQuery, who: &Principal) -> Result<Table, ApiError> {
     let (org, dept) = scope(q, who)?;
-    let (filter, params) = match &org {
-        Some(o) => (" WHERE org_id = $1", vec![Param::Text(o.clone())]),
-        None => ("", vec![]),
-    };
-    let rows = st
-        .db
-        .fetch(
-            &format!(
-                "SELECT {} FROM budgets{filter} ORDER BY level, metric, period",
-                crate::store::budgets::BUDGET_COLS
-            ),
-            &params,
-            "listing budgets",
-        )
-        .await?;
-    let all: Vec<_> = rows
-        .iter()
-        .map(crate::store::budgets::budget_from_row)
-        .collect::<Result<_, _>>()?;
+    let all = crate::store::budgets::list(&st.db, org.as_deref()).await?;
     // Department of each project / group / user, to keep a department's budgets.
-    let mut dept_of: BTreeMap<(&'static str, String), Option<String>> = BTreeMap::new();
-    for (kind, table) in [
-        ("project", "projects"),
-        ("group", "user_groups"),
-        ("user", "users"),
-    ] {
-        for r in &st
-            .db
-            .fetch(
-                &format!("SELECT id, department_id FROM {table}"),
-                &[],
-                "reading the org tree",
-            )
-            .await?
-        {
-            dept_of.insert((kind, get_str(r, 0)?), get_opt_str(r, 1)?);
-        }
-    }
+    let dept_of = reports::departments_of_units(&st.db).await?;
     let level_dept = |l: &gaterouter::accounts::Level| -> Option<String> {
         let kind = l.kind.as_str();
         if kind == "department" {

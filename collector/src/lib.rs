@@ -38,7 +38,7 @@ pub mod auth; // bearer tokens and dashboard sessions
 pub mod db; // the pool over SQLite/PostgreSQL, migrations, parameter binding, the metrics it times
 pub mod error; // `ApiError`: the JSON error answer
 pub mod rollup; // hour/day/month rollup tables, their deltas and rebuild
-pub mod store; // typed SQL per stored thing: accounts, audit, bills, budgets, keys, learning, org tree, policies, sessions, usage
+pub mod store; // typed SQL per stored thing: accounts, audit, bills, budgets, keys, learning, org tree, policies, reports, sessions, usage
 pub mod util; // UUIDv7 ids, id and public-key checks, the secret key file write
 
 // Domain: verification, accounts, reports, and the state the handlers share.

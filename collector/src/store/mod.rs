@@ -11,6 +11,7 @@ pub mod keys;
 pub mod learning;
 pub mod orgtree;
 pub mod policy;
+pub mod reports;
 pub mod sessions;
 pub mod tokens;
 pub mod units;
