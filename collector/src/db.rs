@@ -823,6 +823,18 @@ pub(crate) fn bind_all(
     q
 }
 
+/// ` WHERE {col} = $1` and its parameter when `v` is set (one org, say), else no clause
+/// and no parameter.
+pub(crate) fn where_eq(col: &str, v: Option<&str>) -> (String, Vec<Param>) {
+    match v {
+        Some(v) => (
+            format!(" WHERE {col} = $1"),
+            vec![Param::Text(v.to_owned())],
+        ),
+        None => (String::new(), Vec::new()),
+    }
+}
+
 /// `$first, $first+1, ...`: `n` placeholders for an `IN (...)` list.
 pub(crate) fn in_list(first: usize, n: usize) -> String {
     (first..first + n)

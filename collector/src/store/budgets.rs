@@ -237,10 +237,7 @@ pub fn projected(s: &gaterouter::accounts::BudgetStatus, now_ms: u64) -> u64 {
 
 /// Every budget (of `org`, or of all orgs), by level, metric and period.
 pub(crate) async fn list(db: &crate::db::Db, org: Option<&str>) -> Result<Vec<BudgetRow>, DbError> {
-    let (filter, params) = match org {
-        Some(o) => (" WHERE org_id = $1", vec![Param::Text(o.to_owned())]),
-        None => ("", vec![]),
-    };
+    let (filter, params) = crate::db::where_eq("org_id", org);
     let rows = db
         .fetch(
             &format!("SELECT {BUDGET_COLS} FROM budgets{filter} ORDER BY level, metric, period"),
@@ -320,10 +317,7 @@ pub(crate) struct Alert {
 
 /// The newest 1000 alerts (of `org`, or of all orgs), newest first.
 pub(crate) async fn alerts(db: &crate::db::Db, org: Option<&str>) -> Result<Vec<Alert>, DbError> {
-    let (filter, params) = match org {
-        Some(o) => (" WHERE org_id = $1", vec![Param::Text(o.to_owned())]),
-        None => ("", vec![]),
-    };
+    let (filter, params) = crate::db::where_eq("org_id", org);
     let rows = db
         .fetch(&format!("SELECT budget_id, period_start_ms, threshold, org_id, level, ts_ms, used, limit_value, message FROM budget_alerts{filter} ORDER BY ts_ms DESC, threshold DESC LIMIT 1000"), &params, "listing alerts")
         .await?;

@@ -236,10 +236,7 @@ pub(crate) async fn revoke(
 /// The registered keys (of one org when `org` is set) with their versions, in id order.
 pub(crate) async fn list(db: &Db, org: Option<&str>) -> Result<Vec<KeyRow>, DbError> {
     use crate::db::{get_i64, get_opt_i64, get_opt_str, get_str};
-    let (filter, params) = match org {
-        Some(o) => (" WHERE k.org_id = $1", vec![Param::Text(o.to_owned())]),
-        None => ("", vec![]),
-    };
+    let (filter, params) = crate::db::where_eq("k.org_id", org);
     let sql = format!(
         "SELECT k.id, k.org_id, k.department_id, k.project_id, k.group_id, k.user_id, k.description, k.status, k.created_ms, k.revoked_ms, v.version, v.public_key, v.not_after_ms
          FROM api_keys k JOIN api_key_versions v ON v.api_key_id = k.id{filter} ORDER BY k.id, v.version"

@@ -110,10 +110,7 @@ pub async fn keys_last_used(
     db: &Db,
     org: Option<&str>,
 ) -> Result<BTreeMap<(String, String), i64>, DbError> {
-    let (filter, params) = match org {
-        Some(o) => (" WHERE org = $1", vec![Param::Text(o.to_owned())]),
-        None => ("", Vec::new()),
-    };
+    let (filter, params) = crate::db::where_eq("org", org);
     let sql = format!(
         "SELECT org, api_key_id, CAST(MAX(last_end_ms) AS BIGINT) FROM usage_rollup_month{filter} GROUP BY org, api_key_id"
     );
@@ -157,10 +154,7 @@ pub async fn feedback_scores(
     org: Option<&str>,
     what: &str,
 ) -> Result<BTreeMap<(String, String), i64>, DbError> {
-    let (filter, params) = match org {
-        Some(o) => (" WHERE org = $1", vec![Param::Text(o.to_owned())]),
-        None => ("", Vec::new()),
-    };
+    let (filter, params) = crate::db::where_eq("org", org);
     let sql = format!(
         "SELECT org, record_id, CAST(SUM(score_milli) AS BIGINT), CAST(COUNT(*) AS BIGINT) FROM feedback{filter} GROUP BY org, record_id"
     );
