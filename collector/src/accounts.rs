@@ -70,33 +70,13 @@ impl From<DbError> for AccountsError {
 impl AccountsError {
     /// 403 naming the rule and the level that set it.
     pub fn permission(d: Denial) -> Self {
-        AccountsError::Refused(
-            StatusCode::FORBIDDEN,
-            AccountsErrorBody {
-                code: "permission_denied".into(),
-                message: d.message,
-                rule: Some(d.rule),
-                level: Some(d.level),
-                budget: None,
-            },
-        )
+        AccountsError::Refused(StatusCode::FORBIDDEN, AccountsErrorBody::denied(d))
     }
     /// 402 naming the budget, its period, what is left and when it resets.
     pub fn budget(b: BudgetStatus, amount: u64) -> Self {
-        let need = match b.metric {
-            Metric::Usd => gaterouter::accounts::fmt_usd(amount),
-            Metric::Tokens => format!("{amount} tokens"),
-        };
-        let message = format!("{}; this call may cost up to {need}", b.describe());
         AccountsError::Refused(
             StatusCode::PAYMENT_REQUIRED,
-            AccountsErrorBody {
-                code: "budget_exceeded".into(),
-                message,
-                rule: None,
-                level: Some(b.level.clone()),
-                budget: Some(b),
-            },
+            AccountsErrorBody::budget_exceeded(b, amount),
         )
     }
 }

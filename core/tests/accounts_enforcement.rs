@@ -154,27 +154,18 @@ async fn reserve(State(s): State<Arc<Stub>>, headers: HeaderMap, uri: Uri, body:
     let v = {
         let mut policy = s.policy.lock().unwrap();
         if let Err(d) = policy.rules.check_model(&req.model, false) {
-            return error(
-                StatusCode::FORBIDDEN,
-                AccountsErrorBody {
-                    code: "permission_denied".into(),
-                    message: d.message,
-                    rule: Some(d.rule),
-                    level: Some(d.level),
-                    budget: None,
-                },
-            );
+            return error(StatusCode::FORBIDDEN, AccountsErrorBody::denied(d));
         }
-        if let Some(b) = policy.exceeded_budget(req.amount_micros, req.amount_tokens) {
+        let amount = req.amount_micros;
+        if let Some(b) = policy.exceeded_budget(amount, req.amount_tokens) {
+            let amount = if b.metric == Metric::Usd {
+                amount
+            } else {
+                req.amount_tokens
+            };
             return error(
                 StatusCode::PAYMENT_REQUIRED,
-                AccountsErrorBody {
-                    code: "budget_exceeded".into(),
-                    message: b.describe(),
-                    rule: None,
-                    level: None,
-                    budget: Some(b.clone()),
-                },
+                AccountsErrorBody::budget_exceeded(b.clone(), amount),
             );
         }
         for b in policy

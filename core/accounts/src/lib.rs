@@ -36,7 +36,10 @@ pub use policy::{
     EffectivePolicy, KeyScope, MAX_EXPLORE_PERMILLE, MAX_SHADOW_PERMILLE, RoutingPolicy,
     SignedWeights,
 };
-pub use protocol::{AccountsErrorBody, ReservationRequest, ReservationResponse, SettleRequest};
+pub use protocol::{
+    AccountsErrorBody, BUDGET_EXCEEDED, PERMISSION_DENIED, ReservationRequest, ReservationResponse,
+    SettleRequest,
+};
 pub use rules::{EffectiveRules, PolicyRules, Sourced, glob_match};
 
 pub use gaterouter_types::budget::{

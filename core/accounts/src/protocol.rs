@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{BudgetStatus, Level};
+use crate::{BudgetStatus, Denial, Level, Metric, fmt_usd};
 
 /// `POST /v1/reservations`: hold the maximum cost of one call against every budget of
 /// the key before the call. Idempotent on `reservation_id`.
@@ -74,4 +74,39 @@ pub struct AccountsErrorBody {
     /// Budget for `budget_exceeded`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<BudgetStatus>,
+}
+
+/// [`AccountsErrorBody::code`] of a refusal by a policy rule (HTTP 403).
+pub const PERMISSION_DENIED: &str = "permission_denied";
+/// [`AccountsErrorBody::code`] of a refusal by a hard budget (HTTP 402).
+pub const BUDGET_EXCEEDED: &str = "budget_exceeded";
+
+impl AccountsErrorBody {
+    /// A policy rule's refusal: the rule, the level that set it and its message.
+    pub fn denied(d: Denial) -> Self {
+        AccountsErrorBody {
+            code: PERMISSION_DENIED.into(),
+            message: d.message,
+            rule: Some(d.rule),
+            level: Some(d.level),
+            budget: None,
+        }
+    }
+
+    /// A hard budget's refusal of a call that may cost up to `amount` (micro-dollars or
+    /// tokens, by the budget's metric): the budget, its period, what is left and when it
+    /// resets.
+    pub fn budget_exceeded(b: BudgetStatus, amount: u64) -> Self {
+        let need = match b.metric {
+            Metric::Usd => fmt_usd(amount),
+            Metric::Tokens => format!("{amount} tokens"),
+        };
+        AccountsErrorBody {
+            code: BUDGET_EXCEEDED.into(),
+            message: format!("{}; this call may cost up to {need}", b.describe()),
+            rule: None,
+            level: Some(b.level.clone()),
+            budget: Some(b),
+        }
+    }
 }

@@ -20,8 +20,8 @@ use serde::de::DeserializeOwned;
 
 use super::request_auth;
 use super::{
-    AccountsErrorBody, BudgetStatus, EffectivePolicy, Enforcement, Metric, ReservationRequest,
-    ReservationResponse, SettleRequest,
+    AccountsErrorBody, BUDGET_EXCEEDED, BudgetStatus, EffectivePolicy, Enforcement, Metric,
+    PERMISSION_DENIED, ReservationRequest, ReservationResponse, SettleRequest,
 };
 use crate::config::PolicyConfig;
 use crate::error::{Error, Result};
@@ -555,14 +555,14 @@ fn refusal(status: u16, bytes: &[u8], method: &str, path: &str) -> Error {
         .ok()
         .map(|w| w.error);
     match (status, body) {
-        (_, Some(b)) if b.code == "budget_exceeded" && b.budget.is_some() => {
+        (_, Some(b)) if b.code == BUDGET_EXCEEDED && b.budget.is_some() => {
             let message = b.message.clone();
             match b.budget {
                 Some(budget) => Error::budget(budget, Some(&message)),
                 None => Error::invalid_response("collector", Some(status), message),
             }
         }
-        (_, Some(b)) if b.code == "permission_denied" => Error::Permission {
+        (_, Some(b)) if b.code == PERMISSION_DENIED => Error::Permission {
             rule: b.rule.unwrap_or_else(|| "policy".into()),
             level: b.level,
             message: b.message,
