@@ -38,12 +38,12 @@ pub mod auth; // bearer tokens and dashboard sessions
 pub mod db; // the pool over SQLite/PostgreSQL, migrations, parameter binding, the metrics it times
 pub mod error; // `ApiError`: the JSON error answer
 pub mod rollup; // hour/day/month rollup tables, their deltas and rebuild
-pub mod store; // typed SQL per stored thing: accounts, audit, bills, budgets, keys, learning, org tree, policies, reports, sessions, usage
+pub mod store; // typed SQL per stored thing: accounts, analytics queries, audit, bills, budgets, keys, learning, org tree, policies, reports, sessions, usage
 pub mod util; // UUIDv7 ids, id and public-key checks, the secret key file write
 
 // Domain: verification, accounts, reports, and the state the handlers share.
 pub mod accounts; // reserve, settle; ingest's budget hooks and org-tree check
-pub mod analytics; // the reports of `/v1/analytics/{report}` (query building and tables)
+pub mod analytics; // the reports of `/v1/analytics/{report}`: request checks, tables (queries in store::analytics)
 pub mod bills; // a month's bill (JSON/CSV/HTML)
 pub mod conns; // open connections: the cap and idle eviction
 pub mod ingest; // verify, price and store a batch of signed records

@@ -9,7 +9,7 @@ use serde_json::Value;
 use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
 
-use crate::db::{Backend, DbError, Param, bind_all, dberr, get_i64, get_str, in_list};
+use crate::db::{Backend, Db, DbError, Param, bind_all, dberr, get_i64, get_str, in_list};
 
 /// A stored budget.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +107,20 @@ pub async fn budgets_at(
         .await
         .map_err(dberr("reading budgets"))?;
     rows.iter().map(budget_from_row).collect()
+}
+
+/// [`statuses`] on a connection of the pool (for reports, outside a transaction).
+pub async fn statuses_now(
+    db: &Db,
+    budgets: &[BudgetRow],
+    now_ms: u64,
+) -> Result<Vec<BudgetStatus>, DbError> {
+    let mut conn = db
+        .pool
+        .acquire()
+        .await
+        .map_err(dberr("acquiring a connection"))?;
+    statuses(&mut conn, budgets, now_ms).await
 }
 
 /// Where each budget stands at `now_ms`: used in its current window, reserved by open

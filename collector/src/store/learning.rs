@@ -88,6 +88,18 @@ pub async fn learning_orgs(db: &Db) -> Result<Vec<String>, DbError> {
     rows.iter().map(|r| get_str(r, 0)).collect()
 }
 
+/// Every org with learned weights or a learning run.
+pub async fn orgs_with_weights_or_runs(db: &Db) -> Result<Vec<String>, DbError> {
+    let rows = db
+        .fetch(
+            "SELECT org FROM routing_weights UNION SELECT org FROM routing_learn_runs",
+            &[],
+            "listing orgs with learned weights or runs",
+        )
+        .await?;
+    rows.iter().map(|r| get_str(r, 0)).collect()
+}
+
 /// Set an org's learning switch, exploration and shadow sampling; the salt and bits are
 /// chosen once, at the first change, and kept (learned weights depend on them).
 pub async fn put_settings(
