@@ -406,17 +406,18 @@ pub async fn run_report(
                 "spend_per_active_user_micros",
                 "denials",
             ]);
+            let c = m.sums;
             let per_user = match m.active_users {
                 0 => Value::Null,
-                n => json!(m.spend_micros / n),
+                n => json!(c.spend_micros / n),
             };
             t.rows.push(vec![
-                json!(m.calls),
-                json!(m.errors),
-                json!(m.prompt_tokens),
-                json!(m.completion_tokens),
-                json!(m.total_tokens),
-                json!(m.spend_micros),
+                json!(c.calls),
+                json!(c.errors),
+                json!(c.prompt_tokens),
+                json!(c.completion_tokens),
+                json!(c.total_tokens),
+                json!(c.spend_micros),
                 json!(m.client_cost_micros),
                 json!(m.cost_mismatches),
                 json!(m.active_users),

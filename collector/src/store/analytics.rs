@@ -8,10 +8,13 @@
 
 use std::collections::BTreeMap;
 
+use sqlx::any::AnyRow;
+
 use crate::db::{Db, DbError, Param, get_i64, get_opt_i64, get_opt_str, get_str};
 use crate::rollup::{
     DAY, GRAINS, Grain, HOUR, LATENCY, LatencyMetric, MONTH, TAGS, latency_bucket, schema,
 };
+use crate::store::bills::Sums;
 use crate::time::{iso, month_of_ms, month_start_ms};
 
 /// What a report reads: calls started in `from`..`to` (Unix ms, `to` exclusive) of the
@@ -318,14 +321,19 @@ impl Source {
         }
     }
 
-    /// Run `sql` over these rows.
-    async fn fetch(
+    /// Run `sql` over these rows and read each result row with `read`.
+    async fn rows<T>(
         &self,
         db: &Db,
         sql: &str,
         report: &str,
-    ) -> Result<Vec<sqlx::any::AnyRow>, DbError> {
-        db.fetch(sql, &self.params, &self.what(report)).await
+        read: impl Fn(&AnyRow) -> Result<T, DbError>,
+    ) -> Result<Vec<T>, DbError> {
+        db.fetch(sql, &self.params, &self.what(report))
+            .await?
+            .iter()
+            .map(read)
+            .collect()
     }
 
     /// The SQL of bucket `b` over these rows (months over a ms grain become a `CASE`
@@ -361,8 +369,13 @@ fn sums(cols: &[&str]) -> String {
         .join(", ")
 }
 
-/// Columns `from..=to` of a row, as integers.
-fn ints<const N: usize>(r: &sqlx::any::AnyRow, from: usize) -> Result<[i64; N], DbError> {
+/// The first `N` columns of a row, as integers.
+fn ints<const N: usize>(r: &AnyRow) -> Result<[i64; N], DbError> {
+    ints_from(r, 0)
+}
+
+/// `N` columns of a row from column `from`, as integers.
+fn ints_from<const N: usize>(r: &AnyRow, from: usize) -> Result<[i64; N], DbError> {
     let mut out = [0; N];
     for (i, v) in out.iter_mut().enumerate() {
         *v = get_i64(r, from + i)?;
@@ -373,18 +386,8 @@ fn ints<const N: usize>(r: &sqlx::any::AnyRow, from: usize) -> Result<[i64; N], 
 /// The `summary` figures of a selection.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Summary {
-    /// Calls.
-    pub calls: i64,
-    /// Failed calls.
-    pub errors: i64,
-    /// Prompt tokens.
-    pub prompt_tokens: i64,
-    /// Completion tokens.
-    pub completion_tokens: i64,
-    /// All tokens.
-    pub total_tokens: i64,
-    /// Spend (micro-USD).
-    pub spend_micros: i64,
+    /// Calls, errors, tokens and spend.
+    pub sums: Sums,
     /// The clients' own cost figures (micro-USD).
     pub client_cost_micros: i64,
     /// Calls whose client cost differed from the collector's.
@@ -415,30 +418,34 @@ pub async fn summary(db: &Db, s: &Selection) -> Result<Summary, DbError> {
         sums(&["denials"]),
         src.from
     );
-    let rows = src.fetch(db, &sql, "summary").await?;
-    let Some(r) = rows.first() else {
+    let rows = src.rows(db, &sql, "summary", ints::<11>).await?;
+    let Some(
+        &[
+            calls,
+            errors,
+            prompt_tokens,
+            completion_tokens,
+            total_tokens,
+            spend_micros,
+            client_cost_micros,
+            cost_mismatches,
+            active_users,
+            active_keys,
+            denials,
+        ],
+    ) = rows.first()
+    else {
         return Ok(Summary::default());
     };
-    let [
-        calls,
-        errors,
-        prompt_tokens,
-        completion_tokens,
-        total_tokens,
-        spend_micros,
-        client_cost_micros,
-        cost_mismatches,
-        active_users,
-        active_keys,
-        denials,
-    ] = ints::<11>(r, 0)?;
     Ok(Summary {
-        calls,
-        errors,
-        prompt_tokens,
-        completion_tokens,
-        total_tokens,
-        spend_micros,
+        sums: Sums {
+            calls,
+            errors,
+            prompt_tokens,
+            completion_tokens,
+            total_tokens,
+            spend_micros,
+        },
         client_cost_micros,
         cost_mismatches,
         active_users,
@@ -476,21 +483,18 @@ pub async fn timeseries(
         src.from
     );
     let off = usize::from(by.is_some());
-    src.fetch(db, &sql, "timeseries")
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(SeriesRow {
-                bucket: get_i64(r, 0)?,
-                group: if by.is_some() {
-                    get_opt_str(r, 1)?
-                } else {
-                    None
-                },
-                sums: ints(r, 1 + off)?,
-            })
+    src.rows(db, &sql, "timeseries", |r| {
+        Ok(SeriesRow {
+            bucket: get_i64(r, 0)?,
+            group: if by.is_some() {
+                get_opt_str(r, 1)?
+            } else {
+                None
+            },
+            sums: ints_from(r, 1 + off)?,
         })
-        .collect()
+    })
+    .await
 }
 
 /// One `breakdown` row.
@@ -531,21 +535,18 @@ pub async fn breakdown(
         src.from
     );
     let off = usize::from(bucket.is_some());
-    src.fetch(db, &sql, "breakdown")
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(GroupRow {
-                bucket: if bucket.is_some() {
-                    Some(get_i64(r, 0)?)
-                } else {
-                    None
-                },
-                group: get_opt_str(r, off)?,
-                sums: ints(r, 1 + off)?,
-            })
+    src.rows(db, &sql, "breakdown", |r| {
+        Ok(GroupRow {
+            bucket: if bucket.is_some() {
+                Some(get_i64(r, 0)?)
+            } else {
+                None
+            },
+            group: get_opt_str(r, off)?,
+            sums: ints_from(r, 1 + off)?,
         })
-        .collect()
+    })
+    .await
 }
 
 /// The members with the most spend: (member, [calls, total tokens, spend]), at most
@@ -561,11 +562,10 @@ pub async fn users(
         sums(&["calls", "total_tokens", "spend_micros"]),
         src.from
     );
-    src.fetch(db, &sql, "users")
-        .await?
-        .iter()
-        .map(|r| Ok((get_opt_str(r, 0)?, ints(r, 1)?)))
-        .collect()
+    src.rows(db, &sql, "users", |r| {
+        Ok((get_opt_str(r, 0)?, ints_from(r, 1)?))
+    })
+    .await
 }
 
 /// One `models` row.
@@ -593,17 +593,14 @@ pub async fn models(db: &Db, s: &Selection) -> Result<Vec<ModelRow>, DbError> {
         ]),
         src.from
     );
-    src.fetch(db, &sql, "models")
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(ModelRow {
-                provider: get_opt_str(r, 0)?,
-                model: get_opt_str(r, 1)?,
-                sums: ints(r, 2)?,
-            })
+    src.rows(db, &sql, "models", |r| {
+        Ok(ModelRow {
+            provider: get_opt_str(r, 0)?,
+            model: get_opt_str(r, 1)?,
+            sums: ints_from(r, 2)?,
         })
-        .collect()
+    })
+    .await
 }
 
 /// One `keys` row.
@@ -625,17 +622,14 @@ pub async fn keys(db: &Db, s: &Selection, limit: i64) -> Result<Vec<KeyRow>, DbE
         sums(&["calls", "errors", "spend_micros", "total_tokens", "denials"]),
         src.from
     );
-    src.fetch(db, &sql, "keys")
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(KeyRow {
-                key: get_opt_str(r, 0)?,
-                last_end_ms: get_i64(r, 1)?,
-                sums: ints(r, 2)?,
-            })
+    src.rows(db, &sql, "keys", |r| {
+        Ok(KeyRow {
+            key: get_opt_str(r, 0)?,
+            last_end_ms: get_i64(r, 1)?,
+            sums: ints_from(r, 2)?,
         })
-        .collect()
+    })
+    .await
 }
 
 /// Per routing tier (else routing mode, else `none`): [calls, spend, the strongest
@@ -653,11 +647,10 @@ pub async fn tiers(db: &Db, s: &Selection) -> Result<Vec<(Option<String>, [i64; 
         ]),
         src.from
     );
-    src.fetch(db, &sql, "routing")
-        .await?
-        .iter()
-        .map(|r| Ok((get_opt_str(r, 0)?, ints(r, 1)?)))
-        .collect()
+    src.rows(db, &sql, "routing", |r| {
+        Ok((get_opt_str(r, 0)?, ints_from(r, 1)?))
+    })
+    .await
 }
 
 /// One `errors` row: calls that did not succeed, per status, provider and model.
@@ -684,19 +677,16 @@ pub async fn errors(db: &Db, s: &Selection, limit: i64) -> Result<Vec<ErrorRow>,
         sums(&["calls"]),
         src.from
     );
-    src.fetch(db, &sql, "errors")
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(ErrorRow {
-                status: get_str(r, 0)?,
-                provider: get_opt_str(r, 1)?,
-                model: get_opt_str(r, 2)?,
-                calls: get_i64(r, 3)?,
-                last_start_ms: get_i64(r, 4)?,
-            })
+    src.rows(db, &sql, "errors", |r| {
+        Ok(ErrorRow {
+            status: get_str(r, 0)?,
+            provider: get_opt_str(r, 1)?,
+            model: get_opt_str(r, 2)?,
+            calls: get_i64(r, 3)?,
+            last_start_ms: get_i64(r, 4)?,
         })
-        .collect()
+    })
+    .await
 }
 
 /// One `denials` row: policy-denied calls per department, member, key, provider and
@@ -728,21 +718,18 @@ pub async fn denials(db: &Db, s: &Selection, limit: i64) -> Result<Vec<DenialRow
         sums(&["calls"]),
         src.from
     );
-    src.fetch(db, &sql, "denials")
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(DenialRow {
-                department: get_opt_str(r, 0)?,
-                user: get_opt_str(r, 1)?,
-                key: get_opt_str(r, 2)?,
-                provider: get_opt_str(r, 3)?,
-                model: get_opt_str(r, 4)?,
-                denials: get_i64(r, 5)?,
-                last_start_ms: get_i64(r, 6)?,
-            })
+    src.rows(db, &sql, "denials", |r| {
+        Ok(DenialRow {
+            department: get_opt_str(r, 0)?,
+            user: get_opt_str(r, 1)?,
+            key: get_opt_str(r, 2)?,
+            provider: get_opt_str(r, 3)?,
+            model: get_opt_str(r, 4)?,
+            denials: get_i64(r, 5)?,
+            last_start_ms: get_i64(r, 6)?,
         })
-        .collect()
+    })
+    .await
 }
 
 /// One latency histogram bucket of a group.
@@ -781,7 +768,7 @@ pub async fn latency(db: &Db, s: &Selection, by: Column) -> Result<Vec<LatencyRo
             let Some(metric) = LatencyMetric::parse(&get_str(r, 1)?) else {
                 continue;
             };
-            let [le_ms, calls, errors] = ints(r, 2)?;
+            let [le_ms, calls, errors] = ints_from(r, 2)?;
             out.push(LatencyRow {
                 group: get_opt_str(r, 0)?,
                 metric,
@@ -801,7 +788,7 @@ pub async fn latency(db: &Db, s: &Selection, by: Column) -> Result<Vec<LatencyRo
             "SELECT {d}, {col}, COUNT(*), CAST(SUM(is_error) AS BIGINT) FROM usage_records{w}{and} {col} IS NOT NULL GROUP BY 1, 2"
         );
         for r in &db.fetch(&sql, &raw.params, "analytics latency").await? {
-            let [ms, calls, errors] = ints(r, 1)?;
+            let [ms, calls, errors] = ints_from(r, 1)?;
             out.push(LatencyRow {
                 group: get_opt_str(r, 0)?,
                 metric,
@@ -994,22 +981,19 @@ pub async fn auto_calls(db: &Db, s: &Selection) -> Result<Vec<(AutoCall, [i64; 4
         ]),
         src.from
     );
-    src.fetch(db, &sql, "routing_quality")
-        .await?
-        .iter()
-        .map(|r| {
-            Ok((
-                AutoCall {
-                    org: get_str(r, 0)?,
-                    project: get_opt_str(r, 1)?,
-                    tier: get_opt_str(r, 2)?.unwrap_or_default(),
-                    provider: get_opt_str(r, 3)?.unwrap_or_default(),
-                    model: get_opt_str(r, 4)?.unwrap_or_default(),
-                },
-                ints(r, 5)?,
-            ))
-        })
-        .collect()
+    src.rows(db, &sql, "routing_quality", |r| {
+        Ok((
+            AutoCall {
+                org: get_str(r, 0)?,
+                project: get_opt_str(r, 1)?,
+                tier: get_opt_str(r, 2)?.unwrap_or_default(),
+                provider: get_opt_str(r, 3)?.unwrap_or_default(),
+                model: get_opt_str(r, 4)?.unwrap_or_default(),
+            },
+            ints_from(r, 5)?,
+        ))
+    })
+    .await
 }
 
 /// The rated `auto`-routed calls in the selection: each one's place and score.
@@ -1093,7 +1077,7 @@ pub async fn learner_log(
     db.fetch(&sql, &params, "analytics routing_quality (route features)")
         .await?
         .iter()
-        .map(|r| Ok((get_str(r, 0)?, get_opt_str(r, 1)?, ints(r, 2)?)))
+        .map(|r| Ok((get_str(r, 0)?, get_opt_str(r, 1)?, ints_from(r, 2)?)))
         .collect()
 }
 
