@@ -22,7 +22,7 @@ use gaterouter::accounts::{
 };
 use gaterouter::config::{Identity, WhenUnreachable};
 use gaterouter::pricing::Catalog;
-use gaterouter::usage::{BatchResponse, generate_key, unix_ms_now};
+use gaterouter::usage::{BatchResponse, ManualClock, generate_key, unix_ms_now};
 use gaterouter::{ChatRequest, Client, Config, ErrorKind, Message};
 use gaterouter_emulator::EmulatorHandle;
 use serde_json::{Value, json};
@@ -840,35 +840,6 @@ async fn offline_a_budget_spent_in_a_window_that_has_ended_is_full_again() {
     );
     assert_eq!(provider_calls(&e.emu), 1);
     e.emu.shutdown().await;
-}
-
-/// A clock moved by hand: its instants and its calendar move together.
-struct ManualClock {
-    start: std::time::Instant,
-    unix0: u64,
-    offset: Mutex<Duration>,
-}
-
-impl ManualClock {
-    fn new() -> Self {
-        ManualClock {
-            start: std::time::Instant::now(),
-            unix0: unix_ms_now(),
-            offset: Mutex::new(Duration::ZERO),
-        }
-    }
-    fn advance(&self, by: Duration) {
-        *self.offset.lock().unwrap() += by;
-    }
-}
-
-impl gaterouter::usage::uploader::Clock for ManualClock {
-    fn now(&self) -> std::time::Instant {
-        self.start + *self.offset.lock().unwrap()
-    }
-    fn unix_ms(&self) -> u64 {
-        self.unix0 + self.offset.lock().unwrap().as_millis() as u64
-    }
 }
 
 #[tokio::test]

@@ -3,11 +3,14 @@
 //! The bindings build their clients here: the SDK that usage records and the
 //! `User-Agent` name, and the reporter's initial link state (a phone app launched in
 //! the background or offline), which must be in force before the usage reporter task
-//! starts: set after construction, a first batch could already be on its way.
+//! starts: set after construction, a first batch could already be on its way. Tests
+//! (and replays) also set the clock the client's usage reporter and policy client read.
+
+use std::sync::Arc;
 
 use crate::config::Config;
 use crate::error::Result;
-use crate::usage::{LinkState, NetworkClass, SdkInfo};
+use crate::usage::{Clock, LinkState, NetworkClass, SdkInfo, SystemClock};
 
 use super::Client;
 
@@ -18,6 +21,7 @@ pub struct ClientBuilder {
     config: Config,
     sdk: SdkInfo,
     link: LinkState,
+    clock: Arc<dyn Clock>,
 }
 
 impl ClientBuilder {
@@ -28,6 +32,7 @@ impl ClientBuilder {
             config,
             sdk: SdkInfo::rust(),
             link: LinkState::default(),
+            clock: Arc::new(SystemClock),
         }
     }
 
@@ -66,10 +71,20 @@ impl ClientBuilder {
         self
     }
 
+    /// Where the client's usage pipeline and policy client read "now" (default the
+    /// system clock): the reporter's batch ages, backoff and retries, feedback
+    /// timestamps, the delivery report's ages, the policy cache's lifetime, budget
+    /// windows and signed requests' timestamps. A [`crate::usage::ManualClock`] lets a
+    /// test move them without sleeping.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Validate the config and start the client (its reporter and policy fetch need a
     /// tokio runtime when a collector is configured: build inside one).
     pub fn build(self) -> Result<Client> {
-        Client::build(self.config, self.sdk, self.link)
+        Client::build(self.config, self.sdk, self.link, self.clock)
     }
 }
 
@@ -144,6 +159,51 @@ mod tests {
         assert!(
             hits.load(Ordering::SeqCst) > 0,
             "resumed: the waiting record is sent"
+        );
+        let _ = c.close(Duration::ZERO).await;
+    }
+
+    /// The reporter reads the builder's clock: a batch waits for its age on that clock,
+    /// not on the wall's (60 s here, which the test never sleeps).
+    #[tokio::test]
+    async fn the_usage_reporter_reads_the_builders_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let hits = Arc::new(AtomicUsize::new(0));
+        tokio::spawn({
+            let hits = hits.clone();
+            async move {
+                while let Ok((sock, _)) = listener.accept().await {
+                    hits.fetch_add(1, Ordering::SeqCst);
+                    drop(sock);
+                }
+            }
+        });
+        let mut cfg = records_config(dir.path());
+        cfg.reporting.collector_url = Some(url);
+        cfg.reporting.batch_max_age_ms = 60_000;
+        cfg.policy.enforce = crate::config::EnforceMode::Off;
+        let clock = Arc::new(crate::usage::ManualClock::new());
+        let c = Client::builder(cfg).clock(clock.clone()).build().unwrap();
+        let _ = c.chat(ask("openai/gpt-4o-mini")).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            hits.load(Ordering::SeqCst),
+            0,
+            "one record, 0 s old on the client's clock: the batch waits"
+        );
+        clock.advance(Duration::from_secs(61));
+        let _ = c.chat(ask("openai/gpt-4o-mini")).await;
+        for _ in 0..300 {
+            if hits.load(Ordering::SeqCst) > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            hits.load(Ordering::SeqCst) > 0,
+            "61 s later on the client's clock the batch is sent"
         );
         let _ = c.close(Duration::ZERO).await;
     }

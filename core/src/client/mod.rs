@@ -134,7 +134,12 @@ impl Client {
     /// and `identity.api_key_id` are configured; without either, and with no
     /// `collector_url`, the client works and writes no records (logged once at `info`).
     /// With a `collector_url`, missing key or id is a config error.
-    fn build(config: Config, sdk: SdkInfo, link: LinkState) -> Result<Self> {
+    fn build(
+        config: Config,
+        sdk: SdkInfo,
+        link: LinkState,
+        clock: Arc<dyn crate::usage::Clock>,
+    ) -> Result<Self> {
         config.validate("config")?;
         let providers = config.resolved_providers("config")?;
         // reqwest is built without a default TLS crypto provider so the core does not
@@ -160,9 +165,9 @@ impl Client {
             None => Scorer::builtin()?,
         };
         let health = Health::new(config.routing.circuit_breaker.clone());
-        let recorder = start_recorder(&config, sdk, link)?;
+        let recorder = start_recorder(&config, sdk, link, clock.clone())?;
         let config_window_ms = config.routing.implicit_feedback_window_ms;
-        let policy = start_policy(&config, &http)?;
+        let policy = start_policy(&config, &http)?.map(|p| p.with_clock(clock));
         let client = Client {
             inner: Arc::new(Inner {
                 config,

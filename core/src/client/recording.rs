@@ -376,6 +376,7 @@ pub(super) fn start_recorder(
     config: &Config,
     sdk: SdkInfo,
     link: LinkState,
+    clock: Arc<dyn crate::usage::Clock>,
 ) -> Result<Option<Recorder>> {
     let rep = &config.reporting;
     if rep.mode == ReportingMode::Off {
@@ -390,7 +391,7 @@ pub(super) fn start_recorder(
         return Ok(None);
     }
     let signer = rep.load_signer().map_err(usage_error)?;
-    Recorder::start_linked(rep, &config.identity, sdk, Some(signer), link)
+    Recorder::start_linked(rep, &config.identity, sdk, Some(signer), link, clock)
         .map(Some)
         .map_err(usage_error)
 }

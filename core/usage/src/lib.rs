@@ -76,6 +76,7 @@ pub use recorder::{DeliveryReport, FlushOutcome, Recorder};
 pub use reporter::{BatchResponse, LinkState, NetworkClass, Rejected};
 pub use signing::{UsageSigner, generate_key};
 pub use spool::{Spool, SpoolOptions, SpoolStatus};
+pub use uploader::{Clock, ManualClock, SystemClock};
 
 pub use config::{DEFAULT_SIGNING_KEY_ENV, KeySource, ReportingConfig, ReportingMode};
 pub use gaterouter_types::identity::Identity;

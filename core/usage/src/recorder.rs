@@ -14,10 +14,11 @@ use crate::config::{DEFAULT_SLOTS, ReportingConfig, ReportingMode, default_spool
 use crate::delivery::{self, RefusalCount};
 use crate::error::{UsageError, cfg_err};
 use crate::feedback::{FeedbackInput, FeedbackRecord};
-use crate::record::{RecordId, SdkInfo, UsageRecord, UsageRecordInput, unix_ms_now};
+use crate::record::{RecordId, SdkInfo, UsageRecord, UsageRecordInput};
 use crate::reporter::{self, LinkState, NetworkClass};
 use crate::signing::{self, UsageSigner};
 use crate::spool::{Spool, SpoolOptions, SpoolStatus};
+use crate::uploader::{Clock, SystemClock};
 use gaterouter_types::identity::Identity;
 
 /// Result of a flush.
@@ -95,6 +96,8 @@ struct Inner {
     link: tokio::sync::watch::Sender<LinkState>,
     closed: AtomicBool,
     cfg: ReportingConfig,
+    /// "Now" for the reporter, feedback timestamps and pending ages.
+    clock: Arc<dyn Clock>,
 }
 
 /// The usage pipeline handle: signer, seq counter, spool and reporter task. Cheap to
@@ -123,18 +126,30 @@ impl Recorder {
         sdk: SdkInfo,
         signer: Option<UsageSigner>,
     ) -> Result<Recorder, UsageError> {
-        Self::start_linked(cfg, identity, sdk, signer, LinkState::default())
+        Self::start_linked(
+            cfg,
+            identity,
+            sdk,
+            signer,
+            LinkState::default(),
+            Arc::new(SystemClock),
+        )
     }
 
     /// [`Recorder::start_with`] with the link state the reporter starts in (an app
     /// launched in the background, offline): set before the reporter task exists, so it
-    /// never sends a batch the app would not have allowed.
+    /// never sends a batch the app would not have allowed; and the clock the reporter
+    /// (batch age, backoff, dead-letter retries), feedback timestamps and the delivery
+    /// report's ages read ([`SystemClock`] in production, a [`ManualClock`] in tests).
+    ///
+    /// [`ManualClock`]: crate::uploader::ManualClock
     pub fn start_linked(
         cfg: &ReportingConfig,
         identity: &Identity,
         sdk: SdkInfo,
         signer: Option<UsageSigner>,
         link: LinkState,
+        clock: Arc<dyn Clock>,
     ) -> Result<Recorder, UsageError> {
         cfg.validate()?;
         let mut spool = None;
@@ -174,14 +189,21 @@ impl Recorder {
                     initial_backoff: Duration::from_millis(cfg.retry_initial_backoff_ms),
                     max_backoff: Duration::from_millis(cfg.retry_max_backoff_ms),
                 };
-                let h = reporter::spawn(sp.clone(), opts, link.subscribe(), delivery.clone(), &rt)
-                    .map_err(|e| {
-                        cfg_err(
-                            "collector_url",
-                            format!("cannot build the HTTP client: {e}"),
-                            "check the TLS setup",
-                        )
-                    })?;
+                let h = reporter::spawn(
+                    sp.clone(),
+                    opts,
+                    link.subscribe(),
+                    delivery.clone(),
+                    &rt,
+                    clock.clone(),
+                )
+                .map_err(|e| {
+                    cfg_err(
+                        "collector_url",
+                        format!("cannot build the HTTP client: {e}"),
+                        "check the TLS setup",
+                    )
+                })?;
                 reporter = Some(h);
             }
             spool = Some(sp);
@@ -210,6 +232,7 @@ impl Recorder {
                 link,
                 closed: AtomicBool::new(false),
                 cfg: cfg.clone(),
+                clock,
             }),
         })
     }
@@ -236,7 +259,14 @@ impl Recorder {
     pub fn feedback(&self, input: FeedbackInput) -> Result<RecordId, UsageError> {
         let sdk = &self.inner.sdk;
         self.sign_and_spool(|identity, seq| {
-            FeedbackRecord::build(input, identity, sdk, RecordId::new_v7(), seq, unix_ms_now())
+            FeedbackRecord::build(
+                input,
+                identity,
+                sdk,
+                RecordId::new_v7(),
+                seq,
+                self.inner.clock.unix_ms(),
+            )
         })
     }
 
@@ -358,7 +388,7 @@ impl Recorder {
             oldest_pending_age_ms: if st.pending_records == 0 {
                 None
             } else {
-                oldest_pending_age_ms(spool)
+                oldest_pending_age_ms(spool, self.inner.clock.unix_ms())
             },
             last_error: st.last_error,
             spool_dir: Some(st.dir),
@@ -562,8 +592,8 @@ impl Drop for Inner {
     }
 }
 
-/// Age of the first pending record, from its `ts_end`.
-fn oldest_pending_age_ms(spool: &Spool) -> Option<u64> {
+/// Age at `now_ms` of the first pending record, from its `ts_end`.
+fn oldest_pending_age_ms(spool: &Spool, now_ms: u64) -> Option<u64> {
     #[derive(Deserialize)]
     struct End {
         // Feedback records carry their one timestamp as `ts`.
@@ -573,7 +603,7 @@ fn oldest_pending_age_ms(spool: &Spool) -> Option<u64> {
     let batch = spool.read_batch(1, u64::MAX).ok()?;
     let first = batch.records.first()?;
     let end: End = serde_json::from_slice(&first.payload).ok()?;
-    Some(unix_ms_now().saturating_sub(end.ts_end))
+    Some(now_ms.saturating_sub(end.ts_end))
 }
 
 fn open_spool(cfg: &ReportingConfig, identity: &Identity) -> Result<Arc<Spool>, UsageError> {

@@ -44,9 +44,7 @@ use super::spool::{Batch, Spool};
 pub use super::uploader::{
     BatchResponse, LinkState, MAX_BATCH_BYTES, MAX_UNACKNOWLEDGED_ROUNDS, NetworkClass, Rejected,
 };
-use super::uploader::{
-    Clock, Resolution, Resolved, SystemClock, Task, UploadOutcome, UploadPolicy, Uploader,
-};
+use super::uploader::{Clock, Resolution, Resolved, Task, UploadOutcome, UploadPolicy, Uploader};
 use gaterouter_types::backoff::{ExponentialBackoff, Jitter, ThreadJitter};
 
 /// Reporter settings (resolved from [`super::ReportingConfig`]).
@@ -102,13 +100,14 @@ pub(crate) struct ReporterHandle {
 
 type Link = tokio::sync::watch::Receiver<LinkState>;
 
-/// Start the reporter on the system clock and the thread RNG.
+/// Start the reporter on `clock` and the thread RNG.
 pub(crate) fn spawn(
     spool: Arc<Spool>,
     opts: ReporterOptions,
     link: Link,
     delivery: Arc<Delivery>,
     rt: &tokio::runtime::Handle,
+    clock: Arc<dyn Clock>,
 ) -> Result<ReporterHandle, reqwest::Error> {
     spawn_with(
         spool,
@@ -116,7 +115,7 @@ pub(crate) fn spawn(
         link,
         delivery,
         rt,
-        Arc::new(SystemClock),
+        clock,
         Box::new(ThreadJitter),
     )
 }

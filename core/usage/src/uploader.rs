@@ -37,8 +37,8 @@ pub const DEAD_LETTER_RETRY: Duration = Duration::from_secs(1);
 /// Pause after moving past a stretch of unreadable spool bytes.
 pub const SKIP_PAUSE: Duration = Duration::from_millis(10);
 
-/// Where "now" comes from: [`SystemClock`] in production, a hand-moved clock in tests.
-pub trait Clock: Send + Sync {
+/// Where "now" comes from: [`SystemClock`] in production, a [`ManualClock`] in tests.
+pub trait Clock: Send + Sync + std::fmt::Debug {
     /// The current instant.
     fn now(&self) -> Instant;
 
@@ -56,6 +56,51 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> Instant {
         Instant::now()
+    }
+}
+
+/// A clock moved by hand (tests, replays): from the system's time when it is made, its
+/// instants and its calendar move together, only by [`ManualClock::advance`].
+#[derive(Debug)]
+pub struct ManualClock {
+    start: Instant,
+    unix0: u64,
+    offset: std::sync::Mutex<Duration>,
+}
+
+impl ManualClock {
+    /// A clock stopped at the system's now.
+    pub fn new() -> Self {
+        ManualClock {
+            start: Instant::now(),
+            unix0: crate::record::unix_ms_now(),
+            offset: std::sync::Mutex::new(Duration::ZERO),
+        }
+    }
+
+    /// Move it forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        *self.offset.lock().unwrap_or_else(|p| p.into_inner()) += by;
+    }
+
+    fn offset(&self) -> Duration {
+        *self.offset.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Default for ManualClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Instant {
+        self.start + self.offset()
+    }
+    fn unix_ms(&self) -> u64 {
+        self.unix0
+            .saturating_add(u64::try_from(self.offset().as_millis()).unwrap_or(u64::MAX))
     }
 }
 
@@ -584,7 +629,6 @@ fn answer_resolution(
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
-    use std::sync::Mutex;
 
     use super::*;
     use crate::delivery::Delivery;
@@ -593,21 +637,6 @@ mod tests {
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
-    }
-
-    /// A clock moved by hand.
-    struct ManualClock(Mutex<Instant>);
-
-    impl Clock for ManualClock {
-        fn now(&self) -> Instant {
-            *self.0.lock().unwrap()
-        }
-    }
-
-    impl ManualClock {
-        fn advance(&self, d: Duration) {
-            *self.0.lock().unwrap() += d;
-        }
     }
 
     /// 3 records or 100 ms on Wi-Fi, 10 records or 1 s on cellular; retries from 100 ms
@@ -703,7 +732,7 @@ mod tests {
         fn new() -> Self {
             World {
                 up: Uploader::new(policy(), Box::new(NoJitter)),
-                clock: ManualClock(Mutex::new(Instant::now())),
+                clock: ManualClock::new(),
                 link: LinkState::default(),
                 disk: Disk::default(),
                 delivery: Delivery::default(),
