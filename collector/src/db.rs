@@ -757,7 +757,7 @@ impl Db {
 
     /// Start a transaction that reads before it writes and must not interleave with
     /// other writers: `BEGIN IMMEDIATE` on SQLite (takes the write lock at once, also
-    /// against other processes on the same file; pair it with [`Db::write_guard`]), a
+    /// against other processes on the same file; pair it with `Db::write_guard`), a
     /// plain transaction on PostgreSQL (which locks rows with `FOR UPDATE`).
     pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, DbError> {
         let r = if self.backend == Backend::Sqlite {

@@ -1,5 +1,5 @@
 //! The org tree as stored: an org's departments, projects, groups, members, keys,
-//! policies and budgets read as one [`Tree`], the statements ([`Plan`]) that turn the
+//! policies and budgets read as one `Tree`, the statements (`Plan`) that turn the
 //! stored tree into a wanted one without deleting anything, the unit a level names,
 //! and group memberships.
 
