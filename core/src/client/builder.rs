@@ -98,6 +98,36 @@ mod tests {
     use super::*;
     use crate::client::testing::{ask, records_config};
 
+    /// A collector that only counts the connections made to it (and closes them): its
+    /// URL and the count.
+    async fn counting_collector() -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let hits = Arc::new(AtomicUsize::new(0));
+        tokio::spawn({
+            let hits = hits.clone();
+            async move {
+                while let Ok((sock, _)) = listener.accept().await {
+                    hits.fetch_add(1, Ordering::SeqCst);
+                    drop(sock);
+                }
+            }
+        });
+        (url, hits)
+    }
+
+    /// Whether the reporter connected within `limit` (looked at every 10 ms).
+    async fn sent_within(hits: &AtomicUsize, limit: Duration) -> bool {
+        let start = std::time::Instant::now();
+        while hits.load(Ordering::SeqCst) == 0 {
+            if start.elapsed() > limit {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
+    }
+
     #[test]
     fn the_builder_names_the_sdk_and_sets_the_link_before_start() {
         let dir = tempfile::tempdir().unwrap();
@@ -126,18 +156,7 @@ mod tests {
         first.shutdown().await.unwrap();
         drop(first);
 
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let hits = Arc::new(AtomicUsize::new(0));
-        tokio::spawn({
-            let hits = hits.clone();
-            async move {
-                while let Ok((sock, _)) = listener.accept().await {
-                    hits.fetch_add(1, Ordering::SeqCst);
-                    drop(sock);
-                }
-            }
-        });
+        let (url, hits) = counting_collector().await;
         let mut cfg = cfg;
         cfg.reporting.collector_url = Some(url);
         cfg.reporting.batch_max_age_ms = 1;
@@ -150,14 +169,8 @@ mod tests {
             "nothing sent while suspended"
         );
         c.resume_reporting();
-        for _ in 0..200 {
-            if hits.load(Ordering::SeqCst) > 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
         assert!(
-            hits.load(Ordering::SeqCst) > 0,
+            sent_within(&hits, Duration::from_secs(2)).await,
             "resumed: the waiting record is sent"
         );
         let _ = c.close(Duration::ZERO).await;
@@ -168,18 +181,7 @@ mod tests {
     #[tokio::test]
     async fn the_usage_reporter_reads_the_builders_clock() {
         let dir = tempfile::tempdir().unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let hits = Arc::new(AtomicUsize::new(0));
-        tokio::spawn({
-            let hits = hits.clone();
-            async move {
-                while let Ok((sock, _)) = listener.accept().await {
-                    hits.fetch_add(1, Ordering::SeqCst);
-                    drop(sock);
-                }
-            }
-        });
+        let (url, hits) = counting_collector().await;
         let mut cfg = records_config(dir.path());
         cfg.reporting.collector_url = Some(url);
         cfg.reporting.batch_max_age_ms = 60_000;
@@ -195,14 +197,8 @@ mod tests {
         );
         clock.advance(Duration::from_secs(61));
         let _ = c.chat(ask("openai/gpt-4o-mini")).await;
-        for _ in 0..300 {
-            if hits.load(Ordering::SeqCst) > 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
         assert!(
-            hits.load(Ordering::SeqCst) > 0,
+            sent_within(&hits, Duration::from_secs(3)).await,
             "61 s later on the client's clock the batch is sent"
         );
         let _ = c.close(Duration::ZERO).await;
