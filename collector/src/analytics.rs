@@ -28,7 +28,7 @@ use crate::rollup::LatencyMetric;
 use crate::state::AppState;
 use crate::store::analytics::{self as store, Bucket, Column, Grouping, Selection};
 use crate::store::reports;
-use crate::time::{iso, parse_time};
+use crate::time::{iso, month_start_ms, parse_time};
 
 /// Query parameters shared by every analytics endpoint.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -94,6 +94,16 @@ fn bucket(q: &AnalyticsQuery) -> Result<Option<Bucket>, ApiError> {
         Some(b) => Bucket::parse(b).map(Some).ok_or_else(|| {
             ApiError::bad_request(format!("`bucket={b}` is unknown: use hour, day or month"))
         }),
+    }
+}
+
+/// (start ms, label) of a bucket value as the store returns it (`yyyymm` for months,
+/// the start's Unix ms otherwise): what the series tables show.
+fn bucket_label(b: Bucket, v: i64) -> (i64, String) {
+    match b {
+        Bucket::Month => (month_start_ms(v), format!("{:04}-{:02}", v / 100, v % 100)),
+        Bucket::Day => (v, iso(v)[..10].to_owned()),
+        Bucket::Hour => (v, iso(v)),
     }
 }
 
@@ -437,7 +447,7 @@ pub async fn run_report(
             cols.extend(["calls", "total_tokens", "spend_micros", "errors", "denials"]);
             let mut t = Table::new(&cols);
             for r in store::timeseries(db, &s, b, dim).await? {
-                let (start, label) = b.label(r.bucket);
+                let (start, label) = bucket_label(b, r.bucket);
                 let mut row = vec![json!(start), json!(label)];
                 if dim.is_some() {
                     row.push(json!(r.group));
@@ -481,7 +491,7 @@ pub async fn run_report(
                 let total = totals.get(&r.bucket.unwrap_or(0)).copied().unwrap_or(0);
                 let mut row = vec![];
                 if let (Some(b), Some(v)) = (bucket, r.bucket) {
-                    let (start, label) = b.label(v);
+                    let (start, label) = bucket_label(b, v);
                     row.extend([json!(start), json!(label)]);
                 }
                 row.push(json!(r.group));

@@ -866,9 +866,15 @@ async fn the_policy_cache_and_budget_windows_follow_the_policy_clients_clock() {
     .unwrap();
     let url = e.cfg.reporting.collector_url.clone().unwrap();
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let pc = PolicyClient::new(reqwest::Client::new(), &url, KEY_ID, signer, pcfg)
-        .unwrap()
-        .with_clock(clock.clone());
+    let pc = PolicyClient::new(
+        reqwest::Client::new(),
+        &url,
+        KEY_ID,
+        signer,
+        pcfg,
+        clock.clone(),
+    )
+    .unwrap();
     let PolicyState::Current(p) = pc.current().await.unwrap() else {
         panic!("fetched")
     };

@@ -15,7 +15,7 @@ use crate::rollup::{
     DAY, GRAINS, Grain, HOUR, LATENCY, LatencyMetric, MONTH, TAGS, latency_bucket, schema,
 };
 use crate::store::bills::Sums;
-use crate::time::{iso, month_of_ms, month_start_ms};
+use crate::time::{month_of_ms, month_start_ms};
 
 /// What a report reads: calls started in `from`..`to` (Unix ms, `to` exclusive) of the
 /// given units (all given conditions hold), with a tag `(key, value)`.
@@ -120,14 +120,6 @@ impl Bucket {
             Bucket::Hour => "(ts_start / 3600000) * 3600000",
             Bucket::Day => "(ts_start / 86400000) * 86400000",
             Bucket::Month => "month",
-        }
-    }
-    /// (start ms, label) of a bucket value as the queries return it.
-    pub fn label(self, v: i64) -> (i64, String) {
-        match self {
-            Bucket::Month => (month_start_ms(v), format!("{:04}-{:02}", v / 100, v % 100)),
-            Bucket::Day => (v, iso(v)[..10].to_owned()),
-            Bucket::Hour => (v, iso(v)),
         }
     }
 }
@@ -458,7 +450,7 @@ pub async fn summary(db: &Db, s: &Selection) -> Result<Summary, DbError> {
 /// denials.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeriesRow {
-    /// The bucket value ([`Bucket::label`]).
+    /// The bucket value: Unix ms of the bucket's start, or `yyyymm` for months.
     pub bucket: i64,
     /// The group (`by=`), when grouped.
     pub group: Option<String>,

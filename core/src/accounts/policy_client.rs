@@ -26,7 +26,7 @@ use super::{
 use crate::config::PolicyConfig;
 use crate::error::{Error, Result};
 use crate::usage::signing::UsageSigner;
-use crate::usage::uploader::{Clock, SystemClock};
+use crate::usage::uploader::Clock;
 
 /// After a failed fetch, further calls use the last known state for this long before
 /// trying again (so an unreachable collector costs one connect attempt a second, not
@@ -113,28 +113,21 @@ pub struct PolicyClient {
     state: Mutex<State>,
     refresh: tokio::sync::Mutex<()>,
     fetches: std::sync::atomic::AtomicU64,
-    clock: PolicyClock,
-}
-
-/// The clock of cache ages, budget windows and request signatures (the system's unless
-/// [`PolicyClient::with_clock`] replaced it).
-#[derive(Clone)]
-struct PolicyClock(Arc<dyn Clock>);
-
-impl std::fmt::Debug for PolicyClock {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("PolicyClock")
-    }
+    /// The clock of cache ages, budget windows and request signatures.
+    clock: Arc<dyn Clock>,
 }
 
 impl PolicyClient {
-    /// A client for the collector at `collector_url`, signing with `signer` as `key_id`.
+    /// A client for the collector at `collector_url`, signing with `signer` as `key_id`,
+    /// reading "now" from `clock` (the policy cache's age and lifetime, budget windows
+    /// and the timestamps of signed requests; tests pass a [`crate::usage::ManualClock`]).
     pub fn new(
         http: reqwest::Client,
         collector_url: &str,
         key_id: &str,
         signer: UsageSigner,
         cfg: PolicyConfig,
+        clock: Arc<dyn Clock>,
     ) -> Result<Self> {
         let base = collector_url.trim_end_matches('/').to_owned();
         let parsed = url::Url::parse(&base).map_err(|e| {
@@ -155,15 +148,8 @@ impl PolicyClient {
             state: Mutex::new(State::default()),
             refresh: tokio::sync::Mutex::new(()),
             fetches: std::sync::atomic::AtomicU64::new(0),
-            clock: PolicyClock(Arc::new(SystemClock)),
+            clock,
         })
-    }
-
-    /// The same client reading "now" from `clock`: the policy cache's age and lifetime,
-    /// budget windows and the timestamps of signed requests (tests move it by hand).
-    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = PolicyClock(clock);
-        self
     }
 
     /// The `[policy]` settings in force.
@@ -209,7 +195,7 @@ impl PolicyClient {
                     }));
                 let mut st = self.lock();
                 st.policy = Some(policy.clone());
-                st.fetched_at = Some(self.clock.0.now());
+                st.fetched_at = Some(self.clock.now());
                 st.ttl = ttl;
                 st.failed_at = None;
                 st.last_error = None;
@@ -222,14 +208,14 @@ impl PolicyClient {
             Ok(None) => {
                 let ttl = Duration::from_millis(self.cfg.cache_ttl_ms.unwrap_or(DEFAULT_TTL_MS));
                 tracing::info!(collector = %self.base, "the collector has no /v1/policy endpoint: no organization policy to enforce");
-                self.lock().not_managed_until = Some(self.clock.0.now() + ttl);
+                self.lock().not_managed_until = Some(self.clock.now() + ttl);
                 Ok(PolicyState::NotManaged)
             }
             Err(FetchError::Refused(e)) => Err(e),
             Err(FetchError::Unreachable(msg)) => {
                 tracing::warn!(collector = %self.base, error = %msg, "cannot fetch the policy from the collector");
                 let mut st = self.lock();
-                let now = self.clock.0.now();
+                let now = self.clock.now();
                 st.failed_at = Some(now);
                 st.last_error = Some(msg.clone());
                 Ok(offline(&st, msg, now))
@@ -239,7 +225,7 @@ impl PolicyClient {
 
     fn fresh_state(&self) -> Option<PolicyState> {
         let st = self.lock();
-        let now = self.clock.0.now();
+        let now = self.clock.now();
         if st.not_managed_until.is_some_and(|t| now < t) {
             return Some(PolicyState::NotManaged);
         }
@@ -267,7 +253,7 @@ impl PolicyClient {
     /// spent since the fetch and holds in flight, and full again once a window has reset.
     pub fn local_budgets(&self, policy: &EffectivePolicy) -> Vec<BudgetStatus> {
         let st = self.lock();
-        let now = self.clock.0.unix_ms();
+        let now = self.clock.unix_ms();
         policy
             .budgets
             .iter()
@@ -476,7 +462,7 @@ impl PolicyClient {
             &self.key_id,
             method,
             &signed_path,
-            self.clock.0.unix_ms(),
+            self.clock.unix_ms(),
             &body,
         );
         let timeout = Duration::from_millis(self.cfg.request_timeout_ms);

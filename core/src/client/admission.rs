@@ -18,7 +18,7 @@ use crate::config::{Config, EnforceMode, Identity, KeySource, WhenUnreachable};
 use crate::error::{Error, Result};
 use crate::routing::select::RoutePolicy;
 use crate::types::ChatRequest;
-use crate::usage::{DeliveryEvent, RecordId};
+use crate::usage::{Clock, DeliveryEvent, RecordId};
 
 /// Settled reservations remembered while their records travel (oldest dropped beyond:
 /// the collector lets such a hold lapse after 24 h anyway).
@@ -357,6 +357,7 @@ fn policy_unavailable(message: String) -> Error {
 pub(super) fn start_policy(
     config: &Config,
     http: &reqwest::Client,
+    clock: Arc<dyn Clock>,
 ) -> Result<Option<PolicyClient>> {
     let pcfg = &config.policy;
     if pcfg.enforce == EnforceMode::Off {
@@ -398,7 +399,7 @@ pub(super) fn start_policy(
         }
     };
     let signer = rep.load_signer().map_err(usage_error)?;
-    PolicyClient::new(http.clone(), url, key_id, signer, pcfg.clone()).map(Some)
+    PolicyClient::new(http.clone(), url, key_id, signer, pcfg.clone(), clock).map(Some)
 }
 
 /// `[identity]` values must agree with the key's binding: a unit the binding sets must

@@ -167,7 +167,7 @@ impl Client {
         let health = Health::new(config.routing.circuit_breaker.clone());
         let recorder = start_recorder(&config, sdk, link, clock.clone())?;
         let config_window_ms = config.routing.implicit_feedback_window_ms;
-        let policy = start_policy(&config, &http)?.map(|p| p.with_clock(clock));
+        let policy = start_policy(&config, &http, clock)?;
         let client = Client {
             inner: Arc::new(Inner {
                 config,
