@@ -666,6 +666,13 @@ export interface RouteLearning {
   explored: boolean
   /** Probability the policy gave the arm the call went to (heavy vs lighter tiers). */
   propensity: number
+  /** The model was drawn by within-tier exploration, not the tier's policy. */
+  modelExplored: boolean
+  /**
+   * Probability the router gave the chosen model: its tier's probability times the
+   * model's within its tier.
+   */
+  modelPropensity: number
   /** The tier the score alone would have picked. */
   scoredTier: Tier
 }

@@ -322,7 +322,8 @@ class Client:
         for ``auto`` also ``score``, ``tier``, ``features``, ``weights_version`` (16 hex
         digits naming the router weights that scored it: the builtin ones, a weights
         file's, or the organization's learned ones) and, when the organization learns from
-        outcomes, ``learning`` (``explored``, ``propensity``, ``scored_tier``). Fields that
+        outcomes, ``learning`` (``explored``, ``propensity``, ``model_explored``,
+        ``model_propensity``, ``scored_tier``). Fields that
         do not apply are absent (``rec.to_dict().get(name)``)."""
         return Record(json.loads(self._native.route(_request_json(model, messages, params))))
 

@@ -124,6 +124,11 @@ pub struct RouteLearning {
     pub explored: bool,
     /// Probability the policy gave the arm the call went to (heavy vs lighter tiers).
     pub propensity: f64,
+    /// The model was drawn by within-tier exploration, not the tier's policy.
+    pub model_explored: bool,
+    /// Probability the router gave the chosen model: its tier's probability times the
+    /// model's within its tier.
+    pub model_propensity: f64,
     /// The tier the score alone would have picked.
     pub scored_tier: Tier,
 }
@@ -327,6 +332,8 @@ impl From<core::routing::RouteDecision> for RouteDecision {
             learning: d.learning.map(|l| RouteLearning {
                 explored: l.explored,
                 propensity: l.propensity,
+                model_explored: l.model_explored,
+                model_propensity: l.model_propensity,
                 scored_tier: l.scored_tier.into(),
             }),
         }

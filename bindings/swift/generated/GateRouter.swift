@@ -4163,6 +4163,15 @@ public struct RouteLearning: Equatable, Hashable {
      */
     public var propensity: Double
     /**
+     * The model was drawn by within-tier exploration, not the tier's policy.
+     */
+    public var modelExplored: Bool
+    /**
+     * Probability the router gave the chosen model: its tier's probability times the
+     * model's within its tier.
+     */
+    public var modelPropensity: Double
+    /**
      * The tier the score alone would have picked.
      */
     public var scoredTier: Tier
@@ -4177,10 +4186,19 @@ public struct RouteLearning: Equatable, Hashable {
          * Probability the policy gave the arm the call went to (heavy vs lighter tiers).
          */propensity: Double, 
         /**
+         * The model was drawn by within-tier exploration, not the tier's policy.
+         */modelExplored: Bool, 
+        /**
+         * Probability the router gave the chosen model: its tier's probability times the
+         * model's within its tier.
+         */modelPropensity: Double, 
+        /**
          * The tier the score alone would have picked.
          */scoredTier: Tier) {
         self.explored = explored
         self.propensity = propensity
+        self.modelExplored = modelExplored
+        self.modelPropensity = modelPropensity
         self.scoredTier = scoredTier
     }
 
@@ -4202,6 +4220,8 @@ public struct FfiConverterTypeRouteLearning: FfiConverterRustBuffer {
             try RouteLearning(
                 explored: FfiConverterBool.read(from: &buf), 
                 propensity: FfiConverterDouble.read(from: &buf), 
+                modelExplored: FfiConverterBool.read(from: &buf), 
+                modelPropensity: FfiConverterDouble.read(from: &buf), 
                 scoredTier: FfiConverterTypeTier.read(from: &buf)
         )
     }
@@ -4209,6 +4229,8 @@ public struct FfiConverterTypeRouteLearning: FfiConverterRustBuffer {
     public static func write(_ value: RouteLearning, into buf: inout [UInt8]) {
         FfiConverterBool.write(value.explored, into: &buf)
         FfiConverterDouble.write(value.propensity, into: &buf)
+        FfiConverterBool.write(value.modelExplored, into: &buf)
+        FfiConverterDouble.write(value.modelPropensity, into: &buf)
         FfiConverterTypeTier.write(value.scoredTier, into: &buf)
     }
 }

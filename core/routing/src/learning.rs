@@ -7,7 +7,10 @@
 //!
 //! Arms: the learner compares the strong arm (the `heavy` tier) with the weak arm (the
 //! lighter tiers), so the propensity a record carries is the probability that the
-//! router's policy sent the call to the arm it went to.
+//! router's policy sent the call to the arm it went to. Per-model learning compares the
+//! models inside a tier, so the record also carries the model's own propensity (its
+//! tier's probability times its share of the tier, [`Learning::explore_model`]): the
+//! same exploration share draws a model uniformly among the tier's usable candidates.
 
 use std::sync::Arc;
 
@@ -102,12 +105,53 @@ impl Learning {
         } else {
             1.0 - p_heavy
         };
+        // P(this tier): the model's propensity starts there; the within-tier draw
+        // ([`Learning::explore_model`]) multiplies it by the model's share of its tier.
+        let p_tier = (1.0 - e) * f64::from(u8::from(scored == report.tier))
+            + if tiers.contains(&report.tier) {
+                e / tiers.len() as f64
+            } else {
+                0.0
+            };
         LearningTrace {
             explored,
             propensity,
+            model_explored: false,
+            model_propensity: p_tier,
             scored_tier: scored,
             features: None,
         }
+    }
+
+    /// Within-tier exploration for one decision: which of its tier's usable candidates
+    /// serves. `odds[i]` is the probability the tier's own policy puts candidate `i`
+    /// first (`[1, 0, ..]` when it ranks deterministically; load-spreading weights
+    /// share it), candidate 0 being the policy's pick. With probability `share` (in
+    /// `[0, 0.5]`; 0 while a budget is tight) a candidate is drawn uniformly instead, so
+    /// every model of the tier keeps being observed and the learner can compare them.
+    /// `draws` are two uniform numbers in `[0, 1)`: whether to explore, and which.
+    /// Multiplies `trace.model_propensity` by the drawn candidate's probability.
+    pub fn explore_model(
+        share: f64,
+        odds: &[f64],
+        trace: &mut LearningTrace,
+        draws: [f64; 2],
+    ) -> usize {
+        let k = odds.len();
+        if k == 0 {
+            return 0;
+        }
+        let e = if k > 1 { share.clamp(0.0, 0.5) } else { 0.0 };
+        let explored = draws[0] < e;
+        let index = if explored {
+            ((draws[1] * k as f64) as usize).min(k - 1)
+        } else {
+            0
+        };
+        let p = (1.0 - e) * odds[index] + e / k as f64;
+        trace.model_explored = explored && index != 0;
+        trace.model_propensity = (trace.model_propensity * p).clamp(0.0, 1.0);
+        index
     }
 
     /// Shadow sampling for one decision whose arm can be served on the other side too:
@@ -126,9 +170,14 @@ impl Learning {
         let s = share.clamp(0.0, 1.0);
         let p = trace.propensity;
         trace.propensity = p + (1.0 - p) * s;
+        // The shadow's model is its tier's policy pick (its within-tier share is applied
+        // by the caller, as for any decision); the primary's model propensity leaves the
+        // shadow path out (a lower bound: its inverse weight is capped by the learner).
         (draw < s).then(|| LearningTrace {
             explored: false,
             propensity: (1.0 - p) + p * s,
+            model_explored: false,
+            model_propensity: (1.0 - p) + p * s,
             scored_tier: trace.scored_tier,
             features: trace.features.clone(),
         })
@@ -385,5 +434,67 @@ mod tests {
         }
         let share = heavy as f64 / n as f64;
         assert!((share - p).abs() < 0.01, "{share} vs {p}");
+    }
+
+    #[test]
+    fn a_models_propensity_is_the_probability_it_serves() {
+        // Explore 0.2 over three tiers, scored standard; the standard tier has three
+        // usable models, the policy's pick drawn 3:1 between the first two by load
+        // weights. Each (tier, model) pair's empirical frequency matches the propensity
+        // the trace gives it.
+        let l = learning(0.2);
+        let all = [Tier::Light, Tier::Standard, Tier::Heavy];
+        let mut rng = crate::learn::SplitMix::new(11);
+        let n = 60_000;
+        let mut seen: std::collections::BTreeMap<(Tier, usize), (usize, f64)> =
+            std::collections::BTreeMap::new();
+        let mut explored_models = 0usize;
+        for _ in 0..n {
+            let mut r = report(Tier::Standard);
+            let mut t = l.explore(&mut r, &all, [rng.next_f64(), rng.next_f64()]);
+            // The policy's own draw among the standard tier's models (as `select`).
+            let (odds, order): (Vec<f64>, [usize; 3]) = if r.tier == Tier::Standard {
+                if rng.next_f64() < 0.75 {
+                    (vec![0.75, 0.25, 0.0], [0, 1, 2])
+                } else {
+                    (vec![0.25, 0.75, 0.0], [1, 0, 2])
+                }
+            } else {
+                (vec![1.0, 0.0], [0, 1, 2])
+            };
+            let i =
+                Learning::explore_model(l.explore, &odds, &mut t, [rng.next_f64(), rng.next_f64()]);
+            explored_models += usize::from(t.model_explored);
+            let e = seen.entry((r.tier, order[i])).or_insert((0, 0.0));
+            e.0 += 1;
+            e.1 = t.model_propensity;
+        }
+        assert!(explored_models > 0);
+        let mut total = 0.0;
+        for ((tier, model), (count, p)) in &seen {
+            let share = *count as f64 / n as f64;
+            assert!(
+                (share - p).abs() < 0.01,
+                "{tier:?} model {model}: {share} vs {p}"
+            );
+            total += p;
+        }
+        // Every (tier, model) pair that can serve was seen, and their probabilities sum to 1.
+        assert_eq!(seen.len(), 2 + 2 + 3);
+        assert!((total - 1.0).abs() < 1e-9, "{total}");
+    }
+
+    #[test]
+    fn no_exploration_keeps_the_policys_pick() {
+        let mut t = learning(0.0).explore(&mut report(Tier::Light), &[], [0.9, 0.1]);
+        assert!((t.model_propensity - 1.0).abs() < 1e-12);
+        assert_eq!(
+            Learning::explore_model(0.0, &[1.0, 0.0, 0.0], &mut t, [0.0, 0.99]),
+            0
+        );
+        assert!((t.model_propensity - 1.0).abs() < 1e-12 && !t.model_explored);
+        // One usable model: nothing to explore, whatever the share.
+        assert_eq!(Learning::explore_model(0.5, &[1.0], &mut t, [0.0, 0.99]), 0);
+        assert!((t.model_propensity - 1.0).abs() < 1e-12);
     }
 }

@@ -120,6 +120,34 @@ impl RoutingConfig {
         }
     }
 
+    /// The probability that `tier`'s policy puts each of `models` first: the tier's
+    /// usable candidates as ranked, `models[0]` being the one it put first. A pinned
+    /// model, or a ranking without load-spreading weights, is certain (`[1, 0, ..]`);
+    /// with two or more weighted candidates the first place is drawn among them in
+    /// proportion to their weight. What within-tier exploration's propensity builds on
+    /// ([`crate::learning::Learning::explore_model`]).
+    pub fn first_choice_odds(&self, tier: Tier, models: &[&str]) -> Vec<f64> {
+        let mut odds = vec![0.0; models.len()];
+        if models.is_empty() {
+            return odds;
+        }
+        let pinned = self.pin.get(&tier).is_some_and(|p| p == models[0]);
+        let weighted: Vec<(usize, u32)> = models
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| self.weights.get(*m).map(|w| (i, *w)))
+            .collect();
+        let total: u64 = weighted.iter().map(|(_, w)| u64::from(*w)).sum();
+        if pinned || weighted.len() < 2 || total == 0 {
+            odds[0] = 1.0;
+        } else {
+            for (i, w) in weighted {
+                odds[i] = f64::from(w) / total as f64;
+            }
+        }
+        odds
+    }
+
     /// Check that every model name is `provider/model` and weights are positive.
     pub fn validate(&self, source: &str) -> Result<()> {
         let check = |field: String, id: &str| {
@@ -1492,5 +1520,29 @@ mod tests {
             seen.insert(pick(&req, Tier::Light, &cfg, vec![]).unwrap().chosen);
         }
         assert_eq!(seen.len(), 2, "{seen:?}");
+    }
+
+    #[test]
+    fn the_policys_first_choice_odds() {
+        let mut cfg = RoutingConfig::default();
+        let ms = ["a/x", "b/y", "c/z"];
+        assert_eq!(cfg.first_choice_odds(Tier::Light, &ms), vec![1.0, 0.0, 0.0]);
+        assert!(cfg.first_choice_odds(Tier::Light, &[]).is_empty());
+        // Two weighted candidates share the first place by weight; the unweighted never.
+        cfg.weights.insert("a/x".into(), 1);
+        cfg.weights.insert("c/z".into(), 3);
+        assert_eq!(
+            cfg.first_choice_odds(Tier::Light, &ms),
+            vec![0.25, 0.0, 0.75]
+        );
+        // One weighted candidate: no draw.
+        assert_eq!(cfg.first_choice_odds(Tier::Light, &ms[..2]), vec![1.0, 0.0]);
+        // A pin in force is certain; a pin of another tier changes nothing.
+        cfg.pin.insert(Tier::Light, "a/x".into());
+        assert_eq!(cfg.first_choice_odds(Tier::Light, &ms), vec![1.0, 0.0, 0.0]);
+        assert_eq!(
+            cfg.first_choice_odds(Tier::Heavy, &ms),
+            vec![0.25, 0.0, 0.75]
+        );
     }
 }

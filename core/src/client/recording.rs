@@ -335,11 +335,20 @@ pub(super) fn route_info(decision: &RouteDecision) -> RouteInfo {
         tier: decision.tier.map(|t| t.as_str().to_owned()),
         score: decision.score.map(|s| (s * 1000.0).round() as i64),
         weights: decision.weights_version.clone(),
-        propensity_ppm: l.map(|l| ((l.propensity * 1e6).round() as i64).clamp(1, 1_000_000)),
+        propensity_ppm: l.map(|l| ppm(l.propensity)),
+        // A fallback answered: the model's propensity describes the chosen one, not it.
+        model_propensity_ppm: l
+            .filter(|_| decision.answered_by() == decision.chosen)
+            .map(|l| ppm(l.model_propensity)),
         explored: l.map(|l| l.explored),
         features: l.and_then(|l| l.features.clone()),
         shadow_of: decision.shadow_of.clone().map(RecordId),
     }
+}
+
+/// A probability in millionths, as records carry it (never 0: a logged call happened).
+fn ppm(p: f64) -> i64 {
+    ((p * 1e6).round() as i64).clamp(1, 1_000_000)
 }
 
 pub(super) fn total_attempts(decision: &RouteDecision) -> u32 {
@@ -702,6 +711,46 @@ mod tests {
         }
         assert_eq!(total_attempts(&d), 4);
         assert_eq!(d.answered_by(), "anthropic/claude-haiku-4-5");
+    }
+
+    #[test]
+    fn a_learning_records_propensities_name_the_model_that_answered() {
+        let mut d = offline_client().route(&ask("auto")).unwrap();
+        d.learning = Some(crate::routing::learning::LearningTrace {
+            explored: false,
+            propensity: 0.9,
+            model_explored: true,
+            model_propensity: 0.15,
+            scored_tier: d.tier.unwrap(),
+            features: None,
+        });
+        let chosen = d.chosen.clone();
+        d.attempts.push(Attempt {
+            model: chosen.clone(),
+            outcome: AttemptOutcome::Ok,
+            retries: 0,
+        });
+        let r = route_info(&d);
+        assert_eq!(
+            (r.propensity_ppm, r.model_propensity_ppm),
+            (Some(900_000), Some(150_000))
+        );
+        // A fallback answered: the arm's propensity holds, the model's does not.
+        d.attempts[0].outcome = AttemptOutcome::Failed(ErrorKind::RateLimited);
+        d.attempts.push(Attempt {
+            model: d.candidates[1].model.clone(),
+            outcome: AttemptOutcome::Ok,
+            retries: 0,
+        });
+        let r = route_info(&d);
+        assert_eq!(
+            (r.propensity_ppm, r.model_propensity_ppm),
+            (Some(900_000), None)
+        );
+        // Served from another tier than decided: not a learning sample at all.
+        d.served_tier = Some(crate::routing::Tier::Heavy);
+        let r = route_info(&d);
+        assert_eq!((r.propensity_ppm, r.model_propensity_ppm), (None, None));
     }
 
     /// With records on, a policy refusal writes one record and a malformed request none.

@@ -12,10 +12,49 @@ use crate::accounts::policy_client::PolicyClient;
 use crate::error::{Error, Result};
 use crate::health::BreakerState;
 use crate::model_id::ModelId;
-use crate::routing::learning::{self, Learning};
-use crate::routing::select::{Availability, RoutePolicy, SelectInput, select};
+use crate::routing::learning::{self, Learning, LearningTrace};
+use crate::routing::select::{Availability, RoutePolicy, RoutingConfig, SelectInput, select};
 use crate::routing::{Exclusion, RouteDecision, Scorer, Tier};
 use crate::types::ChatRequest;
+
+/// Within-tier exploration of a learning organization's `auto` decision served from its
+/// decided tier: with probability `share` the model is drawn uniformly among the tier's
+/// usable candidates instead of the policy's pick (never over a pinned model), and
+/// `trace.model_propensity` becomes the model's probability. The decision's chain then
+/// starts with the drawn model; the others stay as fallbacks in their order.
+fn explore_within_tier(
+    cfg: &RoutingConfig,
+    decision: &mut RouteDecision,
+    trace: &mut LearningTrace,
+    share: f64,
+) {
+    let Some(tier) = decision.tier else { return };
+    let n = decision
+        .candidates
+        .iter()
+        .take_while(|c| c.tier == Some(tier))
+        .count();
+    let models: Vec<&str> = decision.candidates[..n]
+        .iter()
+        .map(|c| c.model.as_str())
+        .collect();
+    let pinned = models
+        .first()
+        .is_some_and(|m| cfg.pin.get(&tier).is_some_and(|p| p == m));
+    let odds = cfg.first_choice_odds(tier, &models);
+    let share = if pinned { 0.0 } else { share };
+    let draws = [rand::random::<f64>(), rand::random::<f64>()];
+    let i = Learning::explore_model(share, &odds, trace, draws);
+    if i > 0 && i < n {
+        let c = decision.candidates.remove(i);
+        let first = std::mem::replace(&mut decision.chosen, c.model.clone());
+        decision.candidates.insert(0, c);
+        decision.reason.push_str(&format!(
+            " (explored within the tier: {} instead of {first}; the organization explores to learn)",
+            decision.chosen
+        ));
+    }
+}
 
 impl Client {
     /// `shadow_ok`: the call may be shadowed (a plain call; a stream never is).
@@ -32,6 +71,8 @@ impl Client {
         let mut version = None;
         // Shadow sampling: the score report forced to the other arm, when the org shadows.
         let mut shadow_report = None;
+        // The exploration share in force for this call (0 while a budget is tight).
+        let mut share = 0.0;
         let score = if ModelId::is_auto(&req.model) {
             let (scorer, v) =
                 match learning.and_then(|l| l.scorer.as_deref().zip(l.version.as_ref())) {
@@ -53,7 +94,7 @@ impl Client {
                             && b.remaining.saturating_mul(5) < b.limit
                     })
                 });
-                let share = if tight { 0.0 } else { l.explore };
+                share = if tight { 0.0 } else { l.explore };
                 let draws = [rand::random::<f64>(), rand::random::<f64>()];
                 let features = learning::features_of_scored(&report, req, l.hashing);
                 let mut t = l.explore_at(share, &mut report, &allowed, draws);
@@ -94,7 +135,9 @@ impl Client {
                 .ok()
                 .filter(|d| d.served_tier.is_none() && d.chosen != decision.chosen);
             if let Some(mut d) = other {
-                if let Some(st) = l.shadow_at(l.shadow, t, rand::random::<f64>()) {
+                if let Some(mut st) = l.shadow_at(l.shadow, t, rand::random::<f64>()) {
+                    // The shadow's model is its tier's policy pick (no exploration).
+                    explore_within_tier(cfg, &mut d, &mut st, 0.0);
                     d.reason = format!(
                         "shadow sampling: the same request also goes to the other arm ({}); {}",
                         d.tier.map_or("?", |t| t.as_str()),
@@ -105,6 +148,9 @@ impl Client {
                     decision.shadow = Some(Box::new(d));
                 }
             }
+        }
+        if let (Some(t), true) = (trace.as_mut(), servable) {
+            explore_within_tier(cfg, &mut decision, t, share);
         }
         if let Some(t) = &trace {
             if t.explored {
@@ -338,6 +384,11 @@ mod tests {
     /// An org policy that learns and shadows every plain `auto` call; `usd_left` of a
     /// $10 hard daily budget (none: no budget).
     fn shadowing(explore: f64, usd_left: Option<u64>) -> RoutePolicy {
+        learning_policy(explore, 1.0, usd_left)
+    }
+
+    /// An org policy that learns, explores `explore` and shadows `shadow` of plain calls.
+    fn learning_policy(explore: f64, shadow: f64, usd_left: Option<u64>) -> RoutePolicy {
         use crate::accounts::{
             BudgetStatus, EffectiveRules, Enforcement, Level, LevelKind, Metric, Period,
             PolicyRules,
@@ -366,7 +417,7 @@ mod tests {
             learning: Some(Arc::new(Learning {
                 record_features: true,
                 explore,
-                shadow: 1.0,
+                shadow,
                 hashing: crate::routing::lexical::Hashing { bits: 10, salt: 7 },
                 scorer: None,
                 version: None,
@@ -405,6 +456,58 @@ mod tests {
             .unwrap();
         assert!(d.shadow.is_none());
         assert!((d.learning.as_ref().unwrap().propensity - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_learning_org_explores_the_models_of_a_tier_with_their_propensities() {
+        // Each (tier, model) a decision serves from is seen as often as the model
+        // propensity its trace says; exploration reaches more than the policy's pick.
+        let c = client(&[]);
+        let req = ask("auto");
+        let policy = learning_policy(0.4, 0.0, None);
+        let n = 4000;
+        let mut seen: std::collections::BTreeMap<(Tier, String), (usize, f64)> =
+            std::collections::BTreeMap::new();
+        let mut explored = 0;
+        for _ in 0..n {
+            let d = c.route_with(&req, Some(&policy), false).unwrap();
+            assert!(d.served_tier.is_none());
+            let l = d.learning.as_ref().unwrap();
+            assert_eq!(d.candidates[0].model, d.chosen);
+            if l.model_explored {
+                explored += 1;
+                assert!(
+                    d.reason.contains("explored within the tier"),
+                    "{}",
+                    d.reason
+                );
+            }
+            let e = seen
+                .entry((d.tier.unwrap(), d.chosen.clone()))
+                .or_insert((0, 0.0));
+            e.0 += 1;
+            e.1 = l.model_propensity;
+        }
+        assert!(explored > 0);
+        let tiers: std::collections::BTreeSet<Tier> = seen.keys().map(|(t, _)| *t).collect();
+        assert!(
+            seen.len() > tiers.len(),
+            "only the policy's picks: {seen:?}"
+        );
+        for ((tier, model), (count, p)) in &seen {
+            let share = *count as f64 / n as f64;
+            assert!(
+                (share - p).abs() < 0.025,
+                "{tier:?} {model}: {share} vs {p}"
+            );
+        }
+        // A hard budget with less than a fifth left: the policy's pick, propensity 1.
+        let tight = learning_policy(0.4, 0.0, Some(1_000_000));
+        for _ in 0..50 {
+            let d = c.route_with(&req, Some(&tight), false).unwrap();
+            let l = d.learning.as_ref().unwrap();
+            assert!(!l.model_explored && (l.model_propensity - 1.0).abs() < 1e-12);
+        }
     }
 
     #[test]

@@ -299,11 +299,22 @@ pub struct LearningTrace {
     pub explored: bool,
     /// Probability the policy gave the arm the call went to (heavy vs lighter tiers).
     pub propensity: f64,
+    /// The model was drawn by within-tier exploration, not the tier's policy.
+    #[serde(default)]
+    pub model_explored: bool,
+    /// Probability the router gave the model the call went to: its tier's probability
+    /// times the model's within its tier (what per-model learning divides by).
+    #[serde(default = "one")]
+    pub model_propensity: f64,
     /// The tier the score alone would have picked.
     pub scored_tier: Tier,
     /// The features the record carries (not shown by `explain`: no need, and large).
     #[serde(skip)]
     pub features: Option<RouteFeatures>,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 /// How the model was chosen.

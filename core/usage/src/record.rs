@@ -104,6 +104,12 @@ pub struct RouteInfo {
     /// what inverse-propensity learning divides by.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub propensity_ppm: Option<i64>,
+    /// Probability, in millionths, that the router gave the model that served this call
+    /// (its tier's probability times the model's within its tier, where the organization
+    /// also explores among a tier's models), when the organization learns from outcomes:
+    /// what per-model inverse-propensity learning divides by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_propensity_ppm: Option<i64>,
     /// The tier was drawn by exploration, not by the score (learning only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub explored: Option<bool>,
@@ -581,10 +587,13 @@ impl UsageRecord {
             if let Some(w) = &r.weights {
                 check_id("route.weights", w, false)?;
             }
-            if let Some(p) = r.propensity_ppm {
-                if !(1..=1_000_000).contains(&p) {
+            for (field, p) in [
+                ("route.propensity_ppm", r.propensity_ppm),
+                ("route.model_propensity_ppm", r.model_propensity_ppm),
+            ] {
+                if let Some(p) = p.filter(|p| !(1..=1_000_000).contains(p)) {
                     return Err(UsageError::InvalidField {
-                        field: "route.propensity_ppm".into(),
+                        field: field.into(),
                         message: format!("{p} is not a probability in millionths (1..=1000000)"),
                     });
                 }
@@ -725,6 +734,9 @@ impl UsageRecord {
                     RouteMode::Explicit => "explicit",
                 },
             );
+            if let Some(p) = r.model_propensity_ppm {
+                num(&mut out, "model_propensity_ppm", p);
+            }
             if let Some(p) = r.propensity_ppm {
                 num(&mut out, "propensity_ppm", p);
             }
@@ -953,7 +965,7 @@ mod tests {
             tags in proptest::collection::btree_map("[a-zA-Z\\u{e9}\\u{1f600}\\u{e000}\\u{ff61}]{1,6}", "[ -~\\u{7f}\\u{2028}\\u{1}\\u{1f}]{0,10}", 0..16),
             tier in opt_str(), score in proptest::option::of(-1000i64..1000), mode in any::<bool>(),
             nums in proptest::array::uniform8(0u64..(1u64 << 53)), ttft in proptest::option::of(0u64..1000), stream in any::<bool>(),
-            dl in opt_str(), weights in opt_str(), prop in proptest::option::of(1i64..=1_000_000),
+            dl in opt_str(), weights in opt_str(), prop in proptest::option::of(1i64..=1_000_000), mprop in proptest::option::of(1i64..=1_000_000),
             explored in proptest::option::of(any::<bool>()), shadow in any::<bool>(),
             feats in proptest::option::of((1i64..=20, proptest::collection::vec(-2_000_000i64..2_000_000, 0..20), proptest::collection::btree_map(0i64..1024, 1i64..50, 0..30))),
         ) {
@@ -961,7 +973,7 @@ mod tests {
                 bits: bits.max(10), structural, terms: terms.into_iter().map(|(b, c)| [b, c]).collect(),
             });
             let route = if tier.is_none() && score.is_none() && mode { None } else {
-                Some(RouteInfo { mode: if mode { RouteMode::Auto } else { RouteMode::Explicit }, tier, score, weights, propensity_ppm: prop, explored, features, shadow_of: shadow.then(RecordId::new_v7) })
+                Some(RouteInfo { mode: if mode { RouteMode::Auto } else { RouteMode::Explicit }, tier, score, weights, propensity_ppm: prop, model_propensity_ppm: mprop, explored, features, shadow_of: shadow.then(RecordId::new_v7) })
             };
             let r = UsageRecord {
                 schema_version: SCHEMA_VERSION, id: RecordId::new_v7(), seq: nums[0], ts_start: nums[1], ts_end: nums[2],

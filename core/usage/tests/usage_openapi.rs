@@ -62,6 +62,22 @@ fn schema_matches_the_records() {
             let denial: BTreeSet<&str> = ["denied_rule", "denied_level"].into();
             assert_eq!(keys, props.difference(&denial).copied().collect());
         }
+        // Route: every key a vector's route carries is in the schema; the learning
+        // vector carries every one but `shadow_of` (a shadow call's only).
+        let route_props: BTreeSet<&str> = d["components"]["schemas"]["Route"]["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        if let Some(route) = t["record"]["route"].as_object() {
+            let rk: BTreeSet<&str> = route.keys().map(String::as_str).collect();
+            assert!(rk.is_subset(&route_props), "{rk:?} vs {route_props:?}");
+            if t["name"].as_str().unwrap().starts_with("learning") {
+                let shadow: BTreeSet<&str> = ["shadow_of"].into();
+                assert_eq!(rk, route_props.difference(&shadow).copied().collect());
+            }
+        }
         if t["record"]["status"] == "denied" {
             assert!(
                 keys.contains("denied_rule") && keys.contains("denied_level"),

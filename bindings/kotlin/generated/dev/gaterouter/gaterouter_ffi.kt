@@ -5128,6 +5128,17 @@ data class RouteLearning (
     var `propensity`: kotlin.Double
     , 
     /**
+     * The model was drawn by within-tier exploration, not the tier's policy.
+     */
+    var `modelExplored`: kotlin.Boolean
+    , 
+    /**
+     * Probability the router gave the chosen model: its tier's probability times the
+     * model's within its tier.
+     */
+    var `modelPropensity`: kotlin.Double
+    , 
+    /**
      * The tier the score alone would have picked.
      */
     var `scoredTier`: Tier
@@ -5149,6 +5160,8 @@ public object FfiConverterTypeRouteLearning: FfiConverterRustBuffer<RouteLearnin
         return RouteLearning(
             FfiConverterBoolean.read(buf),
             FfiConverterDouble.read(buf),
+            FfiConverterBoolean.read(buf),
+            FfiConverterDouble.read(buf),
             FfiConverterTypeTier.read(buf),
         )
     }
@@ -5156,12 +5169,16 @@ public object FfiConverterTypeRouteLearning: FfiConverterRustBuffer<RouteLearnin
     override fun allocationSize(value: RouteLearning) = (
             FfiConverterBoolean.allocationSize(value.`explored`) +
             FfiConverterDouble.allocationSize(value.`propensity`) +
+            FfiConverterBoolean.allocationSize(value.`modelExplored`) +
+            FfiConverterDouble.allocationSize(value.`modelPropensity`) +
             FfiConverterTypeTier.allocationSize(value.`scoredTier`)
     )
 
     override fun write(value: RouteLearning, buf: ByteBuffer) {
             FfiConverterBoolean.write(value.`explored`, buf)
             FfiConverterDouble.write(value.`propensity`, buf)
+            FfiConverterBoolean.write(value.`modelExplored`, buf)
+            FfiConverterDouble.write(value.`modelPropensity`, buf)
             FfiConverterTypeTier.write(value.`scoredTier`, buf)
     }
 }
