@@ -132,6 +132,7 @@ const MIGRATIONS: &[Migration] = &[
     MIGRATION_12_ROUTING_LEARNING,
     MIGRATION_13_PROJECT_WEIGHTS,
     MIGRATION_14_SHADOW_SAMPLING,
+    MIGRATION_15_MODEL_PROPENSITY,
 ];
 
 const MIGRATION_1: Migration = Migration {
@@ -486,6 +487,18 @@ const MIGRATION_14_SHADOW_SAMPLING: Migration = Migration {
         "ALTER TABLE routing_settings ADD COLUMN shadow_permille INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE route_features ADD COLUMN shadow_of TEXT",
     ],
+    sqlite: &[],
+    postgres: &[],
+    generated: None,
+};
+
+/// Version 15 (issue 20): per-model learning. `route_features` gains the probability the
+/// router gave the model that served the call (`route.model_propensity_ppm`, millionths;
+/// NULL for records written before SDKs explored inside a tier, whose model followed from
+/// the tier alone, and for calls a fallback answered).
+const MIGRATION_15_MODEL_PROPENSITY: Migration = Migration {
+    version: 15,
+    common: &["ALTER TABLE route_features ADD COLUMN model_propensity_ppm INTEGER"],
     sqlite: &[],
     postgres: &[],
     generated: None,

@@ -9,14 +9,18 @@
 //! structural features and salted hashed term buckets (`gaterouter::usage::RouteFeatures`),
 //! the arm and its propensity; the outcome is the app's feedback for the same record.
 //! The fit itself is `gaterouter::routing::offpolicy::learn_from_log` (per-arm
-//! inverse-propensity ridge, doubly-robust cross-fitted APGR estimate).
+//! inverse-propensity ridge, doubly-robust cross-fitted APGR estimate). Records that also
+//! carry the served model's propensity (SDKs explore inside a tier too) feed per-model
+//! success models (`gaterouter::routing::offpolicy_models`), which rank the models inside
+//! a tier; [`next_weights`] decides what is served next from the two fits.
 
 use std::time::Duration;
 
 use gaterouter::accounts::SignedWeights;
-use gaterouter::routing::Weights;
 use gaterouter::routing::learning::row_of;
 use gaterouter::routing::offpolicy::{LogLearnOptions, LoggedCall, learn_from_log};
+use gaterouter::routing::offpolicy_models::{ModelCall, ModelLearnOptions, learn_success_models};
+use gaterouter::routing::{SuccessModels, Weights};
 use serde_json::{Value, json};
 
 use crate::db::{Db, DbError};
@@ -126,16 +130,29 @@ async fn learn_scope(
     let skipped = rated.len();
     // A call and its shadow answered one request: one key.
     let mut requests = std::collections::HashMap::new();
+    let mut model_calls = Vec::new();
     let calls: Vec<LoggedCall> = rated
         .into_iter()
         .filter_map(|c| {
             let next = requests.len() as u64;
+            let call = *requests.entry(c.request).or_insert(next);
+            let row = row_of(&c.features, settings.bits)?;
+            // Per-model learning reads only calls whose model's propensity is known.
+            if let Some(mp) = c.model_propensity_ppm {
+                model_calls.push(ModelCall {
+                    row: row.clone(),
+                    model: c.model,
+                    reward: c.reward,
+                    propensity: (mp as f64 / 1e6).clamp(1e-6, 1.0),
+                    call,
+                });
+            }
             Some(LoggedCall {
-                row: row_of(&c.features, settings.bits)?,
+                row,
                 strong: c.strong,
                 reward: c.reward,
                 propensity: (c.propensity_ppm as f64 / 1e6).clamp(1e-6, 1.0),
-                call: *requests.entry(c.request).or_insert(next),
+                call,
             })
         })
         .collect();
@@ -148,15 +165,23 @@ async fn learn_scope(
         hashing: settings.hashing(),
         ..LogLearnOptions::default()
     };
+    let mopts = ModelLearnOptions {
+        hashing: settings.hashing(),
+        ..ModelLearnOptions::default()
+    };
     // CPU-bound (ridge over up to 50k sparse rows): off the async workers.
     let fitted = tokio::task::spawn_blocking(move || {
         let current = current.ok_or_else(|| "the builtin weights do not load".to_owned())?;
-        learn_from_log(&calls, &current, &opts).map_err(|e| e.to_string())
+        let (report, gain) = learn_from_log(&calls, &current, &opts).map_err(|e| e.to_string())?;
+        let (models, success) =
+            learn_success_models(&model_calls, &mopts).map_err(|e| e.to_string())?;
+        let (next, why) = next_weights(&current, gain, success);
+        Ok::<_, String>((report, models, next, why))
     })
     .await;
     let fitted = fitted.map_err(|e| e.to_string()).and_then(|r| r);
     let scope = project.unwrap_or("");
-    let (report, weights) = match fitted {
+    let (mut report, models, weights, why) = match fitted {
         Ok(x) => x,
         Err(e) => {
             let report = json!({"promote": false, "reason": format!("learning failed: {e}")});
@@ -169,8 +194,16 @@ async fn learn_scope(
             });
         }
     };
+    if weights.is_some() && !report.promote {
+        report.promote = true;
+        report.reason = format!("{}; {why}", report.reason);
+    }
     let mut report_json = serde_json::to_value(&report).unwrap_or(Value::Null);
     if let Some(o) = report_json.as_object_mut() {
+        o.insert(
+            "models".into(),
+            serde_json::to_value(&models).unwrap_or(Value::Null),
+        );
         o.insert("skipped_mismatched_features".into(), json!(skipped));
         o.insert(
             "previous_version".into(),
@@ -212,6 +245,49 @@ async fn learn_scope(
         report: report_json,
         promoted: signed,
     })
+}
+
+/// What a learning run serves next, from its two fits against `current` (the weights
+/// served now): `gain`, new tier weights when the gain fit was promoted; `success`,
+/// per-model success models when at least two models' outcomes are predicted better by
+/// their features than by their average. Returns the weights to promote (`None`: keep
+/// `current`) and why, in words.
+///
+/// - New tier weights carry the new success models, else the current ones (a run whose
+///   per-model fit found nothing does not drop what an earlier run learned).
+/// - Success models alone promote `current` with them only when `current` has none or
+///   ranks another set of models: a refit of the same models every run would serve a
+///   new version each interval for differences within the noise.
+pub fn next_weights(
+    current: &Weights,
+    gain: Option<Weights>,
+    success: Option<SuccessModels>,
+) -> (Option<Weights>, String) {
+    let names = |s: &SuccessModels| s.models.keys().cloned().collect::<Vec<String>>();
+    match (gain, success) {
+        (Some(mut w), success) => {
+            let why = match &success {
+                Some(s) => format!("with per-model success models for {}", names(s).join(", ")),
+                None => "the per-model success models served now are kept".to_owned(),
+            };
+            w.success = success.or_else(|| current.success.clone());
+            (Some(w), why)
+        }
+        (None, Some(s)) if current.success.as_ref().map(names) != Some(names(&s)) => {
+            let why = format!(
+                "the tier weights are kept and per-model success models for {} are added",
+                names(&s).join(", ")
+            );
+            let mut w = current.clone();
+            w.description = format!(
+                "{} Per-model success models learned from the organization's outcomes.",
+                w.description
+            );
+            w.success = Some(s);
+            (Some(w), why)
+        }
+        (None, _) => (None, String::new()),
+    }
 }
 
 /// Learn for every org with learning on, every `interval`, until `stop`. With several
@@ -268,4 +344,62 @@ pub async fn describe(db: &Db, org: &str) -> Result<Value, DbError> {
         "weights": store::weights_history(db, org).await?,
         "runs": store::learn_runs(db, org, 20).await?,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gaterouter::routing::SuccessModel;
+
+    fn success(models: &[&str]) -> SuccessModels {
+        SuccessModels {
+            margin: 0.05,
+            models: models
+                .iter()
+                .map(|m| {
+                    let model = SuccessModel {
+                        bias: 0.5,
+                        weights: [0.0; gaterouter::routing::features::N_FEATURES],
+                        lexical: None,
+                    };
+                    ((*m).to_owned(), model)
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn what_a_run_serves_next() {
+        let current = Weights::builtin().unwrap();
+        let mut gain = current.clone();
+        gain.bias += 0.1;
+        // Nothing learned: keep.
+        assert!(next_weights(&current, None, None).0.is_none());
+        // New tier weights carry the new success models...
+        let (w, why) = next_weights(&current, Some(gain.clone()), Some(success(&["a/x", "b/y"])));
+        assert_eq!(w.unwrap().success, Some(success(&["a/x", "b/y"])));
+        assert!(why.contains("a/x, b/y"), "{why}");
+        // ...or keep the served ones when the per-model fit found none.
+        let mut served = current.clone();
+        served.success = Some(success(&["a/x", "b/y"]));
+        let (w, _) = next_weights(&served, Some(gain), None);
+        assert_eq!(w.unwrap().success, served.success);
+        // Success models alone: added to weights without any...
+        let (w, why) = next_weights(&current, None, Some(success(&["a/x", "b/y"])));
+        let w = w.unwrap();
+        assert_eq!((w.bias, w.weights), (current.bias, current.weights));
+        assert_ne!(w.fingerprint(), current.fingerprint());
+        assert!(why.contains("tier weights are kept"), "{why}");
+        // ...or ranking another set of models; the same set again is not a new version.
+        assert!(
+            next_weights(&served, None, Some(success(&["a/x", "c/z"])))
+                .0
+                .is_some()
+        );
+        assert!(
+            next_weights(&served, None, Some(success(&["a/x", "b/y"])))
+                .0
+                .is_none()
+        );
+    }
 }

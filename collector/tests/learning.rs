@@ -4,7 +4,9 @@
 //! weights which the policy then serves and which verify; malformed features refused
 //! with the field named; an org that never turned learning on gets no `routing`; a
 //! project with enough rated calls of its own gets weights of its own (its signal is the
-//! opposite of the org's), served to its keys while the org's keys keep the org's.
+//! opposite of the org's), served to its keys while the org's keys keep the org's; and
+//! per-model learning: calls explored among a tier's models, each with its model's
+//! propensity, give served weights whose success models rank the models per request.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -305,5 +307,121 @@ async fn learning_on_postgres_on_demand() {
     let url = pg.new_db().await;
     let env = Env::start(Some(url), |c| c.learn_interval_secs = 0).await;
     learns(&env, false).await;
+    env.handle.shutdown().await;
+}
+
+/// One `auto` call of the standard tier explored among three models: the tier's policy
+/// picks `gpt-4o-mini` (logged propensity 0.8), exploration the others (0.1 each).
+/// `gpt-4o-mini` does ledger work and not garden work; `gpt-4.1-nano` the reverse;
+/// `o4-mini` half of each.
+fn model_call(i: usize, h: Hashing, signer: &UsageSigner) -> (String, String) {
+    let ledger = i % 2 == 0;
+    // Each kind of prompt meets every model (i / 2 runs through all residues).
+    let (model, ppm) = match (i / 2 * 3) % 10 {
+        8 => ("gpt-4.1-nano", 100_000),
+        9 => ("o4-mini", 100_000),
+        _ => ("gpt-4o-mini", 800_000),
+    };
+    let text = if ledger {
+        format!("audit the ledger of unit {i}")
+    } else {
+        format!("water the garden of home {i}")
+    };
+    let req = ChatRequest::new("auto", vec![Message::user(text)]);
+    let mut rec = record(&Spec {
+        tier: Some("standard"),
+        model,
+        ts: gaterouter::usage::unix_ms_now() - 60_000,
+        ..Spec::default()
+    });
+    let route = rec.route.as_mut().unwrap();
+    route.weights = Some("0123456789abcdef".into());
+    route.propensity_ppm = Some(950_000);
+    route.model_propensity_ppm = Some(ppm);
+    route.explored = Some(false);
+    route.features = Some(features_of(&req, h));
+    let score = match model {
+        "gpt-4o-mini" => f64::from(u8::from(ledger)),
+        "gpt-4.1-nano" => f64::from(u8::from(!ledger)),
+        _ => f64::from(u8::from(i % 4 < 2)),
+    };
+    let (_, fb) = feedback("k_eng", &rec.id, score, signer, |_| {});
+    (sign(&rec, signer), fb)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_model_learning_ranks_a_tiers_models_per_request() {
+    let env = Env::start(None, |c| c.learn_interval_secs = 0).await;
+    let (eng, _) = env.seed_org().await;
+    let (s, v) = put_routing(&env, json!({"learning": true, "explore_permille": 200})).await;
+    assert_eq!(s, 200, "{v}");
+    let rp = policy_routing(&env, &eng).await.unwrap();
+    let h = Hashing {
+        bits: rp.bits,
+        salt: rp.salt_u64().unwrap(),
+    };
+    let (wires, fbs): (Vec<String>, Vec<String>) = (0..600).map(|i| model_call(i, h, &eng)).unzip();
+    for chunk in wires.chunks(100).chain(fbs.chunks(100)) {
+        let (s, v) = env.ingest(chunk).await;
+        assert_eq!(s, 200, "{v}");
+        assert!(v["rejected"].as_array().is_none_or(|r| r.is_empty()), "{v}");
+    }
+    let (s, v) = env
+        .post("/v1/admin/orgs/acme/routing/learn", Some(ADMIN), &json!({}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    // No heavy-tier outcomes: the tier weights stay, the success models are added.
+    let version = v["promoted"]
+        .as_str()
+        .unwrap_or_else(|| panic!("promoted: {v}"))
+        .to_owned();
+    let models = v["report"]["models"]["models"].as_array().unwrap();
+    assert_eq!(models.len(), 3, "{v}");
+    assert!(
+        v["report"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("per-model success models"),
+        "{v}"
+    );
+    let rp = policy_routing(&env, &eng).await.unwrap();
+    let sw = rp.weights.expect("weights served");
+    assert_eq!(sw.version, version);
+    sw.verify("acme", None).unwrap();
+    let w = Weights::from_json(&sw.weights_json).unwrap();
+    let success = w.success.as_ref().expect("success models served");
+    let (mini, nano) = ("openai/gpt-4o-mini", "openai/gpt-4.1-nano");
+    assert!(
+        success.models.contains_key(mini) && success.models.contains_key(nano),
+        "{:?}",
+        success.models.keys()
+    );
+    let scorer = gaterouter::routing::Scorer::new(w.clone());
+    let predict = |text: &str, model: &str| {
+        let req = ChatRequest::new("auto", vec![Message::user(text)]);
+        let r = scorer.score(&req);
+        r.success.as_ref().and_then(|s| s.of(model)).unwrap()
+    };
+    let (ledger, garden) = (
+        "audit the ledger of unit 9001",
+        "water the garden of home 9001",
+    );
+    assert!(
+        predict(ledger, mini) > predict(ledger, nano) + 0.3,
+        "{} vs {}",
+        predict(ledger, mini),
+        predict(ledger, nano)
+    );
+    assert!(
+        predict(garden, nano) > predict(garden, mini) + 0.3,
+        "{} vs {}",
+        predict(garden, nano),
+        predict(garden, mini)
+    );
+    // A second run finds the same models: nothing new is served.
+    let (_, v) = env
+        .post("/v1/admin/orgs/acme/routing/learn", Some(ADMIN), &json!({}))
+        .await;
+    assert!(v["promoted"].is_null(), "{v}");
     env.handle.shutdown().await;
 }

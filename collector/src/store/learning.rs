@@ -1,4 +1,4 @@
-//! Routing learning as stored (migrations 12, 13 and 14): per-org settings, the learning
+//! Routing learning as stored (migrations 12 to 15): per-org settings, the learning
 //! features of `auto` records, signed weights versions and learning runs (per org, and per
 //! project: `project = ''` is the org's own), and the collector's weights signing key.
 
@@ -9,7 +9,8 @@ use serde_json::Value;
 use sqlx::AnyConnection;
 
 use crate::db::{
-    Backend, Db, DbError, Param, bind_all, dberr, get_i64, get_opt_str, get_str, placeholders,
+    Backend, Db, DbError, Param, bind_all, dberr, get_i64, get_opt_i64, get_opt_str, get_str,
+    placeholders,
 };
 use crate::verified::Verified;
 
@@ -199,7 +200,7 @@ pub async fn insert_features(
     backend: Backend,
     stored: &[&Verified],
 ) -> Result<(), DbError> {
-    const COLS: usize = 12;
+    const COLS: usize = 13;
     let mut params = Vec::new();
     for v in stored {
         let Some(r) = &v.rec.route else { continue };
@@ -219,11 +220,12 @@ pub async fn insert_features(
             Param::OptText(r.weights.clone()),
             Param::Text(serde_json::to_string(f).unwrap_or_default()),
             Param::OptText(r.shadow_of.as_ref().map(|id| id.0.clone())),
+            Param::OptI64(r.model_propensity_ppm),
         ]);
     }
     for chunk in params.chunks(COLS * 500) {
         let sql = format!(
-            "INSERT INTO route_features (org, record_id, ts_start, project, tier, model, strong, propensity_ppm, explored, weights, features, shadow_of) VALUES {} ON CONFLICT DO NOTHING",
+            "INSERT INTO route_features (org, record_id, ts_start, project, tier, model, strong, propensity_ppm, explored, weights, features, shadow_of, model_propensity_ppm) VALUES {} ON CONFLICT DO NOTHING",
             placeholders(chunk.len() / COLS, COLS, backend)
         );
         bind_all(&sql, chunk)
@@ -243,6 +245,10 @@ pub struct RatedCall {
     pub strong: bool,
     /// Propensity in millionths.
     pub propensity_ppm: i64,
+    /// The model that served it (`provider/model`).
+    pub model: String,
+    /// The probability the router gave that model, in millionths (`None`: not known).
+    pub model_propensity_ppm: Option<i64>,
     /// Mean feedback score in `[0, 1]`.
     pub reward: f64,
     /// The request it answered: its own record id, or for a shadow call the record id of
@@ -269,9 +275,9 @@ pub async fn rated_calls(
     let rows = db
         .fetch(
             &format!(
-                "SELECT f.features, f.strong, f.propensity_ppm, CAST(SUM(fb.score_milli) AS BIGINT), CAST(COUNT(*) AS BIGINT), COALESCE(f.shadow_of, f.record_id)
+                "SELECT f.features, f.strong, f.propensity_ppm, CAST(SUM(fb.score_milli) AS BIGINT), CAST(COUNT(*) AS BIGINT), COALESCE(f.shadow_of, f.record_id), f.model, f.model_propensity_ppm
                  FROM route_features f JOIN feedback fb ON fb.org = f.org AND fb.record_id = f.record_id
-                 WHERE f.org = $1{only_project} GROUP BY f.record_id, f.features, f.strong, f.propensity_ppm, f.ts_start, f.shadow_of
+                 WHERE f.org = $1{only_project} GROUP BY f.record_id, f.features, f.strong, f.propensity_ppm, f.ts_start, f.shadow_of, f.model, f.model_propensity_ppm
                  ORDER BY f.ts_start DESC LIMIT $2"
             ),
             &params,
@@ -290,6 +296,8 @@ pub async fn rated_calls(
             propensity_ppm: get_i64(r, 2)?,
             reward: (get_i64(r, 3)? as f64 / n as f64 / 1000.0).clamp(0.0, 1.0),
             request: get_str(r, 5)?,
+            model: get_str(r, 6)?,
+            model_propensity_ppm: get_opt_i64(r, 7)?,
         });
     }
     Ok(out)

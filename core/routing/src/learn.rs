@@ -450,7 +450,7 @@ pub struct CalibrationReport {
     pub models: Vec<ModelFit>,
 }
 
-fn check_bits(bits: u8) -> Result<()> {
+pub(crate) fn check_bits(bits: u8) -> Result<()> {
     if bits == 0 || bits > MAX_LEXICAL_BITS {
         return Err(bad(
             "bits",
@@ -462,7 +462,7 @@ fn check_bits(bits: u8) -> Result<()> {
     Ok(())
 }
 
-fn check_lambdas(l: &[f64]) -> Result<()> {
+pub(crate) fn check_lambdas(l: &[f64]) -> Result<()> {
     if l.is_empty() || l.iter().any(|x| !(x.is_finite() && *x > 0.0)) {
         return Err(bad(
             "lambdas",

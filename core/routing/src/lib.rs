@@ -41,6 +41,7 @@
 //! | [`select`] | tier -> model by policy, within what the caller may use; [`RoutingConfig`] |
 //! | [`learning`] | what an `auto` decision records for learning, and the exploration draw |
 //! | [`calibrate`] / [`learn`] / [`offpolicy`] | refitting weights from labels and from outcomes |
+//! | [`offpolicy_models`] | per-model success models learned from logged calls (within-tier exploration) |
 //! | [`eval`] / [`data`] | measuring a router; labeled-prompt files |
 //! | [`resend`] | implicit feedback: the caller re-sending an `auto` answer's messages to a stronger model |
 //!
@@ -55,6 +56,7 @@ pub mod learn;
 pub mod learning;
 pub mod lexical;
 pub mod offpolicy;
+pub mod offpolicy_models;
 pub mod resend;
 pub mod scorer;
 pub mod select;
