@@ -2,7 +2,9 @@
 //! to a real collector (SQLite), feedback from the app, the collector refits the org's
 //! router, signs the weights and serves them with the policy, the SDK picks them up and
 //! its decisions change as expected. Also: an org that does not learn sends no features,
-//! and weights signed by another key than the pinned one are refused (with a warning).
+//! and weights signed by another key than the pinned one are refused (with a warning);
+//! and per-model learning: exploration inside a tier, per-model success models learned
+//! and served, the SDK then choosing the model of a tier that does each kind of request.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -498,5 +500,105 @@ async fn shadow_sampling_sends_both_arms_and_learns_from_both() {
     tokio::time::sleep(Duration::from_millis(150)).await;
     client.refresh_policy().await.unwrap();
     routes_by_the_learned_weights(&client, &version);
+    e.collector.shutdown().await;
+}
+
+/// Per-model learning: every tier offers the same two models, the first preferred by the
+/// policy. The app's evaluator finds that it does garden work and not ledger work, the
+/// second the reverse. With exploration inside the tier, both are observed; the collector
+/// learns a success model per model, serves them with the weights, and the SDK then
+/// sends ledger prompts to the second model and garden prompts to the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdk_learns_which_model_of_a_tier_does_which_request() {
+    let (x, y) = ("openai/gpt-4.1-mini", "gemini/gemini-2.5-flash");
+    let mut e = env().await;
+    let both = vec![x.to_owned(), y.to_owned()];
+    e.cfg.routing.light = both.clone();
+    e.cfg.routing.standard = both.clone();
+    e.cfg.routing.heavy = both;
+    e.cfg.routing.policy = gaterouter::routing::Policy::Quality;
+    e.admin(
+        reqwest::Method::PUT,
+        "/v1/admin/orgs/acme/routing",
+        Some(json!({"learning": true, "explore_permille": 500})),
+    )
+    .await;
+    let client = Client::new(e.cfg.clone()).unwrap();
+    client.refresh_policy().await.unwrap();
+
+    let n = 320;
+    let mut by_model = std::collections::BTreeMap::<String, usize>::new();
+    for i in 0..n {
+        let hard = i % 2 == 0;
+        let resp = client.chat(prompt(hard, i)).await.unwrap();
+        let d = resp.route.as_ref().unwrap();
+        let l = d.learning.as_ref().unwrap();
+        assert!(l.model_propensity > 0.0 && l.model_propensity <= 1.0);
+        if l.model_explored {
+            assert_eq!(d.chosen, y, "the policy's pick is x: {}", d.reason);
+        }
+        *by_model.entry(d.chosen.clone()).or_default() += 1;
+        let right = if d.chosen == x { !hard } else { hard };
+        client
+            .feedback(FeedbackInput {
+                record_id: resp.usage_record_id.clone().unwrap(),
+                score: f64::from(u8::from(right)),
+                ..Default::default()
+            })
+            .unwrap();
+    }
+    // Half explore, half of those draw y: about a quarter of the calls.
+    assert!(
+        (45..=120).contains(&by_model.get(y).copied().unwrap_or(0)),
+        "y explored about n/4 times: {by_model:?}"
+    );
+    let report = client.flush(Duration::from_secs(30)).await.unwrap();
+    assert!(
+        report.dead_letters == 0 && report.refused == 0,
+        "{report:?}"
+    );
+    wait_features(&e, n as i64).await;
+
+    let learned = e
+        .admin(
+            reqwest::Method::POST,
+            "/v1/admin/orgs/acme/routing/learn",
+            None,
+        )
+        .await;
+    let version = learned["promoted"]
+        .as_str()
+        .unwrap_or_else(|| panic!("success models promoted: {learned}"))
+        .to_owned();
+    let kept: Vec<&str> = learned["report"]["models"]["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["kept"] == true)
+        .map(|m| m["model"].as_str().unwrap())
+        .collect();
+    assert_eq!(kept, [y, x], "{learned}");
+
+    // Exploration off: decisions by the served success models alone.
+    e.admin(
+        reqwest::Method::PUT,
+        "/v1/admin/orgs/acme/routing",
+        Some(json!({"learning": true, "explore_permille": 0})),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    client.refresh_policy().await.unwrap();
+    for i in 5000..5020 {
+        let hard = i % 2 == 0;
+        let d = client.route(&prompt(hard, i)).unwrap();
+        assert_eq!(d.weights_version.as_deref(), Some(version.as_str()));
+        let want = if hard { y } else { x };
+        assert_eq!(d.chosen, want, "{}", d.reason);
+        assert!(d.candidates[0].predicted_success.is_some(), "{d:?}");
+        if hard {
+            assert!(d.reason.contains("predicted success"), "{}", d.reason);
+        }
+    }
+    client.shutdown().await.unwrap();
     e.collector.shutdown().await;
 }
