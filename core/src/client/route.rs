@@ -124,10 +124,16 @@ impl Client {
         };
         let mut decision = select(input(score), self)?;
         decision.weights_version = version;
-        // Only when this call is served from its decided tier and the other arm has a
-        // usable model of its own tier: else the call cannot be shadowed, and its
-        // propensity stays that of its arm alone (no second selection is made).
+        // Served from its decided tier: a learning sample (else the call went to another
+        // arm than its propensity describes), which may explore inside the tier, before
+        // any shadow is chosen (a shadow must go to another model than the one that
+        // serves the call) ...
         let servable = decision.served_tier.is_none();
+        if let (Some(t), true) = (trace.as_mut(), servable) {
+            explore_within_tier(cfg, &mut decision, t, share);
+        }
+        // ... and may be shadowed when the other arm has a usable model of its own tier:
+        // else its propensity stays that of its arm alone (no second selection is made).
         if let (Some(r), Some(t), Some(l), true) =
             (shadow_report, trace.as_mut(), learning, servable)
         {
@@ -148,9 +154,6 @@ impl Client {
                     decision.shadow = Some(Box::new(d));
                 }
             }
-        }
-        if let (Some(t), true) = (trace.as_mut(), servable) {
-            explore_within_tier(cfg, &mut decision, t, share);
         }
         if let Some(t) = &trace {
             if t.explored {
