@@ -19,7 +19,9 @@ use std::time::Duration;
 use gaterouter::accounts::SignedWeights;
 use gaterouter::routing::learning::row_of;
 use gaterouter::routing::offpolicy::{LogLearnOptions, LoggedCall, learn_from_log};
-use gaterouter::routing::offpolicy_models::{ModelCall, ModelLearnOptions, learn_success_models};
+use gaterouter::routing::offpolicy_models::{
+    ModelCall, ModelLearnOptions, ModelLearnReport, learn_success_models,
+};
 use gaterouter::routing::{SuccessModels, Weights};
 use serde_json::{Value, json};
 
@@ -175,7 +177,7 @@ async fn learn_scope(
         let (report, gain) = learn_from_log(&calls, &current, &opts).map_err(|e| e.to_string())?;
         let (models, success) =
             learn_success_models(&model_calls, &mopts).map_err(|e| e.to_string())?;
-        let (next, why) = next_weights(&current, gain, success);
+        let (next, why) = next_weights(&current, gain, success, &models);
         Ok::<_, String>((report, models, next, why))
     })
     .await;
@@ -194,9 +196,11 @@ async fn learn_scope(
             });
         }
     };
-    if weights.is_some() && !report.promote {
+    if weights.is_some() {
         report.promote = true;
-        report.reason = format!("{}; {why}", report.reason);
+        if !why.is_empty() {
+            report.reason = format!("{}; {why}", report.reason);
+        }
     }
     let mut report_json = serde_json::to_value(&report).unwrap_or(Value::Null);
     if let Some(o) = report_json.as_object_mut() {
@@ -247,46 +251,107 @@ async fn learn_scope(
     })
 }
 
+/// Most bytes of a served weights file: the policy carries it to every SDK, phones
+/// included (issue 20's goal). Each text-dependent success model adds about 22 KB at
+/// the default 14 bits, so past three or four of them the weakest are left out.
+pub const MAX_WEIGHTS_BYTES: usize = 100 * 1024;
+
 /// What a learning run serves next, from its two fits against `current` (the weights
 /// served now): `gain`, new tier weights when the gain fit was promoted; `success`,
 /// per-model success models when at least two models' outcomes are predicted better by
-/// their features than by their average. Returns the weights to promote (`None`: keep
-/// `current`) and why, in words.
+/// their features than by their average (`models`: that fit's report). Returns the
+/// weights to promote (`None`: keep `current`) and why, in words.
 ///
 /// - New tier weights carry the new success models, else the current ones (a run whose
 ///   per-model fit found nothing does not drop what an earlier run learned).
 /// - Success models alone promote `current` with them only when `current` has none or
 ///   ranks another set of models: a refit of the same models every run would serve a
 ///   new version each interval for differences within the noise.
+/// - The file stays within [`MAX_WEIGHTS_BYTES`]: the success models whose fit gained
+///   least over their average are left out first (all of them when fewer than two
+///   would remain).
 pub fn next_weights(
     current: &Weights,
     gain: Option<Weights>,
     success: Option<SuccessModels>,
+    models: &ModelLearnReport,
 ) -> (Option<Weights>, String) {
     let names = |s: &SuccessModels| s.models.keys().cloned().collect::<Vec<String>>();
     match (gain, success) {
         (Some(mut w), success) => {
-            let why = match &success {
-                Some(s) => format!("with per-model success models for {}", names(s).join(", ")),
-                None => "the per-model success models served now are kept".to_owned(),
-            };
+            let fresh = success.is_some();
             w.success = success.or_else(|| current.success.clone());
-            (Some(w), why)
+            let dropped = fit_size(&mut w, models);
+            let why = match (&w.success, fresh) {
+                (Some(s), true) => {
+                    format!("with per-model success models for {}", names(s).join(", "))
+                }
+                (Some(_), false) => "the per-model success models served now are kept".to_owned(),
+                (None, _) => String::new(),
+            };
+            (Some(w), format!("{why}{dropped}"))
         }
-        (None, Some(s)) if current.success.as_ref().map(names) != Some(names(&s)) => {
-            let why = format!(
-                "the tier weights are kept and per-model success models for {} are added",
-                names(&s).join(", ")
-            );
+        (None, Some(s)) => {
             let mut w = current.clone();
-            w.description = format!(
-                "{} Per-model success models learned from the organization's outcomes.",
-                w.description
-            );
             w.success = Some(s);
-            (Some(w), why)
+            let dropped = fit_size(&mut w, models);
+            match &w.success {
+                Some(s) if current.success.as_ref().map(names) != Some(names(s)) => {
+                    let why = format!(
+                        "the tier weights are kept and per-model success models for {} are added{dropped}",
+                        names(s).join(", ")
+                    );
+                    w.description = format!(
+                        "{} Per-model success models learned from the organization's outcomes.",
+                        w.description
+                    );
+                    (Some(w), why)
+                }
+                _ => (None, String::new()),
+            }
         }
-        (None, _) => (None, String::new()),
+        (None, None) => (None, String::new()),
+    }
+}
+
+/// Leave out `w`'s success models, least gain over their average first (as `models`
+/// reports it; a model it does not report goes first), until the file fits
+/// [`MAX_WEIGHTS_BYTES`]; none at all when fewer than two would remain. Returns what
+/// was left out, in words (empty: nothing).
+fn fit_size(w: &mut Weights, models: &ModelLearnReport) -> String {
+    let gain = |m: &str| {
+        models
+            .models
+            .iter()
+            .find(|f| f.model == m)
+            .map_or(f64::NEG_INFINITY, |f| f.constant_error - f.cv_error)
+    };
+    let mut left_out = Vec::new();
+    while w.to_json().len() > MAX_WEIGHTS_BYTES {
+        let Some(s) = w.success.as_mut() else { break };
+        if s.models.len() <= 2 {
+            left_out.extend(s.models.keys().cloned());
+            w.success = None;
+            break;
+        }
+        let weakest = s
+            .models
+            .keys()
+            .min_by(|a, b| gain(a).total_cmp(&gain(b)))
+            .cloned();
+        if let Some(m) = weakest {
+            s.models.remove(&m);
+            left_out.push(m);
+        }
+    }
+    if left_out.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " (success models of {} left out to keep the weights within {} KB)",
+            left_out.join(", "),
+            MAX_WEIGHTS_BYTES / 1024
+        )
     }
 }
 
@@ -368,38 +433,119 @@ mod tests {
         }
     }
 
+    fn report(gains: &[(&str, f64)]) -> ModelLearnReport {
+        ModelLearnReport {
+            outcomes: 0,
+            models: gains
+                .iter()
+                .map(|(m, g)| gaterouter::routing::offpolicy_models::ModelFit {
+                    model: (*m).to_owned(),
+                    outcomes: 100,
+                    cv_error: 0.2 - g,
+                    constant_error: 0.2,
+                    kept: true,
+                })
+                .collect(),
+            kept: gains.len(),
+            reason: String::new(),
+        }
+    }
+
     #[test]
     fn what_a_run_serves_next() {
+        let r = &report(&[]);
         let current = Weights::builtin().unwrap();
         let mut gain = current.clone();
         gain.bias += 0.1;
         // Nothing learned: keep.
-        assert!(next_weights(&current, None, None).0.is_none());
+        assert!(next_weights(&current, None, None, r).0.is_none());
         // New tier weights carry the new success models...
-        let (w, why) = next_weights(&current, Some(gain.clone()), Some(success(&["a/x", "b/y"])));
+        let (w, why) = next_weights(
+            &current,
+            Some(gain.clone()),
+            Some(success(&["a/x", "b/y"])),
+            r,
+        );
         assert_eq!(w.unwrap().success, Some(success(&["a/x", "b/y"])));
         assert!(why.contains("a/x, b/y"), "{why}");
         // ...or keep the served ones when the per-model fit found none.
         let mut served = current.clone();
         served.success = Some(success(&["a/x", "b/y"]));
-        let (w, _) = next_weights(&served, Some(gain), None);
+        let (w, _) = next_weights(&served, Some(gain), None, r);
         assert_eq!(w.unwrap().success, served.success);
         // Success models alone: added to weights without any...
-        let (w, why) = next_weights(&current, None, Some(success(&["a/x", "b/y"])));
+        let (w, why) = next_weights(&current, None, Some(success(&["a/x", "b/y"])), r);
         let w = w.unwrap();
         assert_eq!((w.bias, w.weights), (current.bias, current.weights));
         assert_ne!(w.fingerprint(), current.fingerprint());
         assert!(why.contains("tier weights are kept"), "{why}");
         // ...or ranking another set of models; the same set again is not a new version.
         assert!(
-            next_weights(&served, None, Some(success(&["a/x", "c/z"])))
+            next_weights(&served, None, Some(success(&["a/x", "c/z"])), r)
                 .0
                 .is_some()
         );
         assert!(
-            next_weights(&served, None, Some(success(&["a/x", "b/y"])))
+            next_weights(&served, None, Some(success(&["a/x", "b/y"])), r)
                 .0
                 .is_none()
         );
+    }
+
+    #[test]
+    fn the_served_file_stays_within_its_size() {
+        // Five text-dependent success models at 14 bits (about 22 KB each) do not fit:
+        // the weakest fits are left out until the file does.
+        let current = Weights::builtin().unwrap();
+        let names = ["a/v", "b/w", "c/x", "d/y", "e/z"];
+        let mut s = success(&names);
+        for (i, m) in s.models.values_mut().enumerate() {
+            m.lexical = Some(gaterouter::routing::weights::LexicalWeights {
+                bits: 14,
+                salt: 7,
+                weights: (0..1 << 14)
+                    .map(|j| ((j * 7 + i * 13) % 255) as f32 / 100.0 - 1.2)
+                    .collect(),
+                binary: true,
+            });
+        }
+        let r = report(&[
+            ("a/v", 0.05),
+            ("b/w", 0.01),
+            ("c/x", 0.09),
+            ("d/y", 0.02),
+            ("e/z", 0.07),
+        ]);
+        let (w, why) = next_weights(&current, None, Some(s.clone()), &r);
+        let w = w.unwrap();
+        assert!(
+            w.to_json().len() <= MAX_WEIGHTS_BYTES,
+            "{}",
+            w.to_json().len()
+        );
+        let kept: Vec<&str> = w
+            .success
+            .as_ref()
+            .unwrap()
+            .models
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert!(kept.len() >= 2 && kept.len() < 5, "{kept:?}");
+        // The strongest fits stay, the weakest go first.
+        assert!(kept.contains(&"c/x") && kept.contains(&"e/z"), "{kept:?}");
+        assert!(!kept.contains(&"b/w"), "{kept:?}");
+        assert!(why.contains("left out") && why.contains("b/w"), "{why}");
+        // Fewer than two would fit: none are served, nothing is promoted.
+        let mut two = s.clone();
+        two.models.retain(|k, _| k == "a/v" || k == "b/w");
+        for m in two.models.values_mut() {
+            let l = m.lexical.as_mut().unwrap();
+            l.bits = 16;
+            l.weights = (0..1 << 16)
+                .map(|j| (j % 251) as f32 / 100.0 - 1.2)
+                .collect();
+        }
+        assert!(next_weights(&current, None, Some(two), &r).0.is_none());
     }
 }
