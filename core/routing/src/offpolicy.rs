@@ -218,17 +218,17 @@ fn fit_arms(
     ))
 }
 
-/// Each call's request index (calls sharing [`LoggedCall::call`] share it; indices in
+/// Each call's request index, from the calls' request keys ([`LoggedCall::call`] or
+/// [`super::offpolicy_models::ModelCall::call`]: equal keys share an index; indices in
 /// order of first appearance, so calls without shadows are their own, in order) and the
 /// first call of each request.
-fn requests(calls: &[LoggedCall]) -> (Vec<usize>, Vec<usize>) {
-    let mut index = std::collections::HashMap::with_capacity(calls.len());
-    let mut firsts = Vec::with_capacity(calls.len());
-    let group_of = calls
-        .iter()
+pub(crate) fn requests(keys: impl ExactSizeIterator<Item = u64>) -> (Vec<usize>, Vec<usize>) {
+    let mut index = std::collections::HashMap::with_capacity(keys.len());
+    let mut firsts = Vec::with_capacity(keys.len());
+    let group_of = keys
         .enumerate()
-        .map(|(i, c)| {
-            *index.entry(c.call).or_insert_with(|| {
+        .map(|(i, key)| {
+            *index.entry(key).or_insert_with(|| {
                 firsts.push(i);
                 firsts.len() - 1
             })
@@ -287,7 +287,7 @@ pub fn learn_from_log(
     };
     let n = calls.len();
     // Requests: a call and its shadow are one (same features, one fold, one estimate).
-    let (group_of, firsts) = requests(calls);
+    let (group_of, firsts) = requests(calls.iter().map(|c| c.call));
     let ng = firsts.len();
     let gfold = learn::folds(ng, opts.folds, opts.seed);
     let fold: Vec<usize> = group_of.iter().map(|g| gfold[*g]).collect();
@@ -670,7 +670,10 @@ mod tests {
             call,
         };
         let calls: Vec<LoggedCall> = [5, 9, 5, 7, 9].into_iter().map(key).collect();
-        assert_eq!(requests(&calls), (vec![0, 1, 0, 2, 1], vec![0, 1, 3]));
+        assert_eq!(
+            requests(calls.iter().map(|c| c.call)),
+            (vec![0, 1, 0, 2, 1], vec![0, 1, 3])
+        );
     }
 
     #[test]

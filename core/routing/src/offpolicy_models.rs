@@ -26,14 +26,14 @@
 //!
 //! Deterministic for a seed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use super::features::N_FEATURES;
 use super::learn::{self, Logged, Row, SimulateOptions};
 use super::lexical::Hashing;
-use super::offpolicy::binary_row;
+use super::offpolicy::{self, binary_row};
 use super::weights::{DEFAULT_SUCCESS_MARGIN, SuccessModel, SuccessModels};
 use gaterouter_types::error::{Error, Result};
 
@@ -247,15 +247,8 @@ pub fn learn_success_models(
         .map(|c| (1.0 / c.propensity).min(opts.max_weight))
         .collect();
     // Folds by request (first appearance order), then each call's fold.
-    let mut keys = HashMap::with_capacity(calls.len());
-    let group_of: Vec<usize> = calls
-        .iter()
-        .map(|c| {
-            let next = keys.len();
-            *keys.entry(c.call).or_insert(next)
-        })
-        .collect();
-    let gfold = learn::folds(keys.len(), opts.folds, opts.seed);
+    let (group_of, firsts) = offpolicy::requests(calls.iter().map(|c| c.call));
+    let gfold = learn::folds(firsts.len(), opts.folds, opts.seed);
     let fold: Vec<usize> = group_of.iter().map(|g| gfold[*g]).collect();
     let mut by_model: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, c) in calls.iter().enumerate() {
