@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use gaterouter::accounts::SignedWeights;
 use gaterouter::routing::learning::row_of;
-use gaterouter::routing::offpolicy::{LogLearnOptions, LoggedCall, learn_from_log};
+use gaterouter::routing::offpolicy::{LogLearnOptions, LogRows, LoggedCall, learn_from_log};
 use gaterouter::routing::offpolicy_models::{
     ModelCall, ModelLearnOptions, ModelLearnReport, learn_success_models,
 };
@@ -118,6 +118,50 @@ pub async fn learn_org(db: &Db, org: &str) -> Result<OrgLearnRun, DbError> {
     Ok(OrgLearnRun { org: run, projects })
 }
 
+/// The learners' view of rated calls: one design row per request (a call and its shadow
+/// answered one request: one key, one row), held once for both learners; the calls whose
+/// recorded features do not fit the org's hashing `bits` are left out (the caller counts
+/// them). Per-model learning reads only the calls whose model's propensity is known.
+fn rated_log(
+    rated: Vec<store::RatedCall>,
+    bits: u8,
+) -> gaterouter::Result<(LogRows, Vec<LoggedCall>, Vec<ModelCall>)> {
+    use std::collections::hash_map::Entry;
+    let mut requests = std::collections::HashMap::new();
+    let mut rows = LogRows::new(bits)?;
+    let mut model_calls = Vec::new();
+    let mut calls = Vec::with_capacity(rated.len());
+    for c in rated {
+        let next = requests.len() as u64;
+        let (call, row) = match requests.entry(c.request) {
+            Entry::Occupied(e) => *e.get(),
+            Entry::Vacant(e) => {
+                let Some(row) = row_of(&c.features, bits).and_then(|r| rows.push(r).ok()) else {
+                    continue;
+                };
+                *e.insert((next, row))
+            }
+        };
+        if let Some(mp) = c.model_propensity_ppm {
+            model_calls.push(ModelCall {
+                row,
+                model: c.model,
+                reward: c.reward,
+                propensity: (mp as f64 / 1e6).clamp(1e-6, 1.0),
+                call,
+            });
+        }
+        calls.push(LoggedCall {
+            row,
+            strong: c.strong,
+            reward: c.reward,
+            propensity: (c.propensity_ppm as f64 / 1e6).clamp(1e-6, 1.0),
+            call,
+        });
+    }
+    Ok((rows, calls, model_calls))
+}
+
 /// One refit: the org's (`project` `None`, every rated call of the org) or one project's
 /// (its rated calls), against `incumbent`, the weights served there now (builtin if none).
 async fn learn_scope(
@@ -129,36 +173,8 @@ async fn learn_scope(
 ) -> Result<LearnRun, DbError> {
     let now = db.clock().now_ms();
     let rated = store::rated_calls(db, org, project, MAX_LEARN_CALLS).await?;
-    let skipped = rated.len();
-    // A call and its shadow answered one request: one key.
-    let mut requests = std::collections::HashMap::new();
-    let mut model_calls = Vec::new();
-    let calls: Vec<LoggedCall> = rated
-        .into_iter()
-        .filter_map(|c| {
-            let next = requests.len() as u64;
-            let call = *requests.entry(c.request).or_insert(next);
-            let row = row_of(&c.features, settings.bits)?;
-            // Per-model learning reads only calls whose model's propensity is known.
-            if let Some(mp) = c.model_propensity_ppm {
-                model_calls.push(ModelCall {
-                    row: row.clone(),
-                    model: c.model,
-                    reward: c.reward,
-                    propensity: (mp as f64 / 1e6).clamp(1e-6, 1.0),
-                    call,
-                });
-            }
-            Some(LoggedCall {
-                row,
-                strong: c.strong,
-                reward: c.reward,
-                propensity: (c.propensity_ppm as f64 / 1e6).clamp(1e-6, 1.0),
-                call,
-            })
-        })
-        .collect();
-    let skipped = skipped - calls.len();
+    let rated_n = rated.len();
+    let bits = settings.bits;
     let current = incumbent
         .as_ref()
         .and_then(|w| Weights::from_json(&w.weights_json).ok())
@@ -174,16 +190,18 @@ async fn learn_scope(
     // CPU-bound (ridge over up to 50k sparse rows): off the async workers.
     let fitted = tokio::task::spawn_blocking(move || {
         let current = current.ok_or_else(|| "the builtin weights do not load".to_owned())?;
-        let (report, gain) = learn_from_log(&calls, &current, &opts).map_err(|e| e.to_string())?;
+        let (rows, calls, model_calls) = rated_log(rated, bits).map_err(|e| e.to_string())?;
+        let (report, gain) =
+            learn_from_log(&rows, &calls, &current, &opts).map_err(|e| e.to_string())?;
         let (models, success) =
-            learn_success_models(&model_calls, &mopts).map_err(|e| e.to_string())?;
+            learn_success_models(&rows, &model_calls, &mopts).map_err(|e| e.to_string())?;
         let (next, why) = next_weights(&current, gain, success, &models);
-        Ok::<_, String>((report, models, next, why))
+        Ok::<_, String>((report, models, next, why, rated_n - calls.len()))
     })
     .await;
     let fitted = fitted.map_err(|e| e.to_string()).and_then(|r| r);
     let scope = project.unwrap_or("");
-    let (mut report, models, weights, why) = match fitted {
+    let (mut report, models, weights, why, skipped) = match fitted {
         Ok(x) => x,
         Err(e) => {
             let report = json!({"promote": false, "reason": format!("learning failed: {e}")});

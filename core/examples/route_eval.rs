@@ -435,7 +435,7 @@ fn production_section(
     use gaterouter::routing::Tier;
     use gaterouter::routing::learning::{Learning, features_of, row_of};
     use gaterouter::routing::lexical::Hashing;
-    use gaterouter::routing::offpolicy::{LogLearnOptions, LoggedCall, learn_from_log};
+    use gaterouter::routing::offpolicy::{LogLearnOptions, LogRows, LoggedCall, learn_from_log};
     println!(
         "### The collector's learner on logged production traffic (first half), scored on the second half\n"
     );
@@ -463,13 +463,15 @@ fn production_section(
                 };
                 let mut rng = learn::SplitMix::new(seed);
                 let mut calls = Vec::with_capacity(train.len());
+                let mut rows = LogRows::new(h.bits)?;
                 for p in &train {
                     let (weak, strong) = p.labels()?;
                     let mut report = builtin.score(&p.request);
                     let t = l.explore(&mut report, Tier::ALL, [rng.next_f64(), rng.next_f64()]);
                     let went_strong = report.tier == Tier::Heavy;
                     calls.push(LoggedCall {
-                        row: row_of(&features_of(&p.request, h), h.bits).ok_or("bits")?,
+                        row: rows
+                            .push(row_of(&features_of(&p.request, h), h.bits).ok_or("bits")?)?,
                         strong: went_strong,
                         reward: if went_strong { strong } else { weak },
                         propensity: t.propensity,
@@ -481,7 +483,7 @@ fn production_section(
                     seed,
                     ..LogLearnOptions::default()
                 };
-                let (rep, w) = learn_from_log(&calls, builtin.weights(), &opts)?;
+                let (rep, w) = learn_from_log(&rows, &calls, builtin.weights(), &opts)?;
                 let served = w.unwrap_or_else(|| builtin.weights().clone());
                 let c = eval::compare(&test, &Scorer::new(served))?;
                 let b = eval::compare(&test, &builtin)?.router.apgr;

@@ -42,7 +42,7 @@ pub const DEFAULT_LAMBDAS: [f64; 8] = [0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 30
 /// Cross-validation folds.
 pub const DEFAULT_FOLDS: usize = 5;
 
-fn bad(field: &str, message: String) -> Error {
+pub(crate) fn bad(field: &str, message: String) -> Error {
     Error::InvalidRequest {
         field: Some(field.into()),
         message,

@@ -22,18 +22,111 @@ use serde_json::json;
 use super::data::LabeledPrompt;
 use super::eval;
 use super::features::N_FEATURES;
-use super::learn::{self, Logged, Ridge, Row, SimulateOptions, SimulateReport};
+use super::learn::{self, Logged, Ridge, Row, SimulateOptions, SimulateReport, bad};
 use super::learning::{Learning, features_of_scored, row_of};
 use super::lexical::Hashing;
 use super::scorer::{Scorer, Tier};
 use super::weights::{Link, Weights};
-use gaterouter_types::error::{Error, Result};
+use gaterouter_types::error::Result;
+
+/// The design rows of a log of rated calls, held once for every learner that reads the
+/// log ([`learn_from_log`], [`super::offpolicy_models::learn_success_models`]): as
+/// recorded (term counts, which score weights that count terms) and with binary term
+/// values ([`binary_row`], what the fits read by default), each computed once when the
+/// row is pushed. Calls refer to their row by index, so a call and its shadow, or the
+/// two learners' views of one call, share it.
+#[derive(Debug, Clone)]
+pub struct LogRows {
+    bits: u8,
+    logged: Vec<Row>,
+    binary: Vec<Row>,
+}
+
+impl LogRows {
+    /// No rows yet, for rows hashed with `bits` (the organization's hashing).
+    pub fn new(bits: u8) -> Result<Self> {
+        learn::check_bits(bits)?;
+        Ok(Self {
+            bits,
+            logged: Vec::new(),
+            binary: Vec::new(),
+        })
+    }
+
+    /// Add a design row ([`super::learning::row_of`]); returns its index for
+    /// [`LoggedCall::row`] / [`super::offpolicy_models::ModelCall::row`]. A row with an
+    /// entry outside the hashing (and the structural features after it) or not finite is
+    /// an error: it was hashed with other bits.
+    pub fn push(&mut self, row: Row) -> Result<usize> {
+        let end = (1u32 << self.bits) + N_FEATURES as u32;
+        if row.iter().any(|(j, x)| *j >= end || !x.is_finite()) {
+            return Err(bad(
+                "outcomes",
+                format!(
+                    "a logged row has a feature outside the {}-bit hashing or not finite: rows must be hashed with the log's bits",
+                    self.bits
+                ),
+            ));
+        }
+        self.binary.push(binary_row(&row, self.bits));
+        self.logged.push(row);
+        Ok(self.logged.len() - 1)
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.logged.len()
+    }
+
+    /// No rows.
+    pub fn is_empty(&self) -> bool {
+        self.logged.is_empty()
+    }
+
+    /// The hashing bits the rows were made with.
+    pub fn bits(&self) -> u8 {
+        self.bits
+    }
+
+    /// The rows as recorded.
+    pub(crate) fn logged(&self) -> &[Row] {
+        &self.logged
+    }
+
+    /// The rows a fit reads: binary term values or the recorded counts.
+    pub(crate) fn fit(&self, binary: bool) -> &[Row] {
+        if binary { &self.binary } else { &self.logged }
+    }
+
+    /// Typed error unless these rows suit `calls` (every row index in range) and the
+    /// learner's hashing `bits`.
+    pub(crate) fn check(&self, bits: u8, indexes: impl Iterator<Item = usize>) -> Result<()> {
+        if bits != self.bits {
+            return Err(bad(
+                "bits",
+                format!(
+                    "the rows are hashed with {} bits, the options say {bits}: use the organization's hashing for both",
+                    self.bits
+                ),
+            ));
+        }
+        let n = self.len();
+        match indexes.into_iter().find(|i| *i >= n) {
+            Some(i) => Err(bad(
+                "outcomes",
+                format!("a logged call names row {i} of a log of {n} rows"),
+            )),
+            None => Ok(()),
+        }
+    }
+}
 
 /// One logged `auto` call with its outcome.
 #[derive(Debug, Clone)]
 pub struct LoggedCall {
-    /// The design row of its recorded features ([`super::learning::row_of`]).
-    pub row: Row,
+    /// Its design row (recorded features, [`super::learning::row_of`]) in the log's
+    /// [`LogRows`].
+    pub row: usize,
     /// It went to the heavy tier.
     pub strong: bool,
     /// The outcome score in `[0, 1]` (the mean of its feedback).
@@ -121,13 +214,6 @@ pub struct LogLearnReport {
     pub reason: String,
 }
 
-fn bad(message: String) -> Error {
-    Error::InvalidRequest {
-        field: Some("outcomes".into()),
-        message,
-    }
-}
-
 /// Score of a design row under `w` (rows hashed with `h`). Lexical weights hashed
 /// differently (other bits or salt) cannot be applied to the row and are left out.
 pub fn score_row(w: &Weights, row: &[(u32, f32)], h: Hashing) -> f64 {
@@ -191,7 +277,7 @@ fn sim_opts(o: &LogLearnOptions, bits: u8) -> SimulateOptions {
 fn logs(calls: &[LoggedCall], idx: &[usize]) -> Vec<Logged> {
     idx.iter()
         .map(|&i| Logged {
-            row: i,
+            row: calls[i].row,
             strong: calls[i].strong,
             reward: calls[i].reward,
             propensity: calls[i].propensity,
@@ -237,23 +323,32 @@ pub(crate) fn requests(keys: impl ExactSizeIterator<Item = u64>) -> (Vec<usize>,
     (group_of, firsts)
 }
 
-/// Fit new weights from logged calls and compare them with `current` (the weights that
-/// made the decisions). Returns the report and, when promoted, the new weights.
+/// Fit new weights from logged calls (their rows in `rows`) and compare them with
+/// `current` (the weights that made the decisions). Returns the report and, when
+/// promoted, the new weights.
 pub fn learn_from_log(
+    rows: &LogRows,
     calls: &[LoggedCall],
     current: &Weights,
     opts: &LogLearnOptions,
 ) -> Result<(LogLearnReport, Option<Weights>)> {
     if !(2..=20).contains(&opts.folds) {
-        return Err(bad(format!("folds = {} must be in 2..=20", opts.folds)));
+        return Err(bad(
+            "folds",
+            format!("folds = {} must be in 2..=20", opts.folds),
+        ));
     }
+    rows.check(opts.hashing.bits, calls.iter().map(|c| c.row))?;
     if let Some(c) = calls.iter().find(|c| {
         c.propensity <= 0.0 || c.propensity > 1.0 || c.propensity.is_nan() || !c.reward.is_finite()
     }) {
-        return Err(bad(format!(
-            "a logged call has propensity {} / reward {}: propensities must be in (0, 1], rewards finite",
-            c.propensity, c.reward
-        )));
+        return Err(bad(
+            "outcomes",
+            format!(
+                "a logged call has propensity {} / reward {}: propensities must be in (0, 1], rewards finite",
+                c.propensity, c.reward
+            ),
+        ));
     }
     let strong_n = calls.iter().filter(|c| c.strong).count();
     let weak_n = calls.len() - strong_n;
@@ -279,12 +374,7 @@ pub fn learn_from_log(
     let so = sim_opts(opts, bits);
     // The rows as logged (term counts) score the current weights when those count terms;
     // the fit and binary weights read binary rows.
-    let logged: Vec<Row> = calls.iter().map(|c| c.row.clone()).collect();
-    let rows: Vec<Row> = if opts.binary {
-        logged.iter().map(|r| binary_row(r, bits)).collect()
-    } else {
-        logged.clone()
-    };
+    let (logged, fit_rows) = (rows.logged(), rows.fit(opts.binary));
     let n = calls.len();
     // Requests: a call and its shadow are one (same features, one fold, one estimate).
     let (group_of, firsts) = requests(calls.iter().map(|c| c.call));
@@ -295,13 +385,14 @@ pub fn learn_from_log(
     let (mut ms, mut mw) = (vec![0.0; n], vec![0.0; n]);
     for k in 0..opts.folds {
         let train: Vec<usize> = (0..n).filter(|i| fold[*i] != k).collect();
-        let Some((fs, fw)) = fit_arms(calls, &rows, &train, &so, opts.seed ^ k as u64) else {
+        let Some((fs, fw)) = fit_arms(calls, fit_rows, &train, &so, opts.seed ^ k as u64) else {
             report.reason = "a fold had fewer than 5 rated calls on one arm".into();
             return Ok((report, None));
         };
         for i in (0..n).filter(|i| fold[*i] == k) {
-            ms[i] = fs.predict(&rows[i]);
-            mw[i] = fw.predict(&rows[i]);
+            let r = &fit_rows[calls[i].row];
+            ms[i] = fs.predict(r);
+            mw[i] = fw.predict(r);
         }
     }
     // Doubly-robust pseudo-outcomes of both arms for every request: the model's
@@ -324,7 +415,11 @@ pub fn learn_from_log(
     let cur: Vec<f64> = firsts
         .iter()
         .map(|&i| {
-            let r = if current_binary { &rows[i] } else { &logged[i] };
+            let r = if current_binary {
+                &rows.fit(true)[calls[i].row]
+            } else {
+                &logged[calls[i].row]
+            };
             score_row(current, r, opts.hashing)
         })
         .collect();
@@ -332,7 +427,7 @@ pub fn learn_from_log(
     let len: Vec<f64> = firsts
         .iter()
         .map(|&i| {
-            rows[i]
+            logged[calls[i].row]
                 .iter()
                 .find(|(j, _)| *j == nb)
                 .map_or(0.0, |(_, x)| f64::from(*x))
@@ -400,7 +495,7 @@ pub fn learn_from_log(
         return Ok((report, None));
     }
     let all: Vec<usize> = (0..n).collect();
-    let Some((fs, fw)) = fit_arms(calls, &rows, &all, &so, opts.seed) else {
+    let Some((fs, fw)) = fit_arms(calls, fit_rows, &all, &so, opts.seed) else {
         report.reason = "too few rated calls on one arm".into();
         return Ok((report, None));
     };
@@ -458,10 +553,6 @@ pub fn replay(
     start: &Weights,
     opts: &SimulateOptions,
 ) -> Result<(SimulateReport, Weights)> {
-    let bad = |field: &str, message: String| Error::InvalidRequest {
-        field: Some(field.into()),
-        message,
-    };
     if !(0.0..=0.5).contains(&opts.explore) {
         return Err(bad(
             "explore",
@@ -521,6 +612,7 @@ pub fn replay(
     let mut rng = learn::SplitMix::new(opts.seed);
     let mut served = Scorer::new(start.clone());
     let mut calls: Vec<LoggedCall> = Vec::with_capacity(prompts.len());
+    let mut rows = LogRows::new(hashing.bits)?;
     let (mut quality, mut sum_weak, mut sum_strong) = (0.0, 0.0, 0.0);
     let (mut n_strong, mut n_explored, mut refits, mut promotions) =
         (0usize, 0usize, 0usize, 0usize);
@@ -547,12 +639,13 @@ pub fn replay(
         };
         let row = row_of(&features, hashing.bits)
             .ok_or_else(|| bad("bits", "feature rows do not match the bits".into()))?;
+        let row = rows.push(row)?;
         let call = calls.len() as u64;
         if let Some(st) = shadow {
             n_shadowed += 1;
             n_shadow_strong += usize::from(!went_strong);
             calls.push(LoggedCall {
-                row: row.clone(),
+                row,
                 strong: !went_strong,
                 reward: if went_strong { weak } else { strong },
                 propensity: st.propensity,
@@ -569,7 +662,7 @@ pub fn replay(
         if calls.len() >= next_refit {
             next_refit = ((next_refit as f64) * opts.refit_growth).ceil() as usize;
             refits += 1;
-            let (_, w) = learn_from_log(&calls, served.weights(), &learn_opts)?;
+            let (_, w) = learn_from_log(&rows, &calls, served.weights(), &learn_opts)?;
             if let Some(w) = w {
                 served = Scorer::new(w);
                 promotions += 1;
@@ -606,17 +699,18 @@ mod tests {
     /// Planted signal: prompts about "ledger" need the strong model (weak 0.1, strong
     /// 0.9); prompts about "garden" do not (both 0.8); both kinds have the same length.
     /// Logged by a router that ignores the signal (heavy with probability 0.5).
-    fn log(n: usize, seed: u64, h: Hashing) -> Vec<LoggedCall> {
+    fn log(n: usize, seed: u64, h: Hashing) -> (LogRows, Vec<LoggedCall>) {
         log_shadowed(n, seed, h, 0.0)
     }
 
     /// [`log`] with shadow sampling at share `s`: a shadowed call's other arm is logged
     /// too (same request key, its own outcome draw); every outcome's propensity is the
     /// probability that its arm is observed, 0.5 + 0.5·s.
-    fn log_shadowed(n: usize, seed: u64, h: Hashing, s: f64) -> Vec<LoggedCall> {
+    fn log_shadowed(n: usize, seed: u64, h: Hashing, s: f64) -> (LogRows, Vec<LoggedCall>) {
         let mut rng = SplitMix::new(seed);
         let words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"];
         let mut out = Vec::with_capacity(n);
+        let mut rows = LogRows::new(h.bits).unwrap();
         for i in 0..n {
             let hard = rng.next_f64() < 0.5;
             let filler = words[(rng.next_u64() % 6) as usize];
@@ -626,7 +720,9 @@ mod tests {
                 format!("water the garden of {filler} home {i}")
             };
             let req = ChatRequest::new("auto", vec![Message::user(text)]);
-            let row = row_of(&features_of(&req, h), h.bits).unwrap();
+            let row = rows
+                .push(row_of(&features_of(&req, h), h.bits).unwrap())
+                .unwrap();
             // logging policy: heavy with prob 0.5 (scores ignore the signal)
             let strong = rng.next_f64() < 0.5;
             let mut outcome = |strong: bool| {
@@ -642,7 +738,7 @@ mod tests {
             let propensity = 0.5 + 0.5 * s;
             if let Some(r) = shadow.filter(|_| rng.next_f64() < s) {
                 out.push(LoggedCall {
-                    row: row.clone(),
+                    row,
                     strong: !strong,
                     reward: r,
                     propensity,
@@ -657,13 +753,13 @@ mod tests {
                 call: i as u64,
             });
         }
-        out
+        (rows, out)
     }
 
     #[test]
     fn a_call_and_its_shadow_are_one_request() {
         let key = |call| LoggedCall {
-            row: vec![],
+            row: 0,
             strong: false,
             reward: 0.0,
             propensity: 1.0,
@@ -688,10 +784,10 @@ mod tests {
             ..Default::default()
         };
         // True always-weak / always-strong quality: (0.1 + 0.8) / 2, (0.9 + 0.8) / 2.
-        let calls = log_shadowed(800, 3, h, 0.4);
+        let (rows, calls) = log_shadowed(800, 3, h, 0.4);
         let shadows = calls.len() - 800;
         assert!((250..=390).contains(&shadows), "{shadows}");
-        let (r, w) = learn_from_log(&calls, &current, &opts).unwrap();
+        let (r, w) = learn_from_log(&rows, &calls, &current, &opts).unwrap();
         let (qw, qs) = (r.quality_weak.unwrap(), r.quality_strong.unwrap());
         assert!(
             (qw - 0.45).abs() < 0.05 && (qs - 0.85).abs() < 0.05,
@@ -706,13 +802,13 @@ mod tests {
             bits: 10,
             salt: 0xdead_beef,
         };
-        let calls = log(600, 3, h);
+        let (rows, calls) = log(600, 3, h);
         let current = Weights::builtin().unwrap();
         let opts = LogLearnOptions {
             hashing: h,
             ..Default::default()
         };
-        let (r, w) = learn_from_log(&calls, &current, &opts).unwrap();
+        let (r, w) = learn_from_log(&rows, &calls, &current, &opts).unwrap();
         assert!(r.promote, "{r:?}");
         let w = w.unwrap();
         assert!(r.new_apgr.unwrap() > r.current_apgr.unwrap() + 0.1, "{r:?}");
@@ -727,7 +823,7 @@ mod tests {
         assert_eq!(hard.tier, crate::Tier::Heavy);
         assert_ne!(easy.tier, crate::Tier::Heavy);
         // Deterministic.
-        let (r2, _) = learn_from_log(&calls, &current, &opts).unwrap();
+        let (r2, _) = learn_from_log(&rows, &calls, &current, &opts).unwrap();
         assert_eq!(r, r2);
     }
 
@@ -810,22 +906,41 @@ mod tests {
             ..Default::default()
         };
         let current = Weights::builtin().unwrap();
-        let few: Vec<LoggedCall> = log(40, 1, h);
-        let (r, w) = learn_from_log(&few, &current, &opts).unwrap();
+        let (few_rows, few) = log(40, 1, h);
+        let (r, w) = learn_from_log(&few_rows, &few, &current, &opts).unwrap();
         assert!(!r.promote && w.is_none());
         assert!(r.reason.contains("not enough rated calls"), "{}", r.reason);
         // Rewards independent of everything: nothing beats the current weights.
         let mut rng = SplitMix::new(9);
-        let mut calls = log(600, 5, h);
+        let (rows, mut calls) = log(600, 5, h);
         for c in &mut calls {
             c.reward = if rng.next_f64() < 0.6 { 1.0 } else { 0.0 };
         }
-        let (r, w) = learn_from_log(&calls, &current, &opts).unwrap();
+        let (r, w) = learn_from_log(&rows, &calls, &current, &opts).unwrap();
         assert!(!r.promote && w.is_none(), "{r:?}");
         // Bad input is a typed error.
-        let mut bad = log(100, 1, h);
+        let (bad_rows, mut bad) = log(100, 1, h);
         bad[0].propensity = 0.0;
-        assert!(learn_from_log(&bad, &current, &opts).is_err());
+        assert!(learn_from_log(&bad_rows, &bad, &current, &opts).is_err());
+        bad[0].propensity = 0.5;
+        bad[1].row = bad_rows.len();
+        let e = learn_from_log(&bad_rows, &bad, &current, &opts).unwrap_err();
+        assert!(
+            e.to_string().contains("names row 100 of a log of 100 rows"),
+            "{e}"
+        );
+        let wide = LogLearnOptions {
+            hashing: Hashing::plain(12),
+            ..opts.clone()
+        };
+        let e = learn_from_log(&rows, &calls, &current, &wide).unwrap_err();
+        assert!(e.to_string().contains("hashed with 10 bits"), "{e}");
+        let mut narrow = LogRows::new(8).unwrap();
+        assert!(narrow.push(vec![(1 << 10, 1.0)]).is_err());
+        assert!(narrow.push(vec![(3, f32::NAN)]).is_err());
+        assert_eq!(narrow.push(vec![(3, 2.0), (1 << 8, 0.5)]).unwrap(), 0);
+        assert_eq!(narrow.fit(true)[0], vec![(3, 1.0), (1 << 8, 0.5)]);
+        assert_eq!(narrow.fit(false)[0], vec![(3, 2.0), (1 << 8, 0.5)]);
     }
 
     #[test]
@@ -836,7 +951,7 @@ mod tests {
         let current = Weights::builtin().unwrap();
         for seed in 0..10u64 {
             let mut rng = SplitMix::new(100 + seed);
-            let mut calls = log(500, 20 + seed, h);
+            let (rows, mut calls) = log(500, 20 + seed, h);
             for c in &mut calls {
                 c.reward = if rng.next_f64() < 0.7 { 1.0 } else { 0.0 };
             }
@@ -845,7 +960,7 @@ mod tests {
                 seed,
                 ..Default::default()
             };
-            let (r, w) = learn_from_log(&calls, &current, &opts).unwrap();
+            let (r, w) = learn_from_log(&rows, &calls, &current, &opts).unwrap();
             assert!(!r.promote && w.is_none(), "seed {seed}: {r:?}");
         }
     }

@@ -30,18 +30,18 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::features::N_FEATURES;
-use super::learn::{self, Logged, Row, SimulateOptions};
+use super::learn::{self, Logged, SimulateOptions, bad};
 use super::lexical::Hashing;
-use super::offpolicy::{self, binary_row};
+use super::offpolicy::{self, LogRows};
 use super::weights::{DEFAULT_SUCCESS_MARGIN, SuccessModel, SuccessModels};
-use gaterouter_types::error::{Error, Result};
+use gaterouter_types::error::Result;
 
 /// One rated call as the per-model learner sees it.
 #[derive(Debug, Clone)]
 pub struct ModelCall {
-    /// The design row of its recorded features ([`super::learning::row_of`]).
-    pub row: Row,
+    /// Its design row (recorded features, [`super::learning::row_of`]) in the log's
+    /// [`LogRows`], shared with the call's [`super::offpolicy::LoggedCall`].
+    pub row: usize,
     /// The model that served it (`provider/model`, as the tiers name it).
     pub model: String,
     /// The outcome score in `[0, 1]` (the mean of its feedback).
@@ -137,21 +137,14 @@ pub struct ModelLearnReport {
 /// exceed `min_gain` to be kept (see [`ModelFit::kept`]).
 const GATE_Z: f64 = 2.0;
 
-fn bad(field: &str, message: String) -> Error {
-    Error::InvalidRequest {
-        field: Some(field.into()),
-        message,
-    }
-}
-
-fn validate(calls: &[ModelCall], opts: &ModelLearnOptions) -> Result<()> {
+fn validate(rows: &LogRows, calls: &[ModelCall], opts: &ModelLearnOptions) -> Result<()> {
     if !(2..=20).contains(&opts.folds) {
         return Err(bad(
-            "outcomes",
+            "folds",
             format!("folds = {} must be in 2..=20", opts.folds),
         ));
     }
-    learn::check_bits(opts.hashing.bits)?;
+    rows.check(opts.hashing.bits, calls.iter().map(|c| c.row))?;
     learn::check_lambdas(&opts.lambdas)?;
     if opts.max_weight.is_nan() || opts.max_weight < 1.0 {
         return Err(bad(
@@ -185,19 +178,6 @@ fn validate(calls: &[ModelCall], opts: &ModelLearnOptions) -> Result<()> {
             ),
         ));
     }
-    let end = (1u32 << opts.hashing.bits) + N_FEATURES as u32;
-    if let Some(c) = calls
-        .iter()
-        .find(|c| c.row.iter().any(|(j, x)| *j >= end || !x.is_finite()))
-    {
-        return Err(bad(
-            "outcomes",
-            format!(
-                "a logged call to {} has a feature outside the {}-bit hashing or not finite: rows must be hashed with the options' bits",
-                c.model, opts.hashing.bits
-            ),
-        ));
-    }
     Ok(())
 }
 
@@ -215,10 +195,11 @@ fn models_in_words(n: usize) -> String {
 /// for [`super::weights::Weights::success`]; models that did not pass are left out, so
 /// selection does not reorder them.
 pub fn learn_success_models(
+    rows: &LogRows,
     calls: &[ModelCall],
     opts: &ModelLearnOptions,
 ) -> Result<(ModelLearnReport, Option<SuccessModels>)> {
-    validate(calls, opts)?;
+    validate(rows, calls, opts)?;
     let bits = opts.hashing.bits;
     let so = SimulateOptions {
         bits,
@@ -226,18 +207,9 @@ pub fn learn_success_models(
         max_weight: opts.max_weight,
         ..SimulateOptions::default()
     };
-    let rows: Vec<Row> = calls
-        .iter()
-        .map(|c| {
-            if opts.binary {
-                binary_row(&c.row, bits)
-            } else {
-                c.row.clone()
-            }
-        })
-        .collect();
+    let rows = rows.fit(opts.binary);
     let log = |i: usize| Logged {
-        row: i,
+        row: calls[i].row,
         strong: false,
         reward: calls[i].reward,
         propensity: calls[i].propensity,
@@ -278,7 +250,7 @@ pub fn learn_success_models(
                 }
                 let logs: Vec<Logged> = train.iter().map(|&i| log(i)).collect();
                 let refs: Vec<&Logged> = logs.iter().collect();
-                let m = learn::fit_success(&rows, &refs, &so, opts.seed ^ k as u64);
+                let m = learn::fit_success(rows, &refs, &so, opts.seed ^ k as u64);
                 let tw: f64 = train.iter().map(|&i| weight[i]).sum();
                 let constant = train
                     .iter()
@@ -286,7 +258,10 @@ pub fn learn_success_models(
                     .sum::<f64>()
                     / tw;
                 for &i in &test {
-                    let (r, p) = (calls[i].reward, m.predict(&rows[i]).clamp(0.0, 1.0));
+                    let (r, p) = (
+                        calls[i].reward,
+                        m.predict(&rows[calls[i].row]).clamp(0.0, 1.0),
+                    );
                     oof.push((weight[i], (r - p).powi(2), (r - constant).powi(2)));
                 }
             }
@@ -334,7 +309,7 @@ pub fn learn_success_models(
         let logs: Vec<Logged> = by_model[f.model.as_str()].iter().map(|&i| log(i)).collect();
         let refs: Vec<&Logged> = logs.iter().collect();
         let mut m: SuccessModel =
-            learn::fit_success(&rows, &refs, &so, opts.seed).to_success_model()?;
+            learn::fit_success(rows, &refs, &so, opts.seed).to_success_model()?;
         if let Some(l) = m.lexical.as_mut() {
             l.salt = opts.hashing.salt;
             l.binary = opts.binary;
@@ -358,7 +333,9 @@ pub fn learn_success_models(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::learn::SplitMix;
+    use crate::learn::{Row, SplitMix};
+    use crate::offpolicy::binary_row;
+    use gaterouter_types::error::Error;
 
     const BITS: u8 = 8;
     const MATH: u32 = 3;
@@ -385,12 +362,13 @@ mod tests {
         seed: u64,
         policy: impl Fn(bool) -> [f64; 3],
         truth: impl Fn(usize, bool) -> f64,
-    ) -> Vec<ModelCall> {
+    ) -> (LogRows, Vec<ModelCall>) {
         let mut rng = SplitMix::new(seed);
-        (0..n)
+        let mut rows = LogRows::new(BITS).unwrap();
+        let calls = (0..n)
             .map(|i| {
                 let math = rng.next_f64() < 0.5;
-                let row = row(math, &mut rng);
+                let row = rows.push(row(math, &mut rng)).unwrap();
                 let p = policy(math);
                 let u = rng.next_f64();
                 let m = if u < p[0] {
@@ -413,7 +391,8 @@ mod tests {
                     call: i as u64,
                 }
             })
-            .collect()
+            .collect();
+        (rows, calls)
     }
 
     /// A served success model's prediction on a raw row (binary term values, as served).
@@ -458,8 +437,8 @@ mod tests {
 
     #[test]
     fn recovers_a_planted_signal_per_model() {
-        let calls = log(1500, 3, |_| [0.6, 0.3, 0.1], planted);
-        let (r, s) = learn_success_models(&calls, &opts(1)).unwrap();
+        let (rows, calls) = log(1500, 3, |_| [0.6, 0.3, 0.1], planted);
+        let (r, s) = learn_success_models(&rows, &calls, &opts(1)).unwrap();
         let s = s.unwrap_or_else(|| panic!("{r:?}"));
         assert_eq!(r.outcomes, 1500);
         assert!(r.models[0].kept && r.models[1].kept, "{r:?}");
@@ -483,7 +462,7 @@ mod tests {
             assert!((cm - co).abs() < 0.1, "c: {cm} {co}");
         }
         // Deterministic.
-        let (r2, s2) = learn_success_models(&calls, &opts(1)).unwrap();
+        let (r2, s2) = learn_success_models(&rows, &calls, &opts(1)).unwrap();
         assert_eq!((r, Some(s)), (r2, s2));
     }
 
@@ -492,7 +471,7 @@ mod tests {
         // A serves mostly math prompts and B mostly the others; a fixed large penalty
         // shrinks each model's rarely seen kind toward the kind it usually serves unless
         // the calls are reweighted. True mean success over all traffic: A 0.7, B 0.5.
-        let calls = log(
+        let (rows, calls) = log(
             3000,
             5,
             |math| {
@@ -514,7 +493,7 @@ mod tests {
                 max_weight,
                 ..opts(2)
             };
-            let (r, s) = learn_success_models(&calls, &o).unwrap();
+            let (r, s) = learn_success_models(&rows, &calls, &o).unwrap();
             let s = s.unwrap_or_else(|| panic!("{r:?}"));
             let mean = |m: &SuccessModel| {
                 population.iter().map(|x| predict(m, x)).sum::<f64>() / population.len() as f64
@@ -536,8 +515,8 @@ mod tests {
 
     #[test]
     fn too_few_outcomes_say_so_and_bad_input_is_an_error() {
-        let calls = log(60, 1, |_| [0.8, 0.1, 0.1], planted);
-        let (r, s) = learn_success_models(&calls, &opts(1)).unwrap();
+        let (rows, calls) = log(60, 1, |_| [0.8, 0.1, 0.1], planted);
+        let (r, s) = learn_success_models(&rows, &calls, &opts(1)).unwrap();
         assert!(s.is_none());
         assert_eq!(r.models.len(), 3);
         // A alone has enough calls (and may pass the gate); one model ranks nothing.
@@ -562,23 +541,29 @@ mod tests {
         for p in [0.0, -0.1, 1.5, f64::NAN] {
             let mut bad = calls.clone();
             bad[7].propensity = p;
-            let e = learn_success_models(&bad, &opts(1)).unwrap_err();
+            let e = learn_success_models(&rows, &bad, &opts(1)).unwrap_err();
             assert_eq!(field(e), Some("outcomes".into()), "{p}");
         }
         let mut bad = calls.clone();
         bad[0].reward = f64::INFINITY;
-        let e = learn_success_models(&bad, &opts(1)).unwrap_err();
+        let e = learn_success_models(&rows, &bad, &opts(1)).unwrap_err();
         assert_eq!(field(e), Some("outcomes".into()));
         let mut bad = calls.clone();
-        bad[0].row.push((1 << 12, 1.0));
-        let e = learn_success_models(&bad, &opts(1)).unwrap_err();
+        bad[0].row = rows.len();
+        let e = learn_success_models(&rows, &bad, &opts(1)).unwrap_err();
         assert_eq!(field(e), Some("outcomes".into()));
         let o = ModelLearnOptions {
             folds: 1,
             ..opts(1)
         };
-        let e = learn_success_models(&calls, &o).unwrap_err();
-        assert_eq!(field(e), Some("outcomes".into()));
+        let e = learn_success_models(&rows, &calls, &o).unwrap_err();
+        assert_eq!(field(e), Some("folds".into()));
+        let o = ModelLearnOptions {
+            hashing: Hashing::plain(BITS + 1),
+            ..opts(1)
+        };
+        let e = learn_success_models(&rows, &calls, &o).unwrap_err();
+        assert_eq!(field(e), Some("bits".into()));
     }
 
     #[test]
@@ -586,13 +571,13 @@ mod tests {
         // Rewards independent of the request (each model its own rate): no model's
         // features beat its average out of fold.
         for seed in 0..10u64 {
-            let calls = log(
+            let (rows, calls) = log(
                 900,
                 40 + seed,
                 |_| [0.5, 0.3, 0.2],
                 |m, _| [0.7, 0.5, 0.6][m],
             );
-            let (r, s) = learn_success_models(&calls, &opts(seed)).unwrap();
+            let (r, s) = learn_success_models(&rows, &calls, &opts(seed)).unwrap();
             assert!(s.is_none() && r.kept == 0, "seed {seed}: {r:?}");
         }
     }
