@@ -66,6 +66,7 @@ pub use data::{LabeledPrompt, ScoredLine, load_jsonl, read_jsonl, score_jsonl};
 pub use features::{FEATURE_NAMES, Feature, Features};
 pub use scorer::{FeatureContribution, ScoreReport, Scorer, SuccessPrediction, Tier};
 pub use select::{
-    Attempt, AttemptOutcome, Candidate, Excluded, Exclusion, Policy, RouteDecision, RoutingConfig,
+    Attempt, AttemptOutcome, Candidate, Excluded, Exclusion, FirstChoice, Policy, RouteDecision,
+    RoutingConfig,
 };
 pub use weights::{Link, SuccessModel, SuccessModels, Target, Thresholds, Weights};

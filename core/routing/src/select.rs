@@ -40,6 +40,15 @@ pub use gaterouter_types::decision::{
 use gaterouter_types::error::{Error, Result};
 use gaterouter_types::types::{ChatRequest, Content, ContentPart, ResponseFormat};
 
+/// How a tier's policy chose its first model ([`RoutingConfig::first_choice`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FirstChoice {
+    /// The first model is the tier's pin in force: certain, and never explored away.
+    pub pinned: bool,
+    /// The probability of each candidate being put first, in the candidates' order.
+    pub odds: Vec<f64>,
+}
+
 /// `[routing]`: tiers, policy, pins, weights, fallbacks and the circuit breaker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -120,16 +129,20 @@ impl RoutingConfig {
         }
     }
 
-    /// The probability that `tier`'s policy puts each of `models` first: the tier's
-    /// usable candidates as ranked, `models[0]` being the one it put first. A pinned
-    /// model, or a ranking without load-spreading weights, is certain (`[1, 0, ..]`);
-    /// with two or more weighted candidates the first place is drawn among them in
-    /// proportion to their weight. What within-tier exploration's propensity builds on
-    /// ([`crate::learning::Learning::explore_model`]).
-    pub fn first_choice_odds(&self, tier: Tier, models: &[&str]) -> Vec<f64> {
+    /// How `tier`'s policy put the first of `models` (the tier's usable candidates as
+    /// ranked, `models[0]` being the one it put first) first: pinned or not, and the
+    /// probability of each model being first. A pinned model, or a ranking without
+    /// load-spreading weights, is certain (`[1, 0, ..]`); with two or more weighted
+    /// candidates the first place is drawn among them in proportion to their weight.
+    /// What within-tier exploration builds on: it never moves a pinned model, and its
+    /// propensity starts from these odds ([`crate::learning::Learning::explore_model`]).
+    pub fn first_choice(&self, tier: Tier, models: &[&str]) -> FirstChoice {
         let mut odds = vec![0.0; models.len()];
         if models.is_empty() {
-            return odds;
+            return FirstChoice {
+                pinned: false,
+                odds,
+            };
         }
         let pinned = self.pin.get(&tier).is_some_and(|p| p == models[0]);
         let weighted: Vec<(usize, u32)> = models
@@ -145,7 +158,7 @@ impl RoutingConfig {
                 odds[i] = f64::from(w) / total as f64;
             }
         }
-        odds
+        FirstChoice { pinned, odds }
     }
 
     /// Check that every model name is `provider/model` and weights are positive.
@@ -1523,26 +1536,31 @@ mod tests {
     }
 
     #[test]
-    fn the_policys_first_choice_odds() {
+    fn the_policys_first_choice() {
         let mut cfg = RoutingConfig::default();
+        let odds = |cfg: &RoutingConfig, tier, ms: &[&str]| cfg.first_choice(tier, ms).odds;
         let ms = ["a/x", "b/y", "c/z"];
-        assert_eq!(cfg.first_choice_odds(Tier::Light, &ms), vec![1.0, 0.0, 0.0]);
-        assert!(cfg.first_choice_odds(Tier::Light, &[]).is_empty());
+        assert_eq!(odds(&cfg, Tier::Light, &ms), vec![1.0, 0.0, 0.0]);
+        assert!(odds(&cfg, Tier::Light, &[]).is_empty());
+        assert!(!cfg.first_choice(Tier::Light, &ms).pinned);
         // Two weighted candidates share the first place by weight; the unweighted never.
         cfg.weights.insert("a/x".into(), 1);
         cfg.weights.insert("c/z".into(), 3);
-        assert_eq!(
-            cfg.first_choice_odds(Tier::Light, &ms),
-            vec![0.25, 0.0, 0.75]
-        );
+        assert_eq!(odds(&cfg, Tier::Light, &ms), vec![0.25, 0.0, 0.75]);
         // One weighted candidate: no draw.
-        assert_eq!(cfg.first_choice_odds(Tier::Light, &ms[..2]), vec![1.0, 0.0]);
+        assert_eq!(odds(&cfg, Tier::Light, &ms[..2]), vec![1.0, 0.0]);
         // A pin in force is certain; a pin of another tier changes nothing.
         cfg.pin.insert(Tier::Light, "a/x".into());
-        assert_eq!(cfg.first_choice_odds(Tier::Light, &ms), vec![1.0, 0.0, 0.0]);
         assert_eq!(
-            cfg.first_choice_odds(Tier::Heavy, &ms),
-            vec![0.25, 0.0, 0.75]
+            cfg.first_choice(Tier::Light, &ms),
+            FirstChoice {
+                pinned: true,
+                odds: vec![1.0, 0.0, 0.0]
+            }
         );
+        // A pin not put first (unusable now) does not pin the first candidate.
+        assert!(!cfg.first_choice(Tier::Light, &ms[1..]).pinned);
+        assert!(!cfg.first_choice(Tier::Heavy, &ms).pinned);
+        assert_eq!(odds(&cfg, Tier::Heavy, &ms), vec![0.25, 0.0, 0.75]);
     }
 }
