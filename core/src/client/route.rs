@@ -508,6 +508,24 @@ mod tests {
             let l = d.learning.as_ref().unwrap();
             assert!(!l.model_explored && (l.model_propensity - 1.0).abs() < 1e-12);
         }
+        // A pinned tier is never explored away from its pin: the pin serves every call
+        // from its tier, with the tier's probability as its propensity.
+        let mut cfg = offline_config();
+        for tier in Tier::ALL {
+            let first = cfg.routing.tier_models(*tier)[0].clone();
+            cfg.routing.pin.insert(*tier, first);
+        }
+        let pinned = Client::new(cfg).unwrap();
+        for _ in 0..300 {
+            let d = pinned.route_with(&req, Some(&policy), false).unwrap();
+            let l = d.learning.as_ref().unwrap();
+            let tier = d.tier.unwrap();
+            assert_eq!(Some(&d.chosen), pinned.inner.config.routing.pin.get(&tier));
+            assert!(!l.model_explored, "{}", d.reason);
+            // The tier's probability alone (every tier allowed, exploration share 0.4).
+            let p_tier = 0.6 * f64::from(u8::from(l.scored_tier == tier)) + 0.4 / 3.0;
+            assert!((l.model_propensity - p_tier).abs() < 1e-12, "{l:?}");
+        }
     }
 
     #[test]
