@@ -225,7 +225,7 @@
           li.dataset.version = v.version;
           if (v.active) { li.className = "active"; }
           if (v.project) { li.dataset.project = v.project; }
-          li.textContent = v.version + (v.project ? " [project " + v.project + "]" : "") + (v.active ? " (active)" : "") + " · " + when(v.created_ms) + " · estimated gain: new " + apgr(v.new_apgr) + ", current " + apgr(v.current_apgr) + ", length " + apgr(v.length_apgr) + (v.outcomes == null ? "" : " · " + int(v.outcomes) + " rated calls");
+          li.textContent = v.version + (v.project ? " [project " + v.project + "]" : "") + (v.active ? " (active)" : "") + " · " + when(v.created_ms) + " · estimated gain: new " + apgr(v.new_apgr) + ", current " + apgr(v.current_apgr) + ", length " + apgr(v.length_apgr) + (v.outcomes == null ? "" : " · " + int(v.outcomes) + " rated calls") + (v.success_models && v.success_models.length ? " · ranks " + v.success_models.join(", ") + " inside a tier by predicted success" : "");
           ol.appendChild(li);
         }
         div.appendChild(ol);

@@ -1060,6 +1060,7 @@ async fn weights_of(
                 "quality_weak": report(r, "quality_weak"),
                 "quality_strong": report(r, "quality_strong"),
                 "previous_version": report(r, "previous_version"),
+                "success_models": report(r, "success_models"),
                 "reason": report(r, "reason"),
             })
         })

@@ -227,6 +227,12 @@ async fn learn_scope(
             serde_json::to_value(&models).unwrap_or(Value::Null),
         );
         o.insert("skipped_mismatched_features".into(), json!(skipped));
+        // The models the promoted weights rank inside a tier by predicted success (what
+        // the weights history shows beside the tier estimates).
+        if let Some(w) = &weights {
+            let served: Vec<&String> = w.success.iter().flat_map(|s| s.models.keys()).collect();
+            o.insert("success_models".into(), json!(served));
+        }
         o.insert(
             "previous_version".into(),
             json!(incumbent.as_ref().map(|w| w.version.clone())),

@@ -418,6 +418,15 @@ async fn per_model_learning_ranks_a_tiers_models_per_request() {
         predict(garden, nano),
         predict(garden, mini)
     );
+    // The weights history names the models the version ranks (the dashboard shows it).
+    let names: Vec<&str> = success.models.keys().map(String::as_str).collect();
+    let (s, q) = env
+        .get("/v1/analytics/routing_quality?org=acme", Some(ADMIN))
+        .await;
+    assert_eq!(s, 200, "{q}");
+    let shown = &q["weights"][0]["versions"][0];
+    assert_eq!(shown["version"], version.as_str(), "{q}");
+    assert_eq!(shown["success_models"], json!(names), "{q}");
     // A second run finds the same models: nothing new is served.
     let (_, v) = env
         .post("/v1/admin/orgs/acme/routing/learn", Some(ADMIN), &json!({}))
