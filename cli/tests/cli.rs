@@ -220,8 +220,16 @@ fn a_closed_output_pipe_ends_every_command_quietly() {
     std::fs::create_dir_all(&dir).unwrap();
     let text = dir.join("pipe.txt");
     std::fs::write(&text, "hello world ".repeat(1000)).unwrap();
+    let prompts = dir.join("prompts.jsonl");
+    let line = |i: usize| {
+        format!(
+            "{{\"id\":\"p{i}\",\"messages\":[{{\"role\":\"user\",\"content\":\"question {i}\"}}]}}\n"
+        )
+    };
+    std::fs::write(&prompts, (0..2000).map(line).collect::<String>()).unwrap();
     let cases: Vec<Vec<&str>> = vec![
         vec!["route", "2+2?"],
+        vec!["route", "score", prompts.to_str().unwrap()],
         vec!["route", "--json", "2+2?"],
         vec!["models"],
         vec!["cost", "-m", "openai/gpt-4o", "--input", "1000"],

@@ -263,6 +263,33 @@ macro_rules! out {
     }};
 }
 
+/// Standard output for a writer-taking library call (`route score`): a closed pipe
+/// (`| head`) ends the command quietly with exit 0, as [`out!`] does for single lines.
+struct QuietStdout(std::io::StdoutLock<'static>);
+
+impl QuietStdout {
+    fn new() -> Self {
+        Self(std::io::stdout().lock())
+    }
+
+    fn check<T>(r: std::io::Result<T>) -> std::io::Result<T> {
+        match r {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+            r => r,
+        }
+    }
+}
+
+impl Write for QuietStdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        Self::check(self.0.write(buf))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Self::check(self.0.flush())
+    }
+}
+
 /// Run `route`.
 pub fn run(config: Config, args: RouteArgs) -> Result<(), Error> {
     match (args.action, args.prompt) {
@@ -280,7 +307,7 @@ pub fn run(config: Config, args: RouteArgs) -> Result<(), Error> {
                 &scorer(weights.as_ref())?,
                 BufReader::new(f),
                 &file.display().to_string(),
-                std::io::stdout().lock(),
+                QuietStdout::new(),
             )?;
             eprintln!("scored {n} prompts");
             Ok(())
