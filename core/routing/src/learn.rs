@@ -573,6 +573,14 @@ pub fn calibrate(
             ),
         ));
     }
+    // Labels first: an unlabeled line is named as such, however few lines there are.
+    let mut weak = Vec::with_capacity(prompts.len());
+    let mut strong = Vec::with_capacity(prompts.len());
+    for p in prompts {
+        let (w, s) = p.labels()?;
+        weak.push(w);
+        strong.push(s);
+    }
     if prompts.len() < 2 * opts.folds {
         return Err(bad(
             "prompts",
@@ -583,13 +591,6 @@ pub fn calibrate(
                 2 * opts.folds
             ),
         ));
-    }
-    let mut weak = Vec::with_capacity(prompts.len());
-    let mut strong = Vec::with_capacity(prompts.len());
-    for p in prompts {
-        let (w, s) = p.labels()?;
-        weak.push(w);
-        strong.push(s);
     }
     let y: Vec<f64> = weak.iter().zip(&strong).map(|(w, s)| s - w).collect();
     let fold = folds(prompts.len(), opts.folds, opts.seed);
@@ -1266,7 +1267,16 @@ mod tests {
     #[test]
     fn calibrate_refuses_bad_input() {
         let ps = planted(40);
-        assert!(calibrate(&ps[..5], &CalibrateOptions::default()).is_err());
+        let e = calibrate(&ps[..5], &CalibrateOptions::default()).unwrap_err();
+        assert!(
+            e.to_string().contains("5 labeled prompts are too few"),
+            "{e}"
+        );
+        // An unlabeled line is named as such, however few lines there are.
+        let line = r#"{"id":"u1","messages":[{"role":"user","content":"x"}]}"#;
+        let unlabeled = vec![crate::data::parse_line(line, 1, "t").unwrap()];
+        let e = calibrate(&unlabeled, &CalibrateOptions::default()).unwrap_err();
+        assert!(e.to_string().contains("`u1` has no weak_score"), "{e}");
         for o in [
             CalibrateOptions {
                 bits: 0,
