@@ -63,7 +63,7 @@ pub struct ModelLearnOptions {
     /// calls). Default [`learn::DEFAULT_LAMBDAS`].
     pub lambdas: Vec<f64>,
     /// Fit binary term values (`1 / sqrt(distinct terms)` per present term, see
-    /// [`binary_row`]) instead of counts; the success models say which
+    /// [`offpolicy::binary_row`]) instead of counts; the success models say which
     /// (`lexical.binary`). Default true.
     pub binary: bool,
     /// Cross-fitting folds of the gate, in `2..=20`. Default 5.
