@@ -107,6 +107,26 @@ impl Env {
         self.admin(reqwest::Method::GET, "/v1/admin/orgs/acme/routing", None)
             .await
     }
+
+    /// `PUT …/routing`: the org's learning settings; returns the collector's answer.
+    async fn set_routing(&self, settings: Value) -> Value {
+        self.admin(
+            reqwest::Method::PUT,
+            "/v1/admin/orgs/acme/routing",
+            Some(settings),
+        )
+        .await
+    }
+
+    /// `POST …/routing/learn`: the collector refits now; returns its answer.
+    async fn learn(&self) -> Value {
+        self.admin(
+            reqwest::Method::POST,
+            "/v1/admin/orgs/acme/routing/learn",
+            None,
+        )
+        .await
+    }
 }
 
 /// Two kinds of requests of the same length: "ledger" ones need the strong model,
@@ -158,6 +178,17 @@ fn routes_by_the_learned_weights(client: &Client, version: &str) {
     );
 }
 
+/// Deliver every record and feedback of `client` (none refused or dead-lettered) and wait
+/// until the collector holds the features of `calls` calls; returns its routing view.
+async fn deliver(client: &Client, e: &Env, calls: i64) -> Value {
+    let report = client.flush(Duration::from_secs(30)).await.unwrap();
+    assert!(
+        report.dead_letters == 0 && report.refused == 0,
+        "{report:?}"
+    );
+    wait_features(e, calls).await
+}
+
 async fn wait_features(e: &Env, at_least: i64) -> Value {
     for _ in 0..200 {
         let v = e.routing().await;
@@ -197,11 +228,7 @@ async fn the_sdk_learns_from_the_orgs_outcomes_through_the_collector() {
 
     // 2. Learning on with 50 % exploration (so the learner sees both tiers often).
     let v = e
-        .admin(
-            reqwest::Method::PUT,
-            "/v1/admin/orgs/acme/routing",
-            Some(json!({"learning": true, "explore_permille": 500})),
-        )
+        .set_routing(json!({"learning": true, "explore_permille": 500}))
         .await;
     assert_eq!(v["settings"]["learning"], true, "{v}");
     let public_key = v["public_key"].as_str().unwrap().to_owned();
@@ -233,22 +260,11 @@ async fn the_sdk_learns_from_the_orgs_outcomes_through_the_collector() {
         (120..=280).contains(&explored),
         "about half explore: {explored}"
     );
-    let report = client.flush(Duration::from_secs(30)).await.unwrap();
-    assert!(
-        report.dead_letters == 0 && report.refused == 0,
-        "{report:?}"
-    );
-    let v = wait_features(&e, n as i64).await;
+    let v = deliver(&client, &e, n as i64).await;
     assert_eq!(v["explored_calls"], explored as i64, "{v}");
 
     // 3. The collector learns (on demand here; periodically in production).
-    let learned = e
-        .admin(
-            reqwest::Method::POST,
-            "/v1/admin/orgs/acme/routing/learn",
-            None,
-        )
-        .await;
+    let learned = e.learn().await;
     let version = learned["promoted"]
         .as_str()
         .unwrap_or_else(|| panic!("new weights promoted: {learned}"))
@@ -350,11 +366,7 @@ async fn the_sdk_learns_from_the_orgs_outcomes_through_the_collector() {
 async fn shadow_sampling_sends_both_arms_and_learns_from_both() {
     let e = env().await;
     let v = e
-        .admin(
-            reqwest::Method::PUT,
-            "/v1/admin/orgs/acme/routing",
-            Some(json!({"learning": true, "explore_permille": 0, "shadow_permille": 1000})),
-        )
+        .set_routing(json!({"learning": true, "explore_permille": 0, "shadow_permille": 1000}))
         .await;
     assert_eq!(v["settings"]["shadow_permille"], 1000, "{v}");
     let client = Client::new(e.cfg.clone()).unwrap();
@@ -430,13 +442,7 @@ async fn shadow_sampling_sends_both_arms_and_learns_from_both() {
     let strong = row["strong_calls"].as_u64().unwrap();
     assert!(strong == n as u64 || strong == n as u64 + 1, "{q}");
 
-    let learned = e
-        .admin(
-            reqwest::Method::POST,
-            "/v1/admin/orgs/acme/routing/learn",
-            None,
-        )
-        .await;
+    let learned = e.learn().await;
     assert_eq!(learned["report"]["outcomes"], rated, "{learned}");
     let version = learned["promoted"]
         .as_str()
@@ -491,12 +497,8 @@ async fn shadow_sampling_sends_both_arms_and_learns_from_both() {
         "{resp:?}"
     );
     // Shadow sampling off: the learned weights route ledger prompts heavy, garden ones not.
-    e.admin(
-        reqwest::Method::PUT,
-        "/v1/admin/orgs/acme/routing",
-        Some(json!({"learning": true, "explore_permille": 0})),
-    )
-    .await;
+    e.set_routing(json!({"learning": true, "explore_permille": 0}))
+        .await;
     tokio::time::sleep(Duration::from_millis(150)).await;
     client.refresh_policy().await.unwrap();
     routes_by_the_learned_weights(&client, &version);
@@ -517,12 +519,8 @@ async fn the_sdk_learns_which_model_of_a_tier_does_which_request() {
     e.cfg.routing.standard = both.clone();
     e.cfg.routing.heavy = both;
     e.cfg.routing.policy = gaterouter::routing::Policy::Quality;
-    e.admin(
-        reqwest::Method::PUT,
-        "/v1/admin/orgs/acme/routing",
-        Some(json!({"learning": true, "explore_permille": 500})),
-    )
-    .await;
+    e.set_routing(json!({"learning": true, "explore_permille": 500}))
+        .await;
     let client = Client::new(e.cfg.clone()).unwrap();
     client.refresh_policy().await.unwrap();
 
@@ -552,20 +550,9 @@ async fn the_sdk_learns_which_model_of_a_tier_does_which_request() {
         (45..=120).contains(&by_model.get(y).copied().unwrap_or(0)),
         "y explored about n/4 times: {by_model:?}"
     );
-    let report = client.flush(Duration::from_secs(30)).await.unwrap();
-    assert!(
-        report.dead_letters == 0 && report.refused == 0,
-        "{report:?}"
-    );
-    wait_features(&e, n as i64).await;
+    deliver(&client, &e, n as i64).await;
 
-    let learned = e
-        .admin(
-            reqwest::Method::POST,
-            "/v1/admin/orgs/acme/routing/learn",
-            None,
-        )
-        .await;
+    let learned = e.learn().await;
     let version = learned["promoted"]
         .as_str()
         .unwrap_or_else(|| panic!("success models promoted: {learned}"))
@@ -580,12 +567,8 @@ async fn the_sdk_learns_which_model_of_a_tier_does_which_request() {
     assert_eq!(kept, [y, x], "{learned}");
 
     // Exploration off: decisions by the served success models alone.
-    e.admin(
-        reqwest::Method::PUT,
-        "/v1/admin/orgs/acme/routing",
-        Some(json!({"learning": true, "explore_permille": 0})),
-    )
-    .await;
+    e.set_routing(json!({"learning": true, "explore_permille": 0}))
+        .await;
     tokio::time::sleep(Duration::from_millis(150)).await;
     client.refresh_policy().await.unwrap();
     for i in 5000..5020 {
