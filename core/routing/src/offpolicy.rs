@@ -100,7 +100,7 @@ impl LogRows {
 
     /// Typed error unless these rows suit `calls` (every row index in range) and the
     /// learner's hashing `bits`.
-    pub(crate) fn check(&self, bits: u8, indexes: impl Iterator<Item = usize>) -> Result<()> {
+    pub(crate) fn check(&self, bits: u8, mut indexes: impl Iterator<Item = usize>) -> Result<()> {
         if bits != self.bits {
             return Err(bad(
                 "bits",
@@ -111,7 +111,7 @@ impl LogRows {
             ));
         }
         let n = self.len();
-        match indexes.into_iter().find(|i| *i >= n) {
+        match indexes.find(|i| *i >= n) {
             Some(i) => Err(bad(
                 "outcomes",
                 format!("a logged call names row {i} of a log of {n} rows"),

@@ -38,10 +38,10 @@ fn explore_within_tier(
         .iter()
         .map(|c| c.model.as_str())
         .collect();
-    let first = cfg.first_choice(tier, &models);
-    let share = if first.pinned { 0.0 } else { share };
+    let policy = cfg.first_choice(tier, &models);
+    let share = if policy.pinned { 0.0 } else { share };
     let draws = [rand::random::<f64>(), rand::random::<f64>()];
-    let i = Learning::explore_model(share, &first.odds, trace, draws);
+    let i = Learning::explore_model(share, &policy.odds, trace, draws);
     if i > 0 && i < n {
         let c = decision.candidates.remove(i);
         let first = std::mem::replace(&mut decision.chosen, c.model.clone());
