@@ -12,7 +12,8 @@
 //!   the usual gain curve ([`super::eval::evaluate_scores`]) is computed over those. The
 //!   new weights, the current ones and length-only are scored on the same pseudo-outcomes;
 //! - the new weights are promoted only when their estimate beats the current weights'
-//!   (and length-only's) by `margin`, with enough outcomes on each arm.
+//!   and length-only's by `margin`, with enough outcomes on each arm, and their
+//!   advantage over the current weights holds fold by fold (by `z` standard errors).
 //!
 //! Deterministic for a seed.
 
@@ -162,7 +163,9 @@ pub struct LogLearnOptions {
     pub min_per_arm: usize,
     /// The new weights must beat the current (and length-only) estimate by this much.
     pub margin: f64,
-    /// And their per-fold advantage over each must be positive by `z` standard errors.
+    /// And their per-fold advantage over the current weights must be positive by `z`
+    /// standard errors. (Length-only is a floor on the overall estimate only: it is not
+    /// what would be served instead, so it does not have to be beaten fold by fold.)
     pub z: f64,
     /// Tier cut-offs in predicted gain (how much the heavy tier is expected to raise the
     /// outcome score): at or above `heavy_gain` the call goes heavy, at or below
@@ -459,20 +462,21 @@ pub fn learn_from_log(
         return Ok((report, None));
     }
     // The estimate is noisy (few calls on the arm the router rarely picks): promote only
-    // when the advantage holds fold by fold, i.e. the paired per-fold differences to the
-    // current weights and to length-only are positive by at least `z` standard errors.
+    // when the advantage over what is served now holds fold by fold, i.e. the paired
+    // per-fold differences to the current weights are positive by at least `z` standard
+    // errors. Length-only stays a floor on the overall estimate (above) but is not
+    // tested fold by fold: it is not the alternative to promoting (keeping the current
+    // weights is), and requiring both lower bounds kept fits that beat the current
+    // weights clearly whenever length-only was close to them (bench/RESULTS.md,
+    // "The promotion rule").
     let mut d_cur = Vec::with_capacity(opts.folds);
-    let mut d_len = Vec::with_capacity(opts.folds);
     for k in 0..opts.folds {
         let idx: Vec<usize> = (0..ng).filter(|g| gfold[*g] == k).collect();
         let pick = |v: &[f64]| idx.iter().map(|i| v[*i]).collect::<Vec<f64>>();
         let (fw, fs) = (pick(&pw), pick(&ps));
         let apgr = |sc: &[f64]| eval::evaluate_scores(&pick(sc), &fw, &fs).map(|e| e.apgr);
-        match (apgr(&oof_gain), apgr(&cur), apgr(&len)) {
-            (Ok(a), Ok(b), Ok(c)) => {
-                d_cur.push(a - b);
-                d_len.push(a - c);
-            }
+        match (apgr(&oof_gain), apgr(&cur)) {
+            (Ok(a), Ok(b)) => d_cur.push(a - b),
             _ => {
                 report.reason = format!(
                     "kept the current weights: fold {k} has no estimated gain from the heavy tier, so the advantage cannot be checked fold by fold (more rated calls needed)"
@@ -481,16 +485,14 @@ pub fn learn_from_log(
             }
         }
     }
-    let lower = |d: &[f64]| {
-        let m = d.iter().sum::<f64>() / d.len() as f64;
-        let var = d.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (d.len() as f64 - 1.0).max(1.0);
-        m - opts.z * (var / d.len() as f64).sqrt()
-    };
-    let (lc, ll) = (lower(&d_cur), lower(&d_len));
-    if lc <= 0.0 || ll <= 0.0 {
+    let m = d_cur.iter().sum::<f64>() / d_cur.len() as f64;
+    let var =
+        d_cur.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (d_cur.len() as f64 - 1.0).max(1.0);
+    let lower = m - opts.z * (var / d_cur.len() as f64).sqrt();
+    if lower <= 0.0 {
         report.reason = format!(
-            "kept the current weights: the new fit's estimated APGR {:.3} beats the current {:.3} / length-only {:.3} overall, but not consistently across folds (lower bounds {lc:+.3} / {ll:+.3} at z = {})",
-            new_e.apgr, cur_e.apgr, len_e.apgr, opts.z
+            "kept the current weights: the new fit's estimated APGR {:.3} beats the current {:.3} overall, but not consistently across folds (lower bound {lower:+.3} at z = {})",
+            new_e.apgr, cur_e.apgr, opts.z
         );
         return Ok((report, None));
     }
@@ -793,6 +795,67 @@ mod tests {
             (qw - 0.45).abs() < 0.05 && (qs - 0.85).abs() < 0.05,
             "{r:?}"
         );
+        assert!(r.promote && w.is_some(), "{r:?}");
+    }
+
+    #[test]
+    fn beats_poor_current_weights_without_beating_length_fold_by_fold() {
+        // The strong model helps "ledger" prompts, which are mostly long: length-only is
+        // nearly as good as a fit that also reads the word. The current weights rank by
+        // shortness (the builtin weights negated), so they are poor. A fit that beats the
+        // current weights clearly and length-only overall is promoted, though its edge
+        // over length-only alone does not hold fold by fold: keeping the poor current
+        // weights is the alternative, not length-only.
+        let h = Hashing::plain(10);
+        let mut rng = SplitMix::new(4);
+        let mut rows = LogRows::new(h.bits).unwrap();
+        let mut calls = Vec::new();
+        let filler = " and then we read every line of the report again".repeat(6);
+        for i in 0..1000u64 {
+            let hard = rng.next_f64() < 0.5;
+            let long = rng.next_f64() < if hard { 0.97 } else { 0.03 };
+            let text = format!(
+                "{} number {i}{}",
+                if hard {
+                    "audit the ledger"
+                } else {
+                    "water the garden"
+                },
+                if long { filler.as_str() } else { "" }
+            );
+            let req = ChatRequest::new("auto", vec![Message::user(text)]);
+            let row = rows
+                .push(row_of(&features_of(&req, h), h.bits).unwrap())
+                .unwrap();
+            let strong = rng.next_f64() < 0.5;
+            let p = match (hard, strong) {
+                (true, true) => 0.9,
+                (true, false) => 0.2,
+                (false, _) => 0.8,
+            };
+            let reward = if rng.next_f64() < p { 1.0 } else { 0.0 };
+            calls.push(LoggedCall {
+                row,
+                strong,
+                reward,
+                propensity: 0.5,
+                call: i,
+            });
+        }
+        let mut current = Weights::builtin().unwrap();
+        current.bias = -current.bias;
+        current.weights.iter_mut().for_each(|w| *w = -*w);
+        let opts = LogLearnOptions {
+            hashing: h,
+            ..Default::default()
+        };
+        let (r, w) = learn_from_log(&rows, &calls, &current, &opts).unwrap();
+        let (new, cur, len) = (
+            r.new_apgr.unwrap(),
+            r.current_apgr.unwrap(),
+            r.length_apgr.unwrap(),
+        );
+        assert!(cur < 0.4 && len > 0.7 && new > len + opts.margin, "{r:?}");
         assert!(r.promote && w.is_some(), "{r:?}");
     }
 
