@@ -709,11 +709,8 @@ mod tests {
     /// too (same request key, its own outcome draw); every outcome's propensity is the
     /// probability that its arm is observed, 0.5 + 0.5·s.
     fn log_shadowed(n: usize, seed: u64, h: Hashing, s: f64) -> (LogRows, Vec<LoggedCall>) {
-        let mut rng = SplitMix::new(seed);
         let words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"];
-        let mut out = Vec::with_capacity(n);
-        let mut rows = LogRows::new(h.bits).unwrap();
-        for i in 0..n {
+        let prompt = |rng: &mut SplitMix, i: usize| {
             let hard = rng.next_f64() < 0.5;
             let filler = words[(rng.next_u64() % 6) as usize];
             let text = if hard {
@@ -721,19 +718,43 @@ mod tests {
             } else {
                 format!("water the garden of {filler} home {i}")
             };
+            (hard, text)
+        };
+        let success = |hard, strong| match (hard, strong) {
+            (true, true) => 0.9,
+            (true, false) => 0.1,
+            (false, _) => 0.8,
+        };
+        logged(n, seed, h, s, prompt, success)
+    }
+
+    /// `n` calls logged by a router that ignores the signal (heavy with probability 0.5):
+    /// `prompt` draws whether a call is hard and its text, `success(hard, strong)` is the
+    /// probability its outcome is 1; shadow sampling at share `s` as in [`log_shadowed`].
+    fn logged(
+        n: usize,
+        seed: u64,
+        h: Hashing,
+        s: f64,
+        prompt: impl Fn(&mut SplitMix, usize) -> (bool, String),
+        success: impl Fn(bool, bool) -> f64,
+    ) -> (LogRows, Vec<LoggedCall>) {
+        let mut rng = SplitMix::new(seed);
+        let mut out = Vec::with_capacity(n);
+        let mut rows = LogRows::new(h.bits).unwrap();
+        for i in 0..n {
+            let (hard, text) = prompt(&mut rng, i);
             let req = ChatRequest::new("auto", vec![Message::user(text)]);
             let row = rows
                 .push(row_of(&features_of(&req, h), h.bits).unwrap())
                 .unwrap();
-            // logging policy: heavy with prob 0.5 (scores ignore the signal)
             let strong = rng.next_f64() < 0.5;
             let mut outcome = |strong: bool| {
-                let p_success = match (hard, strong) {
-                    (true, true) => 0.9,
-                    (true, false) => 0.1,
-                    (false, _) => 0.8,
-                };
-                if rng.next_f64() < p_success { 1.0 } else { 0.0 }
+                if rng.next_f64() < success(hard, strong) {
+                    1.0
+                } else {
+                    0.0
+                }
             };
             let reward = outcome(strong);
             let shadow = (s > 0.0).then(|| outcome(!strong));
@@ -807,41 +828,24 @@ mod tests {
         // over length-only alone does not hold fold by fold: keeping the poor current
         // weights is the alternative, not length-only.
         let h = Hashing::plain(10);
-        let mut rng = SplitMix::new(4);
-        let mut rows = LogRows::new(h.bits).unwrap();
-        let mut calls = Vec::new();
         let filler = " and then we read every line of the report again".repeat(6);
-        for i in 0..1000u64 {
+        let prompt = |rng: &mut SplitMix, i: usize| {
             let hard = rng.next_f64() < 0.5;
             let long = rng.next_f64() < if hard { 0.97 } else { 0.03 };
-            let text = format!(
-                "{} number {i}{}",
-                if hard {
-                    "audit the ledger"
-                } else {
-                    "water the garden"
-                },
-                if long { filler.as_str() } else { "" }
-            );
-            let req = ChatRequest::new("auto", vec![Message::user(text)]);
-            let row = rows
-                .push(row_of(&features_of(&req, h), h.bits).unwrap())
-                .unwrap();
-            let strong = rng.next_f64() < 0.5;
-            let p = match (hard, strong) {
-                (true, true) => 0.9,
-                (true, false) => 0.2,
-                (false, _) => 0.8,
+            let topic = if hard {
+                "audit the ledger"
+            } else {
+                "water the garden"
             };
-            let reward = if rng.next_f64() < p { 1.0 } else { 0.0 };
-            calls.push(LoggedCall {
-                row,
-                strong,
-                reward,
-                propensity: 0.5,
-                call: i,
-            });
-        }
+            let tail = if long { filler.as_str() } else { "" };
+            (hard, format!("{topic} number {i}{tail}"))
+        };
+        let success = |hard, strong| match (hard, strong) {
+            (true, true) => 0.9,
+            (true, false) => 0.2,
+            (false, _) => 0.8,
+        };
+        let (rows, calls) = logged(1000, 4, h, 0.0, prompt, success);
         let mut current = Weights::builtin().unwrap();
         current.bias = -current.bias;
         current.weights.iter_mut().for_each(|w| *w = -*w);
