@@ -17,7 +17,8 @@
 //! `--production`: the collector's learner (`routing::offpolicy::learn_from_log`) on the
 //! first half of a split logged as production logs it (the builtin router, explore 0.1 /
 //! 0.2 uniformly among tiers, only the chosen arm's outcome, salted features), scored on the
-//! second half with both labels; random and subject_or_row splits.
+//! second half with both labels; random and subject_or_row splits. Beside it, the same fit
+//! with the promotion rule switched off ("fit, ungated"): what the rule costs or saves.
 //! `--reference`: `route calibrate` (its fit, forced) beside the plain reference
 //! (ridge of strong − weak on hashed word 1-2-grams + log length, penalty by 5-fold CV) and
 //! variants (binary terms, all features, per-model logistic fits), random and
@@ -440,9 +441,9 @@ fn production_section(
         "### The collector's learner on logged production traffic (first half), scored on the second half\n"
     );
     println!(
-        "| run | logged calls | promoted | estimated APGR new / current / length | test APGR | builtin | length APGR | test strong share for 95% Q | length | CPT50 / CPT80 |"
+        "| run | logged calls | promoted | estimated APGR new / current / length | test APGR | fit, ungated | builtin | length APGR | test strong share for 95% Q | length | CPT50 / CPT80 |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let builtin = Scorer::builtin()?;
     let h = Hashing {
         bits: learn::DEFAULT_BITS,
@@ -485,11 +486,23 @@ fn production_section(
                 };
                 let (rep, w) = learn_from_log(&rows, &calls, builtin.weights(), &opts)?;
                 let served = w.unwrap_or_else(|| builtin.weights().clone());
+                // The same fit with the promotion rule switched off: what the gate costs or saves.
+                let ungated = LogLearnOptions {
+                    margin: -1.0,
+                    z: -1e9,
+                    ..opts.clone()
+                };
+                let fit_apgr = match learn_from_log(&rows, &calls, builtin.weights(), &ungated)? {
+                    (_, Some(w)) => {
+                        format!("{:.3}", eval::compare(&test, &Scorer::new(w))?.router.apgr)
+                    }
+                    (r, None) => format!("- ({})", r.reason),
+                };
                 let c = eval::compare(&test, &Scorer::new(served))?;
                 let b = eval::compare(&test, &builtin)?.router.apgr;
                 let f = |x: Option<f64>| x.map_or("-".to_owned(), |v| format!("{v:.3}"));
                 println!(
-                    "| {holdout:?}, explore {explore}, seed {seed} | {} ({} heavy) | {} | {} / {} / {} | **{:.3}** | {b:.3} | {:.3} | {} | {} | {} / {} |",
+                    "| {holdout:?}, explore {explore}, seed {seed} | {} ({} heavy) | {} | {} / {} / {} | **{:.3}** | {fit_apgr} | {b:.3} | {:.3} | {} | {} | {} / {} |",
                     rep.outcomes,
                     rep.strong_outcomes,
                     if rep.promote {
@@ -512,7 +525,7 @@ fn production_section(
                 acc[2] += b / seeds as f64;
             }
             println!(
-                "| **{holdout:?}, explore {explore}, mean of {seeds}** | | | | **{:.3}** | {:.3} | {:.3} | | | |",
+                "| **{holdout:?}, explore {explore}, mean of {seeds}** | | | | **{:.3}** | | {:.3} | {:.3} | | | |",
                 acc[0], acc[2], acc[1]
             );
         }
