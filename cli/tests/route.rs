@@ -223,6 +223,58 @@ fn simulate_prints_one_json_line_and_is_deterministic() {
     let _ = std::fs::remove_dir_all(d);
 }
 
+/// The sample keeps the dev file's order, sorted by `source`: replayed as it is, the
+/// command says so on standard error and in the JSON line; `--shuffle` replays it mixed.
+#[test]
+fn simulate_warns_when_the_file_is_grouped_by_source_and_shuffle_mixes_it() {
+    let d = dir("simorder");
+    let data = sample(&d);
+    let w = d.join("s.json");
+    let w = w.to_str().unwrap();
+    let args = [
+        "route",
+        "simulate",
+        &data,
+        "--explore",
+        "0.2",
+        "--out",
+        w,
+        "--bits",
+        "10",
+    ];
+    let (ok, out, err) = run(&args);
+    assert!(ok, "{out}\n{err}");
+    assert!(
+        err.contains("warning: the prompts arrive grouped by source") && err.contains("--shuffle"),
+        "{err}"
+    );
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let warning = &v["warnings"][0];
+    assert_eq!(warning["kind"], "grouped_by_source", "{v}");
+    let (runs, sources) = (
+        warning["runs"].as_u64().unwrap(),
+        warning["sources"].as_u64().unwrap(),
+    );
+    assert_eq!(runs, sources, "sorted: one run per source: {v}");
+    assert!(
+        warning["expected_runs"].as_f64().unwrap() > 10.0 * runs as f64,
+        "{v}"
+    );
+    assert!(
+        std::path::Path::new(w).exists(),
+        "the weights are written all the same"
+    );
+    let mut shuffled = args.to_vec();
+    shuffled.push("--shuffle");
+    let (ok, out, err) = run(&shuffled);
+    assert!(ok, "{out}\n{err}");
+    assert!(!err.contains("warning"), "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(v.get("warnings").is_none(), "{v}");
+    assert_eq!(v["rows"], 700, "the same prompts, in another order: {v}");
+    let _ = std::fs::remove_dir_all(d);
+}
+
 #[test]
 fn bad_options_are_clear_errors() {
     let d = dir("bad");

@@ -167,10 +167,12 @@ pub enum RouteAction {
     /// its propensity, and the collector's learner runs as outcomes accumulate, its
     /// weights served once promoted (estimated better than the current ones and
     /// length-only). With --shadow S a share S of calls also reveals the other arm's
-    /// score (shadow sampling), logged as the client logs it. Prints one JSON line and writes the final served weights (for
-    /// `route score --weights`). With --train-frac F
+    /// score (shadow sampling), logged as the client logs it. Prints one JSON line and
+    /// writes the final served weights (for `route score --weights`). With --train-frac F
     /// it replays the first F of the seeded shuffle; `route eval --weights W.json
-    /// --train-frac F --seed S` scores the rest.
+    /// --train-frac F --seed S` scores the rest. A file whose lines arrive grouped by
+    /// `source` (sorted by subject) is replayed as it is, with a warning on standard
+    /// error and in the JSON line (`warnings`); --shuffle replays it in a seeded random order.
     #[command(after_help = FORMAT)]
     Simulate {
         /// Labeled JSONL file.
@@ -193,6 +195,11 @@ pub enum RouteAction {
         /// Hashed n-gram buckets 2^BITS.
         #[arg(long, default_value_t = learn::DEFAULT_BITS)]
         bits: u8,
+        /// Replay in a random order seeded by --seed instead of the file's (a file sorted
+        /// by `source` replays one subject after another, which live traffic does not;
+        /// the command warns when it sees that order).
+        #[arg(long)]
+        shuffle: bool,
     },
     /// Ask the collector to refit an org's router now from its rated `auto` calls (the
     /// same as `gaterouter admin routing learn --org ORG`; the collector also does it
@@ -495,12 +502,16 @@ pub fn run(config: Config, args: RouteArgs) -> Result<(), Error> {
                 split,
                 weights,
                 bits,
+                shuffle,
             }),
             _,
         ) => {
             let pb =
                 crate::progress::spinner(format!("replaying {} as live traffic", file.display()));
-            let (train, _) = split.apply(load_jsonl(&file)?)?;
+            let (mut train, _) = split.apply(load_jsonl(&file)?)?;
+            if shuffle {
+                train = eval::split(&train, Holdout::Random, split.seed, 1.0).0;
+            }
             let opts = SimulateOptions {
                 explore,
                 shadow,
@@ -514,6 +525,10 @@ pub fn run(config: Config, args: RouteArgs) -> Result<(), Error> {
                 &opts,
             )?;
             crate::progress::done(&pb);
+            for warning in &rep.warnings {
+                // a closed stderr must not end the command before it writes the weights
+                let _ = writeln!(std::io::stderr(), "warning: {warning}");
+            }
             write_weights(&out, &w)?;
             let mut line = serde_json::to_value(&rep).unwrap_or_default();
             line["out"] = serde_json::json!(out.display().to_string());

@@ -232,6 +232,61 @@ pub fn score_jsonl(
     Ok(n)
 }
 
+/// How the sources (`source` field) of a sequence of prompts are ordered: how many runs
+/// (maximal stretches of one source) it has, against how many a random order of the same
+/// prompts would give. A file sorted by subject has about one run per source; shuffled, it
+/// has nearly one per prompt. Replaying a grouped file as traffic (`route simulate`)
+/// learns each subject in turn and ends on the last ones, unlike an organization's mixed
+/// traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SourceOrder {
+    /// Distinct sources (an empty `source` counts as one).
+    pub sources: usize,
+    /// Maximal stretches of consecutive prompts from one source.
+    pub runs: usize,
+    /// Expected runs over random orders of the same prompts:
+    /// `1 + (n − 1) · (1 − Σ nₛ(nₛ − 1) / (n(n − 1)))`.
+    pub expected_runs: f64,
+}
+
+impl SourceOrder {
+    /// Count the runs of `prompts` in their order.
+    pub fn of(prompts: &[LabeledPrompt]) -> Self {
+        let mut counts: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for p in prompts {
+            *counts.entry(p.source.as_str()).or_default() += 1;
+        }
+        let runs = prompts
+            .windows(2)
+            .filter(|w| w[0].source != w[1].source)
+            .count()
+            + usize::from(!prompts.is_empty());
+        let n = prompts.len() as f64;
+        let expected_runs = if prompts.len() < 2 {
+            n
+        } else {
+            let same: f64 = counts
+                .values()
+                .map(|&c| c as f64 * (c as f64 - 1.0))
+                .sum::<f64>()
+                / (n * (n - 1.0));
+            1.0 + (n - 1.0) * (1.0 - same)
+        };
+        SourceOrder {
+            sources: counts.len(),
+            runs,
+            expected_runs,
+        }
+    }
+
+    /// Grouped by source: at least two sources, and fewer than half the runs a random
+    /// order would give (a shuffled file has about as many as expected; one sorted by
+    /// source, one per source).
+    pub fn grouped(&self) -> bool {
+        self.sources >= 2 && (self.runs as f64) < 0.5 * self.expected_runs
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,5 +369,48 @@ mod tests {
         assert_eq!(lines[0].id, "a");
         assert_eq!(lines[1].id, "b");
         assert!(lines.iter().all(|l| (0.0..=1.0).contains(&l.score)));
+    }
+
+    fn with_sources(sources: &[&str]) -> Vec<LabeledPrompt> {
+        sources
+            .iter()
+            .enumerate()
+            .map(|(i, src)| {
+                parse_line(
+                    &format!(
+                        r#"{{"source":"{src}","messages":[{{"role":"user","content":"q{i}"}}]}}"#
+                    ),
+                    i + 1,
+                    "t",
+                )
+                .unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn source_order_tells_a_sorted_file_from_a_shuffled_one() {
+        let sorted: Vec<&str> = ["a", "b", "c", "d"]
+            .iter()
+            .flat_map(|s| std::iter::repeat_n(*s, 50))
+            .collect();
+        let o = SourceOrder::of(&with_sources(&sorted));
+        assert_eq!((o.sources, o.runs), (4, 4));
+        // 4 equal sources: a random order has 1 + 199 · (1 − 4·50·49/(200·199)) runs
+        assert!((o.expected_runs - (1.0 + 199.0 * (1.0 - 9800.0 / 39800.0))).abs() < 1e-9);
+        assert!(o.grouped());
+        // interleaved (a, b, c, d, a, ...): as many runs as prompts, not grouped
+        let mixed: Vec<&str> = (0..200).map(|i| sorted[(i % 4) * 50]).collect();
+        let o = SourceOrder::of(&with_sources(&mixed));
+        assert_eq!(o.runs, 200);
+        assert!(!o.grouped(), "{o:?}");
+        // a seeded shuffle of the sorted file is not grouped either
+        let (shuffled, _) =
+            crate::eval::split(&with_sources(&sorted), crate::eval::Holdout::Random, 7, 1.0);
+        assert!(!SourceOrder::of(&shuffled).grouped());
+        // one source, or none: nothing to group
+        assert!(!SourceOrder::of(&with_sources(&["x"; 30])).grouped());
+        assert!(!SourceOrder::of(&with_sources(&[""; 30])).grouped());
+        assert_eq!(SourceOrder::of(&[]).runs, 0);
     }
 }

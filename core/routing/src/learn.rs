@@ -899,6 +899,42 @@ pub struct SimulateReport {
     pub promotions: usize,
     /// Fingerprint of the final weights ([`Weights::fingerprint`]).
     pub weights_version: String,
+    /// What the caller should know about this replay (also printed by `route simulate`
+    /// on standard error); empty when nothing is amiss.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<ReplayWarning>,
+}
+
+/// Something about a replay's input that makes its figures mean less than they seem.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ReplayWarning {
+    /// The prompts arrive grouped by `source` ([`super::data::SourceOrder::grouped`]): the
+    /// replay learns one subject after another and its final weights reflect the last
+    /// ones, where live traffic mixes them. Shuffle first (`route simulate --shuffle`).
+    GroupedBySource {
+        /// Distinct sources.
+        sources: usize,
+        /// Runs of one source in the replayed order.
+        runs: usize,
+        /// Runs a random order would give.
+        expected_runs: f64,
+    },
+}
+
+impl std::fmt::Display for ReplayWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReplayWarning::GroupedBySource {
+                sources,
+                runs,
+                expected_runs,
+            } => write!(
+                f,
+                "the prompts arrive grouped by source ({runs} runs of {sources} sources; a random order would give about {expected_runs:.0}): the replay learns one source after another and its final weights reflect the last ones, unlike mixed live traffic; pass --shuffle to replay in a seeded random order"
+            ),
+        }
+    }
 }
 
 /// One logged decision: the row it was made on, the arm, the revealed reward and the

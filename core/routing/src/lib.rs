@@ -42,7 +42,7 @@
 //! | [`learning`] | what an `auto` decision records for learning, and the exploration draw |
 //! | [`calibrate`] / [`learn`] / [`offpolicy`] | refitting weights from labels and from outcomes |
 //! | [`offpolicy_models`] | per-model success models learned from logged calls (within-tier exploration) |
-//! | [`eval`] / [`data`] | measuring a router; labeled-prompt files |
+//! | [`eval`] / [`data`] | measuring a router; labeled-prompt files (and the order of their sources) |
 //! | [`resend`] | implicit feedback: the caller re-sending an `auto` answer's messages to a stronger model |
 //!
 //! The decision's data ([`RouteDecision`], [`Tier`], [`Candidate`], [`Exclusion`],
@@ -62,7 +62,7 @@ pub mod scorer;
 pub mod select;
 pub mod weights;
 
-pub use data::{LabeledPrompt, ScoredLine, load_jsonl, read_jsonl, score_jsonl};
+pub use data::{LabeledPrompt, ScoredLine, SourceOrder, load_jsonl, read_jsonl, score_jsonl};
 pub use features::{FEATURE_NAMES, Feature, Features};
 pub use scorer::{FeatureContribution, ScoreReport, Scorer, SuccessPrediction, Tier};
 pub use select::{

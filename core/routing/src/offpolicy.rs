@@ -20,10 +20,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::data::LabeledPrompt;
+use super::data::{LabeledPrompt, SourceOrder};
 use super::eval;
 use super::features::N_FEATURES;
-use super::learn::{self, Logged, Ridge, Row, SimulateOptions, SimulateReport, bad};
+use super::learn::{self, Logged, ReplayWarning, Ridge, Row, SimulateOptions, SimulateReport, bad};
 use super::learning::{Learning, features_of_scored, row_of};
 use super::lexical::Hashing;
 use super::scorer::{Scorer, Tier};
@@ -687,8 +687,23 @@ pub fn replay(
         refits,
         promotions,
         weights_version: final_weights.fingerprint(),
+        warnings: order_warnings(prompts),
     };
     Ok((report, final_weights))
+}
+
+/// [`ReplayWarning`]s about the order of the replayed prompts.
+fn order_warnings(prompts: &[LabeledPrompt]) -> Vec<ReplayWarning> {
+    let o = SourceOrder::of(prompts);
+    if o.grouped() {
+        vec![ReplayWarning::GroupedBySource {
+            sources: o.sources,
+            runs: o.runs,
+            expected_runs: o.expected_runs,
+        }]
+    } else {
+        Vec::new()
+    }
 }
 
 #[cfg(test)]
