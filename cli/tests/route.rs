@@ -166,31 +166,38 @@ fn data_lines(p: &str) -> usize {
         .count()
 }
 
+/// `route simulate DATA --explore 0.2 --bits 10 --out OUT` and `extra`.
+fn simulate(data: &str, out: &str, extra: &[&str]) -> (bool, String, String) {
+    let mut args = vec![
+        "route",
+        "simulate",
+        data,
+        "--explore",
+        "0.2",
+        "--bits",
+        "10",
+        "--out",
+        out,
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+fn json_line(out: &str) -> serde_json::Value {
+    serde_json::from_str(out.trim()).unwrap()
+}
+
 #[test]
 fn simulate_prints_one_json_line_and_is_deterministic() {
     let d = dir("sim");
     let data = sample(&d);
     let w = d.join("s.json");
     let w = w.to_str().unwrap();
-    let args = [
-        "route",
-        "simulate",
-        &data,
-        "--explore",
-        "0.2",
-        "--seed",
-        "3",
-        "--out",
-        w,
-        "--train-frac",
-        "0.5",
-        "--bits",
-        "10",
-    ];
-    let (ok, out, err) = run(&args);
+    let split = ["--seed", "3", "--train-frac", "0.5"];
+    let (ok, out, err) = simulate(&data, w, &split);
     assert!(ok, "{out}\n{err}");
     assert_eq!(out.lines().count(), 1, "{out}");
-    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let v = json_line(&out);
     for k in [
         "realized_quality",
         "strong_share",
@@ -201,7 +208,7 @@ fn simulate_prints_one_json_line_and_is_deterministic() {
         assert!(!v[k].is_null(), "{k} missing: {v}");
     }
     assert!(v["refits"].as_u64().unwrap() >= 1, "{v}");
-    let (ok, again, _) = run(&args);
+    let (ok, again, _) = simulate(&data, w, &split);
     assert!(ok);
     assert_eq!(again, out, "same seed, same replay");
     assert_eq!(
@@ -212,11 +219,11 @@ fn simulate_prints_one_json_line_and_is_deterministic() {
     let (ok, _, err) = run(&["route", "score", &data, "--weights", w]);
     assert!(ok, "{err}");
     // Shadow sampling: about that share of calls also reveals the other arm.
-    let mut shadowed = args.to_vec();
+    let mut shadowed = split.to_vec();
     shadowed.extend(["--shadow", "0.4"]);
-    let (ok, out, err) = run(&shadowed);
+    let (ok, out, err) = simulate(&data, w, &shadowed);
     assert!(ok, "{out}\n{err}");
-    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let v = json_line(&out);
     let share = v["shadowed_share"].as_f64().unwrap();
     assert!((0.2..=0.6).contains(&share), "{v}");
     assert!(v["shadow_strong_share"].as_f64().unwrap() <= share, "{v}");
@@ -231,24 +238,13 @@ fn simulate_warns_when_the_file_is_grouped_by_source_and_shuffle_mixes_it() {
     let data = sample(&d);
     let w = d.join("s.json");
     let w = w.to_str().unwrap();
-    let args = [
-        "route",
-        "simulate",
-        &data,
-        "--explore",
-        "0.2",
-        "--out",
-        w,
-        "--bits",
-        "10",
-    ];
-    let (ok, out, err) = run(&args);
+    let (ok, out, err) = simulate(&data, w, &[]);
     assert!(ok, "{out}\n{err}");
     assert!(
         err.contains("warning: the prompts arrive grouped by source") && err.contains("--shuffle"),
         "{err}"
     );
-    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let v = json_line(&out);
     let warning = &v["warnings"][0];
     assert_eq!(warning["kind"], "grouped_by_source", "{v}");
     let (runs, sources) = (
@@ -264,12 +260,10 @@ fn simulate_warns_when_the_file_is_grouped_by_source_and_shuffle_mixes_it() {
         std::path::Path::new(w).exists(),
         "the weights are written all the same"
     );
-    let mut shuffled = args.to_vec();
-    shuffled.push("--shuffle");
-    let (ok, out, err) = run(&shuffled);
+    let (ok, out, err) = simulate(&data, w, &["--shuffle"]);
     assert!(ok, "{out}\n{err}");
     assert!(!err.contains("warning"), "{err}");
-    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let v = json_line(&out);
     assert!(v.get("warnings").is_none(), "{v}");
     assert_eq!(v["rows"], 700, "the same prompts, in another order: {v}");
     let _ = std::fs::remove_dir_all(d);
