@@ -211,6 +211,14 @@ pub struct LogLearnReport {
     pub quality_weak: Option<f64>,
     /// See `quality_weak`.
     pub quality_strong: Option<f64>,
+    /// Mean per-fold difference of the new fit's estimated APGR to the current weights'
+    /// (None: not estimated).
+    #[serde(default)]
+    pub advantage: Option<f64>,
+    /// Its standard error over the folds: an advantage smaller than about `z` times this
+    /// cannot be told from noise on these calls.
+    #[serde(default)]
+    pub advantage_se: Option<f64>,
     /// The new weights beat the current ones and length by the margin.
     pub promote: bool,
     /// One line: why (not) promoted.
@@ -363,6 +371,8 @@ pub fn learn_from_log(
         length_apgr: None,
         quality_weak: None,
         quality_strong: None,
+        advantage: None,
+        advantage_se: None,
         promote: false,
         reason: String::new(),
     };
@@ -453,45 +463,63 @@ pub fn learn_from_log(
     report.length_apgr = Some(len_e.apgr);
     report.quality_weak = Some(new_e.quality_weak);
     report.quality_strong = Some(new_e.quality_strong);
-    let bar = cur_e.apgr.max(len_e.apgr) + opts.margin;
-    if new_e.apgr < bar {
-        report.reason = format!(
-            "kept the current weights: the new fit's estimated APGR {:.3} does not beat the current {:.3} / length-only {:.3} by {}",
-            new_e.apgr, cur_e.apgr, len_e.apgr, opts.margin
-        );
-        return Ok((report, None));
-    }
     // The estimate is noisy (few calls on the arm the router rarely picks): promote only
     // when the advantage over what is served now holds fold by fold, i.e. the paired
     // per-fold differences to the current weights are positive by at least `z` standard
-    // errors. Length-only stays a floor on the overall estimate (above) but is not
+    // errors. Length-only stays a floor on the overall estimate (below) but is not
     // tested fold by fold: it is not the alternative to promoting (keeping the current
     // weights is), and requiring both lower bounds kept fits that beat the current
     // weights clearly whenever length-only was close to them (bench/RESULTS.md,
     // "The promotion rule").
-    let mut d_cur = Vec::with_capacity(opts.folds);
-    for k in 0..opts.folds {
-        let idx: Vec<usize> = (0..ng).filter(|g| gfold[*g] == k).collect();
-        let pick = |v: &[f64]| idx.iter().map(|i| v[*i]).collect::<Vec<f64>>();
-        let (fw, fs) = (pick(&pw), pick(&ps));
-        let apgr = |sc: &[f64]| eval::evaluate_scores(&pick(sc), &fw, &fs).map(|e| e.apgr);
-        match (apgr(&oof_gain), apgr(&cur)) {
-            (Ok(a), Ok(b)) => d_cur.push(a - b),
-            _ => {
-                report.reason = format!(
-                    "kept the current weights: fold {k} has no estimated gain from the heavy tier, so the advantage cannot be checked fold by fold (more rated calls needed)"
-                );
-                return Ok((report, None));
+    let d_cur: std::result::Result<Vec<f64>, usize> = (0..opts.folds)
+        .map(|k| {
+            let idx: Vec<usize> = (0..ng).filter(|g| gfold[*g] == k).collect();
+            let pick = |v: &[f64]| idx.iter().map(|i| v[*i]).collect::<Vec<f64>>();
+            let (fw, fs) = (pick(&pw), pick(&ps));
+            let apgr = |sc: &[f64]| eval::evaluate_scores(&pick(sc), &fw, &fs).map(|e| e.apgr);
+            match (apgr(&oof_gain), apgr(&cur)) {
+                (Ok(a), Ok(b)) => Ok(a - b),
+                _ => Err(k),
             }
-        }
+        })
+        .collect();
+    // Mean and standard error of the per-fold advantage, when every fold has one.
+    let stats = d_cur.as_ref().ok().map(|d| {
+        let m = d.iter().sum::<f64>() / d.len() as f64;
+        let var = d.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (d.len() as f64 - 1.0).max(1.0);
+        (m, (var / d.len() as f64).sqrt())
+    });
+    report.advantage = stats.map(|(m, _)| m);
+    report.advantage_se = stats.map(|(_, se)| se);
+    // How much more evidence would settle a positive advantage the rule does not accept
+    // (the standard error shrinks as one over the square root of the rated calls).
+    let more = match stats {
+        Some((m, se)) if m > 0.0 && m - opts.z * se <= 0.0 => format!(
+            "; an advantage of {m:+.3} ± {se:.3} (one standard error over {} folds) needs about {:.0}× these rated calls to show, or shadow sampling",
+            opts.folds,
+            ((opts.z * se / m).powi(2)).ceil().max(2.0)
+        ),
+        _ => String::new(),
+    };
+    let bar = cur_e.apgr.max(len_e.apgr) + opts.margin;
+    if new_e.apgr < bar {
+        report.reason = format!(
+            "kept the current weights: the new fit's estimated APGR {:.3} does not beat the current {:.3} / length-only {:.3} by {}{more}",
+            new_e.apgr, cur_e.apgr, len_e.apgr, opts.margin
+        );
+        return Ok((report, None));
     }
-    let m = d_cur.iter().sum::<f64>() / d_cur.len() as f64;
-    let var =
-        d_cur.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (d_cur.len() as f64 - 1.0).max(1.0);
-    let lower = m - opts.z * (var / d_cur.len() as f64).sqrt();
+    let Some((m, se)) = stats else {
+        report.reason = format!(
+            "kept the current weights: fold {} has no estimated gain from the heavy tier, so the advantage cannot be checked fold by fold (more rated calls needed)",
+            d_cur.err().unwrap_or_default()
+        );
+        return Ok((report, None));
+    };
+    let lower = m - opts.z * se;
     if lower <= 0.0 {
         report.reason = format!(
-            "kept the current weights: the new fit's estimated APGR {:.3} beats the current {:.3} overall, but not consistently across folds (lower bound {lower:+.3} at z = {})",
+            "kept the current weights: the new fit's estimated APGR {:.3} beats the current {:.3} overall, but not consistently across folds (lower bound {lower:+.3} at z = {}){more}",
             new_e.apgr, cur_e.apgr, opts.z
         );
         return Ok((report, None));
@@ -832,6 +860,60 @@ mod tests {
             "{r:?}"
         );
         assert!(r.promote && w.is_some(), "{r:?}");
+    }
+
+    #[test]
+    fn a_kept_run_says_how_uncertain_its_advantage_is_and_what_would_settle_it() {
+        // A weak planted signal on few calls: the fit is usually a little better, but
+        // the estimate cannot show it. Such a run reports the advantage and its standard
+        // error, and its reason says how many times the rated calls would settle it.
+        let h = Hashing::plain(10);
+        let current = Weights::builtin().unwrap();
+        let prompt = |rng: &mut SplitMix, i: usize| {
+            let hard = rng.next_f64() < 0.5;
+            let topic = if hard { "ledger" } else { "garden" };
+            (hard, format!("look at the {topic} entry {i}"))
+        };
+        let success = |hard: bool, strong: bool| match (hard, strong) {
+            (true, true) => 0.7,
+            (true, false) => 0.5,
+            (false, _) => 0.6,
+        };
+        let mut hinted = 0;
+        for seed in 1..=10 {
+            let (rows, calls) = logged(600, seed, h, 0.0, prompt, success);
+            let opts = LogLearnOptions {
+                hashing: h,
+                seed,
+                ..Default::default()
+            };
+            let (r, _) = learn_from_log(&rows, &calls, &current, &opts).unwrap();
+            // (None: a fold had no estimated gain of the heavy tier to compare on.)
+            let (Some(m), Some(se)) = (r.advantage, r.advantage_se) else {
+                assert!(
+                    !r.promote && !r.reason.contains("these rated calls"),
+                    "{r:?}"
+                );
+                continue;
+            };
+            assert!(se > 0.0, "{r:?}");
+            if !r.promote && m > 0.0 && m - opts.z * se <= 0.0 {
+                let k = ((opts.z * se / m).powi(2)).ceil().max(2.0);
+                assert!(
+                    r.reason
+                        .contains(&format!("needs about {k:.0}× these rated calls"))
+                        && r.reason.contains("shadow sampling"),
+                    "seed {seed}: {r:?}"
+                );
+                hinted += 1;
+            } else {
+                assert!(
+                    !r.reason.contains("these rated calls"),
+                    "seed {seed}: {r:?}"
+                );
+            }
+        }
+        assert!(hinted >= 3, "{hinted} of 10 seeds exercised the hint");
     }
 
     #[test]
