@@ -527,7 +527,10 @@ pub fn run(config: Config, args: RouteArgs) -> Result<(), Error> {
             crate::progress::done(&pb);
             for warning in &rep.warnings {
                 // a closed stderr must not end the command before it writes the weights
-                let _ = writeln!(std::io::stderr(), "warning: {warning}");
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "warning: {warning} (--shuffle replays in a random order seeded by --seed)"
+                );
             }
             write_weights(&out, &w)?;
             let mut line = serde_json::to_value(&rep).unwrap_or_default();

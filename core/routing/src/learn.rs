@@ -911,7 +911,8 @@ pub struct SimulateReport {
 pub enum ReplayWarning {
     /// The prompts arrive grouped by `source` ([`super::data::SourceOrder::grouped`]): the
     /// replay learns one subject after another and its final weights reflect the last
-    /// ones, where live traffic mixes them. Shuffle first (`route simulate --shuffle`).
+    /// ones, where live traffic mixes them. Shuffle first (the CLI: `route simulate
+    /// --shuffle`).
     GroupedBySource {
         /// Distinct sources.
         sources: usize,
@@ -931,7 +932,7 @@ impl std::fmt::Display for ReplayWarning {
                 expected_runs,
             } => write!(
                 f,
-                "the prompts arrive grouped by source ({runs} runs of {sources} sources; a random order would give about {expected_runs:.0}): the replay learns one source after another and its final weights reflect the last ones, unlike mixed live traffic; pass --shuffle to replay in a seeded random order"
+                "the prompts arrive grouped by source ({runs} runs of {sources} sources; a random order would give about {expected_runs:.0}): the replay learns one source after another and its final weights reflect the last ones, unlike mixed live traffic; shuffle the prompts to replay them as mixed traffic"
             ),
         }
     }
