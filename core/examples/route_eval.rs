@@ -18,7 +18,9 @@
 //! first half of a split logged as production logs it (the builtin router, explore 0.1 /
 //! 0.2 uniformly among tiers, only the chosen arm's outcome, salted features), scored on the
 //! second half with both labels; random and subject_or_row splits. Beside it, the same fit
-//! with the promotion rule switched off ("fit, ungated"): what the rule costs or saves.
+//! with the promotion rule switched off ("fit, ungated"): what the rule costs or saves; and
+//! each run's per-fold advantage ± standard error, from which the decision under another
+//! `z` follows.
 //! `--reference`: `route calibrate` (its fit, forced) beside the plain reference
 //! (ridge of strong − weak on hashed word 1-2-grams + log length, penalty by 5-fold CV) and
 //! variants (binary terms, all features, per-model logistic fits), random and
@@ -441,9 +443,9 @@ fn production_section(
         "### The collector's learner on logged production traffic (first half), scored on the second half\n"
     );
     println!(
-        "| run | logged calls | promoted | estimated APGR new / current / length | test APGR | fit, ungated | builtin | length APGR | test strong share for 95% Q | length | CPT50 / CPT80 |"
+        "| run | logged calls | promoted | estimated APGR new / current / length | per-fold advantage ± se | test APGR | fit, ungated | builtin | length APGR | test strong share for 95% Q | length | CPT50 / CPT80 |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     let builtin = Scorer::builtin()?;
     let h = Hashing {
         bits: learn::DEFAULT_BITS,
@@ -502,7 +504,7 @@ fn production_section(
                 let b = eval::compare(&test, &builtin)?.router.apgr;
                 let f = |x: Option<f64>| x.map_or("-".to_owned(), |v| format!("{v:.3}"));
                 println!(
-                    "| {holdout:?}, explore {explore}, seed {seed} | {} ({} heavy) | {} | {} / {} / {} | **{:.3}** | {fit_apgr} | {b:.3} | {:.3} | {} | {} | {} / {} |",
+                    "| {holdout:?}, explore {explore}, seed {seed} | {} ({} heavy) | {} | {} / {} / {} | {} ± {} | **{:.3}** | {fit_apgr} | {b:.3} | {:.3} | {} | {} | {} / {} |",
                     rep.outcomes,
                     rep.strong_outcomes,
                     if rep.promote {
@@ -513,6 +515,8 @@ fn production_section(
                     f(rep.new_apgr),
                     f(rep.current_apgr),
                     f(rep.length_apgr),
+                    f(rep.advantage),
+                    f(rep.advantage_se),
                     c.router.apgr,
                     c.length.apgr,
                     pct(c.router.share_for_95pct_quality),
@@ -525,7 +529,7 @@ fn production_section(
                 acc[2] += b / seeds as f64;
             }
             println!(
-                "| **{holdout:?}, explore {explore}, mean of {seeds}** | | | | **{:.3}** | | {:.3} | {:.3} | | | |",
+                "| **{holdout:?}, explore {explore}, mean of {seeds}** | | | | | **{:.3}** | | {:.3} | {:.3} | | | |",
                 acc[0], acc[2], acc[1]
             );
         }
