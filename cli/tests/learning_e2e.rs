@@ -5,6 +5,8 @@
 //! and weights signed by another key than the pinned one are refused (with a warning);
 //! and per-model learning: exploration inside a tier, per-model success models learned
 //! and served, the SDK then choosing the model of a tier that does each kind of request.
+//! An admin's rollback (`admin routing activate --to none`) puts the SDK back on its own
+//! weights at its next policy fetch, and `--to VERSION` serves the learned ones again.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -329,6 +331,43 @@ async fn the_sdk_learns_from_the_orgs_outcomes_through_the_collector() {
         Some(version.as_str())
     );
     client.flush(Duration::from_secs(10)).await.unwrap();
+
+    // A rollback: the admin serves no learned weights, the SDK routes with its own at the
+    // next policy fetch; then the learned version again.
+    let off = cli(&[
+        "admin", "routing", "activate", "--org", "acme", "--to", "none",
+    ]);
+    assert!(
+        off.contains("served weights: none (clients use their own)"),
+        "{off}"
+    );
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    client.refresh_policy().await.unwrap();
+    let d = client.route(&prompt(true, 2001)).unwrap();
+    assert_eq!(d.weights_version.as_deref(), Some(builtin.as_str()));
+    let nope = std::process::Command::new(env!("CARGO_BIN_EXE_gaterouter"))
+        .args([
+            "admin", "routing", "activate", "--org", "acme", "--to", "w-nope",
+        ])
+        .env("GATEROUTER_COLLECTOR_URL", e.collector.url())
+        .env("GATEROUTER_ADMIN_TOKEN", ADMIN)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&nope.stderr);
+    assert!(
+        !nope.status.success() && err.contains("w-nope") && err.contains("routing"),
+        "{err}"
+    );
+    let back = cli(&[
+        "admin", "routing", "activate", "--org", "acme", "--to", &version,
+    ]);
+    assert!(
+        back.contains(&format!("served weights: {version}")),
+        "{back}"
+    );
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    client.refresh_policy().await.unwrap();
+    routes_by_the_learned_weights(&client, &version);
 
     // 5. A client that pins another weights key refuses the weights, says so, and
     //    routes with its own.

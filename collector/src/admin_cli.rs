@@ -292,6 +292,20 @@ pub enum RoutingAction {
         #[arg(long)]
         org: String,
     },
+    /// Serve an earlier weights version again, or none (a rollback): `--to VERSION` (one
+    /// that `admin routing show` lists) or `--to none` (the org's keys then use their own
+    /// weights, a project's keys the org's).
+    Activate {
+        /// Org id.
+        #[arg(long)]
+        org: String,
+        /// A weights version of the org (or of `--project`), or `none`.
+        #[arg(long, value_name = "VERSION|none")]
+        to: String,
+        /// Change this project's served weights instead of the org's.
+        #[arg(long)]
+        project: Option<String>,
+    },
 }
 
 /// `admin members` subcommands.
@@ -1525,7 +1539,8 @@ pub async fn run(args: AdminArgs, stdout: &mut dyn Write) -> Result<(), AdminErr
             let org = match &action {
                 RoutingAction::Show { org }
                 | RoutingAction::Set { org, .. }
-                | RoutingAction::Learn { org } => org.clone(),
+                | RoutingAction::Learn { org }
+                | RoutingAction::Activate { org, .. } => org.clone(),
             };
             c.require_org(&org).await?;
             let path = format!("/v1/admin/orgs/{}/routing", enc(&org));
@@ -1545,6 +1560,16 @@ pub async fn run(args: AdminArgs, stdout: &mut dyn Write) -> Result<(), AdminErr
                 ),
                 RoutingAction::Learn { .. } => {
                     render_learn(&c.post_json(&format!("{path}/learn"), &Value::Null).await?)
+                }
+                RoutingAction::Activate { to, project, .. } => {
+                    let version = (to != "none").then_some(to);
+                    render_routing(
+                        &c.post_json(
+                            &format!("{path}/activate"),
+                            &serde_json::json!({"version": version, "project": project}),
+                        )
+                        .await?,
+                    )
                 }
             };
             write_out(stdout, &text)

@@ -7,6 +7,7 @@
 //! opposite of the org's), served to its keys while the org's keys keep the org's; and
 //! per-model learning: calls explored among a tier's models, each with its model's
 //! propensity, give served weights whose success models rank the models per request.
+//! An admin can serve an earlier version again, or none (a rollback), per org or project.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -193,6 +194,11 @@ async fn learns(env: &Env, periodic: bool) {
     assert!(tampered.verify("acme", None).is_err());
 
     project_weights(env, &eng, h, &version).await;
+    if !periodic {
+        // (With the periodic loop running every second, a run could promote again
+        // between a rollback and the check of it.)
+        rollback(env, &eng).await;
+    }
 
     // Learning off: still served (the weights), no exploration, no features asked.
     put_routing(env, json!({"learning": false})).await;
@@ -292,6 +298,91 @@ async fn project_weights(env: &Env, eng: &UsageSigner, h: Hashing, org_version: 
     if org_now == org_version {
         assert!(score(&ow, ledger) > score(&ow, garden), "the org's signal");
     }
+}
+
+/// `POST …/routing/activate`: the org's weights off (its keys route with their own), a
+/// project's off (its keys get the org's), earlier versions served again and still
+/// verifying; a version of another scope, an unknown one, a body without `version` or
+/// with an unknown field refused, naming what to fix, and changing nothing.
+async fn rollback(env: &Env, eng: &UsageSigner) {
+    let (_, d) = env.get("/v1/admin/orgs/acme/routing", Some(ADMIN)).await;
+    let org_now = d["active_version"].as_str().unwrap().to_owned();
+    let atlas_now = d["project_versions"]["atlas"].as_str().unwrap().to_owned();
+    let atlas = signer(3);
+    let served = |env, signer, key| async move {
+        policy_routing_of(env, signer, key)
+            .await
+            .and_then(|r| r.weights)
+            .map(|w| w.version)
+    };
+    let activate = |body: Value| async move {
+        env.post("/v1/admin/orgs/acme/routing/activate", Some(ADMIN), &body)
+            .await
+    };
+
+    let (s, v) = activate(json!({"version": "w-nope"})).await;
+    assert_eq!(s, 404, "{v}");
+    let msg = v.to_string();
+    assert!(
+        msg.contains("version") && msg.contains("GET /v1/admin/orgs/acme/routing"),
+        "{v}"
+    );
+    let (s, v) = activate(json!({"version": atlas_now})).await;
+    assert_eq!(s, 404, "atlas's version is not the org's: {v}");
+    let (s, v) = activate(json!({"version": org_now, "project": "atlas"})).await;
+    assert_eq!(s, 404, "the org's version is not atlas's: {v}");
+    let (s, v) = activate(json!({})).await;
+    assert_eq!(s, 400, "{v}");
+    assert!(v.to_string().contains("version"), "{v}");
+    let (s, v) = activate(json!({"version": null, "projekt": "atlas"})).await;
+    assert_eq!(s, 400, "unknown field refused: {v}");
+    assert_eq!(served(env, eng, "k_eng").await.as_deref(), Some(&*org_now));
+
+    // The org's weights off: its keys route with their own; atlas keeps its weights.
+    let (s, v) = activate(json!({"version": null})).await;
+    assert_eq!(s, 200, "{v}");
+    assert!(v["active_version"].is_null(), "{v}");
+    assert_eq!(v["project_versions"]["atlas"], atlas_now.as_str(), "{v}");
+    let rp = policy_routing(env, eng).await.expect("learning still on");
+    assert!(rp.learning && rp.weights.is_none(), "{rp:?}");
+    assert_eq!(
+        served(env, &atlas, "k_atlas").await.as_deref(),
+        Some(&*atlas_now)
+    );
+    // Atlas's off too: its keys get the org's, none now.
+    let (s, v) = activate(json!({"version": null, "project": "atlas"})).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(served(env, &atlas, "k_atlas").await, None);
+
+    // Both back: the same signed versions, still verifying.
+    let (s, v) = activate(json!({"version": org_now})).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["active_version"], org_now.as_str(), "{v}");
+    let (s, _) = activate(json!({"version": atlas_now, "project": "atlas"})).await;
+    assert_eq!(s, 200);
+    let w = policy_routing(env, eng).await.unwrap().weights.unwrap();
+    assert_eq!(w.version, org_now);
+    w.verify("acme", v["public_key"].as_str()).unwrap();
+    assert_eq!(
+        served(env, &atlas, "k_atlas").await.as_deref(),
+        Some(&*atlas_now)
+    );
+    // Each history row says which one is served.
+    let active: Vec<&str> = v["weights"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["active"] == true)
+        .map(|w| w["version"].as_str().unwrap())
+        .collect();
+    assert!(active.contains(&&*org_now), "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn learning_on_sqlite_on_demand_and_rollback() {
+    let env = Env::start(None, |c| c.learn_interval_secs = 0).await;
+    learns(&env, false).await;
+    env.handle.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,5 @@
-//! `/v1/admin/orgs/{org}/routing`: an org's routing that learns, its settings and runs
-//! (admin token).
+//! `/v1/admin/orgs/{org}/routing`: an org's routing that learns, its settings and runs,
+//! and which weights version is served (admin token).
 
 use std::sync::Arc;
 
@@ -114,4 +114,65 @@ pub async fn post_learn(
     org_exists(&st.db, &org).await?;
     let run = crate::learning::learn_org(&st.db, &org).await?;
     Ok(Json(run.to_json()))
+}
+
+/// Body of `POST /v1/admin/orgs/{org}/routing/activate`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Activate {
+    /// A stored version of the scope (`GET /v1/admin/orgs/{org}/routing` lists them), or
+    /// `null`: serve no learned weights there (the org's keys use their own weights, a
+    /// project's keys the org's). Required, so that a body that forgot it does not
+    /// remove the served weights.
+    #[serde(deserialize_with = "Option::deserialize")]
+    pub version: Option<String>,
+    /// The project whose weights to change; absent: the org's own.
+    #[serde(default)]
+    pub project: Option<String>,
+}
+
+/// `POST /v1/admin/orgs/{org}/routing/activate`: serve an earlier weights version again,
+/// or none (a rollback); the next learning run compares its fit with what is served then.
+pub async fn post_activate(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(org): Path<String>,
+    body: Result<Json<Activate>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let p = admin(&st, &headers).await?;
+    let Json(b) = body.map_err(|e| {
+        ApiError::bad_request(format!(
+            "body is not {{\"version\": \"VERSION\" | null, \"project\"?: \"PROJECT\"}}: {}",
+            e.body_text()
+        ))
+    })?;
+    org_exists(&st.db, &org).await?;
+    let project = b.project.as_deref().unwrap_or("");
+    if !store::activate(&st.db, &org, project, b.version.as_deref()).await? {
+        let scope = match project {
+            "" => format!("org `{org}`"),
+            pr => format!("project `{pr}` of org `{org}`"),
+        };
+        return Err(ApiError::not_found(format!(
+            "version: `{}` is not a weights version of {scope}: pick one from GET /v1/admin/orgs/{org}/routing (`weights`, with its `project`), or null to serve none",
+            b.version.unwrap_or_default()
+        )));
+    }
+    let target = match project {
+        "" => format!("org:{org}"),
+        pr => format!("org:{org}/project:{pr}"),
+    };
+    crate::store::audit::Audited::begin(&st.db, "starting an audit entry")
+        .await?
+        .commit(
+            (
+                &p,
+                "activate_routing_weights",
+                &target,
+                &json!({"version": b.version}),
+            ),
+            "committing an audit entry",
+        )
+        .await?;
+    Ok(Json(describe(&st.db, &org).await?))
 }

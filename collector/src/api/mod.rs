@@ -77,6 +77,7 @@ pub fn routes() -> Vec<Route> {
         get "/v1/admin/orgs/{org}/routing" => learning::get_routing,
         put "/v1/admin/orgs/{org}/routing" => learning::put_routing,
         post "/v1/admin/orgs/{org}/routing/learn" => learning::post_learn,
+        post "/v1/admin/orgs/{org}/routing/activate" => learning::post_activate,
         get "/v1/policy" => accounts::get_policy,
         post "/v1/reservations" => accounts::reserve,
         post "/v1/reservations/{id}/settle" => accounts::settle,

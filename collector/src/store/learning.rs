@@ -449,6 +449,57 @@ pub async fn record_run(
         .map_err(dberr("committing a learning run"))
 }
 
+/// Serve `version`, one of the stored versions of `org` / `project` (empty: the org's
+/// own), as that scope's weights, or none (`None`: the org's keys then use their own
+/// weights, a project's keys the org's). One transaction. `false`: `version` is not a
+/// stored version of that scope, and nothing changed.
+pub async fn activate(
+    db: &Db,
+    org: &str,
+    project: &str,
+    version: Option<&str>,
+) -> Result<bool, DbError> {
+    let _g = db.write_guard().await;
+    let mut tx = db.begin_write().await?;
+    let scope = [Param::Text(org.to_owned()), Param::Text(project.to_owned())];
+    if let Some(v) = version {
+        let found = bind_all(
+            "SELECT 1 FROM routing_weights WHERE org = $1 AND project = $2 AND version = $3",
+            &[
+                scope[0].clone(),
+                scope[1].clone(),
+                Param::Text(v.to_owned()),
+            ],
+        )
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(dberr("looking up a routing weights version"))?;
+        if found.is_none() {
+            return Ok(false);
+        }
+    }
+    bind_all(
+        "UPDATE routing_weights SET active = 0 WHERE org = $1 AND project = $2",
+        &scope,
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(dberr("retiring routing weights"))?;
+    if let Some(v) = version {
+        bind_all(
+            "UPDATE routing_weights SET active = 1 WHERE org = $1 AND project = $2 AND version = $3",
+            &[scope[0].clone(), scope[1].clone(), Param::Text(v.to_owned())],
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(dberr("activating routing weights"))?;
+    }
+    tx.commit()
+        .await
+        .map_err(dberr("committing routing weights activation"))?;
+    Ok(true)
+}
+
 /// The org's weights versions (its own and its projects'), newest first: version,
 /// project (`null`: the org's), created, active, the report.
 pub async fn weights_history(db: &Db, org: &str) -> Result<Vec<Value>, DbError> {
