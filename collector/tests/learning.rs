@@ -336,6 +336,9 @@ async fn rollback(env: &Env, eng: &UsageSigner) {
     assert!(v.to_string().contains("version"), "{v}");
     let (s, v) = activate(json!({"version": null, "projekt": "atlas"})).await;
     assert_eq!(s, 400, "unknown field refused: {v}");
+    let (s, v) = activate(json!({"version": null, "project": "atlsa"})).await;
+    assert_eq!(s, 404, "{v}");
+    assert!(v.to_string().contains("project: `atlsa`"), "{v}");
     assert_eq!(served(env, eng, "k_eng").await.as_deref(), Some(&*org_now));
 
     // The org's weights off: its keys route with their own; atlas keeps its weights.
@@ -367,15 +370,30 @@ async fn rollback(env: &Env, eng: &UsageSigner) {
         served(env, &atlas, "k_atlas").await.as_deref(),
         Some(&*atlas_now)
     );
-    // Each history row says which one is served.
-    let active: Vec<&str> = v["weights"]
+    // The history marks one served version per scope.
+    let (_, d) = env.get("/v1/admin/orgs/acme/routing", Some(ADMIN)).await;
+    let active = |project: Value| -> Vec<String> {
+        d["weights"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|w| w["active"] == true && w["project"] == project)
+            .map(|w| w["version"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(active(Value::Null), [org_now.clone()], "{d}");
+    assert_eq!(active(json!("atlas")), [atlas_now.clone()], "{d}");
+    // Every change is audited: 4 above, none for the refused bodies.
+    let (_, a) = env.get("/v1/admin/audit?limit=50", Some(ADMIN)).await;
+    let changes: Vec<&Value> = a["items"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|w| w["active"] == true)
-        .map(|w| w["version"].as_str().unwrap())
+        .filter(|e| e["action"] == "activate_routing_weights")
         .collect();
-    assert!(active.contains(&&*org_now), "{v}");
+    assert_eq!(changes.len(), 4, "{a}");
+    assert_eq!(changes[0]["target"], "org:acme/project:atlas", "{a}");
+    assert_eq!(changes[0]["detail"]["version"], atlas_now.as_str(), "{a}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

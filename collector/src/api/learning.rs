@@ -148,6 +148,11 @@ pub async fn post_activate(
     })?;
     org_exists(&st.db, &org).await?;
     let project = b.project.as_deref().unwrap_or("");
+    if !project.is_empty() && !store::project_exists(&st.db, &org, project).await? {
+        return Err(ApiError::not_found(format!(
+            "project: `{project}` is not a project of org `{org}` (GET /v1/admin/projects?org_id={org} lists them); leave it out to change the org's own weights"
+        )));
+    }
     if !store::activate(&st.db, &org, project, b.version.as_deref()).await? {
         let scope = match project {
             "" => format!("org `{org}`"),

@@ -575,6 +575,18 @@ pub async fn org_exists(db: &Db, org: &str) -> Result<bool, DbError> {
     Ok(!rows.is_empty())
 }
 
+/// `project` is a project of `org`.
+pub async fn project_exists(db: &Db, org: &str, project: &str) -> Result<bool, DbError> {
+    let rows = db
+        .fetch(
+            "SELECT id FROM projects WHERE id = $1 AND org_id = $2",
+            &[Param::Text(project.to_owned()), Param::Text(org.to_owned())],
+            "looking up a project",
+        )
+        .await?;
+    Ok(!rows.is_empty())
+}
+
 /// (calls with route features, of which explored) of `org`.
 pub async fn feature_counts(db: &Db, org: &str) -> Result<(i64, i64), DbError> {
     let counts = db
