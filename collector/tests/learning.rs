@@ -381,8 +381,12 @@ async fn rollback(env: &Env, eng: &UsageSigner) {
             .map(|w| w["version"].as_str().unwrap().to_owned())
             .collect()
     };
-    assert_eq!(active(Value::Null), [org_now.clone()], "{d}");
-    assert_eq!(active(json!("atlas")), [atlas_now.clone()], "{d}");
+    assert_eq!(active(Value::Null), std::slice::from_ref(&org_now), "{d}");
+    assert_eq!(
+        active(json!("atlas")),
+        std::slice::from_ref(&atlas_now),
+        "{d}"
+    );
     // Every change is audited: 4 above, none for the refused bodies.
     let (_, a) = env.get("/v1/admin/audit?limit=50", Some(ADMIN)).await;
     let changes: Vec<&Value> = a["items"]
