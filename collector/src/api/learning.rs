@@ -14,6 +14,7 @@ use crate::db::Db;
 use crate::error::ApiError;
 use crate::learning::describe;
 use crate::state::{AppState, admin};
+use crate::store::bills::{Unit, unit_place};
 use crate::store::learning as store;
 
 /// The org exists, or 404.
@@ -148,25 +149,28 @@ pub async fn post_activate(
     })?;
     org_exists(&st.db, &org).await?;
     let project = b.project.as_deref().unwrap_or("");
-    if !project.is_empty() && !store::project_exists(&st.db, &org, project).await? {
-        return Err(ApiError::not_found(format!(
-            "project: `{project}` is not a project of org `{org}` (GET /v1/admin/projects?org_id={org} lists them); leave it out to change the org's own weights"
-        )));
-    }
+    // How the scope is named in a refusal, and in the audit log.
+    let (scope, target) = match project {
+        "" => (format!("org `{org}`"), format!("org:{org}")),
+        pr => {
+            let place = unit_place(&st.db, Unit::Project, pr).await?;
+            if place.is_none_or(|(o, _)| o != org) {
+                return Err(ApiError::not_found(format!(
+                    "project: `{pr}` is not a project of org `{org}` (GET /v1/admin/projects?org_id={org} lists them); leave it out to change the org's own weights"
+                )));
+            }
+            (
+                format!("project `{pr}` of org `{org}`"),
+                format!("org:{org}/project:{pr}"),
+            )
+        }
+    };
     if !store::activate(&st.db, &org, project, b.version.as_deref()).await? {
-        let scope = match project {
-            "" => format!("org `{org}`"),
-            pr => format!("project `{pr}` of org `{org}`"),
-        };
         return Err(ApiError::not_found(format!(
             "version: `{}` is not a weights version of {scope}: pick one from GET /v1/admin/orgs/{org}/routing (`weights`, with its `project`), or null to serve none",
             b.version.unwrap_or_default()
         )));
     }
-    let target = match project {
-        "" => format!("org:{org}"),
-        pr => format!("org:{org}/project:{pr}"),
-    };
     crate::store::audit::Audited::begin(&st.db, "starting an audit entry")
         .await?
         .commit(

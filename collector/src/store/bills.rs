@@ -104,7 +104,11 @@ pub async fn unit_place(
         Unit::Project => "SELECT org_id, department_id FROM projects WHERE id = $1",
     };
     let rows = db
-        .fetch(sql, &[Param::Text(id.to_owned())], "resolving a bill scope")
+        .fetch(
+            sql,
+            &[Param::Text(id.to_owned())],
+            "resolving a department or project",
+        )
         .await?;
     rows.first()
         .map(|r| Ok((get_str(r, 0)?, get_opt_str(r, 1)?)))

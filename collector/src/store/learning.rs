@@ -452,7 +452,7 @@ pub async fn record_run(
 /// Serve `version`, one of the stored versions of `org` / `project` (empty: the org's
 /// own), as that scope's weights, or none (`None`: the org's keys then use their own
 /// weights, a project's keys the org's). One transaction. `false`: `version` is not a
-/// stored version of that scope, and nothing changed.
+/// stored version of that scope, and nothing changed (the transaction is dropped).
 pub async fn activate(
     db: &Db,
     org: &str,
@@ -461,38 +461,26 @@ pub async fn activate(
 ) -> Result<bool, DbError> {
     let _g = db.write_guard().await;
     let mut tx = db.begin_write().await?;
-    let scope = [Param::Text(org.to_owned()), Param::Text(project.to_owned())];
-    if let Some(v) = version {
-        let found = bind_all(
-            "SELECT 1 FROM routing_weights WHERE org = $1 AND project = $2 AND version = $3",
-            &[
-                scope[0].clone(),
-                scope[1].clone(),
-                Param::Text(v.to_owned()),
-            ],
-        )
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(dberr("looking up a routing weights version"))?;
-        if found.is_none() {
-            return Ok(false);
-        }
-    }
+    let mut params = vec![Param::Text(org.to_owned()), Param::Text(project.to_owned())];
     bind_all(
         "UPDATE routing_weights SET active = 0 WHERE org = $1 AND project = $2",
-        &scope,
+        &params,
     )
     .execute(&mut *tx)
     .await
     .map_err(dberr("retiring routing weights"))?;
     if let Some(v) = version {
-        bind_all(
+        params.push(Param::Text(v.to_owned()));
+        let r = bind_all(
             "UPDATE routing_weights SET active = 1 WHERE org = $1 AND project = $2 AND version = $3",
-            &[scope[0].clone(), scope[1].clone(), Param::Text(v.to_owned())],
+            &params,
         )
         .execute(&mut *tx)
         .await
         .map_err(dberr("activating routing weights"))?;
+        if r.rows_affected() == 0 {
+            return Ok(false);
+        }
     }
     tx.commit()
         .await
@@ -570,18 +558,6 @@ pub async fn org_exists(db: &Db, org: &str) -> Result<bool, DbError> {
             "SELECT id FROM orgs WHERE id = $1",
             &[Param::Text(org.to_owned())],
             "looking up an org",
-        )
-        .await?;
-    Ok(!rows.is_empty())
-}
-
-/// `project` is a project of `org`.
-pub async fn project_exists(db: &Db, org: &str, project: &str) -> Result<bool, DbError> {
-    let rows = db
-        .fetch(
-            "SELECT id FROM projects WHERE id = $1 AND org_id = $2",
-            &[Param::Text(project.to_owned()), Param::Text(org.to_owned())],
-            "looking up a project",
         )
         .await?;
     Ok(!rows.is_empty())
